@@ -40,7 +40,8 @@ class AccountsServiceStub:
     PERMISSION_DENIED      (PERMISSION_DENIED)   the caller lacks the role the method needs
     USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
-    Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+    CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+    INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
     def __init__(self, channel):
@@ -121,7 +122,8 @@ class AccountsServiceServicer:
     PERMISSION_DENIED      (PERMISSION_DENIED)   the caller lacks the role the method needs
     USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
-    Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+    CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+    INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
     def StartPhoneLogin(self, request, context):
@@ -284,7 +286,8 @@ class AccountsService:
     PERMISSION_DENIED      (PERMISSION_DENIED)   the caller lacks the role the method needs
     USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
-    Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+    CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+    INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
     @staticmethod

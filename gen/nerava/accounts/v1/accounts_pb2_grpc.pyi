@@ -41,7 +41,8 @@ class AccountsServiceStub:
       PERMISSION_DENIED      (PERMISSION_DENIED)   the caller lacks the role the method needs
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
-    Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+      CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
     @_typing.overload
@@ -91,7 +92,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
       PERMISSION_DENIED      (PERMISSION_DENIED)   the caller lacks the role the method needs
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
-    Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+      CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -137,7 +139,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
       PERMISSION_DENIED      (PERMISSION_DENIED)   the caller lacks the role the method needs
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
-    Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
+      CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,878 @@
+"""Renders the Envoy bootstrap of the API gateway, for a local run or for Kubernetes, from one template.
+
+The template is this module: `render()` builds the bootstrap as plain data from a `GatewaySettings`, and the
+two targets differ only in the settings they start from (addresses, cluster discovery, descriptor path).
+Envoy reads JSON bootstraps natively, so the output is JSON and no YAML library is needed.
+
+What the gateway does, in request order (ARCHITECTURE.md §6):
+  CORS → grpc_json_transcoder → jwt_authn → local_ratelimit → router
+The transcoder runs before jwt_authn on purpose: it rewrites :path to `/package.Service/Method`, so the JWT
+rules, the rate-limit routes and the service routes all match gRPC method paths, and one list serves REST
+callers and gRPC callers (grpcurl) alike. An unknown REST path is answered 404 by the transcoder before auth.
+
+Usage:
+  python -m gateway.render --target local --out build/envoy.json [--listen 127.0.0.1:8080 ...]
+  python -m gateway.render --target kubernetes --out build/envoy-k8s.json [--namespace nerava ...]
+Every option also reads an environment variable NERAVA_GATEWAY_<OPTION> (e.g. NERAVA_GATEWAY_LISTEN,
+NERAVA_GATEWAY_CORS_ORIGINS as a comma-separated list); a command-line option wins over the variable.
+
+Python API (tests render with ephemeral ports):
+  settings = GatewaySettings.local(listen=Endpoint("127.0.0.1", 18080))
+  config = render(settings)            # the bootstrap as a dict
+  write(settings, Path("build/envoy.json"))
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import pathlib
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from google.protobuf import descriptor_pb2
+
+JsonObject = dict[str, Any]
+Target = Literal["local", "kubernetes"]
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Written by `make proto` (tools/genproto.py); the renderer reads it to learn which services exist.
+DEFAULT_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
+KUBERNETES_DESCRIPTOR_PATH = "/etc/envoy/descriptors/nerava.binpb"
+
+# Cluster name (= Kubernetes Service name) → the fully-qualified gRPC service it serves. One cluster per service.
+SERVICES: Mapping[str, str] = {
+    "accounts": "nerava.accounts.v1.AccountsService",
+    "sessions": "nerava.sessions.v1.SessionsService",
+    "incentives": "nerava.incentives.v1.IncentivesService",
+    "ledger": "nerava.ledger.v1.LedgerService",
+    "merchants": "nerava.merchants.v1.MerchantsService",
+}
+LOCAL_UPSTREAM_PORTS: Mapping[str, int] = {
+    "accounts": 50051,
+    "sessions": 50052,
+    "incentives": 50053,
+    "ledger": 50054,
+    "merchants": 50055,
+}
+
+# The ONE list of methods callable without a valid access token (API.md "who: public"), per service.
+# Everything else under /nerava. requires the "accounts" JWT provider. Entries of a service missing from the
+# descriptor set are skipped (the services land one by one); a listed method missing from a service that IS
+# in the descriptor set is an error, so a rename cannot silently make a public method private or vice versa.
+# Later: sessions' charger search, merchants' public pages, the Stripe/Tesla webhooks.
+PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
+    "nerava.accounts.v1.AccountsService": (
+        "StartPhoneLogin",
+        "VerifyPhoneLogin",
+        "StartEmailLogin",
+        "VerifyEmailLogin",
+        "RefreshToken",
+        "GetJwks",
+    ),
+}
+
+# Methods that send or check a one-time code: each gets its own, much smaller token bucket, because they cost
+# money (SMS) and guard accounts against code guessing. They must also be public (checked in render()).
+OTP_METHODS: Mapping[str, tuple[str, ...]] = {
+    "nerava.accounts.v1.AccountsService": (
+        "StartPhoneLogin",
+        "VerifyPhoneLogin",
+        "StartEmailLogin",
+        "VerifyEmailLogin",
+    ),
+}
+
+# The JWKS the gateway verifies tokens with is served by accounts behind the gateway itself: the REST path is
+# transcoded to AccountsService/GetJwks, which is public, so the self-fetch needs no token.
+JWKS_PATH = "/.well-known/jwks.json"
+JWKS_METHOD = ("nerava.accounts.v1.AccountsService", "GetJwks")
+JWT_PROVIDER = "accounts"
+
+# Service-to-service identity travels in this header; it must never be accepted from outside the mesh.
+SERVICE_TOKEN_HEADER = "x-nerava-service-token"
+
+# HTTP status of a local reply (one Envoy generates itself) → the google.rpc.Code put in its JSON Status body,
+# so every error an app sees has the shape the services' errors have after transcoding (API.md "Wire
+# conventions"). 504 (route timeout) maps to DEADLINE_EXCEEDED, which is what the transcoder maps back to 504.
+LOCAL_REPLY_GRPC_CODES: Mapping[int, int] = {
+    400: 3,  # INVALID_ARGUMENT: unknown query parameter, malformed JSON body
+    401: 16,  # UNAUTHENTICATED: JWT missing, expired, badly signed
+    403: 7,  # PERMISSION_DENIED: JWT audience/issuer not allowed
+    404: 5,  # NOT_FOUND: no REST binding / no route for the path
+    429: 8,  # RESOURCE_EXHAUSTED: local rate limit
+    503: 14,  # UNAVAILABLE: no healthy upstream, connection refused
+    504: 4,  # DEADLINE_EXCEEDED: upstream request timeout
+}
+LOCAL_REPLY_DEFAULT_GRPC_CODE = 2  # UNKNOWN
+
+HTTP_FILTER_NAMES = (
+    "envoy.filters.http.cors",
+    "envoy.filters.http.grpc_json_transcoder",
+    "envoy.filters.http.jwt_authn",
+    "envoy.filters.http.local_ratelimit",
+    "envoy.filters.http.router",
+)
+_CORS, _TRANSCODER, _JWT, _RATE_LIMIT, _ROUTER = HTTP_FILTER_NAMES
+_HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+# Deliberately not defined as a cluster: see _catch_all_route().
+_NO_SUCH_CLUSTER = "nerava_unroutable"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A host (IP literal or DNS name) and a TCP port."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("endpoint host is empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"endpoint port out of range: {self.port}")
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parses `host:port` or `[v6]:port`."""
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return cls(host.removeprefix("[").removesuffix("]"), int(port))
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TokenBucket:
+    """A local rate-limit bucket: `max_tokens` burst, refilled with `tokens_per_fill` every `fill_interval_s`."""
+
+    max_tokens: int
+    tokens_per_fill: int
+    fill_interval_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.max_tokens < 1 or self.tokens_per_fill < 1:
+            raise ValueError("a token bucket needs at least one token and one token per fill")
+        if self.fill_interval_s < 0.05:  # Envoy rejects fill intervals under 50 ms
+            raise ValueError("fill_interval_s must be at least 0.05")
+
+
+def _local_upstreams() -> dict[str, Endpoint]:
+    return {name: Endpoint("127.0.0.1", port) for name, port in LOCAL_UPSTREAM_PORTS.items()}
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything that differs between gateway deployments. Defaults are the local target's.
+
+    descriptor_path is where Envoy reads the descriptor set; descriptor_source is where the renderer reads it
+    to learn which services and methods exist (None = descriptor_path). They differ for Kubernetes, where the
+    file is mounted into the Envoy pod but rendering happens from a checkout.
+    """
+
+    target: Target = "local"
+    listen: Endpoint = Endpoint("127.0.0.1", 8080)
+    admin: Endpoint = Endpoint("127.0.0.1", 9901)
+    upstreams: Mapping[str, Endpoint] = field(default_factory=_local_upstreams)
+    descriptor_path: str = str(DEFAULT_DESCRIPTOR)
+    descriptor_source: pathlib.Path | None = None
+    # Exact origins (scheme://host[:port]) browsers may call from; the Vite dev server's by default.
+    cors_allowed_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
+    # OTLP/gRPC collector; None → no tracing section and no collector cluster.
+    otlp_collector: Endpoint | None = None
+    # Generous: a global guard against floods per Envoy process, not a per-client quota.
+    default_rate_limit: TokenBucket = TokenBucket(max_tokens=2000, tokens_per_fill=2000)
+    otp_rate_limit: TokenBucket = TokenBucket(max_tokens=20, tokens_per_fill=20)
+    jwt_issuer: str = "nerava"
+    jwt_audiences: tuple[str, ...] = ("nerava-api",)
+    jwks_cache_duration_s: int = 300
+    upstream_timeout_s: float = 15.0
+    connect_timeout_s: float = 1.0
+    # Proxies in front of Envoy whose x-forwarded-for entries are trusted (a cloud load balancer → 1).
+    xff_num_trusted_hops: int = 0
+    # Kubernetes: a listener exposing only GET /ready and /stats/prometheus of the admin interface, so probes
+    # and Prometheus work while the admin interface itself stays on loopback.
+    ops_listen: Endpoint | None = None
+    # STRICT_DNS re-resolution period: how fast new replicas behind a headless Service start taking traffic.
+    dns_refresh_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if set(self.upstreams) != set(SERVICES):
+            raise ValueError(f"upstreams must name exactly {sorted(SERVICES)}, got {sorted(self.upstreams)}")
+        if not self.jwt_audiences:
+            raise ValueError("at least one JWT audience is required")
+        if self.upstream_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.jwks_cache_duration_s <= 0:
+            raise ValueError("timeouts and the JWKS cache duration must be positive")
+
+    @classmethod
+    def local(cls, **overrides: Any) -> GatewaySettings:
+        """Loopback listener, admin and upstreams (127.0.0.1:50051..50055), descriptor from gen/."""
+        return cls(**overrides)
+
+    @classmethod
+    def kubernetes(
+        cls,
+        namespace: str = "nerava",
+        service_port: int = 50051,
+        cluster_domain: str = "cluster.local",
+        **overrides: Any,
+    ) -> GatewaySettings:
+        """Headless Services `<service>.<namespace>.svc.<cluster_domain>:<service_port>`, listener on all
+        interfaces, descriptor mounted at /etc/envoy/descriptors/, no CORS origin until one is configured."""
+        defaults: dict[str, Any] = {
+            "target": "kubernetes",
+            "listen": Endpoint("0.0.0.0", 8080),
+            "admin": Endpoint("127.0.0.1", 9901),
+            "upstreams": {
+                name: Endpoint(f"{name}.{namespace}.svc.{cluster_domain}", service_port) for name in SERVICES
+            },
+            "descriptor_path": KUBERNETES_DESCRIPTOR_PATH,
+            "descriptor_source": DEFAULT_DESCRIPTOR,
+            "cors_allowed_origins": (),
+            "ops_listen": Endpoint("0.0.0.0", 9902),
+        }
+        defaults.update(overrides)
+        return cls(**defaults)
+
+    @property
+    def descriptor_file(self) -> pathlib.Path:
+        return self.descriptor_source if self.descriptor_source is not None else pathlib.Path(self.descriptor_path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Descriptor set
+
+
+def read_services(descriptor_file: pathlib.Path) -> dict[str, frozenset[str]]:
+    """Fully-qualified service name → its method names, for every service in a FileDescriptorSet."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_file.read_bytes())
+    services: dict[str, frozenset[str]] = {}
+    for proto_file in fds.file:
+        prefix = f"{proto_file.package}." if proto_file.package else ""
+        for service in proto_file.service:
+            services[prefix + service.name] = frozenset(method.name for method in service.method)
+    return services
+
+
+def _method_paths(
+    table: Mapping[str, tuple[str, ...]], available: Mapping[str, frozenset[str]], what: str
+) -> list[str]:
+    """gRPC paths of `table`'s methods whose service is in the descriptor set; a missing method is an error."""
+    paths = []
+    for service, methods in table.items():
+        if service not in available:
+            continue
+        for method in methods:
+            if method not in available[service]:
+                raise ValueError(f"{what} method {service}/{method} is not in the descriptor set")
+            paths.append(f"/{service}/{method}")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Small builders
+
+
+def _duration(seconds: float) -> str:
+    text = f"{seconds:.3f}".rstrip("0").rstrip(".")
+    return f"{text}s"
+
+
+def _socket_address(endpoint: Endpoint) -> JsonObject:
+    return {"socket_address": {"address": endpoint.host, "port_value": endpoint.port}}
+
+
+def _loopback_for(endpoint: Endpoint) -> Endpoint:
+    """The address to reach a listener of this process: a wildcard listener is reached over loopback."""
+    if endpoint.host in ("0.0.0.0", "::"):
+        return Endpoint("::1" if endpoint.host == "::" else "127.0.0.1", endpoint.port)
+    return endpoint
+
+
+def _percent(value: int) -> JsonObject:
+    return {"default_value": {"numerator": value, "denominator": "HUNDRED"}}
+
+
+def _token_bucket(bucket: TokenBucket) -> JsonObject:
+    return {
+        "max_tokens": bucket.max_tokens,
+        "tokens_per_fill": bucket.tokens_per_fill,
+        "fill_interval": _duration(bucket.fill_interval_s),
+    }
+
+
+def _rate_limit(stat_prefix: str, bucket: TokenBucket) -> JsonObject:
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+        "stat_prefix": stat_prefix,
+        "token_bucket": _token_bucket(bucket),
+        # Both default to 0 %, i.e. a bucket that is never consulted; 100 % = checked and enforced.
+        "filter_enabled": _percent(100),
+        "filter_enforced": _percent(100),
+        # x-ratelimit-limit / -remaining / -reset tell a well-behaved client when to come back.
+        "enable_x_ratelimit_headers": "DRAFT_VERSION_03",
+    }
+
+
+def _http_protocol_options(*, http2: bool) -> JsonObject:
+    explicit: JsonObject
+    if http2:
+        # Keepalive PINGs notice a replica that vanished without a FIN/RST (a killed pod) within seconds
+        # instead of leaving requests to hang on a dead connection until their deadline.
+        explicit = {"http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "5s"}}}
+    else:
+        explicit = {"http_protocol_options": {}}
+    return {
+        _HTTP_OPTIONS_KEY: {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": explicit,
+        }
+    }
+
+
+def _cluster(name: str, endpoint: Endpoint, settings: GatewaySettings, *, http2: bool) -> JsonObject:
+    cluster: JsonObject = {
+        "name": name,
+        "connect_timeout": _duration(settings.connect_timeout_s),
+        # Per-request round robin over every address. With a headless Service, DNS returns one A record per
+        # ready pod, STRICT_DNS makes each a host with its own HTTP/2 connection, and new replicas get traffic
+        # after the next refresh (a ClusterIP would pin each long-lived HTTP/2 connection to one pod).
+        "lb_policy": "ROUND_ROBIN",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": _socket_address(endpoint)}}]}],
+        },
+        "typed_extension_protocol_options": _http_protocol_options(http2=http2),
+    }
+    if endpoint.is_ip:
+        cluster["type"] = "STATIC"
+    else:
+        cluster["type"] = "STRICT_DNS"
+        cluster["dns_refresh_rate"] = _duration(settings.dns_refresh_s)
+        cluster["dns_lookup_family"] = "V4_PREFERRED"
+    if http2:
+        # The defaults (1024 concurrent requests per cluster) would turn a latency spike at ~17k polls/s into
+        # 503s from Envoy itself; the services' own deadlines and the HPA are the real back-pressure.
+        cluster["circuit_breakers"] = {
+            "thresholds": [{"max_connections": 100000, "max_pending_requests": 100000, "max_requests": 100000}]
+        }
+    return cluster
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Routes
+
+
+def _route(name: str, match: JsonObject, action: JsonObject, **extra: Any) -> JsonObject:
+    route: JsonObject = {"name": name, "match": match, "route": action}
+    route.update(extra)
+    # On every route, not once per virtual host, so a route added later cannot miss it by construction.
+    route["request_headers_to_remove"] = [SERVICE_TOKEN_HEADER]
+    return route
+
+
+def _grpc_action(cluster: str, timeout_s: float) -> JsonObject:
+    return {
+        "cluster": cluster,
+        "timeout": _duration(timeout_s),
+        # A gRPC caller's own grpc-timeout is honoured up to the same ceiling.
+        "max_stream_duration": {"grpc_timeout_header_max": _duration(timeout_s)},
+        # Retry only failures where the request provably never reached a service (no connection, stream
+        # refused, reset before it was sent), on another replica: safe even for mutations, and it hides pod
+        # churn during rollouts and scale-downs.
+        "retry_policy": {
+            "retry_on": "connect-failure,refused-stream,reset-before-request",
+            "num_retries": 2,
+            "retry_host_predicate": [
+                {
+                    "name": "envoy.retry_host_predicates.previous_hosts",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3."
+                        "PreviousHostsPredicate"
+                    },
+                }
+            ],
+            "host_selection_retry_max_attempts": 3,
+        },
+    }
+
+
+def _catch_all_route() -> JsonObject:
+    """A last route matching every path, needed by the CORS filter and never used to forward anything.
+
+    The CORS filter runs first and applies the virtual host's policy only when the request's path matches a
+    route with a route action; REST paths (/v1/...) match no gRPC route before the transcoder rewrites them, so
+    without this route a browser would get no CORS headers and no preflight answer. Past CORS, every REST
+    request is either transcoded (the route is then recomputed on the gRPC path) or answered 404 by the
+    transcoder. Anything that still reaches this route (e.g. a gRPC call to a service we do not serve) names a
+    cluster that deliberately does not exist and gets 404 — "no route".
+    """
+    return _route(
+        "unroutable",
+        {"prefix": "/"},
+        {"cluster": _NO_SUCH_CLUSTER, "cluster_not_found_response_code": "NOT_FOUND"},
+    )
+
+
+def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) -> list[JsonObject]:
+    cluster_of = {service: cluster for cluster, service in SERVICES.items()}
+    routes: list[JsonObject] = []
+    jwks_service, jwks_method = JWKS_METHOD
+    if jwks_method in available.get(jwks_service, frozenset()):
+        # The jwt_authn self-fetch, named so its traffic is visible on its own in stats and logs.
+        routes.append(
+            _route(
+                "jwks",
+                {"path": f"/{jwks_service}/{jwks_method}", "grpc": {}},
+                _grpc_action(cluster_of[jwks_service], settings.upstream_timeout_s),
+            )
+        )
+    for path in _method_paths(OTP_METHODS, available, "OTP"):
+        service, method = path.strip("/").split("/")
+        # One route and so one bucket per OTP method: a flood of code requests cannot lock out code checks.
+        routes.append(
+            _route(
+                f"otp:{method}",
+                {"path": path, "grpc": {}},
+                _grpc_action(cluster_of[service], settings.upstream_timeout_s),
+                typed_per_filter_config={_RATE_LIMIT: _rate_limit("otp_rate_limit", settings.otp_rate_limit)},
+            )
+        )
+    for cluster, service in SERVICES.items():
+        # `grpc: {}` requires content-type application/grpc, which the transcoder sets on every REST call it
+        # maps; a plain HTTP request to a gRPC path never reaches a service.
+        routes.append(
+            _route(
+                cluster,
+                {"prefix": f"/{service}/", "grpc": {}},
+                _grpc_action(cluster, settings.upstream_timeout_s),
+            )
+        )
+    routes.append(_catch_all_route())
+    return routes
+
+
+def _cors_policy(settings: GatewaySettings) -> JsonObject:
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+        "allow_origin_string_match": [{"exact": origin} for origin in settings.cors_allowed_origins],
+        "allow_methods": "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+        "allow_headers": "authorization, content-type, x-request-id",
+        "expose_headers": "x-request-id",
+        "max_age": "600",
+        # Tokens travel in the Authorization header, never in cookies: no credentialed CORS.
+        "allow_credentials": False,
+        # A preflight from an unknown origin is answered here (without allow-origin) instead of reaching the
+        # transcoder as an OPTIONS request it has no binding for.
+        "forward_not_matching_preflights": False,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# HTTP filters
+
+
+def _transcoder(settings: GatewaySettings, services: list[str]) -> JsonObject:
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+        "proto_descriptor": settings.descriptor_path,
+        "services": services,
+        "print_options": {
+            "add_whitespace": False,
+            "always_print_primitive_fields": True,  # the apps read `0`, `false`, `""` rather than absent keys
+            "always_print_enums_as_ints": False,
+            "preserve_proto_field_names": True,  # snake_case keys, as the apps already expect
+        },
+        # Errors of the services reach the app as a JSON google.rpc.Status (with ErrorInfo details).
+        "convert_grpc_status": True,
+        "request_validation_options": {
+            "reject_unknown_method": True,  # unknown REST path → 404 here, before auth
+            "reject_unknown_query_parameters": True,  # ?typo=1 → 400 rather than silently ignored
+            # A path variable and a body field with the same name must not disagree (e.g. a body naming another
+            # user than the URL of :setRoles).
+            "reject_binding_body_field_collisions": True,
+        },
+        # Only the google.api.http bindings are public REST; /Service/Method over JSON is not a REST surface.
+        "auto_mapping": False,
+        # Browsers' URLSearchParams encode a space as '+' in query strings.
+        "query_param_unescape_plus": True,
+    }
+
+
+def _jwt_authn(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) -> JsonObject:
+    jwks = _loopback_for(settings.listen)
+    public_paths = _method_paths(PUBLIC_METHODS, available, "public")
+    # Public methods accept a missing OR a failed token (allow_missing_or_failed rather than allow_missing):
+    # the driver app sends its stored access token on every call, including POST /v1/auth/refresh, which it
+    # calls precisely when that token has expired, and on the login calls. With allow_missing the expired
+    # token would be rejected and the refresh flow could never recover. These methods do not use the caller's
+    # identity; the header is still forwarded, and the services verify tokens themselves.
+    rules: list[JsonObject] = [
+        {"match": {"path": path}, "requires": {"allow_missing_or_failed": {}}} for path in public_paths
+    ]
+    rules.append({"match": {"prefix": "/nerava."}, "requires": {"provider_name": JWT_PROVIDER}})
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
+        "providers": {
+            JWT_PROVIDER: {
+                "issuer": settings.jwt_issuer,
+                "audiences": list(settings.jwt_audiences),
+                "remote_jwks": {
+                    "http_uri": {"uri": f"http://{jwks}{JWKS_PATH}", "cluster": "jwks", "timeout": "5s"},
+                    "cache_duration": _duration(settings.jwks_cache_duration_s),
+                    # fast_listener: the JWKS comes through this very listener, so it must not wait for the
+                    # first fetch; a failed fetch (accounts not up yet) is retried every second.
+                    "async_fetch": {"fast_listener": True, "failed_refetch_duration": "1s"},
+                },
+                # The services verify the token again and read its claims; the gateway is not the only guard.
+                "forward": True,
+                # The verified claims, for the access log's `user` field.
+                "payload_in_metadata": "jwt_payload",
+            }
+        },
+        "rules": rules,
+    }
+
+
+def _http_filters(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) -> list[JsonObject]:
+    services = [service for service in SERVICES.values() if service in available]
+    if not services:
+        raise ValueError(f"none of {list(SERVICES.values())} is in {settings.descriptor_file}")
+    configs: dict[str, JsonObject] = {
+        _CORS: {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+        _TRANSCODER: _transcoder(settings, services),
+        _JWT: _jwt_authn(settings, available),
+        # The default bucket for every route; OTP routes replace it with their own (per-route config).
+        _RATE_LIMIT: _rate_limit("gateway_rate_limit", settings.default_rate_limit),
+        _ROUTER: {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+    }
+    return [{"name": name, "typed_config": configs[name]} for name in HTTP_FILTER_NAMES]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local replies, access log, tracing
+
+
+def _status_body(grpc_code: int) -> JsonObject:
+    return {
+        # A literal number in json_format stays a JSON number; %LOCAL_REPLY_BODY% is JSON-escaped by Envoy.
+        "json_format": {"code": grpc_code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+        "content_type": "application/json",
+    }
+
+
+def _status_code_filter(op: str, value: int) -> JsonObject:
+    return {"status_code_filter": {"comparison": {"op": op, "value": {"default_value": value, "runtime_key": ""}}}}
+
+
+def _local_reply_config() -> JsonObject:
+    # A direct gRPC call (content-type application/grpc that the transcoder did not produce, i.e. without the
+    # x-envoy-original-path it sets) gets Envoy's gRPC local reply — grpc-status plus a plain grpc-message —
+    # rather than a JSON document stuffed into grpc-message. This mapper matches them and rewrites nothing;
+    # there is deliberately no top-level body_format that would apply to it.
+    direct_grpc = {
+        "filter": {
+            "and_filter": {
+                "filters": [
+                    {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
+                    {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}},
+                ]
+            }
+        }
+    }
+    mappers: list[JsonObject] = [direct_grpc]
+    mappers += [
+        {"filter": _status_code_filter("EQ", status), "body_format_override": _status_body(code)}
+        for status, code in LOCAL_REPLY_GRPC_CODES.items()
+    ]
+    # Any other error status: UNKNOWN. Successful local replies (none today) keep their body.
+    mappers.append(
+        {"filter": _status_code_filter("GE", 400), "body_format_override": _status_body(LOCAL_REPLY_DEFAULT_GRPC_CODE)}
+    )
+    return {"mappers": mappers}
+
+
+ACCESS_LOG_FORMAT: Mapping[str, str] = {
+    "time": "%START_TIME%",
+    # The transcoder rewrites method and path; log what the client sent, and the gRPC method separately.
+    "method": "%REQ(X-ENVOY-ORIGINAL-METHOD?:METHOD)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "rpc": "%REQ(:PATH)%",
+    "protocol": "%PROTOCOL%",
+    "status": "%RESPONSE_CODE%",
+    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    "details": "%RESPONSE_CODE_DETAILS%",
+    "flags": "%RESPONSE_FLAGS%",
+    "duration_ms": "%DURATION%",
+    "upstream_ms": "%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%",
+    "request_id": "%REQ(X-REQUEST-ID)%",
+    "trace_id": "%TRACE_ID%",
+    "upstream_cluster": "%UPSTREAM_CLUSTER%",
+    "upstream_host": "%UPSTREAM_HOST%",
+    "client": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+    "user": "%DYNAMIC_METADATA(envoy.filters.http.jwt_authn:jwt_payload:sub)%",
+    "bytes_in": "%BYTES_RECEIVED%",
+    "bytes_out": "%BYTES_SENT%",
+    "user_agent": "%REQ(USER-AGENT)%",
+}
+
+
+def _stdout_access_log(fields: Mapping[str, str]) -> JsonObject:
+    return {
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"json_format": dict(fields)},
+        },
+    }
+
+
+def _tracing() -> JsonObject:
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": "otel_collector"}, "timeout": "1s"},
+                "service_name": "nerava-gateway",
+            },
+        },
+        # Every request is traced (sampling belongs to the collector); the router adds a client span for the
+        # upstream call, and W3C traceparent is injected into the request to the service.
+        "random_sampling": {"value": 100},
+        "spawn_upstream_span": True,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Listeners, clusters, bootstrap
+
+
+def _public_listener(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) -> JsonObject:
+    hcm: JsonObject = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+        "HttpConnectionManager",
+        "stat_prefix": "public",
+        # HTTP/1.1 for the apps' REST calls, h2c for gRPC callers, on the same port.
+        "codec_type": "AUTO",
+        # Envoy is the edge: it appends the peer address to x-forwarded-for (the services read the client IP
+        # there) and treats the request as external, stripping internal-only x-envoy-* headers.
+        "use_remote_address": True,
+        "xff_num_trusted_hops": settings.xff_num_trusted_hops,
+        "generate_request_id": True,
+        # An app may send its own x-request-id to correlate its logs with ours; keep it when present.
+        "preserve_external_request_id": True,
+        "always_set_request_id_in_response": True,
+        "normalize_path": True,
+        "merge_slashes": True,
+        # Slow-header clients cannot hold connections open forever.
+        "request_headers_timeout": "10s",
+        "route_config": {
+            "name": "public",
+            "virtual_hosts": [
+                {
+                    "name": "nerava",
+                    "domains": ["*"],
+                    "routes": _routes(settings, available),
+                    "typed_per_filter_config": {_CORS: _cors_policy(settings)},
+                }
+            ],
+            # The catch-all route names a cluster that does not exist on purpose (see _catch_all_route);
+            # tests check that every other route targets a defined cluster.
+            "validate_clusters": False,
+        },
+        "http_filters": _http_filters(settings, available),
+        "local_reply_config": _local_reply_config(),
+        "access_log": [_stdout_access_log(ACCESS_LOG_FORMAT)],
+    }
+    if settings.otlp_collector is not None:
+        hcm["tracing"] = _tracing()
+    return {
+        "name": "public",
+        "address": _socket_address(settings.listen),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
+def _ops_listener(endpoint: Endpoint) -> JsonObject:
+    def admin_route(path: str) -> JsonObject:
+        return _route(
+            f"admin:{path}",
+            {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            {"cluster": "admin", "timeout": "5s"},
+        )
+
+    hcm: JsonObject = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
+        "HttpConnectionManager",
+        "stat_prefix": "ops",
+        "route_config": {
+            "name": "ops",
+            "virtual_hosts": [
+                {
+                    "name": "ops",
+                    "domains": ["*"],
+                    # Read-only endpoints only: the admin interface can also drain, reconfigure and quit.
+                    "routes": [admin_route("/ready"), admin_route("/stats/prometheus")],
+                }
+            ],
+        },
+        "http_filters": [
+            {
+                "name": "envoy.filters.http.router",
+                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            }
+        ],
+    }
+    return {
+        "name": "ops",
+        "address": _socket_address(endpoint),
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
+    }
+
+
+def _clusters(settings: GatewaySettings) -> list[JsonObject]:
+    clusters = [_cluster(name, settings.upstreams[name], settings, http2=True) for name in SERVICES]
+    # jwt_authn fetches the JWKS with a plain HTTP/1.1 GET, through our own public listener.
+    clusters.append(_cluster("jwks", _loopback_for(settings.listen), settings, http2=False))
+    if settings.otlp_collector is not None:
+        clusters.append(_cluster("otel_collector", settings.otlp_collector, settings, http2=True))
+    if settings.ops_listen is not None:
+        clusters.append(_cluster("admin", _loopback_for(settings.admin), settings, http2=False))
+    return clusters
+
+
+def render(settings: GatewaySettings) -> JsonObject:
+    """The Envoy bootstrap for `settings`, as JSON-ready data."""
+    available = read_services(settings.descriptor_file)
+    otp_paths = set(_method_paths(OTP_METHODS, available, "OTP"))
+    if not otp_paths <= set(_method_paths(PUBLIC_METHODS, available, "public")):
+        raise ValueError("every OTP method must also be public (login happens without a token)")
+    listeners = [_public_listener(settings, available)]
+    if settings.ops_listen is not None:
+        listeners.append(_ops_listener(settings.ops_listen))
+    return {
+        "node": {"id": f"nerava-gateway-{settings.target}", "cluster": "nerava-gateway"},
+        "admin": {"address": _socket_address(settings.admin)},
+        "static_resources": {"listeners": listeners, "clusters": _clusters(settings)},
+    }
+
+
+def write(settings: GatewaySettings, path: pathlib.Path) -> JsonObject:
+    """Renders `settings` into `path` (parent directories created) and returns the bootstrap."""
+    config = render(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+
+
+def _env(option: str) -> str | None:
+    return os.environ.get("NERAVA_GATEWAY_" + option.upper().replace("-", "_")) or None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--target", choices=("local", "kubernetes"), default=_env("target"), required=not _env("target"))
+    parser.add_argument("--out", type=pathlib.Path, required=True, help="where to write the JSON bootstrap")
+    parser.add_argument("--listen", default=_env("listen"), help="HOST:PORT (local 127.0.0.1:8080, k8s 0.0.0.0:8080)")
+    parser.add_argument("--admin", default=_env("admin"), help="HOST:PORT of the admin interface (127.0.0.1:9901)")
+    for name in SERVICES:
+        parser.add_argument(f"--{name}", default=_env(name), help=f"HOST:PORT of {name} (local target)")
+    parser.add_argument("--namespace", default=_env("namespace") or "nerava", help="k8s namespace of the Services")
+    parser.add_argument("--service-port", type=int, default=int(_env("service-port") or 50051), help="k8s gRPC port")
+    parser.add_argument("--descriptor", default=_env("descriptor"), help="descriptor set path as Envoy sees it")
+    parser.add_argument(
+        "--descriptor-source", type=pathlib.Path, default=_env("descriptor-source"),
+        help="descriptor set read at render time (default: --descriptor locally, gen/nerava.binpb for k8s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cors-origin", action="append", dest="cors_origins",
+        help="allowed browser origin, exact match; repeatable (env: NERAVA_GATEWAY_CORS_ORIGINS, comma-separated)",
+    )  # fmt: skip
+    parser.add_argument("--otlp", default=_env("otlp"), help="HOST:PORT of an OTLP/gRPC collector (enables tracing)")
+    parser.add_argument("--rate-limit-rps", type=int, default=_env("rate-limit-rps"), help="default bucket per second")
+    parser.add_argument("--rate-limit-burst", type=int, default=_env("rate-limit-burst"), help="default bucket size")
+    parser.add_argument("--otp-rate-limit-per-second", type=int, default=_env("otp-rate-limit-per-second"))
+    parser.add_argument("--otp-rate-limit-burst", type=int, default=_env("otp-rate-limit-burst"))
+    parser.add_argument("--jwt-issuer", default=_env("jwt-issuer"))
+    parser.add_argument("--jwt-audience", action="append", dest="jwt_audiences")
+    parser.add_argument("--xff-trusted-hops", type=int, default=_env("xff-trusted-hops"))
+    return parser
+
+
+def settings_from_args(argv: Sequence[str] | None = None) -> tuple[GatewaySettings, pathlib.Path]:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.listen:
+        overrides["listen"] = Endpoint.parse(args.listen)
+    if args.admin:
+        overrides["admin"] = Endpoint.parse(args.admin)
+    if args.descriptor:
+        # A relative path is taken from the current directory, but Envoy may run elsewhere: write it absolute
+        # for the local target. The Kubernetes path is the one inside the pod and is written as given.
+        path = pathlib.Path(args.descriptor)
+        overrides["descriptor_path"] = str(path.resolve()) if args.target == "local" else args.descriptor
+    if args.descriptor_source:
+        overrides["descriptor_source"] = pathlib.Path(args.descriptor_source).resolve()
+    origins = args.cors_origins or ([o.strip() for o in env.split(",") if o.strip()] if (env := _env("cors-origins")) else None)
+    if origins is not None:
+        overrides["cors_allowed_origins"] = tuple(origins)
+    if args.otlp:
+        overrides["otlp_collector"] = Endpoint.parse(args.otlp)
+    defaults = GatewaySettings()
+    if args.rate_limit_rps or args.rate_limit_burst:
+        rps = args.rate_limit_rps or defaults.default_rate_limit.tokens_per_fill
+        overrides["default_rate_limit"] = TokenBucket(args.rate_limit_burst or rps, rps)
+    if args.otp_rate_limit_per_second or args.otp_rate_limit_burst:
+        rps = args.otp_rate_limit_per_second or defaults.otp_rate_limit.tokens_per_fill
+        overrides["otp_rate_limit"] = TokenBucket(args.otp_rate_limit_burst or rps, rps)
+    if args.jwt_issuer:
+        overrides["jwt_issuer"] = args.jwt_issuer
+    audiences = args.jwt_audiences or ([a.strip() for a in env.split(",")] if (env := _env("jwt-audiences")) else None)
+    if audiences:
+        overrides["jwt_audiences"] = tuple(audiences)
+    if args.xff_trusted_hops is not None:
+        overrides["xff_num_trusted_hops"] = args.xff_trusted_hops
+
+    settings: GatewaySettings
+    if args.target == "kubernetes":
+        settings = GatewaySettings.kubernetes(namespace=args.namespace, service_port=args.service_port, **overrides)
+    else:
+        upstreams = _local_upstreams()
+        for name in SERVICES:
+            if value := getattr(args, name):
+                upstreams[name] = Endpoint.parse(value)
+        settings = GatewaySettings.local(upstreams=upstreams, **overrides)
+    return settings, args.out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings, out = settings_from_args(argv)
+    write(settings, out)
+    sys.stdout.write(f"wrote {out} ({settings.target}, listen {settings.listen}, admin {settings.admin})\n")
+
+
+if __name__ == "__main__":
+    main()

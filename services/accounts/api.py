@@ -1,0 +1,283 @@
+"""The AccountsService servicer: authorize → validate (interceptors) → rules → store, errors mapped once."""
+
+from __future__ import annotations
+
+import datetime
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from services.accounts import domain, store
+from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderError
+from services.accounts.config import AccountsSettings
+from services.accounts.keys import KeyRing
+from services.accounts.otp_limits import OtpLimits, StartDecision
+from services.common.context import client_ip_var, current_caller
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Unavailable,
+)
+from services.common.interceptors import Access
+
+SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
+
+ACCESS: dict[str, Access] = {
+    "StartPhoneLogin": Access.anyone(),
+    "VerifyPhoneLogin": Access.anyone(),
+    "StartEmailLogin": Access.anyone(),
+    "VerifyEmailLogin": Access.anyone(),
+    "RefreshToken": Access.anyone(),
+    "GetJwks": Access.anyone(),
+    "Logout": Access.signed_in(),
+    "GetMe": Access.signed_in(),
+    "RegisterDevice": Access.signed_in(),
+    "ListUsers": Access.role(*domain.READ_ADMINS),
+    "SetUserRoles": Access.role(domain.ADMIN),
+}
+
+_DEFAULT_PAGE = 50
+
+
+def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def user_message(user: store.UserRow) -> accounts_pb2.User:
+    return accounts_pb2.User(
+        public_id=str(user.public_id),
+        auth_provider=user.auth_provider,  # type: ignore[arg-type]
+        phone=user.phone or "",
+        email=user.email or "",
+        name=user.name,
+        roles=[domain.role_enum(r) for r in user.roles],
+        created_at=_timestamp(user.created_at),
+        active=user.active,
+    )
+
+
+class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
+    def __init__(
+        self,
+        settings: AccountsSettings,
+        engine: AsyncEngine,
+        keys: KeyRing,
+        otp: OtpProvider,
+        limits: OtpLimits,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._keys = keys
+        self._otp = otp
+        self._limits = limits
+        self._clock = clock
+
+    # --- login -------------------------------------------------------------------------------------
+
+    async def _start_login(self, channel: Channel, identity: str) -> None:
+        decision = await self._limits.try_start(identity, client_ip_var.get() or "unknown")
+        if decision is StartDecision.LOCKED:
+            raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
+        if decision is StartDecision.RATE_LIMITED:
+            # One message for every limit: it must not reveal which limit (phone or IP) was hit.
+            raise ResourceExhausted("OTP_RATE_LIMITED", "too many codes requested; try again later")
+        try:
+            await self._otp.send_code(channel, identity)
+        except OtpProviderError as exc:
+            if exc.retryable:
+                raise Unavailable("OTP_PROVIDER_FAILED", "the code could not be sent; try again") from exc
+            raise FailedPrecondition("OTP_PROVIDER_FAILED", "the code could not be sent to this address") from exc
+
+    async def _verify_login(self, channel: Channel, identity: str, code: str) -> tuple[dict[str, Any], store.UserRow]:
+        if await self._limits.is_locked(identity):
+            raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
+        try:
+            valid = await self._otp.check_code(channel, identity, code)
+        except OtpProviderError as exc:
+            raise Unavailable("OTP_PROVIDER_FAILED", "the code could not be checked; try again") from exc
+        if not valid:
+            if await self._limits.record_wrong_code(identity):
+                raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
+            raise Unauthenticated("INVALID_CODE", "the code is wrong or expired")
+        await self._limits.clear_wrong_codes(identity)
+        async with self._engine.begin() as conn:
+            if channel is Channel.SMS:
+                user, _ = await store.get_or_create_user(
+                    conn, phone=identity, email=None, auth_provider=accounts_pb2.AUTH_PROVIDER_PHONE, initial_roles=[domain.DRIVER]
+                )
+            else:
+                user, _ = await store.get_or_create_user(
+                    conn, phone=None, email=identity, auth_provider=accounts_pb2.AUTH_PROVIDER_EMAIL, initial_roles=[domain.DRIVER]
+                )
+            if not user.active:
+                raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+            tokens = await self._issue_tokens(conn, user, family_id=uuid.uuid4())
+        return tokens, user
+
+    async def _issue_tokens(self, conn: AsyncConnection, user: store.UserRow, family_id: uuid.UUID) -> dict[str, Any]:
+        now = int(self._clock())
+        policy = self._settings.tokens
+        runtime = self._settings.runtime
+        access = self._keys.sign(
+            domain.access_claims(str(user.public_id), list(user.roles), runtime.jwt_issuer, runtime.jwt_audience, now, policy.access_ttl_s)
+        )
+        refresh = domain.new_refresh_token()
+        await store.insert_refresh_token(
+            conn,
+            family_id=family_id,
+            user_id=user.id,
+            token_hash=domain.refresh_token_hash(refresh),
+            expires_at=datetime.datetime.fromtimestamp(now + policy.refresh_ttl_s, datetime.UTC),
+        )
+        return {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": policy.access_ttl_s}
+
+    async def StartPhoneLogin(
+        self, request: accounts_pb2.StartPhoneLoginRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.StartPhoneLoginResponse:
+        await self._start_login(Channel.SMS, request.phone)
+        return accounts_pb2.StartPhoneLoginResponse(otp_sent=True)
+
+    async def VerifyPhoneLogin(
+        self, request: accounts_pb2.VerifyPhoneLoginRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.VerifyPhoneLoginResponse:
+        tokens, user = await self._verify_login(Channel.SMS, request.phone, request.code)
+        return accounts_pb2.VerifyPhoneLoginResponse(**tokens, user=user_message(user))
+
+    async def StartEmailLogin(
+        self, request: accounts_pb2.StartEmailLoginRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.StartEmailLoginResponse:
+        await self._start_login(Channel.EMAIL, domain.normalize_email(request.email))
+        return accounts_pb2.StartEmailLoginResponse(otp_sent=True)
+
+    async def VerifyEmailLogin(
+        self, request: accounts_pb2.VerifyEmailLoginRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.VerifyEmailLoginResponse:
+        tokens, user = await self._verify_login(Channel.EMAIL, domain.normalize_email(request.email), request.code)
+        return accounts_pb2.VerifyEmailLoginResponse(**tokens, user=user_message(user))
+
+    # --- refresh tokens ----------------------------------------------------------------------------
+
+    async def RefreshToken(
+        self, request: accounts_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.RefreshTokenResponse:
+        token_hash = domain.refresh_token_hash(request.refresh_token)
+        reused = False
+        async with self._engine.begin() as conn:
+            row = await store.lock_refresh_token(conn, token_hash)
+            if row is None or row.revoked_at is not None:
+                raise Unauthenticated("REFRESH_TOKEN_INVALID", "unknown or revoked refresh token")
+            if row.rotated_at is not None:
+                # A rotated token came back: someone holds a copy. Revoke the whole family, commit that,
+                # and only then refuse (raising inside the block would roll the revocation back).
+                await store.revoke_families(conn, store.refresh_tokens.c.family_id == row.family_id)
+                reused = True
+            elif row.expires_at.timestamp() <= self._clock():
+                raise Unauthenticated("REFRESH_TOKEN_INVALID", "refresh token expired")
+            else:
+                user = await store.find_user(conn, store.users.c.id == row.user_id)
+                if user is None or not user.active:
+                    raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+                await store.mark_rotated(conn, row.id)
+                tokens = await self._issue_tokens(conn, user, family_id=row.family_id)
+        if reused:
+            raise Unauthenticated("REFRESH_TOKEN_REUSED", "refresh token reuse detected; sign in again")
+        return accounts_pb2.RefreshTokenResponse(**tokens)
+
+    async def Logout(self, request: accounts_pb2.LogoutRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.LogoutResponse:
+        caller = current_caller()
+        async with self._engine.begin() as conn:
+            user = await store.user_by_public_id(conn, caller.user_id or "")
+            if user is None:
+                raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
+            tokens = store.refresh_tokens.c
+            if request.all_devices:
+                revoked = await store.revoke_families(conn, tokens.user_id == user.id)
+            elif request.refresh_token:
+                family = (
+                    sa.select(tokens.family_id)
+                    .where(tokens.token_hash == domain.refresh_token_hash(request.refresh_token), tokens.user_id == user.id)
+                    .scalar_subquery()
+                )
+                revoked = await store.revoke_families(conn, tokens.family_id == family)
+            else:
+                revoked = 0
+        return accounts_pb2.LogoutResponse(revoked_families=revoked)
+
+    # --- identity ----------------------------------------------------------------------------------
+
+    async def GetMe(self, request: accounts_pb2.GetMeRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.GetMeResponse:
+        async with self._engine.connect() as conn:
+            user = await store.user_by_public_id(conn, current_caller().user_id or "")
+        if user is None:
+            raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
+        if not user.active:
+            raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+        return accounts_pb2.GetMeResponse(user=user_message(user))
+
+    async def GetJwks(self, request: accounts_pb2.GetJwksRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.GetJwksResponse:
+        return accounts_pb2.GetJwksResponse(keys=[accounts_pb2.JsonWebKey(**key) for key in self._keys.jwks()])
+
+    async def RegisterDevice(
+        self, request: accounts_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.RegisterDeviceResponse:
+        async with self._engine.begin() as conn:
+            user = await store.user_by_public_id(conn, current_caller().user_id or "")
+            if user is None:
+                raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
+            created = await store.upsert_device(conn, token=request.token, user_id=user.id, platform=request.platform)
+        return accounts_pb2.RegisterDeviceResponse(created=created)
+
+    # --- administration ----------------------------------------------------------------------------
+
+    async def ListUsers(self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.ListUsersResponse:
+        size = request.page_size or _DEFAULT_PAGE
+        before = domain.decode_page_token(request.page_token)
+        if request.page_token and before is None:
+            raise InvalidArgument([("page_token", "not a token from a previous page")])
+        role = domain.role_name(request.role) if request.role else None
+        async with self._engine.connect() as conn:
+            rows = await store.list_users(conn, before_id=before, limit=size + 1, role=role)
+        page, more = rows[:size], len(rows) > size
+        return accounts_pb2.ListUsersResponse(
+            users=[user_message(u) for u in page], next_page_token=domain.encode_page_token(page[-1].id) if more else ""
+        )
+
+    async def SetUserRoles(
+        self, request: accounts_pb2.SetUserRolesRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.SetUserRolesResponse:
+        caller = current_caller()
+        new_roles = sorted(domain.role_name(r) for r in request.roles)
+        async with self._engine.begin() as conn:
+            user = await store.user_by_public_id(conn, request.user_id)
+            if user is None:
+                raise NotFound("USER_NOT_FOUND", f"no user {request.user_id}")
+            if str(user.public_id) == caller.user_id and domain.ADMIN not in new_roles:
+                # Otherwise the last admin can lock everyone out of role management.
+                raise FailedPrecondition("CANNOT_REMOVE_OWN_ADMIN", "an admin cannot remove their own admin role")
+            await store.set_roles(conn, user.id, new_roles)
+            await conn.execute(
+                sa.insert(store.role_changes).values(
+                    user_id=user.id,
+                    actor_public_id=caller.user_id or "",
+                    old_roles=list(user.roles),
+                    new_roles=new_roles,
+                    reason=request.reason,
+                )
+            )
+            updated = await store.find_user(conn, store.users.c.id == user.id)
+        assert updated is not None
+        return accounts_pb2.SetUserRolesResponse(user=user_message(updated))

@@ -1,0 +1,98 @@
+"""Pure rules of accounts: roles, login-code limits, token lifetimes and claims. No I/O, no clock reads."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import secrets
+
+from nerava.accounts.v1 import accounts_pb2
+
+# Role names as they appear in the JWT `roles` claim and in the user_roles table.
+DRIVER = "driver"
+SPONSOR = "sponsor"
+MERCHANT = "merchant"
+ADMIN = "admin"
+ADMIN_READONLY = "admin_readonly"
+ALL_ROLES = (DRIVER, SPONSOR, MERCHANT, ADMIN, ADMIN_READONLY)
+READ_ADMINS = frozenset({ADMIN, ADMIN_READONLY})
+
+_ROLE_BY_ENUM = {
+    accounts_pb2.ROLE_DRIVER: DRIVER,
+    accounts_pb2.ROLE_SPONSOR: SPONSOR,
+    accounts_pb2.ROLE_MERCHANT: MERCHANT,
+    accounts_pb2.ROLE_ADMIN: ADMIN,
+    accounts_pb2.ROLE_ADMIN_READONLY: ADMIN_READONLY,
+}
+_ENUM_BY_ROLE = {name: value for value, name in _ROLE_BY_ENUM.items()}
+
+
+def role_name(role: accounts_pb2.Role.ValueType) -> str:
+    return _ROLE_BY_ENUM[role]
+
+
+def role_enum(name: str) -> accounts_pb2.Role.ValueType:
+    return _ENUM_BY_ROLE.get(name, accounts_pb2.ROLE_UNSPECIFIED)
+
+
+@dataclasses.dataclass(frozen=True)
+class OtpPolicy:
+    """Limits on one-time login codes (DOMAIN: 6 digits, 10 min, 5 attempts; per phone and per IP)."""
+
+    starts_per_identity: int = 5  # codes one phone/email may request per window
+    starts_per_ip: int = 60  # codes one client IP may request per window
+    start_window_s: int = 600
+    max_wrong_codes: int = 5  # the next wrong code after these locks the identity
+    wrong_code_window_s: int = 600
+    lockout_s: int = 900
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenPolicy:
+    access_ttl_s: int = 3600  # DOMAIN default 60 min
+    refresh_ttl_s: int = 30 * 24 * 3600  # 30 days
+
+
+def new_refresh_token() -> str:
+    """256 bits from the OS CSPRNG, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
+def refresh_token_hash(token: str) -> bytes:
+    """SHA-256 of the token: the token is 256 random bits, so a fast hash is safe (nothing to brute-force)
+    and gives an exact-match indexed lookup — no scan over every stored token (🐞 of the first system)."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+def access_claims(user_public_id: str, roles: list[str], issuer: str, audience: str, now: int, ttl_s: int) -> dict[str, object]:
+    return {
+        "sub": user_public_id,
+        "roles": sorted(roles),
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "exp": now + ttl_s,
+    }
+
+
+def encode_page_token(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"u:{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str) -> int | None:
+    """The last id of the previous page, or None for a token this service did not issue."""
+    if not token:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    prefix, _, number = raw.partition(":")
+    if prefix != "u" or not number.isdigit():
+        return None
+    return int(number)
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()

@@ -1,0 +1,230 @@
+"""Tables and queries of the accounts schema (SQLAlchemy Core, async)."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+metadata = sa.MetaData()
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("public_id", pg.UUID(as_uuid=True), nullable=False, unique=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column("phone", sa.Text, unique=True),
+    sa.Column("email", sa.Text, unique=True),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("auth_provider", sa.SmallInteger, nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+user_roles = sa.Table(
+    "user_roles",
+    metadata,
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("role", sa.Text, primary_key=True),
+)
+
+role_changes = sa.Table(
+    "role_changes",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("actor_public_id", sa.Text, nullable=False),
+    sa.Column("old_roles", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("new_roles", pg.ARRAY(sa.Text), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("family_id", pg.UUID(as_uuid=True), nullable=False, index=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("token_hash", sa.LargeBinary, nullable=False, unique=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("rotated_at", sa.DateTime(timezone=True)),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.Text, primary_key=True),
+    sa.Column("private_key_pem", sa.Text, nullable=False),  # PKCS#8, encrypted with the key passphrase
+    sa.Column("public_jwk", pg.JSONB, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("retired_at", sa.DateTime(timezone=True)),
+)
+
+device_tokens = sa.Table(
+    "device_tokens",
+    metadata,
+    sa.Column("token", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("platform", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserRow:
+    id: int
+    public_id: uuid.UUID
+    phone: str | None
+    email: str | None
+    name: str
+    auth_provider: int
+    active: bool
+    created_at: datetime.datetime
+    roles: tuple[str, ...]
+
+
+_USER_COLUMNS = (
+    users.c.id,
+    users.c.public_id,
+    users.c.phone,
+    users.c.email,
+    users.c.name,
+    users.c.auth_provider,
+    users.c.active,
+    users.c.created_at,
+)
+
+
+def _roles_subquery() -> sa.ColumnElement[list[str]]:
+    return (
+        sa.select(sa.func.coalesce(sa.func.array_agg(sa.text("role ORDER BY role")), sa.text("'{}'::text[]")))
+        .select_from(user_roles)
+        .where(user_roles.c.user_id == users.c.id)
+        .scalar_subquery()
+    )
+
+
+def _to_user(row: sa.Row[tuple[object, ...]]) -> UserRow:
+    return UserRow(
+        id=row.id,
+        public_id=row.public_id,
+        phone=row.phone,
+        email=row.email,
+        name=row.name,
+        auth_provider=row.auth_provider,
+        active=row.active,
+        created_at=row.created_at,
+        roles=tuple(row.roles),
+    )
+
+
+async def find_user(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> UserRow | None:
+    row = (await conn.execute(sa.select(*_USER_COLUMNS, _roles_subquery().label("roles")).where(where))).first()
+    return None if row is None else _to_user(row)
+
+
+async def user_by_public_id(conn: AsyncConnection, public_id: str) -> UserRow | None:
+    try:
+        parsed = uuid.UUID(public_id)
+    except ValueError:
+        return None
+    return await find_user(conn, users.c.public_id == parsed)
+
+
+async def get_or_create_user(
+    conn: AsyncConnection, *, phone: str | None, email: str | None, auth_provider: int, initial_roles: Sequence[str]
+) -> tuple[UserRow, bool]:
+    """The user with this phone (or email), created with ``initial_roles`` on first login.
+
+    ``INSERT … ON CONFLICT DO NOTHING`` makes two simultaneous first logins of one phone create one user.
+    """
+    key_column = users.c.phone if phone is not None else users.c.email
+    key_value = phone if phone is not None else email
+    inserted = (
+        await conn.execute(
+            pg.insert(users)
+            .values(phone=phone, email=email, auth_provider=auth_provider)
+            .on_conflict_do_nothing(index_elements=[key_column])
+            .returning(users.c.id)
+        )
+    ).scalar()
+    if inserted is not None and initial_roles:
+        await conn.execute(pg.insert(user_roles), [{"user_id": inserted, "role": role} for role in initial_roles])
+    user = await find_user(conn, key_column == key_value)
+    assert user is not None  # inserted above or already present
+    return user, inserted is not None
+
+
+async def set_roles(conn: AsyncConnection, user_id: int, roles: Sequence[str]) -> None:
+    await conn.execute(sa.delete(user_roles).where(user_roles.c.user_id == user_id))
+    await conn.execute(pg.insert(user_roles), [{"user_id": user_id, "role": role} for role in roles])
+
+
+async def list_users(conn: AsyncConnection, *, before_id: int | None, limit: int, role: str | None) -> list[UserRow]:
+    query = sa.select(*_USER_COLUMNS, _roles_subquery().label("roles")).order_by(users.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(users.c.id < before_id)
+    if role is not None:
+        query = query.where(
+            sa.exists().where(user_roles.c.user_id == users.c.id, user_roles.c.role == role)
+        )
+    return [_to_user(row) for row in (await conn.execute(query)).all()]
+
+
+async def insert_refresh_token(
+    conn: AsyncConnection, *, family_id: uuid.UUID, user_id: int, token_hash: bytes, expires_at: datetime.datetime
+) -> None:
+    await conn.execute(
+        sa.insert(refresh_tokens).values(family_id=family_id, user_id=user_id, token_hash=token_hash, expires_at=expires_at)
+    )
+
+
+async def lock_refresh_token(conn: AsyncConnection, token_hash: bytes) -> sa.Row[tuple[object, ...]] | None:
+    """The token row, locked until the transaction ends so two refreshes of one token serialize."""
+    query = (
+        sa.select(
+            refresh_tokens.c.id,
+            refresh_tokens.c.family_id,
+            refresh_tokens.c.user_id,
+            refresh_tokens.c.expires_at,
+            refresh_tokens.c.rotated_at,
+            refresh_tokens.c.revoked_at,
+        )
+        .where(refresh_tokens.c.token_hash == token_hash)
+        .with_for_update()
+    )
+    return (await conn.execute(query)).first()
+
+
+async def mark_rotated(conn: AsyncConnection, token_id: int) -> None:
+    await conn.execute(sa.update(refresh_tokens).where(refresh_tokens.c.id == token_id).values(rotated_at=sa.func.now()))
+
+
+async def revoke_families(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> int:
+    """Revokes every live token matching ``where``; returns how many families were affected."""
+    revoked = await conn.execute(
+        sa.update(refresh_tokens)
+        .where(where, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=sa.func.now())
+        .returning(refresh_tokens.c.family_id)
+    )
+    return len({row.family_id for row in revoked})
+
+
+async def upsert_device(conn: AsyncConnection, *, token: str, user_id: int, platform: int) -> bool:
+    """Registers the token for the user; returns True when it was new. A token moves to the latest user."""
+    stmt = pg.insert(device_tokens).values(token=token, user_id=user_id, platform=platform)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[device_tokens.c.token],
+        set_={"user_id": stmt.excluded.user_id, "platform": stmt.excluded.platform, "updated_at": sa.func.now()},
+    ).returning(sa.literal_column("(xmax = 0)").label("created"))
+    return bool((await conn.execute(stmt)).scalar())

@@ -1,0 +1,116 @@
+"""Caller identity: access tokens (ES256 JWT from accounts, checked against its JWKS) and
+service-to-service tokens.
+
+Envoy's jwt_authn already rejects bad tokens at the edge; every service verifies again because gRPC
+callers inside the cluster do not pass through Envoy, and authorization must never depend on the path
+a request took.
+
+Service identity: a caller service signs a short-lived HS256 token with the shared SERVICE_TOKEN_SECRET
+and sends it in the ``x-nerava-service-token`` metadata key. Envoy strips that key from every external
+request, so only processes holding the secret can act as a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import jwt
+from jwt.algorithms import ECAlgorithm
+
+from services.common.config import Secret
+from services.common.context import Caller
+from services.common.errors import Unauthenticated
+
+log = logging.getLogger(__name__)
+
+SERVICE_TOKEN_HEADER = "x-nerava-service-token"
+SERVICE_AUDIENCE = "nerava-internal"
+SERVICE_ROLE = "service"
+_SERVICE_TOKEN_TTL_S = 300
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceTokens:
+    """Mints and checks service identity tokens."""
+
+    secret: Secret
+    service: str
+
+    def mint(self, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        claims = {"sub": f"service:{self.service}", "aud": SERVICE_AUDIENCE, "iat": issued, "exp": issued + _SERVICE_TOKEN_TTL_S}
+        return jwt.encode(claims, self.secret.value, algorithm="HS256")
+
+    def verify(self, token: str) -> Caller:
+        try:
+            claims = jwt.decode(token, self.secret.value, algorithms=["HS256"], audience=SERVICE_AUDIENCE)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("UNAUTHENTICATED", f"invalid service token: {exc}") from exc
+        subject = str(claims.get("sub", ""))
+        if not subject.startswith("service:"):
+            raise Unauthenticated("UNAUTHENTICATED", "service token without a service subject")
+        return Caller(service=subject.removeprefix("service:"), roles=frozenset({SERVICE_ROLE}))
+
+
+JwksFetcher = Callable[[], Awaitable[list[Mapping[str, Any]]]]
+
+
+class AccessTokenVerifier:
+    """Verifies access tokens against a JWKS, refetching when a token names an unknown key id.
+
+    Refetches are rate limited so a flood of tokens with random ``kid`` values cannot hammer accounts.
+    """
+
+    def __init__(self, fetch_jwks: JwksFetcher, issuer: str, audience: str, min_refetch_interval_s: float = 10.0) -> None:
+        self._fetch = fetch_jwks
+        self._issuer = issuer
+        self._audience = audience
+        self._keys: dict[str, Any] = {}
+        self._last_fetch = float("-inf")
+        self._min_refetch = min_refetch_interval_s
+        self._lock = asyncio.Lock()
+
+    async def _refresh(self) -> None:
+        async with self._lock:
+            if time.monotonic() - self._last_fetch < self._min_refetch:
+                return
+            self._last_fetch = time.monotonic()
+            try:
+                jwks = await self._fetch()
+            except Exception:  # the old keys stay usable while accounts is unreachable
+                log.warning("JWKS fetch failed", exc_info=True)
+                return
+            self._keys = {str(k["kid"]): ECAlgorithm.from_jwk(json.dumps(dict(k))) for k in jwks}
+
+    async def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("UNAUTHENTICATED", "malformed access token") from exc
+        kid = str(header.get("kid", ""))
+        if kid not in self._keys:
+            await self._refresh()
+        key = self._keys.get(kid)
+        if key is None:
+            raise Unauthenticated("UNAUTHENTICATED", "access token signed by an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=["ES256"],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "iat", "sub", "iss", "aud"]},
+            )
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("UNAUTHENTICATED", f"invalid access token: {exc}") from exc
+        roles = claims.get("roles", [])
+        if not isinstance(roles, list):
+            raise Unauthenticated("UNAUTHENTICATED", "access token roles claim is not a list")
+        return Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles))

@@ -1,0 +1,140 @@
+"""Typed configuration read once from the environment at process start.
+
+Each service builds one frozen settings object in its ``__main__``; nothing else reads ``os.environ``.
+Secrets are wrapped in :class:`Secret` so they never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+# Default gRPC ports of the five services (README, `make run`); every one can be overridden.
+DEFAULT_PORTS: Mapping[str, int] = {
+    "accounts": 50051,
+    "sessions": 50052,
+    "incentives": 50053,
+    "ledger": 50054,
+    "merchants": 50055,
+}
+SERVICE_NAMES: tuple[str, ...] = tuple(DEFAULT_PORTS)
+
+
+@dataclasses.dataclass(frozen=True)
+class Secret:
+    """A string that must not leak into logs or reprs."""
+
+    value: str
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a runnable configuration."""
+
+
+class Env:
+    """Typed reads from a mapping (``os.environ`` by default), with the variable named in every error."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self._environ = os.environ if environ is None else environ
+
+    def str(self, name: str, default: str | None = None) -> str:
+        value = self._environ.get(name)
+        if value is None or value == "":
+            if default is None:
+                raise ConfigError(f"{name} must be set")
+            return default
+        return value
+
+    def optional(self, name: str) -> str | None:
+        return self._environ.get(name) or None
+
+    def int(self, name: str, default: int) -> int:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+    def float(self, name: str, default: float) -> float:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            return default
+        try:
+            return float(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+    def bool(self, name: str, default: bool) -> bool:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            return default
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def secret(self, name: str, default: str | None = None) -> Secret:
+        return Secret(self.str(name, default))
+
+    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        raw = self._environ.get(name)
+        if raw is None or raw == "":
+            return default
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+@dataclasses.dataclass(frozen=True)
+class RuntimeSettings:
+    """What every service process needs, whatever its domain."""
+
+    service: str
+    host: str
+    port: int
+    database_url: Secret
+    redis_url: Secret
+    # Where each peer service listens (host:port), for the outbound channels.
+    peers: Mapping[str, str]
+    metrics_port: int  # Prometheus /metrics; 0 picks a free port
+    log_level: str
+    # Shared secret for service-to-service identity tokens (see services/common/auth.py).
+    service_token_secret: Secret
+    jwt_issuer: str
+    jwt_audience: str
+    otlp_endpoint: str | None  # host:port of an OTLP/gRPC collector; None disables export
+    drain_seconds: float  # how long to keep serving after SIGTERM while load balancers notice NOT_SERVING
+    stop_grace_seconds: float  # how long in-flight RPCs may finish once the server stops accepting
+    max_connection_age_seconds: int  # bounds HTTP/2 connection life so clients rebalance onto new replicas
+
+    @classmethod
+    def from_env(cls, service: str, env: Env | None = None) -> RuntimeSettings:
+        env = env or Env()
+        upper = service.upper()
+        peers = {
+            name: env.str(f"{name.upper()}_ADDR", f"127.0.0.1:{port}") for name, port in DEFAULT_PORTS.items()
+        }
+        return cls(
+            service=service,
+            host=env.str(f"{upper}_HOST", env.str("GRPC_HOST", "127.0.0.1")),
+            port=env.int(f"{upper}_PORT", DEFAULT_PORTS[service]),
+            database_url=env.secret(f"{upper}_DATABASE_URL", env.str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/nerava")),
+            redis_url=env.secret("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            peers=peers,
+            metrics_port=env.int(f"{upper}_METRICS_PORT", 0),
+            log_level=env.str("LOG_LEVEL", "INFO"),
+            service_token_secret=env.secret("SERVICE_TOKEN_SECRET", "dev-only-service-token-secret-change-me"),
+            jwt_issuer=env.str("JWT_ISSUER", "nerava"),
+            jwt_audience=env.str("JWT_AUDIENCE", "nerava-api"),
+            otlp_endpoint=env.optional("OTLP_ENDPOINT"),
+            drain_seconds=env.float("DRAIN_SECONDS", 0.0),
+            stop_grace_seconds=env.float("STOP_GRACE_SECONDS", 10.0),
+            max_connection_age_seconds=env.int("GRPC_MAX_CONNECTION_AGE_SECONDS", 300),
+        )

@@ -1,0 +1,30 @@
+"""PostgreSQL through SQLAlchemy 2 async + asyncpg, one schema per service.
+
+Each service connects with ``search_path`` set to its own schema, so its tables are unqualified in SQL
+and it cannot read another service's tables by accident.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+
+def asyncpg_url(database_url: str) -> URL:
+    """Accepts postgres://, postgresql:// or postgresql+asyncpg:// and returns the asyncpg form."""
+    url = make_url(database_url.replace("postgres://", "postgresql://", 1))
+    return url.set(drivername="postgresql+asyncpg")
+
+
+def create_engine(database_url: str, schema: str, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        asyncpg_url(database_url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,  # asyncpg reports a dead connection on use; pre-ping costs a round trip per checkout
+        connect_args={"server_settings": {"search_path": schema, "application_name": f"nerava-{schema}"}},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)

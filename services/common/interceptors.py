@@ -1,0 +1,232 @@
+"""Server interceptors, outermost first: request context + metrics + error mapping, authentication and
+authorization, request validation. (OpenTelemetry's own interceptor runs before all of them.)
+
+Only unary-unary methods of this service's own gRPC services are wrapped; health and reflection pass
+through untouched.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import grpc
+import protovalidate
+from google.protobuf.message import Message
+
+from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessTokenVerifier, ServiceTokens
+from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
+from services.common.errors import DomainError, InvalidArgument, PermissionDenied, Unauthenticated, to_status
+from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
+
+log = logging.getLogger(__name__)
+
+Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Access:
+    """Who may call one RPC. Checked before the servicer runs; ownership is the servicer's job."""
+
+    public: bool = False  # no token needed (a token, if sent, must still be valid)
+    roles: frozenset[str] | None = None  # None: any signed-in user; otherwise one of these roles
+    internal: bool = False  # only other services (service token)
+
+    @staticmethod
+    def anyone() -> Access:
+        return Access(public=True)
+
+    @staticmethod
+    def signed_in() -> Access:
+        return Access()
+
+    @staticmethod
+    def role(*roles: str) -> Access:
+        return Access(roles=frozenset(roles))
+
+    @staticmethod
+    def service_only() -> Access:
+        return Access(internal=True)
+
+    def allows(self, caller: Caller) -> bool:
+        if self.public:
+            return True
+        if self.internal:
+            return caller.is_service
+        if caller.user_id is None:
+            return False
+        return self.roles is None or caller.has_any(self.roles)
+
+
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service, name
+
+
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Wraps the unary-unary handlers of the given services with :meth:`wrap`."""
+
+    def __init__(self, services: frozenset[str]) -> None:
+        self._services = services
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        service, name = _split(details.method)
+        if handler is None or handler.unary_unary is None or service not in self._services:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            self.wrap(service, name, handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
+        raise NotImplementedError  # each subclass wraps differently
+
+
+def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+
+
+class RequestContextInterceptor(_UnaryInterceptor):
+    """Request id, client IP, metrics and the one place where errors become gRPC statuses."""
+
+    def __init__(self, services: frozenset[str], service_name: str) -> None:
+        super().__init__(services)
+        self._service_name = service_name
+        self._error_domain = f"{service_name}.nerava"
+
+    def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
+        latency = RPC_LATENCY.labels(self._service_name, method)
+        service_name = self._service_name
+        domain = self._error_domain
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            metadata = _metadata(context)
+            request_id = metadata.get("x-request-id") or uuid.uuid4().hex
+            request_id_token = request_id_var.set(request_id)
+            forwarded = metadata.get("x-forwarded-for")
+            ip_token = client_ip_var.set(forwarded.split(",")[0].strip() if forwarded else context.peer())
+            started = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await behavior(request, context)
+            except DomainError as error:
+                code = error.code
+                status = to_status(error, domain)
+                if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED):
+                    log.warning("rpc refused", extra={"rpc": method, "reason": error.reason, "detail": error.message})
+                await context.abort(
+                    code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+                )
+            except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception:
+                code = grpc.StatusCode.INTERNAL
+                log.exception("rpc failed", extra={"rpc": method})
+                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            finally:
+                latency.observe(time.perf_counter() - started)
+                RPC_REQUESTS.labels(service_name, method, code.name).inc()
+                request_id_var.reset(request_id_token)
+                client_ip_var.reset(ip_token)
+
+        return handle
+
+
+class AuthInterceptor(_UnaryInterceptor):
+    """Establishes the caller (access token or service token) and enforces the method's Access rule.
+
+    Fail closed: a method of this service without an Access rule is refused.
+    """
+
+    def __init__(
+        self,
+        services: frozenset[str],
+        access: Mapping[str, Access],
+        verifier: AccessTokenVerifier,
+        service_tokens: ServiceTokens,
+    ) -> None:
+        super().__init__(services)
+        self._access = access
+        self._verifier = verifier
+        self._service_tokens = service_tokens
+
+    async def _caller(self, metadata: Mapping[str, str]) -> Caller:
+        service_token = metadata.get(SERVICE_TOKEN_HEADER)
+        if service_token:
+            return self._service_tokens.verify(service_token)
+        authorization = metadata.get("authorization", "")
+        if not authorization:
+            return ANONYMOUS
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("UNAUTHENTICATED", "authorization must be 'Bearer <token>'")
+        return await self._verifier.verify(token.strip())
+
+    def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
+        rule = self._access.get(method)
+
+        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if rule is None:
+                raise PermissionDenied("PERMISSION_DENIED", f"{method} has no access rule")
+            caller = await self._caller(_metadata(context))
+            if not rule.allows(caller):
+                if caller is ANONYMOUS:
+                    raise Unauthenticated("UNAUTHENTICATED", "sign in first: this method needs a bearer token")
+                needed = "a service identity" if rule.internal else "one of the roles " + ", ".join(sorted(rule.roles or ()))
+                raise PermissionDenied("PERMISSION_DENIED", f"{method} needs {needed}")
+            token = caller_var.set(caller)
+            try:
+                return await behavior(request, context)
+            finally:
+                caller_var.reset(token)
+
+        return handle
+
+
+class ValidationInterceptor(_UnaryInterceptor):
+    """protovalidate rules from the contract → INVALID_ARGUMENT with a BadRequest naming each field."""
+
+    def __init__(self, services: frozenset[str]) -> None:
+        super().__init__(services)
+        self._validator = protovalidate.Validator()
+
+    def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
+        validator = self._validator
+
+        async def handle(request: Message, context: grpc.aio.ServicerContext) -> Any:
+            violations = validator.collect_violations(request)
+            if violations:
+                raise InvalidArgument([(_field_path(v.proto.field), v.proto.message) for v in violations])
+            return await behavior(request, context)
+
+        return handle
+
+
+def _field_path(path: Any) -> str:
+    parts: list[str] = []
+    for element in path.elements:
+        name = element.field_name
+        subscript = getattr(element, "subscript", None)
+        index = getattr(subscript, "value", None) if subscript is not None else None
+        parts.append(f"{name}[{index}]" if index is not None else name)
+    return ".".join(parts)
+
+
+__all__ = [
+    "SERVICE_ROLE",
+    "Access",
+    "AuthInterceptor",
+    "RequestContextInterceptor",
+    "ValidationInterceptor",
+]

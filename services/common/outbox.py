@@ -1,0 +1,200 @@
+"""Transactional outbox: an effect on another service is recorded in the same transaction as the change
+that causes it, then delivered by a relay until the receiver gives a definitive answer.
+
+- ``enqueue`` inserts a row inside the caller's transaction (commit both or neither).
+- ``OutboxRelay`` claims due rows with a lease (``FOR UPDATE SKIP LOCKED``, so replicas never deliver
+  the same row at the same time), delivers them outside any transaction, and marks them delivered only
+  after the handler returned. A process that dies mid-delivery leaves the lease to expire and the row is
+  delivered again: receivers must dedupe on the row's ``key`` (the ledger's idempotency key, the
+  charging-session id for incentives), which makes delivery effectively exactly once.
+- The trace context of the enqueuing request is stored with the row, so the delivery span joins its trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry import propagate, trace
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.telemetry import OUTBOX_DELIVERED, OUTBOX_LAG
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+
+def outbox_table(metadata: sa.MetaData) -> sa.Table:
+    """The outbox table of one service schema; add it to the service's metadata and migrations."""
+    return sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("topic", sa.Text, nullable=False),
+        sa.Column("key", sa.Text, nullable=False),
+        sa.Column("payload", JSONB, nullable=False),
+        sa.Column("trace_context", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("available_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("last_error", sa.Text),
+        sa.Column("delivered_at", sa.DateTime(timezone=True)),
+        sa.Column("failed_at", sa.DateTime(timezone=True)),
+        sa.UniqueConstraint("topic", "key", name="outbox_topic_key_unique"),
+        sa.Index("outbox_due", "available_at", postgresql_where=sa.text("delivered_at IS NULL AND failed_at IS NULL")),
+    )
+
+
+async def enqueue(connection: AsyncConnection, table: sa.Table, topic: str, key: str, payload: Mapping[str, Any]) -> None:
+    """Records an effect to deliver, in the caller's open transaction. The same (topic, key) twice is one row."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    stmt = (
+        sa.dialects.postgresql.insert(table)
+        .values(topic=topic, key=key, payload=dict(payload), trace_context=carrier)
+        .on_conflict_do_nothing(constraint="outbox_topic_key_unique")
+    )
+    await connection.execute(stmt)
+
+
+class PermanentDeliveryError(Exception):
+    """The receiver refused the effect for good (e.g. invalid); retrying cannot help. The row is parked."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    topic: str
+    key: str
+    payload: Mapping[str, Any]
+    attempts: int
+    trace_context: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+Handler = Callable[[OutboxMessage], Awaitable[None]]
+
+
+class OutboxRelay:
+    """Delivers due outbox rows with ``handlers[topic]``; retries with exponential backoff."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        table: sa.Table,
+        handlers: Mapping[str, Handler],
+        service: str,
+        batch_size: int = 50,
+        lease_s: float = 30.0,
+        idle_poll_s: float = 0.5,
+        max_backoff_s: float = 60.0,
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self._handlers = dict(handlers)
+        self._service = service
+        self._batch = batch_size
+        self._lease = datetime.timedelta(seconds=lease_s)
+        self._idle = idle_poll_s
+        self._max_backoff = max_backoff_s
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver now rather than at the next poll (call after committing an enqueue)."""
+        self._wake.set()
+
+    async def _claim(self) -> list[OutboxMessage]:
+        t = self._table
+        due = (
+            sa.select(t.c.id)
+            .where(t.c.delivered_at.is_(None), t.c.failed_at.is_(None), t.c.available_at <= sa.func.now())
+            .order_by(t.c.available_at)
+            .limit(self._batch)
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+        claim = (
+            sa.update(t)
+            .where(t.c.id.in_(due))
+            .values(available_at=sa.func.now() + self._lease, attempts=t.c.attempts + 1)
+            .returning(t.c.id, t.c.topic, t.c.key, t.c.payload, t.c.trace_context, t.c.attempts)
+        )
+        async with self._engine.begin() as conn:
+            rows = (await conn.execute(claim)).all()
+        return [OutboxMessage(row.id, row.topic, row.key, row.payload, row.attempts, row.trace_context) for row in rows]
+
+    async def _settle(self, message: OutboxMessage, error: BaseException | None, permanent: bool) -> None:
+        t = self._table
+        if error is None:
+            values: dict[str, Any] = {"delivered_at": sa.func.now(), "last_error": None}
+        elif permanent:
+            values = {"failed_at": sa.func.now(), "last_error": repr(error)[:2000]}
+        else:
+            backoff = min(self._max_backoff, 0.1 * 2 ** min(message.attempts, 20))
+            values = {
+                "available_at": sa.func.now() + datetime.timedelta(seconds=backoff),
+                "last_error": repr(error)[:2000],
+            }
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.update(t).where(t.c.id == message.id).values(**values))
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        handler = self._handlers.get(message.topic)
+        parent = propagate.extract(dict(message.trace_context))
+        with tracer.start_as_current_span(f"outbox deliver {message.topic}", context=parent) as span:
+            span.set_attribute("outbox.key", message.key)
+            span.set_attribute("outbox.attempt", message.attempts)
+            if handler is None:
+                error: BaseException = PermanentDeliveryError(f"no handler for topic {message.topic}")
+                await self._settle(message, error, permanent=True)
+                OUTBOX_DELIVERED.labels(self._service, message.topic, "failed").inc()
+                return
+            try:
+                await handler(message)
+            except PermanentDeliveryError as exc:
+                log.error("outbox row parked", extra={"topic": message.topic, "key": message.key, "error": repr(exc)})
+                await self._settle(message, exc, permanent=True)
+                OUTBOX_DELIVERED.labels(self._service, message.topic, "failed").inc()
+            except Exception as exc:  # any other failure is transient until proven otherwise
+                log.warning("outbox delivery failed, will retry", extra={"topic": message.topic, "key": message.key, "error": repr(exc)})
+                await self._settle(message, exc, permanent=False)
+                OUTBOX_DELIVERED.labels(self._service, message.topic, "retry").inc()
+            else:
+                await self._settle(message, None, permanent=False)
+                OUTBOX_DELIVERED.labels(self._service, message.topic, "delivered").inc()
+
+    async def run_once(self) -> int:
+        """Claims and delivers one batch; returns how many rows were attempted."""
+        messages = await self._claim()
+        await asyncio.gather(*(self._deliver(m) for m in messages))
+        await self._record_lag()
+        return len(messages)
+
+    async def _record_lag(self) -> None:
+        t = self._table
+        oldest = sa.select(sa.func.min(t.c.created_at)).where(t.c.delivered_at.is_(None), t.c.failed_at.is_(None))
+        async with self._engine.connect() as conn:
+            created = (await conn.execute(oldest)).scalar()
+        lag = 0.0 if created is None else (datetime.datetime.now(datetime.UTC) - created).total_seconds()
+        OUTBOX_LAG.labels(self._service).set(max(lag, 0.0))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Delivers until ``stop`` is set. Database errors are logged and retried after a pause."""
+        while not stop.is_set():
+            try:
+                attempted = await self.run_once()
+            except Exception:
+                log.exception("outbox relay iteration failed")
+                attempted = 0
+            if attempted:
+                continue
+            self._wake.clear()
+            waiters = [asyncio.create_task(self._wake.wait()), asyncio.create_task(stop.wait())]
+            await asyncio.wait(waiters, timeout=self._idle, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()

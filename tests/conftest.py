@@ -1,0 +1,97 @@
+"""Session fixtures: real PostgreSQL and Redis (from DATABASE_URL / REDIS_URL, else embedded ones), a fresh
+database migrated for every schema, the fake third parties, the five services over real gRPC and the
+real Envoy gateway in front of them."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.engine import make_url
+
+from services.common import migrations
+from services.common.config import SERVICE_NAMES
+from services.common.telemetry import init_tracing
+from tests.fakes.twilio_verify import FakeTwilioVerify
+from tests.support.mesh import Mesh, mesh_env, running_mesh
+from tools import embedded
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    exporter = InMemorySpanExporter()
+    init_tracing("tests", processors=[SimpleSpanProcessor(exporter)])
+    return exporter
+
+
+@pytest.fixture(scope="session")
+def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with embedded.postgres(tmp_path_factory.mktemp("postgres")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def database_url(database_server_url: str) -> AsyncIterator[str]:
+    """A database of its own for this run, migrated to head for every service, dropped afterwards."""
+    name = f"nerava_test_{uuid.uuid4().hex[:12]}"
+    server = make_url(database_server_url.replace("postgres://", "postgresql://", 1))
+    admin_dsn = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+    try:
+        for service in SERVICE_NAMES:
+            await asyncio.to_thread(migrations.upgrade, service, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with embedded.redis_server(tmp_path_factory.mktemp("redis")) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+async def redis_url(redis_server_url: str) -> AsyncIterator[str]:
+    client = redis.Redis.from_url(redis_server_url)
+    await client.flushdb()
+    await client.aclose()
+    yield redis_server_url
+
+
+@pytest.fixture(scope="session")
+async def twilio() -> AsyncIterator[FakeTwilioVerify]:
+    async with FakeTwilioVerify() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+async def mesh(
+    database_url: str, redis_url: str, twilio: FakeTwilioVerify, span_exporter: InMemorySpanExporter
+) -> AsyncIterator[Mesh]:
+    env = mesh_env(
+        database_url,
+        redis_url,
+        {
+            "OTP_PROVIDER": "twilio",
+            "TWILIO_ACCOUNT_SID": twilio.account_sid,
+            "TWILIO_AUTH_TOKEN": twilio.auth_token,
+            "TWILIO_VERIFY_SERVICE_SID": twilio.service_sid,
+            "TWILIO_VERIFY_BASE_URL": twilio.base_url,
+        },
+    )
+    async with running_mesh(env, ("accounts",)) as running:
+        yield running
+
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -1,0 +1,55 @@
+"""Helpers for tests that speak gRPC: error details and logins."""
+
+from __future__ import annotations
+
+import secrets
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from tests.fakes.twilio_verify import FakeTwilioVerify
+
+
+def error_reason(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason carried by a failed call ('' when there is none)."""
+    for detail in _details(error).details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info.reason
+    return ""
+
+
+def bad_fields(error: grpc.aio.AioRpcError) -> list[str]:
+    """The fields named by a google.rpc.BadRequest in a failed call."""
+    fields: list[str] = []
+    for detail in _details(error).details:
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            fields.extend(v.field for v in bad.field_violations)
+    return fields
+
+
+def _details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
+    for key, value in error.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return status_pb2.Status()
+
+
+def random_phone() -> str:
+    """A valid US number no other test uses (limits are per phone)."""
+    return f"+1512{secrets.randbelow(10**7):07d}"
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def phone_login(channel: grpc.aio.Channel, twilio: FakeTwilioVerify, phone: str) -> accounts_pb2.VerifyPhoneLoginResponse:
+    stub = accounts_pb2_grpc.AccountsServiceStub(channel)
+    await stub.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=phone))
+    code = twilio.last_code_sent_to(phone)
+    return await stub.VerifyPhoneLogin(accounts_pb2.VerifyPhoneLoginRequest(phone=phone, code=code))
