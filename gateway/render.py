@@ -209,6 +209,8 @@ class GatewaySettings:
     ops_listen: Endpoint | None = None
     # STRICT_DNS re-resolution period: how fast new replicas behind a headless Service start taking traffic.
     dns_refresh_s: float = 5.0
+    # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
+    max_downstream_connections: int = 50000
 
     def __post_init__(self) -> None:
         if set(self.upstreams) != set(SERVICES):
@@ -588,7 +590,11 @@ def _local_reply_config() -> JsonObject:
         "filter": {
             "and_filter": {
                 "filters": [
-                    {"header_filter": {"header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}}},
+                    {
+                        "header_filter": {
+                            "header": {"name": "content-type", "string_match": {"prefix": "application/grpc"}}
+                        }
+                    },
                     {"header_filter": {"header": {"name": "x-envoy-original-path", "present_match": False}}},
                 ]
             }
@@ -773,6 +779,18 @@ def render(settings: GatewaySettings) -> JsonObject:
         "node": {"id": f"nerava-gateway-{settings.target}", "cluster": "nerava-gateway"},
         "admin": {"address": _socket_address(settings.admin)},
         "static_resources": {"listeners": listeners, "clusters": _clusters(settings)},
+        "overload_manager": {
+            "resource_monitors": [
+                {
+                    "name": "envoy.resource_monitors.global_downstream_max_connections",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3."
+                        "DownstreamConnectionsConfig",
+                        "max_active_downstream_connections": settings.max_downstream_connections,
+                    },
+                }
+            ]
+        },
     }
 
 
@@ -794,7 +812,9 @@ def _env(option: str) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--target", choices=("local", "kubernetes"), default=_env("target"), required=not _env("target"))
+    parser.add_argument(
+        "--target", choices=("local", "kubernetes"), default=_env("target"), required=not _env("target")
+    )
     parser.add_argument("--out", type=pathlib.Path, required=True, help="where to write the JSON bootstrap")
     parser.add_argument("--listen", default=_env("listen"), help="HOST:PORT (local 127.0.0.1:8080, k8s 0.0.0.0:8080)")
     parser.add_argument("--admin", default=_env("admin"), help="HOST:PORT of the admin interface (127.0.0.1:9901)")
@@ -817,46 +837,58 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--otp-rate-limit-per-second", type=int, default=_env("otp-rate-limit-per-second"))
     parser.add_argument("--otp-rate-limit-burst", type=int, default=_env("otp-rate-limit-burst"))
     parser.add_argument("--jwt-issuer", default=_env("jwt-issuer"))
-    parser.add_argument("--jwt-audience", action="append", dest="jwt_audiences")
+    parser.add_argument(
+        "--jwt-audience", action="append", dest="jwt_audiences",
+        help="accepted `aud`; repeatable (env: NERAVA_GATEWAY_JWT_AUDIENCES, comma-separated)",
+    )  # fmt: skip
     parser.add_argument("--xff-trusted-hops", type=int, default=_env("xff-trusted-hops"))
     return parser
 
 
-def settings_from_args(argv: Sequence[str] | None = None) -> tuple[GatewaySettings, pathlib.Path]:
-    args = _parser().parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.listen:
-        overrides["listen"] = Endpoint.parse(args.listen)
-    if args.admin:
-        overrides["admin"] = Endpoint.parse(args.admin)
-    if args.descriptor:
-        # A relative path is taken from the current directory, but Envoy may run elsewhere: write it absolute
-        # for the local target. The Kubernetes path is the one inside the pod and is written as given.
-        path = pathlib.Path(args.descriptor)
-        overrides["descriptor_path"] = str(path.resolve()) if args.target == "local" else args.descriptor
-    if args.descriptor_source:
-        overrides["descriptor_source"] = pathlib.Path(args.descriptor_source).resolve()
-    origins = args.cors_origins or ([o.strip() for o in env.split(",") if o.strip()] if (env := _env("cors-origins")) else None)
-    if origins is not None:
-        overrides["cors_allowed_origins"] = tuple(origins)
-    if args.otlp:
-        overrides["otlp_collector"] = Endpoint.parse(args.otlp)
-    defaults = GatewaySettings()
-    if args.rate_limit_rps or args.rate_limit_burst:
-        rps = args.rate_limit_rps or defaults.default_rate_limit.tokens_per_fill
-        overrides["default_rate_limit"] = TokenBucket(args.rate_limit_burst or rps, rps)
-    if args.otp_rate_limit_per_second or args.otp_rate_limit_burst:
-        rps = args.otp_rate_limit_per_second or defaults.otp_rate_limit.tokens_per_fill
-        overrides["otp_rate_limit"] = TokenBucket(args.otp_rate_limit_burst or rps, rps)
-    if args.jwt_issuer:
-        overrides["jwt_issuer"] = args.jwt_issuer
-    audiences = args.jwt_audiences or ([a.strip() for a in env.split(",")] if (env := _env("jwt-audiences")) else None)
-    if audiences:
-        overrides["jwt_audiences"] = tuple(audiences)
-    if args.xff_trusted_hops is not None:
-        overrides["xff_num_trusted_hops"] = args.xff_trusted_hops
+def _env_list(option: str) -> list[str] | None:
+    value = _env(option)
+    return [item.strip() for item in value.split(",") if item.strip()] if value is not None else None
 
-    settings: GatewaySettings
+
+def _bucket(per_second: int | None, burst: int | None, default: TokenBucket) -> TokenBucket | None:
+    if per_second is None and burst is None:
+        return None
+    rate = per_second or default.tokens_per_fill
+    return TokenBucket(max_tokens=burst or rate, tokens_per_fill=rate)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given on the command line or in the environment; everything else keeps the target's default."""
+    defaults = GatewaySettings()
+    descriptor: str | None = args.descriptor
+    if descriptor is not None and args.target == "local":
+        # Taken relative to the current directory but written absolute: Envoy may be started elsewhere. The
+        # Kubernetes path is the one inside the pod and is written as given.
+        descriptor = str(pathlib.Path(descriptor).resolve())
+    candidates: dict[str, Any] = {
+        "listen": Endpoint.parse(args.listen) if args.listen else None,
+        "admin": Endpoint.parse(args.admin) if args.admin else None,
+        "descriptor_path": descriptor,
+        "descriptor_source": args.descriptor_source.resolve() if args.descriptor_source else None,
+        "cors_allowed_origins": _tuple(args.cors_origins or _env_list("cors-origins")),
+        "otlp_collector": Endpoint.parse(args.otlp) if args.otlp else None,
+        "default_rate_limit": _bucket(args.rate_limit_rps, args.rate_limit_burst, defaults.default_rate_limit),
+        "otp_rate_limit": _bucket(args.otp_rate_limit_per_second, args.otp_rate_limit_burst, defaults.otp_rate_limit),
+        "jwt_issuer": args.jwt_issuer,
+        "jwt_audiences": _tuple(args.jwt_audiences or _env_list("jwt-audiences")),
+        "xff_num_trusted_hops": args.xff_trusted_hops,
+    }
+    return {name: value for name, value in candidates.items() if value is not None}
+
+
+def _tuple(items: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(items) if items is not None else None
+
+
+def settings_from_args(argv: Sequence[str] | None = None) -> tuple[GatewaySettings, pathlib.Path]:
+    """Parses the command line (and NERAVA_GATEWAY_* variables) into settings and the output path."""
+    args = _parser().parse_args(argv)
+    overrides = _overrides(args)
     if args.target == "kubernetes":
         settings = GatewaySettings.kubernetes(namespace=args.namespace, service_port=args.service_port, **overrides)
     else:

