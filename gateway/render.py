@@ -74,6 +74,23 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "RefreshToken",
         "GetJwks",
     ),
+    # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
+    # service) and Tesla's OAuth redirect lands on the callback without our token.
+    "nerava.sessions.v1.SessionsService": (
+        "SearchChargers",
+        "GetCharger",
+        "IngestTelemetry",
+        "HandleSmartcarWebhook",
+        "HandleTeslaCallback",
+    ),
+    # Stripe calls the webhook; the signature, not a token, authenticates it.
+    "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),
+    # The "while you charge" list, merchant pages and acquisition previews are public pages.
+    "nerava.merchants.v1.MerchantsService": (
+        "ListMerchantsForCharger",
+        "GetMerchant",
+        "ResolvePreviewLink",
+    ),
 }
 
 # Methods that send or check a one-time code: each gets its own, much smaller token bucket, because they cost
@@ -102,7 +119,7 @@ SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 LOCAL_REPLY_GRPC_CODES: Mapping[int, int] = {
     400: 3,  # INVALID_ARGUMENT: unknown query parameter, malformed JSON body
     401: 16,  # UNAUTHENTICATED: JWT missing, expired, badly signed
-    403: 7,  # PERMISSION_DENIED: JWT audience/issuer not allowed
+    403: 7,  # PERMISSION_DENIED: a valid JWT for another audience
     404: 5,  # NOT_FOUND: no REST binding / no route for the path
     429: 8,  # RESOURCE_EXHAUSTED: local rate limit
     503: 14,  # UNAVAILABLE: no healthy upstream, connection refused
@@ -207,8 +224,6 @@ class GatewaySettings:
     # Kubernetes: a listener exposing only GET /ready and /stats/prometheus of the admin interface, so probes
     # and Prometheus work while the admin interface itself stays on loopback.
     ops_listen: Endpoint | None = None
-    # STRICT_DNS re-resolution period: how fast new replicas behind a headless Service start taking traffic.
-    dns_refresh_s: float = 5.0
     # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
     max_downstream_connections: int = 50000
 
@@ -221,8 +236,28 @@ class GatewaySettings:
             raise ValueError("timeouts and the JWKS cache duration must be positive")
 
     @classmethod
-    def local(cls, **overrides: Any) -> GatewaySettings:
-        """Loopback listener, admin and upstreams (127.0.0.1:50051..50055), descriptor from gen/."""
+    def local(
+        cls,
+        *,
+        listen_port: int | None = None,
+        admin_port: int | None = None,
+        upstreams: Mapping[str, Endpoint | str] | None = None,
+        **overrides: Any,
+    ) -> GatewaySettings:
+        """Loopback listener, admin and upstreams (127.0.0.1:50051..50055), descriptor from gen/.
+
+        Conveniences for scripts: `listen_port` / `admin_port` keep the loopback host, and an upstream may be
+        given as "host:port". Any field can also be passed as such (listen=Endpoint(...), ...).
+        """
+        if listen_port is not None:
+            overrides["listen"] = Endpoint("127.0.0.1", listen_port)
+        if admin_port is not None:
+            overrides["admin"] = Endpoint("127.0.0.1", admin_port)
+        if upstreams is not None:
+            overrides["upstreams"] = {
+                name: value if isinstance(value, Endpoint) else Endpoint.parse(value)
+                for name, value in upstreams.items()
+            }
         return cls(**overrides)
 
     @classmethod
@@ -363,8 +398,9 @@ def _cluster(name: str, endpoint: Endpoint, settings: GatewaySettings, *, http2:
     if endpoint.is_ip:
         cluster["type"] = "STATIC"
     else:
+        # Re-resolved every 5 s (Envoy's default; Cluster.dns_refresh_rate is deprecated in 1.40): that is how
+        # soon a new replica behind a headless Service starts taking traffic.
         cluster["type"] = "STRICT_DNS"
-        cluster["dns_refresh_rate"] = _duration(settings.dns_refresh_s)
         cluster["dns_lookup_family"] = "V4_PREFERRED"
     if http2:
         # The defaults (1024 concurrent requests per cluster) would turn a latency spike at ~17k polls/s into

@@ -5,11 +5,11 @@ real Envoy gateway in front of them."""
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
+import httpx
 import pytest
 import redis.asyncio as redis
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -20,7 +20,9 @@ from services.common import migrations
 from services.common.config import SERVICE_NAMES
 from services.common.telemetry import init_tracing
 from tests.fakes.twilio_verify import FakeTwilioVerify
+from tests.support.gateway import Gateway, running_gateway
 from tests.support.mesh import Mesh, mesh_env, running_mesh
+from tests.support.otlp import OtlpCollector, running_collector
 from tools import embedded
 
 
@@ -90,8 +92,26 @@ async def mesh(
             "TWILIO_VERIFY_BASE_URL": twilio.base_url,
         },
     )
-    async with running_mesh(env, ("accounts",)) as running:
+    async with running_mesh(env) as running:
         yield running
 
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+@pytest.fixture(scope="session")
+async def otlp_collector() -> AsyncIterator[OtlpCollector]:
+    async with running_collector() as collector:
+        yield collector
+
+
+@pytest.fixture(scope="session")
+async def gateway(
+    mesh: Mesh, otlp_collector: OtlpCollector, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Gateway]:
+    async with running_gateway(mesh, tmp_path_factory.mktemp("envoy"), otlp_port=otlp_collector.port) as running:
+        yield running
+
+
+@pytest.fixture
+async def rest(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        yield client

@@ -32,7 +32,7 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
 class Access:
     """Who may call one RPC. Checked before the servicer runs; ownership is the servicer's job."""
 
-    public: bool = False  # no token needed (a token, if sent, must still be valid)
+    public: bool = False  # no token needed; an invalid token is ignored (the caller is anonymous)
     roles: frozenset[str] | None = None  # None: any signed-in user; otherwise one of these roles
     internal: bool = False  # only other services (service token)
 
@@ -179,7 +179,14 @@ class AuthInterceptor(_UnaryInterceptor):
         async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if rule is None:
                 raise PermissionDenied("PERMISSION_DENIED", f"{method} has no access rule")
-            caller = await self._caller(_metadata(context))
+            try:
+                caller = await self._caller(_metadata(context))
+            except Unauthenticated:
+                if not rule.public:
+                    raise
+                # The apps send their stored token on every call, including the refresh they make because
+                # it expired; a public method ignores a bad token instead of refusing the call.
+                caller = ANONYMOUS
             if not rule.allows(caller):
                 if caller is ANONYMOUS:
                     raise Unauthenticated("UNAUTHENTICATED", "sign in first: this method needs a bearer token")

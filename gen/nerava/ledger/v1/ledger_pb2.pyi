@@ -458,10 +458,12 @@ class ListWalletEntriesResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[WalletEntry, _Mapping]]] = ..., count: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetWalletTimelineRequest(_message.Message):
-    __slots__ = ("limit",)
+    __slots__ = ("limit", "user_id")
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
     limit: int
-    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+    user_id: str
+    def __init__(self, limit: _Optional[int] = ..., user_id: _Optional[str] = ...) -> None: ...
 
 class TimelineItem(_message.Message):
     __slots__ = ("id", "type", "amount_cents", "title", "subtitle", "created_at", "merchant_id", "redemption_id", "currency")
@@ -486,10 +488,12 @@ class TimelineItem(_message.Message):
     def __init__(self, id: _Optional[str] = ..., type: _Optional[str] = ..., amount_cents: _Optional[int] = ..., title: _Optional[str] = ..., subtitle: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., merchant_id: _Optional[str] = ..., redemption_id: _Optional[str] = ..., currency: _Optional[_Union[Currency, str]] = ...) -> None: ...
 
 class GetWalletTimelineResponse(_message.Message):
-    __slots__ = ("items",)
+    __slots__ = ("items", "json_array")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
+    JSON_ARRAY_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[TimelineItem]
-    def __init__(self, items: _Optional[_Iterable[_Union[TimelineItem, _Mapping]]] = ...) -> None: ...
+    json_array: _httpbody_pb2.HttpBody
+    def __init__(self, items: _Optional[_Iterable[_Union[TimelineItem, _Mapping]]] = ..., json_array: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
 
 class RequestPayoutRequest(_message.Message):
     __slots__ = ("amount_cents", "request_id")

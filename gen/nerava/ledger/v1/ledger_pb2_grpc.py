@@ -87,9 +87,10 @@ class LedgerServiceStub:
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
-    validation rule, not a server check: a violation carries reason CURRENCY_MISMATCH (an account type
-    holds one currency; both accounts must be in the transfer's currency), and SAME_ACCOUNT when a
-    transfer would debit and credit one account.
+    validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
+    CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
+    currency), SAME_ACCOUNT (a transfer would debit and credit one account), REVERSAL_OF_REQUIRED
+    (reversal_of is set exactly for kind REVERSAL).
     """
 
     def __init__(self, channel):
@@ -252,9 +253,10 @@ class LedgerServiceServicer:
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
-    validation rule, not a server check: a violation carries reason CURRENCY_MISMATCH (an account type
-    holds one currency; both accounts must be in the transfer's currency), and SAME_ACCOUNT when a
-    transfer would debit and credit one account.
+    validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
+    CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
+    currency), SAME_ACCOUNT (a transfer would debit and credit one account), REVERSAL_OF_REQUIRED
+    (reversal_of is set exactly for kind REVERSAL).
     """
 
     def PostTransfer(self, request, context):
@@ -336,7 +338,7 @@ class LedgerServiceServicer:
 
     def GetWalletTimeline(self, request, context):
         """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
-        before EARNED. Driver. The app reads a bare JSON array, hence response_body.
+        before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -386,7 +388,8 @@ class LedgerServiceServicer:
         is why the body is a google.api.HttpBody (Envoy passes a request HttpBody field through unparsed).
         Settles payouts (transfer/payout paid and failed events, by the explicit transition table), funds
         campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
-        fee transfers, keyed by the Checkout session id) and records Express onboarding (account.updated).
+        fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
+        outbox) and records Express onboarding (account.updated).
         Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -565,9 +568,10 @@ class LedgerService:
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
-    validation rule, not a server check: a violation carries reason CURRENCY_MISMATCH (an account type
-    holds one currency; both accounts must be in the transfer's currency), and SAME_ACCOUNT when a
-    transfer would debit and credit one account.
+    validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
+    CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
+    currency), SAME_ACCOUNT (a transfer would debit and credit one account), REVERSAL_OF_REQUIRED
+    (reversal_of is set exactly for kind REVERSAL).
     """
 
     @staticmethod

@@ -88,9 +88,10 @@ class LedgerServiceStub:
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
-    validation rule, not a server check: a violation carries reason CURRENCY_MISMATCH (an account type
-    holds one currency; both accounts must be in the transfer's currency), and SAME_ACCOUNT when a
-    transfer would debit and credit one account.
+    validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
+    CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
+    currency), SAME_ACCOUNT (a transfer would debit and credit one account), REVERSAL_OF_REQUIRED
+    (reversal_of is set exactly for kind REVERSAL).
     """
 
     @_typing.overload
@@ -132,7 +133,7 @@ class LedgerServiceStub:
     """The calling driver's cash-wallet entries, newest first. Driver."""
     GetWalletTimeline: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]
     """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
-    before EARNED. Driver. The app reads a bare JSON array, hence response_body.
+    before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
     """
     RequestPayout: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]
     """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
@@ -154,7 +155,8 @@ class LedgerServiceStub:
     is why the body is a google.api.HttpBody (Envoy passes a request HttpBody field through unparsed).
     Settles payouts (transfer/payout paid and failed events, by the explicit transition table), funds
     campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
-    fee transfers, keyed by the Checkout session id) and records Express onboarding (account.updated).
+    fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
+    outbox) and records Express onboarding (account.updated).
     Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
     """
     AdminGrant: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.AdminGrantRequest, _ledger_pb2.AdminGrantResponse]
@@ -226,9 +228,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
-    validation rule, not a server check: a violation carries reason CURRENCY_MISMATCH (an account type
-    holds one currency; both accounts must be in the transfer's currency), and SAME_ACCOUNT when a
-    transfer would debit and credit one account.
+    validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
+    CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
+    currency), SAME_ACCOUNT (a transfer would debit and credit one account), REVERSAL_OF_REQUIRED
+    (reversal_of is set exactly for kind REVERSAL).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -267,7 +270,7 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """The calling driver's cash-wallet entries, newest first. Driver."""
     GetWalletTimeline: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]  # type: ignore[assignment]
     """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
-    before EARNED. Driver. The app reads a bare JSON array, hence response_body.
+    before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
     """
     RequestPayout: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]  # type: ignore[assignment]
     """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
@@ -289,7 +292,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     is why the body is a google.api.HttpBody (Envoy passes a request HttpBody field through unparsed).
     Settles payouts (transfer/payout paid and failed events, by the explicit transition table), funds
     campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
-    fee transfers, keyed by the Checkout session id) and records Express onboarding (account.updated).
+    fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
+    outbox) and records Express onboarding (account.updated).
     Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
     """
     AdminGrant: _aio.UnaryUnaryMultiCallable[_ledger_pb2.AdminGrantRequest, _ledger_pb2.AdminGrantResponse]  # type: ignore[assignment]
@@ -360,9 +364,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
-    validation rule, not a server check: a violation carries reason CURRENCY_MISMATCH (an account type
-    holds one currency; both accounts must be in the transfer's currency), and SAME_ACCOUNT when a
-    transfer would debit and credit one account.
+    validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
+    CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
+    currency), SAME_ACCOUNT (a transfer would debit and credit one account), REVERSAL_OF_REQUIRED
+    (reversal_of is set exactly for kind REVERSAL).
     """
 
     @_abc_1.abstractmethod
@@ -465,7 +470,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetWalletTimelineResponse, _abc.Awaitable[_ledger_pb2.GetWalletTimelineResponse]]:
         """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
-        before EARNED. Driver. The app reads a bare JSON array, hence response_body.
+        before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
         """
 
     @_abc_1.abstractmethod
@@ -523,7 +528,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         is why the body is a google.api.HttpBody (Envoy passes a request HttpBody field through unparsed).
         Settles payouts (transfer/payout paid and failed events, by the explicit transition table), funds
         campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
-        fee transfers, keyed by the Checkout session id) and records Express onboarding (account.updated).
+        fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
+        outbox) and records Express onboarding (account.updated).
         Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
         """
 

@@ -1,0 +1,645 @@
+import datetime
+
+from buf.validate import validate_pb2 as _validate_pb2
+from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nerava.incentives.v1 import incentives_pb2 as _incentives_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EndReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    END_REASON_UNSPECIFIED: _ClassVar[EndReason]
+    END_REASON_UNPLUGGED: _ClassVar[EndReason]
+    END_REASON_MANUAL: _ClassVar[EndReason]
+    END_REASON_STALE_CLEANUP: _ClassVar[EndReason]
+    END_REASON_TELEMETRY_DISCONNECTED: _ClassVar[EndReason]
+
+class SessionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SESSION_SOURCE_UNSPECIFIED: _ClassVar[SessionSource]
+    SESSION_SOURCE_TESLA_API: _ClassVar[SessionSource]
+    SESSION_SOURCE_TESLA_TELEMETRY: _ClassVar[SessionSource]
+    SESSION_SOURCE_SMARTCAR: _ClassVar[SessionSource]
+
+class PollError(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    POLL_ERROR_UNSPECIFIED: _ClassVar[PollError]
+    POLL_ERROR_NO_VEHICLE_CONNECTION: _ClassVar[PollError]
+    POLL_ERROR_NO_VEHICLE_SELECTED: _ClassVar[PollError]
+    POLL_ERROR_TOKEN_EXPIRED: _ClassVar[PollError]
+    POLL_ERROR_VEHICLE_UNAVAILABLE: _ClassVar[PollError]
+    POLL_ERROR_RATE_LIMITED: _ClassVar[PollError]
+    POLL_ERROR_POLL_FAILED: _ClassVar[PollError]
+
+class IngestAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INGEST_ACTION_UNSPECIFIED: _ClassVar[IngestAction]
+    INGEST_ACTION_CREATED: _ClassVar[IngestAction]
+    INGEST_ACTION_UPDATED: _ClassVar[IngestAction]
+    INGEST_ACTION_ENDED: _ClassVar[IngestAction]
+    INGEST_ACTION_IGNORED: _ClassVar[IngestAction]
+END_REASON_UNSPECIFIED: EndReason
+END_REASON_UNPLUGGED: EndReason
+END_REASON_MANUAL: EndReason
+END_REASON_STALE_CLEANUP: EndReason
+END_REASON_TELEMETRY_DISCONNECTED: EndReason
+SESSION_SOURCE_UNSPECIFIED: SessionSource
+SESSION_SOURCE_TESLA_API: SessionSource
+SESSION_SOURCE_TESLA_TELEMETRY: SessionSource
+SESSION_SOURCE_SMARTCAR: SessionSource
+POLL_ERROR_UNSPECIFIED: PollError
+POLL_ERROR_NO_VEHICLE_CONNECTION: PollError
+POLL_ERROR_NO_VEHICLE_SELECTED: PollError
+POLL_ERROR_TOKEN_EXPIRED: PollError
+POLL_ERROR_VEHICLE_UNAVAILABLE: PollError
+POLL_ERROR_RATE_LIMITED: PollError
+POLL_ERROR_POLL_FAILED: PollError
+INGEST_ACTION_UNSPECIFIED: IngestAction
+INGEST_ACTION_CREATED: IngestAction
+INGEST_ACTION_UPDATED: IngestAction
+INGEST_ACTION_ENDED: IngestAction
+INGEST_ACTION_IGNORED: IngestAction
+
+class LocationPoint(_message.Message):
+    __slots__ = ("lat", "lng", "ts")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    TS_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    ts: _timestamp_pb2.Timestamp
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ..., ts: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SessionIncentive(_message.Message):
+    __slots__ = ("grant_id", "campaign_id", "campaign_name", "amount_cents", "reward_kind", "status", "granted_at")
+    GRANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_NAME_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    REWARD_KIND_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    grant_id: str
+    campaign_id: str
+    campaign_name: str
+    amount_cents: int
+    reward_kind: _incentives_pb2.RewardKind
+    status: _incentives_pb2.GrantStatus
+    granted_at: _timestamp_pb2.Timestamp
+    def __init__(self, grant_id: _Optional[str] = ..., campaign_id: _Optional[str] = ..., campaign_name: _Optional[str] = ..., amount_cents: _Optional[int] = ..., reward_kind: _Optional[_Union[_incentives_pb2.RewardKind, str]] = ..., status: _Optional[_Union[_incentives_pb2.GrantStatus, str]] = ..., granted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ChargingSession(_message.Message):
+    __slots__ = ("id", "driver_id", "vehicle_id", "source", "session_start", "session_end", "duration_minutes", "charger_id", "charger_name", "charger_network", "zone_id", "connector_type", "power_kw", "max_power_kw", "kwh_delivered", "verified", "lat", "lng", "battery_start_pct", "battery_end_pct", "quality_score", "ended_reason", "location_trail", "incentive", "last_telemetry_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_START_FIELD_NUMBER: _ClassVar[int]
+    SESSION_END_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_TYPE_FIELD_NUMBER: _ClassVar[int]
+    POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    MAX_POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    VERIFIED_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_START_PCT_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_END_PCT_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_SCORE_FIELD_NUMBER: _ClassVar[int]
+    ENDED_REASON_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_TRAIL_FIELD_NUMBER: _ClassVar[int]
+    INCENTIVE_FIELD_NUMBER: _ClassVar[int]
+    LAST_TELEMETRY_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    driver_id: str
+    vehicle_id: str
+    source: SessionSource
+    session_start: _timestamp_pb2.Timestamp
+    session_end: _timestamp_pb2.Timestamp
+    duration_minutes: int
+    charger_id: str
+    charger_name: str
+    charger_network: str
+    zone_id: str
+    connector_type: str
+    power_kw: float
+    max_power_kw: float
+    kwh_delivered: float
+    verified: bool
+    lat: float
+    lng: float
+    battery_start_pct: int
+    battery_end_pct: int
+    quality_score: int
+    ended_reason: EndReason
+    location_trail: _containers.RepeatedCompositeFieldContainer[LocationPoint]
+    incentive: SessionIncentive
+    last_telemetry_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., driver_id: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., source: _Optional[_Union[SessionSource, str]] = ..., session_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_minutes: _Optional[int] = ..., charger_id: _Optional[str] = ..., charger_name: _Optional[str] = ..., charger_network: _Optional[str] = ..., zone_id: _Optional[str] = ..., connector_type: _Optional[str] = ..., power_kw: _Optional[float] = ..., max_power_kw: _Optional[float] = ..., kwh_delivered: _Optional[float] = ..., verified: _Optional[bool] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., battery_start_pct: _Optional[int] = ..., battery_end_pct: _Optional[int] = ..., quality_score: _Optional[int] = ..., ended_reason: _Optional[_Union[EndReason, str]] = ..., location_trail: _Optional[_Iterable[_Union[LocationPoint, _Mapping]]] = ..., incentive: _Optional[_Union[SessionIncentive, _Mapping]] = ..., last_telemetry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Charger(_message.Message):
+    __slots__ = ("id", "name", "lat", "lng", "distance_m", "network_name", "power_kw", "num_evse", "connector_types", "pricing_per_kwh_cents", "address", "city", "state", "zone_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    NUM_EVSE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_TYPES_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_CENTS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    lat: float
+    lng: float
+    distance_m: float
+    network_name: str
+    power_kw: float
+    num_evse: int
+    connector_types: _containers.RepeatedScalarFieldContainer[str]
+    pricing_per_kwh_cents: int
+    address: str
+    city: str
+    state: str
+    zone_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., distance_m: _Optional[float] = ..., network_name: _Optional[str] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., connector_types: _Optional[_Iterable[str]] = ..., pricing_per_kwh_cents: _Optional[int] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., zone_id: _Optional[str] = ...) -> None: ...
+
+class SearchLocation(_message.Message):
+    __slots__ = ("lat", "lng", "name")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    name: str
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ..., name: _Optional[str] = ...) -> None: ...
+
+class TeslaVehicle(_message.Message):
+    __slots__ = ("id", "vin", "display_name", "model", "year", "color")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VIN_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    vin: str
+    display_name: str
+    model: str
+    year: int
+    color: str
+    def __init__(self, id: _Optional[str] = ..., vin: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., year: _Optional[int] = ..., color: _Optional[str] = ...) -> None: ...
+
+class EvCode(_message.Message):
+    __slots__ = ("code", "merchant_name", "merchant_place_id", "expires_at", "status", "created_at")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    merchant_name: str
+    merchant_place_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    status: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[str] = ..., merchant_name: _Optional[str] = ..., merchant_place_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ChargerRecord(_message.Message):
+    __slots__ = ("external_id", "name", "lat", "lng", "network_name", "power_kw", "num_evse", "connector_types", "pricing_per_kwh_cents", "address", "city", "state", "zone_id")
+    EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    NUM_EVSE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_TYPES_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_CENTS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    external_id: str
+    name: str
+    lat: float
+    lng: float
+    network_name: str
+    power_kw: float
+    num_evse: int
+    connector_types: _containers.RepeatedScalarFieldContainer[str]
+    pricing_per_kwh_cents: int
+    address: str
+    city: str
+    state: str
+    zone_id: str
+    def __init__(self, external_id: _Optional[str] = ..., name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., network_name: _Optional[str] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., connector_types: _Optional[_Iterable[str]] = ..., pricing_per_kwh_cents: _Optional[int] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., zone_id: _Optional[str] = ...) -> None: ...
+
+class PollChargingStateRequest(_message.Message):
+    __slots__ = ("lat", "lng")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class PollChargingStateResponse(_message.Message):
+    __slots__ = ("session_active", "session_id", "duration_minutes", "kwh_delivered", "battery_level", "minutes_to_full", "charger_power_kw", "recommended_interval_s", "session_ended", "incentive_granted", "incentive_amount_cents", "incentive_reward_kind", "vehicle_asleep", "error", "cached", "telemetry_mode", "session_reopened")
+    SESSION_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    KWH_DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_TO_FULL_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    RECOMMENDED_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ENDED_FIELD_NUMBER: _ClassVar[int]
+    INCENTIVE_GRANTED_FIELD_NUMBER: _ClassVar[int]
+    INCENTIVE_AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    INCENTIVE_REWARD_KIND_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_ASLEEP_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_MODE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_REOPENED_FIELD_NUMBER: _ClassVar[int]
+    session_active: bool
+    session_id: str
+    duration_minutes: int
+    kwh_delivered: float
+    battery_level: int
+    minutes_to_full: int
+    charger_power_kw: float
+    recommended_interval_s: int
+    session_ended: bool
+    incentive_granted: bool
+    incentive_amount_cents: int
+    incentive_reward_kind: _incentives_pb2.RewardKind
+    vehicle_asleep: bool
+    error: PollError
+    cached: bool
+    telemetry_mode: bool
+    session_reopened: bool
+    def __init__(self, session_active: _Optional[bool] = ..., session_id: _Optional[str] = ..., duration_minutes: _Optional[int] = ..., kwh_delivered: _Optional[float] = ..., battery_level: _Optional[int] = ..., minutes_to_full: _Optional[int] = ..., charger_power_kw: _Optional[float] = ..., recommended_interval_s: _Optional[int] = ..., session_ended: _Optional[bool] = ..., incentive_granted: _Optional[bool] = ..., incentive_amount_cents: _Optional[int] = ..., incentive_reward_kind: _Optional[_Union[_incentives_pb2.RewardKind, str]] = ..., vehicle_asleep: _Optional[bool] = ..., error: _Optional[_Union[PollError, str]] = ..., cached: _Optional[bool] = ..., telemetry_mode: _Optional[bool] = ..., session_reopened: _Optional[bool] = ...) -> None: ...
+
+class GetActiveSessionRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetActiveSessionResponse(_message.Message):
+    __slots__ = ("session", "active", "last_ended_session")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ENDED_SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: ChargingSession
+    active: bool
+    last_ended_session: ChargingSession
+    def __init__(self, session: _Optional[_Union[ChargingSession, _Mapping]] = ..., active: _Optional[bool] = ..., last_ended_session: _Optional[_Union[ChargingSession, _Mapping]] = ...) -> None: ...
+
+class ListChargingSessionsRequest(_message.Message):
+    __slots__ = ("limit", "offset", "page_size", "page_token")
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    offset: int
+    page_size: int
+    page_token: str
+    def __init__(self, limit: _Optional[int] = ..., offset: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListChargingSessionsResponse(_message.Message):
+    __slots__ = ("sessions", "count", "next_page_token")
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[ChargingSession]
+    count: int
+    next_page_token: str
+    def __init__(self, sessions: _Optional[_Iterable[_Union[ChargingSession, _Mapping]]] = ..., count: _Optional[int] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetChargingSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class GetChargingSessionResponse(_message.Message):
+    __slots__ = ("session",)
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    session: ChargingSession
+    def __init__(self, session: _Optional[_Union[ChargingSession, _Mapping]] = ...) -> None: ...
+
+class EndChargingSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class EndChargingSessionResponse(_message.Message):
+    __slots__ = ("session", "ended", "already_ended")
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    ENDED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_ENDED_FIELD_NUMBER: _ClassVar[int]
+    session: ChargingSession
+    ended: bool
+    already_ended: bool
+    def __init__(self, session: _Optional[_Union[ChargingSession, _Mapping]] = ..., ended: _Optional[bool] = ..., already_ended: _Optional[bool] = ...) -> None: ...
+
+class IngestTelemetryRequest(_message.Message):
+    __slots__ = ("http_body",)
+    HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+    http_body: _httpbody_pb2.HttpBody
+    def __init__(self, http_body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class IngestTelemetryResponse(_message.Message):
+    __slots__ = ("action", "session_id")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    action: IngestAction
+    session_id: str
+    def __init__(self, action: _Optional[_Union[IngestAction, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class HandleSmartcarWebhookRequest(_message.Message):
+    __slots__ = ("http_body",)
+    HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+    http_body: _httpbody_pb2.HttpBody
+    def __init__(self, http_body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class HandleSmartcarWebhookResponse(_message.Message):
+    __slots__ = ("challenge", "action", "session_id")
+    CHALLENGE_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    challenge: str
+    action: IngestAction
+    session_id: str
+    def __init__(self, challenge: _Optional[str] = ..., action: _Optional[_Union[IngestAction, str]] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class ConnectTeslaRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConnectTeslaResponse(_message.Message):
+    __slots__ = ("authorization_url", "state")
+    AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    authorization_url: str
+    state: str
+    def __init__(self, authorization_url: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class HandleTeslaCallbackRequest(_message.Message):
+    __slots__ = ("code", "state", "error", "error_description", "locale", "issuer")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    LOCALE_FIELD_NUMBER: _ClassVar[int]
+    ISSUER_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    state: str
+    error: str
+    error_description: str
+    locale: str
+    issuer: str
+    def __init__(self, code: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., error_description: _Optional[str] = ..., locale: _Optional[str] = ..., issuer: _Optional[str] = ...) -> None: ...
+
+class HandleTeslaCallbackResponse(_message.Message):
+    __slots__ = ("http_body",)
+    HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+    http_body: _httpbody_pb2.HttpBody
+    def __init__(self, http_body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class GetTeslaStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetTeslaStatusResponse(_message.Message):
+    __slots__ = ("connected", "vehicle_name", "vehicle_model", "vehicle_year", "exterior_color", "battery_level", "vin", "vehicle_id", "vehicles", "telemetry_enabled", "needs_reconnect")
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_NAME_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_MODEL_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_YEAR_FIELD_NUMBER: _ClassVar[int]
+    EXTERIOR_COLOR_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    VIN_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    TELEMETRY_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_RECONNECT_FIELD_NUMBER: _ClassVar[int]
+    connected: bool
+    vehicle_name: str
+    vehicle_model: str
+    vehicle_year: int
+    exterior_color: str
+    battery_level: int
+    vin: str
+    vehicle_id: str
+    vehicles: _containers.RepeatedCompositeFieldContainer[TeslaVehicle]
+    telemetry_enabled: bool
+    needs_reconnect: bool
+    def __init__(self, connected: _Optional[bool] = ..., vehicle_name: _Optional[str] = ..., vehicle_model: _Optional[str] = ..., vehicle_year: _Optional[int] = ..., exterior_color: _Optional[str] = ..., battery_level: _Optional[int] = ..., vin: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., vehicles: _Optional[_Iterable[_Union[TeslaVehicle, _Mapping]]] = ..., telemetry_enabled: _Optional[bool] = ..., needs_reconnect: _Optional[bool] = ...) -> None: ...
+
+class DisconnectTeslaRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DisconnectTeslaResponse(_message.Message):
+    __slots__ = ("disconnected",)
+    DISCONNECTED_FIELD_NUMBER: _ClassVar[int]
+    disconnected: bool
+    def __init__(self, disconnected: _Optional[bool] = ...) -> None: ...
+
+class SelectVehicleRequest(_message.Message):
+    __slots__ = ("vehicle_id",)
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    vehicle_id: str
+    def __init__(self, vehicle_id: _Optional[str] = ...) -> None: ...
+
+class SelectVehicleResponse(_message.Message):
+    __slots__ = ("success", "vehicle")
+    SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_FIELD_NUMBER: _ClassVar[int]
+    success: bool
+    vehicle: TeslaVehicle
+    def __init__(self, success: _Optional[bool] = ..., vehicle: _Optional[_Union[TeslaVehicle, _Mapping]] = ...) -> None: ...
+
+class VerifyChargingRequest(_message.Message):
+    __slots__ = ("lat", "lng", "merchant_place_id", "merchant_name", "charger_id")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    merchant_place_id: str
+    merchant_name: str
+    charger_id: str
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ..., merchant_place_id: _Optional[str] = ..., merchant_name: _Optional[str] = ..., charger_id: _Optional[str] = ...) -> None: ...
+
+class VerifyChargingResponse(_message.Message):
+    __slots__ = ("is_charging", "battery_level", "charge_rate_kw", "ev_code", "expires_at", "message")
+    IS_CHARGING_FIELD_NUMBER: _ClassVar[int]
+    BATTERY_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_RATE_KW_FIELD_NUMBER: _ClassVar[int]
+    EV_CODE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    is_charging: bool
+    battery_level: int
+    charge_rate_kw: float
+    ev_code: str
+    expires_at: _timestamp_pb2.Timestamp
+    message: str
+    def __init__(self, is_charging: _Optional[bool] = ..., battery_level: _Optional[int] = ..., charge_rate_kw: _Optional[float] = ..., ev_code: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ListEvCodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListEvCodesResponse(_message.Message):
+    __slots__ = ("codes", "json_array")
+    CODES_FIELD_NUMBER: _ClassVar[int]
+    JSON_ARRAY_FIELD_NUMBER: _ClassVar[int]
+    codes: _containers.RepeatedCompositeFieldContainer[EvCode]
+    json_array: _httpbody_pb2.HttpBody
+    def __init__(self, codes: _Optional[_Iterable[_Union[EvCode, _Mapping]]] = ..., json_array: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class SearchChargersRequest(_message.Message):
+    __slots__ = ("q", "lat", "lng", "radius_m", "page_size", "page_token")
+    Q_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_M_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    q: str
+    lat: float
+    lng: float
+    radius_m: int
+    page_size: int
+    page_token: str
+    def __init__(self, q: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., radius_m: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class SearchChargersResponse(_message.Message):
+    __slots__ = ("chargers", "location", "next_page_token")
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[Charger]
+    location: SearchLocation
+    next_page_token: str
+    def __init__(self, chargers: _Optional[_Iterable[_Union[Charger, _Mapping]]] = ..., location: _Optional[_Union[SearchLocation, _Mapping]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetChargerRequest(_message.Message):
+    __slots__ = ("charger_id", "lat", "lng")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    lat: float
+    lng: float
+    def __init__(self, charger_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class GetChargerResponse(_message.Message):
+    __slots__ = ("id", "name", "address", "city", "state", "lat", "lng", "network_name", "connector_types", "power_kw", "num_evse", "status", "distance_m", "drive_time_min", "total_sessions_30d", "unique_drivers_30d", "avg_duration_min", "drivers_charging_now", "pricing_per_kwh_cents", "zone_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_TYPES_FIELD_NUMBER: _ClassVar[int]
+    POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    NUM_EVSE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    DRIVE_TIME_MIN_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SESSIONS_30D_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_30D_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MIN_FIELD_NUMBER: _ClassVar[int]
+    DRIVERS_CHARGING_NOW_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_CENTS_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    address: str
+    city: str
+    state: str
+    lat: float
+    lng: float
+    network_name: str
+    connector_types: _containers.RepeatedScalarFieldContainer[str]
+    power_kw: float
+    num_evse: int
+    status: str
+    distance_m: float
+    drive_time_min: int
+    total_sessions_30d: int
+    unique_drivers_30d: int
+    avg_duration_min: float
+    drivers_charging_now: int
+    pricing_per_kwh_cents: int
+    zone_id: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., network_name: _Optional[str] = ..., connector_types: _Optional[_Iterable[str]] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., status: _Optional[str] = ..., distance_m: _Optional[float] = ..., drive_time_min: _Optional[int] = ..., total_sessions_30d: _Optional[int] = ..., unique_drivers_30d: _Optional[int] = ..., avg_duration_min: _Optional[float] = ..., drivers_charging_now: _Optional[int] = ..., pricing_per_kwh_cents: _Optional[int] = ..., zone_id: _Optional[str] = ...) -> None: ...
+
+class CheckLocationRequest(_message.Message):
+    __slots__ = ("lat", "lng")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class CheckLocationResponse(_message.Message):
+    __slots__ = ("in_charger_radius", "nearest_charger_id", "distance_m", "nearest_charger_name", "radius_m")
+    IN_CHARGER_RADIUS_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    NEAREST_CHARGER_NAME_FIELD_NUMBER: _ClassVar[int]
+    RADIUS_M_FIELD_NUMBER: _ClassVar[int]
+    in_charger_radius: bool
+    nearest_charger_id: str
+    distance_m: float
+    nearest_charger_name: str
+    radius_m: int
+    def __init__(self, in_charger_radius: _Optional[bool] = ..., nearest_charger_id: _Optional[str] = ..., distance_m: _Optional[float] = ..., nearest_charger_name: _Optional[str] = ..., radius_m: _Optional[int] = ...) -> None: ...
+
+class ImportChargersRequest(_message.Message):
+    __slots__ = ("source", "chargers")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerRecord]
+    def __init__(self, source: _Optional[str] = ..., chargers: _Optional[_Iterable[_Union[ChargerRecord, _Mapping]]] = ...) -> None: ...
+
+class ImportChargersResponse(_message.Message):
+    __slots__ = ("created", "updated", "unchanged")
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    created: int
+    updated: int
+    unchanged: int
+    def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,76 @@
+"""The real Envoy, rendered from gateway/render.py for the test mesh's ports and run as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import pathlib
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+
+from gateway import render
+from tests.support.mesh import Mesh
+from tools.embedded import free_port
+
+ENVOY = pathlib.Path(sys.executable).parent / "envoy"
+
+
+@dataclasses.dataclass
+class Gateway:
+    base_url: str
+    admin_url: str
+    settings: render.GatewaySettings
+    log: pathlib.Path
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(
+    mesh: Mesh, workdir: pathlib.Path, otlp_port: int | None = None, **overrides: object
+) -> AsyncIterator[Gateway]:
+    listen, admin = free_port(), free_port()
+    settings = render.GatewaySettings.local(
+        listen=render.Endpoint("127.0.0.1", listen),
+        admin=render.Endpoint("127.0.0.1", admin),
+        upstreams={name: render.Endpoint("127.0.0.1", port) for name, port in mesh.ports.items()},
+        otlp_collector=render.Endpoint("127.0.0.1", otlp_port) if otlp_port else None,
+        **overrides,
+    )
+    config = workdir / f"envoy-{listen}.json"
+    render.write(settings, config)
+    log = workdir / f"envoy-{listen}.log"
+    with log.open("wb") as log_file:
+        process = await asyncio.create_subprocess_exec(
+            str(ENVOY), "-c", str(config), "--log-level", "warn", "--base-id", str(listen),
+            stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+        )
+    gateway = Gateway(f"http://127.0.0.1:{listen}", f"http://127.0.0.1:{admin}", settings, log)
+    try:
+        async with httpx.AsyncClient() as client:
+            for _ in range(200):
+                if process.returncode is not None:
+                    raise RuntimeError(f"envoy exited: {log.read_text()[-3000:]}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{gateway.admin_url}/ready")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise TimeoutError("envoy did not become ready")
+            # jwt_authn fetches the JWKS through the gateway itself, asynchronously: wait until it has it.
+            for _ in range(200):
+                stats = (await client.get(f"{gateway.admin_url}/stats?filter=jwks_fetch_success")).text
+                fetched = [line.rpartition(": ")[2] for line in stats.splitlines() if "jwks_fetch_success" in line]
+                if any(value.strip().isdigit() and int(value) > 0 for value in fetched):
+                    break
+                await asyncio.sleep(0.05)
+        yield gateway
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()

@@ -1,0 +1,79 @@
+"""The contracts: generated code is current, buf lint is clean and can fail, every RPC is bound to REST
+and has an access rule in its service."""
+
+from __future__ import annotations
+
+import filecmp
+import importlib
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from google.api import annotations_pb2
+from google.protobuf import descriptor_pb2
+
+from services.common.config import SERVICE_NAMES
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = pathlib.Path(sys.executable).parent
+
+
+def _differences(left: pathlib.Path, right: pathlib.Path) -> list[str]:
+    compare = filecmp.dircmp(left, right, ignore=["__pycache__"])
+    found = [*compare.left_only, *compare.right_only, *compare.diff_files]
+    for sub in compare.common_dirs:
+        found += [f"{sub}/{name}" for name in _differences(left / sub, right / sub)]
+    return found
+
+
+def test_generated_code_matches_the_protos(tmp_path: pathlib.Path) -> None:
+    fresh = tmp_path / "gen"
+    subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "genproto.py"), "--out", str(fresh)],
+        check=True,
+        env={"PATH": f"{BIN}:/usr/bin:/bin"},
+    )
+    stale = _differences(ROOT / "gen", fresh)
+    assert not stale, f"gen/ is stale, run `make proto`: {stale}"
+
+
+def test_buf_lint_is_clean() -> None:
+    result = subprocess.run([BIN / "buf", "lint", "gen/nerava.binpb", "--path", "nerava"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_buf_lint_catches_a_violation(tmp_path: pathlib.Path) -> None:
+    bad = tmp_path / "proto" / "nerava" / "bad" / "v1"
+    bad.mkdir(parents=True)
+    (bad / "bad.proto").write_text('syntax = "proto3";\npackage nerava.bad.v1;\nmessage lower_case_message {}\n')
+    image = tmp_path / "bad.binpb"
+    subprocess.run(
+        [sys.executable, "-m", "grpc_tools.protoc", f"-I{tmp_path / 'proto'}", f"--descriptor_set_out={image}", "nerava/bad/v1/bad.proto"],
+        check=True,
+    )
+    result = subprocess.run([BIN / "buf", "lint", str(image)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode != 0
+    assert "PascalCase" in result.stdout + result.stderr
+
+
+def _services() -> list[descriptor_pb2.ServiceDescriptorProto]:
+    image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / "nerava.binpb").read_bytes())
+    return [service for file in image.file if file.package.startswith("nerava.") for service in file.service]
+
+
+def test_every_service_is_in_the_descriptor_set() -> None:
+    assert sorted(s.name for s in _services()) == sorted(f"{n.capitalize()}Service" for n in SERVICE_NAMES)
+
+
+@pytest.mark.parametrize("service", _services(), ids=lambda s: s.name)
+def test_every_rpc_has_a_rest_binding(service: descriptor_pb2.ServiceDescriptorProto) -> None:
+    unbound = [m.name for m in service.method if not m.options.HasExtension(annotations_pb2.http)]
+    assert not unbound
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_every_rpc_has_an_access_rule(name: str) -> None:
+    api = importlib.import_module(f"services.{name}.api")
+    service = next(s for s in _services() if s.name == f"{name.capitalize()}Service")
+    assert set(api.ACCESS) == {m.name for m in service.method}
