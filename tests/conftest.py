@@ -96,7 +96,6 @@ async def mesh(
         yield running
 
 
-
 @pytest.fixture(scope="session")
 async def otlp_collector() -> AsyncIterator[OtlpCollector]:
     async with running_collector() as collector:

@@ -8,7 +8,6 @@ import json
 import os
 import pathlib
 import signal
-import subprocess
 import sys
 
 import grpc
@@ -48,7 +47,9 @@ async def test_services_not_built_yet_answer_unimplemented_behind_auth(mesh: Mes
     service = f"nerava.{name}.v1.{name.capitalize()}Service"
     described = await _grpcurl(mesh.address(name), "describe", service)
     method = described.split("rpc ", 1)[1].split("(", 1)[0].strip()
-    call = mesh.channels[name].unary_unary(f"/{service}/{method}", request_serializer=lambda _: b"", response_deserializer=bytes)
+    call = mesh.channels[name].unary_unary(
+        f"/{service}/{method}", request_serializer=lambda _: b"", response_deserializer=bytes
+    )
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await call(None)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -59,7 +60,9 @@ async def test_sigterm_turns_health_not_serving_then_drains_and_exits(database_u
     port = free_port()
     env["LEDGER_PORT"] = str(port)
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ledger",
+        sys.executable,
+        "-m",
+        "services.ledger",
         env={**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}"},
         cwd=ROOT,
         stderr=asyncio.subprocess.PIPE,
@@ -69,7 +72,9 @@ async def test_sigterm_turns_health_not_serving_then_drains_and_exits(database_u
             health = health_pb2_grpc.HealthStub(channel)
             for _ in range(100):
                 try:
-                    if (await health.Check(health_pb2.HealthCheckRequest(), timeout=1)).status == health_pb2.HealthCheckResponse.SERVING:
+                    if (
+                        await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    ).status == health_pb2.HealthCheckResponse.SERVING:
                         break
                 except grpc.aio.AioRpcError:
                     await asyncio.sleep(0.1)
@@ -79,7 +84,9 @@ async def test_sigterm_turns_health_not_serving_then_drains_and_exits(database_u
             assert during.status == health_pb2.HealthCheckResponse.NOT_SERVING
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
         assert process.stderr is not None
-        lines = [json.loads(line) for line in (await process.stderr.read()).decode().splitlines() if line.startswith("{")]
+        lines = [
+            json.loads(line) for line in (await process.stderr.read()).decode().splitlines() if line.startswith("{")
+        ]
         assert any(entry["message"] == "stopped" and entry["service"] == "ledger" for entry in lines)
     finally:
         if process.returncode is None:

@@ -62,9 +62,7 @@ def _validate_descriptor_set(path: pathlib.Path) -> None:
             ]
         )
         fds = descriptor_pb2.FileDescriptorSet.FromString(wkt_set.read_bytes())
-    validate_file = descriptor_pb2.FileDescriptorProto.FromString(
-        bytes(validate_pb.desc().proto.to_binary())
-    )
+    validate_file = descriptor_pb2.FileDescriptorProto.FromString(bytes(validate_pb.desc().proto.to_binary()))
     fds.file.append(validate_file)
     path.write_bytes(fds.SerializeToString(deterministic=True))
 

@@ -66,10 +66,9 @@ async def wait_serving(address: str, deadline: float) -> None:
 
 def wait_http_ok(url: str, deadline: float) -> None:
     while True:
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(url, timeout=1) as reply:
-                if reply.status == 200:
-                    return
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as reply:
+            if reply.status == 200:
+                return
         if time.monotonic() > deadline:
             raise TimeoutError(f"{url} did not answer")
         time.sleep(0.2)
@@ -133,11 +132,17 @@ def main() -> None:
             render.write(settings, config)
             envoy = shutil.which("envoy", path=str(pathlib.Path(sys.executable).parent)) or "envoy"
             processes.append(
-                subprocess.Popen([envoy, "-c", str(config), "--log-level", "warn", "--base-id", str(os.getpid() % 1000 + 1)], cwd=ROOT)
+                subprocess.Popen(
+                    [envoy, "-c", str(config), "--log-level", "warn", "--base-id", str(os.getpid() % 1000 + 1)],
+                    cwd=ROOT,
+                )
             )
             wait_http_ok(f"http://127.0.0.1:{admin_port}/ready", deadline)
-            log(f"ready — REST on http://127.0.0.1:{rest_port}; gRPC on " + ", ".join(f"{n} {p}" for n, p in ports.items()))
-            log(f"try: curl -s -X POST 127.0.0.1:{rest_port}/v1/auth/otp/start -d '{{\"phone\":\"+15125550100\"}}'")
+            log(
+                f"ready — REST on http://127.0.0.1:{rest_port}; gRPC on "
+                + ", ".join(f"{n} {p}" for n, p in ports.items())
+            )
+            log(f'try: curl -s -X POST 127.0.0.1:{rest_port}/v1/auth/otp/start -d \'{{"phone":"+15125550100"}}\'')
             log(f"try: grpcurl -plaintext 127.0.0.1:{ports['accounts']} list")
             while all(p.poll() is None for p in processes):
                 time.sleep(0.5)

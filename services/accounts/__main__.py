@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Mapping
 
 import uvloop
-
 from nerava.accounts.v1 import accounts_pb2_grpc
+
 from services.accounts.adapters.otp import OtpProvider, StubOtpProvider, TwilioVerifyProvider
 from services.accounts.api import ACCESS, SERVICE_NAME, AccountsApi
 from services.accounts.config import AccountsSettings
@@ -43,8 +42,12 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
     await keys.load(runtime.engine)
     otp = otp_provider(settings)
     stack.push_async_callback(otp.aclose)
-    api = AccountsApi(settings, runtime.engine, keys, otp, OtpLimits(runtime.redis, settings.otp))
-    binding = ServiceBinding(SERVICE_NAME, lambda server: accounts_pb2_grpc.add_AccountsServiceServicer_to_server(api, server), ACCESS)
+    api = AccountsApi(
+        settings, engine=runtime.engine, keys=keys, otp=otp, limits=OtpLimits(runtime.redis, settings.otp)
+    )
+    binding = ServiceBinding(
+        SERVICE_NAME, lambda server: accounts_pb2_grpc.add_AccountsServiceServicer_to_server(api, server), ACCESS
+    )
     return ServiceServer(runtime, [binding])
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
+from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from services.accounts import domain, store
 from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderError
 from services.accounts.config import AccountsSettings
@@ -73,6 +73,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     def __init__(
         self,
         settings: AccountsSettings,
+        *,
         engine: AsyncEngine,
         keys: KeyRing,
         otp: OtpProvider,
@@ -117,11 +118,19 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._engine.begin() as conn:
             if channel is Channel.SMS:
                 user, _ = await store.get_or_create_user(
-                    conn, phone=identity, email=None, auth_provider=accounts_pb2.AUTH_PROVIDER_PHONE, initial_roles=[domain.DRIVER]
+                    conn,
+                    phone=identity,
+                    email=None,
+                    auth_provider=accounts_pb2.AUTH_PROVIDER_PHONE,
+                    initial_roles=[domain.DRIVER],
                 )
             else:
                 user, _ = await store.get_or_create_user(
-                    conn, phone=None, email=identity, auth_provider=accounts_pb2.AUTH_PROVIDER_EMAIL, initial_roles=[domain.DRIVER]
+                    conn,
+                    phone=None,
+                    email=identity,
+                    auth_provider=accounts_pb2.AUTH_PROVIDER_EMAIL,
+                    initial_roles=[domain.DRIVER],
                 )
             if not user.active:
                 raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
@@ -133,7 +142,14 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         policy = self._settings.tokens
         runtime = self._settings.runtime
         access = self._keys.sign(
-            domain.access_claims(str(user.public_id), list(user.roles), runtime.jwt_issuer, runtime.jwt_audience, now, policy.access_ttl_s)
+            domain.access_claims(
+                str(user.public_id),
+                list(user.roles),
+                issuer=runtime.jwt_issuer,
+                audience=runtime.jwt_audience,
+                now=now,
+                ttl_s=policy.access_ttl_s,
+            )
         )
         refresh = domain.new_refresh_token()
         await store.insert_refresh_token(
@@ -143,7 +159,12 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             token_hash=domain.refresh_token_hash(refresh),
             expires_at=datetime.datetime.fromtimestamp(now + policy.refresh_ttl_s, datetime.UTC),
         )
-        return {"access_token": access, "refresh_token": refresh, "token_type": "bearer", "expires_in": policy.access_ttl_s}
+        return {
+            "access_token": access,
+            "refresh_token": refresh,
+            "token_type": "bearer",
+            "expires_in": policy.access_ttl_s,
+        }
 
     async def StartPhoneLogin(
         self, request: accounts_pb2.StartPhoneLoginRequest, context: grpc.aio.ServicerContext
@@ -197,7 +218,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             raise Unauthenticated("REFRESH_TOKEN_REUSED", "refresh token reuse detected; sign in again")
         return accounts_pb2.RefreshTokenResponse(**tokens)
 
-    async def Logout(self, request: accounts_pb2.LogoutRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.LogoutResponse:
+    async def Logout(
+        self, request: accounts_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.LogoutResponse:
         caller = current_caller()
         async with self._engine.begin() as conn:
             user = await store.user_by_public_id(conn, caller.user_id or "")
@@ -209,7 +232,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             elif request.refresh_token:
                 family = (
                     sa.select(tokens.family_id)
-                    .where(tokens.token_hash == domain.refresh_token_hash(request.refresh_token), tokens.user_id == user.id)
+                    .where(
+                        tokens.token_hash == domain.refresh_token_hash(request.refresh_token), tokens.user_id == user.id
+                    )
                     .scalar_subquery()
                 )
                 revoked = await store.revoke_families(conn, tokens.family_id == family)
@@ -219,7 +244,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
 
     # --- identity ----------------------------------------------------------------------------------
 
-    async def GetMe(self, request: accounts_pb2.GetMeRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.GetMeResponse:
+    async def GetMe(
+        self, request: accounts_pb2.GetMeRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.GetMeResponse:
         async with self._engine.connect() as conn:
             user = await store.user_by_public_id(conn, current_caller().user_id or "")
         if user is None:
@@ -228,7 +255,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
         return accounts_pb2.GetMeResponse(user=user_message(user))
 
-    async def GetJwks(self, request: accounts_pb2.GetJwksRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.GetJwksResponse:
+    async def GetJwks(
+        self, request: accounts_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.GetJwksResponse:
         return accounts_pb2.GetJwksResponse(keys=[accounts_pb2.JsonWebKey(**key) for key in self._keys.jwks()])
 
     async def RegisterDevice(
@@ -243,7 +272,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
 
     # --- administration ----------------------------------------------------------------------------
 
-    async def ListUsers(self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext) -> accounts_pb2.ListUsersResponse:
+    async def ListUsers(
+        self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+    ) -> accounts_pb2.ListUsersResponse:
         size = request.page_size or _DEFAULT_PAGE
         before = domain.decode_page_token(request.page_token)
         if request.page_token and before is None:

@@ -31,8 +31,12 @@ class AccountsSettings:
             runtime=RuntimeSettings.from_env("accounts", env),
             otp_provider=provider,
             stub_otp_enabled=env.bool("OTP_STUB_ENABLED", False),
-            twilio_account_sid=env.str("TWILIO_ACCOUNT_SID", "") if provider == "stub" else env.str("TWILIO_ACCOUNT_SID"),
-            twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN", "") if provider == "stub" else env.secret("TWILIO_AUTH_TOKEN"),
+            twilio_account_sid=env.str("TWILIO_ACCOUNT_SID", "")
+            if provider == "stub"
+            else env.str("TWILIO_ACCOUNT_SID"),
+            twilio_auth_token=env.secret("TWILIO_AUTH_TOKEN", "")
+            if provider == "stub"
+            else env.secret("TWILIO_AUTH_TOKEN"),
             twilio_verify_service_sid=(
                 env.str("TWILIO_VERIFY_SERVICE_SID", "") if provider == "stub" else env.str("TWILIO_VERIFY_SERVICE_SID")
             ),

@@ -65,7 +65,9 @@ def refresh_token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def access_claims(user_public_id: str, roles: list[str], issuer: str, audience: str, now: int, ttl_s: int) -> dict[str, object]:
+def access_claims(
+    user_public_id: str, roles: list[str], *, issuer: str, audience: str, now: int, ttl_s: int
+) -> dict[str, object]:
     return {
         "sub": user_public_id,
         "roles": sorted(roles),

@@ -39,7 +39,9 @@ class KeyRing:
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _CREATE_LOCK})
             rows = (
                 await conn.execute(
-                    sa.select(signing_keys).where(signing_keys.c.retired_at.is_(None)).order_by(signing_keys.c.created_at)
+                    sa.select(signing_keys)
+                    .where(signing_keys.c.retired_at.is_(None))
+                    .order_by(signing_keys.c.created_at)
                 )
             ).all()
             if not rows:

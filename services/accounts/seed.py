@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from nerava.accounts.v1 import accounts_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from nerava.accounts.v1 import accounts_pb2
 from services.accounts import store
 
 

@@ -17,7 +17,9 @@ users = sa.Table(
     "users",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("public_id", pg.UUID(as_uuid=True), nullable=False, unique=True, server_default=sa.text("gen_random_uuid()")),
+    sa.Column(
+        "public_id", pg.UUID(as_uuid=True), nullable=False, unique=True, server_default=sa.text("gen_random_uuid()")
+    ),
     sa.Column("phone", sa.Text, unique=True),
     sa.Column("email", sa.Text, unique=True),
     sa.Column("name", sa.Text, nullable=False, server_default=""),
@@ -174,9 +176,7 @@ async def list_users(conn: AsyncConnection, *, before_id: int | None, limit: int
     if before_id is not None:
         query = query.where(users.c.id < before_id)
     if role is not None:
-        query = query.where(
-            sa.exists().where(user_roles.c.user_id == users.c.id, user_roles.c.role == role)
-        )
+        query = query.where(sa.exists().where(user_roles.c.user_id == users.c.id, user_roles.c.role == role))
     return [_to_user(row) for row in (await conn.execute(query)).all()]
 
 
@@ -184,7 +184,9 @@ async def insert_refresh_token(
     conn: AsyncConnection, *, family_id: uuid.UUID, user_id: int, token_hash: bytes, expires_at: datetime.datetime
 ) -> None:
     await conn.execute(
-        sa.insert(refresh_tokens).values(family_id=family_id, user_id=user_id, token_hash=token_hash, expires_at=expires_at)
+        sa.insert(refresh_tokens).values(
+            family_id=family_id, user_id=user_id, token_hash=token_hash, expires_at=expires_at
+        )
     )
 
 
@@ -206,7 +208,9 @@ async def lock_refresh_token(conn: AsyncConnection, token_hash: bytes) -> sa.Row
 
 
 async def mark_rotated(conn: AsyncConnection, token_id: int) -> None:
-    await conn.execute(sa.update(refresh_tokens).where(refresh_tokens.c.id == token_id).values(rotated_at=sa.func.now()))
+    await conn.execute(
+        sa.update(refresh_tokens).where(refresh_tokens.c.id == token_id).values(rotated_at=sa.func.now())
+    )
 
 
 async def revoke_families(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> int:

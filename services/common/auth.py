@@ -44,7 +44,12 @@ class ServiceTokens:
 
     def mint(self, now: float | None = None) -> str:
         issued = int(now if now is not None else time.time())
-        claims = {"sub": f"service:{self.service}", "aud": SERVICE_AUDIENCE, "iat": issued, "exp": issued + _SERVICE_TOKEN_TTL_S}
+        claims = {
+            "sub": f"service:{self.service}",
+            "aud": SERVICE_AUDIENCE,
+            "iat": issued,
+            "exp": issued + _SERVICE_TOKEN_TTL_S,
+        }
         return jwt.encode(claims, self.secret.value, algorithm="HS256")
 
     def verify(self, token: str) -> Caller:
@@ -67,7 +72,9 @@ class AccessTokenVerifier:
     Refetches are rate limited so a flood of tokens with random ``kid`` values cannot hammer accounts.
     """
 
-    def __init__(self, fetch_jwks: JwksFetcher, issuer: str, audience: str, min_refetch_interval_s: float = 10.0) -> None:
+    def __init__(
+        self, fetch_jwks: JwksFetcher, issuer: str, audience: str, min_refetch_interval_s: float = 10.0
+    ) -> None:
         self._fetch = fetch_jwks
         self._issuer = issuer
         self._audience = audience

@@ -49,7 +49,10 @@ class _IdentityInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
         self._tokens = tokens
 
     async def intercept_unary_unary(
-        self, continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any], details: grpc.aio.ClientCallDetails, request: Any
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        details: grpc.aio.ClientCallDetails,
+        request: Any,
     ) -> Any:
         metadata = grpc.aio.Metadata(*(details.metadata or ()))
         metadata.add(SERVICE_TOKEN_HEADER, self._tokens.mint())

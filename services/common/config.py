@@ -118,14 +118,14 @@ class RuntimeSettings:
     def from_env(cls, service: str, env: Env | None = None) -> RuntimeSettings:
         env = env or Env()
         upper = service.upper()
-        peers = {
-            name: env.str(f"{name.upper()}_ADDR", f"127.0.0.1:{port}") for name, port in DEFAULT_PORTS.items()
-        }
+        peers = {name: env.str(f"{name.upper()}_ADDR", f"127.0.0.1:{port}") for name, port in DEFAULT_PORTS.items()}
         return cls(
             service=service,
             host=env.str(f"{upper}_HOST", env.str("GRPC_HOST", "127.0.0.1")),
             port=env.int(f"{upper}_PORT", DEFAULT_PORTS[service]),
-            database_url=env.secret(f"{upper}_DATABASE_URL", env.str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/nerava")),
+            database_url=env.secret(
+                f"{upper}_DATABASE_URL", env.str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/nerava")
+            ),
             redis_url=env.secret("REDIS_URL", "redis://127.0.0.1:6379/0"),
             peers=peers,
             metrics_port=env.int(f"{upper}_METRICS_PORT", 0),

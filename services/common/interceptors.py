@@ -190,7 +190,9 @@ class AuthInterceptor(_UnaryInterceptor):
             if not rule.allows(caller):
                 if caller is ANONYMOUS:
                     raise Unauthenticated("UNAUTHENTICATED", "sign in first: this method needs a bearer token")
-                needed = "a service identity" if rule.internal else "one of the roles " + ", ".join(sorted(rule.roles or ()))
+                needed = (
+                    "a service identity" if rule.internal else "one of the roles " + ", ".join(sorted(rule.roles or ()))
+                )
                 raise PermissionDenied("PERMISSION_DENIED", f"{method} needs {needed}")
             token = caller_var.set(caller)
             try:

@@ -51,7 +51,9 @@ def outbox_table(metadata: sa.MetaData) -> sa.Table:
     )
 
 
-async def enqueue(connection: AsyncConnection, table: sa.Table, topic: str, key: str, payload: Mapping[str, Any]) -> None:
+async def enqueue(
+    connection: AsyncConnection, table: sa.Table, topic: str, key: str, payload: Mapping[str, Any]
+) -> None:
     """Records an effect to deliver, in the caller's open transaction. The same (topic, key) twice is one row."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
@@ -89,6 +91,7 @@ class OutboxRelay:
         table: sa.Table,
         handlers: Mapping[str, Handler],
         service: str,
+        *,
         batch_size: int = 50,
         lease_s: float = 30.0,
         idle_poll_s: float = 0.5,
@@ -161,7 +164,10 @@ class OutboxRelay:
                 await self._settle(message, exc, permanent=True)
                 OUTBOX_DELIVERED.labels(self._service, message.topic, "failed").inc()
             except Exception as exc:  # any other failure is transient until proven otherwise
-                log.warning("outbox delivery failed, will retry", extra={"topic": message.topic, "key": message.key, "error": repr(exc)})
+                log.warning(
+                    "outbox delivery failed, will retry",
+                    extra={"topic": message.topic, "key": message.key, "error": repr(exc)},
+                )
                 await self._settle(message, exc, permanent=False)
                 OUTBOX_DELIVERED.labels(self._service, message.topic, "retry").inc()
             else:

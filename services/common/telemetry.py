@@ -9,8 +9,7 @@ from wsgiref.simple_server import WSGIServer
 import prometheus_client
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace import SpanProcessor
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 RPC_REQUESTS = prometheus_client.Counter(
@@ -32,7 +31,9 @@ OUTBOX_DELIVERED = prometheus_client.Counter(
 _provider_lock = threading.Lock()
 
 
-def init_tracing(service: str, processors: Sequence[SpanProcessor] = (), otlp_endpoint: str | None = None) -> TracerProvider:
+def init_tracing(
+    service: str, processors: Sequence[SpanProcessor] = (), otlp_endpoint: str | None = None
+) -> TracerProvider:
     """Installs the global tracer provider once per process (later calls add span processors).
 
     W3C trace context is the propagator, so the ids Envoy puts in ``traceparent`` continue here.

@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
-
 from nerava.incentives.v1 import incentives_pb2_grpc
-from services.incentives.api import ACCESS, SERVICE_NAME, IncentivesApi
+
 from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.incentives.api import ACCESS, SERVICE_NAME, IncentivesApi
 
 
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings))
     api = IncentivesApi()
-    binding = ServiceBinding(SERVICE_NAME, lambda server: incentives_pb2_grpc.add_IncentivesServiceServicer_to_server(api, server), ACCESS)
+    binding = ServiceBinding(
+        SERVICE_NAME, lambda server: incentives_pb2_grpc.add_IncentivesServiceServicer_to_server(api, server), ACCESS
+    )
     return ServiceServer(runtime, [binding])
 
 

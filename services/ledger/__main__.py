@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
-
 from nerava.ledger.v1 import ledger_pb2_grpc
-from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
+
 from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
 
 
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings))
     api = LedgerApi()
-    binding = ServiceBinding(SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS)
+    binding = ServiceBinding(
+        SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
+    )
     return ServiceServer(runtime, [binding])
 
 

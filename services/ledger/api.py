@@ -7,6 +7,7 @@ UNIMPLEMENTED (the generated base class does that), behind the same authenticati
 from __future__ import annotations
 
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+
 from services.common.interceptors import Access
 
 SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name

@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
-
 from nerava.merchants.v1 import merchants_pb2_grpc
-from services.merchants.api import ACCESS, SERVICE_NAME, MerchantsApi
+
 from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.merchants.api import ACCESS, SERVICE_NAME, MerchantsApi
 
 
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings))
     api = MerchantsApi()
-    binding = ServiceBinding(SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS)
+    binding = ServiceBinding(
+        SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS
+    )
     return ServiceServer(runtime, [binding])
 
 

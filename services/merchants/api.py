@@ -7,6 +7,7 @@ UNIMPLEMENTED (the generated base class does that), behind the same authenticati
 from __future__ import annotations
 
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
+
 from services.common.interceptors import Access
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name

@@ -5,21 +5,23 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
-
 from nerava.sessions.v1 import sessions_pb2_grpc
-from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
+
 from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 
 
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings))
     api = SessionsApi()
-    binding = ServiceBinding(SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS)
+    binding = ServiceBinding(
+        SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS
+    )
     return ServiceServer(runtime, [binding])
 
 

@@ -7,6 +7,7 @@ UNIMPLEMENTED (the generated base class does that), behind the same authenticati
 from __future__ import annotations
 
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+
 from services.common.interceptors import Access
 
 SERVICE_NAME = sessions_pb2.DESCRIPTOR.services_by_name["SessionsService"].full_name

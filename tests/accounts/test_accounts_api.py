@@ -10,8 +10,8 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from jwt.algorithms import ECAlgorithm
-
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+
 from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine
 from tests.fakes.twilio_verify import FakeTwilioVerify
@@ -24,7 +24,9 @@ def accounts(mesh: Mesh) -> accounts_pb2_grpc.AccountsServiceStub:
     return accounts_pb2_grpc.AccountsServiceStub(mesh.channels["accounts"])
 
 
-async def test_first_phone_login_creates_a_driver(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_first_phone_login_creates_a_driver(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     phone = random_phone()
     login = await phone_login(mesh.channels["accounts"], twilio, phone)
     assert login.token_type == "bearer"
@@ -36,7 +38,9 @@ async def test_first_phone_login_creates_a_driver(mesh: Mesh, twilio: FakeTwilio
     assert again.user.public_id == login.user.public_id  # the same user, not a second account
 
 
-async def test_access_token_verifies_against_the_published_jwks(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_access_token_verifies_against_the_published_jwks(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     jwks = await accounts.GetJwks(accounts_pb2.GetJwksRequest())
     kid = jwt.get_unverified_header(login.access_token)["kid"]
@@ -49,7 +53,9 @@ async def test_access_token_verifies_against_the_published_jwks(mesh: Mesh, twil
     assert claims["exp"] - claims["iat"] == 3600
 
 
-async def test_malformed_phone_is_invalid_argument_naming_the_field(accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_malformed_phone_is_invalid_argument_naming_the_field(
+    accounts: accounts_pb2_grpc.AccountsServiceStub,
+) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone="12"))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
@@ -57,7 +63,9 @@ async def test_malformed_phone_is_invalid_argument_naming_the_field(accounts: ac
     assert error_reason(caught.value) == "INVALID_ARGUMENT"
 
 
-async def test_sixth_wrong_code_locks_the_phone(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_sixth_wrong_code_locks_the_phone(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     phone = random_phone()
     await accounts.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=phone))
     right = twilio.last_code_sent_to(phone)
@@ -90,7 +98,9 @@ async def test_starting_beyond_the_limit_is_rate_limited(accounts: accounts_pb2_
     assert error_reason(caught.value) == "OTP_RATE_LIMITED"
 
 
-async def test_refresh_rotates_and_reuse_revokes_the_family(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_refresh_rotates_and_reuse_revokes_the_family(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     first = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
     assert first.refresh_token != login.refresh_token
@@ -105,7 +115,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(mesh: Mesh, twilio: 
     assert error_reason(caught.value) == "REFRESH_TOKEN_INVALID"
 
 
-async def test_reuse_does_not_touch_other_families(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_reuse_does_not_touch_other_families(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     phone = random_phone()
     laptop = await phone_login(mesh.channels["accounts"], twilio, phone)
     phone_app = await phone_login(mesh.channels["accounts"], twilio, phone)
@@ -116,10 +128,15 @@ async def test_reuse_does_not_touch_other_families(mesh: Mesh, twilio: FakeTwili
     assert still.access_token
 
 
-async def test_concurrent_refreshes_of_one_token_yield_one_winner(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_concurrent_refreshes_of_one_token_yield_one_winner(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     results = await asyncio.gather(
-        *(accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=login.refresh_token)) for _ in range(10)),
+        *(
+            accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
+            for _ in range(10)
+        ),
         return_exceptions=True,
     )
     winners = [r for r in results if isinstance(r, accounts_pb2.RefreshTokenResponse)]
@@ -128,12 +145,16 @@ async def test_concurrent_refreshes_of_one_token_yield_one_winner(mesh: Mesh, tw
     assert {error_reason(e) for e in losers} <= {"REFRESH_TOKEN_REUSED", "REFRESH_TOKEN_INVALID"}
 
 
-async def test_logout_revokes_this_device_or_all(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_logout_revokes_this_device_or_all(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     phone = random_phone()
     one = await phone_login(mesh.channels["accounts"], twilio, phone)
     two = await phone_login(mesh.channels["accounts"], twilio, phone)
     three = await phone_login(mesh.channels["accounts"], twilio, phone)
-    out = await accounts.Logout(accounts_pb2.LogoutRequest(refresh_token=one.refresh_token), metadata=bearer(one.access_token))
+    out = await accounts.Logout(
+        accounts_pb2.LogoutRequest(refresh_token=one.refresh_token), metadata=bearer(one.access_token)
+    )
     assert out.revoked_families == 1
     with pytest.raises(grpc.aio.AioRpcError):
         await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=one.refresh_token))
@@ -165,7 +186,9 @@ async def test_only_write_admins_change_roles_and_changes_are_audited(
     reader = await phone_login(mesh.channels["accounts"], twilio, reader_phone)
     driver = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     change = accounts_pb2.SetUserRolesRequest(
-        user_id=driver.user.public_id, roles=[accounts_pb2.ROLE_DRIVER, accounts_pb2.ROLE_SPONSOR], reason="pilot sponsor"
+        user_id=driver.user.public_id,
+        roles=[accounts_pb2.ROLE_DRIVER, accounts_pb2.ROLE_SPONSOR],
+        reason="pilot sponsor",
     )
     for outsider in (driver, reader):
         with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -173,27 +196,44 @@ async def test_only_write_admins_change_roles_and_changes_are_audited(
         assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     changed = await accounts.SetUserRoles(change, metadata=bearer(admin.access_token))
     assert set(changed.user.roles) == {accounts_pb2.ROLE_DRIVER, accounts_pb2.ROLE_SPONSOR}
-    listed = await accounts.ListUsers(accounts_pb2.ListUsersRequest(role=accounts_pb2.ROLE_SPONSOR), metadata=bearer(reader.access_token))
+    listed = await accounts.ListUsers(
+        accounts_pb2.ListUsersRequest(role=accounts_pb2.ROLE_SPONSOR), metadata=bearer(reader.access_token)
+    )
     assert driver.user.public_id in {u.public_id for u in listed.users}
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.ListUsers(accounts_pb2.ListUsersRequest(), metadata=bearer(driver.access_token))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.SetUserRoles(
-            accounts_pb2.SetUserRolesRequest(user_id=admin.user.public_id, roles=[accounts_pb2.ROLE_DRIVER], reason="oops"),
+            accounts_pb2.SetUserRolesRequest(
+                user_id=admin.user.public_id, roles=[accounts_pb2.ROLE_DRIVER], reason="oops"
+            ),
             metadata=bearer(admin.access_token),
         )
     assert error_reason(caught.value) == "CANNOT_REMOVE_OWN_ADMIN"
     async with engine.connect() as conn:
-        audit = (await conn.execute(sa.text("SELECT actor_public_id, new_roles, reason FROM role_changes ORDER BY id DESC LIMIT 1"))).one()
-    assert (audit.actor_public_id, sorted(audit.new_roles), audit.reason) == (admin.user.public_id, ["driver", "sponsor"], "pilot sponsor")
+        audit = (
+            await conn.execute(
+                sa.text("SELECT actor_public_id, new_roles, reason FROM role_changes ORDER BY id DESC LIMIT 1")
+            )
+        ).one()
+    assert (audit.actor_public_id, sorted(audit.new_roles), audit.reason) == (
+        admin.user.public_id,
+        ["driver", "sponsor"],
+        "pilot sponsor",
+    )
     # The new role reaches the token at the next refresh.
     refreshed = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=driver.refresh_token))
-    assert sorted(jwt.decode(refreshed.access_token, options={"verify_signature": False})["roles"]) == ["driver", "sponsor"]
+    assert sorted(jwt.decode(refreshed.access_token, options={"verify_signature": False})["roles"]) == [
+        "driver",
+        "sponsor",
+    ]
     await engine.dispose()
 
 
-async def test_list_users_pages_without_repeats(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub, database_url: str) -> None:
+async def test_list_users_pages_without_repeats(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub, database_url: str
+) -> None:
     engine = create_engine(database_url, "accounts")
     admin_phone = random_phone()
     await ensure_phone_user(engine, admin_phone, ["admin"])
@@ -204,22 +244,32 @@ async def test_list_users_pages_without_repeats(mesh: Mesh, twilio: FakeTwilioVe
     seen: list[str] = []
     token = ""
     while True:
-        page = await accounts.ListUsers(accounts_pb2.ListUsersRequest(page_size=2, page_token=token), metadata=bearer(admin.access_token))
+        page = await accounts.ListUsers(
+            accounts_pb2.ListUsersRequest(page_size=2, page_token=token), metadata=bearer(admin.access_token)
+        )
         seen.extend(u.public_id for u in page.users)
         token = page.next_page_token
         if not token:
             break
     assert len(seen) == len(set(seen)) >= 4
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await accounts.ListUsers(accounts_pb2.ListUsersRequest(page_token="garbage"), metadata=bearer(admin.access_token))
+        await accounts.ListUsers(
+            accounts_pb2.ListUsersRequest(page_token="garbage"), metadata=bearer(admin.access_token)
+        )
     assert bad_fields(caught.value) == ["page_token"]
 
 
-async def test_device_registration_is_idempotent(mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_device_registration_is_idempotent(
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
-    request = accounts_pb2.RegisterDeviceRequest(token=f"apns-{uuid.uuid4().hex}", platform=accounts_pb2.DEVICE_PLATFORM_IOS)
+    request = accounts_pb2.RegisterDeviceRequest(
+        token=f"apns-{uuid.uuid4().hex}", platform=accounts_pb2.DEVICE_PLATFORM_IOS
+    )
     assert (await accounts.RegisterDevice(request, metadata=bearer(login.access_token))).created
     assert not (await accounts.RegisterDevice(request, metadata=bearer(login.access_token))).created
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await accounts.RegisterDevice(accounts_pb2.RegisterDeviceRequest(token="short", platform=0), metadata=bearer(login.access_token))
+        await accounts.RegisterDevice(
+            accounts_pb2.RegisterDeviceRequest(token="short", platform=0), metadata=bearer(login.access_token)
+        )
     assert set(bad_fields(caught.value)) == {"token", "platform"}

@@ -60,9 +60,7 @@ def _wrong_code(right: str) -> str:
 
 
 @pytest.mark.asyncio
-async def test_sent_sms_code_is_accepted(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_sent_sms_code_is_accepted(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     await provider.send_code(Channel.SMS, PHONE)
 
     [sent] = twilio.sent
@@ -72,9 +70,7 @@ async def test_sent_sms_code_is_accepted(
 
 
 @pytest.mark.asyncio
-async def test_requests_use_twilio_wire_format(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_requests_use_twilio_wire_format(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     await provider.send_code(Channel.SMS, PHONE)
     await provider.check_code(Channel.SMS, PHONE, twilio.last_code_sent_to(PHONE))
 
@@ -102,9 +98,7 @@ async def test_wrong_code_is_rejected_and_right_code_still_works(
 
 
 @pytest.mark.asyncio
-async def test_code_is_single_use(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_code_is_single_use(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     await provider.send_code(Channel.SMS, PHONE)
     code = twilio.last_code_sent_to(PHONE)
 
@@ -126,16 +120,11 @@ async def test_right_code_is_rejected_after_five_wrong_attempts(
 
 
 @pytest.mark.asyncio
-async def test_expired_code_is_rejected(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_expired_code_is_rejected(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     await provider.send_code(Channel.SMS, PHONE)
     twilio.advance_time(timedelta(minutes=10))
 
-    assert (
-        await provider.check_code(Channel.SMS, PHONE, twilio.last_code_sent_to(PHONE))
-        is False
-    )
+    assert await provider.check_code(Channel.SMS, PHONE, twilio.last_code_sent_to(PHONE)) is False
 
 
 @pytest.mark.asyncio
@@ -156,9 +145,7 @@ async def test_code_of_impossible_length_is_rejected_without_asking_twilio(
 
 
 @pytest.mark.asyncio
-async def test_email_code_is_sent_and_accepted(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_email_code_is_sent_and_accepted(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     await provider.send_code(Channel.EMAIL, EMAIL)
 
     [sent] = twilio.sent
@@ -214,9 +201,7 @@ async def test_unknown_verify_service_is_not_retryable(
 
 
 @pytest.mark.asyncio
-async def test_twilio_outage_is_retryable(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_twilio_outage_is_retryable(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     twilio.fail_next_send_with(503, 20503)
     with pytest.raises(OtpProviderError) as sending:
         await provider.send_code(Channel.SMS, PHONE)
@@ -243,12 +228,7 @@ async def test_timeout_is_retryable_and_client_recovers(
 
         twilio.response_delay = 0.0
         await provider.send_code(Channel.SMS, PHONE)
-        assert (
-            await provider.check_code(
-                Channel.SMS, PHONE, twilio.last_code_sent_to(PHONE)
-            )
-            is True
-        )
+        assert await provider.check_code(Channel.SMS, PHONE, twilio.last_code_sent_to(PHONE)) is True
 
 
 @pytest.mark.asyncio
@@ -271,9 +251,7 @@ async def test_unreachable_twilio_is_retryable() -> None:
 
 
 @pytest.mark.asyncio
-async def test_max_send_attempts_is_not_retryable(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_max_send_attempts_is_not_retryable(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     twilio.fail_next_send_with(429, 60203, "Max send attempts reached")
     with pytest.raises(OtpProviderError) as failure:
         await provider.send_code(Channel.SMS, PHONE)
@@ -297,9 +275,7 @@ async def test_sixth_send_to_one_recipient_hits_twilio_send_limit(
 
 
 @pytest.mark.asyncio
-async def test_other_rate_limits_are_retryable(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_other_rate_limits_are_retryable(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     twilio.fail_next_send_with(429, 20429, "Too Many Requests")
     with pytest.raises(OtpProviderError) as failure:
         await provider.send_code(Channel.SMS, PHONE)
@@ -308,9 +284,7 @@ async def test_other_rate_limits_are_retryable(
 
 
 @pytest.mark.asyncio
-async def test_invalid_phone_number_is_not_retryable(
-    twilio: FakeTwilioVerify, provider: TwilioVerifyProvider
-) -> None:
+async def test_invalid_phone_number_is_not_retryable(twilio: FakeTwilioVerify, provider: TwilioVerifyProvider) -> None:
     with pytest.raises(OtpProviderError) as failure:
         await provider.send_code(Channel.SMS, "5017122661")
 
@@ -326,9 +300,7 @@ async def test_invalid_phone_number_is_not_retryable(
 async def test_disabled_stub_refuses_everything() -> None:
     stub = StubOtpProvider(enabled=False)
 
-    with pytest.raises(
-        OtpProviderError, match="stub OTP provider is disabled"
-    ) as sending:
+    with pytest.raises(OtpProviderError, match="stub OTP provider is disabled") as sending:
         await stub.send_code(Channel.SMS, PHONE)
     with pytest.raises(OtpProviderError) as checking:
         await stub.check_code(Channel.SMS, PHONE, "000000")

@@ -137,14 +137,20 @@ async def test_concurrent_relays_deliver_each_row_once(engine: AsyncEngine) -> N
     assert set(receiver.deliveries.values()) == {1}
 
 
-async def test_delivery_joins_the_trace_of_the_request_that_enqueued(engine: AsyncEngine, span_exporter: InMemorySpanExporter) -> None:
+async def test_delivery_joins_the_trace_of_the_request_that_enqueued(
+    engine: AsyncEngine, span_exporter: InMemorySpanExporter
+) -> None:
     tracer = trace.get_tracer("test")
     with tracer.start_as_current_span("request") as request_span:
         async with engine.begin() as conn:
             await enqueue(conn, table, "grant.created", "traced", {})
     relay = OutboxRelay(engine, table, {"grant.created": Receiver()}, "test")
     await relay.run_once()
-    delivery = [s for s in span_exporter.get_finished_spans() if s.name == "outbox deliver grant.created" and s.attributes and s.attributes.get("outbox.key") == "traced"]
+    delivery = [
+        s
+        for s in span_exporter.get_finished_spans()
+        if s.name == "outbox deliver grant.created" and s.attributes and s.attributes.get("outbox.key") == "traced"
+    ]
     assert len(delivery) == 1
     assert delivery[0].context is not None
     assert delivery[0].context.trace_id == request_span.get_span_context().trace_id

@@ -68,12 +68,16 @@ async def test_bad_phone_is_400_naming_the_field(rest: httpx.AsyncClient) -> Non
     assert reply.status_code == 400
     body = reply.json()
     assert body["code"] == 3
-    violations = [v for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest") for v in d["field_violations"]]
+    violations = [
+        v for d in body["details"] if d["@type"].endswith("google.rpc.BadRequest") for v in d["field_violations"]
+    ]
     assert [v["field"] for v in violations] == ["phone"]
     assert _reason(body) == "INVALID_ARGUMENT"
 
 
-async def test_unknown_path_is_404_and_unknown_query_parameter_is_400(rest: httpx.AsyncClient, twilio: FakeTwilioVerify) -> None:
+async def test_unknown_path_is_404_and_unknown_query_parameter_is_400(
+    rest: httpx.AsyncClient, twilio: FakeTwilioVerify
+) -> None:
     missing = await rest.get("/v1/no/such/thing")
     assert missing.status_code == 404
     assert missing.json()["code"] == 5
@@ -94,7 +98,9 @@ async def test_refresh_reuse_revokes_the_family_over_rest(rest: httpx.AsyncClien
     assert dead.status_code == 401
 
 
-async def test_sixth_wrong_code_locks_and_start_beyond_the_limit_is_429(rest: httpx.AsyncClient, twilio: FakeTwilioVerify) -> None:
+async def test_sixth_wrong_code_locks_and_start_beyond_the_limit_is_429(
+    rest: httpx.AsyncClient, twilio: FakeTwilioVerify
+) -> None:
     phone = random_phone()
     await rest.post("/v1/auth/otp/start", json={"phone": phone})
     wrong = "111111" if twilio.last_code_sent_to(phone) != "111111" else "222222"
@@ -109,7 +115,11 @@ async def test_sixth_wrong_code_locks_and_start_beyond_the_limit_is_429(rest: ht
 async def test_cors_preflight_from_an_app_origin(rest: httpx.AsyncClient) -> None:
     reply = await rest.options(
         "/v1/auth/otp/start",
-        headers={"Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+        headers={
+            "Origin": "http://localhost:5173",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
     )
     assert reply.status_code == 200
     assert reply.headers["access-control-allow-origin"] == "http://localhost:5173"
@@ -120,20 +130,27 @@ async def test_cors_preflight_from_an_app_origin(rest: httpx.AsyncClient) -> Non
 
 
 async def test_one_rest_call_is_one_trace_across_gateway_and_service(
-    rest: httpx.AsyncClient, twilio: FakeTwilioVerify, span_exporter: InMemorySpanExporter, otlp_collector: OtlpCollector
+    rest: httpx.AsyncClient,
+    twilio: FakeTwilioVerify,
+    span_exporter: InMemorySpanExporter,
+    otlp_collector: OtlpCollector,
 ) -> None:
     login = await _login(rest, twilio, random_phone())
     span_exporter.clear()
     reply = await rest.get("/v1/auth/me", headers={"Authorization": f"Bearer {login['access_token']}"})
     assert reply.status_code == 200
-    service_spans = [s for s in span_exporter.get_finished_spans() if s.name == "/nerava.accounts.v1.AccountsService/GetMe"]
+    service_spans = [
+        s for s in span_exporter.get_finished_spans() if s.name == "/nerava.accounts.v1.AccountsService/GetMe"
+    ]
     assert len(service_spans) == 1
     service_span = service_spans[0]
     assert service_span.context is not None and service_span.parent is not None
     trace_id = service_span.context.trace_id.to_bytes(16, "big")
     parent_id = service_span.parent.span_id.to_bytes(8, "big")
     for _ in range(100):  # Envoy exports in batches
-        gateway_spans = [span for service, span in otlp_collector.spans if service == "nerava-gateway" and span.trace_id == trace_id]
+        gateway_spans = [
+            span for service, span in otlp_collector.spans if service == "nerava-gateway" and span.trace_id == trace_id
+        ]
         if any(span.span_id == parent_id for span in gateway_spans):
             break
         await asyncio.sleep(0.1)

@@ -151,9 +151,7 @@ class FakeTwilioVerify:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(
-            self._serve_connection, "127.0.0.1", 0
-        )
+        self._server = await asyncio.start_server(self._serve_connection, "127.0.0.1", 0)
         return self
 
     async def __aexit__(
@@ -176,24 +174,16 @@ class FakeTwilioVerify:
     @property
     def base_url(self) -> str:
         if self._server is None:
-            raise RuntimeError(
-                "FakeTwilioVerify is not running; use it as `async with`"
-            )
+            raise RuntimeError("FakeTwilioVerify is not running; use it as `async with`")
         host, port = self._server.sockets[0].getsockname()[:2]
         return f"http://{host}:{port}"
 
     # -- knobs -------------------------------------------------------------------------------
 
-    def fail_next_send_with(
-        self, status: int, twilio_code: int, message: str = ""
-    ) -> None:
-        self._next_failure["Verifications"] = _InjectedFailure(
-            status, twilio_code, message or _default_message(status)
-        )
+    def fail_next_send_with(self, status: int, twilio_code: int, message: str = "") -> None:
+        self._next_failure["Verifications"] = _InjectedFailure(status, twilio_code, message or _default_message(status))
 
-    def fail_next_check_with(
-        self, status: int, twilio_code: int, message: str = ""
-    ) -> None:
+    def fail_next_check_with(self, status: int, twilio_code: int, message: str = "") -> None:
         self._next_failure["VerificationCheck"] = _InjectedFailure(
             status, twilio_code, message or _default_message(status)
         )
@@ -209,9 +199,7 @@ class FakeTwilioVerify:
 
     # -- HTTP --------------------------------------------------------------------------------
 
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
@@ -221,17 +209,12 @@ class FakeTwilioVerify:
                 try:
                     request = await _read_request(reader)
                 except _MalformedRequest as exc:
-                    writer.write(
-                        _encode(_error(400, 20001, str(exc)), keep_alive=False)
-                    )
+                    writer.write(_encode(_error(400, 20001, str(exc)), keep_alive=False))
                     await writer.drain()
                     return
                 if request is None:
                     return
-                keep_alive = (
-                    request.version == "HTTP/1.1"
-                    and request.headers.get("connection", "").lower() != "close"
-                )
+                keep_alive = request.version == "HTTP/1.1" and request.headers.get("connection", "").lower() != "close"
                 response = await self._respond(request)
                 writer.write(_encode(response, keep_alive=keep_alive))
                 await writer.drain()
@@ -247,9 +230,7 @@ class FakeTwilioVerify:
 
     async def _respond(self, request: _Request) -> _Response:
         form = _parse_form(request)
-        self.requests.append(
-            ReceivedRequest(request.method, request.path, request.headers, form)
-        )
+        self.requests.append(ReceivedRequest(request.method, request.path, request.headers, form))
         if self.response_delay > 0:
             await asyncio.sleep(self.response_delay)
 
@@ -283,9 +264,7 @@ class FakeTwilioVerify:
             return False
         try:
             username, separator, password = (
-                base64.b64decode(encoded.strip(), validate=True)
-                .decode("utf-8")
-                .partition(":")
+                base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
             )
         except ValueError:  # binascii.Error and UnicodeDecodeError are both ValueErrors
             return False
@@ -303,10 +282,7 @@ class FakeTwilioVerify:
 
     def _pending(self, to: str) -> _Verification | None:
         verification = self._verifications.get(to)
-        if (
-            verification is not None
-            and self._now() >= verification.created + VERIFICATION_TTL
-        ):
+        if verification is not None and self._now() >= verification.created + VERIFICATION_TTL:
             del self._verifications[to]
             return None
         return verification
@@ -361,12 +337,8 @@ class FakeTwilioVerify:
         if not 4 <= len(code) <= 10:
             return _invalid_parameter("Code")
 
-        verification = (
-            self._pending(to) if to else self._pending_by_sid(verification_sid)
-        )
-        if verification is None or (
-            verification_sid and verification.sid != verification_sid
-        ):
+        verification = self._pending(to) if to else self._pending_by_sid(verification_sid)
+        if verification is None or (verification_sid and verification.sid != verification_sid):
             return self._not_found(path)
 
         now = self._now()
@@ -406,14 +378,10 @@ class FakeTwilioVerify:
             "date_created": _iso8601(verification.created),
             "date_updated": _iso8601(verification.updated),
             "sna": None,
-            "url": (
-                f"{self.base_url}/v2/Services/{self.service_sid}/Verifications/{verification.sid}"
-            ),
+            "url": (f"{self.base_url}/v2/Services/{self.service_sid}/Verifications/{verification.sid}"),
         }
 
-    def _check_json(
-        self, verification: _Verification, *, status: str
-    ) -> dict[str, object]:
+    def _check_json(self, verification: _Verification, *, status: str) -> dict[str, object]:
         return {
             "sid": verification.sid,
             "service_sid": self.service_sid,

@@ -377,7 +377,9 @@ def test_transcoder_serves_exactly_the_services_in_the_descriptor_set(
     assert accounts_only == [ACCOUNTS]
 
     files = [f for f in generated_files if not f.service or f.package == "nerava.accounts.v1"]
-    with_sessions = _write_descriptor(tmp_path / "with-sessions.binpb", [*files, _sessions_file(*gw.PUBLIC_METHODS[SESSIONS])])
+    with_sessions = _write_descriptor(
+        tmp_path / "with-sessions.binpb", [*files, _sessions_file(*gw.PUBLIC_METHODS[SESSIONS])]
+    )
     config = gw.render(replace(local, descriptor_path=str(with_sessions)))
     assert _filter(config, "envoy.filters.http.grpc_json_transcoder")["services"] == [ACCOUNTS, SESSIONS]
     _assert_valid(config, tmp_path)
@@ -441,7 +443,9 @@ def test_public_methods_of_services_not_in_the_descriptor_set_are_left_out(
     assert search not in [rule["match"].get("path") for rule in rules]
 
     files = [f for f in generated_files if not f.service or f.package == "nerava.accounts.v1"]
-    with_sessions = _write_descriptor(tmp_path / "with-sessions.binpb", [*files, _sessions_file(*gw.PUBLIC_METHODS[SESSIONS])])
+    with_sessions = _write_descriptor(
+        tmp_path / "with-sessions.binpb", [*files, _sessions_file(*gw.PUBLIC_METHODS[SESSIONS])]
+    )
     rules = _filter(gw.render(replace(local, descriptor_path=str(with_sessions))), "envoy.filters.http.jwt_authn")[
         "rules"
     ]

@@ -43,8 +43,15 @@ async def running_gateway(
     log = workdir / f"envoy-{listen}.log"
     with log.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            str(ENVOY), "-c", str(config), "--log-level", "warn", "--base-id", str(listen),
-            stdout=log_file, stderr=asyncio.subprocess.STDOUT,
+            str(ENVOY),
+            "-c",
+            str(config),
+            "--log-level",
+            "warn",
+            "--base-id",
+            str(listen),
+            stdout=log_file,
+            stderr=asyncio.subprocess.STDOUT,
         )
     gateway = Gateway(f"http://127.0.0.1:{listen}", f"http://127.0.0.1:{admin}", settings, log)
     try:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 from collections.abc import AsyncIterator, Mapping
 
 import grpc
-
-import importlib
 
 from services.accounts.__main__ import build_server as build_accounts
 from services.accounts.config import AccountsSettings

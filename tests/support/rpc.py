@@ -6,8 +6,8 @@ import secrets
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
-
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+
 from tests.fakes.twilio_verify import FakeTwilioVerify
 
 
@@ -48,7 +48,9 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
-async def phone_login(channel: grpc.aio.Channel, twilio: FakeTwilioVerify, phone: str) -> accounts_pb2.VerifyPhoneLoginResponse:
+async def phone_login(
+    channel: grpc.aio.Channel, twilio: FakeTwilioVerify, phone: str
+) -> accounts_pb2.VerifyPhoneLoginResponse:
     stub = accounts_pb2_grpc.AccountsServiceStub(channel)
     await stub.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=phone))
     code = twilio.last_code_sent_to(phone)

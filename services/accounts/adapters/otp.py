@@ -114,9 +114,7 @@ class TwilioVerifyProvider:
         timeout: float = 5.0,
     ) -> None:
         if not (account_sid and auth_token and verify_service_sid):
-            raise ValueError(
-                "Twilio account sid, auth token and Verify service sid are required"
-            )
+            raise ValueError("Twilio account sid, auth token and Verify service sid are required")
         service_path = f"/v2/Services/{quote(verify_service_sid, safe='')}/"
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + service_path,
@@ -140,9 +138,7 @@ class TwilioVerifyProvider:
     async def send_code(self, channel: Channel, to: str) -> None:
         # Asking again while a verification is pending makes Twilio resend the same code, so a
         # retry after a timeout that did reach Twilio does not invalidate the first message.
-        verification = await self._post(
-            "Verifications", {"To": to, "Channel": _TWILIO_CHANNELS[channel]}
-        )
+        verification = await self._post("Verifications", {"To": to, "Channel": _TWILIO_CHANNELS[channel]})
         _log.info(
             "one-time code sent",
             extra={
@@ -180,21 +176,15 @@ class TwilioVerifyProvider:
         try:
             response = await self._client.post(endpoint, data=form)
         except httpx.TimeoutException as exc:
-            raise OtpProviderError(
-                f"Twilio Verify {endpoint} timed out", retryable=True
-            ) from exc
+            raise OtpProviderError(f"Twilio Verify {endpoint} timed out", retryable=True) from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             # Connection refused/reset or a broken response: the next attempt may reach a
             # healthy Twilio edge.
-            raise OtpProviderError(
-                f"Twilio Verify {endpoint} unreachable: {exc!r}", retryable=True
-            ) from exc
+            raise OtpProviderError(f"Twilio Verify {endpoint} unreachable: {exc!r}", retryable=True) from exc
         except httpx.HTTPError as exc:
             # Bad URL scheme, proxy or client-side protocol misuse: configuration errors that
             # repeat identically.
-            raise OtpProviderError(
-                f"Twilio Verify {endpoint} request failed: {exc!r}", retryable=False
-            ) from exc
+            raise OtpProviderError(f"Twilio Verify {endpoint} request failed: {exc!r}", retryable=False) from exc
 
         try:
             decoded: object = json.loads(response.content)

@@ -1,4 +1,4 @@
-from services.incentives.store import metadata
 from services.common.migrations import run_env
+from services.incentives.store import metadata
 
 run_env(metadata)
