@@ -20,6 +20,7 @@ from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits, StartDecision
 from services.common.context import client_ip_var, current_caller
+from services.common.db import single_statement_reads
 from services.common.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -82,6 +83,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     ) -> None:
         self._settings = settings
         self._engine = engine
+        self._reads = single_statement_reads(engine)
         self._keys = keys
         self._otp = otp
         self._limits = limits
@@ -167,25 +169,25 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         }
 
     async def StartPhoneLogin(
-        self, request: accounts_pb2.StartPhoneLoginRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.StartPhoneLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.StartPhoneLoginResponse:
         await self._start_login(Channel.SMS, request.phone)
         return accounts_pb2.StartPhoneLoginResponse(otp_sent=True)
 
     async def VerifyPhoneLogin(
-        self, request: accounts_pb2.VerifyPhoneLoginRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.VerifyPhoneLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.VerifyPhoneLoginResponse:
         tokens, user = await self._verify_login(Channel.SMS, request.phone, request.code)
         return accounts_pb2.VerifyPhoneLoginResponse(**tokens, user=user_message(user))
 
     async def StartEmailLogin(
-        self, request: accounts_pb2.StartEmailLoginRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.StartEmailLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.StartEmailLoginResponse:
         await self._start_login(Channel.EMAIL, domain.normalize_email(request.email))
         return accounts_pb2.StartEmailLoginResponse(otp_sent=True)
 
     async def VerifyEmailLogin(
-        self, request: accounts_pb2.VerifyEmailLoginRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.VerifyEmailLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.VerifyEmailLoginResponse:
         tokens, user = await self._verify_login(Channel.EMAIL, domain.normalize_email(request.email), request.code)
         return accounts_pb2.VerifyEmailLoginResponse(**tokens, user=user_message(user))
@@ -193,7 +195,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     # --- refresh tokens ----------------------------------------------------------------------------
 
     async def RefreshToken(
-        self, request: accounts_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.RefreshTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.RefreshTokenResponse:
         token_hash = domain.refresh_token_hash(request.refresh_token)
         reused = False
@@ -219,7 +221,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         return accounts_pb2.RefreshTokenResponse(**tokens)
 
     async def Logout(
-        self, request: accounts_pb2.LogoutRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.LogoutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.LogoutResponse:
         caller = current_caller()
         async with self._engine.begin() as conn:
@@ -245,9 +247,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     # --- identity ----------------------------------------------------------------------------------
 
     async def GetMe(
-        self, request: accounts_pb2.GetMeRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.GetMeRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.GetMeResponse:
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             user = await store.user_by_public_id(conn, current_caller().user_id or "")
         if user is None:
             raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
@@ -256,12 +258,12 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         return accounts_pb2.GetMeResponse(user=user_message(user))
 
     async def GetJwks(
-        self, request: accounts_pb2.GetJwksRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.GetJwksRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.GetJwksResponse:
         return accounts_pb2.GetJwksResponse(keys=[accounts_pb2.JsonWebKey(**key) for key in self._keys.jwks()])
 
     async def RegisterDevice(
-        self, request: accounts_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.RegisterDeviceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.RegisterDeviceResponse:
         async with self._engine.begin() as conn:
             user = await store.user_by_public_id(conn, current_caller().user_id or "")
@@ -273,7 +275,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     # --- administration ----------------------------------------------------------------------------
 
     async def ListUsers(
-        self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.ListUsersResponse:
         size = request.page_size or _DEFAULT_PAGE
         before = domain.decode_page_token(request.page_token)
@@ -288,7 +290,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         )
 
     async def SetUserRoles(
-        self, request: accounts_pb2.SetUserRolesRequest, context: grpc.aio.ServicerContext
+        self, request: accounts_pb2.SetUserRolesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.SetUserRolesResponse:
         caller = current_caller()
         new_roles = sorted(domain.role_name(r) for r in request.roles)

@@ -28,11 +28,11 @@ _ROLE_BY_ENUM = {
 _ENUM_BY_ROLE = {name: value for value, name in _ROLE_BY_ENUM.items()}
 
 
-def role_name(role: accounts_pb2.Role.ValueType) -> str:
+def role_name(role: accounts_pb2.Role) -> str:
     return _ROLE_BY_ENUM[role]
 
 
-def role_enum(name: str) -> accounts_pb2.Role.ValueType:
+def role_enum(name: str) -> accounts_pb2.Role:
     return _ENUM_BY_ROLE.get(name, accounts_pb2.ROLE_UNSPECIFIED)
 
 

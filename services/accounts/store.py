@@ -115,7 +115,7 @@ def _roles_subquery() -> sa.ColumnElement[list[str]]:
     )
 
 
-def _to_user(row: sa.Row[tuple[object, ...]]) -> UserRow:
+def _to_user(row: sa.Row[*tuple[object, ...]]) -> UserRow:
     return UserRow(
         id=row.id,
         public_id=row.public_id,
@@ -129,8 +129,14 @@ def _to_user(row: sa.Row[tuple[object, ...]]) -> UserRow:
     )
 
 
+_SELECT_USER = sa.select(*_USER_COLUMNS, _roles_subquery().label("roles"))
+# Built once: GetMe runs it on every call, and a prebuilt statement skips SQLAlchemy's per-call
+# construction and cache-key work.
+_USER_BY_PUBLIC_ID = _SELECT_USER.where(users.c.public_id == sa.bindparam("public_id"))
+
+
 async def find_user(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> UserRow | None:
-    row = (await conn.execute(sa.select(*_USER_COLUMNS, _roles_subquery().label("roles")).where(where))).first()
+    row = (await conn.execute(_SELECT_USER.where(where))).first()
     return None if row is None else _to_user(row)
 
 
@@ -139,7 +145,8 @@ async def user_by_public_id(conn: AsyncConnection, public_id: str) -> UserRow | 
         parsed = uuid.UUID(public_id)
     except ValueError:
         return None
-    return await find_user(conn, users.c.public_id == parsed)
+    row = (await conn.execute(_USER_BY_PUBLIC_ID, {"public_id": parsed})).first()
+    return None if row is None else _to_user(row)
 
 
 async def get_or_create_user(
@@ -190,7 +197,7 @@ async def insert_refresh_token(
     )
 
 
-async def lock_refresh_token(conn: AsyncConnection, token_hash: bytes) -> sa.Row[tuple[object, ...]] | None:
+async def lock_refresh_token(conn: AsyncConnection, token_hash: bytes) -> sa.Row[*tuple[object, ...]] | None:
     """The token row, locked until the transaction ends so two refreshes of one token serialize."""
     query = (
         sa.select(
@@ -227,8 +234,8 @@ async def revoke_families(conn: AsyncConnection, where: sa.ColumnElement[bool]) 
 async def upsert_device(conn: AsyncConnection, *, token: str, user_id: int, platform: int) -> bool:
     """Registers the token for the user; returns True when it was new. A token moves to the latest user."""
     stmt = pg.insert(device_tokens).values(token=token, user_id=user_id, platform=platform)
-    stmt = stmt.on_conflict_do_update(
+    upsert = stmt.on_conflict_do_update(
         index_elements=[device_tokens.c.token],
         set_={"user_id": stmt.excluded.user_id, "platform": stmt.excluded.platform, "updated_at": sa.func.now()},
-    ).returning(sa.literal_column("(xmax = 0)").label("created"))
-    return bool((await conn.execute(stmt)).scalar())
+    ).returning(sa.literal_column("(xmax = 0)", sa.Boolean).label("created"))
+    return bool((await conn.execute(upsert)).scalar())

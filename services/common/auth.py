@@ -13,7 +13,6 @@ request, so only processes holding the secret can act as a service.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
@@ -35,22 +34,29 @@ SERVICE_ROLE = "service"
 _SERVICE_TOKEN_TTL_S = 300
 
 
-@dataclasses.dataclass(frozen=True)
 class ServiceTokens:
-    """Mints and checks service identity tokens."""
+    """Mints and checks service identity tokens. A minted token is reused until a minute before it
+    expires, so an outbound call costs no signing."""
 
-    secret: Secret
-    service: str
+    def __init__(self, secret: Secret, service: str) -> None:
+        self.secret = secret
+        self.service = service
+        self._minted = ""
+        self._minted_expires = 0.0
 
     def mint(self, now: float | None = None) -> str:
-        issued = int(now if now is not None else time.time())
+        issued = now if now is not None else time.time()
+        if self._minted and issued < self._minted_expires - 60:
+            return self._minted
         claims = {
             "sub": f"service:{self.service}",
             "aud": SERVICE_AUDIENCE,
-            "iat": issued,
-            "exp": issued + _SERVICE_TOKEN_TTL_S,
+            "iat": int(issued),
+            "exp": int(issued) + _SERVICE_TOKEN_TTL_S,
         }
-        return jwt.encode(claims, self.secret.value, algorithm="HS256")
+        self._minted = jwt.encode(claims, self.secret.value, algorithm="HS256")
+        self._minted_expires = int(issued) + _SERVICE_TOKEN_TTL_S
+        return self._minted
 
     def verify(self, token: str) -> Caller:
         try:
@@ -70,11 +76,25 @@ class AccessTokenVerifier:
     """Verifies access tokens against a JWKS, refetching when a token names an unknown key id.
 
     Refetches are rate limited so a flood of tokens with random ``kid`` values cannot hammer accounts.
+
+    A verified token is remembered until it expires: an app sends the same token on every call (a poll
+    a minute for an hour), and an ES256 check costs more than the rest of a cached read. Access tokens are
+    stateless, so remembering a verdict until ``exp`` accepts exactly what re-verifying would.
     """
 
     def __init__(
-        self, fetch_jwks: JwksFetcher, issuer: str, audience: str, min_refetch_interval_s: float = 10.0
+        self,
+        fetch_jwks: JwksFetcher,
+        issuer: str,
+        audience: str,
+        *,
+        min_refetch_interval_s: float = 10.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self._verified: dict[str, tuple[Caller, float]] = {}
+        self._cache_size = cache_size
+        self._clock = clock
         self._fetch = fetch_jwks
         self._issuer = issuer
         self._audience = audience
@@ -96,6 +116,19 @@ class AccessTokenVerifier:
             self._keys = {str(k["kid"]): ECAlgorithm.from_jwk(json.dumps(dict(k))) for k in jwks}
 
     async def verify(self, token: str) -> Caller:
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            caller, expires = remembered
+            if self._clock() < expires:
+                return caller
+            del self._verified[token]
+        caller, expires = await self._verify_signature(token)
+        if len(self._verified) >= self._cache_size:
+            del self._verified[next(iter(self._verified))]  # oldest first: dicts keep insertion order
+        self._verified[token] = (caller, expires)
+        return caller
+
+    async def _verify_signature(self, token: str) -> tuple[Caller, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -120,4 +153,5 @@ class AccessTokenVerifier:
         roles = claims.get("roles", [])
         if not isinstance(roles, list):
             raise Unauthenticated("UNAUTHENTICATED", "access token roles claim is not a list")
-        return Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles))
+        caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles))
+        return caller, float(claims["exp"])

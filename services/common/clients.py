@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
@@ -42,7 +42,8 @@ def service_config(timeout_s: float = 5.0, max_attempts: int = 4) -> str:
     )
 
 
-class _IdentityInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+# Generic only in grpc-stubs: the runtime class cannot be subscripted.
+class _IdentityInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[type-arg]
     """Adds the service token and the current request id to every outgoing call."""
 
     def __init__(self, tokens: ServiceTokens) -> None:
@@ -68,7 +69,8 @@ class _IdentityInterceptor(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignor
 def open_channel(target: str, tokens: ServiceTokens | None = None, timeout_s: float = 5.0) -> grpc.aio.Channel:
     interceptors: Sequence[grpc.aio.ClientInterceptor] = [*aio_client_interceptors()]
     if tokens is not None:
-        interceptors = [*interceptors, _IdentityInterceptor(tokens)]
+        # grpc-stubs leaves ClientInterceptor a placeholder that every interceptor must be cast to.
+        interceptors = [*interceptors, cast(grpc.aio.ClientInterceptor, _IdentityInterceptor(tokens))]
     return grpc.aio.insecure_channel(
         target,
         options=[

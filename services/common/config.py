@@ -6,6 +6,7 @@ Secrets are wrapped in :class:`Secret` so they never appear in a repr or a log l
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import os
 from collections.abc import Mapping
@@ -43,7 +44,8 @@ class Env:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
 
-    def str(self, name: str, default: str | None = None) -> str:
+    # Most methods are named after the type they return, shadowing the builtins here: annotations spell them out.
+    def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
         value = self._environ.get(name)
         if value is None or value == "":
             if default is None:
@@ -51,10 +53,10 @@ class Env:
             return default
         return value
 
-    def optional(self, name: str) -> str | None:
+    def optional(self, name: builtins.str) -> builtins.str | None:
         return self._environ.get(name) or None
 
-    def int(self, name: str, default: int) -> int:
+    def int(self, name: builtins.str, default: builtins.int) -> builtins.int:
         raw = self._environ.get(name)
         if raw is None or raw == "":
             return default
@@ -63,7 +65,7 @@ class Env:
         except ValueError as exc:
             raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
 
-    def float(self, name: str, default: float) -> float:
+    def float(self, name: builtins.str, default: builtins.float) -> builtins.float:
         raw = self._environ.get(name)
         if raw is None or raw == "":
             return default
@@ -72,7 +74,7 @@ class Env:
         except ValueError as exc:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         raw = self._environ.get(name)
         if raw is None or raw == "":
             return default
@@ -82,10 +84,10 @@ class Env:
             return False
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
-    def secret(self, name: str, default: str | None = None) -> Secret:
+    def secret(self, name: builtins.str, default: builtins.str | None = None) -> Secret:
         return Secret(self.str(name, default))
 
-    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+    def list(self, name: builtins.str, default: tuple[builtins.str, ...] = ()) -> tuple[builtins.str, ...]:
         raw = self._environ.get(name)
         if raw is None or raw == "":
             return default

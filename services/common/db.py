@@ -28,3 +28,9 @@ def create_engine(database_url: str, schema: str, pool_size: int = 10, max_overf
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def single_statement_reads(engine: AsyncEngine) -> AsyncEngine:
+    """The same pool without transactions: a lone SELECT then costs one round trip instead of three
+    (SQLAlchemy otherwise wraps it in BEGIN … ROLLBACK). Only for reads that are one statement."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

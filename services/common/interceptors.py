@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import protovalidate
@@ -25,7 +25,7 @@ from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
 log = logging.getLogger(__name__)
 
-Behavior = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +67,8 @@ def _split(method: str) -> tuple[str, str]:
     return service, name
 
 
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+# Generic only in grpc-stubs: the runtime class cannot be subscripted.
+class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     """Wraps the unary-unary handlers of the given services with :meth:`wrap`."""
 
     def __init__(self, services: frozenset[str]) -> None:
@@ -75,15 +76,16 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         handler = await continuation(details)
         service, name = _split(details.method)
         if handler is None or handler.unary_unary is None or service not in self._services:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            self.wrap(service, name, handler.unary_unary),
+            # grpc-stubs types handlers as sync functions; under grpc.aio they are coroutine functions.
+            self.wrap(service, name, cast(Behavior, handler.unary_unary)),
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -92,7 +94,7 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         raise NotImplementedError  # each subclass wraps differently
 
 
-def _metadata(context: grpc.aio.ServicerContext) -> dict[str, str]:
+def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
     return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
 
 
@@ -109,7 +111,7 @@ class RequestContextInterceptor(_UnaryInterceptor):
         service_name = self._service_name
         domain = self._error_domain
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             metadata = _metadata(context)
             request_id = metadata.get("x-request-id") or uuid.uuid4().hex
             request_id_token = request_id_var.set(request_id)
@@ -176,7 +178,7 @@ class AuthInterceptor(_UnaryInterceptor):
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         rule = self._access.get(method)
 
-        async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if rule is None:
                 raise PermissionDenied("PERMISSION_DENIED", f"{method} has no access rule")
             try:
@@ -213,7 +215,7 @@ class ValidationInterceptor(_UnaryInterceptor):
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         validator = self._validator
 
-        async def handle(request: Message, context: grpc.aio.ServicerContext) -> Any:
+        async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             violations = validator.collect_violations(request)
             if violations:
                 raise InvalidArgument([(_field_path(v.proto.field), v.proto.message) for v in violations])

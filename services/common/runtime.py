@@ -44,7 +44,7 @@ class Runtime:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         for channel in self._channels.values():
-            await channel.close()
+            await channel.close(None)
         self._channels.clear()
         if self._redis is not None:
             with contextlib.suppress(Exception):

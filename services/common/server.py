@@ -14,7 +14,8 @@ import contextlib
 import dataclasses
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,7 +28,7 @@ from services.common.telemetry import start_metrics_server
 
 log = logging.getLogger(__name__)
 
-Worker = Callable[[asyncio.Event], Awaitable[None]]
+Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]  # an async function; each runs as a task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ServiceServer:
         self._workers = list(workers)
         self._stop = asyncio.Event()
         self._worker_tasks: list[asyncio.Task[None]] = []
-        self._health = health.aio.HealthServicer()
+        self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc_health-stubs lacks .aio
         self._metrics_server: object | None = None
         self.metrics_port: int | None = None
         settings = runtime.settings

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import cast
 
 import grpc
 import jwt
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from jwt.algorithms import ECAlgorithm
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 
@@ -20,12 +22,12 @@ from tests.support.rpc import bad_fields, bearer, error_reason, phone_login, ran
 
 
 @pytest.fixture
-def accounts(mesh: Mesh) -> accounts_pb2_grpc.AccountsServiceStub:
+def accounts(mesh: Mesh) -> accounts_pb2_grpc.AccountsServiceAsyncStub:
     return accounts_pb2_grpc.AccountsServiceStub(mesh.channels["accounts"])
 
 
 async def test_first_phone_login_creates_a_driver(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     phone = random_phone()
     login = await phone_login(mesh.channels["accounts"], twilio, phone)
@@ -39,14 +41,17 @@ async def test_first_phone_login_creates_a_driver(
 
 
 async def test_access_token_verifies_against_the_published_jwks(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     jwks = await accounts.GetJwks(accounts_pb2.GetJwksRequest())
     kid = jwt.get_unverified_header(login.access_token)["kid"]
     key = next(k for k in jwks.keys if k.kid == kid)
     assert (key.kty, key.crv, key.alg) == ("EC", "P-256", "ES256")
-    public = ECAlgorithm.from_jwk({"kty": key.kty, "crv": key.crv, "x": key.x, "y": key.y})
+    # A JWK without the private "d" deserializes to the public key.
+    public = cast(
+        EllipticCurvePublicKey, ECAlgorithm.from_jwk({"kty": key.kty, "crv": key.crv, "x": key.x, "y": key.y})
+    )
     claims = jwt.decode(login.access_token, public, algorithms=["ES256"], audience="nerava-api", issuer="nerava")
     assert claims["sub"] == login.user.public_id
     assert claims["roles"] == ["driver"]
@@ -54,7 +59,7 @@ async def test_access_token_verifies_against_the_published_jwks(
 
 
 async def test_malformed_phone_is_invalid_argument_naming_the_field(
-    accounts: accounts_pb2_grpc.AccountsServiceStub,
+    accounts: accounts_pb2_grpc.AccountsServiceAsyncStub,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone="12"))
@@ -64,7 +69,7 @@ async def test_malformed_phone_is_invalid_argument_naming_the_field(
 
 
 async def test_sixth_wrong_code_locks_the_phone(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     phone = random_phone()
     await accounts.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=phone))
@@ -88,7 +93,7 @@ async def test_sixth_wrong_code_locks_the_phone(
     assert error_reason(caught.value) == "OTP_LOCKED"
 
 
-async def test_starting_beyond_the_limit_is_rate_limited(accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_starting_beyond_the_limit_is_rate_limited(accounts: accounts_pb2_grpc.AccountsServiceAsyncStub) -> None:
     phone = random_phone()
     for _ in range(5):
         assert (await accounts.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=phone))).otp_sent
@@ -99,7 +104,7 @@ async def test_starting_beyond_the_limit_is_rate_limited(accounts: accounts_pb2_
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     first = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
@@ -116,7 +121,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(
 
 
 async def test_reuse_does_not_touch_other_families(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     phone = random_phone()
     laptop = await phone_login(mesh.channels["accounts"], twilio, phone)
@@ -129,7 +134,7 @@ async def test_reuse_does_not_touch_other_families(
 
 
 async def test_concurrent_refreshes_of_one_token_yield_one_winner(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     results = await asyncio.gather(
@@ -146,7 +151,7 @@ async def test_concurrent_refreshes_of_one_token_yield_one_winner(
 
 
 async def test_logout_revokes_this_device_or_all(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     phone = random_phone()
     one = await phone_login(mesh.channels["accounts"], twilio, phone)
@@ -165,7 +170,7 @@ async def test_logout_revokes_this_device_or_all(
             await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=login.refresh_token))
 
 
-async def test_get_me_needs_a_valid_token(accounts: accounts_pb2_grpc.AccountsServiceStub) -> None:
+async def test_get_me_needs_a_valid_token(accounts: accounts_pb2_grpc.AccountsServiceAsyncStub) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.GetMe(accounts_pb2.GetMeRequest())
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -176,7 +181,7 @@ async def test_get_me_needs_a_valid_token(accounts: accounts_pb2_grpc.AccountsSe
 
 
 async def test_only_write_admins_change_roles_and_changes_are_audited(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub, database_url: str
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub, database_url: str
 ) -> None:
     engine = create_engine(database_url, "accounts")
     admin_phone, reader_phone = random_phone(), random_phone()
@@ -232,7 +237,7 @@ async def test_only_write_admins_change_roles_and_changes_are_audited(
 
 
 async def test_list_users_pages_without_repeats(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub, database_url: str
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub, database_url: str
 ) -> None:
     engine = create_engine(database_url, "accounts")
     admin_phone = random_phone()
@@ -260,7 +265,7 @@ async def test_list_users_pages_without_repeats(
 
 
 async def test_device_registration_is_idempotent(
-    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceStub
+    mesh: Mesh, twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 ) -> None:
     login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
     request = accounts_pb2.RegisterDeviceRequest(
@@ -270,6 +275,7 @@ async def test_device_registration_is_idempotent(
     assert not (await accounts.RegisterDevice(request, metadata=bearer(login.access_token))).created
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.RegisterDevice(
-            accounts_pb2.RegisterDeviceRequest(token="short", platform=0), metadata=bearer(login.access_token)
+            accounts_pb2.RegisterDeviceRequest(token="short", platform=accounts_pb2.DEVICE_PLATFORM_UNSPECIFIED),
+            metadata=bearer(login.access_token),
         )
     assert set(bad_fields(caught.value)) == {"token", "platform"}

@@ -8,6 +8,7 @@ import dataclasses
 import pathlib
 import sys
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 
@@ -28,7 +29,7 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def running_gateway(
-    mesh: Mesh, workdir: pathlib.Path, otlp_port: int | None = None, **overrides: object
+    mesh: Mesh, workdir: pathlib.Path, otlp_port: int | None = None, **overrides: Any
 ) -> AsyncIterator[Gateway]:
     listen, admin = free_port(), free_port()
     settings = render.GatewaySettings.local(

@@ -60,5 +60,5 @@ async def running_mesh(env: dict[str, str], services: tuple[str, ...] = SERVICE_
             stack.push_async_callback(server.stop)
         channels = {name: grpc.aio.insecure_channel(f"127.0.0.1:{port}") for name, port in ports.items()}
         for channel in channels.values():
-            stack.push_async_callback(channel.close)
+            stack.push_async_callback(channel.close, None)
         yield Mesh(ports=ports, env=env, servers=servers, channels=channels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from typing import cast
 
 import grpc
 from google.rpc import error_details_pb2, status_pb2
@@ -14,9 +15,8 @@ from tests.fakes.twilio_verify import FakeTwilioVerify
 def error_reason(error: grpc.aio.AioRpcError) -> str:
     """The ErrorInfo reason carried by a failed call ('' when there is none)."""
     for detail in _details(error).details:
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-            info = error_details_pb2.ErrorInfo()
-            detail.Unpack(info)
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):  # False, and info untouched, when the detail is another type
             return info.reason
     return ""
 
@@ -25,15 +25,16 @@ def bad_fields(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by a google.rpc.BadRequest in a failed call."""
     fields: list[str] = []
     for detail in _details(error).details:
-        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-            bad = error_details_pb2.BadRequest()
-            detail.Unpack(bad)
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
             fields.extend(v.field for v in bad.field_violations)
     return fields
 
 
 def _details(error: grpc.aio.AioRpcError) -> status_pb2.Status:
-    for key, value in error.trailing_metadata() or ():
+    # grpc-stubs gives AioRpcError the sync RpcError's trailing_metadata(); grpc.aio returns a Metadata.
+    trailing = cast(grpc.aio.Metadata | None, error.trailing_metadata())
+    for key, value in trailing or ():
         if key == "grpc-status-details-bin" and isinstance(value, bytes):
             return status_pb2.Status.FromString(value)
     return status_pb2.Status()
