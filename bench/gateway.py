@@ -102,8 +102,7 @@ async def run(clients: int, seconds: float, warmup_s: float, rounds_count: int =
     work = pathlib.Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     with embedded.postgres(work / "pg") as pg_url, embedded.redis_server(work / "redis") as redis_url:
         database_url = await fresh_database(pg_url)
-        for service in ("accounts",):
-            await asyncio.to_thread(migrations.upgrade, service, database_url)
+        await asyncio.to_thread(migrations.upgrade, "accounts", database_url)
         accounts_port, rest_port, admin_port = embedded.free_port(), embedded.free_port(), embedded.free_port()
         env = {
             **os.environ,

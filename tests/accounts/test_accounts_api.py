@@ -279,3 +279,20 @@ async def test_device_registration_is_idempotent(
             metadata=bearer(login.access_token),
         )
     assert set(bad_fields(caught.value)) == {"token", "platform"}
+
+
+async def test_email_login_is_case_insensitive_and_creates_one_driver(
+    twilio: FakeTwilioVerify, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
+) -> None:
+    address = f"Driver.{uuid.uuid4().hex[:8]}@Example.com"
+    started = await accounts.StartEmailLogin(accounts_pb2.StartEmailLoginRequest(email=address))
+    assert started.otp_sent
+    code = twilio.last_code_sent_to(address.lower())
+    login = await accounts.VerifyEmailLogin(accounts_pb2.VerifyEmailLoginRequest(email=address.upper(), code=code))
+    assert login.user.email == address.lower()
+    assert login.user.auth_provider == accounts_pb2.AUTH_PROVIDER_EMAIL
+    assert list(login.user.roles) == [accounts_pb2.ROLE_DRIVER]
+    assert twilio.sent[-1].channel == "email"
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await accounts.StartEmailLogin(accounts_pb2.StartEmailLoginRequest(email="not-an-email"))
+    assert bad_fields(caught.value) == ["email"]
