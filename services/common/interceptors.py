@@ -7,6 +7,7 @@ through untouched.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import logging
 import time
@@ -68,7 +69,7 @@ def _split(method: str) -> tuple[str, str]:
 
 
 # Generic only in grpc-stubs: the runtime class cannot be subscripted.
-class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+class _UnaryInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[type-arg]
     """Wraps the unary-unary handlers of the given services with :meth:`wrap`."""
 
     def __init__(self, services: frozenset[str]) -> None:
@@ -90,8 +91,9 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
             response_serializer=handler.response_serializer,
         )
 
+    @abc.abstractmethod
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
-        raise NotImplementedError  # each subclass wraps differently
+        """The behavior that runs in place of ``behavior`` for ``service``/``method``."""
 
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
@@ -132,6 +134,10 @@ class RequestContextInterceptor(_UnaryInterceptor):
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
+            except NotImplementedError:
+                # The generated servicer base class answers this way for an RPC a service does not serve yet.
+                code = grpc.StatusCode.UNIMPLEMENTED
+                await context.abort(code, f"{method} is not implemented yet")
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc failed", extra={"rpc": method})
