@@ -27,16 +27,21 @@ class DomainError(Exception):
 
 
 class InvalidArgument(DomainError):
+    """Bad input. Each violation is (field, why) or (field, why, rule id); the field is empty for a rule
+    over the whole message, whose rule id then says which fields disagree (e.g. CURRENCY_MISMATCH)."""
+
     code = grpc.StatusCode.INVALID_ARGUMENT
 
     def __init__(
         self,
-        field_violations: Sequence[tuple[str, str]],
+        field_violations: Sequence[tuple[str, str] | tuple[str, str, str]],
         reason: str = "INVALID_ARGUMENT",
         message: str | None = None,
     ) -> None:
-        self.field_violations = list(field_violations)
-        text = message or "; ".join(f"{field}: {why}" for field, why in self.field_violations)
+        self.field_violations = [(v[0], v[1], v[2] if len(v) > 2 else "") for v in field_violations]
+        text = message or "; ".join(
+            f"{field}: {why}" if field else f"{rule}: {why}" for field, why, rule in self.field_violations
+        )
         super().__init__(reason, text)
 
 
@@ -88,8 +93,8 @@ def to_status(error: DomainError, domain: str) -> status_pb2.Status:
             _pack(
                 error_details_pb2.BadRequest(
                     field_violations=[
-                        error_details_pb2.BadRequest.FieldViolation(field=field, description=why)
-                        for field, why in error.field_violations
+                        error_details_pb2.BadRequest.FieldViolation(field=field, description=why, reason=rule)
+                        for field, why, rule in error.field_violations
                     ]
                 )
             )

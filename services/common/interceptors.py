@@ -224,13 +224,18 @@ class ValidationInterceptor(_UnaryInterceptor):
         async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             violations = validator.collect_violations(request)
             if violations:
-                raise InvalidArgument([(_field_path(v.proto.field), v.proto.message) for v in violations])
+                raise InvalidArgument(
+                    [(_field_path(v.proto.field), v.proto.message, v.proto.rule_id) for v in violations]
+                )
             return await behavior(request, context)
 
         return handle
 
 
 def _field_path(path: Any) -> str:
+    """Dotted path of the violating field; empty for a rule on the whole message (a cross-field rule)."""
+    if path is None:
+        return ""
     parts: list[str] = []
     for element in path.elements:
         name = element.field_name

@@ -18,8 +18,7 @@ from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings))
-    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED.
-    api = LedgerApi()  # type: ignore[abstract]
+    api = LedgerApi(runtime.engine)  # type: ignore[abstract]  # payout RPCs answer UNIMPLEMENTED until wired
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
     )

@@ -1,21 +1,591 @@
-"""The LedgerService servicer.
+"""The LedgerService servicer: the double-entry core for services, the driver's wallet views, admin grants.
 
-Its RPCs are specified in proto/nerava/ledger/v1/ledger.proto; until the ledger issue lands they answer
-UNIMPLEMENTED (the generated base class does that), behind the same authentication as the real ones.
+Payouts and Stripe onboarding/webhooks are served by the payouts part of this service (same servicer);
+until they are wired they answer UNIMPLEMENTED through the generated base class.
 """
 
 from __future__ import annotations
 
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+import base64
+import datetime
+import uuid
+from collections.abc import Mapping
+from typing import Any
 
+import grpc
+import sqlalchemy as sa
+from google.protobuf import json_format, timestamp_pb2
+from nerava.ledger.v1 import ledger_pb2 as pb
+from nerava.ledger.v1 import ledger_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.context import Caller, current_caller
+from services.common.db import single_statement_reads
+from services.common.errors import (
+    Aborted,
+    AlreadyExists,
+    DomainError,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
+from services.common.http_body import json_array
 from services.common.interceptors import Access
+from services.ledger import domain, store
 
-SERVICE_NAME = ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
+ADMIN = "admin"
+DRIVER = "driver"
 
 ACCESS: dict[str, Access] = {
-    method.name: Access.signed_in() for method in ledger_pb2.DESCRIPTOR.services_by_name["LedgerService"].methods
+    # The double-entry core: other services only.
+    "PostTransfer": Access.service_only(),
+    "ReserveTransfer": Access.service_only(),
+    "PostReservedTransfer": Access.service_only(),
+    "VoidReservedTransfer": Access.service_only(),
+    "ReverseTransfer": Access.service_only(),
+    "GetAccount": Access.service_only(),
+    "ListTransfers": Access.service_only(),
+    "GetMerchantFeePeriod": Access.service_only(),
+    # The driver's own wallet.
+    "GetWalletBalance": Access.role(DRIVER),
+    "ListWalletEntries": Access.role(DRIVER),
+    "GetWalletTimeline": Access.role(DRIVER),
+    "RequestPayout": Access.role(DRIVER),
+    "ListPayouts": Access.role(DRIVER),
+    "CreateStripeAccount": Access.role(DRIVER),
+    "CreateStripeAccountLink": Access.role(DRIVER),
+    "GetStripeStatus": Access.role(DRIVER),
+    # Stripe authenticates with its signature, checked by the servicer.
+    "HandleStripeEvent": Access.anyone(),
+    "AdminGrant": Access.role(ADMIN),
 }
+
+MINIMUM_WITHDRAWAL_CENTS = 2000
+_REFUSALS: Mapping[str, type[DomainError]] = {
+    "IDEMPOTENCY_KEY_REUSED": Aborted,
+    "INSUFFICIENT_BALANCE": FailedPrecondition,
+    "TRANSFER_NOT_RESERVED": FailedPrecondition,
+    "REVERSAL_EXCEEDS_TRANSFER": FailedPrecondition,
+    "TRANSFER_ALREADY_REVERSED": AlreadyExists,
+}
+_MESSAGES = {
+    "IDEMPOTENCY_KEY_REUSED": "this idempotency key was used for a different request",
+    "INSUFFICIENT_BALANCE": "the account does not hold enough for this transfer",
+    "TRANSFER_NOT_RESERVED": "the reservation is already posted or voided",
+    "REVERSAL_EXCEEDS_TRANSFER": "the reversals would exceed the original transfer",
+    "TRANSFER_ALREADY_REVERSED": "the transfer is already fully reversed",
+}
+_DEFAULT_PAGE = 50
+
+
+def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _key(ref: pb.AccountRef) -> store.AccountKey:
+    return store.AccountKey(type=ref.type, owner_id=ref.owner_id, currency=ref.currency)
+
+
+def _ref(key: store.AccountKey) -> pb.AccountRef:
+    return pb.AccountRef(type=key.type, owner_id=key.owner_id, currency=key.currency)  # type: ignore[arg-type]
+
+
+def _metadata(message: pb.TransferMetadata) -> dict[str, str]:
+    return {field.name: value for field, value in message.ListFields()}
+
+
+def _raise_refusal(result: store.PostResult) -> None:
+    reason = result.error_reason
+    if reason is None:
+        return
+    error = _REFUSALS.get(reason, FailedPrecondition)
+    raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
+
+
+def _scope(caller: Caller) -> str:
+    return domain.scope_of(caller.service, caller.user_id)
+
+
+def _page_token(value: int) -> str:
+    return base64.urlsafe_b64encode(f"p:{value}".encode()).decode().rstrip("=")
+
+
+def _page_cursor(token: str, field: str) -> int | None:
+    if not token:
+        return None
+    try:
+        prefix, _, number = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        prefix, number = "", ""
+    if prefix != "p" or not number.isdigit():
+        raise InvalidArgument([(field, "not a token from a previous page")])
+    return int(number)
 
 
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
-    """Every RPC answers UNIMPLEMENTED for now."""
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._reads = single_statement_reads(engine)
+
+    # --- the double-entry core ---------------------------------------------------------------------
+
+    async def _post(self, method: str, request: Any, key: str, movement: store.Movement) -> store.PostResult:
+        result = await store.post_transfer(
+            self._engine, _scope(current_caller()), key, domain.request_hash(method, request), movement
+        )
+        _raise_refusal(result)
+        return result
+
+    def _transfer(self, result: store.PostResult, movement: store.Movement, key: str) -> pb.Transfer:
+        return pb.Transfer(
+            id=str(result.transfer_id),
+            idempotency_key=key,
+            kind=movement.kind,  # type: ignore[arg-type]
+            phase=movement.phase,  # type: ignore[arg-type]
+            currency=movement.currency,  # type: ignore[arg-type]
+            amount=result.amount or 0,
+            from_account=_ref(movement.from_account),
+            to_account=_ref(movement.to_account),
+            metadata=pb.TransferMetadata(**movement.metadata),
+            reversal_of=str(movement.reversal_of or ""),
+            reservation_id=str(movement.reservation_id or ""),
+            pending_to_account=_ref(movement.pending_to) if movement.pending_to else None,
+            reservation_state=pb.RESERVATION_STATE_OPEN if movement.phase == pb.TRANSFER_PHASE_RESERVE else None,
+            created_at=_timestamp(result.created_at),
+        )
+
+    async def PostTransfer(
+        self, request: pb.PostTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PostTransferResponse:
+        if request.kind == pb.TRANSFER_KIND_REVERSAL:
+            raise InvalidArgument([("kind", "reversals go through ReverseTransfer, which mirrors the original")])
+        if not domain.kind_allows(request.kind, request.from_account.type, request.to_account.type):
+            raise InvalidArgument(
+                [("kind", "this kind of transfer does not move value between these account types")],
+                reason="TRANSFER_KIND_MISMATCH",
+            )
+        movement = store.Movement(
+            kind=request.kind,
+            phase=pb.TRANSFER_PHASE_SINGLE,
+            currency=request.currency,
+            amount=request.amount,
+            from_account=_key(request.from_account),
+            to_account=_key(request.to_account),
+            metadata=_metadata(request.metadata),
+            up_to_available=request.up_to_available,
+        )
+        result = await self._post("PostTransfer", request, request.idempotency_key, movement)
+        return pb.PostTransferResponse(
+            transfer=self._transfer(result, movement, request.idempotency_key),
+            from_balance_after=result.from_balance or 0,
+            to_balance_after=result.to_balance or 0,
+            replayed=result.replayed,
+        )
+
+    async def ReserveTransfer(
+        self, request: pb.ReserveTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReserveTransferResponse:
+        if (
+            request.from_account.type not in domain.PAYOUT_SOURCES
+            or request.to_account.type not in domain.PAYOUT_DESTINATIONS
+        ):
+            raise InvalidArgument(
+                [("from_account", "payouts reserve driver cash for an external destination")],
+                reason="TRANSFER_KIND_MISMATCH",
+            )
+        source = _key(request.from_account)
+        movement = store.Movement(
+            kind=pb.TRANSFER_KIND_PAYOUT,
+            phase=pb.TRANSFER_PHASE_RESERVE,
+            currency=pb.CURRENCY_CASH_CENTS,
+            amount=request.amount,
+            from_account=source,
+            to_account=store.AccountKey(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, source.owner_id, pb.CURRENCY_CASH_CENTS),
+            metadata=_metadata(request.metadata),
+            pending_to=_key(request.to_account),
+        )
+        result = await self._post("ReserveTransfer", request, request.idempotency_key, movement)
+        return pb.ReserveTransferResponse(
+            transfer=self._transfer(result, movement, request.idempotency_key),
+            from_balance_after=result.from_balance or 0,
+            replayed=result.replayed,
+        )
+
+    async def _reservation(self, transfer_id: str) -> tuple[store.AccountKey, store.AccountKey, store.AccountKey]:
+        """(in-flight account, the reservation's source, its pending destination)."""
+        source, in_flight, pending = (
+            store.accounts.alias("source"),
+            store.accounts.alias("in_flight"),
+            store.accounts.alias("pending"),
+        )
+        t = store.transfers
+        query = (
+            sa.select(
+                source.c.type,
+                source.c.owner_id,
+                in_flight.c.type,
+                in_flight.c.owner_id,
+                pending.c.type,
+                pending.c.owner_id,
+            )
+            .select_from(t)
+            .join(source, source.c.id == t.c.from_account_id)
+            .join(in_flight, in_flight.c.id == t.c.to_account_id)
+            .join(pending, pending.c.id == t.c.pending_to_account_id)
+            .where(t.c.id == uuid.UUID(transfer_id), t.c.phase == pb.TRANSFER_PHASE_RESERVE)
+        )
+        async with self._reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("TRANSFER_NOT_FOUND", f"no reservation {transfer_id}")
+        cash = pb.CURRENCY_CASH_CENTS
+        return (
+            store.AccountKey(row[2], row[3], cash),
+            store.AccountKey(row[0], row[1], cash),
+            store.AccountKey(row[4], row[5], cash),
+        )
+
+    async def PostReservedTransfer(
+        self, request: pb.PostReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PostReservedTransferResponse:
+        in_flight, _, destination = await self._reservation(request.transfer_id)
+        movement = store.Movement(
+            kind=pb.TRANSFER_KIND_PAYOUT,
+            phase=pb.TRANSFER_PHASE_POST,
+            currency=pb.CURRENCY_CASH_CENTS,
+            amount=None,
+            from_account=in_flight,
+            to_account=destination,
+            metadata=_metadata(request.metadata),
+            reservation_id=uuid.UUID(request.transfer_id),
+            reservation_state=pb.RESERVATION_STATE_POSTED,
+        )
+        result = await self._post("PostReservedTransfer", request, request.idempotency_key, movement)
+        return pb.PostReservedTransferResponse(
+            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+        )
+
+    async def VoidReservedTransfer(
+        self, request: pb.VoidReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.VoidReservedTransferResponse:
+        in_flight, source, _ = await self._reservation(request.transfer_id)
+        movement = store.Movement(
+            kind=pb.TRANSFER_KIND_PAYOUT,
+            phase=pb.TRANSFER_PHASE_VOID,
+            currency=pb.CURRENCY_CASH_CENTS,
+            amount=None,
+            from_account=in_flight,
+            to_account=source,
+            metadata={"reason": request.reason},
+            reservation_id=uuid.UUID(request.transfer_id),
+            reservation_state=pb.RESERVATION_STATE_VOIDED,
+        )
+        result = await self._post("VoidReservedTransfer", request, request.idempotency_key, movement)
+        return pb.VoidReservedTransferResponse(
+            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+        )
+
+    async def ReverseTransfer(
+        self, request: pb.ReverseTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReverseTransferResponse:
+        t = store.transfers
+        source, target = store.accounts.alias("source"), store.accounts.alias("target")
+        query = (
+            sa.select(
+                t.c.kind, t.c.phase, t.c.currency, source.c.type, source.c.owner_id, target.c.type, target.c.owner_id
+            )
+            .select_from(t)
+            .join(source, source.c.id == t.c.from_account_id)
+            .join(target, target.c.id == t.c.to_account_id)
+            .where(t.c.id == uuid.UUID(request.transfer_id))
+        )
+        async with self._reads.connect() as conn:
+            original = (await conn.execute(query)).first()
+        if original is None:
+            raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {request.transfer_id}")
+        if original.phase != pb.TRANSFER_PHASE_SINGLE or original.kind == pb.TRANSFER_KIND_REVERSAL:
+            raise FailedPrecondition(
+                "REVERSAL_MISMATCH", "only single-phase transfers that are not reversals themselves can be reversed"
+            )
+        currency = original.currency
+        metadata = _metadata(request.metadata)
+        metadata["reason"] = request.reason
+        movement = store.Movement(
+            kind=pb.TRANSFER_KIND_REVERSAL,
+            phase=pb.TRANSFER_PHASE_SINGLE,
+            currency=currency,
+            amount=None,  # whatever is left of the original
+            from_account=store.AccountKey(original[5], original[6], currency),
+            to_account=store.AccountKey(original[3], original[4], currency),
+            metadata=metadata,
+            reversal_of=uuid.UUID(request.transfer_id),
+        )
+        result = await self._post("ReverseTransfer", request, request.idempotency_key, movement)
+        return pb.ReverseTransferResponse(
+            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+        )
+
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetAccountResponse:
+        a = store.accounts
+        ref = request.account
+        async with self._reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(a).where(a.c.type == ref.type, a.c.owner_id == ref.owner_id, a.c.currency == ref.currency)
+                )
+            ).first()
+        if row is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no transfer has touched this account yet")
+        return pb.GetAccountResponse(
+            account=pb.Account(
+                ref=ref,
+                balance=row.balance,
+                debits_total=row.debits_total,
+                credits_total=row.credits_total,
+                opened_at=_timestamp(row.opened_at),
+                updated_at=_timestamp(row.updated_at),
+            )
+        )
+
+    async def ListTransfers(
+        self, request: pb.ListTransfersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListTransfersResponse:
+        size = request.page_size or _DEFAULT_PAGE
+        before = _page_cursor(request.page_token, "page_token")
+        a, e, t = store.accounts, store.entries, store.transfers
+        ref = request.account
+        source, target, pending = (
+            store.accounts.alias("source"),
+            store.accounts.alias("target"),
+            store.accounts.alias("pending"),
+        )
+        query = (
+            sa.select(
+                e.c.id.label("entry_id"),
+                t,
+                source.c.type.label("from_type"),
+                source.c.owner_id.label("from_owner"),
+                target.c.type.label("to_type"),
+                target.c.owner_id.label("to_owner"),
+                pending.c.type.label("pending_type"),
+                pending.c.owner_id.label("pending_owner"),
+            )
+            .select_from(e)
+            .join(a, a.c.id == e.c.account_id)
+            .join(t, t.c.id == e.c.transfer_id)
+            .join(source, source.c.id == t.c.from_account_id)
+            .join(target, target.c.id == t.c.to_account_id)
+            .outerjoin(pending, pending.c.id == t.c.pending_to_account_id)
+            .where(a.c.type == ref.type, a.c.owner_id == ref.owner_id, a.c.currency == ref.currency)
+            .order_by(e.c.id.desc())
+            .limit(size + 1)
+        )
+        if before is not None:
+            query = query.where(e.c.id < before)
+        if request.kinds:
+            query = query.where(t.c.kind.in_(list(request.kinds)))
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        page, more = rows[:size], len(rows) > size
+        transfers = [
+            pb.Transfer(
+                id=str(row.id),
+                idempotency_key=row.idempotency_key,
+                kind=row.kind,
+                phase=row.phase,
+                currency=row.currency,
+                amount=row.amount,
+                from_account=pb.AccountRef(type=row.from_type, owner_id=row.from_owner, currency=row.currency),
+                to_account=pb.AccountRef(type=row.to_type, owner_id=row.to_owner, currency=row.currency),
+                metadata=json_format.ParseDict(row.metadata, pb.TransferMetadata(), ignore_unknown_fields=True),
+                reversal_of=str(row.reversal_of or ""),
+                reservation_id=str(row.reservation_id or ""),
+                pending_to_account=(
+                    pb.AccountRef(type=row.pending_type, owner_id=row.pending_owner, currency=row.currency)
+                    if row.pending_type is not None
+                    else None
+                ),
+                reservation_state=row.reservation_state or pb.RESERVATION_STATE_UNSPECIFIED,
+                created_at=_timestamp(row.created_at),
+            )
+            for row in page
+        ]
+        return pb.ListTransfersResponse(
+            transfers=transfers, next_page_token=_page_token(page[-1].entry_id) if more else ""
+        )
+
+    # --- the driver's wallet -----------------------------------------------------------------------
+
+    async def GetWalletBalance(
+        self, request: pb.GetWalletBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetWalletBalanceResponse:
+        driver = current_caller().user_id or ""
+        a, t = store.accounts, store.transfers
+        balances = sa.select(a.c.type, a.c.balance).where(
+            a.c.owner_id == driver,
+            a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
+        )
+        cash = (
+            sa.select(a.c.id)
+            .where(
+                a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH, a.c.currency == pb.CURRENCY_CASH_CENTS
+            )
+            .scalar_subquery()
+        )
+        in_flight = (
+            sa.select(a.c.id)
+            .where(a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
+            .scalar_subquery()
+        )
+        earned = (
+            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+            .where(
+                t.c.to_account_id == cash, t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT])
+            )
+            .scalar_subquery()
+        )
+        clawed = (
+            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+            .where(t.c.from_account_id == cash, t.c.kind == pb.TRANSFER_KIND_REVERSAL)
+            .scalar_subquery()
+        )
+        withdrawn = (
+            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+            .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
+            .scalar_subquery()
+        )
+        async with self._reads.connect() as conn:
+            held = {row.type: row.balance for row in (await conn.execute(balances)).all()}
+            totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
+        available = int(held.get(pb.ACCOUNT_TYPE_DRIVER_CASH, 0))
+        return pb.GetWalletBalanceResponse(
+            available_cents=available,
+            pending_cents=int(held.get(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, 0)),
+            total_earned_cents=int(totals[0]),
+            total_withdrawn_cents=int(totals[1]),
+            can_withdraw=available >= MINIMUM_WITHDRAWAL_CENTS,
+            minimum_withdrawal_cents=MINIMUM_WITHDRAWAL_CENTS,
+            fee_threshold_cents=MINIMUM_WITHDRAWAL_CENTS,
+            nova_balance=int(held.get(pb.ACCOUNT_TYPE_DRIVER_NOVA, 0)),
+        )
+
+    async def ListWalletEntries(
+        self, request: pb.ListWalletEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListWalletEntriesResponse:
+        driver = current_caller().user_id or ""
+        size = request.page_size or request.limit or _DEFAULT_PAGE
+        before = _page_cursor(request.page_token, "page_token")
+        a, e, t = store.accounts, store.entries, store.transfers
+        account = (
+            sa.select(a.c.id)
+            .where(
+                a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH, a.c.currency == pb.CURRENCY_CASH_CENTS
+            )
+            .scalar_subquery()
+        )
+        query = (
+            sa.select(e.c.id, e.c.amount, e.c.balance_after, e.c.created_at, t.c.kind, t.c.phase, t.c.metadata)
+            .select_from(e)
+            .join(t, t.c.id == e.c.transfer_id)
+            .where(e.c.account_id == account)
+            .order_by(e.c.id.desc())
+            .limit(size + 1)
+        )
+        if before is not None:
+            query = query.where(e.c.id < before)
+        elif request.offset:
+            query = query.offset(request.offset)
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            count = (await conn.execute(sa.select(sa.func.count()).where(e.c.account_id == account))).scalar() or 0
+        page, more = rows[:size], len(rows) > size
+        entries = []
+        for row in page:
+            meta: dict[str, str] = row.metadata or {}
+            kind, description = domain.cash_entry_description(row.kind, row.phase, row.amount, meta)
+            entries.append(
+                pb.WalletEntry(
+                    id=str(row.id),
+                    amount_cents=row.amount,
+                    balance_after_cents=row.balance_after,
+                    transaction_type=kind,
+                    description=description,
+                    created_at=_timestamp(row.created_at),
+                    campaign_name=meta.get("campaign_name", ""),
+                    sponsor_name=meta.get("sponsor_name", ""),
+                )
+            )
+        return pb.ListWalletEntriesResponse(
+            entries=entries, count=int(count), next_page_token=_page_token(page[-1].id) if more else ""
+        )
+
+    async def GetWalletTimeline(
+        self, request: pb.GetWalletTimelineRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetWalletTimelineResponse:
+        # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
+        driver = current_caller().user_id or ""
+        limit = request.limit or 20
+        a, e, t = store.accounts, store.entries, store.transfers
+        earned = (t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT])) & (e.c.amount > 0)
+        spent = (t.c.kind == pb.TRANSFER_KIND_REDEMPTION) & (e.c.amount < 0)
+        query = (
+            sa.select(
+                e.c.id, e.c.amount, e.c.created_at, a.c.currency, t.c.id.label("transfer_id"), t.c.kind, t.c.metadata
+            )
+            .select_from(e)
+            .join(a, a.c.id == e.c.account_id)
+            .join(t, t.c.id == e.c.transfer_id)
+            .where(
+                a.c.owner_id == driver,
+                a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
+                earned | spent,
+            )
+            # Newest first; at the same instant SPENT before EARNED (DOMAIN), then by entry id.
+            .order_by(e.c.created_at.desc(), (t.c.kind == pb.TRANSFER_KIND_REDEMPTION).desc(), e.c.id.desc())
+            .limit(limit)
+        )
+        async with self._reads.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        items = [
+            domain.timeline_item(
+                row.id, row.amount, row.currency, row.kind, row.metadata or {}, created_at=_timestamp(row.created_at)
+            )
+            for row in rows
+        ]
+        return pb.GetWalletTimelineResponse(items=items, json_array=json_array(items))
+
+    # --- administration ----------------------------------------------------------------------------
+
+    async def AdminGrant(
+        self, request: pb.AdminGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.AdminGrantResponse:
+        caller = current_caller()
+        if request.HasField("driver_id"):
+            recipient = store.AccountKey(pb.ACCOUNT_TYPE_DRIVER_NOVA, request.driver_id, pb.CURRENCY_NOVA_POINTS)
+        else:
+            recipient = store.AccountKey(pb.ACCOUNT_TYPE_MERCHANT_NOVA, request.merchant_id, pb.CURRENCY_NOVA_POINTS)
+        movement = store.Movement(
+            kind=pb.TRANSFER_KIND_ADMIN_GRANT,
+            phase=pb.TRANSFER_PHASE_SINGLE,
+            currency=pb.CURRENCY_NOVA_POINTS,
+            amount=request.amount,
+            from_account=store.AccountKey(pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, "nova-issuance", pb.CURRENCY_NOVA_POINTS),
+            to_account=recipient,
+            # The audit trail: who granted, why. Transfers are immutable, so this record cannot be edited.
+            metadata={"reason": request.reason, "actor_id": caller.user_id or "", "description": "Admin grant"},
+        )
+        result = await self._post("AdminGrant", request, request.idempotency_key, movement)
+        return pb.AdminGrantResponse(
+            transfer_id=str(result.transfer_id),
+            amount=result.amount or 0,
+            balance_after=result.to_balance or 0,
+            created_at=_timestamp(result.created_at),
+            replayed=result.replayed,
+        )

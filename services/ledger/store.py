@@ -1,11 +1,179 @@
-"""Tables of the ledger schema. Its domain tables arrive with its own issue; the outbox is here from the
-start because every cross-service effect of this service goes through it."""
+"""Tables of the ledger schema and the calls into post_transfer() (migrations/versions/0002).
+
+The tables are created by hand-written SQL in the migration (the function needs them exactly so); the
+Table objects here describe them for reads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import datetime
+import json
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.outbox import outbox_table
 
 metadata = sa.MetaData()
 outbox = outbox_table(metadata)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("type", sa.SmallInteger, nullable=False),
+    sa.Column("owner_id", sa.Text, nullable=False),
+    sa.Column("currency", sa.SmallInteger, nullable=False),
+    sa.Column("balance", sa.BigInteger, nullable=False),
+    sa.Column("debits_total", sa.BigInteger, nullable=False),
+    sa.Column("credits_total", sa.BigInteger, nullable=False),
+    sa.Column("may_go_negative", sa.Boolean, nullable=False),
+    sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+transfers = sa.Table(
+    "transfers",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("scope", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.Text, nullable=False),
+    sa.Column("kind", sa.SmallInteger, nullable=False),
+    sa.Column("phase", sa.SmallInteger, nullable=False),
+    sa.Column("currency", sa.SmallInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("from_account_id", sa.BigInteger, nullable=False),
+    sa.Column("to_account_id", sa.BigInteger, nullable=False),
+    sa.Column("metadata", pg.JSONB, nullable=False),
+    sa.Column("reversal_of", pg.UUID(as_uuid=True)),
+    sa.Column("reversed_amount", sa.BigInteger, nullable=False),
+    sa.Column("pending_to_account_id", sa.BigInteger),
+    sa.Column("reservation_state", sa.SmallInteger),
+    sa.Column("reservation_id", pg.UUID(as_uuid=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True),
+    sa.Column("transfer_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("account_id", sa.BigInteger, nullable=False),
+    sa.Column("amount", sa.BigInteger, nullable=False),
+    sa.Column("balance_after", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountKey:
+    type: int
+    owner_id: str
+    currency: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Movement:
+    """One call of post_transfer(): everything but the idempotency scope, key and hash."""
+
+    kind: int
+    phase: int
+    currency: int
+    amount: int | None
+    from_account: AccountKey
+    to_account: AccountKey
+    metadata: Mapping[str, str]
+    up_to_available: bool = False
+    reversal_of: uuid.UUID | None = None
+    pending_to: AccountKey | None = None
+    reservation_id: uuid.UUID | None = None
+    reservation_state: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class PostResult:
+    transfer_id: uuid.UUID | None
+    amount: int | None
+    from_balance: int | None
+    to_balance: int | None
+    replayed: bool
+    error_reason: str | None
+    error_metadata: Mapping[str, Any]
+    created_at: datetime.datetime | None
+
+
+def _json_object(value: object) -> dict[str, Any]:
+    # SQLAlchemy installs a jsonb codec on its asyncpg connections (dicts come back); a bare asyncpg
+    # connection returns text.
+    if isinstance(value, str):
+        parsed: dict[str, Any] = json.loads(value)
+        return parsed
+    return dict(value) if isinstance(value, dict) else {}
+
+
+_POST = (
+    "SELECT * FROM post_transfer($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16, $17,"
+    " $18, $19)"
+)
+# Lock-order violations cannot happen inside post_transfer(), but PostgreSQL may still report a deadlock or
+# a serialization failure under unusual plans; both are safe to retry because the statement rolled back.
+_RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+async def post_transfer(
+    engine: AsyncEngine, scope: str, key: str, request_hash: bytes, movement: Movement
+) -> PostResult:
+    """Runs one movement of value in one statement (its own transaction: one round trip and a commit)."""
+    pending = movement.pending_to
+    args = (
+        scope,
+        key,
+        request_hash,
+        uuid.uuid4(),
+        movement.kind,
+        movement.phase,
+        movement.currency,
+        movement.amount,
+        movement.from_account.type,
+        movement.from_account.owner_id,
+        movement.to_account.type,
+        movement.to_account.owner_id,
+        json.dumps(dict(movement.metadata)),
+        movement.up_to_available,
+        movement.reversal_of,
+        pending.type if pending else None,
+        pending.owner_id if pending else None,
+        movement.reservation_id,
+        movement.reservation_state,
+    )
+    for attempt in range(5):
+        try:
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+                # Straight to asyncpg on a pooled connection: one prepared statement and no SQLAlchemy work
+                # on the hottest path. No transaction is open, so the statement is its own transaction.
+                row = await driver.fetchrow(_POST, *args)
+            break
+        except asyncpg.PostgresError as exc:
+            if exc.sqlstate not in _RETRYABLE_SQLSTATES or attempt == 4:
+                raise
+            await asyncio.sleep(0.005 * 2**attempt)
+    assert row is not None
+    return PostResult(
+        transfer_id=row["transfer_id"],
+        amount=row["amount"],
+        from_balance=row["from_balance"],
+        to_balance=row["to_balance"],
+        replayed=row["replayed"],
+        error_reason=row["error_reason"],
+        error_metadata=_json_object(row["error_metadata"]),
+        created_at=row["created_at"],
+    )

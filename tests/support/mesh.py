@@ -13,6 +13,7 @@ from services.accounts.__main__ import build_server as build_accounts
 from services.accounts.config import AccountsSettings
 from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
 from services.common.server import ServiceServer
+from tests.support.rpc import TEST_SERVICE_SECRET
 from tools.embedded import free_port
 
 
@@ -33,7 +34,7 @@ def mesh_env(database_url: str, redis_url: str, extra: Mapping[str, str]) -> dic
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "STOP_GRACE_SECONDS": "1",
-        "SERVICE_TOKEN_SECRET": "test-service-token-secret",
+        "SERVICE_TOKEN_SECRET": TEST_SERVICE_SECRET,
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "test-passphrase",
     }
     for name, port in ports.items():

@@ -56,3 +56,14 @@ async def phone_login(
     await stub.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=phone))
     code = twilio.last_code_sent_to(phone)
     return await stub.VerifyPhoneLogin(accounts_pb2.VerifyPhoneLoginRequest(phone=phone, code=code))
+
+
+TEST_SERVICE_SECRET = "test-service-token-secret"  # tests/support/mesh.py gives every service this secret
+
+
+def as_service(name: str) -> tuple[tuple[str, str], ...]:
+    """Call metadata that identifies the caller as the named service."""
+    from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
+    from services.common.config import Secret
+
+    return ((SERVICE_TOKEN_HEADER, ServiceTokens(Secret(TEST_SERVICE_SECRET), name).mint()),)
