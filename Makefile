@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint proto proto-check bench-gateway clean
+.PHONY: setup run test lint proto proto-check bench-gateway bench-ledger clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,9 @@ proto: $(STAMP)  ## regenerate gen/ from proto/
 
 bench-gateway: $(STAMP)  ## GetMe over direct gRPC vs through Envoy → bench/results/gateway.json
 	$(PY) -m bench.gateway
+
+bench-ledger: $(STAMP)  ## PostTransfer throughput vs a bare-SQL (asyncpg) ceiling → bench/results/ledger.json
+	$(PY) -m bench.ledger
 
 clean:
 	rm -rf build .run

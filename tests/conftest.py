@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from services.common import migrations
 from services.common.config import SERVICE_NAMES
 from services.common.telemetry import init_tracing
+from tests.fakes.stripe import FakeStripe
 from tests.fakes.twilio_verify import FakeTwilioVerify
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.mesh import Mesh, mesh_env, running_mesh
@@ -78,8 +79,18 @@ async def twilio() -> AsyncIterator[FakeTwilioVerify]:
 
 
 @pytest.fixture(scope="session")
+async def stripe_fake() -> AsyncIterator[FakeStripe]:
+    async with FakeStripe() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
 async def mesh(
-    database_url: str, redis_url: str, twilio: FakeTwilioVerify, span_exporter: InMemorySpanExporter
+    database_url: str,
+    redis_url: str,
+    twilio: FakeTwilioVerify,
+    stripe_fake: FakeStripe,
+    span_exporter: InMemorySpanExporter,
 ) -> AsyncIterator[Mesh]:
     env = mesh_env(
         database_url,
@@ -90,6 +101,14 @@ async def mesh(
             "TWILIO_AUTH_TOKEN": twilio.auth_token,
             "TWILIO_VERIFY_SERVICE_SID": twilio.service_sid,
             "TWILIO_VERIFY_BASE_URL": twilio.base_url,
+            "STRIPE_API_BASE": stripe_fake.base_url,
+            "STRIPE_API_KEY": stripe_fake.api_key,
+            "STRIPE_WEBHOOK_SECRET": stripe_fake.webhook_secret,
+            # A lost Stripe answer must surface fast, and reconciliation must run often, in tests.
+            "STRIPE_TIMEOUT_S": "0.5",
+            "STRIPE_MAX_RETRIES": "0",
+            "PAYOUT_RECONCILE_INTERVAL_S": "0.2",
+            "PAYOUT_RECONCILE_AFTER_S": "0",
         },
     )
     async with running_mesh(env) as running:

@@ -48,7 +48,6 @@ async def test_grpcurl_lists_the_service_and_health_and_it_is_serving(mesh: Mesh
 NOT_BUILT_YET = {
     "sessions": "GetActiveSession",
     "incentives": "GetReputation",
-    "ledger": "ListPayouts",
     "merchants": "GetActiveExclusive",
 }
 

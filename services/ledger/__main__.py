@@ -2,33 +2,55 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime
 
+import stripe
 import uvloop
 from nerava.ledger.v1 import ledger_pb2_grpc
 
-from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.ledger.adapters.stripe_payouts import StripePayouts
 from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
+from services.ledger.config import LedgerSettings
+from services.ledger.payouts import Payouts
+from services.ledger.workers import reconcile_payouts
 
 
-async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
+async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
-    runtime = await stack.enter_async_context(Runtime(settings))
-    api = LedgerApi(runtime.engine)  # type: ignore[abstract]  # payout RPCs answer UNIMPLEMENTED until wired
+    # The SDK would otherwise report usage to Stripe from every process.
+    stripe.enable_telemetry = False
+    runtime = await stack.enter_async_context(Runtime(settings.runtime))
+    stripe_client = await stack.enter_async_context(
+        StripePayouts(
+            api_key=settings.stripe_api_key.value,
+            base_url=settings.stripe_base_url,
+            timeout=settings.stripe_timeout_s,
+            max_network_retries=settings.stripe_max_retries,
+        )
+    )
+    payouts = Payouts(runtime.engine, stripe_client, clock=lambda: datetime.datetime.now(datetime.UTC))
+    # GetMerchantFeePeriod stays abstract (UNIMPLEMENTED) until the merchants issue defines fee accrual.
+    api = LedgerApi(runtime.engine, payouts=payouts, stripe=stripe_client, settings=settings)  # type: ignore[abstract]
+
+    async def reconcile(stop: asyncio.Event) -> None:
+        await reconcile_payouts(payouts, stop, settings.reconcile_interval_s, settings.reconcile_after_s)
+
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding])
+    return ServiceServer(runtime, [binding], workers=[reconcile])
 
 
 async def main() -> None:
-    settings = RuntimeSettings.from_env("ledger")
-    configure_logging("ledger", settings.log_level)
-    init_tracing("ledger", otlp_endpoint=settings.otlp_endpoint)
+    settings = LedgerSettings.from_env()
+    configure_logging("ledger", settings.runtime.log_level)
+    init_tracing("ledger", otlp_endpoint=settings.runtime.otlp_endpoint)
     async with contextlib.AsyncExitStack() as stack:
         server = await build_server(settings, stack)
         await server.serve_until_signal()

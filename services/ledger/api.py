@@ -1,7 +1,8 @@
-"""The LedgerService servicer: the double-entry core for services, the driver's wallet views, admin grants.
+"""The LedgerService servicer: the double-entry core for services, the driver's wallet views, payouts
+through Stripe Express (the workflow lives in payouts.py), Stripe webhooks, admin grants.
 
-Payouts and Stripe onboarding/webhooks are served by the payouts part of this service (same servicer);
-until they are wired they answer UNIMPLEMENTED through the generated base class.
+GetMerchantFeePeriod answers UNIMPLEMENTED (the generated base class) until the merchants issue defines
+fee accrual.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.ledger.v1 import ledger_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2_grpc
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.context import Caller, current_caller
@@ -28,10 +30,18 @@ from services.common.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    Unavailable,
 )
 from services.common.http_body import json_array
 from services.common.interceptors import Access
 from services.ledger import domain, store
+from services.ledger.adapters.stripe_payouts import (
+    StripePayouts,
+    StripeSignatureInvalid,
+    StripeUnavailable,
+)
+from services.ledger.config import LedgerSettings
+from services.ledger.payouts import PayoutRow, Payouts
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -61,7 +71,7 @@ ACCESS: dict[str, Access] = {
     "AdminGrant": Access.role(ADMIN),
 }
 
-MINIMUM_WITHDRAWAL_CENTS = 2000
+MINIMUM_WITHDRAWAL_CENTS = domain.MINIMUM_WITHDRAWAL_CENTS
 _REFUSALS: Mapping[str, type[DomainError]] = {
     "IDEMPOTENCY_KEY_REUSED": Aborted,
     "INSUFFICIENT_BALANCE": FailedPrecondition,
@@ -128,9 +138,14 @@ def _page_cursor(token: str, field: str) -> int | None:
 
 
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, payouts: Payouts, stripe: StripePayouts, settings: LedgerSettings
+    ) -> None:
         self._engine = engine
         self._reads = single_statement_reads(engine)
+        self._payouts = payouts
+        self._stripe = stripe
+        self._settings = settings
 
     # --- the double-entry core ---------------------------------------------------------------------
 
@@ -589,3 +604,206 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             created_at=_timestamp(result.created_at),
             replayed=result.replayed,
         )
+
+    # --- payouts and Stripe onboarding ---------------------------------------------------------------
+
+    async def RequestPayout(
+        self, request: pb.RequestPayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RequestPayoutResponse:
+        payout = await self._payouts.request(
+            current_caller().user_id or "", uuid.UUID(request.request_id), request.amount_cents
+        )
+        message = _payout(payout)
+        return pb.RequestPayoutResponse(
+            payout_id=str(payout.id),
+            status=message.status,
+            transfer_id=payout.stripe_transfer_id or "",
+            amount_cents=payout.amount_cents,
+            fee_cents=0,  # no fee at or above the $20 minimum, and nothing below it is accepted
+            payout=message,
+        )
+
+    async def ListPayouts(
+        self, request: pb.ListPayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPayoutsResponse:
+        limit = request.page_size or request.limit or 20
+        rows = await self._payouts.list_for_driver(current_caller().user_id or "", limit)
+        return pb.ListPayoutsResponse(payouts=[_payout(row) for row in rows])
+
+    async def _stripe_account(self, driver_id: str) -> Any:
+        accounts = store.stripe_accounts
+        async with self._reads.connect() as conn:
+            return (await conn.execute(sa.select(accounts).where(accounts.c.driver_id == driver_id))).first()
+
+    async def CreateStripeAccount(
+        self, request: pb.CreateStripeAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CreateStripeAccountResponse:
+        driver = current_caller().user_id or ""
+        existing = await self._stripe_account(driver)
+        if existing is not None:
+            return pb.CreateStripeAccountResponse(
+                stripe_account_id=existing.stripe_account_id,
+                status="existing",
+                onboarding_complete=existing.transfers_active,
+            )
+        try:
+            # Keyed by driver: a retry after a lost answer gets the same Express account, not a second one.
+            account_id = await self._stripe.create_express_account(
+                driver, request.email or None, idempotency_key=f"express-account:{driver}"
+            )
+        except StripeUnavailable as exc:
+            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        accounts = store.stripe_accounts
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                pg_insert(accounts)
+                .values(
+                    driver_id=driver,
+                    stripe_account_id=account_id,
+                    details_submitted=False,
+                    payouts_enabled=False,
+                    charges_enabled=False,
+                    transfers_active=False,
+                )
+                .on_conflict_do_nothing(index_elements=[accounts.c.driver_id])
+            )
+        return pb.CreateStripeAccountResponse(stripe_account_id=account_id, status="created", onboarding_complete=False)
+
+    async def CreateStripeAccountLink(
+        self, request: pb.CreateStripeAccountLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CreateStripeAccountLinkResponse:
+        for field in ("return_url", "refresh_url"):
+            url = getattr(request, field)
+            if not any(url == origin or url.startswith(origin + "/") for origin in self._settings.redirect_origins):
+                raise InvalidArgument([(field, "must point at the driver app")], reason="REDIRECT_URL_NOT_ALLOWED")
+        account = await self._stripe_account(current_caller().user_id or "")
+        if account is None:
+            raise FailedPrecondition("STRIPE_ACCOUNT_MISSING", "create the Stripe account first")
+        try:
+            url = await self._stripe.create_account_link(
+                account.stripe_account_id, request.refresh_url, request.return_url
+            )
+        except StripeUnavailable as exc:
+            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        # Stripe account links are single-use and expire after a few minutes.
+        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
+
+    async def GetStripeStatus(
+        self, request: pb.GetStripeStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetStripeStatusResponse:
+        driver = current_caller().user_id or ""
+        account = await self._stripe_account(driver)
+        if account is None:
+            return pb.GetStripeStatusResponse(has_account=False)
+        try:
+            status = await self._stripe.get_account_status(account.stripe_account_id)
+        except StripeUnavailable as exc:
+            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        await self._record_account_status(
+            account.stripe_account_id,
+            details_submitted=status.details_submitted,
+            payouts_enabled=status.payouts_enabled,
+            charges_enabled=status.charges_enabled,
+            transfers_active=status.transfers_active,
+        )
+        return pb.GetStripeStatusResponse(
+            onboarding_complete=status.onboarding_complete,
+            has_account=True,
+            details_submitted=status.details_submitted,
+            charges_enabled=status.charges_enabled,
+            payouts_enabled=status.payouts_enabled,
+        )
+
+    async def _record_account_status(self, stripe_account_id: str, **flags: bool) -> None:
+        accounts = store.stripe_accounts
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(accounts)
+                .where(accounts.c.stripe_account_id == stripe_account_id)
+                .values(**flags, updated_at=sa.func.now())
+            )
+
+    # --- Stripe webhooks -----------------------------------------------------------------------------
+
+    async def HandleStripeEvent(
+        self, request: pb.HandleStripeEventRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.HandleStripeEventResponse:
+        headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            event = StripePayouts.verify_webhook(
+                request.http_body.data, headers.get("stripe-signature", ""), self._settings.stripe_webhook_secret.value
+            )
+        except StripeSignatureInvalid as exc:
+            # The issue asks for 400 (INVALID_ARGUMENT), not 401: Stripe retries on any non-2xx anyway.
+            raise InvalidArgument([("stripe-signature", str(exc))], reason="STRIPE_SIGNATURE_INVALID") from exc
+        event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
+        if not event_id or not isinstance(event.get("data"), dict):
+            raise InvalidArgument([("http_body", "not a Stripe event")], reason="WEBHOOK_PAYLOAD_INVALID")
+        events = store.stripe_events
+        async with self._engine.begin() as conn:
+            seen = (
+                await conn.execute(
+                    pg_insert(events)
+                    .values(event_id=event_id, type=event_type, outcome="received")
+                    .on_conflict_do_nothing(index_elements=[events.c.event_id])
+                    .returning(events.c.event_id)
+                )
+            ).first()
+        if seen is None:
+            return pb.HandleStripeEventResponse(
+                outcome=pb.WEBHOOK_OUTCOME_DUPLICATE, event_id=event_id, event_type=event_type
+            )
+        try:
+            outcome = await self._apply_event(event_type, event["data"]["object"])
+        except Exception:
+            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate.
+            async with self._engine.begin() as conn:
+                await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
+            raise
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
+            )
+        return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
+
+    async def _apply_event(self, event_type: str, obj: dict[str, Any]) -> pb.WebhookOutcome:
+        """transfer.created → paid (the money reached the driver's Express balance); transfer.reversed →
+        failed (it came back: the reservation is voided, once). payout.* are the driver's bank payouts
+        from their own Stripe balance and settle nothing here. A transition outside the table is ignored."""
+        if event_type == "account.updated":
+            capabilities = obj.get("capabilities") or {}
+            await self._record_account_status(
+                str(obj.get("id", "")),
+                details_submitted=bool(obj.get("details_submitted")),
+                payouts_enabled=bool(obj.get("payouts_enabled")),
+                charges_enabled=bool(obj.get("charges_enabled")),
+                transfers_active=capabilities.get("transfers") == "active",
+            )
+            return pb.WEBHOOK_OUTCOME_PROCESSED
+        if event_type not in ("transfer.created", "transfer.reversed"):
+            return pb.WEBHOOK_OUTCOME_IGNORED
+        payout_id = str((obj.get("metadata") or {}).get("payout_id", ""))
+        try:
+            parsed = uuid.UUID(payout_id)
+        except ValueError:
+            return pb.WEBHOOK_OUTCOME_IGNORED  # a transfer this ledger did not make
+        if event_type == "transfer.created":
+            before = await self._payouts.mark_processing(parsed, str(obj.get("id", "")))
+            after = await self._payouts.mark_paid(before.id)
+        else:
+            before = await self._payouts.get(parsed)
+            after = await self._payouts.fail(parsed, "transfer reversed by Stripe")
+        return pb.WEBHOOK_OUTCOME_PROCESSED if after.status != before.status else pb.WEBHOOK_OUTCOME_IGNORED
+
+
+def _payout(row: PayoutRow) -> pb.Payout:
+    return pb.Payout(
+        id=str(row.id),
+        amount_cents=row.amount_cents,
+        status=row.status,  # type: ignore[arg-type]
+        created_at=_timestamp(row.created_at),
+        paid_at=_timestamp(row.paid_at),
+        failure_reason=row.failure_reason or "",
+        stripe_transfer_id=row.stripe_transfer_id or "",
+    )

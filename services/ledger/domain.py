@@ -104,3 +104,42 @@ def timeline_item(
         created_at=created_at,
         currency=currency,  # type: ignore[arg-type]
     )
+
+
+# --- payouts (DOMAIN: Payouts) -------------------------------------------------------------------------
+
+P = pb.PayoutStatus
+MINIMUM_WITHDRAWAL_CENTS = 2000  # $20; no fee at or above it
+MAX_PAYOUTS_PER_UTC_DAY = 3
+MAX_CENTS_PER_ROLLING_WEEK = 100_000  # $1000 per rolling 7 days
+# Payouts that count against the limits: every one that has not failed.
+LIMITED_STATUSES = frozenset(
+    {P.PAYOUT_STATUS_PENDING, P.PAYOUT_STATUS_PROCESSING, P.PAYOUT_STATUS_PAID, P.PAYOUT_STATUS_UNKNOWN}
+)
+# The transition table. `unknown` (Stripe's answer was lost) is settled by reconciliation or a webhook,
+# never by refunding blindly; a webhook may overtake our own pending→processing update.
+TRANSITIONS: dict[int, frozenset[int]] = {
+    P.PAYOUT_STATUS_PENDING: frozenset(
+        {P.PAYOUT_STATUS_PROCESSING, P.PAYOUT_STATUS_UNKNOWN, P.PAYOUT_STATUS_FAILED, P.PAYOUT_STATUS_PAID}
+    ),
+    P.PAYOUT_STATUS_UNKNOWN: frozenset({P.PAYOUT_STATUS_PROCESSING, P.PAYOUT_STATUS_FAILED, P.PAYOUT_STATUS_PAID}),
+    P.PAYOUT_STATUS_PROCESSING: frozenset({P.PAYOUT_STATUS_PAID, P.PAYOUT_STATUS_FAILED}),
+    P.PAYOUT_STATUS_PAID: frozenset(),
+    P.PAYOUT_STATUS_FAILED: frozenset(),
+}
+
+
+def may_transition(current: int, target: int) -> bool:
+    return target in TRANSITIONS.get(current, frozenset())
+
+
+def payout_limit_refusal(amount_cents: int, payouts_today: int, cents_last_7_days: int) -> str | None:
+    """The ErrorInfo reason that refuses this payout, or None. Boundaries: exactly $20 is allowed, a 3rd
+    payout in a UTC day is allowed and a 4th is not, reaching exactly $1000 in 7 days is allowed."""
+    if amount_cents < MINIMUM_WITHDRAWAL_CENTS:
+        return "PAYOUT_BELOW_MINIMUM"
+    if payouts_today >= MAX_PAYOUTS_PER_UTC_DAY:
+        return "PAYOUT_DAILY_LIMIT"
+    if cents_last_7_days + amount_cents > MAX_CENTS_PER_ROLLING_WEEK:
+        return "PAYOUT_WEEKLY_LIMIT"
+    return None

@@ -127,12 +127,9 @@ _POST = (
 _RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 
 
-async def post_transfer(
-    engine: AsyncEngine, scope: str, key: str, request_hash: bytes, movement: Movement
-) -> PostResult:
-    """Runs one movement of value in one statement (its own transaction: one round trip and a commit)."""
+def _arguments(scope: str, key: str, request_hash: bytes, movement: Movement) -> tuple[Any, ...]:
     pending = movement.pending_to
-    args = (
+    return (
         scope,
         key,
         request_hash,
@@ -153,6 +150,13 @@ async def post_transfer(
         movement.reservation_id,
         movement.reservation_state,
     )
+
+
+async def post_transfer(
+    engine: AsyncEngine, scope: str, key: str, request_hash: bytes, movement: Movement
+) -> PostResult:
+    """Runs one movement of value in one statement (its own transaction: one round trip and a commit)."""
+    args = _arguments(scope, key, request_hash, movement)
     for attempt in range(5):
         try:
             async with engine.connect() as conn:
@@ -167,6 +171,10 @@ async def post_transfer(
                 raise
             await asyncio.sleep(0.005 * 2**attempt)
     assert row is not None
+    return _result(row)
+
+
+def _result(row: asyncpg.Record) -> PostResult:
     return PostResult(
         transfer_id=row["transfer_id"],
         amount=row["amount"],
@@ -177,3 +185,54 @@ async def post_transfer(
         error_metadata=_json_object(row["error_metadata"]),
         created_at=row["created_at"],
     )
+
+
+stripe_accounts = sa.Table(
+    "stripe_accounts",
+    metadata,
+    sa.Column("driver_id", sa.Text, primary_key=True),
+    sa.Column("stripe_account_id", sa.Text, nullable=False, unique=True),
+    sa.Column("details_submitted", sa.Boolean, nullable=False),
+    sa.Column("payouts_enabled", sa.Boolean, nullable=False),
+    sa.Column("charges_enabled", sa.Boolean, nullable=False),
+    sa.Column("transfers_active", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+payouts = sa.Table(
+    "payouts",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("driver_id", sa.Text, nullable=False),
+    sa.Column("request_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("amount_cents", sa.Integer, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("stripe_account_id", sa.Text, nullable=False),
+    sa.Column("reservation_transfer_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("stripe_transfer_id", sa.Text),
+    sa.Column("failure_reason", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("paid_at", sa.DateTime(timezone=True)),
+)
+
+stripe_events = sa.Table(
+    "stripe_events",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("type", sa.Text, nullable=False),
+    sa.Column("outcome", sa.Text, nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+async def post_transfer_in(
+    conn: asyncpg.Connection, scope: str, key: str, request_hash: bytes, movement: Movement
+) -> PostResult:
+    """post_transfer() inside the caller's open transaction (the payout row and the reservation commit
+    together). The caller must already have a transaction open on ``conn``."""
+    assert conn.is_in_transaction(), "post_transfer_in needs an open transaction"
+    row = await conn.fetchrow(_POST, *_arguments(scope, key, request_hash, movement))
+    assert row is not None
+    return _result(row)

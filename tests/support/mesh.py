@@ -13,6 +13,7 @@ from services.accounts.__main__ import build_server as build_accounts
 from services.accounts.config import AccountsSettings
 from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
 from services.common.server import ServiceServer
+from services.ledger.config import LedgerSettings
 from tests.support.rpc import TEST_SERVICE_SECRET
 from tools.embedded import free_port
 
@@ -52,9 +53,11 @@ async def running_mesh(env: dict[str, str], services: tuple[str, ...] = SERVICE_
         # accounts first: the others fetch its JWKS.
         servers["accounts"] = await build_accounts(AccountsSettings.from_env(source), stack)
         for name in services:
-            if name != "accounts":
-                build = importlib.import_module(f"services.{name}.__main__").build_server
-                servers[name] = await build(RuntimeSettings.from_env(name, source), stack)
+            if name == "accounts":
+                continue
+            build = importlib.import_module(f"services.{name}.__main__").build_server
+            settings = LedgerSettings.from_env(source) if name == "ledger" else RuntimeSettings.from_env(name, source)
+            servers[name] = await build(settings, stack)
         ports: dict[str, int] = {}
         for name, server in servers.items():
             ports[name] = await server.start()

@@ -1,0 +1,372 @@
+"""Cash payouts through Stripe Express: request, settle, reconcile.
+
+The money side is two-phase in the ledger. A request reserves the amount (driver cash → the driver's
+payouts-in-flight account) in the same transaction that writes the payout row, so a payout never exists
+without its reservation nor the reverse. Then Stripe is asked for the transfer with the payout id as its
+idempotency key:
+- an answer → `processing`; a refusal → `failed` and the reservation is voided (the funds come back,
+  once, as a reversal entry);
+- no answer (timeout, 5xx, lost connection) → `unknown`: Stripe may or may not have made the transfer,
+  so nothing is refunded; the reconciliation worker asks Stripe what happened (and re-sends the create
+  with the same idempotency key if it never arrived) and settles it.
+Webhooks then move `processing` to `paid` (the reservation is posted: the money left) or `failed`
+(voided). Every status change is a conditional update that follows domain.TRANSITIONS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import asyncpg
+import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
+from services.ledger import domain, store
+from services.ledger.adapters.stripe_payouts import AccountStatus, StripeRefused, StripeUnavailable
+
+log = logging.getLogger(__name__)
+P = pb.PayoutStatus
+SCOPE = "service:ledger-payouts"  # idempotency scope of the ledger's own payout movements
+CASH = pb.CURRENCY_CASH_CENTS
+
+
+class Stripe(Protocol):
+    """What the payout flow needs from the Stripe adapter (services/ledger/adapters/stripe_payouts.py)."""
+
+    async def create_express_account(
+        self, driver_id: str, email: str | None, *, idempotency_key: str | None = None
+    ) -> str: ...
+
+    async def create_account_link(self, account_id: str, refresh_url: str, return_url: str) -> str: ...
+
+    async def get_account_status(self, account_id: str) -> AccountStatus: ...
+
+    async def create_transfer(self, amount_cents: int, destination_account: str, payout_id: str) -> str: ...
+
+    async def find_transfer_by_payout(self, payout_id: str) -> str | None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class PayoutRow:
+    id: uuid.UUID
+    driver_id: str
+    amount_cents: int
+    status: int
+    stripe_account_id: str
+    reservation_transfer_id: uuid.UUID
+    stripe_transfer_id: str | None
+    failure_reason: str | None
+    created_at: datetime.datetime
+    paid_at: datetime.datetime | None
+
+
+_LIMIT_ERRORS: dict[str, type[DomainError]] = {
+    "PAYOUT_BELOW_MINIMUM": InvalidArgument,
+    "PAYOUT_DAILY_LIMIT": ResourceExhausted,
+    "PAYOUT_WEEKLY_LIMIT": ResourceExhausted,
+}
+_LIMIT_MESSAGES = {
+    "PAYOUT_BELOW_MINIMUM": "the minimum withdrawal is $20.00",
+    "PAYOUT_DAILY_LIMIT": "at most 3 withdrawals per day (UTC)",
+    "PAYOUT_WEEKLY_LIMIT": "at most $1,000.00 in withdrawals per 7 days",
+}
+
+
+def _row(record: Any) -> PayoutRow:
+    return PayoutRow(
+        id=record.id,
+        driver_id=record.driver_id,
+        amount_cents=record.amount_cents,
+        status=record.status,
+        stripe_account_id=record.stripe_account_id,
+        reservation_transfer_id=record.reservation_transfer_id,
+        stripe_transfer_id=record.stripe_transfer_id,
+        failure_reason=record.failure_reason,
+        created_at=record.created_at,
+        paid_at=record.paid_at,
+    )
+
+
+async def _driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
+    raw = await conn.get_raw_connection()
+    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
+    return driver
+
+
+def _movement(kind_phase: int, from_key: store.AccountKey, to_key: store.AccountKey, **extra: Any) -> store.Movement:
+    return store.Movement(
+        kind=pb.TRANSFER_KIND_PAYOUT,
+        phase=kind_phase,
+        currency=CASH,
+        amount=extra.pop("amount", None),
+        from_account=from_key,
+        to_account=to_key,
+        metadata=extra.pop("metadata", {}),
+        **extra,
+    )
+
+
+class Payouts:
+    def __init__(self, engine: AsyncEngine, stripe: Stripe, clock: Callable[[], datetime.datetime]) -> None:
+        self._engine = engine
+        self._stripe = stripe
+        self._clock = clock
+
+    # --- requesting ----------------------------------------------------------------------------------
+
+    async def request(self, driver_id: str, request_id: uuid.UUID, amount_cents: int) -> PayoutRow:
+        """Reserves the funds and asks Stripe; idempotent on (driver, request_id)."""
+        if amount_cents < domain.MINIMUM_WITHDRAWAL_CENTS:
+            raise InvalidArgument(
+                [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason="PAYOUT_BELOW_MINIMUM"
+            )
+        payout = await self._reserve(driver_id, request_id, amount_cents)
+        if payout.status != P.PAYOUT_STATUS_PENDING or payout.stripe_transfer_id:
+            return payout  # a replay of a request already sent to Stripe
+        return await self._send_to_stripe(payout)
+
+    async def _reserve(self, driver_id: str, request_id: uuid.UUID, amount_cents: int) -> PayoutRow:
+        accounts, payouts = store.stripe_accounts, store.payouts
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            # Locking the driver's Stripe row serializes this driver's requests, so two concurrent
+            # requests cannot both pass the daily and weekly limits.
+            account = (
+                await conn.execute(sa.select(accounts).where(accounts.c.driver_id == driver_id).with_for_update())
+            ).first()
+            if account is None:
+                raise FailedPrecondition("STRIPE_ACCOUNT_MISSING", "set up payouts first (Stripe account)")
+            if not account.transfers_active:
+                raise FailedPrecondition("STRIPE_ONBOARDING_INCOMPLETE", "finish Stripe onboarding before withdrawing")
+            existing = (
+                await conn.execute(
+                    sa.select(payouts).where(payouts.c.driver_id == driver_id, payouts.c.request_id == request_id)
+                )
+            ).first()
+            if existing is not None:
+                if existing.amount_cents != amount_cents:
+                    raise Aborted("IDEMPOTENCY_KEY_REUSED", "this request_id was used for another amount")
+                return _row(existing)
+            day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            counted = payouts.c.status.in_(sorted(domain.LIMITED_STATUSES))
+            today, week = (
+                await conn.execute(
+                    sa.select(
+                        sa.func.count().filter(payouts.c.created_at >= day_start),
+                        sa.func.coalesce(
+                            sa.func.sum(payouts.c.amount_cents).filter(
+                                payouts.c.created_at > now - datetime.timedelta(days=7)
+                            ),
+                            0,
+                        ),
+                    ).where(payouts.c.driver_id == driver_id, counted)
+                )
+            ).one()
+            refusal = domain.payout_limit_refusal(amount_cents, int(today), int(week))
+            if refusal is not None:
+                raise _LIMIT_ERRORS[refusal](refusal, _LIMIT_MESSAGES[refusal])
+            payout_id = uuid.uuid4()
+            reservation = await store.post_transfer_in(
+                await _driver_connection(conn),
+                SCOPE,
+                f"payout:{payout_id}:reserve",
+                payout_id.bytes,
+                _movement(
+                    pb.TRANSFER_PHASE_RESERVE,
+                    store.AccountKey(pb.ACCOUNT_TYPE_DRIVER_CASH, driver_id, CASH),
+                    store.AccountKey(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, driver_id, CASH),
+                    amount=amount_cents,
+                    pending_to=store.AccountKey(pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, "stripe-payouts", CASH),
+                    metadata={"payout_id": str(payout_id), "description": "Withdrawal"},
+                ),
+            )
+            if reservation.error_reason is not None:
+                # Raising rolls back the whole transaction: no payout row, no remembered reservation.
+                raise FailedPrecondition(
+                    reservation.error_reason,
+                    "your available balance is lower than this withdrawal",
+                    {k: str(v) for k, v in reservation.error_metadata.items()},
+                )
+            inserted = (
+                await conn.execute(
+                    sa.insert(payouts)
+                    .values(
+                        id=payout_id,
+                        driver_id=driver_id,
+                        request_id=request_id,
+                        amount_cents=amount_cents,
+                        status=P.PAYOUT_STATUS_PENDING,
+                        stripe_account_id=account.stripe_account_id,
+                        reservation_transfer_id=reservation.transfer_id,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(payouts)
+                )
+            ).one()
+        return _row(inserted)
+
+    async def _send_to_stripe(self, payout: PayoutRow) -> PayoutRow:
+        try:
+            transfer_id = await self._stripe.create_transfer(
+                payout.amount_cents, payout.stripe_account_id, str(payout.id)
+            )
+        except StripeRefused as refusal:
+            return await self.fail(payout.id, f"stripe refused: {refusal.code or refusal}")
+        except StripeUnavailable:
+            # The transfer may exist. Unknown is settled by reconciliation, never by refunding blindly.
+            log.warning("stripe answer lost; payout is unknown until reconciled", extra={"payout_id": str(payout.id)})
+            return await self._move(payout.id, P.PAYOUT_STATUS_UNKNOWN)
+        return await self._move(payout.id, P.PAYOUT_STATUS_PROCESSING, stripe_transfer_id=transfer_id)
+
+    # --- settling ------------------------------------------------------------------------------------
+
+    async def _move(self, payout_id: uuid.UUID, target: int, **values: Any) -> PayoutRow:
+        """Moves the payout to ``target`` if the transition table allows it from its current status;
+        returns the payout as it is afterwards (unchanged when the transition was not allowed)."""
+        payouts = store.payouts
+        allowed_from = sorted(s for s, targets in domain.TRANSITIONS.items() if target in targets)
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            moved = (
+                await conn.execute(
+                    sa.update(payouts)
+                    .where(payouts.c.id == payout_id, payouts.c.status.in_(allowed_from))
+                    .values(status=target, updated_at=now, **values)
+                    .returning(payouts)
+                )
+            ).first()
+            if moved is not None:
+                return _row(moved)
+            current = (await conn.execute(sa.select(payouts).where(payouts.c.id == payout_id))).one()
+        return _row(current)
+
+    async def _settle(self, payout_id: uuid.UUID, target: int, phase: int, state: int, **values: Any) -> PayoutRow:
+        """paid (post the reservation) or failed (void it), with the status change, in one transaction."""
+        payouts = store.payouts
+        allowed_from = sorted(s for s, targets in domain.TRANSITIONS.items() if target in targets)
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            current = (await conn.execute(sa.select(payouts).where(payouts.c.id == payout_id).with_for_update())).one()
+            if current.status not in allowed_from:
+                return _row(current)  # already settled, or a transition outside the table: no effect
+            in_flight = store.AccountKey(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, current.driver_id, CASH)
+            destination = (
+                store.AccountKey(pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, "stripe-payouts", CASH)
+                if phase == pb.TRANSFER_PHASE_POST
+                else store.AccountKey(pb.ACCOUNT_TYPE_DRIVER_CASH, current.driver_id, CASH)
+            )
+            step = "post" if phase == pb.TRANSFER_PHASE_POST else "void"
+            result = await store.post_transfer_in(
+                await _driver_connection(conn),
+                SCOPE,
+                f"payout:{payout_id}:{step}",
+                payout_id.bytes + step.encode(),
+                _movement(
+                    phase,
+                    in_flight,
+                    destination,
+                    reservation_id=current.reservation_transfer_id,
+                    reservation_state=state,
+                    metadata={"payout_id": str(payout_id), "reason": values.get("failure_reason") or ""},
+                ),
+            )
+            if result.error_reason is not None:
+                raise RuntimeError(f"payout {payout_id}: reservation could not be {step}ed: {result.error_reason}")
+            settled = (
+                await conn.execute(
+                    sa.update(payouts)
+                    .where(payouts.c.id == payout_id)
+                    .values(status=target, updated_at=now, **values)
+                    .returning(payouts)
+                )
+            ).one()
+        return _row(settled)
+
+    async def mark_paid(self, payout_id: uuid.UUID) -> PayoutRow:
+        return await self._settle(
+            payout_id, P.PAYOUT_STATUS_PAID, pb.TRANSFER_PHASE_POST, pb.RESERVATION_STATE_POSTED, paid_at=self._clock()
+        )
+
+    async def fail(self, payout_id: uuid.UUID, reason: str) -> PayoutRow:
+        return await self._settle(
+            payout_id,
+            P.PAYOUT_STATUS_FAILED,
+            pb.TRANSFER_PHASE_VOID,
+            pb.RESERVATION_STATE_VOIDED,
+            failure_reason=reason[:500],
+        )
+
+    async def mark_processing(self, payout_id: uuid.UUID, stripe_transfer_id: str) -> PayoutRow:
+        return await self._move(payout_id, P.PAYOUT_STATUS_PROCESSING, stripe_transfer_id=stripe_transfer_id)
+
+    # --- reconciliation ------------------------------------------------------------------------------
+
+    async def reconcile_unknown(self, older_than: datetime.timedelta = datetime.timedelta(seconds=0)) -> int:
+        """Settles payouts whose Stripe answer was lost; returns how many left `unknown`."""
+        payouts = store.payouts
+        cutoff = self._clock() - older_than
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(payouts)
+                    .where(payouts.c.status == P.PAYOUT_STATUS_UNKNOWN, payouts.c.updated_at <= cutoff)
+                    .order_by(payouts.c.updated_at)
+                    .limit(100)
+                )
+            ).all()
+        settled = 0
+        for record in rows:
+            payout = _row(record)
+            try:
+                transfer_id = await self._stripe.find_transfer_by_payout(str(payout.id))
+                if transfer_id is None:
+                    # Stripe never received it: send it again. The same idempotency key (the payout id)
+                    # makes a duplicate impossible even if this guess were wrong.
+                    transfer_id = await self._stripe.create_transfer(
+                        payout.amount_cents, payout.stripe_account_id, str(payout.id)
+                    )
+            except StripeRefused as refusal:
+                await self.fail(payout.id, f"stripe refused: {refusal.code or refusal}")
+                settled += 1
+                continue
+            except StripeUnavailable:
+                continue  # still no answer; try again on the next pass
+            await self.mark_processing(payout.id, transfer_id)
+            settled += 1
+        return settled
+
+    # --- reads ---------------------------------------------------------------------------------------
+
+    async def list_for_driver(self, driver_id: str, limit: int) -> list[PayoutRow]:
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(payouts)
+                    .where(payouts.c.driver_id == driver_id)
+                    .order_by(payouts.c.created_at.desc())
+                    .limit(limit)
+                )
+            ).all()
+        return [_row(r) for r in rows]
+
+    async def get(self, payout_id: uuid.UUID) -> PayoutRow:
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            return _row((await conn.execute(sa.select(payouts).where(payouts.c.id == payout_id))).one())
+
+    async def by_stripe_transfer(self, stripe_transfer_id: str) -> PayoutRow | None:
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(sa.select(payouts).where(payouts.c.stripe_transfer_id == stripe_transfer_id))
+            ).first()
+        return None if row is None else _row(row)
