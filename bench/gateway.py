@@ -112,6 +112,10 @@ async def run(clients: int, seconds: float, warmup_s: float, rounds_count: int =
             "OTP_PROVIDER": "stub",
             "OTP_STUB_ENABLED": "true",
             "LOG_LEVEL": "WARNING",
+            # Traces sampled as in production (1 % of new traces; a sampled caller is always followed), not
+            # recorded for every request.
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.01",
             "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
         }
         settings = render.GatewaySettings.local(

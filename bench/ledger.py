@@ -516,6 +516,10 @@ async def with_service(
         "LEDGER_PORT": str(port),
         "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
         "LOG_LEVEL": "WARNING",
+        # Traces sampled as in production (1 % of new traces; a sampled caller is always followed), not
+        # recorded for every request.
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.01",
         "PYTHONPATH": f"{ROOT}:{ROOT / 'gen'}",
     }
     log = work / "ledger.log"

@@ -32,6 +32,7 @@ SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 SERVICE_AUDIENCE = "nerava-internal"
 SERVICE_ROLE = "service"
 _SERVICE_TOKEN_TTL_S = 300
+_SERVICE_TOKEN_CACHE_SIZE = 1024
 
 
 class ServiceTokens:
@@ -43,6 +44,7 @@ class ServiceTokens:
         self.service = service
         self._minted = ""
         self._minted_expires = 0.0
+        self._verified: dict[str, tuple[Caller, float]] = {}
 
     def mint(self, now: float | None = None) -> str:
         issued = now if now is not None else time.time()
@@ -59,14 +61,29 @@ class ServiceTokens:
         return self._minted
 
     def verify(self, token: str) -> Caller:
+        """The calling service. A peer reuses its token for minutes, so verdicts are remembered until the
+        token expires (a handful of peers: the cache stays tiny)."""
+        remembered = self._verified.get(token)
+        if remembered is not None and time.time() < remembered[1]:
+            return remembered[0]
         try:
-            claims = jwt.decode(token, self.secret.value, algorithms=["HS256"], audience=SERVICE_AUDIENCE)
+            claims = jwt.decode(
+                token,
+                self.secret.value,
+                algorithms=["HS256"],
+                audience=SERVICE_AUDIENCE,
+                options={"require": ["exp", "sub", "aud"]},
+            )
         except jwt.PyJWTError as exc:
             raise Unauthenticated("UNAUTHENTICATED", f"invalid service token: {exc}") from exc
         subject = str(claims.get("sub", ""))
         if not subject.startswith("service:"):
             raise Unauthenticated("UNAUTHENTICATED", "service token without a service subject")
-        return Caller(service=subject.removeprefix("service:"), roles=frozenset({SERVICE_ROLE}))
+        caller = Caller(service=subject.removeprefix("service:"), roles=frozenset({SERVICE_ROLE}))
+        if len(self._verified) >= _SERVICE_TOKEN_CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (caller, float(claims["exp"]))
+        return caller
 
 
 JwksFetcher = Callable[[], Awaitable[list[Mapping[str, Any]]]]

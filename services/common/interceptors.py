@@ -8,6 +8,7 @@ through untouched.
 from __future__ import annotations
 
 import abc
+import contextvars
 import dataclasses
 import logging
 import time
@@ -74,22 +75,29 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[ty
 
     def __init__(self, services: frozenset[str]) -> None:
         self._services = services
+        # The handler of a method never changes once the server runs, so each is wrapped once, on its first
+        # call, instead of building the chain of wrappers again for every RPC.
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any] | None] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
+        if details.method in self._handlers:
+            return self._handlers[details.method]  # type: ignore[return-value]
         handler = await continuation(details)
         service, name = _split(details.method)
-        if handler is None or handler.unary_unary is None or service not in self._services:
-            return handler
-        return grpc.unary_unary_rpc_method_handler(
-            # grpc-stubs types handlers as sync functions; under grpc.aio they are coroutine functions.
-            self.wrap(service, name, cast(Behavior, handler.unary_unary)),
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        if handler is not None and handler.unary_unary is not None and service in self._services:
+            handler = grpc.unary_unary_rpc_method_handler(
+                # grpc-stubs types handlers as sync functions; under grpc.aio they are coroutine functions.
+                self.wrap(service, name, cast(Behavior, handler.unary_unary)),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler is not None:
+            self._handlers[details.method] = handler
+        return handler
 
     @abc.abstractmethod
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
@@ -98,6 +106,10 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[ty
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
     return {key: value for key, value in (context.invocation_metadata() or ()) if isinstance(value, str)}
+
+
+# The request's metadata, parsed once by the outermost interceptor for the inner ones.
+_metadata_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("metadata", default=None)
 
 
 class RequestContextInterceptor(_UnaryInterceptor):
@@ -115,6 +127,7 @@ class RequestContextInterceptor(_UnaryInterceptor):
 
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             metadata = _metadata(context)
+            metadata_token = _metadata_var.set(metadata)
             request_id = metadata.get("x-request-id") or uuid.uuid4().hex
             request_id_token = request_id_var.set(request_id)
             forwarded = metadata.get("x-forwarded-for")
@@ -147,6 +160,7 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 RPC_REQUESTS.labels(service_name, method, code.name).inc()
                 request_id_var.reset(request_id_token)
                 client_ip_var.reset(ip_token)
+                _metadata_var.reset(metadata_token)
 
         return handle
 
@@ -188,7 +202,7 @@ class AuthInterceptor(_UnaryInterceptor):
             if rule is None:
                 raise PermissionDenied("PERMISSION_DENIED", f"{method} has no access rule")
             try:
-                caller = await self._caller(_metadata(context))
+                caller = await self._caller(_metadata_var.get() or _metadata(context))
             except Unauthenticated:
                 if not rule.public:
                     raise

@@ -14,6 +14,7 @@ from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.ledger import store
 from services.ledger.adapters.stripe_payouts import StripePayouts
 from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
 from services.ledger.config import LedgerSettings
@@ -35,8 +36,14 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
         )
     )
     payouts = Payouts(runtime.engine, stripe_client, clock=lambda: datetime.datetime.now(datetime.UTC))
+    pool = await store.open_writer_pool(settings.runtime.database_url.value, settings.runtime.service)
+    stack.push_async_callback(pool.close)
+    writer = store.TransferWriter(pool)
+    stack.push_async_callback(writer.close)
     # GetMerchantFeePeriod stays abstract (UNIMPLEMENTED) until the merchants issue defines fee accrual.
-    api = LedgerApi(runtime.engine, payouts=payouts, stripe=stripe_client, settings=settings)  # type: ignore[abstract]
+    api = LedgerApi(  # type: ignore[abstract]
+        runtime.engine, writer=writer, payouts=payouts, stripe=stripe_client, settings=settings
+    )
 
     async def reconcile(stop: asyncio.Event) -> None:
         await reconcile_payouts(payouts, stop, settings.reconcile_interval_s, settings.reconcile_after_s)

@@ -139,8 +139,15 @@ def _page_cursor(token: str, field: str) -> int | None:
 
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     def __init__(
-        self, engine: AsyncEngine, *, payouts: Payouts, stripe: StripePayouts, settings: LedgerSettings
+        self,
+        engine: AsyncEngine,
+        *,
+        writer: store.TransferWriter,
+        payouts: Payouts,
+        stripe: StripePayouts,
+        settings: LedgerSettings,
     ) -> None:
+        self._writer = writer
         self._engine = engine
         self._reads = single_statement_reads(engine)
         self._payouts = payouts
@@ -150,9 +157,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     # --- the double-entry core ---------------------------------------------------------------------
 
     async def _post(self, method: str, request: Any, key: str, movement: store.Movement) -> store.PostResult:
-        result = await store.post_transfer(
-            self._engine, _scope(current_caller()), key, domain.request_hash(method, request), movement
-        )
+        result = await self._writer.post(_scope(current_caller()), key, domain.request_hash(method, request), movement)
         _raise_refusal(result)
         return result
 

@@ -7,6 +7,7 @@ Table objects here describe them for reads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -236,3 +237,115 @@ async def post_transfer_in(
     row = await conn.fetchrow(_POST, *_arguments(scope, key, request_hash, movement))
     assert row is not None
     return _result(row)
+
+
+# One round trip and one commit for a whole batch: the movements are unnested and post_transfer() runs for
+# each, in order, inside one statement. Refusals are rows, so one refused transfer never undoes the others.
+_POST_BATCH = """
+SELECT r.* FROM unnest(
+    $1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::int2[], $6::int2[], $7::int2[], $8::int8[],
+    $9::int2[], $10::text[], $11::int2[], $12::text[], $13::text[], $14::bool[], $15::uuid[], $16::int2[],
+    $17::text[], $18::uuid[], $19::int2[]
+) WITH ORDINALITY AS a(scope, key, hash, id, kind, phase, currency, amount, from_type, from_owner, to_type,
+                       to_owner, metadata, up_to_available, reversal_of, pending_type, pending_owner,
+                       reservation_id, reservation_state, position)
+CROSS JOIN LATERAL post_transfer(
+    a.scope, a.key, a.hash, a.id, a.kind, a.phase, a.currency, a.amount, a.from_type, a.from_owner, a.to_type,
+    a.to_owner, a.metadata::jsonb, a.up_to_available, a.reversal_of, a.pending_type, a.pending_owner,
+    a.reservation_id, a.reservation_state
+) AS r
+ORDER BY a.position
+"""
+
+
+@dataclasses.dataclass
+class _Pending:
+    arguments: tuple[Any, ...]
+    done: asyncio.Future[PostResult]
+
+
+class TransferWriter:
+    """Group commit for single transfers: concurrent post_transfer() calls are written together.
+
+    One writer task takes everything queued, runs it as one statement (one round trip, one commit, one WAL
+    flush), answers each caller, and repeats. Nothing waits for a batch to fill: an idle writer sends a lone
+    transfer at once, and batches grow only while the previous one is in flight — under load. Batches are
+    written one at a time, so two batches of this process never wait on each other's locks. If a batch
+    fails as a whole (a deadlock with another process, a lost connection), its transfers are retried one by
+    one, where each is its own transaction again; idempotency makes the retry exact.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, max_batch: int = 128) -> None:
+        self._pool = pool
+        self._max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def post(self, scope: str, key: str, request_hash: bytes, movement: Movement) -> PostResult:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        pending = _Pending(_arguments(scope, key, request_hash, movement), asyncio.get_running_loop().create_future())
+        self._queue.append(pending)
+        self._wake.set()
+        return await pending.done
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                await self._write(batch)
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            async with self._pool.acquire() as conn:
+                columns = list(zip(*(p.arguments for p in batch), strict=True))
+                rows = await conn.fetch(_POST_BATCH, *columns)
+            for pending, row in zip(batch, rows, strict=True):
+                if not pending.done.done():
+                    pending.done.set_result(_result(row))
+        except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
+            for pending in batch:
+                await self._write_one(pending)
+
+    async def _write_one(self, pending: _Pending) -> None:
+        for attempt in range(5):
+            try:
+                async with self._pool.acquire() as conn:
+                    row = await conn.fetchrow(_POST, *pending.arguments)
+                assert row is not None
+                pending.done.set_result(_result(row))
+                return
+            except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError) as exc:
+                retryable = getattr(exc, "sqlstate", None) in _RETRYABLE_SQLSTATES or not isinstance(
+                    exc, asyncpg.PostgresError
+                )
+                if not retryable or attempt == 4:
+                    if not pending.done.done():
+                        pending.done.set_exception(exc)
+                    return
+                await asyncio.sleep(0.005 * 2**attempt)
+
+
+async def open_writer_pool(database_url: str, schema: str, size: int = 4) -> asyncpg.Pool:
+    """asyncpg's own pool for the write path: checking a connection out costs far less than through
+    SQLAlchemy, and TransferWriter needs nothing else from it."""
+    from services.common.db import asyncpg_url
+
+    url = asyncpg_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    pool = await asyncpg.create_pool(
+        url,
+        min_size=1,
+        max_size=size,
+        server_settings={"search_path": schema, "application_name": f"nerava-{schema}-writer"},
+    )
+    assert pool is not None
+    return pool

@@ -139,9 +139,14 @@ async def test_one_rest_call_is_one_trace_across_gateway_and_service(
     span_exporter.clear()
     reply = await rest.get("/v1/auth/me", headers={"Authorization": f"Bearer {login['access_token']}"})
     assert reply.status_code == 200
-    service_spans = [
-        s for s in span_exporter.get_finished_spans() if s.name == "/nerava.accounts.v1.AccountsService/GetMe"
-    ]
+    service_spans: list[Any] = []
+    for _ in range(100):  # the server span ends just after the response is on its way
+        service_spans = [
+            s for s in span_exporter.get_finished_spans() if s.name == "/nerava.accounts.v1.AccountsService/GetMe"
+        ]
+        if service_spans:
+            break
+        await asyncio.sleep(0.05)
     assert len(service_spans) == 1
     service_span = service_spans[0]
     assert service_span.context is not None and service_span.parent is not None
