@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint proto proto-check bench-gateway bench-ledger clean
+.PHONY: setup run test lint proto bench-gateway bench-ledger ledger-check clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-gateway: $(STAMP)  ## GetMe over direct gRPC vs through Envoy → bench/re
 
 bench-ledger: $(STAMP)  ## PostTransfer throughput vs a bare-SQL (asyncpg) ceiling → bench/results/ledger.json
 	$(PY) -m bench.ledger
+
+ledger-check: $(STAMP)  ## ledger invariants on DATABASE_URL (Σ debits = Σ credits, balances = entries, none < 0)
+	$(PY) -m services.ledger.invariants
 
 clean:
 	rm -rf build .run

@@ -16,11 +16,11 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from sqlalchemy.engine import make_url
 
+from fakes.stripe import FakeStripe
+from fakes.twilio_verify import FakeTwilioVerify
 from services.common import migrations
 from services.common.config import SERVICE_NAMES
 from services.common.telemetry import init_tracing
-from tests.fakes.stripe import FakeStripe
-from tests.fakes.twilio_verify import FakeTwilioVerify
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.mesh import Mesh, mesh_env, running_mesh
 from tests.support.otlp import OtlpCollector, running_collector

@@ -56,6 +56,12 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
             assert verified.status_code == 200, verified.text
             wrong = await client.post("/v1/auth/otp/verify", json={"phone": "+15125550101", "code": "123456"})
             assert wrong.status_code == 401  # the development stub accepts 000000 and nothing else
+            # Payout onboarding goes to the local fake Stripe, which completes onboarding by itself.
+            auth = {"Authorization": f"Bearer {verified.json()['access_token']}"}
+            account = await client.post("/v1/wallet/stripe/account", json={}, headers=auth)
+            assert account.status_code == 200, account.text
+            status = await client.get("/v1/wallet/stripe/status", headers=auth)
+            assert status.json()["onboarding_complete"] is True
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
         assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]

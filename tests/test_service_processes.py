@@ -14,8 +14,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fakes.twilio_verify import FakeTwilioVerify
 from services.common.config import SERVICE_NAMES
-from tests.fakes.twilio_verify import FakeTwilioVerify
 from tests.support.mesh import Mesh, mesh_env
 from tests.support.rpc import bearer, phone_login, random_phone
 from tools.embedded import free_port

@@ -104,7 +104,38 @@ def main() -> None:
                 migrations.upgrade(service, database_url)
             asyncio.run(seed.seed(database_url))
             ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
+            rest_port = int(os.environ.get("GATEWAY_PORT", "8080"))
+            admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "9901"))
+            # Stripe is the local fake (its wire format, its signed webhooks) unless STRIPE_API_BASE is set.
+            stripe_env: dict[str, str] = {}
+            if not os.environ.get("STRIPE_API_BASE"):
+                stripe_port = embedded.free_port()
+                stripe_env = {
+                    "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
+                    "STRIPE_API_KEY": "sk_test_make_run",
+                    "STRIPE_WEBHOOK_SECRET": "whsec_make_run",
+                }
+                processes.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "fakes.stripe",
+                            "--port",
+                            str(stripe_port),
+                            "--api-key",
+                            stripe_env["STRIPE_API_KEY"],
+                            "--webhook-secret",
+                            stripe_env["STRIPE_WEBHOOK_SECRET"],
+                            "--webhook-url",
+                            f"http://127.0.0.1:{rest_port}/v1/wallet/stripe/webhook",
+                            "--auto-onboard",
+                        ],
+                        cwd=ROOT,
+                    )
+                )
             env = {
+                **stripe_env,
                 **os.environ,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,
@@ -120,8 +151,6 @@ def main() -> None:
             deadline = time.monotonic() + 60
             for name in SERVICE_NAMES:
                 asyncio.run(wait_serving(f"127.0.0.1:{ports[name]}", deadline))
-            rest_port = int(os.environ.get("GATEWAY_PORT", "8080"))
-            admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "9901"))
             settings = render.GatewaySettings.local(
                 listen_port=rest_port,
                 admin_port=admin_port,

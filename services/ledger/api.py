@@ -78,6 +78,7 @@ _REFUSALS: Mapping[str, type[DomainError]] = {
     "TRANSFER_NOT_RESERVED": FailedPrecondition,
     "REVERSAL_EXCEEDS_TRANSFER": FailedPrecondition,
     "TRANSFER_ALREADY_REVERSED": AlreadyExists,
+    "ACCOUNT_NOT_FOUND": FailedPrecondition,
 }
 _MESSAGES = {
     "IDEMPOTENCY_KEY_REUSED": "this idempotency key was used for a different request",
@@ -85,6 +86,7 @@ _MESSAGES = {
     "TRANSFER_NOT_RESERVED": "the reservation is already posted or voided",
     "REVERSAL_EXCEEDS_TRANSFER": "the reversals would exceed the original transfer",
     "TRANSFER_ALREADY_REVERSED": "the transfer is already fully reversed",
+    "ACCOUNT_NOT_FOUND": "the account to debit does not exist (it has never been credited)",
 }
 _DEFAULT_PAGE = 50
 

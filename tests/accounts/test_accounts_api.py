@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from jwt.algorithms import ECAlgorithm
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 
+from fakes.twilio_verify import FakeTwilioVerify
 from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine
-from tests.fakes.twilio_verify import FakeTwilioVerify
 from tests.support.mesh import Mesh
 from tests.support.rpc import bad_fields, bearer, error_reason, phone_login, random_phone
 

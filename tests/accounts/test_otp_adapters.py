@@ -11,17 +11,17 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 
+from fakes.twilio_verify import (
+    MAX_CHECK_ATTEMPTS,
+    MAX_SEND_ATTEMPTS,
+    FakeTwilioVerify,
+)
 from services.accounts.adapters.otp import (
     Channel,
     OtpProvider,
     OtpProviderError,
     StubOtpProvider,
     TwilioVerifyProvider,
-)
-from tests.fakes.twilio_verify import (
-    MAX_CHECK_ATTEMPTS,
-    MAX_SEND_ATTEMPTS,
-    FakeTwilioVerify,
 )
 
 PHONE = "+15017122661"

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.fakes.twilio_verify import FakeTwilioVerify
+from fakes.twilio_verify import FakeTwilioVerify
 from tests.support.otlp import OtlpCollector
 from tests.support.rpc import random_phone
 

@@ -13,8 +13,8 @@ import pytest
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.fakes.stripe import FakeStripe
-from tests.fakes.twilio_verify import FakeTwilioVerify
+from fakes.stripe import FakeStripe
+from fakes.twilio_verify import FakeTwilioVerify
 from tests.ledger.helpers import CASH, Ledger, assert_ledger_sound, budget, driver_cash, external, new_key
 from tests.support.gateway import Gateway
 from tests.support.rpc import random_phone

@@ -1,4 +1,4 @@
-"""StripePayouts against a local fake Stripe (tests/fakes/stripe.py).
+"""StripePayouts against a local fake Stripe (fakes/stripe.py).
 
 The fake server is the only test double: the adapter and the official stripe library underneath it run
 unmodified over real HTTP, so form encoding, auth, idempotency keys, retries and timeouts are the real ones.
@@ -19,6 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from fakes.stripe import FakeStripe
 from services.ledger.adapters.stripe_payouts import (
     AccountStatus,
     StripePayouts,
@@ -26,7 +27,6 @@ from services.ledger.adapters.stripe_payouts import (
     StripeSignatureInvalid,
     StripeUnavailable,
 )
-from tests.fakes.stripe import FakeStripe
 
 DRIVER_ID = "driver-7f3a"
 EMAIL = "ada@example.com"

@@ -351,3 +351,18 @@ async def test_a_reversal_mirrors_the_original_and_cannot_exceed_it(ledger: Ledg
         )
     assert error_reason(caught.value) == "INSUFFICIENT_BALANCE"  # the Nova was already spent
     await assert_ledger_sound(ledger_engine)
+
+
+async def test_debiting_an_account_that_never_existed_writes_nothing(
+    ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
+    ghost, merchant = _person(), _person()
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await ledger.post(ledger.redemption(ghost, merchant, 5))
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert error_reason(caught.value) == "ACCOUNT_NOT_FOUND"
+    for ref in (driver_nova(ghost), merchant_nova(merchant)):
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await ledger.stub.GetAccount(pb.GetAccountRequest(account=ref), metadata=ledger.metadata)
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND  # no empty account was opened
+    await assert_ledger_sound(ledger_engine)

@@ -9,9 +9,9 @@ import httpx
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fakes.twilio_verify import FakeTwilioVerify
 from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine
-from tests.fakes.twilio_verify import FakeTwilioVerify
 from tests.ledger.helpers import CASH, Ledger, assert_ledger_sound, budget, driver_cash, external, new_key
 from tests.support.rpc import random_phone
 

@@ -9,7 +9,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 
-from tests.fakes.twilio_verify import FakeTwilioVerify
+from fakes.twilio_verify import FakeTwilioVerify
 
 
 def error_reason(error: grpc.aio.AioRpcError) -> str:

@@ -59,7 +59,8 @@ class LedgerServiceStub:
     INSUFFICIENT_BALANCE          (FAILED_PRECONDITION)  the debit would take a non-negative account below
     zero (metadata: balance, amount)
     ACCOUNT_NOT_FOUND             (NOT_FOUND)            GetAccount/ListTransfers of an account that no
-    transfer has touched yet
+    transfer has touched yet; FAILED_PRECONDITION
+    when a transfer would debit such an account
     TRANSFER_NOT_FOUND            (NOT_FOUND)            unknown transfer id (reversal_of, reservation)
     TRANSFER_KIND_MISMATCH        (INVALID_ARGUMENT)     the transfer kind does not allow these account
     types (e.g. REDEMPTION is driver Nova → merchant
@@ -80,7 +81,7 @@ class LedgerServiceStub:
     STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
     REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
     STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
-    STRIPE_SIGNATURE_INVALID      (UNAUTHENTICATED)      webhook without a valid Stripe-Signature over the
+    STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -225,7 +226,8 @@ class LedgerServiceServicer:
     INSUFFICIENT_BALANCE          (FAILED_PRECONDITION)  the debit would take a non-negative account below
     zero (metadata: balance, amount)
     ACCOUNT_NOT_FOUND             (NOT_FOUND)            GetAccount/ListTransfers of an account that no
-    transfer has touched yet
+    transfer has touched yet; FAILED_PRECONDITION
+    when a transfer would debit such an account
     TRANSFER_NOT_FOUND            (NOT_FOUND)            unknown transfer id (reversal_of, reservation)
     TRANSFER_KIND_MISMATCH        (INVALID_ARGUMENT)     the transfer kind does not allow these account
     types (e.g. REDEMPTION is driver Nova → merchant
@@ -246,7 +248,7 @@ class LedgerServiceServicer:
     STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
     REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
     STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
-    STRIPE_SIGNATURE_INVALID      (UNAUTHENTICATED)      webhook without a valid Stripe-Signature over the
+    STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -540,7 +542,8 @@ class LedgerService:
     INSUFFICIENT_BALANCE          (FAILED_PRECONDITION)  the debit would take a non-negative account below
     zero (metadata: balance, amount)
     ACCOUNT_NOT_FOUND             (NOT_FOUND)            GetAccount/ListTransfers of an account that no
-    transfer has touched yet
+    transfer has touched yet; FAILED_PRECONDITION
+    when a transfer would debit such an account
     TRANSFER_NOT_FOUND            (NOT_FOUND)            unknown transfer id (reversal_of, reservation)
     TRANSFER_KIND_MISMATCH        (INVALID_ARGUMENT)     the transfer kind does not allow these account
     types (e.g. REDEMPTION is driver Nova → merchant
@@ -561,7 +564,7 @@ class LedgerService:
     STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
     REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
     STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
-    STRIPE_SIGNATURE_INVALID      (UNAUTHENTICATED)      webhook without a valid Stripe-Signature over the
+    STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token

@@ -60,7 +60,8 @@ class LedgerServiceStub:
       INSUFFICIENT_BALANCE          (FAILED_PRECONDITION)  the debit would take a non-negative account below
                                                            zero (metadata: balance, amount)
       ACCOUNT_NOT_FOUND             (NOT_FOUND)            GetAccount/ListTransfers of an account that no
-                                                           transfer has touched yet
+                                                           transfer has touched yet; FAILED_PRECONDITION
+                                                           when a transfer would debit such an account
       TRANSFER_NOT_FOUND            (NOT_FOUND)            unknown transfer id (reversal_of, reservation)
       TRANSFER_KIND_MISMATCH        (INVALID_ARGUMENT)     the transfer kind does not allow these account
                                                            types (e.g. REDEMPTION is driver Nova → merchant
@@ -81,7 +82,7 @@ class LedgerServiceStub:
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
-      STRIPE_SIGNATURE_INVALID      (UNAUTHENTICATED)      webhook without a valid Stripe-Signature over the
+      STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -200,7 +201,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       INSUFFICIENT_BALANCE          (FAILED_PRECONDITION)  the debit would take a non-negative account below
                                                            zero (metadata: balance, amount)
       ACCOUNT_NOT_FOUND             (NOT_FOUND)            GetAccount/ListTransfers of an account that no
-                                                           transfer has touched yet
+                                                           transfer has touched yet; FAILED_PRECONDITION
+                                                           when a transfer would debit such an account
       TRANSFER_NOT_FOUND            (NOT_FOUND)            unknown transfer id (reversal_of, reservation)
       TRANSFER_KIND_MISMATCH        (INVALID_ARGUMENT)     the transfer kind does not allow these account
                                                            types (e.g. REDEMPTION is driver Nova → merchant
@@ -221,7 +223,7 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
-      STRIPE_SIGNATURE_INVALID      (UNAUTHENTICATED)      webhook without a valid Stripe-Signature over the
+      STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -336,7 +338,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       INSUFFICIENT_BALANCE          (FAILED_PRECONDITION)  the debit would take a non-negative account below
                                                            zero (metadata: balance, amount)
       ACCOUNT_NOT_FOUND             (NOT_FOUND)            GetAccount/ListTransfers of an account that no
-                                                           transfer has touched yet
+                                                           transfer has touched yet; FAILED_PRECONDITION
+                                                           when a transfer would debit such an account
       TRANSFER_NOT_FOUND            (NOT_FOUND)            unknown transfer id (reversal_of, reservation)
       TRANSFER_KIND_MISMATCH        (INVALID_ARGUMENT)     the transfer kind does not allow these account
                                                            types (e.g. REDEMPTION is driver Nova → merchant
@@ -357,7 +360,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
-      STRIPE_SIGNATURE_INVALID      (UNAUTHENTICATED)      webhook without a valid Stripe-Signature over the
+      STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token

@@ -159,7 +159,19 @@ BEGIN
         RETURN;
     END IF;
 
-    -- 2. Accounts, created on first use in a fixed order (two first uses cannot deadlock).
+    -- 2. Accounts. The credited account is created on first use (in a fixed order, so two first uses
+    --    cannot deadlock); a debited account must exist already, unless it is external funding (money
+    --    entering the system), so a typo in an owner id cannot open an empty account and write a refusal.
+    SELECT a.id INTO v_from_id FROM accounts a
+    WHERE a.type = p_from_type AND a.owner_id = p_from_owner AND a.currency = p_currency;
+    IF v_from_id IS NULL AND p_from_type <> 7 THEN
+        v_error := 'ACCOUNT_NOT_FOUND';
+        UPDATE idempotency_keys k SET error_reason = v_error, error_metadata = '{}'::jsonb
+        WHERE k.scope = p_scope AND k.key = p_key;
+        RETURN QUERY SELECT NULL::uuid, NULL::bigint, NULL::bigint, NULL::bigint, false, v_error, '{}'::jsonb,
+            NULL::timestamptz;
+        RETURN;
+    END IF;
     IF (p_from_type, p_from_owner) <= (p_to_type, p_to_owner) THEN
         v_from_id := ensure_account(p_from_type, p_from_owner, p_currency);
         v_to_id := ensure_account(p_to_type, p_to_owner, p_currency);

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -197,7 +198,16 @@ class FakeStripe:
         api_key: str | None = None,
         webhook_secret: str | None = None,
         balance_available_cents: int = DEFAULT_BALANCE_CENTS,
+        port: int = 0,
+        auto_onboard: bool = False,
+        webhook_url: str | None = None,
     ) -> None:
+        # `make run`: nobody can fill in Stripe's hosted onboarding locally, so accounts may start complete,
+        # and created transfers may be announced to the ledger's webhook as Stripe would.
+        self._port = port
+        self._auto_onboard = auto_onboard
+        self._webhook_url = webhook_url
+        self._background: set[asyncio.Task[None]] = set()
         self.api_key = api_key or _new_id("sk_test_", 32)
         self.webhook_secret = webhook_secret or _new_id("whsec_", 32)
         self.api_version = API_VERSION
@@ -219,8 +229,16 @@ class FakeStripe:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    async def _announce(self, event_type: str, obj: Mapping[str, Any]) -> None:
+        """Stripe sends events shortly after the API call that caused them; a receiver that is down is
+        simply missed here (real Stripe would retry; the demo does not need to)."""
+        await asyncio.sleep(0.2)
+        assert self._webhook_url is not None
+        with contextlib.suppress(httpx.HTTPError):
+            await self.send_event(self._webhook_url, event_type, copy.deepcopy(dict(obj)))
+
     async def __aenter__(self) -> Self:
-        self._server = await asyncio.start_server(self._serve_connection, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve_connection, "127.0.0.1", self._port)
         self._webhook_client = httpx.AsyncClient(timeout=5.0)
         return self
 
@@ -712,6 +730,8 @@ class FakeStripe:
             "type": account_type,
         }
         self._accounts[account_id] = account
+        if self._auto_onboard:
+            return _Response(200, self.complete_onboarding(account_id))
         return _Response(200, account)
 
     def _create_account_link(self, params: Mapping[str, Any]) -> _Response:
@@ -789,6 +809,10 @@ class FakeStripe:
             "transfer_group": params.get("transfer_group"),
         }
         self._transfers[transfer_id] = transfer
+        if self._webhook_url is not None:
+            task = asyncio.get_running_loop().create_task(self._announce("transfer.created", transfer))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         return _Response(200, transfer)
 
     def _list_transfers(self, params: Mapping[str, Any]) -> _Response:
@@ -1096,3 +1120,34 @@ def _encode(response: _Response, *, keep_alive: bool) -> bytes:
         *(f"{name}: {value}" for name, value in response.headers),
     ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+def main() -> None:
+    """`python -m fakes.stripe`: the fake as a process, for `make run`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--api-key", required=True)
+    parser.add_argument("--webhook-secret", required=True)
+    parser.add_argument("--webhook-url")
+    parser.add_argument("--auto-onboard", action="store_true")
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        fake = FakeStripe(
+            api_key=args.api_key,
+            webhook_secret=args.webhook_secret,
+            port=args.port,
+            auto_onboard=args.auto_onboard,
+            webhook_url=args.webhook_url,
+        )
+        async with fake:
+            await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()
