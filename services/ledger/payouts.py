@@ -7,8 +7,8 @@ idempotency key:
 - an answer → `processing`; a refusal → `failed` and the reservation is voided (the funds come back,
   once, as a reversal entry);
 - no answer (timeout, 5xx, lost connection) → `unknown`: Stripe may or may not have made the transfer,
-  so nothing is refunded; the reconciliation worker asks Stripe what happened (and re-sends the create
-  with the same idempotency key if it never arrived) and settles it.
+  so nothing is refunded; once the lost call is surely over, the reconciliation worker asks Stripe: a
+  transfer for the payout → `processing`; none → `failed`, and the funds come back.
 Webhooks then move `processing` to `paid` (the reservation is posted: the money left) or `failed`
 (voided). Every status change is a conditional update that follows domain.TRANSITIONS.
 """
@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.ledger import domain, store
-from services.ledger.adapters.stripe_payouts import AccountStatus, StripeRefused, StripeUnavailable
+from services.ledger.adapters.stripe_payouts import AccountStatus, StripeAdapterError, StripeRefused, StripeUnavailable
 
 log = logging.getLogger(__name__)
 P = pb.PayoutStatus
@@ -327,19 +327,15 @@ class Payouts:
             payout = _row(record)
             try:
                 transfer_id = await self._stripe.find_transfer_by_payout(str(payout.id))
-                if transfer_id is None:
-                    # Stripe never received it: send it again. The same idempotency key (the payout id)
-                    # makes a duplicate impossible even if this guess were wrong.
-                    transfer_id = await self._stripe.create_transfer(
-                        payout.amount_cents, payout.stripe_account_id, str(payout.id)
-                    )
-            except StripeRefused as refusal:
-                await self.fail(payout.id, f"stripe refused: {refusal.code or refusal}")
-                settled += 1
-                continue
-            except StripeUnavailable:
-                continue  # still no answer; try again on the next pass
-            await self.mark_processing(payout.id, transfer_id)
+            except StripeAdapterError:
+                continue  # Stripe cannot tell us yet; ask again on the next pass
+            if transfer_id is None:
+                # Checked, not guessed: the lost call is long over (older_than) and Stripe has no transfer
+                # for this payout, so nothing left the platform. Re-sending with the same idempotency key
+                # would only replay the lost error, so the payout fails and the funds come back, once.
+                await self.fail(payout.id, "stripe has no transfer for this payout")
+            else:
+                await self.mark_processing(payout.id, transfer_id)
             settled += 1
         return settled
 

@@ -263,3 +263,28 @@ async def test_webhooks_are_signed_replay_safe_and_follow_the_transition_table(
     assert history[second["payout_id"]] == "PAYOUT_STATUS_FAILED"
     assert (await driver.get("/v1/wallet/balance"))["available_cents"] == 3500  # returned once
     await assert_ledger_sound(ledger_engine)
+
+
+async def test_reconciliation_fails_a_payout_stripe_never_made_and_returns_the_funds_once(
+    rest: httpx.AsyncClient,
+    twilio: FakeTwilioVerify,
+    stripe_fake: FakeStripe,
+    ledger: Ledger,
+    ledger_engine: AsyncEngine,
+) -> None:
+    driver = await _onboarded(rest, twilio, stripe_fake, ledger, earn=2600)
+    stripe_fake.fail_next_transfer_with(500, "api_error")  # Stripe failed before making the transfer
+    reply = await driver.withdraw(2000)
+    assert reply.json()["status"] == "PAYOUT_STATUS_UNKNOWN"
+    status = ""
+    for _ in range(100):
+        status = (await driver.get("/v1/wallet/history"))["payouts"][0]["status"]
+        if status != "PAYOUT_STATUS_UNKNOWN":
+            break
+        await asyncio.sleep(0.1)
+    assert status == "PAYOUT_STATUS_FAILED"
+    balance = await driver.get("/v1/wallet/balance")
+    assert (balance["available_cents"], balance["pending_cents"]) == (2600, 0)
+    payout_id = reply.json()["payout_id"]
+    assert not [t for t in stripe_fake.transfers if t["metadata"].get("payout_id") == payout_id]
+    await assert_ledger_sound(ledger_engine)
