@@ -34,12 +34,13 @@ import string
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from types import TracebackType
 from typing import Any, Final, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
 import httpx
+
+from fakes.http1 import MalformedRequest, Request, read_request, reason_phrase
 
 # What events carry in `api_version` unless a test sets FakeStripe.api_version; responses echo the
 # Stripe-Version the client sent, as Stripe does.
@@ -81,16 +82,6 @@ class ReceivedRequest:
 
 
 @dataclass(frozen=True)
-class _Request:
-    method: str
-    path: str
-    query: str
-    version: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
 class _Response:
     status: int
     body: Mapping[str, Any]
@@ -114,10 +105,6 @@ class _InjectedFailure:
     error_type: str
     code: str | None
     message: str
-
-
-class _MalformedRequest(Exception):
-    """The bytes on the connection are not an HTTP/1.1 request this fake understands."""
 
 
 class _InvalidParams(Exception):
@@ -319,7 +306,7 @@ class FakeStripe:
                 error_type = "card_error"
             else:
                 error_type = "invalid_request_error"
-        self._next_transfer_failure = _InjectedFailure(status, error_type, code, message or _phrase(status))
+        self._next_transfer_failure = _InjectedFailure(status, error_type, code, message or reason_phrase(status))
 
     def delay_next_transfer(self, seconds: float) -> None:
         self._next_transfer_delay = seconds
@@ -496,8 +483,8 @@ class FakeStripe:
             # Keep-alive: the library's httpx client reuses connections across requests.
             while True:
                 try:
-                    request = await _read_request(reader)
-                except _MalformedRequest as exc:
+                    request = await read_request(reader, _MAX_BODY_BYTES)
+                except MalformedRequest as exc:
                     writer.write(_encode(_error(400, "invalid_request_error", str(exc)), keep_alive=False))
                     await writer.drain()
                     return
@@ -520,7 +507,7 @@ class FakeStripe:
                 self._connections.discard(task)
             writer.close()
 
-    async def _respond(self, request: _Request) -> _Response | None:
+    async def _respond(self, request: Request) -> _Response | None:
         request_id = _new_id("req_", 14)
         common = [
             ("Request-Id", request_id),
@@ -531,7 +518,7 @@ class FakeStripe:
             return None
         return _Response(response.status, response.body, (*common, *response.headers))
 
-    async def _handle(self, request: _Request, request_id: str, common: list[tuple[str, str]]) -> _Response | None:
+    async def _handle(self, request: Request, request_id: str, common: list[tuple[str, str]]) -> _Response | None:
         try:
             pairs = _form_pairs(request)
             params = _parse_params(pairs)
@@ -583,7 +570,7 @@ class FakeStripe:
         return response
 
     def _idempotent_answer(
-        self, request: _Request, params: Mapping[str, Any], key: str, scope: tuple[str, str]
+        self, request: Request, params: Mapping[str, Any], key: str, scope: tuple[str, str]
     ) -> _Response | None:
         """The answer Stripe gives without executing: a replay, a key conflict, or a bad key."""
         if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
@@ -884,7 +871,7 @@ class FakeStripe:
 # -- parameter decoding and checks -----------------------------------------------------------
 
 
-def _form_pairs(request: _Request) -> list[tuple[str, str]]:
+def _form_pairs(request: Request) -> list[tuple[str, str]]:
     """Stripe reads GET parameters from the query string and POST parameters from a form body."""
     if request.method == "GET":
         text = request.query
@@ -1057,63 +1044,13 @@ def _secret_key_from(header: str | None) -> str | None:
     return None
 
 
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
 # -- HTTP/1.1 framing --------------------------------------------------------------------------
-
-
-async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
-    """Read one HTTP/1.1 request; None when the client closed the connection between requests."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise _MalformedRequest("connection closed inside the request head") from exc
-    except asyncio.LimitOverrunError as exc:
-        raise _MalformedRequest("request head too large") from exc
-
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-        raise _MalformedRequest(f"bad request line {request_line!r}")
-    method, target, version = parts
-
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        if not line:
-            continue
-        name, separator, value = line.partition(":")
-        if not separator or not name or name != name.strip():
-            raise _MalformedRequest(f"bad header line {line!r}")
-        headers[name.lower()] = value.strip()
-
-    # Form posts always carry Content-Length; chunked uploads are out of scope for this fake.
-    if "transfer-encoding" in headers:
-        raise _MalformedRequest("Transfer-Encoding is not supported")
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError as exc:
-        raise _MalformedRequest("bad Content-Length") from exc
-    if not 0 <= length <= _MAX_BODY_BYTES:
-        raise _MalformedRequest("bad Content-Length")
-    try:
-        body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise _MalformedRequest("connection closed inside the body") from exc
-    url = urlsplit(target)
-    return _Request(method, unquote(url.path), url.query, version, headers, body)
 
 
 def _encode(response: _Response, *, keep_alive: bool) -> bytes:
     body = json.dumps(response.body, indent=2).encode()
     lines = [
-        f"HTTP/1.1 {response.status} {_phrase(response.status)}",
+        f"HTTP/1.1 {response.status} {reason_phrase(response.status)}",
         "Content-Type: application/json",
         f"Content-Length: {len(body)}",
         f"Connection: {'keep-alive' if keep_alive else 'close'}",

@@ -24,7 +24,9 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from types import TracebackType
 from typing import Final, NamedTuple, Self
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
+
+from fakes.http1 import MalformedRequest, Request, read_request, reason_phrase
 
 VERIFICATION_TTL: Final = timedelta(minutes=10)
 MAX_SEND_ATTEMPTS: Final = 5
@@ -67,15 +69,6 @@ class _Verification:
 
 
 @dataclass(frozen=True)
-class _Request:
-    method: str
-    path: str
-    version: str
-    headers: Mapping[str, str]
-    body: bytes
-
-
-@dataclass(frozen=True)
 class _Response:
     status: int
     body: Mapping[str, object]
@@ -87,10 +80,6 @@ class _InjectedFailure:
     status: int
     twilio_code: int
     message: str
-
-
-class _MalformedRequest(Exception):
-    """The bytes on the connection are not an HTTP/1.1 request this fake understands."""
 
 
 def _new_sid(prefix: str) -> str:
@@ -181,11 +170,11 @@ class FakeTwilioVerify:
     # -- knobs -------------------------------------------------------------------------------
 
     def fail_next_send_with(self, status: int, twilio_code: int, message: str = "") -> None:
-        self._next_failure["Verifications"] = _InjectedFailure(status, twilio_code, message or _default_message(status))
+        self._next_failure["Verifications"] = _InjectedFailure(status, twilio_code, message or reason_phrase(status))
 
     def fail_next_check_with(self, status: int, twilio_code: int, message: str = "") -> None:
         self._next_failure["VerificationCheck"] = _InjectedFailure(
-            status, twilio_code, message or _default_message(status)
+            status, twilio_code, message or reason_phrase(status)
         )
 
     def advance_time(self, delta: timedelta) -> None:
@@ -207,8 +196,8 @@ class FakeTwilioVerify:
             # Keep-alive: the adapter's long-lived client reuses connections across requests.
             while True:
                 try:
-                    request = await _read_request(reader)
-                except _MalformedRequest as exc:
+                    request = await read_request(reader, _MAX_BODY_BYTES)
+                except MalformedRequest as exc:
                     writer.write(_encode(_error(400, 20001, str(exc)), keep_alive=False))
                     await writer.drain()
                     return
@@ -228,7 +217,7 @@ class FakeTwilioVerify:
                 self._connections.discard(task)
             writer.close()
 
-    async def _respond(self, request: _Request) -> _Response:
+    async def _respond(self, request: Request) -> _Response:
         form = _parse_form(request)
         self.requests.append(ReceivedRequest(request.method, request.path, request.headers, form))
         if self.response_delay > 0:
@@ -398,56 +387,7 @@ class FakeTwilioVerify:
         }
 
 
-def _default_message(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "Error"
-
-
-async def _read_request(reader: asyncio.StreamReader) -> _Request | None:
-    """Read one HTTP/1.1 request; None when the client closed the connection between requests."""
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as exc:
-        if not exc.partial:
-            return None
-        raise _MalformedRequest("connection closed inside the request head") from exc
-    except asyncio.LimitOverrunError as exc:
-        raise _MalformedRequest("request head too large") from exc
-
-    request_line, *header_lines = head.decode("latin-1").split("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
-        raise _MalformedRequest(f"bad request line {request_line!r}")
-    method, target, version = parts
-
-    headers: dict[str, str] = {}
-    for line in header_lines:
-        if not line:
-            continue
-        name, separator, value = line.partition(":")
-        if not separator or not name or name != name.strip():
-            raise _MalformedRequest(f"bad header line {line!r}")
-        headers[name.lower()] = value.strip()
-
-    # Form posts always carry Content-Length; chunked uploads are out of scope for this fake.
-    if "transfer-encoding" in headers:
-        raise _MalformedRequest("Transfer-Encoding is not supported")
-    try:
-        length = int(headers.get("content-length", "0"))
-    except ValueError as exc:
-        raise _MalformedRequest("bad Content-Length") from exc
-    if not 0 <= length <= _MAX_BODY_BYTES:
-        raise _MalformedRequest("bad Content-Length")
-    try:
-        body = await reader.readexactly(length)
-    except asyncio.IncompleteReadError as exc:
-        raise _MalformedRequest("connection closed inside the body") from exc
-    return _Request(method, unquote(urlsplit(target).path), version, headers, body)
-
-
-def _parse_form(request: _Request) -> dict[str, str]:
+def _parse_form(request: Request) -> dict[str, str]:
     # Twilio reads parameters only from form bodies; anything else (JSON, query strings) arrives
     # as "no parameters", which the endpoints answer with 400/60200.
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
