@@ -152,13 +152,20 @@ async def test_one_rest_call_is_one_trace_across_gateway_and_service(
     assert service_span.context is not None and service_span.parent is not None
     trace_id = service_span.context.trace_id.to_bytes(16, "big")
     parent_id = service_span.parent.span_id.to_bytes(8, "big")
-    for _ in range(100):  # Envoy exports in batches
+
+    def complete(spans: list[Any]) -> bool:
+        ids = {span.span_id for span in spans}
+        return any(span.span_id == parent_id for span in spans) and all(
+            span.parent_span_id in ids or not span.parent_span_id for span in spans
+        )
+
+    gateway_spans: list[Any] = []
+    for _ in range(100):  # Envoy exports in batches: wait for the whole tree
         gateway_spans = [
             span for service, span in otlp_collector.spans if service == "nerava-gateway" and span.trace_id == trace_id
         ]
-        if any(span.span_id == parent_id for span in gateway_spans):
+        if complete(gateway_spans):
             break
         await asyncio.sleep(0.1)
     assert any(span.span_id == parent_id for span in gateway_spans), "the service span's parent is a gateway span"
-    ids = {span.span_id for span in gateway_spans}
-    assert all(span.parent_span_id in ids or not span.parent_span_id for span in gateway_spans)  # one tree
+    assert complete(gateway_spans), "the gateway spans form one tree with a root"

@@ -1,0 +1,647 @@
+"""Pure rules of incentives: which campaign (if any) pays an ended charging session and why the others do not,
+the per-driver caps, and reputation (points, tier, streak). No I/O, no clock reads: the time is an argument.
+
+Money is integer cents (Nova points for NOVA campaigns, 1 Nova = 1 cent); floats appear only for positions,
+power, energy and the display ratio `progress_to_next`. Consuming the budget and the caps is the caller's
+job, in one SQL transaction with the grant (DOMAIN: no check-then-act); here the budget is only a
+pre-filter (`remaining ≥ reward`), so the caller must try the next candidate when its atomic update fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence, Set
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from nerava.incentives.v1 import incentives_pb2 as pb
+
+RF = pb.RuleFailure
+
+DEFAULT_MIN_DURATION_MINUTES = 15  # DOMAIN: the one rule every campaign has
+MIN_EVALUATED_DURATION_MINUTES = 1  # shorter ended sessions are not evaluated at all (SESSION_TOO_SHORT)
+EARTH_RADIUS_M = 6_371_000.0  # mean Earth radius, as the first implementation used
+# A position exactly on the circle is inside. GPS is metres off anyway; the millimetre only absorbs the float
+# noise of the trigonometry, so that "on the edge" does not depend on the last bit of a sine.
+GEO_TOLERANCE_M = 0.001
+ISO_DAY_NAMES = {1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat", 7: "Sun"}
+_HH_MM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+class UnknownTimeZone(ValueError):
+    """The name is not in the IANA tz database (UNKNOWN_TIME_ZONE)."""
+
+
+def parse_time_zone(name: str) -> ZoneInfo:
+    """The IANA zone of a campaign (or a driver's streak). Raises UnknownTimeZone."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise UnknownTimeZone(name) from exc
+
+
+def zone_name(tz: tzinfo) -> str:
+    return getattr(tz, "key", None) or str(tz)
+
+
+def local_day(moment: datetime, tz: tzinfo) -> date:
+    """The calendar day of an aware moment in a time zone (campaign day for caps, driver day for streaks)."""
+    return _aware(moment).astimezone(tz).date()
+
+
+def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
+    """[start, end) of a local calendar day, in UTC, for the caller's SQL; 23 or 25 hours across DST."""
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    return start, end
+
+
+def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance in metres between two points given in degrees (spherical Earth)."""
+    phi1, phi2 = math.radians(lat1), math.radians(lat2)
+    dphi = math.radians(lat2 - lat1)
+    dlambda = math.radians(lng2 - lng1)
+    a = math.sin(dphi / 2) ** 2 + math.cos(phi1) * math.cos(phi2) * math.sin(dlambda / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("naive datetime: the incentives rules need aware moments")
+    return moment
+
+
+def _fold(text: str) -> str:
+    """How names are compared when the contract says case-insensitive (networks, connectors, emails, ids)."""
+    return text.strip().casefold()
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionFacts:
+    """What the rules look at in an ended session (EndedSession, plus the driver's email when an allowlist
+    needs it). Empty strings mean unknown/none, as in the proto."""
+
+    driver_id: str
+    started_at: datetime  # aware
+    ended_at: datetime  # aware; for a stale cleanup the last telemetry
+    duration_minutes: int  # floor((end - start) / 60 s)
+    charger_id: str = ""
+    charger_network: str = ""
+    zone_id: str = ""
+    lat: float | None = None
+    lng: float | None = None
+    kwh_delivered: float = 0.0
+    max_power_kw: float | None = None  # highest power seen in the session, not the last (tapered) one
+    connector_type: str = ""
+    quality_score: int = 0
+    driver_completed_sessions: int = 1  # this one included
+    # Hook for allowlists that name emails: the caller looks the driver's email up (accounts) only when
+    # `allowlist_has_emails(rules)` and passes it here; the rules never fetch anything.
+    driver_email: str = ""
+
+    def __post_init__(self) -> None:
+        _aware(self.started_at)
+        _aware(self.ended_at)
+        if (self.lat is None) != (self.lng is None):
+            raise ValueError("lat and lng must be given together")
+
+    @classmethod
+    def from_proto(cls, session: pb.EndedSession, *, driver_email: str = "") -> SessionFacts:
+        return cls(
+            driver_id=session.driver_id,
+            started_at=session.session_start.ToDatetime(tzinfo=UTC),
+            ended_at=session.session_end.ToDatetime(tzinfo=UTC),
+            duration_minutes=session.duration_minutes,
+            charger_id=session.charger_id,
+            charger_network=session.charger_network,
+            zone_id=session.zone_id,
+            lat=session.lat if session.HasField("lat") else None,
+            lng=session.lng if session.HasField("lng") else None,
+            kwh_delivered=session.kwh_delivered,
+            max_power_kw=session.max_power_kw if session.HasField("max_power_kw") else None,
+            connector_type=session.connector_type,
+            quality_score=session.quality_score,
+            driver_completed_sessions=session.driver_completed_sessions,
+            driver_email=driver_email,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class GeoCircle:
+    """The geo rule: a radius always comes with its centre."""
+
+    lat: float
+    lng: float
+    radius_m: int
+
+    def __post_init__(self) -> None:
+        if self.radius_m <= 0:
+            raise ValueError("geo radius must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeWindow:
+    """Time-of-day window, wall clock in the campaign's zone, `start ≤ t < end`; wraps midnight when
+    start > end ("22:00"-"06:00" is 22:00 to 05:59:59). end "00:00" means midnight."""
+
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        if self.start == self.end:
+            raise ValueError("time_start and time_end must differ")
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("a time-of-day window is wall-clock time; the zone is the campaign's")
+
+    @classmethod
+    def parse(cls, start: str, end: str) -> TimeWindow:
+        return cls(_parse_hh_mm(start), _parse_hh_mm(end))
+
+    def contains(self, wall_clock: time) -> bool:
+        t = wall_clock.replace(tzinfo=None, fold=0)
+        if self.start < self.end:
+            return self.start <= t < self.end
+        return t >= self.start or t < self.end
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+def _parse_hh_mm(text: str) -> time:
+    match = _HH_MM.match(text)
+    if match is None:
+        raise ValueError(f"not a 24 h HH:MM time: {text!r}")
+    return time(int(match[1]), int(match[2]))
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignRuleSet:
+    """A campaign's targeting rules (CampaignRules). None or empty means "does not restrict", except the
+    minimum duration. Networks, connectors and the allowlist are kept case-folded."""
+
+    min_duration_minutes: int = DEFAULT_MIN_DURATION_MINUTES
+    max_duration_minutes: int | None = None
+    charger_ids: frozenset[str] = frozenset()
+    charger_networks: frozenset[str] = frozenset()
+    zone_ids: frozenset[str] = frozenset()
+    geo: GeoCircle | None = None
+    time_window: TimeWindow | None = None
+    days_of_week: frozenset[int] = frozenset()  # ISO, Mon = 1 … Sun = 7
+    min_power_kw: float | None = None
+    connector_types: frozenset[str] = frozenset()
+    driver_session_count_min: int | None = None
+    driver_session_count_max: int | None = None
+    driver_allowlist: frozenset[str] = frozenset()  # user ids (UUID) or emails
+    min_quality_score: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("charger_networks", "connector_types", "driver_allowlist"):
+            object.__setattr__(self, name, frozenset(_fold(v) for v in getattr(self, name)))
+        if not all(1 <= d <= 7 for d in self.days_of_week):
+            raise ValueError("days_of_week are ISO weekdays 1-7")
+
+    @classmethod
+    def from_proto(cls, rules: pb.CampaignRules) -> CampaignRuleSet:
+        """Raises ValueError for a geo radius without its centre (or the reverse) or a half time window;
+        the API's validation refuses those before they are stored."""
+        has_center = rules.HasField("geo_center_lat") and rules.HasField("geo_center_lng")
+        geo = None
+        if rules.HasField("geo_radius_m") or rules.HasField("geo_center_lat") or rules.HasField("geo_center_lng"):
+            if not (has_center and rules.HasField("geo_radius_m")):
+                raise ValueError("geo_radius_m needs geo_center_lat and geo_center_lng, and the reverse")
+            geo = GeoCircle(rules.geo_center_lat, rules.geo_center_lng, rules.geo_radius_m)
+        window = None
+        if rules.time_start or rules.time_end:
+            window = TimeWindow.parse(rules.time_start, rules.time_end)
+        return cls(
+            min_duration_minutes=(
+                rules.min_duration_minutes if rules.HasField("min_duration_minutes") else DEFAULT_MIN_DURATION_MINUTES
+            ),
+            max_duration_minutes=_opt(rules, "max_duration_minutes"),
+            charger_ids=frozenset(rules.charger_ids),
+            charger_networks=frozenset(rules.charger_networks),
+            zone_ids=frozenset(rules.zone_ids),
+            geo=geo,
+            time_window=window,
+            days_of_week=frozenset(rules.days_of_week),
+            min_power_kw=rules.min_power_kw if rules.HasField("min_power_kw") else None,
+            connector_types=frozenset(rules.connector_types),
+            driver_session_count_min=_opt(rules, "driver_session_count_min"),
+            driver_session_count_max=_opt(rules, "driver_session_count_max"),
+            driver_allowlist=frozenset(rules.driver_allowlist),
+            min_quality_score=_opt(rules, "min_quality_score"),
+        )
+
+
+def _opt(message: pb.CampaignRules | pb.CampaignCaps | pb.Campaign, field: str) -> int | None:
+    return int(getattr(message, field)) if message.HasField(field) else None
+
+
+def allowlist_has_emails(rules: CampaignRuleSet) -> bool:
+    """Whether the caller must look up the driver's email to judge the allowlist."""
+    return any("@" in entry for entry in rules.driver_allowlist)
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverCaps:
+    """Per-driver grant caps of a campaign; None = no cap."""
+
+    per_day: int | None = None  # per calendar day in the campaign's time zone
+    per_campaign: int | None = None
+    per_charger: int | None = None
+
+    @classmethod
+    def from_proto(cls, caps: pb.CampaignCaps) -> DriverCaps:
+        return cls(_opt(caps, "per_day"), _opt(caps, "per_campaign"), _opt(caps, "per_charger"))
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverUsage:
+    """The driver's existing grants of one campaign, clawed-back grants EXCLUDED (the caller counts only
+    pending and granted ones; DOMAIN: clawed-back grants do not count — the first implementation counted
+    them 🐞).
+
+    - `grants_on_day`: grants for sessions that started on the same calendar day, in the campaign's zone, as
+      the session being evaluated (`local_day(facts.started_at, tz)`, bounds from `local_day_bounds`). The
+      session's day, not the processing day: a retried or re-evaluated session then counts against the same
+      day, and it is the day the time-of-day and weekday rules look at.
+    - `grants_at_charger`: grants at this session's charger; 0 when the session has no charger.
+    """
+
+    grants_on_day: int = 0
+    grants_in_campaign: int = 0
+    grants_at_charger: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignCandidate:
+    """What choosing a campaign needs to know about one campaign."""
+
+    campaign_id: str
+    name: str
+    priority: int  # lower is tried first
+    created_at: datetime  # ties in priority: earliest created first
+    time_zone: tzinfo
+    reward_cents: int  # cost_per_session_cents: what one grant pays and costs the budget
+    remaining_cents: int  # budget - spent
+    rules: CampaignRuleSet = CampaignRuleSet()
+    caps: DriverCaps = DriverCaps()
+    max_sessions: int | None = None
+    sessions_granted: int = 0
+    status: pb.CampaignStatus = pb.CAMPAIGN_STATUS_ACTIVE
+    start_date: datetime | None = None
+    end_date: datetime | None = None  # None = open-ended
+
+    @classmethod
+    def from_proto(cls, campaign: pb.Campaign) -> CampaignCandidate:
+        return cls(
+            campaign_id=campaign.id,
+            name=campaign.name,
+            priority=campaign.priority,
+            created_at=campaign.created_at.ToDatetime(tzinfo=UTC),
+            time_zone=parse_time_zone(campaign.time_zone),
+            reward_cents=campaign.cost_per_session_cents,
+            remaining_cents=campaign.remaining_cents,
+            rules=CampaignRuleSet.from_proto(campaign.rules),
+            caps=DriverCaps(
+                _opt(campaign, "max_grants_per_driver_per_day"),
+                _opt(campaign, "max_grants_per_driver_per_campaign"),
+                _opt(campaign, "max_grants_per_driver_per_charger"),
+            ),
+            max_sessions=_opt(campaign, "max_sessions"),
+            sessions_granted=campaign.sessions_granted,
+            status=campaign.status,
+            start_date=campaign.start_date.ToDatetime(tzinfo=UTC) if campaign.HasField("start_date") else None,
+            end_date=campaign.end_date.ToDatetime(tzinfo=UTC) if campaign.HasField("end_date") else None,
+        )
+
+
+# --- rules --------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """The first check a session failed for a campaign, and why in words (CandidateResult.failure/detail)."""
+
+    rule: pb.RuleFailure
+    detail: str
+
+
+def first_failed_rule(rules: CampaignRuleSet, facts: SessionFacts, tz: tzinfo) -> Failure | None:
+    """The first targeting rule the session fails, or None when every rule passes (they are AND-ed).
+
+    Order — the RuleFailure enum's, so a sponsor's "why not" is stable: 1 min duration, 2 max duration,
+    3 charger ids, 4 networks (case-insensitive), 5 zones, 6 geo radius, 7 time of day, 8 day of week,
+    9 min power, 10 connector (case-insensitive), 11/12 driver's session count min/max, 13 allowlist,
+    14 min quality score. Caps and budget come after, in `evaluate_candidate`.
+
+    Time of day and weekday are judged at the session's START, as wall-clock time in the campaign's zone
+    `tz`: the contract says so (RULE_FAILURE_TIME_OF_DAY "Session start outside the window"), it is the
+    driver's decision the sponsor wants to steer ("plug in off-peak"), it is what ListDriverCampaigns can
+    promise before the session ends, and the end is the weakest timestamp (a stale cleanup's end is the last
+    telemetry). The first implementation compared UTC clock strings 🐞; wall clock means a 22:00-06:00
+    window is 7 real hours on the spring-forward night and 9 on the fall-back night, as sponsors mean it.
+    """
+    if facts.duration_minutes < rules.min_duration_minutes:
+        return Failure(
+            RF.RULE_FAILURE_MIN_DURATION,
+            f"duration {facts.duration_minutes} min < minimum {rules.min_duration_minutes} min",
+        )
+    if rules.max_duration_minutes is not None and facts.duration_minutes > rules.max_duration_minutes:
+        return Failure(
+            RF.RULE_FAILURE_MAX_DURATION,
+            f"duration {facts.duration_minutes} min > maximum {rules.max_duration_minutes} min",
+        )
+    if rules.charger_ids and facts.charger_id not in rules.charger_ids:
+        what = f"charger {facts.charger_id}" if facts.charger_id else "no charger matched"
+        return Failure(RF.RULE_FAILURE_CHARGER, f"{what}; not one of the campaign's chargers")
+    if rules.charger_networks and _fold(facts.charger_network) not in rules.charger_networks:
+        what = f"network {facts.charger_network}" if facts.charger_network else "network unknown"
+        return Failure(RF.RULE_FAILURE_NETWORK, f"{what}; not one of {_listing(rules.charger_networks)}")
+    if rules.zone_ids and facts.zone_id not in rules.zone_ids:
+        what = f"zone {facts.zone_id}" if facts.zone_id else "no zone"
+        return Failure(RF.RULE_FAILURE_ZONE, f"{what}; not one of the campaign's zones")
+    if rules.geo is not None and (failure := _geo_failure(rules.geo, facts)) is not None:
+        return failure
+    started = facts.started_at.astimezone(tz)
+    if rules.time_window is not None and not rules.time_window.contains(started.time()):
+        return Failure(
+            RF.RULE_FAILURE_TIME_OF_DAY,
+            f"started {started:%H:%M} {zone_name(tz)}, outside {rules.time_window}",
+        )
+    if rules.days_of_week and started.isoweekday() not in rules.days_of_week:
+        days = ", ".join(ISO_DAY_NAMES[d] for d in sorted(rules.days_of_week))
+        return Failure(
+            RF.RULE_FAILURE_DAY_OF_WEEK,
+            f"started on {ISO_DAY_NAMES[started.isoweekday()]} {zone_name(tz)}; not one of {days}",
+        )
+    if rules.min_power_kw is not None and (facts.max_power_kw is None or facts.max_power_kw < rules.min_power_kw):
+        seen = "power unknown" if facts.max_power_kw is None else f"max power {facts.max_power_kw:g} kW"
+        return Failure(RF.RULE_FAILURE_MIN_POWER, f"{seen} < minimum {rules.min_power_kw:g} kW")
+    if rules.connector_types and _fold(facts.connector_type) not in rules.connector_types:
+        what = f"connector {facts.connector_type}" if facts.connector_type else "connector unknown"
+        return Failure(RF.RULE_FAILURE_CONNECTOR_TYPE, f"{what}; not one of {_listing(rules.connector_types)}")
+    return first_failed_driver_rule(
+        rules,
+        driver_id=facts.driver_id,
+        driver_email=facts.driver_email,
+        session_count=facts.driver_completed_sessions,
+    ) or _quality_failure(rules, facts)
+
+
+def first_failed_driver_rule(
+    rules: CampaignRuleSet, *, driver_id: str, driver_email: str, session_count: int
+) -> Failure | None:
+    """The rules about the driver alone (11-13), also for "could this driver earn here" before a session:
+    pass the count the next session would have (completed sessions + 1)."""
+    if rules.driver_session_count_min is not None and session_count < rules.driver_session_count_min:
+        return Failure(
+            RF.RULE_FAILURE_DRIVER_SESSION_COUNT_BELOW_MIN,
+            f"driver's session #{session_count} < minimum #{rules.driver_session_count_min}",
+        )
+    if rules.driver_session_count_max is not None and session_count > rules.driver_session_count_max:
+        return Failure(
+            RF.RULE_FAILURE_DRIVER_SESSION_COUNT_ABOVE_MAX,
+            f"driver's session #{session_count} > maximum #{rules.driver_session_count_max}",
+        )
+    if rules.driver_allowlist and not allowlist_admits(rules, driver_id, driver_email):
+        # The list itself is never echoed: it holds other drivers' ids and emails.
+        return Failure(RF.RULE_FAILURE_DRIVER_ALLOWLIST, "driver not on the campaign's allowlist")
+    return None
+
+
+def allowlist_admits(rules: CampaignRuleSet, driver_id: str, driver_email: str) -> bool:
+    """User ids and emails, both compared case-insensitively; an empty allowlist admits everyone."""
+    if not rules.driver_allowlist:
+        return True
+    candidates = {_fold(driver_id)} | ({_fold(driver_email)} if driver_email.strip() else set())
+    return not candidates.isdisjoint(rules.driver_allowlist)
+
+
+def _quality_failure(rules: CampaignRuleSet, facts: SessionFacts) -> Failure | None:
+    if rules.min_quality_score is not None and facts.quality_score < rules.min_quality_score:
+        return Failure(
+            RF.RULE_FAILURE_MIN_QUALITY_SCORE,
+            f"quality score {facts.quality_score} < minimum {rules.min_quality_score}",
+        )
+    return None
+
+
+def _geo_failure(geo: GeoCircle, facts: SessionFacts) -> Failure | None:
+    if facts.lat is None or facts.lng is None:
+        return Failure(RF.RULE_FAILURE_GEO_RADIUS, "position unknown")
+    distance = haversine_m(geo.lat, geo.lng, facts.lat, facts.lng)
+    if distance > geo.radius_m + GEO_TOLERANCE_M:
+        return Failure(RF.RULE_FAILURE_GEO_RADIUS, f"{distance:.0f} m from the centre > radius {geo.radius_m} m")
+    return None
+
+
+def _listing(values: Iterable[str], limit: int = 5) -> str:
+    ordered = sorted(values)
+    shown = ", ".join(ordered[:limit])
+    return shown if len(ordered) <= limit else f"{shown} (+{len(ordered) - limit} more)"
+
+
+def caps_allow(caps: DriverCaps, usage: DriverUsage) -> Failure | None:
+    """The first per-driver cap already reached (count ≥ cap), in the order per day, per campaign, per
+    charger; None when another grant is allowed. `usage` excludes clawed-back grants (the caller's count)."""
+    if caps.per_day is not None and usage.grants_on_day >= caps.per_day:
+        return Failure(
+            RF.RULE_FAILURE_CAP_PER_DRIVER_PER_DAY,
+            f"driver already has {usage.grants_on_day} grant(s) that day; cap {caps.per_day} per day",
+        )
+    if caps.per_campaign is not None and usage.grants_in_campaign >= caps.per_campaign:
+        return Failure(
+            RF.RULE_FAILURE_CAP_PER_DRIVER_PER_CAMPAIGN,
+            f"driver already has {usage.grants_in_campaign} grant(s); cap {caps.per_campaign} per campaign",
+        )
+    if caps.per_charger is not None and usage.grants_at_charger >= caps.per_charger:
+        return Failure(
+            RF.RULE_FAILURE_CAP_PER_DRIVER_PER_CHARGER,
+            f"driver already has {usage.grants_at_charger} grant(s) at this charger; cap {caps.per_charger}",
+        )
+    return None
+
+
+def budget_allows(candidate: CampaignCandidate) -> Failure | None:
+    """Pre-filter only: can the campaign still pay one reward? The caller's SQL decides atomically."""
+    if candidate.remaining_cents < candidate.reward_cents:
+        return Failure(
+            RF.RULE_FAILURE_BUDGET_EXHAUSTED,
+            f"remaining budget {candidate.remaining_cents}¢ < reward {candidate.reward_cents}¢",
+        )
+    if candidate.max_sessions is not None and candidate.sessions_granted >= candidate.max_sessions:
+        return Failure(
+            RF.RULE_FAILURE_MAX_SESSIONS_REACHED,
+            f"{candidate.sessions_granted} of at most {candidate.max_sessions} sessions already granted",
+        )
+    return None
+
+
+def evaluate_candidate(candidate: CampaignCandidate, facts: SessionFacts, usage: DriverUsage) -> Failure | None:
+    """One campaign alone: rules, then caps, then budget (the RuleFailure order). Also the sponsor's dry run,
+    which evaluates a campaign as if no other competed."""
+    return (
+        first_failed_rule(candidate.rules, facts, candidate.time_zone)
+        or caps_allow(candidate.caps, usage)
+        or budget_allows(candidate)
+    )
+
+
+def is_live(candidate: CampaignCandidate, now: datetime) -> bool:
+    """Active and inside its date range at `now` (start ≤ now ≤ end; no end = open-ended)."""
+    if candidate.status != pb.CAMPAIGN_STATUS_ACTIVE:
+        return False
+    if candidate.start_date is not None and now < candidate.start_date:
+        return False
+    return candidate.end_date is None or now <= candidate.end_date
+
+
+def rank_candidates(candidates: Iterable[CampaignCandidate], now: datetime) -> list[CampaignCandidate]:
+    """The live campaigns in evaluation order: lowest priority number first, then earliest created (then id,
+    so that the order never depends on the database's)."""
+    _aware(now)
+    live = (c for c in candidates if is_live(c, now))
+    return sorted(live, key=lambda c: (c.priority, c.created_at, c.campaign_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class CandidateOutcome:
+    """One campaign tried, and the first check it failed (None for the one that granted)."""
+
+    campaign_id: str
+    campaign_name: str
+    priority: int
+    failure: Failure | None
+
+    @property
+    def granted(self) -> bool:
+        return self.failure is None
+
+    def to_proto(self) -> pb.CandidateResult:
+        return pb.CandidateResult(
+            campaign_id=self.campaign_id,
+            campaign_name=self.campaign_name,
+            priority=self.priority,
+            granted=self.granted,
+            failure=self.failure.rule if self.failure else RF.RULE_FAILURE_UNSPECIFIED,
+            detail=self.failure.detail if self.failure else "",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The winner (at most one — grants never stack) and every campaign tried, in order, up to and including
+    the winner."""
+
+    outcome: pb.EvaluationOutcome
+    winner: CampaignCandidate | None
+    candidates: tuple[CandidateOutcome, ...]
+
+
+def choose_campaign(
+    candidates: Sequence[CampaignCandidate],
+    facts: SessionFacts,
+    usage_by_campaign: Mapping[str, DriverUsage],
+    now: datetime,
+) -> Evaluation:
+    """The campaign that pays this ended session, or why none does. `usage_by_campaign` is keyed by
+    campaign id (missing = no grants yet). Campaigns not active or outside their date range at `now` are not
+    candidates and are not listed. If the caller's atomic budget/cap update for the winner then fails (a
+    concurrent grant won the race), it calls again with that campaign's fresh numbers and the next candidate
+    is tried."""
+    if facts.duration_minutes < MIN_EVALUATED_DURATION_MINUTES:
+        return Evaluation(pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT, None, ())
+    tried: list[CandidateOutcome] = []
+    for candidate in rank_candidates(candidates, now):
+        usage = usage_by_campaign.get(candidate.campaign_id, DriverUsage())
+        failure = evaluate_candidate(candidate, facts, usage)
+        tried.append(CandidateOutcome(candidate.campaign_id, candidate.name, candidate.priority, failure))
+        if failure is None:
+            return Evaluation(pb.EVALUATION_OUTCOME_GRANTED, candidate, tuple(tried))
+    return Evaluation(pb.EVALUATION_OUTCOME_NO_MATCH, None, tuple(tried))
+
+
+# --- reputation ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Tier:
+    name: str
+    min_points: int
+    color: str
+
+
+TIERS = (
+    Tier("Bronze", 0, "#78716c"),
+    Tier("Silver", 100, "#64748b"),
+    Tier("Gold", 300, "#eab308"),
+    Tier("Platinum", 700, "#06b6d4"),
+)
+BASE_SESSION_POINTS = 5  # an ended session that earned no grant
+BASE_SESSION_MIN_QUALITY_EXCLUSIVE = 30  # quality must be > 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Reputation:
+    points: int
+    tier: str
+    tier_color: str
+    next_tier: str | None  # None at the top tier
+    points_to_next: int | None  # None at the top tier
+    progress_to_next: float  # ∈ [0, 1]; 1.0 at the top tier. A display ratio, not money.
+
+    def to_proto(self, streak_days: int) -> pb.GetReputationResponse:
+        reply = pb.GetReputationResponse(
+            points=self.points,
+            tier=self.tier,
+            tier_color=self.tier_color,
+            progress_to_next=self.progress_to_next,
+            streak_days=streak_days,
+        )
+        if self.next_tier is not None:
+            reply.next_tier = self.next_tier
+        if self.points_to_next is not None:
+            reply.points_to_next = self.points_to_next
+        return reply
+
+
+def reputation(points: int) -> Reputation:
+    """Tier and progress for a point total (negative totals count as 0)."""
+    points = max(0, points)
+    index = max(i for i, tier in enumerate(TIERS) if points >= tier.min_points)
+    tier = TIERS[index]
+    if index == len(TIERS) - 1:
+        return Reputation(points, tier.name, tier.color, None, None, 1.0)
+    upper = TIERS[index + 1]
+    progress = (points - tier.min_points) / (upper.min_points - tier.min_points)
+    return Reputation(
+        points, tier.name, tier.color, upper.name, upper.min_points - points, min(1.0, max(0.0, progress))
+    )
+
+
+def reputation_points_for_session(granted_amount: int | None, duration_minutes: int, quality_score: int) -> int:
+    """Points one ended session adds: the grant's amount (1 per cent/Nova; every grant counts, unlike the
+    first implementation, which gave campaign grants none), or +5 without a grant when it lasted > 0 min and
+    its quality score is > 30, else 0."""
+    if granted_amount is not None:
+        if granted_amount < 0:
+            raise ValueError("a grant amount is never negative")
+        return granted_amount
+    if duration_minutes > 0 and quality_score > BASE_SESSION_MIN_QUALITY_EXCLUSIVE:
+        return BASE_SESSION_POINTS
+    return 0
+
+
+def streak_days(session_local_dates: Set[date], today: date) -> int:
+    """Consecutive calendar days with a completed session, counting back from today (both in the driver's
+    zone, see `local_day`); no session today → 0, and the first gap stops the count."""
+    days = 0
+    while today - timedelta(days=days) in session_local_dates:
+        days += 1
+    return days
