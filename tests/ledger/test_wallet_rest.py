@@ -76,10 +76,18 @@ async def test_a_driver_reads_their_own_wallet(
         "Night Owl",
         "Volta",
     )
+    spend = ledger.redemption(driver, "m-" + uuid.uuid4().hex[:8], 15)
+    spend.metadata.CopyFrom(pb.TransferMetadata(merchant_name="Asado Coffee", redemption_id="r-1"))
+    await ledger.post(spend)
     timeline = (await rest.get("/v1/wallet/timeline?limit=5", headers=_auth(login))).json()
     assert isinstance(timeline, list)  # the legacy page reads a bare array
-    assert [item["type"] for item in timeline] == ["EARNED", "EARNED"]
-    assert {item["amount_cents"] for item in timeline} == {250, 40}
+    assert [item["type"] for item in timeline] == ["SPENT", "EARNED", "EARNED"]  # newest first
+    assert (timeline[0]["amount_cents"], timeline[0]["title"], timeline[0]["redemption_id"]) == (
+        15,
+        "Asado Coffee",
+        "r-1",
+    )
+    assert {item["amount_cents"] for item in timeline[1:]} == {250, 40}
     other = await _login(rest, twilio, random_phone())
     theirs = (await rest.get("/v1/wallet/balance", headers=_auth(other))).json()
     assert theirs["available_cents"] == 0  # a driver sees only their own wallet
