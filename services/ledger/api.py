@@ -331,8 +331,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         if original is None:
             raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {request.transfer_id}")
         if original.phase != pb.TRANSFER_PHASE_SINGLE or original.kind == pb.TRANSFER_KIND_REVERSAL:
-            raise FailedPrecondition(
-                "REVERSAL_MISMATCH", "only single-phase transfers that are not reversals themselves can be reversed"
+            raise InvalidArgument(
+                [("transfer_id", "only single-phase transfers that are not reversals themselves can be reversed")],
+                reason="REVERSAL_MISMATCH",
             )
         currency = original.currency
         metadata = _metadata(request.metadata)

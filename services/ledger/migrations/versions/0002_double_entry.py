@@ -203,7 +203,9 @@ BEGIN
         END IF;
         IF v_original.reversed_amount >= v_original.amount THEN
             v_error := 'TRANSFER_ALREADY_REVERSED';
-            v_error_metadata := '{}'::jsonb;
+            v_error_metadata := jsonb_build_object('reversal_transfer_id', (
+                SELECT t.id FROM transfers t WHERE t.reversal_of = p_reversal_of ORDER BY t.created_at DESC, t.id LIMIT 1
+            )::text);
         ELSIF v_original.reversed_amount + v_amount > v_original.amount THEN
             v_error := 'REVERSAL_EXCEEDS_TRANSFER';
             v_error_metadata := jsonb_build_object('remaining', v_original.amount - v_original.reversed_amount);
