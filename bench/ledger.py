@@ -627,7 +627,7 @@ def main() -> None:
     parser.add_argument(
         "--seconds", type=float, default=4.0, help="measured seconds per round, workload and concurrency"
     )
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds of load before each measured window")
     parser.add_argument(
         "--concurrency", type=lambda s: [int(c) for c in s.split(",")], default=[16, 64], help="e.g. 16,64"

@@ -134,7 +134,7 @@ def _arguments(scope: str, key: str, request_hash: bytes, movement: Movement) ->
         scope,
         key,
         request_hash,
-        uuid.uuid4(),
+        None,  # the transfer id is drawn by the database (gen_random_uuid): no urandom call per transfer here
         movement.kind,
         movement.phase,
         movement.currency,

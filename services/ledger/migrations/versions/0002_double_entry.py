@@ -108,7 +108,7 @@ CREATE FUNCTION post_transfer(
     p_scope text,
     p_key text,
     p_hash bytea,
-    p_id uuid,
+    p_id uuid,                    -- NULL: the database picks a random id
     p_kind smallint,
     p_phase smallint,
     p_currency smallint,
@@ -135,6 +135,7 @@ DECLARE
     v_amount bigint := p_amount;
     v_from_balance bigint; v_to_balance bigint;
     v_error text; v_error_metadata jsonb;
+    v_id uuid := COALESCE(p_id, gen_random_uuid());
 BEGIN
     -- 1. Idempotency: a concurrent duplicate waits here for the first attempt to commit.
     INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (p_scope, p_key, p_hash)
@@ -236,21 +237,21 @@ BEGIN
     INSERT INTO transfers (id, scope, idempotency_key, kind, phase, currency, amount, from_account_id,
                            to_account_id, metadata, reversal_of, pending_to_account_id, reservation_state,
                            reservation_id)
-    VALUES (p_id, p_scope, p_key, p_kind, p_phase, p_currency, v_amount, v_from_id, v_to_id, p_metadata,
+    VALUES (v_id, p_scope, p_key, p_kind, p_phase, p_currency, v_amount, v_from_id, v_to_id, p_metadata,
             p_reversal_of, v_pending_id, CASE WHEN p_phase = 2 THEN 1::smallint END, p_reservation_id);
     UPDATE accounts a SET balance = a.balance - v_amount, debits_total = a.debits_total + v_amount, updated_at = now()
     WHERE a.id = v_from_id RETURNING a.balance INTO v_from_balance;
     UPDATE accounts a SET balance = a.balance + v_amount, credits_total = a.credits_total + v_amount, updated_at = now()
     WHERE a.id = v_to_id RETURNING a.balance INTO v_to_balance;
     INSERT INTO entries (transfer_id, account_id, amount, balance_after)
-    VALUES (p_id, v_from_id, -v_amount, v_from_balance), (p_id, v_to_id, v_amount, v_to_balance);
+    VALUES (v_id, v_from_id, -v_amount, v_from_balance), (v_id, v_to_id, v_amount, v_to_balance);
     IF p_reservation_id IS NOT NULL THEN
         UPDATE transfers t SET reservation_state = p_reservation_state WHERE t.id = p_reservation_id;
     ELSIF p_reversal_of IS NOT NULL THEN
         UPDATE transfers t SET reversed_amount = t.reversed_amount + v_amount WHERE t.id = p_reversal_of;
     END IF;
-    UPDATE idempotency_keys k SET transfer_id = p_id WHERE k.scope = p_scope AND k.key = p_key;
-    RETURN QUERY SELECT p_id, v_amount, v_from_balance, v_to_balance, false, NULL::text, NULL::jsonb, now();
+    UPDATE idempotency_keys k SET transfer_id = v_id WHERE k.scope = p_scope AND k.key = p_key;
+    RETURN QUERY SELECT v_id, v_amount, v_from_balance, v_to_balance, false, NULL::text, NULL::jsonb, now();
 END;
 $$;
 """
