@@ -18,7 +18,6 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.outbox import outbox_table
 
@@ -151,28 +150,6 @@ def _arguments(scope: str, key: str, request_hash: bytes, movement: Movement) ->
         movement.reservation_id,
         movement.reservation_state,
     )
-
-
-async def post_transfer(
-    engine: AsyncEngine, scope: str, key: str, request_hash: bytes, movement: Movement
-) -> PostResult:
-    """Runs one movement of value in one statement (its own transaction: one round trip and a commit)."""
-    args = _arguments(scope, key, request_hash, movement)
-    for attempt in range(5):
-        try:
-            async with engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-                # Straight to asyncpg on a pooled connection: one prepared statement and no SQLAlchemy work
-                # on the hottest path. No transaction is open, so the statement is its own transaction.
-                row = await driver.fetchrow(_POST, *args)
-            break
-        except asyncpg.PostgresError as exc:
-            if exc.sqlstate not in _RETRYABLE_SQLSTATES or attempt == 4:
-                raise
-            await asyncio.sleep(0.005 * 2**attempt)
-    assert row is not None
-    return _result(row)
 
 
 def _result(row: asyncpg.Record) -> PostResult:
