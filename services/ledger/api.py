@@ -71,7 +71,6 @@ ACCESS: dict[str, Access] = {
     "AdminGrant": Access.role(ADMIN),
 }
 
-MINIMUM_WITHDRAWAL_CENTS = domain.MINIMUM_WITHDRAWAL_CENTS
 _REFUSALS: Mapping[str, type[DomainError]] = {
     "IDEMPOTENCY_KEY_REUSED": Aborted,
     "INSUFFICIENT_BALANCE": FailedPrecondition,
@@ -493,9 +492,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             pending_cents=int(held.get(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, 0)),
             total_earned_cents=int(totals[0]),
             total_withdrawn_cents=int(totals[1]),
-            can_withdraw=available >= MINIMUM_WITHDRAWAL_CENTS,
-            minimum_withdrawal_cents=MINIMUM_WITHDRAWAL_CENTS,
-            fee_threshold_cents=MINIMUM_WITHDRAWAL_CENTS,
+            can_withdraw=available >= domain.MINIMUM_WITHDRAWAL_CENTS,
+            minimum_withdrawal_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
+            fee_threshold_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             nova_balance=int(held.get(pb.ACCOUNT_TYPE_DRIVER_NOVA, 0)),
         )
 

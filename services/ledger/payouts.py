@@ -358,11 +358,3 @@ class Payouts:
         payouts = store.payouts
         async with self._engine.connect() as conn:
             return _row((await conn.execute(sa.select(payouts).where(payouts.c.id == payout_id))).one())
-
-    async def by_stripe_transfer(self, stripe_transfer_id: str) -> PayoutRow | None:
-        payouts = store.payouts
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(sa.select(payouts).where(payouts.c.stripe_transfer_id == stripe_transfer_id))
-            ).first()
-        return None if row is None else _row(row)
