@@ -175,8 +175,8 @@ class FakeStripe:
         answer, the "lost response" case;
       * `response_delay`: seconds to wait before handling every request;
       * `balance_available_cents`: the platform balance transfers are paid from;
-      * `reverse_transfer`, `complete_checkout_session`, `connected_account_payout`: later lifecycle
-        steps, returning the object to send in a webhook.
+      * `reverse_transfer`, `complete_checkout_session`, `expire_checkout_session`,
+        `connected_account_payout`: later lifecycle steps, returning the object to send in a webhook.
     """
 
     def __init__(
@@ -205,6 +205,10 @@ class FakeStripe:
         self._accounts: dict[str, JsonObject] = {}
         self._transfers: dict[str, JsonObject] = {}  # insertion order is creation order
         self._sessions: dict[str, JsonObject] = {}
+        # PaymentIntents made when a checkout is paid, and what each open session will give its own
+        # (`payment_intent_data`: Stripe keeps it with the session without showing it on the session object).
+        self._payment_intents: dict[str, JsonObject] = {}
+        self._session_intent_data: dict[str, JsonObject] = {}
         # Keyed by (Stripe-Account header, key): Stripe scopes keys to the account a request acts for.
         self._idempotency: dict[tuple[str, str], _Saved] = {}
         self._next_transfer_failure: _InjectedFailure | None = None
@@ -277,6 +281,14 @@ class FakeStripe:
     def checkout_session(self, session_id: str) -> JsonObject:
         return copy.deepcopy(self._sessions[session_id])
 
+    @property
+    def checkout_sessions(self) -> list[JsonObject]:
+        """Every checkout session created, oldest first (copies)."""
+        return [copy.deepcopy(session) for session in self._sessions.values()]
+
+    def payment_intent(self, payment_intent_id: str) -> JsonObject:
+        return copy.deepcopy(self._payment_intents[payment_intent_id])
+
     def requests_to(self, method: str, path: str) -> list[ReceivedRequest]:
         return [request for request in self.requests if (request.method, request.path) == (method, path)]
 
@@ -341,12 +353,37 @@ class FakeStripe:
         return copy.deepcopy(transfer)
 
     def complete_checkout_session(self, session_id: str) -> JsonObject:
-        """The payer paid; returns the session as checkout.session.completed carries it."""
+        """The payer paid; returns the session as checkout.session.completed carries it. The payment's
+        PaymentIntent gets the session's `payment_intent_data[metadata]`."""
         session = self._sessions[session_id]
+        if session["status"] != "open":
+            raise ValueError(f"checkout session {session_id} is {session['status']}, not open")
+        intent_id = _new_id("pi_")
+        self._payment_intents[intent_id] = {
+            "id": intent_id,
+            "object": "payment_intent",
+            "amount": session["amount_total"],
+            "amount_received": session["amount_total"],
+            "created": _now(),
+            "currency": session["currency"],
+            "livemode": False,
+            "metadata": dict(self._session_intent_data.get(session_id, {}).get("metadata", {})),
+            "status": "succeeded",
+        }
         session["status"] = "complete"
         session["payment_status"] = "paid"
-        session["payment_intent"] = _new_id("pi_")
+        session["payment_intent"] = intent_id
         # Stripe clears the URL once a session can no longer be visited.
+        session["url"] = None
+        return copy.deepcopy(session)
+
+    def expire_checkout_session(self, session_id: str) -> JsonObject:
+        """The session expired unpaid (its `expires_at` passed, or it was expired through the API);
+        returns the session as checkout.session.expired carries it."""
+        session = self._sessions[session_id]
+        if session["status"] != "open":
+            raise ValueError(f"checkout session {session_id} is {session['status']}, not open")
+        session["status"] = "expired"
         session["url"] = None
         return copy.deepcopy(session)
 
@@ -842,7 +879,10 @@ class FakeStripe:
             currency = item_currency
             total += unit_amount * quantity
         metadata = _metadata(params)
+        intent_data = _mapping(params.get("payment_intent_data", {}), "payment_intent_data")
+        intent_metadata = _metadata(intent_data)
         session_id = _new_id("cs_test_", 58)
+        self._session_intent_data[session_id] = {"metadata": intent_metadata}
         now = _now()
         session: JsonObject = {
             "id": session_id,

@@ -1,5 +1,6 @@
-"""Stripe for the ledger: Express accounts for drivers, transfers for payouts, Checkout for campaign
-funding, and webhook signature checks.
+"""Stripe for the ledger: Express accounts for drivers, transfers for payouts, and webhook signature checks
+(the webhook also carries campaign funding: incentives opens the Checkout, services/incentives/adapters/
+stripe_checkout.py, and the ledger books the completed payment).
 
 Built on the official `stripe` package, used only through its async methods over its httpx client so a
 slow Stripe never blocks the event loop. Every exception the library raises becomes one of ours in a
@@ -22,7 +23,6 @@ from typing import Any, Final, Self, TypeVar
 
 import stripe
 from stripe.params import AccountCreateParams, TransferCreateParams
-from stripe.params.checkout import SessionCreateParams
 
 _log = logging.getLogger(__name__)
 
@@ -38,9 +38,6 @@ _LIST_PAGE_SIZE: Final = 100
 # Miscellaneous personal services: what the original backend declared for drivers, kept so Stripe's
 # risk review sees the same business profile as before.
 _DRIVER_MCC: Final = "7299"
-
-# Product name on the Checkout page a merchant pays for a campaign budget.
-_CAMPAIGN_BUDGET_PRODUCT: Final = "Nerava campaign budget"
 
 
 class StripeAdapterError(Exception):
@@ -108,14 +105,6 @@ class AccountStatus:
         # A transfer to the account succeeds only once its transfers capability is active; submitted
         # details alone may still be under verification, so they do not make the driver payable.
         return self.transfers_active
-
-
-@dataclass(frozen=True, slots=True)
-class CheckoutSession:
-    """A hosted Checkout page; the payer is sent to `url`."""
-
-    session_id: str
-    url: str
 
 
 class StripePayouts:
@@ -299,55 +288,6 @@ class StripePayouts:
             if isinstance(metadata, stripe.StripeObject) and _field(metadata, "payout_id") == payout_id:
                 matches.append((transfer.created, transfer.id))
         return matches
-
-    # -- Checkout (campaign funding) ---------------------------------------------------------
-
-    async def create_checkout_session(
-        self,
-        campaign_id: str,
-        amount_cents: int,
-        success_url: str,
-        cancel_url: str,
-        *,
-        idempotency_key: str | None = None,
-    ) -> CheckoutSession:
-        """A Checkout page charging the campaign's gross budget (fee included) as one line item.
-
-        The campaign id travels as `metadata.campaign_id` and `client_reference_id` on the session and
-        as metadata on its PaymentIntent, so checkout.session.completed and any later refund or dispute
-        can be traced back to the campaign.
-        """
-        if amount_cents <= 0:
-            raise ValueError(f"a checkout amount must be positive, got {amount_cents}")
-        metadata = {"campaign_id": campaign_id}
-        params: SessionCreateParams = {
-            "mode": "payment",
-            "line_items": [
-                {
-                    "quantity": 1,
-                    "price_data": {
-                        "currency": self._currency,
-                        "unit_amount": amount_cents,
-                        "product_data": {"name": _CAMPAIGN_BUDGET_PRODUCT},
-                    },
-                }
-            ],
-            "success_url": success_url,
-            "cancel_url": cancel_url,
-            "client_reference_id": campaign_id,
-            "metadata": metadata,
-            "payment_intent_data": {"metadata": metadata},
-        }
-        options: stripe.RequestOptions = {"idempotency_key": idempotency_key} if idempotency_key else {}
-        session = await self._call(
-            "create checkout session",
-            self._stripe.v1.checkout.sessions.create_async(params, options),
-        )
-        if session.url is None:
-            # Hosted payment-mode sessions always have a URL; without one there is nowhere to send the
-            # payer, and asking again would get the same session.
-            raise StripeRefused(f"Stripe checkout session {session.id} has no URL")
-        return CheckoutSession(session_id=session.id, url=session.url)
 
     # -- webhooks ----------------------------------------------------------------------------
 
