@@ -4,23 +4,18 @@ real Envoy gateway in front of them."""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as redis
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from sqlalchemy.engine import make_url
 
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
-from services.common import migrations
-from services.common.config import SERVICE_NAMES
 from services.common.telemetry import init_tracing
+from tests.support.database import fresh_database
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.mesh import Mesh, mesh_env, running_mesh
 from tests.support.otlp import OtlpCollector, running_collector
@@ -43,19 +38,8 @@ def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 @pytest.fixture(scope="session")
 async def database_url(database_server_url: str) -> AsyncIterator[str]:
     """A database of its own for this run, migrated to head for every service, dropped afterwards."""
-    name = f"nerava_test_{uuid.uuid4().hex[:12]}"
-    server = make_url(database_server_url.replace("postgres://", "postgresql://", 1))
-    admin_dsn = server.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = server.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
-    try:
-        for service in SERVICE_NAMES:
-            await asyncio.to_thread(migrations.upgrade, service, url)
+    async with fresh_database(database_server_url) as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture(scope="session")

@@ -2,34 +2,70 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
+import stripe
 import uvloop
 from nerava.incentives.v1 import incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2_grpc
 
-from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
+from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.incentives import store
+from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.api import ACCESS, SERVICE_NAME, IncentivesApi
+from services.incentives.config import IncentivesSettings
+from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
+from services.incentives.index import CampaignIndex
+from services.incentives.workers import end_campaigns
 
 
-async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
+async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
-    runtime = await stack.enter_async_context(Runtime(settings))
-    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED.
-    api = IncentivesApi()  # type: ignore[abstract]
+    # The SDK would otherwise report usage to Stripe from every process.
+    stripe.enable_telemetry = False
+    runtime = await stack.enter_async_context(Runtime(settings.runtime))
+    checkout = await stack.enter_async_context(
+        StripeCheckout(
+            api_key=settings.stripe_api_key.value,
+            base_url=settings.stripe_base_url,
+            timeout=settings.stripe_timeout_s,
+            max_network_retries=settings.stripe_max_retries,
+        )
+    )
+    index = CampaignIndex(runtime.engine, poll_s=settings.index_poll_s)
+    # Loaded before the server answers: an evaluation must never see an empty index at start.
+    await index.refresh(full=True)
+    granting = Granting(runtime.engine, index, ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")))
+    relay = OutboxRelay(runtime.engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives")
+    granting.relay = relay
+    api = IncentivesApi(
+        runtime.engine,
+        settings=settings,
+        index=index,
+        granting=granting,
+        stripe=checkout,
+        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+    )
+
+    async def ending(stop: asyncio.Event) -> None:
+        await end_campaigns(runtime.engine, index, stop, settings.end_campaigns_every_s)
+
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: incentives_pb2_grpc.add_IncentivesServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding])
+    return ServiceServer(runtime, [binding], workers=[index.run, relay.run, ending])
 
 
 async def main() -> None:
-    settings = RuntimeSettings.from_env("incentives")
-    configure_logging("incentives", settings.log_level)
-    init_tracing("incentives", otlp_endpoint=settings.otlp_endpoint)
+    settings = IncentivesSettings.from_env()
+    configure_logging("incentives", settings.runtime.log_level)
+    init_tracing("incentives", otlp_endpoint=settings.runtime.otlp_endpoint)
     async with contextlib.AsyncExitStack() as stack:
         server = await build_server(settings, stack)
         await server.serve_until_signal()

@@ -1,22 +1,809 @@
-"""The IncentivesService servicer.
+"""The IncentivesService servicer: sponsors' campaigns (lifecycle, funding, reports, dry runs), the evaluation
+of ended charging sessions (granting.py), drivers' "earn here" list and reputation.
 
-Its RPCs are specified in proto/nerava/incentives/v1/incentives.proto; until the incentives issue lands they answer
-UNIMPLEMENTED (the generated base class does that), behind the same authentication as the real ones.
+Ownership is checked here, on every campaign RPC: a sponsor acts only on campaigns they created, an admin on
+all; a campaign the caller may not see answers CAMPAIGN_NOT_FOUND, so ids of other sponsors' campaigns are not
+confirmed to exist.
 """
 
 from __future__ import annotations
 
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+import base64
+import datetime
+import uuid
+from collections import defaultdict
+from typing import Any
 
+import grpc
+import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
+from nerava.incentives.v1 import incentives_pb2 as pb
+from nerava.incentives.v1 import incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.context import Caller, current_caller
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.interceptors import Access
+from services.incentives import domain, store
+from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
+from services.incentives.config import IncentivesSettings
+from services.incentives.granting import Granting, ledger_currency
+from services.incentives.index import CampaignIndex
 
-SERVICE_NAME = incentives_pb2.DESCRIPTOR.services_by_name["IncentivesService"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
+DRIVER, SPONSOR, ADMIN, ADMIN_READONLY = "driver", "sponsor", "admin", "admin_readonly"
+C = store.campaigns
+G = store.grants
+E = store.evaluations
 
 ACCESS: dict[str, Access] = {
-    method.name: Access.signed_in()
-    for method in incentives_pb2.DESCRIPTOR.services_by_name["IncentivesService"].methods
+    "ListCampaigns": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "GetCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "ListGrants": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "GetBudget": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "SimulateCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "CreateCampaign": Access.role(SPONSOR, ADMIN),
+    "UpdateCampaign": Access.role(SPONSOR, ADMIN),
+    "ActivateCampaign": Access.role(SPONSOR, ADMIN),
+    "PauseCampaign": Access.role(SPONSOR, ADMIN),
+    "ResumeCampaign": Access.role(SPONSOR, ADMIN),
+    "FundCampaign": Access.role(SPONSOR, ADMIN),
+    "ListDriverCampaigns": Access.role(DRIVER),
+    "GetReputation": Access.role(DRIVER),
+    "ClawbackGrant": Access.role(ADMIN),
+    "RecordCampaignFunding": Access.service_only(),
+    "BatchGetSessionGrants": Access.service_only(),
+    "EvaluateSession": Access.service_only(),
 }
+
+EDITABLE = frozenset({pb.CAMPAIGN_STATUS_DRAFT, pb.CAMPAIGN_STATUS_PAUSED})
+DEFAULT_PRIORITY = 100
+DEFAULT_PAGE = 50
+DEFAULT_DRIVER_PAGE = 20
+DEFAULT_STREAK_ZONE = "America/Chicago"
+SIMULATION_DEFAULT = datetime.timedelta(days=30)
+SIMULATION_MAX = datetime.timedelta(days=90)
+SIMULATION_MAX_SESSIONS = 200_000
+STREAK_LOOKBACK_DAYS = 400
+_UPDATE_FIELDS = (
+    "name",
+    "description",
+    "campaign_type",
+    "priority",
+    "reward_kind",
+    "cost_per_session_cents",
+    "budget_cents",
+    "max_sessions",
+    "start_date",
+    "end_date",
+    "time_zone",
+    "rules",
+    "caps",
+)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _dt(stamp: timestamp_pb2.Timestamp) -> datetime.datetime:
+    return stamp.ToDatetime(tzinfo=datetime.UTC)
+
+
+def _uuid(value: str, field: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError as exc:
+        raise InvalidArgument([(field, "value must be a valid UUID")]) from exc
+
+
+def _page_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _page_offset(token: str, offset: int) -> int:
+    if not token:
+        return offset
+    try:
+        prefix, _, number = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(":")
+    except (ValueError, UnicodeDecodeError):
+        prefix, number = "", ""
+    if prefix != "o" or not number.isdigit():
+        raise InvalidArgument([("page_token", "not a token from a previous page")])
+    return int(number)
+
+
+def _check_time_zone(name: str, field: str = "time_zone") -> None:
+    try:
+        domain.parse_time_zone(name)
+    except domain.UnknownTimeZone as exc:
+        raise InvalidArgument([(field, f"{name!r} is not an IANA time zone")], reason="UNKNOWN_TIME_ZONE") from exc
+
+
+def _is_admin(caller: Caller, *, write: bool) -> bool:
+    return ADMIN in caller.roles or (not write and ADMIN_READONLY in caller.roles)
+
+
+def _not_found(campaign_id: str) -> NotFound:
+    return NotFound("CAMPAIGN_NOT_FOUND", "no campaign with that id", {"campaign_id": campaign_id})
+
+
+def _transition(current: int, target: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        "INVALID_TRANSITION",
+        f"a {pb.CampaignStatus.Name(current)} campaign cannot become {pb.CampaignStatus.Name(target)}",
+        {"from": pb.CampaignStatus.Name(current), "to": pb.CampaignStatus.Name(target)},
+    )
 
 
 class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
-    """Every RPC answers UNIMPLEMENTED for now."""
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        settings: IncentivesSettings,
+        index: CampaignIndex,
+        granting: Granting,
+        stripe: StripeCheckout,
+        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+    ) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._index = index
+        self._granting = granting
+        self._stripe = stripe
+        self._sessions = sessions
+
+    # --- helpers -------------------------------------------------------------------------------------------
+
+    def _fee(self, gross: int) -> tuple[int, int]:
+        """(platform fee, net budget) of a gross funding amount; the fee is floored, never more than its share."""
+        fee = gross * self._settings.platform_fee_bps // 10_000
+        return fee, gross - fee
+
+    async def _owned(
+        self, conn: AsyncConnection, campaign_id: str, *, write: bool, lock: bool = False
+    ) -> sa.RowMapping:
+        caller = current_caller()
+        query = sa.select(C).where(C.c.id == _uuid(campaign_id, "campaign_id"))
+        if lock:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).mappings().first()
+        if row is None or (row["created_by_user_id"] != caller.user_id and not _is_admin(caller, write=write)):
+            raise _not_found(campaign_id)
+        return row
+
+    async def _update_campaign(self, conn: AsyncConnection, campaign_id: uuid.UUID, **values: Any) -> pb.Campaign:
+        row = (
+            (await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(**values).returning(C)))
+            .mappings()
+            .one()
+        )
+        return store.campaign_message(row)
+
+    # --- campaigns -----------------------------------------------------------------------------------------
+
+    async def CreateCampaign(
+        self, request: pb.CreateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CreateCampaignResponse:
+        caller = current_caller()
+        assert caller.user_id is not None
+        _check_time_zone(request.time_zone)
+        fee, net = self._fee(request.budget_cents)
+        if net < request.cost_per_session_cents:
+            raise InvalidArgument(
+                [("budget_cents", f"after the platform fee the budget is {net}¢, less than one reward")],
+                reason="BUDGET_TOO_SMALL",
+            )
+        request_id = uuid.UUID(request.request_id) if request.request_id else None
+        values = {
+            "id": uuid.uuid4(),
+            "created_by_user_id": caller.user_id,
+            "create_request_id": request_id,
+            "sponsor_name": request.sponsor_name,
+            "sponsor_email": request.sponsor_email.lower(),
+            "sponsor_logo_url": request.sponsor_logo_url,
+            "sponsor_type": request.sponsor_type,
+            "name": request.name,
+            "description": request.description,
+            "campaign_type": request.campaign_type or "custom",
+            "status": pb.CAMPAIGN_STATUS_DRAFT,
+            "priority": request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
+            "reward_kind": request.reward_kind,
+            "cost_per_session_cents": request.cost_per_session_cents,
+            "gross_funding_cents": request.budget_cents,
+            "platform_fee_cents": fee,
+            "budget_cents": net,
+            "spent_cents": 0,
+            "max_sessions": request.max_sessions if request.HasField("max_sessions") else None,
+            "sessions_granted": 0,
+            "start_date": _dt(request.start_date),
+            "end_date": _dt(request.end_date) if request.HasField("end_date") else None,
+            "time_zone": request.time_zone,
+            "rules": store.rules_to_json(request.rules),
+            "cap_per_day": request.caps.per_day if request.caps.HasField("per_day") else None,
+            "cap_per_campaign": request.caps.per_campaign if request.caps.HasField("per_campaign") else None,
+            "cap_per_charger": request.caps.per_charger if request.caps.HasField("per_charger") else None,
+            "funding_status": pb.FUNDING_STATUS_UNFUNDED,
+            "pause_reason": "",
+        }
+        try:
+            async with self._engine.begin() as conn:
+                row = (await conn.execute(sa.insert(C).values(**values).returning(C))).mappings().one()
+        except IntegrityError:
+            if request_id is None:
+                raise
+            # The same request_id again: the campaign the first call created.
+            async with self._engine.connect() as conn:
+                row = (
+                    (
+                        await conn.execute(
+                            sa.select(C).where(
+                                C.c.created_by_user_id == caller.user_id, C.c.create_request_id == request_id
+                            )
+                        )
+                    )
+                    .mappings()
+                    .one()
+                )
+        return pb.CreateCampaignResponse(campaign=store.campaign_message(row))
+
+    async def GetCampaign(
+        self, request: pb.GetCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetCampaignResponse:
+        async with self._engine.connect() as conn:
+            row = await self._owned(conn, request.campaign_id, write=False)
+        return pb.GetCampaignResponse(campaign=store.campaign_message(row))
+
+    async def ListCampaigns(
+        self, request: pb.ListCampaignsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListCampaignsResponse:
+        caller = current_caller()
+        size = request.page_size or request.limit or DEFAULT_PAGE
+        offset = _page_offset(request.page_token, request.offset)
+        query = sa.select(C)
+        if not _is_admin(caller, write=False):
+            query = query.where(C.c.created_by_user_id == caller.user_id)
+        if request.status:
+            query = query.where(C.c.status == request.status)
+        if request.sponsor_name:
+            query = query.where(sa.func.lower(C.c.sponsor_name) == request.sponsor_name.strip().lower())
+        query = query.order_by(C.c.created_at.desc(), C.c.id.desc()).offset(offset).limit(size + 1)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        page = [store.campaign_message(row) for row in rows[:size]]
+        return pb.ListCampaignsResponse(
+            campaigns=page, count=len(page), next_page_token=_page_token(offset + size) if len(rows) > size else ""
+        )
+
+    async def UpdateCampaign(
+        self, request: pb.UpdateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.UpdateCampaignResponse:
+        mask = list(request.update_mask.paths)
+        if mask:
+            written = set(mask)
+        else:
+            written = {field.name for field, _ in request.ListFields()} & set(_UPDATE_FIELDS)
+        async with self._engine.begin() as conn:
+            row = await self._owned(conn, request.campaign_id, write=True, lock=True)
+            if row["status"] not in EDITABLE:
+                raise FailedPrecondition(
+                    "CAMPAIGN_NOT_EDITABLE",
+                    "only draft or paused campaigns can be edited",
+                    {"status": pb.CampaignStatus.Name(row["status"])},
+                )
+            values = self._edited_values(request, written, row)
+            campaign = await self._update_campaign(conn, row["id"], **values) if values else store.campaign_message(row)
+        await self._index.refresh()
+        return pb.UpdateCampaignResponse(campaign=campaign)
+
+    def _edited_values(  # noqa: PLR0912 - one branch per editable field reads best
+        self, request: pb.UpdateCampaignRequest, written: set[str], row: sa.RowMapping
+    ) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        locked = row["funding_status"] != pb.FUNDING_STATUS_UNFUNDED
+        for field in ("name", "description"):
+            if field in written:
+                values[field] = getattr(request, field)
+        if "campaign_type" in written:
+            values["campaign_type"] = request.campaign_type or "custom"
+        if "priority" in written:
+            values["priority"] = request.priority if request.HasField("priority") else DEFAULT_PRIORITY
+        if "reward_kind" in written and request.reward_kind != row["reward_kind"]:
+            if locked:
+                # The budget account is in the reward's currency; money paid as cash cannot become points.
+                raise FailedPrecondition(
+                    "BUDGET_LOCKED",
+                    "the reward kind cannot change once a checkout was opened",
+                    {"field": "reward_kind"},
+                )
+            values["reward_kind"] = request.reward_kind
+        if "cost_per_session_cents" in written:
+            values["cost_per_session_cents"] = request.cost_per_session_cents
+        if "budget_cents" in written and request.budget_cents != row["gross_funding_cents"]:
+            if locked:
+                raise FailedPrecondition(
+                    "BUDGET_LOCKED", "the budget cannot change once a checkout was opened", {"field": "budget_cents"}
+                )
+            fee, net = self._fee(request.budget_cents)
+            values.update(gross_funding_cents=request.budget_cents, platform_fee_cents=fee, budget_cents=net)
+        if "max_sessions" in written:
+            values["max_sessions"] = request.max_sessions if request.HasField("max_sessions") else None
+        if "start_date" in written:
+            values["start_date"] = _dt(request.start_date)
+        if "end_date" in written:
+            values["end_date"] = _dt(request.end_date) if request.HasField("end_date") else None
+        if "time_zone" in written:
+            _check_time_zone(request.time_zone)
+            values["time_zone"] = request.time_zone
+        if "rules" in written:
+            values["rules"] = store.rules_to_json(request.rules)
+        if "caps" in written:
+            caps = request.caps
+            values.update(
+                cap_per_day=caps.per_day if caps.HasField("per_day") else None,
+                cap_per_campaign=caps.per_campaign if caps.HasField("per_campaign") else None,
+                cap_per_charger=caps.per_charger if caps.HasField("per_charger") else None,
+            )
+        merged = {**row, **values}
+        if merged["end_date"] is not None and merged["end_date"] <= merged["start_date"]:
+            raise InvalidArgument([("end_date", "end_date must be after start_date")])
+        if merged["budget_cents"] - merged["spent_cents"] < merged["cost_per_session_cents"] and not locked:
+            raise InvalidArgument(
+                [("budget_cents", "after the platform fee the budget is less than one reward")],
+                reason="BUDGET_TOO_SMALL",
+            )
+        if merged["max_sessions"] is not None and merged["max_sessions"] < merged["sessions_granted"]:
+            raise InvalidArgument([("max_sessions", f"{merged['sessions_granted']} sessions were already granted")])
+        return values
+
+    async def ActivateCampaign(
+        self, request: pb.ActivateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ActivateCampaignResponse:
+        caller = current_caller()
+        async with self._engine.begin() as conn:
+            row = await self._owned(conn, request.campaign_id, write=True, lock=True)
+            if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
+                raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
+            if row["funding_status"] != pb.FUNDING_STATUS_FUNDED and not _is_admin(caller, write=True):
+                raise FailedPrecondition("CAMPAIGN_NOT_FUNDED", "the campaign's checkout has not been paid yet")
+            _not_expired(row)
+            campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
+        await self._index.refresh()
+        return pb.ActivateCampaignResponse(campaign=campaign)
+
+    async def PauseCampaign(
+        self, request: pb.PauseCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PauseCampaignResponse:
+        async with self._engine.begin() as conn:
+            row = await self._owned(conn, request.campaign_id, write=True, lock=True)
+            if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
+                raise _transition(row["status"], pb.CAMPAIGN_STATUS_PAUSED)
+            campaign = await self._update_campaign(
+                conn, row["id"], status=pb.CAMPAIGN_STATUS_PAUSED, pause_reason=request.reason
+            )
+        await self._index.refresh()
+        return pb.PauseCampaignResponse(campaign=campaign)
+
+    async def ResumeCampaign(
+        self, request: pb.ResumeCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ResumeCampaignResponse:
+        async with self._engine.begin() as conn:
+            row = await self._owned(conn, request.campaign_id, write=True, lock=True)
+            if row["status"] != pb.CAMPAIGN_STATUS_PAUSED:
+                raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
+            _not_expired(row)
+            full = row["max_sessions"] is not None and row["sessions_granted"] >= row["max_sessions"]
+            if row["budget_cents"] - row["spent_cents"] < row["cost_per_session_cents"] or full:
+                raise FailedPrecondition("BUDGET_EXHAUSTED", "the remaining budget cannot pay one more reward")
+            campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
+        await self._index.refresh()
+        return pb.ResumeCampaignResponse(campaign=campaign)
+
+    # --- funding -------------------------------------------------------------------------------------------
+
+    async def FundCampaign(
+        self, request: pb.FundCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.FundCampaignResponse:
+        async with self._engine.connect() as conn:
+            row = await self._owned(conn, request.campaign_id, write=True)
+        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+        if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
+            raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
+        _not_expired(row)
+        gross, fee, net = int(row["gross_funding_cents"]), int(row["platform_fee_cents"]), int(row["budget_cents"])
+        now = _now()
+        open_checkout = (
+            row["funding_status"] == pb.FUNDING_STATUS_PENDING
+            and row["checkout_url"]
+            and (row["checkout_expires_at"] is None or row["checkout_expires_at"] > now)
+        )
+        if open_checkout:
+            return pb.FundCampaignResponse(
+                checkout_url=row["checkout_url"],
+                session_id=row["checkout_session_id"],
+                status=pb.CHECKOUT_STATUS_ALREADY_PENDING,
+                message="A checkout is already open for this campaign.",
+                gross_cents=gross,
+                platform_fee_cents=fee,
+                net_budget_cents=net,
+                expires_at=store.timestamp(row["checkout_expires_at"]),
+            )
+        page = f"{self._settings.console_base_url}/campaigns/{row['id']}"
+        # One key per campaign and amount: a retried call (or two at once) gets Stripe's same session.
+        key = f"checkout:{row['id']}:{gross}:{request.request_id or 'first'}"
+        try:
+            checkout = await self._stripe.create_checkout_session(
+                campaign_id=str(row["id"]),
+                gross_cents=gross,
+                platform_fee_bps=self._settings.platform_fee_bps,
+                reward_currency=_currency_name(row["reward_kind"]),
+                success_url=f"{page}?funded=true",
+                cancel_url=f"{page}?funded=false",
+                idempotency_key=key,
+            )
+        except PaymentsUnavailable as exc:
+            raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(C)
+                .where(C.c.id == row["id"], C.c.funding_status != pb.FUNDING_STATUS_FUNDED)
+                .values(
+                    funding_status=pb.FUNDING_STATUS_PENDING,
+                    checkout_session_id=checkout.session_id,
+                    checkout_url=checkout.url,
+                    checkout_expires_at=checkout.expires_at,
+                    checkout_request_id=uuid.UUID(request.request_id) if request.request_id else None,
+                )
+            )
+        return pb.FundCampaignResponse(
+            checkout_url=checkout.url,
+            session_id=checkout.session_id,
+            status=pb.CHECKOUT_STATUS_CREATED,
+            message="Complete the payment to fund the campaign.",
+            gross_cents=gross,
+            platform_fee_cents=fee,
+            net_budget_cents=net,
+            expires_at=store.timestamp(checkout.expires_at),
+        )
+
+    async def RecordCampaignFunding(
+        self, request: pb.RecordCampaignFundingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RecordCampaignFundingResponse:
+        campaign_id = _uuid(request.campaign_id, "campaign_id")
+        async with self._engine.begin() as conn:
+            row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().first()
+            if row is None:
+                raise _not_found(request.campaign_id)
+            if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+                if row["checkout_session_id"] == request.checkout_session_id:
+                    return pb.RecordCampaignFundingResponse(campaign=store.campaign_message(row), replayed=True)
+                raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign was paid by another checkout")
+            if request.net_budget_cents < row["spent_cents"]:
+                raise FailedPrecondition("BUDGET_TOO_SMALL", "the payment is less than the campaign already spent")
+            values: dict[str, Any] = {
+                "funding_status": pb.FUNDING_STATUS_FUNDED,
+                "checkout_session_id": request.checkout_session_id,
+                "gross_funding_cents": request.gross_cents,
+                "platform_fee_cents": request.platform_fee_cents,
+                "budget_cents": request.net_budget_cents,
+                "funded_at": _dt(request.paid_at),
+            }
+            expired = row["end_date"] is not None and row["end_date"] <= _now()
+            if row["status"] == pb.CAMPAIGN_STATUS_DRAFT and not expired:
+                values["status"] = pb.CAMPAIGN_STATUS_ACTIVE
+            campaign = await self._update_campaign(conn, campaign_id, **values)
+        await self._index.refresh()
+        return pb.RecordCampaignFundingResponse(campaign=campaign, replayed=False)
+
+    # --- reports -------------------------------------------------------------------------------------------
+
+    async def ListGrants(
+        self, request: pb.ListGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListGrantsResponse:
+        size = request.page_size or request.limit or DEFAULT_PAGE
+        offset = _page_offset(request.page_token, request.offset)
+        async with self._engine.connect() as conn:
+            campaign = await self._owned(conn, request.campaign_id, write=False)
+            where = [G.c.campaign_id == campaign["id"]]
+            if request.status:
+                where.append(G.c.status == request.status)
+            total = (await conn.execute(sa.select(sa.func.count()).select_from(G).where(*where))).scalar_one()
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(G)
+                        .where(*where)
+                        .order_by(G.c.created_at.desc(), G.c.id.desc())
+                        .offset(offset)
+                        .limit(size)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        grants = [store.grant_message(row, campaign["name"]) for row in rows]
+        more = offset + len(grants) < total
+        return pb.ListGrantsResponse(
+            grants=grants, total=total, count=len(grants), next_page_token=_page_token(offset + size) if more else ""
+        )
+
+    async def GetBudget(
+        self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetBudgetResponse:
+        async with self._engine.connect() as conn:
+            row = await self._owned(conn, request.campaign_id, write=False)
+        budget, spent, cost = int(row["budget_cents"]), int(row["spent_cents"]), row["cost_per_session_cents"]
+        remaining = budget - spent
+        sessions_left = remaining // cost
+        if row["max_sessions"] is not None:
+            sessions_left = min(sessions_left, row["max_sessions"] - row["sessions_granted"])
+        funded = row["funding_status"] == pb.FUNDING_STATUS_FUNDED
+        reply = pb.GetBudgetResponse(
+            budget_cents=budget,
+            spent_cents=spent,
+            remaining_cents=remaining,
+            pct_used=domain.percent_used(spent, budget),
+            sessions_granted=row["sessions_granted"],
+            cost_per_session_cents=cost,
+            remaining_sessions=max(0, sessions_left),
+            gross_funding_cents=int(row["gross_funding_cents"]) if funded else 0,
+            platform_fee_cents=int(row["platform_fee_cents"]) if funded else 0,
+        )
+        if row["max_sessions"] is not None:
+            reply.max_sessions = row["max_sessions"]
+        return reply
+
+    async def SimulateCampaign(
+        self, request: pb.SimulateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SimulateCampaignResponse:
+        until = _dt(request.until) if request.HasField("until") else _now()
+        since = _dt(request.since) if request.HasField("since") else until - SIMULATION_DEFAULT
+        if until - since > SIMULATION_MAX:
+            raise InvalidArgument([("since", "the window may span at most 90 days")])
+        async with self._engine.connect() as conn:
+            row = await self._owned(conn, request.campaign_id, write=False)
+            snapshots = (
+                (
+                    await conn.execute(
+                        sa.select(E.c.snapshot)
+                        .where(E.c.session_end >= since, E.c.session_end < until)
+                        .order_by(E.c.session_end, E.c.session_id, E.c.end_sequence)
+                        .limit(SIMULATION_MAX_SESSIONS)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        campaign = store.campaign_message(row)
+        # The campaign alone, with its whole budget and none of it spent, as if it had run in the window.
+        campaign.spent_cents, campaign.remaining_cents, campaign.sessions_granted = 0, campaign.budget_cents, 0
+        candidate = domain.CampaignCandidate.from_proto(campaign)
+        result = domain.simulate(candidate, [pb.EndedSession.FromString(s) for s in snapshots])
+        reply = pb.SimulateCampaignResponse(
+            sessions_evaluated=result.sessions_evaluated,
+            sessions_matched=result.sessions_matched,
+            grants=result.grants,
+            spend_cents=result.spend_cents,
+            unique_drivers=result.unique_drivers,
+            budget_exhausted_at=store.timestamp(result.budget_exhausted_at),
+            failures=[pb.RuleFailureCount(failure=f, sessions=n) for f, n in result.failures],
+            since=store.timestamp(since),
+            until=store.timestamp(until),
+        )
+        return reply
+
+    # --- drivers -------------------------------------------------------------------------------------------
+
+    async def ListDriverCampaigns(
+        self, request: pb.ListDriverCampaignsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListDriverCampaignsResponse:
+        caller = current_caller()
+        assert caller.user_id is not None
+        place = domain.Place(
+            lat=request.lat if request.HasField("lat") else None, lng=request.lng if request.HasField("lng") else None
+        )
+        if request.charger_id:
+            place = await self._charger_place(request.charger_id, place)
+        located = place.charger_id or place.lat is not None or place.zone_id or place.network
+        now = _now()
+        indexed = (
+            [
+                self._index.get(i)
+                for i in self._index.candidate_ids(
+                    charger_id=place.charger_id,
+                    zone_id=place.zone_id,
+                    network=place.network,
+                    lat=place.lat,
+                    lng=place.lng,
+                )
+            ]
+            if located
+            else list(self._index.all())
+        )
+        live = [
+            entry
+            for entry in indexed
+            if entry is not None
+            and domain.is_live(entry.candidate, now)
+            and domain.place_admits(entry.candidate.rules, place)
+            and domain.allowlist_admits(entry.candidate.rules, caller.user_id, "")
+        ]
+        live.sort(key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at))
+        size = request.page_size or DEFAULT_DRIVER_PAGE
+        offset = _page_offset(request.page_token, 0)
+        page = live[offset : offset + size]
+        async with self._engine.connect() as conn:
+            completed = (
+                await conn.execute(sa.select(sa.func.count()).select_from(E).where(E.c.driver_id == caller.user_id))
+            ).scalar_one()
+            usage = await _usage_today(conn, caller.user_id, [e.candidate for e in page], place.charger_id, now)
+        campaigns = []
+        for entry in page:
+            candidate = entry.candidate
+            failure = (
+                domain.first_failed_driver_rule(
+                    candidate.rules, driver_id=caller.user_id, driver_email="", session_count=completed + 1
+                )
+                or domain.caps_allow(candidate.caps, usage.get(candidate.campaign_id, domain.DriverUsage()))
+                or domain.budget_allows(candidate)
+            )
+            rules = entry.campaign.rules
+            item = pb.DriverCampaign(
+                id=candidate.campaign_id,
+                name=candidate.name,
+                sponsor_name=entry.campaign.sponsor_name,
+                sponsor_logo_url=entry.campaign.sponsor_logo_url,
+                description=entry.campaign.description,
+                reward_cents=candidate.reward_cents,
+                reward_kind=entry.campaign.reward_kind,
+                campaign_type=entry.campaign.campaign_type,
+                eligible=failure is None,
+                end_date=entry.campaign.end_date if entry.campaign.HasField("end_date") else None,
+                min_duration_minutes=rules.min_duration_minutes,
+                time_start=rules.time_start,
+                time_end=rules.time_end,
+                time_zone=entry.campaign.time_zone,
+            )
+            if failure is not None:
+                item.ineligible_reason = failure.rule
+            campaigns.append(item)
+        more = offset + size < len(live)
+        return pb.ListDriverCampaignsResponse(
+            campaigns=campaigns, next_page_token=_page_token(offset + size) if more else ""
+        )
+
+    async def _charger_place(self, charger_id: str, place: domain.Place) -> domain.Place:
+        try:
+            charger = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id}) from error
+            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                # The charger catalog is not served yet: judge the charger rule only.
+                return domain.Place(charger_id=charger_id, lat=place.lat, lng=place.lng)
+            raise
+        return domain.Place(
+            charger_id=charger_id,
+            network=charger.network_name,
+            zone_id=charger.zone_id,
+            lat=charger.lat,
+            lng=charger.lng,
+        )
+
+    async def GetReputation(
+        self, request: pb.GetReputationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetReputationResponse:
+        caller = current_caller()
+        assert caller.user_id is not None
+        zone_name = request.time_zone or DEFAULT_STREAK_ZONE
+        _check_time_zone(zone_name)
+        tz = domain.parse_time_zone(zone_name)
+        now = _now()
+        async with self._engine.connect() as conn:
+            granted = (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(G.c.amount_cents), 0)).where(
+                        G.c.driver_id == caller.user_id, store.LIVE_GRANT
+                    )
+                )
+            ).scalar_one()
+            base = (
+                await conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(E.c.base_points), 0)).where(E.c.driver_id == caller.user_id)
+                )
+            ).scalar_one()
+            ends = (
+                (
+                    await conn.execute(
+                        sa.select(E.c.session_end).where(
+                            E.c.driver_id == caller.user_id,
+                            E.c.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES,
+                            E.c.session_end >= now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS),
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        days = {domain.local_day(end, tz) for end in ends}
+        return domain.reputation(int(granted) + int(base)).to_proto(domain.streak_days(days, domain.local_day(now, tz)))
+
+    # --- grants --------------------------------------------------------------------------------------------
+
+    async def EvaluateSession(
+        self, request: pb.EvaluateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EvaluateSessionResponse:
+        return await self._granting.evaluate(request.session)
+
+    async def ClawbackGrant(
+        self, request: pb.ClawbackGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ClawbackGrantResponse:
+        caller = current_caller()
+        return await self._granting.claw_back(
+            _uuid(request.grant_id, "grant_id"),
+            request.reason,
+            _uuid(request.request_id, "request_id"),
+            caller.user_id or "",
+        )
+
+    async def BatchGetSessionGrants(
+        self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BatchGetSessionGrantsResponse:
+        ids = [_uuid(s, "session_ids") for s in request.session_ids]
+        query = (
+            store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id.in_(ids))
+            .order_by(G.c.session_id, G.c.end_sequence.desc(), G.c.created_at.desc())
+            .distinct(G.c.session_id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return pb.BatchGetSessionGrantsResponse(grants=[store.grant_message(r, r["campaign_name"]) for r in rows])
+
+
+def _not_expired(row: sa.RowMapping) -> None:
+    if row["end_date"] is not None and row["end_date"] <= _now():
+        raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
+
+
+def _currency_name(reward_kind: int) -> str:
+    return ledger_pb2.Currency.Name(ledger_currency(reward_kind))  # type: ignore[arg-type]
+
+
+async def _usage_today(
+    conn: AsyncConnection,
+    driver_id: str,
+    candidates: list[domain.CampaignCandidate],
+    charger_id: str,
+    now: datetime.datetime,
+) -> dict[str, domain.DriverUsage]:
+    """The driver's live grants of these campaigns, for "could I still earn it today" (a session starting now)."""
+    capped = [c for c in candidates if c.caps != domain.DriverCaps()]
+    if not capped:
+        return {}
+    rows = (
+        await conn.execute(
+            sa.select(G.c.campaign_id, G.c.campaign_local_day, G.c.charger_id).where(
+                G.c.driver_id == driver_id,
+                G.c.campaign_id.in_([uuid.UUID(c.campaign_id) for c in capped]),
+                store.LIVE_GRANT,
+            )
+        )
+    ).all()
+    by_campaign: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_campaign[str(row.campaign_id)].append(row)
+    usage = {}
+    for candidate in capped:
+        today = domain.local_day(now, candidate.time_zone)
+        mine = by_campaign.get(candidate.campaign_id, [])
+        usage[candidate.campaign_id] = domain.DriverUsage(
+            grants_on_day=sum(1 for r in mine if r.campaign_local_day == today),
+            grants_in_campaign=len(mine),
+            grants_at_charger=sum(1 for r in mine if charger_id and r.charger_id == charger_id),
+        )
+    return usage

@@ -645,3 +645,101 @@ def streak_days(session_local_dates: Set[date], today: date) -> int:
     while today - timedelta(days=days) in session_local_dates:
         days += 1
     return days
+
+
+# --- drivers' "earn here" -----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """Where a driver looks for campaigns: a charger (with its network and zone when known) and/or a point."""
+
+    charger_id: str = ""
+    network: str = ""
+    zone_id: str = ""
+    lat: float | None = None
+    lng: float | None = None
+
+
+def place_admits(rules: CampaignRuleSet, place: Place) -> bool:
+    """Whether a session at this place could pass the campaign's place rules. A charger rule needs the charger;
+    a network, zone or geo rule is judged only when the place says (an unknown network does not hide a
+    campaign the driver may well earn at the charger they pick)."""
+    if rules.charger_ids and place.charger_id not in rules.charger_ids:
+        return False
+    if rules.charger_networks and place.network and _fold(place.network) not in rules.charger_networks:
+        return False
+    if rules.zone_ids and place.zone_id and place.zone_id not in rules.zone_ids:
+        return False
+    if rules.geo is not None and place.lat is not None and place.lng is not None:
+        return haversine_m(rules.geo.lat, rules.geo.lng, place.lat, place.lng) <= rules.geo.radius_m + GEO_TOLERANCE_M
+    return True
+
+
+def percent_used(spent: int, budget: int) -> float:
+    """spent / budget * 100, half-up to one decimal (a display ratio; 0 for an empty budget)."""
+    if budget <= 0:
+        return 0.0
+    tenths = (spent * 1000 * 2 + budget) // (budget * 2)
+    return tenths / 10
+
+
+# --- sponsors' dry run --------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Simulation:
+    sessions_evaluated: int
+    sessions_matched: int
+    grants: int
+    spend_cents: int
+    unique_drivers: int
+    budget_exhausted_at: datetime | None
+    failures: list[tuple[pb.RuleFailure, int]]  # most frequent first
+
+
+def simulate(candidate: CampaignCandidate, sessions: Iterable[pb.EndedSession]) -> Simulation:
+    """The campaign alone over past ended sessions, in the order given (time order): its rules, its caps
+    counted from its own simulated grants, its budget and max_sessions. Sessions shorter than a minute are
+    not evaluated, as in EvaluateSession."""
+    remaining, granted_sessions = candidate.remaining_cents, candidate.sessions_granted
+    per_day: dict[tuple[str, date], int] = {}
+    per_campaign: dict[str, int] = {}
+    per_charger: dict[tuple[str, str], int] = {}
+    failures: dict[pb.RuleFailure, int] = {}
+    drivers: set[str] = set()
+    evaluated = matched = grants = spend = 0
+    exhausted_at: datetime | None = None
+    for session in sessions:
+        facts = SessionFacts.from_proto(session)
+        if facts.duration_minutes < MIN_EVALUATED_DURATION_MINUTES:
+            continue
+        evaluated += 1
+        day = local_day(facts.started_at, candidate.time_zone)
+        usage = DriverUsage(
+            grants_on_day=per_day.get((facts.driver_id, day), 0),
+            grants_in_campaign=per_campaign.get(facts.driver_id, 0),
+            grants_at_charger=per_charger.get((facts.driver_id, facts.charger_id), 0) if facts.charger_id else 0,
+        )
+        state = dataclasses.replace(candidate, remaining_cents=remaining, sessions_granted=granted_sessions)
+        rule_failure = first_failed_rule(candidate.rules, facts, candidate.time_zone)
+        if rule_failure is None:
+            matched += 1
+        failure = rule_failure or caps_allow(candidate.caps, usage) or budget_allows(state)
+        if failure is not None:
+            failures[failure.rule] = failures.get(failure.rule, 0) + 1
+            continue
+        grants += 1
+        spend += candidate.reward_cents
+        remaining -= candidate.reward_cents
+        granted_sessions += 1
+        drivers.add(facts.driver_id)
+        per_day[(facts.driver_id, day)] = usage.grants_on_day + 1
+        per_campaign[facts.driver_id] = usage.grants_in_campaign + 1
+        if facts.charger_id:
+            per_charger[(facts.driver_id, facts.charger_id)] = usage.grants_at_charger + 1
+        full = candidate.max_sessions is not None and granted_sessions >= candidate.max_sessions
+        if exhausted_at is None and (remaining < candidate.reward_cents or full):
+            exhausted_at = facts.ended_at
+    ranked = sorted(failures.items(), key=lambda item: (-item[1], item[0]))
+    return Simulation(evaluated, matched, grants, spend, len(drivers), exhausted_at, ranked)

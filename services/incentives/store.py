@@ -1,11 +1,190 @@
-"""Tables of the incentives schema. Its domain tables arrive with its own issue; the outbox is here from the
-start because every cross-service effect of this service goes through it."""
+"""Tables of the incentives schema (created by migrations/versions) and the conversions between their rows and
+the contract's messages."""
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Mapping
+from typing import Any
+
 import sqlalchemy as sa
+from google.protobuf import json_format, timestamp_pb2
+from nerava.incentives.v1 import incentives_pb2 as pb
+from sqlalchemy.dialects import postgresql as pg
 
 from services.common.outbox import outbox_table
 
 metadata = sa.MetaData()
 outbox = outbox_table(metadata)
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("created_by_user_id", sa.Text, nullable=False),
+    sa.Column("create_request_id", pg.UUID(as_uuid=True)),
+    sa.Column("sponsor_name", sa.Text, nullable=False),
+    sa.Column("sponsor_email", sa.Text, nullable=False),
+    sa.Column("sponsor_logo_url", sa.Text, nullable=False),
+    sa.Column("sponsor_type", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("campaign_type", sa.Text, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("reward_kind", sa.SmallInteger, nullable=False),
+    sa.Column("cost_per_session_cents", sa.Integer, nullable=False),
+    sa.Column("gross_funding_cents", sa.BigInteger, nullable=False),
+    sa.Column("platform_fee_cents", sa.BigInteger, nullable=False),
+    sa.Column("budget_cents", sa.BigInteger, nullable=False),
+    sa.Column("spent_cents", sa.BigInteger, nullable=False),
+    sa.Column("max_sessions", sa.Integer),
+    sa.Column("sessions_granted", sa.Integer, nullable=False),
+    sa.Column("start_date", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("end_date", sa.DateTime(timezone=True)),
+    sa.Column("time_zone", sa.Text, nullable=False),
+    sa.Column("rules", pg.JSONB, nullable=False),
+    sa.Column("cap_per_day", sa.Integer),
+    sa.Column("cap_per_campaign", sa.Integer),
+    sa.Column("cap_per_charger", sa.Integer),
+    sa.Column("funding_status", sa.SmallInteger, nullable=False),
+    sa.Column("checkout_session_id", sa.Text),
+    sa.Column("checkout_url", sa.Text),
+    sa.Column("checkout_expires_at", sa.DateTime(timezone=True)),
+    sa.Column("checkout_request_id", pg.UUID(as_uuid=True)),
+    sa.Column("funded_at", sa.DateTime(timezone=True)),
+    sa.Column("pause_reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+grants = sa.Table(
+    "grants",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("session_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("end_sequence", sa.Integer, nullable=False),
+    sa.Column("campaign_id", pg.UUID(as_uuid=True), nullable=False),
+    sa.Column("driver_id", sa.Text, nullable=False),
+    sa.Column("amount_cents", sa.Integer, nullable=False),
+    sa.Column("reward_kind", sa.SmallInteger, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("charger_id", sa.Text, nullable=False),
+    sa.Column("duration_minutes", sa.Integer, nullable=False),
+    sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("campaign_local_day", sa.Date, nullable=False),
+    sa.Column("ledger_transfer_id", pg.UUID(as_uuid=True)),
+    sa.Column("granted_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("clawed_back_at", sa.DateTime(timezone=True)),
+    sa.Column("clawback_reason", sa.Text, nullable=False, server_default=""),
+    sa.Column("clawback_request_id", pg.UUID(as_uuid=True)),
+    sa.Column("clawed_back_by", sa.Text),
+)
+
+evaluations = sa.Table(
+    "evaluations",
+    metadata,
+    sa.Column("session_id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("end_sequence", sa.Integer, primary_key=True),
+    sa.Column("driver_id", sa.Text, nullable=False),
+    sa.Column("snapshot", sa.LargeBinary, nullable=False),
+    sa.Column("outcome", sa.SmallInteger, nullable=False),
+    sa.Column("grant_id", pg.UUID(as_uuid=True)),
+    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("base_points", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("session_end", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("duration_minutes", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Grants that count: toward caps, reputation and the campaign's session count.
+LIVE_GRANT = grants.c.status != pb.GRANT_STATUS_CLAWED_BACK
+
+
+def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def rules_to_json(rules: pb.CampaignRules) -> dict[str, Any]:
+    return json_format.MessageToDict(rules, preserving_proto_field_name=True)
+
+
+def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
+    rules = json_format.ParseDict(dict(value), pb.CampaignRules())
+    if not rules.HasField("min_duration_minutes"):
+        rules.min_duration_minutes = 15
+    return rules
+
+
+def campaign_message(row: sa.RowMapping) -> pb.Campaign:
+    budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
+    campaign = pb.Campaign(
+        id=str(row["id"]),
+        created_by_user_id=row["created_by_user_id"],
+        sponsor_name=row["sponsor_name"],
+        sponsor_email=row["sponsor_email"],
+        sponsor_logo_url=row["sponsor_logo_url"],
+        sponsor_type=row["sponsor_type"],
+        name=row["name"],
+        description=row["description"],
+        campaign_type=row["campaign_type"],
+        status=row["status"],
+        priority=row["priority"],
+        reward_kind=row["reward_kind"],
+        cost_per_session_cents=row["cost_per_session_cents"],
+        budget_cents=budget,
+        spent_cents=spent,
+        remaining_cents=budget - spent,
+        gross_funding_cents=int(row["gross_funding_cents"]),
+        platform_fee_cents=int(row["platform_fee_cents"]),
+        sessions_granted=row["sessions_granted"],
+        start_date=timestamp(row["start_date"]),
+        end_date=timestamp(row["end_date"]),
+        time_zone=row["time_zone"],
+        rules=rules_from_json(row["rules"]),
+        funding_status=row["funding_status"],
+        funded_at=timestamp(row["funded_at"]),
+        pause_reason=row["pause_reason"],
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
+    )
+    for field, column in (
+        ("max_sessions", "max_sessions"),
+        ("max_grants_per_driver_per_day", "cap_per_day"),
+        ("max_grants_per_driver_per_campaign", "cap_per_campaign"),
+        ("max_grants_per_driver_per_charger", "cap_per_charger"),
+    ):
+        if row[column] is not None:
+            setattr(campaign, field, row[column])
+    return campaign
+
+
+def grant_message(row: sa.RowMapping, campaign_name: str) -> pb.Grant:
+    return pb.Grant(
+        id=str(row["id"]),
+        session_event_id=str(row["session_id"]),
+        campaign_id=str(row["campaign_id"]),
+        campaign_name=campaign_name,
+        driver_user_id=row["driver_id"],
+        amount_cents=row["amount_cents"],
+        reward_kind=row["reward_kind"],
+        status=row["status"],
+        granted_at=timestamp(row["granted_at"]),
+        created_at=timestamp(row["created_at"]),
+        charger_id=row["charger_id"],
+        duration_minutes=row["duration_minutes"],
+        clawed_back_at=timestamp(row["clawed_back_at"]),
+        clawback_reason=row["clawback_reason"],
+    )
+
+
+# A grant with the name of its campaign, for every read that answers Grant messages.
+GRANT_WITH_CAMPAIGN_NAME = sa.select(grants, campaigns.c.name.label("campaign_name")).join(
+    campaigns, campaigns.c.id == grants.c.campaign_id
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 
@@ -13,9 +13,16 @@ from services.accounts.__main__ import build_server as build_accounts
 from services.accounts.config import AccountsSettings
 from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
 from services.common.server import ServiceServer
+from services.incentives.config import IncentivesSettings
 from services.ledger.config import LedgerSettings
 from tests.support.rpc import TEST_SERVICE_SECRET
 from tools.embedded import free_port
+
+# Services whose settings are more than the runtime's.
+SETTINGS: dict[str, Callable[[Env], object]] = {
+    "ledger": LedgerSettings.from_env,
+    "incentives": IncentivesSettings.from_env,
+}
 
 
 @dataclasses.dataclass
@@ -56,7 +63,7 @@ async def running_mesh(env: dict[str, str], services: tuple[str, ...] = SERVICE_
             if name == "accounts":
                 continue
             build = importlib.import_module(f"services.{name}.__main__").build_server
-            settings = LedgerSettings.from_env(source) if name == "ledger" else RuntimeSettings.from_env(name, source)
+            settings = SETTINGS.get(name, lambda env, name=name: RuntimeSettings.from_env(name, env))(source)
             servers[name] = await build(settings, stack)
         ports: dict[str, int] = {}
         for name, server in servers.items():

@@ -58,7 +58,7 @@ async def phone_login(
     return await stub.VerifyPhoneLogin(accounts_pb2.VerifyPhoneLoginRequest(phone=phone, code=code))
 
 
-TEST_SERVICE_SECRET = "test-service-token-secret"  # tests/support/mesh.py gives every service this secret
+TEST_SERVICE_SECRET = "test-service-token-secret-of-32-bytes"  # tests/support/mesh.py gives every service this secret
 
 
 def as_service(name: str) -> tuple[tuple[str, str], ...]:

@@ -1,0 +1,238 @@
+"""The active campaigns of this process, in memory, indexed by where they pay — so that evaluating a session
+tests the few campaigns that could match it, not every active one.
+
+Each campaign is filed under its most selective place rule: its charger ids, else its zones, else its geo
+circle (grid cells), else its networks; a campaign with none of them is a candidate everywhere. The rule
+engine (domain.first_failed_rule) still checks every rule of every candidate: the index only leaves out
+campaigns that cannot match, it never decides a match.
+
+Freshness: the index reloads the campaigns changed since its last look (by `updated_at`, which a trigger sets
+on every change) every `poll_s`, and at once after a change made by this process. Staleness costs nothing
+but a wasted try: the grant's own UPDATE checks status, dates, budget and session count in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+
+import sqlalchemy as sa
+from nerava.incentives.v1 import incentives_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.incentives import domain, store
+
+log = logging.getLogger(__name__)
+
+# Grid levels for geo circles, cell edge in degrees. A circle is filed at the finest level where its bounding
+# box spans at most MAX_CELLS_PER_AXIS cells per axis, so it sits in ≤ 16 cells and a lookup reads one cell per
+# level.
+GEO_LEVELS_DEG = (0.05, 0.4, 3.2, 25.6)
+MAX_CELLS_PER_AXIS = 4
+KM_PER_DEGREE_LAT = 111.32
+# A change committed late (its transaction began before our last look) is still seen: each look reaches back
+# this far. Transactions here last milliseconds; a full reload every FULL_RELOAD_S catches anything else.
+LOOKBACK = datetime.timedelta(seconds=10)
+FULL_RELOAD_S = 300.0
+
+CellKey = tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexedCampaign:
+    """One active campaign: the row as a message (for display) and as the rule engine reads it."""
+
+    campaign: pb.Campaign
+    candidate: domain.CampaignCandidate
+    updated_at: datetime.datetime
+
+
+def _cell(level: int, lat: float, lng: float) -> CellKey:
+    size = GEO_LEVELS_DEG[level]
+    return (level, math.floor(lat / size), math.floor(lng / size))
+
+
+def geo_cells(geo: domain.GeoCircle) -> list[CellKey] | None:
+    """The grid cells covering a circle's bounding box, or None when no level fits (near a pole or across the
+    antimeridian: the campaign is then a candidate everywhere and the rule itself decides)."""
+    dlat = geo.radius_m / 1000 / KM_PER_DEGREE_LAT
+    cos_lat = math.cos(math.radians(min(89.0, abs(geo.lat) + dlat)))
+    dlng = dlat / max(cos_lat, 1e-6)
+    south, north = geo.lat - dlat, geo.lat + dlat
+    west, east = geo.lng - dlng, geo.lng + dlng
+    if south < -90 or north > 90 or west < -180 or east > 180:
+        return None
+    for level, size in enumerate(GEO_LEVELS_DEG):
+        rows = range(math.floor(south / size), math.floor(north / size) + 1)
+        cols = range(math.floor(west / size), math.floor(east / size) + 1)
+        if len(rows) <= MAX_CELLS_PER_AXIS and len(cols) <= MAX_CELLS_PER_AXIS:
+            return [(level, r, c) for r in rows for c in cols]
+    return None
+
+
+class CampaignIndex:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        poll_s: float = 0.5,
+    ) -> None:
+        self._engine = engine
+        self._poll_s = poll_s
+        self._campaigns: dict[str, IndexedCampaign] = {}
+        self._by_charger: dict[str, set[str]] = defaultdict(set)
+        self._by_zone: dict[str, set[str]] = defaultdict(set)
+        self._by_network: dict[str, set[str]] = defaultdict(set)
+        self._by_cell: dict[CellKey, set[str]] = defaultdict(set)
+        self._everywhere: set[str] = set()
+        self._filed: dict[str, list[set[str]]] = {}
+        self._last_look: datetime.datetime | None = None
+        self._last_full = 0.0
+        self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._campaigns)
+
+    def get(self, campaign_id: str) -> IndexedCampaign | None:
+        return self._campaigns.get(campaign_id)
+
+    def all(self) -> Iterable[IndexedCampaign]:
+        return self._campaigns.values()
+
+    # --- lookups -------------------------------------------------------------------------------------------
+
+    def candidate_ids(
+        self,
+        *,
+        charger_id: str = "",
+        zone_id: str = "",
+        network: str = "",
+        lat: float | None = None,
+        lng: float | None = None,
+    ) -> set[str]:
+        """Ids of the campaigns that could pay a session with these facts (a superset of the matches)."""
+        found = set(self._everywhere)
+        if charger_id:
+            found |= self._by_charger.get(charger_id, set())
+        if zone_id:
+            found |= self._by_zone.get(zone_id, set())
+        if network:
+            found |= self._by_network.get(network.strip().casefold(), set())
+        if lat is not None and lng is not None:
+            for level in range(len(GEO_LEVELS_DEG)):
+                found |= self._by_cell.get(_cell(level, lat, lng), set())
+        return found
+
+    def candidates_for(self, facts: domain.SessionFacts) -> list[domain.CampaignCandidate]:
+        ids = self.candidate_ids(
+            charger_id=facts.charger_id,
+            zone_id=facts.zone_id,
+            network=facts.charger_network,
+            lat=facts.lat,
+            lng=facts.lng,
+        )
+        return [self._campaigns[i].candidate for i in ids if i in self._campaigns]
+
+    # --- upkeep --------------------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """This process changed a campaign: look again soon rather than at the next poll. (The API awaits
+        `refresh()` after a sponsor's change instead, so that its next call already sees it.)"""
+        self._changed.set()
+
+    async def refresh(self, *, full: bool = False) -> int:
+        """Loads what changed since the last look (everything when `full`); returns how many rows it read."""
+        async with self._lock:
+            full = full or self._last_look is None
+            async with self._engine.connect() as conn:
+                looked_at = (await conn.execute(sa.select(sa.func.statement_timestamp()))).scalar_one()
+                c = store.campaigns
+                if full:
+                    rows = (
+                        (await conn.execute(sa.select(c).where(c.c.status == pb.CAMPAIGN_STATUS_ACTIVE)))
+                        .mappings()
+                        .all()
+                    )
+                    changed = list(rows)
+                else:
+                    assert self._last_look is not None
+                    stamps = (
+                        await conn.execute(
+                            sa.select(c.c.id, c.c.updated_at).where(c.c.updated_at >= self._last_look - LOOKBACK)
+                        )
+                    ).all()
+                    stale = [row.id for row in stamps if self._is_stale(str(row.id), row.updated_at)]
+                    changed = []
+                    if stale:
+                        changed = list((await conn.execute(sa.select(c).where(c.c.id.in_(stale)))).mappings().all())
+            if full:
+                for campaign_id in list(self._campaigns):
+                    self._remove(campaign_id)
+            for row in changed:
+                self._apply(row)
+            self._last_look = looked_at
+            return len(changed)
+
+    def _is_stale(self, campaign_id: str, updated_at: datetime.datetime) -> bool:
+        held = self._campaigns.get(campaign_id)
+        # A campaign we do not hold may have just become active; one we hold may have changed.
+        return held is None or held.updated_at != updated_at
+
+    def _apply(self, row: sa.RowMapping) -> None:
+        campaign_id = str(row["id"])
+        self._remove(campaign_id)
+        if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
+            return
+        message = store.campaign_message(row)
+        try:
+            candidate = domain.CampaignCandidate.from_proto(message)
+        except ValueError:
+            # Validation keeps such rows out; if one got in, it must not stop every evaluation.
+            log.exception("campaign %s has rules the engine cannot read; left out of the index", campaign_id)
+            return
+        self._campaigns[campaign_id] = IndexedCampaign(message, candidate, row["updated_at"])
+        self._file(campaign_id, candidate.rules)
+
+    def _file(self, campaign_id: str, rules: domain.CampaignRuleSet) -> None:
+        buckets: list[set[str]]
+        if rules.charger_ids:
+            buckets = [self._by_charger[c] for c in rules.charger_ids]
+        elif rules.zone_ids:
+            buckets = [self._by_zone[z] for z in rules.zone_ids]
+        elif rules.geo is not None and (cells := geo_cells(rules.geo)) is not None:
+            buckets = [self._by_cell[cell] for cell in cells]
+        elif rules.charger_networks:
+            buckets = [self._by_network[n] for n in rules.charger_networks]
+        else:
+            buckets = [self._everywhere]
+        for bucket in buckets:
+            bucket.add(campaign_id)
+        self._filed[campaign_id] = buckets
+
+    def _remove(self, campaign_id: str) -> None:
+        self._campaigns.pop(campaign_id, None)
+        for bucket in self._filed.pop(campaign_id, []):
+            bucket.discard(campaign_id)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Keeps the index fresh until `stop`."""
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            self._changed.clear()
+            try:
+                full = loop.time() - self._last_full >= FULL_RELOAD_S
+                await self.refresh(full=full)
+                if full:
+                    self._last_full = loop.time()
+            except Exception:
+                log.exception("campaign index refresh failed; keeping the previous one")
+            waiters = [asyncio.create_task(self._changed.wait()), asyncio.create_task(stop.wait())]
+            await asyncio.wait(waiters, timeout=self._poll_s, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
