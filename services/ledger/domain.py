@@ -1,9 +1,14 @@
 """Pure rules of the ledger: which accounts each kind of transfer may move value between, idempotency
-scopes and request hashes, and the wallet's and payouts' arithmetic. No I/O, no clock reads."""
+scopes and request hashes, the wallet's and payouts' arithmetic, and what a paid campaign checkout books.
+No I/O, no clock reads."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from google.protobuf.message import Message
@@ -143,3 +148,100 @@ def payout_limit_refusal(amount_cents: int, payouts_today: int, cents_last_7_day
     if cents_last_7_days + amount_cents > MAX_CENTS_PER_ROLLING_WEEK:
         return "PAYOUT_WEEKLY_LIMIT"
     return None
+
+
+# --- campaign funding (DOMAIN: Campaigns and grants; the Checkout incentives opens) ----------------------
+
+# metadata.type of a Checkout session that pays a campaign budget (services/incentives/adapters/
+# stripe_checkout.py writes it, with campaign_id, platform_fee_bps and reward_currency).
+CAMPAIGN_FUNDING_TYPE = "campaign_funding"
+# The Stripe events whose Checkout session may carry a completed payment: a card payment completes with the
+# session; a delayed method (bank debit) completes it unpaid and succeeds later.
+FUNDING_EVENTS = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
+MAX_FEE_BPS = 10_000
+# The ledger currency of the campaign budget, by the Currency enum name in metadata.reward_currency. The
+# sponsor always pays cash; a Nova campaign's budget is minted 1 point per cent (DOMAIN: Units).
+FUNDING_CURRENCIES: Mapping[str, int] = {
+    "CURRENCY_CASH_CENTS": pb.CURRENCY_CASH_CENTS,
+    "CURRENCY_NOVA_POINTS": pb.CURRENCY_NOVA_POINTS,
+}
+# Incentives records funding in int32 cents (RecordCampaignFunding); a larger payment could not be recorded.
+MAX_FUNDING_CENTS = 2**31 - 1
+_STRIPE_ID = re.compile(r"[A-Za-z0-9_]{1,200}")
+_BPS = re.compile(r"[0-9]{1,5}")
+
+
+class FundingNotBookable(ValueError):
+    """A paid campaign checkout whose data the ledger cannot book (bad metadata, amount or currency)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignFunding:
+    """What one paid campaign checkout books: the net budget and the platform fee."""
+
+    checkout_session_id: str
+    campaign_id: str
+    currency: int  # of the budget account (the fee is always cash)
+    gross_cents: int
+    fee_cents: int
+    net_cents: int
+
+    @property
+    def funding_key(self) -> str:
+        return f"funding:{self.checkout_session_id}"
+
+    @property
+    def fee_key(self) -> str:
+        return f"platform-fee:{self.checkout_session_id}"
+
+
+def funding_split(gross_cents: int, fee_bps: int) -> tuple[int, int]:
+    """(fee, net) of a gross payment: the fee is ``gross * bps // 10000`` rounded down, the rest is the
+    campaign's budget. Integer arithmetic only."""
+    if gross_cents < 0 or not 0 <= fee_bps <= MAX_FEE_BPS:
+        raise ValueError(f"cannot split {gross_cents} at {fee_bps} bps")
+    fee = gross_cents * fee_bps // MAX_FEE_BPS
+    return fee, gross_cents - fee
+
+
+def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
+    """What a Checkout session (the data.object of a checkout.session.* event) books.
+
+    None when there is nothing to book: another kind of checkout, or one not paid (yet). Raises
+    FundingNotBookable when it is a paid campaign funding checkout that cannot be booked as it is.
+    """
+    metadata = session.get("metadata")
+    if not isinstance(metadata, Mapping) or metadata.get("type") != CAMPAIGN_FUNDING_TYPE:
+        return None
+    if session.get("payment_status") != "paid":
+        return None
+    session_id = session.get("id")
+    if not isinstance(session_id, str) or not _STRIPE_ID.fullmatch(session_id):
+        raise FundingNotBookable(f"checkout session id {session_id!r} is not a Stripe id")
+    campaign_id = metadata.get("campaign_id")
+    try:
+        uuid.UUID(str(campaign_id))
+    except ValueError:
+        raise FundingNotBookable(f"metadata.campaign_id {campaign_id!r} is not a campaign id (UUID)") from None
+    currency = FUNDING_CURRENCIES.get(str(metadata.get("reward_currency")))
+    if currency is None:
+        raise FundingNotBookable(f"metadata.reward_currency {metadata.get('reward_currency')!r} is not a currency")
+    bps = metadata.get("platform_fee_bps")
+    if not isinstance(bps, str) or not _BPS.fullmatch(bps) or int(bps) > MAX_FEE_BPS:
+        raise FundingNotBookable(f"metadata.platform_fee_bps {bps!r} is not 0 to {MAX_FEE_BPS}")
+    if str(session.get("currency", "")).lower() != "usd":
+        raise FundingNotBookable(f"checkout paid in {session.get('currency')!r}, not usd")
+    gross = session.get("amount_total")
+    if not isinstance(gross, int) or isinstance(gross, bool) or not 0 < gross <= MAX_FUNDING_CENTS:
+        raise FundingNotBookable(f"amount_total {gross!r} is not a positive amount of cents")
+    fee, net = funding_split(gross, int(bps))
+    if net <= 0:
+        raise FundingNotBookable(f"a {bps} bps fee leaves no budget")
+    return CampaignFunding(
+        checkout_session_id=session_id,
+        campaign_id=str(campaign_id),
+        currency=currency,
+        gross_cents=gross,
+        fee_cents=fee,
+        net_cents=net,
+    )
