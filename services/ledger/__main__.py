@@ -8,9 +8,11 @@ import datetime
 
 import stripe
 import uvloop
+from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 
 from services.common.logs import configure_logging
+from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
@@ -18,8 +20,10 @@ from services.ledger import store
 from services.ledger.adapters.stripe_payouts import StripePayouts
 from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
 from services.ledger.config import LedgerSettings
+from services.ledger.funding import TOPIC as CAMPAIGN_FUNDED
+from services.ledger.funding import CampaignFundings
 from services.ledger.payouts import Payouts
-from services.ledger.workers import reconcile_payouts
+from services.ledger.workers import campaign_funded_delivery, reconcile_payouts
 
 
 async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -40,9 +44,19 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
     stack.push_async_callback(pool.close)
     writer = store.TransferWriter(pool)
     stack.push_async_callback(writer.close)
+    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
+    relay = OutboxRelay(
+        runtime.engine,
+        store.outbox,
+        {CAMPAIGN_FUNDED: campaign_funded_delivery(incentives)},
+        "ledger",
+        idle_poll_s=settings.outbox_poll_s,
+        max_backoff_s=settings.outbox_max_backoff_s,
+    )
+    fundings = CampaignFundings(runtime.engine, on_enqueued=relay.wake)
     # GetMerchantFeePeriod stays abstract (UNIMPLEMENTED) until the merchants issue defines fee accrual.
     api = LedgerApi(  # type: ignore[abstract]
-        runtime.engine, writer=writer, payouts=payouts, stripe=stripe_client, settings=settings
+        runtime.engine, writer=writer, payouts=payouts, fundings=fundings, stripe=stripe_client, settings=settings
     )
 
     async def reconcile(stop: asyncio.Event) -> None:
@@ -51,7 +65,7 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding], workers=[reconcile])
+    return ServiceServer(runtime, [binding], workers=[reconcile, relay.run])
 
 
 async def main() -> None:

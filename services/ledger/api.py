@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -41,7 +42,10 @@ from services.ledger.adapters.stripe_payouts import (
     StripeUnavailable,
 )
 from services.ledger.config import LedgerSettings
+from services.ledger.funding import CampaignFundings
 from services.ledger.payouts import PayoutRow, Payouts
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -145,6 +149,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         *,
         writer: store.TransferWriter,
         payouts: Payouts,
+        fundings: CampaignFundings,
         stripe: StripePayouts,
         settings: LedgerSettings,
     ) -> None:
@@ -152,6 +157,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self._engine = engine
         self._reads = single_statement_reads(engine)
         self._payouts = payouts
+        self._fundings = fundings
         self._stripe = stripe
         self._settings = settings
 
@@ -762,7 +768,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 outcome=pb.WEBHOOK_OUTCOME_DUPLICATE, event_id=event_id, event_type=event_type
             )
         try:
-            outcome = await self._apply_event(event_type, event["data"]["object"])
+            outcome = await self._apply_event(event_type, event["data"]["object"], event)
         except Exception:
             # Forget the event so Stripe's retry is processed instead of being taken for a duplicate.
             async with self._engine.begin() as conn:
@@ -774,10 +780,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             )
         return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
 
-    async def _apply_event(self, event_type: str, obj: dict[str, Any]) -> pb.WebhookOutcome:
+    async def _apply_event(self, event_type: str, obj: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
         """transfer.created → paid (the money reached the driver's Express balance); transfer.reversed →
         failed (it came back: the reservation is voided, once). payout.* are the driver's bank payouts
-        from their own Stripe balance and settle nothing here. A transition outside the table is ignored."""
+        from their own Stripe balance and settle nothing here. A transition outside the table is ignored.
+        A paid campaign funding checkout funds the campaign (funding.py)."""
+        if event_type in domain.FUNDING_EVENTS:
+            return await self._fund_campaign(obj, event)
         if event_type == "account.updated":
             capabilities = obj.get("capabilities") or {}
             await self._record_account_status(
@@ -802,6 +811,30 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             before = await self._payouts.get(parsed)
             after = await self._payouts.fail(parsed, "transfer reversed by Stripe")
         return pb.WEBHOOK_OUTCOME_PROCESSED if after.status != before.status else pb.WEBHOOK_OUTCOME_IGNORED
+
+    async def _fund_campaign(self, session: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
+        """PROCESSED when the payment was booked now; DUPLICATE when this Checkout session was booked before
+        (under another event id: Stripe resent it, or sent completed and then async_payment_succeeded);
+        IGNORED when it is no paid campaign funding checkout, or one that cannot be booked as it is."""
+        try:
+            funding = domain.campaign_funding(session)
+        except domain.FundingNotBookable as exc:
+            # The sponsor paid and nothing can be booked: a person has to look (Stripe has the payment).
+            log.error(
+                "paid campaign checkout not booked",
+                extra={"event_id": event.get("id"), "checkout_session_id": session.get("id"), "error": str(exc)},
+            )
+            return pb.WEBHOOK_OUTCOME_IGNORED
+        if funding is None:
+            return pb.WEBHOOK_OUTCOME_IGNORED
+        created = event.get("created")
+        paid_at = (
+            datetime.datetime.fromtimestamp(created, datetime.UTC)
+            if isinstance(created, int) and not isinstance(created, bool)
+            else datetime.datetime.now(datetime.UTC)
+        )
+        booked = await self._fundings.book(funding, paid_at)
+        return pb.WEBHOOK_OUTCOME_PROCESSED if booked else pb.WEBHOOK_OUTCOME_DUPLICATE
 
 
 def _payout(row: PayoutRow) -> pb.Payout:

@@ -22,10 +22,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import asyncpg
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2 as pb
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.ledger import domain, store
@@ -92,12 +91,6 @@ def _row(record: Any) -> PayoutRow:
         created_at=record.created_at,
         paid_at=record.paid_at,
     )
-
-
-async def _driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
-    raw = await conn.get_raw_connection()
-    driver: asyncpg.Connection = raw.driver_connection  # type: ignore[assignment]
-    return driver
 
 
 def _movement(kind_phase: int, from_key: store.AccountKey, to_key: store.AccountKey, **extra: Any) -> store.Movement:
@@ -174,7 +167,7 @@ class Payouts:
                 raise _LIMIT_ERRORS[refusal](refusal, _LIMIT_MESSAGES[refusal])
             payout_id = uuid.uuid4()
             reservation = await store.post_transfer_in(
-                await _driver_connection(conn),
+                await store.driver_connection(conn),
                 SCOPE,
                 f"payout:{payout_id}:reserve",
                 payout_id.bytes,
@@ -265,7 +258,7 @@ class Payouts:
             )
             step = "post" if phase == pb.TRANSFER_PHASE_POST else "void"
             result = await store.post_transfer_in(
-                await _driver_connection(conn),
+                await store.driver_connection(conn),
                 SCOPE,
                 f"payout:{payout_id}:{step}",
                 payout_id.bytes + step.encode(),
