@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import uuid
+from collections import Counter
 
+import grpc
 import pytest
+import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
+from nerava.ledger.v1 import ledger_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.incentives.conftest import NewPerson
-from tests.incentives.helpers import Incentives, Person, budget_account, driver_cash, driver_nova
+from services.incentives import store
+from tests.incentives.helpers import Incentives, Person, budget_account, driver_cash, driver_nova, stamp
+from tests.support.rpc import as_service, error_reason
 
 
 async def wait_for_balance(incentives: Incentives, account, expected: int) -> None:  # type: ignore[no-untyped-def]
@@ -46,19 +54,214 @@ async def test_nova_campaigns_pay_points(incentives: Incentives, sponsor: Person
     assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 0
 
 
-@pytest.mark.parametrize("concurrency", [1000])
-async def test_concurrent_evaluations_never_overspend(
-    incentives: Incentives, sponsor: Person, person: NewPerson, concurrency: int
+async def test_1000_concurrent_evaluations_spend_exactly_the_budget_for_100_rewards(
+    incentives: Incentives, sponsor: Person, incentives_engine: AsyncEngine
 ) -> None:
-    # 100 rewards of 100¢: gross 12 500 → fee 2 500 → net 10 000.
-    campaign = await incentives.active(sponsor, budget_cents=12_500, caps=pb.CampaignCaps(per_day=1))
+    # 100 rewards of 100¢: gross 12 500 → 20 % fee 2 500 → net budget 10 000.
+    campaign = await incentives.active(sponsor, budget_cents=12_500, caps=pb.CampaignCaps(per_day=3, per_campaign=3))
     assert campaign.budget_cents == 10_000
-    drivers = [await person() for _ in range(20)]
-    sessions = [incentives.session(drivers[n % 20].user_id) for n in range(concurrency)]
+    drivers = [str(uuid.uuid4()) for _ in range(50)]  # 50 drivers, 3 grants each allowed = 150 > 100 rewards
+    sessions = [incentives.session(drivers[n % 50]) for n in range(1000)]
     replies = await asyncio.gather(*(incentives.evaluate(s) for s in sessions))
     granted = [r for r in replies if r.outcome == pb.EVALUATION_OUTCOME_GRANTED]
+    assert len(granted) == 100
     after = await incentives.campaign(campaign.id, sponsor)
-    # per_day=1 and 20 drivers: 20 grants at most, each driver once.
-    assert len(granted) == 20
-    assert len({r.grant.driver_user_id for r in granted}) == 20
-    assert after.spent_cents == 20 * 100
+    assert after.spent_cents == after.budget_cents == 10_000
+    assert after.sessions_granted == 100
+    assert after.status == pb.CAMPAIGN_STATUS_EXHAUSTED
+    per_driver = Counter(r.grant.driver_user_id for r in granted)
+    assert max(per_driver.values()) <= 3
+    refused = {c.failure for r in replies if r.outcome == pb.EVALUATION_OUTCOME_NO_MATCH for c in r.candidates}
+    assert refused <= {pb.RULE_FAILURE_BUDGET_EXHAUSTED, pb.RULE_FAILURE_CAP_PER_DRIVER_PER_DAY}
+    async with incentives_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                sa.select(sa.func.count(), sa.func.sum(store.grants.c.amount_cents)).where(
+                    store.grants.c.campaign_id == uuid.UUID(campaign.id)
+                )
+            )
+        ).one()
+    assert tuple(rows) == (100, 10_000)
+    # Every credit reaches the ledger once: the budget account is emptied, never overdrawn.
+    await wait_for_balance(incentives, budget_account(campaign), 0)
+
+
+async def test_the_same_session_evaluated_20_times_at_once_is_granted_once(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    campaign = await incentives.active(sponsor)
+    session = incentives.session(driver.user_id)
+    replies = await asyncio.gather(*(incentives.evaluate(session) for _ in range(20)))
+    assert {r.grant.id for r in replies} == {replies[0].grant.id}
+    assert sum(not r.replayed for r in replies) == 1
+    after = await incentives.campaign(campaign.id, sponsor)
+    assert after.sessions_granted == 1
+    await wait_for_balance(incentives, driver_cash(driver.user_id), 100)
+
+
+async def test_a_repeat_with_a_different_snapshot_is_refused(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    await incentives.active(sponsor)
+    session = incentives.session(driver.user_id)
+    await incentives.evaluate(session)
+    changed = pb.EndedSession()
+    changed.CopyFrom(session)
+    changed.kwh_delivered = 99.0
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await incentives.evaluate(changed)
+    assert refused.value.code() == grpc.StatusCode.ABORTED
+    assert error_reason(refused.value) == "IDEMPOTENCY_KEY_REUSED"
+
+
+async def test_lowest_priority_number_pays_and_grants_never_stack(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    later = await incentives.active(sponsor, name="Priority 10", priority=10)
+    first = await incentives.active(sponsor, name="Priority 5", priority=5, caps=pb.CampaignCaps(per_campaign=1))
+    one = await incentives.evaluate(incentives.session(driver.user_id))
+    assert one.grant.campaign_id == first.id
+    assert [c.campaign_id for c in one.candidates] == [first.id]
+    # The driver reached the first campaign's cap: the next one in priority order pays, and only it.
+    two = await incentives.evaluate(incentives.session(driver.user_id))
+    assert two.grant.campaign_id == later.id
+    assert [(c.campaign_id, c.failure) for c in two.candidates] == [
+        (first.id, pb.RULE_FAILURE_CAP_PER_DRIVER_PER_CAMPAIGN),
+        (later.id, pb.RULE_FAILURE_UNSPECIFIED),
+    ]
+
+
+async def test_no_match_explains_each_candidate_and_earns_5_points(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    await incentives.active(sponsor, rules=pb.CampaignRules(charger_ids=[incentives.charger], min_duration_minutes=45))
+    reply = await incentives.evaluate(incentives.session(driver.user_id, minutes=30))
+    assert reply.outcome == pb.EVALUATION_OUTCOME_NO_MATCH
+    [candidate] = reply.candidates
+    assert candidate.failure == pb.RULE_FAILURE_MIN_DURATION
+    assert candidate.detail == "duration 30 min < minimum 45 min"
+    assert reply.reputation_points_awarded == 5
+    short = await incentives.evaluate(incentives.session(driver.user_id, minutes=0))
+    assert short.outcome == pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT
+
+
+async def test_a_paused_campaign_pays_nothing_and_a_reopened_session_is_never_paid_twice(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    campaign = await incentives.active(sponsor)
+    session = incentives.session(driver.user_id)
+    first = await incentives.evaluate(session)
+    reopened = pb.EndedSession()
+    reopened.CopyFrom(session)
+    reopened.end_sequence = 2
+    reopened.duration_minutes += 20
+    again = await incentives.evaluate(reopened)
+    assert again.outcome == pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT
+    assert again.grant.id == first.grant.id
+    older = await incentives.evaluate(session)
+    assert older.replayed
+    await incentives.stub.PauseCampaign(
+        pb.PauseCampaignRequest(campaign_id=campaign.id, reason="audit"), metadata=sponsor.auth
+    )
+    paused = await incentives.evaluate(incentives.session(driver.user_id))
+    assert paused.outcome == pb.EVALUATION_OUTCOME_NO_MATCH
+    assert list(paused.candidates) == []
+
+
+async def test_clawback_reverses_the_credit_refunds_the_budget_and_frees_the_caps(
+    incentives: Incentives, sponsor: Person, admin: Person, driver: Person
+) -> None:
+    # Budget for exactly one reward and one grant per driver.
+    campaign = await incentives.active(sponsor, budget_cents=125, caps=pb.CampaignCaps(per_campaign=1))
+    granted = await incentives.evaluate(incentives.session(driver.user_id))
+    assert (await incentives.campaign(campaign.id, sponsor)).status == pb.CAMPAIGN_STATUS_EXHAUSTED
+    request = pb.ClawbackGrantRequest(
+        grant_id=granted.grant.id, reason="duplicate session", request_id=str(uuid.uuid4())
+    )
+    reply = await incentives.stub.ClawbackGrant(request, metadata=admin.auth)
+    assert reply.grant.status == pb.GRANT_STATUS_CLAWED_BACK
+    assert reply.grant.clawback_reason == "duplicate session"
+    assert reply.campaign_remaining_cents == 100
+    assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 0
+    assert await incentives.ledger_balance(budget_account(campaign)) == 100
+    after = await incentives.campaign(campaign.id, sponsor)
+    assert (after.status, after.spent_cents, after.sessions_granted) == (pb.CAMPAIGN_STATUS_ACTIVE, 0, 0)
+    # Idempotent, and the clawed-back grant no longer counts toward the driver's cap.
+    assert (
+        await incentives.stub.ClawbackGrant(request, metadata=admin.auth)
+    ).grant.status == pb.GRANT_STATUS_CLAWED_BACK
+    regained = await incentives.evaluate(incentives.session(driver.user_id))
+    assert regained.outcome == pb.EVALUATION_OUTCOME_GRANTED
+    await wait_for_balance(incentives, driver_cash(driver.user_id), 100)
+
+
+async def test_a_reward_already_spent_cannot_be_clawed_back(
+    incentives: Incentives, sponsor: Person, admin: Person, driver: Person
+) -> None:
+    await incentives.active(sponsor, reward_kind=pb.REWARD_KIND_NOVA)
+    granted = await incentives.evaluate(incentives.session(driver.user_id))
+    await wait_for_balance(incentives, driver_nova(driver.user_id), 100)
+    await incentives.ledger.PostTransfer(
+        ledger_pb2.PostTransferRequest(
+            idempotency_key=f"redemption:{uuid.uuid4()}",
+            kind=ledger_pb2.TRANSFER_KIND_REDEMPTION,
+            currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+            amount=60,
+            from_account=driver_nova(driver.user_id),
+            to_account=ledger_pb2.AccountRef(
+                type=ledger_pb2.ACCOUNT_TYPE_MERCHANT_NOVA,
+                owner_id="merchant-1",
+                currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+            ),
+        ),
+        metadata=as_service("merchants"),
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await incentives.stub.ClawbackGrant(
+            pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud check", request_id=str(uuid.uuid4())),
+            metadata=admin.auth,
+        )
+    assert error_reason(refused.value) == "GRANT_ALREADY_SPENT"
+    batch = await incentives.stub.BatchGetSessionGrants(
+        pb.BatchGetSessionGrantsRequest(session_ids=[granted.grant.session_event_id]), metadata=as_service("sessions")
+    )
+    assert [g.status for g in batch.grants] == [pb.GRANT_STATUS_GRANTED]
+
+
+async def test_reputation_counts_grants_and_unrewarded_sessions(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    await incentives.active(sponsor, cost_per_session_cents=120)
+    await incentives.evaluate(incentives.session(driver.user_id))
+    await incentives.evaluate(incentives.session(driver.user_id, charger_id="elsewhere-" + incentives.charger))
+    reputation = await incentives.stub.GetReputation(pb.GetReputationRequest(), metadata=driver.auth)
+    assert (reputation.points, reputation.tier, reputation.next_tier, reputation.points_to_next) == (
+        125,
+        "Silver",
+        "Gold",
+        175,
+    )
+    assert reputation.streak_days == 1
+
+
+async def test_the_dry_run_replays_past_sessions_against_a_draft(incentives: Incentives, sponsor: Person) -> None:
+    drivers = [str(uuid.uuid4()) for _ in range(3)]
+    for n in range(6):
+        await incentives.evaluate(incentives.session(drivers[n % 3], minutes=10 + 10 * n))
+    draft = await incentives.create(
+        sponsor,
+        rules=pb.CampaignRules(charger_ids=[incentives.charger], min_duration_minutes=30),
+        caps=pb.CampaignCaps(per_campaign=1),
+        budget_cents=250,  # net 200: two rewards
+    )
+    since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=3)
+    reply = await incentives.stub.SimulateCampaign(
+        pb.SimulateCampaignRequest(campaign_id=draft.id, since=stamp(since)), metadata=sponsor.auth
+    )
+    # Our sessions last 10..60 min (of other tests' sessions in the window, none is at this charger).
+    assert reply.sessions_matched == 4
+    assert (reply.grants, reply.spend_cents, reply.unique_drivers) == (2, 200, 2)
+    assert reply.HasField("budget_exhausted_at")
+    failures = {f.failure: f.sessions for f in reply.failures}
+    assert failures[pb.RULE_FAILURE_MIN_DURATION] == 2
+    assert failures[pb.RULE_FAILURE_CHARGER] == reply.sessions_evaluated - 6
