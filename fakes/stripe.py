@@ -81,6 +81,9 @@ class ReceivedRequest:
     params: Mapping[str, Any]  # the same pairs decoded into Stripe's nested objects and arrays
 
 
+_HOSTED_CHECKOUT_PREFIX = "/c/pay/"
+
+
 @dataclass(frozen=True)
 class _Response:
     status: int
@@ -566,6 +569,10 @@ class FakeStripe:
         if self.response_delay > 0:
             await asyncio.sleep(self.response_delay)
 
+        if request.method == "GET" and request.path.startswith(_HOSTED_CHECKOUT_PREFIX):
+            # The hosted Checkout page is the payer's browser, not an API call: no key.
+            return self._pay_hosted_checkout(request.path.removeprefix(_HOSTED_CHECKOUT_PREFIX))
+
         unauthorized = self._check_auth(request.headers.get("authorization"))
         if unauthorized is not None:
             return unauthorized
@@ -683,6 +690,20 @@ class FakeStripe:
         return None
 
     # -- endpoints ---------------------------------------------------------------------------
+
+    def _pay_hosted_checkout(self, session_id: str) -> _Response:
+        """A visit to a session's `url` pays it, as a payer at Stripe's hosted page would: the session
+        completes, checkout.session.completed goes to the webhook URL (when one is configured), and the
+        browser is sent on to the session's success_url."""
+        session = self._sessions.get(session_id)
+        if session is None or session["status"] != "open":
+            return _error(404, "invalid_request_error", f"No open checkout session: '{session_id}'")
+        completed = self.complete_checkout_session(session_id)
+        if self._webhook_url is not None:
+            task = asyncio.get_running_loop().create_task(self._announce("checkout.session.completed", completed))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return _Response(303, {}, (("Location", str(completed["success_url"])),))
 
     def _retrieve(self, store: Mapping[str, JsonObject], object_id: str, name: str) -> _Response:
         found = store.get(object_id)

@@ -3,18 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import pathlib
 import signal
 import sys
+import uuid
 
+import grpc
 import httpx
 import psutil
+from google.protobuf import timestamp_pb2
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 
-from services.common.config import SERVICE_NAMES
+from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
+from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
+from tools import demo_world
 from tools.embedded import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+async def evaluate_demo_session(port: int, driver_id: str) -> incentives_pb2.EvaluateSessionResponse:
+    """What the sessions service sends when a 40-minute session at a demo charger ends."""
+    charger, lat, lng = demo_world.DEMO_CHARGERS[0]
+    end = datetime.datetime.now(datetime.UTC)
+    start, stop = timestamp_pb2.Timestamp(), timestamp_pb2.Timestamp()
+    start.FromDatetime(end - datetime.timedelta(minutes=40))
+    stop.FromDatetime(end)
+    session = incentives_pb2.EndedSession(
+        session_id=str(uuid.uuid4()),
+        end_sequence=1,
+        driver_id=driver_id,
+        charger_id=charger,
+        lat=lat,
+        lng=lng,
+        session_start=start,
+        session_end=stop,
+        duration_minutes=40,
+        quality_score=90,
+        driver_completed_sessions=1,
+    )
+    # make run's services share the development service-token secret (SERVICE_TOKEN_SECRET unset).
+    tokens = ServiceTokens(RuntimeSettings.from_env("sessions", Env()).service_token_secret, "sessions")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = incentives_pb2_grpc.IncentivesServiceStub(channel)
+        return await stub.EvaluateSession(
+            incentives_pb2.EvaluateSessionRequest(session=session), metadata=((SERVICE_TOKEN_HEADER, tokens.mint()),)
+        )
 
 
 async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_url: str, redis_url: str) -> None:
@@ -62,6 +98,19 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
             assert account.status_code == 200, account.text
             status = await client.get("/v1/wallet/stripe/status", headers=auth)
             assert status.json()["onboarding_complete"] is True
+            # The demo world: two funded, active campaigns around the demo chargers, paying cash and Nova.
+            sponsor = await client.post("/v1/auth/otp/verify", json={"phone": "+15125550101", "code": "000000"})
+            sponsor_auth = {"Authorization": f"Bearer {sponsor.json()['access_token']}"}
+            campaigns = (await client.get("/v1/campaigns", headers=sponsor_auth)).json()["campaigns"]
+            assert sorted((c["reward_kind"], c["status"], c["funding_status"]) for c in campaigns) == [
+                ("REWARD_KIND_CASH", "CAMPAIGN_STATUS_ACTIVE", "FUNDING_STATUS_FUNDED"),
+                ("REWARD_KIND_NOVA", "CAMPAIGN_STATUS_ACTIVE", "FUNDING_STATUS_FUNDED"),
+            ]
+        # A simulated charging session at a demo charger earns the demo driver a reward.
+        driver_id = verified.json()["user"]["public_id"]
+        earned = await evaluate_demo_session(int(ports["INCENTIVES_PORT"]), driver_id)
+        assert earned.outcome == incentives_pb2.EVALUATION_OUTCOME_GRANTED, earned
+        assert earned.grant.reward_kind == incentives_pb2.REWARD_KIND_CASH
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
         assert not [child for child in children if child.is_running() and child.status() != psutil.STATUS_ZOMBIE]

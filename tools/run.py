@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from gateway import render
 from services.common import migrations
 from services.common.config import DEFAULT_PORTS, SERVICE_NAMES
-from tools import embedded, seed
+from tools import demo_world, embedded, seed
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE = ROOT / ".run"
@@ -167,6 +167,10 @@ def main() -> None:
                 )
             )
             wait_http_ok(f"http://127.0.0.1:{admin_port}/ready", deadline)
+            log("demo world: funding the demo campaigns")
+            rest_base = f"http://127.0.0.1:{rest_port}"
+            for line in asyncio.run(demo_world.build(rest_base, pay_with_fake_stripe=bool(stripe_env))):
+                log(line)
             log(
                 f"ready — REST on http://127.0.0.1:{rest_port}; gRPC on "
                 + ", ".join(f"{n} {p}" for n, p in ports.items())

@@ -77,6 +77,10 @@ def open_channel(target: str, tokens: ServiceTokens | None = None, timeout_s: fl
             ("grpc.service_config", service_config(timeout_s)),
             ("grpc.enable_retries", 1),
             ("grpc.keepalive_time_ms", 30_000),
+            # After a peer restarts, reconnect within seconds: gRPC's default backoff grows to 120 s, which
+            # would hold outbox deliveries back long after the peer is serving again.
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5_000),
         ],
         interceptors=interceptors,
     )

@@ -175,7 +175,7 @@ class CampaignIndex:
                 for campaign_id in list(self._campaigns):
                     self._remove(campaign_id)
             for row in changed:
-                self._apply(row)
+                self.apply_row(row)
             self._last_look = looked_at
             return len(changed)
 
@@ -184,7 +184,7 @@ class CampaignIndex:
         # A campaign we do not hold may have just become active; one we hold may have changed.
         return held is None or held.updated_at != updated_at
 
-    def _apply(self, row: sa.RowMapping) -> None:
+    def apply_row(self, row: sa.RowMapping) -> None:
         campaign_id = str(row["id"])
         self._remove(campaign_id)
         if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
