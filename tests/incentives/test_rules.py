@@ -36,9 +36,11 @@ from services.incentives.domain import (
     local_day,
     local_day_bounds,
     parse_time_zone,
+    percent_used,
     rank_candidates,
     reputation,
     reputation_points_for_session,
+    simulate,
     streak_days,
 )
 
@@ -911,3 +913,55 @@ def test_streak_days_are_the_drivers_local_days() -> None:
     dates = {local_day(late_monday, CHICAGO), local_day(tuesday, CHICAGO)}
     assert streak_days(dates, date(2026, 6, 9)) == 2
     assert streak_days({late_monday.date(), tuesday.date()}, date(2026, 6, 9)) == 1
+
+
+# --- the sponsor's dry run ----------------------------------------------------------------------------------
+
+
+def ended(driver: str, start: datetime, minutes: int, charger: str = "c1") -> pb.EndedSession:
+    begin, end = Timestamp(), Timestamp()
+    begin.FromDatetime(start)
+    end.FromDatetime(start + timedelta(minutes=minutes))
+    return pb.EndedSession(
+        session_id="00000000-0000-4000-8000-000000000001",
+        end_sequence=1,
+        driver_id=driver,
+        charger_id=charger,
+        session_start=begin,
+        session_end=end,
+        duration_minutes=minutes,
+        quality_score=80,
+        driver_completed_sessions=1,
+    )
+
+
+def test_dry_run_applies_rules_caps_and_budget_in_time_order() -> None:
+    draft = campaign("draft", reward_cents=100, remaining_cents=300, caps=DriverCaps(per_day=1))
+    day = datetime(2026, 6, 10, 15, 0, tzinfo=UTC)
+    history = [
+        ended("a", day, 30),
+        ended("a", day + timedelta(hours=1), 30),  # a's second that Chicago day: capped
+        ended("b", day + timedelta(hours=2), 10),  # too short for the 15-minute default
+        ended("b", day + timedelta(hours=3), 30),
+        ended("c", day + timedelta(hours=4), 30),  # third grant: the 300¢ budget is spent
+        ended("d", day + timedelta(hours=5), 30),  # nothing left
+        ended("e", day + timedelta(hours=6), 0),  # under a minute: not evaluated at all
+    ]
+    result = simulate(draft, history)
+    assert (result.sessions_evaluated, result.sessions_matched, result.grants) == (6, 5, 3)
+    assert (result.spend_cents, result.unique_drivers) == (300, 3)
+    assert result.budget_exhausted_at == day + timedelta(hours=4, minutes=30)
+    assert result.failures == [
+        (RF.RULE_FAILURE_MIN_DURATION, 1),
+        (RF.RULE_FAILURE_CAP_PER_DRIVER_PER_DAY, 1),
+        (RF.RULE_FAILURE_BUDGET_EXHAUSTED, 1),
+    ]
+
+
+def test_percent_used_rounds_half_up_to_one_decimal() -> None:
+    assert percent_used(0, 0) == 0.0
+    assert percent_used(1, 3) == 33.3
+    assert percent_used(2, 3) == 66.7
+    assert percent_used(1, 8) == 12.5
+    assert percent_used(1, 16) == 6.3  # 6.25 → half up
+    assert percent_used(10_000, 10_000) == 100.0
