@@ -184,7 +184,7 @@ class CampaignIndex:
         # A campaign we do not hold may have just become active; one we hold may have changed.
         return held is None or held.updated_at != updated_at
 
-    def apply_row(self, row: sa.RowMapping) -> None:
+    def apply_row(self, row: store.Row) -> None:
         campaign_id = str(row["id"])
         self._remove(campaign_id)
         if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:

@@ -99,6 +99,9 @@ evaluations = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+# A row as SQLAlchemy returns it, or a plain mapping with the same keys (tests, tools).
+Row = sa.RowMapping | Mapping[str, Any]
+
 # Grants that count: toward caps, reputation and the campaign's session count.
 LIVE_GRANT = grants.c.status != pb.GRANT_STATUS_CLAWED_BACK
 
@@ -122,7 +125,7 @@ def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
     return rules
 
 
-def campaign_message(row: sa.RowMapping) -> pb.Campaign:
+def campaign_message(row: Row) -> pb.Campaign:
     budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
     campaign = pb.Campaign(
         id=str(row["id"]),
@@ -165,7 +168,7 @@ def campaign_message(row: sa.RowMapping) -> pb.Campaign:
     return campaign
 
 
-def grant_message(row: sa.RowMapping, campaign_name: str) -> pb.Grant:
+def grant_message(row: Row, campaign_name: str) -> pb.Grant:
     return pb.Grant(
         id=str(row["id"]),
         session_event_id=str(row["session_id"]),
