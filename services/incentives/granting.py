@@ -497,7 +497,10 @@ async def _why_not_granted(conn: AsyncConnection, campaign_id: uuid.UUID) -> dom
             domain.RF.RULE_FAILURE_BUDGET_EXHAUSTED,
             f"remaining budget {remaining}¢ < reward {row.cost_per_session_cents}¢",
         )
-    # Paused or ended since the index last looked: it cannot pay now, which for the driver is "no budget here".
-    return domain.Failure(
-        domain.RF.RULE_FAILURE_BUDGET_EXHAUSTED, f"campaign is {pb.CampaignStatus.Name(row.status)} and cannot pay now"
-    )
+    # Paused, or past its end date, since the index last looked. The contract has no failure for "stopped";
+    # for the driver it is the same as no budget left here, and the detail says what happened.
+    if row.status != pb.CAMPAIGN_STATUS_ACTIVE:
+        why = f"campaign is {pb.CampaignStatus.Name(row.status).removeprefix('CAMPAIGN_STATUS_').lower()}"
+    else:
+        why = "campaign is outside its dates"
+    return domain.Failure(domain.RF.RULE_FAILURE_BUDGET_EXHAUSTED, f"{why} and cannot pay now")

@@ -15,6 +15,7 @@ from nerava.ledger.v1 import ledger_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import store
+from services.incentives.workers import end_due_campaigns
 from tests.incentives.helpers import Incentives, Person, budget_account, driver_cash, driver_nova, stamp
 from tests.support.rpc import as_service, error_reason
 
@@ -265,3 +266,22 @@ async def test_the_dry_run_replays_past_sessions_against_a_draft(incentives: Inc
     failures = {f.failure: f.sessions for f in reply.failures}
     assert failures[pb.RULE_FAILURE_MIN_DURATION] == 2
     assert failures[pb.RULE_FAILURE_CHARGER] == reply.sessions_evaluated - 6
+
+
+async def test_campaigns_past_their_end_date_end_and_stop_paying(
+    incentives: Incentives, sponsor: Person, driver: Person, incentives_engine: AsyncEngine
+) -> None:
+    campaign = await incentives.active(sponsor)
+    c = store.campaigns
+    async with incentives_engine.begin() as conn:
+        await conn.execute(
+            sa.update(c)
+            .where(c.c.id == uuid.UUID(campaign.id))
+            .values(end_date=sa.func.now() - datetime.timedelta(seconds=1))
+        )
+    late = await incentives.evaluate(incentives.session(driver.user_id))
+    # The grant's UPDATE checks the dates itself, whatever the index still holds.
+    assert late.outcome == pb.EVALUATION_OUTCOME_NO_MATCH
+    assert [c.detail for c in late.candidates] in ([], ["campaign is outside its dates and cannot pay now"])
+    assert await end_due_campaigns(incentives_engine) >= 1
+    assert (await incentives.campaign(campaign.id, sponsor)).status == pb.CAMPAIGN_STATUS_ENDED
