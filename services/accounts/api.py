@@ -45,6 +45,7 @@ ACCESS: dict[str, Access] = {
     "GetMe": Access.signed_in(),
     "RegisterDevice": Access.signed_in(),
     "ListUsers": Access.role(*domain.READ_ADMINS),
+    "GetUser": Access.service_only(),
     "SetUserRoles": Access.role(domain.ADMIN),
 }
 
@@ -256,6 +257,15 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         if not user.active:
             raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
         return accounts_pb2.GetMeResponse(user=user_message(user))
+
+    async def GetUser(
+        self, request: accounts_pb2.GetUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetUserResponse:
+        async with self._reads.connect() as conn:
+            user = await store.user_by_public_id(conn, request.user_id)
+        if user is None:
+            raise NotFound("USER_NOT_FOUND", "no user with that id", {"user_id": request.user_id})
+        return accounts_pb2.GetUserResponse(user=user_message(user))
 
     async def GetJwks(
         self, request: accounts_pb2.GetJwksRequest, context: grpc.aio.ServicerContext[Any, Any]

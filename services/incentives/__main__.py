@@ -7,6 +7,7 @@ import contextlib
 
 import stripe
 import uvloop
+from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
@@ -41,7 +42,12 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
     index = CampaignIndex(runtime.engine, poll_s=settings.index_poll_s)
     # Loaded before the server answers: an evaluation must never see an empty index at start.
     await index.refresh(full=True)
-    granting = Granting(runtime.engine, index, ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")))
+    granting = Granting(
+        runtime.engine,
+        index,
+        ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
+        accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
+    )
     relay = OutboxRelay(runtime.engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives")
     granting.relay = relay
     api = IncentivesApi(

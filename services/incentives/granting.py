@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import grpc
 import sqlalchemy as sa
+from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -101,11 +102,13 @@ class Granting:
         index: CampaignIndex,
         ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
         *,
+        accounts: accounts_pb2_grpc.AccountsServiceAsyncStub | None = None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._engine = engine
         self._index = index
         self._ledger = ledger
+        self._accounts = accounts
         self._clock = clock
         self.relay: OutboxRelay | None = None
 
@@ -113,9 +116,10 @@ class Granting:
 
     async def evaluate(self, session: pb.EndedSession) -> pb.EvaluateSessionResponse:
         snapshot = session.SerializeToString(deterministic=True)
+        facts = domain.SessionFacts.from_proto(session, driver_email=await self._email_if_needed(session))
         for attempt in range(5):
             try:
-                result = await self._evaluate_once(session, snapshot)
+                result = await self._evaluate_once(session, snapshot, facts)
                 break
             except sa.exc.DBAPIError as exc:
                 # A deadlock or serialization failure is PostgreSQL asking us to try again; anything else is real.
@@ -129,8 +133,26 @@ class Granting:
             self._index.changed()
         return result.response
 
-    async def _evaluate_once(self, session: pb.EndedSession, snapshot: bytes) -> EvaluationResult:
-        facts = domain.SessionFacts.from_proto(session)
+    async def _email_if_needed(self, session: pb.EndedSession) -> str:
+        """The driver's email, looked up (before any lock is taken) only when a campaign that could pay this
+        session has an allowlist naming emails."""
+        place = domain.SessionFacts.from_proto(session)
+        if not any(domain.allowlist_has_emails(c.rules) for c in self._index.candidates_for(place)):
+            return ""
+        if self._accounts is None:
+            return ""
+        try:
+            reply = await self._accounts.GetUser(accounts_pb2.GetUserRequest(user_id=session.driver_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return ""
+            # Judging the allowlist without the email could refuse a driver who is on it; sessions retries.
+            raise Unavailable("ACCOUNTS_UNAVAILABLE", "the driver's email could not be read; retry") from error
+        return reply.user.email
+
+    async def _evaluate_once(
+        self, session: pb.EndedSession, snapshot: bytes, facts: domain.SessionFacts
+    ) -> EvaluationResult:
         session_id = uuid.UUID(session.session_id)
         async with self._engine.begin() as conn:
             await conn.execute(

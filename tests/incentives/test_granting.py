@@ -285,3 +285,20 @@ async def test_campaigns_past_their_end_date_end_and_stop_paying(
     assert [c.detail for c in late.candidates] in ([], ["campaign is outside its dates and cannot pay now"])
     assert await end_due_campaigns(incentives_engine) >= 1
     assert (await incentives.campaign(campaign.id, sponsor)).status == pb.CAMPAIGN_STATUS_ENDED
+
+
+async def test_an_allowlist_of_emails_admits_the_driver_with_that_email(
+    incentives: Incentives, sponsor: Person, accounts_engine: AsyncEngine, driver: Person
+) -> None:
+    email = f"driver-{uuid.uuid4().hex[:8]}@example.com"
+    async with accounts_engine.begin() as conn:
+        await conn.execute(
+            sa.text("UPDATE users SET email = :email WHERE public_id = :id"), {"email": email, "id": driver.user_id}
+        )
+    await incentives.active(
+        sponsor, rules=pb.CampaignRules(charger_ids=[incentives.charger], driver_allowlist=[email.upper()])
+    )
+    listed = await incentives.evaluate(incentives.session(driver.user_id))
+    assert listed.outcome == pb.EVALUATION_OUTCOME_GRANTED
+    stranger = await incentives.evaluate(incentives.session(str(uuid.uuid4())))
+    assert [c.failure for c in stranger.candidates] == [pb.RULE_FAILURE_DRIVER_ALLOWLIST]

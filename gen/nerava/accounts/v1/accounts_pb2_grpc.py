@@ -100,6 +100,11 @@ class AccountsServiceStub:
                 request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListUsersRequest.SerializeToString,
                 response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListUsersResponse.FromString,
                 _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/GetUser',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetUserResponse.FromString,
+                _registered_method=True)
         self.SetUserRoles = channel.unary_unary(
                 '/nerava.accounts.v1.AccountsService/SetUserRoles',
                 request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesRequest.SerializeToString,
@@ -198,6 +203,14 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUser(self, request, context):
+        """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
+        Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetUserRoles(self, request, context):
         """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token.
         """
@@ -257,6 +270,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ListUsers,
                     request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListUsersRequest.FromString,
                     response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetUserRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetUserResponse.SerializeToString,
             ),
             'SetUserRoles': grpc.unary_unary_rpc_method_handler(
                     servicer.SetUserRoles,
@@ -550,6 +568,33 @@ class AccountsService:
             '/nerava.accounts.v1.AccountsService/ListUsers',
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListUsersRequest.SerializeToString,
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/GetUser',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetUserRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

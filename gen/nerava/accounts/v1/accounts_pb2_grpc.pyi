@@ -73,6 +73,10 @@ class AccountsServiceStub:
     """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token."""
     ListUsers: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListUsersRequest, _accounts_pb2.ListUsersResponse]
     """Lists users, newest first. Admin (read-only or write)."""
+    GetUser: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetUserRequest, _accounts_pb2.GetUserResponse]
+    """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
+    Services only.
+    """
     SetUserRoles: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]
     """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
 
@@ -121,6 +125,10 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token."""
     ListUsers: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListUsersRequest, _accounts_pb2.ListUsersResponse]  # type: ignore[assignment]
     """Lists users, newest first. Admin (read-only or write)."""
+    GetUser: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetUserRequest, _accounts_pb2.GetUserResponse]  # type: ignore[assignment]
+    """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
+    Services only.
+    """
     SetUserRoles: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]  # type: ignore[assignment]
     """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
 
@@ -226,6 +234,16 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.ListUsersResponse, _abc.Awaitable[_accounts_pb2.ListUsersResponse]]:
         """Lists users, newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _accounts_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetUserResponse, _abc.Awaitable[_accounts_pb2.GetUserResponse]]:
+        """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
+        Services only.
+        """
 
     @_abc_1.abstractmethod
     def SetUserRoles(

@@ -70,6 +70,8 @@ class IncentivesServiceStub:
       IDEMPOTENCY_KEY_REUSED   (ABORTED)             a request_id (or EvaluateSession's session id + end
                                                      sequence) was used before with a different request
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
+      ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
+                                                     and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
                                                      same request_id
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
@@ -197,6 +199,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
       IDEMPOTENCY_KEY_REUSED   (ABORTED)             a request_id (or EvaluateSession's session id + end
                                                      sequence) was used before with a different request
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
+      ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
+                                                     and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
                                                      same request_id
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
@@ -320,6 +324,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
       IDEMPOTENCY_KEY_REUSED   (ABORTED)             a request_id (or EvaluateSession's session id + end
                                                      sequence) was used before with a different request
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
+      ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
+                                                     and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
                                                      same request_id
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
