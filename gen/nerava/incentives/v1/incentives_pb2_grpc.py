@@ -346,7 +346,8 @@ class IncentivesServiceServicer:
         """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
         funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger refunds it). Services only.
+        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
+        is an operator action for now). Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -140,7 +140,8 @@ class IncentivesServiceStub:
     """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
     funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
     activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-    funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger refunds it). Services only.
+    funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
+    is an operator action for now). Services only.
     """
     BatchGetSessionGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
@@ -266,7 +267,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
     funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
     activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-    funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger refunds it). Services only.
+    funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
+    is an operator action for now). Services only.
     """
     BatchGetSessionGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]  # type: ignore[assignment]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
@@ -479,7 +481,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
         funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger refunds it). Services only.
+        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
+        is an operator action for now). Services only.
         """
 
     @_abc_1.abstractmethod
