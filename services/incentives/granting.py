@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 
 import grpc
+import prometheus_client
 import sqlalchemy as sa
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2 as pb
@@ -34,6 +35,18 @@ from services.incentives import domain, store
 from services.incentives.index import CampaignIndex
 
 log = logging.getLogger(__name__)
+
+EVALUATIONS = prometheus_client.Counter(
+    "nerava_incentives_evaluations_total", "Ended sessions evaluated (replays excluded), by outcome.", ["outcome"]
+)
+GRANTED = prometheus_client.Counter(
+    "nerava_incentives_granted_total", "Rewards granted, cents or Nova points, by reward kind.", ["reward_kind"]
+)
+CANDIDATES_TRIED = prometheus_client.Histogram(
+    "nerava_incentives_candidates_tried",
+    "Campaigns tried per evaluated session (what the index left to test).",
+    buckets=(0, 1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 GRANT_CREDIT_TOPIC = "grant.credit"
 LEDGER_SCOPE_KEY_PREFIX = "grant:"
@@ -126,6 +139,12 @@ class Granting:
                 if getattr(exc.orig, "sqlstate", None) not in ("40001", "40P01") or attempt == 4:
                     raise
                 await asyncio.sleep(0.01 * (attempt + 1))
+        reply = result.response
+        if not reply.replayed:
+            EVALUATIONS.labels(pb.EvaluationOutcome.Name(reply.outcome)).inc()
+            CANDIDATES_TRIED.observe(len(reply.candidates))
+            if reply.outcome == pb.EVALUATION_OUTCOME_GRANTED:
+                GRANTED.labels(pb.RewardKind.Name(reply.grant.reward_kind)).inc(reply.grant.amount_cents)
         granted = result.response.outcome == pb.EVALUATION_OUTCOME_GRANTED and not result.response.replayed
         if granted and self.relay is not None:
             self.relay.wake()

@@ -21,6 +21,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable
 
+import prometheus_client
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +42,9 @@ LOOKBACK = datetime.timedelta(seconds=10)
 FULL_RELOAD_S = 300.0
 
 CellKey = tuple[int, int, int]
+ACTIVE_CAMPAIGNS = prometheus_client.Gauge(
+    "nerava_incentives_indexed_campaigns", "Active campaigns in this process's candidate index."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +181,7 @@ class CampaignIndex:
             for row in changed:
                 self.apply_row(row)
             self._last_look = looked_at
+            ACTIVE_CAMPAIGNS.set(len(self._campaigns))
             return len(changed)
 
     def _is_stale(self, campaign_id: str, updated_at: datetime.datetime) -> bool:
