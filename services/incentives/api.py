@@ -50,7 +50,7 @@ ACCESS: dict[str, Access] = {
     "ActivateCampaign": Access.role(SPONSOR, ADMIN),
     "PauseCampaign": Access.role(SPONSOR, ADMIN),
     "ResumeCampaign": Access.role(SPONSOR, ADMIN),
-    "FundCampaign": Access.role(SPONSOR, ADMIN),
+    "FundCampaign": Access.role(SPONSOR),  # the owner pays; an admin activates unfunded instead
     "ListDriverCampaigns": Access.role(DRIVER),
     "GetReputation": Access.role(DRIVER),
     "ClawbackGrant": Access.role(ADMIN),
@@ -351,9 +351,13 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         merged = {**row, **values}
         if merged["end_date"] is not None and merged["end_date"] <= merged["start_date"]:
             raise InvalidArgument([("end_date", "end_date must be after start_date")])
-        if merged["budget_cents"] - merged["spent_cents"] < merged["cost_per_session_cents"] and not locked:
+        # Only an edit of the reward or the budget can leave less than one reward (a paused campaign that spent
+        # most of its budget may still be renamed).
+        touched = {"cost_per_session_cents", "budget_cents"} & values.keys()
+        if touched and merged["budget_cents"] - merged["spent_cents"] < merged["cost_per_session_cents"]:
+            field = "cost_per_session_cents" if "cost_per_session_cents" in touched else "budget_cents"
             raise InvalidArgument(
-                [("budget_cents", "after the platform fee the budget is less than one reward")],
+                [(field, "the remaining budget (after the platform fee) would be less than one reward")],
                 reason="BUDGET_TOO_SMALL",
             )
         if merged["max_sessions"] is not None and merged["max_sessions"] < merged["sessions_granted"]:
@@ -604,6 +608,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.ListDriverCampaignsResponse:
         caller = current_caller()
         assert caller.user_id is not None
+        email = await self._granting.driver_email_for(caller.user_id, self._index.all())
         place = domain.Place(
             lat=request.lat if request.HasField("lat") else None, lng=request.lng if request.HasField("lng") else None
         )
@@ -631,7 +636,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             if entry is not None
             and domain.is_live(entry.candidate, now)
             and domain.place_admits(entry.candidate.rules, place)
-            and domain.allowlist_admits(entry.candidate.rules, caller.user_id, "")
+            and domain.allowlist_admits(entry.candidate.rules, caller.user_id, email)
         ]
         live.sort(key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at))
         size = request.page_size or DEFAULT_DRIVER_PAGE
@@ -647,7 +652,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             candidate = entry.candidate
             failure = (
                 domain.first_failed_driver_rule(
-                    candidate.rules, driver_id=caller.user_id, driver_email="", session_count=completed + 1
+                    candidate.rules, driver_id=caller.user_id, driver_email=email, session_count=completed + 1
                 )
                 or domain.caps_allow(candidate.caps, usage.get(candidate.campaign_id, domain.DriverUsage()))
                 or domain.budget_allows(candidate)

@@ -19,7 +19,7 @@ import dataclasses
 import datetime
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import grpc
 import prometheus_client
@@ -32,7 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
 from services.incentives import domain, store
-from services.incentives.index import CampaignIndex
+from services.incentives.index import CampaignIndex, IndexedCampaign
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +156,17 @@ class Granting:
         """The driver's email, looked up (before any lock is taken) only when a campaign that could pay this
         session has an allowlist naming emails."""
         place = domain.SessionFacts.from_proto(session)
-        if not any(domain.allowlist_has_emails(c.rules) for c in self._index.candidates_for(place)):
-            return ""
-        if self._accounts is None:
+        return await self.driver_email_for(session.driver_id, self._index.candidates_for(place))
+
+    async def driver_email_for(
+        self, driver_id: str, campaigns: Iterable[domain.CampaignCandidate | IndexedCampaign]
+    ) -> str:
+        """The driver's email when one of these campaigns has an allowlist naming emails, else "" (no call)."""
+        rules = (c.candidate.rules if isinstance(c, IndexedCampaign) else c.rules for c in campaigns)
+        if self._accounts is None or not any(domain.allowlist_has_emails(r) for r in rules):
             return ""
         try:
-            reply = await self._accounts.GetUser(accounts_pb2.GetUserRequest(user_id=session.driver_id))
+            reply = await self._accounts.GetUser(accounts_pb2.GetUserRequest(user_id=driver_id))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return ""

@@ -834,12 +834,6 @@ async def test_paying_the_checkout_funds_and_activates_the_campaign(
     _refused(again, 400, GRPC_FAILED_PRECONDITION, "CAMPAIGN_ALREADY_FUNDED")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (services/incentives/api.py _edited_values): the BUDGET_TOO_SMALL check is skipped whenever "
-    "funding_status is not UNFUNDED ('and not locked'), so with a checkout open the reward can be raised above the "
-    "whole net budget; the payment then activates a campaign that cannot pay a single session.",
-)
 async def test_raising_the_reward_above_the_budget_of_a_pending_checkout_is_refused(
     rest: httpx.AsyncClient, incentives: Incentives, sponsor: Person
 ) -> None:
@@ -1173,13 +1167,6 @@ async def test_a_campaign_allowlisting_an_email_pays_that_driver(
         _ok(await rest.post(f"/v1/campaigns/{campaign.id}/pause?reason=done", headers=_auth(sponsor)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (services/incentives/api.py ListDriverCampaigns): the allowlist is judged with driver_email='' "
-    "(allowlist_admits(..., caller.user_id, '') and first_failed_driver_rule(..., driver_email='')), so a driver "
-    "allowlisted by email is never offered the campaign, although EvaluateSession pays them (granting.py looks "
-    "the email up through accounts.GetUser).",
-)
 async def test_a_driver_allowlisted_by_email_is_offered_the_campaign(
     rest: httpx.AsyncClient, incentives: Incentives, sponsor: Person, twilio: FakeTwilioVerify
 ) -> None:
