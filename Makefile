@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint proto bench-gateway bench-ledger ledger-check clean
+.PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives ledger-check clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ bench-gateway: $(STAMP)  ## GetMe over direct gRPC vs through Envoy → bench/re
 
 bench-ledger: $(STAMP)  ## PostTransfer throughput vs a bare-SQL (asyncpg) ceiling → bench/results/ledger.json
 	$(PY) -m bench.ledger
+
+bench-incentives: $(STAMP)  ## EvaluateSession p50/p99 at 100/1,000/10,000 campaigns vs a primary-key read → bench/results/incentives.json
+	$(PY) -m bench.incentives
 
 ledger-check: $(STAMP)  ## ledger invariants on DATABASE_URL (Σ debits = Σ credits, balances = entries, none < 0)
 	$(PY) -m services.ledger.invariants
