@@ -12,6 +12,7 @@ from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
+from services.common.db import open_asyncpg_pool
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -42,8 +43,11 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
     index = CampaignIndex(runtime.engine, poll_s=settings.index_poll_s)
     # Loaded before the server answers: an evaluation must never see an empty index at start.
     await index.refresh(full=True)
+    pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
+    stack.push_async_callback(pool.close)
     granting = Granting(
         runtime.engine,
+        pool,
         index,
         ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
         accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),

@@ -2,6 +2,8 @@
 in the grant's transaction), the grant's credit in the ledger (outbox, keyed by the grant id), and clawbacks.
 
 Concurrency, in one place:
+- The targeting rules are judged in memory; what must be exact under concurrency is one PL/pgSQL call,
+  evaluate_session() (migrations/versions/0002), in the same transaction as the stored answer.
 - Every evaluation of a driver's session runs under a transaction-level advisory lock on the driver. It makes
   the session's idempotency check and the driver's caps exact (count, then insert, with no other grant of
   this driver in between) and costs nothing across drivers.
@@ -17,20 +19,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import json
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
+import asyncpg
 import grpc
 import prometheus_client
 import sqlalchemy as sa
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from opentelemetry import propagate
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.db import single_statement_reads
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
-from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
+from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError
 from services.incentives import domain, store
 from services.incentives.index import CampaignIndex, IndexedCampaign
 
@@ -102,16 +109,11 @@ def grant_transfer_request(grant: sa.RowMapping, campaign: sa.RowMapping) -> led
     )
 
 
-@dataclasses.dataclass(frozen=True)
-class EvaluationResult:
-    response: pb.EvaluateSessionResponse
-    campaign_changed: bool  # a grant consumed budget: the index should look again
-
-
 class Granting:
     def __init__(
         self,
         engine: AsyncEngine,
+        pool: asyncpg.Pool,
         index: CampaignIndex,
         ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
         *,
@@ -119,6 +121,8 @@ class Granting:
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._engine = engine
+        self._reads = single_statement_reads(engine)
+        self._pool = pool
         self._index = index
         self._ledger = ledger
         self._accounts = accounts
@@ -128,35 +132,78 @@ class Granting:
     # --- evaluation ----------------------------------------------------------------------------------------
 
     async def evaluate(self, session: pb.EndedSession) -> pb.EvaluateSessionResponse:
-        snapshot = session.SerializeToString(deterministic=True)
-        facts = domain.SessionFacts.from_proto(session, driver_email=await self._email_if_needed(session))
-        for attempt in range(5):
-            try:
-                result = await self._evaluate_once(session, snapshot, facts)
-                break
-            except sa.exc.DBAPIError as exc:
-                # A deadlock or serialization failure is PostgreSQL asking us to try again; anything else is real.
-                if getattr(exc.orig, "sqlstate", None) not in ("40001", "40P01") or attempt == 4:
-                    raise
-                await asyncio.sleep(0.01 * (attempt + 1))
-        reply = result.response
+        """At most one grant for an ended session, and why each campaign tried did not pay. The rules are
+        judged here, in memory; budget, session count and caps in the database (evaluate_session())."""
+        facts = domain.SessionFacts.from_proto(session)
+        now = self._clock()
+        ranked = domain.rank_candidates(self._index.candidates_for(facts), now)
+        email = await self.driver_email_for(session.driver_id, ranked)
+        if email:
+            facts = dataclasses.replace(facts, driver_email=email)
+        judged = [(c, domain.first_failed_rule(c.rules, facts, c.time_zone)) for c in ranked]
+        passing = [c for c, failure in judged if failure is None]
+        evaluable = facts.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES
+        base_points = domain.reputation_points_for_session(None, facts.duration_minutes, facts.quality_score)
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        arguments = (
+            uuid.UUID(session.session_id),
+            session.end_sequence,
+            session.driver_id,
+            session.SerializeToString(deterministic=True),
+            facts.started_at,
+            facts.ended_at,
+            facts.duration_minutes,
+            session.charger_id,
+            evaluable,
+            base_points,
+            now,
+            [uuid.UUID(c.campaign_id) for c in passing],
+            [domain.local_day(facts.started_at, c.time_zone) for c in passing],
+            uuid.uuid4(),
+            json.dumps(carrier),
+        )
+        row, reply = await self._decide(arguments, judged, base_points)
+        if row["kind"] == "replay" and row["conflict"]:
+            raise Aborted(
+                "IDEMPOTENCY_KEY_REUSED",
+                "this session and end_sequence were evaluated with a different snapshot",
+                {"session_id": session.session_id, "end_sequence": str(session.end_sequence)},
+            )
         if not reply.replayed:
             EVALUATIONS.labels(pb.EvaluationOutcome.Name(reply.outcome)).inc()
             CANDIDATES_TRIED.observe(len(reply.candidates))
             if reply.outcome == pb.EVALUATION_OUTCOME_GRANTED:
                 GRANTED.labels(pb.RewardKind.Name(reply.grant.reward_kind)).inc(reply.grant.amount_cents)
-        granted = result.response.outcome == pb.EVALUATION_OUTCOME_GRANTED and not result.response.replayed
-        if granted and self.relay is not None:
-            self.relay.wake()
-        if result.campaign_changed:
-            self._index.changed()
-        return result.response
+                if self.relay is not None:
+                    self.relay.wake()
+        if row["exhausted"]:
+            self._index.changed()  # it leaves the index; budget spending alone changes nothing there
+        return reply
 
-    async def _email_if_needed(self, session: pb.EndedSession) -> str:
-        """The driver's email, looked up (before any lock is taken) only when a campaign that could pay this
-        session has an allowlist naming emails."""
-        place = domain.SessionFacts.from_proto(session)
-        return await self.driver_email_for(session.driver_id, self._index.candidates_for(place))
+    async def _decide(
+        self,
+        arguments: tuple[Any, ...],
+        judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]],
+        base_points: int,
+    ) -> tuple[asyncpg.Record, pb.EvaluateSessionResponse]:
+        """One transaction: evaluate_session() decides and writes, then the answer is stored with it."""
+        attempt = 0
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    row = await conn.fetchrow(_EVALUATE, *arguments)
+                    assert row is not None
+                    reply = _answer(row, judged, base_points)
+                    if row["kind"] not in ("replay", "superseded"):
+                        await conn.execute(_STORE_ANSWER, reply.SerializeToString(), arguments[0], arguments[1])
+                return row, reply
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                # PostgreSQL asking us to try again; the driver lock makes this rare.
+                attempt += 1
+                if attempt == 5:
+                    raise
+                await asyncio.sleep(0.01 * attempt)
 
     async def driver_email_for(
         self, driver_id: str, campaigns: Iterable[domain.CampaignCandidate | IndexedCampaign]
@@ -174,183 +221,12 @@ class Granting:
             raise Unavailable("ACCOUNTS_UNAVAILABLE", "the driver's email could not be read; retry") from error
         return reply.user.email
 
-    async def _evaluate_once(
-        self, session: pb.EndedSession, snapshot: bytes, facts: domain.SessionFacts
-    ) -> EvaluationResult:
-        session_id = uuid.UUID(session.session_id)
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended("driver:" + session.driver_id, 0)))
-            )
-            earlier = (
-                await conn.execute(
-                    sa.select(E.c.end_sequence, E.c.snapshot, E.c.response)
-                    .where(E.c.session_id == session_id)
-                    .order_by(E.c.end_sequence.desc())
-                )
-            ).all()
-            for row in earlier:
-                if row.end_sequence == session.end_sequence:
-                    if bytes(row.snapshot) != snapshot:
-                        raise Aborted(
-                            "IDEMPOTENCY_KEY_REUSED",
-                            "this session and end_sequence were evaluated with a different snapshot",
-                            {"session_id": session.session_id, "end_sequence": str(session.end_sequence)},
-                        )
-                    replay = pb.EvaluateSessionResponse.FromString(row.response)
-                    replay.replayed = True
-                    return EvaluationResult(replay, campaign_changed=False)
-            if earlier and earlier[0].end_sequence > session.end_sequence:
-                return EvaluationResult(
-                    pb.EvaluateSessionResponse(outcome=pb.EVALUATION_OUTCOME_SUPERSEDED), campaign_changed=False
-                )
-            response, grant_id, base_points = await self._decide(conn, session, facts, session_id)
-            await conn.execute(
-                sa.insert(E).values(
-                    session_id=session_id,
-                    end_sequence=session.end_sequence,
-                    driver_id=session.driver_id,
-                    snapshot=snapshot,
-                    outcome=response.outcome,
-                    grant_id=grant_id,
-                    response=response.SerializeToString(),
-                    base_points=base_points,
-                    session_start=facts.started_at,
-                    session_end=facts.ended_at,
-                    duration_minutes=facts.duration_minutes,
-                )
-            )
-        return EvaluationResult(response, campaign_changed=response.outcome == pb.EVALUATION_OUTCOME_GRANTED)
-
-    async def _decide(
-        self, conn: AsyncConnection, session: pb.EndedSession, facts: domain.SessionFacts, session_id: uuid.UUID
-    ) -> tuple[pb.EvaluateSessionResponse, uuid.UUID | None, int]:
-        """The outcome for a session not evaluated before: (answer, grant id, base reputation points)."""
-        kept = (
-            (await conn.execute(store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id == session_id, store.LIVE_GRANT)))
-            .mappings()
-            .first()
-        )
-        if kept is not None:
-            # The session was reopened and ended again. Its earlier grant stands (its credit may already be
-            # spent); never a second one for the same charging.
-            grant = store.grant_message(kept, kept["campaign_name"])
-            return (
-                pb.EvaluateSessionResponse(outcome=pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT, grant=grant),
-                kept["id"],
-                0,
-            )
-        if facts.duration_minutes < domain.MIN_EVALUATED_DURATION_MINUTES:
-            return pb.EvaluateSessionResponse(outcome=pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT), None, 0
-        now = self._clock()
-        tried: list[pb.CandidateResult] = []
-        for candidate in domain.rank_candidates(self._index.candidates_for(facts), now):
-            failure = domain.first_failed_rule(candidate.rules, facts, candidate.time_zone)
-            if failure is None and _has_caps(candidate.caps):
-                failure = domain.caps_allow(candidate.caps, await _driver_usage(conn, candidate, facts))
-            failure = failure or domain.budget_allows(candidate)
-            if failure is None:
-                granted = await self._consume_and_grant(
-                    conn, candidate, session=session, facts=facts, session_id=session_id, now=now
-                )
-                if isinstance(granted, domain.Failure):
-                    failure = granted
-                else:
-                    tried.append(
-                        domain.CandidateOutcome(
-                            candidate.campaign_id, candidate.name, candidate.priority, None
-                        ).to_proto()
-                    )
-                    points = domain.reputation_points_for_session(
-                        granted.amount_cents, facts.duration_minutes, facts.quality_score
-                    )
-                    response = pb.EvaluateSessionResponse(
-                        outcome=pb.EVALUATION_OUTCOME_GRANTED,
-                        grant=granted,
-                        candidates=tried,
-                        reputation_points_awarded=points,
-                    )
-                    return response, uuid.UUID(granted.id), 0
-            tried.append(
-                domain.CandidateOutcome(candidate.campaign_id, candidate.name, candidate.priority, failure).to_proto()
-            )
-        points = domain.reputation_points_for_session(None, facts.duration_minutes, facts.quality_score)
-        response = pb.EvaluateSessionResponse(
-            outcome=pb.EVALUATION_OUTCOME_NO_MATCH, candidates=tried, reputation_points_awarded=points
-        )
-        return response, None, points
-
-    async def _consume_and_grant(
-        self,
-        conn: AsyncConnection,
-        candidate: domain.CampaignCandidate,
-        *,
-        session: pb.EndedSession,
-        facts: domain.SessionFacts,
-        session_id: uuid.UUID,
-        now: datetime.datetime,
-    ) -> pb.Grant | domain.Failure:
-        """Consumes one reward of the campaign's budget and session count and records the grant with its
-        outbox row — or, when the database refuses (a concurrent grant took the last reward, the campaign was
-        paused), says why from the campaign's current row."""
-        campaign_id = uuid.UUID(candidate.campaign_id)
-        reward = C.c.cost_per_session_cents
-        consumed = (
-            await conn.execute(
-                sa.update(C)
-                .where(
-                    C.c.id == campaign_id,
-                    C.c.status == pb.CAMPAIGN_STATUS_ACTIVE,
-                    C.c.start_date <= now,
-                    sa.or_(C.c.end_date.is_(None), C.c.end_date >= now),
-                    C.c.spent_cents + reward <= C.c.budget_cents,
-                    sa.or_(C.c.max_sessions.is_(None), C.c.sessions_granted < C.c.max_sessions),
-                )
-                .values(
-                    spent_cents=C.c.spent_cents + reward,
-                    sessions_granted=C.c.sessions_granted + 1,
-                    # The grant that leaves less than one reward (or reaches max_sessions) exhausts the campaign.
-                    status=sa.case(
-                        (
-                            sa.or_(
-                                C.c.budget_cents - (C.c.spent_cents + reward) < reward,
-                                sa.and_(C.c.max_sessions.is_not(None), C.c.sessions_granted + 1 >= C.c.max_sessions),
-                            ),
-                            pb.CAMPAIGN_STATUS_EXHAUSTED,
-                        ),
-                        else_=C.c.status,
-                    ),
-                )
-                .returning(C.c.name, C.c.reward_kind, C.c.cost_per_session_cents)
-            )
-        ).first()
-        if consumed is None:
-            return await _why_not_granted(conn, campaign_id)
-        grant_id = uuid.uuid4()
-        values = {
-            "id": grant_id,
-            "session_id": session_id,
-            "end_sequence": session.end_sequence,
-            "campaign_id": campaign_id,
-            "driver_id": session.driver_id,
-            "amount_cents": consumed.cost_per_session_cents,
-            "reward_kind": consumed.reward_kind,
-            "status": pb.GRANT_STATUS_PENDING,
-            "charger_id": session.charger_id,
-            "duration_minutes": session.duration_minutes,
-            "session_start": facts.started_at,
-            "campaign_local_day": domain.local_day(facts.started_at, candidate.time_zone),
-        }
-        row = (await conn.execute(sa.insert(G).values(**values).returning(G))).mappings().one()
-        await enqueue(conn, store.outbox, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)})
-        return store.grant_message(row, consumed.name)
-
     # --- the ledger credit (outbox relay) ------------------------------------------------------------------
 
     async def deliver_credit(self, message: OutboxMessage) -> None:
         """Posts a grant's ledger transfer (idempotent on the grant id) and marks the grant granted."""
         grant_id = uuid.UUID(str(message.payload["grant_id"]))
-        async with self._engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (
                 (
                     await conn.execute(
@@ -375,7 +251,7 @@ class Granting:
                 raise PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}") from error
             # FAILED_PRECONDITION (the budget account not funded yet), UNAVAILABLE, deadlines: try again later.
             raise
-        async with self._engine.begin() as conn:
+        async with self._reads.connect() as conn:  # one statement: autocommit, one round trip
             await conn.execute(
                 sa.update(G)
                 .where(G.c.id == grant_id, G.c.status == pb.GRANT_STATUS_PENDING)
@@ -490,63 +366,55 @@ class Granting:
         )
 
 
-def _has_caps(caps: domain.DriverCaps) -> bool:
-    return caps.per_day is not None or caps.per_campaign is not None or caps.per_charger is not None
+_EVALUATE = "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)"
+_STORE_ANSWER = "UPDATE evaluations SET response = $1 WHERE session_id = $2 AND end_sequence = $3"
+_OUTCOMES = {
+    "kept": pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT,
+    "too_short": pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT,
+    "granted": pb.EVALUATION_OUTCOME_GRANTED,
+    "no_match": pb.EVALUATION_OUTCOME_NO_MATCH,
+    "superseded": pb.EVALUATION_OUTCOME_SUPERSEDED,
+}
 
 
-async def _driver_usage(
-    conn: AsyncConnection, candidate: domain.CampaignCandidate, facts: domain.SessionFacts
-) -> domain.DriverUsage:
-    """The driver's live grants of the campaign. Exact: the caller holds the driver's lock, under which every
-    grant of this driver is made."""
-    day = domain.local_day(facts.started_at, candidate.time_zone)
-    live = sa.and_(
-        G.c.driver_id == facts.driver_id, G.c.campaign_id == uuid.UUID(candidate.campaign_id), store.LIVE_GRANT
-    )
-    row = (
-        await conn.execute(
-            sa.select(
-                sa.func.count().filter(G.c.campaign_local_day == day).label("on_day"),
-                sa.func.count().label("in_campaign"),
-                sa.func.count()
-                .filter(sa.and_(G.c.charger_id == facts.charger_id, G.c.charger_id != ""))
-                .label("at_charger"),
-            ).where(live)
-        )
-    ).one()
-    return domain.DriverUsage(
-        grants_on_day=row.on_day, grants_in_campaign=row.in_campaign, grants_at_charger=row.at_charger
-    )
+def _answer(
+    row: asyncpg.Record, judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]], base_points: int
+) -> pb.EvaluateSessionResponse:
+    """The answer from the database's verdict and the rules judged here: every candidate in evaluation order, up
+    to and including the one that paid; a rule failure from here, a cap or budget failure from there."""
+    kind = row["kind"]
+    if kind == "replay":
+        reply = pb.EvaluateSessionResponse.FromString(row["response"])
+        reply.replayed = True
+        return reply
+    reply = pb.EvaluateSessionResponse(outcome=_OUTCOMES[kind])
+    if row["grant_row"] is not None:
+        reply.grant.CopyFrom(_grant_from_json(json.loads(row["grant_row"])))
+    if kind in ("granted", "no_match"):
+        verdicts = iter(json.loads(row["tried"]))
+        for candidate, rule_failure in judged:
+            failure = rule_failure
+            if rule_failure is None:
+                verdict = next(verdicts, None)
+                if verdict is None:
+                    break
+                if verdict["failure"]:
+                    failure = domain.Failure(verdict["failure"], verdict["detail"])
+            reply.candidates.append(
+                domain.CandidateOutcome(candidate.campaign_id, candidate.name, candidate.priority, failure).to_proto()
+            )
+            if failure is None:
+                break
+    if kind == "granted":
+        reply.reputation_points_awarded = reply.grant.amount_cents
+    elif kind == "no_match":
+        reply.reputation_points_awarded = base_points
+    return reply
 
 
-async def _why_not_granted(conn: AsyncConnection, campaign_id: uuid.UUID) -> domain.Failure:
-    row = (
-        await conn.execute(
-            sa.select(
-                C.c.status,
-                C.c.budget_cents,
-                C.c.spent_cents,
-                C.c.cost_per_session_cents,
-                C.c.max_sessions,
-                C.c.sessions_granted,
-            ).where(C.c.id == campaign_id)
-        )
-    ).one()
-    if row.max_sessions is not None and row.sessions_granted >= row.max_sessions:
-        return domain.Failure(
-            domain.RF.RULE_FAILURE_MAX_SESSIONS_REACHED,
-            f"{row.sessions_granted} of at most {row.max_sessions} sessions already granted",
-        )
-    remaining = row.budget_cents - row.spent_cents
-    if remaining < row.cost_per_session_cents:
-        return domain.Failure(
-            domain.RF.RULE_FAILURE_BUDGET_EXHAUSTED,
-            f"remaining budget {remaining}¢ < reward {row.cost_per_session_cents}¢",
-        )
-    # Paused, or past its end date, since the index last looked. The contract has no failure for "stopped";
-    # for the driver it is the same as no budget left here, and the detail says what happened.
-    if row.status != pb.CAMPAIGN_STATUS_ACTIVE:
-        why = f"campaign is {pb.CampaignStatus.Name(row.status).removeprefix('CAMPAIGN_STATUS_').lower()}"
-    else:
-        why = "campaign is outside its dates"
-    return domain.Failure(domain.RF.RULE_FAILURE_BUDGET_EXHAUSTED, f"{why} and cannot pay now")
+def _grant_from_json(value: dict[str, Any]) -> pb.Grant:
+    """A grants row as to_jsonb() prints it (plus campaign_name)."""
+    for key in ("granted_at", "created_at", "clawed_back_at"):
+        if value.get(key) is not None:
+            value[key] = datetime.datetime.fromisoformat(value[key])
+    return store.grant_message(value, value["campaign_name"])

@@ -6,9 +6,11 @@ circle (grid cells), else its networks; a campaign with none of them is a candid
 engine (domain.first_failed_rule) still checks every rule of every candidate: the index only leaves out
 campaigns that cannot match, it never decides a match.
 
-Freshness: the index reloads the campaigns changed since its last look (by `updated_at`, which a trigger sets
-on every change) every `poll_s`, and at once after a change made by this process. Staleness costs nothing
-but a wasted try: the grant's own UPDATE checks status, dates, budget and session count in the database.
+Freshness: every `poll_s`, and at once after a change made by this process, the index reloads the campaigns
+whose `rules_changed_at` moved since its last look (a trigger sets it when anything but the budget counters
+changes; a grant spending budget does not churn the index). The budget figures held here are therefore only
+as fresh as the last such change: the grant's own UPDATE checks status, dates, budget and session count in
+the database, so staleness costs nothing but a wasted try.
 """
 
 from __future__ import annotations
@@ -30,16 +32,19 @@ from services.incentives import domain, store
 
 log = logging.getLogger(__name__)
 
-# Grid levels for geo circles, cell edge in degrees. A circle is filed at the finest level where its bounding
-# box spans at most MAX_CELLS_PER_AXIS cells per axis, so it sits in ≤ 16 cells and a lookup reads one cell per
-# level.
-GEO_LEVELS_DEG = (0.05, 0.4, 3.2, 25.6)
+# Grid levels for geo circles, cell edge in degrees, doubling. A circle is filed at the finest level where its
+# bounding box spans at most MAX_CELLS_PER_AXIS cells per axis, so it sits in ≤ 16 cells, and a point outside
+# the circle finds it only when it is within about one cell of it; a lookup reads one cell per level.
+GEO_LEVELS_DEG = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6)
 MAX_CELLS_PER_AXIS = 4
 KM_PER_DEGREE_LAT = 111.32
 # A change committed late (its transaction began before our last look) is still seen: each look reaches back
 # this far. Transactions here last milliseconds; a full reload every FULL_RELOAD_S catches anything else.
 LOOKBACK = datetime.timedelta(seconds=10)
-FULL_RELOAD_S = 300.0
+FULL_RELOAD_S = 3600.0
+# A full load parses every active campaign; it yields to the event loop every this many rows so that requests
+# in flight are not held up behind it.
+LOAD_CHUNK = 200
 
 CellKey = tuple[int, int, int]
 ACTIVE_CAMPAIGNS = prometheus_client.Gauge(
@@ -53,7 +58,7 @@ class IndexedCampaign:
 
     campaign: pb.Campaign
     candidate: domain.CampaignCandidate
-    updated_at: datetime.datetime
+    rules_changed_at: datetime.datetime
 
 
 def _cell(level: int, lat: float, lng: float) -> CellKey:
@@ -79,35 +84,72 @@ def geo_cells(geo: domain.GeoCircle) -> list[CellKey] | None:
     return None
 
 
+class _Shelves:
+    """The campaigns and the buckets they are filed in. A full reload fills new shelves and swaps them in, so
+    an evaluation never sees a half-loaded index."""
+
+    def __init__(self) -> None:
+        self.campaigns: dict[str, IndexedCampaign] = {}
+        self.by_charger: dict[str, set[str]] = defaultdict(set)
+        self.by_zone: dict[str, set[str]] = defaultdict(set)
+        self.by_network: dict[str, set[str]] = defaultdict(set)
+        self.by_cell: dict[CellKey, set[str]] = defaultdict(set)
+        self.everywhere: set[str] = set()
+        self.filed: dict[str, list[set[str]]] = {}
+
+    def put(self, row: store.Row) -> None:
+        campaign_id = str(row["id"])
+        self.remove(campaign_id)
+        if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
+            return
+        message = store.campaign_message(row)
+        try:
+            candidate = domain.CampaignCandidate.from_proto(message)
+        except ValueError:
+            # Validation keeps such rows out; if one got in, it must not stop every evaluation.
+            log.exception("campaign %s has rules the engine cannot read; left out of the index", campaign_id)
+            return
+        self.campaigns[campaign_id] = IndexedCampaign(message, candidate, row["rules_changed_at"])
+        rules = candidate.rules
+        buckets: list[set[str]]
+        if rules.charger_ids:
+            buckets = [self.by_charger[c] for c in rules.charger_ids]
+        elif rules.zone_ids:
+            buckets = [self.by_zone[z] for z in rules.zone_ids]
+        elif rules.geo is not None and (cells := geo_cells(rules.geo)) is not None:
+            buckets = [self.by_cell[cell] for cell in cells]
+        elif rules.charger_networks:
+            buckets = [self.by_network[n] for n in rules.charger_networks]
+        else:
+            buckets = [self.everywhere]
+        for bucket in buckets:
+            bucket.add(campaign_id)
+        self.filed[campaign_id] = buckets
+
+    def remove(self, campaign_id: str) -> None:
+        self.campaigns.pop(campaign_id, None)
+        for bucket in self.filed.pop(campaign_id, []):
+            bucket.discard(campaign_id)
+
+
 class CampaignIndex:
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        poll_s: float = 0.5,
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, *, poll_s: float = 0.5) -> None:
         self._engine = engine
         self._poll_s = poll_s
-        self._campaigns: dict[str, IndexedCampaign] = {}
-        self._by_charger: dict[str, set[str]] = defaultdict(set)
-        self._by_zone: dict[str, set[str]] = defaultdict(set)
-        self._by_network: dict[str, set[str]] = defaultdict(set)
-        self._by_cell: dict[CellKey, set[str]] = defaultdict(set)
-        self._everywhere: set[str] = set()
-        self._filed: dict[str, list[set[str]]] = {}
+        self._shelves = _Shelves()
         self._last_look: datetime.datetime | None = None
-        self._last_full = 0.0
+        self._last_full: float | None = None
         self._lock = asyncio.Lock()
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
-        return len(self._campaigns)
+        return len(self._shelves.campaigns)
 
     def get(self, campaign_id: str) -> IndexedCampaign | None:
-        return self._campaigns.get(campaign_id)
+        return self._shelves.campaigns.get(campaign_id)
 
     def all(self) -> Iterable[IndexedCampaign]:
-        return self._campaigns.values()
+        return self._shelves.campaigns.values()
 
     # --- lookups -------------------------------------------------------------------------------------------
 
@@ -121,19 +163,21 @@ class CampaignIndex:
         lng: float | None = None,
     ) -> set[str]:
         """Ids of the campaigns that could pay a session with these facts (a superset of the matches)."""
-        found = set(self._everywhere)
+        shelves = self._shelves
+        found = set(shelves.everywhere)
         if charger_id:
-            found |= self._by_charger.get(charger_id, set())
+            found |= shelves.by_charger.get(charger_id, set())
         if zone_id:
-            found |= self._by_zone.get(zone_id, set())
+            found |= shelves.by_zone.get(zone_id, set())
         if network:
-            found |= self._by_network.get(network.strip().casefold(), set())
+            found |= shelves.by_network.get(network.strip().casefold(), set())
         if lat is not None and lng is not None:
             for level in range(len(GEO_LEVELS_DEG)):
-                found |= self._by_cell.get(_cell(level, lat, lng), set())
+                found |= shelves.by_cell.get(_cell(level, lat, lng), set())
         return found
 
     def candidates_for(self, facts: domain.SessionFacts) -> list[domain.CampaignCandidate]:
+        campaigns = self._shelves.campaigns
         ids = self.candidate_ids(
             charger_id=facts.charger_id,
             zone_id=facts.zone_id,
@@ -141,7 +185,7 @@ class CampaignIndex:
             lat=facts.lat,
             lng=facts.lng,
         )
-        return [self._campaigns[i].candidate for i in ids if i in self._campaigns]
+        return [campaigns[i].candidate for i in ids if i in campaigns]
 
     # --- upkeep --------------------------------------------------------------------------------------------
 
@@ -150,80 +194,49 @@ class CampaignIndex:
         `refresh()` after a sponsor's change instead, so that its next call already sees it.)"""
         self._changed.set()
 
+    def apply_row(self, row: store.Row) -> None:
+        """Files (or removes, when not active) one campaigns row."""
+        self._shelves.put(row)
+
     async def refresh(self, *, full: bool = False) -> int:
         """Loads what changed since the last look (everything when `full`); returns how many rows it read."""
         async with self._lock:
             full = full or self._last_look is None
+            c = store.campaigns
             async with self._engine.connect() as conn:
                 looked_at = (await conn.execute(sa.select(sa.func.statement_timestamp()))).scalar_one()
-                c = store.campaigns
                 if full:
-                    rows = (
-                        (await conn.execute(sa.select(c).where(c.c.status == pb.CAMPAIGN_STATUS_ACTIVE)))
-                        .mappings()
-                        .all()
-                    )
-                    changed = list(rows)
+                    query = sa.select(c).where(c.c.status == pb.CAMPAIGN_STATUS_ACTIVE)
+                    changed = list((await conn.execute(query)).mappings().all())
                 else:
                     assert self._last_look is not None
+                    since = self._last_look - LOOKBACK
                     stamps = (
-                        await conn.execute(
-                            sa.select(c.c.id, c.c.updated_at).where(c.c.updated_at >= self._last_look - LOOKBACK)
-                        )
+                        await conn.execute(sa.select(c.c.id, c.c.rules_changed_at).where(c.c.rules_changed_at >= since))
                     ).all()
-                    stale = [row.id for row in stamps if self._is_stale(str(row.id), row.updated_at)]
+                    stale = [row.id for row in stamps if self._is_stale(str(row.id), row.rules_changed_at)]
                     changed = []
                     if stale:
                         changed = list((await conn.execute(sa.select(c).where(c.c.id.in_(stale)))).mappings().all())
             if full:
-                for campaign_id in list(self._campaigns):
-                    self._remove(campaign_id)
-            for row in changed:
-                self.apply_row(row)
+                shelves = _Shelves()
+                for n, row in enumerate(changed, start=1):
+                    shelves.put(row)
+                    if n % LOAD_CHUNK == 0:
+                        await asyncio.sleep(0)  # let requests in flight run; they still read the old shelves
+                self._shelves = shelves
+                self._last_full = asyncio.get_running_loop().time()
+            else:
+                for row in changed:
+                    self._shelves.put(row)
             self._last_look = looked_at
-            ACTIVE_CAMPAIGNS.set(len(self._campaigns))
+            ACTIVE_CAMPAIGNS.set(len(self._shelves.campaigns))
             return len(changed)
 
-    def _is_stale(self, campaign_id: str, updated_at: datetime.datetime) -> bool:
-        held = self._campaigns.get(campaign_id)
+    def _is_stale(self, campaign_id: str, rules_changed_at: datetime.datetime) -> bool:
+        held = self._shelves.campaigns.get(campaign_id)
         # A campaign we do not hold may have just become active; one we hold may have changed.
-        return held is None or held.updated_at != updated_at
-
-    def apply_row(self, row: store.Row) -> None:
-        campaign_id = str(row["id"])
-        self._remove(campaign_id)
-        if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
-            return
-        message = store.campaign_message(row)
-        try:
-            candidate = domain.CampaignCandidate.from_proto(message)
-        except ValueError:
-            # Validation keeps such rows out; if one got in, it must not stop every evaluation.
-            log.exception("campaign %s has rules the engine cannot read; left out of the index", campaign_id)
-            return
-        self._campaigns[campaign_id] = IndexedCampaign(message, candidate, row["updated_at"])
-        self._file(campaign_id, candidate.rules)
-
-    def _file(self, campaign_id: str, rules: domain.CampaignRuleSet) -> None:
-        buckets: list[set[str]]
-        if rules.charger_ids:
-            buckets = [self._by_charger[c] for c in rules.charger_ids]
-        elif rules.zone_ids:
-            buckets = [self._by_zone[z] for z in rules.zone_ids]
-        elif rules.geo is not None and (cells := geo_cells(rules.geo)) is not None:
-            buckets = [self._by_cell[cell] for cell in cells]
-        elif rules.charger_networks:
-            buckets = [self._by_network[n] for n in rules.charger_networks]
-        else:
-            buckets = [self._everywhere]
-        for bucket in buckets:
-            bucket.add(campaign_id)
-        self._filed[campaign_id] = buckets
-
-    def _remove(self, campaign_id: str) -> None:
-        self._campaigns.pop(campaign_id, None)
-        for bucket in self._filed.pop(campaign_id, []):
-            bucket.discard(campaign_id)
+        return held is None or held.rules_changed_at != rules_changed_at
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keeps the index fresh until `stop`."""
@@ -231,10 +244,8 @@ class CampaignIndex:
         while not stop.is_set():
             self._changed.clear()
             try:
-                full = loop.time() - self._last_full >= FULL_RELOAD_S
+                full = self._last_full is None or loop.time() - self._last_full >= FULL_RELOAD_S
                 await self.refresh(full=full)
-                if full:
-                    self._last_full = loop.time()
             except Exception:
                 log.exception("campaign index refresh failed; keeping the previous one")
             waiters = [asyncio.create_task(self._changed.wait()), asyncio.create_task(stop.wait())]

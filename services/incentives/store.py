@@ -56,6 +56,7 @@ campaigns = sa.Table(
     sa.Column("pause_reason", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("rules_changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
 grants = sa.Table(
@@ -91,7 +92,7 @@ evaluations = sa.Table(
     sa.Column("snapshot", sa.LargeBinary, nullable=False),
     sa.Column("outcome", sa.SmallInteger, nullable=False),
     sa.Column("grant_id", pg.UUID(as_uuid=True)),
-    sa.Column("response", sa.LargeBinary, nullable=False),
+    sa.Column("response", sa.LargeBinary, nullable=False, server_default=sa.text("''::bytea")),
     sa.Column("base_points", sa.Integer, nullable=False, server_default="0"),
     sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
     sa.Column("session_end", sa.DateTime(timezone=True), nullable=False),

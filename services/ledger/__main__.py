@@ -11,6 +11,7 @@ import uvloop
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 
+from services.common.db import open_asyncpg_pool
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -40,7 +41,7 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
         )
     )
     payouts = Payouts(runtime.engine, stripe_client, clock=lambda: datetime.datetime.now(datetime.UTC))
-    pool = await store.open_writer_pool(settings.runtime.database_url.value, settings.runtime.service)
+    pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, purpose="writer")
     stack.push_async_callback(pool.close)
     writer = store.TransferWriter(pool)
     stack.push_async_callback(writer.close)

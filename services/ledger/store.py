@@ -318,19 +318,3 @@ class TransferWriter:
                         pending.done.set_exception(exc)
                     return
                 await asyncio.sleep(0.005 * 2**attempt)
-
-
-async def open_writer_pool(database_url: str, schema: str, size: int = 4) -> asyncpg.Pool:
-    """asyncpg's own pool for the write path: checking a connection out costs far less than through
-    SQLAlchemy, and TransferWriter needs nothing else from it."""
-    from services.common.db import asyncpg_url
-
-    url = asyncpg_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    pool = await asyncpg.create_pool(
-        url,
-        min_size=1,
-        max_size=size,
-        server_settings={"search_path": schema, "application_name": f"nerava-{schema}-writer"},
-    )
-    assert pool is not None
-    return pool

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import grpc
 import pytest
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.auth import ServiceTokens
 from services.common.clients import open_channel
 from services.common.config import Secret
-from services.common.db import create_engine
+from services.common.db import create_engine, open_asyncpg_pool
 from services.common.outbox import OutboxRelay
 from services.incentives import store
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
@@ -37,11 +38,23 @@ REWARD = 100
 
 
 @pytest.fixture
-async def engine(database_server_url: str) -> AsyncIterator[AsyncEngine]:
+async def database(database_server_url: str) -> AsyncIterator[str]:
     async with fresh_database(database_server_url) as url:
-        engine = create_engine(url, "incentives")
-        yield engine
-        await engine.dispose()
+        yield url
+
+
+@pytest.fixture
+async def engine(database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database, "incentives")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_asyncpg_pool(database, "incentives")
+    yield pool
+    await pool.close()
 
 
 def ledger_stub(address: str) -> ledger_pb2_grpc.LedgerServiceAsyncStub:
@@ -135,16 +148,18 @@ class DiesAfterTheLedgerAnswers:
         raise asyncio.CancelledError
 
 
-async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(engine: AsyncEngine, mesh: Mesh) -> None:
+async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(
+    engine: AsyncEngine, pool: asyncpg.Pool, mesh: Mesh
+) -> None:
     ledger = ledger_stub(mesh.address("ledger"))
     await funded_campaign(engine, ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]))
     index = CampaignIndex(engine)
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
-    reply = await Granting(engine, index, ledger).evaluate(ended_session(driver, charger_id=CHARGER))
+    reply = await Granting(engine, pool, index, ledger).evaluate(ended_session(driver, charger_id=CHARGER))
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
 
-    doomed = Granting(engine, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
+    doomed = Granting(engine, pool, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
     crashed = OutboxRelay(engine, store.outbox, {GRANT_CREDIT_TOPIC: doomed.deliver_credit}, "incentives", lease_s=0.3)
     with pytest.raises(asyncio.CancelledError):
         await crashed.run_once()
@@ -153,7 +168,7 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(en
     assert row.delivered_at is None  # … and the outbox never heard of it
 
     restarted = OutboxRelay(
-        engine, store.outbox, {GRANT_CREDIT_TOPIC: Granting(engine, index, ledger).deliver_credit}, "incentives"
+        engine, store.outbox, {GRANT_CREDIT_TOPIC: Granting(engine, pool, index, ledger).deliver_credit}, "incentives"
     )
     await asyncio.sleep(0.4)  # the dead relay's lease runs out
     assert await restarted.run_once() == 1
@@ -164,13 +179,15 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(en
     assert status == pb.GRANT_STATUS_GRANTED
 
 
-async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(engine: AsyncEngine, mesh: Mesh) -> None:
+async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(
+    engine: AsyncEngine, pool: asyncpg.Pool, mesh: Mesh
+) -> None:
     await funded_campaign(engine, ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]))
     index = CampaignIndex(engine)
     await index.refresh(full=True)
     port = free_port()
     away = ledger_stub(f"127.0.0.1:{port}")  # nothing listens there yet
-    granting = Granting(engine, index, away)
+    granting = Granting(engine, pool, index, away)
     relay = OutboxRelay(
         engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives", max_backoff_s=0.2
     )

@@ -18,6 +18,29 @@ branch_labels = None
 depends_on = None
 
 
+# What the candidate index holds: every column but the budget counters and the timestamps.
+INDEXED_COLUMNS = (
+    "sponsor_name",
+    "sponsor_logo_url",
+    "name",
+    "description",
+    "campaign_type",
+    "status",
+    "priority",
+    "reward_kind",
+    "cost_per_session_cents",
+    "budget_cents",
+    "max_sessions",
+    "start_date",
+    "end_date",
+    "time_zone",
+    "rules",
+    "cap_per_day",
+    "cap_per_campaign",
+    "cap_per_charger",
+)
+
+
 def upgrade() -> None:
     op.create_table(
         "campaigns",
@@ -68,11 +91,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("created_by_user_id", "create_request_id", name="campaigns_create_request_unique"),
         sa.UniqueConstraint("checkout_session_id", name="campaigns_checkout_session_unique"),
     )
-    # Each process keeps the active campaigns in memory and reloads those changed since it last looked, by
-    # updated_at. A trigger rather than every UPDATE remembering to set it: a change the index does not see
-    # would leave a paused campaign listed as a candidate (its grant UPDATE still checks the status, but the
-    # answer's reasons would be stale).
-    op.create_index("campaigns_updated", "campaigns", ["updated_at"])
+    # `updated_at` says when the row last changed (a trigger sets it on every UPDATE). `rules_changed_at` says
+    # when anything the candidate index holds last changed — everything but the budget counters, which a grant
+    # moves hundreds of times a second and which the grant's own UPDATE checks. Each process reloads into its
+    # index the campaigns whose rules_changed_at moved since it last looked.
+    op.add_column(
+        "campaigns",
+        sa.Column("rules_changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    )
+    op.create_index("campaigns_rules_changed", "campaigns", ["rules_changed_at"])
     op.execute(
         """
         CREATE FUNCTION campaigns_touch() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -84,6 +111,22 @@ def upgrade() -> None:
     )
     op.execute(
         "CREATE TRIGGER campaigns_touch BEFORE UPDATE ON campaigns FOR EACH ROW EXECUTE FUNCTION campaigns_touch()"
+    )
+    op.execute(
+        """
+        CREATE FUNCTION campaigns_rules_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            NEW.rules_changed_at := now();
+            RETURN NEW;
+        END $$
+        """
+    )
+    # Fires when an UPDATE sets any column but the budget counters (spent_cents, sessions_granted).
+    op.execute(
+        f"""
+        CREATE TRIGGER campaigns_rules_changed BEFORE UPDATE OF {", ".join(INDEXED_COLUMNS)} ON campaigns
+            FOR EACH ROW EXECUTE FUNCTION campaigns_rules_changed()
+        """
     )
     op.create_index("campaigns_owner_created", "campaigns", ["created_by_user_id", sa.text("created_at DESC")])
     op.create_index("campaigns_created", "campaigns", [sa.text("created_at DESC"), "id"])
@@ -134,8 +177,8 @@ def upgrade() -> None:
         sa.Column("snapshot", sa.LargeBinary, nullable=False),
         sa.Column("outcome", sa.SmallInteger, nullable=False),
         sa.Column("grant_id", pg.UUID(as_uuid=True), sa.ForeignKey("grants.id")),
-        # The EvaluateSessionResponse answered, replayed to a repeat.
-        sa.Column("response", sa.LargeBinary, nullable=False),
+        # The EvaluateSessionResponse answered, replayed to a repeat (written in the evaluation's transaction).
+        sa.Column("response", sa.LargeBinary, nullable=False, server_default=sa.text("''::bytea")),
         # +5 for a session that earned no grant (DOMAIN, Reputation); a grant's points come from the grant.
         sa.Column("base_points", sa.Integer, nullable=False, server_default="0"),
         sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
@@ -146,10 +189,185 @@ def upgrade() -> None:
     )
     op.create_index("evaluations_driver_end", "evaluations", ["driver_id", sa.text("session_end DESC")])
     op.create_index("evaluations_end", "evaluations", ["session_end"])
+    op.execute(EVALUATE_SESSION)
 
 
 def downgrade() -> None:
+    op.execute("DROP FUNCTION evaluate_session")
+    op.execute("DROP FUNCTION campaigns_rules_changed() CASCADE")
     op.drop_table("evaluations")
     op.drop_table("grants")
     op.drop_table("campaigns")
     op.execute("DROP FUNCTION campaigns_touch()")
+
+
+# The database half of EvaluateSession, in one round trip (the service writes the answer in the same
+# transaction right after). The caller has applied the targeting rules, which need time zones and geometry;
+# p_campaign_ids are the candidates whose rules passed, in evaluation order, with the session's calendar day in
+# each campaign's zone (p_local_days). Here, under the driver's advisory lock (so that the idempotency check
+# and the per-driver caps are exact), each candidate is tried in turn: its caps counted from the driver's live
+# grants, then one reward of its budget and session count consumed by a conditional UPDATE (the campaign row
+# lock serialises concurrent grants; a reward that does not fit is refused by the WHERE, never by a value read
+# earlier). The first that pays gets the grant, its outbox row (the ledger credit, keyed by the grant id) and
+# the evaluation row, all committed together.
+#
+# kind: replay (this session and end_sequence were evaluated: `response` is the stored answer, `conflict` says
+# whether the snapshot differs), superseded (a later end_sequence was evaluated), kept (a live grant of an
+# earlier end stands), too_short, granted, no_match. `tried`: [{id, failure, detail}] for the candidates tried
+# here, the winner last with failure 0.
+EVALUATE_SESSION = r"""
+CREATE FUNCTION evaluate_session(
+    p_session_id uuid,
+    p_end_sequence int,
+    p_driver_id text,
+    p_snapshot bytea,
+    p_session_start timestamptz,
+    p_session_end timestamptz,
+    p_duration_minutes int,
+    p_charger_id text,
+    p_evaluable boolean,
+    p_base_points int,
+    p_now timestamptz,
+    p_campaign_ids uuid[],
+    p_local_days date[],
+    p_grant_id uuid,
+    p_trace jsonb
+) RETURNS TABLE (kind text, response bytea, conflict boolean, tried jsonb, grant_row jsonb, exhausted boolean)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_done evaluations%ROWTYPE;
+    v_latest int;
+    v_kept grants%ROWTYPE;
+    v_tried jsonb := '[]'::jsonb;
+    v_caps record;
+    v_usage record;
+    v_won campaigns%ROWTYPE;
+    v_now_row record;
+    v_grant grants%ROWTYPE;
+    v_failure int;
+    v_detail text;
+    v_exhausted boolean := false;
+    i int;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('driver:' || p_driver_id, 0));
+
+    SELECT * INTO v_done FROM evaluations e WHERE e.session_id = p_session_id AND e.end_sequence = p_end_sequence;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'replay'::text, v_done.response, v_done.snapshot <> p_snapshot, NULL::jsonb, NULL::jsonb, false;
+        RETURN;
+    END IF;
+    SELECT max(e.end_sequence) INTO v_latest FROM evaluations e WHERE e.session_id = p_session_id;
+    IF v_latest > p_end_sequence THEN
+        RETURN QUERY SELECT 'superseded'::text, NULL::bytea, false, NULL::jsonb, NULL::jsonb, false;
+        RETURN;
+    END IF;
+
+    -- Reopened and ended again: the earlier grant stands (its credit may be spent); never a second one.
+    SELECT * INTO v_kept FROM grants g WHERE g.session_id = p_session_id AND g.status <> 3;
+    IF FOUND THEN
+        INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, grant_id, base_points,
+                                 session_start, session_end, duration_minutes)
+        VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 5, v_kept.id, 0,
+                p_session_start, p_session_end, p_duration_minutes);
+        RETURN QUERY SELECT 'kept'::text, NULL::bytea, false, '[]'::jsonb,
+            to_jsonb(v_kept) || jsonb_build_object('campaign_name', (SELECT c.name FROM campaigns c WHERE c.id = v_kept.campaign_id)),
+            false;
+        RETURN;
+    END IF;
+
+    IF NOT p_evaluable THEN
+        INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, base_points,
+                                 session_start, session_end, duration_minutes)
+        VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 3, 0,
+                p_session_start, p_session_end, p_duration_minutes);
+        RETURN QUERY SELECT 'too_short'::text, NULL::bytea, false, '[]'::jsonb, NULL::jsonb, false;
+        RETURN;
+    END IF;
+
+    FOR i IN 1 .. coalesce(array_length(p_campaign_ids, 1), 0) LOOP
+        v_failure := 0;
+        SELECT c.cap_per_day, c.cap_per_campaign, c.cap_per_charger INTO v_caps FROM campaigns c WHERE c.id = p_campaign_ids[i];
+        IF v_caps.cap_per_day IS NOT NULL OR v_caps.cap_per_campaign IS NOT NULL OR v_caps.cap_per_charger IS NOT NULL THEN
+            SELECT count(*) FILTER (WHERE g.campaign_local_day = p_local_days[i]) AS on_day,
+                   count(*) AS in_campaign,
+                   count(*) FILTER (WHERE p_charger_id <> '' AND g.charger_id = p_charger_id) AS at_charger
+              INTO v_usage
+              FROM grants g
+             WHERE g.driver_id = p_driver_id AND g.campaign_id = p_campaign_ids[i] AND g.status <> 3;
+            IF v_caps.cap_per_day IS NOT NULL AND v_usage.on_day >= v_caps.cap_per_day THEN
+                v_failure := 15;
+                v_detail := format('driver already has %s grant(s) that day; cap %s per day', v_usage.on_day, v_caps.cap_per_day);
+            ELSIF v_caps.cap_per_campaign IS NOT NULL AND v_usage.in_campaign >= v_caps.cap_per_campaign THEN
+                v_failure := 16;
+                v_detail := format('driver already has %s grant(s); cap %s per campaign', v_usage.in_campaign, v_caps.cap_per_campaign);
+            ELSIF v_caps.cap_per_charger IS NOT NULL AND v_usage.at_charger >= v_caps.cap_per_charger THEN
+                v_failure := 17;
+                v_detail := format('driver already has %s grant(s) at this charger; cap %s', v_usage.at_charger, v_caps.cap_per_charger);
+            END IF;
+        END IF;
+
+        IF v_failure = 0 THEN
+            UPDATE campaigns c
+               SET spent_cents = c.spent_cents + c.cost_per_session_cents,
+                   sessions_granted = c.sessions_granted + 1
+             WHERE c.id = p_campaign_ids[i]
+               AND c.status = 2
+               AND c.start_date <= p_now
+               AND (c.end_date IS NULL OR c.end_date >= p_now)
+               AND c.spent_cents + c.cost_per_session_cents <= c.budget_cents
+               AND (c.max_sessions IS NULL OR c.sessions_granted < c.max_sessions)
+            RETURNING c.* INTO v_won;
+            IF FOUND THEN
+                -- The grant that leaves less than one reward, or reaches max_sessions, exhausts the campaign.
+                IF v_won.budget_cents - v_won.spent_cents < v_won.cost_per_session_cents
+                   OR (v_won.max_sessions IS NOT NULL AND v_won.sessions_granted >= v_won.max_sessions) THEN
+                    UPDATE campaigns c SET status = 4 WHERE c.id = v_won.id;
+                    v_exhausted := true;
+                END IF;
+                INSERT INTO grants (id, session_id, end_sequence, campaign_id, driver_id, amount_cents, reward_kind,
+                                    status, charger_id, duration_minutes, session_start, campaign_local_day)
+                VALUES (p_grant_id, p_session_id, p_end_sequence, v_won.id, p_driver_id, v_won.cost_per_session_cents,
+                        v_won.reward_kind, 1, p_charger_id, p_duration_minutes, p_session_start, p_local_days[i])
+                RETURNING * INTO v_grant;
+                INSERT INTO outbox (topic, key, payload, trace_context)
+                VALUES ('grant.credit', p_grant_id::text, jsonb_build_object('grant_id', p_grant_id::text), p_trace);
+                INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, grant_id, base_points,
+                                         session_start, session_end, duration_minutes)
+                VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 1, p_grant_id, 0,
+                        p_session_start, p_session_end, p_duration_minutes);
+                v_tried := v_tried || jsonb_build_object('id', v_won.id, 'failure', 0, 'detail', '');
+                RETURN QUERY SELECT 'granted'::text, NULL::bytea, false, v_tried,
+                    to_jsonb(v_grant) || jsonb_build_object('campaign_name', v_won.name), v_exhausted;
+                RETURN;
+            END IF;
+            -- Refused by the database: a concurrent grant took the last reward, or the campaign stopped.
+            SELECT c.status, c.budget_cents - c.spent_cents AS remaining, c.cost_per_session_cents AS reward,
+                   c.max_sessions, c.sessions_granted
+              INTO v_now_row FROM campaigns c WHERE c.id = p_campaign_ids[i];
+            IF v_now_row.max_sessions IS NOT NULL AND v_now_row.sessions_granted >= v_now_row.max_sessions THEN
+                v_failure := 19;
+                v_detail := format('%s of at most %s sessions already granted', v_now_row.sessions_granted, v_now_row.max_sessions);
+            ELSIF v_now_row.remaining < v_now_row.reward THEN
+                v_failure := 18;
+                v_detail := format('remaining budget %s¢ < reward %s¢', v_now_row.remaining, v_now_row.reward);
+            ELSIF v_now_row.status <> 2 THEN
+                -- The contract has no failure for "stopped"; for the driver it is no budget here, and says so.
+                v_failure := 18;
+                v_detail := 'campaign is ' || CASE v_now_row.status WHEN 3 THEN 'paused' WHEN 4 THEN 'exhausted'
+                    WHEN 5 THEN 'ended' ELSE 'not active' END || ' and cannot pay now';
+            ELSE
+                v_failure := 18;
+                v_detail := 'campaign is outside its dates and cannot pay now';
+            END IF;
+        END IF;
+        v_tried := v_tried || jsonb_build_object('id', p_campaign_ids[i], 'failure', v_failure, 'detail', v_detail);
+    END LOOP;
+
+    INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, base_points,
+                             session_start, session_end, duration_minutes)
+    VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 2, p_base_points,
+            p_session_start, p_session_end, p_duration_minutes);
+    RETURN QUERY SELECT 'no_match'::text, NULL::bytea, false, v_tried, NULL::jsonb, false;
+END $$
+"""
