@@ -22,7 +22,7 @@ import datetime
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import asyncpg
@@ -134,36 +134,34 @@ class Granting:
     async def evaluate(self, session: pb.EndedSession) -> pb.EvaluateSessionResponse:
         """At most one grant for an ended session, and why each campaign tried did not pay. The rules are
         judged here, in memory; budget, session count and caps in the database (evaluate_session())."""
+        if session.end_sequence > 1:
+            await self._reverse_earlier_grant(session)
         facts = domain.SessionFacts.from_proto(session)
         now = self._clock()
         ranked = domain.rank_candidates(self._index.candidates_for(facts), now)
         email = await self.driver_email_for(session.driver_id, ranked)
         if email:
             facts = dataclasses.replace(facts, driver_email=email)
-        judged = [(c, domain.first_failed_rule(c.rules, facts, c.time_zone)) for c in ranked]
-        passing = [c for c, failure in judged if failure is None]
         evaluable = facts.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES
         base_points = domain.reputation_points_for_session(None, facts.duration_minutes, facts.quality_score)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        arguments = (
-            uuid.UUID(session.session_id),
-            session.end_sequence,
-            session.driver_id,
-            session.SerializeToString(deterministic=True),
-            facts.started_at,
-            facts.ended_at,
-            facts.duration_minutes,
-            session.charger_id,
-            evaluable,
-            base_points,
-            now,
-            [uuid.UUID(c.campaign_id) for c in passing],
-            [domain.local_day(facts.started_at, c.time_zone) for c in passing],
-            uuid.uuid4(),
-            json.dumps(carrier),
+        fixed = _Call(
+            session_id=uuid.UUID(session.session_id),
+            end_sequence=session.end_sequence,
+            driver_id=session.driver_id,
+            snapshot=session.SerializeToString(deterministic=True),
+            started_at=facts.started_at,
+            ended_at=facts.ended_at,
+            duration_minutes=facts.duration_minutes,
+            charger_id=session.charger_id,
+            evaluable=evaluable,
+            base_points=base_points,
+            now=now,
+            grant_id=uuid.uuid4(),
+            trace=json.dumps(carrier),
         )
-        row, reply = await self._decide(arguments, judged, base_points)
+        row, reply = await self._decide(fixed, ranked, facts)
         if row["kind"] == "replay" and row["conflict"]:
             raise Aborted(
                 "IDEMPOTENCY_KEY_REUSED",
@@ -181,22 +179,59 @@ class Granting:
             self._index.changed()  # it leaves the index; budget spending alone changes nothing there
         return reply
 
+    async def _reverse_earlier_grant(self, session: pb.EndedSession) -> None:
+        """A reopened session ended again: DOMAIN reverses the grant of its earlier end before evaluating it anew.
+        When the driver already spent that reward the ledger cannot reverse it; it then stands, and
+        evaluate_session() answers PREVIOUS_GRANT_KEPT (never a second grant for one charging)."""
+        g = store.grants
+        async with self._reads.connect() as conn:
+            earlier = (
+                await conn.execute(
+                    sa.select(g.c.id).where(
+                        g.c.session_id == uuid.UUID(session.session_id),
+                        g.c.end_sequence < session.end_sequence,
+                        store.LIVE_GRANT,
+                    )
+                )
+            ).scalar_one_or_none()
+        if earlier is None:
+            return
+        try:
+            # A fixed request id: a retried evaluation repeats the same clawback.
+            await self.claw_back(earlier, "charging session reopened", uuid.uuid5(earlier, "reopened"), "sessions")
+        except FailedPrecondition as refused:
+            if refused.reason != "GRANT_ALREADY_SPENT":
+                raise
+
     async def _decide(
-        self,
-        arguments: tuple[Any, ...],
-        judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]],
-        base_points: int,
+        self, call: _Call, ranked: list[domain.CampaignCandidate], facts: domain.SessionFacts
     ) -> tuple[asyncpg.Record, pb.EvaluateSessionResponse]:
-        """One transaction: evaluate_session() decides and writes, then the answer is stored with it."""
+        """One transaction: evaluate_session() decides and writes, then the answer is stored with it.
+
+        The rules are judged lazily, in evaluation order: a batch of the next candidates whose rules pass goes
+        to the database, and only if none of them can pay (caps, budget) is the next batch judged and sent, in
+        the same transaction. Most sessions are paid by the first candidate that matches, so the rules of
+        the campaigns after it are never evaluated."""
         attempt = 0
         while True:
+            judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]] = []
+            verdicts: list[dict[str, Any]] = []
+            remaining = iter(ranked)
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    row = await conn.fetchrow(_EVALUATE, *arguments)
-                    assert row is not None
-                    reply = _answer(row, judged, base_points)
+                    while True:
+                        batch = _next_passing(remaining, facts, judged)
+                        final = len(batch) < CANDIDATE_BATCH
+                        row = await conn.fetchrow(_EVALUATE, *call.arguments(batch, facts, final=final))
+                        assert row is not None
+                        if row["kind"] != "continue":
+                            break
+                        verdicts.extend(json.loads(row["tried"]))
+                    if row["tried"] is not None:
+                        verdicts.extend(json.loads(row["tried"]))
+                    reply = _answer(row, judged, verdicts, call.base_points)
                     if row["kind"] not in ("replay", "superseded"):
-                        await conn.execute(_STORE_ANSWER, reply.SerializeToString(), arguments[0], arguments[1])
+                        await conn.execute(_STORE_ANSWER, reply.SerializeToString(), call.session_id, call.end_sequence)
                 return row, reply
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 # PostgreSQL asking us to try again; the driver lock makes this rare.
@@ -366,7 +401,11 @@ class Granting:
         )
 
 
-_EVALUATE = "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb)"
+_EVALUATE = (
+    "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16)"
+)
+# Candidates whose rules pass, sent to the database at a time: one usually pays; more only cost rule checks.
+CANDIDATE_BATCH = 4
 _STORE_ANSWER = "UPDATE evaluations SET response = $1 WHERE session_id = $2 AND end_sequence = $3"
 _OUTCOMES = {
     "kept": pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT,
@@ -378,9 +417,12 @@ _OUTCOMES = {
 
 
 def _answer(
-    row: asyncpg.Record, judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]], base_points: int
+    row: asyncpg.Record,
+    judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]],
+    verdicts: list[dict[str, Any]],
+    base_points: int,
 ) -> pb.EvaluateSessionResponse:
-    """The answer from the database's verdict and the rules judged here: every candidate in evaluation order, up
+    """The answer from the database's verdicts and the rules judged here: every candidate in evaluation order, up
     to and including the one that paid; a rule failure from here, a cap or budget failure from there."""
     kind = row["kind"]
     if kind == "replay":
@@ -391,11 +433,11 @@ def _answer(
     if row["grant_row"] is not None:
         reply.grant.CopyFrom(_grant_from_json(json.loads(row["grant_row"])))
     if kind in ("granted", "no_match"):
-        verdicts = iter(json.loads(row["tried"]))
+        pending = iter(verdicts)
         for candidate, rule_failure in judged:
             failure = rule_failure
             if rule_failure is None:
-                verdict = next(verdicts, None)
+                verdict = next(pending, None)
                 if verdict is None:
                     break
                 if verdict["failure"]:
@@ -410,6 +452,64 @@ def _answer(
     elif kind == "no_match":
         reply.reputation_points_awarded = base_points
     return reply
+
+
+def _next_passing(
+    remaining: Iterator[domain.CampaignCandidate],
+    facts: domain.SessionFacts,
+    judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]],
+) -> list[domain.CampaignCandidate]:
+    """Judges candidates in order (recording each in `judged`) until CANDIDATE_BATCH of them pass their rules."""
+    batch: list[domain.CampaignCandidate] = []
+    for candidate in remaining:
+        failure = domain.first_failed_rule(candidate.rules, facts, candidate.time_zone)
+        judged.append((candidate, failure))
+        if failure is None:
+            batch.append(candidate)
+            if len(batch) == CANDIDATE_BATCH:
+                break
+    return batch
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """The arguments of evaluate_session() that do not depend on the batch of candidates."""
+
+    session_id: uuid.UUID
+    end_sequence: int
+    driver_id: str
+    snapshot: bytes
+    started_at: datetime.datetime
+    ended_at: datetime.datetime
+    duration_minutes: int
+    charger_id: str
+    evaluable: bool
+    base_points: int
+    now: datetime.datetime
+    grant_id: uuid.UUID
+    trace: str
+
+    def arguments(
+        self, batch: list[domain.CampaignCandidate], facts: domain.SessionFacts, *, final: bool
+    ) -> tuple[Any, ...]:
+        return (
+            self.session_id,
+            self.end_sequence,
+            self.driver_id,
+            self.snapshot,
+            self.started_at,
+            self.ended_at,
+            self.duration_minutes,
+            self.charger_id,
+            self.evaluable,
+            self.base_points,
+            self.now,
+            [uuid.UUID(c.campaign_id) for c in batch],
+            [domain.local_day(facts.started_at, c.time_zone) for c in batch],
+            self.grant_id,
+            self.trace,
+            final,
+        )
 
 
 def _grant_from_json(value: dict[str, Any]) -> pb.Grant:

@@ -20,6 +20,25 @@ from tests.incentives.helpers import Incentives, Person, budget_account, driver_
 from tests.support.rpc import as_service, error_reason
 
 
+async def spend_nova(incentives: Incentives, driver_id: str, points: int) -> None:
+    """The driver redeems Nova at a merchant (what the merchants service posts)."""
+    await incentives.ledger.PostTransfer(
+        ledger_pb2.PostTransferRequest(
+            idempotency_key=f"redemption:{uuid.uuid4()}",
+            kind=ledger_pb2.TRANSFER_KIND_REDEMPTION,
+            currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+            amount=points,
+            from_account=driver_nova(driver_id),
+            to_account=ledger_pb2.AccountRef(
+                type=ledger_pb2.ACCOUNT_TYPE_MERCHANT_NOVA,
+                owner_id="merchant-1",
+                currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+            ),
+        ),
+        metadata=as_service("merchants"),
+    )
+
+
 async def wait_for_balance(incentives: Incentives, account, expected: int) -> None:  # type: ignore[no-untyped-def]
     for _ in range(100):
         if await incentives.ledger_balance(account) == expected:
@@ -146,21 +165,58 @@ async def test_no_match_explains_each_candidate_and_earns_5_points(
     assert short.outcome == pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT
 
 
-async def test_a_paused_campaign_pays_nothing_and_a_reopened_session_is_never_paid_twice(
+async def test_a_reopened_session_is_re_evaluated_after_its_earlier_grant_is_reversed(
     incentives: Incentives, sponsor: Person, driver: Person
 ) -> None:
-    campaign = await incentives.active(sponsor)
+    campaign = await incentives.active(sponsor, cost_per_session_cents=150)
     session = incentives.session(driver.user_id)
     first = await incentives.evaluate(session)
+    await wait_for_balance(incentives, driver_cash(driver.user_id), 150)
     reopened = pb.EndedSession()
     reopened.CopyFrom(session)
     reopened.end_sequence = 2
     reopened.duration_minutes += 20
     again = await incentives.evaluate(reopened)
+    assert again.outcome == pb.EVALUATION_OUTCOME_GRANTED
+    assert again.grant.id != first.grant.id
+    assert (await incentives.evaluate(reopened)).replayed
+    # The earlier grant is clawed back (ledger reversed, budget refunded): the driver holds one reward.
+    await wait_for_balance(incentives, driver_cash(driver.user_id), 150)
+    after = await incentives.campaign(campaign.id, sponsor)
+    assert (after.spent_cents, after.sessions_granted) == (150, 1)
+    batch = await incentives.stub.BatchGetSessionGrants(
+        pb.BatchGetSessionGrantsRequest(session_ids=[session.session_id]), metadata=as_service("sessions")
+    )
+    assert [g.id for g in batch.grants] == [again.grant.id]
+    assert (await incentives.evaluate(session)).replayed  # the first end's answer, unchanged
+
+
+async def test_a_reopened_session_whose_reward_was_spent_keeps_its_grant_and_gets_no_second(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    await incentives.active(sponsor, reward_kind=pb.REWARD_KIND_NOVA)
+    session = incentives.session(driver.user_id)
+    first = await incentives.evaluate(session)
+    await wait_for_balance(incentives, driver_nova(driver.user_id), 100)
+    await spend_nova(incentives, driver.user_id, 100)
+    reopened = pb.EndedSession()
+    reopened.CopyFrom(session)
+    reopened.end_sequence = 2
+    again = await incentives.evaluate(reopened)
     assert again.outcome == pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT
     assert again.grant.id == first.grant.id
-    older = await incentives.evaluate(session)
-    assert older.replayed
+    assert (await incentives.evaluate(session)).replayed
+    # An end that arrives after a later end of the same session was evaluated is ignored.
+    later = incentives.session(driver.user_id, end_sequence=3)
+    await incentives.evaluate(later)
+    earlier = pb.EndedSession()
+    earlier.CopyFrom(later)
+    earlier.end_sequence = 2
+    assert (await incentives.evaluate(earlier)).outcome == pb.EVALUATION_OUTCOME_SUPERSEDED
+
+
+async def test_a_paused_campaign_pays_nothing(incentives: Incentives, sponsor: Person, driver: Person) -> None:
+    campaign = await incentives.active(sponsor)
     await incentives.stub.PauseCampaign(
         pb.PauseCampaignRequest(campaign_id=campaign.id, reason="audit"), metadata=sponsor.auth
     )
@@ -202,21 +258,7 @@ async def test_a_reward_already_spent_cannot_be_clawed_back(
     await incentives.active(sponsor, reward_kind=pb.REWARD_KIND_NOVA)
     granted = await incentives.evaluate(incentives.session(driver.user_id))
     await wait_for_balance(incentives, driver_nova(driver.user_id), 100)
-    await incentives.ledger.PostTransfer(
-        ledger_pb2.PostTransferRequest(
-            idempotency_key=f"redemption:{uuid.uuid4()}",
-            kind=ledger_pb2.TRANSFER_KIND_REDEMPTION,
-            currency=ledger_pb2.CURRENCY_NOVA_POINTS,
-            amount=60,
-            from_account=driver_nova(driver.user_id),
-            to_account=ledger_pb2.AccountRef(
-                type=ledger_pb2.ACCOUNT_TYPE_MERCHANT_NOVA,
-                owner_id="merchant-1",
-                currency=ledger_pb2.CURRENCY_NOVA_POINTS,
-            ),
-        ),
-        metadata=as_service("merchants"),
-    )
+    await spend_nova(incentives, driver.user_id, 60)
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await incentives.stub.ClawbackGrant(
             pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud check", request_id=str(uuid.uuid4())),
@@ -302,3 +344,23 @@ async def test_an_allowlist_of_emails_admits_the_driver_with_that_email(
     assert listed.outcome == pb.EVALUATION_OUTCOME_GRANTED
     stranger = await incentives.evaluate(incentives.session(str(uuid.uuid4())))
     assert [c.failure for c in stranger.candidates] == [pb.RULE_FAILURE_DRIVER_ALLOWLIST]
+
+
+async def test_when_the_first_matching_campaigns_cannot_pay_the_next_ones_are_tried_in_order(
+    incentives: Incentives, sponsor: Person, driver: Person
+) -> None:
+    """More matching campaigns than one batch to the database: the later batches follow in the same transaction."""
+    capped = [
+        await incentives.active(sponsor, name=f"Once {n}", priority=n, caps=pb.CampaignCaps(per_campaign=1))
+        for n in range(1, 6)
+    ]
+    fallback = await incentives.active(sponsor, name="Always", priority=50)
+    for campaign in capped:  # each session is paid by the next campaign the driver has not used up
+        reply = await incentives.evaluate(incentives.session(driver.user_id))
+        assert reply.grant.campaign_id == campaign.id
+    last = await incentives.evaluate(incentives.session(driver.user_id))
+    assert last.grant.campaign_id == fallback.id
+    assert [(c.campaign_id, c.failure) for c in last.candidates] == [
+        *((c.id, pb.RULE_FAILURE_CAP_PER_DRIVER_PER_CAMPAIGN) for c in capped),
+        (fallback.id, pb.RULE_FAILURE_UNSPECIFIED),
+    ]

@@ -213,7 +213,8 @@ def downgrade() -> None:
 #
 # kind: replay (this session and end_sequence were evaluated: `response` is the stored answer, `conflict` says
 # whether the snapshot differs), superseded (a later end_sequence was evaluated), kept (a live grant of an
-# earlier end stands), too_short, granted, no_match. `tried`: [{id, failure, detail}] for the candidates tried
+# earlier end stands), too_short, granted, no_match, or continue (none of these candidates could pay and
+# p_final is false: the caller sends the next ones in the same transaction). `tried`: [{id, failure, detail}] for the candidates tried
 # here, the winner last with failure 0.
 EVALUATE_SESSION = r"""
 CREATE FUNCTION evaluate_session(
@@ -231,7 +232,8 @@ CREATE FUNCTION evaluate_session(
     p_campaign_ids uuid[],
     p_local_days date[],
     p_grant_id uuid,
-    p_trace jsonb
+    p_trace jsonb,
+    p_final boolean
 ) RETURNS TABLE (kind text, response bytea, conflict boolean, tried jsonb, grant_row jsonb, exhausted boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -364,6 +366,11 @@ BEGIN
         v_tried := v_tried || jsonb_build_object('id', p_campaign_ids[i], 'failure', v_failure, 'detail', v_detail);
     END LOOP;
 
+    IF NOT p_final THEN
+        -- The caller has more candidates to try, in this same transaction (the lock is held).
+        RETURN QUERY SELECT 'continue'::text, NULL::bytea, false, v_tried, NULL::jsonb, false;
+        RETURN;
+    END IF;
     INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, base_points,
                              session_start, session_end, duration_minutes)
     VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 2, p_base_points,
