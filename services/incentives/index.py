@@ -33,10 +33,10 @@ from services.incentives import domain, store
 log = logging.getLogger(__name__)
 
 # Grid levels for geo circles, cell edge in degrees, doubling. A circle is filed at the finest level where its
-# bounding box spans at most MAX_CELLS_PER_AXIS cells per axis, so it sits in ≤ 16 cells, and a point outside
+# bounding box spans at most MAX_CELLS_PER_AXIS cells per axis, so it sits in ≤ 64 cells, and a point outside
 # the circle finds it only when it is within about one cell of it; a lookup reads one cell per level.
 GEO_LEVELS_DEG = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6)
-MAX_CELLS_PER_AXIS = 4
+MAX_CELLS_PER_AXIS = 8
 KM_PER_DEGREE_LAT = 111.32
 # A change committed late (its transaction began before our last look) is still seen: each look reaches back
 # this far. Transactions here last milliseconds; a full reload every FULL_RELOAD_S catches anything else.

@@ -137,11 +137,11 @@ def test_a_paused_campaign_leaves_the_index_and_returns_when_resumed() -> None:
     assert index.candidate_ids(charger_id="c1") == {str(campaign["id"])}
 
 
-def test_geo_circles_sit_in_at_most_16_cells_of_the_finest_level_that_fits() -> None:
+def test_geo_circles_sit_in_at_most_64_cells_of_the_finest_level_that_fits() -> None:
     small = geo_cells(domain.GeoCircle(30.27, -97.74, 500))
-    assert small is not None and len(small) <= 16 and {c[0] for c in small} == {0}
+    assert small is not None and len(small) <= 64 and {c[0] for c in small} == {0}
     large = geo_cells(domain.GeoCircle(30.27, -97.74, 500_000))  # about 9 x 10 degrees across
-    assert large is not None and len(large) <= 16 and {GEO_LEVELS_DEG[c[0]] for c in large} == {6.4}
+    assert large is not None and len(large) <= 64 and {GEO_LEVELS_DEG[c[0]] for c in large} == {1.6}
     assert geo_cells(domain.GeoCircle(89.9, 0.0, 50_000)) is None  # the pole: a candidate everywhere
 
 
