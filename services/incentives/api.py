@@ -608,7 +608,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.ListDriverCampaignsResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        email = await self._granting.driver_email_for(caller.user_id, self._index.all())
+        email = await self._granting.driver_email(caller.user_id) if self._index.any_email_allowlist_at_all() else ""
         place = domain.Place(
             lat=request.lat if request.HasField("lat") else None, lng=request.lng if request.HasField("lng") else None
         )

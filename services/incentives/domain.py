@@ -502,12 +502,17 @@ def is_live(candidate: CampaignCandidate, now: datetime) -> bool:
     return candidate.end_date is None or now <= candidate.end_date
 
 
+def evaluation_order(candidate: CampaignCandidate) -> tuple[int, datetime, str]:
+    """Lowest priority number first, then earliest created, then id (so that the order never depends on the
+    database's)."""
+    return (candidate.priority, candidate.created_at, candidate.campaign_id)
+
+
 def rank_candidates(candidates: Iterable[CampaignCandidate], now: datetime) -> list[CampaignCandidate]:
-    """The live campaigns in evaluation order: lowest priority number first, then earliest created (then id,
-    so that the order never depends on the database's)."""
+    """The live campaigns in evaluation order (`evaluation_order`)."""
     _aware(now)
     live = (c for c in candidates if is_live(c, now))
-    return sorted(live, key=lambda c: (c.priority, c.created_at, c.campaign_id))
+    return sorted(live, key=evaluation_order)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,7 @@ import datetime
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -39,7 +39,7 @@ from services.common.db import single_statement_reads
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError
 from services.incentives import domain, store
-from services.incentives.index import CampaignIndex, IndexedCampaign
+from services.incentives.index import CampaignIndex
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def ledger_currency(reward_kind: int) -> int:
     return _CURRENCY[reward_kind]
 
 
-def grant_transfer_request(grant: sa.RowMapping, campaign: sa.RowMapping) -> ledger_pb2.PostTransferRequest:
+def grant_transfer_request(grant: store.Row, campaign: store.Row) -> ledger_pb2.PostTransferRequest:
     """The ledger transfer of a grant. Built only from stored rows, so every attempt (the relay's, a
     clawback's) sends the identical request and the ledger's idempotency answers the original transfer."""
     kind = grant["reward_kind"]
@@ -138,10 +138,9 @@ class Granting:
             await self._reverse_earlier_grant(session)
         facts = domain.SessionFacts.from_proto(session)
         now = self._clock()
-        ranked = domain.rank_candidates(self._index.candidates_for(facts), now)
-        email = await self.driver_email_for(session.driver_id, ranked)
-        if email:
-            facts = dataclasses.replace(facts, driver_email=email)
+        ids = self._index.candidate_ids_for(facts)
+        if self._index.any_email_allowlist(ids):
+            facts = dataclasses.replace(facts, driver_email=await self.driver_email(session.driver_id))
         evaluable = facts.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES
         base_points = domain.reputation_points_for_session(None, facts.duration_minutes, facts.quality_score)
         carrier: dict[str, str] = {}
@@ -161,7 +160,7 @@ class Granting:
             grant_id=uuid.uuid4(),
             trace=json.dumps(carrier),
         )
-        row, reply = await self._decide(fixed, ranked, facts)
+        row, reply = await self._decide(fixed, lambda: self._index.ranked(ids, now), facts)
         if row["kind"] == "replay" and row["conflict"]:
             raise Aborted(
                 "IDEMPOTENCY_KEY_REUSED",
@@ -204,7 +203,10 @@ class Granting:
                 raise
 
     async def _decide(
-        self, call: _Call, ranked: list[domain.CampaignCandidate], facts: domain.SessionFacts
+        self,
+        call: _Call,
+        ranked: Callable[[], Iterator[domain.CampaignCandidate]],
+        facts: domain.SessionFacts,
     ) -> tuple[asyncpg.Record, pb.EvaluateSessionResponse]:
         """One transaction: evaluate_session() decides and writes, then the answer is stored with it.
 
@@ -216,7 +218,7 @@ class Granting:
         while True:
             judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]] = []
             verdicts: list[dict[str, Any]] = []
-            remaining = iter(ranked)
+            remaining = ranked()
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
                     while True:
@@ -240,12 +242,9 @@ class Granting:
                     raise
                 await asyncio.sleep(0.01 * attempt)
 
-    async def driver_email_for(
-        self, driver_id: str, campaigns: Iterable[domain.CampaignCandidate | IndexedCampaign]
-    ) -> str:
-        """The driver's email when one of these campaigns has an allowlist naming emails, else "" (no call)."""
-        rules = (c.candidate.rules if isinstance(c, IndexedCampaign) else c.rules for c in campaigns)
-        if self._accounts is None or not any(domain.allowlist_has_emails(r) for r in rules):
+    async def driver_email(self, driver_id: str) -> str:
+        """The driver's email (for allowlists that name emails); "" when unknown."""
+        if self._accounts is None:
             return ""
         try:
             reply = await self._accounts.GetUser(accounts_pb2.GetUserRequest(user_id=driver_id))
@@ -261,18 +260,9 @@ class Granting:
     async def deliver_credit(self, message: OutboxMessage) -> None:
         """Posts a grant's ledger transfer (idempotent on the grant id) and marks the grant granted."""
         grant_id = uuid.UUID(str(message.payload["grant_id"]))
-        async with self._reads.connect() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        sa.select(G, C.c.name, C.c.created_by_user_id, C.c.sponsor_name)
-                        .join(C, C.c.id == G.c.campaign_id)
-                        .where(G.c.id == grant_id)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+        # The relay runs beside the evaluations on the same event loop: plain asyncpg keeps it cheap.
+        record = await self._pool.fetchrow(_GRANT_TO_CREDIT, grant_id)
+        row = None if record is None else dict(record)
         if row is None:
             raise PermanentDeliveryError(f"grant {grant_id} does not exist")
         try:
@@ -286,12 +276,7 @@ class Granting:
                 raise PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}") from error
             # FAILED_PRECONDITION (the budget account not funded yet), UNAVAILABLE, deadlines: try again later.
             raise
-        async with self._reads.connect() as conn:  # one statement: autocommit, one round trip
-            await conn.execute(
-                sa.update(G)
-                .where(G.c.id == grant_id, G.c.status == pb.GRANT_STATUS_PENDING)
-                .values(status=pb.GRANT_STATUS_GRANTED, ledger_transfer_id=uuid.UUID(reply.transfer.id))
-            )
+        await self._pool.execute(_MARK_GRANTED, grant_id, uuid.UUID(reply.transfer.id))
 
     # --- clawback ------------------------------------------------------------------------------------------
 
@@ -406,6 +391,14 @@ _EVALUATE = (
 )
 # Candidates whose rules pass, sent to the database at a time: one usually pays; more only cost rule checks.
 CANDIDATE_BATCH = 4
+_GRANT_TO_CREDIT = """
+SELECT g.*, c.name, c.created_by_user_id, c.sponsor_name FROM grants g JOIN campaigns c ON c.id = g.campaign_id
+WHERE g.id = $1
+"""
+_MARK_GRANTED = (
+    f"UPDATE grants SET status = {pb.GRANT_STATUS_GRANTED}, ledger_transfer_id = $2"
+    f" WHERE id = $1 AND status = {pb.GRANT_STATUS_PENDING}"
+)
 _STORE_ANSWER = "UPDATE evaluations SET response = $1 WHERE session_id = $2 AND end_sequence = $3"
 _OUTCOMES = {
     "kept": pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT,

@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import heapq
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import prometheus_client
 import sqlalchemy as sa
@@ -59,6 +60,7 @@ class IndexedCampaign:
     campaign: pb.Campaign
     candidate: domain.CampaignCandidate
     rules_changed_at: datetime.datetime
+    order: tuple[int, datetime.datetime, str]  # domain.evaluation_order, computed once
 
 
 def _cell(level: int, lat: float, lng: float) -> CellKey:
@@ -96,6 +98,8 @@ class _Shelves:
         self.by_cell: dict[CellKey, set[str]] = defaultdict(set)
         self.everywhere: set[str] = set()
         self.filed: dict[str, list[set[str]]] = {}
+        # Campaigns whose allowlist names emails: only for them is the driver's email worth a call to accounts.
+        self.email_allowlists: set[str] = set()
 
     def put(self, row: store.Row) -> None:
         campaign_id = str(row["id"])
@@ -109,8 +113,12 @@ class _Shelves:
             # Validation keeps such rows out; if one got in, it must not stop every evaluation.
             log.exception("campaign %s has rules the engine cannot read; left out of the index", campaign_id)
             return
-        self.campaigns[campaign_id] = IndexedCampaign(message, candidate, row["rules_changed_at"])
+        self.campaigns[campaign_id] = IndexedCampaign(
+            message, candidate, row["rules_changed_at"], domain.evaluation_order(candidate)
+        )
         rules = candidate.rules
+        if domain.allowlist_has_emails(rules):
+            self.email_allowlists.add(campaign_id)
         buckets: list[set[str]]
         if rules.charger_ids:
             buckets = [self.by_charger[c] for c in rules.charger_ids]
@@ -128,6 +136,7 @@ class _Shelves:
 
     def remove(self, campaign_id: str) -> None:
         self.campaigns.pop(campaign_id, None)
+        self.email_allowlists.discard(campaign_id)
         for bucket in self.filed.pop(campaign_id, []):
             bucket.discard(campaign_id)
 
@@ -176,16 +185,37 @@ class CampaignIndex:
                 found |= shelves.by_cell.get(_cell(level, lat, lng), set())
         return found
 
-    def candidates_for(self, facts: domain.SessionFacts) -> list[domain.CampaignCandidate]:
-        campaigns = self._shelves.campaigns
-        ids = self.candidate_ids(
+    def candidate_ids_for(self, facts: domain.SessionFacts) -> set[str]:
+        return self.candidate_ids(
             charger_id=facts.charger_id,
             zone_id=facts.zone_id,
             network=facts.charger_network,
             lat=facts.lat,
             lng=facts.lng,
         )
-        return [campaigns[i].candidate for i in ids if i in campaigns]
+
+    def candidates_for(self, facts: domain.SessionFacts) -> list[domain.CampaignCandidate]:
+        campaigns = self._shelves.campaigns
+        return [campaigns[i].candidate for i in self.candidate_ids_for(facts) if i in campaigns]
+
+    def ranked(self, ids: Iterable[str], now: datetime.datetime) -> Iterator[domain.CampaignCandidate]:
+        """The live campaigns among `ids` in evaluation order, lazily: a heap, so that an evaluation that stops
+        at its first candidates does not sort them all."""
+        campaigns = self._shelves.campaigns  # a full reload swaps the shelves; keep reading these
+        heap = [(campaigns[i].order, i) for i in ids if i in campaigns]
+        heapq.heapify(heap)
+        while heap:
+            _, campaign_id = heapq.heappop(heap)
+            candidate = campaigns[campaign_id].candidate
+            if domain.is_live(candidate, now):
+                yield candidate
+
+    def any_email_allowlist_at_all(self) -> bool:
+        return bool(self._shelves.email_allowlists)
+
+    def any_email_allowlist(self, ids: set[str]) -> bool:
+        """Whether one of these campaigns has an allowlist naming emails (the driver's email is then needed)."""
+        return not ids.isdisjoint(self._shelves.email_allowlists)
 
     # --- upkeep --------------------------------------------------------------------------------------------
 
