@@ -46,6 +46,14 @@ async def open_asyncpg_pool(database_url: str, schema: str, size: int = 4, purpo
         min_size=1,
         max_size=size,
         server_settings={"search_path": schema, "application_name": f"nerava-{schema}-{purpose}"},
+        # By default each release runs a reset query (unlock advisory locks, CLOSE ALL, UNLISTEN, RESET ALL):
+        # one more round trip per use. Nothing here leaves session state behind — advisory locks are
+        # transaction-level, no LISTEN, no SET outside a transaction — so there is nothing to reset.
+        reset=_keep_session,
     )
     assert pool is not None
     return pool
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    return None

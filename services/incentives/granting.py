@@ -208,33 +208,25 @@ class Granting:
         ranked: Callable[[], Iterator[domain.CampaignCandidate]],
         facts: domain.SessionFacts,
     ) -> tuple[asyncpg.Record, pb.EvaluateSessionResponse]:
-        """One transaction: evaluate_session() decides and writes, then the answer is stored with it.
+        """evaluate_session() decides and writes, in one statement (one round trip, atomic on its own).
 
-        The rules are judged lazily, in evaluation order: a batch of the next candidates whose rules pass goes
-        to the database, and only if none of them can pay (caps, budget) is the next batch judged and sent, in
-        the same transaction. Most sessions are paid by the first candidate that matches, so the rules of
-        the campaigns after it are never evaluated."""
+        The rules are judged lazily, in evaluation order, until a batch of candidates whose rules pass is found;
+        only if none of those can pay (caps, budget) are more judged and the call repeated with them all. Most
+        sessions are paid by the first candidate that matches, so the rules of the campaigns after it are
+        never evaluated."""
         attempt = 0
         while True:
-            judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]] = []
-            verdicts: list[dict[str, Any]] = []
+            judged: list[dict[str, Any]] = []
             remaining = ranked()
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
+                async with self._pool.acquire() as conn:
                     while True:
-                        batch = _next_passing(remaining, facts, judged)
-                        final = len(batch) < CANDIDATE_BATCH
-                        row = await conn.fetchrow(_EVALUATE, *call.arguments(batch, facts, final=final))
+                        passing = _judge_more(remaining, facts, judged)
+                        final = passing < CANDIDATE_BATCH
+                        row = await conn.fetchrow(_EVALUATE, *call.arguments(json.dumps(judged), final=final))
                         assert row is not None
                         if row["kind"] != "continue":
-                            break
-                        verdicts.extend(json.loads(row["tried"]))
-                    if row["tried"] is not None:
-                        verdicts.extend(json.loads(row["tried"]))
-                    reply = _answer(row, judged, verdicts, call.base_points)
-                    if row["kind"] not in ("replay", "superseded"):
-                        await conn.execute(_STORE_ANSWER, reply.SerializeToString(), call.session_id, call.end_sequence)
-                return row, reply
+                            return row, _answer(row)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 # PostgreSQL asking us to try again; the driver lock makes this rare.
                 attempt += 1
@@ -387,9 +379,9 @@ class Granting:
 
 
 _EVALUATE = (
-    "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16)"
+    "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15::jsonb)"
 )
-# Candidates whose rules pass, sent to the database at a time: one usually pays; more only cost rule checks.
+# Candidates whose rules pass, judged before asking the database: one usually pays; more only cost rule checks.
 CANDIDATE_BATCH = 4
 _GRANT_TO_CREDIT = """
 SELECT g.*, c.name, c.created_by_user_id, c.sponsor_name FROM grants g JOIN campaigns c ON c.id = g.campaign_id
@@ -399,74 +391,54 @@ _MARK_GRANTED = (
     f"UPDATE grants SET status = {pb.GRANT_STATUS_GRANTED}, ledger_transfer_id = $2"
     f" WHERE id = $1 AND status = {pb.GRANT_STATUS_PENDING}"
 )
-_STORE_ANSWER = "UPDATE evaluations SET response = $1 WHERE session_id = $2 AND end_sequence = $3"
-_OUTCOMES = {
-    "kept": pb.EVALUATION_OUTCOME_PREVIOUS_GRANT_KEPT,
-    "too_short": pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT,
-    "granted": pb.EVALUATION_OUTCOME_GRANTED,
-    "no_match": pb.EVALUATION_OUTCOME_NO_MATCH,
-    "superseded": pb.EVALUATION_OUTCOME_SUPERSEDED,
-}
 
 
-def _answer(
-    row: asyncpg.Record,
-    judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]],
-    verdicts: list[dict[str, Any]],
-    base_points: int,
-) -> pb.EvaluateSessionResponse:
-    """The answer from the database's verdicts and the rules judged here: every candidate in evaluation order, up
-    to and including the one that paid; a rule failure from here, a cap or budget failure from there."""
+def _answer(row: asyncpg.Record) -> pb.EvaluateSessionResponse:
+    """The answer, from what evaluate_session() decided or had stored (a repeat gets the same answer)."""
     kind = row["kind"]
-    if kind == "replay":
-        reply = pb.EvaluateSessionResponse.FromString(row["response"])
-        reply.replayed = True
-        return reply
-    reply = pb.EvaluateSessionResponse(outcome=_OUTCOMES[kind])
+    reply = pb.EvaluateSessionResponse(
+        outcome=row["outcome"], reputation_points_awarded=row["points"], replayed=kind == "replay"
+    )
     if row["grant_row"] is not None:
         reply.grant.CopyFrom(_grant_from_json(json.loads(row["grant_row"])))
-    if kind in ("granted", "no_match"):
-        pending = iter(verdicts)
-        for candidate, rule_failure in judged:
-            failure = rule_failure
-            if rule_failure is None:
-                verdict = next(pending, None)
-                if verdict is None:
-                    break
-                if verdict["failure"]:
-                    failure = domain.Failure(verdict["failure"], verdict["detail"])
-            reply.candidates.append(
-                domain.CandidateOutcome(candidate.campaign_id, candidate.name, candidate.priority, failure).to_proto()
+    for tried in json.loads(row["candidates"] or "[]"):
+        reply.candidates.append(
+            pb.CandidateResult(
+                campaign_id=tried["i"],
+                campaign_name=tried["n"],
+                priority=tried["p"],
+                granted=tried["f"] == 0,
+                failure=tried["f"],
+                detail=tried["d"],
             )
-            if failure is None:
-                break
-    if kind == "granted":
-        reply.reputation_points_awarded = reply.grant.amount_cents
-    elif kind == "no_match":
-        reply.reputation_points_awarded = base_points
+        )
     return reply
 
 
-def _next_passing(
-    remaining: Iterator[domain.CampaignCandidate],
-    facts: domain.SessionFacts,
-    judged: list[tuple[domain.CampaignCandidate, domain.Failure | None]],
-) -> list[domain.CampaignCandidate]:
-    """Judges candidates in order (recording each in `judged`) until CANDIDATE_BATCH of them pass their rules."""
-    batch: list[domain.CampaignCandidate] = []
+def _judge_more(
+    remaining: Iterator[domain.CampaignCandidate], facts: domain.SessionFacts, judged: list[dict[str, Any]]
+) -> int:
+    """Judges candidates in order, appending each to `judged`, until CANDIDATE_BATCH more pass their rules;
+    returns how many passed."""
+    passing = 0
     for candidate in remaining:
         failure = domain.first_failed_rule(candidate.rules, facts, candidate.time_zone)
-        judged.append((candidate, failure))
+        entry: dict[str, Any] = {"i": candidate.campaign_id, "n": candidate.name, "p": candidate.priority}
         if failure is None:
-            batch.append(candidate)
-            if len(batch) == CANDIDATE_BATCH:
+            entry.update(f=0, d="", day=domain.local_day(facts.started_at, candidate.time_zone).isoformat())
+        else:
+            entry.update(f=failure.rule, d=failure.detail)
+        judged.append(entry)
+        if failure is None:
+            passing += 1
+            if passing == CANDIDATE_BATCH:
                 break
-    return batch
+    return passing
 
 
 @dataclasses.dataclass(frozen=True)
 class _Call:
-    """The arguments of evaluate_session() that do not depend on the batch of candidates."""
+    """The arguments of evaluate_session() that do not depend on the candidates judged."""
 
     session_id: uuid.UUID
     end_sequence: int
@@ -482,9 +454,7 @@ class _Call:
     grant_id: uuid.UUID
     trace: str
 
-    def arguments(
-        self, batch: list[domain.CampaignCandidate], facts: domain.SessionFacts, *, final: bool
-    ) -> tuple[Any, ...]:
+    def arguments(self, judged: str, *, final: bool) -> tuple[Any, ...]:
         return (
             self.session_id,
             self.end_sequence,
@@ -497,11 +467,10 @@ class _Call:
             self.evaluable,
             self.base_points,
             self.now,
-            [uuid.UUID(c.campaign_id) for c in batch],
-            [domain.local_day(facts.started_at, c.time_zone) for c in batch],
+            judged,
+            final,
             self.grant_id,
             self.trace,
-            final,
         )
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import gc
 import heapq
 import logging
 import math
@@ -256,6 +257,11 @@ class CampaignIndex:
                         await asyncio.sleep(0)  # let requests in flight run; they still read the old shelves
                 self._shelves = shelves
                 self._last_full = asyncio.get_running_loop().time()
+                # The index is a large, long-lived object graph (about a hundred objects per campaign). Moved
+                # out of the collector's generations, it is no longer traversed by every full collection,
+                # which otherwise stalls evaluations for milliseconds at 10,000 campaigns. It holds no
+                # reference cycles, so reference counting still frees a replaced index.
+                gc.freeze()
             else:
                 for row in changed:
                     self._shelves.put(row)

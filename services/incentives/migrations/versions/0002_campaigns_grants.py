@@ -177,8 +177,11 @@ def upgrade() -> None:
         sa.Column("snapshot", sa.LargeBinary, nullable=False),
         sa.Column("outcome", sa.SmallInteger, nullable=False),
         sa.Column("grant_id", pg.UUID(as_uuid=True), sa.ForeignKey("grants.id")),
-        # The EvaluateSessionResponse answered, replayed to a repeat (written in the evaluation's transaction).
-        sa.Column("response", sa.LargeBinary, nullable=False, server_default=sa.text("''::bytea")),
+        # What the answer listed: each campaign tried, in order, with the check it failed (0 for the one that
+        # paid) — [{"i": id, "n": name, "p": priority, "f": RuleFailure, "d": detail}]. A repeat is answered
+        # from it, the grant row and points_awarded.
+        sa.Column("candidates", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column("points_awarded", sa.Integer, nullable=False, server_default="0"),
         # +5 for a session that earned no grant (DOMAIN, Reputation); a grant's points come from the grant.
         sa.Column("base_points", sa.Integer, nullable=False, server_default="0"),
         sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
@@ -201,21 +204,20 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION campaigns_touch()")
 
 
-# The database half of EvaluateSession, in one round trip (the service writes the answer in the same
-# transaction right after). The caller has applied the targeting rules, which need time zones and geometry;
-# p_campaign_ids are the candidates whose rules passed, in evaluation order, with the session's calendar day in
-# each campaign's zone (p_local_days). Here, under the driver's advisory lock (so that the idempotency check
-# and the per-driver caps are exact), each candidate is tried in turn: its caps counted from the driver's live
-# grants, then one reward of its budget and session count consumed by a conditional UPDATE (the campaign row
-# lock serialises concurrent grants; a reward that does not fit is refused by the WHERE, never by a value read
-# earlier). The first that pays gets the grant, its outbox row (the ledger credit, keyed by the grant id) and
-# the evaluation row, all committed together.
+# The database half of EvaluateSession: one statement, atomic on its own (no transaction round trips). The
+# caller has judged the targeting rules, which need time zones and geometry, for the candidates so far, in
+# evaluation order: p_judged = [{"i": id, "n": name, "p": priority, "f": RuleFailure or 0 when the rules
+# pass, "d": detail, "day": the session's calendar day in the campaign's zone}]. Under the driver's advisory
+# lock (so that the idempotency check and the per-driver caps are exact), each candidate whose rules passed is
+# tried in turn: its caps counted from the driver's live grants, then one reward of its budget and session count
+# consumed by a conditional UPDATE (the row lock serialises concurrent grants; a reward that does not fit is
+# refused by the WHERE, never by a value read earlier). The first that pays gets the grant, its outbox row (the
+# ledger credit, keyed by the grant id) and the evaluation row, all committed together.
 #
-# kind: replay (this session and end_sequence were evaluated: `response` is the stored answer, `conflict` says
-# whether the snapshot differs), superseded (a later end_sequence was evaluated), kept (a live grant of an
-# earlier end stands), too_short, granted, no_match, or continue (none of these candidates could pay and
-# p_final is false: the caller sends the next ones in the same transaction). `tried`: [{id, failure, detail}] for the candidates tried
-# here, the winner last with failure 0.
+# kind: replay (this session and end_sequence were evaluated: the stored outcome, candidates, grant and points;
+# `conflict` says whether the snapshot differs), superseded (a later end_sequence was evaluated), kept (a live
+# grant of an earlier end stands), too_short, granted, no_match — or continue: no candidate so far could pay
+# and p_final is false; nothing was written, and the caller calls again with more candidates judged.
 EVALUATE_SESSION = r"""
 CREATE FUNCTION evaluate_session(
     p_session_id uuid,
@@ -229,12 +231,12 @@ CREATE FUNCTION evaluate_session(
     p_evaluable boolean,
     p_base_points int,
     p_now timestamptz,
-    p_campaign_ids uuid[],
-    p_local_days date[],
+    p_judged jsonb,
+    p_final boolean,
     p_grant_id uuid,
-    p_trace jsonb,
-    p_final boolean
-) RETURNS TABLE (kind text, response bytea, conflict boolean, tried jsonb, grant_row jsonb, exhausted boolean)
+    p_trace jsonb
+) RETURNS TABLE (kind text, conflict boolean, outcome smallint, candidates jsonb, grant_row jsonb, points int,
+                 exhausted boolean)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
@@ -242,6 +244,8 @@ DECLARE
     v_latest int;
     v_kept grants%ROWTYPE;
     v_tried jsonb := '[]'::jsonb;
+    v_entry jsonb;
+    v_id uuid;
     v_caps record;
     v_usage record;
     v_won campaigns%ROWTYPE;
@@ -250,31 +254,33 @@ DECLARE
     v_failure int;
     v_detail text;
     v_exhausted boolean := false;
-    i int;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('driver:' || p_driver_id, 0));
 
     SELECT * INTO v_done FROM evaluations e WHERE e.session_id = p_session_id AND e.end_sequence = p_end_sequence;
     IF FOUND THEN
-        RETURN QUERY SELECT 'replay'::text, v_done.response, v_done.snapshot <> p_snapshot, NULL::jsonb, NULL::jsonb, false;
+        RETURN QUERY SELECT 'replay'::text, v_done.snapshot <> p_snapshot, v_done.outcome, v_done.candidates,
+            (SELECT to_jsonb(g) || jsonb_build_object('campaign_name', c.name)
+               FROM grants g JOIN campaigns c ON c.id = g.campaign_id WHERE g.id = v_done.grant_id),
+            v_done.points_awarded, false;
         RETURN;
     END IF;
     SELECT max(e.end_sequence) INTO v_latest FROM evaluations e WHERE e.session_id = p_session_id;
     IF v_latest > p_end_sequence THEN
-        RETURN QUERY SELECT 'superseded'::text, NULL::bytea, false, NULL::jsonb, NULL::jsonb, false;
+        RETURN QUERY SELECT 'superseded'::text, false, 4::smallint, '[]'::jsonb, NULL::jsonb, 0, false;
         RETURN;
     END IF;
 
-    -- Reopened and ended again: the earlier grant stands (its credit may be spent); never a second one.
+    -- Reopened and ended again, and the earlier grant could not be reversed (the caller tried): it stands.
     SELECT * INTO v_kept FROM grants g WHERE g.session_id = p_session_id AND g.status <> 3;
     IF FOUND THEN
         INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, grant_id, base_points,
                                  session_start, session_end, duration_minutes)
         VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 5, v_kept.id, 0,
                 p_session_start, p_session_end, p_duration_minutes);
-        RETURN QUERY SELECT 'kept'::text, NULL::bytea, false, '[]'::jsonb,
+        RETURN QUERY SELECT 'kept'::text, false, 5::smallint, '[]'::jsonb,
             to_jsonb(v_kept) || jsonb_build_object('campaign_name', (SELECT c.name FROM campaigns c WHERE c.id = v_kept.campaign_id)),
-            false;
+            0, false;
         RETURN;
     END IF;
 
@@ -283,20 +289,25 @@ BEGIN
                                  session_start, session_end, duration_minutes)
         VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 3, 0,
                 p_session_start, p_session_end, p_duration_minutes);
-        RETURN QUERY SELECT 'too_short'::text, NULL::bytea, false, '[]'::jsonb, NULL::jsonb, false;
+        RETURN QUERY SELECT 'too_short'::text, false, 3::smallint, '[]'::jsonb, NULL::jsonb, 0, false;
         RETURN;
     END IF;
 
-    FOR i IN 1 .. coalesce(array_length(p_campaign_ids, 1), 0) LOOP
+    FOR v_entry IN SELECT value FROM jsonb_array_elements(p_judged) LOOP
+        IF (v_entry->>'f')::int <> 0 THEN
+            v_tried := v_tried || jsonb_build_array(v_entry - 'day');
+            CONTINUE;
+        END IF;
+        v_id := (v_entry->>'i')::uuid;
         v_failure := 0;
-        SELECT c.cap_per_day, c.cap_per_campaign, c.cap_per_charger INTO v_caps FROM campaigns c WHERE c.id = p_campaign_ids[i];
+        SELECT c.cap_per_day, c.cap_per_campaign, c.cap_per_charger INTO v_caps FROM campaigns c WHERE c.id = v_id;
         IF v_caps.cap_per_day IS NOT NULL OR v_caps.cap_per_campaign IS NOT NULL OR v_caps.cap_per_charger IS NOT NULL THEN
-            SELECT count(*) FILTER (WHERE g.campaign_local_day = p_local_days[i]) AS on_day,
+            SELECT count(*) FILTER (WHERE g.campaign_local_day = (v_entry->>'day')::date) AS on_day,
                    count(*) AS in_campaign,
                    count(*) FILTER (WHERE p_charger_id <> '' AND g.charger_id = p_charger_id) AS at_charger
               INTO v_usage
               FROM grants g
-             WHERE g.driver_id = p_driver_id AND g.campaign_id = p_campaign_ids[i] AND g.status <> 3;
+             WHERE g.driver_id = p_driver_id AND g.campaign_id = v_id AND g.status <> 3;
             IF v_caps.cap_per_day IS NOT NULL AND v_usage.on_day >= v_caps.cap_per_day THEN
                 v_failure := 15;
                 v_detail := format('driver already has %s grant(s) that day; cap %s per day', v_usage.on_day, v_caps.cap_per_day);
@@ -313,7 +324,7 @@ BEGIN
             UPDATE campaigns c
                SET spent_cents = c.spent_cents + c.cost_per_session_cents,
                    sessions_granted = c.sessions_granted + 1
-             WHERE c.id = p_campaign_ids[i]
+             WHERE c.id = v_id
                AND c.status = 2
                AND c.start_date <= p_now
                AND (c.end_date IS NULL OR c.end_date >= p_now)
@@ -330,23 +341,25 @@ BEGIN
                 INSERT INTO grants (id, session_id, end_sequence, campaign_id, driver_id, amount_cents, reward_kind,
                                     status, charger_id, duration_minutes, session_start, campaign_local_day)
                 VALUES (p_grant_id, p_session_id, p_end_sequence, v_won.id, p_driver_id, v_won.cost_per_session_cents,
-                        v_won.reward_kind, 1, p_charger_id, p_duration_minutes, p_session_start, p_local_days[i])
+                        v_won.reward_kind, 1, p_charger_id, p_duration_minutes, p_session_start,
+                        (v_entry->>'day')::date)
                 RETURNING * INTO v_grant;
                 INSERT INTO outbox (topic, key, payload, trace_context)
                 VALUES ('grant.credit', p_grant_id::text, jsonb_build_object('grant_id', p_grant_id::text), p_trace);
+                v_tried := v_tried || jsonb_build_array((v_entry - 'day') || jsonb_build_object('f', 0, 'd', ''));
                 INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, grant_id, base_points,
-                                         session_start, session_end, duration_minutes)
+                                         session_start, session_end, duration_minutes, candidates, points_awarded)
                 VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 1, p_grant_id, 0,
-                        p_session_start, p_session_end, p_duration_minutes);
-                v_tried := v_tried || jsonb_build_object('id', v_won.id, 'failure', 0, 'detail', '');
-                RETURN QUERY SELECT 'granted'::text, NULL::bytea, false, v_tried,
-                    to_jsonb(v_grant) || jsonb_build_object('campaign_name', v_won.name), v_exhausted;
+                        p_session_start, p_session_end, p_duration_minutes, v_tried, v_won.cost_per_session_cents);
+                RETURN QUERY SELECT 'granted'::text, false, 1::smallint, v_tried,
+                    to_jsonb(v_grant) || jsonb_build_object('campaign_name', v_won.name),
+                    v_won.cost_per_session_cents, v_exhausted;
                 RETURN;
             END IF;
             -- Refused by the database: a concurrent grant took the last reward, or the campaign stopped.
             SELECT c.status, c.budget_cents - c.spent_cents AS remaining, c.cost_per_session_cents AS reward,
                    c.max_sessions, c.sessions_granted
-              INTO v_now_row FROM campaigns c WHERE c.id = p_campaign_ids[i];
+              INTO v_now_row FROM campaigns c WHERE c.id = v_id;
             IF v_now_row.max_sessions IS NOT NULL AND v_now_row.sessions_granted >= v_now_row.max_sessions THEN
                 v_failure := 19;
                 v_detail := format('%s of at most %s sessions already granted', v_now_row.sessions_granted, v_now_row.max_sessions);
@@ -363,18 +376,17 @@ BEGIN
                 v_detail := 'campaign is outside its dates and cannot pay now';
             END IF;
         END IF;
-        v_tried := v_tried || jsonb_build_object('id', p_campaign_ids[i], 'failure', v_failure, 'detail', v_detail);
+        v_tried := v_tried || jsonb_build_array((v_entry - 'day') || jsonb_build_object('f', v_failure, 'd', v_detail));
     END LOOP;
 
     IF NOT p_final THEN
-        -- The caller has more candidates to try, in this same transaction (the lock is held).
-        RETURN QUERY SELECT 'continue'::text, NULL::bytea, false, v_tried, NULL::jsonb, false;
+        RETURN QUERY SELECT 'continue'::text, false, 0::smallint, NULL::jsonb, NULL::jsonb, 0, false;
         RETURN;
     END IF;
     INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, base_points,
-                             session_start, session_end, duration_minutes)
+                             session_start, session_end, duration_minutes, candidates, points_awarded)
     VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 2, p_base_points,
-            p_session_start, p_session_end, p_duration_minutes);
-    RETURN QUERY SELECT 'no_match'::text, NULL::bytea, false, v_tried, NULL::jsonb, false;
+            p_session_start, p_session_end, p_duration_minutes, v_tried, p_base_points);
+    RETURN QUERY SELECT 'no_match'::text, false, 2::smallint, v_tried, NULL::jsonb, p_base_points, false;
 END $$
 """
