@@ -192,11 +192,13 @@ def upgrade() -> None:
     )
     op.create_index("evaluations_driver_end", "evaluations", ["driver_id", sa.text("session_end DESC")])
     op.create_index("evaluations_end", "evaluations", ["session_end"])
+    op.execute(EVALUATION_CANDIDATES)
     op.execute(EVALUATE_SESSION)
 
 
 def downgrade() -> None:
     op.execute("DROP FUNCTION evaluate_session")
+    op.execute("DROP FUNCTION evaluation_candidates")
     op.execute("DROP FUNCTION campaigns_rules_changed() CASCADE")
     op.drop_table("evaluations")
     op.drop_table("grants")
@@ -218,6 +220,18 @@ def downgrade() -> None:
 # `conflict` says whether the snapshot differs), superseded (a later end_sequence was evaluated), kept (a live
 # grant of an earlier end stands), too_short, granted, no_match — or continue: no candidate so far could pay
 # and p_final is false; nothing was written, and the caller calls again with more candidates judged.
+EVALUATION_CANDIDATES = r"""
+CREATE FUNCTION evaluation_candidates(p_judged jsonb, p_verdicts jsonb, p_through bigint) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    -- The judged candidates up to and including position p_through, each with the database's verdict (caps,
+    -- budget) where it has one, without the day the caps needed.
+    SELECT coalesce(jsonb_agg((e.value - 'day') || coalesce(p_verdicts -> e.ordinality::text, '{}'::jsonb)
+                              ORDER BY e.ordinality), '[]'::jsonb)
+      FROM jsonb_array_elements(p_judged) WITH ORDINALITY e
+     WHERE e.ordinality <= p_through
+$$
+"""
+
 EVALUATE_SESSION = r"""
 CREATE FUNCTION evaluate_session(
     p_session_id uuid,
@@ -243,8 +257,11 @@ DECLARE
     v_done evaluations%ROWTYPE;
     v_latest int;
     v_kept grants%ROWTYPE;
-    v_tried jsonb := '[]'::jsonb;
+    v_tried jsonb;
+    v_verdicts jsonb := '{}'::jsonb;
+    v_last bigint := jsonb_array_length(p_judged);
     v_entry jsonb;
+    v_position bigint;
     v_id uuid;
     v_caps record;
     v_usage record;
@@ -293,11 +310,12 @@ BEGIN
         RETURN;
     END IF;
 
-    FOR v_entry IN SELECT value FROM jsonb_array_elements(p_judged) LOOP
-        IF (v_entry->>'f')::int <> 0 THEN
-            v_tried := v_tried || jsonb_build_array(v_entry - 'day');
-            CONTINUE;
-        END IF;
+    -- Only the candidates whose rules passed are tried; their verdicts are kept by position, and the answer's
+    -- list is assembled once at the end (appending to a jsonb array in the loop would copy it every time).
+    FOR v_entry, v_position IN
+        SELECT e.value, e.ordinality FROM jsonb_array_elements(p_judged) WITH ORDINALITY e
+         WHERE (e.value->>'f')::int = 0 ORDER BY e.ordinality
+    LOOP
         v_id := (v_entry->>'i')::uuid;
         v_failure := 0;
         SELECT c.cap_per_day, c.cap_per_campaign, c.cap_per_charger INTO v_caps FROM campaigns c WHERE c.id = v_id;
@@ -346,7 +364,7 @@ BEGIN
                 RETURNING * INTO v_grant;
                 INSERT INTO outbox (topic, key, payload, trace_context)
                 VALUES ('grant.credit', p_grant_id::text, jsonb_build_object('grant_id', p_grant_id::text), p_trace);
-                v_tried := v_tried || jsonb_build_array((v_entry - 'day') || jsonb_build_object('f', 0, 'd', ''));
+                v_tried := evaluation_candidates(p_judged, v_verdicts, v_position);
                 INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, grant_id, base_points,
                                          session_start, session_end, duration_minutes, candidates, points_awarded)
                 VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 1, p_grant_id, 0,
@@ -376,13 +394,14 @@ BEGIN
                 v_detail := 'campaign is outside its dates and cannot pay now';
             END IF;
         END IF;
-        v_tried := v_tried || jsonb_build_array((v_entry - 'day') || jsonb_build_object('f', v_failure, 'd', v_detail));
+        v_verdicts := v_verdicts || jsonb_build_object(v_position::text, jsonb_build_object('f', v_failure, 'd', v_detail));
     END LOOP;
 
     IF NOT p_final THEN
         RETURN QUERY SELECT 'continue'::text, false, 0::smallint, NULL::jsonb, NULL::jsonb, 0, false;
         RETURN;
     END IF;
+    v_tried := evaluation_candidates(p_judged, v_verdicts, v_last);
     INSERT INTO evaluations (session_id, end_sequence, driver_id, snapshot, outcome, base_points,
                              session_start, session_end, duration_minutes, candidates, points_awarded)
     VALUES (p_session_id, p_end_sequence, p_driver_id, p_snapshot, 2, p_base_points,
