@@ -1,0 +1,124 @@
+"""Pure rules of charging sessions: what a vehicle reading does to the driver's session, the quality score, how
+soon the app should poll again, the location trail, stale sessions, EV verification codes. No I/O and no
+clock reads: the time is an argument.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+CHARGING_STATES = frozenset({"Charging", "Starting"})  # DOMAIN: charging ⇔ the vehicle reports one of these
+POLL_WINDOW = timedelta(seconds=30)  # at most one vehicle-API read per driver per window
+CHARGER_MATCH_RADIUS_M = 500.0  # nearest charger within this great-circle distance
+REOPEN_WITHIN = timedelta(minutes=30)  # a car that resumes charging this soon after these ends reopens it
+REOPENABLE_END_REASONS = frozenset({"stale_cleanup", "manual"})
+STALE_AFTER = timedelta(minutes=15)  # no vehicle data for this long ends the session
+TRAIL_MAX_POINTS = 120
+EV_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # A-Z without I and O, plus 2-9: 32 symbols
+EV_CODE_LENGTH = 4
+EV_CODE_VALIDITY = timedelta(hours=2)
+
+
+def is_charging(charging_state: str | None) -> bool:
+    return charging_state in CHARGING_STATES
+
+
+def duration_minutes(start: datetime, end: datetime) -> int:
+    """Whole minutes, floor((end - start) / 60 s); never negative."""
+    return max(0, math.floor((end - start).total_seconds() / 60))
+
+
+def quality_score(
+    minutes: int, kwh_delivered: float, *, verified: bool, battery_start: float | None, battery_end: float | None
+) -> int:
+    """The anti-fraud score of an ended session, 0-100 (DOMAIN, Charging sessions). Duration rules apply only
+    to a non-zero duration; over a day is 0 outright."""
+    if minutes > 1440:
+        return 0
+    score = 50
+    if 240 < minutes <= 1440:
+        score -= 50
+    elif 15 <= minutes <= 240:
+        score += 20
+    elif 5 <= minutes < 15:
+        score += 10
+    elif 0 < minutes < 2:
+        score -= 30
+    if kwh_delivered > 1.0:
+        score += 15
+    elif kwh_delivered > 0:
+        score += 5
+    if verified:
+        score += 10
+    if battery_start and battery_end and battery_end > battery_start:
+        score += 5
+    return min(100, max(0, score))
+
+
+def recommended_interval_s(*, charging: bool | None, minutes_to_full: float | None) -> int:
+    """How soon the app should poll again: with minutes-to-full m, max(120, m/2 min); without an estimate, 60 s
+    while charging and 300 s while the charging state is unknown or the car is not charging."""
+    if charging and minutes_to_full is not None and minutes_to_full > 0:
+        return max(120, math.floor(minutes_to_full / 2 * 60))
+    if charging:
+        return 60
+    return 300
+
+
+@dataclasses.dataclass(frozen=True)
+class TrailPoint:
+    lat: float
+    lng: float
+    at: datetime
+
+
+def append_trail(trail: Sequence[TrailPoint], point: TrailPoint) -> list[TrailPoint]:
+    """The trail with `point` added, keeping the TRAIL_MAX_POINTS newest."""
+    return [*trail, point][-TRAIL_MAX_POINTS:]
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"  # not charging and no session
+    OPEN = "open"  # charging and no session: open one (matching the nearest charger)
+    REOPEN = "reopen"  # charging again soon after a stale/manual end of the same vehicle's session
+    UPDATE = "update"  # charging and a session is open
+    END = "end"  # not charging any more: end the session (unplugged)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecentEnd:
+    """The vehicle's most recently ended session, for the reopen rule."""
+
+    session_id: str
+    ended_at: datetime
+    reason: str
+
+
+def next_action(*, charging: bool, has_active: bool, recent_end: RecentEnd | None, now: datetime) -> Action:
+    """What one vehicle reading does (the poll, pushed telemetry and webhooks share this)."""
+    if charging and has_active:
+        return Action.UPDATE
+    if charging:
+        reopenable = (
+            recent_end is not None
+            and recent_end.reason in REOPENABLE_END_REASONS
+            and now - recent_end.ended_at <= REOPEN_WITHIN
+        )
+        return Action.REOPEN if reopenable else Action.OPEN
+    return Action.END if has_active else Action.NOTHING
+
+
+def is_stale(last_telemetry_at: datetime, now: datetime) -> bool:
+    """No vehicle data for STALE_AFTER. Phone-location pings are not vehicle data and do not count."""
+    return now - last_telemetry_at >= STALE_AFTER
+
+
+def new_ev_code() -> str:
+    """`EV-XXXX` from the 32-symbol alphabet (about a million codes); uniqueness among active codes is the
+    store's job."""
+    return "EV-" + "".join(secrets.choice(EV_CODE_ALPHABET) for _ in range(EV_CODE_LENGTH))
