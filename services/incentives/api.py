@@ -21,6 +21,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -763,7 +764,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         query = (
             store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id.in_(ids))
             .order_by(G.c.session_id, G.c.end_sequence.desc(), G.c.created_at.desc())
-            .distinct(G.c.session_id)
+            .ext(distinct_on(G.c.session_id))
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
