@@ -1,0 +1,357 @@
+"""The chargers catalog: search by text and position, the nearest charger to a point, and bulk import.
+
+Distances are true great-circle distances (haversine on a sphere of radius 6 371 000 m), never a bounding box
+alone (🐞 the original matched "within 500 m" by a box, up to ~707 m on the diagonal). A position search takes
+the chargers inside the bounding box of its circle from the GiST index on `geo_point`, then keeps those whose
+great-circle distance is within the radius (`great_circle_m`, an SQL function of migration 0002 that computes
+exactly what :func:`great_circle_m` computes here).
+
+Every function takes an AsyncEngine or an AsyncConnection: the poll's state machine matches a charger inside
+its own transaction, the API reads on the engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from nerava.sessions.v1 import sessions_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.sessions.store import chargers
+
+EARTH_RADIUS_M = 6_371_000.0
+SOURCES = ("nrel", "osm", "manual")
+# Ids of imported NREL and OSM stations are "<source>-<external id>"; a manual record's id is its external
+# id, which therefore may not start with one of these (ids stay unique across sources).
+SOURCE_PREFIXES = ("nrel-", "osm-")
+# Slack added to each side of a bounding box, degrees (~1 cm): float rounding must never drop a charger
+# that is within the radius by the exact distance.
+_BOX_SLACK_DEG = 1e-7
+
+C = chargers.c
+_COLUMNS = (
+    C.id,
+    C.source,
+    C.external_id,
+    C.name,
+    C.lat,
+    C.lng,
+    C.network_name,
+    C.power_kw,
+    C.num_evse,
+    C.connector_types,
+    C.pricing_per_kwh_cents,
+    C.address,
+    C.city,
+    C.state,
+    C.zone_id,
+    C.status,
+)
+
+ConnOrEngine = AsyncConnection | AsyncEngine
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargerRow:
+    """One charger of the catalog; `distance_m` is its great-circle distance from the query's point, if any."""
+
+    id: str
+    source: str
+    external_id: str
+    name: str
+    lat: float
+    lng: float
+    network_name: str = ""
+    power_kw: float | None = None
+    num_evse: int | None = None
+    connector_types: tuple[str, ...] = ()
+    pricing_per_kwh_cents: int | None = None
+    address: str = ""
+    city: str = ""
+    state: str = ""
+    zone_id: str = ""
+    status: str = "unknown"
+    distance_m: float | None = None
+
+    @classmethod
+    def from_row(cls, row: sa.RowMapping) -> ChargerRow:
+        values = {field.name: row[field.name] for field in dataclasses.fields(cls) if field.name in row}
+        values["connector_types"] = tuple(row["connector_types"] or ())
+        return cls(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportCounts:
+    created: int
+    updated: int
+    unchanged: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A longitude/latitude rectangle, degrees, west ≤ east (never crossing the antimeridian)."""
+
+    west: float
+    south: float
+    east: float
+    north: float
+
+
+# --- geometry ------------------------------------------------------------------------------------------------
+
+
+def great_circle_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
+    """Great-circle distance in metres between two points in degrees (haversine, spherical Earth)."""
+    a = (
+        math.sin(math.radians(lat2 - lat1) / 2) ** 2
+        + math.cos(math.radians(lat1)) * math.cos(math.radians(lat2)) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
+    )
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def bounding_boxes(lat: float, lng: float, radius_m: float) -> list[Box]:
+    """Boxes that together contain every point within `radius_m` (great-circle) of (lat, lng): one box, or two
+    when the circle crosses the antimeridian; all longitudes when it contains a pole."""
+    delta = radius_m / EARTH_RADIUS_M  # angular radius, radians
+    dlat = math.degrees(delta) + _BOX_SLACK_DEG
+    south, north = lat - dlat, lat + dlat
+    if delta >= math.pi / 2 or south <= -90 or north >= 90:
+        return [Box(-180.0, max(south, -90.0), 180.0, min(north, 90.0))]
+    # The widest longitude of a spherical cap that does not contain a pole.
+    spread = math.sin(delta) / math.cos(math.radians(lat))
+    dlng = (math.degrees(math.asin(spread)) if spread < 1 else 180.0) + _BOX_SLACK_DEG
+    west, east = lng - dlng, lng + dlng
+    if dlng >= 180:
+        return [Box(-180.0, south, 180.0, north)]
+    if west < -180:
+        return [Box(west + 360, south, 180.0, north), Box(-180.0, south, east, north)]
+    if east > 180:
+        return [Box(west, south, 180.0, north), Box(-180.0, south, east - 360, north)]
+    return [Box(west, south, east, north)]
+
+
+def _float(value: float) -> sa.BindParameter[float]:
+    return sa.bindparam(None, float(value), type_=sa.Float(53))
+
+
+def distance_from(lat: float, lng: float) -> sa.ColumnElement[float]:
+    """SQL: each charger's great-circle distance from (lat, lng), metres."""
+    return sa.func.great_circle_m(_float(lat), _float(lng), C.lat, C.lng, type_=sa.Float(53))
+
+
+def within(lat: float, lng: float, radius_m: float) -> sa.ColumnElement[bool]:
+    """SQL: the charger is within `radius_m` of (lat, lng) — the index-backed box first, then the exact
+    distance."""
+    in_box = sa.or_(
+        *(
+            C.geo_point.op("<@", is_comparison=True)(
+                sa.func.box(
+                    sa.func.point(_float(box.west), _float(box.south)),
+                    sa.func.point(_float(box.east), _float(box.north)),
+                )
+            )
+            for box in bounding_boxes(lat, lng, radius_m)
+        )
+    )
+    return sa.and_(in_box, distance_from(lat, lng) <= _float(radius_m))
+
+
+def matches_text(text: str) -> sa.ColumnElement[bool]:
+    """SQL: every word of `text` starts a word of the charger's name, network, address or city."""
+    return C.search.op("@@", is_comparison=True)(sa.func.charger_prefix_query(text))
+
+
+# --- reads ---------------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _connected(conn_or_engine: ConnOrEngine, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    """The caller's connection as it is (its transaction is the caller's), or one from the engine."""
+    if isinstance(conn_or_engine, AsyncConnection):
+        yield conn_or_engine
+    elif write:
+        async with conn_or_engine.begin() as conn:
+            yield conn
+    else:
+        async with conn_or_engine.connect() as conn:
+            yield conn
+
+
+def search_query(
+    *, text: str, near: tuple[float, float] | None, radius_m: float, limit: int, offset: int = 0
+) -> sa.Select[Any]:
+    """Chargers matching `text` (ignored when blank) and, with `near`, within `radius_m` of it, nearest
+    first; without a point, by name."""
+    query = sa.select(*_COLUMNS)
+    if text.strip():
+        query = query.where(matches_text(text))
+    if near is not None:
+        distance = distance_from(*near).label("distance_m")
+        query = query.add_columns(distance).where(within(*near, radius_m)).order_by(distance, C.id)
+    else:
+        query = query.order_by(C.name, C.id)
+    return query.limit(limit).offset(offset)
+
+
+async def search_chargers(
+    conn_or_engine: ConnOrEngine,
+    *,
+    text: str = "",
+    near: tuple[float, float] | None = None,
+    radius_m: float = 25_000,
+    limit: int = 20,
+    offset: int = 0,
+) -> list[ChargerRow]:
+    query = search_query(text=text, near=near, radius_m=radius_m, limit=limit, offset=offset)
+    async with _connected(conn_or_engine) as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [ChargerRow.from_row(row) for row in rows]
+
+
+def nearest_query(lat: float, lng: float, within_m: float) -> sa.Select[Any]:
+    distance = distance_from(lat, lng).label("distance_m")
+    return sa.select(*_COLUMNS, distance).where(within(lat, lng, within_m)).order_by(distance, C.id).limit(1)
+
+
+# Radii tried in turn by a wide nearest-charger search: in a city the first finds one among a few candidates,
+# instead of computing the distance of every charger in a 25 km box. Correct at each step: a charger found
+# within r is nearer than any charger outside r.
+_NEAREST_STEPS_M = (1_000.0, 5_000.0)
+
+
+async def nearest_charger(
+    conn_or_engine: ConnOrEngine, lat: float, lng: float, within_m: float = 500.0
+) -> ChargerRow | None:
+    """The charger nearest to (lat, lng) by great-circle distance, if one is within `within_m` metres (a
+    charger exactly at `within_m` counts); ties go to the smaller id."""
+    radii = [r for r in _NEAREST_STEPS_M if r < within_m] + [within_m]
+    async with _connected(conn_or_engine) as conn:
+        for radius in radii:
+            row = (await conn.execute(nearest_query(lat, lng, radius))).mappings().first()
+            if row is not None:
+                return ChargerRow.from_row(row)
+    return None
+
+
+async def get_charger(conn_or_engine: ConnOrEngine, charger_id: str) -> ChargerRow | None:
+    async with _connected(conn_or_engine) as conn:
+        row = (await conn.execute(sa.select(*_COLUMNS).where(C.id == charger_id))).mappings().first()
+    return None if row is None else ChargerRow.from_row(row)
+
+
+# --- import --------------------------------------------------------------------------------------------------
+
+
+def charger_id(source: str, external_id: str) -> str:
+    """The catalog id of a record: "<source>-<external id>" for NREL and OSM, the external id for manual."""
+    return external_id if source == "manual" else f"{source}-{external_id}"
+
+
+def _record_json(source: str, record: pb.ChargerRecord) -> dict[str, Any]:
+    return {
+        "id": charger_id(source, record.external_id),
+        "external_id": record.external_id,
+        "name": record.name,
+        "lat": record.lat,
+        "lng": record.lng,
+        "network_name": record.network_name,
+        "power_kw": record.power_kw if record.HasField("power_kw") else None,
+        "num_evse": record.num_evse if record.HasField("num_evse") else None,
+        "connector_types": list(record.connector_types),
+        "pricing_per_kwh_cents": record.pricing_per_kwh_cents if record.HasField("pricing_per_kwh_cents") else None,
+        "address": record.address,
+        "city": record.city,
+        "state": record.state,
+        "zone_id": record.zone_id,
+    }
+
+
+# The columns a record sets; status, created_at and the derived columns are the catalog's own.
+_RECORD_COLUMNS = (
+    "name",
+    "lat",
+    "lng",
+    "network_name",
+    "power_kw",
+    "num_evse",
+    "connector_types",
+    "pricing_per_kwh_cents",
+    "address",
+    "city",
+    "state",
+    "zone_id",
+)
+
+# One statement: the records as a recordset, inserted in external-id order (concurrent imports lock rows in
+# the same order), an existing charger updated only when a value differs. `xmax = 0` tells a row this
+# statement inserted from one it updated; rows left unchanged are not returned at all.
+_UPSERT = sa.text(
+    f"""
+    WITH input AS (
+        SELECT * FROM jsonb_to_recordset(CAST(:records AS jsonb)) AS r(
+            id text, external_id text, name text, lat float8, lng float8, network_name text, power_kw float8,
+            num_evse int, connector_types text[], pricing_per_kwh_cents int, address text, city text, state text,
+            zone_id text)
+    ), written AS (
+        INSERT INTO chargers AS c (id, source, external_id, {", ".join(_RECORD_COLUMNS)})
+        SELECT id, CAST(:source AS text), external_id, {", ".join(_RECORD_COLUMNS)} FROM input ORDER BY external_id
+        ON CONFLICT (source, external_id) DO UPDATE
+           SET {", ".join(f"{column} = excluded.{column}" for column in _RECORD_COLUMNS)}, updated_at = now()
+         WHERE ({", ".join(f"c.{column}" for column in _RECORD_COLUMNS)})
+               IS DISTINCT FROM ({", ".join(f"excluded.{column}" for column in _RECORD_COLUMNS)})
+        RETURNING c.xmax = 0 AS created
+    )
+    SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
+      FROM written
+    """
+)
+
+
+async def import_chargers(
+    conn_or_engine: ConnOrEngine, source: str, records: Sequence[pb.ChargerRecord]
+) -> ImportCounts:
+    """Upserts the records, keyed by (source, external_id); a repeat changes nothing. The records are valid
+    (the contract's rules) and their external ids unique; a manual id must not start with a source prefix.
+    With an engine the import is its own transaction; with a connection it joins the caller's."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}")
+    if not records:
+        return ImportCounts(0, 0, 0)
+    payload = json.dumps([_record_json(source, record) for record in records])
+    async with _connected(conn_or_engine, write=True) as conn:
+        row = (await conn.execute(_UPSERT, {"records": payload, "source": source})).one()
+    created, updated = int(row.created), int(row.updated)
+    return ImportCounts(created=created, updated=updated, unchanged=len(records) - created - updated)
+
+
+# --- messages ------------------------------------------------------------------------------------------------
+
+
+def charger_message(row: ChargerRow) -> pb.Charger:
+    message = pb.Charger(
+        id=row.id,
+        name=row.name,
+        lat=row.lat,
+        lng=row.lng,
+        network_name=row.network_name,
+        connector_types=row.connector_types,
+        address=row.address,
+        city=row.city,
+        state=row.state,
+        zone_id=row.zone_id,
+    )
+    if row.distance_m is not None:
+        message.distance_m = round(row.distance_m, 1)
+    if row.power_kw is not None:
+        message.power_kw = row.power_kw
+    if row.num_evse is not None:
+        message.num_evse = row.num_evse
+    if row.pricing_per_kwh_cents is not None:
+        message.pricing_per_kwh_cents = row.pricing_per_kwh_cents
+    return message
