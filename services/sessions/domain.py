@@ -122,3 +122,19 @@ def new_ev_code() -> str:
     """`EV-XXXX` from the 32-symbol alphabet (about a million codes); uniqueness among active codes is the
     store's job."""
     return "EV-" + "".join(secrets.choice(EV_CODE_ALPHABET) for _ in range(EV_CODE_LENGTH))
+
+
+@dataclasses.dataclass(frozen=True)
+class Telemetry:
+    """One vehicle reading as the state machine uses it, whatever brought it (poll, Fleet Telemetry, Smartcar)."""
+
+    at: datetime
+    charging: bool
+    battery_pct: int | None = None
+    kwh_added: float | None = None
+    power_kw: float | None = None
+    minutes_to_full: int | None = None
+    lat: float | None = None
+    lng: float | None = None
+    connector: str = ""
+    verified: bool = True  # read from the vehicle API or signed telemetry

@@ -1,0 +1,413 @@
+"""The charging-session state machine over the database: every vehicle reading (poll, Fleet Telemetry, Smartcar)
+and every other way a session ends (by hand, stale cleanup) goes through here, so the rules hold whatever the
+path or the replica.
+
+Concurrency: each change takes a transaction-level advisory lock on (driver, vehicle) first, so two readings of
+the same car are applied one after the other; the unique index `charging_sessions_one_active` backs it up (one
+active session per driver and vehicle, whatever happens).
+
+Hand-off: ending a session writes an outbox row in the same transaction, keyed by session id and end sequence;
+the relay delivers it to incentives.EvaluateSession, which is idempotent on that key — exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from google.protobuf import json_format, timestamp_pb2
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
+from services.sessions import chargers, domain, store
+
+S = store.charging_sessions
+SESSION_ENDED_TOPIC = "session.ended"
+Row = sa.RowMapping | Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What a reading did: the action, and the session after it (for END, the ended session)."""
+
+    action: domain.Action
+    session: Row | None
+
+
+def _stamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def session_message(
+    row: Row, now: datetime.datetime, incentive: pb.SessionIncentive | None = None
+) -> pb.ChargingSession:
+    """A sessions row as the apps read it; an active session's duration is the minutes elapsed so far."""
+    ended = row["session_end"] is not None
+    message = pb.ChargingSession(
+        id=str(row["id"]),
+        driver_id=row["driver_id"],
+        vehicle_id=row["vehicle_id"],
+        source=row["source"],
+        session_start=_stamp(row["session_start"]),
+        session_end=_stamp(row["session_end"]),
+        duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
+        charger_id=row["charger_id"],
+        charger_name=row["charger_name"],
+        charger_network=row["charger_network"],
+        zone_id=row["zone_id"],
+        connector_type=row["connector_type"],
+        verified=row["verified"],
+        location_trail=[
+            pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=_stamp(datetime.datetime.fromisoformat(p["ts"])))
+            for p in row["location_trail"]
+        ],
+        incentive=incentive,
+        last_telemetry_at=_stamp(row["last_telemetry_at"]),
+    )
+    for field in ("power_kw", "max_power_kw", "kwh_delivered", "lat", "lng", "battery_start_pct", "battery_end_pct"):
+        if row[field] is not None:
+            setattr(message, field, row[field])
+    if ended:
+        message.quality_score = row["quality_score"]
+        message.ended_reason = row["ended_reason"]
+    return message
+
+
+def _trail(
+    row_trail: list[dict[str, Any]], lat: float | None, lng: float | None, at: datetime.datetime
+) -> list[dict[str, Any]]:
+    if lat is None or lng is None:
+        return row_trail
+    return [*row_trail, {"lat": lat, "lng": lng, "ts": at.isoformat()}][-domain.TRAIL_MAX_POINTS :]
+
+
+async def _lock_vehicle(conn: AsyncConnection, driver_id: str, vehicle_id: str) -> None:
+    key = sa.func.hashtextextended(f"vehicle:{driver_id}:{vehicle_id}", 0)
+    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+class SessionTracker:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self._engine = engine
+        self._clock = clock
+        self.relay: OutboxRelay | None = None
+
+    # --- readings ------------------------------------------------------------------------------------------
+
+    async def apply(self, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry) -> Applied:
+        """Opens, reopens, updates or ends the vehicle's session for one reading."""
+        async with self._engine.begin() as conn:
+            await _lock_vehicle(conn, driver_id, vehicle_id)
+            active = (
+                (
+                    await conn.execute(
+                        sa.select(S).where(
+                            S.c.driver_id == driver_id, S.c.vehicle_id == vehicle_id, S.c.session_end.is_(None)
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            recent = None
+            if reading.charging and active is None:
+                recent = (
+                    (
+                        await conn.execute(
+                            sa.select(S)
+                            .where(
+                                S.c.driver_id == driver_id, S.c.vehicle_id == vehicle_id, S.c.session_end.is_not(None)
+                            )
+                            .order_by(S.c.session_end.desc())
+                            .limit(1)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+            action = domain.next_action(
+                charging=reading.charging,
+                has_active=active is not None,
+                recent_end=None
+                if recent is None
+                else domain.RecentEnd(str(recent["id"]), recent["session_end"], _reason_name(recent["ended_reason"])),
+                now=reading.at,
+            )
+            if action is domain.Action.OPEN:
+                session = await self._open(conn, driver_id, vehicle_id, source, reading)
+            elif action is domain.Action.REOPEN:
+                assert recent is not None
+                session = await self._update(conn, recent, reading, reopen=True)
+            elif action is domain.Action.UPDATE:
+                assert active is not None
+                session = await self._update(conn, active, reading, reopen=False)
+            elif action is domain.Action.END:
+                assert active is not None
+                reason = (
+                    pb.END_REASON_UNPLUGGED
+                    if source == pb.SESSION_SOURCE_TESLA_API
+                    else pb.END_REASON_TELEMETRY_DISCONNECTED
+                )
+                session = await self._end(conn, active, reason, reading.at, reading)
+            else:
+                session = None
+        if action is domain.Action.END:
+            self._wake_relay()
+        return Applied(action, session)
+
+    async def _open(
+        self, conn: AsyncConnection, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry
+    ) -> Row:
+        charger = None
+        if reading.lat is not None and reading.lng is not None:
+            charger = await chargers.nearest_charger(conn, reading.lat, reading.lng, domain.CHARGER_MATCH_RADIUS_M)
+        values = {
+            "id": uuid.uuid4(),
+            "driver_id": driver_id,
+            "vehicle_id": vehicle_id,
+            "source": source,
+            "session_start": reading.at,
+            "charger_id": charger.id if charger else "",
+            "charger_name": charger.name if charger else "",
+            "charger_network": charger.network_name if charger else "",
+            "zone_id": charger.zone_id if charger else "",
+            "connector_type": reading.connector,
+            "power_kw": reading.power_kw,
+            "max_power_kw": reading.power_kw,
+            "kwh_delivered": reading.kwh_added,
+            "verified": reading.verified,
+            "lat": reading.lat,
+            "lng": reading.lng,
+            "battery_start_pct": reading.battery_pct,
+            "battery_end_pct": reading.battery_pct,
+            "location_trail": _trail([], reading.lat, reading.lng, reading.at),
+            "last_telemetry_at": reading.at,
+        }
+        row: sa.RowMapping = (await conn.execute(sa.insert(S).values(**values).returning(S))).mappings().one()
+        return row
+
+    async def _update(self, conn: AsyncConnection, row: Row, reading: domain.Telemetry, *, reopen: bool) -> Row:
+        values: dict[str, Any] = {
+            "last_telemetry_at": reading.at,
+            "updated_at": sa.func.now(),
+            "location_trail": _trail(list(row["location_trail"]), reading.lat, reading.lng, reading.at),
+        }
+        if reading.kwh_added is not None:
+            values["kwh_delivered"] = reading.kwh_added
+        if reading.battery_pct is not None:
+            values["battery_end_pct"] = reading.battery_pct
+        if reading.power_kw is not None:
+            values["power_kw"] = reading.power_kw
+            values["max_power_kw"] = max(reading.power_kw, row["max_power_kw"] or 0.0)
+        if reading.connector and not row["connector_type"]:
+            values["connector_type"] = reading.connector
+        if row["lat"] is None and reading.lat is not None and reading.lng is not None:
+            values.update(lat=reading.lat, lng=reading.lng)
+            if not row["charger_id"]:
+                charger = await chargers.nearest_charger(conn, reading.lat, reading.lng, domain.CHARGER_MATCH_RADIUS_M)
+                if charger is not None:
+                    values.update(
+                        charger_id=charger.id,
+                        charger_name=charger.name,
+                        charger_network=charger.network_name,
+                        zone_id=charger.zone_id,
+                    )
+        if reopen:
+            values.update(session_end=None, duration_minutes=None, ended_reason=None, quality_score=None)
+        statement = sa.update(S).where(S.c.id == row["id"]).values(**values).returning(S)
+        updated: sa.RowMapping = (await conn.execute(statement)).mappings().one()
+        return updated
+
+    # --- ending --------------------------------------------------------------------------------------------
+
+    async def _end(
+        self,
+        conn: AsyncConnection,
+        row: Row,
+        reason: int,
+        end: datetime.datetime,
+        reading: domain.Telemetry | None = None,
+    ) -> Row:
+        """Ends an active session at `end` and hands it to incentives (outbox, same transaction)."""
+        kwh = reading.kwh_added if reading is not None and reading.kwh_added is not None else row["kwh_delivered"]
+        battery_end = (
+            reading.battery_pct if reading is not None and reading.battery_pct is not None else row["battery_end_pct"]
+        )
+        end = max(end, row["session_start"])
+        minutes = domain.duration_minutes(row["session_start"], end)
+        ended: sa.RowMapping = (
+            (
+                await conn.execute(
+                    sa.update(S)
+                    .where(S.c.id == row["id"], S.c.session_end.is_(None))
+                    .values(
+                        session_end=end,
+                        duration_minutes=minutes,
+                        ended_reason=reason,
+                        kwh_delivered=kwh,
+                        battery_end_pct=battery_end,
+                        quality_score=domain.quality_score(
+                            minutes,
+                            kwh or 0.0,
+                            verified=row["verified"],
+                            battery_start=row["battery_start_pct"],
+                            battery_end=battery_end,
+                        ),
+                        end_sequence=S.c.end_sequence + 1,
+                        updated_at=sa.func.now(),
+                    )
+                    .returning(S)
+                )
+            )
+            .mappings()
+            .one()
+        )
+        completed = (
+            await conn.execute(
+                sa.select(sa.func.count()).where(S.c.driver_id == ended["driver_id"], S.c.session_end.is_not(None))
+            )
+        ).scalar_one()
+        snapshot = ended_snapshot(ended, completed)
+        await enqueue(
+            conn,
+            store.outbox,
+            SESSION_ENDED_TOPIC,
+            f"{ended['id']}:{ended['end_sequence']}",
+            json_format.MessageToDict(snapshot, preserving_proto_field_name=True),
+        )
+        return ended
+
+    async def end_by_hand(self, session_id: uuid.UUID, driver_id: str) -> tuple[Row, bool] | None:
+        """Ends the driver's session (MANUAL): (session, already_ended), or None when it is not theirs."""
+        async with self._engine.begin() as conn:
+            row = (
+                (await conn.execute(sa.select(S).where(S.c.id == session_id, S.c.driver_id == driver_id)))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return None
+            await _lock_vehicle(conn, row["driver_id"], row["vehicle_id"])
+            row = (await conn.execute(sa.select(S).where(S.c.id == session_id))).mappings().one()
+            if row["session_end"] is not None:
+                return row, True
+            ended = await self._end(conn, row, pb.END_REASON_MANUAL, self._clock())
+        self._wake_relay()
+        return ended, False
+
+    async def end_stale(self, limit: int = 100) -> int:
+        """Ends the active sessions without vehicle data for 15 minutes (stale_cleanup), at their last telemetry
+        — not at the cleanup's time, which would inflate their duration. Returns how many it ended."""
+        cutoff = self._clock() - domain.STALE_AFTER
+        async with self._engine.connect() as conn:
+            due = (
+                await conn.execute(
+                    sa.select(S.c.id, S.c.driver_id, S.c.vehicle_id)
+                    .where(S.c.session_end.is_(None), S.c.last_telemetry_at <= cutoff)
+                    .order_by(S.c.last_telemetry_at)
+                    .limit(limit)
+                )
+            ).all()
+        ended = 0
+        for session_id, driver_id, vehicle_id in due:
+            async with self._engine.begin() as conn:
+                await _lock_vehicle(conn, driver_id, vehicle_id)
+                row = (await conn.execute(sa.select(S).where(S.c.id == session_id))).mappings().one()
+                # Re-checked under the lock: a reading may have arrived meanwhile.
+                if row["session_end"] is None and row["last_telemetry_at"] <= cutoff:
+                    await self._end(conn, row, pb.END_REASON_STALE_CLEANUP, row["last_telemetry_at"])
+                    ended += 1
+        if ended:
+            self._wake_relay()
+        return ended
+
+    async def record_device_location(self, driver_id: str, lat: float, lng: float) -> None:
+        """A phone position joins the trail of the driver's active sessions. It is not vehicle data: it does not
+        keep a silent session alive (last_telemetry_at stays)."""
+        at = self._clock()
+        async with self._engine.begin() as conn:
+            rows = (
+                (await conn.execute(sa.select(S).where(S.c.driver_id == driver_id, S.c.session_end.is_(None))))
+                .mappings()
+                .all()
+            )
+            for row in rows:
+                await conn.execute(
+                    sa.update(S)
+                    .where(S.c.id == row["id"])
+                    .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at))
+                )
+
+    def _wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
+
+
+def _reason_name(reason: int | None) -> str:
+    names: dict[int, str] = {
+        pb.END_REASON_UNPLUGGED: "unplugged",
+        pb.END_REASON_MANUAL: "manual",
+        pb.END_REASON_STALE_CLEANUP: "stale_cleanup",
+        pb.END_REASON_TELEMETRY_DISCONNECTED: "telemetry_disconnected",
+    }
+    return names.get(reason or 0, "")
+
+
+def ended_snapshot(row: Row, completed_sessions: int) -> incentives_pb2.EndedSession:
+    """What incentives evaluates: the ended session as it was when it ended."""
+    snapshot = incentives_pb2.EndedSession(
+        session_id=str(row["id"]),
+        end_sequence=row["end_sequence"],
+        driver_id=row["driver_id"],
+        charger_id=row["charger_id"],
+        charger_network=row["charger_network"],
+        zone_id=row["zone_id"],
+        session_start=_stamp(row["session_start"]),
+        session_end=_stamp(row["session_end"]),
+        duration_minutes=row["duration_minutes"],
+        kwh_delivered=row["kwh_delivered"] or 0.0,
+        connector_type=row["connector_type"],
+        quality_score=row["quality_score"],
+        driver_completed_sessions=max(1, completed_sessions),
+    )
+    if row["lat"] is not None and row["lng"] is not None:
+        snapshot.lat, snapshot.lng = row["lat"], row["lng"]
+    if row["max_power_kw"] is not None:
+        snapshot.max_power_kw = row["max_power_kw"]
+    return snapshot
+
+
+class EvaluationHandOff:
+    """The relay's handler for SESSION_ENDED_TOPIC: incentives.EvaluateSession, idempotent on the row's key."""
+
+    def __init__(self, incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub) -> None:
+        self._incentives = incentives
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        snapshot = json_format.ParseDict(dict(message.payload), incentives_pb2.EndedSession())
+        try:
+            await self._incentives.EvaluateSession(incentives_pb2.EvaluateSessionRequest(session=snapshot))
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.ABORTED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            ):
+                raise PermanentDeliveryError(f"incentives refused session {message.key}: {error.details()}") from error
+            raise
