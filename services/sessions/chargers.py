@@ -2,9 +2,11 @@
 
 Distances are true great-circle distances (haversine on a sphere of radius 6 371 000 m), never a bounding box
 alone (🐞 the original matched "within 500 m" by a box, up to ~707 m on the diagonal). A position search takes
-the chargers inside the bounding box of its circle from the GiST index on `geo_point`, then keeps those whose
-great-circle distance is within the radius (`great_circle_m`, an SQL function of migration 0002 that computes
-exactly what :func:`great_circle_m` computes here).
+the chargers inside the bounding box of its circle from the GiST index on `geo_point` (which includes the id,
+so this is an index-only scan), keeps those whose great-circle distance is within the radius
+(`great_circle_m`, an SQL function of migration 0002 that computes exactly what :func:`great_circle_m` computes
+here), and reads the table only for the page it answers. The statements are built once per shape and
+prepared by asyncpg.
 
 Every function takes an AsyncEngine or an AsyncConnection: the poll's state machine matches a charger inside
 its own transaction, the API reads on the engine.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -136,37 +139,6 @@ def bounding_boxes(lat: float, lng: float, radius_m: float) -> list[Box]:
     return [Box(west, south, east, north)]
 
 
-def _float(value: float) -> sa.BindParameter[float]:
-    return sa.bindparam(None, float(value), type_=sa.Float(53))
-
-
-def distance_from(lat: float, lng: float) -> sa.ColumnElement[float]:
-    """SQL: each charger's great-circle distance from (lat, lng), metres."""
-    return sa.func.great_circle_m(_float(lat), _float(lng), C.lat, C.lng, type_=sa.Float(53))
-
-
-def within(lat: float, lng: float, radius_m: float) -> sa.ColumnElement[bool]:
-    """SQL: the charger is within `radius_m` of (lat, lng) — the index-backed box first, then the exact
-    distance."""
-    in_box = sa.or_(
-        *(
-            C.geo_point.op("<@", is_comparison=True)(
-                sa.func.box(
-                    sa.func.point(_float(box.west), _float(box.south)),
-                    sa.func.point(_float(box.east), _float(box.north)),
-                )
-            )
-            for box in bounding_boxes(lat, lng, radius_m)
-        )
-    )
-    return sa.and_(in_box, distance_from(lat, lng) <= _float(radius_m))
-
-
-def matches_text(text: str) -> sa.ColumnElement[bool]:
-    """SQL: every word of `text` starts a word of the charger's name, network, address or city."""
-    return C.search.op("@@", is_comparison=True)(sa.func.charger_prefix_query(text))
-
-
 # --- reads ---------------------------------------------------------------------------------------------------
 
 
@@ -183,20 +155,67 @@ async def _connected(conn_or_engine: ConnOrEngine, *, write: bool = False) -> As
             yield conn
 
 
-def search_query(
+# A point's coordinates as the index holds them: geo_point is point(lng, lat).
+_INDEXED_DISTANCE = "great_circle_m(:lat, :lng, geo_point[1], geo_point[0])"
+_CHARGER_COLUMNS = ", ".join(f"c.{column.name}" for column in _COLUMNS)
+
+
+@functools.cache
+def _near_statement(boxes: int, text: bool) -> sa.TextClause:
+    """Chargers within :radius of (:lat, :lng), nearest first, as one statement: the ids and distances come
+    from the GiST index alone (geo_point INCLUDE id: an index-only scan, no table page read per candidate),
+    then only the page's rows are read. With a text query the candidates are also matched against `search`."""
+    in_boxes = " OR ".join(f"geo_point <@ box(point(:w{i}, :s{i}), point(:e{i}, :n{i}))" for i in range(boxes))
+    return sa.text(
+        f"""
+        SELECT {_CHARGER_COLUMNS}, near.distance_m
+          FROM (SELECT id, {_INDEXED_DISTANCE} AS distance_m
+                  FROM chargers
+                 WHERE ({in_boxes})
+                   AND {_INDEXED_DISTANCE} <= :radius
+                   {"AND search @@ charger_prefix_query(:q)" if text else ""}
+                 ORDER BY distance_m, id
+                 LIMIT :limit OFFSET :offset) AS near
+          JOIN chargers AS c ON c.id = near.id
+         ORDER BY near.distance_m, c.id
+        """
+    )
+
+
+_TEXT_STATEMENT = sa.text(
+    f"""
+    SELECT {_CHARGER_COLUMNS}
+      FROM chargers AS c
+     WHERE c.search @@ charger_prefix_query(:q)
+     ORDER BY c.name, c.id
+     LIMIT :limit OFFSET :offset
+    """
+)
+
+
+def _near_parameters(lat: float, lng: float, radius_m: float) -> tuple[int, dict[str, Any]]:
+    boxes = bounding_boxes(lat, lng, radius_m)
+    parameters: dict[str, Any] = {"lat": float(lat), "lng": float(lng), "radius": float(radius_m)}
+    for i, box in enumerate(boxes):
+        parameters |= {f"w{i}": box.west, f"s{i}": box.south, f"e{i}": box.east, f"n{i}": box.north}
+    return len(boxes), parameters
+
+
+def search_statement(
     *, text: str, near: tuple[float, float] | None, radius_m: float, limit: int, offset: int = 0
-) -> sa.Select[Any]:
-    """Chargers matching `text` (ignored when blank) and, with `near`, within `radius_m` of it, nearest
-    first; without a point, by name."""
-    query = sa.select(*_COLUMNS)
-    if text.strip():
-        query = query.where(matches_text(text))
+) -> tuple[sa.TextClause, dict[str, Any]]:
+    """The statement and parameters of a search: chargers matching `text` (ignored when blank) and, with `near`,
+    within `radius_m` of it, nearest first; without a point, by name. At least one of the two is needed."""
+    parameters: dict[str, Any] = {"limit": limit, "offset": offset}
+    has_text = bool(text.strip())
+    if has_text:
+        parameters["q"] = text
     if near is not None:
-        distance = distance_from(*near).label("distance_m")
-        query = query.add_columns(distance).where(within(*near, radius_m)).order_by(distance, C.id)
-    else:
-        query = query.order_by(C.name, C.id)
-    return query.limit(limit).offset(offset)
+        boxes, geo = _near_parameters(near[0], near[1], radius_m)
+        return _near_statement(boxes, has_text), parameters | geo
+    if not has_text:
+        raise ValueError("a search needs a text or a point")
+    return _TEXT_STATEMENT, parameters
 
 
 async def search_chargers(
@@ -208,15 +227,14 @@ async def search_chargers(
     limit: int = 20,
     offset: int = 0,
 ) -> list[ChargerRow]:
-    query = search_query(text=text, near=near, radius_m=radius_m, limit=limit, offset=offset)
+    statement, parameters = search_statement(text=text, near=near, radius_m=radius_m, limit=limit, offset=offset)
     async with _connected(conn_or_engine) as conn:
-        rows = (await conn.execute(query)).mappings().all()
+        rows = (await conn.execute(statement, parameters)).mappings().all()
     return [ChargerRow.from_row(row) for row in rows]
 
 
-def nearest_query(lat: float, lng: float, within_m: float) -> sa.Select[Any]:
-    distance = distance_from(lat, lng).label("distance_m")
-    return sa.select(*_COLUMNS, distance).where(within(lat, lng, within_m)).order_by(distance, C.id).limit(1)
+def nearest_statement(lat: float, lng: float, within_m: float) -> tuple[sa.TextClause, dict[str, Any]]:
+    return search_statement(text="", near=(lat, lng), radius_m=within_m, limit=1)
 
 
 # Radii tried in turn by a wide nearest-charger search: in a city the first finds one among a few candidates,
@@ -233,7 +251,8 @@ async def nearest_charger(
     radii = [r for r in _NEAREST_STEPS_M if r < within_m] + [within_m]
     async with _connected(conn_or_engine) as conn:
         for radius in radii:
-            row = (await conn.execute(nearest_query(lat, lng, radius))).mappings().first()
+            statement, parameters = nearest_statement(lat, lng, radius)
+            row = (await conn.execute(statement, parameters)).mappings().first()
             if row is not None:
                 return ChargerRow.from_row(row)
     return None
