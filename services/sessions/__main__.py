@@ -18,8 +18,9 @@ from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings))
-    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED.
-    api = SessionsApi()  # type: ignore[abstract]
+    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
+    # not served yet.
+    api = SessionsApi(runtime.engine)  # type: ignore[abstract]
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS
     )

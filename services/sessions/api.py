@@ -1,21 +1,185 @@
 """The SessionsService servicer.
 
-Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto; until the sessions issue lands they answer
-UNIMPLEMENTED (the generated base class does that), behind the same authentication as the real ones.
+Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto. The chargers catalog is served here
+(SearchChargers, GetCharger, CheckLocation, ImportChargers, over services/sessions/chargers.py); the other RPCs
+answer UNIMPLEMENTED until they land (the generated base class does that), behind the access rule the contract
+gives each of them.
 """
 
 from __future__ import annotations
 
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+import base64
+import hashlib
+import math
+from typing import Any
 
+import grpc
+from nerava.sessions.v1 import sessions_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.db import single_statement_reads
+from services.common.errors import InvalidArgument, NotFound
 from services.common.interceptors import Access
+from services.sessions import chargers
 
-SERVICE_NAME = sessions_pb2.DESCRIPTOR.services_by_name["SessionsService"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
+DRIVER, ADMIN = "driver", "admin"
 
 ACCESS: dict[str, Access] = {
-    method.name: Access.signed_in() for method in sessions_pb2.DESCRIPTOR.services_by_name["SessionsService"].methods
+    "PollChargingState": Access.role(DRIVER),
+    "GetActiveSession": Access.role(DRIVER),
+    "ListChargingSessions": Access.role(DRIVER),
+    "GetChargingSession": Access.role(DRIVER, ADMIN),  # the owning driver, or an admin
+    "EndChargingSession": Access.role(DRIVER),
+    # Signed by the vehicle providers (HMAC of the body), not by our tokens; the service checks the signature.
+    "IngestTelemetry": Access.anyone(),
+    "HandleSmartcarWebhook": Access.anyone(),
+    "ConnectTesla": Access.role(DRIVER),
+    # Tesla's redirect carries no token: the single-use state binds it to the driver who started it.
+    "HandleTeslaCallback": Access.anyone(),
+    "GetTeslaStatus": Access.role(DRIVER),
+    "DisconnectTesla": Access.role(DRIVER),
+    "SelectVehicle": Access.role(DRIVER),
+    "VerifyCharging": Access.role(DRIVER),
+    "ListEvCodes": Access.role(DRIVER),
+    "SearchChargers": Access.anyone(),
+    "GetCharger": Access.anyone(),
+    "CheckLocation": Access.role(DRIVER),
+    "ImportChargers": Access.role(ADMIN),
 }
+
+DEFAULT_SEARCH_RADIUS_M = 25_000
+MIN_SEARCH_RADIUS_M = 100
+DEFAULT_SEARCH_PAGE = 20
+AT_CHARGER_RADIUS_M = 150  # CheckLocation: "at a charger" (the original CHARGER_RADIUS_M)
+NEAREST_WITHIN_M = 25_000  # CheckLocation names the nearest charger up to this far
+DRIVE_SPEED_M_PER_MIN = 40_000 / 60  # GetCharger's rough drive time: 40 km/h
+
+
+def _search_fingerprint(request: pb.SearchChargersRequest) -> str:
+    """What a page token is bound to: a token is only valid for the query that produced it (AIP-158)."""
+    near = f"{request.lat!r},{request.lng!r}" if request.HasField("lat") else ""
+    key = f"{request.q}\x00{near}\x00{request.radius_m}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def _page_token(offset: int, fingerprint: str) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}:{fingerprint}".encode()).decode().rstrip("=")
+
+
+def _page_offset(token: str, fingerprint: str) -> int:
+    if not token:
+        return 0
+    try:
+        prefix, number, bound = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
+    except (ValueError, UnicodeDecodeError):
+        prefix, number, bound = "", "", ""
+    if prefix != "o" or not number.isdigit():
+        raise InvalidArgument([("page_token", "not a token from a previous page")])
+    if bound != fingerprint:
+        raise InvalidArgument([("page_token", "the token belongs to a search with other parameters")])
+    return int(number)
+
+
+def _charger_not_found(charger_id: str) -> NotFound:
+    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
 
 
 class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
-    """Every RPC answers UNIMPLEMENTED for now."""
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        # Every catalog read is one statement (CheckLocation: one per radius step).
+        self._reads = single_statement_reads(engine)
+
+    # --- chargers catalog ----------------------------------------------------------------------------------
+
+    async def SearchChargers(
+        self, request: pb.SearchChargersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SearchChargersResponse:
+        near = (request.lat, request.lng) if request.HasField("lat") else None
+        if near is None and not request.q.strip():
+            raise InvalidArgument([("q", "give a text query, a point (lat and lng), or both")])
+        if 0 < request.radius_m < MIN_SEARCH_RADIUS_M:
+            raise InvalidArgument(
+                [("radius_m", f"must be 0 (meaning {DEFAULT_SEARCH_RADIUS_M}) or {MIN_SEARCH_RADIUS_M} to 100000")]
+            )
+        fingerprint = _search_fingerprint(request)
+        offset = _page_offset(request.page_token, fingerprint)
+        size = request.page_size or DEFAULT_SEARCH_PAGE
+        found = await chargers.search_chargers(
+            self._reads,
+            text=request.q,
+            near=near,
+            radius_m=request.radius_m or DEFAULT_SEARCH_RADIUS_M,
+            limit=size + 1,
+            offset=offset,
+        )
+        more = len(found) > size
+        # `location` stays unset: the contract geocodes `q`, and no geocoder is wired in yet.
+        return pb.SearchChargersResponse(
+            chargers=[chargers.charger_message(row) for row in found[:size]],
+            next_page_token=_page_token(offset + size, fingerprint) if more else "",
+        )
+
+    async def GetCharger(
+        self, request: pb.GetChargerRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetChargerResponse:
+        row = await chargers.get_charger(self._reads, request.charger_id)
+        if row is None:
+            raise _charger_not_found(request.charger_id)
+        reply = pb.GetChargerResponse(
+            id=row.id,
+            name=row.name,
+            address=row.address,
+            city=row.city,
+            state=row.state,
+            lat=row.lat,
+            lng=row.lng,
+            network_name=row.network_name,
+            connector_types=row.connector_types,
+            status=row.status,
+            zone_id=row.zone_id,
+        )
+        if row.power_kw is not None:
+            reply.power_kw = row.power_kw
+        if row.num_evse is not None:
+            reply.num_evse = row.num_evse
+        if row.pricing_per_kwh_cents is not None:
+            reply.pricing_per_kwh_cents = row.pricing_per_kwh_cents
+        if request.HasField("lat"):
+            distance = chargers.great_circle_m(request.lat, request.lng, row.lat, row.lng)
+            reply.distance_m = round(distance, 1)
+            reply.drive_time_min = math.ceil(distance / DRIVE_SPEED_M_PER_MIN)
+        # The 30-day activity (total_sessions_30d, unique_drivers_30d, avg_duration_min, drivers_charging_now)
+        # comes from the charging sessions, which are not stored yet: 0 until they are.
+        return reply
+
+    async def CheckLocation(
+        self, request: pb.CheckLocationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CheckLocationResponse:
+        nearest = await chargers.nearest_charger(self._reads, request.lat, request.lng, within_m=NEAREST_WITHIN_M)
+        reply = pb.CheckLocationResponse(radius_m=AT_CHARGER_RADIUS_M)
+        if nearest is not None and nearest.distance_m is not None:
+            reply.in_charger_radius = nearest.distance_m <= AT_CHARGER_RADIUS_M
+            reply.nearest_charger_id = nearest.id
+            reply.nearest_charger_name = nearest.name
+            reply.distance_m = round(nearest.distance_m, 1)
+        return reply
+
+    async def ImportChargers(
+        self, request: pb.ImportChargersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ImportChargersResponse:
+        if request.source == "manual":
+            taken = [
+                (
+                    f"chargers[{i}].external_id",
+                    f"a manual id may not start with {' or '.join(chargers.SOURCE_PREFIXES)}",
+                )
+                for i, record in enumerate(request.chargers)
+                if record.external_id.startswith(chargers.SOURCE_PREFIXES)
+            ]
+            if taken:
+                raise InvalidArgument(taken)
+        counts = await chargers.import_chargers(self._engine, request.source, request.chargers)
+        return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
