@@ -1,0 +1,1 @@
+"""Vehicle APIs behind one small interface (vehicles.VehicleReader): the Tesla Fleet API and Smartcar."""
