@@ -9,6 +9,7 @@ gives each of them.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import math
 from typing import Any
@@ -82,6 +83,10 @@ def _page_offset(token: str, fingerprint: str) -> int:
     return int(number)
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 def _charger_not_found(charger_id: str) -> NotFound:
     return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
 
@@ -151,8 +156,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             distance = chargers.great_circle_m(request.lat, request.lng, row.lat, row.lng)
             reply.distance_m = round(distance, 1)
             reply.drive_time_min = math.ceil(distance / DRIVE_SPEED_M_PER_MIN)
-        # The 30-day activity (total_sessions_30d, unique_drivers_30d, avg_duration_min, drivers_charging_now)
-        # comes from the charging sessions, which are not stored yet: 0 until they are.
+        activity = await chargers.charger_activity(self._reads, row.id, _now())
+        reply.total_sessions_30d = activity.ended_sessions
+        reply.unique_drivers_30d = activity.unique_drivers
+        reply.avg_duration_min = activity.avg_duration_min
+        reply.drivers_charging_now = activity.drivers_charging_now
         return reply
 
     async def CheckLocation(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import functools
 import json
 import math
@@ -262,6 +263,44 @@ async def get_charger(conn_or_engine: ConnOrEngine, charger_id: str) -> ChargerR
     async with _connected(conn_or_engine) as conn:
         row = (await conn.execute(sa.select(*_COLUMNS).where(C.id == charger_id))).mappings().first()
     return None if row is None else ChargerRow.from_row(row)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargerActivity:
+    """A charger's recent sessions, as its detail sheet shows them."""
+
+    ended_sessions: int = 0  # sessions that ended in the window
+    unique_drivers: int = 0  # drivers with a session in the window (ended in it, or still active)
+    avg_duration_min: float = 0.0  # mean duration of the ended ones; 0 without
+    drivers_charging_now: int = 0  # drivers with an active session matched to the charger
+
+
+ACTIVITY_WINDOW = datetime.timedelta(days=30)
+
+_ACTIVITY = sa.text(
+    """
+    SELECT count(*) FILTER (WHERE session_end IS NOT NULL) AS ended_sessions,
+           count(DISTINCT driver_id) AS unique_drivers,
+           coalesce(avg(duration_minutes) FILTER (WHERE session_end IS NOT NULL), 0) AS avg_duration_min,
+           count(DISTINCT driver_id) FILTER (WHERE session_end IS NULL) AS drivers_charging_now
+      FROM charging_sessions
+     WHERE charger_id = :charger_id AND (session_end IS NULL OR session_end >= :since)
+    """
+)
+
+
+async def charger_activity(
+    conn_or_engine: ConnOrEngine, charger_id: str, now: datetime.datetime, window: datetime.timedelta = ACTIVITY_WINDOW
+) -> ChargerActivity:
+    """The charger's charging sessions of the `window` before `now`."""
+    async with _connected(conn_or_engine) as conn:
+        row = (await conn.execute(_ACTIVITY, {"charger_id": charger_id, "since": now - window})).one()
+    return ChargerActivity(
+        ended_sessions=int(row.ended_sessions),
+        unique_drivers=int(row.unique_drivers),
+        avg_duration_min=round(float(row.avg_duration_min), 1),
+        drivers_charging_now=int(row.drivers_charging_now),
+    )
 
 
 # --- import --------------------------------------------------------------------------------------------------

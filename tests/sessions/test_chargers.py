@@ -9,6 +9,7 @@ The 100 000-charger test loads its own fresh database."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import math
 import random
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fakes.twilio_verify import FakeTwilioVerify
 from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine, single_statement_reads
-from services.sessions import chargers
+from services.sessions import chargers, store
 from services.sessions.chargers import EARTH_RADIUS_M, great_circle_m
 from tests.incentives.helpers import Person
 from tests.support.database import fresh_database
@@ -457,6 +458,50 @@ async def test_a_charger_is_public_with_its_distance_and_drive_time(sessions: St
     nudge = destination(lat, lng, 0, 10_010)
     rounded_up = await sessions.GetCharger(pb.GetChargerRequest(charger_id=charger_id, lat=nudge[0], lng=nudge[1]))
     assert rounded_up.drive_time_min == 16
+
+
+async def test_a_charger_shows_its_last_30_days_of_sessions(
+    sessions: Stub, admin: Person, sessions_engine: AsyncEngine
+) -> None:
+    charger = record(*lonely_point())
+    await import_(sessions, admin, charger)
+    charger_id = f"nrel-{charger.external_id}"
+    now = datetime.datetime.now(datetime.UTC)
+    ana, bob, cy, dee = (str(uuid.uuid4()) for _ in range(4))
+
+    def session(driver: str, *, ended_days_ago: float | None, minutes: int = 0) -> dict[str, Any]:
+        end = None if ended_days_ago is None else now - datetime.timedelta(days=ended_days_ago)
+        start = (end or now) - datetime.timedelta(minutes=minutes or 20)
+        return {
+            "id": uuid.uuid4(),
+            "driver_id": driver,
+            "vehicle_id": uuid.uuid4().hex,
+            "source": pb.SESSION_SOURCE_TESLA_API,
+            "session_start": start,
+            "session_end": end,
+            "duration_minutes": minutes if end else None,
+            "ended_reason": pb.END_REASON_UNPLUGGED if end else None,
+            "charger_id": charger_id,
+            "last_telemetry_at": end or now,
+        }
+
+    async with sessions_engine.begin() as conn:
+        await conn.execute(
+            sa.insert(store.charging_sessions),
+            [
+                session(ana, ended_days_ago=1, minutes=30),
+                session(ana, ended_days_ago=29, minutes=15),
+                session(bob, ended_days_ago=3, minutes=45),
+                session(dee, ended_days_ago=31, minutes=90),  # before the window
+                session(cy, ended_days_ago=None),  # charging now
+            ],
+        )
+        await conn.execute(  # another charger's session
+            sa.insert(store.charging_sessions), [session(dee, ended_days_ago=1, minutes=60) | {"charger_id": "other"}]
+        )
+    detail = await sessions.GetCharger(pb.GetChargerRequest(charger_id=charger_id))
+    assert (detail.total_sessions_30d, detail.unique_drivers_30d, detail.drivers_charging_now) == (3, 3, 1)
+    assert detail.avg_duration_min == 30.0  # (30 + 15 + 45) / 3
 
 
 async def test_an_unknown_charger_is_not_found(sessions: Stub) -> None:
