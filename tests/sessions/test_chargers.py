@@ -566,12 +566,6 @@ async def test_check_location_is_for_signed_in_drivers(sessions: Stub, person: N
     assert bad_fields(missing) == ["lng"]
 
 
-async def test_the_other_rpcs_are_not_served_yet(sessions: Stub, driver: Person) -> None:
-    await refused(
-        sessions.GetActiveSession(pb.GetActiveSessionRequest(), metadata=driver.auth), grpc.StatusCode.UNIMPLEMENTED
-    )
-
-
 # --- nearest charger (the charging sessions' match) ---------------------------------------------------------
 
 
