@@ -46,7 +46,6 @@ async def test_grpcurl_lists_the_service_and_health_and_it_is_serving(mesh: Mesh
 
 # A driver read per service whose empty request is valid, so validation passes and the RPC itself answers.
 NOT_BUILT_YET = {
-    "sessions": "GetActiveSession",
     "merchants": "GetActiveExclusive",
 }
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 import uvloop
+from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
 from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
+from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.sessions import store
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
+from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
+from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions
 
 
 async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -20,11 +26,19 @@ async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitSta
     runtime = await stack.enter_async_context(Runtime(settings))
     # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
     # not served yet.
-    api = SessionsApi(runtime.engine)  # type: ignore[abstract]
+    tracker = SessionTracker(runtime.engine)
+    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
+    relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
+    tracker.relay = relay
+    api = SessionsApi(runtime.engine, tracker=tracker, incentives=incentives)  # type: ignore[abstract]
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding])
+
+    async def stale_cleanup(stop: asyncio.Event) -> None:
+        await end_stale_sessions(tracker, stop, STALE_CLEANUP_EVERY_S)
+
+    return ServiceServer(runtime, [binding], workers=[relay.run, stale_cleanup])
 
 
 async def main() -> None:

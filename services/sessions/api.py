@@ -12,17 +12,23 @@ import base64
 import datetime
 import hashlib
 import math
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
+import sqlalchemy as sa
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.context import current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import InvalidArgument, NotFound
 from services.common.interceptors import Access
-from services.sessions import chargers
+from services.sessions import chargers, store
+from services.sessions.tracking import Row, SessionTracker, session_message
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
@@ -50,6 +56,8 @@ ACCESS: dict[str, Access] = {
     "ImportChargers": Access.role(ADMIN),
 }
 
+DEFAULT_SESSION_PAGE = 50
+LAST_ENDED_WINDOW = datetime.timedelta(minutes=5)  # GetActiveSession: the session that just ended, for the toast
 DEFAULT_SEARCH_RADIUS_M = 25_000
 MIN_SEARCH_RADIUS_M = 100
 DEFAULT_SEARCH_PAGE = 20
@@ -92,8 +100,16 @@ def _charger_not_found(charger_id: str) -> NotFound:
 
 
 class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        tracker: SessionTracker | None = None,
+        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None = None,
+    ) -> None:
         self._engine = engine
+        self._tracker = tracker or SessionTracker(engine)
+        self._incentives = incentives
         # Every catalog read is one statement (CheckLocation: one per radius step).
         self._reads = single_statement_reads(engine)
 
@@ -191,3 +207,129 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                 raise InvalidArgument(taken)
         counts = await chargers.import_chargers(self._engine, request.source, request.chargers)
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
+
+    # --- charging sessions ---------------------------------------------------------------------------------
+
+    async def _incentives_of(self, session_ids: list[str]) -> dict[str, pb.SessionIncentive]:
+        """The current grant of each session (incentives owns grants; a clawback happens after the evaluation)."""
+        if not session_ids or self._incentives is None:
+            return {}
+        try:
+            reply = await self._incentives.BatchGetSessionGrants(
+                incentives_pb2.BatchGetSessionGrantsRequest(session_ids=session_ids[:100])
+            )
+        except grpc.aio.AioRpcError:
+            # Sessions are still worth showing without their reward; the next read will have it.
+            return {}
+        return {
+            grant.session_event_id: pb.SessionIncentive(
+                grant_id=grant.id,
+                campaign_id=grant.campaign_id,
+                campaign_name=grant.campaign_name,
+                amount_cents=grant.amount_cents,
+                reward_kind=grant.reward_kind,
+                status=grant.status,
+                granted_at=grant.granted_at,
+            )
+            for grant in reply.grants
+        }
+
+    async def _messages(self, rows: Sequence[Row]) -> list[pb.ChargingSession]:
+        now = _now()
+        ended = [str(row["id"]) for row in rows if row["session_end"] is not None]
+        incentives = await self._incentives_of(ended)
+        return [session_message(row, now, incentives.get(str(row["id"]))) for row in rows]
+
+    async def GetActiveSession(
+        self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetActiveSessionResponse:
+        driver_id = _driver()
+        s = store.charging_sessions
+        async with self._reads.connect() as conn:
+            active = (
+                (
+                    await conn.execute(
+                        sa.select(s)
+                        .where(s.c.driver_id == driver_id, s.c.session_end.is_(None))
+                        .order_by(s.c.session_start.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if active is not None:
+                [message] = await self._messages([active])
+                return pb.GetActiveSessionResponse(session=message, active=True)
+            recent = (
+                (
+                    await conn.execute(
+                        sa.select(s)
+                        .where(s.c.driver_id == driver_id, s.c.session_end >= _now() - LAST_ENDED_WINDOW)
+                        .order_by(s.c.session_end.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
+        if recent is None:
+            return pb.GetActiveSessionResponse(active=False)
+        [message] = await self._messages([recent])
+        return pb.GetActiveSessionResponse(active=False, last_ended_session=message)
+
+    async def ListChargingSessions(
+        self, request: pb.ListChargingSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListChargingSessionsResponse:
+        driver_id = _driver()
+        size = request.page_size or request.limit or DEFAULT_SESSION_PAGE
+        fingerprint = hashlib.sha256(driver_id.encode()).hexdigest()[:12]
+        offset = _page_offset(request.page_token, fingerprint) if request.page_token else request.offset
+        s = store.charging_sessions
+        async with self._reads.connect() as conn:
+            rows = list(
+                (
+                    await conn.execute(
+                        sa.select(s)
+                        .where(s.c.driver_id == driver_id)
+                        .order_by(s.c.session_start.desc(), s.c.id)
+                        .offset(offset)
+                        .limit(size + 1)
+                    )
+                )
+                .mappings()
+                .all()
+            )
+        page = await self._messages(rows[:size])
+        more = len(rows) > size
+        return pb.ListChargingSessionsResponse(
+            sessions=page, count=len(page), next_page_token=_page_token(offset + size, fingerprint) if more else ""
+        )
+
+    async def GetChargingSession(
+        self, request: pb.GetChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetChargingSessionResponse:
+        caller = current_caller()
+        s = store.charging_sessions
+        async with self._reads.connect() as conn:
+            row = (await conn.execute(sa.select(s).where(s.c.id == uuid.UUID(request.session_id)))).mappings().first()
+        if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
+            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+        [message] = await self._messages([row])
+        return pb.GetChargingSessionResponse(session=message)
+
+    async def EndChargingSession(
+        self, request: pb.EndChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EndChargingSessionResponse:
+        result = await self._tracker.end_by_hand(uuid.UUID(request.session_id), _driver())
+        if result is None:
+            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+        row, already_ended = result
+        [message] = await self._messages([row])
+        return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
+
+
+def _driver() -> str:
+    caller = current_caller()
+    assert caller.user_id is not None
+    return caller.user_id

@@ -103,6 +103,8 @@ def upgrade() -> None:
         postgresql_where=sa.text("session_end IS NULL"),
     )
     op.create_index("charging_sessions_driver_start", "charging_sessions", ["driver_id", sa.text("session_start DESC")])
+    # A charger's activity (GetCharger: sessions of the last 30 days).
+    op.create_index("charging_sessions_charger_end", "charging_sessions", ["charger_id", "session_end"])
     # Stale cleanup scans only the active sessions, oldest telemetry first.
     op.create_index(
         "charging_sessions_active_telemetry",

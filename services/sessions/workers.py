@@ -1,0 +1,26 @@
+"""Background work of the sessions process (besides the outbox relay)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from services.sessions.tracking import SessionTracker
+
+log = logging.getLogger(__name__)
+# A session is stale 15 min after its last telemetry; checking every minute ends it within a minute of that.
+# Its end time is the last telemetry whatever the delay, so the check's cadence never changes a duration.
+STALE_CLEANUP_EVERY_S = 60.0
+
+
+async def end_stale_sessions(tracker: SessionTracker, stop: asyncio.Event, every_s: float) -> None:
+    """Ends stale sessions until `stop`. Safe on every replica: each end re-checks under the vehicle's lock."""
+    while not stop.is_set():
+        try:
+            while await tracker.end_stale() > 0 and not stop.is_set():
+                pass  # more than one batch was due
+        except Exception:
+            log.exception("stale cleanup failed; will try again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
