@@ -21,9 +21,11 @@ refresh tokens: the old one stops working as soon as the new one is issued).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import email.utils
+import functools
 import hashlib
 import hmac
 import json
@@ -174,9 +176,10 @@ class TokenKeeper:
     second 401 means the provider does not accept this connection any more (TokenExpired).
 
     Rotation races: two polls (or two replicas) may try to refresh the same refresh token; the provider accepts
-    the first and refuses the second with invalid_grant. Before refreshing, and again after such a refusal, the
-    stored tokens are re-read: if someone else already rotated them, theirs are used instead of declaring the
-    connection dead.
+    the first and refuses the second with invalid_grant. Within a process, concurrent refreshes of one refresh
+    token are a single flight: one request, its tokens stored before anyone waiting on it resumes. Across
+    processes, the stored tokens are re-read before refreshing and again after such a refusal: if someone else
+    already rotated them, theirs are used instead of declaring the connection dead.
     """
 
     def __init__(
@@ -213,6 +216,17 @@ class TokenKeeper:
         current = await self._credentials.load()
         if current.refresh_token != used.refresh_token and not current.expires_within(self._margin, self._clock()):
             return current  # rotated by someone else since we loaded them
+        key = hashlib.sha256(current.refresh_token.encode()).hexdigest()
+        flight = _REFRESHES_IN_FLIGHT.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._rotate(current))
+            _REFRESHES_IN_FLIGHT[key] = flight
+            flight.add_done_callback(functools.partial(_landed, key))
+        # Shielded: a poll that gives up (its caller's deadline) must not abort the rotation others wait on,
+        # or the new refresh token Tesla has just issued would be lost.
+        return await asyncio.shield(flight)
+
+    async def _rotate(self, current: OAuthTokens) -> OAuthTokens:
         try:
             fresh = await self._refresher.refresh(current.refresh_token)
         except TokenExpired:
@@ -222,6 +236,17 @@ class TokenKeeper:
             raise
         await self._credentials.store(fresh)
         return fresh
+
+
+# Refreshes under way in this process, by SHA-256 of the refresh token being spent.
+_REFRESHES_IN_FLIGHT: dict[str, asyncio.Future[OAuthTokens]] = {}
+
+
+def _landed(key: str, flight: asyncio.Future[OAuthTokens]) -> None:
+    if _REFRESHES_IN_FLIGHT.get(key) is flight:
+        del _REFRESHES_IN_FLIGHT[key]
+    if not flight.cancelled():
+        flight.exception()  # retrieved: nobody may be left waiting to see it
 
 
 # -- readings ----------------------------------------------------------------------------------
