@@ -68,6 +68,9 @@ async def stripe_fake() -> AsyncIterator[FakeStripe]:
         yield fake
 
 
+TELEMETRY_SECRET = "test-fleet-telemetry-secret"
+
+
 @pytest.fixture(scope="session")
 async def mesh(
     database_url: str,
@@ -81,6 +84,7 @@ async def mesh(
         redis_url,
         {
             "OTP_PROVIDER": "twilio",
+            "TESLA_TELEMETRY_HMAC_SECRET": TELEMETRY_SECRET,
             # Every test signs in from the same loopback address; the per-phone limits still apply.
             "OTP_STARTS_PER_IP": "100000",
             "TWILIO_ACCOUNT_SID": twilio.account_sid,

@@ -9,7 +9,6 @@ import uvloop
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
-from services.common.config import RuntimeSettings
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -17,20 +16,21 @@ from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
 from services.sessions import store
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
+from services.sessions.config import SessionsSettings
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
 from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions
 
 
-async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
+async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
-    runtime = await stack.enter_async_context(Runtime(settings))
+    runtime = await stack.enter_async_context(Runtime(settings.runtime))
     # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
     # not served yet.
     tracker = SessionTracker(runtime.engine)
     incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
     relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
     tracker.relay = relay
-    api = SessionsApi(runtime.engine, tracker=tracker, incentives=incentives)  # type: ignore[abstract]
+    api = SessionsApi(runtime.engine, tracker=tracker, incentives=incentives, settings=settings)  # type: ignore[abstract]
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS
     )
@@ -42,9 +42,9 @@ async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitSta
 
 
 async def main() -> None:
-    settings = RuntimeSettings.from_env("sessions")
-    configure_logging("sessions", settings.log_level)
-    init_tracing("sessions", otlp_endpoint=settings.otlp_endpoint)
+    settings = SessionsSettings.from_env()
+    configure_logging("sessions", settings.runtime.log_level)
+    init_tracing("sessions", otlp_endpoint=settings.runtime.otlp_endpoint)
     async with contextlib.AsyncExitStack() as stack:
         server = await build_server(settings, stack)
         await server.serve_until_signal()

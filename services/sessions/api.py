@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import hmac
+import json
 import math
 import uuid
 from collections.abc import Sequence
@@ -25,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.context import current_caller
 from services.common.db import single_statement_reads
-from services.common.errors import InvalidArgument, NotFound
+from services.common.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
 from services.common.interceptors import Access
-from services.sessions import chargers, store
+from services.sessions import chargers, domain, store
+from services.sessions.config import SessionsSettings
 from services.sessions.tracking import Row, SessionTracker, session_message
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
@@ -106,8 +109,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         *,
         tracker: SessionTracker | None = None,
         incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None = None,
+        settings: SessionsSettings | None = None,
     ) -> None:
         self._engine = engine
+        self._settings = settings
         self._tracker = tracker or SessionTracker(engine)
         self._incentives = incentives
         # Every catalog read is one statement (CheckLocation: one per radius step).
@@ -327,6 +332,68 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         row, already_ended = result
         [message] = await self._messages([row])
         return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
+
+    # --- pushed telemetry ----------------------------------------------------------------------------------
+
+    async def IngestTelemetry(
+        self, request: pb.IngestTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.IngestTelemetryResponse:
+        settings = self._settings
+        if settings is None or not settings.telemetry_ingestion_enabled:
+            raise Unavailable("INGESTION_DISABLED", "Fleet Telemetry ingestion is switched off")
+        headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        body = request.http_body.data
+        if not _signature_matches(
+            settings.tesla_telemetry_secret.value, body, headers.get("x-telemetry-signature", "")
+        ):
+            raise Unauthenticated("SIGNATURE_INVALID", "X-Telemetry-Signature is missing or does not match the body")
+        try:
+            push = domain.parse_fleet_push(json.loads(body), _now())
+        except (ValueError, domain.MalformedPush) as exc:
+            raise InvalidArgument([("http_body", str(exc) or "not JSON")], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+        c = store.vehicle_connections
+        async with self._reads.connect() as conn:
+            connection = (
+                await conn.execute(
+                    sa.select(c.c.driver_id, c.c.vehicle_id).where(c.c.vin == push.vin, c.c.active).limit(1)
+                )
+            ).first()
+        if connection is None:
+            return pb.IngestTelemetryResponse(action=pb.INGEST_ACTION_IGNORED)
+        vehicle_id = connection.vehicle_id or push.vin
+        reading = domain.Telemetry(
+            at=push.at,
+            charging=bool(push.charging),
+            battery_pct=push.battery_pct,
+            kwh_added=push.kwh_added,
+            power_kw=push.power_kw,
+            lat=push.lat,
+            lng=push.lng,
+        )
+        if push.charging is None:
+            applied = await self._tracker.update_if_active(connection.driver_id, vehicle_id, reading)
+        else:
+            applied = await self._tracker.apply(
+                connection.driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading
+            )
+        session_id = "" if applied.session is None else str(applied.session["id"])
+        return pb.IngestTelemetryResponse(action=_INGESTED[applied.action], session_id=session_id)
+
+
+_INGESTED = {
+    domain.Action.OPEN: pb.INGEST_ACTION_CREATED,
+    domain.Action.REOPEN: pb.INGEST_ACTION_UPDATED,
+    domain.Action.UPDATE: pb.INGEST_ACTION_UPDATED,
+    domain.Action.END: pb.INGEST_ACTION_ENDED,
+    domain.Action.NOTHING: pb.INGEST_ACTION_IGNORED,
+}
+
+
+def _signature_matches(secret: str, body: bytes, presented: str) -> bool:
+    if not secret or not presented:
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), presented.strip().lower().encode())
 
 
 def _driver() -> str:

@@ -138,3 +138,82 @@ class Telemetry:
     lng: float | None = None
     connector: str = ""
     verified: bool = True  # read from the vehicle API or signed telemetry
+
+
+# --- Tesla Fleet Telemetry pushes ---------------------------------------------------------------------------
+
+
+class MalformedPush(ValueError):
+    """A correctly signed body that is not a telemetry record (WEBHOOK_PAYLOAD_INVALID)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetPush:
+    """One Fleet Telemetry record: the VIN, and what it says. `charging` is None when the record carries no
+    DetailedChargeState (it then only updates a session already open)."""
+
+    vin: str
+    at: datetime
+    charging: bool | None
+    battery_pct: int | None
+    kwh_added: float | None
+    power_kw: float | None
+    lat: float | None
+    lng: float | None
+
+
+def _unwrap(value: object) -> object:
+    """Fleet Telemetry wraps values: {"stringValue": "71"}, {"doubleValue": 7.2}, {"locationValue": {...}}."""
+    if isinstance(value, dict) and len(value) == 1:
+        return next(iter(value.values()))
+    return value
+
+
+def _number(value: object) -> float | None:
+    value = _unwrap(value)
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def parse_fleet_push(body: object, received_at: datetime) -> FleetPush:
+    """The fields the state machine uses from `{vin, data: [{key, value}], created_at?}`. Raises MalformedPush."""
+    if not isinstance(body, dict) or not isinstance(body.get("vin"), str) or not body["vin"]:
+        raise MalformedPush("a telemetry record needs a vin")
+    data = body.get("data")
+    if not isinstance(data, list) or not all(isinstance(d, dict) and isinstance(d.get("key"), str) for d in data):
+        raise MalformedPush("data must be a list of {key, value}")
+    values = {d["key"]: d.get("value") for d in data}
+    at = received_at
+    if isinstance(body.get("created_at"), str):
+        try:
+            parsed = datetime.fromisoformat(body["created_at"].replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise MalformedPush("created_at is not an RFC 3339 time") from exc
+        if parsed.tzinfo is not None:
+            at = min(parsed, received_at)  # a clock ahead of ours never dates a reading in the future
+    state = _unwrap(values.get("DetailedChargeState"))
+    charging = None if state is None else str(state).removeprefix("DetailedChargeState") in CHARGING_STATES
+    location = _unwrap(values.get("Location"))
+    lat = lng = None
+    if isinstance(location, dict):
+        lat, lng = _number(location.get("latitude")), _number(location.get("longitude"))
+        if lat is None or lng is None or not (-90 <= lat <= 90 and -180 <= lng <= 180):
+            lat = lng = None
+    battery = _number(values.get("BatteryLevel"))
+    power = _number(values.get("DCChargingPower")) or _number(values.get("ACChargingPower"))
+    energy = _number(values.get("DCChargingEnergyIn")) or _number(values.get("ACChargingEnergyIn"))
+    return FleetPush(
+        vin=body["vin"],
+        at=at,
+        charging=charging,
+        battery_pct=None if battery is None else round(battery),
+        kwh_added=energy,
+        power_kw=power,
+        lat=lat,
+        lng=lng,
+    )

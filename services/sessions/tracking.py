@@ -171,6 +171,26 @@ class SessionTracker:
             self._wake_relay()
         return Applied(action, session)
 
+    async def update_if_active(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Applied:
+        """A reading that does not say whether the car charges (a telemetry record without its charge state) only
+        updates a session already open."""
+        async with self._engine.begin() as conn:
+            await _lock_vehicle(conn, driver_id, vehicle_id)
+            active = (
+                (
+                    await conn.execute(
+                        sa.select(S).where(
+                            S.c.driver_id == driver_id, S.c.vehicle_id == vehicle_id, S.c.session_end.is_(None)
+                        )
+                    )
+                )
+                .mappings()
+                .first()
+            )
+            if active is None:
+                return Applied(domain.Action.NOTHING, None)
+            return Applied(domain.Action.UPDATE, await self._update(conn, active, reading, reopen=False))
+
     async def _open(
         self, conn: AsyncConnection, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry
     ) -> Row:
