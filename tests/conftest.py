@@ -12,6 +12,7 @@ import redis.asyncio as redis
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from fakes.fleet import FakeFleet
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
 from services.common.telemetry import init_tracing
@@ -63,6 +64,13 @@ async def twilio() -> AsyncIterator[FakeTwilioVerify]:
 
 
 @pytest.fixture(scope="session")
+async def fleet() -> AsyncIterator[FakeFleet]:
+    """The local fake Tesla Fleet API + Smartcar, with scriptable cars."""
+    async with FakeFleet() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 async def stripe_fake() -> AsyncIterator[FakeStripe]:
     async with FakeStripe() as fake:
         yield fake
@@ -77,6 +85,7 @@ async def mesh(
     redis_url: str,
     twilio: FakeTwilioVerify,
     stripe_fake: FakeStripe,
+    fleet: FakeFleet,
     span_exporter: InMemorySpanExporter,
 ) -> AsyncIterator[Mesh]:
     env = mesh_env(
@@ -85,6 +94,10 @@ async def mesh(
         {
             "OTP_PROVIDER": "twilio",
             "TESLA_TELEMETRY_HMAC_SECRET": TELEMETRY_SECRET,
+            "TESLA_CLIENT_ID": fleet.tesla_client_id,
+            "TESLA_CLIENT_SECRET": fleet.tesla_client_secret,
+            "TESLA_API_BASE": fleet.base_url,
+            "TESLA_AUTH_BASE": fleet.base_url,
             # Every test signs in from the same loopback address; the per-phone limits still apply.
             "OTP_STARTS_PER_IP": "100000",
             "TWILIO_ACCOUNT_SID": twilio.account_sid,

@@ -15,8 +15,11 @@ from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
 from services.sessions import store
+from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
+from services.sessions.polling import Poller
+from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
 from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions
 
@@ -30,7 +33,27 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
     relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
     tracker.relay = relay
-    api = SessionsApi(runtime.engine, tracker=tracker, incentives=incentives, settings=settings)  # type: ignore[abstract]
+    tesla = TeslaFleetClient(
+        client_id=settings.tesla_client_id,
+        client_secret=settings.tesla_client_secret.value,
+        redirect_uri=settings.tesla_redirect_uri,
+        api_base_url=settings.tesla_api_base,
+        authorize_base_url=settings.tesla_auth_base,
+        token_base_url=settings.tesla_auth_base,
+    )
+    stack.push_async_callback(tesla.aclose)
+    poller = Poller(
+        runtime.engine,
+        runtime.redis,
+        tracker=tracker,
+        tesla=tesla,
+        cipher=TokenCipher.from_config(settings.vehicle_token_keys.value),
+        incentives=incentives,
+        window_s=settings.poll_window_s,
+    )
+    api = SessionsApi(  # type: ignore[abstract]
+        runtime.engine, tracker=tracker, incentives=incentives, settings=settings, poller=poller
+    )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS
     )

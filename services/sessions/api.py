@@ -31,6 +31,7 @@ from services.common.errors import InvalidArgument, NotFound, Unauthenticated, U
 from services.common.interceptors import Access
 from services.sessions import chargers, domain, store
 from services.sessions.config import SessionsSettings
+from services.sessions.polling import Poller
 from services.sessions.tracking import Row, SessionTracker, session_message
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
@@ -110,9 +111,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         tracker: SessionTracker | None = None,
         incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None = None,
         settings: SessionsSettings | None = None,
+        poller: Poller | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
+        self._poller = poller
         self._tracker = tracker or SessionTracker(engine)
         self._incentives = incentives
         # Every catalog read is one statement (CheckLocation: one per radius step).
@@ -244,6 +247,17 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         ended = [str(row["id"]) for row in rows if row["session_end"] is not None]
         incentives = await self._incentives_of(ended)
         return [session_message(row, now, incentives.get(str(row["id"]))) for row in rows]
+
+    async def PollChargingState(
+        self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PollChargingStateResponse:
+        if self._poller is None:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+        return await self._poller.poll(
+            _driver(),
+            request.lat if request.HasField("lat") else None,
+            request.lng if request.HasField("lng") else None,
+        )
 
     async def GetActiveSession(
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -14,6 +14,16 @@ class SessionsSettings:
     # mode: without a secret the endpoint refuses everything (the original accepted unsigned pushes 🐞).
     tesla_telemetry_secret: Secret
     telemetry_ingestion_enabled: bool
+    # Tesla Fleet API application (the local fake fleet in tests and `make run`).
+    tesla_client_id: str
+    tesla_client_secret: Secret
+    tesla_redirect_uri: str
+    tesla_api_base: str
+    tesla_auth_base: str
+    # AES-256 keys of the vehicle tokens at rest: "id:base64key[,id:base64key…]", the first one current.
+    vehicle_token_keys: Secret
+    # At most one vehicle read per driver per window (Redis, shared by every replica).
+    poll_window_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SessionsSettings:
@@ -22,4 +32,12 @@ class SessionsSettings:
             runtime=RuntimeSettings.from_env("sessions", env),
             tesla_telemetry_secret=env.secret("TESLA_TELEMETRY_HMAC_SECRET", ""),
             telemetry_ingestion_enabled=env.bool("TELEMETRY_INGESTION_ENABLED", True),
+            tesla_client_id=env.str("TESLA_CLIENT_ID", "dev-tesla-client"),
+            tesla_client_secret=env.secret("TESLA_CLIENT_SECRET", "dev-tesla-secret"),
+            tesla_redirect_uri=env.str("TESLA_REDIRECT_URI", "http://127.0.0.1:8080/v1/auth/tesla/callback"),
+            tesla_api_base=env.str("TESLA_API_BASE", "https://fleet-api.prd.na.vn.cloud.tesla.com"),
+            tesla_auth_base=env.str("TESLA_AUTH_BASE", "https://auth.tesla.com"),
+            # A development key only: production sets its own.
+            vehicle_token_keys=env.secret("VEHICLE_TOKEN_KEYS", "1:ZGV2LW9ubHktdmVoaWNsZS10b2tlbi1rZXktMzJieXQ="),
+            poll_window_s=env.float("POLL_WINDOW_S", 30.0),
         )

@@ -1,0 +1,234 @@
+"""PollChargingState with a scripted car at the local fake Tesla Fleet API: the whole lifecycle through Envoy
+REST (not charging → charging at a charger → updates → unplugged → ended, with its quality score and the grant of
+a matching campaign), the 30-second window shared through Redis, and the vehicle-side answers."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import math
+import random
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import redis.asyncio as redis
+import sqlalchemy as sa
+from nerava.incentives.v1 import incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from fakes.fleet import FakeFleet, FakeVehicle
+from fakes.twilio_verify import FakeTwilioVerify
+from services.common.config import Env
+from services.common.db import create_engine
+from services.sessions import store
+from services.sessions.adapters.tesla import TeslaFleetClient
+from services.sessions.config import SessionsSettings
+from services.sessions.connections import save_connection
+from services.sessions.tokens import TokenCipher
+from tests.incentives.helpers import Incentives, Person
+from tests.support.mesh import Mesh
+from tests.support.rpc import phone_login, random_phone
+
+EARTH_RADIUS_M = 6_371_000.0
+
+
+def north_of(lat: float, lng: float, metres: float) -> tuple[float, float]:
+    return lat + math.degrees(metres / EARTH_RADIUS_M), lng
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, "sessions")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def cache(redis_url: str) -> AsyncIterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def sessions(mesh: Mesh) -> sessions_pb2_grpc.SessionsServiceAsyncStub:
+    return sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"])
+
+
+@pytest.fixture
+async def charger(engine: AsyncEngine) -> tuple[str, float, float]:
+    lat, lng = random.uniform(-60, -40), random.uniform(100, 140)
+    charger_id = f"test-{uuid.uuid4().hex[:10]}"
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(store.chargers).values(
+                id=charger_id, source="manual", external_id=charger_id, name="Poll charger", lat=lat, lng=lng
+            )
+        )
+    return charger_id, lat, lng
+
+
+async def driver_with_tesla(
+    mesh: Mesh, twilio: FakeTwilioVerify, fleet: FakeFleet, engine: AsyncEngine
+) -> tuple[Person, FakeVehicle]:
+    """A signed-in driver whose Tesla account (one car) is linked, as the Tesla connect flow leaves it."""
+    login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
+    driver = Person(user_id=login.user.public_id, token=login.access_token)
+    email = f"{uuid.uuid4().hex[:8]}@example.com"
+    car = fleet.add_tesla_vehicle(email)
+    async with TeslaFleetClient(
+        client_id=fleet.tesla_client_id,
+        client_secret=fleet.tesla_client_secret,
+        redirect_uri="http://127.0.0.1:8080/v1/auth/tesla/callback",
+        api_base_url=fleet.base_url,
+        authorize_base_url=fleet.base_url,
+        token_base_url=fleet.base_url,
+    ) as tesla:
+        start = tesla.start_authorization(login_hint=email)
+        async with httpx.AsyncClient() as browser:
+            consent = await browser.get(start.url)
+        code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
+        tokens = await tesla.exchange_code(code, start.code_verifier)
+        vehicles = await tesla.list_vehicles(tokens.access_token)
+    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+    await save_connection(
+        engine, cipher, driver_id=driver.user_id, tokens=tokens, vehicles=[{"id": v.id, "vin": v.vin} for v in vehicles]
+    )
+    return driver, car
+
+
+async def next_window(cache: redis.Redis, driver: Person) -> None:
+    """The 30-second window passes (the test does not wait for it)."""
+    await cache.delete(f"poll:read:{driver.user_id}", f"poll:answer:{driver.user_id}")
+
+
+async def test_the_whole_lifecycle_through_envoy(
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    fleet: FakeFleet,
+    engine: AsyncEngine,
+    cache: redis.Redis,
+    rest: httpx.AsyncClient,
+    charger: tuple[str, float, float],
+) -> None:
+    charger_id, lat, lng = charger
+    driver, car = await driver_with_tesla(mesh, twilio, fleet, engine)
+    sponsor_phone = random_phone()
+    accounts = create_engine(mesh.env["DATABASE_URL"], "accounts")
+    try:
+        from services.accounts.seed import ensure_phone_user
+
+        await ensure_phone_user(accounts, sponsor_phone, ["sponsor"])
+    finally:
+        await accounts.dispose()
+    sponsor_login = await phone_login(mesh.channels["accounts"], twilio, sponsor_phone)
+    sponsor = Person(user_id=sponsor_login.user.public_id, token=sponsor_login.access_token)
+    incentives = Incentives(
+        incentives_pb2_grpc.IncentivesServiceStub(mesh.channels["incentives"]),
+        ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]),
+    )
+    incentives.charger = charger_id
+    await incentives.active(sponsor, cost_per_session_cents=225)
+    auth = {"Authorization": f"Bearer {driver.token}"}
+
+    idle = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
+    assert idle.get("session_active", False) is False and idle["recommended_interval_s"] == 300
+
+    car.move(*north_of(lat, lng, 499))
+    car.plug_in(*north_of(lat, lng, 499), power_kw=11.0)
+    await next_window(cache, driver)
+    opened = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
+    assert opened["session_active"] is True, opened
+    calls = fleet.calls(car.id)
+    again = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
+    assert again["cached"] is True and fleet.calls(car.id) == calls  # inside the window: no vehicle call
+
+    # The car has been charging for 40 minutes (the service's clock is the wall clock; the test does not wait).
+    fleet.advance(minutes=40)
+    s = store.charging_sessions
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(s)
+            .where(s.c.id == uuid.UUID(opened["session_id"]))
+            .values(session_start=s.c.session_start - datetime.timedelta(minutes=40))
+        )
+    await next_window(cache, driver)
+    charging = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
+    assert charging["session_id"] == opened["session_id"] and charging["kwh_delivered"] > 0
+
+    car.unplug()
+    await next_window(cache, driver)
+    ended = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
+    assert ended["session_ended"] is True and ended["session_id"] == opened["session_id"]
+    for _ in range(100):
+        active = (await rest.get("/v1/charging-sessions/active", headers=auth)).json()
+        if "incentive" in active.get("last_ended_session", {}):
+            break
+        await asyncio.sleep(0.05)
+    last = active["last_ended_session"]
+    assert last["charger_id"] == charger_id and last["ended_reason"] == "END_REASON_UNPLUGGED"
+    assert last["quality_score"] > 30 and last["incentive"]["amount_cents"] == 225
+
+
+async def test_twenty_concurrent_polls_read_the_car_once_and_open_one_session(
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    fleet: FakeFleet,
+    engine: AsyncEngine,
+    sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+    charger: tuple[str, float, float],
+) -> None:
+    _, lat, lng = charger
+    driver, car = await driver_with_tesla(mesh, twilio, fleet, engine)
+    car.plug_in(lat, lng, power_kw=50.0)
+    before = fleet.calls(car.id)
+    answers = await asyncio.gather(
+        *(sessions.PollChargingState(pb.PollChargingStateRequest(), metadata=driver.auth) for _ in range(20))
+    )
+    assert fleet.calls(car.id) - before == 1
+    assert len({a.session_id for a in answers if a.session_id}) == 1
+    s = store.charging_sessions
+    async with engine.connect() as conn:
+        count = (await conn.execute(sa.select(sa.func.count()).where(s.c.driver_id == driver.user_id))).scalar_one()
+    assert count == 1
+
+
+async def test_a_car_501_m_from_the_charger_charges_without_a_charger_and_an_asleep_car_is_not_woken(
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    fleet: FakeFleet,
+    engine: AsyncEngine,
+    cache: redis.Redis,
+    sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+    charger: tuple[str, float, float],
+) -> None:
+    _, lat, lng = charger
+    driver, car = await driver_with_tesla(mesh, twilio, fleet, engine)
+    car.sleep()
+    asleep = await sessions.PollChargingState(pb.PollChargingStateRequest(), metadata=driver.auth)
+    assert asleep.vehicle_asleep and not asleep.session_active and fleet.calls(car.id, "wake_up") == 0
+    car.wake()
+    car.plug_in(*north_of(lat, lng, 501), power_kw=50.0)
+    await next_window(cache, driver)
+    far = await sessions.PollChargingState(pb.PollChargingStateRequest(), metadata=driver.auth)
+    assert far.session_active
+    s = store.charging_sessions
+    async with engine.connect() as conn:
+        charger_id = (await conn.execute(sa.select(s.c.charger_id).where(s.c.driver_id == driver.user_id))).scalar_one()
+    assert charger_id == ""
+
+
+async def test_without_a_tesla_the_poll_says_so(
+    mesh: Mesh, twilio: FakeTwilioVerify, sessions: sessions_pb2_grpc.SessionsServiceAsyncStub
+) -> None:
+    login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
+    answer = await sessions.PollChargingState(
+        pb.PollChargingStateRequest(), metadata=(("authorization", f"Bearer {login.access_token}"),)
+    )
+    assert answer.error == pb.POLL_ERROR_NO_VEHICLE_CONNECTION and not answer.session_active
