@@ -5,6 +5,7 @@ a matching campaign), the 30-second window shared through Redis, and the vehicle
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import math
 import random
@@ -12,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
+import grpc
 import httpx
 import pytest
 import redis.asyncio as redis
@@ -27,6 +29,7 @@ from fakes.twilio_verify import FakeTwilioVerify
 from services.common.config import Env
 from services.common.db import create_engine
 from services.sessions import store
+from services.sessions.__main__ import build_server as build_sessions
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.config import SessionsSettings
 from services.sessions.connections import save_connection
@@ -232,3 +235,57 @@ async def test_without_a_tesla_the_poll_says_so(
         pb.PollChargingStateRequest(), metadata=(("authorization", f"Bearer {login.access_token}"),)
     )
     assert answer.error == pb.POLL_ERROR_NO_VEHICLE_CONNECTION and not answer.session_active
+
+
+async def test_two_replicas_share_the_window(
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    fleet: FakeFleet,
+    engine: AsyncEngine,
+    charger: tuple[str, float, float],
+) -> None:
+    """A second sessions process on the same database and Redis: a poll there inside the window reads nothing."""
+    _, lat, lng = charger
+    driver, car = await driver_with_tesla(mesh, twilio, fleet, engine)
+    car.plug_in(lat, lng, power_kw=50.0)
+    env = {**mesh.env, "SESSIONS_PORT": "0"}
+    async with contextlib.AsyncExitStack() as stack:
+        replica = await build_sessions(SessionsSettings.from_env(Env(env)), stack)
+        port = await replica.start()
+        stack.push_async_callback(replica.stop)
+        other = sessions_pb2_grpc.SessionsServiceStub(
+            await stack.enter_async_context(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
+        )
+        before = fleet.calls(car.id)
+        first = await sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"]).PollChargingState(
+            pb.PollChargingStateRequest(), metadata=driver.auth
+        )
+        second = await other.PollChargingState(pb.PollChargingStateRequest(), metadata=driver.auth)
+    assert fleet.calls(car.id) - before == 1
+    assert second.cached and second.session_id == first.session_id
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"lat": 91, "lng": 0}, "lat"),
+        ({"lat": 0, "lng": 181}, "lng"),
+        ({"lat": "NaN", "lng": 0}, "lat"),
+        ({"lat": 1}, ""),
+    ],
+)
+async def test_bad_positions_are_refused_naming_the_field(
+    mesh: Mesh, twilio: FakeTwilioVerify, rest: httpx.AsyncClient, body: dict[str, object], field: str
+) -> None:
+    login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
+    refused = await rest.post(
+        "/v1/charging-sessions/poll", json=body, headers={"Authorization": f"Bearer {login.access_token}"}
+    )
+    assert refused.status_code == 400, refused.text
+    violations = [
+        v
+        for d in refused.json()["details"]
+        if "fieldViolations" in d or "field_violations" in d
+        for v in d.get("fieldViolations", d.get("field_violations", []))
+    ]
+    assert {v["field"] for v in violations} == {field}
