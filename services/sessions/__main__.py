@@ -18,6 +18,7 @@ from services.sessions import store
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
+from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
@@ -42,17 +43,19 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         token_base_url=settings.tesla_auth_base,
     )
     stack.push_async_callback(tesla.aclose)
+    cipher = TokenCipher.from_config(settings.vehicle_token_keys.value)
+    linking = TeslaLinking(runtime.engine, tesla, cipher, tracker, driver_app_url=settings.driver_app_url)
     poller = Poller(
         runtime.engine,
         runtime.redis,
         tracker=tracker,
         tesla=tesla,
-        cipher=TokenCipher.from_config(settings.vehicle_token_keys.value),
+        cipher=cipher,
         incentives=incentives,
         window_s=settings.poll_window_s,
     )
     api = SessionsApi(  # type: ignore[abstract]
-        runtime.engine, tracker=tracker, incentives=incentives, settings=settings, poller=poller
+        runtime.engine, tracker=tracker, incentives=incentives, settings=settings, poller=poller, linking=linking
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

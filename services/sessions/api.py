@@ -31,6 +31,7 @@ from services.common.errors import InvalidArgument, NotFound, Unauthenticated, U
 from services.common.interceptors import Access
 from services.sessions import chargers, domain, store
 from services.sessions.config import SessionsSettings
+from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.tracking import Row, SessionTracker, session_message
 
@@ -112,10 +113,12 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None = None,
         settings: SessionsSettings | None = None,
         poller: Poller | None = None,
+        linking: TeslaLinking | None = None,
     ) -> None:
         self._engine = engine
         self._settings = settings
         self._poller = poller
+        self._linking = linking
         self._tracker = tracker or SessionTracker(engine)
         self._incentives = incentives
         # Every catalog read is one statement (CheckLocation: one per radius step).
@@ -258,6 +261,38 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             request.lat if request.HasField("lat") else None,
             request.lng if request.HasField("lng") else None,
         )
+
+    # --- linking a Tesla account ---------------------------------------------------------------------------
+
+    def _tesla(self) -> TeslaLinking:
+        if self._linking is None:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla linking is not configured")
+        return self._linking
+
+    async def ConnectTesla(
+        self, request: pb.ConnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ConnectTeslaResponse:
+        return await self._tesla().connect(_driver())
+
+    async def HandleTeslaCallback(
+        self, request: pb.HandleTeslaCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.HandleTeslaCallbackResponse:
+        return await self._tesla().callback(request)
+
+    async def GetTeslaStatus(
+        self, request: pb.GetTeslaStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetTeslaStatusResponse:
+        return await self._tesla().status(_driver())
+
+    async def SelectVehicle(
+        self, request: pb.SelectVehicleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SelectVehicleResponse:
+        return await self._tesla().select_vehicle(_driver(), request.vehicle_id)
+
+    async def DisconnectTesla(
+        self, request: pb.DisconnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DisconnectTeslaResponse:
+        return await self._tesla().disconnect(_driver())
 
     async def GetActiveSession(
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
