@@ -18,6 +18,7 @@ from services.sessions import store
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
+from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.tokens import TokenCipher
@@ -55,7 +56,13 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         window_s=settings.poll_window_s,
     )
     api = SessionsApi(  # type: ignore[abstract]
-        runtime.engine, tracker=tracker, incentives=incentives, settings=settings, poller=poller, linking=linking
+        runtime.engine,
+        tracker=tracker,
+        incentives=incentives,
+        settings=settings,
+        poller=poller,
+        linking=linking,
+        ev_codes=EvCodes(runtime.engine, tesla, cipher),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

@@ -31,6 +31,7 @@ from services.common.errors import InvalidArgument, NotFound, Unauthenticated, U
 from services.common.interceptors import Access
 from services.sessions import chargers, domain, store
 from services.sessions.config import SessionsSettings
+from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.tracking import Row, SessionTracker, session_message
@@ -114,7 +115,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         settings: SessionsSettings | None = None,
         poller: Poller | None = None,
         linking: TeslaLinking | None = None,
+        ev_codes: EvCodes | None = None,
     ) -> None:
+        self._ev_codes = ev_codes
         self._engine = engine
         self._settings = settings
         self._poller = poller
@@ -293,6 +296,23 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.DisconnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DisconnectTeslaResponse:
         return await self._tesla().disconnect(_driver())
+
+    # --- EV verification codes ----------------------------------------------------------------------------
+
+    def _codes(self) -> EvCodes:
+        if self._ev_codes is None:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "EV codes are not configured")
+        return self._ev_codes
+
+    async def VerifyCharging(
+        self, request: pb.VerifyChargingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.VerifyChargingResponse:
+        return await self._codes().verify(_driver(), request)
+
+    async def ListEvCodes(
+        self, request: pb.ListEvCodesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListEvCodesResponse:
+        return await self._codes().list(_driver())
 
     async def GetActiveSession(
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -100,7 +100,7 @@ class Poller:
         # Waking costs the fleet API money: only for a driver who is charging or just sent the phone's position.
         may_wake = active is not None or has_position
         try:
-            reading = await _read(reader, connection.vehicle_id, may_wake=may_wake)
+            reading = await read_vehicle(reader, connection.vehicle_id, may_wake=may_wake)
         except VehicleAsleep:
             answer = await self._from_database(driver_id)
             answer.vehicle_asleep = True
@@ -201,7 +201,7 @@ class Poller:
             await asyncio.sleep(0.1)
 
 
-async def _read(reader: VehicleReader, vehicle_id: str, *, may_wake: bool) -> VehicleReading:
+async def read_vehicle(reader: VehicleReader, vehicle_id: str, *, may_wake: bool) -> VehicleReading:
     """One read; when the car sleeps and waking is justified, wake it and read again (WAKE_ATTEMPTS in all)."""
     attempts = WAKE_ATTEMPTS if may_wake else 1
     for attempt in range(1, attempts + 1):

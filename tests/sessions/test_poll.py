@@ -9,6 +9,7 @@ import contextlib
 import datetime
 import math
 import random
+import re
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
@@ -289,3 +290,35 @@ async def test_bad_positions_are_refused_naming_the_field(
         for v in d.get("fieldViolations", d.get("field_violations", []))
     ]
     assert {v["field"] for v in violations} == {field}
+
+
+async def test_ev_codes_for_a_charging_driver_one_active_per_merchant(
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    fleet: FakeFleet,
+    engine: AsyncEngine,
+    rest: httpx.AsyncClient,
+    charger: tuple[str, float, float],
+) -> None:
+    _, lat, lng = charger
+    driver, car = await driver_with_tesla(mesh, twilio, fleet, engine)
+    auth = {"Authorization": f"Bearer {driver.token}"}
+    ask = {"merchant_place_id": "ChIJ-test-cafe", "merchant_name": "Test Cafe"}
+    idle = (await rest.post("/v1/auth/tesla/verify-charging", json=ask, headers=auth)).json()
+    assert idle.get("is_charging", False) is False and idle.get("ev_code", "") == ""
+    car.plug_in(lat, lng, power_kw=50.0)
+    first = (await rest.post("/v1/auth/tesla/verify-charging", json=ask, headers=auth)).json()
+    assert first["is_charging"] is True and re.fullmatch(r"EV-[A-HJ-NP-Z2-9]{4}", first["ev_code"])
+    again = (await rest.post("/v1/auth/tesla/verify-charging", json=ask, headers=auth)).json()
+    assert again["ev_code"] == first["ev_code"]  # still valid: the same code
+    other = (
+        await rest.post(
+            "/v1/auth/tesla/verify-charging",
+            json={"merchant_place_id": "ChIJ-other", "merchant_name": "Other"},
+            headers=auth,
+        )
+    ).json()
+    assert other["ev_code"] != first["ev_code"]
+    listed = (await rest.get("/v1/auth/tesla/codes", headers=auth)).json()
+    assert isinstance(listed, list) and {c["code"] for c in listed} == {first["ev_code"], other["ev_code"]}
+    assert {c["status"] for c in listed} == {"active"}

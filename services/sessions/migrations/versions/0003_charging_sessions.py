@@ -118,8 +118,9 @@ def upgrade() -> None:
         sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
         sa.Column("code", sa.Text, nullable=False, unique=True),
         sa.Column("driver_id", sa.Text, nullable=False),
-        sa.Column("merchant_id", sa.Text, nullable=False),
-        sa.Column("status", sa.SmallInteger, nullable=False),
+        sa.Column("merchant_place_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("merchant_name", sa.Text, nullable=False, server_default=""),
+        sa.Column("status", sa.Text, nullable=False),  # active, redeemed or expired (the app's words)
         sa.Column("vehicle_id", sa.Text, nullable=False, server_default=""),
         sa.Column("battery_level", sa.SmallInteger),
         sa.Column("charge_rate_kw", sa.Float),
@@ -128,6 +129,14 @@ def upgrade() -> None:
         sa.Column("redeemed_at", sa.DateTime(timezone=True)),
     )
     op.create_index("ev_codes_driver_created", "ev_codes", ["driver_id", sa.text("created_at DESC")])
+    # One active code per driver and merchant (an expired one is marked expired before a new one is issued).
+    op.create_index(
+        "ev_codes_one_active",
+        "ev_codes",
+        ["driver_id", "merchant_place_id"],
+        unique=True,
+        postgresql_where=sa.text("status = 'active'"),
+    )
 
 
 def downgrade() -> None:
