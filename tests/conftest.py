@@ -94,6 +94,7 @@ async def mesh(
         {
             "OTP_PROVIDER": "twilio",
             "TESLA_TELEMETRY_HMAC_SECRET": TELEMETRY_SECRET,
+            "SMARTCAR_MANAGEMENT_TOKEN": fleet.smartcar_management_token,
             "TESLA_CLIENT_ID": fleet.tesla_client_id,
             "TESLA_CLIENT_SECRET": fleet.tesla_client_secret,
             "TESLA_API_BASE": fleet.base_url,

@@ -30,6 +30,8 @@ from services.common.db import single_statement_reads
 from services.common.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
 from services.common.interceptors import Access
 from services.sessions import chargers, domain, store
+from services.sessions.adapters import smartcar
+from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
 from services.sessions.config import SessionsSettings
 from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import TeslaLinking
@@ -296,6 +298,47 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.DisconnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DisconnectTeslaResponse:
         return await self._tesla().disconnect(_driver())
+
+    async def HandleSmartcarWebhook(
+        self, request: pb.HandleSmartcarWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.HandleSmartcarWebhookResponse:
+        settings = self._settings
+        if settings is None or not settings.telemetry_ingestion_enabled:
+            raise Unavailable("INGESTION_DISABLED", "Smartcar webhook ingestion is switched off")
+        token = settings.smartcar_management_token.value
+        headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        if not token:
+            raise Unauthenticated("SIGNATURE_INVALID", "Smartcar webhooks are not configured")
+        try:
+            event = smartcar.verify_webhook(request.http_body.data, headers.get("sc-signature"), token)
+            challenge = smartcar.verify_challenge(event)
+            if challenge is not None:
+                return pb.HandleSmartcarWebhookResponse(
+                    challenge=smartcar.challenge_response(challenge, token), action=pb.INGEST_ACTION_IGNORED
+                )
+            reading = smartcar.reading_from_webhook(event, read_at=_now())
+        except WebhookSignatureInvalid as exc:
+            raise Unauthenticated("SIGNATURE_INVALID", str(exc)) from exc
+        except WebhookPayloadInvalid as exc:
+            raise InvalidArgument([("http_body", str(exc))], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+        if reading is None:
+            return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
+        c = store.vehicle_connections
+        async with self._reads.connect() as conn:
+            connection = (
+                await conn.execute(
+                    sa.select(c.c.driver_id).where(
+                        c.c.provider == "smartcar", c.c.active, c.c.vehicle_id == reading.vehicle_id
+                    )
+                )
+            ).first()
+        if connection is None:
+            return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
+        applied = await self._tracker.apply(
+            connection.driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry()
+        )
+        session_id = "" if applied.session is None else str(applied.session["id"])
+        return pb.HandleSmartcarWebhookResponse(action=_INGESTED[applied.action], session_id=session_id)
 
     # --- EV verification codes ----------------------------------------------------------------------------
 

@@ -22,6 +22,8 @@ class SessionsSettings:
     tesla_auth_base: str
     # AES-256 keys of the vehicle tokens at rest: "id:base64key[,id:base64key…]", the first one current.
     vehicle_token_keys: Secret
+    # Smartcar signs webhooks (and answers its verify challenge) with the application's management token.
+    smartcar_management_token: Secret
     # Where the Tesla callback sends the browser back: the driver app.
     driver_app_url: str
     # At most one vehicle read per driver per window (Redis, shared by every replica).
@@ -41,6 +43,7 @@ class SessionsSettings:
             tesla_auth_base=env.str("TESLA_AUTH_BASE", "https://auth.tesla.com"),
             # A development key only: production sets its own.
             vehicle_token_keys=env.secret("VEHICLE_TOKEN_KEYS", "1:ZGV2LW9ubHktdmVoaWNsZS10b2tlbi1rZXktMzJieXQ="),
+            smartcar_management_token=env.secret("SMARTCAR_MANAGEMENT_TOKEN", ""),
             driver_app_url=env.str("DRIVER_APP_URL", "http://localhost:5173"),
             poll_window_s=env.float("POLL_WINDOW_S", 30.0),
         )
