@@ -106,6 +106,15 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
                 ("REWARD_KIND_CASH", "CAMPAIGN_STATUS_ACTIVE", "FUNDING_STATUS_FUNDED"),
                 ("REWARD_KIND_NOVA", "CAMPAIGN_STATUS_ACTIVE", "FUNDING_STATUS_FUNDED"),
             ]
+            # The demo driver's car (the fake fleet) plugs in at a demo charger by itself: its signed Smartcar
+            # webhook opens a session, with nobody polling.
+            driver_auth = {"Authorization": f"Bearer {verified.json()['access_token']}"}
+            for _ in range(100):
+                active = (await client.get("/v1/charging-sessions/active", headers=driver_auth)).json()
+                if active.get("active"):
+                    break
+                await asyncio.sleep(0.1)
+            assert active["session"]["charger_id"] == demo_world.DEMO_CHARGERS[0][0], active
         # A simulated charging session at a demo charger earns the demo driver a reward.
         driver_id = verified.json()["user"]["public_id"]
         earned = await evaluate_demo_session(int(ports["INCENTIVES_PORT"]), driver_id)

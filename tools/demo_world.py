@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import threading
 import time
 import uuid
 from typing import Any
@@ -63,7 +64,8 @@ DEMO_CAMPAIGNS: tuple[dict[str, Any], ...] = (
         "cost_per_session_cents": 200,
         "budget_cents": 100_000,
         "time_zone": "America/Chicago",
-        "rules": {"min_duration_minutes": 15, "charger_ids": [c[0] for c in DEMO_CHARGERS]},
+        # One minute is enough here, so that the simulated car's short sessions at a demo charger earn Nova.
+        "rules": {"min_duration_minutes": 1, "charger_ids": [c[0] for c in DEMO_CHARGERS]},
     },
 )
 
@@ -117,3 +119,33 @@ async def _wait_active(http: httpx.AsyncClient, campaign_id: str, timeout_s: flo
         if campaign["status"] != "CAMPAIGN_STATUS_DRAFT" or time.monotonic() > deadline:
             return campaign
         await asyncio.sleep(0.2)
+
+
+PLUGGED_S = 150.0  # each simulated session lasts about two and a half minutes …
+UNPLUGGED_S = 60.0  # … then the car rests a minute
+
+
+def start_charging_loop(fleet_url: str, vehicle_id: str, stop: threading.Event) -> threading.Thread:
+    """The demo driver's car, at the fake fleet, plugs in at the first demo charger, charges, unplugs, rests, and
+    again — the fake pushes each change as a signed Smartcar webhook, so sessions open, end and are rewarded
+    with nobody polling."""
+    charger, lat, lng = DEMO_CHARGERS[0]
+
+    def loop() -> None:
+        with httpx.Client(base_url=fleet_url, timeout=5.0) as fleet:
+            while not stop.is_set():
+                try:
+                    fleet.post(
+                        f"/_fake/vehicles/{vehicle_id}/plug_in", json={"lat": lat, "lng": lng, "power_kw": 50.0}
+                    ).raise_for_status()
+                    if stop.wait(PLUGGED_S):
+                        return
+                    fleet.post(f"/_fake/vehicles/{vehicle_id}/unplug", json={}).raise_for_status()
+                    stop.wait(UNPLUGGED_S)
+                except httpx.HTTPError as error:
+                    print(f"[make run] demo car at {charger}: {error}; trying again", flush=True)
+                    stop.wait(5.0)
+
+    thread = threading.Thread(target=loop, name="demo-car", daemon=True)
+    thread.start()
+    return thread

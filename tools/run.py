@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -86,10 +87,84 @@ def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
             process.wait()
 
 
+def start_fake_stripe(processes: list[subprocess.Popen[bytes]], rest_port: int) -> dict[str, str]:
+    """The local fake Stripe (its wire format, its signed webhooks) unless STRIPE_API_BASE is set; the services'
+    Stripe settings."""
+    stripe_env: dict[str, str] = {}
+    if not os.environ.get("STRIPE_API_BASE"):
+        stripe_port = embedded.free_port()
+        stripe_env = {
+            "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
+            "STRIPE_API_KEY": "sk_test_make_run",
+            "STRIPE_WEBHOOK_SECRET": "whsec_make_run",
+        }
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fakes.stripe",
+                    "--port",
+                    str(stripe_port),
+                    "--api-key",
+                    stripe_env["STRIPE_API_KEY"],
+                    "--webhook-secret",
+                    stripe_env["STRIPE_WEBHOOK_SECRET"],
+                    "--webhook-url",
+                    f"http://127.0.0.1:{rest_port}/v1/wallet/stripe/webhook",
+                    "--auto-onboard",
+                ],
+                cwd=ROOT,
+            )
+        )
+    return stripe_env
+
+
+def start_fake_fleet(processes: list[subprocess.Popen[bytes]], rest_port: int) -> dict[str, str]:
+    """The local fake fleet (Tesla Fleet API + Smartcar, with the demo driver's car) unless TESLA_API_BASE is set;
+    the services' vehicle settings."""
+    fleet_env: dict[str, str] = {}
+    if not os.environ.get("TESLA_API_BASE"):
+        fleet_port = embedded.free_port()
+        fleet_url = f"http://127.0.0.1:{fleet_port}"
+        fleet_env = {
+            "TESLA_API_BASE": fleet_url,
+            "TESLA_AUTH_BASE": fleet_url,
+            "TESLA_CLIENT_ID": "make-run-tesla-client",
+            "TESLA_CLIENT_SECRET": "make-run-tesla-secret",
+            "SMARTCAR_MANAGEMENT_TOKEN": "make-run-smartcar-management-token",
+        }
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "fakes.fleet",
+                    "serve",
+                    "--port",
+                    str(fleet_port),
+                    "--tesla-client-id",
+                    fleet_env["TESLA_CLIENT_ID"],
+                    "--tesla-client-secret",
+                    fleet_env["TESLA_CLIENT_SECRET"],
+                    "--smartcar-management-token",
+                    fleet_env["SMARTCAR_MANAGEMENT_TOKEN"],
+                    "--smartcar-webhook-url",
+                    f"http://127.0.0.1:{rest_port}/v1/webhooks/smartcar",
+                    "--smartcar-vehicle",
+                    f"{seed.DEMO_DRIVER_EMAIL}={seed.DEMO_SMARTCAR_VEHICLE}",
+                ],
+                cwd=ROOT,
+            )
+        )
+    return fleet_env
+
+
 def main() -> None:
     STATE.mkdir(exist_ok=True)
     stop = asyncio.Event()
     processes: list[subprocess.Popen[bytes]] = []
+    charging_stops = threading.Event()  # ends the demo car's charging loop
 
     def request_stop(*_: object) -> None:
         stop.set()
@@ -106,36 +181,12 @@ def main() -> None:
             ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
             rest_port = int(os.environ.get("GATEWAY_PORT", "8080"))
             admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "9901"))
-            # Stripe is the local fake (its wire format, its signed webhooks) unless STRIPE_API_BASE is set.
-            stripe_env: dict[str, str] = {}
-            if not os.environ.get("STRIPE_API_BASE"):
-                stripe_port = embedded.free_port()
-                stripe_env = {
-                    "STRIPE_API_BASE": f"http://127.0.0.1:{stripe_port}",
-                    "STRIPE_API_KEY": "sk_test_make_run",
-                    "STRIPE_WEBHOOK_SECRET": "whsec_make_run",
-                }
-                processes.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "fakes.stripe",
-                            "--port",
-                            str(stripe_port),
-                            "--api-key",
-                            stripe_env["STRIPE_API_KEY"],
-                            "--webhook-secret",
-                            stripe_env["STRIPE_WEBHOOK_SECRET"],
-                            "--webhook-url",
-                            f"http://127.0.0.1:{rest_port}/v1/wallet/stripe/webhook",
-                            "--auto-onboard",
-                        ],
-                        cwd=ROOT,
-                    )
-                )
+            stripe_env = start_fake_stripe(processes, rest_port)
+            fleet_env = start_fake_fleet(processes, rest_port)
+            fleet_url = fleet_env.get("TESLA_API_BASE", "")
             env = {
                 **stripe_env,
+                **fleet_env,
                 **os.environ,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,
@@ -171,6 +222,9 @@ def main() -> None:
             rest_base = f"http://127.0.0.1:{rest_port}"
             for line in asyncio.run(demo_world.build(rest_base, pay_with_fake_stripe=bool(stripe_env))):
                 log(line)
+            if fleet_url:
+                log("demo world: the demo driver's car charges at a demo charger every few minutes (fake fleet)")
+                demo_world.start_charging_loop(fleet_url, seed.DEMO_SMARTCAR_VEHICLE, charging_stops)
             log(
                 f"ready — REST on http://127.0.0.1:{rest_port}; gRPC on "
                 + ", ".join(f"{n} {p}" for n, p in ports.items())
@@ -183,6 +237,7 @@ def main() -> None:
         except KeyboardInterrupt:
             log("stopping")
         finally:
+            charging_stops.set()
             stop_all(processes)
     log("stopped")
 

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
+import uuid
 
+import sqlalchemy as sa
 from nerava.sessions.v1 import sessions_pb2
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.accounts.seed import ensure_phone_user
+from services.common.config import Env
 from services.common.db import create_engine
-from services.sessions import chargers
+from services.sessions import chargers, store
+from services.sessions.config import SessionsSettings
+from services.sessions.tokens import TokenCipher
 
 DEMO_USERS = (
     ("+15125550100", ["driver"], "Demo Driver"),
@@ -68,18 +75,51 @@ DEMO_CHARGERS = (
 )
 
 
+# The demo driver's car, shared with Nerava through Smartcar: `make run`'s fake fleet simulates it and pushes its
+# signed webhooks, so the demo driver's sessions open and close on their own.
+DEMO_SMARTCAR_VEHICLE = "demo-smartcar-car"
+DEMO_DRIVER_EMAIL = "demo-driver@nerava.dev"
+
+
 async def seed(database_url: str) -> None:
     engine = create_engine(database_url, "accounts")
     try:
-        for phone, roles, name in DEMO_USERS:
-            await ensure_phone_user(engine, phone, roles, name=name)
+        users = [await ensure_phone_user(engine, phone, roles, name=name) for phone, roles, name in DEMO_USERS]
     finally:
         await engine.dispose()
     sessions = create_engine(database_url, "sessions")
     try:
         await chargers.import_chargers(sessions, "manual", DEMO_CHARGERS)
+        await _link_demo_car(sessions, str(users[0].public_id))
     finally:
         await sessions.dispose()
+
+
+async def _link_demo_car(sessions: AsyncEngine, driver_id: str) -> None:
+    """The demo driver's Smartcar connection (once). Webhooks need no token; placeholders are stored encrypted."""
+    v = store.vehicle_connections
+    async with sessions.begin() as conn:
+        linked = (
+            await conn.execute(
+                sa.select(v.c.id).where(v.c.driver_id == driver_id, v.c.provider == "smartcar", v.c.active)
+            )
+        ).first()
+        if linked is not None:
+            return
+        connection_id = uuid.uuid4()
+        cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+        await conn.execute(
+            sa.insert(v).values(
+                id=connection_id,
+                driver_id=driver_id,
+                provider="smartcar",
+                vehicle_id=DEMO_SMARTCAR_VEHICLE,
+                vehicles=[{"id": DEMO_SMARTCAR_VEHICLE}],
+                access_token=cipher.encrypt("demo", str(connection_id)),
+                refresh_token=cipher.encrypt("demo", str(connection_id)),
+                access_expires_at=datetime.datetime.now(datetime.UTC),
+            )
+        )
 
 
 if __name__ == "__main__":
