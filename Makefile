@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives ledger-check clean
+.PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives bench-poll ledger-check clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-ledger: $(STAMP)  ## PostTransfer throughput vs a bare-SQL (asyncpg) ceili
 
 bench-incentives: $(STAMP)  ## EvaluateSession p50/p99 at 100/1,000/10,000 campaigns vs a primary-key read → bench/results/incentives.json
 	$(PY) -m bench.incentives
+
+bench-poll: $(STAMP)  ## PollChargingState for 10,000 drivers (fake fleet), direct gRPC vs Envoy, 1 and 2 processes, vs redis-benchmark → bench/results/poll.json
+	$(PY) -m bench.poll
 
 ledger-check: $(STAMP)  ## ledger invariants on DATABASE_URL (Σ debits = Σ credits, balances = entries, none < 0)
 	$(PY) -m services.ledger.invariants
