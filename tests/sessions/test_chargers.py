@@ -48,11 +48,6 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def sessions(mesh: Mesh) -> Stub:
-    return sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"])
-
-
-@pytest.fixture
 async def accounts_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, "accounts")
     yield engine

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import math
-import random
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -36,21 +34,9 @@ from services.sessions.config import SessionsSettings
 from services.sessions.connections import save_connection
 from services.sessions.tokens import TokenCipher
 from tests.incentives.helpers import Incentives, Person
+from tests.sessions.helpers import north_of
 from tests.support.mesh import Mesh
 from tests.support.rpc import phone_login, random_phone
-
-EARTH_RADIUS_M = 6_371_000.0
-
-
-def north_of(lat: float, lng: float, metres: float) -> tuple[float, float]:
-    return lat + math.degrees(metres / EARTH_RADIUS_M), lng
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, "sessions")
-    yield engine
-    await engine.dispose()
 
 
 @pytest.fixture
@@ -58,24 +44,6 @@ async def cache(redis_url: str) -> AsyncIterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-@pytest.fixture
-def sessions(mesh: Mesh) -> sessions_pb2_grpc.SessionsServiceAsyncStub:
-    return sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"])
-
-
-@pytest.fixture
-async def charger(engine: AsyncEngine) -> tuple[str, float, float]:
-    lat, lng = random.uniform(-60, -40), random.uniform(100, 140)
-    charger_id = f"test-{uuid.uuid4().hex[:10]}"
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.insert(store.chargers).values(
-                id=charger_id, source="manual", external_id=charger_id, name="Poll charger", lat=lat, lng=lng
-            )
-        )
-    return charger_id, lat, lng
 
 
 async def driver_with_tesla(

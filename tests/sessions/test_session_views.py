@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import random
-import uuid
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
-import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as ipb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
@@ -23,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fakes.twilio_verify import FakeTwilioVerify
 from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine
-from services.sessions import store
 from services.sessions.domain import Telemetry
 from services.sessions.tracking import SessionTracker
 from tests.incentives.helpers import Incentives, Person
@@ -32,18 +27,6 @@ from tests.support.rpc import error_reason, phone_login, random_phone
 
 NOW = datetime.datetime.now(datetime.UTC)
 TESLA = pb.SESSION_SOURCE_TESLA_API
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, "sessions")
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(mesh: Mesh) -> sessions_pb2_grpc.SessionsServiceAsyncStub:
-    return sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"])
 
 
 async def sign_in(mesh: Mesh, twilio: FakeTwilioVerify, database_url: str, *roles: str) -> Person:
@@ -56,19 +39,6 @@ async def sign_in(mesh: Mesh, twilio: FakeTwilioVerify, database_url: str, *role
             await accounts.dispose()
     login = await phone_login(mesh.channels["accounts"], twilio, phone)
     return Person(user_id=login.user.public_id, token=login.access_token)
-
-
-@pytest.fixture
-async def charger(engine: AsyncEngine) -> tuple[str, float, float]:
-    lat, lng = random.uniform(-60, -40), random.uniform(100, 140)
-    charger_id = f"test-{uuid.uuid4().hex[:10]}"
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.insert(store.chargers).values(
-                id=charger_id, source="manual", external_id=charger_id, name="View charger", lat=lat, lng=lng
-            )
-        )
-    return charger_id, lat, lng
 
 
 async def test_the_active_session_then_the_one_that_just_ended_with_its_grant(

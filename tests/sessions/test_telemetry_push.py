@@ -9,7 +9,6 @@ import hmac
 import json
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -21,23 +20,9 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import create_engine
 from services.sessions import store
 from tests.conftest import TELEMETRY_SECRET
-from tests.support.mesh import Mesh
 from tests.support.rpc import error_reason
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, "sessions")
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-def sessions(mesh: Mesh) -> sessions_pb2_grpc.SessionsServiceAsyncStub:
-    return sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"])
 
 
 @pytest.fixture

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import math
-import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,47 +14,14 @@ from nerava.incentives.v1 import incentives_pb2
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.db import create_engine
 from services.sessions import store
 from services.sessions.domain import Action, Telemetry
 from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
+from tests.sessions.helpers import north_of
 
 UTC = datetime.UTC
 T0 = datetime.datetime(2026, 6, 10, 15, 0, tzinfo=UTC)
 TESLA = pb.SESSION_SOURCE_TESLA_API
-EARTH_RADIUS_M = 6_371_000.0
-
-
-def north_of(lat: float, lng: float, metres: float) -> tuple[float, float]:
-    return lat + math.degrees(metres / EARTH_RADIUS_M), lng
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, "sessions")
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
-async def place(engine: AsyncEngine) -> tuple[str, float, float]:
-    """A charger of this test's own, somewhere no other test puts one."""
-    lat, lng = random.uniform(-60, -40), random.uniform(100, 140)
-    charger_id = f"test-{uuid.uuid4().hex[:10]}"
-    async with engine.begin() as conn:
-        await conn.execute(
-            sa.insert(store.chargers).values(
-                id=charger_id,
-                source="manual",
-                external_id=charger_id,
-                name="Test charger",
-                lat=lat,
-                lng=lng,
-                network_name="EVgo",
-                zone_id="test-zone",
-            )
-        )
-    return charger_id, lat, lng
 
 
 def reading(at: datetime.datetime, *, charging: bool = True, **fields: object) -> Telemetry:
@@ -81,9 +45,9 @@ async def outbox_rows(engine: AsyncEngine, session_id: str) -> list[tuple[str, d
 
 @pytest.mark.parametrize(("metres", "matched"), [(499, True), (501, False)])
 async def test_the_charger_is_matched_within_500_m_great_circle(
-    engine: AsyncEngine, place: tuple[str, float, float], metres: int, matched: bool
+    engine: AsyncEngine, charger: tuple[str, float, float], metres: int, matched: bool
 ) -> None:
-    charger_id, lat, lng = place
+    charger_id, lat, lng = charger
     at_lat, at_lng = north_of(lat, lng, metres)
     applied = await SessionTracker(engine).apply(str(uuid.uuid4()), "v1", TESLA, reading(T0, lat=at_lat, lng=at_lng))
     assert applied.action is Action.OPEN and applied.session is not None
@@ -92,9 +56,9 @@ async def test_the_charger_is_matched_within_500_m_great_circle(
 
 
 async def test_updates_keep_the_highest_power_and_ending_hands_the_session_to_incentives(
-    engine: AsyncEngine, place: tuple[str, float, float]
+    engine: AsyncEngine, charger: tuple[str, float, float]
 ) -> None:
-    _, lat, lng = place
+    _, lat, lng = charger
     tracker, driver = SessionTracker(engine), str(uuid.uuid4())
     opened = await tracker.apply(driver, "v1", TESLA, reading(T0, lat=lat, lng=lng, power_kw=150.0, battery_pct=40))
     await tracker.apply(
@@ -120,9 +84,9 @@ async def test_updates_keep_the_highest_power_and_ending_hands_the_session_to_in
 
 
 async def test_twenty_concurrent_readings_open_one_session(
-    engine: AsyncEngine, place: tuple[str, float, float]
+    engine: AsyncEngine, charger: tuple[str, float, float]
 ) -> None:
-    _, lat, lng = place
+    _, lat, lng = charger
     tracker, driver = SessionTracker(engine), str(uuid.uuid4())
     results = await asyncio.gather(
         *(tracker.apply(driver, "v1", TESLA, reading(T0, lat=lat, lng=lng)) for _ in range(20))
@@ -132,9 +96,9 @@ async def test_twenty_concurrent_readings_open_one_session(
 
 
 async def test_a_second_genuine_session_in_the_same_hour_is_a_new_session(
-    engine: AsyncEngine, place: tuple[str, float, float]
+    engine: AsyncEngine, charger: tuple[str, float, float]
 ) -> None:
-    _, lat, lng = place
+    _, lat, lng = charger
     tracker, driver = SessionTracker(engine), str(uuid.uuid4())
     first = await tracker.apply(driver, "v1", TESLA, reading(T0, lat=lat, lng=lng))
     await tracker.apply(driver, "v1", TESLA, reading(T0 + datetime.timedelta(minutes=20), charging=False))
@@ -144,9 +108,9 @@ async def test_a_second_genuine_session_in_the_same_hour_is_a_new_session(
 
 
 async def test_stale_cleanup_ends_at_the_last_telemetry_and_phone_pings_do_not_keep_a_session_alive(
-    engine: AsyncEngine, place: tuple[str, float, float]
+    engine: AsyncEngine, charger: tuple[str, float, float]
 ) -> None:
-    _, lat, lng = place
+    _, lat, lng = charger
     driver = str(uuid.uuid4())
     now = T0 + datetime.timedelta(minutes=40)
     tracker = SessionTracker(engine, clock=lambda: now)
@@ -178,9 +142,9 @@ async def test_stale_cleanup_ends_at_the_last_telemetry_and_phone_pings_do_not_k
 
 
 async def test_ending_by_hand_is_idempotent_and_only_for_the_owner(
-    engine: AsyncEngine, place: tuple[str, float, float]
+    engine: AsyncEngine, charger: tuple[str, float, float]
 ) -> None:
-    _, lat, lng = place
+    _, lat, lng = charger
     tracker, driver = SessionTracker(engine, clock=lambda: T0 + datetime.timedelta(minutes=18)), str(uuid.uuid4())
     opened = await tracker.apply(driver, "v1", TESLA, reading(T0, lat=lat, lng=lng))
     assert opened.session is not None
