@@ -23,7 +23,6 @@ from services.common.context import client_ip_var, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -31,6 +30,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.common.interceptors import Access
+from services.common.paging import page_position, page_token
 
 SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
 
@@ -288,15 +288,13 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.ListUsersResponse:
         size = request.page_size or _DEFAULT_PAGE
-        before = domain.decode_page_token(request.page_token)
-        if request.page_token and before is None:
-            raise InvalidArgument([("page_token", "not a token from a previous page")])
+        before = page_position(request.page_token)
         role = domain.role_name(request.role) if request.role else None
         async with self._engine.connect() as conn:
             rows = await store.list_users(conn, before_id=before, limit=size + 1, role=role)
         page, more = rows[:size], len(rows) > size
         return accounts_pb2.ListUsersResponse(
-            users=[user_message(u) for u in page], next_page_token=domain.encode_page_token(page[-1].id) if more else ""
+            users=[user_message(u) for u in page], next_page_token=page_token(page[-1].id) if more else ""
         )
 
     async def SetUserRoles(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import secrets
@@ -76,24 +75,6 @@ def access_claims(
         "iat": now,
         "exp": now + ttl_s,
     }
-
-
-def encode_page_token(last_id: int) -> str:
-    return base64.urlsafe_b64encode(f"u:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(token: str) -> int | None:
-    """The last id of the previous page, or None for a token this service did not issue."""
-    if not token:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    prefix, _, number = raw.partition(":")
-    if prefix != "u" or not number.isdigit():
-        return None
-    return int(number)
 
 
 def normalize_email(email: str) -> str:

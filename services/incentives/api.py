@@ -8,7 +8,6 @@ confirmed to exist.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import uuid
 from collections import defaultdict
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.interceptors import Access
+from services.common.paging import page_position, page_token
 from services.incentives import domain, store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
 from services.incentives.config import IncentivesSettings
@@ -101,20 +101,10 @@ def _uuid(value: str, field: str) -> uuid.UUID:
         raise InvalidArgument([(field, "value must be a valid UUID")]) from exc
 
 
-def _page_token(offset: int) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
-
-
-def _page_offset(token: str, offset: int) -> int:
-    if not token:
-        return offset
-    try:
-        prefix, _, number = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        prefix, number = "", ""
-    if prefix != "o" or not number.isdigit():
-        raise InvalidArgument([("page_token", "not a token from a previous page")])
-    return int(number)
+def _offset(token: str, offset: int) -> int:
+    """Where a page starts: after the token's position, else the console's offset."""
+    position = page_position(token)
+    return offset if position is None else position
 
 
 def _check_time_zone(name: str, field: str = "time_zone") -> None:
@@ -264,7 +254,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.ListCampaignsResponse:
         caller = current_caller()
         size = request.page_size or request.limit or DEFAULT_PAGE
-        offset = _page_offset(request.page_token, request.offset)
+        offset = _offset(request.page_token, request.offset)
         query = sa.select(C)
         if not _is_admin(caller, write=False):
             query = query.where(C.c.created_by_user_id == caller.user_id)
@@ -277,7 +267,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             rows = (await conn.execute(query)).mappings().all()
         page = [store.campaign_message(row) for row in rows[:size]]
         return pb.ListCampaignsResponse(
-            campaigns=page, count=len(page), next_page_token=_page_token(offset + size) if len(rows) > size else ""
+            campaigns=page, count=len(page), next_page_token=page_token(offset + size) if len(rows) > size else ""
         )
 
     async def UpdateCampaign(
@@ -511,7 +501,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self, request: pb.ListGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListGrantsResponse:
         size = request.page_size or request.limit or DEFAULT_PAGE
-        offset = _page_offset(request.page_token, request.offset)
+        offset = _offset(request.page_token, request.offset)
         async with self._engine.connect() as conn:
             campaign = await self._owned(conn, request.campaign_id, write=False)
             where = [G.c.campaign_id == campaign["id"]]
@@ -534,7 +524,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         grants = [store.grant_message(row, campaign["name"]) for row in rows]
         more = offset + len(grants) < total
         return pb.ListGrantsResponse(
-            grants=grants, total=total, count=len(grants), next_page_token=_page_token(offset + size) if more else ""
+            grants=grants, total=total, count=len(grants), next_page_token=page_token(offset + size) if more else ""
         )
 
     async def GetBudget(
@@ -641,7 +631,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         ]
         live.sort(key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at))
         size = request.page_size or DEFAULT_DRIVER_PAGE
-        offset = _page_offset(request.page_token, 0)
+        offset = _offset(request.page_token, 0)
         page = live[offset : offset + size]
         async with self._engine.connect() as conn:
             completed = (
@@ -680,7 +670,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             campaigns.append(item)
         more = offset + size < len(live)
         return pb.ListDriverCampaignsResponse(
-            campaigns=campaigns, next_page_token=_page_token(offset + size) if more else ""
+            campaigns=campaigns, next_page_token=page_token(offset + size) if more else ""
         )
 
     async def _charger_place(self, charger_id: str, place: domain.Place) -> domain.Place:

@@ -7,7 +7,6 @@ fee accrual.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import logging
 import uuid
@@ -35,6 +34,7 @@ from services.common.errors import (
 )
 from services.common.http_body import json_array
 from services.common.interceptors import Access
+from services.common.paging import page_position, page_token
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
@@ -124,22 +124,6 @@ def _raise_refusal(result: store.PostResult) -> None:
 
 def _scope(caller: Caller) -> str:
     return domain.scope_of(caller.service, caller.user_id)
-
-
-def _page_token(value: int) -> str:
-    return base64.urlsafe_b64encode(f"p:{value}".encode()).decode().rstrip("=")
-
-
-def _page_cursor(token: str, field: str) -> int | None:
-    if not token:
-        return None
-    try:
-        prefix, _, number = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        prefix, number = "", ""
-    if prefix != "p" or not number.isdigit():
-        raise InvalidArgument([(field, "not a token from a previous page")])
-    return int(number)
 
 
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
@@ -386,7 +370,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.ListTransfersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListTransfersResponse:
         size = request.page_size or _DEFAULT_PAGE
-        before = _page_cursor(request.page_token, "page_token")
+        before = page_position(request.page_token)
         a, e, t = store.accounts, store.entries, store.transfers
         ref = request.account
         source, target, pending = (
@@ -446,7 +430,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             for row in page
         ]
         return pb.ListTransfersResponse(
-            transfers=transfers, next_page_token=_page_token(page[-1].entry_id) if more else ""
+            transfers=transfers, next_page_token=page_token(page[-1].entry_id) if more else ""
         )
 
     # --- the driver's wallet -----------------------------------------------------------------------
@@ -509,7 +493,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.ListWalletEntriesResponse:
         driver = current_caller().user_id or ""
         size = request.page_size or request.limit or _DEFAULT_PAGE
-        before = _page_cursor(request.page_token, "page_token")
+        before = page_position(request.page_token)
         a, e, t = store.accounts, store.entries, store.transfers
         account = (
             sa.select(a.c.id)
@@ -551,7 +535,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 )
             )
         return pb.ListWalletEntriesResponse(
-            entries=entries, count=int(count), next_page_token=_page_token(page[-1].id) if more else ""
+            entries=entries, count=int(count), next_page_token=page_token(page[-1].id) if more else ""
         )
 
     async def GetWalletTimeline(

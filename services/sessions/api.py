@@ -8,7 +8,6 @@ gives each of them.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import hashlib
 import hmac
@@ -29,6 +28,7 @@ from services.common.context import current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
 from services.common.interceptors import Access
+from services.common.paging import page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
 from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
@@ -81,24 +81,6 @@ def _search_fingerprint(request: pb.SearchChargersRequest) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _page_token(offset: int, fingerprint: str) -> str:
-    return base64.urlsafe_b64encode(f"o:{offset}:{fingerprint}".encode()).decode().rstrip("=")
-
-
-def _page_offset(token: str, fingerprint: str) -> int:
-    if not token:
-        return 0
-    try:
-        prefix, number, bound = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode().split(":")
-    except (ValueError, UnicodeDecodeError):
-        prefix, number, bound = "", "", ""
-    if prefix != "o" or not number.isdigit():
-        raise InvalidArgument([("page_token", "not a token from a previous page")])
-    if bound != fingerprint:
-        raise InvalidArgument([("page_token", "the token belongs to a search with other parameters")])
-    return int(number)
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -142,7 +124,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                 [("radius_m", f"must be 0 (meaning {DEFAULT_SEARCH_RADIUS_M}) or {MIN_SEARCH_RADIUS_M} to 100000")]
             )
         fingerprint = _search_fingerprint(request)
-        offset = _page_offset(request.page_token, fingerprint)
+        offset = page_position(request.page_token, fingerprint) or 0
         size = request.page_size or DEFAULT_SEARCH_PAGE
         found = await chargers.search_chargers(
             self._reads,
@@ -156,7 +138,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         # `location` stays unset: the contract geocodes `q`, and no geocoder is wired in yet.
         return pb.SearchChargersResponse(
             chargers=[chargers.charger_message(row) for row in found[:size]],
-            next_page_token=_page_token(offset + size, fingerprint) if more else "",
+            next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
 
     async def GetCharger(
@@ -401,7 +383,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         driver_id = _driver()
         size = request.page_size or request.limit or DEFAULT_SESSION_PAGE
         fingerprint = hashlib.sha256(driver_id.encode()).hexdigest()[:12]
-        offset = _page_offset(request.page_token, fingerprint) if request.page_token else request.offset
+        offset = page_position(request.page_token, fingerprint) or request.offset
         s = store.charging_sessions
         async with self._reads.connect() as conn:
             rows = list(
@@ -420,7 +402,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         page = await self._messages(rows[:size])
         more = len(rows) > size
         return pb.ListChargingSessionsResponse(
-            sessions=page, count=len(page), next_page_token=_page_token(offset + size, fingerprint) if more else ""
+            sessions=page, count=len(page), next_page_token=page_token(offset + size, fingerprint) if more else ""
         )
 
     async def GetChargingSession(
