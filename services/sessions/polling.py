@@ -71,8 +71,6 @@ class Poller:
         self._clock = clock
 
     async def poll(self, driver_id: str, lat: float | None, lng: float | None) -> pb.PollChargingStateResponse:
-        if lat is not None and lng is not None:
-            await self._tracker.record_device_location(driver_id, lat, lng)
         stored = await self._cache.get(_answer_key(driver_id))
         if stored is not None:
             answer = pb.PollChargingStateResponse.FromString(bytes(stored))  # type: ignore[arg-type]
@@ -83,6 +81,10 @@ class Poller:
             answer = await self._from_database(driver_id)
             answer.cached = True
             return answer
+        if lat is not None and lng is not None:
+            # The phone's position joins the trail once per window, not on every poll: a cached poll touches
+            # nothing but Redis.
+            await self._tracker.record_device_location(driver_id, lat, lng)
         answer = await self._read_and_apply(driver_id, has_position=lat is not None)
         ttl = await self._cache.pttl(_read_key(driver_id))
         await self._cache.set(_answer_key(driver_id), answer.SerializeToString(), px=max(1, ttl if ttl > 0 else 1))

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.fleet import FakeFleet, FakeVehicle
 from fakes.twilio_verify import FakeTwilioVerify
+from services.accounts.seed import ensure_phone_user
 from services.common.config import Env
 from services.common.db import create_engine
 from services.sessions import store
@@ -94,8 +95,6 @@ async def test_the_whole_lifecycle_through_envoy(
     sponsor_phone = random_phone()
     accounts = create_engine(mesh.env["DATABASE_URL"], "accounts")
     try:
-        from services.accounts.seed import ensure_phone_user
-
         await ensure_phone_user(accounts, sponsor_phone, ["sponsor"])
     finally:
         await accounts.dispose()
