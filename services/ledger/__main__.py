@@ -55,8 +55,7 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
         max_backoff_s=settings.outbox_max_backoff_s,
     )
     fundings = CampaignFundings(runtime.engine, on_enqueued=relay.wake)
-    # GetMerchantFeePeriod stays abstract (UNIMPLEMENTED) until the merchants issue defines fee accrual.
-    api = LedgerApi(  # type: ignore[abstract]
+    api = LedgerApi(
         runtime.engine, writer=writer, payouts=payouts, fundings=fundings, stripe=stripe_client, settings=settings
     )
 

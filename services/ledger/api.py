@@ -1,8 +1,6 @@
 """The LedgerService servicer: the double-entry core for services, the driver's wallet views, payouts
-through Stripe Express (the workflow lives in payouts.py), Stripe webhooks, admin grants.
-
-GetMerchantFeePeriod answers UNIMPLEMENTED (the generated base class) until the merchants issue defines
-fee accrual.
+through Stripe Express (the workflow lives in payouts.py), Stripe webhooks, admin grants, and merchant fee
+periods (accrued by a trigger on every REDEMPTION transfer, migrations/versions/0004).
 """
 
 from __future__ import annotations
@@ -61,6 +59,7 @@ ACCESS: dict[str, Access] = {
     "GetAccount": Access.service_only(),
     "ListTransfers": Access.service_only(),
     "GetMerchantFeePeriod": Access.service_only(),
+    "CloseMerchantFeePeriod": Access.role(ADMIN),
     # The driver's own wallet.
     "GetWalletBalance": Access.role(DRIVER),
     "ListWalletEntries": Access.role(DRIVER),
@@ -100,6 +99,20 @@ def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | Non
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def _fee_period(merchant_id: str, month: str, row: Any) -> pb.MerchantFeePeriod:
+    """A period row, or zeros and ACCRUING for a month nothing was redeemed in."""
+    first, last = domain.month_bounds(month)
+    return pb.MerchantFeePeriod(
+        merchant_id=merchant_id,
+        period_start=first.isoformat(),
+        period_end=last.isoformat(),
+        nova_redeemed=row.nova_redeemed if row else 0,
+        fee_cents=row.fee_cents if row else 0,
+        redemption_count=row.redemption_count if row else 0,
+        status=row.status if row else pb.FEE_PERIOD_STATUS_ACCRUING,
+    )
 
 
 def _key(ref: pb.AccountRef) -> store.AccountKey:
@@ -195,6 +208,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             transfer=self._transfer(result, movement, request.idempotency_key),
             from_balance_after=result.from_balance or 0,
             to_balance_after=result.to_balance or 0,
+            # What the accrual trigger booked with the transfer (the same integer rule, held equal by a test).
+            merchant_fee_cents=(
+                domain.merchant_fee_cents(result.amount or 0) if request.kind == pb.TRANSFER_KIND_REDEMPTION else 0
+            ),
             replayed=result.replayed,
         )
 
@@ -601,6 +618,60 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             created_at=_timestamp(result.created_at),
             replayed=result.replayed,
         )
+
+    # --- merchant fee periods -----------------------------------------------------------------------------
+
+    async def GetMerchantFeePeriod(
+        self, request: pb.GetMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetMerchantFeePeriodResponse:
+        month = request.month or datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
+        periods = store.merchant_fee_periods
+        first, _ = domain.month_bounds(month)
+        async with self._reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(periods).where(
+                        periods.c.merchant_id == request.merchant_id, periods.c.period_start == first
+                    )
+                )
+            ).first()
+        return pb.GetMerchantFeePeriodResponse(period=_fee_period(request.merchant_id, month, row))
+
+    async def CloseMerchantFeePeriod(
+        self, request: pb.CloseMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CloseMerchantFeePeriodResponse:
+        periods = store.merchant_fee_periods
+        first, _ = domain.month_bounds(request.month)
+        key = (periods.c.merchant_id == request.merchant_id) & (periods.c.period_start == first)
+        async with self._engine.begin() as conn:
+            # A month nothing was redeemed in can be invoiced too (at zero): later redemptions then go to the
+            # next month. The row lock orders this close against concurrent accruals.
+            await conn.execute(
+                pg_insert(periods).values(merchant_id=request.merchant_id, period_start=first).on_conflict_do_nothing()
+            )
+            row = (await conn.execute(sa.select(periods).where(key).with_for_update())).one()
+            if row.status != request.status:
+                if domain.FEE_PERIOD_NEXT.get(row.status) != request.status:
+                    status = pb.FeePeriodStatus.Name(row.status)
+                    raise FailedPrecondition(
+                        "FEE_PERIOD_TRANSITION_INVALID",
+                        f"a fee period moves ACCRUING → INVOICED → PAID; this one is {status}",
+                        {"status": status},
+                    )
+                stamp = "invoiced_at" if request.status == pb.FEE_PERIOD_STATUS_INVOICED else "paid_at"
+                row = (
+                    await conn.execute(
+                        sa.update(periods)
+                        .where(key)
+                        .values(status=request.status, updated_at=sa.func.now(), **{stamp: sa.func.now()})
+                        .returning(*periods.c)
+                    )
+                ).one()
+        log.info(
+            "merchant fee period closed",
+            extra={"merchant_id": request.merchant_id, "month": request.month, "status": row.status},
+        )
+        return pb.CloseMerchantFeePeriodResponse(period=_fee_period(request.merchant_id, request.month, row))
 
     # --- payouts and Stripe onboarding ---------------------------------------------------------------
 

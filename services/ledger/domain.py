@@ -5,6 +5,7 @@ No I/O, no clock reads."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import re
 import uuid
@@ -245,3 +246,29 @@ def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
         fee_cents=fee,
         net_cents=net,
     )
+
+
+# --- merchant fees -------------------------------------------------------------------------------------
+
+# 15 % of the Nova redeemed at a merchant, per redemption, rounded half-up. The same rate is written in the
+# accrual trigger (migrations/versions/0004); tests/ledger/test_merchant_fees.py holds the two equal.
+MERCHANT_FEE_BPS = 1500
+F = pb.FeePeriodStatus
+# ACCRUING → INVOICED → PAID, one step at a time.
+FEE_PERIOD_NEXT: Mapping[int, int] = {
+    F.FEE_PERIOD_STATUS_ACCRUING: F.FEE_PERIOD_STATUS_INVOICED,
+    F.FEE_PERIOD_STATUS_INVOICED: F.FEE_PERIOD_STATUS_PAID,
+}
+
+
+def merchant_fee_cents(nova_redeemed: int) -> int:
+    """The fee on one redemption: 15 %, half-up, in integers (300 → 45, 10 → 2, 30 → 5, 333 → 50)."""
+    return (nova_redeemed * MERCHANT_FEE_BPS + 5_000) // 10_000
+
+
+def month_bounds(month: str) -> tuple[datetime.date, datetime.date]:
+    """ "YYYY-MM" → (first day, last day) of that calendar month."""
+    year, number = (int(part) for part in month.split("-"))
+    first = datetime.date(year, number, 1)
+    following = datetime.date(year + number // 12, number % 12 + 1, 1)
+    return first, following - datetime.timedelta(days=1)

@@ -4,6 +4,7 @@
 2. Every transfer has exactly two entries, a debit and a credit of its amount, in its accounts.
 3. Every account's balance equals the sum of its entries, and its debit/credit totals match them.
 4. No account that may not go negative is below zero.
+5. Every REDEMPTION has its merchant-fee accrual, and each fee period's totals are the sum of its accruals.
 """
 
 from __future__ import annotations
@@ -45,6 +46,15 @@ CHECKS: dict[str, str] = {
                    AS expected
             FROM entries e) s
         WHERE balance_after <> expected""",
+    "redemption without its merchant-fee accrual": """
+        SELECT t.id FROM transfers t LEFT JOIN merchant_fee_accruals f ON f.transfer_id = t.id
+        WHERE t.kind = 5 AND f.transfer_id IS NULL""",
+    "merchant fee period differs from the sum of its accruals": """
+        SELECT p.merchant_id, p.period_start FROM merchant_fee_periods p
+        LEFT JOIN merchant_fee_accruals f ON f.merchant_id = p.merchant_id AND f.period_start = p.period_start
+        GROUP BY p.merchant_id, p.period_start
+        HAVING p.nova_redeemed <> coalesce(sum(f.nova_redeemed), 0) OR p.fee_cents <> coalesce(sum(f.fee_cents), 0)
+            OR p.redemption_count <> count(f.transfer_id)""",
 }
 
 

@@ -166,6 +166,20 @@ def _result(row: asyncpg.Record) -> PostResult:
     )
 
 
+merchant_fee_periods = sa.Table(
+    "merchant_fee_periods",
+    metadata,
+    sa.Column("merchant_id", sa.Text, primary_key=True),
+    sa.Column("period_start", sa.Date, primary_key=True),
+    sa.Column("nova_redeemed", sa.BigInteger, nullable=False),
+    sa.Column("fee_cents", sa.BigInteger, nullable=False),
+    sa.Column("redemption_count", sa.Integer, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("invoiced_at", sa.DateTime(timezone=True)),
+    sa.Column("paid_at", sa.DateTime(timezone=True)),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 stripe_accounts = sa.Table(
     "stripe_accounts",
     metadata,

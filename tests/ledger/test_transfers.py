@@ -34,7 +34,8 @@ def _person() -> str:
 async def test_a_transfer_moves_value_and_writes_both_entries(ledger: Ledger, ledger_engine: AsyncEngine) -> None:
     driver, merchant = _person(), _person()
     funded = await ledger.grant_nova(driver, 500)
-    assert (funded.from_balance_after, funded.to_balance_after) == (-500, 500)
+    # The shared external account may go below zero; other tests move it too, so only its sign is known here.
+    assert funded.to_balance_after == 500 and funded.from_balance_after <= -500
     spent = await ledger.post(ledger.redemption(driver, merchant, 120))
     assert spent.transfer.amount == 120
     assert (spent.from_balance_after, spent.to_balance_after) == (380, 120)

@@ -389,6 +389,22 @@ class GetMerchantFeePeriodResponse(_message.Message):
     period: MerchantFeePeriod
     def __init__(self, period: _Optional[_Union[MerchantFeePeriod, _Mapping]] = ...) -> None: ...
 
+class CloseMerchantFeePeriodRequest(_message.Message):
+    __slots__ = ("merchant_id", "month", "status")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    month: str
+    status: FeePeriodStatus
+    def __init__(self, merchant_id: _Optional[str] = ..., month: _Optional[str] = ..., status: _Optional[_Union[FeePeriodStatus, str]] = ...) -> None: ...
+
+class CloseMerchantFeePeriodResponse(_message.Message):
+    __slots__ = ("period",)
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    period: MerchantFeePeriod
+    def __init__(self, period: _Optional[_Union[MerchantFeePeriod, _Mapping]] = ...) -> None: ...
+
 class GetWalletBalanceRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -84,6 +84,8 @@ class LedgerServiceStub:
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+    FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
+    (metadata: status)
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
@@ -139,6 +141,11 @@ class LedgerServiceStub:
                 '/nerava.ledger.v1.LedgerService/GetMerchantFeePeriod',
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetMerchantFeePeriodRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetMerchantFeePeriodResponse.FromString,
+                _registered_method=True)
+        self.CloseMerchantFeePeriod = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/CloseMerchantFeePeriod',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CloseMerchantFeePeriodRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CloseMerchantFeePeriodResponse.FromString,
                 _registered_method=True)
         self.GetWalletBalance = channel.unary_unary(
                 '/nerava.ledger.v1.LedgerService/GetWalletBalance',
@@ -251,6 +258,8 @@ class LedgerServiceServicer:
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+    FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
+    (metadata: status)
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
@@ -319,6 +328,14 @@ class LedgerServiceServicer:
     def GetMerchantFeePeriod(self, request, context):
         """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
         Internal; the merchants service serves it to the merchant's owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseMerchantFeePeriod(self, request, context):
+        """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
+        takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -450,6 +467,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetMerchantFeePeriodRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetMerchantFeePeriodResponse.SerializeToString,
             ),
+            'CloseMerchantFeePeriod': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseMerchantFeePeriod,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CloseMerchantFeePeriodRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CloseMerchantFeePeriodResponse.SerializeToString,
+            ),
             'GetWalletBalance': grpc.unary_unary_rpc_method_handler(
                     servicer.GetWalletBalance,
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.FromString,
@@ -567,6 +589,8 @@ class LedgerService:
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+    FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
+    (metadata: status)
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
@@ -783,6 +807,33 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/GetMerchantFeePeriod',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetMerchantFeePeriodRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetMerchantFeePeriodResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseMerchantFeePeriod(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/CloseMerchantFeePeriod',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.CloseMerchantFeePeriodRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.CloseMerchantFeePeriodResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -85,6 +85,8 @@ class LedgerServiceStub:
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
+                                                           (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
@@ -127,6 +129,10 @@ class LedgerServiceStub:
     GetMerchantFeePeriod: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetMerchantFeePeriodRequest, _ledger_pb2.GetMerchantFeePeriodResponse]
     """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
     Internal; the merchants service serves it to the merchant's owner.
+    """
+    CloseMerchantFeePeriod: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CloseMerchantFeePeriodRequest, _ledger_pb2.CloseMerchantFeePeriodResponse]
+    """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
+    takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
     """
     GetWalletBalance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]
     """The calling driver's cash wallet and Nova balance. Driver."""
@@ -226,6 +232,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
+                                                           (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
@@ -265,6 +273,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     GetMerchantFeePeriod: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetMerchantFeePeriodRequest, _ledger_pb2.GetMerchantFeePeriodResponse]  # type: ignore[assignment]
     """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
     Internal; the merchants service serves it to the merchant's owner.
+    """
+    CloseMerchantFeePeriod: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CloseMerchantFeePeriodRequest, _ledger_pb2.CloseMerchantFeePeriodResponse]  # type: ignore[assignment]
+    """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
+    takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
     """
     GetWalletBalance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]  # type: ignore[assignment]
     """The calling driver's cash wallet and Nova balance. Driver."""
@@ -363,6 +375,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
+                                                           (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
@@ -448,6 +462,16 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.GetMerchantFeePeriodResponse, _abc.Awaitable[_ledger_pb2.GetMerchantFeePeriodResponse]]:
         """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
         Internal; the merchants service serves it to the merchant's owner.
+        """
+
+    @_abc_1.abstractmethod
+    def CloseMerchantFeePeriod(
+        self,
+        request: _ledger_pb2.CloseMerchantFeePeriodRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.CloseMerchantFeePeriodResponse, _abc.Awaitable[_ledger_pb2.CloseMerchantFeePeriodResponse]]:
+        """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
+        takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
         """
 
     @_abc_1.abstractmethod
