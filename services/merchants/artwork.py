@@ -23,7 +23,7 @@ from pathlib import Path
 import segno
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["ShareCardFigures", "qr_matrix", "render_qr_sign", "render_share_card"]
+__all__ = ["ShareCardFigures", "clean_text", "dollars", "qr_matrix", "render_qr_sign", "render_share_card"]
 
 FONT_DIR = Path(__file__).resolve().parent / "assets" / "fonts"
 _REGULAR = "DejaVuSans.ttf"
@@ -296,7 +296,10 @@ def _qr_image(url: str, module_px: int) -> Image.Image:
 
 
 def render_qr_sign(merchant_name: str, perk_label: str, checkout_url: str) -> bytes:
-    """A one-page US Letter PDF to print and put by the till: the perk and a large QR code of checkout_url."""
+    """A one-page US Letter PDF to print and put by the till: the perk and a large QR code of checkout_url.
+
+    ValueError for an empty URL, and segno's DataOverflowError (a ValueError) for one too long for any QR code
+    (over about 2,300 bytes)."""
     if not checkout_url:
         raise ValueError("checkout_url must not be empty")
     with _LOCK:
