@@ -1074,3 +1074,101 @@ class ResolvePreviewLinkResponse(_message.Message):
     verified_visit_count: int
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., rating: _Optional[float] = ..., user_rating_count: _Optional[int] = ..., photo_url: _Optional[str] = ..., photo_urls: _Optional[_Iterable[str]] = ..., open_now: _Optional[bool] = ..., business_status: _Optional[str] = ..., category: _Optional[str] = ..., nearest_charger: _Optional[_Union[PreviewCharger, _Mapping]] = ..., verified_visit_count: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateMerchantRequest(_message.Message):
+    __slots__ = ("request_id", "merchant")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    merchant: Merchant
+    def __init__(self, request_id: _Optional[str] = ..., merchant: _Optional[_Union[Merchant, _Mapping]] = ...) -> None: ...
+
+class CreateMerchantResponse(_message.Message):
+    __slots__ = ("merchant", "qr_token", "qr_url")
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    QR_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QR_URL_FIELD_NUMBER: _ClassVar[int]
+    merchant: Merchant
+    qr_token: str
+    qr_url: str
+    def __init__(self, merchant: _Optional[_Union[Merchant, _Mapping]] = ..., qr_token: _Optional[str] = ..., qr_url: _Optional[str] = ...) -> None: ...
+
+class UpdateMerchantRequest(_message.Message):
+    __slots__ = ("merchant_id", "name", "category", "address", "phone", "website", "hours", "custom_perk_cents", "perk_label", "status")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    WEBSITE_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    CUSTOM_PERK_CENTS_FIELD_NUMBER: _ClassVar[int]
+    PERK_LABEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    name: str
+    category: str
+    address: str
+    phone: str
+    website: str
+    hours: OpeningHours
+    custom_perk_cents: int
+    perk_label: str
+    status: MerchantStatus
+    def __init__(self, merchant_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., address: _Optional[str] = ..., phone: _Optional[str] = ..., website: _Optional[str] = ..., hours: _Optional[_Union[OpeningHours, _Mapping]] = ..., custom_perk_cents: _Optional[int] = ..., perk_label: _Optional[str] = ..., status: _Optional[_Union[MerchantStatus, str]] = ...) -> None: ...
+
+class UpdateMerchantResponse(_message.Message):
+    __slots__ = ("merchant",)
+    MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    merchant: Merchant
+    def __init__(self, merchant: _Optional[_Union[Merchant, _Mapping]] = ...) -> None: ...
+
+class LinkChargerRequest(_message.Message):
+    __slots__ = ("merchant_id", "charger_id", "walk_distance_m", "walk_time_s", "is_primary")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    WALK_DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    WALK_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    IS_PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    charger_id: str
+    walk_distance_m: int
+    walk_time_s: int
+    is_primary: bool
+    def __init__(self, merchant_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., walk_distance_m: _Optional[int] = ..., walk_time_s: _Optional[int] = ..., is_primary: _Optional[bool] = ...) -> None: ...
+
+class ChargerLink(_message.Message):
+    __slots__ = ("merchant_id", "charger_id", "charger_name", "walk_distance_m", "walk_time_s", "is_primary")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_NAME_FIELD_NUMBER: _ClassVar[int]
+    WALK_DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    WALK_TIME_S_FIELD_NUMBER: _ClassVar[int]
+    IS_PRIMARY_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    charger_id: str
+    charger_name: str
+    walk_distance_m: int
+    walk_time_s: int
+    is_primary: bool
+    def __init__(self, merchant_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., charger_name: _Optional[str] = ..., walk_distance_m: _Optional[int] = ..., walk_time_s: _Optional[int] = ..., is_primary: _Optional[bool] = ...) -> None: ...
+
+class LinkChargerResponse(_message.Message):
+    __slots__ = ("link",)
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    link: ChargerLink
+    def __init__(self, link: _Optional[_Union[ChargerLink, _Mapping]] = ...) -> None: ...
+
+class GetCheckoutQrRequest(_message.Message):
+    __slots__ = ("merchant_id",)
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    def __init__(self, merchant_id: _Optional[str] = ...) -> None: ...
+
+class GetCheckoutQrResponse(_message.Message):
+    __slots__ = ("qr_token", "qr_url")
+    QR_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    QR_URL_FIELD_NUMBER: _ClassVar[int]
+    qr_token: str
+    qr_url: str
+    def __init__(self, qr_token: _Optional[str] = ..., qr_url: _Optional[str] = ...) -> None: ...

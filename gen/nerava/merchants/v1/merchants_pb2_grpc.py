@@ -52,7 +52,9 @@ class MerchantsServiceStub:
     MERCHANT_NOT_ACTIVE          (FAILED_PRECONDITION)  the merchant is paused or suspended
     CHARGER_NOT_FOUND            (NOT_FOUND)            unknown charger id
     QR_TOKEN_UNKNOWN             (NOT_FOUND)            unknown QR token, or its merchant is not active
-    INSUFFICIENT_NOVA            (FAILED_PRECONDITION)  the driver has no Nova to spend
+    INSUFFICIENT_BALANCE         (FAILED_PRECONDITION)  the driver has no Nova to spend (the ledger's
+    refusal; replayed as such for the same key)
+    MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
     ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
     (metadata: redemption_id)
     IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
@@ -191,6 +193,26 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CompleteSquareConnectRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CompleteSquareConnectResponse.FromString,
                 _registered_method=True)
+        self.CreateMerchant = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/CreateMerchant',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreateMerchantRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreateMerchantResponse.FromString,
+                _registered_method=True)
+        self.UpdateMerchant = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/UpdateMerchant',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantResponse.FromString,
+                _registered_method=True)
+        self.LinkCharger = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/LinkCharger',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.LinkChargerRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.LinkChargerResponse.FromString,
+                _registered_method=True)
+        self.GetCheckoutQr = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/GetCheckoutQr',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetCheckoutQrRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetCheckoutQrResponse.FromString,
+                _registered_method=True)
         self.GetShareCard = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/GetShareCard',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetShareCardRequest.SerializeToString,
@@ -240,7 +262,9 @@ class MerchantsServiceServicer:
     MERCHANT_NOT_ACTIVE          (FAILED_PRECONDITION)  the merchant is paused or suspended
     CHARGER_NOT_FOUND            (NOT_FOUND)            unknown charger id
     QR_TOKEN_UNKNOWN             (NOT_FOUND)            unknown QR token, or its merchant is not active
-    INSUFFICIENT_NOVA            (FAILED_PRECONDITION)  the driver has no Nova to spend
+    INSUFFICIENT_BALANCE         (FAILED_PRECONDITION)  the driver has no Nova to spend (the ledger's
+    refusal; replayed as such for the same key)
+    MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
     ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
     (metadata: redemption_id)
     IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
@@ -428,6 +452,37 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateMerchant(self, request, context):
+        """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
+        Write-admin only. Idempotent on request_id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateMerchant(self, request, context):
+        """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
+        ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkCharger(self, request, context):
+        """Links a charger to a merchant with the walking distance and time between them (computed from the
+        great-circle distance when not given). Relinking updates the walk. Write-admin only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCheckoutQr(self, request, context):
+        """The merchant's checkout QR token and URL (what the printed sign encodes). Owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetShareCard(self, request, context):
         """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes.
         """
@@ -561,6 +616,26 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CompleteSquareConnectRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CompleteSquareConnectResponse.SerializeToString,
             ),
+            'CreateMerchant': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateMerchant,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreateMerchantRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreateMerchantResponse.SerializeToString,
+            ),
+            'UpdateMerchant': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateMerchant,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantResponse.SerializeToString,
+            ),
+            'LinkCharger': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkCharger,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.LinkChargerRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.LinkChargerResponse.SerializeToString,
+            ),
+            'GetCheckoutQr': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCheckoutQr,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetCheckoutQrRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetCheckoutQrResponse.SerializeToString,
+            ),
             'GetShareCard': grpc.unary_unary_rpc_method_handler(
                     servicer.GetShareCard,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetShareCardRequest.FromString,
@@ -616,7 +691,9 @@ class MerchantsService:
     MERCHANT_NOT_ACTIVE          (FAILED_PRECONDITION)  the merchant is paused or suspended
     CHARGER_NOT_FOUND            (NOT_FOUND)            unknown charger id
     QR_TOKEN_UNKNOWN             (NOT_FOUND)            unknown QR token, or its merchant is not active
-    INSUFFICIENT_NOVA            (FAILED_PRECONDITION)  the driver has no Nova to spend
+    INSUFFICIENT_BALANCE         (FAILED_PRECONDITION)  the driver has no Nova to spend (the ledger's
+    refusal; replayed as such for the same key)
+    MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
     ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
     (metadata: redemption_id)
     IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
@@ -1179,6 +1256,114 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/CompleteSquareConnect',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.CompleteSquareConnectRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.CompleteSquareConnectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateMerchant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/CreateMerchant',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreateMerchantRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreateMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateMerchant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/UpdateMerchant',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkCharger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/LinkCharger',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.LinkChargerRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.LinkChargerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCheckoutQr(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/GetCheckoutQr',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetCheckoutQrRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetCheckoutQrResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,7 +53,9 @@ class MerchantsServiceStub:
       MERCHANT_NOT_ACTIVE          (FAILED_PRECONDITION)  the merchant is paused or suspended
       CHARGER_NOT_FOUND            (NOT_FOUND)            unknown charger id
       QR_TOKEN_UNKNOWN             (NOT_FOUND)            unknown QR token, or its merchant is not active
-      INSUFFICIENT_NOVA            (FAILED_PRECONDITION)  the driver has no Nova to spend
+      INSUFFICIENT_BALANCE         (FAILED_PRECONDITION)  the driver has no Nova to spend (the ledger's
+                                                          refusal; replayed as such for the same key)
+      MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
       ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
                                                           (metadata: redemption_id)
       IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
@@ -155,6 +157,20 @@ class MerchantsServiceStub:
     the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
     computes the recommended perk from the average order value. Merchant (the state's user).
     """
+    CreateMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CreateMerchantRequest, _merchants_pb2.CreateMerchantResponse]
+    """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
+    Write-admin only. Idempotent on request_id.
+    """
+    UpdateMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantRequest, _merchants_pb2.UpdateMerchantResponse]
+    """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
+    ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+    """
+    LinkCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.LinkChargerRequest, _merchants_pb2.LinkChargerResponse]
+    """Links a charger to a merchant with the walking distance and time between them (computed from the
+    great-circle distance when not given). Relinking updates the walk. Write-admin only.
+    """
+    GetCheckoutQr: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetCheckoutQrRequest, _merchants_pb2.GetCheckoutQrResponse]
+    """The merchant's checkout QR token and URL (what the printed sign encodes). Owner."""
     GetShareCard: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetShareCardRequest, _merchants_pb2.GetShareCardResponse]
     """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
     GetQrSign: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetQrSignRequest, _merchants_pb2.GetQrSignResponse]
@@ -196,7 +212,9 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       MERCHANT_NOT_ACTIVE          (FAILED_PRECONDITION)  the merchant is paused or suspended
       CHARGER_NOT_FOUND            (NOT_FOUND)            unknown charger id
       QR_TOKEN_UNKNOWN             (NOT_FOUND)            unknown QR token, or its merchant is not active
-      INSUFFICIENT_NOVA            (FAILED_PRECONDITION)  the driver has no Nova to spend
+      INSUFFICIENT_BALANCE         (FAILED_PRECONDITION)  the driver has no Nova to spend (the ledger's
+                                                          refusal; replayed as such for the same key)
+      MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
       ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
                                                           (metadata: redemption_id)
       IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
@@ -295,6 +313,20 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
     computes the recommended perk from the average order value. Merchant (the state's user).
     """
+    CreateMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CreateMerchantRequest, _merchants_pb2.CreateMerchantResponse]  # type: ignore[assignment]
+    """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
+    Write-admin only. Idempotent on request_id.
+    """
+    UpdateMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantRequest, _merchants_pb2.UpdateMerchantResponse]  # type: ignore[assignment]
+    """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
+    ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+    """
+    LinkCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.LinkChargerRequest, _merchants_pb2.LinkChargerResponse]  # type: ignore[assignment]
+    """Links a charger to a merchant with the walking distance and time between them (computed from the
+    great-circle distance when not given). Relinking updates the walk. Write-admin only.
+    """
+    GetCheckoutQr: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetCheckoutQrRequest, _merchants_pb2.GetCheckoutQrResponse]  # type: ignore[assignment]
+    """The merchant's checkout QR token and URL (what the printed sign encodes). Owner."""
     GetShareCard: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetShareCardRequest, _merchants_pb2.GetShareCardResponse]  # type: ignore[assignment]
     """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
     GetQrSign: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetQrSignRequest, _merchants_pb2.GetQrSignResponse]  # type: ignore[assignment]
@@ -335,7 +367,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       MERCHANT_NOT_ACTIVE          (FAILED_PRECONDITION)  the merchant is paused or suspended
       CHARGER_NOT_FOUND            (NOT_FOUND)            unknown charger id
       QR_TOKEN_UNKNOWN             (NOT_FOUND)            unknown QR token, or its merchant is not active
-      INSUFFICIENT_NOVA            (FAILED_PRECONDITION)  the driver has no Nova to spend
+      INSUFFICIENT_BALANCE         (FAILED_PRECONDITION)  the driver has no Nova to spend (the ledger's
+                                                          refusal; replayed as such for the same key)
+      MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
       ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
                                                           (metadata: redemption_id)
       IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
@@ -552,6 +586,44 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
         computes the recommended perk from the average order value. Merchant (the state's user).
         """
+
+    @_abc_1.abstractmethod
+    def CreateMerchant(
+        self,
+        request: _merchants_pb2.CreateMerchantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.CreateMerchantResponse, _abc.Awaitable[_merchants_pb2.CreateMerchantResponse]]:
+        """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
+        Write-admin only. Idempotent on request_id.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateMerchant(
+        self,
+        request: _merchants_pb2.UpdateMerchantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.UpdateMerchantResponse, _abc.Awaitable[_merchants_pb2.UpdateMerchantResponse]]:
+        """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
+        ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+        """
+
+    @_abc_1.abstractmethod
+    def LinkCharger(
+        self,
+        request: _merchants_pb2.LinkChargerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.LinkChargerResponse, _abc.Awaitable[_merchants_pb2.LinkChargerResponse]]:
+        """Links a charger to a merchant with the walking distance and time between them (computed from the
+        great-circle distance when not given). Relinking updates the walk. Write-admin only.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCheckoutQr(
+        self,
+        request: _merchants_pb2.GetCheckoutQrRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.GetCheckoutQrResponse, _abc.Awaitable[_merchants_pb2.GetCheckoutQrResponse]]:
+        """The merchant's checkout QR token and URL (what the printed sign encodes). Owner."""
 
     @_abc_1.abstractmethod
     def GetShareCard(
