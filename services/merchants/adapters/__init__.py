@@ -1,0 +1,1 @@
+"""Third parties of the merchants service: Square (OAuth connection, locations, orders)."""
