@@ -1070,7 +1070,7 @@ def _serve(args: argparse.Namespace) -> None:
         if args.demo:
             seed_demo(fake)
         async with fake:
-            print(json.dumps(fake.snapshot()), flush=True)
+            print(json.dumps({**fake.snapshot(), "application_id": fake.application_id}), flush=True)
             await asyncio.Event().wait()
 
     with contextlib.suppress(KeyboardInterrupt):
