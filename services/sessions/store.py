@@ -88,36 +88,77 @@ oauth_states = sa.Table(
     sa.Column("used_at", sa.DateTime(timezone=True)),
 )
 
+
+def _session_columns() -> list[sa.Column[Any]]:
+    """The columns of a charging session (the live table and its archive)."""
+    return [
+        sa.Column("id", pg.UUID(as_uuid=True), nullable=False),
+        sa.Column("driver_id", sa.Text, nullable=False),
+        sa.Column("vehicle_id", sa.Text, nullable=False),
+        sa.Column("source", sa.SmallInteger, nullable=False),
+        sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("session_end", sa.DateTime(timezone=True)),
+        sa.Column("duration_minutes", sa.Integer),
+        sa.Column("charger_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("charger_name", sa.Text, nullable=False, server_default=""),
+        sa.Column("charger_network", sa.Text, nullable=False, server_default=""),
+        sa.Column("zone_id", sa.Text, nullable=False, server_default=""),
+        sa.Column("connector_type", sa.Text, nullable=False, server_default=""),
+        sa.Column("power_kw", sa.Float(53)),
+        sa.Column("max_power_kw", sa.Float(53)),
+        sa.Column("kwh_delivered", sa.Float(53)),
+        sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("lat", sa.Float(53)),
+        sa.Column("lng", sa.Float(53)),
+        sa.Column("battery_start_pct", sa.SmallInteger),
+        sa.Column("battery_end_pct", sa.SmallInteger),
+        sa.Column("quality_score", sa.SmallInteger),
+        sa.Column("ended_reason", sa.SmallInteger),
+        sa.Column("location_trail", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column("last_telemetry_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("end_sequence", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    ]
+
+
+# Partitioned by month of session_start (migration 0004): the primary key has to contain the partition key, so it
+# is (id, session_start); ids stay unique (random UUIDs made here, session_start never changes). Every update the
+# service makes names session_start too, which prunes it to one partition. One active session per driver and
+# vehicle is the primary key of charging_sessions_active, kept by triggers in the same transaction.
 charging_sessions = sa.Table(
     "charging_sessions",
     metadata,
-    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    *_session_columns(),
+    sa.PrimaryKeyConstraint("id", "session_start", name="charging_sessions_pkey"),
+    postgresql_partition_by="RANGE (session_start)",
+)
+
+# (driver_id, vehicle_id) → its active session. Written only by the triggers of charging_sessions.
+charging_sessions_active = sa.Table(
+    "charging_sessions_active",
+    metadata,
     sa.Column("driver_id", sa.Text, nullable=False),
     sa.Column("vehicle_id", sa.Text, nullable=False),
-    sa.Column("source", sa.SmallInteger, nullable=False),
+    sa.Column("session_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("session_end", sa.DateTime(timezone=True)),
-    sa.Column("duration_minutes", sa.Integer),
-    sa.Column("charger_id", sa.Text, nullable=False, server_default=""),
-    sa.Column("charger_name", sa.Text, nullable=False, server_default=""),
-    sa.Column("charger_network", sa.Text, nullable=False, server_default=""),
-    sa.Column("zone_id", sa.Text, nullable=False, server_default=""),
-    sa.Column("connector_type", sa.Text, nullable=False, server_default=""),
-    sa.Column("power_kw", sa.Float(53)),
-    sa.Column("max_power_kw", sa.Float(53)),
-    sa.Column("kwh_delivered", sa.Float(53)),
-    sa.Column("verified", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("lat", sa.Float(53)),
-    sa.Column("lng", sa.Float(53)),
-    sa.Column("battery_start_pct", sa.SmallInteger),
-    sa.Column("battery_end_pct", sa.SmallInteger),
-    sa.Column("quality_score", sa.SmallInteger),
-    sa.Column("ended_reason", sa.SmallInteger),
-    sa.Column("location_trail", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
-    sa.Column("last_telemetry_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("end_sequence", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("driver_id", "vehicle_id", name="charging_sessions_one_active"),
+    sa.ForeignKeyConstraint(
+        ["session_id", "session_start"],
+        ["charging_sessions.id", "charging_sessions.session_start"],
+        name="charging_sessions_active_session_fkey",
+        onupdate="CASCADE",
+        ondelete="CASCADE",
+    ),
+)
+
+# The sessions of the partitions the retention job dropped (services/sessions/retention.py).
+charging_sessions_archive = sa.Table(
+    "charging_sessions_archive",
+    metadata,
+    *_session_columns(),
+    sa.Column("archived_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.PrimaryKeyConstraint("id", name="charging_sessions_archive_pkey"),
 )
 
 ev_codes = sa.Table(
