@@ -11,15 +11,21 @@ import pytest
 import redis.asyncio as redis
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.fleet import FakeFleet
+from fakes.square import FakeSquare
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
+from services.accounts.seed import ensure_phone_user
+from services.common.db import create_engine
 from services.common.telemetry import init_tracing
 from tests.support.database import fresh_database
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.mesh import Mesh, mesh_env, running_mesh
 from tests.support.otlp import OtlpCollector, running_collector
+from tests.support.people import NewPerson, Person
+from tests.support.rpc import phone_login, random_phone
 from tools import embedded
 
 
@@ -76,7 +82,14 @@ async def stripe_fake() -> AsyncIterator[FakeStripe]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+async def square_fake() -> AsyncIterator[FakeSquare]:
+    async with FakeSquare(redirect_uri=SQUARE_REDIRECT_URI) as fake:
+        yield fake
+
+
 TELEMETRY_SECRET = "test-fleet-telemetry-secret"
+SQUARE_REDIRECT_URI = "http://portal.test/square/callback"
 
 
 @pytest.fixture(scope="session")
@@ -85,6 +98,7 @@ async def mesh(
     redis_url: str,
     twilio: FakeTwilioVerify,
     stripe_fake: FakeStripe,
+    square_fake: FakeSquare,
     fleet: FakeFleet,
     span_exporter: InMemorySpanExporter,
 ) -> AsyncIterator[Mesh]:
@@ -113,6 +127,14 @@ async def mesh(
             "STRIPE_MAX_RETRIES": "0",
             "PAYOUT_RECONCILE_INTERVAL_S": "0.2",
             "PAYOUT_RECONCILE_AFTER_S": "0",
+            "SQUARE_API_BASE": square_fake.base_url,
+            "SQUARE_APPLICATION_ID": square_fake.application_id,
+            "SQUARE_APPLICATION_SECRET": square_fake.application_secret,
+            "SQUARE_REDIRECT_URI": SQUARE_REDIRECT_URI,
+            "SQUARE_TIMEOUT_S": "1",
+            # A lost ledger answer leaves a redemption PENDING; in tests the worker settles it within a second.
+            "REDEMPTION_SETTLE_AFTER_S": "0.5",
+            "REDEMPTION_SETTLE_EVERY_S": "0.2",
         },
     )
     async with running_mesh(env) as running:
@@ -131,6 +153,37 @@ async def gateway(
 ) -> AsyncIterator[Gateway]:
     async with running_gateway(mesh, tmp_path_factory.mktemp("envoy"), otlp_port=otlp_collector.port) as running:
         yield running
+
+
+@pytest.fixture
+async def accounts_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, "accounts")
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def person(mesh: Mesh, twilio: FakeTwilioVerify, accounts_engine: AsyncEngine) -> NewPerson:
+    """A new signed-in user holding the given roles (driver by default)."""
+
+    async def make(*roles: str) -> Person:
+        phone = random_phone()
+        if roles:
+            await ensure_phone_user(accounts_engine, phone, list(roles))
+        login = await phone_login(mesh.channels["accounts"], twilio, phone)
+        return Person(user_id=login.user.public_id, token=login.access_token)
+
+    return make
+
+
+@pytest.fixture
+async def admin(person: NewPerson) -> Person:
+    return await person("admin")
+
+
+@pytest.fixture
+async def driver(person: NewPerson) -> Person:
+    return await person()
 
 
 @pytest.fixture

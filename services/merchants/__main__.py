@@ -5,31 +5,56 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
+from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2_grpc
 
-from services.common.config import RuntimeSettings
+from services.common.db import single_statement_reads
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.merchants.adapters.square import SquareAccounts
 from services.merchants.api import ACCESS, SERVICE_NAME, MerchantsApi
+from services.merchants.config import MerchantsSettings
+from services.merchants.records import token_cipher
+from services.merchants.workers import worker_tasks
 
 
-async def build_server(settings: RuntimeSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
+async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
-    runtime = await stack.enter_async_context(Runtime(settings))
-    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED.
-    api = MerchantsApi()  # type: ignore[abstract]
+    runtime = await stack.enter_async_context(Runtime(settings.runtime))
+    square = await stack.enter_async_context(
+        SquareAccounts(
+            application_id=settings.square_application_id,
+            application_secret=settings.square_application_secret.value,
+            redirect_uri=settings.square_redirect_uri,
+            base_url=settings.square_base_url,
+            timeout=settings.square_timeout_s,
+            # A driver waits at the till: one quick retry, not Square's full backoff.
+            max_retries=1,
+        )
+    )
+    # Until every RPC group is filled, the generated base class answers UNIMPLEMENTED for the rest.
+    api = MerchantsApi(  # type: ignore[abstract]
+        engine=runtime.engine,
+        reads=single_statement_reads(runtime.engine),
+        settings=settings,
+        ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
+        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        square=square,
+        token_cipher=token_cipher(settings.square_token_keys.value),
+    )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding])
+    return ServiceServer(runtime, [binding], workers=worker_tasks(api, settings))
 
 
 async def main() -> None:
-    settings = RuntimeSettings.from_env("merchants")
-    configure_logging("merchants", settings.log_level)
-    init_tracing("merchants", otlp_endpoint=settings.otlp_endpoint)
+    settings = MerchantsSettings.from_env()
+    configure_logging("merchants", settings.runtime.log_level)
+    init_tracing("merchants", otlp_endpoint=settings.runtime.otlp_endpoint)
     async with contextlib.AsyncExitStack() as stack:
         server = await build_server(settings, stack)
         await server.serve_until_signal()

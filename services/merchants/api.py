@@ -1,7 +1,10 @@
-"""The MerchantsService servicer.
+"""The MerchantsService servicer, composed of its RPC groups — one module each, all sharing `Resources`:
 
-Its RPCs are specified in proto/nerava/merchants/v1/merchants.proto; until the merchants issue lands they answer
-UNIMPLEMENTED (the generated base class does that), behind the same authentication as the real ones.
+  catalog.py     merchant records, charger links, "while you charge", merchant details, scanned QR codes
+  checkout.py    Nova redemptions at checkout (exactly once, consistent with the ledger)
+  exclusives.py  exclusive offers: activate, verify, complete, cancel; the merchant's offer configuration
+  portal.py      the owner's reports, share card and QR sign; signed preview links
+  onboarding.py  Square OAuth and the recommended perk
 """
 
 from __future__ import annotations
@@ -9,13 +12,28 @@ from __future__ import annotations
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 
 from services.common.interceptors import Access
+from services.merchants import catalog, checkout, exclusives, onboarding, portal
+from services.merchants.catalog import CatalogRpcs
+from services.merchants.checkout import CheckoutRpcs
+from services.merchants.exclusives import ExclusiveRpcs
+from services.merchants.onboarding import SquareRpcs
+from services.merchants.portal import PortalRpcs
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
+METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
 
 ACCESS: dict[str, Access] = {
-    method.name: Access.signed_in() for method in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods
+    # Not yet in a group: the generated base class answers UNIMPLEMENTED, behind authentication.
+    **{name: Access.signed_in() for name in METHODS},
+    **catalog.ACCESS,
+    **checkout.ACCESS,
+    **exclusives.ACCESS,
+    **portal.ACCESS,
+    **onboarding.ACCESS,
 }
 
 
-class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
-    """Every RPC answers UNIMPLEMENTED for now."""
+class MerchantsApi(
+    CatalogRpcs, CheckoutRpcs, ExclusiveRpcs, PortalRpcs, SquareRpcs, merchants_pb2_grpc.MerchantsServiceServicer
+):
+    """Every RPC of MerchantsService; the resources come from `Resources` (records.py)."""

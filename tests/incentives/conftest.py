@@ -1,20 +1,16 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fakes.twilio_verify import FakeTwilioVerify
-from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine
-from tests.incentives.helpers import Incentives, Person
+from tests.incentives.helpers import Incentives
 from tests.support.mesh import Mesh
-from tests.support.rpc import phone_login, random_phone
-
-NewPerson = Callable[..., Awaitable[Person]]
+from tests.support.people import NewPerson, Person
 
 
 @pytest.fixture
@@ -26,13 +22,6 @@ def incentives(mesh: Mesh) -> Incentives:
 
 
 @pytest.fixture
-async def accounts_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url, "accounts")
-    yield engine
-    await engine.dispose()
-
-
-@pytest.fixture
 async def incentives_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url, "incentives")
     yield engine
@@ -40,29 +29,5 @@ async def incentives_engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-def person(mesh: Mesh, twilio: FakeTwilioVerify, accounts_engine: AsyncEngine) -> NewPerson:
-    """A new signed-in user holding the given roles (driver by default)."""
-
-    async def make(*roles: str) -> Person:
-        phone = random_phone()
-        if roles:
-            await ensure_phone_user(accounts_engine, phone, list(roles))
-        login = await phone_login(mesh.channels["accounts"], twilio, phone)
-        return Person(user_id=login.user.public_id, token=login.access_token)
-
-    return make
-
-
-@pytest.fixture
 async def sponsor(person: NewPerson) -> Person:
     return await person("sponsor")
-
-
-@pytest.fixture
-async def admin(person: NewPerson) -> Person:
-    return await person("admin")
-
-
-@pytest.fixture
-async def driver(person: NewPerson) -> Person:
-    return await person()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import uuid
 from typing import Any
@@ -13,7 +12,8 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
-from tests.support.rpc import as_service, bearer
+from tests.support.people import Person
+from tests.support.rpc import as_service
 
 UTC = datetime.UTC
 AUSTIN = (30.2672, -97.7431)
@@ -23,16 +23,6 @@ def stamp(moment: datetime.datetime) -> timestamp_pb2.Timestamp:
     value = timestamp_pb2.Timestamp()
     value.FromDatetime(moment)
     return value
-
-
-@dataclasses.dataclass
-class Person:
-    user_id: str
-    token: str
-
-    @property
-    def auth(self) -> tuple[tuple[str, str], ...]:
-        return bearer(self.token)
 
 
 def campaign_request(**overrides: Any) -> pb.CreateCampaignRequest:

@@ -21,8 +21,8 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
-from tests.incentives.conftest import NewPerson
-from tests.incentives.helpers import Incentives, Person
+from tests.incentives.helpers import Incentives
+from tests.support.people import NewPerson, Person
 
 JsonObject = dict[str, Any]
 CHICAGO = zoneinfo.ZoneInfo("America/Chicago")

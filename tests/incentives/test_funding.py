@@ -13,8 +13,9 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from fakes.stripe import FakeStripe
-from tests.incentives.helpers import Incentives, Person, budget_account, driver_nova
+from tests.incentives.helpers import Incentives, budget_account, driver_nova
 from tests.support.mesh import Mesh
+from tests.support.people import Person
 from tests.support.rpc import error_reason
 
 PLATFORM_FEES = ledger_pb2.AccountRef(

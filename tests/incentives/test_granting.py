@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import store
 from services.incentives.workers import end_due_campaigns
-from tests.incentives.helpers import Incentives, Person, budget_account, driver_cash, driver_nova, stamp
+from tests.incentives.helpers import Incentives, budget_account, driver_cash, driver_nova, stamp
+from tests.support.people import Person
 from tests.support.rpc import as_service, error_reason
 
 

@@ -33,9 +33,9 @@ from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine, single_statement_reads
 from services.sessions import chargers, store
 from services.sessions.chargers import EARTH_RADIUS_M, great_circle_m
-from tests.incentives.helpers import Person
 from tests.support.database import fresh_database
 from tests.support.mesh import Mesh
+from tests.support.people import Person
 from tests.support.rpc import bad_fields, error_reason, phone_login, random_phone
 
 NewPerson = Callable[..., Awaitable[Person]]

@@ -34,9 +34,10 @@ from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.config import SessionsSettings
 from services.sessions.connections import save_connection
 from services.sessions.tokens import TokenCipher
-from tests.incentives.helpers import Incentives, Person
+from tests.incentives.helpers import Incentives
 from tests.sessions.helpers import north_of
 from tests.support.mesh import Mesh
+from tests.support.people import Person
 from tests.support.rpc import phone_login, random_phone
 
 

@@ -21,8 +21,9 @@ from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine
 from services.sessions.domain import Telemetry
 from services.sessions.tracking import SessionTracker
-from tests.incentives.helpers import Incentives, Person
+from tests.incentives.helpers import Incentives
 from tests.support.mesh import Mesh
+from tests.support.people import Person
 from tests.support.rpc import error_reason, phone_login, random_phone
 
 NOW = datetime.datetime.now(datetime.UTC)

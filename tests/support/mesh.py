@@ -15,6 +15,7 @@ from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
 from services.common.server import ServiceServer
 from services.incentives.config import IncentivesSettings
 from services.ledger.config import LedgerSettings
+from services.merchants.config import MerchantsSettings
 from services.sessions.config import SessionsSettings
 from tests.support.rpc import TEST_SERVICE_SECRET
 from tools.embedded import free_port
@@ -24,6 +25,7 @@ SETTINGS: dict[str, Callable[[Env], object]] = {
     "ledger": LedgerSettings.from_env,
     "incentives": IncentivesSettings.from_env,
     "sessions": SessionsSettings.from_env,
+    "merchants": MerchantsSettings.from_env,
 }
 
 

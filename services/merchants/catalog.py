@@ -1,0 +1,421 @@
+"""Merchant records and what drivers see of them: registering a store and its QR token (admin), store changes
+(owner or admin), charger links with walking estimates, the "while you charge" list, a merchant's details
+screen, and what a scanned checkout QR code is."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import secrets
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import grpc
+import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2
+from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+
+from services.common.context import current_caller
+from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.http_body import json_array
+from services.common.interceptors import Access
+from services.merchants import domain, store
+from services.merchants.records import (
+    ADMIN,
+    DRIVER,
+    MERCHANT,
+    M,
+    Resources,
+    active_merchant,
+    checkout_url,
+    is_admin,
+    merchant_message,
+    merchant_not_found,
+    open_status,
+    owned_merchant,
+    periods_json,
+    perk_of,
+)
+
+ACCESS: dict[str, Access] = {
+    "CreateMerchant": Access.role(ADMIN),
+    "UpdateMerchant": Access.role(MERCHANT, ADMIN),
+    "LinkCharger": Access.role(ADMIN),
+    "GetCheckoutQr": Access.role(MERCHANT, ADMIN),
+    "GetMerchant": Access.anyone(),
+    "ListMerchantsForCharger": Access.anyone(),
+    "ResolveCheckoutQr": Access.anyone(),
+}
+
+L = store.charger_links
+X = store.exclusive_sessions
+V = store.verified_visits
+O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
+QR_TOKEN_BYTES = 32
+
+
+def new_merchant_id() -> str:
+    return f"m_{uuid.uuid4().hex[:12]}"
+
+
+def new_qr_token() -> str:
+    """32 random bytes, base64url without padding: 43 characters."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(QR_TOKEN_BYTES)).rstrip(b"=").decode()
+
+
+def _check_time_zone(field: str, name: str) -> None:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason="UNKNOWN_TIME_ZONE") from None
+
+
+def charger_not_found(charger_id: str) -> NotFound:
+    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
+
+
+def _day_start(now: datetime.datetime) -> datetime.datetime:
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class CatalogRpcs(Resources):
+    async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
+        given = request.merchant
+        time_zone = given.hours.time_zone or "UTC"
+        _check_time_zone("merchant.hours.time_zone", time_zone)
+        request_id = uuid.UUID(request.request_id)
+        status = given.status or pb.MERCHANT_STATUS_ACTIVE
+        async with self.engine.begin() as conn:
+            existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).first()
+            if existing is None:
+                taken = set(
+                    (
+                        await conn.execute(
+                            sa.select(M.c.short_code).where(
+                                M.c.short_code.like(domain.short_code_candidates(given.name)[0][:5] + "%")
+                            )
+                        )
+                    ).scalars()
+                )
+                short_code = next(c for c in domain.short_code_candidates(given.name) if c not in taken)
+                values = {
+                    "id": new_merchant_id(),
+                    "create_request_id": request_id,
+                    "name": given.name,
+                    "category": given.category,
+                    "lat": given.lat,
+                    "lng": given.lng,
+                    "address": given.address,
+                    "phone": given.phone,
+                    "website": given.website,
+                    "place_id": given.place_id or None,
+                    "time_zone": time_zone,
+                    "opening_periods": periods_json(given.hours.periods),
+                    "custom_perk_cents": given.perk.custom_perk_cents,
+                    "recommended_perk_cents": 0,
+                    "perk_label": given.perk.label,
+                    "status": status,
+                    "owner_user_id": given.owner_user_id or None,
+                    "zone_slug": given.zone_slug,
+                    "logo_url": given.logo_url,
+                    "photo_urls": list(given.photo_urls),
+                    "short_code": short_code,
+                    "qr_token": new_qr_token(),
+                }
+                try:
+                    async with conn.begin_nested():
+                        await conn.execute(pg_insert(M).values(**values))
+                except IntegrityError as error:
+                    if "merchants_place_id" in str(error.orig):
+                        raise InvalidArgument(
+                            [("merchant.place_id", "another merchant has this place id")], reason="PLACE_ID_TAKEN"
+                        ) from None
+                    # A concurrent create with the same request id, or a short code taken meanwhile: the caller
+                    # retries (ABORTED-like conflicts are rare enough not to loop here).
+                    raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry") from None
+                existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
+        return pb.CreateMerchantResponse(
+            merchant=merchant_message(existing, owner_view=True),
+            qr_token=existing.qr_token,
+            qr_url=checkout_url(self.settings, existing.qr_token),
+        )
+
+    async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Any) -> pb.UpdateMerchantResponse:
+        caller = current_caller()
+        changes: dict[str, Any] = {}
+        for name in ("name", "category", "address", "phone", "website", "custom_perk_cents", "perk_label"):
+            if request.HasField(name):
+                changes[name] = getattr(request, name)
+        if request.HasField("hours"):
+            time_zone = request.hours.time_zone or "UTC"
+            _check_time_zone("hours.time_zone", time_zone)
+            changes["time_zone"] = time_zone
+            changes["opening_periods"] = periods_json(request.hours.periods)
+        if request.HasField("status"):
+            if request.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}):
+                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "only an admin suspends a merchant")
+            changes["status"] = request.status
+        async with self.engine.begin() as conn:
+            row = await owned_merchant(conn, request.merchant_id, caller, for_update=True)
+            if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in changes:
+                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "a suspended merchant is reinstated by an admin")
+            if changes:
+                row = (
+                    await conn.execute(
+                        sa.update(M)
+                        .where(M.c.id == request.merchant_id)
+                        .values(**changes, updated_at=sa.func.now())
+                        .returning(*M.c)
+                    )
+                ).one()
+            connected = await self._square_connected(conn, row.id)
+        return pb.UpdateMerchantResponse(merchant=merchant_message(row, square_connected=connected, owner_view=True))
+
+    async def _square_connected(self, conn: Any, merchant_id: str) -> bool:
+        S = store.square_connections
+        return (
+            await conn.execute(sa.select(S.c.merchant_id).where(S.c.merchant_id == merchant_id))
+        ).first() is not None
+
+    async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
+        charger = await self._charger(request.charger_id)
+        async with self.engine.begin() as conn:
+            merchant = await owned_merchant(conn, request.merchant_id, current_caller())
+            estimated_m, _ = domain.walk_estimate((charger.lat, charger.lng), (merchant.lat, merchant.lng))
+            walk_m = request.walk_distance_m or estimated_m
+            walk_s = request.walk_time_s or round(walk_m / domain.WALK_SPEED_M_PER_S)
+            if request.is_primary:
+                # One featured merchant per charger: linking a new primary demotes the old one.
+                await conn.execute(
+                    sa.update(L).where(L.c.charger_id == request.charger_id, L.c.is_primary).values(is_primary=False)
+                )
+            values = {
+                "charger_name": charger.name,
+                "charger_address": charger.address,
+                "charger_network": charger.network_name,
+                "charger_lat": charger.lat,
+                "charger_lng": charger.lng,
+                "walk_distance_m": walk_m,
+                "walk_time_s": walk_s,
+                "is_primary": request.is_primary,
+            }
+            await conn.execute(
+                pg_insert(L)
+                .values(merchant_id=request.merchant_id, charger_id=request.charger_id, **values)
+                .on_conflict_do_update(index_elements=[L.c.merchant_id, L.c.charger_id], set_=values)
+            )
+        return pb.LinkChargerResponse(
+            link=pb.ChargerLink(
+                merchant_id=request.merchant_id,
+                charger_id=request.charger_id,
+                charger_name=charger.name,
+                walk_distance_m=walk_m,
+                walk_time_s=walk_s,
+                is_primary=request.is_primary,
+            )
+        )
+
+    async def _charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
+        """The charger from the sessions service (which owns chargers)."""
+        try:
+            return await self.sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise charger_not_found(charger_id) from None
+            raise Unavailable("SESSIONS_UNAVAILABLE", "the charger directory did not answer; retry") from None
+
+    async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
+        async with self.reads.connect() as conn:
+            row = await owned_merchant(conn, request.merchant_id, current_caller())
+        return pb.GetCheckoutQrResponse(qr_token=row.qr_token, qr_url=checkout_url(self.settings, row.qr_token))
+
+    # --- drivers ------------------------------------------------------------------------------------------
+
+    async def ListMerchantsForCharger(
+        self, request: pb.ListMerchantsForChargerRequest, context: Any
+    ) -> pb.ListMerchantsForChargerResponse:
+        now = datetime.datetime.now(datetime.UTC)
+        day_start = _day_start(now)
+        activations = (
+            sa.select(sa.func.count()).where(X.c.merchant_id == M.c.id, X.c.activated_at >= day_start).scalar_subquery()
+        )
+        visits = (
+            sa.select(sa.func.count()).where(V.c.merchant_id == M.c.id, V.c.verified_at >= day_start).scalar_subquery()
+        )
+        offer = (
+            sa.select(O.c.title, O.c.description)
+            .where(O.c.merchant_id == M.c.id, O.c.is_active)
+            .order_by(O.c.created_at)
+            .limit(1)
+            .lateral()
+        )
+        query = (
+            sa.select(
+                M,
+                L.c.walk_distance_m,
+                L.c.walk_time_s,
+                L.c.is_primary,
+                activations.label("activations"),
+                visits.label("visits"),
+                offer.c.title.label("offer_title"),
+                offer.c.description.label("offer_description"),
+            )
+            .select_from(L.join(M, M.c.id == L.c.merchant_id).outerjoin(offer, sa.true()))
+            .where(L.c.charger_id == request.charger_id, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+        )
+        async with self.reads.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            await self._charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
+        by_id = {row.id: row for row in rows}
+        status = {row.id: open_status(row, now) for row in rows}
+        candidates = [
+            domain.NearbyMerchant(row.id, row.is_primary, status[row.id][0], row.walk_time_s, perk_of(row).cents)
+            for row in rows
+            if status[row.id][0] or not request.open_only
+        ]
+        items = []
+        for chosen in domain.rank_for_charger(candidates, request.state or "charging"):
+            row = by_id[chosen.merchant_id]
+            open_now, open_until = status[row.id]
+            photos = list(row.photo_urls)
+            items.append(
+                pb.ChargerMerchant(
+                    id=row.id,
+                    merchant_id=row.id,
+                    place_id=(row.place_id or "") if row.is_primary else "",
+                    name=row.name,
+                    lat=row.lat,
+                    lng=row.lng,
+                    address=row.address,
+                    phone=row.phone,
+                    logo_url=row.logo_url,
+                    photo_url=(photos[0] if photos else "") if row.is_primary else "",
+                    photo_urls=photos,
+                    category=row.category,
+                    types=[row.category] if row.is_primary and row.category else [],
+                    is_primary=row.is_primary,
+                    exclusive_title=(row.offer_title or "") if row.is_primary else "",
+                    exclusive_description=(row.offer_description or "") if row.is_primary else "",
+                    open_now=open_now,
+                    open_until=open_until or "",
+                    walk_time_s=row.walk_time_s,
+                    walk_time_seconds=row.walk_time_s,
+                    distance_m=row.walk_distance_m,
+                    activations_today=row.activations,
+                    verified_visits_today=row.visits,
+                )
+            )
+        return pb.ListMerchantsForChargerResponse(merchants=items, json_array=json_array(items))
+
+    async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
+        now = datetime.datetime.now(datetime.UTC)
+        day_start = _day_start(now)
+        async with self.reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(M).where(sa.or_(M.c.id == request.merchant_id, M.c.place_id == request.merchant_id))
+                )
+            ).first()
+            if row is None or row.status != pb.MERCHANT_STATUS_ACTIVE:
+                raise merchant_not_found(request.merchant_id)
+            activations = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(X.c.merchant_id == row.id, X.c.activated_at >= day_start)
+                )
+            ).scalar_one()
+            visits = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(V.c.merchant_id == row.id, V.c.verified_at >= day_start)
+                )
+            ).scalar_one()
+        perk = perk_of(row)
+        photos = list(row.photo_urls)
+        return pb.GetMerchantResponse(
+            merchant=pb.MerchantDetails(
+                id=row.id,
+                name=row.name,
+                category=row.category,
+                photo_url=photos[0] if photos else "",
+                photo_urls=photos,
+                hours_today=domain.hours_today([*_periods(row)], row.time_zone, now),
+                address=row.address,
+                phone=row.phone,
+                website=row.website,
+                activations_today=activations,
+                verified_visits_today=visits,
+                place_id=row.place_id or "",
+            ),
+            moment=pb.MerchantMoment(moment_copy="Spend your Nova here while you charge."),
+            perk=pb.PerkCard(title=perk.label, badge="Nova perk", description=f"Pay with Nova at {row.name}."),
+            wallet=pb.MerchantWallet(can_add=False, state="INACTIVE"),
+            actions=pb.MerchantActions(
+                add_to_wallet=False,
+                get_directions_url=f"https://www.google.com/maps/dir/?api=1&destination={row.lat},{row.lng}",
+            ),
+        )
+
+    async def ResolveCheckoutQr(
+        self, request: pb.ResolveCheckoutQrRequest, context: Any
+    ) -> pb.ResolveCheckoutQrResponse:
+        caller = current_caller()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(M)
+                    .where(M.c.qr_token == request.token, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+                    .values(qr_last_used_at=sa.func.now())
+                    .returning(*M.c)
+                )
+            ).first()
+            if row is None:
+                raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+            link = (
+                await conn.execute(
+                    sa.select(L).where(L.c.merchant_id == row.id).order_by(L.c.walk_distance_m, L.c.charger_id).limit(1)
+                )
+            ).first()
+        perk = perk_of(row)
+        driver = None
+        if caller.user_id is not None and caller.has_any({DRIVER}):
+            balance = await self.nova_balance(caller.user_id)
+            driver = pb.CheckoutDriver(nova_balance=balance, max_discount_cents=min(perk.cents, balance))
+        return pb.ResolveCheckoutQrResponse(
+            ok=True,
+            merchant=pb.CheckoutMerchant(
+                id=row.id, name=row.name, category=row.category, logo_url=row.logo_url, address=row.address
+            ),
+            perk=pb.CheckoutPerk(perk_cents=perk.cents, label=perk.label),
+            driver=driver,
+            charger=(
+                pb.CheckoutCharger(
+                    id=link.charger_id, address=link.charger_address, lat=link.charger_lat, lng=link.charger_lng
+                )
+                if link
+                else None
+            ),
+        )
+
+    async def nova_balance(self, driver_id: str) -> int:
+        """The driver's spendable Nova (0 before their first credit); LEDGER_UNAVAILABLE when the ledger is down."""
+        account = ledger_pb2.AccountRef(
+            type=ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA, owner_id=driver_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
+        )
+        try:
+            reply = await self.ledger.GetAccount(ledger_pb2.GetAccountRequest(account=account))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return 0
+            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+        return reply.account.balance
+
+
+def _periods(row: Any) -> list[domain.OpeningPeriod]:
+    return [domain.OpeningPeriod(p["day_of_week"], p["open_minute"], p["close_minute"]) for p in row.opening_periods]
+
+
+__all__ = ["ACCESS", "CatalogRpcs", "active_merchant", "is_admin", "merchant_not_found"]

@@ -1,0 +1,52 @@
+"""Merchants configuration, read once at start."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from services.common.config import Env, RuntimeSettings, Secret
+
+
+@dataclasses.dataclass(frozen=True)
+class MerchantsSettings:
+    runtime: RuntimeSettings
+    # Where printed QR codes point: "<public_base_url>/v1/checkout/qr/<token>" (the gateway's public address).
+    public_base_url: str
+    # The merchant portal (Square sends the browser back there) and the acquisition preview page.
+    portal_base_url: str
+    # Preview links are signed with a key of their own (the first implementation fell back to the JWT secret 🐞).
+    preview_signing_key: Secret
+    # Square OAuth application and API (the local fake in tests and `make run`).
+    square_application_id: str
+    square_application_secret: Secret
+    square_base_url: str
+    square_redirect_uri: str
+    square_timeout_s: float
+    # Fernet keys of the Square tokens at rest, comma-separated, the first one current (MultiFernet rotation).
+    square_token_keys: Secret
+    # PENDING redemptions (the ledger's answer was lost) older than this are settled by the worker, with the
+    # same idempotency key, every `settle_every_s`.
+    settle_after_s: float
+    settle_every_s: float
+    # ACTIVE exclusive sessions past their window are marked EXPIRED this often (reads also expire lazily).
+    expire_exclusives_every_s: float
+
+    @classmethod
+    def from_env(cls, env: Env | None = None) -> MerchantsSettings:
+        env = env or Env()
+        return cls(
+            runtime=RuntimeSettings.from_env("merchants", env),
+            public_base_url=env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
+            portal_base_url=env.str("MERCHANT_PORTAL_URL", "http://localhost:5175").rstrip("/"),
+            # Development keys only: production sets its own.
+            preview_signing_key=env.secret("PREVIEW_SIGNING_KEY", "dev-only-preview-signing-key"),
+            square_application_id=env.str("SQUARE_APPLICATION_ID", "sq0idp-dev"),
+            square_application_secret=env.secret("SQUARE_APPLICATION_SECRET", "sq0csp-dev"),
+            square_base_url=env.str("SQUARE_API_BASE", "https://connect.squareup.com").rstrip("/"),
+            square_redirect_uri=env.str("SQUARE_REDIRECT_URI", "http://localhost:5175/square/callback"),
+            square_timeout_s=env.float("SQUARE_TIMEOUT_S", 10.0),
+            square_token_keys=env.secret("SQUARE_TOKEN_KEYS", "ZGV2LW9ubHktc3F1YXJlLXRva2VuLWtleS0zMmJ5dGU="),
+            settle_after_s=env.float("REDEMPTION_SETTLE_AFTER_S", 10.0),
+            settle_every_s=env.float("REDEMPTION_SETTLE_EVERY_S", 5.0),
+            expire_exclusives_every_s=env.float("EXPIRE_EXCLUSIVES_EVERY_S", 30.0),
+        )

@@ -1,0 +1,162 @@
+"""What every part of the merchants servicer shares: the resources (`Resources`, the base of each RPC group),
+loading a merchant, the ownership rule, and the Merchant message.
+
+Ownership: a merchant-role user acts only on the stores they own, an admin on all. A store the caller may not
+see answers MERCHANT_NOT_FOUND, so ids of other merchants' stores are not confirmed to exist.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.fernet import Fernet, MultiFernet
+from google.protobuf import timestamp_pb2
+from nerava.ledger.v1 import ledger_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.context import Caller
+from services.common.errors import FailedPrecondition, NotFound
+from services.merchants import domain, store
+from services.merchants.adapters.square import SquareAccounts
+from services.merchants.config import MerchantsSettings
+
+DRIVER, MERCHANT, ADMIN, ADMIN_READONLY = "driver", "merchant", "admin", "admin_readonly"
+M = store.merchants
+
+_STATUS_NAMES = {
+    pb.MERCHANT_STATUS_PENDING: "pending",
+    pb.MERCHANT_STATUS_ACTIVE: "active",
+    pb.MERCHANT_STATUS_PAUSED: "paused",
+    pb.MERCHANT_STATUS_SUSPENDED: "suspended",
+}
+_PERK_SOURCES = {
+    "custom": pb.PERK_SOURCE_CUSTOM,
+    "recommended": pb.PERK_SOURCE_RECOMMENDED,
+    "default": pb.PERK_SOURCE_DEFAULT,
+}
+
+
+@dataclasses.dataclass
+class Resources:
+    """The servicer's state; every RPC group (catalog, checkout, exclusives, portal, Square) extends it."""
+
+    engine: AsyncEngine
+    reads: AsyncEngine
+    settings: MerchantsSettings
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub
+    sessions: sessions_pb2_grpc.SessionsServiceAsyncStub
+    square: SquareAccounts
+    token_cipher: MultiFernet
+
+
+def token_cipher(keys: str) -> MultiFernet:
+    """SQUARE_TOKEN_KEYS: Fernet keys, comma-separated, the first one encrypts (rotation keeps the others)."""
+    return MultiFernet([Fernet(key.strip().encode()) for key in keys.split(",") if key.strip()])
+
+
+def merchant_not_found(merchant_id: str) -> NotFound:
+    return NotFound("MERCHANT_NOT_FOUND", "no merchant with that id", {"merchant_id": merchant_id})
+
+
+def is_admin(caller: Caller) -> bool:
+    return caller.has_any({ADMIN, ADMIN_READONLY})
+
+
+async def load_merchant(conn: AsyncConnection, merchant_id: str, *, for_update: bool = False) -> Any:
+    query = sa.select(M).where(M.c.id == merchant_id)
+    if for_update:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def owned_merchant(conn: AsyncConnection, merchant_id: str, caller: Caller, *, for_update: bool = False) -> Any:
+    """The merchant, if the caller owns it (or is an admin); MERCHANT_NOT_FOUND otherwise."""
+    row = await load_merchant(conn, merchant_id, for_update=for_update)
+    if row is None or not (is_admin(caller) or (caller.user_id is not None and row.owner_user_id == caller.user_id)):
+        raise merchant_not_found(merchant_id)
+    return row
+
+
+async def active_merchant(conn: AsyncConnection, merchant_id: str) -> Any:
+    """A merchant drivers may use: MERCHANT_NOT_FOUND when unknown or pending, MERCHANT_NOT_ACTIVE when paused
+    or suspended."""
+    row = await load_merchant(conn, merchant_id)
+    if row is None or row.status == pb.MERCHANT_STATUS_PENDING:
+        raise merchant_not_found(merchant_id)
+    if row.status != pb.MERCHANT_STATUS_ACTIVE:
+        raise FailedPrecondition(
+            "MERCHANT_NOT_ACTIVE",
+            f"the merchant is {_STATUS_NAMES.get(row.status, 'not active')}",
+            {"merchant_id": merchant_id},
+        )
+    return row
+
+
+def perk_of(row: Any) -> domain.Perk:
+    return domain.merchant_perk(row.custom_perk_cents, row.recommended_perk_cents, row.perk_label)
+
+
+def opening_periods(row: Any) -> list[domain.OpeningPeriod]:
+    return [domain.OpeningPeriod(p["day_of_week"], p["open_minute"], p["close_minute"]) for p in row.opening_periods]
+
+
+def open_status(row: Any, now: datetime.datetime) -> tuple[bool, str | None]:
+    return domain.open_status(opening_periods(row), row.time_zone, now)
+
+
+def checkout_url(settings: MerchantsSettings, token: str) -> str:
+    return f"{settings.public_base_url}/v1/checkout/qr/{token}"
+
+
+def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def merchant_message(row: Any, *, square_connected: bool = False, owner_view: bool = False) -> pb.Merchant:
+    """The Merchant message; the owner id only in owner and admin views."""
+    perk = perk_of(row)
+    return pb.Merchant(
+        id=row.id,
+        name=row.name,
+        category=row.category,
+        lat=row.lat,
+        lng=row.lng,
+        address=row.address,
+        phone=row.phone,
+        website=row.website,
+        place_id=row.place_id or "",
+        hours=pb.OpeningHours(
+            time_zone=row.time_zone,
+            periods=[pb.OpeningPeriod(**period) for period in row.opening_periods],
+        ),
+        perk=pb.Perk(
+            perk_cents=perk.cents,
+            source=_PERK_SOURCES[perk.source],  # type: ignore[arg-type]
+            custom_perk_cents=row.custom_perk_cents,
+            recommended_perk_cents=row.recommended_perk_cents,
+            label=perk.label,
+        ),
+        status=row.status,
+        owner_user_id=(row.owner_user_id or "") if owner_view else "",
+        zone_slug=row.zone_slug,
+        logo_url=row.logo_url,
+        photo_urls=list(row.photo_urls),
+        square_connected=square_connected,
+        created_at=timestamp(row.created_at),
+    )
+
+
+def periods_json(periods: Sequence[pb.OpeningPeriod]) -> list[dict[str, int]]:
+    return [
+        {"day_of_week": p.day_of_week, "open_minute": p.open_minute, "close_minute": p.close_minute} for p in periods
+    ]
