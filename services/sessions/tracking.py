@@ -3,8 +3,14 @@ and every other way a session ends (by hand, stale cleanup) goes through here, s
 path or the replica.
 
 Concurrency: each change takes a transaction-level advisory lock on (driver, vehicle) first, so two readings of
-the same car are applied one after the other; the unique index `charging_sessions_one_active` backs it up (one
-active session per driver and vehicle, whatever happens).
+the same car are applied one after the other; the database backs it up (one active session per driver and vehicle,
+whatever happens): `charging_sessions_one_active`, the primary key of charging_sessions_active, which triggers keep
+in the same transaction (the table is partitioned by month, so a unique index could not say it).
+
+Layout: charging_sessions is partitioned by month of session_start (migration 0004). A row is changed by (id,
+session_start), as read under the vehicle's lock in the same transaction, which prunes the statement to the row's
+partition (a lookup by id alone probes each partition's primary-key index). Sessions older than the retention are
+in charging_sessions_archive (services/sessions/retention.py).
 
 Hand-off: ending a session writes an outbox row in the same transaction, keyed by session id and end sequence;
 the relay delivers it to incentives.EvaluateSession, which is idempotent on that key — exactly once.
@@ -90,6 +96,20 @@ def _trail(
     if lat is None or lng is None:
         return row_trail
     return [*row_trail, {"lat": lat, "lng": lng, "ts": at.isoformat()}][-domain.TRAIL_MAX_POINTS :]
+
+
+def _this(row: Row) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
+    """The row's own key: its partition key with its id, so the statement touches (and locks) one partition."""
+    return S.c.id == row["id"], S.c.session_start == row["session_start"]
+
+
+async def _completed_sessions(conn: AsyncConnection, driver_id: str) -> int:
+    """The driver's ended sessions, the archived ones included (incentives' session-count rules count them all)."""
+    archive = store.charging_sessions_archive
+    live = sa.select(sa.func.count()).where(S.c.driver_id == driver_id, S.c.session_end.is_not(None))
+    archived = sa.select(sa.func.count()).where(archive.c.driver_id == driver_id, archive.c.session_end.is_not(None))
+    count: int = (await conn.execute(sa.select(live.scalar_subquery() + archived.scalar_subquery()))).scalar_one()
+    return count
 
 
 async def _lock_vehicle(conn: AsyncConnection, driver_id: str, vehicle_id: str) -> None:
@@ -250,7 +270,7 @@ class SessionTracker:
                     )
         if reopen:
             values.update(session_end=None, duration_minutes=None, ended_reason=None, quality_score=None)
-        statement = sa.update(S).where(S.c.id == row["id"]).values(**values).returning(S)
+        statement = sa.update(S).where(*_this(row)).values(**values).returning(S)
         updated: sa.RowMapping = (await conn.execute(statement)).mappings().one()
         return updated
 
@@ -275,7 +295,7 @@ class SessionTracker:
             (
                 await conn.execute(
                     sa.update(S)
-                    .where(S.c.id == row["id"], S.c.session_end.is_(None))
+                    .where(*_this(row), S.c.session_end.is_(None))
                     .values(
                         session_end=end,
                         duration_minutes=minutes,
@@ -298,11 +318,7 @@ class SessionTracker:
             .mappings()
             .one()
         )
-        completed = (
-            await conn.execute(
-                sa.select(sa.func.count()).where(S.c.driver_id == ended["driver_id"], S.c.session_end.is_not(None))
-            )
-        ).scalar_one()
+        completed = await _completed_sessions(conn, ended["driver_id"])
         snapshot = ended_snapshot(ended, completed)
         await enqueue(
             conn,
@@ -370,7 +386,7 @@ class SessionTracker:
             for row in rows:
                 await conn.execute(
                     sa.update(S)
-                    .where(S.c.id == row["id"])
+                    .where(*_this(row))
                     .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at))
                 )
 
