@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from services.common.config import Env, RuntimeSettings, Secret
+from services.common.config import ConfigError, Env, RuntimeSettings, Secret
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,13 @@ class SessionsSettings:
     driver_app_url: str
     # At most one vehicle read per driver per window (Redis, shared by every replica).
     poll_window_s: float
+    # charging_sessions is partitioned by month (UTC). A month's partition is archived (charging_sessions_archive)
+    # and dropped once the whole month is older than this many months; 0 keeps every session.
+    session_retention_months: int
+    # Partitions are kept created this many months ahead (a session of a month without one goes to the default).
+    session_partition_months_ahead: int
+    # How often the worker keeps partitions ahead and applies the retention (on every replica; one works at a time).
+    session_partition_maintenance_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SessionsSettings:
@@ -46,4 +53,14 @@ class SessionsSettings:
             smartcar_management_token=env.secret("SMARTCAR_MANAGEMENT_TOKEN", ""),
             driver_app_url=env.str("DRIVER_APP_URL", "http://localhost:5173"),
             poll_window_s=env.float("POLL_WINDOW_S", 30.0),
+            session_retention_months=_not_negative(env, "SESSION_RETENTION_MONTHS", 24),
+            session_partition_months_ahead=_not_negative(env, "SESSION_PARTITION_MONTHS_AHEAD", 3),
+            session_partition_maintenance_s=env.float("SESSION_PARTITION_MAINTENANCE_S", 3600.0),
         )
+
+
+def _not_negative(env: Env, name: str, default: int) -> int:
+    value = env.int(name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 or more, got {value}")
+    return value

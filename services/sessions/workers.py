@@ -1,4 +1,4 @@
-"""Background work of the sessions process (besides the outbox relay)."""
+"""Background work of the sessions process (besides the outbox relay): stale cleanup, session partitions."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 
+from services.sessions.retention import SessionPartitions
 from services.sessions.tracking import SessionTracker
 
 log = logging.getLogger(__name__)
@@ -22,5 +23,24 @@ async def end_stale_sessions(tracker: SessionTracker, stop: asyncio.Event, every
                 pass  # more than one batch was due
         except Exception:
             log.exception("stale cleanup failed; will try again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+
+async def maintain_partitions(partitions: SessionPartitions, stop: asyncio.Event, every_s: float) -> None:
+    """Keeps charging_sessions' monthly partitions created ahead and archives then drops those past the retention,
+    at start and every `every_s` until `stop`. Safe on every replica: one does each step, the others skip it."""
+    while not stop.is_set():
+        try:
+            report = await partitions.run()
+            if report.created or report.archived or report.archived_from_default:
+                log.info(
+                    "session partitions: %d created, %s archived and dropped, %d old default rows archived",
+                    report.created,
+                    report.archived or "none",
+                    report.archived_from_default,
+                )
+        except Exception:
+            log.exception("session partition maintenance failed; will try again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every_s)
