@@ -21,9 +21,10 @@ from services.sessions.config import SessionsSettings
 from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
+from services.sessions.retention import SessionPartitions
 from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
-from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions
+from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions, maintain_partitions
 
 
 async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -71,7 +72,16 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     async def stale_cleanup(stop: asyncio.Event) -> None:
         await end_stale_sessions(tracker, stop, STALE_CLEANUP_EVERY_S)
 
-    return ServiceServer(runtime, [binding], workers=[relay.run, stale_cleanup])
+    partitions = SessionPartitions(
+        runtime.engine,
+        retention_months=settings.session_retention_months,
+        months_ahead=settings.session_partition_months_ahead,
+    )
+
+    async def partition_maintenance(stop: asyncio.Event) -> None:
+        await maintain_partitions(partitions, stop, settings.session_partition_maintenance_s)
+
+    return ServiceServer(runtime, [binding], workers=[relay.run, stale_cleanup, partition_maintenance])
 
 
 async def main() -> None:
