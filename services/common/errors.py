@@ -8,6 +8,7 @@ for field violations. Envoy's transcoder prints those details in the JSON error 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import grpc
 from google.protobuf import any_pb2
@@ -100,3 +101,17 @@ def to_status(error: DomainError, domain: str) -> status_pb2.Status:
             )
         )
     return status_pb2.Status(code=error.code.value[0], message=error.message, details=details)
+
+
+def peer_reason(error: grpc.aio.AioRpcError) -> str:
+    """The ErrorInfo reason in another service's error status ("" when it carries none): what a caller branches
+    on, e.g. the ledger's INSUFFICIENT_BALANCE."""
+    # grpc-stubs gives AioRpcError the sync RpcError's trailing_metadata(); grpc.aio returns a Metadata.
+    trailing = cast(grpc.aio.Metadata | None, error.trailing_metadata())
+    for key, value in trailing or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            info = error_details_pb2.ErrorInfo()
+            for detail in status_pb2.Status.FromString(value).details:
+                if detail.Unpack(info):  # False for the other details (e.g. a BadRequest)
+                    return info.reason
+    return ""

@@ -1,12 +1,344 @@
-"""QR checkout: spending a driver's Nova at a merchant, exactly once."""
+"""QR checkout: spending a driver's Nova at a merchant, exactly once, consistent with the ledger without a
+distributed transaction.
+
+1. The redemption is written PENDING first, in one statement that also enforces "one redemption per driver and
+   idempotency key" and "a Square order at most once per merchant" (unique indexes) — so a duplicate Square
+   order is refused before anything is debited (🐞 the first implementation debited first).
+2. The ledger is asked, synchronously, for one REDEMPTION transfer driver Nova → merchant Nova, keyed by
+   "redemption:<id>", of min(perk, order total) *up to the driver's balance*: the ledger takes the smaller of
+   that and the balance under its row lock, which makes discount = min(perk, Nova balance, order total)
+   atomic however many redemptions race. Its merchant-fee trigger accrues the 15 % in the same transaction.
+3. The answer moves the redemption to COMPLETED (with the transfer, discount, fee and the balance after) or
+   FAILED (a definitive refusal: no Nova). A lost answer leaves it PENDING; the same request again, or the
+   settling worker, asks the ledger again with the same key, which the ledger answers from its idempotency
+   record — so the Nova moves at most once, and a COMPLETED redemption always has its transfer (a CHECK
+   constraint) while a debit without a COMPLETED redemption lasts only until the next settle.
+"""
 
 from __future__ import annotations
 
-from services.common.interceptors import Access
-from services.merchants.records import Resources
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import logging
+import uuid
+from typing import Any, Protocol, cast
 
-ACCESS: dict[str, Access] = {}
+import grpc
+import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2
+from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+
+from services.common.context import current_caller
+from services.common.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    NotFound,
+    Unavailable,
+    peer_reason,
+)
+from services.common.interceptors import Access
+from services.merchants import domain, store
+from services.merchants.adapters.square import SquareAuthError, SquareNotFound, SquareUnavailable
+from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin, perk_of, timestamp
+
+log = logging.getLogger(__name__)
+
+ACCESS: dict[str, Access] = {
+    "RedeemAtCheckout": Access.role(DRIVER),
+    "GetRedemption": Access.role(DRIVER, MERCHANT, "admin", "admin_readonly"),
+}
+
+R = store.redemptions
+PENDING, COMPLETED, FAILED = (
+    pb.REDEMPTION_STATUS_PENDING,
+    pb.REDEMPTION_STATUS_COMPLETED,
+    pb.REDEMPTION_STATUS_FAILED,
+)
+# Ledger refusals that are definitive for this redemption: the driver has no (or no more) Nova.
+_NO_NOVA = frozenset({"INSUFFICIENT_BALANCE", "ACCOUNT_NOT_FOUND"})
+
+
+class _SquareTokens(Protocol):
+    """Provided by the Square onboarding group (onboarding.py) on the composed servicer."""
+
+    async def square_access_token(self, merchant_id: str) -> tuple[str, str] | None: ...
+
+
+def request_hash(qr_token: str, order_total_cents: int, square_order_id: str) -> bytes:
+    """What an idempotency key is bound to: the same key with another request is IDEMPOTENCY_KEY_REUSED."""
+    return hashlib.sha256(f"{qr_token}\x1f{order_total_cents}\x1f{square_order_id}".encode()).digest()
+
+
+def ledger_request(row: Any) -> ledger_pb2.PostTransferRequest:
+    """The one ledger transfer of a redemption — the same request on every attempt, so the ledger replays it."""
+    return ledger_pb2.PostTransferRequest(
+        idempotency_key=f"redemption:{row.id}",
+        kind=ledger_pb2.TRANSFER_KIND_REDEMPTION,
+        currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+        amount=row.requested_discount_cents,
+        up_to_available=True,
+        from_account=ledger_pb2.AccountRef(
+            type=ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA, owner_id=row.driver_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
+        ),
+        to_account=ledger_pb2.AccountRef(
+            type=ledger_pb2.ACCOUNT_TYPE_MERCHANT_NOVA,
+            owner_id=row.merchant_id,
+            currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+        ),
+        metadata=ledger_pb2.TransferMetadata(
+            merchant_id=row.merchant_id, merchant_name=row.merchant_name, redemption_id=str(row.id)
+        ),
+    )
+
+
+def _no_nova(row: Any) -> FailedPrecondition:
+    return FailedPrecondition(
+        "INSUFFICIENT_BALANCE", "the driver has no Nova to spend here", {"redemption_id": str(row.id)}
+    )
+
+
+def redemption_message(row: Any) -> pb.Redemption:
+    return pb.Redemption(
+        id=str(row.id),
+        status=row.status,
+        merchant_id=row.merchant_id,
+        merchant_name=row.merchant_name,
+        driver_id=row.driver_id,
+        order_total_cents=row.order_total_cents,
+        discount_cents=row.discount_cents,
+        nova_spent_cents=row.discount_cents,
+        merchant_fee_cents=row.merchant_fee_cents,
+        square_order_id=row.square_order_id or "",
+        transfer_id=str(row.transfer_id or ""),
+        created_at=timestamp(row.created_at),
+    )
+
+
+def _money(cents: int) -> str:
+    return f"${cents // 100}.{cents % 100:02d}"
 
 
 class CheckoutRpcs(Resources):
-    """Filled next."""
+    async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
+        driver_id = current_caller().user_id or ""
+        key = uuid.UUID(request.idempotency_key)
+        fingerprint = request_hash(request.qr_token, request.order_total_cents, request.square_order_id)
+        existing = await self._by_key(driver_id, key)
+        if existing is not None:
+            return await self._replay(existing, fingerprint)
+        async with self.reads.connect() as conn:
+            merchant = (
+                await conn.execute(
+                    sa.select(M).where(M.c.qr_token == request.qr_token, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+                )
+            ).first()
+        if merchant is None:
+            raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+        total = request.order_total_cents
+        if request.square_order_id:
+            total = await self._square_order_total(merchant.id, request.square_order_id)
+        requested = domain.discount_cap_cents(perk_of(merchant).cents, total)
+        values = {
+            "id": uuid.uuid4(),
+            "merchant_id": merchant.id,
+            "merchant_name": merchant.name,
+            "driver_id": driver_id,
+            "idempotency_key": key,
+            "request_hash": fingerprint,
+            "square_order_id": request.square_order_id or None,
+            "order_total_cents": total,
+            "requested_discount_cents": requested,
+            "discount_cents": 0,
+            "merchant_fee_cents": 0,
+            "status": PENDING,
+            "attempts": 0,
+        }
+        try:
+            async with self.engine.begin() as conn:
+                row = (
+                    await conn.execute(
+                        pg_insert(R)
+                        .values(**values)
+                        .on_conflict_do_nothing(index_elements=[R.c.driver_id, R.c.idempotency_key])
+                        .returning(*R.c)
+                    )
+                ).first()
+        except IntegrityError as error:
+            if "redemptions_square_order_once" not in str(error.orig):
+                raise
+            async with self.reads.connect() as conn:
+                earlier = (
+                    await conn.execute(
+                        sa.select(R.c.id).where(
+                            R.c.merchant_id == merchant.id,
+                            R.c.square_order_id == request.square_order_id,
+                            R.c.status != FAILED,
+                        )
+                    )
+                ).scalar()
+            raise AlreadyExists(
+                "ORDER_ALREADY_REDEEMED",
+                "this Square order was already redeemed; nothing was debited",
+                {"redemption_id": str(earlier or "")},
+            ) from None
+        if row is None:  # the same key, concurrently: answer as its replay
+            concurrent = await self._by_key(driver_id, key)
+            assert concurrent is not None
+            return await self._replay(concurrent, fingerprint)
+        return self._answer(await self.settle(row), replayed=False)
+
+    async def _by_key(self, driver_id: str, key: uuid.UUID) -> Any:
+        async with self.reads.connect() as conn:
+            return (
+                await conn.execute(sa.select(R).where(R.c.driver_id == driver_id, R.c.idempotency_key == key))
+            ).first()
+
+    async def _replay(self, row: Any, fingerprint: bytes) -> pb.RedeemAtCheckoutResponse:
+        if row.request_hash != fingerprint:
+            raise Aborted(
+                "IDEMPOTENCY_KEY_REUSED",
+                "this idempotency key was used for a different redemption",
+                {"redemption_id": str(row.id)},
+            )
+        if row.status == PENDING:
+            row = await self.settle(row)
+        return self._answer(row, replayed=True)
+
+    def _answer(self, row: Any, *, replayed: bool) -> pb.RedeemAtCheckoutResponse:
+        if row.status == FAILED:
+            raise _no_nova(row)
+        if row.status == PENDING:
+            raise Unavailable(
+                "LEDGER_UNAVAILABLE",
+                "the redemption is pending: the ledger did not answer; retry with the same idempotency key",
+                {"redemption_id": str(row.id)},
+            )
+        return pb.RedeemAtCheckoutResponse(
+            success=True,
+            merchant_id=row.merchant_id,
+            discount_cents=row.discount_cents,
+            order_total_cents=row.order_total_cents,
+            nova_spent_cents=row.discount_cents,
+            remaining_nova_cents=row.nova_balance_after or 0,
+            message=f"{_money(row.discount_cents)} off applied at {row.merchant_name}",
+            redemption_id=str(row.id),
+            square_order_id=row.square_order_id or "",
+            merchant_fee_cents=row.merchant_fee_cents,
+            status=row.status,
+            replayed=replayed,
+            redemption=redemption_message(row),
+        )
+
+    async def _square_order_total(self, merchant_id: str, order_id: str) -> int:
+        """Square's total for the order (the client's total is ignored), which must belong to the merchant's
+        connected location."""
+        tokens = await cast(_SquareTokens, self).square_access_token(merchant_id)
+        if tokens is None:
+            raise FailedPrecondition("SQUARE_NOT_CONNECTED", "this merchant has no Square connection")
+        access_token, location_id = tokens
+        try:
+            order = await self.square.get_order(access_token, order_id)
+        except SquareNotFound:
+            raise FailedPrecondition("SQUARE_ORDER_UNAVAILABLE", "Square has no such order") from None
+        except SquareAuthError:
+            raise FailedPrecondition(
+                "SQUARE_NOT_CONNECTED", "the merchant's Square connection was revoked; reconnect Square"
+            ) from None
+        except SquareUnavailable:
+            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; retry with the same key") from None
+        if order.location_id != location_id or not order.total_cents or order.state == "CANCELED":
+            raise FailedPrecondition(
+                "SQUARE_ORDER_UNAVAILABLE", "the order has no total, was canceled, or belongs to another location"
+            )
+        return order.total_cents
+
+    async def settle(self, row: Any) -> Any:
+        """Asks the ledger for the redemption's transfer (again, with the same key) and records the outcome;
+        returns the row as it now stands (still PENDING when the ledger did not answer)."""
+        try:
+            reply = await self.ledger.PostTransfer(ledger_request(row))
+        except grpc.aio.AioRpcError as error:
+            reason = peer_reason(error)
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in _NO_NOVA:
+                return await self._record(row.id, status=FAILED, failure_reason="INSUFFICIENT_BALANCE")
+            log.warning(
+                "redemption left pending: the ledger did not settle it",
+                extra={"redemption_id": str(row.id), "code": error.code().name, "reason": reason},
+            )
+            async with self.engine.begin() as conn:
+                await conn.execute(sa.update(R).where(R.c.id == row.id).values(attempts=R.c.attempts + 1))
+            return await self._current(row.id)
+        return await self._record(
+            row.id,
+            status=COMPLETED,
+            discount_cents=reply.transfer.amount,
+            merchant_fee_cents=reply.merchant_fee_cents,
+            transfer_id=uuid.UUID(reply.transfer.id),
+            nova_balance_after=reply.from_balance_after,
+        )
+
+    async def _record(self, redemption_id: uuid.UUID, **outcome: Any) -> Any:
+        """PENDING → the outcome, once; a concurrent settle of the same redemption records the same outcome."""
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.update(R)
+                    .where(R.c.id == redemption_id, R.c.status == PENDING)
+                    .values(**outcome, attempts=R.c.attempts + 1, settled_at=sa.func.now())
+                    .returning(*R.c)
+                )
+            ).first()
+        return row if row is not None else await self._current(redemption_id)
+
+    async def _current(self, redemption_id: uuid.UUID) -> Any:
+        async with self.reads.connect() as conn:
+            return (await conn.execute(sa.select(R).where(R.c.id == redemption_id))).one()
+
+    async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
+        caller = current_caller()
+        async with self.reads.connect() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(R, M.c.owner_user_id)
+                    .join(M, M.c.id == R.c.merchant_id)
+                    .where(R.c.id == uuid.UUID(request.redemption_id))
+                )
+            ).first()
+        if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):
+            raise NotFound("REDEMPTION_NOT_FOUND", "no such redemption", {"redemption_id": request.redemption_id})
+        return pb.GetRedemptionResponse(
+            redemption_id=str(row.id),
+            merchant_name=row.merchant_name,
+            discount_cents=row.discount_cents,
+            order_total_cents=row.order_total_cents,
+            created_at=timestamp(row.created_at),
+            status=row.status,
+            redemption=redemption_message(row),
+        )
+
+
+async def settle_pending(checkout: CheckoutRpcs, stop: asyncio.Event, every_s: float, after_s: float) -> None:
+    """Settles redemptions left PENDING (their ledger answer was lost) with the same key, until `stop`."""
+    while not stop.is_set():
+        cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=after_s)
+        try:
+            async with checkout.reads.connect() as conn:
+                rows = (
+                    await conn.execute(
+                        sa.select(R)
+                        .where(R.c.status == PENDING, R.c.created_at < cutoff)
+                        .order_by(R.c.created_at)
+                        .limit(100)
+                    )
+                ).all()
+            for row in rows:
+                await checkout.settle(row)
+        except Exception:  # a worker must outlive a database or ledger outage
+            log.exception("settling pending redemptions failed; retrying")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)

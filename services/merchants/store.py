@@ -99,6 +99,7 @@ redemptions = sa.Table(
     sa.Column("discount_cents", sa.Integer, nullable=False),
     sa.Column("merchant_fee_cents", sa.Integer, nullable=False),
     sa.Column("transfer_id", pg.UUID(as_uuid=True)),
+    sa.Column("nova_balance_after", sa.Integer),
     sa.Column("status", sa.SmallInteger, nullable=False),
     sa.Column("failure_reason", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False),

@@ -7,11 +7,14 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from services.merchants.checkout import CheckoutRpcs, settle_pending
 from services.merchants.config import MerchantsSettings
-from services.merchants.records import Resources
 
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def worker_tasks(api: Resources, settings: MerchantsSettings) -> list[Worker]:
-    return []
+def worker_tasks(api: CheckoutRpcs, settings: MerchantsSettings) -> list[Worker]:
+    async def settling(stop: asyncio.Event) -> None:
+        await settle_pending(api, stop, settings.settle_every_s, settings.settle_after_s)
+
+    return [settling]

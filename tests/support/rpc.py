@@ -10,15 +10,10 @@ from google.rpc import error_details_pb2, status_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 
 from fakes.twilio_verify import FakeTwilioVerify
+from services.common.errors import peer_reason
 
-
-def error_reason(error: grpc.aio.AioRpcError) -> str:
-    """The ErrorInfo reason carried by a failed call ('' when there is none)."""
-    for detail in _details(error).details:
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):  # False, and info untouched, when the detail is another type
-            return info.reason
-    return ""
+# The ErrorInfo reason carried by a failed call ('' when there is none): what services branch on, too.
+error_reason = peer_reason
 
 
 def bad_fields(error: grpc.aio.AioRpcError) -> list[str]:

@@ -104,6 +104,7 @@ CREATE TABLE redemptions (
     discount_cents integer NOT NULL DEFAULT 0 CHECK (discount_cents >= 0),
     merchant_fee_cents integer NOT NULL DEFAULT 0,
     transfer_id uuid,
+    nova_balance_after integer,          -- the driver's Nova right after the debit (replays answer it)
     status smallint NOT NULL DEFAULT 1,  -- RedemptionStatus: 1 pending, 2 completed, 3 failed
     failure_reason text,
     attempts integer NOT NULL DEFAULT 0,
