@@ -1,13 +1,432 @@
 """Square onboarding: OAuth connect and callback with a one-time CSRF state, tokens encrypted at rest, the
-average order value → recommended perk."""
+average order value → recommended perk; and the seller's access token for the checkout code.
+
+The state. ConnectSquare stores a random state (32 bytes, base64url) bound to the caller's user id and to the
+store being connected (none: a store is created or matched at the callback); it lives 10 minutes. The callback
+claims it with one conditional UPDATE (unused, unexpired, issued to this caller), so of two concurrent callbacks
+one wins and a state issued to someone else is never accepted — nor consumed by them. Every later outcome keeps
+the state spent, except Square not answering the code exchange: then nothing happened yet, the state is released
+and the same redirect may be retried (Square refuses the code then if it was spent meanwhile: OAUTH_DENIED).
+
+Errors (reasons beyond the proto's own OAUTH_STATE_INVALID, OAUTH_DENIED and SQUARE_UNAVAILABLE marked new):
+  OAUTH_STATE_INVALID  (PERMISSION_DENIED)    state unknown, expired, used, or issued to another user
+  OAUTH_DENIED         (FAILED_PRECONDITION)  the merchant declined on Square (`error` given), or Square refused
+                                              the authorization code (used, expired, not issued for our redirect
+                                              URL) or the grant lacks the permissions asked for: connect again
+  SQUARE_UNAVAILABLE   (UNAVAILABLE)          Square did not answer
+  SQUARE_NO_LOCATION   (FAILED_PRECONDITION)  new: the Square account has no active location to link
+  SQUARE_ACCOUNT_TAKEN (PERMISSION_DENIED)    new: the Square account is connected to a store the caller does
+                                              not manage (another owner's); that store is not named
+  MERCHANT_NOT_FOUND   (NOT_FOUND)            the given store is not the caller's (checked again at the callback)
+
+Which store the Square account ends up on, in one transaction (serialized per Square account):
+  - the state's store, if it named one: the account moves there from another store of the caller's, if it was
+    connected elsewhere; a store's previous Square account (another one) is disconnected;
+  - else the caller's store this Square account is already connected to;
+  - else a new PENDING store of the caller's, from the Square main location (an admin or the owner makes it
+    ACTIVE).
+A store's empty address, 0/0 position and unset ("UTC") time zone are filled from the Square location; its
+recommended perk and average order value are always refreshed.
+"""
 
 from __future__ import annotations
 
-from services.common.interceptors import Access
-from services.merchants.records import Resources
+import datetime
+import logging
+import secrets
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-ACCESS: dict[str, Access] = {}
+import sqlalchemy as sa
+from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.common.context import Caller, current_caller
+from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
+from services.common.interceptors import Access
+from services.merchants import domain, store
+from services.merchants.adapters.square import (
+    SquareAuthError,
+    SquareError,
+    SquareLocation,
+    SquareTokens,
+    SquareUnavailable,
+)
+from services.merchants.catalog import new_merchant_id, new_qr_token
+from services.merchants.records import (
+    ADMIN,
+    MERCHANT,
+    M,
+    Resources,
+    checkout_url,
+    is_admin,
+    merchant_message,
+    merchant_not_found,
+    owned_merchant,
+    timestamp,
+)
+
+_log = logging.getLogger(__name__)
+
+ACCESS: dict[str, Access] = {
+    "ConnectSquare": Access.role(MERCHANT, ADMIN),
+    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN),
+}
+
+S = store.square_connections
+STATES = store.square_oauth_states
+
+STATE_BYTES: Final = 32
+STATE_TTL: Final = datetime.timedelta(minutes=10)
+# Spent and expired states are kept this long (for support), then deleted by the next ConnectSquare.
+STATE_RETENTION: Final = datetime.timedelta(days=1)
+# A seller's access token (30 days) is refreshed once it has less than this left.
+REFRESH_AHEAD: Final = datetime.timedelta(days=1)
+# A store created from a Square location without a name.
+UNNAMED_STORE: Final = "Square merchant"
+# The time zone a store has when nobody set one (CreateMerchant's default): Square's location may replace it.
+UNSET_TIME_ZONE: Final = "UTC"
+
+
+def _state_invalid() -> PermissionDenied:
+    return PermissionDenied(
+        "OAUTH_STATE_INVALID", "this Square connection is unknown, expired, already finished or not yours; start again"
+    )
+
+
+def _account_taken() -> PermissionDenied:
+    return PermissionDenied(
+        "SQUARE_ACCOUNT_TAKEN", "this Square account is connected to another owner's store; it cannot be connected here"
+    )
+
+
+def _square_unavailable() -> Unavailable:
+    return Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; try connecting again")
+
+
+def _user_id(caller: Caller) -> str:
+    # Access.role(...) admits signed-in users only.
+    if caller.user_id is None:
+        raise PermissionDenied("PERMISSION_DENIED", "a signed-in merchant is required")
+    return caller.user_id
+
+
+def _manages(row: Any, caller: Caller) -> bool:
+    """The caller may act on this store: its owner, or an admin (as owned_merchant decides)."""
+    return row is not None and (
+        is_admin(caller) or (caller.user_id is not None and row.owner_user_id == caller.user_id)
+    )
+
+
+def _time_zone(name: str | None) -> str | None:
+    """Square's IANA time zone, when this server knows it."""
+    if not name:
+        return None
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+    return name
+
+
+def _place_changes(row: Any, location: SquareLocation) -> dict[str, Any]:
+    """What the Square location fills in of a store: only what the store does not have."""
+    changes: dict[str, Any] = {}
+    if not row.address and location.address:
+        changes["address"] = location.address
+    if row.lat == 0 and row.lng == 0 and location.lat is not None and location.lng is not None:
+        changes["lat"], changes["lng"] = location.lat, location.lng
+    time_zone = _time_zone(location.timezone)
+    if row.time_zone in ("", UNSET_TIME_ZONE) and time_zone is not None and time_zone != row.time_zone:
+        changes["time_zone"] = time_zone
+    return changes
 
 
 class SquareRpcs(Resources):
-    """Filled by the Square onboarding work of the merchants issue."""
+    async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
+        caller = current_caller()
+        user_id = _user_id(caller)
+        state = secrets.token_urlsafe(STATE_BYTES)
+        async with self.engine.begin() as conn:
+            merchant_id = None
+            if request.merchant_id:
+                merchant_id = (await owned_merchant(conn, request.merchant_id, caller)).id
+            await conn.execute(sa.delete(STATES).where(STATES.c.expires_at < sa.func.now() - STATE_RETENTION))
+            expires_at = (
+                await conn.execute(
+                    sa.insert(STATES)
+                    .values(state=state, user_id=user_id, merchant_id=merchant_id, expires_at=sa.func.now() + STATE_TTL)
+                    .returning(STATES.c.expires_at)
+                )
+            ).scalar_one()
+        return pb.ConnectSquareResponse(
+            authorization_url=self.square.authorization_url(state), state=state, expires_at=timestamp(expires_at)
+        )
+
+    async def CompleteSquareConnect(
+        self, request: pb.CompleteSquareConnectRequest, context: Any
+    ) -> pb.CompleteSquareConnectResponse:
+        caller = current_caller()
+        user_id = _user_id(caller)
+        state_merchant_id = await self._claim_state(request.state, user_id)
+        if request.error:
+            raise FailedPrecondition(
+                "OAUTH_DENIED",
+                f"Square did not grant access ({request.error}): {request.error_description}".rstrip(": "),
+                {"error": request.error},
+            )
+        tokens = await self._exchange(request.code, request.state, user_id)
+        location = await self._main_location(tokens)
+        now = datetime.datetime.now(datetime.UTC)
+        try:
+            aov = await self.square.average_order_value_cents(tokens.access_token, location.id, now)
+        except SquareError as error:
+            _log.warning(
+                "Square average order value unavailable; recommending the default perk",
+                extra={"square_merchant_id": tokens.square_merchant_id, "error": str(error)},
+            )
+            aov = None
+        perk = domain.recommended_perk_cents(aov)
+        async with self.engine.begin() as conn:
+            row = await self._link(
+                conn, caller, state_merchant_id=state_merchant_id, tokens=tokens, location=location, aov=aov, perk=perk
+            )
+        _log.info(
+            "Square account connected",
+            extra={"merchant_id": row.id, "square_merchant_id": tokens.square_merchant_id, "location_id": location.id},
+        )
+        return pb.CompleteSquareConnectResponse(
+            merchant_id=row.id,
+            merchant=merchant_message(row, square_connected=True, owner_view=True),
+            average_order_value_cents=domain.DEFAULT_AOV_CENTS if aov is None else aov,
+            recommended_perk_cents=perk,
+            qr_url=checkout_url(self.settings, row.qr_token),
+        )
+
+    async def square_access_token(self, merchant_id: str) -> tuple[str, str] | None:
+        """(access token, Square location id) of the store's Square connection; None when it has none.
+
+        The access token is refreshed (and the new one stored) when it has less than a day left. If Square does
+        not answer the refresh while the current token still works, that one is returned. Raises the adapter's
+        errors otherwise: SquareAuthError when the seller revoked the application (the owner has to connect
+        again), SquareUnavailable when the token has expired and Square does not answer, SquareError for
+        another refusal."""
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(sa.select(S).where(S.c.merchant_id == merchant_id))).first()
+        if row is None:
+            return None
+        access_token = self._open(row.access_token)
+        now = datetime.datetime.now(datetime.UTC)
+        if row.expires_at is None or row.expires_at - now > REFRESH_AHEAD:
+            return access_token, row.location_id
+        try:
+            tokens = await self.square.refresh(self._open(row.refresh_token))
+        except SquareUnavailable:
+            if row.expires_at > now:
+                _log.warning("Square token refresh failed; using the current token", extra={"merchant_id": merchant_id})
+                return access_token, row.location_id
+            raise
+        async with self.engine.begin() as conn:
+            # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
+            await conn.execute(
+                sa.update(S)
+                .where(S.c.merchant_id == merchant_id, S.c.square_merchant_id == row.square_merchant_id)
+                .values(
+                    access_token=self._seal(tokens.access_token),
+                    refresh_token=self._seal(tokens.refresh_token),
+                    expires_at=tokens.expires_at,
+                    updated_at=sa.func.now(),
+                )
+            )
+        _log.info("Square access token refreshed", extra={"merchant_id": merchant_id})
+        return tokens.access_token, row.location_id
+
+    # -- the callback's steps ------------------------------------------------------------------------
+
+    async def _claim_state(self, state: str, user_id: str) -> str | None:
+        """Spend the caller's state; the store it names (None: create or match one). OAUTH_STATE_INVALID when
+        it is unknown, expired, already spent or someone else's (theirs stays unspent)."""
+        async with self.engine.begin() as conn:
+            claimed = (
+                await conn.execute(
+                    sa.update(STATES)
+                    .where(
+                        STATES.c.state == state,
+                        STATES.c.used_at.is_(None),
+                        STATES.c.expires_at > sa.func.now(),
+                        STATES.c.user_id == user_id,
+                    )
+                    .values(used_at=sa.func.now())
+                    .returning(STATES.c.merchant_id)
+                )
+            ).first()
+        if claimed is None:
+            raise _state_invalid()
+        merchant_id: str | None = claimed.merchant_id
+        return merchant_id
+
+    async def _exchange(self, code: str, state: str, user_id: str) -> SquareTokens:
+        try:
+            return await self.square.exchange_code(code)
+        except SquareUnavailable:
+            # Nothing was stored: the same redirect may be tried again while the state is unexpired.
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.update(STATES).where(STATES.c.state == state, STATES.c.user_id == user_id).values(used_at=None)
+                )
+            raise _square_unavailable() from None
+        except SquareError as error:
+            raise FailedPrecondition(
+                "OAUTH_DENIED",
+                "Square refused the authorization code; connect again",
+                {"square_code": error.code or ""},
+            ) from None
+
+    async def _main_location(self, tokens: SquareTokens) -> SquareLocation:
+        try:
+            location = await self.square.main_location(tokens.access_token)
+        except SquareAuthError as error:
+            raise FailedPrecondition(
+                "OAUTH_DENIED",
+                "Square did not grant the access Nerava needs; connect again and allow every permission",
+                {"square_code": error.code or ""},
+            ) from None
+        except SquareError:
+            raise _square_unavailable() from None
+        if location is None:
+            raise FailedPrecondition(
+                "SQUARE_NO_LOCATION",
+                "the Square account has no active location; add one in Square, then connect again",
+                {"square_merchant_id": tokens.square_merchant_id},
+            )
+        return location
+
+    async def _link(
+        self,
+        conn: AsyncConnection,
+        caller: Caller,
+        *,
+        state_merchant_id: str | None,
+        tokens: SquareTokens,
+        location: SquareLocation,
+        aov: int | None,
+        perk: int,
+    ) -> Any:
+        """Store the connection on the right store (see the module docstring); the store after the change."""
+        user_id = _user_id(caller)
+        square_merchant_id = tokens.square_merchant_id
+        # One callback at a time per Square account, so two cannot both create a store for it.
+        await conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("square-connection:" + square_merchant_id)))
+        )
+        connected_to = (
+            await conn.execute(sa.select(S.c.merchant_id).where(S.c.square_merchant_id == square_merchant_id))
+        ).scalar_one_or_none()
+        # Both stores involved are locked, in id order, so two callbacks moving accounts between them cannot
+        # deadlock.
+        ids = sorted({merchant_id for merchant_id in (connected_to, state_merchant_id) if merchant_id is not None})
+        locked = {
+            row.id: row
+            for row in await conn.execute(sa.select(M).where(M.c.id.in_(ids)).order_by(M.c.id).with_for_update())
+        }
+        current = locked.get(connected_to) if connected_to is not None else None
+        if current is not None and not _manages(current, caller):
+            raise _account_taken()
+        if state_merchant_id is not None:
+            # Checked again: the store may have changed hands since ConnectSquare.
+            target = locked.get(state_merchant_id)
+            if not _manages(target, caller):
+                raise merchant_not_found(state_merchant_id)
+        else:
+            target = current
+        if target is None:
+            row = await self._create_store(conn, user_id, location, aov, perk)
+        else:
+            row = (
+                await conn.execute(
+                    sa.update(M)
+                    .where(M.c.id == target.id)
+                    .values(
+                        recommended_perk_cents=perk,
+                        average_order_value_cents=aov,
+                        updated_at=sa.func.now(),
+                        **_place_changes(target, location),
+                    )
+                    .returning(*M.c)
+                )
+            ).one()
+        # The store's previous Square account, if another one, is disconnected; this one moves here.
+        await conn.execute(sa.delete(S).where(S.c.merchant_id == row.id, S.c.square_merchant_id != square_merchant_id))
+        insert = pg_insert(S).values(
+            merchant_id=row.id,
+            square_merchant_id=square_merchant_id,
+            location_id=location.id,
+            access_token=self._seal(tokens.access_token),
+            refresh_token=self._seal(tokens.refresh_token),
+            expires_at=tokens.expires_at,
+            connected_by_user_id=user_id,
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[S.c.square_merchant_id],
+                set_={
+                    "merchant_id": insert.excluded.merchant_id,
+                    "location_id": insert.excluded.location_id,
+                    "access_token": insert.excluded.access_token,
+                    "refresh_token": insert.excluded.refresh_token,
+                    "expires_at": insert.excluded.expires_at,
+                    "connected_by_user_id": insert.excluded.connected_by_user_id,
+                    "connected_at": sa.func.now(),
+                    "updated_at": sa.func.now(),
+                },
+            )
+        )
+        return row
+
+    async def _create_store(
+        self, conn: AsyncConnection, user_id: str, location: SquareLocation, aov: int | None, perk: int
+    ) -> Any:
+        """A PENDING store of the caller's at the Square location, with a short code and a QR token as
+        CreateMerchant gives them."""
+        name = location.name or UNNAMED_STORE
+        located = location.lat is not None and location.lng is not None
+        values: dict[str, Any] = {
+            "name": name,
+            "lat": location.lat if located else 0.0,
+            "lng": location.lng if located else 0.0,
+            "address": location.address,
+            "time_zone": _time_zone(location.timezone) or UNSET_TIME_ZONE,
+            "recommended_perk_cents": perk,
+            "average_order_value_cents": aov,
+            "status": pb.MERCHANT_STATUS_PENDING,
+            "owner_user_id": user_id,
+        }
+        candidates = domain.short_code_candidates(name)
+        taken = set(
+            (
+                await conn.execute(sa.select(M.c.short_code).where(M.c.short_code.like(candidates[0][:5] + "%")))
+            ).scalars()
+        )
+        for short_code in (code for code in candidates if code not in taken):
+            merchant_id = new_merchant_id()
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(
+                        sa.insert(M).values(id=merchant_id, short_code=short_code, qr_token=new_qr_token(), **values)
+                    )
+            except IntegrityError as error:
+                if "short_code" in str(error.orig):
+                    continue  # taken meanwhile: the next candidate
+                raise
+            return (await conn.execute(sa.select(M).where(M.c.id == merchant_id))).one()
+        raise Unavailable("CONFLICT_RETRY", "no free short code for this store name; retry")
+
+    # -- tokens at rest ----------------------------------------------------------------------------------
+
+    def _seal(self, token: str) -> bytes:
+        return self.token_cipher.encrypt(token.encode())
+
+    def _open(self, sealed: bytes) -> str:
+        return self.token_cipher.decrypt(bytes(sealed)).decode()
