@@ -1,13 +1,756 @@
 """Exclusive offers: a driver at a charger starts a merchant's offer (150 m, 60 min), verifies the visit at the
-merchant (a code staff check), completes it; admins cancel; merchants configure their offers."""
+merchant (a code staff check), completes it; admins cancel; merchants configure their offers.
+
+Lifecycle `ACTIVE → COMPLETED | EXPIRED | CANCELED`. A session past its window is marked EXPIRED lazily by
+whichever read or write meets it first, and by `expire_exclusives` (the worker) in the background.
+
+Concurrency, by what the database guarantees (migrations/versions/0002):
+- one ACTIVE session per driver (partial unique index) and one session per (driver, idempotency key): an
+  activation inserts with ON CONFLICT DO NOTHING, and the loser of a race answers with the winner's session;
+- an offer's caps are checked and the session inserted in one transaction holding the offer row FOR UPDATE,
+  so concurrent activations of one offer count each other;
+- a visit number is unique per merchant and local day: the next number is taken under a transaction-level
+  advisory lock on the merchant; one visit per session (the session row is locked FOR UPDATE).
+
+Caps, from the merchant's active offer (the oldest when several are active): `daily_cap` counts the offer's
+activations since the start of the merchant's local day (its time zone), canceled sessions excepted;
+`session_cap` counts the offer's sessions ACTIVE at once (unexpired). 0 means no cap.
+
+Out of scope here: linking a session to the driver's charging session. `charging_active` is always false,
+`charging_session_ended_at` absent, and the window is not extended after charging ends (the contract's
+"60 minutes after the linked charging session ends" needs that link).
+"""
 
 from __future__ import annotations
 
-from services.common.interceptors import Access
-from services.merchants.records import Resources
+import asyncio
+import contextlib
+import datetime
+import logging
+import uuid
+from typing import Any, cast
+from zoneinfo import ZoneInfo
 
-ACCESS: dict[str, Access] = {}
+import grpc
+import sqlalchemy as sa
+from google.protobuf import json_format, struct_pb2
+from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.context import Caller, current_caller
+from services.common.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+    Unavailable,
+)
+from services.common.geo import great_circle_m
+from services.common.http_body import json_array
+from services.common.interceptors import Access
+from services.merchants import domain, store
+from services.merchants.records import (
+    ADMIN,
+    DRIVER,
+    MERCHANT,
+    M,
+    Resources,
+    active_merchant,
+    load_merchant,
+    merchant_not_found,
+    owned_merchant,
+    timestamp,
+)
+
+log = logging.getLogger(__name__)
+
+ACCESS: dict[str, Access] = {
+    "ActivateExclusive": Access.role(DRIVER),
+    "VerifyExclusiveVisit": Access.role(DRIVER),
+    "CompleteExclusive": Access.role(DRIVER),
+    "GetActiveExclusive": Access.role(DRIVER),
+    "CancelExclusive": Access.role(ADMIN),
+    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN),
+    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN),
+    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN),
+}
+
+X = store.exclusive_sessions
+V = store.verified_visits
+L = store.charger_links
+O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
+
+ACTIVE = pb.EXCLUSIVE_STATUS_ACTIVE
+COMPLETED = pb.EXCLUSIVE_STATUS_COMPLETED
+EXPIRED = pb.EXCLUSIVE_STATUS_EXPIRED
+CANCELED = pb.EXCLUSIVE_STATUS_CANCELED
+
+IDEMPOTENCY_HEADER = "x-idempotency-key"
+DEFAULT_ELIGIBILITY = "charging_only"
+EXPIRE_BATCH = 500
+_ACTIVATE_ATTEMPTS = 3
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _status_name(status: int) -> str:
+    return pb.ExclusiveStatus.Name(status).removeprefix("EXCLUSIVE_STATUS_")  # type: ignore[arg-type]
+
+
+def _driver(caller: Caller) -> str:
+    if caller.user_id is None:  # the access rule admits only signed-in drivers; this keeps mypy honest
+        raise PermissionDenied("PERMISSION_DENIED", "a signed-in driver is required")
+    return caller.user_id
+
+
+def _idempotency_key(field: str, context: Any) -> uuid.UUID | None:
+    """The request's key, else the `x-idempotency-key` header the gateway forwards as metadata."""
+    if field:
+        return uuid.UUID(field)  # validated as a UUID by the contract
+    header = next(
+        (value for key, value in (context.invocation_metadata() or ()) if key == IDEMPOTENCY_HEADER),
+        None,
+    )
+    if not header:
+        return None
+    try:
+        return uuid.UUID(str(header))
+    except ValueError:
+        raise InvalidArgument([("idempotency_key", "the x-idempotency-key header must be a UUID")]) from None
+
+
+def _session_not_found(session_id: str) -> NotFound:
+    return NotFound("EXCLUSIVE_NOT_FOUND", "no such exclusive session", {"exclusive_session_id": session_id})
+
+
+def _expired(session_id: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        "EXCLUSIVE_EXPIRED", "the exclusive offer's window is over", {"exclusive_session_id": session_id}
+    )
+
+
+def _not_active(session_id: str, status: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        "EXCLUSIVE_NOT_ACTIVE",
+        f"the exclusive session is {_status_name(status).lower()}",
+        {"exclusive_session_id": session_id, "status": _status_name(status)},
+    )
+
+
+def _local_day_start(now: datetime.datetime, time_zone: str) -> datetime.datetime:
+    local = now.astimezone(ZoneInfo(time_zone))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _view() -> sa.Select[Any]:
+    """A session with what the app shows of it: the merchant, the walk from the charger (when linked), the
+    offer's title and the visit code (once verified)."""
+    return sa.select(
+        X,
+        M.c.name.label("merchant_name"),
+        M.c.place_id.label("merchant_place_id"),
+        M.c.lat.label("merchant_lat"),
+        M.c.lng.label("merchant_lng"),
+        M.c.category.label("merchant_category"),
+        M.c.photo_urls.label("merchant_photo_urls"),
+        L.c.charger_name.label("link_charger_name"),
+        L.c.walk_distance_m.label("link_walk_distance_m"),
+        L.c.walk_time_s.label("link_walk_time_s"),
+        O.c.title.label("offer_title"),
+        V.c.verification_code.label("visit_code"),
+    ).select_from(
+        X.join(M, M.c.id == X.c.merchant_id)
+        .outerjoin(L, sa.and_(L.c.merchant_id == X.c.merchant_id, L.c.charger_id == X.c.charger_id))
+        .outerjoin(O, O.c.id == X.c.offer_id)
+        .outerjoin(V, V.c.exclusive_session_id == X.c.id)
+    )
+
+
+async def _expire_session(conn: AsyncConnection, session_id: uuid.UUID) -> None:
+    """Marks one session EXPIRED if it is still ACTIVE (conditional: a concurrent change wins)."""
+    await conn.execute(
+        sa.update(X).where(X.c.id == session_id, X.c.status == ACTIVE).values(status=EXPIRED, ended_at=X.c.expires_at)
+    )
+
+
+def _offer_fields(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "merchant_id": row.merchant_id,
+        "title": row.title,
+        "description": row.description,
+        "daily_cap": row.daily_cap,
+        "session_cap": row.session_cap,
+        "eligibility": row.eligibility,
+        "is_active": row.is_active,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+    }
+
+
+def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
+    """The JSON form the app reads under `exclusive_session`: the object, or null."""
+    if session is None:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    printed = json_format.MessageToDict(
+        session, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    value = struct_pb2.Value()
+    value.struct_value.update(printed)
+    return value
 
 
 class ExclusiveRpcs(Resources):
-    """Filled by the exclusive-offers work of the merchants issue."""
+    # --- drivers ------------------------------------------------------------------------------------------
+
+    async def ActivateExclusive(
+        self, request: pb.ActivateExclusiveRequest, context: Any
+    ) -> pb.ActivateExclusiveResponse:
+        driver_id = _driver(current_caller())
+        key = _idempotency_key(request.idempotency_key, context)
+        now = _now()
+        async with self.reads.connect() as conn:
+            if key is not None:
+                replayed = (
+                    await conn.execute(_view().where(X.c.driver_id == driver_id, X.c.idempotency_key == key))
+                ).first()
+                if replayed is not None:
+                    return await self._activation_reply(replayed, now, idempotent=True)
+            # At most one ACTIVE session per driver: a running one is the answer.
+            running = (await conn.execute(_view().where(X.c.driver_id == driver_id, X.c.status == ACTIVE))).first()
+            if running is not None and running.expires_at > now:
+                return await self._activation_reply(running, now, idempotent=True)
+            merchant_id: str | None = request.merchant_id
+            if not merchant_id:
+                merchant_id = (
+                    await conn.execute(sa.select(M.c.id).where(M.c.place_id == request.merchant_place_id))
+                ).scalar_one_or_none()
+            if merchant_id is None:
+                raise merchant_not_found(request.merchant_place_id)
+            merchant = await active_merchant(conn, merchant_id)
+            link = (
+                await conn.execute(
+                    sa.select(L).where(L.c.merchant_id == merchant.id, L.c.charger_id == request.charger_id)
+                )
+            ).first()
+        charger: sessions_pb2.GetChargerResponse | None = None
+        if link is not None:
+            charger_lat, charger_lng = link.charger_lat, link.charger_lng
+        else:
+            charger = await self._directory_charger(request.charger_id)
+            charger_lat, charger_lng = charger.lat, charger.lng
+        distance_m = great_circle_m(request.lat, request.lng, charger_lat, charger_lng)
+        if not domain.within_exclusive_radius(distance_m):
+            raise FailedPrecondition(
+                "OUTSIDE_RADIUS",
+                f"you are {distance_m:.1f} m from the charger; exclusive offers start within "
+                f"{domain.EXCLUSIVE_RADIUS_M:g} m",
+                {"distance_m": f"{distance_m:.1f}", "radius_m": f"{domain.EXCLUSIVE_RADIUS_M:g}"},
+            )
+        values = {
+            "driver_id": driver_id,
+            "merchant_id": merchant.id,
+            "charger_id": request.charger_id,
+            "status": ACTIVE,
+            "idempotency_key": key,
+            "lat": request.lat,
+            "lng": request.lng,
+            "accuracy_m": request.accuracy_m,
+            "distance_m": distance_m,
+            "intent": request.intent,
+            "party_size": request.party_size,
+            "needs_power_outlet": request.needs_power_outlet,
+            "is_to_go": request.is_to_go,
+        }
+        for _ in range(_ACTIVATE_ATTEMPTS):
+            session_id, created = await self._start_exclusive(values, merchant.time_zone, key, now)
+            if session_id is not None:
+                async with self.reads.connect() as conn:
+                    row = (await conn.execute(_view().where(X.c.id == session_id))).one()
+                return await self._activation_reply(row, now, idempotent=not created, charger=charger)
+        # The conflicting session changed state between our insert and our read, three times over.
+        raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry")
+
+    async def _start_exclusive(
+        self, values: dict[str, Any], time_zone: str, key: uuid.UUID | None, now: datetime.datetime
+    ) -> tuple[uuid.UUID | None, bool]:
+        """Inserts the session under the offer's caps: (id, True) when created, (the existing session's id,
+        False) when a concurrent activation of the driver (or the same key) won, (None, False) when that
+        session is gone again."""
+        driver_id = values["driver_id"]
+        async with self.engine.begin() as conn:
+            # An ACTIVE session past its window no longer holds the driver's one active slot.
+            await conn.execute(
+                sa.update(X)
+                .where(X.c.driver_id == driver_id, X.c.status == ACTIVE, X.c.expires_at <= now)
+                .values(status=EXPIRED, ended_at=X.c.expires_at)
+            )
+            offer = (
+                await conn.execute(
+                    sa.select(O)
+                    .where(O.c.merchant_id == values["merchant_id"], O.c.is_active)
+                    .order_by(O.c.created_at, O.c.id)
+                    .limit(1)
+                    .with_for_update()
+                )
+            ).first()
+            # Re-read under the offer lock: a concurrent activation of this driver may have committed meanwhile.
+            existing = await self._existing_exclusive(conn, driver_id, key)
+            if existing is not None:
+                return existing, False
+            if offer is not None:
+                await self._check_offer_caps(conn, offer, time_zone, now)
+            session_id = uuid.uuid4()
+            inserted = (
+                await conn.execute(
+                    pg_insert(X)
+                    .values(
+                        id=session_id,
+                        offer_id=offer.id if offer is not None else None,
+                        activated_at=now,
+                        expires_at=now + domain.EXCLUSIVE_DURATION,
+                        **values,
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(X.c.id)
+                )
+            ).scalar_one_or_none()
+            if inserted is not None:
+                return inserted, True
+            # The insert waited for a concurrent one of this driver (or key) and yielded to it.
+            return await self._existing_exclusive(conn, driver_id, key), False
+
+    async def _existing_exclusive(
+        self, conn: AsyncConnection, driver_id: str, key: uuid.UUID | None
+    ) -> uuid.UUID | None:
+        """The session of this driver's key, else the driver's ACTIVE session."""
+        if key is not None:
+            by_key = (
+                await conn.execute(sa.select(X.c.id).where(X.c.driver_id == driver_id, X.c.idempotency_key == key))
+            ).scalar_one_or_none()
+            if by_key is not None:
+                return cast(uuid.UUID, by_key)
+        active: uuid.UUID | None = (
+            await conn.execute(sa.select(X.c.id).where(X.c.driver_id == driver_id, X.c.status == ACTIVE))
+        ).scalar_one_or_none()
+        return active
+
+    async def _check_offer_caps(
+        self, conn: AsyncConnection, offer: Any, time_zone: str, now: datetime.datetime
+    ) -> None:
+        """EXCLUSIVE_CAP_REACHED when the offer's daily or at-once cap is used up. Runs under the offer's lock."""
+        if offer.daily_cap > 0:
+            today = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        X.c.offer_id == offer.id,
+                        X.c.activated_at >= _local_day_start(now, time_zone),
+                        X.c.status != CANCELED,
+                    )
+                )
+            ).scalar_one()
+            if today >= offer.daily_cap:
+                raise ResourceExhausted(
+                    "EXCLUSIVE_CAP_REACHED",
+                    "today's exclusive offers at this merchant are all taken",
+                    {"offer_id": offer.id, "cap": "daily", "daily_cap": str(offer.daily_cap)},
+                )
+        if offer.session_cap > 0:
+            running = (
+                await conn.execute(
+                    sa.select(sa.func.count()).where(
+                        X.c.offer_id == offer.id, X.c.status == ACTIVE, X.c.expires_at > now
+                    )
+                )
+            ).scalar_one()
+            if running >= offer.session_cap:
+                raise ResourceExhausted(
+                    "EXCLUSIVE_CAP_REACHED",
+                    "this merchant's exclusive offer is fully taken right now",
+                    {"offer_id": offer.id, "cap": "session", "session_cap": str(offer.session_cap)},
+                )
+
+    async def _activation_reply(
+        self,
+        row: Any,
+        now: datetime.datetime,
+        *,
+        idempotent: bool,
+        charger: sessions_pb2.GetChargerResponse | None = None,
+    ) -> pb.ActivateExclusiveResponse:
+        status = row.status
+        if status == ACTIVE and row.expires_at <= now:  # a replayed key of a session past its window
+            async with self.engine.begin() as conn:
+                await _expire_session(conn, row.id)
+            status = EXPIRED
+        session = await self._exclusive_message(row, now, status=status, charger=charger)
+        return pb.ActivateExclusiveResponse(
+            status=_status_name(status), exclusive_session=session, idempotent=idempotent
+        )
+
+    async def _exclusive_message(
+        self,
+        row: Any,
+        now: datetime.datetime,
+        *,
+        status: int | None = None,
+        charger: sessions_pb2.GetChargerResponse | None = None,
+    ) -> pb.ExclusiveSession:
+        status = row.status if status is None else status
+        if row.link_walk_distance_m is not None:
+            walk_m, walk_s, charger_name = row.link_walk_distance_m, row.link_walk_time_s, row.link_charger_name
+        else:
+            # Not linked: estimated from the charger (or, when the directory does not answer, from where the
+            # driver activated, which is within 150 m of it).
+            if charger is None:
+                charger = await self._directory_charger_or_none(row.charger_id)
+            origin = (charger.lat, charger.lng) if charger is not None else (row.lat, row.lng)
+            walk_m, walk_s = domain.walk_estimate(origin, (row.merchant_lat, row.merchant_lng))
+            charger_name = charger.name if charger is not None else ""
+        photos = list(row.merchant_photo_urls)
+        return pb.ExclusiveSession(
+            id=str(row.id),
+            merchant_id=row.merchant_id,
+            charger_id=row.charger_id,
+            expires_at=timestamp(row.expires_at),
+            activated_at=timestamp(row.activated_at),
+            remaining_seconds=domain.remaining_seconds(row.expires_at, now) if status == ACTIVE else 0,
+            merchant_name=row.merchant_name,
+            merchant_place_id=row.merchant_place_id or "",
+            exclusive_title=row.offer_title or "",
+            merchant_lat=row.merchant_lat,
+            merchant_lng=row.merchant_lng,
+            merchant_distance_m=walk_m,
+            merchant_walk_time_min=domain.walk_minutes(walk_s),
+            merchant_category=row.merchant_category,
+            merchant_photo_url=photos[0] if photos else "",
+            charger_name=charger_name,
+            verification_code=row.visit_code or "",
+            charging_active=False,
+            status=cast(pb.ExclusiveStatus, status),
+        )
+
+    async def _directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
+        """The charger from the sessions service (which owns chargers)."""
+        try:
+            return await self.sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id}) from None
+            raise Unavailable("SESSIONS_UNAVAILABLE", "the charger directory did not answer; retry") from None
+
+    async def _directory_charger_or_none(self, charger_id: str) -> sessions_pb2.GetChargerResponse | None:
+        """The charger for display only: None when unknown or the directory does not answer."""
+        try:
+            return await self._directory_charger(charger_id)
+        except (NotFound, Unavailable):
+            return None
+
+    async def VerifyExclusiveVisit(
+        self, request: pb.VerifyExclusiveVisitRequest, context: Any
+    ) -> pb.VerifyExclusiveVisitResponse:
+        driver_id = _driver(current_caller())
+        session_id = uuid.UUID(request.exclusive_session_id)
+        now = _now()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(X).where(X.c.id == session_id, X.c.driver_id == driver_id).with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise _session_not_found(request.exclusive_session_id)
+            merchant = await load_merchant(conn, row.merchant_id)
+            visit = (await conn.execute(sa.select(V).where(V.c.exclusive_session_id == session_id))).first()
+            if visit is not None:
+                return pb.VerifyExclusiveVisitResponse(
+                    status="ALREADY_VERIFIED",
+                    verification_code=visit.verification_code,
+                    visit_number=visit.visit_number,
+                    merchant_name=merchant.name,
+                    verified_at=timestamp(visit.verified_at),
+                )
+            lapsed = row.status == ACTIVE and row.expires_at <= now
+            if lapsed:
+                await _expire_session(conn, session_id)
+            elif row.status == EXPIRED:
+                raise _expired(request.exclusive_session_id)
+            elif row.status != ACTIVE:
+                raise _not_active(request.exclusive_session_id, row.status)
+            else:
+                visit = await self._record_verified_visit(conn, row, merchant, request, now)
+                await conn.execute(sa.update(X).where(X.c.id == session_id).values(status=COMPLETED, ended_at=now))
+        if lapsed or visit is None:  # the EXPIRED mark is committed before the refusal
+            raise _expired(request.exclusive_session_id)
+        return pb.VerifyExclusiveVisitResponse(
+            status="VERIFIED",
+            verification_code=visit.verification_code,
+            visit_number=visit.visit_number,
+            merchant_name=merchant.name,
+            verified_at=timestamp(visit.verified_at),
+        )
+
+    async def _record_verified_visit(
+        self,
+        conn: AsyncConnection,
+        session: Any,
+        merchant: Any,
+        request: pb.VerifyExclusiveVisitRequest,
+        now: datetime.datetime,
+    ) -> Any:
+        """The merchant's next visit of its local day, numbered under a lock on the merchant."""
+        await conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"merchant-visits:{merchant.id}", 0)))
+        )
+        visit_date = now.astimezone(ZoneInfo(merchant.time_zone)).date()
+        number = (
+            await conn.execute(
+                sa.select(sa.func.coalesce(sa.func.max(V.c.visit_number), 0) + 1).where(
+                    V.c.merchant_id == merchant.id, V.c.visit_date == visit_date
+                )
+            )
+        ).scalar_one()
+        code = domain.verification_code(domain.region_code(merchant.zone_slug), merchant.short_code, number)
+        return (
+            await conn.execute(
+                sa.insert(V)
+                .values(
+                    id=uuid.uuid4(),
+                    exclusive_session_id=session.id,
+                    merchant_id=merchant.id,
+                    driver_id=session.driver_id,
+                    visit_date=visit_date,
+                    visit_number=number,
+                    verification_code=code,
+                    lat=request.lat if request.HasField("lat") else session.lat,
+                    lng=request.lng if request.HasField("lng") else session.lng,
+                    verified_at=now,
+                )
+                .returning(*V.c)
+            )
+        ).one()
+
+    async def CompleteExclusive(
+        self, request: pb.CompleteExclusiveRequest, context: Any
+    ) -> pb.CompleteExclusiveResponse:
+        driver_id = _driver(current_caller())
+        session_id = uuid.UUID(request.exclusive_session_id)
+        feedback = (
+            json_format.MessageToDict(
+                request.feedback, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            if request.HasField("feedback")
+            else None
+        )
+        now = _now()
+        async with self.engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(X).where(X.c.id == session_id, X.c.driver_id == driver_id).with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise _session_not_found(request.exclusive_session_id)
+            lapsed = row.status == ACTIVE and row.expires_at <= now
+            if lapsed:
+                await _expire_session(conn, session_id)
+            elif row.status == ACTIVE:
+                await conn.execute(
+                    sa.update(X).where(X.c.id == session_id).values(status=COMPLETED, ended_at=now, feedback=feedback)
+                )
+            elif row.status == COMPLETED:
+                if feedback is not None:
+                    await conn.execute(sa.update(X).where(X.c.id == session_id).values(feedback=feedback))
+            elif row.status == EXPIRED:
+                raise _expired(request.exclusive_session_id)
+            else:
+                raise _not_active(request.exclusive_session_id, row.status)
+        if lapsed:
+            raise _expired(request.exclusive_session_id)
+        return pb.CompleteExclusiveResponse(status="COMPLETED", idempotent=row.status == COMPLETED, nova_earned=0)
+
+    async def GetActiveExclusive(
+        self, request: pb.GetActiveExclusiveRequest, context: Any
+    ) -> pb.GetActiveExclusiveResponse:
+        driver_id = _driver(current_caller())
+        now = _now()
+        shown = X.c.status == ACTIVE
+        if request.include_expired:
+            # Also a session that expired within the last window, whoever marked it (this read or the worker).
+            shown = sa.or_(shown, sa.and_(X.c.status == EXPIRED, X.c.expires_at > now - domain.EXCLUSIVE_DURATION))
+        query = (
+            _view()
+            .where(X.c.driver_id == driver_id, shown)
+            .order_by(sa.case((X.c.status == ACTIVE, 0), else_=1), X.c.activated_at.desc())
+            .limit(1)
+        )
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
+        status = row.status
+        if status == ACTIVE and row.expires_at <= now:
+            async with self.engine.begin() as conn:
+                await _expire_session(conn, row.id)
+            status = EXPIRED
+        if status != ACTIVE and not request.include_expired:
+            return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
+        session = await self._exclusive_message(row, now, status=status)
+        return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(session), session=session)
+
+    # --- admins -------------------------------------------------------------------------------------------
+
+    async def CancelExclusive(self, request: pb.CancelExclusiveRequest, context: Any) -> pb.CancelExclusiveResponse:
+        admin_id = current_caller().user_id
+        target = request.WhichOneof("target")
+        now = _now()
+        async with self.engine.begin() as conn:
+            if target == "exclusive_session_id":
+                session_id = uuid.UUID(request.exclusive_session_id)
+                known = (await conn.execute(sa.select(X.c.id).where(X.c.id == session_id))).first()
+                if known is None:
+                    raise _session_not_found(request.exclusive_session_id)
+                which = X.c.id == session_id
+            else:
+                which = X.c.charger_id == request.charger_id
+            canceled = (
+                (
+                    await conn.execute(
+                        sa.update(X)
+                        .where(which, X.c.status == ACTIVE)
+                        .values(status=CANCELED, cancel_reason=request.reason, canceled_by=admin_id, ended_at=now)
+                        .returning(X.c.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        ids = sorted(str(session_id) for session_id in canceled)
+        log.info(
+            "exclusive sessions canceled by an admin",
+            extra={
+                "audit": "exclusive.cancel",
+                "admin_id": admin_id,
+                "reason": request.reason,
+                "target": target,
+                "exclusive_session_id": request.exclusive_session_id,
+                "charger_id": request.charger_id,
+                "canceled_count": len(ids),
+                "exclusive_session_ids": ids,
+            },
+        )
+        return pb.CancelExclusiveResponse(canceled_count=len(ids), exclusive_session_ids=ids)
+
+    # --- merchants: offer configuration -------------------------------------------------------------------
+
+    async def ListMerchantExclusives(
+        self, request: pb.ListMerchantExclusivesRequest, context: Any
+    ) -> pb.ListMerchantExclusivesResponse:
+        async with self.reads.connect() as conn:
+            await owned_merchant(conn, request.merchant_id, current_caller())
+            rows = (
+                await conn.execute(
+                    sa.select(O)
+                    .where(O.c.merchant_id == request.merchant_id)
+                    .order_by(O.c.created_at.desc(), O.c.id.desc())
+                )
+            ).all()
+        items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
+        return pb.ListMerchantExclusivesResponse(exclusives=items, json_array=json_array(items))
+
+    async def CreateMerchantExclusive(
+        self, request: pb.CreateMerchantExclusiveRequest, context: Any
+    ) -> pb.CreateMerchantExclusiveResponse:
+        async with self.engine.begin() as conn:
+            await owned_merchant(conn, request.merchant_id, current_caller())
+            linked = (
+                await conn.execute(sa.select(L.c.charger_id).where(L.c.merchant_id == request.merchant_id).limit(1))
+            ).first()
+            if linked is None:
+                raise FailedPrecondition(
+                    "NO_CHARGER_LINK",
+                    "an exclusive offer needs the merchant linked to at least one charger",
+                    {"merchant_id": request.merchant_id},
+                )
+            row = (
+                await conn.execute(
+                    sa.insert(O)
+                    .values(
+                        id=f"ex_{uuid.uuid4().hex[:12]}",
+                        merchant_id=request.merchant_id,
+                        title=request.title,
+                        description=request.description,
+                        daily_cap=request.daily_cap,
+                        session_cap=request.session_cap,
+                        eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
+                        is_active=True,
+                    )
+                    .returning(*O.c)
+                )
+            ).one()
+        return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
+
+    async def UpdateMerchantExclusive(
+        self, request: pb.UpdateMerchantExclusiveRequest, context: Any
+    ) -> pb.UpdateMerchantExclusiveResponse:
+        changes = {
+            name: getattr(request, name)
+            for name in ("title", "description", "daily_cap", "session_cap", "eligibility", "is_active")
+            if request.HasField(name)
+        }
+        which = sa.and_(O.c.id == request.exclusive_id, O.c.merchant_id == request.merchant_id)
+        async with self.engine.begin() as conn:
+            await owned_merchant(conn, request.merchant_id, current_caller())
+            if changes:
+                query: Any = sa.update(O).where(which).values(**changes, updated_at=sa.func.now()).returning(*O.c)
+            else:
+                query = sa.select(O).where(which)
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound(
+                "EXCLUSIVE_OFFER_NOT_FOUND",
+                "no exclusive offer with that id at this merchant",
+                {"merchant_id": request.merchant_id, "exclusive_id": request.exclusive_id},
+            )
+        return pb.UpdateMerchantExclusiveResponse(**_offer_fields(row))
+
+
+# --- background -----------------------------------------------------------------------------------------------
+
+
+async def expire_due_exclusives(engine: AsyncEngine, batch: int = EXPIRE_BATCH) -> int:
+    """Marks up to `batch` ACTIVE sessions past their window EXPIRED; returns how many. Rows another replica is
+    changing are skipped (it expires them, or they were completed or canceled)."""
+    due = (
+        sa.select(X.c.id)
+        .where(X.c.status == ACTIVE, X.c.expires_at <= sa.func.now())
+        .order_by(X.c.expires_at)
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    async with engine.begin() as conn:
+        result = await conn.execute(
+            sa.update(X).where(X.c.id.in_(due), X.c.status == ACTIVE).values(status=EXPIRED, ended_at=X.c.expires_at)
+        )
+    return int(result.rowcount or 0)
+
+
+async def expire_exclusives(resources: Resources, stop: asyncio.Event, every_s: float) -> None:
+    """Expires ACTIVE sessions past their window, at start and every `every_s` until `stop`. Safe on every
+    replica at once (conditional updates, locked rows skipped)."""
+    while not stop.is_set():
+        try:
+            while await expire_due_exclusives(resources.engine) >= EXPIRE_BATCH and not stop.is_set():
+                pass  # more than one batch was due
+        except Exception:
+            log.exception("expiring exclusive sessions failed; will try again")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+
+__all__ = ["ACCESS", "ExclusiveRpcs", "expire_due_exclusives", "expire_exclusives"]
