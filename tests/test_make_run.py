@@ -18,7 +18,7 @@ from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 
 from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
 from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
-from tools import demo_world
+from tools import demo_world, seed
 from tools.embedded import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -115,6 +115,15 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
                     break
                 await asyncio.sleep(0.1)
             assert active["session"]["charger_id"] == demo_world.DEMO_CHARGERS[0][0], active
+            # The demo merchants beside the demo chargers answer their README QR tokens.
+            for merchant_id, name, *_, token, _perk, _offer in seed.DEMO_MERCHANTS:
+                scanned = await client.get(f"/v1/checkout/qr/{token}", headers=driver_auth)
+                assert scanned.status_code == 200, scanned.text
+                assert (scanned.json()["merchant"]["id"], scanned.json()["merchant"]["name"]) == (merchant_id, name)
+            nearby = await client.get(
+                "/v1/drivers/merchants/open", params={"charger_id": demo_world.DEMO_CHARGERS[0][0]}
+            )
+            assert [m["merchant_id"] for m in nearby.json()][:1] == [seed.DEMO_MERCHANTS[0][0]]
         # A simulated charging session at a demo charger earns the demo driver a reward.
         driver_id = verified.json()["user"]["public_id"]
         earned = await evaluate_demo_session(int(ports["INCENTIVES_PORT"]), driver_id)
