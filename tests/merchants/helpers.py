@@ -77,9 +77,12 @@ class Merchants:
         self.ledger = ledger
         self.sessions_engine = sessions_engine
 
-    async def create_store(self, admin: Person, owner: Person, **overrides: Any) -> Store:
-        """An ACTIVE store owned by `owner`, 80 m east of a new charger it is linked to (primary)."""
-        charger_id, lat, lng = await new_charger(self.sessions_engine)
+    async def create_store(
+        self, admin: Person, owner: Person, charger: tuple[str, float, float] | None = None, **overrides: Any
+    ) -> Store:
+        """An ACTIVE store owned by `owner`, 80 m east of a charger it is linked to (primary): the given one, else
+        a new one."""
+        charger_id, lat, lng = charger or await new_charger(self.sessions_engine)
         m_lat, m_lng = offset(lat, lng, east_m=80)
         fields: dict[str, Any] = {
             "name": "Test Coffee",

@@ -10,7 +10,6 @@ import datetime
 import re
 import uuid
 from collections.abc import AsyncIterator
-from urllib.parse import parse_qs, urlsplit
 
 import grpc
 import httpx
@@ -23,19 +22,16 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from fakes.fleet import FakeFleet, FakeVehicle
+from fakes.fleet import FakeFleet
 from fakes.twilio_verify import FakeTwilioVerify
 from services.accounts.seed import ensure_phone_user
 from services.common.config import Env
 from services.common.db import create_engine
 from services.sessions import store
 from services.sessions.__main__ import build_server as build_sessions
-from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.config import SessionsSettings
-from services.sessions.connections import save_connection
-from services.sessions.tokens import TokenCipher
 from tests.incentives.helpers import Incentives
-from tests.sessions.helpers import north_of
+from tests.sessions.helpers import driver_with_tesla, next_window, north_of
 from tests.support.mesh import Mesh
 from tests.support.people import Person
 from tests.support.rpc import phone_login, random_phone
@@ -46,40 +42,6 @@ async def cache(redis_url: str) -> AsyncIterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
     yield client
     await client.aclose()
-
-
-async def driver_with_tesla(
-    mesh: Mesh, twilio: FakeTwilioVerify, fleet: FakeFleet, engine: AsyncEngine
-) -> tuple[Person, FakeVehicle]:
-    """A signed-in driver whose Tesla account (one car) is linked, as the Tesla connect flow leaves it."""
-    login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
-    driver = Person(user_id=login.user.public_id, token=login.access_token)
-    email = f"{uuid.uuid4().hex[:8]}@example.com"
-    car = fleet.add_tesla_vehicle(email)
-    async with TeslaFleetClient(
-        client_id=fleet.tesla_client_id,
-        client_secret=fleet.tesla_client_secret,
-        redirect_uri="http://127.0.0.1:8080/v1/auth/tesla/callback",
-        api_base_url=fleet.base_url,
-        authorize_base_url=fleet.base_url,
-        token_base_url=fleet.base_url,
-    ) as tesla:
-        start = tesla.start_authorization(login_hint=email)
-        async with httpx.AsyncClient() as browser:
-            consent = await browser.get(start.url)
-        code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
-        tokens = await tesla.exchange_code(code, start.code_verifier)
-        vehicles = await tesla.list_vehicles(tokens.access_token)
-    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
-    await save_connection(
-        engine, cipher, driver_id=driver.user_id, tokens=tokens, vehicles=[{"id": v.id, "vin": v.vin} for v in vehicles]
-    )
-    return driver, car
-
-
-async def next_window(cache: redis.Redis, driver: Person) -> None:
-    """The 30-second window passes (the test does not wait for it)."""
-    await cache.delete(f"poll:read:{driver.user_id}", f"poll:answer:{driver.user_id}")
 
 
 async def test_the_whole_lifecycle_through_envoy(
