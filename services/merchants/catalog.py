@@ -349,6 +349,8 @@ class CatalogRpcs(Resources):
                 activations_today=activations,
                 verified_visits_today=visits,
                 place_id=row.place_id or "",
+                lat=row.lat,
+                lng=row.lng,
             ),
             moment=pb.MerchantMoment(moment_copy="Spend your Nova here while you charge."),
             perk=pb.PerkCard(title=perk.label, badge="Nova perk", description=f"Pay with Nova at {row.name}."),

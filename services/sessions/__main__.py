@@ -7,6 +7,7 @@ import contextlib
 
 import uvloop
 from nerava.incentives.v1 import incentives_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
 from services.common.logs import configure_logging
@@ -18,7 +19,7 @@ from services.sessions import store
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
-from services.sessions.ev_codes import EvCodes
+from services.sessions.ev_codes import EvCodes, merchant_directory
 from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.retention import SessionPartitions
@@ -63,7 +64,12 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         settings=settings,
         poller=poller,
         linking=linking,
-        ev_codes=EvCodes(runtime.engine, tesla, cipher),
+        ev_codes=EvCodes(
+            runtime.engine,
+            tesla,
+            cipher,
+            merchant_position=merchant_directory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))),
+        ),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

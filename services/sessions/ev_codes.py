@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
+from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, ResourceExhausted, Unavailable
+from services.common.geo import great_circle_m
 from services.common.http_body import json_array
 from services.sessions import domain, store
 from services.sessions.adapters.tesla import TeslaFleetClient
@@ -33,6 +36,28 @@ from services.sessions.tokens import TokenCipher
 
 E = store.ev_codes
 RECENT = datetime.timedelta(hours=24)  # ListEvCodes shows redeemed/expired codes of the last day
+NEAR_MERCHANT_M = 500.0  # a code for a merchant is asked for at the merchant, not from home
+
+# Where a merchant is, by Google place id (the merchants service); None when it does not know the merchant.
+MerchantPosition = Callable[[str], Awaitable[tuple[float, float] | None]]
+
+
+async def _unknown_merchant(place_id: str) -> tuple[float, float] | None:
+    return None
+
+
+def merchant_directory(merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub) -> MerchantPosition:
+    """Merchant positions from the merchants service (GetMerchant accepts a place id); an unknown merchant, or
+    a merchants service that does not answer, is not checked rather than blocking the code."""
+
+    async def position(place_id: str) -> tuple[float, float] | None:
+        try:
+            reply = await merchants.GetMerchant(merchants_pb2.GetMerchantRequest(merchant_id=place_id), timeout=2.0)
+        except grpc.aio.AioRpcError:
+            return None
+        return reply.merchant.lat, reply.merchant.lng
+
+    return position
 
 
 def _stamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -50,14 +75,18 @@ class EvCodes:
         tesla: TeslaFleetClient,
         cipher: TokenCipher,
         *,
+        merchant_position: MerchantPosition = _unknown_merchant,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._engine = engine
+        self._merchant_position = merchant_position
         self._tesla = tesla
         self._cipher = cipher
         self._clock = clock
 
     async def verify(self, driver_id: str, request: pb.VerifyChargingRequest) -> pb.VerifyChargingResponse:
+        if request.merchant_place_id and request.HasField("lat"):
+            await self._check_near_merchant(request)
         connection = await active_connection(self._engine, driver_id)
         if connection is None:
             raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no Tesla account is linked; connect first")
@@ -96,6 +125,20 @@ class EvCodes:
         if charging.power_kw is not None:
             reply.charge_rate_kw = charging.power_kw
         return reply
+
+    async def _check_near_merchant(self, request: pb.VerifyChargingRequest) -> None:
+        """With a merchant the merchants service knows and the device's position: within 500 m of it, checked
+        before the car is woken. A merchant it does not know is not checked (the first implementation's rule)."""
+        position = await self._merchant_position(request.merchant_place_id)
+        if position is None:
+            return
+        distance = great_circle_m(request.lat, request.lng, *position)
+        if distance > NEAR_MERCHANT_M:
+            raise FailedPrecondition(
+                "NOT_NEAR_MERCHANT",
+                "an EV code for a merchant is issued at the merchant",
+                {"distance_m": f"{distance:.1f}", "radius_m": f"{NEAR_MERCHANT_M:.0f}"},
+            )
 
     async def _read(self, reader: VehicleReader, vehicle_id: str) -> VehicleReading | None:
         try:

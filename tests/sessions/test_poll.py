@@ -18,6 +18,7 @@ import redis.asyncio as redis
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -33,7 +34,7 @@ from services.sessions.config import SessionsSettings
 from tests.incentives.helpers import Incentives
 from tests.sessions.helpers import driver_with_tesla, next_window, north_of
 from tests.support.mesh import Mesh
-from tests.support.people import Person
+from tests.support.people import NewPerson, Person
 from tests.support.rpc import phone_login, random_phone
 
 
@@ -252,3 +253,38 @@ async def test_ev_codes_for_a_charging_driver_one_active_per_merchant(
     listed = (await rest.get("/v1/auth/tesla/codes", headers=auth)).json()
     assert isinstance(listed, list) and {c["code"] for c in listed} == {first["ev_code"], other["ev_code"]}
     assert {c["status"] for c in listed} == {"active"}
+
+
+async def test_an_ev_code_for_a_known_merchant_is_issued_only_within_500_m_of_it(
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    fleet: FakeFleet,
+    engine: AsyncEngine,
+    rest: httpx.AsyncClient,
+    charger: tuple[str, float, float],
+    person: NewPerson,
+) -> None:
+    _, lat, lng = charger
+    admin = await person("admin")
+    place = f"ChIJ{uuid.uuid4().hex[:16]}"
+    merchants = merchants_pb2_grpc.MerchantsServiceStub(mesh.channels["merchants"])
+    await merchants.CreateMerchant(
+        merchants_pb2.CreateMerchantRequest(
+            request_id=str(uuid.uuid4()),
+            merchant=merchants_pb2.Merchant(name="Near Cafe", lat=lat, lng=lng, place_id=place),
+        ),
+        metadata=admin.auth,
+    )
+    driver, car = await driver_with_tesla(mesh, twilio, fleet, engine)
+    car.plug_in(lat, lng, power_kw=50.0)
+    far_lat, far_lng = north_of(lat, lng, 501)
+    ask = {"merchant_place_id": place, "merchant_name": "Near Cafe"}
+    far = await rest.post(
+        "/v1/auth/tesla/verify-charging", json={**ask, "lat": far_lat, "lng": far_lng}, headers=driver.headers
+    )
+    assert far.status_code == 400 and far.json()["details"][0]["reason"] == "NOT_NEAR_MERCHANT", far.text
+    near_lat, near_lng = north_of(lat, lng, 499)
+    near = await rest.post(
+        "/v1/auth/tesla/verify-charging", json={**ask, "lat": near_lat, "lng": near_lng}, headers=driver.headers
+    )
+    assert near.status_code == 200 and near.json()["is_charging"] is True, near.text

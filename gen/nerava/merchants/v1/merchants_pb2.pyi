@@ -555,7 +555,7 @@ class Amenities(_message.Message):
     def __init__(self, bathroom: _Optional[_Union[AmenityVotes, _Mapping]] = ..., wifi: _Optional[_Union[AmenityVotes, _Mapping]] = ...) -> None: ...
 
 class MerchantDetails(_message.Message):
-    __slots__ = ("id", "name", "category", "photo_url", "photo_urls", "description", "hours_today", "address", "phone", "website", "rating", "price_level", "activations_today", "verified_visits_today", "amenities", "place_id")
+    __slots__ = ("id", "name", "category", "photo_url", "photo_urls", "description", "hours_today", "address", "phone", "website", "rating", "price_level", "activations_today", "verified_visits_today", "amenities", "place_id", "lat", "lng")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CATEGORY_FIELD_NUMBER: _ClassVar[int]
@@ -572,6 +572,8 @@ class MerchantDetails(_message.Message):
     VERIFIED_VISITS_TODAY_FIELD_NUMBER: _ClassVar[int]
     AMENITIES_FIELD_NUMBER: _ClassVar[int]
     PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     category: str
@@ -588,7 +590,9 @@ class MerchantDetails(_message.Message):
     verified_visits_today: int
     amenities: Amenities
     place_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., photo_url: _Optional[str] = ..., photo_urls: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., hours_today: _Optional[str] = ..., address: _Optional[str] = ..., phone: _Optional[str] = ..., website: _Optional[str] = ..., rating: _Optional[float] = ..., price_level: _Optional[int] = ..., activations_today: _Optional[int] = ..., verified_visits_today: _Optional[int] = ..., amenities: _Optional[_Union[Amenities, _Mapping]] = ..., place_id: _Optional[str] = ...) -> None: ...
+    lat: float
+    lng: float
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., photo_url: _Optional[str] = ..., photo_urls: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ..., hours_today: _Optional[str] = ..., address: _Optional[str] = ..., phone: _Optional[str] = ..., website: _Optional[str] = ..., rating: _Optional[float] = ..., price_level: _Optional[int] = ..., activations_today: _Optional[int] = ..., verified_visits_today: _Optional[int] = ..., amenities: _Optional[_Union[Amenities, _Mapping]] = ..., place_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
 
 class MerchantMoment(_message.Message):
     __slots__ = ("label", "distance_miles", "moment_copy")
