@@ -35,8 +35,7 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
             max_retries=1,
         )
     )
-    # Until every RPC group is filled, the generated base class answers UNIMPLEMENTED for the rest.
-    api = MerchantsApi(  # type: ignore[abstract]
+    api = MerchantsApi(
         engine=runtime.engine,
         reads=single_statement_reads(runtime.engine),
         settings=settings,

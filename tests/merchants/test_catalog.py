@@ -9,6 +9,7 @@ import grpc
 import httpx
 import pytest
 from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.merchants.v1 import merchants_pb2_grpc
 
 from services.merchants import domain
 from tests.merchants.helpers import Merchants, Store, offset
@@ -169,3 +170,14 @@ async def test_the_owner_reads_the_qr_others_do_not(merchants: Merchants, shop: 
     with pytest.raises(grpc.aio.AioRpcError) as hidden:
         await merchants.stub.GetCheckoutQr(pb.GetCheckoutQrRequest(merchant_id=shop.id), metadata=stranger.auth)
     assert error_reason(hidden.value) == "MERCHANT_NOT_FOUND"
+
+
+def test_every_rpc_has_exactly_one_access_rule_and_an_implementation() -> None:
+    from services.merchants import api, catalog, checkout, exclusives, onboarding, portal
+
+    groups = [catalog.ACCESS, checkout.ACCESS, exclusives.ACCESS, portal.ACCESS, onboarding.ACCESS]
+    declared = [name for group in groups for name in group]
+    assert sorted(declared) == sorted(api.METHODS)  # each RPC once, in one group
+    base = merchants_pb2_grpc.MerchantsServiceServicer
+    unimplemented = [name for name in api.METHODS if getattr(api.MerchantsApi, name) is getattr(base, name)]
+    assert unimplemented == []
