@@ -18,6 +18,8 @@ Errors (reasons beyond the proto's own OAUTH_STATE_INVALID, OAUTH_DENIED and SQU
   SQUARE_ACCOUNT_TAKEN (PERMISSION_DENIED)    new: the Square account is connected to a store the caller does
                                               not manage (another owner's); that store is not named
   MERCHANT_NOT_FOUND   (NOT_FOUND)            the given store is not the caller's (checked again at the callback)
+`square_access_token` (for checkout) refuses with SQUARE_NOT_CONNECTED (the seller revoked the application) and
+SQUARE_UNAVAILABLE (expired, and Square does not answer the refresh).
 
 Which store the Square account ends up on, in one transaction (serialized per Square account):
   - the state's store, if it named one: the account moves there from another store of the caller's, if it was
@@ -170,15 +172,15 @@ class SquareRpcs(Resources):
     ) -> pb.CompleteSquareConnectResponse:
         caller = current_caller()
         user_id = _user_id(caller)
-        state_merchant_id = await self._claim_state(request.state, user_id)
+        state_merchant_id = await self._claim_oauth_state(request.state, user_id)
         if request.error:
             raise FailedPrecondition(
                 "OAUTH_DENIED",
                 f"Square did not grant access ({request.error}): {request.error_description}".rstrip(": "),
                 {"error": request.error},
             )
-        tokens = await self._exchange(request.code, request.state, user_id)
-        location = await self._main_location(tokens)
+        tokens = await self._exchange_square_code(request.code, request.state, user_id)
+        location = await self._square_main_location(tokens)
         now = datetime.datetime.now(datetime.UTC)
         try:
             aov = await self.square.average_order_value_cents(tokens.access_token, location.id, now)
@@ -190,7 +192,7 @@ class SquareRpcs(Resources):
             aov = None
         perk = domain.recommended_perk_cents(aov)
         async with self.engine.begin() as conn:
-            row = await self._link(
+            row = await self._link_square_account(
                 conn, caller, state_merchant_id=state_merchant_id, tokens=tokens, location=location, aov=aov, perk=perk
             )
         _log.info(
@@ -209,33 +211,43 @@ class SquareRpcs(Resources):
         """(access token, Square location id) of the store's Square connection; None when it has none.
 
         The access token is refreshed (and the new one stored) when it has less than a day left. If Square does
-        not answer the refresh while the current token still works, that one is returned. Raises the adapter's
-        errors otherwise: SquareAuthError when the seller revoked the application (the owner has to connect
-        again), SquareUnavailable when the token has expired and Square does not answer, SquareError for
-        another refusal."""
+        not answer the refresh while the current token still works, that one is returned. Refusals are the
+        proto's: SQUARE_NOT_CONNECTED (FAILED_PRECONDITION) when the seller revoked the application (the owner
+        has to connect again), SQUARE_UNAVAILABLE (UNAVAILABLE) when the token has expired and Square does not
+        answer the refresh."""
         async with self.engine.connect() as conn:
             row = (await conn.execute(sa.select(S).where(S.c.merchant_id == merchant_id))).first()
         if row is None:
             return None
-        access_token = self._open(row.access_token)
+        access_token = self._open_square_token(row.access_token)
         now = datetime.datetime.now(datetime.UTC)
         if row.expires_at is None or row.expires_at - now > REFRESH_AHEAD:
             return access_token, row.location_id
         try:
-            tokens = await self.square.refresh(self._open(row.refresh_token))
-        except SquareUnavailable:
+            tokens = await self.square.refresh(self._open_square_token(row.refresh_token))
+        except SquareAuthError:
+            _log.warning(
+                "Square refused the token refresh; the seller must reconnect", extra={"merchant_id": merchant_id}
+            )
+            raise FailedPrecondition(
+                "SQUARE_NOT_CONNECTED", "the merchant's Square connection was revoked; reconnect Square"
+            ) from None
+        except SquareError as error:
             if row.expires_at > now:
-                _log.warning("Square token refresh failed; using the current token", extra={"merchant_id": merchant_id})
+                _log.warning(
+                    "Square token refresh failed; using the current token",
+                    extra={"merchant_id": merchant_id, "error": str(error)},
+                )
                 return access_token, row.location_id
-            raise
+            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; retry") from None
         async with self.engine.begin() as conn:
             # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
             await conn.execute(
                 sa.update(S)
                 .where(S.c.merchant_id == merchant_id, S.c.square_merchant_id == row.square_merchant_id)
                 .values(
-                    access_token=self._seal(tokens.access_token),
-                    refresh_token=self._seal(tokens.refresh_token),
+                    access_token=self._seal_square_token(tokens.access_token),
+                    refresh_token=self._seal_square_token(tokens.refresh_token),
                     expires_at=tokens.expires_at,
                     updated_at=sa.func.now(),
                 )
@@ -245,7 +257,7 @@ class SquareRpcs(Resources):
 
     # -- the callback's steps ------------------------------------------------------------------------
 
-    async def _claim_state(self, state: str, user_id: str) -> str | None:
+    async def _claim_oauth_state(self, state: str, user_id: str) -> str | None:
         """Spend the caller's state; the store it names (None: create or match one). OAUTH_STATE_INVALID when
         it is unknown, expired, already spent or someone else's (theirs stays unspent)."""
         async with self.engine.begin() as conn:
@@ -267,7 +279,7 @@ class SquareRpcs(Resources):
         merchant_id: str | None = claimed.merchant_id
         return merchant_id
 
-    async def _exchange(self, code: str, state: str, user_id: str) -> SquareTokens:
+    async def _exchange_square_code(self, code: str, state: str, user_id: str) -> SquareTokens:
         try:
             return await self.square.exchange_code(code)
         except SquareUnavailable:
@@ -284,7 +296,7 @@ class SquareRpcs(Resources):
                 {"square_code": error.code or ""},
             ) from None
 
-    async def _main_location(self, tokens: SquareTokens) -> SquareLocation:
+    async def _square_main_location(self, tokens: SquareTokens) -> SquareLocation:
         try:
             location = await self.square.main_location(tokens.access_token)
         except SquareAuthError as error:
@@ -303,7 +315,7 @@ class SquareRpcs(Resources):
             )
         return location
 
-    async def _link(
+    async def _link_square_account(
         self,
         conn: AsyncConnection,
         caller: Caller,
@@ -342,7 +354,7 @@ class SquareRpcs(Resources):
         else:
             target = current
         if target is None:
-            row = await self._create_store(conn, user_id, location, aov, perk)
+            row = await self._create_square_store(conn, user_id, location, aov, perk)
         else:
             row = (
                 await conn.execute(
@@ -363,8 +375,8 @@ class SquareRpcs(Resources):
             merchant_id=row.id,
             square_merchant_id=square_merchant_id,
             location_id=location.id,
-            access_token=self._seal(tokens.access_token),
-            refresh_token=self._seal(tokens.refresh_token),
+            access_token=self._seal_square_token(tokens.access_token),
+            refresh_token=self._seal_square_token(tokens.refresh_token),
             expires_at=tokens.expires_at,
             connected_by_user_id=user_id,
         )
@@ -385,7 +397,7 @@ class SquareRpcs(Resources):
         )
         return row
 
-    async def _create_store(
+    async def _create_square_store(
         self, conn: AsyncConnection, user_id: str, location: SquareLocation, aov: int | None, perk: int
     ) -> Any:
         """A PENDING store of the caller's at the Square location, with a short code and a QR token as
@@ -425,8 +437,8 @@ class SquareRpcs(Resources):
 
     # -- tokens at rest ----------------------------------------------------------------------------------
 
-    def _seal(self, token: str) -> bytes:
+    def _seal_square_token(self, token: str) -> bytes:
         return self.token_cipher.encrypt(token.encode())
 
-    def _open(self, sealed: bytes) -> str:
+    def _open_square_token(self, sealed: bytes) -> str:
         return self.token_cipher.decrypt(bytes(sealed)).decode()

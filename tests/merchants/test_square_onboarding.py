@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.square import FakeMerchant, FakeSquare
 from services.common.config import Env
+from services.common.errors import FailedPrecondition, Unavailable
 from services.merchants import domain, store
-from services.merchants.adapters.square import SquareAccounts, SquareAuthError, SquareUnavailable
+from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
 from services.merchants.onboarding import SquareRpcs
 from services.merchants.records import token_cipher
@@ -445,10 +446,12 @@ async def test_the_checkout_token_is_refreshed_near_its_expiry(
     # Expired and Square down: no usable token.
     await expiring_in(-datetime.timedelta(minutes=1))
     square_fake.fail_next(times=1, status=503)
-    with pytest.raises(SquareUnavailable):
+    with pytest.raises(Unavailable) as down:
         await rpcs.square_access_token(merchant_id)
+    assert down.value.reason == "SQUARE_UNAVAILABLE"
 
     # The seller revoked the application: the owner has to connect again.
     square_fake.revoke(bean.id)
-    with pytest.raises(SquareAuthError):
+    with pytest.raises(FailedPrecondition) as revoked:
         await rpcs.square_access_token(merchant_id)
+    assert revoked.value.reason == "SQUARE_NOT_CONNECTED"
