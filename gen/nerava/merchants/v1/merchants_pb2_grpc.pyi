@@ -67,7 +67,15 @@ class MerchantsServiceStub:
       SQUARE_UNAVAILABLE           (UNAVAILABLE)          Square did not answer (retry with the same key)
       OAUTH_STATE_INVALID          (PERMISSION_DENIED)    Square OAuth state unknown, expired, used, or
                                                           issued to another user
-      OAUTH_DENIED                 (FAILED_PRECONDITION)  the merchant declined access on Square
+      OAUTH_DENIED                 (FAILED_PRECONDITION)  the merchant declined access on Square, or Square
+                                                          refused the authorization code (connect again)
+      SQUARE_NO_LOCATION           (FAILED_PRECONDITION)  the Square account has no active location
+      SQUARE_ACCOUNT_TAKEN         (PERMISSION_DENIED)    the Square account is connected to another owner's
+                                                          store
+      CONFLICT_RETRY               (UNAVAILABLE)          a concurrent change conflicted; retry the same request
+      SESSIONS_UNAVAILABLE         (UNAVAILABLE)          the charger directory (sessions) did not answer
+      PLACE_ID_TAKEN               (INVALID_ARGUMENT)     another merchant has this Google place id
+      UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
@@ -226,7 +234,15 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       SQUARE_UNAVAILABLE           (UNAVAILABLE)          Square did not answer (retry with the same key)
       OAUTH_STATE_INVALID          (PERMISSION_DENIED)    Square OAuth state unknown, expired, used, or
                                                           issued to another user
-      OAUTH_DENIED                 (FAILED_PRECONDITION)  the merchant declined access on Square
+      OAUTH_DENIED                 (FAILED_PRECONDITION)  the merchant declined access on Square, or Square
+                                                          refused the authorization code (connect again)
+      SQUARE_NO_LOCATION           (FAILED_PRECONDITION)  the Square account has no active location
+      SQUARE_ACCOUNT_TAKEN         (PERMISSION_DENIED)    the Square account is connected to another owner's
+                                                          store
+      CONFLICT_RETRY               (UNAVAILABLE)          a concurrent change conflicted; retry the same request
+      SESSIONS_UNAVAILABLE         (UNAVAILABLE)          the charger directory (sessions) did not answer
+      PLACE_ID_TAKEN               (INVALID_ARGUMENT)     another merchant has this Google place id
+      UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
@@ -381,7 +397,15 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       SQUARE_UNAVAILABLE           (UNAVAILABLE)          Square did not answer (retry with the same key)
       OAUTH_STATE_INVALID          (PERMISSION_DENIED)    Square OAuth state unknown, expired, used, or
                                                           issued to another user
-      OAUTH_DENIED                 (FAILED_PRECONDITION)  the merchant declined access on Square
+      OAUTH_DENIED                 (FAILED_PRECONDITION)  the merchant declined access on Square, or Square
+                                                          refused the authorization code (connect again)
+      SQUARE_NO_LOCATION           (FAILED_PRECONDITION)  the Square account has no active location
+      SQUARE_ACCOUNT_TAKEN         (PERMISSION_DENIED)    the Square account is connected to another owner's
+                                                          store
+      CONFLICT_RETRY               (UNAVAILABLE)          a concurrent change conflicted; retry the same request
+      SESSIONS_UNAVAILABLE         (UNAVAILABLE)          the charger directory (sessions) did not answer
+      PLACE_ID_TAKEN               (INVALID_ARGUMENT)     another merchant has this Google place id
+      UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
