@@ -211,6 +211,10 @@ class GatewaySettings:
     cors_allowed_origins: tuple[str, ...] = ("http://localhost:5173", "http://127.0.0.1:5173")
     # OTLP/gRPC collector; None → no tracing section and no collector cluster.
     otlp_collector: Endpoint | None = None
+    # Share of requests the gateway starts a trace for (percent). The decision travels in `traceparent`'s
+    # sampled flag and the services follow it (parentbased sampler), so at ~17k polls/s in production a low
+    # percentage saves the span export on every hop, not only at the edge. 100 = every request (tests, local).
+    trace_sampling_percent: float = 100.0
     # Generous: a global guard against floods per Envoy process, not a per-client quota.
     default_rate_limit: TokenBucket = TokenBucket(max_tokens=2000, tokens_per_fill=2000)
     otp_rate_limit: TokenBucket = TokenBucket(max_tokens=20, tokens_per_fill=20)
@@ -234,6 +238,8 @@ class GatewaySettings:
             raise ValueError("at least one JWT audience is required")
         if self.upstream_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.jwks_cache_duration_s <= 0:
             raise ValueError("timeouts and the JWKS cache duration must be positive")
+        if not 0 <= self.trace_sampling_percent <= 100:
+            raise ValueError(f"trace_sampling_percent must be in [0, 100], got {self.trace_sampling_percent}")
 
     @classmethod
     def local(
@@ -686,7 +692,7 @@ def _stdout_access_log(fields: Mapping[str, str]) -> JsonObject:
     }
 
 
-def _tracing() -> JsonObject:
+def _tracing(settings: GatewaySettings) -> JsonObject:
     return {
         "provider": {
             "name": "envoy.tracers.opentelemetry",
@@ -696,9 +702,10 @@ def _tracing() -> JsonObject:
                 "service_name": "nerava-gateway",
             },
         },
-        # Every request is traced (sampling belongs to the collector); the router adds a client span for the
-        # upstream call, and W3C traceparent is injected into the request to the service.
-        "random_sampling": {"value": 100},
+        # By default every request is traced (sampling belongs to the collector); a deployment may sample at the
+        # edge instead (trace_sampling_percent). The router adds a client span for the upstream call, and W3C
+        # traceparent is injected into the request to the service.
+        "random_sampling": {"value": settings.trace_sampling_percent},
         "spawn_upstream_span": True,
     }
 
@@ -745,7 +752,7 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
         "access_log": [_stdout_access_log(ACCESS_LOG_FORMAT)],
     }
     if settings.otlp_collector is not None:
-        hcm["tracing"] = _tracing()
+        hcm["tracing"] = _tracing(settings)
     return {
         "name": "public",
         "address": _socket_address(settings.listen),
@@ -871,6 +878,10 @@ def _parser() -> argparse.ArgumentParser:
         help="allowed browser origin, exact match; repeatable (env: NERAVA_GATEWAY_CORS_ORIGINS, comma-separated)",
     )  # fmt: skip
     parser.add_argument("--otlp", default=_env("otlp"), help="HOST:PORT of an OTLP/gRPC collector (enables tracing)")
+    parser.add_argument(
+        "--trace-sampling-percent", type=float, default=_env("trace-sampling-percent"),
+        help="percent of requests traced at the gateway (default 100; with --otlp)",
+    )  # fmt: skip
     parser.add_argument("--rate-limit-rps", type=int, default=_env("rate-limit-rps"), help="default bucket per second")
     parser.add_argument("--rate-limit-burst", type=int, default=_env("rate-limit-burst"), help="default bucket size")
     parser.add_argument("--otp-rate-limit-per-second", type=int, default=_env("otp-rate-limit-per-second"))
@@ -911,6 +922,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "descriptor_source": args.descriptor_source.resolve() if args.descriptor_source else None,
         "cors_allowed_origins": _tuple(args.cors_origins or _env_list("cors-origins")),
         "otlp_collector": Endpoint.parse(args.otlp) if args.otlp else None,
+        "trace_sampling_percent": args.trace_sampling_percent,
         "default_rate_limit": _bucket(args.rate_limit_rps, args.rate_limit_burst, defaults.default_rate_limit),
         "otp_rate_limit": _bucket(args.otp_rate_limit_per_second, args.otp_rate_limit_burst, defaults.otp_rate_limit),
         "jwt_issuer": args.jwt_issuer,
