@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives bench-poll ledger-check capacity clean
+.PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives bench-poll ledger-check k8s-check capacity clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-poll: $(STAMP)  ## PollChargingState for 10,000 drivers (fake fleet), dire
 
 ledger-check: $(STAMP)  ## ledger invariants on DATABASE_URL (Σ debits = Σ credits, balances = entries, none < 0)
 	$(PY) -m services.ledger.invariants
+
+k8s-check: $(STAMP)  ## render deploy/k8s overlays (kubectl kustomize), kubernetes-validate --strict, deployment policies
+	$(PY) -m tools.k8s_check
+	$(PY) -m pytest -q tests/deploy/test_manifests.py tests/deploy/test_images.py tests/deploy/test_capacity.py
 
 capacity: $(STAMP)  ## recompute docs/capacity.md's table from bench/results (tools/capacity.py)
 	$(PY) -m tools.capacity --write docs/capacity.md
