@@ -27,8 +27,9 @@ lint: $(STAMP)  ## buf lint (STANDARD), ruff, mypy
 	$(BIN)/ruff format --check .
 	$(PY) -m mypy
 
-proto: $(STAMP)  ## regenerate gen/ from proto/
+proto: $(STAMP)  ## regenerate gen/ from proto/, and the gateway config and descriptor copies under deploy/k8s
 	$(PY) tools/genproto.py
+	$(PY) -m tools.k8s_check --write
 
 bench-gateway: $(STAMP)  ## GetMe over direct gRPC vs through Envoy → bench/results/gateway.json
 	$(PY) -m bench.gateway

@@ -85,8 +85,10 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
     ),
     # Stripe calls the webhook; the signature, not a token, authenticates it.
     "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),
-    # The "while you charge" list, merchant pages and acquisition previews are public pages.
+    # The "while you charge" list, merchant pages, a scanned checkout QR (the driver is optional) and
+    # acquisition previews are public pages.
     "nerava.merchants.v1.MerchantsService": (
+        "ResolveCheckoutQr",
         "ListMerchantsForCharger",
         "GetMerchant",
         "ResolvePreviewLink",

@@ -32,6 +32,7 @@ from services.merchants.records import (
     Resources,
     active_merchant,
     checkout_url,
+    insert_merchant,
     is_admin,
     merchant_message,
     merchant_not_found,
@@ -92,16 +93,6 @@ class CatalogRpcs(Resources):
         async with self.engine.begin() as conn:
             existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).first()
             if existing is None:
-                taken = set(
-                    (
-                        await conn.execute(
-                            sa.select(M.c.short_code).where(
-                                M.c.short_code.like(domain.short_code_candidates(given.name)[0][:5] + "%")
-                            )
-                        )
-                    ).scalars()
-                )
-                short_code = next(c for c in domain.short_code_candidates(given.name) if c not in taken)
                 values = {
                     "id": new_merchant_id(),
                     "create_request_id": request_id,
@@ -123,19 +114,16 @@ class CatalogRpcs(Resources):
                     "zone_slug": given.zone_slug,
                     "logo_url": given.logo_url,
                     "photo_urls": list(given.photo_urls),
-                    "short_code": short_code,
                     "qr_token": new_qr_token(),
                 }
                 try:
-                    async with conn.begin_nested():
-                        await conn.execute(pg_insert(M).values(**values))
+                    await insert_merchant(conn, values)
                 except IntegrityError as error:
                     if "merchants_place_id" in str(error.orig):
                         raise InvalidArgument(
                             [("merchant.place_id", "another merchant has this place id")], reason="PLACE_ID_TAKEN"
                         ) from None
-                    # A concurrent create with the same request id, or a short code taken meanwhile: the caller
-                    # retries (ABORTED-like conflicts are rare enough not to loop here).
+                    # A concurrent create with the same request id: the caller's retry replays it.
                     raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry") from None
                 existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
         return pb.CreateMerchantResponse(

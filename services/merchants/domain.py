@@ -160,11 +160,20 @@ def remaining_seconds(expires_at: datetime.datetime, now: datetime.datetime) -> 
 _NOT_ALNUM = re.compile(r"[^A-Z0-9]")
 
 
+def short_code_base(name: str) -> str:
+    """The upper-cased letters and digits of a store's name ("NERAVA" when it has none)."""
+    return _NOT_ALNUM.sub("", name.upper()) or "NERAVA"
+
+
 def short_code_candidates(name: str) -> list[str]:
-    """The merchant's code in visit codes: the first 6 letters/digits of its upper-cased name, then the first
-    5 + 1…99 when taken ("NERAVA" when the name has none)."""
-    base = _NOT_ALNUM.sub("", name.upper()) or "NERAVA"
-    return [base[:6], *(f"{base[:5]}{n}" for n in range(1, 100))]
+    """The merchant's code in visit codes, in order of preference: the first 6 letters/digits of its upper-cased
+    name, then a number in place of its last letters — 5 letters + 1…9, 4 + 10…99, 3 + 100…999, 2 + 1000…9999 —
+    so that 11,110 stores of one name get a code of at most 6 characters."""
+    base = short_code_base(name)
+    candidates = [base[:6]]
+    for digits in range(1, 5):
+        candidates += [f"{base[: 6 - digits]}{n}" for n in range(10 ** (digits - 1), 10**digits)]
+    return list(dict.fromkeys(candidates))  # a short name repeats some
 
 
 def region_code(zone_slug: str) -> str:

@@ -42,7 +42,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import sqlalchemy as sa
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import Caller, current_caller
@@ -63,6 +62,7 @@ from services.merchants.records import (
     M,
     Resources,
     checkout_url,
+    insert_merchant,
     is_admin,
     merchant_message,
     merchant_not_found,
@@ -415,25 +415,7 @@ class SquareRpcs(Resources):
             "status": pb.MERCHANT_STATUS_PENDING,
             "owner_user_id": user_id,
         }
-        candidates = domain.short_code_candidates(name)
-        taken = set(
-            (
-                await conn.execute(sa.select(M.c.short_code).where(M.c.short_code.like(candidates[0][:5] + "%")))
-            ).scalars()
-        )
-        for short_code in (code for code in candidates if code not in taken):
-            merchant_id = new_merchant_id()
-            try:
-                async with conn.begin_nested():
-                    await conn.execute(
-                        sa.insert(M).values(id=merchant_id, short_code=short_code, qr_token=new_qr_token(), **values)
-                    )
-            except IntegrityError as error:
-                if "short_code" in str(error.orig):
-                    continue  # taken meanwhile: the next candidate
-                raise
-            return (await conn.execute(sa.select(M).where(M.c.id == merchant_id))).one()
-        raise Unavailable("CONFLICT_RETRY", "no free short code for this store name; retry")
+        return await insert_merchant(conn, {"id": new_merchant_id(), "qr_token": new_qr_token(), **values})
 
     # -- tokens at rest ----------------------------------------------------------------------------------
 

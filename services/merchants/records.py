@@ -18,10 +18,11 @@ from google.protobuf import timestamp_pb2
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller
-from services.common.errors import FailedPrecondition, NotFound
+from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
@@ -96,6 +97,22 @@ async def active_merchant(conn: AsyncConnection, merchant_id: str) -> Any:
             {"merchant_id": merchant_id},
         )
     return row
+
+
+async def insert_merchant(conn: AsyncConnection, values: dict[str, Any]) -> Any:
+    """Inserts a new store with the first free short code for its name (domain.short_code_candidates) and
+    returns its row; a short code taken concurrently moves on to the next one. Other conflicts (place id,
+    request id) raise IntegrityError to the caller."""
+    base = domain.short_code_base(values["name"])
+    taken = set((await conn.execute(sa.select(M.c.short_code).where(M.c.short_code.like(f"{base[:2]}%")))).scalars())
+    for short_code in (code for code in domain.short_code_candidates(values["name"]) if code not in taken):
+        try:
+            async with conn.begin_nested():
+                return (await conn.execute(sa.insert(M).values(**values, short_code=short_code).returning(*M.c))).one()
+        except IntegrityError as error:
+            if "merchants_short_code" not in str(error.orig):
+                raise
+    raise Unavailable("CONFLICT_RETRY", "no free short code for this store name; retry")
 
 
 def perk_of(row: Any) -> domain.Perk:

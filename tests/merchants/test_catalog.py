@@ -181,3 +181,13 @@ def test_every_rpc_has_exactly_one_access_rule_and_an_implementation() -> None:
     base = merchants_pb2_grpc.MerchantsServiceServicer
     unimplemented = [name for name in api.METHODS if getattr(api.MerchantsApi, name) is getattr(base, name)]
     assert unimplemented == []
+
+
+def test_short_codes_stay_six_characters_for_thousands_of_stores_of_one_name() -> None:
+    candidates = domain.short_code_candidates("Test Coffee")
+    assert candidates[:3] == ["TESTCO", "TESTC1", "TESTC2"]
+    assert len(candidates) == len(set(candidates)) == 1 + 9 + 90 + 900 + 9000
+    assert max(len(code) for code in candidates) == 6
+    assert (
+        domain.short_code_candidates("A&W")[:2] == ["AW", "AW1"] and domain.short_code_candidates("!!")[0] == "NERAVA"
+    )

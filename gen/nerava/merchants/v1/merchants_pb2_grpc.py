@@ -81,7 +81,8 @@ class MerchantsServiceStub:
     EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
     EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
     answered idempotently, not refused)
-    EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily or per-session cap is used up
+    EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily cap or its cap on sessions at once
+    is used up
     EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger
@@ -299,7 +300,8 @@ class MerchantsServiceServicer:
     EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
     EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
     answered idempotently, not refused)
-    EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily or per-session cap is used up
+    EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily cap or its cap on sessions at once
+    is used up
     EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger
@@ -736,7 +738,8 @@ class MerchantsService:
     EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
     EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
     answered idempotently, not refused)
-    EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily or per-session cap is used up
+    EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily cap or its cap on sessions at once
+    is used up
     EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger

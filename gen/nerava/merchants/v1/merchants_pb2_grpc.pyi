@@ -82,7 +82,8 @@ class MerchantsServiceStub:
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
                                                           answered idempotently, not refused)
-      EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily or per-session cap is used up
+      EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily cap or its cap on sessions at once
+                                                          is used up
       EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger
@@ -249,7 +250,8 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
                                                           answered idempotently, not refused)
-      EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily or per-session cap is used up
+      EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily cap or its cap on sessions at once
+                                                          is used up
       EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger
@@ -412,7 +414,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
                                                           answered idempotently, not refused)
-      EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily or per-session cap is used up
+      EXCLUSIVE_CAP_REACHED        (RESOURCE_EXHAUSTED)   the offer's daily cap or its cap on sessions at once
+                                                          is used up
       EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger
