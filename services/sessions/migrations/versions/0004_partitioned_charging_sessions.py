@@ -24,10 +24,10 @@ Layout after this revision (all in the service's schema):
   session_start), kept by triggers on charging_sessions in the same transaction as the change: a second active
   session of a driver and vehicle fails with a unique violation of `charging_sessions_one_active`, exactly as
   the index did, whatever the path or the replica, and concurrent opens wait for each other on that key. Its
-  foreign key to charging_sessions (ON DELETE CASCADE) means a marker never outlives its session, and that a
-  partition still holding an active session cannot be detached.
-- `charging_sessions_archive`: where the retention job (services/sessions/retention.py) copies the rows of a
-  partition, in the same transaction as it detaches and drops it.
+  foreign key to charging_sessions (ON UPDATE CASCADE, ON DELETE CASCADE) means a marker never outlives nor
+  loses its session, and that a partition still holding an active session cannot be detached.
+- `charging_sessions_archive`: where the retention job (services/sessions/retention.py) copies the rows of an
+  expired partition before dropping it.
 
 Existing rows are copied into the new table (their months' partitions created first). That holds an ACCESS
 EXCLUSIVE lock on the table for the copy: fine at the table's size today; a far bigger table would be moved
