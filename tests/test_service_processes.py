@@ -14,10 +14,8 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fakes.twilio_verify import FakeTwilioVerify
 from services.common.config import SERVICE_NAMES
 from tests.support.mesh import Mesh, mesh_env
-from tests.support.rpc import bearer, phone_login, random_phone
 from tools.embedded import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -42,29 +40,6 @@ async def test_grpcurl_lists_the_service_and_health_and_it_is_serving(mesh: Mesh
     assert check == {"status": "SERVING"}
     described = await _grpcurl(mesh.address(name), "describe", f"nerava.{name}.v1.{name.capitalize()}Service")
     assert "rpc " in described
-
-
-# A driver read per service whose empty request is valid, so validation passes and the RPC itself answers.
-NOT_BUILT_YET = {
-    "merchants": "GetActiveExclusive",
-}
-
-
-@pytest.mark.parametrize(("name", "method"), NOT_BUILT_YET.items())
-async def test_services_not_built_yet_answer_unimplemented_behind_auth(
-    mesh: Mesh, name: str, method: str, twilio: FakeTwilioVerify
-) -> None:
-    service = f"nerava.{name}.v1.{name.capitalize()}Service"
-    call = mesh.channels[name].unary_unary(
-        f"/{service}/{method}", request_serializer=lambda _: b"", response_deserializer=bytes
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call(None)
-    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await call(None, metadata=bearer(login.access_token))
-    assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 async def test_sigterm_turns_health_not_serving_then_drains_and_exits(database_url: str, redis_url: str) -> None:

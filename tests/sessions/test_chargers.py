@@ -362,7 +362,8 @@ async def test_a_text_search_matches_word_prefixes_of_name_network_address_and_c
 async def test_any_text_is_a_query_never_an_error(sessions: Stub) -> None:
     alphabet = "aZ9 '\"\\:*&|!()<->,.;-_@/#%$€ßü\t"
     for _ in range(40):
-        q = "".join(random.choice(alphabet) for _ in range(random.randint(1, 40)))
+        # A letter first: a text of blanks only is no query (refused, tested below), not an odd one.
+        q = "a" + "".join(random.choice(alphabet) for _ in range(random.randint(0, 39)))
         await sessions.SearchChargers(pb.SearchChargersRequest(q=q))
     for q in ("'", "\\", ":*", "&", "!", "a & | b", "x' OR '1'='1", "zq:*", "''':*"):
         await sessions.SearchChargers(pb.SearchChargersRequest(q=q))
