@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.fleet import FakeFleet
+from fakes.places import FakePlaces
 from fakes.square import FakeSquare
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
@@ -83,6 +84,12 @@ async def stripe_fake() -> AsyncIterator[FakeStripe]:
 
 
 @pytest.fixture(scope="session")
+async def places_fake() -> AsyncIterator[FakePlaces]:
+    async with FakePlaces() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
 async def square_fake() -> AsyncIterator[FakeSquare]:
     async with FakeSquare(redirect_uri=SQUARE_REDIRECT_URI) as fake:
         yield fake
@@ -99,6 +106,7 @@ async def mesh(
     twilio: FakeTwilioVerify,
     stripe_fake: FakeStripe,
     square_fake: FakeSquare,
+    places_fake: FakePlaces,
     fleet: FakeFleet,
     span_exporter: InMemorySpanExporter,
 ) -> AsyncIterator[Mesh]:
@@ -127,6 +135,9 @@ async def mesh(
             "STRIPE_MAX_RETRIES": "0",
             "PAYOUT_RECONCILE_INTERVAL_S": "0.2",
             "PAYOUT_RECONCILE_AFTER_S": "0",
+            "GOOGLE_PLACES_API_BASE": places_fake.base_url,
+            "GOOGLE_PLACES_API_KEY": places_fake.api_key,
+            "GOOGLE_PLACES_TIMEOUT_S": "1",
             "SQUARE_API_BASE": square_fake.base_url,
             "SQUARE_APPLICATION_ID": square_fake.application_id,
             "SQUARE_APPLICATION_SECRET": square_fake.application_secret,

@@ -160,6 +160,32 @@ def start_fake_fleet(processes: list[subprocess.Popen[bytes]], rest_port: int) -
     return fleet_env
 
 
+def start_fake_third_parties(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+    """The local fake Google Places (the demo's Austin places, for the charger search's geocoding) and the local
+    fake Square (a demo seller, for the portal's Square connect), unless their base URLs are set."""
+    env: dict[str, str] = {}
+    if not os.environ.get("GOOGLE_PLACES_API_BASE"):
+        port = embedded.free_port()
+        env |= {"GOOGLE_PLACES_API_BASE": f"http://127.0.0.1:{port}", "GOOGLE_PLACES_API_KEY": "make-run-places-key"}
+        command = ["fakes.places", "serve", "--port", str(port), "--api-key", env["GOOGLE_PLACES_API_KEY"], "--demo"]
+        processes.append(subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.DEVNULL))
+    if not os.environ.get("SQUARE_API_BASE"):
+        port = embedded.free_port()
+        env |= {
+            "SQUARE_API_BASE": f"http://127.0.0.1:{port}",
+            "SQUARE_APPLICATION_ID": "sq0idp-make-run",
+            "SQUARE_APPLICATION_SECRET": "sq0csp-make-run",
+            "SQUARE_REDIRECT_URI": "http://localhost:5175/square/callback",
+        }
+        command = [
+            "fakes.square", "serve", "--port", str(port), "--application-id", env["SQUARE_APPLICATION_ID"],
+            "--application-secret", env["SQUARE_APPLICATION_SECRET"], "--redirect-uri", env["SQUARE_REDIRECT_URI"],
+            "--demo",
+        ]  # fmt: skip
+        processes.append(subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.DEVNULL))
+    return env
+
+
 def main() -> None:
     STATE.mkdir(exist_ok=True)
     stop = asyncio.Event()
@@ -187,6 +213,7 @@ def main() -> None:
             env = {
                 **stripe_env,
                 **fleet_env,
+                **start_fake_third_parties(processes),
                 **os.environ,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,

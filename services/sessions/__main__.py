@@ -16,6 +16,7 @@ from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
 from services.sessions import store
+from services.sessions.adapters.places import PlacesGeocoder
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
@@ -57,6 +58,15 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         incentives=incentives,
         window_s=settings.poll_window_s,
     )
+    geocoder = None
+    if settings.places_api_key.value:
+        geocoder = await stack.enter_async_context(
+            PlacesGeocoder(
+                settings.places_api_key.value,
+                base_url=settings.places_api_base,
+                timeout=settings.places_timeout_s,
+            )
+        )
     api = SessionsApi(  # type: ignore[abstract]
         runtime.engine,
         tracker=tracker,
@@ -70,6 +80,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
             cipher,
             merchant_position=merchant_directory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))),
         ),
+        geocoder=geocoder,
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

@@ -12,6 +12,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import logging
 import math
 import uuid
 from collections.abc import Sequence
@@ -31,12 +32,15 @@ from services.common.interceptors import Access
 from services.common.paging import page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
+from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
 from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
 from services.sessions.config import SessionsSettings
 from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.tracking import Row, SessionTracker, session_message
+
+log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
@@ -100,8 +104,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         poller: Poller | None = None,
         linking: TeslaLinking | None = None,
         ev_codes: EvCodes | None = None,
+        geocoder: PlacesGeocoder | None = None,
     ) -> None:
         self._ev_codes = ev_codes
+        self._geocoder = geocoder
         self._engine = engine
         self._settings = settings
         self._poller = poller
@@ -126,20 +132,36 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         fingerprint = _search_fingerprint(request)
         offset = page_position(request.page_token, fingerprint) or 0
         size = request.page_size or DEFAULT_SEARCH_PAGE
+        text = request.q
+        place = await self._geocode(request.q, near)
+        if place is not None:
+            # A place the text names ("Austin airport"): the chargers around it, nearest first.
+            text, near = "", (place.lat, place.lng)
         found = await chargers.search_chargers(
             self._reads,
-            text=request.q,
+            text=text,
             near=near,
             radius_m=request.radius_m or DEFAULT_SEARCH_RADIUS_M,
             limit=size + 1,
             offset=offset,
         )
         more = len(found) > size
-        # `location` stays unset: the contract geocodes `q`, and no geocoder is wired in yet.
         return pb.SearchChargersResponse(
             chargers=[chargers.charger_message(row) for row in found[:size]],
+            location=pb.SearchLocation(lat=place.lat, lng=place.lng, name=place.name) if place else None,
             next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
+
+    async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
+        """The place a search text names (biased towards the driver's position), or None: no text, no geocoder,
+        no such place, or Google not answering — the search then matches charger names and addresses."""
+        if self._geocoder is None or not text.strip():
+            return None
+        try:
+            return await self._geocoder.locate(text, near=near)
+        except GeocoderError as error:
+            log.warning("charger search without geocoding: %s", error, extra={"retryable": error.retryable})
+            return None
 
     async def GetCharger(
         self, request: pb.GetChargerRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -28,6 +28,10 @@ class SessionsSettings:
     driver_app_url: str
     # At most one vehicle read per driver per window (Redis, shared by every replica).
     poll_window_s: float
+    # Google Places (API New) geocodes the charger search's text; without a key, text matches names only.
+    places_api_key: Secret
+    places_api_base: str
+    places_timeout_s: float
     # charging_sessions is partitioned by month (UTC). A month's partition is archived (charging_sessions_archive)
     # and dropped once the whole month is older than this many months; 0 keeps every session.
     session_retention_months: int
@@ -53,6 +57,9 @@ class SessionsSettings:
             smartcar_management_token=env.secret("SMARTCAR_MANAGEMENT_TOKEN", ""),
             driver_app_url=env.str("DRIVER_APP_URL", "http://localhost:5173"),
             poll_window_s=env.float("POLL_WINDOW_S", 30.0),
+            places_api_key=env.secret("GOOGLE_PLACES_API_KEY", ""),
+            places_api_base=env.str("GOOGLE_PLACES_API_BASE", "https://places.googleapis.com"),
+            places_timeout_s=env.float("GOOGLE_PLACES_TIMEOUT_S", 2.0),
             session_retention_months=_not_negative(env, "SESSION_RETENTION_MONTHS", 24),
             session_partition_months_ahead=_not_negative(env, "SESSION_PARTITION_MONTHS_AHEAD", 3),
             session_partition_maintenance_s=env.float("SESSION_PARTITION_MAINTENANCE_S", 3600.0),

@@ -28,6 +28,7 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fakes.places import FakePlaces
 from fakes.twilio_verify import FakeTwilioVerify
 from services.accounts.seed import ensure_phone_user
 from services.common.db import create_engine, single_statement_reads
@@ -956,3 +957,33 @@ async def _check_against_brute_force(
         within = [charger_id for distance, charger_id in distances if distance <= radius]
         found = await chargers.search_chargers(engine, near=(lat, lng), radius_m=radius, limit=100)
         assert [c.id for c in found] == within[:100]
+
+
+async def test_a_search_text_naming_a_place_finds_the_chargers_around_it(
+    sessions: Stub, places_fake: FakePlaces, charger: tuple[str, float, float]
+) -> None:
+    charger_id, lat, lng = charger
+    town = f"Geotown {uuid.uuid4().hex[:8]}"
+    places_fake.add_place(town, lat + 0.002, lng, address="1 Main St")
+    found = await sessions.SearchChargers(pb.SearchChargersRequest(q=town))
+    assert found.location.name == town and found.location.lat == pytest.approx(lat + 0.002)
+    assert found.chargers[0].id == charger_id  # the test's own charger is the one nearest that place
+    assert found.chargers[0].distance_m == pytest.approx(great_circle_m(lat + 0.002, lng, lat, lng), abs=0.5)
+    # Google asked with the driver's position as a bias when the app sends one.
+    await sessions.SearchChargers(pb.SearchChargersRequest(q=town, lat=lat, lng=lng))
+    assert places_fake.searches[-1]["locationBias"]["circle"]["center"] == {"latitude": lat, "longitude": lng}
+
+
+async def test_without_a_place_or_with_google_down_the_text_matches_names(
+    sessions: Stub, places_fake: FakePlaces, engine: AsyncEngine
+) -> None:
+    name_word = f"Zyx{uuid.uuid4().hex[:8]}"
+    lat, lng = random.uniform(-60, -40), random.uniform(100, 140)
+    await chargers.import_chargers(
+        engine, "manual", [pb.ChargerRecord(external_id=f"t-{name_word}", name=f"{name_word} Plaza", lat=lat, lng=lng)]
+    )
+    unknown = await sessions.SearchChargers(pb.SearchChargersRequest(q=name_word))
+    assert not unknown.HasField("location") and [c.name for c in unknown.chargers] == [f"{name_word} Plaza"]
+    places_fake.fail_next(times=5, status=503)
+    down = await sessions.SearchChargers(pb.SearchChargersRequest(q=name_word))
+    assert not down.HasField("location") and [c.name for c in down.chargers] == [f"{name_word} Plaza"]
