@@ -9,7 +9,7 @@ from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
-from services.common.db import single_statement_reads
+from services.common.db import open_asyncpg_pool, single_statement_reads
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
@@ -35,9 +35,12 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
             max_retries=1,
         )
     )
+    pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
+    stack.push_async_callback(pool.close)
     api = MerchantsApi(
         engine=runtime.engine,
         reads=single_statement_reads(runtime.engine),
+        pool=pool,
         settings=settings,
         ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
         sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),

@@ -22,15 +22,15 @@ import contextlib
 import datetime
 import hashlib
 import logging
+import types
 import uuid
 from typing import Any, Protocol, cast
 
+import asyncpg
 import grpc
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.exc import IntegrityError
 
 from services.common.context import current_caller
 from services.common.errors import (
@@ -44,7 +44,7 @@ from services.common.errors import (
 from services.common.interceptors import Access
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAuthError, SquareNotFound, SquareUnavailable
-from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin, perk_of, timestamp
+from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -123,80 +123,93 @@ def _money(cents: int) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
 
 
+# The hot path runs on asyncpg directly (Resources.pool): prepared statements, no ORM layer. A first redemption
+# is two statements before the ledger call (the store by its QR token; the insert, which is also the check of
+# the driver's key) and one after it.
+_STORE_BY_QR = """
+SELECT id, name, custom_perk_cents, recommended_perk_cents, perk_label FROM merchants
+WHERE qr_token = $1 AND status = 2"""
+_COLUMNS = ", ".join(column.name for column in R.c)
+_INSERT = f"""
+INSERT INTO redemptions (id, merchant_id, merchant_name, driver_id, idempotency_key, request_hash, square_order_id,
+                         order_total_cents, requested_discount_cents)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (driver_id, idempotency_key) DO NOTHING
+RETURNING {_COLUMNS}"""
+_BY_KEY = f"SELECT {_COLUMNS} FROM redemptions WHERE driver_id = $1 AND idempotency_key = $2"
+_BY_ID = f"SELECT {_COLUMNS} FROM redemptions WHERE id = $1"
+_EARLIER_ORDER = """
+SELECT id FROM redemptions WHERE merchant_id = $1 AND square_order_id = $2 AND status <> 3"""
+_COMPLETE = f"""
+UPDATE redemptions SET status = 2, discount_cents = $2, merchant_fee_cents = $3, transfer_id = $4,
+       nova_balance_after = $5, attempts = attempts + 1, settled_at = now()
+WHERE id = $1 AND status = 1
+RETURNING {_COLUMNS}"""
+_FAIL = f"""
+UPDATE redemptions SET status = 3, failure_reason = $2, attempts = attempts + 1, settled_at = now()
+WHERE id = $1 AND status = 1
+RETURNING {_COLUMNS}"""
+_ATTEMPTED = "UPDATE redemptions SET attempts = attempts + 1 WHERE id = $1"
+
+
+def _row(record: Any) -> Any:
+    """A redemption record with attribute access, as the rest of the module reads rows."""
+    return types.SimpleNamespace(**dict(record))
+
+
 class CheckoutRpcs(Resources):
     async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
         driver_id = current_caller().user_id or ""
         key = uuid.UUID(request.idempotency_key)
         fingerprint = request_hash(request.qr_token, request.order_total_cents, request.square_order_id)
-        existing = await self._by_key(driver_id, key)
-        if existing is not None:
-            return await self._replay(existing, fingerprint)
-        async with self.reads.connect() as conn:
-            merchant = (
-                await conn.execute(
-                    sa.select(M).where(M.c.qr_token == request.qr_token, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
-                )
-            ).first()
+        if request.square_order_id:
+            # A replay must not depend on Square answering again: look for it first.
+            existing = await self._by_key(driver_id, key)
+            if existing is not None:
+                return await self._replay(existing, fingerprint)
+        merchant = await self.pool.fetchrow(_STORE_BY_QR, request.qr_token)
         if merchant is None:
+            existing = await self._by_key(driver_id, key)  # the stored answer stands if the store paused since
+            if existing is not None:
+                return await self._replay(existing, fingerprint)
             raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
         total = request.order_total_cents
         if request.square_order_id:
-            total = await self._square_order_total(merchant.id, request.square_order_id)
-        requested = domain.discount_cap_cents(perk_of(merchant).cents, total)
-        values = {
-            "id": uuid.uuid4(),
-            "merchant_id": merchant.id,
-            "merchant_name": merchant.name,
-            "driver_id": driver_id,
-            "idempotency_key": key,
-            "request_hash": fingerprint,
-            "square_order_id": request.square_order_id or None,
-            "order_total_cents": total,
-            "requested_discount_cents": requested,
-            "discount_cents": 0,
-            "merchant_fee_cents": 0,
-            "status": PENDING,
-            "attempts": 0,
-        }
+            total = await self._square_order_total(merchant["id"], request.square_order_id)
+        perk = domain.merchant_perk(
+            merchant["custom_perk_cents"], merchant["recommended_perk_cents"], merchant["perk_label"]
+        )
         try:
-            async with self.engine.begin() as conn:
-                row = (
-                    await conn.execute(
-                        pg_insert(R)
-                        .values(**values)
-                        .on_conflict_do_nothing(index_elements=[R.c.driver_id, R.c.idempotency_key])
-                        .returning(*R.c)
-                    )
-                ).first()
-        except IntegrityError as error:
-            if "redemptions_square_order_once" not in str(error.orig):
+            record = await self.pool.fetchrow(
+                _INSERT,
+                uuid.uuid4(),
+                merchant["id"],
+                merchant["name"],
+                driver_id,
+                key,
+                fingerprint,
+                request.square_order_id or None,
+                total,
+                domain.discount_cap_cents(perk.cents, total),
+            )
+        except asyncpg.UniqueViolationError as error:
+            if error.constraint_name != "redemptions_square_order_once":
                 raise
-            async with self.reads.connect() as conn:
-                earlier = (
-                    await conn.execute(
-                        sa.select(R.c.id).where(
-                            R.c.merchant_id == merchant.id,
-                            R.c.square_order_id == request.square_order_id,
-                            R.c.status != FAILED,
-                        )
-                    )
-                ).scalar()
+            earlier = await self.pool.fetchval(_EARLIER_ORDER, merchant["id"], request.square_order_id)
             raise AlreadyExists(
                 "ORDER_ALREADY_REDEEMED",
                 "this Square order was already redeemed; nothing was debited",
                 {"redemption_id": str(earlier or "")},
             ) from None
-        if row is None:  # the same key, concurrently: answer as its replay
-            concurrent = await self._by_key(driver_id, key)
-            assert concurrent is not None
-            return await self._replay(concurrent, fingerprint)
-        return self._answer(await self.settle(row), replayed=False)
+        if record is None:  # the key was used before (or concurrently): answer as its replay
+            existing = await self._by_key(driver_id, key)
+            assert existing is not None
+            return await self._replay(existing, fingerprint)
+        return self._answer(await self.settle(_row(record)), replayed=False)
 
     async def _by_key(self, driver_id: str, key: uuid.UUID) -> Any:
-        async with self.reads.connect() as conn:
-            return (
-                await conn.execute(sa.select(R).where(R.c.driver_id == driver_id, R.c.idempotency_key == key))
-            ).first()
+        record = await self.pool.fetchrow(_BY_KEY, driver_id, key)
+        return None if record is None else _row(record)
 
     async def _replay(self, row: Any, fingerprint: bytes) -> pb.RedeemAtCheckoutResponse:
         if row.request_hash != fingerprint:
@@ -265,39 +278,26 @@ class CheckoutRpcs(Resources):
         except grpc.aio.AioRpcError as error:
             reason = peer_reason(error)
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in _NO_NOVA:
-                return await self._record(row.id, status=FAILED, failure_reason="INSUFFICIENT_BALANCE")
+                return await self._record(_FAIL, row.id, "INSUFFICIENT_BALANCE")
             log.warning(
                 "redemption left pending: the ledger did not settle it",
                 extra={"redemption_id": str(row.id), "code": error.code().name, "reason": reason},
             )
-            async with self.engine.begin() as conn:
-                await conn.execute(sa.update(R).where(R.c.id == row.id).values(attempts=R.c.attempts + 1))
-            return await self._current(row.id)
+            await self.pool.execute(_ATTEMPTED, row.id)
+            return _row(await self.pool.fetchrow(_BY_ID, row.id))
         return await self._record(
+            _COMPLETE,
             row.id,
-            status=COMPLETED,
-            discount_cents=reply.transfer.amount,
-            merchant_fee_cents=reply.merchant_fee_cents,
-            transfer_id=uuid.UUID(reply.transfer.id),
-            nova_balance_after=reply.from_balance_after,
+            reply.transfer.amount,
+            reply.merchant_fee_cents,
+            uuid.UUID(reply.transfer.id),
+            reply.from_balance_after,
         )
 
-    async def _record(self, redemption_id: uuid.UUID, **outcome: Any) -> Any:
+    async def _record(self, statement: str, redemption_id: uuid.UUID, *outcome: Any) -> Any:
         """PENDING → the outcome, once; a concurrent settle of the same redemption records the same outcome."""
-        async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(R)
-                    .where(R.c.id == redemption_id, R.c.status == PENDING)
-                    .values(**outcome, attempts=R.c.attempts + 1, settled_at=sa.func.now())
-                    .returning(*R.c)
-                )
-            ).first()
-        return row if row is not None else await self._current(redemption_id)
-
-    async def _current(self, redemption_id: uuid.UUID) -> Any:
-        async with self.reads.connect() as conn:
-            return (await conn.execute(sa.select(R).where(R.c.id == redemption_id))).one()
+        record = await self.pool.fetchrow(statement, redemption_id, *outcome)
+        return _row(record if record is not None else await self.pool.fetchrow(_BY_ID, redemption_id))
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
         caller = current_caller()

@@ -12,6 +12,7 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from google.protobuf import timestamp_pb2
@@ -49,6 +50,8 @@ class Resources:
 
     engine: AsyncEngine
     reads: AsyncEngine
+    # asyncpg's own pool for the checkout hot path (prepared statements, no ORM layer).
+    pool: asyncpg.Pool
     settings: MerchantsSettings
     ledger: ledger_pb2_grpc.LedgerServiceAsyncStub
     sessions: sessions_pb2_grpc.SessionsServiceAsyncStub

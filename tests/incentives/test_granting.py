@@ -307,8 +307,9 @@ async def test_the_dry_run_replays_past_sessions_against_a_draft(incentives: Inc
     assert (reply.grants, reply.spend_cents, reply.unique_drivers) == (2, 200, 2)
     assert reply.HasField("budget_exhausted_at")
     failures = {f.failure: f.sessions for f in reply.failures}
-    assert failures[pb.RULE_FAILURE_MIN_DURATION] == 2
-    assert failures[pb.RULE_FAILURE_CHARGER] == reply.sessions_evaluated - 6
+    # Duration is judged before the charger: other tests' sessions in the window under 30 minutes fail on it too.
+    assert failures[pb.RULE_FAILURE_MIN_DURATION] >= 2
+    assert failures[pb.RULE_FAILURE_MIN_DURATION] + failures[pb.RULE_FAILURE_CHARGER] == reply.sessions_evaluated - 4
 
 
 async def test_campaigns_past_their_end_date_end_and_stop_paying(

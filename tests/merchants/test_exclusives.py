@@ -448,6 +448,7 @@ async def test_the_worker_expires_sessions_past_their_window(
     resources = Resources(
         engine=merchants_engine,
         reads=merchants_engine,
+        pool=cast(Any, None),
         settings=cast(Any, None),
         ledger=cast(Any, None),
         sessions=cast(Any, None),

@@ -261,6 +261,7 @@ async def test_my_merchant_with_the_ledger_down_is_ledger_unavailable(
     portal = PortalRpcs(
         engine=merchants_engine,
         reads=merchants_engine,
+        pool=None,  # type: ignore[arg-type]  # not used by the portal
         settings=MerchantsSettings.from_env(Env(mesh.env)),
         ledger=ledger_pb2_grpc.LedgerServiceStub(channel),
         sessions=None,  # type: ignore[arg-type]  # not used by the portal
