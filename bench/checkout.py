@@ -771,7 +771,7 @@ def measured_notes(chosen: dict[str, dict[int, dict[str, Any]]], best: int, chec
     bound = float(checkout["cpu_bound_per_s_machine"] or 0)
     low = chosen["checkout_envoy"][lowest]
     return {
-        "target": f"{TARGET:.0f} redeems/s: a redemption is the ledger's REDEMPTION transfer plus four small "
+        "target": f"{TARGET:.0f} redeems/s: a redemption is the ledger's REDEMPTION transfer plus three small "
         "statements in merchants and one REST hop through Envoy, and a payments path on a 2-core box should keep "
         "at least ~40 % of what its ledger does alone (the fraction bench-ledger asks of the ledger against bare "
         f"SQL); the ledger alone does {ledger_rate:.0f} transfers/s here, so ~500/s. Measured: {rate:.0f}/s "
@@ -787,9 +787,9 @@ def measured_notes(chosen: dict[str, dict[int, dict[str, Any]]], best: int, chec
         f"{low['requests_per_s']:.0f}/s, p50 {low['p50_ms']:.0f} ms, p99 {low['p99_ms']:.0f} ms"
         + ("; about flat above: more clients only queue. " if rate < 1.25 * float(low["requests_per_s"]) else ". ")
         + "merchants (one Python process) does per redeem: an auth check (verdict cached), "
-        "SELECT by (driver, key), SELECT the merchant by QR token (both autocommit), INSERT … ON CONFLICT "
-        "RETURNING (BEGIN/COMMIT), the ledger PostTransfer over gRPC, UPDATE … RETURNING (BEGIN/COMMIT): four "
-        "SQLAlchemy Core statements, two merchants commits beside the ledger's. The ledger spends "
+        "SELECT the merchant by QR token, INSERT … ON CONFLICT (driver, key) DO NOTHING RETURNING, the ledger "
+        "PostTransfer over gRPC, UPDATE … RETURNING: three prepared asyncpg statements (autocommit), two merchants "
+        "commits beside the ledger's. The ledger spends "
         f"{ledger_in_checkout / 1000:.2f} ms per transfer inside checkout against {ledger_alone / 1000:.2f} ms alone"
         + (
             f", most likely because it runs at {rate / ledger_rate:.2f} of the rate (less work per event-loop wake-up)"
