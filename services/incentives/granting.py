@@ -160,7 +160,8 @@ class Granting:
             grant_id=uuid.uuid4(),
             trace=json.dumps(carrier),
         )
-        row, reply = await self._decide(fixed, lambda: self._index.ranked(ids, now), facts)
+        place = domain.Place(facts.charger_id, facts.charger_network, facts.zone_id, facts.lat, facts.lng)
+        row, reply = await self._decide(fixed, lambda: self._index.ranked(ids, now, place), facts)
         if row["kind"] == "replay" and row["conflict"]:
             raise Aborted(
                 "IDEMPOTENCY_KEY_REUSED",
@@ -223,10 +224,17 @@ class Granting:
                     while True:
                         passing = _judge_more(remaining, facts, judged)
                         final = passing < CANDIDATE_BATCH
-                        row = await conn.fetchrow(_EVALUATE, *call.arguments(json.dumps(judged), final=final))
+                        tried = [
+                            {"k": k, "i": entry["i"], "day": entry["day"]}
+                            for k, entry in enumerate(judged, start=1)
+                            if entry["f"] == 0
+                        ]
+                        row = await conn.fetchrow(
+                            _EVALUATE, *call.arguments(json.dumps(judged), json.dumps(tried), len(judged), final=final)
+                        )
                         assert row is not None
                         if row["kind"] != "continue":
-                            return row, _answer(row)
+                            return row, _answer(row, judged)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 # PostgreSQL asking us to try again; the driver lock makes this rare.
                 attempt += 1
@@ -379,7 +387,8 @@ class Granting:
 
 
 _EVALUATE = (
-    "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::jsonb, $13, $14, $15::jsonb)"
+    "SELECT * FROM evaluate_session($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::jsonb, $14, $15, $16,"
+    " $17::jsonb)"
 )
 # Candidates whose rules pass, judged before asking the database: one usually pays; more only cost rule checks.
 CANDIDATE_BATCH = 4
@@ -393,25 +402,33 @@ _MARK_GRANTED = (
 )
 
 
-def _answer(row: asyncpg.Record) -> pb.EvaluateSessionResponse:
-    """The answer, from what evaluate_session() decided or had stored (a repeat gets the same answer)."""
+def _answer(row: asyncpg.Record, judged: list[dict[str, Any]]) -> pb.EvaluateSessionResponse:
+    """The answer, from what evaluate_session() decided or had stored (a repeat gets the same answer): the
+    judged list (this call's, or the stored one on a replay) down to `through`, with the database's verdicts on
+    caps and budget merged in by position."""
     kind = row["kind"]
     reply = pb.EvaluateSessionResponse(
         outcome=row["outcome"], reputation_points_awarded=row["points"], replayed=kind == "replay"
     )
     if row["grant_row"] is not None:
         reply.grant.CopyFrom(_grant_from_json(json.loads(row["grant_row"])))
-    for tried in json.loads(row["candidates"] or "[]"):
-        reply.candidates.append(
-            pb.CandidateResult(
-                campaign_id=tried["i"],
-                campaign_name=tried["n"],
-                priority=tried["p"],
-                granted=tried["f"] == 0,
-                failure=tried["f"],
-                detail=tried["d"],
-            )
+    if row["verdicts"] is not None:
+        entries = json.loads(row["judged"]) if kind == "replay" else judged
+        verdicts: dict[str, dict[str, Any]] = json.loads(row["verdicts"])
+        listed = [{**entry, **verdicts.get(str(k), {})} for k, entry in enumerate(entries[: row["through"]], start=1)]
+    else:  # evaluations stored before migration 0003 hold the assembled list
+        listed = json.loads(row["candidates"] or "[]")
+    reply.candidates.extend(
+        pb.CandidateResult(
+            campaign_id=tried["i"],
+            campaign_name=tried["n"],
+            priority=tried["p"],
+            granted=tried["f"] == 0,
+            failure=tried["f"],
+            detail=tried["d"],
         )
+        for tried in listed
+    )
     return reply
 
 
@@ -454,7 +471,7 @@ class _Call:
     grant_id: uuid.UUID
     trace: str
 
-    def arguments(self, judged: str, *, final: bool) -> tuple[Any, ...]:
+    def arguments(self, judged: str, passing: str, count: int, *, final: bool) -> tuple[Any, ...]:
         return (
             self.session_id,
             self.end_sequence,
@@ -468,6 +485,8 @@ class _Call:
             self.base_points,
             self.now,
             judged,
+            passing,
+            count,
             final,
             self.grant_id,
             self.trace,

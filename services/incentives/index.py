@@ -199,16 +199,21 @@ class CampaignIndex:
         campaigns = self._shelves.campaigns
         return [campaigns[i].candidate for i in self.candidate_ids_for(facts) if i in campaigns]
 
-    def ranked(self, ids: Iterable[str], now: datetime.datetime) -> Iterator[domain.CampaignCandidate]:
+    def ranked(
+        self, ids: Iterable[str], now: datetime.datetime, place: domain.Place | None = None
+    ) -> Iterator[domain.CampaignCandidate]:
         """The live campaigns among `ids` in evaluation order, lazily: a heap, so that an evaluation that stops
-        at its first candidates does not sort them all."""
+        at its first candidates does not sort them all. With a `place`, only the campaigns whose place rules
+        admit it: the cells file campaigns by area, so a coarse cell also brings campaigns whose circle misses
+        the session — those are not candidates of this session, and judging (and listing) them would be most
+        of the work of a session no campaign pays."""
         campaigns = self._shelves.campaigns  # a full reload swaps the shelves; keep reading these
         heap = [(campaigns[i].order, i) for i in ids if i in campaigns]
         heapq.heapify(heap)
         while heap:
             _, campaign_id = heapq.heappop(heap)
             candidate = campaigns[campaign_id].candidate
-            if domain.is_live(candidate, now):
+            if domain.is_live(candidate, now) and (place is None or domain.place_admits(candidate.rules, place)):
                 yield candidate
 
     def any_email_allowlist_at_all(self) -> bool:

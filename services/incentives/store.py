@@ -93,6 +93,11 @@ evaluations = sa.Table(
     sa.Column("outcome", sa.SmallInteger, nullable=False),
     sa.Column("grant_id", pg.UUID(as_uuid=True)),
     sa.Column("candidates", pg.JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+    # Since migration 0003: the judged list as the service wrote it, the database's verdicts by position, and
+    # how far down the list the answer goes.
+    sa.Column("judged", sa.Text),
+    sa.Column("verdicts", pg.JSONB),
+    sa.Column("through", sa.Integer),
     sa.Column("points_awarded", sa.Integer, nullable=False, server_default="0"),
     sa.Column("base_points", sa.Integer, nullable=False, server_default="0"),
     sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
