@@ -10,6 +10,7 @@ pre-filter (`remaining ≥ reward`), so the caller must try the next candidate w
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
@@ -138,10 +139,24 @@ class GeoCircle:
     lat: float
     lng: float
     radius_m: int
+    # For the candidate filter (place_admits): the centre as a unit vector and the squared chord of the radius,
+    # one metre wider than the rule — the filter may admit a campaign the rule then refuses, never the reverse.
+    centre: tuple[float, float, float] = dataclasses.field(init=False, repr=False, compare=False)
+    reach_chord2: float = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.radius_m <= 0:
             raise ValueError("geo radius must be positive")
+        object.__setattr__(self, "centre", unit_vector(self.lat, self.lng))
+        half_angle = min(math.pi / 2, (self.radius_m + GEO_TOLERANCE_M + 1.0) / (2 * EARTH_RADIUS_M))
+        object.__setattr__(self, "reach_chord2", 4 * math.sin(half_angle) ** 2)
+
+
+def unit_vector(lat: float, lng: float) -> tuple[float, float, float]:
+    """A point of the sphere as a unit vector: the squared distance between two of them is the squared chord,
+    which orders points as the great-circle distance does, without a trigonometric call per comparison."""
+    phi, lam = math.radians(lat), math.radians(lng)
+    return (math.cos(phi) * math.cos(lam), math.cos(phi) * math.sin(lam), math.sin(phi))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,13 +383,14 @@ def first_failed_rule(rules: CampaignRuleSet, facts: SessionFacts, tz: tzinfo) -
         return Failure(RF.RULE_FAILURE_ZONE, f"{what}; not one of the campaign's zones")
     if rules.geo is not None and (failure := _geo_failure(rules.geo, facts)) is not None:
         return failure
-    started = facts.started_at.astimezone(tz)
-    if rules.time_window is not None and not rules.time_window.contains(started.time()):
+    # The local start only when a time rule needs it: most campaigns have none.
+    started = facts.started_at.astimezone(tz) if rules.time_window is not None or rules.days_of_week else None
+    if rules.time_window is not None and started is not None and not rules.time_window.contains(started.time()):
         return Failure(
             RF.RULE_FAILURE_TIME_OF_DAY,
             f"started {started:%H:%M} {zone_name(tz)}, outside {rules.time_window}",
         )
-    if rules.days_of_week and started.isoweekday() not in rules.days_of_week:
+    if rules.days_of_week and started is not None and started.isoweekday() not in rules.days_of_week:
         days = ", ".join(ISO_DAY_NAMES[d] for d in sorted(rules.days_of_week))
         return Failure(
             RF.RULE_FAILURE_DAY_OF_WEEK,
@@ -665,19 +681,27 @@ class Place:
     lat: float | None = None
     lng: float | None = None
 
+    @functools.cached_property
+    def point(self) -> tuple[float, float, float] | None:
+        """The point as a unit vector (computed once per place, compared with every geo campaign)."""
+        return None if self.lat is None or self.lng is None else unit_vector(self.lat, self.lng)
+
 
 def place_admits(rules: CampaignRuleSet, place: Place) -> bool:
     """Whether a session at this place could pass the campaign's place rules. A charger rule needs the charger;
     a network, zone or geo rule is judged only when the place says (an unknown network does not hide a
-    campaign the driver may well earn at the charger they pick)."""
+    campaign the driver may well earn at the charger they pick). The geo test errs on the side of admitting
+    (a metre wider than the rule): it chooses candidates, the rule decides."""
     if rules.charger_ids and place.charger_id not in rules.charger_ids:
         return False
     if rules.charger_networks and place.network and _fold(place.network) not in rules.charger_networks:
         return False
     if rules.zone_ids and place.zone_id and place.zone_id not in rules.zone_ids:
         return False
-    if rules.geo is not None and place.lat is not None and place.lng is not None:
-        return haversine_m(rules.geo.lat, rules.geo.lng, place.lat, place.lng) <= rules.geo.radius_m + GEO_TOLERANCE_M
+    point = place.point
+    if rules.geo is not None and point is not None:
+        cx, cy, cz = rules.geo.centre
+        return (cx - point[0]) ** 2 + (cy - point[1]) ** 2 + (cz - point[2]) ** 2 <= rules.geo.reach_chord2
     return True
 
 

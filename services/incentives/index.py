@@ -208,12 +208,17 @@ class CampaignIndex:
         the session — those are not candidates of this session, and judging (and listing) them would be most
         of the work of a session no campaign pays."""
         campaigns = self._shelves.campaigns  # a full reload swaps the shelves; keep reading these
-        heap = [(campaigns[i].order, i) for i in ids if i in campaigns]
+        heap = [
+            (held.order, i)
+            for i in ids
+            if (held := campaigns.get(i)) is not None
+            and (place is None or domain.place_admits(held.candidate.rules, place))
+        ]
         heapq.heapify(heap)
         while heap:
             _, campaign_id = heapq.heappop(heap)
             candidate = campaigns[campaign_id].candidate
-            if domain.is_live(candidate, now) and (place is None or domain.place_admits(candidate.rules, place)):
+            if domain.is_live(candidate, now):
                 yield candidate
 
     def any_email_allowlist_at_all(self) -> bool:

@@ -25,6 +25,7 @@ from services.incentives.domain import (
     DriverUsage,
     Failure,
     GeoCircle,
+    Place,
     SessionFacts,
     TimeWindow,
     UnknownTimeZone,
@@ -37,6 +38,7 @@ from services.incentives.domain import (
     local_day_bounds,
     parse_time_zone,
     percent_used,
+    place_admits,
     rank_candidates,
     reputation,
     reputation_points_for_session,
@@ -965,3 +967,31 @@ def test_percent_used_rounds_half_up_to_one_decimal() -> None:
     assert percent_used(1, 8) == 12.5
     assert percent_used(1, 16) == 6.3  # 6.25 → half up
     assert percent_used(10_000, 10_000) == 100.0
+
+
+@given(
+    st.floats(min_value=-80, max_value=80),
+    st.floats(min_value=-179, max_value=179),
+    st.integers(min_value=1, max_value=200_000),
+    st.floats(min_value=0, max_value=360),
+    st.floats(min_value=0, max_value=1.5),
+)
+def test_the_candidate_filter_never_hides_a_campaign_whose_radius_admits_the_session(
+    lat: float, lng: float, radius_m: int, bearing: float, fraction: float
+) -> None:
+    """place_admits compares squared chords instead of great-circle distances: it must admit every point the
+    rule admits (within the radius, edge included) and refuse points clearly outside (2 m and more)."""
+    geo = GeoCircle(lat, lng, radius_m)
+    theta = radius_m * fraction / EARTH_RADIUS_M
+    phi1, lam1, b = math.radians(lat), math.radians(lng), math.radians(bearing)
+    phi2 = math.asin(math.sin(phi1) * math.cos(theta) + math.cos(phi1) * math.sin(theta) * math.cos(b))
+    lam2 = lam1 + math.atan2(
+        math.sin(b) * math.sin(theta) * math.cos(phi1), math.cos(theta) - math.sin(phi1) * math.sin(phi2)
+    )
+    point = (math.degrees(phi2), (math.degrees(lam2) + 540) % 360 - 180)
+    admitted = place_admits(CampaignRuleSet(geo=geo), Place(lat=point[0], lng=point[1]))
+    distance = haversine_m(lat, lng, *point)
+    if distance <= radius_m + 0.001:
+        assert admitted
+    elif distance > radius_m + 2:
+        assert not admitted
