@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from services.common.interceptors import Access
-from services.common.paging import page_position, page_token
+from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
 from services.incentives.config import IncentivesSettings
@@ -103,7 +103,7 @@ def _uuid(value: str, field: str) -> uuid.UUID:
 
 def _offset(token: str, offset: int) -> int:
     """Where a page starts: after the token's position, else the console's offset."""
-    position = page_position(token)
+    position = page_position(token, maximum=MAX_OFFSET)
     return offset if position is None else position
 
 

@@ -148,7 +148,7 @@ class CatalogRpcs(Resources):
                 raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "only an admin suspends a merchant")
             changes["status"] = request.status
         async with self.engine.begin() as conn:
-            row = await owned_merchant(conn, request.merchant_id, caller, for_update=True)
+            row = await owned_merchant(conn, request.merchant_id, caller, write=True, for_update=True)
             if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in changes:
                 raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "a suspended merchant is reinstated by an admin")
             if changes:
@@ -172,10 +172,16 @@ class CatalogRpcs(Resources):
     async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
         charger = await self._charger(request.charger_id)
         async with self.engine.begin() as conn:
-            merchant = await owned_merchant(conn, request.merchant_id, current_caller())
+            merchant = await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
             estimated_m, _ = domain.walk_estimate((charger.lat, charger.lng), (merchant.lat, merchant.lng))
             walk_m = request.walk_distance_m or estimated_m
             walk_s = request.walk_time_s or round(walk_m / domain.WALK_SPEED_M_PER_S)
+            # Links of one charger change one at a time (the primary flag is unique per charger).
+            await conn.execute(
+                sa.select(
+                    sa.func.pg_advisory_xact_lock(sa.func.hashtextextended("charger-links:" + request.charger_id, 0))
+                )
+            )
             if request.is_primary:
                 # One featured merchant per charger: linking a new primary demotes the old one.
                 await conn.execute(

@@ -139,7 +139,7 @@ RETURNING {_COLUMNS}"""
 _BY_KEY = f"SELECT {_COLUMNS} FROM redemptions WHERE driver_id = $1 AND idempotency_key = $2"
 _BY_ID = f"SELECT {_COLUMNS} FROM redemptions WHERE id = $1"
 _EARLIER_ORDER = """
-SELECT id FROM redemptions WHERE merchant_id = $1 AND square_order_id = $2 AND status <> 3"""
+SELECT id, driver_id FROM redemptions WHERE square_order_id = $1 AND status <> 3"""
 _COMPLETE = f"""
 UPDATE redemptions SET status = 2, discount_cents = $2, merchant_fee_cents = $3, transfer_id = $4,
        nova_balance_after = $5, attempts = attempts + 1, settled_at = now()
@@ -195,11 +195,13 @@ class CheckoutRpcs(Resources):
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name != "redemptions_square_order_once":
                 raise
-            earlier = await self.pool.fetchval(_EARLIER_ORDER, merchant["id"], request.square_order_id)
+            earlier = await self.pool.fetchrow(_EARLIER_ORDER, request.square_order_id)
+            # The earlier redemption is named to its own driver only: another driver's id is not theirs to see.
+            mine = "" if earlier is None or earlier["driver_id"] != driver_id else str(earlier["id"])
             raise AlreadyExists(
                 "ORDER_ALREADY_REDEEMED",
                 "this Square order was already redeemed; nothing was debited",
-                {"redemption_id": str(earlier or "")},
+                {"redemption_id": mine},
             ) from None
         if record is None:  # the key was used before (or concurrently): answer as its replay
             existing = await self._by_key(driver_id, key)
@@ -264,9 +266,15 @@ class CheckoutRpcs(Resources):
             ) from None
         except SquareUnavailable:
             raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; retry with the same key") from None
-        if order.location_id != location_id or not order.total_cents or order.state == "CANCELED":
+        if (
+            order.location_id != location_id
+            or not order.total_cents
+            or order.state == "CANCELED"
+            or (order.currency or "USD") != "USD"  # Nova discounts are US cents
+        ):
             raise FailedPrecondition(
-                "SQUARE_ORDER_UNAVAILABLE", "the order has no total, was canceled, or belongs to another location"
+                "SQUARE_ORDER_UNAVAILABLE",
+                "the order has no total in USD, was canceled, or belongs to another location",
             )
         return order.total_cents
 

@@ -33,11 +33,12 @@ class Perk:
 
 def recommended_perk_cents(average_order_value_cents: int | None) -> int:
     """15 % of the AOV (default 1500 ¢), half-up to the nearest 50 ¢, clamped to [100, 500] — in integers, so
-    1500 → 250 (the first implementation's float/banker's rounding gave 200 🐞)."""
+    1500 → 250 (the first implementation's float/banker's rounding gave 200 🐞) and 833 → 100 (one rounding:
+    rounding to the cent first would give 150)."""
     aov = DEFAULT_AOV_CENTS if average_order_value_cents is None else average_order_value_cents
-    raw = (aov * RECOMMENDED_PERK_BPS + 5_000) // 10_000
-    stepped = (raw + PERK_STEP_CENTS // 2) // PERK_STEP_CENTS * PERK_STEP_CENTS
-    return max(MIN_RECOMMENDED_PERK_CENTS, min(MAX_RECOMMENDED_PERK_CENTS, stepped))
+    # One rounding, of the exact 15 %: (aov * 1500 / 10000) / 50, half-up, in integers.
+    steps = (aov * RECOMMENDED_PERK_BPS + PERK_STEP_CENTS * 10_000 // 2) // (PERK_STEP_CENTS * 10_000)
+    return max(MIN_RECOMMENDED_PERK_CENTS, min(MAX_RECOMMENDED_PERK_CENTS, steps * PERK_STEP_CENTS))
 
 
 def perk_label(cents: int) -> str:

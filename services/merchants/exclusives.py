@@ -239,12 +239,16 @@ class ExclusiveRpcs(Resources):
                 )
             ).first()
         charger: sessions_pb2.GetChargerResponse | None = None
-        if link is not None:
-            charger_lat, charger_lng = link.charger_lat, link.charger_lng
-        else:
-            charger = await self._directory_charger(request.charger_id)
-            charger_lat, charger_lng = charger.lat, charger.lng
-        distance_m = great_circle_m(request.lat, request.lng, charger_lat, charger_lng)
+        if link is None:
+            # An offer belongs to the chargers the store is linked to (the ones whose drivers see it); elsewhere
+            # the 150 m rule would measure from a charger the store has nothing to do with.
+            await self._directory_charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
+            raise FailedPrecondition(
+                "NO_CHARGER_LINK",
+                "this merchant's exclusive offers are not available at this charger",
+                {"merchant_id": merchant.id, "charger_id": request.charger_id},
+            )
+        distance_m = great_circle_m(request.lat, request.lng, link.charger_lat, link.charger_lng)
         if not domain.within_exclusive_radius(distance_m):
             raise FailedPrecondition(
                 "OUTSIDE_RADIUS",
@@ -622,7 +626,8 @@ class ExclusiveRpcs(Resources):
                 (
                     await conn.execute(
                         sa.update(X)
-                        .where(which, X.c.status == ACTIVE)
+                        # A session past its window expired, whatever the sweep has not marked yet.
+                        .where(which, X.c.status == ACTIVE, X.c.expires_at > now)
                         .values(status=CANCELED, cancel_reason=request.reason, canceled_by=admin_id, ended_at=now)
                         .returning(X.c.id)
                     )
@@ -667,7 +672,7 @@ class ExclusiveRpcs(Resources):
         self, request: pb.CreateMerchantExclusiveRequest, context: Any
     ) -> pb.CreateMerchantExclusiveResponse:
         async with self.engine.begin() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
+            await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
             linked = (
                 await conn.execute(sa.select(L.c.charger_id).where(L.c.merchant_id == request.merchant_id).limit(1))
             ).first()
@@ -705,7 +710,7 @@ class ExclusiveRpcs(Resources):
         }
         which = sa.and_(O.c.id == request.exclusive_id, O.c.merchant_id == request.merchant_id)
         async with self.engine.begin() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
+            await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
             if changes:
                 query: Any = sa.update(O).where(which).values(**changes, updated_at=sa.func.now()).returning(*O.c)
             else:

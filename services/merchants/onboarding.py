@@ -63,7 +63,7 @@ from services.merchants.records import (
     Resources,
     checkout_url,
     insert_merchant,
-    is_admin,
+    manages,
     merchant_message,
     merchant_not_found,
     owned_merchant,
@@ -115,13 +115,6 @@ def _user_id(caller: Caller) -> str:
     return caller.user_id
 
 
-def _manages(row: Any, caller: Caller) -> bool:
-    """The caller may act on this store: its owner, or an admin (as owned_merchant decides)."""
-    return row is not None and (
-        is_admin(caller) or (caller.user_id is not None and row.owner_user_id == caller.user_id)
-    )
-
-
 def _time_zone(name: str | None) -> str | None:
     """Square's IANA time zone, when this server knows it."""
     if not name:
@@ -154,7 +147,7 @@ class SquareRpcs(Resources):
         async with self.engine.begin() as conn:
             merchant_id = None
             if request.merchant_id:
-                merchant_id = (await owned_merchant(conn, request.merchant_id, caller)).id
+                merchant_id = (await owned_merchant(conn, request.merchant_id, caller, write=True)).id
             await conn.execute(sa.delete(STATES).where(STATES.c.expires_at < sa.func.now() - STATE_RETENTION))
             expires_at = (
                 await conn.execute(
@@ -344,12 +337,12 @@ class SquareRpcs(Resources):
             for row in await conn.execute(sa.select(M).where(M.c.id.in_(ids)).order_by(M.c.id).with_for_update())
         }
         current = locked.get(connected_to) if connected_to is not None else None
-        if current is not None and not _manages(current, caller):
+        if current is not None and not manages(current, caller, write=True):
             raise _account_taken()
         if state_merchant_id is not None:
             # Checked again: the store may have changed hands since ConnectSquare.
             target = locked.get(state_merchant_id)
-            if not _manages(target, caller):
+            if not manages(target, caller, write=True):
                 raise merchant_not_found(state_merchant_id)
         else:
             target = current

@@ -34,7 +34,7 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 from services.common.context import current_caller
 from services.common.errors import NotFound, PermissionDenied, Unavailable
 from services.common.interceptors import Access
-from services.common.paging import page_position, page_token
+from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.merchants import artwork, domain, store
 from services.merchants.records import (
     ADMIN,
@@ -290,7 +290,7 @@ class PortalRpcs(Resources):
         period = request.period or "week"
         size = request.limit or request.page_size or DEFAULT_VISITS
         bound = f"visits:{request.merchant_id}:{period}:{request.status}"
-        position = page_position(request.page_token, bound)
+        position = page_position(request.page_token, bound, maximum=MAX_OFFSET)
         offset = request.offset if position is None else position
         now = _now()
         window = VISIT_PERIODS[period]

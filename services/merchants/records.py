@@ -79,10 +79,19 @@ async def load_merchant(conn: AsyncConnection, merchant_id: str, *, for_update: 
     return (await conn.execute(query)).first()
 
 
-async def owned_merchant(conn: AsyncConnection, merchant_id: str, caller: Caller, *, for_update: bool = False) -> Any:
-    """The merchant, if the caller owns it (or is an admin); MERCHANT_NOT_FOUND otherwise."""
+def manages(row: Any, caller: Caller, *, write: bool) -> bool:
+    """The caller may act on this store: its owner, or an admin — for a change, a write admin only (a read-only
+    admin reads every store and changes none)."""
+    admin = caller.has_any({ADMIN}) if write else is_admin(caller)
+    return row is not None and (admin or (caller.user_id is not None and row.owner_user_id == caller.user_id))
+
+
+async def owned_merchant(
+    conn: AsyncConnection, merchant_id: str, caller: Caller, *, write: bool = False, for_update: bool = False
+) -> Any:
+    """The merchant, if the caller may read it (`write`: change it); MERCHANT_NOT_FOUND otherwise."""
     row = await load_merchant(conn, merchant_id, for_update=for_update)
-    if row is None or not (is_admin(caller) or (caller.user_id is not None and row.owner_user_id == caller.user_id)):
+    if not manages(row, caller, write=write):
         raise merchant_not_found(merchant_id)
     return row
 

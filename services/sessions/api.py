@@ -29,7 +29,7 @@ from services.common.context import current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
 from services.common.interceptors import Access
-from services.common.paging import page_position, page_token
+from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
 from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
@@ -130,7 +130,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                 [("radius_m", f"must be 0 (meaning {DEFAULT_SEARCH_RADIUS_M}) or {MIN_SEARCH_RADIUS_M} to 100000")]
             )
         fingerprint = _search_fingerprint(request)
-        offset = page_position(request.page_token, fingerprint) or 0
+        offset = page_position(request.page_token, fingerprint, maximum=MAX_OFFSET) or 0
         size = request.page_size or DEFAULT_SEARCH_PAGE
         text = request.q
         place = await self._geocode(request.q, near)
@@ -405,7 +405,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         driver_id = _driver()
         size = request.page_size or request.limit or DEFAULT_SESSION_PAGE
         fingerprint = hashlib.sha256(driver_id.encode()).hexdigest()[:12]
-        offset = page_position(request.page_token, fingerprint) or request.offset
+        offset = page_position(request.page_token, fingerprint, maximum=MAX_OFFSET) or request.offset
         s = store.charging_sessions
         async with self._reads.connect() as conn:
             rows = list(

@@ -191,3 +191,25 @@ def test_short_codes_stay_six_characters_for_thousands_of_stores_of_one_name() -
     assert (
         domain.short_code_candidates("A&W")[:2] == ["AW", "AW1"] and domain.short_code_candidates("!!")[0] == "NERAVA"
     )
+
+
+@pytest.mark.parametrize(
+    ("aov", "perk"),
+    [(None, 250), (500, 100), (833, 100), (834, 150), (1000, 150), (1497, 200), (1500, 250), (2000, 300),
+     (2500, 400), (3000, 450), (3167, 500), (50_000, 500)],
+)  # fmt: skip
+def test_the_recommended_perk_is_fifteen_percent_half_up_to_fifty_cents_clamped(aov: int | None, perk: int) -> None:
+    assert domain.recommended_perk_cents(aov) == perk
+
+
+async def test_a_read_only_admin_reads_every_store_and_changes_none(
+    merchants: Merchants, shop: Store, person: NewPerson
+) -> None:
+    auditor = await person("merchant", "admin_readonly")
+    qr = await merchants.stub.GetCheckoutQr(pb.GetCheckoutQrRequest(merchant_id=shop.id), metadata=auditor.auth)
+    assert qr.qr_token == shop.qr_token
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await merchants.stub.UpdateMerchant(
+            pb.UpdateMerchantRequest(merchant_id=shop.id, custom_perk_cents=100_000), metadata=auditor.auth
+        )
+    assert error_reason(refused.value) == "MERCHANT_NOT_FOUND"

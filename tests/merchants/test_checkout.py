@@ -30,7 +30,7 @@ from services.merchants.records import token_cipher
 from tests.merchants.helpers import Merchants, Store, driver_nova
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
-from tests.support.rpc import as_service, error_reason
+from tests.support.rpc import as_service, error_metadata, error_reason
 from tests.support.tcp_proxy import tcp_proxy
 from tools.embedded import free_port
 
@@ -241,7 +241,12 @@ async def _connect_square(square_fake: FakeSquare, merchants_engine: AsyncEngine
 
 
 async def test_a_square_order_uses_squares_total_and_is_redeemed_once(
-    merchants: Merchants, shop: Store, driver: Person, square_fake: FakeSquare, merchants_engine: AsyncEngine
+    merchants: Merchants,
+    shop: Store,
+    driver: Person,
+    square_fake: FakeSquare,
+    merchants_engine: AsyncEngine,
+    person: NewPerson,
 ) -> None:
     location = await _connect_square(square_fake, merchants_engine, shop)
     order = square_fake.add_order(location, 250, state="OPEN")
@@ -253,6 +258,17 @@ async def test_a_square_order_uses_squares_total_and_is_redeemed_once(
     assert again.value.code() == grpc.StatusCode.ALREADY_EXISTS
     assert error_reason(again.value) == "ORDER_ALREADY_REDEEMED"
     assert await redemption_debits(merchants, driver) == [250]  # no debit for the duplicate
+    assert error_metadata(again.value)["redemption_id"] == first.redemption_id  # the driver's own
+    someone = await person()
+    await merchants.give_nova(someone, 500)
+    with pytest.raises(grpc.aio.AioRpcError) as theirs:
+        await merchants.stub.RedeemAtCheckout(redeem(shop, 250, square_order_id=order.id), metadata=someone.auth)
+    assert error_reason(theirs.value) == "ORDER_ALREADY_REDEEMED"
+    assert error_metadata(theirs.value)["redemption_id"] == ""  # another driver's redemption is not named
+    euros = square_fake.add_order(location, 900, currency="EUR")
+    with pytest.raises(grpc.aio.AioRpcError) as foreign_money:
+        await merchants.stub.RedeemAtCheckout(redeem(shop, square_order_id=euros.id), metadata=driver.auth)
+    assert error_reason(foreign_money.value) == "SQUARE_ORDER_UNAVAILABLE"
 
 
 async def test_square_orders_of_another_location_or_store_are_refused(

@@ -17,7 +17,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from google.protobuf import struct_pb2
-from google.rpc import error_details_pb2, status_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,7 +26,7 @@ from services.merchants.exclusives import expire_due_exclusives, expire_exclusiv
 from services.merchants.records import Resources
 from tests.merchants.helpers import Merchants, Store, new_charger, offset
 from tests.support.people import NewPerson, Person
-from tests.support.rpc import bad_fields, error_reason
+from tests.support.rpc import bad_fields, error_metadata, error_reason
 
 X = store.exclusive_sessions
 V = store.verified_visits
@@ -53,18 +52,6 @@ async def activate(
         ),
         metadata=driver.auth,
     )
-
-
-def error_metadata(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    """The ErrorInfo metadata of a failed call."""
-    trailing = cast(grpc.aio.Metadata | None, error.trailing_metadata())
-    for key, value in trailing or ():
-        if key == "grpc-status-details-bin" and isinstance(value, bytes):
-            for detail in status_pb2.Status.FromString(value).details:
-                info = error_details_pb2.ErrorInfo()
-                if detail.Unpack(info):
-                    return dict(info.metadata)
-    return {}
 
 
 async def sessions_of(engine: AsyncEngine, driver: Person) -> list[Any]:
@@ -256,22 +243,31 @@ async def test_a_second_activation_while_one_is_active_returns_it(
     assert len(await sessions_of(merchants_engine, driver)) == 1
 
 
-async def test_an_unlinked_charger_and_a_place_id_are_looked_up(
-    merchants: Merchants, admin: Person, owner: Person, driver: Person
+async def test_a_place_id_finds_the_store_and_an_unlinked_charger_is_refused(
+    merchants: Merchants, admin: Person, owner: Person, driver: Person, person: NewPerson
 ) -> None:
     place = f"ChIJ{uuid.uuid4().hex[:16]}"
     shop = await merchants.create_store(admin, owner, place_id=place)
-    charger_id, c_lat, c_lng = await new_charger(merchants.sessions_engine)  # not linked to the store
-    lat, lng = offset(c_lat, c_lng, north_m=20)
+    lat, lng = offset(shop.charger_lat, shop.charger_lng, north_m=20)
     started = await merchants.stub.ActivateExclusive(
-        pb.ActivateExclusiveRequest(merchant_place_id=place, charger_id=charger_id, lat=lat, lng=lng),
+        pb.ActivateExclusiveRequest(merchant_place_id=place, charger_id=shop.charger_id, lat=lat, lng=lng),
         metadata=driver.auth,
     )
     session = started.exclusive_session
     assert session.merchant_id == shop.id and session.merchant_place_id == place
     assert session.charger_name == "Merchant test charger"
-    walk_m, walk_s = domain.walk_estimate((c_lat, c_lng), (shop.merchant.lat, shop.merchant.lng))
-    assert (session.merchant_distance_m, session.merchant_walk_time_min) == (walk_m, domain.walk_minutes(walk_s))
+    # A charger the store is not linked to: its offer is not shown there, so it does not start there either
+    # (the 150 m rule would measure from a charger that has nothing to do with the store).
+    elsewhere, c_lat, c_lng = await new_charger(merchants.sessions_engine)
+    near_lat, near_lng = offset(c_lat, c_lng, north_m=20)
+    other = await person()
+    refusal = await refused(
+        merchants.stub.ActivateExclusive(
+            pb.ActivateExclusiveRequest(merchant_id=shop.id, charger_id=elsewhere, lat=near_lat, lng=near_lng),
+            metadata=other.auth,
+        )
+    )
+    assert error_reason(refusal) == "NO_CHARGER_LINK"
 
 
 async def test_unknown_or_paused_merchants_and_unknown_chargers_are_refused(

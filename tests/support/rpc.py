@@ -16,6 +16,15 @@ from services.common.errors import peer_reason
 error_reason = peer_reason
 
 
+def error_metadata(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    """The ErrorInfo metadata carried by a failed call (empty when there is none)."""
+    for detail in _details(error).details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return dict(info.metadata)
+    return {}
+
+
 def bad_fields(error: grpc.aio.AioRpcError) -> list[str]:
     """The fields named by a google.rpc.BadRequest in a failed call."""
     fields: list[str] = []

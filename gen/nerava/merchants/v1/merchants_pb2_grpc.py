@@ -56,7 +56,7 @@ class MerchantsServiceStub:
     refusal; replayed as such for the same key)
     MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
     ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
-    (metadata: redemption_id)
+    (metadata: redemption_id, when it was the caller's)
     IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
     REDEMPTION_NOT_FOUND         (NOT_FOUND)            no such redemption, or not the caller's
     SQUARE_NOT_CONNECTED         (FAILED_PRECONDITION)  square_order_id given but the merchant has no
@@ -85,10 +85,12 @@ class MerchantsServiceStub:
     is used up
     EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
-    least one charger
+    least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
-    LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer a read (balances);
-    redemptions stay PENDING instead
+    LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
+    redemption's transfer — the redemption stays PENDING
+    (metadata: redemption_id) and the same request again
+    completes it once
     UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
     merchant
@@ -275,7 +277,7 @@ class MerchantsServiceServicer:
     refusal; replayed as such for the same key)
     MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
     ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
-    (metadata: redemption_id)
+    (metadata: redemption_id, when it was the caller's)
     IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
     REDEMPTION_NOT_FOUND         (NOT_FOUND)            no such redemption, or not the caller's
     SQUARE_NOT_CONNECTED         (FAILED_PRECONDITION)  square_order_id given but the merchant has no
@@ -304,10 +306,12 @@ class MerchantsServiceServicer:
     is used up
     EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
-    least one charger
+    least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
-    LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer a read (balances);
-    redemptions stay PENDING instead
+    LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
+    redemption's transfer — the redemption stays PENDING
+    (metadata: redemption_id) and the same request again
+    completes it once
     UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
     merchant
@@ -713,7 +717,7 @@ class MerchantsService:
     refusal; replayed as such for the same key)
     MERCHANT_STATUS_NOT_ALLOWED  (PERMISSION_DENIED)    an owner may only pause or resume (ACTIVE/PAUSED)
     ORDER_ALREADY_REDEEMED       (ALREADY_EXISTS)       this Square order was already redeemed; no debit
-    (metadata: redemption_id)
+    (metadata: redemption_id, when it was the caller's)
     IDEMPOTENCY_KEY_REUSED       (ABORTED)              same idempotency key, different request (HTTP 409)
     REDEMPTION_NOT_FOUND         (NOT_FOUND)            no such redemption, or not the caller's
     SQUARE_NOT_CONNECTED         (FAILED_PRECONDITION)  square_order_id given but the merchant has no
@@ -742,10 +746,12 @@ class MerchantsService:
     is used up
     EXCLUSIVE_OFFER_NOT_FOUND    (NOT_FOUND)            unknown exclusive offer id for this merchant
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
-    least one charger
+    least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
-    LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer a read (balances);
-    redemptions stay PENDING instead
+    LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
+    redemption's transfer — the redemption stays PENDING
+    (metadata: redemption_id) and the same request again
+    completes it once
     UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
     merchant

@@ -5,8 +5,8 @@ Revises: 0001
 
 What the database itself guarantees:
 - a QR token and a Square account belong to one merchant; a charger has at most one primary merchant;
-- a redemption is unique per (driver, idempotency key), and a Square order is redeemed at most once per
-  merchant (a FAILED redemption frees the order: nothing was debited);
+- a redemption is unique per (driver, idempotency key), and a Square order is redeemed at most once (a FAILED
+  redemption frees the order: nothing was debited);
 - a driver has at most one ACTIVE exclusive session, an exclusive session at most one verified visit, and a
   visit number is unique per merchant and local day (so codes never collide across days — 🐞 in the first
   implementation, where numbers reset daily but codes were globally unique).
@@ -113,7 +113,8 @@ CREATE TABLE redemptions (
     CONSTRAINT redemptions_completed_has_transfer CHECK (status <> 2 OR (transfer_id IS NOT NULL AND discount_cents > 0)),
     CONSTRAINT redemptions_driver_key UNIQUE (driver_id, idempotency_key)
 );
-CREATE UNIQUE INDEX redemptions_square_order_once ON redemptions (merchant_id, square_order_id)
+-- Square order ids are global: once per order, even if its seller's account moved to another store.
+CREATE UNIQUE INDEX redemptions_square_order_once ON redemptions (square_order_id)
     WHERE square_order_id IS NOT NULL AND status <> 3;
 CREATE INDEX redemptions_merchant ON redemptions (merchant_id, created_at DESC);
 CREATE INDEX redemptions_pending ON redemptions (created_at) WHERE status = 1;
