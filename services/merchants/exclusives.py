@@ -54,6 +54,7 @@ from services.common.interceptors import Access
 from services.merchants import domain, store
 from services.merchants.records import (
     ADMIN,
+    ADMIN_READONLY,
     DRIVER,
     MERCHANT,
     M,
@@ -76,6 +77,8 @@ ACCESS: dict[str, Access] = {
     "ListMerchantExclusives": Access.role(MERCHANT, ADMIN),
     "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN),
     "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN),
+    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN),
+    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY),
 }
 
 X = store.exclusive_sessions
@@ -723,6 +726,40 @@ class ExclusiveRpcs(Resources):
                 {"merchant_id": request.merchant_id, "exclusive_id": request.exclusive_id},
             )
         return pb.UpdateMerchantExclusiveResponse(**_offer_fields(row))
+
+    async def EnableMerchantExclusive(
+        self, request: pb.EnableMerchantExclusiveRequest, context: Any
+    ) -> pb.EnableMerchantExclusiveResponse:
+        updated = await self.UpdateMerchantExclusive(
+            pb.UpdateMerchantExclusiveRequest(
+                merchant_id=request.merchant_id, exclusive_id=request.exclusive_id, is_active=request.enabled
+            ),
+            context,
+        )
+        return pb.EnableMerchantExclusiveResponse(ok=True, is_active=updated.is_active)
+
+    async def GetMerchantAnalytics(
+        self, request: pb.GetMerchantAnalyticsRequest, context: Any
+    ) -> pb.GetMerchantAnalyticsResponse:
+        async with self.reads.connect() as conn:
+            await owned_merchant(conn, request.merchant_id, current_caller())
+            figures = (
+                await conn.execute(
+                    sa.select(
+                        sa.func.count(),
+                        sa.func.count().filter(X.c.status == COMPLETED),
+                        sa.func.count(sa.distinct(X.c.driver_id)),
+                    ).where(X.c.merchant_id == request.merchant_id)
+                )
+            ).one()
+        activations, completes, drivers = (int(value) for value in figures)
+        return pb.GetMerchantAnalyticsResponse(
+            merchant_id=request.merchant_id,
+            activations=activations,
+            completes=completes,
+            unique_drivers=drivers,
+            completion_rate=round(completes * 100 / activations, 2) if activations else 0.0,
+        )
 
 
 # --- background -----------------------------------------------------------------------------------------------

@@ -839,3 +839,36 @@ async def test_the_driver_app_flow_through_the_gateway(
 async def test_the_null_session_is_a_value_for_grpc_callers(merchants: Merchants, driver: Person) -> None:
     none = await merchants.stub.GetActiveExclusive(pb.GetActiveExclusiveRequest(), metadata=driver.auth)
     assert none.exclusive_session == struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+
+
+async def test_the_portal_switches_an_offer_and_reads_its_analytics(
+    merchants: Merchants, shop: Store, person: NewPerson, rest: httpx.AsyncClient
+) -> None:
+    offer = await create_offer(merchants, shop)
+    path = f"/v1/merchants/{shop.id}/exclusives/{offer.id}/enable"
+    off = await rest.post(path, params={"enabled": "false"}, headers=shop.owner.headers)
+    assert off.status_code == 200, off.text
+    assert off.json() == {"ok": True, "is_active": False}
+    on = await rest.post(path, params={"enabled": "true"}, headers=shop.owner.headers)
+    assert on.json()["is_active"] is True
+    stranger = await person("merchant")
+    assert (await rest.post(path, params={"enabled": "false"}, headers=stranger.headers)).status_code == 404
+    first, second = await person(), await person()
+    for driver in (first, second):
+        await activate(merchants, driver, shop)
+    session_id = (
+        await merchants.stub.GetActiveExclusive(pb.GetActiveExclusiveRequest(), metadata=first.auth)
+    ).session.id
+    await merchants.stub.VerifyExclusiveVisit(
+        pb.VerifyExclusiveVisitRequest(exclusive_session_id=session_id), metadata=first.auth
+    )
+    analytics = await rest.get(f"/v1/merchants/{shop.id}/analytics", headers=shop.owner.headers)
+    assert analytics.status_code == 200, analytics.text
+    assert analytics.json() == {
+        "merchant_id": shop.id,
+        "activations": 2,
+        "completes": 1,
+        "unique_drivers": 2,
+        "completion_rate": 50.0,
+    }
+    assert (await rest.get(f"/v1/merchants/{shop.id}/analytics", headers=stranger.headers)).status_code == 404

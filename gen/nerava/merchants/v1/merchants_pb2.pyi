@@ -1176,3 +1176,41 @@ class GetCheckoutQrResponse(_message.Message):
     qr_token: str
     qr_url: str
     def __init__(self, qr_token: _Optional[str] = ..., qr_url: _Optional[str] = ...) -> None: ...
+
+class EnableMerchantExclusiveRequest(_message.Message):
+    __slots__ = ("merchant_id", "exclusive_id", "enabled")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    exclusive_id: str
+    enabled: bool
+    def __init__(self, merchant_id: _Optional[str] = ..., exclusive_id: _Optional[str] = ..., enabled: _Optional[bool] = ...) -> None: ...
+
+class EnableMerchantExclusiveResponse(_message.Message):
+    __slots__ = ("ok", "is_active")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    IS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    is_active: bool
+    def __init__(self, ok: _Optional[bool] = ..., is_active: _Optional[bool] = ...) -> None: ...
+
+class GetMerchantAnalyticsRequest(_message.Message):
+    __slots__ = ("merchant_id",)
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    def __init__(self, merchant_id: _Optional[str] = ...) -> None: ...
+
+class GetMerchantAnalyticsResponse(_message.Message):
+    __slots__ = ("merchant_id", "activations", "completes", "unique_drivers", "completion_rate")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATIONS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETES_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETION_RATE_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    activations: int
+    completes: int
+    unique_drivers: int
+    completion_rate: float
+    def __init__(self, merchant_id: _Optional[str] = ..., activations: _Optional[int] = ..., completes: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., completion_rate: _Optional[float] = ...) -> None: ...

@@ -194,6 +194,16 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantExclusiveRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantExclusiveResponse.FromString,
                 _registered_method=True)
+        self.EnableMerchantExclusive = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/EnableMerchantExclusive',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.EnableMerchantExclusiveRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.EnableMerchantExclusiveResponse.FromString,
+                _registered_method=True)
+        self.GetMerchantAnalytics = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/GetMerchantAnalytics',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantAnalyticsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantAnalyticsResponse.FromString,
+                _registered_method=True)
         self.ConnectSquare = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/ConnectSquare',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ConnectSquareRequest.SerializeToString,
@@ -456,6 +466,21 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnableMerchantExclusive(self, request, context):
+        """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetMerchantAnalytics(self, request, context):
+        """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
+        completion rate. Owner.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ConnectSquare(self, request, context):
         """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
         caller. Merchant.
@@ -627,6 +652,16 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.UpdateMerchantExclusive,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantExclusiveRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantExclusiveResponse.SerializeToString,
+            ),
+            'EnableMerchantExclusive': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableMerchantExclusive,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.EnableMerchantExclusiveRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.EnableMerchantExclusiveResponse.SerializeToString,
+            ),
+            'GetMerchantAnalytics': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMerchantAnalytics,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantAnalyticsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantAnalyticsResponse.SerializeToString,
             ),
             'ConnectSquare': grpc.unary_unary_rpc_method_handler(
                     servicer.ConnectSquare,
@@ -1235,6 +1270,60 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/UpdateMerchantExclusive',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantExclusiveRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.UpdateMerchantExclusiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableMerchantExclusive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/EnableMerchantExclusive',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.EnableMerchantExclusiveRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.EnableMerchantExclusiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMerchantAnalytics(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/GetMerchantAnalytics',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantAnalyticsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantAnalyticsResponse.FromString,
             options,
             channel_credentials,
             insecure,

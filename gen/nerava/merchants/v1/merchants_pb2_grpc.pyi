@@ -158,6 +158,12 @@ class MerchantsServiceStub:
     """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner."""
     UpdateMerchantExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantExclusiveRequest, _merchants_pb2.UpdateMerchantExclusiveResponse]
     """Changes an exclusive offer; only the fields present change. Owner."""
+    EnableMerchantExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.EnableMerchantExclusiveRequest, _merchants_pb2.EnableMerchantExclusiveResponse]
+    """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner."""
+    GetMerchantAnalytics: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantAnalyticsRequest, _merchants_pb2.GetMerchantAnalyticsResponse]
+    """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
+    completion rate. Owner.
+    """
     ConnectSquare: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ConnectSquareRequest, _merchants_pb2.ConnectSquareResponse]
     """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
     caller. Merchant.
@@ -325,6 +331,12 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner."""
     UpdateMerchantExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantExclusiveRequest, _merchants_pb2.UpdateMerchantExclusiveResponse]  # type: ignore[assignment]
     """Changes an exclusive offer; only the fields present change. Owner."""
+    EnableMerchantExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.EnableMerchantExclusiveRequest, _merchants_pb2.EnableMerchantExclusiveResponse]  # type: ignore[assignment]
+    """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner."""
+    GetMerchantAnalytics: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantAnalyticsRequest, _merchants_pb2.GetMerchantAnalyticsResponse]  # type: ignore[assignment]
+    """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
+    completion rate. Owner.
+    """
     ConnectSquare: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ConnectSquareRequest, _merchants_pb2.ConnectSquareResponse]  # type: ignore[assignment]
     """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
     caller. Merchant.
@@ -597,6 +609,24 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.UpdateMerchantExclusiveResponse, _abc.Awaitable[_merchants_pb2.UpdateMerchantExclusiveResponse]]:
         """Changes an exclusive offer; only the fields present change. Owner."""
+
+    @_abc_1.abstractmethod
+    def EnableMerchantExclusive(
+        self,
+        request: _merchants_pb2.EnableMerchantExclusiveRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.EnableMerchantExclusiveResponse, _abc.Awaitable[_merchants_pb2.EnableMerchantExclusiveResponse]]:
+        """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner."""
+
+    @_abc_1.abstractmethod
+    def GetMerchantAnalytics(
+        self,
+        request: _merchants_pb2.GetMerchantAnalyticsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.GetMerchantAnalyticsResponse, _abc.Awaitable[_merchants_pb2.GetMerchantAnalyticsResponse]]:
+        """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
+        completion rate. Owner.
+        """
 
     @_abc_1.abstractmethod
     def ConnectSquare(
