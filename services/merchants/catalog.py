@@ -79,8 +79,9 @@ def charger_not_found(charger_id: str) -> NotFound:
     return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
 
 
-def _day_start(now: datetime.datetime) -> datetime.datetime:
-    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+def _local_day_start(time_zone: Any) -> Any:
+    """SQL: the start of today in the store's time zone ("today" in the counts a store shows is its own day)."""
+    return sa.func.timezone(time_zone, sa.func.date_trunc("day", sa.func.timezone(time_zone, sa.func.now())))
 
 
 class CatalogRpcs(Resources):
@@ -233,7 +234,7 @@ class CatalogRpcs(Resources):
         self, request: pb.ListMerchantsForChargerRequest, context: Any
     ) -> pb.ListMerchantsForChargerResponse:
         now = datetime.datetime.now(datetime.UTC)
-        day_start = _day_start(now)
+        day_start = _local_day_start(M.c.time_zone)
         activations = (
             sa.select(sa.func.count()).where(X.c.merchant_id == M.c.id, X.c.activated_at >= day_start).scalar_subquery()
         )
@@ -308,7 +309,6 @@ class CatalogRpcs(Resources):
 
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
         now = datetime.datetime.now(datetime.UTC)
-        day_start = _day_start(now)
         async with self.reads.connect() as conn:
             row = (
                 await conn.execute(
@@ -319,12 +319,16 @@ class CatalogRpcs(Resources):
                 raise merchant_not_found(request.merchant_id)
             activations = (
                 await conn.execute(
-                    sa.select(sa.func.count()).where(X.c.merchant_id == row.id, X.c.activated_at >= day_start)
+                    sa.select(sa.func.count()).where(
+                        X.c.merchant_id == row.id, X.c.activated_at >= _local_day_start(sa.literal(row.time_zone))
+                    )
                 )
             ).scalar_one()
             visits = (
                 await conn.execute(
-                    sa.select(sa.func.count()).where(V.c.merchant_id == row.id, V.c.verified_at >= day_start)
+                    sa.select(sa.func.count()).where(
+                        V.c.merchant_id == row.id, V.c.verified_at >= _local_day_start(sa.literal(row.time_zone))
+                    )
                 )
             ).scalar_one()
         perk = perk_of(row)

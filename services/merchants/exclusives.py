@@ -41,6 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller, current_caller
 from services.common.errors import (
+    Aborted,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -88,6 +89,7 @@ O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchan
 
 ACTIVE = pb.EXCLUSIVE_STATUS_ACTIVE
 COMPLETED = pb.EXCLUSIVE_STATUS_COMPLETED
+MERCHANT_ACTIVE = pb.MERCHANT_STATUS_ACTIVE
 EXPIRED = pb.EXCLUSIVE_STATUS_EXPIRED
 CANCELED = pb.EXCLUSIVE_STATUS_CANCELED
 
@@ -208,6 +210,16 @@ def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
     return value
 
 
+def _same_activation(stored: Any, request: pb.ActivateExclusiveRequest) -> bool:
+    """Whether a replayed key asks for what it started: the same charger and merchant (by id or place id)."""
+    merchant = (
+        stored.merchant_id == request.merchant_id
+        if request.merchant_id
+        else (stored.merchant_place_id == request.merchant_place_id)
+    )
+    return bool(merchant and stored.charger_id == request.charger_id)
+
+
 class ExclusiveRpcs(Resources):
     # --- drivers ------------------------------------------------------------------------------------------
 
@@ -223,6 +235,12 @@ class ExclusiveRpcs(Resources):
                     await conn.execute(_view().where(X.c.driver_id == driver_id, X.c.idempotency_key == key))
                 ).first()
                 if replayed is not None:
+                    if not _same_activation(replayed, request):
+                        raise Aborted(
+                            "IDEMPOTENCY_KEY_REUSED",
+                            "this idempotency key started an exclusive at another merchant or charger",
+                            {"exclusive_session_id": str(replayed.id)},
+                        )
                     return await self._activation_reply(replayed, now, idempotent=True)
             # At most one ACTIVE session per driver: a running one is the answer.
             running = (await conn.execute(_view().where(X.c.driver_id == driver_id, X.c.status == ACTIVE))).first()
@@ -481,6 +499,11 @@ class ExclusiveRpcs(Resources):
                     visit_number=visit.visit_number,
                     merchant_name=merchant.name,
                     verified_at=timestamp(visit.verified_at),
+                )
+            if merchant.status != MERCHANT_ACTIVE:
+                # A store that paused (or was suspended) since the activation takes no new visits.
+                raise FailedPrecondition(
+                    "MERCHANT_NOT_ACTIVE", "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
                 )
             lapsed = row.status == ACTIVE and row.expires_at <= now
             if lapsed:

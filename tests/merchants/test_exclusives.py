@@ -872,3 +872,36 @@ async def test_the_portal_switches_an_offer_and_reads_its_analytics(
         "completion_rate": 50.0,
     }
     assert (await rest.get(f"/v1/merchants/{shop.id}/analytics", headers=stranger.headers)).status_code == 404
+    # The same day's figures on the drivers' "while you charge" list and the store's page (the store's own day).
+    listed = (await rest.get("/v1/drivers/merchants/open", params={"charger_id": shop.charger_id})).json()
+    assert (listed[0]["activations_today"], listed[0]["verified_visits_today"]) == (2, 1)
+    page = (await rest.get(f"/v1/merchants/{shop.id}")).json()["merchant"]
+    assert (page["activations_today"], page["verified_visits_today"]) == (2, 1)
+
+
+async def test_a_key_replayed_for_another_charger_is_refused_and_a_paused_store_takes_no_visit(
+    merchants: Merchants, admin: Person, owner: Person, driver: Person
+) -> None:
+    shop = await merchants.create_store(admin, owner)
+    key = str(uuid.uuid4())
+    started = await activate(merchants, driver, shop, key=key)
+    other = await merchants.create_store(admin, owner)
+    lat, lng = offset(other.charger_lat, other.charger_lng, east_m=10)
+    reused = await refused(
+        merchants.stub.ActivateExclusive(
+            pb.ActivateExclusiveRequest(
+                merchant_id=other.id, charger_id=other.charger_id, lat=lat, lng=lng, idempotency_key=key
+            ),
+            metadata=driver.auth,
+        )
+    )
+    assert reused.code() == grpc.StatusCode.ABORTED and error_reason(reused) == "IDEMPOTENCY_KEY_REUSED"
+    await merchants.stub.UpdateMerchant(
+        pb.UpdateMerchantRequest(merchant_id=shop.id, status=pb.MERCHANT_STATUS_PAUSED), metadata=owner.auth
+    )
+    paused = await refused(
+        merchants.stub.VerifyExclusiveVisit(
+            pb.VerifyExclusiveVisitRequest(exclusive_session_id=started.exclusive_session.id), metadata=driver.auth
+        )
+    )
+    assert error_reason(paused) == "MERCHANT_NOT_ACTIVE"
