@@ -15,7 +15,6 @@ import grpc
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
@@ -37,6 +36,7 @@ from services.merchants.records import (
     merchant_message,
     merchant_not_found,
     open_status,
+    opening_periods,
     owned_merchant,
     periods_json,
     perk_of,
@@ -73,10 +73,6 @@ def _check_time_zone(field: str, name: str) -> None:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason="UNKNOWN_TIME_ZONE") from None
-
-
-def charger_not_found(charger_id: str) -> NotFound:
-    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
 
 
 def _local_day_start(time_zone: Any) -> Any:
@@ -171,7 +167,7 @@ class CatalogRpcs(Resources):
         ).first() is not None
 
     async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
-        charger = await self._charger(request.charger_id)
+        charger = await self.directory_charger(request.charger_id)
         async with self.engine.begin() as conn:
             merchant = await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
             estimated_m, _ = domain.walk_estimate((charger.lat, charger.lng), (merchant.lat, merchant.lng))
@@ -213,15 +209,6 @@ class CatalogRpcs(Resources):
                 is_primary=request.is_primary,
             )
         )
-
-    async def _charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
-        """The charger from the sessions service (which owns chargers)."""
-        try:
-            return await self.sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise charger_not_found(charger_id) from None
-            raise Unavailable("SESSIONS_UNAVAILABLE", "the charger directory did not answer; retry") from None
 
     async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
         async with self.reads.connect() as conn:
@@ -265,7 +252,9 @@ class CatalogRpcs(Resources):
         async with self.reads.connect() as conn:
             rows = (await conn.execute(query)).all()
         if not rows:
-            await self._charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
+            await self.directory_charger(
+                request.charger_id
+            )  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
         by_id = {row.id: row for row in rows}
         status = {row.id: open_status(row, now) for row in rows}
         candidates = [
@@ -340,7 +329,7 @@ class CatalogRpcs(Resources):
                 category=row.category,
                 photo_url=photos[0] if photos else "",
                 photo_urls=photos,
-                hours_today=domain.hours_today([*_periods(row)], row.time_zone, now),
+                hours_today=domain.hours_today(opening_periods(row), row.time_zone, now),
                 address=row.address,
                 phone=row.phone,
                 website=row.website,
@@ -412,10 +401,6 @@ class CatalogRpcs(Resources):
                 return 0
             raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
         return reply.account.balance
-
-
-def _periods(row: Any) -> list[domain.OpeningPeriod]:
-    return [domain.OpeningPeriod(p["day_of_week"], p["open_minute"], p["close_minute"]) for p in row.opening_periods]
 
 
 __all__ = ["ACCESS", "CatalogRpcs", "active_merchant", "is_admin", "merchant_not_found"]

@@ -150,6 +150,9 @@ UPDATE redemptions SET status = 3, failure_reason = $2, attempts = attempts + 1,
 WHERE id = $1 AND status = 1
 RETURNING {_COLUMNS}"""
 _ATTEMPTED = "UPDATE redemptions SET attempts = attempts + 1 WHERE id = $1"
+_PENDING_BEFORE = (
+    f"SELECT {_COLUMNS} FROM redemptions WHERE status = 1 AND created_at < $1 ORDER BY created_at LIMIT 100"
+)
 
 
 def _row(record: Any) -> Any:
@@ -335,15 +338,7 @@ async def settle_pending(checkout: CheckoutRpcs, stop: asyncio.Event, every_s: f
     while not stop.is_set():
         cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=after_s)
         try:
-            async with checkout.reads.connect() as conn:
-                rows = (
-                    await conn.execute(
-                        sa.select(R)
-                        .where(R.c.status == PENDING, R.c.created_at < cutoff)
-                        .order_by(R.c.created_at)
-                        .limit(100)
-                    )
-                ).all()
+            rows = [_row(record) for record in await checkout.pool.fetch(_PENDING_BEFORE, cutoff)]
             for row in rows:
                 await checkout.settle(row)
         except Exception:  # a worker must outlive a database or ledger outage

@@ -31,7 +31,6 @@ import uuid
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
-import grpc
 import sqlalchemy as sa
 from google.protobuf import json_format, struct_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
@@ -263,7 +262,7 @@ class ExclusiveRpcs(Resources):
         if link is None:
             # An offer belongs to the chargers the store is linked to (the ones whose drivers see it); elsewhere
             # the 150 m rule would measure from a charger the store has nothing to do with.
-            await self._directory_charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
+            await self.directory_charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
             raise FailedPrecondition(
                 "NO_CHARGER_LINK",
                 "this merchant's exclusive offers are not available at this charger",
@@ -460,19 +459,10 @@ class ExclusiveRpcs(Resources):
             status=cast(pb.ExclusiveStatus, status),
         )
 
-    async def _directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
-        """The charger from the sessions service (which owns chargers)."""
-        try:
-            return await self.sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id}) from None
-            raise Unavailable("SESSIONS_UNAVAILABLE", "the charger directory did not answer; retry") from None
-
     async def _directory_charger_or_none(self, charger_id: str) -> sessions_pb2.GetChargerResponse | None:
         """The charger for display only: None when unknown or the directory does not answer."""
         try:
-            return await self._directory_charger(charger_id)
+            return await self.directory_charger(charger_id)
         except (NotFound, Unavailable):
             return None
 

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import grpc
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from google.protobuf import timestamp_pb2
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -58,10 +59,24 @@ class Resources:
     square: SquareAccounts
     token_cipher: MultiFernet
 
+    async def directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
+        """The charger from the sessions service, which owns chargers: CHARGER_NOT_FOUND when it does not know
+        it, SESSIONS_UNAVAILABLE when it does not answer."""
+        try:
+            return await self.sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise charger_not_found(charger_id) from None
+            raise Unavailable("SESSIONS_UNAVAILABLE", "the charger directory did not answer; retry") from None
+
 
 def token_cipher(keys: str) -> MultiFernet:
     """SQUARE_TOKEN_KEYS: Fernet keys, comma-separated, the first one encrypts (rotation keeps the others)."""
     return MultiFernet([Fernet(key.strip().encode()) for key in keys.split(",") if key.strip()])
+
+
+def charger_not_found(charger_id: str) -> NotFound:
+    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
 
 
 def merchant_not_found(merchant_id: str) -> NotFound:
