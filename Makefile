@@ -7,10 +7,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives bench-poll bench-checkout ledger-check k8s-check capacity clean
 
-$(STAMP): requirements/runtime.txt requirements/dev.txt
+$(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
 
 setup: $(STAMP)  ## virtualenv with every dependency

@@ -28,14 +28,16 @@ def _differences(left: pathlib.Path, right: pathlib.Path) -> list[str]:
 
 
 def test_generated_code_matches_the_protos(tmp_path: pathlib.Path) -> None:
-    fresh = tmp_path / "gen"
+    fresh, fresh_client = tmp_path / "gen", tmp_path / "client"
     subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "genproto.py"), "--out", str(fresh)],
+        [sys.executable, str(ROOT / "tools" / "genproto.py"), "--out", str(fresh), "--client-out", str(fresh_client)],
         check=True,
         env={"PATH": f"{BIN}:/usr/bin:/bin"},
     )
     stale = _differences(ROOT / "gen", fresh)
     assert not stale, f"gen/ is stale, run `make proto`: {stale}"
+    stale = _differences(ROOT / "nerava_client" / "_proto", fresh_client)
+    assert not stale, f"nerava_client/_proto is stale, run `make proto`: {stale}"
 
 
 def test_buf_lint_is_clean() -> None:
