@@ -50,9 +50,9 @@ bench-checkout: $(STAMP)  ## RedeemAtCheckout, 1,000 drivers at 5 merchants thro
 ledger-check: $(STAMP)  ## ledger invariants on DATABASE_URL (Σ debits = Σ credits, balances = entries, none < 0)
 	$(PY) -m services.ledger.invariants
 
-k8s-check: $(STAMP)  ## render deploy/k8s overlays (kubectl kustomize), kubernetes-validate --strict, deployment policies
+k8s-check: $(STAMP)  ## render deploy/k8s overlays (kubectl kustomize), kubernetes-validate --strict, deployment policies, promtool on the alerts
 	$(PY) -m tools.k8s_check
-	$(PY) -m pytest -q tests/deploy/test_manifests.py tests/deploy/test_images.py tests/deploy/test_capacity.py
+	$(PY) -m pytest -q tests/deploy/test_manifests.py tests/deploy/test_images.py tests/deploy/test_capacity.py tests/deploy/test_alerts.py
 
 capacity: $(STAMP)  ## recompute docs/capacity.md's table from bench/results (tools/capacity.py)
 	$(PY) -m tools.capacity --write docs/capacity.md

@@ -134,9 +134,13 @@ def describe(obj: K8sObject) -> str:
 
 
 def schema_errors(objects: Sequence[K8sObject], version: str = KUBERNETES_VERSION) -> list[str]:
-    """kubernetes-validate --strict over every object: unknown fields, wrong types and missing required fields."""
+    """kubernetes-validate --strict over every object: unknown fields, wrong types and missing required fields.
+    The Prometheus Operator's resources, which it has no schema for, are checked by custom_resource_errors()."""
     errors = []
     for obj in objects:
+        if obj.get("apiVersion") == MONITORING_API:
+            errors += custom_resource_errors(obj)
+            continue
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
@@ -145,6 +149,76 @@ def schema_errors(objects: Sequence[K8sObject], version: str = KUBERNETES_VERSIO
         except kubernetes_validate.SchemaNotFoundError as exc:
             errors.append(f"{describe(obj)}: {exc.message}")
     return errors
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Monitoring: the Prometheus Operator's PodMonitor and PrometheusRule (components/monitoring)
+
+MONITORING_API = "monitoring.coreos.com/v1"
+MONITORING = K8S / "components" / "monitoring"
+_RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+_SEVERITIES = ("page", "ticket")
+
+
+def custom_resource_errors(obj: K8sObject) -> list[str]:
+    """The fields the operator reads, strictly (its CRDs are not in kubernetes-validate): unknown keys are errors,
+    every alert has a severity and a summary. promtool_problems() then checks the rules' PromQL."""
+    where, kind, spec = describe(obj), obj.get("kind"), obj.get("spec") or {}
+    errors = [
+        f"{where}: unknown top-level field {key}"
+        for key in obj
+        if key not in ("apiVersion", "kind", "metadata", "spec")
+    ]
+    if kind == "PodMonitor":
+        errors += [f"{where}: spec.{key} unknown" for key in spec if key not in ("selector", "podMetricsEndpoints")]
+        if not spec.get("podMetricsEndpoints"):
+            errors.append(f"{where}: spec.podMetricsEndpoints is empty")
+        return errors
+    if kind != "PrometheusRule":
+        return [*errors, f"{where}: no check for kind {kind} of {MONITORING_API}"]
+    errors += [f"{where}: spec.{key} unknown" for key in spec if key != "groups"]
+    for group in spec.get("groups") or []:
+        for rule in group.get("rules") or []:
+            name = rule.get("alert") or rule.get("record") or "?"
+            errors += [
+                f"{where}: {group.get('name')}/{name}: unknown field {key}" for key in rule if key not in _RULE_KEYS
+            ]
+            if "alert" in rule:
+                if rule.get("labels", {}).get("severity") not in _SEVERITIES:
+                    errors.append(f"{where}: {name}: labels.severity must be one of {', '.join(_SEVERITIES)}")
+                if not rule.get("annotations", {}).get("summary"):
+                    errors.append(f"{where}: {name}: annotations.summary is missing")
+    return errors
+
+
+def prometheus_rules(objects: Sequence[K8sObject]) -> dict[str, Any]:
+    """The rule groups of every PrometheusRule, as one Prometheus rule file."""
+    groups = [group for obj in objects if obj.get("kind") == "PrometheusRule" for group in obj["spec"]["groups"]]
+    return {"groups": groups}
+
+
+def promtool() -> str | None:
+    """Debian's promtool (package prometheus), which `.ci/run` installs."""
+    return shutil.which("promtool")
+
+
+def promtool_problems(objects: Sequence[K8sObject], work: pathlib.Path) -> list[str]:
+    """`promtool check rules` over the rendered rules, then `promtool test rules` with components/monitoring/tests
+    (each test file names `rules.yaml`, written next to it here)."""
+    binary = promtool()
+    if binary is None:
+        return ["promtool not found: install Debian's prometheus package"]
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "rules.yaml").write_text(yaml.safe_dump(prometheus_rules(objects), sort_keys=False))
+    tests = sorted((MONITORING / "tests").glob("*.yaml"))
+    for test in tests:
+        shutil.copy(test, work / test.name)
+    problems = []
+    for command in (["check", "rules", "rules.yaml"], ["test", "rules", *(test.name for test in tests)]):
+        result = subprocess.run([binary, *command], cwd=work, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            problems.append(f"promtool {' '.join(command[:2])}:\n{result.stdout}{result.stderr}")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -644,6 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         problems += [f"policy: {violation}" for violation in policy_violations(objects)]
         for problem in problems:
             print(f"FAIL {overlay}: {problem}")
+        if any(obj.get("kind") == "PrometheusRule" for obj in objects):
+            problems += promtool_problems(objects, BUILD / f"{overlay}-rules")
         failed |= bool(problems)
         verdict = "FAILED" if problems else "ok"
         print(

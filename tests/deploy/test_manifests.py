@@ -72,7 +72,7 @@ def test_every_component_is_used_by_an_overlay() -> None:
         for line in (k8s_check.K8S / "overlays" / overlay / "kustomization.yaml").read_text().splitlines()
         if line.strip().startswith("- ../../components/")
     }
-    assert components == used == {"autoscaling", "network-policies", "tracing"}
+    assert components == used == {"autoscaling", "monitoring", "network-policies", "tracing"}
 
 
 @pytest.mark.parametrize("overlay", k8s_check.OVERLAYS)
