@@ -731,6 +731,15 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
         # An app may send its own x-request-id to correlate its logs with ours; keep it when present.
         "preserve_external_request_id": True,
         "always_set_request_id_in_response": True,
+        # By default Envoy packs its sampling decision into a UUID request id and reads it back from there, so a
+        # request whose app-chosen id is not a UUID would never be traced: the decision is random_sampling's alone.
+        "request_id_extension": {
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
+                "pack_trace_reason": False,
+                "use_request_id_for_trace_sampling": False,
+            }
+        },
         "normalize_path": True,
         "merge_slashes": True,
         # Slow-header clients cannot hold connections open forever.

@@ -11,6 +11,7 @@ service-token secret (``SERVICE_TOKEN_SECRET``) for internal RPCs instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -24,6 +25,7 @@ import betterproto2
 from nerava_client import accounts, incentives
 from nerava_client.client import Client
 from nerava_client.errors import NeravaError, Unavailable
+from nerava_client.traces import DEFAULT_STORE, TraceStore, tree_lines
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNREACHABLE = 0, 1, 2, 3, 4
 
@@ -155,6 +157,25 @@ def _grant_clawback(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _trace(args: argparse.Namespace) -> int:
+    store_path = pathlib.Path(args.store)
+    if not store_path.exists():
+        raise _Usage(f"no trace store at {store_path} (make run keeps one; --store names another)")
+    store = TraceStore(store_path)
+    try:
+        spans = store.find(args.id)
+    finally:
+        store.close()
+    if not spans:
+        sys.stderr.write(f"no trace for {args.id} in {store_path} (it keeps the last hours; spans arrive in ~5 s)\n")
+        return EXIT_CHECK_FAILED
+    if args.json:
+        _emit(args, [dataclasses.asdict(span) | {"duration_ms": span.duration_ms} for span in spans])
+    else:
+        sys.stdout.write("\n".join(tree_lines(spans)) + "\n")
+    return EXIT_OK
+
+
 # --- parser ----------------------------------------------------------------------------------------------
 
 
@@ -197,6 +218,10 @@ def _parser() -> argparse.ArgumentParser:
     clawback.add_argument("grant_id")
     clawback.add_argument("--reason", required=True)
     clawback.add_argument("--request-id", help="idempotency key (UUID) to repeat a clawback safely")
+
+    trace = command(commands, "trace", _trace, "one request as a tree of spans across the gateway and the services")
+    trace.add_argument("id", help="the request id (x-request-id) or the trace id")
+    trace.add_argument("--store", default=os.environ.get("NERAVA_TRACE_STORE", str(DEFAULT_STORE)))
     return parser
 
 

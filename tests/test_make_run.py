@@ -1,4 +1,6 @@
-"""`make run` as a newcomer uses it: it prints `ready`, serves REST, and SIGTERM leaves nothing running."""
+"""`make run` as a newcomer uses it: it prints `ready` on a console a person can read (each process's log in
+.run/logs), serves REST, traces every request from Envoy through the services, and SIGTERM leaves nothing
+running."""
 
 from __future__ import annotations
 
@@ -16,10 +18,12 @@ import psutil
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 
+from nerava_client.traces import TraceStore
 from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
 from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
 from tools import demo_world, seed
 from tools.embedded import free_port
+from tools.run import LOGS, TRACES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -53,6 +57,28 @@ async def evaluate_demo_session(port: int, driver_id: str) -> incentives_pb2.Eva
         )
 
 
+async def one_trace_rooted_at_the_gateway(request_id: str) -> None:
+    """The request's spans reach the local trace store: one trace, Envoy's server span its root, the service's
+    span below Envoy's upstream span."""
+    store = TraceStore(TRACES)
+    try:
+        for _ in range(300):  # Envoy and the services export in batches every few seconds
+            spans = store.find(request_id)
+            if any(span.service == "accounts" for span in spans):
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        store.close()
+    assert len({span.trace_id for span in spans}) == 1, spans
+    [root] = [span for span in spans if not span.parent_span_id]
+    assert (root.service, root.kind, root.request_id) == ("nerava-gateway", "SERVER", request_id)
+    by_id = {span.span_id: span for span in spans}
+    [handler] = [span for span in spans if span.service == "accounts" and span.kind == "SERVER"]
+    assert handler.name.endswith("/StartPhoneLogin")
+    upstream = by_id[handler.parent_span_id]
+    assert (upstream.service, upstream.kind, upstream.parent_span_id) == ("nerava-gateway", "CLIENT", root.span_id)
+
+
 async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_url: str, redis_url: str) -> None:
     ports = {f"{name.upper()}_PORT": str(free_port()) for name in SERVICE_NAMES}
     rest_port = free_port()
@@ -77,17 +103,29 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
         stderr=asyncio.subprocess.DEVNULL,
     )
     assert process.stdout is not None
+    console: list[str] = []
     try:
         while True:
             line = (await asyncio.wait_for(process.stdout.readline(), timeout=90)).decode()
             assert line, "make run exited before it was ready"
+            console.append(line)
             if "ready" in line:
                 break
+        # The console names each process as it serves; the processes' own output is in their log files.
+        assert not [line for line in console if line.startswith("{")], console
+        for name in SERVICE_NAMES:
+            assert any(f"{name} serving on 127.0.0.1:{ports[f'{name.upper()}_PORT']}" in line for line in console)
+            assert '"message"' in (LOGS / f"{name}.log").read_text()
+        assert "/v1/" in (LOGS / "envoy.log").read_text()  # the access log
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= len(SERVICE_NAMES) + 1  # five services and Envoy
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}", timeout=10) as client:
-            started = await client.post("/v1/auth/otp/start", json={"phone": "+15125550100"})
+            request_id = f"make-run-{uuid.uuid4()}"
+            started = await client.post(
+                "/v1/auth/otp/start", json={"phone": "+15125550100"}, headers={"x-request-id": request_id}
+            )
             assert started.json() == {"otp_sent": True}
+            await one_trace_rooted_at_the_gateway(request_id)
             verified = await client.post("/v1/auth/otp/verify", json={"phone": "+15125550100", "code": "000000"})
             assert verified.status_code == 200, verified.text
             wrong = await client.post("/v1/auth/otp/verify", json={"phone": "+15125550101", "code": "123456"})

