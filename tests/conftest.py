@@ -24,6 +24,7 @@ from services.common.telemetry import init_tracing
 from tests.support.database import fresh_database
 from tests.support.gateway import Gateway, running_gateway
 from tests.support.mesh import Mesh, mesh_env, running_mesh
+from tests.support.openapi import check_answer
 from tests.support.otlp import OtlpCollector, running_collector
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import phone_login, random_phone
@@ -197,7 +198,15 @@ async def driver(person: NewPerson) -> Person:
     return await person()
 
 
+async def _documented(response: httpx.Response) -> None:
+    await response.aread()
+    check_answer(response)
+
+
 @pytest.fixture
 async def rest(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+    """A REST client through the gateway; every answer it receives is checked against gen/openapi.json."""
+    async with httpx.AsyncClient(
+        base_url=gateway.base_url, timeout=10, event_hooks={"response": [_documented]}
+    ) as client:
         yield client
