@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint proto bench-gateway bench-ledger bench-incentives bench-poll bench-checkout ledger-check k8s-check capacity clean
+.PHONY: setup run test test-fast lint proto bench-gateway bench-ledger bench-incentives bench-poll bench-checkout ledger-check k8s-check capacity clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,9 @@ run: $(STAMP)  ## embedded PostgreSQL + Redis, migrations, demo seed, five servi
 
 test: $(STAMP)  ## the whole suite against real PostgreSQL, Redis, gRPC and Envoy
 	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## the tests that need no PostgreSQL, Redis or running services (rules, adapters against fakes, contracts, deploy)
+	$(PY) -m pytest -m "not mesh"
 
 lint: $(STAMP)  ## buf lint (STANDARD), ruff, mypy
 	$(BIN)/buf lint gen/nerava.binpb --path nerava

@@ -30,6 +30,16 @@ from tests.support.people import NewPerson, Person
 from tests.support.rpc import phone_login, random_phone
 from tools import embedded
 
+# A test that needs any of these fixtures needs a PostgreSQL or Redis server (and most start the mesh): it is marked
+# `mesh`, and `make test-fast` (-m "not mesh") leaves it out.
+INFRASTRUCTURE_FIXTURES = frozenset({"database_server_url", "redis_server_url"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INFRASTRUCTURE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.mesh)
+
 
 @pytest.fixture(scope="session")
 def span_exporter() -> InMemorySpanExporter:

@@ -18,9 +18,10 @@ import psutil
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 
-from nerava_client.traces import TraceStore
+from nerava_client.traces import Span, TraceStore
 from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
 from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
+from tests.support.eventually import eventually
 from tools import demo_world, seed
 from tools.embedded import free_port
 from tools.run import LOGS, TRACES
@@ -61,12 +62,14 @@ async def one_trace_rooted_at_the_gateway(request_id: str) -> None:
     """The request's spans reach the local trace store: one trace, Envoy's server span its root, the service's
     span below Envoy's upstream span."""
     store = TraceStore(TRACES)
+
+    def exported() -> list[Span]:  # Envoy and the services export in batches every few seconds
+        spans = store.find(request_id)
+        assert any(span.service == "accounts" for span in spans), spans
+        return spans
+
     try:
-        for _ in range(300):  # Envoy and the services export in batches every few seconds
-            spans = store.find(request_id)
-            if any(span.service == "accounts" for span in spans):
-                break
-            await asyncio.sleep(0.1)
+        spans = await eventually(exported, within=30)
     finally:
         store.close()
     assert len({span.trace_id for span in spans}) == 1, spans

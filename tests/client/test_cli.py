@@ -11,6 +11,7 @@ import sys
 import uuid
 
 from fakes.twilio_verify import FakeTwilioVerify
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson
 from tests.support.rpc import random_phone
@@ -59,15 +60,7 @@ async def test_login_saves_a_token_that_later_commands_use(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    assert process.stdin is not None
-    code = ""
-    for _ in range(200):  # the code is asked for once the provider has sent it
-        try:
-            code = twilio.last_code_sent_to(phone)
-            break
-        except LookupError:
-            await asyncio.sleep(0.05)
-    assert code
+    code = await eventually(lambda: twilio.last_code_sent_to(phone))  # asked for once the provider sent it
     _, login_err = await process.communicate(f"{code}\n".encode())
     assert process.returncode == 0, login_err
     token_file = tmp_path / ".config" / "nerava" / "token"
