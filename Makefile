@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint proto bench-gateway bench-ledger bench-incentives bench-poll bench-checkout ledger-check k8s-check capacity clean
+.PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-checkout ledger-check k8s-check capacity clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ lint: $(STAMP)  ## buf lint (STANDARD), ruff, mypy
 proto: $(STAMP)  ## regenerate gen/ from proto/, and the gateway config and descriptor copies under deploy/k8s
 	$(PY) tools/genproto.py
 	$(PY) -m tools.k8s_check --write
+
+bench-runtime: $(STAMP)  ## the shared runtime's CPU per call vs a bare grpc.aio server, Envoy's vs a direct response and a plain proxy (h2load, wrk) → bench/results/runtime.json
+	$(PY) -m bench.runtime
 
 bench-gateway: $(STAMP)  ## GetMe over direct gRPC vs through Envoy → bench/results/gateway.json
 	$(PY) -m bench.gateway
