@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 
-from services.common.config import Env, RuntimeSettings, Secret
+from services.common.config import ConfigError, Env, RuntimeSettings, Secret
+
+
+def checkout_page_template(template: str) -> str:
+    """CHECKOUT_PAGE_URL as given, once it is an http(s) URL with exactly one {token}."""
+    if not template.startswith(("https://", "http://")) or template.count("{token}") != 1:
+        raise ConfigError(f"CHECKOUT_PAGE_URL must be an http(s) URL with one {{token}}, got {template!r}")
+    return template
 
 
 @dataclasses.dataclass(frozen=True)
 class MerchantsSettings:
     runtime: RuntimeSettings
-    # Where printed QR codes point: "<public_base_url>/v1/checkout/qr/<token>" (the gateway's public address).
-    public_base_url: str
+    # The page a printed QR code opens on a phone: the driver app's checkout route, "{token}" standing for the
+    # merchant's QR token (the page then calls GET /v1/checkout/qr/{token}). Declared here once; qr_url answers,
+    # the printed sign and onboarding all use checkout_url().
+    checkout_page_url: str
     # The merchant portal (Square sends the browser back there) and the acquisition preview page.
     portal_base_url: str
     # Preview links are signed with a key of their own (the first implementation fell back to the JWT secret 🐞).
@@ -36,7 +45,9 @@ class MerchantsSettings:
         env = env or Env()
         return cls(
             runtime=RuntimeSettings.from_env("merchants", env),
-            public_base_url=env.str("PUBLIC_BASE_URL", "http://127.0.0.1:8080").rstrip("/"),
+            checkout_page_url=checkout_page_template(
+                env.str("CHECKOUT_PAGE_URL", "http://localhost:5173/checkout?token={token}")
+            ),
             portal_base_url=env.str("MERCHANT_PORTAL_URL", "http://localhost:5175").rstrip("/"),
             # Development keys only: production sets its own.
             preview_signing_key=env.secret("PREVIEW_SIGNING_KEY", "dev-only-preview-signing-key"),

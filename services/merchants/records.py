@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
@@ -155,7 +156,8 @@ def open_status(row: Any, now: datetime.datetime) -> tuple[bool, str | None]:
 
 
 def checkout_url(settings: MerchantsSettings, token: str) -> str:
-    return f"{settings.public_base_url}/v1/checkout/qr/{token}"
+    """The page a phone opens from the store's QR code (not the JSON API behind it)."""
+    return settings.checkout_page_url.replace("{token}", urllib.parse.quote(token, safe=""))
 
 
 def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
+import shutil
+import subprocess
+import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
@@ -133,3 +139,19 @@ def driver_nova(driver_id: str) -> ledger_pb2.AccountRef:
     return ledger_pb2.AccountRef(
         type=ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA, owner_id=driver_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
     )
+
+
+def scan_sign(pdf: bytes) -> str:
+    """What a phone reads from the printed sign: the PDF rasterized by poppler, its QR code read by zbar
+    (Debian's poppler-utils and zbar-tools; `.ci/run` installs them, elsewhere the test is skipped)."""
+    if shutil.which("pdftoppm") is None or shutil.which("zbarimg") is None:
+        if os.environ.get("CI"):
+            pytest.fail("pdftoppm and zbarimg are missing: .ci/run installs poppler-utils and zbar-tools")
+        pytest.skip("pdftoppm (poppler-utils) and zbarimg (zbar-tools) are not both installed")
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory, "sign.pdf")
+        path.write_bytes(pdf)
+        subprocess.run(["pdftoppm", "-r", "100", "-gray", "-png", str(path), str(Path(directory, "page"))], check=True)
+        (png,) = Path(directory).glob("page*.png")
+        scanned = subprocess.run(["zbarimg", "--quiet", "--raw", str(png)], capture_output=True, text=True, check=True)
+    return scanned.stdout.strip()

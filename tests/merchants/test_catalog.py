@@ -11,7 +11,9 @@ import pytest
 from nerava.merchants.v1 import merchants_pb2 as pb
 from nerava.merchants.v1 import merchants_pb2_grpc
 
+from services.common.config import ConfigError
 from services.merchants import domain
+from services.merchants.config import checkout_page_template
 from tests.merchants.helpers import Merchants, Store, offset
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import bad_fields, error_reason
@@ -165,7 +167,8 @@ async def test_the_details_screen_by_id_or_place_id(
 
 async def test_the_owner_reads_the_qr_others_do_not(merchants: Merchants, shop: Store, person: NewPerson) -> None:
     qr = await merchants.stub.GetCheckoutQr(pb.GetCheckoutQrRequest(merchant_id=shop.id), metadata=shop.owner.auth)
-    assert qr.qr_token == shop.qr_token and qr.qr_url.endswith(f"/v1/checkout/qr/{shop.qr_token}")
+    # The QR opens the driver app's checkout page with the token, not the JSON API.
+    assert qr.qr_token == shop.qr_token and qr.qr_url == f"http://localhost:5173/checkout?token={shop.qr_token}"
     stranger = await person("merchant")
     with pytest.raises(grpc.aio.AioRpcError) as hidden:
         await merchants.stub.GetCheckoutQr(pb.GetCheckoutQrRequest(merchant_id=shop.id), metadata=stranger.auth)
@@ -213,3 +216,10 @@ async def test_a_read_only_admin_reads_every_store_and_changes_none(
             pb.UpdateMerchantRequest(merchant_id=shop.id, custom_perk_cents=100_000), metadata=auditor.auth
         )
     assert error_reason(refused.value) == "MERCHANT_NOT_FOUND"
+
+
+def test_the_checkout_page_url_is_an_http_url_with_the_token_once() -> None:
+    assert checkout_page_template("https://app.example/checkout?token={token}").endswith("={token}")
+    for wrong in ("https://app.example/checkout", "ftp://x/{token}", "https://x/{token}/{token}", "{token}"):
+        with pytest.raises(ConfigError, match="CHECKOUT_PAGE_URL"):
+            checkout_page_template(wrong)

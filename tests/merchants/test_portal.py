@@ -31,7 +31,7 @@ from services.merchants import domain, store
 from services.merchants.artwork import ShareCardFigures, render_share_card
 from services.merchants.config import MerchantsSettings
 from services.merchants.portal import PortalRpcs
-from tests.merchants.helpers import Merchants, Store, driver_nova
+from tests.merchants.helpers import Merchants, Store, driver_nova, scan_sign
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import as_service, bad_fields, error_reason
@@ -540,11 +540,15 @@ async def test_a_bad_range_is_refused_naming_it(shop: Store, rest: httpx.AsyncCl
         assert "range" in _fields(reply.json())
 
 
-async def test_the_qr_sign_is_a_pdf(shop: Store, rest: httpx.AsyncClient) -> None:
+async def test_the_qr_sign_is_a_pdf_whose_code_opens_the_checkout_page(shop: Store, rest: httpx.AsyncClient) -> None:
     reply = await rest.get(f"/v1/merchants/{shop.id}/sign.pdf", headers=shop.owner.headers)
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"] == "application/pdf"
     assert reply.content.startswith(b"%PDF-")
+    qr = await rest.get(f"/v1/merchants/{shop.id}/qr", headers=shop.owner.headers)
+    token = qr.json()["qr_token"]
+    # A phone's camera opens the driver app's checkout page (make run and the tests: the default), not JSON.
+    assert scan_sign(reply.content) == qr.json()["qr_url"] == f"http://localhost:5173/checkout?token={token}"
 
 
 # --- who may read the portal ------------------------------------------------------------------------------------

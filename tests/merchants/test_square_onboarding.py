@@ -173,7 +173,7 @@ async def test_connecting_square_creates_a_pending_store_with_the_recommended_pe
     async with merchants_engine.connect() as conn:
         row = (await conn.execute(sa.select(M).where(M.c.id == body["merchant_id"]))).one()
     assert row.average_order_value_cents == 2000 and len(row.qr_token) == 43
-    assert body["qr_url"] == f"{settings.public_base_url}/v1/checkout/qr/{row.qr_token}"
+    assert body["qr_url"] == settings.checkout_page_url.replace("{token}", row.qr_token)
     # Not live yet: a PENDING store's QR code is not a checkout.
     scanned = await rest.get(f"/v1/checkout/qr/{row.qr_token}")
     assert scanned.status_code == 404 and reason(scanned) == "QR_TOKEN_UNKNOWN"

@@ -867,7 +867,8 @@ class CompleteSquareConnectResponse(betterproto2.Message):
 
     qr_url: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
-    Checkout QR URL of the merchant.
+    The page the merchant's checkout QR code opens: the driver app's checkout route with the token
+    (CHECKOUT_PAGE_URL), which reads GET /v1/checkout/qr/{token}.
     """
 
 
@@ -1064,7 +1065,7 @@ class CreateMerchantResponse(betterproto2.Message):
 
     qr_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
     """
-    The URL the QR code encodes.
+    The URL the QR code encodes: the driver app's checkout page with the token (CHECKOUT_PAGE_URL).
     """
 
 
@@ -1427,7 +1428,7 @@ class GetCheckoutQrResponse(betterproto2.Message):
 
     qr_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    The URL the QR code encodes.
+    The URL the QR code encodes: the driver app's checkout page with the token (CHECKOUT_PAGE_URL).
     """
 
 
