@@ -73,6 +73,8 @@ ACCESS: dict[str, Access] = {
     "VerifyExclusiveVisit": Access.role(DRIVER),
     "CompleteExclusive": Access.role(DRIVER),
     "GetActiveExclusive": Access.role(DRIVER),
+    # The staff screen: the session's random id is the capability (see the contract).
+    "GetExclusiveStaffView": Access.anyone(),
     "CancelExclusive": Access.role(ADMIN),
     "ListMerchantExclusives": Access.role(MERCHANT, ADMIN),
     "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN),
@@ -207,6 +209,12 @@ def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
     value = struct_pb2.Value()
     value.struct_value.update(printed)
     return value
+
+
+def _text_or_null(text: str | None) -> struct_pb2.Value:
+    if not text:
+        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+    return struct_pb2.Value(string_value=text)
 
 
 def _same_activation(stored: Any, request: pb.ActivateExclusiveRequest) -> bool:
@@ -622,6 +630,52 @@ class ExclusiveRpcs(Resources):
             return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
         session = await self._exclusive_message(row, now, status=status)
         return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(session), session=session)
+
+    # --- the store's staff ----------------------------------------------------------------------------------
+
+    async def GetExclusiveStaffView(
+        self, request: pb.GetExclusiveStaffViewRequest, context: Any
+    ) -> pb.GetExclusiveStaffViewResponse:
+        query = (
+            sa.select(X, M.c.name.label("merchant_name"), O.c.title.label("offer_title"), O.c.description)
+            .select_from(X.join(M, M.c.id == X.c.merchant_id).outerjoin(O, O.c.id == X.c.offer_id))
+            .where(X.c.id == uuid.UUID(request.exclusive_session_id))
+        )
+        async with self.reads.connect() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            null = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+            return pb.GetExclusiveStaffViewResponse(
+                exclusive_session=null, merchant_name=null, exclusive_title=null, staff_instructions=null
+            )
+        now = _now()
+        status = row.status
+        if status == ACTIVE and row.expires_at <= now:
+            status = EXPIRED  # the read says so; the worker (or the driver's next read) writes it
+        view = pb.ExclusiveStaffView(
+            id=str(row.id),
+            merchant_id=row.merchant_id,
+            expires_at=timestamp(row.expires_at),
+            activated_at=timestamp(row.activated_at),
+            remaining_seconds=domain.remaining_seconds(row.expires_at, now) if status == ACTIVE else 0,
+            status=cast(pb.ExclusiveStatus, status),
+            merchant_name=row.merchant_name,
+            exclusive_title=row.offer_title,
+            staff_instructions=row.description,
+        )
+        session = json_format.MessageToDict(
+            view, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        shown = {key: session[key] for key in ("id", "merchant_id", "expires_at", "activated_at", "status")}
+        session_value = struct_pb2.Value()
+        session_value.struct_value.update({**shown, "charger_id": None, "remaining_seconds": view.remaining_seconds})
+        return pb.GetExclusiveStaffViewResponse(
+            exclusive_session=session_value,
+            merchant_name=_text_or_null(row.merchant_name),
+            exclusive_title=_text_or_null(row.offer_title),
+            staff_instructions=_text_or_null(row.description),
+            staff_view=view,
+        )
 
     # --- admins -------------------------------------------------------------------------------------------
 

@@ -905,3 +905,54 @@ async def test_a_key_replayed_for_another_charger_is_refused_and_a_paused_store_
         )
     )
     assert error_reason(paused) == "MERCHANT_NOT_ACTIVE"
+
+
+# --- the staff screen -----------------------------------------------------------------------------------------
+
+
+async def test_staff_see_the_offer_by_the_sessions_id_without_signing_in(
+    merchants: Merchants, shop: Store, driver: Person, merchants_engine: AsyncEngine, rest: httpx.AsyncClient
+) -> None:
+    await create_offer(merchants, shop, title="Free cookie", description="One cookie with any drink")
+    session = (await activate(merchants, driver, shop)).exclusive_session
+
+    screen = await rest.get(f"/v1/exclusive/session/{session.id}")  # no token: the id is the capability
+    assert screen.status_code == 200, screen.text
+    body = screen.json()
+    shown = body["exclusive_session"]
+    assert shown["id"] == session.id and shown["merchant_id"] == shop.id
+    assert shown["charger_id"] is None  # staff are not told where the driver charges
+    assert shown["status"] == "EXCLUSIVE_STATUS_ACTIVE" and 0 < shown["remaining_seconds"] <= 3600
+    assert (body["merchant_name"], body["exclusive_title"], body["staff_instructions"]) == (
+        "Test Coffee",
+        "Free cookie",
+        "One cookie with any drink",
+    )
+    assert driver.user_id not in screen.text
+
+    await push_into_past(merchants_engine, session.id)
+    expired = (await rest.get(f"/v1/exclusive/session/{session.id}")).json()["exclusive_session"]
+    assert (expired["status"], expired["remaining_seconds"]) == ("EXCLUSIVE_STATUS_EXPIRED", 0)
+
+
+async def test_an_unknown_session_is_null_and_a_bad_id_is_refused(
+    merchants: Merchants, shop: Store, driver: Person, rest: httpx.AsyncClient
+) -> None:
+    session = (await activate(merchants, driver, shop)).exclusive_session  # a session without an offer
+    untitled = (await rest.get(f"/v1/exclusive/session/{session.id}")).json()
+    assert (untitled["exclusive_title"], untitled["staff_instructions"]) == (None, None)
+
+    unknown = await rest.get(f"/v1/exclusive/session/{uuid.uuid4()}")
+    assert unknown.status_code == 200, unknown.text
+    assert unknown.json() == {
+        "exclusive_session": None,
+        "merchant_name": None,
+        "exclusive_title": None,
+        "staff_instructions": None,
+    }
+    bad = await rest.get("/v1/exclusive/session/not-a-uuid")
+    assert bad.status_code == 400, bad.text
+    violations = [v for d in bad.json()["details"] for v in d.get("field_violations", [])]
+    assert [v["field"] for v in violations] == ["exclusive_session_id"]
+    typed = await merchants.stub.GetExclusiveStaffView(pb.GetExclusiveStaffViewRequest(exclusive_session_id=session.id))
+    assert typed.staff_view.id == session.id and not typed.staff_view.HasField("exclusive_title")

@@ -440,6 +440,48 @@ class GetActiveExclusiveResponse(_message.Message):
     session: ExclusiveSession
     def __init__(self, exclusive_session: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., session: _Optional[_Union[ExclusiveSession, _Mapping]] = ...) -> None: ...
 
+class GetExclusiveStaffViewRequest(_message.Message):
+    __slots__ = ("exclusive_session_id",)
+    EXCLUSIVE_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    exclusive_session_id: str
+    def __init__(self, exclusive_session_id: _Optional[str] = ...) -> None: ...
+
+class ExclusiveStaffView(_message.Message):
+    __slots__ = ("id", "merchant_id", "expires_at", "activated_at", "remaining_seconds", "status", "merchant_name", "exclusive_title", "staff_instructions")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REMAINING_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_TITLE_FIELD_NUMBER: _ClassVar[int]
+    STAFF_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    merchant_id: str
+    expires_at: _timestamp_pb2.Timestamp
+    activated_at: _timestamp_pb2.Timestamp
+    remaining_seconds: int
+    status: ExclusiveStatus
+    merchant_name: str
+    exclusive_title: str
+    staff_instructions: str
+    def __init__(self, id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., remaining_seconds: _Optional[int] = ..., status: _Optional[_Union[ExclusiveStatus, str]] = ..., merchant_name: _Optional[str] = ..., exclusive_title: _Optional[str] = ..., staff_instructions: _Optional[str] = ...) -> None: ...
+
+class GetExclusiveStaffViewResponse(_message.Message):
+    __slots__ = ("exclusive_session", "merchant_name", "exclusive_title", "staff_instructions", "staff_view")
+    EXCLUSIVE_SESSION_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_TITLE_FIELD_NUMBER: _ClassVar[int]
+    STAFF_INSTRUCTIONS_FIELD_NUMBER: _ClassVar[int]
+    STAFF_VIEW_FIELD_NUMBER: _ClassVar[int]
+    exclusive_session: _struct_pb2.Value
+    merchant_name: _struct_pb2.Value
+    exclusive_title: _struct_pb2.Value
+    staff_instructions: _struct_pb2.Value
+    staff_view: ExclusiveStaffView
+    def __init__(self, exclusive_session: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., merchant_name: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., exclusive_title: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., staff_instructions: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., staff_view: _Optional[_Union[ExclusiveStaffView, _Mapping]] = ...) -> None: ...
+
 class CancelExclusiveRequest(_message.Message):
     __slots__ = ("exclusive_session_id", "charger_id", "reason")
     EXCLUSIVE_SESSION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -139,6 +139,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetActiveExclusiveRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetActiveExclusiveResponse.FromString,
                 _registered_method=True)
+        self.GetExclusiveStaffView = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/GetExclusiveStaffView',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewResponse.FromString,
+                _registered_method=True)
         self.CancelExclusive = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/CancelExclusive',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CancelExclusiveRequest.SerializeToString,
@@ -386,6 +391,16 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetExclusiveStaffView(self, request, context):
+        """The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
+        confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
+        screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
+        answers exclusive_session null. A session past its window reads EXPIRED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelExclusive(self, request, context):
         """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
         audited.
@@ -597,6 +612,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.GetActiveExclusive,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetActiveExclusiveRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetActiveExclusiveResponse.SerializeToString,
+            ),
+            'GetExclusiveStaffView': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetExclusiveStaffView,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewResponse.SerializeToString,
             ),
             'CancelExclusive': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelExclusive,
@@ -973,6 +993,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/GetActiveExclusive',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetActiveExclusiveRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetActiveExclusiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetExclusiveStaffView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/GetExclusiveStaffView',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -130,6 +130,12 @@ class MerchantsServiceStub:
     """
     GetActiveExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]
     """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
+    GetExclusiveStaffView: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetExclusiveStaffViewRequest, _merchants_pb2.GetExclusiveStaffViewResponse]
+    """The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
+    confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
+    screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
+    answers exclusive_session null. A session past its window reads EXPIRED.
+    """
     CancelExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CancelExclusiveRequest, _merchants_pb2.CancelExclusiveResponse]
     """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
     audited.
@@ -303,6 +309,12 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """
     GetActiveExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]  # type: ignore[assignment]
     """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
+    GetExclusiveStaffView: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetExclusiveStaffViewRequest, _merchants_pb2.GetExclusiveStaffViewResponse]  # type: ignore[assignment]
+    """The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
+    confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
+    screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
+    answers exclusive_session null. A session past its window reads EXPIRED.
+    """
     CancelExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CancelExclusiveRequest, _merchants_pb2.CancelExclusiveResponse]  # type: ignore[assignment]
     """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
     audited.
@@ -515,6 +527,18 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetActiveExclusiveResponse, _abc.Awaitable[_merchants_pb2.GetActiveExclusiveResponse]]:
         """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
+
+    @_abc_1.abstractmethod
+    def GetExclusiveStaffView(
+        self,
+        request: _merchants_pb2.GetExclusiveStaffViewRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.GetExclusiveStaffViewResponse, _abc.Awaitable[_merchants_pb2.GetExclusiveStaffViewResponse]]:
+        """The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
+        confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
+        screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
+        answers exclusive_session null. A session past its window reads EXPIRED.
+        """
 
     @_abc_1.abstractmethod
     def CancelExclusive(

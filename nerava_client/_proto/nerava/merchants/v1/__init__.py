@@ -32,6 +32,7 @@ __all__ = (
     "EnableMerchantExclusiveResponse",
     "ExclusiveFeedback",
     "ExclusiveSession",
+    "ExclusiveStaffView",
     "ExclusiveStatus",
     "GetActiveExclusiveRequest",
     "GetActiveExclusiveResponse",
@@ -39,6 +40,8 @@ __all__ = (
     "GetBillingSummaryResponse",
     "GetCheckoutQrRequest",
     "GetCheckoutQrResponse",
+    "GetExclusiveStaffViewRequest",
+    "GetExclusiveStaffViewResponse",
     "GetMerchantAnalyticsRequest",
     "GetMerchantAnalyticsResponse",
     "GetMerchantRequest",
@@ -1307,6 +1310,67 @@ default_message_pool.register_message("nerava.merchants.v1", "ExclusiveSession",
 
 
 @dataclass(eq=False, repr=False)
+class ExclusiveStaffView(betterproto2.Message):
+    """
+    What staff see of an exclusive: the offer and its window, nothing about the driver.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Session id (UUID).
+    """
+
+    merchant_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the offer ends (RFC 3339 UTC).
+    """
+
+    activated_at: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it started (RFC 3339 UTC).
+    """
+
+    remaining_seconds: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    """
+    Seconds left, ≥ 0; 0 unless ACTIVE.
+    """
+
+    status: "ExclusiveStatus" = betterproto2.field(
+        6, betterproto2.TYPE_ENUM, default_factory=lambda: ExclusiveStatus(0)
+    )
+    """
+    Active, completed, expired or canceled.
+    """
+
+    merchant_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    The store's name.
+    """
+
+    exclusive_title: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
+    """
+    Title of the store's exclusive offer; absent when the session has no configured offer.
+    """
+
+    staff_instructions: "str | None" = betterproto2.field(9, betterproto2.TYPE_STRING, optional=True)
+    """
+    What to give the driver: the offer's description; absent when there is none.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ExclusiveStaffView", ExclusiveStaffView)
+
+
+@dataclass(eq=False, repr=False)
 class GetActiveExclusiveRequest(betterproto2.Message):
     """
     Options for the active-session read.
@@ -1433,6 +1497,69 @@ class GetCheckoutQrResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "GetCheckoutQrResponse", GetCheckoutQrResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetExclusiveStaffViewRequest(betterproto2.Message):
+    """
+    Which exclusive the staff screen shows.
+    """
+
+    exclusive_session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The exclusive session id (UUID) from the driver's link.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "GetExclusiveStaffViewRequest", GetExclusiveStaffViewRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetExclusiveStaffViewResponse(betterproto2.Message):
+    """
+    The staff screen. The portal reads four keys that are always present, each a value or null, so they are
+    google.protobuf.Values the server always sets; gRPC callers read the typed `staff_view`.
+    """
+
+    exclusive_session: "___google__protobuf__.Value | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    {id, merchant_id, charger_id: null, expires_at, activated_at, remaining_seconds, status}, or null.
+    """
+
+    merchant_name: "___google__protobuf__.Value | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The store's name, or null.
+    """
+
+    exclusive_title: "___google__protobuf__.Value | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The offer's title, or null.
+    """
+
+    staff_instructions: "___google__protobuf__.Value | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The offer's description, or null.
+    """
+
+    staff_view: "ExclusiveStaffView | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The same, typed; absent when no exclusive has this id.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "GetExclusiveStaffViewResponse", GetExclusiveStaffViewResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -3406,6 +3533,20 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/GetActiveExclusive",
             GetActiveExclusiveRequest.SerializeToString,
             GetActiveExclusiveResponse.FromString,
+        )(message)
+
+    def get_exclusive_staff_view(self, message: "GetExclusiveStaffViewRequest") -> "GetExclusiveStaffViewResponse":
+        """
+        The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
+        confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
+        screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
+        answers exclusive_session null. A session past its window reads EXPIRED.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/GetExclusiveStaffView",
+            GetExclusiveStaffViewRequest.SerializeToString,
+            GetExclusiveStaffViewResponse.FromString,
         )(message)
 
     def cancel_exclusive(self, message: "CancelExclusiveRequest") -> "CancelExclusiveResponse":
