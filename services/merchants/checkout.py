@@ -69,6 +69,10 @@ class _SquareTokens(Protocol):
     async def square_access_token(self, merchant_id: str) -> tuple[str, str] | None: ...
 
 
+# The namespace of the idempotency keys derived from a Square order id, when the app sends no key of its own.
+SQUARE_ORDER_KEYS = uuid.UUID("5f0b8a39-3c1e-4d27-9a51-7e4c2b6d8f10")
+
+
 def request_hash(qr_token: str, order_total_cents: int, square_order_id: str) -> bytes:
     """What an idempotency key is bound to: the same key with another request is IDEMPOTENCY_KEY_REUSED."""
     return hashlib.sha256(f"{qr_token}\x1f{order_total_cents}\x1f{square_order_id}".encode()).digest()
@@ -163,8 +167,12 @@ def _row(record: Any) -> Any:
 class CheckoutRpcs(Resources):
     async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
         driver_id = current_caller().user_id or ""
-        key = uuid.UUID(request.idempotency_key)
-        fingerprint = request_hash(request.qr_token, request.order_total_cents, request.square_order_id)
+        if request.idempotency_key:
+            key = uuid.UUID(request.idempotency_key)
+            fingerprint = request_hash(request.qr_token, request.order_total_cents, request.square_order_id)
+        else:  # keyed by the Square order (the contract requires one of the two)
+            key = uuid.uuid5(SQUARE_ORDER_KEYS, request.square_order_id)
+            fingerprint = request_hash(request.qr_token, 0, request.square_order_id)
         if request.square_order_id:
             # A replay must not depend on Square answering again: look for it first.
             existing = await self._by_key(driver_id, key)

@@ -369,3 +369,33 @@ async def test_a_lost_ledger_answer_is_settled_by_the_worker_exactly_once(
         await asyncio.sleep(0.1)
     assert status == pb.REDEMPTION_STATUS_COMPLETED
     assert await redemption_debits(merchants, driver) == [300]
+
+
+async def test_a_square_order_keys_its_redemption_when_the_app_sends_no_key(
+    merchants: Merchants,
+    shop: Store,
+    driver: Person,
+    square_fake: FakeSquare,
+    merchants_engine: AsyncEngine,
+    rest: httpx.AsyncClient,
+) -> None:
+    location = await _connect_square(square_fake, merchants_engine, shop)
+    order = square_fake.add_order(location, 400, state="OPEN")
+    await merchants.give_nova(driver, 1000)
+    body = {"qr_token": shop.qr_token, "order_total_cents": 1, "square_order_id": order.id}
+    first = await rest.post("/v1/checkout/redeem", json=body, headers=driver.headers)
+    assert first.status_code == 200, first.text
+    assert (first.json()["order_total_cents"], first.json()["discount_cents"]) == (400, 300)
+    # The double tap, or a retry after a lost answer, with another total typed: the same redemption, replayed.
+    retried = await rest.post("/v1/checkout/redeem", json={**body, "order_total_cents": 999}, headers=driver.headers)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["redemption_id"] == first.json()["redemption_id"] and retried.json()["replayed"] is True
+    assert await redemption_debits(merchants, driver) == [300]
+
+    neither = await rest.post(
+        "/v1/checkout/redeem", json={"qr_token": shop.qr_token, "order_total_cents": 500}, headers=driver.headers
+    )
+    assert neither.status_code == 400, neither.text
+    violations = [v for d in neither.json()["details"] for v in d.get("field_violations", [])]
+    assert [v["reason"] for v in violations] == ["IDEMPOTENCY_KEY_REQUIRED"]
+    assert await redemption_debits(merchants, driver) == [300]

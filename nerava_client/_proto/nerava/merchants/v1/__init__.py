@@ -2795,7 +2795,9 @@ class RedeemAtCheckoutRequest(betterproto2.Message):
 
     idempotency_key: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
     """
-    Caller idempotency key (UUID), scoped to the driver: the same key returns the stored result.
+    Caller idempotency key (UUID), scoped to the driver: the same key returns the stored result. Optional
+    with square_order_id: the order id is then the key (a retry of the same order replays; the client's
+    order_total_cents plays no part, Square's total is used).
     """
 
 
