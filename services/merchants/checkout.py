@@ -49,6 +49,7 @@ from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin,
 log = logging.getLogger(__name__)
 
 ACCESS: dict[str, Access] = {
+    "ListRecentSquareOrders": Access.signed_in(),
     "RedeemAtCheckout": Access.role(DRIVER),
     "GetRedemption": Access.role(DRIVER, MERCHANT, "admin", "admin_readonly"),
 }
@@ -164,7 +165,53 @@ def _row(record: Any) -> Any:
     return types.SimpleNamespace(**dict(record))
 
 
+_REDEEMED_ORDERS = "SELECT square_order_id FROM redemptions WHERE square_order_id = ANY($1::text[]) AND status <> 3"
+DEFAULT_RECENT_MINUTES = 10
+
+
 class CheckoutRpcs(Resources):
+    async def ListRecentSquareOrders(
+        self, request: pb.ListRecentSquareOrdersRequest, context: Any
+    ) -> pb.ListRecentSquareOrdersResponse:
+        merchant = await self.pool.fetchrow(_STORE_BY_QR, request.token)
+        if merchant is None:
+            raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+        perk = domain.merchant_perk(
+            merchant["custom_perk_cents"], merchant["recommended_perk_cents"], merchant["perk_label"]
+        )
+        answer = pb.ListRecentSquareOrdersResponse(
+            merchant_id=merchant["id"],
+            merchant_name=merchant["name"],
+            perk=pb.CheckoutPerk(perk_cents=perk.cents, label=perk.label),
+        )
+        tokens = await cast(_SquareTokens, self).square_access_token(merchant["id"])
+        if tokens is None:
+            return answer
+        access_token, location_id = tokens
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
+            minutes=request.minutes or DEFAULT_RECENT_MINUTES
+        )
+        try:
+            orders = await self.square.recent_orders(access_token, location_id, since)
+        except SquareAuthError:
+            # The seller revoked us: as good as not connected (the page falls back to a typed total; the portal
+            # tells the owner to reconnect).
+            log.warning("Square refused the orders search", extra={"merchant_id": merchant["id"]})
+            return answer
+        except SquareUnavailable:
+            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; try again") from None
+        redeemed = {row["square_order_id"] for row in await self.pool.fetch(_REDEEMED_ORDERS, [o.id for o in orders])}
+        for order in orders:
+            answer.orders.add(
+                id=order.id,
+                total_cents=order.total_cents,
+                currency=order.currency or "",
+                state=order.state,
+                created_at=timestamp(order.created_at),
+                redeemed=order.id in redeemed,
+            )
+        return answer
+
     async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
         driver_id = current_caller().user_id or ""
         if request.idempotency_key:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -399,3 +400,51 @@ async def test_a_square_order_keys_its_redemption_when_the_app_sends_no_key(
     violations = [v for d in neither.json()["details"] for v in d.get("field_violations", [])]
     assert [v["reason"] for v in violations] == ["IDEMPOTENCY_KEY_REQUIRED"]
     assert await redemption_debits(merchants, driver) == [300]
+
+
+async def test_the_checkout_page_lists_the_stores_recent_orders_to_a_signed_in_driver(
+    merchants: Merchants,
+    shop: Store,
+    driver: Person,
+    square_fake: FakeSquare,
+    merchants_engine: AsyncEngine,
+    rest: httpx.AsyncClient,
+) -> None:
+    unconnected = await rest.get("/v1/checkout/orders", params={"token": shop.qr_token}, headers=driver.headers)
+    assert unconnected.status_code == 200, unconnected.text
+    assert unconnected.json()["orders"] == [] and unconnected.json()["merchant_id"] == shop.id
+
+    location = await _connect_square(square_fake, merchants_engine, shop)
+    now = datetime.datetime.now(datetime.UTC)
+    older = square_fake.add_order(location, 700, state="OPEN", created_at=now - datetime.timedelta(minutes=25))
+    paid = square_fake.add_order(location, 300, created_at=now - datetime.timedelta(minutes=4))
+    open_order = square_fake.add_order(location, 450, state="OPEN", created_at=now - datetime.timedelta(minutes=1))
+    square_fake.add_order(location, 999, state="CANCELED")
+    await merchants.give_nova(driver, 1000)
+    await merchants.stub.RedeemAtCheckout(redeem(shop, square_order_id=paid.id), metadata=driver.auth)
+
+    listed = await rest.get("/v1/checkout/orders", params={"token": shop.qr_token}, headers=driver.headers)
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert (body["merchant_name"], body["perk"]["perk_cents"]) == ("Test Coffee", 300)
+    assert [(o["id"], o["total_cents"], o["state"], o["redeemed"]) for o in body["orders"]] == [
+        (open_order.id, 450, "OPEN", False),
+        (paid.id, 300, "COMPLETED", True),
+    ]
+    wider = await rest.get(
+        "/v1/checkout/orders", params={"token": shop.qr_token, "minutes": 30}, headers=driver.headers
+    )
+    assert older.id in [o["id"] for o in wider.json()["orders"]]
+
+    anonymous = await rest.get("/v1/checkout/orders", params={"token": shop.qr_token})
+    assert anonymous.status_code == 401  # other customers' orders are not public
+    unknown = await rest.get("/v1/checkout/orders", params={"token": "x" * 43}, headers=driver.headers)
+    assert unknown.status_code == 404
+    too_far = await rest.get(
+        "/v1/checkout/orders", params={"token": shop.qr_token, "minutes": 61}, headers=driver.headers
+    )
+    assert too_far.status_code == 400
+
+    square_fake.fail_next(2, 503)  # the service's attempt and its one retry
+    down = await rest.get("/v1/checkout/orders", params={"token": shop.qr_token}, headers=driver.headers)
+    assert down.status_code == 503, down.text

@@ -376,6 +376,34 @@ async def test_the_average_takes_the_newest_100_orders(fake: FakeSquare, square:
     assert average == 1500
 
 
+async def test_recent_orders_are_the_locations_open_and_completed_ones_since_newest_first(
+    fake: FakeSquare, square: SquareAccounts
+) -> None:
+    seller = await _connected(fake, square)
+    now = datetime.datetime.now(UTC)
+    at = seller.location.id
+    paid = fake.add_order(at, 300, created_at=now - datetime.timedelta(minutes=3))
+    waiting = fake.add_order(at, 450, state="OPEN", created_at=now - datetime.timedelta(minutes=1))
+    fake.add_order(at, 999, state="CANCELED", created_at=now - datetime.timedelta(minutes=2))
+    fake.add_order(at, 700, created_at=now - datetime.timedelta(minutes=30))
+    fake.add_order(fake.add_location(seller.merchant.id, "Elsewhere").id, 800, created_at=now)
+
+    orders = await square.recent_orders(seller.tokens.access_token, at, now - datetime.timedelta(minutes=10))
+
+    assert [(o.id, o.total_cents, o.state, o.currency) for o in orders] == [
+        (waiting.id, 450, "OPEN", "USD"),
+        (paid.id, 300, "COMPLETED", "USD"),
+    ]
+    assert orders[0].created_at is not None and abs(orders[0].created_at - waiting.created_at) < datetime.timedelta(
+        seconds=1
+    )
+    [request] = fake.requests_to("POST", "/v2/orders/search")
+    assert request.json["query"]["filter"]["state_filter"] == {"states": ["OPEN", "COMPLETED"]}
+    assert request.json["query"]["sort"] == {"sort_field": "CREATED_AT", "sort_order": "DESC"}
+    with pytest.raises(ValueError, match="aware"):
+        await square.recent_orders(seller.tokens.access_token, at, now.replace(tzinfo=None))
+
+
 async def test_no_orders_means_no_average(fake: FakeSquare, square: SquareAccounts) -> None:
     seller = await _connected(fake, square)
     now = datetime.datetime.now(UTC)

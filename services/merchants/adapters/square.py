@@ -30,6 +30,7 @@ from square.core.api_error import ApiError
 from square.core.request_options import RequestOptions
 from square.requests.search_orders_query import SearchOrdersQueryParams
 from square.types.location import Location
+from square.types.order import Order
 
 _log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ DEFAULT_SCOPES: Final = ("MERCHANT_PROFILE_READ", "ORDERS_READ", "PAYMENTS_READ"
 # The average order value is taken over the COMPLETED orders closed in this window, newest first, at most this many.
 AOV_WINDOW: Final = datetime.timedelta(days=30)
 AOV_MAX_ORDERS: Final = 100
+# Orders the checkout page lists at most (a till's last minutes).
+RECENT_ORDERS_MAX: Final = 50
 
 # Square's ids are short alphanumerics; anything else cannot name an order and must not reach a URL path.
 _SQUARE_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,192}")
@@ -122,6 +125,7 @@ class SquareOrder:
     total_cents: int | None  # total_money.amount, smallest currency unit; None when Square gives no total
     state: str  # "OPEN", "COMPLETED", "CANCELED" or "DRAFT"
     currency: str | None = None
+    created_at: datetime.datetime | None = None
 
 
 class SquareAccounts:
@@ -289,6 +293,30 @@ class SquareAccounts:
             return None
         return int(sum(totals)) // len(totals)
 
+    async def recent_orders(
+        self, access_token: str, location_id: str, since: datetime.datetime, limit: int = RECENT_ORDERS_MAX
+    ) -> list[SquareOrder]:
+        """The location's OPEN and COMPLETED orders created since `since`, newest first (at most `limit`): what
+        a driver at the till picks their order from."""
+        if not location_id:
+            raise ValueError("a location id is required")
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        query: SearchOrdersQueryParams = {
+            "filter": {
+                "state_filter": {"states": ["OPEN", "COMPLETED"]},
+                "date_time_filter": {"created_at": {"start_at": _rfc3339(since)}},
+            },
+            "sort": {"sort_field": "CREATED_AT", "sort_order": "DESC"},
+        }
+        answer = await self._call(
+            "search orders",
+            self._square(access_token).orders.search(
+                location_ids=[location_id], query=query, limit=limit, request_options=self._options
+            ),
+        )
+        return [_order(order) for order in (answer.orders or [])[:limit] if order.id]
+
     async def get_order(self, access_token: str, order_id: str) -> SquareOrder:
         """One order of the seller; SquareNotFound when the seller has no such order."""
         if _SQUARE_ID.fullmatch(order_id) is None:
@@ -300,14 +328,7 @@ class SquareAccounts:
         order = answer.order
         if order is None or not order.id:
             raise SquareNotFound(f"Square get order: no order {order_id} in the answer")
-        money = order.total_money
-        return SquareOrder(
-            id=order.id,
-            location_id=order.location_id,
-            total_cents=money.amount if money is not None else None,
-            state=str(order.state or ""),
-            currency=str(money.currency) if money is not None and money.currency is not None else None,
-        )
+        return _order(order)
 
     # -- the boundary ------------------------------------------------------------------------------
 
@@ -365,6 +386,18 @@ def _tokens(
         refresh_token=refresh_token,
         expires_at=_time(expires_at),
         square_merchant_id=merchant_id,
+    )
+
+
+def _order(order: Order) -> SquareOrder:
+    money = order.total_money
+    return SquareOrder(
+        id=str(order.id),
+        location_id=order.location_id,
+        total_cents=money.amount if money is not None else None,
+        state=str(order.state or ""),
+        currency=str(money.currency) if money is not None and money.currency is not None else None,
+        created_at=_time(order.created_at),
     )
 
 

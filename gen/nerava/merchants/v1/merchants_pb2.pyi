@@ -224,6 +224,42 @@ class ResolveCheckoutQrResponse(_message.Message):
     charger: CheckoutCharger
     def __init__(self, ok: _Optional[bool] = ..., merchant: _Optional[_Union[CheckoutMerchant, _Mapping]] = ..., perk: _Optional[_Union[CheckoutPerk, _Mapping]] = ..., driver: _Optional[_Union[CheckoutDriver, _Mapping]] = ..., charger: _Optional[_Union[CheckoutCharger, _Mapping]] = ...) -> None: ...
 
+class ListRecentSquareOrdersRequest(_message.Message):
+    __slots__ = ("token", "minutes")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MINUTES_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    minutes: int
+    def __init__(self, token: _Optional[str] = ..., minutes: _Optional[int] = ...) -> None: ...
+
+class RecentSquareOrder(_message.Message):
+    __slots__ = ("id", "total_cents", "currency", "state", "created_at", "redeemed")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_CENTS_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    total_cents: int
+    currency: str
+    state: str
+    created_at: _timestamp_pb2.Timestamp
+    redeemed: bool
+    def __init__(self, id: _Optional[str] = ..., total_cents: _Optional[int] = ..., currency: _Optional[str] = ..., state: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., redeemed: _Optional[bool] = ...) -> None: ...
+
+class ListRecentSquareOrdersResponse(_message.Message):
+    __slots__ = ("merchant_id", "merchant_name", "perk", "orders")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PERK_FIELD_NUMBER: _ClassVar[int]
+    ORDERS_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    merchant_name: str
+    perk: CheckoutPerk
+    orders: _containers.RepeatedCompositeFieldContainer[RecentSquareOrder]
+    def __init__(self, merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ..., perk: _Optional[_Union[CheckoutPerk, _Mapping]] = ..., orders: _Optional[_Iterable[_Union[RecentSquareOrder, _Mapping]]] = ...) -> None: ...
+
 class RedeemAtCheckoutRequest(_message.Message):
     __slots__ = ("qr_token", "order_total_cents", "square_order_id", "idempotency_key")
     QR_TOKEN_FIELD_NUMBER: _ClassVar[int]

@@ -109,6 +109,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveCheckoutQrRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveCheckoutQrResponse.FromString,
                 _registered_method=True)
+        self.ListRecentSquareOrders = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ListRecentSquareOrders',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListRecentSquareOrdersRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListRecentSquareOrdersResponse.FromString,
+                _registered_method=True)
         self.RedeemAtCheckout = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/RedeemAtCheckout',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemAtCheckoutRequest.SerializeToString,
@@ -337,6 +342,16 @@ class MerchantsServiceServicer:
     def ResolveCheckoutQr(self, request, context):
         """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
         balance. Public (driver optional).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRecentSquareOrders(self, request, context):
+        """The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
+        (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
+        shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
+        No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -582,6 +597,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.ResolveCheckoutQr,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveCheckoutQrRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveCheckoutQrResponse.SerializeToString,
+            ),
+            'ListRecentSquareOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRecentSquareOrders,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListRecentSquareOrdersRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListRecentSquareOrdersResponse.SerializeToString,
             ),
             'RedeemAtCheckout': grpc.unary_unary_rpc_method_handler(
                     servicer.RedeemAtCheckout,
@@ -831,6 +851,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/ResolveCheckoutQr',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveCheckoutQrRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveCheckoutQrResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRecentSquareOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ListRecentSquareOrders',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListRecentSquareOrdersRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListRecentSquareOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -107,6 +107,12 @@ class MerchantsServiceStub:
     """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
     balance. Public (driver optional).
     """
+    ListRecentSquareOrders: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListRecentSquareOrdersRequest, _merchants_pb2.ListRecentSquareOrdersResponse]
+    """The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
+    (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
+    shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
+    No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+    """
     RedeemAtCheckout: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RedeemAtCheckoutRequest, _merchants_pb2.RedeemAtCheckoutResponse]
     """Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
     ledger transfer driver Nova → merchant Nova, a 15 % merchant fee accrued. Idempotent on
@@ -285,6 +291,12 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ResolveCheckoutQr: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolveCheckoutQrRequest, _merchants_pb2.ResolveCheckoutQrResponse]  # type: ignore[assignment]
     """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
     balance. Public (driver optional).
+    """
+    ListRecentSquareOrders: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListRecentSquareOrdersRequest, _merchants_pb2.ListRecentSquareOrdersResponse]  # type: ignore[assignment]
+    """The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
+    (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
+    shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
+    No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
     """
     RedeemAtCheckout: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RedeemAtCheckoutRequest, _merchants_pb2.RedeemAtCheckoutResponse]  # type: ignore[assignment]
     """Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
@@ -467,6 +479,18 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ResolveCheckoutQrResponse, _abc.Awaitable[_merchants_pb2.ResolveCheckoutQrResponse]]:
         """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
         balance. Public (driver optional).
+        """
+
+    @_abc_1.abstractmethod
+    def ListRecentSquareOrders(
+        self,
+        request: _merchants_pb2.ListRecentSquareOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListRecentSquareOrdersResponse, _abc.Awaitable[_merchants_pb2.ListRecentSquareOrdersResponse]]:
+        """The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
+        (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
+        shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
+        No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

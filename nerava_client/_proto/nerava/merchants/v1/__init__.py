@@ -66,6 +66,8 @@ __all__ = (
     "ListMerchantVisitsResponse",
     "ListMerchantsForChargerRequest",
     "ListMerchantsForChargerResponse",
+    "ListRecentSquareOrdersRequest",
+    "ListRecentSquareOrdersResponse",
     "Merchant",
     "MerchantAccount",
     "MerchantActions",
@@ -83,6 +85,7 @@ __all__ = (
     "PerkCard",
     "PerkSource",
     "PreviewCharger",
+    "RecentSquareOrder",
     "RedeemAtCheckoutRequest",
     "RedeemAtCheckoutResponse",
     "Redemption",
@@ -2154,6 +2157,60 @@ default_message_pool.register_message("nerava.merchants.v1", "ListMerchantVisits
 
 
 @dataclass(eq=False, repr=False)
+class ListRecentSquareOrdersRequest(betterproto2.Message):
+    """
+    Which store's recent orders.
+    """
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Token of the store's QR code.
+    """
+
+    minutes: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    How far back, minutes, 1–60; 0 means 10.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "ListRecentSquareOrdersRequest", ListRecentSquareOrdersRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListRecentSquareOrdersResponse(betterproto2.Message):
+    """
+    The store and its recent orders.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    merchant_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Merchant name.
+    """
+
+    perk: "CheckoutPerk | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Its perk.
+    """
+
+    orders: "list[RecentSquareOrder]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Newest first; empty when the store has no Square connection.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "ListRecentSquareOrdersResponse", ListRecentSquareOrdersResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class Merchant(betterproto2.Message):
     """
     A merchant store.
@@ -2770,6 +2827,48 @@ class PreviewCharger(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "PreviewCharger", PreviewCharger)
+
+
+@dataclass(eq=False, repr=False)
+class RecentSquareOrder(betterproto2.Message):
+    """
+    One Square order as the checkout page lists it.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Square order id (what RedeemAtCheckout takes as square_order_id).
+    """
+
+    total_cents: "int | None" = betterproto2.field(2, betterproto2.TYPE_INT32, optional=True)
+    """
+    Order total, cents; absent when Square gives none.
+    """
+
+    currency: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    ISO 4217 currency of the total (only USD orders can be redeemed).
+    """
+
+    state: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Square's state: OPEN or COMPLETED.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the order was created (RFC 3339 UTC).
+    """
+
+    redeemed: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+    """
+    True when a Nova discount was already applied to it (it cannot be redeemed again).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "RecentSquareOrder", RecentSquareOrder)
 
 
 @dataclass(eq=False, repr=False)
@@ -3462,6 +3561,20 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/ResolveCheckoutQr",
             ResolveCheckoutQrRequest.SerializeToString,
             ResolveCheckoutQrResponse.FromString,
+        )(message)
+
+    def list_recent_square_orders(self, message: "ListRecentSquareOrdersRequest") -> "ListRecentSquareOrdersResponse":
+        """
+        The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
+        (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
+        shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
+        No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListRecentSquareOrders",
+            ListRecentSquareOrdersRequest.SerializeToString,
+            ListRecentSquareOrdersResponse.FromString,
         )(message)
 
     def redeem_at_checkout(self, message: "RedeemAtCheckoutRequest") -> "RedeemAtCheckoutResponse":
