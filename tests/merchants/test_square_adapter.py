@@ -398,6 +398,7 @@ async def test_recent_orders_are_the_locations_open_and_completed_ones_since_new
         seconds=1
     )
     [request] = fake.requests_to("POST", "/v2/orders/search")
+    assert isinstance(request.json, dict)
     assert request.json["query"]["filter"]["state_filter"] == {"states": ["OPEN", "COMPLETED"]}
     assert request.json["query"]["sort"] == {"sort_field": "CREATED_AT", "sort_order": "DESC"}
     with pytest.raises(ValueError, match="aware"):
