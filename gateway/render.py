@@ -86,13 +86,15 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
     # Stripe calls the webhook; the signature, not a token, authenticates it.
     "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),
     # The "while you charge" list, merchant pages, a scanned checkout QR (the driver is optional),
-    # acquisition previews and the staff screen of an exclusive (its random id is the capability) are public.
+    # acquisition previews, the staff screen of an exclusive (its random id is the capability) and the staff's
+    # arrival check-in (the code is the capability) are public.
     "nerava.merchants.v1.MerchantsService": (
         "ResolveCheckoutQr",
         "ListMerchantsForCharger",
         "GetMerchant",
         "ResolvePreviewLink",
         "GetExclusiveStaffView",
+        "RedeemCheckInCode",
     ),
 }
 

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import math
 import re
+import secrets
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
@@ -235,3 +236,18 @@ def shareable_lines(merchant_name: str, totals: RedemptionTotals) -> list[str]:
             f"{totals.total} Nerava rewards redeemed at {name} so far — ${totals.total_discount_cents // 100} in all."
         )
     return lines or [f"Charging nearby? Spend your Nerava Nova at {name}."]
+
+
+# Arrival codes: 6 characters a driver reads out or shows at the till, from an alphabet without look-alikes
+# (no 0/O, 1/I/L): 31^6 ≈ 887 million codes, drawn at random (secrets) and unique among live sessions.
+ARRIVAL_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+ARRIVAL_CODE_LENGTH = 6
+
+
+def new_arrival_code() -> str:
+    return "".join(secrets.choice(ARRIVAL_CODE_ALPHABET) for _ in range(ARRIVAL_CODE_LENGTH))
+
+
+def normalized_arrival_code(typed: str) -> str:
+    """What staff typed, as stored: upper case, without spaces or dashes."""
+    return typed.strip().upper().replace(" ", "").replace("-", "")

@@ -75,6 +75,8 @@ ACCESS: dict[str, Access] = {
     "GetActiveExclusive": Access.role(DRIVER),
     # The staff screen: the session's random id is the capability (see the contract).
     "GetExclusiveStaffView": Access.anyone(),
+    # Staff devices are not signed in: the arrival code is the capability (see the contract).
+    "RedeemCheckInCode": Access.anyone(),
     "CancelExclusive": Access.role(ADMIN),
     "ListMerchantExclusives": Access.role(MERCHANT, ADMIN),
     "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN),
@@ -343,6 +345,9 @@ class ExclusiveRpcs(Resources):
                     pg_insert(X)
                     .values(
                         id=session_id,
+                        # Unique among live sessions: a collision conflicts like a rival activation, and the
+                        # caller's retry draws another code.
+                        arrival_code=domain.new_arrival_code(),
                         offer_id=offer.id if offer is not None else None,
                         activated_at=now,
                         expires_at=now + domain.EXCLUSIVE_DURATION,
@@ -463,6 +468,7 @@ class ExclusiveRpcs(Resources):
             merchant_photo_url=photos[0] if photos else "",
             charger_name=charger_name,
             verification_code=row.visit_code or "",
+            arrival_code=row.arrival_code or "",
             charging_active=False,
             status=cast(pb.ExclusiveStatus, status),
         )
@@ -498,22 +504,12 @@ class ExclusiveRpcs(Resources):
                     merchant_name=merchant.name,
                     verified_at=timestamp(visit.verified_at),
                 )
-            if merchant.status != MERCHANT_ACTIVE:
-                # A store that paused (or was suspended) since the activation takes no new visits.
-                raise FailedPrecondition(
-                    "MERCHANT_NOT_ACTIVE", "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
-                )
-            lapsed = row.status == ACTIVE and row.expires_at <= now
-            if lapsed:
-                await _expire_session(conn, session_id)
-            elif row.status == EXPIRED:
-                raise _expired(request.exclusive_session_id)
-            elif row.status != ACTIVE:
-                raise _not_active(request.exclusive_session_id, row.status)
-            else:
-                visit = await self._record_verified_visit(conn, row, merchant, request, now)
-                await conn.execute(sa.update(X).where(X.c.id == session_id).values(status=COMPLETED, ended_at=now))
-        if lapsed or visit is None:  # the EXPIRED mark is committed before the refusal
+            where = (
+                request.lat if request.HasField("lat") else row.lat,
+                request.lng if request.HasField("lng") else row.lng,
+            )
+            visit = await self._complete_with_visit(conn, row, merchant, where, now, also={})
+        if visit is None:  # the EXPIRED mark is committed before the refusal
             raise _expired(request.exclusive_session_id)
         return pb.VerifyExclusiveVisitResponse(
             status="VERIFIED",
@@ -523,13 +519,36 @@ class ExclusiveRpcs(Resources):
             verified_at=timestamp(visit.verified_at),
         )
 
-    async def _record_verified_visit(
+    async def _complete_with_visit(
         self,
         conn: AsyncConnection,
-        session: Any,
+        row: Any,
         merchant: Any,
-        request: pb.VerifyExclusiveVisitRequest,
+        where: tuple[float, float],
         now: datetime.datetime,
+        *,
+        also: dict[str, Any],
+    ) -> Any:
+        """Records the visit of a live session and completes it (with `also`, more columns of the session).
+        None when its window is over: the EXPIRED mark is written, and the caller refuses after the commit."""
+        if merchant.status != MERCHANT_ACTIVE:
+            # A store that paused (or was suspended) since the activation takes no new visits.
+            raise FailedPrecondition(
+                "MERCHANT_NOT_ACTIVE", "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
+            )
+        if row.status == ACTIVE and row.expires_at <= now:
+            await _expire_session(conn, row.id)
+            return None
+        if row.status == EXPIRED:
+            raise _expired(str(row.id))
+        if row.status != ACTIVE:
+            raise _not_active(str(row.id), row.status)
+        visit = await self._record_verified_visit(conn, row, merchant, where, now)
+        await conn.execute(sa.update(X).where(X.c.id == row.id).values(status=COMPLETED, ended_at=now, **also))
+        return visit
+
+    async def _record_verified_visit(
+        self, conn: AsyncConnection, session: Any, merchant: Any, where: tuple[float, float], now: datetime.datetime
     ) -> Any:
         """The merchant's next visit of its local day, numbered under a lock on the merchant."""
         await conn.execute(
@@ -555,8 +574,8 @@ class ExclusiveRpcs(Resources):
                     visit_date=visit_date,
                     visit_number=number,
                     verification_code=code,
-                    lat=request.lat if request.HasField("lat") else session.lat,
-                    lng=request.lng if request.HasField("lng") else session.lng,
+                    lat=where[0],
+                    lng=where[1],
                     verified_at=now,
                 )
                 .returning(*V.c)
@@ -675,6 +694,53 @@ class ExclusiveRpcs(Resources):
             exclusive_title=_text_or_null(row.offer_title),
             staff_instructions=_text_or_null(row.description),
             staff_view=view,
+        )
+
+    async def RedeemCheckInCode(
+        self, request: pb.RedeemCheckInCodeRequest, context: Any
+    ) -> pb.RedeemCheckInCodeResponse:
+        code = domain.normalized_arrival_code(request.code)
+        now = _now()
+        null = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+        async with self.engine.begin() as conn:
+            # The live session with this code, else the latest one that had it (used, lapsed or ended).
+            row = (
+                await conn.execute(
+                    sa.select(X)
+                    .where(X.c.arrival_code == code)
+                    .order_by(sa.case((X.c.status == ACTIVE, 0), else_=1), X.c.activated_at.desc())
+                    .limit(1)
+                    .with_for_update()
+                )
+            ).first()
+            if row is None:
+                raise NotFound("CHECK_IN_CODE_UNKNOWN", "no exclusive has this arrival code")
+            visit = (await conn.execute(sa.select(V).where(V.c.exclusive_session_id == row.id))).first()
+            if row.checked_in_at is not None or visit is not None:
+                return pb.RedeemCheckInCodeResponse(
+                    redeemed=False,
+                    session_id=str(row.id),
+                    already_redeemed=True,
+                    error=null,
+                    verification_code=visit.verification_code if visit is not None else "",
+                    visit_number=visit.visit_number if visit is not None else 0,
+                )
+            merchant = await load_merchant(conn, row.merchant_id)
+            checked_in = {
+                "checked_in_at": now,
+                "check_in_order_number": request.order_number or None,
+                "check_in_order_total_cents": request.order_total_cents or None,
+            }
+            visit = await self._complete_with_visit(conn, row, merchant, (row.lat, row.lng), now, also=checked_in)
+        if visit is None:  # the EXPIRED mark is committed before the refusal
+            raise _expired(str(row.id))
+        return pb.RedeemCheckInCodeResponse(
+            redeemed=True,
+            session_id=str(row.id),
+            already_redeemed=False,
+            error=null,
+            verification_code=visit.verification_code,
+            visit_number=visit.visit_number,
         )
 
     # --- admins -------------------------------------------------------------------------------------------

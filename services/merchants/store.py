@@ -146,6 +146,10 @@ exclusive_sessions = sa.Table(
     sa.Column("feedback", pg.JSONB),
     sa.Column("cancel_reason", sa.Text),
     sa.Column("canceled_by", sa.Text),
+    sa.Column("arrival_code", sa.Text),
+    sa.Column("checked_in_at", _TS),
+    sa.Column("check_in_order_number", sa.Text),
+    sa.Column("check_in_order_total_cents", sa.Integer),
 )
 
 verified_visits = sa.Table(

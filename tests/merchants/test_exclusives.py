@@ -956,3 +956,78 @@ async def test_an_unknown_session_is_null_and_a_bad_id_is_refused(
     assert [v["field"] for v in violations] == ["exclusive_session_id"]
     typed = await merchants.stub.GetExclusiveStaffView(pb.GetExclusiveStaffViewRequest(exclusive_session_id=session.id))
     assert typed.staff_view.id == session.id and not typed.staff_view.HasField("exclusive_title")
+
+
+# --- arrival check-in -----------------------------------------------------------------------------------------
+
+
+async def test_staff_check_a_driver_in_with_the_arrival_code_once(
+    merchants: Merchants, shop: Store, driver: Person, rest: httpx.AsyncClient, merchants_engine: AsyncEngine
+) -> None:
+    session = (await activate(merchants, driver, shop)).exclusive_session
+    code = session.arrival_code
+    assert re.fullmatch(f"[{domain.ARRIVAL_CODE_ALPHABET}]{{6}}", code), code
+    active = await rest.get("/v1/exclusive/active", headers=driver.headers)
+    assert active.json()["exclusive_session"]["arrival_code"] == code
+
+    typed = f"{code[:3].lower()}-{code[3:].lower()}"  # staff type it as they like
+    checked = await rest.post(
+        "/v1/checkin/redeem", json={"code": typed, "order_number": "A-17", "order_total_cents": 1250}
+    )
+    assert checked.status_code == 200, checked.text
+    body = checked.json()
+    assert (body["redeemed"], body["already_redeemed"], body["session_id"], body["error"]) == (
+        True,
+        False,
+        session.id,
+        None,
+    )
+    assert body["verification_code"].endswith(f"-{body['visit_number']:03d}")
+    row = await session_row(merchants_engine, session.id)
+    assert row.status == pb.EXCLUSIVE_STATUS_COMPLETED and row.checked_in_at is not None
+    assert (row.check_in_order_number, row.check_in_order_total_cents) == ("A-17", 1250)
+    visits = await rest.get(f"/v1/merchants/{shop.id}/visits", headers=shop.owner.headers)
+    assert body["verification_code"] in [v["verification_code"] for v in visits.json()["visits"]]
+
+    again = await rest.post("/v1/checkin/redeem", json={"code": code})
+    assert again.status_code == 200, again.text
+    assert (again.json()["redeemed"], again.json()["already_redeemed"]) == (False, True)
+    assert again.json()["verification_code"] == body["verification_code"]  # single-use: nothing new
+    # The driver's own "I'm here" after the check-in is the same visit.
+    verified = await merchants.stub.VerifyExclusiveVisit(
+        pb.VerifyExclusiveVisitRequest(exclusive_session_id=session.id), metadata=driver.auth
+    )
+    assert (verified.status, verified.verification_code) == ("ALREADY_VERIFIED", body["verification_code"])
+
+
+async def test_check_in_codes_that_are_unknown_lapsed_or_malformed_are_refused(
+    merchants: Merchants, shop: Store, driver: Person, rest: httpx.AsyncClient, merchants_engine: AsyncEngine
+) -> None:
+    unknown = await rest.post("/v1/checkin/redeem", json={"code": "ZZZZZZ"})
+    assert unknown.status_code == 404, unknown.text
+    assert unknown.json()["details"][0]["reason"] == "CHECK_IN_CODE_UNKNOWN"
+
+    session = (await activate(merchants, driver, shop)).exclusive_session
+    await push_into_past(merchants_engine, session.id)
+    lapsed = await rest.post("/v1/checkin/redeem", json={"code": session.arrival_code})
+    assert lapsed.status_code == 400, lapsed.text
+    assert lapsed.json()["details"][0]["reason"] == "EXCLUSIVE_EXPIRED"
+    assert (await session_row(merchants_engine, session.id)).status == pb.EXCLUSIVE_STATUS_EXPIRED
+
+    for body in ({"code": "AB"}, {"code": "ABC$EF"}, {"code": "ABCDEF", "order_total_cents": -1}):
+        refused_input = await rest.post("/v1/checkin/redeem", json=body)
+        assert refused_input.status_code == 400, (body, refused_input.text)
+
+
+async def test_arrival_codes_are_unique_among_live_sessions(
+    merchants: Merchants, shop: Store, person: NewPerson, merchants_engine: AsyncEngine
+) -> None:
+    drivers = [await person() for _ in range(5)]
+    sessions = [(await activate(merchants, d, shop)).exclusive_session for d in drivers]
+    assert len({s.arrival_code for s in sessions}) == 5
+    # The database refuses a second live session with a code already live.
+    with pytest.raises(sa.exc.IntegrityError):
+        async with merchants_engine.begin() as conn:
+            await conn.execute(
+                sa.update(X).where(X.c.id == uuid.UUID(sessions[1].id)).values(arrival_code=sessions[0].arrival_code)
+            )

@@ -357,7 +357,7 @@ class ActivateExclusiveRequest(_message.Message):
     def __init__(self, merchant_id: _Optional[str] = ..., merchant_place_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., charger_place_id: _Optional[str] = ..., intent_session_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., accuracy_m: _Optional[float] = ..., intent: _Optional[str] = ..., party_size: _Optional[int] = ..., needs_power_outlet: _Optional[bool] = ..., is_to_go: _Optional[bool] = ..., idempotency_key: _Optional[str] = ...) -> None: ...
 
 class ExclusiveSession(_message.Message):
-    __slots__ = ("id", "merchant_id", "charger_id", "expires_at", "activated_at", "remaining_seconds", "merchant_name", "merchant_place_id", "exclusive_title", "merchant_lat", "merchant_lng", "merchant_distance_m", "merchant_walk_time_min", "merchant_category", "merchant_photo_url", "charger_name", "verification_code", "charging_active", "charging_session_ended_at", "status")
+    __slots__ = ("id", "merchant_id", "charger_id", "expires_at", "activated_at", "remaining_seconds", "merchant_name", "merchant_place_id", "exclusive_title", "merchant_lat", "merchant_lng", "merchant_distance_m", "merchant_walk_time_min", "merchant_category", "merchant_photo_url", "charger_name", "verification_code", "charging_active", "charging_session_ended_at", "status", "arrival_code")
     ID_FIELD_NUMBER: _ClassVar[int]
     MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
     CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -378,6 +378,7 @@ class ExclusiveSession(_message.Message):
     CHARGING_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     CHARGING_SESSION_ENDED_AT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_CODE_FIELD_NUMBER: _ClassVar[int]
     id: str
     merchant_id: str
     charger_id: str
@@ -398,7 +399,8 @@ class ExclusiveSession(_message.Message):
     charging_active: bool
     charging_session_ended_at: _timestamp_pb2.Timestamp
     status: ExclusiveStatus
-    def __init__(self, id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., remaining_seconds: _Optional[int] = ..., merchant_name: _Optional[str] = ..., merchant_place_id: _Optional[str] = ..., exclusive_title: _Optional[str] = ..., merchant_lat: _Optional[float] = ..., merchant_lng: _Optional[float] = ..., merchant_distance_m: _Optional[int] = ..., merchant_walk_time_min: _Optional[int] = ..., merchant_category: _Optional[str] = ..., merchant_photo_url: _Optional[str] = ..., charger_name: _Optional[str] = ..., verification_code: _Optional[str] = ..., charging_active: _Optional[bool] = ..., charging_session_ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ExclusiveStatus, str]] = ...) -> None: ...
+    arrival_code: str
+    def __init__(self, id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., charger_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., remaining_seconds: _Optional[int] = ..., merchant_name: _Optional[str] = ..., merchant_place_id: _Optional[str] = ..., exclusive_title: _Optional[str] = ..., merchant_lat: _Optional[float] = ..., merchant_lng: _Optional[float] = ..., merchant_distance_m: _Optional[int] = ..., merchant_walk_time_min: _Optional[int] = ..., merchant_category: _Optional[str] = ..., merchant_photo_url: _Optional[str] = ..., charger_name: _Optional[str] = ..., verification_code: _Optional[str] = ..., charging_active: _Optional[bool] = ..., charging_session_ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[ExclusiveStatus, str]] = ..., arrival_code: _Optional[str] = ...) -> None: ...
 
 class ActivateExclusiveResponse(_message.Message):
     __slots__ = ("status", "exclusive_session", "idempotent")
@@ -517,6 +519,32 @@ class GetExclusiveStaffViewResponse(_message.Message):
     staff_instructions: _struct_pb2.Value
     staff_view: ExclusiveStaffView
     def __init__(self, exclusive_session: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., merchant_name: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., exclusive_title: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., staff_instructions: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., staff_view: _Optional[_Union[ExclusiveStaffView, _Mapping]] = ...) -> None: ...
+
+class RedeemCheckInCodeRequest(_message.Message):
+    __slots__ = ("code", "order_number", "order_total_cents")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    ORDER_TOTAL_CENTS_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    order_number: str
+    order_total_cents: int
+    def __init__(self, code: _Optional[str] = ..., order_number: _Optional[str] = ..., order_total_cents: _Optional[int] = ...) -> None: ...
+
+class RedeemCheckInCodeResponse(_message.Message):
+    __slots__ = ("redeemed", "session_id", "already_redeemed", "error", "verification_code", "visit_number")
+    REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_REDEEMED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_CODE_FIELD_NUMBER: _ClassVar[int]
+    VISIT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    redeemed: bool
+    session_id: str
+    already_redeemed: bool
+    error: _struct_pb2.Value
+    verification_code: str
+    visit_number: int
+    def __init__(self, redeemed: _Optional[bool] = ..., session_id: _Optional[str] = ..., already_redeemed: _Optional[bool] = ..., error: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., verification_code: _Optional[str] = ..., visit_number: _Optional[int] = ...) -> None: ...
 
 class CancelExclusiveRequest(_message.Message):
     __slots__ = ("exclusive_session_id", "charger_id", "reason")

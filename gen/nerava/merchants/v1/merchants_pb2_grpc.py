@@ -77,6 +77,7 @@ class MerchantsServiceStub:
     UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
     OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
     (metadata: distance_m, radius_m)
+    CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
     EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
     EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
     EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -148,6 +149,11 @@ class MerchantsServiceStub:
                 '/nerava.merchants.v1.MerchantsService/GetExclusiveStaffView',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewResponse.FromString,
+                _registered_method=True)
+        self.RedeemCheckInCode = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/RedeemCheckInCode',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemCheckInCodeRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemCheckInCodeResponse.FromString,
                 _registered_method=True)
         self.CancelExclusive = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/CancelExclusive',
@@ -318,6 +324,7 @@ class MerchantsServiceServicer:
     UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
     OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
     (metadata: distance_m, radius_m)
+    CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
     EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
     EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
     EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -411,6 +418,17 @@ class MerchantsServiceServicer:
         confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
         screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
         answers exclusive_session null. A session past its window reads EXPIRED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedeemCheckInCode(self, request, context):
+        """Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
+        arrival_code); the visit is recorded as VerifyExclusiveVisit records it and the exclusive completes.
+        Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
+        devices are not signed in); the code names one live session among ~887 million. An unknown code is
+        CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -638,6 +656,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewResponse.SerializeToString,
             ),
+            'RedeemCheckInCode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedeemCheckInCode,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemCheckInCodeRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemCheckInCodeResponse.SerializeToString,
+            ),
             'CancelExclusive': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelExclusive,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CancelExclusiveRequest.FromString,
@@ -813,6 +836,7 @@ class MerchantsService:
     UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
     OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
     (metadata: distance_m, radius_m)
+    CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
     EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
     EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
     EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -1067,6 +1091,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/GetExclusiveStaffView',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetExclusiveStaffViewResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedeemCheckInCode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/RedeemCheckInCode',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemCheckInCodeRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RedeemCheckInCodeResponse.FromString,
             options,
             channel_credentials,
             insecure,

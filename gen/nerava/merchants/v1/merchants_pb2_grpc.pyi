@@ -78,6 +78,7 @@ class MerchantsServiceStub:
       UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
+      CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -141,6 +142,13 @@ class MerchantsServiceStub:
     confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
     screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
     answers exclusive_session null. A session past its window reads EXPIRED.
+    """
+    RedeemCheckInCode: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RedeemCheckInCodeRequest, _merchants_pb2.RedeemCheckInCodeResponse]
+    """Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
+    arrival_code); the visit is recorded as VerifyExclusiveVisit records it and the exclusive completes.
+    Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
+    devices are not signed in); the code names one live session among ~887 million. An unknown code is
+    CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
     """
     CancelExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CancelExclusiveRequest, _merchants_pb2.CancelExclusiveResponse]
     """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
@@ -266,6 +274,7 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
+      CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -326,6 +335,13 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
     screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
     answers exclusive_session null. A session past its window reads EXPIRED.
+    """
+    RedeemCheckInCode: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RedeemCheckInCodeRequest, _merchants_pb2.RedeemCheckInCodeResponse]  # type: ignore[assignment]
+    """Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
+    arrival_code); the visit is recorded as VerifyExclusiveVisit records it and the exclusive completes.
+    Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
+    devices are not signed in); the code names one live session among ~887 million. An unknown code is
+    CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
     """
     CancelExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CancelExclusiveRequest, _merchants_pb2.CancelExclusiveResponse]  # type: ignore[assignment]
     """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
@@ -450,6 +466,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
+      CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -562,6 +579,19 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
         screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
         answers exclusive_session null. A session past its window reads EXPIRED.
+        """
+
+    @_abc_1.abstractmethod
+    def RedeemCheckInCode(
+        self,
+        request: _merchants_pb2.RedeemCheckInCodeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.RedeemCheckInCodeResponse, _abc.Awaitable[_merchants_pb2.RedeemCheckInCodeResponse]]:
+        """Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
+        arrival_code); the visit is recorded as VerifyExclusiveVisit records it and the exclusive completes.
+        Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
+        devices are not signed in); the code names one live session among ~887 million. An unknown code is
+        CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
         """
 
     @_abc_1.abstractmethod

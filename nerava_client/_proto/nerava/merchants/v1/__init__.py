@@ -88,6 +88,8 @@ __all__ = (
     "RecentSquareOrder",
     "RedeemAtCheckoutRequest",
     "RedeemAtCheckoutResponse",
+    "RedeemCheckInCodeRequest",
+    "RedeemCheckInCodeResponse",
     "Redemption",
     "RedemptionStatus",
     "ResolveCheckoutQrRequest",
@@ -1306,6 +1308,12 @@ class ExclusiveSession(betterproto2.Message):
     )
     """
     Active, completed, expired or canceled.
+    """
+
+    arrival_code: "str" = betterproto2.field(21, betterproto2.TYPE_STRING)
+    """
+    The 6-character code the driver gives the store's staff to check in (RedeemCheckInCode); empty for
+    sessions started before arrival codes existed.
     """
 
 
@@ -2982,6 +2990,71 @@ default_message_pool.register_message("nerava.merchants.v1", "RedeemAtCheckoutRe
 
 
 @dataclass(eq=False, repr=False)
+class RedeemCheckInCodeRequest(betterproto2.Message):
+    """
+    An arrival code typed by staff.
+    """
+
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The code, 6 characters; case, spaces and dashes do not matter.
+    """
+
+    order_number: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The till's order number, kept with the check-in.
+    """
+
+    order_total_cents: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    The order's total, cents, kept with the check-in; 0 when not given.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "RedeemCheckInCodeRequest", RedeemCheckInCodeRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RedeemCheckInCodeResponse(betterproto2.Message):
+    """
+    The check-in.
+    """
+
+    redeemed: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True when this call checked the driver in.
+    """
+
+    session_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The exclusive session's id.
+    """
+
+    already_redeemed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    True when the code had already been used: nothing changed.
+    """
+
+    error: "___google__protobuf__.Value | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Always null: refusals are statuses. Kept because the staff screen reads the key.
+    """
+
+    verification_code: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    The visit's code and number of the store's day, as VerifyExclusiveVisit gives them.
+    """
+
+    visit_number: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+    """
+    The visit number.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "RedeemCheckInCodeResponse", RedeemCheckInCodeResponse)
+
+
+@dataclass(eq=False, repr=False)
 class Redemption(betterproto2.Message):
     """
     A checkout redemption.
@@ -3527,6 +3600,7 @@ class MerchantsServiceStub:
       UNKNOWN_TIME_ZONE            (INVALID_ARGUMENT)     hours.time_zone is not an IANA time zone
       OUTSIDE_RADIUS               (FAILED_PRECONDITION)  the driver is farther than 150 m from the charger
                                                           (metadata: distance_m, radius_m)
+      CHECK_IN_CODE_UNKNOWN        (NOT_FOUND)            no exclusive session has this arrival code
       EXCLUSIVE_NOT_FOUND          (NOT_FOUND)            no such exclusive session, or not the driver's
       EXCLUSIVE_EXPIRED            (FAILED_PRECONDITION)  the 60-minute window is over
       EXCLUSIVE_NOT_ACTIVE         (FAILED_PRECONDITION)  the session was canceled (completed ones are
@@ -3662,6 +3736,21 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/GetExclusiveStaffView",
             GetExclusiveStaffViewRequest.SerializeToString,
             GetExclusiveStaffViewResponse.FromString,
+        )(message)
+
+    def redeem_check_in_code(self, message: "RedeemCheckInCodeRequest") -> "RedeemCheckInCodeResponse":
+        """
+        Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
+        arrival_code); the visit is recorded as VerifyExclusiveVisit records it and the exclusive completes.
+        Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
+        devices are not signed in); the code names one live session among ~887 million. An unknown code is
+        CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/RedeemCheckInCode",
+            RedeemCheckInCodeRequest.SerializeToString,
+            RedeemCheckInCodeResponse.FromString,
         )(message)
 
     def cancel_exclusive(self, message: "CancelExclusiveRequest") -> "CancelExclusiveResponse":
