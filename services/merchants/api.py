@@ -5,6 +5,7 @@ checkout.py    Nova redemptions at checkout (exactly once, consistent with the l
 exclusives.py  exclusive offers: activate, verify, complete, cancel; the merchant's offer configuration
 portal.py      the owner's reports, share card and QR sign; signed preview links
 onboarding.py  Square OAuth and the recommended perk
+favorites.py   drivers' favorite stores and chargers, amenity votes
 """
 
 from __future__ import annotations
@@ -12,27 +13,29 @@ from __future__ import annotations
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 
 from services.common.interceptors import Access
-from services.merchants import catalog, checkout, exclusives, onboarding, portal
+from services.merchants import catalog, checkout, exclusives, favorites, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import CheckoutRpcs
 from services.merchants.exclusives import ExclusiveRpcs
+from services.merchants.favorites import FavoriteRpcs
 from services.merchants.onboarding import SquareRpcs
 from services.merchants.portal import PortalRpcs
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
 
-# Each group declares the rule of each of its RPCs; tests/merchants/test_catalog.py checks every RPC has one.
-ACCESS: dict[str, Access] = {
-    **catalog.ACCESS,
-    **checkout.ACCESS,
-    **exclusives.ACCESS,
-    **portal.ACCESS,
-    **onboarding.ACCESS,
-}
+# Each group declares the rule of each of its RPCs; tests/merchants/test_catalog.py checks every RPC has exactly one.
+GROUPS = (catalog, checkout, exclusives, portal, onboarding, favorites)
+ACCESS: dict[str, Access] = {name: rule for group in GROUPS for name, rule in group.ACCESS.items()}
 
 
 class MerchantsApi(
-    CatalogRpcs, CheckoutRpcs, ExclusiveRpcs, PortalRpcs, SquareRpcs, merchants_pb2_grpc.MerchantsServiceServicer
+    CatalogRpcs,
+    CheckoutRpcs,
+    ExclusiveRpcs,
+    PortalRpcs,
+    SquareRpcs,
+    FavoriteRpcs,
+    merchants_pb2_grpc.MerchantsServiceServicer,
 ):
     """Every RPC of MerchantsService; the resources come from `Resources` (records.py)."""

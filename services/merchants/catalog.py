@@ -23,6 +23,7 @@ from services.common.errors import InvalidArgument, NotFound, PermissionDenied, 
 from services.common.http_body import json_array
 from services.common.interceptors import Access
 from services.merchants import domain, store
+from services.merchants.favorites import amenities_message, amenity_counts
 from services.merchants.records import (
     ADMIN,
     DRIVER,
@@ -320,6 +321,7 @@ class CatalogRpcs(Resources):
                     )
                 )
             ).scalar_one()
+            votes = await amenity_counts(conn, row.id)
         perk = perk_of(row)
         photos = list(row.photo_urls)
         return pb.GetMerchantResponse(
@@ -335,6 +337,7 @@ class CatalogRpcs(Resources):
                 website=row.website,
                 activations_today=activations,
                 verified_visits_today=visits,
+                amenities=amenities_message(votes),
                 place_id=row.place_id or "",
                 lat=row.lat,
                 lng=row.lng,

@@ -166,3 +166,22 @@ verified_visits = sa.Table(
     sa.Column("lng", sa.Float, nullable=False),
     sa.Column("verified_at", _TS, nullable=False, server_default=sa.func.now()),
 )
+
+favorites = sa.Table(
+    "favorites",
+    metadata,
+    sa.Column("driver_id", sa.Text, primary_key=True),
+    sa.Column("kind", sa.Text, primary_key=True),  # "merchant" or "charger"
+    sa.Column("target_id", sa.Text, primary_key=True),
+    sa.Column("created_at", _TS, nullable=False, server_default=sa.func.now()),
+)
+
+amenity_votes = sa.Table(
+    "amenity_votes",
+    metadata,
+    sa.Column("merchant_id", sa.Text, primary_key=True),
+    sa.Column("amenity", sa.Text, primary_key=True),  # "bathroom" or "wifi"
+    sa.Column("driver_id", sa.Text, primary_key=True),
+    sa.Column("vote", sa.SmallInteger, nullable=False),  # +1 up, -1 down
+    sa.Column("voted_at", _TS, nullable=False, server_default=sa.func.now()),
+)

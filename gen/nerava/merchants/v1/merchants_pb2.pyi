@@ -652,6 +652,126 @@ class AmenityVotes(_message.Message):
     downvotes: int
     def __init__(self, upvotes: _Optional[int] = ..., downvotes: _Optional[int] = ...) -> None: ...
 
+class VoteAmenityRequest(_message.Message):
+    __slots__ = ("merchant_id", "amenity", "vote_type")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    AMENITY_FIELD_NUMBER: _ClassVar[int]
+    VOTE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    amenity: str
+    vote_type: str
+    def __init__(self, merchant_id: _Optional[str] = ..., amenity: _Optional[str] = ..., vote_type: _Optional[str] = ...) -> None: ...
+
+class VoteAmenityResponse(_message.Message):
+    __slots__ = ("ok", "upvotes", "downvotes")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    UPVOTES_FIELD_NUMBER: _ClassVar[int]
+    DOWNVOTES_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    upvotes: int
+    downvotes: int
+    def __init__(self, ok: _Optional[bool] = ..., upvotes: _Optional[int] = ..., downvotes: _Optional[int] = ...) -> None: ...
+
+class ListFavoriteMerchantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FavoriteMerchant(_message.Message):
+    __slots__ = ("merchant_id", "name", "category", "photo_url", "favorited_at")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_URL_FIELD_NUMBER: _ClassVar[int]
+    FAVORITED_AT_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    name: str
+    category: str
+    photo_url: str
+    favorited_at: _timestamp_pb2.Timestamp
+    def __init__(self, merchant_id: _Optional[str] = ..., name: _Optional[str] = ..., category: _Optional[str] = ..., photo_url: _Optional[str] = ..., favorited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListFavoriteMerchantsResponse(_message.Message):
+    __slots__ = ("favorites",)
+    FAVORITES_FIELD_NUMBER: _ClassVar[int]
+    favorites: _containers.RepeatedCompositeFieldContainer[FavoriteMerchant]
+    def __init__(self, favorites: _Optional[_Iterable[_Union[FavoriteMerchant, _Mapping]]] = ...) -> None: ...
+
+class AddFavoriteMerchantRequest(_message.Message):
+    __slots__ = ("merchant_id",)
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    def __init__(self, merchant_id: _Optional[str] = ...) -> None: ...
+
+class RemoveFavoriteMerchantRequest(_message.Message):
+    __slots__ = ("merchant_id",)
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    def __init__(self, merchant_id: _Optional[str] = ...) -> None: ...
+
+class ListFavoriteChargersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FavoriteCharger(_message.Message):
+    __slots__ = ("charger_id", "name", "favorited_at")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FAVORITED_AT_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    name: str
+    favorited_at: _timestamp_pb2.Timestamp
+    def __init__(self, charger_id: _Optional[str] = ..., name: _Optional[str] = ..., favorited_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListFavoriteChargersResponse(_message.Message):
+    __slots__ = ("favorites",)
+    FAVORITES_FIELD_NUMBER: _ClassVar[int]
+    favorites: _containers.RepeatedCompositeFieldContainer[FavoriteCharger]
+    def __init__(self, favorites: _Optional[_Iterable[_Union[FavoriteCharger, _Mapping]]] = ...) -> None: ...
+
+class AddFavoriteChargerRequest(_message.Message):
+    __slots__ = ("charger_id",)
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    def __init__(self, charger_id: _Optional[str] = ...) -> None: ...
+
+class RemoveFavoriteChargerRequest(_message.Message):
+    __slots__ = ("charger_id",)
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    def __init__(self, charger_id: _Optional[str] = ...) -> None: ...
+
+class AddFavoriteMerchantResponse(_message.Message):
+    __slots__ = ("ok", "favorited")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    FAVORITED_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    favorited: bool
+    def __init__(self, ok: _Optional[bool] = ..., favorited: _Optional[bool] = ...) -> None: ...
+
+class RemoveFavoriteMerchantResponse(_message.Message):
+    __slots__ = ("ok", "favorited")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    FAVORITED_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    favorited: bool
+    def __init__(self, ok: _Optional[bool] = ..., favorited: _Optional[bool] = ...) -> None: ...
+
+class AddFavoriteChargerResponse(_message.Message):
+    __slots__ = ("ok", "favorited")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    FAVORITED_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    favorited: bool
+    def __init__(self, ok: _Optional[bool] = ..., favorited: _Optional[bool] = ...) -> None: ...
+
+class RemoveFavoriteChargerResponse(_message.Message):
+    __slots__ = ("ok", "favorited")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    FAVORITED_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    favorited: bool
+    def __init__(self, ok: _Optional[bool] = ..., favorited: _Optional[bool] = ...) -> None: ...
+
 class Amenities(_message.Message):
     __slots__ = ("bathroom", "wifi")
     BATHROOM_FIELD_NUMBER: _ClassVar[int]

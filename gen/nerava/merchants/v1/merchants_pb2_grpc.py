@@ -170,6 +170,41 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantResponse.FromString,
                 _registered_method=True)
+        self.VoteAmenity = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/VoteAmenity',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.FromString,
+                _registered_method=True)
+        self.ListFavoriteMerchants = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ListFavoriteMerchants',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsResponse.FromString,
+                _registered_method=True)
+        self.AddFavoriteMerchant = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/AddFavoriteMerchant',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteMerchantRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteMerchantResponse.FromString,
+                _registered_method=True)
+        self.RemoveFavoriteMerchant = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/RemoveFavoriteMerchant',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteMerchantRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteMerchantResponse.FromString,
+                _registered_method=True)
+        self.ListFavoriteChargers = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ListFavoriteChargers',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteChargersRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteChargersResponse.FromString,
+                _registered_method=True)
+        self.AddFavoriteCharger = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/AddFavoriteCharger',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteChargerRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteChargerResponse.FromString,
+                _registered_method=True)
+        self.RemoveFavoriteCharger = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/RemoveFavoriteCharger',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteChargerRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteChargerResponse.FromString,
+                _registered_method=True)
         self.GetMyMerchant = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/GetMyMerchant',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantRequest.SerializeToString,
@@ -457,6 +492,57 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VoteAmenity(self, request, context):
+        """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
+        theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFavoriteMerchants(self, request, context):
+        """The driver's favorite stores, most recently added first. Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddFavoriteMerchant(self, request, context):
+        """Adds a store to the driver's favorites (again: no change). Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveFavoriteMerchant(self, request, context):
+        """Removes a store from the driver's favorites (not there: no change). Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFavoriteChargers(self, request, context):
+        """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
+        sessions service owns the chargers and answers their names). Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddFavoriteCharger(self, request, context):
+        """Adds a charger the sessions service knows to the driver's favorites. Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveFavoriteCharger(self, request, context):
+        """Removes a charger from the driver's favorites. Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMyMerchant(self, request, context):
         """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant.
         """
@@ -675,6 +761,41 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.GetMerchant,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantResponse.SerializeToString,
+            ),
+            'VoteAmenity': grpc.unary_unary_rpc_method_handler(
+                    servicer.VoteAmenity,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.SerializeToString,
+            ),
+            'ListFavoriteMerchants': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFavoriteMerchants,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsResponse.SerializeToString,
+            ),
+            'AddFavoriteMerchant': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFavoriteMerchant,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteMerchantRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteMerchantResponse.SerializeToString,
+            ),
+            'RemoveFavoriteMerchant': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveFavoriteMerchant,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteMerchantRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteMerchantResponse.SerializeToString,
+            ),
+            'ListFavoriteChargers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFavoriteChargers,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteChargersRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteChargersResponse.SerializeToString,
+            ),
+            'AddFavoriteCharger': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFavoriteCharger,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteChargerRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteChargerResponse.SerializeToString,
+            ),
+            'RemoveFavoriteCharger': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveFavoriteCharger,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteChargerRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteChargerResponse.SerializeToString,
             ),
             'GetMyMerchant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMyMerchant,
@@ -1199,6 +1320,195 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/GetMerchant',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VoteAmenity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/VoteAmenity',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFavoriteMerchants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ListFavoriteMerchants',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFavoriteMerchant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/AddFavoriteMerchant',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteMerchantRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveFavoriteMerchant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/RemoveFavoriteMerchant',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteMerchantRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFavoriteChargers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ListFavoriteChargers',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteChargersRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteChargersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFavoriteCharger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/AddFavoriteCharger',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteChargerRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.AddFavoriteChargerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveFavoriteCharger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/RemoveFavoriteCharger',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteChargerRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RemoveFavoriteChargerResponse.FromString,
             options,
             channel_credentials,
             insecure,

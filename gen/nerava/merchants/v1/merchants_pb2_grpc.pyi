@@ -160,6 +160,24 @@ class MerchantsServiceStub:
     """
     GetMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]
     """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+    VoteAmenity: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VoteAmenityRequest, _merchants_pb2.VoteAmenityResponse]
+    """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
+    theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+    """
+    ListFavoriteMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]
+    """The driver's favorite stores, most recently added first. Driver."""
+    AddFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]
+    """Adds a store to the driver's favorites (again: no change). Driver."""
+    RemoveFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]
+    """Removes a store from the driver's favorites (not there: no change). Driver."""
+    ListFavoriteChargers: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]
+    """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
+    sessions service owns the chargers and answers their names). Driver.
+    """
+    AddFavoriteCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteChargerRequest, _merchants_pb2.AddFavoriteChargerResponse]
+    """Adds a charger the sessions service knows to the driver's favorites. Driver."""
+    RemoveFavoriteCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteChargerRequest, _merchants_pb2.RemoveFavoriteChargerResponse]
+    """Removes a charger from the driver's favorites. Driver."""
     GetMyMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]
     """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
     GetMerchantSummary: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]
@@ -353,6 +371,24 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """
     GetMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]  # type: ignore[assignment]
     """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+    VoteAmenity: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VoteAmenityRequest, _merchants_pb2.VoteAmenityResponse]  # type: ignore[assignment]
+    """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
+    theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+    """
+    ListFavoriteMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]  # type: ignore[assignment]
+    """The driver's favorite stores, most recently added first. Driver."""
+    AddFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]  # type: ignore[assignment]
+    """Adds a store to the driver's favorites (again: no change). Driver."""
+    RemoveFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]  # type: ignore[assignment]
+    """Removes a store from the driver's favorites (not there: no change). Driver."""
+    ListFavoriteChargers: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]  # type: ignore[assignment]
+    """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
+    sessions service owns the chargers and answers their names). Driver.
+    """
+    AddFavoriteCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteChargerRequest, _merchants_pb2.AddFavoriteChargerResponse]  # type: ignore[assignment]
+    """Adds a charger the sessions service knows to the driver's favorites. Driver."""
+    RemoveFavoriteCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteChargerRequest, _merchants_pb2.RemoveFavoriteChargerResponse]  # type: ignore[assignment]
+    """Removes a charger from the driver's favorites. Driver."""
     GetMyMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]  # type: ignore[assignment]
     """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
     GetMerchantSummary: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]  # type: ignore[assignment]
@@ -621,6 +657,66 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetMerchantResponse, _abc.Awaitable[_merchants_pb2.GetMerchantResponse]]:
         """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+
+    @_abc_1.abstractmethod
+    def VoteAmenity(
+        self,
+        request: _merchants_pb2.VoteAmenityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.VoteAmenityResponse, _abc.Awaitable[_merchants_pb2.VoteAmenityResponse]]:
+        """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
+        theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        """
+
+    @_abc_1.abstractmethod
+    def ListFavoriteMerchants(
+        self,
+        request: _merchants_pb2.ListFavoriteMerchantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListFavoriteMerchantsResponse, _abc.Awaitable[_merchants_pb2.ListFavoriteMerchantsResponse]]:
+        """The driver's favorite stores, most recently added first. Driver."""
+
+    @_abc_1.abstractmethod
+    def AddFavoriteMerchant(
+        self,
+        request: _merchants_pb2.AddFavoriteMerchantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.AddFavoriteMerchantResponse, _abc.Awaitable[_merchants_pb2.AddFavoriteMerchantResponse]]:
+        """Adds a store to the driver's favorites (again: no change). Driver."""
+
+    @_abc_1.abstractmethod
+    def RemoveFavoriteMerchant(
+        self,
+        request: _merchants_pb2.RemoveFavoriteMerchantRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.RemoveFavoriteMerchantResponse, _abc.Awaitable[_merchants_pb2.RemoveFavoriteMerchantResponse]]:
+        """Removes a store from the driver's favorites (not there: no change). Driver."""
+
+    @_abc_1.abstractmethod
+    def ListFavoriteChargers(
+        self,
+        request: _merchants_pb2.ListFavoriteChargersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListFavoriteChargersResponse, _abc.Awaitable[_merchants_pb2.ListFavoriteChargersResponse]]:
+        """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
+        sessions service owns the chargers and answers their names). Driver.
+        """
+
+    @_abc_1.abstractmethod
+    def AddFavoriteCharger(
+        self,
+        request: _merchants_pb2.AddFavoriteChargerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.AddFavoriteChargerResponse, _abc.Awaitable[_merchants_pb2.AddFavoriteChargerResponse]]:
+        """Adds a charger the sessions service knows to the driver's favorites. Driver."""
+
+    @_abc_1.abstractmethod
+    def RemoveFavoriteCharger(
+        self,
+        request: _merchants_pb2.RemoveFavoriteChargerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.RemoveFavoriteChargerResponse, _abc.Awaitable[_merchants_pb2.RemoveFavoriteChargerResponse]]:
+        """Removes a charger from the driver's favorites. Driver."""
 
     @_abc_1.abstractmethod
     def GetMyMerchant(

@@ -6,6 +6,10 @@
 __all__ = (
     "ActivateExclusiveRequest",
     "ActivateExclusiveResponse",
+    "AddFavoriteChargerRequest",
+    "AddFavoriteChargerResponse",
+    "AddFavoriteMerchantRequest",
+    "AddFavoriteMerchantResponse",
     "Amenities",
     "AmenityVotes",
     "CancelExclusiveRequest",
@@ -34,6 +38,8 @@ __all__ = (
     "ExclusiveSession",
     "ExclusiveStaffView",
     "ExclusiveStatus",
+    "FavoriteCharger",
+    "FavoriteMerchant",
     "GetActiveExclusiveRequest",
     "GetActiveExclusiveResponse",
     "GetBillingSummaryRequest",
@@ -60,6 +66,10 @@ __all__ = (
     "GetShareablesResponse",
     "LinkChargerRequest",
     "LinkChargerResponse",
+    "ListFavoriteChargersRequest",
+    "ListFavoriteChargersResponse",
+    "ListFavoriteMerchantsRequest",
+    "ListFavoriteMerchantsResponse",
     "ListMerchantExclusivesRequest",
     "ListMerchantExclusivesResponse",
     "ListMerchantVisitsRequest",
@@ -92,6 +102,10 @@ __all__ = (
     "RedeemCheckInCodeResponse",
     "Redemption",
     "RedemptionStatus",
+    "RemoveFavoriteChargerRequest",
+    "RemoveFavoriteChargerResponse",
+    "RemoveFavoriteMerchantRequest",
+    "RemoveFavoriteMerchantResponse",
     "ResolveCheckoutQrRequest",
     "ResolveCheckoutQrResponse",
     "ResolvePreviewLinkRequest",
@@ -102,6 +116,8 @@ __all__ = (
     "UpdateMerchantResponse",
     "VerifyExclusiveVisitRequest",
     "VerifyExclusiveVisitResponse",
+    "VoteAmenityRequest",
+    "VoteAmenityResponse",
 )
 
 import datetime
@@ -395,6 +411,76 @@ class ActivateExclusiveResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "ActivateExclusiveResponse", ActivateExclusiveResponse)
+
+
+@dataclass(eq=False, repr=False)
+class AddFavoriteChargerRequest(betterproto2.Message):
+    """
+    A charger to add.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "AddFavoriteChargerRequest", AddFavoriteChargerRequest)
+
+
+@dataclass(eq=False, repr=False)
+class AddFavoriteChargerResponse(betterproto2.Message):
+    """
+    The store's or charger's state after AddFavoriteCharger.
+    """
+
+    ok: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Always true (errors are statuses).
+    """
+
+    favorited: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether it is a favorite now.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "AddFavoriteChargerResponse", AddFavoriteChargerResponse)
+
+
+@dataclass(eq=False, repr=False)
+class AddFavoriteMerchantRequest(betterproto2.Message):
+    """
+    A store to add.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "AddFavoriteMerchantRequest", AddFavoriteMerchantRequest)
+
+
+@dataclass(eq=False, repr=False)
+class AddFavoriteMerchantResponse(betterproto2.Message):
+    """
+    The store's or charger's state after AddFavoriteMerchant.
+    """
+
+    ok: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Always true (errors are statuses).
+    """
+
+    favorited: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether it is a favorite now.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "AddFavoriteMerchantResponse", AddFavoriteMerchantResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1382,6 +1468,70 @@ default_message_pool.register_message("nerava.merchants.v1", "ExclusiveStaffView
 
 
 @dataclass(eq=False, repr=False)
+class FavoriteCharger(betterproto2.Message):
+    """
+    A favorite charger.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Charger name; empty when the sessions service did not answer.
+    """
+
+    favorited_at: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the driver added it (RFC 3339 UTC).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "FavoriteCharger", FavoriteCharger)
+
+
+@dataclass(eq=False, repr=False)
+class FavoriteMerchant(betterproto2.Message):
+    """
+    A favorite store.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Store name.
+    """
+
+    category: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Category.
+    """
+
+    photo_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Main photo URL; empty when none.
+    """
+
+    favorited_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the driver added it (RFC 3339 UTC).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "FavoriteMerchant", FavoriteMerchant)
+
+
+@dataclass(eq=False, repr=False)
 class GetActiveExclusiveRequest(betterproto2.Message):
     """
     Options for the active-session read.
@@ -1982,6 +2132,66 @@ class LinkChargerResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "LinkChargerResponse", LinkChargerResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListFavoriteChargersRequest(betterproto2.Message):
+    """
+    The caller's favorite chargers.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListFavoriteChargersRequest", ListFavoriteChargersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListFavoriteChargersResponse(betterproto2.Message):
+    """
+    The favorite chargers, most recently added first.
+    """
+
+    favorites: "list[FavoriteCharger]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The chargers.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "ListFavoriteChargersResponse", ListFavoriteChargersResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListFavoriteMerchantsRequest(betterproto2.Message):
+    """
+    The caller's favorite stores.
+    """
+
+    pass
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "ListFavoriteMerchantsRequest", ListFavoriteMerchantsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListFavoriteMerchantsResponse(betterproto2.Message):
+    """
+    The favorite stores, most recently added first.
+    """
+
+    favorites: "list[FavoriteMerchant]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The stores (active or not: a paused store stays a favorite).
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "ListFavoriteMerchantsResponse", ListFavoriteMerchantsResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -3129,6 +3339,84 @@ default_message_pool.register_message("nerava.merchants.v1", "Redemption", Redem
 
 
 @dataclass(eq=False, repr=False)
+class RemoveFavoriteChargerRequest(betterproto2.Message):
+    """
+    A charger to remove.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "RemoveFavoriteChargerRequest", RemoveFavoriteChargerRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveFavoriteChargerResponse(betterproto2.Message):
+    """
+    The store's or charger's state after RemoveFavoriteCharger.
+    """
+
+    ok: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Always true (errors are statuses).
+    """
+
+    favorited: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether it is a favorite now.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "RemoveFavoriteChargerResponse", RemoveFavoriteChargerResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveFavoriteMerchantRequest(betterproto2.Message):
+    """
+    A store to remove.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "RemoveFavoriteMerchantRequest", RemoveFavoriteMerchantRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveFavoriteMerchantResponse(betterproto2.Message):
+    """
+    The store's or charger's state after RemoveFavoriteMerchant.
+    """
+
+    ok: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Always true (errors are statuses).
+    """
+
+    favorited: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether it is a favorite now.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "RemoveFavoriteMerchantResponse", RemoveFavoriteMerchantResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class ResolveCheckoutQrRequest(betterproto2.Message):
     """
     A scanned QR token.
@@ -3547,6 +3835,56 @@ default_message_pool.register_message(
 )
 
 
+@dataclass(eq=False, repr=False)
+class VoteAmenityRequest(betterproto2.Message):
+    """
+    A driver's amenity vote.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    amenity: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Which amenity: "bathroom" or "wifi".
+    """
+
+    vote_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    "up" or "down".
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "VoteAmenityRequest", VoteAmenityRequest)
+
+
+@dataclass(eq=False, repr=False)
+class VoteAmenityResponse(betterproto2.Message):
+    """
+    The amenity's counts after the vote.
+    """
+
+    ok: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Always true (errors are statuses).
+    """
+
+    upvotes: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Up votes.
+    """
+
+    downvotes: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    Down votes.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "VoteAmenityResponse", VoteAmenityResponse)
+
+
 class MerchantsServiceStub:
     """
     MerchantsService owns the merchants drivers visit while they charge: store records, perks, checkout
@@ -3788,6 +4126,95 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/GetMerchant",
             GetMerchantRequest.SerializeToString,
             GetMerchantResponse.FromString,
+        )(message)
+
+    def vote_amenity(self, message: "VoteAmenityRequest") -> "VoteAmenityResponse":
+        """
+        A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
+        theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/VoteAmenity",
+            VoteAmenityRequest.SerializeToString,
+            VoteAmenityResponse.FromString,
+        )(message)
+
+    def list_favorite_merchants(
+        self, message: "ListFavoriteMerchantsRequest | None" = None
+    ) -> "ListFavoriteMerchantsResponse":
+        """
+        The driver's favorite stores, most recently added first. Driver.
+        """
+
+        if message is None:
+            message = ListFavoriteMerchantsRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListFavoriteMerchants",
+            ListFavoriteMerchantsRequest.SerializeToString,
+            ListFavoriteMerchantsResponse.FromString,
+        )(message)
+
+    def add_favorite_merchant(self, message: "AddFavoriteMerchantRequest") -> "AddFavoriteMerchantResponse":
+        """
+        Adds a store to the driver's favorites (again: no change). Driver.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/AddFavoriteMerchant",
+            AddFavoriteMerchantRequest.SerializeToString,
+            AddFavoriteMerchantResponse.FromString,
+        )(message)
+
+    def remove_favorite_merchant(self, message: "RemoveFavoriteMerchantRequest") -> "RemoveFavoriteMerchantResponse":
+        """
+        Removes a store from the driver's favorites (not there: no change). Driver.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/RemoveFavoriteMerchant",
+            RemoveFavoriteMerchantRequest.SerializeToString,
+            RemoveFavoriteMerchantResponse.FromString,
+        )(message)
+
+    def list_favorite_chargers(
+        self, message: "ListFavoriteChargersRequest | None" = None
+    ) -> "ListFavoriteChargersResponse":
+        """
+        The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
+        sessions service owns the chargers and answers their names). Driver.
+        """
+
+        if message is None:
+            message = ListFavoriteChargersRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListFavoriteChargers",
+            ListFavoriteChargersRequest.SerializeToString,
+            ListFavoriteChargersResponse.FromString,
+        )(message)
+
+    def add_favorite_charger(self, message: "AddFavoriteChargerRequest") -> "AddFavoriteChargerResponse":
+        """
+        Adds a charger the sessions service knows to the driver's favorites. Driver.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/AddFavoriteCharger",
+            AddFavoriteChargerRequest.SerializeToString,
+            AddFavoriteChargerResponse.FromString,
+        )(message)
+
+    def remove_favorite_charger(self, message: "RemoveFavoriteChargerRequest") -> "RemoveFavoriteChargerResponse":
+        """
+        Removes a charger from the driver's favorites. Driver.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/RemoveFavoriteCharger",
+            RemoveFavoriteChargerRequest.SerializeToString,
+            RemoveFavoriteChargerResponse.FromString,
         )(message)
 
     def get_my_merchant(self, message: "GetMyMerchantRequest | None" = None) -> "GetMyMerchantResponse":
