@@ -89,7 +89,8 @@ async def test_an_admin_lists_users_and_changes_roles(mesh: Mesh, person: NewPer
     assert status == 0, err
     assert sorted(json.loads(out)["roles"]) == ["ROLE_DRIVER", "ROLE_SPONSOR"]
 
-    status, _, err = await cli.run("users", "roles", someone.user_id, "admin", "--reason", "x y z", token=someone.token)
+    driver = await person()  # (someone's own token was revoked by the role change)
+    status, _, err = await cli.run("users", "roles", driver.user_id, "admin", "--reason", "x y z", token=driver.token)
     assert status == 3
     assert "PERMISSION_DENIED" in err
 
