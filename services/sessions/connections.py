@@ -10,11 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import store
-from services.sessions.adapters.vehicles import NoConnection, OAuthTokens
+from services.sessions.adapters.smartcar import SmartcarClient
+from services.sessions.adapters.tesla import TeslaFleetClient
+from services.sessions.adapters.vehicles import NoConnection, OAuthTokens, VehicleReader
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 
 V = store.vehicle_connections
 TESLA = "tesla"
+SMARTCAR = "smartcar"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,16 +30,47 @@ class Connection:
     telemetry_enabled: bool
 
 
-async def active_connection(engine: AsyncEngine, driver_id: str, provider: str = TESLA) -> Connection | None:
+async def active_connection(engine: AsyncEngine, driver_id: str, provider: str | None = TESLA) -> Connection | None:
+    """The driver's active connection to `provider`; with provider None, the one whose vehicle the sessions
+    service follows (a connection with a selected vehicle first, then the newest)."""
+    query = sa.select(V.c.id, V.c.driver_id, V.c.provider, V.c.vehicle_id, V.c.vin, V.c.telemetry_enabled).where(
+        V.c.driver_id == driver_id, V.c.active
+    )
+    if provider is not None:
+        query = query.where(V.c.provider == provider)
+    query = query.order_by(V.c.vehicle_id.is_(None), V.c.created_at.desc()).limit(1)
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(V.c.id, V.c.driver_id, V.c.provider, V.c.vehicle_id, V.c.vin, V.c.telemetry_enabled).where(
-                    V.c.driver_id == driver_id, V.c.provider == provider, V.c.active
-                )
-            )
-        ).first()
+        row = (await conn.execute(query)).first()
     return None if row is None else Connection(*row)
+
+
+class VehicleReaders:
+    """The one way the poll, the watcher and EV codes read a car: the reader of whichever provider the driver's
+    connection is on (Tesla Fleet API or Smartcar), with that connection's stored tokens."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cipher: TokenCipher,
+        *,
+        tesla: TeslaFleetClient,
+        smartcar: SmartcarClient | None = None,
+    ) -> None:
+        self._engine = engine
+        self._cipher = cipher
+        self._tesla = tesla
+        self._smartcar = smartcar
+
+    def credentials(self, connection: Connection) -> StoredCredentials:
+        return StoredCredentials(self._engine, self._cipher, connection.id)
+
+    def reader(self, connection: Connection, credentials: StoredCredentials | None = None) -> VehicleReader:
+        credentials = credentials or self.credentials(connection)
+        if connection.provider == SMARTCAR:
+            if self._smartcar is None:
+                raise NoConnection("Smartcar is not configured")
+            return self._smartcar.reader(credentials)
+        return self._tesla.reader(credentials)
 
 
 async def save_connection(
@@ -47,10 +81,12 @@ async def save_connection(
     tokens: OAuthTokens,
     vehicles: list[dict[str, Any]],
     provider: str = TESLA,
+    select_first: bool = False,
 ) -> Connection:
-    """Links (or re-links) the driver's account; the vehicle is selected when the account has exactly one."""
+    """Links (or re-links) the driver's account; the vehicle is selected when the account has exactly one (or,
+    with `select_first`, the first one)."""
     connection_id = uuid.uuid4()
-    only = vehicles[0] if len(vehicles) == 1 else None
+    only = vehicles[0] if len(vehicles) == 1 or (select_first and vehicles) else None
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(V).where(V.c.driver_id == driver_id, V.c.provider == provider, V.c.active).values(active=False)

@@ -18,6 +18,7 @@ CHARGER_MATCH_RADIUS_M = 500.0  # nearest charger within this great-circle dista
 REOPEN_WITHIN = timedelta(minutes=30)  # a car that resumes charging this soon after these ends reopens it
 REOPENABLE_END_REASONS = frozenset({"stale_cleanup", "manual"})
 STALE_AFTER = timedelta(minutes=15)  # no vehicle data for this long ends the session
+WATCH_INTERVAL = timedelta(minutes=2)  # the session watcher reads every active session at least this often
 TRAIL_MAX_POINTS = 120
 EV_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # A-Z without I and O, plus 2-9: 32 symbols
 EV_CODE_LENGTH = 4

@@ -123,9 +123,13 @@ class SessionTracker:
         engine: AsyncEngine,
         *,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        stale_after: datetime.timedelta = domain.STALE_AFTER,
+        watch_interval: datetime.timedelta = domain.WATCH_INTERVAL,
     ) -> None:
         self._engine = engine
         self._clock = clock
+        self._stale_after = stale_after
+        self._watch_interval = watch_interval
         self.relay: OutboxRelay | None = None
 
     # --- readings ------------------------------------------------------------------------------------------
@@ -171,12 +175,15 @@ class SessionTracker:
             )
             if action is domain.Action.OPEN:
                 session = await self._open(conn, driver_id, vehicle_id, source, reading)
+                await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.REOPEN:
                 assert recent is not None
                 session = await self._update(conn, recent, reading, reopen=True)
+                await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.UPDATE:
                 assert active is not None
                 session = await self._update(conn, active, reading, reopen=False)
+                await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.END:
                 assert active is not None
                 reason = (
@@ -209,7 +216,15 @@ class SessionTracker:
             )
             if active is None:
                 return Applied(domain.Action.NOTHING, None)
-            return Applied(domain.Action.UPDATE, await self._update(conn, active, reading, reopen=False))
+            updated = await self._update(conn, active, reading, reopen=False)
+            await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
+            return Applied(domain.Action.UPDATE, updated)
+
+    async def _schedule_watch(
+        self, conn: AsyncConnection, driver_id: str, vehicle_id: str, at: datetime.datetime
+    ) -> None:
+        """Vehicle data just arrived: the watcher reads this session next one interval after it."""
+        await store.schedule_watch(conn, driver_id, vehicle_id, at + self._watch_interval)
 
     async def _open(
         self, conn: AsyncConnection, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry
@@ -348,9 +363,9 @@ class SessionTracker:
         return ended, False
 
     async def end_stale(self, limit: int = 100) -> int:
-        """Ends the active sessions without vehicle data for 15 minutes (stale_cleanup), at their last telemetry
-        — not at the cleanup's time, which would inflate their duration. Returns how many it ended."""
-        cutoff = self._clock() - domain.STALE_AFTER
+        """Ends the active sessions without vehicle data for the stale limit (15 min by default; stale_cleanup), at
+        their last telemetry — not at the cleanup's time, which would inflate their duration. Returns how many."""
+        cutoff = self._clock() - self._stale_after
         async with self._engine.connect() as conn:
             due = (
                 await conn.execute(
