@@ -406,7 +406,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         if connection is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         applied = await self._tracker.apply(
-            connection.driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry()
+            connection.driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry(), pushed=True
         )
         session_id = "" if applied.session is None else str(applied.session["id"])
         return pb.HandleSmartcarWebhookResponse(action=_INGESTED[applied.action], session_id=session_id)
@@ -559,7 +559,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             applied = await self._tracker.update_if_active(connection.driver_id, vehicle_id, reading)
         else:
             applied = await self._tracker.apply(
-                connection.driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading
+                connection.driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading, pushed=True
             )
         session_id = "" if applied.session is None else str(applied.session["id"])
         return pb.IngestTelemetryResponse(action=_INGESTED[applied.action], session_id=session_id)

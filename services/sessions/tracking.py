@@ -134,8 +134,11 @@ class SessionTracker:
 
     # --- readings ------------------------------------------------------------------------------------------
 
-    async def apply(self, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry) -> Applied:
-        """Opens, reopens, updates or ends the vehicle's session for one reading."""
+    async def apply(
+        self, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry, *, pushed: bool = False
+    ) -> Applied:
+        """Opens, reopens, updates or ends the vehicle's session for one reading: read from the vehicle API (an
+        end is UNPLUGGED) or `pushed` by the provider (TELEMETRY_DISCONNECTED)."""
         async with self._engine.begin() as conn:
             await _lock_vehicle(conn, driver_id, vehicle_id)
             active = (
@@ -186,11 +189,7 @@ class SessionTracker:
                 await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.END:
                 assert active is not None
-                reason = (
-                    pb.END_REASON_UNPLUGGED
-                    if source == pb.SESSION_SOURCE_TESLA_API
-                    else pb.END_REASON_TELEMETRY_DISCONNECTED
-                )
+                reason = pb.END_REASON_TELEMETRY_DISCONNECTED if pushed else pb.END_REASON_UNPLUGGED
                 session = await self._end(conn, active, reason, reading.at, reading)
             else:
                 session = None
