@@ -31,6 +31,7 @@ from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common.geo import great_circle_m
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
 from services.sessions import chargers, domain, store
 
@@ -91,11 +92,35 @@ def session_message(
 
 
 def _trail(
-    row_trail: list[dict[str, Any]], lat: float | None, lng: float | None, at: datetime.datetime
+    row_trail: list[dict[str, Any]],
+    lat: float | None,
+    lng: float | None,
+    at: datetime.datetime,
+    *,
+    device: bool = False,
 ) -> list[dict[str, Any]]:
+    """The trail with a point added (the car's, or the phone's marked `device`), the newest 120 kept."""
     if lat is None or lng is None:
         return row_trail
-    return [*row_trail, {"lat": lat, "lng": lng, "ts": at.isoformat()}][-domain.TRAIL_MAX_POINTS :]
+    point: dict[str, Any] = {"lat": lat, "lng": lng, "ts": at.isoformat()}
+    if device:
+        point["device"] = True
+    return [*row_trail, point][-domain.TRAIL_MAX_POINTS :]
+
+
+async def _plausibility(conn: AsyncConnection, row: Row) -> domain.Plausibility:
+    """What the plausibility penalties need: the highest power seen, and the matched charger's rating and how far
+    the car's own positions (not the phone's) strayed from it."""
+    charger = await chargers.get_charger(conn, row["charger_id"]) if row["charger_id"] else None
+    if charger is None:
+        return domain.Plausibility(max_power_kw=row["max_power_kw"])
+    positions = [(p["lat"], p["lng"]) for p in row["location_trail"] if not p.get("device")]
+    if row["lat"] is not None and row["lng"] is not None:
+        positions.append((row["lat"], row["lng"]))
+    farthest = max((great_circle_m(lat, lng, charger.lat, charger.lng) for lat, lng in positions), default=None)
+    return domain.Plausibility(
+        max_power_kw=row["max_power_kw"], charger_rating_kw=charger.power_kw, farthest_from_charger_m=farthest
+    )
 
 
 def _this(row: Row) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
@@ -305,6 +330,7 @@ class SessionTracker:
         )
         end = max(end, row["session_start"])
         minutes = domain.duration_minutes(row["session_start"], end)
+        seen = await _plausibility(conn, row)
         ended: sa.RowMapping = (
             (
                 await conn.execute(
@@ -322,6 +348,7 @@ class SessionTracker:
                             verified=row["verified"],
                             battery_start=row["battery_start_pct"],
                             battery_end=battery_end,
+                            seen=seen,
                         ),
                         end_sequence=S.c.end_sequence + 1,
                         updated_at=sa.func.now(),
@@ -401,7 +428,7 @@ class SessionTracker:
                 await conn.execute(
                     sa.update(S)
                     .where(*_this(row))
-                    .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at))
+                    .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at, device=True))
                 )
 
     def _wake_relay(self) -> None:
