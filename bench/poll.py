@@ -83,7 +83,9 @@ Call = Callable[[], Awaitable[None]]
 # --- the fake fleet, in its own process --------------------------------------------------------------------
 
 
-def serve_fleet(port: int, count: int, toggling_from: int, out: pathlib.Path) -> None:
+def serve_fleet(port: int, count: int, toggling_from: int, out: pathlib.Path, plugged_from: int | None = None) -> None:
+    """The fake fleet in this process: `count` Teslas, those from `plugged_from` (default: past the cached share)
+    plugged in and charging, those from `toggling_from` flipping at each read; their tokens written to `out`."""
     from fakes.fleet import TESLA, TESLA_SCOPES, FakeFleet, FakeVehicle, _Response, _Token
 
     class BenchFleet(FakeFleet):
@@ -106,7 +108,7 @@ def serve_fleet(port: int, count: int, toggling_from: int, out: pathlib.Path) ->
             rows = []
             for number in range(count):
                 car = fleet.add_tesla_vehicle(f"driver{number}@bench.example", battery_pct=40.0)
-                if number >= int(count * CACHED_SHARE):
+                if number >= (int(count * CACHED_SHARE) if plugged_from is None else plugged_from):
                     car.plug_in(power_kw=11.0)
                 if number >= toggling_from:
                     fleet.toggling.add(car.id)
@@ -128,15 +130,15 @@ class _Discard(list[Any]):
 # --- setup --------------------------------------------------------------------------------------------------
 
 
-async def fresh_database(server_url: str) -> str:
+async def fresh_database(server_url: str, database: str = DATABASE) -> str:
     url = make_url(server_url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
     admin = await asyncpg.connect(url.set(database="postgres").render_as_string(hide_password=False))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
-    return url.set(database=DATABASE).render_as_string(hide_password=False)
+    return url.set(database=database).render_as_string(hide_password=False)
 
 
 async def mint_tokens(database_url: str, drivers: list[str]) -> list[str]:
@@ -591,9 +593,10 @@ def main() -> None:
     parser.add_argument("--serve-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--fleet-file", type=pathlib.Path, help=argparse.SUPPRESS)
     parser.add_argument("--toggling-from", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plugged-from", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fleet:
-        serve_fleet(args.serve_fleet, DRIVERS, args.toggling_from, args.fleet_file)
+        serve_fleet(args.serve_fleet, DRIVERS, args.toggling_from, args.fleet_file, args.plugged_from)
         return
     results = uvloop.run(run(args))
     path = write_results("poll", results)

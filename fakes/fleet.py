@@ -1420,6 +1420,12 @@ class FakeFleet:
     def _control_action(self, method: str, parts: list[str], args: Mapping[str, Any]) -> _Response:
         if (method, parts) == ("GET", ["state"]):
             return _Response(200, {"now": self.now.isoformat(), "vehicles": [v.snapshot() for v in self.vehicles]})
+        if (method, parts) == ("GET", ["calls"]):
+            # Totals per endpoint over every car (cheap to ask for mid-benchmark, unlike every car's snapshot).
+            totals: Counter[str] = Counter()
+            for vehicle in self._vehicles.values():
+                totals.update(vehicle.calls)
+            return _Response(200, {"now": self.now.isoformat(), "calls": dict(totals)})
         if (method, parts) == ("GET", ["vehicles"]):
             return _Response(200, {"vehicles": [vehicle.snapshot() for vehicle in self.vehicles]})
         if (method, parts) == ("POST", ["vehicles"]):

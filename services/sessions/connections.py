@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from typing import Any
 
@@ -46,7 +47,18 @@ async def active_connection(engine: AsyncEngine, driver_id: str, provider: str |
 
 class VehicleReaders:
     """The one way the poll, the watcher and EV codes read a car: the reader of whichever provider the driver's
-    connection is on (Tesla Fleet API or Smartcar), with that connection's stored tokens."""
+    connection is on (Tesla Fleet API or Smartcar), with that connection's stored tokens.
+
+    The read path is hot (every poll outside the window, every watcher read), so this process keeps the driver's
+    connection for CONNECTION_TTL_S and the connection's decrypted tokens until they near their expiry, instead
+    of a query and two AES-GCM decryptions per read. Rotations stay correct across replicas: only a reader's
+    first token load is served from memory; the reloads of a refresh (after a 401, or near expiry) read the
+    database (StoredCredentials), and every store updates the memory. A link removed on another replica is
+    noticed within CONNECTION_TTL_S.
+    """
+
+    CONNECTION_TTL_S = 30.0
+    MAX_CACHED = 200_000
 
     def __init__(
         self,
@@ -60,9 +72,29 @@ class VehicleReaders:
         self._cipher = cipher
         self._tesla = tesla
         self._smartcar = smartcar
+        self._connections: dict[str, tuple[float, Connection]] = {}
+        self._tokens: dict[uuid.UUID, OAuthTokens] = {}
+
+    async def connection(self, driver_id: str) -> Connection | None:
+        """The driver's followed connection (active_connection with any provider), remembered a few seconds."""
+        now = time.monotonic()
+        known = self._connections.get(driver_id)
+        if known is not None and now - known[0] < self.CONNECTION_TTL_S:
+            return known[1]
+        found = await active_connection(self._engine, driver_id, provider=None)
+        if found is not None:  # a driver without a link may link any moment: asked again next time
+            if len(self._connections) >= self.MAX_CACHED:
+                self._connections.clear()
+            self._connections[driver_id] = (now, found)
+        return found
+
+    def forget(self, connection: Connection) -> None:
+        """The connection stopped working (its tokens refused, or gone): the next read asks the database."""
+        self._connections.pop(connection.driver_id, None)
+        self._tokens.pop(connection.id, None)
 
     def credentials(self, connection: Connection) -> StoredCredentials:
-        return StoredCredentials(self._engine, self._cipher, connection.id)
+        return _RememberedCredentials(self._engine, self._cipher, connection.id, self._tokens)
 
     def reader(self, connection: Connection, credentials: StoredCredentials | None = None) -> VehicleReader:
         credentials = credentials or self.credentials(connection)
@@ -158,3 +190,41 @@ class StoredCredentials:
         """Tesla refused the refresh token: the driver must connect again."""
         async with self._engine.begin() as conn:
             await conn.execute(sa.update(V).where(V.c.id == self._id).values(active=False, updated_at=sa.func.now()))
+
+
+class _RememberedCredentials(StoredCredentials):
+    """StoredCredentials whose first load may come from the process's memory (see VehicleReaders)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cipher: TokenCipher,
+        connection_id: uuid.UUID,
+        remembered: dict[uuid.UUID, OAuthTokens],
+    ) -> None:
+        super().__init__(engine, cipher, connection_id)
+        self._remembered = remembered
+        self._loaded = False
+
+    async def load(self) -> OAuthTokens:
+        if not self._loaded:
+            self._loaded = True
+            tokens = self._remembered.get(self._id)
+            if tokens is not None:
+                return tokens
+        tokens = await super().load()
+        self._keep(tokens)
+        return tokens
+
+    async def store(self, tokens: OAuthTokens) -> None:
+        await super().store(tokens)
+        self._keep(tokens)
+
+    async def deactivate(self) -> None:
+        self._remembered.pop(self._id, None)
+        await super().deactivate()
+
+    def _keep(self, tokens: OAuthTokens) -> None:
+        if len(self._remembered) >= VehicleReaders.MAX_CACHED:
+            self._remembered.clear()
+        self._remembered[self._id] = tokens

@@ -33,7 +33,7 @@ from services.sessions.adapters.vehicles import (
     VehicleReader,
     VehicleReading,
 )
-from services.sessions.connections import SMARTCAR, VehicleReaders, active_connection
+from services.sessions.connections import SMARTCAR, VehicleReaders
 from services.sessions.tracking import Applied, SessionTracker
 
 S = store.charging_sessions
@@ -173,7 +173,7 @@ class Poller:
         may_wake: bool | None = None,
     ) -> tuple[pb.PollChargingStateResponse, WatchRead]:
         """One read of the driver's car through the state machine: the poll's answer, and what it came to."""
-        connection = await active_connection(self._engine, driver_id, provider=None)
+        connection = await self._readers.connection(driver_id)
         if connection is None:
             return _problem(pb.POLL_ERROR_NO_VEHICLE_CONNECTION), _FAILED
         if connection.vehicle_id is None:
@@ -195,9 +195,11 @@ class Poller:
             answer.vehicle_asleep = True
             return answer, WatchRead(ReadOutcome.ASLEEP)
         except TokenExpired:
+            self._readers.forget(connection)
             await credentials.deactivate()
             return _problem(pb.POLL_ERROR_TOKEN_EXPIRED), _FAILED
         except NoConnection:
+            self._readers.forget(connection)
             return _problem(pb.POLL_ERROR_NO_VEHICLE_CONNECTION), _FAILED
         except RateLimited as limited:
             await self._back_off(driver_id, limited.retry_after_s)

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.geo import great_circle_m
@@ -165,6 +166,11 @@ class SessionTracker:
         """Opens, reopens, updates or ends the vehicle's session for one reading: read from the vehicle API (an
         end is UNPLUGGED) or `pushed` by the provider (TELEMETRY_DISCONNECTED)."""
         async with self._engine.begin() as conn:
+            if reading.charging:
+                # The common case — still charging, session open — is one statement (the hot path of every read).
+                updated = await self._update_charging(conn, driver_id, vehicle_id, reading)
+                if updated is not None:
+                    return Applied(domain.Action.UPDATE, updated)
             await _lock_vehicle(conn, driver_id, vehicle_id)
             active = (
                 (
@@ -221,6 +227,52 @@ class SessionTracker:
         if action is domain.Action.END:
             self._wake_relay()
         return Applied(action, session)
+
+    async def _update_charging(
+        self, conn: AsyncConnection, driver_id: str, vehicle_id: str, reading: domain.Telemetry
+    ) -> Row | None:
+        """A charging reading of a car whose session is open (and already placed): the session updated and its
+        next watcher read scheduled in one statement, without the vehicle's advisory lock — the row lock orders it
+        against an end of the same session (the end then wins: `session_end IS NULL` no longer holds and the
+        reading takes the locked path). None when that is not the case (no open session, or its position and
+        charger still to backfill): the caller takes the locked path."""
+        active = store.charging_sessions_active
+        scheduled = (
+            sa.update(active)
+            .where(active.c.driver_id == driver_id, active.c.vehicle_id == vehicle_id)
+            .values(watch_at=reading.at + self._watch_interval)
+            .returning(active.c.session_id, active.c.session_start)
+            .cte("scheduled")
+        )
+        values: dict[str, Any] = {"last_telemetry_at": reading.at, "updated_at": sa.func.now()}
+        if reading.kwh_added is not None:
+            values["kwh_delivered"] = reading.kwh_added
+        if reading.battery_pct is not None:
+            values["battery_end_pct"] = reading.battery_pct
+        if reading.power_kw is not None:
+            values["power_kw"] = reading.power_kw
+            values["max_power_kw"] = sa.func.greatest(S.c.max_power_kw, reading.power_kw)
+        if reading.connector:
+            values["connector_type"] = sa.case((S.c.connector_type == "", reading.connector), else_=S.c.connector_type)
+        if reading.lat is not None and reading.lng is not None:
+            point = sa.literal([{"lat": reading.lat, "lng": reading.lng, "ts": reading.at.isoformat()}], pg.JSONB)
+            full = sa.func.jsonb_array_length(S.c.location_trail) >= domain.TRAIL_MAX_POINTS
+            values["location_trail"] = sa.case(
+                (full, S.c.location_trail.op("-")(0).op("||")(point)), else_=S.c.location_trail.op("||")(point)
+            )
+        statement = (
+            sa.update(S)
+            .where(
+                S.c.id == scheduled.c.session_id,
+                S.c.session_start == scheduled.c.session_start,
+                S.c.session_end.is_(None),
+                S.c.lat.is_not(None),
+            )
+            .values(**values)
+            .returning(S)
+        )
+        row: sa.RowMapping | None = (await conn.execute(statement)).mappings().first()
+        return row
 
     async def update_if_active(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Applied:
         """A reading that does not say whether the car charges (a telemetry record without its charge state) only

@@ -111,7 +111,12 @@ async def world(database_url: str, redis_url: str) -> AsyncIterator[World]:
             readers = VehicleReaders(engine, cipher, tesla=tesla)
             poller = Poller(engine, cache, tracker=tracker, readers=readers, incentives=None, clock=clock)
             replicas.append(
-                Replica(engine, tracker, poller, SessionWatcher(engine, poller, interval=INTERVAL, clock=clock))
+                Replica(
+                    engine,
+                    tracker,
+                    poller,
+                    SessionWatcher(engine, poller, interval=INTERVAL, concurrency=4, clock=clock),
+                )
             )
         world = World(fleet, tesla, cache, replicas[:1], replicas)
         try:
