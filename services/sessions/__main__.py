@@ -11,6 +11,7 @@ from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
+from services.common.db import open_asyncpg_pool
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -39,8 +40,12 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     runtime = await stack.enter_async_context(Runtime(settings.runtime))
     # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
     # not served yet.
+    # The read path's one statement (a still-charging car's update) runs on asyncpg's own pool (tracking.py).
+    pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
+    stack.push_async_callback(pool.close)
     tracker = SessionTracker(
         runtime.engine,
+        pool=pool,
         stale_after=datetime.timedelta(seconds=settings.session_stale_after_s),
         watch_interval=datetime.timedelta(seconds=settings.session_watch_interval_s),
     )

@@ -20,16 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import asyncpg
 import grpc
 import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.geo import great_circle_m
@@ -124,6 +125,36 @@ async def _plausibility(conn: AsyncConnection, row: Row) -> domain.Plausibility:
     )
 
 
+# The session of a still-charging car updated (what `_update` does for a placed session) and its next watcher read
+# scheduled, in one statement; $1 driver, $2 vehicle, $3 next watch, $4 reading time, $5 kWh, $6 battery %, $7 kW,
+# $8 connector, $9 the trail point (a one-element JSON array) or NULL, $10 the trail's length cap. Only the columns
+# the poll's answer needs are returned.
+_UPDATE_CHARGING = """
+WITH scheduled AS (
+    UPDATE charging_sessions_active SET watch_at = $3
+    WHERE driver_id = $1 AND vehicle_id = $2
+    RETURNING session_id, session_start
+)
+UPDATE charging_sessions s SET
+    last_telemetry_at = $4,
+    updated_at = now(),
+    kwh_delivered = coalesce($5::float8, s.kwh_delivered),
+    battery_end_pct = coalesce($6::int2, s.battery_end_pct),
+    power_kw = coalesce($7::float8, s.power_kw),
+    max_power_kw = greatest(s.max_power_kw, $7::float8),
+    connector_type = CASE WHEN s.connector_type = '' THEN $8::text ELSE s.connector_type END,
+    location_trail = CASE
+        WHEN $9::jsonb IS NULL THEN s.location_trail
+        WHEN jsonb_array_length(s.location_trail) >= $10::int4 THEN (s.location_trail - 0) || $9::jsonb
+        ELSE s.location_trail || $9::jsonb
+    END
+FROM scheduled
+WHERE s.id = scheduled.session_id AND s.session_start = scheduled.session_start
+    AND s.session_end IS NULL AND s.lat IS NOT NULL
+RETURNING s.id, s.driver_id, s.session_start, s.kwh_delivered
+"""
+
+
 def _this(row: Row) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     """The row's own key: its partition key with its id, so the statement touches (and locks) one partition."""
     return S.c.id == row["id"], S.c.session_start == row["session_start"]
@@ -151,8 +182,10 @@ class SessionTracker:
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         stale_after: datetime.timedelta = domain.STALE_AFTER,
         watch_interval: datetime.timedelta = domain.WATCH_INTERVAL,
+        pool: asyncpg.Pool | None = None,
     ) -> None:
         self._engine = engine
+        self._pool = pool
         self._clock = clock
         self._stale_after = stale_after
         self._watch_interval = watch_interval
@@ -165,12 +198,12 @@ class SessionTracker:
     ) -> Applied:
         """Opens, reopens, updates or ends the vehicle's session for one reading: read from the vehicle API (an
         end is UNPLUGGED) or `pushed` by the provider (TELEMETRY_DISCONNECTED)."""
+        if reading.charging:
+            # The common case — still charging, session open — is one statement (the hot path of every read).
+            updated = await self._update_charging(driver_id, vehicle_id, reading)
+            if updated is not None:
+                return Applied(domain.Action.UPDATE, updated)
         async with self._engine.begin() as conn:
-            if reading.charging:
-                # The common case — still charging, session open — is one statement (the hot path of every read).
-                updated = await self._update_charging(conn, driver_id, vehicle_id, reading)
-                if updated is not None:
-                    return Applied(domain.Action.UPDATE, updated)
             await _lock_vehicle(conn, driver_id, vehicle_id)
             active = (
                 (
@@ -228,51 +261,38 @@ class SessionTracker:
             self._wake_relay()
         return Applied(action, session)
 
-    async def _update_charging(
-        self, conn: AsyncConnection, driver_id: str, vehicle_id: str, reading: domain.Telemetry
-    ) -> Row | None:
+    async def _update_charging(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Row | None:
         """A charging reading of a car whose session is open (and already placed): the session updated and its
-        next watcher read scheduled in one statement, without the vehicle's advisory lock — the row lock orders it
-        against an end of the same session (the end then wins: `session_end IS NULL` no longer holds and the
-        reading takes the locked path). None when that is not the case (no open session, or its position and
-        charger still to backfill): the caller takes the locked path."""
-        active = store.charging_sessions_active
-        scheduled = (
-            sa.update(active)
-            .where(active.c.driver_id == driver_id, active.c.vehicle_id == vehicle_id)
-            .values(watch_at=reading.at + self._watch_interval)
-            .returning(active.c.session_id, active.c.session_start)
-            .cte("scheduled")
-        )
-        values: dict[str, Any] = {"last_telemetry_at": reading.at, "updated_at": sa.func.now()}
-        if reading.kwh_added is not None:
-            values["kwh_delivered"] = reading.kwh_added
-        if reading.battery_pct is not None:
-            values["battery_end_pct"] = reading.battery_pct
-        if reading.power_kw is not None:
-            values["power_kw"] = reading.power_kw
-            values["max_power_kw"] = sa.func.greatest(S.c.max_power_kw, reading.power_kw)
-        if reading.connector:
-            values["connector_type"] = sa.case((S.c.connector_type == "", reading.connector), else_=S.c.connector_type)
+        next watcher read scheduled in one statement, one round trip, without the vehicle's advisory lock — the
+        row lock orders it against an end of the same session (the end wins: `session_end IS NULL` no longer
+        holds, and the reading takes the locked path). None when that is not the case (no open session, or its
+        position and charger still to backfill): the caller takes the locked path.
+
+        Raw asyncpg on purpose (ARCHITECTURE §10, measured by bench-watch): this runs for nearly every vehicle read,
+        and through SQLAlchemy its BEGIN, compile and result processing cost more than the statement itself."""
+        point = None
         if reading.lat is not None and reading.lng is not None:
-            point = sa.literal([{"lat": reading.lat, "lng": reading.lng, "ts": reading.at.isoformat()}], pg.JSONB)
-            full = sa.func.jsonb_array_length(S.c.location_trail) >= domain.TRAIL_MAX_POINTS
-            values["location_trail"] = sa.case(
-                (full, S.c.location_trail.op("-")(0).op("||")(point)), else_=S.c.location_trail.op("||")(point)
-            )
-        statement = (
-            sa.update(S)
-            .where(
-                S.c.id == scheduled.c.session_id,
-                S.c.session_start == scheduled.c.session_start,
-                S.c.session_end.is_(None),
-                S.c.lat.is_not(None),
-            )
-            .values(**values)
-            .returning(S)
+            point = json.dumps([{"lat": reading.lat, "lng": reading.lng, "ts": reading.at.isoformat()}])
+        arguments = (
+            driver_id,
+            vehicle_id,
+            reading.at + self._watch_interval,
+            reading.at,
+            reading.kwh_added,
+            reading.battery_pct,
+            reading.power_kw,
+            reading.connector,
+            point,
+            domain.TRAIL_MAX_POINTS,
         )
-        row: sa.RowMapping | None = (await conn.execute(statement)).mappings().first()
-        return row
+        if self._pool is not None:
+            async with self._pool.acquire() as connection:
+                record = await connection.fetchrow(_UPDATE_CHARGING, *arguments)
+        else:
+            async with self._engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                record = await raw.driver_connection.fetchrow(_UPDATE_CHARGING, *arguments)  # type: ignore[union-attr]
+        return None if record is None else dict(record)
 
     async def update_if_active(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Applied:
         """A reading that does not say whether the car charges (a telemetry record without its charge state) only
