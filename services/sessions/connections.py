@@ -57,7 +57,7 @@ class VehicleReaders:
     noticed within CONNECTION_TTL_S.
     """
 
-    CONNECTION_TTL_S = 30.0
+    CONNECTION_TTL_S = 300.0
     MAX_CACHED = 200_000
 
     def __init__(
