@@ -105,6 +105,7 @@ async def read_ages(database_url: str) -> dict[str, float]:
         )
     finally:
         await connection.close()
+    assert row is not None  # an aggregate always answers one row
     return {
         "active": int(row["active"]),
         "oldest_read_age_s": round(float(row["oldest_s"]), 1),

@@ -226,17 +226,36 @@ async def test_a_dc_charge_the_app_polls_every_90_minutes_ends_when_unplugged(
     assert ended["quality_score"] >= 80
 
 
-async def test_a_car_that_sleeps_right_after_unplugging_is_not_woken_and_ends_at_its_last_telemetry(
-    mesh: Mesh, twilio: FakeTwilioVerify, world: World, engine: AsyncEngine, charger: tuple[str, float, float]
-) -> None:
+async def charging_for(
+    world: World,
+    mesh: Mesh,
+    twilio: FakeTwilioVerify,
+    engine: AsyncEngine,
+    charger: tuple[str, float, float],
+    *,
+    minutes: int,
+) -> tuple[Person, FakeVehicle]:
+    """A driver whose car has charged at the charger for `minutes`, the session opened by one poll."""
     _, lat, lng = charger
     driver, car = await driver_with_tesla(mesh, twilio, world.fleet, engine)
     car.plug_in(lat, lng, power_kw=11.0)
     assert (await world.main.poller.poll(driver.user_id, None, None)).session_active
-    await world.follow(20)
+    await world.follow(minutes)
+    return driver, car
+
+
+async def last_telemetry(engine: AsyncEngine, driver: Person) -> datetime.datetime:
+    [session] = await sessions_of(engine, driver.user_id)
+    moment: datetime.datetime = session["last_telemetry_at"]
+    return moment
+
+
+async def test_a_car_that_sleeps_right_after_unplugging_is_not_woken_and_ends_at_its_last_telemetry(
+    mesh: Mesh, twilio: FakeTwilioVerify, world: World, engine: AsyncEngine, charger: tuple[str, float, float]
+) -> None:
+    driver, car = await charging_for(world, mesh, twilio, engine, charger, minutes=20)
     car.unplug().sleep()
-    [charging] = await sessions_of(engine, driver.user_id)
-    last = charging["last_telemetry_at"]
+    last = await last_telemetry(engine, driver)
     await world.follow(int(STALE.total_seconds() // 60) + 3)
 
     [ended] = await sessions_of(engine, driver.user_id)
@@ -248,14 +267,9 @@ async def test_a_car_that_sleeps_right_after_unplugging_is_not_woken_and_ends_at
 async def test_a_car_that_goes_offline_mid_charge_is_ended_at_its_last_telemetry_after_the_stale_limit(
     mesh: Mesh, twilio: FakeTwilioVerify, world: World, engine: AsyncEngine, charger: tuple[str, float, float]
 ) -> None:
-    _, lat, lng = charger
-    driver, car = await driver_with_tesla(mesh, twilio, world.fleet, engine)
-    car.plug_in(lat, lng, power_kw=11.0)
-    assert (await world.main.poller.poll(driver.user_id, None, None)).session_active
-    await world.follow(10)
+    driver, car = await charging_for(world, mesh, twilio, engine, charger, minutes=10)
     car.go_offline()
-    [session] = await sessions_of(engine, driver.user_id)
-    last = session["last_telemetry_at"]
+    last = await last_telemetry(engine, driver)
     while world.fleet.now + datetime.timedelta(minutes=1) < last + STALE:
         await world.minute()
         [session] = await sessions_of(engine, driver.user_id)
