@@ -144,6 +144,8 @@ async def measure(
         "postgres_cpu_ms_per_read": round((pg1 - pg0) * 1000 / reads, 3),
         **ages,
         "every_session_read_within_interval": ages["late"] == 0,
+        # The machine's load while measuring: on a shared CI box the processes may get far less than a core each.
+        "load_average_1m": round(os.getloadavg()[0], 2),
     }
     progress(f"{name}: {json.dumps(result)}")
     return result
