@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from services.sessions.adapters.http1 import KeepAliveTransport
 from services.sessions.adapters.vehicles import (
     DEFAULT_REFRESH_MARGIN,
     AccessTokenRejected,
@@ -169,6 +170,8 @@ class TeslaFleetClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"Accept": "application/json"},
+            # httpx's API over a lean HTTP/1.1 keep-alive transport: the read path's cost (http1.py).
+            transport=KeepAliveTransport(),
         )
 
     async def __aenter__(self) -> Self:
