@@ -8,8 +8,9 @@ charging, each linked to a driver (save_connection, tokens issued by the fake), 
 whose next watcher read is spread over one interval. No app polls: every read is the watcher's (uncached by
 construction — the window is free, so each read is a real vehicle-API call applied through the state machine).
 
-Phases (each `--seconds`, after a warm-up): sessions process 1 alone, then processes 1 and 2 together (the leases
-split the work). CPU is read from /proc (psutil) for the sessions processes and the fake; PostgreSQL's is the
+Phases (each `--seconds`, after a warm-up of 10,000 reads, i.e. every session read once, so each process's memory
+of connections and tokens is that of a long run): sessions process 1 alone, then processes 1 and 2 together (the
+leases split the work). CPU is read from /proc (psutil) for the sessions processes and the fake; PostgreSQL's is the
 CPU of the backends serving the bench database (the server is shared with other work on a CI machine, so the
 postmaster's total would not be ours). Reads are the fake's own count of vehicle_data calls.
 """
@@ -91,6 +92,17 @@ async def fleet_reads(fleet_url: str) -> int:
     async with httpx.AsyncClient(base_url=fleet_url, timeout=10) as client:
         calls = (await client.get("/_fake/calls")).json()["calls"]
     return int(calls.get("vehicle_data", 0))
+
+
+async def warm_up(fleet_url: str, reads: int, cap_s: float) -> None:
+    """Until `reads` more vehicle reads have happened (every session read once: the process's memory of
+    connections and tokens is what a long-running one has), or `cap_s` passed."""
+    target = await fleet_reads(fleet_url) + reads
+    deadline = time.monotonic() + cap_s
+    while time.monotonic() < deadline:
+        if await fleet_reads(fleet_url) >= target:
+            return
+        await asyncio.sleep(2.0)
 
 
 async def read_ages(database_url: str) -> dict[str, float]:
@@ -214,12 +226,12 @@ async def run_against(pg_url: str, redis_url: str, work: pathlib.Path, options: 
                 raise SystemExit(f"sessions {n + 1} did not start:\n{log_tail(log)}") from None
             processes.append(psutil.Process(process.pid))
             if n == 0:
-                await asyncio.sleep(options.warmup)
+                await warm_up(fleet_url, DRIVERS, options.warmup)
                 one = await measure(
                     "1 process", processes=processes[:1], fleet=psutil.Process(fleet.pid), fleet_url=fleet_url,
                     database_url=database_url, database="nerava_bench_watch", seconds=options.seconds,
                 )  # fmt: skip
-        await asyncio.sleep(options.warmup)
+        await warm_up(fleet_url, DRIVERS, options.warmup)
         two = await measure(
             "2 processes", processes=processes, fleet=psutil.Process(fleet.pid), fleet_url=fleet_url,
             database_url=database_url, database="nerava_bench_watch", seconds=options.seconds,
@@ -245,8 +257,8 @@ async def run_against(pg_url: str, redis_url: str, work: pathlib.Path, options: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seconds", type=float, default=INTERVAL_S + 15)
-    # A warm-up of one interval: every session read once (tokens and connections in memory, as in a long run).
-    parser.add_argument("--warmup", type=float, default=INTERVAL_S)
+    # Warm-up: until every session was read once since the phase began (at most this many seconds).
+    parser.add_argument("--warmup", type=float, default=300.0)
     results = uvloop.run(run(parser.parse_args()))
     path = write_results("watch", results)
     for name in ("one_process", "two_processes"):
