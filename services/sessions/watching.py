@@ -108,13 +108,14 @@ class SessionWatcher:
         return now + self._interval * (1 - random.uniform(0, 0.1))
 
     async def run(self, stop: asyncio.Event, idle_s: float = 1.0) -> None:
-        """Rounds until `stop`: back to back while sessions are due, then one every `idle_s`."""
+        """Rounds until `stop`: back to back while sessions are due (a pause after a round that found some would
+        cap the reads per second at a batch per pause), then one every `idle_s` once none is due."""
         while not stop.is_set():
             try:
                 done = await self.watch_round()
             except Exception:
                 log.exception("session watcher round failed; will try again")
                 done = WatchRound()
-            if done.claimed < self._batch:
+            if done.claimed == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=idle_s)
