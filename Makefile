@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-checkout ledger-check k8s-check capacity clean
+.PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-watch bench-checkout ledger-check k8s-check capacity clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,9 @@ bench-incentives: $(STAMP)  ## EvaluateSession p50/p99 at 100/1,000/10,000 campa
 
 bench-poll: $(STAMP)  ## PollChargingState for 10,000 drivers (fake fleet), direct gRPC vs Envoy, 1 and 2 processes, vs redis-benchmark → bench/results/poll.json
 	$(PY) -m bench.poll
+
+bench-watch: $(STAMP)  ## the session watcher over 10,000 active sessions (fake fleet), 1 and 2 sessions processes: reads/s, CPU per read → bench/results/watch.json
+	$(PY) -m bench.watch
 
 bench-checkout: $(STAMP)  ## RedeemAtCheckout, 1,000 drivers at 5 merchants through Envoy, vs the ledger transfer alone; answers checked against the rows → bench/results/checkout.json
 	$(PY) -m bench.checkout

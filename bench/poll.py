@@ -8,8 +8,9 @@ routing sessions to process 1, one to both processes). Access tokens are signed 
 key ring in the bench database (the key accounts then loads): 10,000 logins would cost minutes. Each driver's
 Tesla (one car) is linked with save_connection and tokens issued by the fake fleet.
 
-The mix, per call (drawn at random): 80 % a driver inside the window (cached: `poll:answer:<driver>` exists; the
-8,000 such answers are written once before the run), 15 % a charging update (a car plugged in and charging, its
+The mix, per call (drawn at random) — the app polls about every 60 s and the window is 30 s, so most polls are
+fresh reads: 10 % a driver inside the window (cached: `poll:answer:<driver>` exists; the
+1,000 such answers are written once before the run), 85 % a charging update (a car plugged in and charging, its
 window keys deleted by the load generator just before the call, so the car is read and the open session
 updated), 5 % a transition (the fake flips that car between charging and unplugged at each read: the session
 starts, then ends, alternately). POLL_WINDOW_S is an hour so that no cached answer expires during the run; the
@@ -72,7 +73,9 @@ DATABASE = "nerava_bench_poll"
 SERVICE_TOKEN_SECRET = "bench-poll-service-token-secret"  # the bench's own services; never a real secret
 PASSPHRASE = "bench-poll-signing-key-passphrase"
 DRIVERS = 10_000
-CACHED_SHARE, UPDATE_SHARE = 0.80, 0.15  # the rest: transitions
+# The app polls about every 60 s and the window is 30 s: most polls are fresh reads. A poll lands inside a window
+# when the app repeats itself (a retry, two screens) or the watcher read the car just before: 10 %.
+CACHED_SHARE, UPDATE_SHARE = 0.10, 0.85  # the rest: transitions
 TARGET = 3_000.0
 TARGET_P99_MS = 50.0
 WINDOW_S = 3_600.0
@@ -83,7 +86,9 @@ Call = Callable[[], Awaitable[None]]
 # --- the fake fleet, in its own process --------------------------------------------------------------------
 
 
-def serve_fleet(port: int, count: int, toggling_from: int, out: pathlib.Path) -> None:
+def serve_fleet(port: int, count: int, toggling_from: int, out: pathlib.Path, plugged_from: int | None = None) -> None:
+    """The fake fleet in this process: `count` Teslas, those from `plugged_from` (default: past the cached share)
+    plugged in and charging, those from `toggling_from` flipping at each read; their tokens written to `out`."""
     from fakes.fleet import TESLA, TESLA_SCOPES, FakeFleet, FakeVehicle, _Response, _Token
 
     class BenchFleet(FakeFleet):
@@ -106,7 +111,7 @@ def serve_fleet(port: int, count: int, toggling_from: int, out: pathlib.Path) ->
             rows = []
             for number in range(count):
                 car = fleet.add_tesla_vehicle(f"driver{number}@bench.example", battery_pct=40.0)
-                if number >= int(count * CACHED_SHARE):
+                if number >= (int(count * CACHED_SHARE) if plugged_from is None else plugged_from):
                     car.plug_in(power_kw=11.0)
                 if number >= toggling_from:
                     fleet.toggling.add(car.id)
@@ -128,15 +133,15 @@ class _Discard(list[Any]):
 # --- setup --------------------------------------------------------------------------------------------------
 
 
-async def fresh_database(server_url: str) -> str:
+async def fresh_database(server_url: str, database: str = DATABASE) -> str:
     url = make_url(server_url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql")
     admin = await asyncpg.connect(url.set(database="postgres").render_as_string(hide_password=False))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
-    return url.set(database=DATABASE).render_as_string(hide_password=False)
+    return url.set(database=database).render_as_string(hide_password=False)
 
 
 async def mint_tokens(database_url: str, drivers: list[str]) -> list[str]:
@@ -329,7 +334,9 @@ async def run_against(  # noqa: PLR0912, PLR0915 - one sequence: setup, warm-up,
         ).SerializeToString()
         async with cache.pipeline(transaction=False) as pipe:
             for driver in drivers[:cached_n]:
-                pipe.set(f"poll:read:{driver}", b"1", px=int(WINDOW_S * 1000))
+                # The window's key holds the time (ms) until which it is taken (polling.py's script).
+                held_until = int(time.time() * 1000) + int(WINDOW_S * 1000)
+                pipe.set(f"poll:read:{driver}", held_until, px=int(WINDOW_S * 1000))
                 pipe.set(f"poll:answer:{driver}", cached_answer, px=int(WINDOW_S * 1000))
             await pipe.execute()
         accounts = await stack.enter_async_context(
@@ -591,9 +598,10 @@ def main() -> None:
     parser.add_argument("--serve-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--fleet-file", type=pathlib.Path, help=argparse.SUPPRESS)
     parser.add_argument("--toggling-from", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--plugged-from", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_fleet:
-        serve_fleet(args.serve_fleet, DRIVERS, args.toggling_from, args.fleet_file)
+        serve_fleet(args.serve_fleet, DRIVERS, args.toggling_from, args.fleet_file, args.plugged_from)
         return
     results = uvloop.run(run(args))
     path = write_results("poll", results)

@@ -200,6 +200,7 @@ class FakeVehicle:
         self.energy_added_kwh = 0.0
         self.asleep = False
         self.wakes_on_request = True  # False: wake_up is answered but the car stays asleep
+        self.telemetry_streaming = False  # Tesla: fleet_telemetry_config was accepted for this car
         self.calls: Counter[str] = Counter()
         self._rate_limited_until: datetime | None = None
         self._failures: list[int] = []
@@ -268,6 +269,13 @@ class FakeVehicle:
 
     def wake(self) -> Self:
         self.asleep = False
+        return self
+
+    def go_offline(self) -> Self:
+        """The car stops answering (no connectivity, a parking garage): every read is 408 and waking fails, while
+        whatever it was doing (charging) goes on."""
+        self.asleep = True
+        self.wakes_on_request = False
         return self
 
     def move(self, lat: float, lng: float) -> Self:
@@ -360,7 +368,8 @@ class FakeVehicle:
         """Charge for `minutes` of simulated time, one minute at a time."""
         if not self.charging or minutes <= 0:
             return
-        self.asleep = False  # a charging car stays awake
+        if self.wakes_on_request:
+            self.asleep = False  # a charging car stays awake (unless it went offline: it charges on, unheard)
         if self.charging_state == "Starting":
             self.charging_state = "Charging"
         remaining = minutes
@@ -551,6 +560,8 @@ class FakeFleet:
         smartcar_client_secret: str | None = None,
         smartcar_management_token: str | None = None,
         smartcar_webhook_url: str | None = None,
+        telemetry_url: str | None = None,
+        telemetry_secret: str | None = None,
         start: datetime | None = None,
         port: int = 0,
     ) -> None:
@@ -560,6 +571,10 @@ class FakeFleet:
         self.smartcar_client_secret = smartcar_client_secret or str(uuid.uuid4())
         self.smartcar_management_token = smartcar_management_token or str(uuid.uuid4())
         self.smartcar_webhook_url = smartcar_webhook_url
+        # Fleet Telemetry: where a configured Tesla streams its records, signed (X-Telemetry-Signature) with this.
+        self.telemetry_url = telemetry_url
+        self.telemetry_secret = telemetry_secret or "fleet-telemetry." + secrets.token_urlsafe(16)
+        self.telemetry_deliveries: list[httpx.Response] = []
         self.now = (start or datetime.now(UTC)).replace(microsecond=0)
         self.response_delay = 0.0
         self.requests: list[ReceivedRequest] = []
@@ -572,6 +587,7 @@ class FakeFleet:
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
         self._used_refresh: set[str] = set()
+        self._standing_refresh: dict[tuple[str, str], _Account] = {}
         self._login_as: dict[str, str] = {}
         self._deny_next: dict[str, str] = {}
         self._token_failures: list[tuple[int, str]] = []
@@ -760,6 +776,11 @@ class FakeFleet:
             if token.account is account:
                 token.revoked = True
 
+    def grant_standing_refresh_token(self, email: str, refresh_token: str, *, provider: str = SMARTCAR) -> None:
+        """A refresh token of `email`'s account that never rotates nor expires: what `make run`'s seed stores for
+        the demo car, so the demo reads it across restarts of the fake (a demo convenience, no real provider's)."""
+        self._standing_refresh[(provider, refresh_token)] = self._account(provider, email)
+
     def expire_access_tokens(self) -> None:
         """Every access token issued so far expires now (refresh tokens keep working)."""
         for token in self._access.values():
@@ -840,13 +861,77 @@ class FakeFleet:
             "webhookId": "5a8e5e38-1e12-4011-a36d-56f120053f9e",
             "webhookName": "Nerava charging",
             "deliveryId": str(uuid.uuid4()),
-            "deliveredAt": self.now.isoformat().replace("+00:00", "Z"),
+            # Delivery happens in real time (the receiver checks it against its clock), whatever the cars' clock.
+            "deliveredAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "mode": "TEST",
         }
 
+    # -- Fleet Telemetry (Tesla) ---------------------------------------------------------------
+
+    def telemetry_record(self, vehicle_id: str, *, sent_at: datetime | None = None) -> JsonObject:
+        """One Fleet Telemetry record of the car's current state, as our receiver gets it."""
+        vehicle = self._vehicles[vehicle_id]
+        state = "DetailedChargeState" + (vehicle.charging_state if vehicle.plugged_in else "Disconnected")
+        power_key, energy_key = (
+            ("DCChargingPower", "DCChargingEnergyIn")
+            if vehicle.is_dc
+            else (
+                "ACChargingPower",
+                "ACChargingEnergyIn",
+            )
+        )
+        return {
+            "vin": vehicle.vin,
+            "msg_id": str(uuid.uuid4()),
+            # Sent in real time (the receiver checks it against its clock), whatever the cars' simulation clock.
+            "created_at": (sent_at or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+            "data": [
+                {"key": "DetailedChargeState", "value": {"stringValue": state}},
+                {"key": "BatteryLevel", "value": {"doubleValue": round(vehicle.battery_pct, 1)}},
+                {"key": power_key, "value": {"doubleValue": round(vehicle.power_kw, 2)}},
+                {"key": energy_key, "value": {"doubleValue": round(vehicle.energy_added_kwh, 3)}},
+                {"key": "Location", "value": {"locationValue": {"latitude": vehicle.lat, "longitude": vehicle.lng}}},
+            ],
+        }
+
+    def sign_telemetry(self, body: bytes) -> str:
+        return hmac.new(self.telemetry_secret.encode(), body, hashlib.sha256).hexdigest()
+
+    async def send_telemetry(self, url: str, body: bytes, *, signature: str | None = None) -> httpx.Response:
+        """POST a telemetry record as the fleet's telemetry server forwards it (signed unless `signature`)."""
+        if self._webhook_client is None:
+            raise RuntimeError("FakeFleet is not running; use it as `async with`")
+        headers = {"Content-Type": "application/json", "X-Telemetry-Signature": signature or self.sign_telemetry(body)}
+        response = await self._webhook_client.post(url, content=body, headers=headers)
+        self.telemetry_deliveries.append(response)
+        return response
+
+    def _deliver_later(self, send: Callable[[], Any]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+
+        async def deliver() -> None:
+            # A receiver that is down simply misses the event (the providers would retry; the demo need not).
+            with contextlib.suppress(httpx.HTTPError):
+                await send()
+
+        task = loop.create_task(deliver())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     def _changed(self, vehicle: FakeVehicle) -> None:
-        """A Smartcar car's charging changed: announce it when a webhook URL is set and a loop is running."""
-        if vehicle.provider != SMARTCAR or self.smartcar_webhook_url is None or self._webhook_client is None:
+        """A car's charging changed: a Smartcar car announces it when a webhook URL is set, a Tesla streaming
+        Fleet Telemetry pushes a record when a telemetry URL is set (and a loop is running)."""
+        if self._webhook_client is None:
+            return
+        if vehicle.provider == TESLA and vehicle.telemetry_streaming and self.telemetry_url is not None:
+            telemetry_url = self.telemetry_url
+            record = json.dumps(self.telemetry_record(vehicle.id)).encode()
+            self._deliver_later(lambda: self.send_telemetry(telemetry_url, record))
+            return
+        if vehicle.provider != SMARTCAR or self.smartcar_webhook_url is None:
             return
         try:
             loop = asyncio.get_running_loop()
@@ -909,6 +994,8 @@ class FakeFleet:
             return self._authorize(TESLA, query)
         if route == ("POST", "/oauth2/v3/token"):
             return self._tesla_token(form)
+        if parts == ["api", "1", "vehicles", "fleet_telemetry_config"]:
+            return self._tesla_telemetry_config(request)
         if parts[:2] == ["api", "1"]:
             return self._tesla_api(request, parts[2:], query)
         if route == ("GET", "/oauth/authorize"):
@@ -1032,6 +1119,13 @@ class FakeFleet:
         return code, _Response(200)
 
     def _rotate(self, refresh_token: str, provider: str) -> _Response:
+        standing = self._standing_refresh.get((provider, refresh_token))
+        if standing is not None:
+            # A demo's standing refresh token: a fresh access token each time, the same refresh token back.
+            issued = self._issue(standing, SMARTCAR_SCOPES if provider == SMARTCAR else TESLA_SCOPES, provider)
+            del self._refresh[issued["refresh_token"]]
+            issued["refresh_token"] = refresh_token
+            return _Response(200, issued)
         token = self._refresh.get(refresh_token)
         if (
             token is None
@@ -1150,6 +1244,32 @@ class FakeFleet:
         if "vehicle_config" in sections:
             data["vehicle_config"] = {"car_type": vehicle.model.lower().replace(" ", ""), "exterior_color": "Pearl"}
         return _Response(200, {"response": data})
+
+    def _tesla_telemetry_config(self, request: Request) -> _Response:
+        """POST /api/1/vehicles/fleet_telemetry_config {vins, config}: the listed cars of the token's account start
+        streaming (to `telemetry_url`). Answers {updated_vehicles, skipped_vehicles}."""
+        token = self._bearer(request, TESLA)
+        if token is None:
+            return _tesla_error(401, "invalid_token")
+        if request.method != "POST":
+            return _tesla_error(405, "method_not_allowed")
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError:
+            return _tesla_error(400, "invalid_request", "the body is not JSON")
+        vins = body.get("vins") if isinstance(body, dict) else None
+        if not isinstance(vins, list) or not isinstance(body.get("config"), dict):
+            return _tesla_error(400, "invalid_request", "vins and config are required")
+        updated = 0
+        for vin in vins:
+            vehicle = self._tesla_vehicle_by_tag(str(vin))
+            if vehicle is not None and vehicle.account is token.account:
+                vehicle.calls["fleet_telemetry_config"] += 1
+                vehicle.telemetry_streaming = True
+                updated += 1
+        return _Response(
+            200, {"response": {"updated_vehicles": updated, "skipped_vehicles": {"unknown": len(vins) - updated}}}
+        )
 
     def _tesla_vehicle_by_tag(self, tag: str) -> FakeVehicle | None:
         for vehicle in self._vehicles.values():
@@ -1300,6 +1420,12 @@ class FakeFleet:
     def _control_action(self, method: str, parts: list[str], args: Mapping[str, Any]) -> _Response:
         if (method, parts) == ("GET", ["state"]):
             return _Response(200, {"now": self.now.isoformat(), "vehicles": [v.snapshot() for v in self.vehicles]})
+        if (method, parts) == ("GET", ["calls"]):
+            # Totals per endpoint over every car (cheap to ask for mid-benchmark, unlike every car's snapshot).
+            totals: Counter[str] = Counter()
+            for vehicle in self._vehicles.values():
+                totals.update(vehicle.calls)
+            return _Response(200, {"now": self.now.isoformat(), "calls": dict(totals)})
         if (method, parts) == ("GET", ["vehicles"]):
             return _Response(200, {"vehicles": [vehicle.snapshot() for vehicle in self.vehicles]})
         if (method, parts) == ("POST", ["vehicles"]):
@@ -1472,6 +1598,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--smartcar-vehicle", action="append", default=[], metavar="EMAIL[=ID]", help="a Smartcar car at start"
     )
+    serve.add_argument(
+        "--smartcar-standing-token",
+        action="append",
+        default=[],
+        metavar="EMAIL=REFRESH_TOKEN",
+        help="a refresh token of that Smartcar account that never rotates (the demo seed's)",
+    )
+    serve.add_argument("--telemetry-url", help="where Teslas streaming Fleet Telemetry push their records")
+    serve.add_argument("--telemetry-secret", help="the HMAC-SHA256 key of those pushes")
+    serve.add_argument(
+        "--realtime",
+        action="store_true",
+        help="the simulation clock follows the wall clock (cars charge as time passes)",
+    )
 
     add = commands.add_parser("add-vehicle", help="add a car")
     add.add_argument("--provider", choices=(TESLA, SMARTCAR), default=TESLA)
@@ -1554,8 +1694,13 @@ def _serve(args: argparse.Namespace) -> None:
             smartcar_client_secret=args.smartcar_client_secret,
             smartcar_management_token=args.smartcar_management_token,
             smartcar_webhook_url=args.smartcar_webhook_url,
+            telemetry_url=args.telemetry_url,
+            telemetry_secret=args.telemetry_secret,
             port=args.port,
         )
+        for spec in args.smartcar_standing_token:
+            email, _, token = spec.partition("=")
+            fleet.grant_standing_refresh_token(email, token)
         for spec in args.tesla_vehicle:
             email, _, vehicle_id = spec.partition("=")
             fleet.add_tesla_vehicle(email, vehicle_id=vehicle_id or None)
@@ -1564,7 +1709,12 @@ def _serve(args: argparse.Namespace) -> None:
             fleet.add_smartcar_vehicle(email, vehicle_id=vehicle_id or None)
         async with fleet:
             print(json.dumps({"url": fleet.base_url, "vehicles": [v.snapshot() for v in fleet.vehicles]}), flush=True)
-            await asyncio.Event().wait()
+            while True:
+                await asyncio.sleep(1.0)
+                if args.realtime:
+                    behind = (datetime.now(UTC) - fleet.now).total_seconds()
+                    if behind > 0:
+                        fleet.advance(seconds=behind)
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve())

@@ -82,6 +82,7 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "IngestTelemetry",
         "HandleSmartcarWebhook",
         "HandleTeslaCallback",
+        "HandleSmartcarCallback",
     ),
     # Stripe calls the webhook; the signature, not a token, authenticates it.
     "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),

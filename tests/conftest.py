@@ -132,6 +132,11 @@ async def mesh(
             "TESLA_CLIENT_SECRET": fleet.tesla_client_secret,
             "TESLA_API_BASE": fleet.base_url,
             "TESLA_AUTH_BASE": fleet.base_url,
+            "SMARTCAR_CLIENT_ID": fleet.smartcar_client_id,
+            "SMARTCAR_CLIENT_SECRET": fleet.smartcar_client_secret,
+            "SMARTCAR_API_BASE": fleet.base_url,
+            "SMARTCAR_AUTH_BASE": fleet.base_url,
+            "SMARTCAR_CONNECT_BASE": fleet.base_url,
             # Every test signs in from the same loopback address; the per-phone limits still apply.
             "OTP_STARTS_PER_IP": "100000",
             "TWILIO_ACCOUNT_SID": twilio.account_sid,

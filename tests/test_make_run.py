@@ -156,6 +156,9 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
                     break
                 await asyncio.sleep(0.1)
             assert active["session"]["charger_id"] == demo_world.DEMO_CHARGERS[0][0], active
+            # The app's poll reads the same car through Smartcar (the demo link's tokens work at the fake).
+            polled = (await client.post("/v1/charging-sessions/poll", json={}, headers=driver_auth)).json()
+            assert "error" not in polled and polled["session_active"] is True, polled
             # The demo merchants beside the demo chargers answer their README QR tokens.
             for merchant_id, name, *_, token, _perk, _offer in seed.DEMO_MERCHANTS:
                 scanned = await client.get(f"/v1/checkout/qr/{token}", headers=driver_auth)

@@ -124,6 +124,13 @@ def start_fake_fleet(processes: Processes, rest_port: int) -> dict[str, str]:
             "TESLA_CLIENT_ID": "make-run-tesla-client",
             "TESLA_CLIENT_SECRET": "make-run-tesla-secret",
             "SMARTCAR_MANAGEMENT_TOKEN": "make-run-smartcar-management-token",
+            "SMARTCAR_CLIENT_ID": "make-run-smartcar-client",
+            "SMARTCAR_CLIENT_SECRET": "make-run-smartcar-secret",
+            "SMARTCAR_API_BASE": fleet_url,
+            "SMARTCAR_AUTH_BASE": fleet_url,
+            "SMARTCAR_CONNECT_BASE": fleet_url,
+            # The fake's Fleet Telemetry server signs the records of the Teslas configured to stream with this.
+            "TESLA_TELEMETRY_HMAC_SECRET": "make-run-fleet-telemetry-secret",
         }
         processes.start(
             "fake-fleet",
@@ -144,6 +151,19 @@ def start_fake_fleet(processes: Processes, rest_port: int) -> dict[str, str]:
                 f"http://127.0.0.1:{rest_port}/v1/webhooks/smartcar",
                 "--smartcar-vehicle",
                 f"{seed.DEMO_DRIVER_EMAIL}={seed.DEMO_SMARTCAR_VEHICLE}",
+                "--smartcar-client-id",
+                fleet_env["SMARTCAR_CLIENT_ID"],
+                "--smartcar-client-secret",
+                fleet_env["SMARTCAR_CLIENT_SECRET"],
+                # tools/seed.py links the demo car with the refresh token "demo": standing at the fake, so the
+                # poll, the watcher and verify-charging read the car (through Smartcar) across restarts.
+                "--smartcar-standing-token",
+                f"{seed.DEMO_DRIVER_EMAIL}=demo",
+                "--telemetry-url",
+                f"http://127.0.0.1:{rest_port}/v1/webhooks/tesla/telemetry",
+                "--telemetry-secret",
+                fleet_env["TESLA_TELEMETRY_HMAC_SECRET"],
+                "--realtime",
             ],
             cwd=ROOT,
         )

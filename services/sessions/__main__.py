@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 
 import uvloop
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
+from services.common.db import open_asyncpg_pool
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -17,15 +19,19 @@ from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
 from services.sessions import store
 from services.sessions.adapters.places import PlacesGeocoder
+from services.sessions.adapters.smartcar import SmartcarClient
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
+from services.sessions.connections import VehicleReaders
 from services.sessions.ev_codes import EvCodes, merchant_directory
-from services.sessions.linking import TeslaLinking
+from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
+from services.sessions.pushes import PushGuard
 from services.sessions.retention import SessionPartitions
 from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
+from services.sessions.watching import SessionWatcher
 from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions, maintain_partitions
 
 
@@ -34,7 +40,15 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     runtime = await stack.enter_async_context(Runtime(settings.runtime))
     # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
     # not served yet.
-    tracker = SessionTracker(runtime.engine)
+    # The read path's one statement (a still-charging car's update) runs on asyncpg's own pool (tracking.py).
+    pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
+    stack.push_async_callback(pool.close)
+    tracker = SessionTracker(
+        runtime.engine,
+        pool=pool,
+        stale_after=datetime.timedelta(seconds=settings.session_stale_after_s),
+        watch_interval=datetime.timedelta(seconds=settings.session_watch_interval_s),
+    )
     incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
     relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
     tracker.relay = relay
@@ -47,16 +61,35 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         token_base_url=settings.tesla_auth_base,
     )
     stack.push_async_callback(tesla.aclose)
+    smartcar = None
+    if settings.smartcar_client_id:
+        smartcar = SmartcarClient(
+            client_id=settings.smartcar_client_id,
+            client_secret=settings.smartcar_client_secret.value,
+            redirect_uri=settings.smartcar_redirect_uri,
+            api_base_url=settings.smartcar_api_base,
+            auth_base_url=settings.smartcar_auth_base,
+            connect_base_url=settings.smartcar_connect_base,
+        )
+        stack.push_async_callback(smartcar.aclose)
     cipher = TokenCipher.from_config(settings.vehicle_token_keys.value)
+    readers = VehicleReaders(runtime.engine, cipher, tesla=tesla, smartcar=smartcar)
     linking = TeslaLinking(runtime.engine, tesla, cipher, tracker, driver_app_url=settings.driver_app_url)
+    smartcar_linking = (
+        None
+        if smartcar is None
+        else SmartcarLinking(runtime.engine, smartcar, cipher, tracker, driver_app_url=settings.driver_app_url)
+    )
     poller = Poller(
         runtime.engine,
         runtime.redis,
         tracker=tracker,
-        tesla=tesla,
-        cipher=cipher,
+        readers=readers,
         incentives=incentives,
         window_s=settings.poll_window_s,
+    )
+    watcher = SessionWatcher(
+        runtime.engine, poller, interval=datetime.timedelta(seconds=settings.session_watch_interval_s)
     )
     geocoder = None
     if settings.places_api_key.value:
@@ -74,10 +107,11 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         settings=settings,
         poller=poller,
         linking=linking,
+        smartcar_linking=smartcar_linking,
+        pushes=PushGuard(runtime.redis, max_age_s=settings.push_max_age_s),
         ev_codes=EvCodes(
             runtime.engine,
-            tesla,
-            cipher,
+            poller,
             merchant_position=merchant_directory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))),
         ),
         geocoder=geocoder,
@@ -98,7 +132,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     async def partition_maintenance(stop: asyncio.Event) -> None:
         await maintain_partitions(partitions, stop, settings.session_partition_maintenance_s)
 
-    return ServiceServer(runtime, [binding], workers=[relay.run, stale_cleanup, partition_maintenance])
+    return ServiceServer(runtime, [binding], workers=[relay.run, stale_cleanup, watcher.run, partition_maintenance])
 
 
 async def main() -> None:

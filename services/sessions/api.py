@@ -27,7 +27,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.context import current_caller
 from services.common.db import single_statement_reads
-from services.common.errors import InvalidArgument, NotFound, Unauthenticated, Unavailable
+from services.common.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from services.common.interceptors import Access
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, store
@@ -36,8 +43,9 @@ from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocod
 from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
 from services.sessions.config import SessionsSettings
 from services.sessions.ev_codes import EvCodes
-from services.sessions.linking import TeslaLinking
+from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
+from services.sessions.pushes import REPLAYED, PushGuard, PushRefused, parse_time
 from services.sessions.tracking import Row, SessionTracker, session_message
 
 log = logging.getLogger(__name__)
@@ -60,6 +68,12 @@ ACCESS: dict[str, Access] = {
     "GetTeslaStatus": Access.role(DRIVER),
     "DisconnectTesla": Access.role(DRIVER),
     "SelectVehicle": Access.role(DRIVER),
+    "ConfigureTelemetry": Access.role(DRIVER),
+    "ConnectSmartcar": Access.role(DRIVER),
+    # Smartcar Connect's redirect carries no token either: the single-use state binds it to the driver.
+    "HandleSmartcarCallback": Access.anyone(),
+    "GetSmartcarStatus": Access.role(DRIVER),
+    "DisconnectSmartcar": Access.role(DRIVER),
     "VerifyCharging": Access.role(DRIVER),
     "ListEvCodes": Access.role(DRIVER),
     "SearchChargers": Access.anyone(),
@@ -103,6 +117,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         settings: SessionsSettings | None = None,
         poller: Poller | None = None,
         linking: TeslaLinking | None = None,
+        smartcar_linking: SmartcarLinking | None = None,
+        pushes: PushGuard | None = None,
         ev_codes: EvCodes | None = None,
         geocoder: PlacesGeocoder | None = None,
     ) -> None:
@@ -112,6 +128,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self._settings = settings
         self._poller = poller
         self._linking = linking
+        self._smartcar_linking = smartcar_linking
+        self._pushes = pushes
         self._tracker = tracker or SessionTracker(engine)
         self._incentives = incentives
         # Every catalog read is one statement (CheckLocation: one per radius step).
@@ -303,6 +321,51 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.DisconnectTeslaResponse:
         return await self._tesla().disconnect(_driver())
 
+    async def ConfigureTelemetry(
+        self, request: pb.ConfigureTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ConfigureTelemetryResponse:
+        return await self._tesla().configure_telemetry(_driver())
+
+    # --- linking a car through Smartcar --------------------------------------------------------------------
+
+    def _smartcar(self) -> SmartcarLinking:
+        if self._smartcar_linking is None:
+            raise Unavailable("PROVIDER_NOT_CONFIGURED", "Smartcar is not configured")
+        return self._smartcar_linking
+
+    async def ConnectSmartcar(
+        self, request: pb.ConnectSmartcarRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ConnectSmartcarResponse:
+        return await self._smartcar().connect(_driver())
+
+    async def HandleSmartcarCallback(
+        self, request: pb.HandleSmartcarCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.HandleSmartcarCallbackResponse:
+        return await self._smartcar().callback(request)
+
+    async def GetSmartcarStatus(
+        self, request: pb.GetSmartcarStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetSmartcarStatusResponse:
+        return await self._smartcar().status(_driver())
+
+    async def DisconnectSmartcar(
+        self, request: pb.DisconnectSmartcarRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DisconnectSmartcarResponse:
+        return await self._smartcar().disconnect(_driver())
+
+    async def _admit(self, kind: str, message_id: object, sent_at: object, body: bytes) -> None:
+        """A signed push acts once, and only while fresh (pushes.py)."""
+        if self._pushes is None:
+            return
+        try:
+            await self._pushes.admit(
+                kind, message_id if isinstance(message_id, str) and message_id else None, parse_time(sent_at), body
+            )
+        except PushRefused as refused:
+            if refused.reason == REPLAYED:
+                raise AlreadyExists(refused.reason, str(refused)) from refused
+            raise FailedPrecondition(refused.reason, str(refused)) from refused
+
     async def HandleSmartcarWebhook(
         self, request: pb.HandleSmartcarWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarWebhookResponse:
@@ -321,12 +384,16 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                     challenge=smartcar.challenge_response(challenge, token), action=pb.INGEST_ACTION_IGNORED
                 )
             reading = smartcar.reading_from_webhook(event, read_at=_now())
+            meta = event.get("meta")
+            delivered_at = meta.get("deliveredAt") if isinstance(meta, dict) else None
         except WebhookSignatureInvalid as exc:
             raise Unauthenticated("SIGNATURE_INVALID", str(exc)) from exc
         except WebhookPayloadInvalid as exc:
             raise InvalidArgument([("http_body", str(exc))], reason="WEBHOOK_PAYLOAD_INVALID") from exc
         if reading is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
+        # Smartcar retries a delivery with the same eventId: one event acts once.
+        await self._admit("smartcar", event.get("eventId"), delivered_at, request.http_body.data)
         c = store.vehicle_connections
         async with self._reads.connect() as conn:
             connection = (
@@ -339,7 +406,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         if connection is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         applied = await self._tracker.apply(
-            connection.driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry()
+            connection.driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry(), pushed=True
         )
         session_id = "" if applied.session is None else str(applied.session["id"])
         return pb.HandleSmartcarWebhookResponse(action=_INGESTED[applied.action], session_id=session_id)
@@ -464,9 +531,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         ):
             raise Unauthenticated("SIGNATURE_INVALID", "X-Telemetry-Signature is missing or does not match the body")
         try:
-            push = domain.parse_fleet_push(json.loads(body), _now())
+            record = json.loads(body)
+            push = domain.parse_fleet_push(record, _now())
         except (ValueError, domain.MalformedPush) as exc:
             raise InvalidArgument([("http_body", str(exc) or "not JSON")], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+        await self._admit("tesla", record.get("msg_id"), record.get("created_at"), body)
         c = store.vehicle_connections
         async with self._reads.connect() as conn:
             connection = (
@@ -490,7 +559,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             applied = await self._tracker.update_if_active(connection.driver_id, vehicle_id, reading)
         else:
             applied = await self._tracker.apply(
-                connection.driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading
+                connection.driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading, pushed=True
             )
         session_id = "" if applied.session is None else str(applied.session["id"])
         return pb.IngestTelemetryResponse(action=_INGESTED[applied.action], session_id=session_id)

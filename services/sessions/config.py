@@ -24,6 +24,19 @@ class SessionsSettings:
     vehicle_token_keys: Secret
     # Smartcar signs webhooks (and answers its verify challenge) with the application's management token.
     smartcar_management_token: Secret
+    # Smartcar application (Connect, tokens, vehicle reads); without a client id Smartcar linking is off.
+    smartcar_client_id: str
+    smartcar_client_secret: Secret
+    smartcar_redirect_uri: str
+    smartcar_api_base: str
+    smartcar_auth_base: str
+    smartcar_connect_base: str
+    # Pushes (Fleet Telemetry, Smartcar webhooks) older than this, or seen before (message id), are refused.
+    push_max_age_s: float
+    # The session watcher reads every active session's vehicle at least this often (services/sessions/watching.py)…
+    session_watch_interval_s: float
+    # … and a session without vehicle data for this long is ended stale, at its last telemetry.
+    session_stale_after_s: float
     # Where the Tesla callback sends the browser back: the driver app.
     driver_app_url: str
     # At most one vehicle read per driver per window (Redis, shared by every replica).
@@ -43,6 +56,14 @@ class SessionsSettings:
     @classmethod
     def from_env(cls, env: Env | None = None) -> SessionsSettings:
         env = env or Env()
+        watch = env.float("SESSION_WATCH_INTERVAL_S", 120.0)
+        stale = env.float("SESSION_STALE_AFTER_S", 900.0)
+        if not 0 < watch * 3 <= stale:
+            # Three reads fit in the stale limit: a car that answers is never ended stale for one lost read.
+            raise ConfigError(
+                f"SESSION_WATCH_INTERVAL_S ({watch}) must be more than 0 and at most a third of "
+                f"SESSION_STALE_AFTER_S ({stale})"
+            )
         return cls(
             runtime=RuntimeSettings.from_env("sessions", env),
             tesla_telemetry_secret=env.secret("TESLA_TELEMETRY_HMAC_SECRET", ""),
@@ -55,6 +76,15 @@ class SessionsSettings:
             # A development key only: production sets its own.
             vehicle_token_keys=env.secret("VEHICLE_TOKEN_KEYS", "1:ZGV2LW9ubHktdmVoaWNsZS10b2tlbi1rZXktMzJieXQ="),
             smartcar_management_token=env.secret("SMARTCAR_MANAGEMENT_TOKEN", ""),
+            smartcar_client_id=env.str("SMARTCAR_CLIENT_ID", ""),
+            smartcar_client_secret=env.secret("SMARTCAR_CLIENT_SECRET", ""),
+            smartcar_redirect_uri=env.str("SMARTCAR_REDIRECT_URI", "http://127.0.0.1:8080/v1/auth/smartcar/callback"),
+            smartcar_api_base=env.str("SMARTCAR_API_BASE", "https://api.smartcar.com"),
+            smartcar_auth_base=env.str("SMARTCAR_AUTH_BASE", "https://auth.smartcar.com"),
+            smartcar_connect_base=env.str("SMARTCAR_CONNECT_BASE", "https://connect.smartcar.com"),
+            push_max_age_s=env.float("PUSH_MAX_AGE_S", 300.0),
+            session_watch_interval_s=watch,
+            session_stale_after_s=stale,
             driver_app_url=env.str("DRIVER_APP_URL", "http://localhost:5173"),
             poll_window_s=env.float("POLL_WINDOW_S", 30.0),
             places_api_key=env.secret("GOOGLE_PLACES_API_KEY", ""),

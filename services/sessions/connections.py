@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from typing import Any
 
@@ -10,11 +11,14 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import store
-from services.sessions.adapters.vehicles import NoConnection, OAuthTokens
+from services.sessions.adapters.smartcar import SmartcarClient
+from services.sessions.adapters.tesla import TeslaFleetClient
+from services.sessions.adapters.vehicles import NoConnection, OAuthTokens, VehicleReader
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 
 V = store.vehicle_connections
 TESLA = "tesla"
+SMARTCAR = "smartcar"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,16 +31,78 @@ class Connection:
     telemetry_enabled: bool
 
 
-async def active_connection(engine: AsyncEngine, driver_id: str, provider: str = TESLA) -> Connection | None:
+async def active_connection(engine: AsyncEngine, driver_id: str, provider: str | None = TESLA) -> Connection | None:
+    """The driver's active connection to `provider`; with provider None, the one whose vehicle the sessions
+    service follows (a connection with a selected vehicle first, then the newest)."""
+    query = sa.select(V.c.id, V.c.driver_id, V.c.provider, V.c.vehicle_id, V.c.vin, V.c.telemetry_enabled).where(
+        V.c.driver_id == driver_id, V.c.active
+    )
+    if provider is not None:
+        query = query.where(V.c.provider == provider)
+    query = query.order_by(V.c.vehicle_id.is_(None), V.c.created_at.desc()).limit(1)
     async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(V.c.id, V.c.driver_id, V.c.provider, V.c.vehicle_id, V.c.vin, V.c.telemetry_enabled).where(
-                    V.c.driver_id == driver_id, V.c.provider == provider, V.c.active
-                )
-            )
-        ).first()
+        row = (await conn.execute(query)).first()
     return None if row is None else Connection(*row)
+
+
+class VehicleReaders:
+    """The one way the poll, the watcher and EV codes read a car: the reader of whichever provider the driver's
+    connection is on (Tesla Fleet API or Smartcar), with that connection's stored tokens.
+
+    The read path is hot (every poll outside the window, every watcher read), so this process keeps the driver's
+    connection for CONNECTION_TTL_S and the connection's decrypted tokens until they near their expiry, instead
+    of a query and two AES-GCM decryptions per read. Rotations stay correct across replicas: only a reader's
+    first token load is served from memory; the reloads of a refresh (after a 401, or near expiry) read the
+    database (StoredCredentials), and every store updates the memory. A link removed on another replica is
+    noticed within CONNECTION_TTL_S.
+    """
+
+    CONNECTION_TTL_S = 300.0
+    MAX_CACHED = 200_000
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cipher: TokenCipher,
+        *,
+        tesla: TeslaFleetClient,
+        smartcar: SmartcarClient | None = None,
+    ) -> None:
+        self._engine = engine
+        self._cipher = cipher
+        self._tesla = tesla
+        self._smartcar = smartcar
+        self._connections: dict[str, tuple[float, Connection]] = {}
+        self._tokens: dict[uuid.UUID, OAuthTokens] = {}
+
+    async def connection(self, driver_id: str) -> Connection | None:
+        """The driver's followed connection (active_connection with any provider), remembered a few seconds."""
+        now = time.monotonic()
+        known = self._connections.get(driver_id)
+        if known is not None and now - known[0] < self.CONNECTION_TTL_S:
+            return known[1]
+        found = await active_connection(self._engine, driver_id, provider=None)
+        if found is not None:  # a driver without a link may link any moment: asked again next time
+            if len(self._connections) >= self.MAX_CACHED:
+                self._connections.clear()
+            self._connections[driver_id] = (now, found)
+        return found
+
+    def forget(self, connection: Connection) -> None:
+        """The connection stopped working (its tokens refused, or gone): the next read asks the database."""
+        self._connections.pop(connection.driver_id, None)
+        self._tokens.pop(connection.id, None)
+
+    def credentials(self, connection: Connection) -> StoredCredentials:
+        return _RememberedCredentials(self._engine, self._cipher, connection.id, self._tokens)
+
+    def reader(self, connection: Connection, credentials: StoredCredentials | None = None) -> VehicleReader:
+        credentials = credentials or self.credentials(connection)
+        if connection.provider == SMARTCAR:
+            if self._smartcar is None:
+                raise NoConnection("Smartcar is not configured")
+            return self._smartcar.reader(credentials)
+        return self._tesla.reader(credentials)
 
 
 async def save_connection(
@@ -47,10 +113,12 @@ async def save_connection(
     tokens: OAuthTokens,
     vehicles: list[dict[str, Any]],
     provider: str = TESLA,
+    select_first: bool = False,
 ) -> Connection:
-    """Links (or re-links) the driver's account; the vehicle is selected when the account has exactly one."""
+    """Links (or re-links) the driver's account; the vehicle is selected when the account has exactly one (or,
+    with `select_first`, the first one)."""
     connection_id = uuid.uuid4()
-    only = vehicles[0] if len(vehicles) == 1 else None
+    only = vehicles[0] if len(vehicles) == 1 or (select_first and vehicles) else None
     async with engine.begin() as conn:
         await conn.execute(
             sa.update(V).where(V.c.driver_id == driver_id, V.c.provider == provider, V.c.active).values(active=False)
@@ -122,3 +190,41 @@ class StoredCredentials:
         """Tesla refused the refresh token: the driver must connect again."""
         async with self._engine.begin() as conn:
             await conn.execute(sa.update(V).where(V.c.id == self._id).values(active=False, updated_at=sa.func.now()))
+
+
+class _RememberedCredentials(StoredCredentials):
+    """StoredCredentials whose first load may come from the process's memory (see VehicleReaders)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        cipher: TokenCipher,
+        connection_id: uuid.UUID,
+        remembered: dict[uuid.UUID, OAuthTokens],
+    ) -> None:
+        super().__init__(engine, cipher, connection_id)
+        self._remembered = remembered
+        self._loaded = False
+
+    async def load(self) -> OAuthTokens:
+        if not self._loaded:
+            self._loaded = True
+            tokens = self._remembered.get(self._id)
+            if tokens is not None:
+                return tokens
+        tokens = await super().load()
+        self._keep(tokens)
+        return tokens
+
+    async def store(self, tokens: OAuthTokens) -> None:
+        await super().store(tokens)
+        self._keep(tokens)
+
+    async def deactivate(self) -> None:
+        self._remembered.pop(self._id, None)
+        await super().deactivate()
+
+    def _keep(self, tokens: OAuthTokens) -> None:
+        if len(self._remembered) >= VehicleReaders.MAX_CACHED:
+            self._remembered.clear()
+        self._remembered[self._id] = tokens

@@ -18,6 +18,7 @@ CHARGER_MATCH_RADIUS_M = 500.0  # nearest charger within this great-circle dista
 REOPEN_WITHIN = timedelta(minutes=30)  # a car that resumes charging this soon after these ends reopens it
 REOPENABLE_END_REASONS = frozenset({"stale_cleanup", "manual"})
 STALE_AFTER = timedelta(minutes=15)  # no vehicle data for this long ends the session
+WATCH_INTERVAL = timedelta(minutes=2)  # the session watcher reads every active session at least this often
 TRAIL_MAX_POINTS = 120
 EV_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # A-Z without I and O, plus 2-9: 32 symbols
 EV_CODE_LENGTH = 4
@@ -33,11 +34,71 @@ def duration_minutes(start: datetime, end: datetime) -> int:
     return max(0, math.floor((end - start).total_seconds() / 60))
 
 
+# Plausibility (anti-fraud, on top of DOMAIN's score): what a real charge cannot look like.
+NO_ENERGY_AFTER_MIN = 10  # this long at a real power and nothing delivered …
+NO_ENERGY_FROM_KW = 7.0  # … while reporting at least this power
+ENERGY_TOLERANCE = 1.15  # kWh may exceed power x time by this factor (+ ENERGY_SLACK_KWH) for rounding and ramps
+ENERGY_SLACK_KWH = 0.5
+FLAT_BATTERY_AFTER_MIN = 30  # a "charge" this long whose battery did not rise
+FAR_FROM_CHARGER_M = 1_000.0  # the car this far from the matched charger while the session ran
+RATING_TOLERANCE = 1.10  # power above the charger's rating by more than this factor
+PENALTY_NO_ENERGY = 45
+PENALTY_TOO_MUCH_ENERGY = 45
+PENALTY_FLAT_BATTERY = 20
+PENALTY_FAR_FROM_CHARGER = 45
+PENALTY_ABOVE_RATING = 30
+
+
+@dataclasses.dataclass(frozen=True)
+class Plausibility:
+    """What the session's readings say besides duration and energy, for the plausibility penalties."""
+
+    max_power_kw: float | None = None  # the highest power the vehicle reported
+    charger_rating_kw: float | None = None  # the matched charger's rated power (catalog)
+    farthest_from_charger_m: float | None = None  # the car's farthest reported position from the matched charger
+
+
+def plausibility_penalties(
+    minutes: int,
+    kwh_delivered: float,
+    *,
+    battery_start: float | None,
+    battery_end: float | None,
+    seen: Plausibility,
+) -> dict[str, int]:
+    """The penalties a session earns, by name (empty for a plausible one)."""
+    penalties: dict[str, int] = {}
+    power = seen.max_power_kw
+    if power is not None and power >= NO_ENERGY_FROM_KW and minutes >= NO_ENERGY_AFTER_MIN and kwh_delivered <= 0:
+        penalties["no_energy"] = PENALTY_NO_ENERGY
+    ceiling_kw = power if power else seen.charger_rating_kw
+    if ceiling_kw and kwh_delivered > ceiling_kw * minutes / 60 * ENERGY_TOLERANCE + ENERGY_SLACK_KWH:
+        penalties["too_much_energy"] = PENALTY_TOO_MUCH_ENERGY
+    if (
+        minutes >= FLAT_BATTERY_AFTER_MIN
+        and battery_start is not None
+        and battery_end is not None
+        and battery_end <= battery_start
+    ):
+        penalties["flat_battery"] = PENALTY_FLAT_BATTERY
+    if seen.farthest_from_charger_m is not None and seen.farthest_from_charger_m > FAR_FROM_CHARGER_M:
+        penalties["far_from_charger"] = PENALTY_FAR_FROM_CHARGER
+    if power is not None and seen.charger_rating_kw and power > seen.charger_rating_kw * RATING_TOLERANCE:
+        penalties["above_rating"] = PENALTY_ABOVE_RATING
+    return penalties
+
+
 def quality_score(
-    minutes: int, kwh_delivered: float, *, verified: bool, battery_start: float | None, battery_end: float | None
+    minutes: int,
+    kwh_delivered: float,
+    *,
+    verified: bool,
+    battery_start: float | None,
+    battery_end: float | None,
+    seen: Plausibility | None = None,
 ) -> int:
     """The anti-fraud score of an ended session, 0-100 (DOMAIN, Charging sessions). Duration rules apply only
-    to a non-zero duration; over a day is 0 outright."""
+    to a non-zero duration; over a day is 0 outright. Then the plausibility penalties (`seen`)."""
     if minutes > 1440:
         return 0
     score = 50
@@ -57,6 +118,12 @@ def quality_score(
         score += 10
     if battery_start and battery_end and battery_end > battery_start:
         score += 5
+    if seen is not None:
+        score -= sum(
+            plausibility_penalties(
+                minutes, kwh_delivered, battery_start=battery_start, battery_end=battery_end, seen=seen
+            ).values()
+        )
     return min(100, max(0, score))
 
 

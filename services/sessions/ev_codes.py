@@ -20,19 +20,8 @@ from services.common.errors import FailedPrecondition, ResourceExhausted, Unavai
 from services.common.geo import great_circle_m
 from services.common.http_body import json_array
 from services.sessions import domain, store
-from services.sessions.adapters.tesla import TeslaFleetClient
-from services.sessions.adapters.vehicles import (
-    NoConnection,
-    RateLimited,
-    TokenExpired,
-    VehicleApiError,
-    VehicleAsleep,
-    VehicleReader,
-    VehicleReading,
-)
-from services.sessions.connections import StoredCredentials, active_connection
-from services.sessions.polling import read_vehicle
-from services.sessions.tokens import TokenCipher
+from services.sessions.connections import active_connection
+from services.sessions.polling import Poller
 
 E = store.ev_codes
 RECENT = datetime.timedelta(hours=24)  # ListEvCodes shows redeemed/expired codes of the last day
@@ -72,58 +61,49 @@ class EvCodes:
     def __init__(
         self,
         engine: AsyncEngine,
-        tesla: TeslaFleetClient,
-        cipher: TokenCipher,
+        poller: Poller,
         *,
         merchant_position: MerchantPosition = _unknown_merchant,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._engine = engine
         self._merchant_position = merchant_position
-        self._tesla = tesla
-        self._cipher = cipher
+        self._poller = poller
         self._clock = clock
 
     async def verify(self, driver_id: str, request: pb.VerifyChargingRequest) -> pb.VerifyChargingResponse:
         if request.merchant_place_id and request.HasField("lat"):
             await self._check_near_merchant(request)
-        connection = await active_connection(self._engine, driver_id)
+        connection = await active_connection(self._engine, driver_id, provider=None)
         if connection is None:
-            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no Tesla account is linked; connect first")
-        async with self._engine.connect() as conn:
-            listed = (
-                await conn.execute(
-                    sa.select(store.vehicle_connections.c.vehicles).where(
-                        store.vehicle_connections.c.id == connection.id
-                    )
-                )
-            ).scalar_one()
-        vehicle_ids = [str(v["id"]) for v in listed] or ([connection.vehicle_id] if connection.vehicle_id else [])
-        reader = self._tesla.reader(StoredCredentials(self._engine, self._cipher, connection.id))
-        charging: VehicleReading | None = None
-        first: VehicleReading | None = None
-        for vehicle_id in vehicle_ids:
-            reading = await self._read(reader, vehicle_id)
-            first = first or reading
-            if reading is not None and reading.charging:
-                charging = reading
-                break
-        if charging is None:
+            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no vehicle account is linked; connect first")
+        # The poll's window: three requests within 30 s read the car once (the others see that read's answer).
+        # Asking for a code is the driver's explicit request: waking the car is justified.
+        state = await self._poller.poll(driver_id, None, None, may_wake=True)
+        _raise_for(state)
+        charging = state.session_active
+        if not charging:
             reply = pb.VerifyChargingResponse(is_charging=False, message="None of your vehicles is charging right now.")
-            if first is not None and first.battery_pct is not None:
-                reply.battery_level = first.battery_pct
+            if state.HasField("battery_level"):
+                reply.battery_level = state.battery_level
             return reply
-        row = await self._issue(driver_id, request, charging)
+        row = await self._issue(
+            driver_id,
+            request,
+            vehicle_id=connection.vehicle_id or "",
+            battery=state.battery_level if state.HasField("battery_level") else None,
+            power_kw=state.charger_power_kw if state.HasField("charger_power_kw") else None,
+        )
         reply = pb.VerifyChargingResponse(
             is_charging=True,
             ev_code=row.code,
             expires_at=_stamp(row.expires_at),
             message="Show this code at the merchant.",
         )
-        if charging.battery_pct is not None:
-            reply.battery_level = charging.battery_pct
-        if charging.power_kw is not None:
-            reply.charge_rate_kw = charging.power_kw
+        if state.HasField("battery_level"):
+            reply.battery_level = state.battery_level
+        if state.HasField("charger_power_kw"):
+            reply.charge_rate_kw = state.charger_power_kw
         return reply
 
     async def _check_near_merchant(self, request: pb.VerifyChargingRequest) -> None:
@@ -140,25 +120,14 @@ class EvCodes:
                 {"distance_m": f"{distance:.1f}", "radius_m": f"{NEAR_MERCHANT_M:.0f}"},
             )
 
-    async def _read(self, reader: VehicleReader, vehicle_id: str) -> VehicleReading | None:
-        try:
-            # Asking for a code is the driver's explicit request: waking the car is justified.
-            return await read_vehicle(reader, vehicle_id, may_wake=True)
-        except VehicleAsleep:
-            return None
-        except TokenExpired as exc:
-            raise FailedPrecondition("VEHICLE_TOKEN_EXPIRED", "Tesla refused the connection; connect again") from exc
-        except NoConnection as exc:
-            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no Tesla account is linked; connect first") from exc
-        except RateLimited as exc:
-            raise ResourceExhausted(
-                "VEHICLE_API_RATE_LIMITED", "the vehicle API asks to wait", {"retry_after_s": str(exc.retry_after_s)}
-            ) from exc
-        except VehicleApiError as exc:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "the vehicle did not answer; try again") from exc
-
     async def _issue(
-        self, driver_id: str, request: pb.VerifyChargingRequest, reading: VehicleReading
+        self,
+        driver_id: str,
+        request: pb.VerifyChargingRequest,
+        *,
+        vehicle_id: str,
+        battery: int | None,
+        power_kw: float | None,
     ) -> sa.Row[Any, Any]:
         now = self._clock()
         place = request.merchant_place_id
@@ -194,9 +163,9 @@ class EvCodes:
                                 merchant_place_id=place,
                                 merchant_name=request.merchant_name,
                                 status="active",
-                                vehicle_id=reading.vehicle_id,
-                                battery_level=reading.battery_pct,
-                                charge_rate_kw=reading.power_kw,
+                                vehicle_id=vehicle_id,
+                                battery_level=battery,
+                                charge_rate_kw=power_kw,
                                 expires_at=now + domain.EV_CODE_VALIDITY,
                             )
                             .returning(E.c.code, E.c.expires_at)
@@ -238,3 +207,16 @@ class EvCodes:
         # Active first, newest first within each group.
         codes.sort(key=lambda c: c.status != "active")
         return pb.ListEvCodesResponse(codes=codes, json_array=json_array(codes))
+
+
+def _raise_for(state: pb.PollChargingStateResponse) -> None:
+    """The vehicle-side problems of the read, as the refusals VerifyCharging has always answered."""
+    if not state.HasField("error"):
+        return
+    if state.error == pb.POLL_ERROR_TOKEN_EXPIRED:
+        raise FailedPrecondition("VEHICLE_TOKEN_EXPIRED", "the vehicle account refused the connection; connect again")
+    if state.error in (pb.POLL_ERROR_NO_VEHICLE_CONNECTION, pb.POLL_ERROR_NO_VEHICLE_SELECTED):
+        raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no vehicle account is linked; connect first")
+    if state.error == pb.POLL_ERROR_RATE_LIMITED:
+        raise ResourceExhausted("VEHICLE_API_RATE_LIMITED", "the vehicle API asks to wait", {})
+    raise Unavailable("VEHICLE_UNAVAILABLE", "the vehicle did not answer; try again")

@@ -1,8 +1,10 @@
 """Linking a driver's Tesla account: the consent URL with PKCE and a single-use state (10 min), the callback that
-exchanges the code and stores the tokens encrypted, the status, the choice of vehicle, and unlinking."""
+exchanges the code and stores the tokens encrypted, the status, the choice of vehicle, Fleet Telemetry, and
+unlinking; and the same for a car shared through Smartcar Connect (SmartcarLinking)."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import html
 import json
@@ -15,11 +17,12 @@ from google.api import httpbody_pb2
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.errors import FailedPrecondition, NotFound
+from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.sessions import store
+from services.sessions.adapters.smartcar import SmartcarClient
 from services.sessions.adapters.tesla import TeslaFleetClient
-from services.sessions.adapters.vehicles import VehicleApiError
-from services.sessions.connections import TESLA, active_connection, save_connection
+from services.sessions.adapters.vehicles import TokenExpired, VehicleApiError, new_state
+from services.sessions.connections import SMARTCAR, TESLA, StoredCredentials, active_connection, save_connection
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 from services.sessions.tracking import SessionTracker
 
@@ -49,10 +52,12 @@ class TeslaLinking:
         tracker: SessionTracker,
         *,
         driver_app_url: str,
+        telemetry_hostname: str = "telemetry.nerava.network",
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._engine = engine
         self._tesla = tesla
+        self._telemetry_hostname = telemetry_hostname
         self._cipher = cipher
         self._tracker = tracker
         self._app = driver_app_url.rstrip("/")
@@ -60,32 +65,20 @@ class TeslaLinking:
 
     async def connect(self, driver_id: str) -> pb.ConnectTeslaResponse:
         start = self._tesla.start_authorization()
-        now = self._clock()
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.insert(STATES).values(
-                    state=start.state,
-                    driver_id=driver_id,
-                    provider=TESLA,
-                    code_verifier=self._cipher.encrypt(start.code_verifier, start.state),
-                    expires_at=now + STATE_VALIDITY,
-                )
-            )
+        await _keep_state(
+            self._engine,
+            self._cipher,
+            driver_id=driver_id,
+            provider=TESLA,
+            state=start.state,
+            code_verifier=start.code_verifier,
+            now=self._clock(),
+        )
         return pb.ConnectTeslaResponse(authorization_url=start.url, state=start.state)
 
     async def callback(self, request: pb.HandleTeslaCallbackRequest) -> pb.HandleTeslaCallbackResponse:
         """Never an error page: the browser always goes back to the app, with `?success=true` or `?error=…`."""
-        now = self._clock()
-        async with self._engine.begin() as conn:
-            # Single use: whoever marks the state used first owns it; a replayed callback finds it used.
-            claimed = (
-                await conn.execute(
-                    sa.update(STATES)
-                    .where(STATES.c.state == request.state, STATES.c.used_at.is_(None), STATES.c.expires_at > now)
-                    .values(used_at=now)
-                    .returning(STATES.c.driver_id, STATES.c.code_verifier)
-                )
-            ).first()
+        claimed = await _claim_state(self._engine, request.state, self._clock())
         if claimed is None:
             return self._back(error="invalid_state")
         if request.error or not request.code:
@@ -152,6 +145,29 @@ class TeslaLinking:
                 reply.vehicle_year = chosen.year
         return reply
 
+    async def configure_telemetry(self, driver_id: str) -> pb.ConfigureTelemetryResponse:
+        """Asks Tesla to stream Fleet Telemetry for the selected car; the connection then is in telemetry mode (no
+        polling, no watcher reads: the signed pushes drive its sessions). Idempotent."""
+        connection = await active_connection(self._engine, driver_id)
+        if connection is None:
+            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no Tesla account is linked; connect first")
+        if not connection.vin:
+            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "select a vehicle first")
+        reader = self._tesla.reader(StoredCredentials(self._engine, self._cipher, connection.id))
+        try:
+            streaming = await reader.configure_telemetry(connection.vin, hostname=self._telemetry_hostname)
+        except TokenExpired as exc:
+            raise FailedPrecondition("VEHICLE_TOKEN_EXPIRED", "Tesla refused the connection; connect again") from exc
+        except VehicleApiError as exc:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla did not accept the telemetry configuration") from exc
+        if not streaming:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla did not configure the vehicle; try again")
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(V).where(V.c.id == connection.id).values(telemetry_enabled=True, updated_at=sa.func.now())
+            )
+        return pb.ConfigureTelemetryResponse(telemetry_enabled=True, vin=connection.vin)
+
     async def select_vehicle(self, driver_id: str, vehicle_id: str) -> pb.SelectVehicleResponse:
         connection = await active_connection(self._engine, driver_id)
         if connection is None:
@@ -170,18 +186,154 @@ class TeslaLinking:
 
     async def disconnect(self, driver_id: str) -> pb.DisconnectTeslaResponse:
         """Ends an active session (MANUAL) first, then deletes the tokens. Idempotent."""
-        s = store.charging_sessions
+        await _unlink(self._engine, self._tracker, driver_id, TESLA)
+        return pb.DisconnectTeslaResponse(disconnected=True)
+
+
+async def _keep_state(
+    engine: AsyncEngine,
+    cipher: TokenCipher,
+    *,
+    driver_id: str,
+    provider: str,
+    state: str,
+    code_verifier: str,
+    now: datetime.datetime,
+) -> None:
+    """The single-use state of a consent just started (and its PKCE verifier, encrypted), valid 10 minutes."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(STATES).values(
+                state=state,
+                driver_id=driver_id,
+                provider=provider,
+                code_verifier=cipher.encrypt(code_verifier, state),
+                expires_at=now + STATE_VALIDITY,
+            )
+        )
+
+
+async def _claim_state(engine: AsyncEngine, state: str, now: datetime.datetime) -> sa.Row[Any] | None:
+    """(driver_id, code_verifier) of a valid state, marked used; None when unknown, expired or used already."""
+    async with engine.begin() as conn:
+        # Single use: whoever marks the state used first owns it; a replayed callback finds it used.
+        return (
+            await conn.execute(
+                sa.update(STATES)
+                .where(STATES.c.state == state, STATES.c.used_at.is_(None), STATES.c.expires_at > now)
+                .values(used_at=now)
+                .returning(STATES.c.driver_id, STATES.c.code_verifier)
+            )
+        ).first()
+
+
+async def _unlink(engine: AsyncEngine, tracker: SessionTracker, driver_id: str, provider: str) -> None:
+    """Ends the driver's active sessions (MANUAL), then deletes the provider's tokens."""
+    s = store.charging_sessions
+    async with engine.connect() as conn:
+        open_ids = (
+            (await conn.execute(sa.select(s.c.id).where(s.c.driver_id == driver_id, s.c.session_end.is_(None))))
+            .scalars()
+            .all()
+        )
+    for session_id in open_ids:
+        await tracker.end_by_hand(session_id, driver_id)
+    async with engine.begin() as conn:
+        await conn.execute(sa.delete(V).where(V.c.driver_id == driver_id, V.c.provider == provider))
+
+
+class SmartcarLinking:
+    """Linking a car through Smartcar Connect (OAuth 2 authorization code with a single-use state; Smartcar's
+    Connect takes no PKCE), its status and unlinking."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        smartcar: SmartcarClient,
+        cipher: TokenCipher,
+        tracker: SessionTracker,
+        *,
+        driver_app_url: str,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self._engine = engine
+        self._smartcar = smartcar
+        self._cipher = cipher
+        self._tracker = tracker
+        self._app = driver_app_url.rstrip("/")
+        self._clock = clock
+
+    async def connect(self, driver_id: str) -> pb.ConnectSmartcarResponse:
+        state = new_state()
+        await _keep_state(
+            self._engine,
+            self._cipher,
+            driver_id=driver_id,
+            provider=SMARTCAR,
+            state=state,
+            code_verifier="",
+            now=self._clock(),
+        )
+        return pb.ConnectSmartcarResponse(authorization_url=self._smartcar.authorization_url(state=state), state=state)
+
+    async def callback(self, request: pb.HandleSmartcarCallbackRequest) -> pb.HandleSmartcarCallbackResponse:
+        """Never an error page: the browser always goes back to the app, with `?success=true` or `?error=…`."""
+        claimed = await _claim_state(self._engine, request.state, self._clock())
+        if claimed is None:
+            return self._back(error="invalid_state")
+        if request.error or not request.code:
+            return self._back(error=request.error or "missing_code")
+        try:
+            tokens = await self._smartcar.exchange_code(request.code)
+            account = await self._smartcar.user_id(tokens.access_token)
+            vehicle_ids = await self._smartcar.list_vehicles(tokens.access_token)
+        except VehicleApiError:
+            return self._back(error="token_exchange_failed")
+        if not vehicle_ids:
+            return self._back(error="no_vehicle_shared")
+        tokens = dataclasses.replace(tokens, account_id=account)
+        # Smartcar lets the driver share several cars; the first is followed (the one Connect listed first).
+        await save_connection(
+            self._engine,
+            self._cipher,
+            driver_id=claimed.driver_id,
+            tokens=tokens,
+            vehicles=[{"id": vehicle_ids[0]}] + [{"id": v} for v in vehicle_ids[1:]],
+            provider=SMARTCAR,
+            select_first=True,
+        )
+        return self._back(success=True)
+
+    def _back(self, *, success: bool = False, error: str = "") -> pb.HandleSmartcarCallbackResponse:
+        query = {"success": "true"} if success else {"error": error}
+        return pb.HandleSmartcarCallbackResponse(http_body=_page(f"{self._app}/smartcar-connected?{urlencode(query)}"))
+
+    async def status(self, driver_id: str) -> pb.GetSmartcarStatusResponse:
         async with self._engine.connect() as conn:
-            open_ids = (
-                (await conn.execute(sa.select(s.c.id).where(s.c.driver_id == driver_id, s.c.session_end.is_(None))))
-                .scalars()
+            rows = (
+                (
+                    await conn.execute(
+                        sa.select(V.c.active, V.c.vehicle_id, V.c.vehicles)
+                        .where(V.c.driver_id == driver_id, V.c.provider == SMARTCAR)
+                        .order_by(V.c.active.desc(), V.c.created_at.desc())
+                    )
+                )
+                .mappings()
                 .all()
             )
-        for session_id in open_ids:
-            await self._tracker.end_by_hand(session_id, driver_id)
-        async with self._engine.begin() as conn:
-            await conn.execute(sa.delete(V).where(V.c.driver_id == driver_id, V.c.provider == TESLA))
-        return pb.DisconnectTeslaResponse(disconnected=True)
+        if not rows or not rows[0]["active"]:
+            return pb.GetSmartcarStatusResponse(connected=False, needs_reconnect=bool(rows))
+        row = rows[0]
+        return pb.GetSmartcarStatusResponse(
+            connected=True,
+            vehicle_id=row["vehicle_id"] or "",
+            vehicle_ids=[str(v["id"]) for v in row["vehicles"]],
+        )
+
+    async def disconnect(self, driver_id: str) -> pb.DisconnectSmartcarResponse:
+        """Ends an active session (MANUAL) first, then deletes the tokens. Idempotent."""
+        await _unlink(self._engine, self._tracker, driver_id, SMARTCAR)
+        return pb.DisconnectSmartcarResponse(disconnected=True)
 
 
 def _vehicle(stored: dict[str, Any]) -> pb.TeslaVehicle:

@@ -1,16 +1,20 @@
 """PollChargingState, the hot path: at most one vehicle read per driver per window (Redis, shared by every replica),
 the wake policy, vehicle-side problems answered in-band, and the reading applied through the state machine.
 
-The window: the first poll takes `poll:read:<driver>` (SET NX with the window's TTL) and reads the car; every
-other poll inside the window answers the last stored answer (`poll:answer:<driver>`, marked cached) or, when the
-first read is still in flight, the session as the database has it. So 20 concurrent polls of one driver, on any
-replicas, cost one vehicle-API call.
+The window: the first poll takes `poll:read:<driver>` (one Lua script: the time until which it is taken) and
+reads the car; every other poll inside the window answers the last stored answer (`poll:answer:<driver>`, marked
+cached) or, when the first read is still in flight, the session as the database has it. So 20 concurrent polls
+of one driver, on any replicas, cost one vehicle-API call. The session watcher (watching.py) reads through
+`watch`, inside the same window: an app poll and a watcher read never both reach the vehicle API within it.
+The provider's 429 stretches the window to its Retry-After, for both.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
+import enum
 from collections.abc import Callable
 
 import redis.asyncio as redis
@@ -20,7 +24,6 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import domain, store
-from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.adapters.vehicles import (
     NoConnection,
     RateLimited,
@@ -30,14 +33,34 @@ from services.sessions.adapters.vehicles import (
     VehicleReader,
     VehicleReading,
 )
-from services.sessions.connections import StoredCredentials, active_connection
-from services.sessions.tokens import TokenCipher
+from services.sessions.connections import SMARTCAR, VehicleReaders
 from services.sessions.tracking import Applied, SessionTracker
 
 S = store.charging_sessions
 WAKE_ATTEMPTS = 3  # reads when waking is justified (the first, then two after a wake call)
 WAKE_PAUSE_S = 1.0
 GRANT_WAIT_S = 1.0  # after an end: how long the answer waits for incentives' grant (it may land a moment later)
+
+# The per-driver window, in one round trip. KEYS: the read key, the answer key. ARGV: now (ms, the service's
+# clock), the window (ms), 1 when a stored answer is wanted. The read key holds the time (ms) until which the
+# window is taken; it is compared with the caller's clock (so an injected clock drives it in tests), its Redis
+# TTL only cleans it up. Returns the stored answer (taken, answer wanted and present), 0 (taken, no answer:
+# someone is reading the car now), or 1 (the caller took the window and reads the car).
+_TAKE_WINDOW = """
+local held = tonumber(redis.call('GET', KEYS[1]))
+local now = tonumber(ARGV[1])
+if held and now < held then
+  if ARGV[3] == '1' then
+    local answer = redis.call('GET', KEYS[2])
+    if answer then return answer end
+  end
+  return 0
+end
+local window = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], now + window, 'PX', window)
+redis.call('DEL', KEYS[2])
+return 1
+"""
 
 
 def _read_key(driver_id: str) -> str:
@@ -48,6 +71,30 @@ def _answer_key(driver_id: str) -> str:
     return f"poll:answer:{driver_id}"
 
 
+def _ms(moment: datetime.datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+class ReadOutcome(enum.Enum):
+    """What a server-side read (the watcher's) came to, so the watcher knows when to come back."""
+
+    READ = "read"  # the car answered and the reading went through the state machine
+    WINDOW_TAKEN = "window_taken"  # the app (or another replica) read the car within the window
+    TELEMETRY = "telemetry"  # the driver is in Fleet Telemetry mode: pushes follow the session, no reads
+    ASLEEP = "asleep"  # not woken (the watcher never wakes a car): the stale rule ends the session if it stays so
+    RATE_LIMITED = "rate_limited"  # the provider's 429: not before its Retry-After
+    FAILED = "failed"  # no connection, expired tokens, an unavailable API: try again next interval
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchRead:
+    outcome: ReadOutcome
+    retry_after_s: float = 0.0
+
+
+_FAILED = WatchRead(ReadOutcome.FAILED)
+
+
 class Poller:
     def __init__(
         self,
@@ -55,8 +102,7 @@ class Poller:
         cache: redis.Redis,
         *,
         tracker: SessionTracker,
-        tesla: TeslaFleetClient,
-        cipher: TokenCipher,
+        readers: VehicleReaders,
         incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None,
         window_s: float = domain.POLL_WINDOW.total_seconds(),
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
@@ -64,20 +110,39 @@ class Poller:
         self._engine = engine
         self._cache = cache
         self._tracker = tracker
-        self._tesla = tesla
-        self._cipher = cipher
+        self._readers = readers
         self._incentives = incentives
         self._window_ms = max(1, int(window_s * 1000))
         self._clock = clock
+        self._take = cache.register_script(_TAKE_WINDOW)
 
-    async def poll(self, driver_id: str, lat: float | None, lng: float | None) -> pb.PollChargingStateResponse:
-        stored = await self._cache.get(_answer_key(driver_id))
-        if stored is not None:
-            answer = pb.PollChargingStateResponse.FromString(bytes(stored))  # type: ignore[arg-type]
+    async def _take_window(self, driver_id: str, *, want_answer: bool) -> int | bytes:
+        taken: int | bytes = await self._take(
+            keys=[_read_key(driver_id), _answer_key(driver_id)],
+            args=[_ms(self._clock()), self._window_ms, 1 if want_answer else 0],
+        )
+        return taken
+
+    async def _keep_answer(self, driver_id: str, answer: pb.PollChargingStateResponse) -> None:
+        """The answer of this window's read, for the other polls of the window (same TTL as the window)."""
+        await self._cache.set(_answer_key(driver_id), answer.SerializeToString(), px=self._window_ms)
+
+    async def _back_off(self, driver_id: str, retry_after_s: float) -> None:
+        """The provider's 429: the window stretches to its Retry-After, for the poll and the watcher alike."""
+        hold_ms = max(self._window_ms, int(retry_after_s * 1000))
+        await self._cache.set(_read_key(driver_id), _ms(self._clock()) + hold_ms, px=hold_ms)
+
+    async def poll(
+        self, driver_id: str, lat: float | None, lng: float | None, *, may_wake: bool | None = None
+    ) -> pb.PollChargingStateResponse:
+        """The app's poll (and VerifyCharging's read, which may always wake the car): one read per window."""
+        taken = await self._take_window(driver_id, want_answer=True)
+        if isinstance(taken, bytes):
+            answer = pb.PollChargingStateResponse.FromString(taken)
             answer.cached = True
             return answer
-        if not await self._cache.set(_read_key(driver_id), b"1", px=self._window_ms, nx=True):
-            # Another poll of this driver is reading the car right now: answer what the database knows.
+        if taken != 1:
+            # Another poll (or the watcher) of this driver read the car within the window: the database knows it.
             answer = await self._from_database(driver_id)
             answer.cached = True
             return answer
@@ -85,47 +150,69 @@ class Poller:
             # The phone's position joins the trail once per window, not on every poll: a cached poll touches
             # nothing but Redis.
             await self._tracker.record_device_location(driver_id, lat, lng)
-        answer = await self._read_and_apply(driver_id, has_position=lat is not None)
-        ttl = await self._cache.pttl(_read_key(driver_id))
-        await self._cache.set(_answer_key(driver_id), answer.SerializeToString(), px=max(1, ttl if ttl > 0 else 1))
+        answer, _ = await self._read_and_apply(driver_id, has_position=lat is not None, may_wake=may_wake)
+        if answer.error != pb.POLL_ERROR_RATE_LIMITED:
+            await self._keep_answer(driver_id, answer)
         return answer
 
-    async def _read_and_apply(self, driver_id: str, *, has_position: bool) -> pb.PollChargingStateResponse:
-        connection = await active_connection(self._engine, driver_id)
+    async def watch(self, driver_id: str) -> WatchRead:
+        """The watcher's read of the driver's car: inside the same window as the app's polls, never waking it."""
+        taken = await self._take_window(driver_id, want_answer=False)
+        if taken != 1:
+            return WatchRead(ReadOutcome.WINDOW_TAKEN)
+        answer, outcome = await self._read_and_apply(driver_id, has_position=False, may_wake=False)
+        if outcome.outcome is not ReadOutcome.RATE_LIMITED:
+            await self._keep_answer(driver_id, answer)
+        return outcome
+
+    async def _read_and_apply(
+        self,
+        driver_id: str,
+        *,
+        has_position: bool,
+        may_wake: bool | None = None,
+    ) -> tuple[pb.PollChargingStateResponse, WatchRead]:
+        """One read of the driver's car through the state machine: the poll's answer, and what it came to."""
+        connection = await self._readers.connection(driver_id)
         if connection is None:
-            return _problem(pb.POLL_ERROR_NO_VEHICLE_CONNECTION)
+            return _problem(pb.POLL_ERROR_NO_VEHICLE_CONNECTION), _FAILED
         if connection.vehicle_id is None:
-            return _problem(pb.POLL_ERROR_NO_VEHICLE_SELECTED)
-        credentials = StoredCredentials(self._engine, self._cipher, connection.id)
-        reader = self._tesla.reader(credentials)
-        active = await self._active(driver_id)
-        # Waking costs the fleet API money: only for a driver who is charging or just sent the phone's position.
-        may_wake = active is not None or has_position
+            return _problem(pb.POLL_ERROR_NO_VEHICLE_SELECTED), _FAILED
+        if connection.telemetry_enabled:
+            # Fleet Telemetry pushes follow this car: no read (no polling cost), the database has the session.
+            answer = await self._from_database(driver_id)
+            answer.telemetry_mode = True
+            return answer, WatchRead(ReadOutcome.TELEMETRY)
+        credentials = self._readers.credentials(connection)
+        reader = self._readers.reader(connection, credentials)
+        if may_wake is None:
+            # Waking costs the fleet API money: only for a driver who is charging or just sent the phone's position.
+            may_wake = has_position or await self._active(driver_id) is not None
         try:
             reading = await read_vehicle(reader, connection.vehicle_id, may_wake=may_wake)
         except VehicleAsleep:
             answer = await self._from_database(driver_id)
             answer.vehicle_asleep = True
-            return answer
+            return answer, WatchRead(ReadOutcome.ASLEEP)
         except TokenExpired:
+            self._readers.forget(connection)
             await credentials.deactivate()
-            return _problem(pb.POLL_ERROR_TOKEN_EXPIRED)
+            return _problem(pb.POLL_ERROR_TOKEN_EXPIRED), _FAILED
         except NoConnection:
-            return _problem(pb.POLL_ERROR_NO_VEHICLE_CONNECTION)
+            self._readers.forget(connection)
+            return _problem(pb.POLL_ERROR_NO_VEHICLE_CONNECTION), _FAILED
         except RateLimited as limited:
-            # The window stretches to the provider's Retry-After: no read before it.
-            await self._cache.pexpire(_read_key(driver_id), max(self._window_ms, int(limited.retry_after_s * 1000)))
+            await self._back_off(driver_id, limited.retry_after_s)
             answer = await self._from_database(driver_id)
             answer.error = pb.POLL_ERROR_RATE_LIMITED
-            return answer
+            return answer, WatchRead(ReadOutcome.RATE_LIMITED, limited.retry_after_s)
         except VehicleApiError as failure:
             answer = await self._from_database(driver_id)
             answer.error = pb.POLL_ERROR_VEHICLE_UNAVAILABLE if failure.retryable else pb.POLL_ERROR_POLL_FAILED
-            return answer
-        applied = await self._tracker.apply(
-            driver_id, connection.vehicle_id, pb.SESSION_SOURCE_TESLA_API, reading.telemetry()
-        )
-        return await self._answer(applied, reading)
+            return answer, _FAILED
+        source = pb.SESSION_SOURCE_SMARTCAR if connection.provider == SMARTCAR else pb.SESSION_SOURCE_TESLA_API
+        applied = await self._tracker.apply(driver_id, connection.vehicle_id, source, reading.telemetry())
+        return await self._answer(applied, reading), WatchRead(ReadOutcome.READ)
 
     async def _active(self, driver_id: str) -> sa.RowMapping | None:
         async with self._engine.connect() as conn:

@@ -3,10 +3,14 @@ every cross-service effect of this service goes through it; the chargers catalog
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
 
@@ -142,6 +146,9 @@ charging_sessions_active = sa.Table(
     sa.Column("vehicle_id", sa.Text, nullable=False),
     sa.Column("session_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
     sa.Column("session_start", sa.DateTime(timezone=True), nullable=False),
+    # The session watcher's schedule and lease (migration 0005, services/sessions/watching.py).
+    sa.Column("watch_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("watch_lease", pg.UUID(as_uuid=True)),
     sa.PrimaryKeyConstraint("driver_id", "vehicle_id", name="charging_sessions_one_active"),
     sa.ForeignKeyConstraint(
         ["session_id", "session_start"],
@@ -150,6 +157,7 @@ charging_sessions_active = sa.Table(
         onupdate="CASCADE",
         ondelete="CASCADE",
     ),
+    sa.Index("charging_sessions_active_watch_at", "watch_at"),
 )
 
 # The sessions of the partitions the retention job dropped (services/sessions/retention.py).
@@ -177,3 +185,60 @@ ev_codes = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("redeemed_at", sa.DateTime(timezone=True)),
 )
+
+
+# --- the session watcher's schedule (services/sessions/watching.py) ---------------------------------------------
+
+A = charging_sessions_active
+
+
+@dataclasses.dataclass(frozen=True)
+class WatchClaim:
+    """An active session one replica has leased for a read."""
+
+    driver_id: str
+    vehicle_id: str
+    session_id: uuid.UUID
+    lease: uuid.UUID
+    lease_until: datetime.datetime
+
+
+async def schedule_watch(conn: AsyncConnection, driver_id: str, vehicle_id: str, at: datetime.datetime) -> None:
+    """The vehicle's active session is next due for a watcher read at `at`."""
+    await conn.execute(sa.update(A).where(A.c.driver_id == driver_id, A.c.vehicle_id == vehicle_id).values(watch_at=at))
+
+
+async def claim_due_watches(
+    conn: AsyncConnection, now: datetime.datetime, lease_until: datetime.datetime, limit: int
+) -> list[WatchClaim]:
+    """Leases up to `limit` sessions due at `now`, oldest due first, until `lease_until`: one statement, rows
+    another replica is claiming right now skipped (FOR UPDATE SKIP LOCKED), so no session is leased twice; a
+    lease that is never released falls due again at its end."""
+    lease = uuid.uuid4()
+    due = (
+        sa.select(A.c.driver_id, A.c.vehicle_id)
+        .where(A.c.watch_at <= now)
+        .order_by(A.c.watch_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("due")
+    )
+    claimed = (
+        await conn.execute(
+            sa.update(A)
+            .where(A.c.driver_id == due.c.driver_id, A.c.vehicle_id == due.c.vehicle_id)
+            .values(watch_at=lease_until, watch_lease=lease)
+            .returning(A.c.driver_id, A.c.vehicle_id, A.c.session_id)
+        )
+    ).all()
+    return [WatchClaim(row.driver_id, row.vehicle_id, row.session_id, lease, lease_until) for row in claimed]
+
+
+async def release_watch(conn: AsyncConnection, claim: WatchClaim, next_at: datetime.datetime) -> None:
+    """The leased read is done: next due at `next_at`, unless a reading applied meanwhile rescheduled it (poll,
+    push, or this very read). A row leased again since (this lease ran out) is left to its new holder."""
+    await conn.execute(
+        sa.update(A)
+        .where(A.c.driver_id == claim.driver_id, A.c.vehicle_id == claim.vehicle_id, A.c.watch_lease == claim.lease)
+        .values(watch_at=sa.case((A.c.watch_at == claim.lease_until, next_at), else_=A.c.watch_at), watch_lease=None)
+    )

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import asyncpg
 import grpc
 import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
@@ -31,6 +33,7 @@ from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common.geo import great_circle_m
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
 from services.sessions import chargers, domain, store
 
@@ -91,11 +94,65 @@ def session_message(
 
 
 def _trail(
-    row_trail: list[dict[str, Any]], lat: float | None, lng: float | None, at: datetime.datetime
+    row_trail: list[dict[str, Any]],
+    lat: float | None,
+    lng: float | None,
+    at: datetime.datetime,
+    *,
+    device: bool = False,
 ) -> list[dict[str, Any]]:
+    """The trail with a point added (the car's, or the phone's marked `device`), the newest 120 kept."""
     if lat is None or lng is None:
         return row_trail
-    return [*row_trail, {"lat": lat, "lng": lng, "ts": at.isoformat()}][-domain.TRAIL_MAX_POINTS :]
+    point: dict[str, Any] = {"lat": lat, "lng": lng, "ts": at.isoformat()}
+    if device:
+        point["device"] = True
+    return [*row_trail, point][-domain.TRAIL_MAX_POINTS :]
+
+
+async def _plausibility(conn: AsyncConnection, row: Row) -> domain.Plausibility:
+    """What the plausibility penalties need: the highest power seen, and the matched charger's rating and how far
+    the car's own positions (not the phone's) strayed from it."""
+    charger = await chargers.get_charger(conn, row["charger_id"]) if row["charger_id"] else None
+    if charger is None:
+        return domain.Plausibility(max_power_kw=row["max_power_kw"])
+    positions = [(p["lat"], p["lng"]) for p in row["location_trail"] if not p.get("device")]
+    if row["lat"] is not None and row["lng"] is not None:
+        positions.append((row["lat"], row["lng"]))
+    farthest = max((great_circle_m(lat, lng, charger.lat, charger.lng) for lat, lng in positions), default=None)
+    return domain.Plausibility(
+        max_power_kw=row["max_power_kw"], charger_rating_kw=charger.power_kw, farthest_from_charger_m=farthest
+    )
+
+
+# The session of a still-charging car updated (what `_update` does for a placed session) and its next watcher read
+# scheduled, in one statement; $1 driver, $2 vehicle, $3 next watch, $4 reading time, $5 kWh, $6 battery %, $7 kW,
+# $8 connector, $9 the trail point (a one-element JSON array) or NULL, $10 the trail's length cap. Only the columns
+# the poll's answer needs are returned.
+_UPDATE_CHARGING = """
+WITH scheduled AS (
+    UPDATE charging_sessions_active SET watch_at = $3
+    WHERE driver_id = $1 AND vehicle_id = $2
+    RETURNING session_id, session_start
+)
+UPDATE charging_sessions s SET
+    last_telemetry_at = $4,
+    updated_at = now(),
+    kwh_delivered = coalesce($5::float8, s.kwh_delivered),
+    battery_end_pct = coalesce($6::int2, s.battery_end_pct),
+    power_kw = coalesce($7::float8, s.power_kw),
+    max_power_kw = greatest(s.max_power_kw, $7::float8),
+    connector_type = CASE WHEN s.connector_type = '' THEN $8::text ELSE s.connector_type END,
+    location_trail = CASE
+        WHEN $9::jsonb IS NULL THEN s.location_trail
+        WHEN jsonb_array_length(s.location_trail) >= $10::int4 THEN (s.location_trail - 0) || $9::jsonb
+        ELSE s.location_trail || $9::jsonb
+    END
+FROM scheduled
+WHERE s.id = scheduled.session_id AND s.session_start = scheduled.session_start
+    AND s.session_end IS NULL AND s.lat IS NOT NULL
+RETURNING s.id, s.driver_id, s.session_start, s.kwh_delivered
+"""
 
 
 def _this(row: Row) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
@@ -123,15 +180,29 @@ class SessionTracker:
         engine: AsyncEngine,
         *,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        stale_after: datetime.timedelta = domain.STALE_AFTER,
+        watch_interval: datetime.timedelta = domain.WATCH_INTERVAL,
+        pool: asyncpg.Pool | None = None,
     ) -> None:
         self._engine = engine
+        self._pool = pool
         self._clock = clock
+        self._stale_after = stale_after
+        self._watch_interval = watch_interval
         self.relay: OutboxRelay | None = None
 
     # --- readings ------------------------------------------------------------------------------------------
 
-    async def apply(self, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry) -> Applied:
-        """Opens, reopens, updates or ends the vehicle's session for one reading."""
+    async def apply(
+        self, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry, *, pushed: bool = False
+    ) -> Applied:
+        """Opens, reopens, updates or ends the vehicle's session for one reading: read from the vehicle API (an
+        end is UNPLUGGED) or `pushed` by the provider (TELEMETRY_DISCONNECTED)."""
+        if reading.charging:
+            # The common case — still charging, session open — is one statement (the hot path of every read).
+            updated = await self._update_charging(driver_id, vehicle_id, reading)
+            if updated is not None:
+                return Applied(domain.Action.UPDATE, updated)
         async with self._engine.begin() as conn:
             await _lock_vehicle(conn, driver_id, vehicle_id)
             active = (
@@ -171,25 +242,57 @@ class SessionTracker:
             )
             if action is domain.Action.OPEN:
                 session = await self._open(conn, driver_id, vehicle_id, source, reading)
+                await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.REOPEN:
                 assert recent is not None
                 session = await self._update(conn, recent, reading, reopen=True)
+                await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.UPDATE:
                 assert active is not None
                 session = await self._update(conn, active, reading, reopen=False)
+                await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
             elif action is domain.Action.END:
                 assert active is not None
-                reason = (
-                    pb.END_REASON_UNPLUGGED
-                    if source == pb.SESSION_SOURCE_TESLA_API
-                    else pb.END_REASON_TELEMETRY_DISCONNECTED
-                )
+                reason = pb.END_REASON_TELEMETRY_DISCONNECTED if pushed else pb.END_REASON_UNPLUGGED
                 session = await self._end(conn, active, reason, reading.at, reading)
             else:
                 session = None
         if action is domain.Action.END:
             self._wake_relay()
         return Applied(action, session)
+
+    async def _update_charging(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Row | None:
+        """A charging reading of a car whose session is open (and already placed): the session updated and its
+        next watcher read scheduled in one statement, one round trip, without the vehicle's advisory lock — the
+        row lock orders it against an end of the same session (the end wins: `session_end IS NULL` no longer
+        holds, and the reading takes the locked path). None when that is not the case (no open session, or its
+        position and charger still to backfill): the caller takes the locked path.
+
+        Raw asyncpg on purpose (ARCHITECTURE §10, measured by bench-watch): this runs for nearly every vehicle read,
+        and through SQLAlchemy its BEGIN, compile and result processing cost more than the statement itself."""
+        point = None
+        if reading.lat is not None and reading.lng is not None:
+            point = json.dumps([{"lat": reading.lat, "lng": reading.lng, "ts": reading.at.isoformat()}])
+        arguments = (
+            driver_id,
+            vehicle_id,
+            reading.at + self._watch_interval,
+            reading.at,
+            reading.kwh_added,
+            reading.battery_pct,
+            reading.power_kw,
+            reading.connector,
+            point,
+            domain.TRAIL_MAX_POINTS,
+        )
+        if self._pool is not None:
+            async with self._pool.acquire() as connection:
+                record = await connection.fetchrow(_UPDATE_CHARGING, *arguments)
+        else:
+            async with self._engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                record = await raw.driver_connection.fetchrow(_UPDATE_CHARGING, *arguments)  # type: ignore[union-attr]
+        return None if record is None else dict(record)
 
     async def update_if_active(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Applied:
         """A reading that does not say whether the car charges (a telemetry record without its charge state) only
@@ -209,7 +312,15 @@ class SessionTracker:
             )
             if active is None:
                 return Applied(domain.Action.NOTHING, None)
-            return Applied(domain.Action.UPDATE, await self._update(conn, active, reading, reopen=False))
+            updated = await self._update(conn, active, reading, reopen=False)
+            await self._schedule_watch(conn, driver_id, vehicle_id, reading.at)
+            return Applied(domain.Action.UPDATE, updated)
+
+    async def _schedule_watch(
+        self, conn: AsyncConnection, driver_id: str, vehicle_id: str, at: datetime.datetime
+    ) -> None:
+        """Vehicle data just arrived: the watcher reads this session next one interval after it."""
+        await store.schedule_watch(conn, driver_id, vehicle_id, at + self._watch_interval)
 
     async def _open(
         self, conn: AsyncConnection, driver_id: str, vehicle_id: str, source: int, reading: domain.Telemetry
@@ -291,6 +402,7 @@ class SessionTracker:
         )
         end = max(end, row["session_start"])
         minutes = domain.duration_minutes(row["session_start"], end)
+        seen = await _plausibility(conn, row)
         ended: sa.RowMapping = (
             (
                 await conn.execute(
@@ -308,6 +420,7 @@ class SessionTracker:
                             verified=row["verified"],
                             battery_start=row["battery_start_pct"],
                             battery_end=battery_end,
+                            seen=seen,
                         ),
                         end_sequence=S.c.end_sequence + 1,
                         updated_at=sa.func.now(),
@@ -348,9 +461,9 @@ class SessionTracker:
         return ended, False
 
     async def end_stale(self, limit: int = 100) -> int:
-        """Ends the active sessions without vehicle data for 15 minutes (stale_cleanup), at their last telemetry
-        — not at the cleanup's time, which would inflate their duration. Returns how many it ended."""
-        cutoff = self._clock() - domain.STALE_AFTER
+        """Ends the active sessions without vehicle data for the stale limit (15 min by default; stale_cleanup), at
+        their last telemetry — not at the cleanup's time, which would inflate their duration. Returns how many."""
+        cutoff = self._clock() - self._stale_after
         async with self._engine.connect() as conn:
             due = (
                 await conn.execute(
@@ -387,7 +500,7 @@ class SessionTracker:
                 await conn.execute(
                     sa.update(S)
                     .where(*_this(row))
-                    .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at))
+                    .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at, device=True))
                 )
 
     def _wake_relay(self) -> None:

@@ -228,6 +228,7 @@ async def test_ev_codes_for_a_charging_driver_one_active_per_merchant(
     twilio: FakeTwilioVerify,
     fleet: FakeFleet,
     engine: AsyncEngine,
+    cache: redis.Redis,
     rest: httpx.AsyncClient,
     charger: tuple[str, float, float],
 ) -> None:
@@ -238,8 +239,11 @@ async def test_ev_codes_for_a_charging_driver_one_active_per_merchant(
     idle = (await rest.post("/v1/auth/tesla/verify-charging", json=ask, headers=auth)).json()
     assert idle.get("is_charging", False) is False and idle.get("ev_code", "") == ""
     car.plug_in(lat, lng, power_kw=50.0)
+    await next_window(cache, driver)
     first = (await rest.post("/v1/auth/tesla/verify-charging", json=ask, headers=auth)).json()
     assert first["is_charging"] is True and re.fullmatch(r"EV-[A-HJ-NP-Z2-9]{4}", first["ev_code"])
+    # The poll's window: the next calls within 30 s answer from the first read, the car is read once.
+    reads = fleet.calls(car.id, "vehicle_data")
     again = (await rest.post("/v1/auth/tesla/verify-charging", json=ask, headers=auth)).json()
     assert again["ev_code"] == first["ev_code"]  # still valid: the same code
     other = (
@@ -250,6 +254,7 @@ async def test_ev_codes_for_a_charging_driver_one_active_per_merchant(
         )
     ).json()
     assert other["ev_code"] != first["ev_code"]
+    assert fleet.calls(car.id, "vehicle_data") == reads
     listed = (await rest.get("/v1/auth/tesla/codes", headers=auth)).json()
     assert isinstance(listed, list) and {c["code"] for c in listed} == {first["ev_code"], other["ev_code"]}
     assert {c["status"] for c in listed} == {"active"}

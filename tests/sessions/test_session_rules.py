@@ -10,8 +10,13 @@ from hypothesis import strategies as st
 
 from services.sessions.domain import (
     EV_CODE_ALPHABET,
+    PENALTY_ABOVE_RATING,
+    PENALTY_FAR_FROM_CHARGER,
+    PENALTY_FLAT_BATTERY,
+    PENALTY_NO_ENERGY,
     TRAIL_MAX_POINTS,
     Action,
+    Plausibility,
     RecentEnd,
     TrailPoint,
     append_trail,
@@ -20,6 +25,7 @@ from services.sessions.domain import (
     is_stale,
     new_ev_code,
     next_action,
+    plausibility_penalties,
     quality_score,
     recommended_interval_s,
 )
@@ -139,3 +145,60 @@ def test_ev_codes_use_the_32_symbol_alphabet() -> None:
     codes = {new_ev_code() for _ in range(200)}
     assert all(c.startswith("EV-") and len(c) == 7 and set(c[3:]) <= set(EV_CODE_ALPHABET) for c in codes)
     assert len(codes) > 190  # random, not a sequence
+
+
+# --- plausibility penalties -------------------------------------------------------------------------------------
+
+PLAUSIBLE = Plausibility(max_power_kw=50.0, charger_rating_kw=250.0, farthest_from_charger_m=40.0)
+
+
+def _score(minutes: int, kwh: float, seen: Plausibility, start: float | None = 40, end: float | None = 60) -> int:
+    return quality_score(minutes, kwh, verified=True, battery_start=start, battery_end=end, seen=seen)
+
+
+def test_a_plausible_charge_keeps_its_score() -> None:
+    assert _score(18, 14.0, PLAUSIBLE) == 100
+    # make run's demo session: two and a half minutes at 50 kW, about 2 kWh.
+    assert _score(2, 2.0, PLAUSIBLE, start=50, end=52) == 80
+
+
+def test_no_energy_after_ten_minutes_at_a_real_power_is_penalised() -> None:
+    assert _score(18, 0.0, PLAUSIBLE, end=40) == 80 - PENALTY_NO_ENERGY  # was 80 and paid; now below 40
+    assert _score(18, 0.0, PLAUSIBLE, end=40) < 40
+    assert _score(9, 0.0, PLAUSIBLE, end=40) == 70  # not yet ten minutes
+    unknown_power = Plausibility(charger_rating_kw=250.0)
+    assert _score(18, 0.0, unknown_power, end=40) == 80  # nothing to hold it against
+
+
+def test_more_energy_than_the_power_allows_is_penalised() -> None:
+    assert _score(20, 16.0, Plausibility(max_power_kw=7.0)) < _score(20, 2.3, Plausibility(max_power_kw=7.0))
+    assert "too_much_energy" in plausibility_penalties(
+        20, 16.0, battery_start=40, battery_end=60, seen=Plausibility(max_power_kw=7.0)
+    )
+    # Without a reported power, the charger's rating bounds it.
+    assert "too_much_energy" in plausibility_penalties(
+        10, 60.0, battery_start=40, battery_end=60, seen=Plausibility(charger_rating_kw=150.0)
+    )
+    assert plausibility_penalties(60, 7.0, battery_start=40, battery_end=60, seen=Plausibility(max_power_kw=7.0)) == {}
+
+
+def test_a_long_charge_whose_battery_did_not_rise_is_penalised() -> None:
+    assert plausibility_penalties(45, 20.0, battery_start=60, battery_end=60, seen=PLAUSIBLE) == {
+        "flat_battery": PENALTY_FLAT_BATTERY
+    }
+    assert plausibility_penalties(20, 2.0, battery_start=60, battery_end=60, seen=PLAUSIBLE) == {}
+
+
+def test_a_car_far_from_the_matched_charger_mid_session_is_penalised() -> None:
+    far = Plausibility(max_power_kw=50.0, charger_rating_kw=250.0, farthest_from_charger_m=5_000.0)
+    assert plausibility_penalties(30, 20.0, battery_start=40, battery_end=60, seen=far) == {
+        "far_from_charger": PENALTY_FAR_FROM_CHARGER
+    }
+
+
+def test_power_above_the_chargers_rating_is_penalised() -> None:
+    above = Plausibility(max_power_kw=150.0, charger_rating_kw=50.0)
+    assert plausibility_penalties(30, 40.0, battery_start=40, battery_end=60, seen=above) == {
+        "above_rating": PENALTY_ABOVE_RATING
+    }
+    assert _score(30, 40.0, above) == 100 - PENALTY_ABOVE_RATING

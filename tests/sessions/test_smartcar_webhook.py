@@ -71,3 +71,25 @@ async def test_unsigned_or_forged_events_are_refused(fleet: FakeFleet, rest: htt
         headers={"Content-Type": "application/json", "SC-Signature": fleet.sign_smartcar(junk)},
     )
     assert malformed.status_code == 400
+
+
+async def test_a_replayed_or_stale_event_is_refused(fleet: FakeFleet, rest: httpx.AsyncClient) -> None:
+    url = f"{rest.base_url}/v1/webhooks/smartcar"
+    car = fleet.add_smartcar_vehicle(f"{uuid.uuid4().hex[:8]}@example.com")
+    car.plug_in(30.2649, -97.7447, power_kw=11.0)
+    event = fleet.smartcar_event(car.id)
+    body = json.dumps(event).encode()
+    first = await fleet.post_smartcar_webhook(url, body, signature=fleet.sign_smartcar(body))
+    assert first.status_code == 200, first.text  # an unknown car: ignored, but accepted
+    replayed = await fleet.post_smartcar_webhook(url, body, signature=fleet.sign_smartcar(body))
+    assert replayed.status_code == 409 and replayed.json()["details"][0]["reason"] == "PUSH_REPLAYED"
+    # Smartcar's retry of the same event (a new delivery id) is the same event.
+    retry = json.dumps(event | {"meta": event["meta"] | {"deliveryId": str(uuid.uuid4())}}).encode()
+    again = await fleet.post_smartcar_webhook(url, retry, signature=fleet.sign_smartcar(retry))
+    assert again.status_code == 409
+    sent = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=10)
+    old_event = fleet.smartcar_event(car.id)
+    old_event["meta"]["deliveredAt"] = sent.isoformat()
+    old = json.dumps(old_event).encode()
+    stale = await fleet.post_smartcar_webhook(url, old, signature=fleet.sign_smartcar(old))
+    assert stale.status_code == 400 and stale.json()["details"][0]["reason"] == "PUSH_TOO_OLD"

@@ -90,21 +90,25 @@ async def sessions_of(engine: AsyncEngine, driver_id: str) -> list[sa.RowMapping
 async def test_a_pushed_session_opens_updates_and_ends(
     sessions: sessions_pb2_grpc.SessionsServiceAsyncStub, engine: AsyncEngine, car: dict[str, Any]
 ) -> None:
-    start = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=30)
+    now = datetime.datetime.now(datetime.UTC)
     location = {"locationValue": {"latitude": car["lat"], "longitude": car["lng"]}}
     body = record(
-        car["vin"], start, DetailedChargeState={"stringValue": "DetailedChargeStateCharging"}, Location=location
+        car["vin"], now, DetailedChargeState={"stringValue": "DetailedChargeStateCharging"}, Location=location
     )
     opened = await push(sessions, body, signed(body))
     assert opened.action == pb.INGEST_ACTION_CREATED
-    body = record(
-        car["vin"], start + datetime.timedelta(minutes=10), BatteryLevel={"doubleValue": 61.5}, DCChargingPower=140
-    )
+    # The session began 26 minutes ago (pushes are only accepted fresh, so its start moves instead).
+    s = store.charging_sessions
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.update(s)
+            .where(s.c.id == uuid.UUID(opened.session_id))
+            .values(session_start=s.c.session_start - datetime.timedelta(minutes=26))
+        )
+    body = record(car["vin"], now, BatteryLevel={"doubleValue": 61.5}, DCChargingPower=140)
     updated = await push(sessions, body, signed(body))
     assert (updated.action, updated.session_id) == (pb.INGEST_ACTION_UPDATED, opened.session_id)
-    body = record(
-        car["vin"], start + datetime.timedelta(minutes=26), DetailedChargeState="DetailedChargeStateDisconnected"
-    )
+    body = record(car["vin"], now, DetailedChargeState="DetailedChargeStateDisconnected")
     ended = await push(sessions, body, signed(body))
     assert (ended.action, ended.session_id) == (pb.INGEST_ACTION_ENDED, opened.session_id)
     [row] = await sessions_of(engine, car["driver_id"])
@@ -114,6 +118,40 @@ async def test_a_pushed_session_opens_updates_and_ends(
         pb.END_REASON_TELEMETRY_DISCONNECTED,
         pb.SESSION_SOURCE_TESLA_TELEMETRY,
     )
+
+
+async def test_replayed_and_stale_pushes_are_refused_and_write_nothing(
+    sessions: sessions_pb2_grpc.SessionsServiceAsyncStub, engine: AsyncEngine, car: dict[str, Any]
+) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    old = record(car["vin"], now - datetime.timedelta(minutes=6), DetailedChargeState="Charging")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await push(sessions, old, signed(old))
+    assert (refused.value.code(), error_reason(refused.value)) == (grpc.StatusCode.FAILED_PRECONDITION, "PUSH_TOO_OLD")
+    undated = json.dumps({"vin": car["vin"], "data": [{"key": "DetailedChargeState", "value": "Charging"}]}).encode()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await push(sessions, undated, signed(undated))
+    assert error_reason(refused.value) == "PUSH_TOO_OLD"
+    assert await sessions_of(engine, car["driver_id"]) == []
+
+    fresh = record(car["vin"], now, DetailedChargeState="Charging")
+    assert (await push(sessions, fresh, signed(fresh))).action == pb.INGEST_ACTION_CREATED
+    ending = record(car["vin"], now, DetailedChargeState="Disconnected")
+    assert (await push(sessions, ending, signed(ending))).action == pb.INGEST_ACTION_ENDED
+    # The same signed "charging" body played again would reopen the session: it is refused as a replay.
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await push(sessions, fresh, signed(fresh))
+    assert (refused.value.code(), error_reason(refused.value)) == (grpc.StatusCode.ALREADY_EXISTS, "PUSH_REPLAYED")
+    # So is another body carrying a message id seen before.
+    message_id = str(uuid.uuid4())
+    first = json.dumps(json.loads(fresh) | {"msg_id": message_id}).encode()
+    assert (await push(sessions, first, signed(first))).action == pb.INGEST_ACTION_CREATED
+    other = json.dumps(json.loads(ending) | {"msg_id": message_id}).encode()
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await push(sessions, other, signed(other))
+    assert error_reason(refused.value) == "PUSH_REPLAYED"
+    rows = await sessions_of(engine, car["driver_id"])
+    assert sorted(row["session_end"] is None for row in rows) == [False, True]  # the replays changed nothing
 
 
 async def test_unknown_vehicles_are_ignored(sessions: sessions_pb2_grpc.SessionsServiceAsyncStub) -> None:

@@ -29,6 +29,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from services.sessions.adapters.http1 import KeepAliveTransport
 from services.sessions.adapters.vehicles import (
     DEFAULT_REFRESH_MARGIN,
     AccessTokenRejected,
@@ -103,6 +104,8 @@ class SmartcarClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"Accept": "application/json"},
+            # httpx's API over a lean HTTP/1.1 keep-alive transport: the read path's cost (http1.py).
+            transport=KeepAliveTransport(),
         )
         self._client_auth = httpx.BasicAuth(client_id, client_secret)
 

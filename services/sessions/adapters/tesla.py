@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from services.sessions.adapters.http1 import KeepAliveTransport
 from services.sessions.adapters.vehicles import (
     DEFAULT_REFRESH_MARGIN,
     AccessTokenRejected,
@@ -66,6 +67,18 @@ DEFAULT_SCOPES: Final = ("openid", "offline_access", "vehicle_device_data", "veh
 _READING_ENDPOINTS: Final = "charge_state;drive_state;location_data"
 
 CHARGING_STATES: Final = frozenset({"Charging", "Starting"})  # DOMAIN: charging ⇔ one of these
+
+# What a car streams once Fleet Telemetry is configured (what domain.parse_fleet_push reads).
+TELEMETRY_FIELDS: Final = (
+    "DetailedChargeState",
+    "BatteryLevel",
+    "ACChargingPower",
+    "DCChargingPower",
+    "ACChargingEnergyIn",
+    "DCChargingEnergyIn",
+    "Location",
+)
+_TELEMETRY_INTERVAL_S: Final = 60
 
 # Token refusals that are our configuration, not the driver's consent: never mark a connection dead for these.
 _CLIENT_ERRORS: Final = frozenset({"invalid_client", "unauthorized_client", "unsupported_grant_type"})
@@ -157,6 +170,8 @@ class TeslaFleetClient:
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"Accept": "application/json"},
+            # httpx's API over a lean HTTP/1.1 keep-alive transport: the read path's cost (http1.py).
+            transport=KeepAliveTransport(),
         )
 
     async def __aenter__(self) -> Self:
@@ -278,6 +293,21 @@ class TeslaFleetClient:
         )
         state = data.get("state") if isinstance(data, dict) else None
         return state if isinstance(state, str) else ""
+
+    async def configure_telemetry(self, access_token: str, vin: str, *, hostname: str) -> bool:
+        """Ask the car to stream Fleet Telemetry to our server at `hostname` (the fields the sessions service uses,
+        sent on change and at most every `_TELEMETRY_INTERVAL_S`). True when Tesla updated the vehicle."""
+        fields = {name: {"interval_seconds": _TELEMETRY_INTERVAL_S} for name in TELEMETRY_FIELDS}
+        config = {"hostname": hostname, "port": 443, "fields": fields, "alert_types": ["service"]}
+        data = await self._api(
+            "POST",
+            "/api/1/vehicles/fleet_telemetry_config",
+            access_token,
+            "fleet telemetry config",
+            json_body={"vins": [vin], "config": config},
+        )
+        updated = data.get("updated_vehicles") if isinstance(data, dict) else None
+        return isinstance(updated, int) and updated > 0
 
     def reader(self, credentials: Credentials, *, margin: timedelta = DEFAULT_REFRESH_MARGIN) -> TeslaVehicleReader:
         """A VehicleReader for one driver's connection (cheap: it shares this client's connections)."""
@@ -417,6 +447,9 @@ class TeslaVehicleReader:
 
     async def vehicles(self) -> list[TeslaVehicle]:
         return await self._keeper.call(self._client.list_vehicles)
+
+    async def configure_telemetry(self, vin: str, *, hostname: str) -> bool:
+        return await self._keeper.call(lambda token: self._client.configure_telemetry(token, vin, hostname=hostname))
 
 
 # -- JSON → our types ------------------------------------------------------------------------------

@@ -462,6 +462,74 @@ class DisconnectTeslaRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
+class ConfigureTelemetryRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConfigureTelemetryResponse(_message.Message):
+    __slots__ = ("telemetry_enabled", "vin")
+    TELEMETRY_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    VIN_FIELD_NUMBER: _ClassVar[int]
+    telemetry_enabled: bool
+    vin: str
+    def __init__(self, telemetry_enabled: _Optional[bool] = ..., vin: _Optional[str] = ...) -> None: ...
+
+class ConnectSmartcarRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ConnectSmartcarResponse(_message.Message):
+    __slots__ = ("authorization_url", "state")
+    AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    authorization_url: str
+    state: str
+    def __init__(self, authorization_url: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class HandleSmartcarCallbackRequest(_message.Message):
+    __slots__ = ("code", "state", "error", "error_description")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ERROR_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    state: str
+    error: str
+    error_description: str
+    def __init__(self, code: _Optional[str] = ..., state: _Optional[str] = ..., error: _Optional[str] = ..., error_description: _Optional[str] = ...) -> None: ...
+
+class HandleSmartcarCallbackResponse(_message.Message):
+    __slots__ = ("http_body",)
+    HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+    http_body: _httpbody_pb2.HttpBody
+    def __init__(self, http_body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class GetSmartcarStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetSmartcarStatusResponse(_message.Message):
+    __slots__ = ("connected", "vehicle_id", "vehicle_ids", "needs_reconnect")
+    CONNECTED_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_ID_FIELD_NUMBER: _ClassVar[int]
+    VEHICLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_RECONNECT_FIELD_NUMBER: _ClassVar[int]
+    connected: bool
+    vehicle_id: str
+    vehicle_ids: _containers.RepeatedScalarFieldContainer[str]
+    needs_reconnect: bool
+    def __init__(self, connected: _Optional[bool] = ..., vehicle_id: _Optional[str] = ..., vehicle_ids: _Optional[_Iterable[str]] = ..., needs_reconnect: _Optional[bool] = ...) -> None: ...
+
+class DisconnectSmartcarRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DisconnectSmartcarResponse(_message.Message):
+    __slots__ = ("disconnected",)
+    DISCONNECTED_FIELD_NUMBER: _ClassVar[int]
+    disconnected: bool
+    def __init__(self, disconnected: _Optional[bool] = ...) -> None: ...
+
 class DisconnectTeslaResponse(_message.Message):
     __slots__ = ("disconnected",)
     DISCONNECTED_FIELD_NUMBER: _ClassVar[int]

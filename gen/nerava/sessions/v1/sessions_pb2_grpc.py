@@ -53,6 +53,10 @@ class SessionsServiceStub:
     match the HMAC-SHA256 of the exact body bytes
     WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
     INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+    PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+    as far ahead), or without the time it was sent
+    PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+    PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -122,6 +126,31 @@ class SessionsServiceStub:
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectTeslaRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectTeslaResponse.FromString,
                 _registered_method=True)
+        self.ConfigureTelemetry = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/ConfigureTelemetry',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConfigureTelemetryRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConfigureTelemetryResponse.FromString,
+                _registered_method=True)
+        self.ConnectSmartcar = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/ConnectSmartcar',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConnectSmartcarRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConnectSmartcarResponse.FromString,
+                _registered_method=True)
+        self.HandleSmartcarCallback = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/HandleSmartcarCallback',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleSmartcarCallbackRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleSmartcarCallbackResponse.FromString,
+                _registered_method=True)
+        self.GetSmartcarStatus = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/GetSmartcarStatus',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetSmartcarStatusRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetSmartcarStatusResponse.FromString,
+                _registered_method=True)
+        self.DisconnectSmartcar = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/DisconnectSmartcar',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectSmartcarRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectSmartcarResponse.FromString,
+                _registered_method=True)
         self.SelectVehicle = channel.unary_unary(
                 '/nerava.sessions.v1.SessionsService/SelectVehicle',
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SelectVehicleRequest.SerializeToString,
@@ -187,6 +216,10 @@ class SessionsServiceServicer:
     match the HMAC-SHA256 of the exact body bytes
     WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
     INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+    PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+    as far ahead), or without the time it was sent
+    PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+    PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -284,6 +317,48 @@ class SessionsServiceServicer:
     def DisconnectTesla(self, request, context):
         """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
         Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfigureTelemetry(self, request, context):
+        """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
+        marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
+        pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConnectSmartcar(self, request, context):
+        """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
+        Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HandleSmartcarCallback(self, request, context):
+        """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
+        driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
+        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
+        (or `?error=<code>`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSmartcarStatus(self, request, context):
+        """Whether the driver has a car linked through Smartcar, and which. Driver.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisconnectSmartcar(self, request, context):
+        """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
+        Idempotent. Driver.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -405,6 +480,31 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectTeslaRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectTeslaResponse.SerializeToString,
             ),
+            'ConfigureTelemetry': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfigureTelemetry,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConfigureTelemetryRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConfigureTelemetryResponse.SerializeToString,
+            ),
+            'ConnectSmartcar': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConnectSmartcar,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConnectSmartcarRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConnectSmartcarResponse.SerializeToString,
+            ),
+            'HandleSmartcarCallback': grpc.unary_unary_rpc_method_handler(
+                    servicer.HandleSmartcarCallback,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleSmartcarCallbackRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleSmartcarCallbackResponse.SerializeToString,
+            ),
+            'GetSmartcarStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSmartcarStatus,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetSmartcarStatusRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetSmartcarStatusResponse.SerializeToString,
+            ),
+            'DisconnectSmartcar': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisconnectSmartcar,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectSmartcarRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectSmartcarResponse.SerializeToString,
+            ),
             'SelectVehicle': grpc.unary_unary_rpc_method_handler(
                     servicer.SelectVehicle,
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SelectVehicleRequest.FromString,
@@ -476,6 +576,10 @@ class SessionsService:
     match the HMAC-SHA256 of the exact body bytes
     WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
     INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+    PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+    as far ahead), or without the time it was sent
+    PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+    PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -771,6 +875,141 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/DisconnectTesla',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectTeslaRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectTeslaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfigureTelemetry(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/ConfigureTelemetry',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConfigureTelemetryRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConfigureTelemetryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConnectSmartcar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/ConnectSmartcar',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConnectSmartcarRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ConnectSmartcarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HandleSmartcarCallback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/HandleSmartcarCallback',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleSmartcarCallbackRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleSmartcarCallbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSmartcarStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/GetSmartcarStatus',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetSmartcarStatusRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetSmartcarStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisconnectSmartcar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/DisconnectSmartcar',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectSmartcarRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.DisconnectSmartcarResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,10 @@ class SessionsServiceStub:
                                                       match the HMAC-SHA256 of the exact body bytes
       WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
       INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+      PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+                                                      as far ahead), or without the time it was sent
+      PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+      PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -113,6 +117,27 @@ class SessionsServiceStub:
     """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
     Driver.
     """
+    ConfigureTelemetry: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConfigureTelemetryRequest, _sessions_pb2.ConfigureTelemetryResponse]
+    """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
+    marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
+    pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+    """
+    ConnectSmartcar: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConnectSmartcarRequest, _sessions_pb2.ConnectSmartcarResponse]
+    """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
+    Driver.
+    """
+    HandleSmartcarCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]
+    """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
+    driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
+    and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
+    (or `?error=<code>`).
+    """
+    GetSmartcarStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]
+    """Whether the driver has a car linked through Smartcar, and which. Driver."""
+    DisconnectSmartcar: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectSmartcarRequest, _sessions_pb2.DisconnectSmartcarResponse]
+    """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
+    Idempotent. Driver.
+    """
     SelectVehicle: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]
     """Chooses which vehicle of the linked account is polled for sessions. Driver."""
     VerifyCharging: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]
@@ -170,6 +195,10 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       match the HMAC-SHA256 of the exact body bytes
       WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
       INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+      PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+                                                      as far ahead), or without the time it was sent
+      PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+      PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -225,6 +254,27 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     DisconnectTesla: _aio.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectTeslaRequest, _sessions_pb2.DisconnectTeslaResponse]  # type: ignore[assignment]
     """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
     Driver.
+    """
+    ConfigureTelemetry: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConfigureTelemetryRequest, _sessions_pb2.ConfigureTelemetryResponse]  # type: ignore[assignment]
+    """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
+    marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
+    pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+    """
+    ConnectSmartcar: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConnectSmartcarRequest, _sessions_pb2.ConnectSmartcarResponse]  # type: ignore[assignment]
+    """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
+    Driver.
+    """
+    HandleSmartcarCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]  # type: ignore[assignment]
+    """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
+    driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
+    and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
+    (or `?error=<code>`).
+    """
+    GetSmartcarStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]  # type: ignore[assignment]
+    """Whether the driver has a car linked through Smartcar, and which. Driver."""
+    DisconnectSmartcar: _aio.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectSmartcarRequest, _sessions_pb2.DisconnectSmartcarResponse]  # type: ignore[assignment]
+    """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
+    Idempotent. Driver.
     """
     SelectVehicle: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]  # type: ignore[assignment]
     """Chooses which vehicle of the linked account is polled for sessions. Driver."""
@@ -282,6 +332,10 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       match the HMAC-SHA256 of the exact body bytes
       WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
       INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+      PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+                                                      as far ahead), or without the time it was sent
+      PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+      PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -401,6 +455,57 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.DisconnectTeslaResponse, _abc.Awaitable[_sessions_pb2.DisconnectTeslaResponse]]:
         """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
         Driver.
+        """
+
+    @_abc_1.abstractmethod
+    def ConfigureTelemetry(
+        self,
+        request: _sessions_pb2.ConfigureTelemetryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ConfigureTelemetryResponse, _abc.Awaitable[_sessions_pb2.ConfigureTelemetryResponse]]:
+        """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
+        marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
+        pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        """
+
+    @_abc_1.abstractmethod
+    def ConnectSmartcar(
+        self,
+        request: _sessions_pb2.ConnectSmartcarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ConnectSmartcarResponse, _abc.Awaitable[_sessions_pb2.ConnectSmartcarResponse]]:
+        """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
+        Driver.
+        """
+
+    @_abc_1.abstractmethod
+    def HandleSmartcarCallback(
+        self,
+        request: _sessions_pb2.HandleSmartcarCallbackRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.HandleSmartcarCallbackResponse, _abc.Awaitable[_sessions_pb2.HandleSmartcarCallbackResponse]]:
+        """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
+        driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
+        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
+        (or `?error=<code>`).
+        """
+
+    @_abc_1.abstractmethod
+    def GetSmartcarStatus(
+        self,
+        request: _sessions_pb2.GetSmartcarStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetSmartcarStatusResponse, _abc.Awaitable[_sessions_pb2.GetSmartcarStatusResponse]]:
+        """Whether the driver has a car linked through Smartcar, and which. Driver."""
+
+    @_abc_1.abstractmethod
+    def DisconnectSmartcar(
+        self,
+        request: _sessions_pb2.DisconnectSmartcarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.DisconnectSmartcarResponse, _abc.Awaitable[_sessions_pb2.DisconnectSmartcarResponse]]:
+        """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
+        Idempotent. Driver.
         """
 
     @_abc_1.abstractmethod

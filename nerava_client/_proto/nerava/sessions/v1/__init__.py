@@ -9,8 +9,14 @@ __all__ = (
     "ChargingSession",
     "CheckLocationRequest",
     "CheckLocationResponse",
+    "ConfigureTelemetryRequest",
+    "ConfigureTelemetryResponse",
+    "ConnectSmartcarRequest",
+    "ConnectSmartcarResponse",
     "ConnectTeslaRequest",
     "ConnectTeslaResponse",
+    "DisconnectSmartcarRequest",
+    "DisconnectSmartcarResponse",
     "DisconnectTeslaRequest",
     "DisconnectTeslaResponse",
     "EndChargingSessionRequest",
@@ -23,8 +29,12 @@ __all__ = (
     "GetChargerResponse",
     "GetChargingSessionRequest",
     "GetChargingSessionResponse",
+    "GetSmartcarStatusRequest",
+    "GetSmartcarStatusResponse",
     "GetTeslaStatusRequest",
     "GetTeslaStatusResponse",
+    "HandleSmartcarCallbackRequest",
+    "HandleSmartcarCallbackResponse",
     "HandleSmartcarWebhookRequest",
     "HandleSmartcarWebhookResponse",
     "HandleTeslaCallbackRequest",
@@ -621,6 +631,70 @@ default_message_pool.register_message("nerava.sessions.v1", "CheckLocationRespon
 
 
 @dataclass(eq=False, repr=False)
+class ConfigureTelemetryRequest(betterproto2.Message):
+    """
+    No parameters: the driver's selected Tesla comes from the access token.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ConfigureTelemetryRequest", ConfigureTelemetryRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ConfigureTelemetryResponse(betterproto2.Message):
+    """
+    The car now streams Fleet Telemetry.
+    """
+
+    telemetry_enabled: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True once Tesla accepted the configuration (the connection is in telemetry mode).
+    """
+
+    vin: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    VIN of the vehicle that streams.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ConfigureTelemetryResponse", ConfigureTelemetryResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ConnectSmartcarRequest(betterproto2.Message):
+    """
+    No parameters: the driver comes from the access token.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ConnectSmartcarRequest", ConnectSmartcarRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ConnectSmartcarResponse(betterproto2.Message):
+    """
+    Where to send the driver to consent.
+    """
+
+    authorization_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Smartcar Connect's URL (scopes, state); open it in the browser.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The opaque single-use state included in the URL; expires after 10 minutes.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ConnectSmartcarResponse", ConnectSmartcarResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ConnectTeslaRequest(betterproto2.Message):
     """
     No parameters: the driver comes from the access token.
@@ -650,6 +724,33 @@ class ConnectTeslaResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "ConnectTeslaResponse", ConnectTeslaResponse)
+
+
+@dataclass(eq=False, repr=False)
+class DisconnectSmartcarRequest(betterproto2.Message):
+    """
+    No parameters: the driver comes from the access token.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.sessions.v1", "DisconnectSmartcarRequest", DisconnectSmartcarRequest)
+
+
+@dataclass(eq=False, repr=False)
+class DisconnectSmartcarResponse(betterproto2.Message):
+    """
+    Unlink result.
+    """
+
+    disconnected: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True once no Smartcar link is left.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "DisconnectSmartcarResponse", DisconnectSmartcarResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -967,6 +1068,48 @@ default_message_pool.register_message("nerava.sessions.v1", "GetChargingSessionR
 
 
 @dataclass(eq=False, repr=False)
+class GetSmartcarStatusRequest(betterproto2.Message):
+    """
+    No parameters: the driver comes from the access token.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.sessions.v1", "GetSmartcarStatusRequest", GetSmartcarStatusRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetSmartcarStatusResponse(betterproto2.Message):
+    """
+    The driver's Smartcar link.
+    """
+
+    connected: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True when a car is linked through Smartcar and its tokens are usable.
+    """
+
+    vehicle_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Smartcar id of the followed vehicle; empty when none.
+    """
+
+    vehicle_ids: "list[str]" = betterproto2.field(3, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Smartcar ids of every vehicle the driver shared.
+    """
+
+    needs_reconnect: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    True when a link existed but Smartcar refused its tokens: the driver must connect again.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "GetSmartcarStatusResponse", GetSmartcarStatusResponse)
+
+
+@dataclass(eq=False, repr=False)
 class GetTeslaStatusRequest(betterproto2.Message):
     """
     No parameters: the driver comes from the access token.
@@ -1041,6 +1184,55 @@ class GetTeslaStatusResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "GetTeslaStatusResponse", GetTeslaStatusResponse)
+
+
+@dataclass(eq=False, repr=False)
+class HandleSmartcarCallbackRequest(betterproto2.Message):
+    """
+    Query parameters Smartcar Connect appends to the redirect.
+    """
+
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Authorization code; empty when the driver declined.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The state from ConnectSmartcar.
+    """
+
+    error: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    OAuth error code when the driver declined, e.g. "access_denied".
+    """
+
+    error_description: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Human-readable error text.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "HandleSmartcarCallbackRequest", HandleSmartcarCallbackRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class HandleSmartcarCallbackResponse(betterproto2.Message):
+    """
+    The page that finishes the browser round trip.
+    """
+
+    http_body: "___google__api__.HttpBody | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    content_type "text/html": a page redirecting to the driver app's /smartcar-connected.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "HandleSmartcarCallbackResponse", HandleSmartcarCallbackResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -1789,6 +1981,10 @@ class SessionsServiceStub:
                                                       match the HMAC-SHA256 of the exact body bytes
       WEBHOOK_PAYLOAD_INVALID   (INVALID_ARGUMENT)    a correctly signed webhook body that is not the expected JSON
       INGESTION_DISABLED        (UNAVAILABLE)         push ingestion of that provider is switched off
+      PUSH_TOO_OLD              (FAILED_PRECONDITION) a signed push sent more than PUSH_MAX_AGE_S (5 min) ago (or
+                                                      as far ahead), or without the time it was sent
+      PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
+      PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -1948,6 +2144,80 @@ class SessionsServiceStub:
             "/nerava.sessions.v1.SessionsService/DisconnectTesla",
             DisconnectTeslaRequest.SerializeToString,
             DisconnectTeslaResponse.FromString,
+        )(message)
+
+    def configure_telemetry(self, message: "ConfigureTelemetryRequest | None" = None) -> "ConfigureTelemetryResponse":
+        """
+        Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
+        marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
+        pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        """
+
+        if message is None:
+            message = ConfigureTelemetryRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/ConfigureTelemetry",
+            ConfigureTelemetryRequest.SerializeToString,
+            ConfigureTelemetryResponse.FromString,
+        )(message)
+
+    def connect_smartcar(self, message: "ConnectSmartcarRequest | None" = None) -> "ConnectSmartcarResponse":
+        """
+        Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
+        Driver.
+        """
+
+        if message is None:
+            message = ConnectSmartcarRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/ConnectSmartcar",
+            ConnectSmartcarRequest.SerializeToString,
+            ConnectSmartcarResponse.FromString,
+        )(message)
+
+    def handle_smartcar_callback(self, message: "HandleSmartcarCallbackRequest") -> "HandleSmartcarCallbackResponse":
+        """
+        Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
+        driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
+        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
+        (or `?error=<code>`).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/HandleSmartcarCallback",
+            HandleSmartcarCallbackRequest.SerializeToString,
+            HandleSmartcarCallbackResponse.FromString,
+        )(message)
+
+    def get_smartcar_status(self, message: "GetSmartcarStatusRequest | None" = None) -> "GetSmartcarStatusResponse":
+        """
+        Whether the driver has a car linked through Smartcar, and which. Driver.
+        """
+
+        if message is None:
+            message = GetSmartcarStatusRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/GetSmartcarStatus",
+            GetSmartcarStatusRequest.SerializeToString,
+            GetSmartcarStatusResponse.FromString,
+        )(message)
+
+    def disconnect_smartcar(self, message: "DisconnectSmartcarRequest | None" = None) -> "DisconnectSmartcarResponse":
+        """
+        Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
+        Idempotent. Driver.
+        """
+
+        if message is None:
+            message = DisconnectSmartcarRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/DisconnectSmartcar",
+            DisconnectSmartcarRequest.SerializeToString,
+            DisconnectSmartcarResponse.FromString,
         )(message)
 
     def select_vehicle(self, message: "SelectVehicleRequest") -> "SelectVehicleResponse":
