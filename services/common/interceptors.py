@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 
 from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessTokenVerifier, ServiceTokens
 from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
+from services.common.edge_input import PathBindings, UnreadableRequest, query_overriding_path, tolerant_deserializer
 from services.common.errors import DomainError, InvalidArgument, PermissionDenied, Unauthenticated, to_status
 from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
@@ -92,12 +93,16 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[ty
             handler = grpc.unary_unary_rpc_method_handler(
                 # grpc-stubs types handlers as sync functions; under grpc.aio they are coroutine functions.
                 self.wrap(service, name, cast(Behavior, handler.unary_unary)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=self.deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler is not None:
             self._handlers[details.method] = handler
         return handler
+
+    def deserializer(self, deserialize: Any) -> Any:
+        """The request deserializer of a wrapped method (unchanged unless an interceptor says otherwise)."""
+        return deserialize
 
     @abc.abstractmethod
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
@@ -112,8 +117,33 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
 _metadata_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("metadata", default=None)
 
 
+# The client address Envoy resolved (its remote address after the deployment's trusted hops), set by the gateway
+# on every request it forwards and overwritten when a client sends it. x-forwarded-for is never read: its first
+# entries are whatever the client wrote.
+CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
+# The gRPC status of a failed call, repeated in a header of our own: the transcoder turns grpc-status into an
+# HTTP status and drops it, and the gateway's access log records the real code from this header.
+GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+_OK_METADATA = ((GRPC_STATUS_HEADER, "0"),)
+
+
+def _peer_address(peer: str) -> str:
+    """The address part of a gRPC peer string: 'ipv4:10.0.0.7:53412' → '10.0.0.7', 'ipv6:[::1]:5' → '::1'."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or rest
+    return peer
+
+
 class RequestContextInterceptor(_UnaryInterceptor):
-    """Request id, client IP, metrics and the one place where errors become gRPC statuses."""
+    """Request id, client address, metrics and the one place where errors become gRPC statuses.
+
+    It also reads every request tolerantly (see services/common/edge_input.py): a request whose text is not
+    UTF-8 or holds a NUL character reaches the inner interceptors as an UnreadableRequest, never as an error
+    raised inside gRPC's own parsing.
+    """
 
     def __init__(self, services: frozenset[str], service_name: str) -> None:
         super().__init__(services)
@@ -130,19 +160,27 @@ class RequestContextInterceptor(_UnaryInterceptor):
             metadata_token = _metadata_var.set(metadata)
             request_id = metadata.get("x-request-id") or uuid.uuid4().hex
             request_id_token = request_id_var.set(request_id)
-            forwarded = metadata.get("x-forwarded-for")
-            ip_token = client_ip_var.set(forwarded.split(",")[0].strip() if forwarded else context.peer())
+            client = metadata.get(CLIENT_ADDRESS_HEADER) or _peer_address(context.peer() or "")
+            ip_token = client_ip_var.set(client)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                # Sent with the answer's headers: the gateway logs it (see GRPC_STATUS_HEADER).
+                await context.send_initial_metadata(_OK_METADATA)
+                return response
             except DomainError as error:
                 code = error.code
                 status = to_status(error, domain)
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED):
                     log.warning("rpc refused", extra={"rpc": method, "reason": error.reason, "detail": error.message})
                 await context.abort(
-                    code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
+                    code,
+                    error.message,
+                    trailing_metadata=(
+                        ("grpc-status-details-bin", status.SerializeToString()),
+                        (GRPC_STATUS_HEADER, str(code.value[0])),
+                    ),
                 )
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
@@ -150,11 +188,13 @@ class RequestContextInterceptor(_UnaryInterceptor):
             except NotImplementedError:
                 # The generated servicer base class answers this way for an RPC a service does not serve yet.
                 code = grpc.StatusCode.UNIMPLEMENTED
-                await context.abort(code, f"{method} is not implemented yet")
+                await context.abort(
+                    code, f"{method} is not implemented yet", trailing_metadata=((GRPC_STATUS_HEADER, "12"),)
+                )
             except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc failed", extra={"rpc": method})
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                await context.abort(code, "internal error", trailing_metadata=((GRPC_STATUS_HEADER, "13"),))
             finally:
                 latency.observe(time.perf_counter() - started)
                 RPC_REQUESTS.labels(service_name, method, code.name).inc()
@@ -163,6 +203,9 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 _metadata_var.reset(metadata_token)
 
         return handle
+
+    def deserializer(self, deserialize: Any) -> Any:
+        return tolerant_deserializer(deserialize)
 
 
 class AuthInterceptor(_UnaryInterceptor):
@@ -226,16 +269,31 @@ class AuthInterceptor(_UnaryInterceptor):
 
 
 class ValidationInterceptor(_UnaryInterceptor):
-    """protovalidate rules from the contract → INVALID_ARGUMENT with a BadRequest naming each field."""
+    """protovalidate rules from the contract → INVALID_ARGUMENT with a BadRequest naming each field.
+
+    Runs after authentication. Before the contract's rules it refuses what the edge never lets through: an
+    unreadable request (not UTF-8, a NUL character) and a REST query parameter naming a field the path binds.
+    """
 
     def __init__(self, services: frozenset[str]) -> None:
         super().__init__(services)
         self._validator = protovalidate.Validator()
+        self._bindings = PathBindings()
 
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         validator = self._validator
+        bound = self._bindings.fields(service, method)
 
         async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, UnreadableRequest):
+                raise InvalidArgument([(request.field, request.why, request.rule)])
+            if bound:
+                metadata = _metadata_var.get() or _metadata(context)
+                overriding = query_overriding_path(metadata.get("x-envoy-original-path"), bound)
+                if overriding is not None:
+                    raise InvalidArgument(
+                        [(overriding, "is set by the path and cannot be given as a query parameter", "path.bound")]
+                    )
             violations = validator.collect_violations(request)
             if violations:
                 raise InvalidArgument(
@@ -260,6 +318,8 @@ def _field_path(path: Any) -> str:
 
 
 __all__ = [
+    "CLIENT_ADDRESS_HEADER",
+    "GRPC_STATUS_HEADER",
     "SERVICE_ROLE",
     "Access",
     "AuthInterceptor",
