@@ -17,8 +17,8 @@ from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 
 from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
-from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
-from tools import demo_world, seed
+from services.common.config import SERVICE_NAMES, Secret
+from tools import demo_world, run, seed
 from tools.embedded import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -44,8 +44,8 @@ async def evaluate_demo_session(port: int, driver_id: str) -> incentives_pb2.Eva
         quality_score=90,
         driver_completed_sessions=1,
     )
-    # make run's services share the development service-token secret (SERVICE_TOKEN_SECRET unset).
-    tokens = ServiceTokens(RuntimeSettings.from_env("sessions", Env()).service_token_secret, "sessions")
+    # make run's services share the service-token secret it generated for this checkout under .run/.
+    tokens = ServiceTokens(Secret(run.deployment_secrets()["SERVICE_TOKEN_SECRET"]), "sessions")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = incentives_pb2_grpc.IncentivesServiceStub(channel)
         return await stub.EvaluateSession(

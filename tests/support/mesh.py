@@ -11,7 +11,7 @@ import grpc
 
 from services.accounts.__main__ import build_server as build_accounts
 from services.accounts.config import AccountsSettings
-from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
+from services.common.config import DEV_MODE_VARIABLE, SERVICE_NAMES, Env, RuntimeSettings
 from services.common.server import ServiceServer
 from services.incentives.config import IncentivesSettings
 from services.ledger.config import LedgerSettings
@@ -46,6 +46,8 @@ def mesh_env(database_url: str, redis_url: str, extra: Mapping[str, str]) -> dic
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "STOP_GRACE_SECONDS": "1",
+        # The explicit development mode: the secrets the tests do not set keep their development defaults.
+        DEV_MODE_VARIABLE: "true",
         "SERVICE_TOKEN_SECRET": TEST_SERVICE_SECRET,
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "test-passphrase",
     }
