@@ -190,5 +190,8 @@ class AccessTokenVerifier:
         roles = claims.get("roles", [])
         if not isinstance(roles, list):
             raise Unauthenticated("UNAUTHENTICATED", "access token roles claim is not a list")
-        caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles))
+        version = claims.get("tv", 0)
+        if not isinstance(version, int):
+            raise Unauthenticated("UNAUTHENTICATED", "access token version claim is not an integer")
+        caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles), token_version=version)
         return caller, float(claims["exp"])

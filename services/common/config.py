@@ -158,6 +158,8 @@ class RuntimeSettings:
     service_token_secrets: tuple[Secret, ...]
     jwt_issuer: str
     jwt_audience: str
+    # Lifetime of access tokens (accounts issues them); the others keep token revocations this long.
+    access_token_ttl_s: int
     otlp_endpoint: str | None  # host:port of an OTLP/gRPC collector; None disables export
     drain_seconds: float  # how long to keep serving after SIGTERM while load balancers notice NOT_SERVING
     stop_grace_seconds: float  # how long in-flight RPCs may finish once the server stops accepting
@@ -183,6 +185,7 @@ class RuntimeSettings:
             service_token_secrets=env.service_token_secrets(),
             jwt_issuer=env.str("JWT_ISSUER", "nerava"),
             jwt_audience=env.str("JWT_AUDIENCE", "nerava-api"),
+            access_token_ttl_s=env.int("ACCESS_TOKEN_TTL_S", 3600),
             otlp_endpoint=env.optional("OTLP_ENDPOINT"),
             drain_seconds=env.float("DRAIN_SECONDS", 0.0),
             stop_grace_seconds=env.float("STOP_GRACE_SECONDS", 10.0),

@@ -24,6 +24,7 @@ from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessToken
 from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
 from services.common.edge_input import PathBindings, UnreadableRequest, query_overriding_path, tolerant_deserializer
 from services.common.errors import DomainError, InvalidArgument, PermissionDenied, Unauthenticated, to_status
+from services.common.revocation import TokenRevocations
 from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -220,11 +221,13 @@ class AuthInterceptor(_UnaryInterceptor):
         access: Mapping[str, Access],
         verifier: AccessTokenVerifier,
         service_tokens: ServiceTokens,
+        revocations: TokenRevocations,
     ) -> None:
         super().__init__(services)
         self._access = access
         self._verifier = verifier
         self._service_tokens = service_tokens
+        self._revocations = revocations
 
     async def _caller(self, metadata: Mapping[str, str]) -> Caller:
         service_token = metadata.get(SERVICE_TOKEN_HEADER)
@@ -236,7 +239,11 @@ class AuthInterceptor(_UnaryInterceptor):
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("UNAUTHENTICATED", "authorization must be 'Bearer <token>'")
-        return await self._verifier.verify(token.strip())
+        caller = await self._verifier.verify(token.strip())
+        # After the verdict cache: a token revoked since it was first verified is refused on its next call.
+        if caller.user_id is not None and self._revocations.revoked(caller.user_id, caller.token_version):
+            raise Unauthenticated("TOKEN_REVOKED", "this access token was revoked; sign in again or refresh")
+        return caller
 
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         rule = self._access.get(method)
