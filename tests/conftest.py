@@ -30,6 +30,11 @@ from tests.support.rpc import phone_login, random_phone
 from tools import embedded
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The REST fuzz (tests/fuzz/test_rest_fuzz.py) runs last: the requests it makes change data others read."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/fuzz/test_rest_fuzz.py"))
+
+
 @pytest.fixture(scope="session")
 def span_exporter() -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
+import asyncpg
 import grpc
 import protovalidate
 from google.protobuf.message import Message
@@ -23,7 +24,14 @@ from google.protobuf.message import Message
 from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessTokenVerifier, ServiceTokens
 from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
 from services.common.edge_input import PathBindings, UnreadableRequest, query_overriding_path, tolerant_deserializer
-from services.common.errors import DomainError, InvalidArgument, PermissionDenied, Unauthenticated, to_status
+from services.common.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    to_status,
+)
 from services.common.revocation import TokenRevocations
 from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
@@ -138,6 +146,26 @@ def _peer_address(peer: str) -> str:
     return peer
 
 
+_UNAVAILABLE_DATABASE_ERRORS = (
+    asyncpg.TooManyConnectionsError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.ConnectionDoesNotExistError,
+    ConnectionError,
+)
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """The database could not be reached or refused a connection (SQLAlchemy wraps asyncpg's errors)."""
+    seen: BaseException | None = error
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, _UNAVAILABLE_DATABASE_ERRORS):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 class RequestContextInterceptor(_UnaryInterceptor):
     """Request id, client address, metrics and the one place where errors become gRPC statuses.
 
@@ -192,7 +220,20 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 await context.abort(
                     code, f"{method} is not implemented yet", trailing_metadata=((GRPC_STATUS_HEADER, "12"),)
                 )
-            except Exception:
+            except Exception as error:
+                if _database_unavailable(error):
+                    # Not this request's fault and worth a retry: the database refused a connection.
+                    code = grpc.StatusCode.UNAVAILABLE
+                    log.warning("database unavailable", extra={"rpc": method, "detail": str(error)[:200]})
+                    refused = Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly")
+                    await context.abort(
+                        code,
+                        refused.message,
+                        trailing_metadata=(
+                            ("grpc-status-details-bin", to_status(refused, domain).SerializeToString()),
+                            (GRPC_STATUS_HEADER, str(code.value[0])),
+                        ),
+                    )
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc failed", extra={"rpc": method})
                 await context.abort(code, "internal error", trailing_metadata=((GRPC_STATUS_HEADER, "13"),))

@@ -9,15 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 import uuid
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 import redis.asyncio as redis
 
 from gateway import render
+from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
+from services.common.config import Secret
+from services.merchants import domain as merchants_domain
 from tests.support.gateway import Gateway
+from tests.support.mesh import Mesh
 from tests.support.people import NewPerson
 from tests.support.rpc import random_phone
 
@@ -225,3 +231,38 @@ async def test_every_answer_carries_the_security_headers(rest: httpx.AsyncClient
         assert reply.headers["x-content-type-options"] == "nosniff"
         assert reply.headers["cache-control"] == "no-store"
         assert "strict-transport-security" not in reply.headers  # only the Kubernetes (TLS-fronted) gateway
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Values that were public defaults
+
+
+PUBLIC_SERVICE_TOKEN_SECRET = "dev-only-service-token-secret-change-me"  # the old default, in git history
+PUBLIC_PREVIEW_KEY = b"dev-only-preview-signing-key"
+
+
+@pytest.mark.parametrize(
+    ("service", "path", "request_bytes"),
+    [
+        ("ledger", "/nerava.ledger.v1.LedgerService/PostTransfer", b""),
+        ("accounts", "/nerava.accounts.v1.AccountsService/GetUser", b""),
+    ],
+)
+async def test_a_service_token_minted_from_the_old_public_default_is_refused(
+    mesh: Mesh, service: str, path: str, request_bytes: bytes
+) -> None:
+    forged = ServiceTokens(Secret(PUBLIC_SERVICE_TOKEN_SECRET), "incentives").mint()
+    call = mesh.channels[service].unary_unary(path, request_serializer=None, response_deserializer=None)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await call(request_bytes, metadata=((SERVICE_TOKEN_HEADER, forged),), timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_a_preview_link_signed_with_the_public_default_key_for_a_year_ahead_is_refused(
+    rest: httpx.AsyncClient,
+) -> None:
+    merchant_id = "m_nosuchstore"
+    expires = int(time.time()) + 365 * 24 * 3600
+    signature = merchants_domain.preview_signature(PUBLIC_PREVIEW_KEY, merchant_id, expires)
+    reply = await rest.get(f"/v1/merchant-previews/{merchant_id}", params={"exp": expires, "sig": signature})
+    _assert_refused(reply, 403, "PREVIEW_LINK_INVALID")

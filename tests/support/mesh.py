@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
@@ -49,6 +50,8 @@ def mesh_env(database_url: str, redis_url: str, extra: Mapping[str, str]) -> dic
         # The explicit development mode: the secrets the tests do not set keep their development defaults.
         DEV_MODE_VARIABLE: "true",
         "SERVICE_TOKEN_SECRET": TEST_SERVICE_SECRET,
+        # Like make run's: signed with a key of this run, not the public development default.
+        "PREVIEW_SIGNING_KEY": secrets.token_urlsafe(32),
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "test-passphrase",
     }
     for name, port in ports.items():
