@@ -533,6 +533,47 @@ def test_otp_methods_get_a_stricter_bucket_than_every_other_route(local: Gateway
     assert max(names.index(f"otp:{m}") for m in gw.OTP_METHODS[ACCOUNTS]) < names.index("accounts")
 
 
+def test_security_headers_on_every_answer_and_hsts_only_on_the_kubernetes_gateway(
+    local: GatewaySettings, kubernetes: GatewaySettings
+) -> None:
+    for settings, hsts in ((local, False), (kubernetes, True)):
+        hcm = _hcm(gw.render(settings))
+        proxied = {
+            item["header"]["key"]: item["header"]["value"]
+            for item in hcm["route_config"]["virtual_hosts"][0]["response_headers_to_add"]
+        }
+        assert proxied["x-content-type-options"] == "nosniff"
+        assert proxied["cache-control"] == "no-store"
+        assert ("strict-transport-security" in proxied) is hsts
+        for mapper in hcm["local_reply_config"]["mappers"][1:]:  # the first one leaves direct gRPC replies alone
+            local_reply = {item["header"]["key"] for item in mapper["headers_to_add"]}
+            assert {"x-content-type-options", "cache-control", "x-nerava-grpc-status"} <= local_reply
+            assert ("strict-transport-security" in local_reply) is hsts
+
+
+def test_every_route_sets_the_client_address_envoy_resolved(local: GatewaySettings) -> None:
+    for route in _routes(gw.render(local)):
+        [added] = route["request_headers_to_add"]
+        assert added["header"] == {
+            "key": "x-nerava-client-address",
+            "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        }
+        assert added["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"  # a client cannot send its own
+
+
+def test_webhook_paths_get_the_larger_body_limit_before_the_transcoder() -> None:
+    config = gw.render(GatewaySettings.local())  # the generated descriptor set: every service
+    buffer = _filter(config, "envoy.filters.http.buffer")
+    assert buffer["max_request_bytes"] == 64 * 1024
+    webhooks = {
+        route["match"]["path"]: route["typed_per_filter_config"]["envoy.filters.http.buffer"]["buffer"]
+        for route in _routes(config)
+        if route["name"].startswith("webhook-body:")
+    }
+    paths = ("/v1/webhooks/tesla/telemetry", "/v1/webhooks/smartcar", "/v1/wallet/stripe/webhook")
+    assert webhooks == {path: {"max_request_bytes": 1024 * 1024} for path in paths}
+
+
 def test_cors_allows_only_the_configured_origins(local: GatewaySettings) -> None:
     origins = ("https://app.nerava.network", "https://console.nerava.network")
     vhost = _hcm(gw.render(replace(local, cors_allowed_origins=origins)))["route_config"]["virtual_hosts"][0]
