@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import asyncpg
 import grpc
@@ -146,16 +146,14 @@ def _peer_address(peer: str) -> str:
     return peer
 
 
-_UNAVAILABLE_DATABASE_ERRORS = (
-    asyncpg.TooManyConnectionsError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.ConnectionDoesNotExistError,
-    ConnectionError,
-)
+# Failures to open a connection only: a connection lost mid-statement may have committed, and UNAVAILABLE is what
+# peers retry.
+_UNAVAILABLE_DATABASE_ERRORS = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, ConnectionRefusedError)
+DATABASE_UNAVAILABLE = Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly")
 
 
 def _database_unavailable(error: BaseException) -> bool:
-    """The database could not be reached or refused a connection (SQLAlchemy wraps asyncpg's errors)."""
+    """The database refused a new connection (SQLAlchemy wraps asyncpg's errors)."""
     seen: BaseException | None = error
     for _ in range(4):
         if seen is None:
@@ -164,6 +162,18 @@ def _database_unavailable(error: BaseException) -> bool:
             return True
         seen = getattr(seen, "orig", None) or seen.__cause__
     return False
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError, domain: str) -> NoReturn:
+    """Ends the call with the error's status, its ErrorInfo (and BadRequest) details and the status header."""
+    await context.abort(
+        error.code,
+        error.message,
+        trailing_metadata=(
+            ("grpc-status-details-bin", to_status(error, domain).SerializeToString()),
+            (GRPC_STATUS_HEADER, str(error.code.value[0])),
+        ),
+    )
 
 
 class RequestContextInterceptor(_UnaryInterceptor):
@@ -200,17 +210,9 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 return response
             except DomainError as error:
                 code = error.code
-                status = to_status(error, domain)
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED):
                     log.warning("rpc refused", extra={"rpc": method, "reason": error.reason, "detail": error.message})
-                await context.abort(
-                    code,
-                    error.message,
-                    trailing_metadata=(
-                        ("grpc-status-details-bin", status.SerializeToString()),
-                        (GRPC_STATUS_HEADER, str(code.value[0])),
-                    ),
-                )
+                await _abort(context, error, domain)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
@@ -222,18 +224,10 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 )
             except Exception as error:
                 if _database_unavailable(error):
-                    # Not this request's fault and worth a retry: the database refused a connection.
+                    # Not this request's fault, and safe to retry: no connection, so nothing was done.
                     code = grpc.StatusCode.UNAVAILABLE
                     log.warning("database unavailable", extra={"rpc": method, "detail": str(error)[:200]})
-                    refused = Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly")
-                    await context.abort(
-                        code,
-                        refused.message,
-                        trailing_metadata=(
-                            ("grpc-status-details-bin", to_status(refused, domain).SerializeToString()),
-                            (GRPC_STATUS_HEADER, str(code.value[0])),
-                        ),
-                    )
+                    await _abort(context, DATABASE_UNAVAILABLE, domain)
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc failed", extra={"rpc": method})
                 await context.abort(code, "internal error", trailing_metadata=((GRPC_STATUS_HEADER, "13"),))
