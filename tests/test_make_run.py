@@ -53,7 +53,9 @@ async def evaluate_demo_session(port: int, driver_id: str) -> incentives_pb2.Eva
         )
 
 
-async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_url: str, redis_url: str) -> None:
+async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(
+    database_url: str, redis_url: str, tmp_path: pathlib.Path
+) -> None:
     ports = {f"{name.upper()}_PORT": str(free_port()) for name in SERVICE_NAMES}
     rest_port = free_port()
     env = {
@@ -67,6 +69,7 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
         # The session mesh already created the signing key in this database, encrypted with its passphrase.
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "test-passphrase",
     }
+    stderr_file = (tmp_path / "stderr.log").open("wb")  # the child writes to its own copy of the descriptor
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -74,13 +77,14 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr_file,
     )
+    stderr_file.close()
     assert process.stdout is not None
     try:
         while True:
             line = (await asyncio.wait_for(process.stdout.readline(), timeout=90)).decode()
-            assert line, "make run exited before it was ready"
+            assert line, "make run exited before it was ready: " + (tmp_path / "stderr.log").read_text()[-3000:]
             if "ready" in line:
                 break
         children = psutil.Process(process.pid).children(recursive=True)
