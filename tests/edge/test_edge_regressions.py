@@ -121,8 +121,9 @@ async def test_x_forwarded_for_does_not_choose_the_per_ip_otp_counter(rest: http
             "/v1/auth/otp/start", json={"phone": random_phone()}, headers={"x-forwarded-for": forged}
         )
         assert reply.status_code == 200, reply.text
-        # Counted against the address Envoy saw, not the one the client wrote.
-        assert int(await client.get("accounts:otp:start-ip:127.0.0.1") or 0) == before + 1
+        # Counted against the address Envoy saw, not the one the client wrote (other runs on a shared Redis may
+        # count from loopback too: at least ours).
+        assert int(await client.get("accounts:otp:start-ip:127.0.0.1") or 0) >= before + 1
         assert await client.get(f"accounts:otp:start-ip:{forged}") is None
     finally:
         await client.aclose()
