@@ -562,6 +562,7 @@ async def run_against(  # noqa: PLR0915 - one sequence: setup, warm-up, rounds, 
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
+        "NERAVA_DEV_MODE": "true",  # the bench's own services keep the development defaults of other secrets
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": PASSPHRASE,
         "OTP_PROVIDER": "stub",
         "OTP_STUB_ENABLED": "true",

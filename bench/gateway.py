@@ -17,6 +17,7 @@ import contextlib
 import os
 import pathlib
 import platform
+import secrets
 import signal
 import sys
 import tempfile
@@ -111,6 +112,9 @@ async def run(clients: int, seconds: float, warmup_s: float, rounds_count: int =
             "ACCOUNTS_PORT": str(accounts_port),
             "OTP_PROVIDER": "stub",
             "OTP_STUB_ENABLED": "true",
+            # The bench's own accounts: a throwaway service-token secret, development defaults for the rest.
+            "NERAVA_DEV_MODE": "true",
+            "SERVICE_TOKEN_SECRET": secrets.token_urlsafe(32),
             "LOG_LEVEL": "WARNING",
             # Traces sampled as in production (1 % of new traces; a sampled caller is always followed), not
             # recorded for every request.

@@ -783,6 +783,7 @@ def service_env(database_url: str, redis_url: str, port_name: str, port: int, le
         "SESSIONS_ADDR": "127.0.0.1:9",
         "STRIPE_API_BASE": "http://127.0.0.1:9",  # never called by EvaluateSession; nothing reaches Stripe
         "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
+        "NERAVA_DEV_MODE": "true",  # the bench's own services keep the development defaults of other secrets
         "LOG_LEVEL": "WARNING",
         # Traces sampled as in production (1 % of new traces; a sampled caller is always followed).
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",

@@ -515,6 +515,7 @@ async def with_service(
         "REDIS_URL": redis_url,
         "LEDGER_PORT": str(port),
         "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
+        "NERAVA_DEV_MODE": "true",  # the bench's own services keep the development defaults of other secrets
         "LOG_LEVEL": "WARNING",
         # Traces sampled as in production (1 % of new traces; a sampled caller is always followed), not
         # recorded for every request.

@@ -70,7 +70,7 @@ from tools.run import wait_http_ok, wait_serving
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(sys.executable).parent
 DATABASE = "nerava_bench_poll"
-SERVICE_TOKEN_SECRET = "bench-poll-service-token-secret"  # the bench's own services; never a real secret
+SERVICE_TOKEN_SECRET = "bench-poll-service-token-secret-of-the-bench"  # the bench's own services; never a real secret
 PASSPHRASE = "bench-poll-signing-key-passphrase"
 DRIVERS = 10_000
 # The app polls about every 60 s and the window is 30 s: most polls are fresh reads. A poll lands inside a window
@@ -164,7 +164,7 @@ async def mint_tokens(database_url: str, drivers: list[str]) -> list[str]:
 
 async def link_cars(database_url: str, drivers: list[str], cars: list[dict[str, Any]]) -> None:
     engine = create_engine(database_url, "sessions")
-    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env.development()).vehicle_token_keys.value)
     gate = asyncio.Semaphore(16)
 
     async def link(driver: str, car: dict[str, Any]) -> None:
@@ -298,6 +298,7 @@ async def run_against(  # noqa: PLR0912, PLR0915 - one sequence: setup, warm-up,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
+        "NERAVA_DEV_MODE": "true",  # the bench's own services keep the development defaults of other secrets
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": PASSPHRASE,
         "ACCOUNTS_PORT": str(ports["accounts"]),
         "ACCOUNTS_ADDR": f"127.0.0.1:{ports['accounts']}",

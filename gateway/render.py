@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 JsonObject = dict[str, Any]
@@ -110,6 +111,25 @@ OTP_METHODS: Mapping[str, tuple[str, ...]] = {
     ),
 }
 
+# Methods whose REST body is a third party's signed payload (google.api.HttpBody): they may carry up to
+# WEBHOOK_BODY_LIMIT bytes; every other request body is limited to REQUEST_BODY_LIMIT. Both are enforced by the
+# buffer filter that runs before the transcoder, on the REST route of the request, so an oversized body is
+# answered 413 every time and never transcoded.
+WEBHOOK_METHODS: Mapping[str, tuple[str, ...]] = {
+    "nerava.sessions.v1.SessionsService": ("IngestTelemetry", "HandleSmartcarWebhook"),
+    "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),
+}
+REQUEST_BODY_LIMIT = 64 * 1024
+WEBHOOK_BODY_LIMIT = 1024 * 1024
+
+# The client address Envoy resolved (its remote address after `xff_num_trusted_hops`), put on every request it
+# forwards, replacing whatever the client sent under that name. The services key per-client limits on it and
+# never on x-forwarded-for, whose first entries the client writes itself.
+CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
+# The services repeat the gRPC status of every answer in this header (the transcoder drops grpc-status when it
+# turns an error into JSON); local replies set it too, so the access log records the real gRPC status.
+GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+
 # The JWKS the gateway verifies tokens with is served by accounts behind the gateway itself: the REST path is
 # transcoded to AccountsService/GetJwks, which is public, so the self-fetch needs no token.
 JWKS_PATH = "/.well-known/jwks.json"
@@ -122,25 +142,47 @@ SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 # HTTP status of a local reply (one Envoy generates itself) → the google.rpc.Code put in its JSON Status body,
 # so every error an app sees has the shape the services' errors have after transcoding (API.md "Wire
 # conventions"). 504 (route timeout) maps to DEADLINE_EXCEEDED, which is what the transcoder maps back to 504.
+# Each carries a google.rpc.ErrorInfo with a stable reason in the domain gateway.nerava, like the services' errors.
 LOCAL_REPLY_GRPC_CODES: Mapping[int, int] = {
-    400: 3,  # INVALID_ARGUMENT: unknown query parameter, malformed JSON body
+    400: 3,  # INVALID_ARGUMENT: malformed JSON body, a value of the wrong type
     401: 16,  # UNAUTHENTICATED: JWT missing, expired, badly signed
     403: 7,  # PERMISSION_DENIED: a valid JWT for another audience
     404: 5,  # NOT_FOUND: no REST binding / no route for the path
+    413: 3,  # INVALID_ARGUMENT: request body over the limit
     429: 8,  # RESOURCE_EXHAUSTED: local rate limit
+    431: 3,  # INVALID_ARGUMENT: request headers too large
     503: 14,  # UNAVAILABLE: no healthy upstream, connection refused
     504: 4,  # DEADLINE_EXCEEDED: upstream request timeout
 }
+LOCAL_REPLY_REASONS: Mapping[int, str] = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    413: "PAYLOAD_TOO_LARGE",
+    429: "RATE_LIMITED",
+    431: "HEADERS_TOO_LARGE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 LOCAL_REPLY_DEFAULT_GRPC_CODE = 2  # UNKNOWN
+LOCAL_REPLY_DEFAULT_REASON = "GATEWAY_ERROR"
+ERROR_DOMAIN = "gateway.nerava"
+
+# On every answer, local or proxied. Answers are per caller and many carry tokens: nothing may be cached.
+SECURITY_HEADERS: Mapping[str, str] = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
+# Browsers must only ever reach the production gateway over TLS (terminated by the load balancer in front).
+HSTS_HEADER = ("strict-transport-security", "max-age=31536000; includeSubDomains")
 
 HTTP_FILTER_NAMES = (
     "envoy.filters.http.cors",
+    "envoy.filters.http.buffer",
     "envoy.filters.http.grpc_json_transcoder",
     "envoy.filters.http.jwt_authn",
     "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.router",
 )
-_CORS, _TRANSCODER, _JWT, _RATE_LIMIT, _ROUTER = HTTP_FILTER_NAMES
+_CORS, _BUFFER, _TRANSCODER, _JWT, _RATE_LIMIT, _ROUTER = HTTP_FILTER_NAMES
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # Deliberately not defined as a cluster: see _catch_all_route().
 _NO_SUCH_CLUSTER = "nerava_unroutable"
@@ -223,7 +265,11 @@ class GatewaySettings:
     trace_sampling_percent: float = 100.0
     # Generous: a global guard against floods per Envoy process, not a per-client quota.
     default_rate_limit: TokenBucket = TokenBucket(max_tokens=2000, tokens_per_fill=2000)
+    # Per client address (as resolved with xff_num_trusted_hops), per OTP method: one client cannot use up
+    # everyone's logins. The services' per-IP and per-phone limits in Redis are the durable ones.
     otp_rate_limit: TokenBucket = TokenBucket(max_tokens=20, tokens_per_fill=20)
+    # How many client addresses each OTP bucket tracks at once (least recently used ones are forgotten).
+    otp_rate_limit_clients: int = 20000
     jwt_issuer: str = "nerava"
     jwt_audiences: tuple[str, ...] = ("nerava-api",)
     jwks_cache_duration_s: int = 300
@@ -234,6 +280,8 @@ class GatewaySettings:
     # Kubernetes: a listener exposing only GET /ready and /stats/prometheus of the admin interface, so probes
     # and Prometheus work while the admin interface itself stays on loopback.
     ops_listen: Endpoint | None = None
+    # Strict-Transport-Security on every answer (the production gateway sits behind a TLS load balancer).
+    hsts: bool = False
     # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
     max_downstream_connections: int = 50000
 
@@ -293,6 +341,7 @@ class GatewaySettings:
             "descriptor_source": DEFAULT_DESCRIPTOR,
             "cors_allowed_origins": (),
             "ops_listen": Endpoint("0.0.0.0", 9902),
+            "hsts": True,
         }
         defaults.update(overrides)
         return cls(**defaults)
@@ -364,6 +413,18 @@ def _token_bucket(bucket: TokenBucket) -> JsonObject:
     }
 
 
+def _per_client_rate_limit(stat_prefix: str, bucket: TokenBucket, ceiling: TokenBucket, clients: int) -> JsonObject:
+    """A bucket per client address: a descriptor entry without a value makes Envoy keep one bucket for each
+    distinct address it sees (at most `clients`, least recently used forgotten). `ceiling` still bounds the
+    route as a whole."""
+    config = _rate_limit(stat_prefix, ceiling)
+    config["descriptors"] = [{"entries": [{"key": "remote_address"}], "token_bucket": _token_bucket(bucket)}]
+    config["max_dynamic_descriptors"] = clients
+    # remote_address is the address after xff_num_trusted_hops, the same one the services receive.
+    config["rate_limits"] = [{"actions": [{"remote_address": {}}]}]
+    return config
+
+
 def _rate_limit(stat_prefix: str, bucket: TokenBucket) -> JsonObject:
     return {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
@@ -432,6 +493,12 @@ def _route(name: str, match: JsonObject, action: JsonObject, **extra: Any) -> Js
     route.update(extra)
     # On every route, not once per virtual host, so a route added later cannot miss it by construction.
     route["request_headers_to_remove"] = [SERVICE_TOKEN_HEADER]
+    route["request_headers_to_add"] = [
+        {
+            "header": {"key": CLIENT_ADDRESS_HEADER, "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%"},
+            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+        }
+    ]
     return route
 
 
@@ -499,7 +566,14 @@ def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) 
                 f"otp:{method}",
                 {"path": path, "grpc": {}},
                 _grpc_action(cluster_of[service], settings.upstream_timeout_s),
-                typed_per_filter_config={_RATE_LIMIT: _rate_limit("otp_rate_limit", settings.otp_rate_limit)},
+                typed_per_filter_config={
+                    _RATE_LIMIT: _per_client_rate_limit(
+                        "otp_rate_limit",
+                        settings.otp_rate_limit,
+                        settings.default_rate_limit,
+                        settings.otp_rate_limit_clients,
+                    )
+                },
             )
         )
     for cluster, service in SERVICES.items():
@@ -512,8 +586,50 @@ def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) 
                 _grpc_action(cluster, settings.upstream_timeout_s),
             )
         )
+    routes += _webhook_body_routes(settings)
     routes.append(_catch_all_route())
     return routes
+
+
+def _rest_paths(descriptor_file: pathlib.Path, table: Mapping[str, tuple[str, ...]]) -> list[str]:
+    """The REST paths (google.api.http) of `table`'s methods that are in the descriptor set."""
+    fds = descriptor_pb2.FileDescriptorSet.FromString(descriptor_file.read_bytes())
+    paths: list[str] = []
+    for proto_file in fds.file:
+        for service in proto_file.service:
+            wanted = table.get(f"{proto_file.package}.{service.name}", ())
+            for method in service.method:
+                if method.name not in wanted:
+                    continue
+                options = descriptor_pb2.MethodOptions.FromString(method.options.SerializeToString())
+                rule = options.Extensions[annotations_pb2.http]
+                paths += [p for p in (rule.get, rule.post, rule.put, rule.patch, rule.delete) if p]
+    return paths
+
+
+def _webhook_body_routes(settings: GatewaySettings) -> list[JsonObject]:
+    """Routes matching the webhooks' REST paths as they arrive, before the transcoder rewrites them: only the
+    buffer filter (which runs first) reads them, to allow those bodies up to WEBHOOK_BODY_LIMIT. Like the
+    catch-all route, they forward nothing themselves."""
+    routes = []
+    for path in _rest_paths(settings.descriptor_file, WEBHOOK_METHODS):
+        if "{" in path:
+            raise ValueError(f"webhook path {path} has a variable; match it with a template")
+        route = _route(
+            f"webhook-body:{path}",
+            {"path": path},
+            {"cluster": _NO_SUCH_CLUSTER, "cluster_not_found_response_code": "NOT_FOUND"},
+            typed_per_filter_config={_BUFFER: _buffer_per_route(WEBHOOK_BODY_LIMIT)},
+        )
+        routes.append(route)
+    return routes
+
+
+def _buffer_per_route(limit: int) -> JsonObject:
+    return {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.BufferPerRoute",
+        "buffer": {"max_request_bytes": limit},
+    }
 
 
 def _cors_policy(settings: GatewaySettings) -> JsonObject:
@@ -551,13 +667,17 @@ def _transcoder(settings: GatewaySettings, services: list[str]) -> JsonObject:
         "convert_grpc_status": True,
         "request_validation_options": {
             "reject_unknown_method": True,  # unknown REST path → 404 here, before auth
-            "reject_unknown_query_parameters": True,  # ?typo=1 → 400 rather than silently ignored
+            # One rule for unknown input: an unknown JSON body field is dropped (the transcoder cannot refuse it),
+            # and so is an unknown query parameter. The contract lists the fields that mean something; a query
+            # parameter naming a field that the path binds is refused by the services (edge_input.py).
+            "reject_unknown_query_parameters": False,
             # A path variable and a body field with the same name must not disagree (e.g. a body naming another
             # user than the URL of :setRoles).
             "reject_binding_body_field_collisions": True,
         },
         # Only the google.api.http bindings are public REST; /Service/Method over JSON is not a REST surface.
         "auto_mapping": False,
+        "ignore_unknown_query_parameters": True,
         # Browsers' URLSearchParams encode a space as '+' in query strings.
         "query_param_unescape_plus": True,
     }
@@ -607,6 +727,12 @@ def _http_filters(settings: GatewaySettings, available: Mapping[str, frozenset[s
         raise ValueError(f"none of {list(SERVICES.values())} is in {settings.descriptor_file}")
     configs: dict[str, JsonObject] = {
         _CORS: {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+        # Before the transcoder: the whole body is read (and refused with 413 past the limit) before any of it
+        # is parsed. The limit is the REST route's: webhook paths allow more (see _webhook_body_routes).
+        _BUFFER: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": REQUEST_BODY_LIMIT,
+        },
         _TRANSCODER: _transcoder(settings, services),
         _JWT: _jwt_authn(settings, available),
         # The default bucket for every route; OTP routes replace it with their own (per-route config).
@@ -620,11 +746,26 @@ def _http_filters(settings: GatewaySettings, available: Mapping[str, frozenset[s
 # Local replies, access log, tracing
 
 
-def _status_body(grpc_code: int) -> JsonObject:
+def _status_body(grpc_code: int, reason: str) -> JsonObject:
+    error_info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": ERROR_DOMAIN}
     return {
         # A literal number in json_format stays a JSON number; %LOCAL_REPLY_BODY% is JSON-escaped by Envoy.
-        "json_format": {"code": grpc_code, "message": "%LOCAL_REPLY_BODY%", "details": []},
+        "json_format": {"code": grpc_code, "message": "%LOCAL_REPLY_BODY%", "details": [error_info]},
         "content_type": "application/json",
+    }
+
+
+def _local_reply_mapper(
+    filter_: JsonObject, grpc_code: int, reason: str, security_headers: Mapping[str, str]
+) -> JsonObject:
+    headers = {GRPC_STATUS_HEADER: str(grpc_code), **security_headers}
+    return {
+        "filter": filter_,
+        "body_format_override": _status_body(grpc_code, reason),
+        "headers_to_add": [
+            {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for key, value in headers.items()
+        ],
     }
 
 
@@ -632,7 +773,7 @@ def _status_code_filter(op: str, value: int) -> JsonObject:
     return {"status_code_filter": {"comparison": {"op": op, "value": {"default_value": value, "runtime_key": ""}}}}
 
 
-def _local_reply_config() -> JsonObject:
+def _local_reply_config(settings: GatewaySettings) -> JsonObject:
     # A direct gRPC call (content-type application/grpc that the transcoder did not produce, i.e. without the
     # x-envoy-original-path it sets) gets Envoy's gRPC local reply — grpc-status plus a plain grpc-message —
     # rather than a JSON document stuffed into grpc-message. This mapper matches them and rewrites nothing;
@@ -652,13 +793,16 @@ def _local_reply_config() -> JsonObject:
         }
     }
     mappers: list[JsonObject] = [direct_grpc]
+    headers = _security_headers(settings)
     mappers += [
-        {"filter": _status_code_filter("EQ", status), "body_format_override": _status_body(code)}
+        _local_reply_mapper(_status_code_filter("EQ", status), code, LOCAL_REPLY_REASONS[status], headers)
         for status, code in LOCAL_REPLY_GRPC_CODES.items()
     ]
     # Any other error status: UNKNOWN. Successful local replies (none today) keep their body.
     mappers.append(
-        {"filter": _status_code_filter("GE", 400), "body_format_override": _status_body(LOCAL_REPLY_DEFAULT_GRPC_CODE)}
+        _local_reply_mapper(
+            _status_code_filter("GE", 400), LOCAL_REPLY_DEFAULT_GRPC_CODE, LOCAL_REPLY_DEFAULT_REASON, headers
+        )
     )
     return {"mappers": mappers}
 
@@ -671,7 +815,10 @@ ACCESS_LOG_FORMAT: Mapping[str, str] = {
     "rpc": "%REQ(:PATH)%",
     "protocol": "%PROTOCOL%",
     "status": "%RESPONSE_CODE%",
-    "grpc_status": "%GRPC_STATUS_NUMBER%",
+    # The services' own copy of the status (x-nerava-grpc-status; local replies set it too), else grpc-status:
+    # the transcoder drops grpc-status from an error it turns into JSON, and Envoy would guess it from the HTTP
+    # code (every 400 logged as 13).
+    "grpc_status": "%RESP(X-NERAVA-GRPC-STATUS?GRPC-STATUS)%",
     "details": "%RESPONSE_CODE_DETAILS%",
     "flags": "%RESPONSE_FLAGS%",
     "duration_ms": "%DURATION%",
@@ -756,6 +903,10 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
                     "domains": ["*"],
                     "routes": _routes(settings, available),
                     "typed_per_filter_config": {_CORS: _cors_policy(settings)},
+                    "response_headers_to_add": [
+                        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                        for key, value in _security_headers(settings).items()
+                    ],
                 }
             ],
             # The catch-all route names a cluster that does not exist on purpose (see _catch_all_route);
@@ -763,7 +914,7 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
             "validate_clusters": False,
         },
         "http_filters": _http_filters(settings, available),
-        "local_reply_config": _local_reply_config(),
+        "local_reply_config": _local_reply_config(settings),
         "access_log": [_stdout_access_log(ACCESS_LOG_FORMAT)],
     }
     if settings.otlp_collector is not None:
@@ -775,6 +926,13 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
             {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
         ],
     }
+
+
+def _security_headers(settings: GatewaySettings) -> dict[str, str]:
+    headers = dict(SECURITY_HEADERS)
+    if settings.hsts:
+        headers[HSTS_HEADER[0]] = HSTS_HEADER[1]
+    return headers
 
 
 def _ops_listener(endpoint: Endpoint) -> JsonObject:

@@ -36,9 +36,12 @@ INFRASTRUCTURE_FIXTURES = frozenset({"database_server_url", "redis_server_url"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Marks the tests that need the infrastructure, and runs the REST fuzz (tests/fuzz/test_rest_fuzz.py) last:
+    the requests it makes change data others read."""
     for item in items:
         if INFRASTRUCTURE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.mesh)
+    items.sort(key=lambda item: item.nodeid.startswith("tests/fuzz/test_rest_fuzz.py"))
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,10 @@ from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 
 from nerava_client.traces import Span, TraceStore
 from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
-from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
+from services.common.config import SERVICE_NAMES, Secret
 from tests.support.eventually import eventually
-from tools import demo_world, seed
+from tools import demo_world, run, seed
 from tools.embedded import free_port
-from tools.run import LOGS, TRACES
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -49,8 +48,8 @@ async def evaluate_demo_session(port: int, driver_id: str) -> incentives_pb2.Eva
         quality_score=90,
         driver_completed_sessions=1,
     )
-    # make run's services share the development service-token secret (SERVICE_TOKEN_SECRET unset).
-    tokens = ServiceTokens(RuntimeSettings.from_env("sessions", Env()).service_token_secret, "sessions")
+    # make run's services share the service-token secret it generated for this checkout under .run/.
+    tokens = ServiceTokens(Secret(run.deployment_secrets()["SERVICE_TOKEN_SECRET"]), "sessions")
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = incentives_pb2_grpc.IncentivesServiceStub(channel)
         return await stub.EvaluateSession(
@@ -61,7 +60,7 @@ async def evaluate_demo_session(port: int, driver_id: str) -> incentives_pb2.Eva
 async def one_trace_rooted_at_the_gateway(request_id: str) -> None:
     """The request's spans reach the local trace store: one trace, Envoy's server span its root, the service's
     span below Envoy's upstream span."""
-    store = TraceStore(TRACES)
+    store = TraceStore(run.TRACES)
 
     def exported() -> list[Span]:  # Envoy and the services export in batches every few seconds
         spans = store.find(request_id)
@@ -82,7 +81,9 @@ async def one_trace_rooted_at_the_gateway(request_id: str) -> None:
     assert (upstream.service, upstream.kind, upstream.parent_span_id) == ("nerava-gateway", "CLIENT", root.span_id)
 
 
-async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_url: str, redis_url: str) -> None:
+async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(
+    database_url: str, redis_url: str, tmp_path: pathlib.Path
+) -> None:
     ports = {f"{name.upper()}_PORT": str(free_port()) for name in SERVICE_NAMES}
     rest_port = free_port()
     env = {
@@ -96,6 +97,7 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
         # The session mesh already created the signing key in this database, encrypted with its passphrase.
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "test-passphrase",
     }
+    stderr_file = (tmp_path / "stderr.log").open("wb")  # the child writes to its own copy of the descriptor
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -103,14 +105,15 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr_file,
     )
+    stderr_file.close()
     assert process.stdout is not None
     console: list[str] = []
     try:
         while True:
             line = (await asyncio.wait_for(process.stdout.readline(), timeout=90)).decode()
-            assert line, "make run exited before it was ready"
+            assert line, "make run exited before it was ready: " + (tmp_path / "stderr.log").read_text()[-3000:]
             console.append(line)
             if "ready" in line:
                 break
@@ -118,8 +121,8 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(database_
         assert not [line for line in console if line.startswith("{")], console
         for name in SERVICE_NAMES:
             assert any(f"{name} serving on 127.0.0.1:{ports[f'{name.upper()}_PORT']}" in line for line in console)
-            assert '"message"' in (LOGS / f"{name}.log").read_text()
-        assert "/v1/" in (LOGS / "envoy.log").read_text()  # the access log
+            assert '"message"' in (run.LOGS / f"{name}.log").read_text()
+        assert "/v1/" in (run.LOGS / "envoy.log").read_text()  # the access log
         children = psutil.Process(process.pid).children(recursive=True)
         assert len(children) >= len(SERVICE_NAMES) + 1  # five services and Envoy
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{rest_port}", timeout=10) as client:

@@ -6,6 +6,11 @@ Envoy. Each process logs to .run/logs/<name>.log; the console shows each one as 
 warnings and errors, and a line with `ready` once every service reports SERVING and the gateway answers.
 Envoy and the services export every request's spans to the receiver (.run/traces.db; `nerava trace`).
 Ctrl-C or SIGTERM stops everything it started and leaves nothing running.
+
+Secrets: the services run in the explicit development mode (NERAVA_DEV_MODE=true), so secrets with a
+development default keep it; the service-token secret and the preview-link key have none here — they are
+generated at the first start of this checkout and kept in .run/secrets.env, so no token or link signed with a
+value from the repository is accepted by it. Any of them set in the environment wins.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import pathlib
+import secrets
 import shutil
 import signal
 import sys
@@ -37,6 +43,29 @@ STATE = ROOT / ".run"
 LOGS = STATE / "logs"
 TRACES = STATE / "traces.db"
 DATABASE = "nerava"
+SECRETS_FILE = "secrets.env"
+# Generated once per checkout (see the module docstring); everything else keeps its development default.
+GENERATED_SECRETS = ("SERVICE_TOKEN_SECRET", "PREVIEW_SIGNING_KEY")
+
+
+def deployment_secrets(state: pathlib.Path = STATE) -> dict[str, str]:
+    """This checkout's own secrets: read from .run/secrets.env, the missing ones generated and added (0600)."""
+    path = state / SECRETS_FILE
+    values: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            name, sep, value = line.partition("=")
+            if sep and not name.startswith("#"):
+                values[name.strip()] = value.strip()
+    missing = [name for name in GENERATED_SECRETS if not values.get(name)]
+    if missing:
+        values.update({name: secrets.token_urlsafe(32) for name in missing})
+        state.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write("# make run: this checkout's own secrets (generated; delete to regenerate)\n")
+            file.writelines(f"{name}={value}\n" for name, value in values.items())
+    return values
 
 
 def log(message: str) -> None:
@@ -250,6 +279,9 @@ def main() -> None:
                 **start_fake_third_parties(processes),
                 # Every span of every request goes to the local trace receiver (`nerava trace`).
                 "OTLP_ENDPOINT": f"127.0.0.1:{trace_port}",
+                **deployment_secrets(),
+                # The explicit development mode: development defaults of the other secrets are allowed.
+                "NERAVA_DEV_MODE": "true",
                 **os.environ,
                 "DATABASE_URL": database_url,
                 "REDIS_URL": redis_url,

@@ -223,7 +223,7 @@ async def _link_demo_car(sessions: AsyncEngine, driver_id: str) -> None:
         if linked is not None:
             return
         connection_id = uuid.uuid4()
-        cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+        cipher = TokenCipher.from_config(SessionsSettings.from_env(Env.development()).vehicle_token_keys.value)
         await conn.execute(
             sa.insert(v).values(
                 id=connection_id,

@@ -43,7 +43,12 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
     otp = otp_provider(settings)
     stack.push_async_callback(otp.aclose)
     api = AccountsApi(
-        settings, engine=runtime.engine, keys=keys, otp=otp, limits=OtpLimits(runtime.redis, settings.otp)
+        settings,
+        engine=runtime.engine,
+        keys=keys,
+        otp=otp,
+        limits=OtpLimits(runtime.redis, settings.otp),
+        revocations=runtime.revocations,
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: accounts_pb2_grpc.add_AccountsServiceServicer_to_server(api, server), ACCESS

@@ -31,6 +31,7 @@ from services.common.errors import (
 )
 from services.common.interceptors import Access
 from services.common.paging import page_position, page_token
+from services.common.revocation import TokenRevocations
 
 SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
 
@@ -80,8 +81,10 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         keys: KeyRing,
         otp: OtpProvider,
         limits: OtpLimits,
+        revocations: TokenRevocations,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._revocations = revocations
         self._settings = settings
         self._engine = engine
         self._reads = single_statement_reads(engine)
@@ -144,14 +147,19 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         now = int(self._clock())
         policy = self._settings.tokens
         runtime = self._settings.runtime
+        # The token version first, the roles after it: a role change commits before it bumps the version, so
+        # either these roles are the new ones or the version read here is already a revoked one.
+        version = await self._revocations.current_version(str(user.public_id))
+        fresh = await store.find_user(conn, store.users.c.id == user.id)
         access = self._keys.sign(
             domain.access_claims(
                 str(user.public_id),
-                list(user.roles),
+                list((fresh or user).roles),
                 issuer=runtime.jwt_issuer,
                 audience=runtime.jwt_audience,
                 now=now,
                 ttl_s=policy.access_ttl_s,
+                token_version=version,
             )
         )
         refresh = domain.new_refresh_token()
@@ -225,6 +233,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         self, request: accounts_pb2.LogoutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.LogoutResponse:
         caller = current_caller()
+        revoke_access_tokens = False
         async with self._engine.begin() as conn:
             user = await store.user_by_public_id(conn, caller.user_id or "")
             if user is None:
@@ -232,6 +241,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             tokens = store.refresh_tokens.c
             if request.all_devices:
                 revoked = await store.revoke_families(conn, tokens.user_id == user.id)
+                revoke_access_tokens = True
             elif request.refresh_token:
                 family = (
                     sa.select(tokens.family_id)
@@ -243,6 +253,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
                 revoked = await store.revoke_families(conn, tokens.family_id == family)
             else:
                 revoked = 0
+        if revoke_access_tokens:
+            # After the commit: "everywhere" includes the access tokens already handed out (within seconds).
+            await self._revocations.revoke_all(str(user.public_id))
         return accounts_pb2.LogoutResponse(revoked_families=revoked)
 
     # --- identity ----------------------------------------------------------------------------------
@@ -321,4 +334,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             )
             updated = await store.find_user(conn, store.users.c.id == user.id)
         assert updated is not None
+        if sorted(user.roles) != new_roles:
+            # After the commit (see _issue_tokens): tokens carrying the old roles stop working within seconds;
+            # the user's next refresh gets the new ones.
+            await self._revocations.revoke_all(str(user.public_id))
         return accounts_pb2.SetUserRolesResponse(user=user_message(updated))

@@ -65,7 +65,14 @@ def refresh_token_hash(token: str) -> bytes:
 
 
 def access_claims(
-    user_public_id: str, roles: list[str], *, issuer: str, audience: str, now: int, ttl_s: int
+    user_public_id: str,
+    roles: list[str],
+    *,
+    issuer: str,
+    audience: str,
+    now: int,
+    ttl_s: int,
+    token_version: int = 0,
 ) -> dict[str, object]:
     return {
         "sub": user_public_id,
@@ -74,6 +81,9 @@ def access_claims(
         "aud": audience,
         "iat": now,
         "exp": now + ttl_s,
+        # The user's token version (services/common/revocation.py): bumped by "log out everywhere" and role
+        # changes, which makes every older token invalid within seconds.
+        "tv": token_version,
     }
 
 

@@ -5,18 +5,25 @@ Envoy's jwt_authn already rejects bad tokens at the edge; every service verifies
 callers inside the cluster do not pass through Envoy, and authorization must never depend on the path
 a request took.
 
-Service identity: a caller service signs a short-lived HS256 token with the shared SERVICE_TOKEN_SECRET
+Service identity: a caller service signs a short-lived HS256 token with the deployment's SERVICE_TOKEN_SECRET
 and sends it in the ``x-nerava-service-token`` metadata key. Envoy strips that key from every external
-request, so only processes holding the secret can act as a service.
+request, so only processes holding the secret can act as a service. The secret has no default anywhere (the
+repository cannot mint a token): `make run` generates one per checkout under .run/, the tests one per run, and
+Kubernetes reads it from the nerava-service-token Secret.
+
+Rotation without downtime: a token names its key (``kid``, a digest of the secret), and a process accepts the
+keys in SERVICE_TOKEN_ALSO_ACCEPTED besides its own. Roll out (1) ALSO_ACCEPTED=new, (2) SECRET=new with
+ALSO_ACCEPTED=old, (3) SECRET=new alone: at every moment each replica's signing key is accepted by every other.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import jwt
@@ -39,8 +46,13 @@ class ServiceTokens:
     """Mints and checks service identity tokens. A minted token is reused until a minute before it
     expires, so an outbound call costs no signing."""
 
-    def __init__(self, secret: Secret, service: str) -> None:
-        self.secret = secret
+    def __init__(self, secrets: Secret | Sequence[Secret], service: str) -> None:
+        keys = (secrets,) if isinstance(secrets, Secret) else tuple(secrets)
+        if not keys:
+            raise ValueError("at least one service-token secret is needed")
+        self.secret = keys[0]  # signs
+        self._keys = {_key_id(key): key.value for key in keys}  # verify
+        self._kid = _key_id(self.secret)
         self.service = service
         self._minted = ""
         self._minted_expires = 0.0
@@ -56,7 +68,7 @@ class ServiceTokens:
             "iat": int(issued),
             "exp": int(issued) + _SERVICE_TOKEN_TTL_S,
         }
-        self._minted = jwt.encode(claims, self.secret.value, algorithm="HS256")
+        self._minted = jwt.encode(claims, self.secret.value, algorithm="HS256", headers={"kid": self._kid})
         self._minted_expires = int(issued) + _SERVICE_TOKEN_TTL_S
         return self._minted
 
@@ -67,9 +79,12 @@ class ServiceTokens:
         if remembered is not None and time.time() < remembered[1]:
             return remembered[0]
         try:
+            key = self._keys.get(str(jwt.get_unverified_header(token).get("kid", "")))
+            if key is None:
+                raise Unauthenticated("UNAUTHENTICATED", "service token signed with a key this service does not accept")
             claims = jwt.decode(
                 token,
-                self.secret.value,
+                key,
                 algorithms=["HS256"],
                 audience=SERVICE_AUDIENCE,
                 options={"require": ["exp", "sub", "aud"]},
@@ -84,6 +99,11 @@ class ServiceTokens:
             self._verified.clear()
         self._verified[token] = (caller, float(claims["exp"]))
         return caller
+
+
+def _key_id(secret: Secret) -> str:
+    """A public name for a secret: enough to pick the key, useless to guess it."""
+    return hashlib.sha256(b"nerava-service-token:" + secret.value.encode()).hexdigest()[:16]
 
 
 JwksFetcher = Callable[[], Awaitable[list[Mapping[str, Any]]]]
@@ -170,5 +190,8 @@ class AccessTokenVerifier:
         roles = claims.get("roles", [])
         if not isinstance(roles, list):
             raise Unauthenticated("UNAUTHENTICATED", "access token roles claim is not a list")
-        caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles))
+        version = claims.get("tv", 0)
+        if not isinstance(version, int):
+            raise Unauthenticated("UNAUTHENTICATED", "access token version claim is not an integer")
+        caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles), token_version=version)
         return caller, float(claims["exp"])

@@ -2,6 +2,12 @@
 
 Each service builds one frozen settings object in its ``__main__``; nothing else reads ``os.environ``.
 Secrets are wrapped in :class:`Secret` so they never appear in a repr or a log line.
+
+Development defaults: a secret read with a non-empty default (``env.secret("PREVIEW_SIGNING_KEY", "dev-…")``)
+has a value anyone can read in this repository. A process uses such a default — or accepts it when it is set
+explicitly — only in the explicit development mode (``NERAVA_DEV_MODE=true``, which `make run` and the tests
+set); anywhere else it refuses to start and names the variable to set. An empty default means "feature off"
+(e.g. no Tesla telemetry secret: every push refused) and is allowed everywhere.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import os
+import secrets
 from collections.abc import Mapping
 
 # Default gRPC ports of the five services (README, `make run`); every one can be overridden.
@@ -20,6 +27,11 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "merchants": 50055,
 }
 SERVICE_NAMES: tuple[str, ...] = tuple(DEFAULT_PORTS)
+
+# The switch that allows development defaults for secrets (see the module docstring).
+DEV_MODE_VARIABLE = "NERAVA_DEV_MODE"
+# Service-token secrets are never defaulted, not even in development mode, and must be at least this long.
+SERVICE_TOKEN_MIN_LENGTH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +55,18 @@ class Env:
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
+
+    @classmethod
+    def development(cls) -> Env:
+        """An empty environment in development mode: the development defaults, e.g. the key the demo seed and
+        the test mesh encrypt stored vehicle tokens with. Its service-token secret is a throwaway: settings read
+        this way are for their other values, never to call a peer."""
+        return cls({DEV_MODE_VARIABLE: "true", "SERVICE_TOKEN_SECRET": secrets.token_urlsafe(32)})
+
+    @property
+    def dev_mode(self) -> builtins.bool:
+        """True only when NERAVA_DEV_MODE says so: development defaults of secrets are then allowed."""
+        return self.bool(DEV_MODE_VARIABLE, False)
 
     # Most methods are named after the type they return, shadowing the builtins here: annotations spell them out.
     def str(self, name: builtins.str, default: builtins.str | None = None) -> builtins.str:
@@ -85,7 +109,30 @@ class Env:
         raise ConfigError(f"{name} must be true or false, got {raw!r}")
 
     def secret(self, name: builtins.str, default: builtins.str | None = None) -> Secret:
+        """A secret; a non-empty ``default`` is a development default, refused outside development mode both
+        when the variable is unset and when it is set to that same public value."""
+        value = self._environ.get(name) or None
+        if default:
+            if (value is None or value == default) and not self.dev_mode:
+                raise ConfigError(
+                    f"{name} must be set to a secret of this deployment: its default is public and only "
+                    f"allowed with {DEV_MODE_VARIABLE}=true (make run and the tests)"
+                )
+            return Secret(value or default)
         return Secret(self.str(name, default))
+
+    def service_token_secrets(self) -> tuple[Secret, ...]:
+        """SERVICE_TOKEN_SECRET (signs and verifies) then SERVICE_TOKEN_ALSO_ACCEPTED (comma-separated, verify
+        only: the other key during a rotation). No default anywhere: `make run` generates one per checkout,
+        the tests one per run, Kubernetes reads it from the nerava-service-token Secret."""
+        values = (self.str("SERVICE_TOKEN_SECRET"), *self.list("SERVICE_TOKEN_ALSO_ACCEPTED"))
+        for secret in values:
+            if len(secret) < SERVICE_TOKEN_MIN_LENGTH:
+                raise ConfigError(
+                    f"service-token secrets must be at least {SERVICE_TOKEN_MIN_LENGTH} characters "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return tuple(Secret(secret) for secret in values)
 
     def list(self, name: builtins.str, default: tuple[builtins.str, ...] = ()) -> tuple[builtins.str, ...]:
         raw = self._environ.get(name)
@@ -107,10 +154,12 @@ class RuntimeSettings:
     peers: Mapping[str, str]
     metrics_port: int  # Prometheus /metrics; 0 picks a free port
     log_level: str
-    # Shared secret for service-to-service identity tokens (see services/common/auth.py).
-    service_token_secret: Secret
+    # Service-to-service identity tokens (services/common/auth.py): the first secret signs, every one verifies.
+    service_token_secrets: tuple[Secret, ...]
     jwt_issuer: str
     jwt_audience: str
+    # Lifetime of access tokens (accounts issues them); the others keep token revocations this long.
+    access_token_ttl_s: int
     otlp_endpoint: str | None  # host:port of an OTLP/gRPC collector; None disables export
     drain_seconds: float  # how long to keep serving after SIGTERM while load balancers notice NOT_SERVING
     stop_grace_seconds: float  # how long in-flight RPCs may finish once the server stops accepting
@@ -125,16 +174,18 @@ class RuntimeSettings:
             service=service,
             host=env.str(f"{upper}_HOST", env.str("GRPC_HOST", "127.0.0.1")),
             port=env.int(f"{upper}_PORT", DEFAULT_PORTS[service]),
-            database_url=env.secret(
-                f"{upper}_DATABASE_URL", env.str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/nerava")
+            # Kept out of reprs like secrets, but their local defaults hold no credential: not development secrets.
+            database_url=Secret(
+                env.str(f"{upper}_DATABASE_URL", env.str("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/nerava"))
             ),
-            redis_url=env.secret("REDIS_URL", "redis://127.0.0.1:6379/0"),
+            redis_url=Secret(env.str("REDIS_URL", "redis://127.0.0.1:6379/0")),
             peers=peers,
             metrics_port=env.int(f"{upper}_METRICS_PORT", 0),
             log_level=env.str("LOG_LEVEL", "INFO"),
-            service_token_secret=env.secret("SERVICE_TOKEN_SECRET", "dev-only-service-token-secret-change-me"),
+            service_token_secrets=env.service_token_secrets(),
             jwt_issuer=env.str("JWT_ISSUER", "nerava"),
             jwt_audience=env.str("JWT_AUDIENCE", "nerava-api"),
+            access_token_ttl_s=env.int("ACCESS_TOKEN_TTL_S", 3600),
             otlp_endpoint=env.optional("OTLP_ENDPOINT"),
             drain_seconds=env.float("DRAIN_SECONDS", 0.0),
             stop_grace_seconds=env.float("STOP_GRACE_SECONDS", 10.0),

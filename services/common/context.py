@@ -18,6 +18,8 @@ class Caller:
     user_id: str | None = None
     roles: frozenset[str] = frozenset()
     service: str | None = None
+    # The user's token version when the access token was issued (claim ``tv``; services/common/revocation.py).
+    token_version: int = 0
 
     @property
     def is_service(self) -> bool:

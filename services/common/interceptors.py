@@ -14,15 +14,25 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
+import asyncpg
 import grpc
 import protovalidate
 from google.protobuf.message import Message
 
 from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessTokenVerifier, ServiceTokens
 from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
-from services.common.errors import DomainError, InvalidArgument, PermissionDenied, Unauthenticated, to_status
+from services.common.edge_input import PathBindings, UnreadableRequest, query_overriding_path, tolerant_deserializer
+from services.common.errors import (
+    DomainError,
+    InvalidArgument,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+    to_status,
+)
+from services.common.revocation import TokenRevocations
 from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
 log = logging.getLogger(__name__)
@@ -92,12 +102,16 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[ty
             handler = grpc.unary_unary_rpc_method_handler(
                 # grpc-stubs types handlers as sync functions; under grpc.aio they are coroutine functions.
                 self.wrap(service, name, cast(Behavior, handler.unary_unary)),
-                request_deserializer=handler.request_deserializer,
+                request_deserializer=self.deserializer(handler.request_deserializer),
                 response_serializer=handler.response_serializer,
             )
         if handler is not None:
             self._handlers[details.method] = handler
         return handler
+
+    def deserializer(self, deserialize: Any) -> Any:
+        """The request deserializer of a wrapped method (unchanged unless an interceptor says otherwise)."""
+        return deserialize
 
     @abc.abstractmethod
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
@@ -112,8 +126,63 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
 _metadata_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("metadata", default=None)
 
 
+# The client address Envoy resolved (its remote address after the deployment's trusted hops), set by the gateway
+# on every request it forwards and overwritten when a client sends it. x-forwarded-for is never read: its first
+# entries are whatever the client wrote.
+CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
+# The gRPC status of a failed call, repeated in a header of our own: the transcoder turns grpc-status into an
+# HTTP status and drops it, and the gateway's access log records the real code from this header.
+GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+_OK_METADATA = ((GRPC_STATUS_HEADER, "0"),)
+
+
+def _peer_address(peer: str) -> str:
+    """The address part of a gRPC peer string: 'ipv4:10.0.0.7:53412' → '10.0.0.7', 'ipv6:[::1]:5' → '::1'."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or rest
+    return peer
+
+
+# Failures to open a connection only: a connection lost mid-statement may have committed, and UNAVAILABLE is what
+# peers retry.
+_UNAVAILABLE_DATABASE_ERRORS = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, ConnectionRefusedError)
+DATABASE_UNAVAILABLE = Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly")
+
+
+def _database_unavailable(error: BaseException) -> bool:
+    """The database refused a new connection (SQLAlchemy wraps asyncpg's errors)."""
+    seen: BaseException | None = error
+    for _ in range(4):
+        if seen is None:
+            return False
+        if isinstance(seen, _UNAVAILABLE_DATABASE_ERRORS):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: DomainError, domain: str) -> NoReturn:
+    """Ends the call with the error's status, its ErrorInfo (and BadRequest) details and the status header."""
+    await context.abort(
+        error.code,
+        error.message,
+        trailing_metadata=(
+            ("grpc-status-details-bin", to_status(error, domain).SerializeToString()),
+            (GRPC_STATUS_HEADER, str(error.code.value[0])),
+        ),
+    )
+
+
 class RequestContextInterceptor(_UnaryInterceptor):
-    """Request id, client IP, metrics and the one place where errors become gRPC statuses."""
+    """Request id, client address, metrics and the one place where errors become gRPC statuses.
+
+    It also reads every request tolerantly (see services/common/edge_input.py): a request whose text is not
+    UTF-8 or holds a NUL character reaches the inner interceptors as an UnreadableRequest, never as an error
+    raised inside gRPC's own parsing.
+    """
 
     def __init__(self, services: frozenset[str], service_name: str) -> None:
         super().__init__(services)
@@ -130,31 +199,38 @@ class RequestContextInterceptor(_UnaryInterceptor):
             metadata_token = _metadata_var.set(metadata)
             request_id = metadata.get("x-request-id") or uuid.uuid4().hex
             request_id_token = request_id_var.set(request_id)
-            forwarded = metadata.get("x-forwarded-for")
-            ip_token = client_ip_var.set(forwarded.split(",")[0].strip() if forwarded else context.peer())
+            client = metadata.get(CLIENT_ADDRESS_HEADER) or _peer_address(context.peer() or "")
+            ip_token = client_ip_var.set(client)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                return await behavior(request, context)
+                response = await behavior(request, context)
+                # Sent with the answer's headers: the gateway logs it (see GRPC_STATUS_HEADER).
+                await context.send_initial_metadata(_OK_METADATA)
+                return response
             except DomainError as error:
                 code = error.code
-                status = to_status(error, domain)
                 if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED):
                     log.warning("rpc refused", extra={"rpc": method, "reason": error.reason, "detail": error.message})
-                await context.abort(
-                    code, error.message, trailing_metadata=(("grpc-status-details-bin", status.SerializeToString()),)
-                )
+                await _abort(context, error, domain)
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except NotImplementedError:
                 # The generated servicer base class answers this way for an RPC a service does not serve yet.
                 code = grpc.StatusCode.UNIMPLEMENTED
-                await context.abort(code, f"{method} is not implemented yet")
-            except Exception:
+                await context.abort(
+                    code, f"{method} is not implemented yet", trailing_metadata=((GRPC_STATUS_HEADER, "12"),)
+                )
+            except Exception as error:
+                if _database_unavailable(error):
+                    # Not this request's fault, and safe to retry: no connection, so nothing was done.
+                    code = grpc.StatusCode.UNAVAILABLE
+                    log.warning("database unavailable", extra={"rpc": method, "detail": str(error)[:200]})
+                    await _abort(context, DATABASE_UNAVAILABLE, domain)
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc failed", extra={"rpc": method})
-                await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                await context.abort(code, "internal error", trailing_metadata=((GRPC_STATUS_HEADER, "13"),))
             finally:
                 latency.observe(time.perf_counter() - started)
                 RPC_REQUESTS.labels(service_name, method, code.name).inc()
@@ -163,6 +239,9 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 _metadata_var.reset(metadata_token)
 
         return handle
+
+    def deserializer(self, deserialize: Any) -> Any:
+        return tolerant_deserializer(deserialize)
 
 
 class AuthInterceptor(_UnaryInterceptor):
@@ -177,11 +256,13 @@ class AuthInterceptor(_UnaryInterceptor):
         access: Mapping[str, Access],
         verifier: AccessTokenVerifier,
         service_tokens: ServiceTokens,
+        revocations: TokenRevocations,
     ) -> None:
         super().__init__(services)
         self._access = access
         self._verifier = verifier
         self._service_tokens = service_tokens
+        self._revocations = revocations
 
     async def _caller(self, metadata: Mapping[str, str]) -> Caller:
         service_token = metadata.get(SERVICE_TOKEN_HEADER)
@@ -193,7 +274,11 @@ class AuthInterceptor(_UnaryInterceptor):
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("UNAUTHENTICATED", "authorization must be 'Bearer <token>'")
-        return await self._verifier.verify(token.strip())
+        caller = await self._verifier.verify(token.strip())
+        # After the verdict cache: a token revoked since it was first verified is refused on its next call.
+        if caller.user_id is not None and self._revocations.revoked(caller.user_id, caller.token_version):
+            raise Unauthenticated("TOKEN_REVOKED", "this access token was revoked; sign in again or refresh")
+        return caller
 
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         rule = self._access.get(method)
@@ -226,16 +311,31 @@ class AuthInterceptor(_UnaryInterceptor):
 
 
 class ValidationInterceptor(_UnaryInterceptor):
-    """protovalidate rules from the contract → INVALID_ARGUMENT with a BadRequest naming each field."""
+    """protovalidate rules from the contract → INVALID_ARGUMENT with a BadRequest naming each field.
+
+    Runs after authentication. Before the contract's rules it refuses what the edge never lets through: an
+    unreadable request (not UTF-8, a NUL character) and a REST query parameter naming a field the path binds.
+    """
 
     def __init__(self, services: frozenset[str]) -> None:
         super().__init__(services)
         self._validator = protovalidate.Validator()
+        self._bindings = PathBindings()
 
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         validator = self._validator
+        bound = self._bindings.fields(service, method)
 
         async def handle(request: Message, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if isinstance(request, UnreadableRequest):
+                raise InvalidArgument([(request.field, request.why, request.rule)])
+            if bound:
+                metadata = _metadata_var.get() or _metadata(context)
+                overriding = query_overriding_path(metadata.get("x-envoy-original-path"), bound)
+                if overriding is not None:
+                    raise InvalidArgument(
+                        [(overriding, "is set by the path and cannot be given as a query parameter", "path.bound")]
+                    )
             violations = validator.collect_violations(request)
             if violations:
                 raise InvalidArgument(
@@ -260,6 +360,8 @@ def _field_path(path: Any) -> str:
 
 
 __all__ = [
+    "CLIENT_ADDRESS_HEADER",
+    "GRPC_STATUS_HEADER",
     "SERVICE_ROLE",
     "Access",
     "AuthInterceptor",

@@ -20,12 +20,13 @@ from services.common.auth import AccessTokenVerifier, JwksFetcher, ServiceTokens
 from services.common.clients import open_channel
 from services.common.config import RuntimeSettings
 from services.common.db import create_engine, session_factory
+from services.common.revocation import TokenRevocations
 
 
 class Runtime:
     def __init__(self, settings: RuntimeSettings, jwks_fetcher: JwksFetcher | None = None) -> None:
         self.settings = settings
-        self.service_tokens = ServiceTokens(settings.service_token_secret, settings.service)
+        self.service_tokens = ServiceTokens(settings.service_token_secrets, settings.service)
         self.verifier = AccessTokenVerifier(
             jwks_fetcher or self._fetch_jwks_from_accounts, settings.jwt_issuer, settings.jwt_audience
         )
@@ -33,11 +34,15 @@ class Runtime:
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         self._redis: redis.Redis | None = None
+        self._revocations: TokenRevocations | None = None
 
     async def __aenter__(self) -> Runtime:
         self._engine = create_engine(self.settings.database_url.value, schema=self.settings.service)
         self._sessions = session_factory(self._engine)
         self._redis = redis.Redis.from_url(self.settings.redis_url.value, decode_responses=False)
+        # Loaded before the process serves, so no request meets an empty revocation list.
+        self._revocations = TokenRevocations(self._redis, retention_s=self.settings.access_token_ttl_s + 60)
+        await self._revocations.load()
         return self
 
     async def __aexit__(
@@ -66,6 +71,12 @@ class Runtime:
     def redis(self) -> redis.Redis:
         assert self._redis is not None, "Runtime used outside its context"
         return self._redis
+
+    @property
+    def revocations(self) -> TokenRevocations:
+        """Access-token revocations (services/common/revocation.py); followed by a worker of the server."""
+        assert self._revocations is not None, "Runtime used outside its context"
+        return self._revocations
 
     def channel(self, peer: str) -> grpc.aio.Channel:
         """The one long-lived channel to ``peer`` (opened on first use, closed with the runtime)."""

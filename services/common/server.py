@@ -44,7 +44,8 @@ class ServiceServer:
     def __init__(self, runtime: Runtime, bindings: Sequence[ServiceBinding], workers: Sequence[Worker] = ()) -> None:
         self._runtime = runtime
         self._bindings = list(bindings)
-        self._workers = list(workers)
+        # Every process follows the access-token revocations (services/common/revocation.py).
+        self._workers = [*workers, runtime.revocations.follow]
         self._stop = asyncio.Event()
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc_health-stubs lacks .aio
@@ -60,7 +61,7 @@ class ServiceServer:
             interceptors=[
                 aio_server_interceptor(),
                 RequestContextInterceptor(names, settings.service),
-                AuthInterceptor(names, access, runtime.verifier, runtime.service_tokens),
+                AuthInterceptor(names, access, runtime.verifier, runtime.service_tokens, runtime.revocations),
                 ValidationInterceptor(names),
             ],
             options=[

@@ -205,8 +205,10 @@ async def test_only_write_admins_change_roles_and_changes_are_audited(
         accounts_pb2.ListUsersRequest(role=accounts_pb2.ROLE_SPONSOR), metadata=bearer(reader.access_token)
     )
     assert driver.user.public_id in {u.public_id for u in listed.users}
+    # The role change revoked the driver's access tokens; a refreshed one carries the new roles, still not admin.
+    renewed = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=driver.refresh_token))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await accounts.ListUsers(accounts_pb2.ListUsersRequest(), metadata=bearer(driver.access_token))
+        await accounts.ListUsers(accounts_pb2.ListUsersRequest(), metadata=bearer(renewed.access_token))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await accounts.SetUserRoles(
@@ -228,7 +230,7 @@ async def test_only_write_admins_change_roles_and_changes_are_audited(
         "pilot sponsor",
     )
     # The new role reaches the token at the next refresh.
-    refreshed = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=driver.refresh_token))
+    refreshed = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=renewed.refresh_token))
     assert sorted(jwt.decode(refreshed.access_token, options={"verify_signature": False})["roles"]) == [
         "driver",
         "sponsor",

@@ -333,10 +333,11 @@ def test_local_factory_takes_bare_ports_and_address_strings() -> None:
 # HTTP connection manager and filters
 
 
-def test_http_filters_run_cors_transcoder_jwt_ratelimit_router(local: GatewaySettings) -> None:
+def test_http_filters_run_cors_buffer_transcoder_jwt_ratelimit_router(local: GatewaySettings) -> None:
     names = [item["name"] for item in _hcm(gw.render(local))["http_filters"]]
     assert names == [
         "envoy.filters.http.cors",
+        "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.jwt_authn",
         "envoy.filters.http.local_ratelimit",
@@ -366,7 +367,9 @@ def test_transcoder_options(local: GatewaySettings) -> None:
     assert transcoder["print_options"]["always_print_enums_as_ints"] is False
     assert transcoder["convert_grpc_status"] is True
     assert transcoder["request_validation_options"]["reject_unknown_method"] is True
-    assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is True
+    # One rule for unknown input: unknown query parameters are ignored like unknown JSON body fields.
+    assert transcoder["request_validation_options"]["reject_unknown_query_parameters"] is False
+    assert transcoder["ignore_unknown_query_parameters"] is True
     assert transcoder["auto_mapping"] is False
 
 
@@ -508,16 +511,67 @@ def test_otp_methods_get_a_stricter_bucket_than_every_other_route(local: Gateway
     assert default["filter_enabled"]["default_value"]["numerator"] == 100
     assert default["filter_enforced"]["default_value"]["numerator"] == 100
 
-    limited = {r["match"].get("path"): r for r in _routes(config) if "typed_per_filter_config" in r}
+    limited = {
+        r["match"].get("path"): r
+        for r in _routes(config)
+        if "envoy.filters.http.local_ratelimit" in r.get("typed_per_filter_config", {})
+    }
     assert set(limited) == {f"/{ACCOUNTS}/{m}" for m in gw.OTP_METHODS[ACCOUNTS]}
     for route in limited.values():
         bucket = route["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]
-        assert bucket["token_bucket"] == {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "60s"}
+        # One bucket per client address (the address Envoy resolved), under the route-wide default ceiling.
+        [descriptor] = bucket["descriptors"]
+        assert descriptor["entries"] == [{"key": "remote_address"}]
+        assert descriptor["token_bucket"] == {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "60s"}
+        assert bucket["rate_limits"] == [{"actions": [{"remote_address": {}}]}]
+        assert bucket["max_dynamic_descriptors"] == settings.otp_rate_limit_clients
+        assert bucket["token_bucket"] == {"max_tokens": 500, "tokens_per_fill": 250, "fill_interval": "1s"}
         assert bucket["filter_enforced"]["default_value"]["numerator"] == 100
         assert route["route"]["cluster"] == "accounts"
     # The OTP routes must come before the accounts prefix route, or they would never match.
     names = [r["name"] for r in _routes(config)]
     assert max(names.index(f"otp:{m}") for m in gw.OTP_METHODS[ACCOUNTS]) < names.index("accounts")
+
+
+def test_security_headers_on_every_answer_and_hsts_only_on_the_kubernetes_gateway(
+    local: GatewaySettings, kubernetes: GatewaySettings
+) -> None:
+    for settings, hsts in ((local, False), (kubernetes, True)):
+        hcm = _hcm(gw.render(settings))
+        proxied = {
+            item["header"]["key"]: item["header"]["value"]
+            for item in hcm["route_config"]["virtual_hosts"][0]["response_headers_to_add"]
+        }
+        assert proxied["x-content-type-options"] == "nosniff"
+        assert proxied["cache-control"] == "no-store"
+        assert ("strict-transport-security" in proxied) is hsts
+        for mapper in hcm["local_reply_config"]["mappers"][1:]:  # the first one leaves direct gRPC replies alone
+            local_reply = {item["header"]["key"] for item in mapper["headers_to_add"]}
+            assert {"x-content-type-options", "cache-control", "x-nerava-grpc-status"} <= local_reply
+            assert ("strict-transport-security" in local_reply) is hsts
+
+
+def test_every_route_sets_the_client_address_envoy_resolved(local: GatewaySettings) -> None:
+    for route in _routes(gw.render(local)):
+        [added] = route["request_headers_to_add"]
+        assert added["header"] == {
+            "key": "x-nerava-client-address",
+            "value": "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+        }
+        assert added["append_action"] == "OVERWRITE_IF_EXISTS_OR_ADD"  # a client cannot send its own
+
+
+def test_webhook_paths_get_the_larger_body_limit_before_the_transcoder() -> None:
+    config = gw.render(GatewaySettings.local())  # the generated descriptor set: every service
+    buffer = _filter(config, "envoy.filters.http.buffer")
+    assert buffer["max_request_bytes"] == 64 * 1024
+    webhooks = {
+        route["match"]["path"]: route["typed_per_filter_config"]["envoy.filters.http.buffer"]["buffer"]
+        for route in _routes(config)
+        if route["name"].startswith("webhook-body:")
+    }
+    paths = ("/v1/webhooks/tesla/telemetry", "/v1/webhooks/smartcar", "/v1/wallet/stripe/webhook")
+    assert webhooks == {path: {"max_request_bytes": 1024 * 1024} for path in paths}
 
 
 def test_cors_allows_only_the_configured_origins(local: GatewaySettings) -> None:
@@ -581,10 +635,19 @@ def test_every_local_error_reply_is_a_json_status_with_a_numeric_grpc_code(local
         comparison = mapper["filter"].get("status_code_filter", {}).get("comparison")
         if comparison:
             by_status[(comparison["op"], comparison["value"]["default_value"])] = mapper["body_format_override"]
-    expected = {400: 3, 401: 16, 403: 7, 404: 5, 429: 8, 503: 14}
-    for status, code in expected.items():
+    expected = {
+        400: (3, "INVALID_ARGUMENT"),
+        401: (16, "UNAUTHENTICATED"),
+        403: (7, "PERMISSION_DENIED"),
+        404: (5, "NOT_FOUND"),
+        413: (3, "PAYLOAD_TOO_LARGE"),
+        429: (8, "RATE_LIMITED"),
+        503: (14, "UNAVAILABLE"),
+    }
+    for status, (code, reason) in expected.items():
         body = by_status[("EQ", status)]
-        assert body["json_format"] == {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": []}
+        error_info = {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "gateway.nerava"}
+        assert body["json_format"] == {"code": code, "message": "%LOCAL_REPLY_BODY%", "details": [error_info]}
         assert type(body["json_format"]["code"]) is int
         assert body["content_type"] == "application/json"
     assert by_status[("GE", 400)]["json_format"]["code"] == 2
@@ -656,8 +719,23 @@ def _status(response: httpx.Response) -> JsonObject:
     assert response.headers["content-type"] == "application/json", response.text
     body: JsonObject = response.json()
     assert set(body) == {"code", "message", "details"}
-    assert body["details"] == []
+    # Envoy's own replies carry an ErrorInfo like the services' errors, with a reason an app can branch on.
+    [error_info] = body["details"]
+    assert error_info["@type"] == "type.googleapis.com/google.rpc.ErrorInfo"
+    assert error_info["domain"] == "gateway.nerava"
+    assert error_info["reason"]
     return body
+
+
+def _without_upstreams(descriptor: pathlib.Path, **overrides: Any) -> GatewaySettings:
+    return GatewaySettings.local(
+        listen=Endpoint("127.0.0.1", _free_port()),
+        admin=Endpoint("127.0.0.1", _free_port()),
+        upstreams={name: Endpoint("127.0.0.1", _free_port()) for name in gw.SERVICES},
+        descriptor_path=str(descriptor),
+        otp_rate_limit=TokenBucket(max_tokens=2, tokens_per_fill=2, fill_interval_s=60),
+        **overrides,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -665,14 +743,7 @@ def gateway_without_upstreams(
     tmp_path_factory: pytest.TempPathFactory, accounts_descriptor: pathlib.Path
 ) -> Iterator[RunningGateway]:
     """Envoy on ephemeral ports, every upstream a closed port; OTP buckets of two requests per minute."""
-    settings = GatewaySettings.local(
-        listen=Endpoint("127.0.0.1", _free_port()),
-        admin=Endpoint("127.0.0.1", _free_port()),
-        upstreams={name: Endpoint("127.0.0.1", _free_port()) for name in gw.SERVICES},
-        descriptor_path=str(accounts_descriptor),
-        otp_rate_limit=TokenBucket(max_tokens=2, tokens_per_fill=2, fill_interval_s=60),
-    )
-    with _running_envoy(settings, tmp_path_factory.mktemp("envoy")) as gateway:
+    with _running_envoy(_without_upstreams(accounts_descriptor), tmp_path_factory.mktemp("envoy")) as gateway:
         yield gateway
 
 
@@ -692,7 +763,11 @@ def test_public_call_without_upstream_is_503_unavailable(gateway_without_upstrea
 def test_protected_call_without_token_is_401_unauthenticated(gateway_without_upstreams: RunningGateway) -> None:
     response = httpx.get(f"{gateway_without_upstreams.url}/v1/auth/me")
     assert response.status_code == 401
-    assert _status(response) == {"code": 16, "message": "Jwt is missing", "details": []}
+    body = _status(response)
+    assert (body["code"], body["message"], body["details"][0]["reason"]) == (16, "Jwt is missing", "UNAUTHENTICATED")
+    # Security headers on Envoy's own replies too.
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
 
 
 def test_protected_call_with_garbage_token_is_401(gateway_without_upstreams: RunningGateway) -> None:
@@ -711,12 +786,12 @@ def test_public_call_with_a_stale_token_still_reaches_the_service(gateway_withou
     assert response.status_code == 503  # got past jwt_authn, to the (absent) accounts service
 
 
-def test_unknown_query_parameter_is_400_invalid_argument(gateway_without_upstreams: RunningGateway) -> None:
-    response = httpx.get(f"{gateway_without_upstreams.url}/v1/auth/me?foo=1")
-    assert response.status_code == 400
-    body = _status(response)
-    assert body["code"] == 3
-    assert "foo" in body["message"]
+def test_unknown_query_parameter_is_ignored_like_an_unknown_body_field(
+    gateway_without_upstreams: RunningGateway,
+) -> None:
+    # One rule for unknown input (the transcoder cannot refuse unknown JSON body fields): both are dropped.
+    response = httpx.post(f"{gateway_without_upstreams.url}/v1/auth/refresh?foo=1", json={"bar": 1})
+    assert response.status_code == 503  # transcoded and routed, to the (absent) accounts service
 
 
 def test_otp_bucket_runs_out_with_429_resource_exhausted(gateway_without_upstreams: RunningGateway) -> None:
@@ -725,9 +800,33 @@ def test_otp_bucket_runs_out_with_429_resource_exhausted(gateway_without_upstrea
     assert statuses == [503, 503]
     response = httpx.post(url, json={"email": "a@b.c", "code": "123456"})
     assert response.status_code == 429
-    assert _status(response) == {"code": 8, "message": "local_rate_limited", "details": []}
+    assert _status(response) == {
+        "code": 8,
+        "message": "local_rate_limited",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "RATE_LIMITED", "domain": "gateway.nerava"}
+        ],
+    }
     # Other methods keep the default bucket.
     assert httpx.post(f"{gateway_without_upstreams.url}/v1/auth/refresh", json={}).status_code == 503
+
+
+def test_otp_bucket_is_per_client_address_resolved_with_the_trusted_hops(
+    tmp_path: pathlib.Path, accounts_descriptor: pathlib.Path
+) -> None:
+    # Behind one trusted load balancer, the client is the last x-forwarded-for entry (the one the balancer
+    # appended); whatever the client wrote before it changes nothing.
+    with _running_envoy(_without_upstreams(accounts_descriptor, xff_num_trusted_hops=1), tmp_path) as gateway:
+        url = f"{gateway.url}/v1/auth/otp/start"
+
+        def start(forwarded_for: str) -> int:
+            headers = {"x-forwarded-for": forwarded_for}
+            return httpx.post(url, json={"phone": "+15125550100"}, headers=headers).status_code
+
+        assert [start("198.51.100.1") for _ in range(2)] == [503, 503]  # past the limiter, to the absent service
+        assert start("198.51.100.1") == 429
+        assert start("203.0.113.7, 198.51.100.1") == 429  # a forged first entry does not reset the bucket
+        assert start("198.51.100.2") == 503  # another client still signs in
 
 
 def test_cors_preflight_and_error_replies_carry_cors_headers(gateway_without_upstreams: RunningGateway) -> None:
@@ -787,7 +886,7 @@ def test_access_log_is_json_lines_on_stdout(gateway_without_upstreams: RunningGa
     assert entry["path"] == "/v1/auth/me"
     assert entry["rpc"] == f"/{ACCOUNTS}/GetMe"
     assert entry["status"] == 401
-    assert entry["grpc_status"] is None or isinstance(entry["grpc_status"], int)
+    assert entry["grpc_status"] == "16"  # the local reply's gRPC status, not one guessed from the HTTP code
     assert isinstance(entry["duration_ms"], int)
 
 
@@ -867,6 +966,7 @@ def test_upstream_sees_client_ip_request_id_and_trace_context_but_no_forged_serv
             "x-request-id": "forged-1",
             "x-nerava-service-token": "i-am-the-ledger",
             "x-forwarded-for": "6.6.6.6",
+            "x-nerava-client-address": "6.6.6.6",
         },
     )
     assert response.status_code == 200
@@ -878,6 +978,8 @@ def test_upstream_sees_client_ip_request_id_and_trace_context_but_no_forged_serv
     client_ip = metadata["x-forwarded-for"].split(",")[-1].strip()
     assert client_ip != "6.6.6.6"
     ipaddress.ip_address(client_ip)
+    # The address the services key per-client limits on is Envoy's own, never the client's header.
+    assert metadata["x-nerava-client-address"] == "127.0.0.1"
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]", metadata["traceparent"])
     assert metadata["x-envoy-original-path"] == "/.well-known/jwks.json"
 

@@ -225,7 +225,7 @@ async def _connect_square(square_fake: FakeSquare, merchants_engine: AsyncEngine
         base_url=square_fake.base_url,
     ) as square:
         tokens = await square.exchange_code(square_fake.issue_code(seller.id))
-    cipher = token_cipher(MerchantsSettings.from_env(Env({})).square_token_keys.value)
+    cipher = token_cipher(MerchantsSettings.from_env(Env.development()).square_token_keys.value)
     async with merchants_engine.begin() as conn:
         await conn.execute(
             sa.insert(store.square_connections).values(

@@ -52,7 +52,7 @@ async def driver_with_tesla(
         code = parse_qs(urlsplit(consent.headers["location"]).query)["code"][0]
         tokens = await tesla.exchange_code(code, start.code_verifier)
         vehicles = await tesla.list_vehicles(tokens.access_token)
-    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env.development()).vehicle_token_keys.value)
     await save_connection(
         engine, cipher, driver_id=driver.user_id, tokens=tokens, vehicles=[{"id": v.id, "vin": v.vin} for v in vehicles]
     )

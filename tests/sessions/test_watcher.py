@@ -88,7 +88,7 @@ class World:
 @pytest.fixture
 async def world(database_url: str, redis_url: str) -> AsyncIterator[World]:
     start = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
-    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env.development()).vehicle_token_keys.value)
     async with FakeFleet(start=start) as fleet:
 
         def clock() -> datetime.datetime:
@@ -322,7 +322,7 @@ async def test_a_driver_in_telemetry_mode_is_never_read(
 ) -> None:
     _, lat, lng = charger
     driver, car = await driver_with_tesla(mesh, twilio, world.fleet, engine)
-    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env({})).vehicle_token_keys.value)
+    cipher = TokenCipher.from_config(SessionsSettings.from_env(Env.development()).vehicle_token_keys.value)
     linking = TeslaLinking(engine, world.tesla, cipher, world.main.tracker, driver_app_url="http://app.test")
     configured = await linking.configure_telemetry(driver.user_id)
     assert configured.telemetry_enabled and configured.vin == car.vin and car.telemetry_streaming

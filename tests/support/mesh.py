@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import secrets
 from collections.abc import AsyncIterator, Callable, Mapping
 
 import grpc
 
 from services.accounts.__main__ import build_server as build_accounts
 from services.accounts.config import AccountsSettings
-from services.common.config import SERVICE_NAMES, Env, RuntimeSettings
+from services.common.config import DEV_MODE_VARIABLE, SERVICE_NAMES, Env, RuntimeSettings
 from services.common.server import ServiceServer
 from services.incentives.config import IncentivesSettings
 from services.ledger.config import LedgerSettings
@@ -46,7 +47,11 @@ def mesh_env(database_url: str, redis_url: str, extra: Mapping[str, str]) -> dic
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
         "STOP_GRACE_SECONDS": "1",
+        # The explicit development mode: the secrets the tests do not set keep their development defaults.
+        DEV_MODE_VARIABLE: "true",
         "SERVICE_TOKEN_SECRET": TEST_SERVICE_SECRET,
+        # Like make run's: signed with a key of this run, not the public development default.
+        "PREVIEW_SIGNING_KEY": secrets.token_urlsafe(32),
         "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "test-passphrase",
     }
     for name, port in ports.items():

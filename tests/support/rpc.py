@@ -62,7 +62,9 @@ async def phone_login(
     return await stub.VerifyPhoneLogin(accounts_pb2.VerifyPhoneLoginRequest(phone=phone, code=code))
 
 
-TEST_SERVICE_SECRET = "test-service-token-secret-of-32-bytes"  # tests/support/mesh.py gives every service this secret
+# tests/support/mesh.py gives every service this secret: new for every run, like `make run`'s per checkout, so
+# nothing in the repository can mint a service token the test mesh accepts.
+TEST_SERVICE_SECRET = secrets.token_urlsafe(32)
 
 
 def as_service(name: str) -> tuple[tuple[str, str], ...]:
