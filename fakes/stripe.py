@@ -9,7 +9,7 @@ the way Stripe signs them, delivered over HTTP. Built on asyncio.start_server an
 
 Covered endpoints (exactly what the adapter uses): POST /v1/accounts, GET /v1/accounts/{id},
 POST /v1/account_links, POST and GET /v1/transfers, GET /v1/transfers/{id}, POST /v1/checkout/sessions,
-GET /v1/checkout/sessions/{id}.
+GET /v1/checkout/sessions/{id}, POST and GET /v1/refunds, GET /v1/refunds/{id}.
 
 Behaviour follows Stripe's documentation: every POST may carry an Idempotency-Key; once an endpoint has
 started executing, its status and body are saved under the key, and the same key with the same method,
@@ -212,6 +212,7 @@ class FakeStripe:
         # (`payment_intent_data`: Stripe keeps it with the session without showing it on the session object).
         self._payment_intents: dict[str, JsonObject] = {}
         self._session_intent_data: dict[str, JsonObject] = {}
+        self._refunds: dict[str, JsonObject] = {}  # insertion order is creation order
         # Keyed by (Stripe-Account header, key): Stripe scopes keys to the account a request acts for.
         self._idempotency: dict[tuple[str, str], _Saved] = {}
         self._next_transfer_failure: _InjectedFailure | None = None
@@ -291,6 +292,15 @@ class FakeStripe:
 
     def payment_intent(self, payment_intent_id: str) -> JsonObject:
         return copy.deepcopy(self._payment_intents[payment_intent_id])
+
+    @property
+    def refunds(self) -> list[JsonObject]:
+        """Every refund created, oldest first (copies)."""
+        return [copy.deepcopy(refund) for refund in self._refunds.values()]
+
+    def refunded_cents(self, payment_intent_id: str) -> int:
+        """What the payment's refunds returned to the payer so far."""
+        return sum(r["amount"] for r in self._refunds.values() if r["payment_intent"] == payment_intent_id)
 
     def requests_to(self, method: str, path: str) -> list[ReceivedRequest]:
         return [request for request in self.requests if (request.method, request.path) == (method, path)]
@@ -674,6 +684,8 @@ class FakeStripe:
             ("POST", "/v1/transfers"): self._create_transfer,
             ("GET", "/v1/transfers"): self._list_transfers,
             ("POST", "/v1/checkout/sessions"): self._create_checkout_session,
+            ("POST", "/v1/refunds"): self._create_refund,
+            ("GET", "/v1/refunds"): self._list_refunds,
         }
         handler = routes.get((method, path))
         if handler is not None:
@@ -687,6 +699,8 @@ class FakeStripe:
             return lambda _params: self._retrieve(self._transfers, object_id, "transfer")
         if collection == "/v1/checkout/sessions":
             return lambda _params: self._retrieve(self._sessions, object_id, "checkout.session")
+        if collection == "/v1/refunds":
+            return lambda _params: self._retrieve(self._refunds, object_id, "refund")
         return None
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -859,6 +873,58 @@ class FakeStripe:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return _Response(200, transfer)
+
+    def _create_refund(self, params: Mapping[str, Any]) -> _Response:
+        """A refund of a succeeded PaymentIntent: the whole unrefunded amount, or `amount` of it. More than is left
+        is refused as Stripe refuses it (a fully refunded payment: code charge_already_refunded)."""
+        intent_id = _required_str(params, "payment_intent")
+        intent = self._payment_intents.get(intent_id)
+        if intent is None:
+            raise _invalid(
+                f"No such payment_intent: '{intent_id}'", param="payment_intent", code="resource_missing", executed=True
+            )
+        left = intent["amount_received"] - self.refunded_cents(intent_id)
+        if left <= 0:
+            raise _invalid(
+                f"Charge for PaymentIntent {intent_id} has already been refunded.",
+                code="charge_already_refunded",
+                executed=True,
+            )
+        amount = _positive_int(params, "amount") if "amount" in params else left
+        if amount > left:
+            raise _invalid(
+                f"Refund amount (${amount / 100:.2f}) is greater than unrefunded amount on charge (${left / 100:.2f})",
+                param="amount",
+                code="amount_too_large",
+                executed=True,
+            )
+        reason = params.get("reason")
+        if reason is not None and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
+            raise _invalid(f"Invalid reason: {reason!r}", param="reason")
+        refund_id = _new_id("re_")
+        refund: JsonObject = {
+            "id": refund_id,
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": _new_id("txn_"),
+            "charge": _new_id("ch_"),
+            "created": _now(),
+            "currency": intent["currency"],
+            "metadata": _metadata(params),
+            "payment_intent": intent_id,
+            "reason": reason,
+            "status": "succeeded",
+        }
+        self._refunds[refund_id] = refund
+        return _Response(200, refund)
+
+    def _list_refunds(self, params: Mapping[str, Any]) -> _Response:
+        limit = _int(params, "limit", default=10)
+        if not 1 <= limit <= 100:
+            raise _invalid("Invalid limit: must be between 1 and 100", param="limit", code="parameter_invalid_integer")
+        intent = params.get("payment_intent")
+        newest_first = [r for r in reversed(self._refunds.values()) if intent is None or r["payment_intent"] == intent]
+        return _Response(200, _page(newest_first, params, limit, "/v1/refunds"))
 
     def _list_transfers(self, params: Mapping[str, Any]) -> _Response:
         limit = _int(params, "limit", default=10)

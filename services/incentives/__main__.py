@@ -52,7 +52,14 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
         accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
     )
-    relay = OutboxRelay(runtime.engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives")
+    relay = OutboxRelay(
+        runtime.engine,
+        store.outbox,
+        {GRANT_CREDIT_TOPIC: granting.deliver_credit},
+        "incentives",
+        max_attempts=settings.outbox_max_attempts,
+        on_dead_letter={GRANT_CREDIT_TOPIC: granting.fail_grant},
+    )
     granting.relay = relay
     api = IncentivesApi(
         runtime.engine,
@@ -61,6 +68,7 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         granting=granting,
         stripe=checkout,
         sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
     )
 
     async def ending(stop: asyncio.Event) -> None:

@@ -33,7 +33,7 @@ from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.db import single_statement_reads
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
@@ -272,11 +272,37 @@ class Granting:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.ABORTED,
                 grpc.StatusCode.PERMISSION_DENIED,
+                # No budget account, or not enough in it. The ledger remembers a refused key and answers the
+                # same refusal to every retry, so retrying cannot help: the grant fails (fail_grant).
+                grpc.StatusCode.FAILED_PRECONDITION,
             ):
                 raise PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}") from error
-            # FAILED_PRECONDITION (the budget account not funded yet), UNAVAILABLE, deadlines: try again later.
+            # UNAVAILABLE, deadlines: try again later.
             raise
         await self._pool.execute(_MARK_GRANTED, grant_id, uuid.UUID(reply.transfer.id))
+
+    async def fail_grant(self, message: OutboxMessage, error: BaseException) -> None:
+        """The outbox gave up on a grant's credit. Refused for good by the ledger: the grant is FAILED, its
+        budget and session count go back to the campaign (its caps and reputation count only live grants).
+        Given up after transient errors only: the ledger may or may not hold the transfer, so nothing is undone
+        and the row is retried (raising keeps it in the queue) until the ledger answers."""
+        if not isinstance(error, PermanentDeliveryError):
+            raise RuntimeError(f"grant {message.key}: no definitive answer from the ledger yet") from error
+        grant_id = uuid.UUID(str(message.payload["grant_id"]))
+        async with self._engine.begin() as conn:
+            failed = (
+                await conn.execute(
+                    sa.update(G)
+                    .where(G.c.id == grant_id, G.c.status == pb.GRANT_STATUS_PENDING)
+                    .values(status=pb.GRANT_STATUS_FAILED, clawback_reason=str(error)[:500])
+                    .returning(G.c.amount_cents, G.c.campaign_id)
+                )
+            ).first()
+            if failed is not None:
+                await _return_to_budget(conn, failed.campaign_id, failed.amount_cents)
+        if failed is not None:
+            log.error("grant failed: the ledger refused its credit", extra={"grant_id": str(grant_id)})
+            self._index.changed()
 
     # --- clawback ------------------------------------------------------------------------------------------
 
@@ -299,6 +325,12 @@ class Granting:
             )
         if row is None:
             raise NotFound("GRANT_NOT_FOUND", "no grant with that id", {"grant_id": str(grant_id)})
+        if row["status"] == pb.GRANT_STATUS_FAILED:
+            raise FailedPrecondition(
+                "GRANT_FAILED",
+                "the ledger never credited this grant; there is nothing to claw back",
+                {"grant_id": str(grant_id)},
+            )
         if row["status"] == pb.GRANT_STATUS_CLAWED_BACK:
             return pb.ClawbackGrantResponse(
                 grant=store.grant_message(row, row["name"]),
@@ -308,6 +340,20 @@ class Granting:
             # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
             # ledger answers the one transfer whichever of us comes first.
             posted = await self._ledger.PostTransfer(grant_transfer_request(row, row))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # The ledger refuses the credit itself (and remembers it): the grant never paid; it fails.
+                refused = PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}")
+                await self.fail_grant(
+                    OutboxMessage(0, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)}, 0), refused
+                )
+                raise FailedPrecondition(
+                    "GRANT_FAILED",
+                    "the ledger refused this grant's credit; it failed and its budget was returned",
+                    {"grant_id": str(grant_id)},
+                ) from error
+            raise _unanswered(error) from error
+        try:
             await self._ledger.ReverseTransfer(
                 ledger_pb2.ReverseTransferRequest(
                     idempotency_key=f"{CLAWBACK_KEY_PREFIX}{grant_id}",
@@ -325,16 +371,12 @@ class Granting:
                     "the driver already spent or withdrew this reward; the ledger cannot reverse it",
                     {"grant_id": str(grant_id)},
                 ) from error
-            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(
-                    "LEDGER_UNAVAILABLE", "the ledger did not answer; retry with the same request_id"
-                ) from error
-            raise
+            raise _unanswered(error) from error
         async with self._engine.begin() as conn:
             updated = (
                 await conn.execute(
                     sa.update(G)
-                    .where(G.c.id == grant_id, G.c.status != pb.GRANT_STATUS_CLAWED_BACK)
+                    .where(G.c.id == grant_id, G.c.status.in_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_GRANTED]))
                     .values(
                         status=pb.GRANT_STATUS_CLAWED_BACK,
                         ledger_transfer_id=uuid.UUID(posted.transfer.id),
@@ -347,27 +389,7 @@ class Granting:
                 )
             ).first()
             if updated is not None:
-                reward = C.c.cost_per_session_cents
-                await conn.execute(
-                    sa.update(C)
-                    .where(C.c.id == row["campaign_id"])
-                    .values(
-                        spent_cents=C.c.spent_cents - updated.amount_cents,
-                        sessions_granted=C.c.sessions_granted - 1,
-                        # The refund may let an exhausted campaign pay again.
-                        status=sa.case(
-                            (
-                                sa.and_(
-                                    C.c.status == pb.CAMPAIGN_STATUS_EXHAUSTED,
-                                    C.c.budget_cents - (C.c.spent_cents - updated.amount_cents) >= reward,
-                                    sa.or_(C.c.max_sessions.is_(None), C.c.sessions_granted - 1 < C.c.max_sessions),
-                                ),
-                                pb.CAMPAIGN_STATUS_ACTIVE,
-                            ),
-                            else_=C.c.status,
-                        ),
-                    )
-                )
+                await _return_to_budget(conn, row["campaign_id"], updated.amount_cents)
             final = (
                 (
                     await conn.execute(
@@ -384,6 +406,39 @@ class Granting:
             grant=store.grant_message(final, final["campaign_name"]),
             campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"]),
         )
+
+
+def _unanswered(error: grpc.aio.AioRpcError) -> Exception:
+    """What a clawback raises for a ledger error it does not handle: LEDGER_UNAVAILABLE when asking again may
+    help, else the error itself."""
+    if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry with the same request_id")
+    return error
+
+
+async def _return_to_budget(conn: AsyncConnection, campaign_id: uuid.UUID, amount: int) -> None:
+    """A grant that no longer counts (clawed back, failed) gives its reward and its session back; the refund may
+    let an exhausted campaign pay again."""
+    reward = C.c.cost_per_session_cents
+    await conn.execute(
+        sa.update(C)
+        .where(C.c.id == campaign_id)
+        .values(
+            spent_cents=C.c.spent_cents - amount,
+            sessions_granted=C.c.sessions_granted - 1,
+            status=sa.case(
+                (
+                    sa.and_(
+                        C.c.status == pb.CAMPAIGN_STATUS_EXHAUSTED,
+                        C.c.budget_cents - C.c.refunded_cents - (C.c.spent_cents - amount) >= reward,
+                        sa.or_(C.c.max_sessions.is_(None), C.c.sessions_granted - 1 < C.c.max_sessions),
+                    ),
+                    pb.CAMPAIGN_STATUS_ACTIVE,
+                ),
+                else_=C.c.status,
+            ),
+        )
+    )
 
 
 _EVALUATE = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -40,8 +40,9 @@ from services.ledger.adapters.stripe_payouts import (
     StripeUnavailable,
 )
 from services.ledger.config import LedgerSettings
-from services.ledger.funding import CampaignFundings
+from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
+from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ ACCESS: dict[str, Access] = {
     # Stripe authenticates with its signature, checked by the servicer.
     "HandleStripeEvent": Access.anyone(),
     "AdminGrant": Access.role(ADMIN),
+    "RefundCampaignBudget": Access.service_only(),
+    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
@@ -149,7 +152,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         fundings: CampaignFundings,
         stripe: StripePayouts,
         settings: LedgerSettings,
+        on_refund: Callable[[], None] = lambda: None,
     ) -> None:
+        # Wakes the outbox relay once a refund's payment.refund row has committed.
+        self._on_refund = on_refund
         self._writer = writer
         self._engine = engine
         self._reads = single_statement_reads(engine)
@@ -490,9 +496,12 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
             .scalar_subquery()
         )
+        accounts = store.stripe_accounts
+        onboarded = sa.select(accounts.c.transfers_active).where(accounts.c.driver_id == driver)
         async with self._reads.connect() as conn:
             held = {row.type: row.balance for row in (await conn.execute(balances)).all()}
             totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
+            onboarding_complete = bool((await conn.execute(onboarded)).scalar())
         available = int(held.get(pb.ACCOUNT_TYPE_DRIVER_CASH, 0))
         return pb.GetWalletBalanceResponse(
             available_cents=available,
@@ -503,6 +512,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             minimum_withdrawal_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             fee_threshold_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             nova_balance=int(held.get(pb.ACCOUNT_TYPE_DRIVER_NOVA, 0)),
+            stripe_onboarding_complete=onboarding_complete,
         )
 
     async def ListWalletEntries(
@@ -824,11 +834,20 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             )
         try:
             outcome = await self._apply_event(event_type, event["data"]["object"], event)
-        except Exception:
-            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate.
+        except _NeedsAttention as problem:
+            # Signed by Stripe and not applicable as it is: acknowledged (Stripe would retry a refusal for days,
+            # to no avail) and recorded for an admin.
+            log.error("Stripe event needs a person", extra={"event_id": event_id, "problem": str(problem)})
+            async with self._engine.begin() as conn:
+                await store.record_issue(conn, event_id, event_type, problem.object_id, str(problem))
+            outcome = pb.WEBHOOK_OUTCOME_NEEDS_ATTENTION
+        except Exception as exc:
+            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate. Something
+            # transient (the database, a lock): UNAVAILABLE, on purpose, so that Stripe retries.
             async with self._engine.begin() as conn:
                 await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
-            raise
+            log.exception("Stripe event not applied; Stripe will retry", extra={"event_id": event_id})
+            raise Unavailable("STRIPE_EVENT_RETRY", "the event could not be applied now; retry") from exc
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
@@ -859,6 +878,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             parsed = uuid.UUID(payout_id)
         except ValueError:
             return pb.WEBHOOK_OUTCOME_IGNORED  # a transfer this ledger did not make
+        if await self._payouts.find(parsed) is None:
+            raise _NeedsAttention(
+                f"{event_type} for payout {parsed}, which this ledger does not know", str(obj.get("id"))
+            )
         if event_type == "transfer.created":
             before = await self._payouts.mark_processing(parsed, str(obj.get("id", "")))
             after = await self._payouts.mark_paid(before.id)
@@ -875,11 +898,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             funding = domain.campaign_funding(session)
         except domain.FundingNotBookable as exc:
             # The sponsor paid and nothing can be booked: a person has to look (Stripe has the payment).
-            log.error(
-                "paid campaign checkout not booked",
-                extra={"event_id": event.get("id"), "checkout_session_id": session.get("id"), "error": str(exc)},
-            )
-            return pb.WEBHOOK_OUTCOME_IGNORED
+            raise _NeedsAttention(f"paid campaign checkout not bookable: {exc}", str(session.get("id", ""))) from exc
         if funding is None:
             return pb.WEBHOOK_OUTCOME_IGNORED
         created = event.get("created")
@@ -888,8 +907,62 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             if isinstance(created, int) and not isinstance(created, bool)
             else datetime.datetime.now(datetime.UTC)
         )
-        booked = await self._fundings.book(funding, paid_at)
+        try:
+            booked = await self._fundings.book(funding, paid_at)
+        except FundingNotBooked as exc:
+            # E.g. the same checkout session with another amount than the one booked under its id.
+            raise _NeedsAttention(str(exc), funding.checkout_session_id) from exc
         return pb.WEBHOOK_OUTCOME_PROCESSED if booked else pb.WEBHOOK_OUTCOME_DUPLICATE
+
+    # --- refunds and issues ------------------------------------------------------------------------
+
+    async def RefundCampaignBudget(
+        self, request: pb.RefundCampaignBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RefundCampaignBudgetResponse:
+        try:
+            refund = await refund_campaign_budget(
+                self._engine,
+                _scope(current_caller()),
+                request.idempotency_key,
+                campaign_id=request.campaign_id,
+                currency=request.currency,
+                amount=request.amount_cents,
+                reason=request.reason,
+            )
+        except RefundNotBooked as exc:
+            raise FailedPrecondition("REFUND_NOT_BOOKED", str(exc)) from exc
+        if refund.stripe_refunded_cents and not refund.replayed:
+            self._on_refund()
+        return pb.RefundCampaignBudgetResponse(
+            refunded_cents=refund.refunded_cents,
+            stripe_refunded_cents=refund.stripe_refunded_cents,
+            replayed=refund.replayed,
+        )
+
+    async def ListPaymentIssues(
+        self, request: pb.ListPaymentIssuesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPaymentIssuesResponse:
+        issues = await store.payment_issues_page(self._reads, request.page_size or _DEFAULT_PAGE)
+        return pb.ListPaymentIssuesResponse(
+            issues=[
+                pb.PaymentIssue(
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    object_id=row.object_id,
+                    problem=row.problem,
+                    created_at=_timestamp(row.created_at),
+                )
+                for row in issues
+            ]
+        )
+
+
+class _NeedsAttention(Exception):
+    """A signed Stripe event the ledger cannot apply as it is; `object_id` names the Stripe object."""
+
+    def __init__(self, problem: str, object_id: str) -> None:
+        super().__init__(problem)
+        self.object_id = object_id
 
 
 def _payout(row: PayoutRow) -> pb.Payout:

@@ -24,6 +24,8 @@ class LedgerSettings:
     # it, and the longest wait between two attempts of a row the receiver did not take.
     outbox_poll_s: float
     outbox_max_backoff_s: float
+    # Deliveries still failing after this many attempts go to the dead-letter list (`make outbox`).
+    outbox_max_attempts: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> LedgerSettings:
@@ -40,4 +42,5 @@ class LedgerSettings:
             reconcile_after_s=env.float("PAYOUT_RECONCILE_AFTER_S", 60.0),
             outbox_poll_s=env.float("OUTBOX_POLL_S", 0.5),
             outbox_max_backoff_s=env.float("OUTBOX_MAX_BACKOFF_S", 60.0),
+            outbox_max_attempts=env.int("OUTBOX_MAX_ATTEMPTS", 20),
         )

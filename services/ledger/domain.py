@@ -186,6 +186,8 @@ class CampaignFunding:
     gross_cents: int
     fee_cents: int
     net_cents: int
+    # The payment a refund goes against; None only in events that leave it out.
+    payment_intent_id: str | None = None
 
     @property
     def funding_key(self) -> str:
@@ -238,6 +240,9 @@ def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
     fee, net = funding_split(gross, int(bps))
     if net <= 0:
         raise FundingNotBookable(f"a {bps} bps fee leaves no budget")
+    intent = session.get("payment_intent")
+    if isinstance(intent, Mapping):
+        intent = intent.get("id")
     return CampaignFunding(
         checkout_session_id=session_id,
         campaign_id=str(campaign_id),
@@ -245,6 +250,7 @@ def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
         gross_cents=gross,
         fee_cents=fee,
         net_cents=net,
+        payment_intent_id=intent if isinstance(intent, str) and _STRIPE_ID.fullmatch(intent) else None,
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import outbox_table
 
@@ -218,6 +218,73 @@ stripe_events = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# Since migration 0005: the payments behind campaign budgets, the refunds owed on them, the idempotency record of
+# RefundCampaignBudget, and what needs a person.
+campaign_payments = sa.Table(
+    "campaign_payments",
+    metadata,
+    sa.Column("checkout_session_id", sa.Text, primary_key=True),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("payment_intent_id", sa.Text),
+    sa.Column("currency", sa.SmallInteger, nullable=False),
+    sa.Column("gross_cents", sa.BigInteger, nullable=False),
+    sa.Column("fee_cents", sa.BigInteger, nullable=False),
+    sa.Column("net_cents", sa.BigInteger, nullable=False),
+    sa.Column("booked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+payment_refunds = sa.Table(
+    "payment_refunds",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("checkout_session_id", sa.Text, nullable=False),
+    sa.Column("payment_intent_id", sa.Text, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("stripe_refund_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("refunded_at", sa.DateTime(timezone=True)),
+)
+
+budget_refunds = sa.Table(
+    "budget_refunds",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("requested_cents", sa.BigInteger, nullable=False),
+    sa.Column("refunded_cents", sa.BigInteger, nullable=False),
+    sa.Column("stripe_refunded_cents", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+payment_issues = sa.Table(
+    "payment_issues",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+async def record_issue(conn: AsyncConnection, event_id: str, event_type: str, object_id: str, problem: str) -> None:
+    """Something a person must look at (ListPaymentIssues); the same event and type are recorded once."""
+    await conn.execute(
+        pg.insert(payment_issues)
+        .values(event_id=event_id, event_type=event_type, object_id=object_id[:255], problem=problem[:2000])
+        .on_conflict_do_nothing(constraint="payment_issues_event_unique")
+    )
+
+
+async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
+    """The newest issues first."""
+    i = payment_issues
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(i).order_by(i.c.id.desc()).limit(limit))).all())
 
 
 async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:

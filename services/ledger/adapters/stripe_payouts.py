@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 import stripe
-from stripe.params import AccountCreateParams, TransferCreateParams
+from stripe.params import AccountCreateParams, RefundCreateParams, TransferCreateParams
 
 _log = logging.getLogger(__name__)
 
@@ -253,6 +253,26 @@ class StripePayouts:
             extra={"payout_id": payout_id, "transfer_id": transfer.id, "stripe_account": destination_account},
         )
         return transfer.id
+
+    async def create_refund(self, payment_intent_id: str, amount_cents: int, refund_id: str) -> str:
+        """Return `amount_cents` of a campaign payment to the sponsor; the refund's id at Stripe.
+
+        `refund_id` (the ledger's payment_refunds row) is the Idempotency-Key and `metadata.refund_id`: a
+        repeated call returns the same refund instead of refunding twice. StripeRefused with code
+        "charge_already_refunded" or "amount_too_large" means Stripe holds less than the ledger thinks: a
+        person has to look."""
+        if amount_cents <= 0:
+            raise ValueError(f"a refund amount must be positive, got {amount_cents}")
+        params: RefundCreateParams = {
+            "payment_intent": payment_intent_id,
+            "amount": amount_cents,
+            "metadata": {"refund_id": refund_id},
+        }
+        refund = await self._call(
+            "create refund", self._stripe.v1.refunds.create_async(params, {"idempotency_key": f"refund:{refund_id}"})
+        )
+        _log.info("Stripe refund", extra={"refund_id": refund_id, "stripe_refund_id": refund.id})
+        return refund.id
 
     async def find_transfer_by_payout(self, payout_id: str) -> str | None:
         """The id of the transfer made for `payout_id`, or None when Stripe has none.

@@ -1,0 +1,301 @@
+"""Money into and out of a campaign budget, from incentives' side: the sponsor's Stripe Checkout (at most one
+payable at a time), the platform funding an admin chooses, and cancellation with the refund of what is left.
+
+One checkout at a time. FundCampaign holds the campaign row's lock (SELECT … FOR UPDATE) from reading the stored
+checkout until the new one is stored: a concurrent call waits, then finds the open checkout and answers it
+(ALREADY_PENDING). The Stripe call happens under the lock, keyed by the campaign and its checkout attempt number
+(`checkout:<id>:<attempt>:<gross>`), so a call retried after a lost answer, or after this process died between
+Stripe's answer and the commit, gets Stripe's same session rather than a second payable one. The lock is a
+draft campaign's row, which no grant touches. A payment that still arrives for a campaign already funded (an
+expired-but-paid session, a session opened by hand) is refunded by the ledger (RecordCampaignFunding refuses it).
+
+Platform funding and refunds call the ledger synchronously under the same row lock, with keys derived from the
+campaign (and, for refunds, from what was refunded before), so a retry after any failure repeats the same ledger
+request instead of moving money twice.
+
+Transport-free: these functions take the engine, the clients and the time, and raise domain errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import uuid
+from typing import Any
+
+import grpc
+import sqlalchemy as sa
+from nerava.incentives.v1 import incentives_pb2 as pb
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
+from services.incentives import store
+from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
+from services.incentives.granting import ledger_currency
+
+log = logging.getLogger(__name__)
+C = store.campaigns
+S = pb.CampaignStatus
+
+# Statuses a campaign can be canceled from (ENDED and CANCELED are terminal; cancel then only refunds).
+CANCELABLE = frozenset(
+    {S.CAMPAIGN_STATUS_DRAFT, S.CAMPAIGN_STATUS_ACTIVE, S.CAMPAIGN_STATUS_PAUSED, S.CAMPAIGN_STATUS_EXHAUSTED}
+)
+PLATFORM_OWNER = "platform"
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who acts: a sponsor acts on their own campaigns, an admin on all."""
+
+    user_id: str
+    admin: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckoutAnswer:
+    url: str
+    session_id: str
+    created: bool
+    expires_at: datetime.datetime | None
+    campaign: store.Row
+
+
+def not_found(campaign_id: str) -> NotFound:
+    return NotFound("CAMPAIGN_NOT_FOUND", "no campaign with that id", {"campaign_id": campaign_id})
+
+
+async def locked_campaign(conn: AsyncConnection, campaign_id: str, actor: Actor) -> sa.RowMapping:
+    """The campaign row, locked for this transaction; CAMPAIGN_NOT_FOUND for one the actor may not act on."""
+    try:
+        key = uuid.UUID(campaign_id)
+    except ValueError:
+        raise not_found(campaign_id) from None
+    row = (await conn.execute(sa.select(C).where(C.c.id == key).with_for_update())).mappings().first()
+    if row is None or (row["created_by_user_id"] != actor.user_id and not actor.admin):
+        raise not_found(campaign_id)
+    return row
+
+
+def remaining(row: store.Row) -> int:
+    """What grants may still spend (and a refund may return)."""
+    return int(row["budget_cents"]) - int(row["spent_cents"]) - int(row["refunded_cents"])
+
+
+def _transition(current: int, target: int) -> FailedPrecondition:
+    return FailedPrecondition(
+        "INVALID_TRANSITION",
+        f"a {S.Name(current)} campaign cannot become {S.Name(target)}",
+        {"from": S.Name(current), "to": S.Name(target)},
+    )
+
+
+def _not_expired(row: store.Row, now: datetime.datetime) -> None:
+    if row["end_date"] is not None and row["end_date"] <= now:
+        raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
+
+
+async def open_checkout(
+    engine: AsyncEngine,
+    stripe: StripeCheckout,
+    *,
+    campaign_id: str,
+    actor: Actor,
+    fee_bps: int,
+    console_base_url: str,
+    now: datetime.datetime,
+) -> CheckoutAnswer:
+    """The campaign's one payable Stripe Checkout: the open one, or a new one (see the module docstring)."""
+    async with engine.begin() as conn:
+        row = await locked_campaign(conn, campaign_id, actor)
+        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+        if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
+            raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+        _not_expired(row, now)
+        still_open = (
+            row["funding_status"] == pb.FUNDING_STATUS_PENDING
+            and row["checkout_url"]
+            and (row["checkout_expires_at"] is None or row["checkout_expires_at"] > now)
+        )
+        if still_open:
+            return CheckoutAnswer(
+                row["checkout_url"], row["checkout_session_id"], False, row["checkout_expires_at"], row
+            )
+        attempt = int(row["checkout_attempt"]) + 1
+        gross = int(row["gross_funding_cents"])
+        page = f"{console_base_url}/campaigns/{row['id']}"
+        try:
+            checkout = await stripe.create_checkout_session(
+                campaign_id=str(row["id"]),
+                gross_cents=gross,
+                platform_fee_bps=fee_bps,
+                reward_currency=ledger_pb2.Currency.Name(ledger_currency(row["reward_kind"])),  # type: ignore[arg-type]
+                success_url=f"{page}?funded=true",
+                cancel_url=f"{page}?funded=false",
+                idempotency_key=f"checkout:{row['id']}:{attempt}:{gross}",
+            )
+        except PaymentsUnavailable as exc:
+            raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        stored = (
+            (
+                await conn.execute(
+                    sa.update(C)
+                    .where(C.c.id == row["id"])
+                    .values(
+                        funding_status=pb.FUNDING_STATUS_PENDING,
+                        checkout_session_id=checkout.session_id,
+                        checkout_url=checkout.url,
+                        checkout_expires_at=checkout.expires_at,
+                        checkout_attempt=attempt,
+                    )
+                    .returning(C)
+                )
+            )
+            .mappings()
+            .one()
+        )
+    return CheckoutAnswer(checkout.url, checkout.session_id, True, checkout.expires_at, stored)
+
+
+async def fund_from_platform(
+    engine: AsyncEngine,
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+    *,
+    campaign_id: str,
+    actor: Actor,
+    reason: str,
+    request_id: str,
+    now: datetime.datetime,
+) -> sa.RowMapping:
+    """An admin funds an unfunded draft from the platform: one audited ledger transfer of the net budget (no
+    fee), then the campaign is FUNDED. The transfer is keyed by the campaign, so a retry (any request id) after
+    a lost answer or a crash repeats the same transfer."""
+    async with engine.begin() as conn:
+        row = await locked_campaign(conn, campaign_id, actor)
+        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+            if row["checkout_session_id"] is None:
+                return row  # funded by the platform before: the same answer
+            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+        if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
+            raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+        if row["funding_status"] == pb.FUNDING_STATUS_PENDING and (
+            row["checkout_expires_at"] is None or row["checkout_expires_at"] > now
+        ):
+            raise FailedPrecondition("CHECKOUT_PENDING", "a Stripe checkout is open for this campaign")
+        _not_expired(row, now)
+        net = int(row["budget_cents"])
+        currency = ledger_currency(row["reward_kind"])
+        try:
+            await ledger.PostTransfer(
+                ledger_pb2.PostTransferRequest(
+                    idempotency_key=f"platform-funding:{row['id']}",
+                    kind=ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING,
+                    currency=currency,  # type: ignore[arg-type]
+                    amount=net,
+                    from_account=ledger_pb2.AccountRef(
+                        type=ledger_pb2.ACCOUNT_TYPE_EXTERNAL_FUNDING,
+                        owner_id=PLATFORM_OWNER,
+                        currency=currency,  # type: ignore[arg-type]
+                    ),
+                    to_account=ledger_pb2.AccountRef(
+                        type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
+                        owner_id=str(row["id"]),
+                        currency=currency,  # type: ignore[arg-type]
+                    ),
+                    metadata=ledger_pb2.TransferMetadata(
+                        campaign_id=str(row["id"]),
+                        campaign_name=row["name"][:200],
+                        actor_id=actor.user_id,
+                        reason=reason[:500],
+                        description="Funded by the platform",
+                    ),
+                )
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.ABORTED:
+                raise Aborted(
+                    "IDEMPOTENCY_KEY_REUSED", "this campaign's platform funding was asked with another reason"
+                ) from error
+            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from error
+        funded: sa.RowMapping = (
+            (
+                await conn.execute(
+                    sa.update(C)
+                    .where(C.c.id == row["id"])
+                    .values(
+                        funding_status=pb.FUNDING_STATUS_FUNDED,
+                        gross_funding_cents=net,
+                        platform_fee_cents=0,
+                        checkout_session_id=None,
+                        checkout_url=None,
+                        checkout_expires_at=None,
+                        funded_at=now,
+                    )
+                    .returning(C)
+                )
+            )
+            .mappings()
+            .one()
+        )
+    log.warning(
+        "campaign funded by the platform",
+        extra={
+            "campaign_id": campaign_id,
+            "admin": actor.user_id,
+            "amount": net,
+            "reason": reason,
+            "request": request_id,
+        },
+    )
+    return funded
+
+
+async def cancel(
+    engine: AsyncEngine,
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+    *,
+    campaign_id: str,
+    actor: Actor,
+) -> tuple[sa.RowMapping, int]:
+    """Cancels the campaign (no grant after this commits), then refunds what is left of its budget. Returns the
+    campaign and what this call refunded. Two steps, so that a ledger that does not answer leaves a canceled
+    campaign whose refund the next call completes (same key: nothing refunded twice)."""
+    async with engine.begin() as conn:
+        row = await locked_campaign(conn, campaign_id, actor)
+        if row["status"] in CANCELABLE:
+            await conn.execute(
+                sa.update(C).where(C.c.id == row["id"]).values(status=S.CAMPAIGN_STATUS_CANCELED, pause_reason="")
+            )
+    async with engine.begin() as conn:
+        row = await locked_campaign(conn, campaign_id, actor)
+        left = remaining(row) if row["funding_status"] == pb.FUNDING_STATUS_FUNDED else 0
+        refunded = 0
+        if left > 0:
+            refunded = await _refund(ledger, row, left)
+            if refunded:
+                await conn.execute(
+                    sa.update(C).where(C.c.id == row["id"]).values(refunded_cents=C.c.refunded_cents + refunded)
+                )
+        final = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
+    return final, refunded
+
+
+async def _refund(ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any, amount: int) -> int:
+    # Keyed by what was refunded before: a retry repeats this refund, a later one (after a clawback returned
+    # budget) is a new one.
+    try:
+        reply = await ledger.RefundCampaignBudget(
+            ledger_pb2.RefundCampaignBudgetRequest(
+                idempotency_key=f"campaign-refund:{row['id']}:{row['refunded_cents']}",
+                campaign_id=str(row["id"]),
+                currency=ledger_currency(row["reward_kind"]),  # type: ignore[arg-type]
+                amount_cents=amount,
+                reason="campaign canceled" if row["status"] == S.CAMPAIGN_STATUS_CANCELED else "campaign ended",
+            )
+        )
+    except grpc.aio.AioRpcError as error:
+        raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not refund the budget; retry") from error
+    return int(reply.refunded_cents)
