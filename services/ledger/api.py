@@ -572,19 +572,37 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         driver = current_caller().user_id or ""
         limit = request.limit or 20
         a, e, t = store.accounts, store.entries, store.transfers
-        earned = (t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT])) & (e.c.amount > 0)
+        original = t.alias("original")
+        grants = [pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]
+        earned = (t.c.kind.in_(grants)) & (e.c.amount > 0)
         spent = (t.c.kind == pb.TRANSFER_KIND_REDEMPTION) & (e.c.amount < 0)
+        # A clawback takes a reward back, a refunded redemption gives Nova back: each is its own item, so an
+        # EARNED (or SPENT) item is never left standing with nothing offsetting it.
+        reversed_kind = sa.func.coalesce(original.c.kind, 0)
+        clawed = (t.c.kind == pb.TRANSFER_KIND_REVERSAL) & reversed_kind.in_(grants) & (e.c.amount < 0)
+        returned = (
+            (t.c.kind == pb.TRANSFER_KIND_REVERSAL) & (reversed_kind == pb.TRANSFER_KIND_REDEMPTION) & (e.c.amount > 0)
+        )
         query = (
             sa.select(
-                e.c.id, e.c.amount, e.c.created_at, a.c.currency, t.c.id.label("transfer_id"), t.c.kind, t.c.metadata
+                e.c.id,
+                e.c.amount,
+                e.c.created_at,
+                a.c.currency,
+                t.c.id.label("transfer_id"),
+                t.c.kind,
+                t.c.metadata,
+                original.c.kind.label("original_kind"),
+                original.c.metadata.label("original_metadata"),
             )
             .select_from(e)
             .join(a, a.c.id == e.c.account_id)
             .join(t, t.c.id == e.c.transfer_id)
+            .outerjoin(original, original.c.id == t.c.reversal_of)
             .where(
                 a.c.owner_id == driver,
                 a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
-                earned | spent,
+                earned | spent | clawed | returned,
             )
             # Newest first; at the same instant SPENT before EARNED (DOMAIN), then by entry id.
             .order_by(e.c.created_at.desc(), (t.c.kind == pb.TRANSFER_KIND_REDEMPTION).desc(), e.c.id.desc())
@@ -594,7 +612,16 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             rows = (await conn.execute(query)).all()
         items = [
             domain.timeline_item(
-                row.id, row.amount, row.currency, row.kind, row.metadata or {}, created_at=_timestamp(row.created_at)
+                domain.TimelineEntry(
+                    transfer_id=str(row.transfer_id),
+                    amount=row.amount,
+                    currency=row.currency,
+                    kind=row.kind,
+                    metadata=row.metadata or {},
+                    original_kind=row.original_kind,
+                    original_metadata=row.original_metadata or {},
+                ),
+                created_at=_timestamp(row.created_at),
             )
             for row in rows
         ]
