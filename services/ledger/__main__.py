@@ -27,6 +27,7 @@ from services.ledger.payouts import Payouts
 from services.ledger.refunds import TOPIC as REFUND_TOPIC
 from services.ledger.refunds import refund_dead_letter, refund_delivery
 from services.ledger.workers import campaign_funded_delivery, reconcile_payouts
+from services.reconcile.worker import reconcile_forever
 
 
 async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -77,10 +78,18 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
     async def reconcile(stop: asyncio.Event) -> None:
         await reconcile_payouts(payouts, stop, settings.reconcile_interval_s, settings.reconcile_after_s)
 
+    async def reconcile_money(stop: asyncio.Event) -> None:
+        # Reads the incentives and merchants schemas too (read-only; see services/reconcile/checks.py).
+        window = datetime.timedelta(hours=settings.money_reconcile_window_h)
+        await reconcile_forever(runtime.engine, stripe_client, stop, settings.money_reconcile_every_s, window)
+
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding], workers=[reconcile, relay.run])
+    workers = [reconcile, relay.run]
+    if settings.money_reconcile_every_s > 0:
+        workers.append(reconcile_money)
+    return ServiceServer(runtime, [binding], workers=workers)
 
 
 async def main() -> None:
