@@ -422,7 +422,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             actor=_actor(),
             fee_bps=self._settings.platform_fee_bps,
             console_base_url=self._settings.console_base_url,
-            now=_now(),
+            clock=_now,
         )
         row = answer.campaign
         return pb.FundCampaignResponse(

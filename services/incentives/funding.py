@@ -1,13 +1,15 @@
 """Money into and out of a campaign budget, from incentives' side: the sponsor's Stripe Checkout (at most one
 payable at a time), the platform funding an admin chooses, and cancellation with the refund of what is left.
 
-One checkout at a time. FundCampaign holds the campaign row's lock (SELECT … FOR UPDATE) from reading the stored
-checkout until the new one is stored: a concurrent call waits, then finds the open checkout and answers it
-(ALREADY_PENDING). The Stripe call happens under the lock, keyed by the campaign and its checkout attempt number
-(`checkout:<id>:<attempt>:<gross>`), so a call retried after a lost answer, or after this process died between
-Stripe's answer and the commit, gets Stripe's same session rather than a second payable one. The lock is a
-draft campaign's row, which no grant touches. A payment that still arrives for a campaign already funded (an
-expired-but-paid session, a session opened by hand) is refunded by the ledger (RecordCampaignFunding refuses it).
+One checkout at a time. FundCampaign claims the opening under the campaign row's lock (SELECT … FOR UPDATE, a short
+transaction): the first caller numbers the attempt and stamps `checkout_claimed_at`; concurrent callers see the
+claim and wait — polling, without holding a connection — until the session is stored, then answer it
+(ALREADY_PENDING). The Stripe call is keyed by the campaign and the attempt (`checkout:<id>:<attempt>:<gross>`),
+and a claim left behind by a caller that died or got no answer from Stripe is taken over with the same attempt,
+so whatever Stripe created under that key is answered again rather than a second payable session opened. A new
+attempt is numbered only once the stored session has expired. A payment that still arrives for a campaign already
+funded (an expired-but-paid session, a session opened by hand) is refunded by the ledger (RecordCampaignFunding
+refuses it).
 
 Platform funding and refunds call the ledger synchronously under the same row lock, with keys derived from the
 campaign (and, for refunds, from what was refunded before), so a retry after any failure repeats the same ledger
@@ -18,10 +20,12 @@ Transport-free: these functions take the engine, the clients and the time, and r
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -44,6 +48,11 @@ CANCELABLE = frozenset(
     {S.CAMPAIGN_STATUS_DRAFT, S.CAMPAIGN_STATUS_ACTIVE, S.CAMPAIGN_STATUS_PAUSED, S.CAMPAIGN_STATUS_EXHAUSTED}
 )
 PLATFORM_OWNER = "platform"
+# How long a caller's claim to open the checkout stands (longer than Stripe's timeout and retries), and how other
+# callers wait for it.
+CHECKOUT_CLAIM = datetime.timedelta(seconds=60)
+CHECKOUT_WAIT_S = 0.05
+CHECKOUT_WAIT_POLLS = 1200
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +106,39 @@ def _not_expired(row: store.Row, now: datetime.datetime) -> None:
         raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
 
 
+def _open(row: store.Row, now: datetime.datetime) -> bool:
+    """The stored checkout can still be paid."""
+    return bool(
+        row["funding_status"] == pb.FUNDING_STATUS_PENDING
+        and row["checkout_url"]
+        and (row["checkout_expires_at"] is None or row["checkout_expires_at"] > now)
+    )
+
+
+async def _claim_checkout(
+    engine: AsyncEngine, campaign_id: str, actor: Actor, now: datetime.datetime
+) -> tuple[sa.RowMapping, int | None]:
+    """(the row, the attempt this caller must open at Stripe), or (row, None) when there is nothing to open: an
+    open checkout is stored, or another caller is opening one right now."""
+    async with engine.begin() as conn:
+        row = await locked_campaign(conn, campaign_id, actor)
+        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+        if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
+            raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+        _not_expired(row, now)
+        claimed = row["checkout_claimed_at"]
+        if _open(row, now) or (claimed is not None and claimed > now - CHECKOUT_CLAIM):
+            return row, None
+        # A claim left behind (its caller died or Stripe did not answer) may have created the session at Stripe:
+        # the same attempt, so the same idempotency key, gets that session back instead of a second one.
+        attempt = int(row["checkout_attempt"]) + (0 if claimed is not None else 1)
+        await conn.execute(
+            sa.update(C).where(C.c.id == row["id"]).values(checkout_attempt=attempt, checkout_claimed_at=now)
+        )
+    return row, attempt
+
+
 async def open_checkout(
     engine: AsyncEngine,
     stripe: StripeCheckout,
@@ -105,58 +147,70 @@ async def open_checkout(
     actor: Actor,
     fee_bps: int,
     console_base_url: str,
-    now: datetime.datetime,
+    clock: Callable[[], datetime.datetime],
 ) -> CheckoutAnswer:
     """The campaign's one payable Stripe Checkout: the open one, or a new one (see the module docstring)."""
-    async with engine.begin() as conn:
-        row = await locked_campaign(conn, campaign_id, actor)
-        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
-        if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
-            raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
-        _not_expired(row, now)
-        still_open = (
-            row["funding_status"] == pb.FUNDING_STATUS_PENDING
-            and row["checkout_url"]
-            and (row["checkout_expires_at"] is None or row["checkout_expires_at"] > now)
+    for _ in range(CHECKOUT_WAIT_POLLS):
+        now = clock()
+        row, attempt = await _claim_checkout(engine, campaign_id, actor, now)
+        if attempt is None:
+            if _open(row, now):
+                return CheckoutAnswer(
+                    row["checkout_url"], row["checkout_session_id"], False, row["checkout_expires_at"], row
+                )
+            await asyncio.sleep(CHECKOUT_WAIT_S)  # another caller is opening it; no connection held meanwhile
+            continue
+        return await _open_at_stripe(engine, stripe, row, attempt, fee_bps=fee_bps, console_base_url=console_base_url)
+    raise Unavailable("PAYMENTS_UNAVAILABLE", "the checkout is still being opened; try again")
+
+
+async def _open_at_stripe(
+    engine: AsyncEngine, stripe: StripeCheckout, row: store.Row, attempt: int, *, fee_bps: int, console_base_url: str
+) -> CheckoutAnswer:
+    gross = int(row["gross_funding_cents"])
+    page = f"{console_base_url}/campaigns/{row['id']}"
+    try:
+        checkout = await stripe.create_checkout_session(
+            campaign_id=str(row["id"]),
+            gross_cents=gross,
+            platform_fee_bps=fee_bps,
+            reward_currency=ledger_pb2.Currency.Name(ledger_currency(row["reward_kind"])),  # type: ignore[arg-type]
+            success_url=f"{page}?funded=true",
+            cancel_url=f"{page}?funded=false",
+            idempotency_key=f"checkout:{row['id']}:{attempt}:{gross}",
         )
-        if still_open:
-            return CheckoutAnswer(
-                row["checkout_url"], row["checkout_session_id"], False, row["checkout_expires_at"], row
+    except PaymentsUnavailable as exc:
+        # The claim stays (the session may exist at Stripe) but is released at once: the next call repeats
+        # this attempt's key.
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.update(C)
+                .where(C.c.id == row["id"], C.c.checkout_attempt == attempt)
+                .values(checkout_claimed_at=C.c.checkout_claimed_at - CHECKOUT_CLAIM)
             )
-        attempt = int(row["checkout_attempt"]) + 1
-        gross = int(row["gross_funding_cents"])
-        page = f"{console_base_url}/campaigns/{row['id']}"
-        try:
-            checkout = await stripe.create_checkout_session(
-                campaign_id=str(row["id"]),
-                gross_cents=gross,
-                platform_fee_bps=fee_bps,
-                reward_currency=ledger_pb2.Currency.Name(ledger_currency(row["reward_kind"])),  # type: ignore[arg-type]
-                success_url=f"{page}?funded=true",
-                cancel_url=f"{page}?funded=false",
-                idempotency_key=f"checkout:{row['id']}:{attempt}:{gross}",
-            )
-        except PaymentsUnavailable as exc:
-            raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
+    async with engine.begin() as conn:
         stored = (
             (
                 await conn.execute(
                     sa.update(C)
-                    .where(C.c.id == row["id"])
+                    .where(C.c.id == row["id"], C.c.checkout_attempt == attempt)
                     .values(
                         funding_status=pb.FUNDING_STATUS_PENDING,
                         checkout_session_id=checkout.session_id,
                         checkout_url=checkout.url,
                         checkout_expires_at=checkout.expires_at,
-                        checkout_attempt=attempt,
+                        checkout_claimed_at=None,
                     )
                     .returning(C)
                 )
             )
             .mappings()
-            .one()
+            .first()
         )
+    if stored is None:  # funded or reclaimed meanwhile: answer what is stored now
+        async with engine.connect() as conn:
+            stored = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
     return CheckoutAnswer(checkout.url, checkout.session_id, True, checkout.expires_at, stored)
 
 

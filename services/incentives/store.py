@@ -57,9 +57,10 @@ campaigns = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("rules_changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    # Since migration 0004: the number of Stripe Checkout sessions opened (the next one's idempotency key) and the
-    # budget returned to the sponsor.
+    # Since migration 0004: the number of Stripe Checkout sessions opened (the idempotency key of the one being
+    # opened), who is opening one right now, and the budget returned to the sponsor.
     sa.Column("checkout_attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("checkout_claimed_at", sa.DateTime(timezone=True)),
     sa.Column("refunded_cents", sa.BigInteger, nullable=False, server_default="0"),
 )
 

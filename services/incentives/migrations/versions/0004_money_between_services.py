@@ -3,9 +3,9 @@
 Revision ID: 0004
 Revises: 0003
 
-- `campaigns.checkout_attempt` numbers the Stripe Checkout sessions a campaign has opened: the idempotency key
-  of the next one, so a retried FundCampaign gets Stripe's same session and a checkout opened after the last
-  one expired gets a new one.
+- `campaigns.checkout_attempt` numbers the Stripe Checkout sessions a campaign has opened (the idempotency key
+  of the one being opened) and `checkout_claimed_at` says that a caller is opening it now: concurrent calls wait
+  for that one instead of opening a second payable session (services/incentives/funding.py).
 - `campaigns.refunded_cents`: budget returned to the sponsor (cancel, or what an ended campaign had left);
   grants may spend budget - spent - refunded.
 - Grant status 4 (FAILED): the ledger refused the credit for good. Like a clawed-back grant it does not count
@@ -34,6 +34,7 @@ def _rewrite_evaluate_session(old: str, new: str) -> None:
 
 def upgrade() -> None:
     op.add_column("campaigns", sa.Column("checkout_attempt", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("campaigns", sa.Column("checkout_claimed_at", sa.DateTime(timezone=True)))
     op.add_column("campaigns", sa.Column("refunded_cents", sa.BigInteger, nullable=False, server_default="0"))
     op.create_check_constraint(
         "campaigns_refund_within_remaining",
@@ -63,4 +64,5 @@ def downgrade() -> None:
         op.create_index(name, "grants", columns, unique=unique, postgresql_where=sa.text("status <> 3"))
     op.drop_constraint("campaigns_refund_within_remaining", "campaigns")
     op.drop_column("campaigns", "refunded_cents")
+    op.drop_column("campaigns", "checkout_claimed_at")
     op.drop_column("campaigns", "checkout_attempt")
