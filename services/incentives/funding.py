@@ -337,6 +337,43 @@ async def cancel(
     return final, refunded
 
 
+async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, limit: int = 50) -> int:
+    """Refunds what is left of ended campaigns (their end date passed) to their sponsors; returns how many were
+    refunded something. The same two-step, key-by-what-was-refunded-before refund as a cancellation, so every
+    replica may run it and a repeat refunds nothing twice."""
+    async with engine.connect() as conn:
+        due = (
+            (
+                await conn.execute(
+                    sa.select(C.c.id)
+                    .where(
+                        C.c.status == S.CAMPAIGN_STATUS_ENDED,
+                        C.c.funding_status == pb.FUNDING_STATUS_FUNDED,
+                        C.c.budget_cents - C.c.spent_cents - C.c.refunded_cents > 0,
+                    )
+                    .order_by(C.c.updated_at)
+                    .limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    refunded = 0
+    for campaign_id in due:
+        async with engine.begin() as conn:
+            row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().one()
+            left = remaining(row)
+            if row["status"] != S.CAMPAIGN_STATUS_ENDED or left <= 0:
+                continue
+            moved = await _refund(ledger, row, left)
+            if moved:
+                await conn.execute(
+                    sa.update(C).where(C.c.id == campaign_id).values(refunded_cents=C.c.refunded_cents + moved)
+                )
+                refunded += 1
+    return refunded
+
+
 async def _refund(ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any, amount: int) -> int:
     # Keyed by what was refunded before: a retry repeats this refund, a later one (after a clawback returned
     # budget) is a new one.

@@ -20,6 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fakes.stripe import FakeStripe
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
+from services.incentives.funding import refund_ended
+from services.incentives.workers import end_due_campaigns
 from tests.incentives.helpers import Incentives, budget_account, driver_cash
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
@@ -337,3 +339,50 @@ async def test_a_clawback_is_its_own_timeline_item_and_ids_follow_the_contract(
         for t in transfers.transfers
     }
     assert grant.status == pb.GRANT_STATUS_CLAWED_BACK
+
+
+class _AsIncentives:
+    """The ledger as the incentives process reaches it: the real service, with incentives' service identity."""
+
+    def __init__(self, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub) -> None:
+        self._ledger = ledger
+
+    async def RefundCampaignBudget(
+        self, request: ledger_pb2.RefundCampaignBudgetRequest
+    ) -> ledger_pb2.RefundCampaignBudgetResponse:
+        return await self._ledger.RefundCampaignBudget(request, metadata=as_service("incentives"))
+
+
+async def test_what_an_ended_campaign_has_left_goes_back_to_the_sponsor(
+    incentives: Incentives,
+    sponsor: Person,
+    driver: Person,
+    stripe_fake: FakeStripe,
+    mesh: Mesh,
+    incentives_engine: AsyncEngine,
+) -> None:
+    campaign, intent = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    assert (await incentives.evaluate(incentives.session(driver.user_id))).outcome == pb.EVALUATION_OUTCOME_GRANTED
+
+    async def credited() -> bool:
+        return await incentives.ledger_balance(budget_account(campaign)) == 7_900
+
+    await eventually(credited)
+    c = store.campaigns
+    async with incentives_engine.begin() as conn:  # its end date passes
+        await conn.execute(
+            sa.update(c)
+            .where(c.c.id == uuid.UUID(campaign.id))
+            .values(end_date=sa.func.now() - sa.text("interval '1 second'"))
+        )
+    assert await end_due_campaigns(incentives_engine) >= 1
+    ledger = _AsIncentives(incentives.ledger)
+    assert await refund_ended(incentives_engine, ledger) >= 1  # type: ignore[arg-type]
+    assert await refund_ended(incentives_engine, ledger) == 0  # type: ignore[arg-type]
+    ended = await incentives.campaign(campaign.id, sponsor)
+    assert (ended.status, ended.refunded_cents, ended.remaining_cents) == (pb.CAMPAIGN_STATUS_ENDED, 7_900, 0)
+
+    async def refunded() -> bool:
+        return stripe_fake.refunded_cents(intent) == 7_900
+
+    await eventually(refunded)
