@@ -534,7 +534,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         async with self._engine.connect() as conn:
             row = await self._owned(conn, request.campaign_id, write=False)
         budget, spent, cost = int(row["budget_cents"]), int(row["spent_cents"]), row["cost_per_session_cents"]
-        remaining = budget - spent
+        remaining = funding.remaining(row)  # what is left to grant: refunded budget is gone
         sessions_left = remaining // cost
         if row["max_sessions"] is not None:
             sessions_left = min(sessions_left, row["max_sessions"] - row["sessions_granted"])
