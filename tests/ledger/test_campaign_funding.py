@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.stripe import FakeStripe
 from services.common.db import create_engine
+from services.common.outbox import replay_dead_letters
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.ledger import store
 from tests.ledger.funding_support import IncentivesReceiver, eventually, ledger_database, running_ledger
@@ -137,6 +138,8 @@ async def funding_ledger(
             # Deliver promptly and retry often: the tests wait for the relay.
             "OUTBOX_POLL_S": "0.1",
             "OUTBOX_MAX_BACKOFF_S": "0.5",
+            # Bounded: a delivery still failing after 8 attempts (about 3 s here) goes to the dead-letter list.
+            "OUTBOX_MAX_ATTEMPTS": "8",
         }
         engine = create_engine(database_url, "ledger")
         async with (
@@ -396,6 +399,27 @@ async def test_a_transient_refusal_is_retried(funding_ledger: FundingLedger) -> 
     del ledger.receiver.refusals[campaign_id]
     await eventually(lambda: _delivered(ledger, session_id))
     assert ledger.receiver.recorded[session_id].net_budget_cents == 9_600
+
+
+async def test_a_delivery_that_keeps_failing_is_dead_lettered_then_replayed(funding_ledger: FundingLedger) -> None:
+    ledger = funding_ledger
+    campaign_id, session_id = await ledger.open_checkout(15_000)
+    ledger.receiver.refusals[campaign_id] = (grpc.StatusCode.INTERNAL, "incentives keeps failing")
+    session = ledger.stripe.complete_checkout_session(session_id)
+    assert (await ledger.webhook(session)).outcome == PROCESSED
+
+    async def parked() -> Any:
+        rows = await ledger.outbox_rows(session_id)
+        return rows[0] if rows and rows[0].failed_at is not None else None
+
+    row = await eventually(parked)
+    assert (row.attempts, row.delivered_at) == (8, None)
+    assert len(ledger.receiver.calls_for(session_id)) == 8  # bounded, not every 60 s forever
+    # The operator's replay (`make outbox ARGS="--service ledger --replay <id>"`) once incentives is back.
+    del ledger.receiver.refusals[campaign_id]
+    assert await replay_dead_letters(ledger.engine, store.outbox, [row.id]) == 1
+    await eventually(lambda: _delivered(ledger, session_id))
+    assert ledger.receiver.recorded[session_id].net_budget_cents == 12_000
 
 
 @pytest.mark.parametrize(
