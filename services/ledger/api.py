@@ -496,12 +496,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
             .scalar_subquery()
         )
-        accounts = store.stripe_accounts
-        onboarded = sa.select(accounts.c.transfers_active).where(accounts.c.driver_id == driver)
         async with self._reads.connect() as conn:
             held = {row.type: row.balance for row in (await conn.execute(balances)).all()}
             totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
-            onboarding_complete = bool((await conn.execute(onboarded)).scalar())
+            onboarding_complete = await store.onboarding_complete(conn, driver)
         available = int(held.get(pb.ACCOUNT_TYPE_DRIVER_CASH, 0))
         return pb.GetWalletBalanceResponse(
             available_cents=available,
@@ -570,46 +568,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.GetWalletTimelineResponse:
         # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
         driver = current_caller().user_id or ""
-        limit = request.limit or 20
-        a, e, t = store.accounts, store.entries, store.transfers
-        original = t.alias("original")
-        grants = [pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]
-        earned = (t.c.kind.in_(grants)) & (e.c.amount > 0)
-        spent = (t.c.kind == pb.TRANSFER_KIND_REDEMPTION) & (e.c.amount < 0)
-        # A clawback takes a reward back, a refunded redemption gives Nova back: each is its own item, so an
-        # EARNED (or SPENT) item is never left standing with nothing offsetting it.
-        reversed_kind = sa.func.coalesce(original.c.kind, 0)
-        clawed = (t.c.kind == pb.TRANSFER_KIND_REVERSAL) & reversed_kind.in_(grants) & (e.c.amount < 0)
-        returned = (
-            (t.c.kind == pb.TRANSFER_KIND_REVERSAL) & (reversed_kind == pb.TRANSFER_KIND_REDEMPTION) & (e.c.amount > 0)
-        )
-        query = (
-            sa.select(
-                e.c.id,
-                e.c.amount,
-                e.c.created_at,
-                a.c.currency,
-                t.c.id.label("transfer_id"),
-                t.c.kind,
-                t.c.metadata,
-                original.c.kind.label("original_kind"),
-                original.c.metadata.label("original_metadata"),
-            )
-            .select_from(e)
-            .join(a, a.c.id == e.c.account_id)
-            .join(t, t.c.id == e.c.transfer_id)
-            .outerjoin(original, original.c.id == t.c.reversal_of)
-            .where(
-                a.c.owner_id == driver,
-                a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
-                earned | spent | clawed | returned,
-            )
-            # Newest first; at the same instant SPENT before EARNED (DOMAIN), then by entry id.
-            .order_by(e.c.created_at.desc(), (t.c.kind == pb.TRANSFER_KIND_REDEMPTION).desc(), e.c.id.desc())
-            .limit(limit)
-        )
         async with self._reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = await store.wallet_timeline_rows(conn, driver, request.limit or 20)
         items = [
             domain.timeline_item(
                 domain.TimelineEntry(

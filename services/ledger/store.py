@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -278,6 +279,55 @@ async def record_issue(conn: AsyncConnection, event_id: str, event_type: str, ob
         .values(event_id=event_id, event_type=event_type, object_id=object_id[:255], problem=problem[:2000])
         .on_conflict_do_nothing(constraint="payment_issues_event_unique")
     )
+
+
+async def onboarding_complete(conn: AsyncConnection, driver_id: str) -> bool:
+    """The driver's Express account can take transfers (as last reported by Stripe)."""
+    query = sa.select(stripe_accounts.c.transfers_active).where(stripe_accounts.c.driver_id == driver_id)
+    return bool((await conn.execute(query)).scalar())
+
+
+async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int) -> list[Any]:
+    """The driver's wallet entries the timeline shows, newest first (at the same instant SPENT before EARNED,
+    DOMAIN; then by entry id): grant credits, redemption debits, and — each its own item, so an EARNED (or
+    SPENT) item is never left standing with nothing offsetting it — the reversal taking a reward back and the one
+    giving a redemption's Nova back, with the original transfer's kind and metadata."""
+    a, e, t = accounts, entries, transfers
+    original = t.alias("original")
+    grants = [pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]
+    reversal, redemption = pb.TRANSFER_KIND_REVERSAL, pb.TRANSFER_KIND_REDEMPTION
+    reversed_kind = sa.func.coalesce(original.c.kind, 0)
+    shown = (
+        (t.c.kind.in_(grants) & (e.c.amount > 0))
+        | ((t.c.kind == redemption) & (e.c.amount < 0))
+        | ((t.c.kind == reversal) & reversed_kind.in_(grants) & (e.c.amount < 0))
+        | ((t.c.kind == reversal) & (reversed_kind == redemption) & (e.c.amount > 0))
+    )
+    query = (
+        sa.select(
+            e.c.id,
+            e.c.amount,
+            e.c.created_at,
+            a.c.currency,
+            t.c.id.label("transfer_id"),
+            t.c.kind,
+            t.c.metadata,
+            original.c.kind.label("original_kind"),
+            original.c.metadata.label("original_metadata"),
+        )
+        .select_from(e)
+        .join(a, a.c.id == e.c.account_id)
+        .join(t, t.c.id == e.c.transfer_id)
+        .outerjoin(original, original.c.id == t.c.reversal_of)
+        .where(
+            a.c.owner_id == driver_id,
+            a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
+            shown,
+        )
+        .order_by(e.c.created_at.desc(), (t.c.kind == redemption).desc(), e.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).all())
 
 
 async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
