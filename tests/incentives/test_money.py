@@ -386,3 +386,25 @@ async def test_what_an_ended_campaign_has_left_goes_back_to_the_sponsor(
         return stripe_fake.refunded_cents(intent) == 7_900
 
     await eventually(refunded)
+
+
+async def test_concurrent_cancellations_refund_the_remainder_once(
+    incentives: Incentives, sponsor: Person, admin: Person, stripe_fake: FakeStripe, mesh: Mesh
+) -> None:
+    campaign, intent = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    who = [sponsor, admin] * 3
+    answers = await asyncio.gather(
+        *(
+            incentives.stub.CancelCampaign(pb.CancelCampaignRequest(campaign_id=campaign.id), metadata=p.auth)
+            for p in who
+        )
+    )
+    assert sorted(a.refunded_cents for a in answers) == [0] * 5 + [8_000]
+    assert {a.campaign.status for a in answers} == {pb.CAMPAIGN_STATUS_CANCELED}
+
+    async def refunded() -> bool:
+        return stripe_fake.refunded_cents(intent) == 8_000
+
+    await eventually(refunded)
+    assert [r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent] == [8_000]
+    assert await incentives.ledger_balance(budget_account(campaign)) == 0
