@@ -20,6 +20,8 @@ from fakes.stripe import FakeStripe
 from services.common.db import create_engine
 from services.incentives import store as incentives_store
 from services.ledger import store as ledger_store
+from services.ledger.adapters.stripe_payouts import StripePayouts
+from services.reconcile.worker import DRIFT, RUNS, reconcile_forever
 from tests.incentives.helpers import Incentives
 from tests.incentives.test_money import eventually, funded_by_stripe
 from tests.support.mesh import Mesh
@@ -198,6 +200,26 @@ async def test_reconcile_holds_over_a_real_flow_and_names_each_injected_drift(
         "campaign_budget": {budget_campaign},
         "redemption_transfer": {redemption_id},
     }
+
+    # The worker's gauges say the same (one run over the last hour, which holds at least this drift).
+    stop = asyncio.Event()
+    runs_before = _runs()
+    async with StripePayouts(api_key=stripe_fake.api_key, base_url=stripe_fake.base_url) as stripe:
+        run = asyncio.create_task(reconcile_forever(ledger_engine, stripe, stop, 60.0, datetime.timedelta(hours=1)))
+
+        async def ran() -> bool:
+            return _runs() > runs_before
+
+        await eventually(ran)
+        stop.set()
+        await run
+    assert DRIFT.labels("redemption_transfer")._value.get() >= 1
+    assert DRIFT.labels("campaign_budget")._value.get() >= 1
+
+
+def _runs() -> float:
+    """Reconciliation runs so far in this process (the mesh's ledger runs its own worker too)."""
+    return sum(RUNS.labels(result)._value.get() for result in ("ok", "drift", "error"))
 
 
 async def _post(
