@@ -219,7 +219,7 @@ async def test_reconcile_holds_over_a_real_flow_and_names_each_injected_drift(
 
 def _runs() -> float:
     """Reconciliation runs so far in this process (the mesh's ledger runs its own worker too)."""
-    return sum(RUNS.labels(result)._value.get() for result in ("ok", "drift", "error"))
+    return float(sum(RUNS.labels(result)._value.get() for result in ("ok", "drift", "error")))
 
 
 async def _post(
