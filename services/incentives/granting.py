@@ -284,10 +284,12 @@ class Granting:
     async def fail_grant(self, message: OutboxMessage, error: BaseException) -> None:
         """The outbox gave up on a grant's credit. Refused for good by the ledger: the grant is FAILED, its
         budget and session count go back to the campaign (its caps and reputation count only live grants).
-        Given up after transient errors only: the ledger may or may not hold the transfer, so nothing is undone
-        and the row is retried (raising keeps it in the queue) until the ledger answers."""
+        Given up after its bounded retries without a definitive answer (the ledger unreachable): the ledger may
+        or may not hold the transfer, so nothing is undone; the row goes to the dead-letter list, the grant stays
+        PENDING (the reconciliation reports it as stuck) until a person replays it (`make outbox`)."""
         if not isinstance(error, PermanentDeliveryError):
-            raise RuntimeError(f"grant {message.key}: no definitive answer from the ledger yet") from error
+            log.error("grant credit given up without an answer; dead-lettered", extra={"grant_id": message.key})
+            return
         grant_id = uuid.UUID(str(message.payload["grant_id"]))
         async with self._engine.begin() as conn:
             failed = (
