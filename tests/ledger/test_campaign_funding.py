@@ -13,6 +13,8 @@ import asyncio
 import copy
 import dataclasses
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -27,7 +29,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.stripe import FakeStripe
 from services.common.db import create_engine
-from services.common.outbox import replay_dead_letters
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.ledger import store
 from tests.ledger.funding_support import IncentivesReceiver, eventually, ledger_database, running_ledger
@@ -415,11 +416,30 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_then_replayed(fund
     row = await eventually(parked)
     assert (row.attempts, row.delivered_at) == (8, None)
     assert len(ledger.receiver.calls_for(session_id)) == 8  # bounded, not every 60 s forever
-    # The operator's replay (`make outbox ARGS="--service ledger --replay <id>"`) once incentives is back.
+    # The operator lists it (`make outbox`) and replays it once incentives is back.
+    listed = await _outbox_cli(ledger, "--service", "ledger")
+    assert f"#{row.id} campaign.funded {session_id} attempts=8" in listed
     del ledger.receiver.refusals[campaign_id]
-    assert await replay_dead_letters(ledger.engine, store.outbox, [row.id]) == 1
+    assert "1 row(s) back in the queue" in await _outbox_cli(ledger, "--service", "ledger", "--replay", str(row.id))
     await eventually(lambda: _delivered(ledger, session_id))
     assert ledger.receiver.recorded[session_id].net_budget_cents == 12_000
+
+
+async def _outbox_cli(ledger: FundingLedger, *args: str) -> str:
+    """`make outbox ARGS=…` on this ledger's database, as a process; its output."""
+    url = ledger.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.common.outbox_cli",
+        *args,
+        env={**os.environ, "DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    return output.decode()
 
 
 @pytest.mark.parametrize(
