@@ -24,7 +24,14 @@ import grpc
 from google.api import httpbody_pb2
 from hypothesis import HealthCheck, Phase, note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from nerava.incentives.v1 import incentives_pb2 as ipb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2 as lpb
@@ -45,11 +52,15 @@ from tests.support.rpc import as_service
 
 T = TypeVar("T")
 DRIVERS = 3
+CAMPAIGNS_PER_RUN = 3  # so that most steps use the campaigns rather than fund more
 SETTINGS = settings(
-    max_examples=int(os.environ.get("MONEY_AUDIT_EXAMPLES", "10")),
-    stateful_step_count=int(os.environ.get("MONEY_AUDIT_STEPS", "20")),
+    max_examples=int(os.environ.get("MONEY_AUDIT_EXAMPLES", "8")),
+    stateful_step_count=int(os.environ.get("MONEY_AUDIT_STEPS", "16")),
     deadline=None,
     database=None,
+    # The same sequences every run (MONEY_AUDIT_EXAMPLES=200 for a longer, still reproducible, audit): the suite
+    # stays short and the check that the audit moved money cannot flake.
+    derandomize=True,
     report_multiple_bugs=False,
     phases=[Phase.generate, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
@@ -86,6 +97,7 @@ class Campaign:
     id: str
     charger: str
     by_stripe: bool
+    nova: bool
     canceled: bool = False
 
 
@@ -108,6 +120,9 @@ class MoneyAuditor(RuleBasedStateMachine):
         self.ledger = ledger_pb2_grpc.LedgerServiceStub(self.channels["ledger"])
         self.merchants = merchants_pb2_grpc.MerchantsServiceStub(self.channels["merchants"])
         self.engine = create_engine(self.world.database_url, "ledger", pool_size=1, max_overflow=0)
+        # Which kinds of reward were granted so far: redeeming needs Nova, a payout needs cash.
+        self.earned: set[bool] = set()
+        self.funded = 0
 
     # --- helpers -----------------------------------------------------------------------------------------------
 
@@ -150,6 +165,7 @@ class MoneyAuditor(RuleBasedStateMachine):
 
     # --- rules ------------------------------------------------------------------------------------------------
 
+    @precondition(lambda self: self.funded < CAMPAIGNS_PER_RUN)
     @rule(target=campaigns, nova=st.booleans(), by_stripe=st.booleans(), reward=st.sampled_from([500, 2500]))
     def fund_campaign(self, nova: bool, by_stripe: bool, reward: int) -> Campaign:
         charger = f"audit-{uuid.uuid4().hex[:10]}"
@@ -182,7 +198,8 @@ class MoneyAuditor(RuleBasedStateMachine):
             f"campaign {created.id[:8]}: {'Nova' if nova else 'cash'} {reward}, {'Stripe' if by_stripe else 'platform'}"
         )
         self.world.done["fund"] += 1
-        return Campaign(created.id, charger, by_stripe)
+        self.funded += 1
+        return Campaign(created.id, charger, by_stripe, nova)
 
     @rule(target=grants, campaign=campaigns.filter(lambda c: not c.canceled), driver=st.integers(0, DRIVERS - 1))
     def grant(self, campaign: Campaign, driver: int) -> Any:
@@ -199,6 +216,7 @@ class MoneyAuditor(RuleBasedStateMachine):
             ), reply
             return []
         self.world.done["grant"] += 1
+        self.earned.add(campaign.nova)
         return Grant(reply.grant.id, driver)
 
     @rule(grant=grants)
@@ -260,9 +278,14 @@ class MoneyAuditor(RuleBasedStateMachine):
         kind = self.campaign(campaign.id).reward_kind
         return lpb.CURRENCY_NOVA_POINTS if kind == ipb.REWARD_KIND_NOVA else lpb.CURRENCY_CASH_CENTS
 
-    @rule(driver=st.integers(0, DRIVERS - 1), order=st.sampled_from([150, 1200]))
-    def redeem(self, driver: int, order: int) -> None:
-        nova = self.balance(self.driver_account(driver, lpb.ACCOUNT_TYPE_DRIVER_NOVA))
+    def richest(self, kind: int) -> tuple[int, int]:
+        """(driver, balance) of the driver holding the most of this account type."""
+        return max(((d, self.balance(self.driver_account(d, kind))) for d in range(DRIVERS)), key=lambda x: x[1])
+
+    @precondition(lambda self: True in self.earned)
+    @rule(order=st.sampled_from([150, 1200]))
+    def redeem(self, order: int) -> None:
+        driver, nova = self.richest(lpb.ACCOUNT_TYPE_DRIVER_NOVA)
         if nova <= 0:
             return
         reply = self.merchants.RedeemAtCheckout(
@@ -275,14 +298,21 @@ class MoneyAuditor(RuleBasedStateMachine):
         note(f"driver {driver} redeemed {reply.discount_cents} Nova")
         self.world.done["redeem"] += 1
 
-    @rule(driver=st.integers(0, DRIVERS - 1))
-    def payout(self, driver: int) -> None:
-        if self.balance(self.driver_account(driver, lpb.ACCOUNT_TYPE_DRIVER_CASH)) < 2_000:
+    @precondition(lambda self: False in self.earned)
+    @rule()
+    def payout(self) -> None:
+        driver, cash = self.richest(lpb.ACCOUNT_TYPE_DRIVER_CASH)
+        if cash < 2_000:
             return
         person = self.world.drivers[driver]
-        reply = self.ledger.RequestPayout(
-            lpb.RequestPayoutRequest(amount_cents=2_000, request_id=str(uuid.uuid4())), metadata=person.auth
-        )
+        try:
+            reply = self.ledger.RequestPayout(
+                lpb.RequestPayoutRequest(amount_cents=2_000, request_id=str(uuid.uuid4())), metadata=person.auth
+            )
+        except grpc.RpcError as error:
+            # The daily and weekly limits span the examples (the drivers are the same): a refusal moves nothing.
+            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error  # type: ignore[attr-defined]
+            return
         # Stripe announces the transfer; the webhook settles the payout as paid.
         transfer = self.world.on_main(lambda: self.world.stripe.transfer(reply.transfer_id))
         payload, header = self.world.stripe.signed_event("transfer.created", transfer)
@@ -351,4 +381,4 @@ async def test_money_reconciles_after_every_step_of_random_flows(
     Audit.world = world
     await asyncio.to_thread(run_state_machine_as_test, Audit, settings=SETTINGS)
     print(f"money audit steps that moved money: {dict(world.done)}")
-    assert {"fund", "grant", "clawback", "cancel", "refund"} <= set(world.done), world.done
+    assert {"fund", "grant", "clawback", "cancel", "refund", "redeem", "payout"} <= set(world.done), world.done
