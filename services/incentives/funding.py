@@ -325,14 +325,9 @@ async def cancel(
             )
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
-        left = remaining(row) if row["funding_status"] == pb.FUNDING_STATUS_FUNDED else 0
         refunded = 0
-        if left > 0:
-            refunded = await _refund(ledger, row, left)
-            if refunded:
-                await conn.execute(
-                    sa.update(C).where(C.c.id == row["id"]).values(refunded_cents=C.c.refunded_cents + refunded)
-                )
+        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+            row, refunded = await _refund_remaining(conn, ledger, row)
         final = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
     return final, refunded
 
@@ -362,19 +357,46 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
     for campaign_id in due:
         async with engine.begin() as conn:
             row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().one()
-            left = remaining(row)
-            if row["status"] != S.CAMPAIGN_STATUS_ENDED or left <= 0:
+            if row["status"] != S.CAMPAIGN_STATUS_ENDED or remaining(row) <= 0:
                 continue
-            moved = await _refund(ledger, row, left)
+            _, moved = await _refund_remaining(conn, ledger, row)
             if moved:
-                await conn.execute(
-                    sa.update(C).where(C.c.id == campaign_id).values(refunded_cents=C.c.refunded_cents + moved)
-                )
                 refunded += 1
     return refunded
 
 
-async def _refund(ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any, amount: int) -> int:
+async def _refund_remaining(
+    conn: AsyncConnection, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any
+) -> tuple[Any, int]:
+    """Refunds what is left of the locked campaign `row` and records it; (the row after, what was refunded).
+    A replayed key (its first answer was lost, and the remainder may have moved since, e.g. a clawback) answers
+    what it refunded then: that is recorded and the rest is asked under the next key."""
+    refunded = 0
+    while (left := remaining(row)) > 0:
+        reply = await _refund(ledger, row, left)
+        moved = int(reply.refunded_cents)
+        if moved:
+            row = (
+                (
+                    await conn.execute(
+                        sa.update(C)
+                        .where(C.c.id == row["id"])
+                        .values(refunded_cents=C.c.refunded_cents + moved)
+                        .returning(C)
+                    )
+                )
+                .mappings()
+                .one()
+            )
+            refunded += moved
+        if not reply.replayed or not moved:
+            break
+    return row, refunded
+
+
+async def _refund(
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any, amount: int
+) -> ledger_pb2.RefundCampaignBudgetResponse:
     # Keyed by what was refunded before: a retry repeats this refund, a later one (after a clawback returned
     # budget) is a new one.
     try:
@@ -389,4 +411,4 @@ async def _refund(ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any, amou
         )
     except grpc.aio.AioRpcError as error:
         raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not refund the budget; retry") from error
-    return int(reply.refunded_cents)
+    return reply

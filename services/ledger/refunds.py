@@ -169,8 +169,10 @@ async def refund_campaign_budget(
         ).first()
         done = (await conn.execute(sa.select(r).where(r.c.scope == scope, r.c.idempotency_key == key))).first()
         if done is not None:
-            if (done.campaign_id, done.requested_cents) != (campaign_id, amount):
-                raise Aborted("IDEMPOTENCY_KEY_REUSED", "this key was used for another refund")
+            # A retry may ask another amount (the remainder moved while the first answer was lost): the key
+            # answers what it refunded, and the caller asks the rest under a new key.
+            if done.campaign_id != campaign_id:
+                raise Aborted("IDEMPOTENCY_KEY_REUSED", "this key was used for another campaign's refund")
             return BudgetRefund(int(done.refunded_cents), int(done.stripe_refunded_cents), True)
         left = 0 if budget is None else min(amount, int(budget.balance))
         refunded = stripe_refunded = 0

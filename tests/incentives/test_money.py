@@ -408,3 +408,54 @@ async def test_concurrent_cancellations_refund_the_remainder_once(
     await eventually(refunded)
     assert [r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent] == [8_000]
     assert await incentives.ledger_balance(budget_account(campaign)) == 0
+
+
+async def test_a_cancel_retried_after_a_lost_refund_answer_and_a_clawback_refunds_the_rest(
+    incentives: Incentives,
+    sponsor: Person,
+    admin: Person,
+    driver: Person,
+    stripe_fake: FakeStripe,
+    mesh: Mesh,
+) -> None:
+    campaign, intent = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    granted = await incentives.evaluate(incentives.session(driver.user_id))
+    assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED
+
+    async def credited() -> bool:
+        return await incentives.ledger_balance(budget_account(campaign)) == 7_900
+
+    await eventually(credited)
+    # A cancellation's refund of the 7,900 left committed at the ledger, and its answer never reached incentives
+    # (the same request CancelCampaign sends: the key of "nothing refunded before").
+    lost = await _AsIncentives(incentives.ledger).RefundCampaignBudget(
+        ledger_pb2.RefundCampaignBudgetRequest(
+            idempotency_key=f"campaign-refund:{campaign.id}:0",
+            campaign_id=campaign.id,
+            currency=ledger_pb2.CURRENCY_CASH_CENTS,
+            amount_cents=7_900,
+            reason="campaign canceled",
+        )
+    )
+    assert lost.refunded_cents == 7_900
+    # Meanwhile the reward is clawed back: 8,000 is left in incentives' books, 100 in the budget account.
+    await incentives.stub.ClawbackGrant(
+        pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud", request_id=str(uuid.uuid4())),
+        metadata=admin.auth,
+    )
+    canceled = await incentives.stub.CancelCampaign(
+        pb.CancelCampaignRequest(campaign_id=campaign.id), metadata=sponsor.auth
+    )
+    assert canceled.campaign.status == pb.CAMPAIGN_STATUS_CANCELED
+    assert (canceled.campaign.refunded_cents, canceled.campaign.remaining_cents) == (8_000, 0)
+    assert await incentives.ledger_balance(budget_account(campaign)) == 0
+
+    async def refunded() -> bool:
+        return stripe_fake.refunded_cents(intent) == 8_000
+
+    await eventually(refunded)
+    again = await incentives.stub.CancelCampaign(
+        pb.CancelCampaignRequest(campaign_id=campaign.id), metadata=sponsor.auth
+    )
+    assert again.refunded_cents == 0
+    assert stripe_fake.refunded_cents(intent) == 8_000

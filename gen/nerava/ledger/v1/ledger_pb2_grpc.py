@@ -449,7 +449,10 @@ class LedgerServiceServicer:
         """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
         whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
-        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key.
+        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+        what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+        remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+        campaign.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -182,7 +182,10 @@ class LedgerServiceStub:
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
     whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
     refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
-    reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key.
+    reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+    what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+    remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+    campaign.
     """
     ListPaymentIssues: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
@@ -341,7 +344,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
     whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
     refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
-    reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key.
+    reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+    what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+    remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+    campaign.
     """
     ListPaymentIssues: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]  # type: ignore[assignment]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
@@ -617,7 +623,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
         whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
-        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key.
+        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+        what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+        remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+        campaign.
         """
 
     @_abc_1.abstractmethod
