@@ -142,8 +142,12 @@ async def refund_duplicate_payment(engine: AsyncEngine, checkout_session_id: str
         moved = 0
         for leg in legs:
             moved += await _reverse(conn, f"refund:{leg.idempotency_key}", leg, None, metadata)
-        refund_id = uuid.uuid5(_NAMESPACE, f"duplicate:{checkout_session_id}")
-        await _owe_stripe_refund(conn, refund_id, payment, int(payment.gross_cents), why)
+        # What Stripe owes back is what these reversals moved: a part of the payment a budget refund already
+        # reversed (oldest funding first, e.g. this payment booked before the one the campaign took) was refunded
+        # through Stripe then, and is not refunded twice.
+        if moved > 0:
+            refund_id = uuid.uuid5(_NAMESPACE, f"duplicate:{checkout_session_id}")
+            await _owe_stripe_refund(conn, refund_id, payment, moved, why)
     log.warning(
         "campaign payment refunded",
         extra={"checkout_session_id": checkout_session_id, "campaign_id": payment.campaign_id, "why": why},

@@ -18,10 +18,12 @@ from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.stripe import FakeStripe
+from services.common.db import create_engine
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.funding import refund_ended
 from services.incentives.workers import end_due_campaigns
+from services.ledger.refunds import refund_duplicate_payment
 from tests.incentives.helpers import Incentives, budget_account, driver_cash
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
@@ -459,3 +461,39 @@ async def test_a_cancel_retried_after_a_lost_refund_answer_and_a_clawback_refund
     )
     assert again.refunded_cents == 0
     assert stripe_fake.refunded_cents(intent) == 8_000
+
+
+async def test_a_payment_refunded_whole_after_a_budget_refund_took_part_of_it_is_not_refunded_twice(
+    incentives: Incentives, sponsor: Person, stripe_fake: FakeStripe, mesh: Mesh, database_url: str
+) -> None:
+    """A budget refund reverses the oldest funding first. When the payment the campaign did not take is the older
+    one (its RecordCampaignFunding delivery was retried while a newer checkout's went through), a cancellation
+    refunds part of it, and its whole refund afterwards must return only the rest: gross in total."""
+    campaign, intent = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    part = await _AsIncentives(incentives.ledger).RefundCampaignBudget(
+        ledger_pb2.RefundCampaignBudgetRequest(
+            idempotency_key=f"campaign-refund:{campaign.id}:0",
+            campaign_id=campaign.id,
+            currency=ledger_pb2.CURRENCY_CASH_CENTS,
+            amount_cents=3_000,
+            reason="campaign canceled",
+        )
+    )
+    assert part.stripe_refunded_cents == 3_000
+    session_id = next(
+        s["id"] for s in stripe_fake.checkout_sessions if s["metadata"].get("campaign_id") == campaign.id
+    )
+    ledger_engine = create_engine(database_url, "ledger")
+    try:
+        assert await refund_duplicate_payment(ledger_engine, session_id, "FAILED_PRECONDITION: not taken")
+        assert await refund_duplicate_payment(ledger_engine, session_id, "FAILED_PRECONDITION: not taken")
+    finally:
+        await ledger_engine.dispose()
+
+    async def refunded() -> bool:
+        return stripe_fake.refunded_cents(intent) == 10_000
+
+    await eventually(refunded)
+    await asyncio.sleep(1)  # a second refund, if one were owed, would be sent by now
+    assert sorted(r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent) == [3_000, 7_000]
+    assert await incentives.ledger_balance(budget_account(campaign)) == 0
