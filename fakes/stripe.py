@@ -174,6 +174,7 @@ class FakeStripe:
         error instead of being executed (saved under its idempotency key, except 429s, as Stripe does);
       * `delay_next_transfer(seconds)`: the next transfer is created, then its answer waits, to drive a
         client timeout after Stripe has done the work;
+      * `delay_next_checkout(seconds)`: the same for the next Checkout session;
       * `lose_next_transfer()`: the next transfer is created and the connection is dropped without an
         answer, the "lost response" case;
       * `response_delay`: seconds to wait before handling every request;
@@ -217,6 +218,7 @@ class FakeStripe:
         self._idempotency: dict[tuple[str, str], _Saved] = {}
         self._next_transfer_failure: _InjectedFailure | None = None
         self._next_transfer_delay: float | None = None
+        self._next_checkout_delay: float | None = None
         self._lose_next_transfer = False
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -335,6 +337,9 @@ class FakeStripe:
 
     def delay_next_transfer(self, seconds: float) -> None:
         self._next_transfer_delay = seconds
+
+    def delay_next_checkout(self, seconds: float) -> None:
+        self._next_checkout_delay = seconds
 
     def lose_next_transfer(self) -> None:
         self._lose_next_transfer = True
@@ -621,7 +626,7 @@ class FakeStripe:
 
         if request.path == "/v1/transfers":
             return await self._transfer_answer_fate(response)
-        return response
+        return await self._checkout_answer_fate(request.path, response)
 
     def _idempotent_answer(
         self, request: Request, params: Mapping[str, Any], key: str, scope: tuple[str, str]
@@ -649,6 +654,13 @@ class FakeStripe:
             replay.body,
             (*replay.headers, ("Idempotent-Replayed", "true"), ("Original-Request", saved.request_id)),
         )
+
+    async def _checkout_answer_fate(self, path: str, response: _Response) -> _Response:
+        """Apply delay_next_checkout to an executed Checkout session request's answer."""
+        if path == "/v1/checkout/sessions" and self._next_checkout_delay is not None:
+            delay, self._next_checkout_delay = self._next_checkout_delay, None
+            await asyncio.sleep(delay)
+        return response
 
     async def _transfer_answer_fate(self, response: _Response) -> _Response | None:
         """Apply delay_next_transfer / lose_next_transfer to an executed transfer request's answer."""

@@ -194,7 +194,12 @@ async def _open_at_stripe(
             (
                 await conn.execute(
                     sa.update(C)
-                    .where(C.c.id == row["id"], C.c.checkout_attempt == attempt)
+                    .where(
+                        C.c.id == row["id"],
+                        C.c.checkout_attempt == attempt,
+                        # Funded meanwhile (from the platform while Stripe answered): the session is not stored.
+                        C.c.funding_status != pb.FUNDING_STATUS_FUNDED,
+                    )
                     .values(
                         funding_status=pb.FUNDING_STATUS_PENDING,
                         checkout_session_id=checkout.session_id,
@@ -211,6 +216,8 @@ async def _open_at_stripe(
     if stored is None:  # funded or reclaimed meanwhile: answer what is stored now
         async with engine.connect() as conn:
             stored = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
+        if stored["funding_status"] == pb.FUNDING_STATUS_FUNDED:
+            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
     return CheckoutAnswer(checkout.url, checkout.session_id, True, checkout.expires_at, stored)
 
 

@@ -480,9 +480,7 @@ async def test_a_payment_refunded_whole_after_a_budget_refund_took_part_of_it_is
         )
     )
     assert part.stripe_refunded_cents == 3_000
-    session_id = next(
-        s["id"] for s in stripe_fake.checkout_sessions if s["metadata"].get("campaign_id") == campaign.id
-    )
+    session_id = next(s["id"] for s in stripe_fake.checkout_sessions if s["metadata"].get("campaign_id") == campaign.id)
     ledger_engine = create_engine(database_url, "ledger")
     try:
         assert await refund_duplicate_payment(ledger_engine, session_id, "FAILED_PRECONDITION: not taken")
@@ -497,3 +495,31 @@ async def test_a_payment_refunded_whole_after_a_budget_refund_took_part_of_it_is
     await asyncio.sleep(1)  # a second refund, if one were owed, would be sent by now
     assert sorted(r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent) == [3_000, 7_000]
     assert await incentives.ledger_balance(budget_account(campaign)) == 0
+
+
+async def test_platform_funding_while_a_checkout_is_being_opened_stays_funded(
+    incentives: Incentives, sponsor: Person, admin: Person, stripe_fake: FakeStripe
+) -> None:
+    draft = await incentives.create(sponsor, budget_cents=10_000)
+    # Stripe creates the session and its answer takes a while (within the client's timeout, 0.5 s in tests).
+    stripe_fake.delay_next_checkout(0.45)
+    opening = asyncio.ensure_future(
+        incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=draft.id), metadata=sponsor.auth)
+    )
+
+    async def at_stripe() -> bool:
+        return any(s["metadata"].get("campaign_id") == draft.id for s in stripe_fake.checkout_sessions)
+
+    await eventually(at_stripe)
+    funded = await incentives.stub.FundCampaignFromPlatform(
+        pb.FundCampaignFromPlatformRequest(campaign_id=draft.id, reason="house campaign", request_id=str(uuid.uuid4())),
+        metadata=admin.auth,
+    )
+    assert funded.campaign.funding_status == pb.FUNDING_STATUS_FUNDED
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await opening
+    assert error_reason(refused.value) == "CAMPAIGN_ALREADY_FUNDED"
+    campaign = await incentives.campaign(draft.id, sponsor)
+    assert campaign.funding_status == pb.FUNDING_STATUS_FUNDED
+    await incentives.stub.ActivateCampaign(pb.ActivateCampaignRequest(campaign_id=draft.id), metadata=admin.auth)
+    assert await incentives.ledger_balance(budget_account(campaign)) == 8_000
