@@ -45,6 +45,8 @@ from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
 
 log = logging.getLogger(__name__)
+# How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
+STRIPE_EVENT_LEASE = datetime.timedelta(minutes=1)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -815,7 +817,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                     .returning(events.c.event_id)
                 )
             ).first()
-        if seen is None:
+        if seen is None and not await self._take_over_unapplied(event_id):
             return pb.HandleStripeEventResponse(
                 outcome=pb.WEBHOOK_OUTCOME_DUPLICATE, event_id=event_id, event_type=event_type
             )
@@ -840,6 +842,26 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
             )
         return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
+
+    async def _take_over_unapplied(self, event_id: str) -> bool:
+        """An event recorded as received and never settled (the process applying it died) is applied again by
+        Stripe's retry; applying is idempotent. One still being applied (received within STRIPE_EVENT_LEASE) is
+        left to its delivery."""
+        events = store.stripe_events
+        async with self._engine.begin() as conn:
+            taken = (
+                await conn.execute(
+                    sa.update(events)
+                    .where(
+                        events.c.event_id == event_id,
+                        events.c.outcome == "received",
+                        events.c.received_at < sa.func.now() - STRIPE_EVENT_LEASE,
+                    )
+                    .values(received_at=sa.func.now())
+                    .returning(events.c.event_id)
+                )
+            ).first()
+        return taken is not None
 
     async def _apply_event(self, event_type: str, obj: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
         """transfer.created → paid (the money reached the driver's Express balance); transfer.reversed →

@@ -5,6 +5,7 @@ exactly what is left."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -23,6 +24,7 @@ from services.incentives import store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.funding import refund_ended
 from services.incentives.workers import end_due_campaigns
+from services.ledger import store as ledger_store
 from services.ledger.refunds import refund_duplicate_payment
 from tests.incentives.helpers import Incentives, budget_account, driver_cash
 from tests.support.mesh import Mesh
@@ -523,3 +525,40 @@ async def test_platform_funding_while_a_checkout_is_being_opened_stays_funded(
     assert campaign.funding_status == pb.FUNDING_STATUS_FUNDED
     await incentives.stub.ActivateCampaign(pb.ActivateCampaignRequest(campaign_id=draft.id), metadata=admin.auth)
     assert await incentives.ledger_balance(budget_account(campaign)) == 8_000
+
+
+async def test_a_paid_checkout_event_whose_first_delivery_died_mid_way_is_applied_on_stripes_retry(
+    incentives: Incentives, sponsor: Person, stripe_fake: FakeStripe, mesh: Mesh, database_url: str
+) -> None:
+    """The ledger records a Stripe event as received before applying it. A process that died in between (the
+    row says "received", nothing booked) must not turn Stripe's retry of that event into a DUPLICATE."""
+    draft = await incentives.create(sponsor, budget_cents=10_000)
+    opened = await incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=draft.id), metadata=sponsor.auth)
+    completed = stripe_fake.complete_checkout_session(opened.session_id)
+    payload, header = stripe_fake.signed_event("checkout.session.completed", completed)
+    event_id = json.loads(payload)["id"]
+    ledger_engine = create_engine(database_url, "ledger")
+    try:
+        async with ledger_engine.begin() as conn:  # the first delivery got this far, two minutes ago
+            await conn.execute(
+                sa.insert(ledger_store.stripe_events).values(
+                    event_id=event_id,
+                    type="checkout.session.completed",
+                    outcome="received",
+                    received_at=sa.func.now() - sa.text("interval '2 minutes'"),
+                )
+            )
+    finally:
+        await ledger_engine.dispose()
+    retried = await ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]).HandleStripeEvent(
+        ledger_pb2.HandleStripeEventRequest(
+            http_body=httpbody_pb2.HttpBody(content_type="application/json", data=payload)
+        ),
+        metadata=(("stripe-signature", header),),
+    )
+    assert retried.outcome == ledger_pb2.WEBHOOK_OUTCOME_PROCESSED
+
+    async def active() -> bool:
+        return (await incentives.campaign(draft.id, sponsor)).status == pb.CAMPAIGN_STATUS_ACTIVE
+
+    await eventually(active)
