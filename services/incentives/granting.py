@@ -77,6 +77,10 @@ def ledger_currency(reward_kind: int) -> int:
     return _CURRENCY[reward_kind]
 
 
+class CreditRefused(PermanentDeliveryError):
+    """The ledger refused a grant's credit for good, and remembers it (FAILED_PRECONDITION): the grant fails."""
+
+
 def grant_transfer_request(grant: store.Row, campaign: store.Row) -> ledger_pb2.PostTransferRequest:
     """The ledger transfer of a grant. Built only from stored rows, so every attempt (the relay's, a
     clawback's) sends the identical request and the ledger's idempotency answers the original transfer."""
@@ -268,13 +272,17 @@ class Granting:
         try:
             reply = await self._ledger.PostTransfer(grant_transfer_request(row, row))
         except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # No budget account, or not enough in it. The ledger remembers a refused key and answers the
+                # same refusal to every retry, so retrying cannot help: the grant fails (fail_grant).
+                raise CreditRefused(f"ledger refused grant {grant_id}: {error.details()}") from error
             if error.code() in (
+                # ABORTED (IDEMPOTENCY_KEY_REUSED): the ledger holds another request under this grant's key — a
+                # credit posted before the campaign was renamed — so the driver may well be credited: parked,
+                # never failed. INVALID_ARGUMENT, PERMISSION_DENIED: nothing remembered, a replay may credit.
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.ABORTED,
                 grpc.StatusCode.PERMISSION_DENIED,
-                # No budget account, or not enough in it. The ledger remembers a refused key and answers the
-                # same refusal to every retry, so retrying cannot help: the grant fails (fail_grant).
-                grpc.StatusCode.FAILED_PRECONDITION,
             ):
                 raise PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}") from error
             # UNAVAILABLE, deadlines: try again later.
@@ -287,8 +295,8 @@ class Granting:
         Given up after its bounded retries without a definitive answer (the ledger unreachable): the ledger may
         or may not hold the transfer, so nothing is undone; the row goes to the dead-letter list, the grant stays
         PENDING (the reconciliation reports it as stuck) until a person replays it (`make outbox`)."""
-        if not isinstance(error, PermanentDeliveryError):
-            log.error("grant credit given up without an answer; dead-lettered", extra={"grant_id": message.key})
+        if not isinstance(error, CreditRefused):
+            log.error("grant credit given up without a refusal; dead-lettered", extra={"grant_id": message.key})
             return
         grant_id = uuid.UUID(str(message.payload["grant_id"]))
         async with self._engine.begin() as conn:
@@ -345,7 +353,7 @@ class Granting:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 # The ledger refuses the credit itself (and remembers it): the grant never paid; it fails.
-                refused = PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}")
+                refused = CreditRefused(f"ledger refused grant {grant_id}: {error.details()}")
                 await self.fail_grant(
                     OutboxMessage(0, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)}, 0), refused
                 )
