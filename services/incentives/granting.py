@@ -348,8 +348,11 @@ class Granting:
             )
         try:
             # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
-            # ledger answers the one transfer whichever of us comes first.
-            posted = await self._ledger.PostTransfer(grant_transfer_request(row, row))
+            # ledger answers the one transfer whichever of us comes first. A credited grant names its transfer:
+            # not posted again (the request carries the campaign's name, which may have changed since).
+            transfer_id = row["ledger_transfer_id"]
+            if transfer_id is None:
+                transfer_id = (await self._ledger.PostTransfer(grant_transfer_request(row, row))).transfer.id
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 # The ledger refuses the credit itself (and remembers it): the grant never paid; it fails.
@@ -367,7 +370,7 @@ class Granting:
             await self._ledger.ReverseTransfer(
                 ledger_pb2.ReverseTransferRequest(
                     idempotency_key=f"{CLAWBACK_KEY_PREFIX}{grant_id}",
-                    transfer_id=posted.transfer.id,
+                    transfer_id=str(transfer_id),
                     reason=reason,
                     metadata=ledger_pb2.TransferMetadata(
                         grant_id=str(grant_id), campaign_id=str(row["campaign_id"]), reason=reason[:500], actor_id=actor
@@ -389,7 +392,7 @@ class Granting:
                     .where(G.c.id == grant_id, G.c.status.in_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_GRANTED]))
                     .values(
                         status=pb.GRANT_STATUS_CLAWED_BACK,
-                        ledger_transfer_id=uuid.UUID(posted.transfer.id),
+                        ledger_transfer_id=uuid.UUID(str(transfer_id)),
                         clawed_back_at=sa.func.now(),
                         clawback_reason=reason,
                         clawback_request_id=request_id,

@@ -562,3 +562,33 @@ async def test_a_paid_checkout_event_whose_first_delivery_died_mid_way_is_applie
         return (await incentives.campaign(draft.id, sponsor)).status == pb.CAMPAIGN_STATUS_ACTIVE
 
     await eventually(active)
+
+
+async def test_a_credited_grant_of_a_renamed_campaign_is_clawed_back(
+    incentives: Incentives, sponsor: Person, admin: Person, driver: Person, incentives_engine: AsyncEngine
+) -> None:
+    campaign = await incentives.active(sponsor, budget_cents=10_000)
+    granted = await incentives.evaluate(incentives.session(driver.user_id))
+
+    async def credited() -> bool:
+        return await incentives.ledger_balance(driver_cash(driver.user_id)) == 100
+
+    await eventually(credited)
+
+    async def marked() -> bool:
+        grants = await incentives.stub.BatchGetSessionGrants(
+            pb.BatchGetSessionGrantsRequest(session_ids=[granted.grant.session_event_id]),
+            metadata=as_service("sessions"),
+        )
+        return grants.grants[0].status == pb.GRANT_STATUS_GRANTED
+
+    await eventually(marked)
+    c = store.campaigns
+    async with incentives_engine.begin() as conn:  # renamed (as a paused campaign's edit does)
+        await conn.execute(sa.update(c).where(c.c.id == uuid.UUID(campaign.id)).values(name="Renamed"))
+    clawed = await incentives.stub.ClawbackGrant(
+        pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud", request_id=str(uuid.uuid4())),
+        metadata=admin.auth,
+    )
+    assert clawed.grant.status == pb.GRANT_STATUS_CLAWED_BACK
+    assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 0
