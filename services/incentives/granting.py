@@ -324,7 +324,13 @@ class Granting:
                 (
                     await conn.execute(
                         sa.select(
-                            G, C.c.name, C.c.created_by_user_id, C.c.sponsor_name, C.c.budget_cents, C.c.spent_cents
+                            G,
+                            C.c.name,
+                            C.c.created_by_user_id,
+                            C.c.sponsor_name,
+                            C.c.budget_cents,
+                            C.c.spent_cents,
+                            C.c.refunded_cents,
                         )
                         .join(C, C.c.id == G.c.campaign_id)
                         .where(G.c.id == grant_id)
@@ -344,7 +350,7 @@ class Granting:
         if row["status"] == pb.GRANT_STATUS_CLAWED_BACK:
             return pb.ClawbackGrantResponse(
                 grant=store.grant_message(row, row["name"]),
-                campaign_remaining_cents=int(row["budget_cents"] - row["spent_cents"]),
+                campaign_remaining_cents=int(row["budget_cents"] - row["spent_cents"] - row["refunded_cents"]),
             )
         try:
             # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
@@ -406,9 +412,9 @@ class Granting:
             final = (
                 (
                     await conn.execute(
-                        store.GRANT_WITH_CAMPAIGN_NAME.add_columns(C.c.budget_cents, C.c.spent_cents).where(
-                            G.c.id == grant_id
-                        )
+                        store.GRANT_WITH_CAMPAIGN_NAME.add_columns(
+                            C.c.budget_cents, C.c.spent_cents, C.c.refunded_cents
+                        ).where(G.c.id == grant_id)
                     )
                 )
                 .mappings()
@@ -417,7 +423,7 @@ class Granting:
         self._index.changed()
         return pb.ClawbackGrantResponse(
             grant=store.grant_message(final, final["campaign_name"]),
-            campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"]),
+            campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"] - final["refunded_cents"]),
         )
 
 

@@ -592,3 +592,31 @@ async def test_a_credited_grant_of_a_renamed_campaign_is_clawed_back(
     )
     assert clawed.grant.status == pb.GRANT_STATUS_CLAWED_BACK
     assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 0
+
+
+async def test_a_clawback_after_a_cancel_reports_what_is_left_after_the_refund(
+    incentives: Incentives, sponsor: Person, admin: Person, driver: Person, stripe_fake: FakeStripe, mesh: Mesh
+) -> None:
+    campaign, _ = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    granted = await incentives.evaluate(incentives.session(driver.user_id))
+    assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED
+
+    async def credited() -> bool:
+        return await incentives.ledger_balance(driver_cash(driver.user_id)) == 100
+
+    await eventually(credited)
+    canceled = await incentives.stub.CancelCampaign(
+        pb.CancelCampaignRequest(campaign_id=campaign.id), metadata=sponsor.auth
+    )
+    assert canceled.refunded_cents == 7_900
+    clawed = await incentives.stub.ClawbackGrant(
+        pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud", request_id=str(uuid.uuid4())),
+        metadata=admin.auth,
+    )
+    assert clawed.campaign_remaining_cents == 100  # the reward back; the 7,900 went to the sponsor
+    again = await incentives.stub.ClawbackGrant(
+        pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud", request_id=str(uuid.uuid4())),
+        metadata=admin.auth,
+    )
+    assert again.campaign_remaining_cents == 100
+    assert (await incentives.campaign(campaign.id, sponsor)).remaining_cents == 100
