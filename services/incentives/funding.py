@@ -369,6 +369,10 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
             _, moved = await _refund_remaining(conn, ledger, row)
             if moved:
                 refunded += 1
+            else:
+                # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of
+                # the queue, so that it does not hold the head of every batch and starve the others.
+                await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(updated_at=sa.func.now()))
     return refunded
 
 

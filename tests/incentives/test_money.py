@@ -631,3 +631,46 @@ async def test_a_clawback_after_a_cancel_reports_what_is_left_after_the_refund(
     )
     assert again.campaign_remaining_cents == 100
     assert (await incentives.campaign(campaign.id, sponsor)).remaining_cents == 100
+
+
+async def test_an_ended_campaign_the_ledger_cannot_refund_does_not_starve_the_others(
+    incentives: Incentives,
+    sponsor: Person,
+    stripe_fake: FakeStripe,
+    mesh: Mesh,
+    incentives_engine: AsyncEngine,
+) -> None:
+    # Paid through a checkout whose event names no PaymentIntent: booked, but the ledger cannot refund it (an
+    # issue for a person), so its refund moves nothing.
+    stuck = await incentives.create(sponsor, budget_cents=10_000)
+    opened = await incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=stuck.id), metadata=sponsor.auth)
+    completed = {**stripe_fake.complete_checkout_session(opened.session_id), "payment_intent": None}
+    payload, header = stripe_fake.signed_event("checkout.session.completed", completed)
+    await ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]).HandleStripeEvent(
+        ledger_pb2.HandleStripeEventRequest(
+            http_body=httpbody_pb2.HttpBody(content_type="application/json", data=payload)
+        ),
+        metadata=(("stripe-signature", header),),
+    )
+
+    async def stuck_active() -> bool:
+        return (await incentives.campaign(stuck.id, sponsor)).status == pb.CAMPAIGN_STATUS_ACTIVE
+
+    await eventually(stuck_active)
+    other, _ = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    c = store.campaigns
+    for campaign_id in (stuck.id, other.id):  # both end, the stuck one first (it has waited longest)
+        async with incentives_engine.begin() as conn:
+            await conn.execute(
+                sa.update(c)
+                .where(c.c.id == uuid.UUID(campaign_id))
+                .values(end_date=sa.func.now() - sa.text("interval '1 second'"))
+            )
+        assert await end_due_campaigns(incentives_engine) >= 1
+    ledger = _AsIncentives(incentives.ledger)
+    for _ in range(100):  # one campaign a batch
+        await refund_ended(incentives_engine, ledger, limit=1)  # type: ignore[arg-type]
+        if (await incentives.campaign(other.id, sponsor)).refunded_cents:
+            break
+    assert (await incentives.campaign(other.id, sponsor)).refunded_cents == 8_000
+    assert (await incentives.campaign(stuck.id, sponsor)).refunded_cents == 0
