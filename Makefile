@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-watch bench-checkout ledger-check k8s-check capacity clean
+.PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-watch bench-checkout ledger-check reconcile outbox k8s-check capacity clean
 
 $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,12 @@ bench-checkout: $(STAMP)  ## RedeemAtCheckout, 1,000 drivers at 5 merchants thro
 
 ledger-check: $(STAMP)  ## ledger invariants on DATABASE_URL (Σ debits = Σ credits, balances = entries, none < 0)
 	$(PY) -m services.ledger.invariants
+
+reconcile: $(STAMP)  ## money between services on DATABASE_URL (+ Stripe with STRIPE_API_KEY/STRIPE_API_BASE): budgets, grants, redemptions, payments, payouts vs the ledger; exit 1 with the offending ids (ARGS="--since 2026-12-07T00:00:00+00:00")
+	$(PY) -m services.reconcile $(ARGS)
+
+outbox: $(STAMP)  ## the outboxes' dead-letter lists on DATABASE_URL; ARGS="--service ledger --replay all" puts rows back in the queue
+	$(PY) -m services.common.outbox_cli $(ARGS)
 
 k8s-check: $(STAMP)  ## render deploy/k8s overlays (kubectl kustomize), kubernetes-validate --strict, deployment policies, promtool on the alerts
 	$(PY) -m tools.k8s_check

@@ -9,7 +9,7 @@ the way Stripe signs them, delivered over HTTP. Built on asyncio.start_server an
 
 Covered endpoints (exactly what the adapter uses): POST /v1/accounts, GET /v1/accounts/{id},
 POST /v1/account_links, POST and GET /v1/transfers, GET /v1/transfers/{id}, POST /v1/checkout/sessions,
-GET /v1/checkout/sessions/{id}.
+GET /v1/checkout/sessions/{id}, POST and GET /v1/refunds, GET /v1/refunds/{id}.
 
 Behaviour follows Stripe's documentation: every POST may carry an Idempotency-Key; once an endpoint has
 started executing, its status and body are saved under the key, and the same key with the same method,
@@ -174,6 +174,7 @@ class FakeStripe:
         error instead of being executed (saved under its idempotency key, except 429s, as Stripe does);
       * `delay_next_transfer(seconds)`: the next transfer is created, then its answer waits, to drive a
         client timeout after Stripe has done the work;
+      * `delay_next_checkout(seconds)`: the same for the next Checkout session;
       * `lose_next_transfer()`: the next transfer is created and the connection is dropped without an
         answer, the "lost response" case;
       * `response_delay`: seconds to wait before handling every request;
@@ -212,10 +213,12 @@ class FakeStripe:
         # (`payment_intent_data`: Stripe keeps it with the session without showing it on the session object).
         self._payment_intents: dict[str, JsonObject] = {}
         self._session_intent_data: dict[str, JsonObject] = {}
+        self._refunds: dict[str, JsonObject] = {}  # insertion order is creation order
         # Keyed by (Stripe-Account header, key): Stripe scopes keys to the account a request acts for.
         self._idempotency: dict[tuple[str, str], _Saved] = {}
         self._next_transfer_failure: _InjectedFailure | None = None
         self._next_transfer_delay: float | None = None
+        self._next_checkout_delay: float | None = None
         self._lose_next_transfer = False
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -292,6 +295,15 @@ class FakeStripe:
     def payment_intent(self, payment_intent_id: str) -> JsonObject:
         return copy.deepcopy(self._payment_intents[payment_intent_id])
 
+    @property
+    def refunds(self) -> list[JsonObject]:
+        """Every refund created, oldest first (copies)."""
+        return [copy.deepcopy(refund) for refund in self._refunds.values()]
+
+    def refunded_cents(self, payment_intent_id: str) -> int:
+        """What the payment's refunds returned to the payer so far."""
+        return sum(r["amount"] for r in self._refunds.values() if r["payment_intent"] == payment_intent_id)
+
     def requests_to(self, method: str, path: str) -> list[ReceivedRequest]:
         return [request for request in self.requests if (request.method, request.path) == (method, path)]
 
@@ -325,6 +337,9 @@ class FakeStripe:
 
     def delay_next_transfer(self, seconds: float) -> None:
         self._next_transfer_delay = seconds
+
+    def delay_next_checkout(self, seconds: float) -> None:
+        self._next_checkout_delay = seconds
 
     def lose_next_transfer(self) -> None:
         self._lose_next_transfer = True
@@ -611,7 +626,7 @@ class FakeStripe:
 
         if request.path == "/v1/transfers":
             return await self._transfer_answer_fate(response)
-        return response
+        return await self._checkout_answer_fate(request.path, response)
 
     def _idempotent_answer(
         self, request: Request, params: Mapping[str, Any], key: str, scope: tuple[str, str]
@@ -639,6 +654,13 @@ class FakeStripe:
             replay.body,
             (*replay.headers, ("Idempotent-Replayed", "true"), ("Original-Request", saved.request_id)),
         )
+
+    async def _checkout_answer_fate(self, path: str, response: _Response) -> _Response:
+        """Apply delay_next_checkout to an executed Checkout session request's answer."""
+        if path == "/v1/checkout/sessions" and self._next_checkout_delay is not None:
+            delay, self._next_checkout_delay = self._next_checkout_delay, None
+            await asyncio.sleep(delay)
+        return response
 
     async def _transfer_answer_fate(self, response: _Response) -> _Response | None:
         """Apply delay_next_transfer / lose_next_transfer to an executed transfer request's answer."""
@@ -674,6 +696,8 @@ class FakeStripe:
             ("POST", "/v1/transfers"): self._create_transfer,
             ("GET", "/v1/transfers"): self._list_transfers,
             ("POST", "/v1/checkout/sessions"): self._create_checkout_session,
+            ("POST", "/v1/refunds"): self._create_refund,
+            ("GET", "/v1/refunds"): self._list_refunds,
         }
         handler = routes.get((method, path))
         if handler is not None:
@@ -687,6 +711,8 @@ class FakeStripe:
             return lambda _params: self._retrieve(self._transfers, object_id, "transfer")
         if collection == "/v1/checkout/sessions":
             return lambda _params: self._retrieve(self._sessions, object_id, "checkout.session")
+        if collection == "/v1/refunds":
+            return lambda _params: self._retrieve(self._refunds, object_id, "refund")
         return None
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -859,6 +885,58 @@ class FakeStripe:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
         return _Response(200, transfer)
+
+    def _create_refund(self, params: Mapping[str, Any]) -> _Response:
+        """A refund of a succeeded PaymentIntent: the whole unrefunded amount, or `amount` of it. More than is left
+        is refused as Stripe refuses it (a fully refunded payment: code charge_already_refunded)."""
+        intent_id = _required_str(params, "payment_intent")
+        intent = self._payment_intents.get(intent_id)
+        if intent is None:
+            raise _invalid(
+                f"No such payment_intent: '{intent_id}'", param="payment_intent", code="resource_missing", executed=True
+            )
+        left = intent["amount_received"] - self.refunded_cents(intent_id)
+        if left <= 0:
+            raise _invalid(
+                f"Charge for PaymentIntent {intent_id} has already been refunded.",
+                code="charge_already_refunded",
+                executed=True,
+            )
+        amount = _positive_int(params, "amount") if "amount" in params else left
+        if amount > left:
+            raise _invalid(
+                f"Refund amount (${amount / 100:.2f}) is greater than unrefunded amount on charge (${left / 100:.2f})",
+                param="amount",
+                code="amount_too_large",
+                executed=True,
+            )
+        reason = params.get("reason")
+        if reason is not None and reason not in ("duplicate", "fraudulent", "requested_by_customer"):
+            raise _invalid(f"Invalid reason: {reason!r}", param="reason")
+        refund_id = _new_id("re_")
+        refund: JsonObject = {
+            "id": refund_id,
+            "object": "refund",
+            "amount": amount,
+            "balance_transaction": _new_id("txn_"),
+            "charge": _new_id("ch_"),
+            "created": _now(),
+            "currency": intent["currency"],
+            "metadata": _metadata(params),
+            "payment_intent": intent_id,
+            "reason": reason,
+            "status": "succeeded",
+        }
+        self._refunds[refund_id] = refund
+        return _Response(200, refund)
+
+    def _list_refunds(self, params: Mapping[str, Any]) -> _Response:
+        limit = _int(params, "limit", default=10)
+        if not 1 <= limit <= 100:
+            raise _invalid("Invalid limit: must be between 1 and 100", param="limit", code="parameter_invalid_integer")
+        intent = params.get("payment_intent")
+        newest_first = [r for r in reversed(self._refunds.values()) if intent is None or r["payment_intent"] == intent]
+        return _Response(200, _page(newest_first, params, limit, "/v1/refunds"))
 
     def _list_transfers(self, params: Mapping[str, Any]) -> _Response:
         limit = _int(params, "limit", default=10)

@@ -8,6 +8,11 @@ that causes it, then delivered by a relay until the receiver gives a definitive 
   delivered again: receivers must dedupe on the row's ``key`` (the ledger's idempotency key, the
   charging-session id for incentives), which makes delivery effectively exactly once.
 - The trace context of the enqueuing request is stored with the row, so the delivery span joins its trace.
+- Retries are bounded when the relay is given ``max_attempts``: a row refused for good
+  (``PermanentDeliveryError``) or still failing after that many attempts goes to the dead-letter list
+  (``failed_at`` set) — after the topic's ``on_dead_letter`` hook, if any, has undone its effects (a hook that
+  fails leaves the row to be retried). ``dead_letters`` lists them and ``replay_dead_letters`` puts them back
+  in the queue (``make outbox``).
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ class OutboxMessage:
 
 
 Handler = Callable[[OutboxMessage], Awaitable[None]]
+# Called once a row is given up, before it is parked: undo what the row's effect would have needed.
+DeadLetterHook = Callable[[OutboxMessage, BaseException], Awaitable[None]]
 
 
 class OutboxRelay:
@@ -97,9 +104,13 @@ class OutboxRelay:
         lease_s: float = 30.0,
         idle_poll_s: float = 0.5,
         max_backoff_s: float = 60.0,
+        max_attempts: int | None = None,
+        on_dead_letter: Mapping[str, DeadLetterHook] | None = None,
     ) -> None:
         self._table = table
         self._handlers = dict(handlers)
+        self._max_attempts = max_attempts
+        self._on_dead_letter = dict(on_dead_letter or {})
         self._service = service
         self._batch = batch_size
         self._lease = datetime.timedelta(seconds=lease_s)
@@ -163,10 +174,11 @@ class OutboxRelay:
             try:
                 await handler(message)
             except PermanentDeliveryError as exc:
-                log.error("outbox row parked", extra={"topic": message.topic, "key": message.key, "error": repr(exc)})
-                await self._settle(message, exc, permanent=True)
-                OUTBOX_DELIVERED.labels(self._service, message.topic, "failed").inc()
+                await self._give_up(message, exc)
             except Exception as exc:  # any other failure is transient until proven otherwise
+                if self._max_attempts is not None and message.attempts >= self._max_attempts:
+                    await self._give_up(message, exc)
+                    return
                 log.warning(
                     "outbox delivery failed, will retry",
                     extra={"topic": message.topic, "key": message.key, "error": repr(exc)},
@@ -176,6 +188,20 @@ class OutboxRelay:
             else:
                 await self._settle(message, None, permanent=False)
                 OUTBOX_DELIVERED.labels(self._service, message.topic, "delivered").inc()
+
+    async def _give_up(self, message: OutboxMessage, error: BaseException) -> None:
+        hook = self._on_dead_letter.get(message.topic)
+        if hook is not None:
+            try:
+                await hook(message, error)
+            except Exception as exc:
+                log.exception("outbox dead-letter hook failed, will retry", extra={"topic": message.topic})
+                await self._settle(message, exc, permanent=False)
+                OUTBOX_DELIVERED.labels(self._service, message.topic, "retry").inc()
+                return
+        log.error("outbox row parked", extra={"topic": message.topic, "key": message.key, "error": repr(error)})
+        await self._settle(message, error, permanent=True)
+        OUTBOX_DELIVERED.labels(self._service, message.topic, "failed").inc()
 
     async def run_once(self) -> int:
         """Claims and delivers one batch; returns how many rows were attempted."""
@@ -212,3 +238,39 @@ class OutboxRelay:
             await asyncio.wait(waiters, timeout=self._idle, return_when=asyncio.FIRST_COMPLETED)
             for waiter in waiters:
                 waiter.cancel()
+
+
+@dataclasses.dataclass(frozen=True)
+class DeadLetter:
+    id: int
+    topic: str
+    key: str
+    attempts: int
+    last_error: str
+    failed_at: datetime.datetime
+
+
+async def dead_letters(engine: AsyncEngine, table: sa.Table, limit: int = 100) -> list[DeadLetter]:
+    """The parked rows, newest first."""
+    t = table
+    query = (
+        sa.select(t.c.id, t.c.topic, t.c.key, t.c.attempts, t.c.last_error, t.c.failed_at)
+        .where(t.c.failed_at.is_not(None))
+        .order_by(t.c.failed_at.desc(), t.c.id.desc())
+        .limit(limit)
+    )
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return [DeadLetter(r.id, r.topic, r.key, r.attempts, r.last_error or "", r.failed_at) for r in rows]
+
+
+async def replay_dead_letters(engine: AsyncEngine, table: sa.Table, ids: list[int] | None = None) -> int:
+    """Puts parked rows (these, or all) back in the queue with a fresh attempt count; returns how many. The
+    receiver's idempotency makes a replay of something already applied harmless."""
+    t = table
+    query = sa.update(t).where(t.c.failed_at.is_not(None), t.c.delivered_at.is_(None))
+    if ids is not None:
+        query = query.where(t.c.id.in_(ids))
+    async with engine.begin() as conn:
+        result = await conn.execute(query.values(failed_at=None, attempts=0, available_at=sa.func.now()))
+    return int(result.rowcount or 0)

@@ -45,14 +45,22 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
     await index.refresh(full=True)
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
+    ledger = ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))
     granting = Granting(
         runtime.engine,
         pool,
         index,
-        ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
+        ledger,
         accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
     )
-    relay = OutboxRelay(runtime.engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives")
+    relay = OutboxRelay(
+        runtime.engine,
+        store.outbox,
+        {GRANT_CREDIT_TOPIC: granting.deliver_credit},
+        "incentives",
+        max_attempts=settings.outbox_max_attempts,
+        on_dead_letter={GRANT_CREDIT_TOPIC: granting.fail_grant},
+    )
     granting.relay = relay
     api = IncentivesApi(
         runtime.engine,
@@ -61,10 +69,11 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         granting=granting,
         stripe=checkout,
         sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        ledger=ledger,
     )
 
     async def ending(stop: asyncio.Event) -> None:
-        await end_campaigns(runtime.engine, index, stop, settings.end_campaigns_every_s)
+        await end_campaigns(runtime.engine, index, ledger, stop, settings.end_campaigns_every_s)
 
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: incentives_pb2_grpc.add_IncentivesServiceServicer_to_server(api, server), ACCESS

@@ -18,18 +18,18 @@ import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
-from nerava.ledger.v1 import ledger_pb2
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller, current_caller
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.interceptors import Access
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.incentives import domain, store
-from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
+from services.incentives import domain, funding, store
+from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting, ledger_currency
 from services.incentives.index import CampaignIndex
@@ -51,7 +51,9 @@ ACCESS: dict[str, Access] = {
     "ActivateCampaign": Access.role(SPONSOR, ADMIN),
     "PauseCampaign": Access.role(SPONSOR, ADMIN),
     "ResumeCampaign": Access.role(SPONSOR, ADMIN),
-    "FundCampaign": Access.role(SPONSOR),  # the owner pays; an admin activates unfunded instead
+    "FundCampaign": Access.role(SPONSOR),  # the owner pays; an admin may fund from the platform instead
+    "FundCampaignFromPlatform": Access.role(ADMIN),
+    "CancelCampaign": Access.role(SPONSOR, ADMIN),
     "ListDriverCampaigns": Access.role(DRIVER),
     "GetReputation": Access.role(DRIVER),
     "ClawbackGrant": Access.role(ADMIN),
@@ -60,7 +62,10 @@ ACCESS: dict[str, Access] = {
     "EvaluateSession": Access.service_only(),
 }
 
-EDITABLE = frozenset({pb.CAMPAIGN_STATUS_DRAFT, pb.CAMPAIGN_STATUS_PAUSED})
+# Exhausted too: a campaign stopped by max_sessions with budget left can raise its cap and resume.
+EDITABLE = frozenset({pb.CAMPAIGN_STATUS_DRAFT, pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED})
+# DOMAIN (another issue): a new campaign without a minimum quality score gets this one; 0 turns it off.
+DEFAULT_MIN_QUALITY_SCORE = 40
 DEFAULT_PRIORITY = 100
 DEFAULT_PAGE = 50
 DEFAULT_DRIVER_PAGE = 20
@@ -118,6 +123,11 @@ def _is_admin(caller: Caller, *, write: bool) -> bool:
     return ADMIN in caller.roles or (not write and ADMIN_READONLY in caller.roles)
 
 
+def _actor() -> funding.Actor:
+    caller = current_caller()
+    return funding.Actor(caller.user_id or "", _is_admin(caller, write=True))
+
+
 def _not_found(campaign_id: str) -> NotFound:
     return NotFound("CAMPAIGN_NOT_FOUND", "no campaign with that id", {"campaign_id": campaign_id})
 
@@ -140,7 +150,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         granting: Granting,
         stripe: StripeCheckout,
         sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
     ) -> None:
+        self._ledger = ledger
         self._engine = engine
         self._settings = settings
         self._index = index
@@ -214,7 +226,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             "start_date": _dt(request.start_date),
             "end_date": _dt(request.end_date) if request.HasField("end_date") else None,
             "time_zone": request.time_zone,
-            "rules": store.rules_to_json(request.rules),
+            "rules": store.rules_to_json(_with_default_quality(request.rules)),
             "cap_per_day": request.caps.per_day if request.caps.HasField("per_day") else None,
             "cap_per_campaign": request.caps.per_campaign if request.caps.HasField("per_campaign") else None,
             "cap_per_charger": request.caps.per_charger if request.caps.HasField("per_charger") else None,
@@ -283,7 +295,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             if row["status"] not in EDITABLE:
                 raise FailedPrecondition(
                     "CAMPAIGN_NOT_EDITABLE",
-                    "only draft or paused campaigns can be edited",
+                    "only draft, paused or exhausted campaigns can be edited",
                     {"status": pb.CampaignStatus.Name(row["status"])},
                 )
             values = self._edited_values(request, written, row)
@@ -345,7 +357,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         # Only an edit of the reward or the budget can leave less than one reward (a paused campaign that spent
         # most of its budget may still be renamed).
         touched = {"cost_per_session_cents", "budget_cents"} & values.keys()
-        if touched and merged["budget_cents"] - merged["spent_cents"] < merged["cost_per_session_cents"]:
+        if touched and funding.remaining(merged) < merged["cost_per_session_cents"]:
             field = "cost_per_session_cents" if "cost_per_session_cents" in touched else "budget_cents"
             raise InvalidArgument(
                 [(field, "the remaining budget (after the platform fee) would be less than one reward")],
@@ -358,14 +370,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def ActivateCampaign(
         self, request: pb.ActivateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ActivateCampaignResponse:
-        caller = current_caller()
         async with self._engine.begin() as conn:
             row = await self._owned(conn, request.campaign_id, write=True, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
                 raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
-            if row["funding_status"] != pb.FUNDING_STATUS_FUNDED and not _is_admin(caller, write=True):
-                raise FailedPrecondition("CAMPAIGN_NOT_FUNDED", "the campaign's checkout has not been paid yet")
             _not_expired(row)
+            # No campaign grants without money, whoever activates it: an admin funds it from the platform first.
+            if row["funding_status"] != pb.FUNDING_STATUS_FUNDED:
+                raise FailedPrecondition("CAMPAIGN_NOT_FUNDED", "the campaign's budget has not been funded yet")
             campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
         await self._index.refresh()
         return pb.ActivateCampaignResponse(campaign=campaign)
@@ -388,11 +400,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.ResumeCampaignResponse:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, request.campaign_id, write=True, lock=True)
-            if row["status"] != pb.CAMPAIGN_STATUS_PAUSED:
+            if row["status"] not in (pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED):
                 raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
             _not_expired(row)
             full = row["max_sessions"] is not None and row["sessions_granted"] >= row["max_sessions"]
-            if row["budget_cents"] - row["spent_cents"] < row["cost_per_session_cents"] or full:
+            if funding.remaining(row) < row["cost_per_session_cents"] or full:
                 raise FailedPrecondition("BUDGET_EXHAUSTED", "the remaining budget cannot pay one more reward")
             campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
         await self._index.refresh()
@@ -403,68 +415,54 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def FundCampaign(
         self, request: pb.FundCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.FundCampaignResponse:
-        async with self._engine.connect() as conn:
-            row = await self._owned(conn, request.campaign_id, write=True)
-        if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
-        if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
-            raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
-        _not_expired(row)
-        gross, fee, net = int(row["gross_funding_cents"]), int(row["platform_fee_cents"]), int(row["budget_cents"])
-        now = _now()
-        open_checkout = (
-            row["funding_status"] == pb.FUNDING_STATUS_PENDING
-            and row["checkout_url"]
-            and (row["checkout_expires_at"] is None or row["checkout_expires_at"] > now)
+        answer = await funding.open_checkout(
+            self._engine,
+            self._stripe,
+            campaign_id=request.campaign_id,
+            actor=_actor(),
+            fee_bps=self._settings.platform_fee_bps,
+            console_base_url=self._settings.console_base_url,
+            clock=_now,
         )
-        if open_checkout:
-            return pb.FundCampaignResponse(
-                checkout_url=row["checkout_url"],
-                session_id=row["checkout_session_id"],
-                status=pb.CHECKOUT_STATUS_ALREADY_PENDING,
-                message="A checkout is already open for this campaign.",
-                gross_cents=gross,
-                platform_fee_cents=fee,
-                net_budget_cents=net,
-                expires_at=store.timestamp(row["checkout_expires_at"]),
-            )
-        page = f"{self._settings.console_base_url}/campaigns/{row['id']}"
-        # One key per campaign and amount: a retried call (or two at once) gets Stripe's same session.
-        key = f"checkout:{row['id']}:{gross}:{request.request_id or 'first'}"
-        try:
-            checkout = await self._stripe.create_checkout_session(
-                campaign_id=str(row["id"]),
-                gross_cents=gross,
-                platform_fee_bps=self._settings.platform_fee_bps,
-                reward_currency=_currency_name(row["reward_kind"]),
-                success_url=f"{page}?funded=true",
-                cancel_url=f"{page}?funded=false",
-                idempotency_key=key,
-            )
-        except PaymentsUnavailable as exc:
-            raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(C)
-                .where(C.c.id == row["id"], C.c.funding_status != pb.FUNDING_STATUS_FUNDED)
-                .values(
-                    funding_status=pb.FUNDING_STATUS_PENDING,
-                    checkout_session_id=checkout.session_id,
-                    checkout_url=checkout.url,
-                    checkout_expires_at=checkout.expires_at,
-                    checkout_request_id=uuid.UUID(request.request_id) if request.request_id else None,
-                )
-            )
+        row = answer.campaign
         return pb.FundCampaignResponse(
-            checkout_url=checkout.url,
-            session_id=checkout.session_id,
-            status=pb.CHECKOUT_STATUS_CREATED,
-            message="Complete the payment to fund the campaign.",
-            gross_cents=gross,
-            platform_fee_cents=fee,
-            net_budget_cents=net,
-            expires_at=store.timestamp(checkout.expires_at),
+            checkout_url=answer.url,
+            session_id=answer.session_id,
+            status=pb.CHECKOUT_STATUS_CREATED if answer.created else pb.CHECKOUT_STATUS_ALREADY_PENDING,
+            message=(
+                "Complete the payment to fund the campaign."
+                if answer.created
+                else "A checkout is already open for this campaign."
+            ),
+            gross_cents=int(row["gross_funding_cents"]),
+            platform_fee_cents=int(row["platform_fee_cents"]),
+            net_budget_cents=int(row["budget_cents"]),
+            expires_at=store.timestamp(answer.expires_at),
         )
+
+    async def FundCampaignFromPlatform(
+        self, request: pb.FundCampaignFromPlatformRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.FundCampaignFromPlatformResponse:
+        row = await funding.fund_from_platform(
+            self._engine,
+            self._ledger,
+            campaign_id=request.campaign_id,
+            actor=_actor(),
+            reason=request.reason,
+            request_id=request.request_id,
+            now=_now(),
+        )
+        await self._index.refresh()
+        return pb.FundCampaignFromPlatformResponse(campaign=store.campaign_message(row))
+
+    async def CancelCampaign(
+        self, request: pb.CancelCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CancelCampaignResponse:
+        row, refunded = await funding.cancel(
+            self._engine, self._ledger, campaign_id=request.campaign_id, actor=_actor()
+        )
+        await self._index.refresh()
+        return pb.CancelCampaignResponse(campaign=store.campaign_message(row), refunded_cents=refunded)
 
     async def RecordCampaignFunding(
         self, request: pb.RecordCampaignFundingRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -477,7 +475,10 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
                 if row["checkout_session_id"] == request.checkout_session_id:
                     return pb.RecordCampaignFundingResponse(campaign=store.campaign_message(row), replayed=True)
+                # The ledger refunds this payment (net and fee) on this answer.
                 raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign was paid by another checkout")
+            if row["status"] in (pb.CAMPAIGN_STATUS_CANCELED, pb.CAMPAIGN_STATUS_ENDED):
+                raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is closed; the payment is refunded")
             if request.net_budget_cents < row["spent_cents"]:
                 raise FailedPrecondition("BUDGET_TOO_SMALL", "the payment is less than the campaign already spent")
             values: dict[str, Any] = {
@@ -533,7 +534,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         async with self._engine.connect() as conn:
             row = await self._owned(conn, request.campaign_id, write=False)
         budget, spent, cost = int(row["budget_cents"]), int(row["spent_cents"]), row["cost_per_session_cents"]
-        remaining = budget - spent
+        remaining = funding.remaining(row)  # what is left to grant: refunded budget is gone
         sessions_left = remaining // cost
         if row["max_sessions"] is not None:
             sessions_left = min(sessions_left, row["max_sessions"] - row["sessions_granted"])
@@ -752,13 +753,24 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.BatchGetSessionGrantsResponse:
         ids = [_uuid(s, "session_ids") for s in request.session_ids]
         query = (
-            store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id.in_(ids))
+            # A FAILED grant never paid: to sessions (and so to the driver) it is as if there were none.
+            store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id.in_(ids), G.c.status != pb.GRANT_STATUS_FAILED)
             .order_by(G.c.session_id, G.c.end_sequence.desc(), G.c.created_at.desc())
             .ext(distinct_on(G.c.session_id))
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return pb.BatchGetSessionGrantsResponse(grants=[store.grant_message(r, r["campaign_name"]) for r in rows])
+
+
+def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
+    """A new campaign's rules: the sponsor's, with a minimum quality score of 40 unless they set one (0 too)."""
+    if rules.HasField("min_quality_score"):
+        return rules
+    with_default = pb.CampaignRules()
+    with_default.CopyFrom(rules)
+    with_default.min_quality_score = DEFAULT_MIN_QUALITY_SCORE
+    return with_default
 
 
 def _not_expired(row: sa.RowMapping) -> None:

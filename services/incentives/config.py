@@ -22,6 +22,8 @@ class IncentivesSettings:
     index_poll_s: float
     # How often campaigns past their end date are marked ended.
     end_campaigns_every_s: float
+    # Grant credits still failing after this many attempts go to the dead-letter list (`make outbox`).
+    outbox_max_attempts: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> IncentivesSettings:
@@ -39,4 +41,5 @@ class IncentivesSettings:
             console_base_url=env.str("CONSOLE_BASE_URL", "http://localhost:5174").rstrip("/"),
             index_poll_s=env.float("CAMPAIGN_INDEX_POLL_S", 0.5),
             end_campaigns_every_s=env.float("END_CAMPAIGNS_EVERY_S", 30.0),
+            outbox_max_attempts=env.int("OUTBOX_MAX_ATTEMPTS", 20),
         )

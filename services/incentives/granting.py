@@ -33,7 +33,7 @@ from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.db import single_statement_reads
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
@@ -75,6 +75,10 @@ _DRIVER_ACCOUNT: dict[int, int] = {
 def ledger_currency(reward_kind: int) -> int:
     """The currency of a campaign's budget account and of its grants (1 Nova = 1 cent, so amounts are equal)."""
     return _CURRENCY[reward_kind]
+
+
+class CreditRefused(PermanentDeliveryError):
+    """The ledger refused a grant's credit for good, and remembers it (FAILED_PRECONDITION): the grant fails."""
 
 
 def grant_transfer_request(grant: store.Row, campaign: store.Row) -> ledger_pb2.PostTransferRequest:
@@ -268,15 +272,47 @@ class Granting:
         try:
             reply = await self._ledger.PostTransfer(grant_transfer_request(row, row))
         except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # No budget account, or not enough in it. The ledger remembers a refused key and answers the
+                # same refusal to every retry, so retrying cannot help: the grant fails (fail_grant).
+                raise CreditRefused(f"ledger refused grant {grant_id}: {error.details()}") from error
             if error.code() in (
+                # ABORTED (IDEMPOTENCY_KEY_REUSED): the ledger holds another request under this grant's key — a
+                # credit posted before the campaign was renamed — so the driver may well be credited: parked,
+                # never failed. INVALID_ARGUMENT, PERMISSION_DENIED: nothing remembered, a replay may credit.
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.ABORTED,
                 grpc.StatusCode.PERMISSION_DENIED,
             ):
                 raise PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}") from error
-            # FAILED_PRECONDITION (the budget account not funded yet), UNAVAILABLE, deadlines: try again later.
+            # UNAVAILABLE, deadlines: try again later.
             raise
         await self._pool.execute(_MARK_GRANTED, grant_id, uuid.UUID(reply.transfer.id))
+
+    async def fail_grant(self, message: OutboxMessage, error: BaseException) -> None:
+        """The outbox gave up on a grant's credit. Refused for good by the ledger: the grant is FAILED, its
+        budget and session count go back to the campaign (its caps and reputation count only live grants).
+        Given up after its bounded retries without a definitive answer (the ledger unreachable): the ledger may
+        or may not hold the transfer, so nothing is undone; the row goes to the dead-letter list, the grant stays
+        PENDING (the reconciliation reports it as stuck) until a person replays it (`make outbox`)."""
+        if not isinstance(error, CreditRefused):
+            log.error("grant credit given up without a refusal; dead-lettered", extra={"grant_id": message.key})
+            return
+        grant_id = uuid.UUID(str(message.payload["grant_id"]))
+        async with self._engine.begin() as conn:
+            failed = (
+                await conn.execute(
+                    sa.update(G)
+                    .where(G.c.id == grant_id, G.c.status == pb.GRANT_STATUS_PENDING)
+                    .values(status=pb.GRANT_STATUS_FAILED, clawback_reason=str(error)[:500])
+                    .returning(G.c.amount_cents, G.c.campaign_id)
+                )
+            ).first()
+            if failed is not None:
+                await _return_to_budget(conn, failed.campaign_id, failed.amount_cents)
+        if failed is not None:
+            log.error("grant failed: the ledger refused its credit", extra={"grant_id": str(grant_id)})
+            self._index.changed()
 
     # --- clawback ------------------------------------------------------------------------------------------
 
@@ -288,7 +324,13 @@ class Granting:
                 (
                     await conn.execute(
                         sa.select(
-                            G, C.c.name, C.c.created_by_user_id, C.c.sponsor_name, C.c.budget_cents, C.c.spent_cents
+                            G,
+                            C.c.name,
+                            C.c.created_by_user_id,
+                            C.c.sponsor_name,
+                            C.c.budget_cents,
+                            C.c.spent_cents,
+                            C.c.refunded_cents,
                         )
                         .join(C, C.c.id == G.c.campaign_id)
                         .where(G.c.id == grant_id)
@@ -299,19 +341,42 @@ class Granting:
             )
         if row is None:
             raise NotFound("GRANT_NOT_FOUND", "no grant with that id", {"grant_id": str(grant_id)})
+        if row["status"] == pb.GRANT_STATUS_FAILED:
+            raise FailedPrecondition(
+                "GRANT_FAILED",
+                "the ledger never credited this grant; there is nothing to claw back",
+                {"grant_id": str(grant_id)},
+            )
         if row["status"] == pb.GRANT_STATUS_CLAWED_BACK:
             return pb.ClawbackGrantResponse(
                 grant=store.grant_message(row, row["name"]),
-                campaign_remaining_cents=int(row["budget_cents"] - row["spent_cents"]),
+                campaign_remaining_cents=int(row["budget_cents"] - row["spent_cents"] - row["refunded_cents"]),
             )
         try:
             # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
-            # ledger answers the one transfer whichever of us comes first.
-            posted = await self._ledger.PostTransfer(grant_transfer_request(row, row))
+            # ledger answers the one transfer whichever of us comes first. A credited grant names its transfer:
+            # not posted again (the request carries the campaign's name, which may have changed since).
+            transfer_id = row["ledger_transfer_id"]
+            if transfer_id is None:
+                transfer_id = (await self._ledger.PostTransfer(grant_transfer_request(row, row))).transfer.id
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                # The ledger refuses the credit itself (and remembers it): the grant never paid; it fails.
+                refused = CreditRefused(f"ledger refused grant {grant_id}: {error.details()}")
+                await self.fail_grant(
+                    OutboxMessage(0, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)}, 0), refused
+                )
+                raise FailedPrecondition(
+                    "GRANT_FAILED",
+                    "the ledger refused this grant's credit; it failed and its budget was returned",
+                    {"grant_id": str(grant_id)},
+                ) from error
+            raise _unanswered(error) from error
+        try:
             await self._ledger.ReverseTransfer(
                 ledger_pb2.ReverseTransferRequest(
                     idempotency_key=f"{CLAWBACK_KEY_PREFIX}{grant_id}",
-                    transfer_id=posted.transfer.id,
+                    transfer_id=str(transfer_id),
                     reason=reason,
                     metadata=ledger_pb2.TransferMetadata(
                         grant_id=str(grant_id), campaign_id=str(row["campaign_id"]), reason=reason[:500], actor_id=actor
@@ -325,19 +390,15 @@ class Granting:
                     "the driver already spent or withdrew this reward; the ledger cannot reverse it",
                     {"grant_id": str(grant_id)},
                 ) from error
-            if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise Unavailable(
-                    "LEDGER_UNAVAILABLE", "the ledger did not answer; retry with the same request_id"
-                ) from error
-            raise
+            raise _unanswered(error) from error
         async with self._engine.begin() as conn:
             updated = (
                 await conn.execute(
                     sa.update(G)
-                    .where(G.c.id == grant_id, G.c.status != pb.GRANT_STATUS_CLAWED_BACK)
+                    .where(G.c.id == grant_id, G.c.status.in_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_GRANTED]))
                     .values(
                         status=pb.GRANT_STATUS_CLAWED_BACK,
-                        ledger_transfer_id=uuid.UUID(posted.transfer.id),
+                        ledger_transfer_id=uuid.UUID(str(transfer_id)),
                         clawed_back_at=sa.func.now(),
                         clawback_reason=reason,
                         clawback_request_id=request_id,
@@ -347,33 +408,13 @@ class Granting:
                 )
             ).first()
             if updated is not None:
-                reward = C.c.cost_per_session_cents
-                await conn.execute(
-                    sa.update(C)
-                    .where(C.c.id == row["campaign_id"])
-                    .values(
-                        spent_cents=C.c.spent_cents - updated.amount_cents,
-                        sessions_granted=C.c.sessions_granted - 1,
-                        # The refund may let an exhausted campaign pay again.
-                        status=sa.case(
-                            (
-                                sa.and_(
-                                    C.c.status == pb.CAMPAIGN_STATUS_EXHAUSTED,
-                                    C.c.budget_cents - (C.c.spent_cents - updated.amount_cents) >= reward,
-                                    sa.or_(C.c.max_sessions.is_(None), C.c.sessions_granted - 1 < C.c.max_sessions),
-                                ),
-                                pb.CAMPAIGN_STATUS_ACTIVE,
-                            ),
-                            else_=C.c.status,
-                        ),
-                    )
-                )
+                await _return_to_budget(conn, row["campaign_id"], updated.amount_cents)
             final = (
                 (
                     await conn.execute(
-                        store.GRANT_WITH_CAMPAIGN_NAME.add_columns(C.c.budget_cents, C.c.spent_cents).where(
-                            G.c.id == grant_id
-                        )
+                        store.GRANT_WITH_CAMPAIGN_NAME.add_columns(
+                            C.c.budget_cents, C.c.spent_cents, C.c.refunded_cents
+                        ).where(G.c.id == grant_id)
                     )
                 )
                 .mappings()
@@ -382,8 +423,41 @@ class Granting:
         self._index.changed()
         return pb.ClawbackGrantResponse(
             grant=store.grant_message(final, final["campaign_name"]),
-            campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"]),
+            campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"] - final["refunded_cents"]),
         )
+
+
+def _unanswered(error: grpc.aio.AioRpcError) -> Exception:
+    """What a clawback raises for a ledger error it does not handle: LEDGER_UNAVAILABLE when asking again may
+    help, else the error itself."""
+    if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry with the same request_id")
+    return error
+
+
+async def _return_to_budget(conn: AsyncConnection, campaign_id: uuid.UUID, amount: int) -> None:
+    """A grant that no longer counts (clawed back, failed) gives its reward and its session back; the refund may
+    let an exhausted campaign pay again."""
+    reward = C.c.cost_per_session_cents
+    await conn.execute(
+        sa.update(C)
+        .where(C.c.id == campaign_id)
+        .values(
+            spent_cents=C.c.spent_cents - amount,
+            sessions_granted=C.c.sessions_granted - 1,
+            status=sa.case(
+                (
+                    sa.and_(
+                        C.c.status == pb.CAMPAIGN_STATUS_EXHAUSTED,
+                        C.c.budget_cents - C.c.refunded_cents - (C.c.spent_cents - amount) >= reward,
+                        sa.or_(C.c.max_sessions.is_(None), C.c.sessions_granted - 1 < C.c.max_sessions),
+                    ),
+                    pb.CAMPAIGN_STATUS_ACTIVE,
+                ),
+                else_=C.c.status,
+            ),
+        )
+    )
 
 
 _EVALUATE = (

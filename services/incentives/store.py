@@ -57,6 +57,11 @@ campaigns = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("rules_changed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    # Since migration 0004: the number of Stripe Checkout sessions opened (the idempotency key of the one being
+    # opened), who is opening one right now, and the budget returned to the sponsor.
+    sa.Column("checkout_attempt", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("checkout_claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("refunded_cents", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 grants = sa.Table(
@@ -109,8 +114,10 @@ evaluations = sa.Table(
 # A row as SQLAlchemy returns it, or a plain mapping with the same keys (tests, tools).
 Row = sa.RowMapping | Mapping[str, Any]
 
-# Grants that count: toward caps, reputation and the campaign's session count.
-LIVE_GRANT = grants.c.status != pb.GRANT_STATUS_CLAWED_BACK
+# Grants that count: toward caps, reputation and the campaign's session count. Clawed-back and FAILED grants
+# do not (FAILED: the ledger never credited it).
+DEAD_GRANT_STATUSES = (pb.GRANT_STATUS_CLAWED_BACK, pb.GRANT_STATUS_FAILED)
+LIVE_GRANT = grants.c.status.notin_(DEAD_GRANT_STATUSES)
 
 
 def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -134,6 +141,7 @@ def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
 
 def campaign_message(row: Row) -> pb.Campaign:
     budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
+    refunded = int(row.get("refunded_cents") or 0)
     campaign = pb.Campaign(
         id=str(row["id"]),
         created_by_user_id=row["created_by_user_id"],
@@ -150,7 +158,8 @@ def campaign_message(row: Row) -> pb.Campaign:
         cost_per_session_cents=row["cost_per_session_cents"],
         budget_cents=budget,
         spent_cents=spent,
-        remaining_cents=budget - spent,
+        remaining_cents=budget - spent - refunded,
+        refunded_cents=refunded,
         gross_funding_cents=int(row["gross_funding_cents"]),
         platform_fee_cents=int(row["platform_fee_cents"]),
         sessions_granted=row["sessions_granted"],

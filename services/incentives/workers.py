@@ -8,9 +8,11 @@ import logging
 
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
+from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import store
+from services.incentives.funding import refund_ended
 from services.incentives.index import CampaignIndex
 
 log = logging.getLogger(__name__)
@@ -30,12 +32,20 @@ async def end_due_campaigns(engine: AsyncEngine) -> int:
     return int(result.rowcount or 0)
 
 
-async def end_campaigns(engine: AsyncEngine, index: CampaignIndex, stop: asyncio.Event, every_s: float) -> None:
-    """Runs end_due_campaigns every `every_s` until `stop`. Safe on every replica: the UPDATE is idempotent."""
+async def end_campaigns(
+    engine: AsyncEngine,
+    index: CampaignIndex,
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+    stop: asyncio.Event,
+    every_s: float,
+) -> None:
+    """Runs end_due_campaigns, then refunds what ended campaigns have left (funding.refund_ended), every `every_s`
+    until `stop`. Safe on every replica: the UPDATE is idempotent, the refunds are keyed."""
     while not stop.is_set():
         try:
             if await end_due_campaigns(engine):
                 index.changed()
+            await refund_ended(engine, ledger)
         except Exception:
             log.exception("ending campaigns failed; will try again")
         with contextlib.suppress(TimeoutError):

@@ -24,7 +24,10 @@ from services.ledger.config import LedgerSettings
 from services.ledger.funding import TOPIC as CAMPAIGN_FUNDED
 from services.ledger.funding import CampaignFundings
 from services.ledger.payouts import Payouts
+from services.ledger.refunds import TOPIC as REFUND_TOPIC
+from services.ledger.refunds import refund_dead_letter, refund_delivery
 from services.ledger.workers import campaign_funded_delivery, reconcile_payouts
+from services.reconcile.worker import reconcile_forever
 
 
 async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -46,26 +49,47 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
     writer = store.TransferWriter(pool)
     stack.push_async_callback(writer.close)
     incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
+    # The refund handler wakes the relay (its payment.refund row is due now); the closure reads `relay` later.
     relay = OutboxRelay(
         runtime.engine,
         store.outbox,
-        {CAMPAIGN_FUNDED: campaign_funded_delivery(incentives)},
+        {
+            # `relay` is assigned below; the lambda reads it when called.
+            CAMPAIGN_FUNDED: campaign_funded_delivery(incentives, runtime.engine, lambda: relay.wake()),  # noqa: PLW0108
+            REFUND_TOPIC: refund_delivery(runtime.engine, stripe_client),
+        },
         "ledger",
         idle_poll_s=settings.outbox_poll_s,
         max_backoff_s=settings.outbox_max_backoff_s,
+        max_attempts=settings.outbox_max_attempts,
+        on_dead_letter={REFUND_TOPIC: refund_dead_letter(runtime.engine)},
     )
     fundings = CampaignFundings(runtime.engine, on_enqueued=relay.wake)
     api = LedgerApi(
-        runtime.engine, writer=writer, payouts=payouts, fundings=fundings, stripe=stripe_client, settings=settings
+        runtime.engine,
+        writer=writer,
+        payouts=payouts,
+        fundings=fundings,
+        stripe=stripe_client,
+        settings=settings,
+        on_refund=relay.wake,
     )
 
     async def reconcile(stop: asyncio.Event) -> None:
         await reconcile_payouts(payouts, stop, settings.reconcile_interval_s, settings.reconcile_after_s)
 
+    async def reconcile_money(stop: asyncio.Event) -> None:
+        # Reads the incentives and merchants schemas too (read-only; see services/reconcile/checks.py).
+        window = datetime.timedelta(hours=settings.money_reconcile_window_h)
+        await reconcile_forever(runtime.engine, stripe_client, stop, settings.money_reconcile_every_s, window)
+
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding], workers=[reconcile, relay.run])
+    workers = [reconcile, relay.run]
+    if settings.money_reconcile_every_s > 0:
+        workers.append(reconcile_money)
+    return ServiceServer(runtime, [binding], workers=workers)
 
 
 async def main() -> None:

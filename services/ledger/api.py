@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
@@ -40,10 +40,13 @@ from services.ledger.adapters.stripe_payouts import (
     StripeUnavailable,
 )
 from services.ledger.config import LedgerSettings
-from services.ledger.funding import CampaignFundings
+from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
+from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
 
 log = logging.getLogger(__name__)
+# How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
+STRIPE_EVENT_LEASE = datetime.timedelta(minutes=1)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -72,6 +75,8 @@ ACCESS: dict[str, Access] = {
     # Stripe authenticates with its signature, checked by the servicer.
     "HandleStripeEvent": Access.anyone(),
     "AdminGrant": Access.role(ADMIN),
+    "RefundCampaignBudget": Access.service_only(),
+    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
@@ -149,7 +154,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         fundings: CampaignFundings,
         stripe: StripePayouts,
         settings: LedgerSettings,
+        on_refund: Callable[[], None] = lambda: None,
     ) -> None:
+        # Wakes the outbox relay once a refund's payment.refund row has committed.
+        self._on_refund = on_refund
         self._writer = writer
         self._engine = engine
         self._reads = single_statement_reads(engine)
@@ -493,6 +501,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         async with self._reads.connect() as conn:
             held = {row.type: row.balance for row in (await conn.execute(balances)).all()}
             totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
+            onboarding_complete = await store.onboarding_complete(conn, driver)
         available = int(held.get(pb.ACCOUNT_TYPE_DRIVER_CASH, 0))
         return pb.GetWalletBalanceResponse(
             available_cents=available,
@@ -503,6 +512,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             minimum_withdrawal_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             fee_threshold_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             nova_balance=int(held.get(pb.ACCOUNT_TYPE_DRIVER_NOVA, 0)),
+            stripe_onboarding_complete=onboarding_complete,
         )
 
     async def ListWalletEntries(
@@ -560,31 +570,20 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.GetWalletTimelineResponse:
         # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
         driver = current_caller().user_id or ""
-        limit = request.limit or 20
-        a, e, t = store.accounts, store.entries, store.transfers
-        earned = (t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT])) & (e.c.amount > 0)
-        spent = (t.c.kind == pb.TRANSFER_KIND_REDEMPTION) & (e.c.amount < 0)
-        query = (
-            sa.select(
-                e.c.id, e.c.amount, e.c.created_at, a.c.currency, t.c.id.label("transfer_id"), t.c.kind, t.c.metadata
-            )
-            .select_from(e)
-            .join(a, a.c.id == e.c.account_id)
-            .join(t, t.c.id == e.c.transfer_id)
-            .where(
-                a.c.owner_id == driver,
-                a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
-                earned | spent,
-            )
-            # Newest first; at the same instant SPENT before EARNED (DOMAIN), then by entry id.
-            .order_by(e.c.created_at.desc(), (t.c.kind == pb.TRANSFER_KIND_REDEMPTION).desc(), e.c.id.desc())
-            .limit(limit)
-        )
         async with self._reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = await store.wallet_timeline_rows(conn, driver, request.limit or 20)
         items = [
             domain.timeline_item(
-                row.id, row.amount, row.currency, row.kind, row.metadata or {}, created_at=_timestamp(row.created_at)
+                domain.TimelineEntry(
+                    transfer_id=str(row.transfer_id),
+                    amount=row.amount,
+                    currency=row.currency,
+                    kind=row.kind,
+                    metadata=row.metadata or {},
+                    original_kind=row.original_kind,
+                    original_metadata=row.original_metadata or {},
+                ),
+                created_at=_timestamp(row.created_at),
             )
             for row in rows
         ]
@@ -818,22 +817,51 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                     .returning(events.c.event_id)
                 )
             ).first()
-        if seen is None:
+        if seen is None and not await self._take_over_unapplied(event_id):
             return pb.HandleStripeEventResponse(
                 outcome=pb.WEBHOOK_OUTCOME_DUPLICATE, event_id=event_id, event_type=event_type
             )
         try:
             outcome = await self._apply_event(event_type, event["data"]["object"], event)
-        except Exception:
-            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate.
+        except _NeedsAttention as problem:
+            # Signed by Stripe and not applicable as it is: acknowledged (Stripe would retry a refusal for days,
+            # to no avail) and recorded for an admin.
+            log.error("Stripe event needs a person", extra={"event_id": event_id, "problem": str(problem)})
+            async with self._engine.begin() as conn:
+                await store.record_issue(conn, event_id, event_type, problem.object_id, str(problem))
+            outcome = pb.WEBHOOK_OUTCOME_NEEDS_ATTENTION
+        except Exception as exc:
+            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate. Something
+            # transient (the database, a lock): UNAVAILABLE, on purpose, so that Stripe retries.
             async with self._engine.begin() as conn:
                 await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
-            raise
+            log.exception("Stripe event not applied; Stripe will retry", extra={"event_id": event_id})
+            raise Unavailable("STRIPE_EVENT_RETRY", "the event could not be applied now; retry") from exc
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
             )
         return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
+
+    async def _take_over_unapplied(self, event_id: str) -> bool:
+        """An event recorded as received and never settled (the process applying it died) is applied again by
+        Stripe's retry; applying is idempotent. One still being applied (received within STRIPE_EVENT_LEASE) is
+        left to its delivery."""
+        events = store.stripe_events
+        async with self._engine.begin() as conn:
+            taken = (
+                await conn.execute(
+                    sa.update(events)
+                    .where(
+                        events.c.event_id == event_id,
+                        events.c.outcome == "received",
+                        events.c.received_at < sa.func.now() - STRIPE_EVENT_LEASE,
+                    )
+                    .values(received_at=sa.func.now())
+                    .returning(events.c.event_id)
+                )
+            ).first()
+        return taken is not None
 
     async def _apply_event(self, event_type: str, obj: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
         """transfer.created → paid (the money reached the driver's Express balance); transfer.reversed →
@@ -859,6 +887,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             parsed = uuid.UUID(payout_id)
         except ValueError:
             return pb.WEBHOOK_OUTCOME_IGNORED  # a transfer this ledger did not make
+        if await self._payouts.find(parsed) is None:
+            raise _NeedsAttention(
+                f"{event_type} for payout {parsed}, which this ledger does not know", str(obj.get("id"))
+            )
         if event_type == "transfer.created":
             before = await self._payouts.mark_processing(parsed, str(obj.get("id", "")))
             after = await self._payouts.mark_paid(before.id)
@@ -875,11 +907,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             funding = domain.campaign_funding(session)
         except domain.FundingNotBookable as exc:
             # The sponsor paid and nothing can be booked: a person has to look (Stripe has the payment).
-            log.error(
-                "paid campaign checkout not booked",
-                extra={"event_id": event.get("id"), "checkout_session_id": session.get("id"), "error": str(exc)},
-            )
-            return pb.WEBHOOK_OUTCOME_IGNORED
+            raise _NeedsAttention(f"paid campaign checkout not bookable: {exc}", str(session.get("id", ""))) from exc
         if funding is None:
             return pb.WEBHOOK_OUTCOME_IGNORED
         created = event.get("created")
@@ -888,8 +916,62 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             if isinstance(created, int) and not isinstance(created, bool)
             else datetime.datetime.now(datetime.UTC)
         )
-        booked = await self._fundings.book(funding, paid_at)
+        try:
+            booked = await self._fundings.book(funding, paid_at)
+        except FundingNotBooked as exc:
+            # E.g. the same checkout session with another amount than the one booked under its id.
+            raise _NeedsAttention(str(exc), funding.checkout_session_id) from exc
         return pb.WEBHOOK_OUTCOME_PROCESSED if booked else pb.WEBHOOK_OUTCOME_DUPLICATE
+
+    # --- refunds and issues ------------------------------------------------------------------------
+
+    async def RefundCampaignBudget(
+        self, request: pb.RefundCampaignBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RefundCampaignBudgetResponse:
+        try:
+            refund = await refund_campaign_budget(
+                self._engine,
+                _scope(current_caller()),
+                request.idempotency_key,
+                campaign_id=request.campaign_id,
+                currency=request.currency,
+                amount=request.amount_cents,
+                reason=request.reason,
+            )
+        except RefundNotBooked as exc:
+            raise FailedPrecondition("REFUND_NOT_BOOKED", str(exc)) from exc
+        if refund.stripe_refunded_cents and not refund.replayed:
+            self._on_refund()
+        return pb.RefundCampaignBudgetResponse(
+            refunded_cents=refund.refunded_cents,
+            stripe_refunded_cents=refund.stripe_refunded_cents,
+            replayed=refund.replayed,
+        )
+
+    async def ListPaymentIssues(
+        self, request: pb.ListPaymentIssuesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListPaymentIssuesResponse:
+        issues = await store.payment_issues_page(self._reads, request.page_size or _DEFAULT_PAGE)
+        return pb.ListPaymentIssuesResponse(
+            issues=[
+                pb.PaymentIssue(
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    object_id=row.object_id,
+                    problem=row.problem,
+                    created_at=_timestamp(row.created_at),
+                )
+                for row in issues
+            ]
+        )
+
+
+class _NeedsAttention(Exception):
+    """A signed Stripe event the ledger cannot apply as it is; `object_id` names the Stripe object."""
+
+    def __init__(self, problem: str, object_id: str) -> None:
+        super().__init__(problem)
+        self.object_id = object_id
 
 
 def _payout(row: PayoutRow) -> pb.Payout:

@@ -20,10 +20,15 @@ class LedgerSettings:
     reconcile_interval_s: float
     # A payout is asked about only after the client's own retries of the lost call are surely over.
     reconcile_after_s: float
+    # The cross-service money reconciliation (services/reconcile): how often, over how many past hours; 0 = off.
+    money_reconcile_every_s: float
+    money_reconcile_window_h: float
     # The outbox relay (campaign funding → incentives): how often it looks for due rows when nobody woke
     # it, and the longest wait between two attempts of a row the receiver did not take.
     outbox_poll_s: float
     outbox_max_backoff_s: float
+    # Deliveries still failing after this many attempts go to the dead-letter list (`make outbox`).
+    outbox_max_attempts: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> LedgerSettings:
@@ -38,6 +43,9 @@ class LedgerSettings:
             redirect_origins=env.list("WALLET_REDIRECT_ORIGINS", ("http://localhost:5173", "http://127.0.0.1:5173")),
             reconcile_interval_s=env.float("PAYOUT_RECONCILE_INTERVAL_S", 30.0),
             reconcile_after_s=env.float("PAYOUT_RECONCILE_AFTER_S", 60.0),
+            money_reconcile_every_s=env.float("MONEY_RECONCILE_EVERY_S", 300.0),
+            money_reconcile_window_h=env.float("MONEY_RECONCILE_WINDOW_H", 24.0),
             outbox_poll_s=env.float("OUTBOX_POLL_S", 0.5),
             outbox_max_backoff_s=env.float("OUTBOX_MAX_BACKOFF_S", 60.0),
+            outbox_max_attempts=env.int("OUTBOX_MAX_ATTEMPTS", 20),
         )

@@ -81,34 +81,66 @@ def cash_entry_description(kind: int, phase: int, amount: int, metadata: dict[st
     return ("credit" if amount > 0 else "debit"), metadata.get("description", "")
 
 
-def timeline_item(
-    entry_id: int, amount: int, currency: int, kind: int, metadata: dict[str, str], *, created_at: Any
-) -> pb.TimelineItem:
-    """EARNED for grant credits, SPENT for redemption debits (DOMAIN: wallet timeline)."""
-    if kind == K.TRANSFER_KIND_REDEMPTION:
+@dataclasses.dataclass(frozen=True)
+class TimelineEntry:
+    """One entry of a driver account, with the transfer it belongs to (and, for a reversal, the original's
+    kind and metadata)."""
+
+    transfer_id: str
+    amount: int  # signed, as the entry moved the driver's account
+    currency: int
+    kind: int
+    metadata: Mapping[str, str]
+    original_kind: int | None = None
+    original_metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
+    """EARNED for grant credits, SPENT for redemption debits (DOMAIN: wallet timeline); CLAWED_BACK for a reward
+    taken back and REFUNDED for Nova a refunded redemption gave back, each its own item. Ids as the contract
+    says: "earn_<transfer id>", "spent_<redemption id>" (the transfer id when the redemption has none),
+    "clawback_<transfer id>", "refund_<transfer id>"."""
+    metadata = entry.metadata
+    common: dict[str, Any] = {"created_at": created_at, "currency": entry.currency, "amount_cents": abs(entry.amount)}
+    if entry.kind == K.TRANSFER_KIND_REDEMPTION:
         merchant = metadata.get("merchant_name") or f"Merchant {metadata.get('merchant_id', '')[:8]}".strip()
         return pb.TimelineItem(
-            id=f"spent_{entry_id}",
+            id=f"spent_{metadata.get('redemption_id') or entry.transfer_id}",
             type="SPENT",
-            amount_cents=abs(amount),
             title=merchant,
             subtitle="Nova applied",
-            created_at=created_at,
             merchant_id=metadata.get("merchant_id", ""),
             redemption_id=metadata.get("redemption_id", ""),
-            currency=currency,  # type: ignore[arg-type]
+            **common,
+        )
+    if entry.kind == K.TRANSFER_KIND_REVERSAL:
+        before = entry.original_metadata
+        if entry.original_kind == K.TRANSFER_KIND_REDEMPTION:
+            return pb.TimelineItem(
+                id=f"refund_{entry.transfer_id}",
+                type="REFUNDED",
+                title=before.get("merchant_name") or "Redemption refunded",
+                subtitle="Nova returned",
+                merchant_id=before.get("merchant_id", ""),
+                redemption_id=before.get("redemption_id", ""),
+                **common,
+            )
+        return pb.TimelineItem(
+            id=f"clawback_{entry.transfer_id}",
+            type="CLAWED_BACK",
+            title=before.get("campaign_name") or "Reward reversed",
+            subtitle=metadata.get("reason") or "Reward taken back",
+            **common,
         )
     title = metadata.get("campaign_name") or (
-        "Admin grant" if kind == K.TRANSFER_KIND_ADMIN_GRANT else "Charging reward"
+        "Admin grant" if entry.kind == K.TRANSFER_KIND_ADMIN_GRANT else "Charging reward"
     )
     return pb.TimelineItem(
-        id=f"earn_{entry_id}",
+        id=f"earn_{entry.transfer_id}",
         type="EARNED",
-        amount_cents=amount,
         title=title,
-        subtitle="Nova issued" if currency == pb.CURRENCY_NOVA_POINTS else "Cash earned",
-        created_at=created_at,
-        currency=currency,  # type: ignore[arg-type]
+        subtitle="Nova issued" if entry.currency == pb.CURRENCY_NOVA_POINTS else "Cash earned",
+        **common,
     )
 
 
@@ -186,6 +218,8 @@ class CampaignFunding:
     gross_cents: int
     fee_cents: int
     net_cents: int
+    # The payment a refund goes against; None only in events that leave it out.
+    payment_intent_id: str | None = None
 
     @property
     def funding_key(self) -> str:
@@ -238,6 +272,9 @@ def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
     fee, net = funding_split(gross, int(bps))
     if net <= 0:
         raise FundingNotBookable(f"a {bps} bps fee leaves no budget")
+    intent = session.get("payment_intent")
+    if isinstance(intent, Mapping):
+        intent = intent.get("id")
     return CampaignFunding(
         checkout_session_id=session_id,
         campaign_id=str(campaign_id),
@@ -245,6 +282,7 @@ def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
         gross_cents=gross,
         fee_cents=fee,
         net_cents=net,
+        payment_intent_id=intent if isinstance(intent, str) and _STRIPE_ID.fullmatch(intent) else None,
     )
 
 

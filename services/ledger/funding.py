@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from nerava.ledger.v1 import ledger_pb2 as pb
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import enqueue
 from services.ledger import domain, store
@@ -96,6 +97,23 @@ def funded_payload(funding: domain.CampaignFunding, paid_at: datetime.datetime) 
     }
 
 
+async def _record_payment(conn: AsyncConnection, funding: domain.CampaignFunding) -> None:
+    """The payment behind the budget (what a refund goes against), with its transfers."""
+    await conn.execute(
+        pg_insert(store.campaign_payments)
+        .values(
+            checkout_session_id=funding.checkout_session_id,
+            campaign_id=funding.campaign_id,
+            payment_intent_id=funding.payment_intent_id,
+            currency=funding.currency,
+            gross_cents=funding.gross_cents,
+            fee_cents=funding.fee_cents,
+            net_cents=funding.net_cents,
+        )
+        .on_conflict_do_nothing(index_elements=[store.campaign_payments.c.checkout_session_id])
+    )
+
+
 class CampaignFundings:
     def __init__(self, engine: AsyncEngine, on_enqueued: Callable[[], None] = lambda: None) -> None:
         self._engine = engine
@@ -121,6 +139,7 @@ class CampaignFundings:
                         f"checkout {funding.checkout_session_id}: {key} refused with {result.error_reason}"
                     )
                 replayed.append(result.replayed)
+            await _record_payment(conn, funding)
         if all(replayed):
             return False
         log.info(

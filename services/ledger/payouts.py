@@ -51,6 +51,8 @@ class Stripe(Protocol):
 
     async def find_transfer_by_payout(self, payout_id: str) -> str | None: ...
 
+    async def create_refund(self, payment_intent_id: str, amount_cents: int, refund_id: str) -> str: ...
+
 
 @dataclasses.dataclass(frozen=True)
 class PayoutRow:
@@ -346,6 +348,12 @@ class Payouts:
                 )
             ).all()
         return [_row(r) for r in rows]
+
+    async def find(self, payout_id: uuid.UUID) -> PayoutRow | None:
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(sa.select(payouts).where(payouts.c.id == payout_id))).first()
+        return None if row is None else _row(row)
 
     async def get(self, payout_id: uuid.UUID) -> PayoutRow:
         payouts = store.payouts

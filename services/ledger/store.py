@@ -17,8 +17,9 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import outbox_table
 
@@ -218,6 +219,122 @@ stripe_events = sa.Table(
     sa.Column("outcome", sa.Text, nullable=False),
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# Since migration 0005: the payments behind campaign budgets, the refunds owed on them, the idempotency record of
+# RefundCampaignBudget, and what needs a person.
+campaign_payments = sa.Table(
+    "campaign_payments",
+    metadata,
+    sa.Column("checkout_session_id", sa.Text, primary_key=True),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("payment_intent_id", sa.Text),
+    sa.Column("currency", sa.SmallInteger, nullable=False),
+    sa.Column("gross_cents", sa.BigInteger, nullable=False),
+    sa.Column("fee_cents", sa.BigInteger, nullable=False),
+    sa.Column("net_cents", sa.BigInteger, nullable=False),
+    sa.Column("booked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+payment_refunds = sa.Table(
+    "payment_refunds",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("checkout_session_id", sa.Text, nullable=False),
+    sa.Column("payment_intent_id", sa.Text, nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("stripe_refund_id", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("refunded_at", sa.DateTime(timezone=True)),
+)
+
+budget_refunds = sa.Table(
+    "budget_refunds",
+    metadata,
+    sa.Column("scope", sa.Text, primary_key=True),
+    sa.Column("idempotency_key", sa.Text, primary_key=True),
+    sa.Column("campaign_id", sa.Text, nullable=False),
+    sa.Column("requested_cents", sa.BigInteger, nullable=False),
+    sa.Column("refunded_cents", sa.BigInteger, nullable=False),
+    sa.Column("stripe_refunded_cents", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+payment_issues = sa.Table(
+    "payment_issues",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("event_id", sa.Text, nullable=False),
+    sa.Column("event_type", sa.Text, nullable=False),
+    sa.Column("object_id", sa.Text, nullable=False, server_default=""),
+    sa.Column("problem", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+
+async def record_issue(conn: AsyncConnection, event_id: str, event_type: str, object_id: str, problem: str) -> None:
+    """Something a person must look at (ListPaymentIssues); the same event and type are recorded once."""
+    await conn.execute(
+        pg.insert(payment_issues)
+        .values(event_id=event_id, event_type=event_type, object_id=object_id[:255], problem=problem[:2000])
+        .on_conflict_do_nothing(constraint="payment_issues_event_unique")
+    )
+
+
+async def onboarding_complete(conn: AsyncConnection, driver_id: str) -> bool:
+    """The driver's Express account can take transfers (as last reported by Stripe)."""
+    query = sa.select(stripe_accounts.c.transfers_active).where(stripe_accounts.c.driver_id == driver_id)
+    return bool((await conn.execute(query)).scalar())
+
+
+async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int) -> list[Any]:
+    """The driver's wallet entries the timeline shows, newest first (at the same instant SPENT before EARNED,
+    DOMAIN; then by entry id): grant credits, redemption debits, and — each its own item, so an EARNED (or
+    SPENT) item is never left standing with nothing offsetting it — the reversal taking a reward back and the one
+    giving a redemption's Nova back, with the original transfer's kind and metadata."""
+    a, e, t = accounts, entries, transfers
+    original = t.alias("original")
+    grants = [pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]
+    reversal, redemption = pb.TRANSFER_KIND_REVERSAL, pb.TRANSFER_KIND_REDEMPTION
+    reversed_kind = sa.func.coalesce(original.c.kind, 0)
+    shown = (
+        (t.c.kind.in_(grants) & (e.c.amount > 0))
+        | ((t.c.kind == redemption) & (e.c.amount < 0))
+        | ((t.c.kind == reversal) & reversed_kind.in_(grants) & (e.c.amount < 0))
+        | ((t.c.kind == reversal) & (reversed_kind == redemption) & (e.c.amount > 0))
+    )
+    query = (
+        sa.select(
+            e.c.id,
+            e.c.amount,
+            e.c.created_at,
+            a.c.currency,
+            t.c.id.label("transfer_id"),
+            t.c.kind,
+            t.c.metadata,
+            original.c.kind.label("original_kind"),
+            original.c.metadata.label("original_metadata"),
+        )
+        .select_from(e)
+        .join(a, a.c.id == e.c.account_id)
+        .join(t, t.c.id == e.c.transfer_id)
+        .outerjoin(original, original.c.id == t.c.reversal_of)
+        .where(
+            a.c.owner_id == driver_id,
+            a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
+            shown,
+        )
+        .order_by(e.c.created_at.desc(), (t.c.kind == redemption).desc(), e.c.id.desc())
+        .limit(limit)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
+    """The newest issues first."""
+    i = payment_issues
+    async with engine.connect() as conn:
+        return list((await conn.execute(sa.select(i).order_by(i.c.id.desc()).limit(limit))).all())
 
 
 async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:

@@ -7,27 +7,28 @@ import asyncio
 import contextlib
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.outbox import Handler, OutboxMessage, PermanentDeliveryError
 from services.ledger.payouts import Payouts
+from services.ledger.refunds import refund_duplicate_payment
 
 log = logging.getLogger(__name__)
 
-# Incentives' answers that no retry can change: the request is invalid (INVALID_ARGUMENT), the campaign does
-# not exist (NOT_FOUND), or the campaign cannot take this funding (FAILED_PRECONDITION, e.g.
-# CAMPAIGN_ALREADY_FUNDED for a second checkout paid for one campaign). The row is parked (failed_at, the
-# error kept in last_error) and logged. The money stays booked in the campaign's budget account; refunding
-# such a payment (a Stripe refund and its reversal in the ledger) is not done here yet and needs a person.
-# Every other answer — UNAVAILABLE, DEADLINE_EXCEEDED, UNIMPLEMENTED while incentives is being deployed,
-# an authentication problem being fixed — is retried with backoff.
-_REFUSALS = frozenset(
-    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION}
-)
+# Incentives' answers that no retry can change. The campaign does not take this payment (FAILED_PRECONDITION,
+# e.g. CAMPAIGN_ALREADY_FUNDED for a second checkout paid for one campaign, or a canceled campaign) or does not
+# exist (NOT_FOUND): the payment is refunded whole — its funding and fee transfers reversed, the gross back
+# through Stripe (refunds.py) — and the delivery is done. INVALID_ARGUMENT (a payload incentives cannot read) is
+# parked for a person. Every other answer — UNAVAILABLE, DEADLINE_EXCEEDED, UNIMPLEMENTED while incentives is
+# being deployed, an authentication problem being fixed — is retried with backoff, a bounded number of times.
+_NOT_TAKEN = frozenset({grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
+_REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT})
 
 
 async def reconcile_payouts(payouts: Payouts, stop: asyncio.Event, interval_s: float, after_s: float) -> None:
@@ -58,9 +59,12 @@ def record_funding_request(payload: Any) -> incentives_pb2.RecordCampaignFunding
     )
 
 
-def campaign_funded_delivery(incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub) -> Handler:
+def campaign_funded_delivery(
+    incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub, engine: AsyncEngine, on_refund: Callable[[], None]
+) -> Handler:
     """The outbox handler of "campaign.funded": RecordCampaignFunding, idempotent on the checkout session id
-    at the receiver, so a delivery repeated after a lost answer records the funding once."""
+    at the receiver, so a delivery repeated after a lost answer records the funding once. A payment the
+    campaign does not take is refunded."""
 
     async def deliver(message: OutboxMessage) -> None:
         try:
@@ -70,6 +74,13 @@ def campaign_funded_delivery(incentives: incentives_pb2_grpc.IncentivesServiceAs
         try:
             reply = await incentives.RecordCampaignFunding(request)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() in _NOT_TAKEN:
+                if not await refund_duplicate_payment(
+                    engine, request.checkout_session_id, f"{exc.code().name}: {exc.details()}"
+                ):
+                    raise PermanentDeliveryError(f"unrefundable: {exc.code().name}: {exc.details()}") from exc
+                on_refund()
+                return
             if exc.code() in _REFUSALS:
                 log.error(
                     "incentives refused a campaign funding; the outbox row is parked",

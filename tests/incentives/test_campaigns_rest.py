@@ -106,6 +106,15 @@ async def _create(rest: httpx.AsyncClient, who: Person, charger: str, **override
     return campaign
 
 
+async def _fund_from_platform(rest: httpx.AsyncClient, admin: Person, campaign_id: str) -> JsonObject:
+    """An admin pays the campaign's budget from the platform (no Stripe payment), so it may be activated."""
+    body = {"reason": "test campaign paid by the platform", "request_id": str(uuid.uuid4())}
+    funded: JsonObject = _ok(
+        await rest.post(f"/v1/admin/campaigns/{campaign_id}:fundFromPlatform", json=body, headers=_auth(admin))
+    )["campaign"]
+    return funded
+
+
 async def _get(rest: httpx.AsyncClient, who: Person, campaign_id: str) -> JsonObject:
     campaign: JsonObject = _ok(await rest.get(f"/v1/campaigns/{campaign_id}", headers=_auth(who)))["campaign"]
     return campaign
@@ -159,6 +168,7 @@ async def test_a_sponsor_cannot_reach_another_sponsors_campaign(
     intruder = await person("sponsor")
     campaign = await _create(rest, sponsor, incentives.charger, name="Owned by someone else")
     if state in ("active", "paused"):
+        await _fund_from_platform(rest, admin, campaign["id"])
         _ok(await rest.post(f"/v1/campaigns/{campaign['id']}/activate", headers=_auth(admin)))
     if state == "paused":
         _ok(await rest.post(f"/v1/campaigns/{campaign['id']}/pause", headers=_auth(admin)))
@@ -532,9 +542,16 @@ async def test_the_lifecycle_over_rest(
     assert _error_metadata(resumed_draft) == {"from": "CAMPAIGN_STATUS_DRAFT", "to": "CAMPAIGN_STATUS_ACTIVE"}
     assert (await _get(rest, sponsor, campaign["id"]))["status"] == "CAMPAIGN_STATUS_DRAFT"
 
-    # An admin may activate an unfunded campaign.
+    # Nor can an admin: no campaign grants without money. The admin funds it from the platform first.
+    _refused(
+        await rest.post(f"{base}/activate", json={}, headers=_auth(admin)),
+        400,
+        GRPC_FAILED_PRECONDITION,
+        "CAMPAIGN_NOT_FUNDED",
+    )
+    await _fund_from_platform(rest, admin, campaign["id"])
     active = _ok(await rest.post(f"{base}/activate", json={}, headers=_auth(admin)))["campaign"]
-    assert (active["status"], active["funding_status"]) == ("CAMPAIGN_STATUS_ACTIVE", "FUNDING_STATUS_UNFUNDED")
+    assert (active["status"], active["funding_status"]) == ("CAMPAIGN_STATUS_ACTIVE", "FUNDING_STATUS_FUNDED")
     twice = _refused(
         await rest.post(f"{base}/activate", headers=_auth(admin)), 400, GRPC_FAILED_PRECONDITION, "INVALID_TRANSITION"
     )
@@ -621,6 +638,7 @@ async def test_list_campaigns_pages_and_filters_by_status(
     oldest = await _create(rest, sponsor, incentives.charger, name="One")
     middle = await _create(rest, sponsor, incentives.charger, name="Two")
     newest = await _create(rest, sponsor, incentives.charger, name="Three")
+    await _fund_from_platform(rest, admin, middle["id"])
     _ok(await rest.post(f"/v1/campaigns/{middle['id']}/activate", headers=_auth(admin)))
 
     first = _ok(await rest.get("/v1/campaigns/?limit=2", headers=_auth(sponsor)))
@@ -1052,11 +1070,40 @@ async def test_a_campaign_that_spent_its_budget_is_exhausted(
         await rest.post(f"{base}/pause", headers=_auth(sponsor)), 400, GRPC_FAILED_PRECONDITION, "INVALID_TRANSITION"
     )
     assert _error_metadata(paused) == {"from": "CAMPAIGN_STATUS_EXHAUSTED", "to": "CAMPAIGN_STATUS_PAUSED"}
-    edited = _refused(
-        await rest.patch(base, json={"name": "More"}, headers=_auth(sponsor)), 400, GRPC_FAILED_PRECONDITION
+    # An exhausted campaign may be edited (e.g. a higher max_sessions), but no budget means no resume.
+    edited = _ok(await rest.patch(base, json={"name": "More"}, headers=_auth(sponsor)))["campaign"]
+    assert (edited["name"], edited["status"]) == ("More", "CAMPAIGN_STATUS_EXHAUSTED")
+    _refused(
+        await rest.post(f"{base}/resume", json={}, headers=_auth(sponsor)),
+        400,
+        GRPC_FAILED_PRECONDITION,
+        "BUDGET_EXHAUSTED",
     )
-    assert _reason(edited) == "CAMPAIGN_NOT_EDITABLE"
-    assert _error_metadata(edited) == {"status": "CAMPAIGN_STATUS_EXHAUSTED"}
+
+
+async def test_a_campaign_exhausted_by_max_sessions_raises_its_cap_and_resumes(
+    rest: httpx.AsyncClient, incentives: Incentives, sponsor: Person, person: NewPerson
+) -> None:
+    # 10,000¢ gross → 8,000¢ net, one session allowed: exhausted by the cap with 7,900¢ left.
+    campaign = await incentives.active(sponsor, max_sessions=1)
+    assert (await incentives.evaluate(incentives.session((await person()).user_id))).outcome == (
+        pb.EVALUATION_OUTCOME_GRANTED
+    )
+    base = f"/v1/campaigns/{campaign.id}"
+    after = await _get(rest, sponsor, campaign.id)
+    assert (after["status"], after["remaining_cents"]) == ("CAMPAIGN_STATUS_EXHAUSTED", 7_900)
+    _refused(
+        await rest.post(f"{base}/resume", json={}, headers=_auth(sponsor)),
+        400,
+        GRPC_FAILED_PRECONDITION,
+        "BUDGET_EXHAUSTED",
+    )
+    raised = _ok(await rest.patch(base, json={"max_sessions": 3}, headers=_auth(sponsor)))["campaign"]
+    assert (raised["max_sessions"], raised["status"]) == (3, "CAMPAIGN_STATUS_EXHAUSTED")
+    resumed = _ok(await rest.post(f"{base}/resume", json={}, headers=_auth(sponsor)))["campaign"]
+    assert resumed["status"] == "CAMPAIGN_STATUS_ACTIVE"
+    granted = await incentives.evaluate(incentives.session((await person()).user_id))
+    assert (granted.outcome, granted.grant.campaign_id) == (pb.EVALUATION_OUTCOME_GRANTED, campaign.id)
 
 
 async def test_resume_needs_room_for_one_more_grant(
@@ -1099,6 +1146,7 @@ async def test_malformed_ids_and_reasons_are_400_naming_the_field(
         refused = _refused(await _call(rest, method, path, sponsor), 400, GRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT")
         assert [field for field, _ in _violations(refused)] == ["campaign_id"]
     campaign = await _create(rest, sponsor, incentives.charger)
+    await _fund_from_platform(rest, admin, campaign["id"])
     _ok(await rest.post(f"/v1/campaigns/{campaign['id']}/activate", headers=_auth(admin)))
     too_long = await rest.post(f"/v1/campaigns/{campaign['id']}/pause?reason={'x' * 501}", headers=_auth(sponsor))
     refused = _refused(too_long, 400, GRPC_INVALID_ARGUMENT, "INVALID_ARGUMENT")

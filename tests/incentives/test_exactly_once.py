@@ -213,3 +213,46 @@ async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(
     finally:
         stop.set()
         await running
+
+
+async def test_a_credit_committed_before_a_rename_is_never_failed_and_its_budget_never_returned(
+    engine: AsyncEngine, pool: asyncpg.Pool, mesh: Mesh
+) -> None:
+    """The credit's request carries the campaign's name; renamed (a paused or exhausted campaign is editable)
+    after the ledger committed the credit and before the outbox heard of it, the redelivery is another request
+    under the grant's key: IDEMPOTENCY_KEY_REUSED. The driver holds the credit, so the grant must not be FAILED
+    with its reward handed back to the budget (spent twice)."""
+    ledger = ledger_stub(mesh.address("ledger"))
+    campaign_id = await funded_campaign(engine, ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]))
+    index = CampaignIndex(engine)
+    await index.refresh(full=True)
+    driver = str(uuid.uuid4())
+    reply = await Granting(engine, pool, index, ledger).evaluate(ended_session(driver, charger_id=CHARGER))
+    assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
+    doomed = Granting(engine, pool, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
+    crashed = OutboxRelay(engine, store.outbox, {GRANT_CREDIT_TOPIC: doomed.deliver_credit}, "incentives", lease_s=0.3)
+    with pytest.raises(asyncio.CancelledError):
+        await crashed.run_once()
+    assert [t.amount for t in await credits_of(ledger, driver)] == [REWARD]
+    async with engine.begin() as conn:  # the sponsor renames the campaign
+        await conn.execute(sa.update(store.campaigns).where(store.campaigns.c.id == campaign_id).values(name="Renamed"))
+
+    granting = Granting(engine, pool, index, ledger)
+    restarted = OutboxRelay(
+        engine,
+        store.outbox,
+        {GRANT_CREDIT_TOPIC: granting.deliver_credit},
+        "incentives",
+        max_attempts=1,
+        on_dead_letter={GRANT_CREDIT_TOPIC: granting.fail_grant},
+    )
+    await asyncio.sleep(0.4)  # the dead relay's lease runs out
+    assert await restarted.run_once() == 1
+    assert [t.amount for t in await credits_of(ledger, driver)] == [REWARD]
+    async with engine.connect() as conn:
+        status = (await conn.execute(sa.select(store.grants.c.status))).scalar_one()
+        spent = (
+            await conn.execute(sa.select(store.campaigns.c.spent_cents).where(store.campaigns.c.id == campaign_id))
+        ).scalar_one()
+    assert status != pb.GRANT_STATUS_FAILED
+    assert spent == REWARD

@@ -13,6 +13,8 @@ import asyncio
 import copy
 import dataclasses
 import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -100,6 +102,10 @@ class FundingLedger:
         reply = await self.stub.ListTransfers(pb.ListTransfersRequest(account=ref), metadata=as_service("incentives"))
         return list(reply.transfers)
 
+    async def issues(self) -> list[Any]:
+        """What ListPaymentIssues shows an admin (read here from its table: this ledger runs without accounts)."""
+        return await store.payment_issues_page(self.engine, 200)
+
     async def outbox_rows(self, key: str) -> list[Any]:
         t = store.outbox
         async with self.engine.connect() as conn:
@@ -133,6 +139,8 @@ async def funding_ledger(
             # Deliver promptly and retry often: the tests wait for the relay.
             "OUTBOX_POLL_S": "0.1",
             "OUTBOX_MAX_BACKOFF_S": "0.5",
+            # Bounded: a delivery still failing after 8 attempts (about 3 s here) goes to the dead-letter list.
+            "OUTBOX_MAX_ATTEMPTS": "8",
         }
         engine = create_engine(database_url, "ledger")
         async with (
@@ -283,31 +291,40 @@ def _altered(session: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return altered
 
 
+NEEDS_ATTENTION = pb.WEBHOOK_OUTCOME_NEEDS_ATTENTION
+
+
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "outcome"),
     [
-        pytest.param({"metadata": {}}, id="a checkout without metadata"),
-        pytest.param({"type": "merchant_order"}, id="another kind of checkout"),
-        pytest.param({"type": None}, id="no type"),
-        pytest.param({"payment_status": "unpaid"}, id="completed but not paid yet"),
-        pytest.param({"platform_fee_bps": "20000"}, id="fee above 100 %"),
-        pytest.param({"platform_fee_bps": "10000"}, id="fee of 100 % leaves no budget"),
-        pytest.param({"platform_fee_bps": "-5"}, id="negative fee"),
-        pytest.param({"platform_fee_bps": "twenty"}, id="fee not a number"),
-        pytest.param({"platform_fee_bps": None}, id="no fee"),
-        pytest.param({"reward_currency": "CURRENCY_UNSPECIFIED"}, id="unknown currency"),
-        pytest.param({"campaign_id": "campaign-42"}, id="campaign id not a UUID"),
-        pytest.param({"currency": "eur"}, id="paid in euros"),
-        pytest.param({"amount_total": 0}, id="nothing paid"),
+        pytest.param({"metadata": {}}, IGNORED, id="a checkout without metadata"),
+        pytest.param({"type": "merchant_order"}, IGNORED, id="another kind of checkout"),
+        pytest.param({"type": None}, IGNORED, id="no type"),
+        pytest.param({"payment_status": "unpaid"}, IGNORED, id="completed but not paid yet"),
+        # Paid campaign checkouts the ledger cannot book: acknowledged, and recorded for an admin.
+        pytest.param({"platform_fee_bps": "20000"}, NEEDS_ATTENTION, id="fee above 100 %"),
+        pytest.param({"platform_fee_bps": "10000"}, NEEDS_ATTENTION, id="fee of 100 % leaves no budget"),
+        pytest.param({"platform_fee_bps": "-5"}, NEEDS_ATTENTION, id="negative fee"),
+        pytest.param({"platform_fee_bps": "twenty"}, NEEDS_ATTENTION, id="fee not a number"),
+        pytest.param({"platform_fee_bps": None}, NEEDS_ATTENTION, id="no fee"),
+        pytest.param({"reward_currency": "CURRENCY_UNSPECIFIED"}, NEEDS_ATTENTION, id="unknown currency"),
+        pytest.param({"campaign_id": "campaign-42"}, NEEDS_ATTENTION, id="campaign id not a UUID"),
+        pytest.param({"currency": "eur"}, NEEDS_ATTENTION, id="paid in euros"),
+        pytest.param({"amount_total": 0}, NEEDS_ATTENTION, id="nothing paid"),
     ],
 )
-async def test_checkouts_that_fund_nothing_are_ignored(funding_ledger: FundingLedger, changes: dict[str, Any]) -> None:
+async def test_checkouts_that_fund_nothing_are_ignored(
+    funding_ledger: FundingLedger, changes: dict[str, Any], outcome: int
+) -> None:
     ledger = funding_ledger
     campaign_id, session = await ledger.paid_checkout(10_000)
 
     reply = await ledger.webhook(_altered(session, **changes))
 
-    assert reply.outcome == IGNORED
+    assert reply.outcome == outcome
+    if outcome == NEEDS_ATTENTION:
+        issues = await ledger.issues()
+        assert any(i.event_id == reply.event_id and i.object_id == session["id"] for i in issues)
     for currency in (CASH, NOVA):
         assert await ledger.balance(_budget(campaign_id, currency)) is None
     assert await ledger.outbox_rows(session["id"]) == []
@@ -385,17 +402,77 @@ async def test_a_transient_refusal_is_retried(funding_ledger: FundingLedger) -> 
     assert ledger.receiver.recorded[session_id].net_budget_cents == 9_600
 
 
+async def test_a_delivery_that_keeps_failing_is_dead_lettered_then_replayed(funding_ledger: FundingLedger) -> None:
+    ledger = funding_ledger
+    campaign_id, session_id = await ledger.open_checkout(15_000)
+    ledger.receiver.refusals[campaign_id] = (grpc.StatusCode.INTERNAL, "incentives keeps failing")
+    session = ledger.stripe.complete_checkout_session(session_id)
+    assert (await ledger.webhook(session)).outcome == PROCESSED
+
+    async def parked() -> Any:
+        rows = await ledger.outbox_rows(session_id)
+        return rows[0] if rows and rows[0].failed_at is not None else None
+
+    row = await eventually(parked)
+    assert (row.attempts, row.delivered_at) == (8, None)
+    assert len(ledger.receiver.calls_for(session_id)) == 8  # bounded, not every 60 s forever
+    # The operator lists it (`make outbox`) and replays it once incentives is back.
+    listed = await _outbox_cli(ledger, "--service", "ledger")
+    assert f"#{row.id} campaign.funded {session_id} attempts=8" in listed
+    del ledger.receiver.refusals[campaign_id]
+    assert "1 row(s) back in the queue" in await _outbox_cli(ledger, "--service", "ledger", "--replay", str(row.id))
+    await eventually(lambda: _delivered(ledger, session_id))
+    assert ledger.receiver.recorded[session_id].net_budget_cents == 12_000
+
+
+async def _outbox_cli(ledger: FundingLedger, *args: str) -> str:
+    """`make outbox ARGS=…` on this ledger's database, as a process; its output."""
+    url = ledger.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.common.outbox_cli",
+        *args,
+        env={**os.environ, "DATABASE_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
 @pytest.mark.parametrize(
     ("code", "message"),
     [
         (grpc.StatusCode.FAILED_PRECONDITION, "CAMPAIGN_ALREADY_FUNDED"),
         (grpc.StatusCode.NOT_FOUND, "CAMPAIGN_NOT_FOUND"),
-        (grpc.StatusCode.INVALID_ARGUMENT, "bad request"),
     ],
 )
-async def test_a_definitive_refusal_parks_the_row(
+async def test_a_payment_the_campaign_does_not_take_is_refunded_whole(
     funding_ledger: FundingLedger, code: grpc.StatusCode, message: str
 ) -> None:
+    ledger = funding_ledger
+    campaign_id, session_id = await ledger.open_checkout(20_000)
+    ledger.receiver.refusals[campaign_id] = (code, message)
+    fees_before = await ledger.balance(PLATFORM_FEES) or 0
+    session = ledger.stripe.complete_checkout_session(session_id)
+
+    assert (await ledger.webhook(session)).outcome == PROCESSED
+
+    await eventually(lambda: ledger.stripe.refunded_cents(session["payment_intent"]) == 20_000)
+    await eventually(lambda: _delivered(ledger, session_id))
+    # Net and fee both reversed: nothing of the payment stays, not even the platform fee.
+    assert await ledger.balance(_budget(campaign_id, CASH)) == 0
+    assert (await ledger.balance(PLATFORM_FEES) or 0) == fees_before
+    refunds = [r for r in ledger.stripe.refunds if r["payment_intent"] == session["payment_intent"]]
+    assert [r["amount"] for r in refunds] == [20_000]  # once, whatever the relay retried
+    await asyncio.sleep(0.3)
+    assert len(ledger.receiver.calls_for(session_id)) == 1
+
+
+async def test_an_unreadable_delivery_parks_the_row(funding_ledger: FundingLedger) -> None:
+    code, message = grpc.StatusCode.INVALID_ARGUMENT, "bad request"
     ledger = funding_ledger
     campaign_id, session_id = await ledger.open_checkout(20_000)
     ledger.receiver.refusals[campaign_id] = (code, message)
@@ -412,5 +489,5 @@ async def test_a_definitive_refusal_parks_the_row(
     assert code.name in row.last_error and message in row.last_error
     await asyncio.sleep(0.5)
     assert len(ledger.receiver.calls_for(session_id)) == 1  # not retried
-    # The money stays booked; refunding it is a person's job for now.
+    # A request incentives cannot read is for a person (make outbox): the money stays booked meanwhile.
     assert await ledger.balance(_budget(campaign_id, CASH)) == 16_000

@@ -114,8 +114,10 @@ async def test_onboarding_then_a_payout_reserves_then_webhook_pays(
     assert (evil.status_code, _reason(evil)) == (400, "REDIRECT_URL_NOT_ALLOWED")
     incomplete = await driver.withdraw(2500)
     assert _reason(incomplete) == "STRIPE_ONBOARDING_INCOMPLETE"
+    assert (await driver.get("/v1/wallet/balance"))["stripe_onboarding_complete"] is False
     stripe_fake.complete_onboarding(account["stripe_account_id"])
     await driver.get("/v1/wallet/stripe/status")
+    assert (await driver.get("/v1/wallet/balance"))["stripe_onboarding_complete"] is True
     await _earn(ledger, driver.id, 5000)
 
     request_id = str(uuid.uuid4())

@@ -60,7 +60,9 @@ async def test_the_active_session_then_the_one_that_just_ended_with_its_grant(
     incentives.charger = charger_id
     await incentives.active(sponsor, cost_per_session_cents=175)
     tracker = SessionTracker(engine)
-    start = NOW - datetime.timedelta(minutes=40)
+    # The session ends now, not when the module was collected: GetActiveSession shows one that ended < 5 min ago.
+    now = datetime.datetime.now(datetime.UTC)
+    start = now - datetime.timedelta(minutes=40)
     await tracker.apply(
         driver.user_id, "car-1", TESLA, Telemetry(at=start, charging=True, lat=lat, lng=lng, power_kw=120.0)
     )
@@ -69,7 +71,7 @@ async def test_the_active_session_then_the_one_that_just_ended_with_its_grant(
     assert active.active and active.session.charger_id == charger_id and active.session.duration_minutes >= 39
     assert not active.session.HasField("ended_reason") and not active.session.HasField("incentive")
 
-    await tracker.apply(driver.user_id, "car-1", TESLA, Telemetry(at=NOW, charging=False, kwh_added=30.0))
+    await tracker.apply(driver.user_id, "car-1", TESLA, Telemetry(at=now, charging=False, kwh_added=30.0))
     # The mesh's sessions relay hands the ended session to incentives, whose grant then shows on the session.
     for _ in range(100):
         ended = await sessions.GetActiveSession(pb.GetActiveSessionRequest(), metadata=driver.auth)

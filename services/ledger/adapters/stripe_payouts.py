@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Final, Self, TypeVar
 
 import stripe
-from stripe.params import AccountCreateParams, TransferCreateParams
+from stripe.params import AccountCreateParams, RefundCreateParams, TransferCreateParams
 
 _log = logging.getLogger(__name__)
 
@@ -105,6 +105,26 @@ class AccountStatus:
         # A transfer to the account succeeds only once its transfers capability is active; submitted
         # details alone may still be under verification, so they do not make the driver payable.
         return self.transfers_active
+
+
+@dataclass(frozen=True, slots=True)
+class StripeTransfer:
+    """A transfer to a connected account as Stripe reports it."""
+
+    transfer_id: str
+    amount_cents: int
+    payout_id: str | None  # metadata.payout_id, written by create_transfer
+    reversed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutPayment:
+    """A Checkout session's payment as Stripe reports it."""
+
+    session_id: str
+    paid: bool
+    amount_cents: int | None
+    payment_intent_id: str | None
 
 
 class StripePayouts:
@@ -253,6 +273,78 @@ class StripePayouts:
             extra={"payout_id": payout_id, "transfer_id": transfer.id, "stripe_account": destination_account},
         )
         return transfer.id
+
+    async def create_refund(self, payment_intent_id: str, amount_cents: int, refund_id: str) -> str:
+        """Return `amount_cents` of a campaign payment to the sponsor; the refund's id at Stripe.
+
+        `refund_id` (the ledger's payment_refunds row) is the Idempotency-Key and `metadata.refund_id`: a
+        repeated call returns the same refund instead of refunding twice. StripeRefused with code
+        "charge_already_refunded" or "amount_too_large" means Stripe holds less than the ledger thinks: a
+        person has to look."""
+        if amount_cents <= 0:
+            raise ValueError(f"a refund amount must be positive, got {amount_cents}")
+        params: RefundCreateParams = {
+            "payment_intent": payment_intent_id,
+            "amount": amount_cents,
+            "metadata": {"refund_id": refund_id},
+        }
+        refund = await self._call(
+            "create refund", self._stripe.v1.refunds.create_async(params, {"idempotency_key": f"refund:{refund_id}"})
+        )
+        _log.info("Stripe refund", extra={"refund_id": refund_id, "stripe_refund_id": refund.id})
+        return refund.id
+
+    # -- reads for the reconciliation (services/reconcile) ------------------------------------
+
+    async def transfer_state(self, transfer_id: str) -> StripeTransfer | None:
+        """A transfer as Stripe has it; None when Stripe has no such transfer."""
+        try:
+            transfer = await self._call("retrieve transfer", self._stripe.v1.transfers.retrieve_async(transfer_id))
+        except StripeRefused as exc:
+            if exc.http_status == 404:  # Stripe's "no such object"
+                return None
+            raise
+        metadata = _field(transfer, "metadata")
+        payout_id = _field(metadata, "payout_id") if isinstance(metadata, stripe.StripeObject) else None
+        return StripeTransfer(
+            transfer_id=transfer.id,
+            amount_cents=int(transfer.amount),
+            payout_id=str(payout_id) if payout_id is not None else None,
+            reversed=bool(_field(transfer, "reversed")),
+        )
+
+    async def checkout_payment(self, session_id: str) -> CheckoutPayment | None:
+        """A Checkout session's payment as Stripe has it; None when Stripe has no such session."""
+        try:
+            session = await self._call(
+                "retrieve checkout session", self._stripe.v1.checkout.sessions.retrieve_async(session_id)
+            )
+        except StripeRefused as exc:
+            if exc.http_status == 404:  # Stripe's "no such object"
+                return None
+            raise
+        amount = _field(session, "amount_total")
+        intent = _field(session, "payment_intent")
+        return CheckoutPayment(
+            session_id=session.id,
+            paid=_field(session, "payment_status") == "paid",
+            amount_cents=amount if isinstance(amount, int) else None,
+            payment_intent_id=intent if isinstance(intent, str) else None,
+        )
+
+    async def refunded_cents(self, payment_intent_id: str) -> int:
+        """What Stripe's refunds of this payment returned so far."""
+
+        async def total() -> int:
+            page = await self._stripe.v1.refunds.list_async(
+                {"payment_intent": payment_intent_id, "limit": _LIST_PAGE_SIZE}
+            )
+            refunded = 0
+            async for refund in page.auto_paging_iter():
+                refunded += int(refund.amount)
+            return refunded
+
+        return await self._call("list refunds", total())
 
     async def find_transfer_by_payout(self, payout_id: str) -> str | None:
         """The id of the transfer made for `payout_id`, or None when Stripe has none.

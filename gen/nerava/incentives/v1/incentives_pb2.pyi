@@ -42,6 +42,7 @@ class GrantStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     GRANT_STATUS_PENDING: _ClassVar[GrantStatus]
     GRANT_STATUS_GRANTED: _ClassVar[GrantStatus]
     GRANT_STATUS_CLAWED_BACK: _ClassVar[GrantStatus]
+    GRANT_STATUS_FAILED: _ClassVar[GrantStatus]
 
 class CheckoutStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -98,6 +99,7 @@ GRANT_STATUS_UNSPECIFIED: GrantStatus
 GRANT_STATUS_PENDING: GrantStatus
 GRANT_STATUS_GRANTED: GrantStatus
 GRANT_STATUS_CLAWED_BACK: GrantStatus
+GRANT_STATUS_FAILED: GrantStatus
 CHECKOUT_STATUS_UNSPECIFIED: CheckoutStatus
 CHECKOUT_STATUS_CREATED: CheckoutStatus
 CHECKOUT_STATUS_ALREADY_PENDING: CheckoutStatus
@@ -177,7 +179,7 @@ class CampaignCaps(_message.Message):
     def __init__(self, per_day: _Optional[int] = ..., per_campaign: _Optional[int] = ..., per_charger: _Optional[int] = ...) -> None: ...
 
 class Campaign(_message.Message):
-    __slots__ = ("id", "created_by_user_id", "sponsor_name", "sponsor_email", "sponsor_logo_url", "sponsor_type", "name", "description", "campaign_type", "status", "priority", "reward_kind", "cost_per_session_cents", "budget_cents", "spent_cents", "remaining_cents", "gross_funding_cents", "platform_fee_cents", "max_sessions", "sessions_granted", "start_date", "end_date", "time_zone", "max_grants_per_driver_per_day", "max_grants_per_driver_per_campaign", "max_grants_per_driver_per_charger", "rules", "funding_status", "funded_at", "pause_reason", "created_at", "updated_at")
+    __slots__ = ("id", "created_by_user_id", "sponsor_name", "sponsor_email", "sponsor_logo_url", "sponsor_type", "name", "description", "campaign_type", "status", "priority", "reward_kind", "cost_per_session_cents", "budget_cents", "spent_cents", "remaining_cents", "gross_funding_cents", "platform_fee_cents", "max_sessions", "sessions_granted", "start_date", "end_date", "time_zone", "max_grants_per_driver_per_day", "max_grants_per_driver_per_campaign", "max_grants_per_driver_per_charger", "rules", "funding_status", "funded_at", "pause_reason", "created_at", "updated_at", "refunded_cents")
     ID_FIELD_NUMBER: _ClassVar[int]
     CREATED_BY_USER_ID_FIELD_NUMBER: _ClassVar[int]
     SPONSOR_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +212,7 @@ class Campaign(_message.Message):
     PAUSE_REASON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_CENTS_FIELD_NUMBER: _ClassVar[int]
     id: str
     created_by_user_id: str
     sponsor_name: str
@@ -242,7 +245,8 @@ class Campaign(_message.Message):
     pause_reason: str
     created_at: _timestamp_pb2.Timestamp
     updated_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., created_by_user_id: _Optional[str] = ..., sponsor_name: _Optional[str] = ..., sponsor_email: _Optional[str] = ..., sponsor_logo_url: _Optional[str] = ..., sponsor_type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., campaign_type: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., priority: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., cost_per_session_cents: _Optional[int] = ..., budget_cents: _Optional[int] = ..., spent_cents: _Optional[int] = ..., remaining_cents: _Optional[int] = ..., gross_funding_cents: _Optional[int] = ..., platform_fee_cents: _Optional[int] = ..., max_sessions: _Optional[int] = ..., sessions_granted: _Optional[int] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., max_grants_per_driver_per_day: _Optional[int] = ..., max_grants_per_driver_per_campaign: _Optional[int] = ..., max_grants_per_driver_per_charger: _Optional[int] = ..., rules: _Optional[_Union[CampaignRules, _Mapping]] = ..., funding_status: _Optional[_Union[FundingStatus, str]] = ..., funded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pause_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    refunded_cents: int
+    def __init__(self, id: _Optional[str] = ..., created_by_user_id: _Optional[str] = ..., sponsor_name: _Optional[str] = ..., sponsor_email: _Optional[str] = ..., sponsor_logo_url: _Optional[str] = ..., sponsor_type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., campaign_type: _Optional[str] = ..., status: _Optional[_Union[CampaignStatus, str]] = ..., priority: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., cost_per_session_cents: _Optional[int] = ..., budget_cents: _Optional[int] = ..., spent_cents: _Optional[int] = ..., remaining_cents: _Optional[int] = ..., gross_funding_cents: _Optional[int] = ..., platform_fee_cents: _Optional[int] = ..., max_sessions: _Optional[int] = ..., sessions_granted: _Optional[int] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., max_grants_per_driver_per_day: _Optional[int] = ..., max_grants_per_driver_per_campaign: _Optional[int] = ..., max_grants_per_driver_per_charger: _Optional[int] = ..., rules: _Optional[_Union[CampaignRules, _Mapping]] = ..., funding_status: _Optional[_Union[FundingStatus, str]] = ..., funded_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pause_reason: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., refunded_cents: _Optional[int] = ...) -> None: ...
 
 class Grant(_message.Message):
     __slots__ = ("id", "session_event_id", "campaign_id", "campaign_name", "driver_user_id", "amount_cents", "reward_kind", "status", "granted_at", "created_at", "charger_id", "duration_minutes", "clawed_back_at", "clawback_reason")
@@ -527,6 +531,36 @@ class ResumeCampaignRequest(_message.Message):
     def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
 
 class ResumeCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class CancelCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id",)
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    def __init__(self, campaign_id: _Optional[str] = ...) -> None: ...
+
+class CancelCampaignResponse(_message.Message):
+    __slots__ = ("campaign", "refunded_cents")
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    REFUNDED_CENTS_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    refunded_cents: int
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ..., refunded_cents: _Optional[int] = ...) -> None: ...
+
+class FundCampaignFromPlatformRequest(_message.Message):
+    __slots__ = ("campaign_id", "reason", "request_id")
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    reason: str
+    request_id: str
+    def __init__(self, campaign_id: _Optional[str] = ..., reason: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class FundCampaignFromPlatformResponse(_message.Message):
     __slots__ = ("campaign",)
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     campaign: Campaign

@@ -35,14 +35,19 @@ class IncentivesServiceStub:
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-    draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+    draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+    wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
     draft    → active     automatically when the Stripe checkout of FundCampaign completes
     active   → paused     PauseCampaign
     paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
     active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
     exhausted → active    automatically when a clawback refunds enough budget
+    exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
     active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+    draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -50,19 +55,25 @@ class IncentivesServiceStub:
     PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
     internal method without being a service
     CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-    CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+    CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+    `status`
     BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
     campaign was funded (more budget needs a new payment)
     INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
     status; metadata `from`, `to`
-    CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-    CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+    CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+    budget is funded (a paid checkout or FundCampaignFromPlatform)
+    CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+    CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
     BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
     CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
     BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
     UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
     CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
     GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+    GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+    the grant; it is FAILED, its budget returned, and there is
+    nothing to reverse
     GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
     reward, the ledger cannot reverse it (balances never go
     negative)
@@ -71,8 +82,8 @@ class IncentivesServiceStub:
     PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
     ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
     and accounts did not answer; retry
-    LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-    same request_id
+    LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+    refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -161,6 +172,16 @@ class IncentivesServiceStub:
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.RecordCampaignFundingRequest.SerializeToString,
                 response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.RecordCampaignFundingResponse.FromString,
                 _registered_method=True)
+        self.CancelCampaign = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/CancelCampaign',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.CancelCampaignRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.CancelCampaignResponse.FromString,
+                _registered_method=True)
+        self.FundCampaignFromPlatform = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/FundCampaignFromPlatform',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.FundCampaignFromPlatformRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.FundCampaignFromPlatformResponse.FromString,
+                _registered_method=True)
         self.BatchGetSessionGrants = channel.unary_unary(
                 '/nerava.incentives.v1.IncentivesService/BatchGetSessionGrants',
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.SerializeToString,
@@ -183,14 +204,19 @@ class IncentivesServiceServicer:
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-    draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+    draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+    wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
     draft    → active     automatically when the Stripe checkout of FundCampaign completes
     active   → paused     PauseCampaign
     paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
     active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
     exhausted → active    automatically when a clawback refunds enough budget
+    exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
     active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+    draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -198,19 +224,25 @@ class IncentivesServiceServicer:
     PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
     internal method without being a service
     CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-    CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+    CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+    `status`
     BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
     campaign was funded (more budget needs a new payment)
     INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
     status; metadata `from`, `to`
-    CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-    CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+    CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+    budget is funded (a paid checkout or FundCampaignFromPlatform)
+    CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+    CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
     BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
     CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
     BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
     UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
     CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
     GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+    GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+    the grant; it is FAILED, its budget returned, and there is
+    nothing to reverse
     GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
     reward, the ledger cannot reverse it (balances never go
     negative)
@@ -219,8 +251,8 @@ class IncentivesServiceServicer:
     PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
     ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
     and accounts did not answer; retry
-    LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-    same request_id
+    LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+    refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -346,8 +378,27 @@ class IncentivesServiceServicer:
         """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
         funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
-        is an operator action for now). Services only.
+        funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
+        through Stripe with its ledger entries (net and fee). Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelCampaign(self, request, context):
+        """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
+        budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
+        answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FundCampaignFromPlatform(self, request, context):
+        """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
+        ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
+        reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
+        activated. Idempotent on request_id. Admin (write); audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -450,6 +501,16 @@ def add_IncentivesServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.RecordCampaignFundingRequest.FromString,
                     response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.RecordCampaignFundingResponse.SerializeToString,
             ),
+            'CancelCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelCampaign,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.CancelCampaignRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.CancelCampaignResponse.SerializeToString,
+            ),
+            'FundCampaignFromPlatform': grpc.unary_unary_rpc_method_handler(
+                    servicer.FundCampaignFromPlatform,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.FundCampaignFromPlatformRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.FundCampaignFromPlatformResponse.SerializeToString,
+            ),
             'BatchGetSessionGrants': grpc.unary_unary_rpc_method_handler(
                     servicer.BatchGetSessionGrants,
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.FromString,
@@ -478,14 +539,19 @@ class IncentivesService:
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-    draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+    draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+    wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
     draft    → active     automatically when the Stripe checkout of FundCampaign completes
     active   → paused     PauseCampaign
     paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
     active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
     exhausted → active    automatically when a clawback refunds enough budget
+    exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
     active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+    draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -493,19 +559,25 @@ class IncentivesService:
     PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
     internal method without being a service
     CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-    CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+    CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+    `status`
     BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
     campaign was funded (more budget needs a new payment)
     INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
     status; metadata `from`, `to`
-    CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-    CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+    CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+    budget is funded (a paid checkout or FundCampaignFromPlatform)
+    CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+    CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
     BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
     CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
     BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
     UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
     CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
     GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+    GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+    the grant; it is FAILED, its budget returned, and there is
+    nothing to reverse
     GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
     reward, the ledger cannot reverse it (balances never go
     negative)
@@ -514,8 +586,8 @@ class IncentivesService:
     PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
     ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
     and accounts did not answer; retry
-    LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-    same request_id
+    LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+    refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -918,6 +990,60 @@ class IncentivesService:
             '/nerava.incentives.v1.IncentivesService/RecordCampaignFunding',
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.RecordCampaignFundingRequest.SerializeToString,
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.RecordCampaignFundingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/CancelCampaign',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.CancelCampaignRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.CancelCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FundCampaignFromPlatform(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/FundCampaignFromPlatform',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.FundCampaignFromPlatformRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.FundCampaignFromPlatformResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,14 +36,19 @@ class IncentivesServiceStub:
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-      draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+      draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+                            wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
       draft    → active     automatically when the Stripe checkout of FundCampaign completes
       active   → paused     PauseCampaign
       paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
       active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
       exhausted → active    automatically when a clawback refunds enough budget
+      exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
       active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+      draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -51,19 +56,25 @@ class IncentivesServiceStub:
       PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
                                                      internal method without being a service
       CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+                                                     `status`
       BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
                                                      campaign was funded (more budget needs a new payment)
       INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
                                                      status; metadata `from`, `to`
-      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+                                                     budget is funded (a paid checkout or FundCampaignFromPlatform)
+      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+      CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
       UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
       CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
       GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+      GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+                                                     the grant; it is FAILED, its budget returned, and there is
+                                                     nothing to reverse
       GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
                                                      reward, the ledger cannot reverse it (balances never go
                                                      negative)
@@ -72,8 +83,8 @@ class IncentivesServiceStub:
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
       ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
                                                      and accounts did not answer; retry
-      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-                                                     same request_id
+      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+                                                     refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -140,8 +151,19 @@ class IncentivesServiceStub:
     """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
     funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
     activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-    funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
-    is an operator action for now). Services only.
+    funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
+    through Stripe with its ledger entries (net and fee). Services only.
+    """
+    CancelCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.CancelCampaignRequest, _incentives_pb2.CancelCampaignResponse]
+    """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
+    budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
+    answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+    """
+    FundCampaignFromPlatform: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.FundCampaignFromPlatformRequest, _incentives_pb2.FundCampaignFromPlatformResponse]
+    """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
+    ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
+    reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
+    activated. Idempotent on request_id. Admin (write); audited.
     """
     BatchGetSessionGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
@@ -166,14 +188,19 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-      draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+      draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+                            wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
       draft    → active     automatically when the Stripe checkout of FundCampaign completes
       active   → paused     PauseCampaign
       paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
       active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
       exhausted → active    automatically when a clawback refunds enough budget
+      exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
       active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+      draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -181,19 +208,25 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
       PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
                                                      internal method without being a service
       CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+                                                     `status`
       BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
                                                      campaign was funded (more budget needs a new payment)
       INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
                                                      status; metadata `from`, `to`
-      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+                                                     budget is funded (a paid checkout or FundCampaignFromPlatform)
+      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+      CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
       UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
       CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
       GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+      GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+                                                     the grant; it is FAILED, its budget returned, and there is
+                                                     nothing to reverse
       GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
                                                      reward, the ledger cannot reverse it (balances never go
                                                      negative)
@@ -202,8 +235,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
       ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
                                                      and accounts did not answer; retry
-      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-                                                     same request_id
+      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+                                                     refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -267,8 +300,19 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
     funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
     activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-    funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
-    is an operator action for now). Services only.
+    funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
+    through Stripe with its ledger entries (net and fee). Services only.
+    """
+    CancelCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.CancelCampaignRequest, _incentives_pb2.CancelCampaignResponse]  # type: ignore[assignment]
+    """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
+    budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
+    answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+    """
+    FundCampaignFromPlatform: _aio.UnaryUnaryMultiCallable[_incentives_pb2.FundCampaignFromPlatformRequest, _incentives_pb2.FundCampaignFromPlatformResponse]  # type: ignore[assignment]
+    """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
+    ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
+    reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
+    activated. Idempotent on request_id. Admin (write); audited.
     """
     BatchGetSessionGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]  # type: ignore[assignment]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
@@ -292,14 +336,19 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-      draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+      draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+                            wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
       draft    → active     automatically when the Stripe checkout of FundCampaign completes
       active   → paused     PauseCampaign
       paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
       active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
       exhausted → active    automatically when a clawback refunds enough budget
+      exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
       active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+      draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -307,19 +356,25 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
       PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
                                                      internal method without being a service
       CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+                                                     `status`
       BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
                                                      campaign was funded (more budget needs a new payment)
       INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
                                                      status; metadata `from`, `to`
-      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+                                                     budget is funded (a paid checkout or FundCampaignFromPlatform)
+      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+      CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
       UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
       CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
       GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+      GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+                                                     the grant; it is FAILED, its budget returned, and there is
+                                                     nothing to reverse
       GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
                                                      reward, the ledger cannot reverse it (balances never go
                                                      negative)
@@ -328,8 +383,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
       ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
                                                      and accounts did not answer; retry
-      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-                                                     same request_id
+      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+                                                     refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -481,8 +536,31 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
         funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
-        is an operator action for now). Services only.
+        funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
+        through Stripe with its ledger entries (net and fee). Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def CancelCampaign(
+        self,
+        request: _incentives_pb2.CancelCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.CancelCampaignResponse, _abc.Awaitable[_incentives_pb2.CancelCampaignResponse]]:
+        """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
+        budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
+        answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def FundCampaignFromPlatform(
+        self,
+        request: _incentives_pb2.FundCampaignFromPlatformRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.FundCampaignFromPlatformResponse, _abc.Awaitable[_incentives_pb2.FundCampaignFromPlatformResponse]]:
+        """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
+        ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
+        reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
+        activated. Idempotent on request_id. Admin (write); audited.
         """
 
     @_abc_1.abstractmethod

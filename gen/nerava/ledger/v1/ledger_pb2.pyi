@@ -78,6 +78,7 @@ class WebhookOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WEBHOOK_OUTCOME_PROCESSED: _ClassVar[WebhookOutcome]
     WEBHOOK_OUTCOME_DUPLICATE: _ClassVar[WebhookOutcome]
     WEBHOOK_OUTCOME_IGNORED: _ClassVar[WebhookOutcome]
+    WEBHOOK_OUTCOME_NEEDS_ATTENTION: _ClassVar[WebhookOutcome]
 CURRENCY_UNSPECIFIED: Currency
 CURRENCY_CASH_CENTS: Currency
 CURRENCY_NOVA_POINTS: Currency
@@ -120,6 +121,7 @@ WEBHOOK_OUTCOME_UNSPECIFIED: WebhookOutcome
 WEBHOOK_OUTCOME_PROCESSED: WebhookOutcome
 WEBHOOK_OUTCOME_DUPLICATE: WebhookOutcome
 WEBHOOK_OUTCOME_IGNORED: WebhookOutcome
+WEBHOOK_OUTCOME_NEEDS_ATTENTION: WebhookOutcome
 
 class AccountRef(_message.Message):
     __slots__ = ("type", "owner_id", "currency")
@@ -664,3 +666,53 @@ class AdminGrantResponse(_message.Message):
     created_at: _timestamp_pb2.Timestamp
     replayed: bool
     def __init__(self, transfer_id: _Optional[str] = ..., amount: _Optional[int] = ..., balance_after: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class RefundCampaignBudgetRequest(_message.Message):
+    __slots__ = ("idempotency_key", "campaign_id", "currency", "amount_cents", "reason")
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    idempotency_key: str
+    campaign_id: str
+    currency: Currency
+    amount_cents: int
+    reason: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., campaign_id: _Optional[str] = ..., currency: _Optional[_Union[Currency, str]] = ..., amount_cents: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RefundCampaignBudgetResponse(_message.Message):
+    __slots__ = ("refunded_cents", "stripe_refunded_cents", "replayed")
+    REFUNDED_CENTS_FIELD_NUMBER: _ClassVar[int]
+    STRIPE_REFUNDED_CENTS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    refunded_cents: int
+    stripe_refunded_cents: int
+    replayed: bool
+    def __init__(self, refunded_cents: _Optional[int] = ..., stripe_refunded_cents: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ListPaymentIssuesRequest(_message.Message):
+    __slots__ = ("page_size",)
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    def __init__(self, page_size: _Optional[int] = ...) -> None: ...
+
+class PaymentIssue(_message.Message):
+    __slots__ = ("event_id", "event_type", "object_id", "problem", "created_at")
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    EVENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBLEM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    event_id: str
+    event_type: str
+    object_id: str
+    problem: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, event_id: _Optional[str] = ..., event_type: _Optional[str] = ..., object_id: _Optional[str] = ..., problem: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListPaymentIssuesResponse(_message.Message):
+    __slots__ = ("issues",)
+    ISSUES_FIELD_NUMBER: _ClassVar[int]
+    issues: _containers.RepeatedCompositeFieldContainer[PaymentIssue]
+    def __init__(self, issues: _Optional[_Iterable[_Union[PaymentIssue, _Mapping]]] = ...) -> None: ...

@@ -84,6 +84,10 @@ class LedgerServiceStub:
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+    STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+    transient failure (database); Stripe retries it
+    REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+    nothing was refunded
     FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
     (metadata: status)
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -197,6 +201,16 @@ class LedgerServiceStub:
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.AdminGrantRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.AdminGrantResponse.FromString,
                 _registered_method=True)
+        self.RefundCampaignBudget = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/RefundCampaignBudget',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RefundCampaignBudgetRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RefundCampaignBudgetResponse.FromString,
+                _registered_method=True)
+        self.ListPaymentIssues = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListPaymentIssues',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -258,6 +272,10 @@ class LedgerServiceServicer:
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+    STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+    transient failure (database); Stripe retries it
+    REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+    nothing was refunded
     FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
     (metadata: status)
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -409,7 +427,10 @@ class LedgerServiceServicer:
         campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
         fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
         outbox) and records Express onboarding (account.updated).
-        Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
+        Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE. Every validly signed
+        event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
+        that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
+        recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -419,6 +440,26 @@ class LedgerServiceServicer:
         """Grants Nova points to a driver or a merchant from the platform's external funding account.
         Write-admin only; audited (admin, reason, balance before and after). Idempotent on
         idempotency_key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefundCampaignBudget(self, request, context):
+        """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
+        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
+        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+        what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+        remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+        campaign.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPaymentIssues(self, request, context):
+        """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -522,6 +563,16 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.AdminGrantRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.AdminGrantResponse.SerializeToString,
             ),
+            'RefundCampaignBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefundCampaignBudget,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RefundCampaignBudgetRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RefundCampaignBudgetResponse.SerializeToString,
+            ),
+            'ListPaymentIssues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPaymentIssues,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nerava.ledger.v1.LedgerService', rpc_method_handlers)
@@ -589,6 +640,10 @@ class LedgerService:
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
     exact body, or outside the timestamp tolerance
     WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+    STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+    transient failure (database); Stripe retries it
+    REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+    nothing was refunded
     FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
     (metadata: status)
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -1104,6 +1159,60 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/AdminGrant',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.AdminGrantRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.AdminGrantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefundCampaignBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/RefundCampaignBudget',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.RefundCampaignBudgetRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.RefundCampaignBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPaymentIssues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListPaymentIssues',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
             options,
             channel_credentials,
             insecure,

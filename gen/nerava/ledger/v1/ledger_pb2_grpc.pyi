@@ -85,6 +85,10 @@ class LedgerServiceStub:
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+                                                           transient failure (database); Stripe retries it
+      REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+                                                           nothing was refunded
       FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
                                                            (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -164,13 +168,27 @@ class LedgerServiceStub:
     campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
     fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
     outbox) and records Express onboarding (account.updated).
-    Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
+    Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE. Every validly signed
+    event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
+    that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
+    recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
     """
     AdminGrant: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.AdminGrantRequest, _ledger_pb2.AdminGrantResponse]
     """Grants Nova points to a driver or a merchant from the platform's external funding account.
     Write-admin only; audited (admin, reason, balance before and after). Idempotent on
     idempotency_key.
     """
+    RefundCampaignBudget: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]
+    """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
+    whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+    refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
+    reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+    what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+    remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+    campaign.
+    """
+    ListPaymentIssues: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]
+    """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -232,6 +250,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+                                                           transient failure (database); Stripe retries it
+      REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+                                                           nothing was refunded
       FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
                                                            (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -308,13 +330,27 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
     fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
     outbox) and records Express onboarding (account.updated).
-    Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
+    Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE. Every validly signed
+    event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
+    that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
+    recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
     """
     AdminGrant: _aio.UnaryUnaryMultiCallable[_ledger_pb2.AdminGrantRequest, _ledger_pb2.AdminGrantResponse]  # type: ignore[assignment]
     """Grants Nova points to a driver or a merchant from the platform's external funding account.
     Write-admin only; audited (admin, reason, balance before and after). Idempotent on
     idempotency_key.
     """
+    RefundCampaignBudget: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]  # type: ignore[assignment]
+    """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
+    whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+    refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
+    reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+    what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+    remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+    campaign.
+    """
+    ListPaymentIssues: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]  # type: ignore[assignment]
+    """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """LedgerService is the only place where value lives: immutable double-entry transfers between accounts,
@@ -375,6 +411,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+                                                           transient failure (database); Stripe retries it
+      REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+                                                           nothing was refunded
       FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
                                                            (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -557,7 +597,10 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
         fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
         outbox) and records Express onboarding (account.updated).
-        Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
+        Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE. Every validly signed
+        event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
+        that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
+        recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
         """
 
     @_abc_1.abstractmethod
@@ -570,5 +613,28 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         Write-admin only; audited (admin, reason, balance before and after). Idempotent on
         idempotency_key.
         """
+
+    @_abc_1.abstractmethod
+    def RefundCampaignBudget(
+        self,
+        request: _ledger_pb2.RefundCampaignBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.RefundCampaignBudgetResponse, _abc.Awaitable[_ledger_pb2.RefundCampaignBudgetResponse]]:
+        """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
+        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
+        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+        what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+        remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+        campaign.
+        """
+
+    @_abc_1.abstractmethod
+    def ListPaymentIssues(
+        self,
+        request: _ledger_pb2.ListPaymentIssuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListPaymentIssuesResponse, _abc.Awaitable[_ledger_pb2.ListPaymentIssuesResponse]]:
+        """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -12,6 +12,8 @@ __all__ = (
     "CampaignCaps",
     "CampaignRules",
     "CampaignStatus",
+    "CancelCampaignRequest",
+    "CancelCampaignResponse",
     "CandidateResult",
     "CheckoutStatus",
     "ClawbackGrantRequest",
@@ -23,6 +25,8 @@ __all__ = (
     "EvaluateSessionRequest",
     "EvaluateSessionResponse",
     "EvaluationOutcome",
+    "FundCampaignFromPlatformRequest",
+    "FundCampaignFromPlatformResponse",
     "FundCampaignRequest",
     "FundCampaignResponse",
     "FundingStatus",
@@ -284,6 +288,12 @@ class GrantStatus(betterproto2.Enum):
     Reversed by a clawback (or because its session was reopened); budget refunded.
     """
 
+    FAILED = 4
+    """
+    The ledger refused the credit for good (or its retries ran out): budget and caps returned, no
+    reputation; never shown to the driver as granted (BatchGetSessionGrants leaves it out).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -291,6 +301,7 @@ class GrantStatus(betterproto2.Enum):
             1: "GRANT_STATUS_PENDING",
             2: "GRANT_STATUS_GRANTED",
             3: "GRANT_STATUS_CLAWED_BACK",
+            4: "GRANT_STATUS_FAILED",
         }
 
     @classmethod
@@ -300,6 +311,7 @@ class GrantStatus(betterproto2.Enum):
             "GRANT_STATUS_PENDING": 1,
             "GRANT_STATUS_GRANTED": 2,
             "GRANT_STATUS_CLAWED_BACK": 3,
+            "GRANT_STATUS_FAILED": 4,
         }
 
 
@@ -641,7 +653,7 @@ class Campaign(betterproto2.Message):
 
     remaining_cents: "int" = betterproto2.field(16, betterproto2.TYPE_INT32)
     """
-    budget_cents − spent_cents, integer US cents.
+    budget_cents − spent_cents − refunded_cents, integer US cents.
     """
 
     gross_funding_cents: "int" = betterproto2.field(17, betterproto2.TYPE_INT32)
@@ -734,6 +746,12 @@ class Campaign(betterproto2.Message):
     )
     """
     When it last changed (RFC 3339 UTC).
+    """
+
+    refunded_cents: "int" = betterproto2.field(33, betterproto2.TYPE_INT32)
+    """
+    Budget returned to the sponsor (cancel, or what an ended campaign had left), integer US cents; grants
+    may spend budget_cents − spent_cents − refunded_cents.
     """
 
 
@@ -860,6 +878,41 @@ class CampaignRules(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.incentives.v1", "CampaignRules", CampaignRules)
+
+
+@dataclass(eq=False, repr=False)
+class CancelCampaignRequest(betterproto2.Message):
+    """
+    Which campaign to cancel.
+    """
+
+    campaign_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Campaign id (UUID).
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "CancelCampaignRequest", CancelCampaignRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CancelCampaignResponse(betterproto2.Message):
+    """
+    The canceled campaign.
+    """
+
+    campaign: "Campaign | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The campaign, now canceled (or ended, when it had ended before).
+    """
+
+    refunded_cents: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Budget refunded to the sponsor by this call, integer US cents (0 on a repeat).
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "CancelCampaignResponse", CancelCampaignResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1302,6 +1355,50 @@ default_message_pool.register_message("nerava.incentives.v1", "EvaluateSessionRe
 
 
 @dataclass(eq=False, repr=False)
+class FundCampaignFromPlatformRequest(betterproto2.Message):
+    """
+    Which campaign the platform pays for, and why.
+    """
+
+    campaign_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Campaign id (UUID); must be an unfunded draft.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why the platform pays; kept in the ledger transfer's metadata and the audit log.
+    """
+
+    request_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Idempotency key (UUID); retries must repeat it.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.incentives.v1", "FundCampaignFromPlatformRequest", FundCampaignFromPlatformRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class FundCampaignFromPlatformResponse(betterproto2.Message):
+    """
+    The funded campaign.
+    """
+
+    campaign: "Campaign | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The campaign, FUNDED (still a draft: activate it).
+    """
+
+
+default_message_pool.register_message(
+    "nerava.incentives.v1", "FundCampaignFromPlatformResponse", FundCampaignFromPlatformResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class FundCampaignRequest(betterproto2.Message):
     """
     Which campaign to pay for.
@@ -1407,7 +1504,7 @@ class GetBudgetResponse(betterproto2.Message):
 
     remaining_cents: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
     """
-    budget_cents − spent_cents, cents.
+    budget_cents − spent_cents − what was refunded to the sponsor (cancel, end), cents.
     """
 
     pct_used: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
@@ -2182,14 +2279,19 @@ class IncentivesServiceStub:
     cents or Nova points, per campaign) reaches the ledger through this service's outbox, keyed by grant id.
 
     Campaign lifecycle (anything else is INVALID_TRANSITION):
-      draft    → active     ActivateCampaign; needs funding_status FUNDED (an admin may activate unfunded)
+      draft    → active     ActivateCampaign; needs funding_status FUNDED (also for an admin: an admin who
+                            wants a platform-funded campaign funds it first with FundCampaignFromPlatform)
       draft    → active     automatically when the Stripe checkout of FundCampaign completes
       active   → paused     PauseCampaign
       paused   → active     ResumeCampaign; needs budget for one more reward and end_date not passed
       active   → exhausted  automatically when remaining budget < one reward or max_sessions is reached
       exhausted → active    automatically when a clawback refunds enough budget
+      exhausted → active    ResumeCampaign, after an edit raised max_sessions (or with budget for a reward)
       active, paused, exhausted → ended   automatically once end_date has passed
-    Edits (UpdateCampaign) only in draft or paused. Only the owning sponsor or an admin may read or act on a
+      draft, active, paused, exhausted → canceled   CancelCampaign
+    A canceled or ended campaign's remaining budget (budget − spent − refunded) is refunded to the sponsor by
+    CancelCampaign: Stripe refunds against the original payments, oldest first, with their ledger entries.
+    Edits (UpdateCampaign) only in draft, paused or exhausted. Only the owning sponsor or an admin may read or act on a
     campaign; others get CAMPAIGN_NOT_FOUND.
 
     Errors carry a google.rpc.ErrorInfo with domain "incentives.nerava" and one of these reasons:
@@ -2197,19 +2299,25 @@ class IncentivesServiceStub:
       PERMISSION_DENIED        (PERMISSION_DENIED)   the caller lacks the role the method needs, or calls an
                                                      internal method without being a service
       CAMPAIGN_NOT_FOUND       (NOT_FOUND)           no campaign with that id that the caller may see
-      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused; metadata `status`
+      CAMPAIGN_NOT_EDITABLE    (FAILED_PRECONDITION) UpdateCampaign outside draft/paused/exhausted; metadata
+                                                     `status`
       BUDGET_LOCKED            (FAILED_PRECONDITION) budget_cents changed after a checkout was opened or the
                                                      campaign was funded (more budget needs a new payment)
       INVALID_TRANSITION       (FAILED_PRECONDITION) the lifecycle has no such transition from the current
                                                      status; metadata `from`, `to`
-      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign by a sponsor before funding completed
-      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign on a funded campaign
+      CAMPAIGN_NOT_FUNDED      (FAILED_PRECONDITION) ActivateCampaign (sponsor or admin) before the campaign's
+                                                     budget is funded (a paid checkout or FundCampaignFromPlatform)
+      CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
+      CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
       UNKNOWN_TIME_ZONE        (INVALID_ARGUMENT)    time_zone is not in the IANA tz database
       CHARGER_NOT_FOUND        (NOT_FOUND)           ListDriverCampaigns with an unknown charger_id
       GRANT_NOT_FOUND          (NOT_FOUND)           no grant with that id
+      GRANT_FAILED             (FAILED_PRECONDITION) ClawbackGrant: the ledger refused (for good) to credit
+                                                     the grant; it is FAILED, its budget returned, and there is
+                                                     nothing to reverse
       GRANT_ALREADY_SPENT      (FAILED_PRECONDITION) ClawbackGrant: the driver already spent or withdrew the
                                                      reward, the ledger cannot reverse it (balances never go
                                                      negative)
@@ -2218,8 +2326,8 @@ class IncentivesServiceStub:
       PAYMENTS_UNAVAILABLE     (UNAVAILABLE)         Stripe is not configured or did not answer; retry
       ACCOUNTS_UNAVAILABLE     (UNAVAILABLE)         EvaluateSession needed the driver's email for an allowlist
                                                      and accounts did not answer; retry
-      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback; retry with the
-                                                     same request_id
+      LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
+                                                     refund or a platform funding; retry (same request_id)
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -2405,14 +2513,43 @@ class IncentivesServiceStub:
         Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
         funding — budget_cents becomes the net amount, gross and fee are kept, funding_status FUNDED — and
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
-        funded campaign is CAMPAIGN_ALREADY_FUNDED (the ledger parks that delivery; refunding the second payment
-        is an operator action for now). Services only.
+        funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
+        through Stripe with its ledger entries (net and fee). Services only.
         """
 
         return self._channel.unary_unary(
             "/nerava.incentives.v1.IncentivesService/RecordCampaignFunding",
             RecordCampaignFundingRequest.SerializeToString,
             RecordCampaignFundingResponse.FromString,
+        )(message)
+
+    def cancel_campaign(self, message: "CancelCampaignRequest") -> "CancelCampaignResponse":
+        """
+        Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
+        budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
+        answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/CancelCampaign",
+            CancelCampaignRequest.SerializeToString,
+            CancelCampaignResponse.FromString,
+        )(message)
+
+    def fund_campaign_from_platform(
+        self, message: "FundCampaignFromPlatformRequest"
+    ) -> "FundCampaignFromPlatformResponse":
+        """
+        Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
+        ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
+        reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
+        activated. Idempotent on request_id. Admin (write); audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/FundCampaignFromPlatform",
+            FundCampaignFromPlatformRequest.SerializeToString,
+            FundCampaignFromPlatformResponse.FromString,
         )(message)
 
     def batch_get_session_grants(self, message: "BatchGetSessionGrantsRequest") -> "BatchGetSessionGrantsResponse":

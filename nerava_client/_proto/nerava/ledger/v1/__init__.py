@@ -30,6 +30,8 @@ __all__ = (
     "HandleStripeEventRequest",
     "HandleStripeEventResponse",
     "LedgerServiceStub",
+    "ListPaymentIssuesRequest",
+    "ListPaymentIssuesResponse",
     "ListPayoutsRequest",
     "ListPayoutsResponse",
     "ListTransfersRequest",
@@ -37,12 +39,15 @@ __all__ = (
     "ListWalletEntriesRequest",
     "ListWalletEntriesResponse",
     "MerchantFeePeriod",
+    "PaymentIssue",
     "Payout",
     "PayoutStatus",
     "PostReservedTransferRequest",
     "PostReservedTransferResponse",
     "PostTransferRequest",
     "PostTransferResponse",
+    "RefundCampaignBudgetRequest",
+    "RefundCampaignBudgetResponse",
     "RequestPayoutRequest",
     "RequestPayoutResponse",
     "ReservationState",
@@ -457,6 +462,13 @@ class WebhookOutcome(betterproto2.Enum):
     (e.g. failed after paid); acknowledged so Stripe stops retrying, and logged.
     """
 
+    NEEDS_ATTENTION = 4
+    """
+    A signed event the ledger cannot apply as it is (e.g. a transfer for an unknown payout, a checkout
+    whose amount contradicts the one booked under its id): acknowledged, recorded for an admin
+    (ListPaymentIssues).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -464,6 +476,7 @@ class WebhookOutcome(betterproto2.Enum):
             1: "WEBHOOK_OUTCOME_PROCESSED",
             2: "WEBHOOK_OUTCOME_DUPLICATE",
             3: "WEBHOOK_OUTCOME_IGNORED",
+            4: "WEBHOOK_OUTCOME_NEEDS_ATTENTION",
         }
 
     @classmethod
@@ -473,6 +486,7 @@ class WebhookOutcome(betterproto2.Enum):
             "WEBHOOK_OUTCOME_PROCESSED": 1,
             "WEBHOOK_OUTCOME_DUPLICATE": 2,
             "WEBHOOK_OUTCOME_IGNORED": 3,
+            "WEBHOOK_OUTCOME_NEEDS_ATTENTION": 4,
         }
 
 
@@ -1024,6 +1038,36 @@ default_message_pool.register_message("nerava.ledger.v1", "HandleStripeEventResp
 
 
 @dataclass(eq=False, repr=False)
+class ListPaymentIssuesRequest(betterproto2.Message):
+    """
+    No filter yet: the newest issues.
+    """
+
+    page_size: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Maximum issues, 1–200; 0 means 50.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListPaymentIssuesRequest", ListPaymentIssuesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListPaymentIssuesResponse(betterproto2.Message):
+    """
+    The issues, newest first.
+    """
+
+    issues: "list[PaymentIssue]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The issues.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListPaymentIssuesResponse", ListPaymentIssuesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListPayoutsRequest(betterproto2.Message):
     """
     A page of the driver's payouts.
@@ -1221,6 +1265,43 @@ default_message_pool.register_message("nerava.ledger.v1", "MerchantFeePeriod", M
 
 
 @dataclass(eq=False, repr=False)
+class PaymentIssue(betterproto2.Message):
+    """
+    One event or delivery that needs a person.
+    """
+
+    event_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Stripe event id (or the outbox key of a delivery).
+    """
+
+    event_type: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Stripe event type (or the outbox topic).
+    """
+
+    object_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The Stripe object concerned (payout, checkout session, transfer id), when known.
+    """
+
+    problem: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    What is wrong, for the person who looks.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it was recorded (RFC 3339 UTC).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "PaymentIssue", PaymentIssue)
+
+
+@dataclass(eq=False, repr=False)
 class Payout(betterproto2.Message):
     """
     One payout.
@@ -1411,6 +1492,66 @@ default_message_pool.register_message("nerava.ledger.v1", "PostTransferResponse"
 
 
 @dataclass(eq=False, repr=False)
+class RefundCampaignBudgetRequest(betterproto2.Message):
+    """
+    What to return to the sponsor.
+    """
+
+    idempotency_key: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Idempotency key, scoped to the calling service.
+    """
+
+    campaign_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Campaign id (UUID): the owner of the budget account.
+    """
+
+    currency: "Currency" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Currency(0))
+    """
+    Currency of the campaign's budget account.
+    """
+
+    amount_cents: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    At most this much, cents (or Nova points, refunded as cents); the budget account's balance caps it.
+    """
+
+    reason: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the reversals' metadata.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "RefundCampaignBudgetRequest", RefundCampaignBudgetRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RefundCampaignBudgetResponse(betterproto2.Message):
+    """
+    What was returned.
+    """
+
+    refunded_cents: "int" = betterproto2.field(1, betterproto2.TYPE_INT64)
+    """
+    Returned in all, cents.
+    """
+
+    stripe_refunded_cents: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    Of which refunded through Stripe, cents (the rest went back to the platform).
+    """
+
+    replayed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    True when this key was used before (the original answer).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "RefundCampaignBudgetResponse", RefundCampaignBudgetResponse)
+
+
+@dataclass(eq=False, repr=False)
 class RequestPayoutRequest(betterproto2.Message):
     """
     A withdrawal request.
@@ -1591,12 +1732,14 @@ class TimelineItem(betterproto2.Message):
 
     id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
-    "earn_<transfer id>" or "spent_<redemption id>".
+    "earn_<transfer id>", "spent_<redemption id>" (the transfer id for a redemption without one),
+    "clawback_<transfer id>" or "refund_<transfer id>" (the reversal's transfer id).
     """
 
     type: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    "EARNED" or "SPENT" (upper-case strings, as the legacy app reads them).
+    "EARNED" or "SPENT" (upper-case strings, as the legacy app reads them); "CLAWED_BACK" for a reward
+    taken back (amount_cents: what was taken), "REFUNDED" for Nova a refunded redemption gave back.
     """
 
     amount_cents: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
@@ -1959,6 +2102,10 @@ class LedgerServiceStub:
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
                                                            exact body, or outside the timestamp tolerance
       WEBHOOK_PAYLOAD_INVALID       (INVALID_ARGUMENT)     signed webhook body that is not a Stripe event
+      STRIPE_EVENT_RETRY            (UNAVAILABLE)          a signed event could not be applied because of a
+                                                           transient failure (database); Stripe retries it
+      REFUND_NOT_BOOKED             (FAILED_PRECONDITION)  RefundCampaignBudget: a reversal was refused;
+                                                           nothing was refunded
       FEE_PERIOD_TRANSITION_INVALID (FAILED_PRECONDITION)  a fee period moves ACCRUING → INVOICED → PAID only
                                                            (metadata: status)
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
@@ -2190,7 +2337,10 @@ class LedgerServiceStub:
         campaigns (checkout.session.completed with metadata type campaign_funding: net budget + platform
         fee transfers, keyed by the Checkout session id; incentives learns of it through the ledger's
         outbox) and records Express onboarding (account.updated).
-        Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE.
+        Replay-safe: each Stripe event id is applied once; a replay answers DUPLICATE. Every validly signed
+        event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
+        that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
+        recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
         """
 
         return self._channel.unary_unary(
@@ -2210,6 +2360,34 @@ class LedgerServiceStub:
             "/nerava.ledger.v1.LedgerService/AdminGrant",
             AdminGrantRequest.SerializeToString,
             AdminGrantResponse.FromString,
+        )(message)
+
+    def refund_campaign_budget(self, message: "RefundCampaignBudgetRequest") -> "RefundCampaignBudgetResponse":
+        """
+        Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
+        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
+        reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
+        what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
+        remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
+        campaign.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/RefundCampaignBudget",
+            RefundCampaignBudgetRequest.SerializeToString,
+            RefundCampaignBudgetResponse.FromString,
+        )(message)
+
+    def list_payment_issues(self, message: "ListPaymentIssuesRequest") -> "ListPaymentIssuesResponse":
+        """
+        Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListPaymentIssues",
+            ListPaymentIssuesRequest.SerializeToString,
+            ListPaymentIssuesResponse.FromString,
         )(message)
 
 
