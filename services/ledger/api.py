@@ -6,6 +6,7 @@ periods (accrued by a trigger on every REDEMPTION transfer, migrations/versions/
 from __future__ import annotations
 
 import datetime
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
@@ -36,6 +37,7 @@ from services.common.paging import page_position, page_token
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
+    StripeRefused,
     StripeSignatureInvalid,
     StripeUnavailable,
 )
@@ -707,19 +709,38 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.CreateStripeAccountResponse:
         driver = current_caller().user_id or ""
         existing = await self._stripe_account(driver)
-        if existing is not None:
-            return pb.CreateStripeAccountResponse(
-                stripe_account_id=existing.stripe_account_id,
-                status="existing",
-                onboarding_complete=existing.transfers_active,
-            )
+        if existing is None:
+            # One creation per driver at a time (a double tap, two devices): the lock is held across the Stripe
+            # call, on a connection of its own, so the second caller finds the account the first one stored.
+            # Session-level: if this process dies, PostgreSQL ends the connection and frees the lock.
+            lock = sa.func.hashtextextended(f"stripe-account:{driver}", 0)
+            async with self._engine.connect() as holder:
+                await holder.execute(sa.select(sa.func.pg_advisory_lock(lock)))
+                try:
+                    existing = await self._stripe_account(driver)
+                    if existing is None:
+                        return await self._create_stripe_account(driver, request.email)
+                finally:
+                    await holder.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+        return pb.CreateStripeAccountResponse(
+            stripe_account_id=existing.stripe_account_id,
+            status="existing",
+            onboarding_complete=existing.transfers_active,
+        )
+
+    async def _create_stripe_account(self, driver: str, email: str) -> pb.CreateStripeAccountResponse:
+        # Keyed by driver and email: a retry after a lost answer gets the same Express account; a retry with
+        # another email is another request to Stripe, not a reuse of the key with other parameters (which
+        # Stripe refuses for 24 hours).
+        email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
         try:
-            # Keyed by driver: a retry after a lost answer gets the same Express account, not a second one.
             account_id = await self._stripe.create_express_account(
-                driver, request.email or None, idempotency_key=f"express-account:{driver}"
+                driver, email or None, idempotency_key=f"express-account:{driver}:{email_key}"
             )
         except StripeUnavailable as exc:
             raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        except StripeRefused as exc:
+            raise FailedPrecondition("STRIPE_ACCOUNT_REFUSED", f"Stripe refused to create the account: {exc}") from exc
         accounts = store.stripe_accounts
         async with self._engine.begin() as conn:
             await conn.execute(

@@ -290,3 +290,21 @@ async def test_reconciliation_fails_a_payout_stripe_never_made_and_returns_the_f
     payout_id = reply.json()["payout_id"]
     assert not [t for t in stripe_fake.transfers if t["metadata"].get("payout_id") == payout_id]
     await assert_ledger_sound(ledger_engine)
+
+
+async def test_concurrent_account_creations_of_one_driver_get_one_account(
+    rest: httpx.AsyncClient, twilio: FakeTwilioVerify, stripe_fake: FakeStripe
+) -> None:
+    """A double tap, two devices, or a corrected email: never a 500 (Stripe refuses one key with other
+    parameters), and every answer names the one account the driver keeps."""
+    driver = await _driver(rest, twilio)
+    emails = ["first@example.com", "second@example.com", "", "first@example.com"]
+    replies = await asyncio.gather(
+        *(rest.post("/v1/wallet/stripe/account", json={"email": e}, headers=driver.headers) for e in emails)
+    )
+    assert [r.status_code for r in replies] == [200] * len(emails), [r.text for r in replies]
+    accounts = {r.json()["stripe_account_id"] for r in replies}
+    assert len(accounts) == 1
+    assert sorted(r.json()["status"] for r in replies) == ["created", "existing", "existing", "existing"]
+    again = await rest.post("/v1/wallet/stripe/account", json={"email": "third@example.com"}, headers=driver.headers)
+    assert (again.json()["stripe_account_id"], again.json()["status"]) == (accounts.pop(), "existing")

@@ -79,6 +79,7 @@ class LedgerServiceStub:
     STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
     payout)
     STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+    STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
     REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
     STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
@@ -267,6 +268,7 @@ class LedgerServiceServicer:
     STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
     payout)
     STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+    STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
     REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
     STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
@@ -399,7 +401,8 @@ class LedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CreateStripeAccount(self, request, context):
-        """Creates the driver's Stripe Express account, or returns the existing one. Driver.
+        """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
+        get the same account. Driver.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -635,6 +638,7 @@ class LedgerService:
     STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
     payout)
     STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+    STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
     REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
     STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
     STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the

@@ -80,6 +80,7 @@ class LedgerServiceStub:
       STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
                                                            payout)
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+      STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
@@ -155,7 +156,9 @@ class LedgerServiceStub:
     ListPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]
     """The calling driver's payouts, newest first. Driver."""
     CreateStripeAccount: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountRequest, _ledger_pb2.CreateStripeAccountResponse]
-    """Creates the driver's Stripe Express account, or returns the existing one. Driver."""
+    """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
+    get the same account. Driver.
+    """
     CreateStripeAccountLink: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountLinkRequest, _ledger_pb2.CreateStripeAccountLinkResponse]
     """A one-time Stripe onboarding URL for the driver's Express account. Driver."""
     GetStripeStatus: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetStripeStatusRequest, _ledger_pb2.GetStripeStatusResponse]
@@ -245,6 +248,7 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
                                                            payout)
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+      STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
@@ -317,7 +321,9 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     ListPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]  # type: ignore[assignment]
     """The calling driver's payouts, newest first. Driver."""
     CreateStripeAccount: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountRequest, _ledger_pb2.CreateStripeAccountResponse]  # type: ignore[assignment]
-    """Creates the driver's Stripe Express account, or returns the existing one. Driver."""
+    """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
+    get the same account. Driver.
+    """
     CreateStripeAccountLink: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountLinkRequest, _ledger_pb2.CreateStripeAccountLinkResponse]  # type: ignore[assignment]
     """A one-time Stripe onboarding URL for the driver's Express account. Driver."""
     GetStripeStatus: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetStripeStatusRequest, _ledger_pb2.GetStripeStatusResponse]  # type: ignore[assignment]
@@ -406,6 +412,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
                                                            payout)
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+      STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
@@ -566,7 +573,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.CreateStripeAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.CreateStripeAccountResponse, _abc.Awaitable[_ledger_pb2.CreateStripeAccountResponse]]:
-        """Creates the driver's Stripe Express account, or returns the existing one. Driver."""
+        """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
+        get the same account. Driver.
+        """
 
     @_abc_1.abstractmethod
     def CreateStripeAccountLink(

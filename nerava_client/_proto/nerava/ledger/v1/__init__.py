@@ -2097,6 +2097,7 @@ class LedgerServiceStub:
       STRIPE_ACCOUNT_MISSING        (FAILED_PRECONDITION)  no Stripe Express account yet (account link,
                                                            payout)
       STRIPE_ONBOARDING_INCOMPLETE  (FAILED_PRECONDITION)  the Express account cannot receive transfers yet
+      STRIPE_ACCOUNT_REFUSED        (FAILED_PRECONDITION)  Stripe refused to create the Express account
       REDIRECT_URL_NOT_ALLOWED      (INVALID_ARGUMENT)     return/refresh URL outside the app allow-list
       STRIPE_UNAVAILABLE            (UNAVAILABLE)          Stripe did not answer an onboarding call (retry)
       STRIPE_SIGNATURE_INVALID      (INVALID_ARGUMENT)     webhook without a valid Stripe-Signature over the
@@ -2292,7 +2293,8 @@ class LedgerServiceStub:
 
     def create_stripe_account(self, message: "CreateStripeAccountRequest") -> "CreateStripeAccountResponse":
         """
-        Creates the driver's Stripe Express account, or returns the existing one. Driver.
+        Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
+        get the same account. Driver.
         """
 
         return self._channel.unary_unary(
