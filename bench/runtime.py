@@ -54,6 +54,7 @@ from bench.common import write_results
 from bench.ledger import embedded_redis, fresh_database, postmaster, progress, self_cpu_s, started, tree_cpu_s
 from gateway import render
 from services.common import migrations
+from services.common.config import DEV_MODE_VARIABLE
 from tools import embedded
 from tools.run import wait_http_ok, wait_serving
 
@@ -315,6 +316,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "SERVICE_TOKEN_SECRET": SERVICE_TOKEN_SECRET,
+            # The development defaults of the other secrets (Twilio, Stripe…): this bench calls none of them.
+            DEV_MODE_VARIABLE: "true",
             "ACCOUNTS_SIGNING_KEY_PASSPHRASE": "bench-runtime-passphrase",
             "OTP_PROVIDER": "stub",
             "OTP_STUB_ENABLED": "true",
