@@ -162,6 +162,21 @@ async def mint_tokens(database_url: str, drivers: list[str]) -> list[str]:
     ]
 
 
+async def start_fleet(
+    stack: contextlib.AsyncExitStack, command: list[str], env: dict[str, str], work: pathlib.Path, cars: pathlib.Path
+) -> tuple[asyncio.subprocess.Process, list[dict[str, Any]]]:
+    """Starts the fake fleet (`bench.poll --serve-fleet`, stopped with the stack): the process, and its cars once
+    it has written them to `cars`."""
+    fleet = await stack.enter_async_context(started(command, env, work / "fleet.log"))
+    deadline = time.monotonic() + 120
+    while not await asyncio.to_thread(cars.exists):
+        if fleet.returncode is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the fake fleet did not start:\n{log_tail(work / 'fleet.log')}")
+        await asyncio.sleep(0.2)
+    written: list[dict[str, Any]] = json.loads(await asyncio.to_thread(cars.read_text))["cars"]
+    return fleet, written
+
+
 async def link_cars(database_url: str, drivers: list[str], cars: list[dict[str, Any]]) -> None:
     engine = create_engine(database_url, "sessions")
     cipher = TokenCipher.from_config(SessionsSettings.from_env(Env.development()).vehicle_token_keys.value)
@@ -320,13 +335,7 @@ async def run_against(  # noqa: PLR0912, PLR0915 - one sequence: setup, warm-up,
     fleet_cmd = [sys.executable, "-m", "bench.poll", "--serve-fleet", str(fleet_port), "--fleet-file", str(fleet_file)]
     fleet_cmd += ["--toggling-from", str(toggling_from)]
     async with contextlib.AsyncExitStack() as stack:
-        fleet = await stack.enter_async_context(started(fleet_cmd, env, work / "fleet.log"))
-        deadline = time.monotonic() + 120
-        while not fleet_file.exists():
-            if fleet.returncode is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the fake fleet did not start:\n{log_tail(work / 'fleet.log')}")
-            await asyncio.sleep(0.2)
-        cars = json.loads(fleet_file.read_text())["cars"]
+        fleet, cars = await start_fleet(stack, fleet_cmd, env, work, fleet_file)
         progress("fake fleet up with 10,000 cars")
         await link_cars(database_url, drivers, cars)
         progress("cars linked")

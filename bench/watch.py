@@ -39,7 +39,7 @@ import uvloop
 
 from bench.common import write_results
 from bench.ledger import log_tail, progress, self_cpu_s, started
-from bench.poll import fresh_database, link_cars
+from bench.poll import fresh_database, link_cars, start_fleet
 from services.common import migrations
 from tools import embedded
 from tools.run import wait_serving
@@ -202,13 +202,7 @@ async def run_against(pg_url: str, redis_url: str, work: pathlib.Path, options: 
     fleet_cmd = [sys.executable, "-m", "bench.poll", "--serve-fleet", str(fleet_port), "--fleet-file", str(fleet_file)]
     fleet_cmd += ["--toggling-from", str(DRIVERS), "--plugged-from", "0"]
     async with contextlib.AsyncExitStack() as stack:
-        fleet = await stack.enter_async_context(started(fleet_cmd, env, work / "fleet.log"))
-        deadline = time.monotonic() + 120
-        while not fleet_file.exists():
-            if fleet.returncode is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the fake fleet did not start:\n{log_tail(work / 'fleet.log')}")
-            await asyncio.sleep(0.2)
-        cars = json.loads(fleet_file.read_text())["cars"]
+        fleet, cars = await start_fleet(stack, fleet_cmd, env, work, fleet_file)
         progress("fake fleet up with 10,000 charging cars")
         await link_cars(database_url, drivers, cars)
         await open_sessions(database_url, drivers, cars)
