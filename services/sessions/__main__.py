@@ -38,8 +38,6 @@ from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions,
 async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings.runtime))
-    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
-    # not served yet.
     # The read path's one statement (a still-charging car's update) runs on asyncpg's own pool (tracking.py).
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)

@@ -1,9 +1,6 @@
 """The SessionsService servicer.
 
-Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto. The chargers catalog is served here
-(SearchChargers, GetCharger, CheckLocation, ImportChargers, over services/sessions/chargers.py); the other RPCs
-answer UNIMPLEMENTED until they land (the generated base class does that), behind the access rule the contract
-gives each of them.
+Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto.
 """
 
 from __future__ import annotations
