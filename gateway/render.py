@@ -74,6 +74,12 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyEmailLogin",
         "RefreshToken",
         "GetJwks",
+        "SignInWithGoogle",
+        "SignInWithApple",
+        "StartConsoleLogin",
+        "VerifyConsoleLogin",
+        "SignInMerchantWithGoogle",
+        "VerifyMerchantClaimLink",
     ),
     # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
     # service) and Tesla's OAuth redirect lands on the callback without our token.
@@ -108,6 +114,10 @@ OTP_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyPhoneLogin",
         "StartEmailLogin",
         "VerifyEmailLogin",
+        "StartConsoleLogin",
+        "VerifyConsoleLogin",
+        # A claim link's token is 256 random bits, but each guess still costs a database read.
+        "VerifyMerchantClaimLink",
     ),
 }
 

@@ -6,6 +6,7 @@
 __all__ = (
     "AccountsServiceStub",
     "AuthProvider",
+    "ConsoleUser",
     "DevicePlatform",
     "GetJwksRequest",
     "GetJwksResponse",
@@ -23,16 +24,30 @@ __all__ = (
     "RegisterDeviceRequest",
     "RegisterDeviceResponse",
     "Role",
+    "SendMerchantClaimLinkRequest",
+    "SendMerchantClaimLinkResponse",
     "SetUserRolesRequest",
     "SetUserRolesResponse",
+    "SignInMerchantWithGoogleRequest",
+    "SignInMerchantWithGoogleResponse",
+    "SignInWithAppleRequest",
+    "SignInWithAppleResponse",
+    "SignInWithGoogleRequest",
+    "SignInWithGoogleResponse",
+    "StartConsoleLoginRequest",
+    "StartConsoleLoginResponse",
     "StartEmailLoginRequest",
     "StartEmailLoginResponse",
     "StartPhoneLoginRequest",
     "StartPhoneLoginResponse",
     "TokenPair",
     "User",
+    "VerifyConsoleLoginRequest",
+    "VerifyConsoleLoginResponse",
     "VerifyEmailLoginRequest",
     "VerifyEmailLoginResponse",
+    "VerifyMerchantClaimLinkRequest",
+    "VerifyMerchantClaimLinkResponse",
     "VerifyPhoneLoginRequest",
     "VerifyPhoneLoginResponse",
 )
@@ -60,12 +75,18 @@ class AuthProvider(betterproto2.Enum):
 
     EMAIL = 2
 
+    GOOGLE = 3
+
+    APPLE = 4
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
             0: "AUTH_PROVIDER_UNSPECIFIED",
             1: "AUTH_PROVIDER_PHONE",
             2: "AUTH_PROVIDER_EMAIL",
+            3: "AUTH_PROVIDER_GOOGLE",
+            4: "AUTH_PROVIDER_APPLE",
         }
 
     @classmethod
@@ -74,6 +95,8 @@ class AuthProvider(betterproto2.Enum):
             "AUTH_PROVIDER_UNSPECIFIED": 0,
             "AUTH_PROVIDER_PHONE": 1,
             "AUTH_PROVIDER_EMAIL": 2,
+            "AUTH_PROVIDER_GOOGLE": 3,
+            "AUTH_PROVIDER_APPLE": 4,
         }
 
 
@@ -158,6 +181,36 @@ class Role(betterproto2.Enum):
             "ROLE_ADMIN": 4,
             "ROLE_ADMIN_READONLY": 5,
         }
+
+
+@dataclass(eq=False, repr=False)
+class ConsoleUser(betterproto2.Message):
+    """
+    The console's view of the signed-in user.
+    """
+
+    public_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Stable public identifier (UUID string).
+    """
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Lower-cased email address.
+    """
+
+    roles: "list[Role]" = betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
+    """
+    Roles the user holds; campaign writes need ROLE_SPONSOR or ROLE_ADMIN.
+    """
+
+    is_new: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    True when this login created the account (with the sponsor role).
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ConsoleUser", ConsoleUser)
 
 
 @dataclass(eq=False, repr=False)
@@ -452,6 +505,47 @@ default_message_pool.register_message("nerava.accounts.v1", "RegisterDeviceRespo
 
 
 @dataclass(eq=False, repr=False)
+class SendMerchantClaimLinkRequest(betterproto2.Message):
+    """
+    Which store, claimed by which address.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Id of the merchant store to claim.
+    """
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Email address; compared case-insensitively.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SendMerchantClaimLinkRequest", SendMerchantClaimLinkRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SendMerchantClaimLinkResponse(betterproto2.Message):
+    """
+    The link was emailed.
+    """
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the link stops working.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SendMerchantClaimLinkResponse", SendMerchantClaimLinkResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class SetUserRolesRequest(betterproto2.Message):
     """
     The new complete set of roles for a user.
@@ -489,6 +583,200 @@ class SetUserRolesResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "SetUserRolesResponse", SetUserRolesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignInMerchantWithGoogleRequest(betterproto2.Message):
+    """
+    A Google ID token from the merchant portal, and optionally the store to claim.
+    """
+
+    id_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The ID token (a JWT) the provider's SDK returned to the app.
+    """
+
+    place_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Google place id of the store to claim in the same step; empty to only sign in.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SignInMerchantWithGoogleRequest", SignInMerchantWithGoogleRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SignInMerchantWithGoogleResponse(betterproto2.Message):
+    """
+    Tokens, the signed-in user and the claimed store.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+    merchant_id: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    The store claimed in this step (place_id given and the claim accepted); absent otherwise.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SignInMerchantWithGoogleResponse", SignInMerchantWithGoogleResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithAppleRequest(betterproto2.Message):
+    """
+    A Sign in with Apple ID token.
+    """
+
+    id_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The ID token (a JWT) the provider's SDK returned to the app.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithAppleRequest", SignInWithAppleRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithAppleResponse(betterproto2.Message):
+    """
+    Tokens and the signed-in user.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithAppleResponse", SignInWithAppleResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithGoogleRequest(betterproto2.Message):
+    """
+    A Google ID token.
+    """
+
+    id_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The ID token (a JWT) the provider's SDK returned to the app.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithGoogleRequest", SignInWithGoogleRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithGoogleResponse(betterproto2.Message):
+    """
+    Tokens and the signed-in user.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithGoogleResponse", SignInWithGoogleResponse)
+
+
+@dataclass(eq=False, repr=False)
+class StartConsoleLoginRequest(betterproto2.Message):
+    """
+    Email address for a console login code.
+    """
+
+    email: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Email address; compared case-insensitively.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "StartConsoleLoginRequest", StartConsoleLoginRequest)
+
+
+@dataclass(eq=False, repr=False)
+class StartConsoleLoginResponse(betterproto2.Message):
+    """
+    Whether the code was sent.
+    """
+
+    otp_sent: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True once the provider accepted the request.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "StartConsoleLoginResponse", StartConsoleLoginResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -636,6 +924,61 @@ default_message_pool.register_message("nerava.accounts.v1", "User", User)
 
 
 @dataclass(eq=False, repr=False)
+class VerifyConsoleLoginRequest(betterproto2.Message):
+    """
+    An email and the code it received.
+    """
+
+    email: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Email address; compared case-insensitively.
+    """
+
+    code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The 6-digit code from the email.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "VerifyConsoleLoginRequest", VerifyConsoleLoginRequest)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyConsoleLoginResponse(betterproto2.Message):
+    """
+    Tokens and the signed-in user.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "ConsoleUser | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "VerifyConsoleLoginResponse", VerifyConsoleLoginResponse)
+
+
+@dataclass(eq=False, repr=False)
 class VerifyEmailLoginRequest(betterproto2.Message):
     """
     An email and the code it received.
@@ -688,6 +1031,65 @@ class VerifyEmailLoginResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "VerifyEmailLoginResponse", VerifyEmailLoginResponse)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyMerchantClaimLinkRequest(betterproto2.Message):
+    """
+    The token from the emailed link.
+    """
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The `token` query parameter of the link.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "VerifyMerchantClaimLinkRequest", VerifyMerchantClaimLinkRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyMerchantClaimLinkResponse(betterproto2.Message):
+    """
+    Tokens, the signed-in owner and the claimed store.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user (now holding ROLE_MERCHANT).
+    """
+
+    merchant_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The store the link claimed.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "VerifyMerchantClaimLinkResponse", VerifyMerchantClaimLinkResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -762,6 +1164,16 @@ class AccountsServiceStub:
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+                                                   expiry does not check out against the provider's published keys
+      EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+                                                   sign-in needs one)
+      SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+      IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+      EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+      MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+                                                   CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -810,6 +1222,99 @@ class AccountsServiceStub:
             "/nerava.accounts.v1.AccountsService/VerifyEmailLogin",
             VerifyEmailLoginRequest.SerializeToString,
             VerifyEmailLoginResponse.FromString,
+        )(message)
+
+    def sign_in_with_google(self, message: "SignInWithGoogleRequest") -> "SignInWithGoogleResponse":
+        """
+        Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
+        Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
+        Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
+        with the same provider-verified email, else a new driver. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInWithGoogle",
+            SignInWithGoogleRequest.SerializeToString,
+            SignInWithGoogleResponse.FromString,
+        )(message)
+
+    def sign_in_with_apple(self, message: "SignInWithAppleRequest") -> "SignInWithAppleResponse":
+        """
+        Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
+        against Apple's keys. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInWithApple",
+            SignInWithAppleRequest.SerializeToString,
+            SignInWithAppleResponse.FromString,
+        )(message)
+
+    def start_console_login(self, message: "StartConsoleLoginRequest") -> "StartConsoleLoginResponse":
+        """
+        The sponsor console's login: sends a 6-digit code by email. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/StartConsoleLogin",
+            StartConsoleLoginRequest.SerializeToString,
+            StartConsoleLoginResponse.FromString,
+        )(message)
+
+    def verify_console_login(self, message: "VerifyConsoleLoginRequest") -> "VerifyConsoleLoginResponse":
+        """
+        Checks the console's emailed code. A new account is created with the sponsor role; an existing account
+        keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/VerifyConsoleLogin",
+            VerifyConsoleLoginRequest.SerializeToString,
+            VerifyConsoleLoginResponse.FromString,
+        )(message)
+
+    def sign_in_merchant_with_google(
+        self, message: "SignInMerchantWithGoogleRequest"
+    ) -> "SignInMerchantWithGoogleResponse":
+        """
+        The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
+        portal's client ids, and its email must be verified by Google. With a place_id, the store with that
+        Google place id is claimed in the same step when the merchants service accepts the claim (the email's
+        domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
+        claim). Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInMerchantWithGoogle",
+            SignInMerchantWithGoogleRequest.SerializeToString,
+            SignInMerchantWithGoogleResponse.FromString,
+        )(message)
+
+    def send_merchant_claim_link(self, message: "SendMerchantClaimLinkRequest") -> "SendMerchantClaimLinkResponse":
+        """
+        Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
+        address, once the merchants service accepted that address as the store's owner. The link expires after
+        15 minutes. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SendMerchantClaimLink",
+            SendMerchantClaimLinkRequest.SerializeToString,
+            SendMerchantClaimLinkResponse.FromString,
+        )(message)
+
+    def verify_merchant_claim_link(
+        self, message: "VerifyMerchantClaimLinkRequest"
+    ) -> "VerifyMerchantClaimLinkResponse":
+        """
+        Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
+        makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/VerifyMerchantClaimLink",
+            VerifyMerchantClaimLinkRequest.SerializeToString,
+            VerifyMerchantClaimLinkResponse.FromString,
         )(message)
 
     def refresh_token(self, message: "RefreshTokenRequest") -> "RefreshTokenResponse":
