@@ -80,6 +80,8 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyConsoleLogin",
         "SignInMerchantWithGoogle",
         "VerifyMerchantClaimLink",
+        "GetTeslaLoginUrl",
+        "SignInWithTesla",
     ),
     # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
     # service) and Tesla's OAuth redirect lands on the callback without our token.

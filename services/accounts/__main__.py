@@ -9,6 +9,7 @@ import httpx
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2_grpc
 
 from services.accounts.adapters.email import SendGridEmail
 from services.accounts.adapters.id_tokens import APPLE_ISSUERS, GOOGLE_ISSUERS, IdTokenVerifier
@@ -56,6 +57,7 @@ async def external_sign_in(
         apple=verifier(settings.apple_jwks_url, APPLE_ISSUERS, settings.apple_client_ids),
         merchant_google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.merchant_google_client_ids),
         claims=claims,
+        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
         links=ClaimLinks(
             runtime.engine, email, claims, portal_url=settings.merchant_portal_url, ttl_s=settings.claim_link_ttl_s
         ),

@@ -12,6 +12,7 @@ import grpc
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts import domain, store
@@ -48,6 +49,9 @@ ACCESS: dict[str, Access] = {
     "StartConsoleLogin": Access.anyone(),
     "VerifyConsoleLogin": Access.anyone(),
     "SignInMerchantWithGoogle": Access.anyone(),
+    "GetTeslaLoginUrl": Access.anyone(),
+    "SignInWithTesla": Access.anyone(),
+    "ResolveProviderDriver": Access.service_only(),
     "SendMerchantClaimLink": Access.service_only(),
     "VerifyMerchantClaimLink": Access.anyone(),
     "Logout": Access.signed_in(),
@@ -78,6 +82,16 @@ def user_message(user: store.UserRow) -> accounts_pb2.User:
         created_at=_timestamp(user.created_at),
         active=user.active,
     )
+
+
+def _signed_in_vehicle(vehicle: sessions_pb2.TeslaVehicle) -> accounts_pb2.SignedInVehicle:
+    """Sessions' vehicle with its unknowns absent instead of empty."""
+    known: dict[str, Any] = {
+        name: getattr(vehicle, name) for name in ("vin", "display_name", "model", "color") if getattr(vehicle, name)
+    }
+    if vehicle.HasField("year"):
+        known["year"] = vehicle.year
+    return accounts_pb2.SignedInVehicle(id=vehicle.id, **known)
 
 
 class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
@@ -259,6 +273,27 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         user = await self._sign_in.driver(self._sign_in.apple, request.id_token, APPLE)
         tokens, user = await self._tokens_for(user)
         return accounts_pb2.SignInWithAppleResponse(**tokens, user=user_message(user))
+
+    async def GetTeslaLoginUrl(
+        self, request: accounts_pb2.GetTeslaLoginUrlRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetTeslaLoginUrlResponse:
+        started = await self._sign_in.tesla_login_url()
+        return accounts_pb2.GetTeslaLoginUrlResponse(authorization_url=started.authorization_url, state=started.state)
+
+    async def SignInWithTesla(
+        self, request: accounts_pb2.SignInWithTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignInWithTeslaResponse:
+        user, linked = await self._sign_in.tesla(request.code, request.state)
+        tokens, user = await self._tokens_for(user)
+        return accounts_pb2.SignInWithTeslaResponse(
+            **tokens, user=user_message(user), vehicles=[_signed_in_vehicle(v) for v in linked.vehicles]
+        )
+
+    async def ResolveProviderDriver(
+        self, request: accounts_pb2.ResolveProviderDriverRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ResolveProviderDriverResponse:
+        user = await self._sign_in.provider_driver(request.provider, request.subject)
+        return accounts_pb2.ResolveProviderDriverResponse(driver_id=str(user.public_id))
 
     async def SignInMerchantWithGoogle(
         self, request: accounts_pb2.SignInMerchantWithGoogleRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import grpc
 from nerava.accounts.v1 import accounts_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.accounts import domain, store
@@ -173,8 +174,12 @@ class ClaimLinks:
 
 
 # external_identities.provider: one Google account is one identity for the driver app and the merchant portal.
-GOOGLE, APPLE = "google", "apple"
-_AUTH_PROVIDERS = {GOOGLE: accounts_pb2.AUTH_PROVIDER_GOOGLE, APPLE: accounts_pb2.AUTH_PROVIDER_APPLE}
+GOOGLE, APPLE, TESLA = "google", "apple", "tesla"
+_AUTH_PROVIDERS = {
+    GOOGLE: accounts_pb2.AUTH_PROVIDER_GOOGLE,
+    APPLE: accounts_pb2.AUTH_PROVIDER_APPLE,
+    TESLA: accounts_pb2.AUTH_PROVIDER_TESLA,
+}
 
 
 class ExternalSignIn:
@@ -189,8 +194,10 @@ class ExternalSignIn:
         merchant_google: IdTokenVerifier,
         claims: MerchantClaims,
         links: ClaimLinks,
+        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
     ) -> None:
         self._engine = engine
+        self._sessions = sessions
         self.google = google
         self.apple = apple
         self.merchant_google = merchant_google
@@ -209,6 +216,44 @@ class ExternalSignIn:
             auth_provider=_AUTH_PROVIDERS[provider],
             initial_roles=(domain.DRIVER,),
         )
+
+    async def provider_driver(self, provider: str, subject: str) -> store.UserRow:
+        """The driver of a vehicle provider's account (the sessions service completing a Tesla sign-in): the
+        provider vouches for no email here, so the account is found by the provider's id alone."""
+        return await user_for_identity(
+            self._engine,
+            provider=provider,
+            subject=subject,
+            email=None,
+            name="",
+            auth_provider=_AUTH_PROVIDERS[provider],
+            initial_roles=(domain.DRIVER,),
+        )
+
+    async def tesla_login_url(self) -> sessions_pb2.StartTeslaSignInResponse:
+        try:
+            return await self._sessions.StartTeslaSignIn(sessions_pb2.StartTeslaSignInRequest())
+        except grpc.aio.AioRpcError as error:
+            raise Unavailable("VEHICLES_UNAVAILABLE", "Tesla sign-in is not available; try again") from error
+
+    async def tesla(self, code: str, state: str) -> tuple[store.UserRow, sessions_pb2.CompleteTeslaSignInResponse]:
+        """Tesla's code and state → the driver (found or created by sessions through provider_driver), with the
+        Tesla account and its vehicles linked to them."""
+        try:
+            linked = await self._sessions.CompleteTeslaSignIn(
+                sessions_pb2.CompleteTeslaSignInRequest(code=code, state=state)
+            )
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION):
+                raise Unauthenticated(
+                    "TESLA_SIGN_IN_FAILED", "the Tesla sign-in did not complete; start again"
+                ) from error
+            raise Unavailable("VEHICLES_UNAVAILABLE", "Tesla sign-in did not answer; try again") from error
+        async with self._engine.connect() as conn:
+            user = await store.user_by_public_id(conn, linked.driver_id)
+        if user is None or not user.active:
+            raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+        return user, linked
 
     async def merchant(self, id_token: str, place_id: str) -> tuple[store.UserRow, str | None]:
         """The portal's sign-in: a new account has no role until it claims a store; with a place id, the store

@@ -18,6 +18,7 @@ from nerava.merchants.v1 import merchants_pb2 as mpb
 from nerava.merchants.v1 import merchants_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from fakes.fleet import FakeFleet
 from fakes.identity_providers import FakeIdentityProvider
 from fakes.sendgrid import FakeSendGrid
 from fakes.twilio_verify import FakeTwilioVerify
@@ -313,3 +314,56 @@ async def test_the_portals_google_sign_in_claims_the_store_of_its_place(
     refused = await rest.post("/v1/auth/merchant/google", json={"id_token": unverified, "place_id": place_id})
     assert refused.status_code == 401
     assert _reason(refused) == "EMAIL_NOT_VERIFIED"
+
+
+# --- Tesla -------------------------------------------------------------------------------------------------
+
+
+async def _tesla_consent(rest: httpx.AsyncClient, fleet: FakeFleet, email: str) -> dict[str, str]:
+    """The app's GET login-url, then the browser at Tesla's consent page: the query Tesla sends the app back with."""
+    started = (await rest.get("/v1/auth/tesla/login-url")).json()
+    fleet.login_as(email)
+    async with httpx.AsyncClient() as browser:
+        redirect = await browser.get(started["authorization_url"])
+    assert redirect.status_code == 302
+    back = urllib.parse.urlsplit(redirect.headers["location"])
+    assert f"{back.scheme}://{back.netloc}{back.path}" == "http://localhost:5173/tesla-callback"
+    query = {key: values[0] for key, values in urllib.parse.parse_qs(back.query).items()}
+    assert query["state"] == started["state"]
+    return query
+
+
+async def test_tesla_sign_in_creates_the_driver_and_links_the_car_in_one_flow(
+    rest: httpx.AsyncClient, fleet: FakeFleet
+) -> None:
+    email = _email()
+    car = fleet.add_tesla_vehicle(email, display_name="Red")
+    back = await _tesla_consent(rest, fleet, email)
+    signed_in = await rest.post("/v1/auth/tesla/login", json={"code": back["code"], "state": back["state"]})
+    assert signed_in.status_code == 200, signed_in.text
+    body = signed_in.json()
+    assert body["user"]["roles"] == ["ROLE_DRIVER"]
+    assert body["user"]["auth_provider"] == "AUTH_PROVIDER_TESLA"
+    assert [(v["id"], v["display_name"]) for v in body["vehicles"]] == [(car.id, "Red")]
+    driver = {"authorization": f"Bearer {body['access_token']}"}
+    status = (await rest.get("/v1/auth/tesla/status", headers=driver)).json()
+    assert status["connected"] is True
+    assert status["vehicle_id"] == car.id  # the account's only car is selected
+    # The state and the code are single use.
+    replayed = await rest.post("/v1/auth/tesla/login", json={"code": back["code"], "state": back["state"]})
+    assert replayed.status_code == 401
+    assert _reason(replayed) == "TESLA_SIGN_IN_FAILED"
+    # The same Tesla account signs in as the same driver.
+    again = await _tesla_consent(rest, fleet, email)
+    second = await rest.post("/v1/auth/tesla/login", json={"code": again["code"], "state": again["state"]})
+    assert second.json()["user"]["public_id"] == body["user"]["public_id"]
+
+
+async def test_a_sign_in_state_does_not_work_at_the_connect_callback(rest: httpx.AsyncClient, fleet: FakeFleet) -> None:
+    email = _email()
+    fleet.add_tesla_vehicle(email)
+    back = await _tesla_consent(rest, fleet, email)
+    page = await rest.get("/v1/auth/tesla/callback", params=back)
+    assert "error=invalid_state" in page.text
+    forged = await rest.post("/v1/auth/tesla/login", json={"code": back["code"], "state": "not-our-state"})
+    assert forged.status_code == 401

@@ -28,6 +28,7 @@ class AuthProvider(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUTH_PROVIDER_EMAIL: _ClassVar[AuthProvider]
     AUTH_PROVIDER_GOOGLE: _ClassVar[AuthProvider]
     AUTH_PROVIDER_APPLE: _ClassVar[AuthProvider]
+    AUTH_PROVIDER_TESLA: _ClassVar[AuthProvider]
 
 class DevicePlatform(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -45,6 +46,7 @@ AUTH_PROVIDER_PHONE: AuthProvider
 AUTH_PROVIDER_EMAIL: AuthProvider
 AUTH_PROVIDER_GOOGLE: AuthProvider
 AUTH_PROVIDER_APPLE: AuthProvider
+AUTH_PROVIDER_TESLA: AuthProvider
 DEVICE_PLATFORM_UNSPECIFIED: DevicePlatform
 DEVICE_PLATFORM_IOS: DevicePlatform
 DEVICE_PLATFORM_ANDROID: DevicePlatform
@@ -424,3 +426,69 @@ class VerifyMerchantClaimLinkResponse(_message.Message):
     user: User
     merchant_id: str
     def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ..., merchant_id: _Optional[str] = ...) -> None: ...
+
+class GetTeslaLoginUrlRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetTeslaLoginUrlResponse(_message.Message):
+    __slots__ = ("authorization_url", "state")
+    AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    authorization_url: str
+    state: str
+    def __init__(self, authorization_url: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class SignInWithTeslaRequest(_message.Message):
+    __slots__ = ("code", "state")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    state: str
+    def __init__(self, code: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class SignedInVehicle(_message.Message):
+    __slots__ = ("id", "vin", "display_name", "model", "year", "color")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VIN_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    vin: str
+    display_name: str
+    model: str
+    year: int
+    color: str
+    def __init__(self, id: _Optional[str] = ..., vin: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., year: _Optional[int] = ..., color: _Optional[str] = ...) -> None: ...
+
+class SignInWithTeslaResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user", "vehicles")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: User
+    vehicles: _containers.RepeatedCompositeFieldContainer[SignedInVehicle]
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ..., vehicles: _Optional[_Iterable[_Union[SignedInVehicle, _Mapping]]] = ...) -> None: ...
+
+class ResolveProviderDriverRequest(_message.Message):
+    __slots__ = ("provider", "subject")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    subject: str
+    def __init__(self, provider: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+
+class ResolveProviderDriverResponse(_message.Message):
+    __slots__ = ("driver_id",)
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    driver_id: str
+    def __init__(self, driver_id: _Optional[str] = ...) -> None: ...

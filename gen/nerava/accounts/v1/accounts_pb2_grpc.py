@@ -47,6 +47,9 @@ class AccountsServiceStub:
     sign-in needs one)
     SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
     IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+    TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+    refused the code; start again
+    VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
     CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
     EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
     MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -89,6 +92,21 @@ class AccountsServiceStub:
                 '/nerava.accounts.v1.AccountsService/SignInWithApple',
                 request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleRequest.SerializeToString,
                 response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleResponse.FromString,
+                _registered_method=True)
+        self.GetTeslaLoginUrl = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/GetTeslaLoginUrl',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlResponse.FromString,
+                _registered_method=True)
+        self.SignInWithTesla = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/SignInWithTesla',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaResponse.FromString,
+                _registered_method=True)
+        self.ResolveProviderDriver = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/ResolveProviderDriver',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverResponse.FromString,
                 _registered_method=True)
         self.StartConsoleLogin = channel.unary_unary(
                 '/nerava.accounts.v1.AccountsService/StartConsoleLogin',
@@ -179,6 +197,9 @@ class AccountsServiceServicer:
     sign-in needs one)
     SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
     IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+    TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+    refused the code; start again
+    VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
     CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
     EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
     MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -227,6 +248,32 @@ class AccountsServiceServicer:
     def SignInWithApple(self, request, context):
         """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
         against Apple's keys. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeslaLoginUrl(self, request, context):
+        """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+        sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInWithTesla(self, request, context):
+        """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+        sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+        driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+        refuses the code. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveProviderDriver(self, request, context):
+        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
+        driver) on its first sign-in. Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -367,6 +414,21 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleRequest.FromString,
                     response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleResponse.SerializeToString,
             ),
+            'GetTeslaLoginUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeslaLoginUrl,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlResponse.SerializeToString,
+            ),
+            'SignInWithTesla': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInWithTesla,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaResponse.SerializeToString,
+            ),
+            'ResolveProviderDriver': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveProviderDriver,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverResponse.SerializeToString,
+            ),
             'StartConsoleLogin': grpc.unary_unary_rpc_method_handler(
                     servicer.StartConsoleLogin,
                     request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginRequest.FromString,
@@ -462,6 +524,9 @@ class AccountsService:
     sign-in needs one)
     SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
     IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+    TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+    refused the code; start again
+    VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
     CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
     EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
     MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -621,6 +686,87 @@ class AccountsService:
             '/nerava.accounts.v1.AccountsService/SignInWithApple',
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleRequest.SerializeToString,
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeslaLoginUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/GetTeslaLoginUrl',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInWithTesla(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/SignInWithTesla',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveProviderDriver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/ResolveProviderDriver',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,6 +48,9 @@ class AccountsServiceStub:
                                                    sign-in needs one)
       SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
       IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
       CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
       EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
       MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -76,6 +79,20 @@ class AccountsServiceStub:
     SignInWithApple: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithAppleRequest, _accounts_pb2.SignInWithAppleResponse]
     """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
     against Apple's keys. Public.
+    """
+    GetTeslaLoginUrl: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetTeslaLoginUrlRequest, _accounts_pb2.GetTeslaLoginUrlResponse]
+    """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+    sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+    """
+    SignInWithTesla: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithTeslaRequest, _accounts_pb2.SignInWithTeslaResponse]
+    """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+    sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+    driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+    refuses the code. Public.
+    """
+    ResolveProviderDriver: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]
+    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
+    driver) on its first sign-in. Services only.
     """
     StartConsoleLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]
     """The sponsor console's login: sends a 6-digit code by email. Public."""
@@ -145,6 +162,9 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
                                                    sign-in needs one)
       SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
       IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
       CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
       EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
       MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -170,6 +190,20 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     SignInWithApple: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithAppleRequest, _accounts_pb2.SignInWithAppleResponse]  # type: ignore[assignment]
     """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
     against Apple's keys. Public.
+    """
+    GetTeslaLoginUrl: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetTeslaLoginUrlRequest, _accounts_pb2.GetTeslaLoginUrlResponse]  # type: ignore[assignment]
+    """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+    sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+    """
+    SignInWithTesla: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithTeslaRequest, _accounts_pb2.SignInWithTeslaResponse]  # type: ignore[assignment]
+    """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+    sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+    driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+    refuses the code. Public.
+    """
+    ResolveProviderDriver: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]  # type: ignore[assignment]
+    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
+    driver) on its first sign-in. Services only.
     """
     StartConsoleLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]  # type: ignore[assignment]
     """The sponsor console's login: sends a 6-digit code by email. Public."""
@@ -238,6 +272,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                    sign-in needs one)
       SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
       IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
       CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
       EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
       MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -297,6 +334,38 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.SignInWithAppleResponse, _abc.Awaitable[_accounts_pb2.SignInWithAppleResponse]]:
         """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
         against Apple's keys. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTeslaLoginUrl(
+        self,
+        request: _accounts_pb2.GetTeslaLoginUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetTeslaLoginUrlResponse, _abc.Awaitable[_accounts_pb2.GetTeslaLoginUrlResponse]]:
+        """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+        sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def SignInWithTesla(
+        self,
+        request: _accounts_pb2.SignInWithTeslaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.SignInWithTeslaResponse, _abc.Awaitable[_accounts_pb2.SignInWithTeslaResponse]]:
+        """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+        sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+        driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+        refuses the code. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveProviderDriver(
+        self,
+        request: _accounts_pb2.ResolveProviderDriverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ResolveProviderDriverResponse, _abc.Awaitable[_accounts_pb2.ResolveProviderDriverResponse]]:
+        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
+        driver) on its first sign-in. Services only.
         """
 
     @_abc_1.abstractmethod

@@ -58,6 +58,8 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -110,6 +112,17 @@ class SessionsServiceStub:
     when the account has exactly one, and answers with an HTML page that sends the browser on to
     `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
     transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+    """
+    StartTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]
+    """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+    Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+    and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+    """
+    CompleteTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CompleteTeslaSignInRequest, _sessions_pb2.CompleteTeslaSignInResponse]
+    """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+    of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+    driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+    state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
     """
     GetTeslaStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetTeslaStatusRequest, _sessions_pb2.GetTeslaStatusResponse]
     """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
@@ -199,6 +212,8 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -248,6 +263,17 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     when the account has exactly one, and answers with an HTML page that sends the browser on to
     `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
     transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+    """
+    StartTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]  # type: ignore[assignment]
+    """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+    Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+    and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+    """
+    CompleteTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CompleteTeslaSignInRequest, _sessions_pb2.CompleteTeslaSignInResponse]  # type: ignore[assignment]
+    """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+    of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+    driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+    state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
     """
     GetTeslaStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetTeslaStatusRequest, _sessions_pb2.GetTeslaStatusResponse]  # type: ignore[assignment]
     """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
@@ -336,6 +362,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -437,6 +465,29 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         when the account has exactly one, and answers with an HTML page that sends the browser on to
         `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
         transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+        """
+
+    @_abc_1.abstractmethod
+    def StartTeslaSignIn(
+        self,
+        request: _sessions_pb2.StartTeslaSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.StartTeslaSignInResponse, _abc.Awaitable[_sessions_pb2.StartTeslaSignInResponse]]:
+        """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+        Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+        and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteTeslaSignIn(
+        self,
+        request: _sessions_pb2.CompleteTeslaSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.CompleteTeslaSignInResponse, _abc.Awaitable[_sessions_pb2.CompleteTeslaSignInResponse]]:
+        """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+        of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+        driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+        state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
         """
 
     @_abc_1.abstractmethod

@@ -12,6 +12,8 @@ __all__ = (
     "GetJwksResponse",
     "GetMeRequest",
     "GetMeResponse",
+    "GetTeslaLoginUrlRequest",
+    "GetTeslaLoginUrlResponse",
     "GetUserRequest",
     "GetUserResponse",
     "JsonWebKey",
@@ -23,6 +25,8 @@ __all__ = (
     "RefreshTokenResponse",
     "RegisterDeviceRequest",
     "RegisterDeviceResponse",
+    "ResolveProviderDriverRequest",
+    "ResolveProviderDriverResponse",
     "Role",
     "SendMerchantClaimLinkRequest",
     "SendMerchantClaimLinkResponse",
@@ -34,6 +38,9 @@ __all__ = (
     "SignInWithAppleResponse",
     "SignInWithGoogleRequest",
     "SignInWithGoogleResponse",
+    "SignInWithTeslaRequest",
+    "SignInWithTeslaResponse",
+    "SignedInVehicle",
     "StartConsoleLoginRequest",
     "StartConsoleLoginResponse",
     "StartEmailLoginRequest",
@@ -79,6 +86,8 @@ class AuthProvider(betterproto2.Enum):
 
     APPLE = 4
 
+    TESLA = 5
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -87,6 +96,7 @@ class AuthProvider(betterproto2.Enum):
             2: "AUTH_PROVIDER_EMAIL",
             3: "AUTH_PROVIDER_GOOGLE",
             4: "AUTH_PROVIDER_APPLE",
+            5: "AUTH_PROVIDER_TESLA",
         }
 
     @classmethod
@@ -97,6 +107,7 @@ class AuthProvider(betterproto2.Enum):
             "AUTH_PROVIDER_EMAIL": 2,
             "AUTH_PROVIDER_GOOGLE": 3,
             "AUTH_PROVIDER_APPLE": 4,
+            "AUTH_PROVIDER_TESLA": 5,
         }
 
 
@@ -265,6 +276,38 @@ class GetMeResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "GetMeResponse", GetMeResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetTeslaLoginUrlRequest(betterproto2.Message):
+    """
+    No parameters.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.accounts.v1", "GetTeslaLoginUrlRequest", GetTeslaLoginUrlRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetTeslaLoginUrlResponse(betterproto2.Message):
+    """
+    Where to send the driver to sign in with Tesla.
+    """
+
+    authorization_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tesla's authorization URL; open it in the browser.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The opaque single-use state in the URL; the app posts it back with the code.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "GetTeslaLoginUrlResponse", GetTeslaLoginUrlResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -505,6 +548,45 @@ default_message_pool.register_message("nerava.accounts.v1", "RegisterDeviceRespo
 
 
 @dataclass(eq=False, repr=False)
+class ResolveProviderDriverRequest(betterproto2.Message):
+    """
+    A provider account.
+    """
+
+    provider: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The provider: "tesla".
+    """
+
+    subject: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The provider's stable id of the account holder.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "ResolveProviderDriverRequest", ResolveProviderDriverRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ResolveProviderDriverResponse(betterproto2.Message):
+    """
+    The driver of that provider account.
+    """
+
+    driver_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Public id of the driver.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "ResolveProviderDriverResponse", ResolveProviderDriverResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class SendMerchantClaimLinkRequest(betterproto2.Message):
     """
     Which store, claimed by which address.
@@ -583,6 +665,46 @@ class SetUserRolesResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "SetUserRolesResponse", SetUserRolesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignedInVehicle(betterproto2.Message):
+    """
+    A vehicle on the Tesla account that signed in.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tesla vehicle id (a large integer, as a string).
+    """
+
+    vin: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
+    """
+    VIN; absent when Tesla did not return it.
+    """
+
+    display_name: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
+    """
+    Name the owner gave the car; absent when none.
+    """
+
+    model: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
+    """
+    Model, e.g. "Model 3"; absent when unknown.
+    """
+
+    year: "int | None" = betterproto2.field(5, betterproto2.TYPE_INT32, optional=True)
+    """
+    Model year; absent when unknown.
+    """
+
+    color: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    Exterior color; absent when unknown.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignedInVehicle", SignedInVehicle)
 
 
 @dataclass(eq=False, repr=False)
@@ -747,6 +869,66 @@ class SignInWithGoogleResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "SignInWithGoogleResponse", SignInWithGoogleResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithTeslaRequest(betterproto2.Message):
+    """
+    What Tesla sent the app's sign-in screen.
+    """
+
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Authorization code.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The state from GetTeslaLoginUrl.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithTeslaRequest", SignInWithTeslaRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithTeslaResponse(betterproto2.Message):
+    """
+    Tokens, the signed-in driver and the linked vehicles.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in driver.
+    """
+
+    vehicles: "list[SignedInVehicle]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every vehicle on the Tesla account (select one with /v1/auth/tesla/select-vehicle when several).
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithTeslaResponse", SignInWithTeslaResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1170,6 +1352,9 @@ class AccountsServiceStub:
                                                    sign-in needs one)
       SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
       IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
       CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
       EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
       MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
@@ -1248,6 +1433,47 @@ class AccountsServiceStub:
             "/nerava.accounts.v1.AccountsService/SignInWithApple",
             SignInWithAppleRequest.SerializeToString,
             SignInWithAppleResponse.FromString,
+        )(message)
+
+    def get_tesla_login_url(self, message: "GetTeslaLoginUrlRequest | None" = None) -> "GetTeslaLoginUrlResponse":
+        """
+        The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+        sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        """
+
+        if message is None:
+            message = GetTeslaLoginUrlRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/GetTeslaLoginUrl",
+            GetTeslaLoginUrlRequest.SerializeToString,
+            GetTeslaLoginUrlResponse.FromString,
+        )(message)
+
+    def sign_in_with_tesla(self, message: "SignInWithTeslaRequest") -> "SignInWithTeslaResponse":
+        """
+        Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+        sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+        driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+        refuses the code. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInWithTesla",
+            SignInWithTeslaRequest.SerializeToString,
+            SignInWithTeslaResponse.FromString,
+        )(message)
+
+    def resolve_provider_driver(self, message: "ResolveProviderDriverRequest") -> "ResolveProviderDriverResponse":
+        """
+        Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
+        driver) on its first sign-in. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/ResolveProviderDriver",
+            ResolveProviderDriverRequest.SerializeToString,
+            ResolveProviderDriverResponse.FromString,
         )(message)
 
     def start_console_login(self, message: "StartConsoleLoginRequest") -> "StartConsoleLoginResponse":
