@@ -18,6 +18,7 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
+from services.common.interceptors import redirect_browser
 from services.sessions import store
 from services.sessions.adapters.smartcar import SmartcarClient
 from services.sessions.adapters.tesla import TeslaFleetClient, TeslaVehicle
@@ -32,7 +33,9 @@ STATE_VALIDITY = datetime.timedelta(minutes=10)
 
 
 def _page(target: str) -> httpbody_pb2.HttpBody:
-    """An HTML page that sends the browser on to `target` (transcoding cannot answer a 302)."""
+    """Sends the browser on to `target`: a 302 through the gateway (redirect_browser), and an HTML page that does
+    the same for whoever reads the body (a gRPC caller, or a proxy that drops the status)."""
+    redirect_browser(target)
     quoted = html.escape(target, quote=True)
     body = (
         "<!doctype html><html><head><meta charset=utf-8>"

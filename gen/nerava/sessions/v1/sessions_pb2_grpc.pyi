@@ -109,9 +109,10 @@ class SessionsServiceStub:
     HandleTeslaCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-    when the account has exactly one, and answers with an HTML page that sends the browser on to
-    `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-    transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+    when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+    (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+    and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+    page with a meta refresh to the same URL, is what gRPC callers see.
     """
     StartTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]
     """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
@@ -142,8 +143,8 @@ class SessionsServiceStub:
     HandleSmartcarCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-    and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-    (or `?error=<code>`).
+    and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+    HandleTeslaCallback.
     """
     GetSmartcarStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]
     """Whether the driver has a car linked through Smartcar, and which. Driver."""
@@ -260,9 +261,10 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     HandleTeslaCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]  # type: ignore[assignment]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-    when the account has exactly one, and answers with an HTML page that sends the browser on to
-    `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-    transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+    when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+    (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+    and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+    page with a meta refresh to the same URL, is what gRPC callers see.
     """
     StartTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]  # type: ignore[assignment]
     """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
@@ -293,8 +295,8 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     HandleSmartcarCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]  # type: ignore[assignment]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-    and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-    (or `?error=<code>`).
+    and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+    HandleTeslaCallback.
     """
     GetSmartcarStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]  # type: ignore[assignment]
     """Whether the driver has a car linked through Smartcar, and which. Driver."""
@@ -462,9 +464,10 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.HandleTeslaCallbackResponse, _abc.Awaitable[_sessions_pb2.HandleTeslaCallbackResponse]]:
         """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
         call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-        when the account has exactly one, and answers with an HTML page that sends the browser on to
-        `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-        transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+        when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+        (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+        and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+        page with a meta refresh to the same URL, is what gRPC callers see.
         """
 
     @_abc_1.abstractmethod
@@ -537,8 +540,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.HandleSmartcarCallbackResponse, _abc.Awaitable[_sessions_pb2.HandleSmartcarCallbackResponse]]:
         """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-        (or `?error=<code>`).
+        and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+        HandleTeslaCallback.
         """
 
     @_abc_1.abstractmethod

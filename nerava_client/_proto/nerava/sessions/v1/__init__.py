@@ -2184,9 +2184,10 @@ class SessionsServiceStub:
         """
         Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
         call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-        when the account has exactly one, and answers with an HTML page that sends the browser on to
-        `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-        transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+        when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+        (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+        and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+        page with a meta refresh to the same URL, is what gRPC callers see.
         """
 
         return self._channel.unary_unary(
@@ -2289,8 +2290,8 @@ class SessionsServiceStub:
         """
         Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-        (or `?error=<code>`).
+        and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+        HandleTeslaCallback.
         """
 
         return self._channel.unary_unary(
