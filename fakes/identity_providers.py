@@ -84,11 +84,13 @@ class FakeIdentityProvider(LoopbackServer):
         expires_in: int = DEFAULT_LIFETIME_S,
         name: str | None = None,
         hosted_domain: str | None = None,
+        issuer: str | None = None,
     ) -> dict[str, object]:
-        """The claims Google and Apple put in an ID token (Apple sends email_verified as a string)."""
+        """The claims Google and Apple put in an ID token (Apple sends email_verified as a string); `issuer`
+        overrides the provider's own, for a token that claims to come from someone else."""
         now = int(time.time())
         claims: dict[str, object] = {
-            "iss": self.issuer,
+            "iss": issuer or self.issuer,
             "aud": audience,
             "sub": subject or str(secrets.randbelow(10**20)),
             "iat": now,
