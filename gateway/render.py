@@ -122,6 +122,9 @@ OTP_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyConsoleLogin",
         # A claim link's token is 256 random bits, but each guess still costs a database read.
         "VerifyMerchantClaimLink",
+        # Anyone may start a Tesla sign-in, and each start stores a single-use consent state.
+        "GetTeslaLoginUrl",
+        "SignInWithTesla",
     ),
 }
 

@@ -17,6 +17,8 @@ from services.accounts.adapters.id_tokens import (
     IdTokenInvalid,
     IdTokenVerifier,
 )
+from services.accounts.sign_in import verified_identity
+from services.common.errors import FailedPrecondition
 
 CLIENT = "app.test"
 
@@ -95,3 +97,13 @@ async def test_keys_are_fetched_once_and_an_outage_before_any_fetch_is_unavailab
     down = IdTokenVerifier(jwks_url="http://127.0.0.1:9/keys", issuers=GOOGLE_ISSUERS, audiences=(CLIENT,), http=http)
     with pytest.raises(IdentityProviderUnavailable):
         await down.verify(provider.mint(audience=CLIENT))
+
+
+async def test_a_provider_without_client_ids_is_switched_off(
+    provider: FakeIdentityProvider, http: httpx.AsyncClient
+) -> None:
+    off = IdTokenVerifier(jwks_url=provider.jwks_url, issuers=GOOGLE_ISSUERS, audiences=(), http=http)
+    with pytest.raises(FailedPrecondition) as refused:
+        await verified_identity(off, provider.mint(audience=CLIENT), need_email=False)
+    assert refused.value.reason == "SIGN_IN_NOT_CONFIGURED"
+    assert provider.jwks_requests == 0  # not even the key set is fetched
