@@ -292,7 +292,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     async def ResolveProviderDriver(
         self, request: accounts_pb2.ResolveProviderDriverRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.ResolveProviderDriverResponse:
-        user = await self._sign_in.provider_driver(request.provider, request.subject)
+        user = await self._sign_in.provider_driver(request.provider, request.subject, request.linked_driver_id)
         return accounts_pb2.ResolveProviderDriverResponse(driver_id=str(user.public_id))
 
     async def SignInMerchantWithGoogle(

@@ -217,9 +217,15 @@ class ExternalSignIn:
             initial_roles=(domain.DRIVER,),
         )
 
-    async def provider_driver(self, provider: str, subject: str) -> store.UserRow:
-        """The driver of a vehicle provider's account (the sessions service completing a Tesla sign-in): the
-        provider vouches for no email here, so the account is found by the provider's id alone."""
+    async def provider_driver(self, provider: str, subject: str, linked_driver_id: str) -> store.UserRow:
+        """The driver of a vehicle provider's account (the sessions service completing a Tesla sign-in). The
+        provider vouches for no email here: the account is found by the provider's id, else it is the driver who
+        already connected that provider account to their cars, else a new driver."""
+        async with self._engine.begin() as conn:
+            if linked_driver_id and await store.user_of_identity(conn, provider, subject) is None:
+                known = await store.user_by_public_id(conn, linked_driver_id)
+                if known is not None:
+                    await store.link_identity(conn, provider=provider, subject=subject, user_id=known.id)
         return await user_for_identity(
             self._engine,
             provider=provider,

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.adapters.vehicles import AuthorizationRefused, VehicleApiError
-from services.sessions.connections import save_connection
+from services.sessions.connections import TESLA, connected_driver, save_connection
 from services.sessions.linking import claim_state, keep_state, vehicle_message, vehicle_records
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 
@@ -69,7 +69,11 @@ class TeslaSignIn:
             raise FailedPrecondition("OAUTH_DENIED", "Tesla did not say whose account signed in")
         try:
             driver = await self._accounts.ResolveProviderDriver(
-                accounts_pb2.ResolveProviderDriverRequest(provider="tesla", subject=tokens.account_id)
+                accounts_pb2.ResolveProviderDriverRequest(
+                    provider="tesla",
+                    subject=tokens.account_id,
+                    linked_driver_id=await connected_driver(self._engine, TESLA, tokens.account_id) or "",
+                )
             )
         except grpc.aio.AioRpcError as exc:
             raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account service did not answer; start again") from exc

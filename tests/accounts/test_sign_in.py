@@ -4,6 +4,7 @@ console's email code, and the merchant claim link emailed through the fake SendG
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import secrets
 import urllib.parse
@@ -26,7 +27,7 @@ from services.accounts import sign_in, store
 from tests.support.identity import APPLE_CLIENT_ID, DRIVER_GOOGLE_CLIENT_ID, MERCHANT_GOOGLE_CLIENT_ID
 from tests.support.mesh import Mesh
 from tests.support.people import Person
-from tests.support.rpc import as_service, error_metadata, error_reason
+from tests.support.rpc import as_service, error_metadata, error_reason, phone_login, random_phone
 
 
 def _reason(reply: httpx.Response) -> str:
@@ -367,3 +368,37 @@ async def test_a_sign_in_state_does_not_work_at_the_connect_callback(rest: httpx
     assert "error=invalid_state" in page.text
     forged = await rest.post("/v1/auth/tesla/login", json={"code": back["code"], "state": "not-our-state"})
     assert forged.status_code == 401
+
+
+async def test_tesla_sign_in_finds_the_driver_who_connected_that_tesla(
+    mesh: Mesh, rest: httpx.AsyncClient, fleet: FakeFleet, twilio: FakeTwilioVerify
+) -> None:
+    email = _email()
+    fleet.add_tesla_vehicle(email)
+    login = await phone_login(mesh.channels["accounts"], twilio, random_phone())
+    driver = {"authorization": f"Bearer {login.access_token}"}
+    connect = (await rest.get("/v1/auth/tesla/connect", headers=driver)).json()
+    fleet.login_as(email)
+    async with httpx.AsyncClient() as browser:
+        tesla = await browser.get(connect["authorization_url"])
+    callback = urllib.parse.urlsplit(tesla.headers["location"])
+    assert (await rest.get(f"{callback.path}?{callback.query}")).status_code == 302
+    back = await _tesla_consent(rest, fleet, email)
+    signed_in = await rest.post("/v1/auth/tesla/login", json={"code": back["code"], "state": back["state"]})
+    assert signed_in.status_code == 200, signed_in.text
+    assert signed_in.json()["user"]["public_id"] == login.user.public_id
+    assert signed_in.json()["user"]["roles"] == ["ROLE_DRIVER"]
+
+
+async def test_a_claim_link_opened_twice_at_once_signs_in_once(
+    mesh: Mesh, rest: httpx.AsyncClient, admin: Person, sendgrid: FakeSendGrid
+) -> None:
+    domain = _domain()
+    merchant_id = await _store(mesh, admin, f"https://{domain}")
+    email = f"owner@{domain}"
+    await _send_link(mesh, merchant_id, email)
+    token = _token_in(sendgrid, email)
+    opened = await asyncio.gather(
+        *(rest.get("/v1/merchant/claim/verify-magic-link", params={"token": token}) for _ in range(4))
+    )
+    assert sorted(reply.status_code for reply in opened) == [200, 401, 401, 401]

@@ -480,12 +480,14 @@ class SignInWithTeslaResponse(_message.Message):
     def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ..., vehicles: _Optional[_Iterable[_Union[SignedInVehicle, _Mapping]]] = ...) -> None: ...
 
 class ResolveProviderDriverRequest(_message.Message):
-    __slots__ = ("provider", "subject")
+    __slots__ = ("provider", "subject", "linked_driver_id")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    LINKED_DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
     provider: str
     subject: str
-    def __init__(self, provider: _Optional[str] = ..., subject: _Optional[str] = ...) -> None: ...
+    linked_driver_id: str
+    def __init__(self, provider: _Optional[str] = ..., subject: _Optional[str] = ..., linked_driver_id: _Optional[str] = ...) -> None: ...
 
 class ResolveProviderDriverResponse(_message.Message):
     __slots__ = ("driver_id",)

@@ -272,8 +272,8 @@ class AccountsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResolveProviderDriver(self, request, context):
-        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
-        driver) on its first sign-in. Services only.
+        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+        sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -91,8 +91,8 @@ class AccountsServiceStub:
     refuses the code. Public.
     """
     ResolveProviderDriver: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]
-    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
-    driver) on its first sign-in. Services only.
+    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+    sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
     """
     StartConsoleLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]
     """The sponsor console's login: sends a 6-digit code by email. Public."""
@@ -202,8 +202,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     refuses the code. Public.
     """
     ResolveProviderDriver: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]  # type: ignore[assignment]
-    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
-    driver) on its first sign-in. Services only.
+    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+    sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
     """
     StartConsoleLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]  # type: ignore[assignment]
     """The sponsor console's login: sends a 6-digit code by email. Public."""
@@ -364,8 +364,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.ResolveProviderDriverRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.ResolveProviderDriverResponse, _abc.Awaitable[_accounts_pb2.ResolveProviderDriverResponse]]:
-        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
-        driver) on its first sign-in. Services only.
+        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+        sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
         """
 
     @_abc_1.abstractmethod

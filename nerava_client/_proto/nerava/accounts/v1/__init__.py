@@ -563,6 +563,12 @@ class ResolveProviderDriverRequest(betterproto2.Message):
     The provider's stable id of the account holder.
     """
 
+    linked_driver_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Public id of the driver who already linked this provider account to their cars (ConnectTesla), if any:
+    the first sign-in with the account then finds that driver instead of creating one.
+    """
+
 
 default_message_pool.register_message(
     "nerava.accounts.v1", "ResolveProviderDriverRequest", ResolveProviderDriverRequest
@@ -1466,8 +1472,8 @@ class AccountsServiceStub:
 
     def resolve_provider_driver(self, message: "ResolveProviderDriverRequest") -> "ResolveProviderDriverResponse":
         """
-        Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account, created (as a
-        driver) on its first sign-in. Services only.
+        Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+        sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
         """
 
         return self._channel.unary_unary(
