@@ -126,7 +126,7 @@ class ClaimLinks:
     async def send(self, merchant_id: str, email: str, now: datetime.datetime) -> datetime.datetime:
         if not self._email.configured:
             raise FailedPrecondition("SIGN_IN_NOT_CONFIGURED", "claim links cannot be emailed here")
-        store_claimed = await self._claims.authorize(email=email, merchant_id=merchant_id)
+        claimed_store = await self._claims.authorize(email=email, merchant_id=merchant_id)
         token = secrets.token_urlsafe(32)
         expires_at = now + self._ttl
         link = f"{self._portal}/claim/verify?{urllib.parse.urlencode({'token': token})}"
@@ -138,9 +138,9 @@ class ClaimLinks:
             try:
                 await self._email.send(
                     to=email,
-                    subject=f"Claim {store_claimed.merchant_name} on Nerava",
+                    subject=f"Claim {claimed_store.merchant_name} on Nerava",
                     text=(
-                        f"Open this link to claim {store_claimed.merchant_name} on Nerava and sign in to the "
+                        f"Open this link to claim {claimed_store.merchant_name} on Nerava and sign in to the "
                         f"merchant portal:\n\n{link}\n\nIt works once and expires in {self._ttl.seconds // 60} "
                         "minutes. If you did not ask for it, ignore this email."
                     ),

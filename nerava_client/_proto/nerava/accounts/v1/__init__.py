@@ -1365,6 +1365,8 @@ class AccountsServiceStub:
       EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
       MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
                                                    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+      MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+      MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
