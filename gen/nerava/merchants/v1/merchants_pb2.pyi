@@ -1440,3 +1440,23 @@ class GetMerchantAnalyticsResponse(_message.Message):
     unique_drivers: int
     completion_rate: float
     def __init__(self, merchant_id: _Optional[str] = ..., activations: _Optional[int] = ..., completes: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., completion_rate: _Optional[float] = ...) -> None: ...
+
+class AuthorizeMerchantClaimRequest(_message.Message):
+    __slots__ = ("merchant_id", "place_id", "email", "owner_user_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    OWNER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    place_id: str
+    email: str
+    owner_user_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., place_id: _Optional[str] = ..., email: _Optional[str] = ..., owner_user_id: _Optional[str] = ...) -> None: ...
+
+class AuthorizeMerchantClaimResponse(_message.Message):
+    __slots__ = ("merchant_id", "merchant_name")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    merchant_name: str
+    def __init__(self, merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ...) -> None: ...
