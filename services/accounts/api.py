@@ -29,25 +29,26 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNING_IN, Access
 from services.common.paging import page_position, page_token
 from services.common.revocation import TokenRevocations
 
 SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
 
 ACCESS: dict[str, Access] = {
-    "StartPhoneLogin": Access.anyone(),
-    "VerifyPhoneLogin": Access.anyone(),
-    "StartEmailLogin": Access.anyone(),
-    "VerifyEmailLogin": Access.anyone(),
-    "RefreshToken": Access.anyone(),
-    "GetJwks": Access.anyone(),
-    "Logout": Access.signed_in(),
-    "GetMe": Access.signed_in(),
-    "RegisterDevice": Access.signed_in(),
-    "ListUsers": Access.role(*domain.READ_ADMINS),
+    "StartPhoneLogin": Access.anyone().not_owned(SIGNING_IN),
+    "VerifyPhoneLogin": Access.anyone().not_owned(SIGNING_IN),
+    "StartEmailLogin": Access.anyone().not_owned(SIGNING_IN),
+    "VerifyEmailLogin": Access.anyone().not_owned(SIGNING_IN),
+    "RefreshToken": Access.anyone().not_owned(SIGNING_IN),
+    "GetJwks": Access.anyone().not_owned(PUBLIC_DATA),
+    # The refresh token is matched among the caller's own: another user's matches nothing and revokes nothing.
+    "Logout": Access.signed_in().not_owned(OWN_DATA),
+    "GetMe": Access.signed_in().not_owned(OWN_DATA),
+    "RegisterDevice": Access.signed_in().not_owned(OWN_DATA),
+    "ListUsers": Access.role(*domain.READ_ADMINS).not_owned(BY_AN_ADMIN),
     "GetUser": Access.service_only(),
-    "SetUserRoles": Access.role(domain.ADMIN),
+    "SetUserRoles": Access.role(domain.ADMIN).not_owned(BY_AN_ADMIN),
 }
 
 _DEFAULT_PAGE = 50

@@ -41,12 +41,50 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 @dataclasses.dataclass(frozen=True)
+class Owned:
+    """The request names a resource that belongs to someone: only its owner (or an admin, where the role rule
+    admits one) gets past the servicer's ownership check; anyone else gets ``refusal`` with ``reason``, the answer
+    the contract documents. NOT_FOUND is the usual one: it does not confirm that another's resource exists.
+
+    The check itself is the servicer's (it loads the resource anyway); tests/fuzz/test_access_matrix.py calls
+    every RPC declared this way as a stranger of each owner role and as the owner, so a declaration and its
+    check cannot drift apart.
+    """
+
+    resource: str  # what is owned, in the product's words: "campaign", "store", "charging session"…
+    field: str  # the request field that names it
+    owners: frozenset[str]  # the roles whose members own one (a sponsor owns campaigns, a merchant stores)
+    reason: str  # the ErrorInfo reason of the refusal
+    refusal: grpc.StatusCode = grpc.StatusCode.NOT_FOUND
+
+
+@dataclasses.dataclass(frozen=True)
+class NotOwned:
+    """The request names nobody else's resource; ``why`` says so for the reader (the caller's own data taken from
+    the token, a public catalog, a capability carried in the request, an administrator's or a service's RPC)."""
+
+    why: str
+
+
+# The reasons most RPCs reach nobody else's resource, named once.
+OWN_DATA = NotOwned("the caller's own data: the user comes from the access token, no request field names another's")
+BY_AN_ADMIN = NotOwned("an administrator's RPC: it acts on any user's or store's resource")
+PUBLIC_DATA = NotOwned("public data that belongs to nobody (the charger and merchant catalogs, the signing keys)")
+SIGNING_IN = NotOwned("signing in: the caller proves who they are with a code or a refresh token they hold")
+SIGNED_BY_A_PROVIDER = NotOwned("a provider's callback or webhook, authenticated by its signature or single-use state")
+# Other services act for callers they have already authorized, on any resource: nothing for them to own.
+_SERVICES_ACT_FOR_THEIR_CALLERS = NotOwned("other services act for callers they authorized, on any resource")
+
+
+@dataclasses.dataclass(frozen=True)
 class Access:
-    """Who may call one RPC. Checked before the servicer runs; ownership is the servicer's job."""
+    """Who may call one RPC (checked before the servicer runs) and whose resource it reaches (``ownership``,
+    declared for every RPC: tests/test_contracts.py requires it; the servicer enforces it, see :class:`Owned`)."""
 
     public: bool = False  # no token needed; an invalid token is ignored (the caller is anonymous)
     roles: frozenset[str] | None = None  # None: any signed-in user; otherwise one of these roles
     internal: bool = False  # only other services (service token)
+    ownership: Owned | NotOwned | None = None
 
     @staticmethod
     def anyone() -> Access:
@@ -62,7 +100,15 @@ class Access:
 
     @staticmethod
     def service_only() -> Access:
-        return Access(internal=True)
+        return Access(internal=True, ownership=_SERVICES_ACT_FOR_THEIR_CALLERS)
+
+    def owned(self, ownership: Owned) -> Access:
+        """This rule, for an RPC whose request names a resource of ``ownership``'s kind."""
+        return dataclasses.replace(self, ownership=ownership)
+
+    def not_owned(self, why: str | NotOwned) -> Access:
+        """This rule, for an RPC that reaches nobody else's resource, and why."""
+        return dataclasses.replace(self, ownership=why if isinstance(why, NotOwned) else NotOwned(why))
 
     def allows(self, caller: Caller) -> bool:
         if self.public:
@@ -360,11 +406,18 @@ def _field_path(path: Any) -> str:
 
 
 __all__ = [
+    "BY_AN_ADMIN",
     "CLIENT_ADDRESS_HEADER",
     "GRPC_STATUS_HEADER",
+    "OWN_DATA",
+    "PUBLIC_DATA",
     "SERVICE_ROLE",
+    "SIGNED_BY_A_PROVIDER",
+    "SIGNING_IN",
     "Access",
     "AuthInterceptor",
+    "NotOwned",
+    "Owned",
     "RequestContextInterceptor",
     "ValidationInterceptor",
 ]

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
@@ -40,23 +40,30 @@ C = store.campaigns
 G = store.grants
 E = store.evaluations
 
+# A sponsor's campaign: another sponsor's is CAMPAIGN_NOT_FOUND (admins reach every one, see _owned).
+CAMPAIGN = Owned("campaign", "campaign_id", frozenset({SPONSOR}), "CAMPAIGN_NOT_FOUND")
+_SPONSORS_AND_READERS = Access.role(SPONSOR, ADMIN, ADMIN_READONLY)
+_SPONSORS = Access.role(SPONSOR, ADMIN)
+
 ACCESS: dict[str, Access] = {
-    "ListCampaigns": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "GetCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "ListGrants": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "GetBudget": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "SimulateCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "CreateCampaign": Access.role(SPONSOR, ADMIN),
-    "UpdateCampaign": Access.role(SPONSOR, ADMIN),
-    "ActivateCampaign": Access.role(SPONSOR, ADMIN),
-    "PauseCampaign": Access.role(SPONSOR, ADMIN),
-    "ResumeCampaign": Access.role(SPONSOR, ADMIN),
-    "FundCampaign": Access.role(SPONSOR),  # the owner pays; an admin may fund from the platform instead
-    "FundCampaignFromPlatform": Access.role(ADMIN),
-    "CancelCampaign": Access.role(SPONSOR, ADMIN),
-    "ListDriverCampaigns": Access.role(DRIVER),
-    "GetReputation": Access.role(DRIVER),
-    "ClawbackGrant": Access.role(ADMIN),
+    # A sponsor lists their own campaigns; an admin all.
+    "ListCampaigns": _SPONSORS_AND_READERS.not_owned(OWN_DATA),
+    "GetCampaign": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "ListGrants": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "GetBudget": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "SimulateCampaign": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "CreateCampaign": _SPONSORS.not_owned("creates a campaign of the caller's own"),
+    "UpdateCampaign": _SPONSORS.owned(CAMPAIGN),
+    "ActivateCampaign": _SPONSORS.owned(CAMPAIGN),
+    "PauseCampaign": _SPONSORS.owned(CAMPAIGN),
+    "ResumeCampaign": _SPONSORS.owned(CAMPAIGN),
+    # The owner pays; an admin may fund from the platform instead.
+    "FundCampaign": Access.role(SPONSOR).owned(CAMPAIGN),
+    "FundCampaignFromPlatform": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "CancelCampaign": _SPONSORS.owned(CAMPAIGN),
+    "ListDriverCampaigns": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetReputation": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ClawbackGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RecordCampaignFunding": Access.service_only(),
     "BatchGetSessionGrants": Access.service_only(),
     "EvaluateSession": Access.service_only(),

@@ -32,7 +32,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
 from services.common.paging import page_position, page_token
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import (
@@ -54,6 +54,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
 DRIVER = "driver"
 
+# The driver's own wallet: the driver comes from the token (GetWalletTimeline's user_id is ignored).
+_WALLET = Access.role(DRIVER).not_owned(OWN_DATA)
+
 ACCESS: dict[str, Access] = {
     # The double-entry core: other services only.
     "PostTransfer": Access.service_only(),
@@ -64,21 +67,20 @@ ACCESS: dict[str, Access] = {
     "GetAccount": Access.service_only(),
     "ListTransfers": Access.service_only(),
     "GetMerchantFeePeriod": Access.service_only(),
-    "CloseMerchantFeePeriod": Access.role(ADMIN),
-    # The driver's own wallet.
-    "GetWalletBalance": Access.role(DRIVER),
-    "ListWalletEntries": Access.role(DRIVER),
-    "GetWalletTimeline": Access.role(DRIVER),
-    "RequestPayout": Access.role(DRIVER),
-    "ListPayouts": Access.role(DRIVER),
-    "CreateStripeAccount": Access.role(DRIVER),
-    "CreateStripeAccountLink": Access.role(DRIVER),
-    "GetStripeStatus": Access.role(DRIVER),
+    "CloseMerchantFeePeriod": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetWalletBalance": _WALLET,
+    "ListWalletEntries": _WALLET,
+    "GetWalletTimeline": _WALLET,
+    "RequestPayout": _WALLET,
+    "ListPayouts": _WALLET,
+    "CreateStripeAccount": _WALLET,
+    "CreateStripeAccountLink": _WALLET,
+    "GetStripeStatus": _WALLET,
     # Stripe authenticates with its signature, checked by the servicer.
-    "HandleStripeEvent": Access.anyone(),
-    "AdminGrant": Access.role(ADMIN),
+    "HandleStripeEvent": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "AdminGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RefundCampaignBudget": Access.service_only(),
-    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
+    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {

@@ -21,13 +21,14 @@ from sqlalchemy.exc import IntegrityError
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
 from services.merchants import domain, store
 from services.merchants.favorites import amenities_message, amenity_counts
 from services.merchants.records import (
     ADMIN,
     DRIVER,
     MERCHANT,
+    STORE,
     M,
     Resources,
     active_merchant,
@@ -44,13 +45,14 @@ from services.merchants.records import (
 )
 
 ACCESS: dict[str, Access] = {
-    "CreateMerchant": Access.role(ADMIN),
-    "UpdateMerchant": Access.role(MERCHANT, ADMIN),
-    "LinkCharger": Access.role(ADMIN),
-    "GetCheckoutQr": Access.role(MERCHANT, ADMIN),
-    "GetMerchant": Access.anyone(),
-    "ListMerchantsForCharger": Access.anyone(),
-    "ResolveCheckoutQr": Access.anyone(),
+    "CreateMerchant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "UpdateMerchant": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "LinkCharger": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetCheckoutQr": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchant": Access.anyone().not_owned(PUBLIC_DATA),
+    "ListMerchantsForCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    # The printed QR code's token is the capability: whoever scanned the sign at the counter.
+    "ResolveCheckoutQr": Access.anyone().not_owned("the printed QR code's token is the capability"),
 }
 
 L = store.charger_links

@@ -50,13 +50,14 @@ from services.common.errors import (
 )
 from services.common.geo import great_circle_m
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, NotOwned, Owned
 from services.merchants import domain, store
 from services.merchants.records import (
     ADMIN,
     ADMIN_READONLY,
     DRIVER,
     MERCHANT,
+    STORE,
     M,
     Resources,
     active_merchant,
@@ -68,21 +69,25 @@ from services.merchants.records import (
 
 log = logging.getLogger(__name__)
 
+# A driver's exclusive session: another driver's is EXCLUSIVE_NOT_FOUND.
+EXCLUSIVE_SESSION = Owned("exclusive session", "exclusive_session_id", frozenset({DRIVER}), "EXCLUSIVE_NOT_FOUND")
+_STAFF_CAPABILITY = NotOwned("staff devices are not signed in: the random id or arrival code is the capability")
+
 ACCESS: dict[str, Access] = {
-    "ActivateExclusive": Access.role(DRIVER),
-    "VerifyExclusiveVisit": Access.role(DRIVER),
-    "CompleteExclusive": Access.role(DRIVER),
-    "GetActiveExclusive": Access.role(DRIVER),
+    "ActivateExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
+    "VerifyExclusiveVisit": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
+    "CompleteExclusive": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
+    "GetActiveExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
     # The staff screen: the session's random id is the capability (see the contract).
-    "GetExclusiveStaffView": Access.anyone(),
+    "GetExclusiveStaffView": Access.anyone().not_owned(_STAFF_CAPABILITY),
     # Staff devices are not signed in: the arrival code is the capability (see the contract).
-    "RedeemCheckInCode": Access.anyone(),
-    "CancelExclusive": Access.role(ADMIN),
-    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN),
-    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN),
-    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN),
-    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN),
-    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY),
+    "RedeemCheckInCode": Access.anyone().not_owned(_STAFF_CAPABILITY),
+    "CancelExclusive": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE),
 }
 
 X = store.exclusive_sessions

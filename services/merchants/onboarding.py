@@ -59,6 +59,7 @@ from services.merchants.catalog import new_merchant_id, new_qr_token
 from services.merchants.records import (
     ADMIN,
     MERCHANT,
+    STORE,
     M,
     Resources,
     checkout_url,
@@ -73,8 +74,12 @@ from services.merchants.records import (
 _log = logging.getLogger(__name__)
 
 ACCESS: dict[str, Access] = {
-    "ConnectSquare": Access.role(MERCHANT, ADMIN),
-    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN),
+    # merchant_id names the store to connect; empty, a new store of the caller's is made.
+    "ConnectSquare": Access.role(MERCHANT, ADMIN).owned(STORE),
+    # The single-use state binds the callback to the store ConnectSquare named, checked again here.
+    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN).not_owned(
+        "the single-use state names the store, whose ownership is checked again on completion"
+    ),
 }
 
 S = store.square_connections

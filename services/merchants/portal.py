@@ -33,13 +33,14 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.context import current_caller
 from services.common.errors import NotFound, PermissionDenied, Unavailable
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.merchants import artwork, domain, store
 from services.merchants.records import (
     ADMIN,
     ADMIN_READONLY,
     MERCHANT,
+    STORE,
     M,
     Resources,
     checkout_url,
@@ -52,18 +53,19 @@ from services.merchants.records import (
     timestamp,
 )
 
-_OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY)
+_OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE)
 
 ACCESS: dict[str, Access] = {
-    "GetMyMerchant": Access.role(MERCHANT, ADMIN),
+    # The caller's own stores, found by their owner id.
+    "GetMyMerchant": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
     "GetMerchantSummary": _OWNER,
     "ListMerchantVisits": _OWNER,
     "GetBillingSummary": _OWNER,
     "GetShareables": _OWNER,
     "GetShareCard": _OWNER,
     "GetQrSign": _OWNER,
-    "CreatePreviewLink": Access.role(ADMIN),
-    "ResolvePreviewLink": Access.anyone(),
+    "CreatePreviewLink": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ResolvePreviewLink": Access.anyone().not_owned("the link's signature is the capability"),
 }
 
 R = store.redemptions

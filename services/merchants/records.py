@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
+from services.common.interceptors import Owned
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
@@ -93,6 +94,10 @@ async def load_merchant(conn: AsyncConnection, merchant_id: str, *, for_update: 
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
+
+
+# A merchant's store: another merchant's is MERCHANT_NOT_FOUND (admins reach every one, see manages).
+STORE = Owned("store", "merchant_id", frozenset({MERCHANT}), "MERCHANT_NOT_FOUND")
 
 
 def manages(row: Any, caller: Caller, *, write: bool) -> bool:

@@ -35,7 +35,7 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
@@ -53,33 +53,40 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
 
+# A driver's charging session: another driver's is SESSION_NOT_FOUND (an admin reads every one).
+CHARGING_SESSION = Owned("charging session", "session_id", frozenset({DRIVER}), "SESSION_NOT_FOUND")
+# Linking a car: the driver comes from the token, the state and tokens are the driver's own.
+_LINKING = Access.role(DRIVER).not_owned(OWN_DATA)
+
 ACCESS: dict[str, Access] = {
-    "PollChargingState": Access.role(DRIVER),
-    "GetActiveSession": Access.role(DRIVER),
-    "ListChargingSessions": Access.role(DRIVER),
-    "GetChargingSession": Access.role(DRIVER, ADMIN),  # the owning driver, or an admin
-    "EndChargingSession": Access.role(DRIVER),
+    "PollChargingState": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetActiveSession": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ListChargingSessions": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetChargingSession": Access.role(DRIVER, ADMIN).owned(CHARGING_SESSION),
+    "EndChargingSession": Access.role(DRIVER).owned(CHARGING_SESSION),
     # Signed by the vehicle providers (HMAC of the body), not by our tokens; the service checks the signature.
-    "IngestTelemetry": Access.anyone(),
-    "HandleSmartcarWebhook": Access.anyone(),
-    "ConnectTesla": Access.role(DRIVER),
+    "IngestTelemetry": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "HandleSmartcarWebhook": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "ConnectTesla": _LINKING,
     # Tesla's redirect carries no token: the single-use state binds it to the driver who started it.
-    "HandleTeslaCallback": Access.anyone(),
-    "GetTeslaStatus": Access.role(DRIVER),
-    "DisconnectTesla": Access.role(DRIVER),
-    "SelectVehicle": Access.role(DRIVER),
-    "ConfigureTelemetry": Access.role(DRIVER),
-    "ConnectSmartcar": Access.role(DRIVER),
+    "HandleTeslaCallback": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "GetTeslaStatus": _LINKING,
+    "DisconnectTesla": _LINKING,
+    # The vehicle is looked up among the caller's own linked account's vehicles only.
+    "SelectVehicle": _LINKING,
+    "ConfigureTelemetry": _LINKING,
+    "ConnectSmartcar": _LINKING,
     # Smartcar Connect's redirect carries no token either: the single-use state binds it to the driver.
-    "HandleSmartcarCallback": Access.anyone(),
-    "GetSmartcarStatus": Access.role(DRIVER),
-    "DisconnectSmartcar": Access.role(DRIVER),
-    "VerifyCharging": Access.role(DRIVER),
-    "ListEvCodes": Access.role(DRIVER),
-    "SearchChargers": Access.anyone(),
-    "GetCharger": Access.anyone(),
-    "CheckLocation": Access.role(DRIVER),
-    "ImportChargers": Access.role(ADMIN),
+    "HandleSmartcarCallback": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "GetSmartcarStatus": _LINKING,
+    "DisconnectSmartcar": _LINKING,
+    # The charger and merchant it names are the public catalog's; the result is the caller's.
+    "VerifyCharging": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ListEvCodes": Access.role(DRIVER).not_owned(OWN_DATA),
+    "SearchChargers": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    "CheckLocation": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ImportChargers": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
 }
 
 DEFAULT_SESSION_PAGE = 50
