@@ -13,7 +13,7 @@ import pytest
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2, descriptor_pool
 
-from services.common.config import SERVICE_NAMES
+from services.common.config import GRPC_SERVICES, SERVICE_NAMES
 from services.common.interceptors import NotOwned, Owned
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -78,8 +78,13 @@ def _services() -> list[descriptor_pb2.ServiceDescriptorProto]:
     return [service for file in image.file if file.package.startswith("nerava.") for service in file.service]
 
 
-def test_every_service_is_in_the_descriptor_set() -> None:
-    assert sorted(s.name for s in _services()) == sorted(f"{n.capitalize()}Service" for n in SERVICE_NAMES)
+def test_every_service_is_in_the_descriptor_set_under_its_one_name() -> None:
+    image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / "nerava.binpb").read_bytes())
+    served = {f"{file.package}.{service.name}" for file in image.file if file.package.startswith("nerava.")
+              for service in file.service}  # fmt: skip
+    assert served == set(GRPC_SERVICES.values())
+    for name in SERVICE_NAMES:
+        assert GRPC_SERVICES[name] == importlib.import_module(f"services.{name}.api").SERVICE_NAME
 
 
 @pytest.mark.parametrize("service", _services(), ids=lambda s: s.name)

@@ -29,13 +29,12 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm
 
-from services.common.config import Secret
+from services.common.config import SERVICE_TOKEN_HEADER, Secret
 from services.common.context import Caller
 from services.common.errors import Unauthenticated
 
 log = logging.getLogger(__name__)
 
-SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 SERVICE_AUDIENCE = "nerava-internal"
 SERVICE_ROLE = "service"
 _SERVICE_TOKEN_TTL_S = 300
@@ -195,3 +194,15 @@ class AccessTokenVerifier:
             raise Unauthenticated("UNAUTHENTICATED", "access token version claim is not an integer")
         caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles), token_version=version)
         return caller, float(claims["exp"])
+
+
+# SERVICE_TOKEN_HEADER is declared with the other facts the gateway shares (services.common.config) and importable
+# from here, beside the tokens it carries.
+__all__ = [
+    "SERVICE_AUDIENCE",
+    "SERVICE_ROLE",
+    "SERVICE_TOKEN_HEADER",
+    "AccessTokenVerifier",
+    "JwksFetcher",
+    "ServiceTokens",
+]

@@ -21,7 +21,8 @@ import grpc
 import protovalidate
 from google.protobuf.message import Message
 
-from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessTokenVerifier, ServiceTokens
+from services.common.auth import SERVICE_ROLE, AccessTokenVerifier, ServiceTokens
+from services.common.config import CLIENT_ADDRESS_HEADER, GRPC_STATUS_HEADER, SERVICE_TOKEN_HEADER
 from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
 from services.common.edge_input import PathBindings, UnreadableRequest, query_overriding_path, tolerant_deserializer
 from services.common.errors import (
@@ -172,13 +173,8 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
 _metadata_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("metadata", default=None)
 
 
-# The client address Envoy resolved (its remote address after the deployment's trusted hops), set by the gateway
-# on every request it forwards and overwritten when a client sends it. x-forwarded-for is never read: its first
-# entries are whatever the client wrote.
-CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
-# The gRPC status of a failed call, repeated in a header of our own: the transcoder turns grpc-status into an
-# HTTP status and drops it, and the gateway's access log records the real code from this header.
-GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+# The client comes from CLIENT_ADDRESS_HEADER; x-forwarded-for is never read: its first entries are whatever the
+# client wrote.
 _OK_METADATA = ((GRPC_STATUS_HEADER, "0"),)
 
 

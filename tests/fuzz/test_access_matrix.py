@@ -16,7 +16,7 @@ import pytest
 from google.protobuf import descriptor_pool, message_factory
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway import render
+from gateway import public_methods, render
 from services.common.config import SERVICE_NAMES
 from services.common.context import ANONYMOUS, Caller
 from services.common.db import create_engine
@@ -88,6 +88,9 @@ async def test_only_the_callers_an_rpcs_access_rule_admits_get_past_authorizatio
 
 
 def test_the_gateways_public_list_is_exactly_the_public_rpcs() -> None:
+    """gateway/public_methods.json is derived from the access tables; this fails while the copy is stale."""
+    derived = {service: tuple(methods) for service, methods in public_methods.public_methods().items()}
+    assert derived == render.PUBLIC_METHODS, "run `python -m tools.k8s_check --write`"
     for service in SERVICE_NAMES:
         service_name, access = _access(service)
         public = {method for method, rule in access.items() if rule.public}
