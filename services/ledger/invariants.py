@@ -13,6 +13,7 @@ import asyncio
 import sys
 
 import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config import Env
@@ -46,9 +47,9 @@ CHECKS: dict[str, str] = {
                    AS expected
             FROM entries e) s
         WHERE balance_after <> expected""",
-    "redemption without its merchant-fee accrual": """
+    "redemption without its merchant-fee accrual": f"""
         SELECT t.id FROM transfers t LEFT JOIN merchant_fee_accruals f ON f.transfer_id = t.id
-        WHERE t.kind = 5 AND f.transfer_id IS NULL""",
+        WHERE t.kind = {pb.TRANSFER_KIND_REDEMPTION} AND f.transfer_id IS NULL""",
     "merchant fee period differs from the sum of its accruals": """
         SELECT p.merchant_id, p.period_start FROM merchant_fee_periods p
         LEFT JOIN merchant_fee_accruals f ON f.merchant_id = p.merchant_id AND f.period_start = p.period_start

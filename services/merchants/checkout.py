@@ -136,9 +136,15 @@ def _money(cents: int) -> str:
 # The hot path runs on asyncpg directly (Resources.pool): prepared statements, no ORM layer. A first redemption
 # is two statements before the ledger call (the store by its QR token; the insert, which is also the check of
 # the driver's key) and one after it.
-_STORE_BY_QR = """
+# Enum values by name in the SQL text (tests/test_enum_names.py).
+_PENDING, _COMPLETED, _FAILED = (
+    pb.REDEMPTION_STATUS_PENDING,
+    pb.REDEMPTION_STATUS_COMPLETED,
+    pb.REDEMPTION_STATUS_FAILED,
+)
+_STORE_BY_QR = f"""
 SELECT id, name, custom_perk_cents, recommended_perk_cents, perk_label FROM merchants
-WHERE qr_token = $1 AND status = 2"""
+WHERE qr_token = $1 AND status = {pb.MERCHANT_STATUS_ACTIVE}"""
 _COLUMNS = ", ".join(column.name for column in R.c)
 _INSERT = f"""
 INSERT INTO redemptions (id, merchant_id, merchant_name, driver_id, idempotency_key, request_hash, square_order_id,
@@ -148,20 +154,20 @@ ON CONFLICT (driver_id, idempotency_key) DO NOTHING
 RETURNING {_COLUMNS}"""
 _BY_KEY = f"SELECT {_COLUMNS} FROM redemptions WHERE driver_id = $1 AND idempotency_key = $2"
 _BY_ID = f"SELECT {_COLUMNS} FROM redemptions WHERE id = $1"
-_EARLIER_ORDER = """
-SELECT id, driver_id FROM redemptions WHERE square_order_id = $1 AND status <> 3"""
+_EARLIER_ORDER = f"""
+SELECT id, driver_id FROM redemptions WHERE square_order_id = $1 AND status <> {_FAILED}"""
 _COMPLETE = f"""
-UPDATE redemptions SET status = 2, discount_cents = $2, merchant_fee_cents = $3, transfer_id = $4,
+UPDATE redemptions SET status = {_COMPLETED}, discount_cents = $2, merchant_fee_cents = $3, transfer_id = $4,
        nova_balance_after = $5, attempts = attempts + 1, settled_at = now()
-WHERE id = $1 AND status = 1
+WHERE id = $1 AND status = {_PENDING}
 RETURNING {_COLUMNS}"""
 _FAIL = f"""
-UPDATE redemptions SET status = 3, failure_reason = $2, attempts = attempts + 1, settled_at = now()
-WHERE id = $1 AND status = 1
+UPDATE redemptions SET status = {_FAILED}, failure_reason = $2, attempts = attempts + 1, settled_at = now()
+WHERE id = $1 AND status = {_PENDING}
 RETURNING {_COLUMNS}"""
 _ATTEMPTED = "UPDATE redemptions SET attempts = attempts + 1 WHERE id = $1"
 _PENDING_BEFORE = (
-    f"SELECT {_COLUMNS} FROM redemptions WHERE status = 1 AND created_at < $1 ORDER BY created_at LIMIT 100"
+    f"SELECT {_COLUMNS} FROM redemptions WHERE status = {_PENDING} AND created_at < $1 ORDER BY created_at LIMIT 100"
 )
 
 
@@ -170,7 +176,9 @@ def _row(record: Any) -> Any:
     return types.SimpleNamespace(**dict(record))
 
 
-_REDEEMED_ORDERS = "SELECT square_order_id FROM redemptions WHERE square_order_id = ANY($1::text[]) AND status <> 3"
+_REDEEMED_ORDERS = (
+    f"SELECT square_order_id FROM redemptions WHERE square_order_id = ANY($1::text[]) AND status <> {_FAILED}"
+)
 DEFAULT_RECENT_MINUTES = 10
 
 
