@@ -42,6 +42,8 @@ class AccountsServiceStub:
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
     CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel):
@@ -129,6 +131,8 @@ class AccountsServiceServicer:
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
     CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def StartPhoneLogin(self, request, context):
@@ -306,6 +310,8 @@ class AccountsService:
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
     CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @staticmethod

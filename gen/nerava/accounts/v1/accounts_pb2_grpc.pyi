@@ -43,6 +43,8 @@ class AccountsServiceStub:
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @_typing.overload
@@ -98,6 +100,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -149,6 +153,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @_abc_1.abstractmethod

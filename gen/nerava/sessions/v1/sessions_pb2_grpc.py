@@ -57,6 +57,10 @@ class SessionsServiceStub:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no code could be issued; retry
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -220,6 +224,10 @@ class SessionsServiceServicer:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no code could be issued; retry
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -580,6 +588,10 @@ class SessionsService:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no code could be issued; retry
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.

@@ -58,6 +58,10 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no code could be issued; retry
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -199,6 +203,10 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no code could be issued; retry
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -336,6 +344,10 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no code could be issued; retry
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.

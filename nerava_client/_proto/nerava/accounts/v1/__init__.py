@@ -763,6 +763,8 @@ class AccountsServiceStub:
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel: grpc.Channel):
