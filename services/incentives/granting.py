@@ -467,8 +467,9 @@ _EVALUATE = (
 # Candidates whose rules pass, judged before asking the database: one usually pays; more only cost rule checks.
 CANDIDATE_BATCH = 4
 _GRANT_TO_CREDIT = """
-SELECT g.*, c.name, c.created_by_user_id, c.sponsor_name FROM grants g JOIN campaigns c ON c.id = g.campaign_id
-WHERE g.id = $1
+SELECT granted.*, campaign.name, campaign.created_by_user_id, campaign.sponsor_name
+FROM grants AS granted JOIN campaigns AS campaign ON campaign.id = granted.campaign_id
+WHERE granted.id = $1
 """
 _MARK_GRANTED = (
     f"UPDATE grants SET status = {pb.GRANT_STATUS_GRANTED}, ledger_transfer_id = $2"
