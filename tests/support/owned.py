@@ -93,6 +93,12 @@ class Owners:
         )
         return Resource(started.exclusive_session.id, {DRIVER: driver})
 
+    async def driver_with_nova(self) -> Person:
+        """A driver whose wallet holds something (an admin grant of Nova)."""
+        driver = await self._person(DRIVER)
+        await self._merchants.give_nova(driver, 500)
+        return driver
+
     async def redemption(self) -> Resource:
         shop, driver = await self._store(), await self._person(DRIVER)
         await self._merchants.give_nova(driver, 500)
