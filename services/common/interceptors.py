@@ -33,6 +33,7 @@ from services.common.errors import (
     Unavailable,
     to_status,
 )
+from services.common.reasons import CommonReason
 from services.common.revocation import TokenRevocations
 from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
@@ -191,7 +192,7 @@ def _peer_address(peer: str) -> str:
 # Failures to open a connection only: a connection lost mid-statement may have committed, and UNAVAILABLE is what
 # peers retry.
 _UNAVAILABLE_DATABASE_ERRORS = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, ConnectionRefusedError)
-DATABASE_UNAVAILABLE = Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly")
+DATABASE_UNAVAILABLE = Unavailable(CommonReason.DATABASE_UNAVAILABLE, "the database is unavailable; retry shortly")
 
 
 def _database_unavailable(error: BaseException) -> bool:
@@ -315,11 +316,11 @@ class AuthInterceptor(_UnaryInterceptor):
             return ANONYMOUS
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("UNAUTHENTICATED", "authorization must be 'Bearer <token>'")
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "authorization must be 'Bearer <token>'")
         caller = await self._verifier.verify(token.strip())
         # After the verdict cache: a token revoked since it was first verified is refused on its next call.
         if caller.user_id is not None and self._revocations.revoked(caller.user_id, caller.token_version):
-            raise Unauthenticated("TOKEN_REVOKED", "this access token was revoked; sign in again or refresh")
+            raise Unauthenticated(CommonReason.TOKEN_REVOKED, "this access token was revoked; sign in again or refresh")
         return caller
 
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
@@ -327,7 +328,7 @@ class AuthInterceptor(_UnaryInterceptor):
 
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if rule is None:
-                raise PermissionDenied("PERMISSION_DENIED", f"{method} has no access rule")
+                raise PermissionDenied(CommonReason.PERMISSION_DENIED, f"{method} has no access rule")
             try:
                 caller = await self._caller(_metadata_var.get() or _metadata(context))
             except Unauthenticated:
@@ -338,11 +339,13 @@ class AuthInterceptor(_UnaryInterceptor):
                 caller = ANONYMOUS
             if not rule.allows(caller):
                 if caller is ANONYMOUS:
-                    raise Unauthenticated("UNAUTHENTICATED", "sign in first: this method needs a bearer token")
+                    raise Unauthenticated(
+                        CommonReason.UNAUTHENTICATED, "sign in first: this method needs a bearer token"
+                    )
                 needed = (
                     "a service identity" if rule.internal else "one of the roles " + ", ".join(sorted(rule.roles or ()))
                 )
-                raise PermissionDenied("PERMISSION_DENIED", f"{method} needs {needed}")
+                raise PermissionDenied(CommonReason.PERMISSION_DENIED, f"{method} needs {needed}")
             token = caller_var.set(caller)
             try:
                 return await behavior(request, context)

@@ -24,6 +24,7 @@ from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
 from services.merchants import domain, store
 from services.merchants.favorites import amenities_message, amenity_counts
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     DRIVER,
@@ -75,7 +76,7 @@ def _check_time_zone(field: str, name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason="UNKNOWN_TIME_ZONE") from None
+        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason=Reason.UNKNOWN_TIME_ZONE) from None
 
 
 def _local_day_start(time_zone: Any) -> Any:
@@ -121,10 +122,10 @@ class CatalogRpcs(Resources):
                 except IntegrityError as error:
                     if "merchants_place_id" in str(error.orig):
                         raise InvalidArgument(
-                            [("merchant.place_id", "another merchant has this place id")], reason="PLACE_ID_TAKEN"
+                            [("merchant.place_id", "another merchant has this place id")], reason=Reason.PLACE_ID_TAKEN
                         ) from None
                     # A concurrent create with the same request id: the caller's retry replays it.
-                    raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry") from None
+                    raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
                 existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
@@ -145,12 +146,14 @@ class CatalogRpcs(Resources):
             changes["opening_periods"] = periods_json(request.hours.periods)
         if request.HasField("status"):
             if request.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}):
-                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "only an admin suspends a merchant")
+                raise PermissionDenied(Reason.MERCHANT_STATUS_NOT_ALLOWED, "only an admin suspends a merchant")
             changes["status"] = request.status
         async with self.engine.begin() as conn:
             row = await owned_merchant(conn, request.merchant_id, caller, write=True, for_update=True)
             if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in changes:
-                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "a suspended merchant is reinstated by an admin")
+                raise PermissionDenied(
+                    Reason.MERCHANT_STATUS_NOT_ALLOWED, "a suspended merchant is reinstated by an admin"
+                )
             if changes:
                 row = (
                     await conn.execute(
@@ -367,7 +370,7 @@ class CatalogRpcs(Resources):
                 )
             ).first()
             if row is None:
-                raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+                raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
             link = (
                 await conn.execute(
                     sa.select(L).where(L.c.merchant_id == row.id).order_by(L.c.walk_distance_m, L.c.charger_id).limit(1)
@@ -404,7 +407,7 @@ class CatalogRpcs(Resources):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return 0
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
         return reply.account.balance
 
 

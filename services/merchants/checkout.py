@@ -44,6 +44,7 @@ from services.common.errors import (
 from services.common.interceptors import OWN_DATA, Access, Owned
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAuthError, SquareNotFound, SquareUnavailable
+from services.merchants.reasons import Reason
 from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin, timestamp
 
 log = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ def ledger_request(row: Any) -> ledger_pb2.PostTransferRequest:
 
 def _no_nova(row: Any) -> FailedPrecondition:
     return FailedPrecondition(
-        "INSUFFICIENT_BALANCE", "the driver has no Nova to spend here", {"redemption_id": str(row.id)}
+        Reason.INSUFFICIENT_BALANCE, "the driver has no Nova to spend here", {"redemption_id": str(row.id)}
     )
 
 
@@ -188,7 +189,7 @@ class CheckoutRpcs(Resources):
     ) -> pb.ListRecentSquareOrdersResponse:
         merchant = await self.pool.fetchrow(_STORE_BY_QR, request.token)
         if merchant is None:
-            raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+            raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
         perk = domain.merchant_perk(
             merchant["custom_perk_cents"], merchant["recommended_perk_cents"], merchant["perk_label"]
         )
@@ -212,7 +213,7 @@ class CheckoutRpcs(Resources):
             log.warning("Square refused the orders search", extra={"merchant_id": merchant["id"]})
             return answer
         except SquareUnavailable:
-            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; try again") from None
+            raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; try again") from None
         redeemed = {row["square_order_id"] for row in await self.pool.fetch(_REDEEMED_ORDERS, [o.id for o in orders])}
         for order in orders:
             answer.orders.add(
@@ -243,7 +244,7 @@ class CheckoutRpcs(Resources):
             existing = await self._by_key(driver_id, key)  # the stored answer stands if the store paused since
             if existing is not None:
                 return await self._replay(existing, fingerprint)
-            raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+            raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
         total = request.order_total_cents
         if request.square_order_id:
             total = await self._square_order_total(merchant["id"], request.square_order_id)
@@ -270,7 +271,7 @@ class CheckoutRpcs(Resources):
             # The earlier redemption is named to its own driver only: another driver's id is not theirs to see.
             mine = "" if earlier is None or earlier["driver_id"] != driver_id else str(earlier["id"])
             raise AlreadyExists(
-                "ORDER_ALREADY_REDEEMED",
+                Reason.ORDER_ALREADY_REDEEMED,
                 "this Square order was already redeemed; nothing was debited",
                 {"redemption_id": mine},
             ) from None
@@ -287,7 +288,7 @@ class CheckoutRpcs(Resources):
     async def _replay(self, row: Any, fingerprint: bytes) -> pb.RedeemAtCheckoutResponse:
         if row.request_hash != fingerprint:
             raise Aborted(
-                "IDEMPOTENCY_KEY_REUSED",
+                Reason.IDEMPOTENCY_KEY_REUSED,
                 "this idempotency key was used for a different redemption",
                 {"redemption_id": str(row.id)},
             )
@@ -300,7 +301,7 @@ class CheckoutRpcs(Resources):
             raise _no_nova(row)
         if row.status == PENDING:
             raise Unavailable(
-                "LEDGER_UNAVAILABLE",
+                Reason.LEDGER_UNAVAILABLE,
                 "the redemption is pending: the ledger did not answer; retry with the same idempotency key",
                 {"redemption_id": str(row.id)},
             )
@@ -325,18 +326,18 @@ class CheckoutRpcs(Resources):
         connected location."""
         tokens = await cast(_SquareTokens, self).square_access_token(merchant_id)
         if tokens is None:
-            raise FailedPrecondition("SQUARE_NOT_CONNECTED", "this merchant has no Square connection")
+            raise FailedPrecondition(Reason.SQUARE_NOT_CONNECTED, "this merchant has no Square connection")
         access_token, location_id = tokens
         try:
             order = await self.square.get_order(access_token, order_id)
         except SquareNotFound:
-            raise FailedPrecondition("SQUARE_ORDER_UNAVAILABLE", "Square has no such order") from None
+            raise FailedPrecondition(Reason.SQUARE_ORDER_UNAVAILABLE, "Square has no such order") from None
         except SquareAuthError:
             raise FailedPrecondition(
-                "SQUARE_NOT_CONNECTED", "the merchant's Square connection was revoked; reconnect Square"
+                Reason.SQUARE_NOT_CONNECTED, "the merchant's Square connection was revoked; reconnect Square"
             ) from None
         except SquareUnavailable:
-            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; retry with the same key") from None
+            raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; retry with the same key") from None
         if (
             order.location_id != location_id
             or not order.total_cents
@@ -344,7 +345,7 @@ class CheckoutRpcs(Resources):
             or (order.currency or "USD") != "USD"  # Nova discounts are US cents
         ):
             raise FailedPrecondition(
-                "SQUARE_ORDER_UNAVAILABLE",
+                Reason.SQUARE_ORDER_UNAVAILABLE,
                 "the order has no total in USD, was canceled, or belongs to another location",
             )
         return order.total_cents
@@ -389,7 +390,7 @@ class CheckoutRpcs(Resources):
                 )
             ).first()
         if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):
-            raise NotFound("REDEMPTION_NOT_FOUND", "no such redemption", {"redemption_id": request.redemption_id})
+            raise NotFound(Reason.REDEMPTION_NOT_FOUND, "no such redemption", {"redemption_id": request.redemption_id})
         return pb.GetRedemptionResponse(
             redemption_id=str(row.id),
             merchant_name=row.merchant_name,

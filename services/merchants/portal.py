@@ -36,6 +36,7 @@ from services.common.errors import NotFound, PermissionDenied, Unavailable
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.merchants import artwork, domain, store
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     ADMIN_READONLY,
@@ -101,7 +102,7 @@ def _merchant_nova(merchant_id: str) -> ledger_pb2.AccountRef:
 
 
 def _ledger_unavailable() -> Unavailable:
-    return Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry")
+    return Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry")
 
 
 def transfer_type(kind: int) -> str:
@@ -237,7 +238,7 @@ class PortalRpcs(Resources):
                 )
             ).all()
             if not rows:
-                raise NotFound("MERCHANT_NOT_FOUND", "the caller owns no merchant store")
+                raise NotFound(Reason.MERCHANT_NOT_FOUND, "the caller owns no merchant store")
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             connected = (
                 await conn.execute(sa.select(S.c.merchant_id).where(S.c.merchant_id == row.id))
@@ -425,7 +426,7 @@ class PortalRpcs(Resources):
         # The signature first: without a valid link nothing is said about the merchant id, not even whether it
         # exists.
         if not domain.preview_valid(self._preview_key(), request.merchant_id, request.exp, request.sig, now):
-            raise PermissionDenied("PREVIEW_LINK_INVALID", "this preview link is expired or invalid")
+            raise PermissionDenied(Reason.PREVIEW_LINK_INVALID, "this preview link is expired or invalid")
         async with self.reads.connect() as conn:
             row = await load_merchant(conn, request.merchant_id)
             if row is None:

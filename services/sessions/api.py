@@ -46,6 +46,7 @@ from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.pushes import REPLAYED, PushGuard, PushRefused, parse_time
+from services.sessions.reasons import Reason
 from services.sessions.tracking import Row, SessionTracker, session_message
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def _now() -> datetime.datetime:
 
 
 def _charger_not_found(charger_id: str) -> NotFound:
-    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
+    return NotFound(Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id})
 
 
 class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
@@ -289,7 +290,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PollChargingStateResponse:
         if self._poller is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "vehicle polling is not configured")
         return await self._poller.poll(
             _driver(),
             request.lat if request.HasField("lat") else None,
@@ -300,7 +301,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _tesla(self) -> TeslaLinking:
         if self._linking is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla linking is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla linking is not configured")
         return self._linking
 
     async def ConnectTesla(
@@ -337,7 +338,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _smartcar(self) -> SmartcarLinking:
         if self._smartcar_linking is None:
-            raise Unavailable("PROVIDER_NOT_CONFIGURED", "Smartcar is not configured")
+            raise Unavailable(Reason.PROVIDER_NOT_CONFIGURED, "Smartcar is not configured")
         return self._smartcar_linking
 
     async def ConnectSmartcar(
@@ -378,11 +379,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.HandleSmartcarWebhookResponse:
         settings = self._settings
         if settings is None or not settings.telemetry_ingestion_enabled:
-            raise Unavailable("INGESTION_DISABLED", "Smartcar webhook ingestion is switched off")
+            raise Unavailable(Reason.INGESTION_DISABLED, "Smartcar webhook ingestion is switched off")
         token = settings.smartcar_management_token.value
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         if not token:
-            raise Unauthenticated("SIGNATURE_INVALID", "Smartcar webhooks are not configured")
+            raise Unauthenticated(Reason.SIGNATURE_INVALID, "Smartcar webhooks are not configured")
         try:
             event = smartcar.verify_webhook(request.http_body.data, headers.get("sc-signature"), token)
             challenge = smartcar.verify_challenge(event)
@@ -394,9 +395,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             meta = event.get("meta")
             delivered_at = meta.get("deliveredAt") if isinstance(meta, dict) else None
         except WebhookSignatureInvalid as exc:
-            raise Unauthenticated("SIGNATURE_INVALID", str(exc)) from exc
+            raise Unauthenticated(Reason.SIGNATURE_INVALID, str(exc)) from exc
         except WebhookPayloadInvalid as exc:
-            raise InvalidArgument([("http_body", str(exc))], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+            raise InvalidArgument([("http_body", str(exc))], reason=Reason.WEBHOOK_PAYLOAD_INVALID) from exc
         if reading is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         # Smartcar retries a delivery with the same eventId: one event acts once.
@@ -422,7 +423,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _codes(self) -> EvCodes:
         if self._ev_codes is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "EV codes are not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "EV codes are not configured")
         return self._ev_codes
 
     async def VerifyCharging(
@@ -509,7 +510,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         async with self._reads.connect() as conn:
             row = (await conn.execute(sa.select(s).where(s.c.id == uuid.UUID(request.session_id)))).mappings().first()
         if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
-            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+            raise NotFound(
+                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
+            )
         [message] = await self._messages([row])
         return pb.GetChargingSessionResponse(session=message)
 
@@ -518,7 +521,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.EndChargingSessionResponse:
         result = await self._tracker.end_by_hand(uuid.UUID(request.session_id), _driver())
         if result is None:
-            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+            raise NotFound(
+                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
+            )
         row, already_ended = result
         [message] = await self._messages([row])
         return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
@@ -530,18 +535,22 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.IngestTelemetryResponse:
         settings = self._settings
         if settings is None or not settings.telemetry_ingestion_enabled:
-            raise Unavailable("INGESTION_DISABLED", "Fleet Telemetry ingestion is switched off")
+            raise Unavailable(Reason.INGESTION_DISABLED, "Fleet Telemetry ingestion is switched off")
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         body = request.http_body.data
         if not _signature_matches(
             settings.tesla_telemetry_secret.value, body, headers.get("x-telemetry-signature", "")
         ):
-            raise Unauthenticated("SIGNATURE_INVALID", "X-Telemetry-Signature is missing or does not match the body")
+            raise Unauthenticated(
+                Reason.SIGNATURE_INVALID, "X-Telemetry-Signature is missing or does not match the body"
+            )
         try:
             record = json.loads(body)
             push = domain.parse_fleet_push(record, _now())
         except (ValueError, domain.MalformedPush) as exc:
-            raise InvalidArgument([("http_body", str(exc) or "not JSON")], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+            raise InvalidArgument(
+                [("http_body", str(exc) or "not JSON")], reason=Reason.WEBHOOK_PAYLOAD_INVALID
+            ) from exc
         await self._admit("tesla", record.get("msg_id"), record.get("created_at"), body)
         c = store.vehicle_connections
         async with self._reads.connect() as conn:
