@@ -14,6 +14,7 @@ import pytest
 
 from services.common import errors
 from services.common.config import SERVICE_NAMES
+from services.common.interceptors import Owned
 from services.common.reasons import CommonReason
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -133,3 +134,22 @@ def test_the_check_finds_the_reasons_a_module_gives() -> None:
         "THING_NOT_FOUND",
         "TOO_MUCH",
     ]
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_an_owned_rpc_refuses_a_stranger_as_its_proto_documents(name: str) -> None:
+    """The refusal an access table declares for another's resource (Owned.reason, Owned.refusal) is the reason and
+    status the proto documents for it."""
+    text = (ROOT / "proto" / "nerava" / name / "v1" / f"{name}.proto").read_text()
+    codes = dict(re.findall(r"^//   ([A-Z][A-Z0-9_]+)\s+\(([A-Z_]+)\)", text, re.MULTILINE))
+    owned = {
+        method: rule.ownership
+        for method, rule in importlib.import_module(f"services.{name}.api").ACCESS.items()
+        if isinstance(rule.ownership, Owned)
+    }
+    wrong = [
+        f"{method}: {own.reason} ({own.refusal.name}), documented as {codes.get(own.reason)}"
+        for method, own in sorted(owned.items())
+        if codes.get(own.reason) != own.refusal.name
+    ]
+    assert wrong == []
