@@ -39,6 +39,15 @@ from typing import Any, Literal
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from services.common.config import (
+    CLIENT_ADDRESS_HEADER,
+    DEFAULT_PORTS,
+    GRPC_SERVICES,
+    GRPC_STATUS_HEADER,
+    KUBERNETES_GRPC_PORT,
+    SERVICE_TOKEN_HEADER,
+)
+
 JsonObject = dict[str, Any]
 Target = Literal["local", "kubernetes"]
 
@@ -48,67 +57,23 @@ DEFAULT_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
 KUBERNETES_DESCRIPTOR_PATH = "/etc/envoy/descriptors/nerava.binpb"
 
 # Cluster name (= Kubernetes Service name) → the fully-qualified gRPC service it serves. One cluster per service.
-SERVICES: Mapping[str, str] = {
-    "accounts": "nerava.accounts.v1.AccountsService",
-    "sessions": "nerava.sessions.v1.SessionsService",
-    "incentives": "nerava.incentives.v1.IncentivesService",
-    "ledger": "nerava.ledger.v1.LedgerService",
-    "merchants": "nerava.merchants.v1.MerchantsService",
-}
-LOCAL_UPSTREAM_PORTS: Mapping[str, int] = {
-    "accounts": 50051,
-    "sessions": 50052,
-    "incentives": 50053,
-    "ledger": 50054,
-    "merchants": 50055,
-}
+SERVICES: Mapping[str, str] = GRPC_SERVICES
+LOCAL_UPSTREAM_PORTS: Mapping[str, int] = DEFAULT_PORTS
 
-# The ONE list of methods callable without a valid access token (API.md "who: public"), per service.
-# Everything else under /nerava. requires the "accounts" JWT provider. Entries of a service missing from the
-# descriptor set are skipped (the services land one by one); a listed method missing from a service that IS
-# in the descriptor set is an error, so a rename cannot silently make a public method private or vice versa.
-# Later: sessions' charger search, merchants' public pages, the Stripe/Tesla webhooks.
-PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
-    "nerava.accounts.v1.AccountsService": (
-        "StartPhoneLogin",
-        "VerifyPhoneLogin",
-        "StartEmailLogin",
-        "VerifyEmailLogin",
-        "RefreshToken",
-        "GetJwks",
-        "SignInWithGoogle",
-        "SignInWithApple",
-        "StartConsoleLogin",
-        "VerifyConsoleLogin",
-        "SignInMerchantWithGoogle",
-        "VerifyMerchantClaimLink",
-        "GetTeslaLoginUrl",
-        "SignInWithTesla",
-    ),
-    # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
-    # service) and Tesla's OAuth redirect lands on the callback without our token.
-    "nerava.sessions.v1.SessionsService": (
-        "SearchChargers",
-        "GetCharger",
-        "IngestTelemetry",
-        "HandleSmartcarWebhook",
-        "HandleTeslaCallback",
-        "HandleSmartcarCallback",
-    ),
-    # Stripe calls the webhook; the signature, not a token, authenticates it.
-    "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),
-    # The "while you charge" list, merchant pages, a scanned checkout QR (the driver is optional),
-    # acquisition previews, the staff screen of an exclusive (its random id is the capability) and the staff's
-    # arrival check-in (the code is the capability) are public.
-    "nerava.merchants.v1.MerchantsService": (
-        "ResolveCheckoutQr",
-        "ListMerchantsForCharger",
-        "GetMerchant",
-        "ResolvePreviewLink",
-        "GetExclusiveStaffView",
-        "RedeemCheckInCode",
-    ),
-}
+# The methods callable without a valid access token, per service: the public rules of the services' access tables
+# (Access.anyone() in services/<name>/api.py), written to this file by `python -m tools.k8s_check --write`
+# (gateway/public_methods.py derives it; tests/fuzz/test_access_matrix.py fails while it is stale). A copy, because
+# the gateway's image renders with protobuf alone and cannot import the services. Everything else under /nerava.
+# requires the "accounts" JWT provider. Entries of a service missing from the descriptor set are skipped; a listed
+# method missing from a service that IS in the descriptor set is an error.
+PUBLIC_METHODS_FILE = pathlib.Path(__file__).resolve().parent / "public_methods.json"
+
+
+def load_public_methods(path: pathlib.Path = PUBLIC_METHODS_FILE) -> Mapping[str, tuple[str, ...]]:
+    return {service: tuple(methods) for service, methods in json.loads(path.read_text()).items()}
+
+
+PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = load_public_methods()
 
 # Methods that send or check a one-time code: each gets its own, much smaller token bucket, because they cost
 # money (SMS) and guard accounts against code guessing. They must also be public (checked in render()).
@@ -139,13 +104,10 @@ WEBHOOK_METHODS: Mapping[str, tuple[str, ...]] = {
 REQUEST_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 1024 * 1024
 
-# The client address Envoy resolved (its remote address after `xff_num_trusted_hops`), put on every request it
-# forwards, replacing whatever the client sent under that name. The services key per-client limits on it and
-# never on x-forwarded-for, whose first entries the client writes itself.
-CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
-# The services repeat the gRPC status of every answer in this header (the transcoder drops grpc-status when it
-# turns an error into JSON); local replies set it too, so the access log records the real gRPC status.
-GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+# CLIENT_ADDRESS_HEADER (services.common.config) is the client address Envoy resolved (its remote address after
+# `xff_num_trusted_hops`), put on every request it forwards, replacing whatever the client sent under that name.
+# Local replies set GRPC_STATUS_HEADER too, so the access log records the real gRPC status. SERVICE_TOKEN_HEADER,
+# service-to-service identity, is never accepted from outside the mesh.
 
 # The JWKS the gateway verifies tokens with is served by accounts behind the gateway itself: the REST path is
 # transcoded to AccountsService/GetJwks, which is public, so the self-fetch needs no token.
@@ -153,8 +115,6 @@ JWKS_PATH = "/.well-known/jwks.json"
 JWKS_METHOD = ("nerava.accounts.v1.AccountsService", "GetJwks")
 JWT_PROVIDER = "accounts"
 
-# Service-to-service identity travels in this header; it must never be accepted from outside the mesh.
-SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 
 # HTTP status of a local reply (one Envoy generates itself) → the google.rpc.Code put in its JSON Status body,
 # so every error an app sees has the shape the services' errors have after transcoding (API.md "Wire
@@ -359,7 +319,7 @@ class GatewaySettings:
     def kubernetes(
         cls,
         namespace: str = "nerava",
-        service_port: int = 50051,
+        service_port: int = KUBERNETES_GRPC_PORT,
         cluster_domain: str = "cluster.local",
         **overrides: Any,
     ) -> GatewaySettings:
@@ -1079,7 +1039,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in SERVICES:
         parser.add_argument(f"--{name}", default=_env(name), help=f"HOST:PORT of {name} (local target)")
     parser.add_argument("--namespace", default=_env("namespace") or "nerava", help="k8s namespace of the Services")
-    parser.add_argument("--service-port", type=int, default=int(_env("service-port") or 50051), help="k8s gRPC port")
+    parser.add_argument(
+        "--service-port", type=int, default=int(_env("service-port") or KUBERNETES_GRPC_PORT), help="k8s gRPC port"
+    )
     parser.add_argument("--descriptor", default=_env("descriptor"), help="descriptor set path as Envoy sees it")
     parser.add_argument(
         "--descriptor-source", type=pathlib.Path, default=_env("descriptor-source"),

@@ -7,13 +7,16 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG ENVOY_IMAGE=envoyproxy/envoy:distroless-v1.40.0
 
-# --- render: gateway/render.py needs only protobuf (pinned in requirements/runtime.txt) -------------------------------
+# --- render: gateway/render.py needs only protobuf (pinned in requirements/runtime.txt) and services/common/config.py
+# (the services' names and ports; standard library only) --------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS render
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY requirements/runtime.txt /tmp/runtime.txt
 RUN pip install "$(grep '^protobuf==' /tmp/runtime.txt)"
 WORKDIR /src
 COPY gateway/ gateway/
+COPY services/__init__.py services/__init__.py
+COPY services/common/__init__.py services/common/config.py services/common/
 COPY gen/nerava.binpb gen/nerava.binpb
 RUN python -m gateway.render --target kubernetes --out /out/envoy.json
 

@@ -38,6 +38,7 @@ from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavai
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
 from services.incentives.granting import ledger_currency
+from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
 C = store.campaigns
@@ -73,7 +74,7 @@ class CheckoutAnswer:
 
 
 def not_found(campaign_id: str) -> NotFound:
-    return NotFound("CAMPAIGN_NOT_FOUND", "no campaign with that id", {"campaign_id": campaign_id})
+    return NotFound(Reason.CAMPAIGN_NOT_FOUND, "no campaign with that id", {"campaign_id": campaign_id})
 
 
 async def locked_campaign(conn: AsyncConnection, campaign_id: str, actor: Actor) -> sa.RowMapping:
@@ -95,7 +96,7 @@ def remaining(row: store.Row) -> int:
 
 def _transition(current: int, target: int) -> FailedPrecondition:
     return FailedPrecondition(
-        "INVALID_TRANSITION",
+        Reason.INVALID_TRANSITION,
         f"a {S.Name(current)} campaign cannot become {S.Name(target)}",
         {"from": S.Name(current), "to": S.Name(target)},
     )
@@ -103,7 +104,7 @@ def _transition(current: int, target: int) -> FailedPrecondition:
 
 def _not_expired(row: store.Row, now: datetime.datetime) -> None:
     if row["end_date"] is not None and row["end_date"] <= now:
-        raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
+        raise FailedPrecondition(Reason.CAMPAIGN_EXPIRED, "the campaign's end date has passed")
 
 
 def _open(row: store.Row, now: datetime.datetime) -> bool:
@@ -123,7 +124,7 @@ async def _claim_checkout(
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+            raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
         if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
             raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
         _not_expired(row, now)
@@ -161,7 +162,7 @@ async def open_checkout(
             await asyncio.sleep(CHECKOUT_WAIT_S)  # another caller is opening it; no connection held meanwhile
             continue
         return await _open_at_stripe(engine, stripe, row, attempt, fee_bps=fee_bps, console_base_url=console_base_url)
-    raise Unavailable("PAYMENTS_UNAVAILABLE", "the checkout is still being opened; try again")
+    raise Unavailable(Reason.PAYMENTS_UNAVAILABLE, "the checkout is still being opened; try again")
 
 
 async def _open_at_stripe(
@@ -188,7 +189,7 @@ async def _open_at_stripe(
                 .where(C.c.id == row["id"], C.c.checkout_attempt == attempt)
                 .values(checkout_claimed_at=C.c.checkout_claimed_at - CHECKOUT_CLAIM)
             )
-        raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        raise Unavailable(Reason.PAYMENTS_UNAVAILABLE, "Stripe did not answer; try again") from exc
     async with engine.begin() as conn:
         stored = (
             (
@@ -217,7 +218,7 @@ async def _open_at_stripe(
         async with engine.connect() as conn:
             stored = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
         if stored["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+            raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
     return CheckoutAnswer(checkout.url, checkout.session_id, True, checkout.expires_at, stored)
 
 
@@ -239,13 +240,13 @@ async def fund_from_platform(
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
             if row["checkout_session_id"] is None:
                 return row  # funded by the platform before: the same answer
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+            raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
         if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
             raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
         if row["funding_status"] == pb.FUNDING_STATUS_PENDING and (
             row["checkout_expires_at"] is None or row["checkout_expires_at"] > now
         ):
-            raise FailedPrecondition("CHECKOUT_PENDING", "a Stripe checkout is open for this campaign")
+            raise FailedPrecondition(Reason.CHECKOUT_PENDING, "a Stripe checkout is open for this campaign")
         _not_expired(row, now)
         net = int(row["budget_cents"])
         currency = ledger_currency(row["reward_kind"])
@@ -278,9 +279,9 @@ async def fund_from_platform(
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.ABORTED:
                 raise Aborted(
-                    "IDEMPOTENCY_KEY_REUSED", "this campaign's platform funding was asked with another reason"
+                    Reason.IDEMPOTENCY_KEY_REUSED, "this campaign's platform funding was asked with another reason"
                 ) from error
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from error
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
         funded: sa.RowMapping = (
             (
                 await conn.execute(
@@ -421,5 +422,5 @@ async def _refund(
             )
         )
     except grpc.aio.AioRpcError as error:
-        raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not refund the budget; retry") from error
+        raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not refund the budget; retry") from error
     return reply

@@ -40,6 +40,7 @@ from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavai
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError
 from services.incentives import domain, store
 from services.incentives.index import CampaignIndex
+from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ class Granting:
         row, reply = await self._decide(fixed, lambda: self._index.ranked(ids, now, place), facts)
         if row["kind"] == "replay" and row["conflict"]:
             raise Aborted(
-                "IDEMPOTENCY_KEY_REUSED",
+                Reason.IDEMPOTENCY_KEY_REUSED,
                 "this session and end_sequence were evaluated with a different snapshot",
                 {"session_id": session.session_id, "end_sequence": str(session.end_sequence)},
             )
@@ -256,7 +257,7 @@ class Granting:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return ""
             # Judging the allowlist without the email could refuse a driver who is on it; sessions retries.
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", "the driver's email could not be read; retry") from error
+            raise Unavailable(Reason.ACCOUNTS_UNAVAILABLE, "the driver's email could not be read; retry") from error
         return reply.user.email
 
     # --- the ledger credit (outbox relay) ------------------------------------------------------------------
@@ -340,10 +341,10 @@ class Granting:
                 .first()
             )
         if row is None:
-            raise NotFound("GRANT_NOT_FOUND", "no grant with that id", {"grant_id": str(grant_id)})
+            raise NotFound(Reason.GRANT_NOT_FOUND, "no grant with that id", {"grant_id": str(grant_id)})
         if row["status"] == pb.GRANT_STATUS_FAILED:
             raise FailedPrecondition(
-                "GRANT_FAILED",
+                Reason.GRANT_FAILED,
                 "the ledger never credited this grant; there is nothing to claw back",
                 {"grant_id": str(grant_id)},
             )
@@ -367,7 +368,7 @@ class Granting:
                     OutboxMessage(0, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)}, 0), refused
                 )
                 raise FailedPrecondition(
-                    "GRANT_FAILED",
+                    Reason.GRANT_FAILED,
                     "the ledger refused this grant's credit; it failed and its budget was returned",
                     {"grant_id": str(grant_id)},
                 ) from error
@@ -386,7 +387,7 @@ class Granting:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise FailedPrecondition(
-                    "GRANT_ALREADY_SPENT",
+                    Reason.GRANT_ALREADY_SPENT,
                     "the driver already spent or withdrew this reward; the ledger cannot reverse it",
                     {"grant_id": str(grant_id)},
                 ) from error
@@ -431,7 +432,7 @@ def _unanswered(error: grpc.aio.AioRpcError) -> Exception:
     """What a clawback raises for a ledger error it does not handle: LEDGER_UNAVAILABLE when asking again may
     help, else the error itself."""
     if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry with the same request_id")
+        return Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry with the same request_id")
     return error
 
 
@@ -467,8 +468,9 @@ _EVALUATE = (
 # Candidates whose rules pass, judged before asking the database: one usually pays; more only cost rule checks.
 CANDIDATE_BATCH = 4
 _GRANT_TO_CREDIT = """
-SELECT g.*, c.name, c.created_by_user_id, c.sponsor_name FROM grants g JOIN campaigns c ON c.id = g.campaign_id
-WHERE g.id = $1
+SELECT granted.*, campaign.name, campaign.created_by_user_id, campaign.sponsor_name
+FROM grants AS granted JOIN campaigns AS campaign ON campaign.id = granted.campaign_id
+WHERE granted.id = $1
 """
 _MARK_GRANTED = (
     f"UPDATE grants SET status = {pb.GRANT_STATUS_GRANTED}, ledger_transfer_id = $2"

@@ -32,7 +32,7 @@ from services.common.errors import (
     Unavailable,
 )
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
 from services.common.paging import page_position, page_token
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import (
@@ -44,6 +44,7 @@ from services.ledger.adapters.stripe_payouts import (
 from services.ledger.config import LedgerSettings
 from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
+from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,9 @@ STRIPE_EVENT_LEASE = datetime.timedelta(minutes=1)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
 DRIVER = "driver"
+
+# The driver's own wallet: the driver comes from the token (GetWalletTimeline's user_id is ignored).
+_WALLET = Access.role(DRIVER).not_owned(OWN_DATA)
 
 ACCESS: dict[str, Access] = {
     # The double-entry core: other services only.
@@ -64,30 +68,29 @@ ACCESS: dict[str, Access] = {
     "GetAccount": Access.service_only(),
     "ListTransfers": Access.service_only(),
     "GetMerchantFeePeriod": Access.service_only(),
-    "CloseMerchantFeePeriod": Access.role(ADMIN),
-    # The driver's own wallet.
-    "GetWalletBalance": Access.role(DRIVER),
-    "ListWalletEntries": Access.role(DRIVER),
-    "GetWalletTimeline": Access.role(DRIVER),
-    "RequestPayout": Access.role(DRIVER),
-    "ListPayouts": Access.role(DRIVER),
-    "CreateStripeAccount": Access.role(DRIVER),
-    "CreateStripeAccountLink": Access.role(DRIVER),
-    "GetStripeStatus": Access.role(DRIVER),
+    "CloseMerchantFeePeriod": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetWalletBalance": _WALLET,
+    "ListWalletEntries": _WALLET,
+    "GetWalletTimeline": _WALLET,
+    "RequestPayout": _WALLET,
+    "ListPayouts": _WALLET,
+    "CreateStripeAccount": _WALLET,
+    "CreateStripeAccountLink": _WALLET,
+    "GetStripeStatus": _WALLET,
     # Stripe authenticates with its signature, checked by the servicer.
-    "HandleStripeEvent": Access.anyone(),
-    "AdminGrant": Access.role(ADMIN),
+    "HandleStripeEvent": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "AdminGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RefundCampaignBudget": Access.service_only(),
-    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
+    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
-    "IDEMPOTENCY_KEY_REUSED": Aborted,
-    "INSUFFICIENT_BALANCE": FailedPrecondition,
-    "TRANSFER_NOT_RESERVED": FailedPrecondition,
-    "REVERSAL_EXCEEDS_TRANSFER": FailedPrecondition,
-    "TRANSFER_ALREADY_REVERSED": AlreadyExists,
-    "ACCOUNT_NOT_FOUND": FailedPrecondition,
+    Reason.IDEMPOTENCY_KEY_REUSED: Aborted,
+    Reason.INSUFFICIENT_BALANCE: FailedPrecondition,
+    Reason.TRANSFER_NOT_RESERVED: FailedPrecondition,
+    Reason.REVERSAL_EXCEEDS_TRANSFER: FailedPrecondition,
+    Reason.TRANSFER_ALREADY_REVERSED: AlreadyExists,
+    Reason.ACCOUNT_NOT_FOUND: FailedPrecondition,
 }
 _MESSAGES = {
     "IDEMPOTENCY_KEY_REUSED": "this idempotency key was used for a different request",
@@ -201,7 +204,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         if not domain.kind_allows(request.kind, request.from_account.type, request.to_account.type):
             raise InvalidArgument(
                 [("kind", "this kind of transfer does not move value between these account types")],
-                reason="TRANSFER_KIND_MISMATCH",
+                reason=Reason.TRANSFER_KIND_MISMATCH,
             )
         movement = store.Movement(
             kind=request.kind,
@@ -234,7 +237,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         ):
             raise InvalidArgument(
                 [("from_account", "payouts reserve driver cash for an external destination")],
-                reason="TRANSFER_KIND_MISMATCH",
+                reason=Reason.TRANSFER_KIND_MISMATCH,
             )
         source = _key(request.from_account)
         movement = store.Movement(
@@ -280,7 +283,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         async with self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
-            raise NotFound("TRANSFER_NOT_FOUND", f"no reservation {transfer_id}")
+            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no reservation {transfer_id}")
         cash = pb.CURRENCY_CASH_CENTS
         return (
             store.AccountKey(row[2], row[3], cash),
@@ -345,11 +348,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         async with self._reads.connect() as conn:
             original = (await conn.execute(query)).first()
         if original is None:
-            raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {request.transfer_id}")
+            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {request.transfer_id}")
         if original.phase != pb.TRANSFER_PHASE_SINGLE or original.kind == pb.TRANSFER_KIND_REVERSAL:
             raise InvalidArgument(
                 [("transfer_id", "only single-phase transfers that are not reversals themselves can be reversed")],
-                reason="REVERSAL_MISMATCH",
+                reason=Reason.REVERSAL_MISMATCH,
             )
         currency = original.currency
         metadata = _metadata(request.metadata)
@@ -381,7 +384,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 )
             ).first()
         if row is None:
-            raise NotFound("ACCOUNT_NOT_FOUND", "no transfer has touched this account yet")
+            raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no transfer has touched this account yet")
         return pb.GetAccountResponse(
             account=pb.Account(
                 ref=ref,
@@ -655,7 +658,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 if domain.FEE_PERIOD_NEXT.get(row.status) != request.status:
                     status = pb.FeePeriodStatus.Name(row.status)
                     raise FailedPrecondition(
-                        "FEE_PERIOD_TRANSITION_INVALID",
+                        Reason.FEE_PERIOD_TRANSITION_INVALID,
                         f"a fee period moves ACCRUING → INVOICED → PAID; this one is {status}",
                         {"status": status},
                     )
@@ -738,9 +741,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 driver, email or None, idempotency_key=f"express-account:{driver}:{email_key}"
             )
         except StripeUnavailable as exc:
-            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         except StripeRefused as exc:
-            raise FailedPrecondition("STRIPE_ACCOUNT_REFUSED", f"Stripe refused to create the account: {exc}") from exc
+            raise FailedPrecondition(
+                Reason.STRIPE_ACCOUNT_REFUSED, f"Stripe refused to create the account: {exc}"
+            ) from exc
         accounts = store.stripe_accounts
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -763,16 +768,16 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         for field in ("return_url", "refresh_url"):
             url = getattr(request, field)
             if not any(url == origin or url.startswith(origin + "/") for origin in self._settings.redirect_origins):
-                raise InvalidArgument([(field, "must point at the driver app")], reason="REDIRECT_URL_NOT_ALLOWED")
+                raise InvalidArgument([(field, "must point at the driver app")], reason=Reason.REDIRECT_URL_NOT_ALLOWED)
         account = await self._stripe_account(current_caller().user_id or "")
         if account is None:
-            raise FailedPrecondition("STRIPE_ACCOUNT_MISSING", "create the Stripe account first")
+            raise FailedPrecondition(Reason.STRIPE_ACCOUNT_MISSING, "create the Stripe account first")
         try:
             url = await self._stripe.create_account_link(
                 account.stripe_account_id, request.refresh_url, request.return_url
             )
         except StripeUnavailable as exc:
-            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         # Stripe account links are single-use and expire after a few minutes.
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
         return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
@@ -787,7 +792,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         try:
             status = await self._stripe.get_account_status(account.stripe_account_id)
         except StripeUnavailable as exc:
-            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         await self._record_account_status(
             account.stripe_account_id,
             details_submitted=status.details_submitted,
@@ -824,10 +829,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             )
         except StripeSignatureInvalid as exc:
             # The issue asks for 400 (INVALID_ARGUMENT), not 401: Stripe retries on any non-2xx anyway.
-            raise InvalidArgument([("stripe-signature", str(exc))], reason="STRIPE_SIGNATURE_INVALID") from exc
+            raise InvalidArgument([("stripe-signature", str(exc))], reason=Reason.STRIPE_SIGNATURE_INVALID) from exc
         event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
         if not event_id or not isinstance(event.get("data"), dict):
-            raise InvalidArgument([("http_body", "not a Stripe event")], reason="WEBHOOK_PAYLOAD_INVALID")
+            raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
         events = store.stripe_events
         async with self._engine.begin() as conn:
             seen = (
@@ -857,7 +862,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             async with self._engine.begin() as conn:
                 await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
             log.exception("Stripe event not applied; Stripe will retry", extra={"event_id": event_id})
-            raise Unavailable("STRIPE_EVENT_RETRY", "the event could not be applied now; retry") from exc
+            raise Unavailable(Reason.STRIPE_EVENT_RETRY, "the event could not be applied now; retry") from exc
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
@@ -960,7 +965,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 reason=request.reason,
             )
         except RefundNotBooked as exc:
-            raise FailedPrecondition("REFUND_NOT_BOOKED", str(exc)) from exc
+            raise FailedPrecondition(Reason.REFUND_NOT_BOOKED, str(exc)) from exc
         if refund.stripe_refunded_cents and not refund.replayed:
             self._on_refund()
         return pb.RefundCampaignBudgetResponse(

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import AccountStatus, StripeAdapterError, StripeRefused, StripeUnavailable
+from services.ledger.reasons import Reason
 
 log = logging.getLogger(__name__)
 P = pb.PayoutStatus
@@ -69,9 +70,9 @@ class PayoutRow:
 
 
 _LIMIT_ERRORS: dict[str, type[DomainError]] = {
-    "PAYOUT_BELOW_MINIMUM": InvalidArgument,
-    "PAYOUT_DAILY_LIMIT": ResourceExhausted,
-    "PAYOUT_WEEKLY_LIMIT": ResourceExhausted,
+    Reason.PAYOUT_BELOW_MINIMUM: InvalidArgument,
+    Reason.PAYOUT_DAILY_LIMIT: ResourceExhausted,
+    Reason.PAYOUT_WEEKLY_LIMIT: ResourceExhausted,
 }
 _LIMIT_MESSAGES = {
     "PAYOUT_BELOW_MINIMUM": "the minimum withdrawal is $20.00",
@@ -120,7 +121,7 @@ class Payouts:
         """Reserves the funds and asks Stripe; idempotent on (driver, request_id)."""
         if amount_cents < domain.MINIMUM_WITHDRAWAL_CENTS:
             raise InvalidArgument(
-                [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason="PAYOUT_BELOW_MINIMUM"
+                [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason=Reason.PAYOUT_BELOW_MINIMUM
             )
         payout = await self._reserve(driver_id, request_id, amount_cents)
         if payout.status != P.PAYOUT_STATUS_PENDING or payout.stripe_transfer_id:
@@ -137,9 +138,11 @@ class Payouts:
                 await conn.execute(sa.select(accounts).where(accounts.c.driver_id == driver_id).with_for_update())
             ).first()
             if account is None:
-                raise FailedPrecondition("STRIPE_ACCOUNT_MISSING", "set up payouts first (Stripe account)")
+                raise FailedPrecondition(Reason.STRIPE_ACCOUNT_MISSING, "set up payouts first (Stripe account)")
             if not account.transfers_active:
-                raise FailedPrecondition("STRIPE_ONBOARDING_INCOMPLETE", "finish Stripe onboarding before withdrawing")
+                raise FailedPrecondition(
+                    Reason.STRIPE_ONBOARDING_INCOMPLETE, "finish Stripe onboarding before withdrawing"
+                )
             existing = (
                 await conn.execute(
                     sa.select(payouts).where(payouts.c.driver_id == driver_id, payouts.c.request_id == request_id)
@@ -147,7 +150,7 @@ class Payouts:
             ).first()
             if existing is not None:
                 if existing.amount_cents != amount_cents:
-                    raise Aborted("IDEMPOTENCY_KEY_REUSED", "this request_id was used for another amount")
+                    raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this request_id was used for another amount")
                 return _row(existing)
             day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
             counted = payouts.c.status.in_(sorted(domain.LIMITED_STATUSES))

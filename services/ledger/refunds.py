@@ -30,6 +30,7 @@ from services.ledger import store
 from services.ledger.adapters.stripe_payouts import StripeRefused
 from services.ledger.funding import SCOPE, STRIPE_OWNER
 from services.ledger.payouts import Stripe
+from services.ledger.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ async def refund_campaign_budget(
             # A retry may ask another amount (the remainder moved while the first answer was lost): the key
             # answers what it refunded, and the caller asks the rest under a new key.
             if done.campaign_id != campaign_id:
-                raise Aborted("IDEMPOTENCY_KEY_REUSED", "this key was used for another campaign's refund")
+                raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this key was used for another campaign's refund")
             return BudgetRefund(int(done.refunded_cents), int(done.stripe_refunded_cents), True)
         left = 0 if budget is None else min(amount, int(budget.balance))
         refunded = stripe_refunded = 0

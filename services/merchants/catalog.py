@@ -21,13 +21,15 @@ from sqlalchemy.exc import IntegrityError
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
 from services.merchants import domain, store
 from services.merchants.favorites import amenities_message, amenity_counts
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     DRIVER,
     MERCHANT,
+    STORE,
     M,
     Resources,
     active_merchant,
@@ -44,13 +46,14 @@ from services.merchants.records import (
 )
 
 ACCESS: dict[str, Access] = {
-    "CreateMerchant": Access.role(ADMIN),
-    "UpdateMerchant": Access.role(MERCHANT, ADMIN),
-    "LinkCharger": Access.role(ADMIN),
-    "GetCheckoutQr": Access.role(MERCHANT, ADMIN),
-    "GetMerchant": Access.anyone(),
-    "ListMerchantsForCharger": Access.anyone(),
-    "ResolveCheckoutQr": Access.anyone(),
+    "CreateMerchant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "UpdateMerchant": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "LinkCharger": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetCheckoutQr": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchant": Access.anyone().not_owned(PUBLIC_DATA),
+    "ListMerchantsForCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    # The printed QR code's token is the capability: whoever scanned the sign at the counter.
+    "ResolveCheckoutQr": Access.anyone().not_owned("the printed QR code's token is the capability"),
 }
 
 L = store.charger_links
@@ -73,7 +76,7 @@ def _check_time_zone(field: str, name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason="UNKNOWN_TIME_ZONE") from None
+        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason=Reason.UNKNOWN_TIME_ZONE) from None
 
 
 def _local_day_start(time_zone: Any) -> Any:
@@ -119,10 +122,10 @@ class CatalogRpcs(Resources):
                 except IntegrityError as error:
                     if "merchants_place_id" in str(error.orig):
                         raise InvalidArgument(
-                            [("merchant.place_id", "another merchant has this place id")], reason="PLACE_ID_TAKEN"
+                            [("merchant.place_id", "another merchant has this place id")], reason=Reason.PLACE_ID_TAKEN
                         ) from None
                     # A concurrent create with the same request id: the caller's retry replays it.
-                    raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry") from None
+                    raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
                 existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
@@ -143,12 +146,14 @@ class CatalogRpcs(Resources):
             changes["opening_periods"] = periods_json(request.hours.periods)
         if request.HasField("status"):
             if request.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}):
-                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "only an admin suspends a merchant")
+                raise PermissionDenied(Reason.MERCHANT_STATUS_NOT_ALLOWED, "only an admin suspends a merchant")
             changes["status"] = request.status
         async with self.engine.begin() as conn:
             row = await owned_merchant(conn, request.merchant_id, caller, write=True, for_update=True)
             if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in changes:
-                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "a suspended merchant is reinstated by an admin")
+                raise PermissionDenied(
+                    Reason.MERCHANT_STATUS_NOT_ALLOWED, "a suspended merchant is reinstated by an admin"
+                )
             if changes:
                 row = (
                     await conn.execute(
@@ -365,7 +370,7 @@ class CatalogRpcs(Resources):
                 )
             ).first()
             if row is None:
-                raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+                raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
             link = (
                 await conn.execute(
                     sa.select(L).where(L.c.merchant_id == row.id).order_by(L.c.walk_distance_m, L.c.charger_id).limit(1)
@@ -402,7 +407,7 @@ class CatalogRpcs(Resources):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return 0
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
         return reply.account.balance
 
 

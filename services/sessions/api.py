@@ -32,7 +32,7 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
@@ -43,6 +43,7 @@ from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.pushes import REPLAYED, PushGuard, PushRefused, parse_time
+from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tracking import Row, SessionTracker, session_message
 
@@ -51,35 +52,43 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
 
+# A driver's charging session: another driver's is SESSION_NOT_FOUND (an admin reads every one).
+CHARGING_SESSION = Owned("charging session", "session_id", frozenset({DRIVER}), "SESSION_NOT_FOUND")
+# Linking a car: the driver comes from the token, the state and tokens are the driver's own.
+_LINKING = Access.role(DRIVER).not_owned(OWN_DATA)
+
 ACCESS: dict[str, Access] = {
-    "PollChargingState": Access.role(DRIVER),
-    "GetActiveSession": Access.role(DRIVER),
-    "ListChargingSessions": Access.role(DRIVER),
-    "GetChargingSession": Access.role(DRIVER, ADMIN),  # the owning driver, or an admin
-    "EndChargingSession": Access.role(DRIVER),
+    "PollChargingState": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetActiveSession": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ListChargingSessions": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetChargingSession": Access.role(DRIVER, ADMIN).owned(CHARGING_SESSION),
+    "EndChargingSession": Access.role(DRIVER).owned(CHARGING_SESSION),
     # Signed by the vehicle providers (HMAC of the body), not by our tokens; the service checks the signature.
-    "IngestTelemetry": Access.anyone(),
-    "HandleSmartcarWebhook": Access.anyone(),
-    "ConnectTesla": Access.role(DRIVER),
+    "IngestTelemetry": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "HandleSmartcarWebhook": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "ConnectTesla": _LINKING,
     # Tesla's redirect carries no token: the single-use state binds it to the driver who started it.
-    "HandleTeslaCallback": Access.anyone(),
+    "HandleTeslaCallback": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    # Accounts' Tesla sign-in: the state is bound to no driver yet; the service asks on the signing-in person's behalf.
     "StartTeslaSignIn": Access.service_only(),
     "CompleteTeslaSignIn": Access.service_only(),
-    "GetTeslaStatus": Access.role(DRIVER),
-    "DisconnectTesla": Access.role(DRIVER),
-    "SelectVehicle": Access.role(DRIVER),
-    "ConfigureTelemetry": Access.role(DRIVER),
-    "ConnectSmartcar": Access.role(DRIVER),
+    "GetTeslaStatus": _LINKING,
+    "DisconnectTesla": _LINKING,
+    # The vehicle is looked up among the caller's own linked account's vehicles only.
+    "SelectVehicle": _LINKING,
+    "ConfigureTelemetry": _LINKING,
+    "ConnectSmartcar": _LINKING,
     # Smartcar Connect's redirect carries no token either: the single-use state binds it to the driver.
-    "HandleSmartcarCallback": Access.anyone(),
-    "GetSmartcarStatus": Access.role(DRIVER),
-    "DisconnectSmartcar": Access.role(DRIVER),
-    "VerifyCharging": Access.role(DRIVER),
-    "ListEvCodes": Access.role(DRIVER),
-    "SearchChargers": Access.anyone(),
-    "GetCharger": Access.anyone(),
-    "CheckLocation": Access.role(DRIVER),
-    "ImportChargers": Access.role(ADMIN),
+    "HandleSmartcarCallback": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "GetSmartcarStatus": _LINKING,
+    "DisconnectSmartcar": _LINKING,
+    # The charger and merchant it names are the public catalog's; the result is the caller's.
+    "VerifyCharging": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ListEvCodes": Access.role(DRIVER).not_owned(OWN_DATA),
+    "SearchChargers": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    "CheckLocation": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ImportChargers": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
 }
 
 DEFAULT_SESSION_PAGE = 50
@@ -104,7 +113,7 @@ def _now() -> datetime.datetime:
 
 
 def _charger_not_found(charger_id: str) -> NotFound:
-    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
+    return NotFound(Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id})
 
 
 class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
@@ -284,7 +293,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PollChargingStateResponse:
         if self._poller is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "vehicle polling is not configured")
         return await self._poller.poll(
             _driver(),
             request.lat if request.HasField("lat") else None,
@@ -295,7 +304,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _tesla(self) -> TeslaLinking:
         if self._linking is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla linking is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla linking is not configured")
         return self._linking
 
     async def ConnectTesla(
@@ -347,7 +356,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _smartcar(self) -> SmartcarLinking:
         if self._smartcar_linking is None:
-            raise Unavailable("PROVIDER_NOT_CONFIGURED", "Smartcar is not configured")
+            raise Unavailable(Reason.PROVIDER_NOT_CONFIGURED, "Smartcar is not configured")
         return self._smartcar_linking
 
     async def ConnectSmartcar(
@@ -388,11 +397,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.HandleSmartcarWebhookResponse:
         settings = self._settings
         if settings is None or not settings.telemetry_ingestion_enabled:
-            raise Unavailable("INGESTION_DISABLED", "Smartcar webhook ingestion is switched off")
+            raise Unavailable(Reason.INGESTION_DISABLED, "Smartcar webhook ingestion is switched off")
         token = settings.smartcar_management_token.value
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         if not token:
-            raise Unauthenticated("SIGNATURE_INVALID", "Smartcar webhooks are not configured")
+            raise Unauthenticated(Reason.SIGNATURE_INVALID, "Smartcar webhooks are not configured")
         try:
             event = smartcar.verify_webhook(request.http_body.data, headers.get("sc-signature"), token)
             challenge = smartcar.verify_challenge(event)
@@ -404,9 +413,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             meta = event.get("meta")
             delivered_at = meta.get("deliveredAt") if isinstance(meta, dict) else None
         except WebhookSignatureInvalid as exc:
-            raise Unauthenticated("SIGNATURE_INVALID", str(exc)) from exc
+            raise Unauthenticated(Reason.SIGNATURE_INVALID, str(exc)) from exc
         except WebhookPayloadInvalid as exc:
-            raise InvalidArgument([("http_body", str(exc))], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+            raise InvalidArgument([("http_body", str(exc))], reason=Reason.WEBHOOK_PAYLOAD_INVALID) from exc
         if reading is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         # Smartcar retries a delivery with the same eventId: one event acts once.
@@ -432,7 +441,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _codes(self) -> EvCodes:
         if self._ev_codes is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "EV codes are not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "EV codes are not configured")
         return self._ev_codes
 
     async def VerifyCharging(
@@ -519,7 +528,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         async with self._reads.connect() as conn:
             row = (await conn.execute(sa.select(s).where(s.c.id == uuid.UUID(request.session_id)))).mappings().first()
         if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
-            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+            raise NotFound(
+                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
+            )
         [message] = await self._messages([row])
         return pb.GetChargingSessionResponse(session=message)
 
@@ -528,7 +539,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.EndChargingSessionResponse:
         result = await self._tracker.end_by_hand(uuid.UUID(request.session_id), _driver())
         if result is None:
-            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+            raise NotFound(
+                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
+            )
         row, already_ended = result
         [message] = await self._messages([row])
         return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
@@ -540,18 +553,22 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.IngestTelemetryResponse:
         settings = self._settings
         if settings is None or not settings.telemetry_ingestion_enabled:
-            raise Unavailable("INGESTION_DISABLED", "Fleet Telemetry ingestion is switched off")
+            raise Unavailable(Reason.INGESTION_DISABLED, "Fleet Telemetry ingestion is switched off")
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         body = request.http_body.data
         if not _signature_matches(
             settings.tesla_telemetry_secret.value, body, headers.get("x-telemetry-signature", "")
         ):
-            raise Unauthenticated("SIGNATURE_INVALID", "X-Telemetry-Signature is missing or does not match the body")
+            raise Unauthenticated(
+                Reason.SIGNATURE_INVALID, "X-Telemetry-Signature is missing or does not match the body"
+            )
         try:
             record = json.loads(body)
             push = domain.parse_fleet_push(record, _now())
         except (ValueError, domain.MalformedPush) as exc:
-            raise InvalidArgument([("http_body", str(exc) or "not JSON")], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+            raise InvalidArgument(
+                [("http_body", str(exc) or "not JSON")], reason=Reason.WEBHOOK_PAYLOAD_INVALID
+            ) from exc
         await self._admit("tesla", record.get("msg_id"), record.get("created_at"), body)
         c = store.vehicle_connections
         async with self._reads.connect() as conn:

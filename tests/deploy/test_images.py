@@ -9,7 +9,11 @@ import json
 import pathlib
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 
+import google.protobuf
 import pytest
 
 from gateway import render as gw
@@ -206,6 +210,37 @@ def test_gateway_image_renders_the_kubernetes_bootstrap_and_carries_the_descript
     assert "--from=render /out/envoy.json /etc/envoy/envoy.json" in copies
     assert f"gen/nerava.binpb {gw.KUBERNETES_DESCRIPTOR_PATH}" in copies
     assert json.loads(gateway.final.last("CMD"))[:2] == ["-c", "/etc/envoy/envoy.json"]
+
+
+def test_the_gateway_renders_from_what_its_render_stage_copies_alone(
+    gateway: Dockerfile, tmp_path: pathlib.Path
+) -> None:
+    """The renderer reads the services' names and ports from services/common/config.py and its public methods from
+    a generated file: run with only the render stage's files and protobuf, it needs nothing else of the repository
+    (nor the editable install of the project, which would find the rest)."""
+    work = tmp_path / "src"
+    for args in gateway.stages[0].all("COPY"):
+        *sources, destination = shlex.split(args)
+        if destination.startswith("/"):
+            continue  # outside the work directory: the requirements for pip
+        for source in sources:
+            # Docker's rules: a directory's contents go to the destination, a file into a destination ending in /.
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, work / destination, ignore=shutil.ignore_patterns("__pycache__"))
+                continue
+            target = work / destination / pathlib.Path(source).name if destination.endswith("/") else work / destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, target)
+    protobuf = pathlib.Path(google.protobuf.__file__).parent.parent.parent
+    out = tmp_path / "envoy.json"
+    run = (
+        f"import sys, runpy; sys.path[:0] = [{str(work)!r}, {str(protobuf)!r}]; "
+        "runpy.run_module('gateway.render', run_name='__main__')"
+    )
+    subprocess.run(
+        [sys.executable, "-S", "-E", "-c", run, "--target", "kubernetes", "--out", str(out)], cwd=work, check=True
+    )
+    assert json.loads(out.read_text()) == gw.render(gw.GatewaySettings.kubernetes())
 
 
 def test_gateway_image_user_and_ports_match_the_deployment(

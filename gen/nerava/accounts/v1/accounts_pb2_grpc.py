@@ -57,6 +57,8 @@ class AccountsServiceStub:
     MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
     MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel):
@@ -209,6 +211,8 @@ class AccountsServiceServicer:
     MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
     MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def StartPhoneLogin(self, request, context):
@@ -538,6 +542,8 @@ class AccountsService:
     MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
     MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @staticmethod

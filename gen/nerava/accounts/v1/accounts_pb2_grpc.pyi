@@ -58,6 +58,8 @@ class AccountsServiceStub:
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @_typing.overload
@@ -174,6 +176,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -286,6 +290,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @_abc_1.abstractmethod

@@ -84,6 +84,9 @@ class IncentivesServiceStub:
     and accounts did not answer; retry
     LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
     refund or a platform funding; retry (same request_id)
+    TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -253,6 +256,9 @@ class IncentivesServiceServicer:
     and accounts did not answer; retry
     LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
     refund or a platform funding; retry (same request_id)
+    TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
@@ -588,6 +594,9 @@ class IncentivesService:
     and accounts did not answer; retry
     LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
     refund or a platform funding; retry (same request_id)
+    TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also

@@ -2112,6 +2112,9 @@ class LedgerServiceStub:
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
+      TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's

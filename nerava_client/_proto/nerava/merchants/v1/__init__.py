@@ -4015,6 +4015,9 @@ class MerchantsServiceStub:
       UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
                                                           merchant
+      TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
