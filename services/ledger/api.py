@@ -958,6 +958,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 currency=request.currency,
                 amount=request.amount_cents,
                 reason=request.reason,
+                kept_checkout_session_id=request.kept_checkout_session_id,
             )
         except RefundNotBooked as exc:
             raise FailedPrecondition("REFUND_NOT_BOOKED", str(exc)) from exc

@@ -66,6 +66,8 @@ class IncentivesServiceStub:
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -163,12 +165,16 @@ class IncentivesServiceStub:
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
     ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
     reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-    activated. Idempotent on request_id. Admin (write); audited.
+    activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+    answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+    Admin (write); audited.
     """
     BatchGetSessionGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
     session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-    without a grant are simply absent. Services only.
+    without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+    it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+    only.
     """
     EvaluateSession: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
@@ -218,6 +224,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -312,12 +320,16 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
     ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
     reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-    activated. Idempotent on request_id. Admin (write); audited.
+    activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+    answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+    Admin (write); audited.
     """
     BatchGetSessionGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]  # type: ignore[assignment]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
     session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-    without a grant are simply absent. Services only.
+    without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+    it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+    only.
     """
     EvaluateSession: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]  # type: ignore[assignment]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
@@ -366,6 +378,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -560,7 +574,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
         ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
         reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-        activated. Idempotent on request_id. Admin (write); audited.
+        activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+        answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+        Admin (write); audited.
         """
 
     @_abc_1.abstractmethod
@@ -571,7 +587,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.BatchGetSessionGrantsResponse, _abc.Awaitable[_incentives_pb2.BatchGetSessionGrantsResponse]]:
         """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
         session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-        without a grant are simply absent. Services only.
+        without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+        it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+        only.
         """
 
     @_abc_1.abstractmethod
