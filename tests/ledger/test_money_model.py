@@ -230,6 +230,10 @@ class MoneyAuditor(RuleBasedStateMachine):
             note(f"clawback of {grant.id[:8]} refused: {error.details()}")  # type: ignore[attr-defined]
             return
         assert reply.grant.status == ipb.GRANT_STATUS_CLAWED_BACK
+        after = self.campaign(reply.grant.campaign_id)
+        if after.status == ipb.CAMPAIGN_STATUS_CANCELED:
+            # The reward came back to a canceled campaign: it went on to the sponsor at once, not at a next cancel.
+            assert reply.campaign_remaining_cents == after.remaining_cents == 0, (reply, after)
         self.world.done["clawback"] += 1
         note(f"grant {grant.id[:8]} clawed back")
 
