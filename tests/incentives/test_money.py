@@ -26,7 +26,7 @@ from services.incentives.funding import refund_ended
 from services.incentives.workers import end_due_campaigns
 from services.ledger import store as ledger_store
 from services.ledger.refunds import refund_duplicate_payment
-from tests.incentives.helpers import Incentives, budget_account, driver_cash
+from tests.incentives.helpers import Incentives, budget_account, driver_cash, funding_answered
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import as_service, error_reason
@@ -86,22 +86,10 @@ async def funded_by_stripe(
     draft = await incentives.create(sponsor, **overrides)
     opened = await incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=draft.id), metadata=sponsor.auth)
     await pay(stripe_fake, mesh, opened.session_id)
-    # Done when the ledger's RecordCampaignFunding delivery was answered: incentives answers it once its campaign
-    # index holds the campaign. The campaign reads ACTIVE a moment earlier (the commit comes before the index
-    # refresh), and a session evaluated in that moment finds no campaign: waiting for ACTIVE alone made the tests
-    # that evaluate right after this flaky.
-    o = ledger_store.outbox
+    # Waiting for ACTIVE alone made the tests that evaluate right after this flaky (see funding_answered).
     ledger_engine = create_engine(mesh.env["DATABASE_URL"], "ledger")
     try:
-
-        async def answered() -> bool:
-            async with ledger_engine.connect() as conn:
-                delivered = await conn.execute(
-                    sa.select(o.c.delivered_at).where(o.c.topic == "campaign.funded", o.c.key == opened.session_id)
-                )
-                return delivered.scalar_one_or_none() is not None
-
-        await eventually(answered)
+        await eventually(lambda: funding_answered(ledger_engine, opened.session_id))
     finally:
         await ledger_engine.dispose()
     campaign = await incentives.campaign(draft.id, sponsor)

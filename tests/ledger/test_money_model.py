@@ -43,7 +43,7 @@ from fakes.stripe import FakeStripe
 from services.common.db import create_engine
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.ledger.invariants import violations
-from tests.incentives.helpers import campaign_request, ended_session
+from tests.incentives.helpers import campaign_request, ended_session, funding_answered
 from tests.merchants.helpers import Merchants, new_charger
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
@@ -183,7 +183,12 @@ class MoneyAuditor(RuleBasedStateMachine):
                 ipb.FundCampaignRequest(campaign_id=created.id), metadata=self.world.sponsor.auth
             )
             self.pay(opened.session_id)
-            self.wait(lambda: self.campaign(created.id).status == ipb.CAMPAIGN_STATUS_ACTIVE, "funded by Stripe")
+            # Answered (not merely ACTIVE): the next rule may evaluate a session at once (see funding_answered).
+            self.wait(
+                lambda: self.loop.run_until_complete(funding_answered(self.engine, opened.session_id)),
+                "funded by Stripe",
+            )
+            assert self.campaign(created.id).status == ipb.CAMPAIGN_STATUS_ACTIVE
         else:
             self.incentives.FundCampaignFromPlatform(
                 ipb.FundCampaignFromPlatformRequest(
