@@ -377,7 +377,9 @@ async def cancel(
     return final, refunded
 
 
-async def refund_closed(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, campaign_id: Any) -> int:
+async def refund_closed(
+    engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, campaign_id: uuid.UUID
+) -> int:
     """Refunds to its sponsor what a canceled or ended campaign has left — also budget that came back after the
     campaign closed (a clawback, a FAILED grant) — and returns what moved. Keyed by what was refunded before
     (see _refund), so the worker, the clawback that returned the budget and every replica may all call it: the
