@@ -704,8 +704,10 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         async with self._engine.connect() as conn:
             granted = (
                 await conn.execute(
+                    # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see
+                    # reputation rise for a reward that then never comes.
                     sa.select(sa.func.coalesce(sa.func.sum(G.c.amount_cents), 0)).where(
-                        G.c.driver_id == caller.user_id, store.LIVE_GRANT
+                        G.c.driver_id == caller.user_id, G.c.status == pb.GRANT_STATUS_GRANTED
                     )
                 )
             ).scalar_one()

@@ -817,6 +817,8 @@ async def test_a_grant_whose_credit_is_not_confirmed_is_not_shown_to_the_driver(
     async with incentives_engine.begin() as conn:
         await conn.execute(sa.update(g).where(g.c.id == uuid.UUID(grant.id)).values(status=pb.GRANT_STATUS_PENDING))
     assert await shown() == []
+    reputation = await incentives.stub.GetReputation(pb.GetReputationRequest(), metadata=driver.auth)
+    assert reputation.points == 0  # nor does the reward raise the driver's reputation before it is credited
     async with incentives_engine.begin() as conn:
         await conn.execute(sa.update(g).where(g.c.id == uuid.UUID(grant.id)).values(status=pb.GRANT_STATUS_GRANTED))
 

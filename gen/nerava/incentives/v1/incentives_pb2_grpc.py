@@ -363,7 +363,8 @@ class IncentivesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReputation(self, request, context):
-        """The driver's reputation: points, tier and charging streak. Driver.
+        """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -143,7 +143,9 @@ class IncentivesServiceStub:
     failed. Changes nothing. Owning sponsor, admin.
     """
     GetReputation: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]
-    """The driver's reputation: points, tier and charging streak. Driver."""
+    """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+    (not while PENDING, never when FAILED or clawed back). Driver.
+    """
     ClawbackGrant: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
@@ -298,7 +300,9 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     failed. Changes nothing. Owning sponsor, admin.
     """
     GetReputation: _aio.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]  # type: ignore[assignment]
-    """The driver's reputation: points, tier and charging streak. Driver."""
+    """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+    (not while PENDING, never when FAILED or clawed back). Driver.
+    """
     ClawbackGrant: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]  # type: ignore[assignment]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
@@ -528,7 +532,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.GetReputationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.GetReputationResponse, _abc.Awaitable[_incentives_pb2.GetReputationResponse]]:
-        """The driver's reputation: points, tier and charging streak. Driver."""
+        """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
+        """
 
     @_abc_1.abstractmethod
     def ClawbackGrant(

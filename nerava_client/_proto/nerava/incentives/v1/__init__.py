@@ -2489,7 +2489,8 @@ class IncentivesServiceStub:
 
     def get_reputation(self, message: "GetReputationRequest") -> "GetReputationResponse":
         """
-        The driver's reputation: points, tier and charging streak. Driver.
+        The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
         """
 
         return self._channel.unary_unary(
