@@ -1,6 +1,6 @@
 """Money going back to whoever paid a campaign budget: a payment that arrived for a campaign already funded
-(refunded whole, fee included), and what is left of a canceled or ended campaign (refunded net, oldest payment
-first; the fee of a kept payment is kept).
+(refunded whole, fee included), and what is left of a canceled or ended campaign (refunded net against the
+payment the campaign kept and the platform's funding, oldest first; the fee of a kept payment is kept).
 
 Accounting. A refund is the reversal of the funding transfer it undoes (budget → the external account the money
 came from), plus, for a duplicate payment, the reversal of its platform fee. The reversals, the
