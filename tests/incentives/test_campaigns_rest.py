@@ -1222,7 +1222,7 @@ async def test_a_campaign_allowlisting_an_email_pays_that_driver(
         granted = await incentives.evaluate(incentives.session(allowed.user_id, lat=lat, lng=lng))
         assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED, granted
         assert granted.grant.campaign_id == campaign.id
-        assert (await _reputation(rest, allowed))["points"] == 100
+        await _reputation_once_credited(rest, allowed, 100)
     finally:
         _ok(await rest.post(f"/v1/campaigns/{campaign.id}/pause?reason=done", headers=_auth(sponsor)))
 
