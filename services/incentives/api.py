@@ -715,8 +715,10 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         async with self._engine.connect() as conn:
             granted = (
                 await conn.execute(
+                    # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see
+                    # reputation rise for a reward that then never comes.
                     sa.select(sa.func.coalesce(sa.func.sum(G.c.amount_cents), 0)).where(
-                        G.c.driver_id == caller.user_id, store.LIVE_GRANT
+                        G.c.driver_id == caller.user_id, G.c.status == pb.GRANT_STATUS_GRANTED
                     )
                 )
             ).scalar_one()
@@ -764,8 +766,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.BatchGetSessionGrantsResponse:
         ids = [_uuid(s, "session_ids") for s in request.session_ids]
         query = (
-            # A FAILED grant never paid: to sessions (and so to the driver) it is as if there were none.
-            store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id.in_(ids), G.c.status != pb.GRANT_STATUS_FAILED)
+            # Only what the ledger credited (or a clawback reversed) is shown: a PENDING grant may still fail, and a
+            # FAILED one never paid, so to sessions (and so to the driver) both are as if there were none.
+            store.GRANT_WITH_CAMPAIGN_NAME.where(
+                G.c.session_id.in_(ids), G.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED])
+            )
             .order_by(G.c.session_id, G.c.end_sequence.desc(), G.c.created_at.desc())
             .ext(distinct_on(G.c.session_id))
         )

@@ -34,7 +34,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
+from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
 from services.incentives.granting import ledger_currency
@@ -48,6 +48,8 @@ S = pb.CampaignStatus
 CANCELABLE = frozenset(
     {S.CAMPAIGN_STATUS_DRAFT, S.CAMPAIGN_STATUS_ACTIVE, S.CAMPAIGN_STATUS_PAUSED, S.CAMPAIGN_STATUS_EXHAUSTED}
 )
+# Closed campaigns: they grant nothing more, and what their budget has left belongs to the sponsor.
+CLOSED = frozenset({S.CAMPAIGN_STATUS_ENDED, S.CAMPAIGN_STATUS_CANCELED})
 PLATFORM_OWNER = "platform"
 # How long a caller's claim to open the checkout stands (longer than Stripe's timeout and retries), and how other
 # callers wait for it.
@@ -234,7 +236,8 @@ async def fund_from_platform(
 ) -> sa.RowMapping:
     """An admin funds an unfunded draft from the platform: one audited ledger transfer of the net budget (no
     fee), then the campaign is FUNDED. The transfer is keyed by the campaign, so a retry (any request id) after
-    a lost answer or a crash repeats the same transfer."""
+    a lost answer or a crash repeats the same transfer; a retry by another admin, or with another reason, finds
+    the transfer the first attempt left at the ledger and completes the funding with it."""
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
@@ -250,10 +253,11 @@ async def fund_from_platform(
         _not_expired(row, now)
         net = int(row["budget_cents"])
         currency = ledger_currency(row["reward_kind"])
+        key = f"platform-funding:{row['id']}"
         try:
             await ledger.PostTransfer(
                 ledger_pb2.PostTransferRequest(
-                    idempotency_key=f"platform-funding:{row['id']}",
+                    idempotency_key=key,
                     kind=ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING,
                     currency=currency,  # type: ignore[arg-type]
                     amount=net,
@@ -277,11 +281,12 @@ async def fund_from_platform(
                 )
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.ABORTED:
-                raise Aborted(
-                    Reason.IDEMPOTENCY_KEY_REUSED, "this campaign's platform funding was asked with another reason"
-                ) from error
-            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
+            if error.code() != grpc.StatusCode.ABORTED:
+                raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
+            # The ledger holds this campaign's platform funding under another actor or reason: an earlier attempt
+            # moved the money and died (or lost its answer) before the campaign said FUNDED. That transfer is the
+            # funding; the campaign's budget is what it moved.
+            net = await _landed_platform_funding(ledger, row, key, currency)
         funded: sa.RowMapping = (
             (
                 await conn.execute(
@@ -289,6 +294,7 @@ async def fund_from_platform(
                     .where(C.c.id == row["id"])
                     .values(
                         funding_status=pb.FUNDING_STATUS_FUNDED,
+                        budget_cents=net,
                         gross_funding_cents=net,
                         platform_fee_cents=0,
                         checkout_session_id=None,
@@ -313,6 +319,38 @@ async def fund_from_platform(
         },
     )
     return funded
+
+
+async def _landed_platform_funding(
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: store.Row, key: str, currency: int
+) -> int:
+    """The amount of the campaign's platform funding transfer the ledger holds under `key`; CAMPAIGN_FUNDING_CONFLICT
+    (FAILED_PRECONDITION) when the ledger refused the key for something else."""
+    budget = ledger_pb2.AccountRef(
+        type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
+        owner_id=str(row["id"]),
+        currency=currency,  # type: ignore[arg-type]
+    )
+    try:
+        listed = await ledger.ListTransfers(
+            ledger_pb2.ListTransfersRequest(
+                account=budget, kinds=[ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING], page_size=500
+            )
+        )
+    except grpc.aio.AioRpcError as error:
+        raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from error
+    landed = next((t for t in listed.transfers if t.idempotency_key == key), None)
+    if landed is None:
+        raise FailedPrecondition(
+            Reason.CAMPAIGN_FUNDING_CONFLICT,
+            "the ledger refused this campaign's platform funding; an operator must look at its budget account",
+            {"campaign_id": str(row["id"])},
+        )
+    log.warning(
+        "platform funding completed from the transfer an earlier attempt left",
+        extra={"campaign_id": str(row["id"]), "transfer_id": landed.id, "first_admin": landed.metadata.actor_id},
+    )
+    return int(landed.amount)
 
 
 async def cancel(
@@ -340,17 +378,36 @@ async def cancel(
     return final, refunded
 
 
+async def refund_closed(
+    engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, campaign_id: uuid.UUID
+) -> int:
+    """Refunds to its sponsor what a canceled or ended campaign has left — also budget that came back after the
+    campaign closed (a clawback, a FAILED grant) — and returns what moved. Keyed by what was refunded before
+    (see _refund), so the worker, the clawback that returned the budget and every replica may all call it: the
+    remainder is refunded once."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().first()
+        if (
+            row is None
+            or row["status"] not in CLOSED
+            or row["funding_status"] != pb.FUNDING_STATUS_FUNDED
+            or remaining(row) <= 0
+        ):
+            return 0
+        _, moved = await _refund_remaining(conn, ledger, row)
+    return moved
+
+
 async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, limit: int = 50) -> int:
-    """Refunds what is left of ended campaigns (their end date passed) to their sponsors; returns how many were
-    refunded something. The same two-step, key-by-what-was-refunded-before refund as a cancellation, so every
-    replica may run it and a repeat refunds nothing twice."""
+    """Refunds what is left of closed campaigns (ended, or canceled and given budget back since) to their
+    sponsors; returns how many were refunded something. Every replica may run it (refund_closed)."""
     async with engine.connect() as conn:
         due = (
             (
                 await conn.execute(
                     sa.select(C.c.id)
                     .where(
-                        C.c.status == S.CAMPAIGN_STATUS_ENDED,
+                        C.c.status.in_(CLOSED),
                         C.c.funding_status == pb.FUNDING_STATUS_FUNDED,
                         C.c.budget_cents - C.c.spent_cents - C.c.refunded_cents > 0,
                     )
@@ -363,17 +420,13 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
         )
     refunded = 0
     for campaign_id in due:
+        if await refund_closed(engine, ledger, campaign_id):
+            refunded += 1
+            continue
+        # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of the queue,
+        # so that it does not hold the head of every batch and starve the others.
         async with engine.begin() as conn:
-            row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().one()
-            if row["status"] != S.CAMPAIGN_STATUS_ENDED or remaining(row) <= 0:
-                continue
-            _, moved = await _refund_remaining(conn, ledger, row)
-            if moved:
-                refunded += 1
-            else:
-                # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of
-                # the queue, so that it does not hold the head of every batch and starve the others.
-                await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(updated_at=sa.func.now()))
+            await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(updated_at=sa.func.now()))
     return refunded
 
 
@@ -419,6 +472,8 @@ async def _refund(
                 currency=ledger_currency(row["reward_kind"]),  # type: ignore[arg-type]
                 amount_cents=amount,
                 reason="campaign canceled" if row["status"] == S.CAMPAIGN_STATUS_CANCELED else "campaign ended",
+                # The payment this campaign took: the refund goes against it, never against one it refused.
+                kept_checkout_session_id=row["checkout_session_id"] or "",
             )
         )
     except grpc.aio.AioRpcError as error:

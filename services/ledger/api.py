@@ -145,6 +145,12 @@ def _raise_refusal(result: store.PostResult) -> None:
     raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A nested object of a Stripe event, or {} when it is absent or not an object (signed but malformed: never a
+    server error, Stripe would retry it for days)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _scope(caller: Caller) -> str:
     return domain.scope_of(caller.service, caller.user_id)
 
@@ -831,7 +837,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             # The issue asks for 400 (INVALID_ARGUMENT), not 401: Stripe retries on any non-2xx anyway.
             raise InvalidArgument([("stripe-signature", str(exc))], reason=Reason.STRIPE_SIGNATURE_INVALID) from exc
         event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
-        if not event_id or not isinstance(event.get("data"), dict):
+        data = event.get("data")
+        if not event_id or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
             raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
         events = store.stripe_events
         async with self._engine.begin() as conn:
@@ -897,7 +904,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         if event_type in domain.FUNDING_EVENTS:
             return await self._fund_campaign(obj, event)
         if event_type == "account.updated":
-            capabilities = obj.get("capabilities") or {}
+            capabilities = _object(obj.get("capabilities"))
             await self._record_account_status(
                 str(obj.get("id", "")),
                 details_submitted=bool(obj.get("details_submitted")),
@@ -908,7 +915,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             return pb.WEBHOOK_OUTCOME_PROCESSED
         if event_type not in ("transfer.created", "transfer.reversed"):
             return pb.WEBHOOK_OUTCOME_IGNORED
-        payout_id = str((obj.get("metadata") or {}).get("payout_id", ""))
+        payout_id = str(_object(obj.get("metadata")).get("payout_id", ""))
         try:
             parsed = uuid.UUID(payout_id)
         except ValueError:
@@ -963,6 +970,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 currency=request.currency,
                 amount=request.amount_cents,
                 reason=request.reason,
+                kept_checkout_session_id=request.kept_checkout_session_id,
             )
         except RefundNotBooked as exc:
             raise FailedPrecondition(Reason.REFUND_NOT_BOOKED, str(exc)) from exc

@@ -66,6 +66,8 @@ class IncentivesServiceStub:
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -144,7 +146,9 @@ class IncentivesServiceStub:
     failed. Changes nothing. Owning sponsor, admin.
     """
     GetReputation: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]
-    """The driver's reputation: points, tier and charging streak. Driver."""
+    """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+    (not while PENDING, never when FAILED or clawed back). Driver.
+    """
     ClawbackGrant: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
@@ -166,12 +170,16 @@ class IncentivesServiceStub:
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
     ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
     reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-    activated. Idempotent on request_id. Admin (write); audited.
+    activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+    answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+    Admin (write); audited.
     """
     BatchGetSessionGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
     session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-    without a grant are simply absent. Services only.
+    without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+    it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+    only.
     """
     EvaluateSession: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
@@ -221,6 +229,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -296,7 +306,9 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     failed. Changes nothing. Owning sponsor, admin.
     """
     GetReputation: _aio.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]  # type: ignore[assignment]
-    """The driver's reputation: points, tier and charging streak. Driver."""
+    """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+    (not while PENDING, never when FAILED or clawed back). Driver.
+    """
     ClawbackGrant: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]  # type: ignore[assignment]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
@@ -318,12 +330,16 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
     ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
     reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-    activated. Idempotent on request_id. Admin (write); audited.
+    activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+    answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+    Admin (write); audited.
     """
     BatchGetSessionGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]  # type: ignore[assignment]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
     session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-    without a grant are simply absent. Services only.
+    without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+    it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+    only.
     """
     EvaluateSession: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]  # type: ignore[assignment]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
@@ -372,6 +388,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -523,7 +541,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.GetReputationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.GetReputationResponse, _abc.Awaitable[_incentives_pb2.GetReputationResponse]]:
-        """The driver's reputation: points, tier and charging streak. Driver."""
+        """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
+        """
 
     @_abc_1.abstractmethod
     def ClawbackGrant(
@@ -569,7 +589,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
         ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
         reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-        activated. Idempotent on request_id. Admin (write); audited.
+        activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+        answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+        Admin (write); audited.
         """
 
     @_abc_1.abstractmethod
@@ -580,7 +602,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.BatchGetSessionGrantsResponse, _abc.Awaitable[_incentives_pb2.BatchGetSessionGrantsResponse]]:
         """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
         session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-        without a grant are simply absent. Services only.
+        without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+        it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+        only.
         """
 
     @_abc_1.abstractmethod

@@ -668,18 +668,20 @@ class AdminGrantResponse(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., amount: _Optional[int] = ..., balance_after: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class RefundCampaignBudgetRequest(_message.Message):
-    __slots__ = ("idempotency_key", "campaign_id", "currency", "amount_cents", "reason")
+    __slots__ = ("idempotency_key", "campaign_id", "currency", "amount_cents", "reason", "kept_checkout_session_id")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    KEPT_CHECKOUT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     campaign_id: str
     currency: Currency
     amount_cents: int
     reason: str
-    def __init__(self, idempotency_key: _Optional[str] = ..., campaign_id: _Optional[str] = ..., currency: _Optional[_Union[Currency, str]] = ..., amount_cents: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    kept_checkout_session_id: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., campaign_id: _Optional[str] = ..., currency: _Optional[_Union[Currency, str]] = ..., amount_cents: _Optional[int] = ..., reason: _Optional[str] = ..., kept_checkout_session_id: _Optional[str] = ...) -> None: ...
 
 class RefundCampaignBudgetResponse(_message.Message):
     __slots__ = ("refunded_cents", "stripe_refunded_cents", "replayed")

@@ -456,7 +456,8 @@ class LedgerServiceServicer:
 
     def RefundCampaignBudget(self, request, context):
         """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+        the platform's funding, oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
         reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another

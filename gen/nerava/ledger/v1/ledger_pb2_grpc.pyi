@@ -186,7 +186,8 @@ class LedgerServiceStub:
     """
     RefundCampaignBudget: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-    whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+    whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+    the platform's funding, oldest first (a Stripe refund per payment, keyed by the
     refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
     reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
     what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -354,7 +355,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     RefundCampaignBudget: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]  # type: ignore[assignment]
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-    whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+    whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+    the platform's funding, oldest first (a Stripe refund per payment, keyed by the
     refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
     reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
     what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -639,7 +641,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RefundCampaignBudgetResponse, _abc.Awaitable[_ledger_pb2.RefundCampaignBudgetResponse]]:
         """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+        the platform's funding, oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
         reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another

@@ -1522,6 +1522,13 @@ class RefundCampaignBudgetRequest(betterproto2.Message):
     Why; kept in the reversals' metadata.
     """
 
+    kept_checkout_session_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The Stripe Checkout session whose payment the campaign took (its budget); empty for a campaign funded by
+    the platform. A refund goes only against that payment and the platform's funding, never against a payment
+    the campaign did not take (that one is refunded whole, on its own).
+    """
+
 
 default_message_pool.register_message("nerava.ledger.v1", "RefundCampaignBudgetRequest", RefundCampaignBudgetRequest)
 
@@ -2370,7 +2377,8 @@ class LedgerServiceStub:
     def refund_campaign_budget(self, message: "RefundCampaignBudgetRequest") -> "RefundCampaignBudgetResponse":
         """
         Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+        the platform's funding, oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
         reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
