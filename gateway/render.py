@@ -74,6 +74,9 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyEmailLogin",
         "RefreshToken",
         "GetJwks",
+        # Feature flags: the apps read them before sign-in.
+        "ListFlags",
+        "GetFlag",
     ),
     # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
     # service) and Tesla's OAuth redirect lands on the callback without our token.

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 from collections.abc import Mapping
 
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
+from nerava.audit.v1 import audit_pb2
 
+from services.accounts import flags
 from services.accounts.adapters.otp import OtpProvider, StubOtpProvider, TwilioVerifyProvider
 from services.accounts.api import ACCESS, SERVICE_NAME, AccountsApi
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
+from services.common import audit
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
@@ -30,6 +35,28 @@ def otp_provider(settings: AccountsSettings) -> OtpProvider:
     )
 
 
+# The services holding audit entries besides accounts; each answers ListAuditEntries from its own table.
+AUDITED_PEERS = ("sessions", "incentives", "ledger", "merchants")
+
+
+async def _peer_entries(stub: object, module: object, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+    response = await stub.ListAuditEntries(module.ListAuditEntriesRequest(query=query))  # type: ignore[attr-defined]
+    return list(response.entries)
+
+
+def audit_sources(runtime: Runtime) -> dict[str, audit.Source]:
+    async def own(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return await audit.list_entries(runtime.engine, "accounts", query)
+
+    sources: dict[str, audit.Source] = {"accounts": own}
+    for peer in AUDITED_PEERS:
+        messages = importlib.import_module(f"nerava.{peer}.v1.{peer}_pb2")
+        stubs = importlib.import_module(f"nerava.{peer}.v1.{peer}_pb2_grpc")
+        stub = getattr(stubs, f"{peer.capitalize()}ServiceStub")(runtime.channel(peer))
+        sources[peer] = functools.partial(_peer_entries, stub, messages)
+    return sources
+
+
 async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     keys = KeyRing(settings.signing_key_passphrase)
@@ -38,13 +65,22 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         # accounts verifies tokens with its own keys instead of calling itself.
         return list(keys.jwks())
 
-    runtime = await stack.enter_async_context(Runtime(settings.runtime, jwks_fetcher=local_jwks))
+    async def local_flags() -> dict[str, bool]:
+        # accounts reads the flags it owns from its own table.
+        values = await flags.list_values(runtime.engine, settings.runtime.environment)
+        return {value.definition.name: value.enabled for value in values}
+
+    runtime = await stack.enter_async_context(
+        Runtime(settings.runtime, jwks_fetcher=local_jwks, flags_fetcher=local_flags)
+    )
     await keys.load(runtime.engine)
     otp = otp_provider(settings)
     stack.push_async_callback(otp.aclose)
     api = AccountsApi(
         settings,
         engine=runtime.engine,
+        redis=runtime.redis,
+        audit_log=audit.MergedAuditLog(audit_sources(runtime)),
         keys=keys,
         otp=otp,
         limits=OtpLimits(runtime.redis, settings.otp),

@@ -12,13 +12,16 @@ import grpc
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.audit.v1 import audit_pb2
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.accounts import domain, store
+from services.accounts import domain, flags, store
 from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderError
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits, StartDecision
+from services.common import audit
 from services.common.context import client_ip_var, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -48,6 +51,10 @@ ACCESS: dict[str, Access] = {
     "ListUsers": Access.role(*domain.READ_ADMINS),
     "GetUser": Access.service_only(),
     "SetUserRoles": Access.role(domain.ADMIN),
+    "ListAuditEntries": Access.role(*domain.READ_ADMINS),
+    "ListFlags": Access.anyone(),
+    "GetFlag": Access.anyone(),
+    "ToggleFlag": Access.role(domain.ADMIN),
 }
 
 _DEFAULT_PAGE = 50
@@ -78,6 +85,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         settings: AccountsSettings,
         *,
         engine: AsyncEngine,
+        redis: Redis,
+        audit_log: audit.MergedAuditLog,
         keys: KeyRing,
         otp: OtpProvider,
         limits: OtpLimits,
@@ -85,6 +94,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._revocations = revocations
+        self._redis = redis
+        self._audit_log = audit_log
         self._settings = settings
         self._engine = engine
         self._reads = single_statement_reads(engine)
@@ -323,14 +334,13 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
                 # Otherwise the last admin can lock everyone out of role management.
                 raise FailedPrecondition("CANNOT_REMOVE_OWN_ADMIN", "an admin cannot remove their own admin role")
             await store.set_roles(conn, user.id, new_roles)
-            await conn.execute(
-                sa.insert(store.role_changes).values(
-                    user_id=user.id,
-                    actor_public_id=caller.user_id or "",
-                    old_roles=list(user.roles),
-                    new_roles=new_roles,
-                    reason=request.reason,
-                )
+            await audit.record(
+                conn,
+                "user.roles.set",
+                f"user:{user.public_id}",
+                request.reason,
+                old_roles=",".join(sorted(user.roles)),
+                new_roles=",".join(new_roles),
             )
             updated = await store.find_user(conn, store.users.c.id == user.id)
         assert updated is not None
@@ -339,3 +349,55 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             # the user's next refresh gets the new ones.
             await self._revocations.revoke_all(str(user.public_id))
         return accounts_pb2.SetUserRolesResponse(user=user_message(updated))
+
+    # --- the audit log ---------------------------------------------------------------------------------
+
+    async def ListAuditEntries(
+        self, request: accounts_pb2.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListAuditEntriesResponse:
+        query = audit_pb2.AuditQuery(actor=request.actor, action=request.action, target=request.target)
+        if request.HasField("since"):
+            query.since.CopyFrom(request.since)
+        if request.HasField("until"):
+            query.until.CopyFrom(request.until)
+        entries, token = await self._audit_log.page(query, request.page_size or _DEFAULT_PAGE, request.page_token)
+        return accounts_pb2.ListAuditEntriesResponse(entries=entries, next_page_token=token)
+
+    # --- feature flags ---------------------------------------------------------------------------------
+
+    async def ListFlags(
+        self, request: accounts_pb2.ListFlagsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListFlagsResponse:
+        values = await flags.list_values(self._reads, self._settings.runtime.environment)
+        return accounts_pb2.ListFlagsResponse(flags=[_flag_message(v) for v in values])
+
+    async def GetFlag(
+        self, request: accounts_pb2.GetFlagRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetFlagResponse:
+        value = await flags.get_value(self._reads, self._settings.runtime.environment, request.name)
+        return accounts_pb2.GetFlagResponse(flag=_flag_message(value))
+
+    async def ToggleFlag(
+        self, request: accounts_pb2.ToggleFlagRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ToggleFlagResponse:
+        enabled = request.enabled if request.HasField("enabled") else None
+        value = await flags.toggle(
+            self._engine,
+            self._redis,
+            self._settings.runtime.environment,
+            request.name,
+            enabled=enabled,
+            reason=request.reason,
+        )
+        return accounts_pb2.ToggleFlagResponse(flag=_flag_message(value))
+
+
+def _flag_message(value: flags.FlagValue) -> accounts_pb2.Flag:
+    return accounts_pb2.Flag(
+        name=value.definition.name,
+        enabled=value.enabled,
+        environment=value.environment,
+        description=value.definition.description,
+        updated_at=_timestamp(value.updated_at) if value.updated_at else None,
+        updated_by=value.updated_by,
+    )

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.interceptors import Access
@@ -41,6 +42,7 @@ G = store.grants
 E = store.evaluations
 
 ACCESS: dict[str, Access] = {
+    "ListAuditEntries": Access.service_only(),
     "ListCampaigns": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
     "GetCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
     "ListGrants": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
@@ -379,6 +381,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             if row["funding_status"] != pb.FUNDING_STATUS_FUNDED:
                 raise FailedPrecondition("CAMPAIGN_NOT_FUNDED", "the campaign's budget has not been funded yet")
             campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
+            await audit.record(conn, "campaign.activate", f"campaign:{row['id']}")
         await self._index.refresh()
         return pb.ActivateCampaignResponse(campaign=campaign)
 
@@ -747,6 +750,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             _uuid(request.request_id, "request_id"),
             caller.user_id or "",
         )
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "incentives", request.query))
 
     async def BatchGetSessionGrants(
         self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -20,6 +20,7 @@ from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -79,6 +80,9 @@ ACCESS: dict[str, Access] = {
     "AdminGrant": Access.role(ADMIN),
     "RefundCampaignBudget": Access.service_only(),
     "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
+    "ListUnknownPayouts": Access.role(ADMIN, "admin_readonly"),
+    "ReconcilePayouts": Access.role(ADMIN),
+    "ListAuditEntries": Access.service_only(),
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
@@ -611,7 +615,26 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             # The audit trail: who granted, why. Transfers are immutable, so this record cannot be edited.
             metadata={"reason": request.reason, "actor_id": caller.user_id or "", "description": "Admin grant"},
         )
-        result = await self._post("AdminGrant", request, request.idempotency_key, movement)
+        # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
+        # ledger remembers commits too (without an entry) and is raised after.
+        async with self._engine.begin() as conn:
+            result = await store.post_transfer_in(
+                await store.driver_connection(conn),
+                _scope(caller),
+                request.idempotency_key,
+                domain.request_hash("AdminGrant", request),
+                movement,
+            )
+            if result.error_reason is None and not result.replayed:
+                await audit.record(
+                    conn,
+                    "nova.grant",
+                    f"{recipient.owner_id}",
+                    request.reason,
+                    amount_nova=request.amount,
+                    account=pb.AccountType.Name(recipient.type),
+                )  # type: ignore[arg-type]
+        _raise_refusal(result)
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
             amount=result.amount or 0,
@@ -668,6 +691,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                         .returning(*periods.c)
                     )
                 ).one()
+                await audit.record(
+                    conn,
+                    "fee_period.close",
+                    f"merchant:{request.merchant_id}",
+                    month=request.month,
+                    status=pb.FeePeriodStatus.Name(request.status),
+                )
         log.info(
             "merchant fee period closed",
             extra={"merchant_id": request.merchant_id, "month": request.month, "status": row.status},
@@ -968,6 +998,28 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             stripe_refunded_cents=refund.stripe_refunded_cents,
             replayed=refund.replayed,
         )
+
+    async def ListUnknownPayouts(
+        self, request: pb.ListUnknownPayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListUnknownPayoutsResponse:
+        stuck = await self._payouts.list_unknown(request.limit or 100)
+        return pb.ListUnknownPayoutsResponse(
+            payouts=[
+                pb.UnknownPayout(payout=_payout(row), driver_id=row.driver_id, updated_at=_timestamp(updated_at))
+                for row, updated_at in stuck
+            ]
+        )
+
+    async def ReconcilePayouts(
+        self, request: pb.ReconcilePayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReconcilePayoutsResponse:
+        settled, still_unknown = await self._payouts.reconcile_now(request.reason)
+        return pb.ReconcilePayoutsResponse(settled=settled, still_unknown=still_unknown)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "ledger", request.query))
 
     async def ListPaymentIssues(
         self, request: pb.ListPaymentIssuesRequest, context: grpc.aio.ServicerContext[Any, Any]

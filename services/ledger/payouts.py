@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import AccountStatus, StripeAdapterError, StripeRefused, StripeUnavailable
@@ -206,6 +207,9 @@ class Payouts:
                     .returning(payouts)
                 )
             ).one()
+            await audit.record(
+                conn, "payout.request", f"payout:{payout_id}", amount_cents=amount_cents, driver_id=driver_id
+            )
         return _row(inserted)
 
     async def _send_to_stripe(self, payout: PayoutRow) -> PayoutRow:
@@ -333,6 +337,32 @@ class Payouts:
                 await self.mark_processing(payout.id, transfer_id)
             settled += 1
         return settled
+
+    async def reconcile_now(self, reason: str) -> tuple[int, int]:
+        """An operator's reconciliation of every `unknown` payout, whatever its age; returns (settled, still
+        unknown). Each settlement is its own transaction (a Stripe call sits between them); the operator's
+        request is audited once with what it settled."""
+        settled = await self.reconcile_unknown()
+        async with self._engine.begin() as conn:
+            still = await store.count_payouts(conn, P.PAYOUT_STATUS_UNKNOWN)
+            await audit.record(
+                conn, "payouts.reconcile", "payouts:unknown", reason, settled=settled, still_unknown=still
+            )
+        return settled, still
+
+    async def list_unknown(self, limit: int) -> list[tuple[PayoutRow, datetime.datetime]]:
+        """Payouts whose Stripe answer was lost, oldest first, with when they last changed."""
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(payouts)
+                    .where(payouts.c.status == P.PAYOUT_STATUS_UNKNOWN)
+                    .order_by(payouts.c.updated_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [(_row(record), record.updated_at) for record in rows]
 
     # --- reads ---------------------------------------------------------------------------------------
 

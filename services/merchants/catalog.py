@@ -18,6 +18,7 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
+from services.common import audit
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.http_body import json_array
@@ -51,6 +52,7 @@ ACCESS: dict[str, Access] = {
     "GetMerchant": Access.anyone(),
     "ListMerchantsForCharger": Access.anyone(),
     "ResolveCheckoutQr": Access.anyone(),
+    "ListAuditEntries": Access.service_only(),
 }
 
 L = store.charger_links
@@ -123,6 +125,7 @@ class CatalogRpcs(Resources):
                         ) from None
                     # A concurrent create with the same request id: the caller's retry replays it.
                     raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry") from None
+                await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=given.name)
                 existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
@@ -200,6 +203,13 @@ class CatalogRpcs(Resources):
                 .values(merchant_id=request.merchant_id, charger_id=request.charger_id, **values)
                 .on_conflict_do_update(index_elements=[L.c.merchant_id, L.c.charger_id], set_=values)
             )
+            await audit.record(
+                conn,
+                "charger.link",
+                f"merchant:{request.merchant_id}",
+                charger_id=request.charger_id,
+                primary=request.is_primary,
+            )
         return pb.LinkChargerResponse(
             link=pb.ChargerLink(
                 merchant_id=request.merchant_id,
@@ -210,6 +220,9 @@ class CatalogRpcs(Resources):
                 is_primary=request.is_primary,
             )
         )
+
+    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self.engine, "merchants", request.query))
 
     async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
         async with self.reads.connect() as conn:

@@ -115,6 +115,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
             merchant_position=merchant_directory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))),
         ),
         geocoder=geocoder,
+        flags=runtime.flags,
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

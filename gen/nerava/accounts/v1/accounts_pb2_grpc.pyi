@@ -42,6 +42,8 @@ class AccountsServiceStub:
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -79,6 +81,21 @@ class AccountsServiceStub:
     """
     SetUserRoles: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]
     """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListAuditEntriesRequest, _accounts_pb2.ListAuditEntriesResponse]
+    """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+    initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+    this merges them. Admin (read-only or write).
+    """
+    ListFlags: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListFlagsRequest, _accounts_pb2.ListFlagsResponse]
+    """The feature flags of this environment with their current values. Public: the apps read them before
+    sign-in, and services read them through services/common/flags.py.
+    """
+    GetFlag: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetFlagRequest, _accounts_pb2.GetFlagResponse]
+    """One feature flag of this environment. Public."""
+    ToggleFlag: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ToggleFlagRequest, _accounts_pb2.ToggleFlagResponse]
+    """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+    within seconds. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -97,6 +114,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -131,6 +150,21 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """
     SetUserRoles: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]  # type: ignore[assignment]
     """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListAuditEntriesRequest, _accounts_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+    initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+    this merges them. Admin (read-only or write).
+    """
+    ListFlags: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListFlagsRequest, _accounts_pb2.ListFlagsResponse]  # type: ignore[assignment]
+    """The feature flags of this environment with their current values. Public: the apps read them before
+    sign-in, and services read them through services/common/flags.py.
+    """
+    GetFlag: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetFlagRequest, _accounts_pb2.GetFlagResponse]  # type: ignore[assignment]
+    """One feature flag of this environment. Public."""
+    ToggleFlag: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ToggleFlagRequest, _accounts_pb2.ToggleFlagResponse]  # type: ignore[assignment]
+    """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+    within seconds. Write-admin only; audited.
+    """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AccountsService owns who a caller is: users and their roles, phone and email one-time-code login,
@@ -148,6 +182,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -252,5 +288,44 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.SetUserRolesResponse, _abc.Awaitable[_accounts_pb2.SetUserRolesResponse]]:
         """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _accounts_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ListAuditEntriesResponse, _abc.Awaitable[_accounts_pb2.ListAuditEntriesResponse]]:
+        """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+        initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+        this merges them. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFlags(
+        self,
+        request: _accounts_pb2.ListFlagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ListFlagsResponse, _abc.Awaitable[_accounts_pb2.ListFlagsResponse]]:
+        """The feature flags of this environment with their current values. Public: the apps read them before
+        sign-in, and services read them through services/common/flags.py.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFlag(
+        self,
+        request: _accounts_pb2.GetFlagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetFlagResponse, _abc.Awaitable[_accounts_pb2.GetFlagResponse]]:
+        """One feature flag of this environment. Public."""
+
+    @_abc_1.abstractmethod
+    def ToggleFlag(
+        self,
+        request: _accounts_pb2.ToggleFlagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ToggleFlagResponse, _abc.Awaitable[_accounts_pb2.ToggleFlagResponse]]:
+        """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+        within seconds. Write-admin only; audited.
+        """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

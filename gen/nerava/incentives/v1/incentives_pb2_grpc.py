@@ -192,6 +192,11 @@ class IncentivesServiceStub:
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.SerializeToString,
                 response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/ListAuditEntries',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class IncentivesServiceServicer:
@@ -423,6 +428,14 @@ class IncentivesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IncentivesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -520,6 +533,11 @@ def add_IncentivesServiceServicer_to_server(servicer, server):
                     servicer.EvaluateSession,
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.FromString,
                     response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1098,6 +1116,33 @@ class IncentivesService:
             '/nerava.incentives.v1.IncentivesService/EvaluateSession',
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.SerializeToString,
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/ListAuditEntries',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

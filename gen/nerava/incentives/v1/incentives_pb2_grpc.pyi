@@ -176,6 +176,10 @@ class IncentivesServiceStub:
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
     """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
 
 @_typing.type_check_only
 class IncentivesServiceAsyncStub(IncentivesServiceStub):
@@ -324,6 +328,10 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
     """
 
 class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -584,6 +592,16 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _incentives_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListAuditEntriesResponse, _abc.Awaitable[_incentives_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
         """
 
 def add_IncentivesServiceServicer_to_server(servicer: IncentivesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

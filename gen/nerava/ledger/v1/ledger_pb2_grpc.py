@@ -212,6 +212,21 @@ class LedgerServiceStub:
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
                 _registered_method=True)
+        self.ListUnknownPayouts = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListUnknownPayouts',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.FromString,
+                _registered_method=True)
+        self.ReconcilePayouts = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ReconcilePayouts',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListAuditEntries',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -468,6 +483,31 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUnknownPayouts(self, request, context):
+        """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcilePayouts(self, request, context):
+        """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -575,6 +615,21 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.ListPaymentIssues,
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.SerializeToString,
+            ),
+            'ListUnknownPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnknownPayouts,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.SerializeToString,
+            ),
+            'ReconcilePayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcilePayouts,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1217,6 +1272,87 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/ListPaymentIssues',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnknownPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListUnknownPayouts',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcilePayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ReconcilePayouts',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListAuditEntries',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -192,6 +192,19 @@ class LedgerServiceStub:
     """
     ListPaymentIssues: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    ListUnknownPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]
+    """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+    balance and may or may not have reached Stripe. Admin (read-only or write).
+    """
+    ReconcilePayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]
+    """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+    on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+    Write-admin only; audited.
+    """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -357,6 +370,19 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     ListPaymentIssues: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]  # type: ignore[assignment]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    ListUnknownPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]  # type: ignore[assignment]
+    """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+    balance and may or may not have reached Stripe. Admin (read-only or write).
+    """
+    ReconcilePayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]  # type: ignore[assignment]
+    """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+    on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+    Write-admin only; audited.
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """LedgerService is the only place where value lives: immutable double-entry transfers between accounts,
@@ -645,5 +671,36 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListPaymentIssuesResponse, _abc.Awaitable[_ledger_pb2.ListPaymentIssuesResponse]]:
         """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+
+    @_abc_1.abstractmethod
+    def ListUnknownPayouts(
+        self,
+        request: _ledger_pb2.ListUnknownPayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListUnknownPayoutsResponse, _abc.Awaitable[_ledger_pb2.ListUnknownPayoutsResponse]]:
+        """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ReconcilePayouts(
+        self,
+        request: _ledger_pb2.ReconcilePayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ReconcilePayoutsResponse, _abc.Awaitable[_ledger_pb2.ReconcilePayoutsResponse]]:
+        """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _ledger_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListAuditEntriesResponse, _abc.Awaitable[_ledger_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -305,6 +305,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ListAuditEntries',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class MerchantsServiceServicer:
@@ -694,6 +699,14 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MerchantsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -896,6 +909,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.ResolvePreviewLink,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -2049,6 +2067,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/ResolvePreviewLink',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ListAuditEntries',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

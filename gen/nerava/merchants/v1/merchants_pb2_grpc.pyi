@@ -238,6 +238,10 @@ class MerchantsServiceStub:
     """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
     capability; PREVIEW_LINK_INVALID otherwise).
     """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
 
 @_typing.type_check_only
 class MerchantsServiceAsyncStub(MerchantsServiceStub):
@@ -448,6 +452,10 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ResolvePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]  # type: ignore[assignment]
     """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
     capability; PREVIEW_LINK_INVALID otherwise).
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
     """
 
 class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -896,6 +904,16 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ResolvePreviewLinkResponse, _abc.Awaitable[_merchants_pb2.ResolvePreviewLinkResponse]]:
         """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
         capability; PREVIEW_LINK_INVALID otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _merchants_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListAuditEntriesResponse, _abc.Awaitable[_merchants_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
         """
 
 def add_MerchantsServiceServicer_to_server(servicer: MerchantsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

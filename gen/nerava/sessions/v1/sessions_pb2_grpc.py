@@ -186,6 +186,11 @@ class SessionsServiceStub:
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/ListAuditEntries',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
 
 
 class SessionsServiceServicer:
@@ -422,6 +427,14 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -539,6 +552,11 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.ImportChargers,
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1199,6 +1217,33 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/ImportChargers',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/ListAuditEntries',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

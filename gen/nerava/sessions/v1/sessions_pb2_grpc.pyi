@@ -165,6 +165,10 @@ class SessionsServiceStub:
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
 
 @_typing.type_check_only
 class SessionsServiceAsyncStub(SessionsServiceStub):
@@ -303,6 +307,10 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]  # type: ignore[assignment]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionsService owns what the car is doing: the chargers catalog and its geo search, drivers' vehicle
@@ -576,5 +584,15 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ImportChargersResponse, _abc.Awaitable[_sessions_pb2.ImportChargersResponse]]:
         """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _sessions_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ListAuditEntriesResponse, _abc.Awaitable[_sessions_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,6 +39,8 @@ __all__ = (
     "Grant",
     "GrantStatus",
     "IncentivesServiceStub",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListCampaignsRequest",
     "ListCampaignsResponse",
     "ListDriverCampaignsRequest",
@@ -1725,6 +1727,36 @@ default_message_pool.register_message("nerava.incentives.v1", "Grant", Grant)
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListCampaignsRequest(betterproto2.Message):
     """
     Filters and a page of campaigns. Accepts the console's limit/offset and page tokens; not both offset and
@@ -2579,5 +2611,18 @@ class IncentivesServiceStub:
             EvaluateSessionResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__

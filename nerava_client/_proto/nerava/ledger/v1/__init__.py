@@ -30,12 +30,16 @@ __all__ = (
     "HandleStripeEventRequest",
     "HandleStripeEventResponse",
     "LedgerServiceStub",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListPaymentIssuesRequest",
     "ListPaymentIssuesResponse",
     "ListPayoutsRequest",
     "ListPayoutsResponse",
     "ListTransfersRequest",
     "ListTransfersResponse",
+    "ListUnknownPayoutsRequest",
+    "ListUnknownPayoutsResponse",
     "ListWalletEntriesRequest",
     "ListWalletEntriesResponse",
     "MerchantFeePeriod",
@@ -46,6 +50,8 @@ __all__ = (
     "PostReservedTransferResponse",
     "PostTransferRequest",
     "PostTransferResponse",
+    "ReconcilePayoutsRequest",
+    "ReconcilePayoutsResponse",
     "RefundCampaignBudgetRequest",
     "RefundCampaignBudgetResponse",
     "RequestPayoutRequest",
@@ -60,6 +66,7 @@ __all__ = (
     "TransferKind",
     "TransferMetadata",
     "TransferPhase",
+    "UnknownPayout",
     "VoidReservedTransferRequest",
     "VoidReservedTransferResponse",
     "WalletEntry",
@@ -1038,6 +1045,36 @@ default_message_pool.register_message("nerava.ledger.v1", "HandleStripeEventResp
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListPaymentIssuesRequest(betterproto2.Message):
     """
     No filter yet: the newest issues.
@@ -1160,6 +1197,36 @@ class ListTransfersResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "ListTransfersResponse", ListTransfersResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListUnknownPayoutsRequest(betterproto2.Message):
+    """
+    Which UNKNOWN payouts.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Payouts to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListUnknownPayoutsRequest", ListUnknownPayoutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListUnknownPayoutsResponse(betterproto2.Message):
+    """
+    The UNKNOWN payouts, oldest first.
+    """
+
+    payouts: "list[UnknownPayout]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` payouts.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListUnknownPayoutsResponse", ListUnknownPayoutsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1489,6 +1556,41 @@ class PostTransferResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "PostTransferResponse", PostTransferResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReconcilePayoutsRequest(betterproto2.Message):
+    """
+    Why an operator settles the UNKNOWN payouts now.
+    """
+
+    reason: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconcilePayoutsRequest", ReconcilePayoutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReconcilePayoutsResponse(betterproto2.Message):
+    """
+    What the reconciliation settled.
+    """
+
+    settled: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Payouts that left UNKNOWN (PROCESSING or FAILED).
+    """
+
+    still_unknown: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Payouts still UNKNOWN (Stripe could not tell yet).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconcilePayoutsResponse", ReconcilePayoutsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1945,6 +2047,33 @@ default_message_pool.register_message("nerava.ledger.v1", "TransferMetadata", Tr
 
 
 @dataclass(eq=False, repr=False)
+class UnknownPayout(betterproto2.Message):
+    """
+    A payout stuck UNKNOWN, with whose it is.
+    """
+
+    payout: "Payout | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The payout.
+    """
+
+    driver_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The driver's public id.
+    """
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it last changed state (RFC 3339 UTC): how long it has been unknown.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "UnknownPayout", UnknownPayout)
+
+
+@dataclass(eq=False, repr=False)
 class VoidReservedTransferRequest(betterproto2.Message):
     """
     Cancel a reservation.
@@ -2392,6 +2521,44 @@ class LedgerServiceStub:
             ListPaymentIssuesResponse.FromString,
         )(message)
 
+    def list_unknown_payouts(self, message: "ListUnknownPayoutsRequest") -> "ListUnknownPayoutsResponse":
+        """
+        Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListUnknownPayouts",
+            ListUnknownPayoutsRequest.SerializeToString,
+            ListUnknownPayoutsResponse.FromString,
+        )(message)
+
+    def reconcile_payouts(self, message: "ReconcilePayoutsRequest") -> "ReconcilePayoutsResponse":
+        """
+        Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ReconcilePayouts",
+            ReconcilePayoutsRequest.SerializeToString,
+            ReconcilePayoutsResponse.FromString,
+        )(message)
+
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__

@@ -66,6 +66,8 @@ __all__ = (
     "GetShareablesResponse",
     "LinkChargerRequest",
     "LinkChargerResponse",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListFavoriteChargersRequest",
     "ListFavoriteChargersResponse",
     "ListFavoriteMerchantsRequest",
@@ -2132,6 +2134,36 @@ class LinkChargerResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "LinkChargerResponse", LinkChargerResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -4451,6 +4483,19 @@ class MerchantsServiceStub:
             ResolvePreviewLinkResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__

@@ -44,6 +44,8 @@ __all__ = (
     "IngestAction",
     "IngestTelemetryRequest",
     "IngestTelemetryResponse",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListChargingSessionsRequest",
     "ListChargingSessionsResponse",
     "ListEvCodesRequest",
@@ -1419,6 +1421,36 @@ default_message_pool.register_message("nerava.sessions.v1", "IngestTelemetryResp
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListChargingSessionsRequest(betterproto2.Message):
     """
     A page of the driver's sessions. Accepts the apps' limit/offset and page tokens; not both offset and token.
@@ -2309,7 +2341,20 @@ class SessionsServiceStub:
             ImportChargersResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
 from ...incentives import v1 as __incentives__v1__
