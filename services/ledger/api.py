@@ -146,6 +146,10 @@ def _raise_refusal(result: store.PostResult) -> None:
     raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
 
 
+def _grant_target(request: pb.AdminGrantRequest) -> str:
+    return f"driver:{request.driver_id}" if request.HasField("driver_id") else f"merchant:{request.merchant_id}"
+
+
 def _scope(caller: Caller) -> str:
     return domain.scope_of(caller.service, caller.user_id)
 
@@ -618,6 +622,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
         # ledger remembers commits too (without an entry) and is raised after.
         async with self._engine.begin() as conn:
+            await conn.execute(sa.select(1))  # SQLAlchemy sends BEGIN with the first statement; the post needs it
             result = await store.post_transfer_in(
                 await store.driver_connection(conn),
                 _scope(caller),
@@ -627,13 +632,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             )
             if result.error_reason is None and not result.replayed:
                 await audit.record(
-                    conn,
-                    "nova.grant",
-                    f"{recipient.owner_id}",
-                    request.reason,
-                    amount_nova=request.amount,
-                    account=pb.AccountType.Name(recipient.type),
-                )  # type: ignore[arg-type]
+                    conn, "nova.grant", _grant_target(request), request.reason, amount_nova=request.amount
+                )
         _raise_refusal(result)
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
