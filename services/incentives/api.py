@@ -28,6 +28,7 @@ from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.interceptors import Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
@@ -43,6 +44,7 @@ E = store.evaluations
 
 ACCESS: dict[str, Access] = {
     "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
     "ListCampaigns": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
     "GetCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
     "ListGrants": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
@@ -750,6 +752,16 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             _uuid(request.request_id, "request_id"),
             caller.user_id or "",
         )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
 
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]

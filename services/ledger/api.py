@@ -34,8 +34,9 @@ from services.common.errors import (
 )
 from services.common.http_body import json_array
 from services.common.interceptors import Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import page_position, page_token
-from services.ledger import domain, store
+from services.ledger import domain, invariants, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
     StripeRefused,
@@ -46,6 +47,7 @@ from services.ledger.config import LedgerSettings
 from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.reconcile.checks import reconcile
 
 log = logging.getLogger(__name__)
 # How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
@@ -81,8 +83,11 @@ ACCESS: dict[str, Access] = {
     "RefundCampaignBudget": Access.service_only(),
     "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
     "ListUnknownPayouts": Access.role(ADMIN, "admin_readonly"),
+    "CheckLedger": Access.role(ADMIN, "admin_readonly"),
+    "RunReconciliation": Access.role(ADMIN, "admin_readonly"),
     "ReconcilePayouts": Access.role(ADMIN),
     "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
@@ -1015,6 +1020,33 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.ReconcilePayoutsResponse:
         settled, still_unknown = await self._payouts.reconcile_now(request.reason)
         return pb.ReconcilePayoutsResponse(settled=settled, still_unknown=still_unknown)
+
+    async def CheckLedger(
+        self, request: pb.CheckLedgerRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CheckLedgerResponse:
+        return pb.CheckLedgerResponse(violations=await invariants.violations(self._engine))
+
+    async def RunReconciliation(
+        self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RunReconciliationResponse:
+        since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
+        report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+        return pb.RunReconciliationResponse(
+            invariants=[
+                pb.ReconciliationInvariant(name=name, drift_ids=sorted(ids)) for name, ids in report.drift.items()
+            ],
+            holds=report.holds,
+        )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
 
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -23,6 +23,7 @@ from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.http_body import json_array
 from services.common.interceptors import Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.merchants import domain, store
 from services.merchants.favorites import amenities_message, amenity_counts
 from services.merchants.records import (
@@ -53,6 +54,7 @@ ACCESS: dict[str, Access] = {
     "ListMerchantsForCharger": Access.anyone(),
     "ResolveCheckoutQr": Access.anyone(),
     "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
 }
 
 L = store.charger_links
@@ -220,6 +222,16 @@ class CatalogRpcs(Resources):
                 is_primary=request.is_primary,
             )
         )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self.engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self.engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
 
     async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
         return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self.engine, "merchants", request.query))

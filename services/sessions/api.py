@@ -38,6 +38,7 @@ from services.common.errors import (
 )
 from services.common.flags import PLACES_GEOCODING, TELEMETRY_INGESTION, FlagDefinition, Flags
 from services.common.interceptors import Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
@@ -57,6 +58,7 @@ DRIVER, ADMIN = "driver", "admin"
 
 ACCESS: dict[str, Access] = {
     "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
     "PollChargingState": Access.role(DRIVER),
     "GetActiveSession": Access.role(DRIVER),
     "ListChargingSessions": Access.role(DRIVER),
@@ -257,6 +259,16 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                 conn, "chargers.import", f"source:{request.source}", created=counts.created, updated=counts.updated
             )
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
 
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]

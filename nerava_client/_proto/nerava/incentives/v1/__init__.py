@@ -43,6 +43,8 @@ __all__ = (
     "ListAuditEntriesResponse",
     "ListCampaignsRequest",
     "ListCampaignsResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListDriverCampaignsRequest",
     "ListDriverCampaignsResponse",
     "ListGrantsRequest",
@@ -51,6 +53,8 @@ __all__ = (
     "PauseCampaignResponse",
     "RecordCampaignFundingRequest",
     "RecordCampaignFundingResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "ResumeCampaignRequest",
     "ResumeCampaignResponse",
     "RewardKind",
@@ -1823,6 +1827,36 @@ default_message_pool.register_message("nerava.incentives.v1", "ListCampaignsResp
 
 
 @dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListDriverCampaignsRequest(betterproto2.Message):
     """
     Where the driver is, or which charger they look at; all optional.
@@ -2049,6 +2083,41 @@ class RecordCampaignFundingResponse(betterproto2.Message):
 default_message_pool.register_message(
     "nerava.incentives.v1", "RecordCampaignFundingResponse", RecordCampaignFundingResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2623,6 +2692,30 @@ class IncentivesServiceStub:
             ListAuditEntriesResponse.FromString,
         )(message)
 
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
 from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__

@@ -68,6 +68,8 @@ __all__ = (
     "LinkChargerResponse",
     "ListAuditEntriesRequest",
     "ListAuditEntriesResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListFavoriteChargersRequest",
     "ListFavoriteChargersResponse",
     "ListFavoriteMerchantsRequest",
@@ -108,6 +110,8 @@ __all__ = (
     "RemoveFavoriteChargerResponse",
     "RemoveFavoriteMerchantRequest",
     "RemoveFavoriteMerchantResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "ResolveCheckoutQrRequest",
     "ResolveCheckoutQrResponse",
     "ResolvePreviewLinkRequest",
@@ -2167,6 +2171,36 @@ default_message_pool.register_message("nerava.merchants.v1", "ListAuditEntriesRe
 
 
 @dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListFavoriteChargersRequest(betterproto2.Message):
     """
     The caller's favorite chargers.
@@ -3449,6 +3483,41 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ResolveCheckoutQrRequest(betterproto2.Message):
     """
     A scanned QR token.
@@ -4495,7 +4564,31 @@ class MerchantsServiceStub:
             ListAuditEntriesResponse.FromString,
         )(message)
 
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
 from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__
