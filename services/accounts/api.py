@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+import prometheus_client
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
@@ -58,6 +59,12 @@ ACCESS: dict[str, Access] = {
 }
 
 _DEFAULT_PAGE = 50
+
+# Codes asked for, by channel and what became of the request: an SMS costs money, and a surge of sends is the
+# mark of SMS pumping (deploy/k8s/components/monitoring alerts on the rate).
+OTP_SENDS = prometheus_client.Counter(
+    "nerava_otp_sends_total", "One-time login codes requested, by channel and result.", ["channel", "result"]
+)
 
 
 def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
@@ -109,13 +116,17 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     async def _start_login(self, channel: Channel, identity: str) -> None:
         decision = await self._limits.try_start(identity, client_ip_var.get() or "unknown")
         if decision is StartDecision.LOCKED:
+            OTP_SENDS.labels(channel.value, "locked").inc()
             raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
         if decision is StartDecision.RATE_LIMITED:
+            OTP_SENDS.labels(channel.value, "rate_limited").inc()
             # One message for every limit: it must not reveal which limit (phone or IP) was hit.
             raise ResourceExhausted("OTP_RATE_LIMITED", "too many codes requested; try again later")
         try:
             await self._otp.send_code(channel, identity)
+            OTP_SENDS.labels(channel.value, "sent").inc()
         except OtpProviderError as exc:
+            OTP_SENDS.labels(channel.value, "provider_failed").inc()
             if exc.retryable:
                 raise Unavailable("OTP_PROVIDER_FAILED", "the code could not be sent; try again") from exc
             raise FailedPrecondition("OTP_PROVIDER_FAILED", "the code could not be sent to this address") from exc

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import prometheus_client
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -53,6 +54,14 @@ class Stripe(Protocol):
     async def find_transfer_by_payout(self, payout_id: str) -> str | None: ...
 
     async def create_refund(self, payment_intent_id: str, amount_cents: int, refund_id: str) -> str: ...
+
+
+# Payouts whose Stripe answer was lost (measured by every reconciliation pass): money that left a driver's balance
+# and may or may not have reached Stripe. Read by the alerts in deploy/k8s/components/monitoring.
+UNKNOWN_PAYOUTS = prometheus_client.Gauge("nerava_payouts_unknown", "Payouts in status UNKNOWN.")
+UNKNOWN_OLDEST = prometheus_client.Gauge(
+    "nerava_payouts_unknown_oldest_seconds", "How long the oldest UNKNOWN payout has been unknown (0: none)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +317,21 @@ class Payouts:
 
     # --- reconciliation ------------------------------------------------------------------------------
 
+    async def measure_unknown(self) -> int:
+        """Sets the UNKNOWN-payout gauges the alerts read; returns how many payouts are UNKNOWN."""
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            count, oldest = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(payouts.c.updated_at)).where(
+                        payouts.c.status == P.PAYOUT_STATUS_UNKNOWN
+                    )
+                )
+            ).one()
+        UNKNOWN_PAYOUTS.set(int(count))
+        UNKNOWN_OLDEST.set(0.0 if oldest is None else (self._clock() - oldest).total_seconds())
+        return int(count)
+
     async def reconcile_unknown(self, older_than: datetime.timedelta = datetime.timedelta(seconds=0)) -> int:
         """Settles payouts whose Stripe answer was lost; returns how many left `unknown`."""
         payouts = store.payouts
@@ -336,6 +360,7 @@ class Payouts:
             else:
                 await self.mark_processing(payout.id, transfer_id)
             settled += 1
+        await self.measure_unknown()
         return settled
 
     async def reconcile_now(self, reason: str) -> tuple[int, int]:
