@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import importlib
 from collections.abc import Mapping
 
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.audit.v1 import audit_pb2
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from services.accounts import flags
 from services.accounts.adapters.otp import OtpProvider, StubOtpProvider, TwilioVerifyProvider
@@ -35,26 +37,35 @@ def otp_provider(settings: AccountsSettings) -> OtpProvider:
     )
 
 
-# The services holding audit entries besides accounts; each answers ListAuditEntries from its own table.
-AUDITED_PEERS = ("sessions", "incentives", "ledger", "merchants")
-
-
-async def _peer_entries(stub: object, module: object, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
-    response = await stub.ListAuditEntries(module.ListAuditEntriesRequest(query=query))  # type: ignore[attr-defined]
-    return list(response.entries)
-
-
 def audit_sources(runtime: Runtime) -> dict[str, audit.Source]:
+    """Where the merged audit log reads: accounts' own table, and every other service's ListAuditEntries."""
+    sessions = sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))
+    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
+    ledger = ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))
+    merchants = merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))
+
     async def own(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
         return await audit.list_entries(runtime.engine, "accounts", query)
 
-    sources: dict[str, audit.Source] = {"accounts": own}
-    for peer in AUDITED_PEERS:
-        messages = importlib.import_module(f"nerava.{peer}.v1.{peer}_pb2")
-        stubs = importlib.import_module(f"nerava.{peer}.v1.{peer}_pb2_grpc")
-        stub = getattr(stubs, f"{peer.capitalize()}ServiceStub")(runtime.channel(peer))
-        sources[peer] = functools.partial(_peer_entries, stub, messages)
-    return sources
+    async def of_sessions(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await sessions.ListAuditEntries(sessions_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    async def of_incentives(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await incentives.ListAuditEntries(incentives_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    async def of_ledger(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await ledger.ListAuditEntries(ledger_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    async def of_merchants(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await merchants.ListAuditEntries(merchants_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    return {
+        "accounts": own,
+        "sessions": of_sessions,
+        "incentives": of_incentives,
+        "ledger": of_ledger,
+        "merchants": of_merchants,
+    }
 
 
 async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
