@@ -4,7 +4,9 @@ merged, paged admin query over every service's table."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -351,3 +353,25 @@ async def test_only_admins_read_the_audit_log_and_only_services_a_services_part(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await ledger.ListAuditEntries(ledger_pb2.ListAuditEntriesRequest(), metadata=reader.auth)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_a_forged_page_token_is_invalid_argument(mesh: Mesh, admin: Person) -> None:
+    stub = accounts_pb2_grpc.AccountsServiceStub(mesh.channels["accounts"])
+    for reason in ("forged one", "forged two"):
+        await stub.ToggleFlag(
+            accounts_pb2.ToggleFlagRequest(name="places_geocoding", reason=reason), metadata=admin.auth
+        )
+    mine = accounts_pb2.ListAuditEntriesRequest(actor=admin.user_id, page_size=1)
+    issued = (await stub.ListAuditEntries(mine, metadata=admin.auth)).next_page_token
+    position = json.loads(base64.urlsafe_b64decode(issued + "=" * (-len(issued) % 4)))
+
+    def forged(**changes: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps({**position, **changes}).encode()).decode().rstrip("=")
+
+    for token in ("bm90IGpzb24", "W10", forged(s=10**30), forged(s=999_999_999_999), forged(id="x"), forged(f="0")):
+        request = accounts_pb2.ListAuditEntriesRequest(actor=admin.user_id, page_size=1, page_token=token)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.ListAuditEntries(request, metadata=admin.auth)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, token
+    request = accounts_pb2.ListAuditEntriesRequest(actor=admin.user_id, page_size=1, page_token=forged())
+    assert [e.reason for e in (await stub.ListAuditEntries(request, metadata=admin.auth)).entries] == ["forged one"]
