@@ -9,19 +9,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+import prometheus_client
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.audit.v1 import audit_pb2
 from nerava.sessions.v1 import sessions_pb2
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.accounts import domain, store
+from services.accounts import domain, flags, store
 from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderError
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits, StartDecision
 from services.accounts.reasons import Reason
 from services.accounts.sign_in import APPLE, GOOGLE, ExternalSignIn
+from services.common import audit
 from services.common.context import client_ip_var, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -63,9 +67,20 @@ ACCESS: dict[str, Access] = {
     "ListUsers": Access.role(*domain.READ_ADMINS).not_owned(BY_AN_ADMIN),
     "GetUser": Access.service_only(),
     "SetUserRoles": Access.role(domain.ADMIN).not_owned(BY_AN_ADMIN),
+    "ListAuditEntries": Access.role(*domain.READ_ADMINS).not_owned(BY_AN_ADMIN),
+    # The apps read feature flags before sign-in.
+    "ListFlags": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetFlag": Access.anyone().not_owned(PUBLIC_DATA),
+    "ToggleFlag": Access.role(domain.ADMIN).not_owned(BY_AN_ADMIN),
 }
 
 _DEFAULT_PAGE = 50
+
+# Codes asked for, by channel and what became of the request: an SMS costs money, and a surge of sends is the
+# mark of SMS pumping (deploy/k8s/components/monitoring alerts on the rate).
+OTP_SENDS = prometheus_client.Counter(
+    "nerava_otp_sends_total", "One-time login codes requested, by channel and result.", ["channel", "result"]
+)
 
 
 def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
@@ -103,6 +118,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         settings: AccountsSettings,
         *,
         engine: AsyncEngine,
+        redis: Redis,
+        audit_log: audit.MergedAuditLog,
         keys: KeyRing,
         otp: OtpProvider,
         limits: OtpLimits,
@@ -112,6 +129,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     ) -> None:
         self._sign_in = sign_in
         self._revocations = revocations
+        self._redis = redis
+        self._audit_log = audit_log
         self._settings = settings
         self._engine = engine
         self._reads = single_statement_reads(engine)
@@ -125,13 +144,17 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     async def _start_login(self, channel: Channel, identity: str) -> None:
         decision = await self._limits.try_start(identity, client_ip_var.get() or "unknown")
         if decision is StartDecision.LOCKED:
+            OTP_SENDS.labels(channel.value, "locked").inc()
             raise ResourceExhausted(Reason.OTP_LOCKED, "too many wrong codes; try again later")
         if decision is StartDecision.RATE_LIMITED:
+            OTP_SENDS.labels(channel.value, "rate_limited").inc()
             # One message for every limit: it must not reveal which limit (phone or IP) was hit.
             raise ResourceExhausted(Reason.OTP_RATE_LIMITED, "too many codes requested; try again later")
         try:
             await self._otp.send_code(channel, identity)
+            OTP_SENDS.labels(channel.value, "sent").inc()
         except OtpProviderError as exc:
+            OTP_SENDS.labels(channel.value, "provider_failed").inc()
             if exc.retryable:
                 raise Unavailable(Reason.OTP_PROVIDER_FAILED, "the code could not be sent; try again") from exc
             raise FailedPrecondition(Reason.OTP_PROVIDER_FAILED, "the code could not be sent to this address") from exc
@@ -448,14 +471,13 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
                 # Otherwise the last admin can lock everyone out of role management.
                 raise FailedPrecondition(Reason.CANNOT_REMOVE_OWN_ADMIN, "an admin cannot remove their own admin role")
             await store.set_roles(conn, user.id, new_roles)
-            await conn.execute(
-                sa.insert(store.role_changes).values(
-                    user_id=user.id,
-                    actor_public_id=caller.user_id or "",
-                    old_roles=list(user.roles),
-                    new_roles=new_roles,
-                    reason=request.reason,
-                )
+            await audit.record(
+                conn,
+                "user.roles.set",
+                f"user:{user.public_id}",
+                request.reason,
+                old_roles=",".join(sorted(user.roles)),
+                new_roles=",".join(new_roles),
             )
             updated = await store.find_user(conn, store.users.c.id == user.id)
         assert updated is not None
@@ -464,3 +486,55 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             # the user's next refresh gets the new ones.
             await self._revocations.revoke_all(str(user.public_id))
         return accounts_pb2.SetUserRolesResponse(user=user_message(updated))
+
+    # --- the audit log ---------------------------------------------------------------------------------
+
+    async def ListAuditEntries(
+        self, request: accounts_pb2.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListAuditEntriesResponse:
+        query = audit_pb2.AuditQuery(actor=request.actor, action=request.action, target=request.target)
+        if request.HasField("since"):
+            query.since.CopyFrom(request.since)
+        if request.HasField("until"):
+            query.until.CopyFrom(request.until)
+        entries, token = await self._audit_log.page(query, request.page_size or _DEFAULT_PAGE, request.page_token)
+        return accounts_pb2.ListAuditEntriesResponse(entries=entries, next_page_token=token)
+
+    # --- feature flags ---------------------------------------------------------------------------------
+
+    async def ListFlags(
+        self, request: accounts_pb2.ListFlagsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListFlagsResponse:
+        values = await flags.list_values(self._reads, self._settings.runtime.environment)
+        return accounts_pb2.ListFlagsResponse(flags=[_flag_message(v) for v in values])
+
+    async def GetFlag(
+        self, request: accounts_pb2.GetFlagRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetFlagResponse:
+        value = await flags.get_value(self._reads, self._settings.runtime.environment, request.name)
+        return accounts_pb2.GetFlagResponse(flag=_flag_message(value))
+
+    async def ToggleFlag(
+        self, request: accounts_pb2.ToggleFlagRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ToggleFlagResponse:
+        enabled = request.enabled if request.HasField("enabled") else None
+        value = await flags.toggle(
+            self._engine,
+            self._redis,
+            self._settings.runtime.environment,
+            request.name,
+            enabled=enabled,
+            reason=request.reason,
+        )
+        return accounts_pb2.ToggleFlagResponse(flag=_flag_message(value))
+
+
+def _flag_message(value: flags.FlagValue) -> accounts_pb2.Flag:
+    return accounts_pb2.Flag(
+        name=value.definition.name,
+        enabled=value.enabled,
+        environment=value.environment,
+        description=value.definition.description,
+        updated_at=_timestamp(value.updated_at) if value.updated_at else None,
+        updated_by=value.updated_by,
+    )

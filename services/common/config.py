@@ -180,6 +180,8 @@ class RuntimeSettings:
     drain_seconds: float  # how long to keep serving after SIGTERM while load balancers notice NOT_SERVING
     stop_grace_seconds: float  # how long in-flight RPCs may finish once the server stops accepting
     max_connection_age_seconds: int  # bounds HTTP/2 connection life so clients rebalance onto new replicas
+    # The deployment's environment (development, staging, production): whose feature-flag values apply.
+    environment: str = "development"
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> RuntimeSettings:
@@ -206,4 +208,5 @@ class RuntimeSettings:
             drain_seconds=env.float("DRAIN_SECONDS", 0.0),
             stop_grace_seconds=env.float("STOP_GRACE_SECONDS", 10.0),
             max_connection_age_seconds=env.int("GRPC_MAX_CONNECTION_AGE_SECONDS", 300),
+            environment=env.str("NERAVA_ENVIRONMENT", "development"),
         )

@@ -24,9 +24,11 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
@@ -47,6 +49,8 @@ _SPONSORS_AND_READERS = Access.role(SPONSOR, ADMIN, ADMIN_READONLY)
 _SPONSORS = Access.role(SPONSOR, ADMIN)
 
 ACCESS: dict[str, Access] = {
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
     # A sponsor lists their own campaigns; an admin all.
     "ListCampaigns": _SPONSORS_AND_READERS.not_owned(OWN_DATA),
     "GetCampaign": _SPONSORS_AND_READERS.owned(CAMPAIGN),
@@ -389,6 +393,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             if row["funding_status"] != pb.FUNDING_STATUS_FUNDED:
                 raise FailedPrecondition(Reason.CAMPAIGN_NOT_FUNDED, "the campaign's budget has not been funded yet")
             campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
+            await audit.record(conn, "campaign.activate", f"campaign:{row['id']}")
         await self._index.refresh()
         return pb.ActivateCampaignResponse(campaign=campaign)
 
@@ -760,6 +765,21 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             _uuid(request.request_id, "request_id"),
             caller.user_id or "",
         )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "incentives", request.query))
 
     async def BatchGetSessionGrants(
         self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]

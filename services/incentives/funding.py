@@ -34,6 +34,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
@@ -308,6 +309,7 @@ async def fund_from_platform(
             .mappings()
             .one()
         )
+        await audit.record(conn, "campaign.fund_from_platform", f"campaign:{row['id']}", reason, amount_cents=net)
     log.warning(
         "campaign funded by the platform",
         extra={
@@ -369,6 +371,7 @@ async def cancel(
             await conn.execute(
                 sa.update(C).where(C.c.id == row["id"]).values(status=S.CAMPAIGN_STATUS_CANCELED, pause_reason="")
             )
+            await audit.record(conn, "campaign.cancel", f"campaign:{row['id']}")
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
         refunded = 0

@@ -35,6 +35,7 @@ from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.db import single_statement_reads
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError
@@ -425,6 +426,9 @@ class Granting:
             ).first()
             if updated is not None:
                 await _return_to_budget(conn, row["campaign_id"], updated.amount_cents)
+                await audit.record(
+                    conn, "grant.clawback", f"grant:{grant_id}", reason, amount_cents=updated.amount_cents
+                )
         if updated is not None:
             await self._refund_if_closed(row["campaign_id"])
         async with self._engine.connect() as conn:

@@ -20,6 +20,7 @@ from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -33,8 +34,9 @@ from services.common.errors import (
 )
 from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import page_position, page_token
-from services.ledger import domain, store
+from services.ledger import domain, invariants, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
     StripeRefused,
@@ -46,6 +48,7 @@ from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.reconcile.checks import reconcile
 
 log = logging.getLogger(__name__)
 # How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
@@ -82,6 +85,12 @@ ACCESS: dict[str, Access] = {
     "AdminGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RefundCampaignBudget": Access.service_only(),
     "ListPaymentIssues": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "ListUnknownPayouts": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "CheckLedger": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "RunReconciliation": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "ReconcilePayouts": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
@@ -149,6 +158,10 @@ def _object(value: Any) -> dict[str, Any]:
     """A nested object of a Stripe event, or {} when it is absent or not an object (signed but malformed: never a
     server error, Stripe would retry it for days)."""
     return value if isinstance(value, dict) else {}
+
+
+def _grant_target(request: pb.AdminGrantRequest) -> str:
+    return f"driver:{request.driver_id}" if request.HasField("driver_id") else f"merchant:{request.merchant_id}"
 
 
 def _scope(caller: Caller) -> str:
@@ -620,7 +633,22 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             # The audit trail: who granted, why. Transfers are immutable, so this record cannot be edited.
             metadata={"reason": request.reason, "actor_id": caller.user_id or "", "description": "Admin grant"},
         )
-        result = await self._post("AdminGrant", request, request.idempotency_key, movement)
+        # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
+        # ledger remembers commits too (without an entry) and is raised after.
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.select(1))  # SQLAlchemy sends BEGIN with the first statement; the post needs it
+            result = await store.post_transfer_in(
+                await store.driver_connection(conn),
+                _scope(caller),
+                request.idempotency_key,
+                domain.request_hash("AdminGrant", request),
+                movement,
+            )
+            if result.error_reason is None and not result.replayed:
+                await audit.record(
+                    conn, "nova.grant", _grant_target(request), request.reason, amount_nova=request.amount
+                )
+        _raise_refusal(result)
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
             amount=result.amount or 0,
@@ -677,6 +705,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                         .returning(*periods.c)
                     )
                 ).one()
+                await audit.record(
+                    conn,
+                    "fee_period.close",
+                    f"merchant:{request.merchant_id}",
+                    month=request.month,
+                    status=pb.FeePeriodStatus.Name(request.status),
+                )
         log.info(
             "merchant fee period closed",
             extra={"merchant_id": request.merchant_id, "month": request.month, "status": row.status},
@@ -981,6 +1016,55 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             stripe_refunded_cents=refund.stripe_refunded_cents,
             replayed=refund.replayed,
         )
+
+    async def ListUnknownPayouts(
+        self, request: pb.ListUnknownPayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListUnknownPayoutsResponse:
+        stuck = await self._payouts.list_unknown(request.limit or 100)
+        return pb.ListUnknownPayoutsResponse(
+            payouts=[
+                pb.UnknownPayout(payout=_payout(row), driver_id=row.driver_id, updated_at=_timestamp(updated_at))
+                for row, updated_at in stuck
+            ]
+        )
+
+    async def ReconcilePayouts(
+        self, request: pb.ReconcilePayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReconcilePayoutsResponse:
+        settled, still_unknown = await self._payouts.reconcile_now(request.reason)
+        return pb.ReconcilePayoutsResponse(settled=settled, still_unknown=still_unknown)
+
+    async def CheckLedger(
+        self, request: pb.CheckLedgerRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CheckLedgerResponse:
+        return pb.CheckLedgerResponse(violations=await invariants.violations(self._engine))
+
+    async def RunReconciliation(
+        self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RunReconciliationResponse:
+        since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
+        report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+        return pb.RunReconciliationResponse(
+            invariants=[
+                pb.ReconciliationInvariant(name=name, drift_ids=sorted(ids)) for name, ids in report.drift.items()
+            ],
+            holds=report.holds,
+        )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "ledger", request.query))
 
     async def ListPaymentIssues(
         self, request: pb.ListPaymentIssuesRequest, context: grpc.aio.ServicerContext[Any, Any]

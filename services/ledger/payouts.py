@@ -22,10 +22,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import prometheus_client
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import AccountStatus, StripeAdapterError, StripeRefused, StripeUnavailable
@@ -53,6 +55,14 @@ class Stripe(Protocol):
     async def find_transfer_by_payout(self, payout_id: str) -> str | None: ...
 
     async def create_refund(self, payment_intent_id: str, amount_cents: int, refund_id: str) -> str: ...
+
+
+# Payouts whose Stripe answer was lost (measured by every reconciliation pass): money that left a driver's balance
+# and may or may not have reached Stripe. Read by the alerts in deploy/k8s/components/monitoring.
+UNKNOWN_PAYOUTS = prometheus_client.Gauge("nerava_payouts_unknown", "Payouts in status UNKNOWN.")
+UNKNOWN_OLDEST = prometheus_client.Gauge(
+    "nerava_payouts_unknown_oldest_seconds", "How long the oldest UNKNOWN payout has been unknown (0: none)."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -209,6 +219,9 @@ class Payouts:
                     .returning(payouts)
                 )
             ).one()
+            await audit.record(
+                conn, "payout.request", f"payout:{payout_id}", amount_cents=amount_cents, driver_id=driver_id
+            )
         return _row(inserted)
 
     async def _send_to_stripe(self, payout: PayoutRow) -> PayoutRow:
@@ -307,6 +320,21 @@ class Payouts:
 
     # --- reconciliation ------------------------------------------------------------------------------
 
+    async def measure_unknown(self) -> int:
+        """Sets the UNKNOWN-payout gauges the alerts read; returns how many payouts are UNKNOWN."""
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            count, oldest = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(payouts.c.updated_at)).where(
+                        payouts.c.status == P.PAYOUT_STATUS_UNKNOWN
+                    )
+                )
+            ).one()
+        UNKNOWN_PAYOUTS.set(int(count))
+        UNKNOWN_OLDEST.set(0.0 if oldest is None else (self._clock() - oldest).total_seconds())
+        return int(count)
+
     async def reconcile_unknown(self, older_than: datetime.timedelta = datetime.timedelta(seconds=0)) -> int:
         """Settles payouts whose Stripe answer was lost; returns how many left `unknown`."""
         payouts = store.payouts
@@ -335,7 +363,34 @@ class Payouts:
             else:
                 await self.mark_processing(payout.id, transfer_id)
             settled += 1
+        await self.measure_unknown()
         return settled
+
+    async def reconcile_now(self, reason: str) -> tuple[int, int]:
+        """An operator's reconciliation of every `unknown` payout, whatever its age; returns (settled, still
+        unknown). Each settlement is its own transaction (a Stripe call sits between them); the operator's
+        request is audited once with what it settled."""
+        settled = await self.reconcile_unknown()
+        async with self._engine.begin() as conn:
+            still = await store.count_payouts(conn, P.PAYOUT_STATUS_UNKNOWN)
+            await audit.record(
+                conn, "payouts.reconcile", "payouts:unknown", reason, settled=settled, still_unknown=still
+            )
+        return settled, still
+
+    async def list_unknown(self, limit: int) -> list[tuple[PayoutRow, datetime.datetime]]:
+        """Payouts whose Stripe answer was lost, oldest first, with when they last changed."""
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(payouts)
+                    .where(payouts.c.status == P.PAYOUT_STATUS_UNKNOWN)
+                    .order_by(payouts.c.updated_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [(_row(record), record.updated_at) for record in rows]
 
     # --- reads ---------------------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.errors import Aborted
 from services.common.outbox import OutboxMessage, PermanentDeliveryError, enqueue
 from services.ledger import store
@@ -237,6 +238,15 @@ async def refund_campaign_budget(
                 stripe_refunded_cents=stripe_refunded,
             )
         )
+        if refunded:
+            await audit.record(
+                conn,
+                "campaign.refund",
+                f"campaign:{campaign_id}",
+                reason,
+                refunded_cents=refunded,
+                stripe_refunded_cents=stripe_refunded,
+            )
     return BudgetRefund(refunded, stripe_refunded, False)
 
 

@@ -337,6 +337,10 @@ async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
         return list((await conn.execute(sa.select(i).order_by(i.c.id.desc()).limit(limit))).all())
 
 
+async def count_payouts(conn: AsyncConnection, status: int) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).where(payouts.c.status == status))).scalar_one())
+
+
 async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection under a SQLAlchemy one, for post_transfer_in() in the same transaction."""
     raw = await conn.get_raw_connection()

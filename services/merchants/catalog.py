@@ -18,10 +18,12 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
+from services.common import audit
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.merchants import domain, store
 from services.merchants.favorites import amenities_message, amenity_counts
 from services.merchants.reasons import Reason
@@ -54,6 +56,8 @@ ACCESS: dict[str, Access] = {
     "ListMerchantsForCharger": Access.anyone().not_owned(PUBLIC_DATA),
     # The printed QR code's token is the capability: whoever scanned the sign at the counter.
     "ResolveCheckoutQr": Access.anyone().not_owned("the printed QR code's token is the capability"),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
 }
 
 L = store.charger_links
@@ -126,6 +130,7 @@ class CatalogRpcs(Resources):
                         ) from None
                     # A concurrent create with the same request id: the caller's retry replays it.
                     raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
+                await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=given.name)
                 existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
@@ -205,6 +210,13 @@ class CatalogRpcs(Resources):
                 .values(merchant_id=request.merchant_id, charger_id=request.charger_id, **values)
                 .on_conflict_do_update(index_elements=[L.c.merchant_id, L.c.charger_id], set_=values)
             )
+            await audit.record(
+                conn,
+                "charger.link",
+                f"merchant:{request.merchant_id}",
+                charger_id=request.charger_id,
+                primary=request.is_primary,
+            )
         return pb.LinkChargerResponse(
             link=pb.ChargerLink(
                 merchant_id=request.merchant_id,
@@ -215,6 +227,19 @@ class CatalogRpcs(Resources):
                 is_primary=request.is_primary,
             )
         )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self.engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self.engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self.engine, "merchants", request.query))
 
     async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
         async with self.reads.connect() as conn:

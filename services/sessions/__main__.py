@@ -125,6 +125,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         sign_in=TeslaSignIn(
             runtime.engine, tesla_sign_in, cipher, accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))
         ),
+        flags=runtime.flags,
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

@@ -22,6 +22,7 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.context import current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -32,7 +33,9 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
+from services.common.flags import PLACES_GEOCODING, TELEMETRY_INGESTION, FlagDefinition, Flags
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, store
 from services.sessions.adapters import smartcar
@@ -58,6 +61,8 @@ CHARGING_SESSION = Owned("charging session", "session_id", frozenset({DRIVER}), 
 _LINKING = Access.role(DRIVER).not_owned(OWN_DATA)
 
 ACCESS: dict[str, Access] = {
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
     "PollChargingState": Access.role(DRIVER).not_owned(OWN_DATA),
     "GetActiveSession": Access.role(DRIVER).not_owned(OWN_DATA),
     "ListChargingSessions": Access.role(DRIVER).not_owned(OWN_DATA),
@@ -131,8 +136,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         ev_codes: EvCodes | None = None,
         geocoder: PlacesGeocoder | None = None,
         sign_in: TeslaSignIn | None = None,
+        flags: Flags | None = None,
     ) -> None:
         self._sign_in = sign_in
+        self._flags = flags
         self._ev_codes = ev_codes
         self._geocoder = geocoder
         self._engine = engine
@@ -181,10 +188,13 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
 
+    async def _feature(self, flag: FlagDefinition) -> bool:
+        return flag.default if self._flags is None else await self._flags.enabled(flag)
+
     async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
         """The place a search text names (biased towards the driver's position), or None: no text, no geocoder,
         no such place, or Google not answering — the search then matches charger names and addresses."""
-        if self._geocoder is None or not text.strip():
+        if self._geocoder is None or not text.strip() or not await self._feature(PLACES_GEOCODING):
             return None
         try:
             return await self._geocoder.locate(text, near=near)
@@ -254,8 +264,27 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             ]
             if taken:
                 raise InvalidArgument(taken)
-        counts = await chargers.import_chargers(self._engine, request.source, request.chargers)
+        async with self._engine.begin() as conn:
+            counts = await chargers.import_chargers(conn, request.source, request.chargers)
+            await audit.record(
+                conn, "chargers.import", f"source:{request.source}", created=counts.created, updated=counts.updated
+            )
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "sessions", request.query))
 
     # --- charging sessions ---------------------------------------------------------------------------------
 
@@ -396,7 +425,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.HandleSmartcarWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarWebhookResponse:
         settings = self._settings
-        if settings is None or not settings.telemetry_ingestion_enabled:
+        if settings is None or not await self._feature(TELEMETRY_INGESTION):
             raise Unavailable(Reason.INGESTION_DISABLED, "Smartcar webhook ingestion is switched off")
         token = settings.smartcar_management_token.value
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -552,7 +581,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.IngestTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.IngestTelemetryResponse:
         settings = self._settings
-        if settings is None or not settings.telemetry_ingestion_enabled:
+        if settings is None or not await self._feature(TELEMETRY_INGESTION):
             raise Unavailable(Reason.INGESTION_DISABLED, "Fleet Telemetry ingestion is switched off")
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         body = request.http_body.data

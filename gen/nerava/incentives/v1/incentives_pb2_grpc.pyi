@@ -187,6 +187,16 @@ class IncentivesServiceStub:
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
     """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListDeadLettersRequest, _incentives_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ReplayDeadLettersRequest, _incentives_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class IncentivesServiceAsyncStub(IncentivesServiceStub):
@@ -346,6 +356,16 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListDeadLettersRequest, _incentives_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ReplayDeadLettersRequest, _incentives_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
     """
 
 class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -617,6 +637,34 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _incentives_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListAuditEntriesResponse, _abc.Awaitable[_incentives_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _incentives_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListDeadLettersResponse, _abc.Awaitable[_incentives_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _incentives_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_incentives_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
 
 def add_IncentivesServiceServicer_to_server(servicer: IncentivesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

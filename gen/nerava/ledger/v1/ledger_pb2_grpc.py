@@ -215,6 +215,41 @@ class LedgerServiceStub:
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
                 _registered_method=True)
+        self.ListUnknownPayouts = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListUnknownPayouts',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.FromString,
+                _registered_method=True)
+        self.ReconcilePayouts = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ReconcilePayouts',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.FromString,
+                _registered_method=True)
+        self.CheckLedger = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/CheckLedger',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerResponse.FromString,
+                _registered_method=True)
+        self.RunReconciliation = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/RunReconciliation',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListAuditEntries',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListDeadLetters',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ReplayDeadLetters',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class LedgerServiceServicer:
@@ -475,6 +510,62 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUnknownPayouts(self, request, context):
+        """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcilePayouts(self, request, context):
+        """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckLedger(self, request, context):
+        """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+        balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunReconciliation(self, request, context):
+        """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+        payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LedgerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -582,6 +673,41 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.ListPaymentIssues,
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.SerializeToString,
+            ),
+            'ListUnknownPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnknownPayouts,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.SerializeToString,
+            ),
+            'ReconcilePayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcilePayouts,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.SerializeToString,
+            ),
+            'CheckLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLedger,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerResponse.SerializeToString,
+            ),
+            'RunReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunReconciliation,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1227,6 +1353,195 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/ListPaymentIssues',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnknownPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListUnknownPayouts',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcilePayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ReconcilePayouts',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/CheckLedger',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/RunReconciliation',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListAuditEntries',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListDeadLetters',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ReplayDeadLetters',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -196,6 +196,33 @@ class LedgerServiceStub:
     """
     ListPaymentIssues: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    ListUnknownPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]
+    """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+    balance and may or may not have reached Stripe. Admin (read-only or write).
+    """
+    ReconcilePayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]
+    """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+    on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+    Write-admin only; audited.
+    """
+    CheckLedger: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CheckLedgerRequest, _ledger_pb2.CheckLedgerResponse]
+    """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+    balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+    """
+    RunReconciliation: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]
+    """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+    payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+    """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListDeadLettersRequest, _ledger_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReplayDeadLettersRequest, _ledger_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -365,6 +392,33 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     ListPaymentIssues: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]  # type: ignore[assignment]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    ListUnknownPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]  # type: ignore[assignment]
+    """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+    balance and may or may not have reached Stripe. Admin (read-only or write).
+    """
+    ReconcilePayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]  # type: ignore[assignment]
+    """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+    on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+    Write-admin only; audited.
+    """
+    CheckLedger: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CheckLedgerRequest, _ledger_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+    balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+    """
+    RunReconciliation: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]  # type: ignore[assignment]
+    """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+    payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListDeadLettersRequest, _ledger_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReplayDeadLettersRequest, _ledger_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """LedgerService is the only place where value lives: immutable double-entry transfers between accounts,
@@ -657,5 +711,74 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListPaymentIssuesResponse, _abc.Awaitable[_ledger_pb2.ListPaymentIssuesResponse]]:
         """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+
+    @_abc_1.abstractmethod
+    def ListUnknownPayouts(
+        self,
+        request: _ledger_pb2.ListUnknownPayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListUnknownPayoutsResponse, _abc.Awaitable[_ledger_pb2.ListUnknownPayoutsResponse]]:
+        """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ReconcilePayouts(
+        self,
+        request: _ledger_pb2.ReconcilePayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ReconcilePayoutsResponse, _abc.Awaitable[_ledger_pb2.ReconcilePayoutsResponse]]:
+        """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckLedger(
+        self,
+        request: _ledger_pb2.CheckLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.CheckLedgerResponse, _abc.Awaitable[_ledger_pb2.CheckLedgerResponse]]:
+        """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+        balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def RunReconciliation(
+        self,
+        request: _ledger_pb2.RunReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.RunReconciliationResponse, _abc.Awaitable[_ledger_pb2.RunReconciliationResponse]]:
+        """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+        payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _ledger_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListAuditEntriesResponse, _abc.Awaitable[_ledger_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _ledger_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListDeadLettersResponse, _abc.Awaitable[_ledger_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _ledger_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_ledger_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -251,6 +251,16 @@ class MerchantsServiceStub:
     """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
     capability; PREVIEW_LINK_INVALID otherwise).
     """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListDeadLettersRequest, _merchants_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ReplayDeadLettersRequest, _merchants_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class MerchantsServiceAsyncStub(MerchantsServiceStub):
@@ -474,6 +484,16 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ResolvePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]  # type: ignore[assignment]
     """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
     capability; PREVIEW_LINK_INVALID otherwise).
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListDeadLettersRequest, _merchants_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ReplayDeadLettersRequest, _merchants_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
     """
 
 class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -941,6 +961,34 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ResolvePreviewLinkResponse, _abc.Awaitable[_merchants_pb2.ResolvePreviewLinkResponse]]:
         """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
         capability; PREVIEW_LINK_INVALID otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _merchants_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListAuditEntriesResponse, _abc.Awaitable[_merchants_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _merchants_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListDeadLettersResponse, _abc.Awaitable[_merchants_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _merchants_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_merchants_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
 
 def add_MerchantsServiceServicer_to_server(servicer: MerchantsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

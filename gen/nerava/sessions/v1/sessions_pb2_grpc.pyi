@@ -183,6 +183,16 @@ class SessionsServiceStub:
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListDeadLettersRequest, _sessions_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ReplayDeadLettersRequest, _sessions_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class SessionsServiceAsyncStub(SessionsServiceStub):
@@ -339,6 +349,16 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]  # type: ignore[assignment]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListDeadLettersRequest, _sessions_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ReplayDeadLettersRequest, _sessions_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionsService owns what the car is doing: the chargers catalog and its geo search, drivers' vehicle
@@ -642,5 +662,33 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ImportChargersResponse, _abc.Awaitable[_sessions_pb2.ImportChargersResponse]]:
         """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _sessions_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ListAuditEntriesResponse, _abc.Awaitable[_sessions_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _sessions_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ListDeadLettersResponse, _abc.Awaitable[_sessions_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _sessions_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_sessions_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -39,8 +39,12 @@ __all__ = (
     "Grant",
     "GrantStatus",
     "IncentivesServiceStub",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListCampaignsRequest",
     "ListCampaignsResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListDriverCampaignsRequest",
     "ListDriverCampaignsResponse",
     "ListGrantsRequest",
@@ -49,6 +53,8 @@ __all__ = (
     "PauseCampaignResponse",
     "RecordCampaignFundingRequest",
     "RecordCampaignFundingResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "ResumeCampaignRequest",
     "ResumeCampaignResponse",
     "RewardKind",
@@ -1726,6 +1732,36 @@ default_message_pool.register_message("nerava.incentives.v1", "Grant", Grant)
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListCampaignsRequest(betterproto2.Message):
     """
     Filters and a page of campaigns. Accepts the console's limit/offset and page tokens; not both offset and
@@ -1789,6 +1825,36 @@ class ListCampaignsResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.incentives.v1", "ListCampaignsResponse", ListCampaignsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2018,6 +2084,41 @@ class RecordCampaignFundingResponse(betterproto2.Message):
 default_message_pool.register_message(
     "nerava.incentives.v1", "RecordCampaignFundingResponse", RecordCampaignFundingResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2590,5 +2691,42 @@ class IncentivesServiceStub:
             EvaluateSessionResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__

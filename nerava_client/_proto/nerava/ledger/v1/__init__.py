@@ -9,6 +9,8 @@ __all__ = (
     "AccountType",
     "AdminGrantRequest",
     "AdminGrantResponse",
+    "CheckLedgerRequest",
+    "CheckLedgerResponse",
     "CloseMerchantFeePeriodRequest",
     "CloseMerchantFeePeriodResponse",
     "CreateStripeAccountLinkRequest",
@@ -30,12 +32,18 @@ __all__ = (
     "HandleStripeEventRequest",
     "HandleStripeEventResponse",
     "LedgerServiceStub",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListPaymentIssuesRequest",
     "ListPaymentIssuesResponse",
     "ListPayoutsRequest",
     "ListPayoutsResponse",
     "ListTransfersRequest",
     "ListTransfersResponse",
+    "ListUnknownPayoutsRequest",
+    "ListUnknownPayoutsResponse",
     "ListWalletEntriesRequest",
     "ListWalletEntriesResponse",
     "MerchantFeePeriod",
@@ -46,8 +54,13 @@ __all__ = (
     "PostReservedTransferResponse",
     "PostTransferRequest",
     "PostTransferResponse",
+    "ReconcilePayoutsRequest",
+    "ReconcilePayoutsResponse",
+    "ReconciliationInvariant",
     "RefundCampaignBudgetRequest",
     "RefundCampaignBudgetResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "RequestPayoutRequest",
     "RequestPayoutResponse",
     "ReservationState",
@@ -55,11 +68,14 @@ __all__ = (
     "ReserveTransferResponse",
     "ReverseTransferRequest",
     "ReverseTransferResponse",
+    "RunReconciliationRequest",
+    "RunReconciliationResponse",
     "TimelineItem",
     "Transfer",
     "TransferKind",
     "TransferMetadata",
     "TransferPhase",
+    "UnknownPayout",
     "VoidReservedTransferRequest",
     "VoidReservedTransferResponse",
     "WalletEntry",
@@ -637,6 +653,33 @@ default_message_pool.register_message("nerava.ledger.v1", "AdminGrantResponse", 
 
 
 @dataclass(eq=False, repr=False)
+class CheckLedgerRequest(betterproto2.Message):
+    """
+    No parameters: every invariant over the whole ledger.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.ledger.v1", "CheckLedgerRequest", CheckLedgerRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CheckLedgerResponse(betterproto2.Message):
+    """
+    The violations found; none when the ledger holds.
+    """
+
+    violations: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    One line per violation: the invariant and the offending rows.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "CheckLedgerResponse", CheckLedgerResponse)
+
+
+@dataclass(eq=False, repr=False)
 class CloseMerchantFeePeriodRequest(betterproto2.Message):
     """
     Which period, and the state it moves to.
@@ -1038,6 +1081,66 @@ default_message_pool.register_message("nerava.ledger.v1", "HandleStripeEventResp
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListPaymentIssuesRequest(betterproto2.Message):
     """
     No filter yet: the newest issues.
@@ -1160,6 +1263,36 @@ class ListTransfersResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "ListTransfersResponse", ListTransfersResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListUnknownPayoutsRequest(betterproto2.Message):
+    """
+    Which UNKNOWN payouts.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Payouts to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListUnknownPayoutsRequest", ListUnknownPayoutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListUnknownPayoutsResponse(betterproto2.Message):
+    """
+    The UNKNOWN payouts, oldest first.
+    """
+
+    payouts: "list[UnknownPayout]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` payouts.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListUnknownPayoutsResponse", ListUnknownPayoutsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1492,6 +1625,61 @@ default_message_pool.register_message("nerava.ledger.v1", "PostTransferResponse"
 
 
 @dataclass(eq=False, repr=False)
+class ReconcilePayoutsRequest(betterproto2.Message):
+    """
+    Why an operator settles the UNKNOWN payouts now.
+    """
+
+    reason: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconcilePayoutsRequest", ReconcilePayoutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReconcilePayoutsResponse(betterproto2.Message):
+    """
+    What the reconciliation settled.
+    """
+
+    settled: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Payouts that left UNKNOWN (PROCESSING or FAILED).
+    """
+
+    still_unknown: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Payouts still UNKNOWN (Stripe could not tell yet).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconcilePayoutsResponse", ReconcilePayoutsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReconciliationInvariant(betterproto2.Message):
+    """
+    One invariant's result.
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The invariant, e.g. "campaign_budget", "payout_transfer".
+    """
+
+    drift_ids: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Ids that break it; empty when it holds.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconciliationInvariant", ReconciliationInvariant)
+
+
+@dataclass(eq=False, repr=False)
 class RefundCampaignBudgetRequest(betterproto2.Message):
     """
     What to return to the sponsor.
@@ -1556,6 +1744,41 @@ class RefundCampaignBudgetResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "RefundCampaignBudgetResponse", RefundCampaignBudgetResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1729,6 +1952,43 @@ class ReverseTransferResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "ReverseTransferResponse", ReverseTransferResponse)
+
+
+@dataclass(eq=False, repr=False)
+class RunReconciliationRequest(betterproto2.Message):
+    """
+    Which period to reconcile.
+    """
+
+    since: "datetime.datetime | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only what was created since this moment; unset for everything.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "RunReconciliationRequest", RunReconciliationRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RunReconciliationResponse(betterproto2.Message):
+    """
+    Every invariant, holding or not.
+    """
+
+    invariants: "list[ReconciliationInvariant]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Each invariant with its drift.
+    """
+
+    holds: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    True when no invariant drifts.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "RunReconciliationResponse", RunReconciliationResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1949,6 +2209,33 @@ class TransferMetadata(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "TransferMetadata", TransferMetadata)
+
+
+@dataclass(eq=False, repr=False)
+class UnknownPayout(betterproto2.Message):
+    """
+    A payout stuck UNKNOWN, with whose it is.
+    """
+
+    payout: "Payout | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The payout.
+    """
+
+    driver_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The driver's public id.
+    """
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it last changed state (RFC 3339 UTC): how long it has been unknown.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "UnknownPayout", UnknownPayout)
 
 
 @dataclass(eq=False, repr=False)
@@ -2403,6 +2690,95 @@ class LedgerServiceStub:
             ListPaymentIssuesResponse.FromString,
         )(message)
 
+    def list_unknown_payouts(self, message: "ListUnknownPayoutsRequest") -> "ListUnknownPayoutsResponse":
+        """
+        Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListUnknownPayouts",
+            ListUnknownPayoutsRequest.SerializeToString,
+            ListUnknownPayoutsResponse.FromString,
+        )(message)
+
+    def reconcile_payouts(self, message: "ReconcilePayoutsRequest") -> "ReconcilePayoutsResponse":
+        """
+        Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ReconcilePayouts",
+            ReconcilePayoutsRequest.SerializeToString,
+            ReconcilePayoutsResponse.FromString,
+        )(message)
+
+    def check_ledger(self, message: "CheckLedgerRequest | None" = None) -> "CheckLedgerResponse":
+        """
+        The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+        balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        """
+
+        if message is None:
+            message = CheckLedgerRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/CheckLedger",
+            CheckLedgerRequest.SerializeToString,
+            CheckLedgerResponse.FromString,
+        )(message)
+
+    def run_reconciliation(self, message: "RunReconciliationRequest") -> "RunReconciliationResponse":
+        """
+        The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+        payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/RunReconciliation",
+            RunReconciliationRequest.SerializeToString,
+            RunReconciliationResponse.FromString,
+        )(message)
+
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__
