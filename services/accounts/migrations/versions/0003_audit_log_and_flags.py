@@ -5,7 +5,7 @@ goes. feature_flags keeps the value of each toggled flag per environment; a flag
 default from services/common/flags.py.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 """
 
 import sqlalchemy as sa

@@ -1,7 +1,7 @@
 """incentives audit log: the append-only audit_log table (services/common/audit.py)
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from alembic import op
