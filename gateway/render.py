@@ -75,11 +75,12 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "RefreshToken",
         "GetJwks",
     ),
-    # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
+    # Charger discovery and the home map work before sign-in; vehicle providers call the webhooks (signature-checked by the
     # service) and Tesla's OAuth redirect lands on the callback without our token.
     "nerava.sessions.v1.SessionsService": (
         "SearchChargers",
         "GetCharger",
+        "CaptureIntent",
         "IngestTelemetry",
         "HandleSmartcarWebhook",
         "HandleTeslaCallback",

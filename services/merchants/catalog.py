@@ -13,13 +13,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 import sqlalchemy as sa
+from google.protobuf import struct_pb2
 from nerava.ledger.v1 import ledger_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.geo import great_circle_m
 from services.common.http_body import json_array
 from services.common.interceptors import Access
 from services.merchants import domain, store
@@ -58,6 +61,7 @@ X = store.exclusive_sessions
 V = store.verified_visits
 O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
 QR_TOKEN_BYTES = 32
+METRES_PER_MILE = 1609.344
 
 
 def new_merchant_id() -> str:
@@ -287,7 +291,7 @@ class CatalogRpcs(Resources):
                     exclusive_title=(row.offer_title or "") if row.is_primary else "",
                     exclusive_description=(row.offer_description or "") if row.is_primary else "",
                     open_now=open_now,
-                    open_until=open_until or "",
+                    open_until=open_until or None,
                     walk_time_s=row.walk_time_s,
                     walk_time_seconds=row.walk_time_s,
                     distance_m=row.walk_distance_m,
@@ -324,6 +328,7 @@ class CatalogRpcs(Resources):
             votes = await amenity_counts(conn, row.id)
         perk = perk_of(row)
         photos = list(row.photo_urls)
+        moment = await self._moment(request.session_id, row)
         return pb.GetMerchantResponse(
             merchant=pb.MerchantDetails(
                 id=row.id,
@@ -342,7 +347,7 @@ class CatalogRpcs(Resources):
                 lat=row.lat,
                 lng=row.lng,
             ),
-            moment=pb.MerchantMoment(moment_copy="Spend your Nova here while you charge."),
+            moment=moment,
             perk=pb.PerkCard(title=perk.label, badge="Nova perk", description=f"Pay with Nova at {row.name}."),
             wallet=pb.MerchantWallet(can_add=False, state="INACTIVE"),
             actions=pb.MerchantActions(
@@ -350,6 +355,22 @@ class CatalogRpcs(Resources):
                 get_directions_url=f"https://www.google.com/maps/dir/?api=1&destination={row.lat},{row.lng}",
             ),
         )
+
+    async def _moment(self, session_id: str, row: Any) -> pb.MerchantMoment:
+        """Distance and label from where the driver captured the intent (sessions keeps intent sessions); without
+        a usable session the label is null and the distance 0 — the screen still opens."""
+        moment = pb.MerchantMoment(moment_copy="Spend your Nova here while you charge.")
+        moment.label.null_value = struct_pb2.NULL_VALUE
+        if not session_id:
+            return moment
+        try:
+            intent = await self.sessions.GetIntentSession(sessions_pb2.GetIntentSessionRequest(session_id=session_id))
+        except grpc.aio.AioRpcError:
+            return moment  # unknown or expired session, or sessions not answering: a screen without distance
+        metres = great_circle_m(intent.lat, intent.lng, row.lat, row.lng)
+        moment.distance_miles = round(metres / METRES_PER_MILE, 2)
+        moment.label.string_value = domain.moment_label(metres)
+        return moment
 
     async def ResolveCheckoutQr(
         self, request: pb.ResolveCheckoutQrRequest, context: Any

@@ -716,3 +716,15 @@ class ListPaymentIssuesResponse(_message.Message):
     ISSUES_FIELD_NUMBER: _ClassVar[int]
     issues: _containers.RepeatedCompositeFieldContainer[PaymentIssue]
     def __init__(self, issues: _Optional[_Iterable[_Union[PaymentIssue, _Mapping]]] = ...) -> None: ...
+
+class GetDriverWalletRequest(_message.Message):
+    __slots__ = ("driver_id",)
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    driver_id: str
+    def __init__(self, driver_id: _Optional[str] = ...) -> None: ...
+
+class GetDriverWalletResponse(_message.Message):
+    __slots__ = ("wallet",)
+    WALLET_FIELD_NUMBER: _ClassVar[int]
+    wallet: GetWalletBalanceResponse
+    def __init__(self, wallet: _Optional[_Union[GetWalletBalanceResponse, _Mapping]] = ...) -> None: ...

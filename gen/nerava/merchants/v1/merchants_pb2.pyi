@@ -825,10 +825,10 @@ class MerchantMoment(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_MILES_FIELD_NUMBER: _ClassVar[int]
     MOMENT_COPY_FIELD_NUMBER: _ClassVar[int]
-    label: str
+    label: _struct_pb2.Value
     distance_miles: float
     moment_copy: str
-    def __init__(self, label: _Optional[str] = ..., distance_miles: _Optional[float] = ..., moment_copy: _Optional[str] = ...) -> None: ...
+    def __init__(self, label: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., distance_miles: _Optional[float] = ..., moment_copy: _Optional[str] = ...) -> None: ...
 
 class PerkCard(_message.Message):
     __slots__ = ("title", "badge", "description")

@@ -57,12 +57,16 @@ class SessionsServiceStub:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+    INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+    its 24 h)
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def __init__(self, channel):
@@ -186,6 +190,26 @@ class SessionsServiceStub:
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.FromString,
                 _registered_method=True)
+        self.CaptureIntent = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/CaptureIntent',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentResponse.FromString,
+                _registered_method=True)
+        self.GetIntentSession = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/GetIntentSession',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionResponse.FromString,
+                _registered_method=True)
+        self.GetAccountStats = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/GetAccountStats',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsResponse.FromString,
+                _registered_method=True)
+        self.BackgroundPing = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/BackgroundPing',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingResponse.FromString,
+                _registered_method=True)
 
 
 class SessionsServiceServicer:
@@ -220,12 +244,16 @@ class SessionsServiceServicer:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+    INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+    its 24 h)
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def PollChargingState(self, request, context):
@@ -422,6 +450,47 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CaptureIntent(self, request, context):
+        """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+        with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+        merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+        merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+        signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+        activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+        failing the map.
+        Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIntentSession(self, request, context):
+        """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+        Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccountStats(self, request, context):
+        """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+        cash earned and the Nova balance from the ledger. Driver.
+        Errors: LEDGER_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackgroundPing(self, request, context):
+        """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+        says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+        session opens if it charges). Driver.
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -540,6 +609,26 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.SerializeToString,
             ),
+            'CaptureIntent': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureIntent,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentResponse.SerializeToString,
+            ),
+            'GetIntentSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntentSession,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionResponse.SerializeToString,
+            ),
+            'GetAccountStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccountStats,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsResponse.SerializeToString,
+            ),
+            'BackgroundPing': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackgroundPing,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nerava.sessions.v1.SessionsService', rpc_method_handlers)
@@ -580,12 +669,16 @@ class SessionsService:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+    INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+    its 24 h)
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     @staticmethod
@@ -1199,6 +1292,114 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/ImportChargers',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureIntent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/CaptureIntent',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntentSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/GetIntentSession',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccountStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/GetAccountStats',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackgroundPing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/BackgroundPing',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingResponse.FromString,
             options,
             channel_credentials,
             insecure,

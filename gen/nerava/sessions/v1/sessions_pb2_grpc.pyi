@@ -58,12 +58,16 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     @_typing.overload
@@ -165,6 +169,31 @@ class SessionsServiceStub:
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    CaptureIntent: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]
+    """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+    with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+    merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+    merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+    signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+    activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+    failing the map.
+    Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+    """
+    GetIntentSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetIntentSessionRequest, _sessions_pb2.GetIntentSessionResponse]
+    """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+    Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+    """
+    GetAccountStats: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetAccountStatsRequest, _sessions_pb2.GetAccountStatsResponse]
+    """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+    cash earned and the Nova balance from the ledger. Driver.
+    Errors: LEDGER_UNAVAILABLE.
+    """
+    BackgroundPing: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.BackgroundPingRequest, _sessions_pb2.BackgroundPingResponse]
+    """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+    says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+    session opens if it charges). Driver.
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    """
 
 @_typing.type_check_only
 class SessionsServiceAsyncStub(SessionsServiceStub):
@@ -199,12 +228,16 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -303,6 +336,31 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]  # type: ignore[assignment]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    CaptureIntent: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]  # type: ignore[assignment]
+    """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+    with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+    merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+    merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+    signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+    activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+    failing the map.
+    Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+    """
+    GetIntentSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetIntentSessionRequest, _sessions_pb2.GetIntentSessionResponse]  # type: ignore[assignment]
+    """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+    Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+    """
+    GetAccountStats: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetAccountStatsRequest, _sessions_pb2.GetAccountStatsResponse]  # type: ignore[assignment]
+    """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+    cash earned and the Nova balance from the ledger. Driver.
+    Errors: LEDGER_UNAVAILABLE.
+    """
+    BackgroundPing: _aio.UnaryUnaryMultiCallable[_sessions_pb2.BackgroundPingRequest, _sessions_pb2.BackgroundPingResponse]  # type: ignore[assignment]
+    """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+    says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+    session opens if it charges). Driver.
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionsService owns what the car is doing: the chargers catalog and its geo search, drivers' vehicle
@@ -336,12 +394,16 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     @_abc_1.abstractmethod
@@ -576,5 +638,54 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ImportChargersResponse, _abc.Awaitable[_sessions_pb2.ImportChargersResponse]]:
         """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+
+    @_abc_1.abstractmethod
+    def CaptureIntent(
+        self,
+        request: _sessions_pb2.CaptureIntentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.CaptureIntentResponse, _abc.Awaitable[_sessions_pb2.CaptureIntentResponse]]:
+        """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+        with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+        merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+        merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+        signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+        activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+        failing the map.
+        Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+        """
+
+    @_abc_1.abstractmethod
+    def GetIntentSession(
+        self,
+        request: _sessions_pb2.GetIntentSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetIntentSessionResponse, _abc.Awaitable[_sessions_pb2.GetIntentSessionResponse]]:
+        """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+        Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAccountStats(
+        self,
+        request: _sessions_pb2.GetAccountStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetAccountStatsResponse, _abc.Awaitable[_sessions_pb2.GetAccountStatsResponse]]:
+        """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+        cash earned and the Nova balance from the ledger. Driver.
+        Errors: LEDGER_UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def BackgroundPing(
+        self,
+        request: _sessions_pb2.BackgroundPingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.BackgroundPingResponse, _abc.Awaitable[_sessions_pb2.BackgroundPingResponse]]:
+        """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+        says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+        session opens if it charges). Driver.
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -702,9 +702,9 @@ class ChargerMerchant(betterproto2.Message):
     True when open now.
     """
 
-    open_until: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    open_until: "str | None" = betterproto2.field(18, betterproto2.TYPE_STRING, optional=True)
     """
-    Closing time today, local "HH:MM"; empty when unknown or closed.
+    Closing time today, local "HH:MM"; absent when unknown or closed.
     """
 
     rating: "float" = betterproto2.field(19, betterproto2.TYPE_DOUBLE)
@@ -2761,9 +2761,10 @@ class MerchantMoment(betterproto2.Message):
     The "moment" block: where the merchant is relative to the driver.
     """
 
-    label: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    label: "___google__protobuf__.Value | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
-    Label, e.g. "Steps from your charger"; empty when none.
+    Label, e.g. "Steps from your charger", or null without an intent session: the app's schema demands the
+    key with a string or null, so it is a google.protobuf.Value the server always sets.
     """
 
     distance_miles: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
