@@ -37,6 +37,8 @@ from typing import Any, Literal
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from tools.redoc import BUNDLE as REDOC_BUNDLE
+
 JsonObject = dict[str, Any]
 Target = Literal["local", "kubernetes"]
 
@@ -75,8 +77,8 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "RefreshToken",
         "GetJwks",
     ),
-    # Charger discovery and the home map work before sign-in; vehicle providers call the webhooks (signature-checked by the
-    # service) and Tesla's OAuth redirect lands on the callback without our token.
+    # Charger discovery and the home map work before sign-in; vehicle providers call the webhooks
+    # (signature-checked by the service) and Tesla's OAuth redirect lands on the callback without our token.
     "nerava.sessions.v1.SessionsService": (
         "SearchChargers",
         "GetCharger",
@@ -237,6 +239,16 @@ class TokenBucket:
             raise ValueError("fill_interval_s must be at least 0.05")
 
 
+@dataclass(frozen=True)
+class ApiDocs:
+    """The files the gateway serves as they are, at /openapi.json and /docs (paths as Envoy reads them, when it
+    loads its configuration): the OpenAPI document `make proto` generates and the Redoc bundle `make setup`
+    fetches (tools/redoc.py)."""
+
+    openapi_file: str = str(ROOT / "gen" / "openapi.json")
+    redoc_file: str = str(REDOC_BUNDLE)
+
+
 def _local_upstreams() -> dict[str, Endpoint]:
     return {name: Endpoint("127.0.0.1", port) for name, port in LOCAL_UPSTREAM_PORTS.items()}
 
@@ -285,6 +297,8 @@ class GatewaySettings:
     hsts: bool = False
     # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
     max_downstream_connections: int = 50000
+    # /openapi.json and the /docs page; None serves neither (the Kubernetes bootstrap until its pod mounts them).
+    api_docs: ApiDocs | None = None
 
     def __post_init__(self) -> None:
         if set(self.upstreams) != set(SERVICES):
@@ -319,6 +333,7 @@ class GatewaySettings:
                 name: value if isinstance(value, Endpoint) else Endpoint.parse(value)
                 for name, value in upstreams.items()
             }
+        overrides.setdefault("api_docs", ApiDocs())
         return cls(**overrides)
 
     @classmethod
@@ -492,6 +507,10 @@ def _cluster(name: str, endpoint: Endpoint, settings: GatewaySettings, *, http2:
 def _route(name: str, match: JsonObject, action: JsonObject, **extra: Any) -> JsonObject:
     route: JsonObject = {"name": name, "match": match, "route": action}
     route.update(extra)
+    return _with_edge_headers(route)
+
+
+def _with_edge_headers(route: JsonObject) -> JsonObject:
     # On every route, not once per virtual host, so a route added later cannot miss it by construction.
     route["request_headers_to_remove"] = [SERVICE_TOKEN_HEADER]
     route["request_headers_to_add"] = [
@@ -527,6 +546,49 @@ def _grpc_action(cluster: str, timeout_s: float) -> JsonObject:
             "host_selection_retry_max_attempts": 3,
         },
     }
+
+
+# The human docs page: Redoc renders the gateway's own /openapi.json.
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Nerava Mesh REST API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="/openapi.json"></redoc><script src="/docs/redoc.standalone.js"></script></body>
+</html>
+"""
+# Envoy refuses a direct response body larger than this (its default is 4 KiB); the Redoc bundle is ~0.9 MB.
+MAX_STATIC_BODY_BYTES = 4 * 1024 * 1024
+
+
+def _static_route(name: str, path: str, content_type: str, body: JsonObject) -> JsonObject:
+    """GET `path` answered by Envoy itself with `body` (a file read at load, or an inline string). The
+    transcoder is switched off on this route: it would refuse the path as an unknown REST method."""
+    return _with_edge_headers(
+        {
+            "name": name,
+            "match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "direct_response": {"status": 200, "body": body},
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "content-type", "value": content_type},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+            "typed_per_filter_config": {
+                _TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+            },
+        }
+    )
+
+
+def _docs_routes(docs: ApiDocs) -> list[JsonObject]:
+    return [
+        _static_route("openapi", "/openapi.json", "application/json", {"filename": docs.openapi_file}),
+        _static_route("docs", "/docs", "text/html; charset=utf-8", {"inline_string": DOCS_PAGE}),
+        _static_route(
+            "docs:redoc", "/docs/redoc.standalone.js", "application/javascript", {"filename": docs.redoc_file}
+        ),
+    ]
 
 
 def _catch_all_route() -> JsonObject:
@@ -588,6 +650,8 @@ def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) 
             )
         )
     routes += _webhook_body_routes(settings)
+    if settings.api_docs is not None:
+        routes += _docs_routes(settings.api_docs)
     routes.append(_catch_all_route())
     return routes
 
@@ -913,6 +977,7 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
             # The catch-all route names a cluster that does not exist on purpose (see _catch_all_route);
             # tests check that every other route targets a defined cluster.
             "validate_clusters": False,
+            "max_direct_response_body_size_bytes": MAX_STATIC_BODY_BYTES,
         },
         "http_filters": _http_filters(settings, available),
         "local_reply_config": _local_reply_config(settings),

@@ -476,9 +476,13 @@ def test_each_service_has_a_grpc_route_to_its_cluster_and_nothing_else_is_routed
         assert route["route"]["cluster"] == name
         assert route["match"]["grpc"] == {}
         assert route["route"]["timeout"] == "15s"
-    # Every route but the last forwards to a defined cluster; the last one only exists for CORS and answers 404.
+    # Every route but the last forwards to a defined cluster or is one of the GETs Envoy answers itself (the
+    # API document and its docs page); the last one only exists for CORS and answers 404.
     *forwarding, catch_all = routes
-    assert all(route["route"]["cluster"] in clusters for route in forwarding)
+    static = [route for route in forwarding if "direct_response" in route]
+    assert {route["match"]["path"] for route in static} == {"/openapi.json", "/docs", "/docs/redoc.standalone.js"}
+    assert all(route["match"]["headers"][0]["string_match"] == {"exact": "GET"} for route in static)
+    assert all(route["route"]["cluster"] in clusters for route in forwarding if route not in static)
     assert catch_all["match"] == {"prefix": "/"}
     assert catch_all["route"]["cluster"] not in clusters
     assert catch_all["route"]["cluster_not_found_response_code"] == "NOT_FOUND"
