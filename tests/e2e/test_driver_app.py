@@ -273,7 +273,7 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
     ended = await _ok(await rest.post("/v1/charging-sessions/poll", json=at, headers=auth))
     assert ended["session_ended"] is True
 
-    async def rewarded() -> Json:
+    async def rewarded() -> Any:
         answer = await _ok(await rest.get("/v1/charging-sessions/active", headers=auth))
         assert answer["last_ended_session"]["incentive"]["amount_cents"] == REWARD_CENTS
         return answer
@@ -283,7 +283,7 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
     assert toast["last_ended_session"]["incentive"]["status"] == "GRANT_STATUS_GRANTED"
 
     # 6. The reward in the wallet, the earnings timeline, the activity screen and the account card.
-    async def credited() -> Json:
+    async def credited() -> Any:
         answer = await _ok(await rest.get("/v1/wallet/balance", headers=auth))
         assert answer["available_cents"] == REWARD_CENTS
         return answer
