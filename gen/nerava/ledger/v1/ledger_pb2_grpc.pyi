@@ -159,6 +159,8 @@ class LedgerServiceStub:
     amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
     idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
     lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+    Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+    STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]
     """The calling driver's payouts, newest first. Driver."""
@@ -331,6 +333,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
     idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
     lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+    Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+    STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]  # type: ignore[assignment]
     """The calling driver's payouts, newest first. Driver."""
@@ -584,6 +588,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

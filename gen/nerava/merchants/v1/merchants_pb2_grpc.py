@@ -419,6 +419,8 @@ class MerchantsServiceServicer:
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -427,6 +429,7 @@ class MerchantsServiceServicer:
     def VerifyExclusiveVisit(self, request, context):
         """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -436,6 +439,7 @@ class MerchantsServiceServicer:
         """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -480,6 +484,7 @@ class MerchantsServiceServicer:
     def ListMerchantsForCharger(self, request, context):
         """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -487,6 +492,7 @@ class MerchantsServiceServicer:
 
     def GetMerchant(self, request, context):
         """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -495,6 +501,7 @@ class MerchantsServiceServicer:
     def VoteAmenity(self, request, context):
         """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -509,6 +516,7 @@ class MerchantsServiceServicer:
 
     def AddFavoriteMerchant(self, request, context):
         """Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

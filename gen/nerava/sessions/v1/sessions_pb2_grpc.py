@@ -57,6 +57,7 @@ class SessionsServiceStub:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
     LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
     INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
     its 24 h)
@@ -244,6 +245,7 @@ class SessionsServiceServicer:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
     LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
     INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
     its 24 h)
@@ -284,6 +286,7 @@ class SessionsServiceServicer:
 
     def GetChargingSession(self, request, context):
         """One session. The owning driver or an admin.
+        Errors: SESSION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -292,6 +295,7 @@ class SessionsServiceServicer:
     def EndChargingSession(self, request, context):
         """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
         already ended session is returned unchanged with `already_ended`. Owning driver.
+        Errors: SESSION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +307,7 @@ class SessionsServiceServicer:
         forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
         a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
         are returned as errors (not swallowed into a 200) so the sender retries.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -312,6 +317,7 @@ class SessionsServiceServicer:
         """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
         management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
         challenge; vehicle charge events drive the same state machine as the poll.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -319,6 +325,7 @@ class SessionsServiceServicer:
 
     def ConnectTesla(self, request, context):
         """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+        Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -354,6 +361,7 @@ class SessionsServiceServicer:
         """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
         marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
         pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -362,6 +370,7 @@ class SessionsServiceServicer:
     def ConnectSmartcar(self, request, context):
         """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
         Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -372,6 +381,7 @@ class SessionsServiceServicer:
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
         and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
         (or `?error=<code>`).
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -379,6 +389,7 @@ class SessionsServiceServicer:
 
     def GetSmartcarStatus(self, request, context):
         """Whether the driver has a car linked through Smartcar, and which. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -387,6 +398,7 @@ class SessionsServiceServicer:
     def DisconnectSmartcar(self, request, context):
         """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
         Idempotent. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -394,6 +406,7 @@ class SessionsServiceServicer:
 
     def SelectVehicle(self, request, context):
         """Chooses which vehicle of the linked account is polled for sessions. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -403,6 +416,8 @@ class SessionsServiceServicer:
         """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
         still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
         Not charging is an answer (`is_charging: false`), not an error. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+        NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -431,6 +446,7 @@ class SessionsServiceServicer:
         """One charger with its 30-day activity. Public; also served at the app's old path
         `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
         incentives' ListDriverCampaigns).
+        Errors: CHARGER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -669,6 +685,7 @@ class SessionsService:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
     LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
     INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
     its 24 h)

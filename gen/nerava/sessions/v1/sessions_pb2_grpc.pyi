@@ -58,6 +58,7 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
       LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
       INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
                                                       its 24 h)
@@ -89,10 +90,13 @@ class SessionsServiceStub:
     this template (a template ending in "/" is refused by the transcoder).
     """
     GetChargingSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargingSessionRequest, _sessions_pb2.GetChargingSessionResponse]
-    """One session. The owning driver or an admin."""
+    """One session. The owning driver or an admin.
+    Errors: SESSION_NOT_FOUND.
+    """
     EndChargingSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.EndChargingSessionRequest, _sessions_pb2.EndChargingSessionResponse]
     """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
     already ended session is returned unchanged with `already_ended`. Owning driver.
+    Errors: SESSION_NOT_FOUND.
     """
     IngestTelemetry: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.IngestTelemetryRequest, _sessions_pb2.IngestTelemetryResponse]
     """Tesla Fleet Telemetry push: the raw JSON body `{vin, data:[{key, value}], created_at?}` signed with
@@ -100,14 +104,18 @@ class SessionsServiceStub:
     forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
     a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
     are returned as errors (not swallowed into a 200) so the sender retries.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     HandleSmartcarWebhook: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarWebhookRequest, _sessions_pb2.HandleSmartcarWebhookResponse]
     """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
     management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
     challenge; vehicle charge events drive the same state machine as the poll.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     ConnectTesla: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConnectTeslaRequest, _sessions_pb2.ConnectTeslaResponse]
-    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver."""
+    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+    Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
+    """
     HandleTeslaCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
@@ -125,29 +133,39 @@ class SessionsServiceStub:
     """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
     marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
     pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
     """
     ConnectSmartcar: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConnectSmartcarRequest, _sessions_pb2.ConnectSmartcarResponse]
     """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
     Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     HandleSmartcarCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
     and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
     (or `?error=<code>`).
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     GetSmartcarStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]
-    """Whether the driver has a car linked through Smartcar, and which. Driver."""
+    """Whether the driver has a car linked through Smartcar, and which. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
+    """
     DisconnectSmartcar: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectSmartcarRequest, _sessions_pb2.DisconnectSmartcarResponse]
     """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
     Idempotent. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     SelectVehicle: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]
-    """Chooses which vehicle of the linked account is polled for sessions. Driver."""
+    """Chooses which vehicle of the linked account is polled for sessions. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    """
     VerifyCharging: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
     still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
     Not charging is an answer (`is_charging: false`), not an error. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+    NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
     """
     ListEvCodes: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListEvCodesRequest, _sessions_pb2.ListEvCodesResponse]
     """The driver's EV codes, newest first (active, then redeemed/expired of the last 24 h). Driver.
@@ -164,6 +182,7 @@ class SessionsServiceStub:
     """One charger with its 30-day activity. Public; also served at the app's old path
     `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
     incentives' ListDriverCampaigns).
+    Errors: CHARGER_NOT_FOUND.
     """
     CheckLocation: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CheckLocationRequest, _sessions_pb2.CheckLocationResponse]
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
@@ -228,6 +247,7 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
       LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
       INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
                                                       its 24 h)
@@ -256,10 +276,13 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     this template (a template ending in "/" is refused by the transcoder).
     """
     GetChargingSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargingSessionRequest, _sessions_pb2.GetChargingSessionResponse]  # type: ignore[assignment]
-    """One session. The owning driver or an admin."""
+    """One session. The owning driver or an admin.
+    Errors: SESSION_NOT_FOUND.
+    """
     EndChargingSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.EndChargingSessionRequest, _sessions_pb2.EndChargingSessionResponse]  # type: ignore[assignment]
     """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
     already ended session is returned unchanged with `already_ended`. Owning driver.
+    Errors: SESSION_NOT_FOUND.
     """
     IngestTelemetry: _aio.UnaryUnaryMultiCallable[_sessions_pb2.IngestTelemetryRequest, _sessions_pb2.IngestTelemetryResponse]  # type: ignore[assignment]
     """Tesla Fleet Telemetry push: the raw JSON body `{vin, data:[{key, value}], created_at?}` signed with
@@ -267,14 +290,18 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
     a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
     are returned as errors (not swallowed into a 200) so the sender retries.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     HandleSmartcarWebhook: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarWebhookRequest, _sessions_pb2.HandleSmartcarWebhookResponse]  # type: ignore[assignment]
     """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
     management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
     challenge; vehicle charge events drive the same state machine as the poll.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     ConnectTesla: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConnectTeslaRequest, _sessions_pb2.ConnectTeslaResponse]  # type: ignore[assignment]
-    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver."""
+    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+    Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
+    """
     HandleTeslaCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]  # type: ignore[assignment]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
@@ -292,29 +319,39 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
     marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
     pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
     """
     ConnectSmartcar: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConnectSmartcarRequest, _sessions_pb2.ConnectSmartcarResponse]  # type: ignore[assignment]
     """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
     Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     HandleSmartcarCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]  # type: ignore[assignment]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
     and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
     (or `?error=<code>`).
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     GetSmartcarStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]  # type: ignore[assignment]
-    """Whether the driver has a car linked through Smartcar, and which. Driver."""
+    """Whether the driver has a car linked through Smartcar, and which. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
+    """
     DisconnectSmartcar: _aio.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectSmartcarRequest, _sessions_pb2.DisconnectSmartcarResponse]  # type: ignore[assignment]
     """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
     Idempotent. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     SelectVehicle: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]  # type: ignore[assignment]
-    """Chooses which vehicle of the linked account is polled for sessions. Driver."""
+    """Chooses which vehicle of the linked account is polled for sessions. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    """
     VerifyCharging: _aio.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]  # type: ignore[assignment]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
     still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
     Not charging is an answer (`is_charging: false`), not an error. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+    NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
     """
     ListEvCodes: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListEvCodesRequest, _sessions_pb2.ListEvCodesResponse]  # type: ignore[assignment]
     """The driver's EV codes, newest first (active, then redeemed/expired of the last 24 h). Driver.
@@ -331,6 +368,7 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """One charger with its 30-day activity. Public; also served at the app's old path
     `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
     incentives' ListDriverCampaigns).
+    Errors: CHARGER_NOT_FOUND.
     """
     CheckLocation: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CheckLocationRequest, _sessions_pb2.CheckLocationResponse]  # type: ignore[assignment]
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
@@ -394,6 +432,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
       LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
       INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
                                                       its 24 h)
@@ -444,7 +483,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.GetChargingSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.GetChargingSessionResponse, _abc.Awaitable[_sessions_pb2.GetChargingSessionResponse]]:
-        """One session. The owning driver or an admin."""
+        """One session. The owning driver or an admin.
+        Errors: SESSION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def EndChargingSession(
@@ -454,6 +495,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.EndChargingSessionResponse, _abc.Awaitable[_sessions_pb2.EndChargingSessionResponse]]:
         """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
         already ended session is returned unchanged with `already_ended`. Owning driver.
+        Errors: SESSION_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -467,6 +509,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
         a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
         are returned as errors (not swallowed into a 200) so the sender retries.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
     @_abc_1.abstractmethod
@@ -478,6 +521,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
         management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
         challenge; vehicle charge events drive the same state machine as the poll.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
     @_abc_1.abstractmethod
@@ -486,7 +530,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.ConnectTeslaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ConnectTeslaResponse, _abc.Awaitable[_sessions_pb2.ConnectTeslaResponse]]:
-        """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver."""
+        """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+        Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
+        """
 
     @_abc_1.abstractmethod
     def HandleTeslaCallback(
@@ -528,6 +574,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
         marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
         pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -538,6 +585,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.ConnectSmartcarResponse, _abc.Awaitable[_sessions_pb2.ConnectSmartcarResponse]]:
         """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
         Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
     @_abc_1.abstractmethod
@@ -550,6 +598,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
         and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
         (or `?error=<code>`).
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
     @_abc_1.abstractmethod
@@ -558,7 +607,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.GetSmartcarStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.GetSmartcarStatusResponse, _abc.Awaitable[_sessions_pb2.GetSmartcarStatusResponse]]:
-        """Whether the driver has a car linked through Smartcar, and which. Driver."""
+        """Whether the driver has a car linked through Smartcar, and which. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
+        """
 
     @_abc_1.abstractmethod
     def DisconnectSmartcar(
@@ -568,6 +619,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.DisconnectSmartcarResponse, _abc.Awaitable[_sessions_pb2.DisconnectSmartcarResponse]]:
         """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
         Idempotent. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
     @_abc_1.abstractmethod
@@ -576,7 +628,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.SelectVehicleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.SelectVehicleResponse, _abc.Awaitable[_sessions_pb2.SelectVehicleResponse]]:
-        """Chooses which vehicle of the linked account is polled for sessions. Driver."""
+        """Chooses which vehicle of the linked account is polled for sessions. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def VerifyCharging(
@@ -587,6 +641,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
         still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
         Not charging is an answer (`is_charging: false`), not an error. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+        NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -621,6 +677,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """One charger with its 30-day activity. Public; also served at the app's old path
         `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
         incentives' ListDriverCampaigns).
+        Errors: CHARGER_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod

@@ -2320,6 +2320,8 @@ class LedgerServiceStub:
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(

@@ -2544,6 +2544,7 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
       LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
       INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
                                                       its 24 h)
@@ -2603,6 +2604,7 @@ class SessionsServiceStub:
     def get_charging_session(self, message: "GetChargingSessionRequest") -> "GetChargingSessionResponse":
         """
         One session. The owning driver or an admin.
+        Errors: SESSION_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2615,6 +2617,7 @@ class SessionsServiceStub:
         """
         Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
         already ended session is returned unchanged with `already_ended`. Owning driver.
+        Errors: SESSION_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2630,6 +2633,7 @@ class SessionsServiceStub:
         forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
         a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
         are returned as errors (not swallowed into a 200) so the sender retries.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
         return self._channel.unary_unary(
@@ -2643,6 +2647,7 @@ class SessionsServiceStub:
         Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
         management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
         challenge; vehicle charge events drive the same state machine as the poll.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
         return self._channel.unary_unary(
@@ -2654,6 +2659,7 @@ class SessionsServiceStub:
     def connect_tesla(self, message: "ConnectTeslaRequest | None" = None) -> "ConnectTeslaResponse":
         """
         Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+        Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
 
         if message is None:
@@ -2714,6 +2720,7 @@ class SessionsServiceStub:
         Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
         marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
         pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
         """
 
         if message is None:
@@ -2729,6 +2736,7 @@ class SessionsServiceStub:
         """
         Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
         Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         if message is None:
@@ -2746,6 +2754,7 @@ class SessionsServiceStub:
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
         and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
         (or `?error=<code>`).
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         return self._channel.unary_unary(
@@ -2757,6 +2766,7 @@ class SessionsServiceStub:
     def get_smartcar_status(self, message: "GetSmartcarStatusRequest | None" = None) -> "GetSmartcarStatusResponse":
         """
         Whether the driver has a car linked through Smartcar, and which. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         if message is None:
@@ -2772,6 +2782,7 @@ class SessionsServiceStub:
         """
         Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
         Idempotent. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         if message is None:
@@ -2786,6 +2797,7 @@ class SessionsServiceStub:
     def select_vehicle(self, message: "SelectVehicleRequest") -> "SelectVehicleResponse":
         """
         Chooses which vehicle of the linked account is polled for sessions. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2799,6 +2811,8 @@ class SessionsServiceStub:
         Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
         still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
         Not charging is an answer (`is_charging: false`), not an error. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+        NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2842,6 +2856,7 @@ class SessionsServiceStub:
         One charger with its 30-day activity. Public; also served at the app's old path
         `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
         incentives' ListDriverCampaigns).
+        Errors: CHARGER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
