@@ -53,6 +53,7 @@ ACCESS: dict[str, Access] = {
     "GetCheckoutQr": Access.role(MERCHANT, ADMIN),
     "GetMerchant": Access.anyone(),
     "ListMerchantsForCharger": Access.anyone(),
+    "BatchListChargerMerchants": Access.service_only(),
     "ResolveCheckoutQr": Access.anyone(),
 }
 
@@ -225,7 +226,28 @@ class CatalogRpcs(Resources):
     async def ListMerchantsForCharger(
         self, request: pb.ListMerchantsForChargerRequest, context: Any
     ) -> pb.ListMerchantsForChargerResponse:
+        rows = await self._linked_merchants([request.charger_id])
+        if not rows:
+            await self.directory_charger(
+                request.charger_id
+            )  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
+        items = _ranked(rows, request.state or "charging", request.open_only, datetime.datetime.now(datetime.UTC))
+        return pb.ListMerchantsForChargerResponse(merchants=items, json_array=json_array(items))
+
+    async def BatchListChargerMerchants(
+        self, request: pb.BatchListChargerMerchantsRequest, context: Any
+    ) -> pb.BatchListChargerMerchantsResponse:
+        rows = await self._linked_merchants(list(request.charger_ids))
         now = datetime.datetime.now(datetime.UTC)
+        found = []
+        for charger_id in dict.fromkeys(request.charger_ids):
+            items = _ranked([r for r in rows if r.charger_id == charger_id], "charging", False, now)
+            if items:
+                found.append(pb.ChargerMerchants(charger_id=charger_id, merchants=items))
+        return pb.BatchListChargerMerchantsResponse(chargers=found)
+
+    async def _linked_merchants(self, charger_ids: list[str]) -> list[Any]:
+        """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
         day_start = _local_day_start(M.c.time_zone)
         activations = (
             sa.select(sa.func.count()).where(X.c.merchant_id == M.c.id, X.c.activated_at >= day_start).scalar_subquery()
@@ -243,6 +265,7 @@ class CatalogRpcs(Resources):
         query = (
             sa.select(
                 M,
+                L.c.charger_id,
                 L.c.walk_distance_m,
                 L.c.walk_time_s,
                 L.c.is_primary,
@@ -252,54 +275,10 @@ class CatalogRpcs(Resources):
                 offer.c.description.label("offer_description"),
             )
             .select_from(L.join(M, M.c.id == L.c.merchant_id).outerjoin(offer, sa.true()))
-            .where(L.c.charger_id == request.charger_id, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+            .where(L.c.charger_id.in_(charger_ids), M.c.status == pb.MERCHANT_STATUS_ACTIVE)
         )
         async with self.reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if not rows:
-            await self.directory_charger(
-                request.charger_id
-            )  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
-        by_id = {row.id: row for row in rows}
-        status = {row.id: open_status(row, now) for row in rows}
-        candidates = [
-            domain.NearbyMerchant(row.id, row.is_primary, status[row.id][0], row.walk_time_s, perk_of(row).cents)
-            for row in rows
-            if status[row.id][0] or not request.open_only
-        ]
-        items = []
-        for chosen in domain.rank_for_charger(candidates, request.state or "charging"):
-            row = by_id[chosen.merchant_id]
-            open_now, open_until = status[row.id]
-            photos = list(row.photo_urls)
-            items.append(
-                pb.ChargerMerchant(
-                    id=row.id,
-                    merchant_id=row.id,
-                    place_id=(row.place_id or "") if row.is_primary else "",
-                    name=row.name,
-                    lat=row.lat,
-                    lng=row.lng,
-                    address=row.address,
-                    phone=row.phone,
-                    logo_url=row.logo_url,
-                    photo_url=(photos[0] if photos else "") if row.is_primary else "",
-                    photo_urls=photos,
-                    category=row.category,
-                    types=[row.category] if row.is_primary and row.category else [],
-                    is_primary=row.is_primary,
-                    exclusive_title=(row.offer_title or "") if row.is_primary else "",
-                    exclusive_description=(row.offer_description or "") if row.is_primary else "",
-                    open_now=open_now,
-                    open_until=open_until or None,
-                    walk_time_s=row.walk_time_s,
-                    walk_time_seconds=row.walk_time_s,
-                    distance_m=row.walk_distance_m,
-                    activations_today=row.activations,
-                    verified_visits_today=row.visits,
-                )
-            )
-        return pb.ListMerchantsForChargerResponse(merchants=items, json_array=json_array(items))
+            return list((await conn.execute(query)).all())
 
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
         now = datetime.datetime.now(datetime.UTC)
@@ -425,6 +404,50 @@ class CatalogRpcs(Resources):
                 return 0
             raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
         return reply.account.balance
+
+
+def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime) -> list[pb.ChargerMerchant]:
+    """One charger's linked merchants as the "while you charge" screen lists them (domain.rank_for_charger)."""
+    by_id = {row.id: row for row in rows}
+    status = {row.id: open_status(row, now) for row in rows}
+    candidates = [
+        domain.NearbyMerchant(row.id, row.is_primary, status[row.id][0], row.walk_time_s, perk_of(row).cents)
+        for row in rows
+        if status[row.id][0] or not open_only
+    ]
+    items = []
+    for chosen in domain.rank_for_charger(candidates, state):
+        row = by_id[chosen.merchant_id]
+        open_now, open_until = status[row.id]
+        photos = list(row.photo_urls)
+        items.append(
+            pb.ChargerMerchant(
+                id=row.id,
+                merchant_id=row.id,
+                place_id=(row.place_id or "") if row.is_primary else "",
+                name=row.name,
+                lat=row.lat,
+                lng=row.lng,
+                address=row.address,
+                phone=row.phone,
+                logo_url=row.logo_url,
+                photo_url=(photos[0] if photos else "") if row.is_primary else "",
+                photo_urls=photos,
+                category=row.category,
+                types=[row.category] if row.is_primary and row.category else [],
+                is_primary=row.is_primary,
+                exclusive_title=(row.offer_title or "") if row.is_primary else "",
+                exclusive_description=(row.offer_description or "") if row.is_primary else "",
+                open_now=open_now,
+                open_until=open_until or None,
+                walk_time_s=row.walk_time_s,
+                walk_time_seconds=row.walk_time_s,
+                distance_m=row.walk_distance_m,
+                activations_today=row.activations,
+                verified_visits_today=row.visits,
+            )
+        )
+    return items
 
 
 __all__ = ["ACCESS", "CatalogRpcs", "active_merchant", "is_admin", "merchant_not_found"]

@@ -130,8 +130,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         pushes: PushGuard | None = None,
         ev_codes: EvCodes | None = None,
         geocoder: PlacesGeocoder | None = None,
-        discovery: Discovery | None = None,
-        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub | None = None,
+        discovery: Discovery,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
     ) -> None:
         self._discovery = discovery
         self._ledger = ledger
@@ -189,13 +189,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         """Rewards and merchant perks for a user's list or sheet. Services calling the catalog (merchants linking
         a charger, incentives judging a rule) get the record alone: they own those values, and asking them back
         would call in a circle."""
-        if self._discovery is None or current_caller().is_service:
+        if current_caller().is_service:
             return Extras({}, True)
         return await self._discovery.extras(rows)
 
     def _list_item(self, row: chargers.ChargerRow, extras: Extras) -> pb.Charger:
-        if self._discovery is None:
-            return chargers.charger_message(row)
         return self._discovery.list_item(row, extras.by_charger.get(row.id))
 
     async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
@@ -263,8 +261,6 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def CaptureIntent(
         self, request: pb.CaptureIntentRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CaptureIntentResponse:
-        if self._discovery is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "the home map is not configured")
         caller = current_caller()
         driver = caller.user_id if caller.user_id is not None and caller.has_any({DRIVER}) else None
         needs_vehicle = driver is not None and await active_connection(self._engine, driver, provider=None) is None
@@ -279,16 +275,12 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def GetIntentSession(
         self, request: pb.GetIntentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetIntentSessionResponse:
-        if self._discovery is None:
-            raise NotFound("INTENT_SESSION_NOT_FOUND", "no intent sessions are kept here")
         return await self._discovery.intent_session(request.session_id)
 
     async def GetAccountStats(
         self, request: pb.GetAccountStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetAccountStatsResponse:
         driver = _driver()
-        if self._ledger is None:
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger is not configured")
         try:
             wallet = (await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver))).wallet
         except grpc.aio.AioRpcError:

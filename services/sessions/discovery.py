@@ -4,8 +4,9 @@ each charger's campaign reward and merchant perk.
 Sessions owns the chargers and the driver's position, so the home map is composed here; the values that belong
 to other services are read from them, never copied: the best live reward per charger from incentives
 (ListChargerRewards, judged on place rules only, so the same for every driver) and the merchants linked to a
-charger with their exclusive offer from merchants (ListMerchantsForCharger). A peer that does not answer leaves
-its keys out (the map still shows the chargers) and the degraded answer is not cached.
+charger with their exclusive offer from merchants (BatchListChargerMerchants) — one call to each per list,
+whatever its length. A peer that does not answer leaves its keys out (the map still shows the chargers) and the
+degraded answer is not cached.
 
 The map around a coordinate rounded to 4 decimals (~11 m, what the app sends) is cached 60 s in Redis, shared by
 every caller: nothing in it depends on who asks. Per caller are only the confidence tier (from the accuracy),
@@ -109,8 +110,8 @@ class Discovery:
         reads: AsyncEngine,
         cache: redis.Redis,
         *,
-        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None,
-        merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub | None,
+        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub,
+        merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._reads = reads
@@ -122,22 +123,19 @@ class Discovery:
     # --- other services' values per charger ------------------------------------------------------------------
 
     async def extras(self, rows: Sequence[ChargerRow]) -> Extras:
-        """Rewards (one batch call) and linked merchants (one call per charger, concurrently) of the chargers."""
+        """Rewards and linked merchants of the chargers: one batch call to each service, concurrently."""
         if not rows:
             return Extras({}, True)
-        rewards_call = asyncio.ensure_future(self._rewards(rows))
-        merchants = await asyncio.gather(*(self._linked_merchants(row.id) for row in rows))
-        rewards = await rewards_call
-        complete = rewards is not None and all(m is not None for m in merchants)
+        rewards, merchants = await asyncio.gather(self._rewards(rows), self._linked_merchants(rows))
         by_charger = {
-            row.id: ChargerExtras(reward=(rewards or {}).get(row.id), merchants=tuple(found or ()))
-            for row, found in zip(rows, merchants, strict=True)
+            row.id: ChargerExtras(
+                reward=(rewards or {}).get(row.id), merchants=tuple((merchants or {}).get(row.id, ()))
+            )
+            for row in rows
         }
-        return Extras(by_charger, complete)
+        return Extras(by_charger, complete=rewards is not None and merchants is not None)
 
     async def _rewards(self, rows: Sequence[ChargerRow]) -> dict[str, incentives_pb2.ChargerReward] | None:
-        if self._incentives is None:
-            return None
         request = incentives_pb2.ListChargerRewardsRequest(
             chargers=[
                 incentives_pb2.ChargerPlace(
@@ -153,17 +151,16 @@ class Discovery:
             return None
         return {reward.charger_id: reward for reward in reply.rewards}
 
-    async def _linked_merchants(self, charger_id: str) -> list[merchants_pb2.ChargerMerchant] | None:
-        if self._merchants is None:
-            return None
+    async def _linked_merchants(
+        self, rows: Sequence[ChargerRow]
+    ) -> dict[str, Sequence[merchants_pb2.ChargerMerchant]] | None:
+        request = merchants_pb2.BatchListChargerMerchantsRequest(charger_ids=[row.id for row in rows])
         try:
-            reply = await self._merchants.ListMerchantsForCharger(
-                merchants_pb2.ListMerchantsForChargerRequest(charger_id=charger_id, state="charging")
-            )
+            reply = await self._merchants.BatchListChargerMerchants(request)
         except grpc.aio.AioRpcError as error:
-            log.warning("merchants of charger %s unavailable: %s", charger_id, error.code())
+            log.warning("merchants of chargers unavailable: %s", error.code())
             return None
-        return list(reply.merchants)
+        return {entry.charger_id: entry.merchants for entry in reply.chargers}
 
     # --- the home map ----------------------------------------------------------------------------------------
 

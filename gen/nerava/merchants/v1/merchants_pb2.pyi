@@ -1440,3 +1440,23 @@ class GetMerchantAnalyticsResponse(_message.Message):
     unique_drivers: int
     completion_rate: float
     def __init__(self, merchant_id: _Optional[str] = ..., activations: _Optional[int] = ..., completes: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., completion_rate: _Optional[float] = ...) -> None: ...
+
+class BatchListChargerMerchantsRequest(_message.Message):
+    __slots__ = ("charger_ids",)
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ChargerMerchants(_message.Message):
+    __slots__ = ("charger_id", "merchants")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    merchants: _containers.RepeatedCompositeFieldContainer[ChargerMerchant]
+    def __init__(self, charger_id: _Optional[str] = ..., merchants: _Optional[_Iterable[_Union[ChargerMerchant, _Mapping]]] = ...) -> None: ...
+
+class BatchListChargerMerchantsResponse(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerMerchants]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerMerchants, _Mapping]]] = ...) -> None: ...

@@ -165,6 +165,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListMerchantsForChargerRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListMerchantsForChargerResponse.FromString,
                 _registered_method=True)
+        self.BatchListChargerMerchants = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.FromString,
+                _registered_method=True)
         self.GetMerchant = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/GetMerchant',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantRequest.SerializeToString,
@@ -490,6 +495,15 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchListChargerMerchants(self, request, context):
+        """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMerchant(self, request, context):
         """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
         Errors: MERCHANT_NOT_FOUND.
@@ -764,6 +778,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.ListMerchantsForCharger,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListMerchantsForChargerRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListMerchantsForChargerResponse.SerializeToString,
+            ),
+            'BatchListChargerMerchants': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchListChargerMerchants,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.SerializeToString,
             ),
             'GetMerchant': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMerchant,
@@ -1301,6 +1320,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/ListMerchantsForCharger',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListMerchantsForChargerRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListMerchantsForChargerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchListChargerMerchants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -163,6 +163,11 @@ class MerchantsServiceStub:
     charging, up to 3 while charging. Public. The app reads a bare JSON array.
     Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
+    BatchListChargerMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.BatchListChargerMerchantsRequest, _merchants_pb2.BatchListChargerMerchantsResponse]
+    """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+    chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+    chargers without merchants are absent. Services only.
+    """
     GetMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]
     """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
     Errors: MERCHANT_NOT_FOUND.
@@ -383,6 +388,11 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
     charging, up to 3 while charging. Public. The app reads a bare JSON array.
     Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+    """
+    BatchListChargerMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.BatchListChargerMerchantsRequest, _merchants_pb2.BatchListChargerMerchantsResponse]  # type: ignore[assignment]
+    """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+    chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+    chargers without merchants are absent. Services only.
     """
     GetMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]  # type: ignore[assignment]
     """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
@@ -673,6 +683,17 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
         Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchListChargerMerchants(
+        self,
+        request: _merchants_pb2.BatchListChargerMerchantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.BatchListChargerMerchantsResponse, _abc.Awaitable[_merchants_pb2.BatchListChargerMerchantsResponse]]:
+        """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
         """
 
     @_abc_1.abstractmethod

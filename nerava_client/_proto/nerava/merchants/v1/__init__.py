@@ -12,10 +12,13 @@ __all__ = (
     "AddFavoriteMerchantResponse",
     "Amenities",
     "AmenityVotes",
+    "BatchListChargerMerchantsRequest",
+    "BatchListChargerMerchantsResponse",
     "CancelExclusiveRequest",
     "CancelExclusiveResponse",
     "ChargerLink",
     "ChargerMerchant",
+    "ChargerMerchants",
     "CheckoutCharger",
     "CheckoutDriver",
     "CheckoutMerchant",
@@ -524,6 +527,40 @@ default_message_pool.register_message("nerava.merchants.v1", "AmenityVotes", Ame
 
 
 @dataclass(eq=False, repr=False)
+class BatchListChargerMerchantsRequest(betterproto2.Message):
+    """
+    The chargers.
+    """
+
+    charger_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Up to 100 charger ids.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "BatchListChargerMerchantsRequest", BatchListChargerMerchantsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class BatchListChargerMerchantsResponse(betterproto2.Message):
+    """
+    The chargers that have merchants, in request order.
+    """
+
+    chargers: "list[ChargerMerchants]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One entry per charger with at least one active linked merchant.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "BatchListChargerMerchantsResponse", BatchListChargerMerchantsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class CancelExclusiveRequest(betterproto2.Message):
     """
     Which sessions to cancel.
@@ -744,6 +781,26 @@ class ChargerMerchant(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "ChargerMerchant", ChargerMerchant)
+
+
+@dataclass(eq=False, repr=False)
+class ChargerMerchants(betterproto2.Message):
+    """
+    The merchants of one charger.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    merchants: "list[ChargerMerchant]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Its ranked "while you charge" merchants, primary first (up to 3).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ChargerMerchants", ChargerMerchants)
 
 
 @dataclass(eq=False, repr=False)
@@ -4121,6 +4178,21 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/ListMerchantsForCharger",
             ListMerchantsForChargerRequest.SerializeToString,
             ListMerchantsForChargerResponse.FromString,
+        )(message)
+
+    def batch_list_charger_merchants(
+        self, message: "BatchListChargerMerchantsRequest"
+    ) -> "BatchListChargerMerchantsResponse":
+        """
+        Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants",
+            BatchListChargerMerchantsRequest.SerializeToString,
+            BatchListChargerMerchantsResponse.FromString,
         )(message)
 
     def get_merchant(self, message: "GetMerchantRequest") -> "GetMerchantResponse":
