@@ -72,10 +72,10 @@ def session_message(
         session_end=_stamp(row["session_end"]),
         duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
         charger_id=row["charger_id"] or None,
-        charger_name=row["charger_name"],
-        charger_network=row["charger_network"],
+        charger_name=row["charger_name"] or None,
+        charger_network=row["charger_network"] or None,
         zone_id=row["zone_id"],
-        connector_type=row["connector_type"],
+        connector_type=row["connector_type"] or None,
         verified=row["verified"],
         location_trail=[
             pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=_stamp(datetime.datetime.fromisoformat(p["ts"])))

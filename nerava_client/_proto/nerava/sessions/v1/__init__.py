@@ -665,14 +665,14 @@ class ChargingSession(betterproto2.Message):
     when none matched.
     """
 
-    charger_name: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    charger_name: "str | None" = betterproto2.field(9, betterproto2.TYPE_STRING, optional=True)
     """
-    Name of the matched charger; empty when none matched.
+    Name of the matched charger; absent when none matched.
     """
 
-    charger_network: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    charger_network: "str | None" = betterproto2.field(10, betterproto2.TYPE_STRING, optional=True)
     """
-    Network of the matched charger (its real network, e.g. "Tesla", "ChargePoint"); empty when unknown.
+    Network of the matched charger (its real network, e.g. "Tesla", "ChargePoint"); absent when unknown.
     """
 
     zone_id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
@@ -680,9 +680,9 @@ class ChargingSession(betterproto2.Message):
     Zone of the matched charger, used by campaign zone rules; empty when none.
     """
 
-    connector_type: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    connector_type: "str | None" = betterproto2.field(12, betterproto2.TYPE_STRING, optional=True)
     """
-    Connector reported by the vehicle (e.g. "NACS", "CCS1"); empty when unknown.
+    Connector reported by the vehicle (e.g. "NACS", "CCS1"); absent when unknown.
     """
 
     power_kw: "float | None" = betterproto2.field(13, betterproto2.TYPE_DOUBLE, optional=True)
@@ -1013,14 +1013,14 @@ class EvCode(betterproto2.Message):
     The code, "EV-" + 4 characters from A–Z without I and O, plus 2–9.
     """
 
-    merchant_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    merchant_name: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    Merchant the code was issued for; empty when issued without one.
+    Merchant the code was issued for; absent when issued without one.
     """
 
-    merchant_place_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    merchant_place_id: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Google place id of that merchant; empty when none.
+    Google place id of that merchant; absent when none.
     """
 
     expires_at: "datetime.datetime | None" = betterproto2.field(
@@ -1511,14 +1511,14 @@ class GetTeslaStatusResponse(betterproto2.Message):
     True when a Tesla account is linked and its tokens are usable.
     """
 
-    vehicle_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    vehicle_name: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    Name of the selected vehicle; empty when none.
+    Name of the selected vehicle; absent when none.
     """
 
-    vehicle_model: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    vehicle_model: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Model of the selected vehicle; empty when unknown.
+    Model of the selected vehicle; absent when unknown.
     """
 
     vehicle_year: "int | None" = betterproto2.field(4, betterproto2.TYPE_INT32, optional=True)
@@ -1526,9 +1526,9 @@ class GetTeslaStatusResponse(betterproto2.Message):
     Model year of the selected vehicle; absent when unknown.
     """
 
-    exterior_color: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    exterior_color: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
     """
-    Exterior color of the selected vehicle; empty when unknown.
+    Exterior color of the selected vehicle; absent when unknown.
     """
 
     battery_level: "int | None" = betterproto2.field(6, betterproto2.TYPE_INT32, optional=True)
@@ -1536,14 +1536,14 @@ class GetTeslaStatusResponse(betterproto2.Message):
     Last known battery state of charge, percent 0–100; absent when unknown.
     """
 
-    vin: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    vin: "str | None" = betterproto2.field(7, betterproto2.TYPE_STRING, optional=True)
     """
-    VIN of the selected vehicle; empty when unknown.
+    VIN of the selected vehicle; absent when unknown.
     """
 
-    vehicle_id: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    vehicle_id: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
     """
-    Id of the selected vehicle; empty when none is selected.
+    Id of the selected vehicle; absent when none is selected.
     """
 
     vehicles: "list[TeslaVehicle]" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -2405,19 +2405,19 @@ class TeslaVehicle(betterproto2.Message):
     Tesla vehicle id (a large integer, as a string).
     """
 
-    vin: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    vin: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    VIN; empty when Tesla did not return it.
-    """
-
-    display_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
-    """
-    Name the owner gave the car; empty when none.
+    VIN; absent when Tesla did not return it.
     """
 
-    model: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    display_name: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Model, e.g. "Model 3"; empty when unknown.
+    Name the owner gave the car; absent when none.
+    """
+
+    model: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
+    """
+    Model, e.g. "Model 3"; absent when unknown.
     """
 
     year: "int | None" = betterproto2.field(5, betterproto2.TYPE_INT32, optional=True)
@@ -2425,9 +2425,9 @@ class TeslaVehicle(betterproto2.Message):
     Model year; absent when unknown.
     """
 
-    color: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    color: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
     """
-    Exterior color; empty when unknown.
+    Exterior color; absent when unknown.
     """
 
 
