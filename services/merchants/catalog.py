@@ -336,8 +336,8 @@ class CatalogRpcs(Resources):
         )
 
     async def _moment(self, session_id: str, row: Any) -> pb.MerchantMoment:
-        """Distance and label from where the driver captured the intent (sessions keeps intent sessions); without
-        a usable session the label is null and the distance 0 — the screen still opens."""
+        """Distance and label from where the calling driver captured the intent (sessions keeps intent sessions);
+        without a usable session of theirs the label is null and the distance 0 — the screen still opens."""
         moment = pb.MerchantMoment(moment_copy="Spend your Nova here while you charge.")
         moment.label.null_value = struct_pb2.NULL_VALUE
         if not session_id:
@@ -346,6 +346,8 @@ class CatalogRpcs(Resources):
             intent = await self.sessions.GetIntentSession(sessions_pb2.GetIntentSessionRequest(session_id=session_id))
         except grpc.aio.AioRpcError:
             return moment  # unknown or expired session, or sessions not answering: a screen without distance
+        if intent.driver_id != current_caller().user_id:
+            return moment  # where a driver stood is theirs: another caller's session id tells nothing
         metres = great_circle_m(intent.lat, intent.lng, row.lat, row.lng)
         moment.distance_miles = round(metres / METRES_PER_MILE, 2)
         moment.label.string_value = domain.moment_label(metres)

@@ -11,6 +11,7 @@ today's app sends it (no request_id), retried, paying once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import uuid
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from fakes.twilio_verify import FakeTwilioVerify
 from services.common.db import create_engine
 from services.sessions import discovery
 from services.sessions import store as sessions_store
+from services.sessions.chargers import ChargerRow
 from tests.incentives.helpers import Incentives
 from tests.merchants.helpers import Merchants, offset
 from tests.sessions.helpers import driver_with_tesla, next_window, north_of
@@ -204,13 +206,20 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
     open_list = await _ok(await rest.get("/v1/drivers/merchants/open", params={"charger_id": charger_id}))
     assert isinstance(open_list, list) and open_list[0]["id"] == shop.id
     assert open_list[0].get("open_until", "unknown") != ""  # a time or absent, never ""
-    details = await _ok(await rest.get(f"/v1/merchants/{shop.id}", params={"session_id": home["session_id"]}))
+    details = await _ok(
+        await rest.get(f"/v1/merchants/{shop.id}", params={"session_id": home["session_id"]}, headers=auth)
+    )
     assert isinstance(details["merchant"]["id"], str) and isinstance(details["merchant"]["name"], str)
     assert details["moment"]["label"] == "Steps from your charger" and 0 < details["moment"]["distance_miles"] < 0.1
     assert isinstance(details["wallet"]["can_add"], bool) and isinstance(details["wallet"]["state"], str)
     assert isinstance(details["actions"], dict)
     without = await _ok(await rest.get(f"/v1/merchants/{shop.id}"))
     assert without["moment"]["label"] is None and "label" in without["moment"]  # zod: string or null, key present
+    # Someone else's intent session tells nothing about where that driver stood.
+    others = await _ok(
+        await rest.get(f"/v1/merchants/{shop.id}", params={"session_id": home["session_id"]}, headers=owner.headers)
+    )
+    assert (others["moment"]["label"], others["moment"]["distance_miles"]) == (None, 0)
 
     # 4. The exclusive offer: activate at the charger, shown on home, verified at the counter.
     at_shop = offset(lat, lng, east_m=60)
@@ -334,6 +343,19 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
     assert wallet["available_cents"] + wallet["pending_cents"] + wallet["total_withdrawn_cents"] == REWARD_CENTS
     assert wallet["available_cents"] == REWARD_CENTS - 2000
     assert len((await _ok(await rest.get("/v1/wallet/history", headers=auth)))["payouts"]) == 1
+
+
+def test_a_charger_is_in_use_when_active_sessions_fill_its_ports_and_offline_when_the_catalog_says_so() -> None:
+    two_ports = ChargerRow(id="c", source="manual", external_id="c", name="C", lat=0, lng=0, num_evse=2)
+    assert [discovery.charger_status(two_ports, n) for n in (0, 1, 2, 3)] == [
+        "available",
+        "available",
+        "in_use",
+        "in_use",
+    ]
+    unknown_ports = dataclasses.replace(two_ports, num_evse=None)
+    assert discovery.charger_status(unknown_ports, 9) == "available"  # never called full without a port count
+    assert discovery.charger_status(dataclasses.replace(two_ports, status="offline"), 0) == "offline"
 
 
 @pytest.mark.parametrize(
