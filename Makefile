@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
-# The Redoc bundle of the gateway's /docs page, from the npm registry (pinned version and sha512, tools/redoc.py).
+# The Redoc bundle of the gateway's /docs page, from the npm registry (pinned version and sha512, gateway/redoc.py).
 REDOC := build/redoc/redoc-2.5.0.standalone.js
 
 .PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-watch bench-checkout ledger-check reconcile outbox k8s-check capacity clean
@@ -16,8 +16,8 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
 
-$(REDOC): tools/redoc.py
-	$(PY) -m tools.redoc
+$(REDOC): gateway/redoc.py
+	$(PY) -m gateway.redoc
 
 setup: $(STAMP) $(REDOC)  ## virtualenv with every dependency, and the Redoc bundle of the gateway's /docs
 

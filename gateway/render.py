@@ -37,7 +37,7 @@ from typing import Any, Literal
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
-from tools.redoc import BUNDLE as REDOC_BUNDLE
+from gateway.redoc import BUNDLE as REDOC_BUNDLE
 
 JsonObject = dict[str, Any]
 Target = Literal["local", "kubernetes"]
@@ -46,6 +46,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Written by `make proto` (tools/genproto.py); the renderer reads it to learn which services exist.
 DEFAULT_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
 KUBERNETES_DESCRIPTOR_PATH = "/etc/envoy/descriptors/nerava.binpb"
+# The API document and the Redoc bundle of /docs, as the gateway image carries them.
+KUBERNETES_OPENAPI_PATH = "/etc/envoy/docs/openapi.json"
+KUBERNETES_REDOC_PATH = "/etc/envoy/docs/redoc.standalone.js"
 
 # Cluster name (= Kubernetes Service name) → the fully-qualified gRPC service it serves. One cluster per service.
 SERVICES: Mapping[str, str] = {
@@ -243,7 +246,7 @@ class TokenBucket:
 class ApiDocs:
     """The files the gateway serves as they are, at /openapi.json and /docs (paths as Envoy reads them, when it
     loads its configuration): the OpenAPI document `make proto` generates and the Redoc bundle `make setup`
-    fetches (tools/redoc.py)."""
+    fetches (gateway/redoc.py)."""
 
     openapi_file: str = str(ROOT / "gen" / "openapi.json")
     redoc_file: str = str(REDOC_BUNDLE)
@@ -297,7 +300,7 @@ class GatewaySettings:
     hsts: bool = False
     # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
     max_downstream_connections: int = 50000
-    # /openapi.json and the /docs page; None serves neither (the Kubernetes bootstrap until its pod mounts them).
+    # /openapi.json and the /docs page; None serves neither.
     api_docs: ApiDocs | None = None
 
     def __post_init__(self) -> None:
@@ -358,6 +361,8 @@ class GatewaySettings:
             "cors_allowed_origins": (),
             "ops_listen": Endpoint("0.0.0.0", 9902),
             "hsts": True,
+            # Both files are in the gateway image (deploy/docker/gateway.Dockerfile).
+            "api_docs": ApiDocs(KUBERNETES_OPENAPI_PATH, KUBERNETES_REDOC_PATH),
         }
         defaults.update(overrides)
         return cls(**defaults)

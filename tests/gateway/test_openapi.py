@@ -13,10 +13,9 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from openapi_spec_validator import validate
 
-from gateway import openapi
+from gateway import openapi, redoc
 from tests.support.gateway import Gateway
 from tests.support.openapi import UndocumentedAnswer, check_answer
-from tools import redoc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
 DESCRIPTOR = ROOT / "gen" / "nerava.binpb"

@@ -12,9 +12,8 @@ from typing import Any
 
 import httpx
 
-from gateway import render
+from gateway import redoc, render
 from tests.support.mesh import Mesh
-from tools import redoc
 from tools.embedded import free_port
 
 ENVOY = pathlib.Path(sys.executable).parent / "envoy"

@@ -1845,7 +1845,8 @@ class GetMerchantRequest(betterproto2.Message):
 
     session_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    Intent-capture session id (distance and copy are computed from it); empty when none.
+    Intent-capture session id of the calling driver (distance and label are computed from it; another
+    driver's session is ignored); empty when none.
     """
 
 

@@ -1,9 +1,10 @@
 """The Redoc bundle the gateway serves at /docs/redoc.standalone.js: fetched from the npm registry by the ordinary
 client (`npm pack`, pinned version), checked against the registry's pinned sha512 integrity before anything is
 read from it, and kept in build/ (never committed). `make setup` runs it; so does the test gateway when the file
-is missing.
+is missing; the gateway image fetches and checks the same pin (deploy/docker/gateway.Dockerfile). Standard
+library only: the gateway image's renderer imports this module.
 
-Usage: python -m tools.redoc  (prints the bundle's path)
+Usage: python -m gateway.redoc  (prints the bundle's path)
 """
 
 from __future__ import annotations
