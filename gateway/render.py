@@ -39,6 +39,7 @@ from typing import Any, Literal
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from gateway.redoc import BUNDLE as REDOC_BUNDLE
 from services.common.config import (
     CLIENT_ADDRESS_HEADER,
     DEFAULT_PORTS,
@@ -55,6 +56,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Written by `make proto` (tools/genproto.py); the renderer reads it to learn which services exist.
 DEFAULT_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
 KUBERNETES_DESCRIPTOR_PATH = "/etc/envoy/descriptors/nerava.binpb"
+# The API document and the Redoc bundle of /docs, as the gateway image carries them.
+KUBERNETES_OPENAPI_PATH = "/etc/envoy/docs/openapi.json"
+KUBERNETES_REDOC_PATH = "/etc/envoy/docs/redoc.standalone.js"
 
 # Cluster name (= Kubernetes Service name) → the fully-qualified gRPC service it serves. One cluster per service.
 SERVICES: Mapping[str, str] = GRPC_SERVICES
@@ -231,6 +235,16 @@ class TokenBucket:
             raise ValueError("fill_interval_s must be at least 0.05")
 
 
+@dataclass(frozen=True)
+class ApiDocs:
+    """The files the gateway serves as they are, at /openapi.json and /docs (paths as Envoy reads them, when it
+    loads its configuration): the OpenAPI document `make proto` generates and the Redoc bundle `make setup`
+    fetches (gateway/redoc.py)."""
+
+    openapi_file: str = str(ROOT / "gen" / "openapi.json")
+    redoc_file: str = str(REDOC_BUNDLE)
+
+
 def _local_upstreams() -> dict[str, Endpoint]:
     return {name: Endpoint("127.0.0.1", port) for name, port in LOCAL_UPSTREAM_PORTS.items()}
 
@@ -279,6 +293,8 @@ class GatewaySettings:
     hsts: bool = False
     # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
     max_downstream_connections: int = 50000
+    # /openapi.json and the /docs page; None serves neither.
+    api_docs: ApiDocs | None = None
 
     def __post_init__(self) -> None:
         if set(self.upstreams) != set(SERVICES):
@@ -313,6 +329,7 @@ class GatewaySettings:
                 name: value if isinstance(value, Endpoint) else Endpoint.parse(value)
                 for name, value in upstreams.items()
             }
+        overrides.setdefault("api_docs", ApiDocs())
         return cls(**overrides)
 
     @classmethod
@@ -337,6 +354,8 @@ class GatewaySettings:
             "cors_allowed_origins": (),
             "ops_listen": Endpoint("0.0.0.0", 9902),
             "hsts": True,
+            # Both files are in the gateway image (deploy/docker/gateway.Dockerfile).
+            "api_docs": ApiDocs(KUBERNETES_OPENAPI_PATH, KUBERNETES_REDOC_PATH),
         }
         defaults.update(overrides)
         return cls(**defaults)
@@ -486,6 +505,10 @@ def _cluster(name: str, endpoint: Endpoint, settings: GatewaySettings, *, http2:
 def _route(name: str, match: JsonObject, action: JsonObject, **extra: Any) -> JsonObject:
     route: JsonObject = {"name": name, "match": match, "route": action}
     route.update(extra)
+    return _with_edge_headers(route)
+
+
+def _with_edge_headers(route: JsonObject) -> JsonObject:
     # On every route, not once per virtual host, so a route added later cannot miss it by construction.
     route["request_headers_to_remove"] = [SERVICE_TOKEN_HEADER]
     route["request_headers_to_add"] = [
@@ -521,6 +544,49 @@ def _grpc_action(cluster: str, timeout_s: float) -> JsonObject:
             "host_selection_retry_max_attempts": 3,
         },
     }
+
+
+# The human docs page: Redoc renders the gateway's own /openapi.json.
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Nerava Mesh REST API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="/openapi.json"></redoc><script src="/docs/redoc.standalone.js"></script></body>
+</html>
+"""
+# Envoy refuses a direct response body larger than this (its default is 4 KiB); the Redoc bundle is ~0.9 MB.
+MAX_STATIC_BODY_BYTES = 4 * 1024 * 1024
+
+
+def _static_route(name: str, path: str, content_type: str, body: JsonObject) -> JsonObject:
+    """GET `path` answered by Envoy itself with `body` (a file read at load, or an inline string). The
+    transcoder is switched off on this route: it would refuse the path as an unknown REST method."""
+    return _with_edge_headers(
+        {
+            "name": name,
+            "match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "direct_response": {"status": 200, "body": body},
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "content-type", "value": content_type},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+            "typed_per_filter_config": {
+                _TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+            },
+        }
+    )
+
+
+def _docs_routes(docs: ApiDocs) -> list[JsonObject]:
+    return [
+        _static_route("openapi", "/openapi.json", "application/json", {"filename": docs.openapi_file}),
+        _static_route("docs", "/docs", "text/html; charset=utf-8", {"inline_string": DOCS_PAGE}),
+        _static_route(
+            "docs:redoc", "/docs/redoc.standalone.js", "application/javascript", {"filename": docs.redoc_file}
+        ),
+    ]
 
 
 def _catch_all_route() -> JsonObject:
@@ -582,6 +648,8 @@ def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) 
             )
         )
     routes += _webhook_body_routes(settings)
+    if settings.api_docs is not None:
+        routes += _docs_routes(settings.api_docs)
     routes.append(_catch_all_route())
     return routes
 
@@ -911,6 +979,7 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
             # The catch-all route names a cluster that does not exist on purpose (see _catch_all_route);
             # tests check that every other route targets a defined cluster.
             "validate_clusters": False,
+            "max_direct_response_body_size_bytes": MAX_STATIC_BODY_BYTES,
         },
         "http_filters": _http_filters(settings, available),
         "local_reply_config": _local_reply_config(settings),

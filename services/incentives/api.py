@@ -71,6 +71,7 @@ ACCESS: dict[str, Access] = {
     "ClawbackGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RecordCampaignFunding": Access.service_only(),
     "BatchGetSessionGrants": Access.service_only(),
+    "ListChargerRewards": Access.service_only(),
     "EvaluateSession": Access.service_only(),
 }
 
@@ -671,7 +672,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
                 id=candidate.campaign_id,
                 name=candidate.name,
                 sponsor_name=entry.campaign.sponsor_name,
-                sponsor_logo_url=entry.campaign.sponsor_logo_url,
+                sponsor_logo_url=entry.campaign.sponsor_logo_url or None,
                 description=entry.campaign.description,
                 reward_cents=candidate.reward_cents,
                 reward_kind=entry.campaign.reward_kind,
@@ -765,6 +766,51 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             _uuid(request.request_id, "request_id"),
             caller.user_id or "",
         )
+
+    async def ListChargerRewards(
+        self, request: pb.ListChargerRewardsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListChargerRewardsResponse:
+        now = _now()
+        rewards = []
+        for charger in request.chargers:
+            place = domain.Place(
+                charger_id=charger.charger_id,
+                network=charger.network,
+                zone_id=charger.zone_id,
+                lat=charger.lat,
+                lng=charger.lng,
+            )
+            payable = [
+                entry
+                for entry in (
+                    self._index.get(i)
+                    for i in self._index.candidate_ids(
+                        charger_id=place.charger_id,
+                        zone_id=place.zone_id,
+                        network=place.network,
+                        lat=place.lat,
+                        lng=place.lng,
+                    )
+                )
+                if entry is not None
+                and domain.is_live(entry.candidate, now)
+                and domain.place_admits(entry.candidate.rules, place)
+                and domain.budget_allows(entry.candidate) is None
+            ]
+            if payable:
+                # The reward a driver would see first in ListDriverCampaigns: highest, then priority.
+                best = min(
+                    payable, key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at)
+                )
+                rewards.append(
+                    pb.ChargerReward(
+                        charger_id=charger.charger_id,
+                        reward_cents=best.candidate.reward_cents,
+                        reward_kind=best.campaign.reward_kind,
+                        campaign_id=best.candidate.campaign_id,
+                    )
+                )
+        return pb.ListChargerRewardsResponse(rewards=rewards)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
         rows = await dead_letters(self._engine, store.outbox, request.limit or 100)

@@ -80,6 +80,7 @@ ACCESS: dict[str, Access] = {
     "CreateStripeAccount": _WALLET,
     "CreateStripeAccountLink": _WALLET,
     "GetStripeStatus": _WALLET,
+    "GetDriverWallet": Access.service_only(),
     # Stripe authenticates with its signature, checked by the servicer.
     "HandleStripeEvent": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
     "AdminGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
@@ -487,7 +488,14 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetWalletBalance(
         self, request: pb.GetWalletBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletBalanceResponse:
-        driver = current_caller().user_id or ""
+        return await self._wallet(current_caller().user_id or "")
+
+    async def GetDriverWallet(
+        self, request: pb.GetDriverWalletRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetDriverWalletResponse:
+        return pb.GetDriverWalletResponse(wallet=await self._wallet(request.driver_id))
+
+    async def _wallet(self, driver: str) -> pb.GetWalletBalanceResponse:
         a, t = store.accounts, store.transfers
         balances = sa.select(a.c.type, a.c.balance).where(
             a.c.owner_id == driver,
@@ -724,7 +732,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.RequestPayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RequestPayoutResponse:
         payout = await self._payouts.request(
-            current_caller().user_id or "", uuid.UUID(request.request_id), request.amount_cents
+            current_caller().user_id or "",
+            uuid.UUID(request.request_id) if request.request_id else None,
+            request.amount_cents,
         )
         message = _payout(payout)
         return pb.RequestPayoutResponse(

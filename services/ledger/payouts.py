@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 P = pb.PayoutStatus
 SCOPE = "service:ledger-payouts"  # idempotency scope of the ledger's own payout movements
 CASH = pb.CURRENCY_CASH_CENTS
+# A withdrawal without request_id of the same amount as one requested this recently is its retry (the app sends
+# no idempotency key; a double tap or a network retry must pay once).
+RETRY_WINDOW = datetime.timedelta(minutes=10)
 
 
 class Stripe(Protocol):
@@ -127,8 +130,9 @@ class Payouts:
 
     # --- requesting ----------------------------------------------------------------------------------
 
-    async def request(self, driver_id: str, request_id: uuid.UUID, amount_cents: int) -> PayoutRow:
-        """Reserves the funds and asks Stripe; idempotent on (driver, request_id)."""
+    async def request(self, driver_id: str, request_id: uuid.UUID | None, amount_cents: int) -> PayoutRow:
+        """Reserves the funds and asks Stripe; idempotent on (driver, request_id). Without a request_id (today's
+        app sends none) a payout of the same amount requested in the last RETRY_WINDOW is the same request."""
         if amount_cents < domain.MINIMUM_WITHDRAWAL_CENTS:
             raise InvalidArgument(
                 [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason=Reason.PAYOUT_BELOW_MINIMUM
@@ -138,7 +142,7 @@ class Payouts:
             return payout  # a replay of a request already sent to Stripe
         return await self._send_to_stripe(payout)
 
-    async def _reserve(self, driver_id: str, request_id: uuid.UUID, amount_cents: int) -> PayoutRow:
+    async def _reserve(self, driver_id: str, request_id: uuid.UUID | None, amount_cents: int) -> PayoutRow:
         accounts, payouts = store.stripe_accounts, store.payouts
         now = self._clock()
         async with self._engine.begin() as conn:
@@ -153,11 +157,28 @@ class Payouts:
                 raise FailedPrecondition(
                     Reason.STRIPE_ONBOARDING_INCOMPLETE, "finish Stripe onboarding before withdrawing"
                 )
-            existing = (
-                await conn.execute(
-                    sa.select(payouts).where(payouts.c.driver_id == driver_id, payouts.c.request_id == request_id)
+            if request_id is None:
+                # Under the lock above, so two copies of one request cannot both miss each other.
+                found = await conn.execute(
+                    sa.select(payouts)
+                    .where(
+                        payouts.c.driver_id == driver_id,
+                        payouts.c.amount_cents == amount_cents,
+                        payouts.c.created_at > now - RETRY_WINDOW,
+                        # A FAILED payout moved nothing: asking again is a new attempt, not a replay.
+                        payouts.c.status != P.PAYOUT_STATUS_FAILED,
+                    )
+                    .order_by(payouts.c.created_at.desc())
+                    .limit(1)
                 )
-            ).first()
+                existing = found.first()
+                request_id = uuid.uuid4()
+            else:
+                existing = (
+                    await conn.execute(
+                        sa.select(payouts).where(payouts.c.driver_id == driver_id, payouts.c.request_id == request_id)
+                    )
+                ).first()
             if existing is not None:
                 if existing.amount_cents != amount_cents:
                     raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this request_id was used for another amount")

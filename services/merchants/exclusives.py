@@ -215,6 +215,9 @@ def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
     printed = json_format.MessageToDict(
         session, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    # The app's schema demands merchant_id and charger_id with a string or null: unknown is null, never "".
+    for key in ("merchant_id", "charger_id"):
+        printed[key] = printed.get(key) or None
     value = struct_pb2.Value()
     value.struct_value.update(printed)
     return value

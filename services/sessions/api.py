@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -37,11 +38,13 @@ from services.common.flags import PLACES_GEOCODING, TELEMETRY_INGESTION, FlagDef
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.sessions import chargers, domain, store
+from services.sessions import chargers, domain, stats, store
 from services.sessions.adapters import smartcar
 from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
 from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
 from services.sessions.config import SessionsSettings
+from services.sessions.connections import active_connection
+from services.sessions.discovery import Discovery, Extras, charger_status, dollars_per_kwh, nearby_merchants
 from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
@@ -94,6 +97,11 @@ ACCESS: dict[str, Access] = {
     "GetCharger": Access.anyone().not_owned(PUBLIC_DATA),
     "CheckLocation": Access.role(DRIVER).not_owned(OWN_DATA),
     "ImportChargers": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    # The home map is public; a signed-in driver also gets an intent session.
+    "CaptureIntent": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetIntentSession": Access.service_only(),
+    "GetAccountStats": Access.role(DRIVER).not_owned(OWN_DATA),
+    "BackgroundPing": Access.role(DRIVER).not_owned(OWN_DATA),
 }
 
 DEFAULT_SESSION_PAGE = 50
@@ -104,6 +112,7 @@ DEFAULT_SEARCH_PAGE = 20
 AT_CHARGER_RADIUS_M = 150  # CheckLocation: "at a charger" (the original CHARGER_RADIUS_M)
 NEAREST_WITHIN_M = 25_000  # CheckLocation names the nearest charger up to this far
 DRIVE_SPEED_M_PER_MIN = 40_000 / 60  # GetCharger's rough drive time: 40 km/h
+GEOFENCE_MATCH_M = 300  # BackgroundPing: the native shell's geofence matches a charger this close
 
 
 def _search_fingerprint(request: pb.SearchChargersRequest) -> str:
@@ -135,9 +144,13 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         pushes: PushGuard | None = None,
         ev_codes: EvCodes | None = None,
         geocoder: PlacesGeocoder | None = None,
+        discovery: Discovery,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
         sign_in: TeslaSignIn | None = None,
         flags: Flags | None = None,
     ) -> None:
+        self._discovery = discovery
+        self._ledger = ledger
         self._sign_in = sign_in
         self._flags = flags
         self._ev_codes = ev_codes
@@ -182,14 +195,27 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             offset=offset,
         )
         more = len(found) > size
+        page = found[:size]
+        extras = await self._extras(page)
         return pb.SearchChargersResponse(
-            chargers=[chargers.charger_message(row) for row in found[:size]],
+            chargers=[self._list_item(row, extras) for row in page],
             location=pb.SearchLocation(lat=place.lat, lng=place.lng, name=place.name) if place else None,
             next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
 
     async def _feature(self, flag: FlagDefinition) -> bool:
         return flag.default if self._flags is None else await self._flags.enabled(flag)
+
+    async def _extras(self, rows: Sequence[chargers.ChargerRow]) -> Extras:
+        """Rewards and merchant perks for a user's list or sheet. Services calling the catalog (merchants linking
+        a charger, incentives judging a rule) get the record alone: they own those values, and asking them back
+        would call in a circle."""
+        if current_caller().is_service:
+            return Extras({}, True)
+        return await self._discovery.extras(rows)
+
+    def _list_item(self, row: chargers.ChargerRow, extras: Extras) -> pb.Charger:
+        return self._discovery.list_item(row, extras.by_charger.get(row.id))
 
     async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
         """The place a search text names (biased towards the driver's position), or None: no text, no geocoder,
@@ -211,14 +237,13 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         reply = pb.GetChargerResponse(
             id=row.id,
             name=row.name,
-            address=row.address,
-            city=row.city,
-            state=row.state,
+            address=row.address or None,
+            city=row.city or None,
+            state=row.state or None,
             lat=row.lat,
             lng=row.lng,
-            network_name=row.network_name,
+            network_name=row.network_name or None,
             connector_types=row.connector_types,
-            status=row.status,
             zone_id=row.zone_id,
         )
         if row.power_kw is not None:
@@ -227,6 +252,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             reply.num_evse = row.num_evse
         if row.pricing_per_kwh_cents is not None:
             reply.pricing_per_kwh_cents = row.pricing_per_kwh_cents
+            reply.pricing_per_kwh = dollars_per_kwh(row.pricing_per_kwh_cents)
+            reply.pricing_source = "catalog"
         if request.HasField("lat"):
             distance = chargers.great_circle_m(request.lat, request.lng, row.lat, row.lng)
             reply.distance_m = round(distance, 1)
@@ -236,6 +263,89 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         reply.unique_drivers_30d = activity.unique_drivers
         reply.avg_duration_min = activity.avg_duration_min
         reply.drivers_charging_now = activity.drivers_charging_now
+        reply.status = charger_status(row, activity.drivers_charging_now)
+        if activity.mean_quality_score is not None:
+            reply.nerava_score = activity.mean_quality_score
+        extras = (await self._extras([row])).by_charger.get(row.id)
+        if extras is not None:
+            if extras.reward is not None:
+                reply.active_reward_cents = extras.reward.reward_cents
+                reply.active_reward_kind = extras.reward.reward_kind
+            reply.nearby_merchants.extend(nearby_merchants(extras))
+            if extras.perk_title:
+                reply.has_merchant_perk = True
+                reply.merchant_perk_title = extras.perk_title
+        return reply
+
+    # --- the home map and the account card -----------------------------------------------------------------
+
+    async def CaptureIntent(
+        self, request: pb.CaptureIntentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CaptureIntentResponse:
+        caller = current_caller()
+        driver = caller.user_id if caller.user_id is not None and caller.has_any({DRIVER}) else None
+        needs_vehicle = driver is not None and await active_connection(self._engine, driver, provider=None) is None
+        return await self._discovery.capture(
+            request.lat,
+            request.lng,
+            request.accuracy_m if request.HasField("accuracy_m") else None,
+            driver,
+            needs_vehicle,
+        )
+
+    async def GetIntentSession(
+        self, request: pb.GetIntentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetIntentSessionResponse:
+        return await self._discovery.intent_session(request.session_id)
+
+    async def GetAccountStats(
+        self, request: pb.GetAccountStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetAccountStatsResponse:
+        driver = _driver()
+        try:
+            wallet = (await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver))).wallet
+        except grpc.aio.AioRpcError:
+            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+        totals = await stats.session_totals(self._reads, driver, _now())
+        reply = pb.GetAccountStatsResponse(
+            total_sessions=totals.sessions,
+            total_kwh=totals.kwh,
+            total_earned_cents=wallet.total_earned_cents,
+            total_nova=wallet.nova_balance,
+            current_streak=totals.streak_days,
+            co2_avoided_kg=round(totals.kwh * stats.CO2_KG_PER_KWH, 1),
+        )
+        if totals.favorite_charger is not None:
+            charger_id, name, sessions = totals.favorite_charger
+            reply.favorite_charger.CopyFrom(pb.FavoriteCharger(charger_id=charger_id, name=name, sessions=sessions))
+        if totals.first_start is not None:
+            reply.member_since.FromDatetime(totals.first_start)
+        return reply
+
+    async def BackgroundPing(
+        self, request: pb.BackgroundPingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BackgroundPingResponse:
+        driver = _driver()
+        active = await self._tracker.active_session_id(driver)
+        if active is not None:
+            await self._tracker.record_device_location(driver, request.lat, request.lng)
+            return pb.BackgroundPingResponse(matched=True, session_active=True, session_id=active, already_active=True)
+        nearest = await chargers.nearest_charger(self._reads, request.lat, request.lng, within_m=GEOFENCE_MATCH_M)
+        if nearest is None:
+            return pb.BackgroundPingResponse(matched=False)
+        if self._poller is None:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+        answer = await self._poller.poll(driver, request.lat, request.lng)
+        reply = pb.BackgroundPingResponse(
+            matched=True,
+            session_active=answer.session_active,
+            charger_id=nearest.id,
+            charger_name=nearest.name,
+        )
+        if answer.session_id:
+            reply.session_id = answer.session_id
+        if answer.HasField("error"):
+            reply.reason = answer.error
         return reply
 
     async def CheckLocation(

@@ -273,6 +273,7 @@ class ChargerActivity:
     unique_drivers: int = 0  # drivers with a session in the window (ended in it, or still active)
     avg_duration_min: float = 0.0  # mean duration of the ended ones; 0 without
     drivers_charging_now: int = 0  # drivers with an active session matched to the charger
+    mean_quality_score: int | None = None  # of the ended ones that have a score; None without
 
 
 ACTIVITY_WINDOW = datetime.timedelta(days=30)
@@ -282,7 +283,8 @@ _ACTIVITY = sa.text(
     SELECT count(*) FILTER (WHERE session_end IS NOT NULL) AS ended_sessions,
            count(DISTINCT driver_id) AS unique_drivers,
            coalesce(avg(duration_minutes) FILTER (WHERE session_end IS NOT NULL), 0) AS avg_duration_min,
-           count(DISTINCT driver_id) FILTER (WHERE session_end IS NULL) AS drivers_charging_now
+           count(DISTINCT driver_id) FILTER (WHERE session_end IS NULL) AS drivers_charging_now,
+           avg(quality_score) FILTER (WHERE session_end IS NOT NULL) AS mean_quality_score
       FROM charging_sessions
      WHERE charger_id = :charger_id AND (session_end IS NULL OR session_end >= :since)
     """
@@ -300,6 +302,7 @@ async def charger_activity(
         unique_drivers=int(row.unique_drivers),
         avg_duration_min=round(float(row.avg_duration_min), 1),
         drivers_charging_now=int(row.drivers_charging_now),
+        mean_quality_score=None if row.mean_quality_score is None else round(float(row.mean_quality_score)),
     )
 
 
@@ -397,7 +400,7 @@ def charger_message(row: ChargerRow) -> pb.Charger:
         name=row.name,
         lat=row.lat,
         lng=row.lng,
-        network_name=row.network_name,
+        network_name=row.network_name or None,
         connector_types=row.connector_types,
         address=row.address,
         city=row.city,

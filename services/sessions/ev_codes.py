@@ -198,8 +198,8 @@ class EvCodes:
             codes.append(
                 pb.EvCode(
                     code=row["code"],
-                    merchant_name=row["merchant_name"],
-                    merchant_place_id=row["merchant_place_id"],
+                    merchant_name=row["merchant_name"] or None,
+                    merchant_place_id=row["merchant_place_id"] or None,
                     expires_at=_stamp(row["expires_at"]),
                     status=status,
                     created_at=_stamp(row["created_at"]),

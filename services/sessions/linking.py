@@ -125,17 +125,19 @@ class TeslaLinking:
         chosen = next((v for v in vehicles if v.id == row["vehicle_id"]), None)
         reply = pb.GetTeslaStatusResponse(
             connected=True,
-            vehicle_id=row["vehicle_id"] or "",
-            vin=row["vin"] or "",
+            vehicle_id=row["vehicle_id"] or None,
+            vin=row["vin"] or None,
             vehicles=vehicles,
             telemetry_enabled=row["telemetry_enabled"],
         )
         if chosen is not None:
-            reply.vehicle_name, reply.vehicle_model, reply.exterior_color = (
-                chosen.display_name,
-                chosen.model,
-                chosen.color,
-            )
+            for source, target in (
+                ("display_name", "vehicle_name"),
+                ("model", "vehicle_model"),
+                ("color", "exterior_color"),
+            ):
+                if chosen.HasField(source):
+                    setattr(reply, target, getattr(chosen, source))
             if chosen.HasField("year"):
                 reply.vehicle_year = chosen.year
         return reply
@@ -350,10 +352,10 @@ def vehicle_records(vehicles: Sequence[TeslaVehicle]) -> list[dict[str, Any]]:
 def vehicle_message(stored: dict[str, Any]) -> pb.TeslaVehicle:
     vehicle = pb.TeslaVehicle(
         id=str(stored["id"]),
-        vin=stored.get("vin") or "",
-        display_name=stored.get("display_name") or "",
-        model=stored.get("model") or "",
-        color=stored.get("color") or "",
+        vin=stored.get("vin") or None,
+        display_name=stored.get("display_name") or None,
+        model=stored.get("model") or None,
+        color=stored.get("color") or None,
     )
     if stored.get("year") is not None:
         vehicle.year = int(stored["year"])

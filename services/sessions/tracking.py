@@ -71,11 +71,11 @@ def session_message(
         session_start=_stamp(row["session_start"]),
         session_end=_stamp(row["session_end"]),
         duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
-        charger_id=row["charger_id"],
-        charger_name=row["charger_name"],
-        charger_network=row["charger_network"],
+        charger_id=row["charger_id"] or None,
+        charger_name=row["charger_name"] or None,
+        charger_network=row["charger_network"] or None,
         zone_id=row["zone_id"],
-        connector_type=row["connector_type"],
+        connector_type=row["connector_type"] or None,
         verified=row["verified"],
         location_trail=[
             pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=_stamp(datetime.datetime.fromisoformat(p["ts"])))
@@ -485,6 +485,16 @@ class SessionTracker:
         if ended:
             self._wake_relay()
         return ended
+
+    async def active_session_id(self, driver_id: str) -> str | None:
+        """The id of one of the driver's active sessions, or None."""
+        async with self._engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(S.c.id).where(S.c.driver_id == driver_id, S.c.session_end.is_(None)).limit(1)
+                )
+            ).scalar()
+        return None if found is None else str(found)
 
     async def record_device_location(self, driver_id: str, lat: float, lng: float) -> None:
         """A phone position joins the trail of the driver's active sessions. It is not vehicle data: it does not

@@ -4,6 +4,7 @@ the Kubernetes manifests run."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import pathlib
@@ -16,6 +17,7 @@ import sys
 import google.protobuf
 import pytest
 
+from gateway import redoc
 from gateway import render as gw
 from tools import k8s_check
 from tools.k8s_check import K8sObject
@@ -202,13 +204,20 @@ def test_gateway_image_runs_the_envoy_version_the_tests_validate_with(gateway: D
 
 
 def test_gateway_image_renders_the_kubernetes_bootstrap_and_carries_the_descriptor_set(gateway: Dockerfile) -> None:
-    assert [stage.name for stage in gateway.stages] == ["render", "runtime"]
+    assert [stage.name for stage in gateway.stages] == ["render", "docs", "runtime"]
     render_runs = gateway.stages[0].all("RUN")
     assert any("python -m gateway.render --target kubernetes --out /out/envoy.json" in run for run in render_runs)
     assert any("^protobuf==" in run for run in render_runs)  # the renderer's one dependency, as pinned
     copies = gateway.final.all("COPY")
     assert "--from=render /out/envoy.json /etc/envoy/envoy.json" in copies
     assert f"gen/nerava.binpb {gw.KUBERNETES_DESCRIPTOR_PATH}" in copies
+    # /openapi.json and /docs: the document as generated, the Redoc bundle of the pin gateway/redoc.py names.
+    assert f"gen/openapi.json {gw.KUBERNETES_OPENAPI_PATH}" in copies
+    assert f"--from=docs /docs/redoc.standalone.js {gw.KUBERNETES_REDOC_PATH}" in copies
+    [fetch] = gateway.stages[1].all("RUN")
+    assert f"npm pack redoc@{redoc.VERSION}" in fetch
+    assert f"{base64.b64decode(redoc.INTEGRITY.removeprefix('sha512-')).hex()}  redoc-{redoc.VERSION}.tgz" in fetch
+    assert "sha512sum -c" in fetch
     assert json.loads(gateway.final.last("CMD"))[:2] == ["-c", "/etc/envoy/envoy.json"]
 
 

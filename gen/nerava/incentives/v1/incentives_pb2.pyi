@@ -843,3 +843,41 @@ class ReplayDeadLettersResponse(_message.Message):
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     replayed: int
     def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class ChargerPlace(_message.Message):
+    __slots__ = ("charger_id", "network", "zone_id", "lat", "lng")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    network: str
+    zone_id: str
+    lat: float
+    lng: float
+    def __init__(self, charger_id: _Optional[str] = ..., network: _Optional[str] = ..., zone_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class ListChargerRewardsRequest(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerPlace]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerPlace, _Mapping]]] = ...) -> None: ...
+
+class ChargerReward(_message.Message):
+    __slots__ = ("charger_id", "reward_cents", "reward_kind", "campaign_id")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    REWARD_CENTS_FIELD_NUMBER: _ClassVar[int]
+    REWARD_KIND_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    reward_cents: int
+    reward_kind: RewardKind
+    campaign_id: str
+    def __init__(self, charger_id: _Optional[str] = ..., reward_cents: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class ListChargerRewardsResponse(_message.Message):
+    __slots__ = ("rewards",)
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    rewards: _containers.RepeatedCompositeFieldContainer[ChargerReward]
+    def __init__(self, rewards: _Optional[_Iterable[_Union[ChargerReward, _Mapping]]] = ...) -> None: ...

@@ -192,6 +192,11 @@ class IncentivesServiceStub:
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.SerializeToString,
                 response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsResponse.FromString,
                 _registered_method=True)
+        self.ListChargerRewards = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/ListChargerRewards',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsResponse.FromString,
+                _registered_method=True)
         self.EvaluateSession = channel.unary_unary(
                 '/nerava.incentives.v1.IncentivesService/EvaluateSession',
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.SerializeToString,
@@ -443,6 +448,16 @@ class IncentivesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListChargerRewards(self, request, context):
+        """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+        session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+        left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+        allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EvaluateSession(self, request, context):
         """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
@@ -568,6 +583,11 @@ def add_IncentivesServiceServicer_to_server(servicer, server):
                     servicer.BatchGetSessionGrants,
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.FromString,
                     response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsResponse.SerializeToString,
+            ),
+            'ListChargerRewards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChargerRewards,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsResponse.SerializeToString,
             ),
             'EvaluateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateSession,
@@ -1144,6 +1164,33 @@ class IncentivesService:
             '/nerava.incentives.v1.IncentivesService/BatchGetSessionGrants',
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.SerializeToString,
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListChargerRewards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/ListChargerRewards',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsResponse.FromString,
             options,
             channel_credentials,
             insecure,

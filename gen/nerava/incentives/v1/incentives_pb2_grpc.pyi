@@ -181,6 +181,12 @@ class IncentivesServiceStub:
     it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
     only.
     """
+    ListChargerRewards: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListChargerRewardsRequest, _incentives_pb2.ListChargerRewardsResponse]
+    """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+    session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+    left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+    allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+    """
     EvaluateSession: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
@@ -350,6 +356,12 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
     it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
     only.
+    """
+    ListChargerRewards: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListChargerRewardsRequest, _incentives_pb2.ListChargerRewardsResponse]  # type: ignore[assignment]
+    """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+    session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+    left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+    allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
     """
     EvaluateSession: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]  # type: ignore[assignment]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
@@ -625,6 +637,18 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
         it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
         only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListChargerRewards(
+        self,
+        request: _incentives_pb2.ListChargerRewardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListChargerRewardsResponse, _abc.Awaitable[_incentives_pb2.ListChargerRewardsResponse]]:
+        """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+        session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+        left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+        allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
         """
 
     @_abc_1.abstractmethod

@@ -826,3 +826,15 @@ class RunReconciliationResponse(_message.Message):
     invariants: _containers.RepeatedCompositeFieldContainer[ReconciliationInvariant]
     holds: bool
     def __init__(self, invariants: _Optional[_Iterable[_Union[ReconciliationInvariant, _Mapping]]] = ..., holds: _Optional[bool] = ...) -> None: ...
+
+class GetDriverWalletRequest(_message.Message):
+    __slots__ = ("driver_id",)
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    driver_id: str
+    def __init__(self, driver_id: _Optional[str] = ...) -> None: ...
+
+class GetDriverWalletResponse(_message.Message):
+    __slots__ = ("wallet",)
+    WALLET_FIELD_NUMBER: _ClassVar[int]
+    wallet: GetWalletBalanceResponse
+    def __init__(self, wallet: _Optional[_Union[GetWalletBalanceResponse, _Mapping]] = ...) -> None: ...

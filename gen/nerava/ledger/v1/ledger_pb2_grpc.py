@@ -160,6 +160,11 @@ class LedgerServiceStub:
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetDriverWallet = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/GetDriverWallet',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletResponse.FromString,
+                _registered_method=True)
         self.ListWalletEntries = channel.unary_unary(
                 '/nerava.ledger.v1.LedgerService/ListWalletEntries',
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListWalletEntriesRequest.SerializeToString,
@@ -409,6 +414,14 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDriverWallet(self, request, context):
+        """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+        only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWalletEntries(self, request, context):
         """The calling driver's cash-wallet entries, newest first. Driver.
         """
@@ -425,10 +438,15 @@ class LedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestPayout(self, request, context):
-        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+        request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+        10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+        serialized, so a retried or double-tapped withdrawal pays once. Reserves the
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -618,6 +636,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.GetWalletBalance,
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceResponse.SerializeToString,
+            ),
+            'GetDriverWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDriverWallet,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletResponse.SerializeToString,
             ),
             'ListWalletEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWalletEntries,
@@ -1056,6 +1079,33 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/GetWalletBalance',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDriverWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/GetDriverWallet',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletResponse.FromString,
             options,
             channel_credentials,
             insecure,

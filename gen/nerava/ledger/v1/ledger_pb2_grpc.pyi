@@ -144,6 +144,10 @@ class LedgerServiceStub:
     """
     GetWalletBalance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]
     """The calling driver's cash wallet and Nova balance. Driver."""
+    GetDriverWallet: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetDriverWalletRequest, _ledger_pb2.GetDriverWalletResponse]
+    """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+    only.
+    """
     ListWalletEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListWalletEntriesRequest, _ledger_pb2.ListWalletEntriesResponse]
     """The calling driver's cash-wallet entries, newest first. Driver."""
     GetWalletTimeline: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]
@@ -151,10 +155,15 @@ class LedgerServiceStub:
     before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
     """
     RequestPayout: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]
-    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+    request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+    10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+    serialized, so a retried or double-tapped withdrawal pays once. Reserves the
     amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
     idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
     lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+    Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+    STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]
     """The calling driver's payouts, newest first. Driver."""
@@ -340,6 +349,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     GetWalletBalance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]  # type: ignore[assignment]
     """The calling driver's cash wallet and Nova balance. Driver."""
+    GetDriverWallet: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetDriverWalletRequest, _ledger_pb2.GetDriverWalletResponse]  # type: ignore[assignment]
+    """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+    only.
+    """
     ListWalletEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListWalletEntriesRequest, _ledger_pb2.ListWalletEntriesResponse]  # type: ignore[assignment]
     """The calling driver's cash-wallet entries, newest first. Driver."""
     GetWalletTimeline: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]  # type: ignore[assignment]
@@ -347,10 +360,15 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
     """
     RequestPayout: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]  # type: ignore[assignment]
-    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+    request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+    10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+    serialized, so a retried or double-tapped withdrawal pays once. Reserves the
     amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
     idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
     lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+    Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+    STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]  # type: ignore[assignment]
     """The calling driver's payouts, newest first. Driver."""
@@ -595,6 +613,16 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """The calling driver's cash wallet and Nova balance. Driver."""
 
     @_abc_1.abstractmethod
+    def GetDriverWallet(
+        self,
+        request: _ledger_pb2.GetDriverWalletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetDriverWalletResponse, _abc.Awaitable[_ledger_pb2.GetDriverWalletResponse]]:
+        """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+        only.
+        """
+
+    @_abc_1.abstractmethod
     def ListWalletEntries(
         self,
         request: _ledger_pb2.ListWalletEntriesRequest,
@@ -618,10 +646,15 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.RequestPayoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RequestPayoutResponse, _abc.Awaitable[_ledger_pb2.RequestPayoutResponse]]:
-        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+        request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+        10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+        serialized, so a retried or double-tapped withdrawal pays once. Reserves the
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -827,10 +827,10 @@ class MerchantMoment(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_MILES_FIELD_NUMBER: _ClassVar[int]
     MOMENT_COPY_FIELD_NUMBER: _ClassVar[int]
-    label: str
+    label: _struct_pb2.Value
     distance_miles: float
     moment_copy: str
-    def __init__(self, label: _Optional[str] = ..., distance_miles: _Optional[float] = ..., moment_copy: _Optional[str] = ...) -> None: ...
+    def __init__(self, label: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., distance_miles: _Optional[float] = ..., moment_copy: _Optional[str] = ...) -> None: ...
 
 class PerkCard(_message.Message):
     __slots__ = ("title", "badge", "description")
@@ -1500,3 +1500,23 @@ class ReplayDeadLettersResponse(_message.Message):
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     replayed: int
     def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class BatchListChargerMerchantsRequest(_message.Message):
+    __slots__ = ("charger_ids",)
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ChargerMerchants(_message.Message):
+    __slots__ = ("charger_id", "merchants")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    merchants: _containers.RepeatedCompositeFieldContainer[ChargerMerchant]
+    def __init__(self, charger_id: _Optional[str] = ..., merchants: _Optional[_Iterable[_Union[ChargerMerchant, _Mapping]]] = ...) -> None: ...
+
+class BatchListChargerMerchantsResponse(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerMerchants]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerMerchants, _Mapping]]] = ...) -> None: ...

@@ -181,6 +181,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.FromString,
                 _registered_method=True)
+        self.BatchListChargerMerchants = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.FromString,
+                _registered_method=True)
         self.ListFavoriteMerchants = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/ListFavoriteMerchants',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListFavoriteMerchantsRequest.SerializeToString,
@@ -451,6 +456,8 @@ class MerchantsServiceServicer:
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -459,6 +466,7 @@ class MerchantsServiceServicer:
     def VerifyExclusiveVisit(self, request, context):
         """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -468,6 +476,7 @@ class MerchantsServiceServicer:
         """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -512,6 +521,7 @@ class MerchantsServiceServicer:
     def ListMerchantsForCharger(self, request, context):
         """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -519,6 +529,7 @@ class MerchantsServiceServicer:
 
     def GetMerchant(self, request, context):
         """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -527,6 +538,16 @@ class MerchantsServiceServicer:
     def VoteAmenity(self, request, context):
         """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchListChargerMerchants(self, request, context):
+        """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -541,6 +562,7 @@ class MerchantsServiceServicer:
 
     def AddFavoriteMerchant(self, request, context):
         """Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -832,6 +854,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.VoteAmenity,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.SerializeToString,
+            ),
+            'BatchListChargerMerchants': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchListChargerMerchants,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.SerializeToString,
             ),
             'ListFavoriteMerchants': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFavoriteMerchants,
@@ -1439,6 +1466,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/VoteAmenity',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchListChargerMerchants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.FromString,
             options,
             channel_credentials,
             insecure,

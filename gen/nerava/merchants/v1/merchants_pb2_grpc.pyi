@@ -131,15 +131,19 @@ class MerchantsServiceStub:
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
     session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
     """
     CompleteExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CompleteExclusiveRequest, _merchants_pb2.CompleteExclusiveResponse]
     """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
     (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
     first implementation answered 409 there. Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
     """
     GetActiveExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]
     """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
@@ -163,17 +167,28 @@ class MerchantsServiceStub:
     ListMerchantsForCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantsForChargerRequest, _merchants_pb2.ListMerchantsForChargerResponse]
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
     charging, up to 3 while charging. Public. The app reads a bare JSON array.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]
-    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     VoteAmenity: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VoteAmenityRequest, _merchants_pb2.VoteAmenityResponse]
     """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
     theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
+    BatchListChargerMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.BatchListChargerMerchantsRequest, _merchants_pb2.BatchListChargerMerchantsResponse]
+    """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+    chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+    chargers without merchants are absent. Services only.
     """
     ListFavoriteMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]
     """The driver's favorite stores, most recently added first. Driver."""
     AddFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]
-    """Adds a store to the driver's favorites (again: no change). Driver."""
+    """Adds a store to the driver's favorites (again: no change). Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     RemoveFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]
     """Removes a store from the driver's favorites (not there: no change). Driver."""
     ListFavoriteChargers: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]
@@ -365,15 +380,19 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]  # type: ignore[assignment]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
     session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
     """
     CompleteExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CompleteExclusiveRequest, _merchants_pb2.CompleteExclusiveResponse]  # type: ignore[assignment]
     """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
     (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
     first implementation answered 409 there. Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
     """
     GetActiveExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]  # type: ignore[assignment]
     """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
@@ -397,17 +416,28 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ListMerchantsForCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantsForChargerRequest, _merchants_pb2.ListMerchantsForChargerResponse]  # type: ignore[assignment]
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
     charging, up to 3 while charging. Public. The app reads a bare JSON array.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]  # type: ignore[assignment]
-    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     VoteAmenity: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VoteAmenityRequest, _merchants_pb2.VoteAmenityResponse]  # type: ignore[assignment]
     """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
     theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
+    BatchListChargerMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.BatchListChargerMerchantsRequest, _merchants_pb2.BatchListChargerMerchantsResponse]  # type: ignore[assignment]
+    """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+    chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+    chargers without merchants are absent. Services only.
     """
     ListFavoriteMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]  # type: ignore[assignment]
     """The driver's favorite stores, most recently added first. Driver."""
     AddFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]  # type: ignore[assignment]
-    """Adds a store to the driver's favorites (again: no change). Driver."""
+    """Adds a store to the driver's favorites (again: no change). Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     RemoveFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]  # type: ignore[assignment]
     """Removes a store from the driver's favorites (not there: no change). Driver."""
     ListFavoriteChargers: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]  # type: ignore[assignment]
@@ -626,6 +656,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -636,6 +668,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.VerifyExclusiveVisitResponse, _abc.Awaitable[_merchants_pb2.VerifyExclusiveVisitResponse]]:
         """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -647,6 +680,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -700,6 +734,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ListMerchantsForChargerResponse, _abc.Awaitable[_merchants_pb2.ListMerchantsForChargerResponse]]:
         """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -708,7 +743,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetMerchantResponse, _abc.Awaitable[_merchants_pb2.GetMerchantResponse]]:
-        """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+        """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def VoteAmenity(
@@ -718,6 +755,18 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.VoteAmenityResponse, _abc.Awaitable[_merchants_pb2.VoteAmenityResponse]]:
         """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchListChargerMerchants(
+        self,
+        request: _merchants_pb2.BatchListChargerMerchantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.BatchListChargerMerchantsResponse, _abc.Awaitable[_merchants_pb2.BatchListChargerMerchantsResponse]]:
+        """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
         """
 
     @_abc_1.abstractmethod
@@ -734,7 +783,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.AddFavoriteMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.AddFavoriteMerchantResponse, _abc.Awaitable[_merchants_pb2.AddFavoriteMerchantResponse]]:
-        """Adds a store to the driver's favorites (again: no change). Driver."""
+        """Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def RemoveFavoriteMerchant(

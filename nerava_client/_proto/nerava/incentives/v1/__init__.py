@@ -15,6 +15,8 @@ __all__ = (
     "CancelCampaignRequest",
     "CancelCampaignResponse",
     "CandidateResult",
+    "ChargerPlace",
+    "ChargerReward",
     "CheckoutStatus",
     "ClawbackGrantRequest",
     "ClawbackGrantResponse",
@@ -43,6 +45,8 @@ __all__ = (
     "ListAuditEntriesResponse",
     "ListCampaignsRequest",
     "ListCampaignsResponse",
+    "ListChargerRewardsRequest",
+    "ListChargerRewardsResponse",
     "ListDeadLettersRequest",
     "ListDeadLettersResponse",
     "ListDriverCampaignsRequest",
@@ -963,6 +967,71 @@ default_message_pool.register_message("nerava.incentives.v1", "CandidateResult",
 
 
 @dataclass(eq=False, repr=False)
+class ChargerPlace(betterproto2.Message):
+    """
+    A charger as sessions' catalog knows it (incentives keeps no copy of the catalog).
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    network: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Its network; empty when unknown.
+    """
+
+    zone_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Its zone id; empty when none.
+    """
+
+    lat: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ChargerPlace", ChargerPlace)
+
+
+@dataclass(eq=False, repr=False)
+class ChargerReward(betterproto2.Message):
+    """
+    The best reward at one charger.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    reward_cents: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Reward per session: integer US cents for CASH, Nova points for NOVA.
+    """
+
+    reward_kind: "RewardKind" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: RewardKind(0))
+    """
+    Cash or Nova.
+    """
+
+    campaign_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The campaign paying it (UUID).
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ChargerReward", ChargerReward)
+
+
+@dataclass(eq=False, repr=False)
 class ClawbackGrantRequest(betterproto2.Message):
     """
     Which grant to reverse.
@@ -1149,9 +1218,9 @@ class DriverCampaign(betterproto2.Message):
     Sponsor shown to drivers.
     """
 
-    sponsor_logo_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    sponsor_logo_url: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
     """
-    Sponsor logo URL; empty when none.
+    Sponsor logo URL; absent when none.
     """
 
     description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -1825,6 +1894,36 @@ class ListCampaignsResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.incentives.v1", "ListCampaignsResponse", ListCampaignsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListChargerRewardsRequest(betterproto2.Message):
+    """
+    The chargers to price.
+    """
+
+    chargers: "list[ChargerPlace]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Up to 100 chargers.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListChargerRewardsRequest", ListChargerRewardsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListChargerRewardsResponse(betterproto2.Message):
+    """
+    The chargers some live campaign pays at, each with its best reward (highest, then priority).
+    """
+
+    rewards: "list[ChargerReward]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One per charger that has a reward, in request order.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListChargerRewardsResponse", ListChargerRewardsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2675,6 +2774,20 @@ class IncentivesServiceStub:
             "/nerava.incentives.v1.IncentivesService/BatchGetSessionGrants",
             BatchGetSessionGrantsRequest.SerializeToString,
             BatchGetSessionGrantsResponse.FromString,
+        )(message)
+
+    def list_charger_rewards(self, message: "ListChargerRewardsRequest") -> "ListChargerRewardsResponse":
+        """
+        Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+        session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+        left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+        allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListChargerRewards",
+            ListChargerRewardsRequest.SerializeToString,
+            ListChargerRewardsResponse.FromString,
         )(message)
 
     def evaluate_session(self, message: "EvaluateSessionRequest") -> "EvaluateSessionResponse":

@@ -21,6 +21,8 @@ __all__ = (
     "FeePeriodStatus",
     "GetAccountRequest",
     "GetAccountResponse",
+    "GetDriverWalletRequest",
+    "GetDriverWalletResponse",
     "GetMerchantFeePeriodRequest",
     "GetMerchantFeePeriodResponse",
     "GetStripeStatusRequest",
@@ -840,6 +842,36 @@ class GetAccountResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "GetAccountResponse", GetAccountResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetDriverWalletRequest(betterproto2.Message):
+    """
+    Which driver.
+    """
+
+    driver_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The driver's public id (UUID).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "GetDriverWalletRequest", GetDriverWalletRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetDriverWalletResponse(betterproto2.Message):
+    """
+    The driver's wallet.
+    """
+
+    wallet: "GetWalletBalanceResponse | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The same figures the driver reads at /v1/wallet/balance.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "GetDriverWalletResponse", GetDriverWalletResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1795,7 +1827,8 @@ class RequestPayoutRequest(betterproto2.Message):
 
     request_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    Caller idempotency key (UUID, AIP-155): the same id returns the same payout.
+    Caller idempotency key (UUID, AIP-155): the same id returns the same payout. Optional (today's app sends
+    none): without it, the same amount within 10 minutes is the same payout (see RequestPayout).
     """
 
 
@@ -2540,6 +2573,18 @@ class LedgerServiceStub:
             GetWalletBalanceResponse.FromString,
         )(message)
 
+    def get_driver_wallet(self, message: "GetDriverWalletRequest") -> "GetDriverWalletResponse":
+        """
+        Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+        only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/GetDriverWallet",
+            GetDriverWalletRequest.SerializeToString,
+            GetDriverWalletResponse.FromString,
+        )(message)
+
     def list_wallet_entries(self, message: "ListWalletEntriesRequest") -> "ListWalletEntriesResponse":
         """
         The calling driver's cash-wallet entries, newest first. Driver.
@@ -2565,10 +2610,15 @@ class LedgerServiceStub:
 
     def request_payout(self, message: "RequestPayoutRequest") -> "RequestPayoutResponse":
         """
-        Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+        Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+        request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+        10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+        serialized, so a retried or double-tapped withdrawal pays once. Reserves the
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(

@@ -14,10 +14,13 @@ __all__ = (
     "AmenityVotes",
     "AuthorizeMerchantClaimRequest",
     "AuthorizeMerchantClaimResponse",
+    "BatchListChargerMerchantsRequest",
+    "BatchListChargerMerchantsResponse",
     "CancelExclusiveRequest",
     "CancelExclusiveResponse",
     "ChargerLink",
     "ChargerMerchant",
+    "ChargerMerchants",
     "CheckoutCharger",
     "CheckoutDriver",
     "CheckoutMerchant",
@@ -586,6 +589,40 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class BatchListChargerMerchantsRequest(betterproto2.Message):
+    """
+    The chargers.
+    """
+
+    charger_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Up to 100 charger ids.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "BatchListChargerMerchantsRequest", BatchListChargerMerchantsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class BatchListChargerMerchantsResponse(betterproto2.Message):
+    """
+    The chargers that have merchants, in request order.
+    """
+
+    chargers: "list[ChargerMerchants]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One entry per charger with at least one active linked merchant.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "BatchListChargerMerchantsResponse", BatchListChargerMerchantsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class CancelExclusiveRequest(betterproto2.Message):
     """
     Which sessions to cancel.
@@ -764,9 +801,9 @@ class ChargerMerchant(betterproto2.Message):
     True when open now.
     """
 
-    open_until: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    open_until: "str | None" = betterproto2.field(18, betterproto2.TYPE_STRING, optional=True)
     """
-    Closing time today, local "HH:MM"; empty when unknown or closed.
+    Closing time today, local "HH:MM"; absent when unknown or closed.
     """
 
     rating: "float" = betterproto2.field(19, betterproto2.TYPE_DOUBLE)
@@ -806,6 +843,26 @@ class ChargerMerchant(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "ChargerMerchant", ChargerMerchant)
+
+
+@dataclass(eq=False, repr=False)
+class ChargerMerchants(betterproto2.Message):
+    """
+    The merchants of one charger.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    merchants: "list[ChargerMerchant]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Its ranked "while you charge" merchants, primary first (up to 3).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ChargerMerchants", ChargerMerchants)
 
 
 @dataclass(eq=False, repr=False)
@@ -1850,7 +1907,8 @@ class GetMerchantRequest(betterproto2.Message):
 
     session_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    Intent-capture session id (distance and copy are computed from it); empty when none.
+    Intent-capture session id of the calling driver (distance and label are computed from it; another
+    driver's session is ignored); empty when none.
     """
 
 
@@ -2883,9 +2941,10 @@ class MerchantMoment(betterproto2.Message):
     The "moment" block: where the merchant is relative to the driver.
     """
 
-    label: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    label: "___google__protobuf__.Value | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
-    Label, e.g. "Steps from your charger"; empty when none.
+    Label, e.g. "Steps from your charger", or null without an intent session: the app's schema demands the
+    key with a string or null, so it is a google.protobuf.Value the server always sets.
     """
 
     distance_miles: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
@@ -4181,6 +4240,8 @@ class MerchantsServiceStub:
         Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4193,6 +4254,7 @@ class MerchantsServiceStub:
         """
         "I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -4206,6 +4268,7 @@ class MerchantsServiceStub:
         Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -4272,6 +4335,7 @@ class MerchantsServiceStub:
         """
         The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4283,6 +4347,7 @@ class MerchantsServiceStub:
     def get_merchant(self, message: "GetMerchantRequest") -> "GetMerchantResponse":
         """
         A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4295,12 +4360,28 @@ class MerchantsServiceStub:
         """
         A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
             "/nerava.merchants.v1.MerchantsService/VoteAmenity",
             VoteAmenityRequest.SerializeToString,
             VoteAmenityResponse.FromString,
+        )(message)
+
+    def batch_list_charger_merchants(
+        self, message: "BatchListChargerMerchantsRequest"
+    ) -> "BatchListChargerMerchantsResponse":
+        """
+        Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants",
+            BatchListChargerMerchantsRequest.SerializeToString,
+            BatchListChargerMerchantsResponse.FromString,
         )(message)
 
     def list_favorite_merchants(
@@ -4322,6 +4403,7 @@ class MerchantsServiceStub:
     def add_favorite_merchant(self, message: "AddFavoriteMerchantRequest") -> "AddFavoriteMerchantResponse":
         """
         Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
