@@ -19,6 +19,7 @@ from services.accounts.adapters.email import SendGridEmail
 from services.accounts.adapters.id_tokens import APPLE_ISSUERS, GOOGLE_ISSUERS, IdTokenVerifier
 from services.accounts.adapters.otp import OtpProvider, StubOtpProvider, TwilioVerifyProvider
 from services.accounts.api import ACCESS, SERVICE_NAME, AccountsApi
+from services.accounts.audit_log import MergedAuditLog, Source
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
@@ -69,7 +70,7 @@ async def external_sign_in(
     )
 
 
-def audit_sources(runtime: Runtime) -> dict[str, audit.Source]:
+def audit_sources(runtime: Runtime) -> dict[str, Source]:
     """Where the merged audit log reads: accounts' own table, and every other service's ListAuditEntries."""
     sessions = sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))
     incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
@@ -123,7 +124,7 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         settings,
         engine=runtime.engine,
         redis=runtime.redis,
-        audit_log=audit.MergedAuditLog(audit_sources(runtime)),
+        audit_log=MergedAuditLog(audit_sources(runtime)),
         keys=keys,
         otp=otp,
         limits=OtpLimits(runtime.redis, settings.otp),

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts import domain, flags, store
 from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderError
+from services.accounts.audit_log import MergedAuditLog
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits, StartDecision
@@ -119,7 +120,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         *,
         engine: AsyncEngine,
         redis: Redis,
-        audit_log: audit.MergedAuditLog,
+        audit_log: MergedAuditLog,
         keys: KeyRing,
         otp: OtpProvider,
         limits: OtpLimits,

@@ -2723,6 +2723,7 @@ class SessionsServiceStub:
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
       EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
       LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      ACCOUNTS_UNAVAILABLE      (UNAVAILABLE)         CompleteTeslaSignIn: the accounts service did not answer; retry
       INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
                                                       its 24 h)
       STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
