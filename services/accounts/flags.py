@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.accounts.reasons import Reason
 from services.accounts.store import feature_flags
 from services.common import audit
 from services.common.errors import NotFound
@@ -33,7 +34,7 @@ class FlagValue:
 def _definition(name: str) -> FlagDefinition:
     definition = DEFINITIONS.get(name)
     if definition is None:
-        raise NotFound("FLAG_NOT_FOUND", f"no feature flag {name}", {"name": name})
+        raise NotFound(Reason.FLAG_NOT_FOUND, f"no feature flag {name}", {"name": name})
     return definition
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.accounts import domain, store
 from services.accounts.adapters.email import EmailError, SendGridEmail
 from services.accounts.adapters.id_tokens import IdentityProviderUnavailable, IdTokenInvalid, IdTokenVerifier
+from services.accounts.reasons import Reason
 from services.common.errors import (
     FailedPrecondition,
     NotFound,
@@ -44,16 +45,18 @@ async def verified_identity(
 ) -> tuple[str, str | None, str]:
     """(subject, verified email or None, name) of a valid ID token; the sign-in errors otherwise."""
     if not verifier.configured:
-        raise FailedPrecondition("SIGN_IN_NOT_CONFIGURED", "this sign-in is not available here")
+        raise FailedPrecondition(Reason.SIGN_IN_NOT_CONFIGURED, "this sign-in is not available here")
     try:
         identity = await verifier.verify(id_token)
     except IdTokenInvalid as exc:
-        raise Unauthenticated("ID_TOKEN_INVALID", "the ID token was not accepted; sign in again") from exc
+        raise Unauthenticated(Reason.ID_TOKEN_INVALID, "the ID token was not accepted; sign in again") from exc
     except IdentityProviderUnavailable as exc:
-        raise Unavailable("IDENTITY_PROVIDER_UNAVAILABLE", "the sign-in provider did not answer; try again") from exc
+        raise Unavailable(
+            Reason.IDENTITY_PROVIDER_UNAVAILABLE, "the sign-in provider did not answer; try again"
+        ) from exc
     email = identity.email if identity.email_verified else None
     if need_email and email is None:
-        raise Unauthenticated("EMAIL_NOT_VERIFIED", "the provider did not verify this account's email")
+        raise Unauthenticated(Reason.EMAIL_NOT_VERIFIED, "the provider did not verify this account's email")
     return identity.subject, email, identity.name
 
 
@@ -82,7 +85,7 @@ async def user_for_identity(
             user = await store.user_of_identity(conn, provider, subject)
             assert user is not None
     if not user.active:
-        raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+        raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
     return user
 
 
@@ -102,13 +105,15 @@ class MerchantClaims:
             return await self._merchants.AuthorizeMerchantClaim(request)
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("MERCHANT_NOT_FOUND", "no such merchant store") from error
+                raise NotFound(Reason.MERCHANT_NOT_FOUND, "no such merchant store") from error
             if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION):
                 reason = peer_reason(error)
                 raise PermissionDenied(
-                    "MERCHANT_CLAIM_REFUSED", error.details() or "the claim was refused", {"reason": reason}
+                    Reason.MERCHANT_CLAIM_REFUSED, error.details() or "the claim was refused", {"reason": reason}
                 ) from error
-            raise Unavailable("MERCHANTS_UNAVAILABLE", "the merchant directory did not answer; try again") from error
+            raise Unavailable(
+                Reason.MERCHANTS_UNAVAILABLE, "the merchant directory did not answer; try again"
+            ) from error
 
 
 class ClaimLinks:
@@ -125,7 +130,7 @@ class ClaimLinks:
 
     async def send(self, merchant_id: str, email: str, now: datetime.datetime) -> datetime.datetime:
         if not self._email.configured:
-            raise FailedPrecondition("SIGN_IN_NOT_CONFIGURED", "claim links cannot be emailed here")
+            raise FailedPrecondition(Reason.SIGN_IN_NOT_CONFIGURED, "claim links cannot be emailed here")
         claimed_store = await self._claims.authorize(email=email, merchant_id=merchant_id)
         token = secrets.token_urlsafe(32)
         expires_at = now + self._ttl
@@ -146,7 +151,7 @@ class ClaimLinks:
                     ),
                 )
             except EmailError as exc:
-                raise Unavailable("EMAIL_UNAVAILABLE", "the claim email could not be sent; try again") from exc
+                raise Unavailable(Reason.EMAIL_UNAVAILABLE, "the claim email could not be sent; try again") from exc
         return expires_at
 
     async def open(self, token: str, now: datetime.datetime) -> tuple[store.UserRow, str]:
@@ -154,7 +159,7 @@ class ClaimLinks:
         async with self._engine.connect() as conn:
             link = await store.claim_link(conn, claim_token_hash(token), now)
         if link is None:
-            raise Unauthenticated("CLAIM_LINK_INVALID", "this claim link is invalid, expired or already used")
+            raise Unauthenticated(Reason.CLAIM_LINK_INVALID, "this claim link is invalid, expired or already used")
         merchant_id, email = link
         # The account first, committed on its own: the owner id the merchants service records must exist
         # whatever happens after.
@@ -163,10 +168,10 @@ class ClaimLinks:
                 conn, phone=None, email=email, auth_provider=accounts_pb2.AUTH_PROVIDER_EMAIL, initial_roles=()
             )
         if not user.active:
-            raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+            raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
         async with self._engine.begin() as conn:
             if await store.use_claim_link(conn, claim_token_hash(token), now) is None:
-                raise Unauthenticated("CLAIM_LINK_INVALID", "this claim link is invalid, expired or already used")
+                raise Unauthenticated(Reason.CLAIM_LINK_INVALID, "this claim link is invalid, expired or already used")
             # Inside the link's transaction: if the merchants service refuses or fails, the link stays unused.
             await self._claims.authorize(email=email, merchant_id=merchant_id, owner_user_id=str(user.public_id))
             await store.add_role(conn, user.id, domain.MERCHANT)
@@ -240,7 +245,7 @@ class ExternalSignIn:
         try:
             return await self._sessions.StartTeslaSignIn(sessions_pb2.StartTeslaSignInRequest())
         except grpc.aio.AioRpcError as error:
-            raise Unavailable("VEHICLES_UNAVAILABLE", "Tesla sign-in is not available; try again") from error
+            raise Unavailable(Reason.VEHICLES_UNAVAILABLE, "Tesla sign-in is not available; try again") from error
 
     async def tesla(self, code: str, state: str) -> tuple[store.UserRow, sessions_pb2.CompleteTeslaSignInResponse]:
         """Tesla's code and state → the driver (found or created by sessions through provider_driver), with the
@@ -252,13 +257,13 @@ class ExternalSignIn:
         except grpc.aio.AioRpcError as error:
             if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION):
                 raise Unauthenticated(
-                    "TESLA_SIGN_IN_FAILED", "the Tesla sign-in did not complete; start again"
+                    Reason.TESLA_SIGN_IN_FAILED, "the Tesla sign-in did not complete; start again"
                 ) from error
-            raise Unavailable("VEHICLES_UNAVAILABLE", "Tesla sign-in did not answer; try again") from error
+            raise Unavailable(Reason.VEHICLES_UNAVAILABLE, "Tesla sign-in did not answer; try again") from error
         async with self._engine.connect() as conn:
             user = await store.user_by_public_id(conn, linked.driver_id)
         if user is None or not user.active:
-            raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+            raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
         return user, linked
 
     async def merchant(self, id_token: str, place_id: str) -> tuple[store.UserRow, str | None]:

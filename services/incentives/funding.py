@@ -340,7 +340,7 @@ async def _landed_platform_funding(
             )
         )
     except grpc.aio.AioRpcError as error:
-        raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from error
+        raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
     landed = next((t for t in listed.transfers if t.idempotency_key == key), None)
     if landed is None:
         raise FailedPrecondition(

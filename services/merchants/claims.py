@@ -20,6 +20,7 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.errors import FailedPrecondition, PermissionDenied
 from services.common.interceptors import Access
+from services.merchants.reasons import Reason
 from services.merchants.records import M, Resources, merchant_not_found
 
 ACCESS: dict[str, Access] = {"AuthorizeMerchantClaim": Access.service_only()}
@@ -69,10 +70,10 @@ class ClaimRpcs(Resources):
             if row is None:
                 raise merchant_not_found(request.merchant_id or request.place_id)
             if row.owner_user_id and row.owner_user_id != (request.owner_user_id or None):
-                raise FailedPrecondition("MERCHANT_ALREADY_CLAIMED", "this store already has an owner")
+                raise FailedPrecondition(Reason.MERCHANT_ALREADY_CLAIMED, "this store already has an owner")
             if not may_claim(request.email, row.website):
                 raise PermissionDenied(
-                    "CLAIM_NOT_OWNER", "the email address is not at the store's own web domain; ask Nerava support"
+                    Reason.CLAIM_NOT_OWNER, "the email address is not at the store's own web domain; ask Nerava support"
                 )
             if request.owner_user_id and row.owner_user_id != request.owner_user_id:
                 await conn.execute(

@@ -305,7 +305,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         try:
             wallet = (await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver))).wallet
         except grpc.aio.AioRpcError:
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
         totals = await stats.session_totals(self._reads, driver, _now())
         reply = pb.GetAccountStatsResponse(
             total_sessions=totals.sessions,
@@ -334,7 +334,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         if nearest is None:
             return pb.BackgroundPingResponse(matched=False)
         if self._poller is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "vehicle polling is not configured")
         answer = await self._poller.poll(driver, request.lat, request.lng)
         reply = pb.BackgroundPingResponse(
             matched=True,
@@ -458,7 +458,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _tesla_sign_in(self) -> TeslaSignIn:
         if self._sign_in is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla sign-in is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla sign-in is not configured")
         return self._sign_in
 
     async def StartTeslaSignIn(

@@ -37,6 +37,7 @@ from services.common.errors import NotFound
 from services.common.geo import great_circle_m
 from services.sessions import chargers
 from services.sessions.chargers import ChargerRow
+from services.sessions.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +227,9 @@ class Discovery:
     async def intent_session(self, session_id: str) -> pb.GetIntentSessionResponse:
         stored = await self._cache.get(_intent_key(session_id))
         if stored is None:
-            raise NotFound("INTENT_SESSION_NOT_FOUND", "no intent session with that id", {"session_id": session_id})
+            raise NotFound(
+                Reason.INTENT_SESSION_NOT_FOUND, "no intent session with that id", {"session_id": session_id}
+            )
         record = json.loads(stored)
         captured = timestamp_pb2.Timestamp()
         captured.FromDatetime(datetime.datetime.fromisoformat(record["captured_at"]))

@@ -19,6 +19,7 @@ from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.adapters.vehicles import AuthorizationRefused, VehicleApiError
 from services.sessions.connections import TESLA, connected_driver, save_connection
 from services.sessions.linking import claim_state, keep_state, vehicle_message, vehicle_records
+from services.sessions.reasons import Reason
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 
 # oauth_states.provider of a sign-in consent (its driver_id is empty): never accepted by ConnectTesla's callback.
@@ -56,17 +57,17 @@ class TeslaSignIn:
     async def complete(self, code: str, state: str) -> pb.CompleteTeslaSignInResponse:
         claimed = await claim_state(self._engine, state, SIGN_IN, self._clock())
         if claimed is None:
-            raise PermissionDenied("STATE_INVALID", "the sign-in state is unknown, expired or already used")
+            raise PermissionDenied(Reason.STATE_INVALID, "the sign-in state is unknown, expired or already used")
         try:
             verifier = self._cipher.decrypt(claimed.code_verifier, state)
             tokens = await self._tesla.exchange_code(code, verifier)
             vehicles = await self._tesla.list_vehicles(tokens.access_token)
         except (AuthorizationRefused, TokenDecryptionError) as exc:
-            raise FailedPrecondition("OAUTH_DENIED", "Tesla did not accept the sign-in; start again") from exc
+            raise FailedPrecondition(Reason.OAUTH_DENIED, "Tesla did not accept the sign-in; start again") from exc
         except VehicleApiError as exc:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla did not answer; start again") from exc
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla did not answer; start again") from exc
         if not tokens.account_id:
-            raise FailedPrecondition("OAUTH_DENIED", "Tesla did not say whose account signed in")
+            raise FailedPrecondition(Reason.OAUTH_DENIED, "Tesla did not say whose account signed in")
         try:
             driver = await self._accounts.ResolveProviderDriver(
                 accounts_pb2.ResolveProviderDriverRequest(
@@ -76,7 +77,7 @@ class TeslaSignIn:
                 )
             )
         except grpc.aio.AioRpcError as exc:
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account service did not answer; start again") from exc
+            raise Unavailable(Reason.ACCOUNTS_UNAVAILABLE, "the account service did not answer; start again") from exc
         records = vehicle_records(vehicles)
         await save_connection(self._engine, self._cipher, driver_id=driver.driver_id, tokens=tokens, vehicles=records)
         return pb.CompleteTeslaSignInResponse(
