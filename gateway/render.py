@@ -97,6 +97,9 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "ResolvePreviewLink",
         "GetExclusiveStaffView",
         "RedeemCheckInCode",
+        # The acquisition funnel before sign-in: finding one's business and its preview (claiming needs a token).
+        "SearchBusinesses",
+        "ResolveBusiness",
     ),
 }
 

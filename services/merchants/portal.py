@@ -383,6 +383,7 @@ class PortalRpcs(Resources):
             redemption_count=window.redemptions,
             discount_total_cents=window.discount,
             unique_drivers=window.drivers,
+            checkout_url=checkout_url(self.settings, row.qr_token),
         )
         png = await asyncio.to_thread(artwork.render_share_card, figures)
         return pb.GetShareCardResponse(http_body=httpbody_pb2.HttpBody(content_type="image/png", data=png))
@@ -435,6 +436,7 @@ class PortalRpcs(Resources):
             ).first()
             visits = (await conn.execute(sa.select(sa.func.count()).where(V.c.merchant_id == row.id))).scalar_one()
         photos = list(row.photo_urls)
+        open_now, open_until = open_status(row, now)
         return pb.ResolvePreviewLinkResponse(
             id=row.id,
             name=row.name,
@@ -443,8 +445,14 @@ class PortalRpcs(Resources):
             lng=row.lng,
             photo_url=photos[0] if photos else "",
             photo_urls=photos,
-            open_now=open_status(row, now)[0],
-            business_status="OPERATIONAL" if row.status == pb.MERCHANT_STATUS_ACTIVE else "",
+            open_now=open_now,
+            open_until=open_until,
+            # Google's word for the store (the funnel keeps it fresh); empty for a store not on Google.
+            business_status=row.business_status,
+            rating=row.rating or 0.0,
+            user_rating_count=row.user_rating_count,
+            place_id=row.place_id or "",
+            claimed=row.owner_user_id is not None,
             category=row.category,
             nearest_charger=(
                 pb.PreviewCharger(

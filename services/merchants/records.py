@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common.context import Caller
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.merchants import domain, store
+from services.merchants.adapters.places import PlacesDirectory
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
 
@@ -59,6 +60,8 @@ class Resources:
     sessions: sessions_pb2_grpc.SessionsServiceAsyncStub
     square: SquareAccounts
     token_cipher: MultiFernet
+    # Google Places: the acquisition funnel's search and store listings.
+    places: PlacesDirectory
 
     async def directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
         """The charger from the sessions service, which owns chargers: CHARGER_NOT_FOUND when it does not know

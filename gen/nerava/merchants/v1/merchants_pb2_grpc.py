@@ -88,6 +88,9 @@ class MerchantsServiceStub:
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+    PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+    PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
     LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
     redemption's transfer — the redemption stays PENDING
     (metadata: redemption_id) and the same request again
@@ -305,6 +308,21 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.FromString,
                 _registered_method=True)
+        self.SearchBusinesses = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/SearchBusinesses',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesResponse.FromString,
+                _registered_method=True)
+        self.ResolveBusiness = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ResolveBusiness',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessResponse.FromString,
+                _registered_method=True)
+        self.RequestMerchantClaim = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/RequestMerchantClaim',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.FromString,
+                _registered_method=True)
 
 
 class MerchantsServiceServicer:
@@ -370,6 +388,9 @@ class MerchantsServiceServicer:
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+    PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+    PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
     LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
     redemption's transfer — the redemption stays PENDING
     (metadata: redemption_id) and the same request again
@@ -687,8 +708,41 @@ class MerchantsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResolvePreviewLink(self, request, context):
-        """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-        capability; PREVIEW_LINK_INVALID otherwise).
+        """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+        with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+        is the capability; PREVIEW_LINK_INVALID otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchBusinesses(self, request, context):
+        """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+        each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+        app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveBusiness(self, request, context):
+        """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+        Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+        — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+        come from Google, never from the caller (the original let anyone overwrite them 🐞).
+        PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+        place is not yet a merchant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestMerchantClaim(self, request, context):
+        """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
+        Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
+        claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
+        caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+        or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -897,6 +951,21 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.SerializeToString,
             ),
+            'SearchBusinesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBusinesses,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesResponse.SerializeToString,
+            ),
+            'ResolveBusiness': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveBusiness,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessResponse.SerializeToString,
+            ),
+            'RequestMerchantClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestMerchantClaim,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nerava.merchants.v1.MerchantsService', rpc_method_handlers)
@@ -968,6 +1037,9 @@ class MerchantsService:
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+    PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+    PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
     LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
     redemption's transfer — the redemption stays PENDING
     (metadata: redemption_id) and the same request again
@@ -2049,6 +2121,87 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/ResolvePreviewLink',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBusinesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/SearchBusinesses',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveBusiness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ResolveBusiness',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestMerchantClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/RequestMerchantClaim',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.FromString,
             options,
             channel_credentials,
             insecure,

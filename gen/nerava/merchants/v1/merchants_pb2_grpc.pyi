@@ -89,6 +89,9 @@ class MerchantsServiceStub:
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -235,8 +238,29 @@ class MerchantsServiceStub:
     "<merchant_id>:<exp>" with a key of its own). Admin.
     """
     ResolvePreviewLink: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]
-    """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-    capability; PREVIEW_LINK_INVALID otherwise).
+    """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+    with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+    is the capability; PREVIEW_LINK_INVALID otherwise).
+    """
+    SearchBusinesses: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.SearchBusinessesRequest, _merchants_pb2.SearchBusinessesResponse]
+    """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+    each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+    app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+    """
+    ResolveBusiness: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolveBusinessRequest, _merchants_pb2.ResolveBusinessResponse]
+    """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+    Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+    — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+    come from Google, never from the caller (the original let anyone overwrite them 🐞).
+    PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+    place is not yet a merchant.
+    """
+    RequestMerchantClaim: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]
+    """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
+    Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
+    claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
+    caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+    or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
     """
 
 @_typing.type_check_only
@@ -303,6 +327,9 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -446,8 +473,29 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     "<merchant_id>:<exp>" with a key of its own). Admin.
     """
     ResolvePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]  # type: ignore[assignment]
-    """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-    capability; PREVIEW_LINK_INVALID otherwise).
+    """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+    with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+    is the capability; PREVIEW_LINK_INVALID otherwise).
+    """
+    SearchBusinesses: _aio.UnaryUnaryMultiCallable[_merchants_pb2.SearchBusinessesRequest, _merchants_pb2.SearchBusinessesResponse]  # type: ignore[assignment]
+    """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+    each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+    app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+    """
+    ResolveBusiness: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolveBusinessRequest, _merchants_pb2.ResolveBusinessResponse]  # type: ignore[assignment]
+    """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+    Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+    — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+    come from Google, never from the caller (the original let anyone overwrite them 🐞).
+    PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+    place is not yet a merchant.
+    """
+    RequestMerchantClaim: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]  # type: ignore[assignment]
+    """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
+    Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
+    claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
+    caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+    or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
     """
 
 class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -513,6 +561,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -894,8 +945,47 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.ResolvePreviewLinkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.ResolvePreviewLinkResponse, _abc.Awaitable[_merchants_pb2.ResolvePreviewLinkResponse]]:
-        """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-        capability; PREVIEW_LINK_INVALID otherwise).
+        """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+        with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+        is the capability; PREVIEW_LINK_INVALID otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def SearchBusinesses(
+        self,
+        request: _merchants_pb2.SearchBusinessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.SearchBusinessesResponse, _abc.Awaitable[_merchants_pb2.SearchBusinessesResponse]]:
+        """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+        each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+        app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveBusiness(
+        self,
+        request: _merchants_pb2.ResolveBusinessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ResolveBusinessResponse, _abc.Awaitable[_merchants_pb2.ResolveBusinessResponse]]:
+        """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+        Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+        — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+        come from Google, never from the caller (the original let anyone overwrite them 🐞).
+        PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+        place is not yet a merchant.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestMerchantClaim(
+        self,
+        request: _merchants_pb2.RequestMerchantClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.RequestMerchantClaimResponse, _abc.Awaitable[_merchants_pb2.RequestMerchantClaimResponse]]:
+        """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
+        Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
+        claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
+        caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+        or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
         """
 
 def add_MerchantsServiceServicer_to_server(servicer: MerchantsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

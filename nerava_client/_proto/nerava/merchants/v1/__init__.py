@@ -12,6 +12,7 @@ __all__ = (
     "AddFavoriteMerchantResponse",
     "Amenities",
     "AmenityVotes",
+    "Business",
     "CancelExclusiveRequest",
     "CancelExclusiveResponse",
     "ChargerLink",
@@ -81,6 +82,8 @@ __all__ = (
     "Merchant",
     "MerchantAccount",
     "MerchantActions",
+    "MerchantClaim",
+    "MerchantClaimStatus",
     "MerchantDetails",
     "MerchantExclusive",
     "MerchantMoment",
@@ -106,10 +109,16 @@ __all__ = (
     "RemoveFavoriteChargerResponse",
     "RemoveFavoriteMerchantRequest",
     "RemoveFavoriteMerchantResponse",
+    "RequestMerchantClaimRequest",
+    "RequestMerchantClaimResponse",
+    "ResolveBusinessRequest",
+    "ResolveBusinessResponse",
     "ResolveCheckoutQrRequest",
     "ResolveCheckoutQrResponse",
     "ResolvePreviewLinkRequest",
     "ResolvePreviewLinkResponse",
+    "SearchBusinessesRequest",
+    "SearchBusinessesResponse",
     "UpdateMerchantExclusiveRequest",
     "UpdateMerchantExclusiveResponse",
     "UpdateMerchantRequest",
@@ -177,6 +186,40 @@ class ExclusiveStatus(betterproto2.Enum):
             "EXCLUSIVE_STATUS_COMPLETED": 2,
             "EXCLUSIVE_STATUS_EXPIRED": 3,
             "EXCLUSIVE_STATUS_CANCELED": 4,
+        }
+
+
+class MerchantClaimStatus(betterproto2.Enum):
+    """
+    Where a claim stands.
+    """
+
+    UNSPECIFIED = 0
+
+    PENDING = 1
+    """
+    Waiting for the claimant to prove the business email (the claim sign-in).
+    """
+
+    VERIFIED = 2
+    """
+    Verified: the claimant owns the store.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "MERCHANT_CLAIM_STATUS_UNSPECIFIED",
+            1: "MERCHANT_CLAIM_STATUS_PENDING",
+            2: "MERCHANT_CLAIM_STATUS_VERIFIED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "MERCHANT_CLAIM_STATUS_UNSPECIFIED": 0,
+            "MERCHANT_CLAIM_STATUS_PENDING": 1,
+            "MERCHANT_CLAIM_STATUS_VERIFIED": 2,
         }
 
 
@@ -521,6 +564,56 @@ class AmenityVotes(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "AmenityVotes", AmenityVotes)
+
+
+@dataclass(eq=False, repr=False)
+class Business(betterproto2.Message):
+    """
+    A business Google Places knows.
+    """
+
+    place_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Google place id.
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Business name.
+    """
+
+    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Street address.
+    """
+
+    lat: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+    category: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Google's primary type, e.g. "cafe"; empty when not given.
+    """
+
+    merchant_id: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    The Nerava merchant of this place; empty when it is not one yet.
+    """
+
+    claimed: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    """
+    Whether that merchant has an owner already.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "Business", Business)
 
 
 @dataclass(eq=False, repr=False)
@@ -2592,6 +2685,50 @@ default_message_pool.register_message("nerava.merchants.v1", "MerchantActions", 
 
 
 @dataclass(eq=False, repr=False)
+class MerchantClaim(betterproto2.Message):
+    """
+    A request to own a store.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Claim id (UUID).
+    """
+
+    merchant_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The store.
+    """
+
+    merchant_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Store name.
+    """
+
+    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The business email the magic link goes to (lower-cased).
+    """
+
+    status: "MerchantClaimStatus" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: MerchantClaimStatus(0)
+    )
+    """
+    Where it stands.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it was first requested (RFC 3339 UTC).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "MerchantClaim", MerchantClaim)
+
+
+@dataclass(eq=False, repr=False)
 class MerchantDetails(betterproto2.Message):
     """
     The merchant part of the details screen.
@@ -3417,6 +3554,105 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class RequestMerchantClaimRequest(betterproto2.Message):
+    """
+    A claim of a store, carried by its preview link.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id from the preview link.
+    """
+
+    exp: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    The link's expiry, Unix seconds.
+    """
+
+    sig: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The link's signature (64 hex digits).
+    """
+
+    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The business email the claim's magic link goes to.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "RequestMerchantClaimRequest", RequestMerchantClaimRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RequestMerchantClaimResponse(betterproto2.Message):
+    """
+    The recorded claim.
+    """
+
+    claim: "MerchantClaim | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The claim, PENDING until the claim sign-in verifies it.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "RequestMerchantClaimResponse", RequestMerchantClaimResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ResolveBusinessRequest(betterproto2.Message):
+    """
+    The place a merchant picked.
+    """
+
+    place_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Google place id, as SearchBusinesses answered it.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ResolveBusinessRequest", ResolveBusinessRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ResolveBusinessResponse(betterproto2.Message):
+    """
+    The merchant of the place and its signed preview link.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    preview_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The portal's preview page, signed.
+    """
+
+    sig: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Hex HMAC-SHA256 of the link.
+    """
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the link stops working (RFC 3339 UTC).
+    """
+
+    exp: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    The same expiry as Unix seconds, as the preview and claim calls take it (`exp`).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ResolveBusinessResponse", ResolveBusinessResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ResolveCheckoutQrRequest(betterproto2.Message):
     """
     A scanned QR token.
@@ -3574,8 +3810,63 @@ class ResolvePreviewLinkResponse(betterproto2.Message):
     When the link stops working (RFC 3339 UTC).
     """
 
+    place_id: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
+    """
+    Google place id; empty when the store is not on Google.
+    """
+
+    open_until: "str | None" = betterproto2.field(17, betterproto2.TYPE_STRING, optional=True)
+    """
+    Local closing time "HH:MM" while open now; absent when closed or when the hours are unknown.
+    """
+
+    claimed: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    """
+    Whether someone owns the store already (then it cannot be claimed).
+    """
+
 
 default_message_pool.register_message("nerava.merchants.v1", "ResolvePreviewLinkResponse", ResolvePreviewLinkResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SearchBusinessesRequest(betterproto2.Message):
+    """
+    A text to find one's business by.
+    """
+
+    query: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    What the merchant types: the business name, maybe with the street or city.
+    """
+
+    lat: "float | None" = betterproto2.field(2, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Where to look first (the device or the map), degrees; both or neither.
+    """
+
+    lng: "float | None" = betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Longitude, degrees.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "SearchBusinessesRequest", SearchBusinessesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SearchBusinessesResponse(betterproto2.Message):
+    """
+    Businesses matching the text, best first.
+    """
+
+    businesses: "list[Business]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most 10.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "SearchBusinessesResponse", SearchBusinessesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -3949,6 +4240,9 @@ class MerchantsServiceStub:
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -4441,14 +4735,59 @@ class MerchantsServiceStub:
 
     def resolve_preview_link(self, message: "ResolvePreviewLinkRequest") -> "ResolvePreviewLinkResponse":
         """
-        The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-        capability; PREVIEW_LINK_INVALID otherwise).
+        The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+        with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+        is the capability; PREVIEW_LINK_INVALID otherwise).
         """
 
         return self._channel.unary_unary(
             "/nerava.merchants.v1.MerchantsService/ResolvePreviewLink",
             ResolvePreviewLinkRequest.SerializeToString,
             ResolvePreviewLinkResponse.FromString,
+        )(message)
+
+    def search_businesses(self, message: "SearchBusinessesRequest") -> "SearchBusinessesResponse":
+        """
+        Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+        each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+        app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/SearchBusinesses",
+            SearchBusinessesRequest.SerializeToString,
+            SearchBusinessesResponse.FromString,
+        )(message)
+
+    def resolve_business(self, message: "ResolveBusinessRequest") -> "ResolveBusinessResponse":
+        """
+        Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+        Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+        — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+        come from Google, never from the caller (the original let anyone overwrite them 🐞).
+        PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+        place is not yet a merchant.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ResolveBusiness",
+            ResolveBusinessRequest.SerializeToString,
+            ResolveBusinessResponse.FromString,
+        )(message)
+
+    def request_merchant_claim(self, message: "RequestMerchantClaimRequest") -> "RequestMerchantClaimResponse":
+        """
+        Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
+        Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
+        claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
+        caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+        or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/RequestMerchantClaim",
+            RequestMerchantClaimRequest.SerializeToString,
+            RequestMerchantClaimResponse.FromString,
         )(message)
 
 
