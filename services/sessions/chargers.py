@@ -303,6 +303,64 @@ async def charger_activity(
     )
 
 
+# --- the console: browse and utilization ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Utilization:
+    """Sessions started at a charger in a window."""
+
+    total_sessions: int = 0
+    unique_drivers: int = 0
+    avg_duration_min: float = 0.0  # of those that ended; 0 without
+
+
+async def utilization(
+    conn_or_engine: ConnOrEngine, charger_ids: Sequence[str], since: datetime.datetime
+) -> dict[str, Utilization]:
+    """Per charger id (those without sessions left out): the sessions that started there since `since`."""
+    if not charger_ids:
+        return {}
+    query = sa.text(
+        """
+        SELECT charger_id,
+               count(*) AS total_sessions,
+               count(DISTINCT driver_id) AS unique_drivers,
+               coalesce(avg(duration_minutes) FILTER (WHERE session_end IS NOT NULL), 0) AS avg_duration_min
+          FROM charging_sessions
+         WHERE charger_id = ANY(:ids) AND session_start >= :since
+         GROUP BY charger_id
+        """
+    )
+    async with _connected(conn_or_engine) as conn:
+        rows = (await conn.execute(query, {"ids": list(charger_ids), "since": since})).all()
+    return {
+        row.charger_id: Utilization(
+            int(row.total_sessions), int(row.unique_drivers), round(float(row.avg_duration_min), 1)
+        )
+        for row in rows
+    }
+
+
+async def browse_chargers(
+    conn_or_engine: ConnOrEngine, *, search: str, network: str, state: str, limit: int, offset: int
+) -> tuple[list[ChargerRow], int]:
+    """A page of the catalog by name (then id) matching every filter, and the count of all matches."""
+    where: list[Any] = []
+    if search.strip():
+        where.append(C.search.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), search)))
+    if network.strip():
+        where.append(sa.func.lower(C.network_name) == network.strip().lower())
+    if state.strip():
+        where.append(sa.func.upper(C.state) == state.strip().upper())
+    async with _connected(conn_or_engine) as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(chargers).where(*where))).scalar_one()
+        page = (
+            await conn.execute(sa.select(*_COLUMNS).where(*where).order_by(C.name, C.id).offset(offset).limit(limit))
+        ).mappings()
+        return [ChargerRow.from_row(row) for row in page], int(total)
+
+
 # --- import --------------------------------------------------------------------------------------------------
 
 

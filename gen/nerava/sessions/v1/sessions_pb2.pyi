@@ -711,3 +711,83 @@ class ImportChargersResponse(_message.Message):
     updated: int
     unchanged: int
     def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...
+
+class BrowseChargersRequest(_message.Message):
+    __slots__ = ("search", "network", "state", "limit", "offset")
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    search: str
+    network: str
+    state: str
+    limit: int
+    offset: int
+    def __init__(self, search: _Optional[str] = ..., network: _Optional[str] = ..., state: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class BrowsedCharger(_message.Message):
+    __slots__ = ("id", "name", "network_name", "lat", "lng", "address", "city", "state", "power_kw", "num_evse", "connector_types", "pricing_per_kwh_cents", "total_sessions", "unique_drivers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    NUM_EVSE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_TYPES_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_CENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    network_name: str
+    lat: float
+    lng: float
+    address: str
+    city: str
+    state: str
+    power_kw: float
+    num_evse: int
+    connector_types: _containers.RepeatedScalarFieldContainer[str]
+    pricing_per_kwh_cents: int
+    total_sessions: int
+    unique_drivers: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., network_name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., connector_types: _Optional[_Iterable[str]] = ..., pricing_per_kwh_cents: _Optional[int] = ..., total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ...) -> None: ...
+
+class BrowseChargersResponse(_message.Message):
+    __slots__ = ("chargers", "total")
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[BrowsedCharger]
+    total: int
+    def __init__(self, chargers: _Optional[_Iterable[_Union[BrowsedCharger, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetChargerUtilizationRequest(_message.Message):
+    __slots__ = ("charger_ids", "since_days")
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: str
+    since_days: int
+    def __init__(self, charger_ids: _Optional[str] = ..., since_days: _Optional[int] = ...) -> None: ...
+
+class ChargerUtilization(_message.Message):
+    __slots__ = ("charger_id", "total_sessions", "unique_drivers", "avg_duration_minutes")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    total_sessions: int
+    unique_drivers: int
+    avg_duration_minutes: float
+    def __init__(self, charger_id: _Optional[str] = ..., total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ...) -> None: ...
+
+class GetChargerUtilizationResponse(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerUtilization]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerUtilization, _Mapping]]] = ...) -> None: ...

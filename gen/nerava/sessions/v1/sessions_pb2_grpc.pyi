@@ -165,6 +165,15 @@ class SessionsServiceStub:
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    BrowseChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.BrowseChargersRequest, _sessions_pb2.BrowseChargersResponse]
+    """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+    its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+    Sponsor, admin. Served at the console's path under /v1/campaigns/.
+    """
+    GetChargerUtilization: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]
+    """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+    entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    """
 
 @_typing.type_check_only
 class SessionsServiceAsyncStub(SessionsServiceStub):
@@ -303,6 +312,15 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]  # type: ignore[assignment]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    BrowseChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.BrowseChargersRequest, _sessions_pb2.BrowseChargersResponse]  # type: ignore[assignment]
+    """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+    its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+    Sponsor, admin. Served at the console's path under /v1/campaigns/.
+    """
+    GetChargerUtilization: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]  # type: ignore[assignment]
+    """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+    entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     """SessionsService owns what the car is doing: the chargers catalog and its geo search, drivers' vehicle
@@ -576,5 +594,26 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ImportChargersResponse, _abc.Awaitable[_sessions_pb2.ImportChargersResponse]]:
         """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+
+    @_abc_1.abstractmethod
+    def BrowseChargers(
+        self,
+        request: _sessions_pb2.BrowseChargersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.BrowseChargersResponse, _abc.Awaitable[_sessions_pb2.BrowseChargersResponse]]:
+        """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+        its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+        Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        """
+
+    @_abc_1.abstractmethod
+    def GetChargerUtilization(
+        self,
+        request: _sessions_pb2.GetChargerUtilizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetChargerUtilizationResponse, _abc.Awaitable[_sessions_pb2.GetChargerUtilizationResponse]]:
+        """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+        entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
