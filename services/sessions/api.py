@@ -17,6 +17,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 import sqlalchemy as sa
@@ -84,6 +85,7 @@ ACCESS: dict[str, Access] = {
     # The sponsor console's charger explorer (aggregates only: no driver is named).
     "BrowseChargers": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
     "GetChargerUtilization": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "SummarizeChargerSessions": Access.service_only(),
 }
 
 DEFAULT_SESSION_PAGE = 50
@@ -245,6 +247,28 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                 for stats in [use.get(charger_id, chargers.Utilization())]
             ]
         )
+
+    async def SummarizeChargerSessions(
+        self, request: pb.SummarizeChargerSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SummarizeChargerSessionsResponse:
+        zone = request.time_zone or "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidArgument([("time_zone", f"{zone!r} is not an IANA time zone")]) from None
+        summary = await chargers.summarize_sessions(
+            self._reads, list(request.charger_ids), request.since.ToDatetime(tzinfo=datetime.UTC), zone
+        )
+        reply = pb.SummarizeChargerSessionsResponse(
+            total_sessions=summary.total_sessions,
+            unique_drivers=summary.unique_drivers,
+            hours=[pb.HourSessions(hour=hour, sessions=count) for hour, count in summary.hours],
+        )
+        if summary.avg_duration_min is not None:
+            reply.avg_duration_minutes = summary.avg_duration_min
+        if summary.avg_kwh is not None:
+            reply.avg_kwh = summary.avg_kwh
+        return reply
 
     async def GetCharger(
         self, request: pb.GetChargerRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -62,7 +62,7 @@ CAMPAIGN_KEYS: dict[str, type | tuple[type, ...]] = {
 }
 
 
-async def _seed_sessions(engine: Any, charger_id: str, drivers: list[str], minutes: int) -> None:
+async def _seed_sessions(engine: Any, charger_id: str, drivers: list[str], minutes: int, kwh: float = 20.0) -> None:
     """Ended charging sessions at the charger two days ago, one per driver entry (a driver may repeat)."""
     ended = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=2)
     async with engine.begin() as conn:
@@ -78,6 +78,7 @@ async def _seed_sessions(engine: Any, charger_id: str, drivers: list[str], minut
                     duration_minutes=minutes,
                     charger_id=charger_id,
                     ended_reason=1,
+                    kwh_delivered=kwh,
                     last_telemetry_at=ended,
                 )
             )
@@ -236,6 +237,30 @@ async def test_the_portals_calls(
         me = (await rest.get("/v1/merchants/me", headers=portal)).json()
         _types(me, {"merchant": dict, "transactions": list})
         _types(me["merchant"], {"id": str, "name": str, "nova_balance": int, "zone_slug": str, "status": str})
+
+        # P2: charging at the store's linked charger, from the sessions service.
+        await _seed_sessions(sessions_engine, shop.charger_id, ["p-1", "p-2", "p-1"], minutes=30, kwh=12.5)
+        insights = await rest.get("/v1/merchants/me/insights?period=7d", headers=portal)
+        assert insights.status_code == 200, insights.text
+        seen = insights.json()
+        _types(
+            seen,
+            {
+                "period": str,
+                "ev_sessions_nearby": int,
+                "unique_drivers": int,
+                "avg_duration_minutes": float,
+                "avg_kwh": float,
+                "peak_hours": list,
+            },
+        )
+        assert (seen["period"], seen["ev_sessions_nearby"], seen["unique_drivers"]) == ("7d", 3, 2)
+        assert (seen["avg_duration_minutes"], seen["avg_kwh"]) == (30, 12.5)
+        for hour in seen["peak_hours"]:
+            _types(hour, {"hour": int, "sessions": int})
+        assert sum(hour["sessions"] for hour in seen["peak_hours"]) == 3
+        refused = await rest.get("/v1/merchants/me/insights?period=1y", headers=portal)
+        assert refused.status_code == 400, refused.text
 
         # P4, P3 (a bare array), P5, P6.
         offer = await rest.post(

@@ -1545,3 +1545,33 @@ class GetMerchantAnalyticsResponse(_message.Message):
     unique_drivers: int
     completion_rate: float
     def __init__(self, merchant_id: _Optional[str] = ..., activations: _Optional[int] = ..., completes: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., completion_rate: _Optional[float] = ...) -> None: ...
+
+class GetMyMerchantInsightsRequest(_message.Message):
+    __slots__ = ("period",)
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    def __init__(self, period: _Optional[str] = ...) -> None: ...
+
+class PeakHour(_message.Message):
+    __slots__ = ("hour", "sessions")
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    hour: int
+    sessions: int
+    def __init__(self, hour: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class GetMyMerchantInsightsResponse(_message.Message):
+    __slots__ = ("period", "ev_sessions_nearby", "unique_drivers", "avg_duration_minutes", "avg_kwh", "peak_hours")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    EV_SESSIONS_NEARBY_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    AVG_KWH_FIELD_NUMBER: _ClassVar[int]
+    PEAK_HOURS_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    ev_sessions_nearby: int
+    unique_drivers: int
+    avg_duration_minutes: float
+    avg_kwh: float
+    peak_hours: _containers.RepeatedCompositeFieldContainer[PeakHour]
+    def __init__(self, period: _Optional[str] = ..., ev_sessions_nearby: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ..., avg_kwh: _Optional[float] = ..., peak_hours: _Optional[_Iterable[_Union[PeakHour, _Mapping]]] = ...) -> None: ...

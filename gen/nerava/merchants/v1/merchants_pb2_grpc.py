@@ -213,6 +213,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantResponse.FromString,
                 _registered_method=True)
+        self.GetMyMerchantInsights = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/GetMyMerchantInsights',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsResponse.FromString,
+                _registered_method=True)
         self.GetMerchantSummary = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/GetMerchantSummary',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantSummaryRequest.SerializeToString,
@@ -571,6 +576,15 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMyMerchantInsights(self, request, context):
+        """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+        chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+        MERCHANT_NOT_FOUND like GetMyMerchant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMerchantSummary(self, request, context):
         """Redemption totals for the portal's overview. Owner.
         """
@@ -855,6 +869,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.GetMyMerchant,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantResponse.SerializeToString,
+            ),
+            'GetMyMerchantInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMyMerchantInsights,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsResponse.SerializeToString,
             ),
             'GetMerchantSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMerchantSummary,
@@ -1608,6 +1627,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/GetMyMerchant',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetMyMerchantInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/GetMyMerchantInsights',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsResponse.FromString,
             options,
             channel_credentials,
             insecure,

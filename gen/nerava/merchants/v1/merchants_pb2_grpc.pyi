@@ -183,6 +183,11 @@ class MerchantsServiceStub:
     """Removes a charger from the driver's favorites. Driver."""
     GetMyMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]
     """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+    GetMyMerchantInsights: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantInsightsRequest, _merchants_pb2.GetMyMerchantInsightsResponse]
+    """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+    chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+    MERCHANT_NOT_FOUND like GetMyMerchant).
+    """
     GetMerchantSummary: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]
     """Redemption totals for the portal's overview. Owner."""
     ListMerchantVisits: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantVisitsRequest, _merchants_pb2.ListMerchantVisitsResponse]
@@ -418,6 +423,11 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Removes a charger from the driver's favorites. Driver."""
     GetMyMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]  # type: ignore[assignment]
     """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+    GetMyMerchantInsights: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantInsightsRequest, _merchants_pb2.GetMyMerchantInsightsResponse]  # type: ignore[assignment]
+    """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+    chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+    MERCHANT_NOT_FOUND like GetMyMerchant).
+    """
     GetMerchantSummary: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]  # type: ignore[assignment]
     """Redemption totals for the portal's overview. Owner."""
     ListMerchantVisits: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantVisitsRequest, _merchants_pb2.ListMerchantVisitsResponse]  # type: ignore[assignment]
@@ -776,6 +786,17 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetMyMerchantResponse, _abc.Awaitable[_merchants_pb2.GetMyMerchantResponse]]:
         """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+
+    @_abc_1.abstractmethod
+    def GetMyMerchantInsights(
+        self,
+        request: _merchants_pb2.GetMyMerchantInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.GetMyMerchantInsightsResponse, _abc.Awaitable[_merchants_pb2.GetMyMerchantInsightsResponse]]:
+        """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+        chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+        MERCHANT_NOT_FOUND like GetMyMerchant).
+        """
 
     @_abc_1.abstractmethod
     def GetMerchantSummary(

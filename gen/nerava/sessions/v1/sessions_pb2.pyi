@@ -791,3 +791,35 @@ class GetChargerUtilizationResponse(_message.Message):
     CHARGERS_FIELD_NUMBER: _ClassVar[int]
     chargers: _containers.RepeatedCompositeFieldContainer[ChargerUtilization]
     def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerUtilization, _Mapping]]] = ...) -> None: ...
+
+class SummarizeChargerSessionsRequest(_message.Message):
+    __slots__ = ("charger_ids", "since", "time_zone")
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    time_zone: str
+    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class HourSessions(_message.Message):
+    __slots__ = ("hour", "sessions")
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    hour: int
+    sessions: int
+    def __init__(self, hour: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class SummarizeChargerSessionsResponse(_message.Message):
+    __slots__ = ("total_sessions", "unique_drivers", "avg_duration_minutes", "avg_kwh", "hours")
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    AVG_KWH_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    total_sessions: int
+    unique_drivers: int
+    avg_duration_minutes: float
+    avg_kwh: float
+    hours: _containers.RepeatedCompositeFieldContainer[HourSessions]
+    def __init__(self, total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ..., avg_kwh: _Optional[float] = ..., hours: _Optional[_Iterable[_Union[HourSessions, _Mapping]]] = ...) -> None: ...

@@ -196,6 +196,11 @@ class SessionsServiceStub:
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationResponse.FromString,
                 _registered_method=True)
+        self.SummarizeChargerSessions = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/SummarizeChargerSessions',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.FromString,
+                _registered_method=True)
 
 
 class SessionsServiceServicer:
@@ -449,6 +454,15 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SummarizeChargerSessions(self, request, context):
+        """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+        chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+        (merchants' insights of a store's linked chargers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SessionsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -576,6 +590,11 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.GetChargerUtilization,
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationResponse.SerializeToString,
+            ),
+            'SummarizeChargerSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeChargerSessions,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1290,6 +1309,33 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/GetChargerUtilization',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeChargerSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/SummarizeChargerSessions',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -174,6 +174,11 @@ class SessionsServiceStub:
     """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
     entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
     """
+    SummarizeChargerSessions: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SummarizeChargerSessionsRequest, _sessions_pb2.SummarizeChargerSessionsResponse]
+    """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+    chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+    (merchants' insights of a store's linked chargers).
+    """
 
 @_typing.type_check_only
 class SessionsServiceAsyncStub(SessionsServiceStub):
@@ -320,6 +325,11 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     GetChargerUtilization: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]  # type: ignore[assignment]
     """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
     entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    """
+    SummarizeChargerSessions: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SummarizeChargerSessionsRequest, _sessions_pb2.SummarizeChargerSessionsResponse]  # type: ignore[assignment]
+    """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+    chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+    (merchants' insights of a store's linked chargers).
     """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -614,6 +624,17 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.GetChargerUtilizationResponse, _abc.Awaitable[_sessions_pb2.GetChargerUtilizationResponse]]:
         """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
         entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def SummarizeChargerSessions(
+        self,
+        request: _sessions_pb2.SummarizeChargerSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.SummarizeChargerSessionsResponse, _abc.Awaitable[_sessions_pb2.SummarizeChargerSessionsResponse]]:
+        """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+        chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+        (merchants' insights of a store's linked chargers).
         """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -55,6 +55,8 @@ __all__ = (
     "GetMerchantResponse",
     "GetMerchantSummaryRequest",
     "GetMerchantSummaryResponse",
+    "GetMyMerchantInsightsRequest",
+    "GetMyMerchantInsightsResponse",
     "GetMyMerchantRequest",
     "GetMyMerchantResponse",
     "GetQrSignRequest",
@@ -94,6 +96,7 @@ __all__ = (
     "MerchantsServiceStub",
     "OpeningHours",
     "OpeningPeriod",
+    "PeakHour",
     "Perk",
     "PerkCard",
     "PerkSource",
@@ -1980,6 +1983,65 @@ default_message_pool.register_message("nerava.merchants.v1", "GetMerchantSummary
 
 
 @dataclass(eq=False, repr=False)
+class GetMyMerchantInsightsRequest(betterproto2.Message):
+    """
+    Which period the insights cover.
+    """
+
+    period: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    "7d", "30d" or "90d"; empty means "30d".
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "GetMyMerchantInsightsRequest", GetMyMerchantInsightsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetMyMerchantInsightsResponse(betterproto2.Message):
+    """
+    Charging near the store over the period.
+    """
+
+    period: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The period, e.g. "30d".
+    """
+
+    ev_sessions_nearby: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions started at the store's linked chargers.
+    """
+
+    unique_drivers: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    Distinct drivers among them.
+    """
+
+    avg_duration_minutes: "float | None" = betterproto2.field(4, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean session length, minutes; absent when none ended.
+    """
+
+    avg_kwh: "float | None" = betterproto2.field(5, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean energy per session, kWh; absent when none reported it.
+    """
+
+    peak_hours: "list[PeakHour]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The busiest hours of the day (store's time zone), busiest first, at most 5.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "GetMyMerchantInsightsResponse", GetMyMerchantInsightsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class GetMyMerchantRequest(betterproto2.Message):
     """
     No parameters: the owner comes from the access token.
@@ -3092,6 +3154,26 @@ class OpeningPeriod(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "OpeningPeriod", OpeningPeriod)
+
+
+@dataclass(eq=False, repr=False)
+class PeakHour(betterproto2.Message):
+    """
+    Sessions in one local hour of the day.
+    """
+
+    hour: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Hour of the day in the store's time zone, 0–23.
+    """
+
+    sessions: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions that started in it.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "PeakHour", PeakHour)
 
 
 @dataclass(eq=False, repr=False)
@@ -4523,6 +4605,19 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/GetMyMerchant",
             GetMyMerchantRequest.SerializeToString,
             GetMyMerchantResponse.FromString,
+        )(message)
+
+    def get_my_merchant_insights(self, message: "GetMyMerchantInsightsRequest") -> "GetMyMerchantInsightsResponse":
+        """
+        EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+        chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+        MERCHANT_NOT_FOUND like GetMyMerchant).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/GetMyMerchantInsights",
+            GetMyMerchantInsightsRequest.SerializeToString,
+            GetMyMerchantInsightsResponse.FromString,
         )(message)
 
     def get_merchant_summary(self, message: "GetMerchantSummaryRequest") -> "GetMerchantSummaryResponse":

@@ -45,6 +45,7 @@ __all__ = (
     "HandleSmartcarWebhookResponse",
     "HandleTeslaCallbackRequest",
     "HandleTeslaCallbackResponse",
+    "HourSessions",
     "ImportChargersRequest",
     "ImportChargersResponse",
     "IngestAction",
@@ -66,6 +67,8 @@ __all__ = (
     "SessionIncentive",
     "SessionSource",
     "SessionsServiceStub",
+    "SummarizeChargerSessionsRequest",
+    "SummarizeChargerSessionsResponse",
     "TeslaVehicle",
     "VerifyChargingRequest",
     "VerifyChargingResponse",
@@ -1549,6 +1552,26 @@ default_message_pool.register_message("nerava.sessions.v1", "HandleTeslaCallback
 
 
 @dataclass(eq=False, repr=False)
+class HourSessions(betterproto2.Message):
+    """
+    Sessions in one hour of the day.
+    """
+
+    hour: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Local hour of the day the sessions started, 0–23.
+    """
+
+    sessions: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions that started in it.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "HourSessions", HourSessions)
+
+
+@dataclass(eq=False, repr=False)
 class ImportChargersRequest(betterproto2.Message):
     """
     Chargers to upsert.
@@ -2044,6 +2067,72 @@ class SessionIncentive(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "SessionIncentive", SessionIncentive)
+
+
+@dataclass(eq=False, repr=False)
+class SummarizeChargerSessionsRequest(betterproto2.Message):
+    """
+    Which chargers, since when, hours in which zone.
+    """
+
+    charger_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Charger ids (at most 500).
+    """
+
+    since: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Sessions started at or after this moment count.
+    """
+
+    time_zone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    IANA zone the hours of day are counted in, e.g. the store's; empty = UTC.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "SummarizeChargerSessionsRequest", SummarizeChargerSessionsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SummarizeChargerSessionsResponse(betterproto2.Message):
+    """
+    The chargers' sessions, together.
+    """
+
+    total_sessions: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Sessions started in the window.
+    """
+
+    unique_drivers: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Distinct drivers among them, across all the chargers.
+    """
+
+    avg_duration_minutes: "float | None" = betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean duration of the ended ones, minutes (1 decimal); absent when none ended.
+    """
+
+    avg_kwh: "float | None" = betterproto2.field(4, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean energy of those with a reading, kWh (1 decimal); absent when none has one.
+    """
+
+    hours: "list[HourSessions]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Hours of the day with sessions, busiest first (ties: earlier hour first).
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "SummarizeChargerSessionsResponse", SummarizeChargerSessionsResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -2543,6 +2632,21 @@ class SessionsServiceStub:
             "/nerava.sessions.v1.SessionsService/GetChargerUtilization",
             GetChargerUtilizationRequest.SerializeToString,
             GetChargerUtilizationResponse.FromString,
+        )(message)
+
+    def summarize_charger_sessions(
+        self, message: "SummarizeChargerSessionsRequest"
+    ) -> "SummarizeChargerSessionsResponse":
+        """
+        Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+        chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+        (merchants' insights of a store's linked chargers).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/SummarizeChargerSessions",
+            SummarizeChargerSessionsRequest.SerializeToString,
+            SummarizeChargerSessionsResponse.FromString,
         )(message)
 
 
