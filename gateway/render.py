@@ -97,9 +97,11 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "ResolvePreviewLink",
         "GetExclusiveStaffView",
         "RedeemCheckInCode",
-        # The acquisition funnel before sign-in: finding one's business and its preview (claiming needs a token).
+        # The acquisition funnel before sign-in: finding one's business, its preview and the claim request (the
+        # preview link's signature is its capability; the emailed claim link proves the claimant).
         "SearchBusinesses",
         "ResolveBusiness",
+        "RequestMerchantClaim",
     ),
 }
 

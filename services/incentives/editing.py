@@ -79,24 +79,22 @@ def moment(text: str, zone: str, field: str, *, end: bool = False) -> datetime.d
     microsecond, so a campaign "until Dec 31" still pays a session that ends on the evening of the 31st.
     Anything else must be an RFC 3339 moment with its offset.
     """
-    if _DAY.match(text):
-        try:
-            day = datetime.date.fromisoformat(text)
-        except ValueError as exc:
-            raise InvalidArgument([(field, f"{text!r} is not a calendar day")]) from exc
-        tz = domain.parse_time_zone(zone)
-        if end:
-            # The next day's first moment minus one microsecond (DST-safe: the midnight is built in the zone).
-            following = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), tzinfo=tz)
-            return following.astimezone(datetime.UTC) - datetime.timedelta(microseconds=1)
-        return datetime.datetime.combine(day, datetime.time(), tzinfo=tz).astimezone(datetime.UTC)
     try:
+        if _DAY.match(text):
+            day = datetime.date.fromisoformat(text)
+            tz = domain.parse_time_zone(zone)
+            if end:
+                # The next day's first moment minus one microsecond (DST-safe: the midnight is built in the zone).
+                following = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), tzinfo=tz)
+                return following.astimezone(datetime.UTC) - datetime.timedelta(microseconds=1)
+            return datetime.datetime.combine(day, datetime.time(), tzinfo=tz).astimezone(datetime.UTC)
         parsed = datetime.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise InvalidArgument([(field, f"{text!r} is neither YYYY-MM-DD nor an RFC 3339 moment")]) from exc
-    if parsed.tzinfo is None:
-        raise InvalidArgument([(field, "an RFC 3339 moment needs its offset (e.g. Z)")])
-    return parsed.astimezone(datetime.UTC)
+        if parsed.tzinfo is None:
+            raise InvalidArgument([(field, "an RFC 3339 moment needs its offset (e.g. Z)")])
+        return parsed.astimezone(datetime.UTC)
+    except (ValueError, OverflowError) as exc:  # no such day, or a year at the ends of the calendar
+        why = f"{text!r} is neither a calendar day YYYY-MM-DD nor an RFC 3339 moment"
+        raise InvalidArgument([(field, why)]) from exc
 
 
 def check_dates(start: datetime.datetime, end: datetime.datetime | None) -> None:

@@ -5,9 +5,10 @@
   its listing (rating, photos, hours, business status, time zone) refreshed from Google on every call, so a
   preview shows what Google shows today. A Google outage does not stop a known store's preview (the stored
   listing is kept); a new one needs Google.
-- RequestMerchantClaim: a signed-in user holding a valid preview link asks to own an unowned store. The claim is
-  stored PENDING (one per user and store); the claim sign-in (accounts: the magic link to the business email)
-  verifies it and makes the user the owner with the merchant role.
+- RequestMerchantClaim: whoever holds a valid preview link asks to own an unowned store for a business email,
+  before any sign-in (the funnel precedes it; a signed-in caller is recorded). The claim is stored PENDING (one
+  per store and email); the claim sign-in (accounts: the magic link to that email) verifies it and makes the
+  email's account the owner with the merchant role.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from services.merchants.records import (
 ACCESS: dict[str, Access] = {
     "SearchBusinesses": Access.anyone(),
     "ResolveBusiness": Access.anyone(),
-    "RequestMerchantClaim": Access.signed_in(),
+    # The preview link's signature is the capability; the emailed link, not the caller, proves the claim.
+    "RequestMerchantClaim": Access.anyone(),
 }
 
 C = store.merchant_claims
@@ -185,7 +187,6 @@ class FunnelRpcs(Resources):
         self, request: pb.RequestMerchantClaimRequest, context: Any
     ) -> pb.RequestMerchantClaimResponse:
         caller = current_caller()
-        assert caller.user_id is not None
         if not domain.preview_valid(self._preview_key(), request.merchant_id, request.exp, request.sig, _now()):
             raise PermissionDenied("PREVIEW_LINK_INVALID", "this preview link is expired or invalid")
         email = request.email.strip().lower()
@@ -195,7 +196,7 @@ class FunnelRpcs(Resources):
                 raise merchant_not_found(request.merchant_id)
             if merchant.owner_user_id is not None:
                 raise FailedPrecondition("MERCHANT_ALREADY_CLAIMED", "this store already has an owner")
-            # One claim per user and store: asking again updates the email the magic link goes to.
+            # One claim per store and email: asking again answers the same claim.
             claim = (
                 await conn.execute(
                     pg.insert(C)
@@ -207,8 +208,8 @@ class FunnelRpcs(Resources):
                         status=pb.MERCHANT_CLAIM_STATUS_PENDING,
                     )
                     .on_conflict_do_update(
-                        index_elements=[C.c.merchant_id, C.c.user_id],
-                        set_={"email": email, "updated_at": sa.func.now()},
+                        index_elements=[C.c.merchant_id, C.c.email],
+                        set_={"user_id": sa.func.coalesce(C.c.user_id, caller.user_id), "updated_at": sa.func.now()},
                     )
                     .returning(C)
                 )

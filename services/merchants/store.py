@@ -196,7 +196,7 @@ merchant_claims = sa.Table(
     metadata,
     sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
     sa.Column("merchant_id", sa.Text, nullable=False),
-    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text),
     sa.Column("email", sa.Text, nullable=False),
     sa.Column("status", sa.SmallInteger, nullable=False),
     sa.Column("created_at", _TS, nullable=False, server_default=sa.func.now()),

@@ -374,6 +374,7 @@ BAD_CREATES: list[tuple[str, JsonObject, str, tuple[str, str]]] = [
     ("start-no-such-day", {"start_date": "2027-02-30"}, "INVALID_ARGUMENT", ("start_date", "")),
     ("start-without-offset", {"start_date": "2027-02-03T10:00:00"}, "INVALID_ARGUMENT", ("start_date", "")),
     ("end-not-a-date", {"end_date": "2027-13-01"}, "INVALID_ARGUMENT", ("end_date", "")),
+    ("end-at-the-calendars-end", {"end_date": "9999-12-31"}, "INVALID_ARGUMENT", ("end_date", "")),
     ("unknown-reward-kind", {"reward_kind": 7}, "INVALID_ARGUMENT", ("reward_kind", "enum.defined_only")),
     ("unknown-time-zone", {"time_zone": "Mars/Olympus"}, "UNKNOWN_TIME_ZONE", ("time_zone", "")),
     (

@@ -261,10 +261,11 @@ class MerchantsServiceStub:
     place is not yet a merchant.
     """
     RequestMerchantClaim: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]
-    """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
-    Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
-    claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
-    caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+    """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+    before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim;
+    a signed-in caller is recorded with it) for the claim sign-in to verify (the magic link sent to
+    `email`, owned by accounts), which then makes that email's account the store's owner with the
+    merchant role. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID for a bad
     or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
     """
 
@@ -501,10 +502,11 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     place is not yet a merchant.
     """
     RequestMerchantClaim: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]  # type: ignore[assignment]
-    """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
-    Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
-    claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
-    caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+    """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+    before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim;
+    a signed-in caller is recorded with it) for the claim sign-in to verify (the magic link sent to
+    `email`, owned by accounts), which then makes that email's account the store's owner with the
+    merchant role. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID for a bad
     or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
     """
 
@@ -1002,10 +1004,11 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.RequestMerchantClaimRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.RequestMerchantClaimResponse, _abc.Awaitable[_merchants_pb2.RequestMerchantClaimResponse]]:
-        """Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
-        Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
-        claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
-        caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+        """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim;
+        a signed-in caller is recorded with it) for the claim sign-in to verify (the magic link sent to
+        `email`, owned by accounts), which then makes that email's account the store's owner with the
+        merchant role. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID for a bad
         or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
         """
 

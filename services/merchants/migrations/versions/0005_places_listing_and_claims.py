@@ -5,8 +5,8 @@ Revises: 0004
 
 The funnel creates stores from Google Places; their rating, rating count and business status are Google's,
 refreshed whenever the funnel resolves the place again (photos and hours already have columns). A claim is a
-signed-in user's request to own an unowned store, PENDING until the claim sign-in verifies the business
-email; one per user and store.
+request, carried by a valid preview link, to own an unowned store for a business email, PENDING until the
+claim sign-in verifies that email; one per store and email (the user who asked, when signed in).
 """
 
 from alembic import op
@@ -25,12 +25,12 @@ def upgrade() -> None:
         """CREATE TABLE merchant_claims (
     id uuid PRIMARY KEY,
     merchant_id text NOT NULL REFERENCES merchants (id),
-    user_id text NOT NULL,
+    user_id text,
     email text NOT NULL,
     status smallint NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (merchant_id, user_id)
+    UNIQUE (merchant_id, email)
 )"""
     )
 

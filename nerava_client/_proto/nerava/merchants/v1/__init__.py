@@ -4872,10 +4872,11 @@ class MerchantsServiceStub:
 
     def request_merchant_claim(self, message: "RequestMerchantClaimRequest") -> "RequestMerchantClaimResponse":
         """
-        Acquisition funnel, step 3: the signed-in caller asks to claim the store a valid preview link shows.
-        Records a PENDING claim (one per caller and store; repeating it answers the same claim) for the
-        claim sign-in to verify (the magic link sent to `email`, owned by accounts), which then makes the
-        caller the store's owner with the merchant role. Any signed-in user. PREVIEW_LINK_INVALID for a bad
+        Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim;
+        a signed-in caller is recorded with it) for the claim sign-in to verify (the magic link sent to
+        `email`, owned by accounts), which then makes that email's account the store's owner with the
+        merchant role. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID for a bad
         or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
         """
 
