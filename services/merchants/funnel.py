@@ -49,6 +49,8 @@ C = store.merchant_claims
 # A store the funnel creates is listed under this category until its owner picks one (Google's type is kept
 # when it gives one).
 DEFAULT_CATEGORY = "other"
+# What Google says of a store, refreshed even once an owner runs it; the rest of the listing is the owner's then.
+GOOGLES_OWN = frozenset({"rating", "user_rating_count", "business_status"})
 
 
 def _now() -> datetime.datetime:
@@ -83,6 +85,11 @@ def listing_values(listing: Listing) -> dict[str, Any]:
     if listing.website:
         values["website"] = listing.website
     return values
+
+
+def _unless_owned(column: str, value: Any) -> Any:
+    """SQL: `value` for a store nobody owns yet, else the column as its owner left it."""
+    return sa.case((M.c.owner_user_id.is_(None), sa.literal(value, M.c[column].type)), else_=M.c[column])
 
 
 class FunnelRpcs(Resources):
@@ -142,18 +149,28 @@ class FunnelRpcs(Resources):
         )
 
     async def _store_listing(self, conn: Any, place_id: str, listing: Listing) -> str:
-        """Refreshes the listing of the place's store, or creates the store (PENDING, unowned); its id."""
+        """Refreshes the listing of the place's store, or creates the store (PENDING, unowned); its id.
+
+        An owned store keeps what its owner controls (name, address, hours, photos, contact); only Google's own
+        judgement of it (rating, rating count, business status) is refreshed."""
         values = listing_values(listing)
         updated = (
             await conn.execute(
                 sa.update(M)
                 .where(M.c.place_id == place_id)
-                .values(**values, updated_at=sa.func.now())
+                .values(
+                    **{
+                        name: value if name in GOOGLES_OWN else _unless_owned(name, value)
+                        for name, value in values.items()
+                    },
+                    updated_at=sa.func.now(),
+                )
                 .returning(M.c.id)
             )
         ).scalar_one_or_none()
         if updated is not None:
             return str(updated)
+
         new = {
             "id": new_merchant_id(),
             "category": listing.business.category or DEFAULT_CATEGORY,

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from fakes.places import FakePlace, FakePlaces
-from tests.merchants.helpers import Store
+from tests.merchants.helpers import Merchants, Store
 from tests.support.people import Person
 
 AUSTIN = (30.2672, -97.7431)
@@ -130,3 +130,17 @@ async def test_an_owned_store_cannot_be_claimed(
         "/v1/merchant/funnel/claim", json={**query, "email": "someone@else.example"}, headers=driver.headers
     )
     assert (refused.status_code, _reason(refused.json())) == (400, "MERCHANT_ALREADY_CLAIMED")
+
+
+async def test_an_owned_stores_listing_stays_its_owners(
+    rest: httpx.AsyncClient, places_fake: FakePlaces, merchants: Merchants, admin: Person, owner: Person
+) -> None:
+    """Resolving the place of a store someone runs refreshes only Google's judgement of it (rating, status)."""
+    place = _business(places_fake)
+    store = await merchants.create_store(admin, owner, place_id=place.place_id, name="The Owner's Name")
+    resolved = await _resolve(rest, place.place_id)
+    assert resolved["merchant_id"] == store.id
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(resolved["preview_url"]).query))
+    page = (await rest.get("/v1/merchant/funnel/preview", params=query)).json()
+    assert (page["name"], page["address"], page["photo_urls"]) == ("The Owner's Name", "1 Test Street", [])
+    assert (page["rating"], page["user_rating_count"], page["business_status"]) == (4.6, 120, "OPERATIONAL")
