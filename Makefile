@@ -25,11 +25,16 @@ test: $(STAMP)  ## the whole suite against real PostgreSQL, Redis, gRPC and Envo
 test-fast: $(STAMP)  ## the tests that need no PostgreSQL, Redis or running services (rules, adapters against fakes, contracts, deploy)
 	$(PY) -m pytest -m "not mesh"
 
-lint: $(STAMP)  ## buf lint (STANDARD), ruff, mypy
+CONTRACTS_BASE ?= HEAD~1
+
+lint: $(STAMP)  ## buf lint (STANDARD), buf breaking against CONTRACTS_BASE's contracts, ruff, mypy, dead code (vulture)
 	$(BIN)/buf lint gen/nerava.binpb --path nerava
+	git show $(CONTRACTS_BASE):gen/nerava.binpb > $(VENV)/contracts-base.binpb
+	$(BIN)/buf breaking gen/nerava.binpb --against $(VENV)/contracts-base.binpb --path nerava
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(PY) -m mypy
+	$(PY) -m tools.dead_code
 
 proto: $(STAMP)  ## regenerate gen/ from proto/, and the gateway config and descriptor copies under deploy/k8s
 	$(PY) tools/genproto.py

@@ -111,7 +111,6 @@ ORDER_TOTAL_CENTS = 1_200
 FUNDING = 100_000_000
 TARGET = 500.0
 
-WORKLOADS = ("checkout_envoy", "checkout_envoy_contended", "ledger_direct")
 NOVA = ledger_pb2.CURRENCY_NOVA_POINTS
 COMPLETED = merchants_pb2.REDEMPTION_STATUS_COMPLETED
 REDEMPTION = ledger_pb2.TRANSFER_KIND_REDEMPTION

@@ -6,6 +6,8 @@ Envoy reads JSON bootstraps natively, so the output is JSON and no YAML library 
 
 What the gateway does, in request order (ARCHITECTURE.md §6):
   CORS → grpc_json_transcoder → jwt_authn → local_ratelimit → router
+(with the request-body buffer before the transcoder, and a Lua response filter — see REDIRECT_HEADER — that turns
+an OAuth callback's answer into the browser's 302).
 The transcoder runs before jwt_authn on purpose: it rewrites :path to `/package.Service/Method`, so the JWT
 rules, the rate-limit routes and the service routes all match gRPC method paths, and one list serves REST
 callers and gRPC callers (grpcurl) alike. An unknown REST path is answered 404 by the transcoder before auth.
@@ -74,6 +76,14 @@ PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyEmailLogin",
         "RefreshToken",
         "GetJwks",
+        "SignInWithGoogle",
+        "SignInWithApple",
+        "StartConsoleLogin",
+        "VerifyConsoleLogin",
+        "SignInMerchantWithGoogle",
+        "VerifyMerchantClaimLink",
+        "GetTeslaLoginUrl",
+        "SignInWithTesla",
     ),
     # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
     # service) and Tesla's OAuth redirect lands on the callback without our token.
@@ -113,6 +123,13 @@ OTP_METHODS: Mapping[str, tuple[str, ...]] = {
         "VerifyPhoneLogin",
         "StartEmailLogin",
         "VerifyEmailLogin",
+        "StartConsoleLogin",
+        "VerifyConsoleLogin",
+        # A claim link's token is 256 random bits, but each guess still costs a database read.
+        "VerifyMerchantClaimLink",
+        # Anyone may start a Tesla sign-in, and each start stores a single-use consent state.
+        "GetTeslaLoginUrl",
+        "SignInWithTesla",
     ),
 }
 
@@ -181,13 +198,31 @@ HSTS_HEADER = ("strict-transport-security", "max-age=31536000; includeSubDomains
 
 HTTP_FILTER_NAMES = (
     "envoy.filters.http.cors",
+    "envoy.filters.http.lua",
     "envoy.filters.http.buffer",
     "envoy.filters.http.grpc_json_transcoder",
     "envoy.filters.http.jwt_authn",
     "envoy.filters.http.local_ratelimit",
     "envoy.filters.http.router",
 )
-_CORS, _BUFFER, _TRANSCODER, _JWT, _RATE_LIMIT, _ROUTER = HTTP_FILTER_NAMES
+_CORS, _LUA, _BUFFER, _TRANSCODER, _JWT, _RATE_LIMIT, _ROUTER = HTTP_FILTER_NAMES
+
+# An answer carrying this header (services/common/interceptors.py redirect_browser: the OAuth callbacks, which end
+# a browser round trip) leaves the gateway as a 302 to its value. Transcoding cannot set an HTTP status, so the
+# Lua filter does it on the way out — after the transcoder, since response filters run in reverse order. Every
+# other answer passes with one header lookup.
+REDIRECT_HEADER = "x-nerava-redirect"
+_REDIRECT_LUA = f"""
+function envoy_on_response(response_handle)
+  local headers = response_handle:headers()
+  local target = headers:get("{REDIRECT_HEADER}")
+  if target ~= nil then
+    headers:remove("{REDIRECT_HEADER}")
+    headers:replace(":status", "302")
+    headers:replace("location", target)
+  end
+end
+"""
 _HTTP_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 # Deliberately not defined as a cluster: see _catch_all_route().
 _NO_SUCH_CLUSTER = "nerava_unroutable"
@@ -732,6 +767,10 @@ def _http_filters(settings: GatewaySettings, available: Mapping[str, frozenset[s
         raise ValueError(f"none of {list(SERVICES.values())} is in {settings.descriptor_file}")
     configs: dict[str, JsonObject] = {
         _CORS: {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"},
+        _LUA: {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            "default_source_code": {"inline_string": _REDIRECT_LUA},
+        },
         # Before the transcoder: the whole body is read (and refused with 413 past the limit) before any of it
         # is parsed. The limit is the REST route's: webhook paths allow more (see _webhook_body_routes).
         _BUFFER: {

@@ -14,7 +14,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.fleet import FakeFleet
+from fakes.identity_providers import APPLE_ISSUER, GOOGLE_ISSUER, FakeIdentityProvider
 from fakes.places import FakePlaces
+from fakes.sendgrid import FakeSendGrid
 from fakes.square import FakeSquare
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
@@ -23,6 +25,7 @@ from services.common.db import create_engine
 from services.common.telemetry import init_tracing
 from tests.support.database import fresh_database
 from tests.support.gateway import Gateway, running_gateway
+from tests.support.identity import sign_in_env
 from tests.support.mesh import Mesh, mesh_env, running_mesh
 from tests.support.openapi import check_answer
 from tests.support.otlp import OtlpCollector, running_collector
@@ -109,6 +112,26 @@ async def square_fake() -> AsyncIterator[FakeSquare]:
         yield fake
 
 
+@pytest.fixture(scope="session")
+async def google() -> AsyncIterator[FakeIdentityProvider]:
+    """Google's sign-in keys (the driver app's and the merchant portal's client ids: tests.support.identity)."""
+    async with FakeIdentityProvider(GOOGLE_ISSUER) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+async def apple() -> AsyncIterator[FakeIdentityProvider]:
+    async with FakeIdentityProvider(APPLE_ISSUER) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+async def sendgrid() -> AsyncIterator[FakeSendGrid]:
+    """Email (the merchant claim links) lands in its outbox."""
+    async with FakeSendGrid() as fake:
+        yield fake
+
+
 TELEMETRY_SECRET = "test-fleet-telemetry-secret"
 SQUARE_REDIRECT_URI = "http://portal.test/square/callback"
 
@@ -122,6 +145,9 @@ async def mesh(
     square_fake: FakeSquare,
     places_fake: FakePlaces,
     fleet: FakeFleet,
+    google: FakeIdentityProvider,
+    apple: FakeIdentityProvider,
+    sendgrid: FakeSendGrid,
     span_exporter: InMemorySpanExporter,
 ) -> AsyncIterator[Mesh]:
     env = mesh_env(
@@ -165,6 +191,7 @@ async def mesh(
             # A lost ledger answer leaves a redemption PENDING; in tests the worker settles it within a second.
             "REDEMPTION_SETTLE_AFTER_S": "0.5",
             "REDEMPTION_SETTLE_EVERY_S": "0.2",
+            **sign_in_env(google, apple, sendgrid),
         },
     )
     async with running_mesh(env) as running:

@@ -139,6 +139,13 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(
             assert verified.status_code == 200, verified.text
             wrong = await client.post("/v1/auth/otp/verify", json={"phone": "+15125550101", "code": "123456"})
             assert wrong.status_code == 401  # the development stub accepts 000000 and nothing else
+            # Google sign-in against the local fake Google: the console line says how to get an ID token from it.
+            [mint] = [line for line in console if "fakes.identity_providers mint" in line]
+            google, audience = mint.split("--url ")[1].split()[0], mint.split("--audience ")[1].split()[0]
+            minted = await client.post(f"{google}/_fake/id-tokens", json={"audience": audience, "email": "g@x.test"})
+            signed_in = await client.post("/v1/auth/google", json={"id_token": minted.json()["id_token"]})
+            assert signed_in.status_code == 200, signed_in.text
+            assert signed_in.json()["user"]["email"] == "g@x.test"
             # Payout onboarding goes to the local fake Stripe, which completes onboarding by itself.
             auth = {"Authorization": f"Bearer {verified.json()['access_token']}"}
             account = await client.post("/v1/wallet/stripe/account", json={}, headers=auth)

@@ -80,7 +80,6 @@ class Measured:
     sessions_us_per_poll: float  # sessions CPU per poll at that mix, through Envoy, one process
     envoy_us_per_poll: float
     postgres_us_per_poll: float
-    cached_us_per_poll: float  # sessions CPU of a cached poll alone
     uncached_us_per_poll: float  # sessions CPU of a poll that reads the car and updates its session
     redis_ops_per_s: float  # redis-benchmark GET/SET on the same machine: one instance's ceiling
     ledger_transfers_per_s: float  # one ledger process, 64 clients
@@ -139,7 +138,6 @@ def load(results: pathlib.Path = RESULTS) -> Measured:
         sessions_us_per_poll=values["sessions CPU per poll (µs, mix, through Envoy)"],
         envoy_us_per_poll=values["Envoy CPU per poll (µs)"],
         postgres_us_per_poll=values["PostgreSQL CPU per poll (µs, mix)"],
-        cached_us_per_poll=values["sessions CPU per cached poll (µs)"],
         uncached_us_per_poll=values["sessions CPU per vehicle-reading poll (µs)"],
         redis_ops_per_s=values["Redis GET/SET per s (redis-benchmark)"],
         ledger_transfers_per_s=values["ledger transfers per s (one process, 64 clients)"],

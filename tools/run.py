@@ -32,6 +32,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
+from fakes import identity_providers
 from gateway import render
 from services.common import migrations
 from services.common.config import DEFAULT_PORTS, SERVICE_NAMES
@@ -225,6 +226,38 @@ def start_fake_third_parties(processes: Processes) -> dict[str, str]:
     return env
 
 
+def start_fake_sign_in(processes: Processes) -> dict[str, str]:
+    """The local fake Google and Apple sign-in (their JWKS; `python -m fakes.identity_providers mint` asks them for
+    an ID token) and the local fake SendGrid (the claim links land in its outbox), unless GOOGLE_JWKS_URL /
+    SENDGRID_API_BASE are set."""
+    env: dict[str, str] = {}
+    if not os.environ.get("GOOGLE_JWKS_URL"):
+        google, apple = embedded.free_port(), embedded.free_port()
+        env |= {
+            "GOOGLE_JWKS_URL": f"http://127.0.0.1:{google}/oauth2/v3/certs",
+            "GOOGLE_CLIENT_IDS": "make-run-driver-app",
+            "MERCHANT_GOOGLE_CLIENT_IDS": "make-run-merchant-portal",
+            "APPLE_JWKS_URL": f"http://127.0.0.1:{apple}/auth/keys",
+            "APPLE_CLIENT_IDS": "make-run-driver-app",
+        }
+        for name, port, issuer in (
+            ("google", google, identity_providers.GOOGLE_ISSUER),
+            ("apple", apple, identity_providers.APPLE_ISSUER),
+        ):
+            command = ["fakes.identity_providers", "serve", "--port", str(port), "--issuer", issuer]
+            processes.start(f"fake-{name}", [sys.executable, "-m", *command], cwd=ROOT)
+        log(
+            "an ID token for /v1/auth/google: .venv/bin/python -m fakes.identity_providers mint "
+            f"--url http://127.0.0.1:{google} --audience {env['GOOGLE_CLIENT_IDS']} --email you@example.com"
+        )
+    if not os.environ.get("SENDGRID_API_BASE"):
+        port = embedded.free_port()
+        env |= {"SENDGRID_API_BASE": f"http://127.0.0.1:{port}", "SENDGRID_API_KEY": "SG.make-run"}
+        command = ["fakes.sendgrid", "--port", str(port), "--api-key", env["SENDGRID_API_KEY"]]
+        processes.start("fake-sendgrid", [sys.executable, "-m", *command], cwd=ROOT)
+    return env
+
+
 def start_gateway(
     processes: Processes, ports: dict[str, int], rest_port: int, admin_port: int, trace_port: int
 ) -> None:
@@ -277,6 +310,7 @@ def main() -> None:
                 **stripe_env,
                 **fleet_env,
                 **start_fake_third_parties(processes),
+                **start_fake_sign_in(processes),
                 # Every span of every request goes to the local trace receiver (`nerava trace`).
                 "OTLP_ENDPOINT": f"127.0.0.1:{trace_port}",
                 **deployment_secrets(),

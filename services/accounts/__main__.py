@@ -5,14 +5,20 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 
+import httpx
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2_grpc
 
+from services.accounts.adapters.email import SendGridEmail
+from services.accounts.adapters.id_tokens import APPLE_ISSUERS, GOOGLE_ISSUERS, IdTokenVerifier
 from services.accounts.adapters.otp import OtpProvider, StubOtpProvider, TwilioVerifyProvider
 from services.accounts.api import ACCESS, SERVICE_NAME, AccountsApi
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
+from services.accounts.sign_in import ClaimLinks, ExternalSignIn, MerchantClaims
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
@@ -27,6 +33,34 @@ def otp_provider(settings: AccountsSettings) -> OtpProvider:
         auth_token=settings.twilio_auth_token.value,
         verify_service_sid=settings.twilio_verify_service_sid,
         base_url=settings.twilio_base_url,
+    )
+
+
+async def external_sign_in(
+    settings: AccountsSettings, runtime: Runtime, stack: contextlib.AsyncExitStack
+) -> ExternalSignIn:
+    """Google and Apple sign-in (their key sets over one HTTP client) and the emailed merchant claim links."""
+    # A sign-in request waits on the key-set fetch (rarely: the keys are kept an hour).
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=5.0))
+
+    def verifier(jwks_url: str, issuers: tuple[str, ...], audiences: tuple[str, ...]) -> IdTokenVerifier:
+        return IdTokenVerifier(jwks_url=jwks_url, issuers=issuers, audiences=audiences, http=http)
+
+    email = SendGridEmail(
+        api_key=settings.sendgrid_api_key.value, base_url=settings.sendgrid_base_url, sender=settings.email_sender
+    )
+    stack.push_async_callback(email.aclose)
+    claims = MerchantClaims(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants")))
+    return ExternalSignIn(
+        runtime.engine,
+        google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.google_client_ids),
+        apple=verifier(settings.apple_jwks_url, APPLE_ISSUERS, settings.apple_client_ids),
+        merchant_google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.merchant_google_client_ids),
+        claims=claims,
+        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        links=ClaimLinks(
+            runtime.engine, email, claims, portal_url=settings.merchant_portal_url, ttl_s=settings.claim_link_ttl_s
+        ),
     )
 
 
@@ -49,6 +83,7 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         otp=otp,
         limits=OtpLimits(runtime.redis, settings.otp),
         revocations=runtime.revocations,
+        sign_in=await external_sign_in(settings, runtime, stack),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: accounts_pb2_grpc.add_AccountsServiceServicer_to_server(api, server), ACCESS

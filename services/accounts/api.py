@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts import domain, store
@@ -19,6 +20,7 @@ from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderErro
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits, StartDecision
+from services.accounts.sign_in import APPLE, GOOGLE, ExternalSignIn
 from services.common.context import client_ip_var, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -42,6 +44,16 @@ ACCESS: dict[str, Access] = {
     "VerifyEmailLogin": Access.anyone(),
     "RefreshToken": Access.anyone(),
     "GetJwks": Access.anyone(),
+    "SignInWithGoogle": Access.anyone(),
+    "SignInWithApple": Access.anyone(),
+    "StartConsoleLogin": Access.anyone(),
+    "VerifyConsoleLogin": Access.anyone(),
+    "SignInMerchantWithGoogle": Access.anyone(),
+    "GetTeslaLoginUrl": Access.anyone(),
+    "SignInWithTesla": Access.anyone(),
+    "ResolveProviderDriver": Access.service_only(),
+    "SendMerchantClaimLink": Access.service_only(),
+    "VerifyMerchantClaimLink": Access.anyone(),
     "Logout": Access.signed_in(),
     "GetMe": Access.signed_in(),
     "RegisterDevice": Access.signed_in(),
@@ -72,6 +84,16 @@ def user_message(user: store.UserRow) -> accounts_pb2.User:
     )
 
 
+def _signed_in_vehicle(vehicle: sessions_pb2.TeslaVehicle) -> accounts_pb2.SignedInVehicle:
+    """Sessions' vehicle with its unknowns absent instead of empty."""
+    known: dict[str, Any] = {
+        name: getattr(vehicle, name) for name in ("vin", "display_name", "model", "color") if getattr(vehicle, name)
+    }
+    if vehicle.HasField("year"):
+        known["year"] = vehicle.year
+    return accounts_pb2.SignedInVehicle(id=vehicle.id, **known)
+
+
 class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     def __init__(
         self,
@@ -82,8 +104,10 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         otp: OtpProvider,
         limits: OtpLimits,
         revocations: TokenRevocations,
+        sign_in: ExternalSignIn,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._sign_in = sign_in
         self._revocations = revocations
         self._settings = settings
         self._engine = engine
@@ -109,7 +133,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
                 raise Unavailable("OTP_PROVIDER_FAILED", "the code could not be sent; try again") from exc
             raise FailedPrecondition("OTP_PROVIDER_FAILED", "the code could not be sent to this address") from exc
 
-    async def _verify_login(self, channel: Channel, identity: str, code: str) -> tuple[dict[str, Any], store.UserRow]:
+    async def _verify_login(
+        self, channel: Channel, identity: str, code: str, initial_roles: Sequence[str] = (domain.DRIVER,)
+    ) -> tuple[dict[str, Any], store.UserRow, bool]:
         if await self._limits.is_locked(identity):
             raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
         try:
@@ -123,25 +149,33 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         await self._limits.clear_wrong_codes(identity)
         async with self._engine.begin() as conn:
             if channel is Channel.SMS:
-                user, _ = await store.get_or_create_user(
+                user, created = await store.get_or_create_user(
                     conn,
                     phone=identity,
                     email=None,
                     auth_provider=accounts_pb2.AUTH_PROVIDER_PHONE,
-                    initial_roles=[domain.DRIVER],
+                    initial_roles=initial_roles,
                 )
             else:
-                user, _ = await store.get_or_create_user(
+                user, created = await store.get_or_create_user(
                     conn,
                     phone=None,
                     email=identity,
                     auth_provider=accounts_pb2.AUTH_PROVIDER_EMAIL,
-                    initial_roles=[domain.DRIVER],
+                    initial_roles=initial_roles,
                 )
             if not user.active:
                 raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
             tokens = await self._issue_tokens(conn, user, family_id=uuid.uuid4())
-        return tokens, user
+        return tokens, user, created
+
+    async def _tokens_for(self, user: store.UserRow) -> tuple[dict[str, Any], store.UserRow]:
+        """A new token family for a user signed in some other way; the user as it is now (with new roles)."""
+        async with self._engine.begin() as conn:
+            tokens = await self._issue_tokens(conn, user, family_id=uuid.uuid4())
+            fresh = await store.find_user(conn, store.users.c.id == user.id)
+        assert fresh is not None
+        return tokens, fresh
 
     async def _issue_tokens(self, conn: AsyncConnection, user: store.UserRow, family_id: uuid.UUID) -> dict[str, Any]:
         now = int(self._clock())
@@ -186,7 +220,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     async def VerifyPhoneLogin(
         self, request: accounts_pb2.VerifyPhoneLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.VerifyPhoneLoginResponse:
-        tokens, user = await self._verify_login(Channel.SMS, request.phone, request.code)
+        tokens, user, _ = await self._verify_login(Channel.SMS, request.phone, request.code)
         return accounts_pb2.VerifyPhoneLoginResponse(**tokens, user=user_message(user))
 
     async def StartEmailLogin(
@@ -198,8 +232,96 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     async def VerifyEmailLogin(
         self, request: accounts_pb2.VerifyEmailLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.VerifyEmailLoginResponse:
-        tokens, user = await self._verify_login(Channel.EMAIL, domain.normalize_email(request.email), request.code)
+        tokens, user, _ = await self._verify_login(Channel.EMAIL, domain.normalize_email(request.email), request.code)
         return accounts_pb2.VerifyEmailLoginResponse(**tokens, user=user_message(user))
+
+    # --- the sponsor console ----------------------------------------------------------------------
+
+    async def StartConsoleLogin(
+        self, request: accounts_pb2.StartConsoleLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.StartConsoleLoginResponse:
+        await self._start_login(Channel.EMAIL, domain.normalize_email(request.email))
+        return accounts_pb2.StartConsoleLoginResponse(otp_sent=True)
+
+    async def VerifyConsoleLogin(
+        self, request: accounts_pb2.VerifyConsoleLoginRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.VerifyConsoleLoginResponse:
+        # A new account is a sponsor's; an existing one keeps its roles (docs/app-contract.md "Sign-in").
+        tokens, user, created = await self._verify_login(
+            Channel.EMAIL, domain.normalize_email(request.email), request.code, initial_roles=(domain.SPONSOR,)
+        )
+        console_user = accounts_pb2.ConsoleUser(
+            public_id=str(user.public_id),
+            email=user.email or "",
+            roles=[domain.role_enum(r) for r in user.roles],
+            is_new=created,
+        )
+        return accounts_pb2.VerifyConsoleLoginResponse(**tokens, user=console_user)
+
+    # --- Google, Apple and merchant claims ---------------------------------------------------------
+
+    async def SignInWithGoogle(
+        self, request: accounts_pb2.SignInWithGoogleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignInWithGoogleResponse:
+        user = await self._sign_in.driver(self._sign_in.google, request.id_token, GOOGLE)
+        tokens, user = await self._tokens_for(user)
+        return accounts_pb2.SignInWithGoogleResponse(**tokens, user=user_message(user))
+
+    async def SignInWithApple(
+        self, request: accounts_pb2.SignInWithAppleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignInWithAppleResponse:
+        user = await self._sign_in.driver(self._sign_in.apple, request.id_token, APPLE)
+        tokens, user = await self._tokens_for(user)
+        return accounts_pb2.SignInWithAppleResponse(**tokens, user=user_message(user))
+
+    async def GetTeslaLoginUrl(
+        self, request: accounts_pb2.GetTeslaLoginUrlRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetTeslaLoginUrlResponse:
+        started = await self._sign_in.tesla_login_url()
+        return accounts_pb2.GetTeslaLoginUrlResponse(authorization_url=started.authorization_url, state=started.state)
+
+    async def SignInWithTesla(
+        self, request: accounts_pb2.SignInWithTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignInWithTeslaResponse:
+        user, linked = await self._sign_in.tesla(request.code, request.state)
+        tokens, user = await self._tokens_for(user)
+        return accounts_pb2.SignInWithTeslaResponse(
+            **tokens, user=user_message(user), vehicles=[_signed_in_vehicle(v) for v in linked.vehicles]
+        )
+
+    async def ResolveProviderDriver(
+        self, request: accounts_pb2.ResolveProviderDriverRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ResolveProviderDriverResponse:
+        user = await self._sign_in.provider_driver(request.provider, request.subject, request.linked_driver_id)
+        return accounts_pb2.ResolveProviderDriverResponse(driver_id=str(user.public_id))
+
+    async def SignInMerchantWithGoogle(
+        self, request: accounts_pb2.SignInMerchantWithGoogleRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SignInMerchantWithGoogleResponse:
+        user, merchant_id = await self._sign_in.merchant(request.id_token, request.place_id)
+        tokens, user = await self._tokens_for(user)
+        reply = accounts_pb2.SignInMerchantWithGoogleResponse(**tokens, user=user_message(user))
+        if merchant_id is not None:
+            reply.merchant_id = merchant_id
+        return reply
+
+    async def SendMerchantClaimLink(
+        self, request: accounts_pb2.SendMerchantClaimLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.SendMerchantClaimLinkResponse:
+        expires_at = await self._sign_in.links.send(
+            request.merchant_id, domain.normalize_email(request.email), self._now()
+        )
+        return accounts_pb2.SendMerchantClaimLinkResponse(expires_at=_timestamp(expires_at))
+
+    async def VerifyMerchantClaimLink(
+        self, request: accounts_pb2.VerifyMerchantClaimLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.VerifyMerchantClaimLinkResponse:
+        user, merchant_id = await self._sign_in.links.open(request.token, self._now())
+        tokens, user = await self._tokens_for(user)
+        return accounts_pb2.VerifyMerchantClaimLinkResponse(**tokens, user=user_message(user), merchant_id=merchant_id)
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
 
     # --- refresh tokens ----------------------------------------------------------------------------
 

@@ -20,6 +20,19 @@ class AccountsSettings:
     signing_key_passphrase: Secret
     otp: OtpPolicy
     tokens: TokenPolicy
+    # Sign-in with Google and Apple: where each provider publishes its keys, and the client ids (audiences) this
+    # deployment accepts; no client id = that sign-in is off. The key-set URLs default to the providers' own.
+    google_jwks_url: str
+    google_client_ids: tuple[str, ...]  # the driver app's
+    merchant_google_client_ids: tuple[str, ...]  # the merchant portal's
+    apple_jwks_url: str
+    apple_client_ids: tuple[str, ...]
+    # The claim link's email: SendGrid (no API key = claim links cannot be sent), and the portal page it opens.
+    sendgrid_api_key: Secret
+    sendgrid_base_url: str
+    email_sender: str
+    merchant_portal_url: str
+    claim_link_ttl_s: int
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AccountsSettings:
@@ -54,4 +67,14 @@ class AccountsSettings:
                 access_ttl_s=env.int("ACCESS_TOKEN_TTL_S", TokenPolicy.access_ttl_s),
                 refresh_ttl_s=env.int("REFRESH_TOKEN_TTL_S", TokenPolicy.refresh_ttl_s),
             ),
+            google_jwks_url=env.str("GOOGLE_JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            google_client_ids=env.list("GOOGLE_CLIENT_IDS"),
+            merchant_google_client_ids=env.list("MERCHANT_GOOGLE_CLIENT_IDS"),
+            apple_jwks_url=env.str("APPLE_JWKS_URL", "https://appleid.apple.com/auth/keys"),
+            apple_client_ids=env.list("APPLE_CLIENT_IDS"),
+            sendgrid_api_key=env.secret("SENDGRID_API_KEY", ""),
+            sendgrid_base_url=env.str("SENDGRID_API_BASE", "https://api.sendgrid.com"),
+            email_sender=env.str("EMAIL_SENDER", "no-reply@nerava.network"),
+            merchant_portal_url=env.str("MERCHANT_PORTAL_URL", "https://merchant.nerava.network"),
+            claim_link_ttl_s=env.int("CLAIM_LINK_TTL_S", 15 * 60),
         )

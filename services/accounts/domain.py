@@ -14,7 +14,6 @@ SPONSOR = "sponsor"
 MERCHANT = "merchant"
 ADMIN = "admin"
 ADMIN_READONLY = "admin_readonly"
-ALL_ROLES = (DRIVER, SPONSOR, MERCHANT, ADMIN, ADMIN_READONLY)
 READ_ADMINS = frozenset({ADMIN, ADMIN_READONLY})
 
 _ROLE_BY_ENUM = {

@@ -80,6 +80,28 @@ device_tokens = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+# The Google or Apple account (provider + its stable `sub`) a user signs in with; one user may have several.
+external_identities = sa.Table(
+    "external_identities",
+    metadata,
+    sa.Column("provider", sa.Text, primary_key=True),
+    sa.Column("subject", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+)
+
+# Emailed single-use links that claim a merchant store; only the SHA-256 of the link's token is kept.
+merchant_claim_links = sa.Table(
+    "merchant_claim_links",
+    metadata,
+    sa.Column("token_hash", sa.LargeBinary, primary_key=True),
+    sa.Column("merchant_id", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("used_at", sa.DateTime(timezone=True)),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class UserRow:
@@ -173,6 +195,18 @@ async def get_or_create_user(
     return user, inserted is not None
 
 
+async def create_user(conn: AsyncConnection, *, auth_provider: int, name: str, roles: Sequence[str]) -> UserRow:
+    """A user known by no phone or email (an Apple account that hid its address)."""
+    user_id = (
+        await conn.execute(sa.insert(users).values(auth_provider=auth_provider, name=name).returning(users.c.id))
+    ).scalar_one()
+    if roles:
+        await conn.execute(pg.insert(user_roles), [{"user_id": user_id, "role": role} for role in roles])
+    user = await find_user(conn, users.c.id == user_id)
+    assert user is not None
+    return user
+
+
 async def set_roles(conn: AsyncConnection, user_id: int, roles: Sequence[str]) -> None:
     await conn.execute(sa.delete(user_roles).where(user_roles.c.user_id == user_id))
     await conn.execute(pg.insert(user_roles), [{"user_id": user_id, "role": role} for role in roles])
@@ -239,3 +273,64 @@ async def upsert_device(conn: AsyncConnection, *, token: str, user_id: int, plat
         set_={"user_id": stmt.excluded.user_id, "platform": stmt.excluded.platform, "updated_at": sa.func.now()},
     ).returning(sa.literal_column("(xmax = 0)", sa.Boolean).label("created"))
     return bool((await conn.execute(upsert)).scalar())
+
+
+async def user_of_identity(conn: AsyncConnection, provider: str, subject: str) -> UserRow | None:
+    linked = sa.select(external_identities.c.user_id).where(
+        external_identities.c.provider == provider, external_identities.c.subject == subject
+    )
+    return await find_user(conn, users.c.id == linked.scalar_subquery())
+
+
+async def link_identity(conn: AsyncConnection, *, provider: str, subject: str, user_id: int) -> None:
+    """Links the provider account to the user; a simultaneous first sign-in that linked it already wins."""
+    await conn.execute(
+        pg.insert(external_identities)
+        .values(provider=provider, subject=subject, user_id=user_id)
+        .on_conflict_do_nothing(index_elements=[external_identities.c.provider, external_identities.c.subject])
+    )
+
+
+async def add_role(conn: AsyncConnection, user_id: int, role: str) -> bool:
+    """Grants one role, keeping the others; True when the user did not hold it yet."""
+    added = await conn.execute(
+        pg.insert(user_roles).values(user_id=user_id, role=role).on_conflict_do_nothing().returning(user_roles.c.role)
+    )
+    return added.first() is not None
+
+
+async def insert_claim_link(
+    conn: AsyncConnection, *, token_hash: bytes, merchant_id: str, email: str, expires_at: datetime.datetime
+) -> None:
+    await conn.execute(
+        sa.insert(merchant_claim_links).values(
+            token_hash=token_hash, merchant_id=merchant_id, email=email, expires_at=expires_at
+        )
+    )
+
+
+def _usable_link(token_hash: bytes, now: datetime.datetime) -> sa.ColumnElement[bool]:
+    links = merchant_claim_links.c
+    return sa.and_(links.token_hash == token_hash, links.used_at.is_(None), links.expires_at > now)
+
+
+async def claim_link(conn: AsyncConnection, token_hash: bytes, now: datetime.datetime) -> tuple[str, str] | None:
+    """(merchant_id, email) of an unused, unexpired link; None for any other."""
+    links = merchant_claim_links.c
+    row = (await conn.execute(sa.select(links.merchant_id, links.email).where(_usable_link(token_hash, now)))).first()
+    return None if row is None else (row.merchant_id, row.email)
+
+
+async def use_claim_link(conn: AsyncConnection, token_hash: bytes, now: datetime.datetime) -> tuple[str, str] | None:
+    """Marks an unused, unexpired link used and returns (merchant_id, email); None for any other link. One
+    UPDATE: of two simultaneous uses of one link exactly one gets it."""
+    links = merchant_claim_links.c
+    row = (
+        await conn.execute(
+            sa.update(merchant_claim_links)
+            .where(_usable_link(token_hash, now))
+            .values(used_at=now)
+            .returning(links.merchant_id, links.email)
+        )
+    ).first()
+    return None if row is None else (row.merchant_id, row.email)

@@ -134,6 +134,18 @@ CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
 # HTTP status and drops it, and the gateway's access log records the real code from this header.
 GRPC_STATUS_HEADER = "x-nerava-grpc-status"
 _OK_METADATA = ((GRPC_STATUS_HEADER, "0"),)
+# Where an RPC that ends a browser round trip (an OAuth callback) sends the browser: sent with the answer's
+# headers, and the gateway turns that answer into an HTTP 302 with this Location (gateway/render.py), which
+# transcoding alone cannot answer. Set with redirect_browser().
+REDIRECT_HEADER = "x-nerava-redirect"
+_redirect_var: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("redirect", default=None)
+
+
+def redirect_browser(url: str) -> None:
+    """Answer this RPC's REST call with a 302 to `url` (the response body stays for gRPC callers)."""
+    holder = _redirect_var.get()
+    if holder is not None:
+        holder.append(url)
 
 
 def _peer_address(peer: str) -> str:
@@ -203,10 +215,14 @@ class RequestContextInterceptor(_UnaryInterceptor):
             ip_token = client_ip_var.set(client)
             started = time.perf_counter()
             code = grpc.StatusCode.OK
+            redirect: list[str] = []
+            redirect_token = _redirect_var.set(redirect)
             try:
                 response = await behavior(request, context)
                 # Sent with the answer's headers: the gateway logs it (see GRPC_STATUS_HEADER).
-                await context.send_initial_metadata(_OK_METADATA)
+                await context.send_initial_metadata(
+                    _OK_METADATA + tuple((REDIRECT_HEADER, url) for url in redirect[-1:])
+                )
                 return response
             except DomainError as error:
                 code = error.code
@@ -235,6 +251,7 @@ class RequestContextInterceptor(_UnaryInterceptor):
                 latency.observe(time.perf_counter() - started)
                 RPC_REQUESTS.labels(service_name, method, code.name).inc()
                 request_id_var.reset(request_id_token)
+                _redirect_var.reset(redirect_token)
                 client_ip_var.reset(ip_token)
                 _metadata_var.reset(metadata_token)
 
@@ -362,9 +379,11 @@ def _field_path(path: Any) -> str:
 __all__ = [
     "CLIENT_ADDRESS_HEADER",
     "GRPC_STATUS_HEADER",
+    "REDIRECT_HEADER",
     "SERVICE_ROLE",
     "Access",
     "AuthInterceptor",
     "RequestContextInterceptor",
     "ValidationInterceptor",
+    "redirect_browser",
 ]

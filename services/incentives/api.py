@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
@@ -31,7 +31,7 @@ from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, editing, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.config import IncentivesSettings
-from services.incentives.granting import Granting, ledger_currency
+from services.incentives.granting import Granting
 from services.incentives.index import CampaignIndex
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
@@ -598,7 +598,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             lat=request.lat if request.HasField("lat") else None, lng=request.lng if request.HasField("lng") else None
         )
         if request.charger_id:
-            place = await self._charger_place(request.charger_id, place)
+            place = await self._charger_place(request.charger_id)
         located = place.charger_id or place.lat is not None or place.zone_id or place.network
         now = _now()
         indexed = (
@@ -667,15 +667,12 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             campaigns=campaigns, next_page_token=page_token(offset + size) if more else ""
         )
 
-    async def _charger_place(self, charger_id: str, place: domain.Place) -> domain.Place:
+    async def _charger_place(self, charger_id: str) -> domain.Place:
         try:
             charger = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id}) from error
-            if error.code() == grpc.StatusCode.UNIMPLEMENTED:
-                # The charger catalog is not served yet: judge the charger rule only.
-                return domain.Place(charger_id=charger_id, lat=place.lat, lng=place.lng)
             raise
         return domain.Place(
             charger_id=charger_id,
@@ -769,10 +766,6 @@ def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
 def _not_expired(row: sa.RowMapping) -> None:
     if row["end_date"] is not None and row["end_date"] <= _now():
         raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
-
-
-def _currency_name(reward_kind: int) -> str:
-    return ledger_pb2.Currency.Name(ledger_currency(reward_kind))  # type: ignore[arg-type]
 
 
 async def _usage_today(

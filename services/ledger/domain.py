@@ -167,10 +167,6 @@ TRANSITIONS: dict[int, frozenset[int]] = {
 }
 
 
-def may_transition(current: int, target: int) -> bool:
-    return target in TRANSITIONS.get(current, frozenset())
-
-
 def payout_limit_refusal(amount_cents: int, payouts_today: int, cents_last_7_days: int) -> str | None:
     """The ErrorInfo reason that refuses this payout, or None. Boundaries: exactly $20 is allowed, a 3rd
     payout in a UTC day is allowed and a 4th is not, reaching exactly $1000 in 7 days is allowed."""

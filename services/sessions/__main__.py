@@ -7,6 +7,7 @@ import contextlib
 import datetime
 
 import uvloop
+from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
@@ -29,6 +30,7 @@ from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.pushes import PushGuard
 from services.sessions.retention import SessionPartitions
+from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
 from services.sessions.watching import SessionWatcher
@@ -38,8 +40,6 @@ from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions,
 async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     runtime = await stack.enter_async_context(Runtime(settings.runtime))
-    # The generated stub marks every RPC abstract; at runtime the base class answers UNIMPLEMENTED for the RPCs
-    # not served yet.
     # The read path's one statement (a still-charging car's update) runs on asyncpg's own pool (tracking.py).
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
@@ -52,15 +52,22 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
     relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
     tracker.relay = relay
-    tesla = TeslaFleetClient(
-        client_id=settings.tesla_client_id,
-        client_secret=settings.tesla_client_secret.value,
-        redirect_uri=settings.tesla_redirect_uri,
-        api_base_url=settings.tesla_api_base,
-        authorize_base_url=settings.tesla_auth_base,
-        token_base_url=settings.tesla_auth_base,
-    )
-    stack.push_async_callback(tesla.aclose)
+
+    def tesla_client(redirect_uri: str) -> TeslaFleetClient:
+        client = TeslaFleetClient(
+            client_id=settings.tesla_client_id,
+            client_secret=settings.tesla_client_secret.value,
+            redirect_uri=redirect_uri,
+            api_base_url=settings.tesla_api_base,
+            authorize_base_url=settings.tesla_auth_base,
+            token_base_url=settings.tesla_auth_base,
+        )
+        stack.push_async_callback(client.aclose)
+        return client
+
+    tesla = tesla_client(settings.tesla_redirect_uri)
+    # The same application, with the driver app's sign-in screen as redirect URI (Tesla checks it at the exchange).
+    tesla_sign_in = tesla_client(settings.tesla_sign_in_redirect_uri)
     smartcar = None
     if settings.smartcar_client_id:
         smartcar = SmartcarClient(
@@ -115,6 +122,9 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
             merchant_position=merchant_directory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))),
         ),
         geocoder=geocoder,
+        sign_in=TeslaSignIn(
+            runtime.engine, tesla_sign_in, cipher, accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))
+        ),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

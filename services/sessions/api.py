@@ -1,9 +1,6 @@
 """The SessionsService servicer.
 
-Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto. The chargers catalog is served here
-(SearchChargers, GetCharger, CheckLocation, ImportChargers, over services/sessions/chargers.py); the other RPCs
-answer UNIMPLEMENTED until they land (the generated base class does that), behind the access rule the contract
-gives each of them.
+Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto.
 """
 
 from __future__ import annotations
@@ -47,6 +44,7 @@ from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.pushes import REPLAYED, PushGuard, PushRefused, parse_time
+from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tracking import Row, SessionTracker, session_message
 
 log = logging.getLogger(__name__)
@@ -67,6 +65,8 @@ ACCESS: dict[str, Access] = {
     "ConnectTesla": Access.role(DRIVER),
     # Tesla's redirect carries no token: the single-use state binds it to the driver who started it.
     "HandleTeslaCallback": Access.anyone(),
+    "StartTeslaSignIn": Access.service_only(),
+    "CompleteTeslaSignIn": Access.service_only(),
     "GetTeslaStatus": Access.role(DRIVER),
     "DisconnectTesla": Access.role(DRIVER),
     "SelectVehicle": Access.role(DRIVER),
@@ -130,7 +130,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         pushes: PushGuard | None = None,
         ev_codes: EvCodes | None = None,
         geocoder: PlacesGeocoder | None = None,
+        sign_in: TeslaSignIn | None = None,
     ) -> None:
+        self._sign_in = sign_in
         self._ev_codes = ev_codes
         self._geocoder = geocoder
         self._engine = engine
@@ -394,6 +396,21 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.HandleTeslaCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleTeslaCallbackResponse:
         return await self._tesla().callback(request)
+
+    def _tesla_sign_in(self) -> TeslaSignIn:
+        if self._sign_in is None:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla sign-in is not configured")
+        return self._sign_in
+
+    async def StartTeslaSignIn(
+        self, request: pb.StartTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.StartTeslaSignInResponse:
+        return await self._tesla_sign_in().start()
+
+    async def CompleteTeslaSignIn(
+        self, request: pb.CompleteTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CompleteTeslaSignInResponse:
+        return await self._tesla_sign_in().complete(request.code, request.state)
 
     async def GetTeslaStatus(
         self, request: pb.GetTeslaStatusRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -18,6 +18,9 @@ class SessionsSettings:
     tesla_client_id: str
     tesla_client_secret: Secret
     tesla_redirect_uri: str
+    # Where Tesla sends the browser after a Tesla *sign-in* consent: the driver app's sign-in screen, which posts
+    # the code to /v1/auth/tesla/login (the connect flow's redirect is our callback, tesla_redirect_uri).
+    tesla_sign_in_redirect_uri: str
     tesla_api_base: str
     tesla_auth_base: str
     # AES-256 keys of the vehicle tokens at rest: "id:base64key[,id:base64key…]", the first one current.
@@ -86,6 +89,9 @@ class SessionsSettings:
             session_watch_interval_s=watch,
             session_stale_after_s=stale,
             driver_app_url=env.str("DRIVER_APP_URL", "http://localhost:5173"),
+            tesla_sign_in_redirect_uri=env.str(
+                "TESLA_SIGN_IN_REDIRECT_URI", env.str("DRIVER_APP_URL", "http://localhost:5173") + "/tesla-callback"
+            ),
             poll_window_s=env.float("POLL_WINDOW_S", 30.0),
             places_api_key=env.secret("GOOGLE_PLACES_API_KEY", ""),
             places_api_base=env.str("GOOGLE_PLACES_API_BASE", "https://places.googleapis.com"),

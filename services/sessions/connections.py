@@ -105,6 +105,19 @@ class VehicleReaders:
         return self._tesla.reader(credentials)
 
 
+async def connected_driver(engine: AsyncEngine, provider: str, account_id: str) -> str | None:
+    """The driver whose live connection is to this provider account (the most recently linked), if any."""
+    async with engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(V.c.driver_id)
+                .where(V.c.provider == provider, V.c.account_id == account_id, V.c.active)
+                .order_by(V.c.updated_at.desc())
+                .limit(1)
+            )
+        ).scalar()
+
+
 async def save_connection(
     engine: AsyncEngine,
     cipher: TokenCipher,

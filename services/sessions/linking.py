@@ -8,7 +8,7 @@ import dataclasses
 import datetime
 import html
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,9 +18,10 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
+from services.common.interceptors import redirect_browser
 from services.sessions import store
 from services.sessions.adapters.smartcar import SmartcarClient
-from services.sessions.adapters.tesla import TeslaFleetClient
+from services.sessions.adapters.tesla import TeslaFleetClient, TeslaVehicle
 from services.sessions.adapters.vehicles import TokenExpired, VehicleApiError, new_state
 from services.sessions.connections import SMARTCAR, TESLA, StoredCredentials, active_connection, save_connection
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
@@ -32,7 +33,9 @@ STATE_VALIDITY = datetime.timedelta(minutes=10)
 
 
 def _page(target: str) -> httpbody_pb2.HttpBody:
-    """An HTML page that sends the browser on to `target` (transcoding cannot answer a 302)."""
+    """Sends the browser on to `target`: a 302 through the gateway (redirect_browser), and an HTML page that does
+    the same for whoever reads the body (a gRPC caller, or a proxy that drops the status)."""
+    redirect_browser(target)
     quoted = html.escape(target, quote=True)
     body = (
         "<!doctype html><html><head><meta charset=utf-8>"
@@ -65,7 +68,7 @@ class TeslaLinking:
 
     async def connect(self, driver_id: str) -> pb.ConnectTeslaResponse:
         start = self._tesla.start_authorization()
-        await _keep_state(
+        await keep_state(
             self._engine,
             self._cipher,
             driver_id=driver_id,
@@ -78,7 +81,7 @@ class TeslaLinking:
 
     async def callback(self, request: pb.HandleTeslaCallbackRequest) -> pb.HandleTeslaCallbackResponse:
         """Never an error page: the browser always goes back to the app, with `?success=true` or `?error=…`."""
-        claimed = await _claim_state(self._engine, request.state, self._clock())
+        claimed = await claim_state(self._engine, request.state, TESLA, self._clock())
         if claimed is None:
             return self._back(error="invalid_state")
         if request.error or not request.code:
@@ -89,18 +92,9 @@ class TeslaLinking:
             vehicles = await self._tesla.list_vehicles(tokens.access_token)
         except (VehicleApiError, TokenDecryptionError):
             return self._back(error="token_exchange_failed")
-        listed: list[dict[str, Any]] = [
-            {
-                "id": v.id,
-                "vin": v.vin,
-                "display_name": v.display_name,
-                "model": v.model,
-                "year": v.year,
-                "color": v.color,
-            }
-            for v in vehicles
-        ]
-        await save_connection(self._engine, self._cipher, driver_id=claimed.driver_id, tokens=tokens, vehicles=listed)
+        await save_connection(
+            self._engine, self._cipher, driver_id=claimed.driver_id, tokens=tokens, vehicles=vehicle_records(vehicles)
+        )
         return self._back(success=True)
 
     def _back(self, *, success: bool = False, error: str = "") -> pb.HandleTeslaCallbackResponse:
@@ -126,7 +120,7 @@ class TeslaLinking:
         if row is None:
             # A connection that died (Tesla refused our refresh token) asks the driver to connect again.
             return pb.GetTeslaStatusResponse(connected=False, needs_reconnect=ever)
-        vehicles = [_vehicle(v) for v in row["vehicles"]]
+        vehicles = [vehicle_message(v) for v in row["vehicles"]]
         chosen = next((v for v in vehicles if v.id == row["vehicle_id"]), None)
         reply = pb.GetTeslaStatusResponse(
             connected=True,
@@ -182,7 +176,7 @@ class TeslaLinking:
             await conn.execute(
                 sa.update(V).where(V.c.id == connection.id).values(vehicle_id=vehicle_id, vin=match.get("vin"))
             )
-        return pb.SelectVehicleResponse(success=True, vehicle=_vehicle(match))
+        return pb.SelectVehicleResponse(success=True, vehicle=vehicle_message(match))
 
     async def disconnect(self, driver_id: str) -> pb.DisconnectTeslaResponse:
         """Ends an active session (MANUAL) first, then deletes the tokens. Idempotent."""
@@ -190,7 +184,7 @@ class TeslaLinking:
         return pb.DisconnectTeslaResponse(disconnected=True)
 
 
-async def _keep_state(
+async def keep_state(
     engine: AsyncEngine,
     cipher: TokenCipher,
     *,
@@ -213,14 +207,20 @@ async def _keep_state(
         )
 
 
-async def _claim_state(engine: AsyncEngine, state: str, now: datetime.datetime) -> sa.Row[Any] | None:
-    """(driver_id, code_verifier) of a valid state, marked used; None when unknown, expired or used already."""
+async def claim_state(engine: AsyncEngine, state: str, provider: str, now: datetime.datetime) -> sa.Row[Any] | None:
+    """(driver_id, code_verifier) of a valid state of that kind of consent, marked used; None when unknown, of
+    another kind (a sign-in's state at the connect callback), expired or used already."""
     async with engine.begin() as conn:
         # Single use: whoever marks the state used first owns it; a replayed callback finds it used.
         return (
             await conn.execute(
                 sa.update(STATES)
-                .where(STATES.c.state == state, STATES.c.used_at.is_(None), STATES.c.expires_at > now)
+                .where(
+                    STATES.c.state == state,
+                    STATES.c.provider == provider,
+                    STATES.c.used_at.is_(None),
+                    STATES.c.expires_at > now,
+                )
                 .values(used_at=now)
                 .returning(STATES.c.driver_id, STATES.c.code_verifier)
             )
@@ -265,7 +265,7 @@ class SmartcarLinking:
 
     async def connect(self, driver_id: str) -> pb.ConnectSmartcarResponse:
         state = new_state()
-        await _keep_state(
+        await keep_state(
             self._engine,
             self._cipher,
             driver_id=driver_id,
@@ -278,7 +278,7 @@ class SmartcarLinking:
 
     async def callback(self, request: pb.HandleSmartcarCallbackRequest) -> pb.HandleSmartcarCallbackResponse:
         """Never an error page: the browser always goes back to the app, with `?success=true` or `?error=…`."""
-        claimed = await _claim_state(self._engine, request.state, self._clock())
+        claimed = await claim_state(self._engine, request.state, SMARTCAR, self._clock())
         if claimed is None:
             return self._back(error="invalid_state")
         if request.error or not request.code:
@@ -336,7 +336,15 @@ class SmartcarLinking:
         return pb.DisconnectSmartcarResponse(disconnected=True)
 
 
-def _vehicle(stored: dict[str, Any]) -> pb.TeslaVehicle:
+def vehicle_records(vehicles: Sequence[TeslaVehicle]) -> list[dict[str, Any]]:
+    """The account's vehicles as the connection keeps them (vehicle_connections.vehicles)."""
+    return [
+        {"id": v.id, "vin": v.vin, "display_name": v.display_name, "model": v.model, "year": v.year, "color": v.color}
+        for v in vehicles
+    ]
+
+
+def vehicle_message(stored: dict[str, Any]) -> pb.TeslaVehicle:
     vehicle = pb.TeslaVehicle(
         id=str(stored["id"]),
         vin=stored.get("vin") or "",

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.db import create_engine
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue, outbox_table
+from tests.support.eventually import eventually
 
 SCHEMA = "outbox_test"
 
@@ -116,8 +117,11 @@ async def test_a_relay_that_dies_mid_delivery_is_taken_over_after_its_lease(engi
     receiver = Receiver()
     survivor = OutboxRelay(engine, table, {"grant.created": receiver}, "test")
     assert await survivor.run_once() == 0  # still leased by the dead relay
-    await asyncio.sleep(0.4)
-    assert await survivor.run_once() == 1
+
+    async def claims_once_the_lease_runs_out() -> None:
+        assert await survivor.run_once() == 1
+
+    await eventually(claims_once_the_lease_runs_out)
     assert receiver.deliveries == {"g-1": 1}
 
 
@@ -161,14 +165,14 @@ async def test_run_loop_delivers_promptly_when_woken_and_stops(engine: AsyncEngi
     relay = OutboxRelay(engine, table, {"grant.created": receiver}, "test", idle_poll_s=30)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # its first pass finds nothing: the relay is idle for 30 s unless woken
     async with engine.begin() as conn:
         await enqueue(conn, table, "grant.created", "g-1", {})
     relay.wake()
-    for _ in range(50):
-        if receiver.deliveries:
-            break
-        await asyncio.sleep(0.05)
-    assert receiver.deliveries == {"g-1": 1}
+
+    def delivered() -> None:
+        assert receiver.deliveries == {"g-1": 1}
+
+    await eventually(delivered, within=2.5)  # far below idle_poll_s: only the wake-up can deliver it
     stop.set()
     await asyncio.wait_for(task, timeout=5)

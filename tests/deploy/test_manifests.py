@@ -100,13 +100,6 @@ def test_overlay_complies_with_the_deployment_policies(rendered: dict[str, Objec
 # Each policy fails on a copy that breaks it
 
 
-def _without_key(kind: str, name: str, container: str, key: str) -> Callable[[Objects], None]:
-    def mutate(objects: Objects) -> None:
-        del _container(objects, kind, name, container)[key]
-
-    return mutate
-
-
 @pytest.mark.parametrize(
     ("overlay", "kind", "name", "container", "probe"),
     [

@@ -3,12 +3,12 @@ service, through the real Envoy whose JWT cache has already seen the token."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx
 
 from fakes.twilio_verify import FakeTwilioVerify
+from tests.support.eventually import eventually
 from tests.support.people import NewPerson
 from tests.support.rpc import random_phone
 
@@ -24,14 +24,14 @@ def _reason(body: dict[str, Any]) -> str:
 
 
 async def _refused_within_bound(rest: httpx.AsyncClient, path: str, headers: dict[str, str]) -> httpx.Response:
-    """Calls `path` until it is refused, for at most REVOCATION_BOUND_S; returns the last answer."""
-    reply = await rest.get(path, headers=headers)
-    for _ in range(int(REVOCATION_BOUND_S / 0.05)):
-        if reply.status_code == 401:
-            break
-        await asyncio.sleep(0.05)
+    """Calls `path` until it is refused, for at most REVOCATION_BOUND_S; returns the refusal."""
+
+    async def refused() -> httpx.Response:
         reply = await rest.get(path, headers=headers)
-    return reply
+        assert reply.status_code == 401, reply.text
+        return reply
+
+    return await eventually(refused, within=REVOCATION_BOUND_S)
 
 
 async def _login(rest: httpx.AsyncClient, twilio: FakeTwilioVerify, phone: str) -> dict[str, Any]:

@@ -333,10 +333,11 @@ def test_local_factory_takes_bare_ports_and_address_strings() -> None:
 # HTTP connection manager and filters
 
 
-def test_http_filters_run_cors_buffer_transcoder_jwt_ratelimit_router(local: GatewaySettings) -> None:
+def test_http_filters_run_cors_lua_buffer_transcoder_jwt_ratelimit_router(local: GatewaySettings) -> None:
     names = [item["name"] for item in _hcm(gw.render(local))["http_filters"]]
     assert names == [
         "envoy.filters.http.cors",
+        "envoy.filters.http.lua",
         "envoy.filters.http.buffer",
         "envoy.filters.http.grpc_json_transcoder",
         "envoy.filters.http.jwt_authn",
@@ -992,3 +993,11 @@ def test_direct_grpc_call_is_routed_to_the_service(
         reply = _call_raw(channel, f"/{ACCOUNTS}/GetJwks", metadata=(("x-request-id", "grpc-1"),))
     assert reply == b""
     assert accounts.seen("grpc-1")["x-forwarded-for"]
+
+
+def test_the_redirect_header_is_the_one_the_services_send(local: GatewaySettings) -> None:
+    from services.common.interceptors import REDIRECT_HEADER
+
+    assert gw.REDIRECT_HEADER == REDIRECT_HEADER
+    [lua] = [item["typed_config"] for item in _hcm(gw.render(local))["http_filters"] if item["name"].endswith(".lua")]
+    assert f'headers:get("{REDIRECT_HEADER}")' in lua["default_source_code"]["inline_string"]

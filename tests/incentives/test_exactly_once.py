@@ -28,6 +28,7 @@ from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
 from tests.incentives.helpers import driver_cash, ended_session
 from tests.support.database import fresh_database
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.rpc import TEST_SERVICE_SECRET, as_service
 from tests.support.tcp_proxy import tcp_proxy
@@ -170,8 +171,11 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(
     restarted = OutboxRelay(
         engine, store.outbox, {GRANT_CREDIT_TOPIC: Granting(engine, pool, index, ledger).deliver_credit}, "incentives"
     )
-    await asyncio.sleep(0.4)  # the dead relay's lease runs out
-    assert await restarted.run_once() == 1
+
+    async def claims_once_the_dead_relays_lease_runs_out() -> None:
+        assert await restarted.run_once() == 1
+
+    await eventually(claims_once_the_dead_relays_lease_runs_out)
     assert [t.amount for t in await credits_of(ledger, driver)] == [REWARD]
     assert (await outbox_row(engine, reply.grant.id)).delivered_at is not None
     async with engine.connect() as conn:
@@ -196,19 +200,21 @@ async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
-        for _ in range(600):  # the relay keeps trying (and failing) while the ledger is away
-            if (await outbox_row(engine, reply.grant.id)).attempts >= 3:
-                break
-            await asyncio.sleep(0.05)
+
+        async def tried_three_times() -> None:  # the relay keeps trying (and failing) while the ledger is away
+            assert (await outbox_row(engine, reply.grant.id)).attempts >= 3
+
+        await eventually(tried_three_times, within=30)
         row = await outbox_row(engine, reply.grant.id)
         assert row.delivered_at is None and row.last_error
         ledger = ledger_stub(mesh.address("ledger"))
         assert await credits_of(ledger, driver) == []
         async with tcp_proxy(port, "127.0.0.1", mesh.ports["ledger"]):
-            for _ in range(600):
-                if (await outbox_row(engine, reply.grant.id)).delivered_at is not None:
-                    break
-                await asyncio.sleep(0.05)
+
+            async def delivered() -> None:
+                assert (await outbox_row(engine, reply.grant.id)).delivered_at is not None
+
+            await eventually(delivered, within=30)
             assert [t.amount for t in await credits_of(ledger, driver)] == [REWARD]
     finally:
         stop.set()
@@ -246,8 +252,11 @@ async def test_a_credit_committed_before_a_rename_is_never_failed_and_its_budget
         max_attempts=1,
         on_dead_letter={GRANT_CREDIT_TOPIC: granting.fail_grant},
     )
-    await asyncio.sleep(0.4)  # the dead relay's lease runs out
-    assert await restarted.run_once() == 1
+
+    async def claims_once_the_dead_relays_lease_runs_out() -> None:
+        assert await restarted.run_once() == 1
+
+    await eventually(claims_once_the_dead_relays_lease_runs_out)
     assert [t.amount for t in await credits_of(ledger, driver)] == [REWARD]
     async with engine.connect() as conn:
         status = (await conn.execute(sa.select(store.grants.c.status))).scalar_one()

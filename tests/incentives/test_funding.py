@@ -4,8 +4,6 @@ activates — and its budget account holds exactly what grants may spend."""
 
 from __future__ import annotations
 
-import asyncio
-
 import grpc
 import pytest
 from google.api import httpbody_pb2
@@ -14,6 +12,7 @@ from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 
 from fakes.stripe import FakeStripe
 from tests.incentives.helpers import Incentives, budget_account, driver_nova
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import Person
 from tests.support.rpc import error_reason
@@ -38,12 +37,12 @@ async def pay_and_send_webhook(
 
 
 async def until_active(incentives: Incentives, campaign_id: str, sponsor: Person) -> pb.Campaign:
-    for _ in range(200):
+    async def out_of_draft() -> pb.Campaign:
         campaign = await incentives.campaign(campaign_id, sponsor)
-        if campaign.status != pb.CAMPAIGN_STATUS_DRAFT:
-            return campaign
-        await asyncio.sleep(0.05)
-    return await incentives.campaign(campaign_id, sponsor)
+        assert campaign.status != pb.CAMPAIGN_STATUS_DRAFT
+        return campaign
+
+    return await eventually(out_of_draft)
 
 
 async def test_a_paid_checkout_funds_and_activates_the_campaign_once(
@@ -77,9 +76,9 @@ async def test_a_paid_checkout_funds_and_activates_the_campaign_once(
 
     granted = await incentives.evaluate(incentives.session(driver.user_id))
     assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED
-    for _ in range(200):
-        if await incentives.ledger_balance(driver_nova(driver.user_id)) == 100:
-            break
-        await asyncio.sleep(0.05)
-    assert await incentives.ledger_balance(driver_nova(driver.user_id)) == 100
+
+    async def credited() -> None:
+        assert await incentives.ledger_balance(driver_nova(driver.user_id)) == 100
+
+    await eventually(credited)
     assert await incentives.ledger_balance(budget_account(funded)) == 19_900

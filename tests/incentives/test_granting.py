@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.incentives import store
 from services.incentives.workers import end_due_campaigns
 from tests.incentives.helpers import Incentives, budget_account, driver_cash, driver_nova, stamp
+from tests.support.eventually import eventually
 from tests.support.people import Person
 from tests.support.rpc import as_service, error_reason
 
@@ -41,11 +42,10 @@ async def spend_nova(incentives: Incentives, driver_id: str, points: int) -> Non
 
 
 async def wait_for_balance(incentives: Incentives, account, expected: int) -> None:  # type: ignore[no-untyped-def]
-    for _ in range(100):
-        if await incentives.ledger_balance(account) == expected:
-            return
-        await asyncio.sleep(0.05)
-    assert await incentives.ledger_balance(account) == expected
+    async def balance_is_expected() -> None:
+        assert await incentives.ledger_balance(account) == expected
+
+    await eventually(balance_is_expected)
 
 
 async def test_a_matching_session_is_granted_once_and_credited_in_the_ledger(

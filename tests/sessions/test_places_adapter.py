@@ -47,7 +47,7 @@ async def geocoder(places: FakePlaces) -> AsyncIterator[PlacesGeocoder]:
 
 async def _closed_port() -> int:
     """A port nothing listens on: bind one, then close it."""
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    server = await asyncio.start_server(lambda _reader, _writer: None, "127.0.0.1", 0)
     port: int = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()

@@ -47,7 +47,7 @@ async def test_connect_charge_end_and_earn_with_a_smartcar_car_through_envoy(
     back = parse_qs(urlsplit(consent.headers["location"]).query)
     assert back["state"] == [connect["state"]]
     page = await rest.get("/v1/auth/smartcar/callback", params={"code": back["code"][0], "state": back["state"][0]})
-    assert page.status_code == 200 and "smartcar-connected?success=true" in page.text
+    assert page.status_code == 302 and page.headers["location"].endswith("/smartcar-connected?success=true")
     replayed = await rest.get("/v1/auth/smartcar/callback", params={"code": back["code"][0], "state": back["state"][0]})
     assert "error=invalid_state" in replayed.text  # single use
     status = (await rest.get("/v1/auth/smartcar/status", headers=auth)).json()

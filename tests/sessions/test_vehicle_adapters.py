@@ -549,7 +549,7 @@ async def test_a_timeout_is_unavailable(fleet: FakeFleet) -> None:
 
 async def test_an_unreachable_api_is_unavailable(fleet: FakeFleet) -> None:
     # A port nothing listens on: bind one, then close it.
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    server = await asyncio.start_server(lambda _reader, _writer: None, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()

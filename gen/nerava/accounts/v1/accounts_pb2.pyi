@@ -26,6 +26,9 @@ class AuthProvider(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     AUTH_PROVIDER_UNSPECIFIED: _ClassVar[AuthProvider]
     AUTH_PROVIDER_PHONE: _ClassVar[AuthProvider]
     AUTH_PROVIDER_EMAIL: _ClassVar[AuthProvider]
+    AUTH_PROVIDER_GOOGLE: _ClassVar[AuthProvider]
+    AUTH_PROVIDER_APPLE: _ClassVar[AuthProvider]
+    AUTH_PROVIDER_TESLA: _ClassVar[AuthProvider]
 
 class DevicePlatform(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -41,6 +44,9 @@ ROLE_ADMIN_READONLY: Role
 AUTH_PROVIDER_UNSPECIFIED: AuthProvider
 AUTH_PROVIDER_PHONE: AuthProvider
 AUTH_PROVIDER_EMAIL: AuthProvider
+AUTH_PROVIDER_GOOGLE: AuthProvider
+AUTH_PROVIDER_APPLE: AuthProvider
+AUTH_PROVIDER_TESLA: AuthProvider
 DEVICE_PLATFORM_UNSPECIFIED: DevicePlatform
 DEVICE_PLATFORM_IOS: DevicePlatform
 DEVICE_PLATFORM_ANDROID: DevicePlatform
@@ -274,3 +280,217 @@ class GetUserResponse(_message.Message):
     USER_FIELD_NUMBER: _ClassVar[int]
     user: User
     def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class SignInWithGoogleRequest(_message.Message):
+    __slots__ = ("id_token",)
+    ID_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id_token: str
+    def __init__(self, id_token: _Optional[str] = ...) -> None: ...
+
+class SignInWithGoogleResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: User
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class SignInWithAppleRequest(_message.Message):
+    __slots__ = ("id_token",)
+    ID_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    id_token: str
+    def __init__(self, id_token: _Optional[str] = ...) -> None: ...
+
+class SignInWithAppleResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: User
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class StartConsoleLoginRequest(_message.Message):
+    __slots__ = ("email",)
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    def __init__(self, email: _Optional[str] = ...) -> None: ...
+
+class StartConsoleLoginResponse(_message.Message):
+    __slots__ = ("otp_sent",)
+    OTP_SENT_FIELD_NUMBER: _ClassVar[int]
+    otp_sent: bool
+    def __init__(self, otp_sent: _Optional[bool] = ...) -> None: ...
+
+class VerifyConsoleLoginRequest(_message.Message):
+    __slots__ = ("email", "code")
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    email: str
+    code: str
+    def __init__(self, email: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class ConsoleUser(_message.Message):
+    __slots__ = ("public_id", "email", "roles", "is_new")
+    PUBLIC_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    ROLES_FIELD_NUMBER: _ClassVar[int]
+    IS_NEW_FIELD_NUMBER: _ClassVar[int]
+    public_id: str
+    email: str
+    roles: _containers.RepeatedScalarFieldContainer[Role]
+    is_new: bool
+    def __init__(self, public_id: _Optional[str] = ..., email: _Optional[str] = ..., roles: _Optional[_Iterable[_Union[Role, str]]] = ..., is_new: _Optional[bool] = ...) -> None: ...
+
+class VerifyConsoleLoginResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: ConsoleUser
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[ConsoleUser, _Mapping]] = ...) -> None: ...
+
+class SignInMerchantWithGoogleRequest(_message.Message):
+    __slots__ = ("id_token", "place_id")
+    ID_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    id_token: str
+    place_id: str
+    def __init__(self, id_token: _Optional[str] = ..., place_id: _Optional[str] = ...) -> None: ...
+
+class SignInMerchantWithGoogleResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user", "merchant_id")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: User
+    merchant_id: str
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ..., merchant_id: _Optional[str] = ...) -> None: ...
+
+class SendMerchantClaimLinkRequest(_message.Message):
+    __slots__ = ("merchant_id", "email")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    email: str
+    def __init__(self, merchant_id: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class SendMerchantClaimLinkResponse(_message.Message):
+    __slots__ = ("expires_at",)
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class VerifyMerchantClaimLinkRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class VerifyMerchantClaimLinkResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user", "merchant_id")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: User
+    merchant_id: str
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ..., merchant_id: _Optional[str] = ...) -> None: ...
+
+class GetTeslaLoginUrlRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetTeslaLoginUrlResponse(_message.Message):
+    __slots__ = ("authorization_url", "state")
+    AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    authorization_url: str
+    state: str
+    def __init__(self, authorization_url: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class SignInWithTeslaRequest(_message.Message):
+    __slots__ = ("code", "state")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    state: str
+    def __init__(self, code: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class SignedInVehicle(_message.Message):
+    __slots__ = ("id", "vin", "display_name", "model", "year", "color")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VIN_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    vin: str
+    display_name: str
+    model: str
+    year: int
+    color: str
+    def __init__(self, id: _Optional[str] = ..., vin: _Optional[str] = ..., display_name: _Optional[str] = ..., model: _Optional[str] = ..., year: _Optional[int] = ..., color: _Optional[str] = ...) -> None: ...
+
+class SignInWithTeslaResponse(_message.Message):
+    __slots__ = ("access_token", "refresh_token", "token_type", "expires_in", "user", "vehicles")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REFRESH_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+    user: User
+    vehicles: _containers.RepeatedCompositeFieldContainer[SignedInVehicle]
+    def __init__(self, access_token: _Optional[str] = ..., refresh_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., user: _Optional[_Union[User, _Mapping]] = ..., vehicles: _Optional[_Iterable[_Union[SignedInVehicle, _Mapping]]] = ...) -> None: ...
+
+class ResolveProviderDriverRequest(_message.Message):
+    __slots__ = ("provider", "subject", "linked_driver_id")
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    LINKED_DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    provider: str
+    subject: str
+    linked_driver_id: str
+    def __init__(self, provider: _Optional[str] = ..., subject: _Optional[str] = ..., linked_driver_id: _Optional[str] = ...) -> None: ...
+
+class ResolveProviderDriverResponse(_message.Message):
+    __slots__ = ("driver_id",)
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    driver_id: str
+    def __init__(self, driver_id: _Optional[str] = ...) -> None: ...

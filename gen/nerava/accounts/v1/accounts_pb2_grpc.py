@@ -41,6 +41,21 @@ class AccountsServiceStub:
     USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
     CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+    ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+    expiry does not check out against the provider's published keys
+    EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+    sign-in needs one)
+    SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+    IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+    TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+    refused the code; start again
+    VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+    CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+    EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+    MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+    MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+    MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -69,6 +84,56 @@ class AccountsServiceStub:
                 '/nerava.accounts.v1.AccountsService/VerifyEmailLogin',
                 request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyEmailLoginRequest.SerializeToString,
                 response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyEmailLoginResponse.FromString,
+                _registered_method=True)
+        self.SignInWithGoogle = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/SignInWithGoogle',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithGoogleRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithGoogleResponse.FromString,
+                _registered_method=True)
+        self.SignInWithApple = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/SignInWithApple',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleResponse.FromString,
+                _registered_method=True)
+        self.GetTeslaLoginUrl = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/GetTeslaLoginUrl',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlResponse.FromString,
+                _registered_method=True)
+        self.SignInWithTesla = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/SignInWithTesla',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaResponse.FromString,
+                _registered_method=True)
+        self.ResolveProviderDriver = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/ResolveProviderDriver',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverResponse.FromString,
+                _registered_method=True)
+        self.StartConsoleLogin = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/StartConsoleLogin',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginResponse.FromString,
+                _registered_method=True)
+        self.VerifyConsoleLogin = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/VerifyConsoleLogin',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyConsoleLoginRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyConsoleLoginResponse.FromString,
+                _registered_method=True)
+        self.SignInMerchantWithGoogle = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/SignInMerchantWithGoogle',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInMerchantWithGoogleRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInMerchantWithGoogleResponse.FromString,
+                _registered_method=True)
+        self.SendMerchantClaimLink = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/SendMerchantClaimLink',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SendMerchantClaimLinkRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SendMerchantClaimLinkResponse.FromString,
+                _registered_method=True)
+        self.VerifyMerchantClaimLink = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/VerifyMerchantClaimLink',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyMerchantClaimLinkRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyMerchantClaimLinkResponse.FromString,
                 _registered_method=True)
         self.RefreshToken = channel.unary_unary(
                 '/nerava.accounts.v1.AccountsService/RefreshToken',
@@ -128,6 +193,21 @@ class AccountsServiceServicer:
     USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
     CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+    ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+    expiry does not check out against the provider's published keys
+    EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+    sign-in needs one)
+    SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+    IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+    TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+    refused the code; start again
+    VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+    CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+    EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+    MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+    MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+    MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -154,6 +234,93 @@ class AccountsServiceServicer:
 
     def VerifyEmailLogin(self, request, context):
         """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInWithGoogle(self, request, context):
+        """Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
+        Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
+        Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
+        with the same provider-verified email, else a new driver. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInWithApple(self, request, context):
+        """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
+        against Apple's keys. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTeslaLoginUrl(self, request, context):
+        """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+        sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInWithTesla(self, request, context):
+        """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+        sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+        driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+        refuses the code. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveProviderDriver(self, request, context):
+        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+        sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartConsoleLogin(self, request, context):
+        """The sponsor console's login: sends a 6-digit code by email. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyConsoleLogin(self, request, context):
+        """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
+        keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignInMerchantWithGoogle(self, request, context):
+        """The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
+        portal's client ids, and its email must be verified by Google. With a place_id, the store with that
+        Google place id is claimed in the same step when the merchants service accepts the claim (the email's
+        domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
+        claim). Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendMerchantClaimLink(self, request, context):
+        """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
+        address, once the merchants service accepted that address as the store's owner. The link expires after
+        15 minutes. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyMerchantClaimLink(self, request, context):
+        """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
+        makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,6 +408,56 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyEmailLoginRequest.FromString,
                     response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyEmailLoginResponse.SerializeToString,
             ),
+            'SignInWithGoogle': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInWithGoogle,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithGoogleRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithGoogleResponse.SerializeToString,
+            ),
+            'SignInWithApple': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInWithApple,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleResponse.SerializeToString,
+            ),
+            'GetTeslaLoginUrl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTeslaLoginUrl,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlResponse.SerializeToString,
+            ),
+            'SignInWithTesla': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInWithTesla,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaResponse.SerializeToString,
+            ),
+            'ResolveProviderDriver': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveProviderDriver,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverResponse.SerializeToString,
+            ),
+            'StartConsoleLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartConsoleLogin,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginResponse.SerializeToString,
+            ),
+            'VerifyConsoleLogin': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyConsoleLogin,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyConsoleLoginRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyConsoleLoginResponse.SerializeToString,
+            ),
+            'SignInMerchantWithGoogle': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignInMerchantWithGoogle,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInMerchantWithGoogleRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInMerchantWithGoogleResponse.SerializeToString,
+            ),
+            'SendMerchantClaimLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendMerchantClaimLink,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SendMerchantClaimLinkRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SendMerchantClaimLinkResponse.SerializeToString,
+            ),
+            'VerifyMerchantClaimLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyMerchantClaimLink,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyMerchantClaimLinkRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyMerchantClaimLinkResponse.SerializeToString,
+            ),
             'RefreshToken': grpc.unary_unary_rpc_method_handler(
                     servicer.RefreshToken,
                     request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.RefreshTokenRequest.FromString,
@@ -305,6 +522,21 @@ class AccountsService:
     USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
     USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
     CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+    ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+    expiry does not check out against the provider's published keys
+    EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+    sign-in needs one)
+    SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+    IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+    TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+    refused the code; start again
+    VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+    CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+    EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+    MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+    MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+    MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -406,6 +638,276 @@ class AccountsService:
             '/nerava.accounts.v1.AccountsService/VerifyEmailLogin',
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyEmailLoginRequest.SerializeToString,
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyEmailLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInWithGoogle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/SignInWithGoogle',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithGoogleRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithGoogleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInWithApple(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/SignInWithApple',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithAppleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTeslaLoginUrl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/GetTeslaLoginUrl',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetTeslaLoginUrlResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInWithTesla(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/SignInWithTesla',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInWithTeslaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveProviderDriver(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/ResolveProviderDriver',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ResolveProviderDriverResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartConsoleLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/StartConsoleLogin',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.StartConsoleLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyConsoleLogin(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/VerifyConsoleLogin',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyConsoleLoginRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyConsoleLoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignInMerchantWithGoogle(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/SignInMerchantWithGoogle',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInMerchantWithGoogleRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SignInMerchantWithGoogleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendMerchantClaimLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/SendMerchantClaimLink',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SendMerchantClaimLinkRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.SendMerchantClaimLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyMerchantClaimLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/VerifyMerchantClaimLink',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyMerchantClaimLinkRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.VerifyMerchantClaimLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,21 @@ class AccountsServiceStub:
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+                                                   expiry does not check out against the provider's published keys
+      EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+                                                   sign-in needs one)
+      SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+      IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+      CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+      EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+      MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+                                                   CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+      MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+      MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -57,6 +72,52 @@ class AccountsServiceStub:
     """Sends a 6-digit login code by email. Public."""
     VerifyEmailLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyEmailLoginRequest, _accounts_pb2.VerifyEmailLoginResponse]
     """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public."""
+    SignInWithGoogle: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithGoogleRequest, _accounts_pb2.SignInWithGoogleResponse]
+    """Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
+    Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
+    Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
+    with the same provider-verified email, else a new driver. Public.
+    """
+    SignInWithApple: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithAppleRequest, _accounts_pb2.SignInWithAppleResponse]
+    """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
+    against Apple's keys. Public.
+    """
+    GetTeslaLoginUrl: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetTeslaLoginUrlRequest, _accounts_pb2.GetTeslaLoginUrlResponse]
+    """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+    sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+    """
+    SignInWithTesla: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithTeslaRequest, _accounts_pb2.SignInWithTeslaResponse]
+    """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+    sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+    driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+    refuses the code. Public.
+    """
+    ResolveProviderDriver: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]
+    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+    sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+    """
+    StartConsoleLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]
+    """The sponsor console's login: sends a 6-digit code by email. Public."""
+    VerifyConsoleLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyConsoleLoginRequest, _accounts_pb2.VerifyConsoleLoginResponse]
+    """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
+    keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+    """
+    SignInMerchantWithGoogle: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInMerchantWithGoogleRequest, _accounts_pb2.SignInMerchantWithGoogleResponse]
+    """The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
+    portal's client ids, and its email must be verified by Google. With a place_id, the store with that
+    Google place id is claimed in the same step when the merchants service accepts the claim (the email's
+    domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
+    claim). Public.
+    """
+    SendMerchantClaimLink: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SendMerchantClaimLinkRequest, _accounts_pb2.SendMerchantClaimLinkResponse]
+    """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
+    address, once the merchants service accepted that address as the store's owner. The link expires after
+    15 minutes. Services only.
+    """
+    VerifyMerchantClaimLink: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyMerchantClaimLinkRequest, _accounts_pb2.VerifyMerchantClaimLinkResponse]
+    """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
+    makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+    """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RefreshTokenRequest, _accounts_pb2.RefreshTokenResponse]
     """Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
     token that was already rotated revokes every token of its family. Public.
@@ -97,6 +158,21 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+                                                   expiry does not check out against the provider's published keys
+      EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+                                                   sign-in needs one)
+      SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+      IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+      CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+      EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+      MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+                                                   CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+      MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+      MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -109,6 +185,52 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Sends a 6-digit login code by email. Public."""
     VerifyEmailLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyEmailLoginRequest, _accounts_pb2.VerifyEmailLoginResponse]  # type: ignore[assignment]
     """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public."""
+    SignInWithGoogle: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithGoogleRequest, _accounts_pb2.SignInWithGoogleResponse]  # type: ignore[assignment]
+    """Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
+    Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
+    Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
+    with the same provider-verified email, else a new driver. Public.
+    """
+    SignInWithApple: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithAppleRequest, _accounts_pb2.SignInWithAppleResponse]  # type: ignore[assignment]
+    """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
+    against Apple's keys. Public.
+    """
+    GetTeslaLoginUrl: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetTeslaLoginUrlRequest, _accounts_pb2.GetTeslaLoginUrlResponse]  # type: ignore[assignment]
+    """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+    sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+    """
+    SignInWithTesla: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithTeslaRequest, _accounts_pb2.SignInWithTeslaResponse]  # type: ignore[assignment]
+    """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+    sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+    driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+    refuses the code. Public.
+    """
+    ResolveProviderDriver: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]  # type: ignore[assignment]
+    """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+    sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+    """
+    StartConsoleLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]  # type: ignore[assignment]
+    """The sponsor console's login: sends a 6-digit code by email. Public."""
+    VerifyConsoleLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyConsoleLoginRequest, _accounts_pb2.VerifyConsoleLoginResponse]  # type: ignore[assignment]
+    """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
+    keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+    """
+    SignInMerchantWithGoogle: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInMerchantWithGoogleRequest, _accounts_pb2.SignInMerchantWithGoogleResponse]  # type: ignore[assignment]
+    """The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
+    portal's client ids, and its email must be verified by Google. With a place_id, the store with that
+    Google place id is claimed in the same step when the merchants service accepts the claim (the email's
+    domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
+    claim). Public.
+    """
+    SendMerchantClaimLink: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SendMerchantClaimLinkRequest, _accounts_pb2.SendMerchantClaimLinkResponse]  # type: ignore[assignment]
+    """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
+    address, once the merchants service accepted that address as the store's owner. The link expires after
+    15 minutes. Services only.
+    """
+    VerifyMerchantClaimLink: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyMerchantClaimLinkRequest, _accounts_pb2.VerifyMerchantClaimLinkResponse]  # type: ignore[assignment]
+    """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
+    makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+    """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RefreshTokenRequest, _accounts_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
     token that was already rotated revokes every token of its family. Public.
@@ -148,6 +270,21 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+                                                   expiry does not check out against the provider's published keys
+      EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+                                                   sign-in needs one)
+      SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+      IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+      CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+      EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+      MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+                                                   CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+      MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+      MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -182,6 +319,112 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.VerifyEmailLoginResponse, _abc.Awaitable[_accounts_pb2.VerifyEmailLoginResponse]]:
         """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public."""
+
+    @_abc_1.abstractmethod
+    def SignInWithGoogle(
+        self,
+        request: _accounts_pb2.SignInWithGoogleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.SignInWithGoogleResponse, _abc.Awaitable[_accounts_pb2.SignInWithGoogleResponse]]:
+        """Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
+        Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
+        Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
+        with the same provider-verified email, else a new driver. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def SignInWithApple(
+        self,
+        request: _accounts_pb2.SignInWithAppleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.SignInWithAppleResponse, _abc.Awaitable[_accounts_pb2.SignInWithAppleResponse]]:
+        """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
+        against Apple's keys. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def GetTeslaLoginUrl(
+        self,
+        request: _accounts_pb2.GetTeslaLoginUrlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetTeslaLoginUrlResponse, _abc.Awaitable[_accounts_pb2.GetTeslaLoginUrlResponse]]:
+        """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+        sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def SignInWithTesla(
+        self,
+        request: _accounts_pb2.SignInWithTeslaRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.SignInWithTeslaResponse, _abc.Awaitable[_accounts_pb2.SignInWithTeslaResponse]]:
+        """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+        sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+        driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+        refuses the code. Public.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveProviderDriver(
+        self,
+        request: _accounts_pb2.ResolveProviderDriverRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ResolveProviderDriverResponse, _abc.Awaitable[_accounts_pb2.ResolveProviderDriverResponse]]:
+        """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+        sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def StartConsoleLogin(
+        self,
+        request: _accounts_pb2.StartConsoleLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.StartConsoleLoginResponse, _abc.Awaitable[_accounts_pb2.StartConsoleLoginResponse]]:
+        """The sponsor console's login: sends a 6-digit code by email. Public."""
+
+    @_abc_1.abstractmethod
+    def VerifyConsoleLogin(
+        self,
+        request: _accounts_pb2.VerifyConsoleLoginRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.VerifyConsoleLoginResponse, _abc.Awaitable[_accounts_pb2.VerifyConsoleLoginResponse]]:
+        """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
+        keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        """
+
+    @_abc_1.abstractmethod
+    def SignInMerchantWithGoogle(
+        self,
+        request: _accounts_pb2.SignInMerchantWithGoogleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.SignInMerchantWithGoogleResponse, _abc.Awaitable[_accounts_pb2.SignInMerchantWithGoogleResponse]]:
+        """The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
+        portal's client ids, and its email must be verified by Google. With a place_id, the store with that
+        Google place id is claimed in the same step when the merchants service accepts the claim (the email's
+        domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
+        claim). Public.
+        """
+
+    @_abc_1.abstractmethod
+    def SendMerchantClaimLink(
+        self,
+        request: _accounts_pb2.SendMerchantClaimLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.SendMerchantClaimLinkResponse, _abc.Awaitable[_accounts_pb2.SendMerchantClaimLinkResponse]]:
+        """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
+        address, once the merchants service accepted that address as the store's owner. The link expires after
+        15 minutes. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyMerchantClaimLink(
+        self,
+        request: _accounts_pb2.VerifyMerchantClaimLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.VerifyMerchantClaimLinkResponse, _abc.Awaitable[_accounts_pb2.VerifyMerchantClaimLinkResponse]]:
+        """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
+        makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+        """
 
     @_abc_1.abstractmethod
     def RefreshToken(

@@ -1575,3 +1575,23 @@ class GetMyMerchantInsightsResponse(_message.Message):
     avg_kwh: float
     peak_hours: _containers.RepeatedCompositeFieldContainer[PeakHour]
     def __init__(self, period: _Optional[str] = ..., ev_sessions_nearby: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ..., avg_kwh: _Optional[float] = ..., peak_hours: _Optional[_Iterable[_Union[PeakHour, _Mapping]]] = ...) -> None: ...
+
+class AuthorizeMerchantClaimRequest(_message.Message):
+    __slots__ = ("merchant_id", "place_id", "email", "owner_user_id")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    OWNER_USER_ID_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    place_id: str
+    email: str
+    owner_user_id: str
+    def __init__(self, merchant_id: _Optional[str] = ..., place_id: _Optional[str] = ..., email: _Optional[str] = ..., owner_user_id: _Optional[str] = ...) -> None: ...
+
+class AuthorizeMerchantClaimResponse(_message.Message):
+    __slots__ = ("merchant_id", "merchant_name")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    merchant_name: str
+    def __init__(self, merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ...) -> None: ...

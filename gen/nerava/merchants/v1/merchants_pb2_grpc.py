@@ -90,7 +90,9 @@ class MerchantsServiceStub:
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
     PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
     PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+    CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+    domain (or the store has no website of its own)
+    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
     LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
     redemption's transfer — the redemption stays PENDING
     (metadata: redemption_id) and the same request again
@@ -303,6 +305,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetQrSignRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetQrSignResponse.FromString,
                 _registered_method=True)
+        self.AuthorizeMerchantClaim = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/AuthorizeMerchantClaim',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AuthorizeMerchantClaimRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AuthorizeMerchantClaimResponse.FromString,
+                _registered_method=True)
         self.CreatePreviewLink = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/CreatePreviewLink',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreatePreviewLinkRequest.SerializeToString,
@@ -395,7 +402,9 @@ class MerchantsServiceServicer:
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
     PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
     PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+    CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+    domain (or the store has no website of its own)
+    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
     LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
     redemption's transfer — the redemption stays PENDING
     (metadata: redemption_id) and the same request again
@@ -713,6 +722,17 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuthorizeMerchantClaim(self, request, context):
+        """Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
+        claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
+        domain of the store's website (free-mail and empty websites never match): that is what shows the person
+        runs the business. A store owned by someone else is refused; claiming one's own store again is
+        accepted (idempotent). Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreatePreviewLink(self, request, context):
         """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
         "<merchant_id>:<exp>" with a key of its own). Admin.
@@ -961,6 +981,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetQrSignRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetQrSignResponse.SerializeToString,
             ),
+            'AuthorizeMerchantClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuthorizeMerchantClaim,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AuthorizeMerchantClaimRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.AuthorizeMerchantClaimResponse.SerializeToString,
+            ),
             'CreatePreviewLink': grpc.unary_unary_rpc_method_handler(
                     servicer.CreatePreviewLink,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.CreatePreviewLinkRequest.FromString,
@@ -1059,7 +1084,9 @@ class MerchantsService:
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
     PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
     PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+    CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+    domain (or the store has no website of its own)
+    MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
     LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
     redemption's transfer — the redemption stays PENDING
     (metadata: redemption_id) and the same request again
@@ -2114,6 +2141,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/GetQrSign',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetQrSignRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetQrSignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuthorizeMerchantClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/AuthorizeMerchantClaim',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.AuthorizeMerchantClaimRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.AuthorizeMerchantClaimResponse.FromString,
             options,
             channel_credentials,
             insecure,

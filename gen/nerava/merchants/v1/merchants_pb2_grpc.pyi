@@ -91,7 +91,9 @@ class MerchantsServiceStub:
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
       PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
       PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+      CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+                                                          domain (or the store has no website of its own)
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -238,6 +240,13 @@ class MerchantsServiceStub:
     """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
     GetQrSign: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetQrSignRequest, _merchants_pb2.GetQrSignResponse]
     """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes."""
+    AuthorizeMerchantClaim: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AuthorizeMerchantClaimRequest, _merchants_pb2.AuthorizeMerchantClaimResponse]
+    """Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
+    claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
+    domain of the store's website (free-mail and empty websites never match): that is what shows the person
+    runs the business. A store owned by someone else is refused; claiming one's own store again is
+    accepted (idempotent). Services only.
+    """
     CreatePreviewLink: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CreatePreviewLinkRequest, _merchants_pb2.CreatePreviewLinkResponse]
     """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
     "<merchant_id>:<exp>" with a key of its own). Admin.
@@ -335,7 +344,9 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
       PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
       PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+      CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+                                                          domain (or the store has no website of its own)
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -479,6 +490,13 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
     GetQrSign: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetQrSignRequest, _merchants_pb2.GetQrSignResponse]  # type: ignore[assignment]
     """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes."""
+    AuthorizeMerchantClaim: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AuthorizeMerchantClaimRequest, _merchants_pb2.AuthorizeMerchantClaimResponse]  # type: ignore[assignment]
+    """Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
+    claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
+    domain of the store's website (free-mail and empty websites never match): that is what shows the person
+    runs the business. A store owned by someone else is refused; claiming one's own store again is
+    accepted (idempotent). Services only.
+    """
     CreatePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CreatePreviewLinkRequest, _merchants_pb2.CreatePreviewLinkResponse]  # type: ignore[assignment]
     """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
     "<merchant_id>:<exp>" with a key of its own). Admin.
@@ -575,7 +593,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
       PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
       PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+      CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+                                                          domain (or the store has no website of its own)
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -951,6 +971,19 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetQrSignResponse, _abc.Awaitable[_merchants_pb2.GetQrSignResponse]]:
         """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes."""
+
+    @_abc_1.abstractmethod
+    def AuthorizeMerchantClaim(
+        self,
+        request: _merchants_pb2.AuthorizeMerchantClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.AuthorizeMerchantClaimResponse, _abc.Awaitable[_merchants_pb2.AuthorizeMerchantClaimResponse]]:
+        """Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
+        claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
+        domain of the store's website (free-mail and empty websites never match): that is what shows the person
+        runs the business. A store owned by someone else is refused; claiming one's own store again is
+        accepted (idempotent). Services only.
+        """
 
     @_abc_1.abstractmethod
     def CreatePreviewLink(

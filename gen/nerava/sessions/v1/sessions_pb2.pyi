@@ -823,3 +823,31 @@ class SummarizeChargerSessionsResponse(_message.Message):
     avg_kwh: float
     hours: _containers.RepeatedCompositeFieldContainer[HourSessions]
     def __init__(self, total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ..., avg_kwh: _Optional[float] = ..., hours: _Optional[_Iterable[_Union[HourSessions, _Mapping]]] = ...) -> None: ...
+
+class StartTeslaSignInRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StartTeslaSignInResponse(_message.Message):
+    __slots__ = ("authorization_url", "state")
+    AUTHORIZATION_URL_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    authorization_url: str
+    state: str
+    def __init__(self, authorization_url: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class CompleteTeslaSignInRequest(_message.Message):
+    __slots__ = ("code", "state")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    state: str
+    def __init__(self, code: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class CompleteTeslaSignInResponse(_message.Message):
+    __slots__ = ("driver_id", "vehicles")
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    VEHICLES_FIELD_NUMBER: _ClassVar[int]
+    driver_id: str
+    vehicles: _containers.RepeatedCompositeFieldContainer[TeslaVehicle]
+    def __init__(self, driver_id: _Optional[str] = ..., vehicles: _Optional[_Iterable[_Union[TeslaVehicle, _Mapping]]] = ...) -> None: ...

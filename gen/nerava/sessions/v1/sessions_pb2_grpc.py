@@ -57,6 +57,8 @@ class SessionsServiceStub:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+    OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -115,6 +117,16 @@ class SessionsServiceStub:
                 '/nerava.sessions.v1.SessionsService/HandleTeslaCallback',
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleTeslaCallbackRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleTeslaCallbackResponse.FromString,
+                _registered_method=True)
+        self.StartTeslaSignIn = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/StartTeslaSignIn',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.StartTeslaSignInRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.StartTeslaSignInResponse.FromString,
+                _registered_method=True)
+        self.CompleteTeslaSignIn = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/CompleteTeslaSignIn',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CompleteTeslaSignInRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CompleteTeslaSignInResponse.FromString,
                 _registered_method=True)
         self.GetTeslaStatus = channel.unary_unary(
                 '/nerava.sessions.v1.SessionsService/GetTeslaStatus',
@@ -235,6 +247,8 @@ class SessionsServiceServicer:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+    OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -314,9 +328,29 @@ class SessionsServiceServicer:
     def HandleTeslaCallback(self, request, context):
         """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
         call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-        when the account has exactly one, and answers with an HTML page that sends the browser on to
-        `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-        transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+        when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+        (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+        and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+        page with a meta refresh to the same URL, is what gRPC callers see.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartTeslaSignIn(self, request, context):
+        """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+        Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+        and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteTeslaSignIn(self, request, context):
+        """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+        of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+        driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+        state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -357,8 +391,8 @@ class SessionsServiceServicer:
     def HandleSmartcarCallback(self, request, context):
         """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-        (or `?error=<code>`).
+        and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+        HandleTeslaCallback.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -511,6 +545,16 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleTeslaCallbackRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleTeslaCallbackResponse.SerializeToString,
             ),
+            'StartTeslaSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartTeslaSignIn,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.StartTeslaSignInRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.StartTeslaSignInResponse.SerializeToString,
+            ),
+            'CompleteTeslaSignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteTeslaSignIn,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CompleteTeslaSignInRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CompleteTeslaSignInResponse.SerializeToString,
+            ),
             'GetTeslaStatus': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTeslaStatus,
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetTeslaStatusRequest.FromString,
@@ -636,6 +680,8 @@ class SessionsService:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+    OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -877,6 +923,60 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/HandleTeslaCallback',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleTeslaCallbackRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.HandleTeslaCallbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartTeslaSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/StartTeslaSignIn',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.StartTeslaSignInRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.StartTeslaSignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteTeslaSignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/CompleteTeslaSignIn',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.CompleteTeslaSignInRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.CompleteTeslaSignInResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,8 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -107,9 +109,21 @@ class SessionsServiceStub:
     HandleTeslaCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-    when the account has exactly one, and answers with an HTML page that sends the browser on to
-    `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-    transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+    when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+    (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+    and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+    page with a meta refresh to the same URL, is what gRPC callers see.
+    """
+    StartTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]
+    """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+    Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+    and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+    """
+    CompleteTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CompleteTeslaSignInRequest, _sessions_pb2.CompleteTeslaSignInResponse]
+    """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+    of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+    driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+    state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
     """
     GetTeslaStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetTeslaStatusRequest, _sessions_pb2.GetTeslaStatusResponse]
     """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
@@ -129,8 +143,8 @@ class SessionsServiceStub:
     HandleSmartcarCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-    and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-    (or `?error=<code>`).
+    and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+    HandleTeslaCallback.
     """
     GetSmartcarStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]
     """Whether the driver has a car linked through Smartcar, and which. Driver."""
@@ -213,6 +227,8 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -259,9 +275,21 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     HandleTeslaCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]  # type: ignore[assignment]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-    when the account has exactly one, and answers with an HTML page that sends the browser on to
-    `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-    transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+    when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+    (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+    and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+    page with a meta refresh to the same URL, is what gRPC callers see.
+    """
+    StartTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]  # type: ignore[assignment]
+    """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+    Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+    and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+    """
+    CompleteTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CompleteTeslaSignInRequest, _sessions_pb2.CompleteTeslaSignInResponse]  # type: ignore[assignment]
+    """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+    of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+    driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+    state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
     """
     GetTeslaStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetTeslaStatusRequest, _sessions_pb2.GetTeslaStatusResponse]  # type: ignore[assignment]
     """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
@@ -281,8 +309,8 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     HandleSmartcarCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]  # type: ignore[assignment]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-    and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-    (or `?error=<code>`).
+    and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+    HandleTeslaCallback.
     """
     GetSmartcarStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]  # type: ignore[assignment]
     """Whether the driver has a car linked through Smartcar, and which. Driver."""
@@ -364,6 +392,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -462,9 +492,33 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.HandleTeslaCallbackResponse, _abc.Awaitable[_sessions_pb2.HandleTeslaCallbackResponse]]:
         """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
         call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-        when the account has exactly one, and answers with an HTML page that sends the browser on to
-        `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-        transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+        when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+        (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+        and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+        page with a meta refresh to the same URL, is what gRPC callers see.
+        """
+
+    @_abc_1.abstractmethod
+    def StartTeslaSignIn(
+        self,
+        request: _sessions_pb2.StartTeslaSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.StartTeslaSignInResponse, _abc.Awaitable[_sessions_pb2.StartTeslaSignInResponse]]:
+        """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+        Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+        and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteTeslaSignIn(
+        self,
+        request: _sessions_pb2.CompleteTeslaSignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.CompleteTeslaSignInResponse, _abc.Awaitable[_sessions_pb2.CompleteTeslaSignInResponse]]:
+        """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+        of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+        driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+        state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
         """
 
     @_abc_1.abstractmethod
@@ -514,8 +568,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.HandleSmartcarCallbackResponse, _abc.Awaitable[_sessions_pb2.HandleSmartcarCallbackResponse]]:
         """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-        (or `?error=<code>`).
+        and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+        HandleTeslaCallback.
         """
 
     @_abc_1.abstractmethod

@@ -6,11 +6,14 @@
 __all__ = (
     "AccountsServiceStub",
     "AuthProvider",
+    "ConsoleUser",
     "DevicePlatform",
     "GetJwksRequest",
     "GetJwksResponse",
     "GetMeRequest",
     "GetMeResponse",
+    "GetTeslaLoginUrlRequest",
+    "GetTeslaLoginUrlResponse",
     "GetUserRequest",
     "GetUserResponse",
     "JsonWebKey",
@@ -22,17 +25,36 @@ __all__ = (
     "RefreshTokenResponse",
     "RegisterDeviceRequest",
     "RegisterDeviceResponse",
+    "ResolveProviderDriverRequest",
+    "ResolveProviderDriverResponse",
     "Role",
+    "SendMerchantClaimLinkRequest",
+    "SendMerchantClaimLinkResponse",
     "SetUserRolesRequest",
     "SetUserRolesResponse",
+    "SignInMerchantWithGoogleRequest",
+    "SignInMerchantWithGoogleResponse",
+    "SignInWithAppleRequest",
+    "SignInWithAppleResponse",
+    "SignInWithGoogleRequest",
+    "SignInWithGoogleResponse",
+    "SignInWithTeslaRequest",
+    "SignInWithTeslaResponse",
+    "SignedInVehicle",
+    "StartConsoleLoginRequest",
+    "StartConsoleLoginResponse",
     "StartEmailLoginRequest",
     "StartEmailLoginResponse",
     "StartPhoneLoginRequest",
     "StartPhoneLoginResponse",
     "TokenPair",
     "User",
+    "VerifyConsoleLoginRequest",
+    "VerifyConsoleLoginResponse",
     "VerifyEmailLoginRequest",
     "VerifyEmailLoginResponse",
+    "VerifyMerchantClaimLinkRequest",
+    "VerifyMerchantClaimLinkResponse",
     "VerifyPhoneLoginRequest",
     "VerifyPhoneLoginResponse",
 )
@@ -60,12 +82,21 @@ class AuthProvider(betterproto2.Enum):
 
     EMAIL = 2
 
+    GOOGLE = 3
+
+    APPLE = 4
+
+    TESLA = 5
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
             0: "AUTH_PROVIDER_UNSPECIFIED",
             1: "AUTH_PROVIDER_PHONE",
             2: "AUTH_PROVIDER_EMAIL",
+            3: "AUTH_PROVIDER_GOOGLE",
+            4: "AUTH_PROVIDER_APPLE",
+            5: "AUTH_PROVIDER_TESLA",
         }
 
     @classmethod
@@ -74,6 +105,9 @@ class AuthProvider(betterproto2.Enum):
             "AUTH_PROVIDER_UNSPECIFIED": 0,
             "AUTH_PROVIDER_PHONE": 1,
             "AUTH_PROVIDER_EMAIL": 2,
+            "AUTH_PROVIDER_GOOGLE": 3,
+            "AUTH_PROVIDER_APPLE": 4,
+            "AUTH_PROVIDER_TESLA": 5,
         }
 
 
@@ -161,6 +195,36 @@ class Role(betterproto2.Enum):
 
 
 @dataclass(eq=False, repr=False)
+class ConsoleUser(betterproto2.Message):
+    """
+    The console's view of the signed-in user.
+    """
+
+    public_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Stable public identifier (UUID string).
+    """
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Lower-cased email address.
+    """
+
+    roles: "list[Role]" = betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
+    """
+    Roles the user holds; campaign writes need ROLE_SPONSOR or ROLE_ADMIN.
+    """
+
+    is_new: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    True when this login created the account (with the sponsor role).
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ConsoleUser", ConsoleUser)
+
+
+@dataclass(eq=False, repr=False)
 class GetJwksRequest(betterproto2.Message):
     """
     No parameters.
@@ -212,6 +276,38 @@ class GetMeResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "GetMeResponse", GetMeResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetTeslaLoginUrlRequest(betterproto2.Message):
+    """
+    No parameters.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.accounts.v1", "GetTeslaLoginUrlRequest", GetTeslaLoginUrlRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetTeslaLoginUrlResponse(betterproto2.Message):
+    """
+    Where to send the driver to sign in with Tesla.
+    """
+
+    authorization_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tesla's authorization URL; open it in the browser.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The opaque single-use state in the URL; the app posts it back with the code.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "GetTeslaLoginUrlResponse", GetTeslaLoginUrlResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -452,6 +548,92 @@ default_message_pool.register_message("nerava.accounts.v1", "RegisterDeviceRespo
 
 
 @dataclass(eq=False, repr=False)
+class ResolveProviderDriverRequest(betterproto2.Message):
+    """
+    A provider account.
+    """
+
+    provider: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The provider: "tesla".
+    """
+
+    subject: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The provider's stable id of the account holder.
+    """
+
+    linked_driver_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Public id of the driver who already linked this provider account to their cars (ConnectTesla), if any:
+    the first sign-in with the account then finds that driver instead of creating one.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "ResolveProviderDriverRequest", ResolveProviderDriverRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ResolveProviderDriverResponse(betterproto2.Message):
+    """
+    The driver of that provider account.
+    """
+
+    driver_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Public id of the driver.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "ResolveProviderDriverResponse", ResolveProviderDriverResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class SendMerchantClaimLinkRequest(betterproto2.Message):
+    """
+    Which store, claimed by which address.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Id of the merchant store to claim.
+    """
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Email address; compared case-insensitively.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SendMerchantClaimLinkRequest", SendMerchantClaimLinkRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SendMerchantClaimLinkResponse(betterproto2.Message):
+    """
+    The link was emailed.
+    """
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the link stops working.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SendMerchantClaimLinkResponse", SendMerchantClaimLinkResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class SetUserRolesRequest(betterproto2.Message):
     """
     The new complete set of roles for a user.
@@ -489,6 +671,300 @@ class SetUserRolesResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "SetUserRolesResponse", SetUserRolesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignedInVehicle(betterproto2.Message):
+    """
+    A vehicle on the Tesla account that signed in.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tesla vehicle id (a large integer, as a string).
+    """
+
+    vin: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
+    """
+    VIN; absent when Tesla did not return it.
+    """
+
+    display_name: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
+    """
+    Name the owner gave the car; absent when none.
+    """
+
+    model: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
+    """
+    Model, e.g. "Model 3"; absent when unknown.
+    """
+
+    year: "int | None" = betterproto2.field(5, betterproto2.TYPE_INT32, optional=True)
+    """
+    Model year; absent when unknown.
+    """
+
+    color: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    Exterior color; absent when unknown.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignedInVehicle", SignedInVehicle)
+
+
+@dataclass(eq=False, repr=False)
+class SignInMerchantWithGoogleRequest(betterproto2.Message):
+    """
+    A Google ID token from the merchant portal, and optionally the store to claim.
+    """
+
+    id_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The ID token (a JWT) the provider's SDK returned to the app.
+    """
+
+    place_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Google place id of the store to claim in the same step; empty to only sign in.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SignInMerchantWithGoogleRequest", SignInMerchantWithGoogleRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SignInMerchantWithGoogleResponse(betterproto2.Message):
+    """
+    Tokens, the signed-in user and the claimed store.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+    merchant_id: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    The store claimed in this step (place_id given and the claim accepted); absent otherwise.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "SignInMerchantWithGoogleResponse", SignInMerchantWithGoogleResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithAppleRequest(betterproto2.Message):
+    """
+    A Sign in with Apple ID token.
+    """
+
+    id_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The ID token (a JWT) the provider's SDK returned to the app.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithAppleRequest", SignInWithAppleRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithAppleResponse(betterproto2.Message):
+    """
+    Tokens and the signed-in user.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithAppleResponse", SignInWithAppleResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithGoogleRequest(betterproto2.Message):
+    """
+    A Google ID token.
+    """
+
+    id_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The ID token (a JWT) the provider's SDK returned to the app.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithGoogleRequest", SignInWithGoogleRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithGoogleResponse(betterproto2.Message):
+    """
+    Tokens and the signed-in user.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithGoogleResponse", SignInWithGoogleResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithTeslaRequest(betterproto2.Message):
+    """
+    What Tesla sent the app's sign-in screen.
+    """
+
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Authorization code.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The state from GetTeslaLoginUrl.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithTeslaRequest", SignInWithTeslaRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignInWithTeslaResponse(betterproto2.Message):
+    """
+    Tokens, the signed-in driver and the linked vehicles.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in driver.
+    """
+
+    vehicles: "list[SignedInVehicle]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every vehicle on the Tesla account (select one with /v1/auth/tesla/select-vehicle when several).
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "SignInWithTeslaResponse", SignInWithTeslaResponse)
+
+
+@dataclass(eq=False, repr=False)
+class StartConsoleLoginRequest(betterproto2.Message):
+    """
+    Email address for a console login code.
+    """
+
+    email: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Email address; compared case-insensitively.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "StartConsoleLoginRequest", StartConsoleLoginRequest)
+
+
+@dataclass(eq=False, repr=False)
+class StartConsoleLoginResponse(betterproto2.Message):
+    """
+    Whether the code was sent.
+    """
+
+    otp_sent: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True once the provider accepted the request.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "StartConsoleLoginResponse", StartConsoleLoginResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -636,6 +1112,61 @@ default_message_pool.register_message("nerava.accounts.v1", "User", User)
 
 
 @dataclass(eq=False, repr=False)
+class VerifyConsoleLoginRequest(betterproto2.Message):
+    """
+    An email and the code it received.
+    """
+
+    email: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Email address; compared case-insensitively.
+    """
+
+    code: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The 6-digit code from the email.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "VerifyConsoleLoginRequest", VerifyConsoleLoginRequest)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyConsoleLoginResponse(betterproto2.Message):
+    """
+    Tokens and the signed-in user.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "ConsoleUser | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "VerifyConsoleLoginResponse", VerifyConsoleLoginResponse)
+
+
+@dataclass(eq=False, repr=False)
 class VerifyEmailLoginRequest(betterproto2.Message):
     """
     An email and the code it received.
@@ -688,6 +1219,65 @@ class VerifyEmailLoginResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "VerifyEmailLoginResponse", VerifyEmailLoginResponse)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyMerchantClaimLinkRequest(betterproto2.Message):
+    """
+    The token from the emailed link.
+    """
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The `token` query parameter of the link.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "VerifyMerchantClaimLinkRequest", VerifyMerchantClaimLinkRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class VerifyMerchantClaimLinkResponse(betterproto2.Message):
+    """
+    Tokens, the signed-in owner and the claimed store.
+    """
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Signed JWT for `Authorization: Bearer`.
+    """
+
+    refresh_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Opaque refresh token (30 days, rotated on use).
+    """
+
+    token_type: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Always "bearer".
+    """
+
+    expires_in: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Seconds until the access token expires.
+    """
+
+    user: "User | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The signed-in user (now holding ROLE_MERCHANT).
+    """
+
+    merchant_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The store the link claimed.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.accounts.v1", "VerifyMerchantClaimLinkResponse", VerifyMerchantClaimLinkResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -762,6 +1352,21 @@ class AccountsServiceStub:
       USER_NOT_FOUND         (NOT_FOUND)           no user with that public id
       USER_INACTIVE          (PERMISSION_DENIED)   the user was deactivated
       CANNOT_REMOVE_OWN_ADMIN (FAILED_PRECONDITION) an admin tried to drop their own admin role
+      ID_TOKEN_INVALID       (UNAUTHENTICATED)     a Google/Apple ID token whose signature, issuer, audience or
+                                                   expiry does not check out against the provider's published keys
+      EMAIL_NOT_VERIFIED     (UNAUTHENTICATED)     the provider does not vouch for the ID token's email (a merchant
+                                                   sign-in needs one)
+      SIGN_IN_NOT_CONFIGURED (FAILED_PRECONDITION) this deployment has no client id for that provider
+      IDENTITY_PROVIDER_UNAVAILABLE (UNAVAILABLE)  the provider's key set could not be fetched; try again
+      TESLA_SIGN_IN_FAILED   (UNAUTHENTICATED)     the Tesla sign-in state is unknown, expired or used, or Tesla
+                                                   refused the code; start again
+      VEHICLES_UNAVAILABLE   (UNAVAILABLE)         the vehicle service (or Tesla) did not answer; try again
+      CLAIM_LINK_INVALID     (UNAUTHENTICATED)     the claim link is unknown, expired or was already used
+      EMAIL_UNAVAILABLE      (UNAVAILABLE)         the email provider did not accept the claim link; try again
+      MERCHANT_CLAIM_REFUSED (PERMISSION_DENIED)   the merchants service refused the claim (see its reasons:
+                                                   CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
+      MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
+      MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
     """
 
@@ -810,6 +1415,140 @@ class AccountsServiceStub:
             "/nerava.accounts.v1.AccountsService/VerifyEmailLogin",
             VerifyEmailLoginRequest.SerializeToString,
             VerifyEmailLoginResponse.FromString,
+        )(message)
+
+    def sign_in_with_google(self, message: "SignInWithGoogleRequest") -> "SignInWithGoogleResponse":
+        """
+        Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
+        Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
+        Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
+        with the same provider-verified email, else a new driver. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInWithGoogle",
+            SignInWithGoogleRequest.SerializeToString,
+            SignInWithGoogleResponse.FromString,
+        )(message)
+
+    def sign_in_with_apple(self, message: "SignInWithAppleRequest") -> "SignInWithAppleResponse":
+        """
+        Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
+        against Apple's keys. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInWithApple",
+            SignInWithAppleRequest.SerializeToString,
+            SignInWithAppleResponse.FromString,
+        )(message)
+
+    def get_tesla_login_url(self, message: "GetTeslaLoginUrlRequest | None" = None) -> "GetTeslaLoginUrlResponse":
+        """
+        The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
+        sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        """
+
+        if message is None:
+            message = GetTeslaLoginUrlRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/GetTeslaLoginUrl",
+            GetTeslaLoginUrlRequest.SerializeToString,
+            GetTeslaLoginUrlResponse.FromString,
+        )(message)
+
+    def sign_in_with_tesla(self, message: "SignInWithTeslaRequest") -> "SignInWithTeslaResponse":
+        """
+        Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
+        sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
+        driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
+        refuses the code. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInWithTesla",
+            SignInWithTeslaRequest.SerializeToString,
+            SignInWithTeslaResponse.FromString,
+        )(message)
+
+    def resolve_provider_driver(self, message: "ResolveProviderDriverRequest") -> "ResolveProviderDriverResponse":
+        """
+        Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
+        sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/ResolveProviderDriver",
+            ResolveProviderDriverRequest.SerializeToString,
+            ResolveProviderDriverResponse.FromString,
+        )(message)
+
+    def start_console_login(self, message: "StartConsoleLoginRequest") -> "StartConsoleLoginResponse":
+        """
+        The sponsor console's login: sends a 6-digit code by email. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/StartConsoleLogin",
+            StartConsoleLoginRequest.SerializeToString,
+            StartConsoleLoginResponse.FromString,
+        )(message)
+
+    def verify_console_login(self, message: "VerifyConsoleLoginRequest") -> "VerifyConsoleLoginResponse":
+        """
+        Checks the console's emailed code. A new account is created with the sponsor role; an existing account
+        keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/VerifyConsoleLogin",
+            VerifyConsoleLoginRequest.SerializeToString,
+            VerifyConsoleLoginResponse.FromString,
+        )(message)
+
+    def sign_in_merchant_with_google(
+        self, message: "SignInMerchantWithGoogleRequest"
+    ) -> "SignInMerchantWithGoogleResponse":
+        """
+        The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
+        portal's client ids, and its email must be verified by Google. With a place_id, the store with that
+        Google place id is claimed in the same step when the merchants service accepts the claim (the email's
+        domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
+        claim). Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SignInMerchantWithGoogle",
+            SignInMerchantWithGoogleRequest.SerializeToString,
+            SignInMerchantWithGoogleResponse.FromString,
+        )(message)
+
+    def send_merchant_claim_link(self, message: "SendMerchantClaimLinkRequest") -> "SendMerchantClaimLinkResponse":
+        """
+        Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
+        address, once the merchants service accepted that address as the store's owner. The link expires after
+        15 minutes. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/SendMerchantClaimLink",
+            SendMerchantClaimLinkRequest.SerializeToString,
+            SendMerchantClaimLinkResponse.FromString,
+        )(message)
+
+    def verify_merchant_claim_link(
+        self, message: "VerifyMerchantClaimLinkRequest"
+    ) -> "VerifyMerchantClaimLinkResponse":
+        """
+        Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
+        makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/VerifyMerchantClaimLink",
+            VerifyMerchantClaimLinkRequest.SerializeToString,
+            VerifyMerchantClaimLinkResponse.FromString,
         )(message)
 
     def refresh_token(self, message: "RefreshTokenRequest") -> "RefreshTokenResponse":

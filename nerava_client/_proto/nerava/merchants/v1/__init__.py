@@ -12,6 +12,8 @@ __all__ = (
     "AddFavoriteMerchantResponse",
     "Amenities",
     "AmenityVotes",
+    "AuthorizeMerchantClaimRequest",
+    "AuthorizeMerchantClaimResponse",
     "Business",
     "CancelExclusiveRequest",
     "CancelExclusiveResponse",
@@ -567,6 +569,60 @@ class AmenityVotes(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "AmenityVotes", AmenityVotes)
+
+
+@dataclass(eq=False, repr=False)
+class AuthorizeMerchantClaimRequest(betterproto2.Message):
+    """
+    A claimant and the store they claim (by merchant id or Google place id).
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Id of the store.
+    """
+
+    place_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Google place id of the store (the portal's Google sign-in names the store this way).
+    """
+
+    email: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The claimant's verified email address.
+    """
+
+    owner_user_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Public id of the claimant's account; empty to only check the claim.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "AuthorizeMerchantClaimRequest", AuthorizeMerchantClaimRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class AuthorizeMerchantClaimResponse(betterproto2.Message):
+    """
+    The store the claim is for.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Id of the store.
+    """
+
+    merchant_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Its name, for the claim email.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "AuthorizeMerchantClaimResponse", AuthorizeMerchantClaimResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -4324,7 +4380,9 @@ class MerchantsServiceStub:
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
       PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
       PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
-      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store has an owner; it cannot be claimed
+      CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
+                                                          domain (or the store has no website of its own)
+      MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
       LEDGER_UNAVAILABLE           (UNAVAILABLE)          the ledger did not answer: a balance read, or a
                                                           redemption's transfer — the redemption stays PENDING
                                                           (metadata: redemption_id) and the same request again
@@ -4814,6 +4872,21 @@ class MerchantsServiceStub:
             "/nerava.merchants.v1.MerchantsService/GetQrSign",
             GetQrSignRequest.SerializeToString,
             GetQrSignResponse.FromString,
+        )(message)
+
+    def authorize_merchant_claim(self, message: "AuthorizeMerchantClaimRequest") -> "AuthorizeMerchantClaimResponse":
+        """
+        Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
+        claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
+        domain of the store's website (free-mail and empty websites never match): that is what shows the person
+        runs the business. A store owned by someone else is refused; claiming one's own store again is
+        accepted (idempotent). Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/AuthorizeMerchantClaim",
+            AuthorizeMerchantClaimRequest.SerializeToString,
+            AuthorizeMerchantClaimResponse.FromString,
         )(message)
 
     def create_preview_link(self, message: "CreatePreviewLinkRequest") -> "CreatePreviewLinkResponse":

@@ -13,6 +13,8 @@ __all__ = (
     "ChargingSession",
     "CheckLocationRequest",
     "CheckLocationResponse",
+    "CompleteTeslaSignInRequest",
+    "CompleteTeslaSignInResponse",
     "ConfigureTelemetryRequest",
     "ConfigureTelemetryResponse",
     "ConnectSmartcarRequest",
@@ -67,6 +69,8 @@ __all__ = (
     "SessionIncentive",
     "SessionSource",
     "SessionsServiceStub",
+    "StartTeslaSignInRequest",
+    "StartTeslaSignInResponse",
     "SummarizeChargerSessionsRequest",
     "SummarizeChargerSessionsResponse",
     "TeslaVehicle",
@@ -803,6 +807,46 @@ class CheckLocationResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "CheckLocationResponse", CheckLocationResponse)
+
+
+@dataclass(eq=False, repr=False)
+class CompleteTeslaSignInRequest(betterproto2.Message):
+    """
+    What Tesla sent the driver app's sign-in screen.
+    """
+
+    code: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Authorization code.
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The state from StartTeslaSignIn.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "CompleteTeslaSignInRequest", CompleteTeslaSignInRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CompleteTeslaSignInResponse(betterproto2.Message):
+    """
+    The driver the Tesla account signs in as, with the linked vehicles.
+    """
+
+    driver_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Public id of the driver (from accounts).
+    """
+
+    vehicles: "list[TeslaVehicle]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Every vehicle on the Tesla account.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "CompleteTeslaSignInResponse", CompleteTeslaSignInResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2070,6 +2114,38 @@ default_message_pool.register_message("nerava.sessions.v1", "SessionIncentive", 
 
 
 @dataclass(eq=False, repr=False)
+class StartTeslaSignInRequest(betterproto2.Message):
+    """
+    No parameters: the consent is for whoever completes it.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.sessions.v1", "StartTeslaSignInRequest", StartTeslaSignInRequest)
+
+
+@dataclass(eq=False, repr=False)
+class StartTeslaSignInResponse(betterproto2.Message):
+    """
+    Where to send the person to sign in with Tesla.
+    """
+
+    authorization_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tesla's authorization URL (PKCE challenge, scopes, state, the sign-in redirect URI).
+    """
+
+    state: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The opaque single-use state included in the URL; expires after 10 minutes.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "StartTeslaSignInResponse", StartTeslaSignInResponse)
+
+
+@dataclass(eq=False, repr=False)
 class SummarizeChargerSessionsRequest(betterproto2.Message):
     """
     Which chargers, since when, hours in which zone.
@@ -2285,6 +2361,8 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
+      OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
@@ -2406,15 +2484,46 @@ class SessionsServiceStub:
         """
         Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
         call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
-        when the account has exactly one, and answers with an HTML page that sends the browser on to
-        `{DRIVER_APP_URL}/tesla-connected?success=true` (or `?error=<code>`). The original answered HTTP 302;
-        transcoding cannot set a status or Location, so the page redirects with meta refresh + script.
+        when the account has exactly one, and answers HTTP 302 to `{DRIVER_APP_URL}/tesla-connected?success=true`
+        (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
+        and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
+        page with a meta refresh to the same URL, is what gRPC callers see.
         """
 
         return self._channel.unary_unary(
             "/nerava.sessions.v1.SessionsService/HandleTeslaCallback",
             HandleTeslaCallbackRequest.SerializeToString,
             HandleTeslaCallbackResponse.FromString,
+        )(message)
+
+    def start_tesla_sign_in(self, message: "StartTeslaSignInRequest | None" = None) -> "StartTeslaSignInResponse":
+        """
+        Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
+        Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
+        and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        """
+
+        if message is None:
+            message = StartTeslaSignInRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/StartTeslaSignIn",
+            StartTeslaSignInRequest.SerializeToString,
+            StartTeslaSignInResponse.FromString,
+        )(message)
+
+    def complete_tesla_sign_in(self, message: "CompleteTeslaSignInRequest") -> "CompleteTeslaSignInResponse":
+        """
+        Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
+        of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
+        driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
+        state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/CompleteTeslaSignIn",
+            CompleteTeslaSignInRequest.SerializeToString,
+            CompleteTeslaSignInResponse.FromString,
         )(message)
 
     def get_tesla_status(self, message: "GetTeslaStatusRequest | None" = None) -> "GetTeslaStatusResponse":
@@ -2481,8 +2590,8 @@ class SessionsServiceStub:
         """
         Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
-        and answers with an HTML page that sends the browser to `{DRIVER_APP_URL}/smartcar-connected?success=true`
-        (or `?error=<code>`).
+        and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
+        HandleTeslaCallback.
         """
 
         return self._channel.unary_unary(

@@ -1,0 +1,83 @@
+"""Who may claim a store (AuthorizeMerchantClaim, called by accounts for the emailed claim link and the portal's
+Google sign-in), and making them its owner.
+
+The rule (docs/app-contract.md "Sign-in"): the claimant's email must be at the store's own web domain — the
+domain of its website (Places' `websiteUri`, or what an admin entered), `www.` and subdomains of the address
+allowed, so `owner@joescoffee.com` and `owner@austin.joescoffee.com` may claim a store at
+`https://www.joescoffee.com/menu`. Receiving mail at the business's domain is what shows the person runs it.
+A store without a website, or with one on a shared host (free mail, social pages, site builders), is never
+claimed this way: an admin assigns its owner. A store owned by someone else is refused; the owner claiming
+again is accepted, so a retried claim is safe.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any, Final
+
+import sqlalchemy as sa
+from nerava.merchants.v1 import merchants_pb2 as pb
+
+from services.common.errors import FailedPrecondition, PermissionDenied
+from services.common.interceptors import Access
+from services.merchants.records import M, Resources, merchant_not_found
+
+ACCESS: dict[str, Access] = {"AuthorizeMerchantClaim": Access.service_only()}
+
+# Domains anyone can have an address or a page at: an address or website there proves nothing about a business.
+SHARED_DOMAINS: Final = frozenset(
+    {
+        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com", "icloud.com",
+        "me.com", "aol.com", "proton.me", "protonmail.com", "gmx.com", "mail.com", "yandex.com",
+        "facebook.com", "instagram.com", "yelp.com", "google.com", "business.site", "square.site",
+        "wixsite.com", "squarespace.com", "godaddysites.com", "linktr.ee", "toasttab.com",
+    }
+)  # fmt: skip
+
+
+def website_domain(website: str) -> str | None:
+    """The host of a store's website, lower-cased without `www.`; None when it has none."""
+    text = website.strip()
+    if not text:
+        return None
+    host = urllib.parse.urlsplit(text if "://" in text else f"https://{text}").hostname or ""
+    host = host.lower().rstrip(".").removeprefix("www.")
+    return host or None
+
+
+def _under(host: str, domain: str) -> bool:
+    return host == domain or host.endswith("." + domain)
+
+
+def may_claim(email: str, website: str) -> bool:
+    """The claim rule of the module docstring."""
+    site = website_domain(website)
+    _, _, mail_domain = email.strip().lower().rpartition("@")
+    if site is None or not mail_domain or any(_under(site, shared) for shared in SHARED_DOMAINS):
+        return False
+    # Either side may be the subdomain: mail at austin.joescoffee.com for joescoffee.com, or the other way round.
+    return _under(mail_domain, site) or _under(site, mail_domain)
+
+
+class ClaimRpcs(Resources):
+    async def AuthorizeMerchantClaim(
+        self, request: pb.AuthorizeMerchantClaimRequest, context: Any
+    ) -> pb.AuthorizeMerchantClaimResponse:
+        where = M.c.id == request.merchant_id if request.merchant_id else M.c.place_id == request.place_id
+        async with self.engine.begin() as conn:
+            row = (await conn.execute(sa.select(M).where(where).with_for_update())).first()
+            if row is None:
+                raise merchant_not_found(request.merchant_id or request.place_id)
+            if row.owner_user_id and row.owner_user_id != (request.owner_user_id or None):
+                raise FailedPrecondition("MERCHANT_ALREADY_CLAIMED", "this store already has an owner")
+            if not may_claim(request.email, row.website):
+                raise PermissionDenied(
+                    "CLAIM_NOT_OWNER", "the email address is not at the store's own web domain; ask Nerava support"
+                )
+            if request.owner_user_id and row.owner_user_id != request.owner_user_id:
+                await conn.execute(
+                    sa.update(M)
+                    .where(M.c.id == row.id)
+                    .values(owner_user_id=request.owner_user_id, updated_at=sa.func.now())
+                )
+        return pb.AuthorizeMerchantClaimResponse(merchant_id=row.id, merchant_name=row.name)

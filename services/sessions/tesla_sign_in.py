@@ -1,0 +1,84 @@
+"""Signing in to the driver app with a Tesla account (for accounts' /v1/auth/tesla/login-url and /login): the
+consent is ConnectTesla's (PKCE, a single-use state of 10 minutes, tokens stored encrypted), except that nobody
+is signed in yet — the state names no driver, Tesla sends the browser back to the app's sign-in screen instead of
+our callback, and the driver is the one accounts links to the Tesla account (`sub` of the token response's
+id_token), created on its first sign-in."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+import grpc
+from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
+from services.sessions.adapters.tesla import TeslaFleetClient
+from services.sessions.adapters.vehicles import AuthorizationRefused, VehicleApiError
+from services.sessions.connections import TESLA, connected_driver, save_connection
+from services.sessions.linking import claim_state, keep_state, vehicle_message, vehicle_records
+from services.sessions.tokens import TokenCipher, TokenDecryptionError
+
+# oauth_states.provider of a sign-in consent (its driver_id is empty): never accepted by ConnectTesla's callback.
+SIGN_IN = "tesla-sign-in"
+
+
+class TeslaSignIn:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tesla: TeslaFleetClient,
+        cipher: TokenCipher,
+        accounts: accounts_pb2_grpc.AccountsServiceAsyncStub,
+        clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        self._engine = engine
+        self._tesla = tesla  # its redirect URI is the driver app's sign-in screen
+        self._cipher = cipher
+        self._accounts = accounts
+        self._clock = clock
+
+    async def start(self) -> pb.StartTeslaSignInResponse:
+        start = self._tesla.start_authorization()
+        await keep_state(
+            self._engine,
+            self._cipher,
+            driver_id="",
+            provider=SIGN_IN,
+            state=start.state,
+            code_verifier=start.code_verifier,
+            now=self._clock(),
+        )
+        return pb.StartTeslaSignInResponse(authorization_url=start.url, state=start.state)
+
+    async def complete(self, code: str, state: str) -> pb.CompleteTeslaSignInResponse:
+        claimed = await claim_state(self._engine, state, SIGN_IN, self._clock())
+        if claimed is None:
+            raise PermissionDenied("STATE_INVALID", "the sign-in state is unknown, expired or already used")
+        try:
+            verifier = self._cipher.decrypt(claimed.code_verifier, state)
+            tokens = await self._tesla.exchange_code(code, verifier)
+            vehicles = await self._tesla.list_vehicles(tokens.access_token)
+        except (AuthorizationRefused, TokenDecryptionError) as exc:
+            raise FailedPrecondition("OAUTH_DENIED", "Tesla did not accept the sign-in; start again") from exc
+        except VehicleApiError as exc:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla did not answer; start again") from exc
+        if not tokens.account_id:
+            raise FailedPrecondition("OAUTH_DENIED", "Tesla did not say whose account signed in")
+        try:
+            driver = await self._accounts.ResolveProviderDriver(
+                accounts_pb2.ResolveProviderDriverRequest(
+                    provider="tesla",
+                    subject=tokens.account_id,
+                    linked_driver_id=await connected_driver(self._engine, TESLA, tokens.account_id) or "",
+                )
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise Unavailable("ACCOUNTS_UNAVAILABLE", "the account service did not answer; start again") from exc
+        records = vehicle_records(vehicles)
+        await save_connection(self._engine, self._cipher, driver_id=driver.driver_id, tokens=tokens, vehicles=records)
+        return pb.CompleteTeslaSignInResponse(
+            driver_id=driver.driver_id, vehicles=[vehicle_message(r) for r in records]
+        )
