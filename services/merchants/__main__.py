@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
+from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
@@ -52,6 +53,7 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
         square=square,
         token_cipher=token_cipher(settings.square_token_keys.value),
         places=places,
+        accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS

@@ -17,13 +17,15 @@ import datetime
 import uuid
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
+from nerava.accounts.v1 import accounts_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import IntegrityError
 
 from services.common.context import current_caller
-from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, peer_reason
 from services.common.interceptors import Access
 from services.merchants import domain, store
 from services.merchants.adapters.places import Listing, PlaceNotFound, PlacesError
@@ -200,6 +202,25 @@ class FunnelRpcs(Resources):
             )
         return str(row.id)
 
+    async def _send_claim_link(self, merchant_id: str, email: str) -> None:
+        try:
+            await self.accounts.SendMerchantClaimLink(
+                accounts_pb2.SendMerchantClaimLinkRequest(merchant_id=merchant_id, email=email)
+            )
+        except grpc.aio.AioRpcError as error:
+            reason = peer_reason(error)
+            if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+                # The only refusal left once the store is known to be unowned: the address is not the store's.
+                raise PermissionDenied(
+                    "CLAIM_NOT_OWNER", error.details() or "this address may not claim the store"
+                ) from None
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise FailedPrecondition(reason or "SIGN_IN_NOT_CONFIGURED", error.details() or "") from None
+            raise Unavailable(
+                "EMAIL_UNAVAILABLE" if reason == "EMAIL_UNAVAILABLE" else "ACCOUNTS_UNAVAILABLE",
+                "the claim link could not be sent; retry",
+            ) from None
+
     async def RequestMerchantClaim(
         self, request: pb.RequestMerchantClaimRequest, context: Any
     ) -> pb.RequestMerchantClaimResponse:
@@ -207,13 +228,14 @@ class FunnelRpcs(Resources):
         if not domain.preview_valid(self._preview_key(), request.merchant_id, request.exp, request.sig, _now()):
             raise PermissionDenied("PREVIEW_LINK_INVALID", "this preview link is expired or invalid")
         email = request.email.strip().lower()
+        async with self.reads.connect() as conn:
+            merchant = await load_merchant(conn, request.merchant_id)
+        if merchant is None:
+            raise merchant_not_found(request.merchant_id)
+        if merchant.owner_user_id is not None:
+            raise FailedPrecondition("MERCHANT_ALREADY_CLAIMED", "this store already has an owner")
         async with self.engine.begin() as conn:
-            merchant = await load_merchant(conn, request.merchant_id, for_update=True)
-            if merchant is None:
-                raise merchant_not_found(request.merchant_id)
-            if merchant.owner_user_id is not None:
-                raise FailedPrecondition("MERCHANT_ALREADY_CLAIMED", "this store already has an owner")
-            # One claim per store and email: asking again answers the same claim.
+            # One claim per store and email: asking again answers the same claim (and sends a fresh link).
             claim = (
                 await conn.execute(
                     pg.insert(C)
@@ -231,6 +253,17 @@ class FunnelRpcs(Resources):
                     .returning(C)
                 )
             ).one()
+        # Stored first, so a link opened at once finds the claim to mark verified. Accounts checks the address
+        # against the store (AuthorizeMerchantClaim: the store's own web domain) and emails the single-use link;
+        # opening it makes that address's account the owner.
+        try:
+            await self._send_claim_link(merchant.id, email)
+        except PermissionDenied:
+            async with self.engine.begin() as conn:
+                await conn.execute(
+                    sa.delete(C).where(C.c.id == claim.id, C.c.status == pb.MERCHANT_CLAIM_STATUS_PENDING)
+                )
+            raise
         return pb.RequestMerchantClaimResponse(
             claim=pb.MerchantClaim(
                 id=str(claim.id),

@@ -18,6 +18,7 @@ import grpc
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from google.protobuf import timestamp_pb2
+from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
@@ -62,6 +63,8 @@ class Resources:
     token_cipher: MultiFernet
     # Google Places: the acquisition funnel's search and store listings.
     places: PlacesDirectory
+    # Accounts emails the funnel's claim links (and verifies them).
+    accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 
     async def directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
         """The charger from the sessions service, which owns chargers: CHARGER_NOT_FOUND when it does not know

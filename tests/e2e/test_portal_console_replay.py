@@ -314,7 +314,8 @@ async def test_the_portals_calls(
         assert (card.status_code, card.headers["content-type"]) == (200, "image/png")
 
         # The acquisition funnel: find, resolve, preview, claim.
-        name = f"Replay Bakery {secrets.token_hex(3)}"
+        tag = secrets.token_hex(3)
+        name = f"Replay Bakery {tag}"
         place = places_fake.add_place(
             name,
             30.27,
@@ -323,6 +324,7 @@ async def test_the_portals_calls(
             rating=4.2,
             user_rating_count=8,
             business_status="OPERATIONAL",
+            website=f"https://bakery-{tag}.example",
         )
         found = (await rest.get("/v1/merchant/funnel/search", params={"query": name})).json()["businesses"][0]
         _types(found, {"place_id": str, "name": str, "address": str, "lat": float, "lng": float, "claimed": bool})
@@ -348,9 +350,8 @@ async def test_the_portals_calls(
             },
         )
         claimant = await person("driver")
-        claim = await rest.post(
-            "/v1/merchant/funnel/claim", json={**query, "email": "owner@bakery.example"}, headers=claimant.headers
-        )
+        claim_body = {**query, "email": f"owner@bakery-{tag}.example"}
+        claim = await rest.post("/v1/merchant/funnel/claim", json=claim_body, headers=claimant.headers)
         assert claim.status_code == 200, claim.text
         _types(claim.json()["claim"], {"id": str, "merchant_id": str, "status": str})
     finally:

@@ -8,8 +8,13 @@ import urllib.parse
 from typing import Any
 
 import httpx
+import sqlalchemy as sa
+from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.places import FakePlace, FakePlaces
+from fakes.sendgrid import FakeSendGrid
+from services.merchants.store import merchant_claims as C
 from tests.merchants.helpers import Merchants, Store
 from tests.support.people import Person
 
@@ -19,8 +24,11 @@ ALWAYS_OPEN = tuple(((day, "00:00"), ((day + 1) % 7, "00:00")) for day in range(
 
 
 def _business(places: FakePlaces, **listing: Any) -> FakePlace:
-    name = f"Funnel Cafe {secrets.token_hex(4)}"
+    """A cafe on Google with a full listing and a website of its own, cafe-<random>.example."""
+    tag = secrets.token_hex(4)
+    name = f"Funnel Cafe {tag}"
     fields: dict[str, Any] = {
+        "website": f"https://www.cafe-{tag}.example/",
         "rating": 4.6,
         "user_rating_count": 120,
         "business_status": "OPERATIONAL",
@@ -45,8 +53,18 @@ async def _resolve(rest: httpx.AsyncClient, place_id: str) -> dict[str, Any]:
     return body
 
 
+def _claim_token(sendgrid: FakeSendGrid, email: str) -> str:
+    text = sendgrid.last_to(email).text
+    link = next(word for word in text.split() if "/claim/verify?" in word)
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(link).query)["token"][0]
+
+
 async def test_a_merchant_finds_previews_and_claims_their_business(
-    rest: httpx.AsyncClient, places_fake: FakePlaces, driver: Person
+    rest: httpx.AsyncClient,
+    places_fake: FakePlaces,
+    sendgrid: FakeSendGrid,
+    driver: Person,
+    merchants_engine: AsyncEngine,
 ) -> None:
     place = _business(places_fake)
 
@@ -84,21 +102,38 @@ async def test_a_merchant_finds_previews_and_claims_their_business(
     page = (await rest.get("/v1/merchant/funnel/preview", params=query)).json()
     assert (page["rating"], page["business_status"], page["photo_urls"]) == (3.9, "CLOSED_TEMPORARILY", [])
 
-    # 4. Claim: before sign-in, with the link; asking again (now signed in) answers the same claim.
-    claim_body = {**query, "email": "Owner@Funnel.example"}
+    # 4. Claim: before sign-in, with the link, for an address at the store's own web domain.
+    domain = place.website.removeprefix("https://www.").rstrip("/")
+    email = f"owner@{domain}"
+    claim_body = {**query, "email": f"Owner@{domain}"}
     forged = await rest.post("/v1/merchant/funnel/claim", json={**claim_body, "sig": "0" * 64})
     assert (forged.status_code, _reason(forged.json())) == (403, "PREVIEW_LINK_INVALID")
     claimed = await rest.post("/v1/merchant/funnel/claim", json=claim_body)
     assert claimed.status_code == 200, claimed.text
     claim = claimed.json()["claim"]
-    assert (claim["merchant_id"], claim["merchant_name"], claim["email"]) == (
-        merchant_id,
-        place.name,
-        "owner@funnel.example",
-    )
+    assert (claim["merchant_id"], claim["merchant_name"], claim["email"]) == (merchant_id, place.name, email)
     assert claim["status"] == "MERCHANT_CLAIM_STATUS_PENDING"
+    # Asking again (here signed in as someone) answers the same claim and emails a fresh link.
     repeat = (await rest.post("/v1/merchant/funnel/claim", json=claim_body, headers=driver.headers)).json()
     assert repeat["claim"]["id"] == claim["id"]
+    # An address elsewhere cannot claim it, and leaves no claim behind.
+    stranger = await rest.post("/v1/merchant/funnel/claim", json={**query, "email": "owner@gmail.com"})
+    assert (stranger.status_code, _reason(stranger.json())) == (403, "CLAIM_NOT_OWNER")
+
+    # 5. The emailed link (the sign-in's claim link) makes that address's account the owner, merchant role.
+    opened = await rest.get("/v1/merchant/claim/verify-magic-link", params={"token": _claim_token(sendgrid, email)})
+    assert opened.status_code == 200, opened.text
+    signed_in = opened.json()
+    assert (signed_in["merchant_id"], signed_in["user"]["roles"]) == (merchant_id, ["ROLE_MERCHANT"])
+    owner = {"authorization": f"Bearer {signed_in['access_token']}"}
+    mine = await rest.get("/v1/merchants/me", headers=owner)
+    assert mine.json()["merchant"]["id"] == merchant_id
+    assert (await rest.get("/v1/merchant/funnel/preview", params=query)).json()["claimed"] is True
+    async with merchants_engine.connect() as conn:
+        claims = (await conn.execute(sa.select(C.c.email, C.c.status).where(C.c.merchant_id == merchant_id))).all()
+    assert [(row.email, row.status) for row in claims] == [(email, pb.MERCHANT_CLAIM_STATUS_VERIFIED)]
+    taken = await rest.post("/v1/merchant/funnel/claim", json=claim_body)
+    assert (taken.status_code, _reason(taken.json())) == (400, "MERCHANT_ALREADY_CLAIMED")
 
 
 async def test_google_unknown_or_down(rest: httpx.AsyncClient, places_fake: FakePlaces) -> None:

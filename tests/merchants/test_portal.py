@@ -268,6 +268,7 @@ async def test_my_merchant_with_the_ledger_down_is_ledger_unavailable(
         square=None,  # type: ignore[arg-type]
         token_cipher=None,  # type: ignore[arg-type]
         places=None,  # type: ignore[arg-type]  # not used by the portal
+        accounts=None,  # type: ignore[arg-type]
     )
     token = caller_var.set(Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"})))
     try:

@@ -137,6 +137,7 @@ def rpcs(
         square=square_client,
         token_cipher=token_cipher(settings.square_token_keys.value),
         places=None,  # type: ignore[arg-type]  # not used by Square onboarding
+        accounts=None,  # type: ignore[arg-type]
     )
 
 

@@ -4380,6 +4380,9 @@ class MerchantsServiceStub:
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
       PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
       PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+      ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+      SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
       CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
                                                           domain (or the store has no website of its own)
       MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -4946,11 +4949,15 @@ class MerchantsServiceStub:
     def request_merchant_claim(self, message: "RequestMerchantClaimRequest") -> "RequestMerchantClaimResponse":
         """
         Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
-        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim;
-        a signed-in caller is recorded with it) for the claim sign-in to verify (the magic link sent to
-        `email`, owned by accounts), which then makes that email's account the store's owner with the
-        merchant role. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID for a bad
-        or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner.
+        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim
+        and sends a fresh link; a signed-in caller is recorded with it) and has accounts email the single-use
+        claim link (SendMerchantClaimLink, which asks AuthorizeMerchantClaim whether the address may claim the
+        store); opening the link makes that address's account the store's owner with the merchant role and
+        marks the claim VERIFIED. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID
+        for a bad or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner; CLAIM_NOT_OWNER when
+        the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
+        ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
+        not set up.
         """
 
         return self._channel.unary_unary(
