@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY := PATH=$(CURDIR)/$(BIN):$$PATH PYTHONPATH=$(CURDIR):$(CURDIR)/gen $(BIN)/python
 STAMP := $(VENV)/.installed
+# The Redoc bundle of the gateway's /docs page, from the npm registry (pinned version and sha512, gateway/redoc.py).
+REDOC := build/redoc/redoc-2.5.0.standalone.js
 
 .PHONY: setup run test test-fast lint proto bench-runtime bench-gateway bench-ledger bench-incentives bench-poll bench-watch bench-checkout ledger-check reconcile outbox k8s-check capacity clean
 
@@ -14,12 +16,15 @@ $(STAMP): requirements/runtime.txt requirements/dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
 
-setup: $(STAMP)  ## virtualenv with every dependency
+$(REDOC): gateway/redoc.py
+	$(PY) -m gateway.redoc
 
-run: $(STAMP)  ## embedded PostgreSQL + Redis, migrations, demo seed, five services and Envoy on :8080
+setup: $(STAMP) $(REDOC)  ## virtualenv with every dependency, and the Redoc bundle of the gateway's /docs
+
+run: $(STAMP) $(REDOC)  ## embedded PostgreSQL + Redis, migrations, demo seed, five services and Envoy on :8080
 	$(PY) -m tools.run
 
-test: $(STAMP)  ## the whole suite against real PostgreSQL, Redis, gRPC and Envoy
+test: $(STAMP) $(REDOC)  ## the whole suite against real PostgreSQL, Redis, gRPC and Envoy
 	$(PY) -m pytest
 
 test-fast: $(STAMP)  ## the tests that need no PostgreSQL, Redis or running services (rules, adapters against fakes, contracts, deploy)

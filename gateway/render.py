@@ -39,6 +39,16 @@ from typing import Any, Literal
 from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
+from gateway.redoc import BUNDLE as REDOC_BUNDLE
+from services.common.config import (
+    CLIENT_ADDRESS_HEADER,
+    DEFAULT_PORTS,
+    GRPC_SERVICES,
+    GRPC_STATUS_HEADER,
+    KUBERNETES_GRPC_PORT,
+    SERVICE_TOKEN_HEADER,
+)
+
 JsonObject = dict[str, Any]
 Target = Literal["local", "kubernetes"]
 
@@ -46,74 +56,28 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Written by `make proto` (tools/genproto.py); the renderer reads it to learn which services exist.
 DEFAULT_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
 KUBERNETES_DESCRIPTOR_PATH = "/etc/envoy/descriptors/nerava.binpb"
+# The API document and the Redoc bundle of /docs, as the gateway image carries them.
+KUBERNETES_OPENAPI_PATH = "/etc/envoy/docs/openapi.json"
+KUBERNETES_REDOC_PATH = "/etc/envoy/docs/redoc.standalone.js"
 
 # Cluster name (= Kubernetes Service name) → the fully-qualified gRPC service it serves. One cluster per service.
-SERVICES: Mapping[str, str] = {
-    "accounts": "nerava.accounts.v1.AccountsService",
-    "sessions": "nerava.sessions.v1.SessionsService",
-    "incentives": "nerava.incentives.v1.IncentivesService",
-    "ledger": "nerava.ledger.v1.LedgerService",
-    "merchants": "nerava.merchants.v1.MerchantsService",
-}
-LOCAL_UPSTREAM_PORTS: Mapping[str, int] = {
-    "accounts": 50051,
-    "sessions": 50052,
-    "incentives": 50053,
-    "ledger": 50054,
-    "merchants": 50055,
-}
+SERVICES: Mapping[str, str] = GRPC_SERVICES
+LOCAL_UPSTREAM_PORTS: Mapping[str, int] = DEFAULT_PORTS
 
-# The ONE list of methods callable without a valid access token (API.md "who: public"), per service.
-# Everything else under /nerava. requires the "accounts" JWT provider. Entries of a service missing from the
-# descriptor set are skipped (the services land one by one); a listed method missing from a service that IS
-# in the descriptor set is an error, so a rename cannot silently make a public method private or vice versa.
-# Later: sessions' charger search, merchants' public pages, the Stripe/Tesla webhooks.
-PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = {
-    "nerava.accounts.v1.AccountsService": (
-        "StartPhoneLogin",
-        "VerifyPhoneLogin",
-        "StartEmailLogin",
-        "VerifyEmailLogin",
-        "RefreshToken",
-        "GetJwks",
-        "SignInWithGoogle",
-        "SignInWithApple",
-        "StartConsoleLogin",
-        "VerifyConsoleLogin",
-        "SignInMerchantWithGoogle",
-        "VerifyMerchantClaimLink",
-        "GetTeslaLoginUrl",
-        "SignInWithTesla",
-    ),
-    # Charger discovery works before sign-in; vehicle providers call the webhooks (signature-checked by the
-    # service) and Tesla's OAuth redirect lands on the callback without our token.
-    "nerava.sessions.v1.SessionsService": (
-        "SearchChargers",
-        "GetCharger",
-        "IngestTelemetry",
-        "HandleSmartcarWebhook",
-        "HandleTeslaCallback",
-        "HandleSmartcarCallback",
-    ),
-    # Stripe calls the webhook; the signature, not a token, authenticates it.
-    "nerava.ledger.v1.LedgerService": ("HandleStripeEvent",),
-    # The "while you charge" list, merchant pages, a scanned checkout QR (the driver is optional),
-    # acquisition previews, the staff screen of an exclusive (its random id is the capability) and the staff's
-    # arrival check-in (the code is the capability) are public.
-    "nerava.merchants.v1.MerchantsService": (
-        "ResolveCheckoutQr",
-        "ListMerchantsForCharger",
-        "GetMerchant",
-        "ResolvePreviewLink",
-        "GetExclusiveStaffView",
-        "RedeemCheckInCode",
-        # The acquisition funnel before sign-in: finding one's business, its preview and the claim request (the
-        # preview link's signature is its capability; the emailed claim link proves the claimant).
-        "SearchBusinesses",
-        "ResolveBusiness",
-        "RequestMerchantClaim",
-    ),
-}
+# The methods callable without a valid access token, per service: the public rules of the services' access tables
+# (Access.anyone() in services/<name>/api.py), written to this file by `python -m tools.k8s_check --write`
+# (gateway/public_methods.py derives it; tests/fuzz/test_access_matrix.py fails while it is stale). A copy, because
+# the gateway's image renders with protobuf alone and cannot import the services. Everything else under /nerava.
+# requires the "accounts" JWT provider. Entries of a service missing from the descriptor set are skipped; a listed
+# method missing from a service that IS in the descriptor set is an error.
+PUBLIC_METHODS_FILE = pathlib.Path(__file__).resolve().parent / "public_methods.json"
+
+
+def load_public_methods(path: pathlib.Path = PUBLIC_METHODS_FILE) -> Mapping[str, tuple[str, ...]]:
+    return {service: tuple(methods) for service, methods in json.loads(path.read_text()).items()}
+
+
+PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = load_public_methods()
 
 # Methods that send or check a one-time code: each gets its own, much smaller token bucket, because they cost
 # money (SMS) and guard accounts against code guessing. They must also be public (checked in render()).
@@ -144,13 +108,10 @@ WEBHOOK_METHODS: Mapping[str, tuple[str, ...]] = {
 REQUEST_BODY_LIMIT = 64 * 1024
 WEBHOOK_BODY_LIMIT = 1024 * 1024
 
-# The client address Envoy resolved (its remote address after `xff_num_trusted_hops`), put on every request it
-# forwards, replacing whatever the client sent under that name. The services key per-client limits on it and
-# never on x-forwarded-for, whose first entries the client writes itself.
-CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
-# The services repeat the gRPC status of every answer in this header (the transcoder drops grpc-status when it
-# turns an error into JSON); local replies set it too, so the access log records the real gRPC status.
-GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+# CLIENT_ADDRESS_HEADER (services.common.config) is the client address Envoy resolved (its remote address after
+# `xff_num_trusted_hops`), put on every request it forwards, replacing whatever the client sent under that name.
+# Local replies set GRPC_STATUS_HEADER too, so the access log records the real gRPC status. SERVICE_TOKEN_HEADER,
+# service-to-service identity, is never accepted from outside the mesh.
 
 # The JWKS the gateway verifies tokens with is served by accounts behind the gateway itself: the REST path is
 # transcoded to AccountsService/GetJwks, which is public, so the self-fetch needs no token.
@@ -158,8 +119,6 @@ JWKS_PATH = "/.well-known/jwks.json"
 JWKS_METHOD = ("nerava.accounts.v1.AccountsService", "GetJwks")
 JWT_PROVIDER = "accounts"
 
-# Service-to-service identity travels in this header; it must never be accepted from outside the mesh.
-SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 
 # HTTP status of a local reply (one Envoy generates itself) → the google.rpc.Code put in its JSON Status body,
 # so every error an app sees has the shape the services' errors have after transcoding (API.md "Wire
@@ -276,6 +235,16 @@ class TokenBucket:
             raise ValueError("fill_interval_s must be at least 0.05")
 
 
+@dataclass(frozen=True)
+class ApiDocs:
+    """The files the gateway serves as they are, at /openapi.json and /docs (paths as Envoy reads them, when it
+    loads its configuration): the OpenAPI document `make proto` generates and the Redoc bundle `make setup`
+    fetches (gateway/redoc.py)."""
+
+    openapi_file: str = str(ROOT / "gen" / "openapi.json")
+    redoc_file: str = str(REDOC_BUNDLE)
+
+
 def _local_upstreams() -> dict[str, Endpoint]:
     return {name: Endpoint("127.0.0.1", port) for name, port in LOCAL_UPSTREAM_PORTS.items()}
 
@@ -324,6 +293,8 @@ class GatewaySettings:
     hsts: bool = False
     # An edge proxy without a connection cap can be exhausted by idle connections; per Envoy process.
     max_downstream_connections: int = 50000
+    # /openapi.json and the /docs page; None serves neither.
+    api_docs: ApiDocs | None = None
 
     def __post_init__(self) -> None:
         if set(self.upstreams) != set(SERVICES):
@@ -358,13 +329,14 @@ class GatewaySettings:
                 name: value if isinstance(value, Endpoint) else Endpoint.parse(value)
                 for name, value in upstreams.items()
             }
+        overrides.setdefault("api_docs", ApiDocs())
         return cls(**overrides)
 
     @classmethod
     def kubernetes(
         cls,
         namespace: str = "nerava",
-        service_port: int = 50051,
+        service_port: int = KUBERNETES_GRPC_PORT,
         cluster_domain: str = "cluster.local",
         **overrides: Any,
     ) -> GatewaySettings:
@@ -382,6 +354,8 @@ class GatewaySettings:
             "cors_allowed_origins": (),
             "ops_listen": Endpoint("0.0.0.0", 9902),
             "hsts": True,
+            # Both files are in the gateway image (deploy/docker/gateway.Dockerfile).
+            "api_docs": ApiDocs(KUBERNETES_OPENAPI_PATH, KUBERNETES_REDOC_PATH),
         }
         defaults.update(overrides)
         return cls(**defaults)
@@ -531,6 +505,10 @@ def _cluster(name: str, endpoint: Endpoint, settings: GatewaySettings, *, http2:
 def _route(name: str, match: JsonObject, action: JsonObject, **extra: Any) -> JsonObject:
     route: JsonObject = {"name": name, "match": match, "route": action}
     route.update(extra)
+    return _with_edge_headers(route)
+
+
+def _with_edge_headers(route: JsonObject) -> JsonObject:
     # On every route, not once per virtual host, so a route added later cannot miss it by construction.
     route["request_headers_to_remove"] = [SERVICE_TOKEN_HEADER]
     route["request_headers_to_add"] = [
@@ -566,6 +544,49 @@ def _grpc_action(cluster: str, timeout_s: float) -> JsonObject:
             "host_selection_retry_max_attempts": 3,
         },
     }
+
+
+# The human docs page: Redoc renders the gateway's own /openapi.json.
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Nerava Mesh REST API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><redoc spec-url="/openapi.json"></redoc><script src="/docs/redoc.standalone.js"></script></body>
+</html>
+"""
+# Envoy refuses a direct response body larger than this (its default is 4 KiB); the Redoc bundle is ~0.9 MB.
+MAX_STATIC_BODY_BYTES = 4 * 1024 * 1024
+
+
+def _static_route(name: str, path: str, content_type: str, body: JsonObject) -> JsonObject:
+    """GET `path` answered by Envoy itself with `body` (a file read at load, or an inline string). The
+    transcoder is switched off on this route: it would refuse the path as an unknown REST method."""
+    return _with_edge_headers(
+        {
+            "name": name,
+            "match": {"path": path, "headers": [{"name": ":method", "string_match": {"exact": "GET"}}]},
+            "direct_response": {"status": 200, "body": body},
+            "response_headers_to_add": [
+                {
+                    "header": {"key": "content-type", "value": content_type},
+                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                }
+            ],
+            "typed_per_filter_config": {
+                _TRANSCODER: {"@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig", "disabled": True}
+            },
+        }
+    )
+
+
+def _docs_routes(docs: ApiDocs) -> list[JsonObject]:
+    return [
+        _static_route("openapi", "/openapi.json", "application/json", {"filename": docs.openapi_file}),
+        _static_route("docs", "/docs", "text/html; charset=utf-8", {"inline_string": DOCS_PAGE}),
+        _static_route(
+            "docs:redoc", "/docs/redoc.standalone.js", "application/javascript", {"filename": docs.redoc_file}
+        ),
+    ]
 
 
 def _catch_all_route() -> JsonObject:
@@ -627,6 +648,8 @@ def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) 
             )
         )
     routes += _webhook_body_routes(settings)
+    if settings.api_docs is not None:
+        routes += _docs_routes(settings.api_docs)
     routes.append(_catch_all_route())
     return routes
 
@@ -956,6 +979,7 @@ def _public_listener(settings: GatewaySettings, available: Mapping[str, frozense
             # The catch-all route names a cluster that does not exist on purpose (see _catch_all_route);
             # tests check that every other route targets a defined cluster.
             "validate_clusters": False,
+            "max_direct_response_body_size_bytes": MAX_STATIC_BODY_BYTES,
         },
         "http_filters": _http_filters(settings, available),
         "local_reply_config": _local_reply_config(settings),
@@ -1084,7 +1108,9 @@ def _parser() -> argparse.ArgumentParser:
     for name in SERVICES:
         parser.add_argument(f"--{name}", default=_env(name), help=f"HOST:PORT of {name} (local target)")
     parser.add_argument("--namespace", default=_env("namespace") or "nerava", help="k8s namespace of the Services")
-    parser.add_argument("--service-port", type=int, default=int(_env("service-port") or 50051), help="k8s gRPC port")
+    parser.add_argument(
+        "--service-port", type=int, default=int(_env("service-port") or KUBERNETES_GRPC_PORT), help="k8s gRPC port"
+    )
     parser.add_argument("--descriptor", default=_env("descriptor"), help="descriptor set path as Envoy sees it")
     parser.add_argument(
         "--descriptor-source", type=pathlib.Path, default=_env("descriptor-source"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import json
 import os
 import pathlib
@@ -22,7 +23,7 @@ from typing import Any, TextIO
 
 import betterproto2
 
-from nerava_client import accounts, incentives
+from nerava_client import accounts, incentives, ledger
 from nerava_client.client import Client
 from nerava_client.errors import NeravaError, Unavailable
 from nerava_client.traces import DEFAULT_STORE, TraceStore, tree_lines
@@ -176,6 +177,139 @@ def _trace(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _moment(text: str) -> datetime.datetime:
+    """An RFC 3339 time; one without an offset is UTC."""
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise _Usage(f"not an RFC 3339 time: {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _ledger_check(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        violations = client.ledger.check_ledger(ledger.CheckLedgerRequest()).violations
+    if args.json:
+        _emit(args, {"holds": not violations, "violations": violations})
+    else:
+        sys.stdout.write("".join(f"VIOLATION {line}\n" for line in violations) or "the ledger holds\n")
+    return EXIT_CHECK_FAILED if violations else EXIT_OK
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    request = ledger.RunReconciliationRequest(since=_moment(args.since) if args.since else None)
+    with _client(args) as client:
+        report = client.ledger.run_reconciliation(request)
+    rows = [
+        {"invariant": i.name, "status": "DRIFT" if i.drift_ids else "ok", "drift_ids": i.drift_ids}
+        for i in report.invariants
+    ]
+    _emit(
+        args, {"holds": report.holds, "invariants": rows} if args.json else rows, ["invariant", "status", "drift_ids"]
+    )
+    return EXIT_OK if report.holds else EXIT_CHECK_FAILED
+
+
+SERVICES_WITH_OUTBOX = ("sessions", "incentives", "ledger", "merchants")
+
+
+def _service_module(service: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"nerava_client._proto.nerava.{service}.v1")
+
+
+def _outbox_list(args: argparse.Namespace) -> int:
+    rows: list[dict[str, Any]] = []
+    with _client(args) as client:
+        for service in [args.of] if args.of else SERVICES_WITH_OUTBOX:
+            module = _service_module(service)
+            answer = getattr(client, service).list_dead_letters(module.ListDeadLettersRequest(limit=args.limit))
+            rows += [{"service": service, **_plain(letter)} for letter in answer.dead_letters]
+    _emit(args, rows, ["service", "id", "topic", "key", "attempts", "failed_at", "last_error"])
+    return EXIT_OK
+
+
+def _outbox_replay(args: argparse.Namespace) -> int:
+    if bool(args.ids) == args.all:
+        raise _Usage("name the row ids to replay, or --all")
+    try:
+        ids = [int(i) for i in args.ids]
+    except ValueError:
+        raise _Usage("row ids are numbers (see nerava outbox list)") from None
+    module = _service_module(args.of)
+    request = module.ReplayDeadLettersRequest(ids=ids, reason=args.reason)
+    with _client(args) as client:
+        replayed = getattr(client, args.of).replay_dead_letters(request).replayed
+    _emit(args, {"service": args.of, "replayed": replayed}, ["service", "replayed"])
+    return EXIT_OK
+
+
+def _payouts_unknown(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        stuck = client.ledger.list_unknown_payouts(ledger.ListUnknownPayoutsRequest(limit=args.limit)).payouts
+    rows = [
+        {**_plain(p.payout), "driver_id": p.driver_id, "unknown_since": _plain(p).get("updated_at")}
+        for p in stuck
+        if p.payout is not None
+    ]
+    _emit(args, rows, ["id", "driver_id", "amount_cents", "created_at", "unknown_since"])
+    return EXIT_OK
+
+
+def _payouts_reconcile(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        answer = client.ledger.reconcile_payouts(ledger.ReconcilePayoutsRequest(reason=args.reason))
+    _emit(args, answer, ["settled", "still_unknown"])
+    return EXIT_OK
+
+
+_FLAG_COLUMNS = ["name", "enabled", "environment", "updated_at", "updated_by", "description"]
+
+
+def _flags_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        flags = client.accounts.list_flags(accounts.ListFlagsRequest()).flags
+    _emit(args, flags, _FLAG_COLUMNS)
+    return EXIT_OK
+
+
+def _flags_get(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        flag = client.accounts.get_flag(accounts.GetFlagRequest(name=args.name)).flag
+    _emit(args, flag, _FLAG_COLUMNS)
+    return EXIT_OK
+
+
+def _flags_toggle(args: argparse.Namespace) -> int:
+    request = accounts.ToggleFlagRequest(name=args.name, enabled=args.enabled, reason=args.reason)
+    with _client(args) as client:
+        flag = client.accounts.toggle_flag(request).flag
+    _emit(args, flag, _FLAG_COLUMNS)
+    return EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    request = accounts.ListAuditEntriesRequest(
+        actor=args.actor or "",
+        action=args.action or "",
+        target=args.target or "",
+        since=_moment(args.since) if args.since else None,
+        until=_moment(args.until) if args.until else None,
+        page_size=min(args.limit, 500),
+    )
+    entries: list[Any] = []
+    with _client(args) as client:
+        while True:
+            page = client.accounts.list_audit_entries(request)
+            entries += page.entries
+            if not page.next_page_token or len(entries) >= args.limit:
+                break
+            request.page_token = page.next_page_token
+    _emit(args, entries[: args.limit], ["occurred_at", "actor", "action", "target", "reason", "request_id", "service"])
+    return EXIT_OK
+
+
 # --- parser ----------------------------------------------------------------------------------------------
 
 
@@ -219,10 +353,65 @@ def _parser() -> argparse.ArgumentParser:
     clawback.add_argument("--reason", required=True)
     clawback.add_argument("--request-id", help="idempotency key (UUID) to repeat a clawback safely")
 
+    _operations(commands, command)
+
     trace = command(commands, "trace", _trace, "one request as a tree of spans across the gateway and the services")
     trace.add_argument("id", help="the request id (x-request-id) or the trace id")
     trace.add_argument("--store", default=os.environ.get("NERAVA_TRACE_STORE", str(DEFAULT_STORE)))
     return parser
+
+
+_Command = Callable[..., argparse.ArgumentParser]
+
+
+def _operations(commands: argparse._SubParsersAction[argparse.ArgumentParser], command: _Command) -> None:
+    """The operators' commands: ledger, reconcile, outbox, payouts, flags, audit."""
+    ledger_group = commands.add_parser("ledger", help="the ledger").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    command(ledger_group, "check", _ledger_check, "the ledger's invariants, now (exit 1 on a violation)")
+    reconcile = command(commands, "reconcile", _reconcile, "money between services vs the ledger (exit 1 on drift)")
+    reconcile.add_argument("--since", help="only what was created since this time (RFC 3339)")
+
+    outbox = commands.add_parser("outbox", help="the outboxes' dead letters").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    outbox_list = command(outbox, "list", _outbox_list, "deliveries given up on, newest first")
+    outbox_list.add_argument("of", nargs="?", choices=SERVICES_WITH_OUTBOX, help="one service (default: all)")
+    outbox_list.add_argument("--limit", type=int, default=100)
+    replay = command(outbox, "replay", _outbox_replay, "put dead letters back in the queue (admin; audited)")
+    replay.add_argument("of", choices=SERVICES_WITH_OUTBOX, help="the service whose outbox holds them")
+    replay.add_argument("ids", nargs="*", help="row ids (see outbox list)")
+    replay.add_argument("--all", action="store_true", help="every dead letter of the service")
+    replay.add_argument("--reason", required=True, help="why; kept in the audit log")
+
+    payouts = commands.add_parser("payouts", help="driver payouts").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    unknown = command(payouts, "unknown", _payouts_unknown, "payouts whose Stripe answer was lost, oldest first")
+    unknown.add_argument("--limit", type=int, default=100)
+    settle = command(payouts, "reconcile", _payouts_reconcile, "settle unknown payouts now by asking Stripe (admin)")
+    settle.add_argument("--reason", required=True, help="why; kept in the audit log")
+
+    flags = command(commands, "flags", _flags_list, "feature flags of this environment (default: list)")
+    flags_actions = flags.add_subparsers(dest="action", metavar="ACTION")
+    command(flags_actions, "list", _flags_list, "every flag and its value")
+    flags_get = command(flags_actions, "get", _flags_get, "one flag")
+    flags_get.add_argument("name")
+    toggle = command(flags_actions, "toggle", _flags_toggle, "flip a flag, or set it with --on/--off (admin; audited)")
+    toggle.add_argument("name")
+    value = toggle.add_mutually_exclusive_group()
+    value.add_argument("--on", dest="enabled", action="store_const", const=True, default=None)
+    value.add_argument("--off", dest="enabled", action="store_const", const=False)
+    toggle.add_argument("--reason", required=True, help="why; kept in the audit log")
+
+    audit = command(commands, "audit", _audit, "the audit log of every service, newest first (admin)")
+    audit.add_argument("--actor", help="a user's public id, or service:<name>")
+    audit.add_argument("--action", help='an action, or a prefix ending in "." (e.g. campaign.)')
+    audit.add_argument("--target", help="e.g. user:<id>, campaign:<id>, flag:<name>")
+    audit.add_argument("--since", help="RFC 3339")
+    audit.add_argument("--until", help="RFC 3339")
+    audit.add_argument("--limit", type=int, default=50)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The contracts: generated code is current, buf lint is clean and can fail, every RPC is bound to REST
-and has an access rule in its service."""
+and has an access rule in its service that declares whose resource it reaches."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import sys
 
 import pytest
 from google.api import annotations_pb2
-from google.protobuf import descriptor_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool
 
-from services.common.config import SERVICE_NAMES
+from services.common.config import GRPC_SERVICES, SERVICE_NAMES
+from services.common.interceptors import NotOwned, Owned
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = pathlib.Path(sys.executable).parent
@@ -77,8 +78,13 @@ def _services() -> list[descriptor_pb2.ServiceDescriptorProto]:
     return [service for file in image.file if file.package.startswith("nerava.") for service in file.service]
 
 
-def test_every_service_is_in_the_descriptor_set() -> None:
-    assert sorted(s.name for s in _services()) == sorted(f"{n.capitalize()}Service" for n in SERVICE_NAMES)
+def test_every_service_is_in_the_descriptor_set_under_its_one_name() -> None:
+    image = descriptor_pb2.FileDescriptorSet.FromString((ROOT / "gen" / "nerava.binpb").read_bytes())
+    served = {f"{file.package}.{service.name}" for file in image.file if file.package.startswith("nerava.")
+              for service in file.service}  # fmt: skip
+    assert served == set(GRPC_SERVICES.values())
+    for name in SERVICE_NAMES:
+        assert GRPC_SERVICES[name] == importlib.import_module(f"services.{name}.api").SERVICE_NAME
 
 
 @pytest.mark.parametrize("service", _services(), ids=lambda s: s.name)
@@ -92,3 +98,24 @@ def test_every_rpc_has_an_access_rule(name: str) -> None:
     api = importlib.import_module(f"services.{name}.api")
     service = next(s for s in _services() if s.name == f"{name.capitalize()}Service")
     assert set(api.ACCESS) == {m.name for m in service.method}
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_every_rpc_declares_whose_resource_it_reaches(name: str) -> None:
+    """Owned: a field of the request names the resource, and the rule admits the roles that own one (else no
+    owner could reach it); NotOwned: a reason a reader can check. tests/fuzz/test_access_matrix.py calls each
+    owned RPC as a stranger and as the owner."""
+    api = importlib.import_module(f"services.{name}.api")
+    wrong: list[str] = []
+    for method, rule in sorted(api.ACCESS.items()):
+        ownership = rule.ownership
+        if isinstance(ownership, Owned):
+            request = descriptor_pool.Default().FindMethodByName(f"{api.SERVICE_NAME}.{method}").input_type
+            field = request.fields_by_name.get(ownership.field)
+            if field is None or field.type != field.TYPE_STRING:
+                wrong.append(f"{method}: {request.name} has no string field {ownership.field}")
+            if rule.public or rule.internal or (rule.roles is not None and not ownership.owners <= rule.roles):
+                wrong.append(f"{method}: its rule does not admit the owners of a {ownership.resource}")
+        elif not (isinstance(ownership, NotOwned) and ownership.why.strip()):
+            wrong.append(f"{method}: declare .owned(…) or .not_owned(why)")
+    assert not wrong, "\n".join(wrong)

@@ -33,7 +33,8 @@ import kubernetes_validate.utils as kubernetes_validate  # type: ignore[import-u
 import yaml  # type: ignore[import-untyped]
 
 from gateway import render as gateway
-from services.common.config import SERVICE_NAMES
+from gateway.public_methods import public_methods_json
+from services.common.config import KUBERNETES_GRPC_PORT, SERVICE_NAMES
 
 K8sObject = dict[str, Any]
 
@@ -46,7 +47,7 @@ KUBERNETES_VERSION = "1.37.0"
 
 NAMESPACE = "nerava"
 GATEWAY = "gateway"
-GRPC_PORT = 50051
+GRPC_PORT = KUBERNETES_GRPC_PORT
 METRICS_PORT = 9090
 MONITORING_NAMESPACE = "monitoring"
 COLLECTOR = gateway.Endpoint(f"otel-collector.{NAMESPACE}.svc.cluster.local", 4317)
@@ -72,6 +73,8 @@ def _envoy_json(settings: gateway.GatewaySettings) -> bytes:
 
 
 GENERATED: Mapping[pathlib.Path, Callable[[], bytes]] = {
+    # First: the bootstraps below are rendered with it.
+    gateway.PUBLIC_METHODS_FILE: public_methods_json,
     K8S / "base" / "gateway" / "envoy.json": lambda: _envoy_json(gateway.GatewaySettings.kubernetes(NAMESPACE)),
     K8S / "components" / "tracing" / "envoy-tracing.json": lambda: _envoy_json(
         gateway.GatewaySettings.kubernetes(
@@ -95,6 +98,8 @@ def write_generated_files() -> list[pathlib.Path]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(content)
             written.append(path)
+            if path == gateway.PUBLIC_METHODS_FILE:
+                gateway.PUBLIC_METHODS = gateway.load_public_methods()
     return written
 
 

@@ -33,7 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from sqlalchemy.engine import make_url
 
 from fakes import identity_providers
-from gateway import render
+from gateway import redoc, render
 from services.common import migrations
 from services.common.config import DEFAULT_PORTS, SERVICE_NAMES
 from tools import demo_world, embedded, seed
@@ -261,7 +261,8 @@ def start_fake_sign_in(processes: Processes) -> dict[str, str]:
 def start_gateway(
     processes: Processes, ports: dict[str, int], rest_port: int, admin_port: int, trace_port: int
 ) -> None:
-    """Envoy in front of the services, tracing every request to the local receiver."""
+    """Envoy in front of the services, tracing every request to the local receiver, with the API docs."""
+    redoc.ensure()  # `make run` fetched it already; `python -m tools.run` alone fetches it here
     settings = render.GatewaySettings.local(
         listen_port=rest_port,
         admin_port=admin_port,

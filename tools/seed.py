@@ -8,6 +8,7 @@ import datetime
 import uuid
 
 import sqlalchemy as sa
+from nerava.merchants.v1 import merchants_pb2
 from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -166,7 +167,7 @@ async def _demo_merchants(merchants: AsyncEngine, owner_id: str) -> None:
                     custom_perk_cents=perk,
                     recommended_perk_cents=0,
                     perk_label="",
-                    status=2,  # ACTIVE
+                    status=merchants_pb2.MERCHANT_STATUS_ACTIVE,
                     owner_user_id=owner_id,
                     zone_slug="austin-downtown",
                     logo_url="",

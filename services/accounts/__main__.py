@@ -8,9 +8,13 @@ from collections.abc import Mapping
 import httpx
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
-from nerava.merchants.v1 import merchants_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2_grpc
+from nerava.audit.v1 import audit_pb2
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
+from services.accounts import flags
 from services.accounts.adapters.email import SendGridEmail
 from services.accounts.adapters.id_tokens import APPLE_ISSUERS, GOOGLE_ISSUERS, IdTokenVerifier
 from services.accounts.adapters.otp import OtpProvider, StubOtpProvider, TwilioVerifyProvider
@@ -19,6 +23,7 @@ from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
 from services.accounts.sign_in import ClaimLinks, ExternalSignIn, MerchantClaims
+from services.common import audit
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
@@ -64,6 +69,37 @@ async def external_sign_in(
     )
 
 
+def audit_sources(runtime: Runtime) -> dict[str, audit.Source]:
+    """Where the merged audit log reads: accounts' own table, and every other service's ListAuditEntries."""
+    sessions = sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))
+    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
+    ledger = ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))
+    merchants = merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))
+
+    async def own(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return await audit.list_entries(runtime.engine, "accounts", query)
+
+    async def of_sessions(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await sessions.ListAuditEntries(sessions_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    async def of_incentives(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await incentives.ListAuditEntries(incentives_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    async def of_ledger(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await ledger.ListAuditEntries(ledger_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    async def of_merchants(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        return list((await merchants.ListAuditEntries(merchants_pb2.ListAuditEntriesRequest(query=query))).entries)
+
+    return {
+        "accounts": own,
+        "sessions": of_sessions,
+        "incentives": of_incentives,
+        "ledger": of_ledger,
+        "merchants": of_merchants,
+    }
+
+
 async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     keys = KeyRing(settings.signing_key_passphrase)
@@ -72,13 +108,22 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         # accounts verifies tokens with its own keys instead of calling itself.
         return list(keys.jwks())
 
-    runtime = await stack.enter_async_context(Runtime(settings.runtime, jwks_fetcher=local_jwks))
+    async def local_flags() -> dict[str, bool]:
+        # accounts reads the flags it owns from its own table.
+        values = await flags.list_values(runtime.engine, settings.runtime.environment)
+        return {value.definition.name: value.enabled for value in values}
+
+    runtime = await stack.enter_async_context(
+        Runtime(settings.runtime, jwks_fetcher=local_jwks, flags_fetcher=local_flags)
+    )
     await keys.load(runtime.engine)
     otp = otp_provider(settings)
     stack.push_async_callback(otp.aclose)
     api = AccountsApi(
         settings,
         engine=runtime.engine,
+        redis=runtime.redis,
+        audit_log=audit.MergedAuditLog(audit_sources(runtime)),
         keys=keys,
         otp=otp,
         limits=OtpLimits(runtime.redis, settings.otp),

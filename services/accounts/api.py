@@ -9,18 +9,23 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
+import prometheus_client
 import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.audit.v1 import audit_pb2
 from nerava.sessions.v1 import sessions_pb2
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.accounts import domain, store
+from services.accounts import domain, flags, store
 from services.accounts.adapters.otp import Channel, OtpProvider, OtpProviderError
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits, StartDecision
+from services.accounts.reasons import Reason
 from services.accounts.sign_in import APPLE, GOOGLE, ExternalSignIn
+from services.common import audit
 from services.common.context import client_ip_var, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -31,38 +36,51 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNING_IN, Access
 from services.common.paging import page_position, page_token
 from services.common.revocation import TokenRevocations
 
 SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
 
 ACCESS: dict[str, Access] = {
-    "StartPhoneLogin": Access.anyone(),
-    "VerifyPhoneLogin": Access.anyone(),
-    "StartEmailLogin": Access.anyone(),
-    "VerifyEmailLogin": Access.anyone(),
-    "RefreshToken": Access.anyone(),
-    "GetJwks": Access.anyone(),
-    "SignInWithGoogle": Access.anyone(),
-    "SignInWithApple": Access.anyone(),
-    "StartConsoleLogin": Access.anyone(),
-    "VerifyConsoleLogin": Access.anyone(),
-    "SignInMerchantWithGoogle": Access.anyone(),
-    "GetTeslaLoginUrl": Access.anyone(),
-    "SignInWithTesla": Access.anyone(),
+    "StartPhoneLogin": Access.anyone().not_owned(SIGNING_IN),
+    "VerifyPhoneLogin": Access.anyone().not_owned(SIGNING_IN),
+    "StartEmailLogin": Access.anyone().not_owned(SIGNING_IN),
+    "VerifyEmailLogin": Access.anyone().not_owned(SIGNING_IN),
+    "RefreshToken": Access.anyone().not_owned(SIGNING_IN),
+    "GetJwks": Access.anyone().not_owned(PUBLIC_DATA),
+    "SignInWithGoogle": Access.anyone().not_owned(SIGNING_IN),
+    "SignInWithApple": Access.anyone().not_owned(SIGNING_IN),
+    "StartConsoleLogin": Access.anyone().not_owned(SIGNING_IN),
+    "VerifyConsoleLogin": Access.anyone().not_owned(SIGNING_IN),
+    "SignInMerchantWithGoogle": Access.anyone().not_owned(SIGNING_IN),
+    "GetTeslaLoginUrl": Access.anyone().not_owned(SIGNING_IN),
+    "SignInWithTesla": Access.anyone().not_owned(SIGNING_IN),
     "ResolveProviderDriver": Access.service_only(),
     "SendMerchantClaimLink": Access.service_only(),
-    "VerifyMerchantClaimLink": Access.anyone(),
-    "Logout": Access.signed_in(),
-    "GetMe": Access.signed_in(),
-    "RegisterDevice": Access.signed_in(),
-    "ListUsers": Access.role(*domain.READ_ADMINS),
+    # The emailed link's single-use token is the capability.
+    "VerifyMerchantClaimLink": Access.anyone().not_owned(SIGNING_IN),
+    # The refresh token is matched among the caller's own: another user's matches nothing and revokes nothing.
+    "Logout": Access.signed_in().not_owned(OWN_DATA),
+    "GetMe": Access.signed_in().not_owned(OWN_DATA),
+    "RegisterDevice": Access.signed_in().not_owned(OWN_DATA),
+    "ListUsers": Access.role(*domain.READ_ADMINS).not_owned(BY_AN_ADMIN),
     "GetUser": Access.service_only(),
-    "SetUserRoles": Access.role(domain.ADMIN),
+    "SetUserRoles": Access.role(domain.ADMIN).not_owned(BY_AN_ADMIN),
+    "ListAuditEntries": Access.role(*domain.READ_ADMINS).not_owned(BY_AN_ADMIN),
+    # The apps read feature flags before sign-in.
+    "ListFlags": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetFlag": Access.anyone().not_owned(PUBLIC_DATA),
+    "ToggleFlag": Access.role(domain.ADMIN).not_owned(BY_AN_ADMIN),
 }
 
 _DEFAULT_PAGE = 50
+
+# Codes asked for, by channel and what became of the request: an SMS costs money, and a surge of sends is the
+# mark of SMS pumping (deploy/k8s/components/monitoring alerts on the rate).
+OTP_SENDS = prometheus_client.Counter(
+    "nerava_otp_sends_total", "One-time login codes requested, by channel and result.", ["channel", "result"]
+)
 
 
 def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
@@ -100,6 +118,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         settings: AccountsSettings,
         *,
         engine: AsyncEngine,
+        redis: Redis,
+        audit_log: audit.MergedAuditLog,
         keys: KeyRing,
         otp: OtpProvider,
         limits: OtpLimits,
@@ -109,6 +129,8 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     ) -> None:
         self._sign_in = sign_in
         self._revocations = revocations
+        self._redis = redis
+        self._audit_log = audit_log
         self._settings = settings
         self._engine = engine
         self._reads = single_statement_reads(engine)
@@ -122,30 +144,34 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
     async def _start_login(self, channel: Channel, identity: str) -> None:
         decision = await self._limits.try_start(identity, client_ip_var.get() or "unknown")
         if decision is StartDecision.LOCKED:
-            raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
+            OTP_SENDS.labels(channel.value, "locked").inc()
+            raise ResourceExhausted(Reason.OTP_LOCKED, "too many wrong codes; try again later")
         if decision is StartDecision.RATE_LIMITED:
+            OTP_SENDS.labels(channel.value, "rate_limited").inc()
             # One message for every limit: it must not reveal which limit (phone or IP) was hit.
-            raise ResourceExhausted("OTP_RATE_LIMITED", "too many codes requested; try again later")
+            raise ResourceExhausted(Reason.OTP_RATE_LIMITED, "too many codes requested; try again later")
         try:
             await self._otp.send_code(channel, identity)
+            OTP_SENDS.labels(channel.value, "sent").inc()
         except OtpProviderError as exc:
+            OTP_SENDS.labels(channel.value, "provider_failed").inc()
             if exc.retryable:
-                raise Unavailable("OTP_PROVIDER_FAILED", "the code could not be sent; try again") from exc
-            raise FailedPrecondition("OTP_PROVIDER_FAILED", "the code could not be sent to this address") from exc
+                raise Unavailable(Reason.OTP_PROVIDER_FAILED, "the code could not be sent; try again") from exc
+            raise FailedPrecondition(Reason.OTP_PROVIDER_FAILED, "the code could not be sent to this address") from exc
 
     async def _verify_login(
         self, channel: Channel, identity: str, code: str, initial_roles: Sequence[str] = (domain.DRIVER,)
     ) -> tuple[dict[str, Any], store.UserRow, bool]:
         if await self._limits.is_locked(identity):
-            raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
+            raise ResourceExhausted(Reason.OTP_LOCKED, "too many wrong codes; try again later")
         try:
             valid = await self._otp.check_code(channel, identity, code)
         except OtpProviderError as exc:
-            raise Unavailable("OTP_PROVIDER_FAILED", "the code could not be checked; try again") from exc
+            raise Unavailable(Reason.OTP_PROVIDER_FAILED, "the code could not be checked; try again") from exc
         if not valid:
             if await self._limits.record_wrong_code(identity):
-                raise ResourceExhausted("OTP_LOCKED", "too many wrong codes; try again later")
-            raise Unauthenticated("INVALID_CODE", "the code is wrong or expired")
+                raise ResourceExhausted(Reason.OTP_LOCKED, "too many wrong codes; try again later")
+            raise Unauthenticated(Reason.INVALID_CODE, "the code is wrong or expired")
         await self._limits.clear_wrong_codes(identity)
         async with self._engine.begin() as conn:
             if channel is Channel.SMS:
@@ -165,7 +191,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
                     initial_roles=initial_roles,
                 )
             if not user.active:
-                raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+                raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
             tokens = await self._issue_tokens(conn, user, family_id=uuid.uuid4())
         return tokens, user, created
 
@@ -333,22 +359,22 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._engine.begin() as conn:
             row = await store.lock_refresh_token(conn, token_hash)
             if row is None or row.revoked_at is not None:
-                raise Unauthenticated("REFRESH_TOKEN_INVALID", "unknown or revoked refresh token")
+                raise Unauthenticated(Reason.REFRESH_TOKEN_INVALID, "unknown or revoked refresh token")
             if row.rotated_at is not None:
                 # A rotated token came back: someone holds a copy. Revoke the whole family, commit that,
                 # and only then refuse (raising inside the block would roll the revocation back).
                 await store.revoke_families(conn, store.refresh_tokens.c.family_id == row.family_id)
                 reused = True
             elif row.expires_at.timestamp() <= self._clock():
-                raise Unauthenticated("REFRESH_TOKEN_INVALID", "refresh token expired")
+                raise Unauthenticated(Reason.REFRESH_TOKEN_INVALID, "refresh token expired")
             else:
                 user = await store.find_user(conn, store.users.c.id == row.user_id)
                 if user is None or not user.active:
-                    raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+                    raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
                 await store.mark_rotated(conn, row.id)
                 tokens = await self._issue_tokens(conn, user, family_id=row.family_id)
         if reused:
-            raise Unauthenticated("REFRESH_TOKEN_REUSED", "refresh token reuse detected; sign in again")
+            raise Unauthenticated(Reason.REFRESH_TOKEN_REUSED, "refresh token reuse detected; sign in again")
         return accounts_pb2.RefreshTokenResponse(**tokens)
 
     async def Logout(
@@ -359,7 +385,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._engine.begin() as conn:
             user = await store.user_by_public_id(conn, caller.user_id or "")
             if user is None:
-                raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
+                raise NotFound(Reason.USER_NOT_FOUND, "the signed-in user does not exist")
             tokens = store.refresh_tokens.c
             if request.all_devices:
                 revoked = await store.revoke_families(conn, tokens.user_id == user.id)
@@ -388,9 +414,9 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._reads.connect() as conn:
             user = await store.user_by_public_id(conn, current_caller().user_id or "")
         if user is None:
-            raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
+            raise NotFound(Reason.USER_NOT_FOUND, "the signed-in user does not exist")
         if not user.active:
-            raise PermissionDenied("USER_INACTIVE", "this account is deactivated")
+            raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
         return accounts_pb2.GetMeResponse(user=user_message(user))
 
     async def GetUser(
@@ -399,7 +425,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._reads.connect() as conn:
             user = await store.user_by_public_id(conn, request.user_id)
         if user is None:
-            raise NotFound("USER_NOT_FOUND", "no user with that id", {"user_id": request.user_id})
+            raise NotFound(Reason.USER_NOT_FOUND, "no user with that id", {"user_id": request.user_id})
         return accounts_pb2.GetUserResponse(user=user_message(user))
 
     async def GetJwks(
@@ -413,7 +439,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._engine.begin() as conn:
             user = await store.user_by_public_id(conn, current_caller().user_id or "")
             if user is None:
-                raise NotFound("USER_NOT_FOUND", "the signed-in user does not exist")
+                raise NotFound(Reason.USER_NOT_FOUND, "the signed-in user does not exist")
             created = await store.upsert_device(conn, token=request.token, user_id=user.id, platform=request.platform)
         return accounts_pb2.RegisterDeviceResponse(created=created)
 
@@ -440,19 +466,18 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         async with self._engine.begin() as conn:
             user = await store.user_by_public_id(conn, request.user_id)
             if user is None:
-                raise NotFound("USER_NOT_FOUND", f"no user {request.user_id}")
+                raise NotFound(Reason.USER_NOT_FOUND, f"no user {request.user_id}")
             if str(user.public_id) == caller.user_id and domain.ADMIN not in new_roles:
                 # Otherwise the last admin can lock everyone out of role management.
-                raise FailedPrecondition("CANNOT_REMOVE_OWN_ADMIN", "an admin cannot remove their own admin role")
+                raise FailedPrecondition(Reason.CANNOT_REMOVE_OWN_ADMIN, "an admin cannot remove their own admin role")
             await store.set_roles(conn, user.id, new_roles)
-            await conn.execute(
-                sa.insert(store.role_changes).values(
-                    user_id=user.id,
-                    actor_public_id=caller.user_id or "",
-                    old_roles=list(user.roles),
-                    new_roles=new_roles,
-                    reason=request.reason,
-                )
+            await audit.record(
+                conn,
+                "user.roles.set",
+                f"user:{user.public_id}",
+                request.reason,
+                old_roles=",".join(sorted(user.roles)),
+                new_roles=",".join(new_roles),
             )
             updated = await store.find_user(conn, store.users.c.id == user.id)
         assert updated is not None
@@ -461,3 +486,55 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             # the user's next refresh gets the new ones.
             await self._revocations.revoke_all(str(user.public_id))
         return accounts_pb2.SetUserRolesResponse(user=user_message(updated))
+
+    # --- the audit log ---------------------------------------------------------------------------------
+
+    async def ListAuditEntries(
+        self, request: accounts_pb2.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListAuditEntriesResponse:
+        query = audit_pb2.AuditQuery(actor=request.actor, action=request.action, target=request.target)
+        if request.HasField("since"):
+            query.since.CopyFrom(request.since)
+        if request.HasField("until"):
+            query.until.CopyFrom(request.until)
+        entries, token = await self._audit_log.page(query, request.page_size or _DEFAULT_PAGE, request.page_token)
+        return accounts_pb2.ListAuditEntriesResponse(entries=entries, next_page_token=token)
+
+    # --- feature flags ---------------------------------------------------------------------------------
+
+    async def ListFlags(
+        self, request: accounts_pb2.ListFlagsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ListFlagsResponse:
+        values = await flags.list_values(self._reads, self._settings.runtime.environment)
+        return accounts_pb2.ListFlagsResponse(flags=[_flag_message(v) for v in values])
+
+    async def GetFlag(
+        self, request: accounts_pb2.GetFlagRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.GetFlagResponse:
+        value = await flags.get_value(self._reads, self._settings.runtime.environment, request.name)
+        return accounts_pb2.GetFlagResponse(flag=_flag_message(value))
+
+    async def ToggleFlag(
+        self, request: accounts_pb2.ToggleFlagRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> accounts_pb2.ToggleFlagResponse:
+        enabled = request.enabled if request.HasField("enabled") else None
+        value = await flags.toggle(
+            self._engine,
+            self._redis,
+            self._settings.runtime.environment,
+            request.name,
+            enabled=enabled,
+            reason=request.reason,
+        )
+        return accounts_pb2.ToggleFlagResponse(flag=_flag_message(value))
+
+
+def _flag_message(value: flags.FlagValue) -> accounts_pb2.Flag:
+    return accounts_pb2.Flag(
+        name=value.definition.name,
+        enabled=value.enabled,
+        environment=value.environment,
+        description=value.definition.description,
+        updated_at=_timestamp(value.updated_at) if value.updated_at else None,
+        updated_by=value.updated_by,
+    )

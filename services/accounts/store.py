@@ -35,16 +35,15 @@ user_roles = sa.Table(
     sa.Column("role", sa.Text, primary_key=True),
 )
 
-role_changes = sa.Table(
-    "role_changes",
+# The value of each toggled feature flag per environment (services/accounts/flags.py).
+feature_flags = sa.Table(
+    "feature_flags",
     metadata,
-    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("actor_public_id", sa.Text, nullable=False),
-    sa.Column("old_roles", pg.ARRAY(sa.Text), nullable=False),
-    sa.Column("new_roles", pg.ARRAY(sa.Text), nullable=False),
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("environment", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_by", sa.Text, nullable=False),
 )
 
 refresh_tokens = sa.Table(

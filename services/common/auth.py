@@ -29,13 +29,13 @@ from typing import Any
 import jwt
 from jwt.algorithms import ECAlgorithm
 
-from services.common.config import Secret
+from services.common.config import SERVICE_TOKEN_HEADER, Secret
 from services.common.context import Caller
 from services.common.errors import Unauthenticated
+from services.common.reasons import CommonReason
 
 log = logging.getLogger(__name__)
 
-SERVICE_TOKEN_HEADER = "x-nerava-service-token"
 SERVICE_AUDIENCE = "nerava-internal"
 SERVICE_ROLE = "service"
 _SERVICE_TOKEN_TTL_S = 300
@@ -81,7 +81,9 @@ class ServiceTokens:
         try:
             key = self._keys.get(str(jwt.get_unverified_header(token).get("kid", "")))
             if key is None:
-                raise Unauthenticated("UNAUTHENTICATED", "service token signed with a key this service does not accept")
+                raise Unauthenticated(
+                    CommonReason.UNAUTHENTICATED, "service token signed with a key this service does not accept"
+                )
             claims = jwt.decode(
                 token,
                 key,
@@ -90,10 +92,10 @@ class ServiceTokens:
                 options={"require": ["exp", "sub", "aud"]},
             )
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("UNAUTHENTICATED", f"invalid service token: {exc}") from exc
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, f"invalid service token: {exc}") from exc
         subject = str(claims.get("sub", ""))
         if not subject.startswith("service:"):
-            raise Unauthenticated("UNAUTHENTICATED", "service token without a service subject")
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "service token without a service subject")
         caller = Caller(service=subject.removeprefix("service:"), roles=frozenset({SERVICE_ROLE}))
         if len(self._verified) >= _SERVICE_TOKEN_CACHE_SIZE:
             self._verified.clear()
@@ -169,13 +171,13 @@ class AccessTokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("UNAUTHENTICATED", "malformed access token") from exc
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "malformed access token") from exc
         kid = str(header.get("kid", ""))
         if kid not in self._keys:
             await self._refresh()
         key = self._keys.get(kid)
         if key is None:
-            raise Unauthenticated("UNAUTHENTICATED", "access token signed by an unknown key")
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "access token signed by an unknown key")
         try:
             claims = jwt.decode(
                 token,
@@ -186,12 +188,24 @@ class AccessTokenVerifier:
                 options={"require": ["exp", "iat", "sub", "iss", "aud"]},
             )
         except jwt.PyJWTError as exc:
-            raise Unauthenticated("UNAUTHENTICATED", f"invalid access token: {exc}") from exc
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, f"invalid access token: {exc}") from exc
         roles = claims.get("roles", [])
         if not isinstance(roles, list):
-            raise Unauthenticated("UNAUTHENTICATED", "access token roles claim is not a list")
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "access token roles claim is not a list")
         version = claims.get("tv", 0)
         if not isinstance(version, int):
-            raise Unauthenticated("UNAUTHENTICATED", "access token version claim is not an integer")
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "access token version claim is not an integer")
         caller = Caller(user_id=str(claims["sub"]), roles=frozenset(str(r) for r in roles), token_version=version)
         return caller, float(claims["exp"])
+
+
+# SERVICE_TOKEN_HEADER is declared with the other facts the gateway shares (services.common.config) and importable
+# from here, beside the tokens it carries.
+__all__ = [
+    "SERVICE_AUDIENCE",
+    "SERVICE_ROLE",
+    "SERVICE_TOKEN_HEADER",
+    "AccessTokenVerifier",
+    "JwksFetcher",
+    "ServiceTokens",
+]

@@ -17,7 +17,8 @@ from typing import Any, cast
 import grpc
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
-from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
+from services.common.auth import ServiceTokens
+from services.common.config import SERVICE_TOKEN_HEADER
 from services.common.context import request_id_var
 
 

@@ -18,7 +18,11 @@ import os
 import secrets
 from collections.abc import Mapping
 
-# Default gRPC ports of the five services (README, `make run`); every one can be overridden.
+# The one place that names the five services and their ports: the services, the gateway's renderer (whose image
+# copies this module for it: it imports nothing outside the standard library), `make run`, the Kubernetes checks and
+# the tests all read them from here.
+
+# Default gRPC ports of the five services on one machine (README, `make run`); every one can be overridden.
 DEFAULT_PORTS: Mapping[str, int] = {
     "accounts": 50051,
     "sessions": 50052,
@@ -27,6 +31,18 @@ DEFAULT_PORTS: Mapping[str, int] = {
     "merchants": 50055,
 }
 SERVICE_NAMES: tuple[str, ...] = tuple(DEFAULT_PORTS)
+# The gRPC service each one serves, from its contract proto/nerava/<name>/v1 (tests/test_contracts.py pins it).
+GRPC_SERVICES: Mapping[str, str] = {name: f"nerava.{name}.v1.{name.capitalize()}Service" for name in SERVICE_NAMES}
+# In Kubernetes each service has a Service of its own, so all of them listen on this one port.
+KUBERNETES_GRPC_PORT = 50051
+# The metadata key of the service token (services/common/auth.py); the gateway removes it from every request.
+SERVICE_TOKEN_HEADER = "x-nerava-service-token"
+# The client address Envoy resolved (its remote address after the deployment's trusted hops), set by the gateway
+# on every request it forwards and overwritten when a client sends it; the services key per-client limits on it.
+CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
+# The gRPC status of an answer, repeated by the services in a header of their own (the transcoder drops
+# grpc-status when it turns an error into JSON): the gateway's access log records the real code from it.
+GRPC_STATUS_HEADER = "x-nerava-grpc-status"
 
 # The switch that allows development defaults for secrets (see the module docstring).
 DEV_MODE_VARIABLE = "NERAVA_DEV_MODE"
@@ -164,6 +180,8 @@ class RuntimeSettings:
     drain_seconds: float  # how long to keep serving after SIGTERM while load balancers notice NOT_SERVING
     stop_grace_seconds: float  # how long in-flight RPCs may finish once the server stops accepting
     max_connection_age_seconds: int  # bounds HTTP/2 connection life so clients rebalance onto new replicas
+    # The deployment's environment (development, staging, production): whose feature-flag values apply.
+    environment: str = "development"
 
     @classmethod
     def from_env(cls, service: str, env: Env | None = None) -> RuntimeSettings:
@@ -190,4 +208,5 @@ class RuntimeSettings:
             drain_seconds=env.float("DRAIN_SECONDS", 0.0),
             stop_grace_seconds=env.float("STOP_GRACE_SECONDS", 10.0),
             max_connection_age_seconds=env.int("GRPC_MAX_CONNECTION_AGE_SECONDS", 300),
+            environment=env.str("NERAVA_ENVIRONMENT", "development"),
         )

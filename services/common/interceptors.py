@@ -21,7 +21,8 @@ import grpc
 import protovalidate
 from google.protobuf.message import Message
 
-from services.common.auth import SERVICE_ROLE, SERVICE_TOKEN_HEADER, AccessTokenVerifier, ServiceTokens
+from services.common.auth import SERVICE_ROLE, AccessTokenVerifier, ServiceTokens
+from services.common.config import CLIENT_ADDRESS_HEADER, GRPC_STATUS_HEADER, SERVICE_TOKEN_HEADER
 from services.common.context import ANONYMOUS, Caller, caller_var, client_ip_var, request_id_var
 from services.common.edge_input import PathBindings, UnreadableRequest, query_overriding_path, tolerant_deserializer
 from services.common.errors import (
@@ -32,6 +33,7 @@ from services.common.errors import (
     Unavailable,
     to_status,
 )
+from services.common.reasons import CommonReason
 from services.common.revocation import TokenRevocations
 from services.common.telemetry import RPC_LATENCY, RPC_REQUESTS
 
@@ -41,12 +43,50 @@ Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 
 
 @dataclasses.dataclass(frozen=True)
+class Owned:
+    """The request names a resource that belongs to someone: only its owner (or an admin, where the role rule
+    admits one) gets past the servicer's ownership check; anyone else gets ``refusal`` with ``reason``, the answer
+    the contract documents. NOT_FOUND is the usual one: it does not confirm that another's resource exists.
+
+    The check itself is the servicer's (it loads the resource anyway); tests/fuzz/test_access_matrix.py calls
+    every RPC declared this way as a stranger of each owner role and as the owner, so a declaration and its
+    check cannot drift apart.
+    """
+
+    resource: str  # what is owned, in the product's words: "campaign", "store", "charging session"…
+    field: str  # the request field that names it
+    owners: frozenset[str]  # the roles whose members own one (a sponsor owns campaigns, a merchant stores)
+    reason: str  # the ErrorInfo reason of the refusal
+    refusal: grpc.StatusCode = grpc.StatusCode.NOT_FOUND
+
+
+@dataclasses.dataclass(frozen=True)
+class NotOwned:
+    """The request names nobody else's resource; ``why`` says so for the reader (the caller's own data taken from
+    the token, a public catalog, a capability carried in the request, an administrator's or a service's RPC)."""
+
+    why: str
+
+
+# The reasons most RPCs reach nobody else's resource, named once.
+OWN_DATA = NotOwned("the caller's own data: the user comes from the access token, no request field names another's")
+BY_AN_ADMIN = NotOwned("an administrator's RPC: it acts on any user's or store's resource")
+PUBLIC_DATA = NotOwned("public data that belongs to nobody (the charger and merchant catalogs, the signing keys)")
+SIGNING_IN = NotOwned("signing in: the caller proves who they are with a code or a refresh token they hold")
+SIGNED_BY_A_PROVIDER = NotOwned("a provider's callback or webhook, authenticated by its signature or single-use state")
+# Other services act for callers they have already authorized, on any resource: nothing for them to own.
+_SERVICES_ACT_FOR_THEIR_CALLERS = NotOwned("other services act for callers they authorized, on any resource")
+
+
+@dataclasses.dataclass(frozen=True)
 class Access:
-    """Who may call one RPC. Checked before the servicer runs; ownership is the servicer's job."""
+    """Who may call one RPC (checked before the servicer runs) and whose resource it reaches (``ownership``,
+    declared for every RPC: tests/test_contracts.py requires it; the servicer enforces it, see :class:`Owned`)."""
 
     public: bool = False  # no token needed; an invalid token is ignored (the caller is anonymous)
     roles: frozenset[str] | None = None  # None: any signed-in user; otherwise one of these roles
     internal: bool = False  # only other services (service token)
+    ownership: Owned | NotOwned | None = None
 
     @staticmethod
     def anyone() -> Access:
@@ -62,7 +102,15 @@ class Access:
 
     @staticmethod
     def service_only() -> Access:
-        return Access(internal=True)
+        return Access(internal=True, ownership=_SERVICES_ACT_FOR_THEIR_CALLERS)
+
+    def owned(self, ownership: Owned) -> Access:
+        """This rule, for an RPC whose request names a resource of ``ownership``'s kind."""
+        return dataclasses.replace(self, ownership=ownership)
+
+    def not_owned(self, why: str | NotOwned) -> Access:
+        """This rule, for an RPC that reaches nobody else's resource, and why."""
+        return dataclasses.replace(self, ownership=why if isinstance(why, NotOwned) else NotOwned(why))
 
     def allows(self, caller: Caller) -> bool:
         if self.public:
@@ -126,13 +174,8 @@ def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
 _metadata_var: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("metadata", default=None)
 
 
-# The client address Envoy resolved (its remote address after the deployment's trusted hops), set by the gateway
-# on every request it forwards and overwritten when a client sends it. x-forwarded-for is never read: its first
-# entries are whatever the client wrote.
-CLIENT_ADDRESS_HEADER = "x-nerava-client-address"
-# The gRPC status of a failed call, repeated in a header of our own: the transcoder turns grpc-status into an
-# HTTP status and drops it, and the gateway's access log records the real code from this header.
-GRPC_STATUS_HEADER = "x-nerava-grpc-status"
+# The client comes from CLIENT_ADDRESS_HEADER; x-forwarded-for is never read: its first entries are whatever the
+# client wrote.
 _OK_METADATA = ((GRPC_STATUS_HEADER, "0"),)
 # Where an RPC that ends a browser round trip (an OAuth callback) sends the browser: sent with the answer's
 # headers, and the gateway turns that answer into an HTTP 302 with this Location (gateway/render.py), which
@@ -161,7 +204,7 @@ def _peer_address(peer: str) -> str:
 # Failures to open a connection only: a connection lost mid-statement may have committed, and UNAVAILABLE is what
 # peers retry.
 _UNAVAILABLE_DATABASE_ERRORS = (asyncpg.TooManyConnectionsError, asyncpg.CannotConnectNowError, ConnectionRefusedError)
-DATABASE_UNAVAILABLE = Unavailable("DATABASE_UNAVAILABLE", "the database is unavailable; retry shortly")
+DATABASE_UNAVAILABLE = Unavailable(CommonReason.DATABASE_UNAVAILABLE, "the database is unavailable; retry shortly")
 
 
 def _database_unavailable(error: BaseException) -> bool:
@@ -290,11 +333,11 @@ class AuthInterceptor(_UnaryInterceptor):
             return ANONYMOUS
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("UNAUTHENTICATED", "authorization must be 'Bearer <token>'")
+            raise Unauthenticated(CommonReason.UNAUTHENTICATED, "authorization must be 'Bearer <token>'")
         caller = await self._verifier.verify(token.strip())
         # After the verdict cache: a token revoked since it was first verified is refused on its next call.
         if caller.user_id is not None and self._revocations.revoked(caller.user_id, caller.token_version):
-            raise Unauthenticated("TOKEN_REVOKED", "this access token was revoked; sign in again or refresh")
+            raise Unauthenticated(CommonReason.TOKEN_REVOKED, "this access token was revoked; sign in again or refresh")
         return caller
 
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
@@ -302,7 +345,7 @@ class AuthInterceptor(_UnaryInterceptor):
 
         async def handle(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             if rule is None:
-                raise PermissionDenied("PERMISSION_DENIED", f"{method} has no access rule")
+                raise PermissionDenied(CommonReason.PERMISSION_DENIED, f"{method} has no access rule")
             try:
                 caller = await self._caller(_metadata_var.get() or _metadata(context))
             except Unauthenticated:
@@ -313,11 +356,13 @@ class AuthInterceptor(_UnaryInterceptor):
                 caller = ANONYMOUS
             if not rule.allows(caller):
                 if caller is ANONYMOUS:
-                    raise Unauthenticated("UNAUTHENTICATED", "sign in first: this method needs a bearer token")
+                    raise Unauthenticated(
+                        CommonReason.UNAUTHENTICATED, "sign in first: this method needs a bearer token"
+                    )
                 needed = (
                     "a service identity" if rule.internal else "one of the roles " + ", ".join(sorted(rule.roles or ()))
                 )
-                raise PermissionDenied("PERMISSION_DENIED", f"{method} needs {needed}")
+                raise PermissionDenied(CommonReason.PERMISSION_DENIED, f"{method} needs {needed}")
             token = caller_var.set(caller)
             try:
                 return await behavior(request, context)
@@ -377,12 +422,19 @@ def _field_path(path: Any) -> str:
 
 
 __all__ = [
+    "BY_AN_ADMIN",
     "CLIENT_ADDRESS_HEADER",
     "GRPC_STATUS_HEADER",
+    "OWN_DATA",
+    "PUBLIC_DATA",
     "REDIRECT_HEADER",
     "SERVICE_ROLE",
+    "SIGNED_BY_A_PROVIDER",
+    "SIGNING_IN",
     "Access",
     "AuthInterceptor",
+    "NotOwned",
+    "Owned",
     "RequestContextInterceptor",
     "ValidationInterceptor",
     "redirect_browser",

@@ -25,10 +25,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from google.protobuf import timestamp_pb2
+from nerava.outbox.v1 import outbox_pb2
 from opentelemetry import propagate, trace
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
+from services.common.interceptors import BY_AN_ADMIN, Access
 from services.common.telemetry import OUTBOX_DELIVERED, OUTBOX_LAG
 
 log = logging.getLogger(__name__)
@@ -250,6 +254,21 @@ class DeadLetter:
     failed_at: datetime.datetime
 
 
+# Who may see and replay a service's dead letters (ListDeadLetters / ReplayDeadLetters of each service).
+DEAD_LETTER_ACCESS = {
+    "ListDeadLetters": Access.role("admin", "admin_readonly").not_owned(BY_AN_ADMIN),
+    "ReplayDeadLetters": Access.role("admin").not_owned(BY_AN_ADMIN),
+}
+
+
+def dead_letter_message(row: DeadLetter) -> outbox_pb2.DeadLetter:
+    failed_at = timestamp_pb2.Timestamp()
+    failed_at.FromDatetime(row.failed_at)
+    return outbox_pb2.DeadLetter(
+        id=row.id, topic=row.topic, key=row.key, attempts=row.attempts, last_error=row.last_error, failed_at=failed_at
+    )
+
+
 async def dead_letters(engine: AsyncEngine, table: sa.Table, limit: int = 100) -> list[DeadLetter]:
     """The parked rows, newest first."""
     t = table
@@ -264,13 +283,20 @@ async def dead_letters(engine: AsyncEngine, table: sa.Table, limit: int = 100) -
     return [DeadLetter(r.id, r.topic, r.key, r.attempts, r.last_error or "", r.failed_at) for r in rows]
 
 
-async def replay_dead_letters(engine: AsyncEngine, table: sa.Table, ids: list[int] | None = None) -> int:
+async def replay_dead_letters(
+    engine: AsyncEngine, table: sa.Table, ids: list[int] | None = None, reason: str = ""
+) -> int:
     """Puts parked rows (these, or all) back in the queue with a fresh attempt count; returns how many. The
-    receiver's idempotency makes a replay of something already applied harmless."""
+    receiver's idempotency makes a replay of something already applied harmless. Audited with the replay."""
     t = table
     query = sa.update(t).where(t.c.failed_at.is_not(None), t.c.delivered_at.is_(None))
     if ids is not None:
         query = query.where(t.c.id.in_(ids))
     async with engine.begin() as conn:
-        result = await conn.execute(query.values(failed_at=None, attempts=0, available_at=sa.func.now()))
-    return int(result.rowcount or 0)
+        result = await conn.execute(
+            query.values(failed_at=None, attempts=0, available_at=sa.func.now()).returning(t.c.id)
+        )
+        replayed = sorted(result.scalars().all())
+        if replayed:
+            await audit.record(conn, "outbox.replay", "outbox", reason, ids=",".join(map(str, replayed)))
+    return len(replayed)

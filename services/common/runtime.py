@@ -6,6 +6,7 @@ Everything here is created once at start and shared by every request; nothing pe
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Mapping
 from types import TracebackType
@@ -20,12 +21,17 @@ from services.common.auth import AccessTokenVerifier, JwksFetcher, ServiceTokens
 from services.common.clients import open_channel
 from services.common.config import RuntimeSettings
 from services.common.db import create_engine, session_factory
+from services.common.flags import Fetch, Flags
 from services.common.revocation import TokenRevocations
 
 
 class Runtime:
-    def __init__(self, settings: RuntimeSettings, jwks_fetcher: JwksFetcher | None = None) -> None:
+    def __init__(
+        self, settings: RuntimeSettings, jwks_fetcher: JwksFetcher | None = None, flags_fetcher: Fetch | None = None
+    ) -> None:
         self.settings = settings
+        # Feature flags (services/common/flags.py), kept fresh by a worker of the server.
+        self.flags = Flags(flags_fetcher or self._fetch_flags_from_accounts)
         self.service_tokens = ServiceTokens(settings.service_token_secrets, settings.service)
         self.verifier = AccessTokenVerifier(
             jwks_fetcher or self._fetch_jwks_from_accounts, settings.jwt_issuer, settings.jwt_audience
@@ -85,6 +91,17 @@ class Runtime:
             channel = open_channel(self.settings.peers[peer], self.service_tokens)
             self._channels[peer] = channel
         return channel
+
+    async def follow_flags(self, stop: asyncio.Event) -> None:
+        """Keeps self.flags fresh: a worker of the server (services/common/flags.py)."""
+        await self.flags.follow(self.redis, stop)
+
+    async def _fetch_flags_from_accounts(self) -> dict[str, bool]:
+        from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+
+        stub = accounts_pb2_grpc.AccountsServiceStub(self.channel("accounts"))
+        response = await stub.ListFlags(accounts_pb2.ListFlagsRequest(), timeout=2.0)
+        return {flag.name: flag.enabled for flag in response.flags}
 
     async def _fetch_jwks_from_accounts(self) -> list[Mapping[str, Any]]:
         # Imported here: generated code of one service is only needed by processes that call it.

@@ -44,8 +44,13 @@ class ServiceServer:
     def __init__(self, runtime: Runtime, bindings: Sequence[ServiceBinding], workers: Sequence[Worker] = ()) -> None:
         self._runtime = runtime
         self._bindings = list(bindings)
-        # Every process follows the access-token revocations (services/common/revocation.py).
-        self._workers = [*workers, runtime.revocations.follow]
+        # Every process follows the access-token revocations (services/common/revocation.py) and the feature
+        # flag changes (services/common/flags.py).
+        self._workers = [
+            *workers,
+            runtime.revocations.follow,
+            runtime.follow_flags,
+        ]
         self._stop = asyncio.Event()
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._health = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc_health-stubs lacks .aio

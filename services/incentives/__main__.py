@@ -22,6 +22,7 @@ from services.incentives import store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.api import ACCESS, SERVICE_NAME, IncentivesApi
 from services.incentives.config import IncentivesSettings
+from services.incentives.funding import refund_closed
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
 from services.incentives.workers import end_campaigns
@@ -52,6 +53,7 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         index,
         ledger,
         accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
+        refund_closed=lambda campaign_id: refund_closed(runtime.engine, ledger, campaign_id),
     )
     relay = OutboxRelay(
         runtime.engine,

@@ -24,15 +24,18 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, editing, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting
 from services.incentives.index import CampaignIndex
+from services.incentives.reasons import Reason
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
 DRIVER, SPONSOR, ADMIN, ADMIN_READONLY = "driver", "sponsor", "admin", "admin_readonly"
@@ -40,26 +43,36 @@ C = store.campaigns
 G = store.grants
 E = store.evaluations
 
+# A sponsor's campaign: another sponsor's is CAMPAIGN_NOT_FOUND (admins reach every one, see _owned).
+CAMPAIGN = Owned("campaign", "campaign_id", frozenset({SPONSOR}), "CAMPAIGN_NOT_FOUND")
+_SPONSORS_AND_READERS = Access.role(SPONSOR, ADMIN, ADMIN_READONLY)
+_SPONSORS = Access.role(SPONSOR, ADMIN)
+
 ACCESS: dict[str, Access] = {
-    "ListCampaigns": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "GetCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "ListGrants": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "GetBudget": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "SimulateCampaign": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "CreateCampaign": Access.role(SPONSOR, ADMIN),
-    "UpdateCampaign": Access.role(SPONSOR, ADMIN),
-    "EditCampaign": Access.role(SPONSOR, ADMIN),
-    "ActivateCampaign": Access.role(SPONSOR, ADMIN),
-    "PauseCampaign": Access.role(SPONSOR, ADMIN),
-    "ResumeCampaign": Access.role(SPONSOR, ADMIN),
-    "FundCampaign": Access.role(SPONSOR),  # the owner pays; an admin may fund from the platform instead
-    "FundCampaignFromPlatform": Access.role(ADMIN),
-    "CancelCampaign": Access.role(SPONSOR, ADMIN),
-    "ListDriverCampaigns": Access.role(DRIVER),
-    "GetReputation": Access.role(DRIVER),
-    "ClawbackGrant": Access.role(ADMIN),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
+    # A sponsor lists their own campaigns; an admin all.
+    "ListCampaigns": _SPONSORS_AND_READERS.not_owned(OWN_DATA),
+    "GetCampaign": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "ListGrants": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "GetBudget": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "SimulateCampaign": _SPONSORS_AND_READERS.owned(CAMPAIGN),
+    "CreateCampaign": _SPONSORS.not_owned("creates a campaign of the caller's own"),
+    "UpdateCampaign": _SPONSORS.owned(CAMPAIGN),
+    "EditCampaign": _SPONSORS.owned(CAMPAIGN),
+    "ActivateCampaign": _SPONSORS.owned(CAMPAIGN),
+    "PauseCampaign": _SPONSORS.owned(CAMPAIGN),
+    "ResumeCampaign": _SPONSORS.owned(CAMPAIGN),
+    # The owner pays; an admin may fund from the platform instead.
+    "FundCampaign": Access.role(SPONSOR).owned(CAMPAIGN),
+    "FundCampaignFromPlatform": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "CancelCampaign": _SPONSORS.owned(CAMPAIGN),
+    "ListDriverCampaigns": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetReputation": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ClawbackGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RecordCampaignFunding": Access.service_only(),
     "BatchGetSessionGrants": Access.service_only(),
+    "ListChargerRewards": Access.service_only(),
     "EvaluateSession": Access.service_only(),
 }
 
@@ -108,12 +121,12 @@ def _actor() -> funding.Actor:
 
 
 def _not_found(campaign_id: str) -> NotFound:
-    return NotFound("CAMPAIGN_NOT_FOUND", "no campaign with that id", {"campaign_id": campaign_id})
+    return NotFound(Reason.CAMPAIGN_NOT_FOUND, "no campaign with that id", {"campaign_id": campaign_id})
 
 
 def _transition(current: int, target: int) -> FailedPrecondition:
     return FailedPrecondition(
-        "INVALID_TRANSITION",
+        Reason.INVALID_TRANSITION,
         f"a {pb.CampaignStatus.Name(current)} campaign cannot become {pb.CampaignStatus.Name(target)}",
         {"from": pb.CampaignStatus.Name(current), "to": pb.CampaignStatus.Name(target)},
     )
@@ -181,7 +194,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         if net < request.cost_per_session_cents:
             raise InvalidArgument(
                 [("budget_cents", f"after the platform fee the budget is {net}¢, less than one reward")],
-                reason="BUDGET_TOO_SMALL",
+                reason=Reason.BUDGET_TOO_SMALL,
             )
         request_id = uuid.UUID(request.request_id) if request.request_id else None
         values = {
@@ -285,7 +298,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             row = await self._owned(conn, request.campaign_id, write=True, lock=True)
             if row["status"] not in EDITABLE:
                 raise FailedPrecondition(
-                    "CAMPAIGN_NOT_EDITABLE",
+                    Reason.CAMPAIGN_NOT_EDITABLE,
                     "only draft, paused or exhausted campaigns can be edited",
                     {"status": pb.CampaignStatus.Name(row["status"])},
                 )
@@ -310,7 +323,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             if locked:
                 # The budget account is in the reward's currency; money paid as cash cannot become points.
                 raise FailedPrecondition(
-                    "BUDGET_LOCKED",
+                    Reason.BUDGET_LOCKED,
                     "the reward kind cannot change once a checkout was opened",
                     {"field": "reward_kind"},
                 )
@@ -320,7 +333,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         if "budget_cents" in written and request.budget_cents != row["gross_funding_cents"]:
             if locked:
                 raise FailedPrecondition(
-                    "BUDGET_LOCKED", "the budget cannot change once a checkout was opened", {"field": "budget_cents"}
+                    Reason.BUDGET_LOCKED,
+                    "the budget cannot change once a checkout was opened",
+                    {"field": "budget_cents"},
                 )
             fee, net = self._fee(request.budget_cents)
             values.update(gross_funding_cents=request.budget_cents, platform_fee_cents=fee, budget_cents=net)
@@ -354,7 +369,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             field = "cost_per_session_cents" if "cost_per_session_cents" in touched else "budget_cents"
             raise InvalidArgument(
                 [(field, "the remaining budget (after the platform fee) would be less than one reward")],
-                reason="BUDGET_TOO_SMALL",
+                reason=Reason.BUDGET_TOO_SMALL,
             )
         if merged["max_sessions"] is not None and merged["max_sessions"] < merged["sessions_granted"]:
             raise InvalidArgument([("max_sessions", f"{merged['sessions_granted']} sessions were already granted")])
@@ -370,8 +385,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             _not_expired(row)
             # No campaign grants without money, whoever activates it: an admin funds it from the platform first.
             if row["funding_status"] != pb.FUNDING_STATUS_FUNDED:
-                raise FailedPrecondition("CAMPAIGN_NOT_FUNDED", "the campaign's budget has not been funded yet")
+                raise FailedPrecondition(Reason.CAMPAIGN_NOT_FUNDED, "the campaign's budget has not been funded yet")
             campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
+            await audit.record(conn, "campaign.activate", f"campaign:{row['id']}")
         await self._index.refresh()
         return pb.ActivateCampaignResponse(campaign=campaign)
 
@@ -398,7 +414,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             _not_expired(row)
             full = row["max_sessions"] is not None and row["sessions_granted"] >= row["max_sessions"]
             if funding.remaining(row) < row["cost_per_session_cents"] or full:
-                raise FailedPrecondition("BUDGET_EXHAUSTED", "the remaining budget cannot pay one more reward")
+                raise FailedPrecondition(Reason.BUDGET_EXHAUSTED, "the remaining budget cannot pay one more reward")
             campaign = await self._update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
         await self._index.refresh()
         return pb.ResumeCampaignResponse(campaign=campaign)
@@ -469,11 +485,13 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
                 if row["checkout_session_id"] == request.checkout_session_id:
                     return pb.RecordCampaignFundingResponse(campaign=store.campaign_message(row), replayed=True)
                 # The ledger refunds this payment (net and fee) on this answer.
-                raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign was paid by another checkout")
+                raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign was paid by another checkout")
             if row["status"] in (pb.CAMPAIGN_STATUS_CANCELED, pb.CAMPAIGN_STATUS_ENDED):
-                raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is closed; the payment is refunded")
+                raise FailedPrecondition(
+                    Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is closed; the payment is refunded"
+                )
             if request.net_budget_cents < row["spent_cents"]:
-                raise FailedPrecondition("BUDGET_TOO_SMALL", "the payment is less than the campaign already spent")
+                raise FailedPrecondition(Reason.BUDGET_TOO_SMALL, "the payment is less than the campaign already spent")
             values: dict[str, Any] = {
                 "funding_status": pb.FUNDING_STATUS_FUNDED,
                 "checkout_session_id": request.checkout_session_id,
@@ -647,7 +665,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
                 id=candidate.campaign_id,
                 name=candidate.name,
                 sponsor_name=entry.campaign.sponsor_name,
-                sponsor_logo_url=entry.campaign.sponsor_logo_url,
+                sponsor_logo_url=entry.campaign.sponsor_logo_url or None,
                 description=entry.campaign.description,
                 reward_cents=candidate.reward_cents,
                 reward_kind=entry.campaign.reward_kind,
@@ -672,7 +690,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             charger = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id}) from error
+                raise NotFound(
+                    Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id}
+                ) from error
             raise
         return domain.Place(
             charger_id=charger_id,
@@ -694,8 +714,10 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         async with self._engine.connect() as conn:
             granted = (
                 await conn.execute(
+                    # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see
+                    # reputation rise for a reward that then never comes.
                     sa.select(sa.func.coalesce(sa.func.sum(G.c.amount_cents), 0)).where(
-                        G.c.driver_id == caller.user_id, store.LIVE_GRANT
+                        G.c.driver_id == caller.user_id, G.c.status == pb.GRANT_STATUS_GRANTED
                     )
                 )
             ).scalar_one()
@@ -738,13 +760,76 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             caller.user_id or "",
         )
 
+    async def ListChargerRewards(
+        self, request: pb.ListChargerRewardsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListChargerRewardsResponse:
+        now = _now()
+        rewards = []
+        for charger in request.chargers:
+            place = domain.Place(
+                charger_id=charger.charger_id,
+                network=charger.network,
+                zone_id=charger.zone_id,
+                lat=charger.lat,
+                lng=charger.lng,
+            )
+            payable = [
+                entry
+                for entry in (
+                    self._index.get(i)
+                    for i in self._index.candidate_ids(
+                        charger_id=place.charger_id,
+                        zone_id=place.zone_id,
+                        network=place.network,
+                        lat=place.lat,
+                        lng=place.lng,
+                    )
+                )
+                if entry is not None
+                and domain.is_live(entry.candidate, now)
+                and domain.place_admits(entry.candidate.rules, place)
+                and domain.budget_allows(entry.candidate) is None
+            ]
+            if payable:
+                # The reward a driver would see first in ListDriverCampaigns: highest, then priority.
+                best = min(
+                    payable, key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at)
+                )
+                rewards.append(
+                    pb.ChargerReward(
+                        charger_id=charger.charger_id,
+                        reward_cents=best.candidate.reward_cents,
+                        reward_kind=best.campaign.reward_kind,
+                        campaign_id=best.candidate.campaign_id,
+                    )
+                )
+        return pb.ListChargerRewardsResponse(rewards=rewards)
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "incentives", request.query))
+
     async def BatchGetSessionGrants(
         self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BatchGetSessionGrantsResponse:
         ids = [_uuid(s, "session_ids") for s in request.session_ids]
         query = (
-            # A FAILED grant never paid: to sessions (and so to the driver) it is as if there were none.
-            store.GRANT_WITH_CAMPAIGN_NAME.where(G.c.session_id.in_(ids), G.c.status != pb.GRANT_STATUS_FAILED)
+            # Only what the ledger credited (or a clawback reversed) is shown: a PENDING grant may still fail, and a
+            # FAILED one never paid, so to sessions (and so to the driver) both are as if there were none.
+            store.GRANT_WITH_CAMPAIGN_NAME.where(
+                G.c.session_id.in_(ids), G.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED])
+            )
             .order_by(G.c.session_id, G.c.end_sequence.desc(), G.c.created_at.desc())
             .ext(distinct_on(G.c.session_id))
         )
@@ -765,7 +850,7 @@ def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
 
 def _not_expired(row: sa.RowMapping) -> None:
     if row["end_date"] is not None and row["end_date"] <= _now():
-        raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
+        raise FailedPrecondition(Reason.CAMPAIGN_EXPIRED, "the campaign's end date has passed")
 
 
 async def _usage_today(

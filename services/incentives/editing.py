@@ -18,6 +18,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from services.common.errors import InvalidArgument
 from services.common.interceptors import _field_path as field_path
 from services.incentives import domain
+from services.incentives.reasons import Reason
 
 # DOMAIN: the console sends neither a time zone nor a reward kind. Its campaigns run in the product's home
 # market, and it shows each reward in dollars, i.e. as cash.
@@ -68,7 +69,7 @@ def time_zone(name: str, field: str = "time_zone") -> str:
     try:
         domain.parse_time_zone(name)
     except domain.UnknownTimeZone as exc:
-        raise InvalidArgument([(field, f"{name!r} is not an IANA time zone")], reason="UNKNOWN_TIME_ZONE") from exc
+        raise InvalidArgument([(field, f"{name!r} is not an IANA time zone")], reason=Reason.UNKNOWN_TIME_ZONE) from exc
     return name
 
 

@@ -34,10 +34,12 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
+from services.common import audit
+from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
 from services.incentives.granting import ledger_currency
+from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
 C = store.campaigns
@@ -47,6 +49,8 @@ S = pb.CampaignStatus
 CANCELABLE = frozenset(
     {S.CAMPAIGN_STATUS_DRAFT, S.CAMPAIGN_STATUS_ACTIVE, S.CAMPAIGN_STATUS_PAUSED, S.CAMPAIGN_STATUS_EXHAUSTED}
 )
+# Closed campaigns: they grant nothing more, and what their budget has left belongs to the sponsor.
+CLOSED = frozenset({S.CAMPAIGN_STATUS_ENDED, S.CAMPAIGN_STATUS_CANCELED})
 PLATFORM_OWNER = "platform"
 # How long a caller's claim to open the checkout stands (longer than Stripe's timeout and retries), and how other
 # callers wait for it.
@@ -73,7 +77,7 @@ class CheckoutAnswer:
 
 
 def not_found(campaign_id: str) -> NotFound:
-    return NotFound("CAMPAIGN_NOT_FOUND", "no campaign with that id", {"campaign_id": campaign_id})
+    return NotFound(Reason.CAMPAIGN_NOT_FOUND, "no campaign with that id", {"campaign_id": campaign_id})
 
 
 async def locked_campaign(conn: AsyncConnection, campaign_id: str, actor: Actor) -> sa.RowMapping:
@@ -95,7 +99,7 @@ def remaining(row: store.Row) -> int:
 
 def _transition(current: int, target: int) -> FailedPrecondition:
     return FailedPrecondition(
-        "INVALID_TRANSITION",
+        Reason.INVALID_TRANSITION,
         f"a {S.Name(current)} campaign cannot become {S.Name(target)}",
         {"from": S.Name(current), "to": S.Name(target)},
     )
@@ -103,7 +107,7 @@ def _transition(current: int, target: int) -> FailedPrecondition:
 
 def _not_expired(row: store.Row, now: datetime.datetime) -> None:
     if row["end_date"] is not None and row["end_date"] <= now:
-        raise FailedPrecondition("CAMPAIGN_EXPIRED", "the campaign's end date has passed")
+        raise FailedPrecondition(Reason.CAMPAIGN_EXPIRED, "the campaign's end date has passed")
 
 
 def _open(row: store.Row, now: datetime.datetime) -> bool:
@@ -123,7 +127,7 @@ async def _claim_checkout(
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+            raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
         if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
             raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
         _not_expired(row, now)
@@ -161,7 +165,7 @@ async def open_checkout(
             await asyncio.sleep(CHECKOUT_WAIT_S)  # another caller is opening it; no connection held meanwhile
             continue
         return await _open_at_stripe(engine, stripe, row, attempt, fee_bps=fee_bps, console_base_url=console_base_url)
-    raise Unavailable("PAYMENTS_UNAVAILABLE", "the checkout is still being opened; try again")
+    raise Unavailable(Reason.PAYMENTS_UNAVAILABLE, "the checkout is still being opened; try again")
 
 
 async def _open_at_stripe(
@@ -188,7 +192,7 @@ async def _open_at_stripe(
                 .where(C.c.id == row["id"], C.c.checkout_attempt == attempt)
                 .values(checkout_claimed_at=C.c.checkout_claimed_at - CHECKOUT_CLAIM)
             )
-        raise Unavailable("PAYMENTS_UNAVAILABLE", "Stripe did not answer; try again") from exc
+        raise Unavailable(Reason.PAYMENTS_UNAVAILABLE, "Stripe did not answer; try again") from exc
     async with engine.begin() as conn:
         stored = (
             (
@@ -217,7 +221,7 @@ async def _open_at_stripe(
         async with engine.connect() as conn:
             stored = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
         if stored["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+            raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
     return CheckoutAnswer(checkout.url, checkout.session_id, True, checkout.expires_at, stored)
 
 
@@ -233,26 +237,28 @@ async def fund_from_platform(
 ) -> sa.RowMapping:
     """An admin funds an unfunded draft from the platform: one audited ledger transfer of the net budget (no
     fee), then the campaign is FUNDED. The transfer is keyed by the campaign, so a retry (any request id) after
-    a lost answer or a crash repeats the same transfer."""
+    a lost answer or a crash repeats the same transfer; a retry by another admin, or with another reason, finds
+    the transfer the first attempt left at the ledger and completes the funding with it."""
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
             if row["checkout_session_id"] is None:
                 return row  # funded by the platform before: the same answer
-            raise FailedPrecondition("CAMPAIGN_ALREADY_FUNDED", "the campaign is already paid for")
+            raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
         if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
             raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
         if row["funding_status"] == pb.FUNDING_STATUS_PENDING and (
             row["checkout_expires_at"] is None or row["checkout_expires_at"] > now
         ):
-            raise FailedPrecondition("CHECKOUT_PENDING", "a Stripe checkout is open for this campaign")
+            raise FailedPrecondition(Reason.CHECKOUT_PENDING, "a Stripe checkout is open for this campaign")
         _not_expired(row, now)
         net = int(row["budget_cents"])
         currency = ledger_currency(row["reward_kind"])
+        key = f"platform-funding:{row['id']}"
         try:
             await ledger.PostTransfer(
                 ledger_pb2.PostTransferRequest(
-                    idempotency_key=f"platform-funding:{row['id']}",
+                    idempotency_key=key,
                     kind=ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING,
                     currency=currency,  # type: ignore[arg-type]
                     amount=net,
@@ -276,11 +282,12 @@ async def fund_from_platform(
                 )
             )
         except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.ABORTED:
-                raise Aborted(
-                    "IDEMPOTENCY_KEY_REUSED", "this campaign's platform funding was asked with another reason"
-                ) from error
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from error
+            if error.code() != grpc.StatusCode.ABORTED:
+                raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
+            # The ledger holds this campaign's platform funding under another actor or reason: an earlier attempt
+            # moved the money and died (or lost its answer) before the campaign said FUNDED. That transfer is the
+            # funding; the campaign's budget is what it moved.
+            net = await _landed_platform_funding(ledger, row, key, currency)
         funded: sa.RowMapping = (
             (
                 await conn.execute(
@@ -288,6 +295,7 @@ async def fund_from_platform(
                     .where(C.c.id == row["id"])
                     .values(
                         funding_status=pb.FUNDING_STATUS_FUNDED,
+                        budget_cents=net,
                         gross_funding_cents=net,
                         platform_fee_cents=0,
                         checkout_session_id=None,
@@ -301,6 +309,7 @@ async def fund_from_platform(
             .mappings()
             .one()
         )
+        await audit.record(conn, "campaign.fund_from_platform", f"campaign:{row['id']}", reason, amount_cents=net)
     log.warning(
         "campaign funded by the platform",
         extra={
@@ -312,6 +321,38 @@ async def fund_from_platform(
         },
     )
     return funded
+
+
+async def _landed_platform_funding(
+    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: store.Row, key: str, currency: int
+) -> int:
+    """The amount of the campaign's platform funding transfer the ledger holds under `key`; CAMPAIGN_FUNDING_CONFLICT
+    (FAILED_PRECONDITION) when the ledger refused the key for something else."""
+    budget = ledger_pb2.AccountRef(
+        type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
+        owner_id=str(row["id"]),
+        currency=currency,  # type: ignore[arg-type]
+    )
+    try:
+        listed = await ledger.ListTransfers(
+            ledger_pb2.ListTransfersRequest(
+                account=budget, kinds=[ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING], page_size=500
+            )
+        )
+    except grpc.aio.AioRpcError as error:
+        raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from error
+    landed = next((t for t in listed.transfers if t.idempotency_key == key), None)
+    if landed is None:
+        raise FailedPrecondition(
+            Reason.CAMPAIGN_FUNDING_CONFLICT,
+            "the ledger refused this campaign's platform funding; an operator must look at its budget account",
+            {"campaign_id": str(row["id"])},
+        )
+    log.warning(
+        "platform funding completed from the transfer an earlier attempt left",
+        extra={"campaign_id": str(row["id"]), "transfer_id": landed.id, "first_admin": landed.metadata.actor_id},
+    )
+    return int(landed.amount)
 
 
 async def cancel(
@@ -330,6 +371,7 @@ async def cancel(
             await conn.execute(
                 sa.update(C).where(C.c.id == row["id"]).values(status=S.CAMPAIGN_STATUS_CANCELED, pause_reason="")
             )
+            await audit.record(conn, "campaign.cancel", f"campaign:{row['id']}")
     async with engine.begin() as conn:
         row = await locked_campaign(conn, campaign_id, actor)
         refunded = 0
@@ -339,17 +381,36 @@ async def cancel(
     return final, refunded
 
 
+async def refund_closed(
+    engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, campaign_id: uuid.UUID
+) -> int:
+    """Refunds to its sponsor what a canceled or ended campaign has left — also budget that came back after the
+    campaign closed (a clawback, a FAILED grant) — and returns what moved. Keyed by what was refunded before
+    (see _refund), so the worker, the clawback that returned the budget and every replica may all call it: the
+    remainder is refunded once."""
+    async with engine.begin() as conn:
+        row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().first()
+        if (
+            row is None
+            or row["status"] not in CLOSED
+            or row["funding_status"] != pb.FUNDING_STATUS_FUNDED
+            or remaining(row) <= 0
+        ):
+            return 0
+        _, moved = await _refund_remaining(conn, ledger, row)
+    return moved
+
+
 async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, limit: int = 50) -> int:
-    """Refunds what is left of ended campaigns (their end date passed) to their sponsors; returns how many were
-    refunded something. The same two-step, key-by-what-was-refunded-before refund as a cancellation, so every
-    replica may run it and a repeat refunds nothing twice."""
+    """Refunds what is left of closed campaigns (ended, or canceled and given budget back since) to their
+    sponsors; returns how many were refunded something. Every replica may run it (refund_closed)."""
     async with engine.connect() as conn:
         due = (
             (
                 await conn.execute(
                     sa.select(C.c.id)
                     .where(
-                        C.c.status == S.CAMPAIGN_STATUS_ENDED,
+                        C.c.status.in_(CLOSED),
                         C.c.funding_status == pb.FUNDING_STATUS_FUNDED,
                         C.c.budget_cents - C.c.spent_cents - C.c.refunded_cents > 0,
                     )
@@ -362,17 +423,13 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
         )
     refunded = 0
     for campaign_id in due:
+        if await refund_closed(engine, ledger, campaign_id):
+            refunded += 1
+            continue
+        # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of the queue,
+        # so that it does not hold the head of every batch and starve the others.
         async with engine.begin() as conn:
-            row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().one()
-            if row["status"] != S.CAMPAIGN_STATUS_ENDED or remaining(row) <= 0:
-                continue
-            _, moved = await _refund_remaining(conn, ledger, row)
-            if moved:
-                refunded += 1
-            else:
-                # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of
-                # the queue, so that it does not hold the head of every batch and starve the others.
-                await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(updated_at=sa.func.now()))
+            await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(updated_at=sa.func.now()))
     return refunded
 
 
@@ -418,8 +475,10 @@ async def _refund(
                 currency=ledger_currency(row["reward_kind"]),  # type: ignore[arg-type]
                 amount_cents=amount,
                 reason="campaign canceled" if row["status"] == S.CAMPAIGN_STATUS_CANCELED else "campaign ended",
+                # The payment this campaign took: the refund goes against it, never against one it refused.
+                kept_checkout_session_id=row["checkout_session_id"] or "",
             )
         )
     except grpc.aio.AioRpcError as error:
-        raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not refund the budget; retry") from error
+        raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not refund the budget; retry") from error
     return reply

@@ -22,7 +22,7 @@ import datetime
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -35,11 +35,13 @@ from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.db import single_statement_reads
 from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError
 from services.incentives import domain, store
 from services.incentives.index import CampaignIndex
+from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +83,9 @@ class CreditRefused(PermanentDeliveryError):
     """The ledger refused a grant's credit for good, and remembers it (FAILED_PRECONDITION): the grant fails."""
 
 
-def grant_transfer_request(grant: store.Row, campaign: store.Row) -> ledger_pb2.PostTransferRequest:
-    """The ledger transfer of a grant. Built only from stored rows, so every attempt (the relay's, a
+def grant_transfer_request(grant: store.Row) -> ledger_pb2.PostTransferRequest:
+    """The ledger transfer of a grant. Built only from the grant's row — the names it carries are those the grant
+    stored when it was granted, never the campaign's current ones — so every attempt (the relay's, a replay's, a
     clawback's) sends the identical request and the ledger's idempotency answers the original transfer."""
     kind = grant["reward_kind"]
     currency = _CURRENCY[kind]
@@ -103,12 +106,12 @@ def grant_transfer_request(grant: store.Row, campaign: store.Row) -> ledger_pb2.
         ),
         metadata=ledger_pb2.TransferMetadata(
             campaign_id=str(grant["campaign_id"]),
-            campaign_name=campaign["name"][:200],
-            sponsor_id=campaign["created_by_user_id"],
-            sponsor_name=campaign["sponsor_name"][:200],
+            campaign_name=grant["credit_campaign_name"][:200],
+            sponsor_id=grant["credit_sponsor_id"],
+            sponsor_name=grant["credit_sponsor_name"][:200],
             grant_id=str(grant["id"]),
             session_id=str(grant["session_id"]),
-            description=f"Earned from {campaign['name']}"[:300],
+            description=f"Earned from {grant['credit_campaign_name']}"[:300],
         ),
     )
 
@@ -123,8 +126,12 @@ class Granting:
         *,
         accounts: accounts_pb2_grpc.AccountsServiceAsyncStub | None = None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+        refund_closed: Callable[[uuid.UUID], Awaitable[object]] | None = None,
     ) -> None:
         self._engine = engine
+        # Refunds what a closed (canceled, ended) campaign has left: budget a clawback or a FAILED grant returns
+        # to such a campaign goes on to its sponsor at once (funding.refund_closed).
+        self._refund_closed = refund_closed
         self._reads = single_statement_reads(engine)
         self._pool = pool
         self._index = index
@@ -168,7 +175,7 @@ class Granting:
         row, reply = await self._decide(fixed, lambda: self._index.ranked(ids, now, place), facts)
         if row["kind"] == "replay" and row["conflict"]:
             raise Aborted(
-                "IDEMPOTENCY_KEY_REUSED",
+                Reason.IDEMPOTENCY_KEY_REUSED,
                 "this session and end_sequence were evaluated with a different snapshot",
                 {"session_id": session.session_id, "end_sequence": str(session.end_sequence)},
             )
@@ -256,7 +263,7 @@ class Granting:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return ""
             # Judging the allowlist without the email could refuse a driver who is on it; sessions retries.
-            raise Unavailable("ACCOUNTS_UNAVAILABLE", "the driver's email could not be read; retry") from error
+            raise Unavailable(Reason.ACCOUNTS_UNAVAILABLE, "the driver's email could not be read; retry") from error
         return reply.user.email
 
     # --- the ledger credit (outbox relay) ------------------------------------------------------------------
@@ -270,16 +277,17 @@ class Granting:
         if row is None:
             raise PermanentDeliveryError(f"grant {grant_id} does not exist")
         try:
-            reply = await self._ledger.PostTransfer(grant_transfer_request(row, row))
+            reply = await self._ledger.PostTransfer(grant_transfer_request(row))
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 # No budget account, or not enough in it. The ledger remembers a refused key and answers the
                 # same refusal to every retry, so retrying cannot help: the grant fails (fail_grant).
                 raise CreditRefused(f"ledger refused grant {grant_id}: {error.details()}") from error
             if error.code() in (
-                # ABORTED (IDEMPOTENCY_KEY_REUSED): the ledger holds another request under this grant's key — a
-                # credit posted before the campaign was renamed — so the driver may well be credited: parked,
-                # never failed. INVALID_ARGUMENT, PERMISSION_DENIED: nothing remembered, a replay may credit.
+                # ABORTED (IDEMPOTENCY_KEY_REUSED): the ledger holds another request under this grant's key (the
+                # request is built from the grant's stored row, so this is not a rename), so the driver may well be
+                # credited: parked, never failed. INVALID_ARGUMENT, PERMISSION_DENIED: nothing remembered, a replay
+                # may credit.
                 grpc.StatusCode.INVALID_ARGUMENT,
                 grpc.StatusCode.ABORTED,
                 grpc.StatusCode.PERMISSION_DENIED,
@@ -313,6 +321,17 @@ class Granting:
         if failed is not None:
             log.error("grant failed: the ledger refused its credit", extra={"grant_id": str(grant_id)})
             self._index.changed()
+            await self._refund_if_closed(failed.campaign_id)
+
+    async def _refund_if_closed(self, campaign_id: uuid.UUID) -> None:
+        """Budget just came back to a campaign: if it is closed, the sponsor gets it now. A ledger that does not
+        answer leaves it to the ending worker (funding.refund_ended), which refunds closed campaigns' remainders."""
+        if self._refund_closed is None:
+            return
+        try:
+            await self._refund_closed(campaign_id)
+        except Exception:
+            log.warning("refund of a closed campaign's returned budget left to the worker", exc_info=True)
 
     # --- clawback ------------------------------------------------------------------------------------------
 
@@ -326,8 +345,6 @@ class Granting:
                         sa.select(
                             G,
                             C.c.name,
-                            C.c.created_by_user_id,
-                            C.c.sponsor_name,
                             C.c.budget_cents,
                             C.c.spent_cents,
                             C.c.refunded_cents,
@@ -340,10 +357,10 @@ class Granting:
                 .first()
             )
         if row is None:
-            raise NotFound("GRANT_NOT_FOUND", "no grant with that id", {"grant_id": str(grant_id)})
+            raise NotFound(Reason.GRANT_NOT_FOUND, "no grant with that id", {"grant_id": str(grant_id)})
         if row["status"] == pb.GRANT_STATUS_FAILED:
             raise FailedPrecondition(
-                "GRANT_FAILED",
+                Reason.GRANT_FAILED,
                 "the ledger never credited this grant; there is nothing to claw back",
                 {"grant_id": str(grant_id)},
             )
@@ -355,10 +372,10 @@ class Granting:
         try:
             # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
             # ledger answers the one transfer whichever of us comes first. A credited grant names its transfer:
-            # not posted again (the request carries the campaign's name, which may have changed since).
+            # not posted again.
             transfer_id = row["ledger_transfer_id"]
             if transfer_id is None:
-                transfer_id = (await self._ledger.PostTransfer(grant_transfer_request(row, row))).transfer.id
+                transfer_id = (await self._ledger.PostTransfer(grant_transfer_request(row))).transfer.id
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 # The ledger refuses the credit itself (and remembers it): the grant never paid; it fails.
@@ -367,7 +384,7 @@ class Granting:
                     OutboxMessage(0, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)}, 0), refused
                 )
                 raise FailedPrecondition(
-                    "GRANT_FAILED",
+                    Reason.GRANT_FAILED,
                     "the ledger refused this grant's credit; it failed and its budget was returned",
                     {"grant_id": str(grant_id)},
                 ) from error
@@ -386,7 +403,7 @@ class Granting:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
                 raise FailedPrecondition(
-                    "GRANT_ALREADY_SPENT",
+                    Reason.GRANT_ALREADY_SPENT,
                     "the driver already spent or withdrew this reward; the ledger cannot reverse it",
                     {"grant_id": str(grant_id)},
                 ) from error
@@ -409,6 +426,12 @@ class Granting:
             ).first()
             if updated is not None:
                 await _return_to_budget(conn, row["campaign_id"], updated.amount_cents)
+                await audit.record(
+                    conn, "grant.clawback", f"grant:{grant_id}", reason, amount_cents=updated.amount_cents
+                )
+        if updated is not None:
+            await self._refund_if_closed(row["campaign_id"])
+        async with self._engine.connect() as conn:
             final = (
                 (
                     await conn.execute(
@@ -420,7 +443,10 @@ class Granting:
                 .mappings()
                 .one()
             )
-        self._index.changed()
+        # The returned reward may have made an exhausted campaign active again: like every admin action that
+        # changes what pays, the answer comes once this process's index knows (a session evaluated right after
+        # must not miss the campaign).
+        await self._index.refresh()
         return pb.ClawbackGrantResponse(
             grant=store.grant_message(final, final["campaign_name"]),
             campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"] - final["refunded_cents"]),
@@ -431,7 +457,7 @@ def _unanswered(error: grpc.aio.AioRpcError) -> Exception:
     """What a clawback raises for a ledger error it does not handle: LEDGER_UNAVAILABLE when asking again may
     help, else the error itself."""
     if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry with the same request_id")
+        return Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry with the same request_id")
     return error
 
 
@@ -466,10 +492,7 @@ _EVALUATE = (
 )
 # Candidates whose rules pass, judged before asking the database: one usually pays; more only cost rule checks.
 CANDIDATE_BATCH = 4
-_GRANT_TO_CREDIT = """
-SELECT g.*, c.name, c.created_by_user_id, c.sponsor_name FROM grants g JOIN campaigns c ON c.id = g.campaign_id
-WHERE g.id = $1
-"""
+_GRANT_TO_CREDIT = "SELECT * FROM grants WHERE id = $1"
 _MARK_GRANTED = (
     f"UPDATE grants SET status = {pb.GRANT_STATUS_GRANTED}, ledger_transfer_id = $2"
     f" WHERE id = $1 AND status = {pb.GRANT_STATUS_PENDING}"

@@ -86,6 +86,11 @@ grants = sa.Table(
     sa.Column("clawback_reason", sa.Text, nullable=False, server_default=""),
     sa.Column("clawback_request_id", pg.UUID(as_uuid=True)),
     sa.Column("clawed_back_by", sa.Text),
+    # Since migration 0005: the names the grant's ledger credit carries, as they were when it was granted (a
+    # trigger copies them from the campaign), so that a credit asked again after a rename is the same request.
+    sa.Column("credit_campaign_name", sa.Text, nullable=False),
+    sa.Column("credit_sponsor_id", sa.Text, nullable=False),
+    sa.Column("credit_sponsor_name", sa.Text, nullable=False),
 )
 
 evaluations = sa.Table(

@@ -39,7 +39,7 @@ async def end_campaigns(
     stop: asyncio.Event,
     every_s: float,
 ) -> None:
-    """Runs end_due_campaigns, then refunds what ended campaigns have left (funding.refund_ended), every `every_s`
+    """Runs end_due_campaigns, then refunds what closed campaigns have left (funding.refund_ended), every `every_s`
     until `stop`. Safe on every replica: the UPDATE is idempotent, the refunds are keyed."""
     while not stop.is_set():
         try:

@@ -20,6 +20,7 @@ from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -32,9 +33,10 @@ from services.common.errors import (
     Unavailable,
 )
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import page_position, page_token
-from services.ledger import domain, store
+from services.ledger import domain, invariants, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
     StripeRefused,
@@ -44,7 +46,9 @@ from services.ledger.adapters.stripe_payouts import (
 from services.ledger.config import LedgerSettings
 from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
+from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.reconcile.checks import reconcile
 
 log = logging.getLogger(__name__)
 # How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
@@ -53,6 +57,9 @@ STRIPE_EVENT_LEASE = datetime.timedelta(minutes=1)
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
 DRIVER = "driver"
+
+# The driver's own wallet: the driver comes from the token (GetWalletTimeline's user_id is ignored).
+_WALLET = Access.role(DRIVER).not_owned(OWN_DATA)
 
 ACCESS: dict[str, Access] = {
     # The double-entry core: other services only.
@@ -64,30 +71,36 @@ ACCESS: dict[str, Access] = {
     "GetAccount": Access.service_only(),
     "ListTransfers": Access.service_only(),
     "GetMerchantFeePeriod": Access.service_only(),
-    "CloseMerchantFeePeriod": Access.role(ADMIN),
-    # The driver's own wallet.
-    "GetWalletBalance": Access.role(DRIVER),
-    "ListWalletEntries": Access.role(DRIVER),
-    "GetWalletTimeline": Access.role(DRIVER),
-    "RequestPayout": Access.role(DRIVER),
-    "ListPayouts": Access.role(DRIVER),
-    "CreateStripeAccount": Access.role(DRIVER),
-    "CreateStripeAccountLink": Access.role(DRIVER),
-    "GetStripeStatus": Access.role(DRIVER),
+    "CloseMerchantFeePeriod": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetWalletBalance": _WALLET,
+    "ListWalletEntries": _WALLET,
+    "GetWalletTimeline": _WALLET,
+    "RequestPayout": _WALLET,
+    "ListPayouts": _WALLET,
+    "CreateStripeAccount": _WALLET,
+    "CreateStripeAccountLink": _WALLET,
+    "GetStripeStatus": _WALLET,
+    "GetDriverWallet": Access.service_only(),
     # Stripe authenticates with its signature, checked by the servicer.
-    "HandleStripeEvent": Access.anyone(),
-    "AdminGrant": Access.role(ADMIN),
+    "HandleStripeEvent": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "AdminGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RefundCampaignBudget": Access.service_only(),
-    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly"),
+    "ListPaymentIssues": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "ListUnknownPayouts": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "CheckLedger": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "RunReconciliation": Access.role(ADMIN, "admin_readonly").not_owned(BY_AN_ADMIN),
+    "ReconcilePayouts": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
 }
 
 _REFUSALS: Mapping[str, type[DomainError]] = {
-    "IDEMPOTENCY_KEY_REUSED": Aborted,
-    "INSUFFICIENT_BALANCE": FailedPrecondition,
-    "TRANSFER_NOT_RESERVED": FailedPrecondition,
-    "REVERSAL_EXCEEDS_TRANSFER": FailedPrecondition,
-    "TRANSFER_ALREADY_REVERSED": AlreadyExists,
-    "ACCOUNT_NOT_FOUND": FailedPrecondition,
+    Reason.IDEMPOTENCY_KEY_REUSED: Aborted,
+    Reason.INSUFFICIENT_BALANCE: FailedPrecondition,
+    Reason.TRANSFER_NOT_RESERVED: FailedPrecondition,
+    Reason.REVERSAL_EXCEEDS_TRANSFER: FailedPrecondition,
+    Reason.TRANSFER_ALREADY_REVERSED: AlreadyExists,
+    Reason.ACCOUNT_NOT_FOUND: FailedPrecondition,
 }
 _MESSAGES = {
     "IDEMPOTENCY_KEY_REUSED": "this idempotency key was used for a different request",
@@ -140,6 +153,16 @@ def _raise_refusal(result: store.PostResult) -> None:
         return
     error = _REFUSALS.get(reason, FailedPrecondition)
     raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
+
+
+def _object(value: Any) -> dict[str, Any]:
+    """A nested object of a Stripe event, or {} when it is absent or not an object (signed but malformed: never a
+    server error, Stripe would retry it for days)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _grant_target(request: pb.AdminGrantRequest) -> str:
+    return f"driver:{request.driver_id}" if request.HasField("driver_id") else f"merchant:{request.merchant_id}"
 
 
 def _scope(caller: Caller) -> str:
@@ -201,7 +224,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         if not domain.kind_allows(request.kind, request.from_account.type, request.to_account.type):
             raise InvalidArgument(
                 [("kind", "this kind of transfer does not move value between these account types")],
-                reason="TRANSFER_KIND_MISMATCH",
+                reason=Reason.TRANSFER_KIND_MISMATCH,
             )
         movement = store.Movement(
             kind=request.kind,
@@ -234,7 +257,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         ):
             raise InvalidArgument(
                 [("from_account", "payouts reserve driver cash for an external destination")],
-                reason="TRANSFER_KIND_MISMATCH",
+                reason=Reason.TRANSFER_KIND_MISMATCH,
             )
         source = _key(request.from_account)
         movement = store.Movement(
@@ -280,7 +303,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         async with self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
-            raise NotFound("TRANSFER_NOT_FOUND", f"no reservation {transfer_id}")
+            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no reservation {transfer_id}")
         cash = pb.CURRENCY_CASH_CENTS
         return (
             store.AccountKey(row[2], row[3], cash),
@@ -345,11 +368,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         async with self._reads.connect() as conn:
             original = (await conn.execute(query)).first()
         if original is None:
-            raise NotFound("TRANSFER_NOT_FOUND", f"no transfer {request.transfer_id}")
+            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {request.transfer_id}")
         if original.phase != pb.TRANSFER_PHASE_SINGLE or original.kind == pb.TRANSFER_KIND_REVERSAL:
             raise InvalidArgument(
                 [("transfer_id", "only single-phase transfers that are not reversals themselves can be reversed")],
-                reason="REVERSAL_MISMATCH",
+                reason=Reason.REVERSAL_MISMATCH,
             )
         currency = original.currency
         metadata = _metadata(request.metadata)
@@ -381,7 +404,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 )
             ).first()
         if row is None:
-            raise NotFound("ACCOUNT_NOT_FOUND", "no transfer has touched this account yet")
+            raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no transfer has touched this account yet")
         return pb.GetAccountResponse(
             account=pb.Account(
                 ref=ref,
@@ -465,7 +488,14 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetWalletBalance(
         self, request: pb.GetWalletBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletBalanceResponse:
-        driver = current_caller().user_id or ""
+        return await self._wallet(current_caller().user_id or "")
+
+    async def GetDriverWallet(
+        self, request: pb.GetDriverWalletRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetDriverWalletResponse:
+        return pb.GetDriverWalletResponse(wallet=await self._wallet(request.driver_id))
+
+    async def _wallet(self, driver: str) -> pb.GetWalletBalanceResponse:
         a, t = store.accounts, store.transfers
         balances = sa.select(a.c.type, a.c.balance).where(
             a.c.owner_id == driver,
@@ -611,7 +641,22 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             # The audit trail: who granted, why. Transfers are immutable, so this record cannot be edited.
             metadata={"reason": request.reason, "actor_id": caller.user_id or "", "description": "Admin grant"},
         )
-        result = await self._post("AdminGrant", request, request.idempotency_key, movement)
+        # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
+        # ledger remembers commits too (without an entry) and is raised after.
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.select(1))  # SQLAlchemy sends BEGIN with the first statement; the post needs it
+            result = await store.post_transfer_in(
+                await store.driver_connection(conn),
+                _scope(caller),
+                request.idempotency_key,
+                domain.request_hash("AdminGrant", request),
+                movement,
+            )
+            if result.error_reason is None and not result.replayed:
+                await audit.record(
+                    conn, "nova.grant", _grant_target(request), request.reason, amount_nova=request.amount
+                )
+        _raise_refusal(result)
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
             amount=result.amount or 0,
@@ -655,7 +700,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 if domain.FEE_PERIOD_NEXT.get(row.status) != request.status:
                     status = pb.FeePeriodStatus.Name(row.status)
                     raise FailedPrecondition(
-                        "FEE_PERIOD_TRANSITION_INVALID",
+                        Reason.FEE_PERIOD_TRANSITION_INVALID,
                         f"a fee period moves ACCRUING → INVOICED → PAID; this one is {status}",
                         {"status": status},
                     )
@@ -668,6 +713,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                         .returning(*periods.c)
                     )
                 ).one()
+                await audit.record(
+                    conn,
+                    "fee_period.close",
+                    f"merchant:{request.merchant_id}",
+                    month=request.month,
+                    status=pb.FeePeriodStatus.Name(request.status),
+                )
         log.info(
             "merchant fee period closed",
             extra={"merchant_id": request.merchant_id, "month": request.month, "status": row.status},
@@ -680,7 +732,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.RequestPayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RequestPayoutResponse:
         payout = await self._payouts.request(
-            current_caller().user_id or "", uuid.UUID(request.request_id), request.amount_cents
+            current_caller().user_id or "",
+            uuid.UUID(request.request_id) if request.request_id else None,
+            request.amount_cents,
         )
         message = _payout(payout)
         return pb.RequestPayoutResponse(
@@ -738,9 +792,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 driver, email or None, idempotency_key=f"express-account:{driver}:{email_key}"
             )
         except StripeUnavailable as exc:
-            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         except StripeRefused as exc:
-            raise FailedPrecondition("STRIPE_ACCOUNT_REFUSED", f"Stripe refused to create the account: {exc}") from exc
+            raise FailedPrecondition(
+                Reason.STRIPE_ACCOUNT_REFUSED, f"Stripe refused to create the account: {exc}"
+            ) from exc
         accounts = store.stripe_accounts
         async with self._engine.begin() as conn:
             await conn.execute(
@@ -763,16 +819,16 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         for field in ("return_url", "refresh_url"):
             url = getattr(request, field)
             if not any(url == origin or url.startswith(origin + "/") for origin in self._settings.redirect_origins):
-                raise InvalidArgument([(field, "must point at the driver app")], reason="REDIRECT_URL_NOT_ALLOWED")
+                raise InvalidArgument([(field, "must point at the driver app")], reason=Reason.REDIRECT_URL_NOT_ALLOWED)
         account = await self._stripe_account(current_caller().user_id or "")
         if account is None:
-            raise FailedPrecondition("STRIPE_ACCOUNT_MISSING", "create the Stripe account first")
+            raise FailedPrecondition(Reason.STRIPE_ACCOUNT_MISSING, "create the Stripe account first")
         try:
             url = await self._stripe.create_account_link(
                 account.stripe_account_id, request.refresh_url, request.return_url
             )
         except StripeUnavailable as exc:
-            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         # Stripe account links are single-use and expire after a few minutes.
         expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
         return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
@@ -787,7 +843,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         try:
             status = await self._stripe.get_account_status(account.stripe_account_id)
         except StripeUnavailable as exc:
-            raise Unavailable("STRIPE_UNAVAILABLE", "Stripe did not answer; try again") from exc
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         await self._record_account_status(
             account.stripe_account_id,
             details_submitted=status.details_submitted,
@@ -824,10 +880,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             )
         except StripeSignatureInvalid as exc:
             # The issue asks for 400 (INVALID_ARGUMENT), not 401: Stripe retries on any non-2xx anyway.
-            raise InvalidArgument([("stripe-signature", str(exc))], reason="STRIPE_SIGNATURE_INVALID") from exc
+            raise InvalidArgument([("stripe-signature", str(exc))], reason=Reason.STRIPE_SIGNATURE_INVALID) from exc
         event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
-        if not event_id or not isinstance(event.get("data"), dict):
-            raise InvalidArgument([("http_body", "not a Stripe event")], reason="WEBHOOK_PAYLOAD_INVALID")
+        data = event.get("data")
+        if not event_id or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+            raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
         events = store.stripe_events
         async with self._engine.begin() as conn:
             seen = (
@@ -857,7 +914,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             async with self._engine.begin() as conn:
                 await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
             log.exception("Stripe event not applied; Stripe will retry", extra={"event_id": event_id})
-            raise Unavailable("STRIPE_EVENT_RETRY", "the event could not be applied now; retry") from exc
+            raise Unavailable(Reason.STRIPE_EVENT_RETRY, "the event could not be applied now; retry") from exc
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
@@ -892,7 +949,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         if event_type in domain.FUNDING_EVENTS:
             return await self._fund_campaign(obj, event)
         if event_type == "account.updated":
-            capabilities = obj.get("capabilities") or {}
+            capabilities = _object(obj.get("capabilities"))
             await self._record_account_status(
                 str(obj.get("id", "")),
                 details_submitted=bool(obj.get("details_submitted")),
@@ -903,7 +960,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             return pb.WEBHOOK_OUTCOME_PROCESSED
         if event_type not in ("transfer.created", "transfer.reversed"):
             return pb.WEBHOOK_OUTCOME_IGNORED
-        payout_id = str((obj.get("metadata") or {}).get("payout_id", ""))
+        payout_id = str(_object(obj.get("metadata")).get("payout_id", ""))
         try:
             parsed = uuid.UUID(payout_id)
         except ValueError:
@@ -958,9 +1015,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 currency=request.currency,
                 amount=request.amount_cents,
                 reason=request.reason,
+                kept_checkout_session_id=request.kept_checkout_session_id,
             )
         except RefundNotBooked as exc:
-            raise FailedPrecondition("REFUND_NOT_BOOKED", str(exc)) from exc
+            raise FailedPrecondition(Reason.REFUND_NOT_BOOKED, str(exc)) from exc
         if refund.stripe_refunded_cents and not refund.replayed:
             self._on_refund()
         return pb.RefundCampaignBudgetResponse(
@@ -968,6 +1026,55 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             stripe_refunded_cents=refund.stripe_refunded_cents,
             replayed=refund.replayed,
         )
+
+    async def ListUnknownPayouts(
+        self, request: pb.ListUnknownPayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListUnknownPayoutsResponse:
+        stuck = await self._payouts.list_unknown(request.limit or 100)
+        return pb.ListUnknownPayoutsResponse(
+            payouts=[
+                pb.UnknownPayout(payout=_payout(row), driver_id=row.driver_id, updated_at=_timestamp(updated_at))
+                for row, updated_at in stuck
+            ]
+        )
+
+    async def ReconcilePayouts(
+        self, request: pb.ReconcilePayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ReconcilePayoutsResponse:
+        settled, still_unknown = await self._payouts.reconcile_now(request.reason)
+        return pb.ReconcilePayoutsResponse(settled=settled, still_unknown=still_unknown)
+
+    async def CheckLedger(
+        self, request: pb.CheckLedgerRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CheckLedgerResponse:
+        return pb.CheckLedgerResponse(violations=await invariants.violations(self._engine))
+
+    async def RunReconciliation(
+        self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RunReconciliationResponse:
+        since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
+        report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+        return pb.RunReconciliationResponse(
+            invariants=[
+                pb.ReconciliationInvariant(name=name, drift_ids=sorted(ids)) for name, ids in report.drift.items()
+            ],
+            holds=report.holds,
+        )
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "ledger", request.query))
 
     async def ListPaymentIssues(
         self, request: pb.ListPaymentIssuesRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -13,6 +13,7 @@ import asyncio
 import sys
 
 import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config import Env
@@ -20,41 +21,49 @@ from services.common.db import create_engine
 
 CHECKS: dict[str, str] = {
     "entries of a currency do not sum to zero": """
-        SELECT a.currency, sum(e.amount) AS total FROM entries e JOIN accounts a ON a.id = e.account_id
-        GROUP BY a.currency HAVING sum(e.amount) <> 0""",
+        SELECT account.currency, sum(entry.amount) AS total
+        FROM entries AS entry JOIN accounts AS account ON account.id = entry.account_id
+        GROUP BY account.currency HAVING sum(entry.amount) <> 0""",
     "balances of a currency do not sum to zero": """
         SELECT currency, sum(balance) AS total FROM accounts GROUP BY currency HAVING sum(balance) <> 0""",
     "transfer without exactly one debit and one credit of its amount": """
-        SELECT t.id FROM transfers t
-        LEFT JOIN entries d ON d.transfer_id = t.id AND d.account_id = t.from_account_id AND d.amount = -t.amount
-        LEFT JOIN entries c ON c.transfer_id = t.id AND c.account_id = t.to_account_id AND c.amount = t.amount
-        WHERE d.id IS NULL OR c.id IS NULL OR (SELECT count(*) FROM entries x WHERE x.transfer_id = t.id) <> 2""",
+        SELECT transfer.id FROM transfers AS transfer
+        LEFT JOIN entries AS debit ON debit.transfer_id = transfer.id AND debit.account_id = transfer.from_account_id
+                                   AND debit.amount = -transfer.amount
+        LEFT JOIN entries AS credit ON credit.transfer_id = transfer.id AND credit.account_id = transfer.to_account_id
+                                    AND credit.amount = transfer.amount
+        WHERE debit.id IS NULL OR credit.id IS NULL
+           OR (SELECT count(*) FROM entries AS leg WHERE leg.transfer_id = transfer.id) <> 2""",
     "account balance differs from the sum of its entries": """
-        SELECT a.id, a.balance, coalesce(sum(e.amount), 0) AS entries_sum,
-               a.debits_total, coalesce(-sum(e.amount) FILTER (WHERE e.amount < 0), 0) AS debits,
-               a.credits_total, coalesce(sum(e.amount) FILTER (WHERE e.amount > 0), 0) AS credits
-        FROM accounts a LEFT JOIN entries e ON e.account_id = a.id
-        GROUP BY a.id
-        HAVING a.balance <> coalesce(sum(e.amount), 0)
-            OR a.debits_total <> coalesce(-sum(e.amount) FILTER (WHERE e.amount < 0), 0)
-            OR a.credits_total <> coalesce(sum(e.amount) FILTER (WHERE e.amount > 0), 0)""",
+        SELECT account.id, account.balance, coalesce(sum(entry.amount), 0) AS entries_sum,
+               account.debits_total, coalesce(-sum(entry.amount) FILTER (WHERE entry.amount < 0), 0) AS debits,
+               account.credits_total, coalesce(sum(entry.amount) FILTER (WHERE entry.amount > 0), 0) AS credits
+        FROM accounts AS account LEFT JOIN entries AS entry ON entry.account_id = account.id
+        GROUP BY account.id
+        HAVING account.balance <> coalesce(sum(entry.amount), 0)
+            OR account.debits_total <> coalesce(-sum(entry.amount) FILTER (WHERE entry.amount < 0), 0)
+            OR account.credits_total <> coalesce(sum(entry.amount) FILTER (WHERE entry.amount > 0), 0)""",
     "account below zero": "SELECT id, type, owner_id, balance FROM accounts WHERE balance < 0 AND NOT may_go_negative",
     "entry balance_after does not follow from the previous entry": """
         SELECT id FROM (
-            SELECT e.id, e.balance_after,
-                   e.amount + coalesce(lag(e.balance_after) OVER (PARTITION BY e.account_id ORDER BY e.id), 0)
+            SELECT entry.id, entry.balance_after,
+                   entry.amount
+                   + coalesce(lag(entry.balance_after) OVER (PARTITION BY entry.account_id ORDER BY entry.id), 0)
                    AS expected
-            FROM entries e) s
+            FROM entries AS entry) AS walked
         WHERE balance_after <> expected""",
-    "redemption without its merchant-fee accrual": """
-        SELECT t.id FROM transfers t LEFT JOIN merchant_fee_accruals f ON f.transfer_id = t.id
-        WHERE t.kind = 5 AND f.transfer_id IS NULL""",
+    "redemption without its merchant-fee accrual": f"""
+        SELECT transfer.id
+        FROM transfers AS transfer LEFT JOIN merchant_fee_accruals AS accrual ON accrual.transfer_id = transfer.id
+        WHERE transfer.kind = {pb.TRANSFER_KIND_REDEMPTION} AND accrual.transfer_id IS NULL""",
     "merchant fee period differs from the sum of its accruals": """
-        SELECT p.merchant_id, p.period_start FROM merchant_fee_periods p
-        LEFT JOIN merchant_fee_accruals f ON f.merchant_id = p.merchant_id AND f.period_start = p.period_start
-        GROUP BY p.merchant_id, p.period_start
-        HAVING p.nova_redeemed <> coalesce(sum(f.nova_redeemed), 0) OR p.fee_cents <> coalesce(sum(f.fee_cents), 0)
-            OR p.redemption_count <> count(f.transfer_id)""",
+        SELECT period.merchant_id, period.period_start FROM merchant_fee_periods AS period
+        LEFT JOIN merchant_fee_accruals AS accrual
+               ON accrual.merchant_id = period.merchant_id AND accrual.period_start = period.period_start
+        GROUP BY period.merchant_id, period.period_start
+        HAVING period.nova_redeemed <> coalesce(sum(accrual.nova_redeemed), 0)
+            OR period.fee_cents <> coalesce(sum(accrual.fee_cents), 0)
+            OR period.redemption_count <> count(accrual.transfer_id)""",
 }
 
 

@@ -22,18 +22,24 @@ import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import prometheus_client
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.errors import Aborted, DomainError, FailedPrecondition, InvalidArgument, ResourceExhausted
 from services.ledger import domain, store
 from services.ledger.adapters.stripe_payouts import AccountStatus, StripeAdapterError, StripeRefused, StripeUnavailable
+from services.ledger.reasons import Reason
 
 log = logging.getLogger(__name__)
 P = pb.PayoutStatus
 SCOPE = "service:ledger-payouts"  # idempotency scope of the ledger's own payout movements
 CASH = pb.CURRENCY_CASH_CENTS
+# A withdrawal without request_id of the same amount as one requested this recently is its retry (the app sends
+# no idempotency key; a double tap or a network retry must pay once).
+RETRY_WINDOW = datetime.timedelta(minutes=10)
 
 
 class Stripe(Protocol):
@@ -54,6 +60,14 @@ class Stripe(Protocol):
     async def create_refund(self, payment_intent_id: str, amount_cents: int, refund_id: str) -> str: ...
 
 
+# Payouts whose Stripe answer was lost (measured by every reconciliation pass): money that left a driver's balance
+# and may or may not have reached Stripe. Read by the alerts in deploy/k8s/components/monitoring.
+UNKNOWN_PAYOUTS = prometheus_client.Gauge("nerava_payouts_unknown", "Payouts in status UNKNOWN.")
+UNKNOWN_OLDEST = prometheus_client.Gauge(
+    "nerava_payouts_unknown_oldest_seconds", "How long the oldest UNKNOWN payout has been unknown (0: none)."
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class PayoutRow:
     id: uuid.UUID
@@ -69,9 +83,9 @@ class PayoutRow:
 
 
 _LIMIT_ERRORS: dict[str, type[DomainError]] = {
-    "PAYOUT_BELOW_MINIMUM": InvalidArgument,
-    "PAYOUT_DAILY_LIMIT": ResourceExhausted,
-    "PAYOUT_WEEKLY_LIMIT": ResourceExhausted,
+    Reason.PAYOUT_BELOW_MINIMUM: InvalidArgument,
+    Reason.PAYOUT_DAILY_LIMIT: ResourceExhausted,
+    Reason.PAYOUT_WEEKLY_LIMIT: ResourceExhausted,
 }
 _LIMIT_MESSAGES = {
     "PAYOUT_BELOW_MINIMUM": "the minimum withdrawal is $20.00",
@@ -116,18 +130,19 @@ class Payouts:
 
     # --- requesting ----------------------------------------------------------------------------------
 
-    async def request(self, driver_id: str, request_id: uuid.UUID, amount_cents: int) -> PayoutRow:
-        """Reserves the funds and asks Stripe; idempotent on (driver, request_id)."""
+    async def request(self, driver_id: str, request_id: uuid.UUID | None, amount_cents: int) -> PayoutRow:
+        """Reserves the funds and asks Stripe; idempotent on (driver, request_id). Without a request_id (today's
+        app sends none) a payout of the same amount requested in the last RETRY_WINDOW is the same request."""
         if amount_cents < domain.MINIMUM_WITHDRAWAL_CENTS:
             raise InvalidArgument(
-                [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason="PAYOUT_BELOW_MINIMUM"
+                [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason=Reason.PAYOUT_BELOW_MINIMUM
             )
         payout = await self._reserve(driver_id, request_id, amount_cents)
         if payout.status != P.PAYOUT_STATUS_PENDING or payout.stripe_transfer_id:
             return payout  # a replay of a request already sent to Stripe
         return await self._send_to_stripe(payout)
 
-    async def _reserve(self, driver_id: str, request_id: uuid.UUID, amount_cents: int) -> PayoutRow:
+    async def _reserve(self, driver_id: str, request_id: uuid.UUID | None, amount_cents: int) -> PayoutRow:
         accounts, payouts = store.stripe_accounts, store.payouts
         now = self._clock()
         async with self._engine.begin() as conn:
@@ -137,17 +152,36 @@ class Payouts:
                 await conn.execute(sa.select(accounts).where(accounts.c.driver_id == driver_id).with_for_update())
             ).first()
             if account is None:
-                raise FailedPrecondition("STRIPE_ACCOUNT_MISSING", "set up payouts first (Stripe account)")
+                raise FailedPrecondition(Reason.STRIPE_ACCOUNT_MISSING, "set up payouts first (Stripe account)")
             if not account.transfers_active:
-                raise FailedPrecondition("STRIPE_ONBOARDING_INCOMPLETE", "finish Stripe onboarding before withdrawing")
-            existing = (
-                await conn.execute(
-                    sa.select(payouts).where(payouts.c.driver_id == driver_id, payouts.c.request_id == request_id)
+                raise FailedPrecondition(
+                    Reason.STRIPE_ONBOARDING_INCOMPLETE, "finish Stripe onboarding before withdrawing"
                 )
-            ).first()
+            if request_id is None:
+                # Under the lock above, so two copies of one request cannot both miss each other.
+                found = await conn.execute(
+                    sa.select(payouts)
+                    .where(
+                        payouts.c.driver_id == driver_id,
+                        payouts.c.amount_cents == amount_cents,
+                        payouts.c.created_at > now - RETRY_WINDOW,
+                        # A FAILED payout moved nothing: asking again is a new attempt, not a replay.
+                        payouts.c.status != P.PAYOUT_STATUS_FAILED,
+                    )
+                    .order_by(payouts.c.created_at.desc())
+                    .limit(1)
+                )
+                existing = found.first()
+                request_id = uuid.uuid4()
+            else:
+                existing = (
+                    await conn.execute(
+                        sa.select(payouts).where(payouts.c.driver_id == driver_id, payouts.c.request_id == request_id)
+                    )
+                ).first()
             if existing is not None:
                 if existing.amount_cents != amount_cents:
-                    raise Aborted("IDEMPOTENCY_KEY_REUSED", "this request_id was used for another amount")
+                    raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this request_id was used for another amount")
                 return _row(existing)
             day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
             counted = payouts.c.status.in_(sorted(domain.LIMITED_STATUSES))
@@ -206,6 +240,9 @@ class Payouts:
                     .returning(payouts)
                 )
             ).one()
+            await audit.record(
+                conn, "payout.request", f"payout:{payout_id}", amount_cents=amount_cents, driver_id=driver_id
+            )
         return _row(inserted)
 
     async def _send_to_stripe(self, payout: PayoutRow) -> PayoutRow:
@@ -304,6 +341,21 @@ class Payouts:
 
     # --- reconciliation ------------------------------------------------------------------------------
 
+    async def measure_unknown(self) -> int:
+        """Sets the UNKNOWN-payout gauges the alerts read; returns how many payouts are UNKNOWN."""
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            count, oldest = (
+                await conn.execute(
+                    sa.select(sa.func.count(), sa.func.min(payouts.c.updated_at)).where(
+                        payouts.c.status == P.PAYOUT_STATUS_UNKNOWN
+                    )
+                )
+            ).one()
+        UNKNOWN_PAYOUTS.set(int(count))
+        UNKNOWN_OLDEST.set(0.0 if oldest is None else (self._clock() - oldest).total_seconds())
+        return int(count)
+
     async def reconcile_unknown(self, older_than: datetime.timedelta = datetime.timedelta(seconds=0)) -> int:
         """Settles payouts whose Stripe answer was lost; returns how many left `unknown`."""
         payouts = store.payouts
@@ -332,7 +384,34 @@ class Payouts:
             else:
                 await self.mark_processing(payout.id, transfer_id)
             settled += 1
+        await self.measure_unknown()
         return settled
+
+    async def reconcile_now(self, reason: str) -> tuple[int, int]:
+        """An operator's reconciliation of every `unknown` payout, whatever its age; returns (settled, still
+        unknown). Each settlement is its own transaction (a Stripe call sits between them); the operator's
+        request is audited once with what it settled."""
+        settled = await self.reconcile_unknown()
+        async with self._engine.begin() as conn:
+            still = await store.count_payouts(conn, P.PAYOUT_STATUS_UNKNOWN)
+            await audit.record(
+                conn, "payouts.reconcile", "payouts:unknown", reason, settled=settled, still_unknown=still
+            )
+        return settled, still
+
+    async def list_unknown(self, limit: int) -> list[tuple[PayoutRow, datetime.datetime]]:
+        """Payouts whose Stripe answer was lost, oldest first, with when they last changed."""
+        payouts = store.payouts
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(payouts)
+                    .where(payouts.c.status == P.PAYOUT_STATUS_UNKNOWN)
+                    .order_by(payouts.c.updated_at)
+                    .limit(limit)
+                )
+            ).all()
+        return [(_row(record), record.updated_at) for record in rows]
 
     # --- reads ---------------------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Money going back to whoever paid a campaign budget: a payment that arrived for a campaign already funded
-(refunded whole, fee included), and what is left of a canceled or ended campaign (refunded net, oldest payment
-first; the fee of a kept payment is kept).
+(refunded whole, fee included), and what is left of a canceled or ended campaign (refunded net against the
+payment the campaign kept and the platform's funding, oldest first; the fee of a kept payment is kept).
 
 Accounting. A refund is the reversal of the funding transfer it undoes (budget → the external account the money
 came from), plus, for a duplicate payment, the reversal of its platform fee. The reversals, the
@@ -24,12 +24,14 @@ from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.common.errors import Aborted
 from services.common.outbox import OutboxMessage, PermanentDeliveryError, enqueue
 from services.ledger import store
 from services.ledger.adapters.stripe_payouts import StripeRefused
 from services.ledger.funding import SCOPE, STRIPE_OWNER
 from services.ledger.payouts import Stripe
+from services.ledger.reasons import Reason
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +158,22 @@ async def refund_duplicate_payment(engine: AsyncEngine, checkout_session_id: str
 
 
 async def refund_campaign_budget(
-    engine: AsyncEngine, scope: str, key: str, *, campaign_id: str, currency: int, amount: int, reason: str
+    engine: AsyncEngine,
+    scope: str,
+    key: str,
+    *,
+    campaign_id: str,
+    currency: int,
+    amount: int,
+    reason: str,
+    kept_checkout_session_id: str,
 ) -> BudgetRefund:
-    """Returns up to `amount` of the campaign's budget account to its payers, oldest funding first, in one
-    transaction under the account's row lock (so concurrent grants and refunds see each other)."""
+    """Returns up to `amount` of the campaign's budget account to whoever paid what the campaign kept — the
+    payment of `kept_checkout_session_id` and the platform's funding — oldest first, each up to what is left of
+    it, in one transaction under the account's row lock (so concurrent grants and refunds see each other). A
+    payment the campaign did not take is never touched here: it is refunded whole on its own
+    (refund_duplicate_payment), and a budget refund taking part of it would pay the wrong payer and leave the
+    kept payment's money in the budget."""
     a, t, p, r = store.accounts, store.transfers, store.campaign_payments, store.budget_refunds
     async with engine.begin() as conn:
         budget = (
@@ -176,7 +190,7 @@ async def refund_campaign_budget(
             # A retry may ask another amount (the remainder moved while the first answer was lost): the key
             # answers what it refunded, and the caller asks the rest under a new key.
             if done.campaign_id != campaign_id:
-                raise Aborted("IDEMPOTENCY_KEY_REUSED", "this key was used for another campaign's refund")
+                raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this key was used for another campaign's refund")
             return BudgetRefund(int(done.refunded_cents), int(done.stripe_refunded_cents), True)
         left = 0 if budget is None else min(amount, int(budget.balance))
         refunded = stripe_refunded = 0
@@ -188,6 +202,8 @@ async def refund_campaign_budget(
                     .order_by(t.c.created_at, t.c.id)
                 )
             ).all()
+            kept_key = f"funding:{kept_checkout_session_id}" if kept_checkout_session_id else None
+            fundings = [f for f in fundings if f.from_owner != STRIPE_OWNER or f.idempotency_key == kept_key]
             metadata = {"campaign_id": campaign_id, "reason": reason[:500]}
             for funding in fundings:
                 share = min(left, int(funding.open))
@@ -222,6 +238,15 @@ async def refund_campaign_budget(
                 stripe_refunded_cents=stripe_refunded,
             )
         )
+        if refunded:
+            await audit.record(
+                conn,
+                "campaign.refund",
+                f"campaign:{campaign_id}",
+                reason,
+                refunded_cents=refunded,
+                stripe_refunded_cents=stripe_refunded,
+            )
     return BudgetRefund(refunded, stripe_refunded, False)
 
 

@@ -337,6 +337,10 @@ async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
         return list((await conn.execute(sa.select(i).order_by(i.c.id.desc()).limit(limit))).all())
 
 
+async def count_payouts(conn: AsyncConnection, status: int) -> int:
+    return int((await conn.execute(sa.select(sa.func.count()).where(payouts.c.status == status))).scalar_one())
+
+
 async def driver_connection(conn: AsyncConnection) -> asyncpg.Connection:
     """The asyncpg connection under a SQLAlchemy one, for post_transfer_in() in the same transaction."""
     raw = await conn.get_raw_connection()
@@ -358,19 +362,20 @@ async def post_transfer_in(
 # One round trip and one commit for a whole batch: the movements are unnested and post_transfer() runs for
 # each, in order, inside one statement. Refusals are rows, so one refused transfer never undoes the others.
 _POST_BATCH = """
-SELECT r.* FROM unnest(
+SELECT posted.* FROM unnest(
     $1::text[], $2::text[], $3::bytea[], $4::uuid[], $5::int2[], $6::int2[], $7::int2[], $8::int8[],
     $9::int2[], $10::text[], $11::int2[], $12::text[], $13::text[], $14::bool[], $15::uuid[], $16::int2[],
     $17::text[], $18::uuid[], $19::int2[]
-) WITH ORDINALITY AS a(scope, key, hash, id, kind, phase, currency, amount, from_type, from_owner, to_type,
+) WITH ORDINALITY AS posting(scope, key, hash, id, kind, phase, currency, amount, from_type, from_owner, to_type,
                        to_owner, metadata, up_to_available, reversal_of, pending_type, pending_owner,
                        reservation_id, reservation_state, position)
 CROSS JOIN LATERAL post_transfer(
-    a.scope, a.key, a.hash, a.id, a.kind, a.phase, a.currency, a.amount, a.from_type, a.from_owner, a.to_type,
-    a.to_owner, a.metadata::jsonb, a.up_to_available, a.reversal_of, a.pending_type, a.pending_owner,
-    a.reservation_id, a.reservation_state
-) AS r
-ORDER BY a.position
+    posting.scope, posting.key, posting.hash, posting.id, posting.kind, posting.phase, posting.currency,
+    posting.amount, posting.from_type, posting.from_owner, posting.to_type, posting.to_owner, posting.metadata::jsonb,
+    posting.up_to_available, posting.reversal_of, posting.pending_type, posting.pending_owner, posting.reservation_id,
+    posting.reservation_state
+) AS posted
+ORDER BY posting.position
 """
 
 

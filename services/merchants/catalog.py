@@ -13,21 +13,28 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 import sqlalchemy as sa
+from google.protobuf import struct_pb2
 from nerava.ledger.v1 import ledger_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 
+from services.common import audit
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
+from services.common.geo import great_circle_m
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.merchants import domain, store
 from services.merchants.favorites import amenities_message, amenity_counts
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     DRIVER,
     MERCHANT,
+    STORE,
     M,
     Resources,
     active_merchant,
@@ -44,13 +51,17 @@ from services.merchants.records import (
 )
 
 ACCESS: dict[str, Access] = {
-    "CreateMerchant": Access.role(ADMIN),
-    "UpdateMerchant": Access.role(MERCHANT, ADMIN),
-    "LinkCharger": Access.role(ADMIN),
-    "GetCheckoutQr": Access.role(MERCHANT, ADMIN),
-    "GetMerchant": Access.anyone(),
-    "ListMerchantsForCharger": Access.anyone(),
-    "ResolveCheckoutQr": Access.anyone(),
+    "CreateMerchant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "UpdateMerchant": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "LinkCharger": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetCheckoutQr": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchant": Access.anyone().not_owned(PUBLIC_DATA),
+    "ListMerchantsForCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    # The printed QR code's token is the capability: whoever scanned the sign at the counter.
+    "ResolveCheckoutQr": Access.anyone().not_owned("the printed QR code's token is the capability"),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
+    "BatchListChargerMerchants": Access.service_only(),
 }
 
 L = store.charger_links
@@ -58,6 +69,7 @@ X = store.exclusive_sessions
 V = store.verified_visits
 O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
 QR_TOKEN_BYTES = 32
+METRES_PER_MILE = 1609.344
 
 
 def new_merchant_id() -> str:
@@ -73,7 +85,7 @@ def _check_time_zone(field: str, name: str) -> None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason="UNKNOWN_TIME_ZONE") from None
+        raise InvalidArgument([(field, f"unknown IANA time zone {name!r}")], reason=Reason.UNKNOWN_TIME_ZONE) from None
 
 
 def _local_day_start(time_zone: Any) -> Any:
@@ -119,10 +131,11 @@ class CatalogRpcs(Resources):
                 except IntegrityError as error:
                     if "merchants_place_id" in str(error.orig):
                         raise InvalidArgument(
-                            [("merchant.place_id", "another merchant has this place id")], reason="PLACE_ID_TAKEN"
+                            [("merchant.place_id", "another merchant has this place id")], reason=Reason.PLACE_ID_TAKEN
                         ) from None
                     # A concurrent create with the same request id: the caller's retry replays it.
-                    raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry") from None
+                    raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
+                await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=given.name)
                 existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
@@ -143,12 +156,14 @@ class CatalogRpcs(Resources):
             changes["opening_periods"] = periods_json(request.hours.periods)
         if request.HasField("status"):
             if request.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}):
-                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "only an admin suspends a merchant")
+                raise PermissionDenied(Reason.MERCHANT_STATUS_NOT_ALLOWED, "only an admin suspends a merchant")
             changes["status"] = request.status
         async with self.engine.begin() as conn:
             row = await owned_merchant(conn, request.merchant_id, caller, write=True, for_update=True)
             if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in changes:
-                raise PermissionDenied("MERCHANT_STATUS_NOT_ALLOWED", "a suspended merchant is reinstated by an admin")
+                raise PermissionDenied(
+                    Reason.MERCHANT_STATUS_NOT_ALLOWED, "a suspended merchant is reinstated by an admin"
+                )
             if changes:
                 row = (
                     await conn.execute(
@@ -200,6 +215,13 @@ class CatalogRpcs(Resources):
                 .values(merchant_id=request.merchant_id, charger_id=request.charger_id, **values)
                 .on_conflict_do_update(index_elements=[L.c.merchant_id, L.c.charger_id], set_=values)
             )
+            await audit.record(
+                conn,
+                "charger.link",
+                f"merchant:{request.merchant_id}",
+                charger_id=request.charger_id,
+                primary=request.is_primary,
+            )
         return pb.LinkChargerResponse(
             link=pb.ChargerLink(
                 merchant_id=request.merchant_id,
@@ -211,6 +233,19 @@ class CatalogRpcs(Resources):
             )
         )
 
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self.engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self.engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self.engine, "merchants", request.query))
+
     async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
         async with self.reads.connect() as conn:
             row = await owned_merchant(conn, request.merchant_id, current_caller())
@@ -221,7 +256,28 @@ class CatalogRpcs(Resources):
     async def ListMerchantsForCharger(
         self, request: pb.ListMerchantsForChargerRequest, context: Any
     ) -> pb.ListMerchantsForChargerResponse:
+        rows = await self._linked_merchants([request.charger_id])
+        if not rows:
+            await self.directory_charger(
+                request.charger_id
+            )  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
+        items = _ranked(rows, request.state or "charging", request.open_only, datetime.datetime.now(datetime.UTC))
+        return pb.ListMerchantsForChargerResponse(merchants=items, json_array=json_array(items))
+
+    async def BatchListChargerMerchants(
+        self, request: pb.BatchListChargerMerchantsRequest, context: Any
+    ) -> pb.BatchListChargerMerchantsResponse:
+        rows = await self._linked_merchants(list(request.charger_ids))
         now = datetime.datetime.now(datetime.UTC)
+        found = []
+        for charger_id in dict.fromkeys(request.charger_ids):
+            items = _ranked([r for r in rows if r.charger_id == charger_id], "charging", False, now)
+            if items:
+                found.append(pb.ChargerMerchants(charger_id=charger_id, merchants=items))
+        return pb.BatchListChargerMerchantsResponse(chargers=found)
+
+    async def _linked_merchants(self, charger_ids: list[str]) -> list[Any]:
+        """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
         day_start = _local_day_start(M.c.time_zone)
         activations = (
             sa.select(sa.func.count()).where(X.c.merchant_id == M.c.id, X.c.activated_at >= day_start).scalar_subquery()
@@ -239,6 +295,7 @@ class CatalogRpcs(Resources):
         query = (
             sa.select(
                 M,
+                L.c.charger_id,
                 L.c.walk_distance_m,
                 L.c.walk_time_s,
                 L.c.is_primary,
@@ -248,57 +305,10 @@ class CatalogRpcs(Resources):
                 offer.c.description.label("offer_description"),
             )
             .select_from(L.join(M, M.c.id == L.c.merchant_id).outerjoin(offer, sa.true()))
-            .where(L.c.charger_id == request.charger_id, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+            .where(L.c.charger_id.in_(charger_ids), M.c.status == pb.MERCHANT_STATUS_ACTIVE)
         )
         async with self.reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        if not rows:
-            await self.directory_charger(
-                request.charger_id
-            )  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
-        by_id = {row.id: row for row in rows}
-        status = {row.id: open_status(row, now) for row in rows}
-        candidates = [
-            domain.NearbyMerchant(row.id, row.is_primary, status[row.id][0], row.walk_time_s, perk_of(row).cents)
-            for row in rows
-            if status[row.id][0] or not request.open_only
-        ]
-        items = []
-        for chosen in domain.rank_for_charger(candidates, request.state or "charging"):
-            row = by_id[chosen.merchant_id]
-            open_now, open_until = status[row.id]
-            photos = list(row.photo_urls)
-            items.append(
-                pb.ChargerMerchant(
-                    id=row.id,
-                    merchant_id=row.id,
-                    place_id=(row.place_id or "") if row.is_primary else "",
-                    name=row.name,
-                    lat=row.lat,
-                    lng=row.lng,
-                    address=row.address,
-                    phone=row.phone,
-                    logo_url=row.logo_url,
-                    photo_url=(photos[0] if photos else "") if row.is_primary else "",
-                    photo_urls=photos,
-                    category=row.category,
-                    types=[row.category] if row.is_primary and row.category else [],
-                    is_primary=row.is_primary,
-                    exclusive_title=(row.offer_title or "") if row.is_primary else "",
-                    exclusive_description=(row.offer_description or "") if row.is_primary else "",
-                    open_now=open_now,
-                    open_until=open_until or "",
-                    # Google's listing, kept fresh by the funnel; 0 for a store not on Google.
-                    rating=row.rating or 0.0,
-                    user_rating_count=row.user_rating_count,
-                    walk_time_s=row.walk_time_s,
-                    walk_time_seconds=row.walk_time_s,
-                    distance_m=row.walk_distance_m,
-                    activations_today=row.activations,
-                    verified_visits_today=row.visits,
-                )
-            )
-        return pb.ListMerchantsForChargerResponse(merchants=items, json_array=json_array(items))
+            return list((await conn.execute(query)).all())
 
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
         now = datetime.datetime.now(datetime.UTC)
@@ -327,6 +337,7 @@ class CatalogRpcs(Resources):
             votes = await amenity_counts(conn, row.id)
         perk = perk_of(row)
         photos = list(row.photo_urls)
+        moment = await self._moment(request.session_id, row)
         return pb.GetMerchantResponse(
             merchant=pb.MerchantDetails(
                 id=row.id,
@@ -346,7 +357,7 @@ class CatalogRpcs(Resources):
                 lng=row.lng,
                 rating=row.rating or 0.0,
             ),
-            moment=pb.MerchantMoment(moment_copy="Spend your Nova here while you charge."),
+            moment=moment,
             perk=pb.PerkCard(title=perk.label, badge="Nova perk", description=f"Pay with Nova at {row.name}."),
             wallet=pb.MerchantWallet(can_add=False, state="INACTIVE"),
             actions=pb.MerchantActions(
@@ -354,6 +365,24 @@ class CatalogRpcs(Resources):
                 get_directions_url=f"https://www.google.com/maps/dir/?api=1&destination={row.lat},{row.lng}",
             ),
         )
+
+    async def _moment(self, session_id: str, row: Any) -> pb.MerchantMoment:
+        """Distance and label from where the calling driver captured the intent (sessions keeps intent sessions);
+        without a usable session of theirs the label is null and the distance 0 — the screen still opens."""
+        moment = pb.MerchantMoment(moment_copy="Spend your Nova here while you charge.")
+        moment.label.null_value = struct_pb2.NULL_VALUE
+        if not session_id:
+            return moment
+        try:
+            intent = await self.sessions.GetIntentSession(sessions_pb2.GetIntentSessionRequest(session_id=session_id))
+        except grpc.aio.AioRpcError:
+            return moment  # unknown or expired session, or sessions not answering: a screen without distance
+        if intent.driver_id != current_caller().user_id:
+            return moment  # where a driver stood is theirs: another caller's session id tells nothing
+        metres = great_circle_m(intent.lat, intent.lng, row.lat, row.lng)
+        moment.distance_miles = round(metres / METRES_PER_MILE, 2)
+        moment.label.string_value = domain.moment_label(metres)
+        return moment
 
     async def ResolveCheckoutQr(
         self, request: pb.ResolveCheckoutQrRequest, context: Any
@@ -369,7 +398,7 @@ class CatalogRpcs(Resources):
                 )
             ).first()
             if row is None:
-                raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+                raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
             link = (
                 await conn.execute(
                     sa.select(L).where(L.c.merchant_id == row.id).order_by(L.c.walk_distance_m, L.c.charger_id).limit(1)
@@ -406,8 +435,55 @@ class CatalogRpcs(Resources):
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 return 0
-            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
         return reply.account.balance
+
+
+def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime) -> list[pb.ChargerMerchant]:
+    """One charger's linked merchants as the "while you charge" screen lists them (domain.rank_for_charger)."""
+    by_id = {row.id: row for row in rows}
+    status = {row.id: open_status(row, now) for row in rows}
+    candidates = [
+        domain.NearbyMerchant(row.id, row.is_primary, status[row.id][0], row.walk_time_s, perk_of(row).cents)
+        for row in rows
+        if status[row.id][0] or not open_only
+    ]
+    items = []
+    for chosen in domain.rank_for_charger(candidates, state):
+        row = by_id[chosen.merchant_id]
+        open_now, open_until = status[row.id]
+        photos = list(row.photo_urls)
+        items.append(
+            pb.ChargerMerchant(
+                id=row.id,
+                merchant_id=row.id,
+                place_id=(row.place_id or "") if row.is_primary else "",
+                name=row.name,
+                lat=row.lat,
+                lng=row.lng,
+                address=row.address,
+                phone=row.phone,
+                logo_url=row.logo_url,
+                photo_url=(photos[0] if photos else "") if row.is_primary else "",
+                photo_urls=photos,
+                category=row.category,
+                types=[row.category] if row.is_primary and row.category else [],
+                is_primary=row.is_primary,
+                exclusive_title=(row.offer_title or "") if row.is_primary else "",
+                exclusive_description=(row.offer_description or "") if row.is_primary else "",
+                open_now=open_now,
+                open_until=open_until or None,
+                # Google's listing, kept fresh by the funnel; 0 for a store not on Google.
+                rating=row.rating or 0.0,
+                user_rating_count=row.user_rating_count,
+                walk_time_s=row.walk_time_s,
+                walk_time_seconds=row.walk_time_s,
+                distance_m=row.walk_distance_m,
+                activations_today=row.activations,
+                verified_visits_today=row.visits,
+            )
+        )
+    return items
 
 
 __all__ = ["ACCESS", "CatalogRpcs", "active_merchant", "is_admin", "merchant_not_found"]

@@ -41,17 +41,23 @@ from services.common.errors import (
     Unavailable,
     peer_reason,
 )
-from services.common.interceptors import Access
+from services.common.interceptors import OWN_DATA, Access, Owned
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAuthError, SquareNotFound, SquareUnavailable
+from services.merchants.reasons import Reason
 from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin, timestamp
 
 log = logging.getLogger(__name__)
 
+# A redemption is its driver's and its store owner's: anyone else gets REDEMPTION_NOT_FOUND (admins read all).
+REDEMPTION = Owned("redemption", "redemption_id", frozenset({DRIVER, MERCHANT}), "REDEMPTION_NOT_FOUND")
+
 ACCESS: dict[str, Access] = {
-    "ListRecentSquareOrders": Access.signed_in(),
-    "RedeemAtCheckout": Access.role(DRIVER),
-    "GetRedemption": Access.role(DRIVER, MERCHANT, "admin", "admin_readonly"),
+    # The printed QR code's token is the capability: the driver at the counter scanned the sign.
+    "ListRecentSquareOrders": Access.signed_in().not_owned("the printed QR code's token is the capability"),
+    # The driver's own Nova pays, at the store the scanned QR token names.
+    "RedeemAtCheckout": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetRedemption": Access.role(DRIVER, MERCHANT, "admin", "admin_readonly").owned(REDEMPTION),
 }
 
 R = store.redemptions
@@ -103,7 +109,7 @@ def ledger_request(row: Any) -> ledger_pb2.PostTransferRequest:
 
 def _no_nova(row: Any) -> FailedPrecondition:
     return FailedPrecondition(
-        "INSUFFICIENT_BALANCE", "the driver has no Nova to spend here", {"redemption_id": str(row.id)}
+        Reason.INSUFFICIENT_BALANCE, "the driver has no Nova to spend here", {"redemption_id": str(row.id)}
     )
 
 
@@ -131,9 +137,15 @@ def _money(cents: int) -> str:
 # The hot path runs on asyncpg directly (Resources.pool): prepared statements, no ORM layer. A first redemption
 # is two statements before the ledger call (the store by its QR token; the insert, which is also the check of
 # the driver's key) and one after it.
-_STORE_BY_QR = """
+# Enum values by name in the SQL text (tests/test_enum_names.py).
+_PENDING, _COMPLETED, _FAILED = (
+    pb.REDEMPTION_STATUS_PENDING,
+    pb.REDEMPTION_STATUS_COMPLETED,
+    pb.REDEMPTION_STATUS_FAILED,
+)
+_STORE_BY_QR = f"""
 SELECT id, name, custom_perk_cents, recommended_perk_cents, perk_label FROM merchants
-WHERE qr_token = $1 AND status = 2"""
+WHERE qr_token = $1 AND status = {pb.MERCHANT_STATUS_ACTIVE}"""
 _COLUMNS = ", ".join(column.name for column in R.c)
 _INSERT = f"""
 INSERT INTO redemptions (id, merchant_id, merchant_name, driver_id, idempotency_key, request_hash, square_order_id,
@@ -143,20 +155,20 @@ ON CONFLICT (driver_id, idempotency_key) DO NOTHING
 RETURNING {_COLUMNS}"""
 _BY_KEY = f"SELECT {_COLUMNS} FROM redemptions WHERE driver_id = $1 AND idempotency_key = $2"
 _BY_ID = f"SELECT {_COLUMNS} FROM redemptions WHERE id = $1"
-_EARLIER_ORDER = """
-SELECT id, driver_id FROM redemptions WHERE square_order_id = $1 AND status <> 3"""
+_EARLIER_ORDER = f"""
+SELECT id, driver_id FROM redemptions WHERE square_order_id = $1 AND status <> {_FAILED}"""
 _COMPLETE = f"""
-UPDATE redemptions SET status = 2, discount_cents = $2, merchant_fee_cents = $3, transfer_id = $4,
+UPDATE redemptions SET status = {_COMPLETED}, discount_cents = $2, merchant_fee_cents = $3, transfer_id = $4,
        nova_balance_after = $5, attempts = attempts + 1, settled_at = now()
-WHERE id = $1 AND status = 1
+WHERE id = $1 AND status = {_PENDING}
 RETURNING {_COLUMNS}"""
 _FAIL = f"""
-UPDATE redemptions SET status = 3, failure_reason = $2, attempts = attempts + 1, settled_at = now()
-WHERE id = $1 AND status = 1
+UPDATE redemptions SET status = {_FAILED}, failure_reason = $2, attempts = attempts + 1, settled_at = now()
+WHERE id = $1 AND status = {_PENDING}
 RETURNING {_COLUMNS}"""
 _ATTEMPTED = "UPDATE redemptions SET attempts = attempts + 1 WHERE id = $1"
 _PENDING_BEFORE = (
-    f"SELECT {_COLUMNS} FROM redemptions WHERE status = 1 AND created_at < $1 ORDER BY created_at LIMIT 100"
+    f"SELECT {_COLUMNS} FROM redemptions WHERE status = {_PENDING} AND created_at < $1 ORDER BY created_at LIMIT 100"
 )
 
 
@@ -165,7 +177,9 @@ def _row(record: Any) -> Any:
     return types.SimpleNamespace(**dict(record))
 
 
-_REDEEMED_ORDERS = "SELECT square_order_id FROM redemptions WHERE square_order_id = ANY($1::text[]) AND status <> 3"
+_REDEEMED_ORDERS = (
+    f"SELECT square_order_id FROM redemptions WHERE square_order_id = ANY($1::text[]) AND status <> {_FAILED}"
+)
 DEFAULT_RECENT_MINUTES = 10
 
 
@@ -175,7 +189,7 @@ class CheckoutRpcs(Resources):
     ) -> pb.ListRecentSquareOrdersResponse:
         merchant = await self.pool.fetchrow(_STORE_BY_QR, request.token)
         if merchant is None:
-            raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+            raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
         perk = domain.merchant_perk(
             merchant["custom_perk_cents"], merchant["recommended_perk_cents"], merchant["perk_label"]
         )
@@ -199,7 +213,7 @@ class CheckoutRpcs(Resources):
             log.warning("Square refused the orders search", extra={"merchant_id": merchant["id"]})
             return answer
         except SquareUnavailable:
-            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; try again") from None
+            raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; try again") from None
         redeemed = {row["square_order_id"] for row in await self.pool.fetch(_REDEEMED_ORDERS, [o.id for o in orders])}
         for order in orders:
             answer.orders.add(
@@ -230,7 +244,7 @@ class CheckoutRpcs(Resources):
             existing = await self._by_key(driver_id, key)  # the stored answer stands if the store paused since
             if existing is not None:
                 return await self._replay(existing, fingerprint)
-            raise NotFound("QR_TOKEN_UNKNOWN", "this QR code is not a live Nerava checkout")
+            raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
         total = request.order_total_cents
         if request.square_order_id:
             total = await self._square_order_total(merchant["id"], request.square_order_id)
@@ -257,7 +271,7 @@ class CheckoutRpcs(Resources):
             # The earlier redemption is named to its own driver only: another driver's id is not theirs to see.
             mine = "" if earlier is None or earlier["driver_id"] != driver_id else str(earlier["id"])
             raise AlreadyExists(
-                "ORDER_ALREADY_REDEEMED",
+                Reason.ORDER_ALREADY_REDEEMED,
                 "this Square order was already redeemed; nothing was debited",
                 {"redemption_id": mine},
             ) from None
@@ -274,7 +288,7 @@ class CheckoutRpcs(Resources):
     async def _replay(self, row: Any, fingerprint: bytes) -> pb.RedeemAtCheckoutResponse:
         if row.request_hash != fingerprint:
             raise Aborted(
-                "IDEMPOTENCY_KEY_REUSED",
+                Reason.IDEMPOTENCY_KEY_REUSED,
                 "this idempotency key was used for a different redemption",
                 {"redemption_id": str(row.id)},
             )
@@ -287,7 +301,7 @@ class CheckoutRpcs(Resources):
             raise _no_nova(row)
         if row.status == PENDING:
             raise Unavailable(
-                "LEDGER_UNAVAILABLE",
+                Reason.LEDGER_UNAVAILABLE,
                 "the redemption is pending: the ledger did not answer; retry with the same idempotency key",
                 {"redemption_id": str(row.id)},
             )
@@ -312,18 +326,18 @@ class CheckoutRpcs(Resources):
         connected location."""
         tokens = await cast(_SquareTokens, self).square_access_token(merchant_id)
         if tokens is None:
-            raise FailedPrecondition("SQUARE_NOT_CONNECTED", "this merchant has no Square connection")
+            raise FailedPrecondition(Reason.SQUARE_NOT_CONNECTED, "this merchant has no Square connection")
         access_token, location_id = tokens
         try:
             order = await self.square.get_order(access_token, order_id)
         except SquareNotFound:
-            raise FailedPrecondition("SQUARE_ORDER_UNAVAILABLE", "Square has no such order") from None
+            raise FailedPrecondition(Reason.SQUARE_ORDER_UNAVAILABLE, "Square has no such order") from None
         except SquareAuthError:
             raise FailedPrecondition(
-                "SQUARE_NOT_CONNECTED", "the merchant's Square connection was revoked; reconnect Square"
+                Reason.SQUARE_NOT_CONNECTED, "the merchant's Square connection was revoked; reconnect Square"
             ) from None
         except SquareUnavailable:
-            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; retry with the same key") from None
+            raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; retry with the same key") from None
         if (
             order.location_id != location_id
             or not order.total_cents
@@ -331,7 +345,7 @@ class CheckoutRpcs(Resources):
             or (order.currency or "USD") != "USD"  # Nova discounts are US cents
         ):
             raise FailedPrecondition(
-                "SQUARE_ORDER_UNAVAILABLE",
+                Reason.SQUARE_ORDER_UNAVAILABLE,
                 "the order has no total in USD, was canceled, or belongs to another location",
             )
         return order.total_cents
@@ -376,7 +390,7 @@ class CheckoutRpcs(Resources):
                 )
             ).first()
         if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):
-            raise NotFound("REDEMPTION_NOT_FOUND", "no such redemption", {"redemption_id": request.redemption_id})
+            raise NotFound(Reason.REDEMPTION_NOT_FOUND, "no such redemption", {"redemption_id": request.redemption_id})
         return pb.GetRedemptionResponse(
             redemption_id=str(row.id),
             merchant_name=row.merchant_name,

@@ -77,6 +77,15 @@ def walk_estimate(charger: tuple[float, float], merchant: tuple[float, float]) -
     return metres, round(metres / WALK_SPEED_M_PER_S)
 
 
+def moment_label(metres: float) -> str:
+    """The merchant screen's label from the driver's distance (where they captured the intent)."""
+    if metres <= 250:
+        return "Steps from your charger"
+    if metres <= 800:
+        return f"{walk_minutes(round(metres * WALK_DETOUR_FACTOR / WALK_SPEED_M_PER_S))} min walk"
+    return "Worth the trip"
+
+
 def walk_minutes(walk_time_s: int) -> int:
     """Whole minutes, at least 1 (what the app shows)."""
     return max(1, round(walk_time_s / 60))

@@ -50,13 +50,16 @@ from services.common.errors import (
 )
 from services.common.geo import great_circle_m
 from services.common.http_body import json_array
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, NotOwned, Owned
+from services.common.reasons import CommonReason
 from services.merchants import domain, store
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     ADMIN_READONLY,
     DRIVER,
     MERCHANT,
+    STORE,
     M,
     Resources,
     active_merchant,
@@ -68,21 +71,25 @@ from services.merchants.records import (
 
 log = logging.getLogger(__name__)
 
+# A driver's exclusive session: another driver's is EXCLUSIVE_NOT_FOUND.
+EXCLUSIVE_SESSION = Owned("exclusive session", "exclusive_session_id", frozenset({DRIVER}), "EXCLUSIVE_NOT_FOUND")
+_STAFF_CAPABILITY = NotOwned("staff devices are not signed in: the random id or arrival code is the capability")
+
 ACCESS: dict[str, Access] = {
-    "ActivateExclusive": Access.role(DRIVER),
-    "VerifyExclusiveVisit": Access.role(DRIVER),
-    "CompleteExclusive": Access.role(DRIVER),
-    "GetActiveExclusive": Access.role(DRIVER),
+    "ActivateExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
+    "VerifyExclusiveVisit": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
+    "CompleteExclusive": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
+    "GetActiveExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
     # The staff screen: the session's random id is the capability (see the contract).
-    "GetExclusiveStaffView": Access.anyone(),
+    "GetExclusiveStaffView": Access.anyone().not_owned(_STAFF_CAPABILITY),
     # Staff devices are not signed in: the arrival code is the capability (see the contract).
-    "RedeemCheckInCode": Access.anyone(),
-    "CancelExclusive": Access.role(ADMIN),
-    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN),
-    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN),
-    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN),
-    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN),
-    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY),
+    "RedeemCheckInCode": Access.anyone().not_owned(_STAFF_CAPABILITY),
+    "CancelExclusive": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE),
 }
 
 X = store.exclusive_sessions
@@ -112,7 +119,7 @@ def _status_name(status: int) -> str:
 
 def _driver(caller: Caller) -> str:
     if caller.user_id is None:  # the access rule admits only signed-in drivers; this keeps mypy honest
-        raise PermissionDenied("PERMISSION_DENIED", "a signed-in driver is required")
+        raise PermissionDenied(CommonReason.PERMISSION_DENIED, "a signed-in driver is required")
     return caller.user_id
 
 
@@ -133,18 +140,18 @@ def _idempotency_key(field: str, context: Any) -> uuid.UUID | None:
 
 
 def _session_not_found(session_id: str) -> NotFound:
-    return NotFound("EXCLUSIVE_NOT_FOUND", "no such exclusive session", {"exclusive_session_id": session_id})
+    return NotFound(Reason.EXCLUSIVE_NOT_FOUND, "no such exclusive session", {"exclusive_session_id": session_id})
 
 
 def _expired(session_id: str) -> FailedPrecondition:
     return FailedPrecondition(
-        "EXCLUSIVE_EXPIRED", "the exclusive offer's window is over", {"exclusive_session_id": session_id}
+        Reason.EXCLUSIVE_EXPIRED, "the exclusive offer's window is over", {"exclusive_session_id": session_id}
     )
 
 
 def _not_active(session_id: str, status: int) -> FailedPrecondition:
     return FailedPrecondition(
-        "EXCLUSIVE_NOT_ACTIVE",
+        Reason.EXCLUSIVE_NOT_ACTIVE,
         f"the exclusive session is {_status_name(status).lower()}",
         {"exclusive_session_id": session_id, "status": _status_name(status)},
     )
@@ -208,6 +215,9 @@ def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
     printed = json_format.MessageToDict(
         session, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
+    # The app's schema demands merchant_id and charger_id with a string or null: unknown is null, never "".
+    for key in ("merchant_id", "charger_id"):
+        printed[key] = printed.get(key) or None
     value = struct_pb2.Value()
     value.struct_value.update(printed)
     return value
@@ -246,7 +256,7 @@ class ExclusiveRpcs(Resources):
                 if replayed is not None:
                     if not _same_activation(replayed, request):
                         raise Aborted(
-                            "IDEMPOTENCY_KEY_REUSED",
+                            Reason.IDEMPOTENCY_KEY_REUSED,
                             "this idempotency key started an exclusive at another merchant or charger",
                             {"exclusive_session_id": str(replayed.id)},
                         )
@@ -274,14 +284,14 @@ class ExclusiveRpcs(Resources):
             # the 150 m rule would measure from a charger the store has nothing to do with.
             await self.directory_charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
             raise FailedPrecondition(
-                "NO_CHARGER_LINK",
+                Reason.NO_CHARGER_LINK,
                 "this merchant's exclusive offers are not available at this charger",
                 {"merchant_id": merchant.id, "charger_id": request.charger_id},
             )
         distance_m = great_circle_m(request.lat, request.lng, link.charger_lat, link.charger_lng)
         if not domain.within_exclusive_radius(distance_m):
             raise FailedPrecondition(
-                "OUTSIDE_RADIUS",
+                Reason.OUTSIDE_RADIUS,
                 f"you are {distance_m:.1f} m from the charger; exclusive offers start within "
                 f"{domain.EXCLUSIVE_RADIUS_M:g} m",
                 {"distance_m": f"{distance_m:.1f}", "radius_m": f"{domain.EXCLUSIVE_RADIUS_M:g}"},
@@ -308,7 +318,7 @@ class ExclusiveRpcs(Resources):
                     row = (await conn.execute(_view().where(X.c.id == session_id))).one()
                 return await self._activation_reply(row, now, idempotent=not created, charger=charger)
         # The conflicting session changed state between our insert and our read, three times over.
-        raise Unavailable("CONFLICT_RETRY", "a concurrent change conflicted; retry")
+        raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry")
 
     async def _start_exclusive(
         self, values: dict[str, Any], time_zone: str, key: uuid.UUID | None, now: datetime.datetime
@@ -393,7 +403,7 @@ class ExclusiveRpcs(Resources):
             ).scalar_one()
             if today >= offer.daily_cap:
                 raise ResourceExhausted(
-                    "EXCLUSIVE_CAP_REACHED",
+                    Reason.EXCLUSIVE_CAP_REACHED,
                     "today's exclusive offers at this merchant are all taken",
                     {"offer_id": offer.id, "cap": "daily", "daily_cap": str(offer.daily_cap)},
                 )
@@ -407,7 +417,7 @@ class ExclusiveRpcs(Resources):
             ).scalar_one()
             if running >= offer.session_cap:
                 raise ResourceExhausted(
-                    "EXCLUSIVE_CAP_REACHED",
+                    Reason.EXCLUSIVE_CAP_REACHED,
                     "this merchant's exclusive offer is fully taken right now",
                     {"offer_id": offer.id, "cap": "session", "session_cap": str(offer.session_cap)},
                 )
@@ -534,7 +544,7 @@ class ExclusiveRpcs(Resources):
         if merchant.status != MERCHANT_ACTIVE:
             # A store that paused (or was suspended) since the activation takes no new visits.
             raise FailedPrecondition(
-                "MERCHANT_NOT_ACTIVE", "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
+                Reason.MERCHANT_NOT_ACTIVE, "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
             )
         if row.status == ACTIVE and row.expires_at <= now:
             await _expire_session(conn, row.id)
@@ -714,7 +724,7 @@ class ExclusiveRpcs(Resources):
                 )
             ).first()
             if row is None:
-                raise NotFound("CHECK_IN_CODE_UNKNOWN", "no exclusive has this arrival code")
+                raise NotFound(Reason.CHECK_IN_CODE_UNKNOWN, "no exclusive has this arrival code")
             visit = (await conn.execute(sa.select(V).where(V.c.exclusive_session_id == row.id))).first()
             if row.checked_in_at is not None or visit is not None:
                 return pb.RedeemCheckInCodeResponse(
@@ -814,7 +824,7 @@ class ExclusiveRpcs(Resources):
             ).first()
             if linked is None:
                 raise FailedPrecondition(
-                    "NO_CHARGER_LINK",
+                    Reason.NO_CHARGER_LINK,
                     "an exclusive offer needs the merchant linked to at least one charger",
                     {"merchant_id": request.merchant_id},
                 )
@@ -854,7 +864,7 @@ class ExclusiveRpcs(Resources):
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(
-                "EXCLUSIVE_OFFER_NOT_FOUND",
+                Reason.EXCLUSIVE_OFFER_NOT_FOUND,
                 "no exclusive offer with that id at this merchant",
                 {"merchant_id": request.merchant_id, "exclusive_id": request.exclusive_id},
             )

@@ -17,18 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import current_caller
 from services.common.errors import NotFound, Unavailable
-from services.common.interceptors import Access
+from services.common.interceptors import OWN_DATA, Access
 from services.merchants import store
 from services.merchants.records import DRIVER, M, Resources, merchant_not_found, timestamp
 
+# The driver's own votes and favorites; the merchants and chargers they name are the public catalog's.
+_DRIVERS_OWN = Access.role(DRIVER).not_owned(OWN_DATA)
+
 ACCESS: dict[str, Access] = {
-    "VoteAmenity": Access.role(DRIVER),
-    "ListFavoriteMerchants": Access.role(DRIVER),
-    "AddFavoriteMerchant": Access.role(DRIVER),
-    "RemoveFavoriteMerchant": Access.role(DRIVER),
-    "ListFavoriteChargers": Access.role(DRIVER),
-    "AddFavoriteCharger": Access.role(DRIVER),
-    "RemoveFavoriteCharger": Access.role(DRIVER),
+    "VoteAmenity": _DRIVERS_OWN,
+    "ListFavoriteMerchants": _DRIVERS_OWN,
+    "AddFavoriteMerchant": _DRIVERS_OWN,
+    "RemoveFavoriteMerchant": _DRIVERS_OWN,
+    "ListFavoriteChargers": _DRIVERS_OWN,
+    "AddFavoriteCharger": _DRIVERS_OWN,
+    "RemoveFavoriteCharger": _DRIVERS_OWN,
 }
 
 F = store.favorites

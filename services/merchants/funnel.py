@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 
 from services.common.context import current_caller
 from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, peer_reason
-from services.common.interceptors import Access
+from services.common.interceptors import PUBLIC_DATA, Access
 from services.merchants import domain, store
 from services.merchants.adapters.places import Listing, PlaceNotFound, PlacesError
 from services.merchants.catalog import new_merchant_id, new_qr_token
@@ -41,10 +41,12 @@ from services.merchants.records import (
 )
 
 ACCESS: dict[str, Access] = {
-    "SearchBusinesses": Access.anyone(),
-    "ResolveBusiness": Access.anyone(),
+    "SearchBusinesses": Access.anyone().not_owned(PUBLIC_DATA),
+    "ResolveBusiness": Access.anyone().not_owned(PUBLIC_DATA),
     # The preview link's signature is the capability; the emailed link, not the caller, proves the claim.
-    "RequestMerchantClaim": Access.anyone(),
+    "RequestMerchantClaim": Access.anyone().not_owned(
+        "a capability: the signed preview link names the store, and the emailed claim link proves the claimant"
+    ),
 }
 
 C = store.merchant_claims

@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.common.context import Caller, current_caller
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
 from services.common.interceptors import Access
+from services.common.reasons import CommonReason
 from services.merchants import domain, store
 from services.merchants.adapters.square import (
     SquareAuthError,
@@ -56,9 +57,11 @@ from services.merchants.adapters.square import (
     SquareUnavailable,
 )
 from services.merchants.catalog import new_merchant_id, new_qr_token
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     MERCHANT,
+    STORE,
     M,
     Resources,
     checkout_url,
@@ -73,8 +76,12 @@ from services.merchants.records import (
 _log = logging.getLogger(__name__)
 
 ACCESS: dict[str, Access] = {
-    "ConnectSquare": Access.role(MERCHANT, ADMIN),
-    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN),
+    # merchant_id names the store to connect; empty, a new store of the caller's is made.
+    "ConnectSquare": Access.role(MERCHANT, ADMIN).owned(STORE),
+    # The single-use state binds the callback to the store ConnectSquare named, checked again here.
+    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN).not_owned(
+        "the single-use state names the store, whose ownership is checked again on completion"
+    ),
 }
 
 S = store.square_connections
@@ -94,24 +101,26 @@ UNSET_TIME_ZONE: Final = "UTC"
 
 def _state_invalid() -> PermissionDenied:
     return PermissionDenied(
-        "OAUTH_STATE_INVALID", "this Square connection is unknown, expired, already finished or not yours; start again"
+        Reason.OAUTH_STATE_INVALID,
+        "this Square connection is unknown, expired, already finished or not yours; start again",
     )
 
 
 def _account_taken() -> PermissionDenied:
     return PermissionDenied(
-        "SQUARE_ACCOUNT_TAKEN", "this Square account is connected to another owner's store; it cannot be connected here"
+        Reason.SQUARE_ACCOUNT_TAKEN,
+        "this Square account is connected to another owner's store; it cannot be connected here",
     )
 
 
 def _square_unavailable() -> Unavailable:
-    return Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; try connecting again")
+    return Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; try connecting again")
 
 
 def _user_id(caller: Caller) -> str:
     # Access.role(...) admits signed-in users only.
     if caller.user_id is None:
-        raise PermissionDenied("PERMISSION_DENIED", "a signed-in merchant is required")
+        raise PermissionDenied(CommonReason.PERMISSION_DENIED, "a signed-in merchant is required")
     return caller.user_id
 
 
@@ -168,7 +177,7 @@ class SquareRpcs(Resources):
         state_merchant_id = await self._claim_oauth_state(request.state, user_id)
         if request.error:
             raise FailedPrecondition(
-                "OAUTH_DENIED",
+                Reason.OAUTH_DENIED,
                 f"Square did not grant access ({request.error}): {request.error_description}".rstrip(": "),
                 {"error": request.error},
             )
@@ -223,7 +232,7 @@ class SquareRpcs(Resources):
                 "Square refused the token refresh; the seller must reconnect", extra={"merchant_id": merchant_id}
             )
             raise FailedPrecondition(
-                "SQUARE_NOT_CONNECTED", "the merchant's Square connection was revoked; reconnect Square"
+                Reason.SQUARE_NOT_CONNECTED, "the merchant's Square connection was revoked; reconnect Square"
             ) from None
         except SquareError as error:
             if row.expires_at > now:
@@ -232,7 +241,7 @@ class SquareRpcs(Resources):
                     extra={"merchant_id": merchant_id, "error": str(error)},
                 )
                 return access_token, row.location_id
-            raise Unavailable("SQUARE_UNAVAILABLE", "Square did not answer; retry") from None
+            raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; retry") from None
         async with self.engine.begin() as conn:
             # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
             await conn.execute(
@@ -284,7 +293,7 @@ class SquareRpcs(Resources):
             raise _square_unavailable() from None
         except SquareError as error:
             raise FailedPrecondition(
-                "OAUTH_DENIED",
+                Reason.OAUTH_DENIED,
                 "Square refused the authorization code; connect again",
                 {"square_code": error.code or ""},
             ) from None
@@ -294,7 +303,7 @@ class SquareRpcs(Resources):
             location = await self.square.main_location(tokens.access_token)
         except SquareAuthError as error:
             raise FailedPrecondition(
-                "OAUTH_DENIED",
+                Reason.OAUTH_DENIED,
                 "Square did not grant the access Nerava needs; connect again and allow every permission",
                 {"square_code": error.code or ""},
             ) from None
@@ -302,7 +311,7 @@ class SquareRpcs(Resources):
             raise _square_unavailable() from None
         if location is None:
             raise FailedPrecondition(
-                "SQUARE_NO_LOCATION",
+                Reason.SQUARE_NO_LOCATION,
                 "the Square account has no active location; add one in Square, then connect again",
                 {"square_merchant_id": tokens.square_merchant_id},
             )

@@ -35,13 +35,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import current_caller
 from services.common.errors import NotFound, PermissionDenied, Unavailable
-from services.common.interceptors import Access
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.merchants import artwork, domain, store
+from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     ADMIN_READONLY,
     MERCHANT,
+    STORE,
     M,
     Resources,
     checkout_url,
@@ -54,19 +56,20 @@ from services.merchants.records import (
     timestamp,
 )
 
-_OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY)
+_OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE)
 
 ACCESS: dict[str, Access] = {
-    "GetMyMerchant": Access.role(MERCHANT, ADMIN),
-    "GetMyMerchantInsights": Access.role(MERCHANT, ADMIN),
+    # The caller's own stores, found by their owner id.
+    "GetMyMerchant": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
+    "GetMyMerchantInsights": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
     "GetMerchantSummary": _OWNER,
     "ListMerchantVisits": _OWNER,
     "GetBillingSummary": _OWNER,
     "GetShareables": _OWNER,
     "GetShareCard": _OWNER,
     "GetQrSign": _OWNER,
-    "CreatePreviewLink": Access.role(ADMIN),
-    "ResolvePreviewLink": Access.anyone(),
+    "CreatePreviewLink": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ResolvePreviewLink": Access.anyone().not_owned("the link's signature is the capability"),
 }
 
 R = store.redemptions
@@ -109,7 +112,7 @@ def _merchant_nova(merchant_id: str) -> ledger_pb2.AccountRef:
 
 
 def _ledger_unavailable() -> Unavailable:
-    return Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry")
+    return Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry")
 
 
 def transfer_type(kind: int) -> str:
@@ -157,7 +160,7 @@ async def _my_stores(conn: AsyncConnection) -> Sequence[Any]:
         await conn.execute(sa.select(M).where(M.c.owner_user_id == caller.user_id).order_by(M.c.created_at, M.c.id))
     ).all()
     if not rows:
-        raise NotFound("MERCHANT_NOT_FOUND", "the caller owns no merchant store")
+        raise NotFound(Reason.MERCHANT_NOT_FOUND, "the caller owns no merchant store")
     return rows
 
 
@@ -467,7 +470,7 @@ class PortalRpcs(Resources):
         # The signature first: without a valid link nothing is said about the merchant id, not even whether it
         # exists.
         if not domain.preview_valid(self._preview_key(), request.merchant_id, request.exp, request.sig, now):
-            raise PermissionDenied("PREVIEW_LINK_INVALID", "this preview link is expired or invalid")
+            raise PermissionDenied(Reason.PREVIEW_LINK_INVALID, "this preview link is expired or invalid")
         async with self.reads.connect() as conn:
             row = await load_merchant(conn, request.merchant_id)
             if row is None:

@@ -27,10 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
+from services.common.interceptors import Owned
 from services.merchants import domain, store
 from services.merchants.adapters.places import PlacesDirectory
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
+from services.merchants.reasons import Reason
 
 DRIVER, MERCHANT, ADMIN, ADMIN_READONLY = "driver", "merchant", "admin", "admin_readonly"
 M = store.merchants
@@ -74,7 +76,7 @@ class Resources:
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.NOT_FOUND:
                 raise charger_not_found(charger_id) from None
-            raise Unavailable("SESSIONS_UNAVAILABLE", "the charger directory did not answer; retry") from None
+            raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the charger directory did not answer; retry") from None
 
 
 def token_cipher(keys: str) -> MultiFernet:
@@ -83,11 +85,11 @@ def token_cipher(keys: str) -> MultiFernet:
 
 
 def charger_not_found(charger_id: str) -> NotFound:
-    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
+    return NotFound(Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id})
 
 
 def merchant_not_found(merchant_id: str) -> NotFound:
-    return NotFound("MERCHANT_NOT_FOUND", "no merchant with that id", {"merchant_id": merchant_id})
+    return NotFound(Reason.MERCHANT_NOT_FOUND, "no merchant with that id", {"merchant_id": merchant_id})
 
 
 def is_admin(caller: Caller) -> bool:
@@ -99,6 +101,10 @@ async def load_merchant(conn: AsyncConnection, merchant_id: str, *, for_update: 
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
+
+
+# A merchant's store: another merchant's is MERCHANT_NOT_FOUND (admins reach every one, see manages).
+STORE = Owned("store", "merchant_id", frozenset({MERCHANT}), "MERCHANT_NOT_FOUND")
 
 
 def manages(row: Any, caller: Caller, *, write: bool) -> bool:
@@ -126,7 +132,7 @@ async def active_merchant(conn: AsyncConnection, merchant_id: str) -> Any:
         raise merchant_not_found(merchant_id)
     if row.status != pb.MERCHANT_STATUS_ACTIVE:
         raise FailedPrecondition(
-            "MERCHANT_NOT_ACTIVE",
+            Reason.MERCHANT_NOT_ACTIVE,
             f"the merchant is {_STATUS_NAMES.get(row.status, 'not active')}",
             {"merchant_id": merchant_id},
         )
@@ -146,7 +152,7 @@ async def insert_merchant(conn: AsyncConnection, values: dict[str, Any]) -> Any:
         except IntegrityError as error:
             if "merchants_short_code" not in str(error.orig):
                 raise
-    raise Unavailable("CONFLICT_RETRY", "no free short code for this store name; retry")
+    raise Unavailable(Reason.CONFLICT_RETRY, "no free short code for this store name; retry")
 
 
 def perk_of(row: Any) -> domain.Perk:

@@ -85,90 +85,105 @@ _MERCHANTS_SCOPE = "service:merchants"
 # Funding still booked per budget account: funding transfers in, less what was reversed of them (refunds).
 _CAMPAIGN_BUDGET = f"""
 WITH funded AS (
-    SELECT a.owner_id, a.currency, a.opened_at, sum(t.amount - t.reversed_amount) AS net
-      FROM ledger.accounts a
-      JOIN ledger.transfers t ON t.to_account_id = a.id AND t.kind = {_K.TRANSFER_KIND_CAMPAIGN_FUNDING}
-     WHERE a.type = {_A.ACCOUNT_TYPE_CAMPAIGN_BUDGET}
-     GROUP BY a.id
+    SELECT account.owner_id, account.currency, account.opened_at,
+           sum(transfer.amount - transfer.reversed_amount) AS net
+      FROM ledger.accounts AS account
+      JOIN ledger.transfers AS transfer
+           ON transfer.to_account_id = account.id AND transfer.kind = {_K.TRANSFER_KIND_CAMPAIGN_FUNDING}
+     WHERE account.type = {_A.ACCOUNT_TYPE_CAMPAIGN_BUDGET}
+     GROUP BY account.id
 )
-SELECT coalesce(c.id::text, f.owner_id) AS id
-  FROM incentives.campaigns c
-  FULL JOIN funded f ON f.owner_id = c.id::text AND f.currency = c.reward_kind
- WHERE coalesce(c.created_at, f.opened_at) >= :since
-   AND ((c.id IS NULL AND f.net <> 0)
-        OR (c.id IS NOT NULL AND coalesce(f.net, 0) <> CASE WHEN c.funding_status = {ipb.FUNDING_STATUS_FUNDED}
-                                                            THEN c.budget_cents - c.refunded_cents ELSE 0 END))
+SELECT coalesce(campaign.id::text, funded.owner_id) AS id
+  FROM incentives.campaigns AS campaign
+  FULL JOIN funded ON funded.owner_id = campaign.id::text AND funded.currency = campaign.reward_kind
+ WHERE coalesce(campaign.created_at, funded.opened_at) >= :since
+   AND ((campaign.id IS NULL AND funded.net <> 0)
+        OR (campaign.id IS NOT NULL
+            AND coalesce(funded.net, 0) <> CASE WHEN campaign.funding_status = {ipb.FUNDING_STATUS_FUNDED}
+                                                THEN campaign.budget_cents - campaign.refunded_cents ELSE 0 END))
 """
 
 _CAMPAIGN_SPEND = f"""
-SELECT c.id::text AS id
-  FROM incentives.campaigns c
-  LEFT JOIN ledger.accounts a
-         ON a.type = {_A.ACCOUNT_TYPE_CAMPAIGN_BUDGET} AND a.owner_id = c.id::text AND a.currency = c.reward_kind
+SELECT campaign.id::text AS id
+  FROM incentives.campaigns AS campaign
+  LEFT JOIN ledger.accounts AS account
+         ON account.type = {_A.ACCOUNT_TYPE_CAMPAIGN_BUDGET} AND account.owner_id = campaign.id::text
+            AND account.currency = campaign.reward_kind
   CROSS JOIN LATERAL (
-      SELECT coalesce(sum(g.amount_cents), 0) AS live,
-             coalesce(sum(g.amount_cents) FILTER (WHERE g.status = {_G.GRANT_STATUS_PENDING} AND t.id IS NULL), 0)
+      SELECT coalesce(sum(granted.amount_cents), 0) AS live,
+             coalesce(sum(granted.amount_cents)
+                      FILTER (WHERE granted.status = {_G.GRANT_STATUS_PENDING} AND transfer.id IS NULL), 0)
                  AS in_flight
-        FROM incentives.grants g
-        LEFT JOIN ledger.transfers t
-               ON t.scope = '{_INCENTIVES_SCOPE}' AND t.idempotency_key = 'grant:' || g.id::text
-       WHERE g.campaign_id = c.id AND g.status IN ({_G.GRANT_STATUS_PENDING}, {_G.GRANT_STATUS_GRANTED})
-  ) s
- WHERE c.created_at >= :since
-   AND c.funding_status = {ipb.FUNDING_STATUS_FUNDED}
-   AND (c.spent_cents <> s.live
-        OR coalesce(a.balance, 0) - s.in_flight <> c.budget_cents - c.spent_cents - c.refunded_cents)
+        FROM incentives.grants AS granted
+        LEFT JOIN ledger.transfers AS transfer
+               ON transfer.scope = '{_INCENTIVES_SCOPE}' AND transfer.idempotency_key = 'grant:' || granted.id::text
+       WHERE granted.campaign_id = campaign.id
+         AND granted.status IN ({_G.GRANT_STATUS_PENDING}, {_G.GRANT_STATUS_GRANTED})
+  ) AS spend
+ WHERE campaign.created_at >= :since
+   AND campaign.funding_status = {ipb.FUNDING_STATUS_FUNDED}
+   AND (campaign.spent_cents <> spend.live
+        OR coalesce(account.balance, 0) - spend.in_flight
+           <> campaign.budget_cents - campaign.spent_cents - campaign.refunded_cents)
 """
 
 _GRANT_TRANSFER = f"""
-SELECT g.id::text AS id
-  FROM incentives.grants g
-  LEFT JOIN ledger.transfers t ON t.scope = '{_INCENTIVES_SCOPE}' AND t.idempotency_key = 'grant:' || g.id::text
-  LEFT JOIN ledger.accounts d ON d.id = t.to_account_id
- WHERE g.created_at >= :since
-   AND ((g.status = {_G.GRANT_STATUS_GRANTED}
-         AND (t.id IS NULL OR t.kind <> {_K.TRANSFER_KIND_CAMPAIGN_GRANT} OR t.amount <> g.amount_cents
-              OR t.reversed_amount <> 0 OR d.owner_id <> g.driver_id
-              OR g.ledger_transfer_id IS DISTINCT FROM t.id
-              OR (SELECT count(*) FROM ledger.transfers o
-                   WHERE o.kind = {_K.TRANSFER_KIND_CAMPAIGN_GRANT} AND o.metadata ->> 'grant_id' = g.id::text) <> 1))
-        OR (g.status IN ({_G.GRANT_STATUS_CLAWED_BACK}, {_G.GRANT_STATUS_FAILED})
-            AND t.id IS NOT NULL AND t.reversed_amount <> t.amount)
-        OR (g.status = {_G.GRANT_STATUS_PENDING} AND g.created_at < :stuck_before))
+SELECT granted.id::text AS id
+  FROM incentives.grants AS granted
+  LEFT JOIN ledger.transfers AS transfer
+         ON transfer.scope = '{_INCENTIVES_SCOPE}' AND transfer.idempotency_key = 'grant:' || granted.id::text
+  LEFT JOIN ledger.accounts AS recipient ON recipient.id = transfer.to_account_id
+ WHERE granted.created_at >= :since
+   AND ((granted.status = {_G.GRANT_STATUS_GRANTED}
+         AND (transfer.id IS NULL OR transfer.kind <> {_K.TRANSFER_KIND_CAMPAIGN_GRANT}
+              OR transfer.amount <> granted.amount_cents
+              OR transfer.reversed_amount <> 0 OR recipient.owner_id <> granted.driver_id
+              OR granted.ledger_transfer_id IS DISTINCT FROM transfer.id
+              OR (SELECT count(*) FROM ledger.transfers AS same_grant
+                   WHERE same_grant.kind = {_K.TRANSFER_KIND_CAMPAIGN_GRANT}
+                     AND same_grant.metadata ->> 'grant_id' = granted.id::text) <> 1))
+        OR (granted.status IN ({_G.GRANT_STATUS_CLAWED_BACK}, {_G.GRANT_STATUS_FAILED})
+            AND transfer.id IS NOT NULL AND transfer.reversed_amount <> transfer.amount)
+        OR (granted.status = {_G.GRANT_STATUS_PENDING} AND granted.created_at < :stuck_before))
 UNION
-SELECT coalesce(t.metadata ->> 'grant_id', t.id::text)
-  FROM ledger.transfers t
-  LEFT JOIN incentives.grants g ON 'grant:' || g.id::text = t.idempotency_key
- WHERE t.kind = {_K.TRANSFER_KIND_CAMPAIGN_GRANT} AND t.scope = '{_INCENTIVES_SCOPE}' AND t.created_at >= :since
-   AND g.id IS NULL
+SELECT coalesce(transfer.metadata ->> 'grant_id', transfer.id::text)
+  FROM ledger.transfers AS transfer
+  LEFT JOIN incentives.grants AS granted ON 'grant:' || granted.id::text = transfer.idempotency_key
+ WHERE transfer.kind = {_K.TRANSFER_KIND_CAMPAIGN_GRANT} AND transfer.scope = '{_INCENTIVES_SCOPE}'
+   AND transfer.created_at >= :since
+   AND granted.id IS NULL
 """
 
 _REDEMPTION_TRANSFER = f"""
-SELECT r.id::text AS id
-  FROM merchants.redemptions r
-  LEFT JOIN ledger.transfers t ON t.scope = '{_MERCHANTS_SCOPE}' AND t.idempotency_key = 'redemption:' || r.id::text
- WHERE r.created_at >= :since
-   AND ((r.status = {_R.REDEMPTION_STATUS_COMPLETED}
-         AND (t.id IS NULL OR t.kind <> {_K.TRANSFER_KIND_REDEMPTION} OR t.amount <> r.discount_cents
-              OR r.transfer_id IS DISTINCT FROM t.id))
-        OR (r.status = {_R.REDEMPTION_STATUS_FAILED} AND t.id IS NOT NULL AND t.reversed_amount <> t.amount)
-        OR (r.status = {_R.REDEMPTION_STATUS_PENDING} AND r.created_at < :stuck_before))
+SELECT redemption.id::text AS id
+  FROM merchants.redemptions AS redemption
+  LEFT JOIN ledger.transfers AS transfer
+         ON transfer.scope = '{_MERCHANTS_SCOPE}' AND transfer.idempotency_key = 'redemption:' || redemption.id::text
+ WHERE redemption.created_at >= :since
+   AND ((redemption.status = {_R.REDEMPTION_STATUS_COMPLETED}
+         AND (transfer.id IS NULL OR transfer.kind <> {_K.TRANSFER_KIND_REDEMPTION}
+              OR transfer.amount <> redemption.discount_cents
+              OR redemption.transfer_id IS DISTINCT FROM transfer.id))
+        OR (redemption.status = {_R.REDEMPTION_STATUS_FAILED}
+            AND transfer.id IS NOT NULL AND transfer.reversed_amount <> transfer.amount)
+        OR (redemption.status = {_R.REDEMPTION_STATUS_PENDING} AND redemption.created_at < :stuck_before))
 UNION
-SELECT coalesce(t.metadata ->> 'redemption_id', t.id::text)
-  FROM ledger.transfers t
-  LEFT JOIN merchants.redemptions r ON 'redemption:' || r.id::text = t.idempotency_key
- WHERE t.kind = {_K.TRANSFER_KIND_REDEMPTION} AND t.scope = '{_MERCHANTS_SCOPE}' AND t.created_at >= :since
-   AND r.id IS NULL
+SELECT coalesce(transfer.metadata ->> 'redemption_id', transfer.id::text)
+  FROM ledger.transfers AS transfer
+  LEFT JOIN merchants.redemptions AS redemption ON 'redemption:' || redemption.id::text = transfer.idempotency_key
+ WHERE transfer.kind = {_K.TRANSFER_KIND_REDEMPTION} AND transfer.scope = '{_MERCHANTS_SCOPE}'
+   AND transfer.created_at >= :since
+   AND redemption.id IS NULL
 """
 
 _PAYMENTS = """
-SELECT p.checkout_session_id, p.payment_intent_id, p.gross_cents,
-       coalesce(sum(r.amount_cents) FILTER (WHERE r.stripe_refund_id IS NOT NULL), 0) AS refunded,
-       count(r.id) FILTER (WHERE r.stripe_refund_id IS NULL AND r.created_at < :stuck_before) AS unsent
-  FROM ledger.campaign_payments p
-  LEFT JOIN ledger.payment_refunds r ON r.checkout_session_id = p.checkout_session_id
- WHERE p.booked_at >= :since
- GROUP BY p.checkout_session_id
+SELECT payment.checkout_session_id, payment.payment_intent_id, payment.gross_cents,
+       coalesce(sum(refund.amount_cents) FILTER (WHERE refund.stripe_refund_id IS NOT NULL), 0) AS refunded,
+       count(refund.id) FILTER (WHERE refund.stripe_refund_id IS NULL AND refund.created_at < :stuck_before) AS unsent
+  FROM ledger.campaign_payments AS payment
+  LEFT JOIN ledger.payment_refunds AS refund ON refund.checkout_session_id = payment.checkout_session_id
+ WHERE payment.booked_at >= :since
+ GROUP BY payment.checkout_session_id
 """
 
 _PAYOUTS = f"""

@@ -9,6 +9,7 @@ import datetime
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
@@ -25,6 +26,7 @@ from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
 from services.sessions.config import SessionsSettings
 from services.sessions.connections import VehicleReaders
+from services.sessions.discovery import Discovery
 from services.sessions.ev_codes import EvCodes, merchant_directory
 from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
@@ -107,6 +109,8 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
                 timeout=settings.places_timeout_s,
             )
         )
+    merchants = merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))
+    discovery = Discovery(runtime.engine, runtime.redis, incentives=incentives, merchants=merchants)
     api = SessionsApi(  # type: ignore[abstract]
         runtime.engine,
         tracker=tracker,
@@ -119,12 +123,15 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         ev_codes=EvCodes(
             runtime.engine,
             poller,
-            merchant_position=merchant_directory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))),
+            merchant_position=merchant_directory(merchants),
         ),
         geocoder=geocoder,
         sign_in=TeslaSignIn(
             runtime.engine, tesla_sign_in, cipher, accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))
         ),
+        flags=runtime.flags,
+        discovery=discovery,
+        ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS

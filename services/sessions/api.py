@@ -19,10 +19,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import grpc
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common import audit
 from services.common.context import current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
@@ -33,17 +35,22 @@ from services.common.errors import (
     Unauthenticated,
     Unavailable,
 )
-from services.common.interceptors import Access
+from services.common.flags import PLACES_GEOCODING, TELEMETRY_INGESTION, FlagDefinition, Flags
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.sessions import chargers, domain, store
+from services.sessions import chargers, domain, stats, store
 from services.sessions.adapters import smartcar
 from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
 from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
 from services.sessions.config import SessionsSettings
+from services.sessions.connections import active_connection
+from services.sessions.discovery import Discovery, Extras, charger_status, dollars_per_kwh, nearby_merchants
 from services.sessions.ev_codes import EvCodes
 from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.pushes import REPLAYED, PushGuard, PushRefused, parse_time
+from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tracking import Row, SessionTracker, session_message
 
@@ -53,38 +60,53 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
 SPONSOR, ADMIN_READONLY = "sponsor", "admin_readonly"
 
+# A driver's charging session: another driver's is SESSION_NOT_FOUND (an admin reads every one).
+CHARGING_SESSION = Owned("charging session", "session_id", frozenset({DRIVER}), "SESSION_NOT_FOUND")
+# Linking a car: the driver comes from the token, the state and tokens are the driver's own.
+_LINKING = Access.role(DRIVER).not_owned(OWN_DATA)
+
 ACCESS: dict[str, Access] = {
-    "PollChargingState": Access.role(DRIVER),
-    "GetActiveSession": Access.role(DRIVER),
-    "ListChargingSessions": Access.role(DRIVER),
-    "GetChargingSession": Access.role(DRIVER, ADMIN),  # the owning driver, or an admin
-    "EndChargingSession": Access.role(DRIVER),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
+    "PollChargingState": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetActiveSession": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ListChargingSessions": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetChargingSession": Access.role(DRIVER, ADMIN).owned(CHARGING_SESSION),
+    "EndChargingSession": Access.role(DRIVER).owned(CHARGING_SESSION),
     # Signed by the vehicle providers (HMAC of the body), not by our tokens; the service checks the signature.
-    "IngestTelemetry": Access.anyone(),
-    "HandleSmartcarWebhook": Access.anyone(),
-    "ConnectTesla": Access.role(DRIVER),
+    "IngestTelemetry": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "HandleSmartcarWebhook": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "ConnectTesla": _LINKING,
     # Tesla's redirect carries no token: the single-use state binds it to the driver who started it.
-    "HandleTeslaCallback": Access.anyone(),
+    "HandleTeslaCallback": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    # Accounts' Tesla sign-in: the state is bound to no driver yet; the service asks on the signing-in person's behalf.
     "StartTeslaSignIn": Access.service_only(),
     "CompleteTeslaSignIn": Access.service_only(),
-    "GetTeslaStatus": Access.role(DRIVER),
-    "DisconnectTesla": Access.role(DRIVER),
-    "SelectVehicle": Access.role(DRIVER),
-    "ConfigureTelemetry": Access.role(DRIVER),
-    "ConnectSmartcar": Access.role(DRIVER),
+    "GetTeslaStatus": _LINKING,
+    "DisconnectTesla": _LINKING,
+    # The vehicle is looked up among the caller's own linked account's vehicles only.
+    "SelectVehicle": _LINKING,
+    "ConfigureTelemetry": _LINKING,
+    "ConnectSmartcar": _LINKING,
     # Smartcar Connect's redirect carries no token either: the single-use state binds it to the driver.
-    "HandleSmartcarCallback": Access.anyone(),
-    "GetSmartcarStatus": Access.role(DRIVER),
-    "DisconnectSmartcar": Access.role(DRIVER),
-    "VerifyCharging": Access.role(DRIVER),
-    "ListEvCodes": Access.role(DRIVER),
-    "SearchChargers": Access.anyone(),
-    "GetCharger": Access.anyone(),
-    "CheckLocation": Access.role(DRIVER),
-    "ImportChargers": Access.role(ADMIN),
-    # The sponsor console's charger explorer (aggregates only: no driver is named).
-    "BrowseChargers": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
-    "GetChargerUtilization": Access.role(SPONSOR, ADMIN, ADMIN_READONLY),
+    "HandleSmartcarCallback": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
+    "GetSmartcarStatus": _LINKING,
+    "DisconnectSmartcar": _LINKING,
+    # The charger and merchant it names are the public catalog's; the result is the caller's.
+    "VerifyCharging": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ListEvCodes": Access.role(DRIVER).not_owned(OWN_DATA),
+    "SearchChargers": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    "CheckLocation": Access.role(DRIVER).not_owned(OWN_DATA),
+    "ImportChargers": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    # The home map is public; a signed-in driver also gets an intent session.
+    "CaptureIntent": Access.anyone().not_owned(PUBLIC_DATA),
+    "GetIntentSession": Access.service_only(),
+    "GetAccountStats": Access.role(DRIVER).not_owned(OWN_DATA),
+    "BackgroundPing": Access.role(DRIVER).not_owned(OWN_DATA),
+    # The sponsor console's charger explorer: aggregates of the public catalog, no driver named.
+    "BrowseChargers": Access.role(SPONSOR, ADMIN, ADMIN_READONLY).not_owned(PUBLIC_DATA),
+    "GetChargerUtilization": Access.role(SPONSOR, ADMIN, ADMIN_READONLY).not_owned(PUBLIC_DATA),
     "SummarizeChargerSessions": Access.service_only(),
 }
 
@@ -99,6 +121,7 @@ DRIVE_SPEED_M_PER_MIN = 40_000 / 60  # GetCharger's rough drive time: 40 km/h
 DEFAULT_BROWSE_PAGE = 500  # the console's charger explorer, as the original paged it
 CONSOLE_STATS_WINDOW = datetime.timedelta(days=30)
 MAX_UTILIZATION_CHARGERS = 500
+GEOFENCE_MATCH_M = 300  # BackgroundPing: the native shell's geofence matches a charger this close
 
 
 def _search_fingerprint(request: pb.SearchChargersRequest) -> str:
@@ -113,7 +136,7 @@ def _now() -> datetime.datetime:
 
 
 def _charger_not_found(charger_id: str) -> NotFound:
-    return NotFound("CHARGER_NOT_FOUND", "no charger with that id", {"charger_id": charger_id})
+    return NotFound(Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id})
 
 
 class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
@@ -130,9 +153,15 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         pushes: PushGuard | None = None,
         ev_codes: EvCodes | None = None,
         geocoder: PlacesGeocoder | None = None,
+        discovery: Discovery,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
         sign_in: TeslaSignIn | None = None,
+        flags: Flags | None = None,
     ) -> None:
+        self._discovery = discovery
+        self._ledger = ledger
         self._sign_in = sign_in
+        self._flags = flags
         self._ev_codes = ev_codes
         self._geocoder = geocoder
         self._engine = engine
@@ -175,16 +204,32 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             offset=offset,
         )
         more = len(found) > size
+        page = found[:size]
+        extras = await self._extras(page)
         return pb.SearchChargersResponse(
-            chargers=[chargers.charger_message(row) for row in found[:size]],
+            chargers=[self._list_item(row, extras) for row in page],
             location=pb.SearchLocation(lat=place.lat, lng=place.lng, name=place.name) if place else None,
             next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
 
+    async def _feature(self, flag: FlagDefinition) -> bool:
+        return flag.default if self._flags is None else await self._flags.enabled(flag)
+
+    async def _extras(self, rows: Sequence[chargers.ChargerRow]) -> Extras:
+        """Rewards and merchant perks for a user's list or sheet. Services calling the catalog (merchants linking
+        a charger, incentives judging a rule) get the record alone: they own those values, and asking them back
+        would call in a circle."""
+        if current_caller().is_service:
+            return Extras({}, True)
+        return await self._discovery.extras(rows)
+
+    def _list_item(self, row: chargers.ChargerRow, extras: Extras) -> pb.Charger:
+        return self._discovery.list_item(row, extras.by_charger.get(row.id))
+
     async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
         """The place a search text names (biased towards the driver's position), or None: no text, no geocoder,
         no such place, or Google not answering — the search then matches charger names and addresses."""
-        if self._geocoder is None or not text.strip():
+        if self._geocoder is None or not text.strip() or not await self._feature(PLACES_GEOCODING):
             return None
         try:
             return await self._geocoder.locate(text, near=near)
@@ -281,14 +326,13 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         reply = pb.GetChargerResponse(
             id=row.id,
             name=row.name,
-            address=row.address,
-            city=row.city,
-            state=row.state,
+            address=row.address or None,
+            city=row.city or None,
+            state=row.state or None,
             lat=row.lat,
             lng=row.lng,
-            network_name=row.network_name,
+            network_name=row.network_name or None,
             connector_types=row.connector_types,
-            status=row.status,
             zone_id=row.zone_id,
         )
         if row.power_kw is not None:
@@ -297,6 +341,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             reply.num_evse = row.num_evse
         if row.pricing_per_kwh_cents is not None:
             reply.pricing_per_kwh_cents = row.pricing_per_kwh_cents
+            reply.pricing_per_kwh = dollars_per_kwh(row.pricing_per_kwh_cents)
+            reply.pricing_source = "catalog"
         if request.HasField("lat"):
             distance = chargers.great_circle_m(request.lat, request.lng, row.lat, row.lng)
             reply.distance_m = round(distance, 1)
@@ -306,6 +352,89 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         reply.unique_drivers_30d = activity.unique_drivers
         reply.avg_duration_min = activity.avg_duration_min
         reply.drivers_charging_now = activity.drivers_charging_now
+        reply.status = charger_status(row, activity.drivers_charging_now)
+        if activity.mean_quality_score is not None:
+            reply.nerava_score = activity.mean_quality_score
+        extras = (await self._extras([row])).by_charger.get(row.id)
+        if extras is not None:
+            if extras.reward is not None:
+                reply.active_reward_cents = extras.reward.reward_cents
+                reply.active_reward_kind = extras.reward.reward_kind
+            reply.nearby_merchants.extend(nearby_merchants(extras))
+            if extras.perk_title:
+                reply.has_merchant_perk = True
+                reply.merchant_perk_title = extras.perk_title
+        return reply
+
+    # --- the home map and the account card -----------------------------------------------------------------
+
+    async def CaptureIntent(
+        self, request: pb.CaptureIntentRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.CaptureIntentResponse:
+        caller = current_caller()
+        driver = caller.user_id if caller.user_id is not None and caller.has_any({DRIVER}) else None
+        needs_vehicle = driver is not None and await active_connection(self._engine, driver, provider=None) is None
+        return await self._discovery.capture(
+            request.lat,
+            request.lng,
+            request.accuracy_m if request.HasField("accuracy_m") else None,
+            driver,
+            needs_vehicle,
+        )
+
+    async def GetIntentSession(
+        self, request: pb.GetIntentSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetIntentSessionResponse:
+        return await self._discovery.intent_session(request.session_id)
+
+    async def GetAccountStats(
+        self, request: pb.GetAccountStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetAccountStatsResponse:
+        driver = _driver()
+        try:
+            wallet = (await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver))).wallet
+        except grpc.aio.AioRpcError:
+            raise Unavailable("LEDGER_UNAVAILABLE", "the ledger did not answer; retry") from None
+        totals = await stats.session_totals(self._reads, driver, _now())
+        reply = pb.GetAccountStatsResponse(
+            total_sessions=totals.sessions,
+            total_kwh=totals.kwh,
+            total_earned_cents=wallet.total_earned_cents,
+            total_nova=wallet.nova_balance,
+            current_streak=totals.streak_days,
+            co2_avoided_kg=round(totals.kwh * stats.CO2_KG_PER_KWH, 1),
+        )
+        if totals.favorite_charger is not None:
+            charger_id, name, sessions = totals.favorite_charger
+            reply.favorite_charger.CopyFrom(pb.FavoriteCharger(charger_id=charger_id, name=name, sessions=sessions))
+        if totals.first_start is not None:
+            reply.member_since.FromDatetime(totals.first_start)
+        return reply
+
+    async def BackgroundPing(
+        self, request: pb.BackgroundPingRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BackgroundPingResponse:
+        driver = _driver()
+        active = await self._tracker.active_session_id(driver)
+        if active is not None:
+            await self._tracker.record_device_location(driver, request.lat, request.lng)
+            return pb.BackgroundPingResponse(matched=True, session_active=True, session_id=active, already_active=True)
+        nearest = await chargers.nearest_charger(self._reads, request.lat, request.lng, within_m=GEOFENCE_MATCH_M)
+        if nearest is None:
+            return pb.BackgroundPingResponse(matched=False)
+        if self._poller is None:
+            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+        answer = await self._poller.poll(driver, request.lat, request.lng)
+        reply = pb.BackgroundPingResponse(
+            matched=True,
+            session_active=answer.session_active,
+            charger_id=nearest.id,
+            charger_name=nearest.name,
+        )
+        if answer.session_id:
+            reply.session_id = answer.session_id
+        if answer.HasField("error"):
+            reply.reason = answer.error
         return reply
 
     async def CheckLocation(
@@ -334,8 +463,27 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             ]
             if taken:
                 raise InvalidArgument(taken)
-        counts = await chargers.import_chargers(self._engine, request.source, request.chargers)
+        async with self._engine.begin() as conn:
+            counts = await chargers.import_chargers(conn, request.source, request.chargers)
+            await audit.record(
+                conn, "chargers.import", f"source:{request.source}", created=counts.created, updated=counts.updated
+            )
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        rows = await dead_letters(self._engine, store.outbox, request.limit or 100)
+        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        replayed = await replay_dead_letters(self._engine, store.outbox, list(request.ids) or None, request.reason)
+        return pb.ReplayDeadLettersResponse(replayed=replayed)
+
+    async def ListAuditEntries(
+        self, request: pb.ListAuditEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ListAuditEntriesResponse:
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "sessions", request.query))
 
     # --- charging sessions ---------------------------------------------------------------------------------
 
@@ -373,7 +521,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PollChargingStateResponse:
         if self._poller is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "vehicle polling is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "vehicle polling is not configured")
         return await self._poller.poll(
             _driver(),
             request.lat if request.HasField("lat") else None,
@@ -384,7 +532,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _tesla(self) -> TeslaLinking:
         if self._linking is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla linking is not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla linking is not configured")
         return self._linking
 
     async def ConnectTesla(
@@ -436,7 +584,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _smartcar(self) -> SmartcarLinking:
         if self._smartcar_linking is None:
-            raise Unavailable("PROVIDER_NOT_CONFIGURED", "Smartcar is not configured")
+            raise Unavailable(Reason.PROVIDER_NOT_CONFIGURED, "Smartcar is not configured")
         return self._smartcar_linking
 
     async def ConnectSmartcar(
@@ -476,12 +624,12 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.HandleSmartcarWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarWebhookResponse:
         settings = self._settings
-        if settings is None or not settings.telemetry_ingestion_enabled:
-            raise Unavailable("INGESTION_DISABLED", "Smartcar webhook ingestion is switched off")
+        if settings is None or not await self._feature(TELEMETRY_INGESTION):
+            raise Unavailable(Reason.INGESTION_DISABLED, "Smartcar webhook ingestion is switched off")
         token = settings.smartcar_management_token.value
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         if not token:
-            raise Unauthenticated("SIGNATURE_INVALID", "Smartcar webhooks are not configured")
+            raise Unauthenticated(Reason.SIGNATURE_INVALID, "Smartcar webhooks are not configured")
         try:
             event = smartcar.verify_webhook(request.http_body.data, headers.get("sc-signature"), token)
             challenge = smartcar.verify_challenge(event)
@@ -493,9 +641,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             meta = event.get("meta")
             delivered_at = meta.get("deliveredAt") if isinstance(meta, dict) else None
         except WebhookSignatureInvalid as exc:
-            raise Unauthenticated("SIGNATURE_INVALID", str(exc)) from exc
+            raise Unauthenticated(Reason.SIGNATURE_INVALID, str(exc)) from exc
         except WebhookPayloadInvalid as exc:
-            raise InvalidArgument([("http_body", str(exc))], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+            raise InvalidArgument([("http_body", str(exc))], reason=Reason.WEBHOOK_PAYLOAD_INVALID) from exc
         if reading is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         # Smartcar retries a delivery with the same eventId: one event acts once.
@@ -521,7 +669,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     def _codes(self) -> EvCodes:
         if self._ev_codes is None:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "EV codes are not configured")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "EV codes are not configured")
         return self._ev_codes
 
     async def VerifyCharging(
@@ -608,7 +756,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         async with self._reads.connect() as conn:
             row = (await conn.execute(sa.select(s).where(s.c.id == uuid.UUID(request.session_id)))).mappings().first()
         if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
-            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+            raise NotFound(
+                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
+            )
         [message] = await self._messages([row])
         return pb.GetChargingSessionResponse(session=message)
 
@@ -617,7 +767,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.EndChargingSessionResponse:
         result = await self._tracker.end_by_hand(uuid.UUID(request.session_id), _driver())
         if result is None:
-            raise NotFound("SESSION_NOT_FOUND", "no charging session with that id", {"session_id": request.session_id})
+            raise NotFound(
+                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
+            )
         row, already_ended = result
         [message] = await self._messages([row])
         return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
@@ -628,19 +780,23 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.IngestTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.IngestTelemetryResponse:
         settings = self._settings
-        if settings is None or not settings.telemetry_ingestion_enabled:
-            raise Unavailable("INGESTION_DISABLED", "Fleet Telemetry ingestion is switched off")
+        if settings is None or not await self._feature(TELEMETRY_INGESTION):
+            raise Unavailable(Reason.INGESTION_DISABLED, "Fleet Telemetry ingestion is switched off")
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         body = request.http_body.data
         if not _signature_matches(
             settings.tesla_telemetry_secret.value, body, headers.get("x-telemetry-signature", "")
         ):
-            raise Unauthenticated("SIGNATURE_INVALID", "X-Telemetry-Signature is missing or does not match the body")
+            raise Unauthenticated(
+                Reason.SIGNATURE_INVALID, "X-Telemetry-Signature is missing or does not match the body"
+            )
         try:
             record = json.loads(body)
             push = domain.parse_fleet_push(record, _now())
         except (ValueError, domain.MalformedPush) as exc:
-            raise InvalidArgument([("http_body", str(exc) or "not JSON")], reason="WEBHOOK_PAYLOAD_INVALID") from exc
+            raise InvalidArgument(
+                [("http_body", str(exc) or "not JSON")], reason=Reason.WEBHOOK_PAYLOAD_INVALID
+            ) from exc
         await self._admit("tesla", record.get("msg_id"), record.get("created_at"), body)
         c = store.vehicle_connections
         async with self._reads.connect() as conn:

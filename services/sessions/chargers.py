@@ -158,7 +158,7 @@ async def _connected(conn_or_engine: ConnOrEngine, *, write: bool = False) -> As
 
 # A point's coordinates as the index holds them: geo_point is point(lng, lat).
 _INDEXED_DISTANCE = "great_circle_m(:lat, :lng, geo_point[1], geo_point[0])"
-_CHARGER_COLUMNS = ", ".join(f"c.{column.name}" for column in _COLUMNS)
+_CHARGER_COLUMNS = ", ".join(f"charger.{column.name}" for column in _COLUMNS)
 
 
 @functools.cache
@@ -177,8 +177,8 @@ def _near_statement(boxes: int, text: bool) -> sa.TextClause:
                    {"AND search @@ charger_prefix_query(:q)" if text else ""}
                  ORDER BY distance_m, id
                  LIMIT :limit OFFSET :offset) AS near
-          JOIN chargers AS c ON c.id = near.id
-         ORDER BY near.distance_m, c.id
+          JOIN chargers AS charger ON charger.id = near.id
+         ORDER BY near.distance_m, charger.id
         """
     )
 
@@ -186,9 +186,9 @@ def _near_statement(boxes: int, text: bool) -> sa.TextClause:
 _TEXT_STATEMENT = sa.text(
     f"""
     SELECT {_CHARGER_COLUMNS}
-      FROM chargers AS c
-     WHERE c.search @@ charger_prefix_query(:q)
-     ORDER BY c.name, c.id
+      FROM chargers AS charger
+     WHERE charger.search @@ charger_prefix_query(:q)
+     ORDER BY charger.name, charger.id
      LIMIT :limit OFFSET :offset
     """
 )
@@ -273,6 +273,7 @@ class ChargerActivity:
     unique_drivers: int = 0  # drivers with a session in the window (ended in it, or still active)
     avg_duration_min: float = 0.0  # mean duration of the ended ones; 0 without
     drivers_charging_now: int = 0  # drivers with an active session matched to the charger
+    mean_quality_score: int | None = None  # of the ended ones that have a score; None without
 
 
 ACTIVITY_WINDOW = datetime.timedelta(days=30)
@@ -282,7 +283,8 @@ _ACTIVITY = sa.text(
     SELECT count(*) FILTER (WHERE session_end IS NOT NULL) AS ended_sessions,
            count(DISTINCT driver_id) AS unique_drivers,
            coalesce(avg(duration_minutes) FILTER (WHERE session_end IS NOT NULL), 0) AS avg_duration_min,
-           count(DISTINCT driver_id) FILTER (WHERE session_end IS NULL) AS drivers_charging_now
+           count(DISTINCT driver_id) FILTER (WHERE session_end IS NULL) AS drivers_charging_now,
+           avg(quality_score) FILTER (WHERE session_end IS NOT NULL) AS mean_quality_score
       FROM charging_sessions
      WHERE charger_id = :charger_id AND (session_end IS NULL OR session_end >= :since)
     """
@@ -300,6 +302,7 @@ async def charger_activity(
         unique_drivers=int(row.unique_drivers),
         avg_duration_min=round(float(row.avg_duration_min), 1),
         drivers_charging_now=int(row.drivers_charging_now),
+        mean_quality_score=None if row.mean_quality_score is None else round(float(row.mean_quality_score)),
     )
 
 
@@ -457,18 +460,18 @@ _RECORD_COLUMNS = (
 _UPSERT = sa.text(
     f"""
     WITH input AS (
-        SELECT * FROM jsonb_to_recordset(CAST(:records AS jsonb)) AS r(
+        SELECT * FROM jsonb_to_recordset(CAST(:records AS jsonb)) AS incoming(
             id text, external_id text, name text, lat float8, lng float8, network_name text, power_kw float8,
             num_evse int, connector_types text[], pricing_per_kwh_cents int, address text, city text, state text,
             zone_id text)
     ), written AS (
-        INSERT INTO chargers AS c (id, source, external_id, {", ".join(_RECORD_COLUMNS)})
+        INSERT INTO chargers AS charger (id, source, external_id, {", ".join(_RECORD_COLUMNS)})
         SELECT id, CAST(:source AS text), external_id, {", ".join(_RECORD_COLUMNS)} FROM input ORDER BY external_id
         ON CONFLICT (source, external_id) DO UPDATE
            SET {", ".join(f"{column} = excluded.{column}" for column in _RECORD_COLUMNS)}, updated_at = now()
-         WHERE ({", ".join(f"c.{column}" for column in _RECORD_COLUMNS)})
+         WHERE ({", ".join(f"charger.{column}" for column in _RECORD_COLUMNS)})
                IS DISTINCT FROM ({", ".join(f"excluded.{column}" for column in _RECORD_COLUMNS)})
-        RETURNING c.xmax = 0 AS created
+        RETURNING charger.xmax = 0 AS created
     )
     SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated
       FROM written
@@ -502,7 +505,7 @@ def charger_message(row: ChargerRow) -> pb.Charger:
         name=row.name,
         lat=row.lat,
         lng=row.lng,
-        network_name=row.network_name,
+        network_name=row.network_name or None,
         connector_types=row.connector_types,
         address=row.address,
         city=row.city,

@@ -13,7 +13,6 @@ class SessionsSettings:
     # Fleet Telemetry pushes are signed with HMAC-SHA256 of the body under this secret. There is no unsigned
     # mode: without a secret the endpoint refuses everything (the original accepted unsigned pushes 🐞).
     tesla_telemetry_secret: Secret
-    telemetry_ingestion_enabled: bool
     # Tesla Fleet API application (the local fake fleet in tests and `make run`).
     tesla_client_id: str
     tesla_client_secret: Secret
@@ -70,7 +69,6 @@ class SessionsSettings:
         return cls(
             runtime=RuntimeSettings.from_env("sessions", env),
             tesla_telemetry_secret=env.secret("TESLA_TELEMETRY_HMAC_SECRET", ""),
-            telemetry_ingestion_enabled=env.bool("TELEMETRY_INGESTION_ENABLED", True),
             tesla_client_id=env.str("TESLA_CLIENT_ID", "dev-tesla-client"),
             tesla_client_secret=env.secret("TESLA_CLIENT_SECRET", "dev-tesla-secret"),
             tesla_redirect_uri=env.str("TESLA_REDIRECT_URI", "http://127.0.0.1:8080/v1/auth/tesla/callback"),

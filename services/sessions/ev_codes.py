@@ -22,6 +22,7 @@ from services.common.http_body import json_array
 from services.sessions import domain, store
 from services.sessions.connections import active_connection
 from services.sessions.polling import Poller
+from services.sessions.reasons import Reason
 
 E = store.ev_codes
 RECENT = datetime.timedelta(hours=24)  # ListEvCodes shows redeemed/expired codes of the last day
@@ -76,7 +77,7 @@ class EvCodes:
             await self._check_near_merchant(request)
         connection = await active_connection(self._engine, driver_id, provider=None)
         if connection is None:
-            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no vehicle account is linked; connect first")
+            raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no vehicle account is linked; connect first")
         # The poll's window: three requests within 30 s read the car once (the others see that read's answer).
         # Asking for a code is the driver's explicit request: waking the car is justified.
         state = await self._poller.poll(driver_id, None, None, may_wake=True)
@@ -115,7 +116,7 @@ class EvCodes:
         distance = great_circle_m(request.lat, request.lng, *position)
         if distance > NEAR_MERCHANT_M:
             raise FailedPrecondition(
-                "NOT_NEAR_MERCHANT",
+                Reason.NOT_NEAR_MERCHANT,
                 "an EV code for a merchant is issued at the merchant",
                 {"distance_m": f"{distance:.1f}", "radius_m": f"{NEAR_MERCHANT_M:.0f}"},
             )
@@ -173,7 +174,7 @@ class EvCodes:
                     ).one()
             except IntegrityError:
                 continue  # a code collision, or a concurrent request issued the code first: look again
-        raise Unavailable("EV_CODE_UNAVAILABLE", "no code could be issued; try again")
+        raise Unavailable(Reason.EV_CODE_UNAVAILABLE, "no code could be issued; try again")
 
     async def list(self, driver_id: str) -> pb.ListEvCodesResponse:
         now = self._clock()
@@ -197,8 +198,8 @@ class EvCodes:
             codes.append(
                 pb.EvCode(
                     code=row["code"],
-                    merchant_name=row["merchant_name"],
-                    merchant_place_id=row["merchant_place_id"],
+                    merchant_name=row["merchant_name"] or None,
+                    merchant_place_id=row["merchant_place_id"] or None,
                     expires_at=_stamp(row["expires_at"]),
                     status=status,
                     created_at=_stamp(row["created_at"]),
@@ -214,9 +215,11 @@ def _raise_for(state: pb.PollChargingStateResponse) -> None:
     if not state.HasField("error"):
         return
     if state.error == pb.POLL_ERROR_TOKEN_EXPIRED:
-        raise FailedPrecondition("VEHICLE_TOKEN_EXPIRED", "the vehicle account refused the connection; connect again")
+        raise FailedPrecondition(
+            Reason.VEHICLE_TOKEN_EXPIRED, "the vehicle account refused the connection; connect again"
+        )
     if state.error in (pb.POLL_ERROR_NO_VEHICLE_CONNECTION, pb.POLL_ERROR_NO_VEHICLE_SELECTED):
-        raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no vehicle account is linked; connect first")
+        raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no vehicle account is linked; connect first")
     if state.error == pb.POLL_ERROR_RATE_LIMITED:
-        raise ResourceExhausted("VEHICLE_API_RATE_LIMITED", "the vehicle API asks to wait", {})
-    raise Unavailable("VEHICLE_UNAVAILABLE", "the vehicle did not answer; try again")
+        raise ResourceExhausted(Reason.VEHICLE_API_RATE_LIMITED, "the vehicle API asks to wait", {})
+    raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "the vehicle did not answer; try again")

@@ -24,6 +24,7 @@ from services.sessions.adapters.smartcar import SmartcarClient
 from services.sessions.adapters.tesla import TeslaFleetClient, TeslaVehicle
 from services.sessions.adapters.vehicles import TokenExpired, VehicleApiError, new_state
 from services.sessions.connections import SMARTCAR, TESLA, StoredCredentials, active_connection, save_connection
+from services.sessions.reasons import Reason
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 from services.sessions.tracking import SessionTracker
 
@@ -124,17 +125,19 @@ class TeslaLinking:
         chosen = next((v for v in vehicles if v.id == row["vehicle_id"]), None)
         reply = pb.GetTeslaStatusResponse(
             connected=True,
-            vehicle_id=row["vehicle_id"] or "",
-            vin=row["vin"] or "",
+            vehicle_id=row["vehicle_id"] or None,
+            vin=row["vin"] or None,
             vehicles=vehicles,
             telemetry_enabled=row["telemetry_enabled"],
         )
         if chosen is not None:
-            reply.vehicle_name, reply.vehicle_model, reply.exterior_color = (
-                chosen.display_name,
-                chosen.model,
-                chosen.color,
-            )
+            for source, target in (
+                ("display_name", "vehicle_name"),
+                ("model", "vehicle_model"),
+                ("color", "exterior_color"),
+            ):
+                if chosen.HasField(source):
+                    setattr(reply, target, getattr(chosen, source))
             if chosen.HasField("year"):
                 reply.vehicle_year = chosen.year
         return reply
@@ -144,18 +147,20 @@ class TeslaLinking:
         polling, no watcher reads: the signed pushes drive its sessions). Idempotent."""
         connection = await active_connection(self._engine, driver_id)
         if connection is None:
-            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no Tesla account is linked; connect first")
+            raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no Tesla account is linked; connect first")
         if not connection.vin:
-            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "select a vehicle first")
+            raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "select a vehicle first")
         reader = self._tesla.reader(StoredCredentials(self._engine, self._cipher, connection.id))
         try:
             streaming = await reader.configure_telemetry(connection.vin, hostname=self._telemetry_hostname)
         except TokenExpired as exc:
-            raise FailedPrecondition("VEHICLE_TOKEN_EXPIRED", "Tesla refused the connection; connect again") from exc
+            raise FailedPrecondition(
+                Reason.VEHICLE_TOKEN_EXPIRED, "Tesla refused the connection; connect again"
+            ) from exc
         except VehicleApiError as exc:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla did not accept the telemetry configuration") from exc
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla did not accept the telemetry configuration") from exc
         if not streaming:
-            raise Unavailable("VEHICLE_UNAVAILABLE", "Tesla did not configure the vehicle; try again")
+            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla did not configure the vehicle; try again")
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(V).where(V.c.id == connection.id).values(telemetry_enabled=True, updated_at=sa.func.now())
@@ -165,13 +170,13 @@ class TeslaLinking:
     async def select_vehicle(self, driver_id: str, vehicle_id: str) -> pb.SelectVehicleResponse:
         connection = await active_connection(self._engine, driver_id)
         if connection is None:
-            raise FailedPrecondition("NO_VEHICLE_CONNECTION", "no Tesla account is linked; connect first")
+            raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no Tesla account is linked; connect first")
         async with self._engine.begin() as conn:
             vehicles = (await conn.execute(sa.select(V.c.vehicles).where(V.c.id == connection.id))).scalar_one()
             match = next((v for v in vehicles if str(v["id"]) == vehicle_id), None)
             if match is None:
                 raise NotFound(
-                    "VEHICLE_NOT_FOUND", "the vehicle is not on the linked account", {"vehicle_id": vehicle_id}
+                    Reason.VEHICLE_NOT_FOUND, "the vehicle is not on the linked account", {"vehicle_id": vehicle_id}
                 )
             await conn.execute(
                 sa.update(V).where(V.c.id == connection.id).values(vehicle_id=vehicle_id, vin=match.get("vin"))
@@ -347,10 +352,10 @@ def vehicle_records(vehicles: Sequence[TeslaVehicle]) -> list[dict[str, Any]]:
 def vehicle_message(stored: dict[str, Any]) -> pb.TeslaVehicle:
     vehicle = pb.TeslaVehicle(
         id=str(stored["id"]),
-        vin=stored.get("vin") or "",
-        display_name=stored.get("display_name") or "",
-        model=stored.get("model") or "",
-        color=stored.get("color") or "",
+        vin=stored.get("vin") or None,
+        display_name=stored.get("display_name") or None,
+        model=stored.get("model") or None,
+        color=stored.get("color") or None,
     )
     if stored.get("year") is not None:
         vehicle.year = int(stored["year"])

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 import redis.asyncio as redis
 
+from services.sessions.reasons import Reason
+
 
 class PushRefused(Exception):
     """A signed push that must not act: `reason` is the ErrorInfo reason the caller answers with."""
@@ -23,8 +25,8 @@ class PushRefused(Exception):
         self.reason = reason
 
 
-STALE = "PUSH_TOO_OLD"
-REPLAYED = "PUSH_REPLAYED"
+STALE = Reason.PUSH_TOO_OLD
+REPLAYED = Reason.PUSH_REPLAYED
 
 
 class PushGuard:

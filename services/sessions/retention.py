@@ -232,8 +232,9 @@ async def _partitions(conn: AsyncConnection) -> list[Partition]:
     await conn.execute(sa.select(sa.func.set_config("TimeZone", "UTC", True)))
     rows = await conn.execute(
         sa.text(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, 0) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'charging_sessions'::regclass"
+            "SELECT child.relname, pg_get_expr(child.relpartbound, 0) FROM pg_inherits AS inheritance "
+            "JOIN pg_class AS child ON child.oid = inheritance.inhrelid "
+            "WHERE inheritance.inhparent = 'charging_sessions'::regclass"
         )
     )
     monthly: list[Partition] = []

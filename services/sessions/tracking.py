@@ -71,11 +71,11 @@ def session_message(
         session_start=_stamp(row["session_start"]),
         session_end=_stamp(row["session_end"]),
         duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
-        charger_id=row["charger_id"],
-        charger_name=row["charger_name"],
-        charger_network=row["charger_network"],
+        charger_id=row["charger_id"] or None,
+        charger_name=row["charger_name"] or None,
+        charger_network=row["charger_network"] or None,
         zone_id=row["zone_id"],
-        connector_type=row["connector_type"],
+        connector_type=row["connector_type"] or None,
         verified=row["verified"],
         location_trail=[
             pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=_stamp(datetime.datetime.fromisoformat(p["ts"])))
@@ -135,23 +135,23 @@ WITH scheduled AS (
     WHERE driver_id = $1 AND vehicle_id = $2
     RETURNING session_id, session_start
 )
-UPDATE charging_sessions s SET
+UPDATE charging_sessions AS session SET
     last_telemetry_at = $4,
     updated_at = now(),
-    kwh_delivered = coalesce($5::float8, s.kwh_delivered),
-    battery_end_pct = coalesce($6::int2, s.battery_end_pct),
-    power_kw = coalesce($7::float8, s.power_kw),
-    max_power_kw = greatest(s.max_power_kw, $7::float8),
-    connector_type = CASE WHEN s.connector_type = '' THEN $8::text ELSE s.connector_type END,
+    kwh_delivered = coalesce($5::float8, session.kwh_delivered),
+    battery_end_pct = coalesce($6::int2, session.battery_end_pct),
+    power_kw = coalesce($7::float8, session.power_kw),
+    max_power_kw = greatest(session.max_power_kw, $7::float8),
+    connector_type = CASE WHEN session.connector_type = '' THEN $8::text ELSE session.connector_type END,
     location_trail = CASE
-        WHEN $9::jsonb IS NULL THEN s.location_trail
-        WHEN jsonb_array_length(s.location_trail) >= $10::int4 THEN (s.location_trail - 0) || $9::jsonb
-        ELSE s.location_trail || $9::jsonb
+        WHEN $9::jsonb IS NULL THEN session.location_trail
+        WHEN jsonb_array_length(session.location_trail) >= $10::int4 THEN (session.location_trail - 0) || $9::jsonb
+        ELSE session.location_trail || $9::jsonb
     END
 FROM scheduled
-WHERE s.id = scheduled.session_id AND s.session_start = scheduled.session_start
-    AND s.session_end IS NULL AND s.lat IS NOT NULL
-RETURNING s.id, s.driver_id, s.session_start, s.kwh_delivered
+WHERE session.id = scheduled.session_id AND session.session_start = scheduled.session_start
+    AND session.session_end IS NULL AND session.lat IS NOT NULL
+RETURNING session.id, session.driver_id, session.session_start, session.kwh_delivered
 """
 
 
@@ -485,6 +485,16 @@ class SessionTracker:
         if ended:
             self._wake_relay()
         return ended
+
+    async def active_session_id(self, driver_id: str) -> str | None:
+        """The id of one of the driver's active sessions, or None."""
+        async with self._engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    sa.select(S.c.id).where(S.c.driver_id == driver_id, S.c.session_end.is_(None)).limit(1)
+                )
+            ).scalar()
+        return None if found is None else str(found)
 
     async def record_device_location(self, driver_id: str, lat: float, lng: float) -> None:
         """A phone position joins the trail of the driver's active sessions. It is not vehicle data: it does not

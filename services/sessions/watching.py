@@ -28,6 +28,8 @@ import random
 from collections import Counter
 from collections.abc import Callable
 
+import prometheus_client
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import domain, store
@@ -38,6 +40,16 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = datetime.timedelta(seconds=60)  # longer than a read that does not wake the car (10 s timeout)
 DEFAULT_BATCH = 200
 DEFAULT_CONCURRENCY = 32
+
+# What the watcher alerts read (deploy/k8s/components/monitoring): a session is due one interval after its last
+# reading, so how long the most overdue one has waited past that is how far the watchers are behind.
+WATCH_LAG = prometheus_client.Gauge(
+    "nerava_session_watch_lag_seconds",
+    "How long the most overdue active session has waited past its interval for a read (0: none overdue).",
+)
+WATCH_READS = prometheus_client.Counter(
+    "nerava_session_watch_reads_total", "Watcher reads of active sessions, by outcome.", ["outcome"]
+)
 
 
 @dataclasses.dataclass
@@ -76,11 +88,25 @@ class SessionWatcher:
 
     async def watch_round(self) -> WatchRound:
         """Claims the due sessions and reads each (concurrently, bounded), then schedules its next read."""
+        await self.measure_lag()
         claims = await self.claim()
         done = WatchRound(claimed=len(claims))
         outcomes = await asyncio.gather(*(self._watch_one(claim) for claim in claims))
         done.outcomes.update(outcomes)
+        for outcome, count in done.outcomes.items():
+            WATCH_READS.labels(outcome.value).inc(count)
         return done
+
+    async def measure_lag(self) -> float:
+        """Sets (and returns) WATCH_LAG: how long the oldest due session has been due. Leased rows are not due
+        (their watch_at is the lease's end). One index lookup (charging_sessions_active_watch_at) per round."""
+        now = self._clock()
+        a = store.charging_sessions_active
+        async with self._engine.connect() as conn:
+            oldest = (await conn.execute(sa.select(sa.func.min(a.c.watch_at)).where(a.c.watch_at <= now))).scalar()
+        lag = 0.0 if oldest is None else (now - oldest).total_seconds()
+        WATCH_LAG.set(lag)
+        return lag
 
     async def _watch_one(self, claim: store.WatchClaim) -> ReadOutcome:
         async with self._concurrency:

@@ -221,14 +221,14 @@ async def test_only_write_admins_change_roles_and_changes_are_audited(
     async with engine.connect() as conn:
         audit = (
             await conn.execute(
-                sa.text("SELECT actor_public_id, new_roles, reason FROM role_changes ORDER BY id DESC LIMIT 1")
+                sa.text(
+                    "SELECT actor, target, details->>'new_roles' AS new_roles, reason FROM audit_log"
+                    " WHERE action = 'user.roles.set' AND target = :target ORDER BY id DESC LIMIT 1"
+                ),
+                {"target": f"user:{driver.user.public_id}"},
             )
         ).one()
-    assert (audit.actor_public_id, sorted(audit.new_roles), audit.reason) == (
-        admin.user.public_id,
-        ["driver", "sponsor"],
-        "pilot sponsor",
-    )
+    assert (audit.actor, audit.new_roles, audit.reason) == (admin.user.public_id, "driver,sponsor", "pilot sponsor")
     # The new role reaches the token at the next refresh.
     refreshed = await accounts.RefreshToken(accounts_pb2.RefreshTokenRequest(refresh_token=renewed.refresh_token))
     assert sorted(jwt.decode(refreshed.access_token, options={"verify_signature": False})["roles"]) == [

@@ -4,14 +4,20 @@ the Kubernetes manifests run."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import pathlib
 import re
 import shlex
+import shutil
+import subprocess
+import sys
 
+import google.protobuf
 import pytest
 
+from gateway import redoc
 from gateway import render as gw
 from tools import k8s_check
 from tools.k8s_check import K8sObject
@@ -198,14 +204,52 @@ def test_gateway_image_runs_the_envoy_version_the_tests_validate_with(gateway: D
 
 
 def test_gateway_image_renders_the_kubernetes_bootstrap_and_carries_the_descriptor_set(gateway: Dockerfile) -> None:
-    assert [stage.name for stage in gateway.stages] == ["render", "runtime"]
+    assert [stage.name for stage in gateway.stages] == ["render", "docs", "runtime"]
     render_runs = gateway.stages[0].all("RUN")
     assert any("python -m gateway.render --target kubernetes --out /out/envoy.json" in run for run in render_runs)
     assert any("^protobuf==" in run for run in render_runs)  # the renderer's one dependency, as pinned
     copies = gateway.final.all("COPY")
     assert "--from=render /out/envoy.json /etc/envoy/envoy.json" in copies
     assert f"gen/nerava.binpb {gw.KUBERNETES_DESCRIPTOR_PATH}" in copies
+    # /openapi.json and /docs: the document as generated, the Redoc bundle of the pin gateway/redoc.py names.
+    assert f"gen/openapi.json {gw.KUBERNETES_OPENAPI_PATH}" in copies
+    assert f"--from=docs /docs/redoc.standalone.js {gw.KUBERNETES_REDOC_PATH}" in copies
+    [fetch] = gateway.stages[1].all("RUN")
+    assert f"npm pack redoc@{redoc.VERSION}" in fetch
+    assert f"{base64.b64decode(redoc.INTEGRITY.removeprefix('sha512-')).hex()}  redoc-{redoc.VERSION}.tgz" in fetch
+    assert "sha512sum -c" in fetch
     assert json.loads(gateway.final.last("CMD"))[:2] == ["-c", "/etc/envoy/envoy.json"]
+
+
+def test_the_gateway_renders_from_what_its_render_stage_copies_alone(
+    gateway: Dockerfile, tmp_path: pathlib.Path
+) -> None:
+    """The renderer reads the services' names and ports from services/common/config.py and its public methods from
+    a generated file: run with only the render stage's files and protobuf, it needs nothing else of the repository
+    (nor the editable install of the project, which would find the rest)."""
+    work = tmp_path / "src"
+    for args in gateway.stages[0].all("COPY"):
+        *sources, destination = shlex.split(args)
+        if destination.startswith("/"):
+            continue  # outside the work directory: the requirements for pip
+        for source in sources:
+            # Docker's rules: a directory's contents go to the destination, a file into a destination ending in /.
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, work / destination, ignore=shutil.ignore_patterns("__pycache__"))
+                continue
+            target = work / destination / pathlib.Path(source).name if destination.endswith("/") else work / destination
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, target)
+    protobuf = pathlib.Path(google.protobuf.__file__).parent.parent.parent
+    out = tmp_path / "envoy.json"
+    run = (
+        f"import sys, runpy; sys.path[:0] = [{str(work)!r}, {str(protobuf)!r}]; "
+        "runpy.run_module('gateway.render', run_name='__main__')"
+    )
+    subprocess.run(
+        [sys.executable, "-S", "-E", "-c", run, "--target", "kubernetes", "--out", str(out)], cwd=work, check=True
+    )
+    assert json.loads(out.read_text()) == gw.render(gw.GatewaySettings.kubernetes())
 
 
 def test_gateway_image_user_and_ports_match_the_deployment(

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from gateway import redoc
 from gateway import render as gw
 from services.common.config import SERVICE_NAMES
 from tools import capacity, k8s_check
@@ -431,12 +432,14 @@ def test_descriptor_set_config_map_is_the_generated_one(rendered: dict[str, Obje
 
 def test_committed_envoy_bootstraps_pass_envoy_validate(tmp_path: pathlib.Path) -> None:
     """The two bootstraps the ConfigMaps carry, with the descriptor path pointed at gen/ (the pod's mount is not
-    here): what Envoy in the cluster loads."""
+    here) and the docs at this checkout's files (the image's are not here): what Envoy in the cluster loads."""
     envoy = pathlib.Path(sys.executable).parent / "envoy"
     for name in ("base/gateway/envoy.json", "components/tracing/envoy-tracing.json"):
         text = (k8s_check.K8S / name).read_text()
         path = tmp_path / pathlib.Path(name).name
-        path.write_text(text.replace(gw.KUBERNETES_DESCRIPTOR_PATH, str(gw.DEFAULT_DESCRIPTOR)))
+        text = text.replace(gw.KUBERNETES_DESCRIPTOR_PATH, str(gw.DEFAULT_DESCRIPTOR))
+        text = text.replace(gw.KUBERNETES_OPENAPI_PATH, gw.ApiDocs().openapi_file)
+        path.write_text(text.replace(gw.KUBERNETES_REDOC_PATH, str(redoc.ensure())))
         result = subprocess.run(
             [str(envoy), "--mode", "validate", "-c", str(path), "--log-level", "warn"],
             capture_output=True,

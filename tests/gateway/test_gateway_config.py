@@ -28,6 +28,7 @@ import httpx
 import pytest
 from google.protobuf import descriptor_pb2
 
+from gateway import redoc
 from gateway import render as gw
 from gateway.render import Endpoint, GatewaySettings, TokenBucket
 
@@ -173,9 +174,10 @@ def kubernetes(accounts_descriptor: pathlib.Path) -> GatewaySettings:
 
 
 def _validatable(settings: GatewaySettings) -> GatewaySettings:
-    """The Kubernetes config reads its descriptor from the pod's mount; point Envoy at the file read at render
-    time instead, changing nothing else, so validate can load the transcoder here."""
-    return replace(settings, descriptor_path=str(settings.descriptor_file))
+    """The Kubernetes config reads its descriptor from the pod's mount and its docs from the image; point Envoy at
+    the files of this checkout instead, changing nothing else, so validate can load them here."""
+    docs = None if settings.api_docs is None else gw.ApiDocs(redoc_file=str(redoc.ensure()))
+    return replace(settings, descriptor_path=str(settings.descriptor_file), api_docs=docs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,9 +223,11 @@ def test_kubernetes_target_rendered_by_the_cli_passes_envoy_validate(
     transcoder = _filter(config, "envoy.filters.http.grpc_json_transcoder")
     assert transcoder["proto_descriptor"] == "/etc/envoy/descriptors/nerava.binpb"
     assert _endpoints(_clusters(config)["ledger"]) == [("ledger.mesh.svc.cluster.local", 50051)]
-    # That path exists only inside the pod; validate the same config with the descriptor it was rendered from.
+    # Those paths exist only inside the pod; validate the same config with the descriptor it was rendered from and
+    # this checkout's docs files.
     transcoder["proto_descriptor"] = str(accounts_descriptor)
-    _assert_valid(config, tmp_path)
+    text = json.dumps(config).replace(gw.KUBERNETES_OPENAPI_PATH, gw.ApiDocs().openapi_file)
+    _assert_valid(json.loads(text.replace(gw.KUBERNETES_REDOC_PATH, str(redoc.ensure()))), tmp_path)
 
 
 def test_tracing_is_configured_only_with_a_collector_and_passes_envoy_validate(
@@ -477,9 +481,13 @@ def test_each_service_has_a_grpc_route_to_its_cluster_and_nothing_else_is_routed
         assert route["route"]["cluster"] == name
         assert route["match"]["grpc"] == {}
         assert route["route"]["timeout"] == "15s"
-    # Every route but the last forwards to a defined cluster; the last one only exists for CORS and answers 404.
+    # Every route but the last forwards to a defined cluster or is one of the GETs Envoy answers itself (the
+    # API document and its docs page); the last one only exists for CORS and answers 404.
     *forwarding, catch_all = routes
-    assert all(route["route"]["cluster"] in clusters for route in forwarding)
+    static = [route for route in forwarding if "direct_response" in route]
+    assert {route["match"]["path"] for route in static} == {"/openapi.json", "/docs", "/docs/redoc.standalone.js"}
+    assert all(route["match"]["headers"][0]["string_match"] == {"exact": "GET"} for route in static)
+    assert all(route["route"]["cluster"] in clusters for route in forwarding if route not in static)
     assert catch_all["match"] == {"prefix": "/"}
     assert catch_all["route"]["cluster"] not in clusters
     assert catch_all["route"]["cluster_not_found_response_code"] == "NOT_FOUND"

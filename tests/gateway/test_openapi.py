@@ -13,7 +13,8 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from openapi_spec_validator import validate
 
-from gateway import openapi
+from gateway import openapi, redoc
+from tests.support.gateway import Gateway
 from tests.support.openapi import UndocumentedAnswer, check_answer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent.parent
@@ -127,3 +128,28 @@ def test_the_answer_check_of_the_rest_fixture_refuses_an_undocumented_answer() -
     check_answer(answer("/v1/nowhere", 404, {"code": 5, "message": "no route", "details": []}))
     with pytest.raises(UndocumentedAnswer):
         check_answer(answer("/v1/nowhere", 404, {"error": "no route"}))
+
+
+async def test_the_gateway_serves_the_document_and_a_docs_page(gateway: Gateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.base_url, timeout=10) as client:
+        served = await client.get("/openapi.json")
+        assert served.status_code == 200, served.text[:300]
+        assert served.headers["content-type"] == "application/json"
+        assert served.json() == json.loads((ROOT / "gen" / "openapi.json").read_text())
+        page = await client.get("/docs")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<redoc spec-url="/openapi.json">' in page.text
+        assert '<script src="/docs/redoc.standalone.js">' in page.text
+        bundle = await client.get("/docs/redoc.standalone.js")
+        assert bundle.status_code == 200
+        assert bundle.headers["content-type"] == "application/javascript"
+        assert bundle.content == redoc.BUNDLE.read_bytes()
+        # Only reads: the docs are not a way past the transcoder's refusal of unknown REST methods.
+        assert (await client.post("/openapi.json", json={})).status_code == 404
+
+
+def test_the_redoc_bundle_is_the_pinned_package(tmp_path: pathlib.Path) -> None:
+    with pytest.raises(redoc.IntegrityError):
+        redoc.extract(b"not the redoc package", tmp_path / "redoc.js")
+    assert not (tmp_path / "redoc.js").exists()

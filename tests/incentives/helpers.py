@@ -7,11 +7,14 @@ import uuid
 from typing import Any
 
 import grpc
+import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ledger import store as ledger_store
 from tests.support.people import Person
 from tests.support.rpc import as_service
 
@@ -168,3 +171,16 @@ def budget_account(campaign: pb.Campaign) -> ledger_pb2.AccountRef:
         else ledger_pb2.CURRENCY_NOVA_POINTS
     )
     return ledger_pb2.AccountRef(type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET, owner_id=campaign.id, currency=currency)
+
+
+async def funding_answered(ledger_engine: AsyncEngine, checkout_session_id: str) -> bool:
+    """Incentives answered the ledger's RecordCampaignFunding for this paid checkout — which it does once its
+    campaign index holds the campaign. The campaign reads ACTIVE a moment before (the commit comes before the
+    index refresh), and a session evaluated in that moment finds no campaign: a test that evaluates right after
+    a Stripe funding waits for this, not for ACTIVE."""
+    o = ledger_store.outbox
+    async with ledger_engine.connect() as conn:
+        delivered = await conn.execute(
+            sa.select(o.c.delivered_at).where(o.c.topic == "campaign.funded", o.c.key == checkout_session_id)
+        )
+        return delivered.scalar_one_or_none() is not None

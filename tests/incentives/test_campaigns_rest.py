@@ -22,6 +22,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
 from tests.incentives.helpers import Incentives
+from tests.support.eventually import eventually
 from tests.support.people import NewPerson, Person
 
 JsonObject = dict[str, Any]
@@ -1094,6 +1095,17 @@ async def _reputation(rest: httpx.AsyncClient, driver: Person) -> JsonObject:
     return _ok(await rest.get("/v1/charging-sessions/reputation", headers=_auth(driver)))
 
 
+async def _reputation_once_credited(rest: httpx.AsyncClient, driver: Person, points: int) -> JsonObject:
+    """The driver's reputation once it holds `points`: a grant counts when the ledger has credited it."""
+
+    async def credited() -> JsonObject:
+        reputation = await _reputation(rest, driver)
+        assert reputation["points"] == points, reputation
+        return reputation
+
+    return await eventually(credited)
+
+
 async def test_reputation_grows_with_grants_and_unrewarded_sessions(
     rest: httpx.AsyncClient, incentives: Incentives, sponsor: Person, driver: Person
 ) -> None:
@@ -1110,7 +1122,7 @@ async def test_reputation_grows_with_grants_and_unrewarded_sessions(
     await incentives.active(sponsor, cost_per_session_cents=120)
     granted = await incentives.evaluate(incentives.session(driver.user_id))
     assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED, granted
-    after_grant = await _reputation(rest, driver)
+    after_grant = await _reputation_once_credited(rest, driver, 120)
     assert (after_grant["points"], after_grant["tier"], after_grant["tier_color"]) == (120, "Silver", "#64748b")
     assert (after_grant["next_tier"], after_grant["points_to_next"]) == ("Gold", 180)
     assert after_grant["progress_to_next"] == pytest.approx(0.1)  # (120 - 100) / (300 - 100)
@@ -1145,7 +1157,7 @@ async def test_reputation_reaches_platinum(
     await incentives.active(sponsor, cost_per_session_cents=700)
     granted = await incentives.evaluate(incentives.session(driver.user_id))
     assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED, granted
-    top = await _reputation(rest, driver)
+    top = await _reputation_once_credited(rest, driver, 700)
     assert (top["points"], top["tier"], top["tier_color"], top["progress_to_next"]) == (700, "Platinum", "#06b6d4", 1)
     assert "next_tier" not in top
     assert "points_to_next" not in top
@@ -1341,7 +1353,7 @@ async def test_a_campaign_allowlisting_an_email_pays_that_driver(
         granted = await incentives.evaluate(incentives.session(allowed.user_id, lat=lat, lng=lng))
         assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED, granted
         assert granted.grant.campaign_id == campaign.id
-        assert (await _reputation(rest, allowed))["points"] == 100
+        await _reputation_once_credited(rest, allowed, 100)
     finally:
         _ok(await rest.post(f"/v1/campaigns/{campaign.id}/pause?reason=done", headers=_auth(sponsor)))
 

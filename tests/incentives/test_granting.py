@@ -278,7 +278,13 @@ async def test_reputation_counts_grants_and_unrewarded_sessions(
     await incentives.active(sponsor, cost_per_session_cents=120)
     await incentives.evaluate(incentives.session(driver.user_id))
     await incentives.evaluate(incentives.session(driver.user_id, charger_id="elsewhere-" + incentives.charger))
-    reputation = await incentives.stub.GetReputation(pb.GetReputationRequest(), metadata=driver.auth)
+
+    async def credited() -> pb.GetReputationResponse:  # a grant counts once the ledger credited it
+        reputation = await incentives.stub.GetReputation(pb.GetReputationRequest(), metadata=driver.auth)
+        assert reputation.points == 125, reputation
+        return reputation
+
+    reputation = await eventually(credited)
     assert (reputation.points, reputation.tier, reputation.next_tier, reputation.points_to_next) == (
         125,
         "Silver",

@@ -26,7 +26,7 @@ from services.incentives.funding import refund_ended
 from services.incentives.workers import end_due_campaigns
 from services.ledger import store as ledger_store
 from services.ledger.refunds import refund_duplicate_payment
-from tests.incentives.helpers import Incentives, budget_account, driver_cash
+from tests.incentives.helpers import Incentives, budget_account, driver_cash, funding_answered
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import as_service, error_reason
@@ -58,19 +58,42 @@ async def pay(stripe_fake: FakeStripe, mesh: Mesh, session_id: str) -> ledger_pb
     )
 
 
+def checkout_of(stripe_fake: FakeStripe, campaign_id: str) -> str:
+    """The id of the (first) Stripe Checkout session opened for the campaign."""
+    return str(next(s["id"] for s in stripe_fake.checkout_sessions if s["metadata"].get("campaign_id") == campaign_id))
+
+
+async def second_checkout(stripe_fake: FakeStripe, campaign_id: str) -> Any:
+    """A second payable session for the campaign, as a second tab opened before one-checkout-at-a-time could
+    have: the same metadata FundCampaign writes."""
+    async with StripeCheckout(api_key=stripe_fake.api_key, base_url=stripe_fake.base_url) as checkout:
+        return await checkout.create_checkout_session(
+            campaign_id=campaign_id,
+            gross_cents=10_000,
+            platform_fee_bps=2000,
+            reward_currency="CURRENCY_CASH_CENTS",
+            success_url="https://console.nerava.test/ok",
+            cancel_url="https://console.nerava.test/no",
+            idempotency_key=None,
+        )
+
+
 async def funded_by_stripe(
     incentives: Incentives, sponsor: Person, stripe_fake: FakeStripe, mesh: Mesh, **overrides: Any
 ) -> tuple[pb.Campaign, str]:
-    """A campaign paid through its checkout and active; (campaign, the payment's PaymentIntent id)."""
+    """A campaign paid through its checkout, active and known to evaluations; (campaign, the payment's
+    PaymentIntent id)."""
     draft = await incentives.create(sponsor, **overrides)
     opened = await incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=draft.id), metadata=sponsor.auth)
     await pay(stripe_fake, mesh, opened.session_id)
-
-    async def active() -> pb.Campaign | None:
-        campaign = await incentives.campaign(draft.id, sponsor)
-        return campaign if campaign.status == pb.CAMPAIGN_STATUS_ACTIVE else None
-
-    campaign = await eventually(active)
+    # Waiting for ACTIVE alone made the tests that evaluate right after this flaky (see funding_answered).
+    ledger_engine = create_engine(mesh.env["DATABASE_URL"], "ledger")
+    try:
+        await eventually(lambda: funding_answered(ledger_engine, opened.session_id))
+    finally:
+        await ledger_engine.dispose()
+    campaign = await incentives.campaign(draft.id, sponsor)
+    assert campaign.status == pb.CAMPAIGN_STATUS_ACTIVE
     return campaign, str(stripe_fake.checkout_session(opened.session_id)["payment_intent"])
 
 
@@ -116,18 +139,7 @@ async def test_paying_a_stale_second_session_refunds_it_with_its_fee(
     draft = await incentives.create(sponsor, budget_cents=10_000)
     fees_before = await incentives.ledger_balance(PLATFORM_FEES)
     opened = await incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=draft.id), metadata=sponsor.auth)
-    # A second payable session for the same campaign, as a second tab opened before the fix could have: the same
-    # metadata FundCampaign writes.
-    async with StripeCheckout(api_key=stripe_fake.api_key, base_url=stripe_fake.base_url) as checkout:
-        stale = await checkout.create_checkout_session(
-            campaign_id=draft.id,
-            gross_cents=10_000,
-            platform_fee_bps=2000,
-            reward_currency="CURRENCY_CASH_CENTS",
-            success_url="https://console.nerava.test/ok",
-            cancel_url="https://console.nerava.test/no",
-            idempotency_key=None,
-        )
+    stale = await second_checkout(stripe_fake, draft.id)
 
     assert (await pay(stripe_fake, mesh, opened.session_id)).outcome == ledger_pb2.WEBHOOK_OUTCOME_PROCESSED
     assert (await pay(stripe_fake, mesh, stale.session_id)).outcome == ledger_pb2.WEBHOOK_OUTCOME_PROCESSED
@@ -357,6 +369,22 @@ class _AsIncentives:
         return await self._ledger.RefundCampaignBudget(request, metadata=as_service("incentives"))
 
 
+async def cancel_refund(
+    incentives: Incentives, campaign_id: str, kept_checkout_session_id: str, *, refunded_before: int, amount: int
+) -> ledger_pb2.RefundCampaignBudgetResponse:
+    """The budget refund a cancellation asks the ledger for (funding._refund)."""
+    return await _AsIncentives(incentives.ledger).RefundCampaignBudget(
+        ledger_pb2.RefundCampaignBudgetRequest(
+            idempotency_key=f"campaign-refund:{campaign_id}:{refunded_before}",
+            campaign_id=campaign_id,
+            currency=ledger_pb2.CURRENCY_CASH_CENTS,
+            amount_cents=amount,
+            reason="campaign canceled",
+            kept_checkout_session_id=kept_checkout_session_id,
+        )
+    )
+
+
 async def test_what_an_ended_campaign_has_left_goes_back_to_the_sponsor(
     incentives: Incentives,
     sponsor: Person,
@@ -379,17 +407,25 @@ async def test_what_an_ended_campaign_has_left_goes_back_to_the_sponsor(
             .where(c.c.id == uuid.UUID(campaign.id))
             .values(end_date=sa.func.now() - sa.text("interval '1 second'"))
         )
-    assert await end_due_campaigns(incentives_engine) >= 1
+    # The ending worker's pass, run here. The mesh's own worker runs the same pass over the same database at any
+    # moment, so what counts is this campaign's outcome, not how many campaigns either pass touched (a count of
+    # this pass was what made the test flaky: the mesh's worker could end or refund this campaign first, and other
+    # tests' campaigns could end in between).
+    await end_due_campaigns(incentives_engine)
     ledger = _AsIncentives(incentives.ledger)
-    assert await refund_ended(incentives_engine, ledger) >= 1  # type: ignore[arg-type]
-    assert await refund_ended(incentives_engine, ledger) == 0  # type: ignore[arg-type]
+    await refund_ended(incentives_engine, ledger)  # type: ignore[arg-type]
     ended = await incentives.campaign(campaign.id, sponsor)
     assert (ended.status, ended.refunded_cents, ended.remaining_cents) == (pb.CAMPAIGN_STATUS_ENDED, 7_900, 0)
+    await refund_ended(incentives_engine, ledger)  # type: ignore[arg-type]
+    assert (await incentives.campaign(campaign.id, sponsor)).refunded_cents == 7_900
 
     async def refunded() -> bool:
         return stripe_fake.refunded_cents(intent) == 7_900
 
     await eventually(refunded)
+    # Exactly once: one Stripe refund of the remainder, and nothing left in the budget account.
+    assert [r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent] == [7_900]
+    assert await incentives.ledger_balance(budget_account(campaign)) == 0
 
 
 async def test_concurrent_cancellations_refund_the_remainder_once(
@@ -432,14 +468,8 @@ async def test_a_cancel_retried_after_a_lost_refund_answer_and_a_clawback_refund
     await eventually(credited)
     # A cancellation's refund of the 7,900 left committed at the ledger, and its answer never reached incentives
     # (the same request CancelCampaign sends: the key of "nothing refunded before").
-    lost = await _AsIncentives(incentives.ledger).RefundCampaignBudget(
-        ledger_pb2.RefundCampaignBudgetRequest(
-            idempotency_key=f"campaign-refund:{campaign.id}:0",
-            campaign_id=campaign.id,
-            currency=ledger_pb2.CURRENCY_CASH_CENTS,
-            amount_cents=7_900,
-            reason="campaign canceled",
-        )
+    lost = await cancel_refund(
+        incentives, campaign.id, checkout_of(stripe_fake, campaign.id), refunded_before=0, amount=7_900
     )
     assert lost.refunded_cents == 7_900
     # Meanwhile the reward is clawed back: 8,000 is left in incentives' books, 100 in the budget account.
@@ -472,17 +502,11 @@ async def test_a_payment_refunded_whole_after_a_budget_refund_took_part_of_it_is
     one (its RecordCampaignFunding delivery was retried while a newer checkout's went through), a cancellation
     refunds part of it, and its whole refund afterwards must return only the rest: gross in total."""
     campaign, intent = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
-    part = await _AsIncentives(incentives.ledger).RefundCampaignBudget(
-        ledger_pb2.RefundCampaignBudgetRequest(
-            idempotency_key=f"campaign-refund:{campaign.id}:0",
-            campaign_id=campaign.id,
-            currency=ledger_pb2.CURRENCY_CASH_CENTS,
-            amount_cents=3_000,
-            reason="campaign canceled",
-        )
+    part = await cancel_refund(
+        incentives, campaign.id, checkout_of(stripe_fake, campaign.id), refunded_before=0, amount=3_000
     )
     assert part.stripe_refunded_cents == 3_000
-    session_id = next(s["id"] for s in stripe_fake.checkout_sessions if s["metadata"].get("campaign_id") == campaign.id)
+    session_id = checkout_of(stripe_fake, campaign.id)
     ledger_engine = create_engine(database_url, "ledger")
     try:
         assert await refund_duplicate_payment(ledger_engine, session_id, "FAILED_PRECONDITION: not taken")
@@ -605,10 +629,16 @@ async def test_a_credited_grant_of_a_renamed_campaign_is_clawed_back(
     assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 0
 
 
-async def test_a_clawback_after_a_cancel_reports_what_is_left_after_the_refund(
-    incentives: Incentives, sponsor: Person, admin: Person, driver: Person, stripe_fake: FakeStripe, mesh: Mesh
+async def test_budget_a_clawback_returns_to_a_canceled_campaign_goes_to_the_sponsor_once(
+    incentives: Incentives,
+    sponsor: Person,
+    admin: Person,
+    driver: Person,
+    stripe_fake: FakeStripe,
+    mesh: Mesh,
+    incentives_engine: AsyncEngine,
 ) -> None:
-    campaign, _ = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
+    campaign, intent = await funded_by_stripe(incentives, sponsor, stripe_fake, mesh, budget_cents=10_000)
     granted = await incentives.evaluate(incentives.session(driver.user_id))
     assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED
 
@@ -624,13 +654,25 @@ async def test_a_clawback_after_a_cancel_reports_what_is_left_after_the_refund(
         pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud", request_id=str(uuid.uuid4())),
         metadata=admin.auth,
     )
-    assert clawed.campaign_remaining_cents == 100  # the reward back; the 7,900 went to the sponsor
+    # The reward came back to a canceled campaign: it goes on to the sponsor in the same flow, not at a next cancel.
+    assert clawed.campaign_remaining_cents == 0
     again = await incentives.stub.ClawbackGrant(
         pb.ClawbackGrantRequest(grant_id=granted.grant.id, reason="fraud", request_id=str(uuid.uuid4())),
         metadata=admin.auth,
     )
-    assert again.campaign_remaining_cents == 100
-    assert (await incentives.campaign(campaign.id, sponsor)).remaining_cents == 100
+    assert again.campaign_remaining_cents == 0
+    after = await incentives.campaign(campaign.id, sponsor)
+    assert (after.refunded_cents, after.remaining_cents) == (8_000, 0)
+    assert await incentives.ledger_balance(budget_account(campaign)) == 0
+
+    async def refunded() -> bool:
+        return stripe_fake.refunded_cents(intent) == 8_000
+
+    await eventually(refunded)
+    # The worker's pass over closed campaigns finds nothing more to refund: once.
+    await refund_ended(incentives_engine, _AsIncentives(incentives.ledger))  # type: ignore[arg-type]
+    assert (await incentives.campaign(campaign.id, sponsor)).refunded_cents == 8_000
+    assert sorted(r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent) == [100, 7_900]
 
 
 async def test_an_ended_campaign_the_ledger_cannot_refund_does_not_starve_the_others(
@@ -674,3 +716,152 @@ async def test_an_ended_campaign_the_ledger_cannot_refund_does_not_starve_the_ot
             break
     assert (await incentives.campaign(other.id, sponsor)).refunded_cents == 8_000
     assert (await incentives.campaign(stuck.id, sponsor)).refunded_cents == 0
+
+
+async def test_platform_funding_retried_by_another_admin_after_a_crash_completes_once(
+    incentives: Incentives, sponsor: Person, admin: Person, person: NewPerson
+) -> None:
+    draft = await incentives.create(sponsor, budget_cents=10_000)
+    # The first admin's attempt moved the money at the ledger and died before incentives said FUNDED: the
+    # transfer it posted (the same request FundCampaignFromPlatform sends) is all that is left of it.
+    budget = budget_account(draft)
+    await incentives.ledger.PostTransfer(
+        ledger_pb2.PostTransferRequest(
+            idempotency_key=f"platform-funding:{draft.id}",
+            kind=ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING,
+            currency=ledger_pb2.CURRENCY_CASH_CENTS,
+            amount=8_000,
+            from_account=ledger_pb2.AccountRef(
+                type=ledger_pb2.ACCOUNT_TYPE_EXTERNAL_FUNDING, owner_id="platform", currency=budget.currency
+            ),
+            to_account=budget,
+            metadata=ledger_pb2.TransferMetadata(
+                campaign_id=draft.id,
+                campaign_name=draft.name,
+                actor_id=admin.user_id,
+                reason="launch partner",
+                description="Funded by the platform",
+            ),
+        ),
+        metadata=as_service("incentives"),
+    )
+    other = await person("admin")
+    retried = await incentives.stub.FundCampaignFromPlatform(
+        pb.FundCampaignFromPlatformRequest(campaign_id=draft.id, reason="retry", request_id=str(uuid.uuid4())),
+        metadata=other.auth,
+    )
+    assert (retried.campaign.funding_status, retried.campaign.budget_cents) == (pb.FUNDING_STATUS_FUNDED, 8_000)
+    again = await incentives.stub.FundCampaignFromPlatform(
+        pb.FundCampaignFromPlatformRequest(campaign_id=draft.id, reason="again", request_id=str(uuid.uuid4())),
+        metadata=admin.auth,
+    )
+    assert again.campaign.funding_status == pb.FUNDING_STATUS_FUNDED
+    assert await incentives.ledger_balance(budget) == 8_000  # moved once
+    await incentives.stub.ActivateCampaign(pb.ActivateCampaignRequest(campaign_id=draft.id), metadata=admin.auth)
+
+
+async def test_a_grant_credit_asked_again_after_a_rename_is_the_same_request(
+    incentives: Incentives, sponsor: Person, driver: Person, incentives_engine: AsyncEngine
+) -> None:
+    campaign = await incentives.active(sponsor, budget_cents=10_000)
+    granted = await incentives.evaluate(incentives.session(driver.user_id))
+    g, o = store.grants, store.outbox
+    grant_id = uuid.UUID(granted.grant.id)
+
+    async def credited() -> uuid.UUID | None:
+        async with incentives_engine.connect() as conn:
+            row = (await conn.execute(sa.select(g.c.status, g.c.ledger_transfer_id).where(g.c.id == grant_id))).one()
+        return row.ledger_transfer_id if row.status == pb.GRANT_STATUS_GRANTED else None
+
+    transfer_id = await eventually(credited)
+    # The credit's answer was lost (the ledger holds the transfer, incentives does not know), and the campaign is
+    # renamed before the relay asks again.
+    async with incentives_engine.begin() as conn:
+        await conn.execute(
+            sa.update(g).where(g.c.id == grant_id).values(status=pb.GRANT_STATUS_PENDING, ledger_transfer_id=None)
+        )
+        await conn.execute(
+            sa.update(o)
+            .where(o.c.topic == "grant.credit", o.c.key == str(grant_id))
+            .values(delivered_at=None, attempts=0, available_at=sa.func.now())
+        )
+        await conn.execute(
+            sa.update(store.campaigns).where(store.campaigns.c.id == uuid.UUID(campaign.id)).values(name="Renamed")
+        )
+    assert await eventually(credited) == transfer_id  # the ledger answered the original transfer
+    async with incentives_engine.connect() as conn:
+        row = (await conn.execute(sa.select(o).where(o.c.topic == "grant.credit", o.c.key == str(grant_id)))).one()
+    assert row.failed_at is None and row.delivered_at is not None
+    assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 100
+
+
+async def test_a_grant_whose_credit_is_not_confirmed_is_not_shown_to_the_driver(
+    incentives: Incentives, sponsor: Person, driver: Person, incentives_engine: AsyncEngine
+) -> None:
+    await incentives.active(sponsor, budget_cents=10_000)
+    session = incentives.session(driver.user_id)
+    granted = await incentives.evaluate(session)
+    assert granted.outcome == pb.EVALUATION_OUTCOME_GRANTED
+
+    async def shown() -> list[pb.Grant]:
+        reply = await incentives.stub.BatchGetSessionGrants(
+            pb.BatchGetSessionGrantsRequest(session_ids=[session.session_id]), metadata=as_service("sessions")
+        )
+        return list(reply.grants)
+
+    [grant] = await eventually(shown)
+    assert grant.status == pb.GRANT_STATUS_GRANTED
+    # The same grant while its credit is still on its way (PENDING: the ledger may yet refuse it): what sessions
+    # turns into the driver's "incentive granted" must not name it.
+    g = store.grants
+    async with incentives_engine.begin() as conn:
+        await conn.execute(sa.update(g).where(g.c.id == uuid.UUID(grant.id)).values(status=pb.GRANT_STATUS_PENDING))
+    assert await shown() == []
+    reputation = await incentives.stub.GetReputation(pb.GetReputationRequest(), metadata=driver.auth)
+    assert reputation.points == 0  # nor does the reward raise the driver's reputation before it is credited
+    async with incentives_engine.begin() as conn:
+        await conn.execute(sa.update(g).where(g.c.id == uuid.UUID(grant.id)).values(status=pb.GRANT_STATUS_GRANTED))
+
+
+async def test_a_budget_refund_goes_to_the_kept_payment_not_to_an_older_one_the_campaign_refused(
+    incentives: Incentives, sponsor: Person, stripe_fake: FakeStripe, mesh: Mesh, incentives_engine: AsyncEngine
+) -> None:
+    draft = await incentives.create(sponsor, budget_cents=10_000)
+    kept = await incentives.stub.FundCampaign(pb.FundCampaignRequest(campaign_id=draft.id), metadata=sponsor.auth)
+    refused = await second_checkout(stripe_fake, draft.id)
+    c = store.campaigns
+    # Both payments are booked at the ledger — the one the campaign will refuse first — while incentives is busy
+    # with the campaign (its row is locked here), so neither delivery has been answered yet.
+    async with incentives_engine.begin() as conn:
+        await conn.execute(sa.select(c.c.id).where(c.c.id == uuid.UUID(draft.id)).with_for_update())
+        await pay(stripe_fake, mesh, refused.session_id)
+        await pay(stripe_fake, mesh, kept.session_id)
+        # The campaign takes the newer payment, and is canceled; its budget is refunded in two parts (what a cancel
+        # retried after a clawback asks), each against the payment it kept.
+        first = await cancel_refund(incentives, draft.id, kept.session_id, refunded_before=0, amount=3_000)
+        rest = await cancel_refund(incentives, draft.id, kept.session_id, refunded_before=3_000, amount=6_000)
+        await conn.execute(
+            sa.update(c)
+            .where(c.c.id == uuid.UUID(draft.id))
+            .values(
+                status=pb.CAMPAIGN_STATUS_CANCELED,
+                funding_status=pb.FUNDING_STATUS_FUNDED,
+                checkout_session_id=kept.session_id,
+                gross_funding_cents=10_000,
+                platform_fee_cents=2_000,
+                budget_cents=8_000,
+                refunded_cents=8_000,
+            )
+        )
+    # What is left of the kept payment, exactly: 3,000 then 5,000 (6,000 asked), none of the refused one.
+    assert (first.refunded_cents, rest.refunded_cents) == (3_000, 5_000)
+    kept_intent = str(stripe_fake.checkout_session(kept.session_id)["payment_intent"])
+    refused_intent = str(stripe_fake.checkout_session(refused.session_id)["payment_intent"])
+
+    async def settled() -> bool:
+        return stripe_fake.refunded_cents(kept_intent) == 8_000 and stripe_fake.refunded_cents(refused_intent) == 10_000
+
+    await eventually(settled)  # the refused payment is refunded whole (fee included) when its delivery is answered
+    assert sorted(r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == kept_intent) == [3_000, 5_000]
+    assert [r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == refused_intent] == [10_000]
+    assert await incentives.ledger_balance(budget_account(draft)) == 0

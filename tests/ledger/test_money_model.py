@@ -43,7 +43,7 @@ from fakes.stripe import FakeStripe
 from services.common.db import create_engine
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.ledger.invariants import violations
-from tests.incentives.helpers import campaign_request, ended_session
+from tests.incentives.helpers import campaign_request, ended_session, funding_answered
 from tests.merchants.helpers import Merchants, new_charger
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
@@ -183,7 +183,12 @@ class MoneyAuditor(RuleBasedStateMachine):
                 ipb.FundCampaignRequest(campaign_id=created.id), metadata=self.world.sponsor.auth
             )
             self.pay(opened.session_id)
-            self.wait(lambda: self.campaign(created.id).status == ipb.CAMPAIGN_STATUS_ACTIVE, "funded by Stripe")
+            # Answered (not merely ACTIVE): the next rule may evaluate a session at once (see funding_answered).
+            self.wait(
+                lambda: self.loop.run_until_complete(funding_answered(self.engine, opened.session_id)),
+                "funded by Stripe",
+            )
+            assert self.campaign(created.id).status == ipb.CAMPAIGN_STATUS_ACTIVE
         else:
             self.incentives.FundCampaignFromPlatform(
                 ipb.FundCampaignFromPlatformRequest(
@@ -230,6 +235,10 @@ class MoneyAuditor(RuleBasedStateMachine):
             note(f"clawback of {grant.id[:8]} refused: {error.details()}")  # type: ignore[attr-defined]
             return
         assert reply.grant.status == ipb.GRANT_STATUS_CLAWED_BACK
+        after = self.campaign(reply.grant.campaign_id)
+        if after.status == ipb.CAMPAIGN_STATUS_CANCELED:
+            # The reward came back to a canceled campaign: it went on to the sponsor at once, not at a next cancel.
+            assert reply.campaign_remaining_cents == after.remaining_cents == 0, (reply, after)
         self.world.done["clawback"] += 1
         note(f"grant {grant.id[:8]} clawed back")
 

@@ -59,6 +59,29 @@ VARIANTS: list[tuple[str, str, Callable[[], dict[str, Any]]]] = [
     ("unknown account", "account.updated", lambda: {"id": "acct_nobody", "object": "account"}),
     ("a type we do not handle", "charge.refunded", lambda: {"id": "ch_1", "object": "charge"}),
     ("a payout on a connected account", "payout.paid", lambda: {"id": "po_1", "object": "payout"}),
+    # Signed, and malformed where we read it: never a server error (Stripe would retry it for days).
+    ("transfer whose metadata is a list", "transfer.created", lambda: {**_transfer("x"), "metadata": ["payout_id"]}),
+    (
+        "account whose capabilities are text",
+        "account.updated",
+        lambda: {"id": "acct_nobody", "object": "account", "capabilities": "active"},
+    ),
+    ("account whose id is a number", "account.updated", lambda: {"id": 42, "object": "account"}),
+    (
+        "checkout whose amount is text",
+        "checkout.session.completed",
+        lambda: {**_checkout(str(uuid.uuid4()), 5_000), "amount_total": "5000"},
+    ),
+    (
+        "checkout whose metadata is text",
+        "checkout.session.completed",
+        lambda: {**_checkout(str(uuid.uuid4()), 5_000), "metadata": "campaign"},
+    ),
+    (
+        "checkout whose PaymentIntent is an object",
+        "checkout.session.completed",
+        lambda: {**_checkout(str(uuid.uuid4()), 5_000), "payment_intent": {"id": "pi_1"}},
+    ),
 ]
 
 

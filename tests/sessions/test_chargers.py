@@ -178,7 +178,7 @@ async def test_import_is_an_idempotent_upsert_keyed_by_source_and_external_id(se
         "Springfield",
         "IL",
     )
-    assert (kept.zone_id, kept.status, kept.lat, kept.lng) == ("springfield", "unknown", lat, lng)
+    assert (kept.zone_id, kept.status, kept.lat, kept.lng) == ("springfield", "available", lat, lng)
 
     # The same external id from another source is another charger.
     assert await import_(sessions, admin, records[0], source="osm") == pb.ImportChargersResponse(created=1)
@@ -717,7 +717,7 @@ async def test_the_driver_app_searches_opens_and_checks_chargers_over_rest(
     # The detail sheet, at both paths.
     for path in (f"/v1/chargers/rest-{name}", f"/v1/chargers/rest-{name}/detail"):
         detail = _ok(await rest.get(path, params={"lat": at[0], "lng": at[1]}))
-        assert (detail["id"], detail["status"], detail["drive_time_min"]) == (f"rest-{name}", "unknown", 1)
+        assert (detail["id"], detail["status"], detail["drive_time_min"]) == (f"rest-{name}", "available", 1)
         assert detail["distance_m"] == pytest.approx(200, abs=0.1)
         assert (detail["total_sessions_30d"], detail["avg_duration_min"], detail["drivers_charging_now"]) == (0, 0, 0)
     missing = _refused_rest(await rest.get(f"/v1/chargers/nope-{name}"), 404)
@@ -741,12 +741,8 @@ async def test_the_driver_app_searches_opens_and_checks_chargers_over_rest(
     nowhere = _ok(
         await rest.get("/v1/drivers/location/check", params={"lat": empty_lat, "lng": empty_lng}, headers=_auth(driver))
     )
-    assert nowhere == {
-        "in_charger_radius": False,
-        "nearest_charger_id": "",
-        "nearest_charger_name": "",
-        "radius_m": 150,
-    }
+    # No charger: the ids are absent, never "" (the app would send "" back as a charger id) nor null.
+    assert nowhere == {"in_charger_radius": False, "radius_m": 150}
 
 
 async def test_bad_positions_over_rest_are_400_naming_the_field(rest: httpx.AsyncClient, driver: Person) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from gateway import render
+from gateway import redoc, render
 from tests.support.mesh import Mesh
 from tools.embedded import free_port
 
@@ -32,6 +32,7 @@ async def running_gateway(
     mesh: Mesh, workdir: pathlib.Path, otlp_port: int | None = None, **overrides: Any
 ) -> AsyncIterator[Gateway]:
     listen, admin = free_port(), free_port()
+    redoc.ensure()  # the /docs page's bundle, which `make setup` fetches; Envoy refuses a config naming no file
     settings = render.GatewaySettings.local(
         listen=render.Endpoint("127.0.0.1", listen),
         admin=render.Endpoint("127.0.0.1", admin),

@@ -56,7 +56,11 @@ class AccountsServiceStub:
     CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
     MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
     MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+    FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+    AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel):
@@ -175,6 +179,26 @@ class AccountsServiceStub:
                 request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesRequest.SerializeToString,
                 response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/ListAuditEntries',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListFlags = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/ListFlags',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListFlagsRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListFlagsResponse.FromString,
+                _registered_method=True)
+        self.GetFlag = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/GetFlag',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetFlagRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetFlagResponse.FromString,
+                _registered_method=True)
+        self.ToggleFlag = channel.unary_unary(
+                '/nerava.accounts.v1.AccountsService/ToggleFlag',
+                request_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ToggleFlagRequest.SerializeToString,
+                response_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ToggleFlagResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -208,7 +232,11 @@ class AccountsServiceServicer:
     CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
     MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
     MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+    FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+    AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def StartPhoneLogin(self, request, context):
@@ -385,6 +413,38 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+        initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+        this merges them. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFlags(self, request, context):
+        """The feature flags of this environment with their current values. Public: the apps read them before
+        sign-in, and services read them through services/common/flags.py.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFlag(self, request, context):
+        """One feature flag of this environment. Public.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ToggleFlag(self, request, context):
+        """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+        within seconds. Write-admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -498,6 +558,26 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesRequest.FromString,
                     response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesResponse.SerializeToString,
             ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFlags,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListFlagsRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListFlagsResponse.SerializeToString,
+            ),
+            'GetFlag': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFlag,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetFlagRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetFlagResponse.SerializeToString,
+            ),
+            'ToggleFlag': grpc.unary_unary_rpc_method_handler(
+                    servicer.ToggleFlag,
+                    request_deserializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ToggleFlagRequest.FromString,
+                    response_serializer=nerava_dot_accounts_dot_v1_dot_accounts__pb2.ToggleFlagResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nerava.accounts.v1.AccountsService', rpc_method_handlers)
@@ -537,7 +617,11 @@ class AccountsService:
     CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
     MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
     MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+    FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+    AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
     INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @staticmethod
@@ -1124,6 +1208,114 @@ class AccountsService:
             '/nerava.accounts.v1.AccountsService/SetUserRoles',
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesRequest.SerializeToString,
             nerava_dot_accounts_dot_v1_dot_accounts__pb2.SetUserRolesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/ListAuditEntries',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/ListFlags',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListFlagsRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ListFlagsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFlag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/GetFlag',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetFlagRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.GetFlagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ToggleFlag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.accounts.v1.AccountsService/ToggleFlag',
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ToggleFlagRequest.SerializeToString,
+            nerava_dot_accounts_dot_v1_dot_accounts__pb2.ToggleFlagResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,7 +57,11 @@ class AccountsServiceStub:
                                                    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @_typing.overload
@@ -140,6 +144,21 @@ class AccountsServiceStub:
     """
     SetUserRoles: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]
     """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListAuditEntriesRequest, _accounts_pb2.ListAuditEntriesResponse]
+    """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+    initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+    this merges them. Admin (read-only or write).
+    """
+    ListFlags: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListFlagsRequest, _accounts_pb2.ListFlagsResponse]
+    """The feature flags of this environment with their current values. Public: the apps read them before
+    sign-in, and services read them through services/common/flags.py.
+    """
+    GetFlag: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetFlagRequest, _accounts_pb2.GetFlagResponse]
+    """One feature flag of this environment. Public."""
+    ToggleFlag: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ToggleFlagRequest, _accounts_pb2.ToggleFlagResponse]
+    """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+    within seconds. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -173,7 +192,11 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
                                                    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -253,6 +276,21 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """
     SetUserRoles: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]  # type: ignore[assignment]
     """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListAuditEntriesRequest, _accounts_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+    initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+    this merges them. Admin (read-only or write).
+    """
+    ListFlags: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListFlagsRequest, _accounts_pb2.ListFlagsResponse]  # type: ignore[assignment]
+    """The feature flags of this environment with their current values. Public: the apps read them before
+    sign-in, and services read them through services/common/flags.py.
+    """
+    GetFlag: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetFlagRequest, _accounts_pb2.GetFlagResponse]  # type: ignore[assignment]
+    """One feature flag of this environment. Public."""
+    ToggleFlag: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ToggleFlagRequest, _accounts_pb2.ToggleFlagResponse]  # type: ignore[assignment]
+    """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+    within seconds. Write-admin only; audited.
+    """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AccountsService owns who a caller is: users and their roles, phone and email one-time-code login,
@@ -285,7 +323,11 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     @_abc_1.abstractmethod
@@ -495,5 +537,44 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.SetUserRolesResponse, _abc.Awaitable[_accounts_pb2.SetUserRolesResponse]]:
         """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _accounts_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ListAuditEntriesResponse, _abc.Awaitable[_accounts_pb2.ListAuditEntriesResponse]]:
+        """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+        initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+        this merges them. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFlags(
+        self,
+        request: _accounts_pb2.ListFlagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ListFlagsResponse, _abc.Awaitable[_accounts_pb2.ListFlagsResponse]]:
+        """The feature flags of this environment with their current values. Public: the apps read them before
+        sign-in, and services read them through services/common/flags.py.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFlag(
+        self,
+        request: _accounts_pb2.GetFlagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.GetFlagResponse, _abc.Awaitable[_accounts_pb2.GetFlagResponse]]:
+        """One feature flag of this environment. Public."""
+
+    @_abc_1.abstractmethod
+    def ToggleFlag(
+        self,
+        request: _accounts_pb2.ToggleFlagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_pb2.ToggleFlagResponse, _abc.Awaitable[_accounts_pb2.ToggleFlagResponse]]:
+        """Turns a feature flag of this environment on or off; every replica of every service sees the new value
+        within seconds. Write-admin only; audited.
+        """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

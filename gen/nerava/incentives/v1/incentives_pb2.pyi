@@ -5,6 +5,8 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nerava.audit.v1 import audit_pb2 as _audit_pb2
+from nerava.outbox.v1 import outbox_pb2 as _outbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -818,3 +820,79 @@ class EvaluateSessionResponse(_message.Message):
     reputation_points_awarded: int
     replayed: bool
     def __init__(self, outcome: _Optional[_Union[EvaluationOutcome, str]] = ..., grant: _Optional[_Union[Grant, _Mapping]] = ..., candidates: _Optional[_Iterable[_Union[CandidateResult, _Mapping]]] = ..., reputation_points_awarded: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
+class ListAuditEntriesRequest(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _audit_pb2.AuditQuery
+    def __init__(self, query: _Optional[_Union[_audit_pb2.AuditQuery, _Mapping]] = ...) -> None: ...
+
+class ListAuditEntriesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_audit_pb2.AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_audit_pb2.AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[_outbox_pb2.DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[_outbox_pb2.DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("ids", "reason")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class ChargerPlace(_message.Message):
+    __slots__ = ("charger_id", "network", "zone_id", "lat", "lng")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    network: str
+    zone_id: str
+    lat: float
+    lng: float
+    def __init__(self, charger_id: _Optional[str] = ..., network: _Optional[str] = ..., zone_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class ListChargerRewardsRequest(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerPlace]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerPlace, _Mapping]]] = ...) -> None: ...
+
+class ChargerReward(_message.Message):
+    __slots__ = ("charger_id", "reward_cents", "reward_kind", "campaign_id")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    REWARD_CENTS_FIELD_NUMBER: _ClassVar[int]
+    REWARD_KIND_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    reward_cents: int
+    reward_kind: RewardKind
+    campaign_id: str
+    def __init__(self, charger_id: _Optional[str] = ..., reward_cents: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., campaign_id: _Optional[str] = ...) -> None: ...
+
+class ListChargerRewardsResponse(_message.Message):
+    __slots__ = ("rewards",)
+    REWARDS_FIELD_NUMBER: _ClassVar[int]
+    rewards: _containers.RepeatedCompositeFieldContainer[ChargerReward]
+    def __init__(self, rewards: _Optional[_Iterable[_Union[ChargerReward, _Mapping]]] = ...) -> None: ...

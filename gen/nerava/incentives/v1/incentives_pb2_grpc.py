@@ -65,6 +65,8 @@ class IncentivesServiceStub:
     budget is funded (a paid checkout or FundCampaignFromPlatform)
     CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
     CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+    CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+    platform funding key and holds no such funding (a person looks)
     BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
     CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
     BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -84,6 +86,9 @@ class IncentivesServiceStub:
     and accounts did not answer; retry
     LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
     refund or a platform funding; retry (same request_id)
+    TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -195,10 +200,30 @@ class IncentivesServiceStub:
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.SerializeToString,
                 response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsResponse.FromString,
                 _registered_method=True)
+        self.ListChargerRewards = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/ListChargerRewards',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsResponse.FromString,
+                _registered_method=True)
         self.EvaluateSession = channel.unary_unary(
                 '/nerava.incentives.v1.IncentivesService/EvaluateSession',
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.SerializeToString,
                 response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/ListAuditEntries',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/ListDeadLetters',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/ReplayDeadLetters',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
 
 
@@ -242,6 +267,8 @@ class IncentivesServiceServicer:
     budget is funded (a paid checkout or FundCampaignFromPlatform)
     CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
     CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+    CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+    platform funding key and holds no such funding (a person looks)
     BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
     CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
     BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -261,6 +288,9 @@ class IncentivesServiceServicer:
     and accounts did not answer; retry
     LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
     refund or a platform funding; retry (same request_id)
+    TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -381,7 +411,8 @@ class IncentivesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetReputation(self, request, context):
-        """The driver's reputation: points, tier and charging streak. Driver.
+        """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -420,7 +451,9 @@ class IncentivesServiceServicer:
         """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
         ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
         reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-        activated. Idempotent on request_id. Admin (write); audited.
+        activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+        answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+        Admin (write); audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -429,7 +462,19 @@ class IncentivesServiceServicer:
     def BatchGetSessionGrants(self, request, context):
         """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
         session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-        without a grant are simply absent. Services only.
+        without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+        it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+        only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListChargerRewards(self, request, context):
+        """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+        session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+        left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+        allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -440,6 +485,29 @@ class IncentivesServiceServicer:
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -543,10 +611,30 @@ def add_IncentivesServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsRequest.FromString,
                     response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.BatchGetSessionGrantsResponse.SerializeToString,
             ),
+            'ListChargerRewards': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListChargerRewards,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsResponse.SerializeToString,
+            ),
             'EvaluateSession': grpc.unary_unary_rpc_method_handler(
                     servicer.EvaluateSession,
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.FromString,
                     response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -596,6 +684,8 @@ class IncentivesService:
     budget is funded (a paid checkout or FundCampaignFromPlatform)
     CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
     CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+    CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+    platform funding key and holds no such funding (a person looks)
     BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
     CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
     BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -615,6 +705,9 @@ class IncentivesService:
     and accounts did not answer; retry
     LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
     refund or a platform funding; retry (same request_id)
+    TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -1139,6 +1232,33 @@ class IncentivesService:
             _registered_method=True)
 
     @staticmethod
+    def ListChargerRewards(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/ListChargerRewards',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListChargerRewardsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def EvaluateSession(request,
             target,
             options=(),
@@ -1155,6 +1275,87 @@ class IncentivesService:
             '/nerava.incentives.v1.IncentivesService/EvaluateSession',
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionRequest.SerializeToString,
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.EvaluateSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/ListAuditEntries',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/ListDeadLetters',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListDeadLettersRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/ReplayDeadLetters',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ReplayDeadLettersRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

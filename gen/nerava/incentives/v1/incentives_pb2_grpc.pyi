@@ -66,6 +66,8 @@ class IncentivesServiceStub:
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -85,6 +87,9 @@ class IncentivesServiceStub:
                                                      and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
                                                      refund or a platform funding; retry (same request_id)
+      TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -151,7 +156,9 @@ class IncentivesServiceStub:
     failed. Changes nothing. Owning sponsor, admin.
     """
     GetReputation: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]
-    """The driver's reputation: points, tier and charging streak. Driver."""
+    """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+    (not while PENDING, never when FAILED or clawed back). Driver.
+    """
     ClawbackGrant: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
@@ -173,18 +180,38 @@ class IncentivesServiceStub:
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
     ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
     reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-    activated. Idempotent on request_id. Admin (write); audited.
+    activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+    answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+    Admin (write); audited.
     """
     BatchGetSessionGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
     session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-    without a grant are simply absent. Services only.
+    without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+    it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+    only.
+    """
+    ListChargerRewards: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListChargerRewardsRequest, _incentives_pb2.ListChargerRewardsResponse]
+    """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+    session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+    left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+    allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
     """
     EvaluateSession: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
+    """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListDeadLettersRequest, _incentives_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ReplayDeadLettersRequest, _incentives_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
     """
 
 @_typing.type_check_only
@@ -228,6 +255,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -247,6 +276,9 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
                                                      and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
                                                      refund or a platform funding; retry (same request_id)
+      TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -310,7 +342,9 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     failed. Changes nothing. Owning sponsor, admin.
     """
     GetReputation: _aio.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]  # type: ignore[assignment]
-    """The driver's reputation: points, tier and charging streak. Driver."""
+    """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+    (not while PENDING, never when FAILED or clawed back). Driver.
+    """
     ClawbackGrant: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]  # type: ignore[assignment]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
@@ -332,18 +366,38 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
     ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
     reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-    activated. Idempotent on request_id. Admin (write); audited.
+    activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+    answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+    Admin (write); audited.
     """
     BatchGetSessionGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]  # type: ignore[assignment]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
     session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-    without a grant are simply absent. Services only.
+    without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+    it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+    only.
+    """
+    ListChargerRewards: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListChargerRewardsRequest, _incentives_pb2.ListChargerRewardsResponse]  # type: ignore[assignment]
+    """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+    session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+    left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+    allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
     """
     EvaluateSession: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]  # type: ignore[assignment]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListDeadLettersRequest, _incentives_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ReplayDeadLettersRequest, _incentives_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
     """
 
 class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -386,6 +440,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -405,6 +461,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
                                                      and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
                                                      refund or a platform funding; retry (same request_id)
+      TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -550,7 +609,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.GetReputationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.GetReputationResponse, _abc.Awaitable[_incentives_pb2.GetReputationResponse]]:
-        """The driver's reputation: points, tier and charging streak. Driver."""
+        """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
+        """
 
     @_abc_1.abstractmethod
     def ClawbackGrant(
@@ -596,7 +657,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
         ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
         reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-        activated. Idempotent on request_id. Admin (write); audited.
+        activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+        answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+        Admin (write); audited.
         """
 
     @_abc_1.abstractmethod
@@ -607,7 +670,21 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.BatchGetSessionGrantsResponse, _abc.Awaitable[_incentives_pb2.BatchGetSessionGrantsResponse]]:
         """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
         session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-        without a grant are simply absent. Services only.
+        without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+        it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+        only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListChargerRewards(
+        self,
+        request: _incentives_pb2.ListChargerRewardsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListChargerRewardsResponse, _abc.Awaitable[_incentives_pb2.ListChargerRewardsResponse]]:
+        """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+        session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+        left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+        allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
         """
 
     @_abc_1.abstractmethod
@@ -620,6 +697,34 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _incentives_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListAuditEntriesResponse, _abc.Awaitable[_incentives_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _incentives_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ListDeadLettersResponse, _abc.Awaitable[_incentives_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _incentives_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_incentives_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
 
 def add_IncentivesServiceServicer_to_server(servicer: IncentivesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -4,6 +4,8 @@ from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nerava.audit.v1 import audit_pb2 as _audit_pb2
+from nerava.outbox.v1 import outbox_pb2 as _outbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -668,18 +670,20 @@ class AdminGrantResponse(_message.Message):
     def __init__(self, transfer_id: _Optional[str] = ..., amount: _Optional[int] = ..., balance_after: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class RefundCampaignBudgetRequest(_message.Message):
-    __slots__ = ("idempotency_key", "campaign_id", "currency", "amount_cents", "reason")
+    __slots__ = ("idempotency_key", "campaign_id", "currency", "amount_cents", "reason", "kept_checkout_session_id")
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
     CURRENCY_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_CENTS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    KEPT_CHECKOUT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     idempotency_key: str
     campaign_id: str
     currency: Currency
     amount_cents: int
     reason: str
-    def __init__(self, idempotency_key: _Optional[str] = ..., campaign_id: _Optional[str] = ..., currency: _Optional[_Union[Currency, str]] = ..., amount_cents: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    kept_checkout_session_id: str
+    def __init__(self, idempotency_key: _Optional[str] = ..., campaign_id: _Optional[str] = ..., currency: _Optional[_Union[Currency, str]] = ..., amount_cents: _Optional[int] = ..., reason: _Optional[str] = ..., kept_checkout_session_id: _Optional[str] = ...) -> None: ...
 
 class RefundCampaignBudgetResponse(_message.Message):
     __slots__ = ("refunded_cents", "stripe_refunded_cents", "replayed")
@@ -716,3 +720,121 @@ class ListPaymentIssuesResponse(_message.Message):
     ISSUES_FIELD_NUMBER: _ClassVar[int]
     issues: _containers.RepeatedCompositeFieldContainer[PaymentIssue]
     def __init__(self, issues: _Optional[_Iterable[_Union[PaymentIssue, _Mapping]]] = ...) -> None: ...
+
+class ListAuditEntriesRequest(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _audit_pb2.AuditQuery
+    def __init__(self, query: _Optional[_Union[_audit_pb2.AuditQuery, _Mapping]] = ...) -> None: ...
+
+class ListAuditEntriesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_audit_pb2.AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_audit_pb2.AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class ListUnknownPayoutsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class UnknownPayout(_message.Message):
+    __slots__ = ("payout", "driver_id", "updated_at")
+    PAYOUT_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    payout: Payout
+    driver_id: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, payout: _Optional[_Union[Payout, _Mapping]] = ..., driver_id: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ListUnknownPayoutsResponse(_message.Message):
+    __slots__ = ("payouts",)
+    PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    payouts: _containers.RepeatedCompositeFieldContainer[UnknownPayout]
+    def __init__(self, payouts: _Optional[_Iterable[_Union[UnknownPayout, _Mapping]]] = ...) -> None: ...
+
+class ReconcilePayoutsRequest(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
+
+class ReconcilePayoutsResponse(_message.Message):
+    __slots__ = ("settled", "still_unknown")
+    SETTLED_FIELD_NUMBER: _ClassVar[int]
+    STILL_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
+    settled: int
+    still_unknown: int
+    def __init__(self, settled: _Optional[int] = ..., still_unknown: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[_outbox_pb2.DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[_outbox_pb2.DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("ids", "reason")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class CheckLedgerRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CheckLedgerResponse(_message.Message):
+    __slots__ = ("violations",)
+    VIOLATIONS_FIELD_NUMBER: _ClassVar[int]
+    violations: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, violations: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RunReconciliationRequest(_message.Message):
+    __slots__ = ("since",)
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class ReconciliationInvariant(_message.Message):
+    __slots__ = ("name", "drift_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DRIFT_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    drift_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., drift_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RunReconciliationResponse(_message.Message):
+    __slots__ = ("invariants", "holds")
+    INVARIANTS_FIELD_NUMBER: _ClassVar[int]
+    HOLDS_FIELD_NUMBER: _ClassVar[int]
+    invariants: _containers.RepeatedCompositeFieldContainer[ReconciliationInvariant]
+    holds: bool
+    def __init__(self, invariants: _Optional[_Iterable[_Union[ReconciliationInvariant, _Mapping]]] = ..., holds: _Optional[bool] = ...) -> None: ...
+
+class GetDriverWalletRequest(_message.Message):
+    __slots__ = ("driver_id",)
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    driver_id: str
+    def __init__(self, driver_id: _Optional[str] = ...) -> None: ...
+
+class GetDriverWalletResponse(_message.Message):
+    __slots__ = ("wallet",)
+    WALLET_FIELD_NUMBER: _ClassVar[int]
+    wallet: GetWalletBalanceResponse
+    def __init__(self, wallet: _Optional[_Union[GetWalletBalanceResponse, _Mapping]] = ...) -> None: ...

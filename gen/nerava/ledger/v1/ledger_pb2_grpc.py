@@ -94,6 +94,9 @@ class LedgerServiceStub:
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
+    TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -157,6 +160,11 @@ class LedgerServiceStub:
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceResponse.FromString,
                 _registered_method=True)
+        self.GetDriverWallet = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/GetDriverWallet',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletResponse.FromString,
+                _registered_method=True)
         self.ListWalletEntries = channel.unary_unary(
                 '/nerava.ledger.v1.LedgerService/ListWalletEntries',
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListWalletEntriesRequest.SerializeToString,
@@ -211,6 +219,41 @@ class LedgerServiceStub:
                 '/nerava.ledger.v1.LedgerService/ListPaymentIssues',
                 request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
                 response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
+                _registered_method=True)
+        self.ListUnknownPayouts = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListUnknownPayouts',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.FromString,
+                _registered_method=True)
+        self.ReconcilePayouts = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ReconcilePayouts',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.FromString,
+                _registered_method=True)
+        self.CheckLedger = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/CheckLedger',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerResponse.FromString,
+                _registered_method=True)
+        self.RunReconciliation = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/RunReconciliation',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListAuditEntries',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ListDeadLetters',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/nerava.ledger.v1.LedgerService/ReplayDeadLetters',
+                request_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersResponse.FromString,
                 _registered_method=True)
 
 
@@ -283,6 +326,9 @@ class LedgerServiceServicer:
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
+    TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -368,6 +414,14 @@ class LedgerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDriverWallet(self, request, context):
+        """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+        only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListWalletEntries(self, request, context):
         """The calling driver's cash-wallet entries, newest first. Driver.
         """
@@ -384,10 +438,15 @@ class LedgerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RequestPayout(self, request, context):
-        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+        request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+        10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+        serialized, so a retried or double-tapped withdrawal pays once. Reserves the
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -450,7 +509,8 @@ class LedgerServiceServicer:
 
     def RefundCampaignBudget(self, request, context):
         """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+        the platform's funding, oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
         reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -463,6 +523,62 @@ class LedgerServiceServicer:
 
     def ListPaymentIssues(self, request, context):
         """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUnknownPayouts(self, request, context):
+        """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReconcilePayouts(self, request, context):
+        """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CheckLedger(self, request, context):
+        """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+        balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RunReconciliation(self, request, context):
+        """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+        payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -521,6 +637,11 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceResponse.SerializeToString,
             ),
+            'GetDriverWallet': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDriverWallet,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletResponse.SerializeToString,
+            ),
             'ListWalletEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListWalletEntries,
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListWalletEntriesRequest.FromString,
@@ -575,6 +696,41 @@ def add_LedgerServiceServicer_to_server(servicer, server):
                     servicer.ListPaymentIssues,
                     request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.FromString,
                     response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.SerializeToString,
+            ),
+            'ListUnknownPayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUnknownPayouts,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.SerializeToString,
+            ),
+            'ReconcilePayouts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReconcilePayouts,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.SerializeToString,
+            ),
+            'CheckLedger': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckLedger,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerResponse.SerializeToString,
+            ),
+            'RunReconciliation': grpc.unary_unary_rpc_method_handler(
+                    servicer.RunReconciliation,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -653,6 +809,9 @@ class LedgerService:
     UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
     that are not services; AdminGrant: write admin)
+    TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -920,6 +1079,33 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/GetWalletBalance',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetWalletBalanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDriverWallet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/GetDriverWallet',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.GetDriverWalletResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1217,6 +1403,195 @@ class LedgerService:
             '/nerava.ledger.v1.LedgerService/ListPaymentIssues',
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesRequest.SerializeToString,
             nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListPaymentIssuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUnknownPayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListUnknownPayouts',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListUnknownPayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReconcilePayouts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ReconcilePayouts',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReconcilePayoutsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckLedger(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/CheckLedger',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.CheckLedgerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RunReconciliation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/RunReconciliation',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.RunReconciliationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListAuditEntries',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ListDeadLetters',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.ledger.v1.LedgerService/ReplayDeadLetters',
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersRequest.SerializeToString,
+            nerava_dot_ledger_dot_v1_dot_ledger__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

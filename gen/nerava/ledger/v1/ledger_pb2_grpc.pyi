@@ -95,6 +95,9 @@ class LedgerServiceStub:
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
+      TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -141,6 +144,10 @@ class LedgerServiceStub:
     """
     GetWalletBalance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]
     """The calling driver's cash wallet and Nova balance. Driver."""
+    GetDriverWallet: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetDriverWalletRequest, _ledger_pb2.GetDriverWalletResponse]
+    """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+    only.
+    """
     ListWalletEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListWalletEntriesRequest, _ledger_pb2.ListWalletEntriesResponse]
     """The calling driver's cash-wallet entries, newest first. Driver."""
     GetWalletTimeline: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]
@@ -148,10 +155,15 @@ class LedgerServiceStub:
     before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
     """
     RequestPayout: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]
-    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+    request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+    10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+    serialized, so a retried or double-tapped withdrawal pays once. Reserves the
     amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
     idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
     lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+    Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+    STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]
     """The calling driver's payouts, newest first. Driver."""
@@ -183,7 +195,8 @@ class LedgerServiceStub:
     """
     RefundCampaignBudget: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-    whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+    whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+    the platform's funding, oldest first (a Stripe refund per payment, keyed by the
     refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
     reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
     what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -192,6 +205,33 @@ class LedgerServiceStub:
     """
     ListPaymentIssues: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    ListUnknownPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]
+    """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+    balance and may or may not have reached Stripe. Admin (read-only or write).
+    """
+    ReconcilePayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]
+    """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+    on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+    Write-admin only; audited.
+    """
+    CheckLedger: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CheckLedgerRequest, _ledger_pb2.CheckLedgerResponse]
+    """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+    balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+    """
+    RunReconciliation: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]
+    """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+    payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+    """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListDeadLettersRequest, _ledger_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReplayDeadLettersRequest, _ledger_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class LedgerServiceAsyncStub(LedgerServiceStub):
@@ -263,6 +303,9 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
+      TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -306,6 +349,10 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     GetWalletBalance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]  # type: ignore[assignment]
     """The calling driver's cash wallet and Nova balance. Driver."""
+    GetDriverWallet: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetDriverWalletRequest, _ledger_pb2.GetDriverWalletResponse]  # type: ignore[assignment]
+    """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+    only.
+    """
     ListWalletEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListWalletEntriesRequest, _ledger_pb2.ListWalletEntriesResponse]  # type: ignore[assignment]
     """The calling driver's cash-wallet entries, newest first. Driver."""
     GetWalletTimeline: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]  # type: ignore[assignment]
@@ -313,10 +360,15 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
     """
     RequestPayout: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]  # type: ignore[assignment]
-    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+    """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+    request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+    10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+    serialized, so a retried or double-tapped withdrawal pays once. Reserves the
     amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
     idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
     lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+    Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+    STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]  # type: ignore[assignment]
     """The calling driver's payouts, newest first. Driver."""
@@ -348,7 +400,8 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     RefundCampaignBudget: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]  # type: ignore[assignment]
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-    whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+    whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+    the platform's funding, oldest first (a Stripe refund per payment, keyed by the
     refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
     reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
     what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -357,6 +410,33 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     """
     ListPaymentIssues: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]  # type: ignore[assignment]
     """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    ListUnknownPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]  # type: ignore[assignment]
+    """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+    balance and may or may not have reached Stripe. Admin (read-only or write).
+    """
+    ReconcilePayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]  # type: ignore[assignment]
+    """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+    on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+    Write-admin only; audited.
+    """
+    CheckLedger: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CheckLedgerRequest, _ledger_pb2.CheckLedgerResponse]  # type: ignore[assignment]
+    """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+    balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+    """
+    RunReconciliation: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]  # type: ignore[assignment]
+    """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+    payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListDeadLettersRequest, _ledger_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReplayDeadLettersRequest, _ledger_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     """LedgerService is the only place where value lives: immutable double-entry transfers between accounts,
@@ -427,6 +507,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
+      TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -530,6 +613,16 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """The calling driver's cash wallet and Nova balance. Driver."""
 
     @_abc_1.abstractmethod
+    def GetDriverWallet(
+        self,
+        request: _ledger_pb2.GetDriverWalletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.GetDriverWalletResponse, _abc.Awaitable[_ledger_pb2.GetDriverWalletResponse]]:
+        """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+        only.
+        """
+
+    @_abc_1.abstractmethod
     def ListWalletEntries(
         self,
         request: _ledger_pb2.ListWalletEntriesRequest,
@@ -553,10 +646,15 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.RequestPayoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RequestPayoutResponse, _abc.Awaitable[_ledger_pb2.RequestPayoutResponse]]:
-        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+        """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+        request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+        10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+        serialized, so a retried or double-tapped withdrawal pays once. Reserves the
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -630,7 +728,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.RefundCampaignBudgetResponse, _abc.Awaitable[_ledger_pb2.RefundCampaignBudgetResponse]]:
         """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+        the platform's funding, oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
         reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -645,5 +744,74 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListPaymentIssuesResponse, _abc.Awaitable[_ledger_pb2.ListPaymentIssuesResponse]]:
         """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+
+    @_abc_1.abstractmethod
+    def ListUnknownPayouts(
+        self,
+        request: _ledger_pb2.ListUnknownPayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListUnknownPayoutsResponse, _abc.Awaitable[_ledger_pb2.ListUnknownPayoutsResponse]]:
+        """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ReconcilePayouts(
+        self,
+        request: _ledger_pb2.ReconcilePayoutsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ReconcilePayoutsResponse, _abc.Awaitable[_ledger_pb2.ReconcilePayoutsResponse]]:
+        """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+
+    @_abc_1.abstractmethod
+    def CheckLedger(
+        self,
+        request: _ledger_pb2.CheckLedgerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.CheckLedgerResponse, _abc.Awaitable[_ledger_pb2.CheckLedgerResponse]]:
+        """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+        balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def RunReconciliation(
+        self,
+        request: _ledger_pb2.RunReconciliationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.RunReconciliationResponse, _abc.Awaitable[_ledger_pb2.RunReconciliationResponse]]:
+        """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+        payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _ledger_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListAuditEntriesResponse, _abc.Awaitable[_ledger_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _ledger_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ListDeadLettersResponse, _abc.Awaitable[_ledger_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _ledger_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_ledger_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_ledger_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -5,6 +5,8 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from nerava.audit.v1 import audit_pb2 as _audit_pb2
+from nerava.outbox.v1 import outbox_pb2 as _outbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -834,10 +836,10 @@ class MerchantMoment(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_MILES_FIELD_NUMBER: _ClassVar[int]
     MOMENT_COPY_FIELD_NUMBER: _ClassVar[int]
-    label: str
+    label: _struct_pb2.Value
     distance_miles: float
     moment_copy: str
-    def __init__(self, label: _Optional[str] = ..., distance_miles: _Optional[float] = ..., moment_copy: _Optional[str] = ...) -> None: ...
+    def __init__(self, label: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., distance_miles: _Optional[float] = ..., moment_copy: _Optional[str] = ...) -> None: ...
 
 class PerkCard(_message.Message):
     __slots__ = ("title", "badge", "description")
@@ -1595,3 +1597,61 @@ class AuthorizeMerchantClaimResponse(_message.Message):
     merchant_id: str
     merchant_name: str
     def __init__(self, merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ...) -> None: ...
+
+class ListAuditEntriesRequest(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _audit_pb2.AuditQuery
+    def __init__(self, query: _Optional[_Union[_audit_pb2.AuditQuery, _Mapping]] = ...) -> None: ...
+
+class ListAuditEntriesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_audit_pb2.AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_audit_pb2.AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[_outbox_pb2.DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[_outbox_pb2.DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("ids", "reason")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class BatchListChargerMerchantsRequest(_message.Message):
+    __slots__ = ("charger_ids",)
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ChargerMerchants(_message.Message):
+    __slots__ = ("charger_id", "merchants")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    merchants: _containers.RepeatedCompositeFieldContainer[ChargerMerchant]
+    def __init__(self, charger_id: _Optional[str] = ..., merchants: _Optional[_Iterable[_Union[ChargerMerchant, _Mapping]]] = ...) -> None: ...
+
+class BatchListChargerMerchantsResponse(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerMerchants]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerMerchants, _Mapping]]] = ...) -> None: ...

@@ -103,6 +103,9 @@ class MerchantsServiceStub:
     UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
     merchant
+    TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -182,6 +185,11 @@ class MerchantsServiceStub:
                 '/nerava.merchants.v1.MerchantsService/VoteAmenity',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.FromString,
+                _registered_method=True)
+        self.BatchListChargerMerchants = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.FromString,
                 _registered_method=True)
         self.ListFavoriteMerchants = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/ListFavoriteMerchants',
@@ -338,6 +346,21 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ListAuditEntries',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ListDeadLetters',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ReplayDeadLetters',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class MerchantsServiceServicer:
@@ -418,6 +441,9 @@ class MerchantsServiceServicer:
     UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
     merchant
+    TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -460,6 +486,8 @@ class MerchantsServiceServicer:
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -468,6 +496,7 @@ class MerchantsServiceServicer:
     def VerifyExclusiveVisit(self, request, context):
         """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -477,6 +506,7 @@ class MerchantsServiceServicer:
         """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -521,6 +551,7 @@ class MerchantsServiceServicer:
     def ListMerchantsForCharger(self, request, context):
         """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -528,6 +559,7 @@ class MerchantsServiceServicer:
 
     def GetMerchant(self, request, context):
         """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -536,6 +568,16 @@ class MerchantsServiceServicer:
     def VoteAmenity(self, request, context):
         """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BatchListChargerMerchants(self, request, context):
+        """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -550,6 +592,7 @@ class MerchantsServiceServicer:
 
     def AddFavoriteMerchant(self, request, context):
         """Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -793,6 +836,29 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MerchantsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -865,6 +931,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     servicer.VoteAmenity,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.SerializeToString,
+            ),
+            'BatchListChargerMerchants': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchListChargerMerchants,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.SerializeToString,
             ),
             'ListFavoriteMerchants': grpc.unary_unary_rpc_method_handler(
                     servicer.ListFavoriteMerchants,
@@ -1021,6 +1092,21 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.SerializeToString,
             ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nerava.merchants.v1.MerchantsService', rpc_method_handlers)
@@ -1107,6 +1193,9 @@ class MerchantsService:
     UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
     PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
     merchant
+    TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -1479,6 +1568,33 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/VoteAmenity',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.VoteAmenityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchListChargerMerchants(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.BatchListChargerMerchantsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -2316,6 +2432,87 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/RequestMerchantClaim',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ListAuditEntries',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ListDeadLetters',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListDeadLettersRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ReplayDeadLetters',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ReplayDeadLettersRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -104,6 +104,9 @@ class MerchantsServiceStub:
       UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
                                                           merchant
+      TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -133,15 +136,19 @@ class MerchantsServiceStub:
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
     session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
     """
     CompleteExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CompleteExclusiveRequest, _merchants_pb2.CompleteExclusiveResponse]
     """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
     (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
     first implementation answered 409 there. Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
     """
     GetActiveExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]
     """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
@@ -165,17 +172,28 @@ class MerchantsServiceStub:
     ListMerchantsForCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantsForChargerRequest, _merchants_pb2.ListMerchantsForChargerResponse]
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
     charging, up to 3 while charging. Public. The app reads a bare JSON array.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]
-    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     VoteAmenity: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VoteAmenityRequest, _merchants_pb2.VoteAmenityResponse]
     """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
     theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
+    BatchListChargerMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.BatchListChargerMerchantsRequest, _merchants_pb2.BatchListChargerMerchantsResponse]
+    """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+    chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+    chargers without merchants are absent. Services only.
     """
     ListFavoriteMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]
     """The driver's favorite stores, most recently added first. Driver."""
     AddFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]
-    """Adds a store to the driver's favorites (again: no change). Driver."""
+    """Adds a store to the driver's favorites (again: no change). Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     RemoveFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]
     """Removes a store from the driver's favorites (not there: no change). Driver."""
     ListFavoriteChargers: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]
@@ -284,6 +302,16 @@ class MerchantsServiceStub:
     ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
     not set up.
     """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListDeadLettersRequest, _merchants_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ReplayDeadLettersRequest, _merchants_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 @_typing.type_check_only
 class MerchantsServiceAsyncStub(MerchantsServiceStub):
@@ -364,6 +392,9 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
                                                           merchant
+      TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -390,15 +421,19 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]  # type: ignore[assignment]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
     session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
     """
     CompleteExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CompleteExclusiveRequest, _merchants_pb2.CompleteExclusiveResponse]  # type: ignore[assignment]
     """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
     (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
     first implementation answered 409 there. Driver (owner of the session).
+    Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
     """
     GetActiveExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]  # type: ignore[assignment]
     """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
@@ -422,17 +457,28 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ListMerchantsForCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantsForChargerRequest, _merchants_pb2.ListMerchantsForChargerResponse]  # type: ignore[assignment]
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
     charging, up to 3 while charging. Public. The app reads a bare JSON array.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantRequest, _merchants_pb2.GetMerchantResponse]  # type: ignore[assignment]
-    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+    """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     VoteAmenity: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VoteAmenityRequest, _merchants_pb2.VoteAmenityResponse]  # type: ignore[assignment]
     """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
     theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
+    BatchListChargerMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.BatchListChargerMerchantsRequest, _merchants_pb2.BatchListChargerMerchantsResponse]  # type: ignore[assignment]
+    """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+    chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+    chargers without merchants are absent. Services only.
     """
     ListFavoriteMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]  # type: ignore[assignment]
     """The driver's favorite stores, most recently added first. Driver."""
     AddFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]  # type: ignore[assignment]
-    """Adds a store to the driver's favorites (again: no change). Driver."""
+    """Adds a store to the driver's favorites (again: no change). Driver.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     RemoveFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]  # type: ignore[assignment]
     """Removes a store from the driver's favorites (not there: no change). Driver."""
     ListFavoriteChargers: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]  # type: ignore[assignment]
@@ -541,6 +587,16 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
     not set up.
     """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListDeadLettersRequest, _merchants_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ReplayDeadLettersRequest, _merchants_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
+    """
 
 class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     """MerchantsService owns the merchants drivers visit while they charge: store records, perks, checkout
@@ -620,6 +676,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
                                                           merchant
+      TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -674,6 +733,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -684,6 +745,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.VerifyExclusiveVisitResponse, _abc.Awaitable[_merchants_pb2.VerifyExclusiveVisitResponse]]:
         """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -695,6 +757,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -748,6 +811,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ListMerchantsForChargerResponse, _abc.Awaitable[_merchants_pb2.ListMerchantsForChargerResponse]]:
         """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -756,7 +820,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetMerchantResponse, _abc.Awaitable[_merchants_pb2.GetMerchantResponse]]:
-        """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id."""
+        """A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def VoteAmenity(
@@ -766,6 +832,18 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.VoteAmenityResponse, _abc.Awaitable[_merchants_pb2.VoteAmenityResponse]]:
         """A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchListChargerMerchants(
+        self,
+        request: _merchants_pb2.BatchListChargerMerchantsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.BatchListChargerMerchantsResponse, _abc.Awaitable[_merchants_pb2.BatchListChargerMerchantsResponse]]:
+        """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
         """
 
     @_abc_1.abstractmethod
@@ -782,7 +860,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.AddFavoriteMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.AddFavoriteMerchantResponse, _abc.Awaitable[_merchants_pb2.AddFavoriteMerchantResponse]]:
-        """Adds a store to the driver's favorites (again: no change). Driver."""
+        """Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def RemoveFavoriteMerchant(
@@ -1064,6 +1144,34 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
         ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
         not set up.
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _merchants_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListAuditEntriesResponse, _abc.Awaitable[_merchants_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _merchants_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ListDeadLettersResponse, _abc.Awaitable[_merchants_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _merchants_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_merchants_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
 
 def add_MerchantsServiceServicer_to_server(servicer: MerchantsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

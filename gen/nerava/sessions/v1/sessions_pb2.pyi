@@ -5,6 +5,8 @@ from google.api import annotations_pb2 as _annotations_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as _incentives_pb2
+from nerava.audit.v1 import audit_pb2 as _audit_pb2
+from nerava.outbox.v1 import outbox_pb2 as _outbox_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -151,7 +153,7 @@ class ChargingSession(_message.Message):
     def __init__(self, id: _Optional[str] = ..., driver_id: _Optional[str] = ..., vehicle_id: _Optional[str] = ..., source: _Optional[_Union[SessionSource, str]] = ..., session_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., session_end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., duration_minutes: _Optional[int] = ..., charger_id: _Optional[str] = ..., charger_name: _Optional[str] = ..., charger_network: _Optional[str] = ..., zone_id: _Optional[str] = ..., connector_type: _Optional[str] = ..., power_kw: _Optional[float] = ..., max_power_kw: _Optional[float] = ..., kwh_delivered: _Optional[float] = ..., verified: _Optional[bool] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., battery_start_pct: _Optional[int] = ..., battery_end_pct: _Optional[int] = ..., quality_score: _Optional[int] = ..., ended_reason: _Optional[_Union[EndReason, str]] = ..., location_trail: _Optional[_Iterable[_Union[LocationPoint, _Mapping]]] = ..., incentive: _Optional[_Union[SessionIncentive, _Mapping]] = ..., last_telemetry_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Charger(_message.Message):
-    __slots__ = ("id", "name", "lat", "lng", "distance_m", "network_name", "power_kw", "num_evse", "connector_types", "pricing_per_kwh_cents", "address", "city", "state", "zone_id")
+    __slots__ = ("id", "name", "lat", "lng", "distance_m", "network_name", "power_kw", "num_evse", "connector_types", "pricing_per_kwh_cents", "address", "city", "state", "zone_id", "pricing_per_kwh", "has_merchant_perk", "merchant_perk_title", "campaign_reward_cents", "campaign_reward_kind")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     LAT_FIELD_NUMBER: _ClassVar[int]
@@ -166,6 +168,11 @@ class Charger(_message.Message):
     CITY_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    HAS_MERCHANT_PERK_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_PERK_TITLE_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_REWARD_CENTS_FIELD_NUMBER: _ClassVar[int]
+    CAMPAIGN_REWARD_KIND_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     lat: float
@@ -180,7 +187,12 @@ class Charger(_message.Message):
     city: str
     state: str
     zone_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., distance_m: _Optional[float] = ..., network_name: _Optional[str] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., connector_types: _Optional[_Iterable[str]] = ..., pricing_per_kwh_cents: _Optional[int] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., zone_id: _Optional[str] = ...) -> None: ...
+    pricing_per_kwh: float
+    has_merchant_perk: bool
+    merchant_perk_title: str
+    campaign_reward_cents: int
+    campaign_reward_kind: _incentives_pb2.RewardKind
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., distance_m: _Optional[float] = ..., network_name: _Optional[str] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., connector_types: _Optional[_Iterable[str]] = ..., pricing_per_kwh_cents: _Optional[int] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., zone_id: _Optional[str] = ..., pricing_per_kwh: _Optional[float] = ..., has_merchant_perk: _Optional[bool] = ..., merchant_perk_title: _Optional[str] = ..., campaign_reward_cents: _Optional[int] = ..., campaign_reward_kind: _Optional[_Union[_incentives_pb2.RewardKind, str]] = ...) -> None: ...
 
 class SearchLocation(_message.Message):
     __slots__ = ("lat", "lng", "name")
@@ -629,7 +641,7 @@ class GetChargerRequest(_message.Message):
     def __init__(self, charger_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
 
 class GetChargerResponse(_message.Message):
-    __slots__ = ("id", "name", "address", "city", "state", "lat", "lng", "network_name", "connector_types", "power_kw", "num_evse", "status", "distance_m", "drive_time_min", "total_sessions_30d", "unique_drivers_30d", "avg_duration_min", "drivers_charging_now", "pricing_per_kwh_cents", "zone_id")
+    __slots__ = ("id", "name", "address", "city", "state", "lat", "lng", "network_name", "connector_types", "power_kw", "num_evse", "status", "distance_m", "drive_time_min", "total_sessions_30d", "unique_drivers_30d", "avg_duration_min", "drivers_charging_now", "pricing_per_kwh_cents", "zone_id", "pricing_per_kwh", "pricing_source", "active_reward_cents", "active_reward_kind", "nearby_merchants", "nerava_score", "has_merchant_perk", "merchant_perk_title")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -650,6 +662,14 @@ class GetChargerResponse(_message.Message):
     DRIVERS_CHARGING_NOW_FIELD_NUMBER: _ClassVar[int]
     PRICING_PER_KWH_CENTS_FIELD_NUMBER: _ClassVar[int]
     ZONE_ID_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_FIELD_NUMBER: _ClassVar[int]
+    PRICING_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REWARD_CENTS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_REWARD_KIND_FIELD_NUMBER: _ClassVar[int]
+    NEARBY_MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    NERAVA_SCORE_FIELD_NUMBER: _ClassVar[int]
+    HAS_MERCHANT_PERK_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_PERK_TITLE_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -670,7 +690,47 @@ class GetChargerResponse(_message.Message):
     drivers_charging_now: int
     pricing_per_kwh_cents: int
     zone_id: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., network_name: _Optional[str] = ..., connector_types: _Optional[_Iterable[str]] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., status: _Optional[str] = ..., distance_m: _Optional[float] = ..., drive_time_min: _Optional[int] = ..., total_sessions_30d: _Optional[int] = ..., unique_drivers_30d: _Optional[int] = ..., avg_duration_min: _Optional[float] = ..., drivers_charging_now: _Optional[int] = ..., pricing_per_kwh_cents: _Optional[int] = ..., zone_id: _Optional[str] = ...) -> None: ...
+    pricing_per_kwh: float
+    pricing_source: str
+    active_reward_cents: int
+    active_reward_kind: _incentives_pb2.RewardKind
+    nearby_merchants: _containers.RepeatedCompositeFieldContainer[NearbyMerchant]
+    nerava_score: int
+    has_merchant_perk: bool
+    merchant_perk_title: str
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., network_name: _Optional[str] = ..., connector_types: _Optional[_Iterable[str]] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., status: _Optional[str] = ..., distance_m: _Optional[float] = ..., drive_time_min: _Optional[int] = ..., total_sessions_30d: _Optional[int] = ..., unique_drivers_30d: _Optional[int] = ..., avg_duration_min: _Optional[float] = ..., drivers_charging_now: _Optional[int] = ..., pricing_per_kwh_cents: _Optional[int] = ..., zone_id: _Optional[str] = ..., pricing_per_kwh: _Optional[float] = ..., pricing_source: _Optional[str] = ..., active_reward_cents: _Optional[int] = ..., active_reward_kind: _Optional[_Union[_incentives_pb2.RewardKind, str]] = ..., nearby_merchants: _Optional[_Iterable[_Union[NearbyMerchant, _Mapping]]] = ..., nerava_score: _Optional[int] = ..., has_merchant_perk: _Optional[bool] = ..., merchant_perk_title: _Optional[str] = ...) -> None: ...
+
+class NearbyMerchant(_message.Message):
+    __slots__ = ("place_id", "merchant_id", "name", "photo_url", "distance_m", "walk_time_min", "has_exclusive", "phone", "category", "lat", "lng", "exclusive_title", "is_nerava_merchant", "join_request_count")
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_URL_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    WALK_TIME_MIN_FIELD_NUMBER: _ClassVar[int]
+    HAS_EXCLUSIVE_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_TITLE_FIELD_NUMBER: _ClassVar[int]
+    IS_NERAVA_MERCHANT_FIELD_NUMBER: _ClassVar[int]
+    JOIN_REQUEST_COUNT_FIELD_NUMBER: _ClassVar[int]
+    place_id: str
+    merchant_id: str
+    name: str
+    photo_url: str
+    distance_m: int
+    walk_time_min: int
+    has_exclusive: bool
+    phone: str
+    category: str
+    lat: float
+    lng: float
+    exclusive_title: str
+    is_nerava_merchant: bool
+    join_request_count: int
+    def __init__(self, place_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., name: _Optional[str] = ..., photo_url: _Optional[str] = ..., distance_m: _Optional[int] = ..., walk_time_min: _Optional[int] = ..., has_exclusive: _Optional[bool] = ..., phone: _Optional[str] = ..., category: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., exclusive_title: _Optional[str] = ..., is_nerava_merchant: _Optional[bool] = ..., join_request_count: _Optional[int] = ...) -> None: ...
 
 class CheckLocationRequest(_message.Message):
     __slots__ = ("lat", "lng")
@@ -851,3 +911,195 @@ class CompleteTeslaSignInResponse(_message.Message):
     driver_id: str
     vehicles: _containers.RepeatedCompositeFieldContainer[TeslaVehicle]
     def __init__(self, driver_id: _Optional[str] = ..., vehicles: _Optional[_Iterable[_Union[TeslaVehicle, _Mapping]]] = ...) -> None: ...
+
+class ListAuditEntriesRequest(_message.Message):
+    __slots__ = ("query",)
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    query: _audit_pb2.AuditQuery
+    def __init__(self, query: _Optional[_Union[_audit_pb2.AuditQuery, _Mapping]] = ...) -> None: ...
+
+class ListAuditEntriesResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[_audit_pb2.AuditEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[_audit_pb2.AuditEntry, _Mapping]]] = ...) -> None: ...
+
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("dead_letters",)
+    DEAD_LETTERS_FIELD_NUMBER: _ClassVar[int]
+    dead_letters: _containers.RepeatedCompositeFieldContainer[_outbox_pb2.DeadLetter]
+    def __init__(self, dead_letters: _Optional[_Iterable[_Union[_outbox_pb2.DeadLetter, _Mapping]]] = ...) -> None: ...
+
+class ReplayDeadLettersRequest(_message.Message):
+    __slots__ = ("ids", "reason")
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[int]
+    reason: str
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReplayDeadLettersResponse(_message.Message):
+    __slots__ = ("replayed",)
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    replayed: int
+    def __init__(self, replayed: _Optional[int] = ...) -> None: ...
+
+class CaptureIntentRequest(_message.Message):
+    __slots__ = ("lat", "lng", "accuracy_m", "client_ts")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_M_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_TS_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    accuracy_m: float
+    client_ts: str
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ..., accuracy_m: _Optional[float] = ..., client_ts: _Optional[str] = ...) -> None: ...
+
+class IntentMerchant(_message.Message):
+    __slots__ = ("place_id", "merchant_id", "name", "lat", "lng", "distance_m", "types", "photo_url", "icon_url", "badges", "charger_id", "exclusive_title", "open_now", "open_until")
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    DISTANCE_M_FIELD_NUMBER: _ClassVar[int]
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    PHOTO_URL_FIELD_NUMBER: _ClassVar[int]
+    ICON_URL_FIELD_NUMBER: _ClassVar[int]
+    BADGES_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    EXCLUSIVE_TITLE_FIELD_NUMBER: _ClassVar[int]
+    OPEN_NOW_FIELD_NUMBER: _ClassVar[int]
+    OPEN_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    place_id: str
+    merchant_id: str
+    name: str
+    lat: float
+    lng: float
+    distance_m: float
+    types: _containers.RepeatedScalarFieldContainer[str]
+    photo_url: str
+    icon_url: str
+    badges: _containers.RepeatedScalarFieldContainer[str]
+    charger_id: str
+    exclusive_title: str
+    open_now: bool
+    open_until: str
+    def __init__(self, place_id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., distance_m: _Optional[float] = ..., types: _Optional[_Iterable[str]] = ..., photo_url: _Optional[str] = ..., icon_url: _Optional[str] = ..., badges: _Optional[_Iterable[str]] = ..., charger_id: _Optional[str] = ..., exclusive_title: _Optional[str] = ..., open_now: _Optional[bool] = ..., open_until: _Optional[str] = ...) -> None: ...
+
+class IntentNextActions(_message.Message):
+    __slots__ = ("request_wallet_pass", "require_vehicle_onboarding")
+    REQUEST_WALLET_PASS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_VEHICLE_ONBOARDING_FIELD_NUMBER: _ClassVar[int]
+    request_wallet_pass: bool
+    require_vehicle_onboarding: bool
+    def __init__(self, request_wallet_pass: _Optional[bool] = ..., require_vehicle_onboarding: _Optional[bool] = ...) -> None: ...
+
+class CaptureIntentResponse(_message.Message):
+    __slots__ = ("session_id", "confidence_tier", "charger_summary", "chargers", "merchants", "fallback_message", "next_actions")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_TIER_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    MERCHANTS_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    confidence_tier: str
+    charger_summary: Charger
+    chargers: _containers.RepeatedCompositeFieldContainer[Charger]
+    merchants: _containers.RepeatedCompositeFieldContainer[IntentMerchant]
+    fallback_message: str
+    next_actions: IntentNextActions
+    def __init__(self, session_id: _Optional[str] = ..., confidence_tier: _Optional[str] = ..., charger_summary: _Optional[_Union[Charger, _Mapping]] = ..., chargers: _Optional[_Iterable[_Union[Charger, _Mapping]]] = ..., merchants: _Optional[_Iterable[_Union[IntentMerchant, _Mapping]]] = ..., fallback_message: _Optional[str] = ..., next_actions: _Optional[_Union[IntentNextActions, _Mapping]] = ...) -> None: ...
+
+class GetIntentSessionRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class GetIntentSessionResponse(_message.Message):
+    __slots__ = ("session_id", "driver_id", "lat", "lng", "confidence_tier", "charger_id", "captured_at")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_ID_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_TIER_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    CAPTURED_AT_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    driver_id: str
+    lat: float
+    lng: float
+    confidence_tier: str
+    charger_id: str
+    captured_at: _timestamp_pb2.Timestamp
+    def __init__(self, session_id: _Optional[str] = ..., driver_id: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., confidence_tier: _Optional[str] = ..., charger_id: _Optional[str] = ..., captured_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class GetAccountStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class FavoriteCharger(_message.Message):
+    __slots__ = ("charger_id", "name", "sessions")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    name: str
+    sessions: int
+    def __init__(self, charger_id: _Optional[str] = ..., name: _Optional[str] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class GetAccountStatsResponse(_message.Message):
+    __slots__ = ("total_sessions", "total_kwh", "total_earned_cents", "total_nova", "favorite_charger", "member_since", "current_streak", "co2_avoided_kg")
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_KWH_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_EARNED_CENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_NOVA_FIELD_NUMBER: _ClassVar[int]
+    FAVORITE_CHARGER_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_SINCE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_STREAK_FIELD_NUMBER: _ClassVar[int]
+    CO2_AVOIDED_KG_FIELD_NUMBER: _ClassVar[int]
+    total_sessions: int
+    total_kwh: float
+    total_earned_cents: int
+    total_nova: int
+    favorite_charger: FavoriteCharger
+    member_since: _timestamp_pb2.Timestamp
+    current_streak: int
+    co2_avoided_kg: float
+    def __init__(self, total_sessions: _Optional[int] = ..., total_kwh: _Optional[float] = ..., total_earned_cents: _Optional[int] = ..., total_nova: _Optional[int] = ..., favorite_charger: _Optional[_Union[FavoriteCharger, _Mapping]] = ..., member_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., current_streak: _Optional[int] = ..., co2_avoided_kg: _Optional[float] = ...) -> None: ...
+
+class BackgroundPingRequest(_message.Message):
+    __slots__ = ("lat", "lng")
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    lat: float
+    lng: float
+    def __init__(self, lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class BackgroundPingResponse(_message.Message):
+    __slots__ = ("matched", "session_active", "session_id", "already_active", "charger_id", "charger_name", "reason")
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGER_NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    matched: bool
+    session_active: bool
+    session_id: str
+    already_active: bool
+    charger_id: str
+    charger_name: str
+    reason: PollError
+    def __init__(self, matched: _Optional[bool] = ..., session_active: _Optional[bool] = ..., session_id: _Optional[str] = ..., already_active: _Optional[bool] = ..., charger_id: _Optional[str] = ..., charger_name: _Optional[str] = ..., reason: _Optional[_Union[PollError, str]] = ...) -> None: ...

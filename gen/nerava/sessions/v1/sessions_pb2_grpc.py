@@ -57,14 +57,22 @@ class SessionsServiceStub:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+    LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+    INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+    its 24 h)
     STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
     OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+    TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def __init__(self, channel):
@@ -213,6 +221,41 @@ class SessionsServiceStub:
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.FromString,
                 _registered_method=True)
+        self.CaptureIntent = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/CaptureIntent',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentResponse.FromString,
+                _registered_method=True)
+        self.GetIntentSession = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/GetIntentSession',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionResponse.FromString,
+                _registered_method=True)
+        self.GetAccountStats = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/GetAccountStats',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsResponse.FromString,
+                _registered_method=True)
+        self.BackgroundPing = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/BackgroundPing',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingResponse.FromString,
+                _registered_method=True)
+        self.ListAuditEntries = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/ListAuditEntries',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/ListDeadLetters',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.ReplayDeadLetters = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/ReplayDeadLetters',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ReplayDeadLettersRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ReplayDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class SessionsServiceServicer:
@@ -247,14 +290,22 @@ class SessionsServiceServicer:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+    LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+    INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+    its 24 h)
     STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
     OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+    TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def PollChargingState(self, request, context):
@@ -285,6 +336,7 @@ class SessionsServiceServicer:
 
     def GetChargingSession(self, request, context):
         """One session. The owning driver or an admin.
+        Errors: SESSION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -293,6 +345,7 @@ class SessionsServiceServicer:
     def EndChargingSession(self, request, context):
         """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
         already ended session is returned unchanged with `already_ended`. Owning driver.
+        Errors: SESSION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -304,6 +357,7 @@ class SessionsServiceServicer:
         forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
         a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
         are returned as errors (not swallowed into a 200) so the sender retries.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -313,6 +367,7 @@ class SessionsServiceServicer:
         """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
         management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
         challenge; vehicle charge events drive the same state machine as the poll.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -320,6 +375,7 @@ class SessionsServiceServicer:
 
     def ConnectTesla(self, request, context):
         """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+        Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -375,6 +431,7 @@ class SessionsServiceServicer:
         """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
         marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
         pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -383,6 +440,7 @@ class SessionsServiceServicer:
     def ConnectSmartcar(self, request, context):
         """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
         Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -393,6 +451,7 @@ class SessionsServiceServicer:
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
         and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
         HandleTeslaCallback.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -400,6 +459,7 @@ class SessionsServiceServicer:
 
     def GetSmartcarStatus(self, request, context):
         """Whether the driver has a car linked through Smartcar, and which. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -408,6 +468,7 @@ class SessionsServiceServicer:
     def DisconnectSmartcar(self, request, context):
         """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
         Idempotent. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -415,6 +476,7 @@ class SessionsServiceServicer:
 
     def SelectVehicle(self, request, context):
         """Chooses which vehicle of the linked account is polled for sessions. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,6 +486,8 @@ class SessionsServiceServicer:
         """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
         still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
         Not charging is an answer (`is_charging: false`), not an error. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+        NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -452,6 +516,7 @@ class SessionsServiceServicer:
         """One charger with its 30-day activity. Public; also served at the app's old path
         `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
         incentives' ListDriverCampaigns).
+        Errors: CHARGER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -492,6 +557,70 @@ class SessionsServiceServicer:
         """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
         chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
         (merchants' insights of a store's linked chargers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CaptureIntent(self, request, context):
+        """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+        with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+        merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+        merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+        signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+        activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+        failing the map.
+        Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIntentSession(self, request, context):
+        """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+        Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccountStats(self, request, context):
+        """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+        cash earned and the Nova balance from the ledger. Driver.
+        Errors: LEDGER_UNAVAILABLE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BackgroundPing(self, request, context):
+        """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+        says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+        session opens if it charges). Driver.
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAuditEntries(self, request, context):
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayDeadLetters(self, request, context):
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -640,6 +769,41 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.SerializeToString,
             ),
+            'CaptureIntent': grpc.unary_unary_rpc_method_handler(
+                    servicer.CaptureIntent,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentResponse.SerializeToString,
+            ),
+            'GetIntentSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIntentSession,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionResponse.SerializeToString,
+            ),
+            'GetAccountStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccountStats,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsResponse.SerializeToString,
+            ),
+            'BackgroundPing': grpc.unary_unary_rpc_method_handler(
+                    servicer.BackgroundPing,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingResponse.SerializeToString,
+            ),
+            'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEntries,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'ReplayDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayDeadLetters,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ReplayDeadLettersRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ReplayDeadLettersResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'nerava.sessions.v1.SessionsService', rpc_method_handlers)
@@ -680,14 +844,22 @@ class SessionsService:
     as far ahead), or without the time it was sent
     PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
     PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+    EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+    LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+    INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+    its 24 h)
     STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
     OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+    TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+    INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+    DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     @staticmethod
@@ -1436,6 +1608,195 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/SummarizeChargerSessions',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CaptureIntent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/CaptureIntent',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIntentSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/GetIntentSession',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetIntentSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccountStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/GetAccountStats',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetAccountStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BackgroundPing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/BackgroundPing',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.BackgroundPingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEntries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/ListAuditEntries',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListAuditEntriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/ListDeadLetters',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListDeadLettersRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/ReplayDeadLetters',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ReplayDeadLettersRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.ReplayDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

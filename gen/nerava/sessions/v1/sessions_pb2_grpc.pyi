@@ -58,14 +58,22 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
       STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
       OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     @_typing.overload
@@ -87,10 +95,13 @@ class SessionsServiceStub:
     this template (a template ending in "/" is refused by the transcoder).
     """
     GetChargingSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargingSessionRequest, _sessions_pb2.GetChargingSessionResponse]
-    """One session. The owning driver or an admin."""
+    """One session. The owning driver or an admin.
+    Errors: SESSION_NOT_FOUND.
+    """
     EndChargingSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.EndChargingSessionRequest, _sessions_pb2.EndChargingSessionResponse]
     """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
     already ended session is returned unchanged with `already_ended`. Owning driver.
+    Errors: SESSION_NOT_FOUND.
     """
     IngestTelemetry: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.IngestTelemetryRequest, _sessions_pb2.IngestTelemetryResponse]
     """Tesla Fleet Telemetry push: the raw JSON body `{vin, data:[{key, value}], created_at?}` signed with
@@ -98,14 +109,18 @@ class SessionsServiceStub:
     forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
     a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
     are returned as errors (not swallowed into a 200) so the sender retries.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     HandleSmartcarWebhook: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarWebhookRequest, _sessions_pb2.HandleSmartcarWebhookResponse]
     """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
     management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
     challenge; vehicle charge events drive the same state machine as the poll.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     ConnectTesla: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConnectTeslaRequest, _sessions_pb2.ConnectTeslaResponse]
-    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver."""
+    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+    Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
+    """
     HandleTeslaCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
@@ -135,29 +150,39 @@ class SessionsServiceStub:
     """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
     marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
     pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
     """
     ConnectSmartcar: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConnectSmartcarRequest, _sessions_pb2.ConnectSmartcarResponse]
     """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
     Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     HandleSmartcarCallback: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
     and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
     HandleTeslaCallback.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     GetSmartcarStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]
-    """Whether the driver has a car linked through Smartcar, and which. Driver."""
+    """Whether the driver has a car linked through Smartcar, and which. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
+    """
     DisconnectSmartcar: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectSmartcarRequest, _sessions_pb2.DisconnectSmartcarResponse]
     """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
     Idempotent. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     SelectVehicle: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]
-    """Chooses which vehicle of the linked account is polled for sessions. Driver."""
+    """Chooses which vehicle of the linked account is polled for sessions. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    """
     VerifyCharging: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
     still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
     Not charging is an answer (`is_charging: false`), not an error. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+    NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
     """
     ListEvCodes: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListEvCodesRequest, _sessions_pb2.ListEvCodesResponse]
     """The driver's EV codes, newest first (active, then redeemed/expired of the last 24 h). Driver.
@@ -174,6 +199,7 @@ class SessionsServiceStub:
     """One charger with its 30-day activity. Public; also served at the app's old path
     `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
     incentives' ListDriverCampaigns).
+    Errors: CHARGER_NOT_FOUND.
     """
     CheckLocation: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CheckLocationRequest, _sessions_pb2.CheckLocationResponse]
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
@@ -192,6 +218,41 @@ class SessionsServiceStub:
     """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
     chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
     (merchants' insights of a store's linked chargers).
+    """
+    CaptureIntent: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]
+    """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+    with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+    merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+    merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+    signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+    activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+    failing the map.
+    Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+    """
+    GetIntentSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetIntentSessionRequest, _sessions_pb2.GetIntentSessionResponse]
+    """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+    Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+    """
+    GetAccountStats: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetAccountStatsRequest, _sessions_pb2.GetAccountStatsResponse]
+    """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+    cash earned and the Nova balance from the ledger. Driver.
+    Errors: LEDGER_UNAVAILABLE.
+    """
+    BackgroundPing: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.BackgroundPingRequest, _sessions_pb2.BackgroundPingResponse]
+    """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+    says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+    session opens if it charges). Driver.
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    """
+    ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListDeadLettersRequest, _sessions_pb2.ListDeadLettersResponse]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ReplayDeadLettersRequest, _sessions_pb2.ReplayDeadLettersResponse]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
     """
 
 @_typing.type_check_only
@@ -227,14 +288,22 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
       STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
       OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -253,10 +322,13 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     this template (a template ending in "/" is refused by the transcoder).
     """
     GetChargingSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargingSessionRequest, _sessions_pb2.GetChargingSessionResponse]  # type: ignore[assignment]
-    """One session. The owning driver or an admin."""
+    """One session. The owning driver or an admin.
+    Errors: SESSION_NOT_FOUND.
+    """
     EndChargingSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.EndChargingSessionRequest, _sessions_pb2.EndChargingSessionResponse]  # type: ignore[assignment]
     """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
     already ended session is returned unchanged with `already_ended`. Owning driver.
+    Errors: SESSION_NOT_FOUND.
     """
     IngestTelemetry: _aio.UnaryUnaryMultiCallable[_sessions_pb2.IngestTelemetryRequest, _sessions_pb2.IngestTelemetryResponse]  # type: ignore[assignment]
     """Tesla Fleet Telemetry push: the raw JSON body `{vin, data:[{key, value}], created_at?}` signed with
@@ -264,14 +336,18 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
     a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
     are returned as errors (not swallowed into a 200) so the sender retries.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     HandleSmartcarWebhook: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarWebhookRequest, _sessions_pb2.HandleSmartcarWebhookResponse]  # type: ignore[assignment]
     """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
     management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
     challenge; vehicle charge events drive the same state machine as the poll.
+    Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
     """
     ConnectTesla: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConnectTeslaRequest, _sessions_pb2.ConnectTeslaResponse]  # type: ignore[assignment]
-    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver."""
+    """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+    Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
+    """
     HandleTeslaCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleTeslaCallbackRequest, _sessions_pb2.HandleTeslaCallbackResponse]  # type: ignore[assignment]
     """Where Tesla sends the browser after consent. Public (no bearer token): the single-use `state` binds the
     call to the driver who started it. Exchanges the code, stores the tokens encrypted, selects the vehicle
@@ -301,29 +377,39 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
     marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
     pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
     """
     ConnectSmartcar: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConnectSmartcarRequest, _sessions_pb2.ConnectSmartcarResponse]  # type: ignore[assignment]
     """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
     Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     HandleSmartcarCallback: _aio.UnaryUnaryMultiCallable[_sessions_pb2.HandleSmartcarCallbackRequest, _sessions_pb2.HandleSmartcarCallbackResponse]  # type: ignore[assignment]
     """Where Smartcar Connect sends the browser after consent. Public: the single-use `state` binds it to the
     driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
     and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
     HandleTeslaCallback.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     GetSmartcarStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetSmartcarStatusRequest, _sessions_pb2.GetSmartcarStatusResponse]  # type: ignore[assignment]
-    """Whether the driver has a car linked through Smartcar, and which. Driver."""
+    """Whether the driver has a car linked through Smartcar, and which. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
+    """
     DisconnectSmartcar: _aio.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectSmartcarRequest, _sessions_pb2.DisconnectSmartcarResponse]  # type: ignore[assignment]
     """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
     Idempotent. Driver.
+    Errors: PROVIDER_NOT_CONFIGURED.
     """
     SelectVehicle: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]  # type: ignore[assignment]
-    """Chooses which vehicle of the linked account is polled for sessions. Driver."""
+    """Chooses which vehicle of the linked account is polled for sessions. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    """
     VerifyCharging: _aio.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]  # type: ignore[assignment]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
     still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
     Not charging is an answer (`is_charging: false`), not an error. Driver.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+    NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
     """
     ListEvCodes: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListEvCodesRequest, _sessions_pb2.ListEvCodesResponse]  # type: ignore[assignment]
     """The driver's EV codes, newest first (active, then redeemed/expired of the last 24 h). Driver.
@@ -340,6 +426,7 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """One charger with its 30-day activity. Public; also served at the app's old path
     `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
     incentives' ListDriverCampaigns).
+    Errors: CHARGER_NOT_FOUND.
     """
     CheckLocation: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CheckLocationRequest, _sessions_pb2.CheckLocationResponse]  # type: ignore[assignment]
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
@@ -358,6 +445,41 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
     chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
     (merchants' insights of a store's linked chargers).
+    """
+    CaptureIntent: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]  # type: ignore[assignment]
+    """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+    with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+    merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+    merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+    signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+    activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+    failing the map.
+    Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+    """
+    GetIntentSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetIntentSessionRequest, _sessions_pb2.GetIntentSessionResponse]  # type: ignore[assignment]
+    """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+    Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+    """
+    GetAccountStats: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetAccountStatsRequest, _sessions_pb2.GetAccountStatsResponse]  # type: ignore[assignment]
+    """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+    cash earned and the Nova balance from the ledger. Driver.
+    Errors: LEDGER_UNAVAILABLE.
+    """
+    BackgroundPing: _aio.UnaryUnaryMultiCallable[_sessions_pb2.BackgroundPingRequest, _sessions_pb2.BackgroundPingResponse]  # type: ignore[assignment]
+    """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+    says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+    session opens if it charges). Driver.
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    """
+    ListAuditEntries: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
+    """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+    first. Services only.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListDeadLettersRequest, _sessions_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ReplayDeadLettersRequest, _sessions_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
+    """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+    replay of something already applied harmless. Write-admin only; audited.
     """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -392,14 +514,22 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
       STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
       OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     @_abc_1.abstractmethod
@@ -440,7 +570,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.GetChargingSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.GetChargingSessionResponse, _abc.Awaitable[_sessions_pb2.GetChargingSessionResponse]]:
-        """One session. The owning driver or an admin."""
+        """One session. The owning driver or an admin.
+        Errors: SESSION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def EndChargingSession(
@@ -450,6 +582,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.EndChargingSessionResponse, _abc.Awaitable[_sessions_pb2.EndChargingSessionResponse]]:
         """Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
         already ended session is returned unchanged with `already_ended`. Owning driver.
+        Errors: SESSION_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -463,6 +596,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
         a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
         are returned as errors (not swallowed into a 200) so the sender retries.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
     @_abc_1.abstractmethod
@@ -474,6 +608,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
         management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
         challenge; vehicle charge events drive the same state machine as the poll.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
     @_abc_1.abstractmethod
@@ -482,7 +617,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.ConnectTeslaRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ConnectTeslaResponse, _abc.Awaitable[_sessions_pb2.ConnectTeslaResponse]]:
-        """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver."""
+        """Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+        Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
+        """
 
     @_abc_1.abstractmethod
     def HandleTeslaCallback(
@@ -548,6 +685,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
         marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
         pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -558,6 +696,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.ConnectSmartcarResponse, _abc.Awaitable[_sessions_pb2.ConnectSmartcarResponse]]:
         """Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
         Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
     @_abc_1.abstractmethod
@@ -570,6 +709,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
         and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
         HandleTeslaCallback.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
     @_abc_1.abstractmethod
@@ -578,7 +718,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.GetSmartcarStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.GetSmartcarStatusResponse, _abc.Awaitable[_sessions_pb2.GetSmartcarStatusResponse]]:
-        """Whether the driver has a car linked through Smartcar, and which. Driver."""
+        """Whether the driver has a car linked through Smartcar, and which. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
+        """
 
     @_abc_1.abstractmethod
     def DisconnectSmartcar(
@@ -588,6 +730,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.DisconnectSmartcarResponse, _abc.Awaitable[_sessions_pb2.DisconnectSmartcarResponse]]:
         """Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
         Idempotent. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
     @_abc_1.abstractmethod
@@ -596,7 +739,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.SelectVehicleRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.SelectVehicleResponse, _abc.Awaitable[_sessions_pb2.SelectVehicleResponse]]:
-        """Chooses which vehicle of the linked account is polled for sessions. Driver."""
+        """Chooses which vehicle of the linked account is polled for sessions. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def VerifyCharging(
@@ -607,6 +752,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
         still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
         Not charging is an answer (`is_charging: false`), not an error. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+        NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -641,6 +788,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """One charger with its 30-day activity. Public; also served at the app's old path
         `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
         incentives' ListDriverCampaigns).
+        Errors: CHARGER_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -689,6 +837,83 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
         chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
         (merchants' insights of a store's linked chargers).
+        """
+
+    @_abc_1.abstractmethod
+    def CaptureIntent(
+        self,
+        request: _sessions_pb2.CaptureIntentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.CaptureIntentResponse, _abc.Awaitable[_sessions_pb2.CaptureIntentResponse]]:
+        """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+        with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+        merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+        merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+        signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+        activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+        failing the map.
+        Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+        """
+
+    @_abc_1.abstractmethod
+    def GetIntentSession(
+        self,
+        request: _sessions_pb2.GetIntentSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetIntentSessionResponse, _abc.Awaitable[_sessions_pb2.GetIntentSessionResponse]]:
+        """One intent session, for the merchants service (merchant details' distance and copy). Internal.
+        Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+        """
+
+    @_abc_1.abstractmethod
+    def GetAccountStats(
+        self,
+        request: _sessions_pb2.GetAccountStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetAccountStatsResponse, _abc.Awaitable[_sessions_pb2.GetAccountStatsResponse]]:
+        """The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+        cash earned and the Nova balance from the ledger. Driver.
+        Errors: LEDGER_UNAVAILABLE.
+        """
+
+    @_abc_1.abstractmethod
+    def BackgroundPing(
+        self,
+        request: _sessions_pb2.BackgroundPingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.BackgroundPingResponse, _abc.Awaitable[_sessions_pb2.BackgroundPingResponse]]:
+        """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+        says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+        session opens if it charges). Driver.
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEntries(
+        self,
+        request: _sessions_pb2.ListAuditEntriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ListAuditEntriesResponse, _abc.Awaitable[_sessions_pb2.ListAuditEntriesResponse]]:
+        """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _sessions_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ListDeadLettersResponse, _abc.Awaitable[_sessions_pb2.ListDeadLettersResponse]]:
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+
+    @_abc_1.abstractmethod
+    def ReplayDeadLetters(
+        self,
+        request: _sessions_pb2.ReplayDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_sessions_pb2.ReplayDeadLettersResponse]]:
+        """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
         """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -8,6 +8,9 @@ __all__ = (
     "AuthProvider",
     "ConsoleUser",
     "DevicePlatform",
+    "Flag",
+    "GetFlagRequest",
+    "GetFlagResponse",
     "GetJwksRequest",
     "GetJwksResponse",
     "GetMeRequest",
@@ -17,6 +20,10 @@ __all__ = (
     "GetUserRequest",
     "GetUserResponse",
     "JsonWebKey",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
+    "ListFlagsRequest",
+    "ListFlagsResponse",
     "ListUsersRequest",
     "ListUsersResponse",
     "LogoutRequest",
@@ -47,6 +54,8 @@ __all__ = (
     "StartEmailLoginResponse",
     "StartPhoneLoginRequest",
     "StartPhoneLoginResponse",
+    "ToggleFlagRequest",
+    "ToggleFlagResponse",
     "TokenPair",
     "User",
     "VerifyConsoleLoginRequest",
@@ -225,6 +234,78 @@ default_message_pool.register_message("nerava.accounts.v1", "ConsoleUser", Conso
 
 
 @dataclass(eq=False, repr=False)
+class Flag(betterproto2.Message):
+    """
+    A feature flag: a product switch an admin turns on or off per environment without a deployment.
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Name, snake_case (e.g. "telemetry_ingestion").
+    """
+
+    enabled: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Whether the feature is on in this environment.
+    """
+
+    environment: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The environment the value applies to (e.g. "development", "production").
+    """
+
+    description: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    What the flag switches.
+    """
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it was last toggled; absent while it holds its default.
+    """
+
+    updated_by: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Public id of the admin who last toggled it; empty while it holds its default.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "Flag", Flag)
+
+
+@dataclass(eq=False, repr=False)
+class GetFlagRequest(betterproto2.Message):
+    """
+    Which flag.
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The flag's name.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "GetFlagRequest", GetFlagRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetFlagResponse(betterproto2.Message):
+    """
+    The flag.
+    """
+
+    flag: "Flag | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The flag with its value in this environment.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "GetFlagResponse", GetFlagResponse)
+
+
+@dataclass(eq=False, repr=False)
 class GetJwksRequest(betterproto2.Message):
     """
     No parameters.
@@ -383,6 +464,102 @@ class JsonWebKey(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.accounts.v1", "JsonWebKey", JsonWebKey)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Filters over the audit log; empty fields match everything.
+    """
+
+    actor: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Only entries of this actor (a user's public id, or "service:<name>").
+    """
+
+    action: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Only this action (e.g. "grant.clawback"), or every action under a prefix ending in "." ("campaign.").
+    """
+
+    target: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Only entries about this target (e.g. "user:<public id>", "campaign:<id>").
+    """
+
+    since: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Entries at or after this time (RFC 3339).
+    """
+
+    until: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Entries before this time (RFC 3339).
+    """
+
+    page_size: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+    """
+    Entries to return, 1–500; 0 means 50.
+    """
+
+    page_token: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    next_page_token of the previous page, with the same filters; empty for the first page.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    A page of the audit log, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    This page of entries, from every service.
+    """
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Token for the next page; empty on the last page.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListFlagsRequest(betterproto2.Message):
+    """
+    No parameters: the flags of this environment.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ListFlagsRequest", ListFlagsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListFlagsResponse(betterproto2.Message):
+    """
+    Every known flag of this environment, by name.
+    """
+
+    flags: "list[Flag]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The flags, sorted by name.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ListFlagsResponse", ListFlagsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1028,6 +1205,46 @@ default_message_pool.register_message("nerava.accounts.v1", "StartPhoneLoginResp
 
 
 @dataclass(eq=False, repr=False)
+class ToggleFlagRequest(betterproto2.Message):
+    """
+    Which flag to switch, to what, and why.
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The flag's name.
+    """
+
+    enabled: "bool | None" = betterproto2.field(2, betterproto2.TYPE_BOOL, optional=True)
+    """
+    The new value; unset flips the current one (the first implementation's toggle).
+    """
+
+    reason: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ToggleFlagRequest", ToggleFlagRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ToggleFlagResponse(betterproto2.Message):
+    """
+    The flag after the toggle.
+    """
+
+    flag: "Flag | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The flag with its new value.
+    """
+
+
+default_message_pool.register_message("nerava.accounts.v1", "ToggleFlagResponse", ToggleFlagResponse)
+
+
+@dataclass(eq=False, repr=False)
 class TokenPair(betterproto2.Message):
     """
     The tokens a successful login or refresh returns.
@@ -1367,7 +1584,11 @@ class AccountsServiceStub:
                                                    CLAIM_NOT_OWNER, MERCHANT_ALREADY_CLAIMED); metadata: reason
       MERCHANT_NOT_FOUND     (NOT_FOUND)           no store with that merchant id or place id
       MERCHANTS_UNAVAILABLE  (UNAVAILABLE)         the merchants service did not answer; try again
+      FLAG_NOT_FOUND         (NOT_FOUND)           no feature flag of that name
+      AUDIT_UNAVAILABLE      (UNAVAILABLE)         a service holding part of the audit log did not answer
       INVALID_ARGUMENT       (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      TOKEN_REVOKED          (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      DATABASE_UNAVAILABLE   (UNAVAILABLE)         the database refused a new connection; retry shortly
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -1648,5 +1869,57 @@ class AccountsServiceStub:
             SetUserRolesResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        The audit log of the whole mesh, newest first: every admin action and every movement of money a person
+        initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
+        this merges them. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_flags(self, message: "ListFlagsRequest | None" = None) -> "ListFlagsResponse":
+        """
+        The feature flags of this environment with their current values. Public: the apps read them before
+        sign-in, and services read them through services/common/flags.py.
+        """
+
+        if message is None:
+            message = ListFlagsRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/ListFlags",
+            ListFlagsRequest.SerializeToString,
+            ListFlagsResponse.FromString,
+        )(message)
+
+    def get_flag(self, message: "GetFlagRequest") -> "GetFlagResponse":
+        """
+        One feature flag of this environment. Public.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/GetFlag",
+            GetFlagRequest.SerializeToString,
+            GetFlagResponse.FromString,
+        )(message)
+
+    def toggle_flag(self, message: "ToggleFlagRequest") -> "ToggleFlagResponse":
+        """
+        Turns a feature flag of this environment on or off; every replica of every service sees the new value
+        within seconds. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.accounts.v1.AccountsService/ToggleFlag",
+            ToggleFlagRequest.SerializeToString,
+            ToggleFlagResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__

@@ -15,6 +15,8 @@ __all__ = (
     "CancelCampaignRequest",
     "CancelCampaignResponse",
     "CandidateResult",
+    "ChargerPlace",
+    "ChargerReward",
     "CheckoutStatus",
     "ClawbackGrantRequest",
     "ClawbackGrantResponse",
@@ -41,8 +43,14 @@ __all__ = (
     "Grant",
     "GrantStatus",
     "IncentivesServiceStub",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListCampaignsRequest",
     "ListCampaignsResponse",
+    "ListChargerRewardsRequest",
+    "ListChargerRewardsResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListDriverCampaignsRequest",
     "ListDriverCampaignsResponse",
     "ListGrantsRequest",
@@ -51,6 +59,8 @@ __all__ = (
     "PauseCampaignResponse",
     "RecordCampaignFundingRequest",
     "RecordCampaignFundingResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "ResumeCampaignRequest",
     "ResumeCampaignResponse",
     "RewardKind",
@@ -277,7 +287,8 @@ class GrantStatus(betterproto2.Enum):
 
     PENDING = 1
     """
-    Budget consumed; the ledger credit is on its way (outbox).
+    Budget consumed; the ledger credit is on its way (outbox). Not shown to the driver until credited
+    (BatchGetSessionGrants leaves it out).
     """
 
     GRANTED = 2
@@ -958,6 +969,71 @@ default_message_pool.register_message("nerava.incentives.v1", "CandidateResult",
 
 
 @dataclass(eq=False, repr=False)
+class ChargerPlace(betterproto2.Message):
+    """
+    A charger as sessions' catalog knows it (incentives keeps no copy of the catalog).
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    network: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Its network; empty when unknown.
+    """
+
+    zone_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Its zone id; empty when none.
+    """
+
+    lat: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ChargerPlace", ChargerPlace)
+
+
+@dataclass(eq=False, repr=False)
+class ChargerReward(betterproto2.Message):
+    """
+    The best reward at one charger.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    reward_cents: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Reward per session: integer US cents for CASH, Nova points for NOVA.
+    """
+
+    reward_kind: "RewardKind" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: RewardKind(0))
+    """
+    Cash or Nova.
+    """
+
+    campaign_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The campaign paying it (UUID).
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ChargerReward", ChargerReward)
+
+
+@dataclass(eq=False, repr=False)
 class ClawbackGrantRequest(betterproto2.Message):
     """
     Which grant to reverse.
@@ -1145,9 +1221,9 @@ class DriverCampaign(betterproto2.Message):
     Sponsor shown to drivers.
     """
 
-    sponsor_logo_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    sponsor_logo_url: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
     """
-    Sponsor logo URL; empty when none.
+    Sponsor logo URL; absent when none.
     """
 
     description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
@@ -1764,6 +1840,36 @@ default_message_pool.register_message("nerava.incentives.v1", "Grant", Grant)
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListCampaignsRequest(betterproto2.Message):
     """
     Filters and a page of campaigns. Accepts the console's limit/offset and page tokens; not both offset and
@@ -1829,6 +1935,66 @@ class ListCampaignsResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.incentives.v1", "ListCampaignsResponse", ListCampaignsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListChargerRewardsRequest(betterproto2.Message):
+    """
+    The chargers to price.
+    """
+
+    chargers: "list[ChargerPlace]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Up to 100 chargers.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListChargerRewardsRequest", ListChargerRewardsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListChargerRewardsResponse(betterproto2.Message):
+    """
+    The chargers some live campaign pays at, each with its best reward (highest, then priority).
+    """
+
+    rewards: "list[ChargerReward]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One per charger that has a reward, in request order.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListChargerRewardsResponse", ListChargerRewardsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2058,6 +2224,41 @@ class RecordCampaignFundingResponse(betterproto2.Message):
 default_message_pool.register_message(
     "nerava.incentives.v1", "RecordCampaignFundingResponse", RecordCampaignFundingResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2348,6 +2549,8 @@ class IncentivesServiceStub:
                                                      budget is funded (a paid checkout or FundCampaignFromPlatform)
       CAMPAIGN_ALREADY_FUNDED  (FAILED_PRECONDITION) FundCampaign or FundCampaignFromPlatform on a funded campaign
       CHECKOUT_PENDING         (FAILED_PRECONDITION) FundCampaignFromPlatform while a Stripe checkout is open
+      CAMPAIGN_FUNDING_CONFLICT (FAILED_PRECONDITION) FundCampaignFromPlatform: the ledger refused the campaign's
+                                                     platform funding key and holds no such funding (a person looks)
       BUDGET_EXHAUSTED         (FAILED_PRECONDITION) ResumeCampaign with less budget left than one reward
       CAMPAIGN_EXPIRED         (FAILED_PRECONDITION) activate/resume/fund after end_date
       BUDGET_TOO_SMALL         (INVALID_ARGUMENT)    the net budget (after the platform fee) is below one reward
@@ -2367,6 +2570,9 @@ class IncentivesServiceStub:
                                                      and accounts did not answer; retry
       LEDGER_UNAVAILABLE       (UNAVAILABLE)         the ledger did not answer a clawback, a cancellation's
                                                      refund or a platform funding; retry (same request_id)
+      TOKEN_REVOKED            (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT         (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
     JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
@@ -2543,7 +2749,8 @@ class IncentivesServiceStub:
 
     def get_reputation(self, message: "GetReputationRequest") -> "GetReputationResponse":
         """
-        The driver's reputation: points, tier and charging streak. Driver.
+        The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
+        (not while PENDING, never when FAILED or clawed back). Driver.
         """
 
         return self._channel.unary_unary(
@@ -2600,7 +2807,9 @@ class IncentivesServiceStub:
         Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
         ledger transfer (CAMPAIGN_FUNDING from the platform's external funding account, the admin and the
         reason in its metadata) of the campaign's net budget_cents; the campaign then is FUNDED and may be
-        activated. Idempotent on request_id. Admin (write); audited.
+        activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
+        answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
+        Admin (write); audited.
         """
 
         return self._channel.unary_unary(
@@ -2613,13 +2822,29 @@ class IncentivesServiceStub:
         """
         Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
         session's incentive with its current status (a clawback happens after the evaluation answer). Sessions
-        without a grant are simply absent. Services only.
+        without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
+        it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
+        only.
         """
 
         return self._channel.unary_unary(
             "/nerava.incentives.v1.IncentivesService/BatchGetSessionGrants",
             BatchGetSessionGrantsRequest.SerializeToString,
             BatchGetSessionGrantsResponse.FromString,
+        )(message)
+
+    def list_charger_rewards(self, message: "ListChargerRewardsRequest") -> "ListChargerRewardsResponse":
+        """
+        Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
+        session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
+        left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
+        allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListChargerRewards",
+            ListChargerRewardsRequest.SerializeToString,
+            ListChargerRewardsResponse.FromString,
         )(message)
 
     def evaluate_session(self, message: "EvaluateSessionRequest") -> "EvaluateSessionResponse":
@@ -2636,6 +2861,43 @@ class IncentivesServiceStub:
             EvaluateSessionResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__

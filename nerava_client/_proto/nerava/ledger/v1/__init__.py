@@ -9,6 +9,8 @@ __all__ = (
     "AccountType",
     "AdminGrantRequest",
     "AdminGrantResponse",
+    "CheckLedgerRequest",
+    "CheckLedgerResponse",
     "CloseMerchantFeePeriodRequest",
     "CloseMerchantFeePeriodResponse",
     "CreateStripeAccountLinkRequest",
@@ -19,6 +21,8 @@ __all__ = (
     "FeePeriodStatus",
     "GetAccountRequest",
     "GetAccountResponse",
+    "GetDriverWalletRequest",
+    "GetDriverWalletResponse",
     "GetMerchantFeePeriodRequest",
     "GetMerchantFeePeriodResponse",
     "GetStripeStatusRequest",
@@ -30,12 +34,18 @@ __all__ = (
     "HandleStripeEventRequest",
     "HandleStripeEventResponse",
     "LedgerServiceStub",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListPaymentIssuesRequest",
     "ListPaymentIssuesResponse",
     "ListPayoutsRequest",
     "ListPayoutsResponse",
     "ListTransfersRequest",
     "ListTransfersResponse",
+    "ListUnknownPayoutsRequest",
+    "ListUnknownPayoutsResponse",
     "ListWalletEntriesRequest",
     "ListWalletEntriesResponse",
     "MerchantFeePeriod",
@@ -46,8 +56,13 @@ __all__ = (
     "PostReservedTransferResponse",
     "PostTransferRequest",
     "PostTransferResponse",
+    "ReconcilePayoutsRequest",
+    "ReconcilePayoutsResponse",
+    "ReconciliationInvariant",
     "RefundCampaignBudgetRequest",
     "RefundCampaignBudgetResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "RequestPayoutRequest",
     "RequestPayoutResponse",
     "ReservationState",
@@ -55,11 +70,14 @@ __all__ = (
     "ReserveTransferResponse",
     "ReverseTransferRequest",
     "ReverseTransferResponse",
+    "RunReconciliationRequest",
+    "RunReconciliationResponse",
     "TimelineItem",
     "Transfer",
     "TransferKind",
     "TransferMetadata",
     "TransferPhase",
+    "UnknownPayout",
     "VoidReservedTransferRequest",
     "VoidReservedTransferResponse",
     "WalletEntry",
@@ -637,6 +655,33 @@ default_message_pool.register_message("nerava.ledger.v1", "AdminGrantResponse", 
 
 
 @dataclass(eq=False, repr=False)
+class CheckLedgerRequest(betterproto2.Message):
+    """
+    No parameters: every invariant over the whole ledger.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.ledger.v1", "CheckLedgerRequest", CheckLedgerRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CheckLedgerResponse(betterproto2.Message):
+    """
+    The violations found; none when the ledger holds.
+    """
+
+    violations: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    One line per violation: the invariant and the offending rows.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "CheckLedgerResponse", CheckLedgerResponse)
+
+
+@dataclass(eq=False, repr=False)
 class CloseMerchantFeePeriodRequest(betterproto2.Message):
     """
     Which period, and the state it moves to.
@@ -797,6 +842,36 @@ class GetAccountResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "GetAccountResponse", GetAccountResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetDriverWalletRequest(betterproto2.Message):
+    """
+    Which driver.
+    """
+
+    driver_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The driver's public id (UUID).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "GetDriverWalletRequest", GetDriverWalletRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetDriverWalletResponse(betterproto2.Message):
+    """
+    The driver's wallet.
+    """
+
+    wallet: "GetWalletBalanceResponse | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The same figures the driver reads at /v1/wallet/balance.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "GetDriverWalletResponse", GetDriverWalletResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1038,6 +1113,66 @@ default_message_pool.register_message("nerava.ledger.v1", "HandleStripeEventResp
 
 
 @dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListPaymentIssuesRequest(betterproto2.Message):
     """
     No filter yet: the newest issues.
@@ -1160,6 +1295,36 @@ class ListTransfersResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "ListTransfersResponse", ListTransfersResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListUnknownPayoutsRequest(betterproto2.Message):
+    """
+    Which UNKNOWN payouts.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Payouts to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListUnknownPayoutsRequest", ListUnknownPayoutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListUnknownPayoutsResponse(betterproto2.Message):
+    """
+    The UNKNOWN payouts, oldest first.
+    """
+
+    payouts: "list[UnknownPayout]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` payouts.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ListUnknownPayoutsResponse", ListUnknownPayoutsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1492,6 +1657,61 @@ default_message_pool.register_message("nerava.ledger.v1", "PostTransferResponse"
 
 
 @dataclass(eq=False, repr=False)
+class ReconcilePayoutsRequest(betterproto2.Message):
+    """
+    Why an operator settles the UNKNOWN payouts now.
+    """
+
+    reason: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconcilePayoutsRequest", ReconcilePayoutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReconcilePayoutsResponse(betterproto2.Message):
+    """
+    What the reconciliation settled.
+    """
+
+    settled: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Payouts that left UNKNOWN (PROCESSING or FAILED).
+    """
+
+    still_unknown: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Payouts still UNKNOWN (Stripe could not tell yet).
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconcilePayoutsResponse", ReconcilePayoutsResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReconciliationInvariant(betterproto2.Message):
+    """
+    One invariant's result.
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The invariant, e.g. "campaign_budget", "payout_transfer".
+    """
+
+    drift_ids: "list[str]" = betterproto2.field(2, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Ids that break it; empty when it holds.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReconciliationInvariant", ReconciliationInvariant)
+
+
+@dataclass(eq=False, repr=False)
 class RefundCampaignBudgetRequest(betterproto2.Message):
     """
     What to return to the sponsor.
@@ -1520,6 +1740,13 @@ class RefundCampaignBudgetRequest(betterproto2.Message):
     reason: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
     """
     Why; kept in the reversals' metadata.
+    """
+
+    kept_checkout_session_id: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The Stripe Checkout session whose payment the campaign took (its budget); empty for a campaign funded by
+    the platform. A refund goes only against that payment and the platform's funding, never against a payment
+    the campaign did not take (that one is refunded whole, on its own).
     """
 
 
@@ -1552,6 +1779,41 @@ default_message_pool.register_message("nerava.ledger.v1", "RefundCampaignBudgetR
 
 
 @dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
+
+
+@dataclass(eq=False, repr=False)
 class RequestPayoutRequest(betterproto2.Message):
     """
     A withdrawal request.
@@ -1565,7 +1827,8 @@ class RequestPayoutRequest(betterproto2.Message):
 
     request_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    Caller idempotency key (UUID, AIP-155): the same id returns the same payout.
+    Caller idempotency key (UUID, AIP-155): the same id returns the same payout. Optional (today's app sends
+    none): without it, the same amount within 10 minutes is the same payout (see RequestPayout).
     """
 
 
@@ -1722,6 +1985,43 @@ class ReverseTransferResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.ledger.v1", "ReverseTransferResponse", ReverseTransferResponse)
+
+
+@dataclass(eq=False, repr=False)
+class RunReconciliationRequest(betterproto2.Message):
+    """
+    Which period to reconcile.
+    """
+
+    since: "datetime.datetime | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Only what was created since this moment; unset for everything.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "RunReconciliationRequest", RunReconciliationRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RunReconciliationResponse(betterproto2.Message):
+    """
+    Every invariant, holding or not.
+    """
+
+    invariants: "list[ReconciliationInvariant]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Each invariant with its drift.
+    """
+
+    holds: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    True when no invariant drifts.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "RunReconciliationResponse", RunReconciliationResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1945,6 +2245,33 @@ default_message_pool.register_message("nerava.ledger.v1", "TransferMetadata", Tr
 
 
 @dataclass(eq=False, repr=False)
+class UnknownPayout(betterproto2.Message):
+    """
+    A payout stuck UNKNOWN, with whose it is.
+    """
+
+    payout: "Payout | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The payout.
+    """
+
+    driver_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The driver's public id.
+    """
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it last changed state (RFC 3339 UTC): how long it has been unknown.
+    """
+
+
+default_message_pool.register_message("nerava.ledger.v1", "UnknownPayout", UnknownPayout)
+
+
+@dataclass(eq=False, repr=False)
 class VoidReservedTransferRequest(betterproto2.Message):
     """
     Cancel a reservation.
@@ -2112,6 +2439,9 @@ class LedgerServiceStub:
       UNAUTHENTICATED               (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED             (PERMISSION_DENIED)    the caller lacks the role (internal RPCs: callers
                                                            that are not services; AdminGrant: write admin)
+      TOKEN_REVOKED                 (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT              (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE          (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field. Currency consistency is a
     validation rule, not a server check: its violations carry the rule id as FieldViolation.reason —
     CURRENCY_MISMATCH (an account type holds one currency; both accounts must be in the transfer's
@@ -2243,6 +2573,18 @@ class LedgerServiceStub:
             GetWalletBalanceResponse.FromString,
         )(message)
 
+    def get_driver_wallet(self, message: "GetDriverWalletRequest") -> "GetDriverWalletResponse":
+        """
+        Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
+        only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/GetDriverWallet",
+            GetDriverWalletRequest.SerializeToString,
+            GetDriverWalletResponse.FromString,
+        )(message)
+
     def list_wallet_entries(self, message: "ListWalletEntriesRequest") -> "ListWalletEntriesResponse":
         """
         The calling driver's cash-wallet entries, newest first. Driver.
@@ -2268,10 +2610,15 @@ class LedgerServiceStub:
 
     def request_payout(self, message: "RequestPayoutRequest") -> "RequestPayoutResponse":
         """
-        Withdraws cash to the driver's Stripe Express account. Idempotent on request_id. Reserves the
+        Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
+        request_id, and then a request of the same amount as one of the driver's payouts requested in the last
+        10 minutes (and not FAILED) is taken as its retry and answered with it — the driver's requests are
+        serialized, so a retried or double-tapped withdrawal pays once. Reserves the
         amount (available → pending), then creates the Stripe transfer with the payout id as Stripe's
         idempotency key. A definitive Stripe refusal voids the reservation (status FAILED, funds back); a
         lost answer leaves the payout UNKNOWN for reconciliation — never refunded blindly. Driver.
+        Errors: PAYOUT_BELOW_MINIMUM, PAYOUT_DAILY_LIMIT, PAYOUT_WEEKLY_LIMIT, INSUFFICIENT_BALANCE,
+        STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2367,7 +2714,8 @@ class LedgerServiceStub:
     def refund_campaign_budget(self, message: "RefundCampaignBudgetRequest") -> "RefundCampaignBudgetResponse":
         """
         Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
-        whoever paid it — Stripe payments are refunded oldest first (a Stripe refund per payment, keyed by the
+        whoever paid it — the payment the campaign took (kept_checkout_session_id), up to what is left of it, and
+        the platform's funding, oldest first (a Stripe refund per payment, keyed by the
         refund id, sent through the ledger's outbox), platform funding goes back to the platform — each as a
         reversal of its funding transfer, all in one transaction. Idempotent on idempotency_key: a repeat answers
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
@@ -2392,6 +2740,95 @@ class LedgerServiceStub:
             ListPaymentIssuesResponse.FromString,
         )(message)
 
+    def list_unknown_payouts(self, message: "ListUnknownPayoutsRequest") -> "ListUnknownPayoutsResponse":
+        """
+        Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
+        balance and may or may not have reached Stripe. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListUnknownPayouts",
+            ListUnknownPayoutsRequest.SerializeToString,
+            ListUnknownPayoutsResponse.FromString,
+        )(message)
+
+    def reconcile_payouts(self, message: "ReconcilePayoutsRequest") -> "ReconcilePayoutsResponse":
+        """
+        Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
+        on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
+        Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ReconcilePayouts",
+            ReconcilePayoutsRequest.SerializeToString,
+            ReconcilePayoutsResponse.FromString,
+        )(message)
+
+    def check_ledger(self, message: "CheckLedgerRequest | None" = None) -> "CheckLedgerResponse":
+        """
+        The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
+        balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        """
+
+        if message is None:
+            message = CheckLedgerRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/CheckLedger",
+            CheckLedgerRequest.SerializeToString,
+            CheckLedgerResponse.FromString,
+        )(message)
+
+    def run_reconciliation(self, message: "RunReconciliationRequest") -> "RunReconciliationResponse":
+        """
+        The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
+        payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/RunReconciliation",
+            RunReconciliationRequest.SerializeToString,
+            RunReconciliationResponse.FromString,
+        )(message)
+
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.ledger.v1.LedgerService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__

@@ -14,11 +14,14 @@ __all__ = (
     "AmenityVotes",
     "AuthorizeMerchantClaimRequest",
     "AuthorizeMerchantClaimResponse",
+    "BatchListChargerMerchantsRequest",
+    "BatchListChargerMerchantsResponse",
     "Business",
     "CancelExclusiveRequest",
     "CancelExclusiveResponse",
     "ChargerLink",
     "ChargerMerchant",
+    "ChargerMerchants",
     "CheckoutCharger",
     "CheckoutDriver",
     "CheckoutMerchant",
@@ -71,6 +74,10 @@ __all__ = (
     "GetShareablesResponse",
     "LinkChargerRequest",
     "LinkChargerResponse",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListFavoriteChargersRequest",
     "ListFavoriteChargersResponse",
     "ListFavoriteMerchantsRequest",
@@ -114,6 +121,8 @@ __all__ = (
     "RemoveFavoriteChargerResponse",
     "RemoveFavoriteMerchantRequest",
     "RemoveFavoriteMerchantResponse",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "RequestMerchantClaimRequest",
     "RequestMerchantClaimResponse",
     "ResolveBusinessRequest",
@@ -626,6 +635,40 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class BatchListChargerMerchantsRequest(betterproto2.Message):
+    """
+    The chargers.
+    """
+
+    charger_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Up to 100 charger ids.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "BatchListChargerMerchantsRequest", BatchListChargerMerchantsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class BatchListChargerMerchantsResponse(betterproto2.Message):
+    """
+    The chargers that have merchants, in request order.
+    """
+
+    chargers: "list[ChargerMerchants]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One entry per charger with at least one active linked merchant.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "BatchListChargerMerchantsResponse", BatchListChargerMerchantsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class Business(betterproto2.Message):
     """
     A business Google Places knows.
@@ -854,9 +897,9 @@ class ChargerMerchant(betterproto2.Message):
     True when open now.
     """
 
-    open_until: "str" = betterproto2.field(18, betterproto2.TYPE_STRING)
+    open_until: "str | None" = betterproto2.field(18, betterproto2.TYPE_STRING, optional=True)
     """
-    Closing time today, local "HH:MM"; empty when unknown or closed.
+    Closing time today, local "HH:MM"; absent when unknown or closed.
     """
 
     rating: "float" = betterproto2.field(19, betterproto2.TYPE_DOUBLE)
@@ -896,6 +939,26 @@ class ChargerMerchant(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "ChargerMerchant", ChargerMerchant)
+
+
+@dataclass(eq=False, repr=False)
+class ChargerMerchants(betterproto2.Message):
+    """
+    The merchants of one charger.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    merchants: "list[ChargerMerchant]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Its ranked "while you charge" merchants, primary first (up to 3).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ChargerMerchants", ChargerMerchants)
 
 
 @dataclass(eq=False, repr=False)
@@ -1940,7 +2003,8 @@ class GetMerchantRequest(betterproto2.Message):
 
     session_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
-    Intent-capture session id (distance and copy are computed from it); empty when none.
+    Intent-capture session id of the calling driver (distance and label are computed from it; another
+    driver's session is ignored); empty when none.
     """
 
 
@@ -2343,6 +2407,66 @@ class LinkChargerResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "LinkChargerResponse", LinkChargerResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -3016,9 +3140,10 @@ class MerchantMoment(betterproto2.Message):
     The "moment" block: where the merchant is relative to the driver.
     """
 
-    label: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    label: "___google__protobuf__.Value | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
     """
-    Label, e.g. "Steps from your charger"; empty when none.
+    Label, e.g. "Steps from your charger", or null without an intent session: the app's schema demands the
+    key with a string or null, so it is a google.protobuf.Value the server always sets.
     """
 
     distance_miles: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
@@ -3689,6 +3814,41 @@ class RemoveFavoriteMerchantResponse(betterproto2.Message):
 default_message_pool.register_message(
     "nerava.merchants.v1", "RemoveFavoriteMerchantResponse", RemoveFavoriteMerchantResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -4393,6 +4553,9 @@ class MerchantsServiceStub:
       UNAUTHENTICATED              (UNAUTHENTICATED)      no or invalid bearer token
       PERMISSION_DENIED            (PERMISSION_DENIED)    the caller lacks the role, or does not own the
                                                           merchant
+      TOKEN_REVOKED                (UNAUTHENTICATED)      the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT             (INVALID_ARGUMENT)     a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE         (UNAVAILABLE)          the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field; cross-field rules carry
     their rule id as FieldViolation.reason (MERCHANT_REQUIRED, CODE_OR_ERROR).
     """
@@ -4455,6 +4618,8 @@ class MerchantsServiceStub:
         Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
+        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4467,6 +4632,7 @@ class MerchantsServiceStub:
         """
         "I'm at the merchant": records a verified visit and returns the code staff check; completes the
         session. Calling it again returns the same code (ALREADY_VERIFIED). Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -4480,6 +4646,7 @@ class MerchantsServiceStub:
         Ends an exclusive session as COMPLETED, with optional feedback. On a session already COMPLETED
         (e.g. by VerifyExclusiveVisit) it answers COMPLETED idempotently and records the feedback — the
         first implementation answered 409 there. Driver (owner of the session).
+        Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -4546,6 +4713,7 @@ class MerchantsServiceStub:
         """
         The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
         charging, up to 3 while charging. Public. The app reads a bare JSON array.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4557,6 +4725,7 @@ class MerchantsServiceStub:
     def get_merchant(self, message: "GetMerchantRequest") -> "GetMerchantResponse":
         """
         A merchant's details screen. Public (driver optional); merchant_id may also be a Google place id.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4569,12 +4738,28 @@ class MerchantsServiceStub:
         """
         A driver's vote on a store's amenity: up or down, one vote per driver and amenity (a new vote replaces
         theirs; the same vote again changes nothing). Answers the amenity's counts. Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
             "/nerava.merchants.v1.MerchantsService/VoteAmenity",
             VoteAmenityRequest.SerializeToString,
             VoteAmenityResponse.FromString,
+        )(message)
+
+    def batch_list_charger_merchants(
+        self, message: "BatchListChargerMerchantsRequest"
+    ) -> "BatchListChargerMerchantsResponse":
+        """
+        Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
+        chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
+        chargers without merchants are absent. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/BatchListChargerMerchants",
+            BatchListChargerMerchantsRequest.SerializeToString,
+            BatchListChargerMerchantsResponse.FromString,
         )(message)
 
     def list_favorite_merchants(
@@ -4596,6 +4781,7 @@ class MerchantsServiceStub:
     def add_favorite_merchant(self, message: "AddFavoriteMerchantRequest") -> "AddFavoriteMerchantResponse":
         """
         Adds a store to the driver's favorites (again: no change). Driver.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4966,6 +5152,43 @@ class MerchantsServiceStub:
             RequestMerchantClaimResponse.FromString,
         )(message)
 
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
+from ...outbox import v1 as __outbox__v1__

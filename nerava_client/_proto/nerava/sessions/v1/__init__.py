@@ -4,9 +4,13 @@
 # This file has been @generated
 
 __all__ = (
+    "BackgroundPingRequest",
+    "BackgroundPingResponse",
     "BrowseChargersRequest",
     "BrowseChargersResponse",
     "BrowsedCharger",
+    "CaptureIntentRequest",
+    "CaptureIntentResponse",
     "Charger",
     "ChargerRecord",
     "ChargerUtilization",
@@ -29,6 +33,9 @@ __all__ = (
     "EndChargingSessionResponse",
     "EndReason",
     "EvCode",
+    "FavoriteCharger",
+    "GetAccountStatsRequest",
+    "GetAccountStatsResponse",
     "GetActiveSessionRequest",
     "GetActiveSessionResponse",
     "GetChargerRequest",
@@ -37,6 +44,8 @@ __all__ = (
     "GetChargerUtilizationResponse",
     "GetChargingSessionRequest",
     "GetChargingSessionResponse",
+    "GetIntentSessionRequest",
+    "GetIntentSessionResponse",
     "GetSmartcarStatusRequest",
     "GetSmartcarStatusResponse",
     "GetTeslaStatusRequest",
@@ -53,14 +62,23 @@ __all__ = (
     "IngestAction",
     "IngestTelemetryRequest",
     "IngestTelemetryResponse",
+    "IntentMerchant",
+    "IntentNextActions",
+    "ListAuditEntriesRequest",
+    "ListAuditEntriesResponse",
     "ListChargingSessionsRequest",
     "ListChargingSessionsResponse",
+    "ListDeadLettersRequest",
+    "ListDeadLettersResponse",
     "ListEvCodesRequest",
     "ListEvCodesResponse",
     "LocationPoint",
+    "NearbyMerchant",
     "PollChargingStateRequest",
     "PollChargingStateResponse",
     "PollError",
+    "ReplayDeadLettersRequest",
+    "ReplayDeadLettersResponse",
     "SearchChargersRequest",
     "SearchChargersResponse",
     "SearchLocation",
@@ -290,6 +308,71 @@ class SessionSource(betterproto2.Enum):
 
 
 @dataclass(eq=False, repr=False)
+class BackgroundPingRequest(betterproto2.Message):
+    """
+    The geofence entry point.
+    """
+
+    lat: "float | None" = betterproto2.field(1, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Device latitude, degrees. Required.
+    """
+
+    lng: "float | None" = betterproto2.field(2, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Device longitude, degrees. Required.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "BackgroundPingRequest", BackgroundPingRequest)
+
+
+@dataclass(eq=False, repr=False)
+class BackgroundPingResponse(betterproto2.Message):
+    """
+    What the ping found.
+    """
+
+    matched: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True when the driver has an active session or a charger is within 300 m.
+    """
+
+    session_active: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    True when a session is active after the ping.
+    """
+
+    session_id: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
+    """
+    The active (or just opened) session; absent when none.
+    """
+
+    already_active: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    True when the session was already active before the ping (the point went to its trail).
+    """
+
+    charger_id: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
+    """
+    The charger within 300 m; absent when the match was an active session or nothing matched.
+    """
+
+    charger_name: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    Its name; absent with charger_id.
+    """
+
+    reason: "PollError | None" = betterproto2.field(7, betterproto2.TYPE_ENUM, optional=True)
+    """
+    Why the car was not read: the vehicle-side condition of the poll; absent when it was read.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "BackgroundPingResponse", BackgroundPingResponse)
+
+
+@dataclass(eq=False, repr=False)
 class BrowseChargersRequest(betterproto2.Message):
     """
     Which chargers the console lists.
@@ -426,6 +509,82 @@ default_message_pool.register_message("nerava.sessions.v1", "BrowsedCharger", Br
 
 
 @dataclass(eq=False, repr=False)
+class CaptureIntentRequest(betterproto2.Message):
+    """
+    Where the device is.
+    """
+
+    lat: "float | None" = betterproto2.field(1, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Device latitude, degrees (the app rounds to 4 decimals). Required.
+    """
+
+    lng: "float | None" = betterproto2.field(2, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Device longitude, degrees. Required.
+    """
+
+    accuracy_m: "float | None" = betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Horizontal accuracy of the position, metres (the app sends an integer); absent when unknown.
+    """
+
+    client_ts: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The device's clock when the position was taken, as the app sends it; recorded, not trusted.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "CaptureIntentRequest", CaptureIntentRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CaptureIntentResponse(betterproto2.Message):
+    """
+    The home map.
+    """
+
+    session_id: "str | None" = betterproto2.field(1, betterproto2.TYPE_STRING, optional=True)
+    """
+    Intent session id (UUID) for a signed-in driver, kept 24 h; absent for anonymous callers.
+    """
+
+    confidence_tier: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "A" (accuracy ≤ 50 m), "B" (≤ 200 m) or "C" (worse or unknown). A string, not an enum: the app's schema
+    accepts exactly these three letters.
+    """
+
+    charger_summary: "Charger | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The nearest charger (the first of `chargers`); absent when none is within 25 km.
+    """
+
+    chargers: "list[Charger]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Up to 5 chargers within 25 km, nearest first, with reward and merchant perk.
+    """
+
+    merchants: "list[IntentMerchant]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Merchants linked to those chargers, nearest to the device first, each once.
+    """
+
+    fallback_message: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    Text for the map when no charger is within 25 km; absent otherwise.
+    """
+
+    next_actions: "IntentNextActions | None" = betterproto2.field(7, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    What the app may offer next.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "CaptureIntentResponse", CaptureIntentResponse)
+
+
+@dataclass(eq=False, repr=False)
 class Charger(betterproto2.Message):
     """
     A charger of the catalog, as lists show it.
@@ -456,9 +615,9 @@ class Charger(betterproto2.Message):
     Great-circle distance from the request's point, metres; absent when the request had no point.
     """
 
-    network_name: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    network_name: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
     """
-    Network (e.g. "Tesla", "ChargePoint", "EVgo"); empty when unknown.
+    Network (e.g. "Tesla", "ChargePoint", "EVgo"); absent when unknown.
     """
 
     power_kw: "float | None" = betterproto2.field(7, betterproto2.TYPE_DOUBLE, optional=True)
@@ -500,6 +659,35 @@ class Charger(betterproto2.Message):
     zone_id: "str" = betterproto2.field(14, betterproto2.TYPE_STRING)
     """
     Zone id used by campaign zone rules; empty when none.
+    """
+
+    pricing_per_kwh: "float | None" = betterproto2.field(15, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Posted price in US dollars per kWh (pricing_per_kwh_cents / 100), the display value the app reads; no
+    money moves by it. Absent when unknown.
+    """
+
+    has_merchant_perk: "bool" = betterproto2.field(16, betterproto2.TYPE_BOOL)
+    """
+    True when a merchant linked to the charger has an active exclusive offer (from the merchants service).
+    """
+
+    merchant_perk_title: "str | None" = betterproto2.field(17, betterproto2.TYPE_STRING, optional=True)
+    """
+    Title of that offer; absent without one.
+    """
+
+    campaign_reward_cents: "int | None" = betterproto2.field(18, betterproto2.TYPE_INT32, optional=True)
+    """
+    Best live campaign reward at this charger for a session (from incentives): integer US cents for CASH,
+    Nova points for NOVA; absent when no campaign pays here. Set by CaptureIntent and SearchChargers.
+    """
+
+    campaign_reward_kind: "__incentives__v1__.RewardKind" = betterproto2.field(
+        19, betterproto2.TYPE_ENUM, default_factory=lambda: __incentives__v1__.RewardKind(0)
+    )
+    """
+    Whether campaign_reward_cents is cash or Nova; REWARD_KIND_UNSPECIFIED without a reward.
     """
 
 
@@ -656,20 +844,20 @@ class ChargingSession(betterproto2.Message):
     Whole minutes, floor((end − start) / 60 s); while active, minutes elapsed so far.
     """
 
-    charger_id: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    charger_id: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
     """
-    Matched charger (nearest within 500 m great-circle at start or when a position first arrives); empty
+    Matched charger (nearest within 500 m great-circle at start or when a position first arrives); absent
     when none matched.
     """
 
-    charger_name: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
+    charger_name: "str | None" = betterproto2.field(9, betterproto2.TYPE_STRING, optional=True)
     """
-    Name of the matched charger; empty when none matched.
+    Name of the matched charger; absent when none matched.
     """
 
-    charger_network: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    charger_network: "str | None" = betterproto2.field(10, betterproto2.TYPE_STRING, optional=True)
     """
-    Network of the matched charger (its real network, e.g. "Tesla", "ChargePoint"); empty when unknown.
+    Network of the matched charger (its real network, e.g. "Tesla", "ChargePoint"); absent when unknown.
     """
 
     zone_id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
@@ -677,9 +865,9 @@ class ChargingSession(betterproto2.Message):
     Zone of the matched charger, used by campaign zone rules; empty when none.
     """
 
-    connector_type: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
+    connector_type: "str | None" = betterproto2.field(12, betterproto2.TYPE_STRING, optional=True)
     """
-    Connector reported by the vehicle (e.g. "NACS", "CCS1"); empty when unknown.
+    Connector reported by the vehicle (e.g. "NACS", "CCS1"); absent when unknown.
     """
 
     power_kw: "float | None" = betterproto2.field(13, betterproto2.TYPE_DOUBLE, optional=True)
@@ -785,9 +973,9 @@ class CheckLocationResponse(betterproto2.Message):
     True when the nearest charger is within radius_m.
     """
 
-    nearest_charger_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    nearest_charger_id: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    Nearest charger within 25 km; empty when none (never null: the app's schema rejects null).
+    Nearest charger within 25 km; absent when none (never null: the app's schema rejects null).
     """
 
     distance_m: "float | None" = betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True)
@@ -795,9 +983,9 @@ class CheckLocationResponse(betterproto2.Message):
     Great-circle distance to that charger, metres; absent when there is none.
     """
 
-    nearest_charger_name: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    nearest_charger_name: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
     """
-    Name of that charger; empty when none.
+    Name of that charger; absent when none.
     """
 
     radius_m: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
@@ -1050,14 +1238,14 @@ class EvCode(betterproto2.Message):
     The code, "EV-" + 4 characters from A–Z without I and O, plus 2–9.
     """
 
-    merchant_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    merchant_name: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    Merchant the code was issued for; empty when issued without one.
+    Merchant the code was issued for; absent when issued without one.
     """
 
-    merchant_place_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    merchant_place_id: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Google place id of that merchant; empty when none.
+    Google place id of that merchant; absent when none.
     """
 
     expires_at: "datetime.datetime | None" = betterproto2.field(
@@ -1081,6 +1269,95 @@ class EvCode(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "EvCode", EvCode)
+
+
+@dataclass(eq=False, repr=False)
+class FavoriteCharger(betterproto2.Message):
+    """
+    The charger the driver uses most.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Display name.
+    """
+
+    sessions: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    The driver's ended sessions there.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "FavoriteCharger", FavoriteCharger)
+
+
+@dataclass(eq=False, repr=False)
+class GetAccountStatsRequest(betterproto2.Message):
+    """
+    No parameters: the driver comes from the access token.
+    """
+
+    pass
+
+
+default_message_pool.register_message("nerava.sessions.v1", "GetAccountStatsRequest", GetAccountStatsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetAccountStatsResponse(betterproto2.Message):
+    """
+    The driver's account card.
+    """
+
+    total_sessions: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Ended charging sessions.
+    """
+
+    total_kwh: "float" = betterproto2.field(2, betterproto2.TYPE_DOUBLE)
+    """
+    Energy added over those sessions, kWh (sessions that never reported energy count 0).
+    """
+
+    total_earned_cents: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    Cash earned from campaigns and grants, net of clawbacks, integer US cents (the ledger's figure).
+    """
+
+    total_nova: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Nova balance, integer Nova points (the ledger's figure; what the driver can spend now).
+    """
+
+    favorite_charger: "FavoriteCharger | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The charger with the most ended sessions (ties: the most recent); absent before the first session.
+    """
+
+    member_since: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the driver's first session started (RFC 3339 UTC); absent before the first session.
+    """
+
+    current_streak: "int" = betterproto2.field(7, betterproto2.TYPE_INT32)
+    """
+    Consecutive UTC days, ending today, with an ended session; 0 when none today.
+    """
+
+    co2_avoided_kg: "float" = betterproto2.field(8, betterproto2.TYPE_DOUBLE)
+    """
+    CO₂ avoided, kg: total_kwh × 0.4 (a gasoline car's emissions for the same distance, minus the grid's).
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "GetAccountStatsResponse", GetAccountStatsResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1161,19 +1438,19 @@ class GetChargerResponse(betterproto2.Message):
     Display name.
     """
 
-    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    address: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Street address; empty when unknown.
-    """
-
-    city: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
-    """
-    City; empty when unknown.
+    Street address; absent when unknown.
     """
 
-    state: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    city: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
     """
-    US state, two letters; empty when unknown.
+    City; absent when unknown.
+    """
+
+    state: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
+    """
+    US state, two letters; absent when unknown.
     """
 
     lat: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
@@ -1186,9 +1463,9 @@ class GetChargerResponse(betterproto2.Message):
     Longitude, degrees.
     """
 
-    network_name: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    network_name: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
     """
-    Network; empty when unknown.
+    Network; absent when unknown.
     """
 
     connector_types: "list[str]" = betterproto2.field(9, betterproto2.TYPE_STRING, repeated=True)
@@ -1208,7 +1485,8 @@ class GetChargerResponse(betterproto2.Message):
 
     status: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
     """
-    Availability as the catalog knows it: "available", "in_use", "offline" or "unknown".
+    Availability now: "offline" when the catalog marks it so, "in_use" when drivers with an active session
+    here fill every port, else "available" (the words the app shows).
     """
 
     distance_m: "float | None" = betterproto2.field(13, betterproto2.TYPE_DOUBLE, optional=True)
@@ -1250,6 +1528,51 @@ class GetChargerResponse(betterproto2.Message):
     zone_id: "str" = betterproto2.field(20, betterproto2.TYPE_STRING)
     """
     Zone id for campaign zone rules; empty when none.
+    """
+
+    pricing_per_kwh: "float | None" = betterproto2.field(21, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Posted price in US dollars per kWh (pricing_per_kwh_cents / 100), the display value the app reads; no
+    money moves by it. Absent when unknown.
+    """
+
+    pricing_source: "str | None" = betterproto2.field(22, betterproto2.TYPE_STRING, optional=True)
+    """
+    Where the price comes from: "catalog" (the imported station record); absent without a price.
+    """
+
+    active_reward_cents: "int | None" = betterproto2.field(23, betterproto2.TYPE_INT32, optional=True)
+    """
+    Best live campaign reward for a session here (from incentives): cents for CASH, Nova points for NOVA;
+    absent when no campaign pays here.
+    """
+
+    active_reward_kind: "__incentives__v1__.RewardKind" = betterproto2.field(
+        24, betterproto2.TYPE_ENUM, default_factory=lambda: __incentives__v1__.RewardKind(0)
+    )
+    """
+    Whether active_reward_cents is cash or Nova; REWARD_KIND_UNSPECIFIED without a reward.
+    """
+
+    nearby_merchants: "list[NearbyMerchant]" = betterproto2.field(25, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Merchants linked to the charger (from the merchants service), primary first; always an array.
+    """
+
+    nerava_score: "int | None" = betterproto2.field(26, betterproto2.TYPE_INT32, optional=True)
+    """
+    Nerava score 0–100: the mean quality score of the sessions that ended here in the last 30 days (how
+    reliably charging here is verified); absent without such sessions.
+    """
+
+    has_merchant_perk: "bool" = betterproto2.field(27, betterproto2.TYPE_BOOL)
+    """
+    True when a linked merchant has an active exclusive offer.
+    """
+
+    merchant_perk_title: "str | None" = betterproto2.field(28, betterproto2.TYPE_STRING, optional=True)
+    """
+    Title of that offer; absent without one.
     """
 
 
@@ -1326,6 +1649,68 @@ default_message_pool.register_message("nerava.sessions.v1", "GetChargingSessionR
 
 
 @dataclass(eq=False, repr=False)
+class GetIntentSessionRequest(betterproto2.Message):
+    """
+    Which intent session.
+    """
+
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Intent session id (UUID).
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "GetIntentSessionRequest", GetIntentSessionRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetIntentSessionResponse(betterproto2.Message):
+    """
+    An intent session as recorded at capture.
+    """
+
+    session_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Intent session id (UUID).
+    """
+
+    driver_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Public id of the driver who captured it.
+    """
+
+    lat: "float" = betterproto2.field(3, betterproto2.TYPE_DOUBLE)
+    """
+    Device latitude at capture, degrees.
+    """
+
+    lng: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Device longitude at capture, degrees.
+    """
+
+    confidence_tier: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    The confidence tier given at capture ("A", "B" or "C").
+    """
+
+    charger_id: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
+    """
+    Nearest charger at capture; absent when none was within 25 km.
+    """
+
+    captured_at: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it was captured (RFC 3339 UTC).
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "GetIntentSessionResponse", GetIntentSessionResponse)
+
+
+@dataclass(eq=False, repr=False)
 class GetSmartcarStatusRequest(betterproto2.Message):
     """
     No parameters: the driver comes from the access token.
@@ -1390,14 +1775,14 @@ class GetTeslaStatusResponse(betterproto2.Message):
     True when a Tesla account is linked and its tokens are usable.
     """
 
-    vehicle_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    vehicle_name: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    Name of the selected vehicle; empty when none.
+    Name of the selected vehicle; absent when none.
     """
 
-    vehicle_model: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    vehicle_model: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Model of the selected vehicle; empty when unknown.
+    Model of the selected vehicle; absent when unknown.
     """
 
     vehicle_year: "int | None" = betterproto2.field(4, betterproto2.TYPE_INT32, optional=True)
@@ -1405,9 +1790,9 @@ class GetTeslaStatusResponse(betterproto2.Message):
     Model year of the selected vehicle; absent when unknown.
     """
 
-    exterior_color: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    exterior_color: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
     """
-    Exterior color of the selected vehicle; empty when unknown.
+    Exterior color of the selected vehicle; absent when unknown.
     """
 
     battery_level: "int | None" = betterproto2.field(6, betterproto2.TYPE_INT32, optional=True)
@@ -1415,14 +1800,14 @@ class GetTeslaStatusResponse(betterproto2.Message):
     Last known battery state of charge, percent 0–100; absent when unknown.
     """
 
-    vin: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    vin: "str | None" = betterproto2.field(7, betterproto2.TYPE_STRING, optional=True)
     """
-    VIN of the selected vehicle; empty when unknown.
+    VIN of the selected vehicle; absent when unknown.
     """
 
-    vehicle_id: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    vehicle_id: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
     """
-    Id of the selected vehicle; empty when none is selected.
+    Id of the selected vehicle; absent when none is selected.
     """
 
     vehicles: "list[TeslaVehicle]" = betterproto2.field(9, betterproto2.TYPE_MESSAGE, repeated=True)
@@ -1697,6 +2082,136 @@ default_message_pool.register_message("nerava.sessions.v1", "IngestTelemetryResp
 
 
 @dataclass(eq=False, repr=False)
+class IntentMerchant(betterproto2.Message):
+    """
+    A merchant near the device, as the home map shows it.
+    """
+
+    place_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Google place id when known, else the merchant id (merchant details accept either).
+    """
+
+    merchant_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Store name.
+    """
+
+    lat: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+    distance_m: "float" = betterproto2.field(6, betterproto2.TYPE_DOUBLE)
+    """
+    Great-circle distance from the device, metres.
+    """
+
+    types: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Place types (the store's category); always an array, may be empty.
+    """
+
+    photo_url: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
+    """
+    Main photo URL; absent when none.
+    """
+
+    icon_url: "str | None" = betterproto2.field(9, betterproto2.TYPE_STRING, optional=True)
+    """
+    Logo URL; absent when none.
+    """
+
+    badges: "list[str]" = betterproto2.field(10, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Badges, e.g. "Exclusive" when the store has an active exclusive offer; always an array.
+    """
+
+    charger_id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+    """
+    Charger the merchant is linked to (the nearest of the listed chargers that links it).
+    """
+
+    exclusive_title: "str | None" = betterproto2.field(12, betterproto2.TYPE_STRING, optional=True)
+    """
+    Title of the merchant's active exclusive offer; absent without one.
+    """
+
+    open_now: "bool" = betterproto2.field(13, betterproto2.TYPE_BOOL)
+    """
+    True when open now.
+    """
+
+    open_until: "str | None" = betterproto2.field(14, betterproto2.TYPE_STRING, optional=True)
+    """
+    Closing time today, local "HH:MM"; absent when unknown or closed.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "IntentMerchant", IntentMerchant)
+
+
+@dataclass(eq=False, repr=False)
+class IntentNextActions(betterproto2.Message):
+    """
+    What the app may do next.
+    """
+
+    request_wallet_pass: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    Whether to offer the wallet pass; always false (wallet passes are not issued by the mesh).
+    """
+
+    require_vehicle_onboarding: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    True when a signed-in driver has no vehicle linked (Tesla or Smartcar): the app offers to link one.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "IntentNextActions", IntentNextActions)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesRequest(betterproto2.Message):
+    """
+    Which of this service's audit entries.
+    """
+
+    query: "__audit__v1__.AuditQuery | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The filters, the position and how many.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ListAuditEntriesRequest", ListAuditEntriesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListAuditEntriesResponse(betterproto2.Message):
+    """
+    This service's matching entries, newest first.
+    """
+
+    entries: "list[__audit__v1__.AuditEntry]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most query.limit entries.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ListAuditEntriesResponse", ListAuditEntriesResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ListChargingSessionsRequest(betterproto2.Message):
     """
     A page of the driver's sessions. Accepts the apps' limit/offset and page tokens; not both offset and token.
@@ -1751,6 +2266,36 @@ class ListChargingSessionsResponse(betterproto2.Message):
 default_message_pool.register_message(
     "nerava.sessions.v1", "ListChargingSessionsResponse", ListChargingSessionsResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersRequest(betterproto2.Message):
+    """
+    How many dead letters.
+    """
+
+    limit: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows to return, 1–500; 0 means 100.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ListDeadLettersRequest", ListDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListDeadLettersResponse(betterproto2.Message):
+    """
+    The dead letters, newest first.
+    """
+
+    dead_letters: "list[__outbox__v1__.DeadLetter]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most `limit` rows.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ListDeadLettersResponse", ListDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1812,6 +2357,86 @@ class LocationPoint(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "LocationPoint", LocationPoint)
+
+
+@dataclass(eq=False, repr=False)
+class NearbyMerchant(betterproto2.Message):
+    """
+    A merchant linked to a charger, as the charger sheet shows it.
+    """
+
+    place_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Google place id when known, else the merchant id (merchant details accept either).
+    """
+
+    merchant_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Store name.
+    """
+
+    photo_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Main photo URL; empty when the store has none (the sheet reads a string).
+    """
+
+    distance_m: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    """
+    Walking distance charger → merchant, metres.
+    """
+
+    walk_time_min: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+    """
+    Walking time, whole minutes (rounded up).
+    """
+
+    has_exclusive: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+    """
+    True when the merchant has an active exclusive offer.
+    """
+
+    phone: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
+    """
+    Phone; absent when unknown.
+    """
+
+    category: "str | None" = betterproto2.field(9, betterproto2.TYPE_STRING, optional=True)
+    """
+    Category, e.g. "coffee"; absent when unknown.
+    """
+
+    lat: "float" = betterproto2.field(10, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(11, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+    exclusive_title: "str | None" = betterproto2.field(12, betterproto2.TYPE_STRING, optional=True)
+    """
+    Title of the exclusive offer; absent without one.
+    """
+
+    is_nerava_merchant: "bool" = betterproto2.field(13, betterproto2.TYPE_BOOL)
+    """
+    Always true: every merchant the mesh knows is a Nerava merchant (Google places are not listed).
+    """
+
+    join_request_count: "int" = betterproto2.field(14, betterproto2.TYPE_INT32)
+    """
+    Drivers' requests that the merchant join; always 0 (join requests are not kept by the mesh).
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "NearbyMerchant", NearbyMerchant)
 
 
 @dataclass(eq=False, repr=False)
@@ -1934,6 +2559,41 @@ class PollChargingStateResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "PollChargingStateResponse", PollChargingStateResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersRequest(betterproto2.Message):
+    """
+    Which dead letters to replay, and why.
+    """
+
+    ids: "list[int]" = betterproto2.field(1, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Row ids; empty replays every dead letter of this service.
+    """
+
+    reason: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Why; kept in the audit log.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ReplayDeadLettersRequest", ReplayDeadLettersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReplayDeadLettersResponse(betterproto2.Message):
+    """
+    What went back in the queue.
+    """
+
+    replayed: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Rows put back in the queue.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ReplayDeadLettersResponse", ReplayDeadLettersResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -2222,19 +2882,19 @@ class TeslaVehicle(betterproto2.Message):
     Tesla vehicle id (a large integer, as a string).
     """
 
-    vin: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    vin: "str | None" = betterproto2.field(2, betterproto2.TYPE_STRING, optional=True)
     """
-    VIN; empty when Tesla did not return it.
-    """
-
-    display_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
-    """
-    Name the owner gave the car; empty when none.
+    VIN; absent when Tesla did not return it.
     """
 
-    model: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    display_name: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
     """
-    Model, e.g. "Model 3"; empty when unknown.
+    Name the owner gave the car; absent when none.
+    """
+
+    model: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
+    """
+    Model, e.g. "Model 3"; absent when unknown.
     """
 
     year: "int | None" = betterproto2.field(5, betterproto2.TYPE_INT32, optional=True)
@@ -2242,9 +2902,9 @@ class TeslaVehicle(betterproto2.Message):
     Model year; absent when unknown.
     """
 
-    color: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    color: "str | None" = betterproto2.field(6, betterproto2.TYPE_STRING, optional=True)
     """
-    Exterior color; empty when unknown.
+    Exterior color; absent when unknown.
     """
 
 
@@ -2361,14 +3021,22 @@ class SessionsServiceStub:
                                                       as far ahead), or without the time it was sent
       PUSH_REPLAYED             (ALREADY_EXISTS)      a signed push whose message id (or body) was accepted before
       PROVIDER_NOT_CONFIGURED   (UNAVAILABLE)         the vehicle provider (Smartcar) is not configured here
+      EV_CODE_UNAVAILABLE       (UNAVAILABLE)         VerifyCharging: no free code could be drawn; retry
+      LEDGER_UNAVAILABLE        (UNAVAILABLE)         GetAccountStats: the ledger did not answer; retry
+      INTENT_SESSION_NOT_FOUND  (NOT_FOUND)           no intent session with that id (never issued, or past
+                                                      its 24 h)
       STATE_INVALID             (PERMISSION_DENIED)   CompleteTeslaSignIn: unknown, expired or used state
       OAUTH_DENIED              (FAILED_PRECONDITION) CompleteTeslaSignIn: Tesla refused the code
+      TOKEN_REVOKED             (UNAUTHENTICATED)     the access token was revoked (log out everywhere, a role change); refresh or sign in
+      INVALID_ARGUMENT          (INVALID_ARGUMENT)    a field is malformed; a google.rpc.BadRequest names each field
+      DATABASE_UNAVAILABLE      (UNAVAILABLE)         the database refused a new connection; retry shortly
     PollChargingState never fails for vehicle-side problems: it answers 200 with `error` or `vehicle_asleep`
     set (the app polls on a timer and treats those as states). Bad input is INVALID_ARGUMENT with a
     google.rpc.BadRequest naming each field.
 
     JSON notes: a value the original API sent as `null` is a proto3 `optional` field (or an unset message) and
-    is absent from the JSON when unknown; proto3 JSON cannot print an explicit null.
+    is absent from the JSON when unknown; none of this service's answers has a key the app's schema demands
+    with null.
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -2418,6 +3086,7 @@ class SessionsServiceStub:
     def get_charging_session(self, message: "GetChargingSessionRequest") -> "GetChargingSessionResponse":
         """
         One session. The owning driver or an admin.
+        Errors: SESSION_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2430,6 +3099,7 @@ class SessionsServiceStub:
         """
         Ends the caller's session by hand (`ended_reason` MANUAL) and hands it to incentives. Idempotent: an
         already ended session is returned unchanged with `already_ended`. Owning driver.
+        Errors: SESSION_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2445,6 +3115,7 @@ class SessionsServiceStub:
         forwards as gRPC metadata `x-telemetry-signature`. Drives the same state machine as the poll, without
         a vehicle-API call. Unsigned or badly signed calls are refused (SIGNATURE_INVALID). Processing errors
         are returned as errors (not swallowed into a 200) so the sender retries.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
         return self._channel.unary_unary(
@@ -2458,6 +3129,7 @@ class SessionsServiceStub:
         Smartcar webhook push: raw JSON body signed with header `SC-Signature` = hex HMAC-SHA256(application
         management token, exact body bytes), forwarded as metadata `sc-signature`. Answers Smartcar's `verify`
         challenge; vehicle charge events drive the same state machine as the poll.
+        Errors: SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, INGESTION_DISABLED, PUSH_TOO_OLD, PUSH_REPLAYED.
         """
 
         return self._channel.unary_unary(
@@ -2469,6 +3141,7 @@ class SessionsServiceStub:
     def connect_tesla(self, message: "ConnectTeslaRequest | None" = None) -> "ConnectTeslaResponse":
         """
         Starts linking a Tesla account: an authorization URL with PKCE and a single-use `state` (10 min). Driver.
+        Errors: VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
 
         if message is None:
@@ -2560,6 +3233,7 @@ class SessionsServiceStub:
         Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
         marks the connection `telemetry_enabled`: from then on the car is never polled nor watched, its signed
         pushes (IngestTelemetry) drive its sessions. Idempotent. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE.
         """
 
         if message is None:
@@ -2575,6 +3249,7 @@ class SessionsServiceStub:
         """
         Starts linking a car through Smartcar Connect: an authorization URL with a single-use `state` (10 min).
         Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         if message is None:
@@ -2592,6 +3267,7 @@ class SessionsServiceStub:
         driver who started it. Exchanges the code, stores the tokens encrypted, selects the first shared vehicle,
         and answers HTTP 302 to `{DRIVER_APP_URL}/smartcar-connected?success=true` (or `?error=<code>`), like
         HandleTeslaCallback.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         return self._channel.unary_unary(
@@ -2603,6 +3279,7 @@ class SessionsServiceStub:
     def get_smartcar_status(self, message: "GetSmartcarStatusRequest | None" = None) -> "GetSmartcarStatusResponse":
         """
         Whether the driver has a car linked through Smartcar, and which. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         if message is None:
@@ -2618,6 +3295,7 @@ class SessionsServiceStub:
         """
         Unlinks Smartcar: an active session of that car is ended (MANUAL) first, then the tokens are deleted.
         Idempotent. Driver.
+        Errors: PROVIDER_NOT_CONFIGURED.
         """
 
         if message is None:
@@ -2632,6 +3310,7 @@ class SessionsServiceStub:
     def select_vehicle(self, message: "SelectVehicleRequest") -> "SelectVehicleResponse":
         """
         Chooses which vehicle of the linked account is polled for sessions. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2645,6 +3324,8 @@ class SessionsServiceStub:
         Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
         still valid) EV code `EV-XXXX` for the merchant, valid 2 h, one active code per driver and merchant.
         Not charging is an answer (`is_charging: false`), not an error. Driver.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_TOKEN_EXPIRED, VEHICLE_UNAVAILABLE, VEHICLE_API_RATE_LIMITED,
+        NOT_NEAR_MERCHANT, EV_CODE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2688,6 +3369,7 @@ class SessionsServiceStub:
         One charger with its 30-day activity. Public; also served at the app's old path
         `/v1/chargers/{charger_id}/detail` (nearby merchants now come from the merchants service, rewards from
         incentives' ListDriverCampaigns).
+        Errors: CHARGER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2758,7 +3440,104 @@ class SessionsServiceStub:
             SummarizeChargerSessionsResponse.FromString,
         )(message)
 
+    def capture_intent(self, message: "CaptureIntentRequest") -> "CaptureIntentResponse":
+        """
+        The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
+        with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
+        merchants linked to those chargers, and a confidence tier from the position's accuracy. The chargers and
+        merchants are cached 60 s in Redis per coordinate rounded to 4 decimals (~11 m), shared by every caller; a
+        signed-in driver also gets a fresh intent `session_id` (kept 24 h) that merchant details and exclusive
+        activation take back. Public; a peer that does not answer leaves its keys out for that minute instead of
+        failing the map.
+        Errors: INVALID_ARGUMENT (lat, lng, accuracy_m out of range).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/CaptureIntent",
+            CaptureIntentRequest.SerializeToString,
+            CaptureIntentResponse.FromString,
+        )(message)
+
+    def get_intent_session(self, message: "GetIntentSessionRequest") -> "GetIntentSessionResponse":
+        """
+        One intent session, for the merchants service (merchant details' distance and copy). Internal.
+        Errors: INTENT_SESSION_NOT_FOUND (unknown or expired id).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/GetIntentSession",
+            GetIntentSessionRequest.SerializeToString,
+            GetIntentSessionResponse.FromString,
+        )(message)
+
+    def get_account_stats(self, message: "GetAccountStatsRequest | None" = None) -> "GetAccountStatsResponse":
+        """
+        The driver's account card: sessions, energy, streak and favorite charger from this service's sessions,
+        cash earned and the Nova balance from the ledger. Driver.
+        Errors: LEDGER_UNAVAILABLE.
+        """
+
+        if message is None:
+            message = GetAccountStatsRequest()
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/GetAccountStats",
+            GetAccountStatsRequest.SerializeToString,
+            GetAccountStatsResponse.FromString,
+        )(message)
+
+    def background_ping(self, message: "BackgroundPingRequest") -> "BackgroundPingResponse":
+        """
+        The native shell's charger-geofence entry: with an active session, appends the point to its trail and
+        says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
+        session opens if it charges). Driver.
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/BackgroundPing",
+            BackgroundPingRequest.SerializeToString,
+            BackgroundPingResponse.FromString,
+        )(message)
+
+    def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":
+        """
+        Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
+        first. Services only.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/ListAuditEntries",
+            ListAuditEntriesRequest.SerializeToString,
+            ListAuditEntriesResponse.FromString,
+        )(message)
+
+    def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
+        """
+        The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/ListDeadLetters",
+            ListDeadLettersRequest.SerializeToString,
+            ListDeadLettersResponse.FromString,
+        )(message)
+
+    def replay_dead_letters(self, message: "ReplayDeadLettersRequest") -> "ReplayDeadLettersResponse":
+        """
+        Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
+        replay of something already applied harmless. Write-admin only; audited.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/ReplayDeadLetters",
+            ReplayDeadLettersRequest.SerializeToString,
+            ReplayDeadLettersResponse.FromString,
+        )(message)
+
 
 from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
+from ...audit import v1 as __audit__v1__
 from ...incentives import v1 as __incentives__v1__
+from ...outbox import v1 as __outbox__v1__

@@ -1,7 +1,7 @@
 """merchants: the Google listing of a store (rating, business status) and claims of stores from the funnel
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 
 The funnel creates stores from Google Places; their rating, rating count and business status are Google's,
 refreshed whenever the funnel resolves the place again (photos and hours already have columns). A claim is a
@@ -11,8 +11,8 @@ claim sign-in verifies that email; one per store and email (the user who asked, 
 
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,98 @@
+"""Feature flag values per environment (accounts owns them; services/common/flags.py reads them everywhere).
+
+A flag is known by its definition in services/common/flags.py (name, default, description); this table only
+holds the values an admin set. A toggle writes the value and its audit entry in one transaction, then
+announces the change so every process refetches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+
+import redis.asyncio as redis
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.accounts.store import feature_flags
+from services.common import audit
+from services.common.errors import NotFound
+from services.common.flags import DEFINITIONS, FlagDefinition, announce_change
+
+
+@dataclasses.dataclass(frozen=True)
+class FlagValue:
+    definition: FlagDefinition
+    environment: str
+    enabled: bool
+    updated_at: datetime.datetime | None
+    updated_by: str
+
+
+def _definition(name: str) -> FlagDefinition:
+    definition = DEFINITIONS.get(name)
+    if definition is None:
+        raise NotFound("FLAG_NOT_FOUND", f"no feature flag {name}", {"name": name})
+    return definition
+
+
+async def _stored(conn: AsyncConnection, environment: str) -> dict[str, sa.Row[tuple[object, ...]]]:
+    f = feature_flags
+    rows = (await conn.execute(sa.select(f).where(f.c.environment == environment))).all()
+    return {row.name: row for row in rows}
+
+
+def _value(definition: FlagDefinition, environment: str, row: sa.Row[tuple[object, ...]] | None) -> FlagValue:
+    if row is None:
+        return FlagValue(definition, environment, definition.default, None, "")
+    return FlagValue(definition, environment, bool(row.enabled), row.updated_at, str(row.updated_by))  # type: ignore[arg-type]
+
+
+async def list_values(engine: AsyncEngine, environment: str) -> list[FlagValue]:
+    """Every known flag with its value in ``environment``, sorted by name. Stored rows of flags the code no
+    longer defines are left out."""
+    async with engine.connect() as conn:
+        stored = await _stored(conn, environment)
+    return [_value(DEFINITIONS[name], environment, stored.get(name)) for name in sorted(DEFINITIONS)]
+
+
+async def get_value(engine: AsyncEngine, environment: str, name: str) -> FlagValue:
+    definition = _definition(name)
+    async with engine.connect() as conn:
+        stored = await _stored(conn, environment)
+    return _value(definition, environment, stored.get(name))
+
+
+async def toggle(
+    engine: AsyncEngine, client: redis.Redis, environment: str, name: str, *, enabled: bool | None, reason: str
+) -> FlagValue:
+    """Sets the flag (flips it when ``enabled`` is None) with its audit entry, then announces the change."""
+    definition = _definition(name)
+    f = feature_flags
+    async with engine.begin() as conn:
+        # The row lock serializes two admins flipping the same flag: each flip sees the other's result.
+        current = (
+            await conn.execute(
+                sa.select(f.c.enabled).where(f.c.environment == environment, f.c.name == name).with_for_update()
+            )
+        ).scalar_one_or_none()
+        before = definition.default if current is None else bool(current)
+        after = (not before) if enabled is None else enabled
+        actor = audit.current_actor()
+        row = (
+            await conn.execute(
+                pg_insert(f)
+                .values(environment=environment, name=name, enabled=after, updated_by=actor)
+                .on_conflict_do_update(
+                    index_elements=[f.c.environment, f.c.name],
+                    set_={"enabled": after, "updated_by": actor, "updated_at": sa.func.now()},
+                )
+                .returning(*f.c)
+            )
+        ).one()
+        await audit.record(
+            conn, "flag.toggle", f"flag:{name}", reason, environment=environment, before=before, after=after
+        )
+    await announce_change(client, name)
+    return _value(definition, environment, row)

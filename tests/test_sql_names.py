@@ -1,0 +1,53 @@
+"""SQL written in the services names its tables' rows in words: no one-letter alias (`FROM transfers t`,
+`JOIN pg_class c`, `) s`) in the SQL text of services/ and tools/. Migrations are history, applied as written."""
+
+from __future__ import annotations
+
+import io
+import pathlib
+import re
+import tokenize
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+_SQL = re.compile(r"\b(SELECT|UPDATE|INSERT|DELETE|WITH)\b")
+_ONE_LETTER_ALIAS = re.compile(
+    r"(?:\b(?:FROM|JOIN|INTO|UPDATE)\s+[a-z_][\w.]*|\))\s+(?:AS\s+)?[a-z]\b(?!\.)|\bAS\s+[a-z]\b(?!\.)"
+)
+
+
+def one_letter_aliases(source: str) -> list[str]:
+    """`line: alias declaration` of every one-letter table alias in the SQL strings of a Python module."""
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.STRING and _SQL.search(token.string):
+            for match in _ONE_LETTER_ALIAS.finditer(token.string):
+                line = token.start[0] + token.string.count("\n", 0, match.start())
+                found.append(f"{line}: {' '.join(match.group().split())}")
+    return found
+
+
+def test_sql_in_the_services_has_no_one_letter_aliases() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{hit}"
+        for directory in ("services", "tools")
+        for path in sorted((ROOT / directory).rglob("*.py"))
+        if "migrations/versions" not in path.as_posix()
+        for hit in one_letter_aliases(path.read_text())
+    ]
+    assert found == []
+
+
+def test_the_check_finds_one_letter_aliases() -> None:
+    source = (
+        'A = "SELECT t.id FROM ledger.transfers t JOIN entries AS e ON e.transfer_id = t.id"\n'
+        'B = """SELECT one FROM (SELECT 1 AS one) s"""\n'
+        'C = "SELECT transfer.id FROM transfers AS transfer WHERE transfer.kind = 5"\n'
+        'D = "SELECT coalesce(a, b) FROM accounts"\n'
+        'E = "SELECT r.* FROM unnest($1::text[]) WITH ORDINALITY AS a(key, position)"\n'
+    )
+    assert one_letter_aliases(source) == [
+        "1: FROM ledger.transfers t",
+        "1: JOIN entries AS e",
+        "2: ) s",
+        "5: AS a",
+    ]
