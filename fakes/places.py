@@ -7,6 +7,17 @@ JSON are the real ones end to end. Built on asyncio.start_server and fakes/http1
     POST /v1/places:searchText   {"textQuery", "pageSize"?, "regionCode"?, "locationBias"?: {"circle": {"center":
                                  {"latitude", "longitude"}, "radius"}}} → {"places": [...]}, or {} when nothing
                                  matches (Google leaves the empty list out)
+    GET  /v1/places/{id}         Place Details: the place's fields the mask names (paths without `places.`);
+                                 404 NOT_FOUND for an unknown id
+    GET  /v1/places/{id}/photos/{ref}/media?maxWidthPx=N&skipHttpRedirect=true
+                                 → {"name", "photoUri"} (without skipHttpRedirect Google redirects; this fake
+                                 refuses that form with 400, the merchants service never asks for it)
+
+Beyond id, name and position a place may carry what a business listing shows (`add_place(..., rating=4.6,
+user_rating_count=120, business_status="OPERATIONAL", photo_uris=(...), periods=(...), primary_type="cafe",
+time_zone="America/Chicago", phone=..., website=...)`), printed as Google prints them: `rating`,
+`userRatingCount`, `businessStatus`, `photos[].name`, `regularOpeningHours.periods[]` ({open, close} of {day
+(0 = Sunday), hour, minute}), `primaryType`, `timeZone.id`, `nationalPhoneNumber`, `websiteUri`.
 
 As Google does: a missing or wrong key is 403 PERMISSION_DENIED; a missing field mask, a body that is not JSON, a
 blank textQuery, a negative pageSize or a bias circle outside 0 to 50 000 m is 400 INVALID_ARGUMENT; pageSize 0
@@ -31,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -65,7 +77,25 @@ STATUS_NAMES: Final[Mapping[int, str]] = {
 }
 
 # Fields of a Place this fake can give; a mask naming another is refused, as Google refuses unknown fields.
-PLACE_FIELDS: Final = frozenset({"id", "name", "displayName", "formattedAddress", "location"})
+PLACE_FIELDS: Final = frozenset(
+    {
+        "id",
+        "name",
+        "displayName",
+        "formattedAddress",
+        "location",
+        "rating",
+        "userRatingCount",
+        "businessStatus",
+        "photos",
+        "regularOpeningHours",
+        "primaryType",
+        "timeZone",
+        "nationalPhoneNumber",
+        "websiteUri",
+    }
+)
+PLACES_PREFIX: Final = "/v1/places/"
 
 _MAX_BODY_BYTES: Final = 64 * 1024
 _ID_ALPHABET: Final = string.ascii_letters + string.digits + "-_"
@@ -83,6 +113,16 @@ class FakePlace:
     lng: float
     address: str = ""
     aliases: tuple[str, ...] = ()
+    rating: float | None = None
+    user_rating_count: int = 0
+    business_status: str = ""
+    photo_uris: tuple[str, ...] = ()
+    # ((open day 0-6 with 0 = Sunday, open "HH:MM"), (close day, close "HH:MM")), as Google counts days.
+    periods: tuple[tuple[tuple[int, str], tuple[int, str]], ...] = ()
+    primary_type: str = ""
+    time_zone: str = ""
+    phone: str = ""
+    website: str = ""
 
     def snapshot(self) -> JsonObject:
         return {
@@ -92,7 +132,13 @@ class FakePlace:
             "lng": self.lng,
             "address": self.address,
             "aliases": list(self.aliases),
+            "rating": self.rating,
+            "business_status": self.business_status,
+            "photo_uris": list(self.photo_uris),
         }
+
+    def photo_name(self, index: int) -> str:
+        return f"places/{self.place_id}/photos/photo{index}"
 
     def resource(self) -> JsonObject:
         """The place as Text Search returns it, every field this fake knows (proto3 JSON: empty ones left out)."""
@@ -104,7 +150,35 @@ class FakePlace:
         }
         if self.address:
             place["formattedAddress"] = self.address
+        if self.rating is not None:
+            place["rating"] = self.rating
+        if self.user_rating_count:
+            place["userRatingCount"] = self.user_rating_count
+        if self.business_status:
+            place["businessStatus"] = self.business_status
+        if self.photo_uris:
+            place["photos"] = [
+                {"name": self.photo_name(i), "widthPx": 1600, "heightPx": 1200} for i in range(len(self.photo_uris))
+            ]
+        if self.periods:
+            place["regularOpeningHours"] = {
+                "periods": [{"open": _point(opens), "close": _point(closes)} for opens, closes in self.periods]
+            }
+        if self.primary_type:
+            place["primaryType"] = self.primary_type
+        if self.time_zone:
+            place["timeZone"] = {"id": self.time_zone}
+        if self.phone:
+            place["nationalPhoneNumber"] = self.phone
+        if self.website:
+            place["websiteUri"] = self.website
         return place
+
+
+def _point(point: tuple[int, str]) -> JsonObject:
+    day, clock = point
+    hour, minute = clock.split(":")
+    return {"day": day, "hour": int(hour), "minute": int(minute)}
 
 
 @dataclass(frozen=True)
@@ -214,6 +288,7 @@ class FakePlaces:
         aliases: Sequence[str] = (),
         *,
         place_id: str | None = None,
+        **listing: Any,
     ) -> FakePlace:
         """A place searches can find by `name` or any of `aliases`."""
         if not normalize(name):
@@ -230,9 +305,18 @@ class FakePlaces:
             lng=lng,
             address=address,
             aliases=tuple(alias for alias in aliases if normalize(alias)),
+            **listing,
         )
         self._places.append(place)
         return place
+
+    def update_place(self, place_id: str, **changes: Any) -> FakePlace:
+        """Google's listing changes (a new rating, other hours): the place with `changes` applied."""
+        for index, place in enumerate(self._places):
+            if place.place_id == place_id:
+                self._places[index] = dataclasses.replace(place, **changes)
+                return self._places[index]
+        raise KeyError(place_id)
 
     @property
     def places(self) -> list[FakePlace]:
@@ -299,6 +383,11 @@ class FakePlaces:
         if parts[:1] == ["_fake"]:
             return self._control(request, parts[1:])
         self.requests.append(ReceivedRequest(request.method, request.path, request.headers, _decoded(request.body)))
+        if request.method == "GET" and request.path.startswith(PLACES_PREFIX):
+            try:
+                return self._place_get(request, request.path.removeprefix(PLACES_PREFIX).split("/"), request.query)
+            except _Refused as refused:
+                return refused.response
         if request.path != SEARCH_TEXT_PATH:
             return google_error(404, f"The requested URL {request.path} was not found on this server.")
         if request.method != "POST":
@@ -308,7 +397,8 @@ class FakePlaces:
         except _Refused as refused:
             return refused.response
 
-    def _search_text(self, request: Request) -> _Response:
+    def _refusal(self, request: Request) -> _Response | None:
+        """A scripted failure or a key Google would refuse; None when the request may be answered."""
         if self._failures_left > 0:
             self._failures_left -= 1
             status = self._failure_status
@@ -318,6 +408,36 @@ class FakePlaces:
             return google_error(403, "The request is missing a valid API key.")
         if not secrets.compare_digest(key.encode(), self.api_key.encode()):
             return google_error(403, "API key not valid. Please pass a valid API key.")
+        return None
+
+    def _place_get(self, request: Request, parts: list[str], query: str) -> _Response:
+        """Place Details (`places/{id}`) or a photo's media (`places/{id}/photos/{ref}/media`)."""
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        place = next((p for p in self._places if p.place_id == parts[0]), None)
+        if len(parts) == 1:
+            fields = _field_mask(request.headers.get("x-goog-fieldmask", ""), prefix="")
+            if place is None:
+                return google_error(404, f"Place '{parts[0]}' not found.")
+            return _Response(200, _masked(place.resource(), fields))
+        if len(parts) == 4 and parts[1] == "photos" and parts[3] == "media":
+            arguments = dict(pair.partition("=")[::2] for pair in query.split("&") if pair)
+            if arguments.get("skipHttpRedirect") != "true" or not arguments.get("maxWidthPx", "").isdigit():
+                raise _invalid("This fake answers photo media only with maxWidthPx and skipHttpRedirect=true.")
+            name = f"places/{parts[0]}/photos/{parts[2]}"
+            index = (
+                next((i for i in range(len(place.photo_uris)) if place.photo_name(i) == name), None) if place else None
+            )
+            if place is None or index is None:
+                return google_error(404, f"Photo '{name}' not found.")
+            return _Response(200, {"name": f"{name}/media", "photoUri": place.photo_uris[index]})
+        return google_error(404, f"The requested URL {request.path} was not found on this server.")
+
+    def _search_text(self, request: Request) -> _Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
         fields = _field_mask(request.headers.get("x-goog-fieldmask", ""))
         body = _decoded(request.body)
         if not isinstance(body, dict):
@@ -400,8 +520,9 @@ def _decoded(body: bytes) -> Any:
         return None
 
 
-def _field_mask(header: str) -> frozenset[str] | None:
-    """The Place fields a Text Search field mask asks for; None for every field (`*` or `places`)."""
+def _field_mask(header: str, prefix: str = "places") -> frozenset[str] | None:
+    """The Place fields a field mask asks for; None for every field (`*` or `places`). Text Search names them
+    under `places.`, Place Details bare (prefix "")."""
     paths = [path.strip() for path in header.split(",") if path.strip()]
     if not paths:
         raise _invalid(
@@ -412,7 +533,10 @@ def _field_mask(header: str) -> frozenset[str] | None:
     for path in paths:
         if path in ("*", "places", "places.*"):
             return None
-        head, _, rest = path.partition(".")
+        if not prefix:
+            head, rest = "places", path
+        else:
+            head, _, rest = path.partition(".")
         if head == "nextPageToken" and not rest:
             continue
         place_field = rest.partition(".")[0]

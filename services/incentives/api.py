@@ -30,7 +30,7 @@ from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.incentives import domain, funding, store
+from services.incentives import domain, editing, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting
@@ -59,6 +59,7 @@ ACCESS: dict[str, Access] = {
     "SimulateCampaign": _SPONSORS_AND_READERS.owned(CAMPAIGN),
     "CreateCampaign": _SPONSORS.not_owned("creates a campaign of the caller's own"),
     "UpdateCampaign": _SPONSORS.owned(CAMPAIGN),
+    "EditCampaign": _SPONSORS.owned(CAMPAIGN),
     "ActivateCampaign": _SPONSORS.owned(CAMPAIGN),
     "PauseCampaign": _SPONSORS.owned(CAMPAIGN),
     "ResumeCampaign": _SPONSORS.owned(CAMPAIGN),
@@ -87,21 +88,6 @@ SIMULATION_DEFAULT = datetime.timedelta(days=30)
 SIMULATION_MAX = datetime.timedelta(days=90)
 SIMULATION_MAX_SESSIONS = 200_000
 STREAK_LOOKBACK_DAYS = 400
-_UPDATE_FIELDS = (
-    "name",
-    "description",
-    "campaign_type",
-    "priority",
-    "reward_kind",
-    "cost_per_session_cents",
-    "budget_cents",
-    "max_sessions",
-    "start_date",
-    "end_date",
-    "time_zone",
-    "rules",
-    "caps",
-)
 
 
 def _now() -> datetime.datetime:
@@ -123,13 +109,6 @@ def _offset(token: str, offset: int) -> int:
     """Where a page starts: after the token's position, else the console's offset."""
     position = page_position(token, maximum=MAX_OFFSET)
     return offset if position is None else position
-
-
-def _check_time_zone(name: str, field: str = "time_zone") -> None:
-    try:
-        domain.parse_time_zone(name)
-    except domain.UnknownTimeZone as exc:
-        raise InvalidArgument([(field, f"{name!r} is not an IANA time zone")], reason=Reason.UNKNOWN_TIME_ZONE) from exc
 
 
 def _is_admin(caller: Caller, *, write: bool) -> bool:
@@ -207,7 +186,10 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.CreateCampaignResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        _check_time_zone(request.time_zone)
+        zone = editing.time_zone(request.time_zone)
+        start = editing.moment(request.start_date, zone, "start_date")
+        end = editing.moment(request.end_date, zone, "end_date", end=True) if request.end_date else None
+        editing.check_dates(start, end)
         fee, net = self._fee(request.budget_cents)
         if net < request.cost_per_session_cents:
             raise InvalidArgument(
@@ -228,7 +210,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             "campaign_type": request.campaign_type or "custom",
             "status": pb.CAMPAIGN_STATUS_DRAFT,
             "priority": request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
-            "reward_kind": request.reward_kind,
+            "reward_kind": request.reward_kind or editing.DEFAULT_REWARD_KIND,
             "cost_per_session_cents": request.cost_per_session_cents,
             "gross_funding_cents": request.budget_cents,
             "platform_fee_cents": fee,
@@ -236,9 +218,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             "spent_cents": 0,
             "max_sessions": request.max_sessions if request.HasField("max_sessions") else None,
             "sessions_granted": 0,
-            "start_date": _dt(request.start_date),
-            "end_date": _dt(request.end_date) if request.HasField("end_date") else None,
-            "time_zone": request.time_zone,
+            "start_date": start,
+            "end_date": end,
+            "time_zone": zone,
             "rules": store.rules_to_json(_with_default_quality(request.rules)),
             "cap_per_day": request.caps.per_day if request.caps.HasField("per_day") else None,
             "cap_per_campaign": request.caps.per_campaign if request.caps.HasField("per_campaign") else None,
@@ -283,8 +265,8 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         query = sa.select(C)
         if not _is_admin(caller, write=False):
             query = query.where(C.c.created_by_user_id == caller.user_id)
-        if request.status:
-            query = query.where(C.c.status == request.status)
+        if status := editing.status_filter(request.status):
+            query = query.where(C.c.status == status)
         if request.sponsor_name:
             query = query.where(sa.func.lower(C.c.sponsor_name) == request.sponsor_name.strip().lower())
         query = query.order_by(C.c.created_at.desc(), C.c.id.desc()).offset(offset).limit(size + 1)
@@ -298,11 +280,20 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def UpdateCampaign(
         self, request: pb.UpdateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UpdateCampaignResponse:
+        return pb.UpdateCampaignResponse(campaign=await self._edit(request))
+
+    async def EditCampaign(
+        self, request: pb.EditCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.EditCampaignResponse:
+        edit = editing.console_edit(request.campaign_id, request.http_body.data)
+        return pb.EditCampaignResponse(campaign=await self._edit(edit))
+
+    async def _edit(self, request: pb.UpdateCampaignRequest) -> pb.Campaign:
         mask = list(request.update_mask.paths)
         if mask:
             written = set(mask)
         else:
-            written = {field.name for field, _ in request.ListFields()} & set(_UPDATE_FIELDS)
+            written = {field.name for field, _ in request.ListFields()} & set(editing.EDITABLE_FIELDS)
         async with self._engine.begin() as conn:
             row = await self._owned(conn, request.campaign_id, write=True, lock=True)
             if row["status"] not in EDITABLE:
@@ -314,7 +305,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             values = self._edited_values(request, written, row)
             campaign = await self._update_campaign(conn, row["id"], **values) if values else store.campaign_message(row)
         await self._index.refresh()
-        return pb.UpdateCampaignResponse(campaign=campaign)
+        return campaign
 
     def _edited_values(  # noqa: PLR0912 - one branch per editable field reads best
         self, request: pb.UpdateCampaignRequest, written: set[str], row: sa.RowMapping
@@ -350,13 +341,16 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             values.update(gross_funding_cents=request.budget_cents, platform_fee_cents=fee, budget_cents=net)
         if "max_sessions" in written:
             values["max_sessions"] = request.max_sessions if request.HasField("max_sessions") else None
-        if "start_date" in written:
-            values["start_date"] = _dt(request.start_date)
-        if "end_date" in written:
-            values["end_date"] = _dt(request.end_date) if request.HasField("end_date") else None
         if "time_zone" in written:
-            _check_time_zone(request.time_zone)
-            values["time_zone"] = request.time_zone
+            values["time_zone"] = editing.time_zone(request.time_zone)
+        # Days are read in the zone the campaign has after this edit.
+        zone = values.get("time_zone", row["time_zone"])
+        if "start_date" in written:
+            values["start_date"] = editing.moment(request.start_date, zone, "start_date")
+        if "end_date" in written:
+            values["end_date"] = (
+                editing.moment(request.end_date, zone, "end_date", end=True) if request.end_date else None
+            )
         if "rules" in written:
             values["rules"] = store.rules_to_json(request.rules)
         if "caps" in written:
@@ -367,8 +361,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
                 cap_per_charger=caps.per_charger if caps.HasField("per_charger") else None,
             )
         merged = {**row, **values}
-        if merged["end_date"] is not None and merged["end_date"] <= merged["start_date"]:
-            raise InvalidArgument([("end_date", "end_date must be after start_date")])
+        editing.check_dates(merged["start_date"], merged["end_date"])
         # Only an edit of the reward or the budget can leave less than one reward (a paused campaign that spent
         # most of its budget may still be renamed).
         touched = {"cost_per_session_cents", "budget_cents"} & values.keys()
@@ -715,7 +708,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         caller = current_caller()
         assert caller.user_id is not None
         zone_name = request.time_zone or DEFAULT_STREAK_ZONE
-        _check_time_zone(zone_name)
+        editing.time_zone(zone_name)
         tz = domain.parse_time_zone(zone_name)
         now = _now()
         async with self._engine.connect() as conn:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 
 import uvloop
+from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
@@ -14,6 +15,7 @@ from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
+from services.merchants.adapters.places import PlacesDirectory
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.api import ACCESS, SERVICE_NAME, MerchantsApi
 from services.merchants.config import MerchantsSettings
@@ -35,6 +37,10 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
             max_retries=1,
         )
     )
+    places = PlacesDirectory(
+        settings.places_api_base, settings.places_api_key.value, timeout_s=settings.places_timeout_s
+    )
+    stack.push_async_callback(places.aclose)
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
     api = MerchantsApi(
@@ -46,6 +52,8 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
         sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
         square=square,
         token_cipher=token_cipher(settings.square_token_keys.value),
+        places=places,
+        accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
     )
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS

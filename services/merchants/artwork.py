@@ -52,6 +52,9 @@ class ShareCardFigures:
     redemption_count: int
     discount_total_cents: int
     unique_drivers: int
+    # The page the card's QR code opens (the driver app's checkout page of the store, as on the printed sign);
+    # no QR code when empty.
+    checkout_url: str = ""
 
     def __post_init__(self) -> None:
         if self.range_days < 1:
@@ -199,6 +202,9 @@ _CARD_ACCENT = "#34d399"
 _CARD_TEXT = "#ffffff"
 _CARD_MUTED = "#a7b6c8"
 _CARD_MARGIN = 72
+# The QR code's box (quiet zone included) between the window label and the figures panel.
+_CARD_QR_TOP = 104
+_CARD_QR_SIDE = 204
 
 
 def render_share_card(figures: ShareCardFigures) -> bytes:
@@ -223,6 +229,15 @@ def _share_card_image(figures: ShareCardFigures) -> Image.Image:
     draw.text((margin, 56), "Nerava", font=brand, fill=_CARD_ACCENT, anchor="la")
     window = "Last 24 hours" if figures.range_days == 1 else f"Last {figures.range_days:,} days"
     draw.text((width - margin, 64), window, font=_font(False, 28), fill=_CARD_MUTED, anchor="ra")
+
+    # The checkout QR code top right (white, with its quiet zone, so a phone reads it off the dark card), the
+    # name beside it.
+    if figures.checkout_url:
+        qr = _qr_image(
+            figures.checkout_url, _CARD_QR_SIDE // (len(qr_matrix(figures.checkout_url)) + 2 * QR_QUIET_ZONE)
+        )
+        image.paste(qr.convert("RGB"), (width - margin - qr.width, _CARD_QR_TOP))
+        inner -= qr.width + 32
 
     # The merchant's name: up to two lines, shrinking from 64 to 40 px, cut with an ellipsis past that.
     name = clean_text(figures.merchant_name) or "Your neighbourhood merchant"

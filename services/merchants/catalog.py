@@ -355,6 +355,7 @@ class CatalogRpcs(Resources):
                 place_id=row.place_id or "",
                 lat=row.lat,
                 lng=row.lng,
+                rating=row.rating or 0.0,
             ),
             moment=moment,
             perk=pb.PerkCard(title=perk.label, badge="Nova perk", description=f"Pay with Nova at {row.name}."),
@@ -472,6 +473,9 @@ def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime
                 exclusive_description=(row.offer_description or "") if row.is_primary else "",
                 open_now=open_now,
                 open_until=open_until or None,
+                # Google's listing, kept fresh by the funnel; 0 for a store not on Google.
+                rating=row.rating or 0.0,
+                user_rating_count=row.user_rating_count,
                 walk_time_s=row.walk_time_s,
                 walk_time_seconds=row.walk_time_s,
                 distance_m=row.walk_distance_m,

@@ -20,6 +20,7 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.errors import FailedPrecondition, PermissionDenied
 from services.common.interceptors import Access
+from services.merchants import store
 from services.merchants.reasons import Reason
 from services.merchants.records import M, Resources, merchant_not_found
 
@@ -80,5 +81,19 @@ class ClaimRpcs(Resources):
                     sa.update(M)
                     .where(M.c.id == row.id)
                     .values(owner_user_id=request.owner_user_id, updated_at=sa.func.now())
+                )
+            if request.owner_user_id:
+                # The funnel's pending claim for this address (if it went that way) is now verified.
+                await conn.execute(
+                    sa.update(store.merchant_claims)
+                    .where(
+                        store.merchant_claims.c.merchant_id == row.id,
+                        store.merchant_claims.c.email == request.email.strip().lower(),
+                    )
+                    .values(
+                        status=pb.MERCHANT_CLAIM_STATUS_VERIFIED,
+                        user_id=request.owner_user_id,
+                        updated_at=sa.func.now(),
+                    )
                 )
         return pb.AuthorizeMerchantClaimResponse(merchant_id=row.id, merchant_name=row.name)

@@ -30,6 +30,8 @@ import sqlalchemy as sa
 from google.api import httpbody_pb2
 from nerava.ledger.v1 import ledger_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import current_caller
 from services.common.errors import NotFound, PermissionDenied, Unavailable
@@ -59,6 +61,7 @@ _OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE)
 ACCESS: dict[str, Access] = {
     # The caller's own stores, found by their owner id.
     "GetMyMerchant": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
+    "GetMyMerchantInsights": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
     "GetMerchantSummary": _OWNER,
     "ListMerchantVisits": _OWNER,
     "GetBillingSummary": _OWNER,
@@ -79,6 +82,13 @@ S = store.square_connections
 COMPLETED = pb.REDEMPTION_STATUS_COMPLETED
 RECENT_TRANSFERS = 10
 DEFAULT_VISITS, DEFAULT_SHARE_DAYS = 100, 7
+INSIGHTS_PERIODS = {
+    "7d": datetime.timedelta(days=7),
+    "30d": datetime.timedelta(days=30),
+    "90d": datetime.timedelta(days=90),
+}
+DEFAULT_INSIGHTS_PERIOD = "30d"
+PEAK_HOURS = 5
 VISIT_PERIODS = {"week": datetime.timedelta(days=7), "month": datetime.timedelta(days=30), "all": None}
 VERIFIED, ACTIVE = "VERIFIED", "ACTIVE"
 ANONYMIZED_HEX = 10
@@ -141,6 +151,17 @@ def anonymized_driver(merchant_id: str, driver_id: str) -> str:
 def half_up_average(total: int, count: int) -> int:
     """total / count rounded half-up to an integer (non-negative inputs); 0 when count is 0."""
     return (2 * total + count) // (2 * count) if count else 0
+
+
+async def _my_stores(conn: AsyncConnection) -> Sequence[Any]:
+    """The caller's stores, oldest first; MERCHANT_NOT_FOUND when they own none."""
+    caller = current_caller()
+    rows = (
+        await conn.execute(sa.select(M).where(M.c.owner_user_id == caller.user_id).order_by(M.c.created_at, M.c.id))
+    ).all()
+    if not rows:
+        raise NotFound(Reason.MERCHANT_NOT_FOUND, "the caller owns no merchant store")
+    return rows
 
 
 def preview_url(portal_base_url: str, merchant_id: str, expires_unix: int, signature: str) -> str:
@@ -230,15 +251,8 @@ def _visit_message(merchant_id: str, row: Any) -> pb.MerchantVisit:
 
 class PortalRpcs(Resources):
     async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
-        caller = current_caller()
         async with self.reads.connect() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(M).where(M.c.owner_user_id == caller.user_id).order_by(M.c.created_at, M.c.id)
-                )
-            ).all()
-            if not rows:
-                raise NotFound(Reason.MERCHANT_NOT_FOUND, "the caller owns no merchant store")
+            rows = await _my_stores(conn)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             connected = (
                 await conn.execute(sa.select(S.c.merchant_id).where(S.c.merchant_id == row.id))
@@ -256,6 +270,35 @@ class PortalRpcs(Resources):
             transactions=[transaction_message(t) for t in transfers],
             merchant_ids=[r.id for r in rows],
         )
+
+    async def GetMyMerchantInsights(
+        self, request: pb.GetMyMerchantInsightsRequest, context: Any
+    ) -> pb.GetMyMerchantInsightsResponse:
+        period = request.period or DEFAULT_INSIGHTS_PERIOD
+        async with self.reads.connect() as conn:
+            rows = await _my_stores(conn)
+            row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
+            chargers = list((await conn.execute(sa.select(L.c.charger_id).where(L.c.merchant_id == row.id))).scalars())
+        since = _now() - INSIGHTS_PERIODS[period]
+        try:
+            summary = await self.sessions.SummarizeChargerSessions(
+                sessions_pb2.SummarizeChargerSessionsRequest(
+                    charger_ids=chargers, since=timestamp(since), time_zone=row.time_zone
+                )
+            )
+        except grpc.aio.AioRpcError:
+            raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the sessions service did not answer; retry") from None
+        reply = pb.GetMyMerchantInsightsResponse(
+            period=period,
+            ev_sessions_nearby=summary.total_sessions,
+            unique_drivers=summary.unique_drivers,
+            peak_hours=[pb.PeakHour(hour=h.hour, sessions=h.sessions) for h in summary.hours[:PEAK_HOURS]],
+        )
+        if summary.HasField("avg_duration_minutes"):
+            reply.avg_duration_minutes = summary.avg_duration_minutes
+        if summary.HasField("avg_kwh"):
+            reply.avg_kwh = summary.avg_kwh
+        return reply
 
     async def _merchant_nova(self, merchant_id: str) -> tuple[int, list[ledger_pb2.Transfer]]:
         """(balance, last transfers newest first) of the merchant's Nova account; (0, []) before its first
@@ -386,6 +429,7 @@ class PortalRpcs(Resources):
             redemption_count=window.redemptions,
             discount_total_cents=window.discount,
             unique_drivers=window.drivers,
+            checkout_url=checkout_url(self.settings, row.qr_token),
         )
         png = await asyncio.to_thread(artwork.render_share_card, figures)
         return pb.GetShareCardResponse(http_body=httpbody_pb2.HttpBody(content_type="image/png", data=png))
@@ -438,6 +482,7 @@ class PortalRpcs(Resources):
             ).first()
             visits = (await conn.execute(sa.select(sa.func.count()).where(V.c.merchant_id == row.id))).scalar_one()
         photos = list(row.photo_urls)
+        open_now, open_until = open_status(row, now)
         return pb.ResolvePreviewLinkResponse(
             id=row.id,
             name=row.name,
@@ -446,8 +491,14 @@ class PortalRpcs(Resources):
             lng=row.lng,
             photo_url=photos[0] if photos else "",
             photo_urls=photos,
-            open_now=open_status(row, now)[0],
-            business_status="OPERATIONAL" if row.status == pb.MERCHANT_STATUS_ACTIVE else "",
+            open_now=open_now,
+            open_until=open_until,
+            # Google's word for the store (the funnel keeps it fresh); empty for a store not on Google.
+            business_status=row.business_status,
+            rating=row.rating or 0.0,
+            user_rating_count=row.user_rating_count,
+            place_id=row.place_id or "",
+            claimed=row.owner_user_id is not None,
             category=row.category,
             nearest_charger=(
                 pb.PreviewCharger(

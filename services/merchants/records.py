@@ -18,6 +18,7 @@ import grpc
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from google.protobuf import timestamp_pb2
+from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
@@ -28,6 +29,7 @@ from services.common.context import Caller
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.interceptors import Owned
 from services.merchants import domain, store
+from services.merchants.adapters.places import PlacesDirectory
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
 from services.merchants.reasons import Reason
@@ -61,6 +63,10 @@ class Resources:
     sessions: sessions_pb2_grpc.SessionsServiceAsyncStub
     square: SquareAccounts
     token_cipher: MultiFernet
+    # Google Places: the acquisition funnel's search and store listings.
+    places: PlacesDirectory
+    # Accounts emails the funnel's claim links (and verifies them).
+    accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 
     async def directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
         """The charger from the sessions service, which owns chargers: CHARGER_NOT_FOUND when it does not know

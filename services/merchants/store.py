@@ -37,6 +37,10 @@ merchants = sa.Table(
     sa.Column("zone_slug", sa.Text, nullable=False),
     sa.Column("logo_url", sa.Text, nullable=False),
     sa.Column("photo_urls", pg.JSONB, nullable=False),
+    # Google's listing (the funnel refreshes it); None / 0 / "" for a store not on Google.
+    sa.Column("rating", sa.Float),
+    sa.Column("user_rating_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("business_status", sa.Text, nullable=False, server_default=""),
     sa.Column("short_code", sa.Text, nullable=False),
     sa.Column("qr_token", sa.Text, nullable=False),
     sa.Column("qr_last_used_at", _TS),
@@ -184,4 +188,17 @@ amenity_votes = sa.Table(
     sa.Column("driver_id", sa.Text, primary_key=True),
     sa.Column("vote", sa.SmallInteger, nullable=False),  # +1 up, -1 down
     sa.Column("voted_at", _TS, nullable=False, server_default=sa.func.now()),
+)
+
+
+merchant_claims = sa.Table(
+    "merchant_claims",
+    metadata,
+    sa.Column("id", pg.UUID(as_uuid=True), primary_key=True),
+    sa.Column("merchant_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text),
+    sa.Column("email", sa.Text, nullable=False),
+    sa.Column("status", sa.SmallInteger, nullable=False),
+    sa.Column("created_at", _TS, nullable=False, server_default=sa.func.now()),
+    sa.Column("updated_at", _TS, nullable=False, server_default=sa.func.now()),
 )

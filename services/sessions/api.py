@@ -14,6 +14,7 @@ import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 import sqlalchemy as sa
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
+SPONSOR, ADMIN_READONLY = "sponsor", "admin_readonly"
 
 # A driver's charging session: another driver's is SESSION_NOT_FOUND (an admin reads every one).
 CHARGING_SESSION = Owned("charging session", "session_id", frozenset({DRIVER}), "SESSION_NOT_FOUND")
@@ -102,6 +104,10 @@ ACCESS: dict[str, Access] = {
     "GetIntentSession": Access.service_only(),
     "GetAccountStats": Access.role(DRIVER).not_owned(OWN_DATA),
     "BackgroundPing": Access.role(DRIVER).not_owned(OWN_DATA),
+    # The sponsor console's charger explorer: aggregates of the public catalog, no driver named.
+    "BrowseChargers": Access.role(SPONSOR, ADMIN, ADMIN_READONLY).not_owned(PUBLIC_DATA),
+    "GetChargerUtilization": Access.role(SPONSOR, ADMIN, ADMIN_READONLY).not_owned(PUBLIC_DATA),
+    "SummarizeChargerSessions": Access.service_only(),
 }
 
 DEFAULT_SESSION_PAGE = 50
@@ -112,6 +118,9 @@ DEFAULT_SEARCH_PAGE = 20
 AT_CHARGER_RADIUS_M = 150  # CheckLocation: "at a charger" (the original CHARGER_RADIUS_M)
 NEAREST_WITHIN_M = 25_000  # CheckLocation names the nearest charger up to this far
 DRIVE_SPEED_M_PER_MIN = 40_000 / 60  # GetCharger's rough drive time: 40 km/h
+DEFAULT_BROWSE_PAGE = 500  # the console's charger explorer, as the original paged it
+CONSOLE_STATS_WINDOW = datetime.timedelta(days=30)
+MAX_UTILIZATION_CHARGERS = 500
 GEOFENCE_MATCH_M = 300  # BackgroundPing: the native shell's geofence matches a charger this close
 
 
@@ -227,6 +236,86 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         except GeocoderError as error:
             log.warning("charger search without geocoding: %s", error, extra={"retryable": error.retryable})
             return None
+
+    async def BrowseChargers(
+        self, request: pb.BrowseChargersRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.BrowseChargersResponse:
+        rows, total = await chargers.browse_chargers(
+            self._reads,
+            search=request.search,
+            network=request.network,
+            state=request.state,
+            limit=request.limit or DEFAULT_BROWSE_PAGE,
+            offset=request.offset,
+        )
+        use = await chargers.utilization(self._reads, [row.id for row in rows], _now() - CONSOLE_STATS_WINDOW)
+        page = []
+        for row in rows:
+            stats = use.get(row.id, chargers.Utilization())
+            item = pb.BrowsedCharger(
+                id=row.id,
+                name=row.name,
+                network_name=row.network_name,
+                lat=row.lat,
+                lng=row.lng,
+                address=row.address,
+                city=row.city,
+                state=row.state,
+                connector_types=row.connector_types,
+                total_sessions=stats.total_sessions,
+                unique_drivers=stats.unique_drivers,
+            )
+            if row.power_kw is not None:
+                item.power_kw = row.power_kw
+            if row.num_evse is not None:
+                item.num_evse = row.num_evse
+            if row.pricing_per_kwh_cents is not None:
+                item.pricing_per_kwh_cents = row.pricing_per_kwh_cents
+            page.append(item)
+        return pb.BrowseChargersResponse(chargers=page, total=total)
+
+    async def GetChargerUtilization(
+        self, request: pb.GetChargerUtilizationRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.GetChargerUtilizationResponse:
+        ids = list(dict.fromkeys(part.strip() for part in request.charger_ids.split(",") if part.strip()))
+        if len(ids) > MAX_UTILIZATION_CHARGERS:
+            raise InvalidArgument([("charger_ids", f"at most {MAX_UTILIZATION_CHARGERS} chargers at once")])
+        days = datetime.timedelta(days=request.since_days) if request.since_days else CONSOLE_STATS_WINDOW
+        use = await chargers.utilization(self._reads, ids, _now() - days)
+        return pb.GetChargerUtilizationResponse(
+            chargers=[
+                pb.ChargerUtilization(
+                    charger_id=charger_id,
+                    total_sessions=stats.total_sessions,
+                    unique_drivers=stats.unique_drivers,
+                    avg_duration_minutes=stats.avg_duration_min,
+                )
+                for charger_id in ids
+                for stats in [use.get(charger_id, chargers.Utilization())]
+            ]
+        )
+
+    async def SummarizeChargerSessions(
+        self, request: pb.SummarizeChargerSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SummarizeChargerSessionsResponse:
+        zone = request.time_zone or "UTC"
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidArgument([("time_zone", f"{zone!r} is not an IANA time zone")]) from None
+        summary = await chargers.summarize_sessions(
+            self._reads, list(request.charger_ids), request.since.ToDatetime(tzinfo=datetime.UTC), zone
+        )
+        reply = pb.SummarizeChargerSessionsResponse(
+            total_sessions=summary.total_sessions,
+            unique_drivers=summary.unique_drivers,
+            hours=[pb.HourSessions(hour=hour, sessions=count) for hour, count in summary.hours],
+        )
+        if summary.avg_duration_min is not None:
+            reply.avg_duration_minutes = summary.avg_duration_min
+        if summary.avg_kwh is not None:
+            reply.avg_kwh = summary.avg_kwh
+        return reply
 
     async def GetCharger(
         self, request: pb.GetChargerRequest, context: grpc.aio.ServicerContext[Any, Any]

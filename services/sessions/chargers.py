@@ -306,6 +306,111 @@ async def charger_activity(
     )
 
 
+# --- the console: browse and utilization ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Utilization:
+    """Sessions started at a charger in a window."""
+
+    total_sessions: int = 0
+    unique_drivers: int = 0
+    avg_duration_min: float = 0.0  # of those that ended; 0 without
+
+
+async def utilization(
+    conn_or_engine: ConnOrEngine, charger_ids: Sequence[str], since: datetime.datetime
+) -> dict[str, Utilization]:
+    """Per charger id (those without sessions left out): the sessions that started there since `since`."""
+    if not charger_ids:
+        return {}
+    query = sa.text(
+        """
+        SELECT charger_id,
+               count(*) AS total_sessions,
+               count(DISTINCT driver_id) AS unique_drivers,
+               coalesce(avg(duration_minutes) FILTER (WHERE session_end IS NOT NULL), 0) AS avg_duration_min
+          FROM charging_sessions
+         WHERE charger_id = ANY(:ids) AND session_start >= :since
+         GROUP BY charger_id
+        """
+    )
+    async with _connected(conn_or_engine) as conn:
+        rows = (await conn.execute(query, {"ids": list(charger_ids), "since": since})).all()
+    return {
+        row.charger_id: Utilization(
+            int(row.total_sessions), int(row.unique_drivers), round(float(row.avg_duration_min), 1)
+        )
+        for row in rows
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionsSummary:
+    """Sessions started at a set of chargers in a window, taken together."""
+
+    total_sessions: int
+    unique_drivers: int
+    avg_duration_min: float | None  # of those that ended; None without
+    avg_kwh: float | None  # of those with a reading; None without
+    hours: list[tuple[int, int]]  # (local hour, sessions), busiest first
+
+
+async def summarize_sessions(
+    conn_or_engine: ConnOrEngine, charger_ids: Sequence[str], since: datetime.datetime, time_zone: str
+) -> SessionsSummary:
+    """What merchants' insights show of the chargers by a store; hours of day counted in `time_zone`."""
+    totals = sa.text(
+        """
+        SELECT count(*) AS total_sessions,
+               count(DISTINCT driver_id) AS unique_drivers,
+               avg(duration_minutes) FILTER (WHERE session_end IS NOT NULL) AS avg_duration_min,
+               avg(kwh_delivered) AS avg_kwh
+          FROM charging_sessions
+         WHERE charger_id = ANY(:ids) AND session_start >= :since
+        """
+    )
+    hours = sa.text(
+        """
+        SELECT extract(hour FROM session_start AT TIME ZONE :zone)::int AS hour, count(*) AS sessions
+          FROM charging_sessions
+         WHERE charger_id = ANY(:ids) AND session_start >= :since
+         GROUP BY 1
+         ORDER BY 2 DESC, 1
+        """
+    )
+    parameters = {"ids": list(charger_ids), "since": since, "zone": time_zone}
+    async with _connected(conn_or_engine) as conn:
+        row = (await conn.execute(totals, parameters)).one()
+        by_hour = [(int(r.hour), int(r.sessions)) for r in await conn.execute(hours, parameters)]
+    return SessionsSummary(
+        total_sessions=int(row.total_sessions),
+        unique_drivers=int(row.unique_drivers),
+        avg_duration_min=None if row.avg_duration_min is None else round(float(row.avg_duration_min), 1),
+        avg_kwh=None if row.avg_kwh is None else round(float(row.avg_kwh), 1),
+        hours=by_hour,
+    )
+
+
+async def browse_chargers(
+    conn_or_engine: ConnOrEngine, *, search: str, network: str, state: str, limit: int, offset: int
+) -> tuple[list[ChargerRow], int]:
+    """A page of the catalog by name (then id) matching every filter, and the count of all matches."""
+    where: list[Any] = []
+    if search.strip():
+        where.append(C.search.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), search)))
+    if network.strip():
+        where.append(sa.func.lower(C.network_name) == network.strip().lower())
+    if state.strip():
+        where.append(sa.func.upper(C.state) == state.strip().upper())
+    async with _connected(conn_or_engine) as conn:
+        total = (await conn.execute(sa.select(sa.func.count()).select_from(chargers).where(*where))).scalar_one()
+        page = (
+            await conn.execute(sa.select(*_COLUMNS).where(*where).order_by(C.name, C.id).offset(offset).limit(limit))
+        ).mappings()
+        return [ChargerRow.from_row(row) for row in page], int(total)
+
+
 # --- import --------------------------------------------------------------------------------------------------
 
 

@@ -265,5 +265,7 @@ async def test_a_preview_link_signed_with_the_public_default_key_for_a_year_ahea
     merchant_id = "m_nosuchstore"
     expires = int(time.time()) + 365 * 24 * 3600
     signature = merchants_domain.preview_signature(PUBLIC_PREVIEW_KEY, merchant_id, expires)
-    reply = await rest.get(f"/v1/merchant-previews/{merchant_id}", params={"exp": expires, "sig": signature})
+    reply = await rest.get(
+        "/v1/merchant/funnel/preview", params={"merchant_id": merchant_id, "exp": expires, "sig": signature}
+    )
     _assert_refused(reply, 403, "PREVIEW_LINK_INVALID")

@@ -36,7 +36,7 @@ def campaign_request(**overrides: Any) -> pb.CreateCampaignRequest:
         "reward_kind": pb.REWARD_KIND_CASH,
         "cost_per_session_cents": 100,
         "budget_cents": 10_000,
-        "start_date": stamp(datetime.datetime.now(UTC) - datetime.timedelta(hours=1)),
+        "start_date": (datetime.datetime.now(UTC) - datetime.timedelta(hours=1)).isoformat(),
         "time_zone": "America/Chicago",
     }
     fields.update(overrides)

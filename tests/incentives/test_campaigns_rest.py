@@ -369,8 +369,14 @@ BAD_CREATES: list[tuple[str, JsonObject, str, tuple[str, str]]] = [
         "INVALID_ARGUMENT",
         ("cost_per_session_cents", "int32.gt_lte"),
     ),
-    ("end-before-start", {"end_date": "start-1d"}, "INVALID_ARGUMENT", ("", "end_date_after_start_date")),
-    ("end-equals-start", {"end_date": "start"}, "INVALID_ARGUMENT", ("", "end_date_after_start_date")),
+    ("end-before-start", {"end_date": "start-1d"}, "INVALID_ARGUMENT", ("end_date", "end_date_after_start_date")),
+    ("end-equals-start", {"end_date": "start"}, "INVALID_ARGUMENT", ("end_date", "end_date_after_start_date")),
+    ("start-not-a-date", {"start_date": "next tuesday"}, "INVALID_ARGUMENT", ("start_date", "string.pattern")),
+    ("start-no-such-day", {"start_date": "2027-02-30"}, "INVALID_ARGUMENT", ("start_date", "")),
+    ("start-without-offset", {"start_date": "2027-02-03T10:00:00"}, "INVALID_ARGUMENT", ("start_date", "")),
+    ("end-not-a-date", {"end_date": "2027-13-01"}, "INVALID_ARGUMENT", ("end_date", "")),
+    ("end-at-the-calendars-end", {"end_date": "9999-12-31"}, "INVALID_ARGUMENT", ("end_date", "")),
+    ("unknown-reward-kind", {"reward_kind": 7}, "INVALID_ARGUMENT", ("reward_kind", "enum.defined_only")),
     ("unknown-time-zone", {"time_zone": "Mars/Olympus"}, "UNKNOWN_TIME_ZONE", ("time_zone", "")),
     (
         "geo-radius-without-centre",
@@ -461,7 +467,11 @@ async def test_a_bad_edit_is_400_and_changes_nothing(
             "INVALID_ARGUMENT",
             ("rules", "geo_radius_requires_center"),
         ),
-        ({"end_date": _rfc3339(_an_hour_ago() - datetime.timedelta(days=1))}, "INVALID_ARGUMENT", ("end_date", "")),
+        (
+            {"end_date": _rfc3339(_an_hour_ago() - datetime.timedelta(days=1))},
+            "INVALID_ARGUMENT",
+            ("end_date", "end_date_after_start_date"),
+        ),
         ({"budget_cents": 123}, "BUDGET_TOO_SMALL", ("budget_cents", "")),
         ({"update_mask": "name"}, "INVALID_ARGUMENT", ("", "name_not_clearable")),
     ]
@@ -512,6 +522,122 @@ async def test_create_answers_a_draft_with_the_net_budget_in_the_consoles_shape(
         assert absent not in campaign, absent  # the original's nulls: unset optionals are not printed
     assert campaign["created_at"].endswith("Z")
     assert await _get(rest, sponsor, campaign["id"]) == campaign
+
+
+def _console_day(days_ahead: int) -> datetime.date:
+    """A day the console's date picker could show, counted from today in the campaign's default zone."""
+    return datetime.datetime.now(CHICAGO).date() + datetime.timedelta(days=days_ahead)
+
+
+def _chicago(day: datetime.date, *, end: bool = False) -> str:
+    """The moment a console day means in America/Chicago: its first moment, or its last microsecond."""
+    if end:
+        following = datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), tzinfo=CHICAGO)
+        return _rfc3339(following - datetime.timedelta(microseconds=1))
+    return _rfc3339(datetime.datetime.combine(day, datetime.time(), tzinfo=CHICAGO))
+
+
+async def test_the_consoles_create_edit_clear_activate_sequence_as_it_sends_it(
+    rest: httpx.AsyncClient, incentives: Incentives, sponsor: Person, admin: Person
+) -> None:
+    """Byte for byte the console's calls: no reward kind, no time zone, days as YYYY-MM-DD, every optional key
+    sent as null, a trailing slash on the collection, lower-case status words, `null` to clear, and a
+    body-less POST with a JSON content type to activate."""
+    console = {**_auth(sponsor), "Content-Type": "application/json"}
+    start, end, later = _console_day(3), _console_day(33), _console_day(63)
+    create = {
+        "sponsor_name": "Volta Test",
+        "sponsor_email": None,
+        "sponsor_logo_url": None,
+        "sponsor_type": None,
+        "name": "Console campaign",
+        "description": "Charge with us",
+        "campaign_type": "utilization_boost",
+        "priority": None,
+        "budget_cents": 10_000,
+        "cost_per_session_cents": 200,
+        "max_sessions": None,
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "auto_renew": False,
+        "auto_renew_budget_cents": None,
+        "rules": {
+            "charger_ids": [incentives.charger],
+            "charger_networks": None,
+            "zone_ids": None,
+            "geo_center_lat": None,
+            "geo_center_lng": None,
+            "geo_radius_m": None,
+            "time_start": None,
+            "time_end": None,
+            "days_of_week": None,
+            "min_duration_minutes": 20,
+            "max_duration_minutes": None,
+            "min_power_kw": None,
+            "connector_types": None,
+            "driver_session_count_min": None,
+            "driver_session_count_max": None,
+            "driver_allowlist": None,
+        },
+        "caps": {"per_day": 1, "per_campaign": None, "per_charger": None},
+    }
+    created = _ok(await rest.post("/v1/campaigns/", json=create, headers=console))["campaign"]
+    # The documented defaults of the keys the console never sends.
+    assert (created["reward_kind"], created["time_zone"]) == ("REWARD_KIND_CASH", "America/Chicago")
+    # Days are read in the campaign's zone: from the first moment of the start day to the end of the end day.
+    assert (created["start_date"], created["end_date"]) == (_chicago(start), _chicago(end, end=True))
+    assert (
+        created["priority"],
+        created["rules"]["min_duration_minutes"],
+        created["max_grants_per_driver_per_day"],
+    ) == (
+        100,
+        20,
+        1,
+    )
+    assert "max_sessions" not in created
+    campaign_id = created["id"]
+    path = f"/v1/campaigns/{campaign_id}"
+    assert await _listed_ids(rest, sponsor, "/v1/campaigns/?status=draft") == [campaign_id]
+
+    # Edit: a later end, a session cap; the console sends the whole form, sponsor keys included.
+    edit = {**create, "end_date": later.isoformat(), "max_sessions": 30, "name": "Console campaign v2"}
+    edited = _ok(await rest.put(path, json=edit, headers=console))["campaign"]
+    assert (edited["end_date"], edited["max_sessions"], edited["name"]) == (
+        _chicago(later, end=True),
+        30,
+        "Console campaign v2",
+    )
+    assert edited["start_date"] == created["start_date"]
+
+    # Clear: null empties exactly the keys sent as null; the others keep their values.
+    cleared = _ok(
+        await rest.put(path, json={"end_date": None, "max_sessions": None, "description": None}, headers=console)
+    )["campaign"]
+    assert "end_date" not in cleared
+    assert "max_sessions" not in cleared
+    assert (cleared["description"], cleared["name"], cleared["max_grants_per_driver_per_day"]) == (
+        "",
+        "Console campaign v2",
+        1,
+    )
+    assert await _get(rest, sponsor, campaign_id) == cleared
+    # A field that cannot be empty is refused when sent as null, and nothing changes.
+    refused = _refused(await rest.put(path, json={"name": None}, headers=console), 400, GRPC_INVALID_ARGUMENT)
+    assert ("", "name_not_clearable") in _violations(refused)
+    refused = _refused(await rest.put(path, json={"end_date": "soon"}, headers=console), 400, GRPC_INVALID_ARGUMENT)
+    assert ("end_date", "string.pattern") in _violations(refused)
+    refused = _refused(await rest.put(path, json={"max_sessions": "many"}, headers=console), 400, GRPC_INVALID_ARGUMENT)
+    assert [field for field, _ in _violations(refused)] == ["max_sessions"]
+    assert await _get(rest, sponsor, campaign_id) == cleared
+
+    # Activate: funded first (here by the platform; the console's Stripe path is covered by the checkout tests),
+    # then the console's body-less POST.
+    await _fund_from_platform(rest, admin, campaign_id)
+    active = _ok(await rest.post(f"{path}/activate", headers=console))["campaign"]
+    assert active["status"] == "CAMPAIGN_STATUS_ACTIVE"
+    assert await _listed_ids(rest, sponsor, "/v1/campaigns/?status=active") == [campaign_id]
+    assert await _listed_ids(rest, sponsor, "/v1/campaigns/?status=draft") == []
 
 
 async def test_the_lifecycle_over_rest(
@@ -625,8 +751,8 @@ async def test_an_update_mask_clears_fields_and_put_is_an_alias(
     )["campaign"]
     assert (put["gross_funding_cents"], put["platform_fee_cents"], put["budget_cents"]) == (20_000, 4_000, 16_000)
     assert (put["cost_per_session_cents"], put["name"], put["max_sessions"]) == (250, "Renamed", 9)
-    # The sponsor's identity is not editable: UpdateCampaignRequest has no sponsor_* field (the transcoder drops
-    # the unknown key), so it stays what it was.
+    # The sponsor's identity is not editable: UpdateCampaignRequest has no sponsor_* field, so EditCampaign
+    # ignores the key and it stays what it was.
     ignored = _ok(await rest.put(path, json={"sponsor_name": "Someone else"}, headers=_auth(sponsor)))["campaign"]
     assert ignored["sponsor_name"] == "Volta Test"
     after = await _get(rest, sponsor, campaign["id"])
@@ -669,7 +795,12 @@ async def test_list_campaigns_pages_and_filters_by_status(
     assert await _listed_ids(rest, sponsor, "/v1/campaigns?status=CAMPAIGN_STATUS_PAUSED") == []
     empty = _ok(await rest.get("/v1/campaigns?status=CAMPAIGN_STATUS_PAUSED", headers=_auth(sponsor)))
     assert empty == {"campaigns": [], "count": 0, "next_page_token": ""}  # zero and empty values are printed
-    _refused(await rest.get("/v1/campaigns?status=active", headers=_auth(sponsor)), 400, GRPC_INVALID_ARGUMENT)
+    # The console's lower-case words.
+    assert await _listed_ids(rest, sponsor, "/v1/campaigns/?status=active") == [middle["id"]]
+    assert await _listed_ids(rest, sponsor, "/v1/campaigns/?status=draft") == [newest["id"], oldest["id"]]
+    assert await _listed_ids(rest, sponsor, "/v1/campaigns/?status=completed") == []
+    refused = _refused(await rest.get("/v1/campaigns/?status=live", headers=_auth(sponsor)), 400, GRPC_INVALID_ARGUMENT)
+    assert ("status", "string.in") in _violations(refused)
 
 
 async def test_budget_and_grants_report_what_was_paid(

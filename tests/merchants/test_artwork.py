@@ -81,6 +81,40 @@ def test_share_card_is_byte_identical_for_the_same_figures() -> None:
     assert first == again
 
 
+@pytest.mark.parametrize("name", ["Blue Bottle Coffee", LONG_WORDS, LONG_RUN])
+def test_share_card_qr_code_is_the_checkout_page(name: str) -> None:
+    """The card a merchant shares carries the same QR code as the printed sign: the driver app's checkout page,
+    white on the dark card with its quiet zone, and the name never runs into it."""
+    card = _decode_png(render_share_card(dataclasses.replace(FIGURES, merchant_name=name, checkout_url=URL)))
+    matrix = qr_matrix(URL)
+    size = len(matrix) + 2 * QR_QUIET_ZONE
+    # The top-right corner above the figures panel (the card's 72 px margin, a code of at most 204 px and the
+    # 32 px gap before the name): the only white there is the QR code's box.
+    strip_left = card.width - 72 - 204 - 16
+    strip = card.crop((strip_left, 0, card.width, 320)).convert("RGB")
+    white = Image.eval(strip.convert("L"), lambda v: 255 if v == 255 else 0)
+    box = white.getbbox()
+    assert box is not None
+    left, top, right, bottom = box[0] + strip_left, box[1], box[2] + strip_left, box[3]
+    assert right - left == bottom - top
+    assert (right - left) % size == 0
+    module = (right - left) // size
+    printed = tuple(
+        tuple(
+            card.getpixel(
+                (left + module * (QR_QUIET_ZONE + x) + module // 2, top + module * (QR_QUIET_ZONE + y) + module // 2)
+            )
+            == (0, 0, 0)
+            for x in range(len(matrix))
+        )
+        for y in range(len(matrix))
+    )
+    assert printed == matrix
+    # The quiet zone is all white, so no text overlaps the code.
+    quiet = card.crop((left, top, right, top + QR_QUIET_ZONE * module)).convert("L")
+    assert quiet.getextrema() == (255, 255)
+
+
 def test_zero_redemptions_render_a_welcome_card() -> None:
     zero = ShareCardFigures("Sunrise Bakery", 7, 0, 0, 0)
 

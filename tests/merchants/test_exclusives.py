@@ -450,6 +450,8 @@ async def test_the_worker_expires_sessions_past_their_window(
         sessions=cast(Any, None),
         square=cast(Any, None),
         token_cipher=cast(Any, None),
+        places=cast(Any, None),
+        accounts=cast(Any, None),
     )
     stop = asyncio.Event()
     worker = asyncio.create_task(expire_exclusives(resources, stop, every_s=0.05))

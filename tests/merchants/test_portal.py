@@ -267,6 +267,8 @@ async def test_my_merchant_with_the_ledger_down_is_ledger_unavailable(
         sessions=None,  # type: ignore[arg-type]  # not used by the portal
         square=None,  # type: ignore[arg-type]
         token_cipher=None,  # type: ignore[arg-type]
+        places=None,  # type: ignore[arg-type]  # not used by the portal
+        accounts=None,  # type: ignore[arg-type]
     )
     token = caller_var.set(Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"})))
     try:
@@ -527,8 +529,11 @@ async def test_the_share_card_counts_only_its_window(
         assert reply.http_body.content_type == "image/png"
         return bytes(reply.http_body.data)
 
-    assert await card("1d") == render_share_card(ShareCardFigures("Test Coffee", 1, 0, 0, 0))
-    assert await card("7d") == render_share_card(ShareCardFigures("Test Coffee", 7, 1, 300, 1))
+    # The card's QR code opens the same page as the printed sign: the driver app's checkout page, not the API.
+    qr = await merchants.stub.GetCheckoutQr(pb.GetCheckoutQrRequest(merchant_id=shop.id), metadata=shop.owner.auth)
+    assert "/v1/" not in qr.qr_url
+    assert await card("1d") == render_share_card(ShareCardFigures("Test Coffee", 1, 0, 0, 0, qr.qr_url))
+    assert await card("7d") == render_share_card(ShareCardFigures("Test Coffee", 7, 1, 300, 1, qr.qr_url))
 
 
 async def test_a_bad_range_is_refused_naming_it(shop: Store, rest: httpx.AsyncClient) -> None:
@@ -596,7 +601,9 @@ async def test_a_preview_link_round_trip(
     assert before + 7 * 86400 <= exp <= before + 7 * 86400 + 5
     assert link["sig"] == domain.preview_signature(_preview_key(mesh), shop.id, exp)
 
-    preview = await rest.get(f"/v1/merchant-previews/{shop.id}", params={"exp": exp, "sig": link["sig"]})
+    preview = await rest.get(
+        "/v1/merchant/funnel/preview", params={"merchant_id": shop.id, "exp": exp, "sig": link["sig"]}
+    )
     assert preview.status_code == 200, preview.text
     body = preview.json()
     assert (body["id"], body["name"], body["address"], body["category"]) == (
@@ -605,7 +612,10 @@ async def test_a_preview_link_round_trip(
         "1 Test Street",
         "coffee",
     )
-    assert body["open_now"] is True and body["business_status"] == "OPERATIONAL"
+    assert body["open_now"] is True
+    # A store an admin created, not from Google: no listing to show, rather than a made-up one.
+    assert (body["business_status"], body["rating"], body["user_rating_count"]) == ("", 0.0, 0)
+    assert body["claimed"] is True
     assert body["verified_visit_count"] == 2
     charger = body["nearest_charger"]
     assert (charger["name"], charger["network"]) == ("Merchant test charger", "EVgo")
@@ -630,11 +640,12 @@ async def test_tampered_or_expired_links_are_refused_before_the_merchant_is_look
         (shop.id, {"exp": exp, "sig": domain.preview_signature(b"another key", shop.id, exp)}),
     )
     for merchant_id, params in cases:
-        reply = await rest.get(f"/v1/merchant-previews/{merchant_id}", params=params)
+        reply = await rest.get("/v1/merchant/funnel/preview", params={"merchant_id": merchant_id, **params})
         assert reply.status_code == 403, reply.text
         assert _reason(reply.json()) == "PREVIEW_LINK_INVALID"
     missing = await rest.get(
-        f"/v1/merchant-previews/{unknown}", params={"exp": exp, "sig": domain.preview_signature(key, unknown, exp)}
+        "/v1/merchant/funnel/preview",
+        params={"merchant_id": unknown, "exp": exp, "sig": domain.preview_signature(key, unknown, exp)},
     )
     assert missing.status_code == 404 and _reason(missing.json()) == "MERCHANT_NOT_FOUND"
 

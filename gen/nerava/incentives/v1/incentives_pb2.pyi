@@ -2,6 +2,7 @@ import datetime
 
 from buf.validate import validate_pb2 as _validate_pb2
 from google.api import annotations_pb2 as _annotations_pb2
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from nerava.audit.v1 import audit_pb2 as _audit_pb2
@@ -384,13 +385,13 @@ class ListCampaignsRequest(_message.Message):
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
-    status: CampaignStatus
+    status: str
     sponsor_name: str
     limit: int
     offset: int
     page_size: int
     page_token: str
-    def __init__(self, status: _Optional[_Union[CampaignStatus, str]] = ..., sponsor_name: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+    def __init__(self, status: _Optional[str] = ..., sponsor_name: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListCampaignsResponse(_message.Message):
     __slots__ = ("campaigns", "count", "next_page_token")
@@ -434,13 +435,13 @@ class CreateCampaignRequest(_message.Message):
     cost_per_session_cents: int
     budget_cents: int
     max_sessions: int
-    start_date: _timestamp_pb2.Timestamp
-    end_date: _timestamp_pb2.Timestamp
+    start_date: str
+    end_date: str
     time_zone: str
     rules: CampaignRules
     caps: CampaignCaps
     request_id: str
-    def __init__(self, sponsor_name: _Optional[str] = ..., sponsor_email: _Optional[str] = ..., sponsor_logo_url: _Optional[str] = ..., sponsor_type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., campaign_type: _Optional[str] = ..., priority: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., cost_per_session_cents: _Optional[int] = ..., budget_cents: _Optional[int] = ..., max_sessions: _Optional[int] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., rules: _Optional[_Union[CampaignRules, _Mapping]] = ..., caps: _Optional[_Union[CampaignCaps, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, sponsor_name: _Optional[str] = ..., sponsor_email: _Optional[str] = ..., sponsor_logo_url: _Optional[str] = ..., sponsor_type: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., campaign_type: _Optional[str] = ..., priority: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., cost_per_session_cents: _Optional[int] = ..., budget_cents: _Optional[int] = ..., max_sessions: _Optional[int] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., time_zone: _Optional[str] = ..., rules: _Optional[_Union[CampaignRules, _Mapping]] = ..., caps: _Optional[_Union[CampaignCaps, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateCampaignResponse(_message.Message):
     __slots__ = ("campaign",)
@@ -486,15 +487,29 @@ class UpdateCampaignRequest(_message.Message):
     cost_per_session_cents: int
     budget_cents: int
     max_sessions: int
-    start_date: _timestamp_pb2.Timestamp
-    end_date: _timestamp_pb2.Timestamp
+    start_date: str
+    end_date: str
     time_zone: str
     rules: CampaignRules
     caps: CampaignCaps
     update_mask: _field_mask_pb2.FieldMask
-    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., campaign_type: _Optional[str] = ..., priority: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., cost_per_session_cents: _Optional[int] = ..., budget_cents: _Optional[int] = ..., max_sessions: _Optional[int] = ..., start_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_date: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ..., rules: _Optional[_Union[CampaignRules, _Mapping]] = ..., caps: _Optional[_Union[CampaignCaps, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+    def __init__(self, campaign_id: _Optional[str] = ..., name: _Optional[str] = ..., description: _Optional[str] = ..., campaign_type: _Optional[str] = ..., priority: _Optional[int] = ..., reward_kind: _Optional[_Union[RewardKind, str]] = ..., cost_per_session_cents: _Optional[int] = ..., budget_cents: _Optional[int] = ..., max_sessions: _Optional[int] = ..., start_date: _Optional[str] = ..., end_date: _Optional[str] = ..., time_zone: _Optional[str] = ..., rules: _Optional[_Union[CampaignRules, _Mapping]] = ..., caps: _Optional[_Union[CampaignCaps, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
 
 class UpdateCampaignResponse(_message.Message):
+    __slots__ = ("campaign",)
+    CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
+    campaign: Campaign
+    def __init__(self, campaign: _Optional[_Union[Campaign, _Mapping]] = ...) -> None: ...
+
+class EditCampaignRequest(_message.Message):
+    __slots__ = ("campaign_id", "http_body")
+    CAMPAIGN_ID_FIELD_NUMBER: _ClassVar[int]
+    HTTP_BODY_FIELD_NUMBER: _ClassVar[int]
+    campaign_id: str
+    http_body: _httpbody_pb2.HttpBody
+    def __init__(self, campaign_id: _Optional[str] = ..., http_body: _Optional[_Union[_httpbody_pb2.HttpBody, _Mapping]] = ...) -> None: ...
+
+class EditCampaignResponse(_message.Message):
     __slots__ = ("campaign",)
     CAMPAIGN_FIELD_NUMBER: _ClassVar[int]
     campaign: Campaign

@@ -91,9 +91,12 @@ class IncentivesServiceStub:
     DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     def __init__(self, channel):
@@ -121,6 +124,11 @@ class IncentivesServiceStub:
                 '/nerava.incentives.v1.IncentivesService/UpdateCampaign',
                 request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.UpdateCampaignRequest.SerializeToString,
                 response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.UpdateCampaignResponse.FromString,
+                _registered_method=True)
+        self.EditCampaign = channel.unary_unary(
+                '/nerava.incentives.v1.IncentivesService/EditCampaign',
+                request_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EditCampaignRequest.SerializeToString,
+                response_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EditCampaignResponse.FromString,
                 _registered_method=True)
         self.ActivateCampaign = channel.unary_unary(
                 '/nerava.incentives.v1.IncentivesService/ActivateCampaign',
@@ -285,9 +293,12 @@ class IncentivesServiceServicer:
     DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     def ListCampaigns(self, request, context):
@@ -317,8 +328,19 @@ class IncentivesServiceServicer:
         """Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
         listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
         unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
-        nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin. PATCH, and PUT
-        for the console.
+        nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditCampaign(self, request, context):
+        """The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
+        mask is the set of keys present, so a key sent as `null` clears its field (`{"end_date": null}` →
+        open-ended) and an absent key keeps its value. Keys that are not editable fields (sponsor_*, the
+        original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
+        cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
+        admin.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -514,6 +536,11 @@ def add_IncentivesServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.UpdateCampaignRequest.FromString,
                     response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.UpdateCampaignResponse.SerializeToString,
             ),
+            'EditCampaign': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditCampaign,
+                    request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EditCampaignRequest.FromString,
+                    response_serializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.EditCampaignResponse.SerializeToString,
+            ),
             'ActivateCampaign': grpc.unary_unary_rpc_method_handler(
                     servicer.ActivateCampaign,
                     request_deserializer=nerava_dot_incentives_dot_v1_dot_incentives__pb2.ActivateCampaignRequest.FromString,
@@ -683,9 +710,12 @@ class IncentivesService:
     DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     @staticmethod
@@ -786,6 +816,33 @@ class IncentivesService:
             '/nerava.incentives.v1.IncentivesService/UpdateCampaign',
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.UpdateCampaignRequest.SerializeToString,
             nerava_dot_incentives_dot_v1_dot_incentives__pb2.UpdateCampaignResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditCampaign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.incentives.v1.IncentivesService/EditCampaign',
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.EditCampaignRequest.SerializeToString,
+            nerava_dot_incentives_dot_v1_dot_incentives__pb2.EditCampaignResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -92,9 +92,12 @@ class IncentivesServiceStub:
       DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     @_typing.overload
@@ -114,8 +117,15 @@ class IncentivesServiceStub:
     """Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
     listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
     unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
-    nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin. PATCH, and PUT
-    for the console.
+    nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+    """
+    EditCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EditCampaignRequest, _incentives_pb2.EditCampaignResponse]
+    """The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
+    mask is the set of keys present, so a key sent as `null` clears its field (`{"end_date": null}` →
+    open-ended) and an absent key keeps its value. Keys that are not editable fields (sponsor_*, the
+    original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
+    cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
+    admin.
     """
     ActivateCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ActivateCampaignRequest, _incentives_pb2.ActivateCampaignResponse]
     """draft → active. Owning sponsor (campaign must be funded), admin."""
@@ -271,9 +281,12 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
       DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -290,8 +303,15 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
     listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
     unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
-    nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin. PATCH, and PUT
-    for the console.
+    nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+    """
+    EditCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EditCampaignRequest, _incentives_pb2.EditCampaignResponse]  # type: ignore[assignment]
+    """The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
+    mask is the set of keys present, so a key sent as `null` clears its field (`{"end_date": null}` →
+    open-ended) and an absent key keeps its value. Keys that are not editable fields (sponsor_*, the
+    original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
+    cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
+    admin.
     """
     ActivateCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ActivateCampaignRequest, _incentives_pb2.ActivateCampaignResponse]  # type: ignore[assignment]
     """draft → active. Owning sponsor (campaign must be funded), admin."""
@@ -446,9 +466,12 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
       DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     @_abc_1.abstractmethod
@@ -487,8 +510,21 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
         listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
         unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
-        nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin. PATCH, and PUT
-        for the console.
+        nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def EditCampaign(
+        self,
+        request: _incentives_pb2.EditCampaignRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_incentives_pb2.EditCampaignResponse, _abc.Awaitable[_incentives_pb2.EditCampaignResponse]]:
+        """The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
+        mask is the set of keys present, so a key sent as `null` clears its field (`{"end_date": null}` →
+        open-ended) and an absent key keeps its value. Keys that are not editable fields (sponsor_*, the
+        original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
+        cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
+        admin.
         """
 
     @_abc_1.abstractmethod

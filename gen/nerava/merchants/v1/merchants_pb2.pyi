@@ -45,6 +45,12 @@ class ExclusiveStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EXCLUSIVE_STATUS_COMPLETED: _ClassVar[ExclusiveStatus]
     EXCLUSIVE_STATUS_EXPIRED: _ClassVar[ExclusiveStatus]
     EXCLUSIVE_STATUS_CANCELED: _ClassVar[ExclusiveStatus]
+
+class MerchantClaimStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MERCHANT_CLAIM_STATUS_UNSPECIFIED: _ClassVar[MerchantClaimStatus]
+    MERCHANT_CLAIM_STATUS_PENDING: _ClassVar[MerchantClaimStatus]
+    MERCHANT_CLAIM_STATUS_VERIFIED: _ClassVar[MerchantClaimStatus]
 MERCHANT_STATUS_UNSPECIFIED: MerchantStatus
 MERCHANT_STATUS_PENDING: MerchantStatus
 MERCHANT_STATUS_ACTIVE: MerchantStatus
@@ -63,6 +69,9 @@ EXCLUSIVE_STATUS_ACTIVE: ExclusiveStatus
 EXCLUSIVE_STATUS_COMPLETED: ExclusiveStatus
 EXCLUSIVE_STATUS_EXPIRED: ExclusiveStatus
 EXCLUSIVE_STATUS_CANCELED: ExclusiveStatus
+MERCHANT_CLAIM_STATUS_UNSPECIFIED: MerchantClaimStatus
+MERCHANT_CLAIM_STATUS_PENDING: MerchantClaimStatus
+MERCHANT_CLAIM_STATUS_VERIFIED: MerchantClaimStatus
 
 class OpeningPeriod(_message.Message):
     __slots__ = ("day_of_week", "open_minute", "close_minute")
@@ -1274,7 +1283,7 @@ class PreviewCharger(_message.Message):
     def __init__(self, name: _Optional[str] = ..., network: _Optional[str] = ..., walk_minutes: _Optional[int] = ..., distance_m: _Optional[int] = ...) -> None: ...
 
 class ResolvePreviewLinkResponse(_message.Message):
-    __slots__ = ("id", "name", "address", "lat", "lng", "rating", "user_rating_count", "photo_url", "photo_urls", "open_now", "business_status", "category", "nearest_charger", "verified_visit_count", "expires_at")
+    __slots__ = ("id", "name", "address", "lat", "lng", "rating", "user_rating_count", "photo_url", "photo_urls", "open_now", "business_status", "category", "nearest_charger", "verified_visit_count", "expires_at", "place_id", "open_until", "claimed")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
@@ -1290,6 +1299,9 @@ class ResolvePreviewLinkResponse(_message.Message):
     NEAREST_CHARGER_FIELD_NUMBER: _ClassVar[int]
     VERIFIED_VISIT_COUNT_FIELD_NUMBER: _ClassVar[int]
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    OPEN_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     address: str
@@ -1305,7 +1317,100 @@ class ResolvePreviewLinkResponse(_message.Message):
     nearest_charger: PreviewCharger
     verified_visit_count: int
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., rating: _Optional[float] = ..., user_rating_count: _Optional[int] = ..., photo_url: _Optional[str] = ..., photo_urls: _Optional[_Iterable[str]] = ..., open_now: _Optional[bool] = ..., business_status: _Optional[str] = ..., category: _Optional[str] = ..., nearest_charger: _Optional[_Union[PreviewCharger, _Mapping]] = ..., verified_visit_count: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    place_id: str
+    open_until: str
+    claimed: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., rating: _Optional[float] = ..., user_rating_count: _Optional[int] = ..., photo_url: _Optional[str] = ..., photo_urls: _Optional[_Iterable[str]] = ..., open_now: _Optional[bool] = ..., business_status: _Optional[str] = ..., category: _Optional[str] = ..., nearest_charger: _Optional[_Union[PreviewCharger, _Mapping]] = ..., verified_visit_count: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., place_id: _Optional[str] = ..., open_until: _Optional[str] = ..., claimed: _Optional[bool] = ...) -> None: ...
+
+class SearchBusinessesRequest(_message.Message):
+    __slots__ = ("query", "lat", "lng")
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    query: str
+    lat: float
+    lng: float
+    def __init__(self, query: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ...) -> None: ...
+
+class Business(_message.Message):
+    __slots__ = ("place_id", "name", "address", "lat", "lng", "category", "merchant_id", "claimed")
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    CLAIMED_FIELD_NUMBER: _ClassVar[int]
+    place_id: str
+    name: str
+    address: str
+    lat: float
+    lng: float
+    category: str
+    merchant_id: str
+    claimed: bool
+    def __init__(self, place_id: _Optional[str] = ..., name: _Optional[str] = ..., address: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., category: _Optional[str] = ..., merchant_id: _Optional[str] = ..., claimed: _Optional[bool] = ...) -> None: ...
+
+class SearchBusinessesResponse(_message.Message):
+    __slots__ = ("businesses",)
+    BUSINESSES_FIELD_NUMBER: _ClassVar[int]
+    businesses: _containers.RepeatedCompositeFieldContainer[Business]
+    def __init__(self, businesses: _Optional[_Iterable[_Union[Business, _Mapping]]] = ...) -> None: ...
+
+class ResolveBusinessRequest(_message.Message):
+    __slots__ = ("place_id",)
+    PLACE_ID_FIELD_NUMBER: _ClassVar[int]
+    place_id: str
+    def __init__(self, place_id: _Optional[str] = ...) -> None: ...
+
+class ResolveBusinessResponse(_message.Message):
+    __slots__ = ("merchant_id", "preview_url", "sig", "expires_at", "exp")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_URL_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    EXP_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    preview_url: str
+    sig: str
+    expires_at: _timestamp_pb2.Timestamp
+    exp: int
+    def __init__(self, merchant_id: _Optional[str] = ..., preview_url: _Optional[str] = ..., sig: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exp: _Optional[int] = ...) -> None: ...
+
+class RequestMerchantClaimRequest(_message.Message):
+    __slots__ = ("merchant_id", "exp", "sig", "email")
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXP_FIELD_NUMBER: _ClassVar[int]
+    SIG_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    merchant_id: str
+    exp: int
+    sig: str
+    email: str
+    def __init__(self, merchant_id: _Optional[str] = ..., exp: _Optional[int] = ..., sig: _Optional[str] = ..., email: _Optional[str] = ...) -> None: ...
+
+class MerchantClaim(_message.Message):
+    __slots__ = ("id", "merchant_id", "merchant_name", "email", "status", "created_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_ID_FIELD_NUMBER: _ClassVar[int]
+    MERCHANT_NAME_FIELD_NUMBER: _ClassVar[int]
+    EMAIL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    merchant_id: str
+    merchant_name: str
+    email: str
+    status: MerchantClaimStatus
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., merchant_id: _Optional[str] = ..., merchant_name: _Optional[str] = ..., email: _Optional[str] = ..., status: _Optional[_Union[MerchantClaimStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class RequestMerchantClaimResponse(_message.Message):
+    __slots__ = ("claim",)
+    CLAIM_FIELD_NUMBER: _ClassVar[int]
+    claim: MerchantClaim
+    def __init__(self, claim: _Optional[_Union[MerchantClaim, _Mapping]] = ...) -> None: ...
 
 class CreateMerchantRequest(_message.Message):
     __slots__ = ("request_id", "merchant")
@@ -1442,6 +1547,36 @@ class GetMerchantAnalyticsResponse(_message.Message):
     unique_drivers: int
     completion_rate: float
     def __init__(self, merchant_id: _Optional[str] = ..., activations: _Optional[int] = ..., completes: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., completion_rate: _Optional[float] = ...) -> None: ...
+
+class GetMyMerchantInsightsRequest(_message.Message):
+    __slots__ = ("period",)
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    def __init__(self, period: _Optional[str] = ...) -> None: ...
+
+class PeakHour(_message.Message):
+    __slots__ = ("hour", "sessions")
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    hour: int
+    sessions: int
+    def __init__(self, hour: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class GetMyMerchantInsightsResponse(_message.Message):
+    __slots__ = ("period", "ev_sessions_nearby", "unique_drivers", "avg_duration_minutes", "avg_kwh", "peak_hours")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    EV_SESSIONS_NEARBY_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    AVG_KWH_FIELD_NUMBER: _ClassVar[int]
+    PEAK_HOURS_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    ev_sessions_nearby: int
+    unique_drivers: int
+    avg_duration_minutes: float
+    avg_kwh: float
+    peak_hours: _containers.RepeatedCompositeFieldContainer[PeakHour]
+    def __init__(self, period: _Optional[str] = ..., ev_sessions_nearby: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ..., avg_kwh: _Optional[float] = ..., peak_hours: _Optional[_Iterable[_Union[PeakHour, _Mapping]]] = ...) -> None: ...
 
 class AuthorizeMerchantClaimRequest(_message.Message):
     __slots__ = ("merchant_id", "place_id", "email", "owner_user_id")

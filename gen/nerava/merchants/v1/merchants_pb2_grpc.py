@@ -88,6 +88,11 @@ class MerchantsServiceStub:
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+    PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+    PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+    EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+    ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+    SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
     CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
     domain (or the store has no website of its own)
     MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -221,6 +226,11 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantResponse.FromString,
                 _registered_method=True)
+        self.GetMyMerchantInsights = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/GetMyMerchantInsights',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsResponse.FromString,
+                _registered_method=True)
         self.GetMerchantSummary = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/GetMerchantSummary',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantSummaryRequest.SerializeToString,
@@ -321,6 +331,21 @@ class MerchantsServiceStub:
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.SerializeToString,
                 response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.FromString,
                 _registered_method=True)
+        self.SearchBusinesses = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/SearchBusinesses',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesResponse.FromString,
+                _registered_method=True)
+        self.ResolveBusiness = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/ResolveBusiness',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessResponse.FromString,
+                _registered_method=True)
+        self.RequestMerchantClaim = channel.unary_unary(
+                '/nerava.merchants.v1.MerchantsService/RequestMerchantClaim',
+                request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.SerializeToString,
+                response_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.FromString,
+                _registered_method=True)
         self.ListAuditEntries = channel.unary_unary(
                 '/nerava.merchants.v1.MerchantsService/ListAuditEntries',
                 request_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.SerializeToString,
@@ -401,6 +426,11 @@ class MerchantsServiceServicer:
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+    PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+    PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+    EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+    ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+    SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
     CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
     domain (or the store has no website of its own)
     MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -604,6 +634,15 @@ class MerchantsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetMyMerchantInsights(self, request, context):
+        """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+        chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+        MERCHANT_NOT_FOUND like GetMyMerchant).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMerchantSummary(self, request, context):
         """Redemption totals for the portal's overview. Owner.
         """
@@ -752,8 +791,46 @@ class MerchantsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ResolvePreviewLink(self, request, context):
-        """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-        capability; PREVIEW_LINK_INVALID otherwise).
+        """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+        with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+        is the capability; PREVIEW_LINK_INVALID otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchBusinesses(self, request, context):
+        """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+        each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+        app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResolveBusiness(self, request, context):
+        """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+        Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+        — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+        come from Google, never from the caller (the original let anyone overwrite them 🐞).
+        PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+        place is not yet a merchant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestMerchantClaim(self, request, context):
+        """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim
+        and sends a fresh link; a signed-in caller is recorded with it) and has accounts email the single-use
+        claim link (SendMerchantClaimLink, which asks AuthorizeMerchantClaim whether the address may claim the
+        store); opening the link makes that address's account the store's owner with the merchant role and
+        marks the claim VERIFIED. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID
+        for a bad or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner; CLAIM_NOT_OWNER when
+        the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
+        ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
+        not set up.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -895,6 +972,11 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantResponse.SerializeToString,
             ),
+            'GetMyMerchantInsights': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetMyMerchantInsights,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsResponse.SerializeToString,
+            ),
             'GetMerchantSummary': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMerchantSummary,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMerchantSummaryRequest.FromString,
@@ -995,6 +1077,21 @@ def add_MerchantsServiceServicer_to_server(servicer, server):
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.FromString,
                     response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.SerializeToString,
             ),
+            'SearchBusinesses': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchBusinesses,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesResponse.SerializeToString,
+            ),
+            'ResolveBusiness': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResolveBusiness,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessResponse.SerializeToString,
+            ),
+            'RequestMerchantClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestMerchantClaim,
+                    request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.FromString,
+                    response_serializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.SerializeToString,
+            ),
             'ListAuditEntries': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAuditEntries,
                     request_deserializer=nerava_dot_merchants_dot_v1_dot_merchants__pb2.ListAuditEntriesRequest.FromString,
@@ -1081,6 +1178,11 @@ class MerchantsService:
     NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
     least one charger, and starts only at a linked one
     PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+    PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+    PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+    EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+    ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+    SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
     CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
     domain (or the store has no website of its own)
     MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -1693,6 +1795,33 @@ class MerchantsService:
             _registered_method=True)
 
     @staticmethod
+    def GetMyMerchantInsights(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/GetMyMerchantInsights',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.GetMyMerchantInsightsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def GetMerchantSummary(request,
             target,
             options=(),
@@ -2222,6 +2351,87 @@ class MerchantsService:
             '/nerava.merchants.v1.MerchantsService/ResolvePreviewLink',
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkRequest.SerializeToString,
             nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolvePreviewLinkResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchBusinesses(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/SearchBusinesses',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.SearchBusinessesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResolveBusiness(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/ResolveBusiness',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.ResolveBusinessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestMerchantClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.merchants.v1.MerchantsService/RequestMerchantClaim',
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimRequest.SerializeToString,
+            nerava_dot_merchants_dot_v1_dot_merchants__pb2.RequestMerchantClaimResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -89,6 +89,11 @@ class MerchantsServiceStub:
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+      ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+      SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
       CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
                                                           domain (or the store has no website of its own)
       MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -201,6 +206,11 @@ class MerchantsServiceStub:
     """Removes a charger from the driver's favorites. Driver."""
     GetMyMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]
     """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+    GetMyMerchantInsights: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantInsightsRequest, _merchants_pb2.GetMyMerchantInsightsResponse]
+    """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+    chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+    MERCHANT_NOT_FOUND like GetMyMerchant).
+    """
     GetMerchantSummary: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]
     """Redemption totals for the portal's overview. Owner."""
     ListMerchantVisits: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantVisitsRequest, _merchants_pb2.ListMerchantVisitsResponse]
@@ -263,8 +273,34 @@ class MerchantsServiceStub:
     "<merchant_id>:<exp>" with a key of its own). Admin.
     """
     ResolvePreviewLink: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]
-    """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-    capability; PREVIEW_LINK_INVALID otherwise).
+    """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+    with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+    is the capability; PREVIEW_LINK_INVALID otherwise).
+    """
+    SearchBusinesses: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.SearchBusinessesRequest, _merchants_pb2.SearchBusinessesResponse]
+    """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+    each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+    app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+    """
+    ResolveBusiness: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolveBusinessRequest, _merchants_pb2.ResolveBusinessResponse]
+    """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+    Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+    — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+    come from Google, never from the caller (the original let anyone overwrite them 🐞).
+    PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+    place is not yet a merchant.
+    """
+    RequestMerchantClaim: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]
+    """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+    before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim
+    and sends a fresh link; a signed-in caller is recorded with it) and has accounts email the single-use
+    claim link (SendMerchantClaimLink, which asks AuthorizeMerchantClaim whether the address may claim the
+    store); opening the link makes that address's account the store's owner with the merchant role and
+    marks the claim VERIFIED. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID
+    for a bad or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner; CLAIM_NOT_OWNER when
+    the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
+    ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
+    not set up.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
@@ -341,6 +377,11 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+      ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+      SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
       CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
                                                           domain (or the store has no website of its own)
       MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -450,6 +491,11 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Removes a charger from the driver's favorites. Driver."""
     GetMyMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]  # type: ignore[assignment]
     """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+    GetMyMerchantInsights: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantInsightsRequest, _merchants_pb2.GetMyMerchantInsightsResponse]  # type: ignore[assignment]
+    """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+    chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+    MERCHANT_NOT_FOUND like GetMyMerchant).
+    """
     GetMerchantSummary: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]  # type: ignore[assignment]
     """Redemption totals for the portal's overview. Owner."""
     ListMerchantVisits: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantVisitsRequest, _merchants_pb2.ListMerchantVisitsResponse]  # type: ignore[assignment]
@@ -512,8 +558,34 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     "<merchant_id>:<exp>" with a key of its own). Admin.
     """
     ResolvePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]  # type: ignore[assignment]
-    """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-    capability; PREVIEW_LINK_INVALID otherwise).
+    """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+    with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+    is the capability; PREVIEW_LINK_INVALID otherwise).
+    """
+    SearchBusinesses: _aio.UnaryUnaryMultiCallable[_merchants_pb2.SearchBusinessesRequest, _merchants_pb2.SearchBusinessesResponse]  # type: ignore[assignment]
+    """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+    each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+    app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+    """
+    ResolveBusiness: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolveBusinessRequest, _merchants_pb2.ResolveBusinessResponse]  # type: ignore[assignment]
+    """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+    Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+    — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+    come from Google, never from the caller (the original let anyone overwrite them 🐞).
+    PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+    place is not yet a merchant.
+    """
+    RequestMerchantClaim: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]  # type: ignore[assignment]
+    """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+    before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim
+    and sends a fresh link; a signed-in caller is recorded with it) and has accounts email the single-use
+    claim link (SendMerchantClaimLink, which asks AuthorizeMerchantClaim whether the address may claim the
+    store); opening the link makes that address's account the store's owner with the merchant role and
+    marks the claim VERIFIED. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID
+    for a bad or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner; CLAIM_NOT_OWNER when
+    the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
+    ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
+    not set up.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
@@ -589,6 +661,11 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+      ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+      SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
       CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
                                                           domain (or the store has no website of its own)
       MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -830,6 +907,17 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
 
     @_abc_1.abstractmethod
+    def GetMyMerchantInsights(
+        self,
+        request: _merchants_pb2.GetMyMerchantInsightsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.GetMyMerchantInsightsResponse, _abc.Awaitable[_merchants_pb2.GetMyMerchantInsightsResponse]]:
+        """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+        chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+        MERCHANT_NOT_FOUND like GetMyMerchant).
+        """
+
+    @_abc_1.abstractmethod
     def GetMerchantSummary(
         self,
         request: _merchants_pb2.GetMerchantSummaryRequest,
@@ -1010,8 +1098,52 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.ResolvePreviewLinkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.ResolvePreviewLinkResponse, _abc.Awaitable[_merchants_pb2.ResolvePreviewLinkResponse]]:
-        """The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-        capability; PREVIEW_LINK_INVALID otherwise).
+        """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+        with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+        is the capability; PREVIEW_LINK_INVALID otherwise).
+        """
+
+    @_abc_1.abstractmethod
+    def SearchBusinesses(
+        self,
+        request: _merchants_pb2.SearchBusinessesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.SearchBusinessesResponse, _abc.Awaitable[_merchants_pb2.SearchBusinessesResponse]]:
+        """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+        each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+        app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        """
+
+    @_abc_1.abstractmethod
+    def ResolveBusiness(
+        self,
+        request: _merchants_pb2.ResolveBusinessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.ResolveBusinessResponse, _abc.Awaitable[_merchants_pb2.ResolveBusinessResponse]]:
+        """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+        Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+        — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+        come from Google, never from the caller (the original let anyone overwrite them 🐞).
+        PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+        place is not yet a merchant.
+        """
+
+    @_abc_1.abstractmethod
+    def RequestMerchantClaim(
+        self,
+        request: _merchants_pb2.RequestMerchantClaimRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_merchants_pb2.RequestMerchantClaimResponse, _abc.Awaitable[_merchants_pb2.RequestMerchantClaimResponse]]:
+        """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim
+        and sends a fresh link; a signed-in caller is recorded with it) and has accounts email the single-use
+        claim link (SendMerchantClaimLink, which asks AuthorizeMerchantClaim whether the address may claim the
+        store); opening the link makes that address's account the store's owner with the merchant role and
+        marks the claim VERIFIED. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID
+        for a bad or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner; CLAIM_NOT_OWNER when
+        the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
+        ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
+        not set up.
         """
 
     @_abc_1.abstractmethod

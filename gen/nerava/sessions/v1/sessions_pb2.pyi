@@ -772,6 +772,118 @@ class ImportChargersResponse(_message.Message):
     unchanged: int
     def __init__(self, created: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ...) -> None: ...
 
+class BrowseChargersRequest(_message.Message):
+    __slots__ = ("search", "network", "state", "limit", "offset")
+    SEARCH_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    search: str
+    network: str
+    state: str
+    limit: int
+    offset: int
+    def __init__(self, search: _Optional[str] = ..., network: _Optional[str] = ..., state: _Optional[str] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class BrowsedCharger(_message.Message):
+    __slots__ = ("id", "name", "network_name", "lat", "lng", "address", "city", "state", "power_kw", "num_evse", "connector_types", "pricing_per_kwh_cents", "total_sessions", "unique_drivers")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_NAME_FIELD_NUMBER: _ClassVar[int]
+    LAT_FIELD_NUMBER: _ClassVar[int]
+    LNG_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    CITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    NUM_EVSE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTOR_TYPES_FIELD_NUMBER: _ClassVar[int]
+    PRICING_PER_KWH_CENTS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    network_name: str
+    lat: float
+    lng: float
+    address: str
+    city: str
+    state: str
+    power_kw: float
+    num_evse: int
+    connector_types: _containers.RepeatedScalarFieldContainer[str]
+    pricing_per_kwh_cents: int
+    total_sessions: int
+    unique_drivers: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., network_name: _Optional[str] = ..., lat: _Optional[float] = ..., lng: _Optional[float] = ..., address: _Optional[str] = ..., city: _Optional[str] = ..., state: _Optional[str] = ..., power_kw: _Optional[float] = ..., num_evse: _Optional[int] = ..., connector_types: _Optional[_Iterable[str]] = ..., pricing_per_kwh_cents: _Optional[int] = ..., total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ...) -> None: ...
+
+class BrowseChargersResponse(_message.Message):
+    __slots__ = ("chargers", "total")
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[BrowsedCharger]
+    total: int
+    def __init__(self, chargers: _Optional[_Iterable[_Union[BrowsedCharger, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class GetChargerUtilizationRequest(_message.Message):
+    __slots__ = ("charger_ids", "since_days")
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: str
+    since_days: int
+    def __init__(self, charger_ids: _Optional[str] = ..., since_days: _Optional[int] = ...) -> None: ...
+
+class ChargerUtilization(_message.Message):
+    __slots__ = ("charger_id", "total_sessions", "unique_drivers", "avg_duration_minutes")
+    CHARGER_ID_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    charger_id: str
+    total_sessions: int
+    unique_drivers: int
+    avg_duration_minutes: float
+    def __init__(self, charger_id: _Optional[str] = ..., total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ...) -> None: ...
+
+class GetChargerUtilizationResponse(_message.Message):
+    __slots__ = ("chargers",)
+    CHARGERS_FIELD_NUMBER: _ClassVar[int]
+    chargers: _containers.RepeatedCompositeFieldContainer[ChargerUtilization]
+    def __init__(self, chargers: _Optional[_Iterable[_Union[ChargerUtilization, _Mapping]]] = ...) -> None: ...
+
+class SummarizeChargerSessionsRequest(_message.Message):
+    __slots__ = ("charger_ids", "since", "time_zone")
+    CHARGER_IDS_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    TIME_ZONE_FIELD_NUMBER: _ClassVar[int]
+    charger_ids: _containers.RepeatedScalarFieldContainer[str]
+    since: _timestamp_pb2.Timestamp
+    time_zone: str
+    def __init__(self, charger_ids: _Optional[_Iterable[str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., time_zone: _Optional[str] = ...) -> None: ...
+
+class HourSessions(_message.Message):
+    __slots__ = ("hour", "sessions")
+    HOUR_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    hour: int
+    sessions: int
+    def __init__(self, hour: _Optional[int] = ..., sessions: _Optional[int] = ...) -> None: ...
+
+class SummarizeChargerSessionsResponse(_message.Message):
+    __slots__ = ("total_sessions", "unique_drivers", "avg_duration_minutes", "avg_kwh", "hours")
+    TOTAL_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    UNIQUE_DRIVERS_FIELD_NUMBER: _ClassVar[int]
+    AVG_DURATION_MINUTES_FIELD_NUMBER: _ClassVar[int]
+    AVG_KWH_FIELD_NUMBER: _ClassVar[int]
+    HOURS_FIELD_NUMBER: _ClassVar[int]
+    total_sessions: int
+    unique_drivers: int
+    avg_duration_minutes: float
+    avg_kwh: float
+    hours: _containers.RepeatedCompositeFieldContainer[HourSessions]
+    def __init__(self, total_sessions: _Optional[int] = ..., unique_drivers: _Optional[int] = ..., avg_duration_minutes: _Optional[float] = ..., avg_kwh: _Optional[float] = ..., hours: _Optional[_Iterable[_Union[HourSessions, _Mapping]]] = ...) -> None: ...
+
 class StartTeslaSignInRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

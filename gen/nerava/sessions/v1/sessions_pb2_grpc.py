@@ -207,6 +207,21 @@ class SessionsServiceStub:
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.SerializeToString,
                 response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.FromString,
                 _registered_method=True)
+        self.BrowseChargers = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/BrowseChargers',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BrowseChargersRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BrowseChargersResponse.FromString,
+                _registered_method=True)
+        self.GetChargerUtilization = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/GetChargerUtilization',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationResponse.FromString,
+                _registered_method=True)
+        self.SummarizeChargerSessions = channel.unary_unary(
+                '/nerava.sessions.v1.SessionsService/SummarizeChargerSessions',
+                request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.SerializeToString,
+                response_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.FromString,
+                _registered_method=True)
         self.CaptureIntent = channel.unary_unary(
                 '/nerava.sessions.v1.SessionsService/CaptureIntent',
                 request_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.CaptureIntentRequest.SerializeToString,
@@ -523,6 +538,32 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BrowseChargers(self, request, context):
+        """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+        its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+        Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetChargerUtilization(self, request, context):
+        """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+        entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SummarizeChargerSessions(self, request, context):
+        """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+        chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+        (merchants' insights of a store's linked chargers).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CaptureIntent(self, request, context):
         """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
         with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
@@ -714,6 +755,21 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.ImportChargers,
                     request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.FromString,
                     response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.SerializeToString,
+            ),
+            'BrowseChargers': grpc.unary_unary_rpc_method_handler(
+                    servicer.BrowseChargers,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BrowseChargersRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.BrowseChargersResponse.SerializeToString,
+            ),
+            'GetChargerUtilization': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetChargerUtilization,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationResponse.SerializeToString,
+            ),
+            'SummarizeChargerSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeChargerSessions,
+                    request_deserializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.FromString,
+                    response_serializer=nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.SerializeToString,
             ),
             'CaptureIntent': grpc.unary_unary_rpc_method_handler(
                     servicer.CaptureIntent,
@@ -1474,6 +1530,87 @@ class SessionsService:
             '/nerava.sessions.v1.SessionsService/ImportChargers',
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersRequest.SerializeToString,
             nerava_dot_sessions_dot_v1_dot_sessions__pb2.ImportChargersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BrowseChargers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/BrowseChargers',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.BrowseChargersRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.BrowseChargersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetChargerUtilization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/GetChargerUtilization',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.GetChargerUtilizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeChargerSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nerava.sessions.v1.SessionsService/SummarizeChargerSessions',
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsRequest.SerializeToString,
+            nerava_dot_sessions_dot_v1_dot_sessions__pb2.SummarizeChargerSessionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -206,6 +206,20 @@ class SessionsServiceStub:
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    BrowseChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.BrowseChargersRequest, _sessions_pb2.BrowseChargersResponse]
+    """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+    its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+    Sponsor, admin. Served at the console's path under /v1/campaigns/.
+    """
+    GetChargerUtilization: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]
+    """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+    entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    """
+    SummarizeChargerSessions: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SummarizeChargerSessionsRequest, _sessions_pb2.SummarizeChargerSessionsResponse]
+    """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+    chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+    (merchants' insights of a store's linked chargers).
+    """
     CaptureIntent: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]
     """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
     with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
@@ -420,6 +434,20 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
     ImportChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]  # type: ignore[assignment]
     """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    BrowseChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.BrowseChargersRequest, _sessions_pb2.BrowseChargersResponse]  # type: ignore[assignment]
+    """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+    its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+    Sponsor, admin. Served at the console's path under /v1/campaigns/.
+    """
+    GetChargerUtilization: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]  # type: ignore[assignment]
+    """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+    entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    """
+    SummarizeChargerSessions: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SummarizeChargerSessionsRequest, _sessions_pb2.SummarizeChargerSessionsResponse]  # type: ignore[assignment]
+    """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+    chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+    (merchants' insights of a store's linked chargers).
+    """
     CaptureIntent: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]  # type: ignore[assignment]
     """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
     with the best live campaign reward there (from incentives) and its merchant perk (from merchants), the
@@ -781,6 +809,38 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ImportChargersResponse, _abc.Awaitable[_sessions_pb2.ImportChargersResponse]]:
         """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+
+    @_abc_1.abstractmethod
+    def BrowseChargers(
+        self,
+        request: _sessions_pb2.BrowseChargersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.BrowseChargersResponse, _abc.Awaitable[_sessions_pb2.BrowseChargersResponse]]:
+        """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+        its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+        Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        """
+
+    @_abc_1.abstractmethod
+    def GetChargerUtilization(
+        self,
+        request: _sessions_pb2.GetChargerUtilizationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.GetChargerUtilizationResponse, _abc.Awaitable[_sessions_pb2.GetChargerUtilizationResponse]]:
+        """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+        entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        """
+
+    @_abc_1.abstractmethod
+    def SummarizeChargerSessions(
+        self,
+        request: _sessions_pb2.SummarizeChargerSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_pb2.SummarizeChargerSessionsResponse, _abc.Awaitable[_sessions_pb2.SummarizeChargerSessionsResponse]]:
+        """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+        chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+        (merchants' insights of a store's linked chargers).
+        """
 
     @_abc_1.abstractmethod
     def CaptureIntent(

@@ -23,6 +23,8 @@ __all__ = (
     "CreateCampaignRequest",
     "CreateCampaignResponse",
     "DriverCampaign",
+    "EditCampaignRequest",
+    "EditCampaignResponse",
     "EndedSession",
     "EvaluateSessionRequest",
     "EvaluateSessionResponse",
@@ -1124,7 +1126,7 @@ class CreateCampaignRequest(betterproto2.Message):
 
     reward_kind: "RewardKind" = betterproto2.field(9, betterproto2.TYPE_ENUM, default_factory=lambda: RewardKind(0))
     """
-    Cash or Nova. Required.
+    Cash or Nova; unset (the console never sends it) means CASH: the console shows the reward in dollars.
     """
 
     cost_per_session_cents: "int" = betterproto2.field(10, betterproto2.TYPE_INT32)
@@ -1143,24 +1145,25 @@ class CreateCampaignRequest(betterproto2.Message):
     Most grants the campaign may make; unset = no limit.
     """
 
-    start_date: "datetime.datetime | None" = betterproto2.field(
-        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    start_date: "str" = betterproto2.field(19, betterproto2.TYPE_STRING)
     """
-    First moment sessions can be granted (RFC 3339; a date alone is not accepted). Required.
+    First moment sessions can be granted. Required. Either a date `YYYY-MM-DD` (as the console sends it):
+    the start of that day in the campaign's time_zone; or an RFC 3339 moment with its offset. The server
+    parses it (INVALID_ARGUMENT naming start_date when it is neither).
     """
 
-    end_date: "datetime.datetime | None" = betterproto2.field(
-        14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    end_date: "str" = betterproto2.field(20, betterproto2.TYPE_STRING)
     """
-    Moment after which the campaign ends (RFC 3339); unset = open-ended.
+    When the campaign ends, after start_date; empty = open-ended. A date `YYYY-MM-DD`: the campaign runs
+    through that whole day in its time_zone (it ends at the last microsecond of the day); or an RFC 3339
+    moment.
     """
 
     time_zone: "str" = betterproto2.field(15, betterproto2.TYPE_STRING)
     """
-    IANA time zone of the time-of-day, day-of-week and per-day rules, e.g. "America/Chicago". Required;
-    the server checks it exists (UNKNOWN_TIME_ZONE).
+    IANA time zone of the dates given as days and of the time-of-day, day-of-week and per-day rules, e.g.
+    "America/Chicago"; empty (the console never sends it) means America/Chicago, the product's home
+    market. The server checks it exists (UNKNOWN_TIME_ZONE).
     """
 
     rules: "CampaignRules | None" = betterproto2.field(16, betterproto2.TYPE_MESSAGE, optional=True)
@@ -1282,6 +1285,42 @@ class DriverCampaign(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.incentives.v1", "DriverCampaign", DriverCampaign)
+
+
+@dataclass(eq=False, repr=False)
+class EditCampaignRequest(betterproto2.Message):
+    """
+    The console's edit of a campaign, as it sends it.
+    """
+
+    campaign_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Campaign id (UUID), from the path.
+    """
+
+    http_body: "___google__api__.HttpBody | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The JSON object the console sent (content_type application/json): UpdateCampaignRequest's editable
+    keys; a key present is written, a key sent as null is cleared.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "EditCampaignRequest", EditCampaignRequest)
+
+
+@dataclass(eq=False, repr=False)
+class EditCampaignResponse(betterproto2.Message):
+    """
+    The edited campaign.
+    """
+
+    campaign: "Campaign | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The campaign after the change.
+    """
+
+
+default_message_pool.register_message("nerava.incentives.v1", "EditCampaignResponse", EditCampaignResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -1837,9 +1876,11 @@ class ListCampaignsRequest(betterproto2.Message):
     token.
     """
 
-    status: "CampaignStatus" = betterproto2.field(1, betterproto2.TYPE_ENUM, default_factory=lambda: CampaignStatus(0))
+    status: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
     """
-    Only campaigns in this status; CAMPAIGN_STATUS_UNSPECIFIED for all.
+    Only campaigns in this status: the console's lower-case word (draft, active, paused, exhausted,
+    completed — the original's name for ended —, ended, canceled) or the CampaignStatus name
+    (CAMPAIGN_STATUS_DRAFT…); empty for all.
     """
 
     sponsor_name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
@@ -2412,18 +2453,16 @@ class UpdateCampaignRequest(betterproto2.Message):
     New session limit; clear it (no limit) with update_mask "max_sessions".
     """
 
-    start_date: "datetime.datetime | None" = betterproto2.field(
-        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    start_date: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
     """
-    New start (RFC 3339).
+    New start: `YYYY-MM-DD` (start of that day in the campaign's time zone — the new time_zone when it
+    changes too) or RFC 3339.
     """
 
-    end_date: "datetime.datetime | None" = betterproto2.field(
-        11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
-    )
+    end_date: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
     """
-    New end (RFC 3339); clear it (open-ended) with update_mask "end_date" and no value.
+    New end: `YYYY-MM-DD` (through that whole day in the campaign's time zone) or RFC 3339; clear it
+    (open-ended) with update_mask "end_date" and no value.
     """
 
     time_zone: "str" = betterproto2.field(12, betterproto2.TYPE_STRING)
@@ -2536,9 +2575,12 @@ class IncentivesServiceStub:
       DATABASE_UNAVAILABLE     (UNAVAILABLE)         the database refused a new connection; retry shortly
     Bad input is INVALID_ARGUMENT with a google.rpc.BadRequest naming each field.
 
-    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"), also
-    in query parameters (`?status=CAMPAIGN_STATUS_ACTIVE`). Values the original sent as `null` are proto3
-    `optional` fields or unset messages and are absent from the JSON.
+    JSON notes: enum values print as their full names (status "CAMPAIGN_STATUS_ACTIVE", not "active"). The
+    console's requests are accepted as it sends them: ListCampaigns' `status` filter takes the lower-case
+    words (`?status=draft`); campaign dates take `YYYY-MM-DD`, read in the campaign's time zone; an omitted
+    reward_kind is CASH and an omitted time_zone is America/Chicago; `PUT /v1/campaigns/{id}` (EditCampaign)
+    writes exactly the keys present in the body, and a key sent as `null` clears that field. Values the
+    original sent as `null` are proto3 `optional` fields or unset messages and are absent from the JSON.
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -2584,14 +2626,29 @@ class IncentivesServiceStub:
         Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
         listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
         unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
-        nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin. PATCH, and PUT
-        for the console.
+        nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
         """
 
         return self._channel.unary_unary(
             "/nerava.incentives.v1.IncentivesService/UpdateCampaign",
             UpdateCampaignRequest.SerializeToString,
             UpdateCampaignResponse.FromString,
+        )(message)
+
+    def edit_campaign(self, message: "EditCampaignRequest") -> "EditCampaignResponse":
+        """
+        The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
+        mask is the set of keys present, so a key sent as `null` clears its field (`{"end_date": null}` →
+        open-ended) and an absent key keeps its value. Keys that are not editable fields (sponsor_*, the
+        original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
+        cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
+        admin.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.incentives.v1.IncentivesService/EditCampaign",
+            EditCampaignRequest.SerializeToString,
+            EditCampaignResponse.FromString,
         )(message)
 
     def activate_campaign(self, message: "ActivateCampaignRequest") -> "ActivateCampaignResponse":
@@ -2840,6 +2897,7 @@ class IncentivesServiceStub:
         )(message)
 
 
+from ....google import api as ___google__api__
 from ....google import protobuf as ___google__protobuf__
 from ...audit import v1 as __audit__v1__
 from ...outbox import v1 as __outbox__v1__

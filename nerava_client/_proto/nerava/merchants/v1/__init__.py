@@ -16,6 +16,7 @@ __all__ = (
     "AuthorizeMerchantClaimResponse",
     "BatchListChargerMerchantsRequest",
     "BatchListChargerMerchantsResponse",
+    "Business",
     "CancelExclusiveRequest",
     "CancelExclusiveResponse",
     "ChargerLink",
@@ -59,6 +60,8 @@ __all__ = (
     "GetMerchantResponse",
     "GetMerchantSummaryRequest",
     "GetMerchantSummaryResponse",
+    "GetMyMerchantInsightsRequest",
+    "GetMyMerchantInsightsResponse",
     "GetMyMerchantRequest",
     "GetMyMerchantResponse",
     "GetQrSignRequest",
@@ -90,6 +93,8 @@ __all__ = (
     "Merchant",
     "MerchantAccount",
     "MerchantActions",
+    "MerchantClaim",
+    "MerchantClaimStatus",
     "MerchantDetails",
     "MerchantExclusive",
     "MerchantMoment",
@@ -100,6 +105,7 @@ __all__ = (
     "MerchantsServiceStub",
     "OpeningHours",
     "OpeningPeriod",
+    "PeakHour",
     "Perk",
     "PerkCard",
     "PerkSource",
@@ -117,10 +123,16 @@ __all__ = (
     "RemoveFavoriteMerchantResponse",
     "ReplayDeadLettersRequest",
     "ReplayDeadLettersResponse",
+    "RequestMerchantClaimRequest",
+    "RequestMerchantClaimResponse",
+    "ResolveBusinessRequest",
+    "ResolveBusinessResponse",
     "ResolveCheckoutQrRequest",
     "ResolveCheckoutQrResponse",
     "ResolvePreviewLinkRequest",
     "ResolvePreviewLinkResponse",
+    "SearchBusinessesRequest",
+    "SearchBusinessesResponse",
     "UpdateMerchantExclusiveRequest",
     "UpdateMerchantExclusiveResponse",
     "UpdateMerchantRequest",
@@ -188,6 +200,40 @@ class ExclusiveStatus(betterproto2.Enum):
             "EXCLUSIVE_STATUS_COMPLETED": 2,
             "EXCLUSIVE_STATUS_EXPIRED": 3,
             "EXCLUSIVE_STATUS_CANCELED": 4,
+        }
+
+
+class MerchantClaimStatus(betterproto2.Enum):
+    """
+    Where a claim stands.
+    """
+
+    UNSPECIFIED = 0
+
+    PENDING = 1
+    """
+    Waiting for the claimant to prove the business email (the claim sign-in).
+    """
+
+    VERIFIED = 2
+    """
+    Verified: the claimant owns the store.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "MERCHANT_CLAIM_STATUS_UNSPECIFIED",
+            1: "MERCHANT_CLAIM_STATUS_PENDING",
+            2: "MERCHANT_CLAIM_STATUS_VERIFIED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "MERCHANT_CLAIM_STATUS_UNSPECIFIED": 0,
+            "MERCHANT_CLAIM_STATUS_PENDING": 1,
+            "MERCHANT_CLAIM_STATUS_VERIFIED": 2,
         }
 
 
@@ -620,6 +666,56 @@ class BatchListChargerMerchantsResponse(betterproto2.Message):
 default_message_pool.register_message(
     "nerava.merchants.v1", "BatchListChargerMerchantsResponse", BatchListChargerMerchantsResponse
 )
+
+
+@dataclass(eq=False, repr=False)
+class Business(betterproto2.Message):
+    """
+    A business Google Places knows.
+    """
+
+    place_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Google place id.
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Business name.
+    """
+
+    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Street address.
+    """
+
+    lat: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+    category: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Google's primary type, e.g. "cafe"; empty when not given.
+    """
+
+    merchant_id: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    The Nerava merchant of this place; empty when it is not one yet.
+    """
+
+    claimed: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    """
+    Whether that merchant has an owner already.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "Business", Business)
 
 
 @dataclass(eq=False, repr=False)
@@ -2007,6 +2103,65 @@ default_message_pool.register_message("nerava.merchants.v1", "GetMerchantSummary
 
 
 @dataclass(eq=False, repr=False)
+class GetMyMerchantInsightsRequest(betterproto2.Message):
+    """
+    Which period the insights cover.
+    """
+
+    period: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    "7d", "30d" or "90d"; empty means "30d".
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "GetMyMerchantInsightsRequest", GetMyMerchantInsightsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetMyMerchantInsightsResponse(betterproto2.Message):
+    """
+    Charging near the store over the period.
+    """
+
+    period: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The period, e.g. "30d".
+    """
+
+    ev_sessions_nearby: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions started at the store's linked chargers.
+    """
+
+    unique_drivers: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    Distinct drivers among them.
+    """
+
+    avg_duration_minutes: "float | None" = betterproto2.field(4, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean session length, minutes; absent when none ended.
+    """
+
+    avg_kwh: "float | None" = betterproto2.field(5, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean energy per session, kWh; absent when none reported it.
+    """
+
+    peak_hours: "list[PeakHour]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The busiest hours of the day (store's time zone), busiest first, at most 5.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "GetMyMerchantInsightsResponse", GetMyMerchantInsightsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class GetMyMerchantRequest(betterproto2.Message):
     """
     No parameters: the owner comes from the access token.
@@ -2772,6 +2927,50 @@ default_message_pool.register_message("nerava.merchants.v1", "MerchantActions", 
 
 
 @dataclass(eq=False, repr=False)
+class MerchantClaim(betterproto2.Message):
+    """
+    A request to own a store.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Claim id (UUID).
+    """
+
+    merchant_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The store.
+    """
+
+    merchant_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Store name.
+    """
+
+    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The business email the magic link goes to (lower-cased).
+    """
+
+    status: "MerchantClaimStatus" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: MerchantClaimStatus(0)
+    )
+    """
+    Where it stands.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When it was first requested (RFC 3339 UTC).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "MerchantClaim", MerchantClaim)
+
+
+@dataclass(eq=False, repr=False)
 class MerchantDetails(betterproto2.Message):
     """
     The merchant part of the details screen.
@@ -3136,6 +3335,26 @@ class OpeningPeriod(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.merchants.v1", "OpeningPeriod", OpeningPeriod)
+
+
+@dataclass(eq=False, repr=False)
+class PeakHour(betterproto2.Message):
+    """
+    Sessions in one local hour of the day.
+    """
+
+    hour: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Hour of the day in the store's time zone, 0–23.
+    """
+
+    sessions: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions that started in it.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "PeakHour", PeakHour)
 
 
 @dataclass(eq=False, repr=False)
@@ -3633,6 +3852,105 @@ default_message_pool.register_message("nerava.merchants.v1", "ReplayDeadLettersR
 
 
 @dataclass(eq=False, repr=False)
+class RequestMerchantClaimRequest(betterproto2.Message):
+    """
+    A claim of a store, carried by its preview link.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id from the preview link.
+    """
+
+    exp: "int" = betterproto2.field(2, betterproto2.TYPE_INT64)
+    """
+    The link's expiry, Unix seconds.
+    """
+
+    sig: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The link's signature (64 hex digits).
+    """
+
+    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The business email the claim's magic link goes to.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "RequestMerchantClaimRequest", RequestMerchantClaimRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RequestMerchantClaimResponse(betterproto2.Message):
+    """
+    The recorded claim.
+    """
+
+    claim: "MerchantClaim | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The claim, PENDING until the claim sign-in verifies it.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.merchants.v1", "RequestMerchantClaimResponse", RequestMerchantClaimResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ResolveBusinessRequest(betterproto2.Message):
+    """
+    The place a merchant picked.
+    """
+
+    place_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Google place id, as SearchBusinesses answered it.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ResolveBusinessRequest", ResolveBusinessRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ResolveBusinessResponse(betterproto2.Message):
+    """
+    The merchant of the place and its signed preview link.
+    """
+
+    merchant_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Merchant id.
+    """
+
+    preview_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The portal's preview page, signed.
+    """
+
+    sig: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Hex HMAC-SHA256 of the link.
+    """
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When the link stops working (RFC 3339 UTC).
+    """
+
+    exp: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+    """
+    The same expiry as Unix seconds, as the preview and claim calls take it (`exp`).
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "ResolveBusinessResponse", ResolveBusinessResponse)
+
+
+@dataclass(eq=False, repr=False)
 class ResolveCheckoutQrRequest(betterproto2.Message):
     """
     A scanned QR token.
@@ -3790,8 +4108,63 @@ class ResolvePreviewLinkResponse(betterproto2.Message):
     When the link stops working (RFC 3339 UTC).
     """
 
+    place_id: "str" = betterproto2.field(16, betterproto2.TYPE_STRING)
+    """
+    Google place id; empty when the store is not on Google.
+    """
+
+    open_until: "str | None" = betterproto2.field(17, betterproto2.TYPE_STRING, optional=True)
+    """
+    Local closing time "HH:MM" while open now; absent when closed or when the hours are unknown.
+    """
+
+    claimed: "bool" = betterproto2.field(18, betterproto2.TYPE_BOOL)
+    """
+    Whether someone owns the store already (then it cannot be claimed).
+    """
+
 
 default_message_pool.register_message("nerava.merchants.v1", "ResolvePreviewLinkResponse", ResolvePreviewLinkResponse)
+
+
+@dataclass(eq=False, repr=False)
+class SearchBusinessesRequest(betterproto2.Message):
+    """
+    A text to find one's business by.
+    """
+
+    query: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    What the merchant types: the business name, maybe with the street or city.
+    """
+
+    lat: "float | None" = betterproto2.field(2, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Where to look first (the device or the map), degrees; both or neither.
+    """
+
+    lng: "float | None" = betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Longitude, degrees.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "SearchBusinessesRequest", SearchBusinessesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SearchBusinessesResponse(betterproto2.Message):
+    """
+    Businesses matching the text, best first.
+    """
+
+    businesses: "list[Business]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    At most 10.
+    """
+
+
+default_message_pool.register_message("nerava.merchants.v1", "SearchBusinessesResponse", SearchBusinessesResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -4165,6 +4538,11 @@ class MerchantsServiceStub:
       NO_CHARGER_LINK              (FAILED_PRECONDITION)  an exclusive offer needs a merchant linked to at
                                                           least one charger, and starts only at a linked one
       PREVIEW_LINK_INVALID         (PERMISSION_DENIED)    preview signature wrong or expired
+      PLACE_NOT_FOUND              (NOT_FOUND)            Google Places has no place with that id
+      PLACES_UNAVAILABLE           (UNAVAILABLE)          Google Places did not answer; retry
+      EMAIL_UNAVAILABLE            (UNAVAILABLE)          the claim link could not be emailed; retry
+      ACCOUNTS_UNAVAILABLE         (UNAVAILABLE)          accounts (the claim link's sender) did not answer
+      SIGN_IN_NOT_CONFIGURED       (FAILED_PRECONDITION)  claim links cannot be emailed in this deployment
       CLAIM_NOT_OWNER              (PERMISSION_DENIED)    the claimant's email domain is not the store's website
                                                           domain (or the store has no website of its own)
       MERCHANT_ALREADY_CLAIMED     (FAILED_PRECONDITION)  the store already has another owner
@@ -4476,6 +4854,19 @@ class MerchantsServiceStub:
             GetMyMerchantResponse.FromString,
         )(message)
 
+    def get_my_merchant_insights(self, message: "GetMyMerchantInsightsRequest") -> "GetMyMerchantInsightsResponse":
+        """
+        EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
+        chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
+        MERCHANT_NOT_FOUND like GetMyMerchant).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/GetMyMerchantInsights",
+            GetMyMerchantInsightsRequest.SerializeToString,
+            GetMyMerchantInsightsResponse.FromString,
+        )(message)
+
     def get_merchant_summary(self, message: "GetMerchantSummaryRequest") -> "GetMerchantSummaryResponse":
         """
         Redemption totals for the portal's overview. Owner.
@@ -4701,14 +5092,64 @@ class MerchantsServiceStub:
 
     def resolve_preview_link(self, message: "ResolvePreviewLinkRequest") -> "ResolvePreviewLinkResponse":
         """
-        The preview of a merchant, for whoever holds a valid signed link. Public (the signature is the
-        capability; PREVIEW_LINK_INVALID otherwise).
+        The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
+        with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
+        is the capability; PREVIEW_LINK_INVALID otherwise).
         """
 
         return self._channel.unary_unary(
             "/nerava.merchants.v1.MerchantsService/ResolvePreviewLink",
             ResolvePreviewLinkRequest.SerializeToString,
             ResolvePreviewLinkResponse.FromString,
+        )(message)
+
+    def search_businesses(self, message: "SearchBusinessesRequest") -> "SearchBusinessesResponse":
+        """
+        Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
+        each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
+        app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/SearchBusinesses",
+            SearchBusinessesRequest.SerializeToString,
+            SearchBusinessesResponse.FromString,
+        )(message)
+
+    def resolve_business(self, message: "ResolveBusinessRequest") -> "ResolveBusinessResponse":
+        """
+        Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
+        Details on first sight, its listing (rating, photos, hours, business status) refreshed on every call
+        — and a signed 7-day preview link of it. Idempotent per place id. Public; name, position and listing
+        come from Google, never from the caller (the original let anyone overwrite them 🐞).
+        PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
+        place is not yet a merchant.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/ResolveBusiness",
+            ResolveBusinessRequest.SerializeToString,
+            ResolveBusinessResponse.FromString,
+        )(message)
+
+    def request_merchant_claim(self, message: "RequestMerchantClaimRequest") -> "RequestMerchantClaimResponse":
+        """
+        Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
+        before sign-in. Records a PENDING claim (one per store and email; repeating it answers the same claim
+        and sends a fresh link; a signed-in caller is recorded with it) and has accounts email the single-use
+        claim link (SendMerchantClaimLink, which asks AuthorizeMerchantClaim whether the address may claim the
+        store); opening the link makes that address's account the store's owner with the merchant role and
+        marks the claim VERIFIED. Public (the preview link's signature is the capability). PREVIEW_LINK_INVALID
+        for a bad or expired link; MERCHANT_ALREADY_CLAIMED when the store has an owner; CLAIM_NOT_OWNER when
+        the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
+        ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
+        not set up.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.merchants.v1.MerchantsService/RequestMerchantClaim",
+            RequestMerchantClaimRequest.SerializeToString,
+            RequestMerchantClaimResponse.FromString,
         )(message)
 
     def list_audit_entries(self, message: "ListAuditEntriesRequest") -> "ListAuditEntriesResponse":

@@ -6,10 +6,14 @@
 __all__ = (
     "BackgroundPingRequest",
     "BackgroundPingResponse",
+    "BrowseChargersRequest",
+    "BrowseChargersResponse",
+    "BrowsedCharger",
     "CaptureIntentRequest",
     "CaptureIntentResponse",
     "Charger",
     "ChargerRecord",
+    "ChargerUtilization",
     "ChargingSession",
     "CheckLocationRequest",
     "CheckLocationResponse",
@@ -36,6 +40,8 @@ __all__ = (
     "GetActiveSessionResponse",
     "GetChargerRequest",
     "GetChargerResponse",
+    "GetChargerUtilizationRequest",
+    "GetChargerUtilizationResponse",
     "GetChargingSessionRequest",
     "GetChargingSessionResponse",
     "GetIntentSessionRequest",
@@ -50,6 +56,7 @@ __all__ = (
     "HandleSmartcarWebhookResponse",
     "HandleTeslaCallbackRequest",
     "HandleTeslaCallbackResponse",
+    "HourSessions",
     "ImportChargersRequest",
     "ImportChargersResponse",
     "IngestAction",
@@ -82,6 +89,8 @@ __all__ = (
     "SessionsServiceStub",
     "StartTeslaSignInRequest",
     "StartTeslaSignInResponse",
+    "SummarizeChargerSessionsRequest",
+    "SummarizeChargerSessionsResponse",
     "TeslaVehicle",
     "VerifyChargingRequest",
     "VerifyChargingResponse",
@@ -364,6 +373,142 @@ default_message_pool.register_message("nerava.sessions.v1", "BackgroundPingRespo
 
 
 @dataclass(eq=False, repr=False)
+class BrowseChargersRequest(betterproto2.Message):
+    """
+    Which chargers the console lists.
+    """
+
+    search: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Words that must all appear in the name, network, address or city; empty for all.
+    """
+
+    network: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Only this network (case-insensitive exact match); empty for all.
+    """
+
+    state: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Only this US state (two letters, case-insensitive); empty for all.
+    """
+
+    limit: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Chargers per page, 1–2000; 0 means 500.
+    """
+
+    offset: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    """
+    Chargers to skip.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "BrowseChargersRequest", BrowseChargersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class BrowseChargersResponse(betterproto2.Message):
+    """
+    A page of chargers.
+    """
+
+    chargers: "list[BrowsedCharger]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    The chargers of this page, by name.
+    """
+
+    total: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Chargers matching the filters, all pages.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "BrowseChargersResponse", BrowseChargersResponse)
+
+
+@dataclass(eq=False, repr=False)
+class BrowsedCharger(betterproto2.Message):
+    """
+    A catalog charger with its recent use, with the keys the console reads.
+    """
+
+    id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Display name.
+    """
+
+    network_name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Network; empty when unknown.
+    """
+
+    lat: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Latitude, degrees.
+    """
+
+    lng: "float" = betterproto2.field(5, betterproto2.TYPE_DOUBLE)
+    """
+    Longitude, degrees.
+    """
+
+    address: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Street address; empty when unknown.
+    """
+
+    city: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    City; empty when unknown.
+    """
+
+    state: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    """
+    US state; empty when unknown.
+    """
+
+    power_kw: "float | None" = betterproto2.field(9, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Highest rated power, kW; absent when unknown.
+    """
+
+    num_evse: "int | None" = betterproto2.field(10, betterproto2.TYPE_INT32, optional=True)
+    """
+    Number of ports; absent when unknown.
+    """
+
+    connector_types: "list[str]" = betterproto2.field(11, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Connector types; always an array.
+    """
+
+    pricing_per_kwh_cents: "int | None" = betterproto2.field(12, betterproto2.TYPE_INT32, optional=True)
+    """
+    Posted price, integer US cents per kWh; absent when unknown (replaces the float dollars
+    `pricing_per_kwh`).
+    """
+
+    total_sessions: "int" = betterproto2.field(13, betterproto2.TYPE_INT32)
+    """
+    Sessions started at it in the last 30 days.
+    """
+
+    unique_drivers: "int" = betterproto2.field(14, betterproto2.TYPE_INT32)
+    """
+    Distinct drivers among them.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "BrowsedCharger", BrowsedCharger)
+
+
+@dataclass(eq=False, repr=False)
 class CaptureIntentRequest(betterproto2.Message):
     """
     Where the device is.
@@ -622,6 +767,36 @@ class ChargerRecord(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "ChargerRecord", ChargerRecord)
+
+
+@dataclass(eq=False, repr=False)
+class ChargerUtilization(betterproto2.Message):
+    """
+    One charger's use over the window.
+    """
+
+    charger_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger id.
+    """
+
+    total_sessions: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions started there in the window.
+    """
+
+    unique_drivers: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+    """
+    Distinct drivers among them.
+    """
+
+    avg_duration_minutes: "float" = betterproto2.field(4, betterproto2.TYPE_DOUBLE)
+    """
+    Mean duration of those that ended, minutes (1 decimal); 0 when none ended.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "ChargerUtilization", ChargerUtilization)
 
 
 @dataclass(eq=False, repr=False)
@@ -1405,6 +1580,45 @@ default_message_pool.register_message("nerava.sessions.v1", "GetChargerResponse"
 
 
 @dataclass(eq=False, repr=False)
+class GetChargerUtilizationRequest(betterproto2.Message):
+    """
+    Which chargers, over which window.
+    """
+
+    charger_ids: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Charger ids, comma-separated as the console sends them (at most 500); empty for none.
+    """
+
+    since_days: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Days back from now, 1–90; 0 means 30.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "GetChargerUtilizationRequest", GetChargerUtilizationRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetChargerUtilizationResponse(betterproto2.Message):
+    """
+    Use per requested charger.
+    """
+
+    chargers: "list[ChargerUtilization]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    One per requested charger, in the order given.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "GetChargerUtilizationResponse", GetChargerUtilizationResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class GetChargingSessionRequest(betterproto2.Message):
     """
     Which session.
@@ -1764,6 +1978,26 @@ class HandleTeslaCallbackResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("nerava.sessions.v1", "HandleTeslaCallbackResponse", HandleTeslaCallbackResponse)
+
+
+@dataclass(eq=False, repr=False)
+class HourSessions(betterproto2.Message):
+    """
+    Sessions in one hour of the day.
+    """
+
+    hour: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Local hour of the day the sessions started, 0–23.
+    """
+
+    sessions: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Sessions that started in it.
+    """
+
+
+default_message_pool.register_message("nerava.sessions.v1", "HourSessions", HourSessions)
 
 
 @dataclass(eq=False, repr=False)
@@ -2572,6 +2806,72 @@ default_message_pool.register_message("nerava.sessions.v1", "StartTeslaSignInRes
 
 
 @dataclass(eq=False, repr=False)
+class SummarizeChargerSessionsRequest(betterproto2.Message):
+    """
+    Which chargers, since when, hours in which zone.
+    """
+
+    charger_ids: "list[str]" = betterproto2.field(1, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Charger ids (at most 500).
+    """
+
+    since: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Sessions started at or after this moment count.
+    """
+
+    time_zone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    IANA zone the hours of day are counted in, e.g. the store's; empty = UTC.
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "SummarizeChargerSessionsRequest", SummarizeChargerSessionsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SummarizeChargerSessionsResponse(betterproto2.Message):
+    """
+    The chargers' sessions, together.
+    """
+
+    total_sessions: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    Sessions started in the window.
+    """
+
+    unique_drivers: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+    """
+    Distinct drivers among them, across all the chargers.
+    """
+
+    avg_duration_minutes: "float | None" = betterproto2.field(3, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean duration of the ended ones, minutes (1 decimal); absent when none ended.
+    """
+
+    avg_kwh: "float | None" = betterproto2.field(4, betterproto2.TYPE_DOUBLE, optional=True)
+    """
+    Mean energy of those with a reading, kWh (1 decimal); absent when none has one.
+    """
+
+    hours: "list[HourSessions]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Hours of the day with sessions, busiest first (ties: earlier hour first).
+    """
+
+
+default_message_pool.register_message(
+    "nerava.sessions.v1", "SummarizeChargerSessionsResponse", SummarizeChargerSessionsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class TeslaVehicle(betterproto2.Message):
     """
     A vehicle on the driver's linked Tesla account.
@@ -3099,6 +3399,46 @@ class SessionsServiceStub:
             "/nerava.sessions.v1.SessionsService/ImportChargers",
             ImportChargersRequest.SerializeToString,
             ImportChargersResponse.FromString,
+        )(message)
+
+    def browse_chargers(self, message: "BrowseChargersRequest") -> "BrowseChargersResponse":
+        """
+        The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
+        its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
+        Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/BrowseChargers",
+            BrowseChargersRequest.SerializeToString,
+            BrowseChargersResponse.FromString,
+        )(message)
+
+    def get_charger_utilization(self, message: "GetChargerUtilizationRequest") -> "GetChargerUtilizationResponse":
+        """
+        Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
+        entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/GetChargerUtilization",
+            GetChargerUtilizationRequest.SerializeToString,
+            GetChargerUtilizationResponse.FromString,
+        )(message)
+
+    def summarize_charger_sessions(
+        self, message: "SummarizeChargerSessionsRequest"
+    ) -> "SummarizeChargerSessionsResponse":
+        """
+        Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
+        chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
+        (merchants' insights of a store's linked chargers).
+        """
+
+        return self._channel.unary_unary(
+            "/nerava.sessions.v1.SessionsService/SummarizeChargerSessions",
+            SummarizeChargerSessionsRequest.SerializeToString,
+            SummarizeChargerSessionsResponse.FromString,
         )(message)
 
     def capture_intent(self, message: "CaptureIntentRequest") -> "CaptureIntentResponse":
