@@ -1053,7 +1053,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RunReconciliationResponse:
         since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
-        report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+        try:
+            report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+        except StripeUnavailable as exc:
+            # The payment and payout checks ask Stripe; without an answer the run proves nothing: retry.
+            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
         return pb.RunReconciliationResponse(
             invariants=[
                 pb.ReconciliationInvariant(name=name, drift_ids=sorted(ids)) for name, ids in report.drift.items()
