@@ -81,7 +81,6 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         else SmartcarLinking(runtime.engine, smartcar, cipher, tracker, driver_app_url=settings.driver_app_url)
     )
     poller = Poller(
-        runtime.engine,
         runtime.redis,
         tracker=tracker,
         readers=readers,
