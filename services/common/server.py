@@ -1,6 +1,6 @@
 """gRPC server bootstrap shared by the five services.
 
-One call wires what every service must have: OpenTelemetry spans, the request-context / auth /
+One call wires what every service must have: the request-context (OpenTelemetry spans, metrics) / auth /
 validation interceptors, the health service, server reflection (so ``grpcurl list`` works), a
 Prometheus /metrics endpoint, a bounded connection age (clients rebalance onto new replicas), background
 workers, and graceful shutdown: on SIGTERM health turns NOT_SERVING, the process keeps serving for
@@ -20,7 +20,6 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from services.common.interceptors import Access, AuthInterceptor, RequestContextInterceptor, ValidationInterceptor
 from services.common.runtime import Runtime
@@ -59,7 +58,6 @@ class ServiceServer:
         age_ms = settings.max_connection_age_seconds * 1000
         self._server = grpc.aio.server(
             interceptors=[
-                aio_server_interceptor(),
                 RequestContextInterceptor(names, settings.service),
                 AuthInterceptor(names, access, runtime.verifier, runtime.service_tokens, runtime.revocations),
                 ValidationInterceptor(names),
