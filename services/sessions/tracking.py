@@ -314,7 +314,8 @@ class SessionTracker:
         """The driver's open session (any vehicle), with what the poll's answer from the database needs: id,
         session_start, kwh_delivered. Raw asyncpg for the same reason as `_update_charging`: the poll asks it
         whenever it answers from the database (a read in flight elsewhere, a sleeping car, a provider error)."""
-        return await self._fetchrow(_ACTIVE_SESSION, driver_id)
+        record = await self._fetchrow(_ACTIVE_SESSION, driver_id)
+        return None if record is None else dict(record)
 
     async def update_if_active(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Applied:
         """A reading that does not say whether the car charges (a telemetry record without its charge state) only
