@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import logging
 import signal
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -83,6 +84,9 @@ class ServiceServer:
         if port == 0:
             raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
         await self._server.start()
+        # Everything built so far (modules, descriptors, the engine, the clients) lives as long as the process:
+        # kept out of the collector's generations, a full collection no longer walks it again and again under load.
+        gc.freeze()
         self._metrics_server, self.metrics_port = start_metrics_server(settings.metrics_port, settings.host)
         self._worker_tasks = [asyncio.create_task(worker(self._stop)) for worker in self._workers]
         await self._set_serving(health_pb2.HealthCheckResponse.SERVING)
