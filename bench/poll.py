@@ -617,6 +617,9 @@ def summarize(
             "incentives": "not running: a session end's grant lookup fails fast and the outbox hand-off retries",
             "machine": "load generator (Python), Envoy, accounts, both sessions processes, the fake fleet, PostgreSQL "
             "and Redis share this machine's CPUs",
+            "cpu": "cpu_us_per_request is each process's CPU time (psutil, user + system) over a round divided by "
+            "every call made in it, warm-up included: other load on the machine moves it far less than "
+            "it moves polls/s",
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
