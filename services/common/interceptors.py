@@ -1,5 +1,5 @@
 """Server interceptors, outermost first: request context + tracing + metrics + error mapping, authentication and
-authorization, request validation.
+authorization, request validation — registered with gRPC as one InterceptorChain.
 
 Tracing is done here rather than by OpenTelemetry's gRPC server interceptor, which rebuilds the method handler,
 wraps the servicer context and computes the span's attributes on every call, sampled or not (measured by
@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, NoReturn, cast
 
 import asyncpg
@@ -123,6 +123,26 @@ class _UnaryInterceptor(grpc.aio.ServerInterceptor, abc.ABC):  # type: ignore[ty
     @abc.abstractmethod
     def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
         """The behavior that runs in place of ``behavior`` for ``service``/``method``."""
+
+
+class InterceptorChain(_UnaryInterceptor):
+    """The layers (outermost first) registered as one gRPC interceptor: grpc.aio awaits every registered
+    interceptor's intercept_service on every call, health checks included, so the layers' wrappers are composed
+    once per method here instead (`make bench-runtime`: about 10 µs of CPU per call for each layer registered)."""
+
+    def __init__(self, services: frozenset[str], layers: Sequence[_UnaryInterceptor]) -> None:
+        super().__init__(services)
+        self._layers = tuple(layers)
+
+    def wrap(self, service: str, method: str, behavior: Behavior) -> Behavior:
+        for layer in reversed(self._layers):
+            behavior = layer.wrap(service, method, behavior)
+        return behavior
+
+    def deserializer(self, deserialize: Any) -> Any:
+        for layer in reversed(self._layers):
+            deserialize = layer.deserializer(deserialize)
+        return deserialize
 
 
 def _metadata(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
@@ -405,6 +425,7 @@ __all__ = [
     "SERVICE_ROLE",
     "Access",
     "AuthInterceptor",
+    "InterceptorChain",
     "RequestContextInterceptor",
     "ValidationInterceptor",
 ]

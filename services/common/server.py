@@ -22,7 +22,13 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from services.common.interceptors import Access, AuthInterceptor, RequestContextInterceptor, ValidationInterceptor
+from services.common.interceptors import (
+    Access,
+    AuthInterceptor,
+    InterceptorChain,
+    RequestContextInterceptor,
+    ValidationInterceptor,
+)
 from services.common.runtime import Runtime
 from services.common.telemetry import start_metrics_server
 
@@ -59,9 +65,14 @@ class ServiceServer:
         age_ms = settings.max_connection_age_seconds * 1000
         self._server = grpc.aio.server(
             interceptors=[
-                RequestContextInterceptor(names, settings.service),
-                AuthInterceptor(names, access, runtime.verifier, runtime.service_tokens, runtime.revocations),
-                ValidationInterceptor(names),
+                InterceptorChain(
+                    names,
+                    [
+                        RequestContextInterceptor(names, settings.service),
+                        AuthInterceptor(names, access, runtime.verifier, runtime.service_tokens, runtime.revocations),
+                        ValidationInterceptor(names),
+                    ],
+                )
             ],
             options=[
                 ("grpc.max_connection_age_ms", age_ms),
