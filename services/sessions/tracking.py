@@ -183,6 +183,15 @@ async def _completed_sessions(conn: AsyncConnection, driver_id: str) -> int:
 async def _lock_vehicle(conn: AsyncConnection, driver_id: str, vehicle_id: str) -> None:
     key = sa.func.hashtextextended(f"vehicle:{driver_id}:{vehicle_id}", 0)
     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    # Then the vehicle's charging_sessions_active row, before any session row: `_UPDATE_CHARGING` (which takes no
+    # advisory lock) locks the active row first and the session second, and a locked path that went the other way
+    # (the session's UPDATE, then the watch schedule or an end's trigger on the active row) could deadlock with it.
+    active = store.charging_sessions_active
+    await conn.execute(
+        sa.select(active.c.session_id)
+        .where(active.c.driver_id == driver_id, active.c.vehicle_id == vehicle_id)
+        .with_for_update()
+    )
 
 
 class SessionTracker:
