@@ -8,18 +8,23 @@ during the run (psutil) are divided by the requests answered, and the services' 
 (nerava_rpc_requests_total) confirm that every request was answered OK.
 
 Workloads (each `--rounds` times, the median round reported):
-- bare_health        h2load → a grpc.aio server with uvloop and only the health service: the floor
-- sessions_health    h2load → the sessions service's Health/Check (its whole interceptor chain)
-- accounts_getme     h2load → accounts GetMe with a driver's access token (auth, validation, metrics, tracing,
-                     the handler)
-- envoy_direct       wrk → Envoy answering by itself (direct_response): Envoy's floor
-- envoy_plain_proxy  wrk → Envoy proxying HTTP/1.1 to the bare server's Health/Check (no filters)
-- envoy_getme        wrk → GET /v1/auth/me through the real gateway (jwt_authn, transcoding, rate limits, access
-                     log) to accounts
+- bare_health          h2load → a grpc.aio server with uvloop and only the health service: the floor
+- sessions_health      h2load → the sessions service's Health/Check (health passes the interceptors untouched)
+- sessions_cached_poll h2load → sessions PollChargingState of a driver inside the poll window (the answer kept in
+                       Redis): context, auth, validation, metrics, tracing, one Redis script call
+- accounts_getme       h2load → accounts GetMe with a driver's access token (the chain, then one PostgreSQL read)
+- accounts_getjwks     h2load → accounts GetJwks with the same token: the whole chain (the token checked too) over
+                       an answer held in memory — what the runtime itself costs
+- envoy_direct         wrk → Envoy answering by itself (direct_response): Envoy's floor
+- envoy_plain_proxy    wrk → Envoy proxying HTTP/1.1 to the bare server's Health/Check (no filters)
+- envoy_getme          wrk → GET /v1/auth/me through the real gateway (jwt_authn, transcoding, rate limits, access
+                       log) to accounts
+- envoy_cached_poll    wrk → POST /v1/charging-sessions/poll through the real gateway to sessions (the cached poll)
 
-Headline: runtime_cpu_ratio_to_bare_grpc = the accounts process's CPU per GetMe over the bare server's CPU per
-Health/Check (target 1.5). Tracing is on as in production (OTLP exporter, 1 % sampled), so the figure includes
-what sampled-out requests pay for it.
+Headline: runtime_cpu_ratio_to_bare_grpc = the higher of the sessions process's CPU per cached poll and the
+accounts process's CPU per GetMe, over the bare server's CPU per Health/Check (target 1.5). Tracing is on as in
+production (OTLP exporter, 1 % sampled), so the figure includes what sampled-out requests pay for it. Figures are
+process CPU time (psutil) per request, so other load on the machine moves them far less than it moves rates.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -46,9 +52,11 @@ import asyncpg
 import grpc
 import httpx
 import psutil
+import redis.asyncio as redis
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2
 
 from bench.common import write_results
 from bench.ledger import embedded_redis, fresh_database, postmaster, progress, self_cpu_s, started, tree_cpu_s
@@ -64,6 +72,9 @@ SERVICE_TOKEN_SECRET = "bench-runtime-service-token-secret-32b"
 PHONE = "+15125550177"
 HEALTH_PATH = "/grpc.health.v1.Health/Check"
 GETME_PATH = "/nerava.accounts.v1.AccountsService/GetMe"
+JWKS_PATH = "/nerava.accounts.v1.AccountsService/GetJwks"
+POLL_PATH = "/nerava.sessions.v1.SessionsService/PollChargingState"
+WINDOW_MS = 3_600_000  # the driver's poll window is held for the whole run: every poll is answered from Redis
 EMPTY_GRPC_MESSAGE = b"\x00\x00\x00\x00\x00"  # an uncompressed, empty length-prefixed message
 TARGET_RATIO = 1.5
 
@@ -282,7 +293,8 @@ async def envoy(config: dict[str, Any], work: pathlib.Path, name: str) -> AsyncI
         yield psutil.Process(process.pid)
 
 
-async def sign_in(accounts_address: str) -> str:
+async def sign_in(accounts_address: str) -> tuple[str, str]:
+    """A driver's access token and public id."""
     async with grpc.aio.insecure_channel(accounts_address) as channel:
         stub = accounts_pb2_grpc.AccountsServiceStub(channel)
         await stub.StartPhoneLogin(accounts_pb2.StartPhoneLoginRequest(phone=PHONE))
@@ -291,7 +303,18 @@ async def sign_in(accounts_address: str) -> str:
             accounts_pb2.GetMeRequest(), metadata=(("authorization", f"Bearer {login.access_token}"),)
         )
         assert me.user.public_id == login.user.public_id
-        return str(login.access_token)
+        return str(login.access_token), str(me.user.public_id)
+
+
+async def hold_poll_window(redis_url: str, driver_id: str) -> None:
+    """The driver's window taken and its answer kept, as the poll's first read of a window leaves them
+    (services/sessions/polling.py): every poll of the run is a cached one."""
+    client = redis.Redis.from_url(redis_url)
+    held_until = int(time.time() * 1000) + WINDOW_MS
+    answer = sessions_pb2.PollChargingStateResponse(session_active=True, session_id=str(uuid.uuid4()))
+    await client.set(f"poll:read:{driver_id}", held_until, px=WINDOW_MS)
+    await client.set(f"poll:answer:{driver_id}", answer.SerializeToString(), px=WINDOW_MS)
+    await client.aclose()
 
 
 async def health_ok(address: str) -> None:
@@ -354,7 +377,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
             for name in ("bare", "sessions"):
                 await wait_serving(f"127.0.0.1:{ports[name]}", time.monotonic() + 60)
                 await health_ok(f"127.0.0.1:{ports[name]}")
-            token = await sign_in(f"127.0.0.1:{ports['accounts']}")
+            token, driver_id = await sign_in(f"127.0.0.1:{ports['accounts']}")
+            await hold_poll_window(redis_url, driver_id)
             gateway_settings = render.GatewaySettings.local(
                 listen_port=ports["gateway"],
                 admin_port=ports["admin"],
@@ -379,6 +403,10 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
 
             body = work / "empty.grpc"
             body.write_bytes(EMPTY_GRPC_MESSAGE)
+            poll_script = work / "poll.lua"
+            poll_script.write_text(
+                'wrk.method = "POST"\nwrk.headers["content-type"] = "application/json"\nwrk.body = "{}"\n'
+            )
             proxy_script = work / "grpc.lua"
             proxy_script.write_text(
                 'wrk.method = "POST"\n'
@@ -424,6 +452,22 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
                     ["sessions", "postgres", "redis"],
                     None,
                 ),
+                "sessions_cached_poll": (
+                    sized_h2load(
+                        f"http://127.0.0.1:{ports['sessions']}{POLL_PATH}",
+                        seconds=seconds, clients=clients, headers=bearer, body=body,
+                    ),
+                    ["sessions", "postgres", "redis"],
+                    lambda: ok_calls(sessions_metrics, "PollChargingState"),
+                ),
+                "accounts_getjwks": (
+                    sized_h2load(
+                        f"http://127.0.0.1:{ports['accounts']}{JWKS_PATH}",
+                        seconds=seconds, clients=clients, headers=bearer, body=body,
+                    ),
+                    ["accounts", "postgres", "redis"],
+                    lambda: ok_calls(accounts_metrics, "GetJwks"),
+                ),
                 "accounts_getme": (
                     sized_h2load(
                         f"http://127.0.0.1:{ports['accounts']}{GETME_PATH}",
@@ -456,8 +500,15 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
                     ["gateway_envoy", "accounts", "postgres", "redis"],
                     lambda: ok_calls(accounts_metrics, "GetMe"),
                 ),
+                "envoy_cached_poll": (
+                    lambda: wrk(
+                        f"http://127.0.0.1:{ports['gateway']}/v1/charging-sessions/poll",
+                        seconds=seconds, clients=clients, script=poll_script, headers=bearer,
+                    ),
+                    ["gateway_envoy", "sessions", "postgres", "redis"],
+                    lambda: ok_calls(sessions_metrics, "PollChargingState"),
+                ),
             }  # fmt: skip
-            del sessions_metrics  # the health service is not counted by the interceptors
             results: dict[str, Any] = {}
             for name, (load, readers, check) in workloads.items():
                 chosen = {reader: cpu[reader] for reader in readers if reader in cpu}
@@ -474,7 +525,9 @@ def summarize(results: dict[str, Any], options: argparse.Namespace) -> dict[str,
     floor = cpu("bare_health", "bare")
     ratios = {
         "sessions_health": round(cpu("sessions_health", "sessions") / floor, 2),
+        "sessions_cached_poll": round(cpu("sessions_cached_poll", "sessions") / floor, 2),
         "accounts_getme": round(cpu("accounts_getme", "accounts") / floor, 2),
+        "accounts_getjwks": round(cpu("accounts_getjwks", "accounts") / floor, 2),
     }
     envoy_floor = cpu("envoy_direct", "plain_envoy")
     envoy = {
@@ -484,14 +537,19 @@ def summarize(results: dict[str, Any], options: argparse.Namespace) -> dict[str,
         "transcoded_over_plain_proxy": round(
             cpu("envoy_getme", "gateway_envoy") / cpu("envoy_plain_proxy", "plain_envoy"), 2
         ),
+        "transcoded_cached_poll_us": cpu("envoy_cached_poll", "gateway_envoy"),
+        "sessions_behind_envoy_cached_poll_us": cpu("envoy_cached_poll", "sessions"),
     }
+    headline = max(ratios["sessions_cached_poll"], ratios["accounts_getme"])
     return {
         "headline": {
             "metric": "runtime_cpu_ratio_to_bare_grpc",
-            "value": ratios["accounts_getme"],
+            "value": headline,
             "unit": "ratio",
             "target": TARGET_RATIO,
         },
+        "headline_is": "max(sessions_cached_poll, accounts_getme)",
+        "target_met": headline <= TARGET_RATIO,
         "bare_grpc_floor_us_per_call": floor,
         "service_cpu_ratio_to_bare": ratios,
         "envoy_cpu_us_per_request": envoy,
@@ -502,6 +560,8 @@ def summarize(results: dict[str, Any], options: argparse.Namespace) -> dict[str,
             "connections": options.clients,
             "load": "h2load (gRPC over h2c) and wrk (HTTP/1.1), Debian packages",
             "tracing": "OTLP exporter on, parentbased_traceidratio 0.01",
+            "cpu": "process CPU time (psutil, user + system) per request; other processes' load moves it far less "
+            "than it moves request rates",
         },
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }

@@ -41,6 +41,7 @@ from bench.common import write_results
 from bench.ledger import log_tail, progress, self_cpu_s, started
 from bench.poll import fresh_database, link_cars, start_fleet
 from services.common import migrations
+from services.common.config import DEV_MODE_VARIABLE
 from tools import embedded
 from tools.run import wait_serving
 
@@ -187,6 +188,10 @@ async def run_against(pg_url: str, redis_url: str, work: pathlib.Path, options: 
         **os.environ,
         "DATABASE_URL": database_url,
         "REDIS_URL": redis_url,
+        # The bench's own processes: a service-token secret of its own (no default exists outside development
+        # mode) and the development defaults of the other secrets, which no watcher read uses.
+        "SERVICE_TOKEN_SECRET": "bench-watch-service-token-secret-of-the-bench",
+        DEV_MODE_VARIABLE: "true",
         "INCENTIVES_ADDR": f"127.0.0.1:{embedded.free_port()}",  # not running: no session ends here
         "MERCHANTS_ADDR": f"127.0.0.1:{embedded.free_port()}",
         "TESLA_CLIENT_ID": "bench-tesla",

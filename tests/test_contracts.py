@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import filecmp
 import importlib
+import inspect
 import pathlib
 import subprocess
 import sys
@@ -119,3 +120,23 @@ def test_every_rpc_declares_whose_resource_it_reaches(name: str) -> None:
         elif not (isinstance(ownership, NotOwned) and ownership.why.strip()):
             wrong.append(f"{method}: declare .owned(…) or .not_owned(why)")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("service", SERVICE_NAMES)
+def test_every_rpc_of_a_service_is_served(service: str) -> None:
+    """The generated base class answers UNIMPLEMENTED for an RPC its servicer leaves out; the runtime has no
+    fallback for that any more, so the servicer must define every method of its contract."""
+    api = importlib.import_module(f"services.{service}.api")
+    grpc_module = importlib.import_module(f"nerava.{service}.v1.{service}_pb2_grpc")
+    service_descriptor = descriptor_pool.Default().FindServiceByName(api.SERVICE_NAME)
+    base = getattr(grpc_module, f"{service_descriptor.name}Servicer")
+    [servicer] = {
+        cls for _, cls in inspect.getmembers(api, inspect.isclass) if issubclass(cls, base) and cls is not base
+    } - {
+        parent
+        for _, cls in inspect.getmembers(api, inspect.isclass)
+        if issubclass(cls, base)
+        for parent in cls.__mro__[1:]
+    }
+    missing = [m.name for m in service_descriptor.methods if getattr(servicer, m.name) is getattr(base, m.name)]
+    assert missing == []

@@ -82,7 +82,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         )
         stack.push_async_callback(smartcar.aclose)
     cipher = TokenCipher.from_config(settings.vehicle_token_keys.value)
-    readers = VehicleReaders(runtime.engine, cipher, tesla=tesla, smartcar=smartcar)
+    readers = VehicleReaders(runtime.engine, cipher, tesla=tesla, smartcar=smartcar, pool=pool)
     linking = TeslaLinking(runtime.engine, tesla, cipher, tracker, driver_app_url=settings.driver_app_url)
     smartcar_linking = (
         None
@@ -90,7 +90,6 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         else SmartcarLinking(runtime.engine, smartcar, cipher, tracker, driver_app_url=settings.driver_app_url)
     )
     poller = Poller(
-        runtime.engine,
         runtime.redis,
         tracker=tracker,
         readers=readers,

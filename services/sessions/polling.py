@@ -15,15 +15,13 @@ import asyncio
 import dataclasses
 import datetime
 import enum
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import redis.asyncio as redis
-import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.sessions import domain, store
+from services.sessions import domain
 from services.sessions.adapters.vehicles import (
     NoConnection,
     RateLimited,
@@ -36,7 +34,6 @@ from services.sessions.adapters.vehicles import (
 from services.sessions.connections import SMARTCAR, VehicleReaders
 from services.sessions.tracking import Applied, SessionTracker
 
-S = store.charging_sessions
 WAKE_ATTEMPTS = 3  # reads when waking is justified (the first, then two after a wake call)
 WAKE_PAUSE_S = 1.0
 GRANT_WAIT_S = 1.0  # after an end: how long the answer waits for incentives' grant (it may land a moment later)
@@ -98,7 +95,6 @@ _FAILED = WatchRead(ReadOutcome.FAILED)
 class Poller:
     def __init__(
         self,
-        engine: AsyncEngine,
         cache: redis.Redis,
         *,
         tracker: SessionTracker,
@@ -107,7 +103,6 @@ class Poller:
         window_s: float = domain.POLL_WINDOW.total_seconds(),
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
-        self._engine = engine
         self._cache = cache
         self._tracker = tracker
         self._readers = readers
@@ -185,11 +180,15 @@ class Poller:
             return answer, WatchRead(ReadOutcome.TELEMETRY)
         credentials = self._readers.credentials(connection)
         reader = self._readers.reader(connection, credentials)
-        if may_wake is None:
+
+        async def charging_or_nearby() -> bool:
             # Waking costs the fleet API money: only for a driver who is charging or just sent the phone's position.
-            may_wake = has_position or await self._active(driver_id) is not None
+            return has_position or await self._tracker.active_session(driver_id) is not None
+
         try:
-            reading = await read_vehicle(reader, connection.vehicle_id, may_wake=may_wake)
+            reading = await read_vehicle(
+                reader, connection.vehicle_id, may_wake=charging_or_nearby if may_wake is None else may_wake
+            )
         except VehicleAsleep:
             answer = await self._from_database(driver_id)
             answer.vehicle_asleep = True
@@ -214,17 +213,8 @@ class Poller:
         applied = await self._tracker.apply(driver_id, connection.vehicle_id, source, reading.telemetry())
         return await self._answer(applied, reading), WatchRead(ReadOutcome.READ)
 
-    async def _active(self, driver_id: str) -> sa.RowMapping | None:
-        async with self._engine.connect() as conn:
-            row: sa.RowMapping | None = (
-                (await conn.execute(sa.select(S).where(S.c.driver_id == driver_id, S.c.session_end.is_(None)).limit(1)))
-                .mappings()
-                .first()
-            )
-        return row
-
     async def _from_database(self, driver_id: str) -> pb.PollChargingStateResponse:
-        active = await self._active(driver_id)
+        active = await self._tracker.active_session(driver_id)
         if active is None:
             return pb.PollChargingStateResponse(
                 recommended_interval_s=domain.recommended_interval_s(charging=None, minutes_to_full=None)
@@ -290,17 +280,30 @@ class Poller:
             await asyncio.sleep(0.1)
 
 
-async def read_vehicle(reader: VehicleReader, vehicle_id: str, *, may_wake: bool) -> VehicleReading:
-    """One read; when the car sleeps and waking is justified, wake it and read again (WAKE_ATTEMPTS in all)."""
-    attempts = WAKE_ATTEMPTS if may_wake else 1
-    for attempt in range(1, attempts + 1):
+async def read_vehicle(
+    reader: VehicleReader,
+    vehicle_id: str,
+    *,
+    may_wake: bool | Callable[[], Awaitable[bool]],
+    pause_s: float = WAKE_PAUSE_S,
+) -> VehicleReading:
+    """One read; when the car sleeps and waking is justified, wake it and read again (WAKE_ATTEMPTS in all).
+
+    `may_wake` may be a question (a database read): it is asked only once the car turns out to sleep, so the usual
+    read of an awake car costs no query for a decision it does not need."""
+    try:
+        return await reader.read(vehicle_id)
+    except VehicleAsleep:
+        if not (may_wake if isinstance(may_wake, bool) else await may_wake()):
+            raise
+    for attempt in range(2, WAKE_ATTEMPTS + 1):
+        await reader.wake(vehicle_id)
+        await asyncio.sleep(pause_s)
         try:
             return await reader.read(vehicle_id)
         except VehicleAsleep:
-            if attempt == attempts:
+            if attempt == WAKE_ATTEMPTS:
                 raise
-            await reader.wake(vehicle_id)
-            await asyncio.sleep(WAKE_PAUSE_S)
     raise VehicleAsleep("the vehicle did not wake")
 
 

@@ -98,15 +98,11 @@ def _trail(
     lat: float | None,
     lng: float | None,
     at: datetime.datetime,
-    *,
-    device: bool = False,
 ) -> list[dict[str, Any]]:
-    """The trail with a point added (the car's, or the phone's marked `device`), the newest 120 kept."""
+    """The trail with the car's point added, the newest 120 kept (the phone's points: record_device_location)."""
     if lat is None or lng is None:
         return row_trail
     point: dict[str, Any] = {"lat": lat, "lng": lng, "ts": at.isoformat()}
-    if device:
-        point["device"] = True
     return [*row_trail, point][-domain.TRAIL_MAX_POINTS :]
 
 
@@ -154,6 +150,21 @@ WHERE session.id = scheduled.session_id AND session.session_start = scheduled.se
 RETURNING session.id, session.driver_id, session.session_start, session.kwh_delivered
 """
 
+# The driver's open session for the poll's answer from the database; $1 driver.
+_ACTIVE_SESSION = """
+SELECT id, session_start, kwh_delivered FROM charging_sessions WHERE driver_id = $1 AND session_end IS NULL LIMIT 1
+"""
+
+# The phone's position appended to the trail of each of the driver's open sessions (the newest $3 points kept); $1
+# driver, $2 the point (a one-element JSON array). last_telemetry_at stays: a phone position is not vehicle data.
+_RECORD_DEVICE_LOCATION = """
+UPDATE charging_sessions SET location_trail = CASE
+        WHEN jsonb_array_length(location_trail) >= $3::int4 THEN (location_trail - 0) || $2::jsonb
+        ELSE location_trail || $2::jsonb
+    END
+WHERE driver_id = $1 AND session_end IS NULL
+"""
+
 
 def _this(row: Row) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     """The row's own key: its partition key with its id, so the statement touches (and locks) one partition."""
@@ -172,6 +183,15 @@ async def _completed_sessions(conn: AsyncConnection, driver_id: str) -> int:
 async def _lock_vehicle(conn: AsyncConnection, driver_id: str, vehicle_id: str) -> None:
     key = sa.func.hashtextextended(f"vehicle:{driver_id}:{vehicle_id}", 0)
     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    # Then the vehicle's charging_sessions_active row, before any session row: `_UPDATE_CHARGING` (which takes no
+    # advisory lock) locks the active row first and the session second, and a locked path that went the other way
+    # (the session's UPDATE, then the watch schedule or an end's trigger on the active row) could deadlock with it.
+    active = store.charging_sessions_active
+    await conn.execute(
+        sa.select(active.c.session_id)
+        .where(active.c.driver_id == driver_id, active.c.vehicle_id == vehicle_id)
+        .with_for_update()
+    )
 
 
 class SessionTracker:
@@ -285,13 +305,25 @@ class SessionTracker:
             point,
             domain.TRAIL_MAX_POINTS,
         )
+        record = await self._fetchrow(_UPDATE_CHARGING, *arguments)
+        return None if record is None else dict(record)
+
+    async def _fetchrow(self, statement: str, *arguments: Any) -> asyncpg.Record | None:
+        """One statement of the read path on asyncpg directly (its own pool; else a connection of the engine's),
+        prepared once per connection by asyncpg's statement cache."""
         if self._pool is not None:
             async with self._pool.acquire() as connection:
-                record = await connection.fetchrow(_UPDATE_CHARGING, *arguments)
-        else:
-            async with self._engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                record = await raw.driver_connection.fetchrow(_UPDATE_CHARGING, *arguments)  # type: ignore[union-attr]
+                return await connection.fetchrow(statement, *arguments)
+        async with self._engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            record: asyncpg.Record | None = await raw.driver_connection.fetchrow(statement, *arguments)  # type: ignore[union-attr]
+            return record
+
+    async def active_session(self, driver_id: str) -> Row | None:
+        """The driver's open session (any vehicle), with what the poll's answer from the database needs: id,
+        session_start, kwh_delivered. Raw asyncpg for the same reason as `_update_charging`: the poll asks it
+        whenever it answers from the database (a read in flight elsewhere, a sleeping car, a provider error)."""
+        record = await self._fetchrow(_ACTIVE_SESSION, driver_id)
         return None if record is None else dict(record)
 
     async def update_if_active(self, driver_id: str, vehicle_id: str, reading: domain.Telemetry) -> Applied:
@@ -499,19 +531,10 @@ class SessionTracker:
     async def record_device_location(self, driver_id: str, lat: float, lng: float) -> None:
         """A phone position joins the trail of the driver's active sessions. It is not vehicle data: it does not
         keep a silent session alive (last_telemetry_at stays)."""
-        at = self._clock()
-        async with self._engine.begin() as conn:
-            rows = (
-                (await conn.execute(sa.select(S).where(S.c.driver_id == driver_id, S.c.session_end.is_(None))))
-                .mappings()
-                .all()
-            )
-            for row in rows:
-                await conn.execute(
-                    sa.update(S)
-                    .where(*_this(row))
-                    .values(location_trail=_trail(list(row["location_trail"]), lat, lng, at, device=True))
-                )
+        point = {"lat": lat, "lng": lng, "ts": self._clock().isoformat(), "device": True}
+        # One statement on asyncpg (the poll's first read of a window sends the phone's position): the point is
+        # appended in PostgreSQL, so a reading applied meanwhile keeps its own point.
+        await self._fetchrow(_RECORD_DEVICE_LOCATION, driver_id, json.dumps([point]), domain.TRAIL_MAX_POINTS)
 
     def _wake_relay(self) -> None:
         if self.relay is not None:

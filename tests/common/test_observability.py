@@ -11,6 +11,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from services.common.context import request_id_var
+from services.common.interceptors import CLIENT_ADDRESS_HEADER, GRPC_STATUS_HEADER
 from services.common.logs import JsonFormatter
 from tests.support.mesh import Mesh
 
@@ -48,3 +49,15 @@ def test_log_lines_are_json_with_trace_and_request_ids(span_exporter: InMemorySp
     assert entry["request_id"] == "req-42"
     assert entry["trace_id"] == format(span.get_span_context().trace_id, "032x")
     assert entry["reason"] == "INSUFFICIENT_BALANCE"
+
+
+async def test_the_ok_status_header_goes_to_gateway_requests_only(mesh: Mesh) -> None:
+    # The gateway's access log reads x-nerava-grpc-status from the answer's headers; a peer service's call does not
+    # pay for the extra send.
+    stub = accounts_pb2_grpc.AccountsServiceStub(mesh.channels["accounts"])
+    forwarded = stub.GetJwks(accounts_pb2.GetJwksRequest(), metadata=((CLIENT_ADDRESS_HEADER, "203.0.113.9"),))
+    await forwarded
+    assert (GRPC_STATUS_HEADER, "0") in tuple(await forwarded.initial_metadata())
+    direct = stub.GetJwks(accounts_pb2.GetJwksRequest())
+    await direct
+    assert GRPC_STATUS_HEADER not in dict(await direct.initial_metadata())

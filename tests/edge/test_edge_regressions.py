@@ -108,6 +108,22 @@ async def test_the_access_log_records_the_real_grpc_status(rest: httpx.AsyncClie
     assert entry["grpc_status"] == "3"  # INVALID_ARGUMENT, not 13 guessed from "HTTP 400"
 
 
+async def test_the_access_log_records_ok_for_an_answered_request(rest: httpx.AsyncClient, gateway: Gateway) -> None:
+    # The services send the OK header only to requests the gateway forwarded (services/common/interceptors.py).
+    request_id = f"edge-log-{uuid.uuid4().hex}"
+    reply = await rest.get("/.well-known/jwks.json", headers={"x-request-id": request_id})
+    assert reply.status_code == 200
+    entry: dict[str, Any] | None = None
+    for _ in range(300):  # Envoy flushes its stdout log on its own schedule
+        lines = [line for line in gateway.log.read_text().splitlines() if request_id in line]
+        if lines:
+            entry = json.loads(lines[-1])
+            break
+        await asyncio.sleep(0.05)
+    assert entry is not None, "no access log line for the request"
+    assert entry["grpc_status"] == "0"
+
+
 # ------------------------------------------------------------------------------------------------------------
 # Client identity
 

@@ -15,7 +15,7 @@ from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import store
-from services.sessions.domain import Action, Telemetry
+from services.sessions.domain import TRAIL_MAX_POINTS, Action, Telemetry
 from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
 from tests.sessions.helpers import north_of
 
@@ -154,3 +154,35 @@ async def test_ending_by_hand_is_idempotent_and_only_for_the_owner(
     second = await tracker.end_by_hand(opened.session["id"], driver)
     assert second is not None and second[1] is True
     assert len(await outbox_rows(engine, str(opened.session["id"]))) == 1
+
+
+async def test_phone_positions_join_the_open_sessions_trail_marked_as_the_phones_and_capped(
+    engine: AsyncEngine, charger: tuple[str, float, float]
+) -> None:
+    _, lat, lng = charger
+    driver = str(uuid.uuid4())
+    tracker = SessionTracker(engine, clock=lambda: T0 + datetime.timedelta(minutes=5))
+    assert await tracker.active_session(driver) is None
+    opened = await tracker.apply(driver, "v1", TESLA, reading(T0, lat=lat, lng=lng, kwh_added=1.5))
+    assert opened.session is not None
+    active = await tracker.active_session(driver)
+    assert active is not None
+    assert (active["id"], active["session_start"], active["kwh_delivered"]) == (opened.session["id"], T0, 1.5)
+    for _ in range(TRAIL_MAX_POINTS):
+        await tracker.record_device_location(driver, lat + 0.001, lng)
+    async with engine.connect() as conn:
+        row = (
+            (
+                await conn.execute(
+                    sa.select(store.charging_sessions).where(store.charging_sessions.c.id == opened.session["id"])
+                )
+            )
+            .mappings()
+            .one()
+        )
+    trail = row["location_trail"]
+    # The car's own start point fell off the front: the newest TRAIL_MAX_POINTS are kept, all of them the phone's.
+    assert len(trail) == TRAIL_MAX_POINTS
+    assert all(point["device"] is True and point["lat"] == lat + 0.001 for point in trail)
+    assert trail[-1]["ts"] == (T0 + datetime.timedelta(minutes=5)).isoformat()
+    assert row["last_telemetry_at"] == T0  # a phone position is not vehicle data

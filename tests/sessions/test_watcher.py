@@ -109,7 +109,7 @@ async def world(database_url: str, redis_url: str) -> AsyncIterator[World]:
             engine = create_engine(database_url, "sessions")
             tracker = SessionTracker(engine, clock=clock, stale_after=STALE, watch_interval=INTERVAL)
             readers = VehicleReaders(engine, cipher, tesla=tesla)
-            poller = Poller(engine, cache, tracker=tracker, readers=readers, incentives=None, clock=clock)
+            poller = Poller(cache, tracker=tracker, readers=readers, incentives=None, clock=clock)
             replicas.append(
                 Replica(
                     engine,

@@ -65,6 +65,8 @@ DEFAULT_SCOPES: Final = ("openid", "offline_access", "vehicle_device_data", "veh
 # Everything one reading needs in one call. Since firmware 2023.38 the position is only returned when
 # location_data is asked for explicitly.
 _READING_ENDPOINTS: Final = "charge_state;drive_state;location_data"
+# The read's query string, encoded once: httpx would parse and re-encode `params` on every read (the hot path).
+_READING_QUERY: Final = "?" + urlencode({"endpoints": _READING_ENDPOINTS})
 
 CHARGING_STATES: Final = frozenset({"Charging", "Starting"})  # DOMAIN: charging ⇔ one of these
 
@@ -167,12 +169,10 @@ class TeslaFleetClient:
         self._scopes = " ".join(scopes)
         self._clock = clock
         # A poll is waiting on these calls: fail fast (connect quickly or not at all) and let the caller decide.
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            headers={"Accept": "application/json"},
-            # httpx's API over a lean HTTP/1.1 keep-alive transport: the read path's cost (http1.py).
-            transport=KeepAliveTransport(),
-        )
+        timeouts = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        # httpx's requests and responses over a lean HTTP/1.1 keep-alive transport: the read path's cost (http1.py).
+        self._transport = KeepAliveTransport()
+        self._extensions = {"timeout": timeouts.as_dict()}
 
     async def __aenter__(self) -> Self:
         return self
@@ -187,7 +187,7 @@ class TeslaFleetClient:
 
     async def aclose(self) -> None:
         """Release connections; call once at shutdown."""
-        await self._http.aclose()
+        await self._transport.aclose()
 
     # -- consent -----------------------------------------------------------------------------
 
@@ -276,10 +276,9 @@ class TeslaFleetClient:
         """One read of charge state, drive state and position. A sleeping car answers 408: VehicleAsleep."""
         data = await self._api(
             "GET",
-            f"/api/1/vehicles/{quote(vehicle_id, safe='')}/vehicle_data",
+            f"/api/1/vehicles/{quote(vehicle_id, safe='')}/vehicle_data{_READING_QUERY}",
             access_token,
             "vehicle data",
-            params={"endpoints": _READING_ENDPOINTS},
         )
         if not isinstance(data, dict):
             raise VehicleUnavailable("Tesla vehicle data: the answer has no vehicle")
@@ -369,7 +368,14 @@ class TeslaFleetClient:
 
     async def _send(self, operation: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            return await self._http.request(method, url, **kwargs)
+            # Straight to the transport, without httpx's client: Tesla's endpoints neither redirect nor need cookies,
+            # and the client's redirect, auth and cookie handling cost about as much CPU as the exchange itself on
+            # the read path (bench-poll's profile: the cookie jar alone a twentieth of a fresh poll).
+            request = httpx.Request(method, url, extensions=self._extensions, **kwargs)
+            request.headers.setdefault("Accept", "application/json")
+            response = await self._transport.handle_async_request(request)
+            await response.aread()
+            return response
         except httpx.TimeoutException as exc:
             raise VehicleUnavailable(f"Tesla {operation} timed out") from exc
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
