@@ -1297,14 +1297,15 @@ class User(betterproto2.Message):
     E.164 phone number, empty when the user signed in by email only.
     """
 
-    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    email: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
     """
-    Lower-cased email address, empty when unknown.
+    Lower-cased email address; absent when unknown (a phone sign-in), never "". The driver app's A2 table reads
+    it as `email|null` and no zod schema checks the user object, so absent reads as unknown there too.
     """
 
-    name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    name: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
     """
-    Display name, empty when unknown.
+    Display name; absent when unknown, never "".
     """
 
     roles: "list[Role]" = betterproto2.field(6, betterproto2.TYPE_ENUM, repeated=True)
