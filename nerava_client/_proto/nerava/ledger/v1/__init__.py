@@ -2343,9 +2343,10 @@ class WalletEntry(betterproto2.Message):
     (clawback, or a failed payout's funds coming back). Lower-case strings, as the app reads them.
     """
 
-    description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    description: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
     """
-    Line to show, e.g. "Earned from Off-Peak Austin"; empty when none.
+    Line to show, e.g. "Earned from Off-Peak Austin", "Withdrawal", "Reversed: <why>"; absent when the transfer
+    says nothing to show (never ""). Redemptions move Nova, never cash, so none is listed here.
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
@@ -2355,14 +2356,15 @@ class WalletEntry(betterproto2.Message):
     When it was posted (RFC 3339 UTC).
     """
 
-    campaign_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    campaign_name: "str | None" = betterproto2.field(7, betterproto2.TYPE_STRING, optional=True)
     """
-    Campaign name for grant entries; empty otherwise (the first implementation sent null).
+    Campaign name of a grant entry (and of its clawback), as the grant recorded it; absent otherwise (the first
+    implementation sent null; no zod schema checks it).
     """
 
-    sponsor_name: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    sponsor_name: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
     """
-    Sponsor name for grant entries; empty otherwise.
+    Sponsor name of a grant entry (and of its clawback), as the grant recorded it; absent otherwise.
     """
 
 
