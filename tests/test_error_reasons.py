@@ -210,3 +210,15 @@ def test_the_errors_line_check_reads_each_rpc_comment() -> None:
         "ListThings": None,
         "Ping": _NO_OWN_REASONS,
     }
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_an_owned_rpc_names_the_refusal_its_access_table_gives(name: str) -> None:
+    """The interceptor, not the handler, refuses another's resource: its reason is on the RPC's Errors line too."""
+    lines = errors_lines((ROOT / "proto" / "nerava" / name / "v1" / f"{name}.proto").read_text())
+    unnamed = [
+        f"{method}: {rule.ownership.reason}"
+        for method, rule in sorted(importlib.import_module(f"services.{name}.api").ACCESS.items())
+        if isinstance(rule.ownership, Owned) and not re.search(rf"\b{rule.ownership.reason}\b", lines.get(method) or "")
+    ]
+    assert unnamed == []
