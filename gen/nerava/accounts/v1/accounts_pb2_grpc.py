@@ -356,7 +356,8 @@ class AccountsServiceServicer:
         """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
         address, once the merchants service accepted that address as the store's owner. The link expires after
         15 minutes. Services only.
-        Errors: none beyond the common ones.
+        Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+        MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

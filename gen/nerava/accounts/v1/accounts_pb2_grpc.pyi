@@ -137,7 +137,8 @@ class AccountsServiceStub:
     """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
     address, once the merchants service accepted that address as the store's owner. The link expires after
     15 minutes. Services only.
-    Errors: none beyond the common ones.
+    Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+    MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
     """
     VerifyMerchantClaimLink: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyMerchantClaimLinkRequest, _accounts_pb2.VerifyMerchantClaimLinkResponse]
     """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
@@ -309,7 +310,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
     address, once the merchants service accepted that address as the store's owner. The link expires after
     15 minutes. Services only.
-    Errors: none beyond the common ones.
+    Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+    MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
     """
     VerifyMerchantClaimLink: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyMerchantClaimLinkRequest, _accounts_pb2.VerifyMerchantClaimLinkResponse]  # type: ignore[assignment]
     """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
@@ -556,7 +558,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
         address, once the merchants service accepted that address as the store's owner. The link expires after
         15 minutes. Services only.
-        Errors: none beyond the common ones.
+        Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+        MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

@@ -142,8 +142,8 @@ class MerchantsServiceStub:
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+    EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
@@ -490,8 +490,8 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+    EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]  # type: ignore[assignment]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
@@ -865,8 +865,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+        EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod

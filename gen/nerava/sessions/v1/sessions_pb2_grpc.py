@@ -486,7 +486,7 @@ class SessionsServiceServicer:
 
     def SelectVehicle(self, request, context):
         """Chooses which vehicle of the linked account is polled for sessions. Driver.
-        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -614,7 +614,8 @@ class SessionsServiceServicer:
         """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
         says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
         session opens if it charges). Driver.
-        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+        here, or the vehicle API failed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -185,7 +185,7 @@ class SessionsServiceStub:
     """
     SelectVehicle: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]
     """Chooses which vehicle of the linked account is polled for sessions. Driver.
-    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
     """
     VerifyCharging: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
@@ -261,7 +261,8 @@ class SessionsServiceStub:
     """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
     says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
     session opens if it charges). Driver.
-    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+    here, or the vehicle API failed).
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
@@ -435,7 +436,7 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """
     SelectVehicle: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]  # type: ignore[assignment]
     """Chooses which vehicle of the linked account is polled for sessions. Driver.
-    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
     """
     VerifyCharging: _aio.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]  # type: ignore[assignment]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
@@ -511,7 +512,8 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
     says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
     session opens if it charges). Driver.
-    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+    here, or the vehicle API failed).
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
@@ -796,7 +798,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.SelectVehicleResponse, _abc.Awaitable[_sessions_pb2.SelectVehicleResponse]]:
         """Chooses which vehicle of the linked account is polled for sessions. Driver.
-        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
 
     @_abc_1.abstractmethod
@@ -950,7 +952,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
         says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
         session opens if it charges). Driver.
-        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+        here, or the vehicle API failed).
         """
 
     @_abc_1.abstractmethod
