@@ -153,3 +153,72 @@ def test_an_owned_rpc_refuses_a_stranger_as_its_proto_documents(name: str) -> No
         if codes.get(own.reason) != own.refusal.name
     ]
     assert wrong == []
+
+
+_RPC = re.compile(r"^  rpc (\w+)\(")
+_NO_OWN_REASONS = "none beyond the common ones."
+
+
+def errors_lines(proto_text: str) -> dict[str, str | None]:
+    """Each RPC's `Errors:` line of its comment (with its continuation lines, up to the rpc), or None without one:
+    gateway/openapi.py lists an operation's service reasons from what its comment names."""
+    found: dict[str, str | None] = {}
+    comment: list[str] = []
+    for line in proto_text.splitlines():
+        rpc = _RPC.match(line)
+        if rpc:
+            text = " ".join(comment)
+            found[rpc.group(1)] = text[text.index("Errors:") + len("Errors:") :].strip() if "Errors:" in text else None
+        comment = [*comment, line.strip().removeprefix("//").strip()] if line.startswith("  //") else []
+    return found
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_every_rpc_names_the_reasons_it_gives(name: str) -> None:
+    """Every RPC's comment ends in `Errors: A, B (when).` naming only reasons its service documents, or says it gives
+    none beyond the common ones — so the OpenAPI document tells each operation's own refusals."""
+    text = (ROOT / "proto" / "nerava" / name / "v1" / f"{name}.proto").read_text()
+    known = documented(text)
+    lines = errors_lines(text)
+    assert lines, "no rpc found"
+    missing = sorted(rpc for rpc, errors_line in lines.items() if errors_line is None)
+    undocumented = sorted(
+        f"{rpc}: {reason}"
+        for rpc, errors_line in lines.items()
+        if errors_line and errors_line != _NO_OWN_REASONS
+        for reason in re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", errors_line)
+        if reason not in known
+    )
+    empty = sorted(
+        rpc
+        for rpc, errors_line in lines.items()
+        if errors_line is not None
+        and errors_line != _NO_OWN_REASONS
+        and not re.search(r"\b[A-Z][A-Z0-9_]+\b", errors_line)
+    )
+    assert (missing, undocumented, empty) == ([], [], [])
+
+
+def test_the_errors_line_check_reads_each_rpc_comment() -> None:
+    source = (
+        "  // Gets it.\n  // Errors: THING_NOT_FOUND,\n  // THING_GONE (after a day).\n  rpc GetThing(A) returns (B);\n"
+        "  // Lists them.\n  rpc ListThings(A) returns (B);\n"
+        "  // Errors: none beyond the common ones.\n  rpc Ping(A) returns (B);\n"
+    )
+    assert errors_lines(source) == {
+        "GetThing": "THING_NOT_FOUND, THING_GONE (after a day).",
+        "ListThings": None,
+        "Ping": _NO_OWN_REASONS,
+    }
+
+
+@pytest.mark.parametrize("name", SERVICE_NAMES)
+def test_an_owned_rpc_names_the_refusal_its_access_table_gives(name: str) -> None:
+    """The interceptor, not the handler, refuses another's resource: its reason is on the RPC's Errors line too."""
+    lines = errors_lines((ROOT / "proto" / "nerava" / name / "v1" / f"{name}.proto").read_text())
+    unnamed = [
+        f"{method}: {rule.ownership.reason}"
+        for method, rule in sorted(importlib.import_module(f"services.{name}.api").ACCESS.items())
+        if isinstance(rule.ownership, Owned) and not re.search(rf"\b{rule.ownership.reason}\b", lines.get(method) or "")
+    ]
+    assert unnamed == []

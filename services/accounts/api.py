@@ -95,8 +95,8 @@ def user_message(user: store.UserRow) -> accounts_pb2.User:
         public_id=str(user.public_id),
         auth_provider=user.auth_provider,  # type: ignore[arg-type]
         phone=user.phone or "",
-        email=user.email or "",
-        name=user.name,
+        email=user.email or None,  # unknown is absent, never ""
+        name=user.name or None,
         roles=[domain.role_enum(r) for r in user.roles],
         created_at=_timestamp(user.created_at),
         active=user.active,

@@ -501,13 +501,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             a.c.owner_id == driver,
             a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
         )
-        cash = (
-            sa.select(a.c.id)
-            .where(
-                a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH, a.c.currency == pb.CURRENCY_CASH_CENTS
-            )
-            .scalar_subquery()
-        )
+        cash = store.cash_account_id(driver)
         in_flight = (
             sa.select(a.c.id)
             .where(a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
@@ -553,33 +547,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         driver = current_caller().user_id or ""
         size = request.page_size or request.limit or _DEFAULT_PAGE
         before = page_position(request.page_token)
-        a, e, t = store.accounts, store.entries, store.transfers
-        account = (
-            sa.select(a.c.id)
-            .where(
-                a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH, a.c.currency == pb.CURRENCY_CASH_CENTS
-            )
-            .scalar_subquery()
-        )
-        query = (
-            sa.select(e.c.id, e.c.amount, e.c.balance_after, e.c.created_at, t.c.kind, t.c.phase, t.c.metadata)
-            .select_from(e)
-            .join(t, t.c.id == e.c.transfer_id)
-            .where(e.c.account_id == account)
-            .order_by(e.c.id.desc())
-            .limit(size + 1)
-        )
-        if before is not None:
-            query = query.where(e.c.id < before)
-        elif request.offset:
-            query = query.offset(request.offset)
         async with self._reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
-            count = (await conn.execute(sa.select(sa.func.count()).where(e.c.account_id == account))).scalar() or 0
+            rows, count = await store.cash_entry_rows(conn, driver, size, before, request.offset)
         page, more = rows[:size], len(rows) > size
         entries = []
         for row in page:
-            meta: dict[str, str] = row.metadata or {}
+            # A clawback shows the campaign and sponsor of the grant it takes back.
+            meta: dict[str, str] = {**(row.original_metadata or {}), **(row.metadata or {})}
             kind, description = domain.cash_entry_description(row.kind, row.phase, row.amount, meta)
             entries.append(
                 pb.WalletEntry(
@@ -587,10 +561,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                     amount_cents=row.amount,
                     balance_after_cents=row.balance_after,
                     transaction_type=kind,
-                    description=description,
                     created_at=_timestamp(row.created_at),
-                    campaign_name=meta.get("campaign_name", ""),
-                    sponsor_name=meta.get("sponsor_name", ""),
+                    # Unknown is absent, never "": only what the transfers' metadata recorded at posting time.
+                    description=description or None,
+                    campaign_name=meta.get("campaign_name") or None,
+                    sponsor_name=meta.get("sponsor_name") or None,
                 )
             )
         return pb.ListWalletEntriesResponse(

@@ -330,6 +330,54 @@ async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int
     return list((await conn.execute(query)).all())
 
 
+def cash_account_id(driver_id: str) -> Any:
+    """The id of the driver's cash account, as a scalar subquery."""
+    a = accounts
+    return (
+        sa.select(a.c.id)
+        .where(
+            a.c.owner_id == driver_id, a.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH, a.c.currency == pb.CURRENCY_CASH_CENTS
+        )
+        .scalar_subquery()
+    )
+
+
+async def cash_entry_rows(
+    conn: AsyncConnection, driver_id: str, size: int, before: int | None, offset: int
+) -> tuple[list[Any], int]:
+    """A page of the driver's cash entries, newest first (up to size + 1, so the caller sees whether more follow),
+    each with its transfer's kind, phase and metadata and, for a reversal, the reversed transfer's metadata (a
+    clawback names its grant, not the campaign); and how many entries the account holds."""
+    e, t = entries, transfers
+    original = t.alias("original")
+    account = cash_account_id(driver_id)
+    query = (
+        sa.select(
+            e.c.id,
+            e.c.amount,
+            e.c.balance_after,
+            e.c.created_at,
+            t.c.kind,
+            t.c.phase,
+            t.c.metadata,
+            original.c.metadata.label("original_metadata"),
+        )
+        .select_from(e)
+        .join(t, t.c.id == e.c.transfer_id)
+        .outerjoin(original, original.c.id == t.c.reversal_of)
+        .where(e.c.account_id == account)
+        .order_by(e.c.id.desc())
+        .limit(size + 1)
+    )
+    if before is not None:
+        query = query.where(e.c.id < before)
+    elif offset:
+        query = query.offset(offset)
+    rows = list((await conn.execute(query)).all())
+    count = (await conn.execute(sa.select(sa.func.count()).where(e.c.account_id == account))).scalar() or 0
+    return rows, int(count)
+
+
 async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
     """The newest issues first."""
     i = payment_issues

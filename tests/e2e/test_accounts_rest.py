@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -44,9 +45,27 @@ async def test_login_and_read_me(rest: httpx.AsyncClient, twilio: FakeTwilioVeri
     user = me.json()["user"]
     assert user["roles"] == ["ROLE_DRIVER"]
     assert user["phone"] == phone
-    assert user["email"] == ""  # snake_case keys, primitives printed even when empty
+    # Unknown is absent, never "": a phone sign-in knows no email or name (the app reads them as unknown).
+    assert "email" not in user and "name" not in user, user
+    assert "email" not in body["user"] and "name" not in body["user"], body["user"]
     assert user["created_at"].endswith("Z")
     assert me.headers["x-request-id"]
+
+
+async def test_an_email_sign_in_prints_the_email_and_leaves_the_unknown_name_absent(
+    rest: httpx.AsyncClient, twilio: FakeTwilioVerify
+) -> None:
+    email = f"driver-{uuid.uuid4().hex[:10]}@example.com"
+    started = await rest.post("/v1/auth/email-otp/start", json={"email": email})
+    assert started.status_code == 200, started.text
+    verified = await rest.post(
+        "/v1/auth/email-otp/verify", json={"email": email, "code": twilio.last_code_sent_to(email)}
+    )
+    assert verified.status_code == 200, verified.text
+    me = await rest.get("/v1/auth/me", headers={"Authorization": f"Bearer {verified.json()['access_token']}"})
+    user = me.json()["user"]
+    assert user["email"] == email
+    assert "name" not in user, user
 
 
 async def test_without_a_token_is_401_with_a_json_status(rest: httpx.AsyncClient) -> None:

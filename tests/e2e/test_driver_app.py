@@ -128,7 +128,7 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
         ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]),
     )
     incentives.charger = charger_id
-    await incentives.active(
+    campaign = await incentives.active(
         sponsor, reward_kind=incentives_pb.REWARD_KIND_CASH, cost_per_session_cents=REWARD_CENTS, budget_cents=50_000
     )
     merchants = Merchants(
@@ -303,7 +303,13 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
         "entries"
     ]
     assert (entries[0]["transaction_type"], entries[0]["amount_cents"]) == ("credit", REWARD_CENTS)
-    assert _int(entries[0]["balance_after_cents"]) and isinstance(entries[0]["campaign_name"], str)
+    assert _int(entries[0]["balance_after_cents"])
+    # The grant recorded its campaign and sponsor when it paid; the wallet shows them as recorded.
+    assert (entries[0]["campaign_name"], entries[0]["sponsor_name"], entries[0]["description"]) == (
+        campaign["name"],
+        campaign["sponsor_name"],
+        f"Earned from {campaign['name']}",
+    )
     activity = await _ok(await rest.get("/v1/charging-sessions/", params={"limit": 50, "offset": 0}, headers=auth))
     assert activity["count"] == 1 and activity["sessions"][0]["incentive"]["amount_cents"] == REWARD_CENTS
     assert isinstance(activity["sessions"][0]["location_trail"], list)
@@ -343,6 +349,16 @@ async def test_the_driver_apps_calls_answer_with_the_keys_it_reads(
     assert wallet["available_cents"] + wallet["pending_cents"] + wallet["total_withdrawn_cents"] == REWARD_CENTS
     assert wallet["available_cents"] == REWARD_CENTS - 2000
     assert len((await _ok(await rest.get("/v1/wallet/history", headers=auth)))["payouts"]) == 1
+    # W2 again: the withdrawal names no campaign or sponsor — absent, never "".
+    entries = (await _ok(await rest.get("/v1/wallet/ledger", params={"limit": 100, "offset": 0}, headers=auth)))[
+        "entries"
+    ]
+    assert [(e["transaction_type"], e["amount_cents"]) for e in entries] == [
+        ("withdrawal", -2000),
+        ("credit", REWARD_CENTS),
+    ]
+    assert entries[0]["description"] == "Withdrawal"
+    assert "campaign_name" not in entries[0] and "sponsor_name" not in entries[0], entries[0]
 
 
 def test_a_charger_is_in_use_when_active_sessions_fill_its_ports_and_offline_when_the_catalog_says_so() -> None:

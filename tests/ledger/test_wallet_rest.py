@@ -28,7 +28,8 @@ def _auth(login: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {login['access_token']}"}
 
 
-async def _cash_grant(ledger: Ledger, driver: str, amount: int, campaign: str) -> None:
+async def _cash_grant(ledger: Ledger, driver: str, amount: int, campaign: str | None) -> None:
+    """A funded campaign's cash grant; without a campaign name, one whose transfer records nothing about it."""
     campaign_id = uuid.uuid4().hex[:10]
     await ledger.post(
         pb.PostTransferRequest(
@@ -48,7 +49,9 @@ async def _cash_grant(ledger: Ledger, driver: str, amount: int, campaign: str) -
             amount=amount,
             from_account=budget(campaign_id),
             to_account=driver_cash(driver),
-            metadata=pb.TransferMetadata(campaign_id=campaign_id, campaign_name=campaign, sponsor_name="Volta"),
+            metadata=pb.TransferMetadata(campaign_id=campaign_id, campaign_name=campaign, sponsor_name="Volta")
+            if campaign
+            else None,
         )
     )
 
@@ -148,3 +151,34 @@ async def test_a_write_admin_grants_nova_once_and_it_is_audited(
         "/v1/admin/nova:grant", json={**grant, "amount": 0, "idempotency_key": str(uuid.uuid4())}, headers=_auth(admin)
     )
     assert zero.status_code == 400
+
+
+async def test_a_clawback_names_the_grant_s_campaign_and_a_bare_entry_names_nothing(
+    rest: httpx.AsyncClient, twilio: FakeTwilioVerify, ledger: Ledger, ledger_engine: AsyncEngine
+) -> None:
+    login = await _login(rest, twilio, random_phone())
+    driver = login["user"]["public_id"]
+    await _cash_grant(ledger, driver, 300, "Night Owl")
+    entries = (await rest.get("/v1/wallet/ledger?limit=10", headers=_auth(login))).json()["entries"]
+    grant_id = entries[0]["id"]
+    grant = await ledger.stub.ListTransfers(
+        pb.ListTransfersRequest(account=driver_cash(driver)), metadata=ledger.metadata
+    )
+    await ledger.stub.ReverseTransfer(
+        pb.ReverseTransferRequest(
+            idempotency_key=new_key(), transfer_id=grant.transfers[0].id, reason="session disputed"
+        ),
+        metadata=ledger.metadata,
+    )
+    await _cash_grant(ledger, driver, 50, None)  # nothing recorded: no campaign, no sponsor, nothing to show
+    bare, clawback, credit = (await rest.get("/v1/wallet/ledger?limit=10", headers=_auth(login))).json()["entries"]
+    assert credit["id"] == grant_id
+    assert (clawback["transaction_type"], clawback["amount_cents"]) == ("reversal", -300)
+    assert (clawback["description"], clawback["campaign_name"], clawback["sponsor_name"]) == (
+        "Reversed: session disputed",
+        "Night Owl",
+        "Volta",
+    )
+    assert bare["description"] == "Charging reward"
+    assert "campaign_name" not in bare and "sponsor_name" not in bare, bare  # unknown is absent, never ""
+    await assert_ledger_sound(ledger_engine)

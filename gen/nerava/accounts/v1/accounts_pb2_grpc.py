@@ -241,6 +241,7 @@ class AccountsServiceServicer:
 
     def StartPhoneLogin(self, request, context):
         """Sends a 6-digit login code by SMS to a US (+1) phone number. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -248,6 +249,7 @@ class AccountsServiceServicer:
 
     def VerifyPhoneLogin(self, request, context):
         """Checks the code; on success returns tokens, creating a driver account on first login. Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -255,6 +257,7 @@ class AccountsServiceServicer:
 
     def StartEmailLogin(self, request, context):
         """Sends a 6-digit login code by email. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -262,6 +265,7 @@ class AccountsServiceServicer:
 
     def VerifyEmailLogin(self, request, context):
         """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -272,6 +276,8 @@ class AccountsServiceServicer:
         Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
         Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
         with the same provider-verified email, else a new driver. Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -280,6 +286,8 @@ class AccountsServiceServicer:
     def SignInWithApple(self, request, context):
         """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
         against Apple's keys. Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -288,6 +296,7 @@ class AccountsServiceServicer:
     def GetTeslaLoginUrl(self, request, context):
         """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
         sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        Errors: VEHICLES_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -298,6 +307,7 @@ class AccountsServiceServicer:
         sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
         driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
         refuses the code. Public.
+        Errors: TESLA_SIGN_IN_FAILED, VEHICLES_UNAVAILABLE, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -306,6 +316,7 @@ class AccountsServiceServicer:
     def ResolveProviderDriver(self, request, context):
         """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
         sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+        Errors: USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -313,6 +324,7 @@ class AccountsServiceServicer:
 
     def StartConsoleLogin(self, request, context):
         """The sponsor console's login: sends a 6-digit code by email. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -321,6 +333,7 @@ class AccountsServiceServicer:
     def VerifyConsoleLogin(self, request, context):
         """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
         keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -332,6 +345,8 @@ class AccountsServiceServicer:
         Google place id is claimed in the same step when the merchants service accepts the claim (the email's
         domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
         claim). Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -341,6 +356,8 @@ class AccountsServiceServicer:
         """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
         address, once the merchants service accepted that address as the store's owner. The link expires after
         15 minutes. Services only.
+        Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+        MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -349,6 +366,7 @@ class AccountsServiceServicer:
     def VerifyMerchantClaimLink(self, request, context):
         """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
         makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+        Errors: CLAIM_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -357,6 +375,7 @@ class AccountsServiceServicer:
     def RefreshToken(self, request, context):
         """Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
         token that was already rotated revokes every token of its family. Public.
+        Errors: REFRESH_TOKEN_INVALID, REFRESH_TOKEN_REUSED, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -364,6 +383,7 @@ class AccountsServiceServicer:
 
     def Logout(self, request, context):
         """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller.
+        Errors: USER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -371,6 +391,7 @@ class AccountsServiceServicer:
 
     def GetMe(self, request, context):
         """The calling user and their roles.
+        Errors: USER_NOT_FOUND, USER_INACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -379,6 +400,7 @@ class AccountsServiceServicer:
     def GetJwks(self, request, context):
         """The public keys that verify access tokens, as a JSON Web Key Set (RFC 7517). Public; Envoy's
         jwt_authn and every service read it.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -386,6 +408,7 @@ class AccountsServiceServicer:
 
     def RegisterDevice(self, request, context):
         """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token.
+        Errors: USER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -393,6 +416,7 @@ class AccountsServiceServicer:
 
     def ListUsers(self, request, context):
         """Lists users, newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -401,6 +425,7 @@ class AccountsServiceServicer:
     def GetUser(self, request, context):
         """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
         Services only.
+        Errors: USER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -408,6 +433,7 @@ class AccountsServiceServicer:
 
     def SetUserRoles(self, request, context):
         """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token.
+        Errors: USER_NOT_FOUND, CANNOT_REMOVE_OWN_ADMIN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -417,6 +443,7 @@ class AccountsServiceServicer:
         """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
         initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
         this merges them. Admin (read-only or write).
+        Errors: AUDIT_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -425,6 +452,7 @@ class AccountsServiceServicer:
     def ListFlags(self, request, context):
         """The feature flags of this environment with their current values. Public: the apps read them before
         sign-in, and services read them through services/common/flags.py.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -432,6 +460,7 @@ class AccountsServiceServicer:
 
     def GetFlag(self, request, context):
         """One feature flag of this environment. Public.
+        Errors: FLAG_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -440,6 +469,7 @@ class AccountsServiceServicer:
     def ToggleFlag(self, request, context):
         """Turns a feature flag of this environment on or off; every replica of every service sees the new value
         within seconds. Write-admin only; audited.
+        Errors: FLAG_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -69,42 +69,60 @@ class AccountsServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> AccountsServiceAsyncStub: ...
     StartPhoneLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.StartPhoneLoginRequest, _accounts_pb2.StartPhoneLoginResponse]
-    """Sends a 6-digit login code by SMS to a US (+1) phone number. Public."""
+    """Sends a 6-digit login code by SMS to a US (+1) phone number. Public.
+    Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+    """
     VerifyPhoneLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyPhoneLoginRequest, _accounts_pb2.VerifyPhoneLoginResponse]
-    """Checks the code; on success returns tokens, creating a driver account on first login. Public."""
+    """Checks the code; on success returns tokens, creating a driver account on first login. Public.
+    Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
+    """
     StartEmailLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.StartEmailLoginRequest, _accounts_pb2.StartEmailLoginResponse]
-    """Sends a 6-digit login code by email. Public."""
+    """Sends a 6-digit login code by email. Public.
+    Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+    """
     VerifyEmailLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyEmailLoginRequest, _accounts_pb2.VerifyEmailLoginResponse]
-    """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public."""
+    """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public.
+    Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
+    """
     SignInWithGoogle: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithGoogleRequest, _accounts_pb2.SignInWithGoogleResponse]
     """Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
     Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
     Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
     with the same provider-verified email, else a new driver. Public.
+    Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+    USER_INACTIVE.
     """
     SignInWithApple: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithAppleRequest, _accounts_pb2.SignInWithAppleResponse]
     """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
     against Apple's keys. Public.
+    Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+    USER_INACTIVE.
     """
     GetTeslaLoginUrl: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetTeslaLoginUrlRequest, _accounts_pb2.GetTeslaLoginUrlResponse]
     """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
     sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+    Errors: VEHICLES_UNAVAILABLE.
     """
     SignInWithTesla: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithTeslaRequest, _accounts_pb2.SignInWithTeslaResponse]
     """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
     sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
     driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
     refuses the code. Public.
+    Errors: TESLA_SIGN_IN_FAILED, VEHICLES_UNAVAILABLE, USER_INACTIVE.
     """
     ResolveProviderDriver: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]
     """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
     sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+    Errors: USER_INACTIVE.
     """
     StartConsoleLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]
-    """The sponsor console's login: sends a 6-digit code by email. Public."""
+    """The sponsor console's login: sends a 6-digit code by email. Public.
+    Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+    """
     VerifyConsoleLogin: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyConsoleLoginRequest, _accounts_pb2.VerifyConsoleLoginResponse]
     """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
     keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+    Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
     """
     SignInMerchantWithGoogle: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SignInMerchantWithGoogleRequest, _accounts_pb2.SignInMerchantWithGoogleResponse]
     """The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
@@ -112,52 +130,75 @@ class AccountsServiceStub:
     Google place id is claimed in the same step when the merchants service accepts the claim (the email's
     domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
     claim). Public.
+    Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+    USER_INACTIVE, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE.
     """
     SendMerchantClaimLink: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SendMerchantClaimLinkRequest, _accounts_pb2.SendMerchantClaimLinkResponse]
     """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
     address, once the merchants service accepted that address as the store's owner. The link expires after
     15 minutes. Services only.
+    Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+    MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
     """
     VerifyMerchantClaimLink: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.VerifyMerchantClaimLinkRequest, _accounts_pb2.VerifyMerchantClaimLinkResponse]
     """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
     makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+    Errors: CLAIM_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE, USER_INACTIVE.
     """
     RefreshToken: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RefreshTokenRequest, _accounts_pb2.RefreshTokenResponse]
     """Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
     token that was already rotated revokes every token of its family. Public.
+    Errors: REFRESH_TOKEN_INVALID, REFRESH_TOKEN_REUSED, USER_INACTIVE.
     """
     Logout: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.LogoutRequest, _accounts_pb2.LogoutResponse]
-    """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller."""
+    """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller.
+    Errors: USER_NOT_FOUND.
+    """
     GetMe: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetMeRequest, _accounts_pb2.GetMeResponse]
-    """The calling user and their roles."""
+    """The calling user and their roles.
+    Errors: USER_NOT_FOUND, USER_INACTIVE.
+    """
     GetJwks: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetJwksRequest, _accounts_pb2.GetJwksResponse]
     """The public keys that verify access tokens, as a JSON Web Key Set (RFC 7517). Public; Envoy's
     jwt_authn and every service read it.
+    Errors: none beyond the common ones.
     """
     RegisterDevice: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.RegisterDeviceRequest, _accounts_pb2.RegisterDeviceResponse]
-    """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token."""
+    """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token.
+    Errors: USER_NOT_FOUND.
+    """
     ListUsers: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListUsersRequest, _accounts_pb2.ListUsersResponse]
-    """Lists users, newest first. Admin (read-only or write)."""
+    """Lists users, newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     GetUser: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetUserRequest, _accounts_pb2.GetUserResponse]
     """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
     Services only.
+    Errors: USER_NOT_FOUND.
     """
     SetUserRoles: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]
-    """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+    """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token.
+    Errors: USER_NOT_FOUND, CANNOT_REMOVE_OWN_ADMIN.
+    """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListAuditEntriesRequest, _accounts_pb2.ListAuditEntriesResponse]
     """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
     initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
     this merges them. Admin (read-only or write).
+    Errors: AUDIT_UNAVAILABLE.
     """
     ListFlags: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ListFlagsRequest, _accounts_pb2.ListFlagsResponse]
     """The feature flags of this environment with their current values. Public: the apps read them before
     sign-in, and services read them through services/common/flags.py.
+    Errors: none beyond the common ones.
     """
     GetFlag: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.GetFlagRequest, _accounts_pb2.GetFlagResponse]
-    """One feature flag of this environment. Public."""
+    """One feature flag of this environment. Public.
+    Errors: FLAG_NOT_FOUND.
+    """
     ToggleFlag: _grpc.UnaryUnaryMultiCallable[_accounts_pb2.ToggleFlagRequest, _accounts_pb2.ToggleFlagResponse]
     """Turns a feature flag of this environment on or off; every replica of every service sees the new value
     within seconds. Write-admin only; audited.
+    Errors: FLAG_NOT_FOUND.
     """
 
 @_typing.type_check_only
@@ -201,42 +242,60 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StartPhoneLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.StartPhoneLoginRequest, _accounts_pb2.StartPhoneLoginResponse]  # type: ignore[assignment]
-    """Sends a 6-digit login code by SMS to a US (+1) phone number. Public."""
+    """Sends a 6-digit login code by SMS to a US (+1) phone number. Public.
+    Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+    """
     VerifyPhoneLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyPhoneLoginRequest, _accounts_pb2.VerifyPhoneLoginResponse]  # type: ignore[assignment]
-    """Checks the code; on success returns tokens, creating a driver account on first login. Public."""
+    """Checks the code; on success returns tokens, creating a driver account on first login. Public.
+    Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
+    """
     StartEmailLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.StartEmailLoginRequest, _accounts_pb2.StartEmailLoginResponse]  # type: ignore[assignment]
-    """Sends a 6-digit login code by email. Public."""
+    """Sends a 6-digit login code by email. Public.
+    Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+    """
     VerifyEmailLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyEmailLoginRequest, _accounts_pb2.VerifyEmailLoginResponse]  # type: ignore[assignment]
-    """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public."""
+    """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public.
+    Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
+    """
     SignInWithGoogle: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithGoogleRequest, _accounts_pb2.SignInWithGoogleResponse]  # type: ignore[assignment]
     """Signs a driver in with a Google ID token (from Google Sign-In in the app). The token is checked against
     Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
     Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
     with the same provider-verified email, else a new driver. Public.
+    Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+    USER_INACTIVE.
     """
     SignInWithApple: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithAppleRequest, _accounts_pb2.SignInWithAppleResponse]  # type: ignore[assignment]
     """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
     against Apple's keys. Public.
+    Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+    USER_INACTIVE.
     """
     GetTeslaLoginUrl: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetTeslaLoginUrlRequest, _accounts_pb2.GetTeslaLoginUrlResponse]  # type: ignore[assignment]
     """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
     sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+    Errors: VEHICLES_UNAVAILABLE.
     """
     SignInWithTesla: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInWithTeslaRequest, _accounts_pb2.SignInWithTeslaResponse]  # type: ignore[assignment]
     """Step 2: the code and state from Tesla. Finds the driver of that Tesla account (created on its first
     sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
     driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
     refuses the code. Public.
+    Errors: TESLA_SIGN_IN_FAILED, VEHICLES_UNAVAILABLE, USER_INACTIVE.
     """
     ResolveProviderDriver: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ResolveProviderDriverRequest, _accounts_pb2.ResolveProviderDriverResponse]  # type: ignore[assignment]
     """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
     sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+    Errors: USER_INACTIVE.
     """
     StartConsoleLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.StartConsoleLoginRequest, _accounts_pb2.StartConsoleLoginResponse]  # type: ignore[assignment]
-    """The sponsor console's login: sends a 6-digit code by email. Public."""
+    """The sponsor console's login: sends a 6-digit code by email. Public.
+    Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+    """
     VerifyConsoleLogin: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyConsoleLoginRequest, _accounts_pb2.VerifyConsoleLoginResponse]  # type: ignore[assignment]
     """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
     keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+    Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
     """
     SignInMerchantWithGoogle: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SignInMerchantWithGoogleRequest, _accounts_pb2.SignInMerchantWithGoogleResponse]  # type: ignore[assignment]
     """The merchant portal's Google sign-in: the ID token is checked like SignInWithGoogle's, against the
@@ -244,52 +303,75 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     Google place id is claimed in the same step when the merchants service accepts the claim (the email's
     domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
     claim). Public.
+    Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+    USER_INACTIVE, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE.
     """
     SendMerchantClaimLink: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SendMerchantClaimLinkRequest, _accounts_pb2.SendMerchantClaimLinkResponse]  # type: ignore[assignment]
     """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
     address, once the merchants service accepted that address as the store's owner. The link expires after
     15 minutes. Services only.
+    Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+    MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
     """
     VerifyMerchantClaimLink: _aio.UnaryUnaryMultiCallable[_accounts_pb2.VerifyMerchantClaimLinkRequest, _accounts_pb2.VerifyMerchantClaimLinkResponse]  # type: ignore[assignment]
     """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
     makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+    Errors: CLAIM_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE, USER_INACTIVE.
     """
     RefreshToken: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RefreshTokenRequest, _accounts_pb2.RefreshTokenResponse]  # type: ignore[assignment]
     """Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
     token that was already rotated revokes every token of its family. Public.
+    Errors: REFRESH_TOKEN_INVALID, REFRESH_TOKEN_REUSED, USER_INACTIVE.
     """
     Logout: _aio.UnaryUnaryMultiCallable[_accounts_pb2.LogoutRequest, _accounts_pb2.LogoutResponse]  # type: ignore[assignment]
-    """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller."""
+    """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller.
+    Errors: USER_NOT_FOUND.
+    """
     GetMe: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetMeRequest, _accounts_pb2.GetMeResponse]  # type: ignore[assignment]
-    """The calling user and their roles."""
+    """The calling user and their roles.
+    Errors: USER_NOT_FOUND, USER_INACTIVE.
+    """
     GetJwks: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetJwksRequest, _accounts_pb2.GetJwksResponse]  # type: ignore[assignment]
     """The public keys that verify access tokens, as a JSON Web Key Set (RFC 7517). Public; Envoy's
     jwt_authn and every service read it.
+    Errors: none beyond the common ones.
     """
     RegisterDevice: _aio.UnaryUnaryMultiCallable[_accounts_pb2.RegisterDeviceRequest, _accounts_pb2.RegisterDeviceResponse]  # type: ignore[assignment]
-    """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token."""
+    """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token.
+    Errors: USER_NOT_FOUND.
+    """
     ListUsers: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListUsersRequest, _accounts_pb2.ListUsersResponse]  # type: ignore[assignment]
-    """Lists users, newest first. Admin (read-only or write)."""
+    """Lists users, newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     GetUser: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetUserRequest, _accounts_pb2.GetUserResponse]  # type: ignore[assignment]
     """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
     Services only.
+    Errors: USER_NOT_FOUND.
     """
     SetUserRoles: _aio.UnaryUnaryMultiCallable[_accounts_pb2.SetUserRolesRequest, _accounts_pb2.SetUserRolesResponse]  # type: ignore[assignment]
-    """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+    """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token.
+    Errors: USER_NOT_FOUND, CANNOT_REMOVE_OWN_ADMIN.
+    """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListAuditEntriesRequest, _accounts_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
     initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
     this merges them. Admin (read-only or write).
+    Errors: AUDIT_UNAVAILABLE.
     """
     ListFlags: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ListFlagsRequest, _accounts_pb2.ListFlagsResponse]  # type: ignore[assignment]
     """The feature flags of this environment with their current values. Public: the apps read them before
     sign-in, and services read them through services/common/flags.py.
+    Errors: none beyond the common ones.
     """
     GetFlag: _aio.UnaryUnaryMultiCallable[_accounts_pb2.GetFlagRequest, _accounts_pb2.GetFlagResponse]  # type: ignore[assignment]
-    """One feature flag of this environment. Public."""
+    """One feature flag of this environment. Public.
+    Errors: FLAG_NOT_FOUND.
+    """
     ToggleFlag: _aio.UnaryUnaryMultiCallable[_accounts_pb2.ToggleFlagRequest, _accounts_pb2.ToggleFlagResponse]  # type: ignore[assignment]
     """Turns a feature flag of this environment on or off; every replica of every service sees the new value
     within seconds. Write-admin only; audited.
+    Errors: FLAG_NOT_FOUND.
     """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -336,7 +418,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.StartPhoneLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.StartPhoneLoginResponse, _abc.Awaitable[_accounts_pb2.StartPhoneLoginResponse]]:
-        """Sends a 6-digit login code by SMS to a US (+1) phone number. Public."""
+        """Sends a 6-digit login code by SMS to a US (+1) phone number. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+        """
 
     @_abc_1.abstractmethod
     def VerifyPhoneLogin(
@@ -344,7 +428,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.VerifyPhoneLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.VerifyPhoneLoginResponse, _abc.Awaitable[_accounts_pb2.VerifyPhoneLoginResponse]]:
-        """Checks the code; on success returns tokens, creating a driver account on first login. Public."""
+        """Checks the code; on success returns tokens, creating a driver account on first login. Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
+        """
 
     @_abc_1.abstractmethod
     def StartEmailLogin(
@@ -352,7 +438,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.StartEmailLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.StartEmailLoginResponse, _abc.Awaitable[_accounts_pb2.StartEmailLoginResponse]]:
-        """Sends a 6-digit login code by email. Public."""
+        """Sends a 6-digit login code by email. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+        """
 
     @_abc_1.abstractmethod
     def VerifyEmailLogin(
@@ -360,7 +448,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.VerifyEmailLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.VerifyEmailLoginResponse, _abc.Awaitable[_accounts_pb2.VerifyEmailLoginResponse]]:
-        """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public."""
+        """Checks the emailed code; on success returns tokens, creating a driver account on first login. Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
+        """
 
     @_abc_1.abstractmethod
     def SignInWithGoogle(
@@ -372,6 +462,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
         Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
         with the same provider-verified email, else a new driver. Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -382,6 +474,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.SignInWithAppleResponse, _abc.Awaitable[_accounts_pb2.SignInWithAppleResponse]]:
         """Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
         against Apple's keys. Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -392,6 +486,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.GetTeslaLoginUrlResponse, _abc.Awaitable[_accounts_pb2.GetTeslaLoginUrlResponse]]:
         """The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
         sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        Errors: VEHICLES_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -404,6 +499,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
         driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
         refuses the code. Public.
+        Errors: TESLA_SIGN_IN_FAILED, VEHICLES_UNAVAILABLE, USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -414,6 +510,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.ResolveProviderDriverResponse, _abc.Awaitable[_accounts_pb2.ResolveProviderDriverResponse]]:
         """Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
         sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+        Errors: USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -422,7 +519,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.StartConsoleLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.StartConsoleLoginResponse, _abc.Awaitable[_accounts_pb2.StartConsoleLoginResponse]]:
-        """The sponsor console's login: sends a 6-digit code by email. Public."""
+        """The sponsor console's login: sends a 6-digit code by email. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
+        """
 
     @_abc_1.abstractmethod
     def VerifyConsoleLogin(
@@ -432,6 +531,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.VerifyConsoleLoginResponse, _abc.Awaitable[_accounts_pb2.VerifyConsoleLoginResponse]]:
         """Checks the console's emailed code. A new account is created with the sponsor role; an existing account
         keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -445,6 +545,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         Google place id is claimed in the same step when the merchants service accepts the claim (the email's
         domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
         claim). Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -456,6 +558,8 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
         address, once the merchants service accepted that address as the store's owner. The link expires after
         15 minutes. Services only.
+        Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+        MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -466,6 +570,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.VerifyMerchantClaimLinkResponse, _abc.Awaitable[_accounts_pb2.VerifyMerchantClaimLinkResponse]]:
         """Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
         makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+        Errors: CLAIM_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE, USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -476,6 +581,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.RefreshTokenResponse, _abc.Awaitable[_accounts_pb2.RefreshTokenResponse]]:
         """Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
         token that was already rotated revokes every token of its family. Public.
+        Errors: REFRESH_TOKEN_INVALID, REFRESH_TOKEN_REUSED, USER_INACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -484,7 +590,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.LogoutRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.LogoutResponse, _abc.Awaitable[_accounts_pb2.LogoutResponse]]:
-        """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller."""
+        """Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller.
+        Errors: USER_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetMe(
@@ -492,7 +600,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.GetMeRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.GetMeResponse, _abc.Awaitable[_accounts_pb2.GetMeResponse]]:
-        """The calling user and their roles."""
+        """The calling user and their roles.
+        Errors: USER_NOT_FOUND, USER_INACTIVE.
+        """
 
     @_abc_1.abstractmethod
     def GetJwks(
@@ -502,6 +612,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.GetJwksResponse, _abc.Awaitable[_accounts_pb2.GetJwksResponse]]:
         """The public keys that verify access tokens, as a JSON Web Key Set (RFC 7517). Public; Envoy's
         jwt_authn and every service read it.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -510,7 +621,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.RegisterDeviceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.RegisterDeviceResponse, _abc.Awaitable[_accounts_pb2.RegisterDeviceResponse]]:
-        """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token."""
+        """Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token.
+        Errors: USER_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListUsers(
@@ -518,7 +631,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.ListUsersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.ListUsersResponse, _abc.Awaitable[_accounts_pb2.ListUsersResponse]]:
-        """Lists users, newest first. Admin (read-only or write)."""
+        """Lists users, newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def GetUser(
@@ -528,6 +643,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.GetUserResponse, _abc.Awaitable[_accounts_pb2.GetUserResponse]]:
         """Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
         Services only.
+        Errors: USER_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -536,7 +652,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.SetUserRolesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.SetUserRolesResponse, _abc.Awaitable[_accounts_pb2.SetUserRolesResponse]]:
-        """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token."""
+        """Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token.
+        Errors: USER_NOT_FOUND, CANNOT_REMOVE_OWN_ADMIN.
+        """
 
     @_abc_1.abstractmethod
     def ListAuditEntries(
@@ -547,6 +665,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The audit log of the whole mesh, newest first: every admin action and every movement of money a person
         initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
         this merges them. Admin (read-only or write).
+        Errors: AUDIT_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -557,6 +676,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.ListFlagsResponse, _abc.Awaitable[_accounts_pb2.ListFlagsResponse]]:
         """The feature flags of this environment with their current values. Public: the apps read them before
         sign-in, and services read them through services/common/flags.py.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -565,7 +685,9 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _accounts_pb2.GetFlagRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_pb2.GetFlagResponse, _abc.Awaitable[_accounts_pb2.GetFlagResponse]]:
-        """One feature flag of this environment. Public."""
+        """One feature flag of this environment. Public.
+        Errors: FLAG_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ToggleFlag(
@@ -575,6 +697,7 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_pb2.ToggleFlagResponse, _abc.Awaitable[_accounts_pb2.ToggleFlagResponse]]:
         """Turns a feature flag of this environment on or off; every replica of every service sees the new value
         within seconds. Write-admin only; audited.
+        Errors: FLAG_NOT_FOUND.
         """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

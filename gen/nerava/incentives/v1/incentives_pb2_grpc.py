@@ -305,6 +305,7 @@ class IncentivesServiceServicer:
         """Campaigns the caller may see (a sponsor: their own; an admin: all), newest first. Sponsor, admin.
         The console calls `GET /v1/campaigns/` with a trailing slash; Envoy's path matcher serves it from this
         template (a template ending in "/" is refused by the transcoder).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -312,6 +313,7 @@ class IncentivesServiceServicer:
 
     def CreateCampaign(self, request, context):
         """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`.
+        Errors: BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -319,6 +321,7 @@ class IncentivesServiceServicer:
 
     def GetCampaign(self, request, context):
         """One campaign. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -329,6 +332,7 @@ class IncentivesServiceServicer:
         listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
         unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
         nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -341,6 +345,7 @@ class IncentivesServiceServicer:
         original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
         cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
         admin.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -348,6 +353,7 @@ class IncentivesServiceServicer:
 
     def ActivateCampaign(self, request, context):
         """draft → active. Owning sponsor (campaign must be funded), admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, CAMPAIGN_NOT_FUNDED, CAMPAIGN_EXPIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -356,6 +362,7 @@ class IncentivesServiceServicer:
     def PauseCampaign(self, request, context):
         """active → paused; no grants while paused. The reason is a query parameter (`?reason=`), as the console
         sends it. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -363,6 +370,7 @@ class IncentivesServiceServicer:
 
     def ResumeCampaign(self, request, context):
         """paused → active. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, BUDGET_EXHAUSTED, CAMPAIGN_EXPIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -373,6 +381,7 @@ class IncentivesServiceServicer:
         payment completes, Stripe's webhook reaches the ledger (HandleStripeEvent), which moves the money and,
         through its outbox, calls RecordCampaignFunding: the platform fee (2000 bps, configurable) is kept once,
         the campaign budget becomes the net amount, and a draft campaign activates. Owning sponsor.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, INVALID_TRANSITION, PAYMENTS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -380,6 +389,7 @@ class IncentivesServiceServicer:
 
     def ListGrants(self, request, context):
         """A campaign's grants, newest first. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -387,6 +397,7 @@ class IncentivesServiceServicer:
 
     def GetBudget(self, request, context):
         """A campaign's budget and spend. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -396,6 +407,7 @@ class IncentivesServiceServicer:
         """"Earn $X here": active campaigns a driver could earn from at a place or charger, with whether this
         driver is still eligible (driver-specific rules and caps). Campaigns whose allowlist excludes the driver
         are not listed. Driver.
+        Errors: CHARGER_NOT_FOUND, ACCOUNTS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -405,6 +417,7 @@ class IncentivesServiceServicer:
         """Dry run: evaluates this campaign alone (as if no other campaign competed) over the ended sessions of a
         past window, in time order, with its caps and budget; reports grants, spend and why the other sessions
         failed. Changes nothing. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -413,6 +426,7 @@ class IncentivesServiceServicer:
     def GetReputation(self, request, context):
         """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
         (not while PENDING, never when FAILED or clawed back). Driver.
+        Errors: UNKNOWN_TIME_ZONE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -422,6 +436,7 @@ class IncentivesServiceServicer:
         """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
         campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
         Idempotent: a clawed-back grant is returned unchanged. Admin (write); audited.
+        Errors: GRANT_NOT_FOUND, GRANT_ALREADY_SPENT, GRANT_FAILED, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -433,6 +448,7 @@ class IncentivesServiceServicer:
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
         funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
         through Stripe with its ledger entries (net and fee). Services only.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, BUDGET_TOO_SMALL.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -442,6 +458,7 @@ class IncentivesServiceServicer:
         """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
         budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
         answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -454,6 +471,8 @@ class IncentivesServiceServicer:
         activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
         answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
         Admin (write); audited.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, CAMPAIGN_FUNDING_CONFLICT,
+        CHECKOUT_PENDING, INVALID_TRANSITION, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -465,6 +484,7 @@ class IncentivesServiceServicer:
         without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
         it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
         only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -475,6 +495,7 @@ class IncentivesServiceServicer:
         session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
         left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
         allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -485,6 +506,7 @@ class IncentivesServiceServicer:
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        Errors: GRANT_FAILED, IDEMPOTENCY_KEY_REUSED, ACCOUNTS_UNAVAILABLE, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -493,6 +515,7 @@ class IncentivesServiceServicer:
     def ListAuditEntries(self, request, context):
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -500,6 +523,7 @@ class IncentivesServiceServicer:
 
     def ListDeadLetters(self, request, context):
         """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -508,6 +532,7 @@ class IncentivesServiceServicer:
     def ReplayDeadLetters(self, request, context):
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -108,16 +108,22 @@ class IncentivesServiceStub:
     """Campaigns the caller may see (a sponsor: their own; an admin: all), newest first. Sponsor, admin.
     The console calls `GET /v1/campaigns/` with a trailing slash; Envoy's path matcher serves it from this
     template (a template ending in "/" is refused by the transcoder).
+    Errors: none beyond the common ones.
     """
     CreateCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.CreateCampaignRequest, _incentives_pb2.CreateCampaignResponse]
-    """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`."""
+    """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`.
+    Errors: BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
+    """
     GetCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.GetCampaignRequest, _incentives_pb2.GetCampaignResponse]
-    """One campaign. Owning sponsor, admin."""
+    """One campaign. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
+    """
     UpdateCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.UpdateCampaignRequest, _incentives_pb2.UpdateCampaignResponse]
     """Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
     listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
     unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
     nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
     """
     EditCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EditCampaignRequest, _incentives_pb2.EditCampaignResponse]
     """The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
@@ -126,43 +132,58 @@ class IncentivesServiceStub:
     original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
     cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
     admin.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
     """
     ActivateCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ActivateCampaignRequest, _incentives_pb2.ActivateCampaignResponse]
-    """draft → active. Owning sponsor (campaign must be funded), admin."""
+    """draft → active. Owning sponsor (campaign must be funded), admin.
+    Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, CAMPAIGN_NOT_FUNDED, CAMPAIGN_EXPIRED.
+    """
     PauseCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.PauseCampaignRequest, _incentives_pb2.PauseCampaignResponse]
     """active → paused; no grants while paused. The reason is a query parameter (`?reason=`), as the console
     sends it. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION.
     """
     ResumeCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ResumeCampaignRequest, _incentives_pb2.ResumeCampaignResponse]
-    """paused → active. Owning sponsor, admin."""
+    """paused → active. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, BUDGET_EXHAUSTED, CAMPAIGN_EXPIRED.
+    """
     FundCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.FundCampaignRequest, _incentives_pb2.FundCampaignResponse]
     """Opens (or returns the still open) Stripe Checkout for a draft campaign's gross budget_cents. When the
     payment completes, Stripe's webhook reaches the ledger (HandleStripeEvent), which moves the money and,
     through its outbox, calls RecordCampaignFunding: the platform fee (2000 bps, configurable) is kept once,
     the campaign budget becomes the net amount, and a draft campaign activates. Owning sponsor.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, INVALID_TRANSITION, PAYMENTS_UNAVAILABLE.
     """
     ListGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListGrantsRequest, _incentives_pb2.ListGrantsResponse]
-    """A campaign's grants, newest first. Owning sponsor, admin."""
+    """A campaign's grants, newest first. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
+    """
     GetBudget: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.GetBudgetRequest, _incentives_pb2.GetBudgetResponse]
-    """A campaign's budget and spend. Owning sponsor, admin."""
+    """A campaign's budget and spend. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
+    """
     ListDriverCampaigns: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListDriverCampaignsRequest, _incentives_pb2.ListDriverCampaignsResponse]
     """"Earn $X here": active campaigns a driver could earn from at a place or charger, with whether this
     driver is still eligible (driver-specific rules and caps). Campaigns whose allowlist excludes the driver
     are not listed. Driver.
+    Errors: CHARGER_NOT_FOUND, ACCOUNTS_UNAVAILABLE.
     """
     SimulateCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.SimulateCampaignRequest, _incentives_pb2.SimulateCampaignResponse]
     """Dry run: evaluates this campaign alone (as if no other campaign competed) over the ended sessions of a
     past window, in time order, with its caps and budget; reports grants, spend and why the other sessions
     failed. Changes nothing. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
     """
     GetReputation: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]
     """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
     (not while PENDING, never when FAILED or clawed back). Driver.
+    Errors: UNKNOWN_TIME_ZONE.
     """
     ClawbackGrant: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
     Idempotent: a clawed-back grant is returned unchanged. Admin (write); audited.
+    Errors: GRANT_NOT_FOUND, GRANT_ALREADY_SPENT, GRANT_FAILED, LEDGER_UNAVAILABLE.
     """
     RecordCampaignFunding: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.RecordCampaignFundingRequest, _incentives_pb2.RecordCampaignFundingResponse]
     """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
@@ -170,11 +191,13 @@ class IncentivesServiceStub:
     activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
     funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
     through Stripe with its ledger entries (net and fee). Services only.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, BUDGET_TOO_SMALL.
     """
     CancelCampaign: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.CancelCampaignRequest, _incentives_pb2.CancelCampaignResponse]
     """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
     budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
     answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, LEDGER_UNAVAILABLE.
     """
     FundCampaignFromPlatform: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.FundCampaignFromPlatformRequest, _incentives_pb2.FundCampaignFromPlatformResponse]
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
@@ -183,6 +206,8 @@ class IncentivesServiceStub:
     activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
     answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
     Admin (write); audited.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, CAMPAIGN_FUNDING_CONFLICT,
+    CHECKOUT_PENDING, INVALID_TRANSITION, LEDGER_UNAVAILABLE.
     """
     BatchGetSessionGrants: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
@@ -190,28 +215,35 @@ class IncentivesServiceStub:
     without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
     it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
     only.
+    Errors: none beyond the common ones.
     """
     ListChargerRewards: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListChargerRewardsRequest, _incentives_pb2.ListChargerRewardsResponse]
     """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
     session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
     left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
     allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+    Errors: none beyond the common ones.
     """
     EvaluateSession: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
+    Errors: GRANT_FAILED, IDEMPOTENCY_KEY_REUSED, ACCOUNTS_UNAVAILABLE, LEDGER_UNAVAILABLE.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ListDeadLettersRequest, _incentives_pb2.ListDeadLettersResponse]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_incentives_pb2.ReplayDeadLettersRequest, _incentives_pb2.ReplayDeadLettersResponse]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 @_typing.type_check_only
@@ -294,16 +326,22 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     """Campaigns the caller may see (a sponsor: their own; an admin: all), newest first. Sponsor, admin.
     The console calls `GET /v1/campaigns/` with a trailing slash; Envoy's path matcher serves it from this
     template (a template ending in "/" is refused by the transcoder).
+    Errors: none beyond the common ones.
     """
     CreateCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.CreateCampaignRequest, _incentives_pb2.CreateCampaignResponse]  # type: ignore[assignment]
-    """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`."""
+    """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`.
+    Errors: BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
+    """
     GetCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.GetCampaignRequest, _incentives_pb2.GetCampaignResponse]  # type: ignore[assignment]
-    """One campaign. Owning sponsor, admin."""
+    """One campaign. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
+    """
     UpdateCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.UpdateCampaignRequest, _incentives_pb2.UpdateCampaignResponse]  # type: ignore[assignment]
     """Changes a draft or paused campaign. With update_mask, exactly the listed fields are written, and a
     listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
     unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
     nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
     """
     EditCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EditCampaignRequest, _incentives_pb2.EditCampaignResponse]  # type: ignore[assignment]
     """The console's edit: the body is an UpdateCampaignRequest in JSON (same keys, same rules) whose update
@@ -312,43 +350,58 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
     cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
     admin.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
     """
     ActivateCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ActivateCampaignRequest, _incentives_pb2.ActivateCampaignResponse]  # type: ignore[assignment]
-    """draft → active. Owning sponsor (campaign must be funded), admin."""
+    """draft → active. Owning sponsor (campaign must be funded), admin.
+    Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, CAMPAIGN_NOT_FUNDED, CAMPAIGN_EXPIRED.
+    """
     PauseCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.PauseCampaignRequest, _incentives_pb2.PauseCampaignResponse]  # type: ignore[assignment]
     """active → paused; no grants while paused. The reason is a query parameter (`?reason=`), as the console
     sends it. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION.
     """
     ResumeCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ResumeCampaignRequest, _incentives_pb2.ResumeCampaignResponse]  # type: ignore[assignment]
-    """paused → active. Owning sponsor, admin."""
+    """paused → active. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, BUDGET_EXHAUSTED, CAMPAIGN_EXPIRED.
+    """
     FundCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.FundCampaignRequest, _incentives_pb2.FundCampaignResponse]  # type: ignore[assignment]
     """Opens (or returns the still open) Stripe Checkout for a draft campaign's gross budget_cents. When the
     payment completes, Stripe's webhook reaches the ledger (HandleStripeEvent), which moves the money and,
     through its outbox, calls RecordCampaignFunding: the platform fee (2000 bps, configurable) is kept once,
     the campaign budget becomes the net amount, and a draft campaign activates. Owning sponsor.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, INVALID_TRANSITION, PAYMENTS_UNAVAILABLE.
     """
     ListGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListGrantsRequest, _incentives_pb2.ListGrantsResponse]  # type: ignore[assignment]
-    """A campaign's grants, newest first. Owning sponsor, admin."""
+    """A campaign's grants, newest first. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
+    """
     GetBudget: _aio.UnaryUnaryMultiCallable[_incentives_pb2.GetBudgetRequest, _incentives_pb2.GetBudgetResponse]  # type: ignore[assignment]
-    """A campaign's budget and spend. Owning sponsor, admin."""
+    """A campaign's budget and spend. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
+    """
     ListDriverCampaigns: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListDriverCampaignsRequest, _incentives_pb2.ListDriverCampaignsResponse]  # type: ignore[assignment]
     """"Earn $X here": active campaigns a driver could earn from at a place or charger, with whether this
     driver is still eligible (driver-specific rules and caps). Campaigns whose allowlist excludes the driver
     are not listed. Driver.
+    Errors: CHARGER_NOT_FOUND, ACCOUNTS_UNAVAILABLE.
     """
     SimulateCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.SimulateCampaignRequest, _incentives_pb2.SimulateCampaignResponse]  # type: ignore[assignment]
     """Dry run: evaluates this campaign alone (as if no other campaign competed) over the ended sessions of a
     past window, in time order, with its caps and budget; reports grants, spend and why the other sessions
     failed. Changes nothing. Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND.
     """
     GetReputation: _aio.UnaryUnaryMultiCallable[_incentives_pb2.GetReputationRequest, _incentives_pb2.GetReputationResponse]  # type: ignore[assignment]
     """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
     (not while PENDING, never when FAILED or clawed back). Driver.
+    Errors: UNKNOWN_TIME_ZONE.
     """
     ClawbackGrant: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ClawbackGrantRequest, _incentives_pb2.ClawbackGrantResponse]  # type: ignore[assignment]
     """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
     campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
     Idempotent: a clawed-back grant is returned unchanged. Admin (write); audited.
+    Errors: GRANT_NOT_FOUND, GRANT_ALREADY_SPENT, GRANT_FAILED, LEDGER_UNAVAILABLE.
     """
     RecordCampaignFunding: _aio.UnaryUnaryMultiCallable[_incentives_pb2.RecordCampaignFundingRequest, _incentives_pb2.RecordCampaignFundingResponse]  # type: ignore[assignment]
     """Internal (ledger's outbox, after Stripe's checkout.session.completed for a campaign): records the
@@ -356,11 +409,13 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
     funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
     through Stripe with its ledger entries (net and fee). Services only.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, BUDGET_TOO_SMALL.
     """
     CancelCampaign: _aio.UnaryUnaryMultiCallable[_incentives_pb2.CancelCampaignRequest, _incentives_pb2.CancelCampaignResponse]  # type: ignore[assignment]
     """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
     budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
     answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+    Errors: CAMPAIGN_NOT_FOUND, LEDGER_UNAVAILABLE.
     """
     FundCampaignFromPlatform: _aio.UnaryUnaryMultiCallable[_incentives_pb2.FundCampaignFromPlatformRequest, _incentives_pb2.FundCampaignFromPlatformResponse]  # type: ignore[assignment]
     """Funds a draft campaign from the platform's own money (no Stripe payment, no platform fee): one audited
@@ -369,6 +424,8 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
     answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
     Admin (write); audited.
+    Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, CAMPAIGN_FUNDING_CONFLICT,
+    CHECKOUT_PENDING, INVALID_TRANSITION, LEDGER_UNAVAILABLE.
     """
     BatchGetSessionGrants: _aio.UnaryUnaryMultiCallable[_incentives_pb2.BatchGetSessionGrantsRequest, _incentives_pb2.BatchGetSessionGrantsResponse]  # type: ignore[assignment]
     """Internal (sessions): the current grants of up to 100 charging sessions, so sessions can show each
@@ -376,28 +433,35 @@ class IncentivesServiceAsyncStub(IncentivesServiceStub):
     without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
     it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
     only.
+    Errors: none beyond the common ones.
     """
     ListChargerRewards: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListChargerRewardsRequest, _incentives_pb2.ListChargerRewardsResponse]  # type: ignore[assignment]
     """Internal (sessions: the home map and charger lists): the best live campaign reward per charger for a
     session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
     left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
     allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+    Errors: none beyond the common ones.
     """
     EvaluateSession: _aio.UnaryUnaryMultiCallable[_incentives_pb2.EvaluateSessionRequest, _incentives_pb2.EvaluateSessionResponse]  # type: ignore[assignment]
     """Internal (sessions' outbox): evaluates one ended session. Idempotent on (session id, end_sequence): a
     repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
     and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
     points of a session that earned no grant. Services only.
+    Errors: GRANT_FAILED, IDEMPOTENCY_KEY_REUSED, ACCOUNTS_UNAVAILABLE, LEDGER_UNAVAILABLE.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListAuditEntriesRequest, _incentives_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ListDeadLettersRequest, _incentives_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_incentives_pb2.ReplayDeadLettersRequest, _incentives_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -483,6 +547,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Campaigns the caller may see (a sponsor: their own; an admin: all), newest first. Sponsor, admin.
         The console calls `GET /v1/campaigns/` with a trailing slash; Envoy's path matcher serves it from this
         template (a template ending in "/" is refused by the transcoder).
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -491,7 +556,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.CreateCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.CreateCampaignResponse, _abc.Awaitable[_incentives_pb2.CreateCampaignResponse]]:
-        """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`."""
+        """Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`.
+        Errors: BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
+        """
 
     @_abc_1.abstractmethod
     def GetCampaign(
@@ -499,7 +566,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.GetCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.GetCampaignResponse, _abc.Awaitable[_incentives_pb2.GetCampaignResponse]]:
-        """One campaign. Owning sponsor, admin."""
+        """One campaign. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def UpdateCampaign(
@@ -511,6 +580,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
         unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
         nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
 
     @_abc_1.abstractmethod
@@ -525,6 +595,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
         cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
         admin.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
 
     @_abc_1.abstractmethod
@@ -533,7 +604,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.ActivateCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.ActivateCampaignResponse, _abc.Awaitable[_incentives_pb2.ActivateCampaignResponse]]:
-        """draft → active. Owning sponsor (campaign must be funded), admin."""
+        """draft → active. Owning sponsor (campaign must be funded), admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, CAMPAIGN_NOT_FUNDED, CAMPAIGN_EXPIRED.
+        """
 
     @_abc_1.abstractmethod
     def PauseCampaign(
@@ -543,6 +616,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.PauseCampaignResponse, _abc.Awaitable[_incentives_pb2.PauseCampaignResponse]]:
         """active → paused; no grants while paused. The reason is a query parameter (`?reason=`), as the console
         sends it. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION.
         """
 
     @_abc_1.abstractmethod
@@ -551,7 +625,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.ResumeCampaignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.ResumeCampaignResponse, _abc.Awaitable[_incentives_pb2.ResumeCampaignResponse]]:
-        """paused → active. Owning sponsor, admin."""
+        """paused → active. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, BUDGET_EXHAUSTED, CAMPAIGN_EXPIRED.
+        """
 
     @_abc_1.abstractmethod
     def FundCampaign(
@@ -563,6 +639,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         payment completes, Stripe's webhook reaches the ledger (HandleStripeEvent), which moves the money and,
         through its outbox, calls RecordCampaignFunding: the platform fee (2000 bps, configurable) is kept once,
         the campaign budget becomes the net amount, and a draft campaign activates. Owning sponsor.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, INVALID_TRANSITION, PAYMENTS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -571,7 +648,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.ListGrantsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.ListGrantsResponse, _abc.Awaitable[_incentives_pb2.ListGrantsResponse]]:
-        """A campaign's grants, newest first. Owning sponsor, admin."""
+        """A campaign's grants, newest first. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetBudget(
@@ -579,7 +658,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.GetBudgetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.GetBudgetResponse, _abc.Awaitable[_incentives_pb2.GetBudgetResponse]]:
-        """A campaign's budget and spend. Owning sponsor, admin."""
+        """A campaign's budget and spend. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListDriverCampaigns(
@@ -590,6 +671,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """"Earn $X here": active campaigns a driver could earn from at a place or charger, with whether this
         driver is still eligible (driver-specific rules and caps). Campaigns whose allowlist excludes the driver
         are not listed. Driver.
+        Errors: CHARGER_NOT_FOUND, ACCOUNTS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -601,6 +683,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Dry run: evaluates this campaign alone (as if no other campaign competed) over the ended sessions of a
         past window, in time order, with its caps and budget; reports grants, spend and why the other sessions
         failed. Changes nothing. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -611,6 +694,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.GetReputationResponse, _abc.Awaitable[_incentives_pb2.GetReputationResponse]]:
         """The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
         (not while PENDING, never when FAILED or clawed back). Driver.
+        Errors: UNKNOWN_TIME_ZONE.
         """
 
     @_abc_1.abstractmethod
@@ -622,6 +706,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
         campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
         Idempotent: a clawed-back grant is returned unchanged. Admin (write); audited.
+        Errors: GRANT_NOT_FOUND, GRANT_ALREADY_SPENT, GRANT_FAILED, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -635,6 +720,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
         funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
         through Stripe with its ledger entries (net and fee). Services only.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, BUDGET_TOO_SMALL.
         """
 
     @_abc_1.abstractmethod
@@ -646,6 +732,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         """Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
         budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
         answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -660,6 +747,8 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
         answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
         Admin (write); audited.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, CAMPAIGN_FUNDING_CONFLICT,
+        CHECKOUT_PENDING, INVALID_TRANSITION, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -673,6 +762,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
         it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
         only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -685,6 +775,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
         left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
         allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -697,6 +788,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        Errors: GRANT_FAILED, IDEMPOTENCY_KEY_REUSED, ACCOUNTS_UNAVAILABLE, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -707,6 +799,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.ListAuditEntriesResponse, _abc.Awaitable[_incentives_pb2.ListAuditEntriesResponse]]:
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -715,7 +808,9 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _incentives_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_incentives_pb2.ListDeadLettersResponse, _abc.Awaitable[_incentives_pb2.ListDeadLettersResponse]]:
-        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ReplayDeadLetters(
@@ -725,6 +820,7 @@ class IncentivesServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_incentives_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_incentives_pb2.ReplayDeadLettersResponse]]:
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
 def add_IncentivesServiceServicer_to_server(servicer: IncentivesServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -339,6 +339,7 @@ class LedgerServiceServicer:
     def PostTransfer(self, request, context):
         """Posts one transfer (single phase). Idempotent on idempotency_key. Internal (incentives grants and
         clawbacks, merchants redemptions, campaign funding).
+        Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -347,6 +348,7 @@ class LedgerServiceServicer:
     def ReserveTransfer(self, request, context):
         """Phase one of a two-phase transfer: moves the amount from the source into the source owner's
         PAYOUTS_IN_FLIGHT account. Cash only, kind PAYOUT. Internal.
+        Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -355,6 +357,7 @@ class LedgerServiceServicer:
     def PostReservedTransfer(self, request, context):
         """Completes a reservation: moves the reserved amount to the destination named at reserve time.
         Internal.
+        Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -363,6 +366,7 @@ class LedgerServiceServicer:
     def VoidReservedTransfer(self, request, context):
         """Cancels a reservation: moves the reserved amount back to the source (the reversal entry of a
         failed payout). Internal.
+        Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -372,6 +376,8 @@ class LedgerServiceServicer:
         """Reverses what is left of a transfer (a clawback): posts the mirror transfer, kind REVERSAL, with
         reversal_of set. Fails with INSUFFICIENT_BALANCE when the credited account no longer holds the
         amount (e.g. the driver already spent the Nova). Internal.
+        Errors: TRANSFER_NOT_FOUND, REVERSAL_MISMATCH, REVERSAL_EXCEEDS_TRANSFER, TRANSFER_ALREADY_REVERSED,
+        INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -379,6 +385,7 @@ class LedgerServiceServicer:
 
     def GetAccount(self, request, context):
         """One account's balance and totals. Internal.
+        Errors: ACCOUNT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -386,6 +393,7 @@ class LedgerServiceServicer:
 
     def ListTransfers(self, request, context):
         """Transfers that debit or credit one account, newest first. Internal.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -394,6 +402,7 @@ class LedgerServiceServicer:
     def GetMerchantFeePeriod(self, request, context):
         """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
         Internal; the merchants service serves it to the merchant's owner.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -402,6 +411,7 @@ class LedgerServiceServicer:
     def CloseMerchantFeePeriod(self, request, context):
         """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
         takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
+        Errors: FEE_PERIOD_TRANSITION_INVALID.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -409,6 +419,7 @@ class LedgerServiceServicer:
 
     def GetWalletBalance(self, request, context):
         """The calling driver's cash wallet and Nova balance. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -417,6 +428,7 @@ class LedgerServiceServicer:
     def GetDriverWallet(self, request, context):
         """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
         only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,6 +436,7 @@ class LedgerServiceServicer:
 
     def ListWalletEntries(self, request, context):
         """The calling driver's cash-wallet entries, newest first. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -432,6 +445,7 @@ class LedgerServiceServicer:
     def GetWalletTimeline(self, request, context):
         """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
         before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -454,6 +468,7 @@ class LedgerServiceServicer:
 
     def ListPayouts(self, request, context):
         """The calling driver's payouts, newest first. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -462,6 +477,7 @@ class LedgerServiceServicer:
     def CreateStripeAccount(self, request, context):
         """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
         get the same account. Driver.
+        Errors: STRIPE_ACCOUNT_REFUSED, STRIPE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -469,6 +485,7 @@ class LedgerServiceServicer:
 
     def CreateStripeAccountLink(self, request, context):
         """A one-time Stripe onboarding URL for the driver's Express account. Driver.
+        Errors: REDIRECT_URL_NOT_ALLOWED, STRIPE_ACCOUNT_MISSING, STRIPE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -476,6 +493,7 @@ class LedgerServiceServicer:
 
     def GetStripeStatus(self, request, context):
         """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver.
+        Errors: STRIPE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -493,6 +511,7 @@ class LedgerServiceServicer:
         event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
         that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
         recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
+        Errors: STRIPE_SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, STRIPE_EVENT_RETRY.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -502,6 +521,7 @@ class LedgerServiceServicer:
         """Grants Nova points to a driver or a merchant from the platform's external funding account.
         Write-admin only; audited (admin, reason, balance before and after). Idempotent on
         idempotency_key.
+        Errors: IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -516,6 +536,7 @@ class LedgerServiceServicer:
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
         remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
         campaign.
+        Errors: REFUND_NOT_BOOKED, TRANSFER_ALREADY_REVERSED, IDEMPOTENCY_KEY_REUSED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -523,6 +544,7 @@ class LedgerServiceServicer:
 
     def ListPaymentIssues(self, request, context):
         """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -531,6 +553,7 @@ class LedgerServiceServicer:
     def ListUnknownPayouts(self, request, context):
         """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
         balance and may or may not have reached Stripe. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -540,6 +563,7 @@ class LedgerServiceServicer:
         """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
         on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
         Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -548,6 +572,7 @@ class LedgerServiceServicer:
     def CheckLedger(self, request, context):
         """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
         balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -556,6 +581,7 @@ class LedgerServiceServicer:
     def RunReconciliation(self, request, context):
         """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
         payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -564,6 +590,7 @@ class LedgerServiceServicer:
     def ListAuditEntries(self, request, context):
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -571,6 +598,7 @@ class LedgerServiceServicer:
 
     def ListDeadLetters(self, request, context):
         """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -579,6 +607,7 @@ class LedgerServiceServicer:
     def ReplayDeadLetters(self, request, context):
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

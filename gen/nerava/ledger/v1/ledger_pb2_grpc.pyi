@@ -112,47 +112,65 @@ class LedgerServiceStub:
     PostTransfer: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.PostTransferRequest, _ledger_pb2.PostTransferResponse]
     """Posts one transfer (single phase). Idempotent on idempotency_key. Internal (incentives grants and
     clawbacks, merchants redemptions, campaign funding).
+    Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
     """
     ReserveTransfer: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReserveTransferRequest, _ledger_pb2.ReserveTransferResponse]
     """Phase one of a two-phase transfer: moves the amount from the source into the source owner's
     PAYOUTS_IN_FLIGHT account. Cash only, kind PAYOUT. Internal.
+    Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
     """
     PostReservedTransfer: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.PostReservedTransferRequest, _ledger_pb2.PostReservedTransferResponse]
     """Completes a reservation: moves the reserved amount to the destination named at reserve time.
     Internal.
+    Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
     """
     VoidReservedTransfer: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.VoidReservedTransferRequest, _ledger_pb2.VoidReservedTransferResponse]
     """Cancels a reservation: moves the reserved amount back to the source (the reversal entry of a
     failed payout). Internal.
+    Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
     """
     ReverseTransfer: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReverseTransferRequest, _ledger_pb2.ReverseTransferResponse]
     """Reverses what is left of a transfer (a clawback): posts the mirror transfer, kind REVERSAL, with
     reversal_of set. Fails with INSUFFICIENT_BALANCE when the credited account no longer holds the
     amount (e.g. the driver already spent the Nova). Internal.
+    Errors: TRANSFER_NOT_FOUND, REVERSAL_MISMATCH, REVERSAL_EXCEEDS_TRANSFER, TRANSFER_ALREADY_REVERSED,
+    INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED.
     """
     GetAccount: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetAccountRequest, _ledger_pb2.GetAccountResponse]
-    """One account's balance and totals. Internal."""
+    """One account's balance and totals. Internal.
+    Errors: ACCOUNT_NOT_FOUND.
+    """
     ListTransfers: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListTransfersRequest, _ledger_pb2.ListTransfersResponse]
-    """Transfers that debit or credit one account, newest first. Internal."""
+    """Transfers that debit or credit one account, newest first. Internal.
+    Errors: none beyond the common ones.
+    """
     GetMerchantFeePeriod: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetMerchantFeePeriodRequest, _ledger_pb2.GetMerchantFeePeriodResponse]
     """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
     Internal; the merchants service serves it to the merchant's owner.
+    Errors: none beyond the common ones.
     """
     CloseMerchantFeePeriod: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CloseMerchantFeePeriodRequest, _ledger_pb2.CloseMerchantFeePeriodResponse]
     """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
     takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
+    Errors: FEE_PERIOD_TRANSITION_INVALID.
     """
     GetWalletBalance: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]
-    """The calling driver's cash wallet and Nova balance. Driver."""
+    """The calling driver's cash wallet and Nova balance. Driver.
+    Errors: none beyond the common ones.
+    """
     GetDriverWallet: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetDriverWalletRequest, _ledger_pb2.GetDriverWalletResponse]
     """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
     only.
+    Errors: none beyond the common ones.
     """
     ListWalletEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListWalletEntriesRequest, _ledger_pb2.ListWalletEntriesResponse]
-    """The calling driver's cash-wallet entries, newest first. Driver."""
+    """The calling driver's cash-wallet entries, newest first. Driver.
+    Errors: none beyond the common ones.
+    """
     GetWalletTimeline: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]
     """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
     before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
+    Errors: none beyond the common ones.
     """
     RequestPayout: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]
     """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
@@ -166,15 +184,22 @@ class LedgerServiceStub:
     STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]
-    """The calling driver's payouts, newest first. Driver."""
+    """The calling driver's payouts, newest first. Driver.
+    Errors: none beyond the common ones.
+    """
     CreateStripeAccount: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountRequest, _ledger_pb2.CreateStripeAccountResponse]
     """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
     get the same account. Driver.
+    Errors: STRIPE_ACCOUNT_REFUSED, STRIPE_UNAVAILABLE.
     """
     CreateStripeAccountLink: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountLinkRequest, _ledger_pb2.CreateStripeAccountLinkResponse]
-    """A one-time Stripe onboarding URL for the driver's Express account. Driver."""
+    """A one-time Stripe onboarding URL for the driver's Express account. Driver.
+    Errors: REDIRECT_URL_NOT_ALLOWED, STRIPE_ACCOUNT_MISSING, STRIPE_UNAVAILABLE.
+    """
     GetStripeStatus: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.GetStripeStatusRequest, _ledger_pb2.GetStripeStatusResponse]
-    """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver."""
+    """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver.
+    Errors: STRIPE_UNAVAILABLE.
+    """
     HandleStripeEvent: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.HandleStripeEventRequest, _ledger_pb2.HandleStripeEventResponse]
     """Stripe webhook. Public route, authenticated by the `Stripe-Signature` header, which Envoy forwards
     as gRPC metadata `stripe-signature`; the signature is verified over the exact request bytes, which
@@ -187,11 +212,13 @@ class LedgerServiceStub:
     event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
     that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
     recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
+    Errors: STRIPE_SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, STRIPE_EVENT_RETRY.
     """
     AdminGrant: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.AdminGrantRequest, _ledger_pb2.AdminGrantResponse]
     """Grants Nova points to a driver or a merchant from the platform's external funding account.
     Write-admin only; audited (admin, reason, balance before and after). Idempotent on
     idempotency_key.
+    Errors: IDEMPOTENCY_KEY_REUSED.
     """
     RefundCampaignBudget: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
@@ -202,35 +229,46 @@ class LedgerServiceStub:
     what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
     remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
     campaign.
+    Errors: REFUND_NOT_BOOKED, TRANSFER_ALREADY_REVERSED, IDEMPOTENCY_KEY_REUSED.
     """
     ListPaymentIssues: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]
-    """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+    Errors: none beyond the common ones.
+    """
     ListUnknownPayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]
     """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
     balance and may or may not have reached Stripe. Admin (read-only or write).
+    Errors: none beyond the common ones.
     """
     ReconcilePayouts: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]
     """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
     on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
     Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
     CheckLedger: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.CheckLedgerRequest, _ledger_pb2.CheckLedgerResponse]
     """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
     balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+    Errors: none beyond the common ones.
     """
     RunReconciliation: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]
     """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
     payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+    Errors: none beyond the common ones.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListDeadLettersRequest, _ledger_pb2.ListDeadLettersResponse]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ReplayDeadLettersRequest, _ledger_pb2.ReplayDeadLettersResponse]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 @_typing.type_check_only
@@ -317,47 +355,65 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     PostTransfer: _aio.UnaryUnaryMultiCallable[_ledger_pb2.PostTransferRequest, _ledger_pb2.PostTransferResponse]  # type: ignore[assignment]
     """Posts one transfer (single phase). Idempotent on idempotency_key. Internal (incentives grants and
     clawbacks, merchants redemptions, campaign funding).
+    Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
     """
     ReserveTransfer: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReserveTransferRequest, _ledger_pb2.ReserveTransferResponse]  # type: ignore[assignment]
     """Phase one of a two-phase transfer: moves the amount from the source into the source owner's
     PAYOUTS_IN_FLIGHT account. Cash only, kind PAYOUT. Internal.
+    Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
     """
     PostReservedTransfer: _aio.UnaryUnaryMultiCallable[_ledger_pb2.PostReservedTransferRequest, _ledger_pb2.PostReservedTransferResponse]  # type: ignore[assignment]
     """Completes a reservation: moves the reserved amount to the destination named at reserve time.
     Internal.
+    Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
     """
     VoidReservedTransfer: _aio.UnaryUnaryMultiCallable[_ledger_pb2.VoidReservedTransferRequest, _ledger_pb2.VoidReservedTransferResponse]  # type: ignore[assignment]
     """Cancels a reservation: moves the reserved amount back to the source (the reversal entry of a
     failed payout). Internal.
+    Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
     """
     ReverseTransfer: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReverseTransferRequest, _ledger_pb2.ReverseTransferResponse]  # type: ignore[assignment]
     """Reverses what is left of a transfer (a clawback): posts the mirror transfer, kind REVERSAL, with
     reversal_of set. Fails with INSUFFICIENT_BALANCE when the credited account no longer holds the
     amount (e.g. the driver already spent the Nova). Internal.
+    Errors: TRANSFER_NOT_FOUND, REVERSAL_MISMATCH, REVERSAL_EXCEEDS_TRANSFER, TRANSFER_ALREADY_REVERSED,
+    INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED.
     """
     GetAccount: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetAccountRequest, _ledger_pb2.GetAccountResponse]  # type: ignore[assignment]
-    """One account's balance and totals. Internal."""
+    """One account's balance and totals. Internal.
+    Errors: ACCOUNT_NOT_FOUND.
+    """
     ListTransfers: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListTransfersRequest, _ledger_pb2.ListTransfersResponse]  # type: ignore[assignment]
-    """Transfers that debit or credit one account, newest first. Internal."""
+    """Transfers that debit or credit one account, newest first. Internal.
+    Errors: none beyond the common ones.
+    """
     GetMerchantFeePeriod: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetMerchantFeePeriodRequest, _ledger_pb2.GetMerchantFeePeriodResponse]  # type: ignore[assignment]
     """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
     Internal; the merchants service serves it to the merchant's owner.
+    Errors: none beyond the common ones.
     """
     CloseMerchantFeePeriod: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CloseMerchantFeePeriodRequest, _ledger_pb2.CloseMerchantFeePeriodResponse]  # type: ignore[assignment]
     """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
     takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
+    Errors: FEE_PERIOD_TRANSITION_INVALID.
     """
     GetWalletBalance: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletBalanceRequest, _ledger_pb2.GetWalletBalanceResponse]  # type: ignore[assignment]
-    """The calling driver's cash wallet and Nova balance. Driver."""
+    """The calling driver's cash wallet and Nova balance. Driver.
+    Errors: none beyond the common ones.
+    """
     GetDriverWallet: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetDriverWalletRequest, _ledger_pb2.GetDriverWalletResponse]  # type: ignore[assignment]
     """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
     only.
+    Errors: none beyond the common ones.
     """
     ListWalletEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListWalletEntriesRequest, _ledger_pb2.ListWalletEntriesResponse]  # type: ignore[assignment]
-    """The calling driver's cash-wallet entries, newest first. Driver."""
+    """The calling driver's cash-wallet entries, newest first. Driver.
+    Errors: none beyond the common ones.
+    """
     GetWalletTimeline: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetWalletTimelineRequest, _ledger_pb2.GetWalletTimelineResponse]  # type: ignore[assignment]
     """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
     before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
+    Errors: none beyond the common ones.
     """
     RequestPayout: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RequestPayoutRequest, _ledger_pb2.RequestPayoutResponse]  # type: ignore[assignment]
     """Withdraws cash to the driver's Stripe Express account. Idempotent on request_id; the app sends no
@@ -371,15 +427,22 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     STRIPE_ACCOUNT_MISSING, STRIPE_ONBOARDING_INCOMPLETE, IDEMPOTENCY_KEY_REUSED, STRIPE_UNAVAILABLE.
     """
     ListPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPayoutsRequest, _ledger_pb2.ListPayoutsResponse]  # type: ignore[assignment]
-    """The calling driver's payouts, newest first. Driver."""
+    """The calling driver's payouts, newest first. Driver.
+    Errors: none beyond the common ones.
+    """
     CreateStripeAccount: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountRequest, _ledger_pb2.CreateStripeAccountResponse]  # type: ignore[assignment]
     """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
     get the same account. Driver.
+    Errors: STRIPE_ACCOUNT_REFUSED, STRIPE_UNAVAILABLE.
     """
     CreateStripeAccountLink: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CreateStripeAccountLinkRequest, _ledger_pb2.CreateStripeAccountLinkResponse]  # type: ignore[assignment]
-    """A one-time Stripe onboarding URL for the driver's Express account. Driver."""
+    """A one-time Stripe onboarding URL for the driver's Express account. Driver.
+    Errors: REDIRECT_URL_NOT_ALLOWED, STRIPE_ACCOUNT_MISSING, STRIPE_UNAVAILABLE.
+    """
     GetStripeStatus: _aio.UnaryUnaryMultiCallable[_ledger_pb2.GetStripeStatusRequest, _ledger_pb2.GetStripeStatusResponse]  # type: ignore[assignment]
-    """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver."""
+    """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver.
+    Errors: STRIPE_UNAVAILABLE.
+    """
     HandleStripeEvent: _aio.UnaryUnaryMultiCallable[_ledger_pb2.HandleStripeEventRequest, _ledger_pb2.HandleStripeEventResponse]  # type: ignore[assignment]
     """Stripe webhook. Public route, authenticated by the `Stripe-Signature` header, which Envoy forwards
     as gRPC metadata `stripe-signature`; the signature is verified over the exact request bytes, which
@@ -392,11 +455,13 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
     that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
     recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
+    Errors: STRIPE_SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, STRIPE_EVENT_RETRY.
     """
     AdminGrant: _aio.UnaryUnaryMultiCallable[_ledger_pb2.AdminGrantRequest, _ledger_pb2.AdminGrantResponse]  # type: ignore[assignment]
     """Grants Nova points to a driver or a merchant from the platform's external funding account.
     Write-admin only; audited (admin, reason, balance before and after). Idempotent on
     idempotency_key.
+    Errors: IDEMPOTENCY_KEY_REUSED.
     """
     RefundCampaignBudget: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RefundCampaignBudgetRequest, _ledger_pb2.RefundCampaignBudgetResponse]  # type: ignore[assignment]
     """Internal (incentives, CancelCampaign): returns up to amount_cents of a campaign's budget account to
@@ -407,35 +472,46 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
     remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
     campaign.
+    Errors: REFUND_NOT_BOOKED, TRANSFER_ALREADY_REVERSED, IDEMPOTENCY_KEY_REUSED.
     """
     ListPaymentIssues: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListPaymentIssuesRequest, _ledger_pb2.ListPaymentIssuesResponse]  # type: ignore[assignment]
-    """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+    """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+    Errors: none beyond the common ones.
+    """
     ListUnknownPayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListUnknownPayoutsRequest, _ledger_pb2.ListUnknownPayoutsResponse]  # type: ignore[assignment]
     """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
     balance and may or may not have reached Stripe. Admin (read-only or write).
+    Errors: none beyond the common ones.
     """
     ReconcilePayouts: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReconcilePayoutsRequest, _ledger_pb2.ReconcilePayoutsResponse]  # type: ignore[assignment]
     """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
     on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
     Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
     CheckLedger: _aio.UnaryUnaryMultiCallable[_ledger_pb2.CheckLedgerRequest, _ledger_pb2.CheckLedgerResponse]  # type: ignore[assignment]
     """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
     balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+    Errors: none beyond the common ones.
     """
     RunReconciliation: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]  # type: ignore[assignment]
     """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
     payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+    Errors: none beyond the common ones.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListDeadLettersRequest, _ledger_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ReplayDeadLettersRequest, _ledger_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -525,6 +601,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.PostTransferResponse, _abc.Awaitable[_ledger_pb2.PostTransferResponse]]:
         """Posts one transfer (single phase). Idempotent on idempotency_key. Internal (incentives grants and
         clawbacks, merchants redemptions, campaign funding).
+        Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -535,6 +612,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ReserveTransferResponse, _abc.Awaitable[_ledger_pb2.ReserveTransferResponse]]:
         """Phase one of a two-phase transfer: moves the amount from the source into the source owner's
         PAYOUTS_IN_FLIGHT account. Cash only, kind PAYOUT. Internal.
+        Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -545,6 +623,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.PostReservedTransferResponse, _abc.Awaitable[_ledger_pb2.PostReservedTransferResponse]]:
         """Completes a reservation: moves the reserved amount to the destination named at reserve time.
         Internal.
+        Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -555,6 +634,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.VoidReservedTransferResponse, _abc.Awaitable[_ledger_pb2.VoidReservedTransferResponse]]:
         """Cancels a reservation: moves the reserved amount back to the source (the reversal entry of a
         failed payout). Internal.
+        Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -566,6 +646,8 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Reverses what is left of a transfer (a clawback): posts the mirror transfer, kind REVERSAL, with
         reversal_of set. Fails with INSUFFICIENT_BALANCE when the credited account no longer holds the
         amount (e.g. the driver already spent the Nova). Internal.
+        Errors: TRANSFER_NOT_FOUND, REVERSAL_MISMATCH, REVERSAL_EXCEEDS_TRANSFER, TRANSFER_ALREADY_REVERSED,
+        INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -574,7 +656,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetAccountRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetAccountResponse, _abc.Awaitable[_ledger_pb2.GetAccountResponse]]:
-        """One account's balance and totals. Internal."""
+        """One account's balance and totals. Internal.
+        Errors: ACCOUNT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListTransfers(
@@ -582,7 +666,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListTransfersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListTransfersResponse, _abc.Awaitable[_ledger_pb2.ListTransfersResponse]]:
-        """Transfers that debit or credit one account, newest first. Internal."""
+        """Transfers that debit or credit one account, newest first. Internal.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def GetMerchantFeePeriod(
@@ -592,6 +678,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.GetMerchantFeePeriodResponse, _abc.Awaitable[_ledger_pb2.GetMerchantFeePeriodResponse]]:
         """A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
         Internal; the merchants service serves it to the merchant's owner.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -602,6 +689,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.CloseMerchantFeePeriodResponse, _abc.Awaitable[_ledger_pb2.CloseMerchantFeePeriodResponse]]:
         """Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
         takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
+        Errors: FEE_PERIOD_TRANSITION_INVALID.
         """
 
     @_abc_1.abstractmethod
@@ -610,7 +698,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetWalletBalanceRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetWalletBalanceResponse, _abc.Awaitable[_ledger_pb2.GetWalletBalanceResponse]]:
-        """The calling driver's cash wallet and Nova balance. Driver."""
+        """The calling driver's cash wallet and Nova balance. Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def GetDriverWallet(
@@ -620,6 +710,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.GetDriverWalletResponse, _abc.Awaitable[_ledger_pb2.GetDriverWalletResponse]]:
         """Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
         only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -628,7 +719,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListWalletEntriesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListWalletEntriesResponse, _abc.Awaitable[_ledger_pb2.ListWalletEntriesResponse]]:
-        """The calling driver's cash-wallet entries, newest first. Driver."""
+        """The calling driver's cash-wallet entries, newest first. Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def GetWalletTimeline(
@@ -638,6 +731,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.GetWalletTimelineResponse, _abc.Awaitable[_ledger_pb2.GetWalletTimelineResponse]]:
         """EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
         before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -663,7 +757,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListPayoutsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListPayoutsResponse, _abc.Awaitable[_ledger_pb2.ListPayoutsResponse]]:
-        """The calling driver's payouts, newest first. Driver."""
+        """The calling driver's payouts, newest first. Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def CreateStripeAccount(
@@ -673,6 +769,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.CreateStripeAccountResponse, _abc.Awaitable[_ledger_pb2.CreateStripeAccountResponse]]:
         """Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
         get the same account. Driver.
+        Errors: STRIPE_ACCOUNT_REFUSED, STRIPE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -681,7 +778,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.CreateStripeAccountLinkRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.CreateStripeAccountLinkResponse, _abc.Awaitable[_ledger_pb2.CreateStripeAccountLinkResponse]]:
-        """A one-time Stripe onboarding URL for the driver's Express account. Driver."""
+        """A one-time Stripe onboarding URL for the driver's Express account. Driver.
+        Errors: REDIRECT_URL_NOT_ALLOWED, STRIPE_ACCOUNT_MISSING, STRIPE_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def GetStripeStatus(
@@ -689,7 +788,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.GetStripeStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.GetStripeStatusResponse, _abc.Awaitable[_ledger_pb2.GetStripeStatusResponse]]:
-        """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver."""
+        """Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver.
+        Errors: STRIPE_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def HandleStripeEvent(
@@ -708,6 +809,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
         that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
         recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
+        Errors: STRIPE_SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, STRIPE_EVENT_RETRY.
         """
 
     @_abc_1.abstractmethod
@@ -719,6 +821,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Grants Nova points to a driver or a merchant from the platform's external funding account.
         Write-admin only; audited (admin, reason, balance before and after). Idempotent on
         idempotency_key.
+        Errors: IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -735,6 +838,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
         remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
         campaign.
+        Errors: REFUND_NOT_BOOKED, TRANSFER_ALREADY_REVERSED, IDEMPOTENCY_KEY_REUSED.
         """
 
     @_abc_1.abstractmethod
@@ -743,7 +847,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListPaymentIssuesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListPaymentIssuesResponse, _abc.Awaitable[_ledger_pb2.ListPaymentIssuesResponse]]:
-        """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin."""
+        """Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ListUnknownPayouts(
@@ -753,6 +859,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ListUnknownPayoutsResponse, _abc.Awaitable[_ledger_pb2.ListUnknownPayoutsResponse]]:
         """Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
         balance and may or may not have reached Stripe. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -764,6 +871,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         """Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
         on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
         Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -774,6 +882,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.CheckLedgerResponse, _abc.Awaitable[_ledger_pb2.CheckLedgerResponse]]:
         """The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
         balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -784,6 +893,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.RunReconciliationResponse, _abc.Awaitable[_ledger_pb2.RunReconciliationResponse]]:
         """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
         payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -794,6 +904,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ListAuditEntriesResponse, _abc.Awaitable[_ledger_pb2.ListAuditEntriesResponse]]:
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -802,7 +913,9 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _ledger_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_ledger_pb2.ListDeadLettersResponse, _abc.Awaitable[_ledger_pb2.ListDeadLettersResponse]]:
-        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ReplayDeadLetters(
@@ -812,6 +925,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_ledger_pb2.ReplayDeadLettersResponse]]:
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
 def add_LedgerServiceServicer_to_server(servicer: LedgerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

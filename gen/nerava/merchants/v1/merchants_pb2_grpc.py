@@ -451,6 +451,7 @@ class MerchantsServiceServicer:
     def ResolveCheckoutQr(self, request, context):
         """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
         balance. Public (driver optional).
+        Errors: QR_TOKEN_UNKNOWN, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -461,6 +462,7 @@ class MerchantsServiceServicer:
         (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
         shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
         No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+        Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -470,6 +472,8 @@ class MerchantsServiceServicer:
         """Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
         ledger transfer driver Nova → merchant Nova, a 15 % merchant fee accrued. Idempotent on
         idempotency_key (per driver); a Square order is redeemed at most once. Driver.
+        Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_ORDER_UNAVAILABLE, SQUARE_UNAVAILABLE,
+        ORDER_ALREADY_REDEEMED, INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -477,6 +481,7 @@ class MerchantsServiceServicer:
 
     def GetRedemption(self, request, context):
         """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner.
+        Errors: REDEMPTION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -486,8 +491,8 @@ class MerchantsServiceServicer:
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+        EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -514,6 +519,7 @@ class MerchantsServiceServicer:
 
     def GetActiveExclusive(self, request, context):
         """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -524,6 +530,7 @@ class MerchantsServiceServicer:
         confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
         screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
         answers exclusive_session null. A session past its window reads EXPIRED.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -535,6 +542,7 @@ class MerchantsServiceServicer:
         Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
         devices are not signed in); the code names one live session among ~887 million. An unknown code is
         CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
+        Errors: CHECK_IN_CODE_UNKNOWN, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -543,6 +551,7 @@ class MerchantsServiceServicer:
     def CancelExclusive(self, request, context):
         """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
         audited.
+        Errors: EXCLUSIVE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -578,6 +587,7 @@ class MerchantsServiceServicer:
         """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
         chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
         chargers without merchants are absent. Services only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -585,6 +595,7 @@ class MerchantsServiceServicer:
 
     def ListFavoriteMerchants(self, request, context):
         """The driver's favorite stores, most recently added first. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -600,6 +611,7 @@ class MerchantsServiceServicer:
 
     def RemoveFavoriteMerchant(self, request, context):
         """Removes a store from the driver's favorites (not there: no change). Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -608,6 +620,7 @@ class MerchantsServiceServicer:
     def ListFavoriteChargers(self, request, context):
         """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
         sessions service owns the chargers and answers their names). Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -615,6 +628,7 @@ class MerchantsServiceServicer:
 
     def AddFavoriteCharger(self, request, context):
         """Adds a charger the sessions service knows to the driver's favorites. Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -622,6 +636,7 @@ class MerchantsServiceServicer:
 
     def RemoveFavoriteCharger(self, request, context):
         """Removes a charger from the driver's favorites. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -629,6 +644,7 @@ class MerchantsServiceServicer:
 
     def GetMyMerchant(self, request, context):
         """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant.
+        Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -638,6 +654,7 @@ class MerchantsServiceServicer:
         """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
         chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
         MERCHANT_NOT_FOUND like GetMyMerchant).
+        Errors: MERCHANT_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -645,6 +662,7 @@ class MerchantsServiceServicer:
 
     def GetMerchantSummary(self, request, context):
         """Redemption totals for the portal's overview. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -652,6 +670,7 @@ class MerchantsServiceServicer:
 
     def ListMerchantVisits(self, request, context):
         """Verified visits (the redemption log of exclusive offers), newest first. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -660,6 +679,7 @@ class MerchantsServiceServicer:
     def GetBillingSummary(self, request, context):
         """The month's merchant fee (15 % of Nova redeemed), from the ledger's fee period. Owner (the first
         implementation served it without authentication).
+        Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -667,6 +687,7 @@ class MerchantsServiceServicer:
 
     def GetShareables(self, request, context):
         """Ready-to-post lines about the merchant's Nerava activity. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -674,6 +695,7 @@ class MerchantsServiceServicer:
 
     def ListMerchantExclusives(self, request, context):
         """The merchant's exclusive offers. Owner. The portal reads a bare JSON array.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -681,6 +703,7 @@ class MerchantsServiceServicer:
 
     def CreateMerchantExclusive(self, request, context):
         """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner.
+        Errors: MERCHANT_NOT_FOUND, NO_CHARGER_LINK.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -688,6 +711,7 @@ class MerchantsServiceServicer:
 
     def UpdateMerchantExclusive(self, request, context):
         """Changes an exclusive offer; only the fields present change. Owner.
+        Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -695,6 +719,7 @@ class MerchantsServiceServicer:
 
     def EnableMerchantExclusive(self, request, context):
         """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner.
+        Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -703,6 +728,7 @@ class MerchantsServiceServicer:
     def GetMerchantAnalytics(self, request, context):
         """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
         completion rate. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -711,6 +737,7 @@ class MerchantsServiceServicer:
     def ConnectSquare(self, request, context):
         """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
         caller. Merchant.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -721,6 +748,8 @@ class MerchantsServiceServicer:
         `state` here with its bearer token (a gateway cannot answer with a 302, so the portal page owns
         the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
         computes the recommended perk from the average order value. Merchant (the state's user).
+        Errors: OAUTH_STATE_INVALID, OAUTH_DENIED, MERCHANT_NOT_FOUND, SQUARE_ACCOUNT_TAKEN, SQUARE_NO_LOCATION,
+        SQUARE_UNAVAILABLE, CONFLICT_RETRY.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -729,6 +758,7 @@ class MerchantsServiceServicer:
     def CreateMerchant(self, request, context):
         """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
         Write-admin only. Idempotent on request_id.
+        Errors: PLACE_ID_TAKEN, UNKNOWN_TIME_ZONE, CONFLICT_RETRY.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -737,6 +767,7 @@ class MerchantsServiceServicer:
     def UpdateMerchant(self, request, context):
         """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
         ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_STATUS_NOT_ALLOWED, UNKNOWN_TIME_ZONE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -745,6 +776,7 @@ class MerchantsServiceServicer:
     def LinkCharger(self, request, context):
         """Links a charger to a merchant with the walking distance and time between them (computed from the
         great-circle distance when not given). Relinking updates the walk. Write-admin only.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -752,6 +784,7 @@ class MerchantsServiceServicer:
 
     def GetCheckoutQr(self, request, context):
         """The merchant's checkout QR token and URL (what the printed sign encodes). Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -759,6 +792,7 @@ class MerchantsServiceServicer:
 
     def GetShareCard(self, request, context):
         """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -766,6 +800,7 @@ class MerchantsServiceServicer:
 
     def GetQrSign(self, request, context):
         """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -777,6 +812,7 @@ class MerchantsServiceServicer:
         domain of the store's website (free-mail and empty websites never match): that is what shows the person
         runs the business. A store owned by someone else is refused; claiming one's own store again is
         accepted (idempotent). Services only.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -785,6 +821,7 @@ class MerchantsServiceServicer:
     def CreatePreviewLink(self, request, context):
         """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
         "<merchant_id>:<exp>" with a key of its own). Admin.
+        Errors: MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -794,6 +831,7 @@ class MerchantsServiceServicer:
         """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
         with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
         is the capability; PREVIEW_LINK_INVALID otherwise).
+        Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -803,6 +841,7 @@ class MerchantsServiceServicer:
         """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
         each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
         app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        Errors: PLACES_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -815,6 +854,7 @@ class MerchantsServiceServicer:
         come from Google, never from the caller (the original let anyone overwrite them 🐞).
         PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
         place is not yet a merchant.
+        Errors: PLACE_NOT_FOUND, PLACES_UNAVAILABLE, CONFLICT_RETRY.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -831,6 +871,8 @@ class MerchantsServiceServicer:
         the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
         ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
         not set up.
+        Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER,
+        SIGN_IN_NOT_CONFIGURED, EMAIL_UNAVAILABLE, ACCOUNTS_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -839,6 +881,7 @@ class MerchantsServiceServicer:
     def ListAuditEntries(self, request, context):
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -846,6 +889,7 @@ class MerchantsServiceServicer:
 
     def ListDeadLetters(self, request, context):
         """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -854,6 +898,7 @@ class MerchantsServiceServicer:
     def ReplayDeadLetters(self, request, context):
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -118,26 +118,32 @@ class MerchantsServiceStub:
     ResolveCheckoutQr: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolveCheckoutQrRequest, _merchants_pb2.ResolveCheckoutQrResponse]
     """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
     balance. Public (driver optional).
+    Errors: QR_TOKEN_UNKNOWN, LEDGER_UNAVAILABLE.
     """
     ListRecentSquareOrders: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListRecentSquareOrdersRequest, _merchants_pb2.ListRecentSquareOrdersResponse]
     """The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
     (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
     shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
     No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+    Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_UNAVAILABLE.
     """
     RedeemAtCheckout: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RedeemAtCheckoutRequest, _merchants_pb2.RedeemAtCheckoutResponse]
     """Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
     ledger transfer driver Nova → merchant Nova, a 15 % merchant fee accrued. Idempotent on
     idempotency_key (per driver); a Square order is redeemed at most once. Driver.
+    Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_ORDER_UNAVAILABLE, SQUARE_UNAVAILABLE,
+    ORDER_ALREADY_REDEEMED, INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED, LEDGER_UNAVAILABLE.
     """
     GetRedemption: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetRedemptionRequest, _merchants_pb2.GetRedemptionResponse]
-    """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner."""
+    """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner.
+    Errors: REDEMPTION_NOT_FOUND.
+    """
     ActivateExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ActivateExclusiveRequest, _merchants_pb2.ActivateExclusiveResponse]
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+    EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
@@ -151,12 +157,15 @@ class MerchantsServiceStub:
     Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
     """
     GetActiveExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]
-    """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
+    """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+    """
     GetExclusiveStaffView: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetExclusiveStaffViewRequest, _merchants_pb2.GetExclusiveStaffViewResponse]
     """The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
     confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
     screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
     answers exclusive_session null. A session past its window reads EXPIRED.
+    Errors: none beyond the common ones.
     """
     RedeemCheckInCode: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RedeemCheckInCodeRequest, _merchants_pb2.RedeemCheckInCodeResponse]
     """Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
@@ -164,10 +173,12 @@ class MerchantsServiceStub:
     Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
     devices are not signed in); the code names one live session among ~887 million. An unknown code is
     CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
+    Errors: CHECK_IN_CODE_UNKNOWN, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
     """
     CancelExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CancelExclusiveRequest, _merchants_pb2.CancelExclusiveResponse]
     """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
     audited.
+    Errors: EXCLUSIVE_NOT_FOUND.
     """
     ListMerchantsForCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantsForChargerRequest, _merchants_pb2.ListMerchantsForChargerResponse]
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
@@ -187,100 +198,145 @@ class MerchantsServiceStub:
     """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
     chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
     chargers without merchants are absent. Services only.
+    Errors: none beyond the common ones.
     """
     ListFavoriteMerchants: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]
-    """The driver's favorite stores, most recently added first. Driver."""
+    """The driver's favorite stores, most recently added first. Driver.
+    Errors: none beyond the common ones.
+    """
     AddFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]
     """Adds a store to the driver's favorites (again: no change). Driver.
     Errors: MERCHANT_NOT_FOUND.
     """
     RemoveFavoriteMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]
-    """Removes a store from the driver's favorites (not there: no change). Driver."""
+    """Removes a store from the driver's favorites (not there: no change). Driver.
+    Errors: none beyond the common ones.
+    """
     ListFavoriteChargers: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]
     """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
     sessions service owns the chargers and answers their names). Driver.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     AddFavoriteCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteChargerRequest, _merchants_pb2.AddFavoriteChargerResponse]
-    """Adds a charger the sessions service knows to the driver's favorites. Driver."""
+    """Adds a charger the sessions service knows to the driver's favorites. Driver.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+    """
     RemoveFavoriteCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteChargerRequest, _merchants_pb2.RemoveFavoriteChargerResponse]
-    """Removes a charger from the driver's favorites. Driver."""
+    """Removes a charger from the driver's favorites. Driver.
+    Errors: none beyond the common ones.
+    """
     GetMyMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]
-    """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+    """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant.
+    Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
+    """
     GetMyMerchantInsights: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantInsightsRequest, _merchants_pb2.GetMyMerchantInsightsResponse]
     """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
     chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
     MERCHANT_NOT_FOUND like GetMyMerchant).
+    Errors: MERCHANT_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetMerchantSummary: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]
-    """Redemption totals for the portal's overview. Owner."""
+    """Redemption totals for the portal's overview. Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     ListMerchantVisits: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantVisitsRequest, _merchants_pb2.ListMerchantVisitsResponse]
-    """Verified visits (the redemption log of exclusive offers), newest first. Owner."""
+    """Verified visits (the redemption log of exclusive offers), newest first. Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     GetBillingSummary: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetBillingSummaryRequest, _merchants_pb2.GetBillingSummaryResponse]
     """The month's merchant fee (15 % of Nova redeemed), from the ledger's fee period. Owner (the first
     implementation served it without authentication).
+    Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
     """
     GetShareables: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetShareablesRequest, _merchants_pb2.GetShareablesResponse]
-    """Ready-to-post lines about the merchant's Nerava activity. Owner."""
+    """Ready-to-post lines about the merchant's Nerava activity. Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     ListMerchantExclusives: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantExclusivesRequest, _merchants_pb2.ListMerchantExclusivesResponse]
-    """The merchant's exclusive offers. Owner. The portal reads a bare JSON array."""
+    """The merchant's exclusive offers. Owner. The portal reads a bare JSON array.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     CreateMerchantExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CreateMerchantExclusiveRequest, _merchants_pb2.CreateMerchantExclusiveResponse]
-    """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner."""
+    """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner.
+    Errors: MERCHANT_NOT_FOUND, NO_CHARGER_LINK.
+    """
     UpdateMerchantExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantExclusiveRequest, _merchants_pb2.UpdateMerchantExclusiveResponse]
-    """Changes an exclusive offer; only the fields present change. Owner."""
+    """Changes an exclusive offer; only the fields present change. Owner.
+    Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
+    """
     EnableMerchantExclusive: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.EnableMerchantExclusiveRequest, _merchants_pb2.EnableMerchantExclusiveResponse]
-    """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner."""
+    """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner.
+    Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
+    """
     GetMerchantAnalytics: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantAnalyticsRequest, _merchants_pb2.GetMerchantAnalyticsResponse]
     """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
     completion rate. Owner.
+    Errors: MERCHANT_NOT_FOUND.
     """
     ConnectSquare: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ConnectSquareRequest, _merchants_pb2.ConnectSquareResponse]
     """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
     caller. Merchant.
+    Errors: MERCHANT_NOT_FOUND.
     """
     CompleteSquareConnect: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CompleteSquareConnectRequest, _merchants_pb2.CompleteSquareConnectResponse]
     """Finishes Square OAuth. Square redirects the browser to the portal, which forwards `code` and
     `state` here with its bearer token (a gateway cannot answer with a 302, so the portal page owns
     the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
     computes the recommended perk from the average order value. Merchant (the state's user).
+    Errors: OAUTH_STATE_INVALID, OAUTH_DENIED, MERCHANT_NOT_FOUND, SQUARE_ACCOUNT_TAKEN, SQUARE_NO_LOCATION,
+    SQUARE_UNAVAILABLE, CONFLICT_RETRY.
     """
     CreateMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CreateMerchantRequest, _merchants_pb2.CreateMerchantResponse]
     """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
     Write-admin only. Idempotent on request_id.
+    Errors: PLACE_ID_TAKEN, UNKNOWN_TIME_ZONE, CONFLICT_RETRY.
     """
     UpdateMerchant: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantRequest, _merchants_pb2.UpdateMerchantResponse]
     """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
     ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_STATUS_NOT_ALLOWED, UNKNOWN_TIME_ZONE.
     """
     LinkCharger: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.LinkChargerRequest, _merchants_pb2.LinkChargerResponse]
     """Links a charger to a merchant with the walking distance and time between them (computed from the
     great-circle distance when not given). Relinking updates the walk. Write-admin only.
+    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetCheckoutQr: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetCheckoutQrRequest, _merchants_pb2.GetCheckoutQrResponse]
-    """The merchant's checkout QR token and URL (what the printed sign encodes). Owner."""
+    """The merchant's checkout QR token and URL (what the printed sign encodes). Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     GetShareCard: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetShareCardRequest, _merchants_pb2.GetShareCardResponse]
-    """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
+    """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     GetQrSign: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.GetQrSignRequest, _merchants_pb2.GetQrSignResponse]
-    """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes."""
+    """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     AuthorizeMerchantClaim: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.AuthorizeMerchantClaimRequest, _merchants_pb2.AuthorizeMerchantClaimResponse]
     """Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
     claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
     domain of the store's website (free-mail and empty websites never match): that is what shows the person
     runs the business. A store owned by someone else is refused; claiming one's own store again is
     accepted (idempotent). Services only.
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER.
     """
     CreatePreviewLink: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.CreatePreviewLinkRequest, _merchants_pb2.CreatePreviewLinkResponse]
     """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
     "<merchant_id>:<exp>" with a key of its own). Admin.
+    Errors: MERCHANT_NOT_FOUND.
     """
     ResolvePreviewLink: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]
     """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
     with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
     is the capability; PREVIEW_LINK_INVALID otherwise).
+    Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND.
     """
     SearchBusinesses: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.SearchBusinessesRequest, _merchants_pb2.SearchBusinessesResponse]
     """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
     each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
     app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+    Errors: PLACES_UNAVAILABLE.
     """
     ResolveBusiness: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ResolveBusinessRequest, _merchants_pb2.ResolveBusinessResponse]
     """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
@@ -289,6 +345,7 @@ class MerchantsServiceStub:
     come from Google, never from the caller (the original let anyone overwrite them 🐞).
     PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
     place is not yet a merchant.
+    Errors: PLACE_NOT_FOUND, PLACES_UNAVAILABLE, CONFLICT_RETRY.
     """
     RequestMerchantClaim: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]
     """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
@@ -301,16 +358,22 @@ class MerchantsServiceStub:
     the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
     ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
     not set up.
+    Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER,
+    SIGN_IN_NOT_CONFIGURED, EMAIL_UNAVAILABLE, ACCOUNTS_UNAVAILABLE.
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ListDeadLettersRequest, _merchants_pb2.ListDeadLettersResponse]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_merchants_pb2.ReplayDeadLettersRequest, _merchants_pb2.ReplayDeadLettersResponse]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 @_typing.type_check_only
@@ -403,26 +466,32 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     ResolveCheckoutQr: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolveCheckoutQrRequest, _merchants_pb2.ResolveCheckoutQrResponse]  # type: ignore[assignment]
     """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
     balance. Public (driver optional).
+    Errors: QR_TOKEN_UNKNOWN, LEDGER_UNAVAILABLE.
     """
     ListRecentSquareOrders: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListRecentSquareOrdersRequest, _merchants_pb2.ListRecentSquareOrdersResponse]  # type: ignore[assignment]
     """The store's Square orders of the last minutes, newest first, for a driver at the till to pick theirs
     (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
     shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
     No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+    Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_UNAVAILABLE.
     """
     RedeemAtCheckout: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RedeemAtCheckoutRequest, _merchants_pb2.RedeemAtCheckoutResponse]  # type: ignore[assignment]
     """Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
     ledger transfer driver Nova → merchant Nova, a 15 % merchant fee accrued. Idempotent on
     idempotency_key (per driver); a Square order is redeemed at most once. Driver.
+    Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_ORDER_UNAVAILABLE, SQUARE_UNAVAILABLE,
+    ORDER_ALREADY_REDEEMED, INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED, LEDGER_UNAVAILABLE.
     """
     GetRedemption: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetRedemptionRequest, _merchants_pb2.GetRedemptionResponse]  # type: ignore[assignment]
-    """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner."""
+    """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner.
+    Errors: REDEMPTION_NOT_FOUND.
+    """
     ActivateExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ActivateExclusiveRequest, _merchants_pb2.ActivateExclusiveResponse]  # type: ignore[assignment]
     """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
     60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
     session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-    IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+    EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
     """
     VerifyExclusiveVisit: _aio.UnaryUnaryMultiCallable[_merchants_pb2.VerifyExclusiveVisitRequest, _merchants_pb2.VerifyExclusiveVisitResponse]  # type: ignore[assignment]
     """"I'm at the merchant": records a verified visit and returns the code staff check; completes the
@@ -436,12 +505,15 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     Errors: EXCLUSIVE_NOT_FOUND, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE.
     """
     GetActiveExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetActiveExclusiveRequest, _merchants_pb2.GetActiveExclusiveResponse]  # type: ignore[assignment]
-    """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
+    """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+    """
     GetExclusiveStaffView: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetExclusiveStaffViewRequest, _merchants_pb2.GetExclusiveStaffViewResponse]  # type: ignore[assignment]
     """The staff screen of an exclusive: what a store's staff see when a driver shows them its link, to
     confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
     screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
     answers exclusive_session null. A session past its window reads EXPIRED.
+    Errors: none beyond the common ones.
     """
     RedeemCheckInCode: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RedeemCheckInCodeRequest, _merchants_pb2.RedeemCheckInCodeResponse]  # type: ignore[assignment]
     """Arrival check-in: a store's staff type the 6-character code the driver's exclusive shows (its
@@ -449,10 +521,12 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
     devices are not signed in); the code names one live session among ~887 million. An unknown code is
     CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
+    Errors: CHECK_IN_CODE_UNKNOWN, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
     """
     CancelExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CancelExclusiveRequest, _merchants_pb2.CancelExclusiveResponse]  # type: ignore[assignment]
     """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
     audited.
+    Errors: EXCLUSIVE_NOT_FOUND.
     """
     ListMerchantsForCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantsForChargerRequest, _merchants_pb2.ListMerchantsForChargerResponse]  # type: ignore[assignment]
     """The ranked "while you charge" merchants of a charger: the primary merchant first; 1 item before
@@ -472,100 +546,145 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
     chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
     chargers without merchants are absent. Services only.
+    Errors: none beyond the common ones.
     """
     ListFavoriteMerchants: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteMerchantsRequest, _merchants_pb2.ListFavoriteMerchantsResponse]  # type: ignore[assignment]
-    """The driver's favorite stores, most recently added first. Driver."""
+    """The driver's favorite stores, most recently added first. Driver.
+    Errors: none beyond the common ones.
+    """
     AddFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteMerchantRequest, _merchants_pb2.AddFavoriteMerchantResponse]  # type: ignore[assignment]
     """Adds a store to the driver's favorites (again: no change). Driver.
     Errors: MERCHANT_NOT_FOUND.
     """
     RemoveFavoriteMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteMerchantRequest, _merchants_pb2.RemoveFavoriteMerchantResponse]  # type: ignore[assignment]
-    """Removes a store from the driver's favorites (not there: no change). Driver."""
+    """Removes a store from the driver's favorites (not there: no change). Driver.
+    Errors: none beyond the common ones.
+    """
     ListFavoriteChargers: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListFavoriteChargersRequest, _merchants_pb2.ListFavoriteChargersResponse]  # type: ignore[assignment]
     """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
     sessions service owns the chargers and answers their names). Driver.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     AddFavoriteCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AddFavoriteChargerRequest, _merchants_pb2.AddFavoriteChargerResponse]  # type: ignore[assignment]
-    """Adds a charger the sessions service knows to the driver's favorites. Driver."""
+    """Adds a charger the sessions service knows to the driver's favorites. Driver.
+    Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+    """
     RemoveFavoriteCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RemoveFavoriteChargerRequest, _merchants_pb2.RemoveFavoriteChargerResponse]  # type: ignore[assignment]
-    """Removes a charger from the driver's favorites. Driver."""
+    """Removes a charger from the driver's favorites. Driver.
+    Errors: none beyond the common ones.
+    """
     GetMyMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantRequest, _merchants_pb2.GetMyMerchantResponse]  # type: ignore[assignment]
-    """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+    """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant.
+    Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
+    """
     GetMyMerchantInsights: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMyMerchantInsightsRequest, _merchants_pb2.GetMyMerchantInsightsResponse]  # type: ignore[assignment]
     """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
     chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
     MERCHANT_NOT_FOUND like GetMyMerchant).
+    Errors: MERCHANT_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetMerchantSummary: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantSummaryRequest, _merchants_pb2.GetMerchantSummaryResponse]  # type: ignore[assignment]
-    """Redemption totals for the portal's overview. Owner."""
+    """Redemption totals for the portal's overview. Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     ListMerchantVisits: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantVisitsRequest, _merchants_pb2.ListMerchantVisitsResponse]  # type: ignore[assignment]
-    """Verified visits (the redemption log of exclusive offers), newest first. Owner."""
+    """Verified visits (the redemption log of exclusive offers), newest first. Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     GetBillingSummary: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetBillingSummaryRequest, _merchants_pb2.GetBillingSummaryResponse]  # type: ignore[assignment]
     """The month's merchant fee (15 % of Nova redeemed), from the ledger's fee period. Owner (the first
     implementation served it without authentication).
+    Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
     """
     GetShareables: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetShareablesRequest, _merchants_pb2.GetShareablesResponse]  # type: ignore[assignment]
-    """Ready-to-post lines about the merchant's Nerava activity. Owner."""
+    """Ready-to-post lines about the merchant's Nerava activity. Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     ListMerchantExclusives: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListMerchantExclusivesRequest, _merchants_pb2.ListMerchantExclusivesResponse]  # type: ignore[assignment]
-    """The merchant's exclusive offers. Owner. The portal reads a bare JSON array."""
+    """The merchant's exclusive offers. Owner. The portal reads a bare JSON array.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     CreateMerchantExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CreateMerchantExclusiveRequest, _merchants_pb2.CreateMerchantExclusiveResponse]  # type: ignore[assignment]
-    """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner."""
+    """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner.
+    Errors: MERCHANT_NOT_FOUND, NO_CHARGER_LINK.
+    """
     UpdateMerchantExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantExclusiveRequest, _merchants_pb2.UpdateMerchantExclusiveResponse]  # type: ignore[assignment]
-    """Changes an exclusive offer; only the fields present change. Owner."""
+    """Changes an exclusive offer; only the fields present change. Owner.
+    Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
+    """
     EnableMerchantExclusive: _aio.UnaryUnaryMultiCallable[_merchants_pb2.EnableMerchantExclusiveRequest, _merchants_pb2.EnableMerchantExclusiveResponse]  # type: ignore[assignment]
-    """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner."""
+    """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner.
+    Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
+    """
     GetMerchantAnalytics: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetMerchantAnalyticsRequest, _merchants_pb2.GetMerchantAnalyticsResponse]  # type: ignore[assignment]
     """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
     completion rate. Owner.
+    Errors: MERCHANT_NOT_FOUND.
     """
     ConnectSquare: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ConnectSquareRequest, _merchants_pb2.ConnectSquareResponse]  # type: ignore[assignment]
     """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
     caller. Merchant.
+    Errors: MERCHANT_NOT_FOUND.
     """
     CompleteSquareConnect: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CompleteSquareConnectRequest, _merchants_pb2.CompleteSquareConnectResponse]  # type: ignore[assignment]
     """Finishes Square OAuth. Square redirects the browser to the portal, which forwards `code` and
     `state` here with its bearer token (a gateway cannot answer with a 302, so the portal page owns
     the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
     computes the recommended perk from the average order value. Merchant (the state's user).
+    Errors: OAUTH_STATE_INVALID, OAUTH_DENIED, MERCHANT_NOT_FOUND, SQUARE_ACCOUNT_TAKEN, SQUARE_NO_LOCATION,
+    SQUARE_UNAVAILABLE, CONFLICT_RETRY.
     """
     CreateMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CreateMerchantRequest, _merchants_pb2.CreateMerchantResponse]  # type: ignore[assignment]
     """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
     Write-admin only. Idempotent on request_id.
+    Errors: PLACE_ID_TAKEN, UNKNOWN_TIME_ZONE, CONFLICT_RETRY.
     """
     UpdateMerchant: _aio.UnaryUnaryMultiCallable[_merchants_pb2.UpdateMerchantRequest, _merchants_pb2.UpdateMerchantResponse]  # type: ignore[assignment]
     """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
     ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_STATUS_NOT_ALLOWED, UNKNOWN_TIME_ZONE.
     """
     LinkCharger: _aio.UnaryUnaryMultiCallable[_merchants_pb2.LinkChargerRequest, _merchants_pb2.LinkChargerResponse]  # type: ignore[assignment]
     """Links a charger to a merchant with the walking distance and time between them (computed from the
     great-circle distance when not given). Relinking updates the walk. Write-admin only.
+    Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
     """
     GetCheckoutQr: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetCheckoutQrRequest, _merchants_pb2.GetCheckoutQrResponse]  # type: ignore[assignment]
-    """The merchant's checkout QR token and URL (what the printed sign encodes). Owner."""
+    """The merchant's checkout QR token and URL (what the printed sign encodes). Owner.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     GetShareCard: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetShareCardRequest, _merchants_pb2.GetShareCardResponse]  # type: ignore[assignment]
-    """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
+    """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     GetQrSign: _aio.UnaryUnaryMultiCallable[_merchants_pb2.GetQrSignRequest, _merchants_pb2.GetQrSignResponse]  # type: ignore[assignment]
-    """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes."""
+    """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes.
+    Errors: MERCHANT_NOT_FOUND.
+    """
     AuthorizeMerchantClaim: _aio.UnaryUnaryMultiCallable[_merchants_pb2.AuthorizeMerchantClaimRequest, _merchants_pb2.AuthorizeMerchantClaimResponse]  # type: ignore[assignment]
     """Internal (accounts, for the claim link and the portal's Google sign-in): whether an email address may
     claim a store, and with owner_user_id set, makes that user its owner. The address's domain must be the
     domain of the store's website (free-mail and empty websites never match): that is what shows the person
     runs the business. A store owned by someone else is refused; claiming one's own store again is
     accepted (idempotent). Services only.
+    Errors: MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER.
     """
     CreatePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.CreatePreviewLinkRequest, _merchants_pb2.CreatePreviewLinkResponse]  # type: ignore[assignment]
     """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
     "<merchant_id>:<exp>" with a key of its own). Admin.
+    Errors: MERCHANT_NOT_FOUND.
     """
     ResolvePreviewLink: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolvePreviewLinkRequest, _merchants_pb2.ResolvePreviewLinkResponse]  # type: ignore[assignment]
     """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
     with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
     is the capability; PREVIEW_LINK_INVALID otherwise).
+    Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND.
     """
     SearchBusinesses: _aio.UnaryUnaryMultiCallable[_merchants_pb2.SearchBusinessesRequest, _merchants_pb2.SearchBusinessesResponse]  # type: ignore[assignment]
     """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
     each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
     app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+    Errors: PLACES_UNAVAILABLE.
     """
     ResolveBusiness: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ResolveBusinessRequest, _merchants_pb2.ResolveBusinessResponse]  # type: ignore[assignment]
     """Acquisition funnel, step 2: the merchant of a Google place — created (PENDING, unowned) from Place
@@ -574,6 +693,7 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     come from Google, never from the caller (the original let anyone overwrite them 🐞).
     PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
     place is not yet a merchant.
+    Errors: PLACE_NOT_FOUND, PLACES_UNAVAILABLE, CONFLICT_RETRY.
     """
     RequestMerchantClaim: _aio.UnaryUnaryMultiCallable[_merchants_pb2.RequestMerchantClaimRequest, _merchants_pb2.RequestMerchantClaimResponse]  # type: ignore[assignment]
     """Acquisition funnel, step 3: a claim of the store a valid preview link shows, for a business email,
@@ -586,16 +706,22 @@ class MerchantsServiceAsyncStub(MerchantsServiceStub):
     the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
     ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
     not set up.
+    Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER,
+    SIGN_IN_NOT_CONFIGURED, EMAIL_UNAVAILABLE, ACCOUNTS_UNAVAILABLE.
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListAuditEntriesRequest, _merchants_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ListDeadLettersRequest, _merchants_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_merchants_pb2.ReplayDeadLettersRequest, _merchants_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -691,6 +817,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ResolveCheckoutQrResponse, _abc.Awaitable[_merchants_pb2.ResolveCheckoutQrResponse]]:
         """What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
         balance. Public (driver optional).
+        Errors: QR_TOKEN_UNKNOWN, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -703,6 +830,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
         shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
         No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+        Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -714,6 +842,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
         ledger transfer driver Nova → merchant Nova, a 15 % merchant fee accrued. Idempotent on
         idempotency_key (per driver); a Square order is redeemed at most once. Driver.
+        Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_ORDER_UNAVAILABLE, SQUARE_UNAVAILABLE,
+        ORDER_ALREADY_REDEEMED, INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -722,7 +852,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetRedemptionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetRedemptionResponse, _abc.Awaitable[_merchants_pb2.GetRedemptionResponse]]:
-        """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner."""
+        """One redemption, for the cashier screen. The driver who redeemed or the merchant's owner.
+        Errors: REDEMPTION_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ActivateExclusive(
@@ -733,8 +865,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+        EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -766,7 +898,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetActiveExclusiveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetActiveExclusiveResponse, _abc.Awaitable[_merchants_pb2.GetActiveExclusiveResponse]]:
-        """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver."""
+        """The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def GetExclusiveStaffView(
@@ -778,6 +912,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
         screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
         answers exclusive_session null. A session past its window reads EXPIRED.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -791,6 +926,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
         devices are not signed in); the code names one live session among ~887 million. An unknown code is
         CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
+        Errors: CHECK_IN_CODE_UNKNOWN, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
 
     @_abc_1.abstractmethod
@@ -801,6 +937,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.CancelExclusiveResponse, _abc.Awaitable[_merchants_pb2.CancelExclusiveResponse]]:
         """Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
         audited.
+        Errors: EXCLUSIVE_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -844,6 +981,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
         chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
         chargers without merchants are absent. Services only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -852,7 +990,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.ListFavoriteMerchantsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.ListFavoriteMerchantsResponse, _abc.Awaitable[_merchants_pb2.ListFavoriteMerchantsResponse]]:
-        """The driver's favorite stores, most recently added first. Driver."""
+        """The driver's favorite stores, most recently added first. Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def AddFavoriteMerchant(
@@ -870,7 +1010,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.RemoveFavoriteMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.RemoveFavoriteMerchantResponse, _abc.Awaitable[_merchants_pb2.RemoveFavoriteMerchantResponse]]:
-        """Removes a store from the driver's favorites (not there: no change). Driver."""
+        """Removes a store from the driver's favorites (not there: no change). Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ListFavoriteChargers(
@@ -880,6 +1022,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ListFavoriteChargersResponse, _abc.Awaitable[_merchants_pb2.ListFavoriteChargersResponse]]:
         """The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
         sessions service owns the chargers and answers their names). Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -888,7 +1031,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.AddFavoriteChargerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.AddFavoriteChargerResponse, _abc.Awaitable[_merchants_pb2.AddFavoriteChargerResponse]]:
-        """Adds a charger the sessions service knows to the driver's favorites. Driver."""
+        """Adds a charger the sessions service knows to the driver's favorites. Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def RemoveFavoriteCharger(
@@ -896,7 +1041,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.RemoveFavoriteChargerRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.RemoveFavoriteChargerResponse, _abc.Awaitable[_merchants_pb2.RemoveFavoriteChargerResponse]]:
-        """Removes a charger from the driver's favorites. Driver."""
+        """Removes a charger from the driver's favorites. Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def GetMyMerchant(
@@ -904,7 +1051,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetMyMerchantRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetMyMerchantResponse, _abc.Awaitable[_merchants_pb2.GetMyMerchantResponse]]:
-        """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant."""
+        """The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant.
+        Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def GetMyMerchantInsights(
@@ -915,6 +1064,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
         chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
         MERCHANT_NOT_FOUND like GetMyMerchant).
+        Errors: MERCHANT_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -923,7 +1073,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetMerchantSummaryRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetMerchantSummaryResponse, _abc.Awaitable[_merchants_pb2.GetMerchantSummaryResponse]]:
-        """Redemption totals for the portal's overview. Owner."""
+        """Redemption totals for the portal's overview. Owner.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListMerchantVisits(
@@ -931,7 +1083,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.ListMerchantVisitsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.ListMerchantVisitsResponse, _abc.Awaitable[_merchants_pb2.ListMerchantVisitsResponse]]:
-        """Verified visits (the redemption log of exclusive offers), newest first. Owner."""
+        """Verified visits (the redemption log of exclusive offers), newest first. Owner.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetBillingSummary(
@@ -941,6 +1095,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.GetBillingSummaryResponse, _abc.Awaitable[_merchants_pb2.GetBillingSummaryResponse]]:
         """The month's merchant fee (15 % of Nova redeemed), from the ledger's fee period. Owner (the first
         implementation served it without authentication).
+        Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -949,7 +1104,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetShareablesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetShareablesResponse, _abc.Awaitable[_merchants_pb2.GetShareablesResponse]]:
-        """Ready-to-post lines about the merchant's Nerava activity. Owner."""
+        """Ready-to-post lines about the merchant's Nerava activity. Owner.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListMerchantExclusives(
@@ -957,7 +1114,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.ListMerchantExclusivesRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.ListMerchantExclusivesResponse, _abc.Awaitable[_merchants_pb2.ListMerchantExclusivesResponse]]:
-        """The merchant's exclusive offers. Owner. The portal reads a bare JSON array."""
+        """The merchant's exclusive offers. Owner. The portal reads a bare JSON array.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def CreateMerchantExclusive(
@@ -965,7 +1124,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.CreateMerchantExclusiveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.CreateMerchantExclusiveResponse, _abc.Awaitable[_merchants_pb2.CreateMerchantExclusiveResponse]]:
-        """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner."""
+        """Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner.
+        Errors: MERCHANT_NOT_FOUND, NO_CHARGER_LINK.
+        """
 
     @_abc_1.abstractmethod
     def UpdateMerchantExclusive(
@@ -973,7 +1134,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.UpdateMerchantExclusiveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.UpdateMerchantExclusiveResponse, _abc.Awaitable[_merchants_pb2.UpdateMerchantExclusiveResponse]]:
-        """Changes an exclusive offer; only the fields present change. Owner."""
+        """Changes an exclusive offer; only the fields present change. Owner.
+        Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def EnableMerchantExclusive(
@@ -981,7 +1144,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.EnableMerchantExclusiveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.EnableMerchantExclusiveResponse, _abc.Awaitable[_merchants_pb2.EnableMerchantExclusiveResponse]]:
-        """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner."""
+        """The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner.
+        Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetMerchantAnalytics(
@@ -991,6 +1156,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.GetMerchantAnalyticsResponse, _abc.Awaitable[_merchants_pb2.GetMerchantAnalyticsResponse]]:
         """Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
         completion rate. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -1001,6 +1167,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ConnectSquareResponse, _abc.Awaitable[_merchants_pb2.ConnectSquareResponse]]:
         """Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
         caller. Merchant.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -1013,6 +1180,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         `state` here with its bearer token (a gateway cannot answer with a 302, so the portal page owns
         the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
         computes the recommended perk from the average order value. Merchant (the state's user).
+        Errors: OAUTH_STATE_INVALID, OAUTH_DENIED, MERCHANT_NOT_FOUND, SQUARE_ACCOUNT_TAKEN, SQUARE_NO_LOCATION,
+        SQUARE_UNAVAILABLE, CONFLICT_RETRY.
         """
 
     @_abc_1.abstractmethod
@@ -1023,6 +1192,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.CreateMerchantResponse, _abc.Awaitable[_merchants_pb2.CreateMerchantResponse]]:
         """Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
         Write-admin only. Idempotent on request_id.
+        Errors: PLACE_ID_TAKEN, UNKNOWN_TIME_ZONE, CONFLICT_RETRY.
         """
 
     @_abc_1.abstractmethod
@@ -1033,6 +1203,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.UpdateMerchantResponse, _abc.Awaitable[_merchants_pb2.UpdateMerchantResponse]]:
         """Changes a merchant's store details, perk or status; only the fields present change. Owner (status
         ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_STATUS_NOT_ALLOWED, UNKNOWN_TIME_ZONE.
         """
 
     @_abc_1.abstractmethod
@@ -1043,6 +1214,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.LinkChargerResponse, _abc.Awaitable[_merchants_pb2.LinkChargerResponse]]:
         """Links a charger to a merchant with the walking distance and time between them (computed from the
         great-circle distance when not given). Relinking updates the walk. Write-admin only.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -1051,7 +1223,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetCheckoutQrRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetCheckoutQrResponse, _abc.Awaitable[_merchants_pb2.GetCheckoutQrResponse]]:
-        """The merchant's checkout QR token and URL (what the printed sign encodes). Owner."""
+        """The merchant's checkout QR token and URL (what the printed sign encodes). Owner.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetShareCard(
@@ -1059,7 +1233,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetShareCardRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetShareCardResponse, _abc.Awaitable[_merchants_pb2.GetShareCardResponse]]:
-        """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes."""
+        """A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def GetQrSign(
@@ -1067,7 +1243,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.GetQrSignRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.GetQrSignResponse, _abc.Awaitable[_merchants_pb2.GetQrSignResponse]]:
-        """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes."""
+        """A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes.
+        Errors: MERCHANT_NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def AuthorizeMerchantClaim(
@@ -1080,6 +1258,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         domain of the store's website (free-mail and empty websites never match): that is what shows the person
         runs the business. A store owned by someone else is refused; claiming one's own store again is
         accepted (idempotent). Services only.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER.
         """
 
     @_abc_1.abstractmethod
@@ -1090,6 +1269,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.CreatePreviewLinkResponse, _abc.Awaitable[_merchants_pb2.CreatePreviewLinkResponse]]:
         """Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
         "<merchant_id>:<exp>" with a key of its own). Admin.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -1101,6 +1281,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
         with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
         is the capability; PREVIEW_LINK_INVALID otherwise).
+        Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
@@ -1112,6 +1293,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
         each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
         app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        Errors: PLACES_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -1126,6 +1308,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         come from Google, never from the caller (the original let anyone overwrite them 🐞).
         PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
         place is not yet a merchant.
+        Errors: PLACE_NOT_FOUND, PLACES_UNAVAILABLE, CONFLICT_RETRY.
         """
 
     @_abc_1.abstractmethod
@@ -1144,6 +1327,8 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
         ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
         not set up.
+        Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER,
+        SIGN_IN_NOT_CONFIGURED, EMAIL_UNAVAILABLE, ACCOUNTS_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -1154,6 +1339,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ListAuditEntriesResponse, _abc.Awaitable[_merchants_pb2.ListAuditEntriesResponse]]:
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -1162,7 +1348,9 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _merchants_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_merchants_pb2.ListDeadLettersResponse, _abc.Awaitable[_merchants_pb2.ListDeadLettersResponse]]:
-        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ReplayDeadLetters(
@@ -1172,6 +1360,7 @@ class MerchantsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_merchants_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_merchants_pb2.ReplayDeadLettersResponse]]:
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
 def add_MerchantsServiceServicer_to_server(servicer: MerchantsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

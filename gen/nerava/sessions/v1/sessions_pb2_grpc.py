@@ -314,6 +314,7 @@ class SessionsServiceServicer:
         """The hot path, called by the app about every 60 s (`recommended_interval_s`). Reads the vehicle at most
         once per driver per 30 s (inside the window the last answer is returned with `cached: true`, from Redis);
         opens, updates or ends the driver's session accordingly and returns its state. Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -322,6 +323,7 @@ class SessionsServiceServicer:
     def GetActiveSession(self, request, context):
         """The driver's active session, or, when none, the session that ended in the last 5 minutes (for the
         end-of-session reward toast). Pure read: stale cleanup runs in the background, never here. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -331,6 +333,7 @@ class SessionsServiceServicer:
         """The driver's sessions, newest first by start, each with its incentive. Driver.
         The apps call `GET /v1/charging-sessions/` with a trailing slash: Envoy's path matcher serves it from
         this template (a template ending in "/" is refused by the transcoder).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -390,6 +393,7 @@ class SessionsServiceServicer:
         (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
         and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
         page with a meta refresh to the same URL, is what gRPC callers see.
+        Errors: VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -399,6 +403,7 @@ class SessionsServiceServicer:
         """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
         Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
         and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        Errors: VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -409,6 +414,7 @@ class SessionsServiceServicer:
         of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
         driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
         state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
+        Errors: STATE_INVALID, OAUTH_DENIED, ACCOUNTS_UNAVAILABLE, VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -416,6 +422,7 @@ class SessionsServiceServicer:
 
     def GetTeslaStatus(self, request, context):
         """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -424,6 +431,7 @@ class SessionsServiceServicer:
     def DisconnectTesla(self, request, context):
         """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
         Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -478,7 +486,7 @@ class SessionsServiceServicer:
 
     def SelectVehicle(self, request, context):
         """Chooses which vehicle of the linked account is polled for sessions. Driver.
-        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -500,6 +508,7 @@ class SessionsServiceServicer:
         The app reads a bare JSON array. Envoy's transcoder refuses `response_body` on anything but a
         google.api.HttpBody field (it rejects the whole gateway config), so the response carries the typed
         list for gRPC callers and the same list pre-rendered as a JSON array in `json_array` for REST.
+        Errors: VEHICLE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -509,6 +518,7 @@ class SessionsServiceServicer:
         """Chargers matching a text query and/or near a point, nearest first when a point is given. `q` is matched
         against name, network, address and city, and geocoded; the geocoded place is returned as `location`.
         Public.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -526,6 +536,7 @@ class SessionsServiceServicer:
 
     def CheckLocation(self, request, context):
         """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -533,6 +544,7 @@ class SessionsServiceServicer:
 
     def ImportChargers(self, request, context):
         """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -542,6 +554,7 @@ class SessionsServiceServicer:
         """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
         its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
         Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -550,6 +563,7 @@ class SessionsServiceServicer:
     def GetChargerUtilization(self, request, context):
         """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
         entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -559,6 +573,7 @@ class SessionsServiceServicer:
         """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
         chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
         (merchants' insights of a store's linked chargers).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -599,7 +614,8 @@ class SessionsServiceServicer:
         """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
         says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
         session opens if it charges). Driver.
-        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+        here, or the vehicle API failed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -608,6 +624,7 @@ class SessionsServiceServicer:
     def ListAuditEntries(self, request, context):
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -615,6 +632,7 @@ class SessionsServiceServicer:
 
     def ListDeadLetters(self, request, context):
         """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -623,6 +641,7 @@ class SessionsServiceServicer:
     def ReplayDeadLetters(self, request, context):
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

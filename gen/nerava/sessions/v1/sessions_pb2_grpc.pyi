@@ -85,15 +85,18 @@ class SessionsServiceStub:
     """The hot path, called by the app about every 60 s (`recommended_interval_s`). Reads the vehicle at most
     once per driver per 30 s (inside the window the last answer is returned with `cached: true`, from Redis);
     opens, updates or ends the driver's session accordingly and returns its state. Driver.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     GetActiveSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetActiveSessionRequest, _sessions_pb2.GetActiveSessionResponse]
     """The driver's active session, or, when none, the session that ended in the last 5 minutes (for the
     end-of-session reward toast). Pure read: stale cleanup runs in the background, never here. Driver.
+    Errors: none beyond the common ones.
     """
     ListChargingSessions: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListChargingSessionsRequest, _sessions_pb2.ListChargingSessionsResponse]
     """The driver's sessions, newest first by start, each with its incentive. Driver.
     The apps call `GET /v1/charging-sessions/` with a trailing slash: Envoy's path matcher serves it from
     this template (a template ending in "/" is refused by the transcoder).
+    Errors: none beyond the common ones.
     """
     GetChargingSession: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargingSessionRequest, _sessions_pb2.GetChargingSessionResponse]
     """One session. The owning driver or an admin.
@@ -129,23 +132,29 @@ class SessionsServiceStub:
     (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
     and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
     page with a meta refresh to the same URL, is what gRPC callers see.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     StartTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]
     """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
     Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
     and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     CompleteTeslaSignIn: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CompleteTeslaSignInRequest, _sessions_pb2.CompleteTeslaSignInResponse]
     """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
     of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
     driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
     state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
+    Errors: STATE_INVALID, OAUTH_DENIED, ACCOUNTS_UNAVAILABLE, VEHICLE_UNAVAILABLE.
     """
     GetTeslaStatus: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetTeslaStatusRequest, _sessions_pb2.GetTeslaStatusResponse]
-    """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
+    """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver.
+    Errors: VEHICLE_UNAVAILABLE.
+    """
     DisconnectTesla: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectTeslaRequest, _sessions_pb2.DisconnectTeslaResponse]
     """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
     Driver.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     ConfigureTelemetry: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ConfigureTelemetryRequest, _sessions_pb2.ConfigureTelemetryResponse]
     """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
@@ -176,7 +185,7 @@ class SessionsServiceStub:
     """
     SelectVehicle: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]
     """Chooses which vehicle of the linked account is polled for sessions. Driver.
-    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
     """
     VerifyCharging: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
@@ -190,11 +199,13 @@ class SessionsServiceStub:
     The app reads a bare JSON array. Envoy's transcoder refuses `response_body` on anything but a
     google.api.HttpBody field (it rejects the whole gateway config), so the response carries the typed
     list for gRPC callers and the same list pre-rendered as a JSON array in `json_array` for REST.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     SearchChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SearchChargersRequest, _sessions_pb2.SearchChargersResponse]
     """Chargers matching a text query and/or near a point, nearest first when a point is given. `q` is matched
     against name, network, address and city, and geocoded; the geocoded place is returned as `location`.
     Public.
+    Errors: none beyond the common ones.
     """
     GetCharger: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerRequest, _sessions_pb2.GetChargerResponse]
     """One charger with its 30-day activity. Public; also served at the app's old path
@@ -203,22 +214,29 @@ class SessionsServiceStub:
     Errors: CHARGER_NOT_FOUND.
     """
     CheckLocation: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CheckLocationRequest, _sessions_pb2.CheckLocationResponse]
-    """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
+    """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver.
+    Errors: none beyond the common ones.
+    """
     ImportChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]
-    """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write).
+    Errors: none beyond the common ones.
+    """
     BrowseChargers: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.BrowseChargersRequest, _sessions_pb2.BrowseChargersResponse]
     """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
     its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
     Sponsor, admin. Served at the console's path under /v1/campaigns/.
+    Errors: none beyond the common ones.
     """
     GetChargerUtilization: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]
     """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
     entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    Errors: none beyond the common ones.
     """
     SummarizeChargerSessions: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.SummarizeChargerSessionsRequest, _sessions_pb2.SummarizeChargerSessionsResponse]
     """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
     chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
     (merchants' insights of a store's linked chargers).
+    Errors: none beyond the common ones.
     """
     CaptureIntent: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]
     """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
@@ -243,17 +261,22 @@ class SessionsServiceStub:
     """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
     says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
     session opens if it charges). Driver.
-    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+    here, or the vehicle API failed).
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ListDeadLettersRequest, _sessions_pb2.ListDeadLettersResponse]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _grpc.UnaryUnaryMultiCallable[_sessions_pb2.ReplayDeadLettersRequest, _sessions_pb2.ReplayDeadLettersResponse]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 @_typing.type_check_only
@@ -313,15 +336,18 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """The hot path, called by the app about every 60 s (`recommended_interval_s`). Reads the vehicle at most
     once per driver per 30 s (inside the window the last answer is returned with `cached: true`, from Redis);
     opens, updates or ends the driver's session accordingly and returns its state. Driver.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     GetActiveSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetActiveSessionRequest, _sessions_pb2.GetActiveSessionResponse]  # type: ignore[assignment]
     """The driver's active session, or, when none, the session that ended in the last 5 minutes (for the
     end-of-session reward toast). Pure read: stale cleanup runs in the background, never here. Driver.
+    Errors: none beyond the common ones.
     """
     ListChargingSessions: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListChargingSessionsRequest, _sessions_pb2.ListChargingSessionsResponse]  # type: ignore[assignment]
     """The driver's sessions, newest first by start, each with its incentive. Driver.
     The apps call `GET /v1/charging-sessions/` with a trailing slash: Envoy's path matcher serves it from
     this template (a template ending in "/" is refused by the transcoder).
+    Errors: none beyond the common ones.
     """
     GetChargingSession: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargingSessionRequest, _sessions_pb2.GetChargingSessionResponse]  # type: ignore[assignment]
     """One session. The owning driver or an admin.
@@ -357,23 +383,29 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
     and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
     page with a meta refresh to the same URL, is what gRPC callers see.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     StartTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.StartTeslaSignInRequest, _sessions_pb2.StartTeslaSignInResponse]  # type: ignore[assignment]
     """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
     Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
     and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     CompleteTeslaSignIn: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CompleteTeslaSignInRequest, _sessions_pb2.CompleteTeslaSignInResponse]  # type: ignore[assignment]
     """Internal (accounts): completes a Tesla sign-in consent — exchanges the code, asks accounts for the driver
     of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
     driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
     state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
+    Errors: STATE_INVALID, OAUTH_DENIED, ACCOUNTS_UNAVAILABLE, VEHICLE_UNAVAILABLE.
     """
     GetTeslaStatus: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetTeslaStatusRequest, _sessions_pb2.GetTeslaStatusResponse]  # type: ignore[assignment]
-    """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
+    """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver.
+    Errors: VEHICLE_UNAVAILABLE.
+    """
     DisconnectTesla: _aio.UnaryUnaryMultiCallable[_sessions_pb2.DisconnectTeslaRequest, _sessions_pb2.DisconnectTeslaResponse]  # type: ignore[assignment]
     """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
     Driver.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     ConfigureTelemetry: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ConfigureTelemetryRequest, _sessions_pb2.ConfigureTelemetryResponse]  # type: ignore[assignment]
     """Asks Tesla to stream Fleet Telemetry for the driver's selected vehicle (the fleet_telemetry_config call) and
@@ -404,7 +436,7 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """
     SelectVehicle: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SelectVehicleRequest, _sessions_pb2.SelectVehicleResponse]  # type: ignore[assignment]
     """Chooses which vehicle of the linked account is polled for sessions. Driver.
-    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+    Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
     """
     VerifyCharging: _aio.UnaryUnaryMultiCallable[_sessions_pb2.VerifyChargingRequest, _sessions_pb2.VerifyChargingResponse]  # type: ignore[assignment]
     """Asks the vehicle API whether any of the driver's vehicles is charging; if so issues (or returns the
@@ -418,11 +450,13 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     The app reads a bare JSON array. Envoy's transcoder refuses `response_body` on anything but a
     google.api.HttpBody field (it rejects the whole gateway config), so the response carries the typed
     list for gRPC callers and the same list pre-rendered as a JSON array in `json_array` for REST.
+    Errors: VEHICLE_UNAVAILABLE.
     """
     SearchChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SearchChargersRequest, _sessions_pb2.SearchChargersResponse]  # type: ignore[assignment]
     """Chargers matching a text query and/or near a point, nearest first when a point is given. `q` is matched
     against name, network, address and city, and geocoded; the geocoded place is returned as `location`.
     Public.
+    Errors: none beyond the common ones.
     """
     GetCharger: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerRequest, _sessions_pb2.GetChargerResponse]  # type: ignore[assignment]
     """One charger with its 30-day activity. Public; also served at the app's old path
@@ -431,22 +465,29 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     Errors: CHARGER_NOT_FOUND.
     """
     CheckLocation: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CheckLocationRequest, _sessions_pb2.CheckLocationResponse]  # type: ignore[assignment]
-    """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
+    """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver.
+    Errors: none beyond the common ones.
+    """
     ImportChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ImportChargersRequest, _sessions_pb2.ImportChargersResponse]  # type: ignore[assignment]
-    """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+    """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write).
+    Errors: none beyond the common ones.
+    """
     BrowseChargers: _aio.UnaryUnaryMultiCallable[_sessions_pb2.BrowseChargersRequest, _sessions_pb2.BrowseChargersResponse]  # type: ignore[assignment]
     """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
     its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
     Sponsor, admin. Served at the console's path under /v1/campaigns/.
+    Errors: none beyond the common ones.
     """
     GetChargerUtilization: _aio.UnaryUnaryMultiCallable[_sessions_pb2.GetChargerUtilizationRequest, _sessions_pb2.GetChargerUtilizationResponse]  # type: ignore[assignment]
     """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
     entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+    Errors: none beyond the common ones.
     """
     SummarizeChargerSessions: _aio.UnaryUnaryMultiCallable[_sessions_pb2.SummarizeChargerSessionsRequest, _sessions_pb2.SummarizeChargerSessionsResponse]  # type: ignore[assignment]
     """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
     chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
     (merchants' insights of a store's linked chargers).
+    Errors: none beyond the common ones.
     """
     CaptureIntent: _aio.UnaryUnaryMultiCallable[_sessions_pb2.CaptureIntentRequest, _sessions_pb2.CaptureIntentResponse]  # type: ignore[assignment]
     """The home screen's map (the app's intent capture): the 5 nearest chargers within 25 km of the device, each
@@ -471,17 +512,22 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
     says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
     session opens if it charges). Driver.
-    Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+    Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+    here, or the vehicle API failed).
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListAuditEntriesRequest, _sessions_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
     first. Services only.
+    Errors: none beyond the common ones.
     """
     ListDeadLetters: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ListDeadLettersRequest, _sessions_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
-    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+    """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+    Errors: none beyond the common ones.
+    """
     ReplayDeadLetters: _aio.UnaryUnaryMultiCallable[_sessions_pb2.ReplayDeadLettersRequest, _sessions_pb2.ReplayDeadLettersResponse]  # type: ignore[assignment]
     """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
     replay of something already applied harmless. Write-admin only; audited.
+    Errors: none beyond the common ones.
     """
 
 class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -544,6 +590,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The hot path, called by the app about every 60 s (`recommended_interval_s`). Reads the vehicle at most
         once per driver per 30 s (inside the window the last answer is returned with `cached: true`, from Redis);
         opens, updates or ends the driver's session accordingly and returns its state. Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -554,6 +601,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.GetActiveSessionResponse, _abc.Awaitable[_sessions_pb2.GetActiveSessionResponse]]:
         """The driver's active session, or, when none, the session that ended in the last 5 minutes (for the
         end-of-session reward toast). Pure read: stale cleanup runs in the background, never here. Driver.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -565,6 +613,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The driver's sessions, newest first by start, each with its incentive. Driver.
         The apps call `GET /v1/charging-sessions/` with a trailing slash: Envoy's path matcher serves it from
         this template (a template ending in "/" is refused by the transcoder).
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -636,6 +685,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
         and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
         page with a meta refresh to the same URL, is what gRPC callers see.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -647,6 +697,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
         Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
         and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -659,6 +710,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
         driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
         state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
+        Errors: STATE_INVALID, OAUTH_DENIED, ACCOUNTS_UNAVAILABLE, VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -667,7 +719,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.GetTeslaStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.GetTeslaStatusResponse, _abc.Awaitable[_sessions_pb2.GetTeslaStatusResponse]]:
-        """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver."""
+        """Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver.
+        Errors: VEHICLE_UNAVAILABLE.
+        """
 
     @_abc_1.abstractmethod
     def DisconnectTesla(
@@ -677,6 +731,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.DisconnectTeslaResponse, _abc.Awaitable[_sessions_pb2.DisconnectTeslaResponse]]:
         """Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
         Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -743,7 +798,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.SelectVehicleResponse, _abc.Awaitable[_sessions_pb2.SelectVehicleResponse]]:
         """Chooses which vehicle of the linked account is polled for sessions. Driver.
-        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
 
     @_abc_1.abstractmethod
@@ -769,6 +824,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         The app reads a bare JSON array. Envoy's transcoder refuses `response_body` on anything but a
         google.api.HttpBody field (it rejects the whole gateway config), so the response carries the typed
         list for gRPC callers and the same list pre-rendered as a JSON array in `json_array` for REST.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
     @_abc_1.abstractmethod
@@ -780,6 +836,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Chargers matching a text query and/or near a point, nearest first when a point is given. `q` is matched
         against name, network, address and city, and geocoded; the geocoded place is returned as `location`.
         Public.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -800,7 +857,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.CheckLocationRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.CheckLocationResponse, _abc.Awaitable[_sessions_pb2.CheckLocationResponse]]:
-        """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver."""
+        """Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver.
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ImportChargers(
@@ -808,7 +867,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.ImportChargersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ImportChargersResponse, _abc.Awaitable[_sessions_pb2.ImportChargersResponse]]:
-        """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write)."""
+        """Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write).
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def BrowseChargers(
@@ -819,6 +880,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
         its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
         Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -829,6 +891,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.GetChargerUtilizationResponse, _abc.Awaitable[_sessions_pb2.GetChargerUtilizationResponse]]:
         """Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
         entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -840,6 +903,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
         chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
         (merchants' insights of a store's linked chargers).
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -888,7 +952,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """The native shell's charger-geofence entry: with an active session, appends the point to its trail and
         says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
         session opens if it charges). Driver.
-        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+        here, or the vehicle API failed).
         """
 
     @_abc_1.abstractmethod
@@ -899,6 +964,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.ListAuditEntriesResponse, _abc.Awaitable[_sessions_pb2.ListAuditEntriesResponse]]:
         """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
     @_abc_1.abstractmethod
@@ -907,7 +973,9 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_pb2.ListDeadLettersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_pb2.ListDeadLettersResponse, _abc.Awaitable[_sessions_pb2.ListDeadLettersResponse]]:
-        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write)."""
+        """The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
+        """
 
     @_abc_1.abstractmethod
     def ReplayDeadLetters(
@@ -917,6 +985,7 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sessions_pb2.ReplayDeadLettersResponse, _abc.Awaitable[_sessions_pb2.ReplayDeadLettersResponse]]:
         """Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
 def add_SessionsServiceServicer_to_server(servicer: SessionsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

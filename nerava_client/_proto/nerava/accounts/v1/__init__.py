@@ -1297,14 +1297,15 @@ class User(betterproto2.Message):
     E.164 phone number, empty when the user signed in by email only.
     """
 
-    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    email: "str | None" = betterproto2.field(4, betterproto2.TYPE_STRING, optional=True)
     """
-    Lower-cased email address, empty when unknown.
+    Lower-cased email address; absent when unknown (a phone sign-in), never "". The driver app's A2 table reads
+    it as `email|null` and no zod schema checks the user object, so absent reads as unknown there too.
     """
 
-    name: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    name: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
     """
-    Display name, empty when unknown.
+    Display name; absent when unknown, never "".
     """
 
     roles: "list[Role]" = betterproto2.field(6, betterproto2.TYPE_ENUM, repeated=True)
@@ -1597,6 +1598,7 @@ class AccountsServiceStub:
     def start_phone_login(self, message: "StartPhoneLoginRequest") -> "StartPhoneLoginResponse":
         """
         Sends a 6-digit login code by SMS to a US (+1) phone number. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
         """
 
         return self._channel.unary_unary(
@@ -1608,6 +1610,7 @@ class AccountsServiceStub:
     def verify_phone_login(self, message: "VerifyPhoneLoginRequest") -> "VerifyPhoneLoginResponse":
         """
         Checks the code; on success returns tokens, creating a driver account on first login. Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1619,6 +1622,7 @@ class AccountsServiceStub:
     def start_email_login(self, message: "StartEmailLoginRequest") -> "StartEmailLoginResponse":
         """
         Sends a 6-digit login code by email. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
         """
 
         return self._channel.unary_unary(
@@ -1630,6 +1634,7 @@ class AccountsServiceStub:
     def verify_email_login(self, message: "VerifyEmailLoginRequest") -> "VerifyEmailLoginResponse":
         """
         Checks the emailed code; on success returns tokens, creating a driver account on first login. Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1644,6 +1649,8 @@ class AccountsServiceStub:
         Google's published keys: signature, issuer, audience (the driver app's client ids) and expiry. The
         Google account (its `sub`) is linked to one Nerava user: found again on later sign-ins, else the user
         with the same provider-verified email, else a new driver. Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1656,6 +1663,8 @@ class AccountsServiceStub:
         """
         Signs a driver in with a Sign in with Apple ID token; the same checks and account rules as Google's
         against Apple's keys. Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1668,6 +1677,7 @@ class AccountsServiceStub:
         """
         The driver app's Tesla sign-in, step 1: Tesla's consent URL and its single-use state (10 min). Tesla
         sends the browser back to the app's sign-in screen with `code` and `state`. Public.
+        Errors: VEHICLES_UNAVAILABLE.
         """
 
         if message is None:
@@ -1685,6 +1695,7 @@ class AccountsServiceStub:
         sign-in), links the Tesla account and its vehicles to it (as /v1/auth/tesla/connect does), and signs the
         driver in. TESLA_SIGN_IN_FAILED (UNAUTHENTICATED) when the state is unknown, expired or used, or Tesla
         refuses the code. Public.
+        Errors: TESLA_SIGN_IN_FAILED, VEHICLES_UNAVAILABLE, USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1697,6 +1708,7 @@ class AccountsServiceStub:
         """
         Internal (sessions, completing a Tesla sign-in): the driver linked to a provider account — on its first
         sign-in the driver who already connected it (linked_driver_id), else a new driver. Services only.
+        Errors: USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1708,6 +1720,7 @@ class AccountsServiceStub:
     def start_console_login(self, message: "StartConsoleLoginRequest") -> "StartConsoleLoginResponse":
         """
         The sponsor console's login: sends a 6-digit code by email. Public.
+        Errors: OTP_LOCKED, OTP_PROVIDER_FAILED, OTP_RATE_LIMITED.
         """
 
         return self._channel.unary_unary(
@@ -1720,6 +1733,7 @@ class AccountsServiceStub:
         """
         Checks the console's emailed code. A new account is created with the sponsor role; an existing account
         keeps exactly the roles it has (it gains sponsor only through an admin's SetUserRoles). Public.
+        Errors: INVALID_CODE, OTP_LOCKED, OTP_PROVIDER_FAILED, USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1737,6 +1751,8 @@ class AccountsServiceStub:
         Google place id is claimed in the same step when the merchants service accepts the claim (the email's
         domain is the store website's); otherwise the account keeps its roles (the merchant role comes with a
         claim). Public.
+        Errors: ID_TOKEN_INVALID, EMAIL_NOT_VERIFIED, SIGN_IN_NOT_CONFIGURED, IDENTITY_PROVIDER_UNAVAILABLE,
+        USER_INACTIVE, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -1750,6 +1766,8 @@ class AccountsServiceStub:
         Internal (the merchant funnel's claim step): emails a single-use claim link for one store to an
         address, once the merchants service accepted that address as the store's owner. The link expires after
         15 minutes. Services only.
+        Errors: SIGN_IN_NOT_CONFIGURED (no email sender here), MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED,
+        MERCHANTS_UNAVAILABLE, EMAIL_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -1764,6 +1782,7 @@ class AccountsServiceStub:
         """
         Opens a claim link: consumes it (single use), signs the address's account in (created on first use),
         makes it the store's owner and grants the merchant role. Public (the link's token is the capability).
+        Errors: CLAIM_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_CLAIM_REFUSED, MERCHANTS_UNAVAILABLE, USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1776,6 +1795,7 @@ class AccountsServiceStub:
         """
         Exchanges a refresh token for a new access token and a new refresh token (rotation). Presenting a
         token that was already rotated revokes every token of its family. Public.
+        Errors: REFRESH_TOKEN_INVALID, REFRESH_TOKEN_REUSED, USER_INACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -1787,6 +1807,7 @@ class AccountsServiceStub:
     def logout(self, message: "LogoutRequest") -> "LogoutResponse":
         """
         Revokes one refresh-token family (the one given) or, with all_devices, every family of the caller.
+        Errors: USER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -1798,6 +1819,7 @@ class AccountsServiceStub:
     def get_me(self, message: "GetMeRequest | None" = None) -> "GetMeResponse":
         """
         The calling user and their roles.
+        Errors: USER_NOT_FOUND, USER_INACTIVE.
         """
 
         if message is None:
@@ -1813,6 +1835,7 @@ class AccountsServiceStub:
         """
         The public keys that verify access tokens, as a JSON Web Key Set (RFC 7517). Public; Envoy's
         jwt_authn and every service read it.
+        Errors: none beyond the common ones.
         """
 
         if message is None:
@@ -1827,6 +1850,7 @@ class AccountsServiceStub:
     def register_device(self, message: "RegisterDeviceRequest") -> "RegisterDeviceResponse":
         """
         Registers (or refreshes) the caller's APNs/FCM push token. Idempotent on the token.
+        Errors: USER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -1838,6 +1862,7 @@ class AccountsServiceStub:
     def list_users(self, message: "ListUsersRequest") -> "ListUsersResponse":
         """
         Lists users, newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -1850,6 +1875,7 @@ class AccountsServiceStub:
         """
         Internal (incentives, to judge a campaign allowlist that names emails): one user by public id.
         Services only.
+        Errors: USER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -1861,6 +1887,7 @@ class AccountsServiceStub:
     def set_user_roles(self, message: "SetUserRolesRequest") -> "SetUserRolesResponse":
         """
         Replaces a user's roles. Write-admin only; audited. Takes effect on the user's next access token.
+        Errors: USER_NOT_FOUND, CANNOT_REMOVE_OWN_ADMIN.
         """
 
         return self._channel.unary_unary(
@@ -1874,6 +1901,7 @@ class AccountsServiceStub:
         The audit log of the whole mesh, newest first: every admin action and every movement of money a person
         initiated, with actor, action, target, reason and request id. Each service keeps its own entries;
         this merges them. Admin (read-only or write).
+        Errors: AUDIT_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -1886,6 +1914,7 @@ class AccountsServiceStub:
         """
         The feature flags of this environment with their current values. Public: the apps read them before
         sign-in, and services read them through services/common/flags.py.
+        Errors: none beyond the common ones.
         """
 
         if message is None:
@@ -1900,6 +1929,7 @@ class AccountsServiceStub:
     def get_flag(self, message: "GetFlagRequest") -> "GetFlagResponse":
         """
         One feature flag of this environment. Public.
+        Errors: FLAG_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -1912,6 +1942,7 @@ class AccountsServiceStub:
         """
         Turns a feature flag of this environment on or off; every replica of every service sees the new value
         within seconds. Write-admin only; audited.
+        Errors: FLAG_NOT_FOUND.
         """
 
         return self._channel.unary_unary(

@@ -2591,6 +2591,7 @@ class IncentivesServiceStub:
         Campaigns the caller may see (a sponsor: their own; an admin: all), newest first. Sponsor, admin.
         The console calls `GET /v1/campaigns/` with a trailing slash; Envoy's path matcher serves it from this
         template (a template ending in "/" is refused by the transcoder).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2602,6 +2603,7 @@ class IncentivesServiceStub:
     def create_campaign(self, message: "CreateCampaignRequest") -> "CreateCampaignResponse":
         """
         Creates a campaign in draft, unfunded. Sponsor, admin. Also served for `POST /v1/campaigns/`.
+        Errors: BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
 
         return self._channel.unary_unary(
@@ -2613,6 +2615,7 @@ class IncentivesServiceStub:
     def get_campaign(self, message: "GetCampaignRequest") -> "GetCampaignResponse":
         """
         One campaign. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2627,6 +2630,7 @@ class IncentivesServiceStub:
         listed field left unset in the request is cleared (e.g. `end_date` → open-ended, `max_sessions` →
         unlimited, `rules` → defaults). Without update_mask, every field set in the request is written and
         nothing is cleared. `rules` and `caps` are replaced as a whole. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
 
         return self._channel.unary_unary(
@@ -2643,6 +2647,7 @@ class IncentivesServiceStub:
         original's auto_renew) are ignored, as the gateway ignores unknown keys elsewhere. A proto3 JSON body
         cannot tell `null` from absent, which is why the body reaches the service as raw JSON. Owning sponsor,
         admin.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_NOT_EDITABLE, BUDGET_LOCKED, BUDGET_TOO_SMALL, UNKNOWN_TIME_ZONE.
         """
 
         return self._channel.unary_unary(
@@ -2654,6 +2659,7 @@ class IncentivesServiceStub:
     def activate_campaign(self, message: "ActivateCampaignRequest") -> "ActivateCampaignResponse":
         """
         draft → active. Owning sponsor (campaign must be funded), admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, CAMPAIGN_NOT_FUNDED, CAMPAIGN_EXPIRED.
         """
 
         return self._channel.unary_unary(
@@ -2666,6 +2672,7 @@ class IncentivesServiceStub:
         """
         active → paused; no grants while paused. The reason is a query parameter (`?reason=`), as the console
         sends it. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION.
         """
 
         return self._channel.unary_unary(
@@ -2677,6 +2684,7 @@ class IncentivesServiceStub:
     def resume_campaign(self, message: "ResumeCampaignRequest") -> "ResumeCampaignResponse":
         """
         paused → active. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, INVALID_TRANSITION, BUDGET_EXHAUSTED, CAMPAIGN_EXPIRED.
         """
 
         return self._channel.unary_unary(
@@ -2691,6 +2699,7 @@ class IncentivesServiceStub:
         payment completes, Stripe's webhook reaches the ledger (HandleStripeEvent), which moves the money and,
         through its outbox, calls RecordCampaignFunding: the platform fee (2000 bps, configurable) is kept once,
         the campaign budget becomes the net amount, and a draft campaign activates. Owning sponsor.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, INVALID_TRANSITION, PAYMENTS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2702,6 +2711,7 @@ class IncentivesServiceStub:
     def list_grants(self, message: "ListGrantsRequest") -> "ListGrantsResponse":
         """
         A campaign's grants, newest first. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2713,6 +2723,7 @@ class IncentivesServiceStub:
     def get_budget(self, message: "GetBudgetRequest") -> "GetBudgetResponse":
         """
         A campaign's budget and spend. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2726,6 +2737,7 @@ class IncentivesServiceStub:
         "Earn $X here": active campaigns a driver could earn from at a place or charger, with whether this
         driver is still eligible (driver-specific rules and caps). Campaigns whose allowlist excludes the driver
         are not listed. Driver.
+        Errors: CHARGER_NOT_FOUND, ACCOUNTS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2739,6 +2751,7 @@ class IncentivesServiceStub:
         Dry run: evaluates this campaign alone (as if no other campaign competed) over the ended sessions of a
         past window, in time order, with its caps and budget; reports grants, spend and why the other sessions
         failed. Changes nothing. Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2751,6 +2764,7 @@ class IncentivesServiceStub:
         """
         The driver's reputation: points, tier and charging streak. A grant counts once the ledger credited it
         (not while PENDING, never when FAILED or clawed back). Driver.
+        Errors: UNKNOWN_TIME_ZONE.
         """
 
         return self._channel.unary_unary(
@@ -2764,6 +2778,7 @@ class IncentivesServiceStub:
         Reverses a grant: the ledger credit is reversed, the amount returns to the campaign budget (an exhausted
         campaign may become active again), and the grant becomes CLAWED_BACK (it no longer counts toward caps).
         Idempotent: a clawed-back grant is returned unchanged. Admin (write); audited.
+        Errors: GRANT_NOT_FOUND, GRANT_ALREADY_SPENT, GRANT_FAILED, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2779,6 +2794,7 @@ class IncentivesServiceStub:
         activates a draft campaign. Idempotent on checkout_session_id; a different checkout for an already
         funded (or canceled) campaign is CAMPAIGN_ALREADY_FUNDED, and the ledger then refunds that payment
         through Stripe with its ledger entries (net and fee). Services only.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, BUDGET_TOO_SMALL.
         """
 
         return self._channel.unary_unary(
@@ -2792,6 +2808,7 @@ class IncentivesServiceStub:
         Cancels a draft, active, paused or exhausted campaign (no more grants) and refunds what is left of its
         budget to the sponsor; on an ended campaign, refunds what is left. Idempotent: a canceled campaign is
         answered as it is (its remainder refunded if it was not yet). Owning sponsor, admin.
+        Errors: CAMPAIGN_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2810,6 +2827,8 @@ class IncentivesServiceStub:
         activated. Idempotent per campaign: a retry by any admin, with any reason or request_id, after a lost
         answer or a crash completes the one funding (its transfer keeps the first attempt's admin and reason).
         Admin (write); audited.
+        Errors: CAMPAIGN_NOT_FOUND, CAMPAIGN_ALREADY_FUNDED, CAMPAIGN_EXPIRED, CAMPAIGN_FUNDING_CONFLICT,
+        CHECKOUT_PENDING, INVALID_TRANSITION, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2825,6 +2844,7 @@ class IncentivesServiceStub:
         without a grant are simply absent, and so are PENDING grants (the ledger has not confirmed the credit yet;
         it may still fail) and FAILED ones: a driver is never told of a reward the ledger did not credit. Services
         only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2839,6 +2859,7 @@ class IncentivesServiceStub:
         session there, judged on the place rules only (charger, network, zone, geo circle, live window, budget
         left) — the same for every driver, so sessions can cache it per position; a driver's own caps and
         allowlists are judged by ListDriverCampaigns. Chargers no campaign pays at are absent. Services only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2853,6 +2874,7 @@ class IncentivesServiceStub:
         repeat returns the stored result. A higher end_sequence for the same session (the session was reopened
         and ended again) first reverses the earlier grant, then evaluates again. Also awards the +5 reputation
         points of a session that earned no grant. Services only.
+        Errors: GRANT_FAILED, IDEMPOTENCY_KEY_REUSED, ACCOUNTS_UNAVAILABLE, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2865,6 +2887,7 @@ class IncentivesServiceStub:
         """
         Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2876,6 +2899,7 @@ class IncentivesServiceStub:
     def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
         """
         The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2888,6 +2912,7 @@ class IncentivesServiceStub:
         """
         Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(

@@ -2343,9 +2343,10 @@ class WalletEntry(betterproto2.Message):
     (clawback, or a failed payout's funds coming back). Lower-case strings, as the app reads them.
     """
 
-    description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    description: "str | None" = betterproto2.field(5, betterproto2.TYPE_STRING, optional=True)
     """
-    Line to show, e.g. "Earned from Off-Peak Austin"; empty when none.
+    Line to show, e.g. "Earned from Off-Peak Austin", "Withdrawal", "Reversed: <why>"; absent when the transfer
+    says nothing to show (never ""). Redemptions move Nova, never cash, so none is listed here.
     """
 
     created_at: "datetime.datetime | None" = betterproto2.field(
@@ -2355,14 +2356,15 @@ class WalletEntry(betterproto2.Message):
     When it was posted (RFC 3339 UTC).
     """
 
-    campaign_name: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    campaign_name: "str | None" = betterproto2.field(7, betterproto2.TYPE_STRING, optional=True)
     """
-    Campaign name for grant entries; empty otherwise (the first implementation sent null).
+    Campaign name of a grant entry (and of its clawback), as the grant recorded it; absent otherwise (the first
+    implementation sent null; no zod schema checks it).
     """
 
-    sponsor_name: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+    sponsor_name: "str | None" = betterproto2.field(8, betterproto2.TYPE_STRING, optional=True)
     """
-    Sponsor name for grant entries; empty otherwise.
+    Sponsor name of a grant entry (and of its clawback), as the grant recorded it; absent otherwise.
     """
 
 
@@ -2456,6 +2458,7 @@ class LedgerServiceStub:
         """
         Posts one transfer (single phase). Idempotent on idempotency_key. Internal (incentives grants and
         clawbacks, merchants redemptions, campaign funding).
+        Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2468,6 +2471,7 @@ class LedgerServiceStub:
         """
         Phase one of a two-phase transfer: moves the amount from the source into the source owner's
         PAYOUTS_IN_FLIGHT account. Cash only, kind PAYOUT. Internal.
+        Errors: TRANSFER_KIND_MISMATCH, INSUFFICIENT_BALANCE, ACCOUNT_NOT_FOUND, IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2480,6 +2484,7 @@ class LedgerServiceStub:
         """
         Completes a reservation: moves the reserved amount to the destination named at reserve time.
         Internal.
+        Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2492,6 +2497,7 @@ class LedgerServiceStub:
         """
         Cancels a reservation: moves the reserved amount back to the source (the reversal entry of a
         failed payout). Internal.
+        Errors: TRANSFER_NOT_FOUND, TRANSFER_NOT_RESERVED, IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2505,6 +2511,8 @@ class LedgerServiceStub:
         Reverses what is left of a transfer (a clawback): posts the mirror transfer, kind REVERSAL, with
         reversal_of set. Fails with INSUFFICIENT_BALANCE when the credited account no longer holds the
         amount (e.g. the driver already spent the Nova). Internal.
+        Errors: TRANSFER_NOT_FOUND, REVERSAL_MISMATCH, REVERSAL_EXCEEDS_TRANSFER, TRANSFER_ALREADY_REVERSED,
+        INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2516,6 +2524,7 @@ class LedgerServiceStub:
     def get_account(self, message: "GetAccountRequest") -> "GetAccountResponse":
         """
         One account's balance and totals. Internal.
+        Errors: ACCOUNT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -2527,6 +2536,7 @@ class LedgerServiceStub:
     def list_transfers(self, message: "ListTransfersRequest") -> "ListTransfersResponse":
         """
         Transfers that debit or credit one account, newest first. Internal.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2539,6 +2549,7 @@ class LedgerServiceStub:
         """
         A merchant's fee period for one calendar month (zeros and ACCRUING when nothing was redeemed).
         Internal; the merchants service serves it to the merchant's owner.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2551,6 +2562,7 @@ class LedgerServiceStub:
         """
         Closes a merchant's fee period: ACCRUING → INVOICED → PAID, one step at a time. An invoiced period
         takes no more fees; redemptions after it accrue into the next open month. Write-admin only.
+        Errors: FEE_PERIOD_TRANSITION_INVALID.
         """
 
         return self._channel.unary_unary(
@@ -2562,6 +2574,7 @@ class LedgerServiceStub:
     def get_wallet_balance(self, message: "GetWalletBalanceRequest | None" = None) -> "GetWalletBalanceResponse":
         """
         The calling driver's cash wallet and Nova balance. Driver.
+        Errors: none beyond the common ones.
         """
 
         if message is None:
@@ -2577,6 +2590,7 @@ class LedgerServiceStub:
         """
         Internal (sessions' account stats): one driver's wallet, the same figures as GetWalletBalance. Services
         only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2588,6 +2602,7 @@ class LedgerServiceStub:
     def list_wallet_entries(self, message: "ListWalletEntriesRequest") -> "ListWalletEntriesResponse":
         """
         The calling driver's cash-wallet entries, newest first. Driver.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2600,6 +2615,7 @@ class LedgerServiceStub:
         """
         EARNED (grants, admin grants) and SPENT (merchant redemptions) items, newest first, ties SPENT
         before EARNED. Driver. The legacy app reads a bare JSON array: see GetWalletTimelineResponse.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2630,6 +2646,7 @@ class LedgerServiceStub:
     def list_payouts(self, message: "ListPayoutsRequest") -> "ListPayoutsResponse":
         """
         The calling driver's payouts, newest first. Driver.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2642,6 +2659,7 @@ class LedgerServiceStub:
         """
         Creates the driver's Stripe Express account, or returns the existing one; concurrent calls of one driver
         get the same account. Driver.
+        Errors: STRIPE_ACCOUNT_REFUSED, STRIPE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2655,6 +2673,7 @@ class LedgerServiceStub:
     ) -> "CreateStripeAccountLinkResponse":
         """
         A one-time Stripe onboarding URL for the driver's Express account. Driver.
+        Errors: REDIRECT_URL_NOT_ALLOWED, STRIPE_ACCOUNT_MISSING, STRIPE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -2666,6 +2685,7 @@ class LedgerServiceStub:
     def get_stripe_status(self, message: "GetStripeStatusRequest | None" = None) -> "GetStripeStatusResponse":
         """
         Whether the driver's Express account can receive payouts (asks Stripe, records the answer). Driver.
+        Errors: STRIPE_UNAVAILABLE.
         """
 
         if message is None:
@@ -2690,6 +2710,7 @@ class LedgerServiceStub:
         event answers 2xx: one the ledger cannot apply (a transfer for an unknown payout, a paid checkout
         that contradicts the one booked under its id, unbookable metadata) answers NEEDS_ATTENTION and is
         recorded for an admin (ListPaymentIssues) instead of being retried by Stripe for days.
+        Errors: STRIPE_SIGNATURE_INVALID, WEBHOOK_PAYLOAD_INVALID, STRIPE_EVENT_RETRY.
         """
 
         return self._channel.unary_unary(
@@ -2703,6 +2724,7 @@ class LedgerServiceStub:
         Grants Nova points to a driver or a merchant from the platform's external funding account.
         Write-admin only; audited (admin, reason, balance before and after). Idempotent on
         idempotency_key.
+        Errors: IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2721,6 +2743,7 @@ class LedgerServiceStub:
         what the key refunded (replayed), whatever amount it asks — a retry after a lost answer may ask another
         remainder; the caller asks the rest under a new key. IDEMPOTENCY_KEY_REUSED: the key refunded another
         campaign.
+        Errors: REFUND_NOT_BOOKED, TRANSFER_ALREADY_REVERSED, IDEMPOTENCY_KEY_REUSED.
         """
 
         return self._channel.unary_unary(
@@ -2732,6 +2755,7 @@ class LedgerServiceStub:
     def list_payment_issues(self, message: "ListPaymentIssuesRequest") -> "ListPaymentIssuesResponse":
         """
         Stripe events and deliveries the ledger could not apply and that need a person, newest first. Admin.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2744,6 +2768,7 @@ class LedgerServiceStub:
         """
         Payouts whose Stripe answer was lost (status UNKNOWN), oldest first: money that left the driver's
         balance and may or may not have reached Stripe. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2757,6 +2782,7 @@ class LedgerServiceStub:
         Settles UNKNOWN payouts now by asking Stripe about each (the reconciliation the ledger otherwise runs
         on its interval): a transfer Stripe has makes it PROCESSING, none fails it and returns the funds.
         Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2769,6 +2795,7 @@ class LedgerServiceStub:
         """
         The ledger's own invariants, checked now: per currency Σ debits = Σ credits, two entries per transfer,
         balances equal to their entries, no forbidden negative balance, fee accruals. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         if message is None:
@@ -2784,6 +2811,7 @@ class LedgerServiceStub:
         """
         The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
         payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2796,6 +2824,7 @@ class LedgerServiceStub:
         """
         Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2807,6 +2836,7 @@ class LedgerServiceStub:
     def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
         """
         The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -2819,6 +2849,7 @@ class LedgerServiceStub:
         """
         Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(

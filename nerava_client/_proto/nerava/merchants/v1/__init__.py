@@ -4567,6 +4567,7 @@ class MerchantsServiceStub:
         """
         What a scanned checkout QR code is: the merchant, its perk and, for a signed-in driver, the Nova
         balance. Public (driver optional).
+        Errors: QR_TOKEN_UNKNOWN, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4581,6 +4582,7 @@ class MerchantsServiceStub:
         (the checkout page, after scanning the QR). Signed-in callers only: other customers' orders are not
         shown to anyone with the printed token (the first implementation served them to anonymous callers 🐞).
         No Square connection → no orders; Square not answering → SQUARE_UNAVAILABLE.
+        Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4594,6 +4596,8 @@ class MerchantsServiceStub:
         Spends the driver's Nova at a merchant: discount = min(perk, Nova balance, order total) > 0, one
         ledger transfer driver Nova → merchant Nova, a 15 % merchant fee accrued. Idempotent on
         idempotency_key (per driver); a Square order is redeemed at most once. Driver.
+        Errors: QR_TOKEN_UNKNOWN, SQUARE_NOT_CONNECTED, SQUARE_ORDER_UNAVAILABLE, SQUARE_UNAVAILABLE,
+        ORDER_ALREADY_REDEEMED, INSUFFICIENT_BALANCE, IDEMPOTENCY_KEY_REUSED, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4605,6 +4609,7 @@ class MerchantsServiceStub:
     def get_redemption(self, message: "GetRedemptionRequest") -> "GetRedemptionResponse":
         """
         One redemption, for the cashier screen. The driver who redeemed or the merchant's owner.
+        Errors: REDEMPTION_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4618,8 +4623,8 @@ class MerchantsServiceStub:
         Starts an exclusive offer at a merchant: the driver must be within 150 m of the charger; lasts
         60 minutes (extended to 60 minutes after the linked charging session ends). At most one ACTIVE
         session per driver: when one exists it is returned instead. Idempotent on idempotency_key. Driver.
-        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS, EXCLUSIVE_CAP_REACHED,
-        IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_NOT_ACTIVE, CHARGER_NOT_FOUND, NO_CHARGER_LINK, OUTSIDE_RADIUS,
+        EXCLUSIVE_CAP_REACHED, IDEMPOTENCY_KEY_REUSED, CONFLICT_RETRY, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4658,6 +4663,7 @@ class MerchantsServiceStub:
     def get_active_exclusive(self, message: "GetActiveExclusiveRequest") -> "GetActiveExclusiveResponse":
         """
         The driver's ACTIVE exclusive session, or null. Expires stale sessions on read. Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4672,6 +4678,7 @@ class MerchantsServiceStub:
         confirm the offer is live. Public: the session id (a random UUID, 122 bits) is the capability, and the
         screen shows nothing about the driver or where they charge (charger_id is always null). An unknown id
         answers exclusive_session null. A session past its window reads EXPIRED.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -4687,6 +4694,7 @@ class MerchantsServiceStub:
         Single-use: the same code again answers already_redeemed. Public like the staff screen (staff
         devices are not signed in); the code names one live session among ~887 million. An unknown code is
         CHECK_IN_CODE_UNKNOWN, one whose window is over EXCLUSIVE_EXPIRED.
+        Errors: CHECK_IN_CODE_UNKNOWN, EXCLUSIVE_EXPIRED, EXCLUSIVE_NOT_ACTIVE, MERCHANT_NOT_ACTIVE.
         """
 
         return self._channel.unary_unary(
@@ -4699,6 +4707,7 @@ class MerchantsServiceStub:
         """
         Cancels exclusive sessions: one session, or every ACTIVE session at a charger. Write-admin only;
         audited.
+        Errors: EXCLUSIVE_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4754,6 +4763,7 @@ class MerchantsServiceStub:
         Internal (sessions: the home map and charger lists): ListMerchantsForCharger's "charging" list of many
         chargers in one call, so a list of chargers costs one call here, not one per charger. Unknown chargers and
         chargers without merchants are absent. Services only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -4767,6 +4777,7 @@ class MerchantsServiceStub:
     ) -> "ListFavoriteMerchantsResponse":
         """
         The driver's favorite stores, most recently added first. Driver.
+        Errors: none beyond the common ones.
         """
 
         if message is None:
@@ -4793,6 +4804,7 @@ class MerchantsServiceStub:
     def remove_favorite_merchant(self, message: "RemoveFavoriteMerchantRequest") -> "RemoveFavoriteMerchantResponse":
         """
         Removes a store from the driver's favorites (not there: no change). Driver.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -4807,6 +4819,7 @@ class MerchantsServiceStub:
         """
         The driver's favorite chargers, most recently added first. Stored here with the store favorites (the
         sessions service owns the chargers and answers their names). Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         if message is None:
@@ -4821,6 +4834,7 @@ class MerchantsServiceStub:
     def add_favorite_charger(self, message: "AddFavoriteChargerRequest") -> "AddFavoriteChargerResponse":
         """
         Adds a charger the sessions service knows to the driver's favorites. Driver.
+        Errors: CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4832,6 +4846,7 @@ class MerchantsServiceStub:
     def remove_favorite_charger(self, message: "RemoveFavoriteChargerRequest") -> "RemoveFavoriteChargerResponse":
         """
         Removes a charger from the driver's favorites. Driver.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -4843,6 +4858,7 @@ class MerchantsServiceStub:
     def get_my_merchant(self, message: "GetMyMerchantRequest | None" = None) -> "GetMyMerchantResponse":
         """
         The merchant the caller owns, its Nova balance and its last 10 Nova transactions. Merchant.
+        Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
 
         if message is None:
@@ -4859,6 +4875,7 @@ class MerchantsServiceStub:
         EV charging near the caller's store (the store GetMyMerchant shows): sessions started at its linked
         chargers over the period, from the sessions service. Merchant, admin (an admin owning no store gets
         MERCHANT_NOT_FOUND like GetMyMerchant).
+        Errors: MERCHANT_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4870,6 +4887,7 @@ class MerchantsServiceStub:
     def get_merchant_summary(self, message: "GetMerchantSummaryRequest") -> "GetMerchantSummaryResponse":
         """
         Redemption totals for the portal's overview. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4881,6 +4899,7 @@ class MerchantsServiceStub:
     def list_merchant_visits(self, message: "ListMerchantVisitsRequest") -> "ListMerchantVisitsResponse":
         """
         Verified visits (the redemption log of exclusive offers), newest first. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4893,6 +4912,7 @@ class MerchantsServiceStub:
         """
         The month's merchant fee (15 % of Nova redeemed), from the ledger's fee period. Owner (the first
         implementation served it without authentication).
+        Errors: MERCHANT_NOT_FOUND, LEDGER_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -4904,6 +4924,7 @@ class MerchantsServiceStub:
     def get_shareables(self, message: "GetShareablesRequest") -> "GetShareablesResponse":
         """
         Ready-to-post lines about the merchant's Nerava activity. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4915,6 +4936,7 @@ class MerchantsServiceStub:
     def list_merchant_exclusives(self, message: "ListMerchantExclusivesRequest") -> "ListMerchantExclusivesResponse":
         """
         The merchant's exclusive offers. Owner. The portal reads a bare JSON array.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4926,6 +4948,7 @@ class MerchantsServiceStub:
     def create_merchant_exclusive(self, message: "CreateMerchantExclusiveRequest") -> "CreateMerchantExclusiveResponse":
         """
         Creates an exclusive offer (shown to drivers at the merchant's linked chargers). Owner.
+        Errors: MERCHANT_NOT_FOUND, NO_CHARGER_LINK.
         """
 
         return self._channel.unary_unary(
@@ -4937,6 +4960,7 @@ class MerchantsServiceStub:
     def update_merchant_exclusive(self, message: "UpdateMerchantExclusiveRequest") -> "UpdateMerchantExclusiveResponse":
         """
         Changes an exclusive offer; only the fields present change. Owner.
+        Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4948,6 +4972,7 @@ class MerchantsServiceStub:
     def enable_merchant_exclusive(self, message: "EnableMerchantExclusiveRequest") -> "EnableMerchantExclusiveResponse":
         """
         The portal's on/off switch of an exclusive offer (query `enabled`, no body). Owner.
+        Errors: MERCHANT_NOT_FOUND, EXCLUSIVE_OFFER_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4960,6 +4985,7 @@ class MerchantsServiceStub:
         """
         Exclusive-offer figures for the portal's overview: activations, completions, unique drivers and the
         completion rate. Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4972,6 +4998,7 @@ class MerchantsServiceStub:
         """
         Starts Square OAuth: returns Square's authorization URL with a one-time CSRF state bound to the
         caller. Merchant.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -4986,6 +5013,8 @@ class MerchantsServiceStub:
         `state` here with its bearer token (a gateway cannot answer with a 302, so the portal page owns
         the redirect). Checks the state, stores the encrypted tokens, links or creates the merchant, and
         computes the recommended perk from the average order value. Merchant (the state's user).
+        Errors: OAUTH_STATE_INVALID, OAUTH_DENIED, MERCHANT_NOT_FOUND, SQUARE_ACCOUNT_TAKEN, SQUARE_NO_LOCATION,
+        SQUARE_UNAVAILABLE, CONFLICT_RETRY.
         """
 
         return self._channel.unary_unary(
@@ -4998,6 +5027,7 @@ class MerchantsServiceStub:
         """
         Registers a merchant store (status ACTIVE unless given) with its checkout QR token (32 random bytes).
         Write-admin only. Idempotent on request_id.
+        Errors: PLACE_ID_TAKEN, UNKNOWN_TIME_ZONE, CONFLICT_RETRY.
         """
 
         return self._channel.unary_unary(
@@ -5010,6 +5040,7 @@ class MerchantsServiceStub:
         """
         Changes a merchant's store details, perk or status; only the fields present change. Owner (status
         ACTIVE ↔ PAUSED) or admin (also SUSPENDED).
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_STATUS_NOT_ALLOWED, UNKNOWN_TIME_ZONE.
         """
 
         return self._channel.unary_unary(
@@ -5022,6 +5053,7 @@ class MerchantsServiceStub:
         """
         Links a charger to a merchant with the walking distance and time between them (computed from the
         great-circle distance when not given). Relinking updates the walk. Write-admin only.
+        Errors: MERCHANT_NOT_FOUND, CHARGER_NOT_FOUND, SESSIONS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -5033,6 +5065,7 @@ class MerchantsServiceStub:
     def get_checkout_qr(self, message: "GetCheckoutQrRequest") -> "GetCheckoutQrResponse":
         """
         The merchant's checkout QR token and URL (what the printed sign encodes). Owner.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -5044,6 +5077,7 @@ class MerchantsServiceStub:
     def get_share_card(self, message: "GetShareCardRequest") -> "GetShareCardResponse":
         """
         A 1200×630 PNG social card of the merchant's redemptions. Owner. Raw image/png bytes.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -5055,6 +5089,7 @@ class MerchantsServiceStub:
     def get_qr_sign(self, message: "GetQrSignRequest") -> "GetQrSignResponse":
         """
         A printable PDF sign with the merchant's checkout QR code. Owner. Raw application/pdf bytes.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -5070,6 +5105,7 @@ class MerchantsServiceStub:
         domain of the store's website (free-mail and empty websites never match): that is what shows the person
         runs the business. A store owned by someone else is refused; claiming one's own store again is
         accepted (idempotent). Services only.
+        Errors: MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER.
         """
 
         return self._channel.unary_unary(
@@ -5082,6 +5118,7 @@ class MerchantsServiceStub:
         """
         Signs a 7-day preview link of a merchant's page for acquisition outreach (HMAC-SHA256 over
         "<merchant_id>:<exp>" with a key of its own). Admin.
+        Errors: MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -5095,6 +5132,7 @@ class MerchantsServiceStub:
         The preview of a merchant, for whoever holds a valid signed link: the portal's preview page calls it
         with the link's query (`?merchant_id=&exp=&sig=`), as the original's funnel did. Public (the signature
         is the capability; PREVIEW_LINK_INVALID otherwise).
+        Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND.
         """
 
         return self._channel.unary_unary(
@@ -5108,6 +5146,7 @@ class MerchantsServiceStub:
         Acquisition funnel, step 1: the businesses Google Places knows for a text, near a point when given,
         each with the Nerava merchant it already is (if any) and whether someone owns it. Public (the merchant
         app shows it before sign-in). PLACES_UNAVAILABLE when Google does not answer.
+        Errors: PLACES_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -5124,6 +5163,7 @@ class MerchantsServiceStub:
         come from Google, never from the caller (the original let anyone overwrite them 🐞).
         PLACE_NOT_FOUND when Google has no such place; PLACES_UNAVAILABLE when Google does not answer and the
         place is not yet a merchant.
+        Errors: PLACE_NOT_FOUND, PLACES_UNAVAILABLE, CONFLICT_RETRY.
         """
 
         return self._channel.unary_unary(
@@ -5144,6 +5184,8 @@ class MerchantsServiceStub:
         the address is not at the store's own web domain (no claim is kept); EMAIL_UNAVAILABLE or
         ACCOUNTS_UNAVAILABLE when the link could not be sent (retry); SIGN_IN_NOT_CONFIGURED where email is
         not set up.
+        Errors: PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED, CLAIM_NOT_OWNER,
+        SIGN_IN_NOT_CONFIGURED, EMAIL_UNAVAILABLE, ACCOUNTS_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -5156,6 +5198,7 @@ class MerchantsServiceStub:
         """
         Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -5167,6 +5210,7 @@ class MerchantsServiceStub:
     def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
         """
         The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -5179,6 +5223,7 @@ class MerchantsServiceStub:
         """
         Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(

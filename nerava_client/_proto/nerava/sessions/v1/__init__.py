@@ -3048,6 +3048,7 @@ class SessionsServiceStub:
         The hot path, called by the app about every 60 s (`recommended_interval_s`). Reads the vehicle at most
         once per driver per 30 s (inside the window the last answer is returned with `cached: true`, from Redis);
         opens, updates or ends the driver's session accordingly and returns its state. Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -3060,6 +3061,7 @@ class SessionsServiceStub:
         """
         The driver's active session, or, when none, the session that ended in the last 5 minutes (for the
         end-of-session reward toast). Pure read: stale cleanup runs in the background, never here. Driver.
+        Errors: none beyond the common ones.
         """
 
         if message is None:
@@ -3076,6 +3078,7 @@ class SessionsServiceStub:
         The driver's sessions, newest first by start, each with its incentive. Driver.
         The apps call `GET /v1/charging-sessions/` with a trailing slash: Envoy's path matcher serves it from
         this template (a template ending in "/" is refused by the transcoder).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3162,6 +3165,7 @@ class SessionsServiceStub:
         (or `?error=<code>`), as the original did: the service sends the target in the x-nerava-redirect header
         and the gateway turns the answer into the 302 (transcoding alone cannot set a status). The body, an HTML
         page with a meta refresh to the same URL, is what gRPC callers see.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -3175,6 +3179,7 @@ class SessionsServiceStub:
         Internal (accounts, for the driver app's Tesla sign-in): a Tesla consent for someone not signed in yet.
         Tesla sends the browser back to the driver app's sign-in screen (TESLA_SIGN_IN_REDIRECT_URI) with the code
         and the single-use state (10 min), which the app posts to /v1/auth/tesla/login. Services only.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
         if message is None:
@@ -3192,6 +3197,7 @@ class SessionsServiceStub:
         of that Tesla account (created on its first sign-in), and links the account and its vehicles to that
         driver as ConnectTesla's callback does. STATE_INVALID (PERMISSION_DENIED) for an unknown, expired or used
         state; OAUTH_DENIED (FAILED_PRECONDITION) when Tesla refuses the code. Services only.
+        Errors: STATE_INVALID, OAUTH_DENIED, ACCOUNTS_UNAVAILABLE, VEHICLE_UNAVAILABLE.
         """
 
         return self._channel.unary_unary(
@@ -3203,6 +3209,7 @@ class SessionsServiceStub:
     def get_tesla_status(self, message: "GetTeslaStatusRequest | None" = None) -> "GetTeslaStatusResponse":
         """
         Whether the driver has a Tesla linked, the selected vehicle and all vehicles on the account. Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
         if message is None:
@@ -3218,6 +3225,7 @@ class SessionsServiceStub:
         """
         Unlinks Tesla: revokes and deletes the tokens. An active session is ended (MANUAL) first. Idempotent.
         Driver.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
         if message is None:
@@ -3311,7 +3319,7 @@ class SessionsServiceStub:
     def select_vehicle(self, message: "SelectVehicleRequest") -> "SelectVehicleResponse":
         """
         Chooses which vehicle of the linked account is polled for sessions. Driver.
-        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND.
+        Errors: NO_VEHICLE_CONNECTION, VEHICLE_NOT_FOUND, VEHICLE_UNAVAILABLE (Tesla linking not configured here).
         """
 
         return self._channel.unary_unary(
@@ -3341,6 +3349,7 @@ class SessionsServiceStub:
         The app reads a bare JSON array. Envoy's transcoder refuses `response_body` on anything but a
         google.api.HttpBody field (it rejects the whole gateway config), so the response carries the typed
         list for gRPC callers and the same list pre-rendered as a JSON array in `json_array` for REST.
+        Errors: VEHICLE_UNAVAILABLE.
         """
 
         if message is None:
@@ -3357,6 +3366,7 @@ class SessionsServiceStub:
         Chargers matching a text query and/or near a point, nearest first when a point is given. `q` is matched
         against name, network, address and city, and geocoded; the geocoded place is returned as `location`.
         Public.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3382,6 +3392,7 @@ class SessionsServiceStub:
     def check_location(self, message: "CheckLocationRequest") -> "CheckLocationResponse":
         """
         Whether the device is within 150 m (great-circle) of a charger, and the nearest one. Driver.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3393,6 +3404,7 @@ class SessionsServiceStub:
     def import_chargers(self, message: "ImportChargersRequest") -> "ImportChargersResponse":
         """
         Bulk upsert of chargers from NREL/OSM-shaped records, keyed by (source, external_id). Admin (write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3406,6 +3418,7 @@ class SessionsServiceStub:
         The console's charger explorer: catalog chargers by text, network and state, ordered by name, each with
         its sessions of the last 30 days (sessions started in the window; drivers counted once per charger).
         Sponsor, admin. Served at the console's path under /v1/campaigns/.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3418,6 +3431,7 @@ class SessionsServiceStub:
         """
         Sessions at the given chargers over the last `since_days` days (sessions started in the window), one
         entry per requested charger in the order given, zeros for a charger without sessions. Sponsor, admin.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3433,6 +3447,7 @@ class SessionsServiceStub:
         Sessions started at a set of chargers since a moment, taken together: drivers counted once across the
         chargers, mean duration and energy of the ended ones, sessions per local hour of day. Services only
         (merchants' insights of a store's linked chargers).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3492,7 +3507,8 @@ class SessionsServiceStub:
         The native shell's charger-geofence entry: with an active session, appends the point to its trail and
         says so; otherwise, when a charger is within 300 m, reads the car once (the poll's state machine, so a
         session opens if it charges). Driver.
-        Errors: INVALID_ARGUMENT (lat, lng missing or out of range).
+        Errors: INVALID_ARGUMENT (lat, lng missing or out of range), VEHICLE_UNAVAILABLE (polling not configured
+        here, or the vehicle API failed).
         """
 
         return self._channel.unary_unary(
@@ -3505,6 +3521,7 @@ class SessionsServiceStub:
         """
         Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
         first. Services only.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3516,6 +3533,7 @@ class SessionsServiceStub:
     def list_dead_letters(self, message: "ListDeadLettersRequest") -> "ListDeadLettersResponse":
         """
         The outbox's dead letters (deliveries given up on), newest first. Admin (read-only or write).
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
@@ -3528,6 +3546,7 @@ class SessionsServiceStub:
         """
         Puts dead letters back in the outbox queue with a fresh attempt count; the receiver's idempotency makes a
         replay of something already applied harmless. Write-admin only; audited.
+        Errors: none beyond the common ones.
         """
 
         return self._channel.unary_unary(
