@@ -581,7 +581,7 @@ class LedgerServiceServicer:
     def RunReconciliation(self, request, context):
         """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
         payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
-        Errors: none beyond the common ones.
+        Errors: STRIPE_UNAVAILABLE (Stripe did not answer the payment or payout checks; retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -254,7 +254,7 @@ class LedgerServiceStub:
     RunReconciliation: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]
     """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
     payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
-    Errors: none beyond the common ones.
+    Errors: STRIPE_UNAVAILABLE (Stripe did not answer the payment or payout checks; retry).
     """
     ListAuditEntries: _grpc.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
@@ -497,7 +497,7 @@ class LedgerServiceAsyncStub(LedgerServiceStub):
     RunReconciliation: _aio.UnaryUnaryMultiCallable[_ledger_pb2.RunReconciliationRequest, _ledger_pb2.RunReconciliationResponse]  # type: ignore[assignment]
     """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
     payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
-    Errors: none beyond the common ones.
+    Errors: STRIPE_UNAVAILABLE (Stripe did not answer the payment or payout checks; retry).
     """
     ListAuditEntries: _aio.UnaryUnaryMultiCallable[_ledger_pb2.ListAuditEntriesRequest, _ledger_pb2.ListAuditEntriesResponse]  # type: ignore[assignment]
     """Internal (accounts, for `GET /v1/admin/audit`): this service's audit entries matching the query, newest
@@ -893,7 +893,7 @@ class LedgerServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_ledger_pb2.RunReconciliationResponse, _abc.Awaitable[_ledger_pb2.RunReconciliationResponse]]:
         """The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
         payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
-        Errors: none beyond the common ones.
+        Errors: STRIPE_UNAVAILABLE (Stripe did not answer the payment or payout checks; retry).
         """
 
     @_abc_1.abstractmethod

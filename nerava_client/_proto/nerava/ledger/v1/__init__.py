@@ -2811,7 +2811,7 @@ class LedgerServiceStub:
         """
         The cross-service money reconciliation, run now (budgets, grants, redemptions, Stripe payments and
         payouts against the ledger): each invariant with the ids that break it. Admin (read-only or write).
-        Errors: none beyond the common ones.
+        Errors: STRIPE_UNAVAILABLE (Stripe did not answer the payment or payout checks; retry).
         """
 
         return self._channel.unary_unary(
