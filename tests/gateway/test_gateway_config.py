@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, replace
@@ -31,6 +30,7 @@ from google.protobuf import descriptor_pb2
 from gateway import redoc
 from gateway import render as gw
 from gateway.render import Endpoint, GatewaySettings, TokenBucket
+from tests.support.eventually import eventually_sync
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GENERATED_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
@@ -719,17 +719,18 @@ def _running_envoy(settings: GatewaySettings, directory: pathlib.Path) -> Iterat
         grpc_target=str(settings.listen),
         log=log,
     )
+
+    def ready() -> None:
+        if process.poll() is not None:  # pytest.fail is not retried: an exited Envoy will not become ready
+            pytest.fail(f"envoy exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            status = httpx.get(f"{gateway.admin_url}/ready", timeout=1).status_code
+        except httpx.TransportError as error:
+            raise AssertionError(f"envoy not ready ({error}):\n{log.read_text()[-3000:]}") from error
+        assert status == 200, f"envoy not ready ({status}):\n{log.read_text()[-3000:]}"
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"envoy exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{gateway.admin_url}/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"envoy not ready after 20 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        eventually_sync(ready, within=20, interval=0.1)
         yield gateway
     finally:
         process.terminate()
@@ -899,14 +900,14 @@ def test_direct_grpc_callers_get_grpc_statuses(gateway_without_upstreams: Runnin
 def test_access_log_is_json_lines_on_stdout(gateway_without_upstreams: RunningGateway) -> None:
     request_id = "test-access-log-0001"
     httpx.get(f"{gateway_without_upstreams.url}/v1/auth/me", headers={"x-request-id": request_id})
-    deadline = time.monotonic() + 5
-    entry: JsonObject | None = None
-    while entry is None and time.monotonic() < deadline:
-        for line in gateway_without_upstreams.log.read_text().splitlines():
-            if line.startswith("{") and request_id in line:
-                entry = json.loads(line)
-        time.sleep(0.05)
-    assert entry is not None, "no access log line for the request"
+
+    def logged() -> JsonObject:
+        lines = [line for line in gateway_without_upstreams.log.read_text().splitlines() if line.startswith("{")]
+        entries: list[JsonObject] = [json.loads(line) for line in lines if request_id in line]
+        assert entries, "no access log line for the request"
+        return entries[-1]
+
+    entry = eventually_sync(logged, within=5)
     assert entry["method"] == "GET"
     assert entry["path"] == "/v1/auth/me"
     assert entry["rpc"] == f"/{ACCOUNTS}/GetMe"
