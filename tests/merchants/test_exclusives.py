@@ -26,6 +26,7 @@ from services.merchants.exclusives import expire_due_exclusives, expire_exclusiv
 from services.merchants.records import Resources
 from tests.merchants.helpers import Merchants, Store, new_charger, offset
 from tests.support.eventually import eventually
+from tests.support.locks import lock_waits
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import bad_fields, error_metadata, error_reason
 
@@ -214,15 +215,7 @@ async def test_an_activation_racing_an_uncommitted_one_yields_to_it(
         racing = asyncio.create_task(activate(merchants, driver, shop))
 
         async def blocked() -> None:  # the activation's insert waits for our row's lock
-            async with merchants_engine.connect() as probe:
-                waiting = (
-                    await probe.execute(
-                        sa.text(
-                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                            "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO%exclusive_sessions%'"
-                        )
-                    )
-                ).scalar_one()
+            waiting = await lock_waits(merchants_engine, "INSERT INTO%exclusive_sessions%")
             assert waiting, "the activation is not waiting for the lock yet"
 
         await eventually(blocked, within=10, interval=0.02)

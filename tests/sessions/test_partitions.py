@@ -25,6 +25,7 @@ from services.sessions.domain import Action, Telemetry
 from services.sessions.retention import SessionPartitions, month_start
 from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
 from tests.support.eventually import eventually
+from tests.support.locks import lock_waits
 
 UTC = datetime.UTC
 TESLA = pb.SESSION_SOURCE_TESLA_API
@@ -236,16 +237,7 @@ async def test_two_concurrent_opens_of_one_vehicle_in_two_partitions_leave_one(e
                 await hold.wait()
 
     async def waiting_for_a_lock() -> None:
-        async with engine.connect() as probe:
-            waiting = (
-                await probe.execute(
-                    sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO%charging_sessions%'"
-                    )
-                )
-            ).scalar_one()
-        assert waiting, "the second open is not waiting for a lock yet"
+        assert await lock_waits(engine, "INSERT INTO%charging_sessions%"), "the second open is not waiting yet"
 
     release = asyncio.Event()
     first = asyncio.create_task(open_session(this_month, release))
