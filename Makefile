@@ -28,7 +28,7 @@ test: $(STAMP) $(REDOC)  ## the whole suite against real PostgreSQL, Redis, gRPC
 	$(PY) -m pytest
 
 test-fast: $(STAMP)  ## the tests that need no PostgreSQL, Redis or running services (rules, adapters against fakes, contracts, deploy)
-	$(PY) -m pytest -m "not mesh"
+	$(PY) -m pytest -m "not mesh" -n auto
 
 CONTRACTS_BASE ?= HEAD~1
 

@@ -79,9 +79,11 @@ def load_public_methods(path: pathlib.Path = PUBLIC_METHODS_FILE) -> Mapping[str
 
 PUBLIC_METHODS: Mapping[str, tuple[str, ...]] = load_public_methods()
 
-# Methods that send or check a one-time code: each gets its own, much smaller token bucket, because they cost
-# money (SMS) and guard accounts against code guessing. They must also be public (checked in render()).
-OTP_METHODS: Mapping[str, tuple[str, ...]] = {
+# Public methods where each call costs us something: each gets its own, much smaller token bucket per client
+# address. They must also be public (checked in render()); protected methods are limited per account by the
+# services.
+PER_CLIENT_METHODS: Mapping[str, tuple[str, ...]] = {
+    # Send or check a one-time code: they cost money (SMS) and guard accounts against code guessing.
     "nerava.accounts.v1.AccountsService": (
         "StartPhoneLogin",
         "VerifyPhoneLogin",
@@ -95,6 +97,9 @@ OTP_METHODS: Mapping[str, tuple[str, ...]] = {
         "GetTeslaLoginUrl",
         "SignInWithTesla",
     ),
+    # The merchant app's funnel before sign-in: each search is a paid Google Places call, and each resolve of
+    # a new place creates a pending store from Place Details.
+    "nerava.merchants.v1.MerchantsService": ("SearchBusinesses", "ResolveBusiness"),
 }
 
 # Methods whose REST body is a third party's signed payload (google.api.HttpBody): they may carry up to
@@ -274,11 +279,12 @@ class GatewaySettings:
     trace_sampling_percent: float = 100.0
     # Generous: a global guard against floods per Envoy process, not a per-client quota.
     default_rate_limit: TokenBucket = TokenBucket(max_tokens=2000, tokens_per_fill=2000)
-    # Per client address (as resolved with xff_num_trusted_hops), per OTP method: one client cannot use up
-    # everyone's logins. The services' per-IP and per-phone limits in Redis are the durable ones.
-    otp_rate_limit: TokenBucket = TokenBucket(max_tokens=20, tokens_per_fill=20)
-    # How many client addresses each OTP bucket tracks at once (least recently used ones are forgotten).
-    otp_rate_limit_clients: int = 20000
+    # Per client address (as resolved with xff_num_trusted_hops), per PER_CLIENT_METHODS method: one client
+    # cannot use up everyone's logins or our Places quota. The services' per-IP and per-phone limits in Redis
+    # are the durable ones.
+    per_client_rate_limit: TokenBucket = TokenBucket(max_tokens=20, tokens_per_fill=20)
+    # How many client addresses each per-client bucket tracks at once (least recently used ones are forgotten).
+    per_client_rate_limit_clients: int = 20000
     jwt_issuer: str = "nerava"
     jwt_audiences: tuple[str, ...] = ("nerava-api",)
     jwks_cache_duration_s: int = 300
@@ -619,20 +625,20 @@ def _routes(settings: GatewaySettings, available: Mapping[str, frozenset[str]]) 
                 _grpc_action(cluster_of[jwks_service], settings.upstream_timeout_s),
             )
         )
-    for path in _method_paths(OTP_METHODS, available, "OTP"):
+    for path in _method_paths(PER_CLIENT_METHODS, available, "per-client"):
         service, method = path.strip("/").split("/")
-        # One route and so one bucket per OTP method: a flood of code requests cannot lock out code checks.
+        # One route and so one bucket per method: a flood of code requests cannot lock out code checks.
         routes.append(
             _route(
-                f"otp:{method}",
+                f"per_client:{method}",
                 {"path": path, "grpc": {}},
                 _grpc_action(cluster_of[service], settings.upstream_timeout_s),
                 typed_per_filter_config={
                     _RATE_LIMIT: _per_client_rate_limit(
-                        "otp_rate_limit",
-                        settings.otp_rate_limit,
+                        "per_client_rate_limit",
+                        settings.per_client_rate_limit,
                         settings.default_rate_limit,
-                        settings.otp_rate_limit_clients,
+                        settings.per_client_rate_limit_clients,
                     )
                 },
             )
@@ -802,7 +808,7 @@ def _http_filters(settings: GatewaySettings, available: Mapping[str, frozenset[s
         },
         _TRANSCODER: _transcoder(settings, services),
         _JWT: _jwt_authn(settings, available),
-        # The default bucket for every route; OTP routes replace it with their own (per-route config).
+        # The default bucket for every route; per-client routes replace it with their own (per-route config).
         _RATE_LIMIT: _rate_limit("gateway_rate_limit", settings.default_rate_limit),
         _ROUTER: {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
     }
@@ -1056,9 +1062,9 @@ def _clusters(settings: GatewaySettings) -> list[JsonObject]:
 def render(settings: GatewaySettings) -> JsonObject:
     """The Envoy bootstrap for `settings`, as JSON-ready data."""
     available = read_services(settings.descriptor_file)
-    otp_paths = set(_method_paths(OTP_METHODS, available, "OTP"))
-    if not otp_paths <= set(_method_paths(PUBLIC_METHODS, available, "public")):
-        raise ValueError("every OTP method must also be public (login happens without a token)")
+    per_client_paths = set(_method_paths(PER_CLIENT_METHODS, available, "per-client"))
+    if not per_client_paths <= set(_method_paths(PUBLIC_METHODS, available, "public")):
+        raise ValueError("every per-client limited method must also be public (the others are limited per account)")
     listeners = [_public_listener(settings, available)]
     if settings.ops_listen is not None:
         listeners.append(_ops_listener(settings.ops_listen))
@@ -1127,8 +1133,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parser.add_argument("--rate-limit-rps", type=int, default=_env("rate-limit-rps"), help="default bucket per second")
     parser.add_argument("--rate-limit-burst", type=int, default=_env("rate-limit-burst"), help="default bucket size")
-    parser.add_argument("--otp-rate-limit-per-second", type=int, default=_env("otp-rate-limit-per-second"))
-    parser.add_argument("--otp-rate-limit-burst", type=int, default=_env("otp-rate-limit-burst"))
+    parser.add_argument(
+        "--per-client-rate-limit-per-second", type=int, default=_env("per-client-rate-limit-per-second")
+    )
+    parser.add_argument("--per-client-rate-limit-burst", type=int, default=_env("per-client-rate-limit-burst"))
     parser.add_argument("--jwt-issuer", default=_env("jwt-issuer"))
     parser.add_argument(
         "--jwt-audience", action="append", dest="jwt_audiences",
@@ -1167,7 +1175,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "otlp_collector": Endpoint.parse(args.otlp) if args.otlp else None,
         "trace_sampling_percent": args.trace_sampling_percent,
         "default_rate_limit": _bucket(args.rate_limit_rps, args.rate_limit_burst, defaults.default_rate_limit),
-        "otp_rate_limit": _bucket(args.otp_rate_limit_per_second, args.otp_rate_limit_burst, defaults.otp_rate_limit),
+        "per_client_rate_limit": _bucket(
+            args.per_client_rate_limit_per_second,
+            args.per_client_rate_limit_burst,
+            defaults.per_client_rate_limit,
+        ),
         "jwt_issuer": args.jwt_issuer,
         "jwt_audiences": _tuple(args.jwt_audiences or _env_list("jwt-audiences")),
         "xff_num_trusted_hops": args.xff_trusted_hops,

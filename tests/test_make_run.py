@@ -11,6 +11,7 @@ import pathlib
 import signal
 import sys
 import uuid
+from typing import Any
 
 import grpc
 import httpx
@@ -163,11 +164,13 @@ async def test_run_prints_ready_serves_the_dev_login_and_stops_cleanly(
             # The demo driver's car (the fake fleet) plugs in at a demo charger by itself: its signed Smartcar
             # webhook opens a session, with nobody polling.
             driver_auth = {"Authorization": f"Bearer {verified.json()['access_token']}"}
-            for _ in range(100):
+
+            async def charging() -> Any:
                 active = (await client.get("/v1/charging-sessions/active", headers=driver_auth)).json()
-                if active.get("active"):
-                    break
-                await asyncio.sleep(0.1)
+                assert active.get("active"), active
+                return active
+
+            active = await eventually(charging, within=10, interval=0.1)
             assert active["session"]["charger_id"] == demo_world.DEMO_CHARGERS[0][0], active
             # The app's poll reads the same car through Smartcar (the demo link's tokens work at the fake).
             polled = (await client.post("/v1/charging-sessions/poll", json={}, headers=driver_auth)).json()

@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import SERVICE_NAMES
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh, mesh_env
 from tools.embedded import free_port
 
@@ -57,18 +58,22 @@ async def test_sigterm_turns_health_not_serving_then_drains_and_exits(database_u
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
-            for _ in range(100):
+
+            async def serving() -> None:
                 try:
-                    if (
-                        await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    ).status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    await asyncio.sleep(0.1)
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                except grpc.aio.AioRpcError as error:
+                    raise AssertionError(f"not listening yet: {error.code()}") from error
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+            async def draining() -> None:
+                during = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                assert during.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+            await eventually(serving, within=10, interval=0.1)
             process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)
-            during = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-            assert during.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            # Between the signal and the end of the grace period, health says NOT_SERVING while calls still work.
+            await eventually(draining, within=5)
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
         assert process.stderr is not None
         lines = [

@@ -1,14 +1,28 @@
 """SQL written in the services names its tables' rows in words: no one-letter alias (`FROM transfers t`,
-`JOIN pg_class c`, `) s`) in the SQL text of services/ and tools/. Migrations are history, applied as written."""
+`JOIN pg_class c`, `) s`) in the SQL text of services/ and tools/, and no one-letter module-level name for a table
+in the Python of the services listed in TABLE_ALIAS_DIRECTORIES. Migrations are history, applied as written."""
 
 from __future__ import annotations
 
+import importlib
 import io
 import pathlib
 import re
 import tokenize
+import types
+
+import sqlalchemy as sa
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# Where a module-level table is named in words (`campaigns`, or `store.campaigns` itself), never `C`. Add
+# services/sessions and services/common once their aliases are renamed.
+TABLE_ALIAS_DIRECTORIES = (
+    "services/accounts",
+    "services/incentives",
+    "services/ledger",
+    "services/merchants",
+    "services/reconcile",
+)
 _SQL = re.compile(r"\b(SELECT|UPDATE|INSERT|DELETE|WITH)\b")
 _ONE_LETTER_ALIAS = re.compile(
     r"(?:\b(?:FROM|JOIN|INTO|UPDATE)\s+[a-z_][\w.]*|\))\s+(?:AS\s+)?[a-z]\b(?!\.)|\bAS\s+[a-z]\b(?!\.)"
@@ -51,3 +65,39 @@ def test_the_check_finds_one_letter_aliases() -> None:
         "2: ) s",
         "5: AS a",
     ]
+
+
+def one_letter_table_names(module: types.ModuleType) -> list[str]:
+    """The one-letter module-level names of `module` that hold a table (defined there or imported)."""
+    return sorted(
+        name for name, value in vars(module).items() if len(name) == 1 and isinstance(value, sa.sql.FromClause)
+    )
+
+
+def _modules(directory: str) -> list[str]:
+    return [
+        ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for path in sorted((ROOT / directory).rglob("*.py"))
+        if "migrations" not in path.parts and path.name not in {"__init__.py", "__main__.py"}
+    ]
+
+
+def test_the_listed_services_name_their_tables_in_words() -> None:
+    found = [
+        f"{name}: {alias}"
+        for directory in TABLE_ALIAS_DIRECTORIES
+        for name in _modules(directory)
+        for alias in one_letter_table_names(importlib.import_module(name))
+    ]
+    assert found == []
+
+
+def test_the_check_finds_a_one_letter_table_name() -> None:
+    metadata = sa.MetaData()
+    campaigns = sa.Table("campaigns", metadata, sa.Column("id", sa.Text, primary_key=True))
+    module = types.ModuleType("example")
+    module.C = campaigns  # type: ignore[attr-defined]
+    module.campaigns = campaigns  # type: ignore[attr-defined]
+    module.P = 5  # type: ignore[attr-defined]  # a one-letter name that is not a table is another rule's business
+    vars(module)["G"] = campaigns.alias("g")  # an aliased table counts too
+    assert one_letter_table_names(module) == ["C", "G"]

@@ -39,9 +39,6 @@ from services.incentives.reasons import Reason
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
 DRIVER, SPONSOR, ADMIN, ADMIN_READONLY = "driver", "sponsor", "admin", "admin_readonly"
-C = store.campaigns
-G = store.grants
-E = store.evaluations
 
 # A sponsor's campaign: another sponsor's is CAMPAIGN_NOT_FOUND (admins reach every one, see _owned).
 CAMPAIGN = Owned("campaign", "campaign_id", frozenset({SPONSOR}), "CAMPAIGN_NOT_FOUND")
@@ -163,7 +160,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self, conn: AsyncConnection, campaign_id: str, *, write: bool, lock: bool = False
     ) -> sa.RowMapping:
         caller = current_caller()
-        query = sa.select(C).where(C.c.id == _uuid(campaign_id, "campaign_id"))
+        query = sa.select(store.campaigns).where(store.campaigns.c.id == _uuid(campaign_id, "campaign_id"))
         if lock:
             query = query.with_for_update()
         row = (await conn.execute(query)).mappings().first()
@@ -173,7 +170,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
 
     async def _update_campaign(self, conn: AsyncConnection, campaign_id: uuid.UUID, **values: Any) -> pb.Campaign:
         row = (
-            (await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(**values).returning(C)))
+            (
+                await conn.execute(
+                    sa.update(store.campaigns)
+                    .where(store.campaigns.c.id == campaign_id)
+                    .values(**values)
+                    .returning(store.campaigns)
+                )
+            )
             .mappings()
             .one()
         )
@@ -230,7 +234,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         }
         try:
             async with self._engine.begin() as conn:
-                row = (await conn.execute(sa.insert(C).values(**values).returning(C))).mappings().one()
+                row = (
+                    (await conn.execute(sa.insert(store.campaigns).values(**values).returning(store.campaigns)))
+                    .mappings()
+                    .one()
+                )
         except IntegrityError:
             if request_id is None:
                 raise
@@ -239,8 +247,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
                 row = (
                     (
                         await conn.execute(
-                            sa.select(C).where(
-                                C.c.created_by_user_id == caller.user_id, C.c.create_request_id == request_id
+                            sa.select(store.campaigns).where(
+                                store.campaigns.c.created_by_user_id == caller.user_id,
+                                store.campaigns.c.create_request_id == request_id,
                             )
                         )
                     )
@@ -262,14 +271,18 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         caller = current_caller()
         size = request.page_size or request.limit or DEFAULT_PAGE
         offset = _offset(request.page_token, request.offset)
-        query = sa.select(C)
+        query = sa.select(store.campaigns)
         if not _is_admin(caller, write=False):
-            query = query.where(C.c.created_by_user_id == caller.user_id)
+            query = query.where(store.campaigns.c.created_by_user_id == caller.user_id)
         if status := editing.status_filter(request.status):
-            query = query.where(C.c.status == status)
+            query = query.where(store.campaigns.c.status == status)
         if request.sponsor_name:
-            query = query.where(sa.func.lower(C.c.sponsor_name) == request.sponsor_name.strip().lower())
-        query = query.order_by(C.c.created_at.desc(), C.c.id.desc()).offset(offset).limit(size + 1)
+            query = query.where(sa.func.lower(store.campaigns.c.sponsor_name) == request.sponsor_name.strip().lower())
+        query = (
+            query.order_by(store.campaigns.c.created_at.desc(), store.campaigns.c.id.desc())
+            .offset(offset)
+            .limit(size + 1)
+        )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         page = [store.campaign_message(row) for row in rows[:size]]
@@ -478,7 +491,15 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.RecordCampaignFundingResponse:
         campaign_id = _uuid(request.campaign_id, "campaign_id")
         async with self._engine.begin() as conn:
-            row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().first()
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(store.campaigns).where(store.campaigns.c.id == campaign_id).with_for_update()
+                    )
+                )
+                .mappings()
+                .first()
+            )
             if row is None:
                 raise _not_found(request.campaign_id)
             if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
@@ -516,16 +537,18 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         offset = _offset(request.page_token, request.offset)
         async with self._engine.connect() as conn:
             campaign = await self._owned(conn, request.campaign_id, write=False)
-            where = [G.c.campaign_id == campaign["id"]]
+            where = [store.grants.c.campaign_id == campaign["id"]]
             if request.status:
-                where.append(G.c.status == request.status)
-            total = (await conn.execute(sa.select(sa.func.count()).select_from(G).where(*where))).scalar_one()
+                where.append(store.grants.c.status == request.status)
+            total = (
+                await conn.execute(sa.select(sa.func.count()).select_from(store.grants).where(*where))
+            ).scalar_one()
             rows = (
                 (
                     await conn.execute(
-                        sa.select(G)
+                        sa.select(store.grants)
                         .where(*where)
-                        .order_by(G.c.created_at.desc(), G.c.id.desc())
+                        .order_by(store.grants.c.created_at.desc(), store.grants.c.id.desc())
                         .offset(offset)
                         .limit(size)
                     )
@@ -577,9 +600,13 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             snapshots = (
                 (
                     await conn.execute(
-                        sa.select(E.c.snapshot)
-                        .where(E.c.session_end >= since, E.c.session_end < until)
-                        .order_by(E.c.session_end, E.c.session_id, E.c.end_sequence)
+                        sa.select(store.evaluations.c.snapshot)
+                        .where(store.evaluations.c.session_end >= since, store.evaluations.c.session_end < until)
+                        .order_by(
+                            store.evaluations.c.session_end,
+                            store.evaluations.c.session_id,
+                            store.evaluations.c.end_sequence,
+                        )
                         .limit(SIMULATION_MAX_SESSIONS)
                     )
                 )
@@ -647,7 +674,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         page = live[offset : offset + size]
         async with self._engine.connect() as conn:
             completed = (
-                await conn.execute(sa.select(sa.func.count()).select_from(E).where(E.c.driver_id == caller.user_id))
+                await conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(store.evaluations)
+                    .where(store.evaluations.c.driver_id == caller.user_id)
+                )
             ).scalar_one()
             usage = await _usage_today(conn, caller.user_id, [e.candidate for e in page], place.charger_id, now)
         campaigns = []
@@ -716,23 +747,25 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
                 await conn.execute(
                     # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see
                     # reputation rise for a reward that then never comes.
-                    sa.select(sa.func.coalesce(sa.func.sum(G.c.amount_cents), 0)).where(
-                        G.c.driver_id == caller.user_id, G.c.status == pb.GRANT_STATUS_GRANTED
+                    sa.select(sa.func.coalesce(sa.func.sum(store.grants.c.amount_cents), 0)).where(
+                        store.grants.c.driver_id == caller.user_id, store.grants.c.status == pb.GRANT_STATUS_GRANTED
                     )
                 )
             ).scalar_one()
             base = (
                 await conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(E.c.base_points), 0)).where(E.c.driver_id == caller.user_id)
+                    sa.select(sa.func.coalesce(sa.func.sum(store.evaluations.c.base_points), 0)).where(
+                        store.evaluations.c.driver_id == caller.user_id
+                    )
                 )
             ).scalar_one()
             ends = (
                 (
                     await conn.execute(
-                        sa.select(E.c.session_end).where(
-                            E.c.driver_id == caller.user_id,
-                            E.c.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES,
-                            E.c.session_end >= now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS),
+                        sa.select(store.evaluations.c.session_end).where(
+                            store.evaluations.c.driver_id == caller.user_id,
+                            store.evaluations.c.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES,
+                            store.evaluations.c.session_end >= now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS),
                         )
                     )
                 )
@@ -828,10 +861,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             # Only what the ledger credited (or a clawback reversed) is shown: a PENDING grant may still fail, and a
             # FAILED one never paid, so to sessions (and so to the driver) both are as if there were none.
             store.GRANT_WITH_CAMPAIGN_NAME.where(
-                G.c.session_id.in_(ids), G.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED])
+                store.grants.c.session_id.in_(ids),
+                store.grants.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED]),
             )
-            .order_by(G.c.session_id, G.c.end_sequence.desc(), G.c.created_at.desc())
-            .ext(distinct_on(G.c.session_id))
+            .order_by(store.grants.c.session_id, store.grants.c.end_sequence.desc(), store.grants.c.created_at.desc())
+            .ext(distinct_on(store.grants.c.session_id))
         )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
@@ -866,9 +900,9 @@ async def _usage_today(
         return {}
     rows = (
         await conn.execute(
-            sa.select(G.c.campaign_id, G.c.campaign_local_day, G.c.charger_id).where(
-                G.c.driver_id == driver_id,
-                G.c.campaign_id.in_([uuid.UUID(c.campaign_id) for c in capped]),
+            sa.select(store.grants.c.campaign_id, store.grants.c.campaign_local_day, store.grants.c.charger_id).where(
+                store.grants.c.driver_id == driver_id,
+                store.grants.c.campaign_id.in_([uuid.UUID(c.campaign_id) for c in capped]),
                 store.LIVE_GRANT,
             )
         )

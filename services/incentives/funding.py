@@ -42,7 +42,6 @@ from services.incentives.granting import ledger_currency
 from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
-C = store.campaigns
 S = pb.CampaignStatus
 
 # Statuses a campaign can be canceled from (ENDED and CANCELED are terminal; cancel then only refunds).
@@ -86,7 +85,11 @@ async def locked_campaign(conn: AsyncConnection, campaign_id: str, actor: Actor)
         key = uuid.UUID(campaign_id)
     except ValueError:
         raise not_found(campaign_id) from None
-    row = (await conn.execute(sa.select(C).where(C.c.id == key).with_for_update())).mappings().first()
+    row = (
+        (await conn.execute(sa.select(store.campaigns).where(store.campaigns.c.id == key).with_for_update()))
+        .mappings()
+        .first()
+    )
     if row is None or (row["created_by_user_id"] != actor.user_id and not actor.admin):
         raise not_found(campaign_id)
     return row
@@ -138,7 +141,9 @@ async def _claim_checkout(
         # the same attempt, so the same idempotency key, gets that session back instead of a second one.
         attempt = int(row["checkout_attempt"]) + (0 if claimed is not None else 1)
         await conn.execute(
-            sa.update(C).where(C.c.id == row["id"]).values(checkout_attempt=attempt, checkout_claimed_at=now)
+            sa.update(store.campaigns)
+            .where(store.campaigns.c.id == row["id"])
+            .values(checkout_attempt=attempt, checkout_claimed_at=now)
         )
     return row, attempt
 
@@ -188,21 +193,21 @@ async def _open_at_stripe(
         # this attempt's key.
         async with engine.begin() as conn:
             await conn.execute(
-                sa.update(C)
-                .where(C.c.id == row["id"], C.c.checkout_attempt == attempt)
-                .values(checkout_claimed_at=C.c.checkout_claimed_at - CHECKOUT_CLAIM)
+                sa.update(store.campaigns)
+                .where(store.campaigns.c.id == row["id"], store.campaigns.c.checkout_attempt == attempt)
+                .values(checkout_claimed_at=store.campaigns.c.checkout_claimed_at - CHECKOUT_CLAIM)
             )
         raise Unavailable(Reason.PAYMENTS_UNAVAILABLE, "Stripe did not answer; try again") from exc
     async with engine.begin() as conn:
         stored = (
             (
                 await conn.execute(
-                    sa.update(C)
+                    sa.update(store.campaigns)
                     .where(
-                        C.c.id == row["id"],
-                        C.c.checkout_attempt == attempt,
+                        store.campaigns.c.id == row["id"],
+                        store.campaigns.c.checkout_attempt == attempt,
                         # Funded meanwhile (from the platform while Stripe answered): the session is not stored.
-                        C.c.funding_status != pb.FUNDING_STATUS_FUNDED,
+                        store.campaigns.c.funding_status != pb.FUNDING_STATUS_FUNDED,
                     )
                     .values(
                         funding_status=pb.FUNDING_STATUS_PENDING,
@@ -211,7 +216,7 @@ async def _open_at_stripe(
                         checkout_expires_at=checkout.expires_at,
                         checkout_claimed_at=None,
                     )
-                    .returning(C)
+                    .returning(store.campaigns)
                 )
             )
             .mappings()
@@ -219,7 +224,11 @@ async def _open_at_stripe(
         )
     if stored is None:  # funded or reclaimed meanwhile: answer what is stored now
         async with engine.connect() as conn:
-            stored = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
+            stored = (
+                (await conn.execute(sa.select(store.campaigns).where(store.campaigns.c.id == row["id"])))
+                .mappings()
+                .one()
+            )
         if stored["funding_status"] == pb.FUNDING_STATUS_FUNDED:
             raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
     return CheckoutAnswer(checkout.url, checkout.session_id, True, checkout.expires_at, stored)
@@ -291,8 +300,8 @@ async def fund_from_platform(
         funded: sa.RowMapping = (
             (
                 await conn.execute(
-                    sa.update(C)
-                    .where(C.c.id == row["id"])
+                    sa.update(store.campaigns)
+                    .where(store.campaigns.c.id == row["id"])
                     .values(
                         funding_status=pb.FUNDING_STATUS_FUNDED,
                         budget_cents=net,
@@ -303,7 +312,7 @@ async def fund_from_platform(
                         checkout_expires_at=None,
                         funded_at=now,
                     )
-                    .returning(C)
+                    .returning(store.campaigns)
                 )
             )
             .mappings()
@@ -369,7 +378,9 @@ async def cancel(
         row = await locked_campaign(conn, campaign_id, actor)
         if row["status"] in CANCELABLE:
             await conn.execute(
-                sa.update(C).where(C.c.id == row["id"]).values(status=S.CAMPAIGN_STATUS_CANCELED, pause_reason="")
+                sa.update(store.campaigns)
+                .where(store.campaigns.c.id == row["id"])
+                .values(status=S.CAMPAIGN_STATUS_CANCELED, pause_reason="")
             )
             await audit.record(conn, "campaign.cancel", f"campaign:{row['id']}")
     async with engine.begin() as conn:
@@ -377,7 +388,9 @@ async def cancel(
         refunded = 0
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
             row, refunded = await _refund_remaining(conn, ledger, row)
-        final = (await conn.execute(sa.select(C).where(C.c.id == row["id"]))).mappings().one()
+        final = (
+            (await conn.execute(sa.select(store.campaigns).where(store.campaigns.c.id == row["id"]))).mappings().one()
+        )
     return final, refunded
 
 
@@ -389,7 +402,15 @@ async def refund_closed(
     (see _refund), so the worker, the clawback that returned the budget and every replica may all call it: the
     remainder is refunded once."""
     async with engine.begin() as conn:
-        row = (await conn.execute(sa.select(C).where(C.c.id == campaign_id).with_for_update())).mappings().first()
+        row = (
+            (
+                await conn.execute(
+                    sa.select(store.campaigns).where(store.campaigns.c.id == campaign_id).with_for_update()
+                )
+            )
+            .mappings()
+            .first()
+        )
         if (
             row is None
             or row["status"] not in CLOSED
@@ -408,13 +429,16 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
         due = (
             (
                 await conn.execute(
-                    sa.select(C.c.id)
+                    sa.select(store.campaigns.c.id)
                     .where(
-                        C.c.status.in_(CLOSED),
-                        C.c.funding_status == pb.FUNDING_STATUS_FUNDED,
-                        C.c.budget_cents - C.c.spent_cents - C.c.refunded_cents > 0,
+                        store.campaigns.c.status.in_(CLOSED),
+                        store.campaigns.c.funding_status == pb.FUNDING_STATUS_FUNDED,
+                        store.campaigns.c.budget_cents
+                        - store.campaigns.c.spent_cents
+                        - store.campaigns.c.refunded_cents
+                        > 0,
                     )
-                    .order_by(C.c.updated_at)
+                    .order_by(store.campaigns.c.updated_at)
                     .limit(limit)
                 )
             )
@@ -429,7 +453,9 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
         # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of the queue,
         # so that it does not hold the head of every batch and starve the others.
         async with engine.begin() as conn:
-            await conn.execute(sa.update(C).where(C.c.id == campaign_id).values(updated_at=sa.func.now()))
+            await conn.execute(
+                sa.update(store.campaigns).where(store.campaigns.c.id == campaign_id).values(updated_at=sa.func.now())
+            )
     return refunded
 
 
@@ -447,10 +473,10 @@ async def _refund_remaining(
             row = (
                 (
                     await conn.execute(
-                        sa.update(C)
-                        .where(C.c.id == row["id"])
-                        .values(refunded_cents=C.c.refunded_cents + moved)
-                        .returning(C)
+                        sa.update(store.campaigns)
+                        .where(store.campaigns.c.id == row["id"])
+                        .values(refunded_cents=store.campaigns.c.refunded_cents + moved)
+                        .returning(store.campaigns)
                     )
                 )
                 .mappings()

@@ -60,9 +60,6 @@ CANDIDATES_TRIED = prometheus_client.Histogram(
 GRANT_CREDIT_TOPIC = "grant.credit"
 LEDGER_SCOPE_KEY_PREFIX = "grant:"
 CLAWBACK_KEY_PREFIX = "clawback:"
-C = store.campaigns
-G = store.grants
-E = store.evaluations
 
 _CURRENCY: dict[int, int] = {
     pb.REWARD_KIND_CASH: ledger_pb2.CURRENCY_CASH_CENTS,
@@ -310,10 +307,10 @@ class Granting:
         async with self._engine.begin() as conn:
             failed = (
                 await conn.execute(
-                    sa.update(G)
-                    .where(G.c.id == grant_id, G.c.status == pb.GRANT_STATUS_PENDING)
+                    sa.update(store.grants)
+                    .where(store.grants.c.id == grant_id, store.grants.c.status == pb.GRANT_STATUS_PENDING)
                     .values(status=pb.GRANT_STATUS_FAILED, clawback_reason=str(error)[:500])
-                    .returning(G.c.amount_cents, G.c.campaign_id)
+                    .returning(store.grants.c.amount_cents, store.grants.c.campaign_id)
                 )
             ).first()
             if failed is not None:
@@ -343,14 +340,14 @@ class Granting:
                 (
                     await conn.execute(
                         sa.select(
-                            G,
-                            C.c.name,
-                            C.c.budget_cents,
-                            C.c.spent_cents,
-                            C.c.refunded_cents,
+                            store.grants,
+                            store.campaigns.c.name,
+                            store.campaigns.c.budget_cents,
+                            store.campaigns.c.spent_cents,
+                            store.campaigns.c.refunded_cents,
                         )
-                        .join(C, C.c.id == G.c.campaign_id)
-                        .where(G.c.id == grant_id)
+                        .join(store.campaigns, store.campaigns.c.id == store.grants.c.campaign_id)
+                        .where(store.grants.c.id == grant_id)
                     )
                 )
                 .mappings()
@@ -411,8 +408,11 @@ class Granting:
         async with self._engine.begin() as conn:
             updated = (
                 await conn.execute(
-                    sa.update(G)
-                    .where(G.c.id == grant_id, G.c.status.in_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_GRANTED]))
+                    sa.update(store.grants)
+                    .where(
+                        store.grants.c.id == grant_id,
+                        store.grants.c.status.in_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_GRANTED]),
+                    )
                     .values(
                         status=pb.GRANT_STATUS_CLAWED_BACK,
                         ledger_transfer_id=uuid.UUID(str(transfer_id)),
@@ -421,7 +421,7 @@ class Granting:
                         clawback_request_id=request_id,
                         clawed_back_by=actor,
                     )
-                    .returning(G.c.amount_cents)
+                    .returning(store.grants.c.amount_cents)
                 )
             ).first()
             if updated is not None:
@@ -436,8 +436,10 @@ class Granting:
                 (
                     await conn.execute(
                         store.GRANT_WITH_CAMPAIGN_NAME.add_columns(
-                            C.c.budget_cents, C.c.spent_cents, C.c.refunded_cents
-                        ).where(G.c.id == grant_id)
+                            store.campaigns.c.budget_cents,
+                            store.campaigns.c.spent_cents,
+                            store.campaigns.c.refunded_cents,
+                        ).where(store.grants.c.id == grant_id)
                     )
                 )
                 .mappings()
@@ -464,23 +466,29 @@ def _unanswered(error: grpc.aio.AioRpcError) -> Exception:
 async def _return_to_budget(conn: AsyncConnection, campaign_id: uuid.UUID, amount: int) -> None:
     """A grant that no longer counts (clawed back, failed) gives its reward and its session back; the refund may
     let an exhausted campaign pay again."""
-    reward = C.c.cost_per_session_cents
+    reward = store.campaigns.c.cost_per_session_cents
     await conn.execute(
-        sa.update(C)
-        .where(C.c.id == campaign_id)
+        sa.update(store.campaigns)
+        .where(store.campaigns.c.id == campaign_id)
         .values(
-            spent_cents=C.c.spent_cents - amount,
-            sessions_granted=C.c.sessions_granted - 1,
+            spent_cents=store.campaigns.c.spent_cents - amount,
+            sessions_granted=store.campaigns.c.sessions_granted - 1,
             status=sa.case(
                 (
                     sa.and_(
-                        C.c.status == pb.CAMPAIGN_STATUS_EXHAUSTED,
-                        C.c.budget_cents - C.c.refunded_cents - (C.c.spent_cents - amount) >= reward,
-                        sa.or_(C.c.max_sessions.is_(None), C.c.sessions_granted - 1 < C.c.max_sessions),
+                        store.campaigns.c.status == pb.CAMPAIGN_STATUS_EXHAUSTED,
+                        store.campaigns.c.budget_cents
+                        - store.campaigns.c.refunded_cents
+                        - (store.campaigns.c.spent_cents - amount)
+                        >= reward,
+                        sa.or_(
+                            store.campaigns.c.max_sessions.is_(None),
+                            store.campaigns.c.sessions_granted - 1 < store.campaigns.c.max_sessions,
+                        ),
                     ),
                     pb.CAMPAIGN_STATUS_ACTIVE,
                 ),
-                else_=C.c.status,
+                else_=store.campaigns.c.status,
             ),
         )
     )

@@ -35,7 +35,6 @@ from services.merchants.records import (
     DRIVER,
     MERCHANT,
     STORE,
-    M,
     Resources,
     active_merchant,
     checkout_url,
@@ -64,10 +63,6 @@ ACCESS: dict[str, Access] = {
     "BatchListChargerMerchants": Access.service_only(),
 }
 
-L = store.charger_links
-X = store.exclusive_sessions
-V = store.verified_visits
-O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
 QR_TOKEN_BYTES = 32
 METRES_PER_MILE = 1609.344
 
@@ -101,7 +96,9 @@ class CatalogRpcs(Resources):
         request_id = uuid.UUID(request.request_id)
         status = given.status or pb.MERCHANT_STATUS_ACTIVE
         async with self.engine.begin() as conn:
-            existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).first()
+            existing = (
+                await conn.execute(sa.select(store.merchants).where(store.merchants.c.create_request_id == request_id))
+            ).first()
             if existing is None:
                 values = {
                     "id": new_merchant_id(),
@@ -136,7 +133,11 @@ class CatalogRpcs(Resources):
                     # A concurrent create with the same request id: the caller's retry replays it.
                     raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
                 await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=given.name)
-                existing = (await conn.execute(sa.select(M).where(M.c.create_request_id == request_id))).one()
+                existing = (
+                    await conn.execute(
+                        sa.select(store.merchants).where(store.merchants.c.create_request_id == request_id)
+                    )
+                ).one()
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
             qr_token=existing.qr_token,
@@ -167,19 +168,19 @@ class CatalogRpcs(Resources):
             if changes:
                 row = (
                     await conn.execute(
-                        sa.update(M)
-                        .where(M.c.id == request.merchant_id)
+                        sa.update(store.merchants)
+                        .where(store.merchants.c.id == request.merchant_id)
                         .values(**changes, updated_at=sa.func.now())
-                        .returning(*M.c)
+                        .returning(*store.merchants.c)
                     )
                 ).one()
             connected = await self._square_connected(conn, row.id)
         return pb.UpdateMerchantResponse(merchant=merchant_message(row, square_connected=connected, owner_view=True))
 
     async def _square_connected(self, conn: Any, merchant_id: str) -> bool:
-        S = store.square_connections
+        connections = store.square_connections
         return (
-            await conn.execute(sa.select(S.c.merchant_id).where(S.c.merchant_id == merchant_id))
+            await conn.execute(sa.select(connections.c.merchant_id).where(connections.c.merchant_id == merchant_id))
         ).first() is not None
 
     async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
@@ -198,7 +199,9 @@ class CatalogRpcs(Resources):
             if request.is_primary:
                 # One featured merchant per charger: linking a new primary demotes the old one.
                 await conn.execute(
-                    sa.update(L).where(L.c.charger_id == request.charger_id, L.c.is_primary).values(is_primary=False)
+                    sa.update(store.charger_links)
+                    .where(store.charger_links.c.charger_id == request.charger_id, store.charger_links.c.is_primary)
+                    .values(is_primary=False)
                 )
             values = {
                 "charger_name": charger.name,
@@ -211,9 +214,11 @@ class CatalogRpcs(Resources):
                 "is_primary": request.is_primary,
             }
             await conn.execute(
-                pg_insert(L)
+                pg_insert(store.charger_links)
                 .values(merchant_id=request.merchant_id, charger_id=request.charger_id, **values)
-                .on_conflict_do_update(index_elements=[L.c.merchant_id, L.c.charger_id], set_=values)
+                .on_conflict_do_update(
+                    index_elements=[store.charger_links.c.merchant_id, store.charger_links.c.charger_id], set_=values
+                )
             )
             await audit.record(
                 conn,
@@ -278,34 +283,50 @@ class CatalogRpcs(Resources):
 
     async def _linked_merchants(self, charger_ids: list[str]) -> list[Any]:
         """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
-        day_start = _local_day_start(M.c.time_zone)
+        day_start = _local_day_start(store.merchants.c.time_zone)
         activations = (
-            sa.select(sa.func.count()).where(X.c.merchant_id == M.c.id, X.c.activated_at >= day_start).scalar_subquery()
+            sa.select(sa.func.count())
+            .where(
+                store.exclusive_sessions.c.merchant_id == store.merchants.c.id,
+                store.exclusive_sessions.c.activated_at >= day_start,
+            )
+            .scalar_subquery()
         )
         visits = (
-            sa.select(sa.func.count()).where(V.c.merchant_id == M.c.id, V.c.verified_at >= day_start).scalar_subquery()
+            sa.select(sa.func.count())
+            .where(
+                store.verified_visits.c.merchant_id == store.merchants.c.id,
+                store.verified_visits.c.verified_at >= day_start,
+            )
+            .scalar_subquery()
         )
         offer = (
-            sa.select(O.c.title, O.c.description)
-            .where(O.c.merchant_id == M.c.id, O.c.is_active)
-            .order_by(O.c.created_at)
+            sa.select(store.exclusive_offers.c.title, store.exclusive_offers.c.description)
+            .where(store.exclusive_offers.c.merchant_id == store.merchants.c.id, store.exclusive_offers.c.is_active)
+            .order_by(store.exclusive_offers.c.created_at)
             .limit(1)
             .lateral()
         )
         query = (
             sa.select(
-                M,
-                L.c.charger_id,
-                L.c.walk_distance_m,
-                L.c.walk_time_s,
-                L.c.is_primary,
+                store.merchants,
+                store.charger_links.c.charger_id,
+                store.charger_links.c.walk_distance_m,
+                store.charger_links.c.walk_time_s,
+                store.charger_links.c.is_primary,
                 activations.label("activations"),
                 visits.label("visits"),
                 offer.c.title.label("offer_title"),
                 offer.c.description.label("offer_description"),
             )
-            .select_from(L.join(M, M.c.id == L.c.merchant_id).outerjoin(offer, sa.true()))
-            .where(L.c.charger_id.in_(charger_ids), M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+            .select_from(
+                store.charger_links.join(
+                    store.merchants, store.merchants.c.id == store.charger_links.c.merchant_id
+                ).outerjoin(offer, sa.true())
+            )
+            .where(
+                store.charger_links.c.charger_id.in_(charger_ids), store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE
+            )
         )
         async with self.reads.connect() as conn:
             return list((await conn.execute(query)).all())
@@ -315,7 +336,12 @@ class CatalogRpcs(Resources):
         async with self.reads.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(M).where(sa.or_(M.c.id == request.merchant_id, M.c.place_id == request.merchant_id))
+                    sa.select(store.merchants).where(
+                        sa.or_(
+                            store.merchants.c.id == request.merchant_id,
+                            store.merchants.c.place_id == request.merchant_id,
+                        )
+                    )
                 )
             ).first()
             if row is None or row.status != pb.MERCHANT_STATUS_ACTIVE:
@@ -323,14 +349,16 @@ class CatalogRpcs(Resources):
             activations = (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
-                        X.c.merchant_id == row.id, X.c.activated_at >= _local_day_start(sa.literal(row.time_zone))
+                        store.exclusive_sessions.c.merchant_id == row.id,
+                        store.exclusive_sessions.c.activated_at >= _local_day_start(sa.literal(row.time_zone)),
                     )
                 )
             ).scalar_one()
             visits = (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
-                        V.c.merchant_id == row.id, V.c.verified_at >= _local_day_start(sa.literal(row.time_zone))
+                        store.verified_visits.c.merchant_id == row.id,
+                        store.verified_visits.c.verified_at >= _local_day_start(sa.literal(row.time_zone)),
                     )
                 )
             ).scalar_one()
@@ -391,17 +419,23 @@ class CatalogRpcs(Resources):
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
-                    sa.update(M)
-                    .where(M.c.qr_token == request.token, M.c.status == pb.MERCHANT_STATUS_ACTIVE)
+                    sa.update(store.merchants)
+                    .where(
+                        store.merchants.c.qr_token == request.token,
+                        store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE,
+                    )
                     .values(qr_last_used_at=sa.func.now())
-                    .returning(*M.c)
+                    .returning(*store.merchants.c)
                 )
             ).first()
             if row is None:
                 raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
             link = (
                 await conn.execute(
-                    sa.select(L).where(L.c.merchant_id == row.id).order_by(L.c.walk_distance_m, L.c.charger_id).limit(1)
+                    sa.select(store.charger_links)
+                    .where(store.charger_links.c.merchant_id == row.id)
+                    .order_by(store.charger_links.c.walk_distance_m, store.charger_links.c.charger_id)
+                    .limit(1)
                 )
             ).first()
         perk = perk_of(row)

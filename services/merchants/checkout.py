@@ -45,7 +45,7 @@ from services.common.interceptors import OWN_DATA, Access, Owned
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAuthError, SquareNotFound, SquareUnavailable
 from services.merchants.reasons import Reason
-from services.merchants.records import DRIVER, MERCHANT, M, Resources, is_admin, timestamp
+from services.merchants.records import DRIVER, MERCHANT, Resources, is_admin, timestamp
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ ACCESS: dict[str, Access] = {
     "GetRedemption": Access.role(DRIVER, MERCHANT, "admin", "admin_readonly").owned(REDEMPTION),
 }
 
-R = store.redemptions
 PENDING, COMPLETED, FAILED = (
     pb.REDEMPTION_STATUS_PENDING,
     pb.REDEMPTION_STATUS_COMPLETED,
@@ -146,7 +145,7 @@ _PENDING, _COMPLETED, _FAILED = (
 _STORE_BY_QR = f"""
 SELECT id, name, custom_perk_cents, recommended_perk_cents, perk_label FROM merchants
 WHERE qr_token = $1 AND status = {pb.MERCHANT_STATUS_ACTIVE}"""
-_COLUMNS = ", ".join(column.name for column in R.c)
+_COLUMNS = ", ".join(column.name for column in store.redemptions.c)
 _INSERT = f"""
 INSERT INTO redemptions (id, merchant_id, merchant_name, driver_id, idempotency_key, request_hash, square_order_id,
                          order_total_cents, requested_discount_cents)
@@ -384,9 +383,9 @@ class CheckoutRpcs(Resources):
         async with self.reads.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(R, M.c.owner_user_id)
-                    .join(M, M.c.id == R.c.merchant_id)
-                    .where(R.c.id == uuid.UUID(request.redemption_id))
+                    sa.select(store.redemptions, store.merchants.c.owner_user_id)
+                    .join(store.merchants, store.merchants.c.id == store.redemptions.c.merchant_id)
+                    .where(store.redemptions.c.id == uuid.UUID(request.redemption_id))
                 )
             ).first()
         if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):

@@ -22,7 +22,7 @@ from services.common.errors import FailedPrecondition, PermissionDenied
 from services.common.interceptors import Access
 from services.merchants import store
 from services.merchants.reasons import Reason
-from services.merchants.records import M, Resources, merchant_not_found
+from services.merchants.records import Resources, merchant_not_found
 
 ACCESS: dict[str, Access] = {"AuthorizeMerchantClaim": Access.service_only()}
 
@@ -65,9 +65,13 @@ class ClaimRpcs(Resources):
     async def AuthorizeMerchantClaim(
         self, request: pb.AuthorizeMerchantClaimRequest, context: Any
     ) -> pb.AuthorizeMerchantClaimResponse:
-        where = M.c.id == request.merchant_id if request.merchant_id else M.c.place_id == request.place_id
+        where = (
+            store.merchants.c.id == request.merchant_id
+            if request.merchant_id
+            else store.merchants.c.place_id == request.place_id
+        )
         async with self.engine.begin() as conn:
-            row = (await conn.execute(sa.select(M).where(where).with_for_update())).first()
+            row = (await conn.execute(sa.select(store.merchants).where(where).with_for_update())).first()
             if row is None:
                 raise merchant_not_found(request.merchant_id or request.place_id)
             if row.owner_user_id and row.owner_user_id != (request.owner_user_id or None):
@@ -78,8 +82,8 @@ class ClaimRpcs(Resources):
                 )
             if request.owner_user_id and row.owner_user_id != request.owner_user_id:
                 await conn.execute(
-                    sa.update(M)
-                    .where(M.c.id == row.id)
+                    sa.update(store.merchants)
+                    .where(store.merchants.c.id == row.id)
                     .values(owner_user_id=request.owner_user_id, updated_at=sa.func.now())
                 )
             if request.owner_user_id:

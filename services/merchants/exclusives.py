@@ -60,7 +60,6 @@ from services.merchants.records import (
     DRIVER,
     MERCHANT,
     STORE,
-    M,
     Resources,
     active_merchant,
     load_merchant,
@@ -92,10 +91,6 @@ ACCESS: dict[str, Access] = {
     "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE),
 }
 
-X = store.exclusive_sessions
-V = store.verified_visits
-L = store.charger_links
-O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
 
 ACTIVE = pb.EXCLUSIVE_STATUS_ACTIVE
 COMPLETED = pb.EXCLUSIVE_STATUS_COMPLETED
@@ -166,30 +161,38 @@ def _view() -> sa.Select[Any]:
     """A session with what the app shows of it: the merchant, the walk from the charger (when linked), the
     offer's title and the visit code (once verified)."""
     return sa.select(
-        X,
-        M.c.name.label("merchant_name"),
-        M.c.place_id.label("merchant_place_id"),
-        M.c.lat.label("merchant_lat"),
-        M.c.lng.label("merchant_lng"),
-        M.c.category.label("merchant_category"),
-        M.c.photo_urls.label("merchant_photo_urls"),
-        L.c.charger_name.label("link_charger_name"),
-        L.c.walk_distance_m.label("link_walk_distance_m"),
-        L.c.walk_time_s.label("link_walk_time_s"),
-        O.c.title.label("offer_title"),
-        V.c.verification_code.label("visit_code"),
+        store.exclusive_sessions,
+        store.merchants.c.name.label("merchant_name"),
+        store.merchants.c.place_id.label("merchant_place_id"),
+        store.merchants.c.lat.label("merchant_lat"),
+        store.merchants.c.lng.label("merchant_lng"),
+        store.merchants.c.category.label("merchant_category"),
+        store.merchants.c.photo_urls.label("merchant_photo_urls"),
+        store.charger_links.c.charger_name.label("link_charger_name"),
+        store.charger_links.c.walk_distance_m.label("link_walk_distance_m"),
+        store.charger_links.c.walk_time_s.label("link_walk_time_s"),
+        store.exclusive_offers.c.title.label("offer_title"),
+        store.verified_visits.c.verification_code.label("visit_code"),
     ).select_from(
-        X.join(M, M.c.id == X.c.merchant_id)
-        .outerjoin(L, sa.and_(L.c.merchant_id == X.c.merchant_id, L.c.charger_id == X.c.charger_id))
-        .outerjoin(O, O.c.id == X.c.offer_id)
-        .outerjoin(V, V.c.exclusive_session_id == X.c.id)
+        store.exclusive_sessions.join(store.merchants, store.merchants.c.id == store.exclusive_sessions.c.merchant_id)
+        .outerjoin(
+            store.charger_links,
+            sa.and_(
+                store.charger_links.c.merchant_id == store.exclusive_sessions.c.merchant_id,
+                store.charger_links.c.charger_id == store.exclusive_sessions.c.charger_id,
+            ),
+        )
+        .outerjoin(store.exclusive_offers, store.exclusive_offers.c.id == store.exclusive_sessions.c.offer_id)
+        .outerjoin(store.verified_visits, store.verified_visits.c.exclusive_session_id == store.exclusive_sessions.c.id)
     )
 
 
 async def _expire_session(conn: AsyncConnection, session_id: uuid.UUID) -> None:
     """Marks one session EXPIRED if it is still ACTIVE (conditional: a concurrent change wins)."""
     await conn.execute(
-        sa.update(X).where(X.c.id == session_id, X.c.status == ACTIVE).values(status=EXPIRED, ended_at=X.c.expires_at)
+        sa.update(store.exclusive_sessions)
+        .where(store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.status == ACTIVE)
+        .values(status=EXPIRED, ended_at=store.exclusive_sessions.c.expires_at)
     )
 
 
@@ -251,7 +254,12 @@ class ExclusiveRpcs(Resources):
         async with self.reads.connect() as conn:
             if key is not None:
                 replayed = (
-                    await conn.execute(_view().where(X.c.driver_id == driver_id, X.c.idempotency_key == key))
+                    await conn.execute(
+                        _view().where(
+                            store.exclusive_sessions.c.driver_id == driver_id,
+                            store.exclusive_sessions.c.idempotency_key == key,
+                        )
+                    )
                 ).first()
                 if replayed is not None:
                     if not _same_activation(replayed, request):
@@ -262,20 +270,31 @@ class ExclusiveRpcs(Resources):
                         )
                     return await self._activation_reply(replayed, now, idempotent=True)
             # At most one ACTIVE session per driver: a running one is the answer.
-            running = (await conn.execute(_view().where(X.c.driver_id == driver_id, X.c.status == ACTIVE))).first()
+            running = (
+                await conn.execute(
+                    _view().where(
+                        store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
+                    )
+                )
+            ).first()
             if running is not None and running.expires_at > now:
                 return await self._activation_reply(running, now, idempotent=True)
             merchant_id: str | None = request.merchant_id
             if not merchant_id:
                 merchant_id = (
-                    await conn.execute(sa.select(M.c.id).where(M.c.place_id == request.merchant_place_id))
+                    await conn.execute(
+                        sa.select(store.merchants.c.id).where(store.merchants.c.place_id == request.merchant_place_id)
+                    )
                 ).scalar_one_or_none()
             if merchant_id is None:
                 raise merchant_not_found(request.merchant_place_id)
             merchant = await active_merchant(conn, merchant_id)
             link = (
                 await conn.execute(
-                    sa.select(L).where(L.c.merchant_id == merchant.id, L.c.charger_id == request.charger_id)
+                    sa.select(store.charger_links).where(
+                        store.charger_links.c.merchant_id == merchant.id,
+                        store.charger_links.c.charger_id == request.charger_id,
+                    )
                 )
             ).first()
         charger: sessions_pb2.GetChargerResponse | None = None
@@ -315,7 +334,7 @@ class ExclusiveRpcs(Resources):
             session_id, created = await self._start_exclusive(values, merchant.time_zone, key, now)
             if session_id is not None:
                 async with self.reads.connect() as conn:
-                    row = (await conn.execute(_view().where(X.c.id == session_id))).one()
+                    row = (await conn.execute(_view().where(store.exclusive_sessions.c.id == session_id))).one()
                 return await self._activation_reply(row, now, idempotent=not created, charger=charger)
         # The conflicting session changed state between our insert and our read, three times over.
         raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry")
@@ -330,15 +349,22 @@ class ExclusiveRpcs(Resources):
         async with self.engine.begin() as conn:
             # An ACTIVE session past its window no longer holds the driver's one active slot.
             await conn.execute(
-                sa.update(X)
-                .where(X.c.driver_id == driver_id, X.c.status == ACTIVE, X.c.expires_at <= now)
-                .values(status=EXPIRED, ended_at=X.c.expires_at)
+                sa.update(store.exclusive_sessions)
+                .where(
+                    store.exclusive_sessions.c.driver_id == driver_id,
+                    store.exclusive_sessions.c.status == ACTIVE,
+                    store.exclusive_sessions.c.expires_at <= now,
+                )
+                .values(status=EXPIRED, ended_at=store.exclusive_sessions.c.expires_at)
             )
             offer = (
                 await conn.execute(
-                    sa.select(O)
-                    .where(O.c.merchant_id == values["merchant_id"], O.c.is_active)
-                    .order_by(O.c.created_at, O.c.id)
+                    sa.select(store.exclusive_offers)
+                    .where(
+                        store.exclusive_offers.c.merchant_id == values["merchant_id"],
+                        store.exclusive_offers.c.is_active,
+                    )
+                    .order_by(store.exclusive_offers.c.created_at, store.exclusive_offers.c.id)
                     .limit(1)
                     .with_for_update()
                 )
@@ -352,7 +378,7 @@ class ExclusiveRpcs(Resources):
             session_id = uuid.uuid4()
             inserted = (
                 await conn.execute(
-                    pg_insert(X)
+                    pg_insert(store.exclusive_sessions)
                     .values(
                         id=session_id,
                         # Unique among live sessions: a collision conflicts like a rival activation, and the
@@ -364,7 +390,7 @@ class ExclusiveRpcs(Resources):
                         **values,
                     )
                     .on_conflict_do_nothing()
-                    .returning(X.c.id)
+                    .returning(store.exclusive_sessions.c.id)
                 )
             ).scalar_one_or_none()
             if inserted is not None:
@@ -378,12 +404,21 @@ class ExclusiveRpcs(Resources):
         """The session of this driver's key, else the driver's ACTIVE session."""
         if key is not None:
             by_key = (
-                await conn.execute(sa.select(X.c.id).where(X.c.driver_id == driver_id, X.c.idempotency_key == key))
+                await conn.execute(
+                    sa.select(store.exclusive_sessions.c.id).where(
+                        store.exclusive_sessions.c.driver_id == driver_id,
+                        store.exclusive_sessions.c.idempotency_key == key,
+                    )
+                )
             ).scalar_one_or_none()
             if by_key is not None:
                 return cast(uuid.UUID, by_key)
         active: uuid.UUID | None = (
-            await conn.execute(sa.select(X.c.id).where(X.c.driver_id == driver_id, X.c.status == ACTIVE))
+            await conn.execute(
+                sa.select(store.exclusive_sessions.c.id).where(
+                    store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
+                )
+            )
         ).scalar_one_or_none()
         return active
 
@@ -395,9 +430,9 @@ class ExclusiveRpcs(Resources):
             today = (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
-                        X.c.offer_id == offer.id,
-                        X.c.activated_at >= _local_day_start(now, time_zone),
-                        X.c.status != CANCELED,
+                        store.exclusive_sessions.c.offer_id == offer.id,
+                        store.exclusive_sessions.c.activated_at >= _local_day_start(now, time_zone),
+                        store.exclusive_sessions.c.status != CANCELED,
                     )
                 )
             ).scalar_one()
@@ -411,7 +446,9 @@ class ExclusiveRpcs(Resources):
             running = (
                 await conn.execute(
                     sa.select(sa.func.count()).where(
-                        X.c.offer_id == offer.id, X.c.status == ACTIVE, X.c.expires_at > now
+                        store.exclusive_sessions.c.offer_id == offer.id,
+                        store.exclusive_sessions.c.status == ACTIVE,
+                        store.exclusive_sessions.c.expires_at > now,
                     )
                 )
             ).scalar_one()
@@ -499,13 +536,21 @@ class ExclusiveRpcs(Resources):
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
-                    sa.select(X).where(X.c.id == session_id, X.c.driver_id == driver_id).with_for_update()
+                    sa.select(store.exclusive_sessions)
+                    .where(
+                        store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id
+                    )
+                    .with_for_update()
                 )
             ).first()
             if row is None:
                 raise _session_not_found(request.exclusive_session_id)
             merchant = await load_merchant(conn, row.merchant_id)
-            visit = (await conn.execute(sa.select(V).where(V.c.exclusive_session_id == session_id))).first()
+            visit = (
+                await conn.execute(
+                    sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == session_id)
+                )
+            ).first()
             if visit is not None:
                 return pb.VerifyExclusiveVisitResponse(
                     status="ALREADY_VERIFIED",
@@ -554,7 +599,11 @@ class ExclusiveRpcs(Resources):
         if row.status != ACTIVE:
             raise _not_active(str(row.id), row.status)
         visit = await self._record_verified_visit(conn, row, merchant, where, now)
-        await conn.execute(sa.update(X).where(X.c.id == row.id).values(status=COMPLETED, ended_at=now, **also))
+        await conn.execute(
+            sa.update(store.exclusive_sessions)
+            .where(store.exclusive_sessions.c.id == row.id)
+            .values(status=COMPLETED, ended_at=now, **also)
+        )
         return visit
 
     async def _record_verified_visit(
@@ -567,15 +616,15 @@ class ExclusiveRpcs(Resources):
         visit_date = now.astimezone(ZoneInfo(merchant.time_zone)).date()
         number = (
             await conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(V.c.visit_number), 0) + 1).where(
-                    V.c.merchant_id == merchant.id, V.c.visit_date == visit_date
+                sa.select(sa.func.coalesce(sa.func.max(store.verified_visits.c.visit_number), 0) + 1).where(
+                    store.verified_visits.c.merchant_id == merchant.id, store.verified_visits.c.visit_date == visit_date
                 )
             )
         ).scalar_one()
         code = domain.verification_code(domain.region_code(merchant.zone_slug), merchant.short_code, number)
         return (
             await conn.execute(
-                sa.insert(V)
+                sa.insert(store.verified_visits)
                 .values(
                     id=uuid.uuid4(),
                     exclusive_session_id=session.id,
@@ -588,7 +637,7 @@ class ExclusiveRpcs(Resources):
                     lng=where[1],
                     verified_at=now,
                 )
-                .returning(*V.c)
+                .returning(*store.verified_visits.c)
             )
         ).one()
 
@@ -608,7 +657,11 @@ class ExclusiveRpcs(Resources):
         async with self.engine.begin() as conn:
             row = (
                 await conn.execute(
-                    sa.select(X).where(X.c.id == session_id, X.c.driver_id == driver_id).with_for_update()
+                    sa.select(store.exclusive_sessions)
+                    .where(
+                        store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id
+                    )
+                    .with_for_update()
                 )
             ).first()
             if row is None:
@@ -618,11 +671,17 @@ class ExclusiveRpcs(Resources):
                 await _expire_session(conn, session_id)
             elif row.status == ACTIVE:
                 await conn.execute(
-                    sa.update(X).where(X.c.id == session_id).values(status=COMPLETED, ended_at=now, feedback=feedback)
+                    sa.update(store.exclusive_sessions)
+                    .where(store.exclusive_sessions.c.id == session_id)
+                    .values(status=COMPLETED, ended_at=now, feedback=feedback)
                 )
             elif row.status == COMPLETED:
                 if feedback is not None:
-                    await conn.execute(sa.update(X).where(X.c.id == session_id).values(feedback=feedback))
+                    await conn.execute(
+                        sa.update(store.exclusive_sessions)
+                        .where(store.exclusive_sessions.c.id == session_id)
+                        .values(feedback=feedback)
+                    )
             elif row.status == EXPIRED:
                 raise _expired(request.exclusive_session_id)
             else:
@@ -636,14 +695,23 @@ class ExclusiveRpcs(Resources):
     ) -> pb.GetActiveExclusiveResponse:
         driver_id = _driver(current_caller())
         now = _now()
-        shown = X.c.status == ACTIVE
+        shown = store.exclusive_sessions.c.status == ACTIVE
         if request.include_expired:
             # Also a session that expired within the last window, whoever marked it (this read or the worker).
-            shown = sa.or_(shown, sa.and_(X.c.status == EXPIRED, X.c.expires_at > now - domain.EXCLUSIVE_DURATION))
+            shown = sa.or_(
+                shown,
+                sa.and_(
+                    store.exclusive_sessions.c.status == EXPIRED,
+                    store.exclusive_sessions.c.expires_at > now - domain.EXCLUSIVE_DURATION,
+                ),
+            )
         query = (
             _view()
-            .where(X.c.driver_id == driver_id, shown)
-            .order_by(sa.case((X.c.status == ACTIVE, 0), else_=1), X.c.activated_at.desc())
+            .where(store.exclusive_sessions.c.driver_id == driver_id, shown)
+            .order_by(
+                sa.case((store.exclusive_sessions.c.status == ACTIVE, 0), else_=1),
+                store.exclusive_sessions.c.activated_at.desc(),
+            )
             .limit(1)
         )
         async with self.reads.connect() as conn:
@@ -666,9 +734,18 @@ class ExclusiveRpcs(Resources):
         self, request: pb.GetExclusiveStaffViewRequest, context: Any
     ) -> pb.GetExclusiveStaffViewResponse:
         query = (
-            sa.select(X, M.c.name.label("merchant_name"), O.c.title.label("offer_title"), O.c.description)
-            .select_from(X.join(M, M.c.id == X.c.merchant_id).outerjoin(O, O.c.id == X.c.offer_id))
-            .where(X.c.id == uuid.UUID(request.exclusive_session_id))
+            sa.select(
+                store.exclusive_sessions,
+                store.merchants.c.name.label("merchant_name"),
+                store.exclusive_offers.c.title.label("offer_title"),
+                store.exclusive_offers.c.description,
+            )
+            .select_from(
+                store.exclusive_sessions.join(
+                    store.merchants, store.merchants.c.id == store.exclusive_sessions.c.merchant_id
+                ).outerjoin(store.exclusive_offers, store.exclusive_offers.c.id == store.exclusive_sessions.c.offer_id)
+            )
+            .where(store.exclusive_sessions.c.id == uuid.UUID(request.exclusive_session_id))
         )
         async with self.reads.connect() as conn:
             row = (await conn.execute(query)).first()
@@ -716,16 +793,23 @@ class ExclusiveRpcs(Resources):
             # The live session with this code, else the latest one that had it (used, lapsed or ended).
             row = (
                 await conn.execute(
-                    sa.select(X)
-                    .where(X.c.arrival_code == code)
-                    .order_by(sa.case((X.c.status == ACTIVE, 0), else_=1), X.c.activated_at.desc())
+                    sa.select(store.exclusive_sessions)
+                    .where(store.exclusive_sessions.c.arrival_code == code)
+                    .order_by(
+                        sa.case((store.exclusive_sessions.c.status == ACTIVE, 0), else_=1),
+                        store.exclusive_sessions.c.activated_at.desc(),
+                    )
                     .limit(1)
                     .with_for_update()
                 )
             ).first()
             if row is None:
                 raise NotFound(Reason.CHECK_IN_CODE_UNKNOWN, "no exclusive has this arrival code")
-            visit = (await conn.execute(sa.select(V).where(V.c.exclusive_session_id == row.id))).first()
+            visit = (
+                await conn.execute(
+                    sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == row.id)
+                )
+            ).first()
             if row.checked_in_at is not None or visit is not None:
                 return pb.RedeemCheckInCodeResponse(
                     redeemed=False,
@@ -762,20 +846,28 @@ class ExclusiveRpcs(Resources):
         async with self.engine.begin() as conn:
             if target == "exclusive_session_id":
                 session_id = uuid.UUID(request.exclusive_session_id)
-                known = (await conn.execute(sa.select(X.c.id).where(X.c.id == session_id))).first()
+                known = (
+                    await conn.execute(
+                        sa.select(store.exclusive_sessions.c.id).where(store.exclusive_sessions.c.id == session_id)
+                    )
+                ).first()
                 if known is None:
                     raise _session_not_found(request.exclusive_session_id)
-                which = X.c.id == session_id
+                which = store.exclusive_sessions.c.id == session_id
             else:
-                which = X.c.charger_id == request.charger_id
+                which = store.exclusive_sessions.c.charger_id == request.charger_id
             canceled = (
                 (
                     await conn.execute(
-                        sa.update(X)
+                        sa.update(store.exclusive_sessions)
                         # A session past its window expired, whatever the sweep has not marked yet.
-                        .where(which, X.c.status == ACTIVE, X.c.expires_at > now)
+                        .where(
+                            which,
+                            store.exclusive_sessions.c.status == ACTIVE,
+                            store.exclusive_sessions.c.expires_at > now,
+                        )
                         .values(status=CANCELED, cancel_reason=request.reason, canceled_by=admin_id, ended_at=now)
-                        .returning(X.c.id)
+                        .returning(store.exclusive_sessions.c.id)
                     )
                 )
                 .scalars()
@@ -806,9 +898,9 @@ class ExclusiveRpcs(Resources):
             await owned_merchant(conn, request.merchant_id, current_caller())
             rows = (
                 await conn.execute(
-                    sa.select(O)
-                    .where(O.c.merchant_id == request.merchant_id)
-                    .order_by(O.c.created_at.desc(), O.c.id.desc())
+                    sa.select(store.exclusive_offers)
+                    .where(store.exclusive_offers.c.merchant_id == request.merchant_id)
+                    .order_by(store.exclusive_offers.c.created_at.desc(), store.exclusive_offers.c.id.desc())
                 )
             ).all()
         items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
@@ -820,7 +912,11 @@ class ExclusiveRpcs(Resources):
         async with self.engine.begin() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
             linked = (
-                await conn.execute(sa.select(L.c.charger_id).where(L.c.merchant_id == request.merchant_id).limit(1))
+                await conn.execute(
+                    sa.select(store.charger_links.c.charger_id)
+                    .where(store.charger_links.c.merchant_id == request.merchant_id)
+                    .limit(1)
+                )
             ).first()
             if linked is None:
                 raise FailedPrecondition(
@@ -830,7 +926,7 @@ class ExclusiveRpcs(Resources):
                 )
             row = (
                 await conn.execute(
-                    sa.insert(O)
+                    sa.insert(store.exclusive_offers)
                     .values(
                         id=f"ex_{uuid.uuid4().hex[:12]}",
                         merchant_id=request.merchant_id,
@@ -841,7 +937,7 @@ class ExclusiveRpcs(Resources):
                         eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
                         is_active=True,
                     )
-                    .returning(*O.c)
+                    .returning(*store.exclusive_offers.c)
                 )
             ).one()
         return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
@@ -854,13 +950,21 @@ class ExclusiveRpcs(Resources):
             for name in ("title", "description", "daily_cap", "session_cap", "eligibility", "is_active")
             if request.HasField(name)
         }
-        which = sa.and_(O.c.id == request.exclusive_id, O.c.merchant_id == request.merchant_id)
+        which = sa.and_(
+            store.exclusive_offers.c.id == request.exclusive_id,
+            store.exclusive_offers.c.merchant_id == request.merchant_id,
+        )
         async with self.engine.begin() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
             if changes:
-                query: Any = sa.update(O).where(which).values(**changes, updated_at=sa.func.now()).returning(*O.c)
+                query: Any = (
+                    sa.update(store.exclusive_offers)
+                    .where(which)
+                    .values(**changes, updated_at=sa.func.now())
+                    .returning(*store.exclusive_offers.c)
+                )
             else:
-                query = sa.select(O).where(which)
+                query = sa.select(store.exclusive_offers).where(which)
             row = (await conn.execute(query)).first()
         if row is None:
             raise NotFound(
@@ -890,9 +994,9 @@ class ExclusiveRpcs(Resources):
                 await conn.execute(
                     sa.select(
                         sa.func.count(),
-                        sa.func.count().filter(X.c.status == COMPLETED),
-                        sa.func.count(sa.distinct(X.c.driver_id)),
-                    ).where(X.c.merchant_id == request.merchant_id)
+                        sa.func.count().filter(store.exclusive_sessions.c.status == COMPLETED),
+                        sa.func.count(sa.distinct(store.exclusive_sessions.c.driver_id)),
+                    ).where(store.exclusive_sessions.c.merchant_id == request.merchant_id)
                 )
             ).one()
         activations, completes, drivers = (int(value) for value in figures)
@@ -912,15 +1016,17 @@ async def expire_due_exclusives(engine: AsyncEngine, batch: int = EXPIRE_BATCH) 
     """Marks up to `batch` ACTIVE sessions past their window EXPIRED; returns how many. Rows another replica is
     changing are skipped (it expires them, or they were completed or canceled)."""
     due = (
-        sa.select(X.c.id)
-        .where(X.c.status == ACTIVE, X.c.expires_at <= sa.func.now())
-        .order_by(X.c.expires_at)
+        sa.select(store.exclusive_sessions.c.id)
+        .where(store.exclusive_sessions.c.status == ACTIVE, store.exclusive_sessions.c.expires_at <= sa.func.now())
+        .order_by(store.exclusive_sessions.c.expires_at)
         .limit(batch)
         .with_for_update(skip_locked=True)
     )
     async with engine.begin() as conn:
         result = await conn.execute(
-            sa.update(X).where(X.c.id.in_(due), X.c.status == ACTIVE).values(status=EXPIRED, ended_at=X.c.expires_at)
+            sa.update(store.exclusive_sessions)
+            .where(store.exclusive_sessions.c.id.in_(due), store.exclusive_sessions.c.status == ACTIVE)
+            .values(status=EXPIRED, ended_at=store.exclusive_sessions.c.expires_at)
         )
     return int(result.rowcount or 0)
 

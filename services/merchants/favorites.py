@@ -19,7 +19,7 @@ from services.common.context import current_caller
 from services.common.errors import NotFound, Unavailable
 from services.common.interceptors import OWN_DATA, Access
 from services.merchants import store
-from services.merchants.records import DRIVER, M, Resources, merchant_not_found, timestamp
+from services.merchants.records import DRIVER, Resources, merchant_not_found, timestamp
 
 # The driver's own votes and favorites; the merchants and chargers they name are the public catalog's.
 _DRIVERS_OWN = Access.role(DRIVER).not_owned(OWN_DATA)
@@ -34,8 +34,6 @@ ACCESS: dict[str, Access] = {
     "RemoveFavoriteCharger": _DRIVERS_OWN,
 }
 
-F = store.favorites
-A = store.amenity_votes
 MERCHANT_FAVORITE, CHARGER_FAVORITE = "merchant", "charger"
 VOTES = {"up": 1, "down": -1}
 FAVORITES_SHOWN = 200
@@ -47,9 +45,16 @@ FAVORITES_SHOWN = 200
 async def vote_amenity(conn: AsyncConnection, merchant_id: str, amenity: str, driver_id: str, vote: int) -> None:
     """The driver's vote, replacing theirs."""
     await conn.execute(
-        pg_insert(A)
+        pg_insert(store.amenity_votes)
         .values(merchant_id=merchant_id, amenity=amenity, driver_id=driver_id, vote=vote)
-        .on_conflict_do_update(index_elements=[A.c.merchant_id, A.c.amenity, A.c.driver_id], set_={"vote": vote})
+        .on_conflict_do_update(
+            index_elements=[
+                store.amenity_votes.c.merchant_id,
+                store.amenity_votes.c.amenity,
+                store.amenity_votes.c.driver_id,
+            ],
+            set_={"vote": vote},
+        )
     )
 
 
@@ -57,12 +62,12 @@ async def amenity_counts(conn: AsyncConnection, merchant_id: str) -> dict[str, t
     """Amenity → (up votes, down votes) of a store; an amenity nobody voted on is absent."""
     rows = await conn.execute(
         sa.select(
-            A.c.amenity,
-            sa.func.count().filter(A.c.vote > 0).label("up"),
-            sa.func.count().filter(A.c.vote < 0).label("down"),
+            store.amenity_votes.c.amenity,
+            sa.func.count().filter(store.amenity_votes.c.vote > 0).label("up"),
+            sa.func.count().filter(store.amenity_votes.c.vote < 0).label("down"),
         )
-        .where(A.c.merchant_id == merchant_id)
-        .group_by(A.c.amenity)
+        .where(store.amenity_votes.c.merchant_id == merchant_id)
+        .group_by(store.amenity_votes.c.amenity)
     )
     return {row.amenity: (row.up, row.down) for row in rows}
 
@@ -71,19 +76,33 @@ async def set_favorite(conn: AsyncConnection, driver_id: str, kind: str, target_
     """Adds or removes one favorite; doing it twice changes nothing."""
     if favorite:
         await conn.execute(
-            pg_insert(F).values(driver_id=driver_id, kind=kind, target_id=target_id).on_conflict_do_nothing()
+            pg_insert(store.favorites)
+            .values(driver_id=driver_id, kind=kind, target_id=target_id)
+            .on_conflict_do_nothing()
         )
     else:
-        await conn.execute(sa.delete(F).where(F.c.driver_id == driver_id, F.c.kind == kind, F.c.target_id == target_id))
+        await conn.execute(
+            sa.delete(store.favorites).where(
+                store.favorites.c.driver_id == driver_id,
+                store.favorites.c.kind == kind,
+                store.favorites.c.target_id == target_id,
+            )
+        )
 
 
 async def favorite_stores(conn: AsyncConnection, driver_id: str) -> Sequence[Any]:
     """The driver's favorite stores with what a list shows of them, most recently added first."""
     query = (
-        sa.select(F.c.created_at, M.c.id, M.c.name, M.c.category, M.c.photo_urls)
-        .select_from(F.join(M, M.c.id == F.c.target_id))
-        .where(F.c.driver_id == driver_id, F.c.kind == MERCHANT_FAVORITE)
-        .order_by(F.c.created_at.desc(), M.c.id)
+        sa.select(
+            store.favorites.c.created_at,
+            store.merchants.c.id,
+            store.merchants.c.name,
+            store.merchants.c.category,
+            store.merchants.c.photo_urls,
+        )
+        .select_from(store.favorites.join(store.merchants, store.merchants.c.id == store.favorites.c.target_id))
+        .where(store.favorites.c.driver_id == driver_id, store.favorites.c.kind == MERCHANT_FAVORITE)
+        .order_by(store.favorites.c.created_at.desc(), store.merchants.c.id)
         .limit(FAVORITES_SHOWN)
     )
     return (await conn.execute(query)).all()
@@ -91,9 +110,9 @@ async def favorite_stores(conn: AsyncConnection, driver_id: str) -> Sequence[Any
 
 async def favorite_charger_ids(conn: AsyncConnection, driver_id: str) -> list[tuple[str, datetime.datetime]]:
     query = (
-        sa.select(F.c.target_id, F.c.created_at)
-        .where(F.c.driver_id == driver_id, F.c.kind == CHARGER_FAVORITE)
-        .order_by(F.c.created_at.desc(), F.c.target_id)
+        sa.select(store.favorites.c.target_id, store.favorites.c.created_at)
+        .where(store.favorites.c.driver_id == driver_id, store.favorites.c.kind == CHARGER_FAVORITE)
+        .order_by(store.favorites.c.created_at.desc(), store.favorites.c.target_id)
         .limit(FAVORITES_SHOWN)
     )
     return [(row.target_id, row.created_at) for row in await conn.execute(query)]
@@ -185,7 +204,9 @@ class FavoriteRpcs(Resources):
         return pb.RemoveFavoriteChargerResponse(ok=True, favorited=False)
 
     async def _existing_store(self, conn: AsyncConnection, merchant_id: str) -> None:
-        if (await conn.execute(sa.select(M.c.id).where(M.c.id == merchant_id))).first() is None:
+        if (
+            await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.id == merchant_id))
+        ).first() is None:
             raise merchant_not_found(merchant_id)
 
 

@@ -33,7 +33,6 @@ from services.merchants.catalog import new_merchant_id, new_qr_token
 from services.merchants.portal import preview_url
 from services.merchants.reasons import Reason
 from services.merchants.records import (
-    M,
     Resources,
     insert_merchant,
     load_merchant,
@@ -50,7 +49,6 @@ ACCESS: dict[str, Access] = {
     ),
 }
 
-C = store.merchant_claims
 # A store the funnel creates is listed under this category until its owner picks one (Google's type is kept
 # when it gives one).
 DEFAULT_CATEGORY = "other"
@@ -94,7 +92,10 @@ def listing_values(listing: Listing) -> dict[str, Any]:
 
 def _unless_owned(column: str, value: Any) -> Any:
     """SQL: `value` for a store nobody owns yet, else the column as its owner left it."""
-    return sa.case((M.c.owner_user_id.is_(None), sa.literal(value, M.c[column].type)), else_=M.c[column])
+    return sa.case(
+        (store.merchants.c.owner_user_id.is_(None), sa.literal(value, store.merchants.c[column].type)),
+        else_=store.merchants.c[column],
+    )
 
 
 class FunnelRpcs(Resources):
@@ -109,7 +110,9 @@ class FunnelRpcs(Resources):
             raise _places_unavailable() from None
         ids = [b.place_id for b in found if b.place_id]
         async with self.reads.connect() as conn:
-            query = sa.select(M.c.id, M.c.place_id, M.c.owner_user_id).where(M.c.place_id.in_(ids))
+            query = sa.select(store.merchants.c.id, store.merchants.c.place_id, store.merchants.c.owner_user_id).where(
+                store.merchants.c.place_id.in_(ids)
+            )
             known = {row.place_id: row for row in await conn.execute(query)}
         return pb.SearchBusinessesResponse(
             businesses=[
@@ -130,7 +133,9 @@ class FunnelRpcs(Resources):
 
     async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
         async with self.reads.connect() as conn:
-            existing = (await conn.execute(sa.select(M).where(M.c.place_id == request.place_id))).first()
+            existing = (
+                await conn.execute(sa.select(store.merchants).where(store.merchants.c.place_id == request.place_id))
+            ).first()
         try:
             listing = await self.places.listing(request.place_id)
         except PlaceNotFound:
@@ -161,8 +166,8 @@ class FunnelRpcs(Resources):
         values = listing_values(listing)
         updated = (
             await conn.execute(
-                sa.update(M)
-                .where(M.c.place_id == place_id)
+                sa.update(store.merchants)
+                .where(store.merchants.c.place_id == place_id)
                 .values(
                     **{
                         name: value if name in GOOGLES_OWN else _unless_owned(name, value)
@@ -170,7 +175,7 @@ class FunnelRpcs(Resources):
                     },
                     updated_at=sa.func.now(),
                 )
-                .returning(M.c.id)
+                .returning(store.merchants.c.id)
             )
         ).scalar_one_or_none()
         if updated is not None:
@@ -200,7 +205,12 @@ class FunnelRpcs(Resources):
             # The same place resolved concurrently: that call created the store; refresh it instead.
             return str(
                 (
-                    await conn.execute(sa.update(M).where(M.c.place_id == place_id).values(**values).returning(M.c.id))
+                    await conn.execute(
+                        sa.update(store.merchants)
+                        .where(store.merchants.c.place_id == place_id)
+                        .values(**values)
+                        .returning(store.merchants.c.id)
+                    )
                 ).scalar_one()
             )
         return str(row.id)
@@ -241,7 +251,7 @@ class FunnelRpcs(Resources):
             # One claim per store and email: asking again answers the same claim (and sends a fresh link).
             claim = (
                 await conn.execute(
-                    pg.insert(C)
+                    pg.insert(store.merchant_claims)
                     .values(
                         id=uuid.uuid4(),
                         merchant_id=merchant.id,
@@ -250,10 +260,13 @@ class FunnelRpcs(Resources):
                         status=pb.MERCHANT_CLAIM_STATUS_PENDING,
                     )
                     .on_conflict_do_update(
-                        index_elements=[C.c.merchant_id, C.c.email],
-                        set_={"user_id": sa.func.coalesce(C.c.user_id, caller.user_id), "updated_at": sa.func.now()},
+                        index_elements=[store.merchant_claims.c.merchant_id, store.merchant_claims.c.email],
+                        set_={
+                            "user_id": sa.func.coalesce(store.merchant_claims.c.user_id, caller.user_id),
+                            "updated_at": sa.func.now(),
+                        },
                     )
-                    .returning(C)
+                    .returning(store.merchant_claims)
                 )
             ).one()
         # Stored first, so a link opened at once finds the claim to mark verified. Accounts checks the address
@@ -264,7 +277,10 @@ class FunnelRpcs(Resources):
         except PermissionDenied:
             async with self.engine.begin() as conn:
                 await conn.execute(
-                    sa.delete(C).where(C.c.id == claim.id, C.c.status == pb.MERCHANT_CLAIM_STATUS_PENDING)
+                    sa.delete(store.merchant_claims).where(
+                        store.merchant_claims.c.id == claim.id,
+                        store.merchant_claims.c.status == pb.MERCHANT_CLAIM_STATUS_PENDING,
+                    )
                 )
             raise
         return pb.RequestMerchantClaimResponse(

@@ -62,7 +62,6 @@ from services.merchants.records import (
     ADMIN,
     MERCHANT,
     STORE,
-    M,
     Resources,
     checkout_url,
     insert_merchant,
@@ -84,7 +83,6 @@ ACCESS: dict[str, Access] = {
     ),
 }
 
-S = store.square_connections
 STATES = store.square_oauth_states
 
 STATE_BYTES: Final = 32
@@ -218,7 +216,11 @@ class SquareRpcs(Resources):
         has to connect again), SQUARE_UNAVAILABLE (UNAVAILABLE) when the token has expired and Square does not
         answer the refresh."""
         async with self.engine.connect() as conn:
-            row = (await conn.execute(sa.select(S).where(S.c.merchant_id == merchant_id))).first()
+            row = (
+                await conn.execute(
+                    sa.select(store.square_connections).where(store.square_connections.c.merchant_id == merchant_id)
+                )
+            ).first()
         if row is None:
             return None
         access_token = self._open_square_token(row.access_token)
@@ -245,8 +247,11 @@ class SquareRpcs(Resources):
         async with self.engine.begin() as conn:
             # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
             await conn.execute(
-                sa.update(S)
-                .where(S.c.merchant_id == merchant_id, S.c.square_merchant_id == row.square_merchant_id)
+                sa.update(store.square_connections)
+                .where(
+                    store.square_connections.c.merchant_id == merchant_id,
+                    store.square_connections.c.square_merchant_id == row.square_merchant_id,
+                )
                 .values(
                     access_token=self._seal_square_token(tokens.access_token),
                     refresh_token=self._seal_square_token(tokens.refresh_token),
@@ -336,14 +341,23 @@ class SquareRpcs(Resources):
             sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("square-connection:" + square_merchant_id)))
         )
         connected_to = (
-            await conn.execute(sa.select(S.c.merchant_id).where(S.c.square_merchant_id == square_merchant_id))
+            await conn.execute(
+                sa.select(store.square_connections.c.merchant_id).where(
+                    store.square_connections.c.square_merchant_id == square_merchant_id
+                )
+            )
         ).scalar_one_or_none()
         # Both stores involved are locked, in id order, so two callbacks moving accounts between them cannot
         # deadlock.
         ids = sorted({merchant_id for merchant_id in (connected_to, state_merchant_id) if merchant_id is not None})
         locked = {
             row.id: row
-            for row in await conn.execute(sa.select(M).where(M.c.id.in_(ids)).order_by(M.c.id).with_for_update())
+            for row in await conn.execute(
+                sa.select(store.merchants)
+                .where(store.merchants.c.id.in_(ids))
+                .order_by(store.merchants.c.id)
+                .with_for_update()
+            )
         }
         current = locked.get(connected_to) if connected_to is not None else None
         if current is not None and not manages(current, caller, write=True):
@@ -360,20 +374,25 @@ class SquareRpcs(Resources):
         else:
             row = (
                 await conn.execute(
-                    sa.update(M)
-                    .where(M.c.id == target.id)
+                    sa.update(store.merchants)
+                    .where(store.merchants.c.id == target.id)
                     .values(
                         recommended_perk_cents=perk,
                         average_order_value_cents=aov,
                         updated_at=sa.func.now(),
                         **_place_changes(target, location),
                     )
-                    .returning(*M.c)
+                    .returning(*store.merchants.c)
                 )
             ).one()
         # The store's previous Square account, if another one, is disconnected; this one moves here.
-        await conn.execute(sa.delete(S).where(S.c.merchant_id == row.id, S.c.square_merchant_id != square_merchant_id))
-        insert = pg_insert(S).values(
+        await conn.execute(
+            sa.delete(store.square_connections).where(
+                store.square_connections.c.merchant_id == row.id,
+                store.square_connections.c.square_merchant_id != square_merchant_id,
+            )
+        )
+        insert = pg_insert(store.square_connections).values(
             merchant_id=row.id,
             square_merchant_id=square_merchant_id,
             location_id=location.id,
@@ -384,7 +403,7 @@ class SquareRpcs(Resources):
         )
         await conn.execute(
             insert.on_conflict_do_update(
-                index_elements=[S.c.square_merchant_id],
+                index_elements=[store.square_connections.c.square_merchant_id],
                 set_={
                     "merchant_id": insert.excluded.merchant_id,
                     "location_id": insert.excluded.location_id,

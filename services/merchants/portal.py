@@ -44,7 +44,6 @@ from services.merchants.records import (
     ADMIN_READONLY,
     MERCHANT,
     STORE,
-    M,
     Resources,
     checkout_url,
     load_merchant,
@@ -72,12 +71,6 @@ ACCESS: dict[str, Access] = {
     "ResolvePreviewLink": Access.anyone().not_owned("the link's signature is the capability"),
 }
 
-R = store.redemptions
-L = store.charger_links
-X = store.exclusive_sessions
-V = store.verified_visits
-O = store.exclusive_offers  # noqa: E741 - the offers table, as M is the merchants table
-S = store.square_connections
 
 COMPLETED = pb.REDEMPTION_STATUS_COMPLETED
 RECENT_TRANSFERS = 10
@@ -157,7 +150,11 @@ async def _my_stores(conn: AsyncConnection) -> Sequence[Any]:
     """The caller's stores, oldest first; MERCHANT_NOT_FOUND when they own none."""
     caller = current_caller()
     rows = (
-        await conn.execute(sa.select(M).where(M.c.owner_user_id == caller.user_id).order_by(M.c.created_at, M.c.id))
+        await conn.execute(
+            sa.select(store.merchants)
+            .where(store.merchants.c.owner_user_id == caller.user_id)
+            .order_by(store.merchants.c.created_at, store.merchants.c.id)
+        )
     ).all()
     if not rows:
         raise NotFound(Reason.MERCHANT_NOT_FOUND, "the caller owns no merchant store")
@@ -171,61 +168,76 @@ def preview_url(portal_base_url: str, merchant_id: str, expires_unix: int, signa
 
 def _totals_query(merchant_id: str, now: datetime.datetime) -> sa.Select[Any]:
     """Every redemption figure of the portal in one statement (COMPLETED rows, FILTER for the windows)."""
-    week = R.c.created_at >= now - datetime.timedelta(days=7)
-    month = R.c.created_at >= now - datetime.timedelta(days=30)
+    week = store.redemptions.c.created_at >= now - datetime.timedelta(days=7)
+    month = store.redemptions.c.created_at >= now - datetime.timedelta(days=30)
     return sa.select(
         sa.func.count().label("total"),
-        sa.func.coalesce(sa.func.sum(R.c.discount_cents), 0).label("discount"),
-        sa.func.count(sa.distinct(R.c.driver_id)).label("drivers"),
+        sa.func.coalesce(sa.func.sum(store.redemptions.c.discount_cents), 0).label("discount"),
+        sa.func.count(sa.distinct(store.redemptions.c.driver_id)).label("drivers"),
         sa.func.count().filter(week).label("last_7d"),
         sa.func.count().filter(month).label("last_30d"),
-        sa.func.coalesce(sa.func.sum(R.c.discount_cents).filter(month), 0).label("discount_30d"),
-    ).where(R.c.merchant_id == merchant_id, R.c.status == COMPLETED)
+        sa.func.coalesce(sa.func.sum(store.redemptions.c.discount_cents).filter(month), 0).label("discount_30d"),
+    ).where(store.redemptions.c.merchant_id == merchant_id, store.redemptions.c.status == COMPLETED)
 
 
 def _visit_rows(merchant_id: str, status: str, since: datetime.datetime | None, now: datetime.datetime) -> Any:
     """The visit rows matching the filter, as one selectable (None when the filter cannot match anything)."""
-    link = (L.c.merchant_id == X.c.merchant_id) & (L.c.charger_id == X.c.charger_id)
+    link = (store.charger_links.c.merchant_id == store.exclusive_sessions.c.merchant_id) & (
+        store.charger_links.c.charger_id == store.exclusive_sessions.c.charger_id
+    )
     parts: list[sa.Select[Any]] = []
     if status in ("", VERIFIED):
         verified = (
             sa.select(
-                V.c.id.label("id"),
-                V.c.verified_at.label("at"),
+                store.verified_visits.c.id.label("id"),
+                store.verified_visits.c.verified_at.label("at"),
                 sa.literal_column(f"'{VERIFIED}'", sa.Text).label("status"),
-                V.c.driver_id.label("driver_id"),
-                X.c.activated_at.label("activated_at"),
-                X.c.offer_id.label("offer_id"),
-                O.c.title.label("title"),
-                X.c.charger_id.label("charger_id"),
-                L.c.charger_name.label("location"),
-                V.c.verification_code.label("code"),
+                store.verified_visits.c.driver_id.label("driver_id"),
+                store.exclusive_sessions.c.activated_at.label("activated_at"),
+                store.exclusive_sessions.c.offer_id.label("offer_id"),
+                store.exclusive_offers.c.title.label("title"),
+                store.exclusive_sessions.c.charger_id.label("charger_id"),
+                store.charger_links.c.charger_name.label("location"),
+                store.verified_visits.c.verification_code.label("code"),
             )
             .select_from(
-                V.join(X, X.c.id == V.c.exclusive_session_id).outerjoin(O, O.c.id == X.c.offer_id).outerjoin(L, link)
+                store.verified_visits.join(
+                    store.exclusive_sessions,
+                    store.exclusive_sessions.c.id == store.verified_visits.c.exclusive_session_id,
+                )
+                .outerjoin(store.exclusive_offers, store.exclusive_offers.c.id == store.exclusive_sessions.c.offer_id)
+                .outerjoin(store.charger_links, link)
             )
-            .where(V.c.merchant_id == merchant_id)
+            .where(store.verified_visits.c.merchant_id == merchant_id)
         )
-        parts.append(verified if since is None else verified.where(V.c.verified_at >= since))
+        parts.append(verified if since is None else verified.where(store.verified_visits.c.verified_at >= since))
     if status in ("", ACTIVE):
         active = (
             sa.select(
-                X.c.id.label("id"),
-                X.c.activated_at.label("at"),
+                store.exclusive_sessions.c.id.label("id"),
+                store.exclusive_sessions.c.activated_at.label("at"),
                 sa.literal_column(f"'{ACTIVE}'", sa.Text).label("status"),
-                X.c.driver_id.label("driver_id"),
-                X.c.activated_at.label("activated_at"),
-                X.c.offer_id.label("offer_id"),
-                O.c.title.label("title"),
-                X.c.charger_id.label("charger_id"),
-                L.c.charger_name.label("location"),
+                store.exclusive_sessions.c.driver_id.label("driver_id"),
+                store.exclusive_sessions.c.activated_at.label("activated_at"),
+                store.exclusive_sessions.c.offer_id.label("offer_id"),
+                store.exclusive_offers.c.title.label("title"),
+                store.exclusive_sessions.c.charger_id.label("charger_id"),
+                store.charger_links.c.charger_name.label("location"),
                 sa.literal_column("''", sa.Text).label("code"),
             )
-            .select_from(X.outerjoin(O, O.c.id == X.c.offer_id).outerjoin(L, link))
+            .select_from(
+                store.exclusive_sessions.outerjoin(
+                    store.exclusive_offers, store.exclusive_offers.c.id == store.exclusive_sessions.c.offer_id
+                ).outerjoin(store.charger_links, link)
+            )
             # Still running: ACTIVE and inside its window (the expiry sweep may not have run yet).
-            .where(X.c.merchant_id == merchant_id, X.c.status == pb.EXCLUSIVE_STATUS_ACTIVE, X.c.expires_at > now)
+            .where(
+                store.exclusive_sessions.c.merchant_id == merchant_id,
+                store.exclusive_sessions.c.status == pb.EXCLUSIVE_STATUS_ACTIVE,
+                store.exclusive_sessions.c.expires_at > now,
+            )
         )
-        parts.append(active if since is None else active.where(X.c.activated_at >= since))
+        parts.append(active if since is None else active.where(store.exclusive_sessions.c.activated_at >= since))
     if not parts:
         return None
     return (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("visits")
@@ -255,7 +267,11 @@ class PortalRpcs(Resources):
             rows = await _my_stores(conn)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             connected = (
-                await conn.execute(sa.select(S.c.merchant_id).where(S.c.merchant_id == row.id))
+                await conn.execute(
+                    sa.select(store.square_connections.c.merchant_id).where(
+                        store.square_connections.c.merchant_id == row.id
+                    )
+                )
             ).first() is not None
         balance, transfers = await self._merchant_nova(row.id)
         return pb.GetMyMerchantResponse(
@@ -278,7 +294,13 @@ class PortalRpcs(Resources):
         async with self.reads.connect() as conn:
             rows = await _my_stores(conn)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
-            chargers = list((await conn.execute(sa.select(L.c.charger_id).where(L.c.merchant_id == row.id))).scalars())
+            chargers = list(
+                (
+                    await conn.execute(
+                        sa.select(store.charger_links.c.charger_id).where(store.charger_links.c.merchant_id == row.id)
+                    )
+                ).scalars()
+            )
         since = _now() - INSIGHTS_PERIODS[period]
         try:
             summary = await self.sessions.SummarizeChargerSessions(
@@ -418,9 +440,13 @@ class PortalRpcs(Resources):
                 await conn.execute(
                     sa.select(
                         sa.func.count().label("redemptions"),
-                        sa.func.coalesce(sa.func.sum(R.c.discount_cents), 0).label("discount"),
-                        sa.func.count(sa.distinct(R.c.driver_id)).label("drivers"),
-                    ).where(R.c.merchant_id == row.id, R.c.status == COMPLETED, R.c.created_at >= since)
+                        sa.func.coalesce(sa.func.sum(store.redemptions.c.discount_cents), 0).label("discount"),
+                        sa.func.count(sa.distinct(store.redemptions.c.driver_id)).label("drivers"),
+                    ).where(
+                        store.redemptions.c.merchant_id == row.id,
+                        store.redemptions.c.status == COMPLETED,
+                        store.redemptions.c.created_at >= since,
+                    )
                 )
             ).one()
         figures = artwork.ShareCardFigures(
@@ -477,10 +503,15 @@ class PortalRpcs(Resources):
                 raise merchant_not_found(request.merchant_id)
             charger = (
                 await conn.execute(
-                    sa.select(L).where(L.c.merchant_id == row.id).order_by(L.c.walk_distance_m, L.c.charger_id).limit(1)
+                    sa.select(store.charger_links)
+                    .where(store.charger_links.c.merchant_id == row.id)
+                    .order_by(store.charger_links.c.walk_distance_m, store.charger_links.c.charger_id)
+                    .limit(1)
                 )
             ).first()
-            visits = (await conn.execute(sa.select(sa.func.count()).where(V.c.merchant_id == row.id))).scalar_one()
+            visits = (
+                await conn.execute(sa.select(sa.func.count()).where(store.verified_visits.c.merchant_id == row.id))
+            ).scalar_one()
         photos = list(row.photo_urls)
         open_now, open_until = open_status(row, now)
         return pb.ResolvePreviewLinkResponse(

@@ -35,7 +35,6 @@ from services.merchants.config import MerchantsSettings
 from services.merchants.reasons import Reason
 
 DRIVER, MERCHANT, ADMIN, ADMIN_READONLY = "driver", "merchant", "admin", "admin_readonly"
-M = store.merchants
 
 _STATUS_NAMES = {
     pb.MERCHANT_STATUS_PENDING: "pending",
@@ -97,7 +96,7 @@ def is_admin(caller: Caller) -> bool:
 
 
 async def load_merchant(conn: AsyncConnection, merchant_id: str, *, for_update: bool = False) -> Any:
-    query = sa.select(M).where(M.c.id == merchant_id)
+    query = sa.select(store.merchants).where(store.merchants.c.id == merchant_id)
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
@@ -144,11 +143,21 @@ async def insert_merchant(conn: AsyncConnection, values: dict[str, Any]) -> Any:
     returns its row; a short code taken concurrently moves on to the next one. Other conflicts (place id,
     request id) raise IntegrityError to the caller."""
     base = domain.short_code_base(values["name"])
-    taken = set((await conn.execute(sa.select(M.c.short_code).where(M.c.short_code.like(f"{base[:2]}%")))).scalars())
+    taken = set(
+        (
+            await conn.execute(
+                sa.select(store.merchants.c.short_code).where(store.merchants.c.short_code.like(f"{base[:2]}%"))
+            )
+        ).scalars()
+    )
     for short_code in (code for code in domain.short_code_candidates(values["name"]) if code not in taken):
         try:
             async with conn.begin_nested():
-                return (await conn.execute(sa.insert(M).values(**values, short_code=short_code).returning(*M.c))).one()
+                return (
+                    await conn.execute(
+                        sa.insert(store.merchants).values(**values, short_code=short_code).returning(*store.merchants.c)
+                    )
+                ).one()
         except IntegrityError as error:
             if "merchants_short_code" not in str(error.orig):
                 raise

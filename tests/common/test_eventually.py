@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.eventually import eventually
+from tests.support.eventually import eventually, eventually_sync
 
 
 async def test_returns_what_the_check_returns_once_it_passes() -> None:
@@ -48,4 +48,34 @@ async def test_other_errors_are_not_retried() -> None:
 
     with pytest.raises(RuntimeError):
         await eventually(broken, interval=0)
+    assert len(calls) == 1
+
+
+def test_the_sync_variant_retries_until_the_check_passes_and_raises_the_last_failure() -> None:
+    calls = []
+
+    def third_time() -> str:
+        calls.append(1)
+        assert len(calls) >= 3, "not yet"
+        return "done"
+
+    assert eventually_sync(third_time, interval=0) == "done"
+    assert len(calls) == 3
+
+    def never() -> None:
+        raise AssertionError("no log line yet")
+
+    with pytest.raises(AssertionError, match="no log line yet"):
+        eventually_sync(never, within=0.05, interval=0.01)
+
+
+def test_the_sync_variant_does_not_retry_other_errors() -> None:
+    calls = []
+
+    def broken() -> None:
+        calls.append(1)
+        raise RuntimeError("a bug, not a wait")
+
+    with pytest.raises(RuntimeError):
+        eventually_sync(broken, interval=0)
     assert len(calls) == 1

@@ -160,12 +160,28 @@ async def test_delivery_joins_the_trace_of_the_request_that_enqueued(
     assert delivery[0].context.trace_id == request_span.get_span_context().trace_id
 
 
+class CountedRelay(OutboxRelay):
+    """A relay that counts its passes, so a test can wait for one instead of sleeping."""
+
+    idle_passes = 0
+
+    async def run_once(self) -> int:
+        attempted = await super().run_once()
+        if not attempted:
+            self.idle_passes += 1  # run() goes idle right after, with no await in between
+        return attempted
+
+
 async def test_run_loop_delivers_promptly_when_woken_and_stops(engine: AsyncEngine) -> None:
     receiver = Receiver()
-    relay = OutboxRelay(engine, table, {"grant.created": receiver}, "test", idle_poll_s=30)
+    relay = CountedRelay(engine, table, {"grant.created": receiver}, "test", idle_poll_s=30)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
-    await asyncio.sleep(0.1)  # its first pass finds nothing: the relay is idle for 30 s unless woken
+
+    def idle() -> None:  # a pass found nothing: the relay is idle for 30 s unless woken
+        assert relay.idle_passes == 1
+
+    await eventually(idle, within=2.5)
     async with engine.begin() as conn:
         await enqueue(conn, table, "grant.created", "g-1", {})
     relay.wake()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Any
 
@@ -10,6 +9,7 @@ import httpx
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fakes.twilio_verify import FakeTwilioVerify
+from tests.support.eventually import eventually
 from tests.support.otlp import OtlpCollector
 from tests.support.rpc import random_phone
 
@@ -160,14 +160,13 @@ async def test_one_rest_call_is_one_trace_across_gateway_and_service(
     span_exporter.clear()
     reply = await rest.get("/v1/auth/me", headers={"Authorization": f"Bearer {login['access_token']}"})
     assert reply.status_code == 200
-    service_spans: list[Any] = []
-    for _ in range(100):  # the server span ends just after the response is on its way
-        service_spans = [
-            s for s in span_exporter.get_finished_spans() if s.name == "/nerava.accounts.v1.AccountsService/GetMe"
-        ]
-        if service_spans:
-            break
-        await asyncio.sleep(0.05)
+
+    def ended_service_spans() -> list[Any]:  # the server span ends just after the response is on its way
+        spans = [s for s in span_exporter.get_finished_spans() if s.name == "/nerava.accounts.v1.AccountsService/GetMe"]
+        assert spans, "the service span has not ended yet"
+        return spans
+
+    service_spans = await eventually(ended_service_spans)
     assert len(service_spans) == 1
     service_span = service_spans[0]
     assert service_span.context is not None and service_span.parent is not None
@@ -180,13 +179,13 @@ async def test_one_rest_call_is_one_trace_across_gateway_and_service(
             span.parent_span_id in ids or not span.parent_span_id for span in spans
         )
 
-    gateway_spans: list[Any] = []
-    for _ in range(100):  # Envoy exports in batches: wait for the whole tree
-        gateway_spans = [
+    def whole_tree() -> list[Any]:  # Envoy exports in batches: wait for the whole tree
+        spans = [
             span for service, span in otlp_collector.spans if service == "nerava-gateway" and span.trace_id == trace_id
         ]
-        if complete(gateway_spans):
-            break
-        await asyncio.sleep(0.1)
+        assert complete(spans), "the gateway spans form one tree with a root"
+        return spans
+
+    gateway_spans = await eventually(whole_tree)
     assert any(span.span_id == parent_id for span in gateway_spans), "the service span's parent is a gateway span"
     assert complete(gateway_spans), "the gateway spans form one tree with a root"

@@ -5,7 +5,6 @@ summary and the ledger invariants agree."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import httpx
@@ -24,6 +23,7 @@ from services.sessions import store as sessions_store
 from tests.incentives.helpers import Incentives
 from tests.merchants.helpers import Merchants, new_charger
 from tests.sessions.helpers import driver_with_tesla, next_window, north_of
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson
 
@@ -84,12 +84,12 @@ async def test_charge_earn_nova_and_spend_it_at_a_merchant(
         await next_window(cache, driver)
         ended = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
         assert ended["session_ended"] is True, ended
-        for _ in range(200):
+
+        async def rewarded() -> None:
             balance = (await rest.get("/v1/wallet/balance", headers=auth)).json()
-            if int(balance.get("nova_balance", 0)) == NOVA_REWARD:
-                break
-            await asyncio.sleep(0.05)
-        assert int(balance["nova_balance"]) == NOVA_REWARD, balance
+            assert int(balance.get("nova_balance", 0)) == NOVA_REWARD, balance
+
+        await eventually(rewarded)
         timeline = (await rest.get("/v1/wallet/timeline", headers=auth)).json()
         assert [item["type"] for item in timeline] == ["EARNED"], timeline
 

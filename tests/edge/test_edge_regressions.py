@@ -22,6 +22,7 @@ from gateway import render
 from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
 from services.common.config import Secret
 from services.merchants import domain as merchants_domain
+from tests.support.eventually import eventually
 from tests.support.gateway import Gateway
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson
@@ -97,14 +98,14 @@ async def test_the_access_log_records_the_real_grpc_status(rest: httpx.AsyncClie
     request_id = f"edge-log-{uuid.uuid4().hex}"
     reply = await rest.get("/v1/checkout/qr/%C0%AE", headers={"x-request-id": request_id})
     assert reply.status_code == 400
-    entry: dict[str, Any] | None = None
-    for _ in range(300):  # Envoy flushes its stdout log on its own schedule
+
+    def logged() -> dict[str, Any]:  # Envoy flushes its stdout log on its own schedule
         lines = [line for line in gateway.log.read_text().splitlines() if request_id in line]
-        if lines:
-            entry = json.loads(lines[-1])
-            break
-        await asyncio.sleep(0.05)
-    assert entry is not None, "no access log line for the request"
+        assert lines, "no access log line for the request"
+        entry: dict[str, Any] = json.loads(lines[-1])
+        return entry
+
+    entry = await eventually(logged)
     assert entry["grpc_status"] == "3"  # INVALID_ARGUMENT, not 13 guessed from "HTTP 400"
 
 

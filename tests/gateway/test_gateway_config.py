@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass, replace
@@ -31,11 +30,13 @@ from google.protobuf import descriptor_pb2
 from gateway import redoc
 from gateway import render as gw
 from gateway.render import Endpoint, GatewaySettings, TokenBucket
+from tests.support.eventually import eventually_sync
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GENERATED_DESCRIPTOR = ROOT / "gen" / "nerava.binpb"
 ACCOUNTS = "nerava.accounts.v1.AccountsService"
 SESSIONS = "nerava.sessions.v1.SessionsService"
+MERCHANTS = "nerava.merchants.v1.MerchantsService"
 HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 JsonObject = dict[str, Any]
@@ -409,8 +410,8 @@ def test_public_methods_exist_in_the_generated_descriptor_set() -> None:
     for service, methods in gw.PUBLIC_METHODS.items():
         if service in services:
             assert set(methods) <= services[service], f"{service}: {set(methods) - services[service]} not in contract"
-    for service, methods in gw.OTP_METHODS.items():
-        assert set(methods) <= set(gw.PUBLIC_METHODS[service]), "OTP methods are called before login"
+    for service, methods in gw.PER_CLIENT_METHODS.items():
+        assert set(methods) <= set(gw.PUBLIC_METHODS[service]), "per-client limited methods are called before login"
 
 
 def test_jwt_rules_list_public_methods_and_protect_everything_else(local: GatewaySettings) -> None:
@@ -508,11 +509,13 @@ def test_jwks_self_fetch_has_its_own_route(local: GatewaySettings) -> None:
     assert route["route"]["cluster"] == "accounts"
 
 
-def test_otp_methods_get_a_stricter_bucket_than_every_other_route(local: GatewaySettings) -> None:
+def test_per_client_methods_get_a_stricter_bucket_than_every_other_route(local: GatewaySettings) -> None:
     settings = replace(
         local,
+        # Every service's contract, so every service's per-client methods are routed.
+        descriptor_path=str(GENERATED_DESCRIPTOR),
         default_rate_limit=TokenBucket(max_tokens=500, tokens_per_fill=250),
-        otp_rate_limit=TokenBucket(max_tokens=3, tokens_per_fill=1, fill_interval_s=60),
+        per_client_rate_limit=TokenBucket(max_tokens=3, tokens_per_fill=1, fill_interval_s=60),
     )
     config = gw.render(settings)
     default = _filter(config, "envoy.filters.http.local_ratelimit")
@@ -525,21 +528,34 @@ def test_otp_methods_get_a_stricter_bucket_than_every_other_route(local: Gateway
         for r in _routes(config)
         if "envoy.filters.http.local_ratelimit" in r.get("typed_per_filter_config", {})
     }
-    assert set(limited) == {f"/{ACCOUNTS}/{m}" for m in gw.OTP_METHODS[ACCOUNTS]}
-    for route in limited.values():
+    assert set(limited) == {f"/{service}/{m}" for service, methods in gw.PER_CLIENT_METHODS.items() for m in methods}
+    cluster_of = {service: cluster for cluster, service in gw.SERVICES.items()}
+    for path, route in limited.items():
         bucket = route["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]
         # One bucket per client address (the address Envoy resolved), under the route-wide default ceiling.
         [descriptor] = bucket["descriptors"]
         assert descriptor["entries"] == [{"key": "remote_address"}]
         assert descriptor["token_bucket"] == {"max_tokens": 3, "tokens_per_fill": 1, "fill_interval": "60s"}
         assert bucket["rate_limits"] == [{"actions": [{"remote_address": {}}]}]
-        assert bucket["max_dynamic_descriptors"] == settings.otp_rate_limit_clients
+        assert bucket["max_dynamic_descriptors"] == settings.per_client_rate_limit_clients
         assert bucket["token_bucket"] == {"max_tokens": 500, "tokens_per_fill": 250, "fill_interval": "1s"}
         assert bucket["filter_enforced"]["default_value"]["numerator"] == 100
-        assert route["route"]["cluster"] == "accounts"
-    # The OTP routes must come before the accounts prefix route, or they would never match.
+        assert route["route"]["cluster"] == cluster_of[path.split("/")[1]]
+    # The per-client routes must come before the services' prefix routes, or they would never match.
     names = [r["name"] for r in _routes(config)]
-    assert max(names.index(f"otp:{m}") for m in gw.OTP_METHODS[ACCOUNTS]) < names.index("accounts")
+    last_limited = max(names.index(f"per_client:{m}") for methods in gw.PER_CLIENT_METHODS.values() for m in methods)
+    assert last_limited < min(names.index(cluster) for cluster in gw.SERVICES)
+
+
+def test_the_public_merchant_funnel_is_limited_per_client_address(local: GatewaySettings) -> None:
+    # Each search is a paid Places call and each resolve may create a pending store: one client must not be
+    # able to spend the whole quota or fill the merchants table.
+    limited = {
+        r["match"].get("path")
+        for r in _routes(gw.render(replace(local, descriptor_path=str(GENERATED_DESCRIPTOR))))
+        if "envoy.filters.http.local_ratelimit" in r.get("typed_per_filter_config", {})
+    }
+    assert {f"/{MERCHANTS}/SearchBusinesses", f"/{MERCHANTS}/ResolveBusiness"} <= limited
 
 
 def test_security_headers_on_every_answer_and_hsts_only_on_the_kubernetes_gateway(
@@ -618,13 +634,13 @@ def test_admin_stays_on_loopback_and_kubernetes_exposes_only_ready_and_metrics(
 def test_cli_reads_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> None:
     monkeypatch.setenv("NERAVA_GATEWAY_CORS_ORIGINS", "https://a.example, https://b.example")
     monkeypatch.setenv("NERAVA_GATEWAY_LISTEN", "127.0.0.1:18001")
-    monkeypatch.setenv("NERAVA_GATEWAY_OTP_RATE_LIMIT_PER_SECOND", "2")
+    monkeypatch.setenv("NERAVA_GATEWAY_PER_CLIENT_RATE_LIMIT_PER_SECOND", "2")
     settings, out = gw.settings_from_args(
         ["--target", "local", "--out", str(tmp_path / "e.json"), "--sessions", "10.0.0.7:7000"]
     )
     assert settings.cors_allowed_origins == ("https://a.example", "https://b.example")
     assert settings.listen == Endpoint("127.0.0.1", 18001)
-    assert settings.otp_rate_limit == TokenBucket(max_tokens=2, tokens_per_fill=2)
+    assert settings.per_client_rate_limit == TokenBucket(max_tokens=2, tokens_per_fill=2)
     assert settings.upstreams["sessions"] == Endpoint("10.0.0.7", 7000)
     assert settings.upstreams["accounts"] == Endpoint("127.0.0.1", 50051)
     assert out == tmp_path / "e.json"
@@ -703,17 +719,18 @@ def _running_envoy(settings: GatewaySettings, directory: pathlib.Path) -> Iterat
         grpc_target=str(settings.listen),
         log=log,
     )
+
+    def ready() -> None:
+        if process.poll() is not None:  # pytest.fail is not retried: an exited Envoy will not become ready
+            pytest.fail(f"envoy exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            status = httpx.get(f"{gateway.admin_url}/ready", timeout=1).status_code
+        except httpx.TransportError as error:
+            raise AssertionError(f"envoy not ready ({error}):\n{log.read_text()[-3000:]}") from error
+        assert status == 200, f"envoy not ready ({status}):\n{log.read_text()[-3000:]}"
+
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"envoy exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{gateway.admin_url}/ready", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"envoy not ready after 20 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.1)
+        eventually_sync(ready, within=20, interval=0.1)
         yield gateway
     finally:
         process.terminate()
@@ -742,7 +759,7 @@ def _without_upstreams(descriptor: pathlib.Path, **overrides: Any) -> GatewaySet
         admin=Endpoint("127.0.0.1", _free_port()),
         upstreams={name: Endpoint("127.0.0.1", _free_port()) for name in gw.SERVICES},
         descriptor_path=str(descriptor),
-        otp_rate_limit=TokenBucket(max_tokens=2, tokens_per_fill=2, fill_interval_s=60),
+        per_client_rate_limit=TokenBucket(max_tokens=2, tokens_per_fill=2, fill_interval_s=60),
         **overrides,
     )
 
@@ -751,7 +768,7 @@ def _without_upstreams(descriptor: pathlib.Path, **overrides: Any) -> GatewaySet
 def gateway_without_upstreams(
     tmp_path_factory: pytest.TempPathFactory, accounts_descriptor: pathlib.Path
 ) -> Iterator[RunningGateway]:
-    """Envoy on ephemeral ports, every upstream a closed port; OTP buckets of two requests per minute."""
+    """Envoy on ephemeral ports, every upstream a closed port; per-client buckets of two requests per minute."""
     with _running_envoy(_without_upstreams(accounts_descriptor), tmp_path_factory.mktemp("envoy")) as gateway:
         yield gateway
 
@@ -883,14 +900,14 @@ def test_direct_grpc_callers_get_grpc_statuses(gateway_without_upstreams: Runnin
 def test_access_log_is_json_lines_on_stdout(gateway_without_upstreams: RunningGateway) -> None:
     request_id = "test-access-log-0001"
     httpx.get(f"{gateway_without_upstreams.url}/v1/auth/me", headers={"x-request-id": request_id})
-    deadline = time.monotonic() + 5
-    entry: JsonObject | None = None
-    while entry is None and time.monotonic() < deadline:
-        for line in gateway_without_upstreams.log.read_text().splitlines():
-            if line.startswith("{") and request_id in line:
-                entry = json.loads(line)
-        time.sleep(0.05)
-    assert entry is not None, "no access log line for the request"
+
+    def logged() -> JsonObject:
+        lines = [line for line in gateway_without_upstreams.log.read_text().splitlines() if line.startswith("{")]
+        entries: list[JsonObject] = [json.loads(line) for line in lines if request_id in line]
+        assert entries, "no access log line for the request"
+        return entries[-1]
+
+    entry = eventually_sync(logged, within=5)
     assert entry["method"] == "GET"
     assert entry["path"] == "/v1/auth/me"
     assert entry["rpc"] == f"/{ACCOUNTS}/GetMe"

@@ -7,7 +7,6 @@ charger (`incentives.charger`) or are drawn around a random point no other test 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import random
 import uuid
@@ -950,12 +949,14 @@ async def _pay_checkout(rest: httpx.AsyncClient, stripe_fake: FakeStripe, sessio
 
 async def _once_funded(rest: httpx.AsyncClient, who: Person, campaign_id: str) -> JsonObject:
     """The campaign once the ledger has told incentives about the payment (through its outbox)."""
-    for _ in range(200):
+
+    async def funded() -> JsonObject:
         campaign = await _get(rest, who, campaign_id)
-        if campaign["funding_status"] == "FUNDING_STATUS_FUNDED":
-            return campaign
-        await asyncio.sleep(0.05)
-    return await _get(rest, who, campaign_id)
+        assert campaign["funding_status"] == "FUNDING_STATUS_FUNDED", campaign
+        return campaign
+
+    funded_campaign: JsonObject = await eventually(funded)
+    return funded_campaign
 
 
 async def test_paying_the_checkout_funds_and_activates_the_campaign(

@@ -27,6 +27,7 @@ from services.incentives.workers import end_due_campaigns
 from services.ledger import store as ledger_store
 from services.ledger.refunds import refund_duplicate_payment
 from tests.incentives.helpers import Incentives, budget_account, driver_cash, funding_answered
+from tests.support import eventually as waiting
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import as_service, error_reason
@@ -36,14 +37,15 @@ PLATFORM_FEES = ledger_pb2.AccountRef(
 )
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], attempts: int = 200) -> Any:
-    """The first truthy value of `check`, polled every 50 ms; fails after `attempts`."""
-    for _ in range(attempts):
+async def eventually(check: Callable[[], Awaitable[Any]]) -> Any:
+    """The first truthy value of `check`, waited for with the tests' one `eventually`."""
+
+    async def truthy() -> Any:
         value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"never true: {check}")
+        assert value, f"never true: {check}"
+        return value
+
+    return await waiting.eventually(truthy)
 
 
 async def pay(stripe_fake: FakeStripe, mesh: Mesh, session_id: str) -> ledger_pb2.HandleStripeEventResponse:
@@ -511,14 +513,32 @@ async def test_a_payment_refunded_whole_after_a_budget_refund_took_part_of_it_is
     try:
         assert await refund_duplicate_payment(ledger_engine, session_id, "FAILED_PRECONDITION: not taken")
         assert await refund_duplicate_payment(ledger_engine, session_id, "FAILED_PRECONDITION: not taken")
+
+        async def refunded() -> bool:
+            return stripe_fake.refunded_cents(intent) == 10_000
+
+        await eventually(refunded)
+
+        async def every_owed_refund_sent() -> bool:
+            # Every Stripe refund the ledger owes for this payment is enqueued before this wait starts: once none
+            # is still pending, a second refund, if one were owed, has reached the fake.
+            refunds, outbox = ledger_store.payment_refunds, ledger_store.outbox
+            pending = (
+                sa.select(sa.func.count())
+                .select_from(outbox.join(refunds, outbox.c.key == sa.cast(refunds.c.id, sa.Text)))
+                .where(
+                    outbox.c.topic == "payment.refund",
+                    refunds.c.payment_intent_id == intent,
+                    outbox.c.delivered_at.is_(None),
+                    outbox.c.failed_at.is_(None),
+                )
+            )
+            async with ledger_engine.connect() as conn:
+                return (await conn.execute(pending)).scalar_one() == 0
+
+        await eventually(every_owed_refund_sent)
     finally:
         await ledger_engine.dispose()
-
-    async def refunded() -> bool:
-        return stripe_fake.refunded_cents(intent) == 10_000
-
-    await eventually(refunded)
-    await asyncio.sleep(1)  # a second refund, if one were owed, would be sent by now
     assert sorted(r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent) == [3_000, 7_000]
     assert await incentives.ledger_balance(budget_account(campaign)) == 0
 

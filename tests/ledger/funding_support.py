@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
+import inspect
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -23,6 +23,7 @@ from services.common.config import Env, Secret
 from services.common.server import ServiceServer
 from services.ledger.__main__ import build_server
 from services.ledger.config import LedgerSettings
+from tests.support import eventually as waiting
 from tests.support.rpc import TEST_SERVICE_SECRET
 
 
@@ -117,15 +118,14 @@ async def running_ledger(env: dict[str, str]) -> AsyncIterator[ServiceServer]:
         yield server
 
 
-async def eventually(check: Callable[[], Any], timeout_s: float = 10.0, interval_s: float = 0.05) -> Any:
-    """Polls ``check`` (sync or async) until it returns a truthy value; fails after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+async def eventually(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
+    """The first truthy value of ``check`` (sync or async), waited for with the tests' one `eventually`."""
+
+    async def truthy() -> Any:
         value = check()
-        if asyncio.iscoroutine(value):
+        if inspect.isawaitable(value):
             value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout_s}s: {check}")
-        await asyncio.sleep(interval_s)
+        assert value, f"not true within {timeout_s}s: {check}"
+        return value
+
+    return await waiting.eventually(truthy, within=timeout_s)

@@ -45,6 +45,7 @@ from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.ledger.invariants import violations
 from tests.incentives.helpers import campaign_request, ended_session, funding_answered
 from tests.merchants.helpers import Merchants, new_charger
+from tests.support.eventually import eventually_sync
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.reconcile import reconciled
@@ -142,12 +143,16 @@ class MoneyAuditor(RuleBasedStateMachine):
         )
         return str(completed["payment_intent"])
 
-    def wait(self, check: Callable[[], bool], what: str, attempts: int = 100) -> None:
-        for _ in range(attempts):
-            if check():
-                return
-            self.loop.run_until_complete(asyncio.sleep(0.05))
-        raise AssertionError(f"never: {what}")
+    def wait(self, check: Callable[[], bool], what: str) -> None:
+        """Waits for `check`, which may run the model's loop itself (so it is called outside it); between tries
+        the loop runs, so the work it carries goes on meanwhile."""
+
+        def holds() -> None:
+            if not check():
+                self.loop.run_until_complete(asyncio.sleep(0.05))
+                raise AssertionError(f"never: {what}")
+
+        eventually_sync(holds, within=5, interval=0)
 
     def balance(self, ref: lpb.AccountRef) -> int:
         try:
@@ -338,7 +343,7 @@ class MoneyAuditor(RuleBasedStateMachine):
 
     @invariant()
     def money_reconciles(self) -> None:
-        report = self.loop.run_until_complete(reconciled(self.engine, self.world.stripe, self.world.since, attempts=50))
+        report = self.loop.run_until_complete(reconciled(self.engine, self.world.stripe, self.world.since, within=5))
         assert report.holds, "\n".join(report.lines())
         problems = self.loop.run_until_complete(violations(self.engine))
         assert not problems, problems

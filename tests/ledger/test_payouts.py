@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -16,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from fakes.stripe import FakeStripe
 from fakes.twilio_verify import FakeTwilioVerify
 from tests.ledger.helpers import CASH, Ledger, assert_ledger_sound, budget, driver_cash, external, new_key
+from tests.support.eventually import eventually
 from tests.support.gateway import Gateway
 from tests.support.rpc import random_phone
 
@@ -75,6 +77,18 @@ async def _onboarded(
     assert status["onboarding_complete"] is True
     await _earn(ledger, driver.id, earn)
     return driver
+
+
+def settled_status(driver: Driver) -> Callable[[], Awaitable[str]]:
+    """A check for `eventually`: the driver's latest payout's status once reconciliation (every 0.2 s in tests)
+    has settled it out of UNKNOWN."""
+
+    async def status() -> str:
+        latest: str = (await driver.get("/v1/wallet/history"))["payouts"][0]["status"]
+        assert latest != "PAYOUT_STATUS_UNKNOWN", "not reconciled yet"
+        return latest
+
+    return status
 
 
 def _reason(reply: httpx.Response) -> str:
@@ -214,13 +228,7 @@ async def test_a_lost_stripe_answer_is_unknown_until_reconciliation_settles_it(
     reply = await driver.withdraw(2000)
     assert reply.json()["status"] == "PAYOUT_STATUS_UNKNOWN"
     assert (await driver.get("/v1/wallet/balance"))["pending_cents"] == 2000  # nothing refunded blindly
-    status = ""
-    for _ in range(100):  # the reconciliation worker runs every 0.2 s in tests
-        status = (await driver.get("/v1/wallet/history"))["payouts"][0]["status"]
-        if status != "PAYOUT_STATUS_UNKNOWN":
-            break
-        await asyncio.sleep(0.1)
-    assert status == "PAYOUT_STATUS_PROCESSING"
+    assert await eventually(settled_status(driver)) == "PAYOUT_STATUS_PROCESSING"
     payout_id = reply.json()["payout_id"]
     assert len([t for t in stripe_fake.transfers if t["metadata"].get("payout_id") == payout_id]) == 1
     await assert_ledger_sound(ledger_engine)
@@ -278,13 +286,7 @@ async def test_reconciliation_fails_a_payout_stripe_never_made_and_returns_the_f
     stripe_fake.fail_next_transfer_with(500, "api_error")  # Stripe failed before making the transfer
     reply = await driver.withdraw(2000)
     assert reply.json()["status"] == "PAYOUT_STATUS_UNKNOWN"
-    status = ""
-    for _ in range(100):
-        status = (await driver.get("/v1/wallet/history"))["payouts"][0]["status"]
-        if status != "PAYOUT_STATUS_UNKNOWN":
-            break
-        await asyncio.sleep(0.1)
-    assert status == "PAYOUT_STATUS_FAILED"
+    assert await eventually(settled_status(driver)) == "PAYOUT_STATUS_FAILED"
     balance = await driver.get("/v1/wallet/balance")
     assert (balance["available_cents"], balance["pending_cents"]) == (2600, 0)
     payout_id = reply.json()["payout_id"]

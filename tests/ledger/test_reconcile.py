@@ -161,7 +161,7 @@ async def test_reconcile_holds_over_a_real_flow_and_names_each_injected_drift(
         (A.ACCOUNT_TYPE_CAMPAIGN_BUDGET, budget_campaign),
     )
 
-    drifted = await reconciled(ledger_engine, stripe_fake, since, attempts=1)
+    drifted = await reconciled(ledger_engine, stripe_fake, since, within=0)
     expected = {
         "campaign_budget": {canceled.id, budget_campaign},
         "campaign_spend": {canceled.id, campaign.id},
@@ -195,7 +195,7 @@ async def test_reconcile_holds_over_a_real_flow_and_names_each_injected_drift(
             .values(gross_cents=payments.c.gross_cents - 1)
         )
         await conn.execute(sa.delete(payouts).where(payouts.c.id == payout_id))
-    after = await reconciled(ledger_engine, stripe_fake, since, attempts=1)
+    after = await reconciled(ledger_engine, stripe_fake, since, within=0)
     assert {k: set(v) for k, v in after.drift.items() if v} == {
         "campaign_budget": {budget_campaign},
         "redemption_transfer": {redemption_id},

@@ -29,6 +29,7 @@ from services.merchants.checkout import ledger_request
 from services.merchants.config import MerchantsSettings
 from services.merchants.records import token_cipher
 from tests.merchants.helpers import Merchants, Store, driver_nova
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import as_service, error_metadata, error_reason
@@ -362,13 +363,14 @@ async def test_a_lost_ledger_answer_is_settled_by_the_worker_exactly_once(
         ).one()
     await merchants.ledger.PostTransfer(ledger_request(row), metadata=as_service("merchants"))
     assert await redemption_debits(merchants, driver) == [300]
-    for _ in range(100):
+
+    async def settled() -> int:
         async with merchants_engine.connect() as conn:
-            status = (await conn.execute(sa.select(R.c.status).where(R.c.id == row.id))).scalar_one()
-        if status != pb.REDEMPTION_STATUS_PENDING:
-            break
-        await asyncio.sleep(0.1)
-    assert status == pb.REDEMPTION_STATUS_COMPLETED
+            status: int = (await conn.execute(sa.select(R.c.status).where(R.c.id == row.id))).scalar_one()
+        assert status != pb.REDEMPTION_STATUS_PENDING, "the settling worker has not reached the redemption yet"
+        return status
+
+    assert await eventually(settled) == pb.REDEMPTION_STATUS_COMPLETED
     assert await redemption_debits(merchants, driver) == [300]
 
 

@@ -25,6 +25,8 @@ from services.merchants import domain, store
 from services.merchants.exclusives import expire_due_exclusives, expire_exclusives
 from services.merchants.records import Resources
 from tests.merchants.helpers import Merchants, Store, new_charger, offset
+from tests.support.eventually import eventually
+from tests.support.locks import lock_waits
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import bad_fields, error_metadata, error_reason
 
@@ -211,20 +213,12 @@ async def test_an_activation_racing_an_uncommitted_one_yields_to_it(
             )
         )
         racing = asyncio.create_task(activate(merchants, driver, shop))
-        async with asyncio.timeout(10):
-            while True:  # until the activation's insert waits for our row's lock
-                async with merchants_engine.connect() as probe:
-                    waiting = (
-                        await probe.execute(
-                            sa.text(
-                                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND wait_event_type = 'Lock' AND query ILIKE 'INSERT INTO%exclusive_sessions%'"
-                            )
-                        )
-                    ).scalar_one()
-                if waiting:
-                    break
-                await asyncio.sleep(0.02)
+
+        async def blocked() -> None:  # the activation's insert waits for our row's lock
+            waiting = await lock_waits(merchants_engine, "INSERT INTO%exclusive_sessions%")
+            assert waiting, "the activation is not waiting for the lock yet"
+
+        await eventually(blocked, within=10, interval=0.02)
         await other.commit()
     reply = await racing
     assert reply.idempotent and reply.exclusive_session.id == str(winner)
@@ -456,11 +450,11 @@ async def test_the_worker_expires_sessions_past_their_window(
     stop = asyncio.Event()
     worker = asyncio.create_task(expire_exclusives(resources, stop, every_s=0.05))
     try:
-        async with asyncio.timeout(10):
-            while True:  # the worker's first pass runs at once; poll for it
-                if (await session_row(merchants_engine, late_id)).status != pb.EXCLUSIVE_STATUS_ACTIVE:
-                    break
-                await asyncio.sleep(0.02)
+
+        async def expired() -> None:  # the worker's first pass runs at once
+            assert (await session_row(merchants_engine, late_id)).status != pb.EXCLUSIVE_STATUS_ACTIVE
+
+        await eventually(expired, within=10)
     finally:
         stop.set()
         await asyncio.wait_for(worker, timeout=5)

@@ -25,6 +25,7 @@ from services.sessions import store
 from services.sessions.domain import Telemetry
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
 from tests.support.database import fresh_database
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.rpc import TEST_SERVICE_SECRET
 
@@ -77,9 +78,12 @@ async def test_a_relay_killed_after_incentives_answered_evaluates_the_session_on
     with pytest.raises(asyncio.CancelledError):
         await crashed.run_once()
     assert await evaluations_of(database_url, session_id) == 1
-    await asyncio.sleep(0.4)  # the dead relay's lease runs out
     restarted = OutboxRelay(engine, store.outbox, {SESSION_ENDED_TOPIC: hand_off}, "sessions")
-    assert await restarted.run_once() == 1
+
+    async def redelivered() -> None:  # once the dead relay's lease runs out
+        assert await restarted.run_once() == 1
+
+    await eventually(redelivered, within=5)
     assert await evaluations_of(database_url, session_id) == 1
     t = store.outbox
     async with engine.connect() as conn:

@@ -24,6 +24,8 @@ from services.sessions import store
 from services.sessions.domain import Action, Telemetry
 from services.sessions.retention import SessionPartitions, month_start
 from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
+from tests.support.eventually import eventually
+from tests.support.locks import lock_waits
 
 UTC = datetime.UTC
 TESLA = pb.SESSION_SOURCE_TESLA_API
@@ -225,17 +227,23 @@ async def test_two_concurrent_opens_of_one_vehicle_in_two_partitions_leave_one(e
     this_month = session_values(driver, NOW)
     last_month = session_values(driver, month_start(NOW, -1) + datetime.timedelta(days=3))
 
+    inserted = asyncio.Event()
+
     async def open_session(values: dict[str, Any], hold: asyncio.Event | None) -> None:
         async with engine.begin() as conn:
             await conn.execute(sa.insert(S).values(**values))
             if hold is not None:
+                inserted.set()
                 await hold.wait()
+
+    async def waiting_for_a_lock() -> None:
+        assert await lock_waits(engine, "INSERT INTO%charging_sessions%"), "the second open is not waiting yet"
 
     release = asyncio.Event()
     first = asyncio.create_task(open_session(this_month, release))
-    await asyncio.sleep(0.2)  # the first has its session and its marker, not yet committed
+    await asyncio.wait_for(inserted.wait(), timeout=15)  # the first has its session and its marker, not committed
     second = asyncio.create_task(open_session(last_month, None))
-    await asyncio.sleep(0.2)
+    await eventually(waiting_for_a_lock)
     assert not second.done()  # waiting for the first's marker
     release.set()
     await first

@@ -10,6 +10,7 @@ import datetime
 import re
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import httpx
@@ -33,6 +34,7 @@ from services.sessions.__main__ import build_server as build_sessions
 from services.sessions.config import SessionsSettings
 from tests.incentives.helpers import Incentives
 from tests.sessions.helpers import driver_with_tesla, next_window, north_of
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
 from tests.support.rpc import phone_login, random_phone
@@ -101,12 +103,14 @@ async def test_the_whole_lifecycle_through_envoy(
     await next_window(cache, driver)
     ended = (await rest.post("/v1/charging-sessions/poll", json={}, headers=auth)).json()
     assert ended["session_ended"] is True and ended["session_id"] == opened["session_id"]
-    for _ in range(100):
+
+    async def granted() -> dict[str, Any]:
         active = (await rest.get("/v1/charging-sessions/active", headers=auth)).json()
-        if "incentive" in active.get("last_ended_session", {}):
-            break
-        await asyncio.sleep(0.05)
-    last = active["last_ended_session"]
+        assert "incentive" in active.get("last_ended_session", {}), active
+        last: dict[str, Any] = active["last_ended_session"]
+        return last
+
+    last = await eventually(granted)
     assert last["charger_id"] == charger_id and last["ended_reason"] == "END_REASON_UNPLUGGED"
     assert last["quality_score"] > 30 and last["incentive"]["amount_cents"] == 225
 

@@ -4,7 +4,6 @@ sessions relay hands them to the real incentives, whose grant then shows on the 
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 
 import grpc
@@ -22,6 +21,7 @@ from services.common.db import create_engine
 from services.sessions.domain import Telemetry
 from services.sessions.tracking import SessionTracker
 from tests.incentives.helpers import Incentives
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import Person
 from tests.support.rpc import error_reason, phone_login, random_phone
@@ -72,12 +72,14 @@ async def test_the_active_session_then_the_one_that_just_ended_with_its_grant(
     assert not active.session.HasField("ended_reason") and not active.session.HasField("incentive")
 
     await tracker.apply(driver.user_id, "car-1", TESLA, Telemetry(at=now, charging=False, kwh_added=30.0))
+
     # The mesh's sessions relay hands the ended session to incentives, whose grant then shows on the session.
-    for _ in range(100):
-        ended = await sessions.GetActiveSession(pb.GetActiveSessionRequest(), metadata=driver.auth)
-        if ended.last_ended_session.HasField("incentive"):
-            break
-        await asyncio.sleep(0.05)
+    async def granted() -> pb.GetActiveSessionResponse:
+        reply = await sessions.GetActiveSession(pb.GetActiveSessionRequest(), metadata=driver.auth)
+        assert reply.last_ended_session.HasField("incentive"), reply
+        return reply
+
+    ended = await eventually(granted)
     assert not ended.active and not ended.HasField("session")
     last = ended.last_ended_session
     assert (last.ended_reason, last.duration_minutes) == (pb.END_REASON_UNPLUGGED, 40)

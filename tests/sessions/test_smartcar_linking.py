@@ -4,9 +4,9 @@ then disconnect."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import uuid
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -19,6 +19,7 @@ from fakes.twilio_verify import FakeTwilioVerify
 from services.sessions import store
 from tests.sessions.helpers import next_window
 from tests.sessions.test_watcher import campaign_at
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import Person
 
@@ -72,12 +73,14 @@ async def test_connect_charge_end_and_earn_with_a_smartcar_car_through_envoy(
         assert ended["session_ended"] is True and ended["session_id"] == opened["session_id"], ended
     finally:
         await cache.aclose()
-    for _ in range(100):
+
+    async def granted() -> dict[str, Any]:
         active = (await rest.get("/v1/charging-sessions/active", headers=auth)).json()
-        if "incentive" in active.get("last_ended_session", {}):
-            break
-        await asyncio.sleep(0.05)
-    last = active["last_ended_session"]
+        assert "incentive" in active.get("last_ended_session", {}), active
+        last: dict[str, Any] = active["last_ended_session"]
+        return last
+
+    last = await eventually(granted)
     assert (last["source"], last["ended_reason"]) == ("SESSION_SOURCE_SMARTCAR", "END_REASON_UNPLUGGED")
     assert last["incentive"]["amount_cents"] == 225
 

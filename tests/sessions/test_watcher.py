@@ -43,6 +43,7 @@ from services.sessions.watching import SessionWatcher
 from tests.conftest import TELEMETRY_SECRET
 from tests.incentives.helpers import Incentives
 from tests.sessions.helpers import driver_with_tesla
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tests.support.people import Person
 from tests.support.rpc import as_service, phone_login, random_phone
@@ -192,13 +193,13 @@ async def test_a_two_hour_charge_the_app_polls_once_is_followed_to_its_end_and_e
     assert 60 <= world.fleet.calls(car.id, "vehicle_data") <= 63 and world.fleet.calls(car.id, "wake_up") == 0
     assert await outbox_keys(engine, ended["id"]) == [f"{ended['id']}:1"]  # handed to incentives once
 
-    for _ in range(200):
+    async def granted() -> None:
         grants = await incentives.stub.BatchGetSessionGrants(
             incentives_pb2.BatchGetSessionGrantsRequest(session_ids=[str(ended["id"])]), metadata=as_service("sessions")
         )
-        if grants.grants:
-            break
-        await asyncio.sleep(0.05)
+        assert grants.grants, "no grant for the ended session yet"
+
+    await eventually(granted)
     active_reply = await sessions.GetActiveSession(pb.GetActiveSessionRequest(), metadata=driver.auth)
     assert not active_reply.active and active_reply.last_ended_session.id == str(ended["id"])
     assert active_reply.last_ended_session.incentive.amount_cents == 225
@@ -331,10 +332,11 @@ async def test_a_driver_in_telemetry_mode_is_never_read(
     world.fleet.telemetry_secret = TELEMETRY_SECRET
     world.fleet.reset_calls()
     car.plug_in(lat, lng, power_kw=11.0)
-    for _ in range(100):
-        if world.fleet.telemetry_deliveries:
-            break
-        await asyncio.sleep(0.05)
+
+    def forwarded() -> None:
+        assert world.fleet.telemetry_deliveries, "the fake has forwarded no telemetry yet"
+
+    await eventually(forwarded)
     [delivered] = world.fleet.telemetry_deliveries
     assert delivered.status_code == 200 and delivered.json()["action"] == "INGEST_ACTION_CREATED", delivered.text
     answer = await world.main.poller.poll(driver.user_id, None, None)

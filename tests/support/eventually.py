@@ -1,5 +1,6 @@
 """Waiting in tests: `eventually` retries a check until it passes or a bounded time runs out — the one way a test
-waits for what another process or task does (no fixed sleeps, no hand-written polling loops)."""
+waits for what another process or task does (no fixed sleeps, no hand-written polling loops). `eventually_sync`
+is the same wait for synchronous tests (no event loop to yield to)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,16 @@ async def eventually(check: Callable[[], Any], *, within: float = DEFAULT_TIMEOU
             if time.monotonic() >= deadline:
                 raise
         await asyncio.sleep(interval)
+
+
+def eventually_sync(check: Callable[[], T], *, within: float = DEFAULT_TIMEOUT_S, interval: float = 0.05) -> T:
+    """`eventually` for synchronous tests: the same retries and the same last error past ``within`` seconds,
+    blocking the thread between tries."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return check()
+        except (AssertionError, LookupError):
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(interval)

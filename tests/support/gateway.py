@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from gateway import redoc, render
+from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
 from tools.embedded import free_port
 
@@ -58,22 +59,24 @@ async def running_gateway(
     gateway = Gateway(f"http://127.0.0.1:{listen}", f"http://127.0.0.1:{admin}", settings, log)
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(200):
-                if process.returncode is not None:
+
+            async def ready() -> None:
+                if process.returncode is not None:  # not retried: an exited Envoy will not become ready
                     raise RuntimeError(f"envoy exited: {log.read_text()[-3000:]}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get(f"{gateway.admin_url}/ready")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            else:
-                raise TimeoutError("envoy did not become ready")
-            # jwt_authn fetches the JWKS through the gateway itself, asynchronously: wait until it has it.
-            for _ in range(200):
+                try:
+                    status = (await client.get(f"{gateway.admin_url}/ready")).status_code
+                except httpx.HTTPError as error:
+                    raise AssertionError(f"envoy not ready: {error!r}") from error
+                assert status == 200, f"envoy not ready: {status}"
+
+            async def jwks_fetched() -> None:
                 stats = (await client.get(f"{gateway.admin_url}/stats?filter=jwks_fetch_success")).text
                 fetched = [line.rpartition(": ")[2] for line in stats.splitlines() if "jwks_fetch_success" in line]
-                if any(value.strip().isdigit() and int(value) > 0 for value in fetched):
-                    break
-                await asyncio.sleep(0.05)
+                assert any(value.strip().isdigit() and int(value) > 0 for value in fetched), stats
+
+            await eventually(ready, within=10)
+            # jwt_authn fetches the JWKS through the gateway itself, asynchronously: wait until it has it.
+            await eventually(jwks_fetched, within=10)
         yield gateway
     finally:
         if process.returncode is None:
