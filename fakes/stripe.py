@@ -32,7 +32,7 @@ import re
 import secrets
 import string
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
@@ -220,6 +220,7 @@ class FakeStripe:
         self._next_transfer_delay: float | None = None
         self._next_checkout_delay: float | None = None
         self._lose_next_transfer = False
+        self._outage = False  # set by outage(): every API call answers 503 until it ends
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
         self._webhook_client: httpx.AsyncClient | None = None
@@ -340,6 +341,15 @@ class FakeStripe:
 
     def delay_next_checkout(self, seconds: float) -> None:
         self._next_checkout_delay = seconds
+
+    @contextlib.contextmanager
+    def outage(self) -> Iterator[None]:
+        """Within the block every API call answers 503 (Stripe's own retries included)."""
+        self._outage = True
+        try:
+            yield
+        finally:
+            self._outage = False
 
     def lose_next_transfer(self) -> None:
         self._lose_next_transfer = True
@@ -588,6 +598,8 @@ class FakeStripe:
             # The hosted Checkout page is the payer's browser, not an API call: no key.
             return self._pay_hosted_checkout(request.path.removeprefix(_HOSTED_CHECKOUT_PREFIX))
 
+        if self._outage:
+            return _error(503, "api_error", "Stripe is temporarily unavailable; try again")
         unauthorized = self._check_auth(request.headers.get("authorization"))
         if unauthorized is not None:
             return unauthorized
