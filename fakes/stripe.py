@@ -598,11 +598,9 @@ class FakeStripe:
             # The hosted Checkout page is the payer's browser, not an API call: no key.
             return self._pay_hosted_checkout(request.path.removeprefix(_HOSTED_CHECKOUT_PREFIX))
 
-        if self._outage:
-            return _error(503, "api_error", "Stripe is temporarily unavailable; try again")
-        unauthorized = self._check_auth(request.headers.get("authorization"))
-        if unauthorized is not None:
-            return unauthorized
+        refused = self._refused_before_routing(request)
+        if refused is not None:
+            return refused
 
         handler = self._route(request.method, request.path)
         if handler is None:
@@ -683,6 +681,12 @@ class FakeStripe:
             self._lose_next_transfer = False
             return None
         return response
+
+    def _refused_before_routing(self, request: Request) -> _Response | None:
+        """An outage (outage()) or a missing or wrong API key answers before any endpoint runs."""
+        if self._outage:
+            return _error(503, "api_error", "Stripe is temporarily unavailable; try again")
+        return self._check_auth(request.headers.get("authorization"))
 
     def _check_auth(self, header: str | None) -> _Response | None:
         www_authenticate = (("WWW-Authenticate", 'Basic realm="Stripe"'),)
