@@ -38,24 +38,23 @@ SOURCE_PREFIXES = ("nrel-", "osm-")
 # that is within the radius by the exact distance.
 _BOX_SLACK_DEG = 1e-7
 
-C = chargers.c
 _COLUMNS = (
-    C.id,
-    C.source,
-    C.external_id,
-    C.name,
-    C.lat,
-    C.lng,
-    C.network_name,
-    C.power_kw,
-    C.num_evse,
-    C.connector_types,
-    C.pricing_per_kwh_cents,
-    C.address,
-    C.city,
-    C.state,
-    C.zone_id,
-    C.status,
+    chargers.c.id,
+    chargers.c.source,
+    chargers.c.external_id,
+    chargers.c.name,
+    chargers.c.lat,
+    chargers.c.lng,
+    chargers.c.network_name,
+    chargers.c.power_kw,
+    chargers.c.num_evse,
+    chargers.c.connector_types,
+    chargers.c.pricing_per_kwh_cents,
+    chargers.c.address,
+    chargers.c.city,
+    chargers.c.state,
+    chargers.c.zone_id,
+    chargers.c.status,
 )
 
 ConnOrEngine = AsyncConnection | AsyncEngine
@@ -261,7 +260,7 @@ async def nearest_charger(
 
 async def get_charger(conn_or_engine: ConnOrEngine, charger_id: str) -> ChargerRow | None:
     async with _connected(conn_or_engine) as conn:
-        row = (await conn.execute(sa.select(*_COLUMNS).where(C.id == charger_id))).mappings().first()
+        row = (await conn.execute(sa.select(*_COLUMNS).where(chargers.c.id == charger_id))).mappings().first()
     return None if row is None else ChargerRow.from_row(row)
 
 
@@ -398,15 +397,19 @@ async def browse_chargers(
     """A page of the catalog by name (then id) matching every filter, and the count of all matches."""
     where: list[Any] = []
     if search.strip():
-        where.append(C.search.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), search)))
+        where.append(
+            chargers.c.search.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), search))
+        )
     if network.strip():
-        where.append(sa.func.lower(C.network_name) == network.strip().lower())
+        where.append(sa.func.lower(chargers.c.network_name) == network.strip().lower())
     if state.strip():
-        where.append(sa.func.upper(C.state) == state.strip().upper())
+        where.append(sa.func.upper(chargers.c.state) == state.strip().upper())
     async with _connected(conn_or_engine) as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(chargers).where(*where))).scalar_one()
         page = (
-            await conn.execute(sa.select(*_COLUMNS).where(*where).order_by(C.name, C.id).offset(offset).limit(limit))
+            await conn.execute(
+                sa.select(*_COLUMNS).where(*where).order_by(chargers.c.name, chargers.c.id).offset(offset).limit(limit)
+            )
         ).mappings()
         return [ChargerRow.from_row(row) for row in page], int(total)
 

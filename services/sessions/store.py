@@ -189,8 +189,6 @@ ev_codes = sa.Table(
 
 # --- the session watcher's schedule (services/sessions/watching.py) ---------------------------------------------
 
-A = charging_sessions_active
-
 
 @dataclasses.dataclass(frozen=True)
 class WatchClaim:
@@ -205,7 +203,11 @@ class WatchClaim:
 
 async def schedule_watch(conn: AsyncConnection, driver_id: str, vehicle_id: str, at: datetime.datetime) -> None:
     """The vehicle's active session is next due for a watcher read at `at`."""
-    await conn.execute(sa.update(A).where(A.c.driver_id == driver_id, A.c.vehicle_id == vehicle_id).values(watch_at=at))
+    await conn.execute(
+        sa.update(charging_sessions_active)
+        .where(charging_sessions_active.c.driver_id == driver_id, charging_sessions_active.c.vehicle_id == vehicle_id)
+        .values(watch_at=at)
+    )
 
 
 async def claim_due_watches(
@@ -216,19 +218,26 @@ async def claim_due_watches(
     lease that is never released falls due again at its end."""
     lease = uuid.uuid4()
     due = (
-        sa.select(A.c.driver_id, A.c.vehicle_id)
-        .where(A.c.watch_at <= now)
-        .order_by(A.c.watch_at)
+        sa.select(charging_sessions_active.c.driver_id, charging_sessions_active.c.vehicle_id)
+        .where(charging_sessions_active.c.watch_at <= now)
+        .order_by(charging_sessions_active.c.watch_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("due")
     )
     claimed = (
         await conn.execute(
-            sa.update(A)
-            .where(A.c.driver_id == due.c.driver_id, A.c.vehicle_id == due.c.vehicle_id)
+            sa.update(charging_sessions_active)
+            .where(
+                charging_sessions_active.c.driver_id == due.c.driver_id,
+                charging_sessions_active.c.vehicle_id == due.c.vehicle_id,
+            )
             .values(watch_at=lease_until, watch_lease=lease)
-            .returning(A.c.driver_id, A.c.vehicle_id, A.c.session_id)
+            .returning(
+                charging_sessions_active.c.driver_id,
+                charging_sessions_active.c.vehicle_id,
+                charging_sessions_active.c.session_id,
+            )
         )
     ).all()
     return [WatchClaim(row.driver_id, row.vehicle_id, row.session_id, lease, lease_until) for row in claimed]
@@ -238,7 +247,17 @@ async def release_watch(conn: AsyncConnection, claim: WatchClaim, next_at: datet
     """The leased read is done: next due at `next_at`, unless a reading applied meanwhile rescheduled it (poll,
     push, or this very read). A row leased again since (this lease ran out) is left to its new holder."""
     await conn.execute(
-        sa.update(A)
-        .where(A.c.driver_id == claim.driver_id, A.c.vehicle_id == claim.vehicle_id, A.c.watch_lease == claim.lease)
-        .values(watch_at=sa.case((A.c.watch_at == claim.lease_until, next_at), else_=A.c.watch_at), watch_lease=None)
+        sa.update(charging_sessions_active)
+        .where(
+            charging_sessions_active.c.driver_id == claim.driver_id,
+            charging_sessions_active.c.vehicle_id == claim.vehicle_id,
+            charging_sessions_active.c.watch_lease == claim.lease,
+        )
+        .values(
+            watch_at=sa.case(
+                (charging_sessions_active.c.watch_at == claim.lease_until, next_at),
+                else_=charging_sessions_active.c.watch_at,
+            ),
+            watch_lease=None,
+        )
     )
