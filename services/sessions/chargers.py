@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.sessions.store import chargers
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -497,6 +498,14 @@ async def import_chargers(
         row = (await conn.execute(_UPSERT, {"records": payload, "source": source})).one()
     created, updated = int(row.created), int(row.updated)
     return ImportCounts(created=created, updated=updated, unchanged=len(records) - created - updated)
+
+
+async def import_audited(engine: AsyncEngine, source: str, records: Sequence[pb.ChargerRecord]) -> ImportCounts:
+    """An admin's import: the upsert and its audit entry in one transaction."""
+    async with engine.begin() as conn:
+        counts = await import_chargers(conn, source, records)
+        await audit.record(conn, "chargers.import", f"source:{source}", created=counts.created, updated=counts.updated)
+    return counts
 
 
 # --- messages ------------------------------------------------------------------------------------------------

@@ -171,6 +171,35 @@ async def connected_driver(engine: AsyncEngine, provider: str, account_id: str) 
         ).scalar()
 
 
+async def smartcar_driver(engine: AsyncEngine, vehicle_id: str) -> str | None:
+    """The driver whose live Smartcar connection is to this vehicle, if any (a webhook names only the vehicle)."""
+    async with engine.connect() as conn:
+        connection = (
+            await conn.execute(
+                sa.select(store.vehicle_connections.c.driver_id).where(
+                    store.vehicle_connections.c.provider == SMARTCAR,
+                    store.vehicle_connections.c.active,
+                    store.vehicle_connections.c.vehicle_id == vehicle_id,
+                )
+            )
+        ).first()
+    return None if connection is None else str(connection.driver_id)
+
+
+async def connected_by_vin(engine: AsyncEngine, vin: str) -> tuple[str, str | None] | None:
+    """(driver, selected vehicle) of the live connection to the car with this VIN, if any (a Fleet Telemetry push
+    names only the VIN)."""
+    async with engine.connect() as conn:
+        connection = (
+            await conn.execute(
+                sa.select(store.vehicle_connections.c.driver_id, store.vehicle_connections.c.vehicle_id)
+                .where(store.vehicle_connections.c.vin == vin, store.vehicle_connections.c.active)
+                .limit(1)
+            )
+        ).first()
+    return None if connection is None else (connection.driver_id, connection.vehicle_id)
+
+
 async def save_connection(
     engine: AsyncEngine,
     cipher: TokenCipher,

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import outbox_table
 
@@ -185,6 +185,74 @@ ev_codes = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("redeemed_at", sa.DateTime(timezone=True)),
 )
+
+
+# --- a driver's charging sessions, as the app reads them (GetActiveSession, ListChargingSessions, …) -------------
+
+
+async def active_or_last_ended(
+    engine: AsyncEngine, driver_id: str, ended_since: datetime.datetime
+) -> tuple[sa.RowMapping | None, sa.RowMapping | None]:
+    """(the driver's active session, None), else (None, the session that ended last if it ended since
+    `ended_since`): the app's toast for a session that just ended."""
+    sessions = charging_sessions
+    async with engine.connect() as conn:
+        active = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.driver_id == driver_id, sessions.c.session_end.is_(None))
+                    .order_by(sessions.c.session_start.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if active is not None:
+            return active, None
+        recent = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.driver_id == driver_id, sessions.c.session_end >= ended_since)
+                    .order_by(sessions.c.session_end.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return None, recent
+
+
+async def driver_sessions(engine: AsyncEngine, driver_id: str, *, offset: int, limit: int) -> list[sa.RowMapping]:
+    """A page of the driver's sessions, latest started first."""
+    sessions = charging_sessions
+    async with engine.connect() as conn:
+        return list(
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.driver_id == driver_id)
+                    .order_by(sessions.c.session_start.desc(), sessions.c.id)
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
+            .mappings()
+            .all()
+        )
+
+
+async def session_by_id(engine: AsyncEngine, session_id: uuid.UUID) -> sa.RowMapping | None:
+    """Any driver's session with this id (the caller checks whose it is)."""
+    async with engine.connect() as conn:
+        return (
+            (await conn.execute(sa.select(charging_sessions).where(charging_sessions.c.id == session_id)))
+            .mappings()
+            .first()
+        )
 
 
 # --- the session watcher's schedule (services/sessions/watching.py) ---------------------------------------------

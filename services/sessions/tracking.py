@@ -204,13 +204,15 @@ class SessionTracker:
         stale_after: datetime.timedelta = domain.STALE_AFTER,
         watch_interval: datetime.timedelta = domain.WATCH_INTERVAL,
         pool: asyncpg.Pool | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._engine = engine
         self._pool = pool
         self._clock = clock
         self._stale_after = stale_after
         self._watch_interval = watch_interval
-        self.relay: OutboxRelay | None = None
+        # Woken when an ended session's outbox row is committed, so incentives hears of it at once.
+        self._relay = relay
 
     # --- readings ------------------------------------------------------------------------------------------
 
@@ -584,8 +586,8 @@ class SessionTracker:
         await self._fetchrow(_RECORD_DEVICE_LOCATION, driver_id, json.dumps([point]), domain.TRAIL_MAX_POINTS)
 
     def _wake_relay(self) -> None:
-        if self.relay is not None:
-            self.relay.wake()
+        if self._relay is not None:
+            self._relay.wake()
 
 
 def _reason_name(reason: int | None) -> str:
