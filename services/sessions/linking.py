@@ -254,10 +254,14 @@ async def claim_state(engine: AsyncEngine, state: str, provider: str, now: datet
 
 async def _unlink(engine: AsyncEngine, tracker: SessionTracker, driver_id: str, provider: str) -> None:
     """Ends the driver's active sessions (MANUAL), then deletes the provider's tokens."""
-    s = store.charging_sessions
+    sessions = store.charging_sessions
     async with engine.connect() as conn:
         open_ids = (
-            (await conn.execute(sa.select(s.c.id).where(s.c.driver_id == driver_id, s.c.session_end.is_(None))))
+            (
+                await conn.execute(
+                    sa.select(sessions.c.id).where(sessions.c.driver_id == driver_id, sessions.c.session_end.is_(None))
+                )
+            )
             .scalars()
             .all()
         )

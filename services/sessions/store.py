@@ -278,6 +278,16 @@ async def schedule_watch(conn: AsyncConnection, driver_id: str, vehicle_id: str,
     )
 
 
+async def oldest_due_watch(conn: AsyncConnection, now: datetime.datetime) -> datetime.datetime | None:
+    """When the session due longest ago fell due (None when none is due): one index lookup
+    (charging_sessions_active_watch_at)."""
+    due_at = charging_sessions_active.c.watch_at
+    oldest: datetime.datetime | None = (
+        await conn.execute(sa.select(sa.func.min(due_at)).where(due_at <= now))
+    ).scalar()
+    return oldest
+
+
 async def claim_due_watches(
     conn: AsyncConnection, now: datetime.datetime, lease_until: datetime.datetime, limit: int
 ) -> list[WatchClaim]:
