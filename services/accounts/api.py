@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 import prometheus_client
-import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.audit.v1 import audit_pb2
@@ -200,7 +199,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         """A new token family for a user signed in some other way; the user as it is now (with new roles)."""
         async with self._engine.begin() as conn:
             tokens = await self._issue_tokens(conn, user, family_id=uuid.uuid4())
-            fresh = await store.find_user(conn, store.users.c.id == user.id)
+            fresh = await store.user_by_id(conn, user.id)
         assert fresh is not None
         return tokens, fresh
 
@@ -211,7 +210,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         # The token version first, the roles after it: a role change commits before it bumps the version, so
         # either these roles are the new ones or the version read here is already a revoked one.
         version = await self._revocations.current_version(str(user.public_id))
-        fresh = await store.find_user(conn, store.users.c.id == user.id)
+        fresh = await store.user_by_id(conn, user.id)
         access = self._keys.sign(
             domain.access_claims(
                 str(user.public_id),
@@ -364,12 +363,12 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             if row.rotated_at is not None:
                 # A rotated token came back: someone holds a copy. Revoke the whole family, commit that,
                 # and only then refuse (raising inside the block would roll the revocation back).
-                await store.revoke_families(conn, store.refresh_tokens.c.family_id == row.family_id)
+                await store.revoke_family(conn, row.family_id)
                 reused = True
             elif row.expires_at.timestamp() <= self._clock():
                 raise Unauthenticated(Reason.REFRESH_TOKEN_INVALID, "refresh token expired")
             else:
-                user = await store.find_user(conn, store.users.c.id == row.user_id)
+                user = await store.user_by_id(conn, row.user_id)
                 if user is None or not user.active:
                     raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
                 await store.mark_rotated(conn, row.id)
@@ -387,19 +386,13 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
             user = await store.user_by_public_id(conn, caller.user_id or "")
             if user is None:
                 raise NotFound(Reason.USER_NOT_FOUND, "the signed-in user does not exist")
-            tokens = store.refresh_tokens.c
             if request.all_devices:
-                revoked = await store.revoke_families(conn, tokens.user_id == user.id)
+                revoked = await store.revoke_users_families(conn, user.id)
                 revoke_access_tokens = True
             elif request.refresh_token:
-                family = (
-                    sa.select(tokens.family_id)
-                    .where(
-                        tokens.token_hash == domain.refresh_token_hash(request.refresh_token), tokens.user_id == user.id
-                    )
-                    .scalar_subquery()
+                revoked = await store.revoke_family_of_token(
+                    conn, domain.refresh_token_hash(request.refresh_token), user.id
                 )
-                revoked = await store.revoke_families(conn, tokens.family_id == family)
             else:
                 revoked = 0
         if revoke_access_tokens:
@@ -480,7 +473,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
                 old_roles=",".join(sorted(user.roles)),
                 new_roles=",".join(new_roles),
             )
-            updated = await store.find_user(conn, store.users.c.id == user.id)
+            updated = await store.user_by_id(conn, user.id)
         assert updated is not None
         if sorted(user.roles) != new_roles:
             # After the commit (see _issue_tokens): tokens carrying the old roles stop working within seconds;

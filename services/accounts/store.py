@@ -161,6 +161,10 @@ async def find_user(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> Use
     return None if row is None else _to_user(row)
 
 
+async def user_by_id(conn: AsyncConnection, user_id: int) -> UserRow | None:
+    return await find_user(conn, users.c.id == user_id)
+
+
 async def user_by_public_id(conn: AsyncConnection, public_id: str) -> UserRow | None:
     try:
         parsed = uuid.UUID(public_id)
@@ -262,6 +266,26 @@ async def revoke_families(conn: AsyncConnection, where: sa.ColumnElement[bool]) 
         .returning(refresh_tokens.c.family_id)
     )
     return len({row.family_id for row in revoked})
+
+
+async def revoke_family(conn: AsyncConnection, family_id: uuid.UUID) -> int:
+    """A rotated refresh token came back: its whole family goes."""
+    return await revoke_families(conn, refresh_tokens.c.family_id == family_id)
+
+
+async def revoke_users_families(conn: AsyncConnection, user_id: int) -> int:
+    """Signing out everywhere: every family of the user."""
+    return await revoke_families(conn, refresh_tokens.c.user_id == user_id)
+
+
+async def revoke_family_of_token(conn: AsyncConnection, token_hash: bytes, user_id: int) -> int:
+    """Signing out one device: the family of the refresh token it presents, if the token is the user's."""
+    family = (
+        sa.select(refresh_tokens.c.family_id)
+        .where(refresh_tokens.c.token_hash == token_hash, refresh_tokens.c.user_id == user_id)
+        .scalar_subquery()
+    )
+    return await revoke_families(conn, refresh_tokens.c.family_id == family)
 
 
 async def upsert_device(conn: AsyncConnection, *, token: str, user_id: int, platform: int) -> bool:

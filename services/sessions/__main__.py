@@ -45,15 +45,15 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     # The read path's one statement (a still-charging car's update) runs on asyncpg's own pool (tracking.py).
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
+    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
+    relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
     tracker = SessionTracker(
         runtime.engine,
         pool=pool,
         stale_after=datetime.timedelta(seconds=settings.session_stale_after_s),
         watch_interval=datetime.timedelta(seconds=settings.session_watch_interval_s),
+        relay=relay,
     )
-    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
-    relay = OutboxRelay(runtime.engine, store.outbox, {SESSION_ENDED_TOPIC: EvaluationHandOff(incentives)}, "sessions")
-    tracker.relay = relay
 
     def tesla_client(redirect_uri: str) -> TeslaFleetClient:
         client = TeslaFleetClient(

@@ -17,7 +17,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
-import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
@@ -39,7 +38,7 @@ from services.common.flags import PLACES_GEOCODING, TELEMETRY_INGESTION, FlagDef
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.sessions import chargers, domain, stats, store
+from services.sessions import chargers, connections, domain, stats, store
 from services.sessions.adapters import smartcar
 from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
 from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
@@ -463,11 +462,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             ]
             if taken:
                 raise InvalidArgument(taken)
-        async with self._engine.begin() as conn:
-            counts = await chargers.import_chargers(conn, request.source, request.chargers)
-            await audit.record(
-                conn, "chargers.import", f"source:{request.source}", created=counts.created, updated=counts.updated
-            )
+        counts = await chargers.import_audited(self._engine, request.source, request.chargers)
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
@@ -648,19 +643,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         # Smartcar retries a delivery with the same eventId: one event acts once.
         await self._admit("smartcar", event.get("eventId"), delivered_at, request.http_body.data)
-        c = store.vehicle_connections
-        async with self._reads.connect() as conn:
-            connection = (
-                await conn.execute(
-                    sa.select(c.c.driver_id).where(
-                        c.c.provider == "smartcar", c.c.active, c.c.vehicle_id == reading.vehicle_id
-                    )
-                )
-            ).first()
-        if connection is None:
+        driver_id = await connections.smartcar_driver(self._reads, reading.vehicle_id)
+        if driver_id is None:
             return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
         applied = await self._tracker.apply(
-            connection.driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry(), pushed=True
+            driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry(), pushed=True
         )
         session_id = "" if applied.session is None else str(applied.session["id"])
         return pb.HandleSmartcarWebhookResponse(action=_INGESTED[applied.action], session_id=session_id)
@@ -686,35 +673,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetActiveSessionResponse:
         driver_id = _driver()
-        s = store.charging_sessions
-        async with self._reads.connect() as conn:
-            active = (
-                (
-                    await conn.execute(
-                        sa.select(s)
-                        .where(s.c.driver_id == driver_id, s.c.session_end.is_(None))
-                        .order_by(s.c.session_start.desc())
-                        .limit(1)
-                    )
-                )
-                .mappings()
-                .first()
-            )
-            if active is not None:
-                [message] = await self._messages([active])
-                return pb.GetActiveSessionResponse(session=message, active=True)
-            recent = (
-                (
-                    await conn.execute(
-                        sa.select(s)
-                        .where(s.c.driver_id == driver_id, s.c.session_end >= _now() - LAST_ENDED_WINDOW)
-                        .order_by(s.c.session_end.desc())
-                        .limit(1)
-                    )
-                )
-                .mappings()
-                .first()
-            )
+        active, recent = await store.active_or_last_ended(self._reads, driver_id, _now() - LAST_ENDED_WINDOW)
+        if active is not None:
+            [message] = await self._messages([active])
+            return pb.GetActiveSessionResponse(session=message, active=True)
         if recent is None:
             return pb.GetActiveSessionResponse(active=False)
         [message] = await self._messages([recent])
@@ -727,21 +689,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         size = request.page_size or request.limit or DEFAULT_SESSION_PAGE
         fingerprint = hashlib.sha256(driver_id.encode()).hexdigest()[:12]
         offset = page_position(request.page_token, fingerprint, maximum=MAX_OFFSET) or request.offset
-        s = store.charging_sessions
-        async with self._reads.connect() as conn:
-            rows = list(
-                (
-                    await conn.execute(
-                        sa.select(s)
-                        .where(s.c.driver_id == driver_id)
-                        .order_by(s.c.session_start.desc(), s.c.id)
-                        .offset(offset)
-                        .limit(size + 1)
-                    )
-                )
-                .mappings()
-                .all()
-            )
+        rows = await store.driver_sessions(self._reads, driver_id, offset=offset, limit=size + 1)
         page = await self._messages(rows[:size])
         more = len(rows) > size
         return pb.ListChargingSessionsResponse(
@@ -752,9 +700,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.GetChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetChargingSessionResponse:
         caller = current_caller()
-        s = store.charging_sessions
-        async with self._reads.connect() as conn:
-            row = (await conn.execute(sa.select(s).where(s.c.id == uuid.UUID(request.session_id)))).mappings().first()
+        row = await store.session_by_id(self._reads, uuid.UUID(request.session_id))
         if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
             raise NotFound(
                 Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
@@ -798,16 +744,11 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
                 [("http_body", str(exc) or "not JSON")], reason=Reason.WEBHOOK_PAYLOAD_INVALID
             ) from exc
         await self._admit("tesla", record.get("msg_id"), record.get("created_at"), body)
-        c = store.vehicle_connections
-        async with self._reads.connect() as conn:
-            connection = (
-                await conn.execute(
-                    sa.select(c.c.driver_id, c.c.vehicle_id).where(c.c.vin == push.vin, c.c.active).limit(1)
-                )
-            ).first()
+        connection = await connections.connected_by_vin(self._reads, push.vin)
         if connection is None:
             return pb.IngestTelemetryResponse(action=pb.INGEST_ACTION_IGNORED)
-        vehicle_id = connection.vehicle_id or push.vin
+        driver_id, selected_vehicle = connection
+        vehicle_id = selected_vehicle or push.vin
         reading = domain.Telemetry(
             at=push.at,
             charging=bool(push.charging),
@@ -818,10 +759,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             lng=push.lng,
         )
         if push.charging is None:
-            applied = await self._tracker.update_if_active(connection.driver_id, vehicle_id, reading)
+            applied = await self._tracker.update_if_active(driver_id, vehicle_id, reading)
         else:
             applied = await self._tracker.apply(
-                connection.driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading, pushed=True
+                driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading, pushed=True
             )
         session_id = "" if applied.session is None else str(applied.session["id"])
         return pb.IngestTelemetryResponse(action=_INGESTED[applied.action], session_id=session_id)

@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.common import audit
 from services.sessions.store import chargers
 
 EARTH_RADIUS_M = 6_371_000.0
@@ -38,24 +39,23 @@ SOURCE_PREFIXES = ("nrel-", "osm-")
 # that is within the radius by the exact distance.
 _BOX_SLACK_DEG = 1e-7
 
-C = chargers.c
 _COLUMNS = (
-    C.id,
-    C.source,
-    C.external_id,
-    C.name,
-    C.lat,
-    C.lng,
-    C.network_name,
-    C.power_kw,
-    C.num_evse,
-    C.connector_types,
-    C.pricing_per_kwh_cents,
-    C.address,
-    C.city,
-    C.state,
-    C.zone_id,
-    C.status,
+    chargers.c.id,
+    chargers.c.source,
+    chargers.c.external_id,
+    chargers.c.name,
+    chargers.c.lat,
+    chargers.c.lng,
+    chargers.c.network_name,
+    chargers.c.power_kw,
+    chargers.c.num_evse,
+    chargers.c.connector_types,
+    chargers.c.pricing_per_kwh_cents,
+    chargers.c.address,
+    chargers.c.city,
+    chargers.c.state,
+    chargers.c.zone_id,
+    chargers.c.status,
 )
 
 ConnOrEngine = AsyncConnection | AsyncEngine
@@ -261,7 +261,7 @@ async def nearest_charger(
 
 async def get_charger(conn_or_engine: ConnOrEngine, charger_id: str) -> ChargerRow | None:
     async with _connected(conn_or_engine) as conn:
-        row = (await conn.execute(sa.select(*_COLUMNS).where(C.id == charger_id))).mappings().first()
+        row = (await conn.execute(sa.select(*_COLUMNS).where(chargers.c.id == charger_id))).mappings().first()
     return None if row is None else ChargerRow.from_row(row)
 
 
@@ -398,15 +398,19 @@ async def browse_chargers(
     """A page of the catalog by name (then id) matching every filter, and the count of all matches."""
     where: list[Any] = []
     if search.strip():
-        where.append(C.search.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), search)))
+        where.append(
+            chargers.c.search.op("@@")(sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), search))
+        )
     if network.strip():
-        where.append(sa.func.lower(C.network_name) == network.strip().lower())
+        where.append(sa.func.lower(chargers.c.network_name) == network.strip().lower())
     if state.strip():
-        where.append(sa.func.upper(C.state) == state.strip().upper())
+        where.append(sa.func.upper(chargers.c.state) == state.strip().upper())
     async with _connected(conn_or_engine) as conn:
         total = (await conn.execute(sa.select(sa.func.count()).select_from(chargers).where(*where))).scalar_one()
         page = (
-            await conn.execute(sa.select(*_COLUMNS).where(*where).order_by(C.name, C.id).offset(offset).limit(limit))
+            await conn.execute(
+                sa.select(*_COLUMNS).where(*where).order_by(chargers.c.name, chargers.c.id).offset(offset).limit(limit)
+            )
         ).mappings()
         return [ChargerRow.from_row(row) for row in page], int(total)
 
@@ -494,6 +498,14 @@ async def import_chargers(
         row = (await conn.execute(_UPSERT, {"records": payload, "source": source})).one()
     created, updated = int(row.created), int(row.updated)
     return ImportCounts(created=created, updated=updated, unchanged=len(records) - created - updated)
+
+
+async def import_audited(engine: AsyncEngine, source: str, records: Sequence[pb.ChargerRecord]) -> ImportCounts:
+    """An admin's import: the upsert and its audit entry in one transaction."""
+    async with engine.begin() as conn:
+        counts = await import_chargers(conn, source, records)
+        await audit.record(conn, "chargers.import", f"source:{source}", created=counts.created, updated=counts.updated)
+    return counts
 
 
 # --- messages ------------------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.adapters.vehicles import NoConnection, OAuthTokens, VehicleReader
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 
-V = store.vehicle_connections
 TESLA = "tesla"
 SMARTCAR = "smartcar"
 
@@ -35,12 +34,19 @@ class Connection:
 async def active_connection(engine: AsyncEngine, driver_id: str, provider: str | None = TESLA) -> Connection | None:
     """The driver's active connection to `provider`; with provider None, the one whose vehicle the sessions
     service follows (a connection with a selected vehicle first, then the newest)."""
-    query = sa.select(V.c.id, V.c.driver_id, V.c.provider, V.c.vehicle_id, V.c.vin, V.c.telemetry_enabled).where(
-        V.c.driver_id == driver_id, V.c.active
-    )
+    query = sa.select(
+        store.vehicle_connections.c.id,
+        store.vehicle_connections.c.driver_id,
+        store.vehicle_connections.c.provider,
+        store.vehicle_connections.c.vehicle_id,
+        store.vehicle_connections.c.vin,
+        store.vehicle_connections.c.telemetry_enabled,
+    ).where(store.vehicle_connections.c.driver_id == driver_id, store.vehicle_connections.c.active)
     if provider is not None:
-        query = query.where(V.c.provider == provider)
-    query = query.order_by(V.c.vehicle_id.is_(None), V.c.created_at.desc()).limit(1)
+        query = query.where(store.vehicle_connections.c.provider == provider)
+    query = query.order_by(
+        store.vehicle_connections.c.vehicle_id.is_(None), store.vehicle_connections.c.created_at.desc()
+    ).limit(1)
     async with engine.connect() as conn:
         row = (await conn.execute(query)).first()
     return None if row is None else Connection(*row)
@@ -153,12 +159,45 @@ async def connected_driver(engine: AsyncEngine, provider: str, account_id: str) 
     async with engine.connect() as conn:
         return (
             await conn.execute(
-                sa.select(V.c.driver_id)
-                .where(V.c.provider == provider, V.c.account_id == account_id, V.c.active)
-                .order_by(V.c.updated_at.desc())
+                sa.select(store.vehicle_connections.c.driver_id)
+                .where(
+                    store.vehicle_connections.c.provider == provider,
+                    store.vehicle_connections.c.account_id == account_id,
+                    store.vehicle_connections.c.active,
+                )
+                .order_by(store.vehicle_connections.c.updated_at.desc())
                 .limit(1)
             )
         ).scalar()
+
+
+async def smartcar_driver(engine: AsyncEngine, vehicle_id: str) -> str | None:
+    """The driver whose live Smartcar connection is to this vehicle, if any (a webhook names only the vehicle)."""
+    async with engine.connect() as conn:
+        connection = (
+            await conn.execute(
+                sa.select(store.vehicle_connections.c.driver_id).where(
+                    store.vehicle_connections.c.provider == SMARTCAR,
+                    store.vehicle_connections.c.active,
+                    store.vehicle_connections.c.vehicle_id == vehicle_id,
+                )
+            )
+        ).first()
+    return None if connection is None else str(connection.driver_id)
+
+
+async def connected_by_vin(engine: AsyncEngine, vin: str) -> tuple[str, str | None] | None:
+    """(driver, selected vehicle) of the live connection to the car with this VIN, if any (a Fleet Telemetry push
+    names only the VIN)."""
+    async with engine.connect() as conn:
+        connection = (
+            await conn.execute(
+                sa.select(store.vehicle_connections.c.driver_id, store.vehicle_connections.c.vehicle_id)
+                .where(store.vehicle_connections.c.vin == vin, store.vehicle_connections.c.active)
+                .limit(1)
+            )
+        ).first()
+    return None if connection is None else (connection.driver_id, connection.vehicle_id)
 
 
 async def save_connection(
@@ -177,10 +216,16 @@ async def save_connection(
     only = vehicles[0] if len(vehicles) == 1 or (select_first and vehicles) else None
     async with engine.begin() as conn:
         await conn.execute(
-            sa.update(V).where(V.c.driver_id == driver_id, V.c.provider == provider, V.c.active).values(active=False)
+            sa.update(store.vehicle_connections)
+            .where(
+                store.vehicle_connections.c.driver_id == driver_id,
+                store.vehicle_connections.c.provider == provider,
+                store.vehicle_connections.c.active,
+            )
+            .values(active=False)
         )
         await conn.execute(
-            sa.insert(V).values(
+            sa.insert(store.vehicle_connections).values(
                 id=connection_id,
                 driver_id=driver_id,
                 provider=provider,
@@ -215,9 +260,12 @@ class StoredCredentials:
         async with self._engine.connect() as conn:
             row = (
                 await conn.execute(
-                    sa.select(V.c.access_token, V.c.refresh_token, V.c.access_expires_at, V.c.account_id).where(
-                        V.c.id == self._id, V.c.active
-                    )
+                    sa.select(
+                        store.vehicle_connections.c.access_token,
+                        store.vehicle_connections.c.refresh_token,
+                        store.vehicle_connections.c.access_expires_at,
+                        store.vehicle_connections.c.account_id,
+                    ).where(store.vehicle_connections.c.id == self._id, store.vehicle_connections.c.active)
                 )
             ).first()
         if row is None:
@@ -232,8 +280,8 @@ class StoredCredentials:
     async def store(self, tokens: OAuthTokens) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(
-                sa.update(V)
-                .where(V.c.id == self._id)
+                sa.update(store.vehicle_connections)
+                .where(store.vehicle_connections.c.id == self._id)
                 .values(
                     access_token=self._cipher.encrypt(tokens.access_token, str(self._id)),
                     refresh_token=self._cipher.encrypt(tokens.refresh_token, str(self._id)),
@@ -245,7 +293,11 @@ class StoredCredentials:
     async def deactivate(self) -> None:
         """Tesla refused the refresh token: the driver must connect again."""
         async with self._engine.begin() as conn:
-            await conn.execute(sa.update(V).where(V.c.id == self._id).values(active=False, updated_at=sa.func.now()))
+            await conn.execute(
+                sa.update(store.vehicle_connections)
+                .where(store.vehicle_connections.c.id == self._id)
+                .values(active=False, updated_at=sa.func.now())
+            )
 
 
 class _RememberedCredentials(StoredCredentials):

@@ -24,7 +24,6 @@ from services.sessions.connections import active_connection
 from services.sessions.polling import Poller
 from services.sessions.reasons import Reason
 
-E = store.ev_codes
 RECENT = datetime.timedelta(hours=24)  # ListEvCodes shows redeemed/expired codes of the last day
 NEAR_MERCHANT_M = 500.0  # a code for a merchant is asked for at the merchant, not from home
 
@@ -136,19 +135,21 @@ class EvCodes:
             try:
                 async with self._engine.begin() as conn:
                     await conn.execute(
-                        sa.update(E)
+                        sa.update(store.ev_codes)
                         .where(
-                            E.c.driver_id == driver_id,
-                            E.c.merchant_place_id == place,
-                            E.c.status == "active",
-                            E.c.expires_at <= now,
+                            store.ev_codes.c.driver_id == driver_id,
+                            store.ev_codes.c.merchant_place_id == place,
+                            store.ev_codes.c.status == "active",
+                            store.ev_codes.c.expires_at <= now,
                         )
                         .values(status="expired")
                     )
                     existing = (
                         await conn.execute(
-                            sa.select(E.c.code, E.c.expires_at).where(
-                                E.c.driver_id == driver_id, E.c.merchant_place_id == place, E.c.status == "active"
+                            sa.select(store.ev_codes.c.code, store.ev_codes.c.expires_at).where(
+                                store.ev_codes.c.driver_id == driver_id,
+                                store.ev_codes.c.merchant_place_id == place,
+                                store.ev_codes.c.status == "active",
                             )
                         )
                     ).first()
@@ -156,7 +157,7 @@ class EvCodes:
                         return existing
                     return (
                         await conn.execute(
-                            sa.insert(E)
+                            sa.insert(store.ev_codes)
                             .values(
                                 id=uuid.uuid4(),
                                 code=domain.new_ev_code(),
@@ -169,7 +170,7 @@ class EvCodes:
                                 charge_rate_kw=power_kw,
                                 expires_at=now + domain.EV_CODE_VALIDITY,
                             )
-                            .returning(E.c.code, E.c.expires_at)
+                            .returning(store.ev_codes.c.code, store.ev_codes.c.expires_at)
                         )
                     ).one()
             except IntegrityError:
@@ -182,11 +183,12 @@ class EvCodes:
             rows = (
                 (
                     await conn.execute(
-                        sa.select(E)
+                        sa.select(store.ev_codes)
                         .where(
-                            E.c.driver_id == driver_id, sa.or_(E.c.status == "active", E.c.created_at >= now - RECENT)
+                            store.ev_codes.c.driver_id == driver_id,
+                            sa.or_(store.ev_codes.c.status == "active", store.ev_codes.c.created_at >= now - RECENT),
                         )
-                        .order_by(E.c.created_at.desc())
+                        .order_by(store.ev_codes.c.created_at.desc())
                     )
                 )
                 .mappings()

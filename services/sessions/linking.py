@@ -29,7 +29,6 @@ from services.sessions.tokens import TokenCipher, TokenDecryptionError
 from services.sessions.tracking import SessionTracker
 
 STATES = store.oauth_states
-V = store.vehicle_connections
 STATE_VALIDITY = datetime.timedelta(minutes=10)
 
 
@@ -105,7 +104,15 @@ class TeslaLinking:
     async def status(self, driver_id: str) -> pb.GetTeslaStatusResponse:
         async with self._engine.connect() as conn:
             row = (
-                (await conn.execute(sa.select(V).where(V.c.driver_id == driver_id, V.c.provider == TESLA, V.c.active)))
+                (
+                    await conn.execute(
+                        sa.select(store.vehicle_connections).where(
+                            store.vehicle_connections.c.driver_id == driver_id,
+                            store.vehicle_connections.c.provider == TESLA,
+                            store.vehicle_connections.c.active,
+                        )
+                    )
+                )
                 .mappings()
                 .first()
             )
@@ -113,7 +120,10 @@ class TeslaLinking:
                 row is not None
                 or (
                     await conn.execute(
-                        sa.select(sa.func.count()).where(V.c.driver_id == driver_id, V.c.provider == TESLA)
+                        sa.select(sa.func.count()).where(
+                            store.vehicle_connections.c.driver_id == driver_id,
+                            store.vehicle_connections.c.provider == TESLA,
+                        )
                     )
                 ).scalar_one()
                 > 0
@@ -163,7 +173,9 @@ class TeslaLinking:
             raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla did not configure the vehicle; try again")
         async with self._engine.begin() as conn:
             await conn.execute(
-                sa.update(V).where(V.c.id == connection.id).values(telemetry_enabled=True, updated_at=sa.func.now())
+                sa.update(store.vehicle_connections)
+                .where(store.vehicle_connections.c.id == connection.id)
+                .values(telemetry_enabled=True, updated_at=sa.func.now())
             )
         return pb.ConfigureTelemetryResponse(telemetry_enabled=True, vin=connection.vin)
 
@@ -172,14 +184,22 @@ class TeslaLinking:
         if connection is None:
             raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no Tesla account is linked; connect first")
         async with self._engine.begin() as conn:
-            vehicles = (await conn.execute(sa.select(V.c.vehicles).where(V.c.id == connection.id))).scalar_one()
+            vehicles = (
+                await conn.execute(
+                    sa.select(store.vehicle_connections.c.vehicles).where(
+                        store.vehicle_connections.c.id == connection.id
+                    )
+                )
+            ).scalar_one()
             match = next((v for v in vehicles if str(v["id"]) == vehicle_id), None)
             if match is None:
                 raise NotFound(
                     Reason.VEHICLE_NOT_FOUND, "the vehicle is not on the linked account", {"vehicle_id": vehicle_id}
                 )
             await conn.execute(
-                sa.update(V).where(V.c.id == connection.id).values(vehicle_id=vehicle_id, vin=match.get("vin"))
+                sa.update(store.vehicle_connections)
+                .where(store.vehicle_connections.c.id == connection.id)
+                .values(vehicle_id=vehicle_id, vin=match.get("vin"))
             )
         return pb.SelectVehicleResponse(success=True, vehicle=vehicle_message(match))
 
@@ -234,17 +254,25 @@ async def claim_state(engine: AsyncEngine, state: str, provider: str, now: datet
 
 async def _unlink(engine: AsyncEngine, tracker: SessionTracker, driver_id: str, provider: str) -> None:
     """Ends the driver's active sessions (MANUAL), then deletes the provider's tokens."""
-    s = store.charging_sessions
+    sessions = store.charging_sessions
     async with engine.connect() as conn:
         open_ids = (
-            (await conn.execute(sa.select(s.c.id).where(s.c.driver_id == driver_id, s.c.session_end.is_(None))))
+            (
+                await conn.execute(
+                    sa.select(sessions.c.id).where(sessions.c.driver_id == driver_id, sessions.c.session_end.is_(None))
+                )
+            )
             .scalars()
             .all()
         )
     for session_id in open_ids:
         await tracker.end_by_hand(session_id, driver_id)
     async with engine.begin() as conn:
-        await conn.execute(sa.delete(V).where(V.c.driver_id == driver_id, V.c.provider == provider))
+        await conn.execute(
+            sa.delete(store.vehicle_connections).where(
+                store.vehicle_connections.c.driver_id == driver_id, store.vehicle_connections.c.provider == provider
+            )
+        )
 
 
 class SmartcarLinking:
@@ -318,9 +346,18 @@ class SmartcarLinking:
             rows = (
                 (
                     await conn.execute(
-                        sa.select(V.c.active, V.c.vehicle_id, V.c.vehicles)
-                        .where(V.c.driver_id == driver_id, V.c.provider == SMARTCAR)
-                        .order_by(V.c.active.desc(), V.c.created_at.desc())
+                        sa.select(
+                            store.vehicle_connections.c.active,
+                            store.vehicle_connections.c.vehicle_id,
+                            store.vehicle_connections.c.vehicles,
+                        )
+                        .where(
+                            store.vehicle_connections.c.driver_id == driver_id,
+                            store.vehicle_connections.c.provider == SMARTCAR,
+                        )
+                        .order_by(
+                            store.vehicle_connections.c.active.desc(), store.vehicle_connections.c.created_at.desc()
+                        )
                     )
                 )
                 .mappings()

@@ -43,7 +43,6 @@ from services.sessions import store
 
 log = logging.getLogger(__name__)
 
-S = store.charging_sessions
 ARCHIVE = store.charging_sessions_archive
 # The key of pg_advisory_xact_lock shared with the SQL functions charging_sessions_create_month/ensure_partitions.
 _TRY_LOCK = sa.text(
@@ -175,7 +174,7 @@ class SessionPartitions:
             if name not in await _detached(conn):
                 return  # archived meanwhile by another replica
             rows = (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
-            names = [c.name for c in S.c]
+            names = [c.name for c in store.charging_sessions.c]
             copied = await conn.execute(sa.insert(ARCHIVE).from_select(names, sa.select(*table.c)))
             if copied.rowcount != rows:
                 raise RuntimeError(f"archiving {name}: {copied.rowcount} rows copied of {rows}")
@@ -199,7 +198,7 @@ class SessionPartitions:
                 .returning(*table.c)
                 .cte("moved")
             )
-            names = [c.name for c in S.c]
+            names = [c.name for c in store.charging_sessions.c]
             copied = await conn.execute(sa.insert(ARCHIVE).from_select(names, sa.select(*moved.c)))
         if copied.rowcount:
             report.archived_from_default += copied.rowcount
@@ -260,7 +259,7 @@ async def _detached(conn: AsyncConnection) -> list[str]:
 
 def _like_sessions(name: str) -> sa.TableClause:
     """A partition (or the default one) as a table of its own, with the sessions' columns."""
-    return sa.table(name, *(sa.column(c.name, c.type) for c in S.c))
+    return sa.table(name, *(sa.column(c.name, c.type) for c in store.charging_sessions.c))
 
 
 def _quote(name: str) -> str:

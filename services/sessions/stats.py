@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions.store import charging_sessions
 
-S = charging_sessions.c
 # kg of CO₂ avoided per kWh charged: a gasoline car's emissions over the distance a kWh drives (~3.5 mi at
 # ~0.35 kg/mi ≈ 1.2 kg) minus the US grid's emissions for that kWh (~0.4 kg), rounded down to stay modest.
 CO2_KG_PER_KWH = 0.4
@@ -36,21 +35,25 @@ def streak(days: set[datetime.date], today: datetime.date) -> int:
 
 
 async def session_totals(engine: AsyncEngine, driver_id: str, now: datetime.datetime) -> SessionTotals:
-    ended = sa.and_(S.driver_id == driver_id, S.session_end.is_not(None))
+    ended = sa.and_(charging_sessions.c.driver_id == driver_id, charging_sessions.c.session_end.is_not(None))
     totals = sa.select(
-        sa.func.count(), sa.func.coalesce(sa.func.sum(S.kwh_delivered), 0.0), sa.func.min(S.session_start)
+        sa.func.count(),
+        sa.func.coalesce(sa.func.sum(charging_sessions.c.kwh_delivered), 0.0),
+        sa.func.min(charging_sessions.c.session_start),
     ).where(ended)
     favorite = (
-        sa.select(S.charger_id, sa.func.max(S.charger_name), sa.func.count())
-        .where(ended, S.charger_id != "")
-        .group_by(S.charger_id)
-        .order_by(sa.func.count().desc(), sa.func.max(S.session_end).desc(), S.charger_id)
+        sa.select(charging_sessions.c.charger_id, sa.func.max(charging_sessions.c.charger_name), sa.func.count())
+        .where(ended, charging_sessions.c.charger_id != "")
+        .group_by(charging_sessions.c.charger_id)
+        .order_by(
+            sa.func.count().desc(), sa.func.max(charging_sessions.c.session_end).desc(), charging_sessions.c.charger_id
+        )
         .limit(1)
     )
-    utc_day = sa.cast(sa.func.timezone("UTC", S.session_start), sa.Date)
+    utc_day = sa.cast(sa.func.timezone("UTC", charging_sessions.c.session_start), sa.Date)
     days = (
         sa.select(utc_day)
-        .where(ended, S.session_start >= now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS))
+        .where(ended, charging_sessions.c.session_start >= now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS))
         .distinct()
     )
     async with engine.connect() as conn:

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import outbox_table
 
@@ -187,9 +187,75 @@ ev_codes = sa.Table(
 )
 
 
-# --- the session watcher's schedule (services/sessions/watching.py) ---------------------------------------------
+# --- a driver's charging sessions, as the app reads them (GetActiveSession, ListChargingSessions, …) -------------
 
-A = charging_sessions_active
+
+async def active_or_last_ended(
+    engine: AsyncEngine, driver_id: str, ended_since: datetime.datetime
+) -> tuple[sa.RowMapping | None, sa.RowMapping | None]:
+    """(the driver's active session, None), else (None, the session that ended last if it ended since
+    `ended_since`): the app's toast for a session that just ended."""
+    sessions = charging_sessions
+    async with engine.connect() as conn:
+        active = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.driver_id == driver_id, sessions.c.session_end.is_(None))
+                    .order_by(sessions.c.session_start.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if active is not None:
+            return active, None
+        recent = (
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.driver_id == driver_id, sessions.c.session_end >= ended_since)
+                    .order_by(sessions.c.session_end.desc())
+                    .limit(1)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return None, recent
+
+
+async def driver_sessions(engine: AsyncEngine, driver_id: str, *, offset: int, limit: int) -> list[sa.RowMapping]:
+    """A page of the driver's sessions, latest started first."""
+    sessions = charging_sessions
+    async with engine.connect() as conn:
+        return list(
+            (
+                await conn.execute(
+                    sa.select(sessions)
+                    .where(sessions.c.driver_id == driver_id)
+                    .order_by(sessions.c.session_start.desc(), sessions.c.id)
+                    .offset(offset)
+                    .limit(limit)
+                )
+            )
+            .mappings()
+            .all()
+        )
+
+
+async def session_by_id(engine: AsyncEngine, session_id: uuid.UUID) -> sa.RowMapping | None:
+    """Any driver's session with this id (the caller checks whose it is)."""
+    async with engine.connect() as conn:
+        return (
+            (await conn.execute(sa.select(charging_sessions).where(charging_sessions.c.id == session_id)))
+            .mappings()
+            .first()
+        )
+
+
+# --- the session watcher's schedule (services/sessions/watching.py) ---------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +271,21 @@ class WatchClaim:
 
 async def schedule_watch(conn: AsyncConnection, driver_id: str, vehicle_id: str, at: datetime.datetime) -> None:
     """The vehicle's active session is next due for a watcher read at `at`."""
-    await conn.execute(sa.update(A).where(A.c.driver_id == driver_id, A.c.vehicle_id == vehicle_id).values(watch_at=at))
+    await conn.execute(
+        sa.update(charging_sessions_active)
+        .where(charging_sessions_active.c.driver_id == driver_id, charging_sessions_active.c.vehicle_id == vehicle_id)
+        .values(watch_at=at)
+    )
+
+
+async def oldest_due_watch(conn: AsyncConnection, now: datetime.datetime) -> datetime.datetime | None:
+    """When the session due longest ago fell due (None when none is due): one index lookup
+    (charging_sessions_active_watch_at)."""
+    due_at = charging_sessions_active.c.watch_at
+    oldest: datetime.datetime | None = (
+        await conn.execute(sa.select(sa.func.min(due_at)).where(due_at <= now))
+    ).scalar()
+    return oldest
 
 
 async def claim_due_watches(
@@ -216,19 +296,26 @@ async def claim_due_watches(
     lease that is never released falls due again at its end."""
     lease = uuid.uuid4()
     due = (
-        sa.select(A.c.driver_id, A.c.vehicle_id)
-        .where(A.c.watch_at <= now)
-        .order_by(A.c.watch_at)
+        sa.select(charging_sessions_active.c.driver_id, charging_sessions_active.c.vehicle_id)
+        .where(charging_sessions_active.c.watch_at <= now)
+        .order_by(charging_sessions_active.c.watch_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("due")
     )
     claimed = (
         await conn.execute(
-            sa.update(A)
-            .where(A.c.driver_id == due.c.driver_id, A.c.vehicle_id == due.c.vehicle_id)
+            sa.update(charging_sessions_active)
+            .where(
+                charging_sessions_active.c.driver_id == due.c.driver_id,
+                charging_sessions_active.c.vehicle_id == due.c.vehicle_id,
+            )
             .values(watch_at=lease_until, watch_lease=lease)
-            .returning(A.c.driver_id, A.c.vehicle_id, A.c.session_id)
+            .returning(
+                charging_sessions_active.c.driver_id,
+                charging_sessions_active.c.vehicle_id,
+                charging_sessions_active.c.session_id,
+            )
         )
     ).all()
     return [WatchClaim(row.driver_id, row.vehicle_id, row.session_id, lease, lease_until) for row in claimed]
@@ -238,7 +325,17 @@ async def release_watch(conn: AsyncConnection, claim: WatchClaim, next_at: datet
     """The leased read is done: next due at `next_at`, unless a reading applied meanwhile rescheduled it (poll,
     push, or this very read). A row leased again since (this lease ran out) is left to its new holder."""
     await conn.execute(
-        sa.update(A)
-        .where(A.c.driver_id == claim.driver_id, A.c.vehicle_id == claim.vehicle_id, A.c.watch_lease == claim.lease)
-        .values(watch_at=sa.case((A.c.watch_at == claim.lease_until, next_at), else_=A.c.watch_at), watch_lease=None)
+        sa.update(charging_sessions_active)
+        .where(
+            charging_sessions_active.c.driver_id == claim.driver_id,
+            charging_sessions_active.c.vehicle_id == claim.vehicle_id,
+            charging_sessions_active.c.watch_lease == claim.lease,
+        )
+        .values(
+            watch_at=sa.case(
+                (charging_sessions_active.c.watch_at == claim.lease_until, next_at),
+                else_=charging_sessions_active.c.watch_at,
+            ),
+            watch_lease=None,
+        )
     )

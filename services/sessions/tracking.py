@@ -37,7 +37,6 @@ from services.common.geo import great_circle_m
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
 from services.sessions import chargers, domain, store
 
-S = store.charging_sessions
 SESSION_ENDED_TOPIC = "session.ended"
 Row = sa.RowMapping | Mapping[str, Any]
 
@@ -168,13 +167,15 @@ WHERE driver_id = $1 AND session_end IS NULL
 
 def _this(row: Row) -> tuple[sa.ColumnElement[bool], sa.ColumnElement[bool]]:
     """The row's own key: its partition key with its id, so the statement touches (and locks) one partition."""
-    return S.c.id == row["id"], S.c.session_start == row["session_start"]
+    return store.charging_sessions.c.id == row["id"], store.charging_sessions.c.session_start == row["session_start"]
 
 
 async def _completed_sessions(conn: AsyncConnection, driver_id: str) -> int:
     """The driver's ended sessions, the archived ones included (incentives' session-count rules count them all)."""
     archive = store.charging_sessions_archive
-    live = sa.select(sa.func.count()).where(S.c.driver_id == driver_id, S.c.session_end.is_not(None))
+    live = sa.select(sa.func.count()).where(
+        store.charging_sessions.c.driver_id == driver_id, store.charging_sessions.c.session_end.is_not(None)
+    )
     archived = sa.select(sa.func.count()).where(archive.c.driver_id == driver_id, archive.c.session_end.is_not(None))
     count: int = (await conn.execute(sa.select(live.scalar_subquery() + archived.scalar_subquery()))).scalar_one()
     return count
@@ -203,13 +204,15 @@ class SessionTracker:
         stale_after: datetime.timedelta = domain.STALE_AFTER,
         watch_interval: datetime.timedelta = domain.WATCH_INTERVAL,
         pool: asyncpg.Pool | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._engine = engine
         self._pool = pool
         self._clock = clock
         self._stale_after = stale_after
         self._watch_interval = watch_interval
-        self.relay: OutboxRelay | None = None
+        # Woken when an ended session's outbox row is committed, so incentives hears of it at once.
+        self._relay = relay
 
     # --- readings ------------------------------------------------------------------------------------------
 
@@ -228,8 +231,10 @@ class SessionTracker:
             active = (
                 (
                     await conn.execute(
-                        sa.select(S).where(
-                            S.c.driver_id == driver_id, S.c.vehicle_id == vehicle_id, S.c.session_end.is_(None)
+                        sa.select(store.charging_sessions).where(
+                            store.charging_sessions.c.driver_id == driver_id,
+                            store.charging_sessions.c.vehicle_id == vehicle_id,
+                            store.charging_sessions.c.session_end.is_(None),
                         )
                     )
                 )
@@ -241,11 +246,13 @@ class SessionTracker:
                 recent = (
                     (
                         await conn.execute(
-                            sa.select(S)
+                            sa.select(store.charging_sessions)
                             .where(
-                                S.c.driver_id == driver_id, S.c.vehicle_id == vehicle_id, S.c.session_end.is_not(None)
+                                store.charging_sessions.c.driver_id == driver_id,
+                                store.charging_sessions.c.vehicle_id == vehicle_id,
+                                store.charging_sessions.c.session_end.is_not(None),
                             )
-                            .order_by(S.c.session_end.desc())
+                            .order_by(store.charging_sessions.c.session_end.desc())
                             .limit(1)
                         )
                     )
@@ -334,8 +341,10 @@ class SessionTracker:
             active = (
                 (
                     await conn.execute(
-                        sa.select(S).where(
-                            S.c.driver_id == driver_id, S.c.vehicle_id == vehicle_id, S.c.session_end.is_(None)
+                        sa.select(store.charging_sessions).where(
+                            store.charging_sessions.c.driver_id == driver_id,
+                            store.charging_sessions.c.vehicle_id == vehicle_id,
+                            store.charging_sessions.c.session_end.is_(None),
                         )
                     )
                 )
@@ -382,7 +391,11 @@ class SessionTracker:
             "location_trail": _trail([], reading.lat, reading.lng, reading.at),
             "last_telemetry_at": reading.at,
         }
-        row: sa.RowMapping = (await conn.execute(sa.insert(S).values(**values).returning(S))).mappings().one()
+        row: sa.RowMapping = (
+            (await conn.execute(sa.insert(store.charging_sessions).values(**values).returning(store.charging_sessions)))
+            .mappings()
+            .one()
+        )
         return row
 
     async def _update(self, conn: AsyncConnection, row: Row, reading: domain.Telemetry, *, reopen: bool) -> Row:
@@ -413,7 +426,9 @@ class SessionTracker:
                     )
         if reopen:
             values.update(session_end=None, duration_minutes=None, ended_reason=None, quality_score=None)
-        statement = sa.update(S).where(*_this(row)).values(**values).returning(S)
+        statement = (
+            sa.update(store.charging_sessions).where(*_this(row)).values(**values).returning(store.charging_sessions)
+        )
         updated: sa.RowMapping = (await conn.execute(statement)).mappings().one()
         return updated
 
@@ -438,8 +453,8 @@ class SessionTracker:
         ended: sa.RowMapping = (
             (
                 await conn.execute(
-                    sa.update(S)
-                    .where(*_this(row), S.c.session_end.is_(None))
+                    sa.update(store.charging_sessions)
+                    .where(*_this(row), store.charging_sessions.c.session_end.is_(None))
                     .values(
                         session_end=end,
                         duration_minutes=minutes,
@@ -454,10 +469,10 @@ class SessionTracker:
                             battery_end=battery_end,
                             seen=seen,
                         ),
-                        end_sequence=S.c.end_sequence + 1,
+                        end_sequence=store.charging_sessions.c.end_sequence + 1,
                         updated_at=sa.func.now(),
                     )
-                    .returning(S)
+                    .returning(store.charging_sessions)
                 )
             )
             .mappings()
@@ -478,14 +493,28 @@ class SessionTracker:
         """Ends the driver's session (MANUAL): (session, already_ended), or None when it is not theirs."""
         async with self._engine.begin() as conn:
             row = (
-                (await conn.execute(sa.select(S).where(S.c.id == session_id, S.c.driver_id == driver_id)))
+                (
+                    await conn.execute(
+                        sa.select(store.charging_sessions).where(
+                            store.charging_sessions.c.id == session_id, store.charging_sessions.c.driver_id == driver_id
+                        )
+                    )
+                )
                 .mappings()
                 .first()
             )
             if row is None:
                 return None
             await _lock_vehicle(conn, row["driver_id"], row["vehicle_id"])
-            row = (await conn.execute(sa.select(S).where(S.c.id == session_id))).mappings().one()
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(store.charging_sessions).where(store.charging_sessions.c.id == session_id)
+                    )
+                )
+                .mappings()
+                .one()
+            )
             if row["session_end"] is not None:
                 return row, True
             ended = await self._end(conn, row, pb.END_REASON_MANUAL, self._clock())
@@ -499,9 +528,16 @@ class SessionTracker:
         async with self._engine.connect() as conn:
             due = (
                 await conn.execute(
-                    sa.select(S.c.id, S.c.driver_id, S.c.vehicle_id)
-                    .where(S.c.session_end.is_(None), S.c.last_telemetry_at <= cutoff)
-                    .order_by(S.c.last_telemetry_at)
+                    sa.select(
+                        store.charging_sessions.c.id,
+                        store.charging_sessions.c.driver_id,
+                        store.charging_sessions.c.vehicle_id,
+                    )
+                    .where(
+                        store.charging_sessions.c.session_end.is_(None),
+                        store.charging_sessions.c.last_telemetry_at <= cutoff,
+                    )
+                    .order_by(store.charging_sessions.c.last_telemetry_at)
                     .limit(limit)
                 )
             ).all()
@@ -509,7 +545,15 @@ class SessionTracker:
         for session_id, driver_id, vehicle_id in due:
             async with self._engine.begin() as conn:
                 await _lock_vehicle(conn, driver_id, vehicle_id)
-                row = (await conn.execute(sa.select(S).where(S.c.id == session_id))).mappings().one()
+                row = (
+                    (
+                        await conn.execute(
+                            sa.select(store.charging_sessions).where(store.charging_sessions.c.id == session_id)
+                        )
+                    )
+                    .mappings()
+                    .one()
+                )
                 # Re-checked under the lock: a reading may have arrived meanwhile.
                 if row["session_end"] is None and row["last_telemetry_at"] <= cutoff:
                     await self._end(conn, row, pb.END_REASON_STALE_CLEANUP, row["last_telemetry_at"])
@@ -523,7 +567,12 @@ class SessionTracker:
         async with self._engine.connect() as conn:
             found = (
                 await conn.execute(
-                    sa.select(S.c.id).where(S.c.driver_id == driver_id, S.c.session_end.is_(None)).limit(1)
+                    sa.select(store.charging_sessions.c.id)
+                    .where(
+                        store.charging_sessions.c.driver_id == driver_id,
+                        store.charging_sessions.c.session_end.is_(None),
+                    )
+                    .limit(1)
                 )
             ).scalar()
         return None if found is None else str(found)
@@ -537,8 +586,8 @@ class SessionTracker:
         await self._fetchrow(_RECORD_DEVICE_LOCATION, driver_id, json.dumps([point]), domain.TRAIL_MAX_POINTS)
 
     def _wake_relay(self) -> None:
-        if self.relay is not None:
-            self.relay.wake()
+        if self._relay is not None:
+            self._relay.wake()
 
 
 def _reason_name(reason: int | None) -> str:

@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Callable
 
 import prometheus_client
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.sessions import domain, store
@@ -101,9 +100,8 @@ class SessionWatcher:
         """Sets (and returns) WATCH_LAG: how long the oldest due session has been due. Leased rows are not due
         (their watch_at is the lease's end). One index lookup (charging_sessions_active_watch_at) per round."""
         now = self._clock()
-        a = store.charging_sessions_active
         async with self._engine.connect() as conn:
-            oldest = (await conn.execute(sa.select(sa.func.min(a.c.watch_at)).where(a.c.watch_at <= now))).scalar()
+            oldest = await store.oldest_due_watch(conn, now)
         lag = 0.0 if oldest is None else (now - oldest).total_seconds()
         WATCH_LAG.set(lag)
         return lag
