@@ -48,6 +48,7 @@ from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.ledger.wallet import Wallet
 from services.reconcile.checks import reconcile
 
 log = logging.getLogger(__name__)
@@ -190,6 +191,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self._fundings = fundings
         self._stripe = stripe
         self._settings = settings
+        self._wallet_core = Wallet(self._reads)
 
     # --- the double-entry core ---------------------------------------------------------------------
 
@@ -496,104 +498,52 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         return pb.GetDriverWalletResponse(wallet=await self._wallet(request.driver_id))
 
     async def _wallet(self, driver: str) -> pb.GetWalletBalanceResponse:
-        a, t = store.accounts, store.transfers
-        balances = sa.select(a.c.type, a.c.balance).where(
-            a.c.owner_id == driver,
-            a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
-        )
-        cash = store.cash_account_id(driver)
-        in_flight = (
-            sa.select(a.c.id)
-            .where(a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
-            .scalar_subquery()
-        )
-        earned = (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(
-                t.c.to_account_id == cash, t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT])
-            )
-            .scalar_subquery()
-        )
-        clawed = (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(t.c.from_account_id == cash, t.c.kind == pb.TRANSFER_KIND_REVERSAL)
-            .scalar_subquery()
-        )
-        withdrawn = (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
-            .scalar_subquery()
-        )
-        async with self._reads.connect() as conn:
-            held = {row.type: row.balance for row in (await conn.execute(balances)).all()}
-            totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
-            onboarding_complete = await store.onboarding_complete(conn, driver)
-        available = int(held.get(pb.ACCOUNT_TYPE_DRIVER_CASH, 0))
+        wallet = await self._wallet_core.balance(driver)
         return pb.GetWalletBalanceResponse(
-            available_cents=available,
-            pending_cents=int(held.get(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, 0)),
-            total_earned_cents=int(totals[0]),
-            total_withdrawn_cents=int(totals[1]),
-            can_withdraw=available >= domain.MINIMUM_WITHDRAWAL_CENTS,
+            available_cents=wallet.available_cents,
+            pending_cents=wallet.pending_cents,
+            total_earned_cents=wallet.total_earned_cents,
+            total_withdrawn_cents=wallet.total_withdrawn_cents,
+            can_withdraw=wallet.can_withdraw,
             minimum_withdrawal_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             fee_threshold_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
-            nova_balance=int(held.get(pb.ACCOUNT_TYPE_DRIVER_NOVA, 0)),
-            stripe_onboarding_complete=onboarding_complete,
+            nova_balance=wallet.nova_balance,
+            stripe_onboarding_complete=wallet.onboarding_complete,
         )
 
     async def ListWalletEntries(
         self, request: pb.ListWalletEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListWalletEntriesResponse:
-        driver = current_caller().user_id or ""
-        size = request.page_size or request.limit or _DEFAULT_PAGE
-        before = page_position(request.page_token)
-        async with self._reads.connect() as conn:
-            rows, count = await store.cash_entry_rows(conn, driver, size, before, request.offset)
-        page, more = rows[:size], len(rows) > size
-        entries = []
-        for row in page:
-            # A clawback shows the campaign and sponsor of the grant it takes back.
-            meta: dict[str, str] = {**(row.original_metadata or {}), **(row.metadata or {})}
-            kind, description = domain.cash_entry_description(row.kind, row.phase, row.amount, meta)
-            entries.append(
-                pb.WalletEntry(
-                    id=str(row.id),
-                    amount_cents=row.amount,
-                    balance_after_cents=row.balance_after,
-                    transaction_type=kind,
-                    created_at=_timestamp(row.created_at),
-                    # Unknown is absent, never "": only what the transfers' metadata recorded at posting time.
-                    description=description or None,
-                    campaign_name=meta.get("campaign_name") or None,
-                    sponsor_name=meta.get("sponsor_name") or None,
-                )
+        statement = await self._wallet_core.cash_statement(
+            current_caller().user_id or "",
+            request.page_size or request.limit or _DEFAULT_PAGE,
+            page_position(request.page_token),
+            request.offset,
+        )
+        entries = [
+            pb.WalletEntry(
+                id=str(entry.id),
+                amount_cents=entry.amount_cents,
+                balance_after_cents=entry.balance_after_cents,
+                transaction_type=entry.transaction_type,
+                created_at=_timestamp(entry.created_at),
+                description=entry.description,
+                campaign_name=entry.campaign_name,
+                sponsor_name=entry.sponsor_name,
             )
+            for entry in statement.entries
+        ]
+        after = statement.next_before
         return pb.ListWalletEntriesResponse(
-            entries=entries, count=int(count), next_page_token=page_token(page[-1].id) if more else ""
+            entries=entries, count=statement.count, next_page_token=page_token(after) if after is not None else ""
         )
 
     async def GetWalletTimeline(
         self, request: pb.GetWalletTimelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletTimelineResponse:
         # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
-        driver = current_caller().user_id or ""
-        async with self._reads.connect() as conn:
-            rows = await store.wallet_timeline_rows(conn, driver, request.limit or 20)
-        items = [
-            domain.timeline_item(
-                domain.TimelineEntry(
-                    transfer_id=str(row.transfer_id),
-                    amount=row.amount,
-                    currency=row.currency,
-                    kind=row.kind,
-                    metadata=row.metadata or {},
-                    original_kind=row.original_kind,
-                    original_metadata=row.original_metadata or {},
-                ),
-                created_at=_timestamp(row.created_at),
-            )
-            for row in rows
-        ]
+        timeline = await self._wallet_core.timeline(current_caller().user_id or "", request.limit or 20)
+        items = [domain.timeline_item(entry, created_at=_timestamp(created_at)) for entry, created_at in timeline]
         return pb.GetWalletTimelineResponse(items=items, json_array=json_array(items))
 
     # --- administration ----------------------------------------------------------------------------

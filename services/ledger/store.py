@@ -330,6 +330,46 @@ async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int
     return list((await conn.execute(query)).all())
 
 
+async def driver_balances(conn: AsyncConnection, driver_id: str) -> dict[int, int]:
+    """The balances of the driver's cash, Nova and payouts-in-flight accounts, by account type (absent: never
+    touched)."""
+    a = accounts
+    query = sa.select(a.c.type, a.c.balance).where(
+        a.c.owner_id == driver_id,
+        a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
+    )
+    return {row.type: row.balance for row in (await conn.execute(query)).all()}
+
+
+async def driver_cash_totals(conn: AsyncConnection, driver_id: str) -> tuple[int, int]:
+    """(earned, withdrawn) in cents: grants to the driver's cash less what reversals took back, and what posted
+    payouts moved out of the in-flight account."""
+    a, t = accounts, transfers
+    cash = cash_account_id(driver_id)
+    in_flight = (
+        sa.select(a.c.id)
+        .where(a.c.owner_id == driver_id, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
+        .scalar_subquery()
+    )
+    earned = (
+        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+        .where(t.c.to_account_id == cash, t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]))
+        .scalar_subquery()
+    )
+    clawed = (
+        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+        .where(t.c.from_account_id == cash, t.c.kind == pb.TRANSFER_KIND_REVERSAL)
+        .scalar_subquery()
+    )
+    withdrawn = (
+        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+        .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
+        .scalar_subquery()
+    )
+    totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
+    return int(totals[0]), int(totals[1])
+
+
 def cash_account_id(driver_id: str) -> Any:
     """The id of the driver's cash account, as a scalar subquery."""
     a = accounts
