@@ -6,18 +6,15 @@ periods (accrued by a trigger on every REDEMPTION transfer, migrations/versions/
 from __future__ import annotations
 
 import datetime
-import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.ledger.v1 import ledger_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2_grpc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
@@ -29,7 +26,6 @@ from services.common.errors import (
     DomainError,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     Unavailable,
 )
 from services.common.http_body import json_array
@@ -39,21 +35,22 @@ from services.common.paging import page_position, page_token
 from services.ledger import domain, invariants, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
-    StripeRefused,
     StripeSignatureInvalid,
     StripeUnavailable,
 )
 from services.ledger.config import LedgerSettings
-from services.ledger.funding import CampaignFundings, FundingNotBooked
+from services.ledger.fee_periods import FeePeriod, FeePeriods
+from services.ledger.funding import CampaignFundings
+from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.ledger.transfers import TransferReads
 from services.ledger.wallet import Wallet
+from services.ledger.webhooks import StripeEvents
 from services.reconcile.checks import reconcile
 
 log = logging.getLogger(__name__)
-# How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
-STRIPE_EVENT_LEASE = datetime.timedelta(minutes=1)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -114,6 +111,10 @@ _MESSAGES = {
 _DEFAULT_PAGE = 50
 
 
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
 def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
@@ -122,17 +123,15 @@ def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | Non
     return stamp
 
 
-def _fee_period(merchant_id: str, month: str, row: Any) -> pb.MerchantFeePeriod:
-    """A period row, or zeros and ACCRUING for a month nothing was redeemed in."""
-    first, last = domain.month_bounds(month)
+def _fee_period(period: FeePeriod) -> pb.MerchantFeePeriod:
     return pb.MerchantFeePeriod(
-        merchant_id=merchant_id,
-        period_start=first.isoformat(),
-        period_end=last.isoformat(),
-        nova_redeemed=row.nova_redeemed if row else 0,
-        fee_cents=row.fee_cents if row else 0,
-        redemption_count=row.redemption_count if row else 0,
-        status=row.status if row else pb.FEE_PERIOD_STATUS_ACCRUING,
+        merchant_id=period.merchant_id,
+        period_start=period.first_day.isoformat(),
+        period_end=period.last_day.isoformat(),
+        nova_redeemed=period.nova_redeemed,
+        fee_cents=period.fee_cents,
+        redemption_count=period.redemption_count,
+        status=period.status,  # type: ignore[arg-type]
     )
 
 
@@ -154,12 +153,6 @@ def _raise_refusal(result: store.PostResult) -> None:
         return
     error = _REFUSALS.get(reason, FailedPrecondition)
     raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
-
-
-def _object(value: Any) -> dict[str, Any]:
-    """A nested object of a Stripe event, or {} when it is absent or not an object (signed but malformed: never a
-    server error, Stripe would retry it for days)."""
-    return value if isinstance(value, dict) else {}
 
 
 def _grant_target(request: pb.AdminGrantRequest) -> str:
@@ -192,6 +185,12 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self._stripe = stripe
         self._settings = settings
         self._wallet_core = Wallet(self._reads)
+        self._fee_periods = FeePeriods(engine, self._reads)
+        self._transfer_reads = TransferReads(self._reads)
+        self._onboarding = StripeOnboarding(engine, self._reads, stripe, settings.redirect_origins, _now)
+        self._stripe_events = StripeEvents(
+            engine, payouts=payouts, fundings=fundings, onboarding=self._onboarding, clock=_now
+        )
 
     # --- the double-entry core ---------------------------------------------------------------------
 
@@ -279,51 +278,17 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             replayed=result.replayed,
         )
 
-    async def _reservation(self, transfer_id: str) -> tuple[store.AccountKey, store.AccountKey, store.AccountKey]:
-        """(in-flight account, the reservation's source, its pending destination)."""
-        source, in_flight, pending = (
-            store.accounts.alias("source"),
-            store.accounts.alias("in_flight"),
-            store.accounts.alias("pending"),
-        )
-        t = store.transfers
-        query = (
-            sa.select(
-                source.c.type,
-                source.c.owner_id,
-                in_flight.c.type,
-                in_flight.c.owner_id,
-                pending.c.type,
-                pending.c.owner_id,
-            )
-            .select_from(t)
-            .join(source, source.c.id == t.c.from_account_id)
-            .join(in_flight, in_flight.c.id == t.c.to_account_id)
-            .join(pending, pending.c.id == t.c.pending_to_account_id)
-            .where(t.c.id == uuid.UUID(transfer_id), t.c.phase == pb.TRANSFER_PHASE_RESERVE)
-        )
-        async with self._reads.connect() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no reservation {transfer_id}")
-        cash = pb.CURRENCY_CASH_CENTS
-        return (
-            store.AccountKey(row[2], row[3], cash),
-            store.AccountKey(row[0], row[1], cash),
-            store.AccountKey(row[4], row[5], cash),
-        )
-
     async def PostReservedTransfer(
         self, request: pb.PostReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PostReservedTransferResponse:
-        in_flight, _, destination = await self._reservation(request.transfer_id)
+        reservation = await self._transfer_reads.reservation(request.transfer_id)
         movement = store.Movement(
             kind=pb.TRANSFER_KIND_PAYOUT,
             phase=pb.TRANSFER_PHASE_POST,
             currency=pb.CURRENCY_CASH_CENTS,
             amount=None,
-            from_account=in_flight,
-            to_account=destination,
+            from_account=reservation.in_flight,
+            to_account=reservation.destination,
             metadata=_metadata(request.metadata),
             reservation_id=uuid.UUID(request.transfer_id),
             reservation_state=pb.RESERVATION_STATE_POSTED,
@@ -336,14 +301,14 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def VoidReservedTransfer(
         self, request: pb.VoidReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.VoidReservedTransferResponse:
-        in_flight, source, _ = await self._reservation(request.transfer_id)
+        reservation = await self._transfer_reads.reservation(request.transfer_id)
         movement = store.Movement(
             kind=pb.TRANSFER_KIND_PAYOUT,
             phase=pb.TRANSFER_PHASE_VOID,
             currency=pb.CURRENCY_CASH_CENTS,
             amount=None,
-            from_account=in_flight,
-            to_account=source,
+            from_account=reservation.in_flight,
+            to_account=reservation.source,
             metadata={"reason": request.reason},
             reservation_id=uuid.UUID(request.transfer_id),
             reservation_state=pb.RESERVATION_STATE_VOIDED,
@@ -356,36 +321,16 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ReverseTransfer(
         self, request: pb.ReverseTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReverseTransferResponse:
-        t = store.transfers
-        source, target = store.accounts.alias("source"), store.accounts.alias("target")
-        query = (
-            sa.select(
-                t.c.kind, t.c.phase, t.c.currency, source.c.type, source.c.owner_id, target.c.type, target.c.owner_id
-            )
-            .select_from(t)
-            .join(source, source.c.id == t.c.from_account_id)
-            .join(target, target.c.id == t.c.to_account_id)
-            .where(t.c.id == uuid.UUID(request.transfer_id))
-        )
-        async with self._reads.connect() as conn:
-            original = (await conn.execute(query)).first()
-        if original is None:
-            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {request.transfer_id}")
-        if original.phase != pb.TRANSFER_PHASE_SINGLE or original.kind == pb.TRANSFER_KIND_REVERSAL:
-            raise InvalidArgument(
-                [("transfer_id", "only single-phase transfers that are not reversals themselves can be reversed")],
-                reason=Reason.REVERSAL_MISMATCH,
-            )
-        currency = original.currency
+        original = await self._transfer_reads.reversible(request.transfer_id)
         metadata = _metadata(request.metadata)
         metadata["reason"] = request.reason
         movement = store.Movement(
             kind=pb.TRANSFER_KIND_REVERSAL,
             phase=pb.TRANSFER_PHASE_SINGLE,
-            currency=currency,
+            currency=original.currency,
             amount=None,  # whatever is left of the original
-            from_account=store.AccountKey(original[5], original[6], currency),
-            to_account=store.AccountKey(original[3], original[4], currency),
+            from_account=original.to_account,
+            to_account=original.from_account,
             metadata=metadata,
             reversal_of=uuid.UUID(request.transfer_id),
         )
@@ -397,19 +342,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetAccountResponse:
-        a = store.accounts
-        ref = request.account
-        async with self._reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(a).where(a.c.type == ref.type, a.c.owner_id == ref.owner_id, a.c.currency == ref.currency)
-                )
-            ).first()
-        if row is None:
-            raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no transfer has touched this account yet")
+        row = await self._transfer_reads.account(_key(request.account))
         return pb.GetAccountResponse(
             account=pb.Account(
-                ref=ref,
+                ref=request.account,
                 balance=row.balance,
                 debits_total=row.debits_total,
                 credits_total=row.credits_total,
@@ -421,43 +357,12 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ListTransfers(
         self, request: pb.ListTransfersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListTransfersResponse:
-        size = request.page_size or _DEFAULT_PAGE
-        before = page_position(request.page_token)
-        a, e, t = store.accounts, store.entries, store.transfers
-        ref = request.account
-        source, target, pending = (
-            store.accounts.alias("source"),
-            store.accounts.alias("target"),
-            store.accounts.alias("pending"),
+        page = await self._transfer_reads.of_account(
+            _key(request.account),
+            request.page_size or _DEFAULT_PAGE,
+            page_position(request.page_token),
+            request.kinds,
         )
-        query = (
-            sa.select(
-                e.c.id.label("entry_id"),
-                t,
-                source.c.type.label("from_type"),
-                source.c.owner_id.label("from_owner"),
-                target.c.type.label("to_type"),
-                target.c.owner_id.label("to_owner"),
-                pending.c.type.label("pending_type"),
-                pending.c.owner_id.label("pending_owner"),
-            )
-            .select_from(e)
-            .join(a, a.c.id == e.c.account_id)
-            .join(t, t.c.id == e.c.transfer_id)
-            .join(source, source.c.id == t.c.from_account_id)
-            .join(target, target.c.id == t.c.to_account_id)
-            .outerjoin(pending, pending.c.id == t.c.pending_to_account_id)
-            .where(a.c.type == ref.type, a.c.owner_id == ref.owner_id, a.c.currency == ref.currency)
-            .order_by(e.c.id.desc())
-            .limit(size + 1)
-        )
-        if before is not None:
-            query = query.where(e.c.id < before)
-        if request.kinds:
-            query = query.where(t.c.kind.in_(list(request.kinds)))
-        async with self._reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        page, more = rows[:size], len(rows) > size
         transfers = [
             pb.Transfer(
                 id=str(row.id),
@@ -479,10 +384,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 reservation_state=row.reservation_state or pb.RESERVATION_STATE_UNSPECIFIED,
                 created_at=_timestamp(row.created_at),
             )
-            for row in page
+            for row in page.rows
         ]
+        after = page.next_before
         return pb.ListTransfersResponse(
-            transfers=transfers, next_page_token=page_token(page[-1].entry_id) if more else ""
+            transfers=transfers, next_page_token=page_token(after) if after is not None else ""
         )
 
     # --- the driver's wallet -----------------------------------------------------------------------
@@ -569,9 +475,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
         # ledger remembers commits too (without an entry) and is raised after.
         async with self._engine.begin() as conn:
-            await conn.execute(sa.select(1))  # SQLAlchemy sends BEGIN with the first statement; the post needs it
-            result = await store.post_transfer_in(
-                await store.driver_connection(conn),
+            result = await store.post_transfer_in_transaction(
+                conn,
                 _scope(caller),
                 request.idempotency_key,
                 domain.request_hash("AdminGrant", request),
@@ -596,60 +501,15 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.GetMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetMerchantFeePeriodResponse:
         month = request.month or datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
-        periods = store.merchant_fee_periods
-        first, _ = domain.month_bounds(month)
-        async with self._reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(periods).where(
-                        periods.c.merchant_id == request.merchant_id, periods.c.period_start == first
-                    )
-                )
-            ).first()
-        return pb.GetMerchantFeePeriodResponse(period=_fee_period(request.merchant_id, month, row))
+        return pb.GetMerchantFeePeriodResponse(
+            period=_fee_period(await self._fee_periods.get(request.merchant_id, month))
+        )
 
     async def CloseMerchantFeePeriod(
         self, request: pb.CloseMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CloseMerchantFeePeriodResponse:
-        periods = store.merchant_fee_periods
-        first, _ = domain.month_bounds(request.month)
-        key = (periods.c.merchant_id == request.merchant_id) & (periods.c.period_start == first)
-        async with self._engine.begin() as conn:
-            # A month nothing was redeemed in can be invoiced too (at zero): later redemptions then go to the
-            # next month. The row lock orders this close against concurrent accruals.
-            await conn.execute(
-                pg_insert(periods).values(merchant_id=request.merchant_id, period_start=first).on_conflict_do_nothing()
-            )
-            row = (await conn.execute(sa.select(periods).where(key).with_for_update())).one()
-            if row.status != request.status:
-                if domain.FEE_PERIOD_NEXT.get(row.status) != request.status:
-                    status = pb.FeePeriodStatus.Name(row.status)
-                    raise FailedPrecondition(
-                        Reason.FEE_PERIOD_TRANSITION_INVALID,
-                        f"a fee period moves ACCRUING → INVOICED → PAID; this one is {status}",
-                        {"status": status},
-                    )
-                stamp = "invoiced_at" if request.status == pb.FEE_PERIOD_STATUS_INVOICED else "paid_at"
-                row = (
-                    await conn.execute(
-                        sa.update(periods)
-                        .where(key)
-                        .values(status=request.status, updated_at=sa.func.now(), **{stamp: sa.func.now()})
-                        .returning(*periods.c)
-                    )
-                ).one()
-                await audit.record(
-                    conn,
-                    "fee_period.close",
-                    f"merchant:{request.merchant_id}",
-                    month=request.month,
-                    status=pb.FeePeriodStatus.Name(request.status),
-                )
-        log.info(
-            "merchant fee period closed",
-            extra={"merchant_id": request.merchant_id, "month": request.month, "status": row.status},
-        )
-        return pb.CloseMerchantFeePeriodResponse(period=_fee_period(request.merchant_id, request.month, row))
+        period = await self._fee_periods.close(request.merchant_id, request.month, request.status)
+        return pb.CloseMerchantFeePeriodResponse(period=_fee_period(period))
 
     # --- payouts and Stripe onboarding ---------------------------------------------------------------
 
@@ -678,104 +538,30 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         rows = await self._payouts.list_for_driver(current_caller().user_id or "", limit)
         return pb.ListPayoutsResponse(payouts=[_payout(row) for row in rows])
 
-    async def _stripe_account(self, driver_id: str) -> Any:
-        accounts = store.stripe_accounts
-        async with self._reads.connect() as conn:
-            return (await conn.execute(sa.select(accounts).where(accounts.c.driver_id == driver_id))).first()
-
     async def CreateStripeAccount(
         self, request: pb.CreateStripeAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountResponse:
-        driver = current_caller().user_id or ""
-        existing = await self._stripe_account(driver)
-        if existing is None:
-            # One creation per driver at a time (a double tap, two devices): the lock is held across the Stripe
-            # call, on a connection of its own, so the second caller finds the account the first one stored.
-            # Session-level: if this process dies, PostgreSQL ends the connection and frees the lock.
-            lock = sa.func.hashtextextended(f"stripe-account:{driver}", 0)
-            async with self._engine.connect() as holder:
-                await holder.execute(sa.select(sa.func.pg_advisory_lock(lock)))
-                try:
-                    existing = await self._stripe_account(driver)
-                    if existing is None:
-                        return await self._create_stripe_account(driver, request.email)
-                finally:
-                    await holder.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+        account = await self._onboarding.create_account(current_caller().user_id or "", request.email)
         return pb.CreateStripeAccountResponse(
-            stripe_account_id=existing.stripe_account_id,
-            status="existing",
-            onboarding_complete=existing.transfers_active,
+            stripe_account_id=account.stripe_account_id,
+            status="created" if account.created else "existing",
+            onboarding_complete=account.onboarding_complete,
         )
-
-    async def _create_stripe_account(self, driver: str, email: str) -> pb.CreateStripeAccountResponse:
-        # Keyed by driver and email: a retry after a lost answer gets the same Express account; a retry with
-        # another email is another request to Stripe, not a reuse of the key with other parameters (which
-        # Stripe refuses for 24 hours).
-        email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
-        try:
-            account_id = await self._stripe.create_express_account(
-                driver, email or None, idempotency_key=f"express-account:{driver}:{email_key}"
-            )
-        except StripeUnavailable as exc:
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
-        except StripeRefused as exc:
-            raise FailedPrecondition(
-                Reason.STRIPE_ACCOUNT_REFUSED, f"Stripe refused to create the account: {exc}"
-            ) from exc
-        accounts = store.stripe_accounts
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                pg_insert(accounts)
-                .values(
-                    driver_id=driver,
-                    stripe_account_id=account_id,
-                    details_submitted=False,
-                    payouts_enabled=False,
-                    charges_enabled=False,
-                    transfers_active=False,
-                )
-                .on_conflict_do_nothing(index_elements=[accounts.c.driver_id])
-            )
-        return pb.CreateStripeAccountResponse(stripe_account_id=account_id, status="created", onboarding_complete=False)
 
     async def CreateStripeAccountLink(
         self, request: pb.CreateStripeAccountLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountLinkResponse:
-        for field in ("return_url", "refresh_url"):
-            url = getattr(request, field)
-            if not any(url == origin or url.startswith(origin + "/") for origin in self._settings.redirect_origins):
-                raise InvalidArgument([(field, "must point at the driver app")], reason=Reason.REDIRECT_URL_NOT_ALLOWED)
-        account = await self._stripe_account(current_caller().user_id or "")
-        if account is None:
-            raise FailedPrecondition(Reason.STRIPE_ACCOUNT_MISSING, "create the Stripe account first")
-        try:
-            url = await self._stripe.create_account_link(
-                account.stripe_account_id, request.refresh_url, request.return_url
-            )
-        except StripeUnavailable as exc:
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
-        # Stripe account links are single-use and expire after a few minutes.
-        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        url, expires = await self._onboarding.account_link(
+            current_caller().user_id or "", request.refresh_url, request.return_url
+        )
         return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
 
     async def GetStripeStatus(
         self, request: pb.GetStripeStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetStripeStatusResponse:
-        driver = current_caller().user_id or ""
-        account = await self._stripe_account(driver)
-        if account is None:
+        status = await self._onboarding.status(current_caller().user_id or "")
+        if status is None:
             return pb.GetStripeStatusResponse(has_account=False)
-        try:
-            status = await self._stripe.get_account_status(account.stripe_account_id)
-        except StripeUnavailable as exc:
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
-        await self._record_account_status(
-            account.stripe_account_id,
-            details_submitted=status.details_submitted,
-            payouts_enabled=status.payouts_enabled,
-            charges_enabled=status.charges_enabled,
-            transfers_active=status.transfers_active,
-        )
         return pb.GetStripeStatusResponse(
             onboarding_complete=status.onboarding_complete,
             has_account=True,
@@ -783,15 +569,6 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             charges_enabled=status.charges_enabled,
             payouts_enabled=status.payouts_enabled,
         )
-
-    async def _record_account_status(self, stripe_account_id: str, **flags: bool) -> None:
-        accounts = store.stripe_accounts
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(accounts)
-                .where(accounts.c.stripe_account_id == stripe_account_id)
-                .values(**flags, updated_at=sa.func.now())
-            )
 
     # --- Stripe webhooks -----------------------------------------------------------------------------
 
@@ -810,121 +587,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         data = event.get("data")
         if not event_id or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
             raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
-        events = store.stripe_events
-        async with self._engine.begin() as conn:
-            seen = (
-                await conn.execute(
-                    pg_insert(events)
-                    .values(event_id=event_id, type=event_type, outcome="received")
-                    .on_conflict_do_nothing(index_elements=[events.c.event_id])
-                    .returning(events.c.event_id)
-                )
-            ).first()
-        if seen is None and not await self._take_over_unapplied(event_id):
-            return pb.HandleStripeEventResponse(
-                outcome=pb.WEBHOOK_OUTCOME_DUPLICATE, event_id=event_id, event_type=event_type
-            )
-        try:
-            outcome = await self._apply_event(event_type, event["data"]["object"], event)
-        except _NeedsAttention as problem:
-            # Signed by Stripe and not applicable as it is: acknowledged (Stripe would retry a refusal for days,
-            # to no avail) and recorded for an admin.
-            log.error("Stripe event needs a person", extra={"event_id": event_id, "problem": str(problem)})
-            async with self._engine.begin() as conn:
-                await store.record_issue(conn, event_id, event_type, problem.object_id, str(problem))
-            outcome = pb.WEBHOOK_OUTCOME_NEEDS_ATTENTION
-        except Exception as exc:
-            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate. Something
-            # transient (the database, a lock): UNAVAILABLE, on purpose, so that Stripe retries.
-            async with self._engine.begin() as conn:
-                await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
-            log.exception("Stripe event not applied; Stripe will retry", extra={"event_id": event_id})
-            raise Unavailable(Reason.STRIPE_EVENT_RETRY, "the event could not be applied now; retry") from exc
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
-            )
+        outcome = await self._stripe_events.handle(event_id, event_type, event)
         return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
-
-    async def _take_over_unapplied(self, event_id: str) -> bool:
-        """An event recorded as received and never settled (the process applying it died) is applied again by
-        Stripe's retry; applying is idempotent. One still being applied (received within STRIPE_EVENT_LEASE) is
-        left to its delivery."""
-        events = store.stripe_events
-        async with self._engine.begin() as conn:
-            taken = (
-                await conn.execute(
-                    sa.update(events)
-                    .where(
-                        events.c.event_id == event_id,
-                        events.c.outcome == "received",
-                        events.c.received_at < sa.func.now() - STRIPE_EVENT_LEASE,
-                    )
-                    .values(received_at=sa.func.now())
-                    .returning(events.c.event_id)
-                )
-            ).first()
-        return taken is not None
-
-    async def _apply_event(self, event_type: str, obj: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
-        """transfer.created → paid (the money reached the driver's Express balance); transfer.reversed →
-        failed (it came back: the reservation is voided, once). payout.* are the driver's bank payouts
-        from their own Stripe balance and settle nothing here. A transition outside the table is ignored.
-        A paid campaign funding checkout funds the campaign (funding.py)."""
-        if event_type in domain.FUNDING_EVENTS:
-            return await self._fund_campaign(obj, event)
-        if event_type == "account.updated":
-            capabilities = _object(obj.get("capabilities"))
-            await self._record_account_status(
-                str(obj.get("id", "")),
-                details_submitted=bool(obj.get("details_submitted")),
-                payouts_enabled=bool(obj.get("payouts_enabled")),
-                charges_enabled=bool(obj.get("charges_enabled")),
-                transfers_active=capabilities.get("transfers") == "active",
-            )
-            return pb.WEBHOOK_OUTCOME_PROCESSED
-        if event_type not in ("transfer.created", "transfer.reversed"):
-            return pb.WEBHOOK_OUTCOME_IGNORED
-        payout_id = str(_object(obj.get("metadata")).get("payout_id", ""))
-        try:
-            parsed = uuid.UUID(payout_id)
-        except ValueError:
-            return pb.WEBHOOK_OUTCOME_IGNORED  # a transfer this ledger did not make
-        if await self._payouts.find(parsed) is None:
-            raise _NeedsAttention(
-                f"{event_type} for payout {parsed}, which this ledger does not know", str(obj.get("id"))
-            )
-        if event_type == "transfer.created":
-            before = await self._payouts.mark_processing(parsed, str(obj.get("id", "")))
-            after = await self._payouts.mark_paid(before.id)
-        else:
-            before = await self._payouts.get(parsed)
-            after = await self._payouts.fail(parsed, "transfer reversed by Stripe")
-        return pb.WEBHOOK_OUTCOME_PROCESSED if after.status != before.status else pb.WEBHOOK_OUTCOME_IGNORED
-
-    async def _fund_campaign(self, session: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
-        """PROCESSED when the payment was booked now; DUPLICATE when this Checkout session was booked before
-        (under another event id: Stripe resent it, or sent completed and then async_payment_succeeded);
-        IGNORED when it is no paid campaign funding checkout, or one that cannot be booked as it is."""
-        try:
-            funding = domain.campaign_funding(session)
-        except domain.FundingNotBookable as exc:
-            # The sponsor paid and nothing can be booked: a person has to look (Stripe has the payment).
-            raise _NeedsAttention(f"paid campaign checkout not bookable: {exc}", str(session.get("id", ""))) from exc
-        if funding is None:
-            return pb.WEBHOOK_OUTCOME_IGNORED
-        created = event.get("created")
-        paid_at = (
-            datetime.datetime.fromtimestamp(created, datetime.UTC)
-            if isinstance(created, int) and not isinstance(created, bool)
-            else datetime.datetime.now(datetime.UTC)
-        )
-        try:
-            booked = await self._fundings.book(funding, paid_at)
-        except FundingNotBooked as exc:
-            # E.g. the same checkout session with another amount than the one booked under its id.
-            raise _NeedsAttention(str(exc), funding.checkout_session_id) from exc
-        return pb.WEBHOOK_OUTCOME_PROCESSED if booked else pb.WEBHOOK_OUTCOME_DUPLICATE
 
     # --- refunds and issues ------------------------------------------------------------------------
 
@@ -1021,14 +685,6 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 for row in issues
             ]
         )
-
-
-class _NeedsAttention(Exception):
-    """A signed Stripe event the ledger cannot apply as it is; `object_id` names the Stripe object."""
-
-    def __init__(self, problem: str, object_id: str) -> None:
-        super().__init__(problem)
-        self.object_id = object_id
 
 
 def _payout(row: PayoutRow) -> pb.Payout:
