@@ -6,9 +6,8 @@ periods (accrued by a trigger on every REDEMPTION transfer, migrations/versions/
 from __future__ import annotations
 
 import datetime
-import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -21,9 +20,6 @@ from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
-    Aborted,
-    AlreadyExists,
-    DomainError,
     FailedPrecondition,
     InvalidArgument,
     Unavailable,
@@ -43,14 +39,13 @@ from services.ledger.fee_periods import FeePeriod, FeePeriods
 from services.ledger.funding import CampaignFundings
 from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import PayoutRow, Payouts
+from services.ledger.posting import Idempotent, Posting
 from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
 from services.ledger.transfers import TransferReads
 from services.ledger.wallet import Wallet
 from services.ledger.webhooks import StripeEvents
 from services.reconcile.checks import reconcile
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -92,22 +87,6 @@ ACCESS: dict[str, Access] = {
     **DEAD_LETTER_ACCESS,
 }
 
-_REFUSALS: Mapping[str, type[DomainError]] = {
-    Reason.IDEMPOTENCY_KEY_REUSED: Aborted,
-    Reason.INSUFFICIENT_BALANCE: FailedPrecondition,
-    Reason.TRANSFER_NOT_RESERVED: FailedPrecondition,
-    Reason.REVERSAL_EXCEEDS_TRANSFER: FailedPrecondition,
-    Reason.TRANSFER_ALREADY_REVERSED: AlreadyExists,
-    Reason.ACCOUNT_NOT_FOUND: FailedPrecondition,
-}
-_MESSAGES = {
-    "IDEMPOTENCY_KEY_REUSED": "this idempotency key was used for a different request",
-    "INSUFFICIENT_BALANCE": "the account does not hold enough for this transfer",
-    "TRANSFER_NOT_RESERVED": "the reservation is already posted or voided",
-    "REVERSAL_EXCEEDS_TRANSFER": "the reversals would exceed the original transfer",
-    "TRANSFER_ALREADY_REVERSED": "the transfer is already fully reversed",
-    "ACCOUNT_NOT_FOUND": "the account to debit does not exist (it has never been credited)",
-}
 _DEFAULT_PAGE = 50
 
 
@@ -147,18 +126,6 @@ def _metadata(message: pb.TransferMetadata) -> dict[str, str]:
     return {field.name: value for field, value in message.ListFields()}
 
 
-def _raise_refusal(result: store.PostResult) -> None:
-    reason = result.error_reason
-    if reason is None:
-        return
-    error = _REFUSALS.get(reason, FailedPrecondition)
-    raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
-
-
-def _grant_target(request: pb.AdminGrantRequest) -> str:
-    return f"driver:{request.driver_id}" if request.HasField("driver_id") else f"merchant:{request.merchant_id}"
-
-
 def _scope(caller: Caller) -> str:
     return domain.scope_of(caller.service, caller.user_id)
 
@@ -177,16 +144,15 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> None:
         # Wakes the outbox relay once a refund's payment.refund row has committed.
         self._on_refund = on_refund
-        self._writer = writer
         self._engine = engine
         self._reads = single_statement_reads(engine)
         self._payouts = payouts
-        self._fundings = fundings
         self._stripe = stripe
         self._settings = settings
-        self._wallet_core = Wallet(self._reads)
+        self._wallet = Wallet(self._reads)
         self._fee_periods = FeePeriods(engine, self._reads)
         self._transfer_reads = TransferReads(self._reads)
+        self._posting = Posting(engine, writer, self._transfer_reads)
         self._onboarding = StripeOnboarding(engine, self._reads, stripe, settings.redirect_origins, _now)
         self._stripe_events = StripeEvents(
             engine, payouts=payouts, fundings=fundings, onboarding=self._onboarding, clock=_now
@@ -194,10 +160,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
 
     # --- the double-entry core ---------------------------------------------------------------------
 
-    async def _post(self, method: str, request: Any, key: str, movement: store.Movement) -> store.PostResult:
-        result = await self._writer.post(_scope(current_caller()), key, domain.request_hash(method, request), movement)
-        _raise_refusal(result)
-        return result
+    @staticmethod
+    def _idempotent(method: str, request: Any) -> Idempotent:
+        return Idempotent(_scope(current_caller()), request.idempotency_key, domain.request_hash(method, request))
 
     def _transfer(self, result: store.PostResult, movement: store.Movement, key: str) -> pb.Transfer:
         return pb.Transfer(
@@ -220,16 +185,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def PostTransfer(
         self, request: pb.PostTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PostTransferResponse:
-        if request.kind == pb.TRANSFER_KIND_REVERSAL:
-            raise InvalidArgument([("kind", "reversals go through ReverseTransfer, which mirrors the original")])
-        if not domain.kind_allows(request.kind, request.from_account.type, request.to_account.type):
-            raise InvalidArgument(
-                [("kind", "this kind of transfer does not move value between these account types")],
-                reason=Reason.TRANSFER_KIND_MISMATCH,
-            )
-        movement = store.Movement(
+        posted = await self._posting.transfer(
+            self._idempotent("PostTransfer", request),
             kind=request.kind,
-            phase=pb.TRANSFER_PHASE_SINGLE,
             currency=request.currency,
             amount=request.amount,
             from_account=_key(request.from_account),
@@ -237,9 +195,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             metadata=_metadata(request.metadata),
             up_to_available=request.up_to_available,
         )
-        result = await self._post("PostTransfer", request, request.idempotency_key, movement)
+        result = posted.result
         return pb.PostTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key),
+            transfer=self._transfer(result, posted.movement, request.idempotency_key),
             from_balance_after=result.from_balance or 0,
             to_balance_after=result.to_balance or 0,
             # What the accrual trigger booked with the transfer (the same integer rule, held equal by a test).
@@ -252,91 +210,53 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ReserveTransfer(
         self, request: pb.ReserveTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReserveTransferResponse:
-        if (
-            request.from_account.type not in domain.PAYOUT_SOURCES
-            or request.to_account.type not in domain.PAYOUT_DESTINATIONS
-        ):
-            raise InvalidArgument(
-                [("from_account", "payouts reserve driver cash for an external destination")],
-                reason=Reason.TRANSFER_KIND_MISMATCH,
-            )
-        source = _key(request.from_account)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_RESERVE,
-            currency=pb.CURRENCY_CASH_CENTS,
+        posted = await self._posting.reserve(
+            self._idempotent("ReserveTransfer", request),
             amount=request.amount,
-            from_account=source,
-            to_account=store.AccountKey(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, source.owner_id, pb.CURRENCY_CASH_CENTS),
+            source=_key(request.from_account),
+            destination=_key(request.to_account),
             metadata=_metadata(request.metadata),
-            pending_to=_key(request.to_account),
         )
-        result = await self._post("ReserveTransfer", request, request.idempotency_key, movement)
         return pb.ReserveTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key),
-            from_balance_after=result.from_balance or 0,
-            replayed=result.replayed,
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            from_balance_after=posted.result.from_balance or 0,
+            replayed=posted.result.replayed,
         )
 
     async def PostReservedTransfer(
         self, request: pb.PostReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PostReservedTransferResponse:
-        reservation = await self._transfer_reads.reservation(request.transfer_id)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_POST,
-            currency=pb.CURRENCY_CASH_CENTS,
-            amount=None,
-            from_account=reservation.in_flight,
-            to_account=reservation.destination,
-            metadata=_metadata(request.metadata),
-            reservation_id=uuid.UUID(request.transfer_id),
-            reservation_state=pb.RESERVATION_STATE_POSTED,
+        posted = await self._posting.post_reserved(
+            self._idempotent("PostReservedTransfer", request), request.transfer_id, _metadata(request.metadata)
         )
-        result = await self._post("PostReservedTransfer", request, request.idempotency_key, movement)
         return pb.PostReservedTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            replayed=posted.result.replayed,
         )
 
     async def VoidReservedTransfer(
         self, request: pb.VoidReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.VoidReservedTransferResponse:
-        reservation = await self._transfer_reads.reservation(request.transfer_id)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_VOID,
-            currency=pb.CURRENCY_CASH_CENTS,
-            amount=None,
-            from_account=reservation.in_flight,
-            to_account=reservation.source,
-            metadata={"reason": request.reason},
-            reservation_id=uuid.UUID(request.transfer_id),
-            reservation_state=pb.RESERVATION_STATE_VOIDED,
+        posted = await self._posting.void_reserved(
+            self._idempotent("VoidReservedTransfer", request), request.transfer_id, request.reason
         )
-        result = await self._post("VoidReservedTransfer", request, request.idempotency_key, movement)
         return pb.VoidReservedTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            replayed=posted.result.replayed,
         )
 
     async def ReverseTransfer(
         self, request: pb.ReverseTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReverseTransferResponse:
-        original = await self._transfer_reads.reversible(request.transfer_id)
-        metadata = _metadata(request.metadata)
-        metadata["reason"] = request.reason
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_REVERSAL,
-            phase=pb.TRANSFER_PHASE_SINGLE,
-            currency=original.currency,
-            amount=None,  # whatever is left of the original
-            from_account=original.to_account,
-            to_account=original.from_account,
-            metadata=metadata,
-            reversal_of=uuid.UUID(request.transfer_id),
+        posted = await self._posting.reverse(
+            self._idempotent("ReverseTransfer", request),
+            request.transfer_id,
+            _metadata(request.metadata),
+            request.reason,
         )
-        result = await self._post("ReverseTransfer", request, request.idempotency_key, movement)
         return pb.ReverseTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            replayed=posted.result.replayed,
         )
 
     async def GetAccount(
@@ -396,15 +316,15 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetWalletBalance(
         self, request: pb.GetWalletBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletBalanceResponse:
-        return await self._wallet(current_caller().user_id or "")
+        return await self._wallet_balance(current_caller().user_id or "")
 
     async def GetDriverWallet(
         self, request: pb.GetDriverWalletRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetDriverWalletResponse:
-        return pb.GetDriverWalletResponse(wallet=await self._wallet(request.driver_id))
+        return pb.GetDriverWalletResponse(wallet=await self._wallet_balance(request.driver_id))
 
-    async def _wallet(self, driver: str) -> pb.GetWalletBalanceResponse:
-        wallet = await self._wallet_core.balance(driver)
+    async def _wallet_balance(self, driver: str) -> pb.GetWalletBalanceResponse:
+        wallet = await self._wallet.balance(driver)
         return pb.GetWalletBalanceResponse(
             available_cents=wallet.available_cents,
             pending_cents=wallet.pending_cents,
@@ -420,7 +340,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ListWalletEntries(
         self, request: pb.ListWalletEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListWalletEntriesResponse:
-        statement = await self._wallet_core.cash_statement(
+        statement = await self._wallet.cash_statement(
             current_caller().user_id or "",
             request.page_size or request.limit or _DEFAULT_PAGE,
             page_position(request.page_token),
@@ -448,7 +368,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.GetWalletTimelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletTimelineResponse:
         # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
-        timeline = await self._wallet_core.timeline(current_caller().user_id or "", request.limit or 20)
+        timeline = await self._wallet.timeline(current_caller().user_id or "", request.limit or 20)
         items = [domain.timeline_item(entry, created_at=_timestamp(created_at)) for entry, created_at in timeline]
         return pb.GetWalletTimelineResponse(items=items, json_array=json_array(items))
 
@@ -457,36 +377,17 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def AdminGrant(
         self, request: pb.AdminGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AdminGrantResponse:
-        caller = current_caller()
         if request.HasField("driver_id"):
             recipient = store.AccountKey(pb.ACCOUNT_TYPE_DRIVER_NOVA, request.driver_id, pb.CURRENCY_NOVA_POINTS)
         else:
             recipient = store.AccountKey(pb.ACCOUNT_TYPE_MERCHANT_NOVA, request.merchant_id, pb.CURRENCY_NOVA_POINTS)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_ADMIN_GRANT,
-            phase=pb.TRANSFER_PHASE_SINGLE,
-            currency=pb.CURRENCY_NOVA_POINTS,
+        result = await self._posting.admin_grant(
+            self._idempotent("AdminGrant", request),
+            recipient=recipient,
             amount=request.amount,
-            from_account=store.AccountKey(pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, "nova-issuance", pb.CURRENCY_NOVA_POINTS),
-            to_account=recipient,
-            # The audit trail: who granted, why. Transfers are immutable, so this record cannot be edited.
-            metadata={"reason": request.reason, "actor_id": caller.user_id or "", "description": "Admin grant"},
+            reason=request.reason,
+            actor_id=current_caller().user_id or "",
         )
-        # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
-        # ledger remembers commits too (without an entry) and is raised after.
-        async with self._engine.begin() as conn:
-            result = await store.post_transfer_in_transaction(
-                conn,
-                _scope(caller),
-                request.idempotency_key,
-                domain.request_hash("AdminGrant", request),
-                movement,
-            )
-            if result.error_reason is None and not result.replayed:
-                await audit.record(
-                    conn, "nova.grant", _grant_target(request), request.reason, amount_nova=request.amount
-                )
-        _raise_refusal(result)
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
             amount=result.amount or 0,
@@ -500,7 +401,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetMerchantFeePeriod(
         self, request: pb.GetMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetMerchantFeePeriodResponse:
-        month = request.month or datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
+        month = request.month or _now().strftime("%Y-%m")
         return pb.GetMerchantFeePeriodResponse(
             period=_fee_period(await self._fee_periods.get(request.merchant_id, month))
         )
@@ -643,7 +544,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.RunReconciliationResponse:
         since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
         try:
-            report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+            report = await reconcile(self._engine, self._stripe, now=_now(), since=since)
         except StripeUnavailable as exc:
             # The payment and payout checks ask Stripe; without an answer the run proves nothing: retry.
             raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
