@@ -128,32 +128,26 @@ class Posting:
         return await self._post(request, movement)
 
     async def post_reserved(self, request: Idempotent, reservation_id: str, metadata: dict[str, str]) -> Posted:
-        reservation = await self._reads.reservation(reservation_id)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_POST,
-            currency=pb.CURRENCY_CASH_CENTS,
-            amount=None,
-            from_account=reservation.in_flight,
-            to_account=reservation.destination,
-            metadata=metadata,
-            reservation_id=uuid.UUID(reservation_id),
-            reservation_state=pb.RESERVATION_STATE_POSTED,
-        )
-        return await self._post(request, movement)
+        """Moves the reserved cash on to the reservation's destination."""
+        return await self._settle(request, reservation_id, pb.RESERVATION_STATE_POSTED, metadata)
 
     async def void_reserved(self, request: Idempotent, reservation_id: str, reason: str) -> Posted:
+        """Gives the reserved cash back to the account it was reserved from."""
+        return await self._settle(request, reservation_id, pb.RESERVATION_STATE_VOIDED, {"reason": reason})
+
+    async def _settle(self, request: Idempotent, reservation_id: str, state: int, metadata: dict[str, str]) -> Posted:
         reservation = await self._reads.reservation(reservation_id)
+        posted = state == pb.RESERVATION_STATE_POSTED
         movement = store.Movement(
             kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_VOID,
+            phase=pb.TRANSFER_PHASE_POST if posted else pb.TRANSFER_PHASE_VOID,
             currency=pb.CURRENCY_CASH_CENTS,
-            amount=None,
+            amount=None,  # all that was reserved
             from_account=reservation.in_flight,
-            to_account=reservation.source,
-            metadata={"reason": reason},
+            to_account=reservation.destination if posted else reservation.source,
+            metadata=metadata,
             reservation_id=uuid.UUID(reservation_id),
-            reservation_state=pb.RESERVATION_STATE_VOIDED,
+            reservation_state=state,
         )
         return await self._post(request, movement)
 
