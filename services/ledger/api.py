@@ -6,30 +6,22 @@ periods (accrued by a trigger on every REDEMPTION transfer, migrations/versions/
 from __future__ import annotations
 
 import datetime
-import hashlib
-import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.ledger.v1 import ledger_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2_grpc
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import Caller, current_caller
 from services.common.db import single_statement_reads
 from services.common.errors import (
-    Aborted,
-    AlreadyExists,
-    DomainError,
     FailedPrecondition,
     InvalidArgument,
-    NotFound,
     Unavailable,
 )
 from services.common.http_body import json_array
@@ -39,20 +31,21 @@ from services.common.paging import page_position, page_token
 from services.ledger import domain, invariants, store
 from services.ledger.adapters.stripe_payouts import (
     StripePayouts,
-    StripeRefused,
     StripeSignatureInvalid,
     StripeUnavailable,
 )
 from services.ledger.config import LedgerSettings
-from services.ledger.funding import CampaignFundings, FundingNotBooked
+from services.ledger.fee_periods import FeePeriod, FeePeriods
+from services.ledger.funding import CampaignFundings
+from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import PayoutRow, Payouts
+from services.ledger.posting import Idempotent, Posting
 from services.ledger.reasons import Reason
 from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.ledger.transfers import TransferReads
+from services.ledger.wallet import Wallet
+from services.ledger.webhooks import StripeEvents
 from services.reconcile.checks import reconcile
-
-log = logging.getLogger(__name__)
-# How long a Stripe event's first delivery has to apply it before a retry of the event takes it over.
-STRIPE_EVENT_LEASE = datetime.timedelta(minutes=1)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -94,23 +87,11 @@ ACCESS: dict[str, Access] = {
     **DEAD_LETTER_ACCESS,
 }
 
-_REFUSALS: Mapping[str, type[DomainError]] = {
-    Reason.IDEMPOTENCY_KEY_REUSED: Aborted,
-    Reason.INSUFFICIENT_BALANCE: FailedPrecondition,
-    Reason.TRANSFER_NOT_RESERVED: FailedPrecondition,
-    Reason.REVERSAL_EXCEEDS_TRANSFER: FailedPrecondition,
-    Reason.TRANSFER_ALREADY_REVERSED: AlreadyExists,
-    Reason.ACCOUNT_NOT_FOUND: FailedPrecondition,
-}
-_MESSAGES = {
-    "IDEMPOTENCY_KEY_REUSED": "this idempotency key was used for a different request",
-    "INSUFFICIENT_BALANCE": "the account does not hold enough for this transfer",
-    "TRANSFER_NOT_RESERVED": "the reservation is already posted or voided",
-    "REVERSAL_EXCEEDS_TRANSFER": "the reversals would exceed the original transfer",
-    "TRANSFER_ALREADY_REVERSED": "the transfer is already fully reversed",
-    "ACCOUNT_NOT_FOUND": "the account to debit does not exist (it has never been credited)",
-}
 _DEFAULT_PAGE = 50
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -121,17 +102,15 @@ def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | Non
     return stamp
 
 
-def _fee_period(merchant_id: str, month: str, row: Any) -> pb.MerchantFeePeriod:
-    """A period row, or zeros and ACCRUING for a month nothing was redeemed in."""
-    first, last = domain.month_bounds(month)
+def _fee_period(period: FeePeriod) -> pb.MerchantFeePeriod:
     return pb.MerchantFeePeriod(
-        merchant_id=merchant_id,
-        period_start=first.isoformat(),
-        period_end=last.isoformat(),
-        nova_redeemed=row.nova_redeemed if row else 0,
-        fee_cents=row.fee_cents if row else 0,
-        redemption_count=row.redemption_count if row else 0,
-        status=row.status if row else pb.FEE_PERIOD_STATUS_ACCRUING,
+        merchant_id=period.merchant_id,
+        period_start=period.first_day.isoformat(),
+        period_end=period.last_day.isoformat(),
+        nova_redeemed=period.nova_redeemed,
+        fee_cents=period.fee_cents,
+        redemption_count=period.redemption_count,
+        status=period.status,  # type: ignore[arg-type]
     )
 
 
@@ -145,24 +124,6 @@ def _ref(key: store.AccountKey) -> pb.AccountRef:
 
 def _metadata(message: pb.TransferMetadata) -> dict[str, str]:
     return {field.name: value for field, value in message.ListFields()}
-
-
-def _raise_refusal(result: store.PostResult) -> None:
-    reason = result.error_reason
-    if reason is None:
-        return
-    error = _REFUSALS.get(reason, FailedPrecondition)
-    raise error(reason, _MESSAGES.get(reason, reason), {k: str(v) for k, v in result.error_metadata.items()})
-
-
-def _object(value: Any) -> dict[str, Any]:
-    """A nested object of a Stripe event, or {} when it is absent or not an object (signed but malformed: never a
-    server error, Stripe would retry it for days)."""
-    return value if isinstance(value, dict) else {}
-
-
-def _grant_target(request: pb.AdminGrantRequest) -> str:
-    return f"driver:{request.driver_id}" if request.HasField("driver_id") else f"merchant:{request.merchant_id}"
 
 
 def _scope(caller: Caller) -> str:
@@ -183,20 +144,25 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> None:
         # Wakes the outbox relay once a refund's payment.refund row has committed.
         self._on_refund = on_refund
-        self._writer = writer
         self._engine = engine
         self._reads = single_statement_reads(engine)
         self._payouts = payouts
-        self._fundings = fundings
         self._stripe = stripe
         self._settings = settings
+        self._wallet = Wallet(self._reads)
+        self._fee_periods = FeePeriods(engine, self._reads)
+        self._transfer_reads = TransferReads(self._reads)
+        self._posting = Posting(engine, writer, self._transfer_reads)
+        self._onboarding = StripeOnboarding(engine, self._reads, stripe, settings.redirect_origins, _now)
+        self._stripe_events = StripeEvents(
+            engine, payouts=payouts, fundings=fundings, onboarding=self._onboarding, clock=_now
+        )
 
     # --- the double-entry core ---------------------------------------------------------------------
 
-    async def _post(self, method: str, request: Any, key: str, movement: store.Movement) -> store.PostResult:
-        result = await self._writer.post(_scope(current_caller()), key, domain.request_hash(method, request), movement)
-        _raise_refusal(result)
-        return result
+    @staticmethod
+    def _idempotent(method: str, request: Any) -> Idempotent:
+        return Idempotent(_scope(current_caller()), request.idempotency_key, domain.request_hash(method, request))
 
     def _transfer(self, result: store.PostResult, movement: store.Movement, key: str) -> pb.Transfer:
         return pb.Transfer(
@@ -219,16 +185,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def PostTransfer(
         self, request: pb.PostTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PostTransferResponse:
-        if request.kind == pb.TRANSFER_KIND_REVERSAL:
-            raise InvalidArgument([("kind", "reversals go through ReverseTransfer, which mirrors the original")])
-        if not domain.kind_allows(request.kind, request.from_account.type, request.to_account.type):
-            raise InvalidArgument(
-                [("kind", "this kind of transfer does not move value between these account types")],
-                reason=Reason.TRANSFER_KIND_MISMATCH,
-            )
-        movement = store.Movement(
+        posted = await self._posting.transfer(
+            self._idempotent("PostTransfer", request),
             kind=request.kind,
-            phase=pb.TRANSFER_PHASE_SINGLE,
             currency=request.currency,
             amount=request.amount,
             from_account=_key(request.from_account),
@@ -236,9 +195,9 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             metadata=_metadata(request.metadata),
             up_to_available=request.up_to_available,
         )
-        result = await self._post("PostTransfer", request, request.idempotency_key, movement)
+        result = posted.result
         return pb.PostTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key),
+            transfer=self._transfer(result, posted.movement, request.idempotency_key),
             from_balance_after=result.from_balance or 0,
             to_balance_after=result.to_balance or 0,
             # What the accrual trigger booked with the transfer (the same integer rule, held equal by a test).
@@ -251,163 +210,62 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ReserveTransfer(
         self, request: pb.ReserveTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReserveTransferResponse:
-        if (
-            request.from_account.type not in domain.PAYOUT_SOURCES
-            or request.to_account.type not in domain.PAYOUT_DESTINATIONS
-        ):
-            raise InvalidArgument(
-                [("from_account", "payouts reserve driver cash for an external destination")],
-                reason=Reason.TRANSFER_KIND_MISMATCH,
-            )
-        source = _key(request.from_account)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_RESERVE,
-            currency=pb.CURRENCY_CASH_CENTS,
+        posted = await self._posting.reserve(
+            self._idempotent("ReserveTransfer", request),
             amount=request.amount,
-            from_account=source,
-            to_account=store.AccountKey(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, source.owner_id, pb.CURRENCY_CASH_CENTS),
+            source=_key(request.from_account),
+            destination=_key(request.to_account),
             metadata=_metadata(request.metadata),
-            pending_to=_key(request.to_account),
         )
-        result = await self._post("ReserveTransfer", request, request.idempotency_key, movement)
         return pb.ReserveTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key),
-            from_balance_after=result.from_balance or 0,
-            replayed=result.replayed,
-        )
-
-    async def _reservation(self, transfer_id: str) -> tuple[store.AccountKey, store.AccountKey, store.AccountKey]:
-        """(in-flight account, the reservation's source, its pending destination)."""
-        source, in_flight, pending = (
-            store.accounts.alias("source"),
-            store.accounts.alias("in_flight"),
-            store.accounts.alias("pending"),
-        )
-        t = store.transfers
-        query = (
-            sa.select(
-                source.c.type,
-                source.c.owner_id,
-                in_flight.c.type,
-                in_flight.c.owner_id,
-                pending.c.type,
-                pending.c.owner_id,
-            )
-            .select_from(t)
-            .join(source, source.c.id == t.c.from_account_id)
-            .join(in_flight, in_flight.c.id == t.c.to_account_id)
-            .join(pending, pending.c.id == t.c.pending_to_account_id)
-            .where(t.c.id == uuid.UUID(transfer_id), t.c.phase == pb.TRANSFER_PHASE_RESERVE)
-        )
-        async with self._reads.connect() as conn:
-            row = (await conn.execute(query)).first()
-        if row is None:
-            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no reservation {transfer_id}")
-        cash = pb.CURRENCY_CASH_CENTS
-        return (
-            store.AccountKey(row[2], row[3], cash),
-            store.AccountKey(row[0], row[1], cash),
-            store.AccountKey(row[4], row[5], cash),
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            from_balance_after=posted.result.from_balance or 0,
+            replayed=posted.result.replayed,
         )
 
     async def PostReservedTransfer(
         self, request: pb.PostReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PostReservedTransferResponse:
-        in_flight, _, destination = await self._reservation(request.transfer_id)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_POST,
-            currency=pb.CURRENCY_CASH_CENTS,
-            amount=None,
-            from_account=in_flight,
-            to_account=destination,
-            metadata=_metadata(request.metadata),
-            reservation_id=uuid.UUID(request.transfer_id),
-            reservation_state=pb.RESERVATION_STATE_POSTED,
+        posted = await self._posting.post_reserved(
+            self._idempotent("PostReservedTransfer", request), request.transfer_id, _metadata(request.metadata)
         )
-        result = await self._post("PostReservedTransfer", request, request.idempotency_key, movement)
         return pb.PostReservedTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            replayed=posted.result.replayed,
         )
 
     async def VoidReservedTransfer(
         self, request: pb.VoidReservedTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.VoidReservedTransferResponse:
-        in_flight, source, _ = await self._reservation(request.transfer_id)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_PAYOUT,
-            phase=pb.TRANSFER_PHASE_VOID,
-            currency=pb.CURRENCY_CASH_CENTS,
-            amount=None,
-            from_account=in_flight,
-            to_account=source,
-            metadata={"reason": request.reason},
-            reservation_id=uuid.UUID(request.transfer_id),
-            reservation_state=pb.RESERVATION_STATE_VOIDED,
+        posted = await self._posting.void_reserved(
+            self._idempotent("VoidReservedTransfer", request), request.transfer_id, request.reason
         )
-        result = await self._post("VoidReservedTransfer", request, request.idempotency_key, movement)
         return pb.VoidReservedTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            replayed=posted.result.replayed,
         )
 
     async def ReverseTransfer(
         self, request: pb.ReverseTransferRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReverseTransferResponse:
-        t = store.transfers
-        source, target = store.accounts.alias("source"), store.accounts.alias("target")
-        query = (
-            sa.select(
-                t.c.kind, t.c.phase, t.c.currency, source.c.type, source.c.owner_id, target.c.type, target.c.owner_id
-            )
-            .select_from(t)
-            .join(source, source.c.id == t.c.from_account_id)
-            .join(target, target.c.id == t.c.to_account_id)
-            .where(t.c.id == uuid.UUID(request.transfer_id))
+        posted = await self._posting.reverse(
+            self._idempotent("ReverseTransfer", request),
+            request.transfer_id,
+            _metadata(request.metadata),
+            request.reason,
         )
-        async with self._reads.connect() as conn:
-            original = (await conn.execute(query)).first()
-        if original is None:
-            raise NotFound(Reason.TRANSFER_NOT_FOUND, f"no transfer {request.transfer_id}")
-        if original.phase != pb.TRANSFER_PHASE_SINGLE or original.kind == pb.TRANSFER_KIND_REVERSAL:
-            raise InvalidArgument(
-                [("transfer_id", "only single-phase transfers that are not reversals themselves can be reversed")],
-                reason=Reason.REVERSAL_MISMATCH,
-            )
-        currency = original.currency
-        metadata = _metadata(request.metadata)
-        metadata["reason"] = request.reason
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_REVERSAL,
-            phase=pb.TRANSFER_PHASE_SINGLE,
-            currency=currency,
-            amount=None,  # whatever is left of the original
-            from_account=store.AccountKey(original[5], original[6], currency),
-            to_account=store.AccountKey(original[3], original[4], currency),
-            metadata=metadata,
-            reversal_of=uuid.UUID(request.transfer_id),
-        )
-        result = await self._post("ReverseTransfer", request, request.idempotency_key, movement)
         return pb.ReverseTransferResponse(
-            transfer=self._transfer(result, movement, request.idempotency_key), replayed=result.replayed
+            transfer=self._transfer(posted.result, posted.movement, request.idempotency_key),
+            replayed=posted.result.replayed,
         )
 
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetAccountResponse:
-        a = store.accounts
-        ref = request.account
-        async with self._reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(a).where(a.c.type == ref.type, a.c.owner_id == ref.owner_id, a.c.currency == ref.currency)
-                )
-            ).first()
-        if row is None:
-            raise NotFound(Reason.ACCOUNT_NOT_FOUND, "no transfer has touched this account yet")
+        row = await self._transfer_reads.account(_key(request.account))
         return pb.GetAccountResponse(
             account=pb.Account(
-                ref=ref,
+                ref=request.account,
                 balance=row.balance,
                 debits_total=row.debits_total,
                 credits_total=row.credits_total,
@@ -419,43 +277,12 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ListTransfers(
         self, request: pb.ListTransfersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListTransfersResponse:
-        size = request.page_size or _DEFAULT_PAGE
-        before = page_position(request.page_token)
-        a, e, t = store.accounts, store.entries, store.transfers
-        ref = request.account
-        source, target, pending = (
-            store.accounts.alias("source"),
-            store.accounts.alias("target"),
-            store.accounts.alias("pending"),
+        page = await self._transfer_reads.of_account(
+            _key(request.account),
+            request.page_size or _DEFAULT_PAGE,
+            page_position(request.page_token),
+            request.kinds,
         )
-        query = (
-            sa.select(
-                e.c.id.label("entry_id"),
-                t,
-                source.c.type.label("from_type"),
-                source.c.owner_id.label("from_owner"),
-                target.c.type.label("to_type"),
-                target.c.owner_id.label("to_owner"),
-                pending.c.type.label("pending_type"),
-                pending.c.owner_id.label("pending_owner"),
-            )
-            .select_from(e)
-            .join(a, a.c.id == e.c.account_id)
-            .join(t, t.c.id == e.c.transfer_id)
-            .join(source, source.c.id == t.c.from_account_id)
-            .join(target, target.c.id == t.c.to_account_id)
-            .outerjoin(pending, pending.c.id == t.c.pending_to_account_id)
-            .where(a.c.type == ref.type, a.c.owner_id == ref.owner_id, a.c.currency == ref.currency)
-            .order_by(e.c.id.desc())
-            .limit(size + 1)
-        )
-        if before is not None:
-            query = query.where(e.c.id < before)
-        if request.kinds:
-            query = query.where(t.c.kind.in_(list(request.kinds)))
-        async with self._reads.connect() as conn:
-            rows = (await conn.execute(query)).all()
-        page, more = rows[:size], len(rows) > size
         transfers = [
             pb.Transfer(
                 id=str(row.id),
@@ -477,10 +304,11 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 reservation_state=row.reservation_state or pb.RESERVATION_STATE_UNSPECIFIED,
                 created_at=_timestamp(row.created_at),
             )
-            for row in page
+            for row in page.rows
         ]
+        after = page.next_before
         return pb.ListTransfersResponse(
-            transfers=transfers, next_page_token=page_token(page[-1].entry_id) if more else ""
+            transfers=transfers, next_page_token=page_token(after) if after is not None else ""
         )
 
     # --- the driver's wallet -----------------------------------------------------------------------
@@ -488,112 +316,60 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetWalletBalance(
         self, request: pb.GetWalletBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletBalanceResponse:
-        return await self._wallet(current_caller().user_id or "")
+        return await self._wallet_balance(current_caller().user_id or "")
 
     async def GetDriverWallet(
         self, request: pb.GetDriverWalletRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetDriverWalletResponse:
-        return pb.GetDriverWalletResponse(wallet=await self._wallet(request.driver_id))
+        return pb.GetDriverWalletResponse(wallet=await self._wallet_balance(request.driver_id))
 
-    async def _wallet(self, driver: str) -> pb.GetWalletBalanceResponse:
-        a, t = store.accounts, store.transfers
-        balances = sa.select(a.c.type, a.c.balance).where(
-            a.c.owner_id == driver,
-            a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
-        )
-        cash = store.cash_account_id(driver)
-        in_flight = (
-            sa.select(a.c.id)
-            .where(a.c.owner_id == driver, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
-            .scalar_subquery()
-        )
-        earned = (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(
-                t.c.to_account_id == cash, t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT])
-            )
-            .scalar_subquery()
-        )
-        clawed = (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(t.c.from_account_id == cash, t.c.kind == pb.TRANSFER_KIND_REVERSAL)
-            .scalar_subquery()
-        )
-        withdrawn = (
-            sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-            .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
-            .scalar_subquery()
-        )
-        async with self._reads.connect() as conn:
-            held = {row.type: row.balance for row in (await conn.execute(balances)).all()}
-            totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
-            onboarding_complete = await store.onboarding_complete(conn, driver)
-        available = int(held.get(pb.ACCOUNT_TYPE_DRIVER_CASH, 0))
+    async def _wallet_balance(self, driver: str) -> pb.GetWalletBalanceResponse:
+        wallet = await self._wallet.balance(driver)
         return pb.GetWalletBalanceResponse(
-            available_cents=available,
-            pending_cents=int(held.get(pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT, 0)),
-            total_earned_cents=int(totals[0]),
-            total_withdrawn_cents=int(totals[1]),
-            can_withdraw=available >= domain.MINIMUM_WITHDRAWAL_CENTS,
+            available_cents=wallet.available_cents,
+            pending_cents=wallet.pending_cents,
+            total_earned_cents=wallet.total_earned_cents,
+            total_withdrawn_cents=wallet.total_withdrawn_cents,
+            can_withdraw=wallet.can_withdraw,
             minimum_withdrawal_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
             fee_threshold_cents=domain.MINIMUM_WITHDRAWAL_CENTS,
-            nova_balance=int(held.get(pb.ACCOUNT_TYPE_DRIVER_NOVA, 0)),
-            stripe_onboarding_complete=onboarding_complete,
+            nova_balance=wallet.nova_balance,
+            stripe_onboarding_complete=wallet.onboarding_complete,
         )
 
     async def ListWalletEntries(
         self, request: pb.ListWalletEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListWalletEntriesResponse:
-        driver = current_caller().user_id or ""
-        size = request.page_size or request.limit or _DEFAULT_PAGE
-        before = page_position(request.page_token)
-        async with self._reads.connect() as conn:
-            rows, count = await store.cash_entry_rows(conn, driver, size, before, request.offset)
-        page, more = rows[:size], len(rows) > size
-        entries = []
-        for row in page:
-            # A clawback shows the campaign and sponsor of the grant it takes back.
-            meta: dict[str, str] = {**(row.original_metadata or {}), **(row.metadata or {})}
-            kind, description = domain.cash_entry_description(row.kind, row.phase, row.amount, meta)
-            entries.append(
-                pb.WalletEntry(
-                    id=str(row.id),
-                    amount_cents=row.amount,
-                    balance_after_cents=row.balance_after,
-                    transaction_type=kind,
-                    created_at=_timestamp(row.created_at),
-                    # Unknown is absent, never "": only what the transfers' metadata recorded at posting time.
-                    description=description or None,
-                    campaign_name=meta.get("campaign_name") or None,
-                    sponsor_name=meta.get("sponsor_name") or None,
-                )
+        statement = await self._wallet.cash_statement(
+            current_caller().user_id or "",
+            request.page_size or request.limit or _DEFAULT_PAGE,
+            page_position(request.page_token),
+            request.offset,
+        )
+        entries = [
+            pb.WalletEntry(
+                id=str(entry.id),
+                amount_cents=entry.amount_cents,
+                balance_after_cents=entry.balance_after_cents,
+                transaction_type=entry.transaction_type,
+                created_at=_timestamp(entry.created_at),
+                description=entry.description,
+                campaign_name=entry.campaign_name,
+                sponsor_name=entry.sponsor_name,
             )
+            for entry in statement.entries
+        ]
+        after = statement.next_before
         return pb.ListWalletEntriesResponse(
-            entries=entries, count=int(count), next_page_token=page_token(page[-1].id) if more else ""
+            entries=entries, count=statement.count, next_page_token=page_token(after) if after is not None else ""
         )
 
     async def GetWalletTimeline(
         self, request: pb.GetWalletTimelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletTimelineResponse:
         # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
-        driver = current_caller().user_id or ""
-        async with self._reads.connect() as conn:
-            rows = await store.wallet_timeline_rows(conn, driver, request.limit or 20)
-        items = [
-            domain.timeline_item(
-                domain.TimelineEntry(
-                    transfer_id=str(row.transfer_id),
-                    amount=row.amount,
-                    currency=row.currency,
-                    kind=row.kind,
-                    metadata=row.metadata or {},
-                    original_kind=row.original_kind,
-                    original_metadata=row.original_metadata or {},
-                ),
-                created_at=_timestamp(row.created_at),
-            )
-            for row in rows
-        ]
+        timeline = await self._wallet.timeline(current_caller().user_id or "", request.limit or 20)
+        items = [domain.timeline_item(entry, created_at=_timestamp(created_at)) for entry, created_at in timeline]
         return pb.GetWalletTimelineResponse(items=items, json_array=json_array(items))
 
     # --- administration ----------------------------------------------------------------------------
@@ -601,37 +377,17 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def AdminGrant(
         self, request: pb.AdminGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.AdminGrantResponse:
-        caller = current_caller()
         if request.HasField("driver_id"):
             recipient = store.AccountKey(pb.ACCOUNT_TYPE_DRIVER_NOVA, request.driver_id, pb.CURRENCY_NOVA_POINTS)
         else:
             recipient = store.AccountKey(pb.ACCOUNT_TYPE_MERCHANT_NOVA, request.merchant_id, pb.CURRENCY_NOVA_POINTS)
-        movement = store.Movement(
-            kind=pb.TRANSFER_KIND_ADMIN_GRANT,
-            phase=pb.TRANSFER_PHASE_SINGLE,
-            currency=pb.CURRENCY_NOVA_POINTS,
+        result = await self._posting.admin_grant(
+            self._idempotent("AdminGrant", request),
+            recipient=recipient,
             amount=request.amount,
-            from_account=store.AccountKey(pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, "nova-issuance", pb.CURRENCY_NOVA_POINTS),
-            to_account=recipient,
-            # The audit trail: who granted, why. Transfers are immutable, so this record cannot be edited.
-            metadata={"reason": request.reason, "actor_id": caller.user_id or "", "description": "Admin grant"},
+            reason=request.reason,
+            actor_id=current_caller().user_id or "",
         )
-        # Not through the group-commit writer: the grant and its audit entry commit together. A refusal the
-        # ledger remembers commits too (without an entry) and is raised after.
-        async with self._engine.begin() as conn:
-            await conn.execute(sa.select(1))  # SQLAlchemy sends BEGIN with the first statement; the post needs it
-            result = await store.post_transfer_in(
-                await store.driver_connection(conn),
-                _scope(caller),
-                request.idempotency_key,
-                domain.request_hash("AdminGrant", request),
-                movement,
-            )
-            if result.error_reason is None and not result.replayed:
-                await audit.record(
-                    conn, "nova.grant", _grant_target(request), request.reason, amount_nova=request.amount
-                )
-        _raise_refusal(result)
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
             amount=result.amount or 0,
@@ -645,61 +401,16 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetMerchantFeePeriod(
         self, request: pb.GetMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetMerchantFeePeriodResponse:
-        month = request.month or datetime.datetime.now(datetime.UTC).strftime("%Y-%m")
-        periods = store.merchant_fee_periods
-        first, _ = domain.month_bounds(month)
-        async with self._reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(periods).where(
-                        periods.c.merchant_id == request.merchant_id, periods.c.period_start == first
-                    )
-                )
-            ).first()
-        return pb.GetMerchantFeePeriodResponse(period=_fee_period(request.merchant_id, month, row))
+        month = request.month or _now().strftime("%Y-%m")
+        return pb.GetMerchantFeePeriodResponse(
+            period=_fee_period(await self._fee_periods.get(request.merchant_id, month))
+        )
 
     async def CloseMerchantFeePeriod(
         self, request: pb.CloseMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CloseMerchantFeePeriodResponse:
-        periods = store.merchant_fee_periods
-        first, _ = domain.month_bounds(request.month)
-        key = (periods.c.merchant_id == request.merchant_id) & (periods.c.period_start == first)
-        async with self._engine.begin() as conn:
-            # A month nothing was redeemed in can be invoiced too (at zero): later redemptions then go to the
-            # next month. The row lock orders this close against concurrent accruals.
-            await conn.execute(
-                pg_insert(periods).values(merchant_id=request.merchant_id, period_start=first).on_conflict_do_nothing()
-            )
-            row = (await conn.execute(sa.select(periods).where(key).with_for_update())).one()
-            if row.status != request.status:
-                if domain.FEE_PERIOD_NEXT.get(row.status) != request.status:
-                    status = pb.FeePeriodStatus.Name(row.status)
-                    raise FailedPrecondition(
-                        Reason.FEE_PERIOD_TRANSITION_INVALID,
-                        f"a fee period moves ACCRUING → INVOICED → PAID; this one is {status}",
-                        {"status": status},
-                    )
-                stamp = "invoiced_at" if request.status == pb.FEE_PERIOD_STATUS_INVOICED else "paid_at"
-                row = (
-                    await conn.execute(
-                        sa.update(periods)
-                        .where(key)
-                        .values(status=request.status, updated_at=sa.func.now(), **{stamp: sa.func.now()})
-                        .returning(*periods.c)
-                    )
-                ).one()
-                await audit.record(
-                    conn,
-                    "fee_period.close",
-                    f"merchant:{request.merchant_id}",
-                    month=request.month,
-                    status=pb.FeePeriodStatus.Name(request.status),
-                )
-        log.info(
-            "merchant fee period closed",
-            extra={"merchant_id": request.merchant_id, "month": request.month, "status": row.status},
-        )
-        return pb.CloseMerchantFeePeriodResponse(period=_fee_period(request.merchant_id, request.month, row))
+        period = await self._fee_periods.close(request.merchant_id, request.month, request.status)
+        return pb.CloseMerchantFeePeriodResponse(period=_fee_period(period))
 
     # --- payouts and Stripe onboarding ---------------------------------------------------------------
 
@@ -728,104 +439,30 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         rows = await self._payouts.list_for_driver(current_caller().user_id or "", limit)
         return pb.ListPayoutsResponse(payouts=[_payout(row) for row in rows])
 
-    async def _stripe_account(self, driver_id: str) -> Any:
-        accounts = store.stripe_accounts
-        async with self._reads.connect() as conn:
-            return (await conn.execute(sa.select(accounts).where(accounts.c.driver_id == driver_id))).first()
-
     async def CreateStripeAccount(
         self, request: pb.CreateStripeAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountResponse:
-        driver = current_caller().user_id or ""
-        existing = await self._stripe_account(driver)
-        if existing is None:
-            # One creation per driver at a time (a double tap, two devices): the lock is held across the Stripe
-            # call, on a connection of its own, so the second caller finds the account the first one stored.
-            # Session-level: if this process dies, PostgreSQL ends the connection and frees the lock.
-            lock = sa.func.hashtextextended(f"stripe-account:{driver}", 0)
-            async with self._engine.connect() as holder:
-                await holder.execute(sa.select(sa.func.pg_advisory_lock(lock)))
-                try:
-                    existing = await self._stripe_account(driver)
-                    if existing is None:
-                        return await self._create_stripe_account(driver, request.email)
-                finally:
-                    await holder.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+        account = await self._onboarding.create_account(current_caller().user_id or "", request.email)
         return pb.CreateStripeAccountResponse(
-            stripe_account_id=existing.stripe_account_id,
-            status="existing",
-            onboarding_complete=existing.transfers_active,
+            stripe_account_id=account.stripe_account_id,
+            status="created" if account.created else "existing",
+            onboarding_complete=account.onboarding_complete,
         )
-
-    async def _create_stripe_account(self, driver: str, email: str) -> pb.CreateStripeAccountResponse:
-        # Keyed by driver and email: a retry after a lost answer gets the same Express account; a retry with
-        # another email is another request to Stripe, not a reuse of the key with other parameters (which
-        # Stripe refuses for 24 hours).
-        email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:16]
-        try:
-            account_id = await self._stripe.create_express_account(
-                driver, email or None, idempotency_key=f"express-account:{driver}:{email_key}"
-            )
-        except StripeUnavailable as exc:
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
-        except StripeRefused as exc:
-            raise FailedPrecondition(
-                Reason.STRIPE_ACCOUNT_REFUSED, f"Stripe refused to create the account: {exc}"
-            ) from exc
-        accounts = store.stripe_accounts
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                pg_insert(accounts)
-                .values(
-                    driver_id=driver,
-                    stripe_account_id=account_id,
-                    details_submitted=False,
-                    payouts_enabled=False,
-                    charges_enabled=False,
-                    transfers_active=False,
-                )
-                .on_conflict_do_nothing(index_elements=[accounts.c.driver_id])
-            )
-        return pb.CreateStripeAccountResponse(stripe_account_id=account_id, status="created", onboarding_complete=False)
 
     async def CreateStripeAccountLink(
         self, request: pb.CreateStripeAccountLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountLinkResponse:
-        for field in ("return_url", "refresh_url"):
-            url = getattr(request, field)
-            if not any(url == origin or url.startswith(origin + "/") for origin in self._settings.redirect_origins):
-                raise InvalidArgument([(field, "must point at the driver app")], reason=Reason.REDIRECT_URL_NOT_ALLOWED)
-        account = await self._stripe_account(current_caller().user_id or "")
-        if account is None:
-            raise FailedPrecondition(Reason.STRIPE_ACCOUNT_MISSING, "create the Stripe account first")
-        try:
-            url = await self._stripe.create_account_link(
-                account.stripe_account_id, request.refresh_url, request.return_url
-            )
-        except StripeUnavailable as exc:
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
-        # Stripe account links are single-use and expire after a few minutes.
-        expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(minutes=5)
+        url, expires = await self._onboarding.account_link(
+            current_caller().user_id or "", request.refresh_url, request.return_url
+        )
         return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
 
     async def GetStripeStatus(
         self, request: pb.GetStripeStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetStripeStatusResponse:
-        driver = current_caller().user_id or ""
-        account = await self._stripe_account(driver)
-        if account is None:
+        status = await self._onboarding.status(current_caller().user_id or "")
+        if status is None:
             return pb.GetStripeStatusResponse(has_account=False)
-        try:
-            status = await self._stripe.get_account_status(account.stripe_account_id)
-        except StripeUnavailable as exc:
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
-        await self._record_account_status(
-            account.stripe_account_id,
-            details_submitted=status.details_submitted,
-            payouts_enabled=status.payouts_enabled,
-            charges_enabled=status.charges_enabled,
-            transfers_active=status.transfers_active,
-        )
         return pb.GetStripeStatusResponse(
             onboarding_complete=status.onboarding_complete,
             has_account=True,
@@ -833,15 +470,6 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             charges_enabled=status.charges_enabled,
             payouts_enabled=status.payouts_enabled,
         )
-
-    async def _record_account_status(self, stripe_account_id: str, **flags: bool) -> None:
-        accounts = store.stripe_accounts
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(accounts)
-                .where(accounts.c.stripe_account_id == stripe_account_id)
-                .values(**flags, updated_at=sa.func.now())
-            )
 
     # --- Stripe webhooks -----------------------------------------------------------------------------
 
@@ -860,121 +488,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         data = event.get("data")
         if not event_id or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
             raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
-        events = store.stripe_events
-        async with self._engine.begin() as conn:
-            seen = (
-                await conn.execute(
-                    pg_insert(events)
-                    .values(event_id=event_id, type=event_type, outcome="received")
-                    .on_conflict_do_nothing(index_elements=[events.c.event_id])
-                    .returning(events.c.event_id)
-                )
-            ).first()
-        if seen is None and not await self._take_over_unapplied(event_id):
-            return pb.HandleStripeEventResponse(
-                outcome=pb.WEBHOOK_OUTCOME_DUPLICATE, event_id=event_id, event_type=event_type
-            )
-        try:
-            outcome = await self._apply_event(event_type, event["data"]["object"], event)
-        except _NeedsAttention as problem:
-            # Signed by Stripe and not applicable as it is: acknowledged (Stripe would retry a refusal for days,
-            # to no avail) and recorded for an admin.
-            log.error("Stripe event needs a person", extra={"event_id": event_id, "problem": str(problem)})
-            async with self._engine.begin() as conn:
-                await store.record_issue(conn, event_id, event_type, problem.object_id, str(problem))
-            outcome = pb.WEBHOOK_OUTCOME_NEEDS_ATTENTION
-        except Exception as exc:
-            # Forget the event so Stripe's retry is processed instead of being taken for a duplicate. Something
-            # transient (the database, a lock): UNAVAILABLE, on purpose, so that Stripe retries.
-            async with self._engine.begin() as conn:
-                await conn.execute(sa.delete(events).where(events.c.event_id == event_id))
-            log.exception("Stripe event not applied; Stripe will retry", extra={"event_id": event_id})
-            raise Unavailable(Reason.STRIPE_EVENT_RETRY, "the event could not be applied now; retry") from exc
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(events).where(events.c.event_id == event_id).values(outcome=pb.WebhookOutcome.Name(outcome))
-            )
+        outcome = await self._stripe_events.handle(event_id, event_type, event)
         return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
-
-    async def _take_over_unapplied(self, event_id: str) -> bool:
-        """An event recorded as received and never settled (the process applying it died) is applied again by
-        Stripe's retry; applying is idempotent. One still being applied (received within STRIPE_EVENT_LEASE) is
-        left to its delivery."""
-        events = store.stripe_events
-        async with self._engine.begin() as conn:
-            taken = (
-                await conn.execute(
-                    sa.update(events)
-                    .where(
-                        events.c.event_id == event_id,
-                        events.c.outcome == "received",
-                        events.c.received_at < sa.func.now() - STRIPE_EVENT_LEASE,
-                    )
-                    .values(received_at=sa.func.now())
-                    .returning(events.c.event_id)
-                )
-            ).first()
-        return taken is not None
-
-    async def _apply_event(self, event_type: str, obj: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
-        """transfer.created → paid (the money reached the driver's Express balance); transfer.reversed →
-        failed (it came back: the reservation is voided, once). payout.* are the driver's bank payouts
-        from their own Stripe balance and settle nothing here. A transition outside the table is ignored.
-        A paid campaign funding checkout funds the campaign (funding.py)."""
-        if event_type in domain.FUNDING_EVENTS:
-            return await self._fund_campaign(obj, event)
-        if event_type == "account.updated":
-            capabilities = _object(obj.get("capabilities"))
-            await self._record_account_status(
-                str(obj.get("id", "")),
-                details_submitted=bool(obj.get("details_submitted")),
-                payouts_enabled=bool(obj.get("payouts_enabled")),
-                charges_enabled=bool(obj.get("charges_enabled")),
-                transfers_active=capabilities.get("transfers") == "active",
-            )
-            return pb.WEBHOOK_OUTCOME_PROCESSED
-        if event_type not in ("transfer.created", "transfer.reversed"):
-            return pb.WEBHOOK_OUTCOME_IGNORED
-        payout_id = str(_object(obj.get("metadata")).get("payout_id", ""))
-        try:
-            parsed = uuid.UUID(payout_id)
-        except ValueError:
-            return pb.WEBHOOK_OUTCOME_IGNORED  # a transfer this ledger did not make
-        if await self._payouts.find(parsed) is None:
-            raise _NeedsAttention(
-                f"{event_type} for payout {parsed}, which this ledger does not know", str(obj.get("id"))
-            )
-        if event_type == "transfer.created":
-            before = await self._payouts.mark_processing(parsed, str(obj.get("id", "")))
-            after = await self._payouts.mark_paid(before.id)
-        else:
-            before = await self._payouts.get(parsed)
-            after = await self._payouts.fail(parsed, "transfer reversed by Stripe")
-        return pb.WEBHOOK_OUTCOME_PROCESSED if after.status != before.status else pb.WEBHOOK_OUTCOME_IGNORED
-
-    async def _fund_campaign(self, session: dict[str, Any], event: dict[str, Any]) -> pb.WebhookOutcome:
-        """PROCESSED when the payment was booked now; DUPLICATE when this Checkout session was booked before
-        (under another event id: Stripe resent it, or sent completed and then async_payment_succeeded);
-        IGNORED when it is no paid campaign funding checkout, or one that cannot be booked as it is."""
-        try:
-            funding = domain.campaign_funding(session)
-        except domain.FundingNotBookable as exc:
-            # The sponsor paid and nothing can be booked: a person has to look (Stripe has the payment).
-            raise _NeedsAttention(f"paid campaign checkout not bookable: {exc}", str(session.get("id", ""))) from exc
-        if funding is None:
-            return pb.WEBHOOK_OUTCOME_IGNORED
-        created = event.get("created")
-        paid_at = (
-            datetime.datetime.fromtimestamp(created, datetime.UTC)
-            if isinstance(created, int) and not isinstance(created, bool)
-            else datetime.datetime.now(datetime.UTC)
-        )
-        try:
-            booked = await self._fundings.book(funding, paid_at)
-        except FundingNotBooked as exc:
-            # E.g. the same checkout session with another amount than the one booked under its id.
-            raise _NeedsAttention(str(exc), funding.checkout_session_id) from exc
-        return pb.WEBHOOK_OUTCOME_PROCESSED if booked else pb.WEBHOOK_OUTCOME_DUPLICATE
 
     # --- refunds and issues ------------------------------------------------------------------------
 
@@ -1029,7 +544,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     ) -> pb.RunReconciliationResponse:
         since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
         try:
-            report = await reconcile(self._engine, self._stripe, now=datetime.datetime.now(datetime.UTC), since=since)
+            report = await reconcile(self._engine, self._stripe, now=_now(), since=since)
         except StripeUnavailable as exc:
             # The payment and payout checks ask Stripe; without an answer the run proves nothing: retry.
             raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
@@ -1071,14 +586,6 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 for row in issues
             ]
         )
-
-
-class _NeedsAttention(Exception):
-    """A signed Stripe event the ledger cannot apply as it is; `object_id` names the Stripe object."""
-
-    def __init__(self, problem: str, object_id: str) -> None:
-        super().__init__(problem)
-        self.object_id = object_id
 
 
 def _payout(row: PayoutRow) -> pb.Payout:

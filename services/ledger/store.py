@@ -12,7 +12,7 @@ import dataclasses
 import datetime
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -181,6 +181,134 @@ merchant_fee_periods = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+
+async def reservation_accounts(conn: AsyncConnection, transfer_id: uuid.UUID) -> Any:
+    """A reservation's source, in-flight and pending destination accounts (type and owner of each), or None when
+    the transfer is no reservation."""
+    source, in_flight, pending = accounts.alias("source"), accounts.alias("in_flight"), accounts.alias("pending")
+    t = transfers
+    query = (
+        sa.select(
+            source.c.type.label("source_type"),
+            source.c.owner_id.label("source_owner"),
+            in_flight.c.type.label("in_flight_type"),
+            in_flight.c.owner_id.label("in_flight_owner"),
+            pending.c.type.label("pending_type"),
+            pending.c.owner_id.label("pending_owner"),
+        )
+        .select_from(t)
+        .join(source, source.c.id == t.c.from_account_id)
+        .join(in_flight, in_flight.c.id == t.c.to_account_id)
+        .join(pending, pending.c.id == t.c.pending_to_account_id)
+        .where(t.c.id == transfer_id, t.c.phase == pb.TRANSFER_PHASE_RESERVE)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def transfer_with_accounts(conn: AsyncConnection, transfer_id: uuid.UUID) -> Any:
+    """A transfer's kind, phase and currency with the type and owner of its two accounts, or None."""
+    t = transfers
+    source, target = accounts.alias("source"), accounts.alias("target")
+    query = (
+        sa.select(
+            t.c.kind,
+            t.c.phase,
+            t.c.currency,
+            source.c.type.label("from_type"),
+            source.c.owner_id.label("from_owner"),
+            target.c.type.label("to_type"),
+            target.c.owner_id.label("to_owner"),
+        )
+        .select_from(t)
+        .join(source, source.c.id == t.c.from_account_id)
+        .join(target, target.c.id == t.c.to_account_id)
+        .where(t.c.id == transfer_id)
+    )
+    return (await conn.execute(query)).first()
+
+
+def _is_account(key: AccountKey) -> Any:
+    return (accounts.c.type == key.type) & (accounts.c.owner_id == key.owner_id) & (accounts.c.currency == key.currency)
+
+
+async def account_row(conn: AsyncConnection, key: AccountKey) -> Any:
+    return (await conn.execute(sa.select(accounts).where(_is_account(key)))).first()
+
+
+async def account_transfer_rows(
+    conn: AsyncConnection, key: AccountKey, size: int, before: int | None, kinds: Sequence[int]
+) -> list[Any]:
+    """The transfers that touched the account, newest entry first (up to size + 1, so the caller sees whether more
+    follow), each with its entry id and the type and owner of its accounts (pending: of a reservation)."""
+    a, e, t = accounts, entries, transfers
+    source, target, pending = accounts.alias("source"), accounts.alias("target"), accounts.alias("pending")
+    query = (
+        sa.select(
+            e.c.id.label("entry_id"),
+            t,
+            source.c.type.label("from_type"),
+            source.c.owner_id.label("from_owner"),
+            target.c.type.label("to_type"),
+            target.c.owner_id.label("to_owner"),
+            pending.c.type.label("pending_type"),
+            pending.c.owner_id.label("pending_owner"),
+        )
+        .select_from(e)
+        .join(a, a.c.id == e.c.account_id)
+        .join(t, t.c.id == e.c.transfer_id)
+        .join(source, source.c.id == t.c.from_account_id)
+        .join(target, target.c.id == t.c.to_account_id)
+        .outerjoin(pending, pending.c.id == t.c.pending_to_account_id)
+        .where(_is_account(key))
+        .order_by(e.c.id.desc())
+        .limit(size + 1)
+    )
+    if before is not None:
+        query = query.where(e.c.id < before)
+    if kinds:
+        query = query.where(t.c.kind.in_(list(kinds)))
+    return list((await conn.execute(query)).all())
+
+
+# A row of merchant_fee_periods (the columns the fee-period core reads).
+FeePeriodRow = Any
+
+
+async def fee_period_row(conn: AsyncConnection, merchant_id: str, first_day: datetime.date) -> FeePeriodRow | None:
+    periods = merchant_fee_periods
+    query = sa.select(periods).where(periods.c.merchant_id == merchant_id, periods.c.period_start == first_day)
+    return (await conn.execute(query)).first()
+
+
+async def lock_fee_period(conn: AsyncConnection, merchant_id: str, first_day: datetime.date) -> FeePeriodRow:
+    """The month's period row, created (empty, ACCRUING) if nothing was redeemed in it yet, locked FOR UPDATE."""
+    periods = merchant_fee_periods
+    await conn.execute(
+        pg.insert(periods).values(merchant_id=merchant_id, period_start=first_day).on_conflict_do_nothing()
+    )
+    query = (
+        sa.select(periods)
+        .where(periods.c.merchant_id == merchant_id, periods.c.period_start == first_day)
+        .with_for_update()
+    )
+    return (await conn.execute(query)).one()
+
+
+async def set_fee_period_status(
+    conn: AsyncConnection, merchant_id: str, first_day: datetime.date, status: int
+) -> FeePeriodRow:
+    """Sets the status and stamps invoiced_at or paid_at (whichever it moves to)."""
+    periods = merchant_fee_periods
+    stamp = "invoiced_at" if status == pb.FEE_PERIOD_STATUS_INVOICED else "paid_at"
+    query = (
+        sa.update(periods)
+        .where(periods.c.merchant_id == merchant_id, periods.c.period_start == first_day)
+        .values(status=status, updated_at=sa.func.now(), **{stamp: sa.func.now()})
+        .returning(*periods.c)
+    )
+    return (await conn.execute(query)).one()
+
+
 stripe_accounts = sa.Table(
     "stripe_accounts",
     metadata,
@@ -193,6 +321,50 @@ stripe_accounts = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
+
+# A row of stripe_accounts.
+StripeAccountRow = Any
+
+
+async def stripe_account(conn: AsyncConnection, driver_id: str) -> StripeAccountRow | None:
+    return (await conn.execute(sa.select(stripe_accounts).where(stripe_accounts.c.driver_id == driver_id))).first()
+
+
+async def insert_stripe_account(conn: AsyncConnection, driver_id: str, stripe_account_id: str) -> None:
+    """The driver's new Express account, nothing enabled yet; a row already there is kept."""
+    await conn.execute(
+        pg.insert(stripe_accounts)
+        .values(
+            driver_id=driver_id,
+            stripe_account_id=stripe_account_id,
+            details_submitted=False,
+            payouts_enabled=False,
+            charges_enabled=False,
+            transfers_active=False,
+        )
+        .on_conflict_do_nothing(index_elements=[stripe_accounts.c.driver_id])
+    )
+
+
+async def update_stripe_account(conn: AsyncConnection, stripe_account_id: str, **flags: bool) -> None:
+    await conn.execute(
+        sa.update(stripe_accounts)
+        .where(stripe_accounts.c.stripe_account_id == stripe_account_id)
+        .values(**flags, updated_at=sa.func.now())
+    )
+
+
+@contextlib.asynccontextmanager
+async def advisory_lock(engine: AsyncEngine, name: str) -> AsyncIterator[None]:
+    """A session-level advisory lock on `name`, held on a connection of its own while the block runs."""
+    lock = sa.func.hashtextextended(name, 0)
+    async with engine.connect() as holder:
+        await holder.execute(sa.select(sa.func.pg_advisory_lock(lock)))
+        try:
+            yield
+        finally:
+            await holder.execute(sa.select(sa.func.pg_advisory_unlock(lock)))
+
 
 payouts = sa.Table(
     "payouts",
@@ -220,8 +392,49 @@ stripe_events = sa.Table(
     sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
 )
 
+
 # Since migration 0005: the payments behind campaign budgets, the refunds owed on them, the idempotency record of
 # RefundCampaignBudget, and what needs a person.
+async def record_stripe_event(conn: AsyncConnection, event_id: str, event_type: str) -> bool:
+    """Records the event as received; False when it was recorded before."""
+    events = stripe_events
+    seen = (
+        await conn.execute(
+            pg.insert(events)
+            .values(event_id=event_id, type=event_type, outcome="received")
+            .on_conflict_do_nothing(index_elements=[events.c.event_id])
+            .returning(events.c.event_id)
+        )
+    ).first()
+    return seen is not None
+
+
+async def take_over_stripe_event(conn: AsyncConnection, event_id: str, lease: datetime.timedelta) -> bool:
+    """Restarts the lease of an event received more than `lease` ago and never settled; False when there is none."""
+    events = stripe_events
+    taken = (
+        await conn.execute(
+            sa.update(events)
+            .where(
+                events.c.event_id == event_id,
+                events.c.outcome == "received",
+                events.c.received_at < sa.func.now() - lease,
+            )
+            .values(received_at=sa.func.now())
+            .returning(events.c.event_id)
+        )
+    ).first()
+    return taken is not None
+
+
+async def forget_stripe_event(conn: AsyncConnection, event_id: str) -> None:
+    await conn.execute(sa.delete(stripe_events).where(stripe_events.c.event_id == event_id))
+
+
+async def settle_stripe_event(conn: AsyncConnection, event_id: str, outcome: str) -> None:
+    await conn.execute(sa.update(stripe_events).where(stripe_events.c.event_id == event_id).values(outcome=outcome))
+
+
 campaign_payments = sa.Table(
     "campaign_payments",
     metadata,
@@ -330,6 +543,46 @@ async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int
     return list((await conn.execute(query)).all())
 
 
+async def driver_balances(conn: AsyncConnection, driver_id: str) -> dict[int, int]:
+    """The balances of the driver's cash, Nova and payouts-in-flight accounts, by account type (absent: never
+    touched)."""
+    a = accounts
+    query = sa.select(a.c.type, a.c.balance).where(
+        a.c.owner_id == driver_id,
+        a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
+    )
+    return {row.type: row.balance for row in (await conn.execute(query)).all()}
+
+
+async def driver_cash_totals(conn: AsyncConnection, driver_id: str) -> tuple[int, int]:
+    """(earned, withdrawn) in cents: grants to the driver's cash less what reversals took back, and what posted
+    payouts moved out of the in-flight account."""
+    a, t = accounts, transfers
+    cash = cash_account_id(driver_id)
+    in_flight = (
+        sa.select(a.c.id)
+        .where(a.c.owner_id == driver_id, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
+        .scalar_subquery()
+    )
+    earned = (
+        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+        .where(t.c.to_account_id == cash, t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]))
+        .scalar_subquery()
+    )
+    clawed = (
+        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+        .where(t.c.from_account_id == cash, t.c.kind == pb.TRANSFER_KIND_REVERSAL)
+        .scalar_subquery()
+    )
+    withdrawn = (
+        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
+        .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
+        .scalar_subquery()
+    )
+    totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
+    return int(totals[0]), int(totals[1])
+
+
 def cash_account_id(driver_id: str) -> Any:
     """The id of the driver's cash account, as a scalar subquery."""
     a = accounts
@@ -425,6 +678,15 @@ CROSS JOIN LATERAL post_transfer(
 ) AS posted
 ORDER BY posting.position
 """
+
+
+async def post_transfer_in_transaction(
+    conn: AsyncConnection, scope: str, key: str, request_hash: bytes, movement: Movement
+) -> PostResult:
+    """post_transfer() inside the caller's SQLAlchemy transaction, so that what the caller writes next commits
+    with the transfer."""
+    await conn.execute(sa.select(1))  # SQLAlchemy sends BEGIN with the first statement; the post needs it
+    return await post_transfer_in(await driver_connection(conn), scope, key, request_hash, movement)
 
 
 @dataclasses.dataclass
