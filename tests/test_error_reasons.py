@@ -19,7 +19,7 @@ from services.common.reasons import CommonReason
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 _DOCUMENTED = re.compile(r"^//   ([A-Z][A-Z0-9_]+)\s+\(", re.MULTILINE)
-# How the ledger's PL/pgSQL names a refusal its Python side maps to a status (services/ledger/api.py).
+# How the ledger's PL/pgSQL names a refusal its Python side maps to a status (services/ledger/posting.py).
 _PLPGSQL_REFUSAL = re.compile(r"v_error := '([A-Z][A-Z0-9_]+)'")
 _DOMAIN_ERRORS = frozenset(
     name for name, value in vars(errors).items() if isinstance(value, type) and issubclass(value, errors.DomainError)
