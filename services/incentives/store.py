@@ -4,13 +4,15 @@ the contract's messages."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
 
@@ -212,3 +214,82 @@ def grant_message(row: Row, campaign_name: str) -> pb.Grant:
 GRANT_WITH_CAMPAIGN_NAME = sa.select(grants, campaigns.c.name.label("campaign_name")).join(
     campaigns, campaigns.c.id == grants.c.campaign_id
 )
+
+
+# --- queries ---------------------------------------------------------------------------------------------------
+
+
+async def campaign_row(conn: AsyncConnection, campaign_id: uuid.UUID, *, lock: bool = False) -> sa.RowMapping | None:
+    """The campaign's row (locked for this transaction with ``lock``), or None."""
+    query = sa.select(campaigns).where(campaigns.c.id == campaign_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).mappings().first()
+
+
+async def insert_campaign(conn: AsyncConnection, values: Mapping[str, Any]) -> sa.RowMapping:
+    row: sa.RowMapping = (
+        (await conn.execute(sa.insert(campaigns).values(**values).returning(campaigns))).mappings().one()
+    )
+    return row
+
+
+async def campaign_created_by_request(conn: AsyncConnection, user_id: str, request_id: uuid.UUID) -> sa.RowMapping:
+    """The campaign a user's CreateCampaign with this request_id created."""
+    query = sa.select(campaigns).where(
+        campaigns.c.created_by_user_id == user_id, campaigns.c.create_request_id == request_id
+    )
+    return (await conn.execute(query)).mappings().one()
+
+
+async def update_campaign(conn: AsyncConnection, campaign_id: uuid.UUID, **values: Any) -> sa.RowMapping:
+    query = sa.update(campaigns).where(campaigns.c.id == campaign_id).values(**values).returning(campaigns)
+    row: sa.RowMapping = (await conn.execute(query)).mappings().one()
+    return row
+
+
+async def campaign_page(
+    conn: AsyncConnection, *, owner: str | None, status: int, sponsor_name: str, offset: int, limit: int
+) -> Sequence[sa.RowMapping]:
+    """Campaigns, newest first: ``owner``'s only unless None, of ``status`` unless 0, of the sponsor named
+    (case-insensitively) unless empty."""
+    query = sa.select(campaigns)
+    if owner is not None:
+        query = query.where(campaigns.c.created_by_user_id == owner)
+    if status:
+        query = query.where(campaigns.c.status == status)
+    if sponsor_name:
+        query = query.where(sa.func.lower(campaigns.c.sponsor_name) == sponsor_name)
+    query = query.order_by(campaigns.c.created_at.desc(), campaigns.c.id.desc()).offset(offset).limit(limit)
+    return (await conn.execute(query)).mappings().all()
+
+
+async def campaign_grants(
+    conn: AsyncConnection, campaign_id: uuid.UUID, *, status: int, offset: int, limit: int
+) -> tuple[int, Sequence[sa.RowMapping]]:
+    """(how many grants the campaign has, of ``status`` unless 0; one page of them, newest first)."""
+    where = [grants.c.campaign_id == campaign_id]
+    if status:
+        where.append(grants.c.status == status)
+    total = (await conn.execute(sa.select(sa.func.count()).select_from(grants).where(*where))).scalar_one()
+    query = (
+        sa.select(grants)
+        .where(*where)
+        .order_by(grants.c.created_at.desc(), grants.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return total, (await conn.execute(query)).mappings().all()
+
+
+async def session_snapshots(
+    conn: AsyncConnection, since: datetime.datetime, until: datetime.datetime, limit: int
+) -> Sequence[bytes]:
+    """The ended sessions evaluated in [since, until), in the order they ended, as stored snapshots."""
+    query = (
+        sa.select(evaluations.c.snapshot)
+        .where(evaluations.c.session_end >= since, evaluations.c.session_end < until)
+        .order_by(evaluations.c.session_end, evaluations.c.session_id, evaluations.c.end_sequence)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).scalars().all()
