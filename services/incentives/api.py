@@ -9,23 +9,18 @@ confirmed to exist.
 from __future__ import annotations
 
 import datetime
-import uuid
-from collections import defaultdict
 from typing import Any
 
 import grpc
-import sqlalchemy as sa
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
-from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from nerava.sessions.v1 import sessions_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import Caller, current_caller
-from services.common.errors import NotFound
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
@@ -33,9 +28,8 @@ from services.incentives import domain, editing, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.campaigns import Campaigns, parse_uuid
 from services.incentives.config import IncentivesSettings
-from services.incentives.granting import Granting
+from services.incentives.granting import Granting, reputation, session_grants
 from services.incentives.index import CampaignIndex
-from services.incentives.reasons import Reason
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
 DRIVER, SPONSOR, ADMIN, ADMIN_READONLY = "driver", "sponsor", "admin", "admin_readonly"
@@ -76,7 +70,6 @@ ACCESS: dict[str, Access] = {
 DEFAULT_PAGE = 50
 DEFAULT_DRIVER_PAGE = 20
 DEFAULT_STREAK_ZONE = "America/Chicago"
-STREAK_LOOKBACK_DAYS = 400
 
 
 def _now() -> datetime.datetime:
@@ -122,7 +115,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self._granting = granting
         self._stripe = stripe
         self._sessions = sessions
-        self._campaigns = Campaigns(engine, index, platform_fee_bps=settings.platform_fee_bps, clock=_now)
+        self._campaigns = Campaigns(
+            engine,
+            index,
+            platform_fee_bps=settings.platform_fee_bps,
+            driver_email=granting.driver_email,
+            sessions=sessions,
+            clock=_now,
+        )
 
     # --- campaigns -----------------------------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.ListCampaignsResponse:
         size = request.page_size or request.limit or DEFAULT_PAGE
         offset = _offset(request.page_token, request.offset)
-        page = await self._campaigns.list(
+        page = await self._campaigns.list_page(
             _actor(write=False), status=request.status, sponsor_name=request.sponsor_name, offset=offset, size=size
         )
         return pb.ListCampaignsResponse(
@@ -279,99 +279,18 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.ListDriverCampaignsResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        email = await self._granting.driver_email(caller.user_id) if self._index.any_email_allowlist_at_all() else ""
-        place = domain.Place(
-            lat=request.lat if request.HasField("lat") else None, lng=request.lng if request.HasField("lng") else None
-        )
-        if request.charger_id:
-            place = await self._charger_place(request.charger_id)
-        located = place.charger_id or place.lat is not None or place.zone_id or place.network
-        now = _now()
-        indexed = (
-            [
-                self._index.get(i)
-                for i in self._index.candidate_ids(
-                    charger_id=place.charger_id,
-                    zone_id=place.zone_id,
-                    network=place.network,
-                    lat=place.lat,
-                    lng=place.lng,
-                )
-            ]
-            if located
-            else list(self._index.all())
-        )
-        live = [
-            entry
-            for entry in indexed
-            if entry is not None
-            and domain.is_live(entry.candidate, now)
-            and domain.place_admits(entry.candidate.rules, place)
-            and domain.allowlist_admits(entry.candidate.rules, caller.user_id, email)
-        ]
-        live.sort(key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at))
         size = request.page_size or DEFAULT_DRIVER_PAGE
         offset = _offset(request.page_token, 0)
-        page = live[offset : offset + size]
-        async with self._engine.connect() as conn:
-            completed = (
-                await conn.execute(
-                    sa.select(sa.func.count())
-                    .select_from(store.evaluations)
-                    .where(store.evaluations.c.driver_id == caller.user_id)
-                )
-            ).scalar_one()
-            usage = await _usage_today(conn, caller.user_id, [e.candidate for e in page], place.charger_id, now)
-        campaigns = []
-        for entry in page:
-            candidate = entry.candidate
-            failure = (
-                domain.first_failed_driver_rule(
-                    candidate.rules, driver_id=caller.user_id, driver_email=email, session_count=completed + 1
-                )
-                or domain.caps_allow(candidate.caps, usage.get(candidate.campaign_id, domain.DriverUsage()))
-                or domain.budget_allows(candidate)
-            )
-            rules = entry.campaign.rules
-            item = pb.DriverCampaign(
-                id=candidate.campaign_id,
-                name=candidate.name,
-                sponsor_name=entry.campaign.sponsor_name,
-                sponsor_logo_url=entry.campaign.sponsor_logo_url or None,
-                description=entry.campaign.description,
-                reward_cents=candidate.reward_cents,
-                reward_kind=entry.campaign.reward_kind,
-                campaign_type=entry.campaign.campaign_type,
-                eligible=failure is None,
-                end_date=entry.campaign.end_date if entry.campaign.HasField("end_date") else None,
-                min_duration_minutes=rules.min_duration_minutes,
-                time_start=rules.time_start,
-                time_end=rules.time_end,
-                time_zone=entry.campaign.time_zone,
-            )
-            if failure is not None:
-                item.ineligible_reason = failure.rule
-            campaigns.append(item)
-        more = offset + size < len(live)
-        return pb.ListDriverCampaignsResponse(
-            campaigns=campaigns, next_page_token=page_token(offset + size) if more else ""
+        page = await self._campaigns.for_driver(
+            caller.user_id,
+            charger_id=request.charger_id,
+            lat=request.lat if request.HasField("lat") else None,
+            lng=request.lng if request.HasField("lng") else None,
+            offset=offset,
+            size=size,
         )
-
-    async def _charger_place(self, charger_id: str) -> domain.Place:
-        try:
-            charger = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(
-                    Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id}
-                ) from error
-            raise
-        return domain.Place(
-            charger_id=charger_id,
-            network=charger.network_name,
-            zone_id=charger.zone_id,
-            lat=charger.lat,
-            lng=charger.lng,
+        return pb.ListDriverCampaignsResponse(
+            campaigns=page.campaigns, next_page_token=page_token(offset + size) if page.more else ""
         )
 
     async def GetReputation(
@@ -381,40 +300,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         assert caller.user_id is not None
         zone_name = request.time_zone or DEFAULT_STREAK_ZONE
         editing.time_zone(zone_name)
-        tz = domain.parse_time_zone(zone_name)
-        now = _now()
-        async with self._engine.connect() as conn:
-            granted = (
-                await conn.execute(
-                    # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see
-                    # reputation rise for a reward that then never comes.
-                    sa.select(sa.func.coalesce(sa.func.sum(store.grants.c.amount_cents), 0)).where(
-                        store.grants.c.driver_id == caller.user_id, store.grants.c.status == pb.GRANT_STATUS_GRANTED
-                    )
-                )
-            ).scalar_one()
-            base = (
-                await conn.execute(
-                    sa.select(sa.func.coalesce(sa.func.sum(store.evaluations.c.base_points), 0)).where(
-                        store.evaluations.c.driver_id == caller.user_id
-                    )
-                )
-            ).scalar_one()
-            ends = (
-                (
-                    await conn.execute(
-                        sa.select(store.evaluations.c.session_end).where(
-                            store.evaluations.c.driver_id == caller.user_id,
-                            store.evaluations.c.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES,
-                            store.evaluations.c.session_end >= now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS),
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        days = {domain.local_day(end, tz) for end in ends}
-        return domain.reputation(int(granted) + int(base)).to_proto(domain.streak_days(days, domain.local_day(now, tz)))
+        return await reputation(self._engine, caller.user_id, domain.parse_time_zone(zone_name), _now())
 
     # --- grants --------------------------------------------------------------------------------------------
 
@@ -437,46 +323,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def ListChargerRewards(
         self, request: pb.ListChargerRewardsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListChargerRewardsResponse:
-        now = _now()
-        rewards = []
-        for charger in request.chargers:
-            place = domain.Place(
-                charger_id=charger.charger_id,
-                network=charger.network,
-                zone_id=charger.zone_id,
-                lat=charger.lat,
-                lng=charger.lng,
-            )
-            payable = [
-                entry
-                for entry in (
-                    self._index.get(i)
-                    for i in self._index.candidate_ids(
-                        charger_id=place.charger_id,
-                        zone_id=place.zone_id,
-                        network=place.network,
-                        lat=place.lat,
-                        lng=place.lng,
-                    )
-                )
-                if entry is not None
-                and domain.is_live(entry.candidate, now)
-                and domain.place_admits(entry.candidate.rules, place)
-                and domain.budget_allows(entry.candidate) is None
-            ]
-            if payable:
-                # The reward a driver would see first in ListDriverCampaigns: highest, then priority.
-                best = min(
-                    payable, key=lambda e: (-e.candidate.reward_cents, e.candidate.priority, e.candidate.created_at)
-                )
-                rewards.append(
-                    pb.ChargerReward(
-                        charger_id=charger.charger_id,
-                        reward_cents=best.candidate.reward_cents,
-                        reward_kind=best.campaign.reward_kind,
-                        campaign_id=best.candidate.campaign_id,
-                    )
-                )
+        places = [
+            domain.Place(charger_id=c.charger_id, network=c.network, zone_id=c.zone_id, lat=c.lat, lng=c.lng)
+            for c in request.chargers
+        ]
+        rewards = [reward for place in places if (reward := self._campaigns.charger_reward(place)) is not None]
         return pb.ListChargerRewardsResponse(rewards=rewards)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
@@ -498,51 +349,4 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BatchGetSessionGrantsResponse:
         ids = [parse_uuid(s, "session_ids") for s in request.session_ids]
-        query = (
-            # Only what the ledger credited (or a clawback reversed) is shown: a PENDING grant may still fail, and a
-            # FAILED one never paid, so to sessions (and so to the driver) both are as if there were none.
-            store.GRANT_WITH_CAMPAIGN_NAME.where(
-                store.grants.c.session_id.in_(ids),
-                store.grants.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED]),
-            )
-            .order_by(store.grants.c.session_id, store.grants.c.end_sequence.desc(), store.grants.c.created_at.desc())
-            .ext(distinct_on(store.grants.c.session_id))
-        )
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return pb.BatchGetSessionGrantsResponse(grants=[store.grant_message(r, r["campaign_name"]) for r in rows])
-
-
-async def _usage_today(
-    conn: AsyncConnection,
-    driver_id: str,
-    candidates: list[domain.CampaignCandidate],
-    charger_id: str,
-    now: datetime.datetime,
-) -> dict[str, domain.DriverUsage]:
-    """The driver's live grants of these campaigns, for "could I still earn it today" (a session starting now)."""
-    capped = [c for c in candidates if c.caps != domain.DriverCaps()]
-    if not capped:
-        return {}
-    rows = (
-        await conn.execute(
-            sa.select(store.grants.c.campaign_id, store.grants.c.campaign_local_day, store.grants.c.charger_id).where(
-                store.grants.c.driver_id == driver_id,
-                store.grants.c.campaign_id.in_([uuid.UUID(c.campaign_id) for c in capped]),
-                store.LIVE_GRANT,
-            )
-        )
-    ).all()
-    by_campaign: dict[str, list[Any]] = defaultdict(list)
-    for row in rows:
-        by_campaign[str(row.campaign_id)].append(row)
-    usage = {}
-    for candidate in capped:
-        today = domain.local_day(now, candidate.time_zone)
-        mine = by_campaign.get(candidate.campaign_id, [])
-        usage[candidate.campaign_id] = domain.DriverUsage(
-            grants_on_day=sum(1 for r in mine if r.campaign_local_day == today),
-            grants_in_campaign=len(mine),
-            grants_at_charger=sum(1 for r in mine if charger_id and r.charger_id == charger_id),
-        )
-    return usage
+        return pb.BatchGetSessionGrantsResponse(grants=await session_grants(self._engine, ids))

@@ -13,11 +13,14 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import uuid
-from collections.abc import Callable, Sequence
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import grpc
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,7 +28,7 @@ from services.common import audit
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.incentives import domain, editing, funding, store
 from services.incentives.funding import Actor
-from services.incentives.index import CampaignIndex
+from services.incentives.index import CampaignIndex, IndexedCampaign
 from services.incentives.reasons import Reason
 
 # Exhausted too: a campaign stopped by max_sessions with budget left can raise its cap and resume.
@@ -73,6 +76,17 @@ class GrantPage:
     total: int
 
 
+@dataclasses.dataclass(frozen=True)
+class DriverPage:
+    campaigns: list[pb.DriverCampaign]
+    more: bool
+
+
+def _first_shown(entry: IndexedCampaign) -> tuple[int, int, datetime.datetime]:
+    """The order a driver sees rewards in: highest first, then by priority, then the oldest campaign."""
+    return (-entry.candidate.reward_cents, entry.candidate.priority, entry.candidate.created_at)
+
+
 class Campaigns:
     """The campaign core: every change here refreshes the index the evaluations and the driver listings read."""
 
@@ -82,9 +96,13 @@ class Campaigns:
         index: CampaignIndex,
         *,
         platform_fee_bps: int,
+        driver_email: Callable[[str], Awaitable[str]],
+        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
         clock: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
         self._engine = engine
+        self._driver_email = driver_email
+        self._sessions = sessions
         self._index = index
         self._fee_bps = platform_fee_bps
         self._clock = clock
@@ -168,7 +186,7 @@ class Campaigns:
             row = await self._owned(conn, campaign_id, actor)
         return store.campaign_message(row)
 
-    async def list(self, actor: Actor, *, status: str, sponsor_name: str, offset: int, size: int) -> CampaignPage:
+    async def list_page(self, actor: Actor, *, status: str, sponsor_name: str, offset: int, size: int) -> CampaignPage:
         """One page of the campaigns the actor sees (their own; an admin all), newest first."""
         async with self._engine.connect() as conn:
             rows = await store.campaign_page(
@@ -413,6 +431,107 @@ class Campaigns:
             until=store.timestamp(until),
         )
 
+    # --- what drivers see ----------------------------------------------------------------------------------
+
+    def _filed_at(self, place: domain.Place) -> list[IndexedCampaign]:
+        """The indexed campaigns filed under the place's charger, zone, network or location."""
+        ids = self._index.candidate_ids(
+            charger_id=place.charger_id, zone_id=place.zone_id, network=place.network, lat=place.lat, lng=place.lng
+        )
+        return [entry for entry in (self._index.get(i) for i in ids) if entry is not None]
+
+    async def for_driver(
+        self, driver_id: str, *, charger_id: str, lat: float | None, lng: float | None, offset: int, size: int
+    ) -> DriverPage:
+        """The live campaigns a driver could earn at the charger (else near the point; every live one when neither
+        is given), best reward first, each saying whether the driver is eligible now and, if not, the first rule
+        that refuses."""
+        email = await self._driver_email(driver_id) if self._index.any_email_allowlist_at_all() else ""
+        place = await self._charger_place(charger_id) if charger_id else domain.Place(lat=lat, lng=lng)
+        located = place.charger_id or place.lat is not None or place.zone_id or place.network
+        now = self._clock()
+        indexed = self._filed_at(place) if located else list(self._index.all())
+        live = [
+            entry
+            for entry in indexed
+            if domain.is_live(entry.candidate, now)
+            and domain.place_admits(entry.candidate.rules, place)
+            and domain.allowlist_admits(entry.candidate.rules, driver_id, email)
+        ]
+        live.sort(key=_first_shown)
+        page = live[offset : offset + size]
+        async with self._engine.connect() as conn:
+            completed = await store.driver_session_count(conn, driver_id)
+            usage = await _usage_today(conn, driver_id, [e.candidate for e in page], place.charger_id, now)
+        campaigns = []
+        for entry in page:
+            candidate = entry.candidate
+            failure = (
+                domain.first_failed_driver_rule(
+                    candidate.rules, driver_id=driver_id, driver_email=email, session_count=completed + 1
+                )
+                or domain.caps_allow(candidate.caps, usage.get(candidate.campaign_id, domain.DriverUsage()))
+                or domain.budget_allows(candidate)
+            )
+            rules = entry.campaign.rules
+            item = pb.DriverCampaign(
+                id=candidate.campaign_id,
+                name=candidate.name,
+                sponsor_name=entry.campaign.sponsor_name,
+                sponsor_logo_url=entry.campaign.sponsor_logo_url or None,
+                description=entry.campaign.description,
+                reward_cents=candidate.reward_cents,
+                reward_kind=entry.campaign.reward_kind,
+                campaign_type=entry.campaign.campaign_type,
+                eligible=failure is None,
+                end_date=entry.campaign.end_date if entry.campaign.HasField("end_date") else None,
+                min_duration_minutes=rules.min_duration_minutes,
+                time_start=rules.time_start,
+                time_end=rules.time_end,
+                time_zone=entry.campaign.time_zone,
+            )
+            if failure is not None:
+                item.ineligible_reason = failure.rule
+            campaigns.append(item)
+        return DriverPage(campaigns, more=offset + size < len(live))
+
+    async def _charger_place(self, charger_id: str) -> domain.Place:
+        try:
+            charger = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise NotFound(
+                    Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id}
+                ) from error
+            raise
+        return domain.Place(
+            charger_id=charger_id,
+            network=charger.network_name,
+            zone_id=charger.zone_id,
+            lat=charger.lat,
+            lng=charger.lng,
+        )
+
+    def charger_reward(self, place: domain.Place) -> pb.ChargerReward | None:
+        """The reward a driver would see first at this charger in their listing, if a live campaign can pay one."""
+        now = self._clock()
+        payable = [
+            entry
+            for entry in self._filed_at(place)
+            if domain.is_live(entry.candidate, now)
+            and domain.place_admits(entry.candidate.rules, place)
+            and domain.budget_allows(entry.candidate) is None
+        ]
+        if not payable:
+            return None
+        best = min(payable, key=_first_shown)
+        return pb.ChargerReward(
+            charger_id=place.charger_id,
+            reward_cents=best.candidate.reward_cents,
+            reward_kind=best.campaign.reward_kind,
+            campaign_id=best.candidate.campaign_id,
+        )
+
 
 def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
     """A new campaign's rules: the sponsor's, with a minimum quality score of 40 unless they set one (0 too)."""
@@ -422,3 +541,30 @@ def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
     with_default.CopyFrom(rules)
     with_default.min_quality_score = DEFAULT_MIN_QUALITY_SCORE
     return with_default
+
+
+async def _usage_today(
+    conn: AsyncConnection,
+    driver_id: str,
+    candidates: list[domain.CampaignCandidate],
+    charger_id: str,
+    now: datetime.datetime,
+) -> dict[str, domain.DriverUsage]:
+    """The driver's live grants of these campaigns, for "could I still earn it today" (a session starting now)."""
+    capped = [c for c in candidates if c.caps != domain.DriverCaps()]
+    if not capped:
+        return {}
+    rows = await store.driver_live_grants(conn, driver_id, [uuid.UUID(c.campaign_id) for c in capped])
+    by_campaign: dict[str, list[Any]] = defaultdict(list)
+    for row in rows:
+        by_campaign[str(row.campaign_id)].append(row)
+    usage = {}
+    for candidate in capped:
+        today = domain.local_day(now, candidate.time_zone)
+        mine = by_campaign.get(candidate.campaign_id, [])
+        usage[candidate.campaign_id] = domain.DriverUsage(
+            grants_on_day=sum(1 for r in mine if r.campaign_local_day == today),
+            grants_in_campaign=len(mine),
+            grants_at_charger=sum(1 for r in mine if charger_id and r.charger_id == charger_id),
+        )
+    return usage

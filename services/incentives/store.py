@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
@@ -293,3 +294,62 @@ async def session_snapshots(
         .limit(limit)
     )
     return (await conn.execute(query)).scalars().all()
+
+
+async def driver_session_count(conn: AsyncConnection, driver_id: str) -> int:
+    """How many of the driver's ended sessions were evaluated."""
+    query = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.driver_id == driver_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def driver_live_grants(
+    conn: AsyncConnection, driver_id: str, campaign_ids: Sequence[uuid.UUID]
+) -> Sequence[sa.Row[Any, Any, Any]]:
+    """The driver's live grants of these campaigns: (campaign_id, campaign_local_day, charger_id) each."""
+    query = sa.select(grants.c.campaign_id, grants.c.campaign_local_day, grants.c.charger_id).where(
+        grants.c.driver_id == driver_id, grants.c.campaign_id.in_(campaign_ids), LIVE_GRANT
+    )
+    return (await conn.execute(query)).all()
+
+
+async def credited_grant_cents(conn: AsyncConnection, driver_id: str) -> int:
+    """What the ledger credited the driver in grants (a PENDING grant may still fail: not counted)."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(grants.c.amount_cents), 0)).where(
+        grants.c.driver_id == driver_id, grants.c.status == pb.GRANT_STATUS_GRANTED
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def base_points(conn: AsyncConnection, driver_id: str) -> int:
+    """The base points of the driver's evaluated sessions."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(evaluations.c.base_points), 0)).where(
+        evaluations.c.driver_id == driver_id
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def session_ends(
+    conn: AsyncConnection, driver_id: str, *, min_duration_minutes: int, since: datetime.datetime
+) -> Sequence[datetime.datetime]:
+    """When the driver's evaluated sessions of at least ``min_duration_minutes`` since ``since`` ended."""
+    query = sa.select(evaluations.c.session_end).where(
+        evaluations.c.driver_id == driver_id,
+        evaluations.c.duration_minutes >= min_duration_minutes,
+        evaluations.c.session_end >= since,
+    )
+    return (await conn.execute(query)).scalars().all()
+
+
+async def shown_session_grants(conn: AsyncConnection, session_ids: Sequence[uuid.UUID]) -> Sequence[sa.RowMapping]:
+    """Each session's latest grant that the ledger credited or a clawback reversed, with its campaign's name."""
+    query = (
+        # A PENDING grant may still fail, and a FAILED one never paid, so to sessions (and so to the driver) both
+        # are as if there were none.
+        GRANT_WITH_CAMPAIGN_NAME.where(
+            grants.c.session_id.in_(session_ids),
+            grants.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED]),
+        )
+        .order_by(grants.c.session_id, grants.c.end_sequence.desc(), grants.c.created_at.desc())
+        .ext(distinct_on(grants.c.session_id))
+    )
+    return (await conn.execute(query)).mappings().all()
