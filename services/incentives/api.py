@@ -1,9 +1,9 @@
 """The IncentivesService servicer: sponsors' campaigns (lifecycle, funding, reports, dry runs), the evaluation
 of ended charging sessions (granting.py), drivers' "earn here" list and reputation.
 
-Ownership is checked here, on every campaign RPC: a sponsor acts only on campaigns they created, an admin on
-all; a campaign the caller may not see answers CAMPAIGN_NOT_FOUND, so ids of other sponsors' campaigns are not
-confirmed to exist.
+Each handler maps the request to one core call (campaigns.py, granting.py, funding.py) and its answer back. The
+ACCESS table says who may call each RPC; ownership of a campaign needs its row, so the cores check it (the caller is
+handed to them as a funding.Actor): a campaign the caller may not see answers CAMPAIGN_NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.incentives import domain, editing, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
-from services.incentives.campaigns import Campaigns, parse_uuid
+from services.incentives.campaigns import Campaigns, parse_uuid, utc_now
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting, reputation, session_grants
 from services.incentives.index import CampaignIndex
@@ -70,10 +70,6 @@ ACCESS: dict[str, Access] = {
 DEFAULT_PAGE = 50
 DEFAULT_DRIVER_PAGE = 20
 DEFAULT_STREAK_ZONE = "America/Chicago"
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def _dt(stamp: timestamp_pb2.Timestamp) -> datetime.datetime:
@@ -121,7 +117,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             platform_fee_bps=settings.platform_fee_bps,
             driver_email=granting.driver_email,
             sessions=sessions,
-            clock=_now,
+            clock=utc_now,
         )
 
     # --- campaigns -----------------------------------------------------------------------------------------
@@ -191,7 +187,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             actor=_actor(),
             fee_bps=self._settings.platform_fee_bps,
             console_base_url=self._settings.console_base_url,
-            clock=_now,
+            clock=utc_now,
         )
         row = answer.campaign
         return pb.FundCampaignResponse(
@@ -219,7 +215,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             actor=_actor(),
             reason=request.reason,
             request_id=request.request_id,
-            now=_now(),
+            now=utc_now(),
         )
         await self._index.refresh()
         return pb.FundCampaignFromPlatformResponse(campaign=store.campaign_message(row))
@@ -300,7 +296,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         assert caller.user_id is not None
         zone_name = request.time_zone or DEFAULT_STREAK_ZONE
         editing.time_zone(zone_name)
-        return await reputation(self._engine, caller.user_id, domain.parse_time_zone(zone_name), _now())
+        return await reputation(self._engine, caller.user_id, domain.parse_time_zone(zone_name), utc_now())
 
     # --- grants --------------------------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from services.common import audit
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
 from services.incentives import domain, editing, funding, store
-from services.incentives.funding import Actor
+from services.incentives.funding import Actor, check_not_expired, invalid_transition, not_found
 from services.incentives.index import CampaignIndex, IndexedCampaign
 from services.incentives.reasons import Reason
 
@@ -50,18 +50,6 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise InvalidArgument([(field, "value must be a valid UUID")]) from exc
-
-
-def not_found(campaign_id: str) -> NotFound:
-    return NotFound(Reason.CAMPAIGN_NOT_FOUND, "no campaign with that id", {"campaign_id": campaign_id})
-
-
-def _transition(current: int, target: int) -> FailedPrecondition:
-    return FailedPrecondition(
-        Reason.INVALID_TRANSITION,
-        f"a {pb.CampaignStatus.Name(current)} campaign cannot become {pb.CampaignStatus.Name(target)}",
-        {"from": pb.CampaignStatus.Name(current), "to": pb.CampaignStatus.Name(target)},
-    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +99,6 @@ class Campaigns:
         """(platform fee, net budget) of a gross funding amount; the fee is floored, never more than its share."""
         fee = gross * self._fee_bps // 10_000
         return fee, gross - fee
-
-    def _not_expired(self, row: store.Row) -> None:
-        if row["end_date"] is not None and row["end_date"] <= self._clock():
-            raise FailedPrecondition(Reason.CAMPAIGN_EXPIRED, "the campaign's end date has passed")
 
     async def _owned(
         self, conn: AsyncConnection, campaign_id: str, actor: Actor, *, lock: bool = False
@@ -298,8 +282,8 @@ class Campaigns:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
-                raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
-            self._not_expired(row)
+                raise invalid_transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
+            check_not_expired(row, self._clock())
             # No campaign grants without money, whoever activates it: an admin funds it from the platform first.
             if row["funding_status"] != pb.FUNDING_STATUS_FUNDED:
                 raise FailedPrecondition(Reason.CAMPAIGN_NOT_FUNDED, "the campaign's budget has not been funded yet")
@@ -312,7 +296,7 @@ class Campaigns:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
-                raise _transition(row["status"], pb.CAMPAIGN_STATUS_PAUSED)
+                raise invalid_transition(row["status"], pb.CAMPAIGN_STATUS_PAUSED)
             updated = await store.update_campaign(
                 conn, row["id"], status=pb.CAMPAIGN_STATUS_PAUSED, pause_reason=reason
             )
@@ -323,8 +307,8 @@ class Campaigns:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] not in (pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED):
-                raise _transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
-            self._not_expired(row)
+                raise invalid_transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
+            check_not_expired(row, self._clock())
             full = row["max_sessions"] is not None and row["sessions_granted"] >= row["max_sessions"]
             if funding.remaining(row) < row["cost_per_session_cents"] or full:
                 raise FailedPrecondition(Reason.BUDGET_EXHAUSTED, "the remaining budget cannot pay one more reward")
