@@ -16,7 +16,6 @@ from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
@@ -100,8 +99,8 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         settings: IncentivesSettings,
         index: CampaignIndex,
         granting: Granting,
+        campaigns: Campaigns,
         stripe: StripeCheckout,
-        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
         ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
     ) -> None:
         self._ledger = ledger
@@ -110,15 +109,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self._index = index
         self._granting = granting
         self._stripe = stripe
-        self._sessions = sessions
-        self._campaigns = Campaigns(
-            engine,
-            index,
-            platform_fee_bps=settings.platform_fee_bps,
-            driver_email=granting.driver_email,
-            sessions=sessions,
-            clock=utc_now,
-        )
+        self._campaigns = campaigns
 
     # --- campaigns -----------------------------------------------------------------------------------------
 
