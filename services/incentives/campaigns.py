@@ -177,7 +177,7 @@ class Campaigns:
                 conn,
                 owner=None if actor.admin else actor.user_id,
                 status=editing.status_filter(status),
-                sponsor_name=sponsor_name.strip().lower(),
+                sponsor_name=sponsor_name.strip().lower() if sponsor_name else None,
                 offset=offset,
                 limit=size + 1,
             )

@@ -250,16 +250,16 @@ async def update_campaign(conn: AsyncConnection, campaign_id: uuid.UUID, **value
 
 
 async def campaign_page(
-    conn: AsyncConnection, *, owner: str | None, status: int, sponsor_name: str, offset: int, limit: int
+    conn: AsyncConnection, *, owner: str | None, status: int, sponsor_name: str | None, offset: int, limit: int
 ) -> Sequence[sa.RowMapping]:
-    """Campaigns, newest first: ``owner``'s only unless None, of ``status`` unless 0, of the sponsor named
-    (case-insensitively) unless empty."""
+    """Campaigns, newest first: ``owner``'s only unless None, of ``status`` unless 0, of the sponsor whose
+    lower-cased name is ``sponsor_name`` unless None."""
     query = sa.select(campaigns)
     if owner is not None:
         query = query.where(campaigns.c.created_by_user_id == owner)
     if status:
         query = query.where(campaigns.c.status == status)
-    if sponsor_name:
+    if sponsor_name is not None:
         query = query.where(sa.func.lower(campaigns.c.sponsor_name) == sponsor_name)
     query = query.order_by(campaigns.c.created_at.desc(), campaigns.c.id.desc()).offset(offset).limit(limit)
     return (await conn.execute(query)).mappings().all()
