@@ -21,6 +21,7 @@ from services.common.telemetry import init_tracing
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.api import ACCESS, SERVICE_NAME, IncentivesApi
+from services.incentives.campaigns import Campaigns
 from services.incentives.config import IncentivesSettings
 from services.incentives.funding import refund_closed
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
@@ -64,13 +65,20 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         on_dead_letter={GRANT_CREDIT_TOPIC: granting.fail_grant},
     )
     granting.relay = relay
+    campaigns = Campaigns(
+        runtime.engine,
+        index,
+        platform_fee_bps=settings.platform_fee_bps,
+        driver_email=granting.driver_email,
+        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+    )
     api = IncentivesApi(
         runtime.engine,
         settings=settings,
         index=index,
         granting=granting,
+        campaigns=campaigns,
         stripe=checkout,
-        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
         ledger=ledger,
     )
 

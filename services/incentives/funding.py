@@ -100,7 +100,7 @@ def remaining(row: store.Row) -> int:
     return int(row["budget_cents"]) - int(row["spent_cents"]) - int(row["refunded_cents"])
 
 
-def _transition(current: int, target: int) -> FailedPrecondition:
+def invalid_transition(current: int, target: int) -> FailedPrecondition:
     return FailedPrecondition(
         Reason.INVALID_TRANSITION,
         f"a {S.Name(current)} campaign cannot become {S.Name(target)}",
@@ -108,7 +108,7 @@ def _transition(current: int, target: int) -> FailedPrecondition:
     )
 
 
-def _not_expired(row: store.Row, now: datetime.datetime) -> None:
+def check_not_expired(row: store.Row, now: datetime.datetime) -> None:
     if row["end_date"] is not None and row["end_date"] <= now:
         raise FailedPrecondition(Reason.CAMPAIGN_EXPIRED, "the campaign's end date has passed")
 
@@ -132,8 +132,8 @@ async def _claim_checkout(
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
             raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
         if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
-            raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
-        _not_expired(row, now)
+            raise invalid_transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+        check_not_expired(row, now)
         claimed = row["checkout_claimed_at"]
         if _open(row, now) or (claimed is not None and claimed > now - CHECKOUT_CLAIM):
             return row, None
@@ -255,12 +255,12 @@ async def fund_from_platform(
                 return row  # funded by the platform before: the same answer
             raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
         if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
-            raise _transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+            raise invalid_transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
         if row["funding_status"] == pb.FUNDING_STATUS_PENDING and (
             row["checkout_expires_at"] is None or row["checkout_expires_at"] > now
         ):
             raise FailedPrecondition(Reason.CHECKOUT_PENDING, "a Stripe checkout is open for this campaign")
-        _not_expired(row, now)
+        check_not_expired(row, now)
         net = int(row["budget_cents"])
         currency = ledger_currency(row["reward_kind"])
         key = f"platform-funding:{row['id']}"

@@ -604,3 +604,34 @@ def _grant_from_json(value: dict[str, Any]) -> pb.Grant:
         if value.get(key) is not None:
             value[key] = datetime.datetime.fromisoformat(value[key])
     return store.grant_message(value, value["campaign_name"])
+
+
+# How far back a driver's streak of charging days is read.
+STREAK_LOOKBACK_DAYS = 400
+
+
+async def reputation(
+    engine: AsyncEngine, driver_id: str, tz: datetime.tzinfo, now: datetime.datetime
+) -> pb.GetReputationResponse:
+    """The driver's reputation: credited grants plus base points, and their streak of charging days in ``tz``."""
+    async with engine.connect() as conn:
+        # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see reputation
+        # rise for a reward that then never comes.
+        granted = await store.credited_grant_cents(conn, driver_id)
+        base = await store.base_points(conn, driver_id)
+        ends = await store.session_ends(
+            conn,
+            driver_id,
+            min_duration_minutes=domain.MIN_EVALUATED_DURATION_MINUTES,
+            since=now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS),
+        )
+    days = {domain.local_day(end, tz) for end in ends}
+    return domain.reputation(granted + base).to_proto(domain.streak_days(days, domain.local_day(now, tz)))
+
+
+async def session_grants(engine: AsyncEngine, session_ids: list[uuid.UUID]) -> list[pb.Grant]:
+    """Each session's grant as sessions (and so the driver) see it: only what the ledger credited or a clawback
+    reversed."""
+    async with engine.connect() as conn:
+        rows = await store.shown_session_grants(conn, session_ids)
+    return [store.grant_message(row, row["campaign_name"]) for row in rows]

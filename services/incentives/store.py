@@ -4,13 +4,16 @@ the contract's messages."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
 
@@ -212,3 +215,141 @@ def grant_message(row: Row, campaign_name: str) -> pb.Grant:
 GRANT_WITH_CAMPAIGN_NAME = sa.select(grants, campaigns.c.name.label("campaign_name")).join(
     campaigns, campaigns.c.id == grants.c.campaign_id
 )
+
+
+# --- queries ---------------------------------------------------------------------------------------------------
+
+
+async def campaign_row(conn: AsyncConnection, campaign_id: uuid.UUID, *, lock: bool = False) -> sa.RowMapping | None:
+    """The campaign's row (locked for this transaction with ``lock``), or None."""
+    query = sa.select(campaigns).where(campaigns.c.id == campaign_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).mappings().first()
+
+
+async def insert_campaign(conn: AsyncConnection, values: Mapping[str, Any]) -> sa.RowMapping:
+    row: sa.RowMapping = (
+        (await conn.execute(sa.insert(campaigns).values(**values).returning(campaigns))).mappings().one()
+    )
+    return row
+
+
+async def campaign_created_by_request(conn: AsyncConnection, user_id: str, request_id: uuid.UUID) -> sa.RowMapping:
+    """The campaign a user's CreateCampaign with this request_id created."""
+    query = sa.select(campaigns).where(
+        campaigns.c.created_by_user_id == user_id, campaigns.c.create_request_id == request_id
+    )
+    return (await conn.execute(query)).mappings().one()
+
+
+async def update_campaign(conn: AsyncConnection, campaign_id: uuid.UUID, **values: Any) -> sa.RowMapping:
+    query = sa.update(campaigns).where(campaigns.c.id == campaign_id).values(**values).returning(campaigns)
+    row: sa.RowMapping = (await conn.execute(query)).mappings().one()
+    return row
+
+
+async def campaign_page(
+    conn: AsyncConnection, *, owner: str | None, status: int, sponsor_name: str | None, offset: int, limit: int
+) -> Sequence[sa.RowMapping]:
+    """Campaigns, newest first: ``owner``'s only unless None, of ``status`` unless 0, of the sponsor whose
+    lower-cased name is ``sponsor_name`` unless None."""
+    query = sa.select(campaigns)
+    if owner is not None:
+        query = query.where(campaigns.c.created_by_user_id == owner)
+    if status:
+        query = query.where(campaigns.c.status == status)
+    if sponsor_name is not None:
+        query = query.where(sa.func.lower(campaigns.c.sponsor_name) == sponsor_name)
+    query = query.order_by(campaigns.c.created_at.desc(), campaigns.c.id.desc()).offset(offset).limit(limit)
+    return (await conn.execute(query)).mappings().all()
+
+
+async def campaign_grants(
+    conn: AsyncConnection, campaign_id: uuid.UUID, *, status: int, offset: int, limit: int
+) -> tuple[int, Sequence[sa.RowMapping]]:
+    """(how many grants the campaign has, of ``status`` unless 0; one page of them, newest first)."""
+    where = [grants.c.campaign_id == campaign_id]
+    if status:
+        where.append(grants.c.status == status)
+    total = (await conn.execute(sa.select(sa.func.count()).select_from(grants).where(*where))).scalar_one()
+    query = (
+        sa.select(grants)
+        .where(*where)
+        .order_by(grants.c.created_at.desc(), grants.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return total, (await conn.execute(query)).mappings().all()
+
+
+async def session_snapshots(
+    conn: AsyncConnection, since: datetime.datetime, until: datetime.datetime, limit: int
+) -> Sequence[bytes]:
+    """The ended sessions evaluated in [since, until), in the order they ended, as stored snapshots."""
+    query = (
+        sa.select(evaluations.c.snapshot)
+        .where(evaluations.c.session_end >= since, evaluations.c.session_end < until)
+        .order_by(evaluations.c.session_end, evaluations.c.session_id, evaluations.c.end_sequence)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).scalars().all()
+
+
+async def driver_session_count(conn: AsyncConnection, driver_id: str) -> int:
+    """How many of the driver's ended sessions were evaluated."""
+    query = sa.select(sa.func.count()).select_from(evaluations).where(evaluations.c.driver_id == driver_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def driver_live_grants(
+    conn: AsyncConnection, driver_id: str, campaign_ids: Sequence[uuid.UUID]
+) -> Sequence[sa.Row[Any, Any, Any]]:
+    """The driver's live grants of these campaigns: (campaign_id, campaign_local_day, charger_id) each."""
+    query = sa.select(grants.c.campaign_id, grants.c.campaign_local_day, grants.c.charger_id).where(
+        grants.c.driver_id == driver_id, grants.c.campaign_id.in_(campaign_ids), LIVE_GRANT
+    )
+    return (await conn.execute(query)).all()
+
+
+async def credited_grant_cents(conn: AsyncConnection, driver_id: str) -> int:
+    """What the ledger credited the driver in grants (a PENDING grant may still fail: not counted)."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(grants.c.amount_cents), 0)).where(
+        grants.c.driver_id == driver_id, grants.c.status == pb.GRANT_STATUS_GRANTED
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def base_points(conn: AsyncConnection, driver_id: str) -> int:
+    """The base points of the driver's evaluated sessions."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(evaluations.c.base_points), 0)).where(
+        evaluations.c.driver_id == driver_id
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def session_ends(
+    conn: AsyncConnection, driver_id: str, *, min_duration_minutes: int, since: datetime.datetime
+) -> Sequence[datetime.datetime]:
+    """When the driver's evaluated sessions of at least ``min_duration_minutes`` since ``since`` ended."""
+    query = sa.select(evaluations.c.session_end).where(
+        evaluations.c.driver_id == driver_id,
+        evaluations.c.duration_minutes >= min_duration_minutes,
+        evaluations.c.session_end >= since,
+    )
+    return (await conn.execute(query)).scalars().all()
+
+
+async def shown_session_grants(conn: AsyncConnection, session_ids: Sequence[uuid.UUID]) -> Sequence[sa.RowMapping]:
+    """Each session's latest grant that the ledger credited or a clawback reversed, with its campaign's name."""
+    query = (
+        # A PENDING grant may still fail, and a FAILED one never paid, so to sessions (and so to the driver) both
+        # are as if there were none.
+        GRANT_WITH_CAMPAIGN_NAME.where(
+            grants.c.session_id.in_(session_ids),
+            grants.c.status.notin_([pb.GRANT_STATUS_PENDING, pb.GRANT_STATUS_FAILED]),
+        )
+        .order_by(grants.c.session_id, grants.c.end_sequence.desc(), grants.c.created_at.desc())
+        .ext(distinct_on(grants.c.session_id))
+    )
+    return (await conn.execute(query)).mappings().all()
