@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -196,6 +197,135 @@ async def _expire_session(conn: AsyncConnection, session_id: uuid.UUID) -> None:
     )
 
 
+# --- queries: exclusive sessions, offers and visits (the tables are in store.py) ---------------------------
+
+
+async def session_by_key(conn: AsyncConnection, driver_id: str, key: uuid.UUID) -> Any:
+    """The session the driver started with this idempotency key (as `_view` shows it), or None."""
+    return (
+        await conn.execute(
+            _view().where(
+                store.exclusive_sessions.c.driver_id == driver_id,
+                store.exclusive_sessions.c.idempotency_key == key,
+            )
+        )
+    ).first()
+
+
+async def active_session(conn: AsyncConnection, driver_id: str) -> Any:
+    """The driver's ACTIVE session (at most one), as `_view` shows it, or None."""
+    return (
+        await conn.execute(
+            _view().where(
+                store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
+            )
+        )
+    ).first()
+
+
+async def session_view(conn: AsyncConnection, session_id: uuid.UUID) -> Any:
+    return (await conn.execute(_view().where(store.exclusive_sessions.c.id == session_id))).one()
+
+
+async def merchant_id_by_place(conn: AsyncConnection, place_id: str) -> str | None:
+    merchant_id: str | None = (
+        await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.place_id == place_id))
+    ).scalar_one_or_none()
+    return merchant_id
+
+
+async def charger_link(conn: AsyncConnection, merchant_id: str, charger_id: str) -> Any:
+    return (
+        await conn.execute(
+            sa.select(store.charger_links).where(
+                store.charger_links.c.merchant_id == merchant_id,
+                store.charger_links.c.charger_id == charger_id,
+            )
+        )
+    ).first()
+
+
+async def has_charger_link(conn: AsyncConnection, merchant_id: str) -> bool:
+    linked = (
+        await conn.execute(
+            sa.select(store.charger_links.c.charger_id).where(store.charger_links.c.merchant_id == merchant_id).limit(1)
+        )
+    ).first()
+    return linked is not None
+
+
+async def drivers_session_for_update(conn: AsyncConnection, session_id: uuid.UUID, driver_id: str) -> Any:
+    """The driver's own session, locked; None when it is unknown or another driver's."""
+    return (
+        await conn.execute(
+            sa.select(store.exclusive_sessions)
+            .where(store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def visit_of(conn: AsyncConnection, session_id: uuid.UUID) -> Any:
+    """The verified visit of a session, or None."""
+    return (
+        await conn.execute(
+            sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == session_id)
+        )
+    ).first()
+
+
+async def complete_session(conn: AsyncConnection, session_id: uuid.UUID, now: datetime.datetime, **also: Any) -> None:
+    """Marks the session COMPLETED now, with `also` (more of its columns); the caller holds its lock."""
+    await conn.execute(
+        sa.update(store.exclusive_sessions)
+        .where(store.exclusive_sessions.c.id == session_id)
+        .values(status=COMPLETED, ended_at=now, **also)
+    )
+
+
+async def set_feedback(conn: AsyncConnection, session_id: uuid.UUID, feedback: dict[str, Any]) -> None:
+    await conn.execute(
+        sa.update(store.exclusive_sessions).where(store.exclusive_sessions.c.id == session_id).values(feedback=feedback)
+    )
+
+
+async def merchant_offers(conn: AsyncConnection, merchant_id: str) -> Sequence[Any]:
+    """The store's exclusive offers, newest first."""
+    return (
+        await conn.execute(
+            sa.select(store.exclusive_offers)
+            .where(store.exclusive_offers.c.merchant_id == merchant_id)
+            .order_by(store.exclusive_offers.c.created_at.desc(), store.exclusive_offers.c.id.desc())
+        )
+    ).all()
+
+
+async def insert_offer(conn: AsyncConnection, **values: Any) -> Any:
+    """A new, active offer with a fresh id; returns its row."""
+    return (
+        await conn.execute(
+            sa.insert(store.exclusive_offers)
+            .values(id=f"ex_{uuid.uuid4().hex[:12]}", is_active=True, **values)
+            .returning(*store.exclusive_offers.c)
+        )
+    ).one()
+
+
+async def exclusive_figures(conn: AsyncConnection, merchant_id: str) -> tuple[int, int, int]:
+    """(activations, completions, distinct drivers) of the store's exclusive sessions, all time."""
+    figures = (
+        await conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count().filter(store.exclusive_sessions.c.status == COMPLETED),
+                sa.func.count(sa.distinct(store.exclusive_sessions.c.driver_id)),
+            ).where(store.exclusive_sessions.c.merchant_id == merchant_id)
+        )
+    ).one()
+    activations, completes, drivers = (int(value) for value in figures)
+    return activations, completes, drivers
+
+
 def _offer_fields(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -253,14 +383,7 @@ class ExclusiveRpcs(Resources):
         now = _now()
         async with self.reads.connect() as conn:
             if key is not None:
-                replayed = (
-                    await conn.execute(
-                        _view().where(
-                            store.exclusive_sessions.c.driver_id == driver_id,
-                            store.exclusive_sessions.c.idempotency_key == key,
-                        )
-                    )
-                ).first()
+                replayed = await session_by_key(conn, driver_id, key)
                 if replayed is not None:
                     if not _same_activation(replayed, request):
                         raise Aborted(
@@ -270,33 +393,16 @@ class ExclusiveRpcs(Resources):
                         )
                     return await self._activation_reply(replayed, now, idempotent=True)
             # At most one ACTIVE session per driver: a running one is the answer.
-            running = (
-                await conn.execute(
-                    _view().where(
-                        store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
-                    )
-                )
-            ).first()
+            running = await active_session(conn, driver_id)
             if running is not None and running.expires_at > now:
                 return await self._activation_reply(running, now, idempotent=True)
             merchant_id: str | None = request.merchant_id
             if not merchant_id:
-                merchant_id = (
-                    await conn.execute(
-                        sa.select(store.merchants.c.id).where(store.merchants.c.place_id == request.merchant_place_id)
-                    )
-                ).scalar_one_or_none()
+                merchant_id = await merchant_id_by_place(conn, request.merchant_place_id)
             if merchant_id is None:
                 raise merchant_not_found(request.merchant_place_id)
             merchant = await active_merchant(conn, merchant_id)
-            link = (
-                await conn.execute(
-                    sa.select(store.charger_links).where(
-                        store.charger_links.c.merchant_id == merchant.id,
-                        store.charger_links.c.charger_id == request.charger_id,
-                    )
-                )
-            ).first()
+            link = await charger_link(conn, merchant.id, request.charger_id)
         charger: sessions_pb2.GetChargerResponse | None = None
         if link is None:
             # An offer belongs to the chargers the store is linked to (the ones whose drivers see it); elsewhere
@@ -334,7 +440,7 @@ class ExclusiveRpcs(Resources):
             session_id, created = await self._start_exclusive(values, merchant.time_zone, key, now)
             if session_id is not None:
                 async with self.reads.connect() as conn:
-                    row = (await conn.execute(_view().where(store.exclusive_sessions.c.id == session_id))).one()
+                    row = await session_view(conn, session_id)
                 return await self._activation_reply(row, now, idempotent=not created, charger=charger)
         # The conflicting session changed state between our insert and our read, three times over.
         raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry")
@@ -534,23 +640,11 @@ class ExclusiveRpcs(Resources):
         session_id = uuid.UUID(request.exclusive_session_id)
         now = _now()
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.exclusive_sessions)
-                    .where(
-                        store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id
-                    )
-                    .with_for_update()
-                )
-            ).first()
+            row = await drivers_session_for_update(conn, session_id, driver_id)
             if row is None:
                 raise _session_not_found(request.exclusive_session_id)
             merchant = await load_merchant(conn, row.merchant_id)
-            visit = (
-                await conn.execute(
-                    sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == session_id)
-                )
-            ).first()
+            visit = await visit_of(conn, session_id)
             if visit is not None:
                 return pb.VerifyExclusiveVisitResponse(
                     status="ALREADY_VERIFIED",
@@ -599,11 +693,7 @@ class ExclusiveRpcs(Resources):
         if row.status != ACTIVE:
             raise _not_active(str(row.id), row.status)
         visit = await self._record_verified_visit(conn, row, merchant, where, now)
-        await conn.execute(
-            sa.update(store.exclusive_sessions)
-            .where(store.exclusive_sessions.c.id == row.id)
-            .values(status=COMPLETED, ended_at=now, **also)
-        )
+        await complete_session(conn, row.id, now, **also)
         return visit
 
     async def _record_verified_visit(
@@ -655,33 +745,17 @@ class ExclusiveRpcs(Resources):
         )
         now = _now()
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.exclusive_sessions)
-                    .where(
-                        store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id
-                    )
-                    .with_for_update()
-                )
-            ).first()
+            row = await drivers_session_for_update(conn, session_id, driver_id)
             if row is None:
                 raise _session_not_found(request.exclusive_session_id)
             lapsed = row.status == ACTIVE and row.expires_at <= now
             if lapsed:
                 await _expire_session(conn, session_id)
             elif row.status == ACTIVE:
-                await conn.execute(
-                    sa.update(store.exclusive_sessions)
-                    .where(store.exclusive_sessions.c.id == session_id)
-                    .values(status=COMPLETED, ended_at=now, feedback=feedback)
-                )
+                await complete_session(conn, session_id, now, feedback=feedback)
             elif row.status == COMPLETED:
                 if feedback is not None:
-                    await conn.execute(
-                        sa.update(store.exclusive_sessions)
-                        .where(store.exclusive_sessions.c.id == session_id)
-                        .values(feedback=feedback)
-                    )
+                    await set_feedback(conn, session_id, feedback)
             elif row.status == EXPIRED:
                 raise _expired(request.exclusive_session_id)
             else:
@@ -805,11 +879,7 @@ class ExclusiveRpcs(Resources):
             ).first()
             if row is None:
                 raise NotFound(Reason.CHECK_IN_CODE_UNKNOWN, "no exclusive has this arrival code")
-            visit = (
-                await conn.execute(
-                    sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == row.id)
-                )
-            ).first()
+            visit = await visit_of(conn, row.id)
             if row.checked_in_at is not None or visit is not None:
                 return pb.RedeemCheckInCodeResponse(
                     redeemed=False,
@@ -896,13 +966,7 @@ class ExclusiveRpcs(Resources):
     ) -> pb.ListMerchantExclusivesResponse:
         async with self.reads.connect() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller())
-            rows = (
-                await conn.execute(
-                    sa.select(store.exclusive_offers)
-                    .where(store.exclusive_offers.c.merchant_id == request.merchant_id)
-                    .order_by(store.exclusive_offers.c.created_at.desc(), store.exclusive_offers.c.id.desc())
-                )
-            ).all()
+            rows = await merchant_offers(conn, request.merchant_id)
         items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
         return pb.ListMerchantExclusivesResponse(exclusives=items, json_array=json_array(items))
 
@@ -911,35 +975,21 @@ class ExclusiveRpcs(Resources):
     ) -> pb.CreateMerchantExclusiveResponse:
         async with self.engine.begin() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
-            linked = (
-                await conn.execute(
-                    sa.select(store.charger_links.c.charger_id)
-                    .where(store.charger_links.c.merchant_id == request.merchant_id)
-                    .limit(1)
-                )
-            ).first()
-            if linked is None:
+            if not await has_charger_link(conn, request.merchant_id):
                 raise FailedPrecondition(
                     Reason.NO_CHARGER_LINK,
                     "an exclusive offer needs the merchant linked to at least one charger",
                     {"merchant_id": request.merchant_id},
                 )
-            row = (
-                await conn.execute(
-                    sa.insert(store.exclusive_offers)
-                    .values(
-                        id=f"ex_{uuid.uuid4().hex[:12]}",
-                        merchant_id=request.merchant_id,
-                        title=request.title,
-                        description=request.description,
-                        daily_cap=request.daily_cap,
-                        session_cap=request.session_cap,
-                        eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
-                        is_active=True,
-                    )
-                    .returning(*store.exclusive_offers.c)
-                )
-            ).one()
+            row = await insert_offer(
+                conn,
+                merchant_id=request.merchant_id,
+                title=request.title,
+                description=request.description,
+                daily_cap=request.daily_cap,
+                session_cap=request.session_cap,
+                eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
+            )
         return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
 
     async def UpdateMerchantExclusive(
@@ -990,16 +1040,7 @@ class ExclusiveRpcs(Resources):
     ) -> pb.GetMerchantAnalyticsResponse:
         async with self.reads.connect() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller())
-            figures = (
-                await conn.execute(
-                    sa.select(
-                        sa.func.count(),
-                        sa.func.count().filter(store.exclusive_sessions.c.status == COMPLETED),
-                        sa.func.count(sa.distinct(store.exclusive_sessions.c.driver_id)),
-                    ).where(store.exclusive_sessions.c.merchant_id == request.merchant_id)
-                )
-            ).one()
-        activations, completes, drivers = (int(value) for value in figures)
+            activations, completes, drivers = await exclusive_figures(conn, request.merchant_id)
         return pb.GetMerchantAnalyticsResponse(
             merchant_id=request.merchant_id,
             activations=activations,
