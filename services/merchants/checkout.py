@@ -230,6 +230,10 @@ class CheckoutRpcs(Resources):
     # The onboarding group's Square tokens (onboarding.py), handed in by the servicer that composes both.
     square_tokens: _SquareTokens
 
+    def __post_init__(self) -> None:
+        # The same core the settling worker calls (workers.py).
+        self.settlement = Settlement(self.pool, self.ledger)
+
     async def ListRecentSquareOrders(
         self, request: pb.ListRecentSquareOrdersRequest, context: Any
     ) -> pb.ListRecentSquareOrdersResponse:
@@ -325,7 +329,7 @@ class CheckoutRpcs(Resources):
             existing = await self._by_key(driver_id, key)
             assert existing is not None
             return await self._replay(existing, fingerprint)
-        return self._answer(await self.settle(_row(record)), replayed=False)
+        return self._answer(await self.settlement.settle(_row(record)), replayed=False)
 
     async def _by_key(self, driver_id: str, key: uuid.UUID) -> Any:
         record = await self.pool.fetchrow(_BY_KEY, driver_id, key)
@@ -339,7 +343,7 @@ class CheckoutRpcs(Resources):
                 {"redemption_id": str(row.id)},
             )
         if row.status == PENDING:
-            row = await self.settle(row)
+            row = await self.settlement.settle(row)
         return self._answer(row, replayed=True)
 
     def _answer(self, row: Any, *, replayed: bool) -> pb.RedeemAtCheckoutResponse:
@@ -395,9 +399,6 @@ class CheckoutRpcs(Resources):
                 "the order has no total in USD, was canceled, or belongs to another location",
             )
         return order.total_cents
-
-    async def settle(self, row: Any) -> Any:
-        return await Settlement(self.pool, self.ledger).settle(row)
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
         caller = current_caller()
