@@ -32,6 +32,7 @@ import grpc
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import current_caller
 from services.common.errors import (
@@ -170,6 +171,18 @@ _ATTEMPTED = "UPDATE redemptions SET attempts = attempts + 1 WHERE id = $1"
 _PENDING_BEFORE = (
     f"SELECT {_COLUMNS} FROM redemptions WHERE status = {_PENDING} AND created_at < $1 ORDER BY created_at LIMIT 100"
 )
+
+
+async def redemption_with_owner(conn: AsyncConnection, redemption_id: uuid.UUID) -> Any:
+    """The redemption with its store's owner (who may read it too); None when unknown. Not on the hot path:
+    SQLAlchemy Core."""
+    return (
+        await conn.execute(
+            sa.select(store.redemptions, store.merchants.c.owner_user_id)
+            .join(store.merchants, store.merchants.c.id == store.redemptions.c.merchant_id)
+            .where(store.redemptions.c.id == redemption_id)
+        )
+    ).first()
 
 
 def _row(record: Any) -> Any:
@@ -403,13 +416,7 @@ class CheckoutRpcs(Resources):
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
         caller = current_caller()
         async with self.reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.redemptions, store.merchants.c.owner_user_id)
-                    .join(store.merchants, store.merchants.c.id == store.redemptions.c.merchant_id)
-                    .where(store.redemptions.c.id == uuid.UUID(request.redemption_id))
-                )
-            ).first()
+            row = await redemption_with_owner(conn, uuid.UUID(request.redemption_id))
         if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):
             raise NotFound(Reason.REDEMPTION_NOT_FOUND, "no such redemption", {"redemption_id": request.redemption_id})
         return pb.GetRedemptionResponse(
