@@ -264,17 +264,6 @@ def _visit_message(merchant_id: str, row: Any) -> pb.MerchantVisit:
 # --- queries (the tables are in store.py; _my_stores, _totals_query and _visit_rows above) ------------------
 
 
-async def square_connected(conn: AsyncConnection, merchant_id: str) -> bool:
-    connected = (
-        await conn.execute(
-            sa.select(store.square_connections.c.merchant_id).where(
-                store.square_connections.c.merchant_id == merchant_id
-            )
-        )
-    ).first()
-    return connected is not None
-
-
 async def linked_charger_ids(conn: AsyncConnection, merchant_id: str) -> list[str]:
     return list(
         (
@@ -348,7 +337,7 @@ class PortalRpcs(Resources):
         async with self.reads.connect() as conn:
             rows = await _my_stores(conn)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
-            connected = await square_connected(conn, row.id)
+            connected = await store.square_connected(conn, row.id)
         balance, transfers = await self._merchant_nova(row.id)
         return pb.GetMyMerchantResponse(
             merchant=pb.MerchantAccount(

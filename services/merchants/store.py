@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
 
@@ -202,3 +203,13 @@ merchant_claims = sa.Table(
     sa.Column("created_at", _TS, nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", _TS, nullable=False, server_default=sa.func.now()),
 )
+
+
+async def square_connected(conn: AsyncConnection, merchant_id: str) -> bool:
+    """The store has a Square connection (the portal and the catalog show it)."""
+    connected = (
+        await conn.execute(
+            sa.select(square_connections.c.merchant_id).where(square_connections.c.merchant_id == merchant_id)
+        )
+    ).first()
+    return connected is not None
