@@ -132,6 +132,53 @@ async def upsert_charger_link(conn: AsyncConnection, merchant_id: str, charger_i
     )
 
 
+async def merchant_by_id_or_place(conn: AsyncConnection, merchant_id_or_place: str) -> Any:
+    """The store by its id or its Google place id (the app sends either), or None."""
+    return (
+        await conn.execute(
+            sa.select(store.merchants).where(
+                sa.or_(
+                    store.merchants.c.id == merchant_id_or_place,
+                    store.merchants.c.place_id == merchant_id_or_place,
+                )
+            )
+        )
+    ).first()
+
+
+async def exclusives_today(conn: AsyncConnection, merchant_id: str, time_zone: str) -> tuple[int, int]:
+    """(exclusive activations, verified visits) at the store since the start of its local day."""
+    activations = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(
+                store.exclusive_sessions.c.merchant_id == merchant_id,
+                store.exclusive_sessions.c.activated_at >= _local_day_start(sa.literal(time_zone)),
+            )
+        )
+    ).scalar_one()
+    visits = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(
+                store.verified_visits.c.merchant_id == merchant_id,
+                store.verified_visits.c.verified_at >= _local_day_start(sa.literal(time_zone)),
+            )
+        )
+    ).scalar_one()
+    return activations, visits
+
+
+async def use_qr_token(conn: AsyncConnection, qr_token: str) -> Any:
+    """The ACTIVE store with this QR token, its last use stamped now; None when no live store has it."""
+    return (
+        await conn.execute(
+            sa.update(store.merchants)
+            .where(store.merchants.c.qr_token == qr_token, store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE)
+            .values(qr_last_used_at=sa.func.now())
+            .returning(*store.merchants.c)
+        )
+    ).first()
+
+
 class CatalogRpcs(Resources):
     async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
         given = request.merchant
@@ -340,34 +387,10 @@ class CatalogRpcs(Resources):
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
         now = datetime.datetime.now(datetime.UTC)
         async with self.reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.merchants).where(
-                        sa.or_(
-                            store.merchants.c.id == request.merchant_id,
-                            store.merchants.c.place_id == request.merchant_id,
-                        )
-                    )
-                )
-            ).first()
+            row = await merchant_by_id_or_place(conn, request.merchant_id)
             if row is None or row.status != pb.MERCHANT_STATUS_ACTIVE:
                 raise merchant_not_found(request.merchant_id)
-            activations = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        store.exclusive_sessions.c.merchant_id == row.id,
-                        store.exclusive_sessions.c.activated_at >= _local_day_start(sa.literal(row.time_zone)),
-                    )
-                )
-            ).scalar_one()
-            visits = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        store.verified_visits.c.merchant_id == row.id,
-                        store.verified_visits.c.verified_at >= _local_day_start(sa.literal(row.time_zone)),
-                    )
-                )
-            ).scalar_one()
+            activations, visits = await exclusives_today(conn, row.id, row.time_zone)
             votes = await amenity_counts(conn, row.id)
         perk = perk_of(row)
         photos = list(row.photo_urls)
@@ -423,27 +446,10 @@ class CatalogRpcs(Resources):
     ) -> pb.ResolveCheckoutQrResponse:
         caller = current_caller()
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(store.merchants)
-                    .where(
-                        store.merchants.c.qr_token == request.token,
-                        store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE,
-                    )
-                    .values(qr_last_used_at=sa.func.now())
-                    .returning(*store.merchants.c)
-                )
-            ).first()
+            row = await use_qr_token(conn, request.token)
             if row is None:
                 raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
-            link = (
-                await conn.execute(
-                    sa.select(store.charger_links)
-                    .where(store.charger_links.c.merchant_id == row.id)
-                    .order_by(store.charger_links.c.walk_distance_m, store.charger_links.c.charger_id)
-                    .limit(1)
-                )
-            ).first()
+            link = await store.nearest_charger_link(conn, row.id)
         perk = perk_of(row)
         driver = None
         if caller.user_id is not None and caller.has_any({DRIVER}):

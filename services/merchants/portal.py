@@ -313,18 +313,6 @@ async def redemptions_since(conn: AsyncConnection, merchant_id: str, since: date
     ).one()
 
 
-async def nearest_charger_link(conn: AsyncConnection, merchant_id: str) -> Any:
-    """The store's linked charger with the shortest walk, or None."""
-    return (
-        await conn.execute(
-            sa.select(store.charger_links)
-            .where(store.charger_links.c.merchant_id == merchant_id)
-            .order_by(store.charger_links.c.walk_distance_m, store.charger_links.c.charger_id)
-            .limit(1)
-        )
-    ).first()
-
-
 async def visit_count(conn: AsyncConnection, merchant_id: str) -> int:
     count: int = (
         await conn.execute(sa.select(sa.func.count()).where(store.verified_visits.c.merchant_id == merchant_id))
@@ -536,7 +524,7 @@ class PortalRpcs(Resources):
             row = await load_merchant(conn, request.merchant_id)
             if row is None:
                 raise merchant_not_found(request.merchant_id)
-            charger = await nearest_charger_link(conn, row.id)
+            charger = await store.nearest_charger_link(conn, row.id)
             visits = await visit_count(conn, row.id)
         photos = list(row.photo_urls)
         open_now, open_until = open_status(row, now)

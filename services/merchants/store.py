@@ -3,6 +3,8 @@ every asynchronous cross-service effect of this service goes through it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -213,3 +215,15 @@ async def square_connected(conn: AsyncConnection, merchant_id: str) -> bool:
         )
     ).first()
     return connected is not None
+
+
+async def nearest_charger_link(conn: AsyncConnection, merchant_id: str) -> Any:
+    """The store's linked charger with the shortest walk (its QR checkout and preview show it), or None."""
+    return (
+        await conn.execute(
+            sa.select(charger_links)
+            .where(charger_links.c.merchant_id == merchant_id)
+            .order_by(charger_links.c.walk_distance_m, charger_links.c.charger_id)
+            .limit(1)
+        )
+    ).first()
