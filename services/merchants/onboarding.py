@@ -146,6 +146,70 @@ def _place_changes(row: Any, location: SquareLocation) -> dict[str, Any]:
     return changes
 
 
+# --- queries (the tables are in store.py) -------------------------------------------------------------------
+
+
+async def new_oauth_state(
+    conn: AsyncConnection, state: str, user_id: str, merchant_id: str | None
+) -> datetime.datetime:
+    """Stores a new OAuth state of the user (for a store, or None), dropping states long expired; its expiry."""
+    await conn.execute(sa.delete(STATES).where(STATES.c.expires_at < sa.func.now() - STATE_RETENTION))
+    expires_at: datetime.datetime = (
+        await conn.execute(
+            sa.insert(STATES)
+            .values(state=state, user_id=user_id, merchant_id=merchant_id, expires_at=sa.func.now() + STATE_TTL)
+            .returning(STATES.c.expires_at)
+        )
+    ).scalar_one()
+    return expires_at
+
+
+async def spend_oauth_state(conn: AsyncConnection, state: str, user_id: str) -> Any:
+    """Marks the user's unexpired, unspent state spent; its row (merchant_id), or None."""
+    return (
+        await conn.execute(
+            sa.update(STATES)
+            .where(
+                STATES.c.state == state,
+                STATES.c.used_at.is_(None),
+                STATES.c.expires_at > sa.func.now(),
+                STATES.c.user_id == user_id,
+            )
+            .values(used_at=sa.func.now())
+            .returning(STATES.c.merchant_id)
+        )
+    ).first()
+
+
+async def unspend_oauth_state(conn: AsyncConnection, state: str, user_id: str) -> None:
+    await conn.execute(
+        sa.update(STATES).where(STATES.c.state == state, STATES.c.user_id == user_id).values(used_at=None)
+    )
+
+
+async def square_connection(conn: AsyncConnection, merchant_id: str) -> Any:
+    """The store's Square connection (its tokens sealed), or None."""
+    return (
+        await conn.execute(
+            sa.select(store.square_connections).where(store.square_connections.c.merchant_id == merchant_id)
+        )
+    ).first()
+
+
+async def store_refreshed_tokens(
+    conn: AsyncConnection, merchant_id: str, square_merchant_id: str, **sealed: Any
+) -> None:
+    """The refreshed (sealed) tokens, only onto the same Square account: a reconnection meanwhile has its own."""
+    await conn.execute(
+        sa.update(store.square_connections)
+        .where(
+            store.square_connections.c.merchant_id == merchant_id,
+            store.square_connections.c.square_merchant_id == square_merchant_id,
+        )
+        .values(**sealed, updated_at=sa.func.now())
+    )
+
+
 class SquareRpcs(Resources):
     async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
         caller = current_caller()
@@ -155,14 +219,7 @@ class SquareRpcs(Resources):
             merchant_id = None
             if request.merchant_id:
                 merchant_id = (await owned_merchant(conn, request.merchant_id, caller, write=True)).id
-            await conn.execute(sa.delete(STATES).where(STATES.c.expires_at < sa.func.now() - STATE_RETENTION))
-            expires_at = (
-                await conn.execute(
-                    sa.insert(STATES)
-                    .values(state=state, user_id=user_id, merchant_id=merchant_id, expires_at=sa.func.now() + STATE_TTL)
-                    .returning(STATES.c.expires_at)
-                )
-            ).scalar_one()
+            expires_at = await new_oauth_state(conn, state, user_id, merchant_id)
         return pb.ConnectSquareResponse(
             authorization_url=self.square.authorization_url(state), state=state, expires_at=timestamp(expires_at)
         )
@@ -216,11 +273,7 @@ class SquareRpcs(Resources):
         has to connect again), SQUARE_UNAVAILABLE (UNAVAILABLE) when the token has expired and Square does not
         answer the refresh."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.square_connections).where(store.square_connections.c.merchant_id == merchant_id)
-                )
-            ).first()
+            row = await square_connection(conn, merchant_id)
         if row is None:
             return None
         access_token = self._open_square_token(row.access_token)
@@ -246,18 +299,13 @@ class SquareRpcs(Resources):
             raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; retry") from None
         async with self.engine.begin() as conn:
             # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
-            await conn.execute(
-                sa.update(store.square_connections)
-                .where(
-                    store.square_connections.c.merchant_id == merchant_id,
-                    store.square_connections.c.square_merchant_id == row.square_merchant_id,
-                )
-                .values(
-                    access_token=self._seal_square_token(tokens.access_token),
-                    refresh_token=self._seal_square_token(tokens.refresh_token),
-                    expires_at=tokens.expires_at,
-                    updated_at=sa.func.now(),
-                )
+            await store_refreshed_tokens(
+                conn,
+                merchant_id,
+                row.square_merchant_id,
+                access_token=self._seal_square_token(tokens.access_token),
+                refresh_token=self._seal_square_token(tokens.refresh_token),
+                expires_at=tokens.expires_at,
             )
         _log.info("Square access token refreshed", extra={"merchant_id": merchant_id})
         return tokens.access_token, row.location_id
@@ -268,19 +316,7 @@ class SquareRpcs(Resources):
         """Spend the caller's state; the store it names (None: create or match one). OAUTH_STATE_INVALID when
         it is unknown, expired, already spent or someone else's (theirs stays unspent)."""
         async with self.engine.begin() as conn:
-            claimed = (
-                await conn.execute(
-                    sa.update(STATES)
-                    .where(
-                        STATES.c.state == state,
-                        STATES.c.used_at.is_(None),
-                        STATES.c.expires_at > sa.func.now(),
-                        STATES.c.user_id == user_id,
-                    )
-                    .values(used_at=sa.func.now())
-                    .returning(STATES.c.merchant_id)
-                )
-            ).first()
+            claimed = await spend_oauth_state(conn, state, user_id)
         if claimed is None:
             raise _state_invalid()
         merchant_id: str | None = claimed.merchant_id
@@ -292,9 +328,7 @@ class SquareRpcs(Resources):
         except SquareUnavailable:
             # Nothing was stored: the same redirect may be tried again while the state is unexpired.
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    sa.update(STATES).where(STATES.c.state == state, STATES.c.user_id == user_id).values(used_at=None)
-                )
+                await unspend_oauth_state(conn, state, user_id)
             raise _square_unavailable() from None
         except SquareError as error:
             raise FailedPrecondition(
