@@ -264,6 +264,11 @@ def _visit_message(merchant_id: str, row: Any) -> pb.MerchantVisit:
 # --- queries (the tables are in store.py; _my_stores, _totals_query and _visit_rows above) ------------------
 
 
+async def store_totals(conn: AsyncConnection, merchant_id: str, now: datetime.datetime) -> Any:
+    """The store's totals as `_totals_query` counts them."""
+    return (await conn.execute(_totals_query(merchant_id, now))).one()
+
+
 async def linked_charger_ids(conn: AsyncConnection, merchant_id: str) -> list[str]:
     return list(
         (
@@ -389,7 +394,7 @@ class PortalRpcs(Resources):
     ) -> pb.GetMerchantSummaryResponse:
         async with self.reads.connect() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller())
-            totals = (await conn.execute(_totals_query(request.merchant_id, _now()))).one()
+            totals = await store_totals(conn, request.merchant_id, _now())
         return pb.GetMerchantSummaryResponse(
             total_redemptions=totals.total,
             total_discount_cents=totals.discount,
@@ -452,7 +457,7 @@ class PortalRpcs(Resources):
     async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
         async with self.reads.connect() as conn:
             row = await owned_merchant(conn, request.merchant_id, current_caller())
-            totals = (await conn.execute(_totals_query(request.merchant_id, _now()))).one()
+            totals = await store_totals(conn, request.merchant_id, _now())
         return pb.GetShareablesResponse(
             lines=domain.shareable_lines(
                 row.name,
