@@ -179,6 +179,54 @@ async def use_qr_token(conn: AsyncConnection, qr_token: str) -> Any:
     ).first()
 
 
+async def linked_merchants(conn: AsyncConnection, charger_ids: list[str]) -> list[Any]:
+    """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
+    day_start = _local_day_start(store.merchants.c.time_zone)
+    activations = (
+        sa.select(sa.func.count())
+        .where(
+            store.exclusive_sessions.c.merchant_id == store.merchants.c.id,
+            store.exclusive_sessions.c.activated_at >= day_start,
+        )
+        .scalar_subquery()
+    )
+    visits = (
+        sa.select(sa.func.count())
+        .where(
+            store.verified_visits.c.merchant_id == store.merchants.c.id,
+            store.verified_visits.c.verified_at >= day_start,
+        )
+        .scalar_subquery()
+    )
+    offer = (
+        sa.select(store.exclusive_offers.c.title, store.exclusive_offers.c.description)
+        .where(store.exclusive_offers.c.merchant_id == store.merchants.c.id, store.exclusive_offers.c.is_active)
+        .order_by(store.exclusive_offers.c.created_at)
+        .limit(1)
+        .lateral()
+    )
+    query = (
+        sa.select(
+            store.merchants,
+            store.charger_links.c.charger_id,
+            store.charger_links.c.walk_distance_m,
+            store.charger_links.c.walk_time_s,
+            store.charger_links.c.is_primary,
+            activations.label("activations"),
+            visits.label("visits"),
+            offer.c.title.label("offer_title"),
+            offer.c.description.label("offer_description"),
+        )
+        .select_from(
+            store.charger_links.join(
+                store.merchants, store.merchants.c.id == store.charger_links.c.merchant_id
+            ).outerjoin(offer, sa.true())
+        )
+        .where(store.charger_links.c.charger_id.in_(charger_ids), store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE)
+    )
+    return list((await conn.execute(query)).all())
+
+
 class CatalogRpcs(Resources):
     async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
         given = request.merchant
@@ -335,54 +383,8 @@ class CatalogRpcs(Resources):
         return pb.BatchListChargerMerchantsResponse(chargers=found)
 
     async def _linked_merchants(self, charger_ids: list[str]) -> list[Any]:
-        """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
-        day_start = _local_day_start(store.merchants.c.time_zone)
-        activations = (
-            sa.select(sa.func.count())
-            .where(
-                store.exclusive_sessions.c.merchant_id == store.merchants.c.id,
-                store.exclusive_sessions.c.activated_at >= day_start,
-            )
-            .scalar_subquery()
-        )
-        visits = (
-            sa.select(sa.func.count())
-            .where(
-                store.verified_visits.c.merchant_id == store.merchants.c.id,
-                store.verified_visits.c.verified_at >= day_start,
-            )
-            .scalar_subquery()
-        )
-        offer = (
-            sa.select(store.exclusive_offers.c.title, store.exclusive_offers.c.description)
-            .where(store.exclusive_offers.c.merchant_id == store.merchants.c.id, store.exclusive_offers.c.is_active)
-            .order_by(store.exclusive_offers.c.created_at)
-            .limit(1)
-            .lateral()
-        )
-        query = (
-            sa.select(
-                store.merchants,
-                store.charger_links.c.charger_id,
-                store.charger_links.c.walk_distance_m,
-                store.charger_links.c.walk_time_s,
-                store.charger_links.c.is_primary,
-                activations.label("activations"),
-                visits.label("visits"),
-                offer.c.title.label("offer_title"),
-                offer.c.description.label("offer_description"),
-            )
-            .select_from(
-                store.charger_links.join(
-                    store.merchants, store.merchants.c.id == store.charger_links.c.merchant_id
-                ).outerjoin(offer, sa.true())
-            )
-            .where(
-                store.charger_links.c.charger_id.in_(charger_ids), store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE
-            )
-        )
         async with self.reads.connect() as conn:
-            return list((await conn.execute(query)).all())
+            return await linked_merchants(conn, charger_ids)
 
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
         now = datetime.datetime.now(datetime.UTC)
