@@ -19,7 +19,7 @@ from services.merchants.adapters.places import PlacesDirectory
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.api import ACCESS, SERVICE_NAME, MerchantsApi
 from services.merchants.config import MerchantsSettings
-from services.merchants.records import token_cipher
+from services.merchants.records import Resources, token_cipher
 from services.merchants.workers import worker_tasks
 
 
@@ -43,7 +43,7 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
     stack.push_async_callback(places.aclose)
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
-    api = MerchantsApi(
+    resources = Resources(
         engine=runtime.engine,
         reads=single_statement_reads(runtime.engine),
         pool=pool,
@@ -55,10 +55,11 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
         places=places,
         accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
     )
+    api = MerchantsApi(resources)
     binding = ServiceBinding(
         SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS
     )
-    return ServiceServer(runtime, [binding], workers=worker_tasks(api, settings))
+    return ServiceServer(runtime, [binding], workers=worker_tasks(resources, settings))
 
 
 async def main() -> None:

@@ -1,4 +1,5 @@
-"""The MerchantsService servicer, composed of its RPC groups — one module each, all sharing `Resources`:
+"""The MerchantsService servicer: one class holding its RPC groups as attributes (composition) — one module each,
+each built over the shared `Resources` (records.py):
 
 catalog.py     merchant records, charger links, "while you charge", merchant details, scanned QR codes
 checkout.py    Nova redemptions at checkout (exactly once, consistent with the ledger)
@@ -12,7 +13,11 @@ claims.py      who may claim a store, for accounts' claim link and the portal's 
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.interceptors import Access
 from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
@@ -24,6 +29,7 @@ from services.merchants.favorites import FavoriteRpcs
 from services.merchants.funnel import FunnelRpcs
 from services.merchants.onboarding import SquareRpcs
 from services.merchants.portal import PortalRpcs
+from services.merchants.records import Resources
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
@@ -33,15 +39,227 @@ GROUPS = (catalog, checkout, exclusives, portal, onboarding, favorites, claims, 
 ACCESS: dict[str, Access] = {name: rule for group in GROUPS for name, rule in group.ACCESS.items()}
 
 
-class MerchantsApi(
-    CatalogRpcs,
-    CheckoutRpcs,
-    ExclusiveRpcs,
-    PortalRpcs,
-    SquareRpcs,
-    FavoriteRpcs,
-    ClaimRpcs,
-    FunnelRpcs,
-    merchants_pb2_grpc.MerchantsServiceServicer,
-):
-    """Every RPC of MerchantsService; the resources come from `Resources` (records.py)."""
+class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
+    """Every RPC of MerchantsService, each handed to the group that owns it; checkout reads a store's Square
+    token through the onboarding group, the one cross-group call, passed in explicitly."""
+
+    def __init__(self, resources: Resources) -> None:
+        shared = {field.name: getattr(resources, field.name) for field in dataclasses.fields(Resources)}
+        self.resources = resources
+        self.catalog = CatalogRpcs(**shared)
+        self.onboarding = SquareRpcs(**shared)
+        self.checkout = CheckoutRpcs(**shared, square_tokens=self.onboarding)
+        self.exclusives = ExclusiveRpcs(**shared)
+        self.portal = PortalRpcs(**shared)
+        self.favorites = FavoriteRpcs(**shared)
+        self.claims = ClaimRpcs(**shared)
+        self.funnel = FunnelRpcs(**shared)
+
+    async def ResolveCheckoutQr(
+        self, request: pb.ResolveCheckoutQrRequest, context: Any
+    ) -> pb.ResolveCheckoutQrResponse:
+        return await self.catalog.ResolveCheckoutQr(request, context)
+
+    async def ListRecentSquareOrders(
+        self, request: pb.ListRecentSquareOrdersRequest, context: Any
+    ) -> pb.ListRecentSquareOrdersResponse:
+        return await self.checkout.ListRecentSquareOrders(request, context)
+
+    async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
+        return await self.checkout.RedeemAtCheckout(request, context)
+
+    async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
+        return await self.checkout.GetRedemption(request, context)
+
+    async def ActivateExclusive(
+        self, request: pb.ActivateExclusiveRequest, context: Any
+    ) -> pb.ActivateExclusiveResponse:
+        return await self.exclusives.ActivateExclusive(request, context)
+
+    async def VerifyExclusiveVisit(
+        self, request: pb.VerifyExclusiveVisitRequest, context: Any
+    ) -> pb.VerifyExclusiveVisitResponse:
+        return await self.exclusives.VerifyExclusiveVisit(request, context)
+
+    async def CompleteExclusive(
+        self, request: pb.CompleteExclusiveRequest, context: Any
+    ) -> pb.CompleteExclusiveResponse:
+        return await self.exclusives.CompleteExclusive(request, context)
+
+    async def GetActiveExclusive(
+        self, request: pb.GetActiveExclusiveRequest, context: Any
+    ) -> pb.GetActiveExclusiveResponse:
+        return await self.exclusives.GetActiveExclusive(request, context)
+
+    async def GetExclusiveStaffView(
+        self, request: pb.GetExclusiveStaffViewRequest, context: Any
+    ) -> pb.GetExclusiveStaffViewResponse:
+        return await self.exclusives.GetExclusiveStaffView(request, context)
+
+    async def RedeemCheckInCode(
+        self, request: pb.RedeemCheckInCodeRequest, context: Any
+    ) -> pb.RedeemCheckInCodeResponse:
+        return await self.exclusives.RedeemCheckInCode(request, context)
+
+    async def CancelExclusive(self, request: pb.CancelExclusiveRequest, context: Any) -> pb.CancelExclusiveResponse:
+        return await self.exclusives.CancelExclusive(request, context)
+
+    async def ListMerchantsForCharger(
+        self, request: pb.ListMerchantsForChargerRequest, context: Any
+    ) -> pb.ListMerchantsForChargerResponse:
+        return await self.catalog.ListMerchantsForCharger(request, context)
+
+    async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
+        return await self.catalog.GetMerchant(request, context)
+
+    async def VoteAmenity(self, request: pb.VoteAmenityRequest, context: Any) -> pb.VoteAmenityResponse:
+        return await self.favorites.VoteAmenity(request, context)
+
+    async def BatchListChargerMerchants(
+        self, request: pb.BatchListChargerMerchantsRequest, context: Any
+    ) -> pb.BatchListChargerMerchantsResponse:
+        return await self.catalog.BatchListChargerMerchants(request, context)
+
+    async def ListFavoriteMerchants(
+        self, request: pb.ListFavoriteMerchantsRequest, context: Any
+    ) -> pb.ListFavoriteMerchantsResponse:
+        return await self.favorites.ListFavoriteMerchants(request, context)
+
+    async def AddFavoriteMerchant(
+        self, request: pb.AddFavoriteMerchantRequest, context: Any
+    ) -> pb.AddFavoriteMerchantResponse:
+        return await self.favorites.AddFavoriteMerchant(request, context)
+
+    async def RemoveFavoriteMerchant(
+        self, request: pb.RemoveFavoriteMerchantRequest, context: Any
+    ) -> pb.RemoveFavoriteMerchantResponse:
+        return await self.favorites.RemoveFavoriteMerchant(request, context)
+
+    async def ListFavoriteChargers(
+        self, request: pb.ListFavoriteChargersRequest, context: Any
+    ) -> pb.ListFavoriteChargersResponse:
+        return await self.favorites.ListFavoriteChargers(request, context)
+
+    async def AddFavoriteCharger(
+        self, request: pb.AddFavoriteChargerRequest, context: Any
+    ) -> pb.AddFavoriteChargerResponse:
+        return await self.favorites.AddFavoriteCharger(request, context)
+
+    async def RemoveFavoriteCharger(
+        self, request: pb.RemoveFavoriteChargerRequest, context: Any
+    ) -> pb.RemoveFavoriteChargerResponse:
+        return await self.favorites.RemoveFavoriteCharger(request, context)
+
+    async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
+        return await self.portal.GetMyMerchant(request, context)
+
+    async def GetMyMerchantInsights(
+        self, request: pb.GetMyMerchantInsightsRequest, context: Any
+    ) -> pb.GetMyMerchantInsightsResponse:
+        return await self.portal.GetMyMerchantInsights(request, context)
+
+    async def GetMerchantSummary(
+        self, request: pb.GetMerchantSummaryRequest, context: Any
+    ) -> pb.GetMerchantSummaryResponse:
+        return await self.portal.GetMerchantSummary(request, context)
+
+    async def ListMerchantVisits(
+        self, request: pb.ListMerchantVisitsRequest, context: Any
+    ) -> pb.ListMerchantVisitsResponse:
+        return await self.portal.ListMerchantVisits(request, context)
+
+    async def GetBillingSummary(
+        self, request: pb.GetBillingSummaryRequest, context: Any
+    ) -> pb.GetBillingSummaryResponse:
+        return await self.portal.GetBillingSummary(request, context)
+
+    async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
+        return await self.portal.GetShareables(request, context)
+
+    async def ListMerchantExclusives(
+        self, request: pb.ListMerchantExclusivesRequest, context: Any
+    ) -> pb.ListMerchantExclusivesResponse:
+        return await self.exclusives.ListMerchantExclusives(request, context)
+
+    async def CreateMerchantExclusive(
+        self, request: pb.CreateMerchantExclusiveRequest, context: Any
+    ) -> pb.CreateMerchantExclusiveResponse:
+        return await self.exclusives.CreateMerchantExclusive(request, context)
+
+    async def UpdateMerchantExclusive(
+        self, request: pb.UpdateMerchantExclusiveRequest, context: Any
+    ) -> pb.UpdateMerchantExclusiveResponse:
+        return await self.exclusives.UpdateMerchantExclusive(request, context)
+
+    async def EnableMerchantExclusive(
+        self, request: pb.EnableMerchantExclusiveRequest, context: Any
+    ) -> pb.EnableMerchantExclusiveResponse:
+        return await self.exclusives.EnableMerchantExclusive(request, context)
+
+    async def GetMerchantAnalytics(
+        self, request: pb.GetMerchantAnalyticsRequest, context: Any
+    ) -> pb.GetMerchantAnalyticsResponse:
+        return await self.exclusives.GetMerchantAnalytics(request, context)
+
+    async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
+        return await self.onboarding.ConnectSquare(request, context)
+
+    async def CompleteSquareConnect(
+        self, request: pb.CompleteSquareConnectRequest, context: Any
+    ) -> pb.CompleteSquareConnectResponse:
+        return await self.onboarding.CompleteSquareConnect(request, context)
+
+    async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
+        return await self.catalog.CreateMerchant(request, context)
+
+    async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Any) -> pb.UpdateMerchantResponse:
+        return await self.catalog.UpdateMerchant(request, context)
+
+    async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
+        return await self.catalog.LinkCharger(request, context)
+
+    async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
+        return await self.catalog.GetCheckoutQr(request, context)
+
+    async def GetShareCard(self, request: pb.GetShareCardRequest, context: Any) -> pb.GetShareCardResponse:
+        return await self.portal.GetShareCard(request, context)
+
+    async def GetQrSign(self, request: pb.GetQrSignRequest, context: Any) -> pb.GetQrSignResponse:
+        return await self.portal.GetQrSign(request, context)
+
+    async def AuthorizeMerchantClaim(
+        self, request: pb.AuthorizeMerchantClaimRequest, context: Any
+    ) -> pb.AuthorizeMerchantClaimResponse:
+        return await self.claims.AuthorizeMerchantClaim(request, context)
+
+    async def CreatePreviewLink(
+        self, request: pb.CreatePreviewLinkRequest, context: Any
+    ) -> pb.CreatePreviewLinkResponse:
+        return await self.portal.CreatePreviewLink(request, context)
+
+    async def ResolvePreviewLink(
+        self, request: pb.ResolvePreviewLinkRequest, context: Any
+    ) -> pb.ResolvePreviewLinkResponse:
+        return await self.portal.ResolvePreviewLink(request, context)
+
+    async def SearchBusinesses(self, request: pb.SearchBusinessesRequest, context: Any) -> pb.SearchBusinessesResponse:
+        return await self.funnel.SearchBusinesses(request, context)
+
+    async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
+        return await self.funnel.ResolveBusiness(request, context)
+
+    async def RequestMerchantClaim(
+        self, request: pb.RequestMerchantClaimRequest, context: Any
+    ) -> pb.RequestMerchantClaimResponse:
+        return await self.funnel.RequestMerchantClaim(request, context)
+
+    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
+        return await self.catalog.ListAuditEntries(request, context)
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        return await self.catalog.ListDeadLetters(request, context)
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        return await self.catalog.ReplayDeadLetters(request, context)

@@ -19,6 +19,7 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common import audit
 from services.common.context import current_caller
@@ -88,6 +89,144 @@ def _local_day_start(time_zone: Any) -> Any:
     return sa.func.timezone(time_zone, sa.func.date_trunc("day", sa.func.timezone(time_zone, sa.func.now())))
 
 
+# --- queries (the tables are in store.py) -------------------------------------------------------------------
+
+
+async def merchant_by_create_request(conn: AsyncConnection, request_id: uuid.UUID, *, required: bool = False) -> Any:
+    """The store CreateMerchant made for this request id; None when there is none (`required`: it must be)."""
+    result = await conn.execute(sa.select(store.merchants).where(store.merchants.c.create_request_id == request_id))
+    return result.one() if required else result.first()
+
+
+async def update_merchant(conn: AsyncConnection, merchant_id: str, changes: dict[str, Any]) -> Any:
+    return (
+        await conn.execute(
+            sa.update(store.merchants)
+            .where(store.merchants.c.id == merchant_id)
+            .values(**changes, updated_at=sa.func.now())
+            .returning(*store.merchants.c)
+        )
+    ).one()
+
+
+async def upsert_charger_link(conn: AsyncConnection, merchant_id: str, charger_id: str, values: dict[str, Any]) -> None:
+    """Links the store to the charger (or changes the link) with `values`; a primary link demotes the charger's
+    previous primary one."""
+    # Links of one charger change one at a time (the primary flag is unique per charger).
+    await conn.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended("charger-links:" + charger_id, 0)))
+    )
+    if values["is_primary"]:
+        # One featured merchant per charger: linking a new primary demotes the old one.
+        await conn.execute(
+            sa.update(store.charger_links)
+            .where(store.charger_links.c.charger_id == charger_id, store.charger_links.c.is_primary)
+            .values(is_primary=False)
+        )
+    await conn.execute(
+        pg_insert(store.charger_links)
+        .values(merchant_id=merchant_id, charger_id=charger_id, **values)
+        .on_conflict_do_update(
+            index_elements=[store.charger_links.c.merchant_id, store.charger_links.c.charger_id], set_=values
+        )
+    )
+
+
+async def merchant_by_id_or_place(conn: AsyncConnection, merchant_id_or_place: str) -> Any:
+    """The store by its id or its Google place id (the app sends either), or None."""
+    return (
+        await conn.execute(
+            sa.select(store.merchants).where(
+                sa.or_(
+                    store.merchants.c.id == merchant_id_or_place,
+                    store.merchants.c.place_id == merchant_id_or_place,
+                )
+            )
+        )
+    ).first()
+
+
+async def exclusives_today(conn: AsyncConnection, merchant_id: str, time_zone: str) -> tuple[int, int]:
+    """(exclusive activations, verified visits) at the store since the start of its local day."""
+    activations = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(
+                store.exclusive_sessions.c.merchant_id == merchant_id,
+                store.exclusive_sessions.c.activated_at >= _local_day_start(sa.literal(time_zone)),
+            )
+        )
+    ).scalar_one()
+    visits = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(
+                store.verified_visits.c.merchant_id == merchant_id,
+                store.verified_visits.c.verified_at >= _local_day_start(sa.literal(time_zone)),
+            )
+        )
+    ).scalar_one()
+    return activations, visits
+
+
+async def use_qr_token(conn: AsyncConnection, qr_token: str) -> Any:
+    """The ACTIVE store with this QR token, its last use stamped now; None when no live store has it."""
+    return (
+        await conn.execute(
+            sa.update(store.merchants)
+            .where(store.merchants.c.qr_token == qr_token, store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE)
+            .values(qr_last_used_at=sa.func.now())
+            .returning(*store.merchants.c)
+        )
+    ).first()
+
+
+async def linked_merchants(conn: AsyncConnection, charger_ids: list[str]) -> list[Any]:
+    """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
+    day_start = _local_day_start(store.merchants.c.time_zone)
+    activations = (
+        sa.select(sa.func.count())
+        .where(
+            store.exclusive_sessions.c.merchant_id == store.merchants.c.id,
+            store.exclusive_sessions.c.activated_at >= day_start,
+        )
+        .scalar_subquery()
+    )
+    visits = (
+        sa.select(sa.func.count())
+        .where(
+            store.verified_visits.c.merchant_id == store.merchants.c.id,
+            store.verified_visits.c.verified_at >= day_start,
+        )
+        .scalar_subquery()
+    )
+    offer = (
+        sa.select(store.exclusive_offers.c.title, store.exclusive_offers.c.description)
+        .where(store.exclusive_offers.c.merchant_id == store.merchants.c.id, store.exclusive_offers.c.is_active)
+        .order_by(store.exclusive_offers.c.created_at)
+        .limit(1)
+        .lateral()
+    )
+    query = (
+        sa.select(
+            store.merchants,
+            store.charger_links.c.charger_id,
+            store.charger_links.c.walk_distance_m,
+            store.charger_links.c.walk_time_s,
+            store.charger_links.c.is_primary,
+            activations.label("activations"),
+            visits.label("visits"),
+            offer.c.title.label("offer_title"),
+            offer.c.description.label("offer_description"),
+        )
+        .select_from(
+            store.charger_links.join(
+                store.merchants, store.merchants.c.id == store.charger_links.c.merchant_id
+            ).outerjoin(offer, sa.true())
+        )
+        .where(store.charger_links.c.charger_id.in_(charger_ids), store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE)
+    )
+    return list((await conn.execute(query)).all())
+
+
 class CatalogRpcs(Resources):
     async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
         given = request.merchant
@@ -96,9 +235,7 @@ class CatalogRpcs(Resources):
         request_id = uuid.UUID(request.request_id)
         status = given.status or pb.MERCHANT_STATUS_ACTIVE
         async with self.engine.begin() as conn:
-            existing = (
-                await conn.execute(sa.select(store.merchants).where(store.merchants.c.create_request_id == request_id))
-            ).first()
+            existing = await merchant_by_create_request(conn, request_id)
             if existing is None:
                 values = {
                     "id": new_merchant_id(),
@@ -133,11 +270,7 @@ class CatalogRpcs(Resources):
                     # A concurrent create with the same request id: the caller's retry replays it.
                     raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
                 await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=given.name)
-                existing = (
-                    await conn.execute(
-                        sa.select(store.merchants).where(store.merchants.c.create_request_id == request_id)
-                    )
-                ).one()
+                existing = await merchant_by_create_request(conn, request_id, required=True)
         return pb.CreateMerchantResponse(
             merchant=merchant_message(existing, owner_view=True),
             qr_token=existing.qr_token,
@@ -166,22 +299,9 @@ class CatalogRpcs(Resources):
                     Reason.MERCHANT_STATUS_NOT_ALLOWED, "a suspended merchant is reinstated by an admin"
                 )
             if changes:
-                row = (
-                    await conn.execute(
-                        sa.update(store.merchants)
-                        .where(store.merchants.c.id == request.merchant_id)
-                        .values(**changes, updated_at=sa.func.now())
-                        .returning(*store.merchants.c)
-                    )
-                ).one()
-            connected = await self._square_connected(conn, row.id)
+                row = await update_merchant(conn, request.merchant_id, changes)
+            connected = await store.square_connected(conn, row.id)
         return pb.UpdateMerchantResponse(merchant=merchant_message(row, square_connected=connected, owner_view=True))
-
-    async def _square_connected(self, conn: Any, merchant_id: str) -> bool:
-        connections = store.square_connections
-        return (
-            await conn.execute(sa.select(connections.c.merchant_id).where(connections.c.merchant_id == merchant_id))
-        ).first() is not None
 
     async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
         charger = await self.directory_charger(request.charger_id)
@@ -190,19 +310,6 @@ class CatalogRpcs(Resources):
             estimated_m, _ = domain.walk_estimate((charger.lat, charger.lng), (merchant.lat, merchant.lng))
             walk_m = request.walk_distance_m or estimated_m
             walk_s = request.walk_time_s or round(walk_m / domain.WALK_SPEED_M_PER_S)
-            # Links of one charger change one at a time (the primary flag is unique per charger).
-            await conn.execute(
-                sa.select(
-                    sa.func.pg_advisory_xact_lock(sa.func.hashtextextended("charger-links:" + request.charger_id, 0))
-                )
-            )
-            if request.is_primary:
-                # One featured merchant per charger: linking a new primary demotes the old one.
-                await conn.execute(
-                    sa.update(store.charger_links)
-                    .where(store.charger_links.c.charger_id == request.charger_id, store.charger_links.c.is_primary)
-                    .values(is_primary=False)
-                )
             values = {
                 "charger_name": charger.name,
                 "charger_address": charger.address,
@@ -213,13 +320,7 @@ class CatalogRpcs(Resources):
                 "walk_time_s": walk_s,
                 "is_primary": request.is_primary,
             }
-            await conn.execute(
-                pg_insert(store.charger_links)
-                .values(merchant_id=request.merchant_id, charger_id=request.charger_id, **values)
-                .on_conflict_do_update(
-                    index_elements=[store.charger_links.c.merchant_id, store.charger_links.c.charger_id], set_=values
-                )
-            )
+            await upsert_charger_link(conn, request.merchant_id, request.charger_id, values)
             await audit.record(
                 conn,
                 "charger.link",
@@ -282,86 +383,16 @@ class CatalogRpcs(Resources):
         return pb.BatchListChargerMerchantsResponse(chargers=found)
 
     async def _linked_merchants(self, charger_ids: list[str]) -> list[Any]:
-        """The active merchants linked to the chargers, with their walk, today's counts and first active offer."""
-        day_start = _local_day_start(store.merchants.c.time_zone)
-        activations = (
-            sa.select(sa.func.count())
-            .where(
-                store.exclusive_sessions.c.merchant_id == store.merchants.c.id,
-                store.exclusive_sessions.c.activated_at >= day_start,
-            )
-            .scalar_subquery()
-        )
-        visits = (
-            sa.select(sa.func.count())
-            .where(
-                store.verified_visits.c.merchant_id == store.merchants.c.id,
-                store.verified_visits.c.verified_at >= day_start,
-            )
-            .scalar_subquery()
-        )
-        offer = (
-            sa.select(store.exclusive_offers.c.title, store.exclusive_offers.c.description)
-            .where(store.exclusive_offers.c.merchant_id == store.merchants.c.id, store.exclusive_offers.c.is_active)
-            .order_by(store.exclusive_offers.c.created_at)
-            .limit(1)
-            .lateral()
-        )
-        query = (
-            sa.select(
-                store.merchants,
-                store.charger_links.c.charger_id,
-                store.charger_links.c.walk_distance_m,
-                store.charger_links.c.walk_time_s,
-                store.charger_links.c.is_primary,
-                activations.label("activations"),
-                visits.label("visits"),
-                offer.c.title.label("offer_title"),
-                offer.c.description.label("offer_description"),
-            )
-            .select_from(
-                store.charger_links.join(
-                    store.merchants, store.merchants.c.id == store.charger_links.c.merchant_id
-                ).outerjoin(offer, sa.true())
-            )
-            .where(
-                store.charger_links.c.charger_id.in_(charger_ids), store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE
-            )
-        )
         async with self.reads.connect() as conn:
-            return list((await conn.execute(query)).all())
+            return await linked_merchants(conn, charger_ids)
 
     async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
         now = datetime.datetime.now(datetime.UTC)
         async with self.reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.merchants).where(
-                        sa.or_(
-                            store.merchants.c.id == request.merchant_id,
-                            store.merchants.c.place_id == request.merchant_id,
-                        )
-                    )
-                )
-            ).first()
+            row = await merchant_by_id_or_place(conn, request.merchant_id)
             if row is None or row.status != pb.MERCHANT_STATUS_ACTIVE:
                 raise merchant_not_found(request.merchant_id)
-            activations = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        store.exclusive_sessions.c.merchant_id == row.id,
-                        store.exclusive_sessions.c.activated_at >= _local_day_start(sa.literal(row.time_zone)),
-                    )
-                )
-            ).scalar_one()
-            visits = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        store.verified_visits.c.merchant_id == row.id,
-                        store.verified_visits.c.verified_at >= _local_day_start(sa.literal(row.time_zone)),
-                    )
-                )
-            ).scalar_one()
+            activations, visits = await exclusives_today(conn, row.id, row.time_zone)
             votes = await amenity_counts(conn, row.id)
         perk = perk_of(row)
         photos = list(row.photo_urls)
@@ -417,27 +448,10 @@ class CatalogRpcs(Resources):
     ) -> pb.ResolveCheckoutQrResponse:
         caller = current_caller()
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.update(store.merchants)
-                    .where(
-                        store.merchants.c.qr_token == request.token,
-                        store.merchants.c.status == pb.MERCHANT_STATUS_ACTIVE,
-                    )
-                    .values(qr_last_used_at=sa.func.now())
-                    .returning(*store.merchants.c)
-                )
-            ).first()
+            row = await use_qr_token(conn, request.token)
             if row is None:
                 raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
-            link = (
-                await conn.execute(
-                    sa.select(store.charger_links)
-                    .where(store.charger_links.c.merchant_id == row.id)
-                    .order_by(store.charger_links.c.walk_distance_m, store.charger_links.c.charger_id)
-                    .limit(1)
-                )
-            ).first()
+            link = await store.nearest_charger_link(conn, row.id)
         perk = perk_of(row)
         driver = None
         if caller.user_id is not None and caller.has_any({DRIVER}):

@@ -19,18 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import logging
 import types
 import uuid
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import asyncpg
 import grpc
 import sqlalchemy as sa
-from nerava.ledger.v1 import ledger_pb2
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import current_caller
 from services.common.errors import (
@@ -70,7 +72,7 @@ _NO_NOVA = frozenset({"INSUFFICIENT_BALANCE", "ACCOUNT_NOT_FOUND"})
 
 
 class _SquareTokens(Protocol):
-    """Provided by the Square onboarding group (onboarding.py) on the composed servicer."""
+    """The Square onboarding group (onboarding.py), which keeps the stores' Square connections."""
 
     async def square_access_token(self, merchant_id: str) -> tuple[str, str] | None: ...
 
@@ -171,6 +173,18 @@ _PENDING_BEFORE = (
 )
 
 
+async def redemption_with_owner(conn: AsyncConnection, redemption_id: uuid.UUID) -> Any:
+    """The redemption with its store's owner (who may read it too); None when unknown. Not on the hot path:
+    SQLAlchemy Core."""
+    return (
+        await conn.execute(
+            sa.select(store.redemptions, store.merchants.c.owner_user_id)
+            .join(store.merchants, store.merchants.c.id == store.redemptions.c.merchant_id)
+            .where(store.redemptions.c.id == redemption_id)
+        )
+    ).first()
+
+
 def _row(record: Any) -> Any:
     """A redemption record with attribute access, as the rest of the module reads rows."""
     return types.SimpleNamespace(**dict(record))
@@ -182,7 +196,57 @@ _REDEEMED_ORDERS = (
 DEFAULT_RECENT_MINUTES = 10
 
 
+class Settlement:
+    """The core that settles a PENDING redemption with the ledger: the checkout handlers and the settling worker
+    both call it (the worker never reaches the servicer)."""
+
+    def __init__(self, pool: asyncpg.Pool, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub) -> None:
+        self.pool = pool
+        self.ledger = ledger
+
+    async def settle(self, row: Any) -> Any:
+        """Asks the ledger for the redemption's transfer (again, with the same key) and records the outcome;
+        returns the row as it now stands (still PENDING when the ledger did not answer)."""
+        try:
+            reply = await self.ledger.PostTransfer(ledger_request(row))
+        except grpc.aio.AioRpcError as error:
+            reason = peer_reason(error)
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in _NO_NOVA:
+                return await self._record(_FAIL, row.id, "INSUFFICIENT_BALANCE")
+            log.warning(
+                "redemption left pending: the ledger did not settle it",
+                extra={"redemption_id": str(row.id), "code": error.code().name, "reason": reason},
+            )
+            await self.pool.execute(_ATTEMPTED, row.id)
+            return _row(await self.pool.fetchrow(_BY_ID, row.id))
+        return await self._record(
+            _COMPLETE,
+            row.id,
+            reply.transfer.amount,
+            reply.merchant_fee_cents,
+            uuid.UUID(reply.transfer.id),
+            reply.from_balance_after,
+        )
+
+    async def _record(self, statement: str, redemption_id: uuid.UUID, *outcome: Any) -> Any:
+        """PENDING → the outcome, once; a concurrent settle of the same redemption records the same outcome."""
+        record = await self.pool.fetchrow(statement, redemption_id, *outcome)
+        return _row(record if record is not None else await self.pool.fetchrow(_BY_ID, redemption_id))
+
+    async def pending_before(self, cutoff: datetime.datetime) -> list[Any]:
+        """Redemptions still PENDING that were created before `cutoff` (a batch, oldest first)."""
+        return [_row(record) for record in await self.pool.fetch(_PENDING_BEFORE, cutoff)]
+
+
+@dataclasses.dataclass
 class CheckoutRpcs(Resources):
+    # The onboarding group's Square tokens (onboarding.py), handed in by the servicer that composes both.
+    square_tokens: _SquareTokens
+
+    def __post_init__(self) -> None:
+        # The same core the settling worker calls (workers.py).
+        self.settlement = Settlement(self.pool, self.ledger)
+
     async def ListRecentSquareOrders(
         self, request: pb.ListRecentSquareOrdersRequest, context: Any
     ) -> pb.ListRecentSquareOrdersResponse:
@@ -197,7 +261,7 @@ class CheckoutRpcs(Resources):
             merchant_name=merchant["name"],
             perk=pb.CheckoutPerk(perk_cents=perk.cents, label=perk.label),
         )
-        tokens = await cast(_SquareTokens, self).square_access_token(merchant["id"])
+        tokens = await self.square_tokens.square_access_token(merchant["id"])
         if tokens is None:
             return answer
         access_token, location_id = tokens
@@ -278,7 +342,7 @@ class CheckoutRpcs(Resources):
             existing = await self._by_key(driver_id, key)
             assert existing is not None
             return await self._replay(existing, fingerprint)
-        return self._answer(await self.settle(_row(record)), replayed=False)
+        return self._answer(await self.settlement.settle(_row(record)), replayed=False)
 
     async def _by_key(self, driver_id: str, key: uuid.UUID) -> Any:
         record = await self.pool.fetchrow(_BY_KEY, driver_id, key)
@@ -292,7 +356,7 @@ class CheckoutRpcs(Resources):
                 {"redemption_id": str(row.id)},
             )
         if row.status == PENDING:
-            row = await self.settle(row)
+            row = await self.settlement.settle(row)
         return self._answer(row, replayed=True)
 
     def _answer(self, row: Any, *, replayed: bool) -> pb.RedeemAtCheckoutResponse:
@@ -323,7 +387,7 @@ class CheckoutRpcs(Resources):
     async def _square_order_total(self, merchant_id: str, order_id: str) -> int:
         """Square's total for the order (the client's total is ignored), which must belong to the merchant's
         connected location."""
-        tokens = await cast(_SquareTokens, self).square_access_token(merchant_id)
+        tokens = await self.square_tokens.square_access_token(merchant_id)
         if tokens is None:
             raise FailedPrecondition(Reason.SQUARE_NOT_CONNECTED, "this merchant has no Square connection")
         access_token, location_id = tokens
@@ -349,45 +413,10 @@ class CheckoutRpcs(Resources):
             )
         return order.total_cents
 
-    async def settle(self, row: Any) -> Any:
-        """Asks the ledger for the redemption's transfer (again, with the same key) and records the outcome;
-        returns the row as it now stands (still PENDING when the ledger did not answer)."""
-        try:
-            reply = await self.ledger.PostTransfer(ledger_request(row))
-        except grpc.aio.AioRpcError as error:
-            reason = peer_reason(error)
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in _NO_NOVA:
-                return await self._record(_FAIL, row.id, "INSUFFICIENT_BALANCE")
-            log.warning(
-                "redemption left pending: the ledger did not settle it",
-                extra={"redemption_id": str(row.id), "code": error.code().name, "reason": reason},
-            )
-            await self.pool.execute(_ATTEMPTED, row.id)
-            return _row(await self.pool.fetchrow(_BY_ID, row.id))
-        return await self._record(
-            _COMPLETE,
-            row.id,
-            reply.transfer.amount,
-            reply.merchant_fee_cents,
-            uuid.UUID(reply.transfer.id),
-            reply.from_balance_after,
-        )
-
-    async def _record(self, statement: str, redemption_id: uuid.UUID, *outcome: Any) -> Any:
-        """PENDING → the outcome, once; a concurrent settle of the same redemption records the same outcome."""
-        record = await self.pool.fetchrow(statement, redemption_id, *outcome)
-        return _row(record if record is not None else await self.pool.fetchrow(_BY_ID, redemption_id))
-
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
         caller = current_caller()
         async with self.reads.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.redemptions, store.merchants.c.owner_user_id)
-                    .join(store.merchants, store.merchants.c.id == store.redemptions.c.merchant_id)
-                    .where(store.redemptions.c.id == uuid.UUID(request.redemption_id))
-                )
-            ).first()
+            row = await redemption_with_owner(conn, uuid.UUID(request.redemption_id))
         if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):
             raise NotFound(Reason.REDEMPTION_NOT_FOUND, "no such redemption", {"redemption_id": request.redemption_id})
         return pb.GetRedemptionResponse(
@@ -401,14 +430,13 @@ class CheckoutRpcs(Resources):
         )
 
 
-async def settle_pending(checkout: CheckoutRpcs, stop: asyncio.Event, every_s: float, after_s: float) -> None:
+async def settle_pending(settlement: Settlement, stop: asyncio.Event, every_s: float, after_s: float) -> None:
     """Settles redemptions left PENDING (their ledger answer was lost) with the same key, until `stop`."""
     while not stop.is_set():
         cutoff = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=after_s)
         try:
-            rows = [_row(record) for record in await checkout.pool.fetch(_PENDING_BEFORE, cutoff)]
-            for row in rows:
-                await checkout.settle(row)
+            for row in await settlement.pending_before(cutoff):
+                await settlement.settle(row)
         except Exception:  # a worker must outlive a database or ledger outage
             log.exception("settling pending redemptions failed; retrying")
         with contextlib.suppress(TimeoutError):

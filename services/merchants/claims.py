@@ -17,6 +17,7 @@ from typing import Any, Final
 
 import sqlalchemy as sa
 from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.errors import FailedPrecondition, PermissionDenied
 from services.common.interceptors import Access
@@ -61,17 +62,38 @@ def may_claim(email: str, website: str) -> bool:
     return _under(mail_domain, site) or _under(site, mail_domain)
 
 
+# --- queries (the tables are in store.py) -------------------------------------------------------------------
+
+
+async def store_for_claim(conn: AsyncConnection, merchant_id: str, place_id: str) -> Any:
+    """The store by its id, else by its Google place id, locked for the claim; None when unknown."""
+    where = store.merchants.c.id == merchant_id if merchant_id else store.merchants.c.place_id == place_id
+    return (await conn.execute(sa.select(store.merchants).where(where).with_for_update())).first()
+
+
+async def set_owner(conn: AsyncConnection, merchant_id: str, owner_user_id: str) -> None:
+    await conn.execute(
+        sa.update(store.merchants)
+        .where(store.merchants.c.id == merchant_id)
+        .values(owner_user_id=owner_user_id, updated_at=sa.func.now())
+    )
+
+
+async def verify_pending_claim(conn: AsyncConnection, merchant_id: str, email: str, user_id: str) -> None:
+    """The funnel's claim of the store by this (lower-cased) address, if any, is VERIFIED for the user."""
+    await conn.execute(
+        sa.update(store.merchant_claims)
+        .where(store.merchant_claims.c.merchant_id == merchant_id, store.merchant_claims.c.email == email)
+        .values(status=pb.MERCHANT_CLAIM_STATUS_VERIFIED, user_id=user_id, updated_at=sa.func.now())
+    )
+
+
 class ClaimRpcs(Resources):
     async def AuthorizeMerchantClaim(
         self, request: pb.AuthorizeMerchantClaimRequest, context: Any
     ) -> pb.AuthorizeMerchantClaimResponse:
-        where = (
-            store.merchants.c.id == request.merchant_id
-            if request.merchant_id
-            else store.merchants.c.place_id == request.place_id
-        )
         async with self.engine.begin() as conn:
-            row = (await conn.execute(sa.select(store.merchants).where(where).with_for_update())).first()
+            row = await store_for_claim(conn, request.merchant_id, request.place_id)
             if row is None:
                 raise merchant_not_found(request.merchant_id or request.place_id)
             if row.owner_user_id and row.owner_user_id != (request.owner_user_id or None):
@@ -81,23 +103,8 @@ class ClaimRpcs(Resources):
                     Reason.CLAIM_NOT_OWNER, "the email address is not at the store's own web domain; ask Nerava support"
                 )
             if request.owner_user_id and row.owner_user_id != request.owner_user_id:
-                await conn.execute(
-                    sa.update(store.merchants)
-                    .where(store.merchants.c.id == row.id)
-                    .values(owner_user_id=request.owner_user_id, updated_at=sa.func.now())
-                )
+                await set_owner(conn, row.id, request.owner_user_id)
             if request.owner_user_id:
                 # The funnel's pending claim for this address (if it went that way) is now verified.
-                await conn.execute(
-                    sa.update(store.merchant_claims)
-                    .where(
-                        store.merchant_claims.c.merchant_id == row.id,
-                        store.merchant_claims.c.email == request.email.strip().lower(),
-                    )
-                    .values(
-                        status=pb.MERCHANT_CLAIM_STATUS_VERIFIED,
-                        user_id=request.owner_user_id,
-                        updated_at=sa.func.now(),
-                    )
-                )
+                await verify_pending_claim(conn, row.id, request.email.strip().lower(), request.owner_user_id)
         return pb.AuthorizeMerchantClaimResponse(merchant_id=row.id, merchant_name=row.name)

@@ -28,6 +28,7 @@ import contextlib
 import datetime
 import logging
 import uuid
+from collections.abc import Sequence
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -196,6 +197,369 @@ async def _expire_session(conn: AsyncConnection, session_id: uuid.UUID) -> None:
     )
 
 
+# --- queries: exclusive sessions, offers and visits (the tables are in store.py) ---------------------------
+
+
+async def session_by_key(conn: AsyncConnection, driver_id: str, key: uuid.UUID) -> Any:
+    """The session the driver started with this idempotency key (as `_view` shows it), or None."""
+    return (
+        await conn.execute(
+            _view().where(
+                store.exclusive_sessions.c.driver_id == driver_id,
+                store.exclusive_sessions.c.idempotency_key == key,
+            )
+        )
+    ).first()
+
+
+async def active_session(conn: AsyncConnection, driver_id: str) -> Any:
+    """The driver's ACTIVE session (at most one), as `_view` shows it, or None."""
+    return (
+        await conn.execute(
+            _view().where(
+                store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
+            )
+        )
+    ).first()
+
+
+async def session_view(conn: AsyncConnection, session_id: uuid.UUID) -> Any:
+    return (await conn.execute(_view().where(store.exclusive_sessions.c.id == session_id))).one()
+
+
+async def merchant_id_by_place(conn: AsyncConnection, place_id: str) -> str | None:
+    merchant_id: str | None = (
+        await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.place_id == place_id))
+    ).scalar_one_or_none()
+    return merchant_id
+
+
+async def charger_link(conn: AsyncConnection, merchant_id: str, charger_id: str) -> Any:
+    return (
+        await conn.execute(
+            sa.select(store.charger_links).where(
+                store.charger_links.c.merchant_id == merchant_id,
+                store.charger_links.c.charger_id == charger_id,
+            )
+        )
+    ).first()
+
+
+async def has_charger_link(conn: AsyncConnection, merchant_id: str) -> bool:
+    linked = (
+        await conn.execute(
+            sa.select(store.charger_links.c.charger_id).where(store.charger_links.c.merchant_id == merchant_id).limit(1)
+        )
+    ).first()
+    return linked is not None
+
+
+async def drivers_session_for_update(conn: AsyncConnection, session_id: uuid.UUID, driver_id: str) -> Any:
+    """The driver's own session, locked; None when it is unknown or another driver's."""
+    return (
+        await conn.execute(
+            sa.select(store.exclusive_sessions)
+            .where(store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def visit_of(conn: AsyncConnection, session_id: uuid.UUID) -> Any:
+    """The verified visit of a session, or None."""
+    return (
+        await conn.execute(
+            sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == session_id)
+        )
+    ).first()
+
+
+async def complete_session(conn: AsyncConnection, session_id: uuid.UUID, now: datetime.datetime, **also: Any) -> None:
+    """Marks the session COMPLETED now, with `also` (more of its columns); the caller holds its lock."""
+    await conn.execute(
+        sa.update(store.exclusive_sessions)
+        .where(store.exclusive_sessions.c.id == session_id)
+        .values(status=COMPLETED, ended_at=now, **also)
+    )
+
+
+async def set_feedback(conn: AsyncConnection, session_id: uuid.UUID, feedback: dict[str, Any]) -> None:
+    await conn.execute(
+        sa.update(store.exclusive_sessions).where(store.exclusive_sessions.c.id == session_id).values(feedback=feedback)
+    )
+
+
+async def merchant_offers(conn: AsyncConnection, merchant_id: str) -> Sequence[Any]:
+    """The store's exclusive offers, newest first."""
+    return (
+        await conn.execute(
+            sa.select(store.exclusive_offers)
+            .where(store.exclusive_offers.c.merchant_id == merchant_id)
+            .order_by(store.exclusive_offers.c.created_at.desc(), store.exclusive_offers.c.id.desc())
+        )
+    ).all()
+
+
+async def insert_offer(conn: AsyncConnection, **values: Any) -> Any:
+    """A new, active offer with a fresh id; returns its row."""
+    return (
+        await conn.execute(
+            sa.insert(store.exclusive_offers)
+            .values(id=f"ex_{uuid.uuid4().hex[:12]}", is_active=True, **values)
+            .returning(*store.exclusive_offers.c)
+        )
+    ).one()
+
+
+async def exclusive_figures(conn: AsyncConnection, merchant_id: str) -> tuple[int, int, int]:
+    """(activations, completions, distinct drivers) of the store's exclusive sessions, all time."""
+    figures = (
+        await conn.execute(
+            sa.select(
+                sa.func.count(),
+                sa.func.count().filter(store.exclusive_sessions.c.status == COMPLETED),
+                sa.func.count(sa.distinct(store.exclusive_sessions.c.driver_id)),
+            ).where(store.exclusive_sessions.c.merchant_id == merchant_id)
+        )
+    ).one()
+    activations, completes, drivers = (int(value) for value in figures)
+    return activations, completes, drivers
+
+
+async def existing_session_id(conn: AsyncConnection, driver_id: str, key: uuid.UUID | None) -> uuid.UUID | None:
+    """The session of this driver's key, else the driver's ACTIVE session."""
+    if key is not None:
+        by_key = (
+            await conn.execute(
+                sa.select(store.exclusive_sessions.c.id).where(
+                    store.exclusive_sessions.c.driver_id == driver_id,
+                    store.exclusive_sessions.c.idempotency_key == key,
+                )
+            )
+        ).scalar_one_or_none()
+        if by_key is not None:
+            return cast(uuid.UUID, by_key)
+    active: uuid.UUID | None = (
+        await conn.execute(
+            sa.select(store.exclusive_sessions.c.id).where(
+                store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
+            )
+        )
+    ).scalar_one_or_none()
+    return active
+
+
+async def latest_shown_session(
+    conn: AsyncConnection, driver_id: str, now: datetime.datetime, *, include_expired: bool
+) -> Any:
+    """The driver's ACTIVE session, as `_view` shows it; with `include_expired` else the latest one that expired
+    within the last window."""
+    shown = store.exclusive_sessions.c.status == ACTIVE
+    if include_expired:
+        # Also a session that expired within the last window, whoever marked it (this read or the worker).
+        shown = sa.or_(
+            shown,
+            sa.and_(
+                store.exclusive_sessions.c.status == EXPIRED,
+                store.exclusive_sessions.c.expires_at > now - domain.EXCLUSIVE_DURATION,
+            ),
+        )
+    query = (
+        _view()
+        .where(store.exclusive_sessions.c.driver_id == driver_id, shown)
+        .order_by(
+            sa.case((store.exclusive_sessions.c.status == ACTIVE, 0), else_=1),
+            store.exclusive_sessions.c.activated_at.desc(),
+        )
+        .limit(1)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def expire_drivers_lapsed_session(conn: AsyncConnection, driver_id: str, now: datetime.datetime) -> None:
+    """An ACTIVE session of the driver past its window is EXPIRED (it no longer holds the one active slot)."""
+    await conn.execute(
+        sa.update(store.exclusive_sessions)
+        .where(
+            store.exclusive_sessions.c.driver_id == driver_id,
+            store.exclusive_sessions.c.status == ACTIVE,
+            store.exclusive_sessions.c.expires_at <= now,
+        )
+        .values(status=EXPIRED, ended_at=store.exclusive_sessions.c.expires_at)
+    )
+
+
+async def live_offer_for_update(conn: AsyncConnection, merchant_id: str) -> Any:
+    """The store's first active offer, locked (activations of one offer take turns under its caps), or None."""
+    return (
+        await conn.execute(
+            sa.select(store.exclusive_offers)
+            .where(store.exclusive_offers.c.merchant_id == merchant_id, store.exclusive_offers.c.is_active)
+            .order_by(store.exclusive_offers.c.created_at, store.exclusive_offers.c.id)
+            .limit(1)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def insert_session(
+    conn: AsyncConnection, values: dict[str, Any], offer_id: str | None, now: datetime.datetime
+) -> uuid.UUID | None:
+    """A new session starting now; None when a concurrent one of the driver (or of the key) holds its place."""
+    inserted: uuid.UUID | None = (
+        await conn.execute(
+            pg_insert(store.exclusive_sessions)
+            .values(
+                id=uuid.uuid4(),
+                # Unique among live sessions: a collision conflicts like a rival activation, and the
+                # caller's retry draws another code.
+                arrival_code=domain.new_arrival_code(),
+                offer_id=offer_id,
+                activated_at=now,
+                expires_at=now + domain.EXCLUSIVE_DURATION,
+                **values,
+            )
+            .on_conflict_do_nothing()
+            .returning(store.exclusive_sessions.c.id)
+        )
+    ).scalar_one_or_none()
+    return inserted
+
+
+async def sessions_of_offer_since(conn: AsyncConnection, offer_id: str, since: datetime.datetime) -> int:
+    """The offer's sessions activated since `since`, canceled ones not counted (the daily cap)."""
+    count: int = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(
+                store.exclusive_sessions.c.offer_id == offer_id,
+                store.exclusive_sessions.c.activated_at >= since,
+                store.exclusive_sessions.c.status != CANCELED,
+            )
+        )
+    ).scalar_one()
+    return count
+
+
+async def running_sessions_of_offer(conn: AsyncConnection, offer_id: str, now: datetime.datetime) -> int:
+    """The offer's ACTIVE sessions still within their window (the at-once cap)."""
+    count: int = (
+        await conn.execute(
+            sa.select(sa.func.count()).where(
+                store.exclusive_sessions.c.offer_id == offer_id,
+                store.exclusive_sessions.c.status == ACTIVE,
+                store.exclusive_sessions.c.expires_at > now,
+            )
+        )
+    ).scalar_one()
+    return count
+
+
+async def lock_next_visit_number(conn: AsyncConnection, merchant_id: str, visit_date: datetime.date) -> int:
+    """The merchant's next visit number of its local day, under a transaction lock on the merchant's visits."""
+    await conn.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"merchant-visits:{merchant_id}", 0)))
+    )
+    number: int = (
+        await conn.execute(
+            sa.select(sa.func.coalesce(sa.func.max(store.verified_visits.c.visit_number), 0) + 1).where(
+                store.verified_visits.c.merchant_id == merchant_id, store.verified_visits.c.visit_date == visit_date
+            )
+        )
+    ).scalar_one()
+    return number
+
+
+async def insert_visit(conn: AsyncConnection, **values: Any) -> Any:
+    return (
+        await conn.execute(
+            sa.insert(store.verified_visits).values(id=uuid.uuid4(), **values).returning(*store.verified_visits.c)
+        )
+    ).one()
+
+
+async def staff_session(conn: AsyncConnection, session_id: uuid.UUID) -> Any:
+    """The session with its store's name and its offer's title and description, for the store's staff."""
+    return (
+        await conn.execute(
+            sa.select(
+                store.exclusive_sessions,
+                store.merchants.c.name.label("merchant_name"),
+                store.exclusive_offers.c.title.label("offer_title"),
+                store.exclusive_offers.c.description,
+            )
+            .select_from(
+                store.exclusive_sessions.join(
+                    store.merchants, store.merchants.c.id == store.exclusive_sessions.c.merchant_id
+                ).outerjoin(store.exclusive_offers, store.exclusive_offers.c.id == store.exclusive_sessions.c.offer_id)
+            )
+            .where(store.exclusive_sessions.c.id == session_id)
+        )
+    ).first()
+
+
+async def session_by_arrival_code_for_update(conn: AsyncConnection, code: str) -> Any:
+    """The live session with this arrival code, else the latest one that had it (used, lapsed or ended), locked."""
+    return (
+        await conn.execute(
+            sa.select(store.exclusive_sessions)
+            .where(store.exclusive_sessions.c.arrival_code == code)
+            .order_by(
+                sa.case((store.exclusive_sessions.c.status == ACTIVE, 0), else_=1),
+                store.exclusive_sessions.c.activated_at.desc(),
+            )
+            .limit(1)
+            .with_for_update()
+        )
+    ).first()
+
+
+async def session_exists(conn: AsyncConnection, session_id: uuid.UUID) -> bool:
+    known = (
+        await conn.execute(sa.select(store.exclusive_sessions.c.id).where(store.exclusive_sessions.c.id == session_id))
+    ).first()
+    return known is not None
+
+
+async def cancel_live_sessions(
+    conn: AsyncConnection,
+    which: sa.ColumnElement[bool],
+    now: datetime.datetime,
+    *,
+    reason: str,
+    canceled_by: str | None,
+) -> Sequence[uuid.UUID]:
+    """Cancels the ACTIVE sessions `which` selects; returns their ids."""
+    canceled: Sequence[uuid.UUID] = (
+        (
+            await conn.execute(
+                sa.update(store.exclusive_sessions)
+                # A session past its window expired, whatever the sweep has not marked yet.
+                .where(which, store.exclusive_sessions.c.status == ACTIVE, store.exclusive_sessions.c.expires_at > now)
+                .values(status=CANCELED, cancel_reason=reason, canceled_by=canceled_by, ended_at=now)
+                .returning(store.exclusive_sessions.c.id)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return canceled
+
+
+async def update_offer(conn: AsyncConnection, merchant_id: str, offer_id: str, changes: dict[str, Any]) -> Any:
+    """The store's offer after `changes` (as it is, when there are none); None when the store has no such offer."""
+    which = sa.and_(store.exclusive_offers.c.id == offer_id, store.exclusive_offers.c.merchant_id == merchant_id)
+    if changes:
+        query: Any = (
+            sa.update(store.exclusive_offers)
+            .where(which)
+            .values(**changes, updated_at=sa.func.now())
+            .returning(*store.exclusive_offers.c)
+        )
+    else:
+        query = sa.select(store.exclusive_offers).where(which)
+    return (await conn.execute(query)).first()
+
+
 def _offer_fields(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
@@ -253,14 +617,7 @@ class ExclusiveRpcs(Resources):
         now = _now()
         async with self.reads.connect() as conn:
             if key is not None:
-                replayed = (
-                    await conn.execute(
-                        _view().where(
-                            store.exclusive_sessions.c.driver_id == driver_id,
-                            store.exclusive_sessions.c.idempotency_key == key,
-                        )
-                    )
-                ).first()
+                replayed = await session_by_key(conn, driver_id, key)
                 if replayed is not None:
                     if not _same_activation(replayed, request):
                         raise Aborted(
@@ -270,33 +627,16 @@ class ExclusiveRpcs(Resources):
                         )
                     return await self._activation_reply(replayed, now, idempotent=True)
             # At most one ACTIVE session per driver: a running one is the answer.
-            running = (
-                await conn.execute(
-                    _view().where(
-                        store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
-                    )
-                )
-            ).first()
+            running = await active_session(conn, driver_id)
             if running is not None and running.expires_at > now:
                 return await self._activation_reply(running, now, idempotent=True)
             merchant_id: str | None = request.merchant_id
             if not merchant_id:
-                merchant_id = (
-                    await conn.execute(
-                        sa.select(store.merchants.c.id).where(store.merchants.c.place_id == request.merchant_place_id)
-                    )
-                ).scalar_one_or_none()
+                merchant_id = await merchant_id_by_place(conn, request.merchant_place_id)
             if merchant_id is None:
                 raise merchant_not_found(request.merchant_place_id)
             merchant = await active_merchant(conn, merchant_id)
-            link = (
-                await conn.execute(
-                    sa.select(store.charger_links).where(
-                        store.charger_links.c.merchant_id == merchant.id,
-                        store.charger_links.c.charger_id == request.charger_id,
-                    )
-                )
-            ).first()
+            link = await charger_link(conn, merchant.id, request.charger_id)
         charger: sessions_pb2.GetChargerResponse | None = None
         if link is None:
             # An offer belongs to the chargers the store is linked to (the ones whose drivers see it); elsewhere
@@ -334,7 +674,7 @@ class ExclusiveRpcs(Resources):
             session_id, created = await self._start_exclusive(values, merchant.time_zone, key, now)
             if session_id is not None:
                 async with self.reads.connect() as conn:
-                    row = (await conn.execute(_view().where(store.exclusive_sessions.c.id == session_id))).one()
+                    row = await session_view(conn, session_id)
                 return await self._activation_reply(row, now, idempotent=not created, charger=charger)
         # The conflicting session changed state between our insert and our read, three times over.
         raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry")
@@ -348,94 +688,26 @@ class ExclusiveRpcs(Resources):
         driver_id = values["driver_id"]
         async with self.engine.begin() as conn:
             # An ACTIVE session past its window no longer holds the driver's one active slot.
-            await conn.execute(
-                sa.update(store.exclusive_sessions)
-                .where(
-                    store.exclusive_sessions.c.driver_id == driver_id,
-                    store.exclusive_sessions.c.status == ACTIVE,
-                    store.exclusive_sessions.c.expires_at <= now,
-                )
-                .values(status=EXPIRED, ended_at=store.exclusive_sessions.c.expires_at)
-            )
-            offer = (
-                await conn.execute(
-                    sa.select(store.exclusive_offers)
-                    .where(
-                        store.exclusive_offers.c.merchant_id == values["merchant_id"],
-                        store.exclusive_offers.c.is_active,
-                    )
-                    .order_by(store.exclusive_offers.c.created_at, store.exclusive_offers.c.id)
-                    .limit(1)
-                    .with_for_update()
-                )
-            ).first()
+            await expire_drivers_lapsed_session(conn, driver_id, now)
+            offer = await live_offer_for_update(conn, values["merchant_id"])
             # Re-read under the offer lock: a concurrent activation of this driver may have committed meanwhile.
-            existing = await self._existing_exclusive(conn, driver_id, key)
+            existing = await existing_session_id(conn, driver_id, key)
             if existing is not None:
                 return existing, False
             if offer is not None:
                 await self._check_offer_caps(conn, offer, time_zone, now)
-            session_id = uuid.uuid4()
-            inserted = (
-                await conn.execute(
-                    pg_insert(store.exclusive_sessions)
-                    .values(
-                        id=session_id,
-                        # Unique among live sessions: a collision conflicts like a rival activation, and the
-                        # caller's retry draws another code.
-                        arrival_code=domain.new_arrival_code(),
-                        offer_id=offer.id if offer is not None else None,
-                        activated_at=now,
-                        expires_at=now + domain.EXCLUSIVE_DURATION,
-                        **values,
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(store.exclusive_sessions.c.id)
-                )
-            ).scalar_one_or_none()
+            inserted = await insert_session(conn, values, offer.id if offer is not None else None, now)
             if inserted is not None:
                 return inserted, True
             # The insert waited for a concurrent one of this driver (or key) and yielded to it.
-            return await self._existing_exclusive(conn, driver_id, key), False
-
-    async def _existing_exclusive(
-        self, conn: AsyncConnection, driver_id: str, key: uuid.UUID | None
-    ) -> uuid.UUID | None:
-        """The session of this driver's key, else the driver's ACTIVE session."""
-        if key is not None:
-            by_key = (
-                await conn.execute(
-                    sa.select(store.exclusive_sessions.c.id).where(
-                        store.exclusive_sessions.c.driver_id == driver_id,
-                        store.exclusive_sessions.c.idempotency_key == key,
-                    )
-                )
-            ).scalar_one_or_none()
-            if by_key is not None:
-                return cast(uuid.UUID, by_key)
-        active: uuid.UUID | None = (
-            await conn.execute(
-                sa.select(store.exclusive_sessions.c.id).where(
-                    store.exclusive_sessions.c.driver_id == driver_id, store.exclusive_sessions.c.status == ACTIVE
-                )
-            )
-        ).scalar_one_or_none()
-        return active
+            return await existing_session_id(conn, driver_id, key), False
 
     async def _check_offer_caps(
         self, conn: AsyncConnection, offer: Any, time_zone: str, now: datetime.datetime
     ) -> None:
         """EXCLUSIVE_CAP_REACHED when the offer's daily or at-once cap is used up. Runs under the offer's lock."""
         if offer.daily_cap > 0:
-            today = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        store.exclusive_sessions.c.offer_id == offer.id,
-                        store.exclusive_sessions.c.activated_at >= _local_day_start(now, time_zone),
-                        store.exclusive_sessions.c.status != CANCELED,
-                    )
-                )
-            ).scalar_one()
+            today = await sessions_of_offer_since(conn, offer.id, _local_day_start(now, time_zone))
             if today >= offer.daily_cap:
                 raise ResourceExhausted(
                     Reason.EXCLUSIVE_CAP_REACHED,
@@ -443,15 +715,7 @@ class ExclusiveRpcs(Resources):
                     {"offer_id": offer.id, "cap": "daily", "daily_cap": str(offer.daily_cap)},
                 )
         if offer.session_cap > 0:
-            running = (
-                await conn.execute(
-                    sa.select(sa.func.count()).where(
-                        store.exclusive_sessions.c.offer_id == offer.id,
-                        store.exclusive_sessions.c.status == ACTIVE,
-                        store.exclusive_sessions.c.expires_at > now,
-                    )
-                )
-            ).scalar_one()
+            running = await running_sessions_of_offer(conn, offer.id, now)
             if running >= offer.session_cap:
                 raise ResourceExhausted(
                     Reason.EXCLUSIVE_CAP_REACHED,
@@ -534,23 +798,11 @@ class ExclusiveRpcs(Resources):
         session_id = uuid.UUID(request.exclusive_session_id)
         now = _now()
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.exclusive_sessions)
-                    .where(
-                        store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id
-                    )
-                    .with_for_update()
-                )
-            ).first()
+            row = await drivers_session_for_update(conn, session_id, driver_id)
             if row is None:
                 raise _session_not_found(request.exclusive_session_id)
             merchant = await load_merchant(conn, row.merchant_id)
-            visit = (
-                await conn.execute(
-                    sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == session_id)
-                )
-            ).first()
+            visit = await visit_of(conn, session_id)
             if visit is not None:
                 return pb.VerifyExclusiveVisitResponse(
                     status="ALREADY_VERIFIED",
@@ -599,47 +851,28 @@ class ExclusiveRpcs(Resources):
         if row.status != ACTIVE:
             raise _not_active(str(row.id), row.status)
         visit = await self._record_verified_visit(conn, row, merchant, where, now)
-        await conn.execute(
-            sa.update(store.exclusive_sessions)
-            .where(store.exclusive_sessions.c.id == row.id)
-            .values(status=COMPLETED, ended_at=now, **also)
-        )
+        await complete_session(conn, row.id, now, **also)
         return visit
 
     async def _record_verified_visit(
         self, conn: AsyncConnection, session: Any, merchant: Any, where: tuple[float, float], now: datetime.datetime
     ) -> Any:
         """The merchant's next visit of its local day, numbered under a lock on the merchant."""
-        await conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(f"merchant-visits:{merchant.id}", 0)))
-        )
         visit_date = now.astimezone(ZoneInfo(merchant.time_zone)).date()
-        number = (
-            await conn.execute(
-                sa.select(sa.func.coalesce(sa.func.max(store.verified_visits.c.visit_number), 0) + 1).where(
-                    store.verified_visits.c.merchant_id == merchant.id, store.verified_visits.c.visit_date == visit_date
-                )
-            )
-        ).scalar_one()
+        number = await lock_next_visit_number(conn, merchant.id, visit_date)
         code = domain.verification_code(domain.region_code(merchant.zone_slug), merchant.short_code, number)
-        return (
-            await conn.execute(
-                sa.insert(store.verified_visits)
-                .values(
-                    id=uuid.uuid4(),
-                    exclusive_session_id=session.id,
-                    merchant_id=merchant.id,
-                    driver_id=session.driver_id,
-                    visit_date=visit_date,
-                    visit_number=number,
-                    verification_code=code,
-                    lat=where[0],
-                    lng=where[1],
-                    verified_at=now,
-                )
-                .returning(*store.verified_visits.c)
-            )
-        ).one()
+        return await insert_visit(
+            conn,
+            exclusive_session_id=session.id,
+            merchant_id=merchant.id,
+            driver_id=session.driver_id,
+            visit_date=visit_date,
+            visit_number=number,
+            verification_code=code,
+            lat=where[0],
+            lng=where[1],
+            verified_at=now,
+        )
 
     async def CompleteExclusive(
         self, request: pb.CompleteExclusiveRequest, context: Any
@@ -655,33 +888,17 @@ class ExclusiveRpcs(Resources):
         )
         now = _now()
         async with self.engine.begin() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.exclusive_sessions)
-                    .where(
-                        store.exclusive_sessions.c.id == session_id, store.exclusive_sessions.c.driver_id == driver_id
-                    )
-                    .with_for_update()
-                )
-            ).first()
+            row = await drivers_session_for_update(conn, session_id, driver_id)
             if row is None:
                 raise _session_not_found(request.exclusive_session_id)
             lapsed = row.status == ACTIVE and row.expires_at <= now
             if lapsed:
                 await _expire_session(conn, session_id)
             elif row.status == ACTIVE:
-                await conn.execute(
-                    sa.update(store.exclusive_sessions)
-                    .where(store.exclusive_sessions.c.id == session_id)
-                    .values(status=COMPLETED, ended_at=now, feedback=feedback)
-                )
+                await complete_session(conn, session_id, now, feedback=feedback)
             elif row.status == COMPLETED:
                 if feedback is not None:
-                    await conn.execute(
-                        sa.update(store.exclusive_sessions)
-                        .where(store.exclusive_sessions.c.id == session_id)
-                        .values(feedback=feedback)
-                    )
+                    await set_feedback(conn, session_id, feedback)
             elif row.status == EXPIRED:
                 raise _expired(request.exclusive_session_id)
             else:
@@ -695,27 +912,8 @@ class ExclusiveRpcs(Resources):
     ) -> pb.GetActiveExclusiveResponse:
         driver_id = _driver(current_caller())
         now = _now()
-        shown = store.exclusive_sessions.c.status == ACTIVE
-        if request.include_expired:
-            # Also a session that expired within the last window, whoever marked it (this read or the worker).
-            shown = sa.or_(
-                shown,
-                sa.and_(
-                    store.exclusive_sessions.c.status == EXPIRED,
-                    store.exclusive_sessions.c.expires_at > now - domain.EXCLUSIVE_DURATION,
-                ),
-            )
-        query = (
-            _view()
-            .where(store.exclusive_sessions.c.driver_id == driver_id, shown)
-            .order_by(
-                sa.case((store.exclusive_sessions.c.status == ACTIVE, 0), else_=1),
-                store.exclusive_sessions.c.activated_at.desc(),
-            )
-            .limit(1)
-        )
         async with self.reads.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = await latest_shown_session(conn, driver_id, now, include_expired=request.include_expired)
         if row is None:
             return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
         status = row.status
@@ -733,22 +931,8 @@ class ExclusiveRpcs(Resources):
     async def GetExclusiveStaffView(
         self, request: pb.GetExclusiveStaffViewRequest, context: Any
     ) -> pb.GetExclusiveStaffViewResponse:
-        query = (
-            sa.select(
-                store.exclusive_sessions,
-                store.merchants.c.name.label("merchant_name"),
-                store.exclusive_offers.c.title.label("offer_title"),
-                store.exclusive_offers.c.description,
-            )
-            .select_from(
-                store.exclusive_sessions.join(
-                    store.merchants, store.merchants.c.id == store.exclusive_sessions.c.merchant_id
-                ).outerjoin(store.exclusive_offers, store.exclusive_offers.c.id == store.exclusive_sessions.c.offer_id)
-            )
-            .where(store.exclusive_sessions.c.id == uuid.UUID(request.exclusive_session_id))
-        )
         async with self.reads.connect() as conn:
-            row = (await conn.execute(query)).first()
+            row = await staff_session(conn, uuid.UUID(request.exclusive_session_id))
         if row is None:
             null = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
             return pb.GetExclusiveStaffViewResponse(
@@ -791,25 +975,10 @@ class ExclusiveRpcs(Resources):
         null = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
         async with self.engine.begin() as conn:
             # The live session with this code, else the latest one that had it (used, lapsed or ended).
-            row = (
-                await conn.execute(
-                    sa.select(store.exclusive_sessions)
-                    .where(store.exclusive_sessions.c.arrival_code == code)
-                    .order_by(
-                        sa.case((store.exclusive_sessions.c.status == ACTIVE, 0), else_=1),
-                        store.exclusive_sessions.c.activated_at.desc(),
-                    )
-                    .limit(1)
-                    .with_for_update()
-                )
-            ).first()
+            row = await session_by_arrival_code_for_update(conn, code)
             if row is None:
                 raise NotFound(Reason.CHECK_IN_CODE_UNKNOWN, "no exclusive has this arrival code")
-            visit = (
-                await conn.execute(
-                    sa.select(store.verified_visits).where(store.verified_visits.c.exclusive_session_id == row.id)
-                )
-            ).first()
+            visit = await visit_of(conn, row.id)
             if row.checked_in_at is not None or visit is not None:
                 return pb.RedeemCheckInCodeResponse(
                     redeemed=False,
@@ -846,33 +1015,12 @@ class ExclusiveRpcs(Resources):
         async with self.engine.begin() as conn:
             if target == "exclusive_session_id":
                 session_id = uuid.UUID(request.exclusive_session_id)
-                known = (
-                    await conn.execute(
-                        sa.select(store.exclusive_sessions.c.id).where(store.exclusive_sessions.c.id == session_id)
-                    )
-                ).first()
-                if known is None:
+                if not await session_exists(conn, session_id):
                     raise _session_not_found(request.exclusive_session_id)
                 which = store.exclusive_sessions.c.id == session_id
             else:
                 which = store.exclusive_sessions.c.charger_id == request.charger_id
-            canceled = (
-                (
-                    await conn.execute(
-                        sa.update(store.exclusive_sessions)
-                        # A session past its window expired, whatever the sweep has not marked yet.
-                        .where(
-                            which,
-                            store.exclusive_sessions.c.status == ACTIVE,
-                            store.exclusive_sessions.c.expires_at > now,
-                        )
-                        .values(status=CANCELED, cancel_reason=request.reason, canceled_by=admin_id, ended_at=now)
-                        .returning(store.exclusive_sessions.c.id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
+            canceled = await cancel_live_sessions(conn, which, now, reason=request.reason, canceled_by=admin_id)
         ids = sorted(str(session_id) for session_id in canceled)
         log.info(
             "exclusive sessions canceled by an admin",
@@ -896,13 +1044,7 @@ class ExclusiveRpcs(Resources):
     ) -> pb.ListMerchantExclusivesResponse:
         async with self.reads.connect() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller())
-            rows = (
-                await conn.execute(
-                    sa.select(store.exclusive_offers)
-                    .where(store.exclusive_offers.c.merchant_id == request.merchant_id)
-                    .order_by(store.exclusive_offers.c.created_at.desc(), store.exclusive_offers.c.id.desc())
-                )
-            ).all()
+            rows = await merchant_offers(conn, request.merchant_id)
         items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
         return pb.ListMerchantExclusivesResponse(exclusives=items, json_array=json_array(items))
 
@@ -911,35 +1053,21 @@ class ExclusiveRpcs(Resources):
     ) -> pb.CreateMerchantExclusiveResponse:
         async with self.engine.begin() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
-            linked = (
-                await conn.execute(
-                    sa.select(store.charger_links.c.charger_id)
-                    .where(store.charger_links.c.merchant_id == request.merchant_id)
-                    .limit(1)
-                )
-            ).first()
-            if linked is None:
+            if not await has_charger_link(conn, request.merchant_id):
                 raise FailedPrecondition(
                     Reason.NO_CHARGER_LINK,
                     "an exclusive offer needs the merchant linked to at least one charger",
                     {"merchant_id": request.merchant_id},
                 )
-            row = (
-                await conn.execute(
-                    sa.insert(store.exclusive_offers)
-                    .values(
-                        id=f"ex_{uuid.uuid4().hex[:12]}",
-                        merchant_id=request.merchant_id,
-                        title=request.title,
-                        description=request.description,
-                        daily_cap=request.daily_cap,
-                        session_cap=request.session_cap,
-                        eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
-                        is_active=True,
-                    )
-                    .returning(*store.exclusive_offers.c)
-                )
-            ).one()
+            row = await insert_offer(
+                conn,
+                merchant_id=request.merchant_id,
+                title=request.title,
+                description=request.description,
+                daily_cap=request.daily_cap,
+                session_cap=request.session_cap,
+                eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
+            )
         return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
 
     async def UpdateMerchantExclusive(
@@ -950,22 +1078,9 @@ class ExclusiveRpcs(Resources):
             for name in ("title", "description", "daily_cap", "session_cap", "eligibility", "is_active")
             if request.HasField(name)
         }
-        which = sa.and_(
-            store.exclusive_offers.c.id == request.exclusive_id,
-            store.exclusive_offers.c.merchant_id == request.merchant_id,
-        )
         async with self.engine.begin() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
-            if changes:
-                query: Any = (
-                    sa.update(store.exclusive_offers)
-                    .where(which)
-                    .values(**changes, updated_at=sa.func.now())
-                    .returning(*store.exclusive_offers.c)
-                )
-            else:
-                query = sa.select(store.exclusive_offers).where(which)
-            row = (await conn.execute(query)).first()
+            row = await update_offer(conn, request.merchant_id, request.exclusive_id, changes)
         if row is None:
             raise NotFound(
                 Reason.EXCLUSIVE_OFFER_NOT_FOUND,
@@ -990,16 +1105,7 @@ class ExclusiveRpcs(Resources):
     ) -> pb.GetMerchantAnalyticsResponse:
         async with self.reads.connect() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller())
-            figures = (
-                await conn.execute(
-                    sa.select(
-                        sa.func.count(),
-                        sa.func.count().filter(store.exclusive_sessions.c.status == COMPLETED),
-                        sa.func.count(sa.distinct(store.exclusive_sessions.c.driver_id)),
-                    ).where(store.exclusive_sessions.c.merchant_id == request.merchant_id)
-                )
-            ).one()
-        activations, completes, drivers = (int(value) for value in figures)
+            activations, completes, drivers = await exclusive_figures(conn, request.merchant_id)
         return pb.GetMerchantAnalyticsResponse(
             merchant_id=request.merchant_id,
             activations=activations,

@@ -133,6 +133,11 @@ def _driver() -> str:
     return current_caller().user_id or ""
 
 
+async def store_exists(conn: AsyncConnection, merchant_id: str) -> bool:
+    known = (await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.id == merchant_id))).first()
+    return known is not None
+
+
 class FavoriteRpcs(Resources):
     async def VoteAmenity(self, request: pb.VoteAmenityRequest, context: Any) -> pb.VoteAmenityResponse:
         async with self.engine.begin() as conn:
@@ -204,9 +209,7 @@ class FavoriteRpcs(Resources):
         return pb.RemoveFavoriteChargerResponse(ok=True, favorited=False)
 
     async def _existing_store(self, conn: AsyncConnection, merchant_id: str) -> None:
-        if (
-            await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.id == merchant_id))
-        ).first() is None:
+        if not await store_exists(conn, merchant_id):
             raise merchant_not_found(merchant_id)
 
 

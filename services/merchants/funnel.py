@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -23,6 +24,7 @@ from nerava.accounts.v1 import accounts_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import current_caller
 from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, peer_reason
@@ -98,6 +100,88 @@ def _unless_owned(column: str, value: Any) -> Any:
     )
 
 
+# --- queries (the tables are in store.py) -------------------------------------------------------------------
+
+
+async def stores_of_places(conn: AsyncConnection, place_ids: list[str]) -> Sequence[Any]:
+    """(id, place_id, owner_user_id) of the stores among these Google places."""
+    return (
+        await conn.execute(
+            sa.select(store.merchants.c.id, store.merchants.c.place_id, store.merchants.c.owner_user_id).where(
+                store.merchants.c.place_id.in_(place_ids)
+            )
+        )
+    ).all()
+
+
+async def store_of_place(conn: AsyncConnection, place_id: str) -> Any:
+    return (await conn.execute(sa.select(store.merchants).where(store.merchants.c.place_id == place_id))).first()
+
+
+async def refresh_listing(conn: AsyncConnection, place_id: str, values: dict[str, Any]) -> Any:
+    """The place's store with the listing's `values`, except what its owner controls once it has one; its id, or
+    None when no store has this place."""
+    return (
+        await conn.execute(
+            sa.update(store.merchants)
+            .where(store.merchants.c.place_id == place_id)
+            .values(
+                **{
+                    name: value if name in GOOGLES_OWN else _unless_owned(name, value) for name, value in values.items()
+                },
+                updated_at=sa.func.now(),
+            )
+            .returning(store.merchants.c.id)
+        )
+    ).scalar_one_or_none()
+
+
+async def overwrite_listing(conn: AsyncConnection, place_id: str, values: dict[str, Any]) -> str:
+    """The place's store (created a moment ago) with the listing's `values`; its id."""
+    return str(
+        (
+            await conn.execute(
+                sa.update(store.merchants)
+                .where(store.merchants.c.place_id == place_id)
+                .values(**values)
+                .returning(store.merchants.c.id)
+            )
+        ).scalar_one()
+    )
+
+
+async def upsert_claim(conn: AsyncConnection, merchant_id: str, email: str, user_id: str | None) -> Any:
+    """The PENDING claim of the store by this address, created or found again (keeping its first user)."""
+    return (
+        await conn.execute(
+            pg.insert(store.merchant_claims)
+            .values(
+                id=uuid.uuid4(),
+                merchant_id=merchant_id,
+                user_id=user_id,
+                email=email,
+                status=pb.MERCHANT_CLAIM_STATUS_PENDING,
+            )
+            .on_conflict_do_update(
+                index_elements=[store.merchant_claims.c.merchant_id, store.merchant_claims.c.email],
+                set_={
+                    "user_id": sa.func.coalesce(store.merchant_claims.c.user_id, user_id),
+                    "updated_at": sa.func.now(),
+                },
+            )
+            .returning(store.merchant_claims)
+        )
+    ).one()
+
+
+async def drop_pending_claim(conn: AsyncConnection, claim_id: uuid.UUID) -> None:
+    await conn.execute(
+        sa.delete(store.merchant_claims).where(
+            store.merchant_claims.c.id == claim_id, store.merchant_claims.c.status == pb.MERCHANT_CLAIM_STATUS_PENDING
+        )
+    )
+
+
 class FunnelRpcs(Resources):
     def _preview_key(self) -> bytes:
         return self.settings.preview_signing_key.value.encode()
@@ -110,10 +194,7 @@ class FunnelRpcs(Resources):
             raise _places_unavailable() from None
         ids = [b.place_id for b in found if b.place_id]
         async with self.reads.connect() as conn:
-            query = sa.select(store.merchants.c.id, store.merchants.c.place_id, store.merchants.c.owner_user_id).where(
-                store.merchants.c.place_id.in_(ids)
-            )
-            known = {row.place_id: row for row in await conn.execute(query)}
+            known = {row.place_id: row for row in await stores_of_places(conn, ids)}
         return pb.SearchBusinessesResponse(
             businesses=[
                 pb.Business(
@@ -133,9 +214,7 @@ class FunnelRpcs(Resources):
 
     async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
         async with self.reads.connect() as conn:
-            existing = (
-                await conn.execute(sa.select(store.merchants).where(store.merchants.c.place_id == request.place_id))
-            ).first()
+            existing = await store_of_place(conn, request.place_id)
         try:
             listing = await self.places.listing(request.place_id)
         except PlaceNotFound:
@@ -164,20 +243,7 @@ class FunnelRpcs(Resources):
         An owned store keeps what its owner controls (name, address, hours, photos, contact); only Google's own
         judgement of it (rating, rating count, business status) is refreshed."""
         values = listing_values(listing)
-        updated = (
-            await conn.execute(
-                sa.update(store.merchants)
-                .where(store.merchants.c.place_id == place_id)
-                .values(
-                    **{
-                        name: value if name in GOOGLES_OWN else _unless_owned(name, value)
-                        for name, value in values.items()
-                    },
-                    updated_at=sa.func.now(),
-                )
-                .returning(store.merchants.c.id)
-            )
-        ).scalar_one_or_none()
+        updated = await refresh_listing(conn, place_id, values)
         if updated is not None:
             return str(updated)
 
@@ -203,16 +269,7 @@ class FunnelRpcs(Resources):
                 row = await insert_merchant(conn, new)
         except IntegrityError:
             # The same place resolved concurrently: that call created the store; refresh it instead.
-            return str(
-                (
-                    await conn.execute(
-                        sa.update(store.merchants)
-                        .where(store.merchants.c.place_id == place_id)
-                        .values(**values)
-                        .returning(store.merchants.c.id)
-                    )
-                ).scalar_one()
-            )
+            return await overwrite_listing(conn, place_id, values)
         return str(row.id)
 
     async def _send_claim_link(self, merchant_id: str, email: str) -> None:
@@ -249,26 +306,7 @@ class FunnelRpcs(Resources):
             raise FailedPrecondition(Reason.MERCHANT_ALREADY_CLAIMED, "this store already has an owner")
         async with self.engine.begin() as conn:
             # One claim per store and email: asking again answers the same claim (and sends a fresh link).
-            claim = (
-                await conn.execute(
-                    pg.insert(store.merchant_claims)
-                    .values(
-                        id=uuid.uuid4(),
-                        merchant_id=merchant.id,
-                        user_id=caller.user_id,
-                        email=email,
-                        status=pb.MERCHANT_CLAIM_STATUS_PENDING,
-                    )
-                    .on_conflict_do_update(
-                        index_elements=[store.merchant_claims.c.merchant_id, store.merchant_claims.c.email],
-                        set_={
-                            "user_id": sa.func.coalesce(store.merchant_claims.c.user_id, caller.user_id),
-                            "updated_at": sa.func.now(),
-                        },
-                    )
-                    .returning(store.merchant_claims)
-                )
-            ).one()
+            claim = await upsert_claim(conn, merchant.id, email, caller.user_id)
         # Stored first, so a link opened at once finds the claim to mark verified. Accounts checks the address
         # against the store (AuthorizeMerchantClaim: the store's own web domain) and emails the single-use link;
         # opening it makes that address's account the owner.
@@ -276,12 +314,7 @@ class FunnelRpcs(Resources):
             await self._send_claim_link(merchant.id, email)
         except PermissionDenied:
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    sa.delete(store.merchant_claims).where(
-                        store.merchant_claims.c.id == claim.id,
-                        store.merchant_claims.c.status == pb.MERCHANT_CLAIM_STATUS_PENDING,
-                    )
-                )
+                await drop_pending_claim(conn, claim.id)
             raise
         return pb.RequestMerchantClaimResponse(
             claim=pb.MerchantClaim(

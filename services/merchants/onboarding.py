@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime
 import logging
 import secrets
+from collections.abc import Sequence
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -146,6 +147,147 @@ def _place_changes(row: Any, location: SquareLocation) -> dict[str, Any]:
     return changes
 
 
+# --- queries (the tables are in store.py) -------------------------------------------------------------------
+
+
+async def new_oauth_state(
+    conn: AsyncConnection, state: str, user_id: str, merchant_id: str | None
+) -> datetime.datetime:
+    """Stores a new OAuth state of the user (for a store, or None), dropping states long expired; its expiry."""
+    await conn.execute(sa.delete(STATES).where(STATES.c.expires_at < sa.func.now() - STATE_RETENTION))
+    expires_at: datetime.datetime = (
+        await conn.execute(
+            sa.insert(STATES)
+            .values(state=state, user_id=user_id, merchant_id=merchant_id, expires_at=sa.func.now() + STATE_TTL)
+            .returning(STATES.c.expires_at)
+        )
+    ).scalar_one()
+    return expires_at
+
+
+async def spend_oauth_state(conn: AsyncConnection, state: str, user_id: str) -> Any:
+    """Marks the user's unexpired, unspent state spent; its row (merchant_id), or None."""
+    return (
+        await conn.execute(
+            sa.update(STATES)
+            .where(
+                STATES.c.state == state,
+                STATES.c.used_at.is_(None),
+                STATES.c.expires_at > sa.func.now(),
+                STATES.c.user_id == user_id,
+            )
+            .values(used_at=sa.func.now())
+            .returning(STATES.c.merchant_id)
+        )
+    ).first()
+
+
+async def unspend_oauth_state(conn: AsyncConnection, state: str, user_id: str) -> None:
+    await conn.execute(
+        sa.update(STATES).where(STATES.c.state == state, STATES.c.user_id == user_id).values(used_at=None)
+    )
+
+
+async def square_connection(conn: AsyncConnection, merchant_id: str) -> Any:
+    """The store's Square connection (its tokens sealed), or None."""
+    return (
+        await conn.execute(
+            sa.select(store.square_connections).where(store.square_connections.c.merchant_id == merchant_id)
+        )
+    ).first()
+
+
+async def store_refreshed_tokens(
+    conn: AsyncConnection, merchant_id: str, square_merchant_id: str, **sealed: Any
+) -> None:
+    """The refreshed (sealed) tokens, only onto the same Square account: a reconnection meanwhile has its own."""
+    await conn.execute(
+        sa.update(store.square_connections)
+        .where(
+            store.square_connections.c.merchant_id == merchant_id,
+            store.square_connections.c.square_merchant_id == square_merchant_id,
+        )
+        .values(**sealed, updated_at=sa.func.now())
+    )
+
+
+async def lock_square_account(conn: AsyncConnection, square_merchant_id: str) -> None:
+    await conn.execute(
+        sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("square-connection:" + square_merchant_id)))
+    )
+
+
+async def store_connected_to(conn: AsyncConnection, square_merchant_id: str) -> str | None:
+    """The store this Square account is connected to, or None."""
+    merchant_id: str | None = (
+        await conn.execute(
+            sa.select(store.square_connections.c.merchant_id).where(
+                store.square_connections.c.square_merchant_id == square_merchant_id
+            )
+        )
+    ).scalar_one_or_none()
+    return merchant_id
+
+
+async def lock_stores(conn: AsyncConnection, merchant_ids: list[str]) -> Sequence[Any]:
+    """The stores, locked in id order (so two callbacks locking the same two cannot deadlock)."""
+    return (
+        await conn.execute(
+            sa.select(store.merchants)
+            .where(store.merchants.c.id.in_(merchant_ids))
+            .order_by(store.merchants.c.id)
+            .with_for_update()
+        )
+    ).all()
+
+
+async def refresh_square_store(
+    conn: AsyncConnection, merchant_id: str, perk: int, aov: int | None, place_changes: dict[str, Any]
+) -> Any:
+    """The store with its recommended perk, average order value and `place_changes`; its row after."""
+    return (
+        await conn.execute(
+            sa.update(store.merchants)
+            .where(store.merchants.c.id == merchant_id)
+            .values(
+                recommended_perk_cents=perk, average_order_value_cents=aov, updated_at=sa.func.now(), **place_changes
+            )
+            .returning(*store.merchants.c)
+        )
+    ).one()
+
+
+async def disconnect_other_accounts(conn: AsyncConnection, merchant_id: str, square_merchant_id: str) -> None:
+    """Removes the store's connection to any Square account other than this one."""
+    await conn.execute(
+        sa.delete(store.square_connections).where(
+            store.square_connections.c.merchant_id == merchant_id,
+            store.square_connections.c.square_merchant_id != square_merchant_id,
+        )
+    )
+
+
+async def upsert_square_connection(conn: AsyncConnection, **values: Any) -> None:
+    """The Square account's connection (tokens sealed) on the store `values` names; it moves there when it was
+    on another store."""
+    insert = pg_insert(store.square_connections).values(**values)
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=[store.square_connections.c.square_merchant_id],
+            set_={
+                "merchant_id": insert.excluded.merchant_id,
+                "location_id": insert.excluded.location_id,
+                "access_token": insert.excluded.access_token,
+                "refresh_token": insert.excluded.refresh_token,
+                "expires_at": insert.excluded.expires_at,
+                "connected_by_user_id": insert.excluded.connected_by_user_id,
+                "connected_at": sa.func.now(),
+                "updated_at": sa.func.now(),
+            },
+        )
+    )
+
+
 class SquareRpcs(Resources):
     async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
         caller = current_caller()
@@ -155,14 +297,7 @@ class SquareRpcs(Resources):
             merchant_id = None
             if request.merchant_id:
                 merchant_id = (await owned_merchant(conn, request.merchant_id, caller, write=True)).id
-            await conn.execute(sa.delete(STATES).where(STATES.c.expires_at < sa.func.now() - STATE_RETENTION))
-            expires_at = (
-                await conn.execute(
-                    sa.insert(STATES)
-                    .values(state=state, user_id=user_id, merchant_id=merchant_id, expires_at=sa.func.now() + STATE_TTL)
-                    .returning(STATES.c.expires_at)
-                )
-            ).scalar_one()
+            expires_at = await new_oauth_state(conn, state, user_id, merchant_id)
         return pb.ConnectSquareResponse(
             authorization_url=self.square.authorization_url(state), state=state, expires_at=timestamp(expires_at)
         )
@@ -216,11 +351,7 @@ class SquareRpcs(Resources):
         has to connect again), SQUARE_UNAVAILABLE (UNAVAILABLE) when the token has expired and Square does not
         answer the refresh."""
         async with self.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(store.square_connections).where(store.square_connections.c.merchant_id == merchant_id)
-                )
-            ).first()
+            row = await square_connection(conn, merchant_id)
         if row is None:
             return None
         access_token = self._open_square_token(row.access_token)
@@ -246,18 +377,13 @@ class SquareRpcs(Resources):
             raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; retry") from None
         async with self.engine.begin() as conn:
             # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
-            await conn.execute(
-                sa.update(store.square_connections)
-                .where(
-                    store.square_connections.c.merchant_id == merchant_id,
-                    store.square_connections.c.square_merchant_id == row.square_merchant_id,
-                )
-                .values(
-                    access_token=self._seal_square_token(tokens.access_token),
-                    refresh_token=self._seal_square_token(tokens.refresh_token),
-                    expires_at=tokens.expires_at,
-                    updated_at=sa.func.now(),
-                )
+            await store_refreshed_tokens(
+                conn,
+                merchant_id,
+                row.square_merchant_id,
+                access_token=self._seal_square_token(tokens.access_token),
+                refresh_token=self._seal_square_token(tokens.refresh_token),
+                expires_at=tokens.expires_at,
             )
         _log.info("Square access token refreshed", extra={"merchant_id": merchant_id})
         return tokens.access_token, row.location_id
@@ -268,19 +394,7 @@ class SquareRpcs(Resources):
         """Spend the caller's state; the store it names (None: create or match one). OAUTH_STATE_INVALID when
         it is unknown, expired, already spent or someone else's (theirs stays unspent)."""
         async with self.engine.begin() as conn:
-            claimed = (
-                await conn.execute(
-                    sa.update(STATES)
-                    .where(
-                        STATES.c.state == state,
-                        STATES.c.used_at.is_(None),
-                        STATES.c.expires_at > sa.func.now(),
-                        STATES.c.user_id == user_id,
-                    )
-                    .values(used_at=sa.func.now())
-                    .returning(STATES.c.merchant_id)
-                )
-            ).first()
+            claimed = await spend_oauth_state(conn, state, user_id)
         if claimed is None:
             raise _state_invalid()
         merchant_id: str | None = claimed.merchant_id
@@ -292,9 +406,7 @@ class SquareRpcs(Resources):
         except SquareUnavailable:
             # Nothing was stored: the same redirect may be tried again while the state is unexpired.
             async with self.engine.begin() as conn:
-                await conn.execute(
-                    sa.update(STATES).where(STATES.c.state == state, STATES.c.user_id == user_id).values(used_at=None)
-                )
+                await unspend_oauth_state(conn, state, user_id)
             raise _square_unavailable() from None
         except SquareError as error:
             raise FailedPrecondition(
@@ -337,28 +449,12 @@ class SquareRpcs(Resources):
         user_id = _user_id(caller)
         square_merchant_id = tokens.square_merchant_id
         # One callback at a time per Square account, so two cannot both create a store for it.
-        await conn.execute(
-            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext("square-connection:" + square_merchant_id)))
-        )
-        connected_to = (
-            await conn.execute(
-                sa.select(store.square_connections.c.merchant_id).where(
-                    store.square_connections.c.square_merchant_id == square_merchant_id
-                )
-            )
-        ).scalar_one_or_none()
+        await lock_square_account(conn, square_merchant_id)
+        connected_to = await store_connected_to(conn, square_merchant_id)
         # Both stores involved are locked, in id order, so two callbacks moving accounts between them cannot
         # deadlock.
         ids = sorted({merchant_id for merchant_id in (connected_to, state_merchant_id) if merchant_id is not None})
-        locked = {
-            row.id: row
-            for row in await conn.execute(
-                sa.select(store.merchants)
-                .where(store.merchants.c.id.in_(ids))
-                .order_by(store.merchants.c.id)
-                .with_for_update()
-            )
-        }
+        locked = {row.id: row for row in await lock_stores(conn, ids)}
         current = locked.get(connected_to) if connected_to is not None else None
         if current is not None and not manages(current, caller, write=True):
             raise _account_taken()
@@ -372,27 +468,11 @@ class SquareRpcs(Resources):
         if target is None:
             row = await self._create_square_store(conn, user_id, location, aov, perk)
         else:
-            row = (
-                await conn.execute(
-                    sa.update(store.merchants)
-                    .where(store.merchants.c.id == target.id)
-                    .values(
-                        recommended_perk_cents=perk,
-                        average_order_value_cents=aov,
-                        updated_at=sa.func.now(),
-                        **_place_changes(target, location),
-                    )
-                    .returning(*store.merchants.c)
-                )
-            ).one()
+            row = await refresh_square_store(conn, target.id, perk, aov, _place_changes(target, location))
         # The store's previous Square account, if another one, is disconnected; this one moves here.
-        await conn.execute(
-            sa.delete(store.square_connections).where(
-                store.square_connections.c.merchant_id == row.id,
-                store.square_connections.c.square_merchant_id != square_merchant_id,
-            )
-        )
-        insert = pg_insert(store.square_connections).values(
+        await disconnect_other_accounts(conn, row.id, square_merchant_id)
+        await upsert_square_connection(
+            conn,
             merchant_id=row.id,
             square_merchant_id=square_merchant_id,
             location_id=location.id,
@@ -400,21 +480,6 @@ class SquareRpcs(Resources):
             refresh_token=self._seal_square_token(tokens.refresh_token),
             expires_at=tokens.expires_at,
             connected_by_user_id=user_id,
-        )
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=[store.square_connections.c.square_merchant_id],
-                set_={
-                    "merchant_id": insert.excluded.merchant_id,
-                    "location_id": insert.excluded.location_id,
-                    "access_token": insert.excluded.access_token,
-                    "refresh_token": insert.excluded.refresh_token,
-                    "expires_at": insert.excluded.expires_at,
-                    "connected_by_user_id": insert.excluded.connected_by_user_id,
-                    "connected_at": sa.func.now(),
-                    "updated_at": sa.func.now(),
-                },
-            )
         )
         return row
 

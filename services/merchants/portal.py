@@ -261,18 +261,76 @@ def _visit_message(merchant_id: str, row: Any) -> pb.MerchantVisit:
     )
 
 
+# --- queries (the tables are in store.py; _my_stores, _totals_query and _visit_rows above) ------------------
+
+
+async def store_totals(conn: AsyncConnection, merchant_id: str, now: datetime.datetime) -> Any:
+    """The store's totals as `_totals_query` counts them."""
+    return (await conn.execute(_totals_query(merchant_id, now))).one()
+
+
+async def linked_charger_ids(conn: AsyncConnection, merchant_id: str) -> list[str]:
+    return list(
+        (
+            await conn.execute(
+                sa.select(store.charger_links.c.charger_id).where(store.charger_links.c.merchant_id == merchant_id)
+            )
+        ).scalars()
+    )
+
+
+async def visit_counts(conn: AsyncConnection, rows_of: Any) -> tuple[int, int]:
+    """(all, verified) of the visit rows `_visit_rows` selects."""
+    counts = (
+        await conn.execute(
+            sa.select(
+                sa.func.count().label("total"),
+                sa.func.count().filter(rows_of.c.status == VERIFIED).label("verified"),
+            ).select_from(rows_of)
+        )
+    ).one()
+    return counts.total, counts.verified
+
+
+async def visit_page(conn: AsyncConnection, rows_of: Any, size: int, offset: int) -> Sequence[Any]:
+    """A page of the visit rows `_visit_rows` selects, newest first."""
+    return (
+        await conn.execute(
+            sa.select(rows_of).order_by(rows_of.c.at.desc(), rows_of.c.id.desc()).limit(size).offset(offset)
+        )
+    ).all()
+
+
+async def redemptions_since(conn: AsyncConnection, merchant_id: str, since: datetime.datetime) -> Any:
+    """(redemptions, discount, drivers) of the store's COMPLETED redemptions since `since`, for its share card."""
+    return (
+        await conn.execute(
+            sa.select(
+                sa.func.count().label("redemptions"),
+                sa.func.coalesce(sa.func.sum(store.redemptions.c.discount_cents), 0).label("discount"),
+                sa.func.count(sa.distinct(store.redemptions.c.driver_id)).label("drivers"),
+            ).where(
+                store.redemptions.c.merchant_id == merchant_id,
+                store.redemptions.c.status == COMPLETED,
+                store.redemptions.c.created_at >= since,
+            )
+        )
+    ).one()
+
+
+async def visit_count(conn: AsyncConnection, merchant_id: str) -> int:
+    count: int = (
+        await conn.execute(sa.select(sa.func.count()).where(store.verified_visits.c.merchant_id == merchant_id))
+    ).scalar_one()
+    return count
+
+
 class PortalRpcs(Resources):
     async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
         async with self.reads.connect() as conn:
             rows = await _my_stores(conn)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
-            connected = (
-                await conn.execute(
-                    sa.select(store.square_connections.c.merchant_id).where(
-                        store.square_connections.c.merchant_id == row.id
-                    )
-                )
-            ).first() is not None
+            connected = await store.square_connected(conn, row.id)
         balance, transfers = await self._merchant_nova(row.id)
         return pb.GetMyMerchantResponse(
             merchant=pb.MerchantAccount(
@@ -294,13 +352,7 @@ class PortalRpcs(Resources):
         async with self.reads.connect() as conn:
             rows = await _my_stores(conn)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
-            chargers = list(
-                (
-                    await conn.execute(
-                        sa.select(store.charger_links.c.charger_id).where(store.charger_links.c.merchant_id == row.id)
-                    )
-                ).scalars()
-            )
+            chargers = await linked_charger_ids(conn, row.id)
         since = _now() - INSIGHTS_PERIODS[period]
         try:
             summary = await self.sessions.SummarizeChargerSessions(
@@ -342,7 +394,7 @@ class PortalRpcs(Resources):
     ) -> pb.GetMerchantSummaryResponse:
         async with self.reads.connect() as conn:
             await owned_merchant(conn, request.merchant_id, current_caller())
-            totals = (await conn.execute(_totals_query(request.merchant_id, _now()))).one()
+            totals = await store_totals(conn, request.merchant_id, _now())
         return pb.GetMerchantSummaryResponse(
             total_redemptions=totals.total,
             total_discount_cents=totals.discount,
@@ -369,20 +421,8 @@ class PortalRpcs(Resources):
             if rows_of is None:
                 total, verified = 0, 0
             else:
-                counts = (
-                    await conn.execute(
-                        sa.select(
-                            sa.func.count().label("total"),
-                            sa.func.count().filter(rows_of.c.status == VERIFIED).label("verified"),
-                        ).select_from(rows_of)
-                    )
-                ).one()
-                total, verified = counts.total, counts.verified
-                page = (
-                    await conn.execute(
-                        sa.select(rows_of).order_by(rows_of.c.at.desc(), rows_of.c.id.desc()).limit(size).offset(offset)
-                    )
-                ).all()
+                total, verified = await visit_counts(conn, rows_of)
+                page = await visit_page(conn, rows_of, size, offset)
         following = offset + len(page)
         return pb.ListMerchantVisitsResponse(
             visits=[_visit_message(request.merchant_id, row) for row in page],
@@ -417,7 +457,7 @@ class PortalRpcs(Resources):
     async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
         async with self.reads.connect() as conn:
             row = await owned_merchant(conn, request.merchant_id, current_caller())
-            totals = (await conn.execute(_totals_query(request.merchant_id, _now()))).one()
+            totals = await store_totals(conn, request.merchant_id, _now())
         return pb.GetShareablesResponse(
             lines=domain.shareable_lines(
                 row.name,
@@ -436,19 +476,7 @@ class PortalRpcs(Resources):
         since = _now() - datetime.timedelta(days=days)
         async with self.reads.connect() as conn:
             row = await owned_merchant(conn, request.merchant_id, current_caller())
-            window = (
-                await conn.execute(
-                    sa.select(
-                        sa.func.count().label("redemptions"),
-                        sa.func.coalesce(sa.func.sum(store.redemptions.c.discount_cents), 0).label("discount"),
-                        sa.func.count(sa.distinct(store.redemptions.c.driver_id)).label("drivers"),
-                    ).where(
-                        store.redemptions.c.merchant_id == row.id,
-                        store.redemptions.c.status == COMPLETED,
-                        store.redemptions.c.created_at >= since,
-                    )
-                )
-            ).one()
+            window = await redemptions_since(conn, row.id, since)
         figures = artwork.ShareCardFigures(
             merchant_name=row.name,
             range_days=days,
@@ -501,17 +529,8 @@ class PortalRpcs(Resources):
             row = await load_merchant(conn, request.merchant_id)
             if row is None:
                 raise merchant_not_found(request.merchant_id)
-            charger = (
-                await conn.execute(
-                    sa.select(store.charger_links)
-                    .where(store.charger_links.c.merchant_id == row.id)
-                    .order_by(store.charger_links.c.walk_distance_m, store.charger_links.c.charger_id)
-                    .limit(1)
-                )
-            ).first()
-            visits = (
-                await conn.execute(sa.select(sa.func.count()).where(store.verified_visits.c.merchant_id == row.id))
-            ).scalar_one()
+            charger = await store.nearest_charger_link(conn, row.id)
+            visits = await visit_count(conn, row.id)
         photos = list(row.photo_urls)
         open_now, open_until = open_status(row, now)
         return pb.ResolvePreviewLinkResponse(

@@ -3,8 +3,11 @@ every asynchronous cross-service effect of this service goes through it."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
 
@@ -202,3 +205,25 @@ merchant_claims = sa.Table(
     sa.Column("created_at", _TS, nullable=False, server_default=sa.func.now()),
     sa.Column("updated_at", _TS, nullable=False, server_default=sa.func.now()),
 )
+
+
+async def square_connected(conn: AsyncConnection, merchant_id: str) -> bool:
+    """The store has a Square connection (the portal and the catalog show it)."""
+    connected = (
+        await conn.execute(
+            sa.select(square_connections.c.merchant_id).where(square_connections.c.merchant_id == merchant_id)
+        )
+    ).first()
+    return connected is not None
+
+
+async def nearest_charger_link(conn: AsyncConnection, merchant_id: str) -> Any:
+    """The store's linked charger with the shortest walk (its QR checkout and preview show it), or None."""
+    return (
+        await conn.execute(
+            sa.select(charger_links)
+            .where(charger_links.c.merchant_id == merchant_id)
+            .order_by(charger_links.c.walk_distance_m, charger_links.c.charger_id)
+            .limit(1)
+        )
+    ).first()

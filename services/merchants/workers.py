@@ -1,5 +1,6 @@
 """Background work of a merchants process: settling PENDING redemptions whose ledger answer was lost, and
-expiring exclusive sessions past their window. Safe on every replica at once (conditional updates)."""
+expiring exclusive sessions past their window. Safe on every replica at once (conditional updates). Each loop
+calls a core (checkout's `Settlement`, exclusives' expiry over the shared resources), never the servicer."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from services.merchants.checkout import CheckoutRpcs, settle_pending
+from services.merchants.checkout import Settlement, settle_pending
 from services.merchants.config import MerchantsSettings
 from services.merchants.exclusives import expire_exclusives
+from services.merchants.records import Resources
 
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def worker_tasks(api: CheckoutRpcs, settings: MerchantsSettings) -> list[Worker]:
+def worker_tasks(resources: Resources, settings: MerchantsSettings) -> list[Worker]:
+    settlement = Settlement(resources.pool, resources.ledger)
+
     async def settling(stop: asyncio.Event) -> None:
-        await settle_pending(api, stop, settings.settle_every_s, settings.settle_after_s)
+        await settle_pending(settlement, stop, settings.settle_every_s, settings.settle_after_s)
 
     async def expiring(stop: asyncio.Event) -> None:
-        await expire_exclusives(api, stop, settings.expire_exclusives_every_s)
+        await expire_exclusives(resources, stop, settings.expire_exclusives_every_s)
 
     return [settling, expiring]
