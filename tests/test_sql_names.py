@@ -12,6 +12,8 @@ import tokenize
 import types
 
 import sqlalchemy as sa
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+from nerava.incentives.v1 import incentives_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Where a module-level table is named in words (`campaigns`, or `store.campaigns` itself), never `C`. Add
@@ -69,9 +71,12 @@ def test_the_check_finds_one_letter_aliases() -> None:
 
 
 def one_letter_table_names(module: types.ModuleType) -> list[str]:
-    """The one-letter module-level names of `module` that hold a table (defined there or imported)."""
+    """The one-letter module-level names of `module` that hold a table or a proto enum (defined there or
+    imported): `S.CAMPAIGN_STATUS_ACTIVE` says less than `pb.CAMPAIGN_STATUS_ACTIVE`."""
     return sorted(
-        name for name, value in vars(module).items() if len(name) == 1 and isinstance(value, sa.sql.FromClause)
+        name
+        for name, value in vars(module).items()
+        if len(name) == 1 and isinstance(value, sa.sql.FromClause | EnumTypeWrapper)
     )
 
 
@@ -99,6 +104,7 @@ def test_the_check_finds_a_one_letter_table_name() -> None:
     module = types.ModuleType("example")
     module.C = campaigns  # type: ignore[attr-defined]
     module.campaigns = campaigns  # type: ignore[attr-defined]
-    module.P = 5  # type: ignore[attr-defined]  # a one-letter name that is not a table is another rule's business
+    vars(module)["P"] = 5  # a one-letter name that is not a table is another rule's business
     vars(module)["G"] = campaigns.alias("g")  # an aliased table counts too
-    assert one_letter_table_names(module) == ["C", "G"]
+    vars(module)["S"] = incentives_pb2.CampaignStatus  # and a proto enum
+    assert one_letter_table_names(module) == ["C", "G", "S"]

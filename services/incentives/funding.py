@@ -42,14 +42,13 @@ from services.incentives.granting import ledger_currency
 from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
-S = pb.CampaignStatus
 
 # Statuses a campaign can be canceled from (ENDED and CANCELED are terminal; cancel then only refunds).
 CANCELABLE = frozenset(
-    {S.CAMPAIGN_STATUS_DRAFT, S.CAMPAIGN_STATUS_ACTIVE, S.CAMPAIGN_STATUS_PAUSED, S.CAMPAIGN_STATUS_EXHAUSTED}
+    {pb.CAMPAIGN_STATUS_DRAFT, pb.CAMPAIGN_STATUS_ACTIVE, pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED}
 )
 # Closed campaigns: they grant nothing more, and what their budget has left belongs to the sponsor.
-CLOSED = frozenset({S.CAMPAIGN_STATUS_ENDED, S.CAMPAIGN_STATUS_CANCELED})
+CLOSED = frozenset({pb.CAMPAIGN_STATUS_ENDED, pb.CAMPAIGN_STATUS_CANCELED})
 PLATFORM_OWNER = "platform"
 # How long a caller's claim to open the checkout stands (longer than Stripe's timeout and retries), and how other
 # callers wait for it.
@@ -103,8 +102,8 @@ def remaining(row: store.Row) -> int:
 def invalid_transition(current: int, target: int) -> FailedPrecondition:
     return FailedPrecondition(
         Reason.INVALID_TRANSITION,
-        f"a {S.Name(current)} campaign cannot become {S.Name(target)}",
-        {"from": S.Name(current), "to": S.Name(target)},
+        f"a {pb.CampaignStatus.Name(current)} campaign cannot become {pb.CampaignStatus.Name(target)}",
+        {"from": pb.CampaignStatus.Name(current), "to": pb.CampaignStatus.Name(target)},
     )
 
 
@@ -131,8 +130,8 @@ async def _claim_checkout(
         row = await locked_campaign(conn, campaign_id, actor)
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
             raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
-        if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
-            raise invalid_transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+        if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
+            raise invalid_transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
         check_not_expired(row, now)
         claimed = row["checkout_claimed_at"]
         if _open(row, now) or (claimed is not None and claimed > now - CHECKOUT_CLAIM):
@@ -254,8 +253,8 @@ async def fund_from_platform(
             if row["checkout_session_id"] is None:
                 return row  # funded by the platform before: the same answer
             raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is already paid for")
-        if row["status"] != S.CAMPAIGN_STATUS_DRAFT:
-            raise invalid_transition(row["status"], S.CAMPAIGN_STATUS_ACTIVE)
+        if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
+            raise invalid_transition(row["status"], pb.CAMPAIGN_STATUS_ACTIVE)
         if row["funding_status"] == pb.FUNDING_STATUS_PENDING and (
             row["checkout_expires_at"] is None or row["checkout_expires_at"] > now
         ):
@@ -380,7 +379,7 @@ async def cancel(
             await conn.execute(
                 sa.update(store.campaigns)
                 .where(store.campaigns.c.id == row["id"])
-                .values(status=S.CAMPAIGN_STATUS_CANCELED, pause_reason="")
+                .values(status=pb.CAMPAIGN_STATUS_CANCELED, pause_reason="")
             )
             await audit.record(conn, "campaign.cancel", f"campaign:{row['id']}")
     async with engine.begin() as conn:
@@ -500,7 +499,7 @@ async def _refund(
                 campaign_id=str(row["id"]),
                 currency=ledger_currency(row["reward_kind"]),  # type: ignore[arg-type]
                 amount_cents=amount,
-                reason="campaign canceled" if row["status"] == S.CAMPAIGN_STATUS_CANCELED else "campaign ended",
+                reason="campaign canceled" if row["status"] == pb.CAMPAIGN_STATUS_CANCELED else "campaign ended",
                 # The payment this campaign took: the refund goes against it, never against one it refused.
                 kept_checkout_session_id=row["checkout_session_id"] or "",
             )

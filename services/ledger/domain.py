@@ -15,37 +15,34 @@ from typing import Any
 from google.protobuf.message import Message
 from nerava.ledger.v1 import ledger_pb2 as pb
 
-A = pb.AccountType
-K = pb.TransferKind
-
 # (from account type, to account type) pairs each kind allows. Reversals mirror their original instead, and
 # payouts move only through the two-phase RPCs.
 ALLOWED_PAIRS: dict[int, frozenset[tuple[int, int]]] = {
-    K.TRANSFER_KIND_CAMPAIGN_FUNDING: frozenset({(A.ACCOUNT_TYPE_EXTERNAL_FUNDING, A.ACCOUNT_TYPE_CAMPAIGN_BUDGET)}),
-    K.TRANSFER_KIND_PLATFORM_FEE: frozenset(
+    pb.TRANSFER_KIND_CAMPAIGN_FUNDING: frozenset({(pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET)}),
+    pb.TRANSFER_KIND_PLATFORM_FEE: frozenset(
         {
-            (A.ACCOUNT_TYPE_CAMPAIGN_BUDGET, A.ACCOUNT_TYPE_PLATFORM_FEES),
-            (A.ACCOUNT_TYPE_EXTERNAL_FUNDING, A.ACCOUNT_TYPE_PLATFORM_FEES),
+            (pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET, pb.ACCOUNT_TYPE_PLATFORM_FEES),
+            (pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, pb.ACCOUNT_TYPE_PLATFORM_FEES),
         }
     ),
-    K.TRANSFER_KIND_CAMPAIGN_GRANT: frozenset(
+    pb.TRANSFER_KIND_CAMPAIGN_GRANT: frozenset(
         {
-            (A.ACCOUNT_TYPE_CAMPAIGN_BUDGET, A.ACCOUNT_TYPE_DRIVER_CASH),
-            (A.ACCOUNT_TYPE_CAMPAIGN_BUDGET, A.ACCOUNT_TYPE_DRIVER_NOVA),
+            (pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET, pb.ACCOUNT_TYPE_DRIVER_CASH),
+            (pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET, pb.ACCOUNT_TYPE_DRIVER_NOVA),
         }
     ),
-    K.TRANSFER_KIND_ADMIN_GRANT: frozenset(
+    pb.TRANSFER_KIND_ADMIN_GRANT: frozenset(
         {
-            (A.ACCOUNT_TYPE_EXTERNAL_FUNDING, A.ACCOUNT_TYPE_DRIVER_NOVA),
-            (A.ACCOUNT_TYPE_EXTERNAL_FUNDING, A.ACCOUNT_TYPE_MERCHANT_NOVA),
+            (pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, pb.ACCOUNT_TYPE_DRIVER_NOVA),
+            (pb.ACCOUNT_TYPE_EXTERNAL_FUNDING, pb.ACCOUNT_TYPE_MERCHANT_NOVA),
         }
     ),
-    K.TRANSFER_KIND_REDEMPTION: frozenset({(A.ACCOUNT_TYPE_DRIVER_NOVA, A.ACCOUNT_TYPE_MERCHANT_NOVA)}),
+    pb.TRANSFER_KIND_REDEMPTION: frozenset({(pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_MERCHANT_NOVA)}),
 }
 
 # Where a reserved payout goes when posted: out of the system, to the driver's Stripe account.
-PAYOUT_SOURCES = frozenset({A.ACCOUNT_TYPE_DRIVER_CASH})
-PAYOUT_DESTINATIONS = frozenset({A.ACCOUNT_TYPE_EXTERNAL_FUNDING})
+PAYOUT_SOURCES = frozenset({pb.ACCOUNT_TYPE_DRIVER_CASH})
+PAYOUT_DESTINATIONS = frozenset({pb.ACCOUNT_TYPE_EXTERNAL_FUNDING})
 
 
 def kind_allows(kind: int, from_type: int, to_type: int) -> bool:
@@ -69,13 +66,13 @@ def scope_of(service: str | None, user_id: str | None) -> str:
 
 def cash_entry_description(kind: int, phase: int, amount: int, metadata: dict[str, str]) -> tuple[str, str]:
     """(transaction_type, description) of a cash wallet entry, in the app's words."""
-    if kind == K.TRANSFER_KIND_PAYOUT:
+    if kind == pb.TRANSFER_KIND_PAYOUT:
         if phase == pb.TRANSFER_PHASE_VOID:
             return "reversal", "Withdrawal returned"
         return "withdrawal", "Withdrawal"
-    if kind == K.TRANSFER_KIND_REVERSAL:
+    if kind == pb.TRANSFER_KIND_REVERSAL:
         return "reversal", f"Reversed: {metadata['reason']}" if metadata.get("reason") else "Reversed"
-    if kind == K.TRANSFER_KIND_CAMPAIGN_GRANT:
+    if kind == pb.TRANSFER_KIND_CAMPAIGN_GRANT:
         name = metadata.get("campaign_name")
         return "credit", f"Earned from {name}" if name else "Charging reward"
     return ("credit" if amount > 0 else "debit"), metadata.get("description", "")
@@ -102,7 +99,7 @@ def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
     "clawback_<transfer id>", "refund_<transfer id>"."""
     metadata = entry.metadata
     common: dict[str, Any] = {"created_at": created_at, "currency": entry.currency, "amount_cents": abs(entry.amount)}
-    if entry.kind == K.TRANSFER_KIND_REDEMPTION:
+    if entry.kind == pb.TRANSFER_KIND_REDEMPTION:
         merchant = metadata.get("merchant_name") or f"Merchant {metadata.get('merchant_id', '')[:8]}".strip()
         return pb.TimelineItem(
             id=f"spent_{metadata.get('redemption_id') or entry.transfer_id}",
@@ -113,9 +110,9 @@ def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
             redemption_id=metadata.get("redemption_id", ""),
             **common,
         )
-    if entry.kind == K.TRANSFER_KIND_REVERSAL:
+    if entry.kind == pb.TRANSFER_KIND_REVERSAL:
         before = entry.original_metadata
-        if entry.original_kind == K.TRANSFER_KIND_REDEMPTION:
+        if entry.original_kind == pb.TRANSFER_KIND_REDEMPTION:
             return pb.TimelineItem(
                 id=f"refund_{entry.transfer_id}",
                 type="REFUNDED",
@@ -133,7 +130,7 @@ def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
             **common,
         )
     title = metadata.get("campaign_name") or (
-        "Admin grant" if entry.kind == K.TRANSFER_KIND_ADMIN_GRANT else "Charging reward"
+        "Admin grant" if entry.kind == pb.TRANSFER_KIND_ADMIN_GRANT else "Charging reward"
     )
     return pb.TimelineItem(
         id=f"earn_{entry.transfer_id}",
@@ -146,24 +143,23 @@ def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
 
 # --- payouts (DOMAIN: Payouts) -------------------------------------------------------------------------
 
-P = pb.PayoutStatus
 MINIMUM_WITHDRAWAL_CENTS = 2000  # $20; no fee at or above it
 MAX_PAYOUTS_PER_UTC_DAY = 3
 MAX_CENTS_PER_ROLLING_WEEK = 100_000  # $1000 per rolling 7 days
 # Payouts that count against the limits: every one that has not failed.
 LIMITED_STATUSES = frozenset(
-    {P.PAYOUT_STATUS_PENDING, P.PAYOUT_STATUS_PROCESSING, P.PAYOUT_STATUS_PAID, P.PAYOUT_STATUS_UNKNOWN}
+    {pb.PAYOUT_STATUS_PENDING, pb.PAYOUT_STATUS_PROCESSING, pb.PAYOUT_STATUS_PAID, pb.PAYOUT_STATUS_UNKNOWN}
 )
 # The transition table. `unknown` (Stripe's answer was lost) is settled by reconciliation or a webhook,
 # never by refunding blindly; a webhook may overtake our own pending→processing update.
 TRANSITIONS: dict[int, frozenset[int]] = {
-    P.PAYOUT_STATUS_PENDING: frozenset(
-        {P.PAYOUT_STATUS_PROCESSING, P.PAYOUT_STATUS_UNKNOWN, P.PAYOUT_STATUS_FAILED, P.PAYOUT_STATUS_PAID}
+    pb.PAYOUT_STATUS_PENDING: frozenset(
+        {pb.PAYOUT_STATUS_PROCESSING, pb.PAYOUT_STATUS_UNKNOWN, pb.PAYOUT_STATUS_FAILED, pb.PAYOUT_STATUS_PAID}
     ),
-    P.PAYOUT_STATUS_UNKNOWN: frozenset({P.PAYOUT_STATUS_PROCESSING, P.PAYOUT_STATUS_FAILED, P.PAYOUT_STATUS_PAID}),
-    P.PAYOUT_STATUS_PROCESSING: frozenset({P.PAYOUT_STATUS_PAID, P.PAYOUT_STATUS_FAILED}),
-    P.PAYOUT_STATUS_PAID: frozenset(),
-    P.PAYOUT_STATUS_FAILED: frozenset(),
+    pb.PAYOUT_STATUS_UNKNOWN: frozenset({pb.PAYOUT_STATUS_PROCESSING, pb.PAYOUT_STATUS_FAILED, pb.PAYOUT_STATUS_PAID}),
+    pb.PAYOUT_STATUS_PROCESSING: frozenset({pb.PAYOUT_STATUS_PAID, pb.PAYOUT_STATUS_FAILED}),
+    pb.PAYOUT_STATUS_PAID: frozenset(),
+    pb.PAYOUT_STATUS_FAILED: frozenset(),
 }
 
 
@@ -287,11 +283,10 @@ def campaign_funding(session: Mapping[str, Any]) -> CampaignFunding | None:
 # 15 % of the Nova redeemed at a merchant, per redemption, rounded half-up. The same rate is written in the
 # accrual trigger (migrations/versions/0004); tests/ledger/test_merchant_fees.py holds the two equal.
 MERCHANT_FEE_BPS = 1500
-F = pb.FeePeriodStatus
 # ACCRUING → INVOICED → PAID, one step at a time.
 FEE_PERIOD_NEXT: Mapping[int, int] = {
-    F.FEE_PERIOD_STATUS_ACCRUING: F.FEE_PERIOD_STATUS_INVOICED,
-    F.FEE_PERIOD_STATUS_INVOICED: F.FEE_PERIOD_STATUS_PAID,
+    pb.FEE_PERIOD_STATUS_ACCRUING: pb.FEE_PERIOD_STATUS_INVOICED,
+    pb.FEE_PERIOD_STATUS_INVOICED: pb.FEE_PERIOD_STATUS_PAID,
 }
 
 

@@ -34,7 +34,6 @@ from services.ledger.adapters.stripe_payouts import AccountStatus, StripeAdapter
 from services.ledger.reasons import Reason
 
 log = logging.getLogger(__name__)
-P = pb.PayoutStatus
 SCOPE = "service:ledger-payouts"  # idempotency scope of the ledger's own payout movements
 CASH = pb.CURRENCY_CASH_CENTS
 # A withdrawal without request_id of the same amount as one requested this recently is its retry (the app sends
@@ -138,7 +137,7 @@ class Payouts:
                 [("amount_cents", _LIMIT_MESSAGES["PAYOUT_BELOW_MINIMUM"])], reason=Reason.PAYOUT_BELOW_MINIMUM
             )
         payout = await self._reserve(driver_id, request_id, amount_cents)
-        if payout.status != P.PAYOUT_STATUS_PENDING or payout.stripe_transfer_id:
+        if payout.status != pb.PAYOUT_STATUS_PENDING or payout.stripe_transfer_id:
             return payout  # a replay of a request already sent to Stripe
         return await self._send_to_stripe(payout)
 
@@ -166,7 +165,7 @@ class Payouts:
                         payouts.c.amount_cents == amount_cents,
                         payouts.c.created_at > now - RETRY_WINDOW,
                         # A FAILED payout moved nothing: asking again is a new attempt, not a replay.
-                        payouts.c.status != P.PAYOUT_STATUS_FAILED,
+                        payouts.c.status != pb.PAYOUT_STATUS_FAILED,
                     )
                     .order_by(payouts.c.created_at.desc())
                     .limit(1)
@@ -231,7 +230,7 @@ class Payouts:
                         driver_id=driver_id,
                         request_id=request_id,
                         amount_cents=amount_cents,
-                        status=P.PAYOUT_STATUS_PENDING,
+                        status=pb.PAYOUT_STATUS_PENDING,
                         stripe_account_id=account.stripe_account_id,
                         reservation_transfer_id=reservation.transfer_id,
                         created_at=now,
@@ -255,8 +254,8 @@ class Payouts:
         except StripeUnavailable:
             # The transfer may exist. Unknown is settled by reconciliation, never by refunding blindly.
             log.warning("stripe answer lost; payout is unknown until reconciled", extra={"payout_id": str(payout.id)})
-            return await self._move(payout.id, P.PAYOUT_STATUS_UNKNOWN)
-        return await self._move(payout.id, P.PAYOUT_STATUS_PROCESSING, stripe_transfer_id=transfer_id)
+            return await self._move(payout.id, pb.PAYOUT_STATUS_UNKNOWN)
+        return await self._move(payout.id, pb.PAYOUT_STATUS_PROCESSING, stripe_transfer_id=transfer_id)
 
     # --- settling ------------------------------------------------------------------------------------
 
@@ -324,20 +323,20 @@ class Payouts:
 
     async def mark_paid(self, payout_id: uuid.UUID) -> PayoutRow:
         return await self._settle(
-            payout_id, P.PAYOUT_STATUS_PAID, pb.TRANSFER_PHASE_POST, pb.RESERVATION_STATE_POSTED, paid_at=self._clock()
+            payout_id, pb.PAYOUT_STATUS_PAID, pb.TRANSFER_PHASE_POST, pb.RESERVATION_STATE_POSTED, paid_at=self._clock()
         )
 
     async def fail(self, payout_id: uuid.UUID, reason: str) -> PayoutRow:
         return await self._settle(
             payout_id,
-            P.PAYOUT_STATUS_FAILED,
+            pb.PAYOUT_STATUS_FAILED,
             pb.TRANSFER_PHASE_VOID,
             pb.RESERVATION_STATE_VOIDED,
             failure_reason=reason[:500],
         )
 
     async def mark_processing(self, payout_id: uuid.UUID, stripe_transfer_id: str) -> PayoutRow:
-        return await self._move(payout_id, P.PAYOUT_STATUS_PROCESSING, stripe_transfer_id=stripe_transfer_id)
+        return await self._move(payout_id, pb.PAYOUT_STATUS_PROCESSING, stripe_transfer_id=stripe_transfer_id)
 
     # --- reconciliation ------------------------------------------------------------------------------
 
@@ -348,7 +347,7 @@ class Payouts:
             count, oldest = (
                 await conn.execute(
                     sa.select(sa.func.count(), sa.func.min(payouts.c.updated_at)).where(
-                        payouts.c.status == P.PAYOUT_STATUS_UNKNOWN
+                        payouts.c.status == pb.PAYOUT_STATUS_UNKNOWN
                     )
                 )
             ).one()
@@ -364,7 +363,7 @@ class Payouts:
             rows = (
                 await conn.execute(
                     sa.select(payouts)
-                    .where(payouts.c.status == P.PAYOUT_STATUS_UNKNOWN, payouts.c.updated_at <= cutoff)
+                    .where(payouts.c.status == pb.PAYOUT_STATUS_UNKNOWN, payouts.c.updated_at <= cutoff)
                     .order_by(payouts.c.updated_at)
                     .limit(100)
                 )
@@ -393,7 +392,7 @@ class Payouts:
         request is audited once with what it settled."""
         settled = await self.reconcile_unknown()
         async with self._engine.begin() as conn:
-            still = await store.count_payouts(conn, P.PAYOUT_STATUS_UNKNOWN)
+            still = await store.count_payouts(conn, pb.PAYOUT_STATUS_UNKNOWN)
             await audit.record(
                 conn, "payouts.reconcile", "payouts:unknown", reason, settled=settled, still_unknown=still
             )
@@ -406,7 +405,7 @@ class Payouts:
             rows = (
                 await conn.execute(
                     sa.select(payouts)
-                    .where(payouts.c.status == P.PAYOUT_STATUS_UNKNOWN)
+                    .where(payouts.c.status == pb.PAYOUT_STATUS_UNKNOWN)
                     .order_by(payouts.c.updated_at)
                     .limit(limit)
                 )

@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 TOPIC = "payment.refund"
 _NAMESPACE = uuid.UUID("5b0e4a52-3c1e-4f0e-9d8e-6a1f1c2b7d10")
-A, K = pb.AccountType, pb.TransferKind
 
 
 class RefundNotBooked(RuntimeError):
@@ -59,7 +58,7 @@ async def _reverse(conn: AsyncConnection, key: str, original: Any, amount: int |
     """Posts the reversal of `original` (a row with id, currency and both accounts' type and owner) for `amount`
     (None: all that is left); returns what it moved."""
     movement = store.Movement(
-        kind=K.TRANSFER_KIND_REVERSAL,
+        kind=pb.TRANSFER_KIND_REVERSAL,
         phase=pb.TRANSFER_PHASE_SINGLE,
         currency=original.currency,
         amount=amount,
@@ -180,7 +179,7 @@ async def refund_campaign_budget(
             await conn.execute(
                 sa.select(a.c.id, a.c.balance)
                 .where(
-                    a.c.type == A.ACCOUNT_TYPE_CAMPAIGN_BUDGET, a.c.owner_id == campaign_id, a.c.currency == currency
+                    a.c.type == pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET, a.c.owner_id == campaign_id, a.c.currency == currency
                 )
                 .with_for_update()
             )
@@ -198,7 +197,7 @@ async def refund_campaign_budget(
             fundings = (
                 await conn.execute(
                     _funding_transfers()
-                    .where(t.c.to_account_id == budget.id, t.c.kind == K.TRANSFER_KIND_CAMPAIGN_FUNDING)
+                    .where(t.c.to_account_id == budget.id, t.c.kind == pb.TRANSFER_KIND_CAMPAIGN_FUNDING)
                     .order_by(t.c.created_at, t.c.id)
                 )
             ).all()
