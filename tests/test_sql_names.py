@@ -1,9 +1,11 @@
 """SQL written in the services names its tables' rows in words: no one-letter alias (`FROM transfers t`,
 `JOIN pg_class c`, `) s`) in the SQL text of services/ and tools/, and no one-letter module-level name for a table
-in the Python of the services listed in TABLE_ALIAS_DIRECTORIES. Migrations are history, applied as written."""
+in the Python of the services listed in TABLE_ALIAS_DIRECTORIES, nor inside their functions (`t = store.transfers`).
+Migrations are history, applied as written."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import io
 import pathlib
@@ -16,10 +18,10 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from nerava.incentives.v1 import incentives_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-# Where a module-level table is named in words (`campaigns`, or `store.campaigns` itself), never `C`. Add
-# services/common once its aliases are renamed.
+# Where a table is named in words (`campaigns`, or `store.campaigns` itself), never `C`.
 TABLE_ALIAS_DIRECTORIES = (
     "services/accounts",
+    "services/common",
     "services/incentives",
     "services/ledger",
     "services/merchants",
@@ -108,3 +110,74 @@ def test_the_check_finds_a_one_letter_table_name() -> None:
     vars(module)["G"] = campaigns.alias("g")  # an aliased table counts too
     vars(module)["S"] = incentives_pb2.CampaignStatus  # and a proto enum
     assert one_letter_table_names(module) == ["C", "G", "S"]
+
+
+def one_letter_local_tables(source: str, table_names: set[str]) -> list[str]:
+    """`line: name = value` of every one-letter name that a function binds to a table: one of `table_names`
+    (`t = transfers`, `g = store.grants`, in a tuple too) or an aliased table (`x = accounts.alias("x")`)."""
+
+    def is_table(value: ast.expr) -> bool:
+        if isinstance(value, ast.Attribute):
+            return value.attr in table_names
+        if isinstance(value, ast.Name):
+            return value.id in table_names
+        return isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr == "alias"
+
+    found = []
+    for function in ast.walk(ast.parse(source)):
+        if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(function):
+            if not isinstance(node, ast.Assign):
+                continue
+            for target in node.targets:
+                if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):
+                    pairs = list(zip(target.elts, node.value.elts, strict=False))
+                else:
+                    pairs = [(target, node.value)]
+                found += [
+                    f"{node.lineno}: {name.id} = {ast.unparse(value)}"
+                    for name, value in pairs
+                    if isinstance(name, ast.Name) and len(name.id) == 1 and is_table(value)
+                ]
+    return found
+
+
+def _table_names() -> set[str]:
+    return {
+        name
+        for directory in TABLE_ALIAS_DIRECTORIES
+        for module in _modules(directory)
+        for name, value in vars(importlib.import_module(module)).items()
+        if isinstance(value, sa.sql.FromClause)
+    }
+
+
+def test_no_function_names_a_table_with_one_letter() -> None:
+    tables = _table_names()
+    found = [
+        f"{path.relative_to(ROOT)}:{hit}"
+        for directory in TABLE_ALIAS_DIRECTORIES
+        for path in sorted((ROOT / directory).rglob("*.py"))
+        if "migrations" not in path.parts
+        for hit in one_letter_local_tables(path.read_text(), tables)
+    ]
+    assert "transfers" in tables and "campaigns" in tables
+    assert found == []
+
+
+def test_the_check_finds_a_one_letter_table_inside_a_function() -> None:
+    source = (
+        "def reads():\n"
+        "    t = store.transfers\n"
+        "    a, e, n = accounts, entries, 5\n"
+        "    s = accounts.alias('s')\n"
+        "    transfers = store.transfers\n"
+        "    x = store.settings\n"
+    )
+    assert one_letter_local_tables(source, {"transfers", "accounts", "entries"}) == [
+        "2: t = store.transfers",
+        "3: a = accounts",
+        "3: e = entries",
+        "4: s = accounts.alias('s')",
+    ]

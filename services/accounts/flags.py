@@ -39,8 +39,7 @@ def _definition(name: str) -> FlagDefinition:
 
 
 async def _stored(conn: AsyncConnection, environment: str) -> dict[str, sa.Row[tuple[object, ...]]]:
-    f = feature_flags
-    rows = (await conn.execute(sa.select(f).where(f.c.environment == environment))).all()
+    rows = (await conn.execute(sa.select(feature_flags).where(feature_flags.c.environment == environment))).all()
     return {row.name: row for row in rows}
 
 
@@ -70,12 +69,13 @@ async def toggle(
 ) -> FlagValue:
     """Sets the flag (flips it when ``enabled`` is None) with its audit entry, then announces the change."""
     definition = _definition(name)
-    f = feature_flags
     async with engine.begin() as conn:
         # The row lock serializes two admins flipping the same flag: each flip sees the other's result.
         current = (
             await conn.execute(
-                sa.select(f.c.enabled).where(f.c.environment == environment, f.c.name == name).with_for_update()
+                sa.select(feature_flags.c.enabled)
+                .where(feature_flags.c.environment == environment, feature_flags.c.name == name)
+                .with_for_update()
             )
         ).scalar_one_or_none()
         before = definition.default if current is None else bool(current)
@@ -83,13 +83,13 @@ async def toggle(
         actor = audit.current_actor()
         row = (
             await conn.execute(
-                pg_insert(f)
+                pg_insert(feature_flags)
                 .values(environment=environment, name=name, enabled=after, updated_by=actor)
                 .on_conflict_do_update(
-                    index_elements=[f.c.environment, f.c.name],
+                    index_elements=[feature_flags.c.environment, feature_flags.c.name],
                     set_={"enabled": after, "updated_by": actor, "updated_at": sa.func.now()},
                 )
-                .returning(*f.c)
+                .returning(*feature_flags.c)
             )
         ).one()
         await audit.record(

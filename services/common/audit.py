@@ -78,32 +78,33 @@ def _like_prefix(prefix: str) -> str:
 
 async def list_entries(engine: AsyncEngine, service: str, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
     """This service's entries matching ``query``, newest first by (occurred_at, service, id)."""
-    a = audit_log
-    select = sa.select(a)
+    select = sa.select(audit_log)
     if query.actor:
-        select = select.where(a.c.actor == query.actor)
+        select = select.where(audit_log.c.actor == query.actor)
     if query.action.endswith("."):
-        select = select.where(a.c.action.like(_like_prefix(query.action), escape="\\"))
+        select = select.where(audit_log.c.action.like(_like_prefix(query.action), escape="\\"))
     elif query.action:
-        select = select.where(a.c.action == query.action)
+        select = select.where(audit_log.c.action == query.action)
     if query.target:
-        select = select.where(a.c.target == query.target)
+        select = select.where(audit_log.c.target == query.target)
     if query.HasField("since"):
-        select = select.where(a.c.occurred_at >= query.since.ToDatetime(datetime.UTC))
+        select = select.where(audit_log.c.occurred_at >= query.since.ToDatetime(datetime.UTC))
     if query.HasField("until"):
-        select = select.where(a.c.occurred_at < query.until.ToDatetime(datetime.UTC))
+        select = select.where(audit_log.c.occurred_at < query.until.ToDatetime(datetime.UTC))
     if query.HasField("before"):
         cursor = query.before
         at = cursor.occurred_at.ToDatetime(datetime.UTC)
         # The merged order is (occurred_at, service, id): this table's rows are all of `service`.
         select = select.where(
             sa.or_(
-                a.c.occurred_at < at,
-                sa.and_(a.c.occurred_at == at, sa.literal(service) < cursor.service),
-                sa.and_(a.c.occurred_at == at, sa.literal(service) == cursor.service, a.c.id < cursor.row_id),
+                audit_log.c.occurred_at < at,
+                sa.and_(audit_log.c.occurred_at == at, sa.literal(service) < cursor.service),
+                sa.and_(
+                    audit_log.c.occurred_at == at, sa.literal(service) == cursor.service, audit_log.c.id < cursor.row_id
+                ),
             )
         )
-    select = select.order_by(a.c.occurred_at.desc(), a.c.id.desc()).limit(query.limit or 50)
+    select = select.order_by(audit_log.c.occurred_at.desc(), audit_log.c.id.desc()).limit(query.limit or 50)
     async with engine.connect() as conn:
         rows = (await conn.execute(select)).all()
     return [

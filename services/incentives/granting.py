@@ -191,13 +191,13 @@ class Granting:
         """A reopened session ended again: DOMAIN reverses the grant of its earlier end before evaluating it anew.
         When the driver already spent that reward the ledger cannot reverse it; it then stands, and
         evaluate_session() answers PREVIOUS_GRANT_KEPT (never a second grant for one charging)."""
-        g = store.grants
+        grants = store.grants
         async with self._reads.connect() as conn:
             earlier = (
                 await conn.execute(
-                    sa.select(g.c.id).where(
-                        g.c.session_id == uuid.UUID(session.session_id),
-                        g.c.end_sequence < session.end_sequence,
+                    sa.select(grants.c.id).where(
+                        grants.c.session_id == uuid.UUID(session.session_id),
+                        grants.c.end_sequence < session.end_sequence,
                         store.LIVE_GRANT,
                     )
                 )

@@ -243,22 +243,28 @@ class CampaignIndex:
         """Loads what changed since the last look (everything when `full`); returns how many rows it read."""
         async with self._lock:
             full = full or self._last_look is None
-            c = store.campaigns
+            campaigns = store.campaigns
             async with self._engine.connect() as conn:
                 looked_at = (await conn.execute(sa.select(sa.func.statement_timestamp()))).scalar_one()
                 if full:
-                    query = sa.select(c).where(c.c.status == pb.CAMPAIGN_STATUS_ACTIVE)
+                    query = sa.select(campaigns).where(campaigns.c.status == pb.CAMPAIGN_STATUS_ACTIVE)
                     changed = list((await conn.execute(query)).mappings().all())
                 else:
                     assert self._last_look is not None
                     since = self._last_look - LOOKBACK
                     stamps = (
-                        await conn.execute(sa.select(c.c.id, c.c.rules_changed_at).where(c.c.rules_changed_at >= since))
+                        await conn.execute(
+                            sa.select(campaigns.c.id, campaigns.c.rules_changed_at).where(
+                                campaigns.c.rules_changed_at >= since
+                            )
+                        )
                     ).all()
                     stale = [row.id for row in stamps if self._is_stale(str(row.id), row.rules_changed_at)]
                     changed = []
                     if stale:
-                        changed = list((await conn.execute(sa.select(c).where(c.c.id.in_(stale)))).mappings().all())
+                        changed = list(
+                            (await conn.execute(sa.select(campaigns).where(campaigns.c.id.in_(stale)))).mappings().all()
+                        )
             if full:
                 shelves = _Shelves()
                 for n, row in enumerate(changed, start=1):

@@ -22,11 +22,15 @@ _ENDABLE = (pb.CAMPAIGN_STATUS_ACTIVE, pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_ST
 async def end_due_campaigns(engine: AsyncEngine) -> int:
     """Marks ended every active, paused or exhausted campaign whose end date has passed; returns how many.
     Evaluation already ignores them (the grant's UPDATE checks the dates); this makes the status say so."""
-    c = store.campaigns
+    campaigns = store.campaigns
     async with engine.begin() as conn:
         result = await conn.execute(
-            sa.update(c)
-            .where(c.c.status.in_(_ENDABLE), c.c.end_date.is_not(None), c.c.end_date < sa.func.now())
+            sa.update(campaigns)
+            .where(
+                campaigns.c.status.in_(_ENDABLE),
+                campaigns.c.end_date.is_not(None),
+                campaigns.c.end_date < sa.func.now(),
+            )
             .values(status=pb.CAMPAIGN_STATUS_ENDED)
         )
     return int(result.rowcount or 0)

@@ -76,22 +76,22 @@ async def _reverse(conn: AsyncConnection, key: str, original: Any, amount: int |
 
 
 def _funding_transfers() -> sa.Select[Any]:
-    t = store.transfers
+    transfers = store.transfers
     source, target = store.accounts.alias("source"), store.accounts.alias("target")
     return (
         sa.select(
-            t.c.id,
-            t.c.idempotency_key,
-            t.c.currency,
-            (t.c.amount - t.c.reversed_amount).label("open"),
+            transfers.c.id,
+            transfers.c.idempotency_key,
+            transfers.c.currency,
+            (transfers.c.amount - transfers.c.reversed_amount).label("open"),
             source.c.type.label("from_type"),
             source.c.owner_id.label("from_owner"),
             target.c.type.label("to_type"),
             target.c.owner_id.label("to_owner"),
         )
-        .select_from(t)
-        .join(source, source.c.id == t.c.from_account_id)
-        .join(target, target.c.id == t.c.to_account_id)
+        .select_from(transfers)
+        .join(source, source.c.id == transfers.c.from_account_id)
+        .join(target, target.c.id == transfers.c.to_account_id)
     )
 
 
@@ -130,12 +130,14 @@ async def refund_duplicate_payment(engine: AsyncEngine, checkout_session_id: str
                 conn, checkout_session_id, "campaign.funded", checkout_session_id, f"cannot refund: {why}"
             )
             return False
-        t = store.transfers
+        transfers = store.transfers
         legs = (
             await conn.execute(
                 _funding_transfers().where(
-                    t.c.scope == SCOPE,
-                    t.c.idempotency_key.in_([f"funding:{checkout_session_id}", f"platform-fee:{checkout_session_id}"]),
+                    transfers.c.scope == SCOPE,
+                    transfers.c.idempotency_key.in_(
+                        [f"funding:{checkout_session_id}", f"platform-fee:{checkout_session_id}"]
+                    ),
                 )
             )
         ).all()
@@ -173,18 +175,31 @@ async def refund_campaign_budget(
     payment the campaign did not take is never touched here: it is refunded whole on its own
     (refund_duplicate_payment), and a budget refund taking part of it would pay the wrong payer and leave the
     kept payment's money in the budget."""
-    a, t, p, r = store.accounts, store.transfers, store.campaign_payments, store.budget_refunds
+    accounts, transfers, campaign_payments, budget_refunds = (
+        store.accounts,
+        store.transfers,
+        store.campaign_payments,
+        store.budget_refunds,
+    )
     async with engine.begin() as conn:
         budget = (
             await conn.execute(
-                sa.select(a.c.id, a.c.balance)
+                sa.select(accounts.c.id, accounts.c.balance)
                 .where(
-                    a.c.type == pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET, a.c.owner_id == campaign_id, a.c.currency == currency
+                    accounts.c.type == pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
+                    accounts.c.owner_id == campaign_id,
+                    accounts.c.currency == currency,
                 )
                 .with_for_update()
             )
         ).first()
-        done = (await conn.execute(sa.select(r).where(r.c.scope == scope, r.c.idempotency_key == key))).first()
+        done = (
+            await conn.execute(
+                sa.select(budget_refunds).where(
+                    budget_refunds.c.scope == scope, budget_refunds.c.idempotency_key == key
+                )
+            )
+        ).first()
         if done is not None:
             # A retry may ask another amount (the remainder moved while the first answer was lost): the key
             # answers what it refunded, and the caller asks the rest under a new key.
@@ -197,8 +212,10 @@ async def refund_campaign_budget(
             fundings = (
                 await conn.execute(
                     _funding_transfers()
-                    .where(t.c.to_account_id == budget.id, t.c.kind == pb.TRANSFER_KIND_CAMPAIGN_FUNDING)
-                    .order_by(t.c.created_at, t.c.id)
+                    .where(
+                        transfers.c.to_account_id == budget.id, transfers.c.kind == pb.TRANSFER_KIND_CAMPAIGN_FUNDING
+                    )
+                    .order_by(transfers.c.created_at, transfers.c.id)
                 )
             ).all()
             kept_key = f"funding:{kept_checkout_session_id}" if kept_checkout_session_id else None
@@ -211,7 +228,11 @@ async def refund_campaign_budget(
                 payment = None
                 if funding.from_owner == STRIPE_OWNER:
                     session_id = str(funding.idempotency_key).removeprefix("funding:")
-                    payment = (await conn.execute(sa.select(p).where(p.c.checkout_session_id == session_id))).first()
+                    payment = (
+                        await conn.execute(
+                            sa.select(campaign_payments).where(campaign_payments.c.checkout_session_id == session_id)
+                        )
+                    ).first()
                     if payment is None or payment.payment_intent_id is None:
                         # Money Stripe holds for a payment the ledger cannot name: a person refunds it.
                         await store.record_issue(
@@ -228,7 +249,7 @@ async def refund_campaign_budget(
                 if left == 0:
                     break
         await conn.execute(
-            sa.insert(r).values(
+            sa.insert(budget_refunds).values(
                 scope=scope,
                 idempotency_key=key,
                 campaign_id=campaign_id,
@@ -252,12 +273,12 @@ async def refund_campaign_budget(
 def refund_delivery(engine: AsyncEngine, stripe: Stripe) -> Any:
     """The outbox handler of "payment.refund": asks Stripe for the refund (keyed by the refund id, so a
     repeated delivery refunds once) and records Stripe's refund id."""
-    r = store.payment_refunds
+    payment_refunds = store.payment_refunds
 
     async def deliver(message: OutboxMessage) -> None:
         refund_id = uuid.UUID(str(message.payload["refund_id"]))
         async with engine.connect() as conn:
-            row = (await conn.execute(sa.select(r).where(r.c.id == refund_id))).first()
+            row = (await conn.execute(sa.select(payment_refunds).where(payment_refunds.c.id == refund_id))).first()
         if row is None:
             raise PermanentDeliveryError(f"refund {refund_id} does not exist")
         if row.stripe_refund_id is not None:
@@ -268,8 +289,8 @@ def refund_delivery(engine: AsyncEngine, stripe: Stripe) -> Any:
             raise PermanentDeliveryError(f"Stripe refused refund {refund_id}: {exc}") from exc
         async with engine.begin() as conn:
             await conn.execute(
-                sa.update(r)
-                .where(r.c.id == refund_id, r.c.stripe_refund_id.is_(None))
+                sa.update(payment_refunds)
+                .where(payment_refunds.c.id == refund_id, payment_refunds.c.stripe_refund_id.is_(None))
                 .values(stripe_refund_id=stripe_refund_id, refunded_at=sa.func.now())
             )
 

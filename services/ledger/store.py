@@ -186,7 +186,6 @@ async def reservation_accounts(conn: AsyncConnection, transfer_id: uuid.UUID) ->
     """A reservation's source, in-flight and pending destination accounts (type and owner of each), or None when
     the transfer is no reservation."""
     source, in_flight, pending = accounts.alias("source"), accounts.alias("in_flight"), accounts.alias("pending")
-    t = transfers
     query = (
         sa.select(
             source.c.type.label("source_type"),
@@ -196,33 +195,32 @@ async def reservation_accounts(conn: AsyncConnection, transfer_id: uuid.UUID) ->
             pending.c.type.label("pending_type"),
             pending.c.owner_id.label("pending_owner"),
         )
-        .select_from(t)
-        .join(source, source.c.id == t.c.from_account_id)
-        .join(in_flight, in_flight.c.id == t.c.to_account_id)
-        .join(pending, pending.c.id == t.c.pending_to_account_id)
-        .where(t.c.id == transfer_id, t.c.phase == pb.TRANSFER_PHASE_RESERVE)
+        .select_from(transfers)
+        .join(source, source.c.id == transfers.c.from_account_id)
+        .join(in_flight, in_flight.c.id == transfers.c.to_account_id)
+        .join(pending, pending.c.id == transfers.c.pending_to_account_id)
+        .where(transfers.c.id == transfer_id, transfers.c.phase == pb.TRANSFER_PHASE_RESERVE)
     )
     return (await conn.execute(query)).first()
 
 
 async def transfer_with_accounts(conn: AsyncConnection, transfer_id: uuid.UUID) -> Any:
     """A transfer's kind, phase and currency with the type and owner of its two accounts, or None."""
-    t = transfers
     source, target = accounts.alias("source"), accounts.alias("target")
     query = (
         sa.select(
-            t.c.kind,
-            t.c.phase,
-            t.c.currency,
+            transfers.c.kind,
+            transfers.c.phase,
+            transfers.c.currency,
             source.c.type.label("from_type"),
             source.c.owner_id.label("from_owner"),
             target.c.type.label("to_type"),
             target.c.owner_id.label("to_owner"),
         )
-        .select_from(t)
-        .join(source, source.c.id == t.c.from_account_id)
-        .join(target, target.c.id == t.c.to_account_id)
-        .where(t.c.id == transfer_id)
+        .select_from(transfers)
+        .join(source, source.c.id == transfers.c.from_account_id)
+        .join(target, target.c.id == transfers.c.to_account_id)
+        .where(transfers.c.id == transfer_id)
     )
     return (await conn.execute(query)).first()
 
@@ -240,12 +238,11 @@ async def account_transfer_rows(
 ) -> list[Any]:
     """The transfers that touched the account, newest entry first (up to size + 1, so the caller sees whether more
     follow), each with its entry id and the type and owner of its accounts (pending: of a reservation)."""
-    a, e, t = accounts, entries, transfers
     source, target, pending = accounts.alias("source"), accounts.alias("target"), accounts.alias("pending")
     query = (
         sa.select(
-            e.c.id.label("entry_id"),
-            t,
+            entries.c.id.label("entry_id"),
+            transfers,
             source.c.type.label("from_type"),
             source.c.owner_id.label("from_owner"),
             target.c.type.label("to_type"),
@@ -253,20 +250,20 @@ async def account_transfer_rows(
             pending.c.type.label("pending_type"),
             pending.c.owner_id.label("pending_owner"),
         )
-        .select_from(e)
-        .join(a, a.c.id == e.c.account_id)
-        .join(t, t.c.id == e.c.transfer_id)
-        .join(source, source.c.id == t.c.from_account_id)
-        .join(target, target.c.id == t.c.to_account_id)
-        .outerjoin(pending, pending.c.id == t.c.pending_to_account_id)
+        .select_from(entries)
+        .join(accounts, accounts.c.id == entries.c.account_id)
+        .join(transfers, transfers.c.id == entries.c.transfer_id)
+        .join(source, source.c.id == transfers.c.from_account_id)
+        .join(target, target.c.id == transfers.c.to_account_id)
+        .outerjoin(pending, pending.c.id == transfers.c.pending_to_account_id)
         .where(_is_account(key))
-        .order_by(e.c.id.desc())
+        .order_by(entries.c.id.desc())
         .limit(size + 1)
     )
     if before is not None:
-        query = query.where(e.c.id < before)
+        query = query.where(entries.c.id < before)
     if kinds:
-        query = query.where(t.c.kind.in_(list(kinds)))
+        query = query.where(transfers.c.kind.in_(list(kinds)))
     return list((await conn.execute(query)).all())
 
 
@@ -505,39 +502,38 @@ async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int
     DOMAIN; then by entry id): grant credits, redemption debits, and — each its own item, so an EARNED (or
     SPENT) item is never left standing with nothing offsetting it — the reversal taking a reward back and the one
     giving a redemption's Nova back, with the original transfer's kind and metadata."""
-    a, e, t = accounts, entries, transfers
-    original = t.alias("original")
+    original = transfers.alias("original")
     grants = [pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]
     reversal, redemption = pb.TRANSFER_KIND_REVERSAL, pb.TRANSFER_KIND_REDEMPTION
     reversed_kind = sa.func.coalesce(original.c.kind, 0)
     shown = (
-        (t.c.kind.in_(grants) & (e.c.amount > 0))
-        | ((t.c.kind == redemption) & (e.c.amount < 0))
-        | ((t.c.kind == reversal) & reversed_kind.in_(grants) & (e.c.amount < 0))
-        | ((t.c.kind == reversal) & (reversed_kind == redemption) & (e.c.amount > 0))
+        (transfers.c.kind.in_(grants) & (entries.c.amount > 0))
+        | ((transfers.c.kind == redemption) & (entries.c.amount < 0))
+        | ((transfers.c.kind == reversal) & reversed_kind.in_(grants) & (entries.c.amount < 0))
+        | ((transfers.c.kind == reversal) & (reversed_kind == redemption) & (entries.c.amount > 0))
     )
     query = (
         sa.select(
-            e.c.id,
-            e.c.amount,
-            e.c.created_at,
-            a.c.currency,
-            t.c.id.label("transfer_id"),
-            t.c.kind,
-            t.c.metadata,
+            entries.c.id,
+            entries.c.amount,
+            entries.c.created_at,
+            accounts.c.currency,
+            transfers.c.id.label("transfer_id"),
+            transfers.c.kind,
+            transfers.c.metadata,
             original.c.kind.label("original_kind"),
             original.c.metadata.label("original_metadata"),
         )
-        .select_from(e)
-        .join(a, a.c.id == e.c.account_id)
-        .join(t, t.c.id == e.c.transfer_id)
-        .outerjoin(original, original.c.id == t.c.reversal_of)
+        .select_from(entries)
+        .join(accounts, accounts.c.id == entries.c.account_id)
+        .join(transfers, transfers.c.id == entries.c.transfer_id)
+        .outerjoin(original, original.c.id == transfers.c.reversal_of)
         .where(
-            a.c.owner_id == driver_id,
-            a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
+            accounts.c.owner_id == driver_id,
+            accounts.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA]),
             shown,
         )
-        .order_by(e.c.created_at.desc(), (t.c.kind == redemption).desc(), e.c.id.desc())
+        .order_by(entries.c.created_at.desc(), (transfers.c.kind == redemption).desc(), entries.c.id.desc())
         .limit(limit)
     )
     return list((await conn.execute(query)).all())
@@ -546,10 +542,11 @@ async def wallet_timeline_rows(conn: AsyncConnection, driver_id: str, limit: int
 async def driver_balances(conn: AsyncConnection, driver_id: str) -> dict[int, int]:
     """The balances of the driver's cash, Nova and payouts-in-flight accounts, by account type (absent: never
     touched)."""
-    a = accounts
-    query = sa.select(a.c.type, a.c.balance).where(
-        a.c.owner_id == driver_id,
-        a.c.type.in_([pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]),
+    query = sa.select(accounts.c.type, accounts.c.balance).where(
+        accounts.c.owner_id == driver_id,
+        accounts.c.type.in_(
+            [pb.ACCOUNT_TYPE_DRIVER_CASH, pb.ACCOUNT_TYPE_DRIVER_NOVA, pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT]
+        ),
     )
     return {row.type: row.balance for row in (await conn.execute(query)).all()}
 
@@ -557,26 +554,28 @@ async def driver_balances(conn: AsyncConnection, driver_id: str) -> dict[int, in
 async def driver_cash_totals(conn: AsyncConnection, driver_id: str) -> tuple[int, int]:
     """(earned, withdrawn) in cents: grants to the driver's cash less what reversals took back, and what posted
     payouts moved out of the in-flight account."""
-    a, t = accounts, transfers
     cash = cash_account_id(driver_id)
     in_flight = (
-        sa.select(a.c.id)
-        .where(a.c.owner_id == driver_id, a.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
+        sa.select(accounts.c.id)
+        .where(accounts.c.owner_id == driver_id, accounts.c.type == pb.ACCOUNT_TYPE_PAYOUTS_IN_FLIGHT)
         .scalar_subquery()
     )
     earned = (
-        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-        .where(t.c.to_account_id == cash, t.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]))
+        sa.select(sa.func.coalesce(sa.func.sum(transfers.c.amount), 0))
+        .where(
+            transfers.c.to_account_id == cash,
+            transfers.c.kind.in_([pb.TRANSFER_KIND_CAMPAIGN_GRANT, pb.TRANSFER_KIND_ADMIN_GRANT]),
+        )
         .scalar_subquery()
     )
     clawed = (
-        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-        .where(t.c.from_account_id == cash, t.c.kind == pb.TRANSFER_KIND_REVERSAL)
+        sa.select(sa.func.coalesce(sa.func.sum(transfers.c.amount), 0))
+        .where(transfers.c.from_account_id == cash, transfers.c.kind == pb.TRANSFER_KIND_REVERSAL)
         .scalar_subquery()
     )
     withdrawn = (
-        sa.select(sa.func.coalesce(sa.func.sum(t.c.amount), 0))
-        .where(t.c.from_account_id == in_flight, t.c.phase == pb.TRANSFER_PHASE_POST)
+        sa.select(sa.func.coalesce(sa.func.sum(transfers.c.amount), 0))
+        .where(transfers.c.from_account_id == in_flight, transfers.c.phase == pb.TRANSFER_PHASE_POST)
         .scalar_subquery()
     )
     totals = (await conn.execute(sa.select(earned - clawed, withdrawn))).one()
@@ -585,11 +584,12 @@ async def driver_cash_totals(conn: AsyncConnection, driver_id: str) -> tuple[int
 
 def cash_account_id(driver_id: str) -> Any:
     """The id of the driver's cash account, as a scalar subquery."""
-    a = accounts
     return (
-        sa.select(a.c.id)
+        sa.select(accounts.c.id)
         .where(
-            a.c.owner_id == driver_id, a.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH, a.c.currency == pb.CURRENCY_CASH_CENTS
+            accounts.c.owner_id == driver_id,
+            accounts.c.type == pb.ACCOUNT_TYPE_DRIVER_CASH,
+            accounts.c.currency == pb.CURRENCY_CASH_CENTS,
         )
         .scalar_subquery()
     )
@@ -601,41 +601,41 @@ async def cash_entry_rows(
     """A page of the driver's cash entries, newest first (up to size + 1, so the caller sees whether more follow),
     each with its transfer's kind, phase and metadata and, for a reversal, the reversed transfer's metadata (a
     clawback names its grant, not the campaign); and how many entries the account holds."""
-    e, t = entries, transfers
-    original = t.alias("original")
+    original = transfers.alias("original")
     account = cash_account_id(driver_id)
     query = (
         sa.select(
-            e.c.id,
-            e.c.amount,
-            e.c.balance_after,
-            e.c.created_at,
-            t.c.kind,
-            t.c.phase,
-            t.c.metadata,
+            entries.c.id,
+            entries.c.amount,
+            entries.c.balance_after,
+            entries.c.created_at,
+            transfers.c.kind,
+            transfers.c.phase,
+            transfers.c.metadata,
             original.c.metadata.label("original_metadata"),
         )
-        .select_from(e)
-        .join(t, t.c.id == e.c.transfer_id)
-        .outerjoin(original, original.c.id == t.c.reversal_of)
-        .where(e.c.account_id == account)
-        .order_by(e.c.id.desc())
+        .select_from(entries)
+        .join(transfers, transfers.c.id == entries.c.transfer_id)
+        .outerjoin(original, original.c.id == transfers.c.reversal_of)
+        .where(entries.c.account_id == account)
+        .order_by(entries.c.id.desc())
         .limit(size + 1)
     )
     if before is not None:
-        query = query.where(e.c.id < before)
+        query = query.where(entries.c.id < before)
     elif offset:
         query = query.offset(offset)
     rows = list((await conn.execute(query)).all())
-    count = (await conn.execute(sa.select(sa.func.count()).where(e.c.account_id == account))).scalar() or 0
+    count = (await conn.execute(sa.select(sa.func.count()).where(entries.c.account_id == account))).scalar() or 0
     return rows, int(count)
 
 
 async def payment_issues_page(engine: AsyncEngine, limit: int) -> list[Any]:
     """The newest issues first."""
-    i = payment_issues
     async with engine.connect() as conn:
-        return list((await conn.execute(sa.select(i).order_by(i.c.id.desc()).limit(limit))).all())
+        return list(
+            (await conn.execute(sa.select(payment_issues).order_by(payment_issues.c.id.desc()).limit(limit))).all()
+        )
 
 
 async def count_payouts(conn: AsyncConnection, status: int) -> int:
