@@ -55,10 +55,115 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.claims = ClaimRpcs(**shared)
         self.funnel = FunnelRpcs(**shared)
 
+    # catalog.py
+
     async def ResolveCheckoutQr(
         self, request: pb.ResolveCheckoutQrRequest, context: Any
     ) -> pb.ResolveCheckoutQrResponse:
         return await self.catalog.ResolveCheckoutQr(request, context)
+
+    async def ListMerchantsForCharger(
+        self, request: pb.ListMerchantsForChargerRequest, context: Any
+    ) -> pb.ListMerchantsForChargerResponse:
+        return await self.catalog.ListMerchantsForCharger(request, context)
+
+    async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
+        return await self.catalog.GetMerchant(request, context)
+
+    async def BatchListChargerMerchants(
+        self, request: pb.BatchListChargerMerchantsRequest, context: Any
+    ) -> pb.BatchListChargerMerchantsResponse:
+        return await self.catalog.BatchListChargerMerchants(request, context)
+
+    async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
+        return await self.catalog.CreateMerchant(request, context)
+
+    async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Any) -> pb.UpdateMerchantResponse:
+        return await self.catalog.UpdateMerchant(request, context)
+
+    async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
+        return await self.catalog.LinkCharger(request, context)
+
+    async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
+        return await self.catalog.GetCheckoutQr(request, context)
+
+    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
+        return await self.catalog.ListAuditEntries(request, context)
+
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
+        return await self.catalog.ListDeadLetters(request, context)
+
+    async def ReplayDeadLetters(
+        self, request: pb.ReplayDeadLettersRequest, context: Any
+    ) -> pb.ReplayDeadLettersResponse:
+        return await self.catalog.ReplayDeadLetters(request, context)
+
+    # favorites.py
+
+    async def VoteAmenity(self, request: pb.VoteAmenityRequest, context: Any) -> pb.VoteAmenityResponse:
+        return await self.favorites.VoteAmenity(request, context)
+
+    async def ListFavoriteMerchants(
+        self, request: pb.ListFavoriteMerchantsRequest, context: Any
+    ) -> pb.ListFavoriteMerchantsResponse:
+        return await self.favorites.ListFavoriteMerchants(request, context)
+
+    async def AddFavoriteMerchant(
+        self, request: pb.AddFavoriteMerchantRequest, context: Any
+    ) -> pb.AddFavoriteMerchantResponse:
+        return await self.favorites.AddFavoriteMerchant(request, context)
+
+    async def RemoveFavoriteMerchant(
+        self, request: pb.RemoveFavoriteMerchantRequest, context: Any
+    ) -> pb.RemoveFavoriteMerchantResponse:
+        return await self.favorites.RemoveFavoriteMerchant(request, context)
+
+    async def ListFavoriteChargers(
+        self, request: pb.ListFavoriteChargersRequest, context: Any
+    ) -> pb.ListFavoriteChargersResponse:
+        return await self.favorites.ListFavoriteChargers(request, context)
+
+    async def AddFavoriteCharger(
+        self, request: pb.AddFavoriteChargerRequest, context: Any
+    ) -> pb.AddFavoriteChargerResponse:
+        return await self.favorites.AddFavoriteCharger(request, context)
+
+    async def RemoveFavoriteCharger(
+        self, request: pb.RemoveFavoriteChargerRequest, context: Any
+    ) -> pb.RemoveFavoriteChargerResponse:
+        return await self.favorites.RemoveFavoriteCharger(request, context)
+
+    # claims.py
+
+    async def AuthorizeMerchantClaim(
+        self, request: pb.AuthorizeMerchantClaimRequest, context: Any
+    ) -> pb.AuthorizeMerchantClaimResponse:
+        return await self.claims.AuthorizeMerchantClaim(request, context)
+
+    # funnel.py
+
+    async def SearchBusinesses(self, request: pb.SearchBusinessesRequest, context: Any) -> pb.SearchBusinessesResponse:
+        return await self.funnel.SearchBusinesses(request, context)
+
+    async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
+        return await self.funnel.ResolveBusiness(request, context)
+
+    async def RequestMerchantClaim(
+        self, request: pb.RequestMerchantClaimRequest, context: Any
+    ) -> pb.RequestMerchantClaimResponse:
+        return await self.funnel.RequestMerchantClaim(request, context)
+
+    # onboarding.py
+
+    async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
+        return await self.onboarding.ConnectSquare(request, context)
+
+    async def CompleteSquareConnect(
+        self, request: pb.CompleteSquareConnectRequest, context: Any
+    ) -> pb.CompleteSquareConnectResponse:
+        return await self.onboarding.CompleteSquareConnect(request, context)
+
+    # checkout.py
 
     async def ListRecentSquareOrders(
         self, request: pb.ListRecentSquareOrdersRequest, context: Any
@@ -70,6 +175,8 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
         return await self.checkout.GetRedemption(request, context)
+
+    # exclusives.py
 
     async def ActivateExclusive(
         self, request: pb.ActivateExclusiveRequest, context: Any
@@ -104,51 +211,32 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     async def CancelExclusive(self, request: pb.CancelExclusiveRequest, context: Any) -> pb.CancelExclusiveResponse:
         return await self.exclusives.CancelExclusive(request, context)
 
-    async def ListMerchantsForCharger(
-        self, request: pb.ListMerchantsForChargerRequest, context: Any
-    ) -> pb.ListMerchantsForChargerResponse:
-        return await self.catalog.ListMerchantsForCharger(request, context)
+    async def ListMerchantExclusives(
+        self, request: pb.ListMerchantExclusivesRequest, context: Any
+    ) -> pb.ListMerchantExclusivesResponse:
+        return await self.exclusives.ListMerchantExclusives(request, context)
 
-    async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
-        return await self.catalog.GetMerchant(request, context)
+    async def CreateMerchantExclusive(
+        self, request: pb.CreateMerchantExclusiveRequest, context: Any
+    ) -> pb.CreateMerchantExclusiveResponse:
+        return await self.exclusives.CreateMerchantExclusive(request, context)
 
-    async def VoteAmenity(self, request: pb.VoteAmenityRequest, context: Any) -> pb.VoteAmenityResponse:
-        return await self.favorites.VoteAmenity(request, context)
+    async def UpdateMerchantExclusive(
+        self, request: pb.UpdateMerchantExclusiveRequest, context: Any
+    ) -> pb.UpdateMerchantExclusiveResponse:
+        return await self.exclusives.UpdateMerchantExclusive(request, context)
 
-    async def BatchListChargerMerchants(
-        self, request: pb.BatchListChargerMerchantsRequest, context: Any
-    ) -> pb.BatchListChargerMerchantsResponse:
-        return await self.catalog.BatchListChargerMerchants(request, context)
+    async def EnableMerchantExclusive(
+        self, request: pb.EnableMerchantExclusiveRequest, context: Any
+    ) -> pb.EnableMerchantExclusiveResponse:
+        return await self.exclusives.EnableMerchantExclusive(request, context)
 
-    async def ListFavoriteMerchants(
-        self, request: pb.ListFavoriteMerchantsRequest, context: Any
-    ) -> pb.ListFavoriteMerchantsResponse:
-        return await self.favorites.ListFavoriteMerchants(request, context)
+    async def GetMerchantAnalytics(
+        self, request: pb.GetMerchantAnalyticsRequest, context: Any
+    ) -> pb.GetMerchantAnalyticsResponse:
+        return await self.exclusives.GetMerchantAnalytics(request, context)
 
-    async def AddFavoriteMerchant(
-        self, request: pb.AddFavoriteMerchantRequest, context: Any
-    ) -> pb.AddFavoriteMerchantResponse:
-        return await self.favorites.AddFavoriteMerchant(request, context)
-
-    async def RemoveFavoriteMerchant(
-        self, request: pb.RemoveFavoriteMerchantRequest, context: Any
-    ) -> pb.RemoveFavoriteMerchantResponse:
-        return await self.favorites.RemoveFavoriteMerchant(request, context)
-
-    async def ListFavoriteChargers(
-        self, request: pb.ListFavoriteChargersRequest, context: Any
-    ) -> pb.ListFavoriteChargersResponse:
-        return await self.favorites.ListFavoriteChargers(request, context)
-
-    async def AddFavoriteCharger(
-        self, request: pb.AddFavoriteChargerRequest, context: Any
-    ) -> pb.AddFavoriteChargerResponse:
-        return await self.favorites.AddFavoriteCharger(request, context)
-
-    async def RemoveFavoriteCharger(
-        self, request: pb.RemoveFavoriteChargerRequest, context: Any
-    ) -> pb.RemoveFavoriteChargerResponse:
-        return await self.favorites.RemoveFavoriteCharger(request, context)
+    # portal.py
 
     async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
         return await self.portal.GetMyMerchant(request, context)
@@ -176,61 +264,11 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
         return await self.portal.GetShareables(request, context)
 
-    async def ListMerchantExclusives(
-        self, request: pb.ListMerchantExclusivesRequest, context: Any
-    ) -> pb.ListMerchantExclusivesResponse:
-        return await self.exclusives.ListMerchantExclusives(request, context)
-
-    async def CreateMerchantExclusive(
-        self, request: pb.CreateMerchantExclusiveRequest, context: Any
-    ) -> pb.CreateMerchantExclusiveResponse:
-        return await self.exclusives.CreateMerchantExclusive(request, context)
-
-    async def UpdateMerchantExclusive(
-        self, request: pb.UpdateMerchantExclusiveRequest, context: Any
-    ) -> pb.UpdateMerchantExclusiveResponse:
-        return await self.exclusives.UpdateMerchantExclusive(request, context)
-
-    async def EnableMerchantExclusive(
-        self, request: pb.EnableMerchantExclusiveRequest, context: Any
-    ) -> pb.EnableMerchantExclusiveResponse:
-        return await self.exclusives.EnableMerchantExclusive(request, context)
-
-    async def GetMerchantAnalytics(
-        self, request: pb.GetMerchantAnalyticsRequest, context: Any
-    ) -> pb.GetMerchantAnalyticsResponse:
-        return await self.exclusives.GetMerchantAnalytics(request, context)
-
-    async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
-        return await self.onboarding.ConnectSquare(request, context)
-
-    async def CompleteSquareConnect(
-        self, request: pb.CompleteSquareConnectRequest, context: Any
-    ) -> pb.CompleteSquareConnectResponse:
-        return await self.onboarding.CompleteSquareConnect(request, context)
-
-    async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
-        return await self.catalog.CreateMerchant(request, context)
-
-    async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Any) -> pb.UpdateMerchantResponse:
-        return await self.catalog.UpdateMerchant(request, context)
-
-    async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
-        return await self.catalog.LinkCharger(request, context)
-
-    async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
-        return await self.catalog.GetCheckoutQr(request, context)
-
     async def GetShareCard(self, request: pb.GetShareCardRequest, context: Any) -> pb.GetShareCardResponse:
         return await self.portal.GetShareCard(request, context)
 
     async def GetQrSign(self, request: pb.GetQrSignRequest, context: Any) -> pb.GetQrSignResponse:
         return await self.portal.GetQrSign(request, context)
-
-    async def AuthorizeMerchantClaim(
-        self, request: pb.AuthorizeMerchantClaimRequest, context: Any
-    ) -> pb.AuthorizeMerchantClaimResponse:
-        return await self.claims.AuthorizeMerchantClaim(request, context)
 
     async def CreatePreviewLink(
         self, request: pb.CreatePreviewLinkRequest, context: Any
@@ -241,25 +279,3 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self, request: pb.ResolvePreviewLinkRequest, context: Any
     ) -> pb.ResolvePreviewLinkResponse:
         return await self.portal.ResolvePreviewLink(request, context)
-
-    async def SearchBusinesses(self, request: pb.SearchBusinessesRequest, context: Any) -> pb.SearchBusinessesResponse:
-        return await self.funnel.SearchBusinesses(request, context)
-
-    async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
-        return await self.funnel.ResolveBusiness(request, context)
-
-    async def RequestMerchantClaim(
-        self, request: pb.RequestMerchantClaimRequest, context: Any
-    ) -> pb.RequestMerchantClaimResponse:
-        return await self.funnel.RequestMerchantClaim(request, context)
-
-    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
-        return await self.catalog.ListAuditEntries(request, context)
-
-    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
-        return await self.catalog.ListDeadLetters(request, context)
-
-    async def ReplayDeadLetters(
-        self, request: pb.ReplayDeadLettersRequest, context: Any
-    ) -> pb.ReplayDeadLettersResponse:
-        return await self.catalog.ReplayDeadLetters(request, context)
