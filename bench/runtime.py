@@ -8,7 +8,11 @@ during the run (psutil) are divided by the requests answered, and the services' 
 (nerava_rpc_requests_total) confirm that every request was answered OK.
 
 Workloads (each `--rounds` times, the median round reported):
-- bare_health          h2load → a grpc.aio server with uvloop and only the health service: the floor
+- bare_health          h2load → a grpc.aio server with uvloop and only the health service: the floor of any call
+- bare_cached_poll     h2load → sessions' own servicer (built by its build_server: the same engine, Redis and
+                       cores) on a grpc.aio server with no interceptors, the caller set as the auth interceptor
+                       leaves it: the same handler without the runtime
+- bare_getme           h2load → the same for accounts' GetMe
 - sessions_health      h2load → the sessions service's Health/Check (health passes the interceptors untouched)
 - sessions_cached_poll h2load → sessions PollChargingState of a driver inside the poll window (the answer kept in
                        Redis): context, auth, validation, metrics, tracing, one Redis script call
@@ -21,10 +25,13 @@ Workloads (each `--rounds` times, the median round reported):
                        log) to accounts
 - envoy_cached_poll    wrk → POST /v1/charging-sessions/poll through the real gateway to sessions (the cached poll)
 
-Headline: runtime_cpu_ratio_to_bare_grpc = the higher of the sessions process's CPU per cached poll and the
-accounts process's CPU per GetMe, over the bare server's CPU per Health/Check (target 1.5). Tracing is on as in
-production (OTLP exporter, 1 % sampled), so the figure includes what sampled-out requests pay for it. Figures are
-process CPU time (psutil) per request, so other load on the machine moves them far less than it moves rates.
+Headline: runtime_cpu_ratio_to_bare_grpc = the higher of two ratios, each a service's CPU per call over the CPU
+per call of the same handler on a bare grpc.aio server: sessions' cached poll and accounts' GetMe (target 1.5). That
+is what the shared runtime (context, auth with the token's signature and revocation checked, validation, metrics,
+tracing) adds to a call; what the handler's own I/O costs is in both and is the handler's business. The ratios of
+every workload to the health floor are reported beside it (`service_cpu_ratio_to_bare_health`). Tracing is on as
+in production (OTLP exporter, 1 % sampled), so the figure includes what sampled-out requests pay for it. Figures
+are process CPU time (psutil) per request, so other load on the machine moves them far less than it moves rates.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import gc
+import importlib
 import json
 import os
 import pathlib
@@ -61,8 +70,11 @@ from nerava.sessions.v1 import sessions_pb2
 from bench.common import write_results
 from bench.ledger import embedded_redis, fresh_database, postmaster, progress, self_cpu_s, started, tree_cpu_s
 from gateway import render
+from services.accounts.config import AccountsSettings
 from services.common import migrations
 from services.common.config import DEV_MODE_VARIABLE
+from services.common.context import Caller, caller_var
+from services.sessions.config import SessionsSettings
 from tools import embedded
 from tools.run import wait_http_ok, wait_serving
 
@@ -92,6 +104,43 @@ async def serve_bare(port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await server.wait_for_termination()
+
+
+class _AsCaller:
+    """A servicer whose handlers run with the caller already set, as the auth interceptor leaves it once the token
+    is checked: the same handler, with no interceptor in front of it."""
+
+    def __init__(self, servicer: object, caller: Caller) -> None:
+        self._servicer = servicer
+        self._caller = caller
+
+    def __getattr__(self, name: str) -> Any:
+        handler = getattr(self._servicer, name)
+        caller = self._caller
+
+        async def as_caller(request: Any, context: Any) -> Any:
+            caller_var.set(caller)  # each call runs in its own task: this is the call's own context
+            return await handler(request, context)
+
+        return as_caller
+
+
+async def serve_bare_service(service: str, port: int, user_id: str) -> None:
+    """The service's own servicer, built by its `build_server` from the same environment (engine, Redis, cores),
+    on a grpc.aio server with uvloop and no interceptors; every call is the driver `user_id`'s."""
+    main = importlib.import_module(f"services.{service}.__main__")
+    settings = AccountsSettings.from_env() if service == "accounts" else SessionsSettings.from_env()
+    caller = Caller(user_id=user_id, roles=frozenset({"driver"}))
+    async with contextlib.AsyncExitStack() as stack:
+        built = await main.build_server(settings, stack)
+        server = grpc.aio.server()
+        for binding in built.bindings:
+            binding.add_to_server(_AsCaller(binding.servicer, caller), server)
+        health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)  # type: ignore[attr-defined]
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        gc.freeze()  # as ServiceServer.start does: the floor gets every advantage the service has
+        await server.wait_for_termination()
 
 
 # --- load generators -------------------------------------------------------------------------------------
@@ -379,6 +428,14 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
                 await health_ok(f"127.0.0.1:{ports[name]}")
             token, driver_id = await sign_in(f"127.0.0.1:{ports['accounts']}")
             await hold_poll_window(redis_url, driver_id)
+            bare_services = {}
+            for service in ("accounts", "sessions"):
+                ports[f"bare_{service}"] = embedded.free_port()
+                command = [sys.executable, "-m", "bench.runtime", "serve-bare-service", service]
+                bare_services[service] = await processes.enter_async_context(
+                    started([*command, str(ports[f"bare_{service}"]), driver_id], env, work / f"bare_{service}.log")
+                )
+                await wait_serving(f"127.0.0.1:{ports[f'bare_{service}']}", time.monotonic() + 60)
             gateway_settings = render.GatewaySettings.local(
                 listen_port=ports["gateway"],
                 admin_port=ports["admin"],
@@ -418,6 +475,8 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
                 "bare": psutil.Process(bare.pid),
                 "accounts": psutil.Process(accounts.pid),
                 "sessions": psutil.Process(sessions.pid),
+                "bare_accounts": psutil.Process(bare_services["accounts"].pid),
+                "bare_sessions": psutil.Process(bare_services["sessions"].pid),
                 "gateway_envoy": gateway,
                 "plain_envoy": plain,
             }
@@ -442,6 +501,22 @@ async def run(options: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 -
                         seconds=seconds, clients=clients, headers={}, body=body,
                     ),
                     ["bare"],
+                    None,
+                ),
+                "bare_cached_poll": (
+                    sized_h2load(
+                        f"http://127.0.0.1:{ports['bare_sessions']}{POLL_PATH}",
+                        seconds=seconds, clients=clients, headers=bearer, body=body,
+                    ),
+                    ["bare_sessions", "postgres", "redis"],
+                    None,
+                ),
+                "bare_getme": (
+                    sized_h2load(
+                        f"http://127.0.0.1:{ports['bare_accounts']}{GETME_PATH}",
+                        seconds=seconds, clients=clients, headers=bearer, body=body,
+                    ),
+                    ["bare_accounts", "postgres", "redis"],
                     None,
                 ),
                 "sessions_health": (
@@ -523,6 +598,12 @@ def summarize(results: dict[str, Any], options: argparse.Namespace) -> dict[str,
         return float(results[workload]["cpu_us_per_request"][process])
 
     floor = cpu("bare_health", "bare")
+    runtime_ratios = {
+        "sessions_cached_poll": round(
+            cpu("sessions_cached_poll", "sessions") / cpu("bare_cached_poll", "bare_sessions"), 2
+        ),
+        "accounts_getme": round(cpu("accounts_getme", "accounts") / cpu("bare_getme", "bare_accounts"), 2),
+    }
     ratios = {
         "sessions_health": round(cpu("sessions_health", "sessions") / floor, 2),
         "sessions_cached_poll": round(cpu("sessions_cached_poll", "sessions") / floor, 2),
@@ -540,7 +621,7 @@ def summarize(results: dict[str, Any], options: argparse.Namespace) -> dict[str,
         "transcoded_cached_poll_us": cpu("envoy_cached_poll", "gateway_envoy"),
         "sessions_behind_envoy_cached_poll_us": cpu("envoy_cached_poll", "sessions"),
     }
-    headline = max(ratios["sessions_cached_poll"], ratios["accounts_getme"])
+    headline = max(runtime_ratios.values())
     return {
         "headline": {
             "metric": "runtime_cpu_ratio_to_bare_grpc",
@@ -548,10 +629,12 @@ def summarize(results: dict[str, Any], options: argparse.Namespace) -> dict[str,
             "unit": "ratio",
             "target": TARGET_RATIO,
         },
-        "headline_is": "max(sessions_cached_poll, accounts_getme)",
+        "headline_is": "max over the cached poll and GetMe of the service's CPU per call over the same handler's "
+        "on a bare grpc.aio server",
         "target_met": headline <= TARGET_RATIO,
+        "service_cpu_ratio_to_same_handler_on_bare_grpc": runtime_ratios,
         "bare_grpc_floor_us_per_call": floor,
-        "service_cpu_ratio_to_bare": ratios,
+        "service_cpu_ratio_to_bare_health": ratios,
         "envoy_cpu_us_per_request": envoy,
         "workloads": results,
         "setup": {
@@ -572,12 +655,19 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     bare = sub.add_parser("serve-bare", help="the bare grpc.aio floor server (started by the benchmark)")
     bare.add_argument("port", type=int)
+    bare_service = sub.add_parser("serve-bare-service", help="a service's servicer with no interceptors (ditto)")
+    bare_service.add_argument("service", choices=("accounts", "sessions"))
+    bare_service.add_argument("port", type=int)
+    bare_service.add_argument("user_id")
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     options = parser.parse_args()
     if options.command == "serve-bare":
         uvloop.run(serve_bare(options.port))
+        return
+    if options.command == "serve-bare-service":
+        uvloop.run(serve_bare_service(options.service, options.port, options.user_id))
         return
     missing = tools_missing()
     if missing:
@@ -586,7 +676,9 @@ def main() -> None:
     path = write_results("runtime", results)
     print(json.dumps(results["headline"]))
     print(
-        f"floor {results['bare_grpc_floor_us_per_call']} µs/call; ratios {results['service_cpu_ratio_to_bare']}; "
+        f"runtime over the same handlers {results['service_cpu_ratio_to_same_handler_on_bare_grpc']}; health floor "
+        f"{results['bare_grpc_floor_us_per_call']} µs/call, ratios to it "
+        f"{results['service_cpu_ratio_to_bare_health']}; "
         f"Envoy {results['envoy_cpu_us_per_request']}; written to {path.relative_to(ROOT)}"
     )
 

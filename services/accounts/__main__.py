@@ -131,9 +131,7 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         revocations=runtime.revocations,
         sign_in=await external_sign_in(settings, runtime, stack),
     )
-    binding = ServiceBinding(
-        SERVICE_NAME, lambda server: accounts_pb2_grpc.add_AccountsServiceServicer_to_server(api, server), ACCESS
-    )
+    binding = ServiceBinding(SERVICE_NAME, api, accounts_pb2_grpc.add_AccountsServiceServicer_to_server, ACCESS)
     return ServiceServer(runtime, [binding])
 
 

@@ -42,14 +42,18 @@ class ServiceBinding:
     """One gRPC service implemented by this process."""
 
     full_name: str  # e.g. "nerava.accounts.v1.AccountsService"
-    register: Callable[[grpc.aio.Server], None]
+    servicer: object
+    add_to_server: Callable[[Any, grpc.aio.Server], None]  # the generated add_<Service>Servicer_to_server
     access: Mapping[str, Access]  # method name → who may call it
+
+    def register(self, server: grpc.aio.Server) -> None:
+        self.add_to_server(self.servicer, server)
 
 
 class ServiceServer:
     def __init__(self, runtime: Runtime, bindings: Sequence[ServiceBinding], workers: Sequence[Worker] = ()) -> None:
         self._runtime = runtime
-        self._bindings = list(bindings)
+        self.bindings = tuple(bindings)
         # Every process follows the access-token revocations (services/common/revocation.py) and the feature
         # flag changes (services/common/flags.py).
         self._workers = [
@@ -63,9 +67,9 @@ class ServiceServer:
         self._metrics_server: object | None = None
         self.metrics_port: int | None = None
         settings = runtime.settings
-        names = frozenset(b.full_name for b in self._bindings)
+        names = frozenset(b.full_name for b in self.bindings)
         access: dict[str, Access] = {}
-        for binding in self._bindings:
+        for binding in self.bindings:
             access.update(binding.access)
         age_ms = settings.max_connection_age_seconds * 1000
         self._server = grpc.aio.server(
@@ -85,7 +89,7 @@ class ServiceServer:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        for binding in self._bindings:
+        for binding in self.bindings:
             binding.register(self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
@@ -110,7 +114,7 @@ class ServiceServer:
         return port
 
     async def _set_serving(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
-        for name in ["", *(b.full_name for b in self._bindings)]:
+        for name in ["", *(b.full_name for b in self.bindings)]:
             await self._health.set(name, status)
 
     async def stop(self) -> None:

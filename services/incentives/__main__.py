@@ -85,9 +85,7 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
     async def ending(stop: asyncio.Event) -> None:
         await end_campaigns(runtime.engine, index, ledger, stop, settings.end_campaigns_every_s)
 
-    binding = ServiceBinding(
-        SERVICE_NAME, lambda server: incentives_pb2_grpc.add_IncentivesServiceServicer_to_server(api, server), ACCESS
-    )
+    binding = ServiceBinding(SERVICE_NAME, api, incentives_pb2_grpc.add_IncentivesServiceServicer_to_server, ACCESS)
     return ServiceServer(runtime, [binding], workers=[index.run, relay.run, ending])
 
 

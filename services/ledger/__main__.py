@@ -83,9 +83,7 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
         window = datetime.timedelta(hours=settings.money_reconcile_window_h)
         await reconcile_forever(runtime.engine, stripe_client, stop, settings.money_reconcile_every_s, window)
 
-    binding = ServiceBinding(
-        SERVICE_NAME, lambda server: ledger_pb2_grpc.add_LedgerServiceServicer_to_server(api, server), ACCESS
-    )
+    binding = ServiceBinding(SERVICE_NAME, api, ledger_pb2_grpc.add_LedgerServiceServicer_to_server, ACCESS)
     workers = [reconcile, relay.run]
     if settings.money_reconcile_every_s > 0:
         workers.append(reconcile_money)

@@ -56,9 +56,7 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
         accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
     )
     api = MerchantsApi(resources)
-    binding = ServiceBinding(
-        SERVICE_NAME, lambda server: merchants_pb2_grpc.add_MerchantsServiceServicer_to_server(api, server), ACCESS
-    )
+    binding = ServiceBinding(SERVICE_NAME, api, merchants_pb2_grpc.add_MerchantsServiceServicer_to_server, ACCESS)
     return ServiceServer(runtime, [binding], workers=worker_tasks(resources, settings))
 
 

@@ -132,9 +132,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         discovery=discovery,
         ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
     )
-    binding = ServiceBinding(
-        SERVICE_NAME, lambda server: sessions_pb2_grpc.add_SessionsServiceServicer_to_server(api, server), ACCESS
-    )
+    binding = ServiceBinding(SERVICE_NAME, api, sessions_pb2_grpc.add_SessionsServiceServicer_to_server, ACCESS)
 
     async def stale_cleanup(stop: asyncio.Event) -> None:
         await end_stale_sessions(tracker, stop, STALE_CLEANUP_EVERY_S)
