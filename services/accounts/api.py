@@ -64,6 +64,20 @@ ACCESS: dict[str, Access] = {
 
 _DEFAULT_PAGE = 50
 
+# The contract's roles by the names the tokens and the user_roles table use.
+_ROLE_NAMES = {
+    accounts_pb2.ROLE_DRIVER: domain.DRIVER,
+    accounts_pb2.ROLE_SPONSOR: domain.SPONSOR,
+    accounts_pb2.ROLE_MERCHANT: domain.MERCHANT,
+    accounts_pb2.ROLE_ADMIN: domain.ADMIN,
+    accounts_pb2.ROLE_ADMIN_READONLY: domain.ADMIN_READONLY,
+}
+_ROLES_BY_NAME = {name: role for role, name in _ROLE_NAMES.items()}
+
+
+def _role(name: str) -> accounts_pb2.Role:
+    return _ROLES_BY_NAME.get(name, accounts_pb2.ROLE_UNSPECIFIED)
+
 
 def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
     stamp = timestamp_pb2.Timestamp()
@@ -78,7 +92,7 @@ def user_message(user: store.UserRow) -> accounts_pb2.User:
         phone=user.phone or "",
         email=user.email or None,  # unknown is absent, never ""
         name=user.name or None,
-        roles=[domain.role_enum(r) for r in user.roles],
+        roles=[_role(r) for r in user.roles],
         created_at=_timestamp(user.created_at),
         active=user.active,
     )
@@ -172,7 +186,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         console_user = accounts_pb2.ConsoleUser(
             public_id=str(user.public_id),
             email=user.email or "",
-            roles=[domain.role_enum(r) for r in user.roles],
+            roles=[_role(r) for r in user.roles],
             is_new=signed_in.created,
         )
         return accounts_pb2.VerifyConsoleLoginResponse(**_token_fields(signed_in.tokens), user=console_user)
@@ -291,7 +305,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         self, request: accounts_pb2.ListUsersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.ListUsersResponse:
         page = await self._users.page(
-            role=domain.role_name(request.role) if request.role else None,
+            role=_ROLE_NAMES[request.role] if request.role else None,
             before_id=page_position(request.page_token),
             size=request.page_size or _DEFAULT_PAGE,
         )
@@ -306,7 +320,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         updated = await self._roles.set(
             current_caller().user_id or "",
             request.user_id,
-            [domain.role_name(r) for r in request.roles],
+            [_ROLE_NAMES[r] for r in request.roles],
             request.reason,
         )
         return accounts_pb2.SetUserRolesResponse(user=user_message(updated))
