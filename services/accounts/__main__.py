@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 
 import httpx
@@ -23,7 +24,11 @@ from services.accounts.audit_log import MergedAuditLog, Source
 from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
+from services.accounts.otp_login import OtpLogin
+from services.accounts.roles import Roles
 from services.accounts.sign_in import ClaimLinks, ExternalSignIn, MerchantClaims
+from services.accounts.tokens import Tokens
+from services.accounts.users import Users
 from services.common import audit
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
@@ -43,7 +48,7 @@ def otp_provider(settings: AccountsSettings) -> OtpProvider:
 
 
 async def external_sign_in(
-    settings: AccountsSettings, runtime: Runtime, stack: contextlib.AsyncExitStack
+    settings: AccountsSettings, runtime: Runtime, tokens: Tokens, stack: contextlib.AsyncExitStack
 ) -> ExternalSignIn:
     """Google and Apple sign-in (their key sets over one HTTP client) and the emailed merchant claim links."""
     # A sign-in request waits on the key-set fetch (rarely: the keys are kept an hour).
@@ -59,6 +64,7 @@ async def external_sign_in(
     claims = MerchantClaims(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants")))
     return ExternalSignIn(
         runtime.engine,
+        tokens=tokens,
         google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.google_client_ids),
         apple=verifier(settings.apple_jwks_url, APPLE_ISSUERS, settings.apple_client_ids),
         merchant_google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.merchant_google_client_ids),
@@ -120,16 +126,24 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
     await keys.load(runtime.engine)
     otp = otp_provider(settings)
     stack.push_async_callback(otp.aclose)
-    api = AccountsApi(
-        settings,
-        engine=runtime.engine,
-        redis=runtime.redis,
-        audit_log=MergedAuditLog(audit_sources(runtime)),
+    tokens = Tokens(
+        runtime.engine,
         keys=keys,
-        otp=otp,
-        limits=OtpLimits(runtime.redis, settings.otp),
         revocations=runtime.revocations,
-        sign_in=await external_sign_in(settings, runtime, stack),
+        policy=settings.tokens,
+        issuer=settings.runtime.jwt_issuer,
+        audience=settings.runtime.jwt_audience,
+        clock=time.time,
+    )
+    api = AccountsApi(
+        otp_login=OtpLogin(runtime.engine, otp=otp, limits=OtpLimits(runtime.redis, settings.otp), tokens=tokens),
+        tokens=tokens,
+        sign_in=await external_sign_in(settings, runtime, tokens, stack),
+        users=Users(runtime.engine),
+        roles=Roles(runtime.engine, runtime.revocations),
+        flags=flags.Flags(runtime.engine, runtime.redis, settings.runtime.environment),
+        keys=keys,
+        audit_log=MergedAuditLog(audit_sources(runtime)),
     )
     binding = ServiceBinding(SERVICE_NAME, api, accounts_pb2_grpc.add_AccountsServiceServicer_to_server, ACCESS)
     return ServiceServer(runtime, [binding])

@@ -6,8 +6,6 @@ import dataclasses
 import hashlib
 import secrets
 
-from nerava.accounts.v1 import accounts_pb2
-
 # Role names as they appear in the JWT `roles` claim and in the user_roles table.
 DRIVER = "driver"
 SPONSOR = "sponsor"
@@ -15,23 +13,6 @@ MERCHANT = "merchant"
 ADMIN = "admin"
 ADMIN_READONLY = "admin_readonly"
 READ_ADMINS = frozenset({ADMIN, ADMIN_READONLY})
-
-_ROLE_BY_ENUM = {
-    accounts_pb2.ROLE_DRIVER: DRIVER,
-    accounts_pb2.ROLE_SPONSOR: SPONSOR,
-    accounts_pb2.ROLE_MERCHANT: MERCHANT,
-    accounts_pb2.ROLE_ADMIN: ADMIN,
-    accounts_pb2.ROLE_ADMIN_READONLY: ADMIN_READONLY,
-}
-_ENUM_BY_ROLE = {name: value for value, name in _ROLE_BY_ENUM.items()}
-
-
-def role_name(role: accounts_pb2.Role) -> str:
-    return _ROLE_BY_ENUM[role]
-
-
-def role_enum(name: str) -> accounts_pb2.Role:
-    return _ENUM_BY_ROLE.get(name, accounts_pb2.ROLE_UNSPECIFIED)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,11 +9,13 @@ or create an account, so an ID token cannot take over someone else's account by 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
 import secrets
+import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import grpc
 from nerava.accounts.v1 import accounts_pb2
@@ -25,6 +27,7 @@ from services.accounts import domain, store
 from services.accounts.adapters.email import EmailError, SendGridEmail
 from services.accounts.adapters.id_tokens import IdentityProviderUnavailable, IdTokenInvalid, IdTokenVerifier
 from services.accounts.reasons import Reason
+from services.accounts.tokens import SignedIn, Tokens
 from services.common.errors import (
     FailedPrecondition,
     NotFound,
@@ -187,21 +190,56 @@ _AUTH_PROVIDERS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class TeslaLogin:
+    """Where the app sends the driver to sign in with Tesla, and the state that comes back with the code."""
+
+    authorization_url: str
+    state: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkedVehicle:
+    """A car of the Tesla account a driver signed in with; None where Tesla did not say."""
+
+    id: str
+    vin: str | None
+    display_name: str | None
+    model: str | None
+    year: int | None
+    color: str | None
+
+
+def _linked_vehicle(vehicle: sessions_pb2.TeslaVehicle) -> LinkedVehicle:
+    return LinkedVehicle(
+        id=vehicle.id,
+        vin=vehicle.vin or None,
+        display_name=vehicle.display_name or None,
+        model=vehicle.model or None,
+        year=vehicle.year if vehicle.HasField("year") else None,
+        color=vehicle.color or None,
+    )
+
+
 class ExternalSignIn:
-    """The ID-token sign-ins and the claim links, for the servicer."""
+    """The ID-token sign-ins and the claim links, for the servicer: each sign-in ends with a new token family."""
 
     def __init__(
         self,
         engine: AsyncEngine,
         *,
+        tokens: Tokens,
         google: IdTokenVerifier,
         apple: IdTokenVerifier,
         merchant_google: IdTokenVerifier,
         claims: MerchantClaims,
         links: ClaimLinks,
         sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
+        self._tokens = tokens
+        self._clock = clock
         self._sessions = sessions
         self.google = google
         self.apple = apple
@@ -209,10 +247,10 @@ class ExternalSignIn:
         self.claims = claims
         self.links = links
 
-    async def driver(self, verifier: IdTokenVerifier, id_token: str, provider: str) -> store.UserRow:
+    async def driver(self, verifier: IdTokenVerifier, id_token: str, provider: str) -> SignedIn:
         """The driver app's sign-in: a new account is a driver's."""
         subject, email, name = await verified_identity(verifier, id_token, need_email=False)
-        return await user_for_identity(
+        user = await user_for_identity(
             self._engine,
             provider=provider,
             subject=subject,
@@ -221,6 +259,7 @@ class ExternalSignIn:
             auth_provider=_AUTH_PROVIDERS[provider],
             initial_roles=(domain.DRIVER,),
         )
+        return await self._tokens.sign_in(user)
 
     async def provider_driver(self, provider: str, subject: str, linked_driver_id: str) -> store.UserRow:
         """The driver of a vehicle provider's account (the sessions service completing a Tesla sign-in). The
@@ -241,13 +280,14 @@ class ExternalSignIn:
             initial_roles=(domain.DRIVER,),
         )
 
-    async def tesla_login_url(self) -> sessions_pb2.StartTeslaSignInResponse:
+    async def tesla_login_url(self) -> TeslaLogin:
         try:
-            return await self._sessions.StartTeslaSignIn(sessions_pb2.StartTeslaSignInRequest())
+            started = await self._sessions.StartTeslaSignIn(sessions_pb2.StartTeslaSignInRequest())
         except grpc.aio.AioRpcError as error:
             raise Unavailable(Reason.VEHICLES_UNAVAILABLE, "Tesla sign-in is not available; try again") from error
+        return TeslaLogin(started.authorization_url, started.state)
 
-    async def tesla(self, code: str, state: str) -> tuple[store.UserRow, sessions_pb2.CompleteTeslaSignInResponse]:
+    async def tesla(self, code: str, state: str) -> tuple[SignedIn, list[LinkedVehicle]]:
         """Tesla's code and state → the driver (found or created by sessions through provider_driver), with the
         Tesla account and its vehicles linked to them."""
         try:
@@ -264,9 +304,9 @@ class ExternalSignIn:
             user = await store.user_by_public_id(conn, linked.driver_id)
         if user is None or not user.active:
             raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
-        return user, linked
+        return await self._tokens.sign_in(user), [_linked_vehicle(v) for v in linked.vehicles]
 
-    async def merchant(self, id_token: str, place_id: str) -> tuple[store.UserRow, str | None]:
+    async def merchant(self, id_token: str, place_id: str) -> tuple[SignedIn, str | None]:
         """The portal's sign-in: a new account has no role until it claims a store; with a place id, the store
         is claimed in the same step (the claim rule applied to the Google-verified email)."""
         subject, email, name = await verified_identity(self.merchant_google, id_token, need_email=True)
@@ -281,8 +321,20 @@ class ExternalSignIn:
             initial_roles=(),
         )
         if not place_id:
-            return user, None
+            return await self._tokens.sign_in(user), None
         claimed = await self.claims.authorize(email=email, place_id=place_id, owner_user_id=str(user.public_id))
         async with self._engine.begin() as conn:
             await store.add_role(conn, user.id, domain.MERCHANT)
-        return user, claimed.merchant_id
+        return await self._tokens.sign_in(user), claimed.merchant_id
+
+    async def send_claim_link(self, merchant_id: str, email: str) -> datetime.datetime:
+        """Emails a link claiming the store to an address the merchants service accepts; when it expires."""
+        return await self.links.send(merchant_id, email, self._now())
+
+    async def claim_link(self, token: str) -> tuple[SignedIn, str]:
+        """The emailed claim link opened: its address's account owns the store and signs in; (…, merchant_id)."""
+        user, merchant_id = await self.links.open(token, self._now())
+        return await self._tokens.sign_in(user), merchant_id
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
