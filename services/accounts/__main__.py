@@ -6,6 +6,7 @@ import contextlib
 import time
 from collections.abc import Mapping
 
+import asyncpg
 import httpx
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
@@ -30,6 +31,7 @@ from services.accounts.sign_in import ClaimLinks, ExternalSignIn, MerchantClaims
 from services.accounts.tokens import Tokens
 from services.accounts.users import Users
 from services.common import audit
+from services.common.db import open_asyncpg_pool
 from services.common.logs import configure_logging
 from services.common.runtime import Runtime
 from services.common.server import ServiceBinding, ServiceServer
@@ -107,6 +109,13 @@ def audit_sources(runtime: Runtime) -> dict[str, Source]:
     }
 
 
+async def hot_pool(settings: AccountsSettings, stack: contextlib.AsyncExitStack) -> asyncpg.Pool:
+    """asyncpg's own pool for GetMe's and GetUser's one statement (services/accounts/store.py)."""
+    pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=4)
+    stack.push_async_callback(pool.close)
+    return pool
+
+
 async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
     """Opens every resource on ``stack`` and returns the (not yet started) server."""
     keys = KeyRing(settings.signing_key_passphrase)
@@ -139,7 +148,7 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         otp_login=OtpLogin(runtime.engine, otp=otp, limits=OtpLimits(runtime.redis, settings.otp), tokens=tokens),
         tokens=tokens,
         sign_in=await external_sign_in(settings, runtime, tokens, stack),
-        users=Users(runtime.engine),
+        users=Users(runtime.engine, await hot_pool(settings, stack)),
         roles=Roles(runtime.engine, runtime.revocations),
         flags=flags.Flags(runtime.engine, runtime.redis, settings.runtime.environment),
         keys=keys,

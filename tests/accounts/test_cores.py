@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 import redis.asyncio as redis
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ from services.accounts.tokens import Tokens
 from services.accounts.users import Users
 from services.common import audit
 from services.common.config import Env
+from services.common.db import open_asyncpg_pool
 from services.common.errors import FailedPrecondition, NotFound, Unauthenticated
 from services.common.revocation import TokenRevocations
 from tests.support.mesh import Mesh
@@ -33,6 +35,13 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+async def accounts_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    pool = await open_asyncpg_pool(database_url, "accounts", size=2)
+    yield pool
+    await pool.close()
 
 
 @pytest.fixture
@@ -113,7 +122,7 @@ async def _audit_entries(engine: AsyncEngine, target: str) -> list[str]:
 
 
 async def test_a_role_change_commits_with_its_audit_entry_and_revokes_the_old_tokens(
-    mesh: Mesh, accounts_engine: AsyncEngine, revocations: TokenRevocations
+    mesh: Mesh, accounts_engine: AsyncEngine, accounts_pool: asyncpg.Pool, revocations: TokenRevocations
 ) -> None:
     roles = Roles(accounts_engine, revocations)
     admin = await ensure_phone_user(accounts_engine, random_phone(), [domain.ADMIN])
@@ -129,12 +138,14 @@ async def test_a_role_change_commits_with_its_audit_entry_and_revokes_the_old_to
         await roles.set(str(admin.public_id), str(admin.public_id), [domain.DRIVER], "oops")
     assert refused.value.reason == Reason.CANNOT_REMOVE_OWN_ADMIN
     # Refused inside the transaction: neither the roles nor an entry were written.
-    assert (await Users(accounts_engine).get(str(admin.public_id))).roles == (domain.ADMIN,)
+    assert (await Users(accounts_engine, accounts_pool).get(str(admin.public_id))).roles == (domain.ADMIN,)
     assert await _audit_entries(accounts_engine, f"user:{admin.public_id}") == []
 
 
-async def test_the_signed_in_user_is_read_or_not_found(mesh: Mesh, accounts_engine: AsyncEngine) -> None:
-    users = Users(accounts_engine)
+async def test_the_signed_in_user_is_read_or_not_found(
+    mesh: Mesh, accounts_engine: AsyncEngine, accounts_pool: asyncpg.Pool
+) -> None:
+    users = Users(accounts_engine, accounts_pool)
     user = await ensure_phone_user(accounts_engine, random_phone(), [domain.DRIVER])
     assert (await users.me(str(user.public_id))).id == user.id
     for unknown in ("", "not-a-uuid", "00000000-0000-4000-8000-000000000000"):
