@@ -19,17 +19,18 @@ from typing import Any
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 
+from services.common.context import current_caller
 from services.common.interceptors import Access
 from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
-from services.merchants.checkout import CheckoutRpcs
+from services.merchants.checkout import Checkout
 from services.merchants.claims import ClaimRpcs
 from services.merchants.exclusives import ExclusiveRpcs
 from services.merchants.favorites import FavoriteRpcs
 from services.merchants.funnel import FunnelRpcs
 from services.merchants.onboarding import SquareRpcs
 from services.merchants.portal import PortalRpcs
-from services.merchants.records import Resources
+from services.merchants.records import Resources, timestamp
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
@@ -48,7 +49,9 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.resources = resources
         self.catalog = CatalogRpcs(**shared)
         self.onboarding = SquareRpcs(**shared)
-        self.checkout = CheckoutRpcs(**shared, square_tokens=self.onboarding)
+        self.checkout = Checkout(
+            resources.pool, resources.reads, resources.ledger, resources.square, square_tokens=self.onboarding
+        )
         self.exclusives = ExclusiveRpcs(**shared)
         self.portal = PortalRpcs(**shared)
         self.favorites = FavoriteRpcs(**shared)
@@ -168,13 +171,62 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     async def ListRecentSquareOrders(
         self, request: pb.ListRecentSquareOrdersRequest, context: Any
     ) -> pb.ListRecentSquareOrdersResponse:
-        return await self.checkout.ListRecentSquareOrders(request, context)
+        recent = await self.checkout.recent_square_orders(
+            request.token, request.minutes or checkout.DEFAULT_RECENT_MINUTES
+        )
+        return pb.ListRecentSquareOrdersResponse(
+            merchant_id=recent.merchant_id,
+            merchant_name=recent.merchant_name,
+            perk=pb.CheckoutPerk(perk_cents=recent.perk.cents, label=recent.perk.label),
+            orders=[
+                pb.RecentSquareOrder(
+                    id=listed.order.id,
+                    total_cents=listed.order.total_cents,
+                    currency=listed.order.currency or "",
+                    state=listed.order.state,
+                    created_at=timestamp(listed.order.created_at),
+                    redeemed=listed.redeemed,
+                )
+                for listed in recent.orders
+            ],
+        )
 
     async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
-        return await self.checkout.RedeemAtCheckout(request, context)
+        redeemed = await self.checkout.redeem(
+            current_caller().user_id or "",
+            request.qr_token,
+            request.order_total_cents,
+            request.square_order_id,
+            request.idempotency_key,
+        )
+        row = redeemed.redemption
+        return pb.RedeemAtCheckoutResponse(
+            success=True,
+            merchant_id=row.merchant_id,
+            discount_cents=row.discount_cents,
+            order_total_cents=row.order_total_cents,
+            nova_spent_cents=row.discount_cents,
+            remaining_nova_cents=row.nova_balance_after or 0,
+            message=f"{_money(row.discount_cents)} off applied at {row.merchant_name}",
+            redemption_id=str(row.id),
+            square_order_id=row.square_order_id or "",
+            merchant_fee_cents=row.merchant_fee_cents,
+            status=row.status,
+            replayed=redeemed.replayed,
+            redemption=_redemption_message(row),
+        )
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
-        return await self.checkout.GetRedemption(request, context)
+        row = await self.checkout.redemption(request.redemption_id, current_caller())
+        return pb.GetRedemptionResponse(
+            redemption_id=str(row.id),
+            merchant_name=row.merchant_name,
+            discount_cents=row.discount_cents,
+            order_total_cents=row.order_total_cents,
+            created_at=timestamp(row.created_at),
+            status=row.status,
+            redemption=_redemption_message(row),
+        )
 
     # exclusives.py
 
@@ -279,3 +331,27 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self, request: pb.ResolvePreviewLinkRequest, context: Any
     ) -> pb.ResolvePreviewLinkResponse:
         return await self.portal.ResolvePreviewLink(request, context)
+
+
+# checkout.py: messages
+
+
+def _redemption_message(row: Any) -> pb.Redemption:
+    return pb.Redemption(
+        id=str(row.id),
+        status=row.status,
+        merchant_id=row.merchant_id,
+        merchant_name=row.merchant_name,
+        driver_id=row.driver_id,
+        order_total_cents=row.order_total_cents,
+        discount_cents=row.discount_cents,
+        nova_spent_cents=row.discount_cents,
+        merchant_fee_cents=row.merchant_fee_cents,
+        square_order_id=row.square_order_id or "",
+        transfer_id=str(row.transfer_id or ""),
+        created_at=timestamp(row.created_at),
+    )
+
+
+def _money(cents: int) -> str:
+    return f"${cents // 100}.{cents % 100:02d}"
