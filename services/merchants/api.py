@@ -14,14 +14,17 @@ claims.py      who may claim a store, for accounts' claim link and the portal's 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
+from google.api import httpbody_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.context import current_caller
 from services.common.interceptors import Access
-from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
+from services.common.paging import MAX_OFFSET, page_position, page_token
+from services.merchants import catalog, checkout, claims, domain, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import Checkout
 from services.merchants.claims import ClaimRpcs
@@ -29,8 +32,8 @@ from services.merchants.exclusives import ExclusiveRpcs
 from services.merchants.favorites import FavoriteRpcs
 from services.merchants.funnel import FunnelRpcs
 from services.merchants.onboarding import SquareRpcs
-from services.merchants.portal import PortalRpcs
-from services.merchants.records import Resources, timestamp
+from services.merchants.portal import Portal
+from services.merchants.records import Resources, merchant_message, timestamp
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
@@ -53,7 +56,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
             resources.pool, resources.reads, resources.ledger, resources.square, square_tokens=self.onboarding
         )
         self.exclusives = ExclusiveRpcs(**shared)
-        self.portal = PortalRpcs(**shared)
+        self.portal = Portal(resources.reads, resources.ledger, resources.sessions, resources.settings)
         self.favorites = FavoriteRpcs(**shared)
         self.claims = ClaimRpcs(**shared)
         self.funnel = FunnelRpcs(**shared)
@@ -291,46 +294,141 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     # portal.py
 
     async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
-        return await self.portal.GetMyMerchant(request, context)
+        mine = await self.portal.my_store(current_caller().user_id)
+        row = mine.merchant
+        return pb.GetMyMerchantResponse(
+            merchant=pb.MerchantAccount(
+                id=row.id,
+                name=row.name,
+                nova_balance=mine.nova_balance,
+                zone_slug=row.zone_slug,
+                status=row.status,
+                details=merchant_message(row, square_connected=mine.square_connected, owner_view=True),
+            ),
+            transactions=[_transaction_message(transfer) for transfer in mine.transfers],
+            merchant_ids=mine.merchant_ids,
+        )
 
     async def GetMyMerchantInsights(
         self, request: pb.GetMyMerchantInsightsRequest, context: Any
     ) -> pb.GetMyMerchantInsightsResponse:
-        return await self.portal.GetMyMerchantInsights(request, context)
+        period = request.period or portal.DEFAULT_INSIGHTS_PERIOD
+        insights = await self.portal.insights(current_caller().user_id, period)
+        return pb.GetMyMerchantInsightsResponse(
+            period=period,
+            ev_sessions_nearby=insights.sessions,
+            unique_drivers=insights.unique_drivers,
+            peak_hours=[pb.PeakHour(hour=hour, sessions=sessions) for hour, sessions in insights.peak_hours],
+            avg_duration_minutes=insights.avg_duration_minutes,
+            avg_kwh=insights.avg_kwh,
+        )
 
     async def GetMerchantSummary(
         self, request: pb.GetMerchantSummaryRequest, context: Any
     ) -> pb.GetMerchantSummaryResponse:
-        return await self.portal.GetMerchantSummary(request, context)
+        summary = await self.portal.summary(request.merchant_id, current_caller())
+        return pb.GetMerchantSummaryResponse(
+            total_redemptions=summary.redemptions,
+            total_discount_cents=summary.discount_cents,
+            unique_driver_count=summary.unique_drivers,
+            last_7d_redemptions=summary.last_7d,
+            last_30d_redemptions=summary.last_30d,
+            avg_discount_cents=summary.avg_discount_cents,
+        )
 
     async def ListMerchantVisits(
         self, request: pb.ListMerchantVisitsRequest, context: Any
     ) -> pb.ListMerchantVisitsResponse:
-        return await self.portal.ListMerchantVisits(request, context)
+        period = request.period or "week"
+        size = request.limit or request.page_size or portal.DEFAULT_VISITS
+        bound = f"visits:{request.merchant_id}:{period}:{request.status}"
+        position = page_position(request.page_token, bound, maximum=MAX_OFFSET)
+        offset = request.offset if position is None else position
+        page = await self.portal.visits(
+            request.merchant_id, current_caller(), period=period, status=request.status, size=size, offset=offset
+        )
+        following = offset + len(page.visits)
+        return pb.ListMerchantVisitsResponse(
+            visits=[_visit_message(visit) for visit in page.visits],
+            total=page.total,
+            verified_count=page.verified,
+            period=period,
+            limit=size,
+            offset=offset,
+            next_page_token=page_token(following, bound) if page.visits and following < page.total else "",
+        )
 
     async def GetBillingSummary(
         self, request: pb.GetBillingSummaryRequest, context: Any
     ) -> pb.GetBillingSummaryResponse:
-        return await self.portal.GetBillingSummary(request, context)
+        period = await self.portal.fee_period(request.merchant_id, current_caller(), request.month)
+        return pb.GetBillingSummaryResponse(
+            period_start=period.start,
+            period_end=period.end,
+            nova_redeemed_cents=period.nova_redeemed_cents,
+            fee_cents=period.fee_cents,
+            status=period.status,
+        )
 
     async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
-        return await self.portal.GetShareables(request, context)
+        return pb.GetShareablesResponse(lines=await self.portal.shareable_lines(request.merchant_id, current_caller()))
 
     async def GetShareCard(self, request: pb.GetShareCardRequest, context: Any) -> pb.GetShareCardResponse:
-        return await self.portal.GetShareCard(request, context)
+        days = int(request.range.removesuffix("d")) if request.range else portal.DEFAULT_SHARE_DAYS
+        png = await self.portal.share_card(request.merchant_id, current_caller(), days)
+        return pb.GetShareCardResponse(http_body=httpbody_pb2.HttpBody(content_type="image/png", data=png))
 
     async def GetQrSign(self, request: pb.GetQrSignRequest, context: Any) -> pb.GetQrSignResponse:
-        return await self.portal.GetQrSign(request, context)
+        pdf = await self.portal.qr_sign(request.merchant_id, current_caller())
+        return pb.GetQrSignResponse(http_body=httpbody_pb2.HttpBody(content_type="application/pdf", data=pdf))
 
     async def CreatePreviewLink(
         self, request: pb.CreatePreviewLinkRequest, context: Any
     ) -> pb.CreatePreviewLinkResponse:
-        return await self.portal.CreatePreviewLink(request, context)
+        link = await self.portal.create_preview_link(request.merchant_id)
+        return pb.CreatePreviewLinkResponse(
+            merchant_id=link.merchant_id,
+            preview_url=link.url,
+            sig=link.signature,
+            expires_at=timestamp(link.expires_at),
+        )
 
     async def ResolvePreviewLink(
         self, request: pb.ResolvePreviewLinkRequest, context: Any
     ) -> pb.ResolvePreviewLinkResponse:
-        return await self.portal.ResolvePreviewLink(request, context)
+        preview = await self.portal.resolve_preview_link(request.merchant_id, request.exp, request.sig)
+        row, charger = preview.merchant, preview.nearest_charger
+        photos = list(row.photo_urls)
+        return pb.ResolvePreviewLinkResponse(
+            id=row.id,
+            name=row.name,
+            address=row.address,
+            lat=row.lat,
+            lng=row.lng,
+            photo_url=photos[0] if photos else "",
+            photo_urls=photos,
+            open_now=preview.open_now,
+            open_until=preview.open_until,
+            # Google's word for the store (the funnel keeps it fresh); empty for a store not on Google.
+            business_status=row.business_status,
+            rating=row.rating or 0.0,
+            user_rating_count=row.user_rating_count,
+            place_id=row.place_id or "",
+            claimed=row.owner_user_id is not None,
+            category=row.category,
+            nearest_charger=(
+                pb.PreviewCharger(
+                    name=charger.charger_name,
+                    network=charger.charger_network,
+                    walk_minutes=domain.walk_minutes(charger.walk_time_s),
+                    distance_m=charger.walk_distance_m,
+                )
+                if charger is not None
+                else None
+            ),
+            verified_visit_count=preview.verified_visits,
+            expires_at=timestamp(datetime.datetime.fromtimestamp(request.exp, datetime.UTC)),
+        )
 
 
 # checkout.py: messages
@@ -355,3 +453,32 @@ def _redemption_message(row: Any) -> pb.Redemption:
 
 def _money(cents: int) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
+
+
+# portal.py: messages
+
+
+def _transaction_message(transfer: portal.NovaTransfer) -> pb.MerchantTransaction:
+    return pb.MerchantTransaction(
+        id=transfer.id,
+        type=transfer.type,
+        amount=transfer.amount,
+        driver_user_id=transfer.driver_user_id,
+        created_at=timestamp(transfer.created_at),
+        metadata=transfer.metadata,
+    )
+
+
+def _visit_message(visit: portal.Visit) -> pb.MerchantVisit:
+    return pb.MerchantVisit(
+        id=visit.id,
+        timestamp=timestamp(visit.at),
+        exclusive_id=visit.exclusive_id,
+        exclusive_title=visit.exclusive_title,
+        driver_id_anonymized=visit.driver_anonymized,
+        verification_status=visit.status,
+        duration_minutes=visit.duration_minutes,
+        charger_id=visit.charger_id,
+        location_name=visit.location_name,
+        verification_code=visit.verification_code,
+    )
