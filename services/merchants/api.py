@@ -15,20 +15,25 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any
+import uuid
+from typing import Any, cast
 
 from google.api import httpbody_pb2
+from google.protobuf import json_format, struct_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.context import current_caller
+from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.http_body import json_array
 from services.common.interceptors import Access
 from services.common.paging import MAX_OFFSET, page_position, page_token
+from services.common.reasons import CommonReason
 from services.merchants import catalog, checkout, claims, domain, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import Checkout
 from services.merchants.claims import ClaimRpcs
-from services.merchants.exclusives import ExclusiveRpcs
+from services.merchants.exclusives import Exclusives, ExclusiveStart, OfferChanges
 from services.merchants.favorites import FavoriteRpcs
 from services.merchants.funnel import FunnelRpcs
 from services.merchants.onboarding import SquareRpcs
@@ -55,7 +60,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.checkout = Checkout(
             resources.pool, resources.reads, resources.ledger, resources.square, square_tokens=self.onboarding
         )
-        self.exclusives = ExclusiveRpcs(**shared)
+        self.exclusives = Exclusives(resources.engine, resources.reads, resources.directory_charger)
         self.portal = Portal(resources.reads, resources.ledger, resources.sessions, resources.settings)
         self.favorites = FavoriteRpcs(**shared)
         self.claims = ClaimRpcs(**shared)
@@ -236,60 +241,177 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     async def ActivateExclusive(
         self, request: pb.ActivateExclusiveRequest, context: Any
     ) -> pb.ActivateExclusiveResponse:
-        return await self.exclusives.ActivateExclusive(request, context)
+        activated = await self.exclusives.activate(
+            _driver_id(),
+            _idempotency_key(request.idempotency_key, context),
+            ExclusiveStart(
+                merchant_id=request.merchant_id,
+                merchant_place_id=request.merchant_place_id,
+                charger_id=request.charger_id,
+                lat=request.lat,
+                lng=request.lng,
+                accuracy_m=request.accuracy_m,
+                intent=request.intent,
+                party_size=request.party_size,
+                needs_power_outlet=request.needs_power_outlet,
+                is_to_go=request.is_to_go,
+            ),
+        )
+        return pb.ActivateExclusiveResponse(
+            status=exclusives.status_name(activated.session.status),
+            exclusive_session=_exclusive_session_message(activated.session),
+            idempotent=activated.idempotent,
+        )
 
     async def VerifyExclusiveVisit(
         self, request: pb.VerifyExclusiveVisitRequest, context: Any
     ) -> pb.VerifyExclusiveVisitResponse:
-        return await self.exclusives.VerifyExclusiveVisit(request, context)
+        verified = await self.exclusives.verify_visit(
+            _driver_id(),
+            request.exclusive_session_id,
+            request.lat if request.HasField("lat") else None,
+            request.lng if request.HasField("lng") else None,
+        )
+        return pb.VerifyExclusiveVisitResponse(
+            status="ALREADY_VERIFIED" if verified.earlier else "VERIFIED",
+            verification_code=verified.visit.verification_code,
+            visit_number=verified.visit.visit_number,
+            merchant_name=verified.merchant_name,
+            verified_at=timestamp(verified.visit.verified_at),
+        )
 
     async def CompleteExclusive(
         self, request: pb.CompleteExclusiveRequest, context: Any
     ) -> pb.CompleteExclusiveResponse:
-        return await self.exclusives.CompleteExclusive(request, context)
+        feedback = (
+            json_format.MessageToDict(
+                request.feedback, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            if request.HasField("feedback")
+            else None
+        )
+        earlier = await self.exclusives.complete(_driver_id(), request.exclusive_session_id, feedback)
+        return pb.CompleteExclusiveResponse(status="COMPLETED", idempotent=earlier, nova_earned=0)
 
     async def GetActiveExclusive(
         self, request: pb.GetActiveExclusiveRequest, context: Any
     ) -> pb.GetActiveExclusiveResponse:
-        return await self.exclusives.GetActiveExclusive(request, context)
+        shown = await self.exclusives.shown_session(_driver_id(), include_expired=request.include_expired)
+        if shown is None:
+            return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
+        session = _exclusive_session_message(shown)
+        return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(session), session=session)
 
     async def GetExclusiveStaffView(
         self, request: pb.GetExclusiveStaffViewRequest, context: Any
     ) -> pb.GetExclusiveStaffViewResponse:
-        return await self.exclusives.GetExclusiveStaffView(request, context)
+        staff = await self.exclusives.staff_view(request.exclusive_session_id)
+        if staff is None:
+            return pb.GetExclusiveStaffViewResponse(
+                exclusive_session=_NULL, merchant_name=_NULL, exclusive_title=_NULL, staff_instructions=_NULL
+            )
+        row = staff.row
+        view = pb.ExclusiveStaffView(
+            id=str(row.id),
+            merchant_id=row.merchant_id,
+            expires_at=timestamp(row.expires_at),
+            activated_at=timestamp(row.activated_at),
+            remaining_seconds=staff.remaining_seconds,
+            status=cast(pb.ExclusiveStatus, staff.status),
+            merchant_name=row.merchant_name,
+            exclusive_title=row.offer_title,
+            staff_instructions=row.description,
+        )
+        session = json_format.MessageToDict(
+            view, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        shown = {key: session[key] for key in ("id", "merchant_id", "expires_at", "activated_at", "status")}
+        session_value = struct_pb2.Value()
+        session_value.struct_value.update({**shown, "charger_id": None, "remaining_seconds": view.remaining_seconds})
+        return pb.GetExclusiveStaffViewResponse(
+            exclusive_session=session_value,
+            merchant_name=_text_or_null(row.merchant_name),
+            exclusive_title=_text_or_null(row.offer_title),
+            staff_instructions=_text_or_null(row.description),
+            staff_view=view,
+        )
 
     async def RedeemCheckInCode(
         self, request: pb.RedeemCheckInCodeRequest, context: Any
     ) -> pb.RedeemCheckInCodeResponse:
-        return await self.exclusives.RedeemCheckInCode(request, context)
+        check_in = await self.exclusives.redeem_check_in(request.code, request.order_number, request.order_total_cents)
+        visit = check_in.visit
+        return pb.RedeemCheckInCodeResponse(
+            redeemed=check_in.redeemed,
+            session_id=check_in.session_id,
+            already_redeemed=not check_in.redeemed,
+            error=_NULL,
+            verification_code=visit.verification_code if visit is not None else "",
+            visit_number=visit.visit_number if visit is not None else 0,
+        )
 
     async def CancelExclusive(self, request: pb.CancelExclusiveRequest, context: Any) -> pb.CancelExclusiveResponse:
-        return await self.exclusives.CancelExclusive(request, context)
+        ids = await self.exclusives.cancel(
+            current_caller().user_id,
+            request.reason,
+            exclusive_session_id=request.exclusive_session_id,
+            charger_id=request.charger_id,
+        )
+        return pb.CancelExclusiveResponse(canceled_count=len(ids), exclusive_session_ids=ids)
 
     async def ListMerchantExclusives(
         self, request: pb.ListMerchantExclusivesRequest, context: Any
     ) -> pb.ListMerchantExclusivesResponse:
-        return await self.exclusives.ListMerchantExclusives(request, context)
+        rows = await self.exclusives.offers(request.merchant_id, current_caller())
+        items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
+        return pb.ListMerchantExclusivesResponse(exclusives=items, json_array=json_array(items))
 
     async def CreateMerchantExclusive(
         self, request: pb.CreateMerchantExclusiveRequest, context: Any
     ) -> pb.CreateMerchantExclusiveResponse:
-        return await self.exclusives.CreateMerchantExclusive(request, context)
+        row = await self.exclusives.create_offer(
+            request.merchant_id,
+            current_caller(),
+            title=request.title,
+            description=request.description,
+            daily_cap=request.daily_cap,
+            session_cap=request.session_cap,
+            eligibility=request.eligibility,
+        )
+        return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
 
     async def UpdateMerchantExclusive(
         self, request: pb.UpdateMerchantExclusiveRequest, context: Any
     ) -> pb.UpdateMerchantExclusiveResponse:
-        return await self.exclusives.UpdateMerchantExclusive(request, context)
+        changes = OfferChanges(
+            **{
+                name: getattr(request, name)
+                for name in ("title", "description", "daily_cap", "session_cap", "eligibility", "is_active")
+                if request.HasField(name)
+            }
+        )
+        row = await self.exclusives.change_offer(request.merchant_id, current_caller(), request.exclusive_id, changes)
+        return pb.UpdateMerchantExclusiveResponse(**_offer_fields(row))
 
     async def EnableMerchantExclusive(
         self, request: pb.EnableMerchantExclusiveRequest, context: Any
     ) -> pb.EnableMerchantExclusiveResponse:
-        return await self.exclusives.EnableMerchantExclusive(request, context)
+        row = await self.exclusives.change_offer(
+            request.merchant_id, current_caller(), request.exclusive_id, OfferChanges(is_active=request.enabled)
+        )
+        return pb.EnableMerchantExclusiveResponse(ok=True, is_active=row.is_active)
 
     async def GetMerchantAnalytics(
         self, request: pb.GetMerchantAnalyticsRequest, context: Any
     ) -> pb.GetMerchantAnalyticsResponse:
-        return await self.exclusives.GetMerchantAnalytics(request, context)
+        figures = await self.exclusives.analytics(request.merchant_id, current_caller())
+        return pb.GetMerchantAnalyticsResponse(
+            merchant_id=request.merchant_id,
+            activations=figures.activations,
+            completes=figures.completes,
+            unique_drivers=figures.unique_drivers,
+            completion_rate=figures.completion_rate,
+        )
 
     # portal.py
 
@@ -453,6 +575,98 @@ def _redemption_message(row: Any) -> pb.Redemption:
 
 def _money(cents: int) -> str:
     return f"${cents // 100}.{cents % 100:02d}"
+
+
+# exclusives.py: the driver and the key a handler hands in, and the messages
+
+IDEMPOTENCY_HEADER = "x-idempotency-key"
+_NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+
+
+def _driver_id() -> str:
+    caller = current_caller()
+    if caller.user_id is None:  # the access rule admits only signed-in drivers; this keeps mypy honest
+        raise PermissionDenied(CommonReason.PERMISSION_DENIED, "a signed-in driver is required")
+    return caller.user_id
+
+
+def _idempotency_key(field: str, context: Any) -> uuid.UUID | None:
+    """The request's key, else the `x-idempotency-key` header the gateway forwards as metadata."""
+    if field:
+        return uuid.UUID(field)  # validated as a UUID by the contract
+    header = next(
+        (value for key, value in (context.invocation_metadata() or ()) if key == IDEMPOTENCY_HEADER),
+        None,
+    )
+    if not header:
+        return None
+    try:
+        return uuid.UUID(str(header))
+    except ValueError:
+        raise InvalidArgument([("idempotency_key", "the x-idempotency-key header must be a UUID")]) from None
+
+
+def _exclusive_session_message(shown: exclusives.ShownSession) -> pb.ExclusiveSession:
+    row = shown.row
+    photos = list(row.merchant_photo_urls)
+    return pb.ExclusiveSession(
+        id=str(row.id),
+        merchant_id=row.merchant_id,
+        charger_id=row.charger_id,
+        expires_at=timestamp(row.expires_at),
+        activated_at=timestamp(row.activated_at),
+        remaining_seconds=shown.remaining_seconds,
+        merchant_name=row.merchant_name,
+        merchant_place_id=row.merchant_place_id or "",
+        exclusive_title=row.offer_title or "",
+        merchant_lat=row.merchant_lat,
+        merchant_lng=row.merchant_lng,
+        merchant_distance_m=shown.walk_m,
+        merchant_walk_time_min=shown.walk_minutes,
+        merchant_category=row.merchant_category,
+        merchant_photo_url=photos[0] if photos else "",
+        charger_name=shown.charger_name,
+        verification_code=row.visit_code or "",
+        arrival_code=row.arrival_code or "",
+        charging_active=False,
+        status=cast(pb.ExclusiveStatus, shown.status),
+    )
+
+
+def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
+    """The JSON form the app reads under `exclusive_session`: the object, or null."""
+    if session is None:
+        return _NULL
+    printed = json_format.MessageToDict(
+        session, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    # The app's schema demands merchant_id and charger_id with a string or null: unknown is null, never "".
+    for key in ("merchant_id", "charger_id"):
+        printed[key] = printed.get(key) or None
+    value = struct_pb2.Value()
+    value.struct_value.update(printed)
+    return value
+
+
+def _text_or_null(text: str | None) -> struct_pb2.Value:
+    if not text:
+        return _NULL
+    return struct_pb2.Value(string_value=text)
+
+
+def _offer_fields(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "merchant_id": row.merchant_id,
+        "title": row.title,
+        "description": row.description,
+        "daily_cap": row.daily_cap,
+        "session_cap": row.session_cap,
+        "eligibility": row.eligibility,
+        "is_active": row.is_active,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+    }
 
 
 # portal.py: messages
