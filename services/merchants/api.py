@@ -14,22 +14,31 @@ claims.py      who may claim a store, for accounts' claim link and the portal's 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import datetime
+import uuid
+from typing import Any, cast
 
+from google.api import httpbody_pb2
+from google.protobuf import json_format, struct_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 
+from services.common.context import current_caller
+from services.common.errors import InvalidArgument, PermissionDenied
+from services.common.http_body import json_array
 from services.common.interceptors import Access
-from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
+from services.common.paging import MAX_OFFSET, page_position, page_token
+from services.common.reasons import CommonReason
+from services.merchants import catalog, checkout, claims, domain, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
-from services.merchants.checkout import CheckoutRpcs
+from services.merchants.checkout import Checkout
 from services.merchants.claims import ClaimRpcs
-from services.merchants.exclusives import ExclusiveRpcs
+from services.merchants.exclusives import Exclusives, ExclusiveStart, OfferChanges
 from services.merchants.favorites import FavoriteRpcs
 from services.merchants.funnel import FunnelRpcs
 from services.merchants.onboarding import SquareRpcs
-from services.merchants.portal import PortalRpcs
-from services.merchants.records import Resources
+from services.merchants.portal import Portal
+from services.merchants.records import Resources, merchant_message, timestamp
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
@@ -48,9 +57,11 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.resources = resources
         self.catalog = CatalogRpcs(**shared)
         self.onboarding = SquareRpcs(**shared)
-        self.checkout = CheckoutRpcs(**shared, square_tokens=self.onboarding)
-        self.exclusives = ExclusiveRpcs(**shared)
-        self.portal = PortalRpcs(**shared)
+        self.checkout = Checkout(
+            resources.pool, resources.reads, resources.ledger, resources.square, square_tokens=self.onboarding
+        )
+        self.exclusives = Exclusives(resources.engine, resources.reads, resources.directory_charger)
+        self.portal = Portal(resources.reads, resources.ledger, resources.sessions, resources.settings)
         self.favorites = FavoriteRpcs(**shared)
         self.claims = ClaimRpcs(**shared)
         self.funnel = FunnelRpcs(**shared)
@@ -168,114 +179,520 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     async def ListRecentSquareOrders(
         self, request: pb.ListRecentSquareOrdersRequest, context: Any
     ) -> pb.ListRecentSquareOrdersResponse:
-        return await self.checkout.ListRecentSquareOrders(request, context)
+        recent = await self.checkout.recent_square_orders(
+            request.token, request.minutes or checkout.DEFAULT_RECENT_MINUTES
+        )
+        return pb.ListRecentSquareOrdersResponse(
+            merchant_id=recent.merchant_id,
+            merchant_name=recent.merchant_name,
+            perk=pb.CheckoutPerk(perk_cents=recent.perk.cents, label=recent.perk.label),
+            orders=[
+                pb.RecentSquareOrder(
+                    id=listed.order.id,
+                    total_cents=listed.order.total_cents,
+                    currency=listed.order.currency or "",
+                    state=listed.order.state,
+                    created_at=timestamp(listed.order.created_at),
+                    redeemed=listed.redeemed,
+                )
+                for listed in recent.orders
+            ],
+        )
 
     async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
-        return await self.checkout.RedeemAtCheckout(request, context)
+        redeemed = await self.checkout.redeem(
+            current_caller().user_id or "",
+            request.qr_token,
+            request.order_total_cents,
+            request.square_order_id,
+            request.idempotency_key,
+        )
+        row = redeemed.redemption
+        return pb.RedeemAtCheckoutResponse(
+            success=True,
+            merchant_id=row.merchant_id,
+            discount_cents=row.discount_cents,
+            order_total_cents=row.order_total_cents,
+            nova_spent_cents=row.discount_cents,
+            remaining_nova_cents=row.nova_balance_after or 0,
+            message=f"{_money(row.discount_cents)} off applied at {row.merchant_name}",
+            redemption_id=str(row.id),
+            square_order_id=row.square_order_id or "",
+            merchant_fee_cents=row.merchant_fee_cents,
+            status=row.status,
+            replayed=redeemed.replayed,
+            redemption=_redemption_message(row),
+        )
 
     async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
-        return await self.checkout.GetRedemption(request, context)
+        row = await self.checkout.redemption(request.redemption_id, current_caller())
+        return pb.GetRedemptionResponse(
+            redemption_id=str(row.id),
+            merchant_name=row.merchant_name,
+            discount_cents=row.discount_cents,
+            order_total_cents=row.order_total_cents,
+            created_at=timestamp(row.created_at),
+            status=row.status,
+            redemption=_redemption_message(row),
+        )
 
     # exclusives.py
 
     async def ActivateExclusive(
         self, request: pb.ActivateExclusiveRequest, context: Any
     ) -> pb.ActivateExclusiveResponse:
-        return await self.exclusives.ActivateExclusive(request, context)
+        activated = await self.exclusives.activate(
+            _driver_id(),
+            _idempotency_key(request.idempotency_key, context),
+            ExclusiveStart(
+                merchant_id=request.merchant_id,
+                merchant_place_id=request.merchant_place_id,
+                charger_id=request.charger_id,
+                lat=request.lat,
+                lng=request.lng,
+                accuracy_m=request.accuracy_m,
+                intent=request.intent,
+                party_size=request.party_size,
+                needs_power_outlet=request.needs_power_outlet,
+                is_to_go=request.is_to_go,
+            ),
+        )
+        return pb.ActivateExclusiveResponse(
+            status=exclusives.status_name(activated.session.status),
+            exclusive_session=_exclusive_session_message(activated.session),
+            idempotent=activated.idempotent,
+        )
 
     async def VerifyExclusiveVisit(
         self, request: pb.VerifyExclusiveVisitRequest, context: Any
     ) -> pb.VerifyExclusiveVisitResponse:
-        return await self.exclusives.VerifyExclusiveVisit(request, context)
+        verified = await self.exclusives.verify_visit(
+            _driver_id(),
+            request.exclusive_session_id,
+            request.lat if request.HasField("lat") else None,
+            request.lng if request.HasField("lng") else None,
+        )
+        return pb.VerifyExclusiveVisitResponse(
+            status="ALREADY_VERIFIED" if verified.earlier else "VERIFIED",
+            verification_code=verified.visit.verification_code,
+            visit_number=verified.visit.visit_number,
+            merchant_name=verified.merchant_name,
+            verified_at=timestamp(verified.visit.verified_at),
+        )
 
     async def CompleteExclusive(
         self, request: pb.CompleteExclusiveRequest, context: Any
     ) -> pb.CompleteExclusiveResponse:
-        return await self.exclusives.CompleteExclusive(request, context)
+        feedback = (
+            json_format.MessageToDict(
+                request.feedback, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            if request.HasField("feedback")
+            else None
+        )
+        earlier = await self.exclusives.complete(_driver_id(), request.exclusive_session_id, feedback)
+        return pb.CompleteExclusiveResponse(status="COMPLETED", idempotent=earlier, nova_earned=0)
 
     async def GetActiveExclusive(
         self, request: pb.GetActiveExclusiveRequest, context: Any
     ) -> pb.GetActiveExclusiveResponse:
-        return await self.exclusives.GetActiveExclusive(request, context)
+        shown = await self.exclusives.shown_session(_driver_id(), include_expired=request.include_expired)
+        if shown is None:
+            return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
+        session = _exclusive_session_message(shown)
+        return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(session), session=session)
 
     async def GetExclusiveStaffView(
         self, request: pb.GetExclusiveStaffViewRequest, context: Any
     ) -> pb.GetExclusiveStaffViewResponse:
-        return await self.exclusives.GetExclusiveStaffView(request, context)
+        staff = await self.exclusives.staff_view(request.exclusive_session_id)
+        if staff is None:
+            return pb.GetExclusiveStaffViewResponse(
+                exclusive_session=_NULL, merchant_name=_NULL, exclusive_title=_NULL, staff_instructions=_NULL
+            )
+        row = staff.row
+        view = pb.ExclusiveStaffView(
+            id=str(row.id),
+            merchant_id=row.merchant_id,
+            expires_at=timestamp(row.expires_at),
+            activated_at=timestamp(row.activated_at),
+            remaining_seconds=staff.remaining_seconds,
+            status=cast(pb.ExclusiveStatus, staff.status),
+            merchant_name=row.merchant_name,
+            exclusive_title=row.offer_title,
+            staff_instructions=row.description,
+        )
+        session = json_format.MessageToDict(
+            view, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        shown = {key: session[key] for key in ("id", "merchant_id", "expires_at", "activated_at", "status")}
+        session_value = struct_pb2.Value()
+        session_value.struct_value.update({**shown, "charger_id": None, "remaining_seconds": view.remaining_seconds})
+        return pb.GetExclusiveStaffViewResponse(
+            exclusive_session=session_value,
+            merchant_name=_text_or_null(row.merchant_name),
+            exclusive_title=_text_or_null(row.offer_title),
+            staff_instructions=_text_or_null(row.description),
+            staff_view=view,
+        )
 
     async def RedeemCheckInCode(
         self, request: pb.RedeemCheckInCodeRequest, context: Any
     ) -> pb.RedeemCheckInCodeResponse:
-        return await self.exclusives.RedeemCheckInCode(request, context)
+        check_in = await self.exclusives.redeem_check_in(request.code, request.order_number, request.order_total_cents)
+        visit = check_in.visit
+        return pb.RedeemCheckInCodeResponse(
+            redeemed=check_in.redeemed,
+            session_id=check_in.session_id,
+            already_redeemed=not check_in.redeemed,
+            error=_NULL,
+            verification_code=visit.verification_code if visit is not None else "",
+            visit_number=visit.visit_number if visit is not None else 0,
+        )
 
     async def CancelExclusive(self, request: pb.CancelExclusiveRequest, context: Any) -> pb.CancelExclusiveResponse:
-        return await self.exclusives.CancelExclusive(request, context)
+        ids = await self.exclusives.cancel(
+            current_caller().user_id,
+            request.reason,
+            exclusive_session_id=request.exclusive_session_id,
+            charger_id=request.charger_id,
+        )
+        return pb.CancelExclusiveResponse(canceled_count=len(ids), exclusive_session_ids=ids)
 
     async def ListMerchantExclusives(
         self, request: pb.ListMerchantExclusivesRequest, context: Any
     ) -> pb.ListMerchantExclusivesResponse:
-        return await self.exclusives.ListMerchantExclusives(request, context)
+        rows = await self.exclusives.offers(request.merchant_id, current_caller())
+        items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
+        return pb.ListMerchantExclusivesResponse(exclusives=items, json_array=json_array(items))
 
     async def CreateMerchantExclusive(
         self, request: pb.CreateMerchantExclusiveRequest, context: Any
     ) -> pb.CreateMerchantExclusiveResponse:
-        return await self.exclusives.CreateMerchantExclusive(request, context)
+        row = await self.exclusives.create_offer(
+            request.merchant_id,
+            current_caller(),
+            title=request.title,
+            description=request.description,
+            daily_cap=request.daily_cap,
+            session_cap=request.session_cap,
+            eligibility=request.eligibility,
+        )
+        return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
 
     async def UpdateMerchantExclusive(
         self, request: pb.UpdateMerchantExclusiveRequest, context: Any
     ) -> pb.UpdateMerchantExclusiveResponse:
-        return await self.exclusives.UpdateMerchantExclusive(request, context)
+        changes = OfferChanges(
+            **{
+                name: getattr(request, name)
+                for name in ("title", "description", "daily_cap", "session_cap", "eligibility", "is_active")
+                if request.HasField(name)
+            }
+        )
+        row = await self.exclusives.change_offer(request.merchant_id, current_caller(), request.exclusive_id, changes)
+        return pb.UpdateMerchantExclusiveResponse(**_offer_fields(row))
 
     async def EnableMerchantExclusive(
         self, request: pb.EnableMerchantExclusiveRequest, context: Any
     ) -> pb.EnableMerchantExclusiveResponse:
-        return await self.exclusives.EnableMerchantExclusive(request, context)
+        row = await self.exclusives.change_offer(
+            request.merchant_id, current_caller(), request.exclusive_id, OfferChanges(is_active=request.enabled)
+        )
+        return pb.EnableMerchantExclusiveResponse(ok=True, is_active=row.is_active)
 
     async def GetMerchantAnalytics(
         self, request: pb.GetMerchantAnalyticsRequest, context: Any
     ) -> pb.GetMerchantAnalyticsResponse:
-        return await self.exclusives.GetMerchantAnalytics(request, context)
+        figures = await self.exclusives.analytics(request.merchant_id, current_caller())
+        return pb.GetMerchantAnalyticsResponse(
+            merchant_id=request.merchant_id,
+            activations=figures.activations,
+            completes=figures.completes,
+            unique_drivers=figures.unique_drivers,
+            completion_rate=figures.completion_rate,
+        )
 
     # portal.py
 
     async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
-        return await self.portal.GetMyMerchant(request, context)
+        mine = await self.portal.my_store(current_caller().user_id)
+        row = mine.merchant
+        return pb.GetMyMerchantResponse(
+            merchant=pb.MerchantAccount(
+                id=row.id,
+                name=row.name,
+                nova_balance=mine.nova_balance,
+                zone_slug=row.zone_slug,
+                status=row.status,
+                details=merchant_message(row, square_connected=mine.square_connected, owner_view=True),
+            ),
+            transactions=[_transaction_message(transfer) for transfer in mine.transfers],
+            merchant_ids=mine.merchant_ids,
+        )
 
     async def GetMyMerchantInsights(
         self, request: pb.GetMyMerchantInsightsRequest, context: Any
     ) -> pb.GetMyMerchantInsightsResponse:
-        return await self.portal.GetMyMerchantInsights(request, context)
+        period = request.period or portal.DEFAULT_INSIGHTS_PERIOD
+        insights = await self.portal.insights(current_caller().user_id, period)
+        return pb.GetMyMerchantInsightsResponse(
+            period=period,
+            ev_sessions_nearby=insights.sessions,
+            unique_drivers=insights.unique_drivers,
+            peak_hours=[pb.PeakHour(hour=hour, sessions=sessions) for hour, sessions in insights.peak_hours],
+            avg_duration_minutes=insights.avg_duration_minutes,
+            avg_kwh=insights.avg_kwh,
+        )
 
     async def GetMerchantSummary(
         self, request: pb.GetMerchantSummaryRequest, context: Any
     ) -> pb.GetMerchantSummaryResponse:
-        return await self.portal.GetMerchantSummary(request, context)
+        summary = await self.portal.summary(request.merchant_id, current_caller())
+        return pb.GetMerchantSummaryResponse(
+            total_redemptions=summary.redemptions,
+            total_discount_cents=summary.discount_cents,
+            unique_driver_count=summary.unique_drivers,
+            last_7d_redemptions=summary.last_7d,
+            last_30d_redemptions=summary.last_30d,
+            avg_discount_cents=summary.avg_discount_cents,
+        )
 
     async def ListMerchantVisits(
         self, request: pb.ListMerchantVisitsRequest, context: Any
     ) -> pb.ListMerchantVisitsResponse:
-        return await self.portal.ListMerchantVisits(request, context)
+        period = request.period or "week"
+        size = request.limit or request.page_size or portal.DEFAULT_VISITS
+        bound = f"visits:{request.merchant_id}:{period}:{request.status}"
+        position = page_position(request.page_token, bound, maximum=MAX_OFFSET)
+        offset = request.offset if position is None else position
+        page = await self.portal.visits(
+            request.merchant_id, current_caller(), period=period, status=request.status, size=size, offset=offset
+        )
+        following = offset + len(page.visits)
+        return pb.ListMerchantVisitsResponse(
+            visits=[_visit_message(visit) for visit in page.visits],
+            total=page.total,
+            verified_count=page.verified,
+            period=period,
+            limit=size,
+            offset=offset,
+            next_page_token=page_token(following, bound) if page.visits and following < page.total else "",
+        )
 
     async def GetBillingSummary(
         self, request: pb.GetBillingSummaryRequest, context: Any
     ) -> pb.GetBillingSummaryResponse:
-        return await self.portal.GetBillingSummary(request, context)
+        period = await self.portal.fee_period(request.merchant_id, current_caller(), request.month)
+        return pb.GetBillingSummaryResponse(
+            period_start=period.start,
+            period_end=period.end,
+            nova_redeemed_cents=period.nova_redeemed_cents,
+            fee_cents=period.fee_cents,
+            status=period.status,
+        )
 
     async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
-        return await self.portal.GetShareables(request, context)
+        return pb.GetShareablesResponse(lines=await self.portal.shareable_lines(request.merchant_id, current_caller()))
 
     async def GetShareCard(self, request: pb.GetShareCardRequest, context: Any) -> pb.GetShareCardResponse:
-        return await self.portal.GetShareCard(request, context)
+        days = int(request.range.removesuffix("d")) if request.range else portal.DEFAULT_SHARE_DAYS
+        png = await self.portal.share_card(request.merchant_id, current_caller(), days)
+        return pb.GetShareCardResponse(http_body=httpbody_pb2.HttpBody(content_type="image/png", data=png))
 
     async def GetQrSign(self, request: pb.GetQrSignRequest, context: Any) -> pb.GetQrSignResponse:
-        return await self.portal.GetQrSign(request, context)
+        pdf = await self.portal.qr_sign(request.merchant_id, current_caller())
+        return pb.GetQrSignResponse(http_body=httpbody_pb2.HttpBody(content_type="application/pdf", data=pdf))
 
     async def CreatePreviewLink(
         self, request: pb.CreatePreviewLinkRequest, context: Any
     ) -> pb.CreatePreviewLinkResponse:
-        return await self.portal.CreatePreviewLink(request, context)
+        link = await self.portal.create_preview_link(request.merchant_id)
+        return pb.CreatePreviewLinkResponse(
+            merchant_id=link.merchant_id,
+            preview_url=link.url,
+            sig=link.signature,
+            expires_at=timestamp(link.expires_at),
+        )
 
     async def ResolvePreviewLink(
         self, request: pb.ResolvePreviewLinkRequest, context: Any
     ) -> pb.ResolvePreviewLinkResponse:
-        return await self.portal.ResolvePreviewLink(request, context)
+        preview = await self.portal.resolve_preview_link(request.merchant_id, request.exp, request.sig)
+        row, charger = preview.merchant, preview.nearest_charger
+        photos = list(row.photo_urls)
+        return pb.ResolvePreviewLinkResponse(
+            id=row.id,
+            name=row.name,
+            address=row.address,
+            lat=row.lat,
+            lng=row.lng,
+            photo_url=photos[0] if photos else "",
+            photo_urls=photos,
+            open_now=preview.open_now,
+            open_until=preview.open_until,
+            # Google's word for the store (the funnel keeps it fresh); empty for a store not on Google.
+            business_status=row.business_status,
+            rating=row.rating or 0.0,
+            user_rating_count=row.user_rating_count,
+            place_id=row.place_id or "",
+            claimed=row.owner_user_id is not None,
+            category=row.category,
+            nearest_charger=(
+                pb.PreviewCharger(
+                    name=charger.charger_name,
+                    network=charger.charger_network,
+                    walk_minutes=domain.walk_minutes(charger.walk_time_s),
+                    distance_m=charger.walk_distance_m,
+                )
+                if charger is not None
+                else None
+            ),
+            verified_visit_count=preview.verified_visits,
+            expires_at=timestamp(datetime.datetime.fromtimestamp(request.exp, datetime.UTC)),
+        )
+
+
+# checkout.py: messages
+
+
+def _redemption_message(row: Any) -> pb.Redemption:
+    return pb.Redemption(
+        id=str(row.id),
+        status=row.status,
+        merchant_id=row.merchant_id,
+        merchant_name=row.merchant_name,
+        driver_id=row.driver_id,
+        order_total_cents=row.order_total_cents,
+        discount_cents=row.discount_cents,
+        nova_spent_cents=row.discount_cents,
+        merchant_fee_cents=row.merchant_fee_cents,
+        square_order_id=row.square_order_id or "",
+        transfer_id=str(row.transfer_id or ""),
+        created_at=timestamp(row.created_at),
+    )
+
+
+def _money(cents: int) -> str:
+    return f"${cents // 100}.{cents % 100:02d}"
+
+
+# exclusives.py: the driver and the key a handler hands in, and the messages
+
+IDEMPOTENCY_HEADER = "x-idempotency-key"
+_NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
+
+
+def _driver_id() -> str:
+    caller = current_caller()
+    if caller.user_id is None:  # the access rule admits only signed-in drivers; this keeps mypy honest
+        raise PermissionDenied(CommonReason.PERMISSION_DENIED, "a signed-in driver is required")
+    return caller.user_id
+
+
+def _idempotency_key(field: str, context: Any) -> uuid.UUID | None:
+    """The request's key, else the `x-idempotency-key` header the gateway forwards as metadata."""
+    if field:
+        return uuid.UUID(field)  # validated as a UUID by the contract
+    header = next(
+        (value for key, value in (context.invocation_metadata() or ()) if key == IDEMPOTENCY_HEADER),
+        None,
+    )
+    if not header:
+        return None
+    try:
+        return uuid.UUID(str(header))
+    except ValueError:
+        raise InvalidArgument([("idempotency_key", "the x-idempotency-key header must be a UUID")]) from None
+
+
+def _exclusive_session_message(shown: exclusives.ShownSession) -> pb.ExclusiveSession:
+    row = shown.row
+    photos = list(row.merchant_photo_urls)
+    return pb.ExclusiveSession(
+        id=str(row.id),
+        merchant_id=row.merchant_id,
+        charger_id=row.charger_id,
+        expires_at=timestamp(row.expires_at),
+        activated_at=timestamp(row.activated_at),
+        remaining_seconds=shown.remaining_seconds,
+        merchant_name=row.merchant_name,
+        merchant_place_id=row.merchant_place_id or "",
+        exclusive_title=row.offer_title or "",
+        merchant_lat=row.merchant_lat,
+        merchant_lng=row.merchant_lng,
+        merchant_distance_m=shown.walk_m,
+        merchant_walk_time_min=shown.walk_minutes,
+        merchant_category=row.merchant_category,
+        merchant_photo_url=photos[0] if photos else "",
+        charger_name=shown.charger_name,
+        verification_code=row.visit_code or "",
+        arrival_code=row.arrival_code or "",
+        charging_active=False,
+        status=cast(pb.ExclusiveStatus, shown.status),
+    )
+
+
+def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
+    """The JSON form the app reads under `exclusive_session`: the object, or null."""
+    if session is None:
+        return _NULL
+    printed = json_format.MessageToDict(
+        session, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    # The app's schema demands merchant_id and charger_id with a string or null: unknown is null, never "".
+    for key in ("merchant_id", "charger_id"):
+        printed[key] = printed.get(key) or None
+    value = struct_pb2.Value()
+    value.struct_value.update(printed)
+    return value
+
+
+def _text_or_null(text: str | None) -> struct_pb2.Value:
+    if not text:
+        return _NULL
+    return struct_pb2.Value(string_value=text)
+
+
+def _offer_fields(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "merchant_id": row.merchant_id,
+        "title": row.title,
+        "description": row.description,
+        "daily_cap": row.daily_cap,
+        "session_cap": row.session_cap,
+        "eligibility": row.eligibility,
+        "is_active": row.is_active,
+        "created_at": timestamp(row.created_at),
+        "updated_at": timestamp(row.updated_at),
+    }
+
+
+# portal.py: messages
+
+
+def _transaction_message(transfer: portal.NovaTransfer) -> pb.MerchantTransaction:
+    return pb.MerchantTransaction(
+        id=transfer.id,
+        type=transfer.type,
+        amount=transfer.amount,
+        driver_user_id=transfer.driver_user_id,
+        created_at=timestamp(transfer.created_at),
+        metadata=transfer.metadata,
+    )
+
+
+def _visit_message(visit: portal.Visit) -> pb.MerchantVisit:
+    return pb.MerchantVisit(
+        id=visit.id,
+        timestamp=timestamp(visit.at),
+        exclusive_id=visit.exclusive_id,
+        exclusive_title=visit.exclusive_title,
+        driver_id_anonymized=visit.driver_anonymized,
+        verification_status=visit.status,
+        duration_minutes=visit.duration_minutes,
+        charger_id=visit.charger_id,
+        location_name=visit.location_name,
+        verification_code=visit.verification_code,
+    )

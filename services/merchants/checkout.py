@@ -32,9 +32,9 @@ import grpc
 import sqlalchemy as sa
 from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.context import current_caller
+from services.common.context import Caller
 from services.common.errors import (
     Aborted,
     AlreadyExists,
@@ -45,9 +45,15 @@ from services.common.errors import (
 )
 from services.common.interceptors import OWN_DATA, Access, Owned
 from services.merchants import domain, store
-from services.merchants.adapters.square import SquareAuthError, SquareNotFound, SquareUnavailable
+from services.merchants.adapters.square import (
+    SquareAccounts,
+    SquareAuthError,
+    SquareNotFound,
+    SquareOrder,
+    SquareUnavailable,
+)
 from services.merchants.reasons import Reason
-from services.merchants.records import DRIVER, MERCHANT, Resources, is_admin, timestamp
+from services.merchants.records import DRIVER, MERCHANT, is_admin
 
 log = logging.getLogger(__name__)
 
@@ -114,28 +120,7 @@ def _no_nova(row: Any) -> FailedPrecondition:
     )
 
 
-def redemption_message(row: Any) -> pb.Redemption:
-    return pb.Redemption(
-        id=str(row.id),
-        status=row.status,
-        merchant_id=row.merchant_id,
-        merchant_name=row.merchant_name,
-        driver_id=row.driver_id,
-        order_total_cents=row.order_total_cents,
-        discount_cents=row.discount_cents,
-        nova_spent_cents=row.discount_cents,
-        merchant_fee_cents=row.merchant_fee_cents,
-        square_order_id=row.square_order_id or "",
-        transfer_id=str(row.transfer_id or ""),
-        created_at=timestamp(row.created_at),
-    )
-
-
-def _money(cents: int) -> str:
-    return f"${cents // 100}.{cents % 100:02d}"
-
-
-# The hot path runs on asyncpg directly (Resources.pool): prepared statements, no ORM layer. A first redemption
+# The hot path runs on asyncpg directly (Checkout.pool): prepared statements, no ORM layer. A first redemption
 # is two statements before the ledger call (the store by its QR token; the insert, which is also the check of
 # the driver's key) and one after it.
 # Enum values by name in the SQL text (tests/test_enum_names.py).
@@ -238,36 +223,68 @@ class Settlement:
         return [_row(record) for record in await self.pool.fetch(_PENDING_BEFORE, cutoff)]
 
 
-@dataclasses.dataclass
-class CheckoutRpcs(Resources):
-    # The onboarding group's Square tokens (onboarding.py), handed in by the servicer that composes both.
-    square_tokens: _SquareTokens
+@dataclasses.dataclass(frozen=True)
+class RecentOrder:
+    """A Square order of the store's location, and whether a redemption already used it."""
 
-    def __post_init__(self) -> None:
+    order: SquareOrder
+    redeemed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RecentOrders:
+    """The store a scanned QR code names, its perk, and its recent Square orders (none when the store has no
+    Square connection or the seller revoked it: the page falls back to a typed total)."""
+
+    merchant_id: str
+    merchant_name: str
+    perk: domain.Perk
+    orders: list[RecentOrder]
+
+
+@dataclasses.dataclass(frozen=True)
+class Redeemed:
+    """A COMPLETED redemption (its row) and whether this request only replayed an earlier one."""
+
+    redemption: Any
+    replayed: bool
+
+
+class Checkout:
+    """Redemptions at checkout: the recent Square orders a driver picks from, the redemption itself (exactly once,
+    settled with the ledger through `Settlement`), and reading one back."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        reads: AsyncEngine,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+        square: SquareAccounts,
+        square_tokens: _SquareTokens,
+    ) -> None:
+        self.pool = pool
+        self.reads = reads
+        self.square = square
+        # The onboarding group's Square tokens (onboarding.py), handed in by the servicer that composes both.
+        self.square_tokens = square_tokens
         # The same core the settling worker calls (workers.py).
-        self.settlement = Settlement(self.pool, self.ledger)
+        self.settlement = Settlement(pool, ledger)
 
-    async def ListRecentSquareOrders(
-        self, request: pb.ListRecentSquareOrdersRequest, context: Any
-    ) -> pb.ListRecentSquareOrdersResponse:
-        merchant = await self.pool.fetchrow(_STORE_BY_QR, request.token)
+    async def recent_square_orders(self, qr_token: str, minutes: int) -> RecentOrders:
+        """The store behind `qr_token` (QR_TOKEN_UNKNOWN unless it is live) and its Square orders of the last
+        `minutes`."""
+        merchant = await self.pool.fetchrow(_STORE_BY_QR, qr_token)
         if merchant is None:
             raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
         perk = domain.merchant_perk(
             merchant["custom_perk_cents"], merchant["recommended_perk_cents"], merchant["perk_label"]
         )
-        answer = pb.ListRecentSquareOrdersResponse(
-            merchant_id=merchant["id"],
-            merchant_name=merchant["name"],
-            perk=pb.CheckoutPerk(perk_cents=perk.cents, label=perk.label),
-        )
+        answer = RecentOrders(merchant_id=merchant["id"], merchant_name=merchant["name"], perk=perk, orders=[])
         tokens = await self.square_tokens.square_access_token(merchant["id"])
         if tokens is None:
             return answer
         access_token, location_id = tokens
-        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(
-            minutes=request.minutes or DEFAULT_RECENT_MINUTES
-        )
+        since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=minutes)
         try:
             orders = await self.square.recent_orders(access_token, location_id, since)
         except SquareAuthError:
@@ -278,39 +295,35 @@ class CheckoutRpcs(Resources):
         except SquareUnavailable:
             raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; try again") from None
         redeemed = {row["square_order_id"] for row in await self.pool.fetch(_REDEEMED_ORDERS, [o.id for o in orders])}
-        for order in orders:
-            answer.orders.add(
-                id=order.id,
-                total_cents=order.total_cents,
-                currency=order.currency or "",
-                state=order.state,
-                created_at=timestamp(order.created_at),
-                redeemed=order.id in redeemed,
-            )
+        answer.orders.extend(RecentOrder(order, order.id in redeemed) for order in orders)
         return answer
 
-    async def RedeemAtCheckout(self, request: pb.RedeemAtCheckoutRequest, context: Any) -> pb.RedeemAtCheckoutResponse:
-        driver_id = current_caller().user_id or ""
-        if request.idempotency_key:
-            key = uuid.UUID(request.idempotency_key)
-            fingerprint = request_hash(request.qr_token, request.order_total_cents, request.square_order_id)
+    async def redeem(
+        self, driver_id: str, qr_token: str, order_total_cents: int, square_order_id: str, idempotency_key: str
+    ) -> Redeemed:
+        """Spends the driver's Nova at the store behind `qr_token`, once per idempotency key (or, without one, per
+        Square order); `square_order_id` empty means the typed `order_total_cents` is the total, else Square's
+        total counts."""
+        if idempotency_key:
+            key = uuid.UUID(idempotency_key)
+            fingerprint = request_hash(qr_token, order_total_cents, square_order_id)
         else:  # keyed by the Square order (the contract requires one of the two)
-            key = uuid.uuid5(SQUARE_ORDER_KEYS, request.square_order_id)
-            fingerprint = request_hash(request.qr_token, 0, request.square_order_id)
-        if request.square_order_id:
+            key = uuid.uuid5(SQUARE_ORDER_KEYS, square_order_id)
+            fingerprint = request_hash(qr_token, 0, square_order_id)
+        if square_order_id:
             # A replay must not depend on Square answering again: look for it first.
             existing = await self._by_key(driver_id, key)
             if existing is not None:
                 return await self._replay(existing, fingerprint)
-        merchant = await self.pool.fetchrow(_STORE_BY_QR, request.qr_token)
+        merchant = await self.pool.fetchrow(_STORE_BY_QR, qr_token)
         if merchant is None:
             existing = await self._by_key(driver_id, key)  # the stored answer stands if the store paused since
             if existing is not None:
                 return await self._replay(existing, fingerprint)
             raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
-        total = request.order_total_cents
-        if request.square_order_id:
-            total = await self._square_order_total(merchant["id"], request.square_order_id)
+        total = order_total_cents
+        if square_order_id:
+            total = await self._square_order_total(merchant["id"], square_order_id)
         perk = domain.merchant_perk(
             merchant["custom_perk_cents"], merchant["recommended_perk_cents"], merchant["perk_label"]
         )
@@ -323,14 +336,14 @@ class CheckoutRpcs(Resources):
                 driver_id,
                 key,
                 fingerprint,
-                request.square_order_id or None,
+                square_order_id or None,
                 total,
                 domain.discount_cap_cents(perk.cents, total),
             )
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name != "redemptions_square_order_once":
                 raise
-            earlier = await self.pool.fetchrow(_EARLIER_ORDER, request.square_order_id)
+            earlier = await self.pool.fetchrow(_EARLIER_ORDER, square_order_id)
             # The earlier redemption is named to its own driver only: another driver's id is not theirs to see.
             mine = "" if earlier is None or earlier["driver_id"] != driver_id else str(earlier["id"])
             raise AlreadyExists(
@@ -342,13 +355,13 @@ class CheckoutRpcs(Resources):
             existing = await self._by_key(driver_id, key)
             assert existing is not None
             return await self._replay(existing, fingerprint)
-        return self._answer(await self.settlement.settle(_row(record)), replayed=False)
+        return _completed(await self.settlement.settle(_row(record)), replayed=False)
 
     async def _by_key(self, driver_id: str, key: uuid.UUID) -> Any:
         record = await self.pool.fetchrow(_BY_KEY, driver_id, key)
         return None if record is None else _row(record)
 
-    async def _replay(self, row: Any, fingerprint: bytes) -> pb.RedeemAtCheckoutResponse:
+    async def _replay(self, row: Any, fingerprint: bytes) -> Redeemed:
         if row.request_hash != fingerprint:
             raise Aborted(
                 Reason.IDEMPOTENCY_KEY_REUSED,
@@ -357,32 +370,7 @@ class CheckoutRpcs(Resources):
             )
         if row.status == PENDING:
             row = await self.settlement.settle(row)
-        return self._answer(row, replayed=True)
-
-    def _answer(self, row: Any, *, replayed: bool) -> pb.RedeemAtCheckoutResponse:
-        if row.status == FAILED:
-            raise _no_nova(row)
-        if row.status == PENDING:
-            raise Unavailable(
-                Reason.LEDGER_UNAVAILABLE,
-                "the redemption is pending: the ledger did not answer; retry with the same idempotency key",
-                {"redemption_id": str(row.id)},
-            )
-        return pb.RedeemAtCheckoutResponse(
-            success=True,
-            merchant_id=row.merchant_id,
-            discount_cents=row.discount_cents,
-            order_total_cents=row.order_total_cents,
-            nova_spent_cents=row.discount_cents,
-            remaining_nova_cents=row.nova_balance_after or 0,
-            message=f"{_money(row.discount_cents)} off applied at {row.merchant_name}",
-            redemption_id=str(row.id),
-            square_order_id=row.square_order_id or "",
-            merchant_fee_cents=row.merchant_fee_cents,
-            status=row.status,
-            replayed=replayed,
-            redemption=redemption_message(row),
-        )
+        return _completed(row, replayed=True)
 
     async def _square_order_total(self, merchant_id: str, order_id: str) -> int:
         """Square's total for the order (the client's total is ignored), which must belong to the merchant's
@@ -413,21 +401,27 @@ class CheckoutRpcs(Resources):
             )
         return order.total_cents
 
-    async def GetRedemption(self, request: pb.GetRedemptionRequest, context: Any) -> pb.GetRedemptionResponse:
-        caller = current_caller()
+    async def redemption(self, redemption_id: str, caller: Caller) -> Any:
+        """The redemption, for its driver, its store's owner or an admin; REDEMPTION_NOT_FOUND for anyone else."""
         async with self.reads.connect() as conn:
-            row = await redemption_with_owner(conn, uuid.UUID(request.redemption_id))
+            row = await redemption_with_owner(conn, uuid.UUID(redemption_id))
         if row is None or not (is_admin(caller) or caller.user_id in {row.driver_id, row.owner_user_id}):
-            raise NotFound(Reason.REDEMPTION_NOT_FOUND, "no such redemption", {"redemption_id": request.redemption_id})
-        return pb.GetRedemptionResponse(
-            redemption_id=str(row.id),
-            merchant_name=row.merchant_name,
-            discount_cents=row.discount_cents,
-            order_total_cents=row.order_total_cents,
-            created_at=timestamp(row.created_at),
-            status=row.status,
-            redemption=redemption_message(row),
+            raise NotFound(Reason.REDEMPTION_NOT_FOUND, "no such redemption", {"redemption_id": redemption_id})
+        return row
+
+
+def _completed(row: Any, *, replayed: bool) -> Redeemed:
+    """The answer to a redemption as settled so far: INSUFFICIENT_BALANCE when it FAILED, LEDGER_UNAVAILABLE while
+    it is still PENDING (the same key again settles it)."""
+    if row.status == FAILED:
+        raise _no_nova(row)
+    if row.status == PENDING:
+        raise Unavailable(
+            Reason.LEDGER_UNAVAILABLE,
+            "the redemption is pending: the ledger did not answer; retry with the same idempotency key",
+            {"redemption_id": str(row.id)},
         )
+    return Redeemed(row, replayed)
 
 
 async def settle_pending(settlement: Settlement, stop: asyncio.Event, every_s: float, after_s: float) -> None:

@@ -25,34 +25,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from google.protobuf import json_format, struct_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.context import Caller, current_caller
+from services.common.context import Caller
 from services.common.errors import (
     Aborted,
     FailedPrecondition,
-    InvalidArgument,
     NotFound,
-    PermissionDenied,
     ResourceExhausted,
     Unavailable,
 )
 from services.common.geo import great_circle_m
-from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, NotOwned, Owned
-from services.common.reasons import CommonReason
 from services.merchants import domain, store
 from services.merchants.reasons import Reason
 from services.merchants.records import (
@@ -66,7 +62,6 @@ from services.merchants.records import (
     load_merchant,
     merchant_not_found,
     owned_merchant,
-    timestamp,
 )
 
 log = logging.getLogger(__name__)
@@ -99,40 +94,107 @@ MERCHANT_ACTIVE = pb.MERCHANT_STATUS_ACTIVE
 EXPIRED = pb.EXCLUSIVE_STATUS_EXPIRED
 CANCELED = pb.EXCLUSIVE_STATUS_CANCELED
 
-IDEMPOTENCY_HEADER = "x-idempotency-key"
 DEFAULT_ELIGIBILITY = "charging_only"
 EXPIRE_BATCH = 500
 _ACTIVATE_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class ExclusiveStart:
+    """What a driver asks to start: the store (by id, else by Google place id), the charger they are at, where
+    they are, and what the store may want to know of the visit."""
+
+    merchant_id: str
+    merchant_place_id: str
+    charger_id: str
+    lat: float
+    lng: float
+    accuracy_m: float
+    intent: str
+    party_size: int
+    needs_power_outlet: bool
+    is_to_go: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ShownSession:
+    """A session as the app shows it: its row (as `_view` reads it), its status now (EXPIRED once past its window,
+    whether or not that is written yet), the seconds left, and the walk from the charger to the store (measured
+    when linked, else estimated)."""
+
+    row: Any
+    status: int
+    remaining_seconds: int
+    walk_m: int
+    walk_minutes: int
+    charger_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Activated:
+    session: ShownSession
+    # The driver's key (or their running session) answered with a session started before.
+    idempotent: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifiedVisit:
+    """A session's verified visit (a verified_visits row) at the store named; `earlier` when verified before."""
+
+    visit: Any
+    merchant_name: str
+    earlier: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class StaffView:
+    """The session as the store's staff see it (its row with the store's name and the offer's title and
+    description), its status now and the seconds left."""
+
+    row: Any
+    status: int
+    remaining_seconds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckIn:
+    """A redeemed arrival code: the session, its visit (None only for a session checked in without one), and
+    whether it was redeemed by this call or before."""
+
+    session_id: str
+    visit: Any
+    redeemed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class OfferChanges:
+    """The fields of an offer to change; None leaves one as it is."""
+
+    title: str | None = None
+    description: str | None = None
+    daily_cap: int | None = None
+    session_cap: int | None = None
+    eligibility: str | None = None
+    is_active: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OfferAnalytics:
+    """The store's exclusive sessions, all time; the completion rate in percent, 2 decimals."""
+
+    activations: int
+    completes: int
+    unique_drivers: int
+    completion_rate: float
 
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _status_name(status: int) -> str:
+def status_name(status: int) -> str:
+    """The status's name without its prefix ("ACTIVE", "EXPIRED"), as answers and errors spell it."""
     return pb.ExclusiveStatus.Name(status).removeprefix("EXCLUSIVE_STATUS_")  # type: ignore[arg-type]
-
-
-def _driver(caller: Caller) -> str:
-    if caller.user_id is None:  # the access rule admits only signed-in drivers; this keeps mypy honest
-        raise PermissionDenied(CommonReason.PERMISSION_DENIED, "a signed-in driver is required")
-    return caller.user_id
-
-
-def _idempotency_key(field: str, context: Any) -> uuid.UUID | None:
-    """The request's key, else the `x-idempotency-key` header the gateway forwards as metadata."""
-    if field:
-        return uuid.UUID(field)  # validated as a UUID by the contract
-    header = next(
-        (value for key, value in (context.invocation_metadata() or ()) if key == IDEMPOTENCY_HEADER),
-        None,
-    )
-    if not header:
-        return None
-    try:
-        return uuid.UUID(str(header))
-    except ValueError:
-        raise InvalidArgument([("idempotency_key", "the x-idempotency-key header must be a UUID")]) from None
 
 
 def _session_not_found(session_id: str) -> NotFound:
@@ -148,8 +210,8 @@ def _expired(session_id: str) -> FailedPrecondition:
 def _not_active(session_id: str, status: int) -> FailedPrecondition:
     return FailedPrecondition(
         Reason.EXCLUSIVE_NOT_ACTIVE,
-        f"the exclusive session is {_status_name(status).lower()}",
-        {"exclusive_session_id": session_id, "status": _status_name(status)},
+        f"the exclusive session is {status_name(status).lower()}",
+        {"exclusive_session_id": session_id, "status": status_name(status)},
     )
 
 
@@ -560,94 +622,71 @@ async def update_offer(conn: AsyncConnection, merchant_id: str, offer_id: str, c
     return (await conn.execute(query)).first()
 
 
-def _offer_fields(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "merchant_id": row.merchant_id,
-        "title": row.title,
-        "description": row.description,
-        "daily_cap": row.daily_cap,
-        "session_cap": row.session_cap,
-        "eligibility": row.eligibility,
-        "is_active": row.is_active,
-        "created_at": timestamp(row.created_at),
-        "updated_at": timestamp(row.updated_at),
-    }
-
-
-def _session_value(session: pb.ExclusiveSession | None) -> struct_pb2.Value:
-    """The JSON form the app reads under `exclusive_session`: the object, or null."""
-    if session is None:
-        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
-    printed = json_format.MessageToDict(
-        session, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    # The app's schema demands merchant_id and charger_id with a string or null: unknown is null, never "".
-    for key in ("merchant_id", "charger_id"):
-        printed[key] = printed.get(key) or None
-    value = struct_pb2.Value()
-    value.struct_value.update(printed)
-    return value
-
-
-def _text_or_null(text: str | None) -> struct_pb2.Value:
-    if not text:
-        return struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
-    return struct_pb2.Value(string_value=text)
-
-
-def _same_activation(stored: Any, request: pb.ActivateExclusiveRequest) -> bool:
+def _same_activation(stored: Any, start: ExclusiveStart) -> bool:
     """Whether a replayed key asks for what it started: the same charger and merchant (by id or place id)."""
     merchant = (
-        stored.merchant_id == request.merchant_id
-        if request.merchant_id
-        else (stored.merchant_place_id == request.merchant_place_id)
+        stored.merchant_id == start.merchant_id
+        if start.merchant_id
+        else (stored.merchant_place_id == start.merchant_place_id)
     )
-    return bool(merchant and stored.charger_id == request.charger_id)
+    return bool(merchant and stored.charger_id == start.charger_id)
 
 
-class ExclusiveRpcs(Resources):
+class Exclusives:
+    """Exclusive offers: drivers start, verify and complete sessions; the store's staff look one up and redeem
+    arrival codes; admins cancel; owners configure their offers and read their figures."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        reads: AsyncEngine,
+        charger_directory: Callable[[str], Awaitable[sessions_pb2.GetChargerResponse]],
+    ) -> None:
+        self.engine = engine
+        self.reads = reads
+        # The sessions service's charger (records.Resources.directory_charger): CHARGER_NOT_FOUND or
+        # SESSIONS_UNAVAILABLE when it cannot give it.
+        self.charger_directory = charger_directory
+
     # --- drivers ------------------------------------------------------------------------------------------
 
-    async def ActivateExclusive(
-        self, request: pb.ActivateExclusiveRequest, context: Any
-    ) -> pb.ActivateExclusiveResponse:
-        driver_id = _driver(current_caller())
-        key = _idempotency_key(request.idempotency_key, context)
+    async def activate(self, driver_id: str, key: uuid.UUID | None, start: ExclusiveStart) -> Activated:
+        """Starts the driver's session of the store's offer at the charger (within 150 m of it, under the offer's
+        caps); their running session, or the one their key started, is the answer when there is one."""
         now = _now()
         async with self.reads.connect() as conn:
             if key is not None:
                 replayed = await session_by_key(conn, driver_id, key)
                 if replayed is not None:
-                    if not _same_activation(replayed, request):
+                    if not _same_activation(replayed, start):
                         raise Aborted(
                             Reason.IDEMPOTENCY_KEY_REUSED,
                             "this idempotency key started an exclusive at another merchant or charger",
                             {"exclusive_session_id": str(replayed.id)},
                         )
-                    return await self._activation_reply(replayed, now, idempotent=True)
+                    return await self._activated(replayed, now, idempotent=True)
             # At most one ACTIVE session per driver: a running one is the answer.
             running = await active_session(conn, driver_id)
             if running is not None and running.expires_at > now:
-                return await self._activation_reply(running, now, idempotent=True)
-            merchant_id: str | None = request.merchant_id
+                return await self._activated(running, now, idempotent=True)
+            merchant_id: str | None = start.merchant_id
             if not merchant_id:
-                merchant_id = await merchant_id_by_place(conn, request.merchant_place_id)
+                merchant_id = await merchant_id_by_place(conn, start.merchant_place_id)
             if merchant_id is None:
-                raise merchant_not_found(request.merchant_place_id)
+                raise merchant_not_found(start.merchant_place_id)
             merchant = await active_merchant(conn, merchant_id)
-            link = await charger_link(conn, merchant.id, request.charger_id)
+            link = await charger_link(conn, merchant.id, start.charger_id)
         charger: sessions_pb2.GetChargerResponse | None = None
         if link is None:
             # An offer belongs to the chargers the store is linked to (the ones whose drivers see it); elsewhere
             # the 150 m rule would measure from a charger the store has nothing to do with.
-            await self.directory_charger(request.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
+            await self.charger_directory(start.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
             raise FailedPrecondition(
                 Reason.NO_CHARGER_LINK,
                 "this merchant's exclusive offers are not available at this charger",
-                {"merchant_id": merchant.id, "charger_id": request.charger_id},
+                {"merchant_id": merchant.id, "charger_id": start.charger_id},
             )
-        distance_m = great_circle_m(request.lat, request.lng, link.charger_lat, link.charger_lng)
+        distance_m = great_circle_m(start.lat, start.lng, link.charger_lat, link.charger_lng)
         if not domain.within_exclusive_radius(distance_m):
             raise FailedPrecondition(
                 Reason.OUTSIDE_RADIUS,
@@ -658,24 +697,24 @@ class ExclusiveRpcs(Resources):
         values = {
             "driver_id": driver_id,
             "merchant_id": merchant.id,
-            "charger_id": request.charger_id,
+            "charger_id": start.charger_id,
             "status": ACTIVE,
             "idempotency_key": key,
-            "lat": request.lat,
-            "lng": request.lng,
-            "accuracy_m": request.accuracy_m,
+            "lat": start.lat,
+            "lng": start.lng,
+            "accuracy_m": start.accuracy_m,
             "distance_m": distance_m,
-            "intent": request.intent,
-            "party_size": request.party_size,
-            "needs_power_outlet": request.needs_power_outlet,
-            "is_to_go": request.is_to_go,
+            "intent": start.intent,
+            "party_size": start.party_size,
+            "needs_power_outlet": start.needs_power_outlet,
+            "is_to_go": start.is_to_go,
         }
         for _ in range(_ACTIVATE_ATTEMPTS):
             session_id, created = await self._start_exclusive(values, merchant.time_zone, key, now)
             if session_id is not None:
                 async with self.reads.connect() as conn:
                     row = await session_view(conn, session_id)
-                return await self._activation_reply(row, now, idempotent=not created, charger=charger)
+                return await self._activated(row, now, idempotent=not created, charger=charger)
         # The conflicting session changed state between our insert and our read, three times over.
         raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry")
 
@@ -695,61 +734,36 @@ class ExclusiveRpcs(Resources):
             if existing is not None:
                 return existing, False
             if offer is not None:
-                await self._check_offer_caps(conn, offer, time_zone, now)
+                await _check_offer_caps(conn, offer, time_zone, now)
             inserted = await insert_session(conn, values, offer.id if offer is not None else None, now)
             if inserted is not None:
                 return inserted, True
             # The insert waited for a concurrent one of this driver (or key) and yielded to it.
             return await existing_session_id(conn, driver_id, key), False
 
-    async def _check_offer_caps(
-        self, conn: AsyncConnection, offer: Any, time_zone: str, now: datetime.datetime
-    ) -> None:
-        """EXCLUSIVE_CAP_REACHED when the offer's daily or at-once cap is used up. Runs under the offer's lock."""
-        if offer.daily_cap > 0:
-            today = await sessions_of_offer_since(conn, offer.id, _local_day_start(now, time_zone))
-            if today >= offer.daily_cap:
-                raise ResourceExhausted(
-                    Reason.EXCLUSIVE_CAP_REACHED,
-                    "today's exclusive offers at this merchant are all taken",
-                    {"offer_id": offer.id, "cap": "daily", "daily_cap": str(offer.daily_cap)},
-                )
-        if offer.session_cap > 0:
-            running = await running_sessions_of_offer(conn, offer.id, now)
-            if running >= offer.session_cap:
-                raise ResourceExhausted(
-                    Reason.EXCLUSIVE_CAP_REACHED,
-                    "this merchant's exclusive offer is fully taken right now",
-                    {"offer_id": offer.id, "cap": "session", "session_cap": str(offer.session_cap)},
-                )
-
-    async def _activation_reply(
+    async def _activated(
         self,
         row: Any,
         now: datetime.datetime,
         *,
         idempotent: bool,
         charger: sessions_pb2.GetChargerResponse | None = None,
-    ) -> pb.ActivateExclusiveResponse:
+    ) -> Activated:
         status = row.status
         if status == ACTIVE and row.expires_at <= now:  # a replayed key of a session past its window
             async with self.engine.begin() as conn:
                 await _expire_session(conn, row.id)
             status = EXPIRED
-        session = await self._exclusive_message(row, now, status=status, charger=charger)
-        return pb.ActivateExclusiveResponse(
-            status=_status_name(status), exclusive_session=session, idempotent=idempotent
-        )
+        return Activated(await self._shown(row, now, status=status, charger=charger), idempotent)
 
-    async def _exclusive_message(
+    async def _shown(
         self,
         row: Any,
         now: datetime.datetime,
         *,
-        status: int | None = None,
+        status: int,
         charger: sessions_pb2.GetChargerResponse | None = None,
-    ) -> pb.ExclusiveSession:
-        status = row.status if status is None else status
+    ) -> ShownSession:
         if row.link_walk_distance_m is not None:
             walk_m, walk_s, charger_name = row.link_walk_distance_m, row.link_walk_time_s, row.link_charger_name
         else:
@@ -760,219 +774,105 @@ class ExclusiveRpcs(Resources):
             origin = (charger.lat, charger.lng) if charger is not None else (row.lat, row.lng)
             walk_m, walk_s = domain.walk_estimate(origin, (row.merchant_lat, row.merchant_lng))
             charger_name = charger.name if charger is not None else ""
-        photos = list(row.merchant_photo_urls)
-        return pb.ExclusiveSession(
-            id=str(row.id),
-            merchant_id=row.merchant_id,
-            charger_id=row.charger_id,
-            expires_at=timestamp(row.expires_at),
-            activated_at=timestamp(row.activated_at),
+        return ShownSession(
+            row=row,
+            status=status,
             remaining_seconds=domain.remaining_seconds(row.expires_at, now) if status == ACTIVE else 0,
-            merchant_name=row.merchant_name,
-            merchant_place_id=row.merchant_place_id or "",
-            exclusive_title=row.offer_title or "",
-            merchant_lat=row.merchant_lat,
-            merchant_lng=row.merchant_lng,
-            merchant_distance_m=walk_m,
-            merchant_walk_time_min=domain.walk_minutes(walk_s),
-            merchant_category=row.merchant_category,
-            merchant_photo_url=photos[0] if photos else "",
+            walk_m=walk_m,
+            walk_minutes=domain.walk_minutes(walk_s),
             charger_name=charger_name,
-            verification_code=row.visit_code or "",
-            arrival_code=row.arrival_code or "",
-            charging_active=False,
-            status=cast(pb.ExclusiveStatus, status),
         )
 
     async def _directory_charger_or_none(self, charger_id: str) -> sessions_pb2.GetChargerResponse | None:
         """The charger for display only: None when unknown or the directory does not answer."""
         try:
-            return await self.directory_charger(charger_id)
+            return await self.charger_directory(charger_id)
         except (NotFound, Unavailable):
             return None
 
-    async def VerifyExclusiveVisit(
-        self, request: pb.VerifyExclusiveVisitRequest, context: Any
-    ) -> pb.VerifyExclusiveVisitResponse:
-        driver_id = _driver(current_caller())
-        session_id = uuid.UUID(request.exclusive_session_id)
+    async def verify_visit(
+        self, driver_id: str, session_id: str, lat: float | None, lng: float | None
+    ) -> VerifiedVisit:
+        """Records the visit of the driver's live session at (lat, lng) — where they activated when not given —
+        and completes the session; a session verified before answers with its visit."""
+        session_uuid = uuid.UUID(session_id)
         now = _now()
         async with self.engine.begin() as conn:
-            row = await drivers_session_for_update(conn, session_id, driver_id)
+            row = await drivers_session_for_update(conn, session_uuid, driver_id)
             if row is None:
-                raise _session_not_found(request.exclusive_session_id)
+                raise _session_not_found(session_id)
             merchant = await load_merchant(conn, row.merchant_id)
-            visit = await visit_of(conn, session_id)
+            visit = await visit_of(conn, session_uuid)
             if visit is not None:
-                return pb.VerifyExclusiveVisitResponse(
-                    status="ALREADY_VERIFIED",
-                    verification_code=visit.verification_code,
-                    visit_number=visit.visit_number,
-                    merchant_name=merchant.name,
-                    verified_at=timestamp(visit.verified_at),
-                )
-            where = (
-                request.lat if request.HasField("lat") else row.lat,
-                request.lng if request.HasField("lng") else row.lng,
-            )
-            visit = await self._complete_with_visit(conn, row, merchant, where, now, also={})
+                return VerifiedVisit(visit, merchant.name, earlier=True)
+            where = (row.lat if lat is None else lat, row.lng if lng is None else lng)
+            visit = await _complete_with_visit(conn, row, merchant, where, now, also={})
         if visit is None:  # the EXPIRED mark is committed before the refusal
-            raise _expired(request.exclusive_session_id)
-        return pb.VerifyExclusiveVisitResponse(
-            status="VERIFIED",
-            verification_code=visit.verification_code,
-            visit_number=visit.visit_number,
-            merchant_name=merchant.name,
-            verified_at=timestamp(visit.verified_at),
-        )
+            raise _expired(session_id)
+        return VerifiedVisit(visit, merchant.name, earlier=False)
 
-    async def _complete_with_visit(
-        self,
-        conn: AsyncConnection,
-        row: Any,
-        merchant: Any,
-        where: tuple[float, float],
-        now: datetime.datetime,
-        *,
-        also: dict[str, Any],
-    ) -> Any:
-        """Records the visit of a live session and completes it (with `also`, more columns of the session).
-        None when its window is over: the EXPIRED mark is written, and the caller refuses after the commit."""
-        if merchant.status != MERCHANT_ACTIVE:
-            # A store that paused (or was suspended) since the activation takes no new visits.
-            raise FailedPrecondition(
-                Reason.MERCHANT_NOT_ACTIVE, "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
-            )
-        if row.status == ACTIVE and row.expires_at <= now:
-            await _expire_session(conn, row.id)
-            return None
-        if row.status == EXPIRED:
-            raise _expired(str(row.id))
-        if row.status != ACTIVE:
-            raise _not_active(str(row.id), row.status)
-        visit = await self._record_verified_visit(conn, row, merchant, where, now)
-        await complete_session(conn, row.id, now, **also)
-        return visit
-
-    async def _record_verified_visit(
-        self, conn: AsyncConnection, session: Any, merchant: Any, where: tuple[float, float], now: datetime.datetime
-    ) -> Any:
-        """The merchant's next visit of its local day, numbered under a lock on the merchant."""
-        visit_date = now.astimezone(ZoneInfo(merchant.time_zone)).date()
-        number = await lock_next_visit_number(conn, merchant.id, visit_date)
-        code = domain.verification_code(domain.region_code(merchant.zone_slug), merchant.short_code, number)
-        return await insert_visit(
-            conn,
-            exclusive_session_id=session.id,
-            merchant_id=merchant.id,
-            driver_id=session.driver_id,
-            visit_date=visit_date,
-            visit_number=number,
-            verification_code=code,
-            lat=where[0],
-            lng=where[1],
-            verified_at=now,
-        )
-
-    async def CompleteExclusive(
-        self, request: pb.CompleteExclusiveRequest, context: Any
-    ) -> pb.CompleteExclusiveResponse:
-        driver_id = _driver(current_caller())
-        session_id = uuid.UUID(request.exclusive_session_id)
-        feedback = (
-            json_format.MessageToDict(
-                request.feedback, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-            )
-            if request.HasField("feedback")
-            else None
-        )
+    async def complete(self, driver_id: str, session_id: str, feedback: dict[str, Any] | None) -> bool:
+        """Completes the driver's live session with their feedback (a completed one takes new feedback); True
+        when it was completed before."""
+        session_uuid = uuid.UUID(session_id)
         now = _now()
         async with self.engine.begin() as conn:
-            row = await drivers_session_for_update(conn, session_id, driver_id)
+            row = await drivers_session_for_update(conn, session_uuid, driver_id)
             if row is None:
-                raise _session_not_found(request.exclusive_session_id)
+                raise _session_not_found(session_id)
             lapsed = row.status == ACTIVE and row.expires_at <= now
             if lapsed:
-                await _expire_session(conn, session_id)
+                await _expire_session(conn, session_uuid)
             elif row.status == ACTIVE:
-                await complete_session(conn, session_id, now, feedback=feedback)
+                await complete_session(conn, session_uuid, now, feedback=feedback)
             elif row.status == COMPLETED:
                 if feedback is not None:
-                    await set_feedback(conn, session_id, feedback)
+                    await set_feedback(conn, session_uuid, feedback)
             elif row.status == EXPIRED:
-                raise _expired(request.exclusive_session_id)
+                raise _expired(session_id)
             else:
-                raise _not_active(request.exclusive_session_id, row.status)
+                raise _not_active(session_id, row.status)
         if lapsed:
-            raise _expired(request.exclusive_session_id)
-        return pb.CompleteExclusiveResponse(status="COMPLETED", idempotent=row.status == COMPLETED, nova_earned=0)
+            raise _expired(session_id)
+        return bool(row.status == COMPLETED)
 
-    async def GetActiveExclusive(
-        self, request: pb.GetActiveExclusiveRequest, context: Any
-    ) -> pb.GetActiveExclusiveResponse:
-        driver_id = _driver(current_caller())
+    async def shown_session(self, driver_id: str, *, include_expired: bool) -> ShownSession | None:
+        """The driver's ACTIVE session; with `include_expired` else the latest one that expired within the last
+        window. None when there is none."""
         now = _now()
         async with self.reads.connect() as conn:
-            row = await latest_shown_session(conn, driver_id, now, include_expired=request.include_expired)
+            row = await latest_shown_session(conn, driver_id, now, include_expired=include_expired)
         if row is None:
-            return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
+            return None
         status = row.status
         if status == ACTIVE and row.expires_at <= now:
             async with self.engine.begin() as conn:
                 await _expire_session(conn, row.id)
             status = EXPIRED
-        if status != ACTIVE and not request.include_expired:
-            return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(None))
-        session = await self._exclusive_message(row, now, status=status)
-        return pb.GetActiveExclusiveResponse(exclusive_session=_session_value(session), session=session)
+        if status != ACTIVE and not include_expired:
+            return None
+        return await self._shown(row, now, status=status)
 
     # --- the store's staff ----------------------------------------------------------------------------------
 
-    async def GetExclusiveStaffView(
-        self, request: pb.GetExclusiveStaffViewRequest, context: Any
-    ) -> pb.GetExclusiveStaffViewResponse:
+    async def staff_view(self, session_id: str) -> StaffView | None:
+        """The session for the store's staff; None when unknown."""
         async with self.reads.connect() as conn:
-            row = await staff_session(conn, uuid.UUID(request.exclusive_session_id))
+            row = await staff_session(conn, uuid.UUID(session_id))
         if row is None:
-            null = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
-            return pb.GetExclusiveStaffViewResponse(
-                exclusive_session=null, merchant_name=null, exclusive_title=null, staff_instructions=null
-            )
+            return None
         now = _now()
         status = row.status
         if status == ACTIVE and row.expires_at <= now:
             status = EXPIRED  # the read says so; the worker (or the driver's next read) writes it
-        view = pb.ExclusiveStaffView(
-            id=str(row.id),
-            merchant_id=row.merchant_id,
-            expires_at=timestamp(row.expires_at),
-            activated_at=timestamp(row.activated_at),
-            remaining_seconds=domain.remaining_seconds(row.expires_at, now) if status == ACTIVE else 0,
-            status=cast(pb.ExclusiveStatus, status),
-            merchant_name=row.merchant_name,
-            exclusive_title=row.offer_title,
-            staff_instructions=row.description,
-        )
-        session = json_format.MessageToDict(
-            view, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-        shown = {key: session[key] for key in ("id", "merchant_id", "expires_at", "activated_at", "status")}
-        session_value = struct_pb2.Value()
-        session_value.struct_value.update({**shown, "charger_id": None, "remaining_seconds": view.remaining_seconds})
-        return pb.GetExclusiveStaffViewResponse(
-            exclusive_session=session_value,
-            merchant_name=_text_or_null(row.merchant_name),
-            exclusive_title=_text_or_null(row.offer_title),
-            staff_instructions=_text_or_null(row.description),
-            staff_view=view,
-        )
+        remaining = domain.remaining_seconds(row.expires_at, now) if status == ACTIVE else 0
+        return StaffView(row, status, remaining)
 
-    async def RedeemCheckInCode(
-        self, request: pb.RedeemCheckInCodeRequest, context: Any
-    ) -> pb.RedeemCheckInCodeResponse:
-        code = domain.normalized_arrival_code(request.code)
+    async def redeem_check_in(self, typed_code: str, order_number: str, order_total_cents: int) -> CheckIn:
+        """Checks the driver in by the arrival code staff typed (with the order, when given): records the visit
+        and completes the session; a code redeemed before answers with its visit."""
+        code = domain.normalized_arrival_code(typed_code)
         now = _now()
-        null = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)
         async with self.engine.begin() as conn:
             # The live session with this code, else the latest one that had it (used, lapsed or ended).
             row = await session_by_arrival_code_for_update(conn, code)
@@ -980,139 +880,183 @@ class ExclusiveRpcs(Resources):
                 raise NotFound(Reason.CHECK_IN_CODE_UNKNOWN, "no exclusive has this arrival code")
             visit = await visit_of(conn, row.id)
             if row.checked_in_at is not None or visit is not None:
-                return pb.RedeemCheckInCodeResponse(
-                    redeemed=False,
-                    session_id=str(row.id),
-                    already_redeemed=True,
-                    error=null,
-                    verification_code=visit.verification_code if visit is not None else "",
-                    visit_number=visit.visit_number if visit is not None else 0,
-                )
+                return CheckIn(str(row.id), visit, redeemed=False)
             merchant = await load_merchant(conn, row.merchant_id)
             checked_in = {
                 "checked_in_at": now,
-                "check_in_order_number": request.order_number or None,
-                "check_in_order_total_cents": request.order_total_cents or None,
+                "check_in_order_number": order_number or None,
+                "check_in_order_total_cents": order_total_cents or None,
             }
-            visit = await self._complete_with_visit(conn, row, merchant, (row.lat, row.lng), now, also=checked_in)
+            visit = await _complete_with_visit(conn, row, merchant, (row.lat, row.lng), now, also=checked_in)
         if visit is None:  # the EXPIRED mark is committed before the refusal
             raise _expired(str(row.id))
-        return pb.RedeemCheckInCodeResponse(
-            redeemed=True,
-            session_id=str(row.id),
-            already_redeemed=False,
-            error=null,
-            verification_code=visit.verification_code,
-            visit_number=visit.visit_number,
-        )
+        return CheckIn(str(row.id), visit, redeemed=True)
 
     # --- admins -------------------------------------------------------------------------------------------
 
-    async def CancelExclusive(self, request: pb.CancelExclusiveRequest, context: Any) -> pb.CancelExclusiveResponse:
-        admin_id = current_caller().user_id
-        target = request.WhichOneof("target")
+    async def cancel(
+        self, admin_id: str | None, reason: str, *, exclusive_session_id: str = "", charger_id: str = ""
+    ) -> list[str]:
+        """Cancels the live session `exclusive_session_id`, or every live session at `charger_id` (one of the two
+        is given); returns the canceled sessions' ids, sorted."""
+        target = "exclusive_session_id" if exclusive_session_id else "charger_id"
         now = _now()
         async with self.engine.begin() as conn:
-            if target == "exclusive_session_id":
-                session_id = uuid.UUID(request.exclusive_session_id)
+            if exclusive_session_id:
+                session_id = uuid.UUID(exclusive_session_id)
                 if not await session_exists(conn, session_id):
-                    raise _session_not_found(request.exclusive_session_id)
+                    raise _session_not_found(exclusive_session_id)
                 which = store.exclusive_sessions.c.id == session_id
             else:
-                which = store.exclusive_sessions.c.charger_id == request.charger_id
-            canceled = await cancel_live_sessions(conn, which, now, reason=request.reason, canceled_by=admin_id)
+                which = store.exclusive_sessions.c.charger_id == charger_id
+            canceled = await cancel_live_sessions(conn, which, now, reason=reason, canceled_by=admin_id)
         ids = sorted(str(session_id) for session_id in canceled)
         log.info(
             "exclusive sessions canceled by an admin",
             extra={
                 "audit": "exclusive.cancel",
                 "admin_id": admin_id,
-                "reason": request.reason,
+                "reason": reason,
                 "target": target,
-                "exclusive_session_id": request.exclusive_session_id,
-                "charger_id": request.charger_id,
+                "exclusive_session_id": exclusive_session_id,
+                "charger_id": charger_id,
                 "canceled_count": len(ids),
                 "exclusive_session_ids": ids,
             },
         )
-        return pb.CancelExclusiveResponse(canceled_count=len(ids), exclusive_session_ids=ids)
+        return ids
 
     # --- merchants: offer configuration -------------------------------------------------------------------
 
-    async def ListMerchantExclusives(
-        self, request: pb.ListMerchantExclusivesRequest, context: Any
-    ) -> pb.ListMerchantExclusivesResponse:
+    async def offers(self, merchant_id: str, caller: Caller) -> Sequence[Any]:
+        """The store's offers, newest first."""
         async with self.reads.connect() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
-            rows = await merchant_offers(conn, request.merchant_id)
-        items = [pb.MerchantExclusive(**_offer_fields(row)) for row in rows]
-        return pb.ListMerchantExclusivesResponse(exclusives=items, json_array=json_array(items))
+            await owned_merchant(conn, merchant_id, caller)
+            return await merchant_offers(conn, merchant_id)
 
-    async def CreateMerchantExclusive(
-        self, request: pb.CreateMerchantExclusiveRequest, context: Any
-    ) -> pb.CreateMerchantExclusiveResponse:
+    async def create_offer(
+        self,
+        merchant_id: str,
+        caller: Caller,
+        *,
+        title: str,
+        description: str,
+        daily_cap: int,
+        session_cap: int,
+        eligibility: str,
+    ) -> Any:
+        """A new, active offer of the store (linked to a charger at least); `eligibility` "" is charging only."""
         async with self.engine.begin() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
-            if not await has_charger_link(conn, request.merchant_id):
+            await owned_merchant(conn, merchant_id, caller, write=True)
+            if not await has_charger_link(conn, merchant_id):
                 raise FailedPrecondition(
                     Reason.NO_CHARGER_LINK,
                     "an exclusive offer needs the merchant linked to at least one charger",
-                    {"merchant_id": request.merchant_id},
+                    {"merchant_id": merchant_id},
                 )
-            row = await insert_offer(
+            return await insert_offer(
                 conn,
-                merchant_id=request.merchant_id,
-                title=request.title,
-                description=request.description,
-                daily_cap=request.daily_cap,
-                session_cap=request.session_cap,
-                eligibility=request.eligibility or DEFAULT_ELIGIBILITY,
+                merchant_id=merchant_id,
+                title=title,
+                description=description,
+                daily_cap=daily_cap,
+                session_cap=session_cap,
+                eligibility=eligibility or DEFAULT_ELIGIBILITY,
             )
-        return pb.CreateMerchantExclusiveResponse(**_offer_fields(row))
 
-    async def UpdateMerchantExclusive(
-        self, request: pb.UpdateMerchantExclusiveRequest, context: Any
-    ) -> pb.UpdateMerchantExclusiveResponse:
-        changes = {
-            name: getattr(request, name)
-            for name in ("title", "description", "daily_cap", "session_cap", "eligibility", "is_active")
-            if request.HasField(name)
-        }
+    async def change_offer(self, merchant_id: str, caller: Caller, offer_id: str, changes: OfferChanges) -> Any:
+        """The store's offer after `changes`; EXCLUSIVE_OFFER_NOT_FOUND when the store has no such offer."""
+        values = {name: value for name, value in dataclasses.asdict(changes).items() if value is not None}
         async with self.engine.begin() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
-            row = await update_offer(conn, request.merchant_id, request.exclusive_id, changes)
+            await owned_merchant(conn, merchant_id, caller, write=True)
+            row = await update_offer(conn, merchant_id, offer_id, values)
         if row is None:
             raise NotFound(
                 Reason.EXCLUSIVE_OFFER_NOT_FOUND,
                 "no exclusive offer with that id at this merchant",
-                {"merchant_id": request.merchant_id, "exclusive_id": request.exclusive_id},
+                {"merchant_id": merchant_id, "exclusive_id": offer_id},
             )
-        return pb.UpdateMerchantExclusiveResponse(**_offer_fields(row))
+        return row
 
-    async def EnableMerchantExclusive(
-        self, request: pb.EnableMerchantExclusiveRequest, context: Any
-    ) -> pb.EnableMerchantExclusiveResponse:
-        updated = await self.UpdateMerchantExclusive(
-            pb.UpdateMerchantExclusiveRequest(
-                merchant_id=request.merchant_id, exclusive_id=request.exclusive_id, is_active=request.enabled
-            ),
-            context,
-        )
-        return pb.EnableMerchantExclusiveResponse(ok=True, is_active=updated.is_active)
-
-    async def GetMerchantAnalytics(
-        self, request: pb.GetMerchantAnalyticsRequest, context: Any
-    ) -> pb.GetMerchantAnalyticsResponse:
+    async def analytics(self, merchant_id: str, caller: Caller) -> OfferAnalytics:
         async with self.reads.connect() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
-            activations, completes, drivers = await exclusive_figures(conn, request.merchant_id)
-        return pb.GetMerchantAnalyticsResponse(
-            merchant_id=request.merchant_id,
+            await owned_merchant(conn, merchant_id, caller)
+            activations, completes, drivers = await exclusive_figures(conn, merchant_id)
+        return OfferAnalytics(
             activations=activations,
             completes=completes,
             unique_drivers=drivers,
             completion_rate=round(completes * 100 / activations, 2) if activations else 0.0,
         )
+
+
+async def _check_offer_caps(conn: AsyncConnection, offer: Any, time_zone: str, now: datetime.datetime) -> None:
+    """EXCLUSIVE_CAP_REACHED when the offer's daily or at-once cap is used up. Runs under the offer's lock."""
+    if offer.daily_cap > 0:
+        today = await sessions_of_offer_since(conn, offer.id, _local_day_start(now, time_zone))
+        if today >= offer.daily_cap:
+            raise ResourceExhausted(
+                Reason.EXCLUSIVE_CAP_REACHED,
+                "today's exclusive offers at this merchant are all taken",
+                {"offer_id": offer.id, "cap": "daily", "daily_cap": str(offer.daily_cap)},
+            )
+    if offer.session_cap > 0:
+        running = await running_sessions_of_offer(conn, offer.id, now)
+        if running >= offer.session_cap:
+            raise ResourceExhausted(
+                Reason.EXCLUSIVE_CAP_REACHED,
+                "this merchant's exclusive offer is fully taken right now",
+                {"offer_id": offer.id, "cap": "session", "session_cap": str(offer.session_cap)},
+            )
+
+
+async def _complete_with_visit(
+    conn: AsyncConnection,
+    row: Any,
+    merchant: Any,
+    where: tuple[float, float],
+    now: datetime.datetime,
+    *,
+    also: dict[str, Any],
+) -> Any:
+    """Records the visit of a live session and completes it (with `also`, more columns of the session).
+    None when its window is over: the EXPIRED mark is written, and the caller refuses after the commit."""
+    if merchant.status != MERCHANT_ACTIVE:
+        # A store that paused (or was suspended) since the activation takes no new visits.
+        raise FailedPrecondition(
+            Reason.MERCHANT_NOT_ACTIVE, "the merchant is not taking Nerava visits now", {"merchant_id": merchant.id}
+        )
+    if row.status == ACTIVE and row.expires_at <= now:
+        await _expire_session(conn, row.id)
+        return None
+    if row.status == EXPIRED:
+        raise _expired(str(row.id))
+    if row.status != ACTIVE:
+        raise _not_active(str(row.id), row.status)
+    visit = await _record_verified_visit(conn, row, merchant, where, now)
+    await complete_session(conn, row.id, now, **also)
+    return visit
+
+
+async def _record_verified_visit(
+    conn: AsyncConnection, session: Any, merchant: Any, where: tuple[float, float], now: datetime.datetime
+) -> Any:
+    """The merchant's next visit of its local day, numbered under a lock on the merchant."""
+    visit_date = now.astimezone(ZoneInfo(merchant.time_zone)).date()
+    number = await lock_next_visit_number(conn, merchant.id, visit_date)
+    code = domain.verification_code(domain.region_code(merchant.zone_slug), merchant.short_code, number)
+    return await insert_visit(
+        conn,
+        exclusive_session_id=session.id,
+        merchant_id=merchant.id,
+        driver_id=session.driver_id,
+        visit_date=visit_date,
+        visit_number=number,
+        verification_code=code,
+        lat=where[0],
+        lng=where[1],
+        verified_at=now,
+    )
 
 
 # --- background -----------------------------------------------------------------------------------------------
@@ -1150,4 +1094,4 @@ async def expire_exclusives(resources: Resources, stop: asyncio.Event, every_s: 
             await asyncio.wait_for(stop.wait(), timeout=every_s)
 
 
-__all__ = ["ACCESS", "ExclusiveRpcs", "expire_due_exclusives", "expire_exclusives"]
+__all__ = ["ACCESS", "Exclusives", "expire_due_exclusives", "expire_exclusives"]

@@ -19,6 +19,7 @@ MERCHANT_NOT_FOUND.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import hashlib
 import urllib.parse
@@ -27,27 +28,24 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-from google.api import httpbody_pb2
-from nerava.ledger.v1 import ledger_pb2
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2
-from sqlalchemy.ext.asyncio import AsyncConnection
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.context import current_caller
+from services.common.context import Caller
 from services.common.errors import NotFound, PermissionDenied, Unavailable
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access
-from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.merchants import artwork, domain, store
+from services.merchants.config import MerchantsSettings
 from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
     ADMIN_READONLY,
     MERCHANT,
     STORE,
-    Resources,
     checkout_url,
     load_merchant,
-    merchant_message,
     merchant_not_found,
     open_status,
     owned_merchant,
@@ -94,6 +92,108 @@ _FEE_STATUS = {
 _KIND_PREFIX = "TRANSFER_KIND_"
 
 
+@dataclasses.dataclass(frozen=True)
+class NovaTransfer:
+    """A transfer of the store's Nova account: `type` is the ledger kind in lower case, `driver_user_id` the
+    driver's side ("" for grants)."""
+
+    id: str
+    type: str
+    amount: int
+    driver_user_id: str
+    created_at: datetime.datetime | None
+    metadata: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class MyStore:
+    """The owner's store the portal opens on (a merchants row), its Nova, and the ids of all their stores."""
+
+    merchant: Any
+    square_connected: bool
+    nova_balance: int
+    transfers: list[NovaTransfer]
+    merchant_ids: list[str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Insights:
+    """Charging sessions at the store's linked chargers: peak hours as (hour, sessions), busiest first; the
+    averages None when no session gives one."""
+
+    sessions: int
+    unique_drivers: int
+    peak_hours: list[tuple[int, int]]
+    avg_duration_minutes: float | None
+    avg_kwh: float | None
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSummary:
+    """The store's COMPLETED redemptions: all of them, and those of the rolling 7 and 30 days."""
+
+    redemptions: int
+    discount_cents: int
+    unique_drivers: int
+    last_7d: int
+    last_30d: int
+    avg_discount_cents: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Visit:
+    """One row of the visit log: a VERIFIED visit (`at` = when verified) or an ACTIVE session (`at` = activation)."""
+
+    id: str
+    at: datetime.datetime
+    exclusive_id: str
+    exclusive_title: str
+    driver_anonymized: str
+    status: str
+    duration_minutes: int
+    charger_id: str
+    location_name: str
+    verification_code: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VisitPage:
+    visits: list[Visit]
+    total: int
+    verified: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FeePeriod:
+    """The ledger's fee period of a month: first and last day ("YYYY-MM-DD"), status accruing/invoiced/paid."""
+
+    start: str
+    end: str
+    nova_redeemed_cents: int
+    fee_cents: int
+    status: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PreviewLink:
+    merchant_id: str
+    url: str
+    signature: str
+    expires_at: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class StorePreview:
+    """What a valid preview link shows: the store (a merchants row), whether it is open, its nearest linked
+    charger (a charger_links row, or None) and its verified visits."""
+
+    merchant: Any
+    open_now: bool
+    open_until: str | None
+    nearest_charger: Any
+    verified_visits: int
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -114,7 +214,7 @@ def transfer_type(kind: int) -> str:
     return name.removeprefix(_KIND_PREFIX).lower()
 
 
-def transaction_message(transfer: ledger_pb2.Transfer) -> pb.MerchantTransaction:
+def nova_transfer(transfer: ledger_pb2.Transfer) -> NovaTransfer:
     """A ledger transfer of the merchant's Nova account as the portal lists it; the driver is the driver-Nova side
     of the transfer (the debited driver of a redemption), empty for grants."""
     driver = next(
@@ -125,12 +225,12 @@ def transaction_message(transfer: ledger_pb2.Transfer) -> pb.MerchantTransaction
         ),
         "",
     )
-    return pb.MerchantTransaction(
+    return NovaTransfer(
         id=transfer.id,
         type=transfer_type(transfer.kind),
         amount=transfer.amount,
         driver_user_id=driver,
-        created_at=transfer.created_at,
+        created_at=transfer.created_at.ToDatetime(datetime.UTC) if transfer.HasField("created_at") else None,
         metadata={field.name: str(value) for field, value in transfer.metadata.ListFields()},
     )
 
@@ -146,13 +246,12 @@ def half_up_average(total: int, count: int) -> int:
     return (2 * total + count) // (2 * count) if count else 0
 
 
-async def _my_stores(conn: AsyncConnection) -> Sequence[Any]:
-    """The caller's stores, oldest first; MERCHANT_NOT_FOUND when they own none."""
-    caller = current_caller()
+async def _my_stores(conn: AsyncConnection, owner_id: str | None) -> Sequence[Any]:
+    """The owner's stores, oldest first; MERCHANT_NOT_FOUND when they own none."""
     rows = (
         await conn.execute(
             sa.select(store.merchants)
-            .where(store.merchants.c.owner_user_id == caller.user_id)
+            .where(store.merchants.c.owner_user_id == owner_id)
             .order_by(store.merchants.c.created_at, store.merchants.c.id)
         )
     ).all()
@@ -243,17 +342,17 @@ def _visit_rows(merchant_id: str, status: str, since: datetime.datetime | None, 
     return (parts[0] if len(parts) == 1 else sa.union_all(*parts)).subquery("visits")
 
 
-def _visit_message(merchant_id: str, row: Any) -> pb.MerchantVisit:
+def _visit(merchant_id: str, row: Any) -> Visit:
     minutes = 0
     if row.status == VERIFIED:
         minutes = max(0, int((row.at - row.activated_at).total_seconds() // 60))
-    return pb.MerchantVisit(
+    return Visit(
         id=str(row.id),
-        timestamp=timestamp(row.at),
+        at=row.at,
         exclusive_id=row.offer_id or "",
         exclusive_title=row.title or "",
-        driver_id_anonymized=anonymized_driver(merchant_id, row.driver_id),
-        verification_status=row.status,
+        driver_anonymized=anonymized_driver(merchant_id, row.driver_id),
+        status=row.status,
         duration_minutes=minutes,
         charger_id=row.charger_id or "",
         location_name=row.location or "",
@@ -325,32 +424,43 @@ async def visit_count(conn: AsyncConnection, merchant_id: str) -> int:
     return count
 
 
-class PortalRpcs(Resources):
-    async def GetMyMerchant(self, request: pb.GetMyMerchantRequest, context: Any) -> pb.GetMyMerchantResponse:
+class Portal:
+    """The owner's portal: their stores and Nova, the reports over redemptions and visits, the share card and QR
+    sign, and the signed preview links. Ownership is checked here (records.owned_merchant) with the caller the
+    servicer hands in."""
+
+    def __init__(
+        self,
+        reads: AsyncEngine,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        settings: MerchantsSettings,
+    ) -> None:
+        self.reads = reads
+        self.ledger = ledger
+        self.sessions = sessions
+        self.settings = settings
+
+    async def my_store(self, owner_id: str | None) -> MyStore:
+        """The owner's first ACTIVE store (else their oldest), with its Nova; MERCHANT_NOT_FOUND without a store."""
         async with self.reads.connect() as conn:
-            rows = await _my_stores(conn)
+            rows = await _my_stores(conn, owner_id)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             connected = await store.square_connected(conn, row.id)
         balance, transfers = await self._merchant_nova(row.id)
-        return pb.GetMyMerchantResponse(
-            merchant=pb.MerchantAccount(
-                id=row.id,
-                name=row.name,
-                nova_balance=balance,
-                zone_slug=row.zone_slug,
-                status=row.status,
-                details=merchant_message(row, square_connected=connected, owner_view=True),
-            ),
-            transactions=[transaction_message(t) for t in transfers],
+        return MyStore(
+            merchant=row,
+            square_connected=connected,
+            nova_balance=balance,
+            transfers=[nova_transfer(t) for t in transfers],
             merchant_ids=[r.id for r in rows],
         )
 
-    async def GetMyMerchantInsights(
-        self, request: pb.GetMyMerchantInsightsRequest, context: Any
-    ) -> pb.GetMyMerchantInsightsResponse:
-        period = request.period or DEFAULT_INSIGHTS_PERIOD
+    async def insights(self, owner_id: str | None, period: str) -> Insights:
+        """Charging near the owner's store (as `my_store` picks it) over `period` (a key of INSIGHTS_PERIODS),
+        from the sessions service."""
         async with self.reads.connect() as conn:
-            rows = await _my_stores(conn)
+            rows = await _my_stores(conn, owner_id)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             chargers = await linked_charger_ids(conn, row.id)
         since = _now() - INSIGHTS_PERIODS[period]
@@ -362,17 +472,13 @@ class PortalRpcs(Resources):
             )
         except grpc.aio.AioRpcError:
             raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the sessions service did not answer; retry") from None
-        reply = pb.GetMyMerchantInsightsResponse(
-            period=period,
-            ev_sessions_nearby=summary.total_sessions,
+        return Insights(
+            sessions=summary.total_sessions,
             unique_drivers=summary.unique_drivers,
-            peak_hours=[pb.PeakHour(hour=h.hour, sessions=h.sessions) for h in summary.hours[:PEAK_HOURS]],
+            peak_hours=[(h.hour, h.sessions) for h in summary.hours[:PEAK_HOURS]],
+            avg_duration_minutes=(summary.avg_duration_minutes if summary.HasField("avg_duration_minutes") else None),
+            avg_kwh=summary.avg_kwh if summary.HasField("avg_kwh") else None,
         )
-        if summary.HasField("avg_duration_minutes"):
-            reply.avg_duration_minutes = summary.avg_duration_minutes
-        if summary.HasField("avg_kwh"):
-            reply.avg_kwh = summary.avg_kwh
-        return reply
 
     async def _merchant_nova(self, merchant_id: str) -> tuple[int, list[ledger_pb2.Transfer]]:
         """(balance, last transfers newest first) of the merchant's Nova account; (0, []) before its first
@@ -389,93 +495,76 @@ class PortalRpcs(Resources):
             raise _ledger_unavailable() from None
         return reply.account.balance, list(listed.transfers)
 
-    async def GetMerchantSummary(
-        self, request: pb.GetMerchantSummaryRequest, context: Any
-    ) -> pb.GetMerchantSummaryResponse:
+    async def summary(self, merchant_id: str, caller: Caller) -> StoreSummary:
         async with self.reads.connect() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
-            totals = await store_totals(conn, request.merchant_id, _now())
-        return pb.GetMerchantSummaryResponse(
-            total_redemptions=totals.total,
-            total_discount_cents=totals.discount,
-            unique_driver_count=totals.drivers,
-            last_7d_redemptions=totals.last_7d,
-            last_30d_redemptions=totals.last_30d,
+            await owned_merchant(conn, merchant_id, caller)
+            totals = await store_totals(conn, merchant_id, _now())
+        return StoreSummary(
+            redemptions=totals.total,
+            discount_cents=totals.discount,
+            unique_drivers=totals.drivers,
+            last_7d=totals.last_7d,
+            last_30d=totals.last_30d,
             avg_discount_cents=half_up_average(totals.discount, totals.total),
         )
 
-    async def ListMerchantVisits(
-        self, request: pb.ListMerchantVisitsRequest, context: Any
-    ) -> pb.ListMerchantVisitsResponse:
-        period = request.period or "week"
-        size = request.limit or request.page_size or DEFAULT_VISITS
-        bound = f"visits:{request.merchant_id}:{period}:{request.status}"
-        position = page_position(request.page_token, bound, maximum=MAX_OFFSET)
-        offset = request.offset if position is None else position
+    async def visits(
+        self, merchant_id: str, caller: Caller, *, period: str, status: str, size: int, offset: int
+    ) -> VisitPage:
+        """A page of the store's visits in `period` (a key of VISIT_PERIODS) with `status` (VERIFIED, ACTIVE, or
+        "" for both), newest first, and the counts of all of them."""
         now = _now()
         window = VISIT_PERIODS[period]
-        rows_of = _visit_rows(request.merchant_id, request.status, None if window is None else now - window, now)
+        rows_of = _visit_rows(merchant_id, status, None if window is None else now - window, now)
         async with self.reads.connect() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
+            await owned_merchant(conn, merchant_id, caller)
             page: Sequence[Any] = ()
             if rows_of is None:
                 total, verified = 0, 0
             else:
                 total, verified = await visit_counts(conn, rows_of)
                 page = await visit_page(conn, rows_of, size, offset)
-        following = offset + len(page)
-        return pb.ListMerchantVisitsResponse(
-            visits=[_visit_message(request.merchant_id, row) for row in page],
-            total=total,
-            verified_count=verified,
-            period=period,
-            limit=size,
-            offset=offset,
-            next_page_token=page_token(following, bound) if page and following < total else "",
-        )
+        return VisitPage(visits=[_visit(merchant_id, row) for row in page], total=total, verified=verified)
 
-    async def GetBillingSummary(
-        self, request: pb.GetBillingSummaryRequest, context: Any
-    ) -> pb.GetBillingSummaryResponse:
+    async def fee_period(self, merchant_id: str, caller: Caller, month: str) -> FeePeriod:
+        """The ledger's fee period of the store for `month` ("YYYY-MM"; "" for the current one)."""
         async with self.reads.connect() as conn:
-            await owned_merchant(conn, request.merchant_id, current_caller())
+            await owned_merchant(conn, merchant_id, caller)
         try:
             reply = await self.ledger.GetMerchantFeePeriod(
-                ledger_pb2.GetMerchantFeePeriodRequest(merchant_id=request.merchant_id, month=request.month)
+                ledger_pb2.GetMerchantFeePeriodRequest(merchant_id=merchant_id, month=month)
             )
         except grpc.aio.AioRpcError:
             raise _ledger_unavailable() from None
         period = reply.period
-        return pb.GetBillingSummaryResponse(
-            period_start=period.period_start,
-            period_end=period.period_end,
+        return FeePeriod(
+            start=period.period_start,
+            end=period.period_end,
             nova_redeemed_cents=period.nova_redeemed,
             fee_cents=period.fee_cents,
             status=_FEE_STATUS.get(period.status, "accruing"),
         )
 
-    async def GetShareables(self, request: pb.GetShareablesRequest, context: Any) -> pb.GetShareablesResponse:
+    async def shareable_lines(self, merchant_id: str, caller: Caller) -> list[str]:
         async with self.reads.connect() as conn:
-            row = await owned_merchant(conn, request.merchant_id, current_caller())
-            totals = await store_totals(conn, request.merchant_id, _now())
-        return pb.GetShareablesResponse(
-            lines=domain.shareable_lines(
-                row.name,
-                domain.RedemptionTotals(
-                    total=totals.total,
-                    total_discount_cents=totals.discount,
-                    last_7d=totals.last_7d,
-                    last_30d=totals.last_30d,
-                    last_30d_discount_cents=totals.discount_30d,
-                ),
-            )
+            row = await owned_merchant(conn, merchant_id, caller)
+            totals = await store_totals(conn, merchant_id, _now())
+        return domain.shareable_lines(
+            row.name,
+            domain.RedemptionTotals(
+                total=totals.total,
+                total_discount_cents=totals.discount,
+                last_7d=totals.last_7d,
+                last_30d=totals.last_30d,
+                last_30d_discount_cents=totals.discount_30d,
+            ),
         )
 
-    async def GetShareCard(self, request: pb.GetShareCardRequest, context: Any) -> pb.GetShareCardResponse:
-        days = int(request.range.removesuffix("d")) if request.range else DEFAULT_SHARE_DAYS
+    async def share_card(self, merchant_id: str, caller: Caller, days: int) -> bytes:
+        """The store's share card over the last `days`, a PNG."""
         since = _now() - datetime.timedelta(days=days)
         async with self.reads.connect() as conn:
-            row = await owned_merchant(conn, request.merchant_id, current_caller())
+            row = await owned_merchant(conn, merchant_id, caller)
             window = await redemptions_since(conn, row.id, since)
         figures = artwork.ShareCardFigures(
             merchant_name=row.name,
@@ -485,81 +574,48 @@ class PortalRpcs(Resources):
             unique_drivers=window.drivers,
             checkout_url=checkout_url(self.settings, row.qr_token),
         )
-        png = await asyncio.to_thread(artwork.render_share_card, figures)
-        return pb.GetShareCardResponse(http_body=httpbody_pb2.HttpBody(content_type="image/png", data=png))
+        return await asyncio.to_thread(artwork.render_share_card, figures)
 
-    async def GetQrSign(self, request: pb.GetQrSignRequest, context: Any) -> pb.GetQrSignResponse:
+    async def qr_sign(self, merchant_id: str, caller: Caller) -> bytes:
+        """The store's printable QR sign, a PDF."""
         async with self.reads.connect() as conn:
-            row = await owned_merchant(conn, request.merchant_id, current_caller())
-        pdf = await asyncio.to_thread(
+            row = await owned_merchant(conn, merchant_id, caller)
+        return await asyncio.to_thread(
             artwork.render_qr_sign, row.name, perk_of(row).label, checkout_url(self.settings, row.qr_token)
         )
-        return pb.GetQrSignResponse(http_body=httpbody_pb2.HttpBody(content_type="application/pdf", data=pdf))
 
     # --- preview links ------------------------------------------------------------------------------------
 
     def _preview_key(self) -> bytes:
         return self.settings.preview_signing_key.value.encode()
 
-    async def CreatePreviewLink(
-        self, request: pb.CreatePreviewLinkRequest, context: Any
-    ) -> pb.CreatePreviewLinkResponse:
+    async def create_preview_link(self, merchant_id: str) -> PreviewLink:
         async with self.reads.connect() as conn:
-            row = await load_merchant(conn, request.merchant_id)
+            row = await load_merchant(conn, merchant_id)
         if row is None:
-            raise merchant_not_found(request.merchant_id)
+            raise merchant_not_found(merchant_id)
         expires = int(_now().timestamp()) + int(domain.PREVIEW_TTL.total_seconds())
         signature = domain.preview_signature(self._preview_key(), row.id, expires)
-        return pb.CreatePreviewLinkResponse(
+        return PreviewLink(
             merchant_id=row.id,
-            preview_url=preview_url(self.settings.portal_base_url, row.id, expires, signature),
-            sig=signature,
-            expires_at=timestamp(datetime.datetime.fromtimestamp(expires, datetime.UTC)),
+            url=preview_url(self.settings.portal_base_url, row.id, expires, signature),
+            signature=signature,
+            expires_at=datetime.datetime.fromtimestamp(expires, datetime.UTC),
         )
 
-    async def ResolvePreviewLink(
-        self, request: pb.ResolvePreviewLinkRequest, context: Any
-    ) -> pb.ResolvePreviewLinkResponse:
+    async def resolve_preview_link(self, merchant_id: str, expires_unix: int, signature: str) -> StorePreview:
         now = _now()
         # The signature first: without a valid link nothing is said about the merchant id, not even whether it
         # exists.
-        if not domain.preview_valid(self._preview_key(), request.merchant_id, request.exp, request.sig, now):
+        if not domain.preview_valid(self._preview_key(), merchant_id, expires_unix, signature, now):
             raise PermissionDenied(Reason.PREVIEW_LINK_INVALID, "this preview link is expired or invalid")
         async with self.reads.connect() as conn:
-            row = await load_merchant(conn, request.merchant_id)
+            row = await load_merchant(conn, merchant_id)
             if row is None:
-                raise merchant_not_found(request.merchant_id)
+                raise merchant_not_found(merchant_id)
             charger = await store.nearest_charger_link(conn, row.id)
             visits = await visit_count(conn, row.id)
-        photos = list(row.photo_urls)
         open_now, open_until = open_status(row, now)
-        return pb.ResolvePreviewLinkResponse(
-            id=row.id,
-            name=row.name,
-            address=row.address,
-            lat=row.lat,
-            lng=row.lng,
-            photo_url=photos[0] if photos else "",
-            photo_urls=photos,
-            open_now=open_now,
-            open_until=open_until,
-            # Google's word for the store (the funnel keeps it fresh); empty for a store not on Google.
-            business_status=row.business_status,
-            rating=row.rating or 0.0,
-            user_rating_count=row.user_rating_count,
-            place_id=row.place_id or "",
-            claimed=row.owner_user_id is not None,
-            category=row.category,
-            nearest_charger=(
-                pb.PreviewCharger(
-                    name=charger.charger_name,
-                    network=charger.charger_network,
-                    walk_minutes=domain.walk_minutes(charger.walk_time_s),
-                    distance_m=charger.walk_distance_m,
-                )
-                if charger is not None
-                else None
-            ),
-            verified_visit_count=visits,
-            expires_at=timestamp(datetime.datetime.fromtimestamp(request.exp, datetime.UTC)),
+        return StorePreview(
+            merchant=row, open_now=open_now, open_until=open_until, nearest_charger=charger, verified_visits=visits
         )

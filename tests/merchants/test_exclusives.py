@@ -20,9 +20,17 @@ from google.protobuf import struct_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.context import Caller
+from services.common.errors import NotFound
 from services.common.geo import great_circle_m
 from services.merchants import domain, store
-from services.merchants.exclusives import expire_due_exclusives, expire_exclusives
+from services.merchants.exclusives import (
+    Exclusives,
+    OfferAnalytics,
+    OfferChanges,
+    expire_due_exclusives,
+    expire_exclusives,
+)
 from services.merchants.records import Resources
 from tests.merchants.helpers import Merchants, Store, new_charger, offset
 from tests.support.eventually import eventually
@@ -873,6 +881,35 @@ async def test_the_portal_switches_an_offer_and_reads_its_analytics(
     assert (listed[0]["activations_today"], listed[0]["verified_visits_today"]) == (2, 1)
     page = (await rest.get(f"/v1/merchants/{shop.id}")).json()["merchant"]
     assert (page["activations_today"], page["verified_visits_today"]) == (2, 1)
+
+
+async def test_the_offer_core_runs_without_the_servicer(
+    shop: Store, person: NewPerson, merchants_engine: AsyncEngine
+) -> None:
+    """Exclusives is plain Python over the database: the owner (a Caller handed in, not read from a context)
+    creates, changes and lists an offer and reads its figures; another merchant is told the store does not exist."""
+
+    async def no_directory(charger_id: str) -> Any:
+        raise AssertionError("configuring offers never asks the charger directory")
+
+    core = Exclusives(merchants_engine, merchants_engine, no_directory)
+    owner = Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"}))
+    offer = await core.create_offer(
+        shop.id, owner, title="Free coffee", description="", daily_cap=0, session_cap=0, eligibility=""
+    )
+    assert (offer.is_active, offer.eligibility) == (True, "charging_only")
+    unchanged = await core.change_offer(shop.id, owner, offer.id, OfferChanges())
+    assert (unchanged.title, unchanged.is_active) == ("Free coffee", True)
+    paused = await core.change_offer(shop.id, owner, offer.id, OfferChanges(is_active=False, daily_cap=5))
+    assert (paused.title, paused.is_active, paused.daily_cap) == ("Free coffee", False, 5)
+    assert [row.id for row in await core.offers(shop.id, owner)] == [offer.id]
+    assert await core.analytics(shop.id, owner) == OfferAnalytics(
+        activations=0, completes=0, unique_drivers=0, completion_rate=0.0
+    )
+    stranger = Caller(user_id=(await person("merchant")).user_id, roles=frozenset({"merchant"}))
+    with pytest.raises(NotFound) as hidden:
+        await core.offers(shop.id, stranger)
+    assert hidden.value.reason == "MERCHANT_NOT_FOUND"
 
 
 async def test_a_key_replayed_for_another_charger_is_refused_and_a_paused_store_takes_no_visit(

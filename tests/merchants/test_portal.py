@@ -25,12 +25,12 @@ from PIL import Image
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.config import Env
-from services.common.context import Caller, caller_var
+from services.common.context import Caller
 from services.common.errors import Unavailable
 from services.merchants import domain, store
 from services.merchants.artwork import ShareCardFigures, render_share_card
 from services.merchants.config import MerchantsSettings
-from services.merchants.portal import PortalRpcs
+from services.merchants.portal import Portal
 from tests.merchants.helpers import Merchants, Store, driver_nova, scan_sign
 from tests.support.mesh import Mesh
 from tests.support.people import NewPerson, Person
@@ -256,30 +256,23 @@ async def test_my_merchant_refuses_people_without_a_store_and_drivers(
 async def test_my_merchant_with_the_ledger_down_is_ledger_unavailable(
     mesh: Mesh, merchants_engine: AsyncEngine, shop: Store
 ) -> None:
-    """The portal group over a ledger address nothing listens on: the read fails as LEDGER_UNAVAILABLE."""
+    """The portal core over a ledger address nothing listens on: the read fails as LEDGER_UNAVAILABLE."""
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
-    portal = PortalRpcs(
-        engine=merchants_engine,
+    portal = Portal(
         reads=merchants_engine,
-        pool=None,  # type: ignore[arg-type]  # not used by the portal
-        settings=MerchantsSettings.from_env(Env(mesh.env)),
         ledger=ledger_pb2_grpc.LedgerServiceStub(channel),
-        sessions=None,  # type: ignore[arg-type]  # not used by the portal
-        square=None,  # type: ignore[arg-type]
-        token_cipher=None,  # type: ignore[arg-type]
-        places=None,  # type: ignore[arg-type]  # not used by the portal
-        accounts=None,  # type: ignore[arg-type]
+        sessions=None,  # type: ignore[arg-type]  # not used by these reads
+        settings=MerchantsSettings.from_env(Env(mesh.env)),
     )
-    token = caller_var.set(Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"})))
+    owner = Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"}))
     try:
         with pytest.raises(Unavailable) as down:
-            await portal.GetMyMerchant(pb.GetMyMerchantRequest(), None)
+            await portal.my_store(owner.user_id)
         assert down.value.reason == "LEDGER_UNAVAILABLE"
         with pytest.raises(Unavailable) as billing:
-            await portal.GetBillingSummary(pb.GetBillingSummaryRequest(merchant_id=shop.id), None)
+            await portal.fee_period(shop.id, owner, "")
         assert billing.value.reason == "LEDGER_UNAVAILABLE"
     finally:
-        caller_var.reset(token)
         await channel.close(None)
 
 
