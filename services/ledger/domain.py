@@ -92,52 +92,59 @@ class TimelineEntry:
     original_metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
+@dataclasses.dataclass(frozen=True)
+class TimelineItem:
+    """How the wallet timeline shows one entry (its amount, currency and time are the entry's)."""
+
+    id: str
+    type: str
+    title: str
+    subtitle: str
+    merchant_id: str = ""
+    redemption_id: str = ""
+
+
+def timeline_item(entry: TimelineEntry) -> TimelineItem:
     """EARNED for grant credits, SPENT for redemption debits (DOMAIN: wallet timeline); CLAWED_BACK for a reward
     taken back and REFUNDED for Nova a refunded redemption gave back, each its own item. Ids as the contract
     says: "earn_<transfer id>", "spent_<redemption id>" (the transfer id when the redemption has none),
     "clawback_<transfer id>", "refund_<transfer id>"."""
     metadata = entry.metadata
-    common: dict[str, Any] = {"created_at": created_at, "currency": entry.currency, "amount_cents": abs(entry.amount)}
     if entry.kind == pb.TRANSFER_KIND_REDEMPTION:
         merchant = metadata.get("merchant_name") or f"Merchant {metadata.get('merchant_id', '')[:8]}".strip()
-        return pb.TimelineItem(
+        return TimelineItem(
             id=f"spent_{metadata.get('redemption_id') or entry.transfer_id}",
             type="SPENT",
             title=merchant,
             subtitle="Nova applied",
             merchant_id=metadata.get("merchant_id", ""),
             redemption_id=metadata.get("redemption_id", ""),
-            **common,
         )
     if entry.kind == pb.TRANSFER_KIND_REVERSAL:
         before = entry.original_metadata
         if entry.original_kind == pb.TRANSFER_KIND_REDEMPTION:
-            return pb.TimelineItem(
+            return TimelineItem(
                 id=f"refund_{entry.transfer_id}",
                 type="REFUNDED",
                 title=before.get("merchant_name") or "Redemption refunded",
                 subtitle="Nova returned",
                 merchant_id=before.get("merchant_id", ""),
                 redemption_id=before.get("redemption_id", ""),
-                **common,
             )
-        return pb.TimelineItem(
+        return TimelineItem(
             id=f"clawback_{entry.transfer_id}",
             type="CLAWED_BACK",
             title=before.get("campaign_name") or "Reward reversed",
             subtitle=metadata.get("reason") or "Reward taken back",
-            **common,
         )
     title = metadata.get("campaign_name") or (
         "Admin grant" if entry.kind == pb.TRANSFER_KIND_ADMIN_GRANT else "Charging reward"
     )
-    return pb.TimelineItem(
+    return TimelineItem(
         id=f"earn_{entry.transfer_id}",
         type="EARNED",
         title=title,
         subtitle="Nova issued" if entry.currency == pb.CURRENCY_NOVA_POINTS else "Cash earned",
-        **common,
     )
 
 
