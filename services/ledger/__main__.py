@@ -28,7 +28,7 @@ from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import Payouts
 from services.ledger.posting import Posting
 from services.ledger.refunds import TOPIC as REFUND_TOPIC
-from services.ledger.refunds import refund_dead_letter, refund_delivery
+from services.ledger.refunds import BudgetRefunds, refund_dead_letter, refund_delivery
 from services.ledger.transfers import TransferReads
 from services.ledger.wallet import Wallet
 from services.ledger.webhooks import StripeEvents
@@ -96,9 +96,9 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
             webhook_secret=settings.stripe_webhook_secret.value,
             clock=utc_now,
         ),
+        refunds=BudgetRefunds(runtime.engine, on_refund=relay.wake),
         stripe=stripe_client,
         clock=utc_now,
-        on_refund=relay.wake,
     )
 
     async def reconcile(stop: asyncio.Event) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import Caller, current_caller
-from services.common.errors import FailedPrecondition, Unavailable
+from services.common.errors import Unavailable
 from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
@@ -30,7 +30,7 @@ from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.posting import Idempotent, Posting
 from services.ledger.reasons import Reason
-from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
+from services.ledger.refunds import BudgetRefunds
 from services.ledger.transfers import Transfer, TransferReads
 from services.ledger.wallet import Wallet
 from services.ledger.webhooks import StripeEvents
@@ -168,12 +168,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         payouts: Payouts,
         onboarding: StripeOnboarding,
         stripe_events: StripeEvents,
+        refunds: BudgetRefunds,
         stripe: StripePayouts,
         clock: Callable[[], datetime.datetime],
-        on_refund: Callable[[], None] = lambda: None,
     ) -> None:
-        # Wakes the outbox relay once a refund's payment.refund row has committed.
-        self._on_refund = on_refund
         self._engine = engine
         self._posting = posting
         self._transfer_reads = transfer_reads
@@ -182,6 +180,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self._payouts = payouts
         self._onboarding = onboarding
         self._stripe_events = stripe_events
+        self._refunds = refunds
         self._stripe = stripe
         self._clock = clock
 
@@ -189,7 +188,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
 
     @staticmethod
     def _idempotent(method: str, request: Any) -> Idempotent:
-        return Idempotent(_scope(current_caller()), request.idempotency_key, domain.request_hash(method, request))
+        fields = request.SerializeToString(deterministic=True)
+        return Idempotent(_scope(current_caller()), request.idempotency_key, domain.request_hash(method, fields))
 
     def _transfer(self, result: store.PostResult, movement: store.Movement, key: str) -> pb.Transfer:
         return pb.Transfer(
@@ -488,21 +488,15 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def RefundCampaignBudget(
         self, request: pb.RefundCampaignBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RefundCampaignBudgetResponse:
-        try:
-            refund = await refund_campaign_budget(
-                self._engine,
-                _scope(current_caller()),
-                request.idempotency_key,
-                campaign_id=request.campaign_id,
-                currency=request.currency,
-                amount=request.amount_cents,
-                reason=request.reason,
-                kept_checkout_session_id=request.kept_checkout_session_id,
-            )
-        except RefundNotBooked as exc:
-            raise FailedPrecondition(Reason.REFUND_NOT_BOOKED, str(exc)) from exc
-        if refund.stripe_refunded_cents and not refund.replayed:
-            self._on_refund()
+        refund = await self._refunds.refund(
+            _scope(current_caller()),
+            request.idempotency_key,
+            campaign_id=request.campaign_id,
+            currency=request.currency,
+            amount=request.amount_cents,
+            reason=request.reason,
+            kept_checkout_session_id=request.kept_checkout_session_id,
+        )
         return pb.RefundCampaignBudgetResponse(
             refunded_cents=refund.refunded_cents,
             stripe_refunded_cents=refund.stripe_refunded_cents,

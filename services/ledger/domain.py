@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf.message import Message
 from nerava.ledger.v1 import ledger_pb2 as pb
 
 # (from account type, to account type) pairs each kind allows. Reversals mirror their original instead, and
@@ -49,11 +48,12 @@ def kind_allows(kind: int, from_type: int, to_type: int) -> bool:
     return (from_type, to_type) in ALLOWED_PAIRS.get(kind, frozenset())
 
 
-def request_hash(method: str, request: Message) -> bytes:
-    """What 'the same request' means for idempotency: the method and the request's exact fields."""
+def request_hash(method: str, request: bytes) -> bytes:
+    """What 'the same request' means for idempotency: the method and the request's exact fields (`request` is the
+    request message serialized deterministically; the hashes recorded with each transfer are of those bytes)."""
     digest = hashlib.sha256(method.encode())
     digest.update(b"\0")
-    digest.update(request.SerializeToString(deterministic=True))
+    digest.update(request)
     return digest.digest()
 
 
