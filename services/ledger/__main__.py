@@ -27,6 +27,7 @@ from services.ledger.funding import CampaignFundings
 from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import Payouts
 from services.ledger.posting import Posting
+from services.ledger.reconciliation import Reconciliation
 from services.ledger.refunds import TOPIC as REFUND_TOPIC
 from services.ledger.refunds import BudgetRefunds, refund_dead_letter, refund_delivery
 from services.ledger.transfers import TransferReads
@@ -97,8 +98,7 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
             clock=utc_now,
         ),
         refunds=BudgetRefunds(runtime.engine, on_refund=relay.wake),
-        stripe=stripe_client,
-        clock=utc_now,
+        reconciliation=Reconciliation(runtime.engine, stripe_client, utc_now),
     )
 
     async def reconcile(stop: asyncio.Event) -> None:

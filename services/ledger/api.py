@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -18,23 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import Caller, current_caller
-from services.common.errors import Unavailable
 from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import page_position, page_token
 from services.ledger import domain, invariants, store
-from services.ledger.adapters.stripe_payouts import StripePayouts, StripeUnavailable
 from services.ledger.fee_periods import FeePeriod, FeePeriods
 from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.posting import Idempotent, Posting
-from services.ledger.reasons import Reason
+from services.ledger.reconciliation import Reconciliation
 from services.ledger.refunds import BudgetRefunds
 from services.ledger.transfers import Transfer, TransferReads
 from services.ledger.wallet import Wallet
 from services.ledger.webhooks import StripeEvents
-from services.reconcile.checks import reconcile
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -155,7 +151,7 @@ def _timeline_item(entry: domain.TimelineEntry, created_at: datetime.datetime) -
 
 
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
-    """The cores are built by __main__.py and handed in; `clock` dates the reconciliation run."""
+    """The cores are built by __main__.py and handed in."""
 
     def __init__(
         self,
@@ -169,8 +165,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         onboarding: StripeOnboarding,
         stripe_events: StripeEvents,
         refunds: BudgetRefunds,
-        stripe: StripePayouts,
-        clock: Callable[[], datetime.datetime],
+        reconciliation: Reconciliation,
     ) -> None:
         self._engine = engine
         self._posting = posting
@@ -181,8 +176,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self._onboarding = onboarding
         self._stripe_events = stripe_events
         self._refunds = refunds
-        self._stripe = stripe
-        self._clock = clock
+        self._reconciliation = reconciliation
 
     # --- the double-entry core ---------------------------------------------------------------------
 
@@ -529,11 +523,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RunReconciliationResponse:
         since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
-        try:
-            report = await reconcile(self._engine, self._stripe, now=self._clock(), since=since)
-        except StripeUnavailable as exc:
-            # The payment and payout checks ask Stripe; without an answer the run proves nothing: retry.
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
+        report = await self._reconciliation.run(since)
         return pb.RunReconciliationResponse(
             invariants=[
                 pb.ReconciliationInvariant(name=name, drift_ids=sorted(ids)) for name, ids in report.drift.items()
