@@ -221,10 +221,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             transfer=self._transfer(result, posted.movement, request.idempotency_key),
             from_balance_after=result.from_balance or 0,
             to_balance_after=result.to_balance or 0,
-            # What the accrual trigger booked with the transfer (the same integer rule, held equal by a test).
-            merchant_fee_cents=(
-                domain.merchant_fee_cents(result.amount or 0) if request.kind == pb.TRANSFER_KIND_REDEMPTION else 0
-            ),
+            merchant_fee_cents=posted.merchant_fee_cents,
             replayed=result.replayed,
         )
 
