@@ -1,4 +1,4 @@
-"""`python -m services.ledger`: configuration → resources → server → serve until SIGTERM."""
+"""`python -m services.ledger`: configuration → resources → cores → server → serve until SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import uvloop
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 
-from services.common.db import open_asyncpg_pool
+from services.common.db import open_asyncpg_pool, single_statement_reads
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -21,13 +21,25 @@ from services.ledger import store
 from services.ledger.adapters.stripe_payouts import StripePayouts
 from services.ledger.api import ACCESS, SERVICE_NAME, LedgerApi
 from services.ledger.config import LedgerSettings
+from services.ledger.fee_periods import FeePeriods
 from services.ledger.funding import TOPIC as CAMPAIGN_FUNDED
 from services.ledger.funding import CampaignFundings
+from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import Payouts
+from services.ledger.posting import Posting
+from services.ledger.reconciliation import Reconciliation
 from services.ledger.refunds import TOPIC as REFUND_TOPIC
-from services.ledger.refunds import refund_dead_letter, refund_delivery
+from services.ledger.refunds import BudgetRefunds, refund_dead_letter, refund_delivery
+from services.ledger.transfers import TransferReads
+from services.ledger.wallet import Wallet
+from services.ledger.webhooks import StripeEvents
 from services.ledger.workers import campaign_funded_delivery, reconcile_payouts
 from services.reconcile.worker import reconcile_forever
+
+
+def utc_now() -> datetime.datetime:
+    """The one clock the ledger's cores read."""
+    return datetime.datetime.now(datetime.UTC)
 
 
 async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -43,7 +55,7 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
             max_network_retries=settings.stripe_max_retries,
         )
     )
-    payouts = Payouts(runtime.engine, stripe_client, clock=lambda: datetime.datetime.now(datetime.UTC))
+    payouts = Payouts(runtime.engine, stripe_client, clock=utc_now)
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, purpose="writer")
     stack.push_async_callback(pool.close)
     writer = store.TransferWriter(pool)
@@ -65,14 +77,28 @@ async def build_server(settings: LedgerSettings, stack: contextlib.AsyncExitStac
         on_dead_letter={REFUND_TOPIC: refund_dead_letter(runtime.engine)},
     )
     fundings = CampaignFundings(runtime.engine, on_enqueued=relay.wake)
+    # The reads that need no transaction run as single statements.
+    reads = single_statement_reads(runtime.engine)
+    transfer_reads = TransferReads(reads)
+    onboarding = StripeOnboarding(runtime.engine, reads, stripe_client, settings.redirect_origins, utc_now)
     api = LedgerApi(
         runtime.engine,
-        writer=writer,
+        posting=Posting(runtime.engine, writer, transfer_reads),
+        transfer_reads=transfer_reads,
+        wallet=Wallet(reads),
+        fee_periods=FeePeriods(runtime.engine, reads, utc_now),
         payouts=payouts,
-        fundings=fundings,
-        stripe=stripe_client,
-        settings=settings,
-        on_refund=relay.wake,
+        onboarding=onboarding,
+        stripe_events=StripeEvents(
+            runtime.engine,
+            payouts=payouts,
+            fundings=fundings,
+            onboarding=onboarding,
+            webhook_secret=settings.stripe_webhook_secret.value,
+            clock=utc_now,
+        ),
+        refunds=BudgetRefunds(runtime.engine, on_refund=relay.wake),
+        reconciliation=Reconciliation(runtime.engine, stripe_client, utc_now),
     )
 
     async def reconcile(stop: asyncio.Event) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -18,34 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import Caller, current_caller
-from services.common.db import single_statement_reads
-from services.common.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    Unavailable,
-)
 from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import page_position, page_token
 from services.ledger import domain, invariants, store
-from services.ledger.adapters.stripe_payouts import (
-    StripePayouts,
-    StripeSignatureInvalid,
-    StripeUnavailable,
-)
-from services.ledger.config import LedgerSettings
 from services.ledger.fee_periods import FeePeriod, FeePeriods
-from services.ledger.funding import CampaignFundings
 from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import PayoutRow, Payouts
 from services.ledger.posting import Idempotent, Posting
-from services.ledger.reasons import Reason
-from services.ledger.refunds import RefundNotBooked, refund_campaign_budget
-from services.ledger.transfers import TransferReads
+from services.ledger.reconciliation import Reconciliation
+from services.ledger.refunds import BudgetRefunds
+from services.ledger.transfers import Transfer, TransferReads
 from services.ledger.wallet import Wallet
 from services.ledger.webhooks import StripeEvents
-from services.reconcile.checks import reconcile
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LedgerService"].full_name
 ADMIN = "admin"
@@ -74,7 +59,7 @@ ACCESS: dict[str, Access] = {
     "CreateStripeAccountLink": _WALLET,
     "GetStripeStatus": _WALLET,
     "GetDriverWallet": Access.service_only(),
-    # Stripe authenticates with its signature, checked by the servicer.
+    # Stripe authenticates with its signature, checked by the webhooks core (webhooks.py).
     "HandleStripeEvent": Access.anyone().not_owned(SIGNED_BY_A_PROVIDER),
     "AdminGrant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
     "RefundCampaignBudget": Access.service_only(),
@@ -88,10 +73,6 @@ ACCESS: dict[str, Access] = {
 }
 
 _DEFAULT_PAGE = 50
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -130,39 +111,79 @@ def _scope(caller: Caller) -> str:
     return domain.scope_of(caller.service, caller.user_id)
 
 
+def _user_id() -> str:
+    """The calling person: a driver for the wallet RPCs (their own wallet only), an admin for AdminGrant."""
+    return current_caller().user_id or ""
+
+
+def _account_transfer(transfer: Transfer) -> pb.Transfer:
+    return pb.Transfer(
+        id=str(transfer.id),
+        idempotency_key=transfer.idempotency_key,
+        kind=transfer.kind,  # type: ignore[arg-type]
+        phase=transfer.phase,  # type: ignore[arg-type]
+        currency=transfer.currency,  # type: ignore[arg-type]
+        amount=transfer.amount,
+        from_account=_ref(transfer.from_account),
+        to_account=_ref(transfer.to_account),
+        metadata=json_format.ParseDict(transfer.metadata, pb.TransferMetadata(), ignore_unknown_fields=True),
+        reversal_of=str(transfer.reversal_of or ""),
+        reservation_id=str(transfer.reservation_id or ""),
+        pending_to_account=_ref(transfer.pending_to) if transfer.pending_to is not None else None,
+        reservation_state=transfer.reservation_state or pb.RESERVATION_STATE_UNSPECIFIED,  # type: ignore[arg-type]
+        created_at=_timestamp(transfer.created_at),
+    )
+
+
+def _timeline_item(entry: domain.TimelineEntry, created_at: datetime.datetime) -> pb.TimelineItem:
+    item = domain.timeline_item(entry)
+    return pb.TimelineItem(
+        id=item.id,
+        type=item.type,
+        amount_cents=abs(entry.amount),
+        title=item.title,
+        subtitle=item.subtitle,
+        created_at=_timestamp(created_at),
+        merchant_id=item.merchant_id,
+        redemption_id=item.redemption_id,
+        currency=entry.currency,  # type: ignore[arg-type]
+    )
+
+
 class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
+    """The cores are built by __main__.py and handed in."""
+
     def __init__(
         self,
         engine: AsyncEngine,
         *,
-        writer: store.TransferWriter,
+        posting: Posting,
+        transfer_reads: TransferReads,
+        wallet: Wallet,
+        fee_periods: FeePeriods,
         payouts: Payouts,
-        fundings: CampaignFundings,
-        stripe: StripePayouts,
-        settings: LedgerSettings,
-        on_refund: Callable[[], None] = lambda: None,
+        onboarding: StripeOnboarding,
+        stripe_events: StripeEvents,
+        refunds: BudgetRefunds,
+        reconciliation: Reconciliation,
     ) -> None:
-        # Wakes the outbox relay once a refund's payment.refund row has committed.
-        self._on_refund = on_refund
         self._engine = engine
-        self._reads = single_statement_reads(engine)
+        self._posting = posting
+        self._transfer_reads = transfer_reads
+        self._wallet = wallet
+        self._fee_periods = fee_periods
         self._payouts = payouts
-        self._stripe = stripe
-        self._settings = settings
-        self._wallet = Wallet(self._reads)
-        self._fee_periods = FeePeriods(engine, self._reads)
-        self._transfer_reads = TransferReads(self._reads)
-        self._posting = Posting(engine, writer, self._transfer_reads)
-        self._onboarding = StripeOnboarding(engine, self._reads, stripe, settings.redirect_origins, _now)
-        self._stripe_events = StripeEvents(
-            engine, payouts=payouts, fundings=fundings, onboarding=self._onboarding, clock=_now
-        )
+        self._onboarding = onboarding
+        self._stripe_events = stripe_events
+        self._refunds = refunds
+        self._reconciliation = reconciliation
 
     # --- the double-entry core ---------------------------------------------------------------------
 
     @staticmethod
     def _idempotent(method: str, request: Any) -> Idempotent:
-        return Idempotent(_scope(current_caller()), request.idempotency_key, domain.request_hash(method, request))
+        fields = request.SerializeToString(deterministic=True)
+        return Idempotent(_scope(current_caller()), request.idempotency_key, domain.request_hash(method, fields))
 
     def _transfer(self, result: store.PostResult, movement: store.Movement, key: str) -> pb.Transfer:
         return pb.Transfer(
@@ -200,10 +221,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             transfer=self._transfer(result, posted.movement, request.idempotency_key),
             from_balance_after=result.from_balance or 0,
             to_balance_after=result.to_balance or 0,
-            # What the accrual trigger booked with the transfer (the same integer rule, held equal by a test).
-            merchant_fee_cents=(
-                domain.merchant_fee_cents(result.amount or 0) if request.kind == pb.TRANSFER_KIND_REDEMPTION else 0
-            ),
+            merchant_fee_cents=posted.merchant_fee_cents,
             replayed=result.replayed,
         )
 
@@ -262,15 +280,15 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetAccount(
         self, request: pb.GetAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetAccountResponse:
-        row = await self._transfer_reads.account(_key(request.account))
+        account = await self._transfer_reads.account(_key(request.account))
         return pb.GetAccountResponse(
             account=pb.Account(
                 ref=request.account,
-                balance=row.balance,
-                debits_total=row.debits_total,
-                credits_total=row.credits_total,
-                opened_at=_timestamp(row.opened_at),
-                updated_at=_timestamp(row.updated_at),
+                balance=account.balance,
+                debits_total=account.debits_total,
+                credits_total=account.credits_total,
+                opened_at=_timestamp(account.opened_at),
+                updated_at=_timestamp(account.updated_at),
             )
         )
 
@@ -283,32 +301,10 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             page_position(request.page_token),
             request.kinds,
         )
-        transfers = [
-            pb.Transfer(
-                id=str(row.id),
-                idempotency_key=row.idempotency_key,
-                kind=row.kind,
-                phase=row.phase,
-                currency=row.currency,
-                amount=row.amount,
-                from_account=pb.AccountRef(type=row.from_type, owner_id=row.from_owner, currency=row.currency),
-                to_account=pb.AccountRef(type=row.to_type, owner_id=row.to_owner, currency=row.currency),
-                metadata=json_format.ParseDict(row.metadata, pb.TransferMetadata(), ignore_unknown_fields=True),
-                reversal_of=str(row.reversal_of or ""),
-                reservation_id=str(row.reservation_id or ""),
-                pending_to_account=(
-                    pb.AccountRef(type=row.pending_type, owner_id=row.pending_owner, currency=row.currency)
-                    if row.pending_type is not None
-                    else None
-                ),
-                reservation_state=row.reservation_state or pb.RESERVATION_STATE_UNSPECIFIED,
-                created_at=_timestamp(row.created_at),
-            )
-            for row in page.rows
-        ]
         after = page.next_before
         return pb.ListTransfersResponse(
-            transfers=transfers, next_page_token=page_token(after) if after is not None else ""
+            transfers=[_account_transfer(transfer) for transfer in page.transfers],
+            next_page_token=page_token(after) if after is not None else "",
         )
 
     # --- the driver's wallet -----------------------------------------------------------------------
@@ -316,7 +312,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetWalletBalance(
         self, request: pb.GetWalletBalanceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletBalanceResponse:
-        return await self._wallet_balance(current_caller().user_id or "")
+        return await self._wallet_balance(_user_id())
 
     async def GetDriverWallet(
         self, request: pb.GetDriverWalletRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -341,7 +337,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.ListWalletEntriesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListWalletEntriesResponse:
         statement = await self._wallet.cash_statement(
-            current_caller().user_id or "",
+            _user_id(),
             request.page_size or request.limit or _DEFAULT_PAGE,
             page_position(request.page_token),
             request.offset,
@@ -368,8 +364,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.GetWalletTimelineRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetWalletTimelineResponse:
         # user_id is accepted because the legacy page sends it, and ignored: the caller's own wallet only.
-        timeline = await self._wallet.timeline(current_caller().user_id or "", request.limit or 20)
-        items = [domain.timeline_item(entry, created_at=_timestamp(created_at)) for entry, created_at in timeline]
+        timeline = await self._wallet.timeline(_user_id(), request.limit or 20)
+        items = [_timeline_item(entry, created_at) for entry, created_at in timeline]
         return pb.GetWalletTimelineResponse(items=items, json_array=json_array(items))
 
     # --- administration ----------------------------------------------------------------------------
@@ -386,7 +382,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             recipient=recipient,
             amount=request.amount,
             reason=request.reason,
-            actor_id=current_caller().user_id or "",
+            actor_id=_user_id(),
         )
         return pb.AdminGrantResponse(
             transfer_id=str(result.transfer_id),
@@ -401,10 +397,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def GetMerchantFeePeriod(
         self, request: pb.GetMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetMerchantFeePeriodResponse:
-        month = request.month or _now().strftime("%Y-%m")
-        return pb.GetMerchantFeePeriodResponse(
-            period=_fee_period(await self._fee_periods.get(request.merchant_id, month))
-        )
+        period = await self._fee_periods.get(request.merchant_id, request.month)
+        return pb.GetMerchantFeePeriodResponse(period=_fee_period(period))
 
     async def CloseMerchantFeePeriod(
         self, request: pb.CloseMerchantFeePeriodRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -418,7 +412,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.RequestPayoutRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RequestPayoutResponse:
         payout = await self._payouts.request(
-            current_caller().user_id or "",
+            _user_id(),
             uuid.UUID(request.request_id) if request.request_id else None,
             request.amount_cents,
         )
@@ -436,13 +430,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.ListPayoutsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListPayoutsResponse:
         limit = request.page_size or request.limit or 20
-        rows = await self._payouts.list_for_driver(current_caller().user_id or "", limit)
+        rows = await self._payouts.list_for_driver(_user_id(), limit)
         return pb.ListPayoutsResponse(payouts=[_payout(row) for row in rows])
 
     async def CreateStripeAccount(
         self, request: pb.CreateStripeAccountRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountResponse:
-        account = await self._onboarding.create_account(current_caller().user_id or "", request.email)
+        account = await self._onboarding.create_account(_user_id(), request.email)
         return pb.CreateStripeAccountResponse(
             stripe_account_id=account.stripe_account_id,
             status="created" if account.created else "existing",
@@ -452,15 +446,13 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def CreateStripeAccountLink(
         self, request: pb.CreateStripeAccountLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountLinkResponse:
-        url, expires = await self._onboarding.account_link(
-            current_caller().user_id or "", request.refresh_url, request.return_url
-        )
+        url, expires = await self._onboarding.account_link(_user_id(), request.refresh_url, request.return_url)
         return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
 
     async def GetStripeStatus(
         self, request: pb.GetStripeStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetStripeStatusResponse:
-        status = await self._onboarding.status(current_caller().user_id or "")
+        status = await self._onboarding.status(_user_id())
         if status is None:
             return pb.GetStripeStatusResponse(has_account=False)
         return pb.GetStripeStatusResponse(
@@ -477,40 +469,25 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.HandleStripeEventRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleStripeEventResponse:
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        try:
-            event = StripePayouts.verify_webhook(
-                request.http_body.data, headers.get("stripe-signature", ""), self._settings.stripe_webhook_secret.value
-            )
-        except StripeSignatureInvalid as exc:
-            # The issue asks for 400 (INVALID_ARGUMENT), not 401: Stripe retries on any non-2xx anyway.
-            raise InvalidArgument([("stripe-signature", str(exc))], reason=Reason.STRIPE_SIGNATURE_INVALID) from exc
-        event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
-        data = event.get("data")
-        if not event_id or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
-            raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
-        outcome = await self._stripe_events.handle(event_id, event_type, event)
-        return pb.HandleStripeEventResponse(outcome=outcome, event_id=event_id, event_type=event_type)
+        handled = await self._stripe_events.receive(request.http_body.data, headers.get("stripe-signature", ""))
+        return pb.HandleStripeEventResponse(
+            outcome=handled.outcome, event_id=handled.event_id, event_type=handled.event_type
+        )
 
     # --- refunds and issues ------------------------------------------------------------------------
 
     async def RefundCampaignBudget(
         self, request: pb.RefundCampaignBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RefundCampaignBudgetResponse:
-        try:
-            refund = await refund_campaign_budget(
-                self._engine,
-                _scope(current_caller()),
-                request.idempotency_key,
-                campaign_id=request.campaign_id,
-                currency=request.currency,
-                amount=request.amount_cents,
-                reason=request.reason,
-                kept_checkout_session_id=request.kept_checkout_session_id,
-            )
-        except RefundNotBooked as exc:
-            raise FailedPrecondition(Reason.REFUND_NOT_BOOKED, str(exc)) from exc
-        if refund.stripe_refunded_cents and not refund.replayed:
-            self._on_refund()
+        refund = await self._refunds.refund(
+            _scope(current_caller()),
+            request.idempotency_key,
+            campaign_id=request.campaign_id,
+            currency=request.currency,
+            amount=request.amount_cents,
+            reason=request.reason,
+            kept_checkout_session_id=request.kept_checkout_session_id,
+        )
         return pb.RefundCampaignBudgetResponse(
             refunded_cents=refund.refunded_cents,
             stripe_refunded_cents=refund.stripe_refunded_cents,
@@ -543,11 +520,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.RunReconciliationRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RunReconciliationResponse:
         since = request.since.ToDatetime(datetime.UTC) if request.HasField("since") else None
-        try:
-            report = await reconcile(self._engine, self._stripe, now=_now(), since=since)
-        except StripeUnavailable as exc:
-            # The payment and payout checks ask Stripe; without an answer the run proves nothing: retry.
-            raise Unavailable(Reason.STRIPE_UNAVAILABLE, "Stripe did not answer; try again") from exc
+        report = await self._reconciliation.run(since)
         return pb.RunReconciliationResponse(
             invariants=[
                 pb.ReconciliationInvariant(name=name, drift_ids=sorted(ids)) for name, ids in report.drift.items()
@@ -573,17 +546,17 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
     async def ListPaymentIssues(
         self, request: pb.ListPaymentIssuesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListPaymentIssuesResponse:
-        issues = await store.payment_issues_page(self._reads, request.page_size or _DEFAULT_PAGE)
+        issues = await self._stripe_events.payment_issues(request.page_size or _DEFAULT_PAGE)
         return pb.ListPaymentIssuesResponse(
             issues=[
                 pb.PaymentIssue(
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    object_id=row.object_id,
-                    problem=row.problem,
-                    created_at=_timestamp(row.created_at),
+                    event_id=issue.event_id,
+                    event_type=issue.event_type,
+                    object_id=issue.object_id,
+                    problem=issue.problem,
+                    created_at=_timestamp(issue.created_at),
                 )
-                for row in issues
+                for issue in issues
             ]
         )
 

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from google.protobuf.message import Message
 from nerava.ledger.v1 import ledger_pb2 as pb
 
 # (from account type, to account type) pairs each kind allows. Reversals mirror their original instead, and
@@ -49,11 +48,12 @@ def kind_allows(kind: int, from_type: int, to_type: int) -> bool:
     return (from_type, to_type) in ALLOWED_PAIRS.get(kind, frozenset())
 
 
-def request_hash(method: str, request: Message) -> bytes:
-    """What 'the same request' means for idempotency: the method and the request's exact fields."""
+def request_hash(method: str, request: bytes) -> bytes:
+    """What 'the same request' means for idempotency: the method and the request's exact fields (`request` is the
+    request message serialized deterministically; the hashes recorded with each transfer are of those bytes)."""
     digest = hashlib.sha256(method.encode())
     digest.update(b"\0")
-    digest.update(request.SerializeToString(deterministic=True))
+    digest.update(request)
     return digest.digest()
 
 
@@ -92,52 +92,59 @@ class TimelineEntry:
     original_metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-def timeline_item(entry: TimelineEntry, *, created_at: Any) -> pb.TimelineItem:
+@dataclasses.dataclass(frozen=True)
+class TimelineItem:
+    """How the wallet timeline shows one entry (its amount, currency and time are the entry's)."""
+
+    id: str
+    type: str
+    title: str
+    subtitle: str
+    merchant_id: str = ""
+    redemption_id: str = ""
+
+
+def timeline_item(entry: TimelineEntry) -> TimelineItem:
     """EARNED for grant credits, SPENT for redemption debits (DOMAIN: wallet timeline); CLAWED_BACK for a reward
     taken back and REFUNDED for Nova a refunded redemption gave back, each its own item. Ids as the contract
     says: "earn_<transfer id>", "spent_<redemption id>" (the transfer id when the redemption has none),
     "clawback_<transfer id>", "refund_<transfer id>"."""
     metadata = entry.metadata
-    common: dict[str, Any] = {"created_at": created_at, "currency": entry.currency, "amount_cents": abs(entry.amount)}
     if entry.kind == pb.TRANSFER_KIND_REDEMPTION:
         merchant = metadata.get("merchant_name") or f"Merchant {metadata.get('merchant_id', '')[:8]}".strip()
-        return pb.TimelineItem(
+        return TimelineItem(
             id=f"spent_{metadata.get('redemption_id') or entry.transfer_id}",
             type="SPENT",
             title=merchant,
             subtitle="Nova applied",
             merchant_id=metadata.get("merchant_id", ""),
             redemption_id=metadata.get("redemption_id", ""),
-            **common,
         )
     if entry.kind == pb.TRANSFER_KIND_REVERSAL:
         before = entry.original_metadata
         if entry.original_kind == pb.TRANSFER_KIND_REDEMPTION:
-            return pb.TimelineItem(
+            return TimelineItem(
                 id=f"refund_{entry.transfer_id}",
                 type="REFUNDED",
                 title=before.get("merchant_name") or "Redemption refunded",
                 subtitle="Nova returned",
                 merchant_id=before.get("merchant_id", ""),
                 redemption_id=before.get("redemption_id", ""),
-                **common,
             )
-        return pb.TimelineItem(
+        return TimelineItem(
             id=f"clawback_{entry.transfer_id}",
             type="CLAWED_BACK",
             title=before.get("campaign_name") or "Reward reversed",
             subtitle=metadata.get("reason") or "Reward taken back",
-            **common,
         )
     title = metadata.get("campaign_name") or (
         "Admin grant" if entry.kind == pb.TRANSFER_KIND_ADMIN_GRANT else "Charging reward"
     )
-    return pb.TimelineItem(
+    return TimelineItem(
         id=f"earn_{entry.transfer_id}",
         type="EARNED",
         title=title,
         subtitle="Nova issued" if entry.currency == pb.CURRENCY_NOVA_POINTS else "Cash earned",
-        **common,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+from collections.abc import Callable
 
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -46,11 +47,14 @@ def _period(merchant_id: str, month: str, row: store.FeePeriodRow | None) -> Fee
 class FeePeriods:
     """`reads` runs single statements; `engine` holds the close's transaction."""
 
-    def __init__(self, engine: AsyncEngine, reads: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, reads: AsyncEngine, clock: Callable[[], datetime.datetime]) -> None:
         self._engine = engine
         self._reads = reads
+        self._clock = clock
 
     async def get(self, merchant_id: str, month: str) -> FeePeriod:
+        """The period of `month` ("YYYY-MM"; the current UTC month when empty)."""
+        month = month or self._clock().strftime("%Y-%m")
         first, _ = domain.month_bounds(month)
         async with self._reads.connect() as conn:
             row = await store.fee_period_row(conn, merchant_id, first)

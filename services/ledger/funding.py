@@ -64,7 +64,8 @@ def _movement(funding: domain.CampaignFunding, *, fee: bool) -> store.Movement:
 
 def _request_hash(key: str, movement: store.Movement) -> bytes:
     """The same payment always hashes the same (whichever event carried it); a different amount or campaign
-    under the same checkout session id would be IDEMPOTENCY_KEY_REUSED."""
+    under the same checkout session id would be IDEMPOTENCY_KEY_REUSED. The bytes hashed are the movement as a
+    PostTransferRequest because the bookings already recorded hold hashes of exactly those bytes."""
     as_request = pb.PostTransferRequest(
         idempotency_key=key,
         kind=movement.kind,  # type: ignore[arg-type]
@@ -82,7 +83,7 @@ def _request_hash(key: str, movement: store.Movement) -> bytes:
         ),
         metadata=pb.TransferMetadata(**movement.metadata),
     )
-    return domain.request_hash("StripeCampaignFunding", as_request)
+    return domain.request_hash("StripeCampaignFunding", as_request.SerializeToString(deterministic=True))
 
 
 def funded_payload(funding: domain.CampaignFunding, paid_at: datetime.datetime) -> dict[str, Any]:

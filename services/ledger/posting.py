@@ -49,6 +49,13 @@ class Posted:
     movement: store.Movement
     result: store.PostResult
 
+    @property
+    def merchant_fee_cents(self) -> int:
+        """What the accrual trigger booked with a REDEMPTION (the same integer rule, held equal by a test)."""
+        if self.movement.kind != pb.TRANSFER_KIND_REDEMPTION:
+            return 0
+        return domain.merchant_fee_cents(self.result.amount or 0)
+
 
 @dataclasses.dataclass(frozen=True)
 class Idempotent:

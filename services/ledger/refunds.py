@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
-from services.common.errors import Aborted
+from services.common.errors import Aborted, FailedPrecondition
 from services.common.outbox import OutboxMessage, PermanentDeliveryError, enqueue
 from services.ledger import store
 from services.ledger.adapters.stripe_payouts import StripeRefused
@@ -158,116 +159,133 @@ async def refund_duplicate_payment(engine: AsyncEngine, checkout_session_id: str
     return True
 
 
-async def refund_campaign_budget(
-    engine: AsyncEngine,
-    scope: str,
-    key: str,
-    *,
-    campaign_id: str,
-    currency: int,
-    amount: int,
-    reason: str,
-    kept_checkout_session_id: str,
-) -> BudgetRefund:
-    """Returns up to `amount` of the campaign's budget account to whoever paid what the campaign kept — the
-    payment of `kept_checkout_session_id` and the platform's funding — oldest first, each up to what is left of
-    it, in one transaction under the account's row lock (so concurrent grants and refunds see each other). A
-    payment the campaign did not take is never touched here: it is refunded whole on its own
-    (refund_duplicate_payment), and a budget refund taking part of it would pay the wrong payer and leave the
-    kept payment's money in the budget."""
-    accounts, transfers, campaign_payments, budget_refunds = (
-        store.accounts,
-        store.transfers,
-        store.campaign_payments,
-        store.budget_refunds,
-    )
-    async with engine.begin() as conn:
-        budget = (
-            await conn.execute(
-                sa.select(accounts.c.id, accounts.c.balance)
-                .where(
-                    accounts.c.type == pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
-                    accounts.c.owner_id == campaign_id,
-                    accounts.c.currency == currency,
-                )
-                .with_for_update()
-            )
-        ).first()
-        done = (
-            await conn.execute(
-                sa.select(budget_refunds).where(
-                    budget_refunds.c.scope == scope, budget_refunds.c.idempotency_key == key
-                )
-            )
-        ).first()
-        if done is not None:
-            # A retry may ask another amount (the remainder moved while the first answer was lost): the key
-            # answers what it refunded, and the caller asks the rest under a new key.
-            if done.campaign_id != campaign_id:
-                raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this key was used for another campaign's refund")
-            return BudgetRefund(int(done.refunded_cents), int(done.stripe_refunded_cents), True)
-        left = 0 if budget is None else min(amount, int(budget.balance))
-        refunded = stripe_refunded = 0
-        if left > 0 and budget is not None:
-            fundings = (
-                await conn.execute(
-                    _funding_transfers()
-                    .where(
-                        transfers.c.to_account_id == budget.id, transfers.c.kind == pb.TRANSFER_KIND_CAMPAIGN_FUNDING
-                    )
-                    .order_by(transfers.c.created_at, transfers.c.id)
-                )
-            ).all()
-            kept_key = f"funding:{kept_checkout_session_id}" if kept_checkout_session_id else None
-            fundings = [f for f in fundings if f.from_owner != STRIPE_OWNER or f.idempotency_key == kept_key]
-            metadata = {"campaign_id": campaign_id, "reason": reason[:500]}
-            for funding in fundings:
-                share = min(left, int(funding.open))
-                if share <= 0:
-                    continue
-                payment = None
-                if funding.from_owner == STRIPE_OWNER:
-                    session_id = str(funding.idempotency_key).removeprefix("funding:")
-                    payment = (
-                        await conn.execute(
-                            sa.select(campaign_payments).where(campaign_payments.c.checkout_session_id == session_id)
-                        )
-                    ).first()
-                    if payment is None or payment.payment_intent_id is None:
-                        # Money Stripe holds for a payment the ledger cannot name: a person refunds it.
-                        await store.record_issue(
-                            conn, f"{key}:{funding.id}", "campaign.refund", session_id, "no PaymentIntent to refund"
-                        )
-                        continue
-                moved = await _reverse(conn, f"{key}:{funding.id}", funding, share, metadata)
-                left -= moved
-                refunded += moved
-                if payment is not None:
-                    refund_id = uuid.uuid5(_NAMESPACE, f"{scope}:{key}:{funding.id}")
-                    await _owe_stripe_refund(conn, refund_id, payment, moved, reason)
-                    stripe_refunded += moved
-                if left == 0:
-                    break
-        await conn.execute(
-            sa.insert(budget_refunds).values(
-                scope=scope,
-                idempotency_key=key,
-                campaign_id=campaign_id,
-                requested_cents=amount,
-                refunded_cents=refunded,
-                stripe_refunded_cents=stripe_refunded,
-            )
+class BudgetRefunds:
+    """What is left of a campaign's budget, refunded (RefundCampaignBudget). `on_refund` wakes the outbox relay
+    once a refund's payment.refund row has committed, so that Stripe is asked now rather than at the next poll."""
+
+    def __init__(self, engine: AsyncEngine, on_refund: Callable[[], None]) -> None:
+        self._engine = engine
+        self._on_refund = on_refund
+
+    async def refund(
+        self,
+        scope: str,
+        key: str,
+        *,
+        campaign_id: str,
+        currency: int,
+        amount: int,
+        reason: str,
+        kept_checkout_session_id: str,
+    ) -> BudgetRefund:
+        """Returns up to `amount` of the campaign's budget account to whoever paid what the campaign kept — the
+        payment of `kept_checkout_session_id` and the platform's funding — oldest first, each up to what is left of
+        it, in one transaction under the account's row lock (so concurrent grants and refunds see each other). A
+        payment the campaign did not take is never touched here: it is refunded whole on its own
+        (refund_duplicate_payment), and a budget refund taking part of it would pay the wrong payer and leave the
+        kept payment's money in the budget. A reversal post_transfer() refuses is REFUND_NOT_BOOKED (nothing of
+        the refund is written)."""
+        accounts, transfers, campaign_payments, budget_refunds = (
+            store.accounts,
+            store.transfers,
+            store.campaign_payments,
+            store.budget_refunds,
         )
-        if refunded:
-            await audit.record(
-                conn,
-                "campaign.refund",
-                f"campaign:{campaign_id}",
-                reason,
-                refunded_cents=refunded,
-                stripe_refunded_cents=stripe_refunded,
+        async with self._engine.begin() as conn:
+            budget = (
+                await conn.execute(
+                    sa.select(accounts.c.id, accounts.c.balance)
+                    .where(
+                        accounts.c.type == pb.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
+                        accounts.c.owner_id == campaign_id,
+                        accounts.c.currency == currency,
+                    )
+                    .with_for_update()
+                )
+            ).first()
+            done = (
+                await conn.execute(
+                    sa.select(budget_refunds).where(
+                        budget_refunds.c.scope == scope, budget_refunds.c.idempotency_key == key
+                    )
+                )
+            ).first()
+            if done is not None:
+                # A retry may ask another amount (the remainder moved while the first answer was lost): the key
+                # answers what it refunded, and the caller asks the rest under a new key.
+                if done.campaign_id != campaign_id:
+                    raise Aborted(Reason.IDEMPOTENCY_KEY_REUSED, "this key was used for another campaign's refund")
+                return BudgetRefund(int(done.refunded_cents), int(done.stripe_refunded_cents), True)
+            left = 0 if budget is None else min(amount, int(budget.balance))
+            refunded = stripe_refunded = 0
+            if left > 0 and budget is not None:
+                fundings = (
+                    await conn.execute(
+                        _funding_transfers()
+                        .where(
+                            transfers.c.to_account_id == budget.id,
+                            transfers.c.kind == pb.TRANSFER_KIND_CAMPAIGN_FUNDING,
+                        )
+                        .order_by(transfers.c.created_at, transfers.c.id)
+                    )
+                ).all()
+                kept_key = f"funding:{kept_checkout_session_id}" if kept_checkout_session_id else None
+                fundings = [f for f in fundings if f.from_owner != STRIPE_OWNER or f.idempotency_key == kept_key]
+                metadata = {"campaign_id": campaign_id, "reason": reason[:500]}
+                for funding in fundings:
+                    share = min(left, int(funding.open))
+                    if share <= 0:
+                        continue
+                    payment = None
+                    if funding.from_owner == STRIPE_OWNER:
+                        session_id = str(funding.idempotency_key).removeprefix("funding:")
+                        payment = (
+                            await conn.execute(
+                                sa.select(campaign_payments).where(
+                                    campaign_payments.c.checkout_session_id == session_id
+                                )
+                            )
+                        ).first()
+                        if payment is None or payment.payment_intent_id is None:
+                            # Money Stripe holds for a payment the ledger cannot name: a person refunds it.
+                            await store.record_issue(
+                                conn, f"{key}:{funding.id}", "campaign.refund", session_id, "no PaymentIntent to refund"
+                            )
+                            continue
+                    try:
+                        moved = await _reverse(conn, f"{key}:{funding.id}", funding, share, metadata)
+                    except RefundNotBooked as exc:
+                        raise FailedPrecondition(Reason.REFUND_NOT_BOOKED, str(exc)) from exc
+                    left -= moved
+                    refunded += moved
+                    if payment is not None:
+                        refund_id = uuid.uuid5(_NAMESPACE, f"{scope}:{key}:{funding.id}")
+                        await _owe_stripe_refund(conn, refund_id, payment, moved, reason)
+                        stripe_refunded += moved
+                    if left == 0:
+                        break
+            await conn.execute(
+                sa.insert(budget_refunds).values(
+                    scope=scope,
+                    idempotency_key=key,
+                    campaign_id=campaign_id,
+                    requested_cents=amount,
+                    refunded_cents=refunded,
+                    stripe_refunded_cents=stripe_refunded,
+                )
             )
-    return BudgetRefund(refunded, stripe_refunded, False)
+            if refunded:
+                await audit.record(
+                    conn,
+                    "campaign.refund",
+                    f"campaign:{campaign_id}",
+                    reason,
+                    refunded_cents=refunded,
+                    stripe_refunded_cents=stripe_refunded,
+                )
+        if stripe_refunded:
+            self._on_refund()
+        return BudgetRefund(refunded, stripe_refunded, False)
 
 
 def refund_delivery(engine: AsyncEngine, stripe: Stripe) -> Any:

@@ -1,8 +1,10 @@
-"""Stripe's webhook events, once verified: each applied at most once (recorded in stripe_events), a signed
-event that cannot be applied recorded as a payment issue for an admin. Transport-free."""
+"""Stripe's webhook events: the signature checked (a refusal is INVALID_ARGUMENT), each event applied at most once
+(recorded in stripe_events), a signed event that cannot be applied recorded as a payment issue for an admin.
+Transport-free."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import uuid
@@ -12,8 +14,9 @@ from typing import Any
 from nerava.ledger.v1 import ledger_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.errors import Unavailable
+from services.common.errors import InvalidArgument, Unavailable
 from services.ledger import domain, store
+from services.ledger.adapters.stripe_payouts import StripePayouts, StripeSignatureInvalid
 from services.ledger.funding import CampaignFundings, FundingNotBooked
 from services.ledger.onboarding import StripeOnboarding
 from services.ledger.payouts import Payouts
@@ -38,6 +41,39 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def verified_event(body: bytes, signature: str, secret: str) -> dict[str, Any]:
+    """The event Stripe signed: `body` is the request's raw body, `signature` its Stripe-Signature header. Refused
+    (INVALID_ARGUMENT) when the signature does not hold or the signed body is no event with an id and a
+    data.object. Stripe's verifier judges the signature's age against the wall clock itself."""
+    try:
+        event = StripePayouts.verify_webhook(body, signature, secret)
+    except StripeSignatureInvalid as exc:
+        # The issue asks for 400 (INVALID_ARGUMENT), not 401: Stripe retries on any non-2xx anyway.
+        raise InvalidArgument([("stripe-signature", str(exc))], reason=Reason.STRIPE_SIGNATURE_INVALID) from exc
+    data = event.get("data")
+    if not str(event.get("id", "")) or not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise InvalidArgument([("http_body", "not a Stripe event")], reason=Reason.WEBHOOK_PAYLOAD_INVALID)
+    return event
+
+
+@dataclasses.dataclass(frozen=True)
+class HandledEvent:
+    event_id: str
+    event_type: str
+    outcome: pb.WebhookOutcome
+
+
+@dataclasses.dataclass(frozen=True)
+class PaymentIssue:
+    """A signed event the ledger could not apply, for an admin to look at."""
+
+    event_id: str
+    event_type: str
+    object_id: str
+    problem: str
+    created_at: datetime.datetime
+
+
 class StripeEvents:
     def __init__(
         self,
@@ -46,15 +82,23 @@ class StripeEvents:
         payouts: Payouts,
         fundings: CampaignFundings,
         onboarding: StripeOnboarding,
+        webhook_secret: str,
         clock: Callable[[], datetime.datetime],
     ) -> None:
         self._engine = engine
         self._payouts = payouts
         self._fundings = fundings
         self._onboarding = onboarding
+        self._webhook_secret = webhook_secret
         self._clock = clock
 
-    async def handle(self, event_id: str, event_type: str, event: dict[str, Any]) -> pb.WebhookOutcome:
+    async def receive(self, body: bytes, signature: str) -> HandledEvent:
+        """One delivery of a webhook: its signature checked (verified_event), then the event applied."""
+        event = verified_event(body, signature, self._webhook_secret)
+        event_id, event_type = str(event.get("id", "")), str(event.get("type", ""))
+        return HandledEvent(event_id, event_type, await self._handle(event_id, event_type, event))
+
+    async def _handle(self, event_id: str, event_type: str, event: dict[str, Any]) -> pb.WebhookOutcome:
         """`event` is verified and has an id and a data.object; its outcome (DUPLICATE when it was applied, or is
         being applied, by another delivery)."""
         async with self._engine.begin() as conn:
@@ -80,6 +124,11 @@ class StripeEvents:
         async with self._engine.begin() as conn:
             await store.settle_stripe_event(conn, event_id, pb.WebhookOutcome.Name(outcome))
         return outcome
+
+    async def payment_issues(self, limit: int) -> list[PaymentIssue]:
+        """The newest first."""
+        rows = await store.payment_issues_page(self._engine, limit)
+        return [PaymentIssue(row.event_id, row.event_type, row.object_id, row.problem, row.created_at) for row in rows]
 
     async def _take_over_unapplied(self, event_id: str) -> bool:
         """An event recorded as received and never settled (the process applying it died) is applied again by
