@@ -19,17 +19,19 @@ from typing import Any
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 
+from services.common.context import current_caller
 from services.common.interceptors import Access
 from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import CheckoutRpcs
 from services.merchants.claims import ClaimRpcs
 from services.merchants.exclusives import ExclusiveRpcs
-from services.merchants.favorites import FavoriteRpcs
+from services.merchants.favorites import Favorites
 from services.merchants.funnel import FunnelRpcs
 from services.merchants.onboarding import SquareRpcs
+from services.merchants.peers import ChargerDirectory
 from services.merchants.portal import PortalRpcs
-from services.merchants.records import Resources
+from services.merchants.records import Resources, timestamp
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
@@ -51,7 +53,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.checkout = CheckoutRpcs(**shared, square_tokens=self.onboarding)
         self.exclusives = ExclusiveRpcs(**shared)
         self.portal = PortalRpcs(**shared)
-        self.favorites = FavoriteRpcs(**shared)
+        self.favorites = Favorites(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
         self.claims = ClaimRpcs(**shared)
         self.funnel = FunnelRpcs(**shared)
 
@@ -100,38 +102,66 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
 
     # favorites.py
 
+    @staticmethod
+    def _driver() -> str:
+        """The calling driver (the favorites' access rule admits signed-in drivers only)."""
+        return current_caller().user_id or ""
+
     async def VoteAmenity(self, request: pb.VoteAmenityRequest, context: Any) -> pb.VoteAmenityResponse:
-        return await self.favorites.VoteAmenity(request, context)
+        up, down = await self.favorites.vote(self._driver(), request.merchant_id, request.amenity, request.vote_type)
+        return pb.VoteAmenityResponse(ok=True, upvotes=up, downvotes=down)
 
     async def ListFavoriteMerchants(
         self, request: pb.ListFavoriteMerchantsRequest, context: Any
     ) -> pb.ListFavoriteMerchantsResponse:
-        return await self.favorites.ListFavoriteMerchants(request, context)
+        rows = await self.favorites.stores(self._driver())
+        return pb.ListFavoriteMerchantsResponse(
+            favorites=[
+                pb.FavoriteMerchant(
+                    merchant_id=row.id,
+                    name=row.name,
+                    category=row.category,
+                    photo_url=next(iter(row.photo_urls), ""),
+                    favorited_at=timestamp(row.created_at),
+                )
+                for row in rows
+            ]
+        )
 
     async def AddFavoriteMerchant(
         self, request: pb.AddFavoriteMerchantRequest, context: Any
     ) -> pb.AddFavoriteMerchantResponse:
-        return await self.favorites.AddFavoriteMerchant(request, context)
+        await self.favorites.add_store(self._driver(), request.merchant_id)
+        return pb.AddFavoriteMerchantResponse(ok=True, favorited=True)
 
     async def RemoveFavoriteMerchant(
         self, request: pb.RemoveFavoriteMerchantRequest, context: Any
     ) -> pb.RemoveFavoriteMerchantResponse:
-        return await self.favorites.RemoveFavoriteMerchant(request, context)
+        await self.favorites.remove_store(self._driver(), request.merchant_id)
+        return pb.RemoveFavoriteMerchantResponse(ok=True, favorited=False)
 
     async def ListFavoriteChargers(
         self, request: pb.ListFavoriteChargersRequest, context: Any
     ) -> pb.ListFavoriteChargersResponse:
-        return await self.favorites.ListFavoriteChargers(request, context)
+        favorites = await self.favorites.chargers(self._driver())
+        return pb.ListFavoriteChargersResponse(
+            favorites=[
+                pb.FavoriteCharger(charger_id=f.charger_id, name=f.name, favorited_at=timestamp(f.added_at))
+                for f in favorites
+            ]
+        )
 
     async def AddFavoriteCharger(
         self, request: pb.AddFavoriteChargerRequest, context: Any
     ) -> pb.AddFavoriteChargerResponse:
-        return await self.favorites.AddFavoriteCharger(request, context)
+        await self.favorites.add_charger(self._driver(), request.charger_id)
+        return pb.AddFavoriteChargerResponse(ok=True, favorited=True)
 
     async def RemoveFavoriteCharger(
         self, request: pb.RemoveFavoriteChargerRequest, context: Any
     ) -> pb.RemoveFavoriteChargerResponse:
-        return await self.favorites.RemoveFavoriteCharger(request, context)
+        await self.favorites.remove_charger(self._driver(), request.charger_id)
+        return pb.RemoveFavoriteChargerResponse(ok=True, favorited=False)
 
     # claims.py
 

@@ -1,0 +1,46 @@
+"""The other Nerava services as the merchants cores see them: each call through its stub, its answer as a plain
+value and its gRPC errors mapped once to this service's reasons, so that no core imports grpc or a peer's
+messages (the peers' own adapters, as adapters/ holds the third parties').
+
+sessions  the charger directory (a charger's name and place)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+
+from services.common.errors import Unavailable
+from services.merchants.reasons import Reason
+from services.merchants.records import charger_not_found
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Charger:
+    """A charger as the sessions service's directory describes it."""
+
+    id: str
+    name: str
+    address: str
+    network_name: str
+    lat: float
+    lng: float
+
+
+class ChargerDirectory:
+    """The sessions service, which owns chargers and intent sessions."""
+
+    def __init__(self, sessions: sessions_pb2_grpc.SessionsServiceAsyncStub) -> None:
+        self._sessions = sessions
+
+    async def charger(self, charger_id: str) -> Charger:
+        """CHARGER_NOT_FOUND when the directory does not know it, SESSIONS_UNAVAILABLE when it does not answer."""
+        try:
+            found = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                raise charger_not_found(charger_id) from None
+            raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the charger directory did not answer; retry") from None
+        return Charger(found.id, found.name, found.address, found.network_name, found.lat, found.lng)
