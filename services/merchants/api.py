@@ -24,7 +24,6 @@ from services.common.interceptors import Access
 from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import CheckoutRpcs
-from services.merchants.claims import ClaimRpcs
 from services.merchants.exclusives import ExclusiveRpcs
 from services.merchants.favorites import Favorites
 from services.merchants.funnel import FunnelRpcs
@@ -54,7 +53,6 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.exclusives = ExclusiveRpcs(**shared)
         self.portal = PortalRpcs(**shared)
         self.favorites = Favorites(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
-        self.claims = ClaimRpcs(**shared)
         self.funnel = FunnelRpcs(**shared)
 
     # catalog.py
@@ -168,7 +166,10 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     async def AuthorizeMerchantClaim(
         self, request: pb.AuthorizeMerchantClaimRequest, context: Any
     ) -> pb.AuthorizeMerchantClaimResponse:
-        return await self.claims.AuthorizeMerchantClaim(request, context)
+        claimed = await claims.authorize_claim(
+            self.resources.engine, request.merchant_id, request.place_id, request.email, request.owner_user_id
+        )
+        return pb.AuthorizeMerchantClaimResponse(merchant_id=claimed.merchant_id, merchant_name=claimed.name)
 
     # funnel.py
 
