@@ -14,6 +14,7 @@ claims.py      who may claim a store, for accounts' claim link and the portal's 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
@@ -26,9 +27,9 @@ from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import CheckoutRpcs
 from services.merchants.exclusives import ExclusiveRpcs
 from services.merchants.favorites import Favorites
-from services.merchants.funnel import FunnelRpcs
+from services.merchants.funnel import Funnel
 from services.merchants.onboarding import SquareRpcs
-from services.merchants.peers import ChargerDirectory
+from services.merchants.peers import ChargerDirectory, ClaimLinks
 from services.merchants.portal import PortalRpcs
 from services.merchants.records import Resources, timestamp
 
@@ -53,7 +54,9 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.exclusives = ExclusiveRpcs(**shared)
         self.portal = PortalRpcs(**shared)
         self.favorites = Favorites(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
-        self.funnel = FunnelRpcs(**shared)
+        self.funnel = Funnel(
+            resources.engine, resources.reads, resources.places, ClaimLinks(resources.accounts), resources.settings
+        )
 
     # catalog.py
 
@@ -174,15 +177,50 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     # funnel.py
 
     async def SearchBusinesses(self, request: pb.SearchBusinessesRequest, context: Any) -> pb.SearchBusinessesResponse:
-        return await self.funnel.SearchBusinesses(request, context)
+        near = (request.lat, request.lng) if request.HasField("lat") and request.HasField("lng") else None
+        found = await self.funnel.search(request.query, near)
+        return pb.SearchBusinessesResponse(
+            businesses=[
+                pb.Business(
+                    place_id=f.business.place_id,
+                    name=f.business.name,
+                    address=f.business.address,
+                    lat=f.business.lat,
+                    lng=f.business.lng,
+                    category=f.business.category,
+                    merchant_id=f.merchant_id,
+                    claimed=f.claimed,
+                )
+                for f in found
+            ]
+        )
 
     async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
-        return await self.funnel.ResolveBusiness(request, context)
+        preview = await self.funnel.resolve(request.place_id)
+        return pb.ResolveBusinessResponse(
+            merchant_id=preview.merchant_id,
+            preview_url=preview.url,
+            sig=preview.signature,
+            expires_at=timestamp(datetime.datetime.fromtimestamp(preview.expires, datetime.UTC)),
+            exp=preview.expires,
+        )
 
     async def RequestMerchantClaim(
         self, request: pb.RequestMerchantClaimRequest, context: Any
     ) -> pb.RequestMerchantClaimResponse:
-        return await self.funnel.RequestMerchantClaim(request, context)
+        claim = await self.funnel.request_claim(
+            request.merchant_id, request.exp, request.sig, request.email, current_caller().user_id
+        )
+        return pb.RequestMerchantClaimResponse(
+            claim=pb.MerchantClaim(
+                id=claim.id,
+                merchant_id=claim.merchant_id,
+                merchant_name=claim.merchant_name,
+                email=claim.email,
+                status=claim.status,  # type: ignore[arg-type]  # the stored MerchantClaimStatus value
+                created_at=timestamp(claim.created_at),
+            )
+        )
 
     # onboarding.py
 

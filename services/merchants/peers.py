@@ -3,6 +3,7 @@ value and its gRPC errors mapped once to this service's reasons, so that no core
 messages (the peers' own adapters, as adapters/ holds the third parties').
 
 sessions  the charger directory (a charger's name and place)
+accounts  emailing the funnel's claim link
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import dataclasses
 
 import grpc
+from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
-from services.common.errors import Unavailable
+from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable, peer_reason
 from services.merchants.reasons import Reason
 from services.merchants.records import charger_not_found
 
@@ -44,3 +46,31 @@ class ChargerDirectory:
                 raise charger_not_found(charger_id) from None
             raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the charger directory did not answer; retry") from None
         return Charger(found.id, found.name, found.address, found.network_name, found.lat, found.lng)
+
+
+class ClaimLinks:
+    """Accounts, which checks a claimant's address against the store and emails the single-use claim link."""
+
+    def __init__(self, accounts: accounts_pb2_grpc.AccountsServiceAsyncStub) -> None:
+        self._accounts = accounts
+
+    async def send(self, merchant_id: str, email: str) -> None:
+        """CLAIM_NOT_OWNER when accounts refuses the address for the store; its own FAILED_PRECONDITION reason
+        (SIGN_IN_NOT_CONFIGURED) passed on; EMAIL_UNAVAILABLE or ACCOUNTS_UNAVAILABLE when nothing was sent."""
+        try:
+            await self._accounts.SendMerchantClaimLink(
+                accounts_pb2.SendMerchantClaimLinkRequest(merchant_id=merchant_id, email=email)
+            )
+        except grpc.aio.AioRpcError as error:
+            reason = peer_reason(error)
+            if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+                # The only refusal left once the store is known to be unowned: the address is not the store's.
+                raise PermissionDenied(
+                    Reason.CLAIM_NOT_OWNER, error.details() or "this address may not claim the store"
+                ) from None
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                raise FailedPrecondition(reason or "SIGN_IN_NOT_CONFIGURED", error.details() or "") from None
+            raise Unavailable(
+                Reason.EMAIL_UNAVAILABLE if reason == "EMAIL_UNAVAILABLE" else "ACCOUNTS_UNAVAILABLE",
+                "the claim link could not be sent; retry",
+            ) from None
