@@ -22,16 +22,16 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 
 from services.common.context import current_caller
 from services.common.interceptors import Access
-from services.merchants import catalog, checkout, claims, exclusives, favorites, funnel, onboarding, portal
+from services.merchants import catalog, checkout, claims, domain, exclusives, favorites, funnel, onboarding, portal
 from services.merchants.catalog import CatalogRpcs
 from services.merchants.checkout import CheckoutRpcs
 from services.merchants.exclusives import ExclusiveRpcs
 from services.merchants.favorites import Favorites
 from services.merchants.funnel import Funnel
-from services.merchants.onboarding import SquareRpcs
+from services.merchants.onboarding import SquareOnboarding
 from services.merchants.peers import ChargerDirectory, ClaimLinks
 from services.merchants.portal import PortalRpcs
-from services.merchants.records import Resources, timestamp
+from services.merchants.records import Resources, checkout_url, merchant_message, timestamp
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
@@ -49,7 +49,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         shared = {field.name: getattr(resources, field.name) for field in dataclasses.fields(Resources)}
         self.resources = resources
         self.catalog = CatalogRpcs(**shared)
-        self.onboarding = SquareRpcs(**shared)
+        self.onboarding = SquareOnboarding(resources.engine, resources.square, resources.token_cipher)
         self.checkout = CheckoutRpcs(**shared, square_tokens=self.onboarding)
         self.exclusives = ExclusiveRpcs(**shared)
         self.portal = PortalRpcs(**shared)
@@ -225,12 +225,25 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
     # onboarding.py
 
     async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
-        return await self.onboarding.ConnectSquare(request, context)
+        started = await self.onboarding.connect(current_caller(), request.merchant_id)
+        return pb.ConnectSquareResponse(
+            authorization_url=started.authorization_url, state=started.state, expires_at=timestamp(started.expires_at)
+        )
 
     async def CompleteSquareConnect(
         self, request: pb.CompleteSquareConnectRequest, context: Any
     ) -> pb.CompleteSquareConnectResponse:
-        return await self.onboarding.CompleteSquareConnect(request, context)
+        connected = await self.onboarding.complete(
+            current_caller(), request.state, request.code, request.error, request.error_description
+        )
+        row, aov = connected.store, connected.average_order_value_cents
+        return pb.CompleteSquareConnectResponse(
+            merchant_id=row.id,
+            merchant=merchant_message(row, square_connected=True, owner_view=True),
+            average_order_value_cents=domain.DEFAULT_AOV_CENTS if aov is None else aov,
+            recommended_perk_cents=connected.recommended_perk_cents,
+            qr_url=checkout_url(self.resources.settings, row.qr_token),
+        )
 
     # checkout.py
 
