@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -118,14 +117,6 @@ async def favorite_charger_ids(conn: AsyncConnection, driver_id: str) -> list[tu
     return [(row.target_id, row.created_at) for row in await conn.execute(query)]
 
 
-def amenities_message(counts: dict[str, tuple[int, int]]) -> pb.Amenities:
-    def votes(amenity: str) -> pb.AmenityVotes:
-        up, down = counts.get(amenity, (0, 0))
-        return pb.AmenityVotes(upvotes=up, downvotes=down)
-
-    return pb.Amenities(bathroom=votes("bathroom"), wifi=votes("wifi"))
-
-
 async def store_exists(conn: AsyncConnection, merchant_id: str) -> bool:
     known = (await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.id == merchant_id))).first()
     return known is not None
@@ -195,4 +186,4 @@ class Favorites:
             raise merchant_not_found(merchant_id)
 
 
-__all__ = ["ACCESS", "Favorites", "amenities_message", "amenity_counts"]
+__all__ = ["ACCESS", "Favorites", "amenity_counts"]

@@ -2,7 +2,8 @@
 value and its gRPC errors mapped once to this service's reasons, so that no core imports grpc or a peer's
 messages (the peers' own adapters, as adapters/ holds the third parties').
 
-sessions  the charger directory (a charger's name and place)
+sessions  the charger directory (a charger's name and place) and where a driver captured an intent
+ledger    a driver's spendable Nova
 accounts  emailing the funnel's claim link
 """
 
@@ -12,6 +13,7 @@ import dataclasses
 
 import grpc
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable, peer_reason
@@ -31,6 +33,15 @@ class Charger:
     lng: float
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class IntentPosition:
+    """Where a driver stood when they captured a charging intent."""
+
+    driver_id: str
+    lat: float
+    lng: float
+
+
 class ChargerDirectory:
     """The sessions service, which owns chargers and intent sessions."""
 
@@ -46,6 +57,35 @@ class ChargerDirectory:
                 raise charger_not_found(charger_id) from None
             raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the charger directory did not answer; retry") from None
         return Charger(found.id, found.name, found.address, found.network_name, found.lat, found.lng)
+
+    async def intent_position(self, session_id: str) -> IntentPosition | None:
+        """None for an unknown or expired session, or when sessions does not answer: callers do without it."""
+        try:
+            intent = await self._sessions.GetIntentSession(sessions_pb2.GetIntentSessionRequest(session_id=session_id))
+        except grpc.aio.AioRpcError:
+            return None
+        return IntentPosition(intent.driver_id, intent.lat, intent.lng)
+
+
+class NovaBalances:
+    """The ledger's driver Nova accounts."""
+
+    def __init__(self, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub) -> None:
+        self._ledger = ledger
+
+    async def balance(self, driver_id: str) -> int:
+        """The driver's spendable Nova (0 before their first credit); LEDGER_UNAVAILABLE when the ledger is
+        down."""
+        account = ledger_pb2.AccountRef(
+            type=ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA, owner_id=driver_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
+        )
+        try:
+            reply = await self._ledger.GetAccount(ledger_pb2.GetAccountRequest(account=account))
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                return 0
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
+        return reply.account.balance
 
 
 class ClaimLinks:
