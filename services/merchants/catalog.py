@@ -33,9 +33,7 @@ from services.merchants.records import (
     ADMIN,
     MERCHANT,
     STORE,
-    active_merchant,
     insert_merchant,
-    is_admin,
     merchant_not_found,
     open_status,
     opening_periods,
@@ -531,4 +529,4 @@ def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime
     ]
 
 
-__all__ = ["ACCESS", "Catalog", "active_merchant", "is_admin", "merchant_not_found"]
+__all__ = ["ACCESS", "Catalog"]
