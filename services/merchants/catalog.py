@@ -5,43 +5,35 @@ screen, and what a scanned checkout QR code is."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime
 import secrets
 import uuid
+from collections.abc import Callable, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import grpc
 import sqlalchemy as sa
-from google.protobuf import struct_pb2
-from nerava.ledger.v1 import ledger_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
-from services.common.context import current_caller
+from services.common.context import Caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.geo import great_circle_m
-from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
-from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
+from services.common.outbox import DEAD_LETTER_ACCESS
 from services.merchants import domain, store
-from services.merchants.favorites import amenities_message, amenity_counts
+from services.merchants.favorites import amenity_counts
+from services.merchants.peers import ChargerDirectory, NovaBalances
 from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
-    DRIVER,
     MERCHANT,
     STORE,
-    Resources,
-    active_merchant,
-    checkout_url,
     insert_merchant,
-    is_admin,
-    merchant_message,
     merchant_not_found,
     open_status,
     opening_periods,
@@ -227,89 +219,209 @@ async def linked_merchants(conn: AsyncConnection, charger_ids: list[str]) -> lis
     return list((await conn.execute(query)).all())
 
 
-class CatalogRpcs(Resources):
-    async def CreateMerchant(self, request: pb.CreateMerchantRequest, context: Any) -> pb.CreateMerchantResponse:
-        given = request.merchant
-        time_zone = given.hours.time_zone or "UTC"
-        _check_time_zone("merchant.hours.time_zone", time_zone)
-        request_id = uuid.UUID(request.request_id)
-        status = given.status or pb.MERCHANT_STATUS_ACTIVE
-        async with self.engine.begin() as conn:
-            existing = await merchant_by_create_request(conn, request_id)
-            if existing is None:
-                values = {
-                    "id": new_merchant_id(),
-                    "create_request_id": request_id,
-                    "name": given.name,
-                    "category": given.category,
-                    "lat": given.lat,
-                    "lng": given.lng,
-                    "address": given.address,
-                    "phone": given.phone,
-                    "website": given.website,
-                    "place_id": given.place_id or None,
-                    "time_zone": time_zone,
-                    "opening_periods": periods_json(given.hours.periods),
-                    "custom_perk_cents": given.perk.custom_perk_cents,
-                    "recommended_perk_cents": 0,
-                    "perk_label": given.perk.label,
-                    "status": status,
-                    "owner_user_id": given.owner_user_id or None,
-                    "zone_slug": given.zone_slug,
-                    "logo_url": given.logo_url,
-                    "photo_urls": list(given.photo_urls),
-                    "qr_token": new_qr_token(),
-                }
-                try:
-                    await insert_merchant(conn, values)
-                except IntegrityError as error:
-                    if "merchants_place_id" in str(error.orig):
-                        raise InvalidArgument(
-                            [("merchant.place_id", "another merchant has this place id")], reason=Reason.PLACE_ID_TAKEN
-                        ) from None
-                    # A concurrent create with the same request id: the caller's retry replays it.
-                    raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
-                await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=given.name)
-                existing = await merchant_by_create_request(conn, request_id, required=True)
-        return pb.CreateMerchantResponse(
-            merchant=merchant_message(existing, owner_view=True),
-            qr_token=existing.qr_token,
-            qr_url=checkout_url(self.settings, existing.qr_token),
-        )
+@dataclasses.dataclass(frozen=True, slots=True)
+class NewStore:
+    """A store as an admin registers it; an empty time zone is UTC, an unset (0) status ACTIVE."""
 
-    async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Any) -> pb.UpdateMerchantResponse:
-        caller = current_caller()
-        changes: dict[str, Any] = {}
-        for name in ("name", "category", "address", "phone", "website", "custom_perk_cents", "perk_label"):
-            if request.HasField(name):
-                changes[name] = getattr(request, name)
-        if request.HasField("hours"):
-            time_zone = request.hours.time_zone or "UTC"
+    name: str
+    category: str
+    lat: float
+    lng: float
+    address: str
+    phone: str
+    website: str
+    place_id: str
+    time_zone: str
+    opening_periods: Sequence[domain.OpeningPeriod]
+    custom_perk_cents: int
+    perk_label: str
+    status: int
+    owner_user_id: str
+    zone_slug: str
+    logo_url: str
+    photo_urls: Sequence[str]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OpeningHours:
+    time_zone: str  # empty: UTC
+    periods: Sequence[domain.OpeningPeriod]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreChanges:
+    """What an owner or admin changes of a store; None leaves it as it is."""
+
+    name: str | None = None
+    category: str | None = None
+    address: str | None = None
+    phone: str | None = None
+    website: str | None = None
+    custom_perk_cents: int | None = None
+    perk_label: str | None = None
+    hours: OpeningHours | None = None
+    status: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChargerLink:
+    merchant_id: str
+    charger_id: str
+    charger_name: str
+    walk_distance_m: int
+    walk_time_s: int
+    is_primary: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListedMerchant:
+    """A merchant on a charger's "while you charge" list: its linked_merchants row and whether it is open now
+    (and until when, "" when unknown)."""
+
+    row: Any
+    open_now: bool
+    open_until: str | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Moment:
+    """How far the driver is from the store, from where they captured the charging intent."""
+
+    distance_miles: float
+    label: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreDetails:
+    """A merchant's details screen: the store, its hours today, today's exclusive activations and verified
+    visits, its amenity votes (amenity → (up, down)) and the driver's moment (None without a usable session)."""
+
+    row: Any
+    perk: domain.Perk
+    hours_today: str
+    activations_today: int
+    verified_visits_today: int
+    amenity_votes: dict[str, tuple[int, int]]
+    moment: Moment | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ScannedCheckout:
+    """What a scanned QR code is: the store, its perk, the driver's spendable Nova (None when the scanner is not
+    a signed-in driver) and the store's nearest charger link (None when it has none)."""
+
+    row: Any
+    perk: domain.Perk
+    nova_balance: int | None
+    charger_link: Any
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class Catalog:
+    """The merchant records and what drivers see of them; callers are handed in by the handlers."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        reads: AsyncEngine,
+        chargers: ChargerDirectory,
+        nova: NovaBalances,
+        *,
+        clock: Callable[[], datetime.datetime] = _utc_now,
+    ) -> None:
+        self._engine = engine
+        self._reads = reads
+        self._chargers = chargers
+        self._nova = nova
+        self._clock = clock
+
+    async def create(self, request_id: str, new: NewStore) -> Any:
+        """Registers the store once per request id (a retry answers the store the first call made); its row.
+        PLACE_ID_TAKEN when another store has its Google place."""
+        time_zone = new.time_zone or "UTC"
+        _check_time_zone("merchant.hours.time_zone", time_zone)
+        create_request_id = uuid.UUID(request_id)
+        async with self._engine.begin() as conn:
+            existing = await merchant_by_create_request(conn, create_request_id)
+            if existing is not None:
+                return existing
+            values = {
+                "id": new_merchant_id(),
+                "create_request_id": create_request_id,
+                "name": new.name,
+                "category": new.category,
+                "lat": new.lat,
+                "lng": new.lng,
+                "address": new.address,
+                "phone": new.phone,
+                "website": new.website,
+                "place_id": new.place_id or None,
+                "time_zone": time_zone,
+                "opening_periods": periods_json(new.opening_periods),
+                "custom_perk_cents": new.custom_perk_cents,
+                "recommended_perk_cents": 0,
+                "perk_label": new.perk_label,
+                "status": new.status or pb.MERCHANT_STATUS_ACTIVE,
+                "owner_user_id": new.owner_user_id or None,
+                "zone_slug": new.zone_slug,
+                "logo_url": new.logo_url,
+                "photo_urls": list(new.photo_urls),
+                "qr_token": new_qr_token(),
+            }
+            try:
+                await insert_merchant(conn, values)
+            except IntegrityError as error:
+                if "merchants_place_id" in str(error.orig):
+                    raise InvalidArgument(
+                        [("merchant.place_id", "another merchant has this place id")], reason=Reason.PLACE_ID_TAKEN
+                    ) from None
+                # A concurrent create with the same request id: the caller's retry replays it.
+                raise Unavailable(Reason.CONFLICT_RETRY, "a concurrent change conflicted; retry") from None
+            await audit.record(conn, "merchant.create", f"merchant:{values['id']}", name=new.name)
+            return await merchant_by_create_request(conn, create_request_id, required=True)
+
+    async def update(self, caller: Caller, merchant_id: str, changes: StoreChanges) -> tuple[Any, bool]:
+        """The caller's store with `changes`; its row after and whether it has Square connected. Only an admin
+        suspends a store or reinstates a suspended one (MERCHANT_STATUS_NOT_ALLOWED)."""
+        values: dict[str, Any] = {
+            name: getattr(changes, name)
+            for name in ("name", "category", "address", "phone", "website", "custom_perk_cents", "perk_label")
+            if getattr(changes, name) is not None
+        }
+        if changes.hours is not None:
+            time_zone = changes.hours.time_zone or "UTC"
             _check_time_zone("hours.time_zone", time_zone)
-            changes["time_zone"] = time_zone
-            changes["opening_periods"] = periods_json(request.hours.periods)
-        if request.HasField("status"):
-            if request.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}):
+            values["time_zone"] = time_zone
+            values["opening_periods"] = periods_json(changes.hours.periods)
+        if changes.status is not None:
+            if changes.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}):
                 raise PermissionDenied(Reason.MERCHANT_STATUS_NOT_ALLOWED, "only an admin suspends a merchant")
-            changes["status"] = request.status
-        async with self.engine.begin() as conn:
-            row = await owned_merchant(conn, request.merchant_id, caller, write=True, for_update=True)
-            if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in changes:
+            values["status"] = changes.status
+        async with self._engine.begin() as conn:
+            row = await owned_merchant(conn, merchant_id, caller, write=True, for_update=True)
+            if row.status == pb.MERCHANT_STATUS_SUSPENDED and not caller.has_any({ADMIN}) and "status" in values:
                 raise PermissionDenied(
                     Reason.MERCHANT_STATUS_NOT_ALLOWED, "a suspended merchant is reinstated by an admin"
                 )
-            if changes:
-                row = await update_merchant(conn, request.merchant_id, changes)
+            if values:
+                row = await update_merchant(conn, merchant_id, values)
             connected = await store.square_connected(conn, row.id)
-        return pb.UpdateMerchantResponse(merchant=merchant_message(row, square_connected=connected, owner_view=True))
+        return row, connected
 
-    async def LinkCharger(self, request: pb.LinkChargerRequest, context: Any) -> pb.LinkChargerResponse:
-        charger = await self.directory_charger(request.charger_id)
-        async with self.engine.begin() as conn:
-            merchant = await owned_merchant(conn, request.merchant_id, current_caller(), write=True)
+    async def link_charger(
+        self, caller: Caller, merchant_id: str, charger_id: str, walk: tuple[int, int], *, is_primary: bool
+    ) -> ChargerLink:
+        """Links the store to a charger of the directory; `walk` is (metres, seconds), 0 for either estimates it
+        from the two places."""
+        charger = await self._chargers.charger(charger_id)
+        async with self._engine.begin() as conn:
+            merchant = await owned_merchant(conn, merchant_id, caller, write=True)
             estimated_m, _ = domain.walk_estimate((charger.lat, charger.lng), (merchant.lat, merchant.lng))
-            walk_m = request.walk_distance_m or estimated_m
-            walk_s = request.walk_time_s or round(walk_m / domain.WALK_SPEED_M_PER_S)
+            walk_m = walk[0] or estimated_m
+            walk_s = walk[1] or round(walk_m / domain.WALK_SPEED_M_PER_S)
             values = {
                 "charger_name": charger.name,
                 "charger_address": charger.address,
@@ -318,176 +430,91 @@ class CatalogRpcs(Resources):
                 "charger_lng": charger.lng,
                 "walk_distance_m": walk_m,
                 "walk_time_s": walk_s,
-                "is_primary": request.is_primary,
+                "is_primary": is_primary,
             }
-            await upsert_charger_link(conn, request.merchant_id, request.charger_id, values)
+            await upsert_charger_link(conn, merchant_id, charger_id, values)
             await audit.record(
-                conn,
-                "charger.link",
-                f"merchant:{request.merchant_id}",
-                charger_id=request.charger_id,
-                primary=request.is_primary,
+                conn, "charger.link", f"merchant:{merchant_id}", charger_id=charger_id, primary=is_primary
             )
-        return pb.LinkChargerResponse(
-            link=pb.ChargerLink(
-                merchant_id=request.merchant_id,
-                charger_id=request.charger_id,
-                charger_name=charger.name,
-                walk_distance_m=walk_m,
-                walk_time_s=walk_s,
-                is_primary=request.is_primary,
-            )
-        )
+        return ChargerLink(merchant_id, charger_id, charger.name, walk_m, walk_s, is_primary)
 
-    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
-        rows = await dead_letters(self.engine, store.outbox, request.limit or 100)
-        return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
-
-    async def ReplayDeadLetters(
-        self, request: pb.ReplayDeadLettersRequest, context: Any
-    ) -> pb.ReplayDeadLettersResponse:
-        replayed = await replay_dead_letters(self.engine, store.outbox, list(request.ids) or None, request.reason)
-        return pb.ReplayDeadLettersResponse(replayed=replayed)
-
-    async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
-        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self.engine, "merchants", request.query))
-
-    async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
-        async with self.reads.connect() as conn:
-            row = await owned_merchant(conn, request.merchant_id, current_caller())
-        return pb.GetCheckoutQrResponse(qr_token=row.qr_token, qr_url=checkout_url(self.settings, row.qr_token))
+    async def qr_token(self, caller: Caller, merchant_id: str) -> str:
+        """The caller's store's checkout QR token."""
+        async with self._reads.connect() as conn:
+            token: str = (await owned_merchant(conn, merchant_id, caller)).qr_token
+        return token
 
     # --- drivers ------------------------------------------------------------------------------------------
 
-    async def ListMerchantsForCharger(
-        self, request: pb.ListMerchantsForChargerRequest, context: Any
-    ) -> pb.ListMerchantsForChargerResponse:
-        rows = await self._linked_merchants([request.charger_id])
+    async def for_charger(self, charger_id: str, state: str, *, open_only: bool) -> list[ListedMerchant]:
+        """The charger's "while you charge" list for the driver's state ("charging" when empty); an unknown
+        charger is CHARGER_NOT_FOUND, not an empty list."""
+        rows = await self._linked_merchants([charger_id])
         if not rows:
-            await self.directory_charger(
-                request.charger_id
-            )  # an unknown charger is CHARGER_NOT_FOUND, not an empty list
-        items = _ranked(rows, request.state or "charging", request.open_only, datetime.datetime.now(datetime.UTC))
-        return pb.ListMerchantsForChargerResponse(merchants=items, json_array=json_array(items))
+            await self._chargers.charger(charger_id)
+        return _ranked(rows, state or "charging", open_only, self._clock())
 
-    async def BatchListChargerMerchants(
-        self, request: pb.BatchListChargerMerchantsRequest, context: Any
-    ) -> pb.BatchListChargerMerchantsResponse:
-        rows = await self._linked_merchants(list(request.charger_ids))
-        now = datetime.datetime.now(datetime.UTC)
-        found = []
-        for charger_id in dict.fromkeys(request.charger_ids):
-            items = _ranked([r for r in rows if r.charger_id == charger_id], "charging", False, now)
-            if items:
-                found.append(pb.ChargerMerchants(charger_id=charger_id, merchants=items))
-        return pb.BatchListChargerMerchantsResponse(chargers=found)
+    async def for_chargers(self, charger_ids: Sequence[str]) -> dict[str, list[ListedMerchant]]:
+        """Each charger's list while charging, in the order asked; chargers without merchants left out."""
+        rows = await self._linked_merchants(list(charger_ids))
+        now = self._clock()
+        found = {}
+        for charger_id in dict.fromkeys(charger_ids):
+            listed = _ranked([r for r in rows if r.charger_id == charger_id], "charging", False, now)
+            if listed:
+                found[charger_id] = listed
+        return found
 
     async def _linked_merchants(self, charger_ids: list[str]) -> list[Any]:
-        async with self.reads.connect() as conn:
+        async with self._reads.connect() as conn:
             return await linked_merchants(conn, charger_ids)
 
-    async def GetMerchant(self, request: pb.GetMerchantRequest, context: Any) -> pb.GetMerchantResponse:
-        now = datetime.datetime.now(datetime.UTC)
-        async with self.reads.connect() as conn:
-            row = await merchant_by_id_or_place(conn, request.merchant_id)
+    async def details(self, merchant_id: str, session_id: str, driver_id: str | None) -> StoreDetails:
+        """An active store by its id or Google place id (MERCHANT_NOT_FOUND otherwise), as its details screen
+        shows it to `driver_id` (whose intent session `session_id` may give the distance)."""
+        now = self._clock()
+        async with self._reads.connect() as conn:
+            row = await merchant_by_id_or_place(conn, merchant_id)
             if row is None or row.status != pb.MERCHANT_STATUS_ACTIVE:
-                raise merchant_not_found(request.merchant_id)
+                raise merchant_not_found(merchant_id)
             activations, visits = await exclusives_today(conn, row.id, row.time_zone)
             votes = await amenity_counts(conn, row.id)
-        perk = perk_of(row)
-        photos = list(row.photo_urls)
-        moment = await self._moment(request.session_id, row)
-        return pb.GetMerchantResponse(
-            merchant=pb.MerchantDetails(
-                id=row.id,
-                name=row.name,
-                category=row.category,
-                photo_url=photos[0] if photos else "",
-                photo_urls=photos,
-                hours_today=domain.hours_today(opening_periods(row), row.time_zone, now),
-                address=row.address,
-                phone=row.phone,
-                website=row.website,
-                activations_today=activations,
-                verified_visits_today=visits,
-                amenities=amenities_message(votes),
-                place_id=row.place_id or "",
-                lat=row.lat,
-                lng=row.lng,
-                rating=row.rating or 0.0,
-            ),
-            moment=moment,
-            perk=pb.PerkCard(title=perk.label, badge="Nova perk", description=f"Pay with Nova at {row.name}."),
-            wallet=pb.MerchantWallet(can_add=False, state="INACTIVE"),
-            actions=pb.MerchantActions(
-                add_to_wallet=False,
-                get_directions_url=f"https://www.google.com/maps/dir/?api=1&destination={row.lat},{row.lng}",
-            ),
+        return StoreDetails(
+            row,
+            perk_of(row),
+            domain.hours_today(opening_periods(row), row.time_zone, now),
+            activations,
+            visits,
+            votes,
+            await self._moment(session_id, driver_id, row),
         )
 
-    async def _moment(self, session_id: str, row: Any) -> pb.MerchantMoment:
+    async def _moment(self, session_id: str, driver_id: str | None, row: Any) -> Moment | None:
         """Distance and label from where the calling driver captured the intent (sessions keeps intent sessions);
-        without a usable session of theirs the label is null and the distance 0 — the screen still opens."""
-        moment = pb.MerchantMoment(moment_copy="Spend your Nova here while you charge.")
-        moment.label.null_value = struct_pb2.NULL_VALUE
+        None without a usable session of theirs — the screen still opens."""
         if not session_id:
-            return moment
-        try:
-            intent = await self.sessions.GetIntentSession(sessions_pb2.GetIntentSessionRequest(session_id=session_id))
-        except grpc.aio.AioRpcError:
-            return moment  # unknown or expired session, or sessions not answering: a screen without distance
-        if intent.driver_id != current_caller().user_id:
-            return moment  # where a driver stood is theirs: another caller's session id tells nothing
+            return None
+        # An unknown or expired session, or sessions not answering: a screen without distance.
+        intent = await self._chargers.intent_position(session_id)
+        if intent is None or intent.driver_id != driver_id:
+            return None  # where a driver stood is theirs: another caller's session id tells nothing
         metres = great_circle_m(intent.lat, intent.lng, row.lat, row.lng)
-        moment.distance_miles = round(metres / METRES_PER_MILE, 2)
-        moment.label.string_value = domain.moment_label(metres)
-        return moment
+        return Moment(round(metres / METRES_PER_MILE, 2), domain.moment_label(metres))
 
-    async def ResolveCheckoutQr(
-        self, request: pb.ResolveCheckoutQrRequest, context: Any
-    ) -> pb.ResolveCheckoutQrResponse:
-        caller = current_caller()
-        async with self.engine.begin() as conn:
-            row = await use_qr_token(conn, request.token)
+    async def scan_qr(self, qr_token: str, driver_id: str | None) -> ScannedCheckout:
+        """The live store of a scanned QR code (QR_TOKEN_UNKNOWN otherwise), its last use stamped; with
+        `driver_id` (a signed-in driver scanned it) their Nova balance (LEDGER_UNAVAILABLE when the ledger is
+        down)."""
+        async with self._engine.begin() as conn:
+            row = await use_qr_token(conn, qr_token)
             if row is None:
                 raise NotFound(Reason.QR_TOKEN_UNKNOWN, "this QR code is not a live Nerava checkout")
             link = await store.nearest_charger_link(conn, row.id)
-        perk = perk_of(row)
-        driver = None
-        if caller.user_id is not None and caller.has_any({DRIVER}):
-            balance = await self.nova_balance(caller.user_id)
-            driver = pb.CheckoutDriver(nova_balance=balance, max_discount_cents=min(perk.cents, balance))
-        return pb.ResolveCheckoutQrResponse(
-            ok=True,
-            merchant=pb.CheckoutMerchant(
-                id=row.id, name=row.name, category=row.category, logo_url=row.logo_url, address=row.address
-            ),
-            perk=pb.CheckoutPerk(perk_cents=perk.cents, label=perk.label),
-            driver=driver,
-            charger=(
-                pb.CheckoutCharger(
-                    id=link.charger_id, address=link.charger_address, lat=link.charger_lat, lng=link.charger_lng
-                )
-                if link
-                else None
-            ),
-        )
-
-    async def nova_balance(self, driver_id: str) -> int:
-        """The driver's spendable Nova (0 before their first credit); LEDGER_UNAVAILABLE when the ledger is down."""
-        account = ledger_pb2.AccountRef(
-            type=ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA, owner_id=driver_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
-        )
-        try:
-            reply = await self.ledger.GetAccount(ledger_pb2.GetAccountRequest(account=account))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return 0
-            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
-        return reply.account.balance
+        balance = None if driver_id is None else await self._nova.balance(driver_id)
+        return ScannedCheckout(row, perk_of(row), balance, link)
 
 
-def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime) -> list[pb.ChargerMerchant]:
+def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime) -> list[ListedMerchant]:
     """One charger's linked merchants as the "while you charge" screen lists them (domain.rank_for_charger)."""
     by_id = {row.id: row for row in rows}
     status = {row.id: open_status(row, now) for row in rows}
@@ -496,42 +523,10 @@ def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime
         for row in rows
         if status[row.id][0] or not open_only
     ]
-    items = []
-    for chosen in domain.rank_for_charger(candidates, state):
-        row = by_id[chosen.merchant_id]
-        open_now, open_until = status[row.id]
-        photos = list(row.photo_urls)
-        items.append(
-            pb.ChargerMerchant(
-                id=row.id,
-                merchant_id=row.id,
-                place_id=(row.place_id or "") if row.is_primary else "",
-                name=row.name,
-                lat=row.lat,
-                lng=row.lng,
-                address=row.address,
-                phone=row.phone,
-                logo_url=row.logo_url,
-                photo_url=(photos[0] if photos else "") if row.is_primary else "",
-                photo_urls=photos,
-                category=row.category,
-                types=[row.category] if row.is_primary and row.category else [],
-                is_primary=row.is_primary,
-                exclusive_title=(row.offer_title or "") if row.is_primary else "",
-                exclusive_description=(row.offer_description or "") if row.is_primary else "",
-                open_now=open_now,
-                open_until=open_until or None,
-                # Google's listing, kept fresh by the funnel; 0 for a store not on Google.
-                rating=row.rating or 0.0,
-                user_rating_count=row.user_rating_count,
-                walk_time_s=row.walk_time_s,
-                walk_time_seconds=row.walk_time_s,
-                distance_m=row.walk_distance_m,
-                activations_today=row.activations,
-                verified_visits_today=row.visits,
-            )
-        )
-    return items
+    return [
+        ListedMerchant(by_id[chosen.merchant_id], *status[chosen.merchant_id])
+        for chosen in domain.rank_for_charger(candidates, state)
+    ]
 
 
-__all__ = ["ACCESS", "CatalogRpcs", "active_merchant", "is_admin", "merchant_not_found"]
+__all__ = ["ACCESS", "Catalog"]

@@ -12,18 +12,19 @@ again is accepted, so a retried claim is safe.
 
 from __future__ import annotations
 
+import dataclasses
 import urllib.parse
 from typing import Any, Final
 
 import sqlalchemy as sa
 from nerava.merchants.v1 import merchants_pb2 as pb
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import FailedPrecondition, PermissionDenied
 from services.common.interceptors import Access
 from services.merchants import store
 from services.merchants.reasons import Reason
-from services.merchants.records import Resources, merchant_not_found
+from services.merchants.records import merchant_not_found
 
 ACCESS: dict[str, Access] = {"AuthorizeMerchantClaim": Access.service_only()}
 
@@ -88,23 +89,31 @@ async def verify_pending_claim(conn: AsyncConnection, merchant_id: str, email: s
     )
 
 
-class ClaimRpcs(Resources):
-    async def AuthorizeMerchantClaim(
-        self, request: pb.AuthorizeMerchantClaimRequest, context: Any
-    ) -> pb.AuthorizeMerchantClaimResponse:
-        async with self.engine.begin() as conn:
-            row = await store_for_claim(conn, request.merchant_id, request.place_id)
-            if row is None:
-                raise merchant_not_found(request.merchant_id or request.place_id)
-            if row.owner_user_id and row.owner_user_id != (request.owner_user_id or None):
-                raise FailedPrecondition(Reason.MERCHANT_ALREADY_CLAIMED, "this store already has an owner")
-            if not may_claim(request.email, row.website):
-                raise PermissionDenied(
-                    Reason.CLAIM_NOT_OWNER, "the email address is not at the store's own web domain; ask Nerava support"
-                )
-            if request.owner_user_id and row.owner_user_id != request.owner_user_id:
-                await set_owner(conn, row.id, request.owner_user_id)
-            if request.owner_user_id:
-                # The funnel's pending claim for this address (if it went that way) is now verified.
-                await verify_pending_claim(conn, row.id, request.email.strip().lower(), request.owner_user_id)
-        return pb.AuthorizeMerchantClaimResponse(merchant_id=row.id, merchant_name=row.name)
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClaimedStore:
+    merchant_id: str
+    name: str
+
+
+async def authorize_claim(
+    engine: AsyncEngine, merchant_id: str, place_id: str, email: str, owner_user_id: str
+) -> ClaimedStore:
+    """The store (by its id, else its Google place id) `email` may claim (the rule of the module docstring);
+    with `owner_user_id` (empty: only asking), that user becomes its owner and the funnel's pending claim by this
+    address is verified. MERCHANT_NOT_FOUND, MERCHANT_ALREADY_CLAIMED (someone else owns it), CLAIM_NOT_OWNER."""
+    async with engine.begin() as conn:
+        row = await store_for_claim(conn, merchant_id, place_id)
+        if row is None:
+            raise merchant_not_found(merchant_id or place_id)
+        if row.owner_user_id and row.owner_user_id != (owner_user_id or None):
+            raise FailedPrecondition(Reason.MERCHANT_ALREADY_CLAIMED, "this store already has an owner")
+        if not may_claim(email, row.website):
+            raise PermissionDenied(
+                Reason.CLAIM_NOT_OWNER, "the email address is not at the store's own web domain; ask Nerava support"
+            )
+        if owner_user_id and row.owner_user_id != owner_user_id:
+            await set_owner(conn, row.id, owner_user_id)
+        if owner_user_id:
+            # The funnel's pending claim for this address (if it went that way) is now verified.
+            await verify_pending_claim(conn, row.id, email.strip().lower(), owner_user_id)
+    return ClaimedStore(row.id, row.name)

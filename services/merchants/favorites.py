@@ -1,25 +1,24 @@
 """Drivers' favorites (stores and chargers) and their votes on a store's amenities.
 
-The core is plain functions over a connection (the queries beside their tables); FavoriteRpcs only maps the
-contract onto them and checks access.
+The core (`Favorites`) takes the driver's id from the handler (api.py), which maps the contract onto it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.context import current_caller
 from services.common.errors import NotFound, Unavailable
 from services.common.interceptors import OWN_DATA, Access
 from services.merchants import store
-from services.merchants.records import DRIVER, Resources, merchant_not_found, timestamp
+from services.merchants.peers import ChargerDirectory
+from services.merchants.records import DRIVER, merchant_not_found
 
 # The driver's own votes and favorites; the merchants and chargers they name are the public catalog's.
 _DRIVERS_OWN = Access.role(DRIVER).not_owned(OWN_DATA)
@@ -39,7 +38,7 @@ VOTES = {"up": 1, "down": -1}
 FAVORITES_SHOWN = 200
 
 
-# --- the core ------------------------------------------------------------------------------------------------
+# --- queries (the tables are in store.py) -------------------------------------------------------------------
 
 
 async def vote_amenity(conn: AsyncConnection, merchant_id: str, amenity: str, driver_id: str, vote: int) -> None:
@@ -118,99 +117,73 @@ async def favorite_charger_ids(conn: AsyncConnection, driver_id: str) -> list[tu
     return [(row.target_id, row.created_at) for row in await conn.execute(query)]
 
 
-def amenities_message(counts: dict[str, tuple[int, int]]) -> pb.Amenities:
-    def votes(amenity: str) -> pb.AmenityVotes:
-        up, down = counts.get(amenity, (0, 0))
-        return pb.AmenityVotes(upvotes=up, downvotes=down)
-
-    return pb.Amenities(bathroom=votes("bathroom"), wifi=votes("wifi"))
-
-
-# --- the contract --------------------------------------------------------------------------------------------
-
-
-def _driver() -> str:
-    return current_caller().user_id or ""
-
-
 async def store_exists(conn: AsyncConnection, merchant_id: str) -> bool:
     known = (await conn.execute(sa.select(store.merchants.c.id).where(store.merchants.c.id == merchant_id))).first()
     return known is not None
 
 
-class FavoriteRpcs(Resources):
-    async def VoteAmenity(self, request: pb.VoteAmenityRequest, context: Any) -> pb.VoteAmenityResponse:
-        async with self.engine.begin() as conn:
-            await self._existing_store(conn, request.merchant_id)
-            await vote_amenity(conn, request.merchant_id, request.amenity, _driver(), VOTES[request.vote_type])
-            up, down = (await amenity_counts(conn, request.merchant_id))[request.amenity]
-        return pb.VoteAmenityResponse(ok=True, upvotes=up, downvotes=down)
+@dataclasses.dataclass(frozen=True, slots=True)
+class FavoriteCharger:
+    charger_id: str
+    # "" while the charger directory does not answer: the list still shows the favorite.
+    name: str
+    added_at: datetime.datetime
 
-    async def ListFavoriteMerchants(
-        self, request: pb.ListFavoriteMerchantsRequest, context: Any
-    ) -> pb.ListFavoriteMerchantsResponse:
-        async with self.reads.connect() as conn:
-            rows = await favorite_stores(conn, _driver())
-        return pb.ListFavoriteMerchantsResponse(
-            favorites=[
-                pb.FavoriteMerchant(
-                    merchant_id=row.id,
-                    name=row.name,
-                    category=row.category,
-                    photo_url=next(iter(row.photo_urls), ""),
-                    favorited_at=timestamp(row.created_at),
-                )
-                for row in rows
-            ]
-        )
 
-    async def AddFavoriteMerchant(
-        self, request: pb.AddFavoriteMerchantRequest, context: Any
-    ) -> pb.AddFavoriteMerchantResponse:
-        async with self.engine.begin() as conn:
-            await self._existing_store(conn, request.merchant_id)
-            await set_favorite(conn, _driver(), MERCHANT_FAVORITE, request.merchant_id, True)
-        return pb.AddFavoriteMerchantResponse(ok=True, favorited=True)
+class Favorites:
+    """A driver's favorites and amenity votes; the driver is the caller, named by the handler."""
 
-    async def RemoveFavoriteMerchant(
-        self, request: pb.RemoveFavoriteMerchantRequest, context: Any
-    ) -> pb.RemoveFavoriteMerchantResponse:
-        async with self.engine.begin() as conn:
-            await set_favorite(conn, _driver(), MERCHANT_FAVORITE, request.merchant_id, False)
-        return pb.RemoveFavoriteMerchantResponse(ok=True, favorited=False)
+    def __init__(self, engine: AsyncEngine, reads: AsyncEngine, chargers: ChargerDirectory) -> None:
+        self._engine = engine
+        self._reads = reads
+        self._chargers = chargers
 
-    async def ListFavoriteChargers(
-        self, request: pb.ListFavoriteChargersRequest, context: Any
-    ) -> pb.ListFavoriteChargersResponse:
-        async with self.reads.connect() as conn:
-            favorites = await favorite_charger_ids(conn, _driver())
-        listed = pb.ListFavoriteChargersResponse()
+    async def vote(self, driver_id: str, merchant_id: str, amenity: str, vote_type: str) -> tuple[int, int]:
+        """The driver's vote ("up" or "down") on the store's amenity, replacing theirs; the amenity's (up votes,
+        down votes) after it."""
+        async with self._engine.begin() as conn:
+            await self._existing_store(conn, merchant_id)
+            await vote_amenity(conn, merchant_id, amenity, driver_id, VOTES[vote_type])
+            return (await amenity_counts(conn, merchant_id))[amenity]
+
+    async def stores(self, driver_id: str) -> Sequence[Any]:
+        async with self._reads.connect() as conn:
+            return await favorite_stores(conn, driver_id)
+
+    async def add_store(self, driver_id: str, merchant_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await self._existing_store(conn, merchant_id)
+            await set_favorite(conn, driver_id, MERCHANT_FAVORITE, merchant_id, True)
+
+    async def remove_store(self, driver_id: str, merchant_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await set_favorite(conn, driver_id, MERCHANT_FAVORITE, merchant_id, False)
+
+    async def chargers(self, driver_id: str) -> list[FavoriteCharger]:
+        """The driver's favorite chargers, most recently added first, named by the charger directory."""
+        async with self._reads.connect() as conn:
+            favorites = await favorite_charger_ids(conn, driver_id)
+        listed = []
         for charger_id, added in favorites:
             try:
-                name = (await self.directory_charger(charger_id)).name
+                name = (await self._chargers.charger(charger_id)).name
             except (NotFound, Unavailable):
                 name = ""  # the list still shows the favorite; its name comes back with the directory
-            listed.favorites.add(charger_id=charger_id, name=name, favorited_at=timestamp(added))
+            listed.append(FavoriteCharger(charger_id, name, added))
         return listed
 
-    async def AddFavoriteCharger(
-        self, request: pb.AddFavoriteChargerRequest, context: Any
-    ) -> pb.AddFavoriteChargerResponse:
-        await self.directory_charger(request.charger_id)  # CHARGER_NOT_FOUND for a charger nobody knows
-        async with self.engine.begin() as conn:
-            await set_favorite(conn, _driver(), CHARGER_FAVORITE, request.charger_id, True)
-        return pb.AddFavoriteChargerResponse(ok=True, favorited=True)
+    async def add_charger(self, driver_id: str, charger_id: str) -> None:
+        await self._chargers.charger(charger_id)  # CHARGER_NOT_FOUND for a charger nobody knows
+        async with self._engine.begin() as conn:
+            await set_favorite(conn, driver_id, CHARGER_FAVORITE, charger_id, True)
 
-    async def RemoveFavoriteCharger(
-        self, request: pb.RemoveFavoriteChargerRequest, context: Any
-    ) -> pb.RemoveFavoriteChargerResponse:
-        async with self.engine.begin() as conn:
-            await set_favorite(conn, _driver(), CHARGER_FAVORITE, request.charger_id, False)
-        return pb.RemoveFavoriteChargerResponse(ok=True, favorited=False)
+    async def remove_charger(self, driver_id: str, charger_id: str) -> None:
+        async with self._engine.begin() as conn:
+            await set_favorite(conn, driver_id, CHARGER_FAVORITE, charger_id, False)
 
     async def _existing_store(self, conn: AsyncConnection, merchant_id: str) -> None:
         if not await store_exists(conn, merchant_id):
             raise merchant_not_found(merchant_id)
 
 
-__all__ = ["ACCESS", "FavoriteRpcs", "amenities_message", "amenity_counts"]
+__all__ = ["ACCESS", "Favorites", "amenity_counts"]

@@ -13,34 +13,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
-from nerava.accounts.v1 import accounts_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.context import current_caller
-from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable, peer_reason
+from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
 from services.common.interceptors import PUBLIC_DATA, Access
 from services.merchants import domain, store
-from services.merchants.adapters.places import Listing, PlaceNotFound, PlacesError
+from services.merchants.adapters.places import Business, Listing, PlaceNotFound, PlacesDirectory, PlacesError
 from services.merchants.catalog import new_merchant_id, new_qr_token
+from services.merchants.config import MerchantsSettings
+from services.merchants.peers import ClaimLinks
 from services.merchants.portal import preview_url
 from services.merchants.reasons import Reason
-from services.merchants.records import (
-    Resources,
-    insert_merchant,
-    load_merchant,
-    merchant_not_found,
-    timestamp,
-)
+from services.merchants.records import insert_merchant, load_merchant, merchant_not_found
 
 ACCESS: dict[str, Access] = {
     "SearchBusinesses": Access.anyone().not_owned(PUBLIC_DATA),
@@ -182,62 +176,97 @@ async def drop_pending_claim(conn: AsyncConnection, claim_id: uuid.UUID) -> None
     )
 
 
-class FunnelRpcs(Resources):
-    def _preview_key(self) -> bytes:
-        return self.settings.preview_signing_key.value.encode()
+@dataclasses.dataclass(frozen=True, slots=True)
+class FoundBusiness:
+    """A search result, with the Nerava store it already is ("" when none) and whether someone owns that."""
 
-    async def SearchBusinesses(self, request: pb.SearchBusinessesRequest, context: Any) -> pb.SearchBusinessesResponse:
-        near = (request.lat, request.lng) if request.HasField("lat") and request.HasField("lng") else None
+    business: Business
+    merchant_id: str
+    claimed: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Preview:
+    """A store's signed preview link: the page's URL and its signature, valid until `expires` (Unix seconds)."""
+
+    merchant_id: str
+    url: str
+    signature: str
+    expires: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StoreClaim:
+    id: str
+    merchant_id: str
+    merchant_name: str
+    email: str
+    status: int
+    created_at: datetime.datetime
+
+
+class Funnel:
+    """The funnel's three steps over the database, Google Places and accounts' claim links."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        reads: AsyncEngine,
+        places: PlacesDirectory,
+        claim_links: ClaimLinks,
+        settings: MerchantsSettings,
+        *,
+        clock: Callable[[], datetime.datetime] = _now,
+    ) -> None:
+        self._engine = engine
+        self._reads = reads
+        self._places = places
+        self._claim_links = claim_links
+        self._settings = settings
+        self._clock = clock
+
+    def _preview_key(self) -> bytes:
+        return self._settings.preview_signing_key.value.encode()
+
+    async def search(self, query: str, near: tuple[float, float] | None) -> list[FoundBusiness]:
         try:
-            found = await self.places.search(request.query, near)
+            found = await self._places.search(query, near)
         except PlacesError:
             raise _places_unavailable() from None
         ids = [b.place_id for b in found if b.place_id]
-        async with self.reads.connect() as conn:
+        async with self._reads.connect() as conn:
             known = {row.place_id: row for row in await stores_of_places(conn, ids)}
-        return pb.SearchBusinessesResponse(
-            businesses=[
-                pb.Business(
-                    place_id=b.place_id,
-                    name=b.name,
-                    address=b.address,
-                    lat=b.lat,
-                    lng=b.lng,
-                    category=b.category,
-                    merchant_id=known[b.place_id].id if b.place_id in known else "",
-                    claimed=b.place_id in known and known[b.place_id].owner_user_id is not None,
-                )
-                for b in found
-                if b.place_id
-            ]
-        )
+        return [
+            FoundBusiness(
+                b,
+                known[b.place_id].id if b.place_id in known else "",
+                b.place_id in known and known[b.place_id].owner_user_id is not None,
+            )
+            for b in found
+            if b.place_id
+        ]
 
-    async def ResolveBusiness(self, request: pb.ResolveBusinessRequest, context: Any) -> pb.ResolveBusinessResponse:
-        async with self.reads.connect() as conn:
-            existing = await store_of_place(conn, request.place_id)
+    async def resolve(self, place_id: str) -> Preview:
+        """The place's store (created or refreshed from Google, see the module docstring) and its preview link."""
+        async with self._reads.connect() as conn:
+            existing = await store_of_place(conn, place_id)
         try:
-            listing = await self.places.listing(request.place_id)
+            listing = await self._places.listing(place_id)
         except PlaceNotFound:
-            missing = {"place_id": request.place_id}
-            raise NotFound(Reason.PLACE_NOT_FOUND, "Google Places has no such place", missing) from None
+            raise NotFound(Reason.PLACE_NOT_FOUND, "Google Places has no such place", {"place_id": place_id}) from None
         except PlacesError:
             if existing is None:
                 raise _places_unavailable() from None
             merchant_id = str(existing.id)  # keep the stored listing of a known store
         else:
-            async with self.engine.begin() as conn:
-                merchant_id = await self._store_listing(conn, request.place_id, listing)
-        expires = int(_now().timestamp()) + int(domain.PREVIEW_TTL.total_seconds())
+            async with self._engine.begin() as conn:
+                merchant_id = await self._store_listing(conn, place_id, listing)
+        expires = int(self._clock().timestamp()) + int(domain.PREVIEW_TTL.total_seconds())
         signature = domain.preview_signature(self._preview_key(), merchant_id, expires)
-        return pb.ResolveBusinessResponse(
-            merchant_id=merchant_id,
-            preview_url=preview_url(self.settings.portal_base_url, merchant_id, expires, signature),
-            sig=signature,
-            expires_at=timestamp(datetime.datetime.fromtimestamp(expires, datetime.UTC)),
-            exp=expires,
-        )
+        url = preview_url(self._settings.portal_base_url, merchant_id, expires, signature)
+        return Preview(merchant_id, url, signature, expires)
 
-    async def _store_listing(self, conn: Any, place_id: str, listing: Listing) -> str:
+    async def _store_listing(self, conn: AsyncConnection, place_id: str, listing: Listing) -> str:
         """Refreshes the listing of the place's store, or creates the store (PENDING, unowned); its id.
 
         An owned store keeps what its owner controls (name, address, hours, photos, contact); only Google's own
@@ -272,57 +301,31 @@ class FunnelRpcs(Resources):
             return await overwrite_listing(conn, place_id, values)
         return str(row.id)
 
-    async def _send_claim_link(self, merchant_id: str, email: str) -> None:
-        try:
-            await self.accounts.SendMerchantClaimLink(
-                accounts_pb2.SendMerchantClaimLinkRequest(merchant_id=merchant_id, email=email)
-            )
-        except grpc.aio.AioRpcError as error:
-            reason = peer_reason(error)
-            if error.code() == grpc.StatusCode.PERMISSION_DENIED:
-                # The only refusal left once the store is known to be unowned: the address is not the store's.
-                raise PermissionDenied(
-                    Reason.CLAIM_NOT_OWNER, error.details() or "this address may not claim the store"
-                ) from None
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                raise FailedPrecondition(reason or "SIGN_IN_NOT_CONFIGURED", error.details() or "") from None
-            raise Unavailable(
-                Reason.EMAIL_UNAVAILABLE if reason == "EMAIL_UNAVAILABLE" else "ACCOUNTS_UNAVAILABLE",
-                "the claim link could not be sent; retry",
-            ) from None
-
-    async def RequestMerchantClaim(
-        self, request: pb.RequestMerchantClaimRequest, context: Any
-    ) -> pb.RequestMerchantClaimResponse:
-        caller = current_caller()
-        if not domain.preview_valid(self._preview_key(), request.merchant_id, request.exp, request.sig, _now()):
+    async def request_claim(
+        self, merchant_id: str, expires: int, signature: str, email: str, user_id: str | None
+    ) -> StoreClaim:
+        """The PENDING claim of the store for `email` by whoever holds its preview link (`user_id`: the caller,
+        if signed in), and the claim link emailed. PREVIEW_LINK_INVALID, MERCHANT_NOT_FOUND,
+        MERCHANT_ALREADY_CLAIMED, and accounts' refusals (peers.ClaimLinks)."""
+        if not domain.preview_valid(self._preview_key(), merchant_id, expires, signature, self._clock()):
             raise PermissionDenied(Reason.PREVIEW_LINK_INVALID, "this preview link is expired or invalid")
-        email = request.email.strip().lower()
-        async with self.reads.connect() as conn:
-            merchant = await load_merchant(conn, request.merchant_id)
+        email = email.strip().lower()
+        async with self._reads.connect() as conn:
+            merchant = await load_merchant(conn, merchant_id)
         if merchant is None:
-            raise merchant_not_found(request.merchant_id)
+            raise merchant_not_found(merchant_id)
         if merchant.owner_user_id is not None:
             raise FailedPrecondition(Reason.MERCHANT_ALREADY_CLAIMED, "this store already has an owner")
-        async with self.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             # One claim per store and email: asking again answers the same claim (and sends a fresh link).
-            claim = await upsert_claim(conn, merchant.id, email, caller.user_id)
+            claim = await upsert_claim(conn, merchant.id, email, user_id)
         # Stored first, so a link opened at once finds the claim to mark verified. Accounts checks the address
         # against the store (AuthorizeMerchantClaim: the store's own web domain) and emails the single-use link;
         # opening it makes that address's account the owner.
         try:
-            await self._send_claim_link(merchant.id, email)
+            await self._claim_links.send(merchant.id, email)
         except PermissionDenied:
-            async with self.engine.begin() as conn:
+            async with self._engine.begin() as conn:
                 await drop_pending_claim(conn, claim.id)
             raise
-        return pb.RequestMerchantClaimResponse(
-            claim=pb.MerchantClaim(
-                id=str(claim.id),
-                merchant_id=merchant.id,
-                merchant_name=merchant.name,
-                email=claim.email,
-                status=claim.status,
-                created_at=timestamp(claim.created_at),
-            )
-        )
+        return StoreClaim(str(claim.id), merchant.id, merchant.name, claim.email, claim.status, claim.created_at)

@@ -33,24 +33,27 @@ recommended perk and average order value are always refreshed.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
+from cryptography.fernet import MultiFernet
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from services.common.context import Caller, current_caller
+from services.common.context import Caller
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
 from services.common.interceptors import Access
 from services.common.reasons import CommonReason
 from services.merchants import domain, store
 from services.merchants.adapters.square import (
+    SquareAccounts,
     SquareAuthError,
     SquareError,
     SquareLocation,
@@ -63,14 +66,10 @@ from services.merchants.records import (
     ADMIN,
     MERCHANT,
     STORE,
-    Resources,
-    checkout_url,
     insert_merchant,
     manages,
-    merchant_message,
     merchant_not_found,
     owned_merchant,
-    timestamp,
 )
 
 _log = logging.getLogger(__name__)
@@ -288,45 +287,83 @@ async def upsert_square_connection(conn: AsyncConnection, **values: Any) -> None
     )
 
 
-class SquareRpcs(Resources):
-    async def ConnectSquare(self, request: pb.ConnectSquareRequest, context: Any) -> pb.ConnectSquareResponse:
-        caller = current_caller()
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConnectionStart:
+    """Where to send the merchant to grant access, and the state Square sends back, valid until `expires_at`."""
+
+    authorization_url: str
+    state: str
+    expires_at: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SquareConnected:
+    """The store the Square account ended up on (its row after the change), the account's average order value
+    (None when Square did not give one) and the perk recommended from it."""
+
+    store: Any
+    average_order_value_cents: int | None
+    recommended_perk_cents: int
+
+
+def _utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+class SquareOnboarding:
+    """Connecting a store's Square account (the caller is handed in by the handler), and its access token for
+    checkout."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        square: SquareAccounts,
+        token_cipher: MultiFernet,
+        *,
+        clock: Callable[[], datetime.datetime] = _utc_now,
+    ) -> None:
+        self._engine = engine
+        self._square = square
+        self.token_cipher = token_cipher
+        self._clock = clock
+
+    async def connect(self, caller: Caller, merchant_id: str) -> ConnectionStart:
+        """A new OAuth state of the caller's, for their store `merchant_id` (empty: a store is created or matched
+        at the callback); MERCHANT_NOT_FOUND when the store is not the caller's to change."""
         user_id = _user_id(caller)
         state = secrets.token_urlsafe(STATE_BYTES)
-        async with self.engine.begin() as conn:
-            merchant_id = None
-            if request.merchant_id:
-                merchant_id = (await owned_merchant(conn, request.merchant_id, caller, write=True)).id
-            expires_at = await new_oauth_state(conn, state, user_id, merchant_id)
-        return pb.ConnectSquareResponse(
-            authorization_url=self.square.authorization_url(state), state=state, expires_at=timestamp(expires_at)
-        )
+        async with self._engine.begin() as conn:
+            state_merchant_id = None
+            if merchant_id:
+                state_merchant_id = (await owned_merchant(conn, merchant_id, caller, write=True)).id
+            expires_at = await new_oauth_state(conn, state, user_id, state_merchant_id)
+        return ConnectionStart(self._square.authorization_url(state), state, expires_at)
 
-    async def CompleteSquareConnect(
-        self, request: pb.CompleteSquareConnectRequest, context: Any
-    ) -> pb.CompleteSquareConnectResponse:
-        caller = current_caller()
+    async def complete(
+        self, caller: Caller, state: str, code: str, error: str = "", error_description: str = ""
+    ) -> SquareConnected:
+        """The callback: the state spent, the code exchanged, the connection stored on its store (module
+        docstring). `error` is Square's when the merchant declined."""
         user_id = _user_id(caller)
-        state_merchant_id = await self._claim_oauth_state(request.state, user_id)
-        if request.error:
+        state_merchant_id = await self._claim_oauth_state(state, user_id)
+        if error:
             raise FailedPrecondition(
                 Reason.OAUTH_DENIED,
-                f"Square did not grant access ({request.error}): {request.error_description}".rstrip(": "),
-                {"error": request.error},
+                f"Square did not grant access ({error}): {error_description}".rstrip(": "),
+                {"error": error},
             )
-        tokens = await self._exchange_square_code(request.code, request.state, user_id)
+        tokens = await self._exchange_square_code(code, state, user_id)
         location = await self._square_main_location(tokens)
-        now = datetime.datetime.now(datetime.UTC)
         try:
-            aov = await self.square.average_order_value_cents(tokens.access_token, location.id, now)
-        except SquareError as error:
+            aov = await self._square.average_order_value_cents(tokens.access_token, location.id, self._clock())
+        except SquareError as failure:
             _log.warning(
                 "Square average order value unavailable; recommending the default perk",
-                extra={"square_merchant_id": tokens.square_merchant_id, "error": str(error)},
+                extra={"square_merchant_id": tokens.square_merchant_id, "error": str(failure)},
             )
             aov = None
         perk = domain.recommended_perk_cents(aov)
-        async with self.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             row = await self._link_square_account(
                 conn, caller, state_merchant_id=state_merchant_id, tokens=tokens, location=location, aov=aov, perk=perk
             )
@@ -334,13 +371,7 @@ class SquareRpcs(Resources):
             "Square account connected",
             extra={"merchant_id": row.id, "square_merchant_id": tokens.square_merchant_id, "location_id": location.id},
         )
-        return pb.CompleteSquareConnectResponse(
-            merchant_id=row.id,
-            merchant=merchant_message(row, square_connected=True, owner_view=True),
-            average_order_value_cents=domain.DEFAULT_AOV_CENTS if aov is None else aov,
-            recommended_perk_cents=perk,
-            qr_url=checkout_url(self.settings, row.qr_token),
-        )
+        return SquareConnected(row, aov, perk)
 
     async def square_access_token(self, merchant_id: str) -> tuple[str, str] | None:
         """(access token, Square location id) of the store's Square connection; None when it has none.
@@ -350,16 +381,16 @@ class SquareRpcs(Resources):
         proto's: SQUARE_NOT_CONNECTED (FAILED_PRECONDITION) when the seller revoked the application (the owner
         has to connect again), SQUARE_UNAVAILABLE (UNAVAILABLE) when the token has expired and Square does not
         answer the refresh."""
-        async with self.engine.connect() as conn:
+        async with self._engine.connect() as conn:
             row = await square_connection(conn, merchant_id)
         if row is None:
             return None
         access_token = self._open_square_token(row.access_token)
-        now = datetime.datetime.now(datetime.UTC)
+        now = self._clock()
         if row.expires_at is None or row.expires_at - now > REFRESH_AHEAD:
             return access_token, row.location_id
         try:
-            tokens = await self.square.refresh(self._open_square_token(row.refresh_token))
+            tokens = await self._square.refresh(self._open_square_token(row.refresh_token))
         except SquareAuthError:
             _log.warning(
                 "Square refused the token refresh; the seller must reconnect", extra={"merchant_id": merchant_id}
@@ -375,7 +406,7 @@ class SquareRpcs(Resources):
                 )
                 return access_token, row.location_id
             raise Unavailable(Reason.SQUARE_UNAVAILABLE, "Square did not answer; retry") from None
-        async with self.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             # Only onto the same Square account: a reconnection meanwhile has tokens of its own.
             await store_refreshed_tokens(
                 conn,
@@ -393,7 +424,7 @@ class SquareRpcs(Resources):
     async def _claim_oauth_state(self, state: str, user_id: str) -> str | None:
         """Spend the caller's state; the store it names (None: create or match one). OAUTH_STATE_INVALID when
         it is unknown, expired, already spent or someone else's (theirs stays unspent)."""
-        async with self.engine.begin() as conn:
+        async with self._engine.begin() as conn:
             claimed = await spend_oauth_state(conn, state, user_id)
         if claimed is None:
             raise _state_invalid()
@@ -402,10 +433,10 @@ class SquareRpcs(Resources):
 
     async def _exchange_square_code(self, code: str, state: str, user_id: str) -> SquareTokens:
         try:
-            return await self.square.exchange_code(code)
+            return await self._square.exchange_code(code)
         except SquareUnavailable:
             # Nothing was stored: the same redirect may be tried again while the state is unexpired.
-            async with self.engine.begin() as conn:
+            async with self._engine.begin() as conn:
                 await unspend_oauth_state(conn, state, user_id)
             raise _square_unavailable() from None
         except SquareError as error:
@@ -417,7 +448,7 @@ class SquareRpcs(Resources):
 
     async def _square_main_location(self, tokens: SquareTokens) -> SquareLocation:
         try:
-            location = await self.square.main_location(tokens.access_token)
+            location = await self._square.main_location(tokens.access_token)
         except SquareAuthError as error:
             raise FailedPrecondition(
                 Reason.OAUTH_DENIED,

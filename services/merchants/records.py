@@ -223,7 +223,7 @@ def merchant_message(row: Any, *, square_connected: bool = False, owner_view: bo
     )
 
 
-def periods_json(periods: Sequence[pb.OpeningPeriod]) -> list[dict[str, int]]:
+def periods_json(periods: Sequence[domain.OpeningPeriod]) -> list[dict[str, int]]:
     return [
         {"day_of_week": p.day_of_week, "open_minute": p.open_minute, "close_minute": p.close_minute} for p in periods
     ]

@@ -15,8 +15,6 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
-from nerava.ledger.v1 import ledger_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from fakes.square import FakeMerchant, FakeSquare
@@ -25,7 +23,7 @@ from services.common.errors import FailedPrecondition, Unavailable
 from services.merchants import domain, store
 from services.merchants.adapters.square import SquareAccounts
 from services.merchants.config import MerchantsSettings
-from services.merchants.onboarding import SquareRpcs
+from services.merchants.onboarding import SquareOnboarding
 from services.merchants.records import token_cipher
 from tests.conftest import SQUARE_REDIRECT_URI
 from tests.merchants.helpers import Merchants, Store
@@ -125,20 +123,9 @@ async def square_client(square_fake: FakeSquare) -> AsyncIterator[SquareAccounts
 @pytest.fixture
 def rpcs(
     mesh: Mesh, merchants_engine: AsyncEngine, settings: MerchantsSettings, square_client: SquareAccounts
-) -> SquareRpcs:
-    """The onboarding RPC group over the test's own engine and Square client, with the service's token keys."""
-    return SquareRpcs(
-        engine=merchants_engine,
-        reads=merchants_engine,
-        pool=None,  # type: ignore[arg-type]  # not used by Square onboarding
-        settings=settings,
-        ledger=ledger_pb2_grpc.LedgerServiceStub(mesh.channels["ledger"]),
-        sessions=sessions_pb2_grpc.SessionsServiceStub(mesh.channels["sessions"]),
-        square=square_client,
-        token_cipher=token_cipher(settings.square_token_keys.value),
-        places=None,  # type: ignore[arg-type]  # not used by Square onboarding
-        accounts=None,  # type: ignore[arg-type]
-    )
+) -> SquareOnboarding:
+    """The onboarding core over the test's own engine and Square client, with the service's token keys."""
+    return SquareOnboarding(merchants_engine, square_client, token_cipher(settings.square_token_keys.value))
 
 
 async def test_connecting_square_creates_a_pending_store_with_the_recommended_perk(
@@ -412,7 +399,7 @@ async def test_the_checkout_token_is_refreshed_near_its_expiry(
     owner: Person,
     shop: Store,
     merchants_engine: AsyncEngine,
-    rpcs: SquareRpcs,
+    rpcs: SquareOnboarding,
     square_client: SquareAccounts,
 ) -> None:
     bean = seller(square_fake)
