@@ -1,5 +1,6 @@
-"""The MerchantsService servicer: one class holding its RPC groups as attributes (composition) — one module each,
-each built over the shared `Resources` (records.py):
+"""The MerchantsService servicer: who may call each RPC (`ACCESS`), then one short handler per RPC that reads the
+request and the caller, calls one core and builds the answer. The cores, one module each, take and return plain
+values; calls to the other services go through peers.py:
 
 catalog.py     merchant records, charger links, "while you charge", merchant details, scanned QR codes
 checkout.py    Nova redemptions at checkout (exactly once, consistent with the ledger)
@@ -27,11 +28,11 @@ from services.common import audit
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, PermissionDenied
 from services.common.http_body import json_array
-from services.common.interceptors import Access
-from services.common.outbox import dead_letter_message, dead_letters, replay_dead_letters
+from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, Access, NotOwned, Owned
+from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.common.reasons import CommonReason
-from services.merchants import catalog, checkout, claims, domain, exclusives, favorites, funnel, onboarding, portal
+from services.merchants import checkout, claims, domain, exclusives, portal
 from services.merchants.catalog import Catalog, ListedMerchant, NewStore, OpeningHours, StoreChanges
 from services.merchants.checkout import Checkout
 from services.merchants.domain import DEFAULT_AOV_CENTS, OpeningPeriod
@@ -41,20 +42,113 @@ from services.merchants.funnel import Funnel
 from services.merchants.onboarding import SquareOnboarding
 from services.merchants.peers import ChargerDirectory, ClaimLinks, NovaBalances
 from services.merchants.portal import Portal
-from services.merchants.records import DRIVER, Resources, checkout_url, merchant_message, timestamp
+from services.merchants.records import (
+    ADMIN,
+    ADMIN_READONLY,
+    DRIVER,
+    MERCHANT,
+    STORE,
+    Resources,
+    checkout_url,
+    merchant_message,
+    timestamp,
+)
 from services.merchants.store import outbox
 
 SERVICE_NAME = merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].full_name
 METHODS = tuple(m.name for m in merchants_pb2.DESCRIPTOR.services_by_name["MerchantsService"].methods)
 
-# Each group declares the rule of each of its RPCs; tests/merchants/test_catalog.py checks every RPC has exactly one.
-GROUPS = (catalog, checkout, exclusives, portal, onboarding, favorites, claims, funnel)
-ACCESS: dict[str, Access] = {name: rule for group in GROUPS for name, rule in group.ACCESS.items()}
+# The driver's own votes and favorites; the merchants and chargers they name are the public catalog's.
+_DRIVERS_OWN = Access.role(DRIVER).not_owned(OWN_DATA)
+
+# A redemption is its driver's and its store owner's: anyone else gets REDEMPTION_NOT_FOUND (admins read all).
+REDEMPTION = Owned("redemption", "redemption_id", frozenset({DRIVER, MERCHANT}), "REDEMPTION_NOT_FOUND")
+
+# A driver's exclusive session: another driver's is EXCLUSIVE_NOT_FOUND.
+EXCLUSIVE_SESSION = Owned("exclusive session", "exclusive_session_id", frozenset({DRIVER}), "EXCLUSIVE_NOT_FOUND")
+
+_STAFF_CAPABILITY = NotOwned("staff devices are not signed in: the random id or arrival code is the capability")
+
+_OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE)
+
+# Who may call each RPC and what they must own, by the module that serves it; tests/merchants/test_catalog.py checks
+# every RPC has exactly one.
+ACCESS: dict[str, Access] = {
+    # catalog.py
+    "CreateMerchant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "UpdateMerchant": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "LinkCharger": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "GetCheckoutQr": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchant": Access.anyone().not_owned(PUBLIC_DATA),
+    "ListMerchantsForCharger": Access.anyone().not_owned(PUBLIC_DATA),
+    # The printed QR code's token is the capability: whoever scanned the sign at the counter.
+    "ResolveCheckoutQr": Access.anyone().not_owned("the printed QR code's token is the capability"),
+    "ListAuditEntries": Access.service_only(),
+    **DEAD_LETTER_ACCESS,
+    "BatchListChargerMerchants": Access.service_only(),
+    # favorites.py
+    "VoteAmenity": _DRIVERS_OWN,
+    "ListFavoriteMerchants": _DRIVERS_OWN,
+    "AddFavoriteMerchant": _DRIVERS_OWN,
+    "RemoveFavoriteMerchant": _DRIVERS_OWN,
+    "ListFavoriteChargers": _DRIVERS_OWN,
+    "AddFavoriteCharger": _DRIVERS_OWN,
+    "RemoveFavoriteCharger": _DRIVERS_OWN,
+    # claims.py
+    "AuthorizeMerchantClaim": Access.service_only(),
+    # funnel.py
+    "SearchBusinesses": Access.anyone().not_owned(PUBLIC_DATA),
+    "ResolveBusiness": Access.anyone().not_owned(PUBLIC_DATA),
+    # The preview link's signature is the capability; the emailed link, not the caller, proves the claim.
+    "RequestMerchantClaim": Access.anyone().not_owned(
+        "a capability: the signed preview link names the store, and the emailed claim link proves the claimant"
+    ),
+    # onboarding.py
+    # merchant_id names the store to connect; empty, a new store of the caller's is made.
+    "ConnectSquare": Access.role(MERCHANT, ADMIN).owned(STORE),
+    # The single-use state binds the callback to the store ConnectSquare named, checked again here.
+    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN).not_owned(
+        "the single-use state names the store, whose ownership is checked again on completion"
+    ),
+    # checkout.py
+    # The printed QR code's token is the capability: the driver at the counter scanned the sign.
+    "ListRecentSquareOrders": Access.signed_in().not_owned("the printed QR code's token is the capability"),
+    # The driver's own Nova pays, at the store the scanned QR token names.
+    "RedeemAtCheckout": Access.role(DRIVER).not_owned(OWN_DATA),
+    "GetRedemption": Access.role(DRIVER, MERCHANT, ADMIN, ADMIN_READONLY).owned(REDEMPTION),
+    # exclusives.py
+    "ActivateExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
+    "VerifyExclusiveVisit": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
+    "CompleteExclusive": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
+    "GetActiveExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
+    # The staff screen: the session's random id is the capability (see the contract).
+    "GetExclusiveStaffView": Access.anyone().not_owned(_STAFF_CAPABILITY),
+    # Staff devices are not signed in: the arrival code is the capability (see the contract).
+    "RedeemCheckInCode": Access.anyone().not_owned(_STAFF_CAPABILITY),
+    "CancelExclusive": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
+    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE),
+    # portal.py
+    # The caller's own stores, found by their owner id.
+    "GetMyMerchant": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
+    "GetMyMerchantInsights": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
+    "GetMerchantSummary": _OWNER,
+    "ListMerchantVisits": _OWNER,
+    "GetBillingSummary": _OWNER,
+    "GetShareables": _OWNER,
+    "GetShareCard": _OWNER,
+    "GetQrSign": _OWNER,
+    "CreatePreviewLink": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
+    "ResolvePreviewLink": Access.anyone().not_owned("the link's signature is the capability"),
+}
 
 
 class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
-    """Every RPC of MerchantsService, each handed to the group that owns it; checkout reads a store's Square
-    token through the onboarding group, the one cross-group call, passed in explicitly."""
+    """Every RPC of MerchantsService over the cores it holds; checkout reads a store's Square token through the
+    onboarding core, the one cross-core call, passed in explicitly."""
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -68,7 +162,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self.checkout = Checkout(
             resources.pool, resources.reads, resources.ledger, resources.square, square_tokens=self.onboarding
         )
-        self.exclusives = Exclusives(resources.engine, resources.reads, resources.directory_charger)
+        self.exclusives = Exclusives(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
         self.portal = Portal(resources.reads, resources.ledger, resources.sessions, resources.settings)
         self.favorites = Favorites(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
         self.funnel = Funnel(

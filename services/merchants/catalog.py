@@ -23,16 +23,12 @@ from services.common import audit
 from services.common.context import Caller
 from services.common.errors import InvalidArgument, NotFound, PermissionDenied, Unavailable
 from services.common.geo import great_circle_m
-from services.common.interceptors import BY_AN_ADMIN, PUBLIC_DATA, Access
-from services.common.outbox import DEAD_LETTER_ACCESS
 from services.merchants import domain, store
 from services.merchants.favorites import amenity_counts
 from services.merchants.peers import ChargerDirectory, NovaBalances
 from services.merchants.reasons import Reason
 from services.merchants.records import (
     ADMIN,
-    MERCHANT,
-    STORE,
     insert_merchant,
     merchant_not_found,
     open_status,
@@ -41,20 +37,6 @@ from services.merchants.records import (
     periods_json,
     perk_of,
 )
-
-ACCESS: dict[str, Access] = {
-    "CreateMerchant": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
-    "UpdateMerchant": Access.role(MERCHANT, ADMIN).owned(STORE),
-    "LinkCharger": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
-    "GetCheckoutQr": Access.role(MERCHANT, ADMIN).owned(STORE),
-    "GetMerchant": Access.anyone().not_owned(PUBLIC_DATA),
-    "ListMerchantsForCharger": Access.anyone().not_owned(PUBLIC_DATA),
-    # The printed QR code's token is the capability: whoever scanned the sign at the counter.
-    "ResolveCheckoutQr": Access.anyone().not_owned("the printed QR code's token is the capability"),
-    "ListAuditEntries": Access.service_only(),
-    **DEAD_LETTER_ACCESS,
-    "BatchListChargerMerchants": Access.service_only(),
-}
 
 QR_TOKEN_BYTES = 32
 METRES_PER_MILE = 1609.344
@@ -529,4 +511,4 @@ def _ranked(rows: list[Any], state: str, open_only: bool, now: datetime.datetime
     ]
 
 
-__all__ = ["ACCESS", "Catalog"]
+__all__ = ["Catalog"]

@@ -43,7 +43,6 @@ from services.common.errors import (
     Unavailable,
     peer_reason,
 )
-from services.common.interceptors import OWN_DATA, Access, Owned
 from services.merchants import domain, store
 from services.merchants.adapters.square import (
     SquareAccounts,
@@ -53,20 +52,10 @@ from services.merchants.adapters.square import (
     SquareUnavailable,
 )
 from services.merchants.reasons import Reason
-from services.merchants.records import DRIVER, MERCHANT, is_admin
+from services.merchants.records import is_admin
 
 log = logging.getLogger(__name__)
 
-# A redemption is its driver's and its store owner's: anyone else gets REDEMPTION_NOT_FOUND (admins read all).
-REDEMPTION = Owned("redemption", "redemption_id", frozenset({DRIVER, MERCHANT}), "REDEMPTION_NOT_FOUND")
-
-ACCESS: dict[str, Access] = {
-    # The printed QR code's token is the capability: the driver at the counter scanned the sign.
-    "ListRecentSquareOrders": Access.signed_in().not_owned("the printed QR code's token is the capability"),
-    # The driver's own Nova pays, at the store the scanned QR token names.
-    "RedeemAtCheckout": Access.role(DRIVER).not_owned(OWN_DATA),
-    "GetRedemption": Access.role(DRIVER, MERCHANT, "admin", "admin_readonly").owned(REDEMPTION),
-}
 
 PENDING, COMPLETED, FAILED = (
     pb.REDEMPTION_STATUS_PENDING,

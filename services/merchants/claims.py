@@ -21,12 +21,9 @@ from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import FailedPrecondition, PermissionDenied
-from services.common.interceptors import Access
 from services.merchants import store
 from services.merchants.reasons import Reason
 from services.merchants.records import merchant_not_found
-
-ACCESS: dict[str, Access] = {"AuthorizeMerchantClaim": Access.service_only()}
 
 # Domains anyone can have an address or a page at: an address or website there proves nothing about a business.
 SHARED_DOMAINS: Final = frozenset(

@@ -29,13 +29,12 @@ import dataclasses
 import datetime
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -48,15 +47,10 @@ from services.common.errors import (
     Unavailable,
 )
 from services.common.geo import great_circle_m
-from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, NotOwned, Owned
 from services.merchants import domain, store
+from services.merchants.peers import Charger, ChargerDirectory
 from services.merchants.reasons import Reason
 from services.merchants.records import (
-    ADMIN,
-    ADMIN_READONLY,
-    DRIVER,
-    MERCHANT,
-    STORE,
     Resources,
     active_merchant,
     load_merchant,
@@ -65,27 +59,6 @@ from services.merchants.records import (
 )
 
 log = logging.getLogger(__name__)
-
-# A driver's exclusive session: another driver's is EXCLUSIVE_NOT_FOUND.
-EXCLUSIVE_SESSION = Owned("exclusive session", "exclusive_session_id", frozenset({DRIVER}), "EXCLUSIVE_NOT_FOUND")
-_STAFF_CAPABILITY = NotOwned("staff devices are not signed in: the random id or arrival code is the capability")
-
-ACCESS: dict[str, Access] = {
-    "ActivateExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
-    "VerifyExclusiveVisit": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
-    "CompleteExclusive": Access.role(DRIVER).owned(EXCLUSIVE_SESSION),
-    "GetActiveExclusive": Access.role(DRIVER).not_owned(OWN_DATA),
-    # The staff screen: the session's random id is the capability (see the contract).
-    "GetExclusiveStaffView": Access.anyone().not_owned(_STAFF_CAPABILITY),
-    # Staff devices are not signed in: the arrival code is the capability (see the contract).
-    "RedeemCheckInCode": Access.anyone().not_owned(_STAFF_CAPABILITY),
-    "CancelExclusive": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
-    "ListMerchantExclusives": Access.role(MERCHANT, ADMIN).owned(STORE),
-    "CreateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
-    "UpdateMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
-    "EnableMerchantExclusive": Access.role(MERCHANT, ADMIN).owned(STORE),
-    "GetMerchantAnalytics": Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE),
-}
 
 
 ACTIVE = pb.EXCLUSIVE_STATUS_ACTIVE
@@ -640,13 +613,12 @@ class Exclusives:
         self,
         engine: AsyncEngine,
         reads: AsyncEngine,
-        charger_directory: Callable[[str], Awaitable[sessions_pb2.GetChargerResponse]],
+        chargers: ChargerDirectory,
     ) -> None:
         self.engine = engine
         self.reads = reads
-        # The sessions service's charger (records.Resources.directory_charger): CHARGER_NOT_FOUND or
-        # SESSIONS_UNAVAILABLE when it cannot give it.
-        self.charger_directory = charger_directory
+        # The sessions service's chargers: CHARGER_NOT_FOUND or SESSIONS_UNAVAILABLE when it cannot give one.
+        self.chargers = chargers
 
     # --- drivers ------------------------------------------------------------------------------------------
 
@@ -676,11 +648,11 @@ class Exclusives:
                 raise merchant_not_found(start.merchant_place_id)
             merchant = await active_merchant(conn, merchant_id)
             link = await charger_link(conn, merchant.id, start.charger_id)
-        charger: sessions_pb2.GetChargerResponse | None = None
+        charger: Charger | None = None
         if link is None:
             # An offer belongs to the chargers the store is linked to (the ones whose drivers see it); elsewhere
             # the 150 m rule would measure from a charger the store has nothing to do with.
-            await self.charger_directory(start.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
+            await self.chargers.charger(start.charger_id)  # an unknown charger is CHARGER_NOT_FOUND
             raise FailedPrecondition(
                 Reason.NO_CHARGER_LINK,
                 "this merchant's exclusive offers are not available at this charger",
@@ -747,7 +719,7 @@ class Exclusives:
         now: datetime.datetime,
         *,
         idempotent: bool,
-        charger: sessions_pb2.GetChargerResponse | None = None,
+        charger: Charger | None = None,
     ) -> Activated:
         status = row.status
         if status == ACTIVE and row.expires_at <= now:  # a replayed key of a session past its window
@@ -762,7 +734,7 @@ class Exclusives:
         now: datetime.datetime,
         *,
         status: int,
-        charger: sessions_pb2.GetChargerResponse | None = None,
+        charger: Charger | None = None,
     ) -> ShownSession:
         if row.link_walk_distance_m is not None:
             walk_m, walk_s, charger_name = row.link_walk_distance_m, row.link_walk_time_s, row.link_charger_name
@@ -783,10 +755,10 @@ class Exclusives:
             charger_name=charger_name,
         )
 
-    async def _directory_charger_or_none(self, charger_id: str) -> sessions_pb2.GetChargerResponse | None:
+    async def _directory_charger_or_none(self, charger_id: str) -> Charger | None:
         """The charger for display only: None when unknown or the directory does not answer."""
         try:
-            return await self.charger_directory(charger_id)
+            return await self.chargers.charger(charger_id)
         except (NotFound, Unavailable):
             return None
 
@@ -1094,4 +1066,4 @@ async def expire_exclusives(resources: Resources, stop: asyncio.Event, every_s: 
             await asyncio.wait_for(stop.wait(), timeout=every_s)
 
 
-__all__ = ["ACCESS", "Exclusives", "expire_due_exclusives", "expire_exclusives"]
+__all__ = ["Exclusives", "expire_due_exclusives", "expire_exclusives"]

@@ -15,23 +15,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import NotFound, Unavailable
-from services.common.interceptors import OWN_DATA, Access
 from services.merchants import store
 from services.merchants.peers import ChargerDirectory
-from services.merchants.records import DRIVER, merchant_not_found
-
-# The driver's own votes and favorites; the merchants and chargers they name are the public catalog's.
-_DRIVERS_OWN = Access.role(DRIVER).not_owned(OWN_DATA)
-
-ACCESS: dict[str, Access] = {
-    "VoteAmenity": _DRIVERS_OWN,
-    "ListFavoriteMerchants": _DRIVERS_OWN,
-    "AddFavoriteMerchant": _DRIVERS_OWN,
-    "RemoveFavoriteMerchant": _DRIVERS_OWN,
-    "ListFavoriteChargers": _DRIVERS_OWN,
-    "AddFavoriteCharger": _DRIVERS_OWN,
-    "RemoveFavoriteCharger": _DRIVERS_OWN,
-}
+from services.merchants.records import merchant_not_found
 
 MERCHANT_FAVORITE, CHARGER_FAVORITE = "merchant", "charger"
 VOTES = {"up": 1, "down": -1}
@@ -186,4 +172,4 @@ class Favorites:
             raise merchant_not_found(merchant_id)
 
 
-__all__ = ["ACCESS", "Favorites", "amenity_counts"]
+__all__ = ["Favorites", "amenity_counts"]

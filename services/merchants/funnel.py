@@ -26,7 +26,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.errors import FailedPrecondition, NotFound, PermissionDenied, Unavailable
-from services.common.interceptors import PUBLIC_DATA, Access
 from services.merchants import domain, store
 from services.merchants.adapters.places import Business, Listing, PlaceNotFound, PlacesDirectory, PlacesError
 from services.merchants.catalog import new_merchant_id, new_qr_token
@@ -35,15 +34,6 @@ from services.merchants.peers import ClaimLinks
 from services.merchants.portal import preview_url
 from services.merchants.reasons import Reason
 from services.merchants.records import insert_merchant, load_merchant, merchant_not_found
-
-ACCESS: dict[str, Access] = {
-    "SearchBusinesses": Access.anyone().not_owned(PUBLIC_DATA),
-    "ResolveBusiness": Access.anyone().not_owned(PUBLIC_DATA),
-    # The preview link's signature is the capability; the emailed link, not the caller, proves the claim.
-    "RequestMerchantClaim": Access.anyone().not_owned(
-        "a capability: the signed preview link names the store, and the emailed claim link proves the claimant"
-    ),
-}
 
 # A store the funnel creates is listed under this category until its owner picks one (Google's type is kept
 # when it gives one).

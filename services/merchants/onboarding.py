@@ -49,7 +49,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
-from services.common.interceptors import Access
 from services.common.reasons import CommonReason
 from services.merchants import domain, store
 from services.merchants.adapters.square import (
@@ -63,9 +62,6 @@ from services.merchants.adapters.square import (
 from services.merchants.catalog import new_merchant_id, new_qr_token
 from services.merchants.reasons import Reason
 from services.merchants.records import (
-    ADMIN,
-    MERCHANT,
-    STORE,
     insert_merchant,
     manages,
     merchant_not_found,
@@ -74,14 +70,6 @@ from services.merchants.records import (
 
 _log = logging.getLogger(__name__)
 
-ACCESS: dict[str, Access] = {
-    # merchant_id names the store to connect; empty, a new store of the caller's is made.
-    "ConnectSquare": Access.role(MERCHANT, ADMIN).owned(STORE),
-    # The single-use state binds the callback to the store ConnectSquare named, checked again here.
-    "CompleteSquareConnect": Access.role(MERCHANT, ADMIN).not_owned(
-        "the single-use state names the store, whose ownership is checked again on completion"
-    ),
-}
 
 STATES = store.square_oauth_states
 

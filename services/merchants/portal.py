@@ -35,15 +35,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller
 from services.common.errors import NotFound, PermissionDenied, Unavailable
-from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access
 from services.merchants import artwork, domain, store
 from services.merchants.config import MerchantsSettings
 from services.merchants.reasons import Reason
 from services.merchants.records import (
-    ADMIN,
-    ADMIN_READONLY,
-    MERCHANT,
-    STORE,
     checkout_url,
     load_merchant,
     merchant_not_found,
@@ -52,23 +47,6 @@ from services.merchants.records import (
     perk_of,
     timestamp,
 )
-
-_OWNER = Access.role(MERCHANT, ADMIN, ADMIN_READONLY).owned(STORE)
-
-ACCESS: dict[str, Access] = {
-    # The caller's own stores, found by their owner id.
-    "GetMyMerchant": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
-    "GetMyMerchantInsights": Access.role(MERCHANT, ADMIN).not_owned(OWN_DATA),
-    "GetMerchantSummary": _OWNER,
-    "ListMerchantVisits": _OWNER,
-    "GetBillingSummary": _OWNER,
-    "GetShareables": _OWNER,
-    "GetShareCard": _OWNER,
-    "GetQrSign": _OWNER,
-    "CreatePreviewLink": Access.role(ADMIN).not_owned(BY_AN_ADMIN),
-    "ResolvePreviewLink": Access.anyone().not_owned("the link's signature is the capability"),
-}
-
 
 COMPLETED = pb.REDEMPTION_STATUS_COMPLETED
 RECENT_TRANSFERS = 10

@@ -1,5 +1,5 @@
-"""What every part of the merchants servicer shares: the resources (`Resources`, the base of each RPC group),
-loading a merchant, the ownership rule, and the Merchant message.
+"""What the merchants cores share: the resources the servicer builds them from (`Resources`), loading a merchant,
+the ownership rule, and the Merchant message.
 
 Ownership: a merchant-role user acts only on the stores they own, an admin on all. A store the caller may not
 see answers MERCHANT_NOT_FOUND, so ids of other merchants' stores are not confirmed to exist.
@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import grpc
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -51,7 +50,7 @@ _PERK_SOURCES = {
 
 @dataclasses.dataclass
 class Resources:
-    """The servicer's state; every RPC group (catalog, checkout, exclusives, portal, Square) extends it."""
+    """What the service opens at start (__main__.py); MerchantsApi builds its cores from it."""
 
     engine: AsyncEngine
     reads: AsyncEngine
@@ -66,16 +65,6 @@ class Resources:
     places: PlacesDirectory
     # Accounts emails the funnel's claim links (and verifies them).
     accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
-
-    async def directory_charger(self, charger_id: str) -> sessions_pb2.GetChargerResponse:
-        """The charger from the sessions service, which owns chargers: CHARGER_NOT_FOUND when it does not know
-        it, SESSIONS_UNAVAILABLE when it does not answer."""
-        try:
-            return await self.sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise charger_not_found(charger_id) from None
-            raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the charger directory did not answer; retry") from None
 
 
 def token_cipher(keys: str) -> MultiFernet:

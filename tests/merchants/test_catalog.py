@@ -178,8 +178,8 @@ async def test_the_owner_reads_the_qr_others_do_not(merchants: Merchants, shop: 
 def test_every_rpc_has_exactly_one_access_rule_and_an_implementation() -> None:
     from services.merchants import api
 
-    declared = [name for group in api.GROUPS for name in group.ACCESS]
-    assert sorted(declared) == sorted(api.METHODS)  # each RPC once, in one group
+    # One dict literal: ruff (F601) refuses a key written twice, so each RPC has exactly one rule.
+    assert sorted(api.ACCESS) == sorted(api.METHODS)
     base = merchants_pb2_grpc.MerchantsServiceServicer
     unimplemented = [name for name in api.METHODS if getattr(api.MerchantsApi, name) is getattr(base, name)]
     assert unimplemented == []

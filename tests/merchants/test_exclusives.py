@@ -31,6 +31,7 @@ from services.merchants.exclusives import (
     expire_due_exclusives,
     expire_exclusives,
 )
+from services.merchants.peers import Charger, ChargerDirectory
 from services.merchants.records import Resources
 from tests.merchants.helpers import Merchants, Store, new_charger, offset
 from tests.support.eventually import eventually
@@ -889,10 +890,14 @@ async def test_the_offer_core_runs_without_the_servicer(
     """Exclusives is plain Python over the database: the owner (a Caller handed in, not read from a context)
     creates, changes and lists an offer and reads its figures; another merchant is told the store does not exist."""
 
-    async def no_directory(charger_id: str) -> Any:
-        raise AssertionError("configuring offers never asks the charger directory")
+    class NoDirectory(ChargerDirectory):
+        def __init__(self) -> None:
+            pass
 
-    core = Exclusives(merchants_engine, merchants_engine, no_directory)
+        async def charger(self, charger_id: str) -> Charger:
+            raise AssertionError("configuring offers never asks the charger directory")
+
+    core = Exclusives(merchants_engine, merchants_engine, NoDirectory())
     owner = Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"}))
     offer = await core.create_offer(
         shop.id, owner, title="Free coffee", description="", daily_cap=0, session_cap=0, eligibility=""
