@@ -9,10 +9,12 @@ handed to them as a funding.Actor): a campaign the caller may not see answers CA
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
+import protovalidate
+from google.protobuf import json_format, timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
 from nerava.ledger.v1 import ledger_pb2_grpc
@@ -20,15 +22,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import Caller, current_caller
+from services.common.errors import InvalidArgument
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
+from services.common.interceptors import _field_path as field_path
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.incentives import domain, editing, funding, store
+from services.incentives import domain, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
-from services.incentives.campaigns import Campaigns, parse_uuid, utc_now
+from services.incentives.campaigns import (
+    EDIT_FIELDS,
+    CampaignDraft,
+    CampaignEdit,
+    Campaigns,
+    not_a_campaign_date,
+    parse_uuid,
+    utc_now,
+)
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting, reputation, session_grants
 from services.incentives.index import CampaignIndex
+from services.incentives.reasons import Reason
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
 DRIVER, SPONSOR, ADMIN, ADMIN_READONLY = "driver", "sponsor", "admin", "admin_readonly"
@@ -71,6 +84,20 @@ DEFAULT_DRIVER_PAGE = 20
 DEFAULT_STREAK_ZONE = "America/Chicago"
 
 
+# The console's words for a ListCampaigns status filter (the contract also takes the enum's names).
+STATUS_WORDS = {
+    "draft": pb.CAMPAIGN_STATUS_DRAFT,
+    "active": pb.CAMPAIGN_STATUS_ACTIVE,
+    "paused": pb.CAMPAIGN_STATUS_PAUSED,
+    "exhausted": pb.CAMPAIGN_STATUS_EXHAUSTED,
+    # The original's word for a campaign whose end date has passed.
+    "completed": pb.CAMPAIGN_STATUS_ENDED,
+    "ended": pb.CAMPAIGN_STATUS_ENDED,
+    "canceled": pb.CAMPAIGN_STATUS_CANCELED,
+}
+_validator = protovalidate.Validator()
+
+
 def _dt(stamp: timestamp_pb2.Timestamp) -> datetime.datetime:
     return stamp.ToDatetime(tzinfo=datetime.UTC)
 
@@ -89,6 +116,157 @@ def _actor(*, write: bool = True) -> funding.Actor:
     """The caller as the cores see them: an admin acts on every campaign (a read-only admin reads them all)."""
     caller = current_caller()
     return funding.Actor(caller.user_id or "", _is_admin(caller, write=write))
+
+
+# --- requests → the cores' values -------------------------------------------------------------------------------
+
+
+def status_filter(word: str) -> int:
+    """The CampaignStatus a ListCampaigns filter names (the contract restricts the words); 0 for none."""
+    if not word:
+        return pb.CAMPAIGN_STATUS_UNSPECIFIED
+    return STATUS_WORDS.get(word) or pb.CampaignStatus.Value(word)
+
+
+def zone_name(name: str, default: str = domain.DEFAULT_TIME_ZONE) -> str:
+    """A time zone a request names (the default when it names none), checked to exist."""
+    name = name or default
+    try:
+        domain.parse_time_zone(name)
+    except domain.UnknownTimeZone as exc:
+        raise InvalidArgument(
+            [("time_zone", f"{name!r} is not an IANA time zone")], reason=Reason.UNKNOWN_TIME_ZONE
+        ) from exc
+    return name
+
+
+def campaign_date(text: str, field: str) -> domain.CampaignDate:
+    """A campaign's start or end as sent: a day `YYYY-MM-DD` (read in the campaign's zone by the core) or an
+    RFC 3339 moment with its offset."""
+    try:
+        return domain.parse_campaign_date(text)
+    except domain.MomentWithoutOffset as exc:
+        raise InvalidArgument([(field, "an RFC 3339 moment needs its offset (e.g. Z)")]) from exc
+    except ValueError as exc:  # no such day, or a year at the ends of the calendar
+        raise InvalidArgument([(field, not_a_campaign_date(text))]) from exc
+
+
+def targeting_rules(rules: pb.CampaignRules) -> domain.TargetingRules:
+    def given(field: str) -> Any:
+        return getattr(rules, field) if rules.HasField(field) else None
+
+    return domain.TargetingRules(
+        min_duration_minutes=given("min_duration_minutes"),
+        max_duration_minutes=given("max_duration_minutes"),
+        charger_ids=tuple(rules.charger_ids),
+        charger_networks=tuple(rules.charger_networks),
+        zone_ids=tuple(rules.zone_ids),
+        geo_center_lat=given("geo_center_lat"),
+        geo_center_lng=given("geo_center_lng"),
+        geo_radius_m=given("geo_radius_m"),
+        time_start=rules.time_start,
+        time_end=rules.time_end,
+        days_of_week=tuple(rules.days_of_week),
+        min_power_kw=given("min_power_kw"),
+        connector_types=tuple(rules.connector_types),
+        driver_session_count_min=given("driver_session_count_min"),
+        driver_session_count_max=given("driver_session_count_max"),
+        driver_allowlist=tuple(rules.driver_allowlist),
+        min_quality_score=given("min_quality_score"),
+    )
+
+
+def _caps(caps: pb.CampaignCaps) -> domain.DriverCaps:
+    return domain.DriverCaps(
+        caps.per_day if caps.HasField("per_day") else None,
+        caps.per_campaign if caps.HasField("per_campaign") else None,
+        caps.per_charger if caps.HasField("per_charger") else None,
+    )
+
+
+def campaign_draft(request: pb.CreateCampaignRequest) -> CampaignDraft:
+    zone = zone_name(request.time_zone)
+    return CampaignDraft(
+        sponsor_name=request.sponsor_name,
+        sponsor_email=request.sponsor_email,
+        sponsor_logo_url=request.sponsor_logo_url,
+        sponsor_type=request.sponsor_type,
+        name=request.name,
+        description=request.description,
+        campaign_type=request.campaign_type,
+        priority=request.priority if request.HasField("priority") else None,
+        reward_kind=request.reward_kind,
+        cost_per_session_cents=request.cost_per_session_cents,
+        budget_cents=request.budget_cents,
+        max_sessions=request.max_sessions if request.HasField("max_sessions") else None,
+        start_date=campaign_date(request.start_date, "start_date"),
+        end_date=campaign_date(request.end_date, "end_date") if request.end_date else None,
+        time_zone=zone,
+        rules=targeting_rules(request.rules),
+        caps=_caps(request.caps),
+        request_id=parse_uuid(request.request_id, "request_id") if request.request_id else None,
+    )
+
+
+def campaign_edit(request: pb.UpdateCampaignRequest) -> CampaignEdit:
+    """The masked fields (without a mask: the editable fields the request sets); a masked field the request
+    leaves unset is cleared."""
+    if request.update_mask.paths:
+        written = frozenset(request.update_mask.paths)
+    else:
+        written = frozenset(field.name for field, _ in request.ListFields()) & frozenset(EDIT_FIELDS)
+    values: dict[str, Any] = {
+        field: getattr(request, field)
+        for field in ("name", "description", "campaign_type", "reward_kind", "cost_per_session_cents", "budget_cents")
+        if field in written
+    }
+    for field in ("priority", "max_sessions"):
+        if field in written:
+            values[field] = getattr(request, field) if request.HasField(field) else None
+    if "time_zone" in written:
+        values["time_zone"] = zone_name(request.time_zone)
+    if "start_date" in written:
+        values["start_date"] = campaign_date(request.start_date, "start_date")
+    if "end_date" in written:
+        values["end_date"] = campaign_date(request.end_date, "end_date") if request.end_date else None
+    if "rules" in written:
+        values["rules"] = targeting_rules(request.rules)
+    if "caps" in written:
+        values["caps"] = _caps(request.caps)
+    return CampaignEdit(written, **values)
+
+
+def console_update(campaign_id: str, body: bytes) -> pb.UpdateCampaignRequest:
+    """The typed edit of the console's PUT body: the keys present form the update mask, and a key sent as
+    null is listed in the mask and left unset, which clears it (UpdateCampaign's mask semantics).
+
+    Each key is parsed on its own so a bad value is refused naming its field; the result is checked against
+    the contract's rules like any request.
+    """
+    try:
+        document = json.loads(body or b"{}")
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or nested past the parser's depth
+        raise InvalidArgument([("", "the body must be a JSON object", "body.json")]) from exc
+    if not isinstance(document, dict):
+        raise InvalidArgument([("", "the body must be a JSON object", "body.json")])
+    request = pb.UpdateCampaignRequest(campaign_id=campaign_id)
+    written: list[str] = []
+    for name in EDIT_FIELDS:
+        if name not in document:
+            continue
+        written.append(name)
+        value: Any = document[name]
+        if value is None:
+            continue
+        try:
+            json_format.ParseDict({name: value}, request, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+            raise InvalidArgument([(name, f"not a valid {name}: {exc}")]) from exc
+    request.update_mask.paths.extend(written)
+    violations = _validator.collect_violations(request)
+    if violations:
+        raise InvalidArgument([(field_path(v.proto.field), v.proto.message, v.proto.rule_id) for v in violations])
+    return request
 
 
 class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
@@ -118,7 +296,8 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.CreateCampaignResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        return pb.CreateCampaignResponse(campaign=await self._campaigns.create(request, caller.user_id))
+        campaign = await self._campaigns.create(campaign_draft(request), caller.user_id)
+        return pb.CreateCampaignResponse(campaign=campaign)
 
     async def GetCampaign(
         self, request: pb.GetCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -131,7 +310,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         size = request.page_size or request.limit or DEFAULT_PAGE
         offset = _offset(request.page_token, request.offset)
         page = await self._campaigns.list_page(
-            _actor(write=False), status=request.status, sponsor_name=request.sponsor_name, offset=offset, size=size
+            _actor(write=False),
+            status=status_filter(request.status),
+            sponsor_name=request.sponsor_name,
+            offset=offset,
+            size=size,
         )
         return pb.ListCampaignsResponse(
             campaigns=page.campaigns,
@@ -142,13 +325,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def UpdateCampaign(
         self, request: pb.UpdateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UpdateCampaignResponse:
-        return pb.UpdateCampaignResponse(campaign=await self._campaigns.edit(request, _actor()))
+        campaign = await self._campaigns.edit(request.campaign_id, campaign_edit(request), _actor())
+        return pb.UpdateCampaignResponse(campaign=campaign)
 
     async def EditCampaign(
         self, request: pb.EditCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EditCampaignResponse:
-        edit = editing.console_edit(request.campaign_id, request.http_body.data)
-        return pb.EditCampaignResponse(campaign=await self._campaigns.edit(edit, _actor()))
+        edit = campaign_edit(console_update(request.campaign_id, request.http_body.data))
+        return pb.EditCampaignResponse(campaign=await self._campaigns.edit(request.campaign_id, edit, _actor()))
 
     async def ActivateCampaign(
         self, request: pb.ActivateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -285,9 +469,8 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.GetReputationResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        zone_name = request.time_zone or DEFAULT_STREAK_ZONE
-        editing.time_zone(zone_name)
-        return await reputation(self._engine, caller.user_id, domain.parse_time_zone(zone_name), utc_now())
+        zone = domain.parse_time_zone(zone_name(request.time_zone, DEFAULT_STREAK_ZONE))
+        return await reputation(self._engine, caller.user_id, zone, utc_now())
 
     # --- grants --------------------------------------------------------------------------------------------
 

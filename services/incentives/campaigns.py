@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.incentives import domain, editing, funding, store
+from services.incentives import domain, funding, store
 from services.incentives.funding import Actor, check_not_expired, invalid_transition, not_found
 from services.incentives.index import CampaignIndex, IndexedCampaign
 from services.incentives.reasons import Reason
@@ -36,6 +36,24 @@ EDITABLE = frozenset({pb.CAMPAIGN_STATUS_DRAFT, pb.CAMPAIGN_STATUS_PAUSED, pb.CA
 # DOMAIN (another issue): a new campaign without a minimum quality score gets this one; 0 turns it off.
 DEFAULT_MIN_QUALITY_SCORE = 40
 DEFAULT_PRIORITY = 100
+# DOMAIN: the console sends no reward kind; it shows each reward in dollars, i.e. as cash.
+DEFAULT_REWARD_KIND = pb.REWARD_KIND_CASH
+# The fields an edit may write (UpdateCampaignRequest's update_mask vocabulary), in the contract's order.
+EDIT_FIELDS = (
+    "name",
+    "description",
+    "campaign_type",
+    "priority",
+    "reward_kind",
+    "cost_per_session_cents",
+    "budget_cents",
+    "max_sessions",
+    "start_date",
+    "end_date",
+    "time_zone",
+    "rules",
+    "caps",
+)
 SIMULATION_DEFAULT = datetime.timedelta(days=30)
 SIMULATION_MAX = datetime.timedelta(days=90)
 SIMULATION_MAX_SESSIONS = 200_000
@@ -50,6 +68,62 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
         return uuid.UUID(value)
     except ValueError as exc:
         raise InvalidArgument([(field, "value must be a valid UUID")]) from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignDraft:
+    """A new campaign as its sponsor gives it, parsed (the defaults of what they leave out are applied here)."""
+
+    sponsor_name: str
+    name: str
+    cost_per_session_cents: int
+    budget_cents: int  # gross: the platform fee comes out of it
+    start_date: domain.CampaignDate
+    end_date: domain.CampaignDate | None = None  # None: open-ended
+    time_zone: str = domain.DEFAULT_TIME_ZONE  # a known IANA zone (the dates' days are read in it)
+    sponsor_email: str = ""
+    sponsor_logo_url: str = ""
+    sponsor_type: str = ""
+    description: str = ""
+    campaign_type: str = ""  # "": custom
+    priority: int | None = None  # None: DEFAULT_PRIORITY
+    reward_kind: int = pb.REWARD_KIND_UNSPECIFIED  # a RewardKind; unspecified: DEFAULT_REWARD_KIND
+    max_sessions: int | None = None
+    # A min_quality_score left out (None) is DEFAULT_MIN_QUALITY_SCORE.
+    rules: domain.TargetingRules = dataclasses.field(default_factory=domain.TargetingRules)
+    caps: domain.DriverCaps = dataclasses.field(default_factory=domain.DriverCaps)
+    request_id: uuid.UUID | None = None  # the same one again answers the campaign the first call made
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignEdit:
+    """An edit of a campaign: `fields` names the fields it writes (the update mask, in these attributes' names),
+    each of which takes the value here; the others are left as stored. None clears: back to the default priority,
+    no max_sessions, an open-ended end_date."""
+
+    fields: frozenset[str]
+    name: str = ""
+    description: str = ""
+    campaign_type: str = ""  # "": custom
+    priority: int | None = None
+    reward_kind: int = pb.REWARD_KIND_UNSPECIFIED  # a RewardKind
+    cost_per_session_cents: int = 0
+    budget_cents: int = 0
+    max_sessions: int | None = None
+    start_date: domain.CampaignDate | None = None  # required when written
+    end_date: domain.CampaignDate | None = None
+    # A known IANA zone. Days are read in the zone the campaign has after the edit, which may be the stored one:
+    # that is why the dates stay days here.
+    time_zone: str = domain.DEFAULT_TIME_ZONE
+    rules: domain.TargetingRules = dataclasses.field(default_factory=domain.TargetingRules)
+    caps: domain.DriverCaps = dataclasses.field(default_factory=domain.DriverCaps)
+
+    def __post_init__(self) -> None:
+        unknown = self.fields.difference(EDIT_FIELDS)
+        if unknown:
+            raise ValueError(f"not editable: {sorted(unknown)}")
+        if "start_date" in self.fields and self.start_date is None:
+            raise ValueError("a campaign's start_date cannot be cleared")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,47 +184,46 @@ class Campaigns:
 
     # --- creation and reads --------------------------------------------------------------------------------
 
-    async def create(self, request: pb.CreateCampaignRequest, user_id: str) -> pb.Campaign:
+    async def create(self, draft: CampaignDraft, user_id: str) -> pb.Campaign:
         """A DRAFT campaign of ``user_id``'s; the same request_id again answers the campaign the first call made."""
-        zone = editing.time_zone(request.time_zone)
-        start = editing.moment(request.start_date, zone, "start_date")
-        end = editing.moment(request.end_date, zone, "end_date", end=True) if request.end_date else None
-        editing.check_dates(start, end)
-        fee, net = self._fee(request.budget_cents)
-        if net < request.cost_per_session_cents:
+        zone = draft.time_zone
+        start = _moment(draft.start_date, zone, "start_date")
+        end = _moment(draft.end_date, zone, "end_date", end=True) if draft.end_date is not None else None
+        _check_dates(start, end)
+        fee, net = self._fee(draft.budget_cents)
+        if net < draft.cost_per_session_cents:
             raise InvalidArgument(
                 [("budget_cents", f"after the platform fee the budget is {net}¢, less than one reward")],
                 reason=Reason.BUDGET_TOO_SMALL,
             )
-        request_id = uuid.UUID(request.request_id) if request.request_id else None
         values = {
             "id": uuid.uuid4(),
             "created_by_user_id": user_id,
-            "create_request_id": request_id,
-            "sponsor_name": request.sponsor_name,
-            "sponsor_email": request.sponsor_email.lower(),
-            "sponsor_logo_url": request.sponsor_logo_url,
-            "sponsor_type": request.sponsor_type,
-            "name": request.name,
-            "description": request.description,
-            "campaign_type": request.campaign_type or "custom",
+            "create_request_id": draft.request_id,
+            "sponsor_name": draft.sponsor_name,
+            "sponsor_email": draft.sponsor_email.lower(),
+            "sponsor_logo_url": draft.sponsor_logo_url,
+            "sponsor_type": draft.sponsor_type,
+            "name": draft.name,
+            "description": draft.description,
+            "campaign_type": draft.campaign_type or "custom",
             "status": pb.CAMPAIGN_STATUS_DRAFT,
-            "priority": request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
-            "reward_kind": request.reward_kind or editing.DEFAULT_REWARD_KIND,
-            "cost_per_session_cents": request.cost_per_session_cents,
-            "gross_funding_cents": request.budget_cents,
+            "priority": DEFAULT_PRIORITY if draft.priority is None else draft.priority,
+            "reward_kind": draft.reward_kind or DEFAULT_REWARD_KIND,
+            "cost_per_session_cents": draft.cost_per_session_cents,
+            "gross_funding_cents": draft.budget_cents,
             "platform_fee_cents": fee,
             "budget_cents": net,
             "spent_cents": 0,
-            "max_sessions": request.max_sessions if request.HasField("max_sessions") else None,
+            "max_sessions": draft.max_sessions,
             "sessions_granted": 0,
             "start_date": start,
             "end_date": end,
             "time_zone": zone,
-            "rules": store.rules_to_json(_with_default_quality(request.rules)),
-            "cap_per_day": request.caps.per_day if request.caps.HasField("per_day") else None,
-            "cap_per_campaign": request.caps.per_campaign if request.caps.HasField("per_campaign") else None,
-            "cap_per_charger": request.caps.per_charger if request.caps.HasField("per_charger") else None,
+            "rules": store.rules_to_json(_with_default_quality(draft.rules)),
+            "cap_per_day": draft.caps.per_day,
+            "cap_per_campaign": draft.caps.per_campaign,
+            "cap_per_charger": draft.caps.per_charger,
             "funding_status": pb.FUNDING_STATUS_UNFUNDED,
             "pause_reason": "",
         }
@@ -158,11 +231,11 @@ class Campaigns:
             async with self._engine.begin() as conn:
                 row = await store.insert_campaign(conn, values)
         except IntegrityError:
-            if request_id is None:
+            if draft.request_id is None:
                 raise
             # The same request_id again: the campaign the first call created.
             async with self._engine.connect() as conn:
-                row = await store.campaign_created_by_request(conn, user_id, request_id)
+                row = await store.campaign_created_by_request(conn, user_id, draft.request_id)
         return store.campaign_message(row)
 
     async def get(self, campaign_id: str, actor: Actor) -> pb.Campaign:
@@ -170,13 +243,13 @@ class Campaigns:
             row = await self._owned(conn, campaign_id, actor)
         return store.campaign_message(row)
 
-    async def list_page(self, actor: Actor, *, status: str, sponsor_name: str, offset: int, size: int) -> CampaignPage:
-        """One page of the campaigns the actor sees (their own; an admin all), newest first."""
+    async def list_page(self, actor: Actor, *, status: int, sponsor_name: str, offset: int, size: int) -> CampaignPage:
+        """One page of the campaigns the actor sees (their own; an admin all), newest first; status 0: any."""
         async with self._engine.connect() as conn:
             rows = await store.campaign_page(
                 conn,
                 owner=None if actor.admin else actor.user_id,
-                status=editing.status_filter(status),
+                status=status,
                 sponsor_name=sponsor_name.strip().lower() if sponsor_name else None,
                 offset=offset,
                 limit=size + 1,
@@ -185,23 +258,17 @@ class Campaigns:
 
     # --- edits ---------------------------------------------------------------------------------------------
 
-    async def edit(self, request: pb.UpdateCampaignRequest, actor: Actor) -> pb.Campaign:
-        """Writes the masked fields (without a mask: the editable fields the request sets) of a campaign that
-        is not running."""
-        mask = list(request.update_mask.paths)
-        if mask:
-            written = set(mask)
-        else:
-            written = {field.name for field, _ in request.ListFields()} & set(editing.EDITABLE_FIELDS)
+    async def edit(self, campaign_id: str, edit: CampaignEdit, actor: Actor) -> pb.Campaign:
+        """Writes the edit's fields to a campaign that is not running."""
         async with self._engine.begin() as conn:
-            row = await self._owned(conn, request.campaign_id, actor, lock=True)
+            row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] not in EDITABLE:
                 raise FailedPrecondition(
                     Reason.CAMPAIGN_NOT_EDITABLE,
                     "only draft, paused or exhausted campaigns can be edited",
                     {"status": pb.CampaignStatus.Name(row["status"])},
                 )
-            values = self._edited_values(request, written, row)
+            values = self._edited_values(edit, row)
             if values:
                 row = await store.update_campaign(conn, row["id"], **values)
             campaign = store.campaign_message(row)
@@ -209,18 +276,20 @@ class Campaigns:
         return campaign
 
     def _edited_values(  # noqa: PLR0912 - one branch per editable field reads best
-        self, request: pb.UpdateCampaignRequest, written: set[str], row: sa.RowMapping
+        self, edit: CampaignEdit, row: sa.RowMapping
     ) -> dict[str, Any]:
         values: dict[str, Any] = {}
+        written = edit.fields
         locked = row["funding_status"] != pb.FUNDING_STATUS_UNFUNDED
-        for field in ("name", "description"):
-            if field in written:
-                values[field] = getattr(request, field)
+        if "name" in written:
+            values["name"] = edit.name
+        if "description" in written:
+            values["description"] = edit.description
         if "campaign_type" in written:
-            values["campaign_type"] = request.campaign_type or "custom"
+            values["campaign_type"] = edit.campaign_type or "custom"
         if "priority" in written:
-            values["priority"] = request.priority if request.HasField("priority") else DEFAULT_PRIORITY
-        if "reward_kind" in written and request.reward_kind != row["reward_kind"]:
+            values["priority"] = DEFAULT_PRIORITY if edit.priority is None else edit.priority
+        if "reward_kind" in written and edit.reward_kind != row["reward_kind"]:
             if locked:
                 # The budget account is in the reward's currency; money paid as cash cannot become points.
                 raise FailedPrecondition(
@@ -228,41 +297,40 @@ class Campaigns:
                     "the reward kind cannot change once a checkout was opened",
                     {"field": "reward_kind"},
                 )
-            values["reward_kind"] = request.reward_kind
+            values["reward_kind"] = edit.reward_kind
         if "cost_per_session_cents" in written:
-            values["cost_per_session_cents"] = request.cost_per_session_cents
-        if "budget_cents" in written and request.budget_cents != row["gross_funding_cents"]:
+            values["cost_per_session_cents"] = edit.cost_per_session_cents
+        if "budget_cents" in written and edit.budget_cents != row["gross_funding_cents"]:
             if locked:
                 raise FailedPrecondition(
                     Reason.BUDGET_LOCKED,
                     "the budget cannot change once a checkout was opened",
                     {"field": "budget_cents"},
                 )
-            fee, net = self._fee(request.budget_cents)
-            values.update(gross_funding_cents=request.budget_cents, platform_fee_cents=fee, budget_cents=net)
+            fee, net = self._fee(edit.budget_cents)
+            values.update(gross_funding_cents=edit.budget_cents, platform_fee_cents=fee, budget_cents=net)
         if "max_sessions" in written:
-            values["max_sessions"] = request.max_sessions if request.HasField("max_sessions") else None
+            values["max_sessions"] = edit.max_sessions
         if "time_zone" in written:
-            values["time_zone"] = editing.time_zone(request.time_zone)
+            values["time_zone"] = edit.time_zone
         # Days are read in the zone the campaign has after this edit.
         zone = values.get("time_zone", row["time_zone"])
-        if "start_date" in written:
-            values["start_date"] = editing.moment(request.start_date, zone, "start_date")
+        if "start_date" in written and edit.start_date is not None:  # never cleared (CampaignEdit refuses it)
+            values["start_date"] = _moment(edit.start_date, zone, "start_date")
         if "end_date" in written:
             values["end_date"] = (
-                editing.moment(request.end_date, zone, "end_date", end=True) if request.end_date else None
+                _moment(edit.end_date, zone, "end_date", end=True) if edit.end_date is not None else None
             )
         if "rules" in written:
-            values["rules"] = store.rules_to_json(request.rules)
+            values["rules"] = store.rules_to_json(edit.rules)
         if "caps" in written:
-            caps = request.caps
             values.update(
-                cap_per_day=caps.per_day if caps.HasField("per_day") else None,
-                cap_per_campaign=caps.per_campaign if caps.HasField("per_campaign") else None,
-                cap_per_charger=caps.per_charger if caps.HasField("per_charger") else None,
+                cap_per_day=edit.caps.per_day,
+                cap_per_campaign=edit.caps.per_campaign,
+                cap_per_charger=edit.caps.per_charger,
             )
         merged = {**row, **values}
-        editing.check_dates(merged["start_date"], merged["end_date"])
+        _check_dates(merged["start_date"], merged["end_date"])
         # Only an edit of the reward or the budget can leave less than one reward (a paused campaign that spent
         # most of its budget may still be renamed).
         touched = {"cost_per_session_cents", "budget_cents"} & values.keys()
@@ -517,14 +585,30 @@ class Campaigns:
         )
 
 
-def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
+def _with_default_quality(rules: domain.TargetingRules) -> domain.TargetingRules:
     """A new campaign's rules: the sponsor's, with a minimum quality score of 40 unless they set one (0 too)."""
-    if rules.HasField("min_quality_score"):
+    if rules.min_quality_score is not None:
         return rules
-    with_default = pb.CampaignRules()
-    with_default.CopyFrom(rules)
-    with_default.min_quality_score = DEFAULT_MIN_QUALITY_SCORE
-    return with_default
+    return dataclasses.replace(rules, min_quality_score=DEFAULT_MIN_QUALITY_SCORE)
+
+
+def _moment(value: domain.CampaignDate, zone: str, field: str, *, end: bool = False) -> datetime.datetime:
+    """A campaign date as an aware UTC datetime: a day read in the campaign's zone (see domain.campaign_start
+    and campaign_end)."""
+    tz = domain.parse_time_zone(zone)
+    try:
+        return domain.campaign_end(value, tz) if end else domain.campaign_start(value, tz)
+    except OverflowError as exc:  # a day at the ends of the calendar
+        raise InvalidArgument([(field, not_a_campaign_date(value.isoformat()))]) from exc
+
+
+def not_a_campaign_date(text: str) -> str:
+    return f"{text!r} is neither a calendar day YYYY-MM-DD nor an RFC 3339 moment"
+
+
+def _check_dates(start: datetime.datetime, end: datetime.datetime | None) -> None:
+    if end is not None and end <= start:
+        raise InvalidArgument([("end_date", "end_date must be after start_date", "end_date_after_start_date")])
 
 
 async def _usage_today(

@@ -3,6 +3,7 @@ the contract's messages."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Mapping, Sequence
@@ -16,6 +17,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
+from services.incentives import domain
 
 metadata = sa.MetaData()
 outbox = outbox_table(metadata)
@@ -136,8 +138,16 @@ def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None
     return stamp
 
 
-def rules_to_json(rules: pb.CampaignRules) -> dict[str, Any]:
-    return json_format.MessageToDict(rules, preserving_proto_field_name=True)
+def rules_to_json(rules: domain.TargetingRules) -> dict[str, Any]:
+    """The stored form of a campaign's rules: CampaignRules' JSON (its field names, only the fields given, in
+    field order), which `rules_from_json` reads back."""
+    stored: dict[str, Any] = {}
+    for field in dataclasses.fields(rules):
+        value = getattr(rules, field.name)
+        if value is None or value in ("", ()):
+            continue
+        stored[field.name] = list(value) if isinstance(value, tuple) else value
+    return stored
 
 
 def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:

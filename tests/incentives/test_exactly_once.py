@@ -23,7 +23,7 @@ from services.common.clients import open_channel
 from services.common.config import Secret
 from services.common.db import create_engine, open_asyncpg_pool
 from services.common.outbox import OutboxRelay
-from services.incentives import store
+from services.incentives import domain, store
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
 from tests.incentives.helpers import driver_cash, ended_session
@@ -89,7 +89,7 @@ async def funded_campaign(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerSer
                 sessions_granted=0,
                 start_date=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1),
                 time_zone="America/Chicago",
-                rules=store.rules_to_json(pb.CampaignRules(charger_ids=[CHARGER])),
+                rules=store.rules_to_json(domain.TargetingRules(charger_ids=(CHARGER,))),
                 funding_status=pb.FUNDING_STATUS_FUNDED,
                 pause_reason="",
             )

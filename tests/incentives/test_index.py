@@ -12,6 +12,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import domain, store
+from services.incentives.api import targeting_rules
 from services.incentives.index import GEO_LEVELS_DEG, CampaignIndex, geo_cells
 
 UTC = datetime.UTC
@@ -46,7 +47,7 @@ def row(rules: pb.CampaignRules, status: int = pb.CAMPAIGN_STATUS_ACTIVE) -> dic
         "start_date": START,
         "end_date": None,
         "time_zone": "America/Chicago",
-        "rules": store.rules_to_json(rules),
+        "rules": store.rules_to_json(targeting_rules(rules)),
         "cap_per_day": None,
         "cap_per_campaign": None,
         "cap_per_charger": None,
