@@ -31,9 +31,12 @@ from services.incentives import domain, funding, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.campaigns import (
     EDIT_FIELDS,
+    Budget,
     CampaignDraft,
     CampaignEdit,
     Campaigns,
+    DriverOffer,
+    DryRun,
     not_a_campaign_date,
     parse_uuid,
     utc_now,
@@ -269,6 +272,110 @@ def console_update(campaign_id: str, body: bytes) -> pb.UpdateCampaignRequest:
     return request
 
 
+# --- the cores' values → answers --------------------------------------------------------------------------------
+
+
+def campaign_message(row: store.Row) -> pb.Campaign:
+    budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
+    refunded = int(row.get("refunded_cents") or 0)
+    campaign = pb.Campaign(
+        id=str(row["id"]),
+        created_by_user_id=row["created_by_user_id"],
+        sponsor_name=row["sponsor_name"],
+        sponsor_email=row["sponsor_email"],
+        sponsor_logo_url=row["sponsor_logo_url"],
+        sponsor_type=row["sponsor_type"],
+        name=row["name"],
+        description=row["description"],
+        campaign_type=row["campaign_type"],
+        status=row["status"],
+        priority=row["priority"],
+        reward_kind=row["reward_kind"],
+        cost_per_session_cents=row["cost_per_session_cents"],
+        budget_cents=budget,
+        spent_cents=spent,
+        remaining_cents=budget - spent - refunded,
+        refunded_cents=refunded,
+        gross_funding_cents=int(row["gross_funding_cents"]),
+        platform_fee_cents=int(row["platform_fee_cents"]),
+        sessions_granted=row["sessions_granted"],
+        start_date=store.timestamp(row["start_date"]),
+        end_date=store.timestamp(row["end_date"]),
+        time_zone=row["time_zone"],
+        rules=store.rules_from_json(row["rules"]),
+        funding_status=row["funding_status"],
+        funded_at=store.timestamp(row["funded_at"]),
+        pause_reason=row["pause_reason"],
+        created_at=store.timestamp(row["created_at"]),
+        updated_at=store.timestamp(row["updated_at"]),
+    )
+    for field, column in (
+        ("max_sessions", "max_sessions"),
+        ("max_grants_per_driver_per_day", "cap_per_day"),
+        ("max_grants_per_driver_per_campaign", "cap_per_campaign"),
+        ("max_grants_per_driver_per_charger", "cap_per_charger"),
+    ):
+        if row[column] is not None:
+            setattr(campaign, field, row[column])
+    return campaign
+
+
+def _budget_message(budget: Budget) -> pb.GetBudgetResponse:
+    reply = pb.GetBudgetResponse(
+        budget_cents=budget.budget_cents,
+        spent_cents=budget.spent_cents,
+        remaining_cents=budget.remaining_cents,
+        pct_used=budget.pct_used,
+        sessions_granted=budget.sessions_granted,
+        cost_per_session_cents=budget.cost_per_session_cents,
+        remaining_sessions=budget.remaining_sessions,
+        gross_funding_cents=budget.gross_funding_cents,
+        platform_fee_cents=budget.platform_fee_cents,
+    )
+    if budget.max_sessions is not None:
+        reply.max_sessions = budget.max_sessions
+    return reply
+
+
+def _dry_run_message(run: DryRun) -> pb.SimulateCampaignResponse:
+    result = run.result
+    return pb.SimulateCampaignResponse(
+        sessions_evaluated=result.sessions_evaluated,
+        sessions_matched=result.sessions_matched,
+        grants=result.grants,
+        spend_cents=result.spend_cents,
+        unique_drivers=result.unique_drivers,
+        budget_exhausted_at=store.timestamp(result.budget_exhausted_at),
+        failures=[pb.RuleFailureCount(failure=f, sessions=n) for f, n in result.failures],
+        since=store.timestamp(run.since),
+        until=store.timestamp(run.until),
+    )
+
+
+def _driver_campaign(offer: DriverOffer) -> pb.DriverCampaign:
+    row, candidate = offer.campaign.row, offer.campaign.candidate
+    window = candidate.rules.time_window
+    item = pb.DriverCampaign(
+        id=candidate.campaign_id,
+        name=candidate.name,
+        sponsor_name=row["sponsor_name"],
+        sponsor_logo_url=row["sponsor_logo_url"] or None,
+        description=row["description"],
+        reward_cents=candidate.reward_cents,
+        reward_kind=row["reward_kind"],
+        campaign_type=row["campaign_type"],
+        eligible=offer.failure is None,
+        end_date=store.timestamp(row["end_date"]),
+        min_duration_minutes=candidate.rules.min_duration_minutes,
+        time_start=f"{window.start:%H:%M}" if window else "",
+        time_end=f"{window.end:%H:%M}" if window else "",
+        time_zone=row["time_zone"],
+    )
+    if offer.failure is not None:
+        item.ineligible_reason = offer.failure.rule
+    return item
+
+
 class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     def __init__(
         self,
@@ -296,13 +403,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.CreateCampaignResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        campaign = await self._campaigns.create(campaign_draft(request), caller.user_id)
-        return pb.CreateCampaignResponse(campaign=campaign)
+        row = await self._campaigns.create(campaign_draft(request), caller.user_id)
+        return pb.CreateCampaignResponse(campaign=campaign_message(row))
 
     async def GetCampaign(
         self, request: pb.GetCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetCampaignResponse:
-        return pb.GetCampaignResponse(campaign=await self._campaigns.get(request.campaign_id, _actor(write=False)))
+        row = await self._campaigns.get(request.campaign_id, _actor(write=False))
+        return pb.GetCampaignResponse(campaign=campaign_message(row))
 
     async def ListCampaigns(
         self, request: pb.ListCampaignsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -317,7 +425,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             size=size,
         )
         return pb.ListCampaignsResponse(
-            campaigns=page.campaigns,
+            campaigns=[campaign_message(row) for row in page.campaigns],
             count=len(page.campaigns),
             next_page_token=page_token(offset + size) if page.more else "",
         )
@@ -325,30 +433,33 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def UpdateCampaign(
         self, request: pb.UpdateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UpdateCampaignResponse:
-        campaign = await self._campaigns.edit(request.campaign_id, campaign_edit(request), _actor())
-        return pb.UpdateCampaignResponse(campaign=campaign)
+        row = await self._campaigns.edit(request.campaign_id, campaign_edit(request), _actor())
+        return pb.UpdateCampaignResponse(campaign=campaign_message(row))
 
     async def EditCampaign(
         self, request: pb.EditCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EditCampaignResponse:
         edit = campaign_edit(console_update(request.campaign_id, request.http_body.data))
-        return pb.EditCampaignResponse(campaign=await self._campaigns.edit(request.campaign_id, edit, _actor()))
+        row = await self._campaigns.edit(request.campaign_id, edit, _actor())
+        return pb.EditCampaignResponse(campaign=campaign_message(row))
 
     async def ActivateCampaign(
         self, request: pb.ActivateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ActivateCampaignResponse:
-        return pb.ActivateCampaignResponse(campaign=await self._campaigns.activate(request.campaign_id, _actor()))
+        row = await self._campaigns.activate(request.campaign_id, _actor())
+        return pb.ActivateCampaignResponse(campaign=campaign_message(row))
 
     async def PauseCampaign(
         self, request: pb.PauseCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PauseCampaignResponse:
-        campaign = await self._campaigns.pause(request.campaign_id, request.reason, _actor())
-        return pb.PauseCampaignResponse(campaign=campaign)
+        row = await self._campaigns.pause(request.campaign_id, request.reason, _actor())
+        return pb.PauseCampaignResponse(campaign=campaign_message(row))
 
     async def ResumeCampaign(
         self, request: pb.ResumeCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResumeCampaignResponse:
-        return pb.ResumeCampaignResponse(campaign=await self._campaigns.resume(request.campaign_id, _actor()))
+        row = await self._campaigns.resume(request.campaign_id, _actor())
+        return pb.ResumeCampaignResponse(campaign=campaign_message(row))
 
     # --- funding -------------------------------------------------------------------------------------------
 
@@ -393,7 +504,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             now=utc_now(),
         )
         await self._index.refresh()
-        return pb.FundCampaignFromPlatformResponse(campaign=store.campaign_message(row))
+        return pb.FundCampaignFromPlatformResponse(campaign=campaign_message(row))
 
     async def CancelCampaign(
         self, request: pb.CancelCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -402,13 +513,20 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             self._engine, self._ledger, campaign_id=request.campaign_id, actor=_actor()
         )
         await self._index.refresh()
-        return pb.CancelCampaignResponse(campaign=store.campaign_message(row), refunded_cents=refunded)
+        return pb.CancelCampaignResponse(campaign=campaign_message(row), refunded_cents=refunded)
 
     async def RecordCampaignFunding(
         self, request: pb.RecordCampaignFundingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RecordCampaignFundingResponse:
-        campaign, replayed = await self._campaigns.record_funding(request)
-        return pb.RecordCampaignFundingResponse(campaign=campaign, replayed=replayed)
+        row, replayed = await self._campaigns.record_funding(
+            request.campaign_id,
+            checkout_session_id=request.checkout_session_id,
+            gross_cents=request.gross_cents,
+            platform_fee_cents=request.platform_fee_cents,
+            net_budget_cents=request.net_budget_cents,
+            paid_at=_dt(request.paid_at),
+        )
+        return pb.RecordCampaignFundingResponse(campaign=campaign_message(row), replayed=replayed)
 
     # --- reports -------------------------------------------------------------------------------------------
 
@@ -422,7 +540,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         )
         more = offset + len(page.grants) < page.total
         return pb.ListGrantsResponse(
-            grants=page.grants,
+            grants=[store.grant_message(row, page.campaign_name) for row in page.grants],
             total=page.total,
             count=len(page.grants),
             next_page_token=page_token(offset + size) if more else "",
@@ -431,17 +549,18 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetBudgetResponse:
-        return await self._campaigns.budget(request.campaign_id, _actor(write=False))
+        return _budget_message(await self._campaigns.budget(request.campaign_id, _actor(write=False)))
 
     async def SimulateCampaign(
         self, request: pb.SimulateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SimulateCampaignResponse:
-        return await self._campaigns.simulate(
+        run = await self._campaigns.simulate(
             request.campaign_id,
             _actor(write=False),
             since=_dt(request.since) if request.HasField("since") else None,
             until=_dt(request.until) if request.HasField("until") else None,
         )
+        return _dry_run_message(run)
 
     # --- drivers -------------------------------------------------------------------------------------------
 
@@ -461,7 +580,8 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             size=size,
         )
         return pb.ListDriverCampaignsResponse(
-            campaigns=page.campaigns, next_page_token=page_token(offset + size) if page.more else ""
+            campaigns=[_driver_campaign(offer) for offer in page.offers],
+            next_page_token=page_token(offset + size) if page.more else "",
         )
 
     async def GetReputation(
@@ -497,7 +617,16 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             domain.Place(charger_id=c.charger_id, network=c.network, zone_id=c.zone_id, lat=c.lat, lng=c.lng)
             for c in request.chargers
         ]
-        rewards = [reward for place in places if (reward := self._campaigns.charger_reward(place)) is not None]
+        rewards = []
+        for place in places:
+            if (best := self._campaigns.charger_reward(place)) is not None:
+                reward = pb.ChargerReward(
+                    charger_id=place.charger_id,
+                    reward_cents=best.candidate.reward_cents,
+                    reward_kind=best.row["reward_kind"],
+                    campaign_id=best.candidate.campaign_id,
+                )
+                rewards.append(reward)
         return pb.ListChargerRewardsResponse(rewards=rewards)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:

@@ -128,19 +128,53 @@ class CampaignEdit:
 
 @dataclasses.dataclass(frozen=True)
 class CampaignPage:
-    campaigns: list[pb.Campaign]
+    campaigns: list[store.Row]
     more: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class GrantPage:
-    grants: list[pb.Grant]
+    campaign_name: str
+    grants: list[store.Row]
     total: int
 
 
 @dataclasses.dataclass(frozen=True)
+class Budget:
+    """Where a campaign's money stands (GetBudget). Gross and fee are 0 until it is funded."""
+
+    budget_cents: int  # net of the platform fee
+    spent_cents: int
+    remaining_cents: int  # what is left to grant: refunded budget is gone
+    pct_used: float
+    sessions_granted: int
+    cost_per_session_cents: int
+    remaining_sessions: int
+    gross_funding_cents: int
+    platform_fee_cents: int
+    max_sessions: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DryRun:
+    """The campaign run alone over the sessions evaluated in [since, until)."""
+
+    result: domain.Simulation
+    since: datetime.datetime
+    until: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverOffer:
+    """A live campaign a driver could earn, and the first rule that refuses them now (None: eligible)."""
+
+    campaign: IndexedCampaign
+    failure: domain.Failure | None
+
+
+@dataclasses.dataclass(frozen=True)
 class DriverPage:
-    campaigns: list[pb.DriverCampaign]
+    offers: list[DriverOffer]
     more: bool
 
 
@@ -184,7 +218,7 @@ class Campaigns:
 
     # --- creation and reads --------------------------------------------------------------------------------
 
-    async def create(self, draft: CampaignDraft, user_id: str) -> pb.Campaign:
+    async def create(self, draft: CampaignDraft, user_id: str) -> store.Row:
         """A DRAFT campaign of ``user_id``'s; the same request_id again answers the campaign the first call made."""
         zone = draft.time_zone
         start = _moment(draft.start_date, zone, "start_date")
@@ -236,12 +270,11 @@ class Campaigns:
             # The same request_id again: the campaign the first call created.
             async with self._engine.connect() as conn:
                 row = await store.campaign_created_by_request(conn, user_id, draft.request_id)
-        return store.campaign_message(row)
+        return row
 
-    async def get(self, campaign_id: str, actor: Actor) -> pb.Campaign:
+    async def get(self, campaign_id: str, actor: Actor) -> store.Row:
         async with self._engine.connect() as conn:
-            row = await self._owned(conn, campaign_id, actor)
-        return store.campaign_message(row)
+            return await self._owned(conn, campaign_id, actor)
 
     async def list_page(self, actor: Actor, *, status: int, sponsor_name: str, offset: int, size: int) -> CampaignPage:
         """One page of the campaigns the actor sees (their own; an admin all), newest first; status 0: any."""
@@ -254,11 +287,11 @@ class Campaigns:
                 offset=offset,
                 limit=size + 1,
             )
-        return CampaignPage([store.campaign_message(row) for row in rows[:size]], more=len(rows) > size)
+        return CampaignPage(list(rows[:size]), more=len(rows) > size)
 
     # --- edits ---------------------------------------------------------------------------------------------
 
-    async def edit(self, campaign_id: str, edit: CampaignEdit, actor: Actor) -> pb.Campaign:
+    async def edit(self, campaign_id: str, edit: CampaignEdit, actor: Actor) -> store.Row:
         """Writes the edit's fields to a campaign that is not running."""
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
@@ -271,9 +304,8 @@ class Campaigns:
             values = self._edited_values(edit, row)
             if values:
                 row = await store.update_campaign(conn, row["id"], **values)
-            campaign = store.campaign_message(row)
         await self._index.refresh()
-        return campaign
+        return row
 
     def _edited_values(  # noqa: PLR0912 - one branch per editable field reads best
         self, edit: CampaignEdit, row: sa.RowMapping
@@ -346,7 +378,7 @@ class Campaigns:
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
-    async def activate(self, campaign_id: str, actor: Actor) -> pb.Campaign:
+    async def activate(self, campaign_id: str, actor: Actor) -> store.Row:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
@@ -358,9 +390,9 @@ class Campaigns:
             updated = await store.update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
             await audit.record(conn, "campaign.activate", f"campaign:{row['id']}")
         await self._index.refresh()
-        return store.campaign_message(updated)
+        return updated
 
-    async def pause(self, campaign_id: str, reason: str, actor: Actor) -> pb.Campaign:
+    async def pause(self, campaign_id: str, reason: str, actor: Actor) -> store.Row:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
@@ -369,9 +401,9 @@ class Campaigns:
                 conn, row["id"], status=pb.CAMPAIGN_STATUS_PAUSED, pause_reason=reason
             )
         await self._index.refresh()
-        return store.campaign_message(updated)
+        return updated
 
-    async def resume(self, campaign_id: str, actor: Actor) -> pb.Campaign:
+    async def resume(self, campaign_id: str, actor: Actor) -> store.Row:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] not in (pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED):
@@ -382,41 +414,50 @@ class Campaigns:
                 raise FailedPrecondition(Reason.BUDGET_EXHAUSTED, "the remaining budget cannot pay one more reward")
             updated = await store.update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
         await self._index.refresh()
-        return store.campaign_message(updated)
+        return updated
 
-    async def record_funding(self, request: pb.RecordCampaignFundingRequest) -> tuple[pb.Campaign, bool]:
+    async def record_funding(
+        self,
+        campaign_id: str,
+        *,
+        checkout_session_id: str,
+        gross_cents: int,
+        platform_fee_cents: int,
+        net_budget_cents: int,
+        paid_at: datetime.datetime,
+    ) -> tuple[store.Row, bool]:
         """The ledger's word that a checkout was paid: (the campaign, whether this payment was recorded before).
         A DRAFT campaign that has not expired becomes ACTIVE."""
-        campaign_id = parse_uuid(request.campaign_id, "campaign_id")
+        campaign_uuid = parse_uuid(campaign_id, "campaign_id")
         async with self._engine.begin() as conn:
-            row = await store.campaign_row(conn, campaign_id, lock=True)
+            row = await store.campaign_row(conn, campaign_uuid, lock=True)
             if row is None:
-                raise not_found(request.campaign_id)
+                raise not_found(campaign_id)
             if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-                if row["checkout_session_id"] == request.checkout_session_id:
-                    return store.campaign_message(row), True
+                if row["checkout_session_id"] == checkout_session_id:
+                    return row, True
                 # The ledger refunds this payment (net and fee) on this answer.
                 raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign was paid by another checkout")
             if row["status"] in (pb.CAMPAIGN_STATUS_CANCELED, pb.CAMPAIGN_STATUS_ENDED):
                 raise FailedPrecondition(
                     Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is closed; the payment is refunded"
                 )
-            if request.net_budget_cents < row["spent_cents"]:
+            if net_budget_cents < row["spent_cents"]:
                 raise FailedPrecondition(Reason.BUDGET_TOO_SMALL, "the payment is less than the campaign already spent")
             values: dict[str, Any] = {
                 "funding_status": pb.FUNDING_STATUS_FUNDED,
-                "checkout_session_id": request.checkout_session_id,
-                "gross_funding_cents": request.gross_cents,
-                "platform_fee_cents": request.platform_fee_cents,
-                "budget_cents": request.net_budget_cents,
-                "funded_at": request.paid_at.ToDatetime(tzinfo=datetime.UTC),
+                "checkout_session_id": checkout_session_id,
+                "gross_funding_cents": gross_cents,
+                "platform_fee_cents": platform_fee_cents,
+                "budget_cents": net_budget_cents,
+                "funded_at": paid_at,
             }
             expired = row["end_date"] is not None and row["end_date"] <= self._clock()
             if row["status"] == pb.CAMPAIGN_STATUS_DRAFT and not expired:
                 values["status"] = pb.CAMPAIGN_STATUS_ACTIVE
-            updated = await store.update_campaign(conn, campaign_id, **values)
+            updated = await store.update_campaign(conn, campaign_uuid, **values)
         await self._index.refresh()
-        return store.campaign_message(updated), False
+        return updated, False
 
     # --- reports -------------------------------------------------------------------------------------------
 
@@ -424,9 +465,9 @@ class Campaigns:
         async with self._engine.connect() as conn:
             campaign = await self._owned(conn, campaign_id, actor)
             total, rows = await store.campaign_grants(conn, campaign["id"], status=status, offset=offset, limit=size)
-        return GrantPage([store.grant_message(row, campaign["name"]) for row in rows], total)
+        return GrantPage(campaign["name"], list(rows), total)
 
-    async def budget(self, campaign_id: str, actor: Actor) -> pb.GetBudgetResponse:
+    async def budget(self, campaign_id: str, actor: Actor) -> Budget:
         async with self._engine.connect() as conn:
             row = await self._owned(conn, campaign_id, actor)
         budget, spent, cost = int(row["budget_cents"]), int(row["spent_cents"]), row["cost_per_session_cents"]
@@ -435,7 +476,7 @@ class Campaigns:
         if row["max_sessions"] is not None:
             sessions_left = min(sessions_left, row["max_sessions"] - row["sessions_granted"])
         funded = row["funding_status"] == pb.FUNDING_STATUS_FUNDED
-        reply = pb.GetBudgetResponse(
+        return Budget(
             budget_cents=budget,
             spent_cents=spent,
             remaining_cents=remaining,
@@ -445,10 +486,8 @@ class Campaigns:
             remaining_sessions=max(0, sessions_left),
             gross_funding_cents=int(row["gross_funding_cents"]) if funded else 0,
             platform_fee_cents=int(row["platform_fee_cents"]) if funded else 0,
+            max_sessions=row["max_sessions"],
         )
-        if row["max_sessions"] is not None:
-            reply.max_sessions = row["max_sessions"]
-        return reply
 
     async def simulate(
         self,
@@ -456,7 +495,7 @@ class Campaigns:
         actor: Actor,
         since: datetime.datetime | None,
         until: datetime.datetime | None,
-    ) -> pb.SimulateCampaignResponse:
+    ) -> DryRun:
         """The campaign run alone, with its whole budget, over the sessions evaluated in [since, until) (by
         default the 30 days to now)."""
         until = until or self._clock()
@@ -466,22 +505,12 @@ class Campaigns:
         async with self._engine.connect() as conn:
             row = await self._owned(conn, campaign_id, actor)
             snapshots: Sequence[bytes] = await store.session_snapshots(conn, since, until, SIMULATION_MAX_SESSIONS)
-        campaign = store.campaign_message(row)
         # The campaign alone, with its whole budget and none of it spent, as if it had run in the window.
-        campaign.spent_cents, campaign.remaining_cents, campaign.sessions_granted = 0, campaign.budget_cents, 0
-        candidate = domain.CampaignCandidate.from_proto(campaign)
-        result = domain.simulate(candidate, [pb.EndedSession.FromString(s) for s in snapshots])
-        return pb.SimulateCampaignResponse(
-            sessions_evaluated=result.sessions_evaluated,
-            sessions_matched=result.sessions_matched,
-            grants=result.grants,
-            spend_cents=result.spend_cents,
-            unique_drivers=result.unique_drivers,
-            budget_exhausted_at=store.timestamp(result.budget_exhausted_at),
-            failures=[pb.RuleFailureCount(failure=f, sessions=n) for f, n in result.failures],
-            since=store.timestamp(since),
-            until=store.timestamp(until),
+        candidate = dataclasses.replace(
+            store.campaign_candidate(row), remaining_cents=int(row["budget_cents"]), sessions_granted=0
         )
+        result = domain.simulate(candidate, [pb.EndedSession.FromString(s) for s in snapshots])
+        return DryRun(result, since, until)
 
     # --- what drivers see ----------------------------------------------------------------------------------
 
@@ -515,7 +544,7 @@ class Campaigns:
         async with self._engine.connect() as conn:
             completed = await store.driver_session_count(conn, driver_id)
             usage = await _usage_today(conn, driver_id, [e.candidate for e in page], place.charger_id, now)
-        campaigns = []
+        offers = []
         for entry in page:
             candidate = entry.candidate
             failure = (
@@ -525,27 +554,8 @@ class Campaigns:
                 or domain.caps_allow(candidate.caps, usage.get(candidate.campaign_id, domain.DriverUsage()))
                 or domain.budget_allows(candidate)
             )
-            rules = entry.campaign.rules
-            item = pb.DriverCampaign(
-                id=candidate.campaign_id,
-                name=candidate.name,
-                sponsor_name=entry.campaign.sponsor_name,
-                sponsor_logo_url=entry.campaign.sponsor_logo_url or None,
-                description=entry.campaign.description,
-                reward_cents=candidate.reward_cents,
-                reward_kind=entry.campaign.reward_kind,
-                campaign_type=entry.campaign.campaign_type,
-                eligible=failure is None,
-                end_date=entry.campaign.end_date if entry.campaign.HasField("end_date") else None,
-                min_duration_minutes=rules.min_duration_minutes,
-                time_start=rules.time_start,
-                time_end=rules.time_end,
-                time_zone=entry.campaign.time_zone,
-            )
-            if failure is not None:
-                item.ineligible_reason = failure.rule
-            campaigns.append(item)
-        return DriverPage(campaigns, more=offset + size < len(live))
+            offers.append(DriverOffer(entry, failure))
+        return DriverPage(offers, more=offset + size < len(live))
 
     async def _charger_place(self, charger_id: str) -> domain.Place:
         try:
@@ -564,8 +574,9 @@ class Campaigns:
             lng=charger.lng,
         )
 
-    def charger_reward(self, place: domain.Place) -> pb.ChargerReward | None:
-        """The reward a driver would see first at this charger in their listing, if a live campaign can pay one."""
+    def charger_reward(self, place: domain.Place) -> IndexedCampaign | None:
+        """The campaign whose reward a driver would see first at this charger in their listing, if a live one can
+        pay one."""
         now = self._clock()
         payable = [
             entry
@@ -574,15 +585,7 @@ class Campaigns:
             and domain.place_admits(entry.candidate.rules, place)
             and domain.budget_allows(entry.candidate) is None
         ]
-        if not payable:
-            return None
-        best = min(payable, key=_first_shown)
-        return pb.ChargerReward(
-            charger_id=place.charger_id,
-            reward_cents=best.candidate.reward_cents,
-            reward_kind=best.campaign.reward_kind,
-            campaign_id=best.candidate.campaign_id,
-        )
+        return min(payable, key=_first_shown) if payable else None
 
 
 def _with_default_quality(rules: domain.TargetingRules) -> domain.TargetingRules:

@@ -157,49 +157,25 @@ def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
     return rules
 
 
-def campaign_message(row: Row) -> pb.Campaign:
-    budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
+def campaign_candidate(row: Row) -> domain.CampaignCandidate:
+    """A campaigns row as the rule engine reads it. Raises ValueError for rules the engine cannot read."""
     refunded = int(row.get("refunded_cents") or 0)
-    campaign = pb.Campaign(
-        id=str(row["id"]),
-        created_by_user_id=row["created_by_user_id"],
-        sponsor_name=row["sponsor_name"],
-        sponsor_email=row["sponsor_email"],
-        sponsor_logo_url=row["sponsor_logo_url"],
-        sponsor_type=row["sponsor_type"],
+    return domain.CampaignCandidate(
+        campaign_id=str(row["id"]),
         name=row["name"],
-        description=row["description"],
-        campaign_type=row["campaign_type"],
-        status=row["status"],
         priority=row["priority"],
-        reward_kind=row["reward_kind"],
-        cost_per_session_cents=row["cost_per_session_cents"],
-        budget_cents=budget,
-        spent_cents=spent,
-        remaining_cents=budget - spent - refunded,
-        refunded_cents=refunded,
-        gross_funding_cents=int(row["gross_funding_cents"]),
-        platform_fee_cents=int(row["platform_fee_cents"]),
+        created_at=row["created_at"],
+        time_zone=domain.parse_time_zone(row["time_zone"]),
+        reward_cents=row["cost_per_session_cents"],
+        remaining_cents=int(row["budget_cents"]) - int(row["spent_cents"]) - refunded,
+        rules=domain.CampaignRuleSet.from_proto(rules_from_json(row["rules"])),
+        caps=domain.DriverCaps(row["cap_per_day"], row["cap_per_campaign"], row["cap_per_charger"]),
+        max_sessions=row["max_sessions"],
         sessions_granted=row["sessions_granted"],
-        start_date=timestamp(row["start_date"]),
-        end_date=timestamp(row["end_date"]),
-        time_zone=row["time_zone"],
-        rules=rules_from_json(row["rules"]),
-        funding_status=row["funding_status"],
-        funded_at=timestamp(row["funded_at"]),
-        pause_reason=row["pause_reason"],
-        created_at=timestamp(row["created_at"]),
-        updated_at=timestamp(row["updated_at"]),
+        status=row["status"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
     )
-    for field, column in (
-        ("max_sessions", "max_sessions"),
-        ("max_grants_per_driver_per_day", "cap_per_day"),
-        ("max_grants_per_driver_per_campaign", "cap_per_campaign"),
-        ("max_grants_per_driver_per_charger", "cap_per_charger"),
-    ):
-        if row[column] is not None:
-            setattr(campaign, field, row[column])
-    return campaign
 
 
 def grant_message(row: Row, campaign_name: str) -> pb.Grant:
