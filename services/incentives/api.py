@@ -42,7 +42,7 @@ from services.incentives.campaigns import (
     utc_now,
 )
 from services.incentives.config import IncentivesSettings
-from services.incentives.granting import Granting, reputation, session_grants
+from services.incentives.granting import EndedSession, Granting, SessionEvaluation, reputation, session_grants
 from services.incentives.index import CampaignIndex
 from services.incentives.reasons import Reason
 
@@ -275,6 +275,33 @@ def console_update(campaign_id: str, body: bytes) -> pb.UpdateCampaignRequest:
 # --- the cores' values → answers --------------------------------------------------------------------------------
 
 
+def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def grant_message(row: store.Row, campaign_name: str) -> pb.Grant:
+    return pb.Grant(
+        id=str(row["id"]),
+        session_event_id=str(row["session_id"]),
+        campaign_id=str(row["campaign_id"]),
+        campaign_name=campaign_name,
+        driver_user_id=row["driver_id"],
+        amount_cents=row["amount_cents"],
+        reward_kind=row["reward_kind"],
+        status=row["status"],
+        granted_at=timestamp(row["granted_at"]),
+        created_at=timestamp(row["created_at"]),
+        charger_id=row["charger_id"],
+        duration_minutes=row["duration_minutes"],
+        clawed_back_at=timestamp(row["clawed_back_at"]),
+        clawback_reason=row["clawback_reason"],
+    )
+
+
 def campaign_message(row: store.Row) -> pb.Campaign:
     budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
     refunded = int(row.get("refunded_cents") or 0)
@@ -299,15 +326,15 @@ def campaign_message(row: store.Row) -> pb.Campaign:
         gross_funding_cents=int(row["gross_funding_cents"]),
         platform_fee_cents=int(row["platform_fee_cents"]),
         sessions_granted=row["sessions_granted"],
-        start_date=store.timestamp(row["start_date"]),
-        end_date=store.timestamp(row["end_date"]),
+        start_date=timestamp(row["start_date"]),
+        end_date=timestamp(row["end_date"]),
         time_zone=row["time_zone"],
         rules=store.rules_from_json(row["rules"]),
         funding_status=row["funding_status"],
-        funded_at=store.timestamp(row["funded_at"]),
+        funded_at=timestamp(row["funded_at"]),
         pause_reason=row["pause_reason"],
-        created_at=store.timestamp(row["created_at"]),
-        updated_at=store.timestamp(row["updated_at"]),
+        created_at=timestamp(row["created_at"]),
+        updated_at=timestamp(row["updated_at"]),
     )
     for field, column in (
         ("max_sessions", "max_sessions"),
@@ -345,10 +372,57 @@ def _dry_run_message(run: DryRun) -> pb.SimulateCampaignResponse:
         grants=result.grants,
         spend_cents=result.spend_cents,
         unique_drivers=result.unique_drivers,
-        budget_exhausted_at=store.timestamp(result.budget_exhausted_at),
+        budget_exhausted_at=timestamp(result.budget_exhausted_at),
         failures=[pb.RuleFailureCount(failure=f, sessions=n) for f, n in result.failures],
-        since=store.timestamp(run.since),
-        until=store.timestamp(run.until),
+        since=timestamp(run.since),
+        until=timestamp(run.until),
+    )
+
+
+def evaluation_message(evaluation: SessionEvaluation) -> pb.EvaluateSessionResponse:
+    reply = pb.EvaluateSessionResponse(
+        outcome=evaluation.outcome,  # type: ignore[arg-type]
+        reputation_points_awarded=evaluation.reputation_points_awarded,
+        replayed=evaluation.replayed,
+        candidates=[candidate_result(tried) for tried in evaluation.candidates],
+    )
+    if evaluation.grant is not None:
+        reply.grant.CopyFrom(grant_message(evaluation.grant, evaluation.grant["campaign_name"]))
+    return reply
+
+
+def candidate_result(tried: domain.CandidateOutcome) -> pb.CandidateResult:
+    return pb.CandidateResult(
+        campaign_id=tried.campaign_id,
+        campaign_name=tried.campaign_name,
+        priority=tried.priority,
+        granted=tried.granted,
+        failure=tried.failure.rule if tried.failure else pb.RULE_FAILURE_UNSPECIFIED,
+        detail=tried.failure.detail if tried.failure else "",
+    )
+
+
+def reputation_message(reputation: domain.Reputation, streak_days: int) -> pb.GetReputationResponse:
+    reply = pb.GetReputationResponse(
+        points=reputation.points,
+        tier=reputation.tier,
+        tier_color=reputation.tier_color,
+        progress_to_next=reputation.progress_to_next,
+        streak_days=streak_days,
+    )
+    if reputation.next_tier is not None:
+        reply.next_tier = reputation.next_tier
+    if reputation.points_to_next is not None:
+        reply.points_to_next = reputation.points_to_next
+    return reply
+
+
+def ended_session(session: pb.EndedSession) -> EndedSession:
+    return EndedSession(
+        session_id=session.session_id,
+        end_sequence=session.end_sequence,
+        facts=domain.SessionFacts.from_proto(session),
+        snapshot=session.SerializeToString(deterministic=True),
     )
 
 
@@ -365,7 +439,7 @@ def _driver_campaign(offer: DriverOffer) -> pb.DriverCampaign:
         reward_kind=row["reward_kind"],
         campaign_type=row["campaign_type"],
         eligible=offer.failure is None,
-        end_date=store.timestamp(row["end_date"]),
+        end_date=timestamp(row["end_date"]),
         min_duration_minutes=candidate.rules.min_duration_minutes,
         time_start=f"{window.start:%H:%M}" if window else "",
         time_end=f"{window.end:%H:%M}" if window else "",
@@ -488,7 +562,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             gross_cents=int(row["gross_funding_cents"]),
             platform_fee_cents=int(row["platform_fee_cents"]),
             net_budget_cents=int(row["budget_cents"]),
-            expires_at=store.timestamp(answer.expires_at),
+            expires_at=timestamp(answer.expires_at),
         )
 
     async def FundCampaignFromPlatform(
@@ -540,7 +614,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         )
         more = offset + len(page.grants) < page.total
         return pb.ListGrantsResponse(
-            grants=[store.grant_message(row, page.campaign_name) for row in page.grants],
+            grants=[grant_message(row, page.campaign_name) for row in page.grants],
             total=page.total,
             count=len(page.grants),
             next_page_token=page_token(offset + size) if more else "",
@@ -590,24 +664,29 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         caller = current_caller()
         assert caller.user_id is not None
         zone = domain.parse_time_zone(zone_name(request.time_zone, DEFAULT_STREAK_ZONE))
-        return await reputation(self._engine, caller.user_id, zone, utc_now())
+        standing = await reputation(self._engine, caller.user_id, zone, utc_now())
+        return reputation_message(standing.reputation, standing.streak_days)
 
     # --- grants --------------------------------------------------------------------------------------------
 
     async def EvaluateSession(
         self, request: pb.EvaluateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EvaluateSessionResponse:
-        return await self._granting.evaluate(request.session)
+        return evaluation_message(await self._granting.evaluate(ended_session(request.session)))
 
     async def ClawbackGrant(
         self, request: pb.ClawbackGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ClawbackGrantResponse:
         caller = current_caller()
-        return await self._granting.claw_back(
+        clawback = await self._granting.claw_back(
             parse_uuid(request.grant_id, "grant_id"),
             request.reason,
             parse_uuid(request.request_id, "request_id"),
             caller.user_id or "",
+        )
+        return pb.ClawbackGrantResponse(
+            grant=grant_message(clawback.grant, clawback.campaign_name),
+            campaign_remaining_cents=clawback.campaign_remaining_cents,
         )
 
     async def ListChargerRewards(
@@ -648,4 +727,5 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BatchGetSessionGrantsResponse:
         ids = [parse_uuid(s, "session_ids") for s in request.session_ids]
-        return pb.BatchGetSessionGrantsResponse(grants=await session_grants(self._engine, ids))
+        rows = await session_grants(self._engine, ids)
+        return pb.BatchGetSessionGrantsResponse(grants=[grant_message(row, row["campaign_name"]) for row in rows])

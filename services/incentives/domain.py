@@ -616,16 +616,6 @@ class CandidateOutcome:
     def granted(self) -> bool:
         return self.failure is None
 
-    def to_proto(self) -> pb.CandidateResult:
-        return pb.CandidateResult(
-            campaign_id=self.campaign_id,
-            campaign_name=self.campaign_name,
-            priority=self.priority,
-            granted=self.granted,
-            failure=self.failure.rule if self.failure else RF.RULE_FAILURE_UNSPECIFIED,
-            detail=self.failure.detail if self.failure else "",
-        )
-
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
@@ -688,20 +678,6 @@ class Reputation:
     next_tier: str | None  # None at the top tier
     points_to_next: int | None  # None at the top tier
     progress_to_next: float  # ∈ [0, 1]; 1.0 at the top tier. A display ratio, not money.
-
-    def to_proto(self, streak_days: int) -> pb.GetReputationResponse:
-        reply = pb.GetReputationResponse(
-            points=self.points,
-            tier=self.tier,
-            tier_color=self.tier_color,
-            progress_to_next=self.progress_to_next,
-            streak_days=streak_days,
-        )
-        if self.next_tier is not None:
-            reply.next_tier = self.next_tier
-        if self.points_to_next is not None:
-            reply.points_to_next = self.points_to_next
-        return reply
 
 
 def reputation(points: int) -> Reputation:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import distinct_on
@@ -130,14 +130,6 @@ DEAD_GRANT_STATUSES = (pb.GRANT_STATUS_CLAWED_BACK, pb.GRANT_STATUS_FAILED)
 LIVE_GRANT = grants.c.status.notin_(DEAD_GRANT_STATUSES)
 
 
-def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def rules_to_json(rules: domain.TargetingRules) -> dict[str, Any]:
     """The stored form of a campaign's rules: CampaignRules' JSON (its field names, only the fields given, in
     field order), which `rules_from_json` reads back."""
@@ -175,25 +167,6 @@ def campaign_candidate(row: Row) -> domain.CampaignCandidate:
         status=row["status"],
         start_date=row["start_date"],
         end_date=row["end_date"],
-    )
-
-
-def grant_message(row: Row, campaign_name: str) -> pb.Grant:
-    return pb.Grant(
-        id=str(row["id"]),
-        session_event_id=str(row["session_id"]),
-        campaign_id=str(row["campaign_id"]),
-        campaign_name=campaign_name,
-        driver_user_id=row["driver_id"],
-        amount_cents=row["amount_cents"],
-        reward_kind=row["reward_kind"],
-        status=row["status"],
-        granted_at=timestamp(row["granted_at"]),
-        created_at=timestamp(row["created_at"]),
-        charger_id=row["charger_id"],
-        duration_minutes=row["duration_minutes"],
-        clawed_back_at=timestamp(row["clawed_back_at"]),
-        clawback_reason=row["clawback_reason"],
     )
 
 
