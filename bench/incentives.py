@@ -94,8 +94,8 @@ from services.common.auth import SERVICE_TOKEN_HEADER, ServiceTokens
 from services.common.config import Secret
 from services.common.db import create_engine
 from services.incentives import domain, store
-from services.incentives.api import targeting_rules
 from services.incentives.index import CampaignIndex, geo_cells
+from services.incentives.messages import targeting_rules
 from tools import embedded
 from tools.run import wait_serving
 

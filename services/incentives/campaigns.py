@@ -4,8 +4,9 @@ funding the ledger reports, and the reports on one campaign (its grants, its bud
 Ownership is checked here: a sponsor acts only on campaigns they created, an admin on all; a campaign the actor
 may not see is CAMPAIGN_NOT_FOUND, so ids of other sponsors' campaigns are not confirmed to exist.
 
-Transport-free: the servicer (api.py) hands in the actor, ids and the contract's campaign fields; these functions
-read and write through store.py's queries, take the time from the clock and raise domain errors.
+Transport-free: the servicer (api.py) hands in the actor, ids and plain values (a CampaignDraft, a CampaignEdit);
+these functions read and write through store.py's queries, take the time from the clock, raise domain errors and
+answer campaigns rows or the dataclasses below, which messages.py builds into answers.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Tables of the incentives schema (created by migrations/versions) and the conversions between their rows and
-the contract's messages."""
+"""Tables of the incentives schema (created by migrations/versions), the queries that read and write them, and the
+stored forms: a campaign's rules are CampaignRules' JSON, and a row reads into the rule engine's candidate."""
 
 from __future__ import annotations
 

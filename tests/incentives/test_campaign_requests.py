@@ -18,7 +18,8 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 
 from services.common.errors import InvalidArgument
 from services.incentives import domain, store
-from services.incentives.api import (
+from services.incentives.campaigns import CampaignEdit
+from services.incentives.messages import (
     campaign_date,
     campaign_draft,
     campaign_edit,
@@ -27,7 +28,6 @@ from services.incentives.api import (
     targeting_rules,
     zone_name,
 )
-from services.incentives.campaigns import CampaignEdit
 
 CHICAGO = ZoneInfo("America/Chicago")
 CAMPAIGN_ID = "6f1c1f4e-2a43-4c1b-9a0e-3f5d2b7c8e90"

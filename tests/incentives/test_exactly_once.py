@@ -23,7 +23,7 @@ from services.common.clients import open_channel
 from services.common.config import Secret
 from services.common.db import create_engine, open_asyncpg_pool
 from services.common.outbox import OutboxRelay
-from services.incentives import api, domain, store
+from services.incentives import domain, messages, store
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
 from tests.incentives.helpers import driver_cash, ended_session
@@ -157,9 +157,9 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(
     index = CampaignIndex(engine)
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
-    reply = api.evaluation_message(
+    reply = messages.evaluation_message(
         await Granting(engine, pool, index, ledger).evaluate(
-            api.ended_session(ended_session(driver, charger_id=CHARGER))
+            messages.ended_session(ended_session(driver, charger_id=CHARGER))
         )
     )
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
@@ -200,8 +200,8 @@ async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(
         engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives", max_backoff_s=0.2
     )
     driver = str(uuid.uuid4())
-    reply = api.evaluation_message(
-        await granting.evaluate(api.ended_session(ended_session(driver, charger_id=CHARGER)))
+    reply = messages.evaluation_message(
+        await granting.evaluate(messages.ended_session(ended_session(driver, charger_id=CHARGER)))
     )
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
@@ -239,9 +239,9 @@ async def test_a_credit_committed_before_a_rename_is_never_failed_and_its_budget
     index = CampaignIndex(engine)
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
-    reply = api.evaluation_message(
+    reply = messages.evaluation_message(
         await Granting(engine, pool, index, ledger).evaluate(
-            api.ended_session(ended_session(driver, charger_id=CHARGER))
+            messages.ended_session(ended_session(driver, charger_id=CHARGER))
         )
     )
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED

@@ -16,7 +16,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 from nerava.incentives.v1 import incentives_pb2 as pb
 
-from services.incentives.api import candidate_result, reputation_message
 from services.incentives.domain import (
     DEFAULT_MIN_DURATION_MINUTES,
     EARTH_RADIUS_M,
@@ -46,6 +45,7 @@ from services.incentives.domain import (
     simulate,
     streak_days,
 )
+from services.incentives.messages import candidate_result, reputation_message
 
 RF = pb.RuleFailure
 CHICAGO = ZoneInfo("America/Chicago")
