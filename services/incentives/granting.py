@@ -92,7 +92,7 @@ class SessionEvaluation:
     """What an evaluation decided (or, replayed, had decided): the outcome, the grant if one was made, and every
     campaign tried, in order, up to and including the one that paid."""
 
-    outcome: int  # an EvaluationOutcome
+    outcome: pb.EvaluationOutcome
     reputation_points_awarded: int
     replayed: bool
     grant: store.Row | None  # the grants row, with its campaign_name
@@ -213,7 +213,7 @@ class Granting:
                 {"session_id": session.session_id, "end_sequence": str(session.end_sequence)},
             )
         if not reply.replayed:
-            EVALUATIONS.labels(pb.EvaluationOutcome.Name(reply.outcome)).inc()  # type: ignore[arg-type]
+            EVALUATIONS.labels(pb.EvaluationOutcome.Name(reply.outcome)).inc()
             CANDIDATES_TRIED.observe(len(reply.candidates))
             if reply.outcome == pb.EVALUATION_OUTCOME_GRANTED and reply.grant is not None:
                 GRANTED.labels(pb.RewardKind.Name(reply.grant["reward_kind"])).inc(reply.grant["amount_cents"])

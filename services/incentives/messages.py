@@ -316,7 +316,7 @@ def dry_run_message(run: DryRun) -> pb.SimulateCampaignResponse:
 
 def evaluation_message(evaluation: SessionEvaluation) -> pb.EvaluateSessionResponse:
     reply = pb.EvaluateSessionResponse(
-        outcome=evaluation.outcome,  # type: ignore[arg-type]
+        outcome=evaluation.outcome,
         reputation_points_awarded=evaluation.reputation_points_awarded,
         replayed=evaluation.replayed,
         candidates=[candidate_result(tried) for tried in evaluation.candidates],
