@@ -95,6 +95,7 @@ from services.common.config import Secret
 from services.common.db import create_engine
 from services.incentives import domain, store
 from services.incentives.index import CampaignIndex, geo_cells
+from services.incentives.messages import targeting_rules
 from tools import embedded
 from tools.run import wait_serving
 
@@ -302,7 +303,7 @@ def check_campaigns_valid(campaigns: Sequence[SeedCampaign]) -> None:
         violations = protovalidate.collect_violations(campaign.rules)
         if violations:
             raise SystemExit(f"bench builds invalid CampaignRules: {[str(v.proto) for v in violations]}")
-        domain.CampaignRuleSet.from_proto(store.rules_from_json(store.rules_to_json(campaign.rules)))
+        domain.CampaignRuleSet.from_proto(store.rules_from_json(store.rules_to_json(targeting_rules(campaign.rules))))
 
 
 CAMPAIGN_COLUMNS = (
@@ -368,7 +369,7 @@ def campaign_record(campaign: SeedCampaign, number: int, now: datetime.datetime)
         "start_date": created,
         "end_date": end,
         "time_zone": TIME_ZONE,
-        "rules": json.dumps(store.rules_to_json(campaign.rules)),
+        "rules": json.dumps(store.rules_to_json(targeting_rules(campaign.rules))),
         "cap_per_day": campaign.cap_per_day,
         "cap_per_campaign": campaign.cap_per_campaign,
         "cap_per_charger": campaign.cap_per_charger,

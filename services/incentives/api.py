@@ -1,9 +1,10 @@
 """The IncentivesService servicer: sponsors' campaigns (lifecycle, funding, reports, dry runs), the evaluation
 of ended charging sessions (granting.py), drivers' "earn here" list and reputation.
 
-Each handler maps the request to one core call (campaigns.py, granting.py, funding.py) and its answer back. The
-ACCESS table says who may call each RPC; ownership of a campaign needs its row, so the cores check it (the caller is
-handed to them as a funding.Actor): a campaign the caller may not see answers CAMPAIGN_NOT_FOUND.
+Each handler reads the request into plain values, calls one core (campaigns.py, granting.py, funding.py) and builds
+the answer; the translation both ways is messages.py's. The ACCESS table says who may call each RPC; ownership of a
+campaign needs its row, so the cores check it (the caller is handed to them as a funding.Actor): a campaign the
+caller may not see answers CAMPAIGN_NOT_FOUND.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ from services.common.context import Caller, current_caller
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.incentives import domain, editing, funding, store
+from services.incentives import domain, funding, messages, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
-from services.incentives.campaigns import Campaigns, parse_uuid, utc_now
+from services.incentives.campaigns import (
+    Campaigns,
+    parse_uuid,
+    utc_now,
+)
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting, reputation, session_grants
 from services.incentives.index import CampaignIndex
@@ -118,12 +123,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.CreateCampaignResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        return pb.CreateCampaignResponse(campaign=await self._campaigns.create(request, caller.user_id))
+        row = await self._campaigns.create(messages.campaign_draft(request), caller.user_id)
+        return pb.CreateCampaignResponse(campaign=messages.campaign_message(row))
 
     async def GetCampaign(
         self, request: pb.GetCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetCampaignResponse:
-        return pb.GetCampaignResponse(campaign=await self._campaigns.get(request.campaign_id, _actor(write=False)))
+        row = await self._campaigns.get(request.campaign_id, _actor(write=False))
+        return pb.GetCampaignResponse(campaign=messages.campaign_message(row))
 
     async def ListCampaigns(
         self, request: pb.ListCampaignsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -131,10 +138,14 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         size = request.page_size or request.limit or DEFAULT_PAGE
         offset = _offset(request.page_token, request.offset)
         page = await self._campaigns.list_page(
-            _actor(write=False), status=request.status, sponsor_name=request.sponsor_name, offset=offset, size=size
+            _actor(write=False),
+            status=messages.status_filter(request.status),
+            sponsor_name=request.sponsor_name,
+            offset=offset,
+            size=size,
         )
         return pb.ListCampaignsResponse(
-            campaigns=page.campaigns,
+            campaigns=[messages.campaign_message(row) for row in page.campaigns],
             count=len(page.campaigns),
             next_page_token=page_token(offset + size) if page.more else "",
         )
@@ -142,29 +153,33 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def UpdateCampaign(
         self, request: pb.UpdateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.UpdateCampaignResponse:
-        return pb.UpdateCampaignResponse(campaign=await self._campaigns.edit(request, _actor()))
+        row = await self._campaigns.edit(request.campaign_id, messages.campaign_edit(request), _actor())
+        return pb.UpdateCampaignResponse(campaign=messages.campaign_message(row))
 
     async def EditCampaign(
         self, request: pb.EditCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EditCampaignResponse:
-        edit = editing.console_edit(request.campaign_id, request.http_body.data)
-        return pb.EditCampaignResponse(campaign=await self._campaigns.edit(edit, _actor()))
+        edit = messages.campaign_edit(messages.console_update(request.campaign_id, request.http_body.data))
+        row = await self._campaigns.edit(request.campaign_id, edit, _actor())
+        return pb.EditCampaignResponse(campaign=messages.campaign_message(row))
 
     async def ActivateCampaign(
         self, request: pb.ActivateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ActivateCampaignResponse:
-        return pb.ActivateCampaignResponse(campaign=await self._campaigns.activate(request.campaign_id, _actor()))
+        row = await self._campaigns.activate(request.campaign_id, _actor())
+        return pb.ActivateCampaignResponse(campaign=messages.campaign_message(row))
 
     async def PauseCampaign(
         self, request: pb.PauseCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PauseCampaignResponse:
-        campaign = await self._campaigns.pause(request.campaign_id, request.reason, _actor())
-        return pb.PauseCampaignResponse(campaign=campaign)
+        row = await self._campaigns.pause(request.campaign_id, request.reason, _actor())
+        return pb.PauseCampaignResponse(campaign=messages.campaign_message(row))
 
     async def ResumeCampaign(
         self, request: pb.ResumeCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ResumeCampaignResponse:
-        return pb.ResumeCampaignResponse(campaign=await self._campaigns.resume(request.campaign_id, _actor()))
+        row = await self._campaigns.resume(request.campaign_id, _actor())
+        return pb.ResumeCampaignResponse(campaign=messages.campaign_message(row))
 
     # --- funding -------------------------------------------------------------------------------------------
 
@@ -193,7 +208,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             gross_cents=int(row["gross_funding_cents"]),
             platform_fee_cents=int(row["platform_fee_cents"]),
             net_budget_cents=int(row["budget_cents"]),
-            expires_at=store.timestamp(answer.expires_at),
+            expires_at=messages.timestamp(answer.expires_at),
         )
 
     async def FundCampaignFromPlatform(
@@ -209,7 +224,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             now=utc_now(),
         )
         await self._index.refresh()
-        return pb.FundCampaignFromPlatformResponse(campaign=store.campaign_message(row))
+        return pb.FundCampaignFromPlatformResponse(campaign=messages.campaign_message(row))
 
     async def CancelCampaign(
         self, request: pb.CancelCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -218,13 +233,20 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             self._engine, self._ledger, campaign_id=request.campaign_id, actor=_actor()
         )
         await self._index.refresh()
-        return pb.CancelCampaignResponse(campaign=store.campaign_message(row), refunded_cents=refunded)
+        return pb.CancelCampaignResponse(campaign=messages.campaign_message(row), refunded_cents=refunded)
 
     async def RecordCampaignFunding(
         self, request: pb.RecordCampaignFundingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.RecordCampaignFundingResponse:
-        campaign, replayed = await self._campaigns.record_funding(request)
-        return pb.RecordCampaignFundingResponse(campaign=campaign, replayed=replayed)
+        row, replayed = await self._campaigns.record_funding(
+            request.campaign_id,
+            checkout_session_id=request.checkout_session_id,
+            gross_cents=request.gross_cents,
+            platform_fee_cents=request.platform_fee_cents,
+            net_budget_cents=request.net_budget_cents,
+            paid_at=_dt(request.paid_at),
+        )
+        return pb.RecordCampaignFundingResponse(campaign=messages.campaign_message(row), replayed=replayed)
 
     # --- reports -------------------------------------------------------------------------------------------
 
@@ -238,7 +260,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         )
         more = offset + len(page.grants) < page.total
         return pb.ListGrantsResponse(
-            grants=page.grants,
+            grants=[messages.grant_message(row, page.campaign_name) for row in page.grants],
             total=page.total,
             count=len(page.grants),
             next_page_token=page_token(offset + size) if more else "",
@@ -247,17 +269,18 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     async def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetBudgetResponse:
-        return await self._campaigns.budget(request.campaign_id, _actor(write=False))
+        return messages.budget_message(await self._campaigns.budget(request.campaign_id, _actor(write=False)))
 
     async def SimulateCampaign(
         self, request: pb.SimulateCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SimulateCampaignResponse:
-        return await self._campaigns.simulate(
+        run = await self._campaigns.simulate(
             request.campaign_id,
             _actor(write=False),
             since=_dt(request.since) if request.HasField("since") else None,
             until=_dt(request.until) if request.HasField("until") else None,
         )
+        return messages.dry_run_message(run)
 
     # --- drivers -------------------------------------------------------------------------------------------
 
@@ -277,7 +300,8 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             size=size,
         )
         return pb.ListDriverCampaignsResponse(
-            campaigns=page.campaigns, next_page_token=page_token(offset + size) if page.more else ""
+            campaigns=[messages.driver_campaign(offer) for offer in page.offers],
+            next_page_token=page_token(offset + size) if page.more else "",
         )
 
     async def GetReputation(
@@ -285,26 +309,30 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.GetReputationResponse:
         caller = current_caller()
         assert caller.user_id is not None
-        zone_name = request.time_zone or DEFAULT_STREAK_ZONE
-        editing.time_zone(zone_name)
-        return await reputation(self._engine, caller.user_id, domain.parse_time_zone(zone_name), utc_now())
+        zone = domain.parse_time_zone(messages.zone_name(request.time_zone, DEFAULT_STREAK_ZONE))
+        standing = await reputation(self._engine, caller.user_id, zone, utc_now())
+        return messages.reputation_message(standing.reputation, standing.streak_days)
 
     # --- grants --------------------------------------------------------------------------------------------
 
     async def EvaluateSession(
         self, request: pb.EvaluateSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EvaluateSessionResponse:
-        return await self._granting.evaluate(request.session)
+        return messages.evaluation_message(await self._granting.evaluate(messages.ended_session(request.session)))
 
     async def ClawbackGrant(
         self, request: pb.ClawbackGrantRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ClawbackGrantResponse:
         caller = current_caller()
-        return await self._granting.claw_back(
+        clawback = await self._granting.claw_back(
             parse_uuid(request.grant_id, "grant_id"),
             request.reason,
             parse_uuid(request.request_id, "request_id"),
             caller.user_id or "",
+        )
+        return pb.ClawbackGrantResponse(
+            grant=messages.grant_message(clawback.grant, clawback.campaign_name),
+            campaign_remaining_cents=clawback.campaign_remaining_cents,
         )
 
     async def ListChargerRewards(
@@ -314,7 +342,11 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             domain.Place(charger_id=c.charger_id, network=c.network, zone_id=c.zone_id, lat=c.lat, lng=c.lng)
             for c in request.chargers
         ]
-        rewards = [reward for place in places if (reward := self._campaigns.charger_reward(place)) is not None]
+        rewards = [
+            messages.charger_reward(place.charger_id, best)
+            for place in places
+            if (best := self._campaigns.charger_reward(place)) is not None
+        ]
         return pb.ListChargerRewardsResponse(rewards=rewards)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
@@ -336,4 +368,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self, request: pb.BatchGetSessionGrantsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BatchGetSessionGrantsResponse:
         ids = [parse_uuid(s, "session_ids") for s in request.session_ids]
-        return pb.BatchGetSessionGrantsResponse(grants=await session_grants(self._engine, ids))
+        rows = await session_grants(self._engine, ids)
+        return pb.BatchGetSessionGrantsResponse(
+            grants=[messages.grant_message(row, row["campaign_name"]) for row in rows]
+        )

@@ -4,8 +4,9 @@ funding the ledger reports, and the reports on one campaign (its grants, its bud
 Ownership is checked here: a sponsor acts only on campaigns they created, an admin on all; a campaign the actor
 may not see is CAMPAIGN_NOT_FOUND, so ids of other sponsors' campaigns are not confirmed to exist.
 
-Transport-free: the servicer (api.py) hands in the actor, ids and the contract's campaign fields; these functions
-read and write through store.py's queries, take the time from the clock and raise domain errors.
+Transport-free: the servicer (api.py) hands in the actor, ids and plain values (a CampaignDraft, a CampaignEdit);
+these functions read and write through store.py's queries, take the time from the clock, raise domain errors and
+answer campaigns rows or the dataclasses below, which messages.py builds into answers.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
 from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.incentives import domain, editing, funding, store
+from services.incentives import domain, funding, store
 from services.incentives.funding import Actor, check_not_expired, invalid_transition, not_found
 from services.incentives.index import CampaignIndex, IndexedCampaign
 from services.incentives.reasons import Reason
@@ -36,6 +37,24 @@ EDITABLE = frozenset({pb.CAMPAIGN_STATUS_DRAFT, pb.CAMPAIGN_STATUS_PAUSED, pb.CA
 # DOMAIN (another issue): a new campaign without a minimum quality score gets this one; 0 turns it off.
 DEFAULT_MIN_QUALITY_SCORE = 40
 DEFAULT_PRIORITY = 100
+# DOMAIN: the console sends no reward kind; it shows each reward in dollars, i.e. as cash.
+DEFAULT_REWARD_KIND = pb.REWARD_KIND_CASH
+# The fields an edit may write (UpdateCampaignRequest's update_mask vocabulary), in the contract's order.
+EDIT_FIELDS = (
+    "name",
+    "description",
+    "campaign_type",
+    "priority",
+    "reward_kind",
+    "cost_per_session_cents",
+    "budget_cents",
+    "max_sessions",
+    "start_date",
+    "end_date",
+    "time_zone",
+    "rules",
+    "caps",
+)
 SIMULATION_DEFAULT = datetime.timedelta(days=30)
 SIMULATION_MAX = datetime.timedelta(days=90)
 SIMULATION_MAX_SESSIONS = 200_000
@@ -53,20 +72,110 @@ def parse_uuid(value: str, field: str) -> uuid.UUID:
 
 
 @dataclasses.dataclass(frozen=True)
+class CampaignDraft:
+    """A new campaign as its sponsor gives it, parsed (the defaults of what they leave out are applied here)."""
+
+    sponsor_name: str
+    name: str
+    cost_per_session_cents: int
+    budget_cents: int  # gross: the platform fee comes out of it
+    start_date: domain.CampaignDate
+    end_date: domain.CampaignDate | None = None  # None: open-ended
+    time_zone: str = domain.DEFAULT_TIME_ZONE  # a known IANA zone (the dates' days are read in it)
+    sponsor_email: str = ""
+    sponsor_logo_url: str = ""
+    sponsor_type: str = ""
+    description: str = ""
+    campaign_type: str = ""  # "": custom
+    priority: int | None = None  # None: DEFAULT_PRIORITY
+    reward_kind: int = pb.REWARD_KIND_UNSPECIFIED  # a RewardKind; unspecified: DEFAULT_REWARD_KIND
+    max_sessions: int | None = None
+    # A min_quality_score left out (None) is DEFAULT_MIN_QUALITY_SCORE.
+    rules: domain.TargetingRules = dataclasses.field(default_factory=domain.TargetingRules)
+    caps: domain.DriverCaps = dataclasses.field(default_factory=domain.DriverCaps)
+    request_id: uuid.UUID | None = None  # the same one again answers the campaign the first call made
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignEdit:
+    """An edit of a campaign: `fields` names the fields it writes (the update mask, in these attributes' names),
+    each of which takes the value here; the others are left as stored. None clears: back to the default priority,
+    no max_sessions, an open-ended end_date."""
+
+    fields: frozenset[str]
+    name: str = ""
+    description: str = ""
+    campaign_type: str = ""  # "": custom
+    priority: int | None = None
+    reward_kind: int = pb.REWARD_KIND_UNSPECIFIED  # a RewardKind
+    cost_per_session_cents: int = 0
+    budget_cents: int = 0
+    max_sessions: int | None = None
+    start_date: domain.CampaignDate | None = None  # required when written
+    end_date: domain.CampaignDate | None = None
+    # A known IANA zone. Days are read in the zone the campaign has after the edit, which may be the stored one:
+    # that is why the dates stay days here.
+    time_zone: str = domain.DEFAULT_TIME_ZONE
+    rules: domain.TargetingRules = dataclasses.field(default_factory=domain.TargetingRules)
+    caps: domain.DriverCaps = dataclasses.field(default_factory=domain.DriverCaps)
+
+    def __post_init__(self) -> None:
+        unknown = self.fields.difference(EDIT_FIELDS)
+        if unknown:
+            raise ValueError(f"not editable: {sorted(unknown)}")
+        if "start_date" in self.fields and self.start_date is None:
+            raise ValueError("a campaign's start_date cannot be cleared")
+
+
+@dataclasses.dataclass(frozen=True)
 class CampaignPage:
-    campaigns: list[pb.Campaign]
+    campaigns: list[store.Row]
     more: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class GrantPage:
-    grants: list[pb.Grant]
+    campaign_name: str
+    grants: list[store.Row]
     total: int
 
 
 @dataclasses.dataclass(frozen=True)
+class Budget:
+    """Where a campaign's money stands (GetBudget). Gross and fee are 0 until it is funded."""
+
+    budget_cents: int  # net of the platform fee
+    spent_cents: int
+    remaining_cents: int  # what is left to grant: refunded budget is gone
+    pct_used: float
+    sessions_granted: int
+    cost_per_session_cents: int
+    remaining_sessions: int
+    gross_funding_cents: int
+    platform_fee_cents: int
+    max_sessions: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class DryRun:
+    """The campaign run alone over the sessions evaluated in [since, until)."""
+
+    result: domain.Simulation
+    since: datetime.datetime
+    until: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverOffer:
+    """A live campaign a driver could earn, and the first rule that refuses them now (None: eligible)."""
+
+    campaign: IndexedCampaign
+    failure: domain.Failure | None
+
+
+@dataclasses.dataclass(frozen=True)
 class DriverPage:
-    campaigns: list[pb.DriverCampaign]
+    offers: list[DriverOffer]
     more: bool
 
 
@@ -110,47 +219,46 @@ class Campaigns:
 
     # --- creation and reads --------------------------------------------------------------------------------
 
-    async def create(self, request: pb.CreateCampaignRequest, user_id: str) -> pb.Campaign:
+    async def create(self, draft: CampaignDraft, user_id: str) -> store.Row:
         """A DRAFT campaign of ``user_id``'s; the same request_id again answers the campaign the first call made."""
-        zone = editing.time_zone(request.time_zone)
-        start = editing.moment(request.start_date, zone, "start_date")
-        end = editing.moment(request.end_date, zone, "end_date", end=True) if request.end_date else None
-        editing.check_dates(start, end)
-        fee, net = self._fee(request.budget_cents)
-        if net < request.cost_per_session_cents:
+        zone = draft.time_zone
+        start = _moment(draft.start_date, zone, "start_date")
+        end = _moment(draft.end_date, zone, "end_date", end=True) if draft.end_date is not None else None
+        _check_dates(start, end)
+        fee, net = self._fee(draft.budget_cents)
+        if net < draft.cost_per_session_cents:
             raise InvalidArgument(
                 [("budget_cents", f"after the platform fee the budget is {net}¢, less than one reward")],
                 reason=Reason.BUDGET_TOO_SMALL,
             )
-        request_id = uuid.UUID(request.request_id) if request.request_id else None
         values = {
             "id": uuid.uuid4(),
             "created_by_user_id": user_id,
-            "create_request_id": request_id,
-            "sponsor_name": request.sponsor_name,
-            "sponsor_email": request.sponsor_email.lower(),
-            "sponsor_logo_url": request.sponsor_logo_url,
-            "sponsor_type": request.sponsor_type,
-            "name": request.name,
-            "description": request.description,
-            "campaign_type": request.campaign_type or "custom",
+            "create_request_id": draft.request_id,
+            "sponsor_name": draft.sponsor_name,
+            "sponsor_email": draft.sponsor_email.lower(),
+            "sponsor_logo_url": draft.sponsor_logo_url,
+            "sponsor_type": draft.sponsor_type,
+            "name": draft.name,
+            "description": draft.description,
+            "campaign_type": draft.campaign_type or "custom",
             "status": pb.CAMPAIGN_STATUS_DRAFT,
-            "priority": request.priority if request.HasField("priority") else DEFAULT_PRIORITY,
-            "reward_kind": request.reward_kind or editing.DEFAULT_REWARD_KIND,
-            "cost_per_session_cents": request.cost_per_session_cents,
-            "gross_funding_cents": request.budget_cents,
+            "priority": DEFAULT_PRIORITY if draft.priority is None else draft.priority,
+            "reward_kind": draft.reward_kind or DEFAULT_REWARD_KIND,
+            "cost_per_session_cents": draft.cost_per_session_cents,
+            "gross_funding_cents": draft.budget_cents,
             "platform_fee_cents": fee,
             "budget_cents": net,
             "spent_cents": 0,
-            "max_sessions": request.max_sessions if request.HasField("max_sessions") else None,
+            "max_sessions": draft.max_sessions,
             "sessions_granted": 0,
             "start_date": start,
             "end_date": end,
             "time_zone": zone,
-            "rules": store.rules_to_json(_with_default_quality(request.rules)),
-            "cap_per_day": request.caps.per_day if request.caps.HasField("per_day") else None,
-            "cap_per_campaign": request.caps.per_campaign if request.caps.HasField("per_campaign") else None,
-            "cap_per_charger": request.caps.per_charger if request.caps.HasField("per_charger") else None,
+            "rules": store.rules_to_json(_with_default_quality(draft.rules)),
+            "cap_per_day": draft.caps.per_day,
+            "cap_per_campaign": draft.caps.per_campaign,
+            "cap_per_charger": draft.caps.per_charger,
             "funding_status": pb.FUNDING_STATUS_UNFUNDED,
             "pause_reason": "",
         }
@@ -158,69 +266,63 @@ class Campaigns:
             async with self._engine.begin() as conn:
                 row = await store.insert_campaign(conn, values)
         except IntegrityError:
-            if request_id is None:
+            if draft.request_id is None:
                 raise
             # The same request_id again: the campaign the first call created.
             async with self._engine.connect() as conn:
-                row = await store.campaign_created_by_request(conn, user_id, request_id)
-        return store.campaign_message(row)
+                row = await store.campaign_created_by_request(conn, user_id, draft.request_id)
+        return row
 
-    async def get(self, campaign_id: str, actor: Actor) -> pb.Campaign:
+    async def get(self, campaign_id: str, actor: Actor) -> store.Row:
         async with self._engine.connect() as conn:
-            row = await self._owned(conn, campaign_id, actor)
-        return store.campaign_message(row)
+            return await self._owned(conn, campaign_id, actor)
 
-    async def list_page(self, actor: Actor, *, status: str, sponsor_name: str, offset: int, size: int) -> CampaignPage:
-        """One page of the campaigns the actor sees (their own; an admin all), newest first."""
+    async def list_page(self, actor: Actor, *, status: int, sponsor_name: str, offset: int, size: int) -> CampaignPage:
+        """One page of the campaigns the actor sees (their own; an admin all), newest first; status 0: any."""
         async with self._engine.connect() as conn:
             rows = await store.campaign_page(
                 conn,
                 owner=None if actor.admin else actor.user_id,
-                status=editing.status_filter(status),
+                status=status,
                 sponsor_name=sponsor_name.strip().lower() if sponsor_name else None,
                 offset=offset,
                 limit=size + 1,
             )
-        return CampaignPage([store.campaign_message(row) for row in rows[:size]], more=len(rows) > size)
+        return CampaignPage(list(rows[:size]), more=len(rows) > size)
 
     # --- edits ---------------------------------------------------------------------------------------------
 
-    async def edit(self, request: pb.UpdateCampaignRequest, actor: Actor) -> pb.Campaign:
-        """Writes the masked fields (without a mask: the editable fields the request sets) of a campaign that
-        is not running."""
-        mask = list(request.update_mask.paths)
-        if mask:
-            written = set(mask)
-        else:
-            written = {field.name for field, _ in request.ListFields()} & set(editing.EDITABLE_FIELDS)
+    async def edit(self, campaign_id: str, edit: CampaignEdit, actor: Actor) -> store.Row:
+        """Writes the edit's fields to a campaign that is not running."""
         async with self._engine.begin() as conn:
-            row = await self._owned(conn, request.campaign_id, actor, lock=True)
+            row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] not in EDITABLE:
                 raise FailedPrecondition(
                     Reason.CAMPAIGN_NOT_EDITABLE,
                     "only draft, paused or exhausted campaigns can be edited",
                     {"status": pb.CampaignStatus.Name(row["status"])},
                 )
-            values = self._edited_values(request, written, row)
+            values = self._edited_values(edit, row)
             if values:
                 row = await store.update_campaign(conn, row["id"], **values)
-            campaign = store.campaign_message(row)
         await self._index.refresh()
-        return campaign
+        return row
 
     def _edited_values(  # noqa: PLR0912 - one branch per editable field reads best
-        self, request: pb.UpdateCampaignRequest, written: set[str], row: sa.RowMapping
+        self, edit: CampaignEdit, row: sa.RowMapping
     ) -> dict[str, Any]:
         values: dict[str, Any] = {}
+        written = edit.fields
         locked = row["funding_status"] != pb.FUNDING_STATUS_UNFUNDED
-        for field in ("name", "description"):
-            if field in written:
-                values[field] = getattr(request, field)
+        if "name" in written:
+            values["name"] = edit.name
+        if "description" in written:
+            values["description"] = edit.description
         if "campaign_type" in written:
-            values["campaign_type"] = request.campaign_type or "custom"
+            values["campaign_type"] = edit.campaign_type or "custom"
         if "priority" in written:
-            values["priority"] = request.priority if request.HasField("priority") else DEFAULT_PRIORITY
-        if "reward_kind" in written and request.reward_kind != row["reward_kind"]:
+            values["priority"] = DEFAULT_PRIORITY if edit.priority is None else edit.priority
+        if "reward_kind" in written and edit.reward_kind != row["reward_kind"]:
             if locked:
                 # The budget account is in the reward's currency; money paid as cash cannot become points.
                 raise FailedPrecondition(
@@ -228,41 +330,40 @@ class Campaigns:
                     "the reward kind cannot change once a checkout was opened",
                     {"field": "reward_kind"},
                 )
-            values["reward_kind"] = request.reward_kind
+            values["reward_kind"] = edit.reward_kind
         if "cost_per_session_cents" in written:
-            values["cost_per_session_cents"] = request.cost_per_session_cents
-        if "budget_cents" in written and request.budget_cents != row["gross_funding_cents"]:
+            values["cost_per_session_cents"] = edit.cost_per_session_cents
+        if "budget_cents" in written and edit.budget_cents != row["gross_funding_cents"]:
             if locked:
                 raise FailedPrecondition(
                     Reason.BUDGET_LOCKED,
                     "the budget cannot change once a checkout was opened",
                     {"field": "budget_cents"},
                 )
-            fee, net = self._fee(request.budget_cents)
-            values.update(gross_funding_cents=request.budget_cents, platform_fee_cents=fee, budget_cents=net)
+            fee, net = self._fee(edit.budget_cents)
+            values.update(gross_funding_cents=edit.budget_cents, platform_fee_cents=fee, budget_cents=net)
         if "max_sessions" in written:
-            values["max_sessions"] = request.max_sessions if request.HasField("max_sessions") else None
+            values["max_sessions"] = edit.max_sessions
         if "time_zone" in written:
-            values["time_zone"] = editing.time_zone(request.time_zone)
+            values["time_zone"] = edit.time_zone
         # Days are read in the zone the campaign has after this edit.
         zone = values.get("time_zone", row["time_zone"])
-        if "start_date" in written:
-            values["start_date"] = editing.moment(request.start_date, zone, "start_date")
+        if "start_date" in written and edit.start_date is not None:  # never cleared (CampaignEdit refuses it)
+            values["start_date"] = _moment(edit.start_date, zone, "start_date")
         if "end_date" in written:
             values["end_date"] = (
-                editing.moment(request.end_date, zone, "end_date", end=True) if request.end_date else None
+                _moment(edit.end_date, zone, "end_date", end=True) if edit.end_date is not None else None
             )
         if "rules" in written:
-            values["rules"] = store.rules_to_json(request.rules)
+            values["rules"] = store.rules_to_json(edit.rules)
         if "caps" in written:
-            caps = request.caps
             values.update(
-                cap_per_day=caps.per_day if caps.HasField("per_day") else None,
-                cap_per_campaign=caps.per_campaign if caps.HasField("per_campaign") else None,
-                cap_per_charger=caps.per_charger if caps.HasField("per_charger") else None,
+                cap_per_day=edit.caps.per_day,
+                cap_per_campaign=edit.caps.per_campaign,
+                cap_per_charger=edit.caps.per_charger,
             )
         merged = {**row, **values}
-        editing.check_dates(merged["start_date"], merged["end_date"])
+        _check_dates(merged["start_date"], merged["end_date"])
         # Only an edit of the reward or the budget can leave less than one reward (a paused campaign that spent
         # most of its budget may still be renamed).
         touched = {"cost_per_session_cents", "budget_cents"} & values.keys()
@@ -278,7 +379,7 @@ class Campaigns:
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
-    async def activate(self, campaign_id: str, actor: Actor) -> pb.Campaign:
+    async def activate(self, campaign_id: str, actor: Actor) -> store.Row:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_DRAFT:
@@ -290,9 +391,9 @@ class Campaigns:
             updated = await store.update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
             await audit.record(conn, "campaign.activate", f"campaign:{row['id']}")
         await self._index.refresh()
-        return store.campaign_message(updated)
+        return updated
 
-    async def pause(self, campaign_id: str, reason: str, actor: Actor) -> pb.Campaign:
+    async def pause(self, campaign_id: str, reason: str, actor: Actor) -> store.Row:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
@@ -301,9 +402,9 @@ class Campaigns:
                 conn, row["id"], status=pb.CAMPAIGN_STATUS_PAUSED, pause_reason=reason
             )
         await self._index.refresh()
-        return store.campaign_message(updated)
+        return updated
 
-    async def resume(self, campaign_id: str, actor: Actor) -> pb.Campaign:
+    async def resume(self, campaign_id: str, actor: Actor) -> store.Row:
         async with self._engine.begin() as conn:
             row = await self._owned(conn, campaign_id, actor, lock=True)
             if row["status"] not in (pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED):
@@ -314,41 +415,50 @@ class Campaigns:
                 raise FailedPrecondition(Reason.BUDGET_EXHAUSTED, "the remaining budget cannot pay one more reward")
             updated = await store.update_campaign(conn, row["id"], status=pb.CAMPAIGN_STATUS_ACTIVE)
         await self._index.refresh()
-        return store.campaign_message(updated)
+        return updated
 
-    async def record_funding(self, request: pb.RecordCampaignFundingRequest) -> tuple[pb.Campaign, bool]:
+    async def record_funding(
+        self,
+        campaign_id: str,
+        *,
+        checkout_session_id: str,
+        gross_cents: int,
+        platform_fee_cents: int,
+        net_budget_cents: int,
+        paid_at: datetime.datetime,
+    ) -> tuple[store.Row, bool]:
         """The ledger's word that a checkout was paid: (the campaign, whether this payment was recorded before).
         A DRAFT campaign that has not expired becomes ACTIVE."""
-        campaign_id = parse_uuid(request.campaign_id, "campaign_id")
+        campaign_uuid = parse_uuid(campaign_id, "campaign_id")
         async with self._engine.begin() as conn:
-            row = await store.campaign_row(conn, campaign_id, lock=True)
+            row = await store.campaign_row(conn, campaign_uuid, lock=True)
             if row is None:
-                raise not_found(request.campaign_id)
+                raise not_found(campaign_id)
             if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-                if row["checkout_session_id"] == request.checkout_session_id:
-                    return store.campaign_message(row), True
+                if row["checkout_session_id"] == checkout_session_id:
+                    return row, True
                 # The ledger refunds this payment (net and fee) on this answer.
                 raise FailedPrecondition(Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign was paid by another checkout")
             if row["status"] in (pb.CAMPAIGN_STATUS_CANCELED, pb.CAMPAIGN_STATUS_ENDED):
                 raise FailedPrecondition(
                     Reason.CAMPAIGN_ALREADY_FUNDED, "the campaign is closed; the payment is refunded"
                 )
-            if request.net_budget_cents < row["spent_cents"]:
+            if net_budget_cents < row["spent_cents"]:
                 raise FailedPrecondition(Reason.BUDGET_TOO_SMALL, "the payment is less than the campaign already spent")
             values: dict[str, Any] = {
                 "funding_status": pb.FUNDING_STATUS_FUNDED,
-                "checkout_session_id": request.checkout_session_id,
-                "gross_funding_cents": request.gross_cents,
-                "platform_fee_cents": request.platform_fee_cents,
-                "budget_cents": request.net_budget_cents,
-                "funded_at": request.paid_at.ToDatetime(tzinfo=datetime.UTC),
+                "checkout_session_id": checkout_session_id,
+                "gross_funding_cents": gross_cents,
+                "platform_fee_cents": platform_fee_cents,
+                "budget_cents": net_budget_cents,
+                "funded_at": paid_at,
             }
             expired = row["end_date"] is not None and row["end_date"] <= self._clock()
             if row["status"] == pb.CAMPAIGN_STATUS_DRAFT and not expired:
                 values["status"] = pb.CAMPAIGN_STATUS_ACTIVE
-            updated = await store.update_campaign(conn, campaign_id, **values)
+            updated = await store.update_campaign(conn, campaign_uuid, **values)
         await self._index.refresh()
-        return store.campaign_message(updated), False
+        return updated, False
 
     # --- reports -------------------------------------------------------------------------------------------
 
@@ -356,9 +466,9 @@ class Campaigns:
         async with self._engine.connect() as conn:
             campaign = await self._owned(conn, campaign_id, actor)
             total, rows = await store.campaign_grants(conn, campaign["id"], status=status, offset=offset, limit=size)
-        return GrantPage([store.grant_message(row, campaign["name"]) for row in rows], total)
+        return GrantPage(campaign["name"], list(rows), total)
 
-    async def budget(self, campaign_id: str, actor: Actor) -> pb.GetBudgetResponse:
+    async def budget(self, campaign_id: str, actor: Actor) -> Budget:
         async with self._engine.connect() as conn:
             row = await self._owned(conn, campaign_id, actor)
         budget, spent, cost = int(row["budget_cents"]), int(row["spent_cents"]), row["cost_per_session_cents"]
@@ -367,7 +477,7 @@ class Campaigns:
         if row["max_sessions"] is not None:
             sessions_left = min(sessions_left, row["max_sessions"] - row["sessions_granted"])
         funded = row["funding_status"] == pb.FUNDING_STATUS_FUNDED
-        reply = pb.GetBudgetResponse(
+        return Budget(
             budget_cents=budget,
             spent_cents=spent,
             remaining_cents=remaining,
@@ -377,10 +487,8 @@ class Campaigns:
             remaining_sessions=max(0, sessions_left),
             gross_funding_cents=int(row["gross_funding_cents"]) if funded else 0,
             platform_fee_cents=int(row["platform_fee_cents"]) if funded else 0,
+            max_sessions=row["max_sessions"],
         )
-        if row["max_sessions"] is not None:
-            reply.max_sessions = row["max_sessions"]
-        return reply
 
     async def simulate(
         self,
@@ -388,7 +496,7 @@ class Campaigns:
         actor: Actor,
         since: datetime.datetime | None,
         until: datetime.datetime | None,
-    ) -> pb.SimulateCampaignResponse:
+    ) -> DryRun:
         """The campaign run alone, with its whole budget, over the sessions evaluated in [since, until) (by
         default the 30 days to now)."""
         until = until or self._clock()
@@ -398,22 +506,12 @@ class Campaigns:
         async with self._engine.connect() as conn:
             row = await self._owned(conn, campaign_id, actor)
             snapshots: Sequence[bytes] = await store.session_snapshots(conn, since, until, SIMULATION_MAX_SESSIONS)
-        campaign = store.campaign_message(row)
         # The campaign alone, with its whole budget and none of it spent, as if it had run in the window.
-        campaign.spent_cents, campaign.remaining_cents, campaign.sessions_granted = 0, campaign.budget_cents, 0
-        candidate = domain.CampaignCandidate.from_proto(campaign)
-        result = domain.simulate(candidate, [pb.EndedSession.FromString(s) for s in snapshots])
-        return pb.SimulateCampaignResponse(
-            sessions_evaluated=result.sessions_evaluated,
-            sessions_matched=result.sessions_matched,
-            grants=result.grants,
-            spend_cents=result.spend_cents,
-            unique_drivers=result.unique_drivers,
-            budget_exhausted_at=store.timestamp(result.budget_exhausted_at),
-            failures=[pb.RuleFailureCount(failure=f, sessions=n) for f, n in result.failures],
-            since=store.timestamp(since),
-            until=store.timestamp(until),
+        candidate = dataclasses.replace(
+            store.campaign_candidate(row), remaining_cents=int(row["budget_cents"]), sessions_granted=0
         )
+        result = domain.simulate(candidate, [pb.EndedSession.FromString(s) for s in snapshots])
+        return DryRun(result, since, until)
 
     # --- what drivers see ----------------------------------------------------------------------------------
 
@@ -447,7 +545,7 @@ class Campaigns:
         async with self._engine.connect() as conn:
             completed = await store.driver_session_count(conn, driver_id)
             usage = await _usage_today(conn, driver_id, [e.candidate for e in page], place.charger_id, now)
-        campaigns = []
+        offers = []
         for entry in page:
             candidate = entry.candidate
             failure = (
@@ -457,27 +555,8 @@ class Campaigns:
                 or domain.caps_allow(candidate.caps, usage.get(candidate.campaign_id, domain.DriverUsage()))
                 or domain.budget_allows(candidate)
             )
-            rules = entry.campaign.rules
-            item = pb.DriverCampaign(
-                id=candidate.campaign_id,
-                name=candidate.name,
-                sponsor_name=entry.campaign.sponsor_name,
-                sponsor_logo_url=entry.campaign.sponsor_logo_url or None,
-                description=entry.campaign.description,
-                reward_cents=candidate.reward_cents,
-                reward_kind=entry.campaign.reward_kind,
-                campaign_type=entry.campaign.campaign_type,
-                eligible=failure is None,
-                end_date=entry.campaign.end_date if entry.campaign.HasField("end_date") else None,
-                min_duration_minutes=rules.min_duration_minutes,
-                time_start=rules.time_start,
-                time_end=rules.time_end,
-                time_zone=entry.campaign.time_zone,
-            )
-            if failure is not None:
-                item.ineligible_reason = failure.rule
-            campaigns.append(item)
-        return DriverPage(campaigns, more=offset + size < len(live))
+            offers.append(DriverOffer(entry, failure))
+        return DriverPage(offers, more=offset + size < len(live))
 
     async def _charger_place(self, charger_id: str) -> domain.Place:
         try:
@@ -496,8 +575,9 @@ class Campaigns:
             lng=charger.lng,
         )
 
-    def charger_reward(self, place: domain.Place) -> pb.ChargerReward | None:
-        """The reward a driver would see first at this charger in their listing, if a live campaign can pay one."""
+    def charger_reward(self, place: domain.Place) -> IndexedCampaign | None:
+        """The campaign whose reward a driver would see first at this charger in their listing, if a live one can
+        pay one."""
         now = self._clock()
         payable = [
             entry
@@ -506,25 +586,33 @@ class Campaigns:
             and domain.place_admits(entry.candidate.rules, place)
             and domain.budget_allows(entry.candidate) is None
         ]
-        if not payable:
-            return None
-        best = min(payable, key=_first_shown)
-        return pb.ChargerReward(
-            charger_id=place.charger_id,
-            reward_cents=best.candidate.reward_cents,
-            reward_kind=best.campaign.reward_kind,
-            campaign_id=best.candidate.campaign_id,
-        )
+        return min(payable, key=_first_shown) if payable else None
 
 
-def _with_default_quality(rules: pb.CampaignRules) -> pb.CampaignRules:
+def _with_default_quality(rules: domain.TargetingRules) -> domain.TargetingRules:
     """A new campaign's rules: the sponsor's, with a minimum quality score of 40 unless they set one (0 too)."""
-    if rules.HasField("min_quality_score"):
+    if rules.min_quality_score is not None:
         return rules
-    with_default = pb.CampaignRules()
-    with_default.CopyFrom(rules)
-    with_default.min_quality_score = DEFAULT_MIN_QUALITY_SCORE
-    return with_default
+    return dataclasses.replace(rules, min_quality_score=DEFAULT_MIN_QUALITY_SCORE)
+
+
+def _moment(value: domain.CampaignDate, zone: str, field: str, *, end: bool = False) -> datetime.datetime:
+    """A campaign date as an aware UTC datetime: a day read in the campaign's zone (see domain.campaign_start
+    and campaign_end)."""
+    tz = domain.parse_time_zone(zone)
+    try:
+        return domain.campaign_end(value, tz) if end else domain.campaign_start(value, tz)
+    except OverflowError as exc:  # a day at the ends of the calendar
+        raise InvalidArgument([(field, not_a_campaign_date(value.isoformat()))]) from exc
+
+
+def not_a_campaign_date(text: str) -> str:
+    return f"{text!r} is neither a calendar day YYYY-MM-DD nor an RFC 3339 moment"
+
+
+def _check_dates(start: datetime.datetime, end: datetime.datetime | None) -> None:
+    if end is not None and end <= start:
+        raise InvalidArgument([("end_date", "end_date must be after start_date", "end_date_after_start_date")])
 
 
 async def _usage_today(

@@ -59,6 +59,54 @@ def local_day_bounds(day: date, tz: tzinfo) -> tuple[datetime, datetime]:
     return start, end
 
 
+# --- campaign dates -----------------------------------------------------------------------------------------
+
+# DOMAIN: the console sends no time zone: its campaigns run in the product's home market.
+DEFAULT_TIME_ZONE = "America/Chicago"
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# A campaign's start or end as the sponsor gives it: a calendar day (a `date`, read in the campaign's zone, which an
+# edit may leave to the stored one) or a moment (an aware `datetime` in UTC).
+CampaignDate = date | datetime
+
+
+class MomentWithoutOffset(ValueError):
+    """A campaign date with a time of day but no offset: which moment it names depends on a zone it does not say."""
+
+
+def parse_campaign_date(text: str) -> CampaignDate:
+    """A day `YYYY-MM-DD`, else an RFC 3339 moment with its offset (as UTC). Raises MomentWithoutOffset for a
+    moment without one, ValueError for text that is neither (no such day, a moment past the calendar's ends)."""
+    if _DAY.match(text):
+        return date.fromisoformat(text)
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        raise MomentWithoutOffset(text)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError(text) from exc
+
+
+def campaign_start(value: CampaignDate, tz: tzinfo) -> datetime:
+    """A start: a day's first moment in the campaign's zone, or the moment itself. Raises OverflowError for
+    the calendar's first day east of UTC."""
+    if isinstance(value, datetime):
+        return value
+    return datetime.combine(value, time(), tzinfo=tz).astimezone(UTC)
+
+
+def campaign_end(value: CampaignDate, tz: tzinfo) -> datetime:
+    """An end: a day's last microsecond in the campaign's zone, so that a campaign "until Dec 31" still pays a
+    session that ends on the evening of the 31st; or the moment itself. Raises OverflowError on the calendar's
+    last day."""
+    if isinstance(value, datetime):
+        return value
+    # The next day's first moment minus one microsecond (DST-safe: the midnight is built in the zone).
+    following = datetime.combine(value + timedelta(days=1), time(), tzinfo=tz)
+    return following.astimezone(UTC) - timedelta(microseconds=1)
+
+
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     """Great-circle distance in metres between two points given in degrees (spherical Earth)."""
     phi1, phi2 = math.radians(lat1), math.radians(lat2)
@@ -251,6 +299,30 @@ class CampaignRuleSet:
             driver_allowlist=frozenset(rules.driver_allowlist),
             min_quality_score=_opt(rules, "min_quality_score"),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetingRules:
+    """A campaign's targeting rules as its sponsor wrote them (CampaignRules): order and case kept, a field
+    left out is None or empty: what is stored and shown back (CampaignRuleSet is what the rules judge)."""
+
+    min_duration_minutes: int | None = None  # None: the default 15
+    max_duration_minutes: int | None = None
+    charger_ids: tuple[str, ...] = ()
+    charger_networks: tuple[str, ...] = ()
+    zone_ids: tuple[str, ...] = ()
+    geo_center_lat: float | None = None
+    geo_center_lng: float | None = None
+    geo_radius_m: int | None = None
+    time_start: str = ""  # HH:MM, with time_end
+    time_end: str = ""
+    days_of_week: tuple[int, ...] = ()
+    min_power_kw: float | None = None
+    connector_types: tuple[str, ...] = ()
+    driver_session_count_min: int | None = None
+    driver_session_count_max: int | None = None
+    driver_allowlist: tuple[str, ...] = ()
+    min_quality_score: int | None = None
 
 
 def _opt(message: pb.CampaignRules | pb.CampaignCaps | pb.Campaign, field: str) -> int | None:
@@ -544,16 +616,6 @@ class CandidateOutcome:
     def granted(self) -> bool:
         return self.failure is None
 
-    def to_proto(self) -> pb.CandidateResult:
-        return pb.CandidateResult(
-            campaign_id=self.campaign_id,
-            campaign_name=self.campaign_name,
-            priority=self.priority,
-            granted=self.granted,
-            failure=self.failure.rule if self.failure else RF.RULE_FAILURE_UNSPECIFIED,
-            detail=self.failure.detail if self.failure else "",
-        )
-
 
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
@@ -616,20 +678,6 @@ class Reputation:
     next_tier: str | None  # None at the top tier
     points_to_next: int | None  # None at the top tier
     progress_to_next: float  # ∈ [0, 1]; 1.0 at the top tier. A display ratio, not money.
-
-    def to_proto(self, streak_days: int) -> pb.GetReputationResponse:
-        reply = pb.GetReputationResponse(
-            points=self.points,
-            tier=self.tier,
-            tier_color=self.tier_color,
-            progress_to_next=self.progress_to_next,
-            streak_days=streak_days,
-        )
-        if self.next_tier is not None:
-            reply.next_tier = self.next_tier
-        if self.points_to_next is not None:
-            reply.points_to_next = self.points_to_next
-        return reply
 
 
 def reputation(points: int) -> Reputation:

@@ -22,7 +22,7 @@ import datetime
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
@@ -74,6 +74,42 @@ _DRIVER_ACCOUNT: dict[int, int] = {
 def ledger_currency(reward_kind: int) -> int:
     """The currency of a campaign's budget account and of its grants (1 Nova = 1 cent, so amounts are equal)."""
     return _CURRENCY[reward_kind]
+
+
+@dataclasses.dataclass(frozen=True)
+class EndedSession:
+    """An ended charging session to evaluate: what the rules look at, and the session as sessions sent it, byte for
+    byte (stored with the evaluation: a repeat that differs is refused, and the sponsors' dry run replays it)."""
+
+    session_id: str
+    end_sequence: int  # > 1: a reopened session ended again
+    facts: domain.SessionFacts
+    snapshot: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionEvaluation:
+    """What an evaluation decided (or, replayed, had decided): the outcome, the grant if one was made, and every
+    campaign tried, in order, up to and including the one that paid."""
+
+    outcome: pb.EvaluationOutcome
+    reputation_points_awarded: int
+    replayed: bool
+    grant: store.Row | None  # the grants row, with its campaign_name
+    candidates: list[domain.CandidateOutcome]
+
+
+@dataclasses.dataclass(frozen=True)
+class Clawback:
+    grant: store.Row  # the grants row after the clawback (or the earlier one's)
+    campaign_name: str
+    campaign_remaining_cents: int
+
+
+@dataclasses.dataclass(frozen=True)
+class DriverStanding:
+    reputation: domain.Reputation
+    streak_days: int
 
 
 class CreditRefused(PermanentDeliveryError):
@@ -139,16 +175,16 @@ class Granting:
 
     # --- evaluation ----------------------------------------------------------------------------------------
 
-    async def evaluate(self, session: pb.EndedSession) -> pb.EvaluateSessionResponse:
+    async def evaluate(self, session: EndedSession) -> SessionEvaluation:
         """At most one grant for an ended session, and why each campaign tried did not pay. The rules are
         judged here, in memory; budget, session count and caps in the database (evaluate_session())."""
         if session.end_sequence > 1:
             await self._reverse_earlier_grant(session)
-        facts = domain.SessionFacts.from_proto(session)
+        facts = session.facts
         now = self._clock()
         ids = self._index.candidate_ids_for(facts)
         if self._index.any_email_allowlist(ids):
-            facts = dataclasses.replace(facts, driver_email=await self.driver_email(session.driver_id))
+            facts = dataclasses.replace(facts, driver_email=await self.driver_email(facts.driver_id))
         evaluable = facts.duration_minutes >= domain.MIN_EVALUATED_DURATION_MINUTES
         base_points = domain.reputation_points_for_session(None, facts.duration_minutes, facts.quality_score)
         carrier: dict[str, str] = {}
@@ -156,12 +192,12 @@ class Granting:
         fixed = _Call(
             session_id=uuid.UUID(session.session_id),
             end_sequence=session.end_sequence,
-            driver_id=session.driver_id,
-            snapshot=session.SerializeToString(deterministic=True),
+            driver_id=facts.driver_id,
+            snapshot=session.snapshot,
             started_at=facts.started_at,
             ended_at=facts.ended_at,
             duration_minutes=facts.duration_minutes,
-            charger_id=session.charger_id,
+            charger_id=facts.charger_id,
             evaluable=evaluable,
             base_points=base_points,
             now=now,
@@ -179,15 +215,15 @@ class Granting:
         if not reply.replayed:
             EVALUATIONS.labels(pb.EvaluationOutcome.Name(reply.outcome)).inc()
             CANDIDATES_TRIED.observe(len(reply.candidates))
-            if reply.outcome == pb.EVALUATION_OUTCOME_GRANTED:
-                GRANTED.labels(pb.RewardKind.Name(reply.grant.reward_kind)).inc(reply.grant.amount_cents)
+            if reply.outcome == pb.EVALUATION_OUTCOME_GRANTED and reply.grant is not None:
+                GRANTED.labels(pb.RewardKind.Name(reply.grant["reward_kind"])).inc(reply.grant["amount_cents"])
                 if self.relay is not None:
                     self.relay.wake()
         if row["exhausted"]:
             self._index.changed()  # it leaves the index; budget spending alone changes nothing there
         return reply
 
-    async def _reverse_earlier_grant(self, session: pb.EndedSession) -> None:
+    async def _reverse_earlier_grant(self, session: EndedSession) -> None:
         """A reopened session ended again: DOMAIN reverses the grant of its earlier end before evaluating it anew.
         When the driver already spent that reward the ledger cannot reverse it; it then stands, and
         evaluate_session() answers PREVIOUS_GRANT_KEPT (never a second grant for one charging)."""
@@ -216,7 +252,7 @@ class Granting:
         call: _Call,
         ranked: Callable[[], Iterator[domain.CampaignCandidate]],
         facts: domain.SessionFacts,
-    ) -> tuple[asyncpg.Record, pb.EvaluateSessionResponse]:
+    ) -> tuple[asyncpg.Record, SessionEvaluation]:
         """evaluate_session() decides and writes, in one statement (one round trip, atomic on its own).
 
         The rules are judged lazily, in evaluation order, until a batch of candidates whose rules pass is found;
@@ -332,9 +368,7 @@ class Granting:
 
     # --- clawback ------------------------------------------------------------------------------------------
 
-    async def claw_back(
-        self, grant_id: uuid.UUID, reason: str, request_id: uuid.UUID, actor: str
-    ) -> pb.ClawbackGrantResponse:
+    async def claw_back(self, grant_id: uuid.UUID, reason: str, request_id: uuid.UUID, actor: str) -> Clawback:
         async with self._engine.connect() as conn:
             row = (
                 (
@@ -362,10 +396,7 @@ class Granting:
                 {"grant_id": str(grant_id)},
             )
         if row["status"] == pb.GRANT_STATUS_CLAWED_BACK:
-            return pb.ClawbackGrantResponse(
-                grant=store.grant_message(row, row["name"]),
-                campaign_remaining_cents=int(row["budget_cents"] - row["spent_cents"] - row["refunded_cents"]),
-            )
+            return Clawback(row, row["name"], int(row["budget_cents"] - row["spent_cents"] - row["refunded_cents"]))
         try:
             # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
             # ledger answers the one transfer whichever of us comes first. A credited grant names its transfer:
@@ -449,9 +480,10 @@ class Granting:
         # changes what pays, the answer comes once this process's index knows (a session evaluated right after
         # must not miss the campaign).
         await self._index.refresh()
-        return pb.ClawbackGrantResponse(
-            grant=store.grant_message(final, final["campaign_name"]),
-            campaign_remaining_cents=int(final["budget_cents"] - final["spent_cents"] - final["refunded_cents"]),
+        return Clawback(
+            final,
+            final["campaign_name"],
+            int(final["budget_cents"] - final["spent_cents"] - final["refunded_cents"]),
         )
 
 
@@ -507,34 +539,29 @@ _MARK_GRANTED = (
 )
 
 
-def _answer(row: asyncpg.Record, judged: list[dict[str, Any]]) -> pb.EvaluateSessionResponse:
+def _answer(row: asyncpg.Record, judged: list[dict[str, Any]]) -> SessionEvaluation:
     """The answer, from what evaluate_session() decided or had stored (a repeat gets the same answer): the
     judged list (this call's, or the stored one on a replay) down to `through`, with the database's verdicts on
     caps and budget merged in by position."""
     kind = row["kind"]
-    reply = pb.EvaluateSessionResponse(
-        outcome=row["outcome"], reputation_points_awarded=row["points"], replayed=kind == "replay"
-    )
-    if row["grant_row"] is not None:
-        reply.grant.CopyFrom(_grant_from_json(json.loads(row["grant_row"])))
     if row["verdicts"] is not None:
         entries = json.loads(row["judged"]) if kind == "replay" else judged
         verdicts: dict[str, dict[str, Any]] = json.loads(row["verdicts"])
         listed = [{**entry, **verdicts.get(str(k), {})} for k, entry in enumerate(entries[: row["through"]], start=1)]
     else:  # evaluations stored before migration 0003 hold the assembled list
         listed = json.loads(row["candidates"] or "[]")
-    reply.candidates.extend(
-        pb.CandidateResult(
-            campaign_id=tried["i"],
-            campaign_name=tried["n"],
-            priority=tried["p"],
-            granted=tried["f"] == 0,
-            failure=tried["f"],
-            detail=tried["d"],
-        )
-        for tried in listed
+    return SessionEvaluation(
+        outcome=row["outcome"],
+        reputation_points_awarded=row["points"],
+        replayed=kind == "replay",
+        grant=None if row["grant_row"] is None else _grant_from_json(json.loads(row["grant_row"])),
+        candidates=[
+            domain.CandidateOutcome(
+                tried["i"], tried["n"], tried["p"], None if tried["f"] == 0 else domain.Failure(tried["f"], tried["d"])
+            )
+            for tried in listed
+        ],
     )
-    return reply
 
 
 def _judge_more(
@@ -598,12 +625,12 @@ class _Call:
         )
 
 
-def _grant_from_json(value: dict[str, Any]) -> pb.Grant:
-    """A grants row as to_jsonb() prints it (plus campaign_name)."""
+def _grant_from_json(value: dict[str, Any]) -> dict[str, Any]:
+    """A grants row (plus campaign_name) from what to_jsonb() prints."""
     for key in ("granted_at", "created_at", "clawed_back_at"):
         if value.get(key) is not None:
             value[key] = datetime.datetime.fromisoformat(value[key])
-    return store.grant_message(value, value["campaign_name"])
+    return value
 
 
 # How far back a driver's streak of charging days is read.
@@ -612,7 +639,7 @@ STREAK_LOOKBACK_DAYS = 400
 
 async def reputation(
     engine: AsyncEngine, driver_id: str, tz: datetime.tzinfo, now: datetime.datetime
-) -> pb.GetReputationResponse:
+) -> DriverStanding:
     """The driver's reputation: credited grants plus base points, and their streak of charging days in ``tz``."""
     async with engine.connect() as conn:
         # Only what the ledger credited: a PENDING grant may still fail, and the driver must not see reputation
@@ -626,12 +653,11 @@ async def reputation(
             since=now - datetime.timedelta(days=STREAK_LOOKBACK_DAYS),
         )
     days = {domain.local_day(end, tz) for end in ends}
-    return domain.reputation(granted + base).to_proto(domain.streak_days(days, domain.local_day(now, tz)))
+    return DriverStanding(domain.reputation(granted + base), domain.streak_days(days, domain.local_day(now, tz)))
 
 
-async def session_grants(engine: AsyncEngine, session_ids: list[uuid.UUID]) -> list[pb.Grant]:
-    """Each session's grant as sessions (and so the driver) see it: only what the ledger credited or a clawback
-    reversed."""
+async def session_grants(engine: AsyncEngine, session_ids: list[uuid.UUID]) -> Sequence[sa.RowMapping]:
+    """Each session's grant (a grants row with its campaign_name) as sessions, and so the driver, see it: only
+    what the ledger credited or a clawback reversed."""
     async with engine.connect() as conn:
-        rows = await store.shown_session_grants(conn, session_ids)
-    return [store.grant_message(row, row["campaign_name"]) for row in rows]
+        return await store.shown_session_grants(conn, session_ids)

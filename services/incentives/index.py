@@ -56,9 +56,9 @@ ACTIVE_CAMPAIGNS = prometheus_client.Gauge(
 
 @dataclasses.dataclass(frozen=True)
 class IndexedCampaign:
-    """One active campaign: the row as a message (for display) and as the rule engine reads it."""
+    """One active campaign: its row (what drivers are shown) and the campaign as the rule engine reads it."""
 
-    campaign: pb.Campaign
+    row: store.Row
     candidate: domain.CampaignCandidate
     rules_changed_at: datetime.datetime
     order: tuple[int, datetime.datetime, str]  # domain.evaluation_order, computed once
@@ -107,15 +107,14 @@ class _Shelves:
         self.remove(campaign_id)
         if row["status"] != pb.CAMPAIGN_STATUS_ACTIVE:
             return
-        message = store.campaign_message(row)
         try:
-            candidate = domain.CampaignCandidate.from_proto(message)
+            candidate = store.campaign_candidate(row)
         except ValueError:
             # Validation keeps such rows out; if one got in, it must not stop every evaluation.
             log.exception("campaign %s has rules the engine cannot read; left out of the index", campaign_id)
             return
         self.campaigns[campaign_id] = IndexedCampaign(
-            message, candidate, row["rules_changed_at"], domain.evaluation_order(candidate)
+            row, candidate, row["rules_changed_at"], domain.evaluation_order(candidate)
         )
         rules = candidate.rules
         if domain.allowlist_has_emails(rules):

@@ -1,21 +1,23 @@
-"""Tables of the incentives schema (created by migrations/versions) and the conversions between their rows and
-the contract's messages."""
+"""Tables of the incentives schema (created by migrations/versions), the queries that read and write them, and the
+stored forms: a campaign's rules are CampaignRules' JSON, and a row reads into the rule engine's candidate."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from nerava.incentives.v1 import incentives_pb2 as pb
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.outbox import outbox_table
+from services.incentives import domain
 
 metadata = sa.MetaData()
 outbox = outbox_table(metadata)
@@ -128,16 +130,16 @@ DEAD_GRANT_STATUSES = (pb.GRANT_STATUS_CLAWED_BACK, pb.GRANT_STATUS_FAILED)
 LIVE_GRANT = grants.c.status.notin_(DEAD_GRANT_STATUSES)
 
 
-def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
-def rules_to_json(rules: pb.CampaignRules) -> dict[str, Any]:
-    return json_format.MessageToDict(rules, preserving_proto_field_name=True)
+def rules_to_json(rules: domain.TargetingRules) -> dict[str, Any]:
+    """The stored form of a campaign's rules: CampaignRules' JSON (its field names, only the fields given, in
+    field order), which `rules_from_json` reads back."""
+    stored: dict[str, Any] = {}
+    for field in dataclasses.fields(rules):
+        value = getattr(rules, field.name)
+        if value is None or value in ("", ()):
+            continue
+        stored[field.name] = list(value) if isinstance(value, tuple) else value
+    return stored
 
 
 def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
@@ -147,67 +149,24 @@ def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
     return rules
 
 
-def campaign_message(row: Row) -> pb.Campaign:
-    budget, spent = int(row["budget_cents"]), int(row["spent_cents"])
+def campaign_candidate(row: Row) -> domain.CampaignCandidate:
+    """A campaigns row as the rule engine reads it. Raises ValueError for rules the engine cannot read."""
     refunded = int(row.get("refunded_cents") or 0)
-    campaign = pb.Campaign(
-        id=str(row["id"]),
-        created_by_user_id=row["created_by_user_id"],
-        sponsor_name=row["sponsor_name"],
-        sponsor_email=row["sponsor_email"],
-        sponsor_logo_url=row["sponsor_logo_url"],
-        sponsor_type=row["sponsor_type"],
+    return domain.CampaignCandidate(
+        campaign_id=str(row["id"]),
         name=row["name"],
-        description=row["description"],
-        campaign_type=row["campaign_type"],
-        status=row["status"],
         priority=row["priority"],
-        reward_kind=row["reward_kind"],
-        cost_per_session_cents=row["cost_per_session_cents"],
-        budget_cents=budget,
-        spent_cents=spent,
-        remaining_cents=budget - spent - refunded,
-        refunded_cents=refunded,
-        gross_funding_cents=int(row["gross_funding_cents"]),
-        platform_fee_cents=int(row["platform_fee_cents"]),
+        created_at=row["created_at"],
+        time_zone=domain.parse_time_zone(row["time_zone"]),
+        reward_cents=row["cost_per_session_cents"],
+        remaining_cents=int(row["budget_cents"]) - int(row["spent_cents"]) - refunded,
+        rules=domain.CampaignRuleSet.from_proto(rules_from_json(row["rules"])),
+        caps=domain.DriverCaps(row["cap_per_day"], row["cap_per_campaign"], row["cap_per_charger"]),
+        max_sessions=row["max_sessions"],
         sessions_granted=row["sessions_granted"],
-        start_date=timestamp(row["start_date"]),
-        end_date=timestamp(row["end_date"]),
-        time_zone=row["time_zone"],
-        rules=rules_from_json(row["rules"]),
-        funding_status=row["funding_status"],
-        funded_at=timestamp(row["funded_at"]),
-        pause_reason=row["pause_reason"],
-        created_at=timestamp(row["created_at"]),
-        updated_at=timestamp(row["updated_at"]),
-    )
-    for field, column in (
-        ("max_sessions", "max_sessions"),
-        ("max_grants_per_driver_per_day", "cap_per_day"),
-        ("max_grants_per_driver_per_campaign", "cap_per_campaign"),
-        ("max_grants_per_driver_per_charger", "cap_per_charger"),
-    ):
-        if row[column] is not None:
-            setattr(campaign, field, row[column])
-    return campaign
-
-
-def grant_message(row: Row, campaign_name: str) -> pb.Grant:
-    return pb.Grant(
-        id=str(row["id"]),
-        session_event_id=str(row["session_id"]),
-        campaign_id=str(row["campaign_id"]),
-        campaign_name=campaign_name,
-        driver_user_id=row["driver_id"],
-        amount_cents=row["amount_cents"],
-        reward_kind=row["reward_kind"],
         status=row["status"],
-        granted_at=timestamp(row["granted_at"]),
-        created_at=timestamp(row["created_at"]),
-        charger_id=row["charger_id"],
-        duration_minutes=row["duration_minutes"],
-        clawed_back_at=timestamp(row["clawed_back_at"]),
-        clawback_reason=row["clawback_reason"],
+        start_date=row["start_date"],
+        end_date=row["end_date"],
     )
 
 

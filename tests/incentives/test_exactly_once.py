@@ -23,7 +23,7 @@ from services.common.clients import open_channel
 from services.common.config import Secret
 from services.common.db import create_engine, open_asyncpg_pool
 from services.common.outbox import OutboxRelay
-from services.incentives import store
+from services.incentives import domain, messages, store
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
 from tests.incentives.helpers import driver_cash, ended_session
@@ -89,7 +89,7 @@ async def funded_campaign(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerSer
                 sessions_granted=0,
                 start_date=datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1),
                 time_zone="America/Chicago",
-                rules=store.rules_to_json(pb.CampaignRules(charger_ids=[CHARGER])),
+                rules=store.rules_to_json(domain.TargetingRules(charger_ids=(CHARGER,))),
                 funding_status=pb.FUNDING_STATUS_FUNDED,
                 pause_reason="",
             )
@@ -157,7 +157,11 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(
     index = CampaignIndex(engine)
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
-    reply = await Granting(engine, pool, index, ledger).evaluate(ended_session(driver, charger_id=CHARGER))
+    reply = messages.evaluation_message(
+        await Granting(engine, pool, index, ledger).evaluate(
+            messages.ended_session(ended_session(driver, charger_id=CHARGER))
+        )
+    )
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
 
     doomed = Granting(engine, pool, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
@@ -196,7 +200,9 @@ async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(
         engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives", max_backoff_s=0.2
     )
     driver = str(uuid.uuid4())
-    reply = await granting.evaluate(ended_session(driver, charger_id=CHARGER))
+    reply = messages.evaluation_message(
+        await granting.evaluate(messages.ended_session(ended_session(driver, charger_id=CHARGER)))
+    )
     stop = asyncio.Event()
     running = asyncio.create_task(relay.run(stop))
     try:
@@ -233,7 +239,11 @@ async def test_a_credit_committed_before_a_rename_is_never_failed_and_its_budget
     index = CampaignIndex(engine)
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
-    reply = await Granting(engine, pool, index, ledger).evaluate(ended_session(driver, charger_id=CHARGER))
+    reply = messages.evaluation_message(
+        await Granting(engine, pool, index, ledger).evaluate(
+            messages.ended_session(ended_session(driver, charger_id=CHARGER))
+        )
+    )
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
     doomed = Granting(engine, pool, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
     crashed = OutboxRelay(engine, store.outbox, {GRANT_CREDIT_TOPIC: doomed.deliver_credit}, "incentives", lease_s=0.3)

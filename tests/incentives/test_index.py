@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import domain, store
 from services.incentives.index import GEO_LEVELS_DEG, CampaignIndex, geo_cells
+from services.incentives.messages import campaign_message, targeting_rules
 
 UTC = datetime.UTC
 CHARGERS = [f"c{n}" for n in range(6)]
@@ -46,7 +47,7 @@ def row(rules: pb.CampaignRules, status: int = pb.CAMPAIGN_STATUS_ACTIVE) -> dic
         "start_date": START,
         "end_date": None,
         "time_zone": "America/Chicago",
-        "rules": store.rules_to_json(rules),
+        "rules": store.rules_to_json(targeting_rules(rules)),
         "cap_per_day": None,
         "cap_per_campaign": None,
         "cap_per_charger": None,
@@ -111,6 +112,38 @@ def test_every_campaign_whose_rules_pass_is_among_the_candidates(
         assert candidate is not None
         if domain.first_failed_rule(candidate.candidate.rules, facts, candidate.candidate.time_zone) is None:
             assert str(r["id"]) in found
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rules=place_rules,
+    spent=st.integers(0, 10_000),
+    refunded=st.none() | st.integers(0, 500),
+    caps=st.tuples(*(st.none() | st.integers(0, 5) for _ in range(3))),
+    max_sessions=st.none() | st.integers(0, 1_000),
+    end=st.none() | st.just(START + datetime.timedelta(days=30)),
+)
+def test_a_row_reads_as_the_same_candidate_as_its_campaign_message(
+    rules: pb.CampaignRules,
+    spent: int,
+    refunded: int | None,
+    caps: tuple[int | None, int | None, int | None],
+    max_sessions: int | None,
+    end: datetime.datetime | None,
+) -> None:
+    """The index reads rows straight into the rule engine's candidate; it once read them through the Campaign
+    message the sponsor is shown, and must read them alike."""
+    campaign = row(rules) | {
+        "spent_cents": spent,
+        "max_sessions": max_sessions,
+        "cap_per_day": caps[0],
+        "cap_per_campaign": caps[1],
+        "cap_per_charger": caps[2],
+        "end_date": end,
+    }
+    if refunded is not None:
+        campaign["refunded_cents"] = refunded
+    assert store.campaign_candidate(campaign) == domain.CampaignCandidate.from_proto(campaign_message(campaign))
 
 
 def test_place_rules_keep_campaigns_out_of_other_places() -> None:

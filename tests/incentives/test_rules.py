@@ -45,6 +45,7 @@ from services.incentives.domain import (
     simulate,
     streak_days,
 )
+from services.incentives.messages import candidate_result, reputation_message
 
 RF = pb.RuleFailure
 CHICAGO = ZoneInfo("America/Chicago")
@@ -686,7 +687,7 @@ def test_second_campaign_is_tried_when_the_first_rules_do_not_match() -> None:
     anytime = campaign("anytime", priority=2)
     evaluation = choose_campaign([night, anytime], session(), {}, NOW)
     assert tried(evaluation) == [("night", RF.RULE_FAILURE_TIME_OF_DAY), ("anytime", None)]
-    results = [c.to_proto() for c in evaluation.candidates]
+    results = [candidate_result(c) for c in evaluation.candidates]
     assert results[0].failure == RF.RULE_FAILURE_TIME_OF_DAY
     assert not results[0].granted
     assert results[0].detail == "started 12:00 America/Chicago, outside 22:00-06:00"
@@ -854,11 +855,11 @@ def test_progress_stays_between_0_and_1_and_points_add_up_to_the_next_tier(point
 
 
 def test_reputation_reply_leaves_next_tier_absent_at_platinum() -> None:
-    top = reputation(700).to_proto(streak_days=3)
+    top = reputation_message(reputation(700), streak_days=3)
     assert not top.HasField("next_tier")
     assert not top.HasField("points_to_next")
     assert (top.progress_to_next, top.streak_days) == (1.0, 3)
-    silver = reputation(150).to_proto(streak_days=0)
+    silver = reputation_message(reputation(150), streak_days=0)
     assert (silver.next_tier, silver.points_to_next, silver.progress_to_next) == ("Gold", 150, 0.25)
 
 
