@@ -48,9 +48,15 @@ def current_actor() -> str:
     return f"service:{caller.service}" if caller.service else "anonymous"
 
 
+def _detail(value: object) -> str:
+    """A detail as the audit listing shows it: booleans as JSON writes them (`true`, not Python's `True`)."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
 async def record(conn: AsyncConnection, action: str, target: str, reason: str = "", **details: object) -> None:
     """Writes one entry in ``conn``'s transaction: it commits or rolls back with the action. The actor and the
-    request id come from the RPC's context."""
+    request id come from the RPC's context — the one thing a core reads from it, so that no core can write an
+    entry in anyone's name but the authenticated caller's (or its own service's, in a worker)."""
     await conn.execute(
         sa.insert(audit_log).values(
             actor=current_actor(),
@@ -58,7 +64,7 @@ async def record(conn: AsyncConnection, action: str, target: str, reason: str = 
             target=target,
             reason=reason,
             request_id=request_id_var.get() or "",
-            details={name: str(value) for name, value in details.items()},
+            details={name: _detail(value) for name, value in details.items()},
         )
     )
 

@@ -201,6 +201,9 @@ async def test_every_audited_action_leaves_one_entry_with_actor_reason_and_reque
             assert entry.target == target, action
     assert by_action["grant.clawback"][0].reason == "duplicate session"
     assert by_action["nova.grant"][0].details["amount_nova"] == "50"
+    # Booleans read as JSON writes them, not as Python prints them.
+    toggled = by_action["flag.toggle"][0].details
+    assert (toggled["before"], toggled["after"]) == (str(flag.enabled).lower(), str(flag.enabled).lower())
     assert by_action["grant.clawback"][0].service == "incentives"
     assert by_action["merchant.create"][0].service == "merchants"
     # The refund of the canceled campaign moved money: the ledger audits it under the same request id, acted
