@@ -34,6 +34,7 @@ from services.sessions.discovery import (
     charger_status,
     dollars_per_kwh,
     nearby_merchants,
+    set_catalog_figures,
 )
 from services.sessions.ev_codes import EvCodes
 from services.sessions.ingestion import Ingestion
@@ -41,7 +42,7 @@ from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import Poller
 from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
-from services.sessions.tracking import Row, SessionTracker, session_message
+from services.sessions.tracking import Row, SessionTracker, timestamp
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
@@ -342,7 +343,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             ]
             if taken:
                 raise InvalidArgument(taken)
-        counts = await chargers.import_audited(self._engine, request.source, request.chargers)
+        records = [_charger_record(record) for record in request.chargers]
+        counts = await chargers.import_audited(self._engine, request.source, records)
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
@@ -390,7 +392,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         now = _now()
         ended = [str(row["id"]) for row in rows if row["session_end"] is not None]
         incentives = await self._incentives_of(ended)
-        return [session_message(row, now, incentives.get(str(row["id"]))) for row in rows]
+        return [_session_message(row, now, incentives.get(str(row["id"]))) for row in rows]
 
     async def PollChargingState(
         self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -563,6 +565,59 @@ _INGESTED = {
 }
 
 
+def _charger_record(record: pb.ChargerRecord) -> chargers.ChargerRecord:
+    return chargers.ChargerRecord(
+        external_id=record.external_id,
+        name=record.name,
+        lat=record.lat,
+        lng=record.lng,
+        network_name=record.network_name,
+        power_kw=record.power_kw if record.HasField("power_kw") else None,
+        num_evse=record.num_evse if record.HasField("num_evse") else None,
+        connector_types=tuple(record.connector_types),
+        pricing_per_kwh_cents=record.pricing_per_kwh_cents if record.HasField("pricing_per_kwh_cents") else None,
+        address=record.address,
+        city=record.city,
+        state=record.state,
+        zone_id=record.zone_id,
+    )
+
+
+def _session_message(
+    row: Row, now: datetime.datetime, incentive: pb.SessionIncentive | None = None
+) -> pb.ChargingSession:
+    """A sessions row as the apps read it; an active session's duration is the minutes elapsed so far."""
+    ended = row["session_end"] is not None
+    message = pb.ChargingSession(
+        id=str(row["id"]),
+        driver_id=row["driver_id"],
+        vehicle_id=row["vehicle_id"],
+        source=row["source"],
+        session_start=timestamp(row["session_start"]),
+        session_end=timestamp(row["session_end"]),
+        duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
+        charger_id=row["charger_id"] or None,
+        charger_name=row["charger_name"] or None,
+        charger_network=row["charger_network"] or None,
+        zone_id=row["zone_id"],
+        connector_type=row["connector_type"] or None,
+        verified=row["verified"],
+        location_trail=[
+            pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=timestamp(datetime.datetime.fromisoformat(p["ts"])))
+            for p in row["location_trail"]
+        ],
+        incentive=incentive,
+        last_telemetry_at=timestamp(row["last_telemetry_at"]),
+    )
+    for field in ("power_kw", "max_power_kw", "kwh_delivered", "lat", "lng", "battery_start_pct", "battery_end_pct"):
+        if row[field] is not None:
+            setattr(message, field, row[field])
+    if ended:
+        message.quality_score = row["quality_score"]
+        message.ended_reason = row["ended_reason"]
+    return message
+
+
 def _browsed_charger_message(item: chargers.BrowsedCharger) -> pb.BrowsedCharger:
     row, use = item.charger, item.use
     message = pb.BrowsedCharger(
@@ -578,18 +633,8 @@ def _browsed_charger_message(item: chargers.BrowsedCharger) -> pb.BrowsedCharger
         total_sessions=use.total_sessions,
         unique_drivers=use.unique_drivers,
     )
-    _set_catalog_figures(message, row)
+    set_catalog_figures(message, row)
     return message
-
-
-def _set_catalog_figures(message: pb.BrowsedCharger | pb.GetChargerResponse, row: chargers.ChargerRow) -> None:
-    """The figures the catalog may not know: left unset (not zero) when unknown."""
-    if row.power_kw is not None:
-        message.power_kw = row.power_kw
-    if row.num_evse is not None:
-        message.num_evse = row.num_evse
-    if row.pricing_per_kwh_cents is not None:
-        message.pricing_per_kwh_cents = row.pricing_per_kwh_cents
 
 
 def _charger_detail_message(detail: chargers.ChargerDetail, extras: ChargerExtras | None) -> pb.GetChargerResponse:
@@ -607,7 +652,7 @@ def _charger_detail_message(detail: chargers.ChargerDetail, extras: ChargerExtra
         connector_types=row.connector_types,
         zone_id=row.zone_id,
     )
-    _set_catalog_figures(reply, row)
+    set_catalog_figures(reply, row)
     if row.pricing_per_kwh_cents is not None:
         reply.pricing_per_kwh = dollars_per_kwh(row.pricing_per_kwh_cents)
         reply.pricing_source = "catalog"

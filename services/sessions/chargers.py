@@ -25,7 +25,6 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
@@ -525,22 +524,29 @@ def charger_id(source: str, external_id: str) -> str:
     return external_id if source == "manual" else f"{source}-{external_id}"
 
 
-def _record_json(source: str, record: pb.ChargerRecord) -> dict[str, Any]:
-    return {
+@dataclasses.dataclass(frozen=True)
+class ChargerRecord:
+    """One charger as an import brings it; None where the source does not know the figure."""
+
+    external_id: str
+    name: str
+    lat: float
+    lng: float
+    network_name: str = ""
+    power_kw: float | None = None
+    num_evse: int | None = None
+    connector_types: tuple[str, ...] = ()
+    pricing_per_kwh_cents: int | None = None
+    address: str = ""
+    city: str = ""
+    state: str = ""
+    zone_id: str = ""
+
+
+def _record_json(source: str, record: ChargerRecord) -> dict[str, Any]:
+    return dataclasses.asdict(record) | {
         "id": charger_id(source, record.external_id),
-        "external_id": record.external_id,
-        "name": record.name,
-        "lat": record.lat,
-        "lng": record.lng,
-        "network_name": record.network_name,
-        "power_kw": record.power_kw if record.HasField("power_kw") else None,
-        "num_evse": record.num_evse if record.HasField("num_evse") else None,
         "connector_types": list(record.connector_types),
-        "pricing_per_kwh_cents": record.pricing_per_kwh_cents if record.HasField("pricing_per_kwh_cents") else None,
-        "address": record.address,
-        "city": record.city,
-        "state": record.state,
-        "zone_id": record.zone_id,
     }
 
 
@@ -585,9 +591,7 @@ _UPSERT = sa.text(
 )
 
 
-async def import_chargers(
-    conn_or_engine: ConnOrEngine, source: str, records: Sequence[pb.ChargerRecord]
-) -> ImportCounts:
+async def import_chargers(conn_or_engine: ConnOrEngine, source: str, records: Sequence[ChargerRecord]) -> ImportCounts:
     """Upserts the records, keyed by (source, external_id); a repeat changes nothing. The records are valid
     (the contract's rules) and their external ids unique; a manual id must not start with a source prefix.
     With an engine the import is its own transaction; with a connection it joins the caller's."""
@@ -602,36 +606,9 @@ async def import_chargers(
     return ImportCounts(created=created, updated=updated, unchanged=len(records) - created - updated)
 
 
-async def import_audited(engine: AsyncEngine, source: str, records: Sequence[pb.ChargerRecord]) -> ImportCounts:
+async def import_audited(engine: AsyncEngine, source: str, records: Sequence[ChargerRecord]) -> ImportCounts:
     """An admin's import: the upsert and its audit entry in one transaction."""
     async with engine.begin() as conn:
         counts = await import_chargers(conn, source, records)
         await audit.record(conn, "chargers.import", f"source:{source}", created=counts.created, updated=counts.updated)
     return counts
-
-
-# --- messages ------------------------------------------------------------------------------------------------
-
-
-def charger_message(row: ChargerRow) -> pb.Charger:
-    message = pb.Charger(
-        id=row.id,
-        name=row.name,
-        lat=row.lat,
-        lng=row.lng,
-        network_name=row.network_name or None,
-        connector_types=row.connector_types,
-        address=row.address,
-        city=row.city,
-        state=row.state,
-        zone_id=row.zone_id,
-    )
-    if row.distance_m is not None:
-        message.distance_m = round(row.distance_m, 1)
-    if row.power_kw is not None:
-        message.power_kw = row.power_kw
-    if row.num_evse is not None:
-        message.num_evse = row.num_evse
-    if row.pricing_per_kwh_cents is not None:
-        message.pricing_per_kwh_cents = row.pricing_per_kwh_cents
-    return message

@@ -10,7 +10,6 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.exc import IntegrityError
@@ -23,6 +22,7 @@ from services.sessions import domain, store
 from services.sessions.connections import active_connection
 from services.sessions.polling import Poller
 from services.sessions.reasons import Reason
+from services.sessions.tracking import timestamp
 
 RECENT = datetime.timedelta(hours=24)  # ListEvCodes shows redeemed/expired codes of the last day
 NEAR_MERCHANT_M = 500.0  # a code for a merchant is asked for at the merchant, not from home
@@ -47,14 +47,6 @@ def merchant_directory(merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub) 
         return reply.merchant.lat, reply.merchant.lng
 
     return position
-
-
-def _stamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 class EvCodes:
@@ -97,7 +89,7 @@ class EvCodes:
         reply = pb.VerifyChargingResponse(
             is_charging=True,
             ev_code=row.code,
-            expires_at=_stamp(row.expires_at),
+            expires_at=timestamp(row.expires_at),
             message="Show this code at the merchant.",
         )
         if state.HasField("battery_level"):
@@ -202,9 +194,9 @@ class EvCodes:
                     code=row["code"],
                     merchant_name=row["merchant_name"] or None,
                     merchant_place_id=row["merchant_place_id"] or None,
-                    expires_at=_stamp(row["expires_at"]),
+                    expires_at=timestamp(row["expires_at"]),
                     status=status,
-                    created_at=_stamp(row["created_at"]),
+                    created_at=timestamp(row["created_at"]),
                 )
             )
         # Active first, newest first within each group.
