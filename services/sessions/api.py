@@ -8,12 +8,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
+import html
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
+from google.api import httpbody_pb2
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
@@ -22,7 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import audit
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, Unavailable
-from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
+from services.common.interceptors import (
+    BY_AN_ADMIN,
+    OWN_DATA,
+    PUBLIC_DATA,
+    SIGNED_BY_A_PROVIDER,
+    Access,
+    Owned,
+    redirect_browser,
+)
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, stats, store
@@ -38,7 +49,7 @@ from services.sessions.discovery import (
 )
 from services.sessions.ev_codes import EvCodes
 from services.sessions.ingestion import Ingestion
-from services.sessions.linking import SmartcarLinking, TeslaLinking
+from services.sessions.linking import SmartcarLinking, TeslaLinking, TeslaStatus, Vehicle
 from services.sessions.polling import Poller
 from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
@@ -408,42 +419,51 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def ConnectTesla(
         self, request: pb.ConnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ConnectTeslaResponse:
-        return await self._tesla.connect(_driver())
+        consent = await self._tesla.connect(_driver())
+        return pb.ConnectTeslaResponse(authorization_url=consent.authorization_url, state=consent.state)
 
     async def HandleTeslaCallback(
         self, request: pb.HandleTeslaCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleTeslaCallbackResponse:
-        return await self._tesla.callback(request)
+        back_to = await self._tesla.callback(request.state, request.code, request.error)
+        return pb.HandleTeslaCallbackResponse(http_body=_browser_to(back_to))
 
     async def StartTeslaSignIn(
         self, request: pb.StartTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartTeslaSignInResponse:
-        return await self._tesla_sign_in.start()
+        consent = await self._tesla_sign_in.start()
+        return pb.StartTeslaSignInResponse(authorization_url=consent.authorization_url, state=consent.state)
 
     async def CompleteTeslaSignIn(
         self, request: pb.CompleteTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteTeslaSignInResponse:
-        return await self._tesla_sign_in.complete(request.code, request.state)
+        signed_in = await self._tesla_sign_in.complete(request.code, request.state)
+        return pb.CompleteTeslaSignInResponse(
+            driver_id=signed_in.driver_id, vehicles=[_vehicle_message(v) for v in signed_in.vehicles]
+        )
 
     async def GetTeslaStatus(
         self, request: pb.GetTeslaStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTeslaStatusResponse:
-        return await self._tesla.status(_driver())
+        return _tesla_status_message(await self._tesla.status(_driver()))
 
     async def SelectVehicle(
         self, request: pb.SelectVehicleRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SelectVehicleResponse:
-        return await self._tesla.select_vehicle(_driver(), request.vehicle_id)
+        vehicle = await self._tesla.select_vehicle(_driver(), request.vehicle_id)
+        return pb.SelectVehicleResponse(success=True, vehicle=_vehicle_message(vehicle))
 
     async def DisconnectTesla(
         self, request: pb.DisconnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DisconnectTeslaResponse:
-        return await self._tesla.disconnect(_driver())
+        await self._tesla.disconnect(_driver())
+        return pb.DisconnectTeslaResponse(disconnected=True)
 
     async def ConfigureTelemetry(
         self, request: pb.ConfigureTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ConfigureTelemetryResponse:
-        return await self._tesla.configure_telemetry(_driver())
+        configured = await self._tesla.configure_telemetry(_driver())
+        return pb.ConfigureTelemetryResponse(telemetry_enabled=configured.telemetry_enabled, vin=configured.vin)
 
     # --- linking a car through Smartcar --------------------------------------------------------------------
 
@@ -455,22 +475,31 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def ConnectSmartcar(
         self, request: pb.ConnectSmartcarRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ConnectSmartcarResponse:
-        return await self._smartcar().connect(_driver())
+        consent = await self._smartcar().connect(_driver())
+        return pb.ConnectSmartcarResponse(authorization_url=consent.authorization_url, state=consent.state)
 
     async def HandleSmartcarCallback(
         self, request: pb.HandleSmartcarCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarCallbackResponse:
-        return await self._smartcar().callback(request)
+        back_to = await self._smartcar().callback(request.state, request.code, request.error)
+        return pb.HandleSmartcarCallbackResponse(http_body=_browser_to(back_to))
 
     async def GetSmartcarStatus(
         self, request: pb.GetSmartcarStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetSmartcarStatusResponse:
-        return await self._smartcar().status(_driver())
+        status = await self._smartcar().status(_driver())
+        return pb.GetSmartcarStatusResponse(
+            connected=status.connected,
+            needs_reconnect=status.needs_reconnect,
+            vehicle_id=status.vehicle_id,
+            vehicle_ids=status.vehicle_ids,
+        )
 
     async def DisconnectSmartcar(
         self, request: pb.DisconnectSmartcarRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DisconnectSmartcarResponse:
-        return await self._smartcar().disconnect(_driver())
+        await self._smartcar().disconnect(_driver())
+        return pb.DisconnectSmartcarResponse(disconnected=True)
 
     async def HandleSmartcarWebhook(
         self, request: pb.HandleSmartcarWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -616,6 +645,55 @@ def _session_message(
         message.quality_score = row["quality_score"]
         message.ended_reason = row["ended_reason"]
     return message
+
+
+def _browser_to(target: str) -> httpbody_pb2.HttpBody:
+    """Sends the browser on to `target`: a 302 through the gateway (redirect_browser), and an HTML page that does
+    the same for whoever reads the body (a gRPC caller, or a proxy that drops the status)."""
+    redirect_browser(target)
+    quoted = html.escape(target, quote=True)
+    body = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        f'<meta http-equiv="refresh" content="0;url={quoted}">'
+        f"<title>Nerava</title></head><body><script>window.location.replace({json.dumps(target)})</script>"
+        f'<a href="{quoted}">Continue</a></body></html>'
+    )
+    return httpbody_pb2.HttpBody(content_type="text/html; charset=utf-8", data=body.encode())
+
+
+def _vehicle_message(vehicle: Vehicle) -> pb.TeslaVehicle:
+    return pb.TeslaVehicle(
+        id=vehicle.id,
+        vin=vehicle.vin,
+        display_name=vehicle.display_name,
+        model=vehicle.model,
+        color=vehicle.color,
+        year=vehicle.year,
+    )
+
+
+def _tesla_status_message(status: TeslaStatus) -> pb.GetTeslaStatusResponse:
+    if not status.connected:
+        return pb.GetTeslaStatusResponse(connected=False, needs_reconnect=status.needs_reconnect)
+    reply = pb.GetTeslaStatusResponse(
+        connected=True,
+        vehicle_id=status.vehicle_id,
+        vin=status.vin,
+        vehicles=[_vehicle_message(v) for v in status.vehicles],
+        telemetry_enabled=status.telemetry_enabled,
+    )
+    selected = status.selected
+    if selected is not None:
+        # The selected car's details repeated at the top (unset where the provider did not say).
+        if selected.display_name is not None:
+            reply.vehicle_name = selected.display_name
+        if selected.model is not None:
+            reply.vehicle_model = selected.model
+        if selected.color is not None:
+            reply.exterior_color = selected.color
+        if selected.year is not None:
+            reply.vehicle_year = selected.year
+    return reply
 
 
 def _browsed_charger_message(item: chargers.BrowsedCharger) -> pb.BrowsedCharger:
