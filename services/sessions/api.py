@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.common import audit
 from services.common.context import current_caller
 from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.http_body import json_array
 from services.common.interceptors import (
     BY_AN_ADMIN,
     OWN_DATA,
@@ -47,7 +48,7 @@ from services.sessions.discovery import (
     nearby_merchants,
     set_catalog_figures,
 )
-from services.sessions.ev_codes import EvCodes
+from services.sessions.ev_codes import EvCode, EvCodes, Verification
 from services.sessions.ingestion import Ingestion
 from services.sessions.linking import SmartcarLinking, TeslaLinking, TeslaStatus, Vehicle
 from services.sessions.polling import Poller
@@ -516,12 +517,19 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def VerifyCharging(
         self, request: pb.VerifyChargingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.VerifyChargingResponse:
-        return await self._ev_codes.verify(_driver(), request)
+        verification = await self._ev_codes.verify(
+            _driver(),
+            merchant_place_id=request.merchant_place_id,
+            merchant_name=request.merchant_name,
+            near=(request.lat, request.lng) if request.HasField("lat") else None,
+        )
+        return _verification_message(verification)
 
     async def ListEvCodes(
         self, request: pb.ListEvCodesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListEvCodesResponse:
-        return await self._ev_codes.list(_driver())
+        codes = [_ev_code_message(code) for code in await self._ev_codes.list(_driver())]
+        return pb.ListEvCodesResponse(codes=codes, json_array=json_array(codes))
 
     async def GetActiveSession(
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -694,6 +702,34 @@ def _tesla_status_message(status: TeslaStatus) -> pb.GetTeslaStatusResponse:
         if selected.year is not None:
             reply.vehicle_year = selected.year
     return reply
+
+
+def _verification_message(verification: Verification) -> pb.VerifyChargingResponse:
+    if not verification.is_charging:
+        reply = pb.VerifyChargingResponse(is_charging=False, message="None of your vehicles is charging right now.")
+    else:
+        reply = pb.VerifyChargingResponse(
+            is_charging=True,
+            ev_code=verification.code,
+            expires_at=timestamp(verification.expires_at),
+            message="Show this code at the merchant.",
+        )
+    if verification.battery_level is not None:
+        reply.battery_level = verification.battery_level
+    if verification.charge_rate_kw is not None:
+        reply.charge_rate_kw = verification.charge_rate_kw
+    return reply
+
+
+def _ev_code_message(code: EvCode) -> pb.EvCode:
+    return pb.EvCode(
+        code=code.code,
+        merchant_name=code.merchant_name,
+        merchant_place_id=code.merchant_place_id,
+        expires_at=timestamp(code.expires_at),
+        status=code.status,
+        created_at=timestamp(code.created_at),
+    )
 
 
 def _browsed_charger_message(item: chargers.BrowsedCharger) -> pb.BrowsedCharger:
