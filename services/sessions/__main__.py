@@ -31,7 +31,7 @@ from services.sessions.discovery import Discovery
 from services.sessions.ev_codes import EvCodes, merchant_directory
 from services.sessions.ingestion import Ingestion, PushGuard
 from services.sessions.linking import SmartcarLinking, TeslaLinking
-from services.sessions.polling import Poller
+from services.sessions.polling import GeofencePings, Poller
 from services.sessions.retention import SessionPartitions
 from services.sessions.stats import AccountCards
 from services.sessions.tesla_sign_in import TeslaSignIn
@@ -118,6 +118,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         reads=reads,
         tracker=tracker,
         poller=poller,
+        geofence=GeofencePings(reads, tracker, poller),
         ingestion=Ingestion(
             reads,
             tracker,

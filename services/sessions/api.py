@@ -38,7 +38,6 @@ from services.common.interceptors import (
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.sessions import chargers, domain, stats, store
-from services.sessions.connections import active_connection
 from services.sessions.discovery import (
     ChargerExtras,
     Discovery,
@@ -51,7 +50,7 @@ from services.sessions.discovery import (
 from services.sessions.ev_codes import EvCode, EvCodes, Verification
 from services.sessions.ingestion import Ingestion
 from services.sessions.linking import SmartcarLinking, TeslaLinking, TeslaStatus, Vehicle
-from services.sessions.polling import Poller
+from services.sessions.polling import GeofencePings, Poller
 from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tracking import Row, SessionTracker, timestamp
@@ -120,7 +119,6 @@ NEAREST_WITHIN_M = 25_000  # CheckLocation names the nearest charger up to this 
 DEFAULT_BROWSE_PAGE = 500  # the console's charger explorer, as the original paged it
 CONSOLE_STATS_WINDOW = datetime.timedelta(days=30)
 MAX_UTILIZATION_CHARGERS = 500
-GEOFENCE_MATCH_M = 300  # BackgroundPing: the native shell's geofence matches a charger this close
 
 
 def _search_fingerprint(request: pb.SearchChargersRequest) -> str:
@@ -143,6 +141,7 @@ class Cores:
     reads: AsyncEngine  # single-statement reads (CheckLocation: one per radius step)
     tracker: SessionTracker
     poller: Poller
+    geofence: GeofencePings
     ingestion: Ingestion
     search: chargers.ChargerSearch
     discovery: Discovery
@@ -161,6 +160,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self._reads = cores.reads
         self._tracker = cores.tracker
         self._poller = cores.poller
+        self._geofence = cores.geofence
         self._ingestion = cores.ingestion
         self._search = cores.search
         self._discovery = cores.discovery
@@ -272,13 +272,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.CaptureIntentResponse:
         caller = current_caller()
         driver = caller.user_id if caller.user_id is not None and caller.has_any({DRIVER}) else None
-        needs_vehicle = driver is not None and await active_connection(self._engine, driver, provider=None) is None
         return await self._discovery.capture(
-            request.lat,
-            request.lng,
-            request.accuracy_m if request.HasField("accuracy_m") else None,
-            driver,
-            needs_vehicle,
+            request.lat, request.lng, request.accuracy_m if request.HasField("accuracy_m") else None, driver
         )
 
     async def GetIntentSession(
@@ -308,26 +303,16 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def BackgroundPing(
         self, request: pb.BackgroundPingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BackgroundPingResponse:
-        driver = _driver()
-        active = await self._tracker.active_session_id(driver)
-        if active is not None:
-            await self._tracker.record_device_location(driver, request.lat, request.lng)
-            return pb.BackgroundPingResponse(matched=True, session_active=True, session_id=active, already_active=True)
-        nearest = await chargers.nearest_charger(self._reads, request.lat, request.lng, within_m=GEOFENCE_MATCH_M)
-        if nearest is None:
-            return pb.BackgroundPingResponse(matched=False)
-        answer = await self._poller.poll(driver, request.lat, request.lng)
-        reply = pb.BackgroundPingResponse(
-            matched=True,
-            session_active=answer.session_active,
-            charger_id=nearest.id,
-            charger_name=nearest.name,
+        ping = await self._geofence.ping(_driver(), request.lat, request.lng)
+        return pb.BackgroundPingResponse(
+            matched=ping.matched,
+            session_active=ping.session_active,
+            session_id=ping.session_id,
+            already_active=ping.already_active,
+            charger_id=None if ping.charger is None else ping.charger.id,
+            charger_name=None if ping.charger is None else ping.charger.name,
+            reason=ping.poll_error,
         )
-        if answer.session_id:
-            reply.session_id = answer.session_id
-        if answer.HasField("error"):
-            reply.reason = answer.error
-        return reply
 
     async def CheckLocation(
         self, request: pb.CheckLocationRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -37,6 +37,7 @@ from services.common.errors import NotFound
 from services.common.geo import great_circle_m
 from services.sessions import chargers
 from services.sessions.chargers import ChargerRow
+from services.sessions.connections import active_connection
 from services.sessions.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,11 @@ class Discovery:
     # --- the home map ----------------------------------------------------------------------------------------
 
     async def capture(
-        self, lat: float, lng: float, accuracy_m: float | None, driver_id: str | None, needs_vehicle: bool
+        self, lat: float, lng: float, accuracy_m: float | None, driver_id: str | None
     ) -> pb.CaptureIntentResponse:
+        """The home map around the point; a signed-in driver (`driver_id`) also gets an intent session, and is
+        asked to link a car when none is."""
+        needs_vehicle = driver_id is not None and await active_connection(self._reads, driver_id, provider=None) is None
         reply = await self._map(lat, lng)
         tier = confidence_tier(accuracy_m)
         reply.confidence_tier = tier
