@@ -28,6 +28,7 @@ from services.sessions.chargers import ChargerSearch
 from services.sessions.config import SessionsSettings
 from services.sessions.connections import VehicleReaders
 from services.sessions.discovery import Discovery
+from services.sessions.driver_sessions import DriverSessions
 from services.sessions.ev_codes import EvCodes, merchant_directory
 from services.sessions.ingestion import Ingestion, PushGuard
 from services.sessions.linking import SmartcarLinking, TeslaLinking
@@ -116,7 +117,7 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     cores = Cores(
         engine=runtime.engine,
         reads=reads,
-        tracker=tracker,
+        sessions=DriverSessions(reads, tracker, incentives),
         poller=poller,
         geofence=GeofencePings(reads, tracker, poller),
         ingestion=Ingestion(
@@ -135,7 +136,6 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
             runtime.engine, tesla_sign_in, cipher, accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))
         ),
         ev_codes=EvCodes(runtime.engine, poller, merchant_position=merchant_directory(merchants)),
-        incentives=incentives,
         smartcar=smartcar_linking,
     )
     api = SessionsApi(cores)  # type: ignore[abstract]

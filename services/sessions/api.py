@@ -17,14 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
 from google.api import httpbody_pb2
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import current_caller
-from services.common.errors import InvalidArgument, NotFound, Unavailable
+from services.common.errors import InvalidArgument, Unavailable
 from services.common.http_body import json_array
 from services.common.interceptors import (
     BY_AN_ADMIN,
@@ -47,13 +46,14 @@ from services.sessions.discovery import (
     nearby_merchants,
     set_catalog_figures,
 )
+from services.sessions.driver_sessions import DriverSessions, Grant, SessionView
 from services.sessions.ev_codes import EvCode, EvCodes, Verification
 from services.sessions.ingestion import Ingestion
 from services.sessions.linking import SmartcarLinking, TeslaLinking, TeslaStatus, Vehicle
 from services.sessions.polling import GeofencePings, Poller
 from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
-from services.sessions.tracking import Row, SessionTracker, timestamp
+from services.sessions.tracking import timestamp
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
@@ -110,7 +110,6 @@ ACCESS: dict[str, Access] = {
 }
 
 DEFAULT_SESSION_PAGE = 50
-LAST_ENDED_WINDOW = datetime.timedelta(minutes=5)  # GetActiveSession: the session that just ended, for the toast
 DEFAULT_SEARCH_RADIUS_M = 25_000
 MIN_SEARCH_RADIUS_M = 100
 DEFAULT_SEARCH_PAGE = 20
@@ -139,7 +138,7 @@ class Cores:
 
     engine: AsyncEngine  # the audited import, the outbox's dead letters, the audit log
     reads: AsyncEngine  # single-statement reads (CheckLocation: one per radius step)
-    tracker: SessionTracker
+    sessions: DriverSessions
     poller: Poller
     geofence: GeofencePings
     ingestion: Ingestion
@@ -149,8 +148,6 @@ class Cores:
     tesla: TeslaLinking
     tesla_sign_in: TeslaSignIn
     ev_codes: EvCodes
-    # The grant each ended session earned, shown on it (incentives owns grants).
-    incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub
     smartcar: SmartcarLinking | None = None
 
 
@@ -158,7 +155,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     def __init__(self, cores: Cores) -> None:
         self._engine = cores.engine
         self._reads = cores.reads
-        self._tracker = cores.tracker
+        self._sessions = cores.sessions
         self._poller = cores.poller
         self._geofence = cores.geofence
         self._ingestion = cores.ingestion
@@ -168,7 +165,6 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self._tesla = cores.tesla
         self._tesla_sign_in = cores.tesla_sign_in
         self._ev_codes = cores.ev_codes
-        self._incentives = cores.incentives
         self._smartcar_linking = cores.smartcar
 
     # --- chargers catalog ----------------------------------------------------------------------------------
@@ -361,36 +357,6 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     # --- charging sessions ---------------------------------------------------------------------------------
 
-    async def _incentives_of(self, session_ids: list[str]) -> dict[str, pb.SessionIncentive]:
-        """The current grant of each session (incentives owns grants; a clawback happens after the evaluation)."""
-        if not session_ids or self._incentives is None:
-            return {}
-        try:
-            reply = await self._incentives.BatchGetSessionGrants(
-                incentives_pb2.BatchGetSessionGrantsRequest(session_ids=session_ids[:100])
-            )
-        except grpc.aio.AioRpcError:
-            # Sessions are still worth showing without their reward; the next read will have it.
-            return {}
-        return {
-            grant.session_event_id: pb.SessionIncentive(
-                grant_id=grant.id,
-                campaign_id=grant.campaign_id,
-                campaign_name=grant.campaign_name,
-                amount_cents=grant.amount_cents,
-                reward_kind=grant.reward_kind,
-                status=grant.status,
-                granted_at=grant.granted_at,
-            )
-            for grant in reply.grants
-        }
-
-    async def _messages(self, rows: Sequence[Row]) -> list[pb.ChargingSession]:
-        now = _now()
-        ended = [str(row["id"]) for row in rows if row["session_end"] is not None]
-        incentives = await self._incentives_of(ended)
-        return [_session_message(row, now, incentives.get(str(row["id"]))) for row in rows]
-
     async def PollChargingState(
         self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PollChargingStateResponse:
@@ -519,15 +485,13 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def GetActiveSession(
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetActiveSessionResponse:
-        driver_id = _driver()
-        active, recent = await store.active_or_last_ended(self._reads, driver_id, _now() - LAST_ENDED_WINDOW)
+        now = _now()
+        active, last_ended = await self._sessions.active_or_last_ended(_driver(), now)
         if active is not None:
-            [message] = await self._messages([active])
-            return pb.GetActiveSessionResponse(session=message, active=True)
-        if recent is None:
+            return pb.GetActiveSessionResponse(session=_session_message(active, now), active=True)
+        if last_ended is None:
             return pb.GetActiveSessionResponse(active=False)
-        [message] = await self._messages([recent])
-        return pb.GetActiveSessionResponse(active=False, last_ended_session=message)
+        return pb.GetActiveSessionResponse(active=False, last_ended_session=_session_message(last_ended, now))
 
     async def ListChargingSessions(
         self, request: pb.ListChargingSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -536,36 +500,28 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         size = request.page_size or request.limit or DEFAULT_SESSION_PAGE
         fingerprint = hashlib.sha256(driver_id.encode()).hexdigest()[:12]
         offset = page_position(request.page_token, fingerprint, maximum=MAX_OFFSET) or request.offset
-        rows = await store.driver_sessions(self._reads, driver_id, offset=offset, limit=size + 1)
-        page = await self._messages(rows[:size])
-        more = len(rows) > size
+        views, more = await self._sessions.page(driver_id, offset=offset, size=size)
+        now = _now()
         return pb.ListChargingSessionsResponse(
-            sessions=page, count=len(page), next_page_token=page_token(offset + size, fingerprint) if more else ""
+            sessions=[_session_message(view, now) for view in views],
+            count=len(views),
+            next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
 
     async def GetChargingSession(
         self, request: pb.GetChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetChargingSessionResponse:
         caller = current_caller()
-        row = await store.session_by_id(self._reads, uuid.UUID(request.session_id))
-        if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
-            raise NotFound(
-                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
-            )
-        [message] = await self._messages([row])
-        return pb.GetChargingSessionResponse(session=message)
+        view = await self._sessions.get(uuid.UUID(request.session_id), caller.user_id, is_admin=ADMIN in caller.roles)
+        return pb.GetChargingSessionResponse(session=_session_message(view, _now()))
 
     async def EndChargingSession(
         self, request: pb.EndChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EndChargingSessionResponse:
-        result = await self._tracker.end_by_hand(uuid.UUID(request.session_id), _driver())
-        if result is None:
-            raise NotFound(
-                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
-            )
-        row, already_ended = result
-        [message] = await self._messages([row])
-        return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
+        view, already_ended = await self._sessions.end_by_hand(uuid.UUID(request.session_id), _driver())
+        return pb.EndChargingSessionResponse(
+            session=_session_message(view, _now()), ended=True, already_ended=already_ended
+        )
 
     # --- pushed telemetry ----------------------------------------------------------------------------------
 
@@ -605,10 +561,9 @@ def _charger_record(record: pb.ChargerRecord) -> chargers.ChargerRecord:
     )
 
 
-def _session_message(
-    row: Row, now: datetime.datetime, incentive: pb.SessionIncentive | None = None
-) -> pb.ChargingSession:
-    """A sessions row as the apps read it; an active session's duration is the minutes elapsed so far."""
+def _session_message(view: SessionView, now: datetime.datetime) -> pb.ChargingSession:
+    """A session as the apps read it; an active session's duration is the minutes elapsed so far."""
+    row, grant = view.session, view.grant
     ended = row["session_end"] is not None
     message = pb.ChargingSession(
         id=str(row["id"]),
@@ -628,7 +583,7 @@ def _session_message(
             pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=timestamp(datetime.datetime.fromisoformat(p["ts"])))
             for p in row["location_trail"]
         ],
-        incentive=incentive,
+        incentive=None if grant is None else _incentive_message(grant),
         last_telemetry_at=timestamp(row["last_telemetry_at"]),
     )
     for field in ("power_kw", "max_power_kw", "kwh_delivered", "lat", "lng", "battery_start_pct", "battery_end_pct"):
@@ -714,6 +669,18 @@ def _ev_code_message(code: EvCode) -> pb.EvCode:
         expires_at=timestamp(code.expires_at),
         status=code.status,
         created_at=timestamp(code.created_at),
+    )
+
+
+def _incentive_message(grant: Grant) -> pb.SessionIncentive:
+    return pb.SessionIncentive(
+        grant_id=grant.grant_id,
+        campaign_id=grant.campaign_id,
+        campaign_name=grant.campaign_name,
+        amount_cents=grant.amount_cents,
+        reward_kind=grant.reward_kind,
+        status=grant.status,
+        granted_at=timestamp(grant.granted_at),
     )
 
 

@@ -29,17 +29,17 @@ class SeenMessages:
     """Redis's SET NX, as the guard uses it."""
 
     def __init__(self) -> None:
-        self.keys: set[str] = set()
+        self.kept_ms: dict[str, int] = {}
 
     async def set(self, key: str, value: bytes, *, nx: bool, px: int) -> bool:
-        if key in self.keys:
+        if nx and key in self.kept_ms:
             return False
-        self.keys.add(key)
+        self.kept_ms[key] = px
         return True
 
 
-def guard() -> PushGuard:
-    return PushGuard(cast(redis.Redis, SeenMessages()), max_age_s=300)
+def guard(seen: SeenMessages | None = None) -> PushGuard:
+    return PushGuard(cast(redis.Redis, seen or SeenMessages()), max_age_s=300)
 
 
 def ingestion(*, switched_on: bool = True) -> Ingestion:
@@ -66,8 +66,11 @@ def reason_of(error: pytest.ExceptionInfo[DomainError]) -> str:
 
 
 async def test_a_push_is_admitted_once_and_only_while_fresh() -> None:
-    pushes = guard()
+    seen = SeenMessages()
+    pushes = guard(seen)
     await pushes.admit("tesla", "m-1", NOW - datetime.timedelta(seconds=299), b"{}", NOW)
+    # Remembered for twice the maximum age: anything older is refused by its time anyway.
+    assert seen.kept_ms == {"push:tesla:m-1": 600_000}
     with pytest.raises(AlreadyExists) as replayed:
         await pushes.admit("tesla", "m-1", NOW, b"{}", NOW)
     assert reason_of(replayed) == Reason.PUSH_REPLAYED
