@@ -8,15 +8,12 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import html
-import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
-from google.api import httpbody_pb2
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,28 +29,21 @@ from services.common.interceptors import (
     SIGNED_BY_A_PROVIDER,
     Access,
     Owned,
-    redirect_browser,
 )
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.sessions import chargers, domain, stats, store
+from services.sessions import chargers, messages, stats, store
 from services.sessions.discovery import (
-    ChargerExtras,
     Discovery,
     Extras,
-    charger_status,
-    dollars_per_kwh,
-    nearby_merchants,
-    set_catalog_figures,
 )
-from services.sessions.driver_sessions import DriverSessions, Grant, SessionView
-from services.sessions.ev_codes import EvCode, EvCodes, Verification
+from services.sessions.driver_sessions import DriverSessions
+from services.sessions.ev_codes import EvCodes
 from services.sessions.ingestion import Ingestion
-from services.sessions.linking import SmartcarLinking, TeslaLinking, TeslaStatus, Vehicle
+from services.sessions.linking import SmartcarLinking, TeslaLinking
 from services.sessions.polling import GeofencePings, Poller
 from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
-from services.sessions.tracking import timestamp
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
@@ -215,7 +205,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             offset=request.offset,
             since=_now() - CONSOLE_STATS_WINDOW,
         )
-        return pb.BrowseChargersResponse(chargers=[_browsed_charger_message(item) for item in page], total=total)
+        return pb.BrowseChargersResponse(
+            chargers=[messages.browsed_charger_message(item) for item in page], total=total
+        )
 
     async def GetChargerUtilization(
         self, request: pb.GetChargerUtilizationRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -227,7 +219,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         use = await chargers.utilization(self._reads, ids, _now() - days)
         return pb.GetChargerUtilizationResponse(
             chargers=[
-                _utilization_message(charger_id, use.get(charger_id, chargers.Utilization())) for charger_id in ids
+                messages.utilization_message(charger_id, use.get(charger_id, chargers.Utilization()))
+                for charger_id in ids
             ]
         )
 
@@ -259,7 +252,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         near = (request.lat, request.lng) if request.HasField("lat") else None
         detail = await chargers.charger_detail(self._reads, request.charger_id, _now(), near)
         extras = (await self._extras([detail.charger])).by_charger.get(detail.charger.id)
-        return _charger_detail_message(detail, extras)
+        return messages.charger_detail_message(detail, extras)
 
     # --- the home map and the account card -----------------------------------------------------------------
 
@@ -336,7 +329,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             ]
             if taken:
                 raise InvalidArgument(taken)
-        records = [_charger_record(record) for record in request.chargers]
+        records = [messages.charger_record(record) for record in request.chargers]
         counts = await chargers.import_audited(self._engine, request.source, records)
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
 
@@ -378,7 +371,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.HandleTeslaCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleTeslaCallbackResponse:
         back_to = await self._tesla.callback(request.state, request.code, request.error)
-        return pb.HandleTeslaCallbackResponse(http_body=_browser_to(back_to))
+        return pb.HandleTeslaCallbackResponse(http_body=messages.browser_page(back_to))
 
     async def StartTeslaSignIn(
         self, request: pb.StartTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -391,19 +384,19 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.CompleteTeslaSignInResponse:
         signed_in = await self._tesla_sign_in.complete(request.code, request.state)
         return pb.CompleteTeslaSignInResponse(
-            driver_id=signed_in.driver_id, vehicles=[_vehicle_message(v) for v in signed_in.vehicles]
+            driver_id=signed_in.driver_id, vehicles=[messages.vehicle_message(v) for v in signed_in.vehicles]
         )
 
     async def GetTeslaStatus(
         self, request: pb.GetTeslaStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTeslaStatusResponse:
-        return _tesla_status_message(await self._tesla.status(_driver()))
+        return messages.tesla_status_message(await self._tesla.status(_driver()))
 
     async def SelectVehicle(
         self, request: pb.SelectVehicleRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SelectVehicleResponse:
         vehicle = await self._tesla.select_vehicle(_driver(), request.vehicle_id)
-        return pb.SelectVehicleResponse(success=True, vehicle=_vehicle_message(vehicle))
+        return pb.SelectVehicleResponse(success=True, vehicle=messages.vehicle_message(vehicle))
 
     async def DisconnectTesla(
         self, request: pb.DisconnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -434,7 +427,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         self, request: pb.HandleSmartcarCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarCallbackResponse:
         back_to = await self._smartcar().callback(request.state, request.code, request.error)
-        return pb.HandleSmartcarCallbackResponse(http_body=_browser_to(back_to))
+        return pb.HandleSmartcarCallbackResponse(http_body=messages.browser_page(back_to))
 
     async def GetSmartcarStatus(
         self, request: pb.GetSmartcarStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -460,7 +453,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             request.http_body.data, _header(context, "sc-signature"), _now()
         )
         return pb.HandleSmartcarWebhookResponse(
-            challenge=ingested.challenge, action=_INGESTED[ingested.action], session_id=ingested.session_id
+            challenge=ingested.challenge,
+            action=messages.INGEST_ACTIONS[ingested.action],
+            session_id=ingested.session_id,
         )
 
     # --- EV verification codes ----------------------------------------------------------------------------
@@ -474,12 +469,12 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             merchant_name=request.merchant_name,
             near=(request.lat, request.lng) if request.HasField("lat") else None,
         )
-        return _verification_message(verification)
+        return messages.verification_message(verification)
 
     async def ListEvCodes(
         self, request: pb.ListEvCodesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListEvCodesResponse:
-        codes = [_ev_code_message(code) for code in await self._ev_codes.list(_driver())]
+        codes = [messages.ev_code_message(code) for code in await self._ev_codes.list(_driver())]
         return pb.ListEvCodesResponse(codes=codes, json_array=json_array(codes))
 
     async def GetActiveSession(
@@ -488,10 +483,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         now = _now()
         active, last_ended = await self._sessions.active_or_last_ended(_driver(), now)
         if active is not None:
-            return pb.GetActiveSessionResponse(session=_session_message(active, now), active=True)
+            return pb.GetActiveSessionResponse(session=messages.session_message(active, now), active=True)
         if last_ended is None:
             return pb.GetActiveSessionResponse(active=False)
-        return pb.GetActiveSessionResponse(active=False, last_ended_session=_session_message(last_ended, now))
+        return pb.GetActiveSessionResponse(active=False, last_ended_session=messages.session_message(last_ended, now))
 
     async def ListChargingSessions(
         self, request: pb.ListChargingSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -503,7 +498,7 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         views, more = await self._sessions.page(driver_id, offset=offset, size=size)
         now = _now()
         return pb.ListChargingSessionsResponse(
-            sessions=[_session_message(view, now) for view in views],
+            sessions=[messages.session_message(view, now) for view in views],
             count=len(views),
             next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
@@ -513,14 +508,14 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.GetChargingSessionResponse:
         caller = current_caller()
         view = await self._sessions.get(uuid.UUID(request.session_id), caller.user_id, is_admin=ADMIN in caller.roles)
-        return pb.GetChargingSessionResponse(session=_session_message(view, _now()))
+        return pb.GetChargingSessionResponse(session=messages.session_message(view, _now()))
 
     async def EndChargingSession(
         self, request: pb.EndChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EndChargingSessionResponse:
         view, already_ended = await self._sessions.end_by_hand(uuid.UUID(request.session_id), _driver())
         return pb.EndChargingSessionResponse(
-            session=_session_message(view, _now()), ended=True, already_ended=already_ended
+            session=messages.session_message(view, _now()), ended=True, already_ended=already_ended
         )
 
     # --- pushed telemetry ----------------------------------------------------------------------------------
@@ -531,225 +526,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         ingested = await self._ingestion.telemetry(
             request.http_body.data, _header(context, "x-telemetry-signature") or "", _now()
         )
-        return pb.IngestTelemetryResponse(action=_INGESTED[ingested.action], session_id=ingested.session_id)
-
-
-_INGESTED = {
-    domain.Action.OPEN: pb.INGEST_ACTION_CREATED,
-    domain.Action.REOPEN: pb.INGEST_ACTION_UPDATED,
-    domain.Action.UPDATE: pb.INGEST_ACTION_UPDATED,
-    domain.Action.END: pb.INGEST_ACTION_ENDED,
-    domain.Action.NOTHING: pb.INGEST_ACTION_IGNORED,
-}
-
-
-def _charger_record(record: pb.ChargerRecord) -> chargers.ChargerRecord:
-    return chargers.ChargerRecord(
-        external_id=record.external_id,
-        name=record.name,
-        lat=record.lat,
-        lng=record.lng,
-        network_name=record.network_name,
-        power_kw=record.power_kw if record.HasField("power_kw") else None,
-        num_evse=record.num_evse if record.HasField("num_evse") else None,
-        connector_types=tuple(record.connector_types),
-        pricing_per_kwh_cents=record.pricing_per_kwh_cents if record.HasField("pricing_per_kwh_cents") else None,
-        address=record.address,
-        city=record.city,
-        state=record.state,
-        zone_id=record.zone_id,
-    )
-
-
-def _session_message(view: SessionView, now: datetime.datetime) -> pb.ChargingSession:
-    """A session as the apps read it; an active session's duration is the minutes elapsed so far."""
-    row, grant = view.session, view.grant
-    ended = row["session_end"] is not None
-    message = pb.ChargingSession(
-        id=str(row["id"]),
-        driver_id=row["driver_id"],
-        vehicle_id=row["vehicle_id"],
-        source=row["source"],
-        session_start=timestamp(row["session_start"]),
-        session_end=timestamp(row["session_end"]),
-        duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
-        charger_id=row["charger_id"] or None,
-        charger_name=row["charger_name"] or None,
-        charger_network=row["charger_network"] or None,
-        zone_id=row["zone_id"],
-        connector_type=row["connector_type"] or None,
-        verified=row["verified"],
-        location_trail=[
-            pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=timestamp(datetime.datetime.fromisoformat(p["ts"])))
-            for p in row["location_trail"]
-        ],
-        incentive=None if grant is None else _incentive_message(grant),
-        last_telemetry_at=timestamp(row["last_telemetry_at"]),
-    )
-    for field in ("power_kw", "max_power_kw", "kwh_delivered", "lat", "lng", "battery_start_pct", "battery_end_pct"):
-        if row[field] is not None:
-            setattr(message, field, row[field])
-    if ended:
-        message.quality_score = row["quality_score"]
-        message.ended_reason = row["ended_reason"]
-    return message
-
-
-def _browser_to(target: str) -> httpbody_pb2.HttpBody:
-    """Sends the browser on to `target`: a 302 through the gateway (redirect_browser), and an HTML page that does
-    the same for whoever reads the body (a gRPC caller, or a proxy that drops the status)."""
-    redirect_browser(target)
-    quoted = html.escape(target, quote=True)
-    body = (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f'<meta http-equiv="refresh" content="0;url={quoted}">'
-        f"<title>Nerava</title></head><body><script>window.location.replace({json.dumps(target)})</script>"
-        f'<a href="{quoted}">Continue</a></body></html>'
-    )
-    return httpbody_pb2.HttpBody(content_type="text/html; charset=utf-8", data=body.encode())
-
-
-def _vehicle_message(vehicle: Vehicle) -> pb.TeslaVehicle:
-    return pb.TeslaVehicle(
-        id=vehicle.id,
-        vin=vehicle.vin,
-        display_name=vehicle.display_name,
-        model=vehicle.model,
-        color=vehicle.color,
-        year=vehicle.year,
-    )
-
-
-def _tesla_status_message(status: TeslaStatus) -> pb.GetTeslaStatusResponse:
-    if not status.connected:
-        return pb.GetTeslaStatusResponse(connected=False, needs_reconnect=status.needs_reconnect)
-    reply = pb.GetTeslaStatusResponse(
-        connected=True,
-        vehicle_id=status.vehicle_id,
-        vin=status.vin,
-        vehicles=[_vehicle_message(v) for v in status.vehicles],
-        telemetry_enabled=status.telemetry_enabled,
-    )
-    selected = status.selected
-    if selected is not None:
-        # The selected car's details repeated at the top (unset where the provider did not say).
-        if selected.display_name is not None:
-            reply.vehicle_name = selected.display_name
-        if selected.model is not None:
-            reply.vehicle_model = selected.model
-        if selected.color is not None:
-            reply.exterior_color = selected.color
-        if selected.year is not None:
-            reply.vehicle_year = selected.year
-    return reply
-
-
-def _verification_message(verification: Verification) -> pb.VerifyChargingResponse:
-    if not verification.is_charging:
-        reply = pb.VerifyChargingResponse(is_charging=False, message="None of your vehicles is charging right now.")
-    else:
-        reply = pb.VerifyChargingResponse(
-            is_charging=True,
-            ev_code=verification.code,
-            expires_at=timestamp(verification.expires_at),
-            message="Show this code at the merchant.",
+        return pb.IngestTelemetryResponse(
+            action=messages.INGEST_ACTIONS[ingested.action], session_id=ingested.session_id
         )
-    if verification.battery_level is not None:
-        reply.battery_level = verification.battery_level
-    if verification.charge_rate_kw is not None:
-        reply.charge_rate_kw = verification.charge_rate_kw
-    return reply
-
-
-def _ev_code_message(code: EvCode) -> pb.EvCode:
-    return pb.EvCode(
-        code=code.code,
-        merchant_name=code.merchant_name,
-        merchant_place_id=code.merchant_place_id,
-        expires_at=timestamp(code.expires_at),
-        status=code.status,
-        created_at=timestamp(code.created_at),
-    )
-
-
-def _incentive_message(grant: Grant) -> pb.SessionIncentive:
-    return pb.SessionIncentive(
-        grant_id=grant.grant_id,
-        campaign_id=grant.campaign_id,
-        campaign_name=grant.campaign_name,
-        amount_cents=grant.amount_cents,
-        reward_kind=grant.reward_kind,
-        status=grant.status,
-        granted_at=timestamp(grant.granted_at),
-    )
-
-
-def _browsed_charger_message(item: chargers.BrowsedCharger) -> pb.BrowsedCharger:
-    row, use = item.charger, item.use
-    message = pb.BrowsedCharger(
-        id=row.id,
-        name=row.name,
-        network_name=row.network_name,
-        lat=row.lat,
-        lng=row.lng,
-        address=row.address,
-        city=row.city,
-        state=row.state,
-        connector_types=row.connector_types,
-        total_sessions=use.total_sessions,
-        unique_drivers=use.unique_drivers,
-    )
-    set_catalog_figures(message, row)
-    return message
-
-
-def _charger_detail_message(detail: chargers.ChargerDetail, extras: ChargerExtras | None) -> pb.GetChargerResponse:
-    """The detail sheet; `extras` (rewards, merchants nearby) only for a user, never for a calling service."""
-    row, activity = detail.charger, detail.activity
-    reply = pb.GetChargerResponse(
-        id=row.id,
-        name=row.name,
-        address=row.address or None,
-        city=row.city or None,
-        state=row.state or None,
-        lat=row.lat,
-        lng=row.lng,
-        network_name=row.network_name or None,
-        connector_types=row.connector_types,
-        zone_id=row.zone_id,
-    )
-    set_catalog_figures(reply, row)
-    if row.pricing_per_kwh_cents is not None:
-        reply.pricing_per_kwh = dollars_per_kwh(row.pricing_per_kwh_cents)
-        reply.pricing_source = "catalog"
-    if detail.distance_m is not None and detail.drive_time_min is not None:
-        reply.distance_m = detail.distance_m
-        reply.drive_time_min = detail.drive_time_min
-    reply.total_sessions_30d = activity.ended_sessions
-    reply.unique_drivers_30d = activity.unique_drivers
-    reply.avg_duration_min = activity.avg_duration_min
-    reply.drivers_charging_now = activity.drivers_charging_now
-    reply.status = charger_status(row, activity.drivers_charging_now)
-    if activity.mean_quality_score is not None:
-        reply.nerava_score = activity.mean_quality_score
-    if extras is not None:
-        if extras.reward is not None:
-            reply.active_reward_cents = extras.reward.reward_cents
-            reply.active_reward_kind = extras.reward.reward_kind
-        reply.nearby_merchants.extend(nearby_merchants(extras))
-        if extras.perk_title:
-            reply.has_merchant_perk = True
-            reply.merchant_perk_title = extras.perk_title
-    return reply
-
-
-def _utilization_message(charger_id: str, use: chargers.Utilization) -> pb.ChargerUtilization:
-    return pb.ChargerUtilization(
-        charger_id=charger_id,
-        total_sessions=use.total_sessions,
-        unique_drivers=use.unique_drivers,
-        avg_duration_minutes=use.avg_duration_min,
-    )
 
 
 def _header(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
