@@ -9,7 +9,6 @@ import uuid
 
 import sqlalchemy as sa
 from nerava.merchants.v1 import merchants_pb2
-from nerava.sessions.v1 import sessions_pb2
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -32,7 +31,7 @@ DEMO_USERS = (
 # The demo chargers: tools/demo_world.py's campaigns pay at these ids and places. Manual records keep their
 # external id as the charger id.
 DEMO_CHARGERS = (
-    sessions_pb2.ChargerRecord(
+    chargers.ChargerRecord(
         external_id="demo-austin-congress",
         name="Tesla Supercharger - South Congress",
         lat=30.2649,
@@ -40,14 +39,14 @@ DEMO_CHARGERS = (
         network_name="Tesla",
         power_kw=250.0,
         num_evse=12,
-        connector_types=["NACS"],
+        connector_types=("NACS",),
         pricing_per_kwh_cents=45,
         address="1201 S Congress Ave",
         city="Austin",
         state="TX",
         zone_id="austin-downtown",
     ),
-    sessions_pb2.ChargerRecord(
+    chargers.ChargerRecord(
         external_id="demo-austin-domain",
         name="Tesla Supercharger - The Domain",
         lat=30.4021,
@@ -55,14 +54,14 @@ DEMO_CHARGERS = (
         network_name="Tesla",
         power_kw=250.0,
         num_evse=16,
-        connector_types=["NACS"],
+        connector_types=("NACS",),
         pricing_per_kwh_cents=43,
         address="11410 Century Oaks Terrace",
         city="Austin",
         state="TX",
         zone_id="austin-north",
     ),
-    sessions_pb2.ChargerRecord(
+    chargers.ChargerRecord(
         external_id="demo-austin-airport",
         name="EVgo - Austin-Bergstrom Airport",
         lat=30.2022,
@@ -70,7 +69,7 @@ DEMO_CHARGERS = (
         network_name="EVgo",
         power_kw=350.0,
         num_evse=6,
-        connector_types=["CCS1", "CHADEMO"],
+        connector_types=("CCS1", "CHADEMO"),
         pricing_per_kwh_cents=56,
         address="3600 Presidential Blvd",
         city="Austin",

@@ -13,7 +13,7 @@ from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2_grpc
 
-from services.common.db import open_asyncpg_pool
+from services.common.db import open_asyncpg_pool, single_statement_reads
 from services.common.logs import configure_logging
 from services.common.outbox import OutboxRelay
 from services.common.runtime import Runtime
@@ -23,15 +23,18 @@ from services.sessions import store
 from services.sessions.adapters.places import PlacesGeocoder
 from services.sessions.adapters.smartcar import SmartcarClient
 from services.sessions.adapters.tesla import TeslaFleetClient
-from services.sessions.api import ACCESS, SERVICE_NAME, SessionsApi
+from services.sessions.api import ACCESS, SERVICE_NAME, Cores, SessionsApi
+from services.sessions.chargers import ChargerSearch
 from services.sessions.config import SessionsSettings
 from services.sessions.connections import VehicleReaders
 from services.sessions.discovery import Discovery
+from services.sessions.driver_sessions import DriverSessions
 from services.sessions.ev_codes import EvCodes, merchant_directory
+from services.sessions.ingestion import Ingestion, PushGuard
 from services.sessions.linking import SmartcarLinking, TeslaLinking
-from services.sessions.polling import Poller
-from services.sessions.pushes import PushGuard
+from services.sessions.polling import GeofencePings, Poller
 from services.sessions.retention import SessionPartitions
+from services.sessions.stats import AccountCards
 from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
@@ -110,28 +113,32 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         )
     merchants = merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))
     discovery = Discovery(runtime.engine, runtime.redis, incentives=incentives, merchants=merchants)
-    api = SessionsApi(  # type: ignore[abstract]
-        runtime.engine,
-        tracker=tracker,
-        incentives=incentives,
-        settings=settings,
+    reads = single_statement_reads(runtime.engine)
+    cores = Cores(
+        engine=runtime.engine,
+        reads=reads,
+        sessions=DriverSessions(reads, tracker, incentives),
         poller=poller,
-        linking=linking,
-        smartcar_linking=smartcar_linking,
-        pushes=PushGuard(runtime.redis, max_age_s=settings.push_max_age_s),
-        ev_codes=EvCodes(
-            runtime.engine,
-            poller,
-            merchant_position=merchant_directory(merchants),
+        geofence=GeofencePings(reads, tracker, poller),
+        ingestion=Ingestion(
+            reads,
+            tracker,
+            PushGuard(runtime.redis, max_age_s=settings.push_max_age_s),
+            runtime.flags,
+            telemetry_secret=settings.tesla_telemetry_secret.value,
+            smartcar_management_token=settings.smartcar_management_token.value,
         ),
-        geocoder=geocoder,
-        sign_in=TeslaSignIn(
+        search=ChargerSearch(reads, runtime.flags, geocoder),
+        discovery=discovery,
+        account_cards=AccountCards(reads, ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))),
+        tesla=linking,
+        tesla_sign_in=TeslaSignIn(
             runtime.engine, tesla_sign_in, cipher, accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))
         ),
-        flags=runtime.flags,
-        discovery=discovery,
-        ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
+        ev_codes=EvCodes(runtime.engine, poller, merchant_position=merchant_directory(merchants)),
+        smartcar=smartcar_linking,
     )
+    api = SessionsApi(cores)  # type: ignore[abstract]
     binding = ServiceBinding(SERVICE_NAME, api, sessions_pb2_grpc.add_SessionsServiceServicer_to_server, ACCESS)
 
     async def stale_cleanup(stop: asyncio.Event) -> None:

@@ -5,55 +5,45 @@ Its RPCs are specified in proto/nerava/sessions/v1/sessions.proto.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import hashlib
-import hmac
-import json
-import logging
-import math
 import uuid
 from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import grpc
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import current_caller
-from services.common.db import single_statement_reads
-from services.common.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    Unauthenticated,
-    Unavailable,
+from services.common.errors import InvalidArgument, Unavailable
+from services.common.http_body import json_array
+from services.common.interceptors import (
+    BY_AN_ADMIN,
+    OWN_DATA,
+    PUBLIC_DATA,
+    SIGNED_BY_A_PROVIDER,
+    Access,
+    Owned,
 )
-from services.common.flags import PLACES_GEOCODING, TELEMETRY_INGESTION, FlagDefinition, Flags
-from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNED_BY_A_PROVIDER, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
-from services.sessions import chargers, connections, domain, stats, store
-from services.sessions.adapters import smartcar
-from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
-from services.sessions.adapters.vehicles import WebhookPayloadInvalid, WebhookSignatureInvalid
-from services.sessions.config import SessionsSettings
-from services.sessions.connections import active_connection
-from services.sessions.discovery import Discovery, Extras, charger_status, dollars_per_kwh, nearby_merchants
+from services.sessions import chargers, messages, stats, store
+from services.sessions.discovery import (
+    Discovery,
+    Extras,
+)
+from services.sessions.driver_sessions import DriverSessions
 from services.sessions.ev_codes import EvCodes
+from services.sessions.ingestion import Ingestion
 from services.sessions.linking import SmartcarLinking, TeslaLinking
-from services.sessions.polling import Poller
-from services.sessions.pushes import REPLAYED, PushGuard, PushRefused, parse_time
+from services.sessions.polling import GeofencePings, Poller
 from services.sessions.reasons import Reason
 from services.sessions.tesla_sign_in import TeslaSignIn
-from services.sessions.tracking import Row, SessionTracker, session_message
-
-log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SessionsService"].full_name
 DRIVER, ADMIN = "driver", "admin"
@@ -110,17 +100,14 @@ ACCESS: dict[str, Access] = {
 }
 
 DEFAULT_SESSION_PAGE = 50
-LAST_ENDED_WINDOW = datetime.timedelta(minutes=5)  # GetActiveSession: the session that just ended, for the toast
 DEFAULT_SEARCH_RADIUS_M = 25_000
 MIN_SEARCH_RADIUS_M = 100
 DEFAULT_SEARCH_PAGE = 20
 AT_CHARGER_RADIUS_M = 150  # CheckLocation: "at a charger" (the original CHARGER_RADIUS_M)
 NEAREST_WITHIN_M = 25_000  # CheckLocation names the nearest charger up to this far
-DRIVE_SPEED_M_PER_MIN = 40_000 / 60  # GetCharger's rough drive time: 40 km/h
 DEFAULT_BROWSE_PAGE = 500  # the console's charger explorer, as the original paged it
 CONSOLE_STATS_WINDOW = datetime.timedelta(days=30)
 MAX_UTILIZATION_CHARGERS = 500
-GEOFENCE_MATCH_M = 300  # BackgroundPing: the native shell's geofence matches a charger this close
 
 
 def _search_fingerprint(request: pb.SearchChargersRequest) -> str:
@@ -134,45 +121,41 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _charger_not_found(charger_id: str) -> NotFound:
-    return NotFound(Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id})
+@dataclasses.dataclass(frozen=True)
+class Cores:
+    """What the servicer calls, built by __main__.py. Smartcar is the one optional provider: without its
+    credentials its RPCs answer PROVIDER_NOT_CONFIGURED."""
+
+    engine: AsyncEngine  # the audited import, the outbox's dead letters, the audit log
+    reads: AsyncEngine  # single-statement reads (CheckLocation: one per radius step)
+    sessions: DriverSessions
+    poller: Poller
+    geofence: GeofencePings
+    ingestion: Ingestion
+    search: chargers.ChargerSearch
+    discovery: Discovery
+    account_cards: stats.AccountCards
+    tesla: TeslaLinking
+    tesla_sign_in: TeslaSignIn
+    ev_codes: EvCodes
+    smartcar: SmartcarLinking | None = None
 
 
 class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        tracker: SessionTracker | None = None,
-        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub | None = None,
-        settings: SessionsSettings | None = None,
-        poller: Poller | None = None,
-        linking: TeslaLinking | None = None,
-        smartcar_linking: SmartcarLinking | None = None,
-        pushes: PushGuard | None = None,
-        ev_codes: EvCodes | None = None,
-        geocoder: PlacesGeocoder | None = None,
-        discovery: Discovery,
-        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
-        sign_in: TeslaSignIn | None = None,
-        flags: Flags | None = None,
-    ) -> None:
-        self._discovery = discovery
-        self._ledger = ledger
-        self._sign_in = sign_in
-        self._flags = flags
-        self._ev_codes = ev_codes
-        self._geocoder = geocoder
-        self._engine = engine
-        self._settings = settings
-        self._poller = poller
-        self._linking = linking
-        self._smartcar_linking = smartcar_linking
-        self._pushes = pushes
-        self._tracker = tracker or SessionTracker(engine)
-        self._incentives = incentives
-        # Every catalog read is one statement (CheckLocation: one per radius step).
-        self._reads = single_statement_reads(engine)
+    def __init__(self, cores: Cores) -> None:
+        self._engine = cores.engine
+        self._reads = cores.reads
+        self._sessions = cores.sessions
+        self._poller = cores.poller
+        self._geofence = cores.geofence
+        self._ingestion = cores.ingestion
+        self._search = cores.search
+        self._discovery = cores.discovery
+        self._account_cards = cores.account_cards
+        self._tesla = cores.tesla
+        self._tesla_sign_in = cores.tesla_sign_in
+        self._ev_codes = cores.ev_codes
+        self._smartcar_linking = cores.smartcar
 
     # --- chargers catalog ----------------------------------------------------------------------------------
 
@@ -189,30 +172,18 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         fingerprint = _search_fingerprint(request)
         offset = page_position(request.page_token, fingerprint, maximum=MAX_OFFSET) or 0
         size = request.page_size or DEFAULT_SEARCH_PAGE
-        text = request.q
-        place = await self._geocode(request.q, near)
-        if place is not None:
-            # A place the text names ("Austin airport"): the chargers around it, nearest first.
-            text, near = "", (place.lat, place.lng)
-        found = await chargers.search_chargers(
-            self._reads,
-            text=text,
-            near=near,
-            radius_m=request.radius_m or DEFAULT_SEARCH_RADIUS_M,
-            limit=size + 1,
-            offset=offset,
+        found = await self._search.search(
+            request.q, near, radius_m=request.radius_m or DEFAULT_SEARCH_RADIUS_M, limit=size + 1, offset=offset
         )
-        more = len(found) > size
-        page = found[:size]
+        more = len(found.chargers) > size
+        page = found.chargers[:size]
         extras = await self._extras(page)
+        place = found.place
         return pb.SearchChargersResponse(
-            chargers=[self._list_item(row, extras) for row in page],
+            chargers=[self._discovery.list_item(row, extras.by_charger.get(row.id)) for row in page],
             location=pb.SearchLocation(lat=place.lat, lng=place.lng, name=place.name) if place else None,
             next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
-
-    async def _feature(self, flag: FlagDefinition) -> bool:
-        return flag.default if self._flags is None else await self._flags.enabled(flag)
 
     async def _extras(self, rows: Sequence[chargers.ChargerRow]) -> Extras:
         """Rewards and merchant perks for a user's list or sheet. Services calling the catalog (merchants linking
@@ -222,56 +193,21 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             return Extras({}, True)
         return await self._discovery.extras(rows)
 
-    def _list_item(self, row: chargers.ChargerRow, extras: Extras) -> pb.Charger:
-        return self._discovery.list_item(row, extras.by_charger.get(row.id))
-
-    async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
-        """The place a search text names (biased towards the driver's position), or None: no text, no geocoder,
-        no such place, or Google not answering — the search then matches charger names and addresses."""
-        if self._geocoder is None or not text.strip() or not await self._feature(PLACES_GEOCODING):
-            return None
-        try:
-            return await self._geocoder.locate(text, near=near)
-        except GeocoderError as error:
-            log.warning("charger search without geocoding: %s", error, extra={"retryable": error.retryable})
-            return None
-
     async def BrowseChargers(
         self, request: pb.BrowseChargersRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BrowseChargersResponse:
-        rows, total = await chargers.browse_chargers(
+        page, total = await chargers.browse(
             self._reads,
             search=request.search,
             network=request.network,
             state=request.state,
             limit=request.limit or DEFAULT_BROWSE_PAGE,
             offset=request.offset,
+            since=_now() - CONSOLE_STATS_WINDOW,
         )
-        use = await chargers.utilization(self._reads, [row.id for row in rows], _now() - CONSOLE_STATS_WINDOW)
-        page = []
-        for row in rows:
-            stats = use.get(row.id, chargers.Utilization())
-            item = pb.BrowsedCharger(
-                id=row.id,
-                name=row.name,
-                network_name=row.network_name,
-                lat=row.lat,
-                lng=row.lng,
-                address=row.address,
-                city=row.city,
-                state=row.state,
-                connector_types=row.connector_types,
-                total_sessions=stats.total_sessions,
-                unique_drivers=stats.unique_drivers,
-            )
-            if row.power_kw is not None:
-                item.power_kw = row.power_kw
-            if row.num_evse is not None:
-                item.num_evse = row.num_evse
-            if row.pricing_per_kwh_cents is not None:
-                item.pricing_per_kwh_cents = row.pricing_per_kwh_cents
-            page.append(item)
-        return pb.BrowseChargersResponse(chargers=page, total=total)
+        return pb.BrowseChargersResponse(
+            chargers=[messages.browsed_charger_message(item) for item in page], total=total
+        )
 
     async def GetChargerUtilization(
         self, request: pb.GetChargerUtilizationRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -283,14 +219,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         use = await chargers.utilization(self._reads, ids, _now() - days)
         return pb.GetChargerUtilizationResponse(
             chargers=[
-                pb.ChargerUtilization(
-                    charger_id=charger_id,
-                    total_sessions=stats.total_sessions,
-                    unique_drivers=stats.unique_drivers,
-                    avg_duration_minutes=stats.avg_duration_min,
-                )
+                messages.utilization_message(charger_id, use.get(charger_id, chargers.Utilization()))
                 for charger_id in ids
-                for stats in [use.get(charger_id, chargers.Utilization())]
             ]
         )
 
@@ -319,51 +249,10 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def GetCharger(
         self, request: pb.GetChargerRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetChargerResponse:
-        row = await chargers.get_charger(self._reads, request.charger_id)
-        if row is None:
-            raise _charger_not_found(request.charger_id)
-        reply = pb.GetChargerResponse(
-            id=row.id,
-            name=row.name,
-            address=row.address or None,
-            city=row.city or None,
-            state=row.state or None,
-            lat=row.lat,
-            lng=row.lng,
-            network_name=row.network_name or None,
-            connector_types=row.connector_types,
-            zone_id=row.zone_id,
-        )
-        if row.power_kw is not None:
-            reply.power_kw = row.power_kw
-        if row.num_evse is not None:
-            reply.num_evse = row.num_evse
-        if row.pricing_per_kwh_cents is not None:
-            reply.pricing_per_kwh_cents = row.pricing_per_kwh_cents
-            reply.pricing_per_kwh = dollars_per_kwh(row.pricing_per_kwh_cents)
-            reply.pricing_source = "catalog"
-        if request.HasField("lat"):
-            distance = chargers.great_circle_m(request.lat, request.lng, row.lat, row.lng)
-            reply.distance_m = round(distance, 1)
-            reply.drive_time_min = math.ceil(distance / DRIVE_SPEED_M_PER_MIN)
-        activity = await chargers.charger_activity(self._reads, row.id, _now())
-        reply.total_sessions_30d = activity.ended_sessions
-        reply.unique_drivers_30d = activity.unique_drivers
-        reply.avg_duration_min = activity.avg_duration_min
-        reply.drivers_charging_now = activity.drivers_charging_now
-        reply.status = charger_status(row, activity.drivers_charging_now)
-        if activity.mean_quality_score is not None:
-            reply.nerava_score = activity.mean_quality_score
-        extras = (await self._extras([row])).by_charger.get(row.id)
-        if extras is not None:
-            if extras.reward is not None:
-                reply.active_reward_cents = extras.reward.reward_cents
-                reply.active_reward_kind = extras.reward.reward_kind
-            reply.nearby_merchants.extend(nearby_merchants(extras))
-            if extras.perk_title:
-                reply.has_merchant_perk = True
-                reply.merchant_perk_title = extras.perk_title
-        return reply
+        near = (request.lat, request.lng) if request.HasField("lat") else None
+        detail = await chargers.charger_detail(self._reads, request.charger_id, _now(), near)
+        extras = (await self._extras([detail.charger])).by_charger.get(detail.charger.id)
+        return messages.charger_detail_message(detail, extras)
 
     # --- the home map and the account card -----------------------------------------------------------------
 
@@ -372,13 +261,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     ) -> pb.CaptureIntentResponse:
         caller = current_caller()
         driver = caller.user_id if caller.user_id is not None and caller.has_any({DRIVER}) else None
-        needs_vehicle = driver is not None and await active_connection(self._engine, driver, provider=None) is None
         return await self._discovery.capture(
-            request.lat,
-            request.lng,
-            request.accuracy_m if request.HasField("accuracy_m") else None,
-            driver,
-            needs_vehicle,
+            request.lat, request.lng, request.accuracy_m if request.HasField("accuracy_m") else None, driver
         )
 
     async def GetIntentSession(
@@ -389,52 +273,35 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def GetAccountStats(
         self, request: pb.GetAccountStatsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetAccountStatsResponse:
-        driver = _driver()
-        try:
-            wallet = (await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver))).wallet
-        except grpc.aio.AioRpcError:
-            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
-        totals = await stats.session_totals(self._reads, driver, _now())
+        card = await self._account_cards.card(_driver(), _now())
         reply = pb.GetAccountStatsResponse(
-            total_sessions=totals.sessions,
-            total_kwh=totals.kwh,
-            total_earned_cents=wallet.total_earned_cents,
-            total_nova=wallet.nova_balance,
-            current_streak=totals.streak_days,
-            co2_avoided_kg=round(totals.kwh * stats.CO2_KG_PER_KWH, 1),
+            total_sessions=card.totals.sessions,
+            total_kwh=card.totals.kwh,
+            total_earned_cents=card.total_earned_cents,
+            total_nova=card.nova_balance,
+            current_streak=card.totals.streak_days,
+            co2_avoided_kg=card.co2_avoided_kg,
         )
-        if totals.favorite_charger is not None:
-            charger_id, name, sessions = totals.favorite_charger
+        if card.totals.favorite_charger is not None:
+            charger_id, name, sessions = card.totals.favorite_charger
             reply.favorite_charger.CopyFrom(pb.FavoriteCharger(charger_id=charger_id, name=name, sessions=sessions))
-        if totals.first_start is not None:
-            reply.member_since.FromDatetime(totals.first_start)
+        if card.totals.first_start is not None:
+            reply.member_since.FromDatetime(card.totals.first_start)
         return reply
 
     async def BackgroundPing(
         self, request: pb.BackgroundPingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.BackgroundPingResponse:
-        driver = _driver()
-        active = await self._tracker.active_session_id(driver)
-        if active is not None:
-            await self._tracker.record_device_location(driver, request.lat, request.lng)
-            return pb.BackgroundPingResponse(matched=True, session_active=True, session_id=active, already_active=True)
-        nearest = await chargers.nearest_charger(self._reads, request.lat, request.lng, within_m=GEOFENCE_MATCH_M)
-        if nearest is None:
-            return pb.BackgroundPingResponse(matched=False)
-        if self._poller is None:
-            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "vehicle polling is not configured")
-        answer = await self._poller.poll(driver, request.lat, request.lng)
-        reply = pb.BackgroundPingResponse(
-            matched=True,
-            session_active=answer.session_active,
-            charger_id=nearest.id,
-            charger_name=nearest.name,
+        ping = await self._geofence.ping(_driver(), request.lat, request.lng)
+        return pb.BackgroundPingResponse(
+            matched=ping.matched,
+            session_active=ping.session_active,
+            session_id=ping.session_id,
+            already_active=ping.already_active,
+            charger_id=None if ping.charger is None else ping.charger.id,
+            charger_name=None if ping.charger is None else ping.charger.name,
+            reason=ping.poll_error,
         )
-        if answer.session_id:
-            reply.session_id = answer.session_id
-        if answer.HasField("error"):
-            reply.reason = answer.error
-        return reply
 
     async def CheckLocation(
         self, request: pb.CheckLocationRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -462,7 +329,8 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
             ]
             if taken:
                 raise InvalidArgument(taken)
-        counts = await chargers.import_audited(self._engine, request.source, request.chargers)
+        records = [messages.charger_record(record) for record in request.chargers]
+        counts = await chargers.import_audited(self._engine, request.source, records)
         return pb.ImportChargersResponse(created=counts.created, updated=counts.updated, unchanged=counts.unchanged)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
@@ -482,41 +350,9 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     # --- charging sessions ---------------------------------------------------------------------------------
 
-    async def _incentives_of(self, session_ids: list[str]) -> dict[str, pb.SessionIncentive]:
-        """The current grant of each session (incentives owns grants; a clawback happens after the evaluation)."""
-        if not session_ids or self._incentives is None:
-            return {}
-        try:
-            reply = await self._incentives.BatchGetSessionGrants(
-                incentives_pb2.BatchGetSessionGrantsRequest(session_ids=session_ids[:100])
-            )
-        except grpc.aio.AioRpcError:
-            # Sessions are still worth showing without their reward; the next read will have it.
-            return {}
-        return {
-            grant.session_event_id: pb.SessionIncentive(
-                grant_id=grant.id,
-                campaign_id=grant.campaign_id,
-                campaign_name=grant.campaign_name,
-                amount_cents=grant.amount_cents,
-                reward_kind=grant.reward_kind,
-                status=grant.status,
-                granted_at=grant.granted_at,
-            )
-            for grant in reply.grants
-        }
-
-    async def _messages(self, rows: Sequence[Row]) -> list[pb.ChargingSession]:
-        now = _now()
-        ended = [str(row["id"]) for row in rows if row["session_end"] is not None]
-        incentives = await self._incentives_of(ended)
-        return [session_message(row, now, incentives.get(str(row["id"]))) for row in rows]
-
     async def PollChargingState(
         self, request: pb.PollChargingStateRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PollChargingStateResponse:
-        if self._poller is None:
-            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "vehicle polling is not configured")
         return await self._poller.poll(
             _driver(),
             request.lat if request.HasField("lat") else None,
@@ -525,55 +361,54 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
 
     # --- linking a Tesla account ---------------------------------------------------------------------------
 
-    def _tesla(self) -> TeslaLinking:
-        if self._linking is None:
-            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla linking is not configured")
-        return self._linking
-
     async def ConnectTesla(
         self, request: pb.ConnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ConnectTeslaResponse:
-        return await self._tesla().connect(_driver())
+        consent = await self._tesla.connect(_driver())
+        return pb.ConnectTeslaResponse(authorization_url=consent.authorization_url, state=consent.state)
 
     async def HandleTeslaCallback(
         self, request: pb.HandleTeslaCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleTeslaCallbackResponse:
-        return await self._tesla().callback(request)
-
-    def _tesla_sign_in(self) -> TeslaSignIn:
-        if self._sign_in is None:
-            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla sign-in is not configured")
-        return self._sign_in
+        back_to = await self._tesla.callback(request.state, request.code, request.error)
+        return pb.HandleTeslaCallbackResponse(http_body=messages.browser_page(back_to))
 
     async def StartTeslaSignIn(
         self, request: pb.StartTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.StartTeslaSignInResponse:
-        return await self._tesla_sign_in().start()
+        consent = await self._tesla_sign_in.start()
+        return pb.StartTeslaSignInResponse(authorization_url=consent.authorization_url, state=consent.state)
 
     async def CompleteTeslaSignIn(
         self, request: pb.CompleteTeslaSignInRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CompleteTeslaSignInResponse:
-        return await self._tesla_sign_in().complete(request.code, request.state)
+        signed_in = await self._tesla_sign_in.complete(request.code, request.state)
+        return pb.CompleteTeslaSignInResponse(
+            driver_id=signed_in.driver_id, vehicles=[messages.vehicle_message(v) for v in signed_in.vehicles]
+        )
 
     async def GetTeslaStatus(
         self, request: pb.GetTeslaStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTeslaStatusResponse:
-        return await self._tesla().status(_driver())
+        return messages.tesla_status_message(await self._tesla.status(_driver()))
 
     async def SelectVehicle(
         self, request: pb.SelectVehicleRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SelectVehicleResponse:
-        return await self._tesla().select_vehicle(_driver(), request.vehicle_id)
+        vehicle = await self._tesla.select_vehicle(_driver(), request.vehicle_id)
+        return pb.SelectVehicleResponse(success=True, vehicle=messages.vehicle_message(vehicle))
 
     async def DisconnectTesla(
         self, request: pb.DisconnectTeslaRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DisconnectTeslaResponse:
-        return await self._tesla().disconnect(_driver())
+        await self._tesla.disconnect(_driver())
+        return pb.DisconnectTeslaResponse(disconnected=True)
 
     async def ConfigureTelemetry(
         self, request: pb.ConfigureTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ConfigureTelemetryResponse:
-        return await self._tesla().configure_telemetry(_driver())
+        configured = await self._tesla.configure_telemetry(_driver())
+        return pb.ConfigureTelemetryResponse(telemetry_enabled=configured.telemetry_enabled, vin=configured.vin)
 
     # --- linking a car through Smartcar --------------------------------------------------------------------
 
@@ -585,102 +420,73 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
     async def ConnectSmartcar(
         self, request: pb.ConnectSmartcarRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ConnectSmartcarResponse:
-        return await self._smartcar().connect(_driver())
+        consent = await self._smartcar().connect(_driver())
+        return pb.ConnectSmartcarResponse(authorization_url=consent.authorization_url, state=consent.state)
 
     async def HandleSmartcarCallback(
         self, request: pb.HandleSmartcarCallbackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarCallbackResponse:
-        return await self._smartcar().callback(request)
+        back_to = await self._smartcar().callback(request.state, request.code, request.error)
+        return pb.HandleSmartcarCallbackResponse(http_body=messages.browser_page(back_to))
 
     async def GetSmartcarStatus(
         self, request: pb.GetSmartcarStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetSmartcarStatusResponse:
-        return await self._smartcar().status(_driver())
+        status = await self._smartcar().status(_driver())
+        return pb.GetSmartcarStatusResponse(
+            connected=status.connected,
+            needs_reconnect=status.needs_reconnect,
+            vehicle_id=status.vehicle_id,
+            vehicle_ids=status.vehicle_ids,
+        )
 
     async def DisconnectSmartcar(
         self, request: pb.DisconnectSmartcarRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.DisconnectSmartcarResponse:
-        return await self._smartcar().disconnect(_driver())
-
-    async def _admit(self, kind: str, message_id: object, sent_at: object, body: bytes) -> None:
-        """A signed push acts once, and only while fresh (pushes.py)."""
-        if self._pushes is None:
-            return
-        try:
-            await self._pushes.admit(
-                kind, message_id if isinstance(message_id, str) and message_id else None, parse_time(sent_at), body
-            )
-        except PushRefused as refused:
-            if refused.reason == REPLAYED:
-                raise AlreadyExists(refused.reason, str(refused)) from refused
-            raise FailedPrecondition(refused.reason, str(refused)) from refused
+        await self._smartcar().disconnect(_driver())
+        return pb.DisconnectSmartcarResponse(disconnected=True)
 
     async def HandleSmartcarWebhook(
         self, request: pb.HandleSmartcarWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.HandleSmartcarWebhookResponse:
-        settings = self._settings
-        if settings is None or not await self._feature(TELEMETRY_INGESTION):
-            raise Unavailable(Reason.INGESTION_DISABLED, "Smartcar webhook ingestion is switched off")
-        token = settings.smartcar_management_token.value
-        headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        if not token:
-            raise Unauthenticated(Reason.SIGNATURE_INVALID, "Smartcar webhooks are not configured")
-        try:
-            event = smartcar.verify_webhook(request.http_body.data, headers.get("sc-signature"), token)
-            challenge = smartcar.verify_challenge(event)
-            if challenge is not None:
-                return pb.HandleSmartcarWebhookResponse(
-                    challenge=smartcar.challenge_response(challenge, token), action=pb.INGEST_ACTION_IGNORED
-                )
-            reading = smartcar.reading_from_webhook(event, read_at=_now())
-            meta = event.get("meta")
-            delivered_at = meta.get("deliveredAt") if isinstance(meta, dict) else None
-        except WebhookSignatureInvalid as exc:
-            raise Unauthenticated(Reason.SIGNATURE_INVALID, str(exc)) from exc
-        except WebhookPayloadInvalid as exc:
-            raise InvalidArgument([("http_body", str(exc))], reason=Reason.WEBHOOK_PAYLOAD_INVALID) from exc
-        if reading is None:
-            return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
-        # Smartcar retries a delivery with the same eventId: one event acts once.
-        await self._admit("smartcar", event.get("eventId"), delivered_at, request.http_body.data)
-        driver_id = await connections.smartcar_driver(self._reads, reading.vehicle_id)
-        if driver_id is None:
-            return pb.HandleSmartcarWebhookResponse(action=pb.INGEST_ACTION_IGNORED)
-        applied = await self._tracker.apply(
-            driver_id, reading.vehicle_id, pb.SESSION_SOURCE_SMARTCAR, reading.telemetry(), pushed=True
+        ingested = await self._ingestion.smartcar_webhook(
+            request.http_body.data, _header(context, "sc-signature"), _now()
         )
-        session_id = "" if applied.session is None else str(applied.session["id"])
-        return pb.HandleSmartcarWebhookResponse(action=_INGESTED[applied.action], session_id=session_id)
+        return pb.HandleSmartcarWebhookResponse(
+            challenge=ingested.challenge,
+            action=messages.INGEST_ACTIONS[ingested.action],
+            session_id=ingested.session_id,
+        )
 
     # --- EV verification codes ----------------------------------------------------------------------------
-
-    def _codes(self) -> EvCodes:
-        if self._ev_codes is None:
-            raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "EV codes are not configured")
-        return self._ev_codes
 
     async def VerifyCharging(
         self, request: pb.VerifyChargingRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.VerifyChargingResponse:
-        return await self._codes().verify(_driver(), request)
+        verification = await self._ev_codes.verify(
+            _driver(),
+            merchant_place_id=request.merchant_place_id,
+            merchant_name=request.merchant_name,
+            near=(request.lat, request.lng) if request.HasField("lat") else None,
+        )
+        return messages.verification_message(verification)
 
     async def ListEvCodes(
         self, request: pb.ListEvCodesRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ListEvCodesResponse:
-        return await self._codes().list(_driver())
+        codes = [messages.ev_code_message(code) for code in await self._ev_codes.list(_driver())]
+        return pb.ListEvCodesResponse(codes=codes, json_array=json_array(codes))
 
     async def GetActiveSession(
         self, request: pb.GetActiveSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetActiveSessionResponse:
-        driver_id = _driver()
-        active, recent = await store.active_or_last_ended(self._reads, driver_id, _now() - LAST_ENDED_WINDOW)
+        now = _now()
+        active, last_ended = await self._sessions.active_or_last_ended(_driver(), now)
         if active is not None:
-            [message] = await self._messages([active])
-            return pb.GetActiveSessionResponse(session=message, active=True)
-        if recent is None:
+            return pb.GetActiveSessionResponse(session=messages.session_message(active, now), active=True)
+        if last_ended is None:
             return pb.GetActiveSessionResponse(active=False)
-        [message] = await self._messages([recent])
-        return pb.GetActiveSessionResponse(active=False, last_ended_session=message)
+        return pb.GetActiveSessionResponse(active=False, last_ended_session=messages.session_message(last_ended, now))
 
     async def ListChargingSessions(
         self, request: pb.ListChargingSessionsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -689,99 +495,49 @@ class SessionsApi(sessions_pb2_grpc.SessionsServiceServicer):
         size = request.page_size or request.limit or DEFAULT_SESSION_PAGE
         fingerprint = hashlib.sha256(driver_id.encode()).hexdigest()[:12]
         offset = page_position(request.page_token, fingerprint, maximum=MAX_OFFSET) or request.offset
-        rows = await store.driver_sessions(self._reads, driver_id, offset=offset, limit=size + 1)
-        page = await self._messages(rows[:size])
-        more = len(rows) > size
+        views, more = await self._sessions.page(driver_id, offset=offset, size=size)
+        now = _now()
         return pb.ListChargingSessionsResponse(
-            sessions=page, count=len(page), next_page_token=page_token(offset + size, fingerprint) if more else ""
+            sessions=[messages.session_message(view, now) for view in views],
+            count=len(views),
+            next_page_token=page_token(offset + size, fingerprint) if more else "",
         )
 
     async def GetChargingSession(
         self, request: pb.GetChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetChargingSessionResponse:
         caller = current_caller()
-        row = await store.session_by_id(self._reads, uuid.UUID(request.session_id))
-        if row is None or (row["driver_id"] != caller.user_id and ADMIN not in caller.roles):
-            raise NotFound(
-                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
-            )
-        [message] = await self._messages([row])
-        return pb.GetChargingSessionResponse(session=message)
+        view = await self._sessions.get(uuid.UUID(request.session_id), caller.user_id, is_admin=ADMIN in caller.roles)
+        return pb.GetChargingSessionResponse(session=messages.session_message(view, _now()))
 
     async def EndChargingSession(
         self, request: pb.EndChargingSessionRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.EndChargingSessionResponse:
-        result = await self._tracker.end_by_hand(uuid.UUID(request.session_id), _driver())
-        if result is None:
-            raise NotFound(
-                Reason.SESSION_NOT_FOUND, "no charging session with that id", {"session_id": request.session_id}
-            )
-        row, already_ended = result
-        [message] = await self._messages([row])
-        return pb.EndChargingSessionResponse(session=message, ended=True, already_ended=already_ended)
+        view, already_ended = await self._sessions.end_by_hand(uuid.UUID(request.session_id), _driver())
+        return pb.EndChargingSessionResponse(
+            session=messages.session_message(view, _now()), ended=True, already_ended=already_ended
+        )
 
     # --- pushed telemetry ----------------------------------------------------------------------------------
 
     async def IngestTelemetry(
         self, request: pb.IngestTelemetryRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.IngestTelemetryResponse:
-        settings = self._settings
-        if settings is None or not await self._feature(TELEMETRY_INGESTION):
-            raise Unavailable(Reason.INGESTION_DISABLED, "Fleet Telemetry ingestion is switched off")
-        headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-        body = request.http_body.data
-        if not _signature_matches(
-            settings.tesla_telemetry_secret.value, body, headers.get("x-telemetry-signature", "")
-        ):
-            raise Unauthenticated(
-                Reason.SIGNATURE_INVALID, "X-Telemetry-Signature is missing or does not match the body"
-            )
-        try:
-            record = json.loads(body)
-            push = domain.parse_fleet_push(record, _now())
-        except (ValueError, domain.MalformedPush) as exc:
-            raise InvalidArgument(
-                [("http_body", str(exc) or "not JSON")], reason=Reason.WEBHOOK_PAYLOAD_INVALID
-            ) from exc
-        await self._admit("tesla", record.get("msg_id"), record.get("created_at"), body)
-        connection = await connections.connected_by_vin(self._reads, push.vin)
-        if connection is None:
-            return pb.IngestTelemetryResponse(action=pb.INGEST_ACTION_IGNORED)
-        driver_id, selected_vehicle = connection
-        vehicle_id = selected_vehicle or push.vin
-        reading = domain.Telemetry(
-            at=push.at,
-            charging=bool(push.charging),
-            battery_pct=push.battery_pct,
-            kwh_added=push.kwh_added,
-            power_kw=push.power_kw,
-            lat=push.lat,
-            lng=push.lng,
+        ingested = await self._ingestion.telemetry(
+            request.http_body.data, _header(context, "x-telemetry-signature") or "", _now()
         )
-        if push.charging is None:
-            applied = await self._tracker.update_if_active(driver_id, vehicle_id, reading)
-        else:
-            applied = await self._tracker.apply(
-                driver_id, vehicle_id, pb.SESSION_SOURCE_TESLA_TELEMETRY, reading, pushed=True
-            )
-        session_id = "" if applied.session is None else str(applied.session["id"])
-        return pb.IngestTelemetryResponse(action=_INGESTED[applied.action], session_id=session_id)
+        return pb.IngestTelemetryResponse(
+            action=messages.INGEST_ACTIONS[ingested.action], session_id=ingested.session_id
+        )
 
 
-_INGESTED = {
-    domain.Action.OPEN: pb.INGEST_ACTION_CREATED,
-    domain.Action.REOPEN: pb.INGEST_ACTION_UPDATED,
-    domain.Action.UPDATE: pb.INGEST_ACTION_UPDATED,
-    domain.Action.END: pb.INGEST_ACTION_ENDED,
-    domain.Action.NOTHING: pb.INGEST_ACTION_IGNORED,
-}
-
-
-def _signature_matches(secret: str, body: bytes, presented: str) -> bool:
-    if not secret or not presented:
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected.encode(), presented.strip().lower().encode())
+def _header(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    """A text header of the request (a provider's signature; the last one if repeated), None when absent."""
+    found = None
+    for key, value in context.invocation_metadata() or ():
+        if key == name and isinstance(value, str):
+            found = value
+    return found
 
 
 def _driver() -> str:

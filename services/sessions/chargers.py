@@ -19,16 +19,22 @@ import dataclasses
 import datetime
 import functools
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
+from services.common.errors import NotFound
+from services.common.flags import PLACES_GEOCODING, Flags
+from services.sessions.adapters.places import GeocoderError, Place, PlacesGeocoder
+from services.sessions.reasons import Reason
 from services.sessions.store import chargers
+
+log = logging.getLogger(__name__)
 
 EARTH_RADIUS_M = 6_371_000.0
 SOURCES = ("nrel", "osm", "manual")
@@ -234,6 +240,46 @@ async def search_chargers(
     return [ChargerRow.from_row(row) for row in rows]
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+    """A page of a driver's search (`limit` rows asked, so one more than the page says there is another) and the
+    place its text named, if it was geocoded."""
+
+    chargers: list[ChargerRow]
+    place: Place | None
+
+
+class ChargerSearch:
+    """The driver's charger search: a text that names a place ("Austin airport", geocoded by Google Places when the
+    flag and a geocoder allow) searches around that place; any other text matches charger names and addresses."""
+
+    def __init__(self, reads: AsyncEngine, flags: Flags, geocoder: PlacesGeocoder | None = None) -> None:
+        self._reads = reads
+        self._flags = flags
+        self._geocoder = geocoder
+
+    async def search(
+        self, text: str, near: tuple[float, float] | None, *, radius_m: float, limit: int, offset: int
+    ) -> SearchResult:
+        place = await self._geocode(text, near)
+        if place is not None:
+            # A place the text names: the chargers around it, nearest first.
+            text, near = "", (place.lat, place.lng)
+        found = await search_chargers(self._reads, text=text, near=near, radius_m=radius_m, limit=limit, offset=offset)
+        return SearchResult(found, place)
+
+    async def _geocode(self, text: str, near: tuple[float, float] | None) -> Place | None:
+        """The place a search text names (biased towards the driver's position), or None: no text, no geocoder,
+        no such place, or Google not answering — the search then matches charger names and addresses."""
+        if self._geocoder is None or not text.strip() or not await self._flags.enabled(PLACES_GEOCODING):
+            return None
+        try:
+            return await self._geocoder.locate(text, near=near)
+        except GeocoderError as error:
+            log.warning("charger search without geocoding: %s", error, extra={"retryable": error.retryable})
+            return None
+
+
 def nearest_statement(lat: float, lng: float, within_m: float) -> tuple[sa.TextClause, dict[str, Any]]:
     return search_statement(text="", near=(lat, lng), radius_m=within_m, limit=1)
 
@@ -304,6 +350,34 @@ async def charger_activity(
         drivers_charging_now=int(row.drivers_charging_now),
         mean_quality_score=None if row.mean_quality_score is None else round(float(row.mean_quality_score)),
     )
+
+
+DRIVE_SPEED_M_PER_MIN = 40_000 / 60  # the detail sheet's rough drive time: 40 km/h
+
+
+@dataclasses.dataclass(frozen=True)
+class ChargerDetail:
+    """A charger's detail sheet: the record, its recent sessions, and how far it is from the driver (when the
+    driver's position is known)."""
+
+    charger: ChargerRow
+    activity: ChargerActivity
+    distance_m: float | None = None
+    drive_time_min: int | None = None
+
+
+async def charger_detail(
+    conn_or_engine: ConnOrEngine, charger_id: str, now: datetime.datetime, near: tuple[float, float] | None
+) -> ChargerDetail:
+    """Raises CHARGER_NOT_FOUND for an id the catalog does not hold."""
+    row = await get_charger(conn_or_engine, charger_id)
+    if row is None:
+        raise NotFound(Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id})
+    activity = await charger_activity(conn_or_engine, row.id, now)
+    if near is None:
+        return ChargerDetail(row, activity)
+    distance = great_circle_m(near[0], near[1], row.lat, row.lng)
+    return ChargerDetail(row, activity, round(distance, 1), math.ceil(distance / DRIVE_SPEED_M_PER_MIN))
 
 
 # --- the console: browse and utilization ---------------------------------------------------------------------
@@ -415,6 +489,33 @@ async def browse_chargers(
         return [ChargerRow.from_row(row) for row in page], int(total)
 
 
+@dataclasses.dataclass(frozen=True)
+class BrowsedCharger:
+    """One charger of the console's explorer with the sessions started there in the window."""
+
+    charger: ChargerRow
+    use: Utilization
+
+
+async def browse(
+    conn_or_engine: ConnOrEngine,
+    *,
+    search: str,
+    network: str,
+    state: str,
+    limit: int,
+    offset: int,
+    since: datetime.datetime,
+) -> tuple[list[BrowsedCharger], int]:
+    """The console's charger explorer: a page of the catalog (browse_chargers) with each charger's utilization
+    since `since`, and the count of all matches."""
+    rows, total = await browse_chargers(
+        conn_or_engine, search=search, network=network, state=state, limit=limit, offset=offset
+    )
+    use = await utilization(conn_or_engine, [row.id for row in rows], since)
+    return [BrowsedCharger(row, use.get(row.id, Utilization())) for row in rows], total
+
+
 # --- import --------------------------------------------------------------------------------------------------
 
 
@@ -423,22 +524,29 @@ def charger_id(source: str, external_id: str) -> str:
     return external_id if source == "manual" else f"{source}-{external_id}"
 
 
-def _record_json(source: str, record: pb.ChargerRecord) -> dict[str, Any]:
-    return {
+@dataclasses.dataclass(frozen=True)
+class ChargerRecord:
+    """One charger as an import brings it; None where the source does not know the figure."""
+
+    external_id: str
+    name: str
+    lat: float
+    lng: float
+    network_name: str = ""
+    power_kw: float | None = None
+    num_evse: int | None = None
+    connector_types: tuple[str, ...] = ()
+    pricing_per_kwh_cents: int | None = None
+    address: str = ""
+    city: str = ""
+    state: str = ""
+    zone_id: str = ""
+
+
+def _record_json(source: str, record: ChargerRecord) -> dict[str, Any]:
+    return dataclasses.asdict(record) | {
         "id": charger_id(source, record.external_id),
-        "external_id": record.external_id,
-        "name": record.name,
-        "lat": record.lat,
-        "lng": record.lng,
-        "network_name": record.network_name,
-        "power_kw": record.power_kw if record.HasField("power_kw") else None,
-        "num_evse": record.num_evse if record.HasField("num_evse") else None,
         "connector_types": list(record.connector_types),
-        "pricing_per_kwh_cents": record.pricing_per_kwh_cents if record.HasField("pricing_per_kwh_cents") else None,
-        "address": record.address,
-        "city": record.city,
-        "state": record.state,
-        "zone_id": record.zone_id,
     }
 
 
@@ -483,9 +591,7 @@ _UPSERT = sa.text(
 )
 
 
-async def import_chargers(
-    conn_or_engine: ConnOrEngine, source: str, records: Sequence[pb.ChargerRecord]
-) -> ImportCounts:
+async def import_chargers(conn_or_engine: ConnOrEngine, source: str, records: Sequence[ChargerRecord]) -> ImportCounts:
     """Upserts the records, keyed by (source, external_id); a repeat changes nothing. The records are valid
     (the contract's rules) and their external ids unique; a manual id must not start with a source prefix.
     With an engine the import is its own transaction; with a connection it joins the caller's."""
@@ -500,36 +606,9 @@ async def import_chargers(
     return ImportCounts(created=created, updated=updated, unchanged=len(records) - created - updated)
 
 
-async def import_audited(engine: AsyncEngine, source: str, records: Sequence[pb.ChargerRecord]) -> ImportCounts:
+async def import_audited(engine: AsyncEngine, source: str, records: Sequence[ChargerRecord]) -> ImportCounts:
     """An admin's import: the upsert and its audit entry in one transaction."""
     async with engine.begin() as conn:
         counts = await import_chargers(conn, source, records)
         await audit.record(conn, "chargers.import", f"source:{source}", created=counts.created, updated=counts.updated)
     return counts
-
-
-# --- messages ------------------------------------------------------------------------------------------------
-
-
-def charger_message(row: ChargerRow) -> pb.Charger:
-    message = pb.Charger(
-        id=row.id,
-        name=row.name,
-        lat=row.lat,
-        lng=row.lng,
-        network_name=row.network_name or None,
-        connector_types=row.connector_types,
-        address=row.address,
-        city=row.city,
-        state=row.state,
-        zone_id=row.zone_id,
-    )
-    if row.distance_m is not None:
-        message.distance_m = round(row.distance_m, 1)
-    if row.power_kw is not None:
-        message.power_kw = row.power_kw
-    if row.num_evse is not None:
-        message.num_evse = row.num_evse
-    if row.pricing_per_kwh_cents is not None:
-        message.pricing_per_kwh_cents = row.pricing_per_kwh_cents
-    return message

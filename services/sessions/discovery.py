@@ -37,6 +37,7 @@ from services.common.errors import NotFound
 from services.common.geo import great_circle_m
 from services.sessions import chargers
 from services.sessions.chargers import ChargerRow
+from services.sessions.connections import active_connection
 from services.sessions.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -166,8 +167,11 @@ class Discovery:
     # --- the home map ----------------------------------------------------------------------------------------
 
     async def capture(
-        self, lat: float, lng: float, accuracy_m: float | None, driver_id: str | None, needs_vehicle: bool
+        self, lat: float, lng: float, accuracy_m: float | None, driver_id: str | None
     ) -> pb.CaptureIntentResponse:
+        """The home map around the point; a signed-in driver (`driver_id`) also gets an intent session, and is
+        asked to link a car when none is."""
+        needs_vehicle = driver_id is not None and await active_connection(self._reads, driver_id, provider=None) is None
         reply = await self._map(lat, lng)
         tier = confidence_tier(accuracy_m)
         reply.confidence_tier = tier
@@ -210,7 +214,7 @@ class Discovery:
 
     def list_item(self, row: ChargerRow, extras: ChargerExtras | None) -> pb.Charger:
         """A charger of a list (map, search) with its price in dollars, reward and perk."""
-        item = chargers.charger_message(row)
+        item = charger_message(row)
         if row.pricing_per_kwh_cents is not None:
             item.pricing_per_kwh = dollars_per_kwh(row.pricing_per_kwh_cents)
         if extras is not None:
@@ -244,6 +248,36 @@ class Discovery:
         if record["charger_id"]:
             reply.charger_id = record["charger_id"]
         return reply
+
+
+def charger_message(row: ChargerRow) -> pb.Charger:
+    """A catalog record as a list shows it (the map's and the search's items start from it)."""
+    message = pb.Charger(
+        id=row.id,
+        name=row.name,
+        lat=row.lat,
+        lng=row.lng,
+        network_name=row.network_name or None,
+        connector_types=row.connector_types,
+        address=row.address,
+        city=row.city,
+        state=row.state,
+        zone_id=row.zone_id,
+    )
+    if row.distance_m is not None:
+        message.distance_m = round(row.distance_m, 1)
+    set_catalog_figures(message, row)
+    return message
+
+
+def set_catalog_figures(message: pb.Charger | pb.BrowsedCharger | pb.GetChargerResponse, row: ChargerRow) -> None:
+    """The figures the catalog may not know: left unset (not zero) when unknown."""
+    if row.power_kw is not None:
+        message.power_kw = row.power_kw
+    if row.num_evse is not None:
+        message.num_evse = row.num_evse
+    if row.pricing_per_kwh_cents is not None:
+        message.pricing_per_kwh_cents = row.pricing_per_kwh_cents
 
 
 def _map_merchants(lat: float, lng: float, rows: Sequence[ChargerRow], extras: Extras) -> list[pb.IntentMerchant]:

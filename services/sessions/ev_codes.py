@@ -3,6 +3,7 @@ merchant, valid 2 h, one active code per driver and merchant (a repeat returns t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Awaitable, Callable
@@ -10,7 +11,6 @@ from typing import Any
 
 import grpc
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, ResourceExhausted, Unavailable
 from services.common.geo import great_circle_m
-from services.common.http_body import json_array
 from services.sessions import domain, store
 from services.sessions.connections import active_connection
 from services.sessions.polling import Poller
@@ -49,12 +48,27 @@ def merchant_directory(merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub) 
     return position
 
 
-def _stamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+@dataclasses.dataclass(frozen=True)
+class Verification:
+    """Whether one of the driver's cars charges (its battery and power as read), and then the code issued."""
+
+    is_charging: bool
+    battery_level: int | None = None
+    charge_rate_kw: float | None = None
+    code: str = ""
+    expires_at: datetime.datetime | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EvCode:
+    """A code as the driver's list shows it: an active code past its expiry reads "expired"."""
+
+    code: str
+    merchant_name: str | None
+    merchant_place_id: str | None
+    expires_at: datetime.datetime
+    status: str
+    created_at: datetime.datetime
 
 
 class EvCodes:
@@ -71,9 +85,13 @@ class EvCodes:
         self._poller = poller
         self._clock = clock
 
-    async def verify(self, driver_id: str, request: pb.VerifyChargingRequest) -> pb.VerifyChargingResponse:
-        if request.merchant_place_id and request.HasField("lat"):
-            await self._check_near_merchant(request)
+    async def verify(
+        self, driver_id: str, *, merchant_place_id: str, merchant_name: str, near: tuple[float, float] | None
+    ) -> Verification:
+        """A code for the merchant (`near`: the device's position, checked against the merchant's) while one of
+        the driver's cars charges."""
+        if merchant_place_id and near is not None:
+            await self._check_near_merchant(merchant_place_id, near)
         connection = await active_connection(self._engine, driver_id, provider=None)
         if connection is None:
             raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no vehicle account is linked; connect first")
@@ -81,38 +99,29 @@ class EvCodes:
         # Asking for a code is the driver's explicit request: waking the car is justified.
         state = await self._poller.poll(driver_id, None, None, may_wake=True)
         _raise_for(state)
-        charging = state.session_active
-        if not charging:
-            reply = pb.VerifyChargingResponse(is_charging=False, message="None of your vehicles is charging right now.")
-            if state.HasField("battery_level"):
-                reply.battery_level = state.battery_level
-            return reply
+        battery = state.battery_level if state.HasField("battery_level") else None
+        if not state.session_active:
+            return Verification(is_charging=False, battery_level=battery)
+        power_kw = state.charger_power_kw if state.HasField("charger_power_kw") else None
         row = await self._issue(
             driver_id,
-            request,
+            merchant_place_id,
+            merchant_name,
             vehicle_id=connection.vehicle_id or "",
-            battery=state.battery_level if state.HasField("battery_level") else None,
-            power_kw=state.charger_power_kw if state.HasField("charger_power_kw") else None,
+            battery=battery,
+            power_kw=power_kw,
         )
-        reply = pb.VerifyChargingResponse(
-            is_charging=True,
-            ev_code=row.code,
-            expires_at=_stamp(row.expires_at),
-            message="Show this code at the merchant.",
+        return Verification(
+            is_charging=True, battery_level=battery, charge_rate_kw=power_kw, code=row.code, expires_at=row.expires_at
         )
-        if state.HasField("battery_level"):
-            reply.battery_level = state.battery_level
-        if state.HasField("charger_power_kw"):
-            reply.charge_rate_kw = state.charger_power_kw
-        return reply
 
-    async def _check_near_merchant(self, request: pb.VerifyChargingRequest) -> None:
+    async def _check_near_merchant(self, place_id: str, near: tuple[float, float]) -> None:
         """With a merchant the merchants service knows and the device's position: within 500 m of it, checked
         before the car is woken. A merchant it does not know is not checked (the first implementation's rule)."""
-        position = await self._merchant_position(request.merchant_place_id)
+        position = await self._merchant_position(place_id)
         if position is None:
             return
-        distance = great_circle_m(request.lat, request.lng, *position)
+        distance = great_circle_m(near[0], near[1], *position)
         if distance > NEAR_MERCHANT_M:
             raise FailedPrecondition(
                 Reason.NOT_NEAR_MERCHANT,
@@ -123,14 +132,14 @@ class EvCodes:
     async def _issue(
         self,
         driver_id: str,
-        request: pb.VerifyChargingRequest,
+        place: str,
+        merchant_name: str,
         *,
         vehicle_id: str,
         battery: int | None,
         power_kw: float | None,
     ) -> sa.Row[Any, Any]:
         now = self._clock()
-        place = request.merchant_place_id
         for _ in range(5):
             try:
                 async with self._engine.begin() as conn:
@@ -163,7 +172,7 @@ class EvCodes:
                                 code=domain.new_ev_code(),
                                 driver_id=driver_id,
                                 merchant_place_id=place,
-                                merchant_name=request.merchant_name,
+                                merchant_name=merchant_name,
                                 status="active",
                                 vehicle_id=vehicle_id,
                                 battery_level=battery,
@@ -177,7 +186,7 @@ class EvCodes:
                 continue  # a code collision, or a concurrent request issued the code first: look again
         raise Unavailable(Reason.EV_CODE_UNAVAILABLE, "no code could be issued; try again")
 
-    async def list(self, driver_id: str) -> pb.ListEvCodesResponse:
+    async def list(self, driver_id: str) -> list[EvCode]:
         now = self._clock()
         async with self._engine.connect() as conn:
             rows = (
@@ -194,22 +203,20 @@ class EvCodes:
                 .mappings()
                 .all()
             )
-        codes = []
-        for row in rows:
-            status = "expired" if row["status"] == "active" and row["expires_at"] <= now else row["status"]
-            codes.append(
-                pb.EvCode(
-                    code=row["code"],
-                    merchant_name=row["merchant_name"] or None,
-                    merchant_place_id=row["merchant_place_id"] or None,
-                    expires_at=_stamp(row["expires_at"]),
-                    status=status,
-                    created_at=_stamp(row["created_at"]),
-                )
+        codes = [
+            EvCode(
+                code=row["code"],
+                merchant_name=row["merchant_name"] or None,
+                merchant_place_id=row["merchant_place_id"] or None,
+                expires_at=row["expires_at"],
+                status="expired" if row["status"] == "active" and row["expires_at"] <= now else row["status"],
+                created_at=row["created_at"],
             )
+            for row in rows
+        ]
         # Active first, newest first within each group.
         codes.sort(key=lambda c: c.status != "active")
-        return pb.ListEvCodesResponse(codes=codes, json_array=json_array(codes))
+        return codes
 
 
 def _raise_for(state: pb.PollChargingStateResponse) -> None:

@@ -6,19 +6,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import html
-import json
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
-from google.api import httpbody_pb2
-from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
-from services.common.interceptors import redirect_browser
 from services.sessions import store
 from services.sessions.adapters.smartcar import SmartcarClient
 from services.sessions.adapters.tesla import TeslaFleetClient, TeslaVehicle
@@ -32,18 +27,66 @@ STATES = store.oauth_states
 STATE_VALIDITY = datetime.timedelta(minutes=10)
 
 
-def _page(target: str) -> httpbody_pb2.HttpBody:
-    """Sends the browser on to `target`: a 302 through the gateway (redirect_browser), and an HTML page that does
-    the same for whoever reads the body (a gRPC caller, or a proxy that drops the status)."""
-    redirect_browser(target)
-    quoted = html.escape(target, quote=True)
-    body = (
-        "<!doctype html><html><head><meta charset=utf-8>"
-        f'<meta http-equiv="refresh" content="0;url={quoted}">'
-        f"<title>Nerava</title></head><body><script>window.location.replace({json.dumps(target)})</script>"
-        f'<a href="{quoted}">Continue</a></body></html>'
-    )
-    return httpbody_pb2.HttpBody(content_type="text/html; charset=utf-8", data=body.encode())
+@dataclasses.dataclass(frozen=True)
+class Consent:
+    """Where to send the driver to consent, and the single-use state that brings the browser back."""
+
+    authorization_url: str
+    state: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Vehicle:
+    """A car of a linked account, as the connection keeps it (None where the provider did not say)."""
+
+    id: str
+    vin: str | None = None
+    display_name: str | None = None
+    model: str | None = None
+    color: str | None = None
+    year: int | None = None
+
+    @classmethod
+    def stored(cls, stored: dict[str, Any]) -> Vehicle:
+        return cls(
+            id=str(stored["id"]),
+            vin=stored.get("vin") or None,
+            display_name=stored.get("display_name") or None,
+            model=stored.get("model") or None,
+            color=stored.get("color") or None,
+            year=None if stored.get("year") is None else int(stored["year"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TeslaStatus:
+    """The driver's Tesla link: `needs_reconnect` when a link died (Tesla refused our refresh token)."""
+
+    connected: bool
+    needs_reconnect: bool = False
+    vehicle_id: str | None = None
+    vin: str | None = None
+    vehicles: tuple[Vehicle, ...] = ()
+    telemetry_enabled: bool = False
+    selected: Vehicle | None = None  # the vehicle_id's among `vehicles`
+
+
+@dataclasses.dataclass(frozen=True)
+class TelemetryConfigured:
+    telemetry_enabled: bool
+    vin: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SmartcarStatus:
+    connected: bool
+    needs_reconnect: bool = False
+    vehicle_id: str = ""
+    vehicle_ids: tuple[str, ...] = ()
+
+
+def _back_to(url: str, success: bool, error: str) -> str:
+    return f"{url}?{urlencode({'success': 'true'} if success else {'error': error})}"
 
 
 class TeslaLinking:
@@ -66,7 +109,7 @@ class TeslaLinking:
         self._app = driver_app_url.rstrip("/")
         self._clock = clock
 
-    async def connect(self, driver_id: str) -> pb.ConnectTeslaResponse:
+    async def connect(self, driver_id: str) -> Consent:
         start = self._tesla.start_authorization()
         await keep_state(
             self._engine,
@@ -77,18 +120,19 @@ class TeslaLinking:
             code_verifier=start.code_verifier,
             now=self._clock(),
         )
-        return pb.ConnectTeslaResponse(authorization_url=start.url, state=start.state)
+        return Consent(authorization_url=start.url, state=start.state)
 
-    async def callback(self, request: pb.HandleTeslaCallbackRequest) -> pb.HandleTeslaCallbackResponse:
-        """Never an error page: the browser always goes back to the app, with `?success=true` or `?error=…`."""
-        claimed = await claim_state(self._engine, request.state, TESLA, self._clock())
+    async def callback(self, state: str, code: str, error: str) -> str:
+        """Where the browser goes back to: never an error page, always the app, with `?success=true` or
+        `?error=…`."""
+        claimed = await claim_state(self._engine, state, TESLA, self._clock())
         if claimed is None:
             return self._back(error="invalid_state")
-        if request.error or not request.code:
-            return self._back(error=request.error or "missing_code")
+        if error or not code:
+            return self._back(error=error or "missing_code")
         try:
-            verifier = self._cipher.decrypt(claimed.code_verifier, request.state)
-            tokens = await self._tesla.exchange_code(request.code, verifier)
+            verifier = self._cipher.decrypt(claimed.code_verifier, state)
+            tokens = await self._tesla.exchange_code(code, verifier)
             vehicles = await self._tesla.list_vehicles(tokens.access_token)
         except (VehicleApiError, TokenDecryptionError):
             return self._back(error="token_exchange_failed")
@@ -97,11 +141,10 @@ class TeslaLinking:
         )
         return self._back(success=True)
 
-    def _back(self, *, success: bool = False, error: str = "") -> pb.HandleTeslaCallbackResponse:
-        query = {"success": "true"} if success else {"error": error}
-        return pb.HandleTeslaCallbackResponse(http_body=_page(f"{self._app}/tesla-connected?{urlencode(query)}"))
+    def _back(self, *, success: bool = False, error: str = "") -> str:
+        return _back_to(f"{self._app}/tesla-connected", success, error)
 
-    async def status(self, driver_id: str) -> pb.GetTeslaStatusResponse:
+    async def status(self, driver_id: str) -> TeslaStatus:
         async with self._engine.connect() as conn:
             row = (
                 (
@@ -130,29 +173,18 @@ class TeslaLinking:
             )
         if row is None:
             # A connection that died (Tesla refused our refresh token) asks the driver to connect again.
-            return pb.GetTeslaStatusResponse(connected=False, needs_reconnect=ever)
-        vehicles = [vehicle_message(v) for v in row["vehicles"]]
-        chosen = next((v for v in vehicles if v.id == row["vehicle_id"]), None)
-        reply = pb.GetTeslaStatusResponse(
+            return TeslaStatus(connected=False, needs_reconnect=ever)
+        vehicles = tuple(Vehicle.stored(v) for v in row["vehicles"])
+        return TeslaStatus(
             connected=True,
             vehicle_id=row["vehicle_id"] or None,
             vin=row["vin"] or None,
             vehicles=vehicles,
             telemetry_enabled=row["telemetry_enabled"],
+            selected=next((v for v in vehicles if v.id == row["vehicle_id"]), None),
         )
-        if chosen is not None:
-            for source, target in (
-                ("display_name", "vehicle_name"),
-                ("model", "vehicle_model"),
-                ("color", "exterior_color"),
-            ):
-                if chosen.HasField(source):
-                    setattr(reply, target, getattr(chosen, source))
-            if chosen.HasField("year"):
-                reply.vehicle_year = chosen.year
-        return reply
 
-    async def configure_telemetry(self, driver_id: str) -> pb.ConfigureTelemetryResponse:
+    async def configure_telemetry(self, driver_id: str) -> TelemetryConfigured:
         """Asks Tesla to stream Fleet Telemetry for the selected car; the connection then is in telemetry mode (no
         polling, no watcher reads: the signed pushes drive its sessions). Idempotent."""
         connection = await active_connection(self._engine, driver_id)
@@ -177,9 +209,9 @@ class TeslaLinking:
                 .where(store.vehicle_connections.c.id == connection.id)
                 .values(telemetry_enabled=True, updated_at=sa.func.now())
             )
-        return pb.ConfigureTelemetryResponse(telemetry_enabled=True, vin=connection.vin)
+        return TelemetryConfigured(telemetry_enabled=True, vin=connection.vin)
 
-    async def select_vehicle(self, driver_id: str, vehicle_id: str) -> pb.SelectVehicleResponse:
+    async def select_vehicle(self, driver_id: str, vehicle_id: str) -> Vehicle:
         connection = await active_connection(self._engine, driver_id)
         if connection is None:
             raise FailedPrecondition(Reason.NO_VEHICLE_CONNECTION, "no Tesla account is linked; connect first")
@@ -201,12 +233,11 @@ class TeslaLinking:
                 .where(store.vehicle_connections.c.id == connection.id)
                 .values(vehicle_id=vehicle_id, vin=match.get("vin"))
             )
-        return pb.SelectVehicleResponse(success=True, vehicle=vehicle_message(match))
+        return Vehicle.stored(match)
 
-    async def disconnect(self, driver_id: str) -> pb.DisconnectTeslaResponse:
+    async def disconnect(self, driver_id: str) -> None:
         """Ends an active session (MANUAL) first, then deletes the tokens. Idempotent."""
         await _unlink(self._engine, self._tracker, driver_id, TESLA)
-        return pb.DisconnectTeslaResponse(disconnected=True)
 
 
 async def keep_state(
@@ -296,7 +327,7 @@ class SmartcarLinking:
         self._app = driver_app_url.rstrip("/")
         self._clock = clock
 
-    async def connect(self, driver_id: str) -> pb.ConnectSmartcarResponse:
+    async def connect(self, driver_id: str) -> Consent:
         state = new_state()
         await keep_state(
             self._engine,
@@ -307,17 +338,18 @@ class SmartcarLinking:
             code_verifier="",
             now=self._clock(),
         )
-        return pb.ConnectSmartcarResponse(authorization_url=self._smartcar.authorization_url(state=state), state=state)
+        return Consent(authorization_url=self._smartcar.authorization_url(state=state), state=state)
 
-    async def callback(self, request: pb.HandleSmartcarCallbackRequest) -> pb.HandleSmartcarCallbackResponse:
-        """Never an error page: the browser always goes back to the app, with `?success=true` or `?error=…`."""
-        claimed = await claim_state(self._engine, request.state, SMARTCAR, self._clock())
+    async def callback(self, state: str, code: str, error: str) -> str:
+        """Where the browser goes back to: never an error page, always the app, with `?success=true` or
+        `?error=…`."""
+        claimed = await claim_state(self._engine, state, SMARTCAR, self._clock())
         if claimed is None:
             return self._back(error="invalid_state")
-        if request.error or not request.code:
-            return self._back(error=request.error or "missing_code")
+        if error or not code:
+            return self._back(error=error or "missing_code")
         try:
-            tokens = await self._smartcar.exchange_code(request.code)
+            tokens = await self._smartcar.exchange_code(code)
             account = await self._smartcar.user_id(tokens.access_token)
             vehicle_ids = await self._smartcar.list_vehicles(tokens.access_token)
         except VehicleApiError:
@@ -337,11 +369,10 @@ class SmartcarLinking:
         )
         return self._back(success=True)
 
-    def _back(self, *, success: bool = False, error: str = "") -> pb.HandleSmartcarCallbackResponse:
-        query = {"success": "true"} if success else {"error": error}
-        return pb.HandleSmartcarCallbackResponse(http_body=_page(f"{self._app}/smartcar-connected?{urlencode(query)}"))
+    def _back(self, *, success: bool = False, error: str = "") -> str:
+        return _back_to(f"{self._app}/smartcar-connected", success, error)
 
-    async def status(self, driver_id: str) -> pb.GetSmartcarStatusResponse:
+    async def status(self, driver_id: str) -> SmartcarStatus:
         async with self._engine.connect() as conn:
             rows = (
                 (
@@ -364,18 +395,17 @@ class SmartcarLinking:
                 .all()
             )
         if not rows or not rows[0]["active"]:
-            return pb.GetSmartcarStatusResponse(connected=False, needs_reconnect=bool(rows))
+            return SmartcarStatus(connected=False, needs_reconnect=bool(rows))
         row = rows[0]
-        return pb.GetSmartcarStatusResponse(
+        return SmartcarStatus(
             connected=True,
             vehicle_id=row["vehicle_id"] or "",
-            vehicle_ids=[str(v["id"]) for v in row["vehicles"]],
+            vehicle_ids=tuple(str(v["id"]) for v in row["vehicles"]),
         )
 
-    async def disconnect(self, driver_id: str) -> pb.DisconnectSmartcarResponse:
+    async def disconnect(self, driver_id: str) -> None:
         """Ends an active session (MANUAL) first, then deletes the tokens. Idempotent."""
         await _unlink(self._engine, self._tracker, driver_id, SMARTCAR)
-        return pb.DisconnectSmartcarResponse(disconnected=True)
 
 
 def vehicle_records(vehicles: Sequence[TeslaVehicle]) -> list[dict[str, Any]]:
@@ -384,16 +414,3 @@ def vehicle_records(vehicles: Sequence[TeslaVehicle]) -> list[dict[str, Any]]:
         {"id": v.id, "vin": v.vin, "display_name": v.display_name, "model": v.model, "year": v.year, "color": v.color}
         for v in vehicles
     ]
-
-
-def vehicle_message(stored: dict[str, Any]) -> pb.TeslaVehicle:
-    vehicle = pb.TeslaVehicle(
-        id=str(stored["id"]),
-        vin=stored.get("vin") or None,
-        display_name=stored.get("display_name") or None,
-        model=stored.get("model") or None,
-        color=stored.get("color") or None,
-    )
-    if stored.get("year") is not None:
-        vehicle.year = int(stored["year"])
-    return vehicle

@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable
 import redis.asyncio as redis
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.sessions import domain
+from services.sessions import chargers, domain
 from services.sessions.adapters.vehicles import (
     NoConnection,
     RateLimited,
@@ -312,3 +313,46 @@ def _problem(error: int) -> pb.PollChargingStateResponse:
         error=error,  # type: ignore[arg-type]
         recommended_interval_s=domain.recommended_interval_s(charging=None, minutes_to_full=None),
     )
+
+
+# --- the native shell's geofence -------------------------------------------------------------------------------
+
+GEOFENCE_MATCH_M = 300  # the geofence matches a charger this close
+
+
+@dataclasses.dataclass(frozen=True)
+class GeofencePing:
+    """What a geofence ping did: a point for the active session's trail, or a poll because a charger is near."""
+
+    matched: bool
+    session_active: bool = False
+    session_id: str | None = None
+    already_active: bool = False  # the point went to the trail of a session active before the ping
+    charger: chargers.ChargerRow | None = None  # the charger the geofence matched
+    poll_error: pb.PollError | None = None  # why the car was not read
+
+
+class GeofencePings:
+    """BackgroundPing: the driver's phone entered a charger's geofence (or moved while a session is active)."""
+
+    def __init__(self, reads: AsyncEngine, tracker: SessionTracker, poller: Poller) -> None:
+        self._reads = reads
+        self._tracker = tracker
+        self._poller = poller
+
+    async def ping(self, driver_id: str, lat: float, lng: float) -> GeofencePing:
+        active = await self._tracker.active_session_id(driver_id)
+        if active is not None:
+            await self._tracker.record_device_location(driver_id, lat, lng)
+            return GeofencePing(matched=True, session_active=True, session_id=active, already_active=True)
+        nearest = await chargers.nearest_charger(self._reads, lat, lng, within_m=GEOFENCE_MATCH_M)
+        if nearest is None:
+            return GeofencePing(matched=False)
+        answer = await self._poller.poll(driver_id, lat, lng)
+        return GeofencePing(
+            matched=True,
+            session_active=answer.session_active,
+            session_id=answer.session_id or None,
+            charger=nearest,
+            poll_error=answer.error if answer.HasField("error") else None,
+        )

@@ -6,9 +6,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
+import grpc
 import sqlalchemy as sa
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.common.errors import Unavailable
+from services.sessions.reasons import Reason
 from services.sessions.store import charging_sessions
 
 # kg of CO₂ avoided per kWh charged: a gasoline car's emissions over the distance a kWh drives (~3.5 mi at
@@ -67,3 +71,31 @@ async def session_totals(engine: AsyncEngine, driver_id: str, now: datetime.date
         favorite_charger=None if top is None else (top[0], top[1], int(top[2])),
         streak_days=streak(session_days, now.astimezone(datetime.UTC).date()),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountCard:
+    """The account card: the driver's session totals and what the ledger says they earned."""
+
+    totals: SessionTotals
+    total_earned_cents: int
+    nova_balance: int
+
+    @property
+    def co2_avoided_kg(self) -> float:
+        return round(self.totals.kwh * CO2_KG_PER_KWH, 1)
+
+
+class AccountCards:
+    def __init__(self, reads: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub) -> None:
+        self._reads = reads
+        self._ledger = ledger
+
+    async def card(self, driver_id: str, now: datetime.datetime) -> AccountCard:
+        """Raises LEDGER_UNAVAILABLE when the ledger does not answer (the card is not shown without the money)."""
+        try:
+            reply = await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver_id))
+        except grpc.aio.AioRpcError:
+            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
+        totals = await session_totals(self._reads, driver_id, now)
+        return AccountCard(totals, reply.wallet.total_earned_cents, reply.wallet.nova_balance)

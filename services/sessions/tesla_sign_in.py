@@ -6,21 +6,30 @@ id_token), created on its first sign-in."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable
 
 import grpc
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
 from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.adapters.vehicles import AuthorizationRefused, VehicleApiError
 from services.sessions.connections import TESLA, connected_driver, save_connection
-from services.sessions.linking import claim_state, keep_state, vehicle_message, vehicle_records
+from services.sessions.linking import Consent, Vehicle, claim_state, keep_state, vehicle_records
 from services.sessions.reasons import Reason
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
+
+
+@dataclasses.dataclass(frozen=True)
+class SignedIn:
+    """The driver accounts links to the Tesla account, and the account's cars (now linked to that driver)."""
+
+    driver_id: str
+    vehicles: tuple[Vehicle, ...]
+
 
 # oauth_states.provider of a sign-in consent (its driver_id is empty): never accepted by ConnectTesla's callback.
 SIGN_IN = "tesla-sign-in"
@@ -41,7 +50,7 @@ class TeslaSignIn:
         self._accounts = accounts
         self._clock = clock
 
-    async def start(self) -> pb.StartTeslaSignInResponse:
+    async def start(self) -> Consent:
         start = self._tesla.start_authorization()
         await keep_state(
             self._engine,
@@ -52,9 +61,9 @@ class TeslaSignIn:
             code_verifier=start.code_verifier,
             now=self._clock(),
         )
-        return pb.StartTeslaSignInResponse(authorization_url=start.url, state=start.state)
+        return Consent(authorization_url=start.url, state=start.state)
 
-    async def complete(self, code: str, state: str) -> pb.CompleteTeslaSignInResponse:
+    async def complete(self, code: str, state: str) -> SignedIn:
         claimed = await claim_state(self._engine, state, SIGN_IN, self._clock())
         if claimed is None:
             raise PermissionDenied(Reason.STATE_INVALID, "the sign-in state is unknown, expired or already used")
@@ -80,6 +89,4 @@ class TeslaSignIn:
             raise Unavailable(Reason.ACCOUNTS_UNAVAILABLE, "the account service did not answer; start again") from exc
         records = vehicle_records(vehicles)
         await save_connection(self._engine, self._cipher, driver_id=driver.driver_id, tokens=tokens, vehicles=records)
-        return pb.CompleteTeslaSignInResponse(
-            driver_id=driver.driver_id, vehicles=[vehicle_message(r) for r in records]
-        )
+        return SignedIn(driver.driver_id, tuple(Vehicle.stored(r) for r in records))

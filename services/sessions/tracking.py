@@ -49,47 +49,12 @@ class Applied:
     session: Row | None
 
 
-def _stamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
-
-
-def session_message(
-    row: Row, now: datetime.datetime, incentive: pb.SessionIncentive | None = None
-) -> pb.ChargingSession:
-    """A sessions row as the apps read it; an active session's duration is the minutes elapsed so far."""
-    ended = row["session_end"] is not None
-    message = pb.ChargingSession(
-        id=str(row["id"]),
-        driver_id=row["driver_id"],
-        vehicle_id=row["vehicle_id"],
-        source=row["source"],
-        session_start=_stamp(row["session_start"]),
-        session_end=_stamp(row["session_end"]),
-        duration_minutes=row["duration_minutes"] if ended else domain.duration_minutes(row["session_start"], now),
-        charger_id=row["charger_id"] or None,
-        charger_name=row["charger_name"] or None,
-        charger_network=row["charger_network"] or None,
-        zone_id=row["zone_id"],
-        connector_type=row["connector_type"] or None,
-        verified=row["verified"],
-        location_trail=[
-            pb.LocationPoint(lat=p["lat"], lng=p["lng"], ts=_stamp(datetime.datetime.fromisoformat(p["ts"])))
-            for p in row["location_trail"]
-        ],
-        incentive=incentive,
-        last_telemetry_at=_stamp(row["last_telemetry_at"]),
-    )
-    for field in ("power_kw", "max_power_kw", "kwh_delivered", "lat", "lng", "battery_start_pct", "battery_end_pct"):
-        if row[field] is not None:
-            setattr(message, field, row[field])
-    if ended:
-        message.quality_score = row["quality_score"]
-        message.ended_reason = row["ended_reason"]
-    return message
 
 
 def _trail(
@@ -609,8 +574,8 @@ def ended_snapshot(row: Row, completed_sessions: int) -> incentives_pb2.EndedSes
         charger_id=row["charger_id"],
         charger_network=row["charger_network"],
         zone_id=row["zone_id"],
-        session_start=_stamp(row["session_start"]),
-        session_end=_stamp(row["session_end"]),
+        session_start=timestamp(row["session_start"]),
+        session_end=timestamp(row["session_end"]),
         duration_minutes=row["duration_minutes"],
         kwh_delivered=row["kwh_delivered"] or 0.0,
         connector_type=row["connector_type"],

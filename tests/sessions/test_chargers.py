@@ -976,7 +976,9 @@ async def test_without_a_place_or_with_google_down_the_text_matches_names(
     name_word = f"Zyx{uuid.uuid4().hex[:8]}"
     lat, lng = random.uniform(-60, -40), random.uniform(100, 140)
     await chargers.import_chargers(
-        engine, "manual", [pb.ChargerRecord(external_id=f"t-{name_word}", name=f"{name_word} Plaza", lat=lat, lng=lng)]
+        engine,
+        "manual",
+        [chargers.ChargerRecord(external_id=f"t-{name_word}", name=f"{name_word} Plaza", lat=lat, lng=lng)],
     )
     unknown = await sessions.SearchChargers(pb.SearchChargersRequest(q=name_word))
     assert not unknown.HasField("location") and [c.name for c in unknown.chargers] == [f"{name_word} Plaza"]
