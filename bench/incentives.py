@@ -95,7 +95,6 @@ from services.common.config import Secret
 from services.common.db import create_engine
 from services.incentives import domain, store
 from services.incentives.index import CampaignIndex, geo_cells
-from services.incentives.messages import targeting_rules
 from tools import embedded
 from tools.run import wait_serving
 
@@ -303,7 +302,7 @@ def check_campaigns_valid(campaigns: Sequence[SeedCampaign]) -> None:
         violations = protovalidate.collect_violations(campaign.rules)
         if violations:
             raise SystemExit(f"bench builds invalid CampaignRules: {[str(v.proto) for v in violations]}")
-        domain.CampaignRuleSet.from_proto(store.rules_from_json(store.rules_to_json(targeting_rules(campaign.rules))))
+        store.campaign_rule_set(store.rules_from_json(store.rules_to_json(store.targeting_rules(campaign.rules))))
 
 
 CAMPAIGN_COLUMNS = (
@@ -369,7 +368,7 @@ def campaign_record(campaign: SeedCampaign, number: int, now: datetime.datetime)
         "start_date": created,
         "end_date": end,
         "time_zone": TIME_ZONE,
-        "rules": json.dumps(store.rules_to_json(targeting_rules(campaign.rules))),
+        "rules": json.dumps(store.rules_to_json(store.targeting_rules(campaign.rules))),
         "cap_per_day": campaign.cap_per_day,
         "cap_per_campaign": campaign.cap_per_campaign,
         "cap_per_charger": campaign.cap_per_charger,
@@ -678,7 +677,7 @@ async def index_profile(database_url: str, sessions: Sessions) -> dict[str, Any]
     lookup_us: list[float] = []
     scan_us: list[float] = []
     for number in range(INDEX_SAMPLE_SESSIONS):
-        facts = domain.SessionFacts.from_proto(sessions.next())
+        facts = store.session_facts(sessions.next())
         began = time.perf_counter()
         ranked = domain.rank_candidates(index.candidates_for(facts), now)
         passed = sum(1 for c in ranked if domain.first_failed_rule(c.rules, facts, c.time_zone) is None)

@@ -15,7 +15,7 @@ import dataclasses
 import datetime
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -505,12 +505,12 @@ class Campaigns:
             raise InvalidArgument([("since", "the window may span at most 90 days")])
         async with self._engine.connect() as conn:
             row = await self._owned(conn, campaign_id, actor)
-            snapshots: Sequence[bytes] = await store.session_snapshots(conn, since, until, SIMULATION_MAX_SESSIONS)
+            sessions = await store.evaluated_sessions(conn, since, until, SIMULATION_MAX_SESSIONS)
         # The campaign alone, with its whole budget and none of it spent, as if it had run in the window.
         candidate = dataclasses.replace(
             store.campaign_candidate(row), remaining_cents=int(row["budget_cents"]), sessions_granted=0
         )
-        result = domain.simulate(candidate, [pb.EndedSession.FromString(s) for s in snapshots])
+        result = domain.simulate(candidate, sessions)
         return DryRun(result, since, until)
 
     # --- what drivers see ----------------------------------------------------------------------------------

@@ -10,16 +10,13 @@ pre-filter (`remaining ≥ reward`), so the caller must try the next candidate w
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence, Set
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-from nerava.incentives.v1 import incentives_pb2 as pb
-
-RF = pb.RuleFailure
 
 DEFAULT_MIN_DURATION_MINUTES = 15  # DOMAIN: the one rule every campaign has
 MIN_EVALUATED_DURATION_MINUTES = 1  # shorter ended sessions are not evaluated at all (SESSION_TOO_SHORT)
@@ -29,6 +26,50 @@ EARTH_RADIUS_M = 6_371_000.0  # mean Earth radius, as the first implementation u
 GEO_TOLERANCE_M = 0.001
 ISO_DAY_NAMES = {1: "Mon", 2: "Tue", 3: "Wed", 4: "Thu", 5: "Fri", 6: "Sat", 7: "Sun"}
 _HH_MM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
+
+
+# --- the contract's enum values the rules answer with ------------------------------------------------------------
+# The same names and numbers as the contract's enums (tests/incentives/test_rules.py pins them), so that the
+# handlers translate by name and a "why not" keeps the RuleFailure order; the rules themselves need no message.
+
+
+class RuleFailure(enum.IntEnum):
+    """The first check a session failed for a campaign: rules in the order they are judged, then caps, then
+    budget."""
+
+    RULE_FAILURE_MIN_DURATION = 1
+    RULE_FAILURE_MAX_DURATION = 2
+    RULE_FAILURE_CHARGER = 3
+    RULE_FAILURE_NETWORK = 4
+    RULE_FAILURE_ZONE = 5
+    RULE_FAILURE_GEO_RADIUS = 6
+    RULE_FAILURE_TIME_OF_DAY = 7
+    RULE_FAILURE_DAY_OF_WEEK = 8
+    RULE_FAILURE_MIN_POWER = 9
+    RULE_FAILURE_CONNECTOR_TYPE = 10
+    RULE_FAILURE_DRIVER_SESSION_COUNT_BELOW_MIN = 11
+    RULE_FAILURE_DRIVER_SESSION_COUNT_ABOVE_MAX = 12
+    RULE_FAILURE_DRIVER_ALLOWLIST = 13
+    RULE_FAILURE_MIN_QUALITY_SCORE = 14
+    RULE_FAILURE_CAP_PER_DRIVER_PER_DAY = 15
+    RULE_FAILURE_CAP_PER_DRIVER_PER_CAMPAIGN = 16
+    RULE_FAILURE_CAP_PER_DRIVER_PER_CHARGER = 17
+    RULE_FAILURE_BUDGET_EXHAUSTED = 18
+    RULE_FAILURE_MAX_SESSIONS_REACHED = 19
+
+
+class EvaluationOutcome(enum.IntEnum):
+    """What choosing a campaign decided (the contract's other outcomes are the granting core's)."""
+
+    EVALUATION_OUTCOME_GRANTED = 1
+    EVALUATION_OUTCOME_NO_MATCH = 2
+    EVALUATION_OUTCOME_SESSION_TOO_SHORT = 3
+
+
+class CampaignStatus(enum.IntEnum):
+    """The one campaign status the rules look at: only an active campaign pays."""
+
+    CAMPAIGN_STATUS_ACTIVE = 2
 
 
 class UnknownTimeZone(ValueError):
@@ -159,26 +200,6 @@ class SessionFacts:
         if (self.lat is None) != (self.lng is None):
             raise ValueError("lat and lng must be given together")
 
-    @classmethod
-    def from_proto(cls, session: pb.EndedSession, *, driver_email: str = "") -> SessionFacts:
-        return cls(
-            driver_id=session.driver_id,
-            started_at=session.session_start.ToDatetime(tzinfo=UTC),
-            ended_at=session.session_end.ToDatetime(tzinfo=UTC),
-            duration_minutes=session.duration_minutes,
-            charger_id=session.charger_id,
-            charger_network=session.charger_network,
-            zone_id=session.zone_id,
-            lat=session.lat if session.HasField("lat") else None,
-            lng=session.lng if session.HasField("lng") else None,
-            kwh_delivered=session.kwh_delivered,
-            max_power_kw=session.max_power_kw if session.HasField("max_power_kw") else None,
-            connector_type=session.connector_type,
-            quality_score=session.quality_score,
-            driver_completed_sessions=session.driver_completed_sessions,
-            driver_email=driver_email,
-        )
-
 
 @dataclasses.dataclass(frozen=True)
 class GeoCircle:
@@ -268,38 +289,6 @@ class CampaignRuleSet:
         if not all(1 <= d <= 7 for d in self.days_of_week):
             raise ValueError("days_of_week are ISO weekdays 1-7")
 
-    @classmethod
-    def from_proto(cls, rules: pb.CampaignRules) -> CampaignRuleSet:
-        """Raises ValueError for a geo radius without its centre (or the reverse) or a half time window;
-        the API's validation refuses those before they are stored."""
-        has_center = rules.HasField("geo_center_lat") and rules.HasField("geo_center_lng")
-        geo = None
-        if rules.HasField("geo_radius_m") or rules.HasField("geo_center_lat") or rules.HasField("geo_center_lng"):
-            if not (has_center and rules.HasField("geo_radius_m")):
-                raise ValueError("geo_radius_m needs geo_center_lat and geo_center_lng, and the reverse")
-            geo = GeoCircle(rules.geo_center_lat, rules.geo_center_lng, rules.geo_radius_m)
-        window = None
-        if rules.time_start or rules.time_end:
-            window = TimeWindow.parse(rules.time_start, rules.time_end)
-        return cls(
-            min_duration_minutes=(
-                rules.min_duration_minutes if rules.HasField("min_duration_minutes") else DEFAULT_MIN_DURATION_MINUTES
-            ),
-            max_duration_minutes=_opt(rules, "max_duration_minutes"),
-            charger_ids=frozenset(rules.charger_ids),
-            charger_networks=frozenset(rules.charger_networks),
-            zone_ids=frozenset(rules.zone_ids),
-            geo=geo,
-            time_window=window,
-            days_of_week=frozenset(rules.days_of_week),
-            min_power_kw=rules.min_power_kw if rules.HasField("min_power_kw") else None,
-            connector_types=frozenset(rules.connector_types),
-            driver_session_count_min=_opt(rules, "driver_session_count_min"),
-            driver_session_count_max=_opt(rules, "driver_session_count_max"),
-            driver_allowlist=frozenset(rules.driver_allowlist),
-            min_quality_score=_opt(rules, "min_quality_score"),
-        )
-
 
 @dataclasses.dataclass(frozen=True)
 class TargetingRules:
@@ -325,8 +314,36 @@ class TargetingRules:
     min_quality_score: int | None = None
 
 
-def _opt(message: pb.CampaignRules | pb.CampaignCaps | pb.Campaign, field: str) -> int | None:
-    return int(getattr(message, field)) if message.HasField(field) else None
+def rule_set(rules: TargetingRules) -> CampaignRuleSet:
+    """A campaign's rules as its sponsor wrote them, as the rules judge them. Raises ValueError for a geo radius
+    without its centre (or the reverse) or a half time window; the API's validation refuses those before they
+    are stored."""
+    geo = None
+    if rules.geo_center_lat is not None or rules.geo_center_lng is not None or rules.geo_radius_m is not None:
+        if rules.geo_center_lat is None or rules.geo_center_lng is None or rules.geo_radius_m is None:
+            raise ValueError("geo_radius_m needs geo_center_lat and geo_center_lng, and the reverse")
+        geo = GeoCircle(rules.geo_center_lat, rules.geo_center_lng, rules.geo_radius_m)
+    window = None
+    if rules.time_start or rules.time_end:
+        window = TimeWindow.parse(rules.time_start, rules.time_end)
+    return CampaignRuleSet(
+        min_duration_minutes=(
+            DEFAULT_MIN_DURATION_MINUTES if rules.min_duration_minutes is None else rules.min_duration_minutes
+        ),
+        max_duration_minutes=rules.max_duration_minutes,
+        charger_ids=frozenset(rules.charger_ids),
+        charger_networks=frozenset(rules.charger_networks),
+        zone_ids=frozenset(rules.zone_ids),
+        geo=geo,
+        time_window=window,
+        days_of_week=frozenset(rules.days_of_week),
+        min_power_kw=rules.min_power_kw,
+        connector_types=frozenset(rules.connector_types),
+        driver_session_count_min=rules.driver_session_count_min,
+        driver_session_count_max=rules.driver_session_count_max,
+        driver_allowlist=frozenset(rules.driver_allowlist),
+        min_quality_score=rules.min_quality_score,
+    )
 
 
 def allowlist_has_emails(rules: CampaignRuleSet) -> bool:
@@ -341,10 +358,6 @@ class DriverCaps:
     per_day: int | None = None  # per calendar day in the campaign's time zone
     per_campaign: int | None = None
     per_charger: int | None = None
-
-    @classmethod
-    def from_proto(cls, caps: pb.CampaignCaps) -> DriverCaps:
-        return cls(_opt(caps, "per_day"), _opt(caps, "per_campaign"), _opt(caps, "per_charger"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,32 +393,9 @@ class CampaignCandidate:
     caps: DriverCaps = DriverCaps()
     max_sessions: int | None = None
     sessions_granted: int = 0
-    status: pb.CampaignStatus = pb.CAMPAIGN_STATUS_ACTIVE
+    status: int = CampaignStatus.CAMPAIGN_STATUS_ACTIVE  # the campaigns row's status
     start_date: datetime | None = None
     end_date: datetime | None = None  # None = open-ended
-
-    @classmethod
-    def from_proto(cls, campaign: pb.Campaign) -> CampaignCandidate:
-        return cls(
-            campaign_id=campaign.id,
-            name=campaign.name,
-            priority=campaign.priority,
-            created_at=campaign.created_at.ToDatetime(tzinfo=UTC),
-            time_zone=parse_time_zone(campaign.time_zone),
-            reward_cents=campaign.cost_per_session_cents,
-            remaining_cents=campaign.remaining_cents,
-            rules=CampaignRuleSet.from_proto(campaign.rules),
-            caps=DriverCaps(
-                _opt(campaign, "max_grants_per_driver_per_day"),
-                _opt(campaign, "max_grants_per_driver_per_campaign"),
-                _opt(campaign, "max_grants_per_driver_per_charger"),
-            ),
-            max_sessions=_opt(campaign, "max_sessions"),
-            sessions_granted=campaign.sessions_granted,
-            status=campaign.status,
-            start_date=campaign.start_date.ToDatetime(tzinfo=UTC) if campaign.HasField("start_date") else None,
-            end_date=campaign.end_date.ToDatetime(tzinfo=UTC) if campaign.HasField("end_date") else None,
-        )
 
 
 # --- rules --------------------------------------------------------------------------------------------------
@@ -415,7 +405,7 @@ class CampaignCandidate:
 class Failure:
     """The first check a session failed for a campaign, and why in words (CandidateResult.failure/detail)."""
 
-    rule: pb.RuleFailure
+    rule: int  # a RuleFailure
     detail: str
 
 
@@ -436,44 +426,44 @@ def first_failed_rule(rules: CampaignRuleSet, facts: SessionFacts, tz: tzinfo) -
     """
     if facts.duration_minutes < rules.min_duration_minutes:
         return Failure(
-            RF.RULE_FAILURE_MIN_DURATION,
+            RuleFailure.RULE_FAILURE_MIN_DURATION,
             f"duration {facts.duration_minutes} min < minimum {rules.min_duration_minutes} min",
         )
     if rules.max_duration_minutes is not None and facts.duration_minutes > rules.max_duration_minutes:
         return Failure(
-            RF.RULE_FAILURE_MAX_DURATION,
+            RuleFailure.RULE_FAILURE_MAX_DURATION,
             f"duration {facts.duration_minutes} min > maximum {rules.max_duration_minutes} min",
         )
     if rules.charger_ids and facts.charger_id not in rules.charger_ids:
         what = f"charger {facts.charger_id}" if facts.charger_id else "no charger matched"
-        return Failure(RF.RULE_FAILURE_CHARGER, f"{what}; not one of the campaign's chargers")
+        return Failure(RuleFailure.RULE_FAILURE_CHARGER, f"{what}; not one of the campaign's chargers")
     if rules.charger_networks and _fold(facts.charger_network) not in rules.charger_networks:
         what = f"network {facts.charger_network}" if facts.charger_network else "network unknown"
-        return Failure(RF.RULE_FAILURE_NETWORK, f"{what}; not one of {_listing(rules.charger_networks)}")
+        return Failure(RuleFailure.RULE_FAILURE_NETWORK, f"{what}; not one of {_listing(rules.charger_networks)}")
     if rules.zone_ids and facts.zone_id not in rules.zone_ids:
         what = f"zone {facts.zone_id}" if facts.zone_id else "no zone"
-        return Failure(RF.RULE_FAILURE_ZONE, f"{what}; not one of the campaign's zones")
+        return Failure(RuleFailure.RULE_FAILURE_ZONE, f"{what}; not one of the campaign's zones")
     if rules.geo is not None and (failure := _geo_failure(rules.geo, facts)) is not None:
         return failure
     # The local start only when a time rule needs it: most campaigns have none.
     started = facts.started_at.astimezone(tz) if rules.time_window is not None or rules.days_of_week else None
     if rules.time_window is not None and started is not None and not rules.time_window.contains(started.time()):
         return Failure(
-            RF.RULE_FAILURE_TIME_OF_DAY,
+            RuleFailure.RULE_FAILURE_TIME_OF_DAY,
             f"started {started:%H:%M} {zone_name(tz)}, outside {rules.time_window}",
         )
     if rules.days_of_week and started is not None and started.isoweekday() not in rules.days_of_week:
         days = ", ".join(ISO_DAY_NAMES[d] for d in sorted(rules.days_of_week))
         return Failure(
-            RF.RULE_FAILURE_DAY_OF_WEEK,
+            RuleFailure.RULE_FAILURE_DAY_OF_WEEK,
             f"started on {ISO_DAY_NAMES[started.isoweekday()]} {zone_name(tz)}; not one of {days}",
         )
     if rules.min_power_kw is not None and (facts.max_power_kw is None or facts.max_power_kw < rules.min_power_kw):
         seen = "power unknown" if facts.max_power_kw is None else f"max power {facts.max_power_kw:g} kW"
-        return Failure(RF.RULE_FAILURE_MIN_POWER, f"{seen} < minimum {rules.min_power_kw:g} kW")
+        return Failure(RuleFailure.RULE_FAILURE_MIN_POWER, f"{seen} < minimum {rules.min_power_kw:g} kW")
     if rules.connector_types and _fold(facts.connector_type) not in rules.connector_types:
         what = f"connector {facts.connector_type}" if facts.connector_type else "connector unknown"
-        return Failure(RF.RULE_FAILURE_CONNECTOR_TYPE, f"{what}; not one of {_listing(rules.connector_types)}")
+        return Failure(RuleFailure.RULE_FAILURE_CONNECTOR_TYPE, f"{what}; not one of {_listing(rules.connector_types)}")
     return first_failed_driver_rule(
         rules,
         driver_id=facts.driver_id,
@@ -489,17 +479,17 @@ def first_failed_driver_rule(
     pass the count the next session would have (completed sessions + 1)."""
     if rules.driver_session_count_min is not None and session_count < rules.driver_session_count_min:
         return Failure(
-            RF.RULE_FAILURE_DRIVER_SESSION_COUNT_BELOW_MIN,
+            RuleFailure.RULE_FAILURE_DRIVER_SESSION_COUNT_BELOW_MIN,
             f"driver's session #{session_count} < minimum #{rules.driver_session_count_min}",
         )
     if rules.driver_session_count_max is not None and session_count > rules.driver_session_count_max:
         return Failure(
-            RF.RULE_FAILURE_DRIVER_SESSION_COUNT_ABOVE_MAX,
+            RuleFailure.RULE_FAILURE_DRIVER_SESSION_COUNT_ABOVE_MAX,
             f"driver's session #{session_count} > maximum #{rules.driver_session_count_max}",
         )
     if rules.driver_allowlist and not allowlist_admits(rules, driver_id, driver_email):
         # The list itself is never echoed: it holds other drivers' ids and emails.
-        return Failure(RF.RULE_FAILURE_DRIVER_ALLOWLIST, "driver not on the campaign's allowlist")
+        return Failure(RuleFailure.RULE_FAILURE_DRIVER_ALLOWLIST, "driver not on the campaign's allowlist")
     return None
 
 
@@ -514,7 +504,7 @@ def allowlist_admits(rules: CampaignRuleSet, driver_id: str, driver_email: str) 
 def _quality_failure(rules: CampaignRuleSet, facts: SessionFacts) -> Failure | None:
     if rules.min_quality_score is not None and facts.quality_score < rules.min_quality_score:
         return Failure(
-            RF.RULE_FAILURE_MIN_QUALITY_SCORE,
+            RuleFailure.RULE_FAILURE_MIN_QUALITY_SCORE,
             f"quality score {facts.quality_score} < minimum {rules.min_quality_score}",
         )
     return None
@@ -522,10 +512,12 @@ def _quality_failure(rules: CampaignRuleSet, facts: SessionFacts) -> Failure | N
 
 def _geo_failure(geo: GeoCircle, facts: SessionFacts) -> Failure | None:
     if facts.lat is None or facts.lng is None:
-        return Failure(RF.RULE_FAILURE_GEO_RADIUS, "position unknown")
+        return Failure(RuleFailure.RULE_FAILURE_GEO_RADIUS, "position unknown")
     distance = haversine_m(geo.lat, geo.lng, facts.lat, facts.lng)
     if distance > geo.radius_m + GEO_TOLERANCE_M:
-        return Failure(RF.RULE_FAILURE_GEO_RADIUS, f"{distance:.0f} m from the centre > radius {geo.radius_m} m")
+        return Failure(
+            RuleFailure.RULE_FAILURE_GEO_RADIUS, f"{distance:.0f} m from the centre > radius {geo.radius_m} m"
+        )
     return None
 
 
@@ -540,17 +532,17 @@ def caps_allow(caps: DriverCaps, usage: DriverUsage) -> Failure | None:
     charger; None when another grant is allowed. `usage` excludes clawed-back grants (the caller's count)."""
     if caps.per_day is not None and usage.grants_on_day >= caps.per_day:
         return Failure(
-            RF.RULE_FAILURE_CAP_PER_DRIVER_PER_DAY,
+            RuleFailure.RULE_FAILURE_CAP_PER_DRIVER_PER_DAY,
             f"driver already has {usage.grants_on_day} grant(s) that day; cap {caps.per_day} per day",
         )
     if caps.per_campaign is not None and usage.grants_in_campaign >= caps.per_campaign:
         return Failure(
-            RF.RULE_FAILURE_CAP_PER_DRIVER_PER_CAMPAIGN,
+            RuleFailure.RULE_FAILURE_CAP_PER_DRIVER_PER_CAMPAIGN,
             f"driver already has {usage.grants_in_campaign} grant(s); cap {caps.per_campaign} per campaign",
         )
     if caps.per_charger is not None and usage.grants_at_charger >= caps.per_charger:
         return Failure(
-            RF.RULE_FAILURE_CAP_PER_DRIVER_PER_CHARGER,
+            RuleFailure.RULE_FAILURE_CAP_PER_DRIVER_PER_CHARGER,
             f"driver already has {usage.grants_at_charger} grant(s) at this charger; cap {caps.per_charger}",
         )
     return None
@@ -560,12 +552,12 @@ def budget_allows(candidate: CampaignCandidate) -> Failure | None:
     """Pre-filter only: can the campaign still pay one reward? The caller's SQL decides atomically."""
     if candidate.remaining_cents < candidate.reward_cents:
         return Failure(
-            RF.RULE_FAILURE_BUDGET_EXHAUSTED,
+            RuleFailure.RULE_FAILURE_BUDGET_EXHAUSTED,
             f"remaining budget {candidate.remaining_cents}¢ < reward {candidate.reward_cents}¢",
         )
     if candidate.max_sessions is not None and candidate.sessions_granted >= candidate.max_sessions:
         return Failure(
-            RF.RULE_FAILURE_MAX_SESSIONS_REACHED,
+            RuleFailure.RULE_FAILURE_MAX_SESSIONS_REACHED,
             f"{candidate.sessions_granted} of at most {candidate.max_sessions} sessions already granted",
         )
     return None
@@ -583,7 +575,7 @@ def evaluate_candidate(candidate: CampaignCandidate, facts: SessionFacts, usage:
 
 def is_live(candidate: CampaignCandidate, now: datetime) -> bool:
     """Active and inside its date range at `now` (start ≤ now ≤ end; no end = open-ended)."""
-    if candidate.status != pb.CAMPAIGN_STATUS_ACTIVE:
+    if candidate.status != CampaignStatus.CAMPAIGN_STATUS_ACTIVE:
         return False
     if candidate.start_date is not None and now < candidate.start_date:
         return False
@@ -622,7 +614,7 @@ class Evaluation:
     """The winner (at most one — grants never stack) and every campaign tried, in order, up to and including
     the winner."""
 
-    outcome: pb.EvaluationOutcome
+    outcome: int  # an EvaluationOutcome
     winner: CampaignCandidate | None
     candidates: tuple[CandidateOutcome, ...]
 
@@ -639,15 +631,15 @@ def choose_campaign(
     concurrent grant won the race), it calls again with that campaign's fresh numbers and the next candidate
     is tried."""
     if facts.duration_minutes < MIN_EVALUATED_DURATION_MINUTES:
-        return Evaluation(pb.EVALUATION_OUTCOME_SESSION_TOO_SHORT, None, ())
+        return Evaluation(EvaluationOutcome.EVALUATION_OUTCOME_SESSION_TOO_SHORT, None, ())
     tried: list[CandidateOutcome] = []
     for candidate in rank_candidates(candidates, now):
         usage = usage_by_campaign.get(candidate.campaign_id, DriverUsage())
         failure = evaluate_candidate(candidate, facts, usage)
         tried.append(CandidateOutcome(candidate.campaign_id, candidate.name, candidate.priority, failure))
         if failure is None:
-            return Evaluation(pb.EVALUATION_OUTCOME_GRANTED, candidate, tuple(tried))
-    return Evaluation(pb.EVALUATION_OUTCOME_NO_MATCH, None, tuple(tried))
+            return Evaluation(EvaluationOutcome.EVALUATION_OUTCOME_GRANTED, candidate, tuple(tried))
+    return Evaluation(EvaluationOutcome.EVALUATION_OUTCOME_NO_MATCH, None, tuple(tried))
 
 
 # --- reputation ---------------------------------------------------------------------------------------------
@@ -772,10 +764,10 @@ class Simulation:
     spend_cents: int
     unique_drivers: int
     budget_exhausted_at: datetime | None
-    failures: list[tuple[pb.RuleFailure, int]]  # most frequent first
+    failures: list[tuple[int, int]]  # (RuleFailure, sessions), most frequent first
 
 
-def simulate(candidate: CampaignCandidate, sessions: Iterable[pb.EndedSession]) -> Simulation:
+def simulate(candidate: CampaignCandidate, sessions: Iterable[SessionFacts]) -> Simulation:
     """The campaign alone over past ended sessions, in the order given (time order): its rules, its caps
     counted from its own simulated grants, its budget and max_sessions. Sessions shorter than a minute are
     not evaluated, as in EvaluateSession."""
@@ -783,12 +775,11 @@ def simulate(candidate: CampaignCandidate, sessions: Iterable[pb.EndedSession]) 
     per_day: dict[tuple[str, date], int] = {}
     per_campaign: dict[str, int] = {}
     per_charger: dict[tuple[str, str], int] = {}
-    failures: dict[pb.RuleFailure, int] = {}
+    failures: dict[int, int] = {}
     drivers: set[str] = set()
     evaluated = matched = grants = spend = 0
     exhausted_at: datetime | None = None
-    for session in sessions:
-        facts = SessionFacts.from_proto(session)
+    for facts in sessions:
         if facts.duration_minutes < MIN_EVALUATED_DURATION_MINUTES:
             continue
         evaluated += 1

@@ -1,6 +1,8 @@
 """The translation between IncentivesService's messages and the values of its cores, both ways: requests read
 into plain values (CampaignDraft, CampaignEdit, the console's words, dates and PUT body, an EndedSession), and the
-cores' rows and dataclasses built into answers. No I/O, no rules (those are the cores' and domain.py's).
+cores' rows and dataclasses built into answers. No I/O, no rules (those are the cores' and domain.py's). The
+readers of CampaignRules and EndedSession (`store.targeting_rules`, `store.session_facts`) are store.py's: those
+messages are also stored forms, which the cores below this module read back from their rows.
 
 Beside api.py rather than in it because it is as long as the handlers together (~330 lines): api.py stays the
 access table and one short handler per RPC, readable at a glance.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import Any
+from typing import Any, cast
 
 import protovalidate
 from google.protobuf import json_format, timestamp_pb2
@@ -80,36 +82,39 @@ def campaign_date(text: str, field: str) -> domain.CampaignDate:
         raise InvalidArgument([(field, not_a_campaign_date(text))]) from exc
 
 
-def targeting_rules(rules: pb.CampaignRules) -> domain.TargetingRules:
-    def given(field: str) -> Any:
-        return getattr(rules, field) if rules.HasField(field) else None
-
-    return domain.TargetingRules(
-        min_duration_minutes=given("min_duration_minutes"),
-        max_duration_minutes=given("max_duration_minutes"),
-        charger_ids=tuple(rules.charger_ids),
-        charger_networks=tuple(rules.charger_networks),
-        zone_ids=tuple(rules.zone_ids),
-        geo_center_lat=given("geo_center_lat"),
-        geo_center_lng=given("geo_center_lng"),
-        geo_radius_m=given("geo_radius_m"),
-        time_start=rules.time_start,
-        time_end=rules.time_end,
-        days_of_week=tuple(rules.days_of_week),
-        min_power_kw=given("min_power_kw"),
-        connector_types=tuple(rules.connector_types),
-        driver_session_count_min=given("driver_session_count_min"),
-        driver_session_count_max=given("driver_session_count_max"),
-        driver_allowlist=tuple(rules.driver_allowlist),
-        min_quality_score=given("min_quality_score"),
-    )
-
-
-def _caps(caps: pb.CampaignCaps) -> domain.DriverCaps:
+def driver_caps(caps: pb.CampaignCaps) -> domain.DriverCaps:
     return domain.DriverCaps(
         caps.per_day if caps.HasField("per_day") else None,
         caps.per_campaign if caps.HasField("per_campaign") else None,
         caps.per_charger if caps.HasField("per_charger") else None,
+    )
+
+
+def campaign_candidate(campaign: pb.Campaign) -> domain.CampaignCandidate:
+    """A Campaign message as the rules read a campaign (store.campaign_candidate reads the row it is built from)."""
+
+    def given(field: str) -> int | None:
+        return int(getattr(campaign, field)) if campaign.HasField(field) else None
+
+    return domain.CampaignCandidate(
+        campaign_id=campaign.id,
+        name=campaign.name,
+        priority=campaign.priority,
+        created_at=campaign.created_at.ToDatetime(tzinfo=datetime.UTC),
+        time_zone=domain.parse_time_zone(campaign.time_zone),
+        reward_cents=campaign.cost_per_session_cents,
+        remaining_cents=campaign.remaining_cents,
+        rules=store.campaign_rule_set(campaign.rules),
+        caps=domain.DriverCaps(
+            given("max_grants_per_driver_per_day"),
+            given("max_grants_per_driver_per_campaign"),
+            given("max_grants_per_driver_per_charger"),
+        ),
+        max_sessions=given("max_sessions"),
+        sessions_granted=campaign.sessions_granted,
+        status=campaign.status,
+        start_date=campaign.start_date.ToDatetime(tzinfo=datetime.UTC) if campaign.HasField("start_date") else None,
+        end_date=campaign.end_date.ToDatetime(tzinfo=datetime.UTC) if campaign.HasField("end_date") else None,
     )
 
 
@@ -131,8 +136,8 @@ def campaign_draft(request: pb.CreateCampaignRequest) -> CampaignDraft:
         start_date=campaign_date(request.start_date, "start_date"),
         end_date=campaign_date(request.end_date, "end_date") if request.end_date else None,
         time_zone=zone,
-        rules=targeting_rules(request.rules),
-        caps=_caps(request.caps),
+        rules=store.targeting_rules(request.rules),
+        caps=driver_caps(request.caps),
         request_id=parse_uuid(request.request_id, "request_id") if request.request_id else None,
     )
 
@@ -159,9 +164,9 @@ def campaign_edit(request: pb.UpdateCampaignRequest) -> CampaignEdit:
     if "end_date" in written:
         values["end_date"] = campaign_date(request.end_date, "end_date") if request.end_date else None
     if "rules" in written:
-        values["rules"] = targeting_rules(request.rules)
+        values["rules"] = store.targeting_rules(request.rules)
     if "caps" in written:
-        values["caps"] = _caps(request.caps)
+        values["caps"] = driver_caps(request.caps)
     return CampaignEdit(written, **values)
 
 
@@ -202,7 +207,7 @@ def ended_session(session: pb.EndedSession) -> EndedSession:
     return EndedSession(
         session_id=session.session_id,
         end_sequence=session.end_sequence,
-        facts=domain.SessionFacts.from_proto(session),
+        facts=store.session_facts(session),
         snapshot=session.SerializeToString(deterministic=True),
     )
 
@@ -299,6 +304,12 @@ def budget_message(budget: Budget) -> pb.GetBudgetResponse:
     return reply
 
 
+def rule_failure(rule: int) -> pb.RuleFailure:
+    """The contract's RuleFailure named as the rules' `domain.RuleFailure` of that number (the numbers are pinned
+    equal too); protoc's stubs type `Value` as a plain int."""
+    return cast(pb.RuleFailure, pb.RuleFailure.Value(domain.RuleFailure(rule).name))
+
+
 def dry_run_message(run: DryRun) -> pb.SimulateCampaignResponse:
     result = run.result
     return pb.SimulateCampaignResponse(
@@ -308,7 +319,7 @@ def dry_run_message(run: DryRun) -> pb.SimulateCampaignResponse:
         spend_cents=result.spend_cents,
         unique_drivers=result.unique_drivers,
         budget_exhausted_at=timestamp(result.budget_exhausted_at),
-        failures=[pb.RuleFailureCount(failure=f, sessions=n) for f, n in result.failures],
+        failures=[pb.RuleFailureCount(failure=rule_failure(f), sessions=n) for f, n in result.failures],
         since=timestamp(run.since),
         until=timestamp(run.until),
     )
@@ -332,7 +343,7 @@ def candidate_result(tried: domain.CandidateOutcome) -> pb.CandidateResult:
         campaign_name=tried.campaign_name,
         priority=tried.priority,
         granted=tried.granted,
-        failure=tried.failure.rule if tried.failure else pb.RULE_FAILURE_UNSPECIFIED,
+        failure=rule_failure(tried.failure.rule) if tried.failure else pb.RULE_FAILURE_UNSPECIFIED,
         detail=tried.failure.detail if tried.failure else "",
     )
 
@@ -372,7 +383,7 @@ def driver_campaign(offer: DriverOffer) -> pb.DriverCampaign:
         time_zone=row["time_zone"],
     )
     if offer.failure is not None:
-        item.ineligible_reason = offer.failure.rule
+        item.ineligible_reason = rule_failure(offer.failure.rule)
     return item
 
 

@@ -1,5 +1,8 @@
 """Tables of the incentives schema (created by migrations/versions), the queries that read and write them, and the
-stored forms: a campaign's rules are CampaignRules' JSON, and a row reads into the rule engine's candidate."""
+stored forms: a campaign's rules are CampaignRules' JSON, an evaluated session its EndedSession's bytes, and a row
+reads into the rule engine's candidate. The readers of those two messages into plain values are here, beneath the
+cores that read them back (messages.py, above the cores, reads the requests' CampaignRules and EndedSession with
+them too)."""
 
 from __future__ import annotations
 
@@ -149,6 +152,59 @@ def rules_from_json(value: Mapping[str, Any]) -> pb.CampaignRules:
     return rules
 
 
+def targeting_rules(rules: pb.CampaignRules) -> domain.TargetingRules:
+    """CampaignRules (stored, or as a request sends them) as the sponsor wrote them."""
+
+    def given(field: str) -> Any:
+        return getattr(rules, field) if rules.HasField(field) else None
+
+    return domain.TargetingRules(
+        min_duration_minutes=given("min_duration_minutes"),
+        max_duration_minutes=given("max_duration_minutes"),
+        charger_ids=tuple(rules.charger_ids),
+        charger_networks=tuple(rules.charger_networks),
+        zone_ids=tuple(rules.zone_ids),
+        geo_center_lat=given("geo_center_lat"),
+        geo_center_lng=given("geo_center_lng"),
+        geo_radius_m=given("geo_radius_m"),
+        time_start=rules.time_start,
+        time_end=rules.time_end,
+        days_of_week=tuple(rules.days_of_week),
+        min_power_kw=given("min_power_kw"),
+        connector_types=tuple(rules.connector_types),
+        driver_session_count_min=given("driver_session_count_min"),
+        driver_session_count_max=given("driver_session_count_max"),
+        driver_allowlist=tuple(rules.driver_allowlist),
+        min_quality_score=given("min_quality_score"),
+    )
+
+
+def campaign_rule_set(rules: pb.CampaignRules) -> domain.CampaignRuleSet:
+    """CampaignRules as the rules judge them. Raises ValueError for rules they cannot read (`domain.rule_set`)."""
+    return domain.rule_set(targeting_rules(rules))
+
+
+def session_facts(session: pb.EndedSession, *, driver_email: str = "") -> domain.SessionFacts:
+    """An ended session (as EvaluateSession receives it, or its stored snapshot) as the rules look at it."""
+    return domain.SessionFacts(
+        driver_id=session.driver_id,
+        started_at=session.session_start.ToDatetime(tzinfo=datetime.UTC),
+        ended_at=session.session_end.ToDatetime(tzinfo=datetime.UTC),
+        duration_minutes=session.duration_minutes,
+        charger_id=session.charger_id,
+        charger_network=session.charger_network,
+        zone_id=session.zone_id,
+        lat=session.lat if session.HasField("lat") else None,
+        lng=session.lng if session.HasField("lng") else None,
+        kwh_delivered=session.kwh_delivered,
+        max_power_kw=session.max_power_kw if session.HasField("max_power_kw") else None,
+        connector_type=session.connector_type,
+        quality_score=session.quality_score,
+        driver_completed_sessions=session.driver_completed_sessions,
+        driver_email=driver_email,
+    )
+
+
 def campaign_candidate(row: Row) -> domain.CampaignCandidate:
     """A campaigns row as the rule engine reads it. Raises ValueError for rules the engine cannot read."""
     refunded = int(row.get("refunded_cents") or 0)
@@ -160,7 +216,7 @@ def campaign_candidate(row: Row) -> domain.CampaignCandidate:
         time_zone=domain.parse_time_zone(row["time_zone"]),
         reward_cents=row["cost_per_session_cents"],
         remaining_cents=int(row["budget_cents"]) - int(row["spent_cents"]) - refunded,
-        rules=domain.CampaignRuleSet.from_proto(rules_from_json(row["rules"])),
+        rules=campaign_rule_set(rules_from_json(row["rules"])),
         caps=domain.DriverCaps(row["cap_per_day"], row["cap_per_campaign"], row["cap_per_charger"]),
         max_sessions=row["max_sessions"],
         sessions_granted=row["sessions_granted"],
@@ -242,17 +298,17 @@ async def campaign_grants(
     return total, (await conn.execute(query)).mappings().all()
 
 
-async def session_snapshots(
+async def evaluated_sessions(
     conn: AsyncConnection, since: datetime.datetime, until: datetime.datetime, limit: int
-) -> Sequence[bytes]:
-    """The ended sessions evaluated in [since, until), in the order they ended, as stored snapshots."""
+) -> list[domain.SessionFacts]:
+    """The ended sessions evaluated in [since, until), in the order they ended, read from their stored snapshots."""
     query = (
         sa.select(evaluations.c.snapshot)
         .where(evaluations.c.session_end >= since, evaluations.c.session_end < until)
         .order_by(evaluations.c.session_end, evaluations.c.session_id, evaluations.c.end_sequence)
         .limit(limit)
     )
-    return (await conn.execute(query)).scalars().all()
+    return [session_facts(pb.EndedSession.FromString(s)) for s in (await conn.execute(query)).scalars()]
 
 
 async def driver_session_count(conn: AsyncConnection, driver_id: str) -> int:

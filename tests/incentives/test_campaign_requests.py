@@ -25,7 +25,6 @@ from services.incentives.messages import (
     campaign_edit,
     console_update,
     status_filter,
-    targeting_rules,
     zone_name,
 )
 
@@ -288,7 +287,7 @@ campaign_rules = st.builds(
 
 @given(rules=campaign_rules)
 def test_the_rules_are_stored_as_the_contracts_json_and_read_back_as_given(rules: pb.CampaignRules) -> None:
-    stored = store.rules_to_json(targeting_rules(rules))
+    stored = store.rules_to_json(store.targeting_rules(rules))
     assert stored == json_format.MessageToDict(rules, preserving_proto_field_name=True)
     back = store.rules_from_json(json.loads(json.dumps(stored)))
     if not rules.HasField("min_duration_minutes"):

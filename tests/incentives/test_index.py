@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import domain, store
 from services.incentives.index import GEO_LEVELS_DEG, CampaignIndex, geo_cells
-from services.incentives.messages import campaign_message, targeting_rules
+from services.incentives.messages import campaign_candidate, campaign_message
 
 UTC = datetime.UTC
 CHARGERS = [f"c{n}" for n in range(6)]
@@ -47,7 +47,7 @@ def row(rules: pb.CampaignRules, status: int = pb.CAMPAIGN_STATUS_ACTIVE) -> dic
         "start_date": START,
         "end_date": None,
         "time_zone": "America/Chicago",
-        "rules": store.rules_to_json(targeting_rules(rules)),
+        "rules": store.rules_to_json(store.targeting_rules(rules)),
         "cap_per_day": None,
         "cap_per_campaign": None,
         "cap_per_charger": None,
@@ -143,7 +143,7 @@ def test_a_row_reads_as_the_same_candidate_as_its_campaign_message(
     }
     if refunded is not None:
         campaign["refunded_cents"] = refunded
-    assert store.campaign_candidate(campaign) == domain.CampaignCandidate.from_proto(campaign_message(campaign))
+    assert store.campaign_candidate(campaign) == campaign_candidate(campaign_message(campaign))
 
 
 def test_place_rules_keep_campaigns_out_of_other_places() -> None:

@@ -5,6 +5,7 @@ streaks. Pure functions of services/incentives/domain.py; the time is always pas
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -21,11 +22,14 @@ from services.incentives.domain import (
     EARTH_RADIUS_M,
     CampaignCandidate,
     CampaignRuleSet,
+    CampaignStatus,
     DriverCaps,
     DriverUsage,
+    EvaluationOutcome,
     Failure,
     GeoCircle,
     Place,
+    RuleFailure,
     SessionFacts,
     TimeWindow,
     UnknownTimeZone,
@@ -45,7 +49,8 @@ from services.incentives.domain import (
     simulate,
     streak_days,
 )
-from services.incentives.messages import candidate_result, reputation_message
+from services.incentives.messages import campaign_candidate, candidate_result, driver_caps, reputation_message
+from services.incentives.store import campaign_rule_set, session_facts
 
 RF = pb.RuleFailure
 CHICAGO = ZoneInfo("America/Chicago")
@@ -80,7 +85,7 @@ def starting(moment: datetime, **changes: Any) -> SessionFacts:
     return session(started_at=moment, ended_at=moment + timedelta(minutes=30), **changes)
 
 
-def failure(rules: CampaignRuleSet, facts: SessionFacts, tz: Any = CHICAGO) -> pb.RuleFailure | None:
+def failure(rules: CampaignRuleSet, facts: SessionFacts, tz: Any = CHICAGO) -> int | None:
     found = first_failed_rule(rules, facts, tz)
     return found.rule if found else None
 
@@ -104,7 +109,7 @@ def campaign(campaign_id: str, **changes: Any) -> CampaignCandidate:
     return dataclasses.replace(base, **changes)
 
 
-def tried(evaluation: Any) -> list[tuple[str, pb.RuleFailure | None]]:
+def tried(evaluation: Any) -> list[tuple[str, int | None]]:
     return [(c.campaign_id, c.failure.rule if c.failure else None) for c in evaluation.candidates]
 
 
@@ -114,7 +119,7 @@ def tried(evaluation: Any) -> list[tuple[str, pb.RuleFailure | None]]:
 def test_minimum_duration_defaults_to_15_minutes_and_is_inclusive() -> None:
     rules = CampaignRuleSet()
     assert rules.min_duration_minutes == DEFAULT_MIN_DURATION_MINUTES == 15
-    assert CampaignRuleSet.from_proto(pb.CampaignRules()).min_duration_minutes == 15
+    assert campaign_rule_set(pb.CampaignRules()).min_duration_minutes == 15
     assert failure(rules, session(duration_minutes=14)) == RF.RULE_FAILURE_MIN_DURATION
     assert failure(rules, session(duration_minutes=15)) is None
     assert failure(rules, session(duration_minutes=16)) is None
@@ -143,7 +148,7 @@ def test_charger_rule_needs_one_of_the_listed_chargers() -> None:
 
 
 def test_network_rule_is_case_insensitive() -> None:
-    rules = CampaignRuleSet.from_proto(pb.CampaignRules(charger_networks=["tesla", "EVgo"]))
+    rules = campaign_rule_set(pb.CampaignRules(charger_networks=["tesla", "EVgo"]))
     assert failure(rules, session(charger_network="Tesla")) is None
     assert failure(rules, session(charger_network="EVGO")) is None
     assert failure(rules, session(charger_network="ChargePoint")) == RF.RULE_FAILURE_NETWORK
@@ -202,10 +207,10 @@ def test_geo_radius_fails_when_the_position_is_unknown() -> None:
 
 def test_geo_radius_needs_a_centre() -> None:
     with pytest.raises(ValueError, match="geo_radius_m"):
-        CampaignRuleSet.from_proto(pb.CampaignRules(geo_radius_m=500))
+        campaign_rule_set(pb.CampaignRules(geo_radius_m=500))
     with pytest.raises(ValueError, match="geo_radius_m"):
-        CampaignRuleSet.from_proto(pb.CampaignRules(geo_center_lat=41.0, geo_center_lng=-87.0))
-    rules = CampaignRuleSet.from_proto(pb.CampaignRules(geo_center_lat=41.0, geo_center_lng=-87.0, geo_radius_m=10))
+        campaign_rule_set(pb.CampaignRules(geo_center_lat=41.0, geo_center_lng=-87.0))
+    rules = campaign_rule_set(pb.CampaignRules(geo_center_lat=41.0, geo_center_lng=-87.0, geo_radius_m=10))
     assert rules.geo == GeoCircle(41.0, -87.0, 10)
 
 
@@ -374,7 +379,7 @@ def test_time_window_needs_hh_mm_and_two_different_ends() -> None:
         TimeWindow.parse("7:00", "09:00")
     with pytest.raises(ValueError, match="differ"):
         TimeWindow.parse("06:00", "06:00")
-    assert CampaignRuleSet.from_proto(pb.CampaignRules()).time_window is None
+    assert campaign_rule_set(pb.CampaignRules()).time_window is None
 
 
 def test_monday_2330_chicago_session_is_a_monday_though_it_is_tuesday_in_utc() -> None:
@@ -415,7 +420,7 @@ def test_minimum_power_uses_the_highest_power_seen_and_is_inclusive() -> None:
 
 
 def test_connector_rule_is_case_insensitive() -> None:
-    rules = CampaignRuleSet.from_proto(pb.CampaignRules(connector_types=["CCS1", "nacs"]))
+    rules = campaign_rule_set(pb.CampaignRules(connector_types=["CCS1", "nacs"]))
     assert failure(rules, session(connector_type="NACS")) is None
     assert failure(rules, session(connector_type="ccs1")) is None
     assert failure(rules, session(connector_type="J1772")) == RF.RULE_FAILURE_CONNECTOR_TYPE
@@ -448,7 +453,7 @@ def test_allowlist_admits_user_ids_case_insensitively() -> None:
 
 
 def test_allowlist_admits_emails_the_caller_looked_up() -> None:
-    rules = CampaignRuleSet.from_proto(pb.CampaignRules(driver_allowlist=["Ada@Example.com"]))
+    rules = campaign_rule_set(pb.CampaignRules(driver_allowlist=["Ada@Example.com"]))
     assert allowlist_has_emails(rules)
     assert failure(rules, session(driver_email="ada@example.COM")) is None
     assert failure(rules, session(driver_email="")) == RF.RULE_FAILURE_DRIVER_ALLOWLIST
@@ -581,8 +586,8 @@ def test_no_caps_never_block() -> None:
 
 
 def test_caps_come_from_the_proto_and_unset_means_no_cap() -> None:
-    assert DriverCaps.from_proto(pb.CampaignCaps(per_day=2)) == DriverCaps(per_day=2)
-    assert DriverCaps.from_proto(pb.CampaignCaps()) == DriverCaps()
+    assert driver_caps(pb.CampaignCaps(per_day=2)) == DriverCaps(per_day=2)
+    assert driver_caps(pb.CampaignCaps()) == DriverCaps()
 
 
 def test_cap_day_is_the_campaign_time_zone_day_of_the_session_start() -> None:
@@ -760,7 +765,7 @@ def test_candidate_from_the_campaign_proto() -> None:
     )
     message.created_at.CopyFrom(Timestamp(seconds=1_780_000_000))
     message.start_date.CopyFrom(Timestamp(seconds=1_780_000_000))
-    candidate = CampaignCandidate.from_proto(message)
+    candidate = campaign_candidate(message)
     assert candidate.time_zone == CHICAGO
     assert candidate.reward_cents == 75
     assert candidate.caps == DriverCaps(per_day=1)
@@ -791,7 +796,7 @@ def test_session_facts_come_from_the_ended_session_and_must_be_aware() -> None:
     )
     ended.session_start.FromDatetime(datetime(2026, 6, 10, 17, tzinfo=UTC))
     ended.session_end.FromDatetime(datetime(2026, 6, 10, 17, 42, tzinfo=UTC))
-    facts = SessionFacts.from_proto(ended, driver_email="ada@example.com")
+    facts = session_facts(ended, driver_email="ada@example.com")
     assert facts.started_at == utc(2026, 6, 10, 17)
     assert facts.max_power_kw is None
     assert (facts.lat, facts.lng, facts.driver_email) == (41.0, -87.0, "ada@example.com")
@@ -950,7 +955,7 @@ def test_dry_run_applies_rules_caps_and_budget_in_time_order() -> None:
         ended("d", day + timedelta(hours=5), 30),  # nothing left
         ended("e", day + timedelta(hours=6), 0),  # under a minute: not evaluated at all
     ]
-    result = simulate(draft, history)
+    result = simulate(draft, [session_facts(ended) for ended in history])
     assert (result.sessions_evaluated, result.sessions_matched, result.grants) == (6, 5, 3)
     assert (result.spend_cents, result.unique_drivers) == (300, 3)
     assert result.budget_exhausted_at == day + timedelta(hours=4, minutes=30)
@@ -996,3 +1001,15 @@ def test_the_candidate_filter_never_hides_a_campaign_whose_radius_admits_the_ses
         assert admitted
     elif distance > radius_m + 2:
         assert not admitted
+
+
+@pytest.mark.parametrize(
+    ("ours", "contracts"),
+    [(RuleFailure, pb.RuleFailure), (EvaluationOutcome, pb.EvaluationOutcome), (CampaignStatus, pb.CampaignStatus)],
+)
+def test_the_rules_enum_values_are_the_contracts(ours: type[enum.IntEnum], contracts: Any) -> None:
+    """domain.py declares the values it answers with, so it needs no message of the contract; they must stay the
+    contract's, name for number, or a renumbering in the .proto would change what a stored "why not" means."""
+    assert {member.name: member.value for member in ours} == {name: contracts.Value(name) for name in ours.__members__}
+    if ours is RuleFailure:  # every failure the contract names is one the rules can answer
+        assert set(ours.__members__) == set(contracts.keys()) - {"RULE_FAILURE_UNSPECIFIED"}
