@@ -14,6 +14,7 @@ claims.py      who may claim a store, for accounts' claim link and the portal's 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import uuid
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from google.api import httpbody_pb2
 from google.protobuf import json_format, struct_pb2
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
 from services.common.context import current_caller
@@ -40,7 +42,6 @@ from services.merchants.exclusives import Exclusives, ExclusiveStart, OfferChang
 from services.merchants.favorites import Favorites
 from services.merchants.funnel import Funnel
 from services.merchants.onboarding import SquareOnboarding
-from services.merchants.peers import ChargerDirectory, ClaimLinks, NovaBalances
 from services.merchants.portal import Portal
 from services.merchants.records import (
     ADMIN,
@@ -48,7 +49,6 @@ from services.merchants.records import (
     DRIVER,
     MERCHANT,
     STORE,
-    Resources,
     checkout_url,
     merchant_message,
     timestamp,
@@ -146,28 +146,35 @@ ACCESS: dict[str, Access] = {
 }
 
 
-class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
-    """Every RPC of MerchantsService over the cores it holds; checkout reads a store's Square token through the
-    onboarding core, the one cross-core call, passed in explicitly."""
+@dataclasses.dataclass(frozen=True)
+class Cores:
+    """What the servicer calls, built by __main__.py; checkout reads a store's Square token through the onboarding
+    core, the one cross-core call, handed to it there."""
 
-    def __init__(self, resources: Resources) -> None:
-        self.resources = resources
-        self.catalog = Catalog(
-            resources.engine,
-            resources.reads,
-            ChargerDirectory(resources.sessions),
-            NovaBalances(resources.ledger),
-        )
-        self.onboarding = SquareOnboarding(resources.engine, resources.square, resources.token_cipher)
-        self.checkout = Checkout(
-            resources.pool, resources.reads, resources.ledger, resources.square, square_tokens=self.onboarding
-        )
-        self.exclusives = Exclusives(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
-        self.portal = Portal(resources.reads, resources.ledger, resources.sessions, resources.settings)
-        self.favorites = Favorites(resources.engine, resources.reads, ChargerDirectory(resources.sessions))
-        self.funnel = Funnel(
-            resources.engine, resources.reads, resources.places, ClaimLinks(resources.accounts), resources.settings
-        )
+    engine: AsyncEngine  # the audit log, the outbox's dead letters, a claim's authorization
+    checkout_page_url: str  # MerchantsSettings.checkout_page_url: the QR codes' page (records.checkout_url)
+    catalog: Catalog
+    onboarding: SquareOnboarding
+    checkout: Checkout
+    exclusives: Exclusives
+    portal: Portal
+    favorites: Favorites
+    funnel: Funnel
+
+
+class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
+    """Every RPC of MerchantsService over the cores it is handed."""
+
+    def __init__(self, cores: Cores) -> None:
+        self._engine = cores.engine
+        self._checkout_page_url = cores.checkout_page_url
+        self.catalog = cores.catalog
+        self.onboarding = cores.onboarding
+        self.checkout = cores.checkout
+        self.exclusives = cores.exclusives
+        self.portal = cores.portal
+        self.favorites = cores.favorites
+        self.funnel = cores.funnel
 
     # catalog.py
 
@@ -280,7 +287,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         return pb.CreateMerchantResponse(
             merchant=merchant_message(row, owner_view=True),
             qr_token=row.qr_token,
-            qr_url=checkout_url(self.resources.settings, row.qr_token),
+            qr_url=checkout_url(self._checkout_page_url, row.qr_token),
         )
 
     async def UpdateMerchant(self, request: pb.UpdateMerchantRequest, context: Any) -> pb.UpdateMerchantResponse:
@@ -323,21 +330,19 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
 
     async def GetCheckoutQr(self, request: pb.GetCheckoutQrRequest, context: Any) -> pb.GetCheckoutQrResponse:
         token = await self.catalog.qr_token(current_caller(), request.merchant_id)
-        return pb.GetCheckoutQrResponse(qr_token=token, qr_url=checkout_url(self.resources.settings, token))
+        return pb.GetCheckoutQrResponse(qr_token=token, qr_url=checkout_url(self._checkout_page_url, token))
 
     async def ListAuditEntries(self, request: pb.ListAuditEntriesRequest, context: Any) -> pb.ListAuditEntriesResponse:
-        return pb.ListAuditEntriesResponse(
-            entries=await audit.list_entries(self.resources.engine, "merchants", request.query)
-        )
+        return pb.ListAuditEntriesResponse(entries=await audit.list_entries(self._engine, "merchants", request.query))
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: Any) -> pb.ListDeadLettersResponse:
-        rows = await dead_letters(self.resources.engine, outbox, request.limit or 100)
+        rows = await dead_letters(self._engine, outbox, request.limit or 100)
         return pb.ListDeadLettersResponse(dead_letters=[dead_letter_message(row) for row in rows])
 
     async def ReplayDeadLetters(
         self, request: pb.ReplayDeadLettersRequest, context: Any
     ) -> pb.ReplayDeadLettersResponse:
-        replayed = await replay_dead_letters(self.resources.engine, outbox, list(request.ids) or None, request.reason)
+        replayed = await replay_dead_letters(self._engine, outbox, list(request.ids) or None, request.reason)
         return pb.ReplayDeadLettersResponse(replayed=replayed)
 
     @staticmethod
@@ -456,7 +461,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
         self, request: pb.AuthorizeMerchantClaimRequest, context: Any
     ) -> pb.AuthorizeMerchantClaimResponse:
         claimed = await claims.authorize_claim(
-            self.resources.engine, request.merchant_id, request.place_id, request.email, request.owner_user_id
+            self._engine, request.merchant_id, request.place_id, request.email, request.owner_user_id
         )
         return pb.AuthorizeMerchantClaimResponse(merchant_id=claimed.merchant_id, merchant_name=claimed.name)
 
@@ -528,7 +533,7 @@ class MerchantsApi(merchants_pb2_grpc.MerchantsServiceServicer):
             merchant=merchant_message(row, square_connected=True, owner_view=True),
             average_order_value_cents=DEFAULT_AOV_CENTS if aov is None else aov,
             recommended_perk_cents=connected.recommended_perk_cents,
-            qr_url=checkout_url(self.resources.settings, row.qr_token),
+            qr_url=checkout_url(self._checkout_page_url, row.qr_token),
         )
 
     # checkout.py

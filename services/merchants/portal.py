@@ -550,7 +550,7 @@ class Portal:
             redemption_count=window.redemptions,
             discount_total_cents=window.discount,
             unique_drivers=window.drivers,
-            checkout_url=checkout_url(self.settings, row.qr_token),
+            checkout_url=checkout_url(self.settings.checkout_page_url, row.qr_token),
         )
         return await asyncio.to_thread(artwork.render_share_card, figures)
 
@@ -559,7 +559,10 @@ class Portal:
         async with self.reads.connect() as conn:
             row = await owned_merchant(conn, merchant_id, caller)
         return await asyncio.to_thread(
-            artwork.render_qr_sign, row.name, perk_of(row).label, checkout_url(self.settings, row.qr_token)
+            artwork.render_qr_sign,
+            row.name,
+            perk_of(row).label,
+            checkout_url(self.settings.checkout_page_url, row.qr_token),
         )
 
     # --- preview links ------------------------------------------------------------------------------------
