@@ -25,7 +25,7 @@ from services.merchants.exclusives import Exclusives
 from services.merchants.favorites import Favorites
 from services.merchants.funnel import Funnel
 from services.merchants.onboarding import SquareOnboarding
-from services.merchants.peers import ChargerDirectory, ClaimLinks, NovaBalances
+from services.merchants.peers import ChargerDirectory, ClaimLinks, MerchantNova, NovaBalances, RedemptionTransfers
 from services.merchants.portal import Portal
 from services.merchants.records import token_cipher
 from services.merchants.workers import worker_tasks
@@ -61,9 +61,9 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
         checkout_page_url=settings.checkout_page_url,
         catalog=Catalog(runtime.engine, reads, charger_directory, NovaBalances(ledger)),
         onboarding=onboarding,
-        checkout=Checkout(pool, reads, ledger, square, square_tokens=onboarding),
+        checkout=Checkout(pool, reads, RedemptionTransfers(ledger), square, square_tokens=onboarding),
         exclusives=Exclusives(runtime.engine, reads, charger_directory),
-        portal=Portal(reads, ledger, sessions, settings),
+        portal=Portal(reads, MerchantNova(ledger), charger_directory, settings),
         favorites=Favorites(runtime.engine, reads, charger_directory),
         funnel=Funnel(
             runtime.engine,
@@ -75,7 +75,7 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
     )
     api = MerchantsApi(cores)
     binding = ServiceBinding(SERVICE_NAME, api, merchants_pb2_grpc.add_MerchantsServiceServicer_to_server, ACCESS)
-    workers = worker_tasks(Settlement(pool, ledger), runtime.engine, settings)
+    workers = worker_tasks(Settlement(pool, RedemptionTransfers(ledger)), runtime.engine, settings)
     return ServiceServer(runtime, [binding], workers=workers)
 
 

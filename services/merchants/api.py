@@ -42,6 +42,7 @@ from services.merchants.exclusives import Exclusives, ExclusiveStart, OfferChang
 from services.merchants.favorites import Favorites
 from services.merchants.funnel import Funnel
 from services.merchants.onboarding import SquareOnboarding
+from services.merchants.peers import NovaTransfer
 from services.merchants.portal import Portal
 from services.merchants.records import (
     ADMIN,
@@ -1034,7 +1035,7 @@ def _offer_fields(row: Any) -> dict[str, Any]:
 # portal.py: messages
 
 
-def _transaction_message(transfer: portal.NovaTransfer) -> pb.MerchantTransaction:
+def _transaction_message(transfer: NovaTransfer) -> pb.MerchantTransaction:
     return pb.MerchantTransaction(
         id=transfer.id,
         type=transfer.type,
