@@ -1,5 +1,4 @@
-"""What the merchants cores share: the Square token cipher, loading a merchant, the ownership rule, and the
-Merchant message.
+"""What the merchants cores share: the Square token cipher, loading a merchant, the ownership rule.
 
 Ownership: a merchant-role user acts only on the stores they own, an admin on all. A store the caller may not
 see answers MERCHANT_NOT_FOUND, so ids of other merchants' stores are not confirmed to exist.
@@ -32,11 +31,6 @@ _STATUS_NAMES = {
     pb.MERCHANT_STATUS_ACTIVE: "active",
     pb.MERCHANT_STATUS_PAUSED: "paused",
     pb.MERCHANT_STATUS_SUSPENDED: "suspended",
-}
-_PERK_SOURCES = {
-    "custom": pb.PERK_SOURCE_CUSTOM,
-    "recommended": pb.PERK_SOURCE_RECOMMENDED,
-    "default": pb.PERK_SOURCE_DEFAULT,
 }
 
 
@@ -150,40 +144,6 @@ def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
-
-
-def merchant_message(row: Any, *, square_connected: bool = False, owner_view: bool = False) -> pb.Merchant:
-    """The Merchant message; the owner id only in owner and admin views."""
-    perk = perk_of(row)
-    return pb.Merchant(
-        id=row.id,
-        name=row.name,
-        category=row.category,
-        lat=row.lat,
-        lng=row.lng,
-        address=row.address,
-        phone=row.phone,
-        website=row.website,
-        place_id=row.place_id or "",
-        hours=pb.OpeningHours(
-            time_zone=row.time_zone,
-            periods=[pb.OpeningPeriod(**period) for period in row.opening_periods],
-        ),
-        perk=pb.Perk(
-            perk_cents=perk.cents,
-            source=_PERK_SOURCES[perk.source],  # type: ignore[arg-type]
-            custom_perk_cents=row.custom_perk_cents,
-            recommended_perk_cents=row.recommended_perk_cents,
-            label=perk.label,
-        ),
-        status=row.status,
-        owner_user_id=(row.owner_user_id or "") if owner_view else "",
-        zone_slug=row.zone_slug,
-        logo_url=row.logo_url,
-        photo_urls=list(row.photo_urls),
-        square_connected=square_connected,
-        created_at=timestamp(row.created_at),
-    )
 
 
 def periods_json(periods: Sequence[domain.OpeningPeriod]) -> list[dict[str, int]]:
