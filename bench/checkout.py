@@ -18,7 +18,7 @@ reported):
                             the 300 ¢ discount.
   checkout_envoy_contended  the same, by 5 drivers only (each driver's Nova row is locked by its redemptions).
   ledger_direct             the redemption's ledger transfer alone: PostTransfer REDEMPTION, the very request
-                            merchants sends (services.merchants.checkout.ledger_request: up_to_available,
+                            merchants sends (services.merchants.peers.redemption_request: up_to_available,
                             "redemption:<id>" key, merchant metadata; its fee accrual trigger runs), direct gRPC
                             as a service, among another 1,000 drivers and the same 5 merchants (so the merchants'
                             Nova accounts and fee periods are as contended as in checkout_envoy).
@@ -54,7 +54,6 @@ import shutil
 import sys
 import tempfile
 import time
-import types
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -90,7 +89,7 @@ from services.common.config import Secret
 from services.common.db import create_engine
 from services.ledger import domain as ledger_domain
 from services.ledger.invariants import violations
-from services.merchants.checkout import ledger_request
+from services.merchants.peers import RedemptionTransfer, redemption_request
 from tools import embedded
 from tools.run import wait_http_ok, wait_serving
 
@@ -319,16 +318,16 @@ class Load:
     def ledger_direct(self, drivers: Sequence[str], merchants: Sequence[Merchant]) -> Call:
         async def call() -> None:
             merchant = random.choice(merchants)
-            row = types.SimpleNamespace(
-                id=uuid.uuid4(),
-                requested_discount_cents=PERK_CENTS,
+            transfer = RedemptionTransfer(
+                redemption_id=str(uuid.uuid4()),
                 driver_id=random.choice(drivers),
                 merchant_id=merchant.id,
                 merchant_name=merchant.name,
+                amount=PERK_CENTS,
             )
             try:
                 reply = await self.ledger.PostTransfer(
-                    ledger_request(row), metadata=((SERVICE_TOKEN_HEADER, self.tokens.mint()),), timeout=30
+                    redemption_request(transfer), metadata=((SERVICE_TOKEN_HEADER, self.tokens.mint()),), timeout=30
                 )
             except grpc.aio.AioRpcError as error:
                 raise self._failed(error.code().name, error.details() or "") from None

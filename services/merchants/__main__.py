@@ -1,4 +1,4 @@
-"""`python -m services.merchants`: configuration → resources → server → serve until SIGTERM."""
+"""`python -m services.merchants`: configuration → resources → cores → server → serve until SIGTERM."""
 
 from __future__ import annotations
 
@@ -17,9 +17,17 @@ from services.common.server import ServiceBinding, ServiceServer
 from services.common.telemetry import init_tracing
 from services.merchants.adapters.places import PlacesDirectory
 from services.merchants.adapters.square import SquareAccounts
-from services.merchants.api import ACCESS, SERVICE_NAME, MerchantsApi
+from services.merchants.api import ACCESS, SERVICE_NAME, Cores, MerchantsApi
+from services.merchants.catalog import Catalog
+from services.merchants.checkout import Checkout, Settlement
 from services.merchants.config import MerchantsSettings
-from services.merchants.records import Resources, token_cipher
+from services.merchants.exclusives import Exclusives
+from services.merchants.favorites import Favorites
+from services.merchants.funnel import Funnel
+from services.merchants.onboarding import SquareOnboarding
+from services.merchants.peers import ChargerDirectory, ClaimLinks, MerchantNova, NovaBalances, RedemptionTransfers
+from services.merchants.portal import Portal
+from services.merchants.records import token_cipher
 from services.merchants.workers import worker_tasks
 
 
@@ -43,21 +51,32 @@ async def build_server(settings: MerchantsSettings, stack: contextlib.AsyncExitS
     stack.push_async_callback(places.aclose)
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
-    resources = Resources(
+    ledger = ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))
+    sessions = sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))
+    charger_directory = ChargerDirectory(sessions)
+    reads = single_statement_reads(runtime.engine)
+    onboarding = SquareOnboarding(runtime.engine, square, token_cipher(settings.square_token_keys.value))
+    cores = Cores(
         engine=runtime.engine,
-        reads=single_statement_reads(runtime.engine),
-        pool=pool,
-        settings=settings,
-        ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
-        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
-        square=square,
-        token_cipher=token_cipher(settings.square_token_keys.value),
-        places=places,
-        accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
+        checkout_page_url=settings.checkout_page_url,
+        catalog=Catalog(runtime.engine, reads, charger_directory, NovaBalances(ledger)),
+        onboarding=onboarding,
+        checkout=Checkout(pool, reads, RedemptionTransfers(ledger), square, square_tokens=onboarding),
+        exclusives=Exclusives(runtime.engine, reads, charger_directory),
+        portal=Portal(reads, MerchantNova(ledger), charger_directory, settings),
+        favorites=Favorites(runtime.engine, reads, charger_directory),
+        funnel=Funnel(
+            runtime.engine,
+            reads,
+            places,
+            ClaimLinks(accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))),
+            settings,
+        ),
     )
-    api = MerchantsApi(resources)
+    api = MerchantsApi(cores)
     binding = ServiceBinding(SERVICE_NAME, api, merchants_pb2_grpc.add_MerchantsServiceServicer_to_server, ACCESS)
-    return ServiceServer(runtime, [binding], workers=worker_tasks(resources, settings))
+    workers = worker_tasks(Settlement(pool, RedemptionTransfers(ledger)), runtime.engine, settings)
+    return ServiceServer(runtime, [binding], workers=workers)
 
 
 async def main() -> None:

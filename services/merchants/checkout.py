@@ -28,9 +28,7 @@ import uuid
 from typing import Any, Protocol
 
 import asyncpg
-import grpc
 import sqlalchemy as sa
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,7 +39,6 @@ from services.common.errors import (
     FailedPrecondition,
     NotFound,
     Unavailable,
-    peer_reason,
 )
 from services.merchants import domain, store
 from services.merchants.adapters.square import (
@@ -50,6 +47,12 @@ from services.merchants.adapters.square import (
     SquareNotFound,
     SquareOrder,
     SquareUnavailable,
+)
+from services.merchants.peers import (
+    RedemptionTransfer,
+    RedemptionTransfers,
+    TransferRefused,
+    TransferUnknown,
 )
 from services.merchants.reasons import Reason
 from services.merchants.records import is_admin
@@ -62,8 +65,6 @@ PENDING, COMPLETED, FAILED = (
     pb.REDEMPTION_STATUS_COMPLETED,
     pb.REDEMPTION_STATUS_FAILED,
 )
-# Ledger refusals that are definitive for this redemption: the driver has no (or no more) Nova.
-_NO_NOVA = frozenset({"INSUFFICIENT_BALANCE", "ACCOUNT_NOT_FOUND"})
 
 
 class _SquareTokens(Protocol):
@@ -81,25 +82,14 @@ def request_hash(qr_token: str, order_total_cents: int, square_order_id: str) ->
     return hashlib.sha256(f"{qr_token}\x1f{order_total_cents}\x1f{square_order_id}".encode()).digest()
 
 
-def ledger_request(row: Any) -> ledger_pb2.PostTransferRequest:
-    """The one ledger transfer of a redemption — the same request on every attempt, so the ledger replays it."""
-    return ledger_pb2.PostTransferRequest(
-        idempotency_key=f"redemption:{row.id}",
-        kind=ledger_pb2.TRANSFER_KIND_REDEMPTION,
-        currency=ledger_pb2.CURRENCY_NOVA_POINTS,
+def redemption_transfer(row: Any) -> RedemptionTransfer:
+    """The one ledger transfer of a redemption row — the same on every attempt, so the ledger replays it."""
+    return RedemptionTransfer(
+        redemption_id=str(row.id),
+        driver_id=row.driver_id,
+        merchant_id=row.merchant_id,
+        merchant_name=row.merchant_name,
         amount=row.requested_discount_cents,
-        up_to_available=True,
-        from_account=ledger_pb2.AccountRef(
-            type=ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA, owner_id=row.driver_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
-        ),
-        to_account=ledger_pb2.AccountRef(
-            type=ledger_pb2.ACCOUNT_TYPE_MERCHANT_NOVA,
-            owner_id=row.merchant_id,
-            currency=ledger_pb2.CURRENCY_NOVA_POINTS,
-        ),
-        metadata=ledger_pb2.TransferMetadata(
-            merchant_id=row.merchant_id, merchant_name=row.merchant_name, redemption_id=str(row.id)
-        ),
     )
 
 
@@ -174,32 +164,30 @@ class Settlement:
     """The core that settles a PENDING redemption with the ledger: the checkout handlers and the settling worker
     both call it (the worker never reaches the servicer)."""
 
-    def __init__(self, pool: asyncpg.Pool, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub) -> None:
+    def __init__(self, pool: asyncpg.Pool, ledger: RedemptionTransfers) -> None:
         self.pool = pool
         self.ledger = ledger
 
     async def settle(self, row: Any) -> Any:
         """Asks the ledger for the redemption's transfer (again, with the same key) and records the outcome;
         returns the row as it now stands (still PENDING when the ledger did not answer)."""
-        try:
-            reply = await self.ledger.PostTransfer(ledger_request(row))
-        except grpc.aio.AioRpcError as error:
-            reason = peer_reason(error)
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION and reason in _NO_NOVA:
-                return await self._record(_FAIL, row.id, "INSUFFICIENT_BALANCE")
+        outcome = await self.ledger.post(redemption_transfer(row))
+        if isinstance(outcome, TransferRefused):
+            return await self._record(_FAIL, row.id, "INSUFFICIENT_BALANCE")
+        if isinstance(outcome, TransferUnknown):
             log.warning(
                 "redemption left pending: the ledger did not settle it",
-                extra={"redemption_id": str(row.id), "code": error.code().name, "reason": reason},
+                extra={"redemption_id": str(row.id), "code": outcome.code, "reason": outcome.reason},
             )
             await self.pool.execute(_ATTEMPTED, row.id)
             return _row(await self.pool.fetchrow(_BY_ID, row.id))
         return await self._record(
             _COMPLETE,
             row.id,
-            reply.transfer.amount,
-            reply.merchant_fee_cents,
-            uuid.UUID(reply.transfer.id),
-            reply.from_balance_after,
+            outcome.amount,
+            outcome.merchant_fee_cents,
+            uuid.UUID(outcome.transfer_id),
+            outcome.driver_balance_after,
         )
 
     async def _record(self, statement: str, redemption_id: uuid.UUID, *outcome: Any) -> Any:
@@ -247,7 +235,7 @@ class Checkout:
         self,
         pool: asyncpg.Pool,
         reads: AsyncEngine,
-        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+        ledger: RedemptionTransfers,
         square: SquareAccounts,
         square_tokens: _SquareTokens,
     ) -> None:

@@ -51,7 +51,6 @@ from services.merchants import domain, store
 from services.merchants.peers import Charger, ChargerDirectory
 from services.merchants.reasons import Reason
 from services.merchants.records import (
-    Resources,
     active_merchant,
     load_merchant,
     merchant_not_found,
@@ -1053,12 +1052,12 @@ async def expire_due_exclusives(engine: AsyncEngine, batch: int = EXPIRE_BATCH) 
     return int(result.rowcount or 0)
 
 
-async def expire_exclusives(resources: Resources, stop: asyncio.Event, every_s: float) -> None:
+async def expire_exclusives(engine: AsyncEngine, stop: asyncio.Event, every_s: float) -> None:
     """Expires ACTIVE sessions past their window, at start and every `every_s` until `stop`. Safe on every
     replica at once (conditional updates, locked rows skipped)."""
     while not stop.is_set():
         try:
-            while await expire_due_exclusives(resources.engine) >= EXPIRE_BATCH and not stop.is_set():
+            while await expire_due_exclusives(engine) >= EXPIRE_BATCH and not stop.is_set():
                 pass  # more than one batch was due
         except Exception:
             log.exception("expiring exclusive sessions failed; will try again")

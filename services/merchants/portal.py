@@ -26,17 +26,15 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import Caller
-from services.common.errors import NotFound, PermissionDenied, Unavailable
+from services.common.errors import NotFound, PermissionDenied
 from services.merchants import artwork, domain, store
 from services.merchants.config import MerchantsSettings
+from services.merchants.peers import ChargerDirectory, ChargingSummary, FeePeriod, MerchantNova, NovaTransfer
 from services.merchants.reasons import Reason
 from services.merchants.records import (
     checkout_url,
@@ -45,11 +43,9 @@ from services.merchants.records import (
     open_status,
     owned_merchant,
     perk_of,
-    timestamp,
 )
 
 COMPLETED = pb.REDEMPTION_STATUS_COMPLETED
-RECENT_TRANSFERS = 10
 DEFAULT_VISITS, DEFAULT_SHARE_DAYS = 100, 7
 INSIGHTS_PERIODS = {
     "7d": datetime.timedelta(days=7),
@@ -62,26 +58,6 @@ VISIT_PERIODS = {"week": datetime.timedelta(days=7), "month": datetime.timedelta
 VERIFIED, ACTIVE = "VERIFIED", "ACTIVE"
 ANONYMIZED_HEX = 10
 
-_FEE_STATUS = {
-    ledger_pb2.FEE_PERIOD_STATUS_ACCRUING: "accruing",
-    ledger_pb2.FEE_PERIOD_STATUS_INVOICED: "invoiced",
-    ledger_pb2.FEE_PERIOD_STATUS_PAID: "paid",
-}
-_KIND_PREFIX = "TRANSFER_KIND_"
-
-
-@dataclasses.dataclass(frozen=True)
-class NovaTransfer:
-    """A transfer of the store's Nova account: `type` is the ledger kind in lower case, `driver_user_id` the
-    driver's side ("" for grants)."""
-
-    id: str
-    type: str
-    amount: int
-    driver_user_id: str
-    created_at: datetime.datetime | None
-    metadata: dict[str, str]
-
 
 @dataclasses.dataclass(frozen=True)
 class MyStore:
@@ -92,18 +68,6 @@ class MyStore:
     nova_balance: int
     transfers: list[NovaTransfer]
     merchant_ids: list[str]
-
-
-@dataclasses.dataclass(frozen=True)
-class Insights:
-    """Charging sessions at the store's linked chargers: peak hours as (hour, sessions), busiest first; the
-    averages None when no session gives one."""
-
-    sessions: int
-    unique_drivers: int
-    peak_hours: list[tuple[int, int]]
-    avg_duration_minutes: float | None
-    avg_kwh: float | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,17 +106,6 @@ class VisitPage:
 
 
 @dataclasses.dataclass(frozen=True)
-class FeePeriod:
-    """The ledger's fee period of a month: first and last day ("YYYY-MM-DD"), status accruing/invoiced/paid."""
-
-    start: str
-    end: str
-    nova_redeemed_cents: int
-    fee_cents: int
-    status: str
-
-
-@dataclasses.dataclass(frozen=True)
 class PreviewLink:
     merchant_id: str
     url: str
@@ -174,43 +127,6 @@ class StorePreview:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _merchant_nova(merchant_id: str) -> ledger_pb2.AccountRef:
-    return ledger_pb2.AccountRef(
-        type=ledger_pb2.ACCOUNT_TYPE_MERCHANT_NOVA, owner_id=merchant_id, currency=ledger_pb2.CURRENCY_NOVA_POINTS
-    )
-
-
-def _ledger_unavailable() -> Unavailable:
-    return Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry")
-
-
-def transfer_type(kind: int) -> str:
-    """The portal's transaction type: the ledger kind's name in lower case ("redemption", "admin_grant")."""
-    name: str = ledger_pb2.TransferKind.Name(kind)  # type: ignore[arg-type]
-    return name.removeprefix(_KIND_PREFIX).lower()
-
-
-def nova_transfer(transfer: ledger_pb2.Transfer) -> NovaTransfer:
-    """A ledger transfer of the merchant's Nova account as the portal lists it; the driver is the driver-Nova side
-    of the transfer (the debited driver of a redemption), empty for grants."""
-    driver = next(
-        (
-            side.owner_id
-            for side in (transfer.from_account, transfer.to_account)
-            if side.type == ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA
-        ),
-        "",
-    )
-    return NovaTransfer(
-        id=transfer.id,
-        type=transfer_type(transfer.kind),
-        amount=transfer.amount,
-        driver_user_id=driver,
-        created_at=transfer.created_at.ToDatetime(datetime.UTC) if transfer.HasField("created_at") else None,
-        metadata={field.name: str(value) for field, value in transfer.metadata.ListFields()},
-    )
 
 
 def anonymized_driver(merchant_id: str, driver_id: str) -> str:
@@ -410,13 +326,13 @@ class Portal:
     def __init__(
         self,
         reads: AsyncEngine,
-        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
-        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        ledger: MerchantNova,
+        chargers: ChargerDirectory,
         settings: MerchantsSettings,
     ) -> None:
         self.reads = reads
         self.ledger = ledger
-        self.sessions = sessions
+        self.chargers = chargers
         self.settings = settings
 
     async def my_store(self, owner_id: str | None) -> MyStore:
@@ -425,16 +341,16 @@ class Portal:
             rows = await _my_stores(conn, owner_id)
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             connected = await store.square_connected(conn, row.id)
-        balance, transfers = await self._merchant_nova(row.id)
+        balance, transfers = await self.ledger.account(row.id)
         return MyStore(
             merchant=row,
             square_connected=connected,
             nova_balance=balance,
-            transfers=[nova_transfer(t) for t in transfers],
+            transfers=transfers,
             merchant_ids=[r.id for r in rows],
         )
 
-    async def insights(self, owner_id: str | None, period: str) -> Insights:
+    async def insights(self, owner_id: str | None, period: str) -> ChargingSummary:
         """Charging near the owner's store (as `my_store` picks it) over `period` (a key of INSIGHTS_PERIODS),
         from the sessions service."""
         async with self.reads.connect() as conn:
@@ -442,36 +358,7 @@ class Portal:
             row = next((r for r in rows if r.status == pb.MERCHANT_STATUS_ACTIVE), rows[0])
             chargers = await linked_charger_ids(conn, row.id)
         since = _now() - INSIGHTS_PERIODS[period]
-        try:
-            summary = await self.sessions.SummarizeChargerSessions(
-                sessions_pb2.SummarizeChargerSessionsRequest(
-                    charger_ids=chargers, since=timestamp(since), time_zone=row.time_zone
-                )
-            )
-        except grpc.aio.AioRpcError:
-            raise Unavailable(Reason.SESSIONS_UNAVAILABLE, "the sessions service did not answer; retry") from None
-        return Insights(
-            sessions=summary.total_sessions,
-            unique_drivers=summary.unique_drivers,
-            peak_hours=[(h.hour, h.sessions) for h in summary.hours[:PEAK_HOURS]],
-            avg_duration_minutes=(summary.avg_duration_minutes if summary.HasField("avg_duration_minutes") else None),
-            avg_kwh=summary.avg_kwh if summary.HasField("avg_kwh") else None,
-        )
-
-    async def _merchant_nova(self, merchant_id: str) -> tuple[int, list[ledger_pb2.Transfer]]:
-        """(balance, last transfers newest first) of the merchant's Nova account; (0, []) before its first
-        transfer."""
-        account = _merchant_nova(merchant_id)
-        try:
-            reply = await self.ledger.GetAccount(ledger_pb2.GetAccountRequest(account=account))
-            listed = await self.ledger.ListTransfers(
-                ledger_pb2.ListTransfersRequest(account=account, page_size=RECENT_TRANSFERS)
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return 0, []
-            raise _ledger_unavailable() from None
-        return reply.account.balance, list(listed.transfers)
+        return await self.chargers.charging_summary(chargers, since, row.time_zone, peak_hours=PEAK_HOURS)
 
     async def summary(self, merchant_id: str, caller: Caller) -> StoreSummary:
         async with self.reads.connect() as conn:
@@ -508,20 +395,7 @@ class Portal:
         """The ledger's fee period of the store for `month` ("YYYY-MM"; "" for the current one)."""
         async with self.reads.connect() as conn:
             await owned_merchant(conn, merchant_id, caller)
-        try:
-            reply = await self.ledger.GetMerchantFeePeriod(
-                ledger_pb2.GetMerchantFeePeriodRequest(merchant_id=merchant_id, month=month)
-            )
-        except grpc.aio.AioRpcError:
-            raise _ledger_unavailable() from None
-        period = reply.period
-        return FeePeriod(
-            start=period.period_start,
-            end=period.period_end,
-            nova_redeemed_cents=period.nova_redeemed,
-            fee_cents=period.fee_cents,
-            status=_FEE_STATUS.get(period.status, "accruing"),
-        )
+        return await self.ledger.fee_period(merchant_id, month)
 
     async def shareable_lines(self, merchant_id: str, caller: Caller) -> list[str]:
         async with self.reads.connect() as conn:
@@ -550,7 +424,7 @@ class Portal:
             redemption_count=window.redemptions,
             discount_total_cents=window.discount,
             unique_drivers=window.drivers,
-            checkout_url=checkout_url(self.settings, row.qr_token),
+            checkout_url=checkout_url(self.settings.checkout_page_url, row.qr_token),
         )
         return await asyncio.to_thread(artwork.render_share_card, figures)
 
@@ -559,7 +433,10 @@ class Portal:
         async with self.reads.connect() as conn:
             row = await owned_merchant(conn, merchant_id, caller)
         return await asyncio.to_thread(
-            artwork.render_qr_sign, row.name, perk_of(row).label, checkout_url(self.settings, row.qr_token)
+            artwork.render_qr_sign,
+            row.name,
+            perk_of(row).label,
+            checkout_url(self.settings.checkout_page_url, row.qr_token),
         )
 
     # --- preview links ------------------------------------------------------------------------------------

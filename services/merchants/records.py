@@ -1,5 +1,4 @@
-"""What the merchants cores share: the resources the servicer builds them from (`Resources`), loading a merchant,
-the ownership rule, and the Merchant message.
+"""What the merchants cores share: the Square token cipher, loading a merchant, the ownership rule.
 
 Ownership: a merchant-role user acts only on the stores they own, an admin on all. A store the caller may not
 see answers MERCHANT_NOT_FOUND, so ids of other merchants' stores are not confirmed to exist.
@@ -7,30 +6,22 @@ see answers MERCHANT_NOT_FOUND, so ids of other merchants' stores are not confir
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
 from google.protobuf import timestamp_pb2
-from nerava.accounts.v1 import accounts_pb2_grpc
-from nerava.ledger.v1 import ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2_grpc
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.common.context import Caller
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.common.interceptors import Owned
 from services.merchants import domain, store
-from services.merchants.adapters.places import PlacesDirectory
-from services.merchants.adapters.square import SquareAccounts
-from services.merchants.config import MerchantsSettings
 from services.merchants.reasons import Reason
 
 DRIVER, MERCHANT, ADMIN, ADMIN_READONLY = "driver", "merchant", "admin", "admin_readonly"
@@ -41,30 +32,6 @@ _STATUS_NAMES = {
     pb.MERCHANT_STATUS_PAUSED: "paused",
     pb.MERCHANT_STATUS_SUSPENDED: "suspended",
 }
-_PERK_SOURCES = {
-    "custom": pb.PERK_SOURCE_CUSTOM,
-    "recommended": pb.PERK_SOURCE_RECOMMENDED,
-    "default": pb.PERK_SOURCE_DEFAULT,
-}
-
-
-@dataclasses.dataclass
-class Resources:
-    """What the service opens at start (__main__.py); MerchantsApi builds its cores from it."""
-
-    engine: AsyncEngine
-    reads: AsyncEngine
-    # asyncpg's own pool for the checkout hot path (prepared statements, no ORM layer).
-    pool: asyncpg.Pool
-    settings: MerchantsSettings
-    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub
-    sessions: sessions_pb2_grpc.SessionsServiceAsyncStub
-    square: SquareAccounts
-    token_cipher: MultiFernet
-    # Google Places: the acquisition funnel's search and store listings.
-    places: PlacesDirectory
-    # Accounts emails the funnel's claim links (and verifies them).
-    accounts: accounts_pb2_grpc.AccountsServiceAsyncStub
 
 
 def token_cipher(keys: str) -> MultiFernet:
@@ -165,9 +132,10 @@ def open_status(row: Any, now: datetime.datetime) -> tuple[bool, str | None]:
     return domain.open_status(opening_periods(row), row.time_zone, now)
 
 
-def checkout_url(settings: MerchantsSettings, token: str) -> str:
-    """The page a phone opens from the store's QR code (not the JSON API behind it)."""
-    return settings.checkout_page_url.replace("{token}", urllib.parse.quote(token, safe=""))
+def checkout_url(page_url: str, token: str) -> str:
+    """The page a phone opens from the store's QR code (not the JSON API behind it); `page_url` is
+    MerchantsSettings.checkout_page_url, a template with `{token}`."""
+    return page_url.replace("{token}", urllib.parse.quote(token, safe=""))
 
 
 def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -176,40 +144,6 @@ def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None
     stamp = timestamp_pb2.Timestamp()
     stamp.FromDatetime(value)
     return stamp
-
-
-def merchant_message(row: Any, *, square_connected: bool = False, owner_view: bool = False) -> pb.Merchant:
-    """The Merchant message; the owner id only in owner and admin views."""
-    perk = perk_of(row)
-    return pb.Merchant(
-        id=row.id,
-        name=row.name,
-        category=row.category,
-        lat=row.lat,
-        lng=row.lng,
-        address=row.address,
-        phone=row.phone,
-        website=row.website,
-        place_id=row.place_id or "",
-        hours=pb.OpeningHours(
-            time_zone=row.time_zone,
-            periods=[pb.OpeningPeriod(**period) for period in row.opening_periods],
-        ),
-        perk=pb.Perk(
-            perk_cents=perk.cents,
-            source=_PERK_SOURCES[perk.source],  # type: ignore[arg-type]
-            custom_perk_cents=row.custom_perk_cents,
-            recommended_perk_cents=row.recommended_perk_cents,
-            label=perk.label,
-        ),
-        status=row.status,
-        owner_user_id=(row.owner_user_id or "") if owner_view else "",
-        zone_slug=row.zone_slug,
-        logo_url=row.logo_url,
-        photo_urls=list(row.photo_urls),
-        square_connected=square_connected,
-        created_at=timestamp(row.created_at),
-    )
 
 
 def periods_json(periods: Sequence[domain.OpeningPeriod]) -> list[dict[str, int]]:

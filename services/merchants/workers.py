@@ -1,6 +1,6 @@
 """Background work of a merchants process: settling PENDING redemptions whose ledger answer was lost, and
 expiring exclusive sessions past their window. Safe on every replica at once (conditional updates). Each loop
-calls a core (checkout's `Settlement`, exclusives' expiry over the shared resources), never the servicer."""
+calls a core (checkout's `Settlement`, exclusives' expiry), never the servicer."""
 
 from __future__ import annotations
 
@@ -8,21 +8,20 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from services.merchants.checkout import Settlement, settle_pending
 from services.merchants.config import MerchantsSettings
 from services.merchants.exclusives import expire_exclusives
-from services.merchants.records import Resources
 
 Worker = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def worker_tasks(resources: Resources, settings: MerchantsSettings) -> list[Worker]:
-    settlement = Settlement(resources.pool, resources.ledger)
-
+def worker_tasks(settlement: Settlement, engine: AsyncEngine, settings: MerchantsSettings) -> list[Worker]:
     async def settling(stop: asyncio.Event) -> None:
         await settle_pending(settlement, stop, settings.settle_every_s, settings.settle_after_s)
 
     async def expiring(stop: asyncio.Event) -> None:
-        await expire_exclusives(resources, stop, settings.expire_exclusives_every_s)
+        await expire_exclusives(engine, stop, settings.expire_exclusives_every_s)
 
     return [settling, expiring]

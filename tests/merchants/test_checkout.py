@@ -25,8 +25,9 @@ from services.ledger.invariants import violations
 from services.merchants import store
 from services.merchants.__main__ import build_server
 from services.merchants.adapters.square import SquareAccounts
-from services.merchants.checkout import ledger_request
+from services.merchants.checkout import redemption_transfer
 from services.merchants.config import MerchantsSettings
+from services.merchants.peers import redemption_request
 from services.merchants.records import token_cipher
 from tests.merchants.helpers import Merchants, Store, driver_nova
 from tests.support.eventually import eventually
@@ -361,7 +362,7 @@ async def test_a_lost_ledger_answer_is_settled_by_the_worker_exactly_once(
                 .returning(*R.c)
             )
         ).one()
-    await merchants.ledger.PostTransfer(ledger_request(row), metadata=as_service("merchants"))
+    await merchants.ledger.PostTransfer(redemption_request(redemption_transfer(row)), metadata=as_service("merchants"))
     assert await redemption_debits(merchants, driver) == [300]
 
     async def settled() -> int:

@@ -10,7 +10,7 @@ import logging
 import math
 import re
 import uuid
-from typing import Any, cast
+from typing import Any
 
 import grpc
 import httpx
@@ -32,7 +32,6 @@ from services.merchants.exclusives import (
     expire_exclusives,
 )
 from services.merchants.peers import Charger, ChargerDirectory
-from services.merchants.records import Resources
 from tests.merchants.helpers import Merchants, Store, new_charger, offset
 from tests.support.eventually import eventually
 from tests.support.locks import lock_waits
@@ -444,20 +443,8 @@ async def test_the_worker_expires_sessions_past_their_window(
     late_id = (await activate(merchants, late, shop)).exclusive_session.id
     running_id = (await activate(merchants, running, shop)).exclusive_session.id
     await push_into_past(merchants_engine, late_id)
-    resources = Resources(
-        engine=merchants_engine,
-        reads=merchants_engine,
-        pool=cast(Any, None),
-        settings=cast(Any, None),
-        ledger=cast(Any, None),
-        sessions=cast(Any, None),
-        square=cast(Any, None),
-        token_cipher=cast(Any, None),
-        places=cast(Any, None),
-        accounts=cast(Any, None),
-    )
     stop = asyncio.Event()
-    worker = asyncio.create_task(expire_exclusives(resources, stop, every_s=0.05))
+    worker = asyncio.create_task(expire_exclusives(merchants_engine, stop, every_s=0.05))
     try:
 
         async def expired() -> None:  # the worker's first pass runs at once

@@ -30,6 +30,7 @@ from services.common.errors import Unavailable
 from services.merchants import domain, store
 from services.merchants.artwork import ShareCardFigures, render_share_card
 from services.merchants.config import MerchantsSettings
+from services.merchants.peers import MerchantNova
 from services.merchants.portal import Portal
 from tests.merchants.helpers import Merchants, Store, driver_nova, scan_sign
 from tests.support.mesh import Mesh
@@ -260,8 +261,8 @@ async def test_my_merchant_with_the_ledger_down_is_ledger_unavailable(
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{free_port()}")
     portal = Portal(
         reads=merchants_engine,
-        ledger=ledger_pb2_grpc.LedgerServiceStub(channel),
-        sessions=None,  # type: ignore[arg-type]  # not used by these reads
+        ledger=MerchantNova(ledger_pb2_grpc.LedgerServiceStub(channel)),
+        chargers=None,  # type: ignore[arg-type]  # not used by these reads
         settings=MerchantsSettings.from_env(Env(mesh.env)),
     )
     owner = Caller(user_id=shop.owner.user_id, roles=frozenset({"merchant"}))
