@@ -26,8 +26,9 @@ from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
 from services.accounts.otp_login import OtpLogin
+from services.accounts.peers import MerchantClaims, TeslaSignIns
 from services.accounts.roles import Roles
-from services.accounts.sign_in import ClaimLinks, ExternalSignIn, MerchantClaims
+from services.accounts.sign_in import ClaimLinks, ExternalSignIn
 from services.accounts.tokens import Tokens
 from services.accounts.users import Users
 from services.common import audit
@@ -71,7 +72,7 @@ async def external_sign_in(
         apple=verifier(settings.apple_jwks_url, APPLE_ISSUERS, settings.apple_client_ids),
         merchant_google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.merchant_google_client_ids),
         claims=claims,
-        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        tesla=TeslaSignIns(sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))),
         links=ClaimLinks(
             runtime.engine, email, claims, portal_url=settings.merchant_portal_url, ttl_s=settings.claim_link_ttl_s
         ),
