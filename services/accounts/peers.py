@@ -4,6 +4,7 @@ messages (the peers' own adapters, as adapters/ holds the third parties').
 
 merchants  whether an address may claim a store, and making its user the owner (sign_in.py's claims)
 sessions   the Tesla sign-in, which sessions runs because it holds the Tesla accounts and their vehicles
+all four   their audit entries, for the merged audit log (audit_log.py)
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ from __future__ import annotations
 import dataclasses
 
 import grpc
+from nerava.audit.v1 import audit_pb2
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
+from services.accounts.audit_log import Source
 from services.accounts.reasons import Reason
 from services.common.errors import NotFound, PermissionDenied, Unauthenticated, Unavailable, peer_reason
 
@@ -123,3 +128,46 @@ class TeslaSignIns:
                 ) from error
             raise Unavailable(Reason.VEHICLES_UNAVAILABLE, "Tesla sign-in did not answer; try again") from error
         return TeslaDriver(linked.driver_id, [_linked_vehicle(v) for v in linked.vehicles])
+
+
+class PeerAuditLogs:
+    """Every other service's ListAuditEntries, as sources of the merged audit log. Their errors are left to the
+    merge (audit_log.MergedAuditLog), which fails the listing naming the service that did not answer."""
+
+    def __init__(
+        self,
+        *,
+        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub,
+        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+        merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub,
+    ) -> None:
+        self._sessions = sessions
+        self._incentives = incentives
+        self._ledger = ledger
+        self._merchants = merchants
+
+    def sources(self) -> dict[str, Source]:
+        """The sources by service name."""
+        return {
+            "sessions": self._of_sessions,
+            "incentives": self._of_incentives,
+            "ledger": self._of_ledger,
+            "merchants": self._of_merchants,
+        }
+
+    async def _of_sessions(self, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        request = sessions_pb2.ListAuditEntriesRequest(query=query)
+        return list((await self._sessions.ListAuditEntries(request)).entries)
+
+    async def _of_incentives(self, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        request = incentives_pb2.ListAuditEntriesRequest(query=query)
+        return list((await self._incentives.ListAuditEntries(request)).entries)
+
+    async def _of_ledger(self, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        request = ledger_pb2.ListAuditEntriesRequest(query=query)
+        return list((await self._ledger.ListAuditEntries(request)).entries)
+
+    async def _of_merchants(self, query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
+        request = merchants_pb2.ListAuditEntriesRequest(query=query)
+        return list((await self._merchants.ListAuditEntries(request)).entries)
