@@ -11,10 +11,10 @@ import httpx
 import uvloop
 from nerava.accounts.v1 import accounts_pb2_grpc
 from nerava.audit.v1 import audit_pb2
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
-from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
+from nerava.incentives.v1 import incentives_pb2_grpc
+from nerava.ledger.v1 import ledger_pb2_grpc
+from nerava.merchants.v1 import merchants_pb2_grpc
+from nerava.sessions.v1 import sessions_pb2_grpc
 
 from services.accounts import flags
 from services.accounts.adapters.email import SendGridEmail
@@ -26,8 +26,9 @@ from services.accounts.config import AccountsSettings
 from services.accounts.keys import KeyRing
 from services.accounts.otp_limits import OtpLimits
 from services.accounts.otp_login import OtpLogin
+from services.accounts.peers import MerchantClaims, PeerAuditLogs, TeslaSignIns
 from services.accounts.roles import Roles
-from services.accounts.sign_in import ClaimLinks, ExternalSignIn, MerchantClaims
+from services.accounts.sign_in import ClaimLinks, ExternalSignIn
 from services.accounts.tokens import Tokens
 from services.accounts.users import Users
 from services.common import audit
@@ -71,7 +72,7 @@ async def external_sign_in(
         apple=verifier(settings.apple_jwks_url, APPLE_ISSUERS, settings.apple_client_ids),
         merchant_google=verifier(settings.google_jwks_url, GOOGLE_ISSUERS, settings.merchant_google_client_ids),
         claims=claims,
-        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        tesla=TeslaSignIns(sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))),
         links=ClaimLinks(
             runtime.engine, email, claims, portal_url=settings.merchant_portal_url, ttl_s=settings.claim_link_ttl_s
         ),
@@ -80,33 +81,17 @@ async def external_sign_in(
 
 def audit_sources(runtime: Runtime) -> dict[str, Source]:
     """Where the merged audit log reads: accounts' own table, and every other service's ListAuditEntries."""
-    sessions = sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))
-    incentives = incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives"))
-    ledger = ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))
-    merchants = merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))
+    peers = PeerAuditLogs(
+        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        incentives=incentives_pb2_grpc.IncentivesServiceStub(runtime.channel("incentives")),
+        ledger=ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")),
+        merchants=merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants")),
+    )
 
     async def own(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
         return await audit.list_entries(runtime.engine, "accounts", query)
 
-    async def of_sessions(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
-        return list((await sessions.ListAuditEntries(sessions_pb2.ListAuditEntriesRequest(query=query))).entries)
-
-    async def of_incentives(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
-        return list((await incentives.ListAuditEntries(incentives_pb2.ListAuditEntriesRequest(query=query))).entries)
-
-    async def of_ledger(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
-        return list((await ledger.ListAuditEntries(ledger_pb2.ListAuditEntriesRequest(query=query))).entries)
-
-    async def of_merchants(query: audit_pb2.AuditQuery) -> list[audit_pb2.AuditEntry]:
-        return list((await merchants.ListAuditEntries(merchants_pb2.ListAuditEntriesRequest(query=query))).entries)
-
-    return {
-        "accounts": own,
-        "sessions": of_sessions,
-        "incentives": of_incentives,
-        "ledger": of_ledger,
-        "merchants": of_merchants,
-    }
+    return {"accounts": own, **peers.sources()}
 
 
 async def hot_pool(settings: AccountsSettings, stack: contextlib.AsyncExitStack) -> asyncpg.Pool:

@@ -19,8 +19,9 @@ from services.accounts.audit_log import MergedAuditLog
 from services.accounts.flags import Flags, FlagValue
 from services.accounts.keys import KeyRing
 from services.accounts.otp_login import OtpLogin
+from services.accounts.peers import LinkedVehicle
 from services.accounts.roles import Roles
-from services.accounts.sign_in import APPLE, GOOGLE, ExternalSignIn, LinkedVehicle
+from services.accounts.sign_in import APPLE, GOOGLE, ExternalSignIn
 from services.accounts.tokens import TokenPair, Tokens
 from services.accounts.users import Users
 from services.common import audit

@@ -5,11 +5,13 @@ Accounts of providers: the provider's stable account id (`sub`) is linked to one
 (external_identities). The first sign-in with a provider account finds the user with the same email when the
 provider vouches for that email (`email_verified`), else creates one; an unverified email is never used to find
 or create an account, so an ID token cannot take over someone else's account by naming their address.
+
+The merchants service (whether an address may claim a store) and the sessions service (the Tesla sign-in) are
+reached through peers.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import secrets
@@ -17,25 +19,16 @@ import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 
-import grpc
 from nerava.accounts.v1 import accounts_pb2
-from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.accounts import domain, store
 from services.accounts.adapters.email import EmailError, SendGridEmail
 from services.accounts.adapters.id_tokens import IdentityProviderUnavailable, IdTokenInvalid, IdTokenVerifier
+from services.accounts.peers import LinkedVehicle, MerchantClaims, TeslaLogin, TeslaSignIns
 from services.accounts.reasons import Reason
 from services.accounts.tokens import SignedIn, Tokens
-from services.common.errors import (
-    FailedPrecondition,
-    NotFound,
-    PermissionDenied,
-    Unauthenticated,
-    Unavailable,
-    peer_reason,
-)
+from services.common.errors import FailedPrecondition, PermissionDenied, Unauthenticated, Unavailable
 
 
 def claim_token_hash(token: str) -> bytes:
@@ -90,33 +83,6 @@ async def user_for_identity(
     if not user.active:
         raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
     return user
-
-
-class MerchantClaims:
-    """Asks the merchants service whether an address may claim a store, and makes its user the owner."""
-
-    def __init__(self, merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub) -> None:
-        self._merchants = merchants
-
-    async def authorize(
-        self, *, email: str, merchant_id: str = "", place_id: str = "", owner_user_id: str = ""
-    ) -> merchants_pb2.AuthorizeMerchantClaimResponse:
-        request = merchants_pb2.AuthorizeMerchantClaimRequest(
-            merchant_id=merchant_id, place_id=place_id, email=email, owner_user_id=owner_user_id
-        )
-        try:
-            return await self._merchants.AuthorizeMerchantClaim(request)
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(Reason.MERCHANT_NOT_FOUND, "no such merchant store") from error
-            if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION):
-                reason = peer_reason(error)
-                raise PermissionDenied(
-                    Reason.MERCHANT_CLAIM_REFUSED, error.details() or "the claim was refused", {"reason": reason}
-                ) from error
-            raise Unavailable(
-                Reason.MERCHANTS_UNAVAILABLE, "the merchant directory did not answer; try again"
-            ) from error
 
 
 class ClaimLinks:
@@ -190,37 +156,6 @@ _AUTH_PROVIDERS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class TeslaLogin:
-    """Where the app sends the driver to sign in with Tesla, and the state that comes back with the code."""
-
-    authorization_url: str
-    state: str
-
-
-@dataclasses.dataclass(frozen=True)
-class LinkedVehicle:
-    """A car of the Tesla account a driver signed in with; None where Tesla did not say."""
-
-    id: str
-    vin: str | None
-    display_name: str | None
-    model: str | None
-    year: int | None
-    color: str | None
-
-
-def _linked_vehicle(vehicle: sessions_pb2.TeslaVehicle) -> LinkedVehicle:
-    return LinkedVehicle(
-        id=vehicle.id,
-        vin=vehicle.vin or None,
-        display_name=vehicle.display_name or None,
-        model=vehicle.model or None,
-        year=vehicle.year if vehicle.HasField("year") else None,
-        color=vehicle.color or None,
-    )
-
-
 class ExternalSignIn:
     """The ID-token sign-ins and the claim links, for the servicer: each sign-in ends with a new token family."""
 
@@ -234,13 +169,13 @@ class ExternalSignIn:
         merchant_google: IdTokenVerifier,
         claims: MerchantClaims,
         links: ClaimLinks,
-        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        tesla: TeslaSignIns,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._tokens = tokens
         self._clock = clock
-        self._sessions = sessions
+        self._tesla = tesla
         self.google = google
         self.apple = apple
         self.merchant_google = merchant_google
@@ -281,30 +216,17 @@ class ExternalSignIn:
         )
 
     async def tesla_login_url(self) -> TeslaLogin:
-        try:
-            started = await self._sessions.StartTeslaSignIn(sessions_pb2.StartTeslaSignInRequest())
-        except grpc.aio.AioRpcError as error:
-            raise Unavailable(Reason.VEHICLES_UNAVAILABLE, "Tesla sign-in is not available; try again") from error
-        return TeslaLogin(started.authorization_url, started.state)
+        return await self._tesla.start()
 
     async def tesla(self, code: str, state: str) -> tuple[SignedIn, list[LinkedVehicle]]:
         """Tesla's code and state → the driver (found or created by sessions through provider_driver), with the
         Tesla account and its vehicles linked to them."""
-        try:
-            linked = await self._sessions.CompleteTeslaSignIn(
-                sessions_pb2.CompleteTeslaSignInRequest(code=code, state=state)
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION):
-                raise Unauthenticated(
-                    Reason.TESLA_SIGN_IN_FAILED, "the Tesla sign-in did not complete; start again"
-                ) from error
-            raise Unavailable(Reason.VEHICLES_UNAVAILABLE, "Tesla sign-in did not answer; try again") from error
+        linked = await self._tesla.complete(code, state)
         async with self._engine.connect() as conn:
             user = await store.user_by_public_id(conn, linked.driver_id)
         if user is None or not user.active:
             raise PermissionDenied(Reason.USER_INACTIVE, "this account is deactivated")
-        return await self._tokens.sign_in(user), [_linked_vehicle(v) for v in linked.vehicles]
+        return await self._tokens.sign_in(user), linked.vehicles
 
     async def merchant(self, id_token: str, place_id: str) -> tuple[SignedIn, str | None]:
         """The portal's sign-in: a new account has no role until it claims a store; with a place id, the store
