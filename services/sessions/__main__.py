@@ -29,9 +29,10 @@ from services.sessions.config import SessionsSettings
 from services.sessions.connections import VehicleReaders
 from services.sessions.discovery import Discovery
 from services.sessions.driver_sessions import DriverSessions
-from services.sessions.ev_codes import EvCodes, merchant_directory
+from services.sessions.ev_codes import EvCodes
 from services.sessions.ingestion import Ingestion, PushGuard
 from services.sessions.linking import SmartcarLinking, TeslaLinking
+from services.sessions.peers import ChargerRewards, MerchantDirectory, ProviderDrivers, SessionGrants, Wallets
 from services.sessions.polling import GeofencePings, Poller
 from services.sessions.retention import SessionPartitions
 from services.sessions.stats import AccountCards
@@ -111,13 +112,13 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
                 timeout=settings.places_timeout_s,
             )
         )
-    merchants = merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants"))
-    discovery = Discovery(runtime.engine, runtime.redis, incentives=incentives, merchants=merchants)
+    merchants = MerchantDirectory(merchants_pb2_grpc.MerchantsServiceStub(runtime.channel("merchants")))
+    discovery = Discovery(runtime.engine, runtime.redis, rewards=ChargerRewards(incentives), merchants=merchants)
     reads = single_statement_reads(runtime.engine)
     cores = Cores(
         engine=runtime.engine,
         reads=reads,
-        sessions=DriverSessions(reads, tracker, incentives),
+        sessions=DriverSessions(reads, tracker, SessionGrants(incentives)),
         poller=poller,
         geofence=GeofencePings(reads, tracker, poller),
         ingestion=Ingestion(
@@ -130,12 +131,15 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
         ),
         search=ChargerSearch(reads, runtime.flags, geocoder),
         discovery=discovery,
-        account_cards=AccountCards(reads, ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))),
+        account_cards=AccountCards(reads, Wallets(ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger")))),
         tesla=linking,
         tesla_sign_in=TeslaSignIn(
-            runtime.engine, tesla_sign_in, cipher, accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))
+            runtime.engine,
+            tesla_sign_in,
+            cipher,
+            ProviderDrivers(accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))),
         ),
-        ev_codes=EvCodes(runtime.engine, poller, merchant_position=merchant_directory(merchants)),
+        ev_codes=EvCodes(runtime.engine, poller, merchant_position=merchants.position),
         smartcar=smartcar_linking,
     )
     api = SessionsApi(cores)  # type: ignore[abstract]

@@ -20,16 +20,12 @@ import asyncio
 import dataclasses
 import datetime
 import json
-import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
 
-import grpc
 import redis.asyncio as redis
 from google.protobuf import timestamp_pb2
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
-from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -38,9 +34,8 @@ from services.common.geo import great_circle_m
 from services.sessions import chargers
 from services.sessions.chargers import ChargerRow
 from services.sessions.connections import active_connection
+from services.sessions.peers import ChargerReward, ChargerRewards, LinkedMerchant, MerchantDirectory
 from services.sessions.reasons import Reason
-
-log = logging.getLogger(__name__)
 
 MAP_CHARGERS = 5  # the home map's chargers
 MAP_RADIUS_M = 25_000
@@ -92,8 +87,8 @@ def dollars_per_kwh(cents: int) -> float:
 class ChargerExtras:
     """What other services say about one charger."""
 
-    reward: incentives_pb2.ChargerReward | None = None
-    merchants: tuple[merchants_pb2.ChargerMerchant, ...] = ()
+    reward: ChargerReward | None = None
+    merchants: tuple[LinkedMerchant, ...] = ()
 
     @property
     def perk_title(self) -> str:
@@ -112,13 +107,13 @@ class Discovery:
         reads: AsyncEngine,
         cache: redis.Redis,
         *,
-        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub,
-        merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub,
+        rewards: ChargerRewards,
+        merchants: MerchantDirectory,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._reads = reads
         self._cache = cache
-        self._incentives = incentives
+        self._rewards = rewards
         self._merchants = merchants
         self._clock = clock
 
@@ -128,7 +123,9 @@ class Discovery:
         """Rewards and linked merchants of the chargers: one batch call to each service, concurrently."""
         if not rows:
             return Extras({}, True)
-        rewards, merchants = await asyncio.gather(self._rewards(rows), self._linked_merchants(rows))
+        rewards, merchants = await asyncio.gather(
+            self._rewards.rewards(rows), self._merchants.linked([row.id for row in rows])
+        )
         by_charger = {
             row.id: ChargerExtras(
                 reward=(rewards or {}).get(row.id), merchants=tuple((merchants or {}).get(row.id, ()))
@@ -136,33 +133,6 @@ class Discovery:
             for row in rows
         }
         return Extras(by_charger, complete=rewards is not None and merchants is not None)
-
-    async def _rewards(self, rows: Sequence[ChargerRow]) -> dict[str, incentives_pb2.ChargerReward] | None:
-        request = incentives_pb2.ListChargerRewardsRequest(
-            chargers=[
-                incentives_pb2.ChargerPlace(
-                    charger_id=row.id, network=row.network_name, zone_id=row.zone_id, lat=row.lat, lng=row.lng
-                )
-                for row in rows
-            ]
-        )
-        try:
-            reply = await self._incentives.ListChargerRewards(request)
-        except grpc.aio.AioRpcError as error:
-            log.warning("charger rewards unavailable: %s", error.code())
-            return None
-        return {reward.charger_id: reward for reward in reply.rewards}
-
-    async def _linked_merchants(
-        self, rows: Sequence[ChargerRow]
-    ) -> dict[str, Sequence[merchants_pb2.ChargerMerchant]] | None:
-        request = merchants_pb2.BatchListChargerMerchantsRequest(charger_ids=[row.id for row in rows])
-        try:
-            reply = await self._merchants.BatchListChargerMerchants(request)
-        except grpc.aio.AioRpcError as error:
-            log.warning("merchants of chargers unavailable: %s", error.code())
-            return None
-        return {entry.charger_id: entry.merchants for entry in reply.chargers}
 
     # --- the home map ----------------------------------------------------------------------------------------
 
@@ -307,7 +277,7 @@ def _map_merchants(lat: float, lng: float, rows: Sequence[ChargerRow], extras: E
                 item.icon_url = merchant.logo_url
             if merchant.exclusive_title:
                 item.exclusive_title = merchant.exclusive_title
-            if merchant.HasField("open_until"):
+            if merchant.open_until is not None:
                 item.open_until = merchant.open_until
             found[merchant.merchant_id] = item
     return sorted(found.values(), key=lambda m: (m.distance_m, m.merchant_id))

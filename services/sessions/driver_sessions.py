@@ -9,30 +9,15 @@ import datetime
 import uuid
 from collections.abc import Sequence
 
-import grpc
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import NotFound
 from services.sessions import store
+from services.sessions.peers import Grant, SessionGrants
 from services.sessions.reasons import Reason
 from services.sessions.tracking import Row, SessionTracker
 
 LAST_ENDED_WINDOW = datetime.timedelta(minutes=5)  # the session that just ended, for the toast
-MAX_GRANTS_ASKED = 100  # incentives' BatchGetSessionGrants takes this many sessions at once
-
-
-@dataclasses.dataclass(frozen=True)
-class Grant:
-    """What a session earned, as incentives holds it now."""
-
-    grant_id: str
-    campaign_id: str
-    campaign_name: str
-    amount_cents: int
-    reward_kind: incentives_pb2.RewardKind
-    status: incentives_pb2.GrantStatus
-    granted_at: datetime.datetime
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,11 +37,11 @@ class DriverSessions:
         self,
         reads: AsyncEngine,
         tracker: SessionTracker,
-        incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub,
+        grants: SessionGrants,
     ) -> None:
         self._reads = reads
         self._tracker = tracker
-        self._incentives = incentives
+        self._grants = grants
 
     async def active_or_last_ended(
         self, driver_id: str, now: datetime.datetime
@@ -94,28 +79,5 @@ class DriverSessions:
         return view, already_ended
 
     async def _with_grants(self, rows: Sequence[Row]) -> list[SessionView]:
-        grants = await self._grants([str(row["id"]) for row in rows if row["session_end"] is not None])
+        grants = await self._grants.grants([str(row["id"]) for row in rows if row["session_end"] is not None])
         return [SessionView(row, grants.get(str(row["id"]))) for row in rows]
-
-    async def _grants(self, session_ids: list[str]) -> dict[str, Grant]:
-        if not session_ids:
-            return {}
-        try:
-            reply = await self._incentives.BatchGetSessionGrants(
-                incentives_pb2.BatchGetSessionGrantsRequest(session_ids=session_ids[:MAX_GRANTS_ASKED])
-            )
-        except grpc.aio.AioRpcError:
-            # Sessions are still worth showing without their reward; the next read will have it.
-            return {}
-        return {
-            grant.session_event_id: Grant(
-                grant_id=grant.id,
-                campaign_id=grant.campaign_id,
-                campaign_name=grant.campaign_name,
-                amount_cents=grant.amount_cents,
-                reward_kind=grant.reward_kind,
-                status=grant.status,
-                granted_at=grant.granted_at.ToDatetime(tzinfo=datetime.UTC),
-            )
-            for grant in reply.grants
-        }

@@ -9,9 +9,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
-from nerava.merchants.v1 import merchants_pb2, merchants_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,26 +24,13 @@ from services.sessions.reasons import Reason
 RECENT = datetime.timedelta(hours=24)  # ListEvCodes shows redeemed/expired codes of the last day
 NEAR_MERCHANT_M = 500.0  # a code for a merchant is asked for at the merchant, not from home
 
-# Where a merchant is, by Google place id (the merchants service); None when it does not know the merchant.
+# Where a merchant is, by Google place id (peers.MerchantDirectory.position: an unknown merchant, or a merchants
+# service that does not answer, is not checked rather than blocking the code); None when it is not known.
 MerchantPosition = Callable[[str], Awaitable[tuple[float, float] | None]]
 
 
 async def _unknown_merchant(place_id: str) -> tuple[float, float] | None:
     return None
-
-
-def merchant_directory(merchants: merchants_pb2_grpc.MerchantsServiceAsyncStub) -> MerchantPosition:
-    """Merchant positions from the merchants service (GetMerchant accepts a place id); an unknown merchant, or
-    a merchants service that does not answer, is not checked rather than blocking the code."""
-
-    async def position(place_id: str) -> tuple[float, float] | None:
-        try:
-            reply = await merchants.GetMerchant(merchants_pb2.GetMerchantRequest(merchant_id=place_id), timeout=2.0)
-        except grpc.aio.AioRpcError:
-            return None
-        return reply.merchant.lat, reply.merchant.lng
-
-    return position
 
 
 @dataclasses.dataclass(frozen=True)

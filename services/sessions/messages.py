@@ -20,9 +20,10 @@ from services.sessions.discovery import (
     nearby_merchants,
     set_catalog_figures,
 )
-from services.sessions.driver_sessions import Grant, SessionView
+from services.sessions.driver_sessions import SessionView
 from services.sessions.ev_codes import EvCode, Verification
 from services.sessions.linking import TeslaStatus, Vehicle
+from services.sessions.peers import Grant
 from services.sessions.tracking import timestamp
 
 # What a push did to the vehicle's session, as IngestTelemetry and HandleSmartcarWebhook answer it.

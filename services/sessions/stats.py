@@ -6,13 +6,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 
-import grpc
 import sqlalchemy as sa
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.common.errors import Unavailable
-from services.sessions.reasons import Reason
+from services.sessions.peers import Wallets
 from services.sessions.store import charging_sessions
 
 # kg of CO₂ avoided per kWh charged: a gasoline car's emissions over the distance a kWh drives (~3.5 mi at
@@ -87,15 +84,12 @@ class AccountCard:
 
 
 class AccountCards:
-    def __init__(self, reads: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub) -> None:
+    def __init__(self, reads: AsyncEngine, wallets: Wallets) -> None:
         self._reads = reads
-        self._ledger = ledger
+        self._wallets = wallets
 
     async def card(self, driver_id: str, now: datetime.datetime) -> AccountCard:
         """Raises LEDGER_UNAVAILABLE when the ledger does not answer (the card is not shown without the money)."""
-        try:
-            reply = await self._ledger.GetDriverWallet(ledger_pb2.GetDriverWalletRequest(driver_id=driver_id))
-        except grpc.aio.AioRpcError:
-            raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from None
+        wallet = await self._wallets.wallet(driver_id)
         totals = await session_totals(self._reads, driver_id, now)
-        return AccountCard(totals, reply.wallet.total_earned_cents, reply.wallet.nova_balance)
+        return AccountCard(totals, wallet.total_earned_cents, wallet.nova_balance)

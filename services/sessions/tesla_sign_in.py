@@ -10,8 +10,6 @@ import dataclasses
 import datetime
 from collections.abc import Callable
 
-import grpc
-from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable
@@ -19,6 +17,7 @@ from services.sessions.adapters.tesla import TeslaFleetClient
 from services.sessions.adapters.vehicles import AuthorizationRefused, VehicleApiError
 from services.sessions.connections import TESLA, connected_driver, save_connection
 from services.sessions.linking import Consent, Vehicle, claim_state, keep_state, vehicle_records
+from services.sessions.peers import ProviderDrivers
 from services.sessions.reasons import Reason
 from services.sessions.tokens import TokenCipher, TokenDecryptionError
 
@@ -41,7 +40,7 @@ class TeslaSignIn:
         engine: AsyncEngine,
         tesla: TeslaFleetClient,
         cipher: TokenCipher,
-        accounts: accounts_pb2_grpc.AccountsServiceAsyncStub,
+        accounts: ProviderDrivers,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
         self._engine = engine
@@ -77,16 +76,11 @@ class TeslaSignIn:
             raise Unavailable(Reason.VEHICLE_UNAVAILABLE, "Tesla did not answer; start again") from exc
         if not tokens.account_id:
             raise FailedPrecondition(Reason.OAUTH_DENIED, "Tesla did not say whose account signed in")
-        try:
-            driver = await self._accounts.ResolveProviderDriver(
-                accounts_pb2.ResolveProviderDriverRequest(
-                    provider="tesla",
-                    subject=tokens.account_id,
-                    linked_driver_id=await connected_driver(self._engine, TESLA, tokens.account_id) or "",
-                )
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise Unavailable(Reason.ACCOUNTS_UNAVAILABLE, "the account service did not answer; start again") from exc
+        driver_id = await self._accounts.resolve(
+            "tesla",
+            tokens.account_id,
+            linked_driver_id=await connected_driver(self._engine, TESLA, tokens.account_id) or "",
+        )
         records = vehicle_records(vehicles)
-        await save_connection(self._engine, self._cipher, driver_id=driver.driver_id, tokens=tokens, vehicles=records)
-        return SignedIn(driver.driver_id, tuple(Vehicle.stored(r) for r in records))
+        await save_connection(self._engine, self._cipher, driver_id=driver_id, tokens=tokens, vehicles=records)
+        return SignedIn(driver_id, tuple(Vehicle.stored(r) for r in records))
