@@ -38,9 +38,9 @@ from services.sessions.retention import SessionPartitions
 from services.sessions.stats import AccountCards
 from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tokens import TokenCipher
-from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
+from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
 from services.sessions.watching import SessionWatcher
-from services.sessions.workers import STALE_CLEANUP_EVERY_S, end_stale_sessions, maintain_partitions
+from services.sessions.workers import STALE_CLEANUP_EVERY_S, EvaluationHandOff, end_stale_sessions, maintain_partitions
 
 
 async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:

@@ -7,7 +7,7 @@ merchants   the stores linked to each charger (the map, the charger sheet), wher
 ledger      the driver's wallet (the account card)
 accounts    the driver linked to a Tesla account (Tesla sign-in)
 
-The poll's grant read (polling.py, the hot path) and the hand-off of an ended session to incentives (tracking.py's
+The poll's grant read (polling.py, the hot path) and the hand-off of an ended session to incentives (workers.py's
 EvaluationHandOff, an outbox relay handler) call their stubs themselves.
 """
 

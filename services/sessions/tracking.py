@@ -26,15 +26,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
-import grpc
 import sqlalchemy as sa
 from google.protobuf import json_format, timestamp_pb2
-from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from nerava.incentives.v1 import incentives_pb2
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.geo import great_circle_m
-from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError, enqueue
+from services.common.outbox import OutboxRelay, enqueue
 from services.sessions import chargers, domain, store
 
 SESSION_ENDED_TOPIC = "session.ended"
@@ -587,23 +586,3 @@ def ended_snapshot(row: Row, completed_sessions: int) -> incentives_pb2.EndedSes
     if row["max_power_kw"] is not None:
         snapshot.max_power_kw = row["max_power_kw"]
     return snapshot
-
-
-class EvaluationHandOff:
-    """The relay's handler for SESSION_ENDED_TOPIC: incentives.EvaluateSession, idempotent on the row's key."""
-
-    def __init__(self, incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub) -> None:
-        self._incentives = incentives
-
-    async def __call__(self, message: OutboxMessage) -> None:
-        snapshot = json_format.ParseDict(dict(message.payload), incentives_pb2.EndedSession())
-        try:
-            await self._incentives.EvaluateSession(incentives_pb2.EvaluateSessionRequest(session=snapshot))
-        except grpc.aio.AioRpcError as error:
-            if error.code() in (
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.ABORTED,
-                grpc.StatusCode.PERMISSION_DENIED,
-            ):
-                raise PermanentDeliveryError(f"incentives refused session {message.key}: {error.details()}") from error
-            raise

@@ -1,4 +1,5 @@
-"""Background work of the sessions process (besides the outbox relay): stale cleanup, session partitions."""
+"""Background work of the sessions process: the outbox relay's hand-off of ended sessions to incentives, stale
+cleanup, session partitions."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import asyncio
 import contextlib
 import logging
 
+import grpc
+from google.protobuf import json_format
+from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+
+from services.common.outbox import OutboxMessage, PermanentDeliveryError
 from services.sessions.retention import SessionPartitions
 from services.sessions.tracking import SessionTracker
 
@@ -44,3 +50,23 @@ async def maintain_partitions(partitions: SessionPartitions, stop: asyncio.Event
             log.exception("session partition maintenance failed; will try again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+
+class EvaluationHandOff:
+    """The relay's handler for SESSION_ENDED_TOPIC: incentives.EvaluateSession, idempotent on the row's key."""
+
+    def __init__(self, incentives: incentives_pb2_grpc.IncentivesServiceAsyncStub) -> None:
+        self._incentives = incentives
+
+    async def __call__(self, message: OutboxMessage) -> None:
+        snapshot = json_format.ParseDict(dict(message.payload), incentives_pb2.EndedSession())
+        try:
+            await self._incentives.EvaluateSession(incentives_pb2.EvaluateSessionRequest(session=snapshot))
+        except grpc.aio.AioRpcError as error:
+            if error.code() in (
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.ABORTED,
+                grpc.StatusCode.PERMISSION_DENIED,
+            ):
+                raise PermanentDeliveryError(f"incentives refused session {message.key}: {error.details()}") from error
+            raise

@@ -23,7 +23,8 @@ from services.common.db import create_engine
 from services.common.outbox import OutboxMessage, OutboxRelay
 from services.sessions import store
 from services.sessions.domain import Telemetry
-from services.sessions.tracking import SESSION_ENDED_TOPIC, EvaluationHandOff, SessionTracker
+from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
+from services.sessions.workers import EvaluationHandOff
 from tests.support.database import fresh_database
 from tests.support.eventually import eventually
 from tests.support.mesh import Mesh
