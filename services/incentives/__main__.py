@@ -26,6 +26,7 @@ from services.incentives.config import IncentivesSettings
 from services.incentives.funding import refund_closed
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
+from services.incentives.peers import CampaignBudgets, ChargerDirectory, DriverEmails, GrantCredits
 from services.incentives.workers import end_campaigns
 
 
@@ -48,13 +49,14 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
     pool = await open_asyncpg_pool(settings.runtime.database_url.value, settings.runtime.service, size=8)
     stack.push_async_callback(pool.close)
     ledger = ledger_pb2_grpc.LedgerServiceStub(runtime.channel("ledger"))
+    budgets = CampaignBudgets(ledger)
     granting = Granting(
         runtime.engine,
         pool,
         index,
-        ledger,
-        accounts=accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts")),
-        refund_closed=lambda campaign_id: refund_closed(runtime.engine, ledger, campaign_id),
+        GrantCredits(ledger),
+        emails=DriverEmails(accounts_pb2_grpc.AccountsServiceStub(runtime.channel("accounts"))),
+        refund_closed=lambda campaign_id: refund_closed(runtime.engine, budgets, campaign_id),
     )
     relay = OutboxRelay(
         runtime.engine,
@@ -70,7 +72,7 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         index,
         platform_fee_bps=settings.platform_fee_bps,
         driver_email=granting.driver_email,
-        sessions=sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions")),
+        chargers=ChargerDirectory(sessions_pb2_grpc.SessionsServiceStub(runtime.channel("sessions"))),
     )
     api = IncentivesApi(
         runtime.engine,
@@ -79,11 +81,11 @@ async def build_server(settings: IncentivesSettings, stack: contextlib.AsyncExit
         granting=granting,
         campaigns=campaigns,
         stripe=checkout,
-        ledger=ledger,
+        budgets=budgets,
     )
 
     async def ending(stop: asyncio.Event) -> None:
-        await end_campaigns(runtime.engine, index, ledger, stop, settings.end_campaigns_every_s)
+        await end_campaigns(runtime.engine, index, budgets, stop, settings.end_campaigns_every_s)
 
     binding = ServiceBinding(SERVICE_NAME, api, incentives_pb2_grpc.add_IncentivesServiceServicer_to_server, ACCESS)
     return ServiceServer(runtime, [binding], workers=[index.run, relay.run, ending])

@@ -16,7 +16,6 @@ import grpc
 from google.protobuf import timestamp_pb2
 from nerava.incentives.v1 import incentives_pb2 as pb
 from nerava.incentives.v1 import incentives_pb2_grpc
-from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common import audit
@@ -34,6 +33,7 @@ from services.incentives.campaigns import (
 from services.incentives.config import IncentivesSettings
 from services.incentives.granting import Granting, reputation, session_grants
 from services.incentives.index import CampaignIndex
+from services.incentives.peers import CampaignBudgets
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["IncentivesService"].full_name
 DRIVER, SPONSOR, ADMIN, ADMIN_READONLY = "driver", "sponsor", "admin", "admin_readonly"
@@ -106,9 +106,9 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         granting: Granting,
         campaigns: Campaigns,
         stripe: StripeCheckout,
-        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+        budgets: CampaignBudgets,
     ) -> None:
-        self._ledger = ledger
+        self._budgets = budgets
         self._engine = engine
         self._settings = settings
         self._index = index
@@ -216,7 +216,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
     ) -> pb.FundCampaignFromPlatformResponse:
         row = await funding.fund_from_platform(
             self._engine,
-            self._ledger,
+            self._budgets,
             campaign_id=request.campaign_id,
             actor=_actor(),
             reason=request.reason,
@@ -230,7 +230,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
         self, request: pb.CancelCampaignRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CancelCampaignResponse:
         row, refunded = await funding.cancel(
-            self._engine, self._ledger, campaign_id=request.campaign_id, actor=_actor()
+            self._engine, self._budgets, campaign_id=request.campaign_id, actor=_actor()
         )
         await self._index.refresh()
         return pb.CancelCampaignResponse(campaign=messages.campaign_message(row), refunded_cents=refunded)

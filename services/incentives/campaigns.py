@@ -18,18 +18,17 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
-from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
-from services.common.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.common.errors import FailedPrecondition, InvalidArgument
 from services.incentives import domain, funding, store
 from services.incentives.funding import Actor, check_not_expired, invalid_transition, not_found
 from services.incentives.index import CampaignIndex, IndexedCampaign
+from services.incentives.peers import ChargerDirectory
 from services.incentives.reasons import Reason
 
 # Exhausted too: a campaign stopped by max_sessions with budget left can raise its cap and resume.
@@ -194,12 +193,12 @@ class Campaigns:
         *,
         platform_fee_bps: int,
         driver_email: Callable[[str], Awaitable[str]],
-        sessions: sessions_pb2_grpc.SessionsServiceAsyncStub,
+        chargers: ChargerDirectory,
         clock: Callable[[], datetime.datetime] = utc_now,
     ) -> None:
         self._engine = engine
         self._driver_email = driver_email
-        self._sessions = sessions
+        self._chargers = chargers
         self._index = index
         self._fee_bps = platform_fee_bps
         self._clock = clock
@@ -529,7 +528,7 @@ class Campaigns:
         is given), best reward first, each saying whether the driver is eligible now and, if not, the first rule
         that refuses."""
         email = await self._driver_email(driver_id) if self._index.any_email_allowlist_at_all() else ""
-        place = await self._charger_place(charger_id) if charger_id else domain.Place(lat=lat, lng=lng)
+        place = await self._chargers.place(charger_id) if charger_id else domain.Place(lat=lat, lng=lng)
         located = place.charger_id or place.lat is not None or place.zone_id or place.network
         now = self._clock()
         indexed = self._filed_at(place) if located else list(self._index.all())
@@ -557,23 +556,6 @@ class Campaigns:
             )
             offers.append(DriverOffer(entry, failure))
         return DriverPage(offers, more=offset + size < len(live))
-
-    async def _charger_place(self, charger_id: str) -> domain.Place:
-        try:
-            charger = await self._sessions.GetCharger(sessions_pb2.GetChargerRequest(charger_id=charger_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                raise NotFound(
-                    Reason.CHARGER_NOT_FOUND, "no charger with that id", {"charger_id": charger_id}
-                ) from error
-            raise
-        return domain.Place(
-            charger_id=charger_id,
-            network=charger.network_name,
-            zone_id=charger.zone_id,
-            lat=charger.lat,
-            lng=charger.lng,
-        )
 
     def charger_reward(self, place: domain.Place) -> IndexedCampaign | None:
         """The campaign whose reward a driver would see first at this charger in their listing, if a live one can

@@ -15,7 +15,8 @@ Platform funding and refunds call the ledger synchronously under the same row lo
 campaign (and, for refunds, from what was refunded before), so a retry after any failure repeats the same ledger
 request instead of moving money twice.
 
-Transport-free: these functions take the engine, the clients and the time, and raise domain errors.
+Transport-free: these functions take the engine, Stripe's adapter, the ledger's campaign budgets (peers.py) and the
+time, and raise domain errors.
 """
 
 from __future__ import annotations
@@ -28,17 +29,15 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
 from services.common.errors import FailedPrecondition, NotFound, Unavailable
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import PaymentsUnavailable, StripeCheckout
-from services.incentives.granting import ledger_currency
+from services.incentives.peers import BudgetRefund, CampaignBudgets, PlatformFunding, currency_name
 from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ CANCELABLE = frozenset(
 )
 # Closed campaigns: they grant nothing more, and what their budget has left belongs to the sponsor.
 CLOSED = frozenset({pb.CAMPAIGN_STATUS_ENDED, pb.CAMPAIGN_STATUS_CANCELED})
-PLATFORM_OWNER = "platform"
 # How long a caller's claim to open the checkout stands (longer than Stripe's timeout and retries), and how other
 # callers wait for it.
 CHECKOUT_CLAIM = datetime.timedelta(seconds=60)
@@ -182,7 +180,7 @@ async def _open_at_stripe(
             campaign_id=str(row["id"]),
             gross_cents=gross,
             platform_fee_bps=fee_bps,
-            reward_currency=ledger_pb2.Currency.Name(ledger_currency(row["reward_kind"])),  # type: ignore[arg-type]
+            reward_currency=currency_name(row["reward_kind"]),
             success_url=f"{page}?funded=true",
             cancel_url=f"{page}?funded=false",
             idempotency_key=f"checkout:{row['id']}:{attempt}:{gross}",
@@ -235,7 +233,7 @@ async def _open_at_stripe(
 
 async def fund_from_platform(
     engine: AsyncEngine,
-    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+    budgets: CampaignBudgets,
     *,
     campaign_id: str,
     actor: Actor,
@@ -261,41 +259,21 @@ async def fund_from_platform(
             raise FailedPrecondition(Reason.CHECKOUT_PENDING, "a Stripe checkout is open for this campaign")
         check_not_expired(row, now)
         net = int(row["budget_cents"])
-        currency = ledger_currency(row["reward_kind"])
         key = f"platform-funding:{row['id']}"
-        try:
-            await ledger.PostTransfer(
-                ledger_pb2.PostTransferRequest(
-                    idempotency_key=key,
-                    kind=ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING,
-                    currency=currency,  # type: ignore[arg-type]
-                    amount=net,
-                    from_account=ledger_pb2.AccountRef(
-                        type=ledger_pb2.ACCOUNT_TYPE_EXTERNAL_FUNDING,
-                        owner_id=PLATFORM_OWNER,
-                        currency=currency,  # type: ignore[arg-type]
-                    ),
-                    to_account=ledger_pb2.AccountRef(
-                        type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
-                        owner_id=str(row["id"]),
-                        currency=currency,  # type: ignore[arg-type]
-                    ),
-                    metadata=ledger_pb2.TransferMetadata(
-                        campaign_id=str(row["id"]),
-                        campaign_name=row["name"][:200],
-                        actor_id=actor.user_id,
-                        reason=reason[:500],
-                        description="Funded by the platform",
-                    ),
-                )
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() != grpc.StatusCode.ABORTED:
-                raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
+        funding = PlatformFunding(
+            idempotency_key=key,
+            campaign_id=str(row["id"]),
+            campaign_name=row["name"],
+            reward_kind=row["reward_kind"],
+            amount=net,
+            actor_id=actor.user_id,
+            reason=reason,
+        )
+        if not await budgets.fund_from_platform(funding):
             # The ledger holds this campaign's platform funding under another actor or reason: an earlier attempt
             # moved the money and died (or lost its answer) before the campaign said FUNDED. That transfer is the
             # funding; the campaign's budget is what it moved.
-            net = await _landed_platform_funding(ledger, row, key, currency)
+            net = await _landed_platform_funding(budgets, row, key)
         funded: sa.RowMapping = (
             (
                 await conn.execute(
@@ -331,25 +309,10 @@ async def fund_from_platform(
     return funded
 
 
-async def _landed_platform_funding(
-    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: store.Row, key: str, currency: int
-) -> int:
+async def _landed_platform_funding(budgets: CampaignBudgets, row: store.Row, key: str) -> int:
     """The amount of the campaign's platform funding transfer the ledger holds under `key`; CAMPAIGN_FUNDING_CONFLICT
     (FAILED_PRECONDITION) when the ledger refused the key for something else."""
-    budget = ledger_pb2.AccountRef(
-        type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
-        owner_id=str(row["id"]),
-        currency=currency,  # type: ignore[arg-type]
-    )
-    try:
-        listed = await ledger.ListTransfers(
-            ledger_pb2.ListTransfersRequest(
-                account=budget, kinds=[ledger_pb2.TRANSFER_KIND_CAMPAIGN_FUNDING], page_size=500
-            )
-        )
-    except grpc.aio.AioRpcError as error:
-        raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry") from error
-    landed = next((t for t in listed.transfers if t.idempotency_key == key), None)
+    landed = await budgets.landed_funding(str(row["id"]), row["reward_kind"], key)
     if landed is None:
         raise FailedPrecondition(
             Reason.CAMPAIGN_FUNDING_CONFLICT,
@@ -358,14 +321,14 @@ async def _landed_platform_funding(
         )
     log.warning(
         "platform funding completed from the transfer an earlier attempt left",
-        extra={"campaign_id": str(row["id"]), "transfer_id": landed.id, "first_admin": landed.metadata.actor_id},
+        extra={"campaign_id": str(row["id"]), "transfer_id": landed.transfer_id, "first_admin": landed.actor_id},
     )
-    return int(landed.amount)
+    return landed.amount
 
 
 async def cancel(
     engine: AsyncEngine,
-    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+    budgets: CampaignBudgets,
     *,
     campaign_id: str,
     actor: Actor,
@@ -386,16 +349,14 @@ async def cancel(
         row = await locked_campaign(conn, campaign_id, actor)
         refunded = 0
         if row["funding_status"] == pb.FUNDING_STATUS_FUNDED:
-            row, refunded = await _refund_remaining(conn, ledger, row)
+            row, refunded = await _refund_remaining(conn, budgets, row)
         final = (
             (await conn.execute(sa.select(store.campaigns).where(store.campaigns.c.id == row["id"]))).mappings().one()
         )
     return final, refunded
 
 
-async def refund_closed(
-    engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, campaign_id: uuid.UUID
-) -> int:
+async def refund_closed(engine: AsyncEngine, budgets: CampaignBudgets, campaign_id: uuid.UUID) -> int:
     """Refunds to its sponsor what a canceled or ended campaign has left — also budget that came back after the
     campaign closed (a clawback, a FAILED grant) — and returns what moved. Keyed by what was refunded before
     (see _refund), so the worker, the clawback that returned the budget and every replica may all call it: the
@@ -417,11 +378,11 @@ async def refund_closed(
             or remaining(row) <= 0
         ):
             return 0
-        _, moved = await _refund_remaining(conn, ledger, row)
+        _, moved = await _refund_remaining(conn, budgets, row)
     return moved
 
 
-async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, limit: int = 50) -> int:
+async def refund_ended(engine: AsyncEngine, budgets: CampaignBudgets, limit: int = 50) -> int:
     """Refunds what is left of closed campaigns (ended, or canceled and given budget back since) to their
     sponsors; returns how many were refunded something. Every replica may run it (refund_closed)."""
     async with engine.connect() as conn:
@@ -446,7 +407,7 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
         )
     refunded = 0
     for campaign_id in due:
-        if await refund_closed(engine, ledger, campaign_id):
+        if await refund_closed(engine, budgets, campaign_id):
             refunded += 1
             continue
         # Nothing the ledger could refund (a payment it cannot name is with a person): to the back of the queue,
@@ -458,16 +419,14 @@ async def refund_ended(engine: AsyncEngine, ledger: ledger_pb2_grpc.LedgerServic
     return refunded
 
 
-async def _refund_remaining(
-    conn: AsyncConnection, ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any
-) -> tuple[Any, int]:
+async def _refund_remaining(conn: AsyncConnection, budgets: CampaignBudgets, row: Any) -> tuple[Any, int]:
     """Refunds what is left of the locked campaign `row` and records it; (the row after, what was refunded).
     A replayed key (its first answer was lost, and the remainder may have moved since, e.g. a clawback) answers
     what it refunded then: that is recorded and the rest is asked under the next key."""
     refunded = 0
     while (left := remaining(row)) > 0:
-        reply = await _refund(ledger, row, left)
-        moved = int(reply.refunded_cents)
+        reply = await _refund(budgets, row, left)
+        moved = reply.refunded_cents
         if moved:
             row = (
                 (
@@ -487,23 +446,15 @@ async def _refund_remaining(
     return row, refunded
 
 
-async def _refund(
-    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub, row: Any, amount: int
-) -> ledger_pb2.RefundCampaignBudgetResponse:
+async def _refund(budgets: CampaignBudgets, row: Any, amount: int) -> BudgetRefund:
     # Keyed by what was refunded before: a retry repeats this refund, a later one (after a clawback returned
     # budget) is a new one.
-    try:
-        reply = await ledger.RefundCampaignBudget(
-            ledger_pb2.RefundCampaignBudgetRequest(
-                idempotency_key=f"campaign-refund:{row['id']}:{row['refunded_cents']}",
-                campaign_id=str(row["id"]),
-                currency=ledger_currency(row["reward_kind"]),  # type: ignore[arg-type]
-                amount_cents=amount,
-                reason="campaign canceled" if row["status"] == pb.CAMPAIGN_STATUS_CANCELED else "campaign ended",
-                # The payment this campaign took: the refund goes against it, never against one it refused.
-                kept_checkout_session_id=row["checkout_session_id"] or "",
-            )
-        )
-    except grpc.aio.AioRpcError as error:
-        raise Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not refund the budget; retry") from error
-    return reply
+    return await budgets.refund(
+        idempotency_key=f"campaign-refund:{row['id']}:{row['refunded_cents']}",
+        campaign_id=str(row["id"]),
+        reward_kind=row["reward_kind"],
+        amount=amount,
+        reason="campaign canceled" if row["status"] == pb.CAMPAIGN_STATUS_CANCELED else "campaign ended",
+        # The payment this campaign took: the refund goes against it, never against one it refused.
+        kept_checkout_session_id=row["checkout_session_id"] or "",
+    )

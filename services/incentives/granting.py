@@ -26,21 +26,19 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import asyncpg
-import grpc
 import prometheus_client
 import sqlalchemy as sa
-from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.incentives.v1 import incentives_pb2 as pb
-from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common import audit
 from services.common.db import single_statement_reads
-from services.common.errors import Aborted, FailedPrecondition, NotFound, Unavailable
+from services.common.errors import Aborted, FailedPrecondition, NotFound
 from services.common.outbox import OutboxMessage, OutboxRelay, PermanentDeliveryError
 from services.incentives import domain, store
 from services.incentives.index import CampaignIndex
+from services.incentives.peers import CreditRefused, DriverEmails, GrantCredits
 from services.incentives.reasons import Reason
 
 log = logging.getLogger(__name__)
@@ -58,22 +56,6 @@ CANDIDATES_TRIED = prometheus_client.Histogram(
 )
 
 GRANT_CREDIT_TOPIC = "grant.credit"
-LEDGER_SCOPE_KEY_PREFIX = "grant:"
-CLAWBACK_KEY_PREFIX = "clawback:"
-
-_CURRENCY: dict[int, int] = {
-    pb.REWARD_KIND_CASH: ledger_pb2.CURRENCY_CASH_CENTS,
-    pb.REWARD_KIND_NOVA: ledger_pb2.CURRENCY_NOVA_POINTS,
-}
-_DRIVER_ACCOUNT: dict[int, int] = {
-    pb.REWARD_KIND_CASH: ledger_pb2.ACCOUNT_TYPE_DRIVER_CASH,
-    pb.REWARD_KIND_NOVA: ledger_pb2.ACCOUNT_TYPE_DRIVER_NOVA,
-}
-
-
-def ledger_currency(reward_kind: int) -> int:
-    """The currency of a campaign's budget account and of its grants (1 Nova = 1 cent, so amounts are equal)."""
-    return _CURRENCY[reward_kind]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,52 +94,15 @@ class DriverStanding:
     streak_days: int
 
 
-class CreditRefused(PermanentDeliveryError):
-    """The ledger refused a grant's credit for good, and remembers it (FAILED_PRECONDITION): the grant fails."""
-
-
-def grant_transfer_request(grant: store.Row) -> ledger_pb2.PostTransferRequest:
-    """The ledger transfer of a grant. Built only from the grant's row — the names it carries are those the grant
-    stored when it was granted, never the campaign's current ones — so every attempt (the relay's, a replay's, a
-    clawback's) sends the identical request and the ledger's idempotency answers the original transfer."""
-    kind = grant["reward_kind"]
-    currency = _CURRENCY[kind]
-    return ledger_pb2.PostTransferRequest(
-        idempotency_key=f"{LEDGER_SCOPE_KEY_PREFIX}{grant['id']}",
-        kind=ledger_pb2.TRANSFER_KIND_CAMPAIGN_GRANT,
-        currency=currency,  # type: ignore[arg-type]
-        amount=grant["amount_cents"],
-        from_account=ledger_pb2.AccountRef(
-            type=ledger_pb2.ACCOUNT_TYPE_CAMPAIGN_BUDGET,
-            owner_id=str(grant["campaign_id"]),
-            currency=currency,  # type: ignore[arg-type]
-        ),
-        to_account=ledger_pb2.AccountRef(
-            type=_DRIVER_ACCOUNT[kind],  # type: ignore[arg-type]
-            owner_id=grant["driver_id"],
-            currency=currency,  # type: ignore[arg-type]
-        ),
-        metadata=ledger_pb2.TransferMetadata(
-            campaign_id=str(grant["campaign_id"]),
-            campaign_name=grant["credit_campaign_name"][:200],
-            sponsor_id=grant["credit_sponsor_id"],
-            sponsor_name=grant["credit_sponsor_name"][:200],
-            grant_id=str(grant["id"]),
-            session_id=str(grant["session_id"]),
-            description=f"Earned from {grant['credit_campaign_name']}"[:300],
-        ),
-    )
-
-
 class Granting:
     def __init__(
         self,
         engine: AsyncEngine,
         pool: asyncpg.Pool,
         index: CampaignIndex,
-        ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+        credits: GrantCredits,
         *,
-        accounts: accounts_pb2_grpc.AccountsServiceAsyncStub | None = None,
+        emails: DriverEmails | None = None,
         clock: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
         refund_closed: Callable[[uuid.UUID], Awaitable[object]] | None = None,
     ) -> None:
@@ -168,8 +113,8 @@ class Granting:
         self._reads = single_statement_reads(engine)
         self._pool = pool
         self._index = index
-        self._ledger = ledger
-        self._accounts = accounts
+        self._credits = credits
+        self._emails = emails
         self._clock = clock
         self.relay: OutboxRelay | None = None
 
@@ -288,16 +233,9 @@ class Granting:
 
     async def driver_email(self, driver_id: str) -> str:
         """The driver's email (for allowlists that name emails); "" when unknown."""
-        if self._accounts is None:
+        if self._emails is None:
             return ""
-        try:
-            reply = await self._accounts.GetUser(accounts_pb2.GetUserRequest(user_id=driver_id))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.NOT_FOUND:
-                return ""
-            # Judging the allowlist without the email could refuse a driver who is on it; sessions retries.
-            raise Unavailable(Reason.ACCOUNTS_UNAVAILABLE, "the driver's email could not be read; retry") from error
-        return reply.user.email
+        return await self._emails.email(driver_id)
 
     # --- the ledger credit (outbox relay) ------------------------------------------------------------------
 
@@ -309,26 +247,8 @@ class Granting:
         row = None if record is None else dict(record)
         if row is None:
             raise PermanentDeliveryError(f"grant {grant_id} does not exist")
-        try:
-            reply = await self._ledger.PostTransfer(grant_transfer_request(row))
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                # No budget account, or not enough in it. The ledger remembers a refused key and answers the
-                # same refusal to every retry, so retrying cannot help: the grant fails (fail_grant).
-                raise CreditRefused(f"ledger refused grant {grant_id}: {error.details()}") from error
-            if error.code() in (
-                # ABORTED (IDEMPOTENCY_KEY_REUSED): the ledger holds another request under this grant's key (the
-                # request is built from the grant's stored row, so this is not a rename), so the driver may well be
-                # credited: parked, never failed. INVALID_ARGUMENT, PERMISSION_DENIED: nothing remembered, a replay
-                # may credit.
-                grpc.StatusCode.INVALID_ARGUMENT,
-                grpc.StatusCode.ABORTED,
-                grpc.StatusCode.PERMISSION_DENIED,
-            ):
-                raise PermanentDeliveryError(f"ledger refused grant {grant_id}: {error.details()}") from error
-            # UNAVAILABLE, deadlines: try again later.
-            raise
-        await self._pool.execute(_MARK_GRANTED, grant_id, uuid.UUID(reply.transfer.id))
+        transfer_id = await self._credits.deliver(grant_id, row)
+        await self._pool.execute(_MARK_GRANTED, grant_id, uuid.UUID(transfer_id))
 
     async def fail_grant(self, message: OutboxMessage, error: BaseException) -> None:
         """The outbox gave up on a grant's credit. Refused for good by the ledger: the grant is FAILED, its
@@ -397,17 +317,15 @@ class Granting:
             )
         if row["status"] == pb.GRANT_STATUS_CLAWED_BACK:
             return Clawback(row, row["name"], int(row["budget_cents"] - row["spent_cents"] - row["refunded_cents"]))
-        try:
-            # The credit may still sit in the outbox: posting it here is the same idempotent request, so the
-            # ledger answers the one transfer whichever of us comes first. A credited grant names its transfer:
-            # not posted again.
-            transfer_id = row["ledger_transfer_id"]
-            if transfer_id is None:
-                transfer_id = (await self._ledger.PostTransfer(grant_transfer_request(row))).transfer.id
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+        # The credit may still sit in the outbox: posting it here is the same idempotent request, so the ledger
+        # answers the one transfer whichever of us comes first. A credited grant names its transfer: not posted
+        # again.
+        transfer_id = row["ledger_transfer_id"]
+        if transfer_id is None:
+            try:
+                transfer_id = await self._credits.credit(grant_id, row)
+            except CreditRefused as refused:
                 # The ledger refuses the credit itself (and remembers it): the grant never paid; it fails.
-                refused = CreditRefused(f"ledger refused grant {grant_id}: {error.details()}")
                 await self.fail_grant(
                     OutboxMessage(0, GRANT_CREDIT_TOPIC, str(grant_id), {"grant_id": str(grant_id)}, 0), refused
                 )
@@ -415,27 +333,8 @@ class Granting:
                     Reason.GRANT_FAILED,
                     "the ledger refused this grant's credit; it failed and its budget was returned",
                     {"grant_id": str(grant_id)},
-                ) from error
-            raise _unanswered(error) from error
-        try:
-            await self._ledger.ReverseTransfer(
-                ledger_pb2.ReverseTransferRequest(
-                    idempotency_key=f"{CLAWBACK_KEY_PREFIX}{grant_id}",
-                    transfer_id=str(transfer_id),
-                    reason=reason,
-                    metadata=ledger_pb2.TransferMetadata(
-                        grant_id=str(grant_id), campaign_id=str(row["campaign_id"]), reason=reason[:500], actor_id=actor
-                    ),
-                )
-            )
-        except grpc.aio.AioRpcError as error:
-            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                raise FailedPrecondition(
-                    Reason.GRANT_ALREADY_SPENT,
-                    "the driver already spent or withdrew this reward; the ledger cannot reverse it",
-                    {"grant_id": str(grant_id)},
-                ) from error
-            raise _unanswered(error) from error
+                ) from refused
+        await self._credits.reverse(grant_id, str(transfer_id), str(row["campaign_id"]), reason, actor)
         async with self._engine.begin() as conn:
             updated = (
                 await conn.execute(
@@ -485,14 +384,6 @@ class Granting:
             final["campaign_name"],
             int(final["budget_cents"] - final["spent_cents"] - final["refunded_cents"]),
         )
-
-
-def _unanswered(error: grpc.aio.AioRpcError) -> Exception:
-    """What a clawback raises for a ledger error it does not handle: LEDGER_UNAVAILABLE when asking again may
-    help, else the error itself."""
-    if error.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-        return Unavailable(Reason.LEDGER_UNAVAILABLE, "the ledger did not answer; retry with the same request_id")
-    return error
 
 
 async def _return_to_budget(conn: AsyncConnection, campaign_id: uuid.UUID, amount: int) -> None:

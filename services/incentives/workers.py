@@ -8,12 +8,12 @@ import logging
 
 import sqlalchemy as sa
 from nerava.incentives.v1 import incentives_pb2 as pb
-from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.incentives import store
 from services.incentives.funding import refund_ended
 from services.incentives.index import CampaignIndex
+from services.incentives.peers import CampaignBudgets
 
 log = logging.getLogger(__name__)
 _ENDABLE = (pb.CAMPAIGN_STATUS_ACTIVE, pb.CAMPAIGN_STATUS_PAUSED, pb.CAMPAIGN_STATUS_EXHAUSTED)
@@ -39,7 +39,7 @@ async def end_due_campaigns(engine: AsyncEngine) -> int:
 async def end_campaigns(
     engine: AsyncEngine,
     index: CampaignIndex,
-    ledger: ledger_pb2_grpc.LedgerServiceAsyncStub,
+    budgets: CampaignBudgets,
     stop: asyncio.Event,
     every_s: float,
 ) -> None:
@@ -49,7 +49,7 @@ async def end_campaigns(
         try:
             if await end_due_campaigns(engine):
                 index.changed()
-            await refund_ended(engine, ledger)
+            await refund_ended(engine, budgets)
         except Exception:
             log.exception("ending campaigns failed; will try again")
         with contextlib.suppress(TimeoutError):

@@ -26,6 +26,7 @@ from services.common.outbox import OutboxRelay
 from services.incentives import domain, messages, store
 from services.incentives.granting import GRANT_CREDIT_TOPIC, Granting
 from services.incentives.index import CampaignIndex
+from services.incentives.peers import GrantCredits
 from tests.incentives.helpers import driver_cash, ended_session
 from tests.support.database import fresh_database
 from tests.support.eventually import eventually
@@ -158,13 +159,13 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
     reply = messages.evaluation_message(
-        await Granting(engine, pool, index, ledger).evaluate(
+        await Granting(engine, pool, index, GrantCredits(ledger)).evaluate(
             messages.ended_session(ended_session(driver, charger_id=CHARGER))
         )
     )
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
 
-    doomed = Granting(engine, pool, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
+    doomed = Granting(engine, pool, index, GrantCredits(DiesAfterTheLedgerAnswers(ledger)))  # type: ignore[arg-type]
     crashed = OutboxRelay(engine, store.outbox, {GRANT_CREDIT_TOPIC: doomed.deliver_credit}, "incentives", lease_s=0.3)
     with pytest.raises(asyncio.CancelledError):
         await crashed.run_once()
@@ -173,7 +174,10 @@ async def test_a_relay_killed_after_the_ledger_committed_credits_exactly_once(
     assert row.delivered_at is None  # … and the outbox never heard of it
 
     restarted = OutboxRelay(
-        engine, store.outbox, {GRANT_CREDIT_TOPIC: Granting(engine, pool, index, ledger).deliver_credit}, "incentives"
+        engine,
+        store.outbox,
+        {GRANT_CREDIT_TOPIC: Granting(engine, pool, index, GrantCredits(ledger)).deliver_credit},
+        "incentives",
     )
 
     async def claims_once_the_dead_relays_lease_runs_out() -> None:
@@ -195,7 +199,7 @@ async def test_credits_wait_while_the_ledger_is_away_and_land_when_it_returns(
     await index.refresh(full=True)
     port = free_port()
     away = ledger_stub(f"127.0.0.1:{port}")  # nothing listens there yet
-    granting = Granting(engine, pool, index, away)
+    granting = Granting(engine, pool, index, GrantCredits(away))
     relay = OutboxRelay(
         engine, store.outbox, {GRANT_CREDIT_TOPIC: granting.deliver_credit}, "incentives", max_backoff_s=0.2
     )
@@ -240,12 +244,12 @@ async def test_a_credit_committed_before_a_rename_is_never_failed_and_its_budget
     await index.refresh(full=True)
     driver = str(uuid.uuid4())
     reply = messages.evaluation_message(
-        await Granting(engine, pool, index, ledger).evaluate(
+        await Granting(engine, pool, index, GrantCredits(ledger)).evaluate(
             messages.ended_session(ended_session(driver, charger_id=CHARGER))
         )
     )
     assert reply.outcome == pb.EVALUATION_OUTCOME_GRANTED
-    doomed = Granting(engine, pool, index, DiesAfterTheLedgerAnswers(ledger))  # type: ignore[arg-type]
+    doomed = Granting(engine, pool, index, GrantCredits(DiesAfterTheLedgerAnswers(ledger)))  # type: ignore[arg-type]
     crashed = OutboxRelay(engine, store.outbox, {GRANT_CREDIT_TOPIC: doomed.deliver_credit}, "incentives", lease_s=0.3)
     with pytest.raises(asyncio.CancelledError):
         await crashed.run_once()
@@ -253,7 +257,7 @@ async def test_a_credit_committed_before_a_rename_is_never_failed_and_its_budget
     async with engine.begin() as conn:  # the sponsor renames the campaign
         await conn.execute(sa.update(store.campaigns).where(store.campaigns.c.id == campaign_id).values(name="Renamed"))
 
-    granting = Granting(engine, pool, index, ledger)
+    granting = Granting(engine, pool, index, GrantCredits(ledger))
     restarted = OutboxRelay(
         engine,
         store.outbox,

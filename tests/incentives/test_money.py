@@ -23,6 +23,7 @@ from services.common.db import create_engine
 from services.incentives import store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.funding import refund_ended
+from services.incentives.peers import CampaignBudgets
 from services.incentives.workers import end_due_campaigns
 from services.ledger import store as ledger_store
 from services.ledger.refunds import refund_duplicate_payment
@@ -415,10 +416,10 @@ async def test_what_an_ended_campaign_has_left_goes_back_to_the_sponsor(
     # tests' campaigns could end in between).
     await end_due_campaigns(incentives_engine)
     ledger = _AsIncentives(incentives.ledger)
-    await refund_ended(incentives_engine, ledger)  # type: ignore[arg-type]
+    await refund_ended(incentives_engine, CampaignBudgets(ledger))  # type: ignore[arg-type]
     ended = await incentives.campaign(campaign.id, sponsor)
     assert (ended.status, ended.refunded_cents, ended.remaining_cents) == (pb.CAMPAIGN_STATUS_ENDED, 7_900, 0)
-    await refund_ended(incentives_engine, ledger)  # type: ignore[arg-type]
+    await refund_ended(incentives_engine, CampaignBudgets(ledger))  # type: ignore[arg-type]
     assert (await incentives.campaign(campaign.id, sponsor)).refunded_cents == 7_900
 
     async def refunded() -> bool:
@@ -690,7 +691,7 @@ async def test_budget_a_clawback_returns_to_a_canceled_campaign_goes_to_the_spon
 
     await eventually(refunded)
     # The worker's pass over closed campaigns finds nothing more to refund: once.
-    await refund_ended(incentives_engine, _AsIncentives(incentives.ledger))  # type: ignore[arg-type]
+    await refund_ended(incentives_engine, CampaignBudgets(_AsIncentives(incentives.ledger)))  # type: ignore[arg-type]
     assert (await incentives.campaign(campaign.id, sponsor)).refunded_cents == 8_000
     assert sorted(r["amount"] for r in stripe_fake.refunds if r["payment_intent"] == intent) == [100, 7_900]
 
@@ -731,7 +732,7 @@ async def test_an_ended_campaign_the_ledger_cannot_refund_does_not_starve_the_ot
         assert await end_due_campaigns(incentives_engine) >= 1
     ledger = _AsIncentives(incentives.ledger)
     for _ in range(100):  # one campaign a batch
-        await refund_ended(incentives_engine, ledger, limit=1)  # type: ignore[arg-type]
+        await refund_ended(incentives_engine, CampaignBudgets(ledger), limit=1)  # type: ignore[arg-type]
         if (await incentives.campaign(other.id, sponsor)).refunded_cents:
             break
     assert (await incentives.campaign(other.id, sponsor)).refunded_cents == 8_000
