@@ -789,10 +789,12 @@ async def test_a_grant_credit_asked_again_after_a_rename_is_the_same_request(
     g, o = store.grants, store.outbox
     grant_id = uuid.UUID(granted.grant.id)
 
-    async def credited() -> uuid.UUID | None:
+    async def credited() -> uuid.UUID:
+        # Raises until the grant is GRANTED: `eventually` retries an assertion, not a None.
         async with incentives_engine.connect() as conn:
             row = (await conn.execute(sa.select(g.c.status, g.c.ledger_transfer_id).where(g.c.id == grant_id))).one()
-        return row.ledger_transfer_id if row.status == pb.GRANT_STATUS_GRANTED else None
+        assert row.status == pb.GRANT_STATUS_GRANTED and row.ledger_transfer_id is not None
+        return uuid.UUID(str(row.ledger_transfer_id))
 
     transfer_id = await eventually(credited)
     # The credit's answer was lost (the ledger holds the transfer, incentives does not know), and the campaign is
@@ -810,8 +812,15 @@ async def test_a_grant_credit_asked_again_after_a_rename_is_the_same_request(
             sa.update(store.campaigns).where(store.campaigns.c.id == uuid.UUID(campaign.id)).values(name="Renamed")
         )
     assert await eventually(credited) == transfer_id  # the ledger answered the original transfer
-    async with incentives_engine.connect() as conn:
-        row = (await conn.execute(sa.select(o).where(o.c.topic == "grant.credit", o.c.key == str(grant_id)))).one()
+
+    async def delivered() -> Any:
+        # The relay marks the row delivered after its handler returns, a moment after the grant reads GRANTED.
+        async with incentives_engine.connect() as conn:
+            row = (await conn.execute(sa.select(o).where(o.c.topic == "grant.credit", o.c.key == str(grant_id)))).one()
+        assert row.delivered_at is not None or row.failed_at is not None
+        return row
+
+    row = await eventually(delivered)
     assert row.failed_at is None and row.delivered_at is not None
     assert await incentives.ledger_balance(driver_cash(driver.user_id)) == 100
 

@@ -418,7 +418,8 @@ async def test_a_delivery_that_keeps_failing_is_dead_lettered_then_replayed(fund
 
     async def parked() -> Any:
         rows = await ledger.outbox_rows(session_id)
-        return rows[0] if rows and rows[0].failed_at is not None else None
+        assert rows and rows[0].failed_at is not None  # `eventually` retries an assertion, not a None
+        return rows[0]
 
     row = await eventually(parked)
     assert (row.attempts, row.delivered_at) == (8, None)
@@ -489,7 +490,8 @@ async def test_an_unreadable_delivery_parks_the_row(funding_ledger: FundingLedge
 
     async def parked() -> Any:
         rows = await ledger.outbox_rows(session_id)
-        return rows[0] if rows and rows[0].failed_at is not None else None
+        assert rows and rows[0].failed_at is not None  # `eventually` retries an assertion, not a None
+        return rows[0]
 
     row = await eventually(parked)
     assert row.delivered_at is None
