@@ -4,6 +4,7 @@ and Redis; prod: external Secrets, replica bounds from the capacity model, traci
 
 from __future__ import annotations
 
+import ast
 import base64
 import copy
 import json
@@ -340,6 +341,119 @@ def test_every_setting_the_manifests_give_a_service_is_one_it_reads(rendered: di
         if f'"{name}"' not in code and not name.startswith("OTEL_")  # OTEL_* are read by the OpenTelemetry SDK
     )
     assert unread == []
+
+
+# What each service reads (the first argument of every Env read in its config.py and services/common/config.py;
+# the per-service <SERVICE>_PORT/_ADDR/... names are f-strings and checked above) that the manifests leave at the
+# code's default on purpose: tuning and limits whose default is production's value. A setting a service reads is
+# either set in deploy/k8s (a ConfigMap, or a Secret in the prod overlay's list) or named here: one added to a
+# config.py without either fails test_prod_sets_every_setting_a_service_reads.
+LEFT_AT_DEFAULT: frozenset[str] = frozenset(
+    {"ACCESS_TOKEN_TTL_S", "REFRESH_TOKEN_TTL_S"}
+    # accounts: the login-code limits; the stub provider stays off (only the dev overlay switches it on).
+    | {"OTP_STUB_ENABLED", "OTP_STARTS_PER_IDENTITY", "OTP_STARTS_PER_IP", "OTP_START_WINDOW_S"}
+    | {"OTP_MAX_WRONG_CODES", "OTP_WRONG_CODE_WINDOW_S", "OTP_LOCKOUT_S"}
+    # sessions: push freshness, the session watcher, the partitions' retention and upkeep.
+    | {"PUSH_MAX_AGE_S", "SESSION_WATCH_INTERVAL_S", "SESSION_STALE_AFTER_S", "GOOGLE_PLACES_TIMEOUT_S"}
+    | {"SESSION_RETENTION_MONTHS", "SESSION_PARTITION_MONTHS_AHEAD", "SESSION_PARTITION_MAINTENANCE_S"}
+    # incentives and the ledger: Stripe's timeouts and retries, the workers' periods, the outbox.
+    | {"STRIPE_TIMEOUT_S", "STRIPE_MAX_RETRIES", "CAMPAIGN_INDEX_POLL_S", "END_CAMPAIGNS_EVERY_S"}
+    | {"PAYOUT_RECONCILE_AFTER_S", "MONEY_RECONCILE_EVERY_S", "MONEY_RECONCILE_WINDOW_H"}
+    | {"OUTBOX_POLL_S", "OUTBOX_MAX_BACKOFF_S", "OUTBOX_MAX_ATTEMPTS"}
+    # merchants: Square's timeout and the workers' periods.
+    | {"SQUARE_TIMEOUT_S", "REDEMPTION_SETTLE_AFTER_S", "REDEMPTION_SETTLE_EVERY_S", "EXPIRE_EXCLUSIVES_EVERY_S"}
+)
+
+
+def _settings_read(service: str) -> tuple[set[str], set[str]]:
+    """The variables a service's settings read (its config.py and services/common/config.py): every call's first
+    string argument in capitals (env.str("NAME", ...), _not_negative(env, "NAME", ...)), and those of them read
+    with env.secret."""
+    read: set[str] = set()
+    secrets: set[str] = set()
+    for path in (k8s_check.ROOT / "services" / service / "config.py", k8s_check.ROOT / "services/common/config.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            names = [arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)]
+            if names and re.fullmatch(r"[A-Z][A-Z0-9_]+", names[0]):
+                read.add(names[0])
+                if isinstance(node.func, ast.Attribute) and node.func.attr == "secret":
+                    secrets.add(names[0])
+    return read, secrets
+
+
+def _prod_secret_keys() -> dict[str, set[str]]:
+    """The keys the prod overlay's kustomization.yaml lists for each Secret created outside the repository."""
+    text = (k8s_check.K8S / "overlays" / "prod" / "kustomization.yaml").read_text()
+    block = text.split("# Secrets the namespace must hold", 1)[1].split("\n#\n", 1)[0]
+    keys: dict[str, set[str]] = {}
+    current = None
+    for line in block.splitlines()[1:]:
+        first = line.removeprefix("#   ").split(" ", 1)[0]
+        if first in k8s_check.EXTERNAL_SECRETS:
+            current = keys.setdefault(first, set())
+        assert current is not None, line
+        current |= set(re.findall(r"\b[A-Z][A-Z0-9_]{2,}\b", line))
+    return keys
+
+
+def _env_sources(objects: Objects, service: str, kind: str) -> list[str]:
+    ref = {"ConfigMap": "configMapRef", "Secret": "secretRef"}[kind]
+    return [source[ref]["name"] for source in _container(objects, "Deployment", service)["envFrom"] if ref in source]
+
+
+def _config_map_keys(objects: Objects, service: str) -> set[str]:
+    """The settings a service's pods get from ConfigMaps."""
+    return {
+        key for name in _env_sources(objects, service, "ConfigMap") for key in _find(objects, "ConfigMap", name)["data"]
+    }
+
+
+def test_prod_sets_every_setting_a_service_reads(rendered: dict[str, Objects]) -> None:
+    """Sign-in client ids, the SendGrid key, the apps' URLs…: a production deploy must not run on the code's
+    development defaults (localhost URLs) or with a feature silently off because nobody listed its setting."""
+    secret_keys = _prod_secret_keys()
+    assert set(secret_keys) == k8s_check.EXTERNAL_SECRETS
+    read_anywhere: set[str] = set()
+    for service in SERVICE_NAMES:
+        read, read_as_secret = _settings_read(service)
+        read_anywhere |= read
+        config_maps = _config_map_keys(rendered["prod"], service)
+        secrets = {key for name in _env_sources(rendered["prod"], service, "Secret") for key in secret_keys[name]}
+        missing = sorted(read - config_maps - secrets - LEFT_AT_DEFAULT)
+        assert missing == [], f"{service} reads {missing}: set them in deploy/k8s or add them to LEFT_AT_DEFAULT"
+        # A secret is delivered by a Secret, never by a ConfigMap.
+        for name in read_as_secret:
+            assert name in secrets and name not in config_maps, f"{service}: {name} is a secret"
+        assert not (LEFT_AT_DEFAULT & (config_maps | secrets)), "set in the manifests: not left at its default"
+    assert sorted(LEFT_AT_DEFAULT - read_anywhere) == [], "in LEFT_AT_DEFAULT but read by no service"
+    # A dev ConfigMap carries no secret either (the development values are in the overlay's Secrets).
+    every_secret: set[str] = set().union(*secret_keys.values())
+    for service in SERVICE_NAMES:
+        config_maps = _config_map_keys(rendered["dev"], service)
+        assert not (config_maps & every_secret), f"{service}: {sorted(config_maps & every_secret)} in a ConfigMap"
+
+
+def test_prod_signs_in_against_the_providers_and_mails_claim_links_through_sendgrid(
+    rendered: dict[str, Objects],
+) -> None:
+    objects = rendered["prod"]
+    accounts = _prefixed(objects, "ConfigMap", "accounts-config")["data"]
+    assert accounts["GOOGLE_JWKS_URL"] == "https://www.googleapis.com/oauth2/v3/certs"
+    assert accounts["APPLE_JWKS_URL"] == "https://appleid.apple.com/auth/keys"
+    assert accounts["SENDGRID_API_BASE"] == "https://api.sendgrid.com"
+    listed = _prod_secret_keys()["accounts-secrets"]
+    assert {"GOOGLE_CLIENT_IDS", "APPLE_CLIENT_IDS", "MERCHANT_GOOGLE_CLIENT_IDS", "SENDGRID_API_KEY"} <= listed
+    # The portal a claim link opens is the one merchants serves the preview from.
+    merchants = _prefixed(objects, "ConfigMap", "merchants-config")["data"]
+    assert accounts["MERCHANT_PORTAL_URL"] == merchants["MERCHANT_PORTAL_URL"]
+    # No URL a production service is given points at a developer's machine.
+    for obj in objects:
+        # nerava-runtime and the <service>-config maps (not the gateway's bootstrap, which names its own listeners).
+        if obj["kind"] == "ConfigMap" and obj["metadata"]["name"].split("-")[0] in {*SERVICE_NAMES, "nerava"}:
+            for name, value in obj["data"].items():
+                assert "localhost" not in value and "127.0.0.1" not in value, f"{name}={value}"
 
 
 def test_prod_hpas_allow_more_than_25_gateway_and_sessions_pods(rendered: dict[str, Objects]) -> None:
