@@ -9,12 +9,14 @@ import contextlib
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from services.common.server import Worker
 from services.common.telemetry import EXPIRED_STATES_DELETED
+
+if TYPE_CHECKING:  # the stores import this module for `expired_batch`: they need not load the gRPC server
+    from services.common.server import Worker
 
 log = logging.getLogger(__name__)
 
