@@ -31,6 +31,7 @@ from services.accounts.roles import Roles
 from services.accounts.sign_in import ClaimLinks, ExternalSignIn
 from services.accounts.tokens import Tokens
 from services.accounts.users import Users
+from services.accounts.workers import worker_tasks
 from services.common import audit
 from services.common.db import open_asyncpg_pool
 from services.common.logs import configure_logging
@@ -140,7 +141,7 @@ async def build_server(settings: AccountsSettings, stack: contextlib.AsyncExitSt
         audit_log=MergedAuditLog(audit_sources(runtime)),
     )
     binding = ServiceBinding(SERVICE_NAME, api, accounts_pb2_grpc.add_AccountsServiceServicer_to_server, ACCESS)
-    return ServiceServer(runtime, [binding])
+    return ServiceServer(runtime, [binding], workers=worker_tasks(runtime.engine, settings))
 
 
 async def main() -> None:

@@ -33,6 +33,9 @@ class AccountsSettings:
     email_sender: str
     merchant_portal_url: str
     claim_link_ttl_s: int
+    # Expired single-use states (the emailed claim links) are deleted an hour past their expiry, this often
+    # (services/common/sweeps.py).
+    expired_state_sweep_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> AccountsSettings:
@@ -77,4 +80,5 @@ class AccountsSettings:
             email_sender=env.str("EMAIL_SENDER", "no-reply@nerava.network"),
             merchant_portal_url=env.str("MERCHANT_PORTAL_URL", "https://merchant.nerava.network"),
             claim_link_ttl_s=env.int("CLAIM_LINK_TTL_S", 15 * 60),
+            expired_state_sweep_s=env.float("EXPIRED_STATE_SWEEP_S", 600.0),
         )

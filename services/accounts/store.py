@@ -10,7 +10,9 @@ from collections.abc import Sequence
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.common.sweeps import expired_batch
 
 metadata = sa.MetaData()
 
@@ -380,3 +382,10 @@ async def use_claim_link(conn: AsyncConnection, token_hash: bytes, now: datetime
         )
     ).first()
     return None if row is None else (row.merchant_id, row.email)
+
+
+async def delete_expired_claim_links(engine: AsyncEngine, before: datetime.datetime, limit: int) -> int:
+    """Deletes up to `limit` claim links that expired before `before`; answers how many (services/common/sweeps.py)."""
+    batch = expired_batch(merchant_claim_links.c.token_hash, merchant_claim_links.c.expires_at, before, limit)
+    async with engine.begin() as conn:
+        return (await conn.execute(batch)).rowcount

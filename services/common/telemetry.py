@@ -27,6 +27,11 @@ OUTBOX_LAG = prometheus_client.Gauge(
 OUTBOX_DELIVERED = prometheus_client.Counter(
     "nerava_outbox_delivered_total", "Outbox rows delivered, by topic and result.", ["service", "topic", "result"]
 )
+EXPIRED_STATES_DELETED = prometheus_client.Counter(
+    "nerava_expired_states_deleted_total",
+    "Expired single-use states (claim links, OAuth states) deleted by the sweep, by table.",
+    ["service", "table"],
+)
 
 _provider_lock = threading.Lock()
 

@@ -39,6 +39,9 @@ class MerchantsSettings:
     settle_every_s: float
     # ACTIVE exclusive sessions past their window are marked EXPIRED this often (reads also expire lazily).
     expire_exclusives_every_s: float
+    # Expired single-use states (Square OAuth states) are deleted an hour past their expiry, this often
+    # (services/common/sweeps.py).
+    expired_state_sweep_s: float
     # Google Places (the local fake in tests and `make run`): the funnel's business search and store listings.
     # The same variables as the sessions service's geocoder.
     places_api_key: Secret
@@ -65,6 +68,7 @@ class MerchantsSettings:
             settle_after_s=env.float("REDEMPTION_SETTLE_AFTER_S", 10.0),
             settle_every_s=env.float("REDEMPTION_SETTLE_EVERY_S", 5.0),
             expire_exclusives_every_s=env.float("EXPIRE_EXCLUSIVES_EVERY_S", 30.0),
+            expired_state_sweep_s=env.float("EXPIRED_STATE_SWEEP_S", 600.0),
             places_api_key=env.secret("GOOGLE_PLACES_API_KEY", ""),
             places_api_base=env.str("GOOGLE_PLACES_API_BASE", "https://places.googleapis.com"),
             places_timeout_s=env.float("GOOGLE_PLACES_TIMEOUT_S", 5.0),

@@ -3,13 +3,15 @@ every asynchronous cross-service effect of this service goes through it."""
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import outbox_table
+from services.common.sweeps import expired_batch
 
 metadata = sa.MetaData()
 outbox = outbox_table(metadata)
@@ -74,6 +76,15 @@ square_oauth_states = sa.Table(
     sa.Column("expires_at", _TS, nullable=False),
     sa.Column("used_at", _TS),
 )
+
+
+async def delete_expired_square_oauth_states(engine: AsyncEngine, before: datetime.datetime, limit: int) -> int:
+    """Deletes up to `limit` Square OAuth states that expired before `before`; answers how many.
+    The sweep's batch (services/common/sweeps.py)."""
+    batch = expired_batch(square_oauth_states.c.state, square_oauth_states.c.expires_at, before, limit)
+    async with engine.begin() as conn:
+        return (await conn.execute(batch)).rowcount
+
 
 charger_links = sa.Table(
     "charger_links",

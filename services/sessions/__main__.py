@@ -40,7 +40,13 @@ from services.sessions.tesla_sign_in import TeslaSignIn
 from services.sessions.tokens import TokenCipher
 from services.sessions.tracking import SESSION_ENDED_TOPIC, SessionTracker
 from services.sessions.watching import SessionWatcher
-from services.sessions.workers import STALE_CLEANUP_EVERY_S, EvaluationHandOff, end_stale_sessions, maintain_partitions
+from services.sessions.workers import (
+    STALE_CLEANUP_EVERY_S,
+    EvaluationHandOff,
+    end_stale_sessions,
+    maintain_partitions,
+    oauth_state_sweep,
+)
 
 
 async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitStack) -> ServiceServer:
@@ -157,7 +163,10 @@ async def build_server(settings: SessionsSettings, stack: contextlib.AsyncExitSt
     async def partition_maintenance(stop: asyncio.Event) -> None:
         await maintain_partitions(partitions, stop, settings.session_partition_maintenance_s)
 
-    return ServiceServer(runtime, [binding], workers=[relay.run, stale_cleanup, watcher.run, partition_maintenance])
+    state_sweep = oauth_state_sweep(runtime.engine, settings.expired_state_sweep_s)
+    return ServiceServer(
+        runtime, [binding], workers=[relay.run, stale_cleanup, watcher.run, partition_maintenance, state_sweep]
+    )
 
 
 async def main() -> None:

@@ -54,6 +54,9 @@ class SessionsSettings:
     session_partition_months_ahead: int
     # How often the worker keeps partitions ahead and applies the retention (on every replica; one works at a time).
     session_partition_maintenance_s: float
+    # Expired single-use states (Tesla and Smartcar consents, Tesla sign-ins) are deleted an hour past their expiry,
+    # this often (services/common/sweeps.py).
+    expired_state_sweep_s: float
 
     @classmethod
     def from_env(cls, env: Env | None = None) -> SessionsSettings:
@@ -97,6 +100,7 @@ class SessionsSettings:
             session_retention_months=_not_negative(env, "SESSION_RETENTION_MONTHS", 24),
             session_partition_months_ahead=_not_negative(env, "SESSION_PARTITION_MONTHS_AHEAD", 3),
             session_partition_maintenance_s=env.float("SESSION_PARTITION_MAINTENANCE_S", 3600.0),
+            expired_state_sweep_s=env.float("EXPIRED_STATE_SWEEP_S", 600.0),
         )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.outbox import outbox_table
+from services.common.sweeps import expired_batch
 
 metadata = sa.MetaData()
 outbox = outbox_table(metadata)
@@ -91,6 +92,14 @@ oauth_states = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("used_at", sa.DateTime(timezone=True)),
 )
+
+
+async def delete_expired_oauth_states(engine: AsyncEngine, before: datetime.datetime, limit: int) -> int:
+    """Deletes up to `limit` consent and sign-in states that expired before `before`; answers how many.
+    The sweep's batch (services/common/sweeps.py)."""
+    batch = expired_batch(oauth_states.c.state, oauth_states.c.expires_at, before, limit)
+    async with engine.begin() as conn:
+        return (await conn.execute(batch)).rowcount
 
 
 def _session_columns() -> list[sa.Column[Any]]:

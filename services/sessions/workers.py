@@ -1,17 +1,22 @@
 """Background work of the sessions process: the outbox relay's hand-off of ended sessions to incentives, stale
-cleanup, session partitions."""
+cleanup, session partitions, the sweep of expired OAuth states."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 
 import grpc
 from google.protobuf import json_format
 from nerava.incentives.v1 import incentives_pb2, incentives_pb2_grpc
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.common.outbox import OutboxMessage, PermanentDeliveryError
+from services.common.server import Worker
+from services.common.sweeps import expired_state_sweeper
+from services.sessions import store
 from services.sessions.retention import SessionPartitions
 from services.sessions.tracking import SessionTracker
 
@@ -50,6 +55,13 @@ async def maintain_partitions(partitions: SessionPartitions, stop: asyncio.Event
             log.exception("session partition maintenance failed; will try again")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every_s)
+
+
+def oauth_state_sweep(engine: AsyncEngine, every_s: float) -> Worker:
+    """Deletes the Tesla and Smartcar consent and Tesla sign-in states an hour past their expiry, every `every_s`."""
+    return expired_state_sweeper(
+        "sessions", "oauth_states", functools.partial(store.delete_expired_oauth_states, engine), every_s
+    )
 
 
 class EvaluationHandOff:

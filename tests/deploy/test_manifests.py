@@ -362,6 +362,8 @@ LEFT_AT_DEFAULT: frozenset[str] = frozenset(
     | {"OUTBOX_POLL_S", "OUTBOX_MAX_BACKOFF_S", "OUTBOX_MAX_ATTEMPTS"}
     # merchants: Square's timeout and the workers' periods.
     | {"SQUARE_TIMEOUT_S", "REDEMPTION_SETTLE_AFTER_S", "REDEMPTION_SETTLE_EVERY_S", "EXPIRE_EXCLUSIVES_EVERY_S"}
+    # accounts, sessions, merchants: how often expired single-use states are swept (services/common/sweeps.py).
+    | {"EXPIRED_STATE_SWEEP_S"}
 )
 
 
