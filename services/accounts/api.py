@@ -5,11 +5,9 @@ answer; the cores own their transactions and raise the domain errors the interce
 from __future__ import annotations
 
 import dataclasses
-import datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 from nerava.accounts.v1 import accounts_pb2, accounts_pb2_grpc
 from nerava.audit.v1 import audit_pb2
 
@@ -28,6 +26,7 @@ from services.common import audit
 from services.common.context import client_ip_var, current_caller
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, SIGNING_IN, Access
 from services.common.paging import page_position, page_token
+from services.common.timestamps import timestamp
 
 SERVICE_NAME = accounts_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
 
@@ -80,12 +79,6 @@ def _role(name: str) -> accounts_pb2.Role:
     return _ROLES_BY_NAME.get(name, accounts_pb2.ROLE_UNSPECIFIED)
 
 
-def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def user_message(user: store.UserRow) -> accounts_pb2.User:
     return accounts_pb2.User(
         public_id=str(user.public_id),
@@ -94,7 +87,7 @@ def user_message(user: store.UserRow) -> accounts_pb2.User:
         email=user.email or None,  # unknown is absent, never ""
         name=user.name or None,
         roles=[_role(r) for r in user.roles],
-        created_at=_timestamp(user.created_at),
+        created_at=timestamp(user.created_at),
         active=user.active,
     )
 
@@ -247,7 +240,7 @@ class AccountsApi(accounts_pb2_grpc.AccountsServiceServicer):
         self, request: accounts_pb2.SendMerchantClaimLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> accounts_pb2.SendMerchantClaimLinkResponse:
         expires_at = await self._sign_in.send_claim_link(request.merchant_id, domain.normalize_email(request.email))
-        return accounts_pb2.SendMerchantClaimLinkResponse(expires_at=_timestamp(expires_at))
+        return accounts_pb2.SendMerchantClaimLinkResponse(expires_at=timestamp(expires_at))
 
     async def VerifyMerchantClaimLink(
         self, request: accounts_pb2.VerifyMerchantClaimLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -369,6 +362,6 @@ def _flag_message(value: FlagValue) -> accounts_pb2.Flag:
         enabled=value.enabled,
         environment=value.environment,
         description=value.definition.description,
-        updated_at=_timestamp(value.updated_at) if value.updated_at else None,
+        updated_at=timestamp(value.updated_at) if value.updated_at else None,
         updated_by=value.updated_by,
     )

@@ -18,12 +18,12 @@ import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from google.protobuf import timestamp_pb2
 from nerava.audit.v1 import audit_pb2
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.context import current_caller, request_id_var
+from services.common.timestamps import timestamp
 
 # Unqualified: each service's connections set search_path to its own schema (services/common/db.py).
 audit_log = sa.Table(
@@ -72,12 +72,6 @@ async def record(conn: AsyncConnection, action: str, target: str, reason: str = 
 # --- one service's entries ------------------------------------------------------------------------------
 
 
-def _timestamp(value: datetime.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _like_prefix(prefix: str) -> str:
     return prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
@@ -117,7 +111,7 @@ async def list_entries(engine: AsyncEngine, service: str, query: audit_pb2.Audit
         audit_pb2.AuditEntry(
             id=f"{service}:{row.id}",
             service=service,
-            occurred_at=_timestamp(row.occurred_at),
+            occurred_at=timestamp(row.occurred_at),
             actor=row.actor,
             action=row.action,
             target=row.target,

@@ -23,6 +23,7 @@ from services.common.context import Caller, current_caller
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, Access, Owned
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
+from services.common.timestamps import timestamp
 from services.incentives import domain, funding, messages, store
 from services.incentives.adapters.stripe_checkout import StripeCheckout
 from services.incentives.campaigns import (
@@ -208,7 +209,7 @@ class IncentivesApi(incentives_pb2_grpc.IncentivesServiceServicer):
             gross_cents=int(row["gross_funding_cents"]),
             platform_fee_cents=int(row["platform_fee_cents"]),
             net_budget_cents=int(row["budget_cents"]),
-            expires_at=messages.timestamp(answer.expires_at),
+            expires_at=timestamp(answer.expires_at),
         )
 
     async def FundCampaignFromPlatform(

@@ -15,11 +15,12 @@ import json
 from typing import Any, cast
 
 import protovalidate
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from nerava.incentives.v1 import incentives_pb2 as pb
 
 from services.common.errors import InvalidArgument
 from services.common.interceptors import _field_path as field_path
+from services.common.timestamps import timestamp
 from services.incentives import domain, store
 from services.incentives.campaigns import (
     EDIT_FIELDS,
@@ -213,14 +214,6 @@ def ended_session(session: pb.EndedSession) -> EndedSession:
 
 
 # --- the cores' values → answers --------------------------------------------------------------------------------
-
-
-def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def grant_message(row: store.Row, campaign_name: str) -> pb.Grant:

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 import grpc
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from nerava.ledger.v1 import ledger_pb2 as pb
 from nerava.ledger.v1 import ledger_pb2_grpc
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -21,6 +21,7 @@ from services.common.http_body import json_array
 from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, SIGNED_BY_A_PROVIDER, Access
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import page_position, page_token
+from services.common.timestamps import timestamp
 from services.ledger import domain, invariants, store
 from services.ledger.fee_periods import FeePeriod, FeePeriods
 from services.ledger.onboarding import StripeOnboarding
@@ -75,14 +76,6 @@ ACCESS: dict[str, Access] = {
 _DEFAULT_PAGE = 50
 
 
-def _timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
-
-
 def _fee_period(period: FeePeriod) -> pb.MerchantFeePeriod:
     return pb.MerchantFeePeriod(
         merchant_id=period.merchant_id,
@@ -131,7 +124,7 @@ def _account_transfer(transfer: Transfer) -> pb.Transfer:
         reservation_id=str(transfer.reservation_id or ""),
         pending_to_account=_ref(transfer.pending_to) if transfer.pending_to is not None else None,
         reservation_state=transfer.reservation_state or pb.RESERVATION_STATE_UNSPECIFIED,  # type: ignore[arg-type]
-        created_at=_timestamp(transfer.created_at),
+        created_at=timestamp(transfer.created_at),
     )
 
 
@@ -143,7 +136,7 @@ def _timeline_item(entry: domain.TimelineEntry, created_at: datetime.datetime) -
         amount_cents=abs(entry.amount),
         title=item.title,
         subtitle=item.subtitle,
-        created_at=_timestamp(created_at),
+        created_at=timestamp(created_at),
         merchant_id=item.merchant_id,
         redemption_id=item.redemption_id,
         currency=entry.currency,  # type: ignore[arg-type]
@@ -200,7 +193,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             reservation_id=str(movement.reservation_id or ""),
             pending_to_account=_ref(movement.pending_to) if movement.pending_to else None,
             reservation_state=pb.RESERVATION_STATE_OPEN if movement.phase == pb.TRANSFER_PHASE_RESERVE else None,
-            created_at=_timestamp(result.created_at),
+            created_at=timestamp(result.created_at),
         )
 
     async def PostTransfer(
@@ -287,8 +280,8 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 balance=account.balance,
                 debits_total=account.debits_total,
                 credits_total=account.credits_total,
-                opened_at=_timestamp(account.opened_at),
-                updated_at=_timestamp(account.updated_at),
+                opened_at=timestamp(account.opened_at),
+                updated_at=timestamp(account.updated_at),
             )
         )
 
@@ -348,7 +341,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                 amount_cents=entry.amount_cents,
                 balance_after_cents=entry.balance_after_cents,
                 transaction_type=entry.transaction_type,
-                created_at=_timestamp(entry.created_at),
+                created_at=timestamp(entry.created_at),
                 description=entry.description,
                 campaign_name=entry.campaign_name,
                 sponsor_name=entry.sponsor_name,
@@ -388,7 +381,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
             transfer_id=str(result.transfer_id),
             amount=result.amount or 0,
             balance_after=result.to_balance or 0,
-            created_at=_timestamp(result.created_at),
+            created_at=timestamp(result.created_at),
             replayed=result.replayed,
         )
 
@@ -447,7 +440,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         self, request: pb.CreateStripeAccountLinkRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CreateStripeAccountLinkResponse:
         url, expires = await self._onboarding.account_link(_user_id(), request.refresh_url, request.return_url)
-        return pb.CreateStripeAccountLinkResponse(url=url, expires_at=_timestamp(expires))
+        return pb.CreateStripeAccountLinkResponse(url=url, expires_at=timestamp(expires))
 
     async def GetStripeStatus(
         self, request: pb.GetStripeStatusRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -500,7 +493,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
         stuck = await self._payouts.list_unknown(request.limit or 100)
         return pb.ListUnknownPayoutsResponse(
             payouts=[
-                pb.UnknownPayout(payout=_payout(row), driver_id=row.driver_id, updated_at=_timestamp(updated_at))
+                pb.UnknownPayout(payout=_payout(row), driver_id=row.driver_id, updated_at=timestamp(updated_at))
                 for row, updated_at in stuck
             ]
         )
@@ -554,7 +547,7 @@ class LedgerApi(ledger_pb2_grpc.LedgerServiceServicer):
                     event_type=issue.event_type,
                     object_id=issue.object_id,
                     problem=issue.problem,
-                    created_at=_timestamp(issue.created_at),
+                    created_at=timestamp(issue.created_at),
                 )
                 for issue in issues
             ]
@@ -566,8 +559,8 @@ def _payout(row: PayoutRow) -> pb.Payout:
         id=str(row.id),
         amount_cents=row.amount_cents,
         status=row.status,  # type: ignore[arg-type]
-        created_at=_timestamp(row.created_at),
-        paid_at=_timestamp(row.paid_at),
+        created_at=timestamp(row.created_at),
+        paid_at=timestamp(row.paid_at),
         failure_reason=row.failure_reason or "",
         stripe_transfer_id=row.stripe_transfer_id or "",
     )

@@ -33,6 +33,7 @@ from services.common.interceptors import BY_AN_ADMIN, OWN_DATA, PUBLIC_DATA, Acc
 from services.common.outbox import DEAD_LETTER_ACCESS, dead_letter_message, dead_letters, replay_dead_letters
 from services.common.paging import MAX_OFFSET, page_position, page_token
 from services.common.reasons import CommonReason
+from services.common.timestamps import timestamp
 from services.merchants import checkout, claims, exclusives, messages, portal
 from services.merchants.catalog import Catalog
 from services.merchants.checkout import Checkout
@@ -49,7 +50,6 @@ from services.merchants.records import (
     MERCHANT,
     STORE,
     checkout_url,
-    timestamp,
 )
 from services.merchants.store import outbox
 

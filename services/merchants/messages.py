@@ -17,6 +17,7 @@ from typing import Any, cast
 from google.protobuf import json_format, struct_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 
+from services.common.timestamps import timestamp
 from services.merchants import domain, exclusives, portal
 from services.merchants.catalog import (
     ChargerLink,
@@ -33,7 +34,7 @@ from services.merchants.exclusives import ExclusiveStart
 from services.merchants.favorites import FavoriteCharger
 from services.merchants.funnel import FoundBusiness, StoreClaim
 from services.merchants.peers import NovaTransfer
-from services.merchants.records import perk_of, timestamp
+from services.merchants.records import perk_of
 
 # JSON null, where the app's schema wants null rather than an empty string.
 NULL = struct_pb2.Value(null_value=struct_pb2.NULL_VALUE)

@@ -19,8 +19,9 @@ from nerava.ledger.v1 import ledger_pb2, ledger_pb2_grpc
 from nerava.sessions.v1 import sessions_pb2, sessions_pb2_grpc
 
 from services.common.errors import FailedPrecondition, PermissionDenied, Unavailable, peer_reason
+from services.common.timestamps import timestamp
 from services.merchants.reasons import Reason
-from services.merchants.records import charger_not_found, timestamp
+from services.merchants.records import charger_not_found
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -13,7 +13,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from cryptography.fernet import Fernet, MultiFernet
-from google.protobuf import timestamp_pb2
 from nerava.merchants.v1 import merchants_pb2 as pb
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -136,14 +135,6 @@ def checkout_url(page_url: str, token: str) -> str:
     """The page a phone opens from the store's QR code (not the JSON API behind it); `page_url` is
     MerchantsSettings.checkout_page_url, a template with `{token}`."""
     return page_url.replace("{token}", urllib.parse.quote(token, safe=""))
-
-
-def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def periods_json(periods: Sequence[domain.OpeningPeriod]) -> list[dict[str, int]]:

@@ -12,6 +12,7 @@ from google.api import httpbody_pb2
 from nerava.sessions.v1 import sessions_pb2 as pb
 
 from services.common.interceptors import redirect_browser
+from services.common.timestamps import timestamp
 from services.sessions import chargers, domain
 from services.sessions.discovery import (
     ChargerExtras,
@@ -24,7 +25,6 @@ from services.sessions.driver_sessions import SessionView
 from services.sessions.ev_codes import EvCode, Verification
 from services.sessions.linking import TeslaStatus, Vehicle
 from services.sessions.peers import Grant
-from services.sessions.tracking import timestamp
 
 # What a push did to the vehicle's session, as IngestTelemetry and HandleSmartcarWebhook answer it.
 INGEST_ACTIONS = {

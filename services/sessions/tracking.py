@@ -27,13 +27,14 @@ from typing import Any
 
 import asyncpg
 import sqlalchemy as sa
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format
 from nerava.incentives.v1 import incentives_pb2
 from nerava.sessions.v1 import sessions_pb2 as pb
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.common.geo import great_circle_m
 from services.common.outbox import OutboxRelay, enqueue
+from services.common.timestamps import timestamp
 from services.sessions import chargers, domain, store
 
 SESSION_ENDED_TOPIC = "session.ended"
@@ -46,14 +47,6 @@ class Applied:
 
     action: domain.Action
     session: Row | None
-
-
-def timestamp(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
 
 
 def _trail(
