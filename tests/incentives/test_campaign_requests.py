@@ -11,6 +11,7 @@ import uuid
 from zoneinfo import ZoneInfo
 
 import pytest
+from buf.validate import validate_pb2
 from google.protobuf import json_format
 from hypothesis import given
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ from nerava.incentives.v1 import incentives_pb2 as pb
 
 from services.common.errors import InvalidArgument
 from services.incentives import domain, store
-from services.incentives.campaigns import CampaignEdit
+from services.incentives.campaigns import EDIT_FIELDS, CampaignEdit
 from services.incentives.messages import (
     campaign_date,
     campaign_draft,
@@ -293,3 +294,11 @@ def test_the_rules_are_stored_as_the_contracts_json_and_read_back_as_given(rules
     if not rules.HasField("min_duration_minutes"):
         rules.min_duration_minutes = domain.DEFAULT_MIN_DURATION_MINUTES
     assert back == rules
+
+
+def test_the_edit_vocabulary_is_the_contracts_update_mask() -> None:
+    """EDIT_FIELDS is the one copy of the update mask's `in` rule (proto/…/incentives.proto) the core needs."""
+    mask = pb.UpdateCampaignRequest.DESCRIPTOR.fields_by_name["update_mask"]
+    rules: validate_pb2.FieldRules = mask.GetOptions().Extensions[validate_pb2.field]  # type: ignore[index]
+    allowed = getattr(rules.field_mask, "in")  # `in` is a Python keyword
+    assert tuple(allowed) == EDIT_FIELDS
